@@ -1,0 +1,14 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { packageVersion } from '../main.js';
+import { serveCommand } from './serve.js';
+import { configCheckCommand } from './config-check.js';
+
+const program = new Command('legacy-registry')
+  .description('Docker v1 registry + index server, bridged to the v2/OCI distribution API')
+  .version(packageVersion())
+  .addCommand(serveCommand())
+  .addCommand(configCheckCommand())
+  .showHelpAfterError();
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,79 @@
+import { z } from 'zod';
+
+/**
+ * The typed configuration. Property names mirror the YAML keys exactly (STYLE: no renaming layer).
+ * Keys and defaults follow the Python docker-registry (spec v1-protocol §8) where it had them.
+ */
+const nullableString = z.string().min(1).nullable().default(null);
+const byteSize = z.union([z.number().int().nonnegative(), z.string().regex(/^\d+\s*([kKmMgGtT]i?[bB]?)?$/)]);
+
+export const mirroringSchema = z
+  .object({
+    source: nullableString,
+    source_index: nullableString,
+    tags_cache_ttl: z.number().int().positive().default(172800),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    /** Body of GET / (JSON-encoded string). */
+    issue: z.string().default('"docker-registry server"'),
+    loglevel: z.enum(['debug', 'info', 'warn', 'warning', 'error', 'critical', 'silent']).default('info'),
+    debug: z.boolean().default(false),
+    /** No index: no token checks, stand-in index routes served (spec §3.12). */
+    standalone: z.boolean().default(true),
+    /** Base URL of the index the registry validates tokens against (spec §4.2). */
+    index_endpoint: z.url().default('http://127.0.0.1:5000'),
+    disable_token_auth: z.boolean().nullable().default(null),
+    privileged_key: nullableString,
+    /** Storage driver: file (alias local) or memory (tests only). */
+    storage: z.enum(['file', 'local', 'memory']).default('file'),
+    storage_path: z.string().min(1).default('./data'),
+    storage_redirect: z.boolean().nullable().default(null),
+    /** X-Docker-Endpoints value (host[:port] list); default: the request Host. */
+    registry_endpoints: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).nullable().default(null),
+    search_backend: nullableString,
+    sqlalchemy_index_database: nullableString,
+    mirroring: mirroringSchema.nullable().default(null),
+    /** Listen address (spec §8.3 REGISTRY_HOST / REGISTRY_PORT; REGISTRY_HTTP_ADDR host:port wins). */
+    host: z.string().min(1).default('0.0.0.0'),
+    port: z.number().int().min(0).max(65535).default(5000),
+    http_addr: nullableString,
+    /** Largest accepted layer in bytes (0 = no limit). Accepts 512MiB style suffixes. */
+    max_layer_size: byteSize.default(0),
+    /** Largest accepted image json / JSON request body. */
+    max_json_size: byteSize.default('4MiB'),
+    /** Verify X-Docker-Checksum (tarsum) on PUT checksum when the layer could be read as a tar. */
+    verify_tarsum: z.boolean().default(true),
+    /** Seconds a connection may stay idle (no bytes either way) before it is closed. */
+    idle_timeout: z.number().int().positive().default(120),
+    /** Seconds in-flight requests get to finish on SIGTERM/SIGINT before the process exits. */
+    shutdown_timeout: z.number().int().nonnegative().default(30),
+    /** Seconds after which an abandoned upload (no write for that long) is purged. */
+    upload_purge_age: z.number().int().positive().default(3600),
+    /** Seconds a positive token validation answer from the index is cached (spec Q14: ≤ 60). */
+    token_cache_ttl: z.number().int().nonnegative().max(60).default(30),
+  })
+  .strict();
+
+export type ConfigInput = z.input<typeof configSchema>;
+type Parsed = z.output<typeof configSchema>;
+export type Config = Readonly<Omit<Parsed, 'max_layer_size' | 'max_json_size' | 'registry_endpoints'>> & {
+  readonly max_layer_size: number;
+  readonly max_json_size: number;
+  readonly registry_endpoints: readonly string[] | null;
+  /** The flavor the values were read from. */
+  readonly flavor: string;
+  /** The file the values were read from, or null for built-in defaults. */
+  readonly file: string | null;
+};
+
+const UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+
+export function parseByteSize(v: number | string): number {
+  if (typeof v === 'number') return v;
+  const m = /^(\d+)\s*([kKmMgGtT]?)/.exec(v);
+  if (!m) throw new Error(`bad size ${v}`);
+  return Number(m[1]) * (UNITS[(m[2] ?? '').toLowerCase()] ?? 1);
+}

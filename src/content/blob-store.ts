@@ -1,0 +1,153 @@
+import { randomUUID } from 'node:crypto';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { isNotFound, type StorageDriver } from '../storage/driver.js';
+import { keys } from './keys.js';
+
+export interface BlobInfo {
+  readonly digest: string;
+  readonly size: number;
+}
+
+export class SizeLimitError extends Error {
+  constructor(readonly limit: number) {
+    super(`body exceeds ${limit} bytes`);
+    this.name = 'SizeLimitError';
+  }
+}
+export class ShortBodyError extends Error {
+  constructor(readonly expected: number, readonly received: number) {
+    super(`body ended after ${received} of ${expected} bytes`);
+    this.name = 'ShortBodyError';
+  }
+}
+
+/** Counts bytes and fails the pipeline past a limit (0 = none), without copying the chunks. */
+class Meter extends Transform {
+  bytes = 0;
+  constructor(private readonly limit: number) {
+    super({ highWaterMark: 1 << 20 });
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.bytes += chunk.length;
+    if (this.limit > 0 && this.bytes > this.limit) {
+      cb(new SizeLimitError(this.limit));
+      return;
+    }
+    cb(null, chunk);
+  }
+}
+
+export interface IngestOptions {
+  /** Fail once more than this many bytes arrive (0 = no limit). */
+  readonly maxSize: number;
+  /** Content-Length, when the client gave one: fewer bytes is an incomplete upload. */
+  readonly expectedSize?: number;
+}
+
+/** Something that sees the bytes in the pipeline and knows their sha256 when the stream ends. */
+export interface HashingStage extends Transform {
+  /** `sha256:<hex>` of the bytes that went through. */
+  sha256(): string;
+}
+
+/**
+ * Content-addressed blob storage over a driver: every layer byte is stored once, at its sha256.
+ * Uploads stream to a private key, are verified, then published with move(); a failure at any step
+ * cancels the upload, so no partial blob is ever visible.
+ */
+export class BlobStore {
+  constructor(private readonly driver: StorageDriver) {}
+
+  async stat(digest: string): Promise<BlobInfo | undefined> {
+    try {
+      const info = await this.driver.stat(keys.blob(hexOf(digest)));
+      return { digest, size: info.size };
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      throw e;
+    }
+  }
+
+  open(digest: string, offset = 0, length?: number): Promise<Readable> {
+    return this.driver.reader(keys.blob(hexOf(digest)), offset, length);
+  }
+
+  /**
+   * Stream source → meter → hasher → upload key, make it durable, then publish it at its digest.
+   * Returns the digest and size. Publishing is idempotent: an existing blob with that digest is kept.
+   */
+  async ingest(source: Readable, hasher: HashingStage, opts: IngestOptions): Promise<BlobInfo> {
+    const uuid = randomUUID();
+    const uploadKey = keys.upload(uuid);
+    const writer = await this.driver.writer(uploadKey);
+    const meter = new Meter(opts.maxSize);
+    try {
+      await pipeline(source, meter, hasher, writer.stream);
+      if (opts.expectedSize !== undefined && meter.bytes !== opts.expectedSize) {
+        throw new ShortBodyError(opts.expectedSize, meter.bytes);
+      }
+      await writer.commit();
+    } catch (e) {
+      await writer.cancel().catch(() => undefined);
+      await this.removeUpload(uuid);
+      throw e;
+    }
+    const digest = hasher.sha256();
+    const blobKey = keys.blob(hexOf(digest));
+    try {
+      const existing = await this.stat(digest);
+      if (existing && existing.size === meter.bytes) {
+        await this.removeUpload(uuid);
+      } else {
+        await this.driver.move(uploadKey, blobKey);
+        await this.removeUpload(uuid);
+      }
+    } catch (e) {
+      await this.removeUpload(uuid);
+      throw e;
+    }
+    return { digest, size: meter.bytes };
+  }
+
+  private async removeUpload(uuid: string): Promise<void> {
+    try {
+      await this.driver.delete(keys.uploadDir(uuid));
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+    }
+  }
+
+  /** Remove uploads nobody has written to for maxAgeMs (a killed process or a vanished client). */
+  async purgeStaleUploads(maxAgeMs: number, now = Date.now()): Promise<number> {
+    let entries: string[];
+    try {
+      entries = await this.driver.list(keys.uploadsRoot);
+    } catch (e) {
+      if (isNotFound(e)) return 0;
+      throw e;
+    }
+    let purged = 0;
+    for (const dir of entries) {
+      let modTime: Date;
+      try {
+        modTime = (await this.driver.stat(`${dir}/data`)).modTime;
+      } catch (e) {
+        if (!isNotFound(e)) throw e;
+        modTime = (await this.driver.stat(dir).catch(() => ({ modTime: new Date(0) }))).modTime;
+      }
+      if (now - modTime.getTime() >= maxAgeMs) {
+        await this.driver.delete(dir).catch((e: unknown) => {
+          if (!isNotFound(e)) throw e;
+        });
+        purged++;
+      }
+    }
+    return purged;
+  }
+}
+
+function hexOf(digest: string): string {
+  const i = digest.indexOf(':');
+  return i >= 0 ? digest.slice(i + 1) : digest;
+}

@@ -1,0 +1,199 @@
+import { isNotFound, type StorageDriver } from '../storage/driver.js';
+import { RegistryError } from '../errors/index.js';
+import { keys } from './keys.js';
+import { parseRepoName, type RepoName, type Tag } from './names.js';
+import type { V1Images } from './v1-images.js';
+
+/** Default tag / repository metadata (spec §2.16), key order as PY serialises it (sorted). */
+export const DEFAULT_TAG_JSON = {
+  arch: 'amd64',
+  docker_go_version: null,
+  docker_version: null,
+  kernel: null,
+  last_update: null,
+  os: 'linux',
+} as const;
+
+export interface IndexImageEntry {
+  id: string;
+  checksum?: string;
+}
+
+/** Tag metadata from a User-Agent such as `docker/1.5.0 go/go1.4.1 kernel/3.16 os/linux arch/amd64`. */
+export function tagMetadata(userAgent: string | undefined, now = Date.now()): Record<string, unknown> {
+  const meta: Record<string, unknown> = { last_update: Math.floor(now / 1000) };
+  for (const m of (userAgent ?? '').matchAll(/([^\s/]+)\/([^\s/]+)/g)) {
+    const [, k, v] = m as unknown as [string, string, string];
+    if (k === 'docker') meta.docker_version = v;
+    else if (k === 'go') meta.docker_go_version = v;
+    else if (k === 'arch' || k === 'kernel' || k === 'os') meta[k] = v.toLowerCase();
+  }
+  return meta;
+}
+
+/**
+ * Tags and repository records of the v1 registry (R11–R19) and the stand-in index image lists (§3.12).
+ * A repository exists once its marker is written (first tag, image list or properties).
+ */
+export class V1Repositories {
+  constructor(
+    private readonly driver: StorageDriver,
+    private readonly images: V1Images,
+  ) {}
+
+  private async read(key: string): Promise<Buffer | undefined> {
+    try {
+      return await this.driver.getContent(key);
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      throw e;
+    }
+  }
+
+  private async remove(key: string): Promise<boolean> {
+    try {
+      await this.driver.delete(key);
+      return true;
+    } catch (e) {
+      if (isNotFound(e)) return false;
+      throw e;
+    }
+  }
+
+  async exists(repo: RepoName): Promise<boolean> {
+    try {
+      await this.driver.stat(`${keys.repo(repo)}/_created`);
+      return true;
+    } catch (e) {
+      if (isNotFound(e)) return false;
+      throw e;
+    }
+  }
+
+  private async ensure(repo: RepoName): Promise<void> {
+    if (!(await this.exists(repo))) {
+      await this.driver.putContent(`${keys.repo(repo)}/_created`, Buffer.from(String(Math.floor(Date.now() / 1000))));
+    }
+  }
+
+  /** R11: all tags, sorted. */
+  async listTags(repo: RepoName): Promise<Record<string, string>> {
+    if (!(await this.exists(repo))) throw new RegistryError('REPOSITORY_NOT_FOUND');
+    let entries: string[] = [];
+    try {
+      entries = await this.driver.list(keys.tagsDir(repo));
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+    }
+    const out: Record<string, string> = {};
+    for (const key of entries.sort()) {
+      const tag = key.slice(key.lastIndexOf('/') + 1);
+      const id = await this.read(key);
+      if (id) out[tag] = id.toString('utf8');
+    }
+    return out;
+  }
+
+  /** R12. */
+  async getTag(repo: RepoName, tag: Tag): Promise<string> {
+    const id = await this.read(keys.tag(repo, tag));
+    if (!id) throw new RegistryError('TAG_NOT_FOUND');
+    return id.toString('utf8');
+  }
+
+  /** R13: the image must have its json stored (completion not required, spec §2.14). */
+  async putTag(repo: RepoName, tag: Tag, id: string, userAgent: string | undefined): Promise<void> {
+    if (!/^([a-f0-9]{16}|[a-f0-9]{64})$/.test(id) || !(await this.images.hasJson(id))) {
+      throw new RegistryError('IMAGE_NOT_FOUND');
+    }
+    await this.ensure(repo);
+    const meta = Buffer.from(JSON.stringify(tagMetadata(userAgent)));
+    await this.driver.putContent(keys.tagJson(repo, tag), meta);
+    if (tag === 'latest') await this.driver.putContent(keys.repoJson(repo), meta);
+    await this.driver.putContent(keys.tag(repo, tag), Buffer.from(id));
+  }
+
+  /** R14. */
+  async deleteTag(repo: RepoName, tag: Tag): Promise<void> {
+    if (!(await this.remove(keys.tag(repo, tag)))) throw new RegistryError('TAG_NOT_FOUND', `Tag not found: ${tag}`);
+    await this.remove(keys.tagJson(repo, tag));
+    if (tag === 'latest') await this.remove(keys.repoJson(repo));
+  }
+
+  /** R15: stored metadata or the default object. */
+  async tagJson(repo: RepoName, tag: Tag): Promise<Record<string, unknown>> {
+    const raw = await this.read(keys.tagJson(repo, tag));
+    return raw ? { ...DEFAULT_TAG_JSON, ...(JSON.parse(raw.toString('utf8')) as object) } : { ...DEFAULT_TAG_JSON };
+  }
+
+  /** R16. */
+  async repoJson(repo: RepoName): Promise<Record<string, unknown>> {
+    const raw = await this.read(keys.repoJson(repo));
+    return raw ? { ...DEFAULT_TAG_JSON, ...(JSON.parse(raw.toString('utf8')) as object) } : { ...DEFAULT_TAG_JSON };
+  }
+
+  /** R17: tags and repository records go; images stay (other repositories may use them). */
+  async deleteRepository(repo: RepoName): Promise<void> {
+    if (!(await this.exists(repo))) throw new RegistryError('REPOSITORY_NOT_FOUND');
+    await this.remove(keys.repo(repo));
+  }
+
+  /** R18. */
+  async setPrivate(repo: RepoName, isPrivate: boolean): Promise<void> {
+    await this.ensure(repo);
+    if (isPrivate) await this.driver.putContent(keys.private(repo), Buffer.alloc(0));
+    else await this.remove(keys.private(repo));
+  }
+
+  /** R19. */
+  async isPrivate(repo: RepoName): Promise<boolean> {
+    try {
+      await this.driver.stat(keys.private(repo));
+      return true;
+    } catch (e) {
+      if (isNotFound(e)) return false;
+      throw e;
+    }
+  }
+
+  /** Stand-in index (§3.12): merge new entries before stored ones, first checksum wins per id. */
+  async mergeIndexImages(repo: RepoName, entries: readonly IndexImageEntry[]): Promise<void> {
+    await this.ensure(repo);
+    const stored = await this.indexImages(repo);
+    const merged = new Map<string, IndexImageEntry>();
+    for (const e of [...entries, ...(stored ?? [])]) {
+      const prev = merged.get(e.id);
+      if (!prev) merged.set(e.id, e.checksum ? { id: e.id, checksum: e.checksum } : { id: e.id });
+      else if (!prev.checksum && e.checksum) merged.set(e.id, { id: e.id, checksum: e.checksum });
+    }
+    await this.driver.putContent(keys.indexImages(repo), Buffer.from(JSON.stringify([...merged.values()])));
+  }
+
+  async indexImages(repo: RepoName): Promise<IndexImageEntry[] | undefined> {
+    const raw = await this.read(keys.indexImages(repo));
+    return raw ? (JSON.parse(raw.toString('utf8')) as IndexImageEntry[]) : undefined;
+  }
+
+  /** Every repository in storage (standalone search only: an index answers from its database). */
+  async *allRepositories(): AsyncGenerator<RepoName> {
+    let namespaces: string[];
+    try {
+      namespaces = await this.driver.list(keys.repositoriesRoot);
+    } catch (e) {
+      if (isNotFound(e)) return;
+      throw e;
+    }
+    for (const nsKey of namespaces) {
+      let repos: string[] = [];
+      try {
+        repos = await this.driver.list(nsKey);
+      } catch (e) {
+        if (!isNotFound(e)) throw e;
+      }
+      for (const r of repos) {
+        const name = parseRepoName(r.slice(keys.repositoriesRoot.length + 1));
+        if (name && (await this.exists(name))) yield name;
+      }
+    }
+  }
+}

@@ -1,0 +1,44 @@
+/**
+ * Every error a client can see, declared once: code → HTTP status and default message.
+ * v1 messages are the exact strings old clients and the Python registry use (spec v1-protocol §2, §3).
+ */
+export const V1_CODES = {
+  NOT_FOUND: [404, 'Not found'],
+  IMAGE_NOT_FOUND: [404, 'Image not found'],
+  INVALID_IMAGE_ID: [404, 'Invalid image ID'],
+  IMAGE_UPLOADING: [400, 'Image is being uploaded, retry later'],
+  INVALID_JSON: [400, 'Invalid JSON'],
+  MISSING_ID: [400, "Missing key `id' in JSON"],
+  ID_MISMATCH: [400, 'JSON data contains invalid id'],
+  NOT_IN_REPOSITORY: [400, 'This image does not belong to the repository'],
+  PARENT_MISSING: [400, 'Image depends on a non existing parent'],
+  PARENT_UNAUTHORIZED: [400, 'Image depends on an unauthorized parent'],
+  IMAGE_EXISTS: [409, 'Image already exists'],
+  OLD_CLIENT: [412, 'This endpoint does not support Docker daemons older than 0.10'],
+  PAYLOAD_NOT_SET: [
+    412,
+    'X-Docker-Checksum-Payload not set.  If you are using the Docker daemon, you should upgrade to version 0.10 or later',
+  ],
+  CHECKSUM_MISSING: [400, "Missing Image's checksum"],
+  CHECKSUM_CANNOT_SET: [409, 'Cannot set this image checksum'],
+  CHECKSUM_MISMATCH: [400, 'Checksum mismatch'],
+  LAYER_MISSING: [400, 'Image has no layer: PUT /v1/images/<id>/layer first'],
+  LAYER_TOO_LARGE: [413, 'Layer too large'],
+  LAYER_FORMAT: [400, 'Layer format not supported'],
+  BODY_TOO_LARGE: [413, 'Request body too large'],
+  UPLOAD_INCOMPLETE: [400, 'Upload incomplete: the body ended before Content-Length bytes'],
+  REPOSITORY_NOT_FOUND: [404, 'Repository not found'],
+  TAG_NOT_FOUND: [404, 'Tag not found'],
+  INVALID_TAG: [400, 'Invalid tag name (must match ^[\\w][\\w.-]{0,127}$)'],
+  INVALID_DATA: [400, 'Invalid data'],
+  DECODE_JSON: [400, 'Error Decoding JSON'],
+  INVALID_REPOSITORY_NAME: [400, 'Invalid repository name'],
+  IMAGES_NOT_FOUND: [404, 'images not found'],
+  DIFF_DISABLED: [400, 'Diff queue is disabled'],
+  REQUIRES_AUTHORIZATION: [401, 'Requires authorization'],
+  METHOD_NOT_ALLOWED: [405, 'Method not allowed'],
+  UNAVAILABLE: [503, 'Service unavailable'],
+  INTERNAL: [500, 'Internal server error'],
+} as const satisfies Record<string, readonly [number, string]>;
+
+export type V1Code = keyof typeof V1_CODES;

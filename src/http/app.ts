@@ -1,0 +1,74 @@
+import { randomBytes } from 'node:crypto';
+import Koa, { type Context, type Next } from 'koa';
+import { isRegistryError } from '../errors/index.js';
+import type { Logger } from '../log/logger.js';
+import { sendJson } from './respond.js';
+
+export interface AppState {
+  requestId: string;
+}
+
+/** Renders errors for the v1 surfaces: `{"error": "…"}` with the status of the code table. */
+export function v1ErrorRenderer(log: Logger) {
+  return async (ctx: Context, next: Next): Promise<void> => {
+    try {
+      await next();
+    } catch (e) {
+      if (isRegistryError(e)) {
+        for (const [k, v] of Object.entries(e.headers)) ctx.set(k, v);
+        sendJson(ctx, e.status, { error: e.message });
+        if (e.status >= 500) log.error('request failed', { id: ctx.state.requestId, code: e.code });
+        return;
+      }
+      const status = (e as { status?: number; expose?: boolean }).status;
+      if (status && status >= 400 && status < 500) {
+        sendJson(ctx, status, { error: (e as Error).message });
+        return;
+      }
+      // Unknown failure: 500 with the request id, the message stays in the log (with the stack).
+      log.error('unhandled error', { id: ctx.state.requestId, method: ctx.method, path: ctx.path, err: e });
+      if (ctx.headerSent || !ctx.writable) {
+        ctx.req.destroy();
+        return;
+      }
+      sendJson(ctx, 500, { error: `Internal server error (request ${String(ctx.state.requestId)})` });
+    }
+  };
+}
+
+/** Request id, X-Docker-Registry-Version (spec Q6) and one access-log line per request. */
+export function accessLog(log: Logger) {
+  return async (ctx: Context, next: Next): Promise<void> => {
+    const started = process.hrtime.bigint();
+    const id = ctx.get('X-Request-Id') || randomBytes(8).toString('hex');
+    ctx.state.requestId = id;
+    ctx.set('X-Request-Id', id);
+    ctx.set('X-Docker-Registry-Version', '0.9.1');
+    let finished = false;
+    const done = (aborted: boolean): void => {
+      if (finished) return;
+      finished = true;
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      const fields = {
+        id,
+        method: ctx.method,
+        path: ctx.originalUrl,
+        status: aborted ? 'aborted' : ctx.status,
+        ms: Math.round(ms * 10) / 10,
+        ua: ctx.get('User-Agent') || undefined,
+      };
+      if (aborted) log.warn('request aborted by the client', fields);
+      else log.info('request', fields);
+    };
+    ctx.res.once('finish', () => done(false));
+    ctx.res.once('close', () => done(!ctx.res.writableFinished));
+    await next();
+  };
+}
+
+export function createKoa(): Koa<AppState> {
+  const app = new Koa<AppState>();
+  app.proxy = false;
+  app.silent = true; // errors are logged once, by the renderer
+  return app;
+}

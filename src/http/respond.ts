@@ -1,0 +1,48 @@
+import type { Context } from 'koa';
+import { pyJson } from './py-json.js';
+
+/** Spec §1.3: headers of every JSON answer. */
+export function sendJson(ctx: Context, status: number, value: unknown): void {
+  ctx.status = status;
+  ctx.set('Content-Type', 'application/json');
+  ctx.set('Cache-Control', 'no-cache');
+  ctx.set('Pragma', 'no-cache');
+  ctx.set('Expires', '-1');
+  ctx.body = pyJson(value);
+}
+
+/** Spec §1.3: "cacheable" GETs (image json, layer, ancestry, files): a year, epoch Last-Modified. */
+export function setCacheHeaders(ctx: Context): void {
+  ctx.set('Cache-Control', 'public, max-age=31536000');
+  ctx.set('Expires', new Date(Date.now() + 365 * 24 * 3600 * 1000).toUTCString());
+  ctx.set('Last-Modified', 'Thu, 01 Jan 1970 00:00:00 GMT');
+  ctx.remove('Pragma');
+}
+
+/** Spec §1.3 / Q3: If-Modified-Since (any value) on a cacheable GET ⇒ 304 before the lookup. */
+export function notModified(ctx: Context): boolean {
+  if (!ctx.get('If-Modified-Since')) return false;
+  setCacheHeaders(ctx);
+  ctx.status = 304;
+  ctx.body = null;
+  return true;
+}
+
+export interface ByteRange {
+  readonly start: number;
+  readonly end: number; // inclusive
+}
+
+/**
+ * Range on a layer (spec §2.6, REC form): only `bytes=a-b` / `bytes=a-`; anything else is ignored
+ * (undefined ⇒ 200 full body). 'unsatisfiable' ⇒ 416. End is clamped to size-1.
+ */
+export function parseRange(header: string | undefined, size: number): ByteRange | 'unsatisfiable' | undefined {
+  if (!header) return undefined;
+  const m = /^\s*bytes\s*=\s*(\d+)\s*-\s*(\d*)\s*$/.exec(header);
+  if (!m) return undefined;
+  const start = Number(m[1]);
+  const end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+  if (!Number.isSafeInteger(start) || start >= size || end < start) return 'unsatisfiable';
+  return { start, end };
+}

@@ -1,0 +1,83 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Logger } from '../log/logger.js';
+
+export interface ServerOptions {
+  readonly idleTimeoutSec: number;
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
+/**
+ * The HTTP server around a request handler:
+ * - an absolute-form request target (`PUT http://host:port/v1/… HTTP/1.1`, sent by Node clients that
+ *   follow an absolute Location) is reduced to its path and query;
+ * - no timeout on a request that keeps moving (layers of gigabytes), only an idle timeout;
+ * - garbage on the socket, such as a TLS ClientHello from a client probing https first, gets a 400
+ *   and a closed connection, and nothing else happens.
+ */
+export function createHttpServer(handler: Handler, log: Logger, opts: ServerOptions): Server {
+  const server = createServer({ requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 5_000 }, (req, res) => {
+    const url = req.url ?? '/';
+    if (!url.startsWith('/')) {
+      try {
+        const u = new URL(url);
+        req.url = (u.pathname || '/') + u.search;
+      } catch {
+        res.writeHead(400, { 'Content-Type': 'application/json', Connection: 'close' });
+        res.end('{"error": "Bad request target"}');
+        return;
+      }
+    }
+    handler(req, res);
+  });
+  server.setTimeout(opts.idleTimeoutSec * 1000);
+  server.on('timeout', (socket: Socket) => socket.destroy());
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    log.debug('client error', { code: err.code, remote: socket.remoteAddress });
+    if (socket.writable && err.code !== 'ECONNRESET') {
+      socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+    } else {
+      socket.destroy();
+    }
+  });
+  return server;
+}
+
+/** Tracks in-flight requests so shutdown can wait for them. */
+export class InFlight {
+  private count = 0;
+  private waiters: (() => void)[] = [];
+  private closing = false;
+
+  track(req: IncomingMessage, res: ServerResponse): void {
+    this.count++;
+    if (this.closing) res.setHeader('Connection', 'close');
+    let done = false;
+    const end = (): void => {
+      if (done) return;
+      done = true;
+      this.count--;
+      if (this.count === 0) for (const w of this.waiters.splice(0)) w();
+    };
+    res.once('close', end);
+    req.once('error', end);
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  /** Resolve when nothing is in flight or after ms (false). */
+  drain(ms: number): Promise<boolean> {
+    this.closing = true;
+    if (this.count === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const t = setTimeout(() => resolve(false), ms);
+      this.waiters.push(() => {
+        clearTimeout(t);
+        resolve(true);
+      });
+    });
+  }
+}

@@ -1,0 +1,344 @@
+import { hostname, release, type as osType, arch } from 'node:os';
+import type { Context, Next } from 'koa';
+import Router from '@koa/router';
+import type { Config } from '../config/schema.js';
+import type { RegistryAuth, RegistryAccess } from '../auth/registry-auth.js';
+import { RegistryError } from '../errors/index.js';
+import { parseRepoName, parseTag, type RepoName } from '../content/names.js';
+import type { V1Images } from '../content/v1-images.js';
+import type { V1Repositories } from '../content/v1-repositories.js';
+import { jsonBody, parsedBody, readRawBody } from '../http/body.js';
+import { notModified, parseRange, sendJson, setCacheHeaders } from '../http/respond.js';
+
+const IMAGE_ID = /^([a-f0-9]{16}|[a-f0-9]{64})$/;
+
+export interface RegistryDeps {
+  readonly config: Config;
+  readonly images: V1Images;
+  readonly repos: V1Repositories;
+  readonly auth: RegistryAuth;
+  readonly version: string;
+}
+
+/** The value of X-Docker-Registry-Standalone (spec §2.3, Q5). */
+export function standaloneHeader(c: Config): string {
+  if (c.mirroring?.source) return 'mirror';
+  return c.standalone ? 'True' : 'False';
+}
+
+function imageId(ctx: Context): string {
+  const id = String(ctx.params.id ?? '');
+  if (!IMAGE_ID.test(id)) throw new RegistryError('INVALID_IMAGE_ID');
+  return id;
+}
+
+/**
+ * Split /v1/repositories/<path> into the repository and the route suffix, greedily as the Python
+ * registry's router did (spec §1.5). Returns undefined when no registry route matches.
+ */
+type RepoRoute =
+  | { kind: 'tags'; repo: string }
+  | { kind: 'tag'; repo: string; tag: string }
+  | { kind: 'tagJson'; repo: string; tag: string }
+  | { kind: 'json'; repo: string }
+  | { kind: 'properties'; repo: string }
+  | { kind: 'images'; repo: string }
+  | { kind: 'auth'; repo: string }
+  | { kind: 'layerAccess'; repo: string; id: string }
+  | { kind: 'root'; repo: string; slash: boolean };
+
+const REPO_ROUTES: [RegExp, (m: RegExpExecArray) => RepoRoute][] = [
+  [/^(.+)\/tags\/([^/]+)\/json$/, (m) => ({ kind: 'tagJson', repo: m[1]!, tag: m[2]! })],
+  [/^(.+)\/tags\/?$/, (m) => ({ kind: 'tags', repo: m[1]! })],
+  [/^(.+)\/tags\/([^/]+)$/, (m) => ({ kind: 'tag', repo: m[1]!, tag: m[2]! })],
+  [/^(.+)\/json$/, (m) => ({ kind: 'json', repo: m[1]! })],
+  [/^(.+)\/properties$/, (m) => ({ kind: 'properties', repo: m[1]! })],
+  [/^(.+)\/images$/, (m) => ({ kind: 'images', repo: m[1]! })],
+  [/^(.+)\/auth$/, (m) => ({ kind: 'auth', repo: m[1]! })],
+  [/^(.+)\/layer\/([^/]+)\/access$/, (m) => ({ kind: 'layerAccess', repo: m[1]!, id: m[2]! })],
+  [/^(.+?)(\/?)$/, (m) => ({ kind: 'root', repo: m[1]!, slash: m[2] === '/' })],
+];
+
+export function matchRepoRoute(rest: string): RepoRoute | undefined {
+  for (const [re, make] of REPO_ROUTES) {
+    const m = re.exec(rest);
+    if (m) return make(m);
+  }
+  return undefined;
+}
+
+export function decodePath(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new RegistryError('INVALID_REPOSITORY_NAME');
+  }
+}
+
+export function repoName(raw: string): RepoName {
+  const name = parseRepoName(decodePath(raw));
+  if (!name) throw new RegistryError('INVALID_REPOSITORY_NAME');
+  return name;
+}
+
+/**
+ * The v1 registry API (spec §2): ping, images and repository tags. Each handler runs the checks in
+ * the order of the spec's route table: auth, then the id, then completion, then the cache header.
+ */
+export function registryRouter(deps: RegistryDeps): Router {
+  const { config, images, repos, auth } = deps;
+  const router = new Router();
+  const jsonLimit = config.max_json_size;
+
+  const authorize = (ctx: Context, repo?: RepoName): Promise<RegistryAccess> =>
+    auth.authorize({
+      method: ctx.method,
+      authorization: ctx.get('Authorization') || undefined,
+      ...(repo ? { repo } : {}),
+      headers: ctx.headers,
+      path: ctx.path,
+    });
+
+  /** Private images need the index's word (spec §2.4, §4.4). */
+  const assertReadable = async (access: RegistryAccess, id: string): Promise<void> => {
+    if (access.imageAccess && !(await access.imageAccess(id))) throw new RegistryError('IMAGE_NOT_FOUND');
+  };
+
+  router.get('/', (ctx) => sendJson(ctx, 200, config.issue));
+
+  const ping = (ctx: Context): void => {
+    ctx.set('X-Docker-Registry-Standalone', standaloneHeader(config));
+    if (config.debug) {
+      ctx.set('X-Docker-Registry-Config', config.flavor);
+      sendJson(ctx, 200, {
+        host: [osType(), hostname(), release(), arch()],
+        launch: process.argv,
+        versions: { 'legacy-registry': deps.version, node: process.version },
+      });
+      return;
+    }
+    sendJson(ctx, 200, {});
+  };
+  router.get('/_ping', ping);
+  router.get('/v1/_ping', ping);
+  router.get('/_status', (ctx) => sendJson(ctx, 200, { failures: {}, host: hostname(), services: ['storage'] }));
+  router.get('/v1/_status', (ctx) => sendJson(ctx, 200, { failures: {}, host: hostname(), services: ['storage'] }));
+
+  // R3
+  router.get('/v1/images/:id/json', async (ctx) => {
+    const access = await authorize(ctx);
+    const id = imageId(ctx);
+    await images.assertComplete(id);
+    if (notModified(ctx)) return;
+    await assertReadable(access, id);
+    const img = await images.getJson(id);
+    sendJson(ctx, 200, null);
+    setCacheHeaders(ctx);
+    if (img.size !== undefined) ctx.set('X-Docker-Size', String(img.size));
+    if (img.payload) ctx.set('X-Docker-Checksum-Payload', img.payload);
+    ctx.body = img.json;
+    ctx.type = 'application/json';
+  });
+
+  // R4
+  router.put('/v1/images/:id/json', async (ctx) => {
+    const access = await authorize(ctx);
+    const id = imageId(ctx);
+    const body = await readRawBody(ctx, jsonLimit);
+    await images.putJson(id, body, {
+      ...(access.allowedIds ? { allowedIds: access.allowedIds } : {}),
+      ...(access.imageAccess ? { parentAccess: access.imageAccess } : {}),
+    });
+    sendJson(ctx, 200, true);
+  });
+
+  // R5
+  router.get('/v1/images/:id/layer', async (ctx) => {
+    const access = await authorize(ctx);
+    const id = imageId(ctx);
+    await images.assertComplete(id);
+    if (notModified(ctx)) return;
+    await assertReadable(access, id);
+    const link = await images.getLayer(id);
+    setCacheHeaders(ctx);
+    ctx.set('Accept-Ranges', 'bytes');
+    ctx.type = 'application/octet-stream';
+    const range = parseRange(ctx.get('Range') || undefined, link.size);
+    if (range === 'unsatisfiable') {
+      ctx.status = 416;
+      ctx.set('Content-Range', `bytes */${link.size}`);
+      ctx.body = '';
+      ctx.length = 0;
+      return;
+    }
+    const start = range?.start ?? 0;
+    const length = range ? range.end - range.start + 1 : link.size;
+    if (range) {
+      ctx.status = 206;
+      ctx.set('Content-Range', `bytes ${range.start}-${range.end}/${link.size}`);
+    } else {
+      ctx.status = 200;
+    }
+    if (ctx.method === 'HEAD' || length === 0) {
+      ctx.body = length === 0 ? '' : null;
+      ctx.length = length;
+      return;
+    }
+    ctx.body = await images.openLayer(link, start, length);
+    ctx.length = length;
+  });
+
+  // R6
+  router.put('/v1/images/:id/layer', async (ctx) => {
+    await authorize(ctx);
+    const id = imageId(ctx);
+    const ua = /(?:^|\s)docker\/(\d+)\.(\d+)/.exec(ctx.get('User-Agent'));
+    if (ua && (Number(ua[1]) === 0 && Number(ua[2]) < 10)) throw new RegistryError('OLD_CLIENT');
+    const declared = ctx.get('Content-Length');
+    const chunked = /chunked/i.test(ctx.get('Transfer-Encoding'));
+    const contentLength = !chunked && declared !== '' ? Number(declared) : undefined;
+    if (config.max_layer_size > 0 && contentLength !== undefined && contentLength > config.max_layer_size) {
+      throw new RegistryError('LAYER_TOO_LARGE');
+    }
+    await images.putLayer(id, ctx.req, contentLength);
+    sendJson(ctx, 200, true);
+  });
+
+  // R7
+  router.put('/v1/images/:id/checksum', async (ctx) => {
+    await authorize(ctx);
+    const id = imageId(ctx);
+    const payload = ctx.headers['x-docker-checksum-payload'];
+    const tarsum = ctx.headers['x-docker-checksum'];
+    await images.putChecksum(
+      id,
+      Array.isArray(payload) ? payload[0] : payload,
+      Array.isArray(tarsum) ? tarsum[0] : tarsum,
+    );
+    sendJson(ctx, 200, true);
+  });
+
+  // R8
+  router.get('/v1/images/:id/ancestry', async (ctx) => {
+    const access = await authorize(ctx);
+    const id = imageId(ctx);
+    await images.assertComplete(id);
+    if (notModified(ctx)) return;
+    await assertReadable(access, id);
+    const ancestry = await images.getAncestry(id);
+    sendJson(ctx, 200, ancestry);
+    setCacheHeaders(ctx);
+  });
+
+  // R10: the diff needs the Python registry's Redis worker queue, which we do not run.
+  router.get('/v1/images/:id/diff', async (ctx) => {
+    await authorize(ctx);
+    imageId(ctx);
+    throw new RegistryError('DIFF_DISABLED');
+  });
+
+  // R11–R19 on /v1/repositories/<repo>/…
+  const repositories = async (ctx: Context, next: Next): Promise<void> => {
+    const rest = ctx.path.slice('/v1/repositories/'.length);
+    const route = matchRepoRoute(rest);
+    if (!route) return next();
+    const method = ctx.method === 'HEAD' ? 'GET' : ctx.method;
+    switch (route.kind) {
+      case 'tags': {
+        const repo = repoName(route.repo);
+        if (method === 'GET') {
+          await authorize(ctx, repo);
+          sendJson(ctx, 200, await repos.listTags(repo));
+          return;
+        }
+        if (method === 'DELETE') {
+          await authorize(ctx, repo);
+          await repos.deleteRepository(repo);
+          sendJson(ctx, 200, true);
+          return;
+        }
+        break;
+      }
+      case 'tag': {
+        const repo = repoName(route.repo);
+        const tagRaw = decodePath(route.tag);
+        if (method === 'GET') {
+          await authorize(ctx, repo);
+          const tag = parseTag(tagRaw);
+          if (!tag) throw new RegistryError('TAG_NOT_FOUND');
+          sendJson(ctx, 200, await repos.getTag(repo, tag));
+          return;
+        }
+        if (method === 'PUT') {
+          await authorize(ctx, repo);
+          const tag = parseTag(tagRaw);
+          if (!tag) throw new RegistryError('INVALID_TAG');
+          await jsonBody(jsonLimit, 'INVALID_DATA')(ctx, async () => undefined);
+          const body = parsedBody(ctx);
+          if (typeof body !== 'string') throw new RegistryError('INVALID_DATA');
+          await repos.putTag(repo, tag, body, ctx.get('User-Agent') || undefined);
+          sendJson(ctx, 200, true);
+          return;
+        }
+        if (method === 'DELETE') {
+          await authorize(ctx, repo);
+          const tag = parseTag(tagRaw);
+          if (!tag) throw new RegistryError('TAG_NOT_FOUND', `Tag not found: ${tagRaw}`);
+          await repos.deleteTag(repo, tag);
+          sendJson(ctx, 200, true);
+          return;
+        }
+        break;
+      }
+      case 'tagJson': {
+        if (method !== 'GET') break;
+        const repo = repoName(route.repo);
+        await authorize(ctx, repo);
+        const tag = parseTag(decodePath(route.tag));
+        if (!tag) throw new RegistryError('TAG_NOT_FOUND');
+        sendJson(ctx, 200, await repos.tagJson(repo, tag));
+        return;
+      }
+      case 'json': {
+        if (method !== 'GET') break;
+        const repo = repoName(route.repo);
+        await authorize(ctx, repo);
+        sendJson(ctx, 200, await repos.repoJson(repo));
+        return;
+      }
+      case 'properties': {
+        const repo = repoName(route.repo);
+        if (method === 'GET') {
+          await authorize(ctx, repo);
+          sendJson(ctx, 200, { access: (await repos.isPrivate(repo)) ? 'private' : 'public' });
+          return;
+        }
+        if (method === 'PUT') {
+          await authorize(ctx, repo);
+          await jsonBody(jsonLimit, 'INVALID_DATA')(ctx, async () => undefined);
+          const body = parsedBody(ctx) as { access?: unknown } | undefined;
+          if (!body || typeof body !== 'object' || Array.isArray(body)) throw new RegistryError('INVALID_DATA');
+          if (body.access !== 'private' && body.access !== 'public') throw new RegistryError('INVALID_DATA');
+          await repos.setPrivate(repo, body.access === 'private');
+          sendJson(ctx, 200, true);
+          return;
+        }
+        break;
+      }
+      case 'root': {
+        if (method !== 'DELETE') break;
+        const repo = repoName(route.repo);
+        await authorize(ctx, repo);
+        await repos.deleteRepository(repo);
+        sendJson(ctx, 200, true);
+        return;
+      }
+      default:
+        break;
+    }
+    return next();
+  };
+  router.all('/v1/repositories/*rest', repositories);
+
+  return router;
+}

@@ -1,0 +1,120 @@
+import { randomInt } from 'node:crypto';
+import type { Context, Next } from 'koa';
+import Router from '@koa/router';
+import type { Config } from '../config/schema.js';
+import { RegistryError } from '../errors/index.js';
+import type { RepoName } from '../content/names.js';
+import type { IndexImageEntry, V1Repositories } from '../content/v1-repositories.js';
+import { jsonBody, parsedBody } from '../http/body.js';
+import { sendJson } from '../http/respond.js';
+import { matchRepoRoute, repoName } from './routes.js';
+
+const ALNUM = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
+
+/** X-Docker-Endpoints: the configured registry endpoints, else the request's Host (spec §3.12). */
+export function endpointsHeader(ctx: Context, config: Config): string {
+  return config.registry_endpoints?.join(', ') ?? ctx.get('Host');
+}
+
+/**
+ * Token headers of the stand-in index. The signature is random and never checked (a standalone
+ * registry checks no tokens); X-Docker-Token carries it without the `Token ` prefix (spec Q9).
+ */
+function setTokenHeaders(ctx: Context, config: Config, repo: RepoName, access: 'read' | 'write' | 'delete'): void {
+  let sig = '';
+  for (let i = 0; i < 16; i++) sig += ALNUM[randomInt(ALNUM.length)];
+  const token = `signature=${sig},repository="${repo.full}",access=${access}`;
+  ctx.set('X-Docker-Token', token);
+  ctx.set('WWW-Authenticate', `Token ${token}`);
+  ctx.set('X-Docker-Endpoints', endpointsHeader(ctx, config));
+}
+
+/** Entries of an image list body: objects with a string id; other keys but checksum are dropped. */
+function imageEntries(body: unknown): IndexImageEntry[] {
+  if (!Array.isArray(body)) throw new RegistryError('INVALID_DATA');
+  const out: IndexImageEntry[] = [];
+  for (const e of body) {
+    if (e === null || typeof e !== 'object' || typeof (e as { id?: unknown }).id !== 'string') {
+      throw new RegistryError('INVALID_DATA');
+    }
+    const { id, checksum } = e as { id: string; checksum?: unknown };
+    out.push(typeof checksum === 'string' && checksum !== '' ? { id, checksum } : { id });
+  }
+  return out;
+}
+
+export interface SearchResult {
+  readonly description: string;
+  readonly name: string;
+}
+
+/**
+ * The stand-in index of a standalone registry (spec §3.12, R21): enough of the index for a Docker 1.x
+ * client to log in, push and pull against the registry alone. No credentials are checked.
+ */
+export function standaloneIndexRouter(config: Config, repos: V1Repositories): Router {
+  const router = new Router();
+  const limit = config.max_json_size;
+
+  router.get(['/v1/users', '/v1/users/'], (ctx) => sendJson(ctx, 200, 'OK'));
+  router.post(['/v1/users', '/v1/users/'], jsonBody(limit, 'DECODE_JSON'), (ctx) => {
+    if (parsedBody(ctx) === undefined) throw new RegistryError('DECODE_JSON');
+    sendJson(ctx, 201, 'User Created');
+  });
+  router.put('/v1/users/:username/', (ctx) => sendJson(ctx, 204, ''));
+
+  // R20 / Q7: search answers in standalone mode, over the repositories in storage.
+  router.get('/v1/search', async (ctx) => {
+    const q = String(ctx.query.q ?? '').toLowerCase();
+    const results: SearchResult[] = [];
+    for await (const repo of repos.allRepositories()) {
+      if (q === '' || repo.full.toLowerCase().includes(q)) results.push({ description: '', name: repo.full });
+    }
+    sendJson(ctx, 200, { num_results: results.length, query: String(ctx.query.q ?? ''), results });
+  });
+
+  const handler = async (ctx: Context, next: Next): Promise<void> => {
+    const route = matchRepoRoute(ctx.path.slice('/v1/repositories/'.length));
+    if (!route) return next();
+    if (route.kind === 'root' && ctx.method === 'PUT') {
+      const repo = repoName(route.repo);
+      await jsonBody(limit, 'DECODE_JSON')(ctx, async () => undefined);
+      await repos.mergeIndexImages(repo, imageEntries(parsedBody(ctx)));
+      setTokenHeaders(ctx, config, repo, 'write');
+      sendJson(ctx, 200, '');
+      return;
+    }
+    if (route.kind === 'images') {
+      const repo = repoName(route.repo);
+      if (ctx.method === 'PUT') {
+        await jsonBody(limit, 'DECODE_JSON')(ctx, async () => undefined);
+        await repos.mergeIndexImages(repo, imageEntries(parsedBody(ctx)));
+        setTokenHeaders(ctx, config, repo, 'write');
+        ctx.status = 204;
+        ctx.body = null;
+        return;
+      }
+      if (ctx.method === 'GET' || ctx.method === 'HEAD') {
+        const list = await repos.indexImages(repo);
+        if (!list) throw new RegistryError('IMAGES_NOT_FOUND');
+        setTokenHeaders(ctx, config, repo, 'read');
+        sendJson(ctx, 200, list);
+        return;
+      }
+      if (ctx.method === 'DELETE') {
+        setTokenHeaders(ctx, config, repo, 'delete');
+        ctx.status = 204;
+        ctx.body = null;
+        return;
+      }
+    }
+    if (route.kind === 'auth' && ctx.method === 'PUT') {
+      repoName(route.repo);
+      sendJson(ctx, 200, 'OK');
+      return;
+    }
+    return next();
+  };
+  router.all('/v1/repositories/*rest', handler);
+  return router;
+}

@@ -1,0 +1,38 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { ROOT } from './paths.js';
+
+export interface ChildServer {
+  readonly proc: ChildProcess;
+  readonly url: string;
+  readonly output: () => string;
+  /** Resolves with the exit code (or signal name). */
+  readonly exited: Promise<number | string>;
+}
+
+/** `legacy-registry serve` as its own process (compiled CLI), on a free loopback port. */
+export async function spawnServer(env: Record<string, string>, args: string[] = []): Promise<ChildServer> {
+  const cli = join(ROOT, 'dist', 'src', 'cli', 'main.js');
+  const proc = spawn(process.execPath, [cli, 'serve', '--host', '127.0.0.1', '--port', '0', ...args], {
+    env: { PATH: process.env.PATH ?? '', LOGLEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | string>((resolve) => proc.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+  const url = await new Promise<string>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`server did not start:\n${out}`)), 20000);
+    const check = (): void => {
+      const m = /address=(\S+)/.exec(out);
+      if (m) {
+        clearTimeout(t);
+        resolve(`http://${m[1]}`);
+      }
+    };
+    proc.stderr!.on('data', check);
+    proc.stdout!.on('data', check);
+    void exited.then((code) => reject(new Error(`server exited (${code}):\n${out}`)));
+  });
+  return { proc, url, output: () => out, exited };
+}
