@@ -11,6 +11,7 @@ import { BlobStore } from './content/blob-store.js';
 import { V1Images } from './content/v1-images.js';
 import { V1Repositories } from './content/v1-repositories.js';
 import { OPEN_ACCESS, type RegistryAuth } from './auth/registry-auth.js';
+import { TokenAuth } from './auth/registry-token.js';
 import { accessLog, createKoa, v1ErrorRenderer } from './http/app.js';
 import { createHttpServer, InFlight } from './http/server.js';
 import { notFound, v2Off } from './http/fallbacks.js';
@@ -56,12 +57,28 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const blobs = new BlobStore(driver);
   const purged = await blobs.purgeStaleUploads(config.upload_purge_age * 1000);
   if (purged > 0) log.info('purged abandoned uploads', { count: purged });
+  // Uploads abandoned while we run (a client that vanished without closing) go the same way.
+  const purgeTimer = setInterval(
+    () => {
+      blobs.purgeStaleUploads(config.upload_purge_age * 1000).then(
+        (n) => n > 0 && log.info('purged abandoned uploads', { count: n }),
+        (e: unknown) => log.error('purging abandoned uploads failed', { err: e }),
+      );
+    },
+    Math.min(config.upload_purge_age * 1000, 3600_000),
+  );
+  purgeTimer.unref();
   const images = new V1Images(driver, blobs, {
     maxLayerSize: config.max_layer_size,
     verifyTarsum: config.verify_tarsum,
   });
   const repos = new V1Repositories(driver, images);
-  const auth: RegistryAuth = OPEN_ACCESS;
+  // Spec §4.1: standalone or disable_token_auth ⇒ no token checks; otherwise every request's token is
+  // validated against the index.
+  const auth: RegistryAuth =
+    config.standalone || config.disable_token_auth
+      ? OPEN_ACCESS
+      : new TokenAuth({ indexEndpoint: config.index_endpoint, cacheTtl: config.token_cache_ttl, log });
 
   const app = createKoa();
   app.use(accessLog(log));
@@ -110,6 +127,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
+      clearInterval(purgeTimer);
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const drained = await inflight.drain(config.shutdown_timeout * 1000);

@@ -4,15 +4,31 @@ import type { Readable, Writable } from 'node:stream';
  * The byte-level storage driver contract. Drivers know only keys and bytes:
  * no digests, repositories or HTTP. Keys are '/'-separated relative paths made of
  * [A-Za-z0-9._-] segments (see validateKey); '.' and '..' segments are invalid.
+ * Every method validates every key it is given and rejects with InvalidPathError
+ * before touching storage.
  *
  * Visibility rules every driver must keep (the content layer relies on them):
- * - putContent is atomic: a reader sees the old bytes or the new bytes, never a mix.
+ * - putContent is atomic: a reader sees the old bytes or the new bytes, never a mix,
+ *   also when many callers put the same key concurrently (one complete value wins).
  * - a Writer's bytes are durable after commit() (fsync on disk, completed multipart on S3).
  *   Before commit the key may or may not be readable; callers only write to private
  *   upload keys and publish with move().
  * - move(src, dst) publishes src at dst; dst is complete when it becomes readable. It may
  *   be implemented as rename (filesystem) or copy + delete (object stores): callers never
  *   rely on src and dst being swapped atomically as a pair.
+ * - a stream returned by reader() keeps delivering the bytes the key held when it was
+ *   opened (or, for object stores, the complete replacement), never a mix, even if the key
+ *   is replaced or moved over while it is being read.
+ * - prefixes ("directories") exist only while some key lies below them, as in an object
+ *   store: deleting or moving away the last key below a prefix makes list/stat of that
+ *   prefix throw PathNotFoundError (the filesystem driver removes emptied directories).
+ * - a driver's own temporary objects are never visible through list() and cannot be
+ *   addressed by a valid key.
+ * - a key is either an object or a prefix: callers never put an object at a prefix of other
+ *   keys, or below an object (a filesystem cannot hold both and throws StorageError; an
+ *   object store could).
+ *
+ * test/storage/conformance.ts proves these rules; every driver must pass it unchanged.
  */
 export interface FileInfo {
   readonly size: number;
@@ -22,36 +38,58 @@ export interface FileInfo {
 export interface Writer {
   /** Bytes written so far (including bytes present before, when appending). */
   readonly size: number;
-  /** The sink for the bytes. End it (or let pipeline end it) before commit(). */
+  /**
+   * The sink for the bytes. End it (or let pipeline end it) before commit(); commit() also
+   * ends it when the caller has not. Destroying it (a failed pipeline) makes commit() reject.
+   */
   readonly stream: Writable;
-  /** Make the written bytes durable at the key. Resolves after the data is safe. */
+  /**
+   * End the stream if needed and make the written bytes durable at the key. Resolves after the
+   * data is safe. Rejects if the stream failed or the writer was cancelled or already committed.
+   */
   commit(): Promise<void>;
-  /** Discard everything written to the key by this writer and remove the key. */
+  /**
+   * Discard everything written to the key by this writer and remove the key (with append, the
+   * bytes that were there before too). Safe to call after a failed stream; calling it twice is
+   * a no-op. Rejects after a successful commit().
+   */
   cancel(): Promise<void>;
 }
 
 export interface WriterOptions {
-  /** Continue an existing key (v2 chunked uploads); otherwise the key is truncated. */
+  /**
+   * Continue an existing key (v2 chunked uploads): size starts at the key's current size and
+   * new bytes follow it. A missing key starts empty. Without append the key is truncated.
+   */
   readonly append?: boolean;
 }
 
 export interface StorageDriver {
   readonly name: string;
-  /** Whole content of a small object. Throws PathNotFoundError. */
+  /** Whole content of a small object. Throws PathNotFoundError (also for a prefix that holds no object). */
   getContent(key: string): Promise<Buffer>;
-  /** Atomically replace the content of a small object. */
+  /** Atomically replace the content of a small object (creating the prefixes above it). */
   putContent(key: string, data: Buffer): Promise<void>;
-  /** Stream from offset (default 0) for length bytes (default: to the end). Throws PathNotFoundError, InvalidOffsetError. */
+  /**
+   * Stream from offset (default 0) for length bytes (default: to the end; a length past the end
+   * stops at the end). offset == size gives an empty stream. Errors are reported by the returned
+   * promise, before any byte: PathNotFoundError, InvalidOffsetError (offset > size, or a negative
+   * or non-integer offset or length).
+   */
   reader(key: string, offset?: number, length?: number): Promise<Readable>;
-  /** A streaming writer for a key. */
+  /** A streaming writer for a key (creating the prefixes above it). */
   writer(key: string, options?: WriterOptions): Promise<Writer>;
   /** Size and modification time. Throws PathNotFoundError for a missing key (a "directory" prefix has size 0). */
   stat(key: string): Promise<FileInfo>;
-  /** Full keys of the direct children of a prefix, sorted. Throws PathNotFoundError when the prefix has none. */
+  /**
+   * Full keys of the direct children of a prefix (objects and sub-prefixes alike), sorted by
+   * code unit. '' lists the root (an empty root gives []). Throws PathNotFoundError when the
+   * prefix has no children.
+   */
   list(prefix: string): Promise<string[]>;
-  /** Publish src at dst (overwriting dst), then src no longer exists. Throws PathNotFoundError. */
+  /** Publish src at dst (overwriting an object at dst), then src no longer exists. Throws PathNotFoundError for a missing src. */
   move(src: string, dst: string): Promise<void>;
-  /** Remove a key and everything below it. Throws PathNotFoundError. */
+  /** Remove a key and everything below it. Throws PathNotFoundError. The root ('') cannot be deleted. */
   delete(key: string): Promise<void>;
   /** Release resources (timers, sockets). */
   close?(): Promise<void>;
@@ -80,16 +118,28 @@ export class InvalidOffsetError extends StorageError {
 }
 
 const SEGMENT = /^[A-Za-z0-9._-]+$/;
+/** Longest key accepted (S3 allows 1024 bytes). */
+export const MAX_KEY_LENGTH = 1024;
+/** Longest segment accepted (NAME_MAX of common filesystems). */
+export const MAX_SEGMENT_LENGTH = 255;
 
-/** Throws InvalidPathError unless key is a safe relative path ('' is the root, for list/delete). */
+/** True when name can be one segment of a key. Drivers use it to hide their own entries. */
+export function isValidSegment(name: string): boolean {
+  return name.length <= MAX_SEGMENT_LENGTH && SEGMENT.test(name) && name !== '.' && name !== '..';
+}
+
+/**
+ * Throws InvalidPathError unless key is a safe relative path. '' is the root and is
+ * accepted only when allowRoot is set (list); it is never a valid key for delete.
+ */
 export function validateKey(key: string, allowRoot = false): void {
   if (key === '') {
     if (allowRoot) return;
     throw new InvalidPathError(key);
   }
-  if (key.length > 1024) throw new InvalidPathError(key);
+  if (key.length > MAX_KEY_LENGTH) throw new InvalidPathError(key);
   for (const seg of key.split('/')) {
-    if (!SEGMENT.test(seg) || seg === '.' || seg === '..') throw new InvalidPathError(key);
+    if (!isValidSegment(seg)) throw new InvalidPathError(key);
   }
 }
 

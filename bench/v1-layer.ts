@@ -1,0 +1,210 @@
+/**
+ * v1 layer push and pull of a large gzipped layer, exactly as the Docker 1.x client does it
+ * (PUT json, PUT layer chunked, PUT checksum with tarsum + payload; GET layer), against the real
+ * server in its own process, with the server's peak RSS read from /proc.
+ *
+ *   node dist/bench/v1-layer.js [--size-mib 512] [--keep]
+ */
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream, existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
+import { createGzip } from 'node:zlib';
+
+const ROOT = join(new URL('.', import.meta.url).pathname, '..', '..');
+
+function arg(name: string, dflt: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : dflt;
+}
+
+/** A tar with one file of `size` semi-random bytes (compresses ~2:1, like real binaries), gzipped. */
+export async function makeLayer(path: string, size: number): Promise<void> {
+  const header = Buffer.alloc(512);
+  header.write('bigfile', 0);
+  header.write('0000644\0', 100);
+  header.write('0000000\0', 108);
+  header.write('0000000\0', 116);
+  header.write(size.toString(8).padStart(11, '0') + '\0', 124);
+  header.write('14440100400\0', 136);
+  header.write('        ', 148);
+  header.write('0', 156);
+  header.write('ustar\0', 257);
+  header.write('00', 263);
+  let sum = 0;
+  for (const b of header) sum += b;
+  header.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
+  const block = 1 << 20;
+  const rnd = randomBytes(block / 2);
+  let left = size;
+  let sent = false;
+  const src = new Readable({
+    read() {
+      if (!sent) {
+        sent = true;
+        this.push(header);
+        return;
+      }
+      if (left <= 0) {
+        this.push(Buffer.alloc((512 - (size % 512)) % 512 + 1024));
+        this.push(null);
+        return;
+      }
+      const n = Math.min(block, left);
+      const b = Buffer.alloc(n);
+      // half random, half a repeated pattern: gzip gets roughly 2:1
+      rnd.copy(b, 0, (left * 7) % (block / 4), Math.min(n, block / 2));
+      for (let i = block / 2; i < n; i += 64) b.write('legacy-registry benchmark data, compressible part..............', i);
+      left -= n;
+      this.push(b);
+    },
+  });
+  await pipeline(src, createGzip({ level: 1 }), createWriteStream(path));
+}
+
+async function hashFile(path: string, prefix?: Buffer): Promise<string> {
+  const h = createHash('sha256');
+  if (prefix) h.update(prefix);
+  for await (const c of createReadStream(path, { highWaterMark: 1 << 20 })) h.update(c as Buffer);
+  return h.digest('hex');
+}
+
+interface Sampler {
+  stop(): { peakRssMiB: number };
+}
+function sampleRss(pid: number): Sampler {
+  let peak = 0;
+  const read = (): void => {
+    try {
+      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      if (m) peak = Math.max(peak, Number(m[1]) / 1024);
+    } catch {
+      /* process gone */
+    }
+  };
+  const t = setInterval(read, 20);
+  return {
+    stop() {
+      clearInterval(t);
+      read();
+      return { peakRssMiB: Math.round(peak) };
+    },
+  };
+}
+
+function cpuSeconds(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, in clock ticks (100 Hz)
+}
+
+function send(port: number, method: string, path: string, headers: Record<string, string>, body?: Readable | Buffer): Promise<{ status: number; body: string; bytes: number }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, method, path, headers, agent: false }, (res) => {
+      let bytes = 0;
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => {
+        bytes += c.length;
+        if (chunks.length < 4) chunks.push(c);
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString().slice(0, 200), bytes }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    if (body === undefined) req.end();
+    else if (Buffer.isBuffer(body)) req.end(body);
+    else body.pipe(req);
+  });
+}
+
+export interface V1LayerResult {
+  layerMiB: number;
+  pushMiBps: number;
+  pullMiBps: number;
+  pushPeakRssMiB: number;
+  pullPeakRssMiB: number;
+  pushCpuSecPerGiB: number;
+  pullCpuSecPerGiB: number;
+}
+
+export async function benchV1Layer(sizeMiB: number, log: (s: string) => void = console.log): Promise<V1LayerResult> {
+  const work = await mkdtemp(join(tmpdir(), 'lr-bench-'));
+  try {
+    const layerPath = join(work, 'layer.tar.gz');
+    log(`generating a ${sizeMiB} MiB tar, gzipped…`);
+    await makeLayer(layerPath, sizeMiB * 1024 * 1024);
+    const size = (await stat(layerPath)).size;
+    const id = createHash('sha256').update(randomBytes(16)).digest('hex');
+    const json = Buffer.from(JSON.stringify({ id, created: '2015-01-01T00:00:00Z', os: 'linux', architecture: 'amd64' }));
+    const payload = `sha256:${await hashFile(layerPath, Buffer.concat([json, Buffer.from('\n')]))}`;
+
+    const cli = join(ROOT, 'dist', 'src', 'cli', 'main.js');
+    if (!existsSync(cli)) throw new Error('build first: npm run build');
+    const proc = spawn(process.execPath, [cli, 'serve', '--host', '127.0.0.1', '--port', '0'], {
+      env: { PATH: process.env.PATH ?? '', STORAGE_PATH: join(work, 'data'), LOGLEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    proc.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    // the listening line is at info level: ask for it with a tiny probe loop on the log instead
+    const port = await new Promise<number>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`no start: ${out}`)), 20000);
+      const iv = setInterval(() => {
+        const m = /address=127\.0\.0\.1:(\d+)/.exec(out);
+        if (m) {
+          clearInterval(iv);
+          clearTimeout(t);
+          resolve(Number(m[1]));
+        }
+      }, 20);
+    });
+    const pid = proc.pid!;
+    try {
+      let r = await send(port, 'PUT', `/v1/images/${id}/json`, { 'Content-Type': 'application/json', 'Content-Length': String(json.length) }, json);
+      if (r.status !== 200) throw new Error(`PUT json ${r.status} ${r.body}`);
+      const cpu0 = cpuSeconds(pid);
+      let s = sampleRss(pid);
+      let t0 = process.hrtime.bigint();
+      r = await send(port, 'PUT', `/v1/images/${id}/layer`, { 'Content-Type': 'application/octet-stream', 'Transfer-Encoding': 'chunked' }, createReadStream(layerPath, { highWaterMark: 1 << 20 }));
+      if (r.status !== 200) throw new Error(`PUT layer ${r.status} ${r.body}`);
+      r = await send(port, 'PUT', `/v1/images/${id}/checksum`, { 'X-Docker-Checksum-Payload': payload, 'Content-Length': '0' });
+      if (r.status !== 200) throw new Error(`PUT checksum ${r.status} ${r.body}`);
+      const pushSec = Number(process.hrtime.bigint() - t0) / 1e9;
+      const push = s.stop();
+      const cpu1 = cpuSeconds(pid);
+      s = sampleRss(pid);
+      t0 = process.hrtime.bigint();
+      r = await send(port, 'GET', `/v1/images/${id}/layer`, {});
+      const pullSec = Number(process.hrtime.bigint() - t0) / 1e9;
+      const pull = s.stop();
+      const cpu2 = cpuSeconds(pid);
+      if (r.status !== 200 || r.bytes !== size) throw new Error(`GET layer ${r.status} ${r.bytes}/${size}`);
+      const mib = size / (1024 * 1024);
+      const gib = size / 1024 ** 3;
+      return {
+        layerMiB: Math.round(mib),
+        pushMiBps: Math.round(mib / pushSec),
+        pullMiBps: Math.round(mib / pullSec),
+        pushPeakRssMiB: push.peakRssMiB,
+        pullPeakRssMiB: pull.peakRssMiB,
+        pushCpuSecPerGiB: Math.round(((cpu1 - cpu0) / gib) * 100) / 100,
+        pullCpuSecPerGiB: Math.round(((cpu2 - cpu1) / gib) * 100) / 100,
+      };
+    } finally {
+      proc.kill('SIGTERM');
+      await new Promise((r) => proc.once('exit', r));
+    }
+  } finally {
+    if (!process.argv.includes('--keep')) await rm(work, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop()!)) {
+  const sizeMiB = Number(arg('size-mib', '512'));
+  const res = await benchV1Layer(sizeMiB);
+  console.log(JSON.stringify(res, null, 2));
+}

@@ -1,0 +1,135 @@
+import { RegistryError } from '../errors/index.js';
+import { parseRepoName } from '../content/names.js';
+import type { Logger } from '../log/logger.js';
+import type { AuthRequest, RegistryAccess, RegistryAuth } from './registry-auth.js';
+
+export interface ParsedToken {
+  readonly repository: string;
+  readonly access: string;
+  readonly signature: string | undefined;
+}
+
+/**
+ * Parse `Authorization: Token signature=…,repository="ns/repo",access=write` as the Python registry
+ * did (spec §1.4): the value must start with `Token` (case-insensitive); pairs `(\w+)[:=][\s"]?([^",]+)"?`.
+ * A doubled `Token Token …` (stand-in index tokens) is tolerated (spec Q9).
+ */
+export function parseTokenHeader(value: string | undefined): ParsedToken | undefined {
+  if (!value || !/^token\b/i.test(value)) return undefined;
+  const pairs = new Map<string, string>();
+  for (const m of value.matchAll(/(\w+)[:=][\s"]?([^",]+)"?/g)) {
+    if (!pairs.has(m[1]!)) pairs.set(m[1]!, m[2]!);
+  }
+  const repository = pairs.get('repository');
+  const access = pairs.get('access');
+  if (!repository || !access) return undefined;
+  return { repository, access, signature: pairs.get('signature') };
+}
+
+const METHOD_ACCESS: Record<string, string> = { GET: 'read', PUT: 'write', POST: 'write', DELETE: 'delete' };
+
+interface CacheEntry {
+  readonly expires: number;
+  readonly ids: ReadonlySet<string>;
+}
+
+export interface TokenAuthOptions {
+  /** Base URL of the index (index_endpoint). */
+  readonly indexEndpoint: string;
+  /** Seconds a positive validation is cached (0 = ask every time). */
+  readonly cacheTtl: number;
+  readonly log: Logger;
+  /** Timeout of one call to the index, ms. */
+  readonly timeoutMs?: number;
+}
+
+/**
+ * Token mode (standalone false, spec §4.2): every request carries a token that the index vouches
+ * for. The registry asks `GET <index>/v1/repositories/<ns>/<repo>/images` with the client's
+ * Authorization header; 200 means valid, and the id list it returns bounds what may be pushed.
+ * Positive answers are cached briefly (Q14), keyed by the header value.
+ */
+export class TokenAuth implements RegistryAuth {
+  private readonly cache = new Map<string, CacheEntry>();
+  constructor(private readonly opts: TokenAuthOptions) {}
+
+  private unauthorized(): RegistryError {
+    return new RegistryError('REQUIRES_AUTHORIZATION', undefined, { 'WWW-Authenticate': 'Token' });
+  }
+
+  async authorize(req: AuthRequest): Promise<RegistryAccess> {
+    const header = req.authorization;
+    const token = parseTokenHeader(header);
+    if (!token || !header) throw this.unauthorized();
+    const repo = parseRepoName(token.repository);
+    if (!repo || token.repository.split('/').length !== 2) throw this.unauthorized();
+    if (req.repo && req.repo.full !== repo.full) throw this.unauthorized();
+    const method = req.method === 'HEAD' ? 'HEAD' : req.method;
+    const needed = METHOD_ACCESS[method];
+    // Spec §4.2 step 4: write ⇒ PUT/POST only, read ⇒ GET only (HEAD fails), delete ⇒ DELETE only.
+    if (['read', 'write', 'delete'].includes(token.access) && needed !== token.access) throw this.unauthorized();
+    const ids = await this.validate(header, repo.full);
+    return {
+      allowedIds: ids,
+      tokenRepository: repo.full,
+      imageAccess: (imageId: string) => this.imageAccess(header, repo.full, imageId, ids),
+    };
+  }
+
+  private async validate(header: string, repository: string): Promise<ReadonlySet<string>> {
+    const key = `${repository}\n${header}`;
+    const now = Date.now();
+    const hit = this.cache.get(key);
+    if (hit && hit.expires > now) return hit.ids;
+    let res: Response;
+    try {
+      res = await fetch(`${this.opts.indexEndpoint}/v1/repositories/${repository}/images`, {
+        headers: { Authorization: header },
+        signal: AbortSignal.timeout(this.opts.timeoutMs ?? 15000),
+      });
+    } catch (e) {
+      this.opts.log.error('index unreachable for token validation', { index: this.opts.indexEndpoint, err: (e as Error).message });
+      throw new RegistryError('UNAVAILABLE', 'Index unreachable for token validation');
+    }
+    if (res.status !== 200) {
+      await res.body?.cancel();
+      throw this.unauthorized();
+    }
+    let list: unknown;
+    try {
+      list = await res.json();
+    } catch {
+      throw this.unauthorized();
+    }
+    if (!Array.isArray(list)) throw this.unauthorized();
+    const ids = new Set<string>();
+    for (const e of list) {
+      if (e && typeof e === 'object' && typeof (e as { id?: unknown }).id === 'string') ids.add((e as { id: string }).id);
+      else throw this.unauthorized();
+    }
+    if (this.opts.cacheTtl > 0) {
+      if (this.cache.size > 10000) this.cache.clear();
+      this.cache.set(key, { expires: now + this.opts.cacheTtl * 1000, ids });
+    }
+    return ids;
+  }
+
+  /** Spec §4.4: ids of the token's own repository are allowed; others need the index's word. */
+  private async imageAccess(header: string, repository: string, imageId: string, ids: ReadonlySet<string>): Promise<boolean> {
+    if (ids.has(imageId)) return true;
+    try {
+      const res = await fetch(`${this.opts.indexEndpoint}/v1/repositories/${repository}/layer/${imageId}/access`, {
+        headers: { Authorization: header },
+        signal: AbortSignal.timeout(this.opts.timeoutMs ?? 15000),
+      });
+      if (res.status !== 200) {
+        await res.body?.cancel();
+        return false;
+      }
+      const body = (await res.json()) as { access?: unknown };
+      return body.access === true;
+    } catch {
+      return false;
+    }
+  }
+}

@@ -1,0 +1,571 @@
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import {
+  lstat,
+  mkdir,
+  open,
+  opendir,
+  readFile,
+  readdir,
+  realpath,
+  rename,
+  rm,
+  rmdir,
+  stat,
+  unlink,
+  type FileHandle,
+} from 'node:fs/promises';
+import { basename, dirname, join, resolve, sep } from 'node:path';
+import { Readable, Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
+import {
+  InvalidOffsetError,
+  InvalidPathError,
+  PathNotFoundError,
+  StorageError,
+  isValidSegment,
+  validateKey,
+  type FileInfo,
+  type StorageDriver,
+  type Writer,
+  type WriterOptions,
+} from '../driver.js';
+
+export interface FilesystemDriverOptions {
+  /** Directory holding every key. Created on first use if missing. */
+  readonly root: string;
+}
+
+/** Reads and writes move at most this many bytes per system call (and per stream chunk). */
+const IO_CHUNK = 1 << 20;
+
+/**
+ * Marks a putContent temporary file: `<name>~tmp-<16 hex>`, next to its key. '~' is never
+ * valid in a key segment, so a temporary file can neither collide with a key nor be addressed
+ * or listed through the driver. (A `.tmp-` marker could: `v1.tmp-2` is a valid tag.)
+ */
+const TEMP_MARK = '~tmp-';
+const TEMP_NAME = /~tmp-[0-9a-f]+$/;
+/** Part of the key's name kept in a temporary name, so the whole stays within NAME_MAX (255). */
+const TEMP_BASE_MAX = 200;
+
+/** Temporary files older than this are removed by createDriver at startup. */
+export const STALE_TEMP_AGE_MS = 60 * 60 * 1000;
+
+/** Attempts of a create or rename whose directory was removed under it by a concurrent prune. */
+const CREATE_ATTEMPTS = 5;
+
+const O_NOFOLLOW = constants.O_NOFOLLOW ?? 0;
+const O_DIRECTORY = constants.O_DIRECTORY ?? 0;
+
+/**
+ * The absolute path of a key under root. Throws InvalidPathError for an invalid key; the result
+ * is always root itself (only for '' with allowRoot) or a path strictly below root.
+ */
+export function keyToPath(root: string, key: string, allowRoot = false): string {
+  validateKey(key, allowRoot);
+  const base = resolve(root);
+  if (key === '') return base;
+  const path = join(base, ...key.split('/'));
+  // validateKey already excludes every segment that could climb; this is the second lock.
+  if (!path.startsWith(base + sep) || path.length === base.length + 1) throw new InvalidPathError(key);
+  return path;
+}
+
+/** True for the name of a temporary file this driver creates (and cleanStaleTempFiles removes). */
+export function isTempFileName(name: string): boolean {
+  return TEMP_NAME.test(name);
+}
+
+/**
+ * Removes temporary files (`*~tmp-*`) left under root by a process killed during putContent,
+ * when their modification time is at least olderThanMs ago, and then the directories that
+ * emptied. Run it at startup (createDriver does): temporary files of putContent calls in flight
+ * on other nodes sharing the directory are young and stay. Returns how many files it removed.
+ * Only directories whose names are valid key segments are entered; symlinks are not followed.
+ */
+export async function cleanStaleTempFiles(root: string, olderThanMs: number, now = Date.now()): Promise<number> {
+  const base = resolve(root);
+  let removed = 0;
+  const walk = async (dir: string): Promise<void> => {
+    let entries;
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch (e) {
+      if (errCode(e) === 'ENOENT' || errCode(e) === 'ENOTDIR') return; // removed concurrently
+      throw e;
+    }
+    for (const entry of entries) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) {
+        if (isValidSegment(entry.name)) await walk(path);
+      } else if (entry.isFile() && isTempFileName(entry.name)) {
+        try {
+          const info = await lstat(path);
+          if (now - info.mtimeMs < olderThanMs) continue;
+          await unlink(path);
+          removed++;
+        } catch (e) {
+          if (errCode(e) === 'ENOENT') continue; // its putContent finished or another node removed it
+          throw e;
+        }
+        await pruneEmptyDirs(base, dir);
+      }
+    }
+  };
+  await walk(base);
+  return removed;
+}
+
+/**
+ * A driver over a local directory: one key, one file at the same relative path.
+ * - putContent writes `<name>~tmp-<random>` beside the key, fsyncs it, renames it over the key
+ *   and fsyncs the directory: readers see the old or the new file, never a mix.
+ * - writer() writes the key's file in place (keys written that way are private upload keys);
+ *   commit() fsyncs the file and its directory.
+ * - an open reader holds its file descriptor, so a rename over the key does not disturb it.
+ * - a symlink below root is followed only while it resolves inside root; any key whose path
+ *   would leave root through one is rejected with InvalidPathError. (This guards against links
+ *   found in the tree, not against a concurrent attacker with write access to root.)
+ * - directories emptied by delete, move or cancel are removed, so a prefix exists exactly
+ *   while some key lies below it, as in an object store.
+ */
+export function createFilesystemDriver(options: FilesystemDriverOptions): StorageDriver {
+  return new FilesystemDriver(resolve(options.root));
+}
+
+class FilesystemDriver implements StorageDriver {
+  readonly name = 'filesystem';
+  private realRoot: Promise<string> | undefined;
+
+  constructor(private readonly base: string) {}
+
+  async getContent(key: string): Promise<Buffer> {
+    const path = await this.pathOf(key);
+    try {
+      return await readFile(path);
+    } catch (e) {
+      throw translate(e, key, true);
+    }
+  }
+
+  async putContent(key: string, data: Buffer): Promise<void> {
+    const path = await this.pathOf(key);
+    const dir = dirname(path);
+    const temp = join(dir, tempName(basename(path)));
+    const handle = await this.createFile(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, key);
+    try {
+      try {
+        await handle.writeFile(data);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await rename(temp, path);
+    } catch (e) {
+      await unlink(temp).catch((ue: unknown) => {
+        if (errCode(ue) !== 'ENOENT') throw ue;
+      });
+      throw translate(e, key, false);
+    }
+    await syncDir(dir);
+  }
+
+  async reader(key: string, offset = 0, length?: number): Promise<Readable> {
+    validateKey(key);
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidOffsetError(key, offset);
+    if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) throw new InvalidOffsetError(key, offset);
+    const path = await this.pathOf(key);
+    let handle: FileHandle;
+    try {
+      handle = await open(path, constants.O_RDONLY);
+    } catch (e) {
+      throw translate(e, key, true);
+    }
+    let size: number;
+    try {
+      const info = await handle.stat();
+      if (info.isDirectory()) throw new PathNotFoundError(key);
+      size = info.size;
+      if (offset > size) throw new InvalidOffsetError(key, offset);
+    } catch (e) {
+      await handle.close();
+      throw e;
+    }
+    const count = Math.min(length ?? Infinity, size - offset);
+    if (count === 0) {
+      await handle.close();
+      return emptyStream();
+    }
+    // The stream owns the handle from here and closes it on end, error or destroy.
+    return handle.createReadStream({ start: offset, end: offset + count - 1, highWaterMark: IO_CHUNK });
+  }
+
+  async writer(key: string, options: WriterOptions = {}): Promise<Writer> {
+    const path = await this.pathOf(key);
+    const flags =
+      constants.O_WRONLY | constants.O_CREAT | O_NOFOLLOW | (options.append === true ? 0 : constants.O_TRUNC);
+    const handle = await this.createFile(path, flags, key);
+    let start = 0;
+    try {
+      const info = await handle.stat();
+      if (!info.isFile()) throw new StorageError(`not a regular file: ${key}`, key);
+      start = info.size;
+    } catch (e) {
+      await handle.close();
+      throw e;
+    }
+    return new FileWriter(key, path, handle, start, this.base);
+  }
+
+  async stat(key: string): Promise<FileInfo> {
+    const path = await this.pathOf(key);
+    let info;
+    try {
+      info = await stat(path);
+    } catch (e) {
+      throw translate(e, key, true);
+    }
+    if (info.isDirectory()) {
+      if (!(await hasVisibleEntry(path))) throw new PathNotFoundError(key);
+      return { size: 0, modTime: info.mtime };
+    }
+    return { size: info.size, modTime: info.mtime };
+  }
+
+  async list(prefix: string): Promise<string[]> {
+    const path = await this.pathOf(prefix, true);
+    let names: string[];
+    try {
+      names = await readdir(path);
+    } catch (e) {
+      const code = errCode(e);
+      if (prefix === '' && code === 'ENOENT') return [];
+      if (code === 'ENOENT' || code === 'ENOTDIR') throw new PathNotFoundError(prefix);
+      throw e;
+    }
+    const keys = names.filter(isValidSegment).map((n) => (prefix === '' ? n : `${prefix}/${n}`));
+    if (keys.length === 0 && prefix !== '') throw new PathNotFoundError(prefix);
+    return keys.sort();
+  }
+
+  async move(src: string, dst: string): Promise<void> {
+    validateKey(src);
+    validateKey(dst);
+    const srcPath = await this.pathOf(src);
+    const dstPath = await this.pathOf(dst);
+    const dstDir = dirname(dstPath);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await lstat(srcPath);
+      } catch (e) {
+        throw translate(e, src, true);
+      }
+      await this.ensureDir(dstDir, dst);
+      try {
+        await rename(srcPath, dstPath);
+        break;
+      } catch (e) {
+        // ENOENT: src vanished (checked again above) or dst's directory was pruned meanwhile.
+        if (errCode(e) === 'ENOENT' && attempt < CREATE_ATTEMPTS) continue;
+        throw translate(e, src, true);
+      }
+    }
+    await syncDir(dstDir);
+    if (dirname(srcPath) !== dstDir) await pruneEmptyDirs(this.base, dirname(srcPath));
+  }
+
+  async delete(key: string): Promise<void> {
+    const path = await this.pathOf(key);
+    try {
+      await lstat(path);
+      // rm does not follow symlinks: a link is removed, never its target.
+      await rm(path, { recursive: true });
+    } catch (e) {
+      throw translate(e, key, true);
+    }
+    await pruneEmptyDirs(this.base, dirname(path));
+  }
+
+  async close(): Promise<void> {
+    // Nothing is held between calls: every operation opens and closes its own descriptors.
+  }
+
+  /** Validates key, maps it under root and refuses it if an existing symlink leads out of root. */
+  private async pathOf(key: string, allowRoot = false): Promise<string> {
+    const path = keyToPath(this.base, key, allowRoot);
+    await this.confine(path, key);
+    return path;
+  }
+
+  private rootReal(): Promise<string> {
+    if (this.realRoot === undefined) {
+      const pending = mkdir(this.base, { recursive: true }).then(() => realpath(this.base));
+      pending.catch(() => {
+        // Let the next operation try again; the callers awaiting this one see the error.
+        if (this.realRoot === pending) this.realRoot = undefined;
+      });
+      this.realRoot = pending;
+    }
+    return this.realRoot;
+  }
+
+  /** The deepest existing part of path must resolve inside root. */
+  private async confine(path: string, key: string): Promise<void> {
+    const realRoot = await this.rootReal();
+    for (let p = path; p !== this.base; p = dirname(p)) {
+      let real: string;
+      try {
+        real = await realpath(p);
+      } catch (e) {
+        const code = errCode(e);
+        if (code === 'ELOOP') throw new InvalidPathError(key);
+        if (code !== 'ENOENT' && code !== 'ENOTDIR') throw e;
+        // Missing: look one level up, unless p is a dangling symlink (its target is unknown).
+        if (await isSymlink(p)) throw new InvalidPathError(key);
+        continue;
+      }
+      if (real !== realRoot && !real.startsWith(realRoot + sep)) throw new InvalidPathError(key);
+      return;
+    }
+  }
+
+  private async ensureDir(dir: string, key: string): Promise<void> {
+    try {
+      await mkdir(dir, { recursive: true });
+    } catch (e) {
+      const code = errCode(e);
+      if (code === 'ENOTDIR' || code === 'EEXIST') {
+        throw new StorageError(`cannot create the prefix of ${key}: an object is in the way`, key);
+      }
+      throw e;
+    }
+  }
+
+  /** Opens (creating) a file, creating its directory; retries if a prune removes it meanwhile. */
+  private async createFile(path: string, flags: number, key: string): Promise<FileHandle> {
+    for (let attempt = 1; ; attempt++) {
+      await this.ensureDir(dirname(path), key);
+      try {
+        return await open(path, flags, 0o644);
+      } catch (e) {
+        if (errCode(e) === 'ENOENT' && attempt < CREATE_ATTEMPTS) continue;
+        throw translate(e, key, false);
+      }
+    }
+  }
+}
+
+/** A Writable over a file handle: writes at explicit positions, batching queued chunks with writev. */
+class FileSink extends Writable {
+  private inflight: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly handle: FileHandle,
+    public position: number,
+  ) {
+    super({ highWaterMark: IO_CHUNK });
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.track(this.writeAll([chunk]), callback);
+  }
+
+  override _writev(
+    chunks: Array<{ chunk: Buffer; encoding: BufferEncoding }>,
+    callback: (error?: Error | null) => void,
+  ): void {
+    this.track(
+      this.writeAll(chunks.map((c) => c.chunk)),
+      callback,
+    );
+  }
+
+  /** Resolves once no write is using the handle (so it may be closed). */
+  settled(): Promise<void> {
+    return this.inflight;
+  }
+
+  private track(work: Promise<void>, callback: (error?: Error | null) => void): void {
+    this.inflight = work.then(
+      () => callback(),
+      (e: unknown) => callback(e instanceof Error ? e : new Error(String(e))),
+    );
+  }
+
+  private async writeAll(buffers: Buffer[]): Promise<void> {
+    let rest = buffers.filter((b) => b.length > 0);
+    while (rest.length > 0) {
+      const { bytesWritten } = await this.handle.writev(rest, this.position);
+      if (bytesWritten <= 0) throw new Error('write made no progress');
+      this.position += bytesWritten;
+      rest = dropFront(rest, bytesWritten);
+    }
+  }
+}
+
+class FileWriter implements Writer {
+  private readonly sink: FileSink;
+  private state: 'open' | 'committing' | 'committed' | 'cancelled' = 'open';
+  private closing: Promise<void> | undefined;
+
+  constructor(
+    private readonly key: string,
+    private readonly path: string,
+    private readonly handle: FileHandle,
+    start: number,
+    private readonly base: string,
+  ) {
+    this.sink = new FileSink(handle, start);
+    // A failed stream must not crash the process when the caller writes without pipeline():
+    // commit() reports the error (stream.errored), and cancel() cleans up.
+    this.sink.on('error', noteStreamError);
+    this.sink.on('close', () => {
+      // Destroyed before finishing (a failed pipeline): release the descriptor now. A close
+      // error is not lost: commit() and cancel() await this same promise.
+      if (!this.sink.writableFinished) void this.closeHandle().catch(() => undefined);
+    });
+  }
+
+  get size(): number {
+    return this.sink.position;
+  }
+
+  get stream(): Writable {
+    return this.sink;
+  }
+
+  async commit(): Promise<void> {
+    if (this.state !== 'open') throw new StorageError(`writer is ${this.state}: ${this.key}`, this.key);
+    this.state = 'committing';
+    try {
+      if (this.sink.destroyed && !this.sink.writableFinished) {
+        throw this.sink.errored ?? new StorageError(`writer stream was destroyed: ${this.key}`, this.key);
+      }
+      if (!this.sink.writableEnded) this.sink.end();
+      await finished(this.sink);
+      await this.sink.settled();
+      await this.handle.sync();
+      await this.closeHandle();
+      await syncDir(dirname(this.path));
+    } catch (e) {
+      this.state = 'open'; // the caller is expected to cancel()
+      await this.closeHandle().catch(() => undefined); // the first error is the one to report
+      throw e;
+    }
+    this.state = 'committed';
+  }
+
+  async cancel(): Promise<void> {
+    if (this.state === 'cancelled') return;
+    if (this.state !== 'open') throw new StorageError(`writer is ${this.state}: ${this.key}`, this.key);
+    this.state = 'cancelled';
+    if (!this.sink.destroyed) this.sink.destroy();
+    await this.closeHandle();
+    try {
+      await unlink(this.path);
+    } catch (e) {
+      if (errCode(e) !== 'ENOENT') throw e;
+    }
+    await pruneEmptyDirs(this.base, dirname(this.path));
+  }
+
+  private closeHandle(): Promise<void> {
+    this.closing ??= this.sink.settled().then(() => this.handle.close());
+    return this.closing;
+  }
+}
+
+/** The stream keeps its error in `errored`; commit() rethrows it. */
+function noteStreamError(): void {}
+
+function tempName(name: string): string {
+  return `${name.slice(0, TEMP_BASE_MAX)}${TEMP_MARK}${randomBytes(8).toString('hex')}`;
+}
+
+function emptyStream(): Readable {
+  return new Readable({
+    read() {
+      this.push(null);
+    },
+  });
+}
+
+function dropFront(buffers: Buffer[], bytes: number): Buffer[] {
+  let skip = bytes;
+  let i = 0;
+  while (i < buffers.length && skip >= buffers[i]!.length) {
+    skip -= buffers[i]!.length;
+    i++;
+  }
+  const rest = buffers.slice(i);
+  if (skip > 0 && rest.length > 0) rest[0] = rest[0]!.subarray(skip);
+  return rest;
+}
+
+async function hasVisibleEntry(dir: string): Promise<boolean> {
+  // The async iterator closes the directory when the loop ends early.
+  for await (const entry of await opendir(dir)) {
+    if (isValidSegment(entry.name)) return true;
+  }
+  return false;
+}
+
+async function isSymlink(path: string): Promise<boolean> {
+  try {
+    return (await lstat(path)).isSymbolicLink();
+  } catch (e) {
+    const code = errCode(e);
+    if (code === 'ENOENT' || code === 'ENOTDIR') return false;
+    throw e;
+  }
+}
+
+/** fsync a directory so a rename or create in it survives a crash. */
+async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, constants.O_RDONLY | O_DIRECTORY);
+  try {
+    await handle.sync();
+  } catch (e) {
+    // Some platforms and filesystems cannot fsync a directory; the rename is then as durable as it gets.
+    if (!['EINVAL', 'ENOTSUP', 'EISDIR', 'EPERM', 'EBADF'].includes(errCode(e) ?? '')) throw e;
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Removes dir and its parents while they are empty, stopping below base. */
+async function pruneEmptyDirs(base: string, dir: string): Promise<void> {
+  for (let d = dir; d.startsWith(base + sep); d = dirname(d)) {
+    try {
+      await rmdir(d);
+    } catch (e) {
+      // Not empty, already gone or in use: the prefix is still needed (or someone else pruned it).
+      if (['ENOTEMPTY', 'EEXIST', 'ENOENT', 'EBUSY', 'ENOTDIR'].includes(errCode(e) ?? '')) return;
+      throw e;
+    }
+  }
+}
+
+function errCode(e: unknown): string | undefined {
+  return typeof e === 'object' && e !== null && 'code' in e && typeof e.code === 'string' ? e.code : undefined;
+}
+
+/** Maps an fs error for key to the driver's error classes. readSide: EISDIR means "no object here". */
+function translate(e: unknown, key: string, readSide: boolean): unknown {
+  switch (errCode(e)) {
+    case 'ENOENT':
+    case 'ENOTDIR':
+      return new PathNotFoundError(key);
+    case 'EISDIR':
+      return readSide ? new PathNotFoundError(key) : new StorageError(`a prefix is in the way: ${key}`, key);
+    case 'ENOTEMPTY':
+    case 'EEXIST':
+      return new StorageError(`a prefix is in the way: ${key}`, key);
+    case 'ELOOP':
+    case 'ENAMETOOLONG':
+      return new InvalidPathError(key);
+    default:
+      return e;
+  }
+}
