@@ -1,0 +1,341 @@
+import { compare, hash } from 'bcryptjs';
+import type { Knex } from 'knex';
+import { DbConflictError } from './errors.js';
+import {
+  clampPage,
+  forUpdate,
+  isUniqueViolation,
+  lockName,
+  toBool,
+  toDate,
+  toDateOrNull,
+  toNum,
+  tsValue,
+  type Page,
+  type PageRequest,
+} from './rows.js';
+
+/** An index account (spec v1-protocol §3.3–3.5). The password hash never leaves this module. */
+export interface User {
+  readonly id: number;
+  readonly username: string;
+  readonly email: string;
+  readonly active: boolean;
+  readonly admin: boolean;
+  readonly createdAt: Date;
+}
+
+export interface PasswordOptions {
+  /** bcrypt cost factor (default 10). */
+  readonly cost?: number;
+}
+
+/** Create (no `id`): username, email and password are required. */
+export interface NewUserInput {
+  readonly id?: undefined;
+  readonly username: string;
+  readonly email: string;
+  readonly password: string;
+  readonly active?: boolean;
+  readonly admin?: boolean;
+}
+
+/** Update (`id` given): only the fields present change. */
+export interface UserUpdateInput {
+  readonly id: number;
+  readonly username?: string;
+  readonly email?: string;
+  readonly password?: string;
+  readonly active?: boolean;
+  readonly admin?: boolean;
+}
+
+export const DEFAULT_BCRYPT_COST = 10;
+
+interface UserRow {
+  id: number;
+  username: string;
+  email: string;
+  password_hash: string;
+  active: unknown;
+  admin: unknown;
+  created_at: unknown;
+}
+
+const COLUMNS = ['id', 'username', 'email', 'password_hash', 'active', 'admin', 'created_at'] as const;
+
+function toUser(r: UserRow): User {
+  return {
+    id: toNum(r.id),
+    username: r.username,
+    email: r.email,
+    active: toBool(r.active),
+    admin: toBool(r.admin),
+    createdAt: toDate(r.created_at),
+  };
+}
+
+/** E-mail addresses compare case-insensitively (one account per mailbox). */
+export function normalizeEmail(email: string): string {
+  return email.trim().toLowerCase();
+}
+
+export async function hashPassword(password: string, opts: PasswordOptions = {}): Promise<string> {
+  return hash(password, opts.cost ?? DEFAULT_BCRYPT_COST);
+}
+
+export async function findUserById(db: Knex, id: number): Promise<User | undefined> {
+  const row = (await db('users').select([...COLUMNS]).where({ id }).first()) as UserRow | undefined;
+  return row && toUser(row);
+}
+
+export async function findUserByName(db: Knex, username: string): Promise<User | undefined> {
+  const row = (await db('users').select([...COLUMNS]).where({ username }).first()) as UserRow | undefined;
+  return row && toUser(row);
+}
+
+export async function findUserByEmail(db: Knex, email: string): Promise<User | undefined> {
+  const row = (await db('users').select([...COLUMNS]).where({ email: normalizeEmail(email) }).first()) as
+    | UserRow
+    | undefined;
+  return row && toUser(row);
+}
+
+async function assertNameFree(trx: Knex.Transaction, username: string, exceptId?: number): Promise<void> {
+  await lockName(trx, username);
+  const q = trx('users').where({ username });
+  if (exceptId !== undefined) void q.whereNot({ id: exceptId });
+  if (await q.first('id')) throw new DbConflictError('username', username);
+  if (await trx('organizations').where({ name: username }).first('id')) throw new DbConflictError('namespace', username);
+}
+
+async function assertEmailFree(trx: Knex.Transaction, email: string, exceptId?: number): Promise<void> {
+  const q = trx('users').where({ email });
+  if (exceptId !== undefined) void q.whereNot({ id: exceptId });
+  if (await q.first('id')) throw new DbConflictError('email', email);
+}
+
+/** Translate a unique violation that slipped past the checks (a concurrent writer) into a conflict. */
+function translateUnique(e: unknown, username: string | undefined, email: string | undefined): never {
+  if (isUniqueViolation(e)) {
+    const text = String((e as { message?: unknown; constraint?: unknown }).constraint ?? (e as Error).message);
+    if (/email/.test(text)) throw new DbConflictError('email', email ?? '');
+    throw new DbConflictError('username', username ?? '');
+  }
+  throw e;
+}
+
+/**
+ * Create a user (no `id`) or update one (`id`). Throws DbConflictError `username` / `email` when taken, or
+ * `namespace` when an organization already has the name (users and organizations share one name space).
+ * Returns undefined when updating an unknown id.
+ */
+export async function saveUser(
+  db: Knex,
+  input: NewUserInput | UserUpdateInput,
+  opts: PasswordOptions = {},
+): Promise<User | undefined> {
+  const email = input.email === undefined ? undefined : normalizeEmail(input.email);
+  // Hash outside the transaction: bcrypt is deliberately slow and must not hold a write lock.
+  const passwordHash = input.password === undefined ? undefined : await hashPassword(input.password, opts);
+  try {
+    return await db.transaction(async (trx) => {
+      if (input.id === undefined) {
+        await assertNameFree(trx, input.username);
+        await assertEmailFree(trx, email as string);
+        const [row] = (await trx('users')
+          .insert({
+            username: input.username,
+            email,
+            password_hash: passwordHash,
+            active: input.active ?? false,
+            admin: input.admin ?? false,
+            created_at: tsValue(trx, new Date()),
+          })
+          .returning([...COLUMNS])) as UserRow[];
+        return toUser(row as UserRow);
+      }
+      const current = await forUpdate(trx, trx('users').where({ id: input.id }).first('id'));
+      if (!current) return undefined;
+      const patch: Record<string, unknown> = {};
+      if (input.username !== undefined) {
+        await assertNameFree(trx, input.username, input.id);
+        patch.username = input.username;
+      }
+      if (email !== undefined) {
+        await assertEmailFree(trx, email, input.id);
+        patch.email = email;
+      }
+      if (passwordHash !== undefined) patch.password_hash = passwordHash;
+      if (input.active !== undefined) patch.active = input.active;
+      if (input.admin !== undefined) patch.admin = input.admin;
+      if (Object.keys(patch).length > 0) await trx('users').where({ id: input.id }).update(patch);
+      const row = (await trx('users').select([...COLUMNS]).where({ id: input.id }).first()) as UserRow;
+      return toUser(row);
+    });
+  } catch (e) {
+    translateUnique(e, input.username, email);
+  }
+}
+
+/** Replace the password. Returns false for an unknown user. */
+export async function setPassword(db: Knex, userId: number, password: string, opts: PasswordOptions = {}): Promise<boolean> {
+  const passwordHash = await hashPassword(password, opts);
+  return (await db('users').where({ id: userId }).update({ password_hash: passwordHash })) > 0;
+}
+
+/** Activate or deactivate an account. Returns false for an unknown user. */
+export async function setActive(db: Knex, userId: number, active: boolean): Promise<boolean> {
+  return (await db('users').where({ id: userId }).update({ active })) > 0;
+}
+
+/**
+ * Delete an account. Memberships, collaborations, stars and comments go with it; repositories it owned
+ * keep existing with no owner (their namespace still says whose they were).
+ */
+export async function removeUser(db: Knex, userId: number): Promise<boolean> {
+  return (await db('users').where({ id: userId }).delete()) > 0;
+}
+
+/** Users by name, one page. */
+export async function listUsers(db: Knex, req: PageRequest = {}): Promise<Page<User>> {
+  const { page, pageSize } = clampPage(req, 50, 1000);
+  const [count] = (await db('users').count({ n: '*' })) as { n: unknown }[];
+  const rows = (await db('users')
+    .select([...COLUMNS])
+    .orderBy('username')
+    .limit(pageSize)
+    .offset((page - 1) * pageSize)) as UserRow[];
+  return { total: toNum(count?.n), items: rows.map(toUser) };
+}
+
+/** A real cost-10 hash of a random string: unknown users cost as much time as wrong passwords. */
+const DUMMY_HASH = '$2b$10$yP0oLmuWyCUFFAMMLve27uuj/6yhcXCwB0dLffFf69Z9T0MC8/Pcy';
+
+/**
+ * Check a username/password pair. Returns the user when the password matches (whether or not the account
+ * is active: the caller answers 403 "Account is not Active" for those, spec §3.4), else undefined.
+ * Does not consult login throttling: call `loginAllowed` first and record the outcome.
+ */
+export async function verifyPassword(db: Knex, username: string, password: string): Promise<User | undefined> {
+  const row = (await db('users').select([...COLUMNS]).where({ username }).first()) as UserRow | undefined;
+  const ok = await compare(password, row?.password_hash ?? DUMMY_HASH);
+  return ok && row ? toUser(row) : undefined;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Login throttling
+
+export interface LoginThrottlePolicy {
+  /** Failures within `windowMs` that start a lockout (default 5). */
+  readonly maxFailures: number;
+  /** Window in which failures count together (default 15 min). */
+  readonly windowMs: number;
+  /** First lockout; doubles with every further failure (default 1 min). */
+  readonly baseLockMs: number;
+  /** Longest lockout (default 15 min). Locks always expire: never permanent. */
+  readonly maxLockMs: number;
+}
+
+export const DEFAULT_LOGIN_THROTTLE: LoginThrottlePolicy = Object.freeze({
+  maxFailures: 5,
+  windowMs: 15 * 60_000,
+  baseLockMs: 60_000,
+  maxLockMs: 15 * 60_000,
+});
+
+export interface ThrottleOptions {
+  readonly now?: Date;
+  readonly policy?: Partial<LoginThrottlePolicy>;
+}
+
+export type LoginDecision = { readonly allowed: true } | { readonly allowed: false; readonly retryAfterMs: number };
+
+interface FailureRow {
+  username: string;
+  failures: unknown;
+  window_start: unknown;
+  locked_until: unknown;
+}
+
+/** Failures are keyed by the name as typed (bounded, lower-cased), whether or not such a user exists. */
+function throttleKey(username: string): string {
+  return username.toLowerCase().slice(0, 255);
+}
+
+function policyOf(opts: ThrottleOptions): LoginThrottlePolicy {
+  return { ...DEFAULT_LOGIN_THROTTLE, ...opts.policy };
+}
+
+/**
+ * A record is stale once the window and any lockout are both more than `windowMs` in the past; a stale
+ * record counts as no record, so throttling always ends.
+ */
+function isStale(row: FailureRow, now: number, p: LoginThrottlePolicy): boolean {
+  const windowStart = toDate(row.window_start).getTime();
+  const lockedUntil = toDateOrNull(row.locked_until)?.getTime() ?? windowStart;
+  return now - Math.max(windowStart, lockedUntil) > p.windowMs;
+}
+
+/** May this name try a password now? */
+export async function loginAllowed(db: Knex, username: string, opts: ThrottleOptions = {}): Promise<LoginDecision> {
+  const now = (opts.now ?? new Date()).getTime();
+  const row = (await db('login_failures').where({ username: throttleKey(username) }).first()) as
+    | FailureRow
+    | undefined;
+  const lockedUntil = row ? toDateOrNull(row.locked_until)?.getTime() : undefined;
+  if (lockedUntil !== undefined && lockedUntil > now) return { allowed: false, retryAfterMs: lockedUntil - now };
+  return { allowed: true };
+}
+
+/**
+ * Count a failed login. From the `maxFailures`-th failure within the window on, each failure locks the
+ * name for baseLockMs · 2^(failures − maxFailures), capped at maxLockMs. Returns the resulting decision.
+ */
+export async function recordLoginFailure(db: Knex, username: string, opts: ThrottleOptions = {}): Promise<LoginDecision> {
+  const p = policyOf(opts);
+  const nowDate = opts.now ?? new Date();
+  const now = nowDate.getTime();
+  const key = throttleKey(username);
+  return db.transaction(async (trx) => {
+    await trx('login_failures')
+      .insert({ username: key, failures: 0, window_start: tsValue(trx, nowDate), locked_until: null })
+      .onConflict('username')
+      .ignore();
+    const row = (await forUpdate(trx, trx('login_failures').where({ username: key }).first())) as FailureRow;
+    const fresh = isStale(row, now, p);
+    const failures = fresh ? 1 : toNum(row.failures) + 1;
+    const windowStart = fresh ? nowDate : toDate(row.window_start);
+    let lockedUntil: Date | null = fresh ? null : toDateOrNull(row.locked_until);
+    if (failures >= p.maxFailures) {
+      const lock = Math.min(p.maxLockMs, p.baseLockMs * 2 ** Math.min(30, failures - p.maxFailures));
+      lockedUntil = new Date(now + lock);
+    }
+    await trx('login_failures')
+      .where({ username: key })
+      .update({
+        failures,
+        window_start: tsValue(trx, windowStart),
+        locked_until: lockedUntil && tsValue(trx, lockedUntil),
+      });
+    return lockedUntil && lockedUntil.getTime() > now
+      ? { allowed: false, retryAfterMs: lockedUntil.getTime() - now }
+      : { allowed: true };
+  });
+}
+
+/** Forget failures after a successful login. */
+export async function clearLoginFailures(db: Knex, username: string): Promise<void> {
+  await db('login_failures').where({ username: throttleKey(username) }).delete();
+}
+
+/** Housekeeping: drop records that can no longer affect a decision. Returns how many went. */
+export async function removeStaleLoginFailures(db: Knex, opts: ThrottleOptions = {}): Promise<number> {
+  const p = policyOf(opts);
+  const cutoff = new Date((opts.now ?? new Date()).getTime() - p.windowMs);
+  const c = tsValue(db, cutoff);
+  return db('login_failures')
+    .where('window_start', '<', c)
+    .andWhere((q) => void q.whereNull('locked_until').orWhere('locked_until', '<', c))
+    .delete();
+}
