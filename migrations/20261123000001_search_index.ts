@@ -48,7 +48,7 @@ async function upSqlite(knex: Knex): Promise<void> {
   } else if (await sqliteHasModule(knex, 'fts4', version)) {
     await knex.raw(
       `create virtual table repositories_fts using fts4(full_name, name_words, description,
-         tokenize = unicode61, prefix = "2,3")`,
+         tokenize=unicode61, prefix="2,3")`,
     );
   } else {
     throw new Error(`SQLite ${version} has neither FTS5 nor FTS4 compiled in; repository search needs one of them`);

@@ -9,6 +9,7 @@ import type { RepoName, Tag } from './names.js';
  *   v1/images/<id>/_inprogress                marker between PUT json and a verified PUT checksum
  *   v1/images/<id>/layer                      JSON link to the blob + checksums computed at upload
  *   v1/images/<id>/_checksum                  JSON of the checksums the client sent with PUT checksum
+ *   v1/images/<id>/_files                     cached R9 member list
  *   v1/repositories/<ns>/<repo>/_tags/<tag>   image id (bare string)
  *   v1/repositories/<ns>/<repo>/_tagjson/<tag> tag metadata (R15)
  *   v1/repositories/<ns>/<repo>/_json         repository metadata (copy of latest's)
@@ -27,6 +28,7 @@ export const keys = {
   inProgress: (id: string): string => `v1/images/${id}/_inprogress`,
   layerLink: (id: string): string => `v1/images/${id}/layer`,
   clientChecksum: (id: string): string => `v1/images/${id}/_checksum`,
+  files: (id: string): string => `v1/images/${id}/_files`,
   repositoriesRoot: 'v1/repositories',
   repo: (r: RepoName): string => `v1/repositories/${r.namespace}/${r.repository}`,
   tagsDir: (r: RepoName): string => `v1/repositories/${r.namespace}/${r.repository}/_tags`,

@@ -5,6 +5,7 @@ import { LayerHasher, type LayerDigests } from '../digest/layer-hasher.js';
 import { BlobStore, ShortBodyError, SizeLimitError } from './blob-store.js';
 import { keys } from './keys.js';
 import { KeyedMutex } from './mutex.js';
+import { listLayerFiles, type FileEntry } from './v1-files.js';
 
 /** What PUT layer learnt about the bytes, stored beside the image (v1/images/<id>/layer). */
 export interface LayerLink {
@@ -145,6 +146,7 @@ export class V1Images {
       await this.driver.putContent(keys.inProgress(id), Buffer.from('true'));
       await this.remove(keys.layerLink(id));
       await this.remove(keys.clientChecksum(id));
+      await this.remove(keys.files(id));
       await this.driver.putContent(keys.imageJson(id), body);
       await this.driver.putContent(keys.ancestry(id), Buffer.from(JSON.stringify(ancestry)));
     });
@@ -230,6 +232,16 @@ export class V1Images {
     const link = await this.layerLink(id);
     if (!link) throw new RegistryError('IMAGE_NOT_FOUND');
     return link;
+  }
+
+  /** R9: the member list of the layer, computed once and kept beside the image. */
+  async files(id: string): Promise<FileEntry[]> {
+    const cached = await this.read(keys.files(id));
+    if (cached) return JSON.parse(cached.toString('utf8')) as FileEntry[];
+    const link = await this.getLayer(id);
+    const entries = await listLayerFiles(link, () => this.openLayer(link, 0));
+    await this.driver.putContent(keys.files(id), Buffer.from(JSON.stringify(entries)));
+    return entries;
   }
 
   openLayer(link: LayerLink, offset: number, length?: number): Promise<Readable> {

@@ -70,7 +70,13 @@ function escapeLike(s: string): string {
 }
 
 export function parseSearchQuery(query: string | undefined): ParsedQuery {
-  const text = (query ?? '').normalize('NFKC').slice(0, MAX_QUERY).trim().toLowerCase();
+  // Control characters (NUL above all: PostgreSQL refuses it in text) separate words like spaces do.
+  const text = (query ?? '')
+    .slice(0, MAX_QUERY)
+    .replace(/\p{Cc}/gu, ' ')
+    .normalize('NFKC')
+    .trim()
+    .toLowerCase();
   const words = [...new Set(text.match(/[\p{L}\p{N}]+/gu) ?? [])].slice(0, MAX_WORDS);
   const substring = text.length >= 3 && NAME_TEXT.test(text) && /[a-z0-9]/.test(text) ? text : undefined;
   return { text, words, prefixPattern: `${escapeLike(text)}%`, substring };

@@ -89,12 +89,17 @@ export async function findUserById(db: Knex, id: number): Promise<User | undefin
   return row && toUser(row);
 }
 
+/** PostgreSQL refuses NUL in text; no stored name or address contains one, so such a lookup finds nothing. */
+const HAS_NUL = /\0/;
+
 export async function findUserByName(db: Knex, username: string): Promise<User | undefined> {
+  if (HAS_NUL.test(username)) return undefined;
   const row = (await db('users').select([...COLUMNS]).where({ username }).first()) as UserRow | undefined;
   return row && toUser(row);
 }
 
 export async function findUserByEmail(db: Knex, email: string): Promise<User | undefined> {
+  if (HAS_NUL.test(email)) return undefined;
   const row = (await db('users').select([...COLUMNS]).where({ email: normalizeEmail(email) }).first()) as
     | UserRow
     | undefined;
@@ -218,7 +223,9 @@ const DUMMY_HASH = '$2b$10$yP0oLmuWyCUFFAMMLve27uuj/6yhcXCwB0dLffFf69Z9T0MC8/Pcy
  * Does not consult login throttling: call `loginAllowed` first and record the outcome.
  */
 export async function verifyPassword(db: Knex, username: string, password: string): Promise<User | undefined> {
-  const row = (await db('users').select([...COLUMNS]).where({ username }).first()) as UserRow | undefined;
+  const row = HAS_NUL.test(username)
+    ? undefined
+    : ((await db('users').select([...COLUMNS]).where({ username }).first()) as UserRow | undefined);
   const ok = await compare(password, row?.password_hash ?? DUMMY_HASH);
   return ok && row ? toUser(row) : undefined;
 }
@@ -260,7 +267,7 @@ interface FailureRow {
 
 /** Failures are keyed by the name as typed (bounded, lower-cased), whether or not such a user exists. */
 function throttleKey(username: string): string {
-  return username.toLowerCase().slice(0, 255);
+  return username.replace(/\0/g, '\uFFFD').toLowerCase().slice(0, 255);
 }
 
 function policyOf(opts: ThrottleOptions): LoginThrottlePolicy {

@@ -230,6 +230,18 @@ export function registryRouter(deps: RegistryDeps): Router {
     setCacheHeaders(ctx);
   });
 
+  // R9
+  router.get('/v1/images/:id/files', async (ctx) => {
+    const access = await authorize(ctx);
+    const id = imageId(ctx);
+    await images.assertComplete(id);
+    if (notModified(ctx)) return;
+    await assertReadable(access, id);
+    const files = await images.files(id);
+    sendJson(ctx, 200, files);
+    setCacheHeaders(ctx);
+  });
+
   // R10: the diff needs the Python registry's Redis worker queue, which we do not run.
   router.get('/v1/images/:id/diff', async (ctx) => {
     await authorize(ctx);

@@ -77,6 +77,10 @@ describeEachEngine('users', (ctx) => {
     assert.equal(await verifyPassword(ctx.db, username, 'correct horse'), undefined);
     assert.ok(await verifyPassword(ctx.db, username, 'battery staple'));
     assert.equal(await setPassword(ctx.db, 987654, 'x', FAST), false);
+    // Names straight from a Basic header may hold anything, NUL included.
+    assert.equal(await verifyPassword(ctx.db, `${username}\0`, 'battery staple'), undefined);
+    assert.equal(await findUserByName(ctx.db, '\0'), undefined);
+    assert.equal(await findUserByEmail(ctx.db, 'a\0@x.org'), undefined);
   });
 
   it('uses cost 10 by default', async () => {
@@ -161,6 +165,8 @@ describeEachEngine('login throttling', (ctx) => {
     assert.equal((await loginAllowed(ctx.db, name, at(10))).allowed, false);
     await clearLoginFailures(ctx.db, name);
     assert.deepEqual(await loginAllowed(ctx.db, name, at(10)), { allowed: true });
+    assert.deepEqual(await recordLoginFailure(ctx.db, 'nul\0name\ud800', at(0)), { allowed: true });
+    assert.deepEqual(await loginAllowed(ctx.db, 'nul\0name\ud800', at(0)), { allowed: true });
     const huge = 'x'.repeat(5000);
     assert.deepEqual(await recordLoginFailure(ctx.db, huge, at(0)), { allowed: true });
   });

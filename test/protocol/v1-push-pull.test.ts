@@ -9,7 +9,7 @@ import { DOCKER_UA, chunkedStream, makeImage, pushImage, putTag, sha256hex, type
 
 interface Expected {
   image_id: string;
-  layers: Record<string, { checksum_payload: string; tarsum_v0_with_json?: string; file_sha256: string; size: number }>;
+  layers: Record<string, { checksum_payload: string; tarsum_v0_with_json?: string; file_sha256: string; size: number; files_endpoint_body?: string }>;
 }
 const expected = JSON.parse(readFileSync(join(VECTORS, 'expected.json'), 'utf8')) as Expected;
 const vectorImage: TestImage = {
@@ -135,6 +135,18 @@ describe('Docker 1.x push and pull against a standalone registry', () => {
     const ignored = await request(reg, `/v1/images/${vectorImage.id}/layer`, { headers: { Range: 'items=0-1' } });
     assert.equal(ignored.status, 200);
     assert.equal(ignored.body.length, size);
+  });
+
+  it('lists the layer members with /files exactly as the Python registry did', async () => {
+    const files = await request(reg, `/v1/images/${vectorImage.id}/files`);
+    assert.equal(files.status, 200);
+    assert.equal(files.text, expected.layers['layer.tar']!.files_endpoint_body);
+    assert.equal(files.headers['cache-control'], 'public, max-age=31536000');
+    const again = await request(reg, `/v1/images/${vectorImage.id}/files`);
+    assert.equal(again.text, files.text);
+    const diff = await request(reg, `/v1/images/${vectorImage.id}/diff`);
+    assert.equal(diff.status, 400);
+    assert.equal(diff.text, '{"error": "Diff queue is disabled"}');
   });
 
   it('answers If-Modified-Since with 304 on cacheable GETs', async () => {
