@@ -8,6 +8,7 @@ import { createLogger, toLevel, type Logger } from './log/logger.js';
 import { createDriver } from './storage/drivers/index.js';
 import type { StorageDriver } from './storage/driver.js';
 import { BlobStore } from './content/blob-store.js';
+import { DigestWorkers } from './digest/worker-inner.js';
 import { V1Images } from './content/v1-images.js';
 import { V1Repositories } from './content/v1-repositories.js';
 import { OPEN_ACCESS, type RegistryAuth } from './auth/registry-auth.js';
@@ -68,9 +69,12 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     Math.min(config.upload_purge_age * 1000, 3600_000),
   );
   purgeTimer.unref();
+  // gunzip + tarsum of uploads run in worker threads (the second core), sha256 + payload here.
+  const digestWorkers = new DigestWorkers();
   const images = new V1Images(driver, blobs, {
     maxLayerSize: config.max_layer_size,
     verifyTarsum: config.verify_tarsum,
+    innerDigests: (kind, extra) => digestWorkers.create(kind, extra),
   });
   const repos = new V1Repositories(driver, images);
   // Spec §4.1: standalone or disable_token_auth ⇒ no token checks; otherwise every request's token is
@@ -134,6 +138,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       if (!drained) log.warn('shutdown timeout: closing connections with requests still in flight', { inflight: inflight.size });
       server.closeAllConnections();
       await closed;
+      await digestWorkers.close();
       await driver.close?.();
     })();
     return closing;

@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { isNotFound, type StorageDriver } from '../storage/driver.js';
 import { RegistryError } from '../errors/index.js';
-import { LayerHasher, type LayerDigests } from '../digest/layer-hasher.js';
+import { LayerHasher, type InnerFactory, type LayerDigests } from '../digest/layer-hasher.js';
 import { BlobStore, ShortBodyError, SizeLimitError } from './blob-store.js';
 import { keys } from './keys.js';
 import { KeyedMutex } from './mutex.js';
@@ -37,6 +37,8 @@ export interface PutJsonChecks {
 export interface V1ImageOptions {
   readonly maxLayerSize: number;
   readonly verifyTarsum: boolean;
+  /** Where gunzip and tarsum run (a worker thread, when main.ts provides one). */
+  readonly innerDigests?: InnerFactory;
 }
 
 /**
@@ -159,7 +161,7 @@ export class V1Images {
     if (!(await this.inProgress(id)) && (await this.exists(keys.layerLink(id)))) {
       throw new RegistryError('IMAGE_EXISTS');
     }
-    const hasher = new LayerHasher(json);
+    const hasher = new LayerHasher(json, this.opts.innerDigests);
     let blob;
     try {
       blob = await this.blobs.ingest(body, hasher, {

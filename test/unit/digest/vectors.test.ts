@@ -9,6 +9,7 @@ import { gzipSync } from 'node:zlib';
 import { TarSum, goSort } from '../../../src/digest/tarsum.js';
 import { LayerHasher, type LayerDigests } from '../../../src/digest/layer-hasher.js';
 import { TarParser, type TarHeader } from '../../../src/digest/tar-parser.js';
+import { DigestWorkers } from '../../../src/digest/worker-inner.js';
 import { VECTORS } from '../../helpers/paths.js';
 
 interface LayerVector {
@@ -52,8 +53,10 @@ function chunks(buf: Buffer, mode: 'whole' | 'bytes' | 'random'): Buffer[] {
   return out;
 }
 
-async function hashLayer(parts: Buffer[], extra = json): Promise<{ d: LayerDigests; out: Buffer }> {
-  const h = new LayerHasher(extra);
+const workers = new DigestWorkers(2);
+
+async function hashLayer(parts: Buffer[], extra = json, inWorker = false): Promise<{ d: LayerDigests; out: Buffer }> {
+  const h = inWorker ? new LayerHasher(extra, (k, e) => workers.create(k, e)) : new LayerHasher(extra);
   const got: Buffer[] = [];
   await pipeline(
     Readable.from(parts),
@@ -104,6 +107,29 @@ describe('checksum vectors (spec §6.5, expected.json)', () => {
       });
     }
   }
+
+  for (const [name, v] of Object.entries(expected.layers)) {
+    it(`${name} through a worker thread gives the same digests`, async () => {
+      const { d, out } = await hashLayer(chunks(file(name), 'random'), json, true);
+      assert.deepEqual(out, file(name));
+      assert.equal(d.digest, `sha256:${v.file_sha256}`);
+      assert.equal(d.payload, v.checksum_payload);
+      assert.equal(d.tarsum?.v0, v.tarsum_v0_with_json ?? v.tarsum_v0_with_json_docker_go);
+      assert.equal(d.tarsum?.v1, v.tarsum_v1_with_json);
+      assert.equal(d.diffId, `sha256:${expected.layers[name.replace(/\.gz$/, '')]!.file_sha256}`);
+    });
+  }
+
+  it('corrupt gzip through a worker: raw digests right, tarsum undefined, worker usable after', async () => {
+    const gz = gzipSync(Buffer.concat([...entry('x', randomBytes(200000)), Buffer.alloc(1024)]));
+    gz[300] = gz[300]! ^ 0xff;
+    const { d } = await hashLayer(chunks(gz, 'random'), json, true);
+    assert.equal(d.digest, `sha256:${createHash('sha256').update(gz).digest('hex')}`);
+    assert.equal(d.tarsum, undefined);
+    const again = await hashLayer([file('layer.tar.gz')], json, true);
+    assert.equal(again.d.payload, expected.layers['layer.tar.gz']!.checksum_payload);
+    await workers.close();
+  });
 
   it('layer.tar without the json extra', () => {
     const v = expected.layers['layer.tar']!;
