@@ -145,7 +145,7 @@ export async function benchV1Layer(sizeMiB: number, log: (s: string) => void = c
     const cli = join(ROOT, 'dist', 'src', 'cli', 'main.js');
     if (!existsSync(cli)) throw new Error('build first: npm run build');
     const proc = spawn(process.execPath, [cli, 'serve', '--host', '127.0.0.1', '--port', '0'], {
-      env: { PATH: process.env.PATH ?? '', STORAGE_PATH: join(work, 'data'), LOGLEVEL: 'info' },
+      env: { PATH: process.env.PATH ?? '', STORAGE_PATH: join(work, 'data'), LOGLEVEL: 'info', STANDALONE: 'true' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';

@@ -3,7 +3,13 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { Config } from './config/schema.js';
-import { listenAddress, redact } from './config/load.js';
+import { ConfigError, listenAddress, redact } from './config/load.js';
+import type { Knex } from 'knex';
+import { closeDb, createDb, migrateLatest } from './db/knex.js';
+import { tokenSecret } from './db/settings.js';
+import { V1TokenSigner } from './auth/v1-token.js';
+import { IndexService } from './index/service.js';
+import { indexRouter } from './index/routes.js';
 import { createLogger, toLevel, type Logger } from './log/logger.js';
 import { createDriver } from './storage/drivers/index.js';
 import type { StorageDriver } from './storage/driver.js';
@@ -38,6 +44,8 @@ export interface RunningServer {
   readonly port: number;
   readonly config: Config;
   readonly driver: StorageDriver;
+  /** The index database, when this process runs the index. */
+  readonly db: Knex | undefined;
   /** Stop accepting, let in-flight requests finish (up to shutdown_timeout), release resources. */
   close(): Promise<void>;
 }
@@ -77,22 +85,47 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     innerDigests: (kind, extra) => digestWorkers.create(kind, extra),
   });
   const repos = new V1Repositories(driver, images);
+
+  // Which services run here (spec §4.1): unset `standalone` means token checks against this
+  // process's index for `serve`, and a standalone registry for `serve --only registry` unless an
+  // index_endpoint is configured.
+  const standalone = config.standalone ?? (role === 'registry' ? config.index_endpoint === null : false);
+  if (role === 'registry' && !standalone && !config.disable_token_auth && config.index_endpoint === null) {
+    throw new ConfigError('invalid configuration:\n  index_endpoint: required when a registry runs alone with standalone: false');
+  }
+  const effective: Config = Object.freeze({ ...config, standalone });
+  const runIndex = role === 'index' || (role === 'all' && !standalone);
+  let db: Knex | undefined;
+  let index: IndexService | undefined;
+  if (runIndex) {
+    db = createDb(config.sqlalchemy_index_database, config.storage_path);
+    const applied = await migrateLatest(db);
+    if (applied.length > 0) log.info('index database migrated', { applied });
+    const secret = await tokenSecret(db, config.token_secret);
+    index = new IndexService(db, new V1TokenSigner(secret, config.token_ttl), {
+      signup: config.signup,
+      signupActive: config.signup_active,
+      bcryptCost: config.bcrypt_cost,
+    });
+  }
+  let selfUrl = '';
   // Spec §4.1: standalone or disable_token_auth ⇒ no token checks; otherwise every request's token is
-  // validated against the index.
+  // validated against the index (over HTTP, as the protocol prescribes, with a short cache).
   const auth: RegistryAuth =
-    config.standalone || config.disable_token_auth
+    standalone || config.disable_token_auth
       ? OPEN_ACCESS
-      : new TokenAuth({ indexEndpoint: config.index_endpoint, cacheTtl: config.token_cache_ttl, log });
+      : new TokenAuth({ indexEndpoint: () => config.index_endpoint ?? selfUrl, cacheTtl: config.token_cache_ttl, log });
 
   const app = createKoa();
   app.use(accessLog(log));
   app.use(v1ErrorRenderer(log));
   app.use(v2Off);
   if (role !== 'index') {
-    const registry = registryRouter({ config, images, repos, auth, version });
+    const registry = registryRouter({ config: effective, images, repos, auth, version });
     app.use(registry.routes());
-    if (config.standalone) app.use(standaloneIndexRouter(config, repos).routes());
+    if (standalone) app.use(standaloneIndexRouter(effective, repos).routes());
   }
+  if (index) app.use(indexRouter(effective, index, { ping: role === 'index' }).routes());
   app.use(notFound);
 
   const inflight = new InFlight();
@@ -115,14 +148,16 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   });
   const addr = server.address() as AddressInfo;
   const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-  const url = `http://${shownHost === '0.0.0.0' ? '127.0.0.1' : shownHost}:${addr.port}`;
+  const url = `http://${shownHost === '0.0.0.0' || shownHost === '[::]' ? '127.0.0.1' : shownHost}:${addr.port}`;
+  selfUrl = url;
   log.info('legacy-registry listening', {
     role,
     address: `${shownHost}:${addr.port}`,
     version,
     storage: config.storage,
     storage_path: config.storage_path,
-    standalone: config.standalone,
+    standalone,
+    index: runIndex ? (config.sqlalchemy_index_database ?? 'sqlite (storage_path/index.db)').replace(/\/\/[^@/]*@/, '//***@') : undefined,
     flavor: config.flavor,
     config: config.file ?? 'built-in defaults',
   });
@@ -139,9 +174,10 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       server.closeAllConnections();
       await closed;
       await digestWorkers.close();
+      if (db) await closeDb(db);
       await driver.close?.();
     })();
     return closing;
   };
-  return { server, url, port: addr.port, config, driver, close };
+  return { server, url, port: addr.port, config: effective, driver, db, close };
 }

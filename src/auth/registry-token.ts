@@ -34,8 +34,8 @@ interface CacheEntry {
 }
 
 export interface TokenAuthOptions {
-  /** Base URL of the index (index_endpoint). */
-  readonly indexEndpoint: string;
+  /** Base URL of the index (index_endpoint; this process's own URL when index and registry run together). */
+  readonly indexEndpoint: () => string;
   /** Seconds a positive validation is cached (0 = ask every time). */
   readonly cacheTtl: number;
   readonly log: Logger;
@@ -83,12 +83,12 @@ export class TokenAuth implements RegistryAuth {
     if (hit && hit.expires > now) return hit.ids;
     let res: Response;
     try {
-      res = await fetch(`${this.opts.indexEndpoint}/v1/repositories/${repository}/images`, {
+      res = await fetch(`${this.opts.indexEndpoint()}/v1/repositories/${repository}/images`, {
         headers: { Authorization: header },
         signal: AbortSignal.timeout(this.opts.timeoutMs ?? 15000),
       });
     } catch (e) {
-      this.opts.log.error('index unreachable for token validation', { index: this.opts.indexEndpoint, err: (e as Error).message });
+      this.opts.log.error('index unreachable for token validation', { index: this.opts.indexEndpoint(), err: (e as Error).message });
       throw new RegistryError('UNAVAILABLE', 'Index unreachable for token validation');
     }
     if (res.status !== 200) {
@@ -118,7 +118,7 @@ export class TokenAuth implements RegistryAuth {
   private async imageAccess(header: string, repository: string, imageId: string, ids: ReadonlySet<string>): Promise<boolean> {
     if (ids.has(imageId)) return true;
     try {
-      const res = await fetch(`${this.opts.indexEndpoint}/v1/repositories/${repository}/layer/${imageId}/access`, {
+      const res = await fetch(`${this.opts.indexEndpoint()}/v1/repositories/${repository}/layer/${imageId}/access`, {
         headers: { Authorization: header },
         signal: AbortSignal.timeout(this.opts.timeoutMs ?? 15000),
       });

@@ -148,7 +148,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
           .filter((s) => s.length > 0);
   const config: Config = {
     ...c,
-    index_endpoint: c.index_endpoint.replace(/\/+$/, ''),
+    index_endpoint: c.index_endpoint === null ? null : c.index_endpoint.replace(/\/+$/, ''),
     storage_path: resolve(c.storage_path),
     max_layer_size: parseByteSize(c.max_layer_size),
     max_json_size: parseByteSize(c.max_json_size),

@@ -21,10 +21,14 @@ export const configSchema = z
     issue: z.string().default('"docker-registry server"'),
     loglevel: z.enum(['debug', 'info', 'warn', 'warning', 'error', 'critical', 'silent']).default('info'),
     debug: z.boolean().default(false),
-    /** No index: no token checks, stand-in index routes served (spec §3.12). */
-    standalone: z.boolean().default(true),
-    /** Base URL of the index the registry validates tokens against (spec §4.2). */
-    index_endpoint: z.url().default('http://127.0.0.1:5000'),
+    /**
+     * No index: no token checks, stand-in index routes served (spec §3.12). Unset: `serve` (index and
+     * registry together) checks tokens against its own index; `serve --only registry` is standalone
+     * unless index_endpoint is set.
+     */
+    standalone: z.boolean().nullable().default(null),
+    /** Base URL of the index the registry validates tokens against (spec §4.2); unset: this process. */
+    index_endpoint: z.url().nullable().default(null),
     disable_token_auth: z.boolean().nullable().default(null),
     privileged_key: nullableString,
     /** Storage driver: file (alias local) or memory (tests only). */
@@ -52,6 +56,16 @@ export const configSchema = z
     shutdown_timeout: z.number().int().nonnegative().default(30),
     /** Seconds after which an abandoned upload (no write for that long) is purged. */
     upload_purge_age: z.number().int().positive().default(3600),
+    /** Index: POST /v1/users creates accounts (false: 401, clients go on to log in). */
+    signup: z.boolean().default(true),
+    /** Index: accounts created by signup are active at once (false: an admin activates them). */
+    signup_active: z.boolean().default(true),
+    /** Index: lifetime of X-Docker-Token values, seconds. */
+    token_ttl: z.number().int().positive().max(86400 * 7).default(3600),
+    /** Index: secret signing the tokens; unset: generated once and kept in the database. */
+    token_secret: z.string().min(16).nullable().default(null),
+    /** Index: bcrypt cost of stored passwords. */
+    bcrypt_cost: z.number().int().min(4).max(15).default(10),
     /** Seconds a positive token validation answer from the index is cached (spec Q14: ≤ 60). */
     token_cache_ttl: z.number().int().nonnegative().max(60).default(30),
   })

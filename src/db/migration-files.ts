@@ -6,3 +6,4 @@
  */
 export * as initial from '../../migrations/20261123000000_initial.js';
 export * as searchIndex from '../../migrations/20261123000001_search_index.js';
+export * as settings from '../../migrations/20261123000002_settings.js';

@@ -37,8 +37,30 @@ export const V1_CODES = {
   DIFF_DISABLED: [400, 'Diff queue is disabled'],
   REQUIRES_AUTHORIZATION: [401, 'Requires authorization'],
   METHOD_NOT_ALLOWED: [405, 'Method not allowed'],
+  // Index (spec §3): these answer with a bare JSON string body, as the Hub did.
+  USER_EXISTS: [400, 'Username or email already exists'],
+  USER_INVALID: [400, 'Invalid account data'],
+  SIGNUP_DISABLED: [401, 'Account creation is disabled on this index'],
+  LOGIN_REQUIRED: [401, 'Authentication is required'],
+  ACCOUNT_INACTIVE: [403, 'Account is not Active'],
+  ACCESS_DENIED: [403, 'Access denied'],
+  TOO_MANY_LOGINS: [429, 'Too many failed logins: retry later'],
+  USER_NOT_FOUND: [404, 'User not found'],
+  BAD_REQUEST: [400, 'Bad request'],
   UNAVAILABLE: [503, 'Service unavailable'],
   INTERNAL: [500, 'Internal server error'],
 } as const satisfies Record<string, readonly [number, string]>;
 
 export type V1Code = keyof typeof V1_CODES;
+
+/** Codes whose body is the message as a JSON string (`"Account is not Active"`), not `{"error": …}`. */
+export const STRING_BODY_CODES: ReadonlySet<V1Code> = new Set<V1Code>([
+  'USER_EXISTS',
+  'USER_INVALID',
+  'SIGNUP_DISABLED',
+  'LOGIN_REQUIRED',
+  'ACCOUNT_INACTIVE',
+  'ACCESS_DENIED',
+  'TOO_MANY_LOGINS',
+  'USER_NOT_FOUND',
+]);

@@ -1,6 +1,6 @@
-import { V1_CODES, type V1Code } from './codes.js';
+import { STRING_BODY_CODES, V1_CODES, type V1Code } from './codes.js';
 
-export { V1_CODES, type V1Code };
+export { STRING_BODY_CODES, V1_CODES, type V1Code };
 
 /**
  * The one error type a client can see. Handlers choose a code (and optionally a message or detail);

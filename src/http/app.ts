@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import Koa, { type Context, type Next } from 'koa';
-import { isRegistryError } from '../errors/index.js';
+import { isRegistryError, STRING_BODY_CODES } from '../errors/index.js';
 import type { Logger } from '../log/logger.js';
 import { sendJson } from './respond.js';
 
@@ -16,7 +16,7 @@ export function v1ErrorRenderer(log: Logger) {
     } catch (e) {
       if (isRegistryError(e)) {
         for (const [k, v] of Object.entries(e.headers)) ctx.set(k, v);
-        sendJson(ctx, e.status, { error: e.message });
+        sendJson(ctx, e.status, STRING_BODY_CODES.has(e.code) ? e.message : { error: e.message });
         if (e.status >= 500) log.error('request failed', { id: ctx.state.requestId, code: e.code });
         return;
       }

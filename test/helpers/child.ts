@@ -14,7 +14,7 @@ export interface ChildServer {
 export async function spawnServer(env: Record<string, string>, args: string[] = []): Promise<ChildServer> {
   const cli = join(ROOT, 'dist', 'src', 'cli', 'main.js');
   const proc = spawn(process.execPath, [cli, 'serve', '--host', '127.0.0.1', '--port', '0', ...args], {
-    env: { PATH: process.env.PATH ?? '', LOGLEVEL: 'info', ...env },
+    env: { PATH: process.env.PATH ?? '', LOGLEVEL: 'info', STANDALONE: 'true', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

@@ -22,7 +22,7 @@ describe('v1 registry: bad input gets the protocol error and changes nothing', (
   let s: TestServer;
   let reg: string;
   before(async () => {
-    s = await startTestServer({ max_json_size: 65536, max_layer_size: 1 << 20 });
+    s = await startTestServer({ standalone: true, max_json_size: 65536, max_layer_size: 1 << 20 });
     reg = s.url;
   });
   after(() => s.stop());

@@ -24,7 +24,7 @@ describe('Docker 1.x push and pull against a standalone registry', () => {
   let s: TestServer;
   let reg: string;
   before(async () => {
-    s = await startTestServer();
+    s = await startTestServer({ standalone: true });
     reg = s.url;
   });
   after(() => s.stop());

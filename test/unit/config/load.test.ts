@@ -7,7 +7,7 @@ import { FIXTURES } from '../../helpers/paths.js';
 const file = (name: string): string => join(FIXTURES, 'config', name);
 
 describe('config loading', () => {
-  it('runs on the shipped config_sample.yml with zero setup: ./data, port 5000, standalone', () => {
+  it('runs on the shipped config_sample.yml with zero setup: ./data, port 5000', () => {
     const c = loadConfig({ env: {} });
     assert.equal(c.flavor, 'dev');
     assert.equal(c.file, null);
@@ -15,7 +15,10 @@ describe('config loading', () => {
     assert.equal(c.host, '0.0.0.0');
     assert.equal(c.storage, 'file');
     assert.match(c.storage_path, /\/data$/);
-    assert.equal(c.standalone, true);
+    assert.equal(c.standalone, null, 'unset: decided by the role (serve: index + token checks)');
+    assert.equal(c.index_endpoint, null);
+    assert.equal(c.signup, true);
+    assert.equal(c.token_ttl, 3600);
     assert.equal(c.issue, '"docker-registry server"');
     assert.equal(c.max_json_size, 4 * 1024 * 1024);
     assert.ok(Object.isFrozen(c));

@@ -1,0 +1,270 @@
+import type { Context, Next } from 'koa';
+import Router from '@koa/router';
+import type { Config } from '../config/schema.js';
+import { RegistryError } from '../errors/index.js';
+import type { RepoName } from '../content/names.js';
+import type { ImageEntry } from '../db/repositories.js';
+import { addComment, findRepository, listComments, starRepository, unstarRepository } from '../db/repositories.js';
+import { searchRepositories } from '../db/search.js';
+import { findUserByName, setPassword, saveUser } from '../db/users.js';
+import type { V1Access } from '../auth/v1-token.js';
+import { jsonBody, parsedBody } from '../http/body.js';
+import { sendJson } from '../http/respond.js';
+import { matchRepoRoute, repoName } from '../registry/routes.js';
+import { endpointsHeader } from '../registry/standalone-index.js';
+import type { IndexService } from './service.js';
+
+/** Body of I5/I7: a JSON array of {id, checksum?, Tag?} (spec §3.6, §7.4). */
+function imageEntries(body: unknown): ImageEntry[] {
+  if (!Array.isArray(body)) throw new RegistryError('INVALID_DATA');
+  return body.map((e: unknown) => {
+    if (e === null || typeof e !== 'object') throw new RegistryError('INVALID_DATA');
+    const { id, checksum, Tag } = e as Record<string, unknown>;
+    if (typeof id !== 'string' || !/^([a-f0-9]{16}|[a-f0-9]{64})$/.test(id)) throw new RegistryError('INVALID_DATA');
+    return {
+      id,
+      ...(typeof checksum === 'string' && checksum !== '' ? { checksum } : {}),
+      ...(typeof Tag === 'string' && Tag !== '' ? { Tag } : {}),
+    };
+  });
+}
+
+const BASIC_CHALLENGE = { 'WWW-Authenticate': 'Basic realm="auth required",Token' };
+
+/**
+ * The index API (spec §3): users, repositories and their image lists, tokens, layer access, search,
+ * plus stars and comments (JSON routes of our own, for the web UI).
+ */
+export function indexRouter(config: Config, index: IndexService, opts: { ping: boolean }): Router {
+  const router = new Router();
+  const limit = config.max_json_size;
+
+  if (opts.ping) {
+    // I1: a 1.x client uses tokens only when the index says it is not standalone (spec §3.2).
+    const ping = (ctx: Context): void => {
+      ctx.set('X-Docker-Registry-Standalone', 'False');
+      sendJson(ctx, 200, {});
+    };
+    router.get('/_ping', ping);
+    router.get('/v1/_ping', ping);
+  }
+
+  const giveToken = (ctx: Context, name: RepoName, access: V1Access, userId: Parameters<IndexService['token']>[2]): void => {
+    ctx.set('X-Docker-Endpoints', endpointsHeader(ctx, config));
+    if (ctx.get('X-Docker-Token').toLowerCase() === 'true' || access !== 'read') {
+      const token = index.token(name, access, userId);
+      ctx.set('X-Docker-Token', token);
+      ctx.set('WWW-Authenticate', `Token ${token}`);
+    }
+  };
+
+  const requireUser = async (ctx: Context) => {
+    const user = await index.authenticate(ctx.get('Authorization') || undefined);
+    if (!user) throw new RegistryError('LOGIN_REQUIRED', undefined, BASIC_CHALLENGE);
+    return user;
+  };
+
+  // I2
+  router.post(['/v1/users', '/v1/users/'], jsonBody(limit, 'DECODE_JSON'), async (ctx) => {
+    await index.signup(parsedBody(ctx));
+    sendJson(ctx, 201, 'User Created');
+  });
+
+  // I3
+  router.get(['/v1/users', '/v1/users/'], async (ctx) => {
+    await requireUser(ctx);
+    sendJson(ctx, 200, 'OK');
+  });
+
+  // I4
+  router.put('/v1/users/:username/', jsonBody(limit, 'DECODE_JSON'), async (ctx) => {
+    const user = await requireUser(ctx);
+    const target = String(ctx.params.username);
+    if (target !== user.username && !user.admin) throw new RegistryError('ACCESS_DENIED');
+    const body = parsedBody(ctx);
+    if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new RegistryError('USER_INVALID', 'Invalid JSON body');
+    const { email, password } = body as Record<string, unknown>;
+    const targetUser = target === user.username ? user : await findUserByName(index.db, target);
+    if (!targetUser) throw new RegistryError('USER_NOT_FOUND');
+    if (password !== undefined) {
+      if (typeof password !== 'string' || password.length < 5) throw new RegistryError('USER_INVALID', 'Invalid password: at least 5 characters');
+      await setPassword(index.db, targetUser.id, password);
+    }
+    if (email !== undefined) {
+      if (typeof email !== 'string' || !/^[^\s@]+@[^\s@]+$/.test(email)) throw new RegistryError('USER_INVALID', 'Invalid email address');
+      try {
+        await saveUser(index.db, { id: targetUser.id, email });
+      } catch {
+        throw new RegistryError('USER_EXISTS');
+      }
+    }
+    ctx.status = 204;
+    ctx.body = null;
+  });
+
+  // I12
+  router.get('/v1/search', async (ctx) => {
+    const user = await index.authenticate(ctx.get('Authorization') || undefined);
+    const q = typeof ctx.query.q === 'string' ? ctx.query.q : '';
+    const n = Number(typeof ctx.query.n === 'string' ? ctx.query.n : 25);
+    const p = Number(typeof ctx.query.page === 'string' ? ctx.query.page : 1);
+    const pageSize = Number.isFinite(n) ? Math.min(100, Math.max(1, Math.trunc(n))) : 25;
+    const page = Number.isFinite(p) ? Math.max(1, Math.trunc(p)) : 1;
+    const res = await searchRepositories(index.db, {
+      query: q,
+      page,
+      pageSize,
+      visibleTo: user ? { userId: user.id, admin: user.admin } : {},
+    });
+    sendJson(ctx, 200, {
+      num_pages: Math.ceil(res.total / pageSize),
+      num_results: res.total,
+      page,
+      page_size: pageSize,
+      query: q,
+      results: res.results.map((r) => ({
+        name: r.namespace === 'library' ? r.name : `${r.namespace}/${r.name}`,
+        description: r.description,
+        star_count: r.star_count,
+        is_official: r.namespace === 'library',
+        is_trusted: false,
+        is_automated: false,
+      })),
+    });
+  });
+
+  const repositories = async (ctx: Context, next: Next): Promise<void> => {
+    const route = matchRepoRoute(ctx.path.slice('/v1/repositories/'.length));
+    if (!route) return next();
+    const auth = ctx.get('Authorization');
+    const isToken = /^\s*token\b/i.test(auth);
+    switch (route.kind) {
+      case 'root': {
+        if (ctx.method === 'PUT') {
+          // I5
+          const name = repoName(route.repo);
+          const user = await requireUser(ctx);
+          await jsonBody(limit, 'INVALID_DATA')(ctx, async () => undefined);
+          await index.claim(user, name, imageEntries(parsedBody(ctx)));
+          giveToken(ctx, name, 'write', user);
+          sendJson(ctx, 200, '');
+          return;
+        }
+        if (ctx.method === 'DELETE' && !isToken) {
+          // I6 (a DELETE with a Token is the registry's R17)
+          const name = repoName(route.repo);
+          const user = await requireUser(ctx);
+          const what = await index.deleteRepository(user, name);
+          giveToken(ctx, name, 'delete', user);
+          sendJson(ctx, what === 'marked' ? 202 : 200, '');
+          return;
+        }
+        break;
+      }
+      case 'images': {
+        const name = repoName(route.repo);
+        if (ctx.method === 'PUT') {
+          // I7
+          const user = await requireUser(ctx);
+          await jsonBody(limit, 'INVALID_DATA')(ctx, async () => undefined);
+          await index.finishPush(user, name, imageEntries(parsedBody(ctx)));
+          ctx.status = 204;
+          ctx.body = null;
+          return;
+        }
+        if (ctx.method === 'GET' || ctx.method === 'HEAD') {
+          // I8: a client pulling (anonymous or Basic), or a registry validating a token
+          if (isToken) {
+            const valid = await index.tokenFor(auth, name);
+            if (!valid) throw new RegistryError('REQUIRES_AUTHORIZATION', undefined, { 'WWW-Authenticate': 'Token' });
+            sendJson(ctx, 200, (await index.images(valid.repo)).map((i) => ({ id: i.id, ...(i.checksum ? { checksum: i.checksum } : {}) })));
+            return;
+          }
+          const user = await index.authenticate(auth || undefined);
+          const repo = await index.repository(name);
+          const rights = await index.rights(user, name, repo);
+          if (!repo || !rights.read) {
+            if (!user && repo) throw new RegistryError('LOGIN_REQUIRED', undefined, BASIC_CHALLENGE);
+            throw new RegistryError('REPOSITORY_NOT_FOUND');
+          }
+          giveToken(ctx, name, 'read', user);
+          sendJson(ctx, 200, (await index.images(repo)).map((i) => ({ id: i.id, ...(i.checksum ? { checksum: i.checksum } : {}) })));
+          return;
+        }
+        if (ctx.method === 'DELETE') {
+          // I9: a delete token, without deleting anything (spec §5.6)
+          const user = await requireUser(ctx);
+          const repo = await index.repository(name);
+          if (!repo) throw new RegistryError('REPOSITORY_NOT_FOUND');
+          if (!(await index.rights(user, name, repo)).delete) throw new RegistryError('ACCESS_DENIED');
+          giveToken(ctx, name, 'delete', user);
+          ctx.status = 204;
+          ctx.body = null;
+          return;
+        }
+        break;
+      }
+      case 'auth': {
+        if (ctx.method !== 'PUT') break;
+        // I10: confirm a delete token
+        const name = repoName(route.repo);
+        const valid = await index.tokenFor(auth, name);
+        if (!valid) throw new RegistryError('ACCESS_DENIED');
+        if (valid.claims.access !== 'delete') throw new RegistryError('ACCESS_DENIED');
+        sendJson(ctx, 200, 'OK');
+        return;
+      }
+      case 'layerAccess': {
+        if (ctx.method !== 'GET') break;
+        // I11
+        const name = repoName(route.repo);
+        const claims = index.signer.verify(auth || undefined);
+        const ok = claims !== undefined && claims.repository === name.full && /^[a-f0-9]{64}$|^[a-f0-9]{16}$/.test(route.id)
+          ? await index.layerAccess(claims, route.id)
+          : false;
+        sendJson(ctx, 200, { access: ok });
+        return;
+      }
+      default:
+        break;
+    }
+    return next();
+  };
+  router.all('/v1/repositories/*rest', repositories);
+
+  // Stars and comments (our own JSON routes).
+  const visibleRepo = async (ctx: Context) => {
+    const name = repoName(String(ctx.params.ns) + '/' + String(ctx.params.repo));
+    const user = await index.authenticate(ctx.get('Authorization') || undefined);
+    const repo = await findRepository(index.db, name.namespace, name.repository);
+    if (!repo || !(await index.rights(user, name, repo)).read) throw new RegistryError('REPOSITORY_NOT_FOUND');
+    return { user, repo };
+  };
+  router.put('/v1/stars/:ns/:repo', async (ctx) => {
+    const { user, repo } = await visibleRepo(ctx);
+    if (!user) throw new RegistryError('LOGIN_REQUIRED', undefined, BASIC_CHALLENGE);
+    await starRepository(index.db, repo.id, user.id);
+    sendJson(ctx, 200, { starred: true });
+  });
+  router.delete('/v1/stars/:ns/:repo', async (ctx) => {
+    const { user, repo } = await visibleRepo(ctx);
+    if (!user) throw new RegistryError('LOGIN_REQUIRED', undefined, BASIC_CHALLENGE);
+    await unstarRepository(index.db, repo.id, user.id);
+    sendJson(ctx, 200, { starred: false });
+  });
+  router.get('/v1/comments/:ns/:repo', async (ctx) => {
+    const { repo } = await visibleRepo(ctx);
+    const page = await listComments(index.db, repo.id, { page: Number(ctx.query.page ?? 1) || 1, pageSize: Number(ctx.query.n ?? 25) || 25 });
+    sendJson(ctx, 200, page);
+  });
+  router.post('/v1/comments/:ns/:repo', jsonBody(limit, 'INVALID_DATA'), async (ctx) => {
+    const { user, repo } = await visibleRepo(ctx);
+    if (!user) throw new RegistryError('LOGIN_REQUIRED', undefined, BASIC_CHALLENGE);
+    const body = parsedBody(ctx) as { body?: unknown } | undefined;
+    if (!body || typeof body.body !== 'string' || body.body.trim() === '' || body.body.length > 10000) throw new RegistryError('INVALID_DATA');
+    const c = await addComment(index.db, repo.id, user.id, body.body);
+    sendJson(ctx, 201, c);
+  });
+
+  return router;
+}

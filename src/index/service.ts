@@ -1,0 +1,195 @@
+import type { Knex } from 'knex';
+import { RegistryError } from '../errors/index.js';
+import type { RepoName } from '../content/names.js';
+import { V1TokenSigner, parseBasic, type V1Access, type V1TokenClaims } from '../auth/v1-token.js';
+import {
+  clearLoginFailures,
+  findUserById,
+  findUserByName,
+  loginAllowed,
+  recordLoginFailure,
+  saveUser,
+  verifyPassword,
+  type User,
+} from '../db/users.js';
+import {
+  findRepository,
+  listImages,
+  markDeleted,
+  mergeImages,
+  purgeRepository,
+  saveRepository,
+  setPushComplete,
+  type ImageEntry,
+  type Repository,
+  type RepositoryImage,
+} from '../db/repositories.js';
+import { DbConflictError } from '../db/errors.js';
+import { rightsOn, type Rights } from './access.js';
+
+export interface IndexOptions {
+  readonly signup: boolean;
+  readonly signupActive: boolean;
+  readonly bcryptCost: number;
+}
+
+const USERNAME = /^[a-z0-9_]{4,30}$/;
+const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$|^[^\s@]+@[^\s@]+$/;
+const RESERVED = new Set(['library', 'root', 'admin', 'v1', 'v2', 'users', 'search', 'repositories', 'images']);
+
+/**
+ * The index (spec §3): accounts, repositories and their image lists, tokens. Plain values in and
+ * out; routes translate HTTP.
+ */
+export class IndexService {
+  constructor(
+    readonly db: Knex,
+    readonly signer: V1TokenSigner,
+    private readonly opts: IndexOptions,
+  ) {}
+
+  /** I2: create an account; the exact "already exists" string makes 1.x clients log in instead. */
+  async signup(body: unknown): Promise<User> {
+    if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new RegistryError('USER_INVALID', 'Invalid JSON body');
+    const { username, password, email } = body as Record<string, unknown>;
+    if (typeof username !== 'string' || typeof password !== 'string' || typeof email !== 'string') {
+      if (!this.opts.signup) throw new RegistryError('SIGNUP_DISABLED');
+      throw new RegistryError('USER_INVALID', 'username, password and email are required');
+    }
+    // An existing account is the normal login path of 1.x clients: answer that first.
+    if (await findUserByName(this.db, username)) throw new RegistryError('USER_EXISTS');
+    if (!this.opts.signup) throw new RegistryError('SIGNUP_DISABLED');
+    if (!USERNAME.test(username)) throw new RegistryError('USER_INVALID', 'Invalid username: 4 to 30 characters of a-z, 0-9 and _');
+    if (RESERVED.has(username)) throw new RegistryError('USER_INVALID', 'This username is reserved');
+    if (password.length < 5) throw new RegistryError('USER_INVALID', 'Invalid password: at least 5 characters');
+    if (!EMAIL.test(email) || email.length > 254) throw new RegistryError('USER_INVALID', 'Invalid email address');
+    try {
+      const user = await saveUser(this.db, { username, email, password, active: this.opts.signupActive }, { cost: this.opts.bcryptCost });
+      if (!user) throw new RegistryError('USER_EXISTS');
+      return user;
+    } catch (e) {
+      if (e instanceof DbConflictError) throw new RegistryError('USER_EXISTS');
+      throw e;
+    }
+  }
+
+  /**
+   * Basic credentials → active user. Absent ⇒ undefined (anonymous); wrong ⇒ 401; inactive ⇒ 403;
+   * too many failures ⇒ 429 (the lock expires, so the owner is never locked out for good).
+   * An anonymous 1.x client sends `Basic Og==` (empty user): that is anonymous, too.
+   */
+  async authenticate(authorization: string | undefined, opts: { allowInactive?: boolean } = {}): Promise<User | undefined> {
+    if (!authorization || !/^\s*basic\b/i.test(authorization)) return undefined;
+    const creds = parseBasic(authorization);
+    if (!creds) throw new RegistryError('LOGIN_REQUIRED', 'Malformed Authorization header');
+    if (creds.username === '' && creds.password === '') return undefined;
+    const gate = await loginAllowed(this.db, creds.username);
+    if (!gate.allowed) {
+      throw new RegistryError('TOO_MANY_LOGINS', undefined, { 'Retry-After': String(Math.ceil(gate.retryAfterMs / 1000)) });
+    }
+    const user = await verifyPassword(this.db, creds.username, creds.password);
+    if (!user) {
+      await recordLoginFailure(this.db, creds.username);
+      throw new RegistryError('LOGIN_REQUIRED', 'Wrong login/password');
+    }
+    await clearLoginFailures(this.db, creds.username);
+    if (!user.active && !opts.allowInactive) throw new RegistryError('ACCOUNT_INACTIVE');
+    return user;
+  }
+
+  async findUser(id: number): Promise<User | undefined> {
+    return id > 0 ? findUserById(this.db, id) : undefined;
+  }
+
+  async repository(name: RepoName, includeDeleted = false): Promise<Repository | undefined> {
+    return findRepository(this.db, name.namespace, name.repository, { includeDeleted });
+  }
+
+  rights(user: User | undefined, name: RepoName, repo: Repository | undefined): Promise<Rights> {
+    return rightsOn(this.db, user, name.namespace, repo);
+  }
+
+  token(name: RepoName, access: V1Access, user: User | undefined): string {
+    return this.signer.issue(name.full, access, user?.id ?? 0);
+  }
+
+  /** I5: create or claim the repository, merge the declared ids. */
+  async claim(user: User, name: RepoName, entries: readonly ImageEntry[]): Promise<Repository> {
+    const existing = await this.repository(name);
+    const rights = await this.rights(user, name, existing);
+    if (!rights.write) throw new RegistryError('ACCESS_DENIED');
+    const { repository } = await saveRepository(this.db, {
+      namespace: name.namespace,
+      name: name.repository,
+      ...(existing ? {} : { ownerId: user.id }),
+    });
+    await mergeImages(this.db, repository.id, entries);
+    await setPushComplete(this.db, repository.id, false);
+    return repository;
+  }
+
+  /** I7: merge checksums, mark the push complete. */
+  async finishPush(user: User, name: RepoName, entries: readonly ImageEntry[]): Promise<void> {
+    const repo = await this.repository(name);
+    if (!repo) throw new RegistryError('REPOSITORY_NOT_FOUND');
+    if (!(await this.rights(user, name, repo)).write) throw new RegistryError('ACCESS_DENIED');
+    await mergeImages(this.db, repo.id, entries);
+    await setPushComplete(this.db, repo.id, true);
+  }
+
+  async images(repo: Repository): Promise<RepositoryImage[]> {
+    return listImages(this.db, repo.id);
+  }
+
+  /**
+   * A token presented by the registry (I8 with `Authorization: Token …`): valid for this repository
+   * only. Tokens the delete call issued stay valid for the logically deleted repository (spec §3.9).
+   */
+  async tokenFor(authorization: string | undefined, name: RepoName): Promise<{ claims: V1TokenClaims; repo: Repository } | undefined> {
+    const claims = this.signer.verify(authorization);
+    if (!claims || claims.repository !== name.full) return undefined;
+    const repo = await this.repository(name, claims.access === 'delete');
+    if (!repo) return undefined;
+    if (claims.userId > 0) {
+      const user = await this.findUser(claims.userId);
+      if (!user || !user.active) return undefined;
+      const rights = await this.rights(user, name, repo);
+      if (!rights[claims.access]) return undefined;
+    } else if (claims.access !== 'read' || repo.private) {
+      return undefined;
+    }
+    return { claims, repo };
+  }
+
+  /** I11: may the token's holder read this image? (in the token's repository, or any it may read) */
+  async layerAccess(claims: V1TokenClaims, imageId: string): Promise<boolean> {
+    const user = claims.userId > 0 ? await this.findUser(claims.userId) : undefined;
+    const rows = (await this.db('repository_images as ri')
+      .join('repositories as r', 'r.id', 'ri.repo_id')
+      .whereNull('r.deleted_at')
+      .where('ri.image_id', imageId)
+      .select('r.namespace', 'r.name', 'r.id')
+      .limit(50)) as { namespace: string; name: string; id: number }[];
+    for (const row of rows) {
+      const repo = await findRepository(this.db, row.namespace, row.name);
+      if (!repo) continue;
+      if (`${row.namespace}/${row.name}` === claims.repository) return true;
+      const rights = await rightsOn(this.db, user, row.namespace, repo);
+      if (rights.read) return true;
+    }
+    return false;
+  }
+
+  /** I6: first call marks deleted (202), a second purges (200). */
+  async deleteRepository(user: User, name: RepoName): Promise<'marked' | 'purged'> {
+    const repo = await this.repository(name, true);
+    if (!repo) throw new RegistryError('REPOSITORY_NOT_FOUND');
+    if (!(await this.rights(user, name, repo)).delete) throw new RegistryError('ACCESS_DENIED');
+    if (repo.deletedAt === null) {
+      await markDeleted(this.db, repo.id);
+      return 'marked';
+    }
+    await purgeRepository(this.db, repo.id);
+    return 'purged';
+  }
+}
