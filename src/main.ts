@@ -120,12 +120,14 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   app.use(accessLog(log));
   app.use(v1ErrorRenderer(log));
   app.use(v2Off);
+  // The index goes first: on a path both serve (DELETE repository, properties) it answers requests
+  // with Basic credentials and leaves those with a Token to the registry.
+  if (index) app.use(indexRouter(effective, index, { ping: role === 'index' }).routes());
   if (role !== 'index') {
     const registry = registryRouter({ config: effective, images, repos, auth, version });
     app.use(registry.routes());
     if (standalone) app.use(standaloneIndexRouter(effective, repos).routes());
   }
-  if (index) app.use(indexRouter(effective, index, { ping: role === 'index' }).routes());
   app.use(notFound);
 
   const inflight = new InFlight();

@@ -4,7 +4,7 @@ import type { Config } from '../config/schema.js';
 import { RegistryError } from '../errors/index.js';
 import type { RepoName } from '../content/names.js';
 import type { ImageEntry } from '../db/repositories.js';
-import { addComment, findRepository, listComments, starRepository, unstarRepository } from '../db/repositories.js';
+import { addComment, findRepository, listComments, saveRepository, starRepository, unstarRepository } from '../db/repositories.js';
 import { searchRepositories } from '../db/search.js';
 import { findUserByName, setPassword, saveUser } from '../db/users.js';
 import type { V1Access } from '../auth/v1-token.js';
@@ -213,6 +213,42 @@ export function indexRouter(config: Config, index: IndexService, opts: { ping: b
         if (valid.claims.access !== 'delete') throw new RegistryError('ACCESS_DENIED');
         sendJson(ctx, 200, 'OK');
         return;
+      }
+      case 'properties': {
+        // The private flag lives in the index (it decides who sees what). Basic credentials: the
+        // index answers; a Token: the registry's R18/R19.
+        if (isToken) break;
+        const name = repoName(route.repo);
+        const user = await index.authenticate(auth || undefined);
+        const repo = await index.repository(name);
+        const rights = await index.rights(user, name, repo);
+        if (!repo || !rights.read) {
+          if (!user) throw new RegistryError('LOGIN_REQUIRED', undefined, BASIC_CHALLENGE);
+          throw new RegistryError('REPOSITORY_NOT_FOUND');
+        }
+        if (ctx.method === 'GET' || ctx.method === 'HEAD') {
+          sendJson(ctx, 200, { access: repo.private ? 'private' : 'public', description: repo.description });
+          return;
+        }
+        if (ctx.method === 'PUT') {
+          if (!user || !rights.delete) throw new RegistryError('ACCESS_DENIED');
+          await jsonBody(limit, 'INVALID_DATA')(ctx, async () => undefined);
+          const body = parsedBody(ctx) as { access?: unknown; description?: unknown } | undefined;
+          if (!body || typeof body !== 'object' || Array.isArray(body)) throw new RegistryError('INVALID_DATA');
+          const { access, description } = body;
+          if (access !== undefined && access !== 'private' && access !== 'public') throw new RegistryError('INVALID_DATA');
+          if (description !== undefined && (typeof description !== 'string' || description.length > 1000)) throw new RegistryError('INVALID_DATA');
+          if (access === undefined && description === undefined) throw new RegistryError('INVALID_DATA');
+          await saveRepository(index.db, {
+            namespace: name.namespace,
+            name: name.repository,
+            ...(access !== undefined ? { private: access === 'private' } : {}),
+            ...(typeof description === 'string' ? { description } : {}),
+          });
+          sendJson(ctx, 200, true);
+          return;
+        }
+        break;
       }
       case 'layerAccess': {
         if (ctx.method !== 'GET') break;

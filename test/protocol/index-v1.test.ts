@@ -212,12 +212,39 @@ describe('index + registry in two processes: the Docker 1.x sequences', () => {
     const claim = await request(idx.url, '/v1/repositories/bobby/secret/', { method: 'PUT', headers: { Authorization: basic('bobby', 'secret2'), 'X-Docker-Token': 'true' }, body: JSON.stringify([{ id: img.id, Tag: 'latest' }]) });
     assert.equal(claim.status, 200);
     await pushImage(reg.url, img, tokenOf(claim));
-    const setPrivate = await request(idx.url, '/v1/repositories/bobby/secret/', { method: 'PUT', headers: { Authorization: basic('bobby', 'secret2') }, body: '[]' });
+    const anonBefore = await request(idx.url, '/v1/repositories/bobby/secret/images', { headers: { 'X-Docker-Token': 'true' } });
+    assert.equal(anonBefore.status, 200, 'public until made private');
+    const notOwner = await request(idx.url, '/v1/repositories/bobby/secret/properties', { method: 'PUT', headers: { Authorization: basic('alice', 'secret1') }, body: '{"access": "private"}' });
+    assert.equal(notOwner.status, 403);
+    const setPrivate = await request(idx.url, '/v1/repositories/bobby/secret/properties', {
+      method: 'PUT',
+      headers: { Authorization: basic('bobby', 'secret2') },
+      body: '{"access": "private", "description": "bob\'s secret web app"}',
+    });
     assert.equal(setPrivate.status, 200);
-    // mark it private through the index database route of the CLI would be nicer; use the registry
-    // properties call with bobby's write token, and the index's own flag below
-    const anonList = await request(idx.url, '/v1/repositories/bobby/secret/images', { headers: { 'X-Docker-Token': 'true' } });
-    assert.equal(anonList.status, 200, 'public until made private');
+    const props = await request(idx.url, '/v1/repositories/bobby/secret/properties', { headers: { Authorization: basic('bobby', 'secret2') } });
+    assert.deepEqual(props.json(), { access: 'private', description: "bob's secret web app" });
+    // invisible to anonymous and to alice: image list, search, and the registry with a stolen-scope token
+    const anon = await request(idx.url, '/v1/repositories/bobby/secret/images', { headers: { 'X-Docker-Token': 'true' } });
+    assert.equal(anon.status, 401);
+    const alice = await request(idx.url, '/v1/repositories/bobby/secret/images', { headers: { 'X-Docker-Token': 'true', Authorization: basic('alice', 'secret1') } });
+    assert.equal(alice.status, 404);
+    assert.equal(alice.headers['x-docker-token'], undefined);
+    const search = await request(idx.url, '/v1/search?q=secret', { headers: { Authorization: basic('alice', 'secret1') } });
+    assert.equal(search.json<{ num_results: number }>().num_results, 0);
+    const own = await request(idx.url, '/v1/search?q=secret', { headers: { Authorization: basic('bobby', 'secret2') } });
+    assert.equal(own.json<{ num_results: number; results: { name: string; description: string }[] }>().results[0]!.name, 'bobby/secret');
+    // alice's token for her own repository does not open bobby's private image on the registry
+    const mine = await request(idx.url, '/v1/repositories/alice/web/images', { headers: { 'X-Docker-Token': 'true', Authorization: basic('alice', 'secret1') } });
+    const json = await request(reg.url, `/v1/images/${img.id}/json`, { headers: { Authorization: `Token ${tokenOf(mine)}` } });
+    assert.equal(json.status, 404);
+    const layer = await request(reg.url, `/v1/images/${img.id}/layer`, { headers: { Authorization: `Token ${tokenOf(mine)}` } });
+    assert.equal(layer.status, 404);
+    // bobby still pulls it
+    const his = await request(idx.url, '/v1/repositories/bobby/secret/images', { headers: { 'X-Docker-Token': 'true', Authorization: basic('bobby', 'secret2') } });
+    assert.equal(his.status, 200);
+    const hisLayer = await request(reg.url, `/v1/images/${img.id}/layer`, { headers: { Authorization: `Token ${tokenOf(his)}` } });
+    assert.deepEqual(hisLayer.body, img.layer);
   });
 
   it('deletes a tag with a delete token from the index (I9), then the repository (I6 twice)', async () => {
