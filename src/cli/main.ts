@@ -3,12 +3,16 @@ import { Command } from 'commander';
 import { packageVersion } from '../main.js';
 import { serveCommand } from './serve.js';
 import { configCheckCommand } from './config-check.js';
+import { dbCommand } from './db.js';
+import { userCommand } from './user.js';
 
 const program = new Command('legacy-registry')
   .description('Docker v1 registry + index server, bridged to the v2/OCI distribution API')
   .version(packageVersion())
   .addCommand(serveCommand())
   .addCommand(configCheckCommand())
+  .addCommand(dbCommand())
+  .addCommand(userCommand())
   .showHelpAfterError();
 
 await program.parseAsync(process.argv);

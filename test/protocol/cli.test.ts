@@ -1,0 +1,85 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { request } from '../helpers/http.js';
+import { spawnServer, type ChildServer } from '../helpers/child.js';
+import { ROOT } from '../helpers/paths.js';
+
+const run = promisify(execFile);
+const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
+const basic = (u: string, p: string): string => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`;
+
+describe('legacy-registry CLI: --help, db migrate, user management, htpasswd import', () => {
+  let dir: string;
+  let env: NodeJS.ProcessEnv;
+  const cli = (...args: string[]) => run(process.execPath, [CLI, ...args], { env });
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'lr-cli-'));
+    env = { PATH: process.env.PATH ?? '', STORAGE_PATH: dir, BCRYPT_COST: '4' };
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  it('prints --help for every command', async () => {
+    for (const args of [[], ['serve'], ['config-check'], ['db'], ['db', 'migrate'], ['user'], ['user', 'add'], ['user', 'import-htpasswd']]) {
+      const { stdout } = await cli(...args, '--help');
+      assert.match(stdout, /Usage: legacy-registry/, args.join(' '));
+    }
+  });
+
+  it('migrates the database, then says it is up to date', async () => {
+    assert.match((await cli('db', 'migrate')).stdout, /applied: .*initial/);
+    assert.match((await cli('db', 'migrate')).stdout, /already up to date/);
+  });
+
+  it('adds, lists, re-passwords, deactivates and removes users; the index honours each', async () => {
+    await cli('user', 'add', 'admin1', 'admin@example.com', '--password', 'adminpw', '--admin');
+    await cli('user', 'add', 'carol', 'carol@example.com', '--password', 'carolpw');
+    await assert.rejects(cli('user', 'add', 'carol', 'other@example.com', '--password', 'carolpw'), /already exists/);
+    await assert.rejects(cli('user', 'add', 'x', 'x@example.com', '--password', 'carolpw'), /username/);
+    const list = (await cli('user', 'list')).stdout;
+    assert.match(list, /^admin1\tadmin@example.com\tactive\tadmin$/m);
+    assert.match(list, /^carol\tcarol@example.com\tactive$/m);
+    await cli('user', 'passwd', 'carol', '--password', 'newpass');
+    let srv: ChildServer | undefined;
+    try {
+      srv = await spawnServer({ STORAGE_PATH: dir, STANDALONE: '' });
+      assert.equal((await request(srv.url, '/v1/users/', { headers: { Authorization: basic('carol', 'carolpw') } })).status, 401);
+      assert.equal((await request(srv.url, '/v1/users/', { headers: { Authorization: basic('carol', 'newpass') } })).status, 200);
+      // admins may write library/
+      const lib = await request(srv.url, '/v1/repositories/base/', { method: 'PUT', headers: { Authorization: basic('admin1', 'adminpw'), 'X-Docker-Token': 'true' }, body: '[]' });
+      assert.equal(lib.status, 200);
+      assert.match(String(lib.headers['x-docker-token']), /repository="library\/base",access=write/);
+      await cli('user', 'activate', 'carol', '--off');
+      const inactive = await request(srv.url, '/v1/users/', { headers: { Authorization: basic('carol', 'newpass') } });
+      assert.equal(inactive.status, 403);
+      assert.equal(inactive.text, '"Account is not Active"');
+      await cli('user', 'rm', 'carol');
+      assert.equal((await request(srv.url, '/v1/users/', { headers: { Authorization: basic('carol', 'newpass') } })).status, 401);
+    } finally {
+      srv?.proc.kill('SIGTERM');
+      await srv?.exited;
+    }
+  });
+
+  it('imports bcrypt entries of an htpasswd file and skips the others', async () => {
+    // bcrypt of "htpass1" (cost 5), written with the $2y$ prefix htpasswd uses
+    const { stdout: hash } = await run(process.execPath, ['-e', "import('bcryptjs').then(b=>process.stdout.write(b.default.hashSync('htpass1',5)))"], { cwd: ROOT });
+    const file = join(dir, 'htpasswd');
+    await writeFile(file, `dave:${hash.replace(/^\$2[ab]\$/, '$2y$')}\nmd5user:$apr1$abc$defghijklmnopqrstuvwx\n# comment\n\n`);
+    const out = await cli('user', 'import-htpasswd', file);
+    assert.match(out.stdout, /imported 1 \(1 created, 0 updated\), skipped 1/);
+    assert.match(out.stderr, /md5user: not a bcrypt entry/);
+    const srv = await spawnServer({ STORAGE_PATH: dir, STANDALONE: '' });
+    try {
+      assert.equal((await request(srv.url, '/v1/users/', { headers: { Authorization: basic('dave', 'htpass1') } })).status, 200);
+    } finally {
+      srv.proc.kill('SIGTERM');
+      await srv.exited;
+    }
+  });
+});
