@@ -115,7 +115,7 @@ for (const { handle, skip } of ENGINES) {
       const db = await handle.open();
       try {
         const first = await migrateLatest(db);
-        assert.deepEqual(first, ['20261123000000_initial.js', '20261123000001_search_index.js']);
+        assert.deepEqual(first, ['20261123000000_initial.js', '20261123000001_search_index.js', '20261123000002_settings.js']);
         const names = await tableNames(db);
         for (const t of TABLES) assert.ok(names.includes(t), `table ${t}`);
         assert.deepEqual(await migrateLatest(db), []);
@@ -129,10 +129,10 @@ for (const { handle, skip } of ENGINES) {
       try {
         await migrateLatest(db);
         const undone = await migrateRollbackAll(db);
-        assert.equal(undone.length, 2);
+        assert.equal(undone.length, 3);
         const left = (await tableNames(db)).filter((t) => !t.startsWith('knex_') && !t.startsWith('sqlite_'));
         assert.deepEqual(left, []);
-        assert.equal((await migrateLatest(db)).length, 2);
+        assert.equal((await migrateLatest(db)).length, 3);
       } finally {
         await handle.dispose(db);
       }
