@@ -1,51 +1,102 @@
 import { createHash, type Hash } from 'node:crypto';
 import { TarParser, type TarHeader } from './tar-parser.js';
 
+/** The tarsums of one layer (spec §6.2), each labelled. */
 export interface TarSums {
-  /** tarsum+sha256 with Docker Go's duplicate-path ordering (what the CLI sends). */
+  /** `tarsum+sha256:…` with Docker Go's duplicate-path ordering (what the CLI sends, spec §6.3). */
   readonly v0: string;
-  /** tarsum+sha256 with a plain sort (the Python registry). */
+  /** `tarsum+sha256:…` with a plain sort of the entry sums (the Python registry). */
   readonly v0Plain: string;
+  /** `tarsum.v1+sha256:…` */
   readonly v1: string;
+  /** `tarsum.dev+sha256:…`: the v1 value under the dev label. */
   readonly dev: string;
 }
 
-interface EntrySum {
+/** One entry's sums, in archive order. */
+export interface EntrySum {
+  /** The entry name as stored (after PAX path / GNU long name). */
   readonly name: string;
+  /** sha256 hex of the v0 header string and the content. */
+  readonly v0: string;
+  /** sha256 hex of the v1 header string (no mtime, xattrs appended) and the content. */
+  readonly v1: string;
+}
+
+interface Sum {
+  /** Name for the duplicate-path rule: raw bytes (latin1) minus one leading './' and trailing '/'. */
+  readonly key: string;
+  readonly pos: number;
   readonly v0: string;
   readonly v1: string;
 }
 
-function headerV0(h: TarHeader): string {
-  return (
-    `name${h.name}mode${h.mode}uid${h.uid}gid${h.gid}size${h.size}mtime${h.mtime}typeflag${h.typeflag}` +
-    `linkname${h.linkname}uname${h.uname}gname${h.gname}devmajor${h.devmajor}devminor${h.devminor}`
-  );
-}
-
-function headerV1(h: TarHeader): Buffer {
-  const base = Buffer.from(
-    `name${h.name}mode${h.mode}uid${h.uid}gid${h.gid}size${h.size}typeflag${h.typeflag}` +
-      `linkname${h.linkname}uname${h.uname}gname${h.gname}devmajor${h.devmajor}devminor${h.devminor}`,
-  );
-  if (h.xattrs.length === 0) return base;
-  return Buffer.concat([base, ...h.xattrs.flatMap(([k, v]) => [Buffer.from(k), v])]);
-}
-
-const cleanName = (n: string): string => n.replace(/^\.\//, '').replace(/\/+$/, '');
+const ascii = (s: string): Buffer => Buffer.from(s, 'latin1');
+const K = {
+  name: ascii('name'),
+  mode: ascii('mode'),
+  uid: ascii('uid'),
+  gid: ascii('gid'),
+  size: ascii('size'),
+  mtime: ascii('mtime'),
+  typeflag: ascii('typeflag'),
+  linkname: ascii('linkname'),
+  uname: ascii('uname'),
+  gname: ascii('gname'),
+  devmajor: ascii('devmajor'),
+  devminor: ascii('devminor'),
+};
 
 /**
- * Go's sort.Sort as of Go 1.6+ for the duplicate-path case (spec §6.3): slices of ≤ 12 elements get
- * a gap-6 pass then an insertion sort; larger ones a median-of-three quicksort (heapsort when too
- * deep). Only inputs with duplicate paths and an inconsistent comparator can tell the variants apart.
+ * The header strings of spec §6.2 as bytes: `key + value` pairs, no separators. Text fields are the
+ * stored bytes and the typeflag the raw byte (Go: `string([]byte{h.Typeflag})`), so names that are
+ * not UTF-8 hash exactly as the Go CLI hashes them.
+ */
+export function headerBytes(h: TarHeader, version: 'v0' | 'v1'): Buffer {
+  const parts: Buffer[] = [
+    K.name, h.raw.name,
+    K.mode, ascii(String(h.mode)),
+    K.uid, ascii(String(h.uid)),
+    K.gid, ascii(String(h.gid)),
+    K.size, ascii(String(h.size)),
+  ];
+  if (version === 'v0') parts.push(K.mtime, ascii(String(h.mtime)));
+  parts.push(
+    K.typeflag, ascii(h.typeflag),
+    K.linkname, h.raw.linkname,
+    K.uname, h.raw.uname,
+    K.gname, h.raw.gname,
+    K.devmajor, ascii(String(h.devmajor)),
+    K.devminor, ascii(String(h.devminor)),
+  );
+  if (version === 'v1') for (const [k, v] of h.xattrs) parts.push(Buffer.from(k), v);
+  return Buffer.concat(parts);
+}
+
+/** Docker's FileInfoSum name: `strings.TrimSuffix(strings.TrimPrefix(name, "./"), "/")`. */
+function dupKey(raw: Buffer): string {
+  let s = raw.toString('latin1');
+  if (s.startsWith('./')) s = s.slice(2);
+  if (s.endsWith('/')) s = s.slice(0, -1);
+  return s;
+}
+
+/**
+ * Go's `sort.Sort` as shipped in Go 1.0 … 1.5 (the toolchains of every Docker release that sent
+ * tarsums on v1 pushes, 1.3 … 1.11): Bentley–McIlroy quicksort with Tukey's ninther for slices
+ * over 40, insertion sort for slices of ≤ 7 elements, heapsort past a depth of 2·⌈lg(n+1)⌉.
+ * A line-by-line port (same comparisons, same swaps), so an inconsistent comparator — tarsum's
+ * duplicate-path rule — orders exactly as Go did. Go 1.6 changed the small-slice case (a gap-6
+ * pass, then insertion sort for ≤ 12) and Go 1.19 moved to pdqsort; those differ only when the
+ * comparator is inconsistent.
  */
 export function goSort<T>(data: T[], less: (a: T, b: T) => boolean): void {
+  const L = (i: number, j: number): boolean => less(data[i]!, data[j]!);
   const swap = (i: number, j: number): void => {
     const t = data[i]!;
     data[i] = data[j]!;
     data[j] = t;
   };
-  const L = (i: number, j: number): boolean => less(data[i]!, data[j]!);
   const insertionSort = (a: number, b: number): void => {
     for (let i = a + 1; i < b; i++) for (let j = i; j > a && L(j, j - 1); j--) swap(j, j - 1);
   };
@@ -63,14 +114,17 @@ export function goSort<T>(data: T[], less: (a: T, b: T) => boolean): void {
   const heapSort = (a: number, b: number): void => {
     const first = a;
     const hi = b - a;
-    for (let i = Math.floor((hi - 1) / 2); i >= 0; i--) siftDown(i, hi, first);
+    for (let i = Math.trunc((hi - 1) / 2); i >= 0; i--) siftDown(i, hi, first);
     for (let i = hi - 1; i >= 0; i--) {
       swap(first, first + i);
       siftDown(0, i, first);
     }
   };
+  // Moves the median of data[a], data[b], data[c] into data[a].
   const medianOfThree = (a: number, b: number, c: number): void => {
-    const m0 = b, m1 = a, m2 = c;
+    const m0 = b;
+    const m1 = a;
+    const m2 = c;
     if (L(m1, m0)) swap(m1, m0);
     if (L(m2, m1)) swap(m2, m1);
     if (L(m1, m0)) swap(m1, m0);
@@ -79,26 +133,43 @@ export function goSort<T>(data: T[], less: (a: T, b: T) => boolean): void {
     for (let i = 0; i < n; i++) swap(a + i, b + i);
   };
   const doPivot = (lo: number, hi: number): [number, number] => {
-    const m = lo + Math.floor((hi - lo) / 2);
+    const m = lo + Math.trunc((hi - lo) / 2);
     if (hi - lo > 40) {
-      const s = Math.floor((hi - lo) / 8);
+      const s = Math.trunc((hi - lo) / 8);
       medianOfThree(lo, lo + s, lo + 2 * s);
       medianOfThree(m, m - s, m + s);
       medianOfThree(hi - 1, hi - 1 - s, hi - 1 - 2 * s);
     }
     medianOfThree(lo, m, hi - 1);
+    // data[lo] = pivot; [lo, a) = pivot; [a, b) < pivot; [b, c) unexamined; [c, d) > pivot;
+    // [d, hi) = pivot.
     const pivot = lo;
-    let a = lo + 1, b = lo + 1, c = hi, d = hi;
+    let a = lo + 1;
+    let b = lo + 1;
+    let c = hi;
+    let d = hi;
     for (;;) {
-      for (; b < c; b++) {
-        if (L(b, pivot)) continue;
-        else if (!L(pivot, b)) { swap(a, b); a++; }
-        else break;
+      while (b < c) {
+        if (L(b, pivot)) {
+          b++;
+        } else if (!L(pivot, b)) {
+          swap(a, b);
+          a++;
+          b++;
+        } else {
+          break;
+        }
       }
-      for (; b < c; c--) {
-        if (L(pivot, c - 1)) continue;
-        else if (!L(c - 1, pivot)) { swap(c - 1, d - 1); d--; }
-        else break;
+      while (b < c) {
+        if (L(pivot, c - 1)) {
+          c--;
+        } else if (!L(c - 1, pivot)) {
+          swap(c - 1, d - 1);
+          c--;
+          d--;
+        } else {
+          break;
+        }
       }
       if (b >= c) break;
       swap(b, c - 1);
@@ -112,7 +183,7 @@ export function goSort<T>(data: T[], less: (a: T, b: T) => boolean): void {
     return [lo + b - a, hi - (d - c)];
   };
   const quickSort = (a: number, b: number, maxDepth: number): void => {
-    while (b - a > 12) {
+    while (b - a > 7) {
       if (maxDepth === 0) {
         heapSort(a, b);
         return;
@@ -127,40 +198,54 @@ export function goSort<T>(data: T[], less: (a: T, b: T) => boolean): void {
         b = mlo;
       }
     }
-    if (b - a > 1) {
-      for (let i = a + 6; i < b; i++) if (L(i, i - 6)) swap(i, i - 6);
-      insertionSort(a, b);
-    }
+    if (b - a > 1) insertionSort(a, b);
   };
-  let depth = 0;
-  for (let i = data.length; i > 0; i >>= 1) depth++;
-  quickSort(0, data.length, depth * 2);
+  let maxDepth = 0;
+  for (let i = data.length; i > 0; i >>= 1) maxDepth++;
+  quickSort(0, data.length, maxDepth * 2);
 }
 
 /**
- * TarSum v0, v1 and dev in one pass over an uncompressed tar (spec §6.2, §6.3). Content bytes are
- * fed to both per-entry hashes as they stream; nothing is buffered.
+ * Docker's `FileInfoSums.SortBySums` (spec §6.3): with any duplicate name, "same name ⇒ archive
+ * order, else ⇒ sum order" through Go's sort.Sort; without, a plain sort by sum.
+ */
+function dockerOrder(sums: readonly Sum[], pick: (s: Sum) => string, dups: boolean): string[] {
+  if (!dups) return sums.map(pick).sort();
+  const items = [...sums];
+  goSort(items, (a, b) => (a.key === b.key ? a.pos < b.pos : pick(a) < pick(b)));
+  return items.map(pick);
+}
+
+/**
+ * TarSum v0, v1 and dev in one pass over an uncompressed tar (spec §6.2, §6.3). Each entry's
+ * content goes to both its v0 and v1 hash as it streams by; nothing is buffered. Feed it with
+ * write()/end(); result() is undefined when the input was not a complete tar archive.
  */
 export class TarSum {
   private readonly parser: TarParser;
-  private readonly sums: EntrySum[] = [];
-  private cur: { name: string; h0: Hash; h1: Hash } | undefined;
+  private readonly sums: Sum[] = [];
+  private readonly names: string[] = [];
+  private h0: Hash | undefined;
+  private h1: Hash | undefined;
+  private key = '';
 
-  constructor(private readonly extra: Buffer) {
+  /** extra: bytes hashed before the sorted sums (the image json, spec §6.2 step 3); may be empty. */
+  constructor(private readonly extra: Buffer = Buffer.alloc(0)) {
     this.parser = new TarParser({
       entry: (h) => {
-        const h0 = createHash('sha256').update(headerV0(h));
-        const h1 = createHash('sha256').update(headerV1(h));
-        this.cur = { name: h.name, h0, h1 };
+        this.h0 = createHash('sha256').update(headerBytes(h, 'v0'));
+        this.h1 = createHash('sha256').update(headerBytes(h, 'v1'));
+        this.key = dupKey(h.raw.name);
+        this.names.push(h.name);
       },
       data: (c) => {
-        this.cur!.h0.update(c);
-        this.cur!.h1.update(c);
+        this.h0!.update(c);
+        this.h1!.update(c);
       },
       entryEnd: () => {
-        const c = this.cur!;
-        this.sums.push({ name: c.name, v0: c.h0.digest('hex'), v1: c.h1.digest('hex') });
-        this.cur = undefined;
+        this.sums.push({ key: this.key, pos: this.sums.length, v0: this.h0!.digest('hex'), v1: this.h1!.digest('hex') });
+        this.h0 = undefined;
+        this.h1 = undefined;
       },
     });
   }
@@ -173,52 +258,41 @@ export class TarSum {
     this.parser.end();
   }
 
+  /** Why the input is not a readable tar, once that is known. */
   get error(): string | undefined {
     return this.parser.error;
   }
 
-  /** Per-entry sums in archive order (for tests and diagnostics). */
-  entrySums(): readonly EntrySum[] {
-    return this.sums;
+  /** Per-entry sums of the entries completed so far, in archive order. */
+  entrySums(): EntrySum[] {
+    return this.sums.map((s, i) => ({ name: this.names[i]!, v0: s.v0, v1: s.v1 }));
   }
 
-  private final(label: string, sums: string[]): string {
-    const h = createHash('sha256').update(this.extra);
-    for (const s of sums) h.update(s);
-    return `${label}:${h.digest('hex')}`;
-  }
-
+  /** The labelled tarsums, or undefined unless the input was a complete tar (call end() first). */
   result(): TarSums | undefined {
     if (this.parser.error !== undefined || !this.parser.ended) return undefined;
-    const plain = this.sums.map((s) => s.v0).sort();
-    const names = new Set<string>();
-    let dup = false;
+    const seen = new Set<string>();
+    let dups = false;
     for (const s of this.sums) {
-      const n = cleanName(s.name);
-      if (names.has(n)) dup = true;
-      names.add(n);
+      if (seen.has(s.key)) {
+        dups = true;
+        break;
+      }
+      seen.add(s.key);
     }
-    let go = plain;
-    if (dup) {
-      // Docker's tarsum: same name ⇒ archive order, else ⇒ sum order, through Go's sort.Sort.
-      const items = this.sums.map((s, i) => ({ name: cleanName(s.name), sum: s.v0, pos: i }));
-      goSort(items, (a, b) => (a.name === b.name ? a.pos < b.pos : a.sum < b.sum));
-      go = items.map((x) => x.sum);
-    }
-    const v1sums = this.sums.map((s) => s.v1);
-    // v1/dev ordering follows the same rule in Go; v1 sums differ, so sort them the same way.
-    let v1sorted = [...v1sums].sort();
-    if (dup) {
-      const items = this.sums.map((s, i) => ({ name: cleanName(s.name), sum: s.v1, pos: i }));
-      goSort(items, (a, b) => (a.name === b.name ? a.pos < b.pos : a.sum < b.sum));
-      v1sorted = items.map((x) => x.sum);
-    }
-    const v1 = this.final('tarsum.v1+sha256', v1sorted);
+    const v0 = (s: Sum): string => s.v0;
+    const v1Hex = this.final(dockerOrder(this.sums, (s) => s.v1, dups));
     return {
-      v0: this.final('tarsum+sha256', go),
-      v0Plain: this.final('tarsum+sha256', plain),
-      v1,
-      dev: v1.replace('tarsum.v1+', 'tarsum.dev+'),
+      v0: `tarsum+sha256:${this.final(dockerOrder(this.sums, v0, dups))}`,
+      v0Plain: `tarsum+sha256:${this.final(this.sums.map(v0).sort())}`,
+      v1: `tarsum.v1+sha256:${v1Hex}`,
+      dev: `tarsum.dev+sha256:${v1Hex}`,
     };
+  }
+
+  private final(sorted: readonly string[]): string {
+    const h = createHash('sha256').update(this.extra);
+    for (const s of sorted) h.update(s, 'latin1');
+    return h.digest('hex');
   }
 }
