@@ -5,6 +5,7 @@ import { serveCommand } from './serve.js';
 import { configCheckCommand } from './config-check.js';
 import { dbCommand } from './db.js';
 import { userCommand } from './user.js';
+import { orgCommand, repoCommand } from './org.js';
 
 const program = new Command('legacy-registry')
   .description('Docker v1 registry + index server, bridged to the v2/OCI distribution API')
@@ -13,6 +14,8 @@ const program = new Command('legacy-registry')
   .addCommand(configCheckCommand())
   .addCommand(dbCommand())
   .addCommand(userCommand())
+  .addCommand(orgCommand())
+  .addCommand(repoCommand())
   .showHelpAfterError();
 
 await program.parseAsync(process.argv);

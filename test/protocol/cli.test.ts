@@ -25,7 +25,7 @@ describe('legacy-registry CLI: --help, db migrate, user management, htpasswd imp
   after(() => rm(dir, { recursive: true, force: true }));
 
   it('prints --help for every command', async () => {
-    for (const args of [[], ['serve'], ['config-check'], ['db'], ['db', 'migrate'], ['user'], ['user', 'add'], ['user', 'import-htpasswd']]) {
+    for (const args of [[], ['serve'], ['config-check'], ['db'], ['db', 'migrate'], ['user'], ['user', 'add'], ['user', 'import-htpasswd'], ['org'], ['org', 'add'], ['repo', 'collaborator']]) {
       const { stdout } = await cli(...args, '--help');
       assert.match(stdout, /Usage: legacy-registry/, args.join(' '));
     }
@@ -63,6 +63,38 @@ describe('legacy-registry CLI: --help, db migrate, user management, htpasswd imp
     } finally {
       srv?.proc.kill('SIGTERM');
       await srv?.exited;
+    }
+  });
+
+  it('organizations and collaborators decide who may push and read', async () => {
+    await cli('user', 'add', 'olga', 'olga@example.com', '--password', 'olgapw');
+    await cli('user', 'add', 'oscar', 'oscar@example.com', '--password', 'oscarpw');
+    await cli('user', 'add', 'pete', 'pete@example.com', '--password', 'petepw');
+    await cli('org', 'add', 'acme', 'olga');
+    await assert.rejects(cli('org', 'add', 'olga', 'olga'), /taken/);
+    await cli('org', 'member', 'acme', 'oscar');
+    const srv = await spawnServer({ STORAGE_PATH: dir, STANDALONE: '' });
+    const claim = (repo: string, u: string, p: string) =>
+      request(srv.url, `/v1/repositories/${repo}/`, { method: 'PUT', headers: { Authorization: basic(u, p), 'X-Docker-Token': 'true' }, body: '[]' });
+    const list = (repo: string, u?: string, p?: string) =>
+      request(srv.url, `/v1/repositories/${repo}/images`, { headers: { 'X-Docker-Token': 'true', ...(u ? { Authorization: basic(u, p!) } : {}) } });
+    try {
+      assert.equal((await claim('acme/tool', 'olga', 'olgapw')).status, 200, 'owner');
+      assert.equal((await claim('acme/tool', 'oscar', 'oscarpw')).status, 200, 'member');
+      assert.equal((await claim('acme/tool', 'pete', 'petepw')).status, 403, 'outsider');
+      await cli('repo', 'private', 'acme/tool');
+      assert.equal((await list('acme/tool', 'pete', 'petepw')).status, 404);
+      await cli('repo', 'collaborator', 'acme/tool', 'pete');
+      assert.equal((await list('acme/tool', 'pete', 'petepw')).status, 200, 'read collaborator reads');
+      assert.equal((await claim('acme/tool', 'pete', 'petepw')).status, 403, 'read collaborator does not write');
+      await cli('repo', 'collaborator', 'acme/tool', 'pete', '--access', 'write');
+      assert.equal((await claim('acme/tool', 'pete', 'petepw')).status, 200, 'write collaborator writes');
+      await cli('org', 'member', 'acme', 'oscar', '--remove');
+      assert.equal((await claim('acme/tool', 'oscar', 'oscarpw')).status, 403, 'former member');
+      assert.equal((await list('acme/tool')).status, 401, 'anonymous on a private repository');
+    } finally {
+      srv.proc.kill('SIGTERM');
+      await srv.exited;
     }
   });
 

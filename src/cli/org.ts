@@ -1,0 +1,103 @@
+import { Command, Option } from 'commander';
+import type { Knex } from 'knex';
+import { loadConfig } from '../config/load.js';
+import { closeDb, createDb, migrateLatest } from '../db/knex.js';
+import { findUserByName } from '../db/users.js';
+import { addMember, findOrganizationByName, removeMember, saveOrganization } from '../db/organizations.js';
+import { addCollaborator, findRepository, removeCollaborator, saveRepository } from '../db/repositories.js';
+import { DbConflictError } from '../db/errors.js';
+import { parseRepoName } from '../content/names.js';
+
+interface Common {
+  config?: string;
+  flavor?: string;
+}
+
+async function withDb(opts: Common, fn: (db: Knex) => Promise<void>): Promise<void> {
+  const config = loadConfig({ ...(opts.config ? { file: opts.config } : {}), ...(opts.flavor ? { flavor: opts.flavor } : {}) });
+  const db = createDb(config.sqlalchemy_index_database, config.storage_path);
+  try {
+    await migrateLatest(db);
+    await fn(db);
+  } finally {
+    await closeDb(db);
+  }
+}
+
+function fail(message: string): never {
+  process.stderr.write(`legacy-registry: ${message}\n`);
+  process.exit(1);
+}
+
+async function user(db: Knex, name: string) {
+  return (await findUserByName(db, name)) ?? fail(`no such user: ${name}`);
+}
+
+const common = (c: Command): Command => c.option('-c, --config <file>', 'configuration file').option('-f, --flavor <name>', 'configuration flavor');
+
+/** Organizations: namespaces whose members may push (owners may also delete). */
+export function orgCommand(): Command {
+  const org = new Command('org').description('manage organizations (shared namespaces)');
+  common(org.command('add <name> <owner>'))
+    .description('create an organization with a first owner')
+    .action(async (name: string, owner: string, opts: Common) => {
+      if (!/^[a-z0-9_]{2,30}$/.test(name)) fail('organization name: 2 to 30 characters of a-z, 0-9 and _');
+      await withDb(opts, async (db) => {
+        const u = await user(db, owner);
+        let o;
+        try {
+          o = await saveOrganization(db, { name });
+        } catch (e) {
+          if (e instanceof DbConflictError) fail(`the name ${name} is taken (users and organizations share one name space)`);
+          throw e;
+        }
+        if (!o) fail(`could not create ${name}`);
+        await addMember(db, o.id, u.id, 'owner');
+      });
+      process.stdout.write(`created organization ${name}, owner ${owner}\n`);
+    });
+  common(org.command('member <org> <username>'))
+    .description('add (or with --remove, remove) a member')
+    .option('--owner', 'as an owner (may delete repositories)')
+    .option('--remove', 'remove the member')
+    .action(async (name: string, username: string, opts: Common & { owner?: boolean; remove?: boolean }) => {
+      await withDb(opts, async (db) => {
+        const o = (await findOrganizationByName(db, name)) ?? fail(`no such organization: ${name}`);
+        const u = await user(db, username);
+        if (opts.remove) await removeMember(db, o.id, u.id);
+        else await addMember(db, o.id, u.id, opts.owner ? 'owner' : 'member');
+      });
+      process.stdout.write(`${opts.remove ? 'removed' : 'added'} ${username} ${opts.remove ? 'from' : 'to'} ${name}\n`);
+    });
+  return org;
+}
+
+/** Repository settings an operator needs without a UI: collaborators and the private flag. */
+export function repoCommand(): Command {
+  const repo = new Command('repo').description('manage repositories in the index');
+  common(repo.command('collaborator <repository> <username>'))
+    .description('grant (or with --remove, revoke) access to a repository for a user')
+    .addOption(new Option('--access <access>', 'read or write').choices(['read', 'write']).default('read'))
+    .option('--remove', 'revoke')
+    .action(async (repository: string, username: string, opts: Common & { access: 'read' | 'write'; remove?: boolean }) => {
+      const name = parseRepoName(repository) ?? fail(`invalid repository name: ${repository}`);
+      await withDb(opts, async (db) => {
+        const r = (await findRepository(db, name.namespace, name.repository)) ?? fail(`no such repository: ${name.full}`);
+        const u = await user(db, username);
+        if (opts.remove) await removeCollaborator(db, r.id, u.id);
+        else await addCollaborator(db, r.id, u.id, opts.access);
+      });
+      process.stdout.write(opts.remove ? `revoked ${username} on ${name.full}\n` : `${username} may ${opts.access} ${name.full}\n`);
+    });
+  common(repo.command('private <repository>'))
+    .description('make a repository private (or with --off, public); creates it when absent')
+    .option('--off', 'make it public')
+    .action(async (repository: string, opts: Common & { off?: boolean }) => {
+      const name = parseRepoName(repository) ?? fail(`invalid repository name: ${repository}`);
+      await withDb(opts, async (db) => {
+        await saveRepository(db, { namespace: name.namespace, name: name.repository, private: !opts.off });
+      });
+      process.stdout.write(`${name.full} is ${opts.off ? 'public' : 'private'}\n`);
+    });
+  return repo;
+}
