@@ -1,15 +1,13 @@
 import { Command } from 'commander';
-import { loadConfig } from '../config/load.js';
 import { closeDb, createDb, migrateLatest } from '../db/knex.js';
+import { loadFrom, withConfigOptions, type ConfigOptions } from './common.js';
 
 export function dbCommand(): Command {
   const db = new Command('db').description('index database maintenance');
-  db.command('migrate')
+  withConfigOptions(db.command('migrate'))
     .description('apply pending migrations to the index database (serve does this at start too)')
-    .option('-c, --config <file>', 'configuration file')
-    .option('-f, --flavor <name>', 'configuration flavor')
-    .action(async (opts: { config?: string; flavor?: string }) => {
-      const config = loadConfig({ ...(opts.config ? { file: opts.config } : {}), ...(opts.flavor ? { flavor: opts.flavor } : {}) });
+    .action(async (opts: ConfigOptions) => {
+      const config = loadFrom(opts);
       const knex = createDb(config.sqlalchemy_index_database, config.storage_path);
       try {
         const applied = await migrateLatest(knex);

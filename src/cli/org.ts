@@ -1,39 +1,17 @@
 import { Command, Option } from 'commander';
 import type { Knex } from 'knex';
-import { loadConfig } from '../config/load.js';
-import { closeDb, createDb, migrateLatest } from '../db/knex.js';
+import { fail, withConfigOptions, withDb, type ConfigOptions as Common } from './common.js';
 import { findUserByName } from '../db/users.js';
 import { addMember, findOrganizationByName, removeMember, saveOrganization } from '../db/organizations.js';
 import { addCollaborator, findRepository, removeCollaborator, saveRepository } from '../db/repositories.js';
 import { DbConflictError } from '../db/errors.js';
 import { parseRepoName } from '../content/names.js';
 
-interface Common {
-  config?: string;
-  flavor?: string;
-}
-
-async function withDb(opts: Common, fn: (db: Knex) => Promise<void>): Promise<void> {
-  const config = loadConfig({ ...(opts.config ? { file: opts.config } : {}), ...(opts.flavor ? { flavor: opts.flavor } : {}) });
-  const db = createDb(config.sqlalchemy_index_database, config.storage_path);
-  try {
-    await migrateLatest(db);
-    await fn(db);
-  } finally {
-    await closeDb(db);
-  }
-}
-
-function fail(message: string): never {
-  process.stderr.write(`legacy-registry: ${message}\n`);
-  process.exit(1);
-}
-
 async function user(db: Knex, name: string) {
   return (await findUserByName(db, name)) ?? fail(`no such user: ${name}`);
 }
 
-const common = (c: Command): Command => c.option('-c, --config <file>', 'configuration file').option('-f, --flavor <name>', 'configuration flavor');
+const common = withConfigOptions;
 
 /** Organizations: namespaces whose members may push (owners may also delete). */
 export function orgCommand(): Command {

@@ -1,31 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
-import type { Knex } from 'knex';
-import { loadConfig } from '../config/load.js';
-import { closeDb, createDb, migrateLatest } from '../db/knex.js';
+import { fail, withConfigOptions, withDb, type ConfigOptions as Common } from './common.js';
 import { findUserByName, listUsers, removeUser, saveUser, setActive, setPassword } from '../db/users.js';
 import { DbConflictError } from '../db/errors.js';
-
-interface Common {
-  config?: string;
-  flavor?: string;
-}
-
-async function withDb<T>(opts: Common, fn: (db: Knex, cost: number) => Promise<T>): Promise<T> {
-  const config = loadConfig({ ...(opts.config ? { file: opts.config } : {}), ...(opts.flavor ? { flavor: opts.flavor } : {}) });
-  const db = createDb(config.sqlalchemy_index_database, config.storage_path);
-  try {
-    await migrateLatest(db);
-    return await fn(db, config.bcrypt_cost);
-  } finally {
-    await closeDb(db);
-  }
-}
-
-function fail(message: string): never {
-  process.stderr.write(`legacy-registry: ${message}\n`);
-  process.exit(1);
-}
 
 /** Read a password from the option, or from the first line of stdin (so it stays out of `ps`). */
 async function password(given: string | undefined): Promise<string> {
@@ -66,8 +43,7 @@ export function parseHtpasswd(text: string): { users: { username: string; hash: 
 
 export function userCommand(): Command {
   const user = new Command('user').description('manage index accounts');
-  const common = (c: Command): Command =>
-    c.option('-c, --config <file>', 'configuration file').option('-f, --flavor <name>', 'configuration flavor');
+  const common = withConfigOptions;
 
   common(user.command('add <username> <email>'))
     .description('create an account (active); the password comes from --password or stdin')
@@ -78,7 +54,7 @@ export function userCommand(): Command {
       if (!USERNAME.test(username)) fail('username: 4 to 30 characters of a-z, 0-9 and _');
       const pw = await password(opts.password);
       if (pw.length < 5) fail('password: at least 5 characters');
-      await withDb(opts, async (db, cost) => {
+      await withDb(opts, async (db, { bcrypt_cost: cost }) => {
         try {
           await saveUser(db, { username, email, password: pw, active: !opts.inactive, admin: !!opts.admin }, { cost });
         } catch (e) {
@@ -95,7 +71,7 @@ export function userCommand(): Command {
     .action(async (username: string, opts: Common & { password?: string }) => {
       const pw = await password(opts.password);
       if (pw.length < 5) fail('password: at least 5 characters');
-      await withDb(opts, async (db, cost) => {
+      await withDb(opts, async (db, { bcrypt_cost: cost }) => {
         const u = await findUserByName(db, username);
         if (!u) fail(`no such user: ${username}`);
         await setPassword(db, u.id, pw, { cost });

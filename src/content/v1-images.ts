@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
-import { isNotFound, type StorageDriver } from '../storage/driver.js';
+import type { StorageDriver } from '../storage/driver.js';
+import { keyExists, readOptional, removeIfPresent } from './small-objects.js';
 import { RegistryError } from '../errors/index.js';
 import { LayerHasher, type InnerFactory, type LayerDigests } from '../digest/layer-hasher.js';
 import { BlobStore, ShortBodyError, SizeLimitError } from './blob-store.js';
@@ -54,31 +55,16 @@ export class V1Images {
     private readonly opts: V1ImageOptions,
   ) {}
 
-  private async read(key: string): Promise<Buffer | undefined> {
-    try {
-      return await this.driver.getContent(key);
-    } catch (e) {
-      if (isNotFound(e)) return undefined;
-      throw e;
-    }
+  private read(key: string): Promise<Buffer | undefined> {
+    return readOptional(this.driver, key);
   }
 
-  private async exists(key: string): Promise<boolean> {
-    try {
-      await this.driver.stat(key);
-      return true;
-    } catch (e) {
-      if (isNotFound(e)) return false;
-      throw e;
-    }
+  private exists(key: string): Promise<boolean> {
+    return keyExists(this.driver, key);
   }
 
   private async remove(key: string): Promise<void> {
-    try {
-      await this.driver.delete(key);
-    } catch (e) {
-      if (!isNotFound(e)) throw e;
-    }
+    await removeIfPresent(this.driver, key);
   }
 
   async hasJson(id: string): Promise<boolean> {

@@ -1,4 +1,5 @@
 import { isNotFound, type StorageDriver } from '../storage/driver.js';
+import { keyExists, readOptional, removeIfPresent } from './small-objects.js';
 import { RegistryError } from '../errors/index.js';
 import { keys } from './keys.js';
 import { parseRepoName, type RepoName, type Tag } from './names.js';
@@ -41,33 +42,16 @@ export class V1Repositories {
     private readonly images: V1Images,
   ) {}
 
-  private async read(key: string): Promise<Buffer | undefined> {
-    try {
-      return await this.driver.getContent(key);
-    } catch (e) {
-      if (isNotFound(e)) return undefined;
-      throw e;
-    }
+  private read(key: string): Promise<Buffer | undefined> {
+    return readOptional(this.driver, key);
   }
 
-  private async remove(key: string): Promise<boolean> {
-    try {
-      await this.driver.delete(key);
-      return true;
-    } catch (e) {
-      if (isNotFound(e)) return false;
-      throw e;
-    }
+  private remove(key: string): Promise<boolean> {
+    return removeIfPresent(this.driver, key);
   }
 
-  async exists(repo: RepoName): Promise<boolean> {
-    try {
-      await this.driver.stat(`${keys.repo(repo)}/_created`);
-      return true;
-    } catch (e) {
-      if (isNotFound(e)) return false;
-      throw e;
-    }
+  exists(repo: RepoName): Promise<boolean> {
+    return keyExists(this.driver, `${keys.repo(repo)}/_created`);
   }
 
   private async ensure(repo: RepoName): Promise<void> {
@@ -146,14 +130,8 @@ export class V1Repositories {
   }
 
   /** R19. */
-  async isPrivate(repo: RepoName): Promise<boolean> {
-    try {
-      await this.driver.stat(keys.private(repo));
-      return true;
-    } catch (e) {
-      if (isNotFound(e)) return false;
-      throw e;
-    }
+  isPrivate(repo: RepoName): Promise<boolean> {
+    return keyExists(this.driver, keys.private(repo));
   }
 
   /** Stand-in index (§3.12): merge new entries before stored ones, first checksum wins per id. */
