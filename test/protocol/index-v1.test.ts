@@ -268,6 +268,42 @@ describe('index + registry in two processes: the Docker 1.x sequences', () => {
     assert.equal(gone.json<{ num_results: number }>().num_results, 0);
   });
 
+  it('updates an account (I4): password and e-mail by the user; others get 403, unknown 404', async () => {
+    await request(idx.url, '/v1/users/', { method: 'POST', body: JSON.stringify({ username: 'henry', password: 'henrypw', email: 'henry@example.com' }) });
+    const upd = await request(idx.url, '/v1/users/henry/', { method: 'PUT', headers: { Authorization: basic('henry', 'henrypw') }, body: JSON.stringify({ password: 'henrypw2', email: 'henry2@example.com' }) });
+    assert.equal(upd.status, 204);
+    assert.equal(upd.body.length, 0);
+    assert.equal((await request(idx.url, '/v1/users/', { headers: { Authorization: basic('henry', 'henrypw') } })).status, 401);
+    assert.equal((await request(idx.url, '/v1/users/', { headers: { Authorization: basic('henry', 'henrypw2') } })).status, 200);
+    const other = await request(idx.url, '/v1/users/alice/', { method: 'PUT', headers: { Authorization: basic('henry', 'henrypw2') }, body: '{"password": "stolen!"}' });
+    assert.equal(other.status, 403);
+    const weak = await request(idx.url, '/v1/users/henry/', { method: 'PUT', headers: { Authorization: basic('henry', 'henrypw2') }, body: '{"password": "123"}' });
+    assert.equal(weak.status, 400);
+    const taken = await request(idx.url, '/v1/users/henry/', { method: 'PUT', headers: { Authorization: basic('henry', 'henrypw2') }, body: '{"email": "alice@example.com"}' });
+    assert.equal(taken.status, 400);
+    const anon = await request(idx.url, '/v1/users/henry/', { method: 'PUT', body: '{"email": "x@y.z"}' });
+    assert.equal(anon.status, 401);
+  });
+
+  it('confirms delete tokens on PUT …/auth (I10) and refuses other tokens', async () => {
+    const img = makeImage();
+    const claim = await request(idx.url, '/v1/repositories/alice/authz/', { method: 'PUT', headers: { Authorization: basic('alice', 'secret1'), 'X-Docker-Token': 'true' }, body: JSON.stringify([{ id: img.id }]) });
+    const write = tokenOf(claim);
+    const del = tokenOf(await request(idx.url, '/v1/repositories/alice/authz/images', { method: 'DELETE', headers: { Authorization: basic('alice', 'secret1'), 'X-Docker-Token': 'true' } }));
+    const ok = await request(idx.url, '/v1/repositories/alice/authz/auth', { method: 'PUT', headers: { Authorization: `Token ${del}` } });
+    assert.equal(ok.status, 200);
+    assert.equal(ok.text, '"OK"');
+    assert.equal((await request(idx.url, '/v1/repositories/alice/authz/auth', { method: 'PUT', headers: { Authorization: `Token ${write}` } })).status, 403);
+    assert.equal((await request(idx.url, '/v1/repositories/alice/other/auth', { method: 'PUT', headers: { Authorization: `Token ${del}` } })).status, 403);
+    // I11: the token's own image is accessible, an unknown one is not
+    const yes = await request(idx.url, `/v1/repositories/alice/authz/layer/${img.id}/access`, { headers: { Authorization: `Token ${write}` } });
+    assert.deepEqual(yes.json(), { access: true });
+    const no = await request(idx.url, `/v1/repositories/alice/authz/layer/${'e'.repeat(64)}/access`, { headers: { Authorization: `Token ${write}` } });
+    assert.deepEqual(no.json(), { access: false });
+    const forged = await request(idx.url, `/v1/repositories/alice/authz/layer/${img.id}/access`, { headers: { Authorization: 'Token signature=1.2.3.4,repository="alice/authz",access=write' } });
+    assert.deepEqual(forged.json(), { access: false });
+  });
+
   it('slows repeated failed logins (429) without locking the owner out for good', async () => {
     const statuses: number[] = [];
     for (let i = 0; i < 7; i++) statuses.push((await request(idx.url, '/v1/users/', { headers: { Authorization: basic('bobby', `wrong${i}`) } })).status);
