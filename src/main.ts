@@ -24,6 +24,8 @@ import { createHttpServer, InFlight } from './http/server.js';
 import { notFound, v2Off } from './http/fallbacks.js';
 import { registryRouter } from './registry/routes.js';
 import { standaloneIndexRouter } from './registry/standalone-index.js';
+import { v2Routes } from './v2/routes.js';
+import { V2Uploads } from './content/v2-uploads.js';
 
 export function packageVersion(): string {
   try {
@@ -93,6 +95,10 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   if (role === 'registry' && !standalone && !config.disable_token_auth && config.index_endpoint === null) {
     throw new ConfigError('invalid configuration:\n  index_endpoint: required when a registry runs alone with standalone: false');
   }
+  if (config.v2 && !(standalone && role !== 'index')) {
+    // No v2 auth yet: opening /v2/ next to an index would bypass its access rules.
+    throw new ConfigError('invalid configuration:\n  v2: only available on a standalone registry for now (standalone: true)');
+  }
   const effective: Config = Object.freeze({ ...config, standalone });
   const runIndex = role === 'index' || (role === 'all' && !standalone);
   let db: Knex | undefined;
@@ -119,7 +125,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const app = createKoa();
   app.use(accessLog(log));
   app.use(v1ErrorRenderer(log));
-  app.use(v2Off);
+  app.use(config.v2 ? v2Routes({ config: effective, blobs, uploads: new V2Uploads(driver, blobs, config.max_layer_size) }) : v2Off);
   // The index goes first: on a path both serve (DELETE repository, properties) it answers requests
   // with Basic credentials and leaves those with a Token to the registry.
   if (index) app.use(indexRouter(effective, index, { ping: role === 'index' }).routes());

@@ -56,6 +56,14 @@ export const configSchema = z
     shutdown_timeout: z.number().int().nonnegative().default(30),
     /** Seconds after which an abandoned upload (no write for that long) is purged. */
     upload_purge_age: z.number().int().positive().default(3600),
+    /**
+     * Serve the v2 / OCI API on /v2/. Off by default: Docker 1.6+ prefers v2 whenever /v2/ answers,
+     * so sites that keep 1.x clients on v1 leave it off (then /v2/* answers so they fall back).
+     * For now only on a standalone registry (the v2 token service is not built yet).
+     */
+    v2: z.boolean().default(false),
+    /** Allow DELETE of v2 blobs (distribution's storage.delete.enabled). */
+    storage_delete: z.boolean().default(false),
     /** Index: POST /v1/users creates accounts (false: 401, clients go on to log in). */
     signup: z.boolean().default(true),
     /** Index: accounts created by signup are active at once (false: an admin activates them). */

@@ -94,23 +94,26 @@ export class BlobStore {
       throw e;
     }
     const digest = hasher.sha256();
-    const blobKey = keys.blob(hexOf(digest));
     try {
-      const existing = await this.stat(digest);
-      if (existing && existing.size === meter.bytes) {
-        await this.removeUpload(uuid);
-      } else {
-        await this.driver.move(uploadKey, blobKey);
-        await this.removeUpload(uuid);
-      }
-    } catch (e) {
+      await this.publish(uploadKey, digest, meter.bytes);
+    } finally {
       await this.removeUpload(uuid);
-      throw e;
     }
     return { digest, size: meter.bytes };
   }
 
-  private async removeUpload(uuid: string): Promise<void> {
+  /**
+   * Publish verified bytes at their digest. Idempotent: an existing blob with that digest (same
+   * content by construction) is kept and the upload's copy dropped by the caller.
+   */
+  async publish(uploadKey: string, digest: string, size: number): Promise<void> {
+    const existing = await this.stat(digest);
+    if (existing && existing.size === size) return;
+    await this.driver.move(uploadKey, keys.blob(hexOf(digest)));
+  }
+
+  /** Remove an upload's folder (data and state); nothing there is fine. */
+  async removeUpload(uuid: string): Promise<void> {
     try {
       await this.driver.delete(keys.uploadDir(uuid));
     } catch (e) {

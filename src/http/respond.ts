@@ -46,3 +46,14 @@ export function parseRange(header: string | undefined, size: number): ByteRange 
   if (!Number.isSafeInteger(start) || start >= size || end < start) return 'unsatisfiable';
   return { start, end };
 }
+
+/**
+ * Headers of a body without the body (HEAD, or an empty blob): Koa turns a null body into 204, so
+ * set an empty one, then the real length and type (Koa sends no body for HEAD).
+ */
+export function bodiless(ctx: Context, status: number, length: number, type: string): void {
+  ctx.body = '';
+  ctx.status = status;
+  ctx.length = length;
+  ctx.type = type;
+}

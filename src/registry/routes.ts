@@ -8,7 +8,7 @@ import { parseRepoName, parseTag, type RepoName } from '../content/names.js';
 import type { V1Images } from '../content/v1-images.js';
 import type { V1Repositories } from '../content/v1-repositories.js';
 import { jsonBody, parsedBody, readRawBody } from '../http/body.js';
-import { notModified, parseRange, sendJson, setCacheHeaders } from '../http/respond.js';
+import { bodiless, notModified, parseRange, sendJson, setCacheHeaders } from '../http/respond.js';
 
 const IMAGE_ID = /^([a-f0-9]{16}|[a-f0-9]{64})$/;
 
@@ -180,8 +180,7 @@ export function registryRouter(deps: RegistryDeps): Router {
       ctx.status = 200;
     }
     if (ctx.method === 'HEAD' || length === 0) {
-      ctx.body = length === 0 ? '' : null;
-      ctx.length = length;
+      bodiless(ctx, ctx.status, length, 'application/octet-stream');
       return;
     }
     ctx.body = await images.openLayer(link, start, length);

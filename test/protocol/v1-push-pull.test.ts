@@ -132,6 +132,11 @@ describe('Docker 1.x push and pull against a standalone registry', () => {
     assert.equal(past.status, 416);
     assert.equal(past.headers['content-range'], `bytes */${size}`);
     assert.equal(past.headers['content-length'], '0');
+    const head = await request(reg, `/v1/images/${vectorImage.id}/layer`, { method: 'HEAD' });
+    assert.equal(head.status, 200);
+    assert.equal(head.headers['content-length'], String(size));
+    assert.equal(head.headers['content-type'], 'application/octet-stream');
+    assert.equal(head.body.length, 0);
     const ignored = await request(reg, `/v1/images/${vectorImage.id}/layer`, { headers: { Range: 'items=0-1' } });
     assert.equal(ignored.status, 200);
     assert.equal(ignored.body.length, size);

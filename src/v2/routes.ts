@@ -1,0 +1,242 @@
+import type { Context, Next } from 'koa';
+import type { Config } from '../config/schema.js';
+import { V2Error, type V2Code } from '../errors/v2.js';
+import type { BlobStore } from '../content/blob-store.js';
+import { checkDigest, parseV2Name, type V2Name } from '../content/v2-names.js';
+import type { V2Uploads } from '../content/v2-uploads.js';
+import { bodiless, parseRange } from '../http/respond.js';
+
+export interface V2Deps {
+  readonly config: Config;
+  readonly blobs: BlobStore;
+  readonly uploads: V2Uploads;
+}
+
+const API_VERSION = 'registry/2.0';
+
+/** Split a /v2/ path by the last route keyword (spec §1.1: names contain '/'). */
+type V2Route =
+  | { kind: 'base' }
+  | { kind: 'blob'; name: string; digest: string }
+  | { kind: 'uploads'; name: string }
+  | { kind: 'upload'; name: string; uuid: string }
+  | { kind: 'other'; name: string };
+
+export function matchV2(path: string): V2Route | undefined {
+  if (path === '/v2' || path === '/v2/') return { kind: 'base' };
+  if (!path.startsWith('/v2/')) return undefined;
+  const rest = path.slice(4);
+  let m = /^(.+)\/blobs\/uploads\/?$/.exec(rest);
+  if (m) return { kind: 'uploads', name: m[1]! };
+  m = /^(.+)\/blobs\/uploads\/([^/]+)$/.exec(rest);
+  if (m) return { kind: 'upload', name: m[1]!, uuid: m[2]! };
+  m = /^(.+)\/blobs\/([^/]+)$/.exec(rest);
+  if (m) return { kind: 'blob', name: m[1]!, digest: m[2]! };
+  m = /^(.+)\/(?:manifests\/[^/]+|tags\/list|referrers\/[^/]+)$/.exec(rest);
+  if (m) return { kind: 'other', name: m[1]! };
+  return { kind: 'other', name: rest };
+}
+
+function renderV2Error(ctx: Context, e: V2Error): void {
+  ctx.status = e.status;
+  for (const [k, v] of Object.entries(e.headers)) ctx.set(k, v);
+  ctx.type = 'application/json; charset=utf-8';
+  ctx.body = JSON.stringify({ errors: [{ code: e.code, message: e.message, detail: e.detail ?? null }] });
+}
+
+function v2Name(raw: string): V2Name {
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(raw);
+  } catch {
+    throw new V2Error('NAME_INVALID');
+  }
+  const name = parseV2Name(decoded);
+  if (!name) throw new V2Error('NAME_INVALID', { name: decoded });
+  return name;
+}
+
+function digestParam(raw: string | undefined, missing: V2Code = 'DIGEST_INVALID'): string {
+  if (raw === undefined || raw === '') throw new V2Error(missing, undefined, 'digest missing');
+  const c = checkDigest(raw);
+  if (c === 'invalid') throw new V2Error('DIGEST_INVALID', { digest: raw }, 'invalid digest');
+  if (c === 'unsupported') throw new V2Error('DIGEST_INVALID', { digest: raw }, 'only sha256 digests are supported');
+  return raw;
+}
+
+function declaredLength(ctx: Context): number | undefined {
+  if (/chunked/i.test(ctx.get('Transfer-Encoding'))) return undefined;
+  const v = ctx.get('Content-Length');
+  return v === '' ? undefined : Number(v);
+}
+
+/**
+ * The v2 / OCI distribution API (spec v2-bridge §1): this slice serves `/v2/`, blobs and upload
+ * sessions; manifests, tags, catalog and referrers answer NAME_UNKNOWN / UNSUPPORTED until built.
+ * Only enabled with `v2: true`, and only on a standalone registry until the v2 token service
+ * exists (src/main.ts refuses the other combinations), so no access rule can be bypassed.
+ */
+export function v2Routes(deps: V2Deps) {
+  const { blobs, uploads } = deps;
+
+  async function handle(ctx: Context, route: V2Route): Promise<void> {
+    const method = ctx.method;
+    if (route.kind === 'base') {
+      if (method !== 'GET' && method !== 'HEAD') throw new V2Error('UNSUPPORTED');
+      ctx.status = 200;
+      ctx.type = 'application/json; charset=utf-8';
+      ctx.body = '{}';
+      return;
+    }
+    const name = v2Name(route.name);
+    const base = `/v2/${name}`;
+    const sessionHeaders = (uuid: string, offset: number): void => {
+      ctx.set('Location', `${base}/blobs/uploads/${uuid}`);
+      ctx.set('Docker-Upload-UUID', uuid);
+      ctx.set('Range', offset > 0 ? `0-${offset - 1}` : '0-0');
+    };
+    const created = (digest: string): void => {
+      ctx.status = 201;
+      ctx.set('Location', `${base}/blobs/${digest}`);
+      ctx.set('Docker-Content-Digest', digest);
+      ctx.body = '';
+      ctx.length = 0;
+    };
+
+    switch (route.kind) {
+      case 'blob': {
+        const digest = digestParam(route.digest);
+        if (method === 'GET' || method === 'HEAD') {
+          const info = (await uploads.linked(name, digest)) ? await blobs.stat(digest) : undefined;
+          if (!info) throw new V2Error('BLOB_UNKNOWN', { digest });
+          ctx.set('Docker-Content-Digest', digest);
+          ctx.set('Etag', `"${digest}"`);
+          ctx.set('Accept-Ranges', 'bytes');
+          ctx.set('Cache-Control', 'max-age=31536000');
+          ctx.type = 'application/octet-stream';
+          const range = parseRange(ctx.get('Range') || undefined, info.size);
+          if (range === 'unsatisfiable') {
+            ctx.status = 416;
+            ctx.set('Content-Range', `bytes */${info.size}`);
+            ctx.body = '';
+            ctx.length = 0;
+            return;
+          }
+          const start = range?.start ?? 0;
+          const length = range ? range.end - range.start + 1 : info.size;
+          ctx.status = range ? 206 : 200;
+          if (range) ctx.set('Content-Range', `bytes ${range.start}-${range.end}/${info.size}`);
+          if (method === 'HEAD' || length === 0) {
+            bodiless(ctx, ctx.status, length, 'application/octet-stream');
+            return;
+          }
+          ctx.body = await blobs.open(digest, start, length);
+          ctx.length = length;
+          return;
+        }
+        if (method === 'DELETE') {
+          if (!deps.config.storage_delete) throw new V2Error('UNSUPPORTED', undefined, 'deletes are disabled (storage_delete)');
+          if (!(await uploads.unlink(name, digest))) throw new V2Error('BLOB_UNKNOWN', { digest });
+          ctx.status = 202;
+          ctx.body = '';
+          ctx.length = 0;
+          return;
+        }
+        throw new V2Error('UNSUPPORTED');
+      }
+      case 'uploads': {
+        if (method !== 'POST') throw new V2Error('UNSUPPORTED');
+        const mount = typeof ctx.query.mount === 'string' ? ctx.query.mount : undefined;
+        const from = typeof ctx.query.from === 'string' ? ctx.query.from : undefined;
+        if (mount !== undefined) {
+          const digest = digestParam(mount);
+          const source = from !== undefined ? parseV2Name(from) : undefined;
+          if (source && (await uploads.linked(source, digest)) && (await blobs.stat(digest))) {
+            await uploads.link(name, digest);
+            created(digest);
+            return;
+          }
+          // not mountable: an ordinary session instead (spec end-11)
+        }
+        const digestQ = typeof ctx.query.digest === 'string' ? ctx.query.digest : undefined;
+        const uuid = await uploads.start(name);
+        if (digestQ !== undefined) {
+          // single POST with the whole blob (end-4b)
+          const digest = digestParam(digestQ);
+          await uploads.finish(name, uuid, digest, ctx.req, declaredLength(ctx));
+          created(digest);
+          return;
+        }
+        ctx.status = 202;
+        sessionHeaders(uuid, 0);
+        ctx.body = '';
+        ctx.length = 0;
+        return;
+      }
+      case 'upload': {
+        const uuid = route.uuid;
+        if (method === 'GET') {
+          const st = await uploads.state(name, uuid);
+          ctx.status = 204;
+          sessionHeaders(uuid, st.offset);
+          return;
+        }
+        if (method === 'PATCH') {
+          const cr = ctx.get('Content-Range');
+          const len = declaredLength(ctx);
+          let start: number | undefined;
+          if (cr) {
+            const m = /^(?:bytes[ =])?(\d+)-(\d+)$/.exec(cr.trim());
+            if (!m) throw new V2Error('RANGE_INVALID', { 'Content-Range': cr });
+            start = Number(m[1]);
+            const end = Number(m[2]);
+            if (end < start || (len !== undefined && len !== end - start + 1)) throw new V2Error('RANGE_INVALID', { 'Content-Range': cr });
+          }
+          const offset = await uploads.append(name, uuid, ctx.req, {
+            ...(start !== undefined ? { start } : {}),
+            ...(len !== undefined ? { contentLength: len } : {}),
+          });
+          ctx.status = 202;
+          sessionHeaders(uuid, offset);
+          ctx.body = '';
+          ctx.length = 0;
+          return;
+        }
+        if (method === 'PUT') {
+          const digest = digestParam(typeof ctx.query.digest === 'string' ? ctx.query.digest : undefined);
+          const len = declaredLength(ctx);
+          const hasBody = len === undefined ? /chunked/i.test(ctx.get('Transfer-Encoding')) : len > 0;
+          await uploads.finish(name, uuid, digest, hasBody ? ctx.req : undefined, hasBody ? len : undefined);
+          created(digest);
+          return;
+        }
+        if (method === 'DELETE') {
+          await uploads.cancel(name, uuid);
+          ctx.status = 204;
+          ctx.body = null;
+          return;
+        }
+        throw new V2Error('UNSUPPORTED');
+      }
+      case 'other':
+        // manifests, tags, catalog, referrers: not built yet
+        if (method === 'GET' || method === 'HEAD') throw new V2Error('NAME_UNKNOWN', { name: route.name });
+        throw new V2Error('UNSUPPORTED');
+    }
+  }
+
+  return async (ctx: Context, next: Next): Promise<void> => {
+    const route = matchV2(ctx.path);
+    if (!route) return next();
+    ctx.set('Docker-Distribution-API-Version', API_VERSION);
+    try {
+      await handle(ctx, route);
+    } catch (e) {
+      if (e instanceof V2Error) {
+        renderV2Error(ctx, e);
+        return;
+      }
+      throw e;
+    }
+  };
+}
