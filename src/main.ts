@@ -26,6 +26,7 @@ import { registryRouter } from './registry/routes.js';
 import { standaloneIndexRouter } from './registry/standalone-index.js';
 import { v2Routes } from './v2/routes.js';
 import { V2Uploads } from './content/v2-uploads.js';
+import { V2Manifests } from './content/v2-manifests.js';
 
 export function packageVersion(): string {
   try {
@@ -125,7 +126,12 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const app = createKoa();
   app.use(accessLog(log));
   app.use(v1ErrorRenderer(log));
-  app.use(config.v2 ? v2Routes({ config: effective, blobs, uploads: new V2Uploads(driver, blobs, config.max_layer_size) }) : v2Off);
+  if (config.v2) {
+    const uploads = new V2Uploads(driver, blobs, config.max_layer_size);
+    app.use(v2Routes({ config: effective, blobs, uploads, manifests: new V2Manifests(driver, blobs, uploads) }));
+  } else {
+    app.use(v2Off);
+  }
   // The index goes first: on a path both serve (DELETE repository, properties) it answers requests
   // with Basic credentials and leaves those with a Token to the registry.
   if (index) app.use(indexRouter(effective, index, { ping: role === 'index' }).routes());

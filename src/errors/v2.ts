@@ -13,6 +13,8 @@ export const V2_CODES = {
   NAME_INVALID: [400, 'invalid repository name'],
   NAME_UNKNOWN: [404, 'repository name not known to registry'],
   SIZE_INVALID: [400, 'provided length did not match content length'],
+  TAG_INVALID: [400, 'manifest tag did not match URI'],
+  MANIFEST_TOO_LARGE: [413, 'manifest too large'],
   RANGE_INVALID: [416, 'invalid content range'],
   PAGINATION_NUMBER_INVALID: [400, 'invalid number of results requested'],
   UNAUTHORIZED: [401, 'authentication required'],

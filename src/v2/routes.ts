@@ -4,12 +4,38 @@ import { V2Error, type V2Code } from '../errors/v2.js';
 import type { BlobStore } from '../content/blob-store.js';
 import { checkDigest, parseV2Name, type V2Name } from '../content/v2-names.js';
 import type { V2Uploads } from '../content/v2-uploads.js';
+import { MT, V2Manifests } from '../content/v2-manifests.js';
+import { readRawBody } from '../http/body.js';
+import { isRegistryError } from '../errors/index.js';
 import { bodiless, parseRange } from '../http/respond.js';
 
 export interface V2Deps {
   readonly config: Config;
   readonly blobs: BlobStore;
   readonly uploads: V2Uploads;
+  readonly manifests: V2Manifests;
+}
+
+const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
+
+/** A manifest <reference>: a digest when it has a ':', else a tag (spec §1.1). */
+function reference(raw: string): { tag?: string; digest?: string } {
+  let r: string;
+  try {
+    r = decodeURIComponent(raw);
+  } catch {
+    throw new V2Error('TAG_INVALID', { tag: raw }, 'invalid tag');
+  }
+  if (r.includes(':')) return { digest: digestParam(r) };
+  if (!TAG.test(r)) throw new V2Error('TAG_INVALID', { tag: r }, 'invalid tag');
+  return { tag: r };
+}
+
+/** Every media type named in the Accept header lines, parameters stripped (spec §2.5 step 1). */
+function accepted(ctx: Context): Set<string> {
+  const raw = ctx.headers.accept;
+  const lines = Array.isArray(raw) ? raw : raw ? [raw] : [];
+  return new Set(lines.flatMap((l) => l.split(',')).map((v) => v.split(';')[0]!.trim().toLowerCase()).filter(Boolean));
 }
 
 const API_VERSION = 'registry/2.0';
@@ -17,13 +43,17 @@ const API_VERSION = 'registry/2.0';
 /** Split a /v2/ path by the last route keyword (spec §1.1: names contain '/'). */
 type V2Route =
   | { kind: 'base' }
+  | { kind: 'catalog' }
   | { kind: 'blob'; name: string; digest: string }
   | { kind: 'uploads'; name: string }
   | { kind: 'upload'; name: string; uuid: string }
+  | { kind: 'manifest'; name: string; reference: string }
+  | { kind: 'tags'; name: string }
   | { kind: 'other'; name: string };
 
 export function matchV2(path: string): V2Route | undefined {
   if (path === '/v2' || path === '/v2/') return { kind: 'base' };
+  if (path === '/v2/_catalog') return { kind: 'catalog' };
   if (!path.startsWith('/v2/')) return undefined;
   const rest = path.slice(4);
   let m = /^(.+)\/blobs\/uploads\/?$/.exec(rest);
@@ -32,7 +62,11 @@ export function matchV2(path: string): V2Route | undefined {
   if (m) return { kind: 'upload', name: m[1]!, uuid: m[2]! };
   m = /^(.+)\/blobs\/([^/]+)$/.exec(rest);
   if (m) return { kind: 'blob', name: m[1]!, digest: m[2]! };
-  m = /^(.+)\/(?:manifests\/[^/]+|tags\/list|referrers\/[^/]+)$/.exec(rest);
+  m = /^(.+)\/manifests\/([^/]+)$/.exec(rest);
+  if (m) return { kind: 'manifest', name: m[1]!, reference: m[2]! };
+  m = /^(.+)\/tags\/list$/.exec(rest);
+  if (m) return { kind: 'tags', name: m[1]! };
+  m = /^(.+)\/referrers\/[^/]+$/.exec(rest);
   if (m) return { kind: 'other', name: m[1]! };
   return { kind: 'other', name: rest };
 }
@@ -77,7 +111,7 @@ function declaredLength(ctx: Context): number | undefined {
  * exists (src/main.ts refuses the other combinations), so no access rule can be bypassed.
  */
 export function v2Routes(deps: V2Deps) {
-  const { blobs, uploads } = deps;
+  const { blobs, uploads, manifests } = deps;
 
   async function handle(ctx: Context, route: V2Route): Promise<void> {
     const method = ctx.method;
@@ -88,6 +122,8 @@ export function v2Routes(deps: V2Deps) {
       ctx.body = '{}';
       return;
     }
+    // The catalog belongs to the index database (STYLE): not served until v2 runs beside the index.
+    if (route.kind === 'catalog') throw new V2Error('UNSUPPORTED', undefined, 'the catalog is not available yet');
     const name = v2Name(route.name);
     const base = `/v2/${name}`;
     const sessionHeaders = (uuid: string, offset: number): void => {
@@ -218,8 +254,83 @@ export function v2Routes(deps: V2Deps) {
         }
         throw new V2Error('UNSUPPORTED');
       }
+      case 'manifest': {
+        const ref = reference(route.reference);
+        if (method === 'GET' || method === 'HEAD') {
+          const found = await manifests.get(name, ref);
+          if (!found) throw new V2Error('MANIFEST_UNKNOWN', ref);
+          const accept = accepted(ctx);
+          // spec §2.5 step 3: an OCI manifest/index is only served to clients that accept it
+          if (accept.size > 0 && !accept.has('*/*') && (found.mediaType === MT.ociManifest || found.mediaType === MT.ociIndex) && !accept.has(found.mediaType)) {
+            throw new V2Error('MANIFEST_UNKNOWN', ref, `${found.mediaType} found, but the Accept header does not allow it`);
+          }
+          ctx.set('Docker-Content-Digest', found.digest);
+          ctx.set('Etag', `"${found.digest}"`);
+          const inm = ctx.get('If-None-Match').replace(/"/g, '').trim();
+          if (inm && inm === found.digest) {
+            ctx.status = 304;
+            return;
+          }
+          if (method === 'HEAD') {
+            bodiless(ctx, 200, found.size, found.mediaType);
+            return;
+          }
+          ctx.status = 200;
+          ctx.body = found.bytes;
+          ctx.type = found.mediaType;
+          return;
+        }
+        if (method === 'PUT') {
+          let bytes: Buffer;
+          try {
+            bytes = await readRawBody(ctx, 4 * 1024 * 1024);
+          } catch (e) {
+            if (isRegistryError(e) && e.code === 'BODY_TOO_LARGE') throw new V2Error('MANIFEST_TOO_LARGE');
+            throw e;
+          }
+          const rev = await manifests.put(name, ref, bytes, ctx.get('Content-Type'));
+          ctx.status = 201;
+          ctx.set('Location', `${base}/manifests/${rev.digest}`);
+          ctx.set('Docker-Content-Digest', rev.digest);
+          if (rev.subject) ctx.set('OCI-Subject', rev.subject);
+          ctx.body = '';
+          ctx.length = 0;
+          return;
+        }
+        if (method === 'DELETE') {
+          if (!deps.config.storage_delete) throw new V2Error('UNSUPPORTED', undefined, 'deletes are disabled (storage_delete)');
+          if (!(await manifests.delete(name, ref))) throw new V2Error('MANIFEST_UNKNOWN', ref);
+          ctx.status = 202;
+          ctx.body = '';
+          ctx.length = 0;
+          return;
+        }
+        throw new V2Error('UNSUPPORTED');
+      }
+      case 'tags': {
+        if (method !== 'GET' && method !== 'HEAD') throw new V2Error('UNSUPPORTED');
+        if (!(await manifests.exists(name))) throw new V2Error('NAME_UNKNOWN', { name });
+        let tags = await manifests.tags(name);
+        const last = typeof ctx.query.last === 'string' ? ctx.query.last : undefined;
+        if (last !== undefined) tags = tags.filter((t) => t > last);
+        const nRaw = ctx.query.n;
+        if (nRaw !== undefined) {
+          const n = Number(nRaw);
+          if (typeof nRaw !== 'string' || !/^\d+$/.test(nRaw) || n > 10000) throw new V2Error('PAGINATION_NUMBER_INVALID', { n: nRaw });
+          if (tags.length > n && n > 0) {
+            tags = tags.slice(0, n);
+            ctx.set('Link', `<${base}/tags/list?n=${n}&last=${encodeURIComponent(tags[tags.length - 1]!)}>; rel="next"`);
+          } else if (n === 0) {
+            tags = [];
+          }
+        }
+        ctx.status = 200;
+        ctx.type = 'application/json; charset=utf-8';
+        ctx.body = JSON.stringify({ name, tags });
+        return;
+      }
       case 'other':
-        // manifests, tags, catalog, referrers: not built yet
+        // catalog and referrers: not built yet
         if (method === 'GET' || method === 'HEAD') throw new V2Error('NAME_UNKNOWN', { name: route.name });
         throw new V2Error('UNSUPPORTED');
     }

@@ -115,8 +115,12 @@ describe('v2 API (switch on, standalone): /v2/, blobs and upload sessions', () =
       ['PATCH', '/v2/ns/x/blobs/uploads/not-a-uuid', 'x', 404, 'BLOB_UPLOAD_UNKNOWN'],
       ['PUT', '/v2/ns/x/blobs/uploads/00000000-0000-0000-0000-000000000000?digest=sha256:zz', '', 400, 'DIGEST_INVALID'],
       ['DELETE', `/v2/ns/x/blobs/sha256:${'0'.repeat(64)}`, '', 405, 'UNSUPPORTED'],
-      ['GET', '/v2/ns/x/manifests/latest', '', 404, 'NAME_UNKNOWN'],
-      ['PUT', '/v2/ns/x/manifests/latest', '{}', 405, 'UNSUPPORTED'],
+      ['GET', '/v2/ns/x/manifests/latest', '', 404, 'MANIFEST_UNKNOWN'],
+      ['GET', '/v2/ns/x/manifests/sha256:totallywrong', '', 400, 'DIGEST_INVALID'],
+      ['PUT', '/v2/ns/x/manifests/latest', '{}', 400, 'MANIFEST_INVALID'],
+      ['PUT', '/v2/ns/x/manifests/latest', 'not json', 400, 'MANIFEST_INVALID'],
+      ['GET', '/v2/ns/x/tags/list', '', 404, 'NAME_UNKNOWN'],
+      ['GET', '/v2/_catalog', '', 405, 'UNSUPPORTED'],
       ['GET', '/v2/a/..%2F../blobs/uploads/', '', 400, 'NAME_INVALID'],
     ];
     for (const [method, path, body, status, c] of cases) {

@@ -1,0 +1,190 @@
+import { createHash } from 'node:crypto';
+import type { StorageDriver } from '../storage/driver.js';
+import { isNotFound } from '../storage/driver.js';
+import { V2Error } from '../errors/v2.js';
+import type { BlobStore } from './blob-store.js';
+import { keys } from './keys.js';
+import { keyExists, readOptional, removeIfPresent } from './small-objects.js';
+import type { V2Name } from './v2-names.js';
+import type { V2Uploads } from './v2-uploads.js';
+
+export const MT = {
+  schema2: 'application/vnd.docker.distribution.manifest.v2+json',
+  list: 'application/vnd.docker.distribution.manifest.list.v2+json',
+  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
+  ociIndex: 'application/vnd.oci.image.index.v1+json',
+  schema1: 'application/vnd.docker.distribution.manifest.v1+json',
+  schema1Signed: 'application/vnd.docker.distribution.manifest.v1+prettyjws',
+} as const;
+
+const IMAGE_TYPES: ReadonlySet<string> = new Set([MT.schema2, MT.ociManifest]);
+const INDEX_TYPES: ReadonlySet<string> = new Set([MT.list, MT.ociIndex]);
+const SHA256 = /^sha256:[a-f0-9]{64}$/;
+
+/** What is kept beside the manifest bytes (v2/repositories/<name>/_manifests/revisions/<hex>). */
+export interface Revision {
+  readonly digest: string;
+  readonly mediaType: string;
+  readonly size: number;
+  readonly subject?: string;
+  readonly artifactType?: string;
+}
+
+export interface StoredManifest extends Revision {
+  readonly bytes: Buffer;
+}
+
+interface Descriptor {
+  mediaType?: unknown;
+  digest?: unknown;
+  size?: unknown;
+  urls?: unknown;
+}
+
+const repoKey = (name: string): string => `v2/repositories/${name}/_manifests`;
+const revisionKey = (name: string, digest: string): string => `${repoKey(name)}/revisions/${digest.slice(7)}`;
+const tagKey = (name: string, tag: string): string => `${repoKey(name)}/tags/${tag}`;
+const createdKey = (name: string): string => `v2/repositories/${name}/_created`;
+
+function invalid(why: string): V2Error {
+  return new V2Error('MANIFEST_INVALID', { reason: why }, `manifest invalid: ${why}`);
+}
+
+function descriptor(d: unknown, where: string): { mediaType: string; digest: string; size: number; foreign: boolean } {
+  if (d === null || typeof d !== 'object') throw invalid(`${where} is not a descriptor`);
+  const { mediaType, digest, size, urls } = d as Descriptor;
+  if (typeof mediaType !== 'string' || typeof digest !== 'string' || typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) {
+    throw invalid(`${where} needs mediaType, digest and size`);
+  }
+  if (!SHA256.test(digest)) throw invalid(`${where} digest ${digest} is not a sha256 digest`);
+  return { mediaType, digest, size, foreign: Array.isArray(urls) && urls.length > 0 };
+}
+
+/**
+ * Image manifests and indexes of the v2 API (spec v2-bridge §1.4, §2): bytes stored as they came,
+ * content-addressed in the blob store; per repository a revision record and tag links, each one
+ * small object written atomically. Referenced blobs and child manifests must be in the repository.
+ */
+export class V2Manifests {
+  constructor(
+    private readonly driver: StorageDriver,
+    private readonly blobs: BlobStore,
+    private readonly uploads: V2Uploads,
+  ) {}
+
+  /** Media type from Content-Type, else from the body (`mediaType`, then its shape). */
+  static mediaTypeOf(contentType: string, doc: Record<string, unknown>): string {
+    const ct = contentType.split(';')[0]!.trim().toLowerCase();
+    if (ct && ct !== 'application/json' && ct !== 'application/octet-stream') return ct;
+    if (typeof doc.mediaType === 'string') return doc.mediaType;
+    if ('fsLayers' in doc) return MT.schema1;
+    if ('manifests' in doc) return MT.ociIndex;
+    return MT.ociManifest;
+  }
+
+  async put(name: V2Name, reference: { tag?: string; digest?: string }, bytes: Buffer, contentType: string): Promise<Revision> {
+    let doc: unknown;
+    try {
+      doc = JSON.parse(bytes.toString('utf8'));
+    } catch {
+      throw invalid('not JSON');
+    }
+    if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw invalid('not a JSON object');
+    const m = doc as Record<string, unknown>;
+    const mediaType = V2Manifests.mediaTypeOf(contentType, m);
+    if (mediaType === MT.schema1 || mediaType === MT.schema1Signed) {
+      throw invalid('schema1 manifests are not accepted yet; push schema2 or OCI');
+    }
+    if (!IMAGE_TYPES.has(mediaType) && !INDEX_TYPES.has(mediaType)) throw invalid(`unknown media type ${mediaType}`);
+    if (m.schemaVersion !== 2) throw invalid('schemaVersion must be 2');
+    // spec §1.4: docker types need mediaType equal to theirs; OCI types accept it absent or equal
+    const declared = m.mediaType;
+    if (mediaType === MT.schema2 || mediaType === MT.list ? declared !== mediaType : declared !== undefined && declared !== mediaType) {
+      throw invalid(`mediaType ${String(declared)} does not match ${mediaType}`);
+    }
+    const missing: string[] = [];
+    if (IMAGE_TYPES.has(mediaType)) {
+      if ('manifests' in m) throw invalid('an image manifest has no manifests');
+      const config = descriptor(m.config, 'config');
+      if (!Array.isArray(m.layers)) throw invalid('layers must be an array');
+      const layers = m.layers.map((l, i) => descriptor(l, `layers[${i}]`));
+      for (const d of [config, ...layers]) {
+        if (d.foreign) continue;
+        if (!(await this.uploads.linked(name, d.digest))) missing.push(d.digest);
+      }
+    } else {
+      if ('config' in m || 'layers' in m) throw invalid('an index has no config or layers');
+      if (!Array.isArray(m.manifests)) throw invalid('manifests must be an array');
+      for (const [i, c] of m.manifests.entries()) {
+        const d = descriptor(c, `manifests[${i}]`);
+        if (!(await keyExists(this.driver, revisionKey(name, d.digest)))) missing.push(d.digest);
+      }
+    }
+    if (missing.length > 0) {
+      throw new V2Error('MANIFEST_BLOB_UNKNOWN', missing.map((digest) => ({ digest })), `blob unknown to registry: ${missing[0]}`);
+    }
+    const subject = m.subject !== undefined ? descriptor(m.subject, 'subject').digest : undefined;
+    const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    if (reference.digest && reference.digest !== digest) {
+      throw new V2Error('DIGEST_INVALID', { expected: reference.digest, actual: digest });
+    }
+    const artifactType = typeof m.artifactType === 'string' ? m.artifactType : undefined;
+    const rev: Revision = {
+      digest,
+      mediaType,
+      size: bytes.length,
+      ...(subject ? { subject } : {}),
+      ...(artifactType ? { artifactType } : {}),
+    };
+    // bytes first, then the revision record, then the tag: each step is visible only when complete
+    if (!(await this.blobs.stat(digest))) await this.driver.putContent(keys.blob(digest.slice(7)), bytes);
+    await this.driver.putContent(revisionKey(name, digest), Buffer.from(JSON.stringify(rev)));
+    if (reference.tag) await this.driver.putContent(tagKey(name, reference.tag), Buffer.from(digest));
+    if (!(await this.exists(name))) await this.driver.putContent(createdKey(name), Buffer.from(String(Date.now())));
+    return rev;
+  }
+
+  async resolve(name: V2Name, reference: { tag?: string; digest?: string }): Promise<string | undefined> {
+    if (reference.digest) return reference.digest;
+    const raw = await readOptional(this.driver, tagKey(name, reference.tag!));
+    return raw?.toString('utf8');
+  }
+
+  async get(name: V2Name, reference: { tag?: string; digest?: string }): Promise<StoredManifest | undefined> {
+    const digest = await this.resolve(name, reference);
+    if (!digest) return undefined;
+    const raw = await readOptional(this.driver, revisionKey(name, digest));
+    if (!raw) return undefined;
+    const rev = JSON.parse(raw.toString('utf8')) as Revision;
+    const bytes = await readOptional(this.driver, keys.blob(digest.slice(7)));
+    if (!bytes) return undefined;
+    return { ...rev, bytes };
+  }
+
+  /** By digest: the revision and every tag on it. By tag: the tag only (spec §1.4 Deletes). */
+  async delete(name: V2Name, reference: { tag?: string; digest?: string }): Promise<boolean> {
+    if (reference.tag) return removeIfPresent(this.driver, tagKey(name, reference.tag));
+    const digest = reference.digest!;
+    if (!(await removeIfPresent(this.driver, revisionKey(name, digest)))) return false;
+    for (const tag of await this.tags(name)) {
+      const at = await readOptional(this.driver, tagKey(name, tag));
+      if (at?.toString('utf8') === digest) await removeIfPresent(this.driver, tagKey(name, tag));
+    }
+    return true;
+  }
+
+  /** Tags in byte order; undefined when the repository has no manifest at all. */
+  async tags(name: V2Name): Promise<string[]> {
+    try {
+      return (await this.driver.list(`${repoKey(name)}/tags`)).map((k) => k.slice(k.lastIndexOf('/') + 1)).sort();
+    } catch (e) {
+      if (isNotFound(e)) return [];
+      throw e;
+    }
+  }
+
+  /** A repository exists once a manifest was pushed to it (it stays when its tags are deleted). */
+  async exists(name: V2Name): Promise<boolean> {
+    return keyExists(this.driver, createdKey(name));
+  }
+}
