@@ -27,6 +27,7 @@ import { standaloneIndexRouter } from './registry/standalone-index.js';
 import { v2Routes } from './v2/routes.js';
 import { V2Uploads } from './content/v2-uploads.js';
 import { V2Manifests } from './content/v2-manifests.js';
+import { V1ToV2 } from './content/v1-to-v2.js';
 
 export function packageVersion(): string {
   try {
@@ -128,7 +129,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   app.use(v1ErrorRenderer(log));
   if (config.v2) {
     const uploads = new V2Uploads(driver, blobs, config.max_layer_size);
-    app.use(v2Routes({ config: effective, blobs, uploads, manifests: new V2Manifests(driver, blobs, uploads) }));
+    const manifests = new V2Manifests(driver, blobs, uploads);
+    const fromV1 = new V1ToV2(driver, blobs, images, repos, manifests, uploads);
+    app.use(v2Routes({ config: effective, blobs, uploads, manifests, fromV1 }));
   } else {
     app.use(v2Off);
   }

@@ -5,6 +5,7 @@ import type { BlobStore } from '../content/blob-store.js';
 import { checkDigest, parseV2Name, type V2Name } from '../content/v2-names.js';
 import type { V2Uploads } from '../content/v2-uploads.js';
 import { MT, V2Manifests } from '../content/v2-manifests.js';
+import type { V1ToV2 } from '../content/v1-to-v2.js';
 import { readRawBody } from '../http/body.js';
 import { isRegistryError } from '../errors/index.js';
 import { bodiless, parseRange } from '../http/respond.js';
@@ -14,6 +15,8 @@ export interface V2Deps {
   readonly blobs: BlobStore;
   readonly uploads: V2Uploads;
   readonly manifests: V2Manifests;
+  /** v1-pushed tags seen through /v2/ (the bridge). */
+  readonly fromV1?: V1ToV2;
 }
 
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
@@ -257,7 +260,7 @@ export function v2Routes(deps: V2Deps) {
       case 'manifest': {
         const ref = reference(route.reference);
         if (method === 'GET' || method === 'HEAD') {
-          const found = await manifests.get(name, ref);
+          const found = (await manifests.get(name, ref)) ?? (ref.tag && deps.fromV1 ? await deps.fromV1.manifestForTag(name, ref.tag) : undefined);
           if (!found) throw new V2Error('MANIFEST_UNKNOWN', ref);
           const accept = accepted(ctx);
           // spec §2.5 step 3: an OCI manifest/index is only served to clients that accept it
@@ -309,8 +312,9 @@ export function v2Routes(deps: V2Deps) {
       }
       case 'tags': {
         if (method !== 'GET' && method !== 'HEAD') throw new V2Error('UNSUPPORTED');
-        if (!(await manifests.exists(name))) throw new V2Error('NAME_UNKNOWN', { name });
-        let tags = await manifests.tags(name);
+        const v1Tags = deps.fromV1 ? await deps.fromV1.tags(name) : [];
+        if (!(await manifests.exists(name)) && v1Tags.length === 0) throw new V2Error('NAME_UNKNOWN', { name });
+        let tags = [...new Set([...(await manifests.tags(name)), ...v1Tags])].sort();
         const last = typeof ctx.query.last === 'string' ? ctx.query.last : undefined;
         if (last !== undefined) tags = tags.filter((t) => t > last);
         const nRaw = ctx.query.n;

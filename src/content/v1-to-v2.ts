@@ -1,0 +1,89 @@
+import { createHash } from 'node:crypto';
+import { isRegistryError } from '../errors/index.js';
+import { V2Error } from '../errors/v2.js';
+import type { StorageDriver } from '../storage/driver.js';
+import type { BlobStore } from './blob-store.js';
+import { configFromV1Chain, type V1ChainImage } from './bridge.js';
+import { keys } from './keys.js';
+import { parseRepoName, parseTag } from './names.js';
+import { readOptional } from './small-objects.js';
+import type { V1Images } from './v1-images.js';
+import type { V1Repositories } from './v1-repositories.js';
+import { MT, type StoredManifest, type V2Manifests } from './v2-manifests.js';
+import type { V2Name } from './v2-names.js';
+import type { V2Uploads } from './v2-uploads.js';
+
+const LAYER_TYPE: Record<string, string> = {
+  gzip: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
+  none: 'application/vnd.docker.image.rootfs.diff.tar',
+};
+
+/**
+ * v1-pushed tags seen through /v2/ (spec v2-bridge §3.3): the chain's config is built from the v1
+ * JSON (§3.2), the layers are the stored blobs as they are (no copy, no re-compression), and the
+ * schema2 manifest is derived deterministically, so one image always has one manifest digest.
+ */
+export class V1ToV2 {
+  constructor(
+    private readonly driver: StorageDriver,
+    private readonly blobs: BlobStore,
+    private readonly images: V1Images,
+    private readonly repos: V1Repositories,
+    private readonly manifests: V2Manifests,
+    private readonly uploads: V2Uploads,
+  ) {}
+
+  /** Tags of the v1 repository with the same name, or [] (a v2 name with more than two parts has none). */
+  async tags(name: V2Name): Promise<string[]> {
+    const repo = parseRepoName(name);
+    if (!repo || !(await this.repos.exists(repo))) return [];
+    return Object.keys(await this.repos.listTags(repo));
+  }
+
+  async manifestForTag(name: V2Name, tag: string): Promise<StoredManifest | undefined> {
+    const repo = parseRepoName(name);
+    const t = parseTag(tag);
+    if (!repo || !t) return undefined;
+    let id: string;
+    try {
+      id = await this.repos.getTag(repo, t);
+    } catch (e) {
+      if (isRegistryError(e)) return undefined;
+      throw e;
+    }
+    let ancestry: string[];
+    try {
+      ancestry = await this.images.getAncestry(id);
+    } catch (e) {
+      if (isRegistryError(e)) return undefined; // incomplete image: not served, as on v1
+      throw e;
+    }
+    const chain: V1ChainImage[] = [];
+    const layers: { mediaType: string; size: number; digest: string }[] = [];
+    for (const imageId of [...ancestry].reverse()) {
+      const json = await readOptional(this.driver, keys.imageJson(imageId));
+      const link = await this.images.layerLink(imageId);
+      if (!json || !link) return undefined;
+      const mediaType = LAYER_TYPE[link.compression];
+      if (!link.diffId || !mediaType) {
+        throw new V2Error('MANIFEST_UNKNOWN', { image: imageId, compression: link.compression }, 'this v1 layer has no v2 media type (bzip2/xz/zstd)');
+      }
+      chain.push({ json, diffId: link.diffId });
+      layers.push({ mediaType, size: link.size, digest: link.digest });
+    }
+    const config = configFromV1Chain(chain);
+    const configDigest = `sha256:${createHash('sha256').update(config).digest('hex')}`;
+    if (!(await this.blobs.stat(configDigest))) await this.driver.putContent(keys.blob(configDigest.slice(7)), config);
+    for (const d of [configDigest, ...layers.map((l) => l.digest)]) await this.uploads.link(name, d);
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: MT.schema2,
+        config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: configDigest },
+        layers,
+      }),
+    );
+    const rev = await this.manifests.put(name, {}, manifest, MT.schema2);
+    return { ...rev, bytes: manifest };
+  }
+}

@@ -1,0 +1,71 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { request } from '../helpers/http.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+import { VECTORS } from '../helpers/paths.js';
+import { payloadChecksum, pushImage, putTag, type TestImage } from '../helpers/v1-client.js';
+import { configFromV1Chain } from '../../src/content/bridge.js';
+
+interface BridgeVector {
+  v1_json_chain_root_first: string[];
+  layer_blobs_base64_root_first: string[];
+  expected_diff_ids: string[];
+  expected_config: string;
+  expected_config_digest: string;
+}
+const vec = JSON.parse(readFileSync(join(VECTORS, 'bridge', 'v1-to-config.json'), 'utf8')) as BridgeVector;
+const sha = (b: Buffer | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+const S2 = 'application/vnd.docker.distribution.manifest.v2+json';
+
+describe('bridge: v1 chain → image config (vectors/bridge/v1-to-config.json)', () => {
+  it('builds the config Docker 20.10 computed, byte for byte (the image ID matches)', () => {
+    const chain = vec.v1_json_chain_root_first.map((j, i) => ({ json: Buffer.from(j), diffId: vec.expected_diff_ids[i]! }));
+    const config = configFromV1Chain(chain);
+    assert.equal(config.toString(), vec.expected_config);
+    assert.equal(sha(config), vec.expected_config_digest);
+  });
+});
+
+describe('bridge: a v1-pushed tag pulled through /v2/ as schema2', () => {
+  let s: TestServer;
+  let images: TestImage[];
+  before(async () => {
+    s = await startTestServer({ standalone: true, v2: true });
+    images = vec.v1_json_chain_root_first.map((j, i) => {
+      const json = Buffer.from(j);
+      const layer = Buffer.from(vec.layer_blobs_base64_root_first[i]!, 'base64');
+      return { id: (JSON.parse(j) as { id: string }).id, json, layer, payload: payloadChecksum(json, layer) };
+    });
+    for (const img of images) {
+      const rs = await pushImage(s.url, img);
+      assert.deepEqual(rs.map((r) => r.status), [404, 200, 200, 200], rs.map((r) => r.text).join(' '));
+    }
+    assert.equal((await putTag(s.url, 'legacy/chain', 'latest', images[2]!.id)).status, 200);
+  });
+  after(() => s.stop());
+
+  it('serves a schema2 manifest whose config digest is the Docker image ID and whose layers are the v1 blobs', async () => {
+    const r = await request(s.url, '/v2/legacy/chain/manifests/latest', { headers: { Accept: S2 } });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.headers['content-type'], S2);
+    const m = r.json<{ config: { digest: string; size: number }; layers: { mediaType: string; digest: string; size: number }[] }>();
+    assert.equal(m.config.digest, vec.expected_config_digest);
+    assert.deepEqual(
+      m.layers.map((l) => [l.mediaType, l.digest, l.size]),
+      images.map((img, i) => [i === 0 ? 'application/vnd.docker.image.rootfs.diff.tar.gzip' : 'application/vnd.docker.image.rootfs.diff.tar', sha(img.layer), img.layer.length]),
+    );
+    const config = await request(s.url, `/v2/legacy/chain/blobs/${m.config.digest}`);
+    assert.equal(config.text, vec.expected_config);
+    for (const img of images) assert.deepEqual((await request(s.url, `/v2/legacy/chain/blobs/${sha(img.layer)}`)).body, img.layer, 'the same bytes, not a copy');
+    // the same image always yields the same manifest digest, also by digest
+    const again = await request(s.url, '/v2/legacy/chain/manifests/latest', { method: 'HEAD', headers: { Accept: S2 } });
+    assert.equal(again.headers['docker-content-digest'], r.headers['docker-content-digest']);
+    assert.equal(r.headers['docker-content-digest'], sha(r.body));
+    const byDigest = await request(s.url, `/v2/legacy/chain/manifests/${sha(r.body)}`, { headers: { Accept: S2 } });
+    assert.deepEqual(byDigest.body, r.body);
+    assert.deepEqual((await request(s.url, '/v2/legacy/chain/tags/list')).json(), { name: 'legacy/chain', tags: ['latest'] });
+  });
+});
