@@ -8,6 +8,9 @@ import { promisify } from 'node:util';
 import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { dockerdMissing, startDockerd, type Dockerd } from '../helpers/dockerd.js';
+import { VECTORS } from '../helpers/paths.js';
+import { payloadChecksum, pushImage, putTag } from '../helpers/v1-client.js';
+import { readFileSync } from 'node:fs';
 
 const run = promisify(execFile);
 
@@ -51,6 +54,26 @@ describe('docker 20.10 push and pull over v2', { skip: dockerdMissing() }, () =>
     await d.docker('rmi', `${host}/ns/imp:t1`);
     const byDigest = await d.docker('pull', `${host}/ns/imp@${digest}`);
     assert.match(byDigest.stdout, new RegExp(`Digest: ${digest}`));
+  });
+
+  it('pulls an image pushed with the v1 protocol; its image ID is the one Docker computes (bridge vector)', async () => {
+    const vec = JSON.parse(readFileSync(join(VECTORS, 'bridge', 'v1-to-config.json'), 'utf8')) as {
+      v1_json_chain_root_first: string[];
+      layer_blobs_base64_root_first: string[];
+      expected_config_digest: string;
+    };
+    let top = '';
+    for (const [i, j] of vec.v1_json_chain_root_first.entries()) {
+      const json = Buffer.from(j);
+      const layer = Buffer.from(vec.layer_blobs_base64_root_first[i]!, 'base64');
+      top = (JSON.parse(j) as { id: string }).id;
+      const rs = await pushImage(s.url, { id: top, json, layer, payload: payloadChecksum(json, layer) });
+      assert.equal(rs[rs.length - 1]!.status, 200);
+    }
+    assert.equal((await putTag(s.url, 'legacy/chain', 'latest', top)).status, 200);
+    await d.docker('pull', `${host}/legacy/chain:latest`);
+    const { stdout } = await d.docker('image', 'inspect', '--format', '{{.Id}}', `${host}/legacy/chain:latest`);
+    assert.equal(stdout.trim(), vec.expected_config_digest);
   });
 
   it('pushes the same layers to another repository by cross-repository mount', async () => {
