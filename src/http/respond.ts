@@ -1,4 +1,5 @@
 import type { Context } from 'koa';
+import type { Readable } from 'node:stream';
 import { pyJson } from './py-json.js';
 
 /** Spec §1.3: headers of every JSON answer. */
@@ -56,4 +57,36 @@ export function bodiless(ctx: Context, status: number, length: number, type: str
   ctx.status = status;
   ctx.length = length;
   ctx.type = type;
+}
+
+/**
+ * Serve stored bytes with Range support (RFC 7233 form, spec v1 §2.6 REC and v2 §1.4): 200 full,
+ * 206 with Content-Range, 416 with `bytes *\/size`; HEAD gets the headers only; `open` is only
+ * called when bytes are actually sent.
+ */
+export async function sendBytes(
+  ctx: Context,
+  size: number,
+  open: (start: number, length: number) => Promise<Readable>,
+): Promise<void> {
+  ctx.set('Accept-Ranges', 'bytes');
+  const type = 'application/octet-stream';
+  const range = parseRange(ctx.get('Range') || undefined, size);
+  if (range === 'unsatisfiable') {
+    ctx.set('Content-Range', `bytes */${size}`);
+    bodiless(ctx, 416, 0, type);
+    return;
+  }
+  const start = range?.start ?? 0;
+  const length = range ? range.end - range.start + 1 : size;
+  if (range) ctx.set('Content-Range', `bytes ${range.start}-${range.end}/${size}`);
+  const status = range ? 206 : 200;
+  if (ctx.method === 'HEAD' || length === 0) {
+    bodiless(ctx, status, length, type);
+    return;
+  }
+  ctx.status = status;
+  ctx.body = await open(start, length);
+  ctx.type = type;
+  ctx.length = length;
 }

@@ -8,7 +8,7 @@ import { parseRepoName, parseTag, type RepoName } from '../content/names.js';
 import type { V1Images } from '../content/v1-images.js';
 import type { V1Repositories } from '../content/v1-repositories.js';
 import { jsonBody, parsedBody, readRawBody } from '../http/body.js';
-import { bodiless, notModified, parseRange, sendJson, setCacheHeaders } from '../http/respond.js';
+import { notModified, sendBytes, sendJson, setCacheHeaders } from '../http/respond.js';
 
 const IMAGE_ID = /^([a-f0-9]{16}|[a-f0-9]{64})$/;
 
@@ -161,30 +161,7 @@ export function registryRouter(deps: RegistryDeps): Router {
     await assertReadable(access, id);
     const link = await images.getLayer(id);
     setCacheHeaders(ctx);
-    ctx.set('Accept-Ranges', 'bytes');
-    ctx.type = 'application/octet-stream';
-    const range = parseRange(ctx.get('Range') || undefined, link.size);
-    if (range === 'unsatisfiable') {
-      ctx.status = 416;
-      ctx.set('Content-Range', `bytes */${link.size}`);
-      ctx.body = '';
-      ctx.length = 0;
-      return;
-    }
-    const start = range?.start ?? 0;
-    const length = range ? range.end - range.start + 1 : link.size;
-    if (range) {
-      ctx.status = 206;
-      ctx.set('Content-Range', `bytes ${range.start}-${range.end}/${link.size}`);
-    } else {
-      ctx.status = 200;
-    }
-    if (ctx.method === 'HEAD' || length === 0) {
-      bodiless(ctx, ctx.status, length, 'application/octet-stream');
-      return;
-    }
-    ctx.body = await images.openLayer(link, start, length);
-    ctx.length = length;
+    await sendBytes(ctx, link.size, (start, length) => images.openLayer(link, start, length));
   });
 
   // R6

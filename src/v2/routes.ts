@@ -8,7 +8,7 @@ import { MT, V2Manifests } from '../content/v2-manifests.js';
 import type { V1ToV2 } from '../content/v1-to-v2.js';
 import { readRawBody } from '../http/body.js';
 import { isRegistryError } from '../errors/index.js';
-import { bodiless, parseRange } from '../http/respond.js';
+import { bodiless, sendBytes } from '../http/respond.js';
 
 export interface V2Deps {
   readonly config: Config;
@@ -150,27 +150,8 @@ export function v2Routes(deps: V2Deps) {
           if (!info) throw new V2Error('BLOB_UNKNOWN', { digest });
           ctx.set('Docker-Content-Digest', digest);
           ctx.set('Etag', `"${digest}"`);
-          ctx.set('Accept-Ranges', 'bytes');
           ctx.set('Cache-Control', 'max-age=31536000');
-          ctx.type = 'application/octet-stream';
-          const range = parseRange(ctx.get('Range') || undefined, info.size);
-          if (range === 'unsatisfiable') {
-            ctx.status = 416;
-            ctx.set('Content-Range', `bytes */${info.size}`);
-            ctx.body = '';
-            ctx.length = 0;
-            return;
-          }
-          const start = range?.start ?? 0;
-          const length = range ? range.end - range.start + 1 : info.size;
-          ctx.status = range ? 206 : 200;
-          if (range) ctx.set('Content-Range', `bytes ${range.start}-${range.end}/${info.size}`);
-          if (method === 'HEAD' || length === 0) {
-            bodiless(ctx, ctx.status, length, 'application/octet-stream');
-            return;
-          }
-          ctx.body = await blobs.open(digest, start, length);
-          ctx.length = length;
+          await sendBytes(ctx, info.size, (start, length) => blobs.open(digest, start, length));
           return;
         }
         if (method === 'DELETE') {

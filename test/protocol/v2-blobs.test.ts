@@ -1,8 +1,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { filesUnder } from '../helpers/files.js';
 import { request, type Response } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { chunkedStream } from '../helpers/v1-client.js';
@@ -10,13 +10,6 @@ import { chunkedStream } from '../helpers/v1-client.js';
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const code = (r: Response): string => r.json<{ errors: { code: string }[] }>().errors[0]!.code;
 
-async function filesUnder(dir: string): Promise<string[]> {
-  try {
-    return (await readdir(dir, { recursive: true, withFileTypes: true })).filter((e) => e.isFile()).map((e) => e.name);
-  } catch {
-    return [];
-  }
-}
 
 describe('v2 API (switch on, standalone): /v2/, blobs and upload sessions', () => {
   let s: TestServer;
