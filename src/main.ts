@@ -28,6 +28,7 @@ import { v2Routes } from './v2/routes.js';
 import { V2Uploads } from './content/v2-uploads.js';
 import { V2Manifests } from './content/v2-manifests.js';
 import { V1ToV2 } from './content/v1-to-v2.js';
+import { V2ToV1 } from './content/v2-to-v1.js';
 
 export function packageVersion(): string {
   try {
@@ -131,7 +132,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     const uploads = new V2Uploads(driver, blobs, config.max_layer_size);
     const manifests = new V2Manifests(driver, blobs, uploads);
     const fromV1 = new V1ToV2(driver, blobs, images, repos, manifests, uploads);
-    app.use(v2Routes({ config: effective, blobs, uploads, manifests, fromV1 }));
+    const toV1 = new V2ToV1(driver, blobs, repos, log);
+    app.use(v2Routes({ config: effective, blobs, uploads, manifests, fromV1, toV1 }));
   } else {
     app.use(v2Off);
   }

@@ -6,6 +6,7 @@ import { checkDigest, parseV2Name, type V2Name } from '../content/v2-names.js';
 import type { V2Uploads } from '../content/v2-uploads.js';
 import { MT, V2Manifests } from '../content/v2-manifests.js';
 import type { V1ToV2 } from '../content/v1-to-v2.js';
+import type { V2ToV1 } from '../content/v2-to-v1.js';
 import { readRawBody } from '../http/body.js';
 import { isRegistryError } from '../errors/index.js';
 import { bodiless, sendBytes } from '../http/respond.js';
@@ -17,6 +18,8 @@ export interface V2Deps {
   readonly manifests: V2Manifests;
   /** v1-pushed tags seen through /v2/ (the bridge). */
   readonly fromV1?: V1ToV2;
+  /** v2-pushed tags made visible to v1 clients (the bridge). */
+  readonly toV1?: V2ToV1;
 }
 
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
@@ -273,6 +276,7 @@ export function v2Routes(deps: V2Deps) {
             throw e;
           }
           const rev = await manifests.put(name, ref, bytes, ctx.get('Content-Type'));
+          if (ref.tag && deps.toV1) await deps.toV1.publish(name, ref.tag, rev.mediaType, bytes);
           ctx.status = 201;
           ctx.set('Location', `${base}/manifests/${rev.digest}`);
           ctx.set('Docker-Content-Digest', rev.digest);

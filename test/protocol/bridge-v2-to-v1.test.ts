@@ -1,0 +1,105 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { request } from '../helpers/http.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+import { VECTORS } from '../helpers/paths.js';
+import { tarOf } from '../helpers/v1-client.js';
+import { GZIPPED_EMPTY_TAR, GZIPPED_EMPTY_TAR_DIGEST, v1ViewFromConfig } from '../../src/content/bridge.js';
+
+interface S1Case {
+  config: string;
+  layers: { digest: string }[];
+  expected_canonical_payload: string;
+  expected_v1_ids_top_first: string[];
+}
+const cases = (JSON.parse(readFileSync(join(VECTORS, 'bridge', 'schema2-to-schema1.json'), 'utf8')) as { cases: S1Case[] }).cases;
+const sha = (b: Buffer | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+const S2 = 'application/vnd.docker.distribution.manifest.v2+json';
+
+describe('bridge: v2 image → v1 view (vectors/bridge/schema2-to-schema1.json)', () => {
+  for (const [i, c] of cases.entries()) {
+    it(`case ${i + 1}: the v1 ids and v1Compatibility JSON distribution produced`, () => {
+      const view = v1ViewFromConfig(Buffer.from(c.config), c.layers.map((l) => l.digest));
+      assert.deepEqual(view.map((v) => v.id).reverse(), c.expected_v1_ids_top_first);
+      const compat = (JSON.parse(c.expected_canonical_payload) as { history: { v1Compatibility: string }[] }).history.map((h) => h.v1Compatibility);
+      assert.deepEqual(view.map((v) => v.json.toString()).reverse(), compat);
+    });
+  }
+  it('the gzipped empty tar constant is what its digest says', () => {
+    assert.equal(sha(GZIPPED_EMPTY_TAR), GZIPPED_EMPTY_TAR_DIGEST);
+  });
+});
+
+describe('bridge: a v2-pushed tag pulled with the v1 protocol', () => {
+  let s: TestServer;
+  const tar1 = tarOf({ 'a.txt': 'first layer\n' });
+  const tar2 = tarOf({ 'b.txt': 'second <layer> & more\n' });
+  const layers = [gzipSync(tar1), gzipSync(tar2)];
+  const config = Buffer.from(
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      created: '2020-01-02T03:04:05.5Z',
+      config: { Cmd: ['/bin/sh'] },
+      rootfs: { type: 'layers', diff_ids: [sha(tar1), sha(tar2)] },
+      history: [
+        { created: '2020-01-01T00:00:00Z', created_by: '/bin/sh -c #(nop) ADD a.txt' },
+        { created: '2020-01-01T00:00:01Z', created_by: '/bin/sh -c #(nop) ENV X=1', empty_layer: true },
+        { created: '2020-01-02T03:04:05.500Z', created_by: '/bin/sh -c #(nop) ADD b.txt', comment: 'top' },
+      ],
+    }),
+  );
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: S2,
+      config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: sha(config) },
+      layers: layers.map((l) => ({ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: l.length, digest: sha(l) })),
+    }),
+  );
+  const view = v1ViewFromConfig(config, layers.map((l) => sha(l)));
+
+  before(async () => {
+    s = await startTestServer({ standalone: true, v2: true });
+    for (const b of [config, ...layers]) {
+      assert.equal((await request(s.url, `/v2/modern/app/blobs/uploads/?digest=${sha(b)}`, { method: 'POST', body: b })).status, 201);
+    }
+    const put = await request(s.url, '/v2/modern/app/manifests/stable', { method: 'PUT', body: manifest, headers: { 'Content-Type': S2 } });
+    assert.equal(put.status, 201, put.text);
+  });
+  after(() => s.stop());
+
+  it('serves the 1.x pull sequence: images, tags, ancestry, json, layers (with the empty layer)', async () => {
+    const top = view[view.length - 1]!.id;
+    const list = await request(s.url, '/v1/repositories/modern/app/images', { headers: { 'X-Docker-Token': 'true' } });
+    assert.equal(list.status, 200);
+    assert.deepEqual(list.json<{ id: string }[]>().map((e) => e.id).sort(), view.map((v) => v.id).sort());
+    const tags = await request(s.url, '/v1/repositories/modern/app/tags');
+    assert.deepEqual(tags.json(), { stable: top });
+    const anc = await request(s.url, `/v1/images/${top}/ancestry`);
+    assert.deepEqual(anc.json(), view.map((v) => v.id).reverse());
+    const blobs = [layers[0]!, GZIPPED_EMPTY_TAR, layers[1]!];
+    for (const [i, v] of view.entries()) {
+      const json = await request(s.url, `/v1/images/${v.id}/json`);
+      assert.equal(json.status, 200);
+      assert.deepEqual(json.body, v.json);
+      assert.equal(json.headers['x-docker-size'], String(blobs[i]!.length));
+      const layer = await request(s.url, `/v1/images/${v.id}/layer`);
+      assert.deepEqual(layer.body, blobs[i]);
+    }
+    const topJson = JSON.parse(view[2]!.json.toString()) as Record<string, unknown>;
+    assert.equal(topJson.id, top);
+    assert.equal(topJson.parent, view[1]!.id);
+    assert.equal(topJson.rootfs, undefined);
+    assert.equal(topJson.history, undefined);
+  });
+
+  it('serves the same image back on /v2/ unchanged (the v2 tag wins over the derived v1 one)', async () => {
+    const r = await request(s.url, '/v2/modern/app/manifests/stable', { headers: { Accept: S2 } });
+    assert.deepEqual(r.body, manifest);
+  });
+});
