@@ -161,16 +161,23 @@ export class V2Manifests {
     return { ...rev, bytes };
   }
 
-  /** By digest: the revision and every tag on it. By tag: the tag only (spec §1.4 Deletes). */
-  async delete(name: V2Name, reference: { tag?: string; digest?: string }): Promise<boolean> {
-    if (reference.tag) return removeIfPresent(this.driver, tagKey(name, reference.tag));
+  /**
+   * By digest: the revision and every tag on it. By tag: the tag only (spec §1.4 Deletes).
+   * Returns the tags removed, or undefined when there was nothing to delete.
+   */
+  async delete(name: V2Name, reference: { tag?: string; digest?: string }): Promise<string[] | undefined> {
+    if (reference.tag) return (await removeIfPresent(this.driver, tagKey(name, reference.tag))) ? [reference.tag] : undefined;
     const digest = reference.digest!;
-    if (!(await removeIfPresent(this.driver, revisionKey(name, digest)))) return false;
+    if (!(await removeIfPresent(this.driver, revisionKey(name, digest)))) return undefined;
+    const removed: string[] = [];
     for (const tag of await this.tags(name)) {
       const at = await readOptional(this.driver, tagKey(name, tag));
-      if (at?.toString('utf8') === digest) await removeIfPresent(this.driver, tagKey(name, tag));
+      if (at?.toString('utf8') === digest) {
+        await removeIfPresent(this.driver, tagKey(name, tag));
+        removed.push(tag);
+      }
     }
-    return true;
+    return removed;
   }
 
   /** Tags in byte order; undefined when the repository has no manifest at all. */

@@ -1,4 +1,5 @@
 import type { StorageDriver } from '../storage/driver.js';
+import { isRegistryError } from '../errors/index.js';
 import type { Logger } from '../log/logger.js';
 import type { BlobStore } from './blob-store.js';
 import { GZIPPED_EMPTY_TAR, GZIPPED_EMPTY_TAR_DIGEST, v1ViewFromConfig } from './bridge.js';
@@ -33,6 +34,19 @@ export class V2ToV1 {
     private readonly repos: V1Repositories,
     private readonly log: Logger,
   ) {}
+
+  /** A tag deleted through v2 goes in v1 too (spec §3.7). */
+  async unpublish(name: V2Name, tags: readonly string[]): Promise<void> {
+    const repo = parseRepoName(name);
+    if (!repo) return;
+    for (const tag of tags) {
+      const t = parseTag(tag);
+      if (!t) continue;
+      await this.repos.deleteTag(repo, t).catch((e: unknown) => {
+        if (!isRegistryError(e)) throw e;
+      });
+    }
+  }
 
   async publish(name: V2Name, tag: string, mediaType: string, manifest: Buffer): Promise<string | undefined> {
     const repo = parseRepoName(name);

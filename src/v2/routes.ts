@@ -287,7 +287,9 @@ export function v2Routes(deps: V2Deps) {
         }
         if (method === 'DELETE') {
           if (!deps.config.storage_delete) throw new V2Error('UNSUPPORTED', undefined, 'deletes are disabled (storage_delete)');
-          if (!(await manifests.delete(name, ref))) throw new V2Error('MANIFEST_UNKNOWN', ref);
+          const removed = await manifests.delete(name, ref);
+          if (!removed) throw new V2Error('MANIFEST_UNKNOWN', ref);
+          if (deps.toV1) await deps.toV1.unpublish(name, removed);
           ctx.status = 202;
           ctx.body = '';
           ctx.length = 0;
