@@ -29,6 +29,7 @@ import { V2Uploads } from './content/v2-uploads.js';
 import { V2Manifests } from './content/v2-manifests.js';
 import { V1ToV2 } from './content/v1-to-v2.js';
 import { V2ToV1 } from './content/v2-to-v1.js';
+import { Schema1Bridge } from './content/schema1-bridge.js';
 
 export function packageVersion(): string {
   try {
@@ -133,7 +134,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     const manifests = new V2Manifests(driver, blobs, uploads);
     const fromV1 = new V1ToV2(driver, blobs, images, repos, manifests, uploads);
     const toV1 = new V2ToV1(driver, blobs, repos, log);
-    app.use(v2Routes({ config: effective, blobs, uploads, manifests, fromV1, toV1 }));
+    const schema1 = new Schema1Bridge(driver, blobs, fromV1);
+    app.use(v2Routes({ config: effective, blobs, uploads, manifests, fromV1, toV1, schema1 }));
   } else {
     app.use(v2Off);
   }

@@ -12,6 +12,7 @@ import type { V1Repositories } from './v1-repositories.js';
 import { MT, type StoredManifest, type V2Manifests } from './v2-manifests.js';
 import type { V2Name } from './v2-names.js';
 import type { V2Uploads } from './v2-uploads.js';
+import type { Schema1Layer } from './schema1.js';
 
 const LAYER_TYPE: Record<string, string> = {
   gzip: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
@@ -38,6 +39,33 @@ export class V1ToV2 {
     const repo = parseRepoName(name);
     if (!repo || !(await this.repos.exists(repo))) return [];
     return Object.keys(await this.repos.listTags(repo));
+  }
+
+  /** Spec §3.4: the schema1 layers of a v1-pushed tag, top first, v1 JSON verbatim; undefined when none. */
+  async schema1Layers(name: V2Name, tag: string): Promise<{ layers: Schema1Layer[]; architecture: string } | undefined> {
+    const repo = parseRepoName(name);
+    const t = parseTag(tag);
+    if (!repo || !t) return undefined;
+    let ancestry: string[];
+    try {
+      ancestry = await this.images.getAncestry(await this.repos.getTag(repo, t));
+    } catch (e) {
+      if (isRegistryError(e)) return undefined;
+      throw e;
+    }
+    const layers: Schema1Layer[] = [];
+    let architecture = 'amd64';
+    for (const [i, imageId] of ancestry.entries()) {
+      const json = await readOptional(this.driver, keys.imageJson(imageId));
+      const link = await this.images.layerLink(imageId);
+      if (!json || !link) return undefined;
+      if (i === 0) {
+        const a = (JSON.parse(json.toString('utf8')) as { architecture?: unknown }).architecture;
+        if (typeof a === 'string' && a !== '') architecture = a;
+      }
+      layers.push({ blobSum: link.digest, v1Compatibility: json.toString('utf8') });
+    }
+    return { layers, architecture };
   }
 
   async manifestForTag(name: V2Name, tag: string): Promise<StoredManifest | undefined> {

@@ -7,6 +7,7 @@ import type { V2Uploads } from '../content/v2-uploads.js';
 import { MT, V2Manifests } from '../content/v2-manifests.js';
 import type { V1ToV2 } from '../content/v1-to-v2.js';
 import type { V2ToV1 } from '../content/v2-to-v1.js';
+import type { Schema1Bridge } from '../content/schema1-bridge.js';
 import { readRawBody } from '../http/body.js';
 import { isRegistryError } from '../errors/index.js';
 import { bodiless, sendBytes } from '../http/respond.js';
@@ -20,6 +21,8 @@ export interface V2Deps {
   readonly fromV1?: V1ToV2;
   /** v2-pushed tags made visible to v1 clients (the bridge). */
   readonly toV1?: V2ToV1;
+  /** signed schema1 for clients that take nothing newer. */
+  readonly schema1?: Schema1Bridge;
 }
 
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
@@ -244,11 +247,20 @@ export function v2Routes(deps: V2Deps) {
       case 'manifest': {
         const ref = reference(route.reference);
         if (method === 'GET' || method === 'HEAD') {
-          const found = (await manifests.get(name, ref)) ?? (ref.tag && deps.fromV1 ? await deps.fromV1.manifestForTag(name, ref.tag) : undefined);
+          const stored = await manifests.get(name, ref);
+          let found = stored ?? (ref.tag && deps.fromV1 ? await deps.fromV1.manifestForTag(name, ref.tag) : undefined);
+          if (!found && ref.digest && deps.schema1) found = await deps.schema1.byDigest(name, ref.digest);
           if (!found) throw new V2Error('MANIFEST_UNKNOWN', ref);
           const accept = accepted(ctx);
+          // spec §2.5 step 4: by tag, a client that accepts no schema2/list/OCI gets signed schema1
+          const modern = [MT.schema2, MT.list, MT.ociManifest, MT.ociIndex, '*/*'].some((t) => accept.has(t));
+          if (!modern && ref.tag && deps.schema1 && found.mediaType === MT.schema2) {
+            const s1 = await deps.schema1.forTag(name, ref.tag, found, stored === undefined);
+            if (!s1) throw new V2Error('MANIFEST_UNKNOWN', ref, 'this image has no schema1 form');
+            found = s1;
+          }
           // spec §2.5 step 3: an OCI manifest/index is only served to clients that accept it
-          if (accept.size > 0 && !accept.has('*/*') && (found.mediaType === MT.ociManifest || found.mediaType === MT.ociIndex) && !accept.has(found.mediaType)) {
+          else if (!accept.has('*/*') && (found.mediaType === MT.ociManifest || found.mediaType === MT.ociIndex) && !accept.has(found.mediaType)) {
             throw new V2Error('MANIFEST_UNKNOWN', ref, `${found.mediaType} found, but the Accept header does not allow it`);
           }
           ctx.set('Docker-Content-Digest', found.digest);

@@ -103,3 +103,55 @@ describe('bridge: a v2-pushed tag pulled with the v1 protocol', () => {
     assert.deepEqual(r.body, manifest);
   });
 });
+
+describe('bridge: signed schema1 for clients that accept nothing newer', () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startTestServer({ standalone: true, v2: true });
+  });
+  after(() => s.stop());
+
+  it('builds the canonical payload distribution signs (vector digests)', async () => {
+    const { schema1Payload } = await import('../../src/content/schema1.js');
+    for (const c of cases as (S1Case & { name: string; tag: string; expected_digest: string })[]) {
+      const view = v1ViewFromConfig(Buffer.from(c.config), c.layers.map((l) => l.digest));
+      const arch = (JSON.parse(c.config) as { architecture: string }).architecture;
+      const payload = schema1Payload(c.name, c.tag, arch, [...view].reverse().map((v) => ({ blobSum: v.blob, v1Compatibility: v.json.toString() })));
+      assert.equal(payload, c.expected_canonical_payload);
+      assert.equal(sha(payload), c.expected_digest);
+    }
+  });
+
+  it('serves a v2-pushed schema2 tag as signed schema1 (ES256 verifies, digest = canonical payload), stable by digest', async () => {
+    const { canonicalOf } = await import('../../src/content/schema1.js');
+    const { createPublicKey, verify } = await import('node:crypto');
+    const tar = tarOf({ 'x.txt': 'x\n' });
+    const layer = gzipSync(tar);
+    const config = Buffer.from(JSON.stringify({ architecture: 'arm64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha(tar)] }, history: [{ created: '2021-01-01T00:00:00Z', created_by: 'ADD x' }] }));
+    for (const b of [config, layer]) await request(s.url, `/v2/old/client/blobs/uploads/?digest=${sha(b)}`, { method: 'POST', body: b });
+    const manifest = JSON.stringify({ schemaVersion: 2, mediaType: S2, config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: sha(config) }, layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: layer.length, digest: sha(layer) }] });
+    assert.equal((await request(s.url, '/v2/old/client/manifests/t', { method: 'PUT', body: manifest, headers: { 'Content-Type': S2 } })).status, 201);
+    const r = await request(s.url, '/v2/old/client/manifests/t', { headers: { Accept: 'application/vnd.docker.distribution.manifest.v1+prettyjws' } });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['content-type'], 'application/vnd.docker.distribution.manifest.v1+prettyjws');
+    const doc = r.json<{ schemaVersion: number; name: string; tag: string; architecture: string; fsLayers: { blobSum: string }[]; history: { v1Compatibility: string }[]; signatures: { header: { jwk: Record<string, string>; alg: string }; signature: string; protected: string }[] }>();
+    assert.equal(doc.schemaVersion, 1);
+    assert.equal(doc.name, 'old/client');
+    assert.equal(doc.architecture, 'arm64');
+    assert.deepEqual(doc.fsLayers, [{ blobSum: sha(layer) }]);
+    const canonical = canonicalOf(r.body);
+    assert.equal(r.headers['docker-content-digest'], sha(canonical));
+    const sig = doc.signatures[0]!;
+    assert.equal(sig.header.alg, 'ES256');
+    assert.match(sig.header.jwk.kid!, /^([A-Z2-7]{4}:){11}[A-Z2-7]{4}$/);
+    const key = createPublicKey({ key: { kty: 'EC', crv: sig.header.jwk.crv, x: sig.header.jwk.x, y: sig.header.jwk.y }, format: 'jwk' });
+    const ok = verify('sha256', Buffer.from(`${sig.protected}.${Buffer.from(canonical).toString('base64url')}`), { key, dsaEncoding: 'ieee-p1363' }, Buffer.from(sig.signature, 'base64url'));
+    assert.ok(ok, 'the signature verifies over the canonical payload');
+    const again = await request(s.url, '/v2/old/client/manifests/t', {});
+    assert.deepEqual(again.body, r.body, 'no Accept: the same signed document');
+    const byDigest = await request(s.url, `/v2/old/client/manifests/${sha(canonical)}`);
+    assert.deepEqual(byDigest.body, r.body);
+    const modern = await request(s.url, '/v2/old/client/manifests/t', { headers: { Accept: S2 } });
+    assert.equal(modern.text, manifest);
+  });
+});

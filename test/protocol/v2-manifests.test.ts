@@ -71,7 +71,7 @@ describe('v2 manifests and tags (switch on, standalone)', () => {
       assert.equal(head.status, 200);
       assert.equal(head.headers['content-length'], String(img.manifest.length));
     }
-    const cached = await request(reg, '/v2/ns/app/manifests/v1', { headers: { 'If-None-Match': `"${digest}"` } });
+    const cached = await request(reg, '/v2/ns/app/manifests/v1', { headers: { 'If-None-Match': `"${digest}"`, Accept: S2 } });
     assert.equal(cached.status, 304);
   });
 
@@ -139,7 +139,7 @@ describe('v2 manifests and tags (switch on, standalone)', () => {
     const delTag = await request(reg, '/v2/ns/tags/manifests/a', { method: 'DELETE' });
     assert.equal(delTag.status, 202);
     assert.deepEqual((await request(reg, '/v2/ns/tags/tags/list')).json<{ tags: string[] }>().tags, ['b', 'c', 'd']);
-    const digest = String((await request(reg, '/v2/ns/tags/manifests/b', { method: 'HEAD' })).headers['docker-content-digest']);
+    const digest = String((await request(reg, '/v2/ns/tags/manifests/b', { method: 'HEAD', headers: { Accept: S2 } })).headers['docker-content-digest']);
     const delDigest = await request(reg, `/v2/ns/tags/manifests/${digest}`, { method: 'DELETE' });
     assert.equal(delDigest.status, 202);
     assert.equal((await request(reg, `/v2/ns/tags/manifests/${digest}`)).status, 404);
