@@ -20,7 +20,17 @@ interface V1Client {
   getImgLayerStream(opts: { imgId: string }, cb: Cb<Readable>): void;
   close(): void;
 }
+interface V2Client {
+  getManifest(opts: { ref: string }, cb: Cb<{ schemaVersion: number; fsLayers?: { blobSum: string }[]; layers?: { digest: string }[] }>): void;
+  listTags(cb: Cb<{ name: string; tags: string[] }>): void;
+  headBlob(opts: { digest: string }, cb: Cb<unknown>): void;
+  createBlobReadStream(opts: { digest: string }, cb: Cb<Readable>): void;
+  blobUpload(opts: { digest: string; stream: Readable; contentLength: number }, cb: Cb<unknown>): void;
+  putManifest(opts: { ref: string; manifest: string }, cb: Cb<unknown>): void;
+  close(): void;
+}
 interface Drc {
+  createClientV2(opts: { name: string; maxSchemaVersion?: number; log?: unknown }): V2Client;
   pingIndexV1(opts: { indexName: string }, cb: Cb<unknown>): void;
   loginV1(opts: { index: string; username: string; password: string; email: string }, cb: Cb<unknown>): void;
   createClientV1(opts: { name: string; username?: string; password?: string; log?: unknown }): V1Client;
@@ -123,6 +133,56 @@ describe('npm docker-registry-client (v1) through index → token → registry',
       assert.deepEqual(await call<Record<string, string>>((cb) => owner.listRepoTags(cb)), { latest: images[1]!.id });
     } finally {
       owner.close();
+    }
+  });
+});
+
+describe('npm docker-registry-client (v2) against the v2 API (standalone, switch on)', () => {
+  let s: TestServer;
+  let host: string;
+  before(async () => {
+    s = await startTestServer({ standalone: true, v2: true });
+    host = new URL(s.url).host;
+  });
+  after(() => s.stop());
+
+  it('uploads blobs (POST, then PUT to the Location), puts a schema2 manifest, reads it as schema2 and as signed schema1', async () => {
+    const { createHash } = await import('node:crypto');
+    const { Readable: R } = await import('node:stream');
+    const { gzipSync } = await import('node:zlib');
+    const { tarOf } = await import('../helpers/v1-client.js');
+    const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+    const tar = tarOf({ 'f.txt': 'drc\n' });
+    const layer = gzipSync(tar);
+    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha(tar)] }, history: [{ created: '2021-01-01T00:00:00Z', created_by: 'ADD f.txt' }] }));
+    const c2 = drc.createClientV2({ name: `${host}/ns/drc`, maxSchemaVersion: 2, log });
+    try {
+      for (const b of [config, layer]) await call((cb) => c2.blobUpload({ digest: sha(b), stream: R.from([b]), contentLength: b.length }, cb));
+      const manifest = JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.docker.distribution.manifest.v2+json',
+        config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: sha(config) },
+        layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: layer.length, digest: sha(layer) }],
+      });
+      await call((cb) => c2.putManifest({ ref: 'v1', manifest }, cb));
+      const m2 = await call<{ schemaVersion: number; layers?: { digest: string }[] }>((cb) => c2.getManifest({ ref: 'v1' }, cb));
+      assert.equal(m2.schemaVersion, 2);
+      assert.deepEqual(m2.layers!.map((l) => l.digest), [sha(layer)]);
+      const tags = await call<{ tags: string[] }>((cb) => c2.listTags(cb));
+      assert.deepEqual(tags.tags, ['v1']);
+      await call((cb) => c2.headBlob({ digest: sha(layer) }, cb));
+      const stream = await call<Readable>((cb) => c2.createBlobReadStream({ digest: sha(layer) }, cb));
+      assert.deepEqual(await readAll(stream), layer);
+    } finally {
+      c2.close();
+    }
+    const c1 = drc.createClientV2({ name: `${host}/ns/drc`, log });
+    try {
+      const m1 = await call<{ schemaVersion: number; fsLayers?: { blobSum: string }[] }>((cb) => c1.getManifest({ ref: 'v1' }, cb));
+      assert.equal(m1.schemaVersion, 1);
+      assert.deepEqual(m1.fsLayers, [{ blobSum: sha(layer) }]);
+    } finally {
+      c1.close();
     }
   });
 });
