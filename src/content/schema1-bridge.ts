@@ -5,10 +5,9 @@ import { v1ViewFromConfig } from './bridge.js';
 import { schema1Key, schema1Payload, signSchema1, type Schema1Layer } from './schema1.js';
 import { readOptional } from './small-objects.js';
 import type { V1ToV2 } from './v1-to-v2.js';
-import { MT, type StoredManifest } from './v2-manifests.js';
+import { MT, schema1DocKey, type StoredManifest } from './v2-manifests.js';
 import type { V2Name } from './v2-names.js';
 
-const signedKey = (name: string, digest: string): string => `v2/repositories/${name}/_manifests/schema1/${digest.slice(7)}`;
 
 /**
  * Signed schema1 for clients that accept nothing newer (Docker 1.6–1.9, docker-registry-client's
@@ -50,18 +49,18 @@ export class Schema1Bridge {
     if (!src) return undefined;
     const payload = schema1Payload(name, tag, src.architecture, src.layers);
     const digest = `sha256:${createHash('sha256').update(payload).digest('hex')}`;
-    let bytes = await readOptional(this.driver, signedKey(name, digest));
+    let bytes = await readOptional(this.driver, schema1DocKey(name, digest));
     if (!bytes) {
       this.key ??= schema1Key(this.driver);
       bytes = signSchema1(payload, await this.key);
-      await this.driver.putContent(signedKey(name, digest), bytes);
+      await this.driver.putContent(schema1DocKey(name, digest), bytes);
     }
     return { digest, mediaType: MT.schema1Signed, size: bytes.length, bytes };
   }
 
   /** A schema1 document served before, by its digest. */
   async byDigest(name: V2Name, digest: string): Promise<StoredManifest | undefined> {
-    const bytes = await readOptional(this.driver, signedKey(name, digest));
+    const bytes = await readOptional(this.driver, schema1DocKey(name, digest));
     return bytes ? { digest, mediaType: MT.schema1Signed, size: bytes.length, bytes } : undefined;
   }
 }

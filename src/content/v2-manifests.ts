@@ -1,4 +1,6 @@
-import { createHash } from 'node:crypto';
+import { createHash, createPublicKey, verify, type JsonWebKey } from 'node:crypto';
+import { canonicalOf } from './schema1.js';
+import { parseV2Name } from './v2-names.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { isNotFound } from '../storage/driver.js';
 import { V2Error } from '../errors/v2.js';
@@ -45,6 +47,23 @@ const repoKey = (name: string): string => `v2/repositories/${name}/_manifests`;
 const revisionKey = (name: string, digest: string): string => `${repoKey(name)}/revisions/${digest.slice(7)}`;
 const tagKey = (name: string, tag: string): string => `${repoKey(name)}/tags/${tag}`;
 const createdKey = (name: string): string => `v2/repositories/${name}/_created`;
+/** Schema1 documents are kept as sent, under the digest of their canonical payload. */
+export const schema1DocKey = (name: string, digest: string): string => `${repoKey(name)}/schema1/${digest.slice(7)}`;
+
+function verifySignature(sig: { header?: { jwk?: JsonWebKey; alg?: string }; signature?: string; protected?: string }, canonical: Buffer): boolean {
+  try {
+    const jwk = sig.header?.jwk;
+    if (!jwk || typeof sig.signature !== 'string' || typeof sig.protected !== 'string') return false;
+    const key = createPublicKey({ key: jwk, format: 'jwk' });
+    const input = Buffer.from(`${sig.protected}.${canonical.toString('base64url')}`);
+    const signature = Buffer.from(sig.signature, 'base64url');
+    if (sig.header?.alg === 'ES256') return verify('sha256', input, { key, dsaEncoding: 'ieee-p1363' }, signature);
+    if (sig.header?.alg === 'RS256') return verify('sha256', input, key, signature);
+    return false;
+  } catch {
+    return false;
+  }
+}
 
 function invalid(why: string): V2Error {
   return new V2Error('MANIFEST_INVALID', { reason: why }, `manifest invalid: ${why}`);
@@ -92,9 +111,7 @@ export class V2Manifests {
     if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw invalid('not a JSON object');
     const m = doc as Record<string, unknown>;
     const mediaType = V2Manifests.mediaTypeOf(contentType, m);
-    if (mediaType === MT.schema1 || mediaType === MT.schema1Signed) {
-      throw invalid('schema1 manifests are not accepted yet; push schema2 or OCI');
-    }
+    if (mediaType === MT.schema1 || mediaType === MT.schema1Signed) return this.putSchema1(name, reference, bytes, m, mediaType);
     if (!IMAGE_TYPES.has(mediaType) && !INDEX_TYPES.has(mediaType)) throw invalid(`unknown media type ${mediaType}`);
     if (m.schemaVersion !== 2) throw invalid('schemaVersion must be 2');
     // spec §1.4: docker types need mediaType equal to theirs; OCI types accept it absent or equal
@@ -144,6 +161,63 @@ export class V2Manifests {
     return rev;
   }
 
+  /**
+   * Schema1 push (spec §1.4, distribution's signed manifest handler): name well-formed, fsLayers and
+   * history of equal length with v1 ids, every signature verifies, every blobSum in the repository.
+   * The digest is that of the canonical payload; the document is kept as sent.
+   */
+  private async putSchema1(
+    name: V2Name,
+    reference: { tag?: string; digest?: string },
+    bytes: Buffer,
+    m: Record<string, unknown>,
+    mediaType: string,
+  ): Promise<Revision> {
+    if (m.schemaVersion !== 1) throw invalid('schemaVersion must be 1');
+    if (typeof m.name !== 'string' || !parseV2Name(m.name)) throw new V2Error('NAME_INVALID', { name: m.name });
+    const fsLayers = m.fsLayers;
+    const history = m.history;
+    if (!Array.isArray(fsLayers) || !Array.isArray(history) || fsLayers.length === 0 || fsLayers.length !== history.length) {
+      throw invalid('fsLayers and history must be non-empty arrays of the same length');
+    }
+    for (const h of history) {
+      const compat = (h as { v1Compatibility?: unknown } | null)?.v1Compatibility;
+      let id: unknown;
+      try {
+        id = typeof compat === 'string' ? (JSON.parse(compat) as { id?: unknown }).id : undefined;
+      } catch {
+        id = undefined;
+      }
+      if (typeof id !== 'string' || !/^[a-f0-9]{64}$/.test(id)) throw invalid('every v1Compatibility needs a 64-hex id');
+    }
+    const sums = fsLayers.map((l) => (l as { blobSum?: unknown } | null)?.blobSum);
+    if (!sums.every((d): d is string => typeof d === 'string' && SHA256.test(d))) throw invalid('every blobSum must be a sha256 digest');
+    let canonical: Buffer = bytes;
+    if (m.signatures !== undefined || mediaType === MT.schema1Signed) {
+      if (!Array.isArray(m.signatures) || m.signatures.length === 0) throw new V2Error('MANIFEST_UNVERIFIED');
+      try {
+        canonical = Buffer.from(canonicalOf(bytes), 'utf8');
+      } catch {
+        throw invalid('malformed signature envelope');
+      }
+      for (const sig of m.signatures as { header?: { jwk?: JsonWebKey; alg?: string }; signature?: string; protected?: string }[]) {
+        if (!verifySignature(sig, canonical)) throw new V2Error('MANIFEST_UNVERIFIED');
+      }
+    }
+    const missing = [...new Set(sums)];
+    const unknown: string[] = [];
+    for (const d of missing) if (!(await this.uploads.linked(name, d))) unknown.push(d);
+    if (unknown.length > 0) throw new V2Error('MANIFEST_BLOB_UNKNOWN', unknown.map((digest) => ({ digest })), `blob unknown to registry: ${unknown[0]}`);
+    const digest = `sha256:${createHash('sha256').update(canonical).digest('hex')}`;
+    if (reference.digest && reference.digest !== digest) throw new V2Error('DIGEST_INVALID', { expected: reference.digest, actual: digest });
+    const rev: Revision = { digest, mediaType: m.signatures !== undefined ? MT.schema1Signed : MT.schema1, size: bytes.length };
+    await this.driver.putContent(schema1DocKey(name, digest), bytes);
+    await this.driver.putContent(revisionKey(name, digest), Buffer.from(JSON.stringify(rev)));
+    if (reference.tag) await this.driver.putContent(tagKey(name, reference.tag), Buffer.from(digest));
+    if (!(await this.exists(name))) await this.driver.putContent(createdKey(name), Buffer.from(String(Date.now())));
+    return rev;
+  }
+
   async resolve(name: V2Name, reference: { tag?: string; digest?: string }): Promise<string | undefined> {
     if (reference.digest) return reference.digest;
     const raw = await readOptional(this.driver, tagKey(name, reference.tag!));
@@ -156,7 +230,8 @@ export class V2Manifests {
     const raw = await readOptional(this.driver, revisionKey(name, digest));
     if (!raw) return undefined;
     const rev = JSON.parse(raw.toString('utf8')) as Revision;
-    const bytes = await readOptional(this.driver, keys.blob(digest.slice(7)));
+    const schema1 = rev.mediaType === MT.schema1 || rev.mediaType === MT.schema1Signed;
+    const bytes = await readOptional(this.driver, schema1 ? schema1DocKey(name, digest) : keys.blob(digest.slice(7)));
     if (!bytes) return undefined;
     return { ...rev, bytes };
   }

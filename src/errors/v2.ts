@@ -10,6 +10,7 @@ export const V2_CODES = {
   MANIFEST_BLOB_UNKNOWN: [400, 'blob unknown to registry'],
   MANIFEST_INVALID: [400, 'manifest invalid'],
   MANIFEST_UNKNOWN: [404, 'manifest unknown'],
+  MANIFEST_UNVERIFIED: [400, 'manifest failed signature verification'],
   NAME_INVALID: [400, 'invalid repository name'],
   NAME_UNKNOWN: [404, 'repository name not known to registry'],
   SIZE_INVALID: [400, 'provided length did not match content length'],

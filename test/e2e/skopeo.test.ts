@@ -1,7 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -57,6 +57,15 @@ describe('skopeo: copy in and out, inspect, list-tags, delete', { skip: skopeoMi
     await skopeo('copy', '--src-tls-verify=false', `docker://${host}/ns/other:s2`, `oci:${join(work, 'out')}:back`);
     const layer = await readFile(join(work, 'out', 'blobs', 'sha256', sha256(img.layer).slice(7)));
     assert.ok(layer.equals(img.layer), 'layer bytes identical after the round trip');
+  });
+
+  it('pushes a signed schema1 manifest (--format v2s1: signatures verified) and pulls it back', async () => {
+    await skopeo('copy', '--dest-tls-verify=false', '--format', 'v2s1', `oci:${img.dir}:v1`, `docker://${host}/ns/legacy1:v1`);
+    const raw = JSON.parse((await skopeo('inspect', '--raw', '--tls-verify=false', `docker://${host}/ns/legacy1:v1`)).stdout) as { schemaVersion: number; fsLayers: { blobSum: string }[]; signatures: unknown[] };
+    assert.equal(raw.schemaVersion, 1);
+    assert.equal(raw.signatures.length, 1);
+    await skopeo('copy', '--src-tls-verify=false', `docker://${host}/ns/legacy1:v1`, `oci:${join(work, 'out1')}:back`);
+    assert.ok(readFileSync(join(work, 'out1', 'index.json')).length > 0);
   });
 
   it('deletes a tag by digest (GET manifest, DELETE /manifests/<digest>)', async () => {

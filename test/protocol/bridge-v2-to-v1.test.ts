@@ -153,5 +153,23 @@ describe('bridge: signed schema1 for clients that accept nothing newer', () => {
     assert.deepEqual(byDigest.body, r.body);
     const modern = await request(s.url, '/v2/old/client/manifests/t', { headers: { Accept: S2 } });
     assert.equal(modern.text, manifest);
+
+    // the same signed document pushed back as schema1 is accepted; a tampered one is refused
+    const S1 = 'application/vnd.docker.distribution.manifest.v1+prettyjws';
+    const back = await request(s.url, '/v2/old/client/manifests/again', { method: 'PUT', body: r.body, headers: { 'Content-Type': S1 } });
+    assert.equal(back.status, 201, back.text);
+    assert.equal(back.headers['docker-content-digest'], sha(canonical));
+    const tampered = Buffer.from(r.body.toString().replace('"architecture": "arm64"', '"architecture": "amd64"'));
+    const bad = await request(s.url, '/v2/old/client/manifests/evil', { method: 'PUT', body: tampered, headers: { 'Content-Type': S1 } });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.json<{ errors: { code: string }[] }>().errors[0]!.code, 'MANIFEST_UNVERIFIED');
+    const unsigned = JSON.stringify({ schemaVersion: 1, name: 'old/client', tag: 'u', architecture: 'amd64', fsLayers: [{ blobSum: sha(layer) }], history: [{ v1Compatibility: JSON.stringify({ id: 'c'.repeat(64) }) }] });
+    const u = await request(s.url, '/v2/old/client/manifests/u', { method: 'PUT', body: unsigned, headers: { 'Content-Type': 'application/vnd.docker.distribution.manifest.v1+json' } });
+    assert.equal(u.status, 201, u.text);
+    assert.equal(u.headers['docker-content-digest'], sha(unsigned));
+    const missing = unsigned.replace(sha(layer), `sha256:${'9'.repeat(64)}`);
+    const m = await request(s.url, '/v2/old/client/manifests/m', { method: 'PUT', body: missing, headers: { 'Content-Type': 'application/vnd.docker.distribution.manifest.v1+json' } });
+    assert.equal(m.json<{ errors: { code: string }[] }>().errors[0]!.code, 'MANIFEST_BLOB_UNKNOWN');
+    assert.equal((await request(s.url, '/v2/old/client/manifests/evil')).status, 404);
   });
 });

@@ -104,7 +104,7 @@ describe('v2 manifests and tags (switch on, standalone)', () => {
       [OCI, JSON.stringify({ schemaVersion: 1, config: {}, layers: [] })],
       [OCI, JSON.stringify({ schemaVersion: 2, config: { mediaType: 'x', digest: 'sha256:zz', size: 1 }, layers: [] })],
       [OCI_INDEX, JSON.stringify({ schemaVersion: 2, manifests: 'no' })],
-      ['application/vnd.docker.distribution.manifest.v1+prettyjws', JSON.stringify({ schemaVersion: 1, fsLayers: [], history: [] })],
+      ['application/vnd.docker.distribution.manifest.v1+prettyjws', JSON.stringify({ schemaVersion: 1, name: 'ns/bad', fsLayers: [], history: [] })],
       ['application/x-unknown', '{}'],
     ];
     for (const [ct, body] of bad) {
