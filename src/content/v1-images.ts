@@ -7,6 +7,7 @@ import { BlobStore, ShortBodyError, SizeLimitError } from './blob-store.js';
 import { keys } from './keys.js';
 import { KeyedMutex } from './mutex.js';
 import { listLayerFiles, type FileEntry } from './v1-files.js';
+import { isImageId } from '../digest/digest.js';
 
 /** What PUT layer learnt about the bytes, stored beside the image (v1/images/<id>/layer). */
 export interface LayerLink {
@@ -111,7 +112,7 @@ export class V1Images {
     if (checks.allowedIds && !checks.allowedIds.has(id)) throw new RegistryError('NOT_IN_REPOSITORY');
     const parent = obj.parent;
     if (parent !== undefined && parent !== null && parent !== '') {
-      if (typeof parent !== 'string' || !/^([a-f0-9]{16}|[a-f0-9]{64})$/.test(parent) || parent === id) {
+      if (typeof parent !== 'string' || !isImageId(parent) || parent === id) {
         throw new RegistryError('PARENT_MISSING');
       }
       if (!(await this.hasJson(parent))) throw new RegistryError('PARENT_MISSING');

@@ -4,6 +4,7 @@ import { RegistryError } from '../errors/index.js';
 import { keys } from './keys.js';
 import { parseRepoName, type RepoName, type Tag } from './names.js';
 import type { V1Images } from './v1-images.js';
+import { isImageId } from '../digest/digest.js';
 
 /** Default tag / repository metadata (spec §2.16), key order as PY serialises it (sorted). */
 export const DEFAULT_TAG_JSON = {
@@ -87,7 +88,7 @@ export class V1Repositories {
 
   /** R13: the image must have its json stored (completion not required, spec §2.14). */
   async putTag(repo: RepoName, tag: Tag, id: string, userAgent: string | undefined): Promise<void> {
-    if (!/^([a-f0-9]{16}|[a-f0-9]{64})$/.test(id) || !(await this.images.hasJson(id))) {
+    if (!isImageId(id) || !(await this.images.hasJson(id))) {
       throw new RegistryError('IMAGE_NOT_FOUND');
     }
     await this.ensure(repo);

@@ -13,6 +13,7 @@ import { sendJson } from '../http/respond.js';
 import { matchRepoRoute, repoName } from '../registry/routes.js';
 import { endpointsHeader } from '../registry/standalone-index.js';
 import type { IndexService } from './service.js';
+import { isImageId } from '../digest/digest.js';
 
 /** Body of I5/I7: a JSON array of {id, checksum?, Tag?} (spec §3.6, §7.4). */
 function imageEntries(body: unknown): ImageEntry[] {
@@ -20,7 +21,7 @@ function imageEntries(body: unknown): ImageEntry[] {
   return body.map((e: unknown) => {
     if (e === null || typeof e !== 'object') throw new RegistryError('INVALID_DATA');
     const { id, checksum, Tag } = e as Record<string, unknown>;
-    if (typeof id !== 'string' || !/^([a-f0-9]{16}|[a-f0-9]{64})$/.test(id)) throw new RegistryError('INVALID_DATA');
+    if (typeof id !== 'string' || !isImageId(id)) throw new RegistryError('INVALID_DATA');
     return {
       id,
       ...(typeof checksum === 'string' && checksum !== '' ? { checksum } : {}),
@@ -255,7 +256,7 @@ export function indexRouter(config: Config, index: IndexService, opts: { ping: b
         // I11
         const name = repoName(route.repo);
         const claims = index.signer.verify(auth || undefined);
-        const ok = claims !== undefined && claims.repository === name.full && /^[a-f0-9]{64}$|^[a-f0-9]{16}$/.test(route.id)
+        const ok = claims !== undefined && claims.repository === name.full && isImageId(route.id)
           ? await index.layerAccess(claims, route.id)
           : false;
         sendJson(ctx, 200, { access: ok });

@@ -9,8 +9,8 @@ import type { V1Images } from '../content/v1-images.js';
 import type { V1Repositories } from '../content/v1-repositories.js';
 import { jsonBody, parsedBody, readRawBody } from '../http/body.js';
 import { notModified, sendBytes, sendJson, setCacheHeaders } from '../http/respond.js';
+import { isImageId } from '../digest/digest.js';
 
-const IMAGE_ID = /^([a-f0-9]{16}|[a-f0-9]{64})$/;
 
 export interface RegistryDeps {
   readonly config: Config;
@@ -28,7 +28,7 @@ export function standaloneHeader(c: Config): string {
 
 function imageId(ctx: Context): string {
   const id = String(ctx.params.id ?? '');
-  if (!IMAGE_ID.test(id)) throw new RegistryError('INVALID_IMAGE_ID');
+  if (!isImageId(id)) throw new RegistryError('INVALID_IMAGE_ID');
   return id;
 }
 

@@ -1,4 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 
 /**
  * The byte-level storage driver contract. Drivers know only keys and bytes:
@@ -145,4 +146,16 @@ export function validateKey(key: string, allowRoot = false): void {
 
 export function isNotFound(err: unknown): err is PathNotFoundError {
   return err instanceof PathNotFoundError;
+}
+
+/**
+ * The first step of every Writer.commit(): fail if the stream broke, else end it and wait until
+ * every byte has been handed on. Drivers then make the bytes durable in their own way.
+ */
+export async function endWriterStream(stream: Writable, key: string): Promise<void> {
+  if (stream.destroyed && !stream.writableFinished) {
+    throw stream.errored ?? new StorageError(`writer stream was destroyed: ${key}`, key);
+  }
+  if (!stream.writableEnded) stream.end();
+  await finished(stream);
 }

@@ -17,8 +17,8 @@ import {
 } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { Readable, Writable } from 'node:stream';
-import { finished } from 'node:stream/promises';
 import {
+  endWriterStream,
   InvalidOffsetError,
   InvalidPathError,
   PathNotFoundError,
@@ -439,11 +439,7 @@ class FileWriter implements Writer {
     if (this.state !== 'open') throw new StorageError(`writer is ${this.state}: ${this.key}`, this.key);
     this.state = 'committing';
     try {
-      if (this.sink.destroyed && !this.sink.writableFinished) {
-        throw this.sink.errored ?? new StorageError(`writer stream was destroyed: ${this.key}`, this.key);
-      }
-      if (!this.sink.writableEnded) this.sink.end();
-      await finished(this.sink);
+      await endWriterStream(this.sink, this.key);
       await this.sink.settled();
       await this.handle.sync();
       await this.closeHandle();

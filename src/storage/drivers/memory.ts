@@ -1,6 +1,6 @@
 import { Readable, Writable } from 'node:stream';
-import { finished } from 'node:stream/promises';
 import {
+  endWriterStream,
   InvalidOffsetError,
   PathNotFoundError,
   StorageError,
@@ -164,11 +164,7 @@ class MemoryWriter implements Writer {
     if (this.state !== 'open') throw new StorageError(`writer is ${this.state}: ${this.key}`, this.key);
     this.state = 'committing';
     try {
-      if (this.stream.destroyed && !this.stream.writableFinished) {
-        throw this.stream.errored ?? new StorageError(`writer stream was destroyed: ${this.key}`, this.key);
-      }
-      if (!this.stream.writableEnded) this.stream.end();
-      await finished(this.stream);
+      await endWriterStream(this.stream, this.key);
     } catch (e) {
       this.state = 'open'; // the caller is expected to cancel()
       throw e;
