@@ -62,6 +62,31 @@ export const configSchema = z
      * For now only on a standalone registry (the v2 token service is not built yet).
      */
     v2: z.boolean().default(false),
+    /**
+     * How /v2/ requests are authorised (spec v2-bridge §4). null = derived: `token` when an index
+     * is configured (this process's or index_endpoint), `none` on a standalone registry.
+     * token: Bearer JWTs issued by the index's token service; htpasswd: Basic against htpasswd_path.
+     */
+    v2_auth: z.enum(['none', 'token', 'htpasswd']).nullable().default(null),
+    /** htpasswd mode: the file (bcrypt entries) and the Basic realm. */
+    htpasswd_path: nullableString,
+    htpasswd_realm: z.string().min(1).default('Registry Realm'),
+    /** Token mode: the realm clients are sent to (absolute URL); unset: <index URL>/v2/token as the client reached us. */
+    token_realm: nullableString,
+    /** Token mode: the `service` (JWT aud); unset: the Host the client used. */
+    token_service: nullableString,
+    /** Token mode: the JWT issuer (iss) the index writes and the registry trusts. */
+    token_issuer: z.string().min(1).default('legacy-registry'),
+    /** Registry: PEM certificate bundle of trusted token signers (an external token service); unset: the index's own key. */
+    token_rootcertbundle: nullableString,
+    /** Index: PEM private key signing v2 JWTs (EC P-256 or RSA); unset: generated once and kept in the database. */
+    token_signing_key: nullableString,
+    /** Index: lifetime of v2 Bearer tokens, seconds (clients raise anything under 60 to 60). */
+    v2_token_ttl: z.number().int().min(60).max(86400).default(300),
+    /** Extra headers on every response (distribution's http.headers): name → values. */
+    http_headers: z.record(z.string(), z.array(z.string())).nullable().default(null),
+    /** Largest `n` of /v2/_catalog (distribution's catalog.maxentries). */
+    catalog_max_entries: z.number().int().positive().default(1000),
     /** Allow DELETE of v2 blobs (distribution's storage.delete.enabled). */
     storage_delete: z.boolean().default(false),
     /** Index: POST /v1/users creates accounts (false: 401, clients go on to log in). */
