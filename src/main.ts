@@ -30,6 +30,10 @@ import { V2Manifests } from './content/v2-manifests.js';
 import { V1ToV2 } from './content/v1-to-v2.js';
 import { V2ToV1 } from './content/v2-to-v1.js';
 import { Schema1Bridge } from './content/schema1-bridge.js';
+import { certBundleKeys, loadSigningKey, localKeys, remoteJwksKeys, V2TokenIssuer, V2TokenVerifier, type KeyResolver } from './auth/v2-jwt.js';
+import { HtpasswdV2Authorizer, TokenV2Authorizer, V2_OPEN, type V2Authorizer } from './auth/v2-registry-auth.js';
+import { Htpasswd } from './auth/htpasswd.js';
+import { JWKS_PATH, tokenRouter } from './index/token-routes.js';
 
 export function packageVersion(): string {
   try {
@@ -52,6 +56,11 @@ export interface RunningServer {
   readonly driver: StorageDriver;
   /** The index database, when this process runs the index. */
   readonly db: Knex | undefined;
+  /**
+   * Verifies v2 Bearer JWTs this index issued (`verifyAccessToken(authorization, needs)`), when
+   * this process runs the index.
+   */
+  readonly v2Tokens: V2TokenVerifier | undefined;
   /** Stop accepting, let in-flight requests finish (up to shutdown_timeout), release resources. */
   close(): Promise<void>;
 }
@@ -99,14 +108,18 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   if (role === 'registry' && !standalone && !config.disable_token_auth && config.index_endpoint === null) {
     throw new ConfigError('invalid configuration:\n  index_endpoint: required when a registry runs alone with standalone: false');
   }
-  if (config.v2 && !(standalone && role !== 'index')) {
-    // No v2 auth yet: opening /v2/ next to an index would bypass its access rules.
-    throw new ConfigError('invalid configuration:\n  v2: only available on a standalone registry for now (standalone: true)');
+  // spec v2-bridge §4: unset v2_auth ⇒ Bearer tokens of the index when there is one, nothing on a
+  // standalone registry (or when another layer does the auth: disable_token_auth).
+  const v2Auth = config.v2_auth ?? (standalone || config.disable_token_auth ? 'none' : 'token');
+  if (v2Auth === 'htpasswd' && !config.htpasswd_path) {
+    throw new ConfigError('invalid configuration:\n  htpasswd_path: required with v2_auth: htpasswd');
   }
   const effective: Config = Object.freeze({ ...config, standalone });
   const runIndex = role === 'index' || (role === 'all' && !standalone);
   let db: Knex | undefined;
   let index: IndexService | undefined;
+  let issuer: V2TokenIssuer | undefined;
+  let v2Tokens: V2TokenVerifier | undefined;
   if (runIndex) {
     db = createDb(config.sqlalchemy_index_database, config.storage_path);
     const applied = await migrateLatest(db);
@@ -117,6 +130,29 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       signupActive: config.signup_active,
       bcryptCost: config.bcrypt_cost,
     });
+    const key = await loadSigningKey(db, config.token_signing_key);
+    issuer = new V2TokenIssuer(key, { issuer: config.token_issuer, ttl: config.v2_token_ttl });
+    v2Tokens = new V2TokenVerifier(localKeys(key), config.token_issuer);
+  }
+  let v2Authorizer: V2Authorizer = V2_OPEN;
+  if (config.v2 && role !== 'index') {
+    if (v2Auth === 'htpasswd') {
+      v2Authorizer = new HtpasswdV2Authorizer(new Htpasswd(config.htpasswd_path!), config.htpasswd_realm);
+    } else if (v2Auth === 'token') {
+      // Whose signatures the registry trusts (§4.4): the bundle's certificates when configured
+      // (an external token service), else this process's index key, else the index's JWKS.
+      let keys: KeyResolver;
+      if (config.token_rootcertbundle) keys = certBundleKeys(config.token_rootcertbundle);
+      else if (issuer) keys = localKeys(issuer.key);
+      else if (config.index_endpoint) keys = remoteJwksKeys(`${config.index_endpoint}${JWKS_PATH}`, log);
+      else throw new ConfigError('invalid configuration:\n  v2_auth: token needs an index (index_endpoint) or token_rootcertbundle');
+      v2Authorizer = new TokenV2Authorizer({
+        verifier: new V2TokenVerifier(keys, config.token_issuer),
+        realm: config.token_realm,
+        service: config.token_service,
+        indexBase: role === 'registry' ? config.index_endpoint : null,
+      });
+    }
   }
   let selfUrl = '';
   // Spec §4.1: standalone or disable_token_auth ⇒ no token checks; otherwise every request's token is
@@ -129,13 +165,15 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const app = createKoa();
   app.use(accessLog(log));
   app.use(v1ErrorRenderer(log));
-  if (config.v2) {
+  // The token service answers before /v2/ (its realm path is under /v2/ and needs no token).
+  if (index && issuer) app.use(tokenRouter(effective, index, issuer).routes());
+  if (config.v2 && role !== 'index') {
     const uploads = new V2Uploads(driver, blobs, config.max_layer_size);
     const manifests = new V2Manifests(driver, blobs, uploads);
     const fromV1 = new V1ToV2(driver, blobs, images, repos, manifests, uploads);
     const toV1 = new V2ToV1(driver, blobs, repos, log);
     const schema1 = new Schema1Bridge(driver, blobs, fromV1);
-    app.use(v2Routes({ config: effective, blobs, uploads, manifests, fromV1, toV1, schema1 }));
+    app.use(v2Routes({ config: effective, blobs, uploads, manifests, fromV1, toV1, schema1, auth: v2Authorizer }));
   } else {
     app.use(v2Off);
   }
@@ -178,6 +216,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     storage: config.storage,
     storage_path: config.storage_path,
     standalone,
+    v2: config.v2 && role !== 'index' ? v2Auth : undefined,
     index: runIndex ? (config.sqlalchemy_index_database ?? 'sqlite (storage_path/index.db)').replace(/\/\/[^@/]*@/, '//***@') : undefined,
     flavor: config.flavor,
     config: config.file ?? 'built-in defaults',
@@ -200,5 +239,5 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     })();
     return closing;
   };
-  return { server, url, port: addr.port, config: effective, driver, db, close };
+  return { server, url, port: addr.port, config: effective, driver, db, v2Tokens, close };
 }

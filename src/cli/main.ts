@@ -6,6 +6,7 @@ import { configCheckCommand } from './config-check.js';
 import { dbCommand } from './db.js';
 import { userCommand } from './user.js';
 import { orgCommand, repoCommand } from './org.js';
+import { htpasswdCommand } from './htpasswd.js';
 
 const program = new Command('legacy-registry')
   .description('Docker v1 registry + index server, bridged to the v2/OCI distribution API')
@@ -16,6 +17,7 @@ const program = new Command('legacy-registry')
   .addCommand(userCommand())
   .addCommand(orgCommand())
   .addCommand(repoCommand())
+  .addCommand(htpasswdCommand())
   .showHelpAfterError();
 
 await program.parseAsync(process.argv);

@@ -120,6 +120,11 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   if (env.REGISTRY_HOST) values.host = env.REGISTRY_HOST;
   if (env.REGISTRY_PORT) values.port = Number(env.REGISTRY_PORT);
   if (env.REGISTRY_HTTP_ADDR) values.http_addr = env.REGISTRY_HTTP_ADDR;
+  // distribution's htpasswd variables (spec v2-bridge §5.2), read here directly until the general
+  // REGISTRY_* override mechanism (distcfg) covers them: auth.htpasswd.{realm,path}.
+  if (env.REGISTRY_AUTH === 'htpasswd') values.v2_auth = 'htpasswd';
+  if (env.REGISTRY_AUTH_HTPASSWD_REALM) values.htpasswd_realm = env.REGISTRY_AUTH_HTPASSWD_REALM;
+  if (env.REGISTRY_AUTH_HTPASSWD_PATH) values.htpasswd_path = env.REGISTRY_AUTH_HTPASSWD_PATH;
   for (const [k, v] of Object.entries(opts.overrides ?? {})) if (v !== undefined) values[k] = v;
   // null in YAML means "use the default"
   for (const [k, v] of Object.entries(values)) if (v === null) delete values[k];

@@ -11,6 +11,8 @@ import type { Schema1Bridge } from '../content/schema1-bridge.js';
 import { readRawBody } from '../http/body.js';
 import { isRegistryError } from '../errors/index.js';
 import { bodiless, sendBytes } from '../http/respond.js';
+import { V2_OPEN, type V2Authorizer } from '../auth/v2-registry-auth.js';
+import type { ResourceAccess } from '../auth/v2-scope.js';
 
 export interface V2Deps {
   readonly config: Config;
@@ -23,6 +25,8 @@ export interface V2Deps {
   readonly toV1?: V2ToV1;
   /** signed schema1 for clients that take nothing newer. */
   readonly schema1?: Schema1Bridge;
+  /** Who may do what (spec §4.4); default: everything (a standalone registry without auth). */
+  readonly auth?: V2Authorizer;
 }
 
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
@@ -80,6 +84,35 @@ export function matchV2(path: string): V2Route | undefined {
   return { kind: 'other', name: rest };
 }
 
+function scopeName(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return raw;
+  }
+}
+
+/**
+ * The access a request needs (spec §4.4, distribution app.go): GET/HEAD pull; POST/PUT/PATCH pull
+ * and push; DELETE delete; a cross-repository mount also pull on `from`; the catalog
+ * registry:catalog:*; `/v2/` only a valid token.
+ */
+export function requiredAccess(route: V2Route, method: string, query: Record<string, string | string[] | undefined>): ResourceAccess[] {
+  if (route.kind === 'base') return [];
+  if (route.kind === 'catalog') return [{ type: 'registry', name: 'catalog', actions: ['*'] }];
+  const name = scopeName(route.name);
+  let actions: string[];
+  if (method === 'GET' || method === 'HEAD') actions = ['pull'];
+  else if (method === 'DELETE') actions = ['delete'];
+  else actions = ['pull', 'push'];
+  const needs: ResourceAccess[] = [{ type: 'repository', name, actions }];
+  if (route.kind === 'uploads' && method === 'POST' && typeof query.mount === 'string' && typeof query.from === 'string') {
+    const from = scopeName(query.from);
+    if (from !== name) needs.push({ type: 'repository', name: from, actions: ['pull'] });
+  }
+  return needs;
+}
+
 function renderV2Error(ctx: Context, e: V2Error): void {
   ctx.status = e.status;
   for (const [k, v] of Object.entries(e.headers)) ctx.set(k, v);
@@ -116,8 +149,8 @@ function declaredLength(ctx: Context): number | undefined {
 /**
  * The v2 / OCI distribution API (spec v2-bridge §1): this slice serves `/v2/`, blobs and upload
  * sessions; manifests, tags, catalog and referrers answer NAME_UNKNOWN / UNSUPPORTED until built.
- * Only enabled with `v2: true`, and only on a standalone registry until the v2 token service
- * exists (src/main.ts refuses the other combinations), so no access rule can be bypassed.
+ * Only enabled with `v2: true`. Every request is authorised first by `deps.auth` (Bearer tokens of
+ * the index, htpasswd, or nothing on a standalone registry; src/main.ts chooses).
  */
 export function v2Routes(deps: V2Deps) {
   const { blobs, uploads, manifests } = deps;
@@ -344,6 +377,8 @@ export function v2Routes(deps: V2Deps) {
     if (!route) return next();
     ctx.set('Docker-Distribution-API-Version', API_VERSION);
     try {
+      // Authenticate and authorise first (STYLE: at the edge), then the handlers see a principal.
+      ctx.state.v2Principal = await (deps.auth ?? V2_OPEN).authorize(ctx, requiredAccess(route, ctx.method, ctx.query));
       await handle(ctx, route);
     } catch (e) {
       if (e instanceof V2Error) {

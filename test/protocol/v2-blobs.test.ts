@@ -167,7 +167,19 @@ describe('v2 API (switch on, standalone): /v2/, blobs and upload sessions', () =
 });
 
 describe('v2 switch', () => {
-  it('refuses v2 next to an index until the v2 token service exists', async () => {
-    await assert.rejects(startTestServer({ v2: true }), /v2: only available on a standalone registry/);
+  it('next to an index, /v2/ asks for the index\'s Bearer tokens (v2_auth derived: token)', async () => {
+    const s = await startTestServer({ v2: true });
+    try {
+      const r = await request(s.url, '/v2/');
+      assert.equal(r.status, 401);
+      assert.match(String(r.headers['www-authenticate']), /^Bearer realm="http:\/\/127\.0\.0\.1:\d+\/v2\/token",service="127\.0\.0\.1:\d+"$/);
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('refuses htpasswd mode without a file, and token mode on a registry with no index', async () => {
+    await assert.rejects(startTestServer({ v2: true, standalone: true, v2_auth: 'htpasswd' }), /htpasswd_path: required/);
+    await assert.rejects(startTestServer({ v2: true, standalone: true, v2_auth: 'token' }, { role: 'registry' }), /needs an index/);
   });
 });
