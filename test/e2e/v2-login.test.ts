@@ -1,0 +1,178 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+import { dockerdMissing, startDockerd, type Dockerd } from '../helpers/dockerd.js';
+import { writeOciLayout } from '../helpers/oci-layout.js';
+import { saveUser } from '../../src/db/users.js';
+import { saveRepository } from '../../src/db/repositories.js';
+import { writeHtpasswdEntry } from '../../src/auth/htpasswd.js';
+
+const run = promisify(execFile);
+
+/** serve (index + registry) with v2 on: token auth by default. Accounts alice (owner) and bobby. */
+async function tokenServer(): Promise<TestServer> {
+  const s = await startTestServer({ v2: true, bcrypt_cost: 4 });
+  const a = await saveUser(s.db!, { username: 'alice', email: 'a@example.com', password: 'alicepw', active: true }, { cost: 4 });
+  await saveUser(s.db!, { username: 'bobby', email: 'b@example.com', password: 'bobbypw', active: true }, { cost: 4 });
+  await saveRepository(s.db!, { namespace: 'alice', name: 'private', ownerId: a!.id, private: true });
+  return s;
+}
+
+/** Debian's dockerd 20.10: docker login (Bearer realm of the index, identity token), push, pull. */
+describe('docker login with v2 token auth and htpasswd', { skip: dockerdMissing() }, () => {
+  let s: TestServer;
+  let h: TestServer;
+  let d: Dockerd;
+  let host: string;
+  let work: string;
+
+  before(async () => {
+    s = await tokenServer();
+    host = new URL(s.url).host;
+    work = await mkdtemp(join(tmpdir(), 'lr-login-'));
+    await writeHtpasswdEntry(join(work, 'htpasswd'), 'hanna', 'hannapw', 4);
+    h = await startTestServer({ standalone: true, v2: true, v2_auth: 'htpasswd', htpasswd_path: join(work, 'htpasswd') });
+    d = await startDockerd();
+    await mkdir(join(work, 'root', 'etc'), { recursive: true });
+    await writeFile(join(work, 'root', 'etc', 'hello'), `hello ${Date.now()}\n`);
+    await run('tar', ['-C', join(work, 'root'), '-cf', join(work, 'rootfs.tar'), '.']);
+    await d.docker('import', join(work, 'rootfs.tar'), `${host}/alice/private:t1`);
+  });
+  after(async () => {
+    await d?.stop();
+    await s?.stop();
+    await h?.stop();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  it('refuses a wrong password', async () => {
+    await assert.rejects(d.docker('login', '-u', 'alice', '-p', 'wrong', host), /unauthorized|401|incorrect/i);
+  });
+
+  let digest: string;
+  it('logs in, pushes, pulls by tag and by digest', async () => {
+    const { stdout } = await d.docker('login', '-u', 'alice', '-p', 'alicepw', host);
+    assert.match(stdout, /Login Succeeded/);
+    const push = await d.docker('push', `${host}/alice/private:t1`);
+    const m = /t1: digest: (sha256:[a-f0-9]{64})/.exec(push.stdout);
+    assert.ok(m, push.stdout);
+    digest = m[1]!;
+    await d.docker('rmi', `${host}/alice/private:t1`);
+    assert.match((await d.docker('pull', `${host}/alice/private:t1`)).stdout, new RegExp(`Digest: ${digest}`));
+    await d.docker('rmi', `${host}/alice/private:t1`);
+    assert.match((await d.docker('pull', `${host}/alice/private@${digest}`)).stdout, new RegExp(`Digest: ${digest}`));
+  });
+
+  it('another account may not pull the private repository, nor push into it', async () => {
+    await d.docker('logout', host);
+    assert.match((await d.docker('login', '-u', 'bobby', '-p', 'bobbypw', host)).stdout, /Login Succeeded/);
+    await assert.rejects(d.docker('pull', `${host}/alice/private:t1`), /denied|unauthorized|not found/i);
+    await d.docker('tag', `${host}/alice/private@${digest}`, `${host}/alice/private:bob`);
+    await assert.rejects(d.docker('push', `${host}/alice/private:bob`), /denied|unauthorized/i);
+    await d.docker('tag', `${host}/alice/private@${digest}`, `${host}/bobby/mine:t1`);
+    await d.docker('push', `${host}/bobby/mine:t1`);
+  });
+
+  it('logs in against a registry in htpasswd mode and pushes', async () => {
+    const hh = new URL(h.url).host;
+    await assert.rejects(d.docker('login', '-u', 'hanna', '-p', 'wrong', hh), /unauthorized|401/i);
+    assert.match((await d.docker('login', '-u', 'hanna', '-p', 'hannapw', hh)).stdout, /Login Succeeded/);
+    await d.docker('tag', `${host}/alice/private@${digest}`, `${hh}/any/thing:t1`);
+    const push = await d.docker('push', `${hh}/any/thing:t1`);
+    assert.match(push.stdout, /t1: digest: sha256:/);
+  });
+});
+
+function podmanMissing(): string | undefined {
+  if (existsSync('/usr/bin/podman') && process.getuid?.() === 0) return undefined;
+  if (process.env.E2E_REQUIRED) throw new Error('E2E_REQUIRED: podman is not installed (apt-get install podman) or not root');
+  return 'podman is not installed (apt-get install podman), or not root';
+}
+
+describe('podman login, push and pull with v2 token auth', { skip: podmanMissing() }, () => {
+  let s: TestServer;
+  let host: string;
+  let work: string;
+  const podman = (...args: string[]) =>
+    run('podman', ['--root', join(work, 'root'), '--runroot', join(work, 'run'), '--storage-driver', 'vfs', '--cgroup-manager', 'cgroupfs', '--events-backend', 'file', ...args], {
+      timeout: 120_000,
+      env: { PATH: process.env.PATH ?? '', HOME: work, REGISTRY_AUTH_FILE: join(work, 'auth.json') },
+    });
+
+  before(async () => {
+    s = await tokenServer();
+    host = new URL(s.url).host;
+    // lower case only: podman names an image pulled from oci:<dir> after the directory
+    work = join(tmpdir(), `lr-podman-login-${process.pid}-${Date.now()}`);
+    await mkdir(work);
+    await writeFile(join(work, 'auth.json'), '{"auths":{}}');
+    await writeOciLayout(join(work, 'img'), 'v1');
+  });
+  after(async () => {
+    await s?.stop();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  it('refuses a wrong password, logs in, pushes and pulls back', async () => {
+    await assert.rejects(podman('login', '--tls-verify=false', '-u', 'alice', '-p', 'wrong', host), /unauthorized|401|invalid/i);
+    assert.match((await podman('login', '--tls-verify=false', '-u', 'alice', '-p', 'alicepw', host)).stdout, /Login Succeeded/);
+    await podman('pull', `oci:${join(work, 'img')}:v1`);
+    const local = (await podman('images', '--format', '{{.ID}}')).stdout.trim().split('\n')[0]!;
+    await podman('tag', local, `${host}/alice/private:v1`);
+    await podman('push', '--tls-verify=false', `${host}/alice/private:v1`);
+    await podman('rmi', '-f', `${host}/alice/private:v1`);
+    const { stdout } = await podman('pull', '--tls-verify=false', `${host}/alice/private:v1`);
+    assert.match(stdout.trim(), /^[a-f0-9]{64}$/m);
+  });
+
+  it('another account cannot pull the private repository', async () => {
+    await podman('logout', host);
+    await podman('login', '--tls-verify=false', '-u', 'bobby', '-p', 'bobbypw', host);
+    // it exists (alice pushed it above): only the missing right can refuse it
+    await assert.rejects(podman('pull', '--tls-verify=false', `${host}/alice/private:v1`), /denied|unauthorized/i);
+  });
+});
+
+function skopeoMissing(): string | undefined {
+  if (existsSync('/usr/bin/skopeo')) return undefined;
+  if (process.env.E2E_REQUIRED) throw new Error('E2E_REQUIRED: skopeo is not installed (apt-get install skopeo)');
+  return 'skopeo is not installed (apt-get install skopeo)';
+}
+
+describe('skopeo login, copy and inspect with v2 token auth', { skip: skopeoMissing() }, () => {
+  let s: TestServer;
+  let host: string;
+  let work: string;
+  const skopeo = (...args: string[]) =>
+    run('skopeo', ['--insecure-policy', ...args], { timeout: 120_000, env: { PATH: process.env.PATH ?? '', HOME: work, REGISTRY_AUTH_FILE: join(work, 'auth.json') } });
+
+  before(async () => {
+    s = await tokenServer();
+    host = new URL(s.url).host;
+    work = await mkdtemp(join(tmpdir(), 'lr-skopeo-login-'));
+    await writeFile(join(work, 'auth.json'), '{"auths":{}}');
+  });
+  after(async () => {
+    await s?.stop();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  it('without login a push is refused; after login copy and inspect work', async () => {
+    const img = await writeOciLayout(join(work, 'src'), 'v1');
+    await assert.rejects(skopeo('copy', '--dest-tls-verify=false', `oci:${img.dir}:v1`, `docker://${host}/alice/sko:v1`), /unauthorized|authentication required|denied/i);
+    await assert.rejects(skopeo('login', '--tls-verify=false', '-u', 'alice', '-p', 'wrong', host), /unauthorized|401|invalid/i);
+    assert.match((await skopeo('login', '--tls-verify=false', '-u', 'alice', '-p', 'alicepw', host)).stdout, /Login Succeeded/);
+    await skopeo('copy', '--dest-tls-verify=false', `oci:${img.dir}:v1`, `docker://${host}/alice/sko:v1`);
+    const raw = await skopeo('inspect', '--raw', '--tls-verify=false', `docker://${host}/alice/sko:v1`);
+    assert.equal(raw.stdout, img.manifest.toString());
+    await skopeo('copy', '--src-tls-verify=false', '--dest-tls-verify=false', `docker://${host}/alice/sko:v1`, `docker://${host}/alice/sko2:v1`);
+    const tags = JSON.parse((await skopeo('list-tags', '--tls-verify=false', `docker://${host}/alice/sko2`)).stdout) as { Tags: string[] };
+    assert.deepEqual(tags.Tags, ['v1']);
+  });
+});
