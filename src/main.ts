@@ -32,7 +32,9 @@ import { V2ToV1 } from './content/v2-to-v1.js';
 import { Schema1Bridge } from './content/schema1-bridge.js';
 import { certBundleKeys, loadSigningKey, localKeys, remoteJwksKeys, V2TokenIssuer, V2TokenVerifier, type KeyResolver } from './auth/v2-jwt.js';
 import { HtpasswdV2Authorizer, TokenV2Authorizer, V2_OPEN, type V2Authorizer } from './auth/v2-registry-auth.js';
-import { Htpasswd } from './auth/htpasswd.js';
+import { Htpasswd, HtpasswdRegistryAuth, type HtpasswdGate } from './auth/htpasswd.js';
+import { readOptional } from './content/small-objects.js';
+import { randomBytes } from 'node:crypto';
 import { JWKS_PATH, tokenRouter } from './index/token-routes.js';
 
 export function packageVersion(): string {
@@ -135,9 +137,21 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     v2Tokens = new V2TokenVerifier(localKeys(key), config.token_issuer);
   }
   let v2Authorizer: V2Authorizer = V2_OPEN;
+  let htpasswd: Htpasswd | undefined;
+  let gate: HtpasswdGate | undefined;
+  if (v2Auth === 'htpasswd' && role !== 'index') {
+    htpasswd = new Htpasswd(config.htpasswd_path!);
+    if (standalone) {
+      // No index to gate the v1 routes: the same file does (spec v2-bridge §4.6). The stand-in
+      // index's tokens are signed with a secret kept in storage, shared by every node.
+      const key = 'v1/_keys/standalone-token-secret';
+      if (!(await readOptional(driver, key))) await driver.putContent(key, randomBytes(32));
+      gate = { file: htpasswd, signer: new V1TokenSigner((await readOptional(driver, key))!, config.token_ttl), realm: config.htpasswd_realm };
+    }
+  }
   if (config.v2 && role !== 'index') {
     if (v2Auth === 'htpasswd') {
-      v2Authorizer = new HtpasswdV2Authorizer(new Htpasswd(config.htpasswd_path!), config.htpasswd_realm);
+      v2Authorizer = new HtpasswdV2Authorizer(htpasswd!, config.htpasswd_realm);
     } else if (v2Auth === 'token') {
       // Whose signatures the registry trusts (§4.4): the bundle's certificates when configured
       // (an external token service), else this process's index key, else the index's JWKS.
@@ -157,8 +171,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   let selfUrl = '';
   // Spec §4.1: standalone or disable_token_auth ⇒ no token checks; otherwise every request's token is
   // validated against the index (over HTTP, as the protocol prescribes, with a short cache).
-  const auth: RegistryAuth =
-    standalone || config.disable_token_auth
+  const auth: RegistryAuth = gate
+    ? new HtpasswdRegistryAuth(gate)
+    : standalone || config.disable_token_auth
       ? OPEN_ACCESS
       : new TokenAuth({ indexEndpoint: () => config.index_endpoint ?? selfUrl, cacheTtl: config.token_cache_ttl, log });
 
@@ -183,7 +198,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   if (role !== 'index') {
     const registry = registryRouter({ config: effective, images, repos, auth, version });
     app.use(registry.routes());
-    if (standalone) app.use(standaloneIndexRouter(effective, repos).routes());
+    if (standalone) app.use(standaloneIndexRouter(effective, repos, gate).routes());
   }
   app.use(notFound);
 

@@ -2,6 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { open, readFile, rename, rm } from 'node:fs/promises';
 import { compare, hash } from 'bcryptjs';
+import { RegistryError } from '../errors/index.js';
+import { parseBasic, type V1TokenSigner } from './v1-token.js';
+import type { AuthRequest, RegistryAccess, RegistryAuth } from './registry-auth.js';
 
 /** A bcrypt hash of random bytes: unknown users cost one bcrypt compare too (spec v2-bridge §4.6). */
 const DUMMY = '$2b$10$yP0oLmuWyCUFFAMMLve27uuj/6yhcXCwB0dLffFf69Z9T0MC8/Pcy';
@@ -91,4 +94,39 @@ export async function writeHtpasswdEntry(path: string, user: string, password: s
     throw e;
   }
   return existed;
+}
+
+/** What the v1 routes of a standalone registry in htpasswd mode check (spec v2-bridge §4.6). */
+export interface HtpasswdGate {
+  readonly file: Htpasswd;
+  /** Signs the stand-in index's X-Docker-Token values, so the registry can check them. */
+  readonly signer: V1TokenSigner;
+  readonly realm: string;
+}
+
+/** The Basic challenge of htpasswd mode. */
+export function basicChallenge(realm: string): Record<string, string> {
+  return { 'WWW-Authenticate': `Basic realm="${realm.replace(/["\\]/g, '\\$&')}"` };
+}
+
+/** The account of valid Basic credentials, else undefined. */
+export async function htpasswdUser(gate: HtpasswdGate, authorization: string | undefined): Promise<string | undefined> {
+  const creds = parseBasic(authorization);
+  return creds && (await gate.file.verify(creds.username, creds.password)) ? creds.username : undefined;
+}
+
+/**
+ * v1 registry routes of a standalone registry in htpasswd mode: a registry without an index has no
+ * other gate, so every request needs Basic credentials from the file, or a token the stand-in index
+ * issued (after checking them) for the repository the URL names.
+ */
+export class HtpasswdRegistryAuth implements RegistryAuth {
+  constructor(private readonly gate: HtpasswdGate) {}
+
+  async authorize(req: AuthRequest): Promise<RegistryAccess> {
+    if (await htpasswdUser(this.gate, req.authorization)) return {};
+    const claims = /^\s*token\b/i.test(req.authorization ?? '') ? this.gate.signer.verify(req.authorization) : undefined;
+    if (claims && (!req.repo || req.repo.full === claims.repository)) return {};
+    throw new RegistryError('REQUIRES_AUTHORIZATION', undefined, basicChallenge(this.gate.realm));
+  }
 }

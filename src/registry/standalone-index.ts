@@ -8,6 +8,7 @@ import type { IndexImageEntry, V1Repositories } from '../content/v1-repositories
 import { jsonBody, parsedBody } from '../http/body.js';
 import { sendJson } from '../http/respond.js';
 import { matchRepoRoute, repoName } from './routes.js';
+import { basicChallenge, htpasswdUser, type HtpasswdGate } from '../auth/htpasswd.js';
 
 const ALNUM = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
 
@@ -20,10 +21,16 @@ export function endpointsHeader(ctx: Context, config: Config): string {
  * Token headers of the stand-in index. The signature is random and never checked (a standalone
  * registry checks no tokens); X-Docker-Token carries it without the `Token ` prefix (spec Q9).
  */
-function setTokenHeaders(ctx: Context, config: Config, repo: RepoName, access: 'read' | 'write' | 'delete'): void {
-  let sig = '';
-  for (let i = 0; i < 16; i++) sig += ALNUM[randomInt(ALNUM.length)];
-  const token = `signature=${sig},repository="${repo.full}",access=${access}`;
+function setTokenHeaders(ctx: Context, config: Config, repo: RepoName, access: 'read' | 'write' | 'delete', gate?: HtpasswdGate): void {
+  let token: string;
+  if (gate) {
+    // htpasswd mode: signed, so the registry routes can check it
+    token = gate.signer.issue(repo.full, access, 0);
+  } else {
+    let sig = '';
+    for (let i = 0; i < 16; i++) sig += ALNUM[randomInt(ALNUM.length)];
+    token = `signature=${sig},repository="${repo.full}",access=${access}`;
+  }
   ctx.set('X-Docker-Token', token);
   ctx.set('WWW-Authenticate', `Token ${token}`);
   ctx.set('X-Docker-Endpoints', endpointsHeader(ctx, config));
@@ -50,18 +57,50 @@ export interface SearchResult {
 
 /**
  * The stand-in index of a standalone registry (spec §3.12, R21): enough of the index for a Docker 1.x
- * client to log in, push and pull against the registry alone. No credentials are checked.
+ * client to log in, push and pull against the registry alone. No credentials are checked, except
+ * in htpasswd mode (`gate`): then logins, repository calls and search need Basic credentials from
+ * the htpasswd file (a registry without an index has no other gate), accounts cannot be created,
+ * and the tokens handed out are signed for the registry routes to check.
  */
-export function standaloneIndexRouter(config: Config, repos: V1Repositories): Router {
+export function standaloneIndexRouter(config: Config, repos: V1Repositories, gate?: HtpasswdGate): Router {
   const router = new Router();
   const limit = config.max_json_size;
 
-  router.get(['/v1/users', '/v1/users/'], (ctx) => sendJson(ctx, 200, 'OK'));
-  router.post(['/v1/users', '/v1/users/'], jsonBody(limit, 'DECODE_JSON'), (ctx) => {
-    if (parsedBody(ctx) === undefined) throw new RegistryError('DECODE_JSON');
-    sendJson(ctx, 201, 'User Created');
-  });
-  router.put('/v1/users/:username/', (ctx) => sendJson(ctx, 204, ''));
+  if (gate) {
+    const login = async (ctx: Context): Promise<void> => {
+      const auth = ctx.get('Authorization') || undefined;
+      if (!(await htpasswdUser(gate, auth))) {
+        throw new RegistryError('LOGIN_REQUIRED', auth ? 'Wrong login/password' : undefined, basicChallenge(gate.realm));
+      }
+    };
+    router.get(['/v1/users', '/v1/users/'], async (ctx) => {
+      await login(ctx);
+      sendJson(ctx, 200, 'OK');
+    });
+    // 401 makes 1.x clients go on to GET /v1/users/ with Basic (spec §3.4)
+    router.post(['/v1/users', '/v1/users/'], () => {
+      throw new RegistryError('SIGNUP_DISABLED');
+    });
+    router.put('/v1/users/:username/', async (ctx) => {
+      await login(ctx);
+      throw new RegistryError('ACCESS_DENIED', 'Accounts are managed in the htpasswd file');
+    });
+    router.get('/v1/search', async (ctx, next) => {
+      await login(ctx);
+      return next();
+    });
+    router.all('/v1/repositories/*rest', async (ctx, next) => {
+      await login(ctx);
+      return next();
+    });
+  } else {
+    router.get(['/v1/users', '/v1/users/'], (ctx) => sendJson(ctx, 200, 'OK'));
+    router.post(['/v1/users', '/v1/users/'], jsonBody(limit, 'DECODE_JSON'), (ctx) => {
+      if (parsedBody(ctx) === undefined) throw new RegistryError('DECODE_JSON');
+      sendJson(ctx, 201, 'User Created');
+    });
+    router.put('/v1/users/:username/', (ctx) => sendJson(ctx, 204, ''));
+  }
 
   // R20 / Q7: search answers in standalone mode, over the repositories in storage.
   router.get('/v1/search', async (ctx) => {
@@ -80,7 +119,7 @@ export function standaloneIndexRouter(config: Config, repos: V1Repositories): Ro
       const repo = repoName(route.repo);
       await jsonBody(limit, 'DECODE_JSON')(ctx, async () => undefined);
       await repos.mergeIndexImages(repo, imageEntries(parsedBody(ctx)));
-      setTokenHeaders(ctx, config, repo, 'write');
+      setTokenHeaders(ctx, config, repo, 'write', gate);
       sendJson(ctx, 200, '');
       return;
     }
@@ -89,7 +128,7 @@ export function standaloneIndexRouter(config: Config, repos: V1Repositories): Ro
       if (ctx.method === 'PUT') {
         await jsonBody(limit, 'DECODE_JSON')(ctx, async () => undefined);
         await repos.mergeIndexImages(repo, imageEntries(parsedBody(ctx)));
-        setTokenHeaders(ctx, config, repo, 'write');
+        setTokenHeaders(ctx, config, repo, 'write', gate);
         ctx.status = 204;
         ctx.body = null;
         return;
@@ -97,12 +136,12 @@ export function standaloneIndexRouter(config: Config, repos: V1Repositories): Ro
       if (ctx.method === 'GET' || ctx.method === 'HEAD') {
         const list = await repos.indexImages(repo);
         if (!list) throw new RegistryError('IMAGES_NOT_FOUND');
-        setTokenHeaders(ctx, config, repo, 'read');
+        setTokenHeaders(ctx, config, repo, 'read', gate);
         sendJson(ctx, 200, list);
         return;
       }
       if (ctx.method === 'DELETE') {
-        setTokenHeaders(ctx, config, repo, 'delete');
+        setTokenHeaders(ctx, config, repo, 'delete', gate);
         ctx.status = 204;
         ctx.body = null;
         return;

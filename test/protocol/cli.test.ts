@@ -25,7 +25,7 @@ describe('legacy-registry CLI: --help, db migrate, user management, htpasswd imp
   after(() => rm(dir, { recursive: true, force: true }));
 
   it('prints --help for every command', async () => {
-    for (const args of [[], ['serve'], ['config-check'], ['db'], ['db', 'migrate'], ['user'], ['user', 'add'], ['user', 'import-htpasswd'], ['org'], ['org', 'add'], ['repo', 'collaborator']]) {
+    for (const args of [[], ['serve'], ['config-check'], ['db'], ['db', 'migrate'], ['user'], ['user', 'add'], ['user', 'import-htpasswd'], ['org'], ['org', 'add'], ['repo', 'collaborator'], ['htpasswd']]) {
       const { stdout } = await cli(...args, '--help');
       assert.match(stdout, /Usage: legacy-registry/, args.join(' '));
     }
@@ -113,5 +113,36 @@ describe('legacy-registry CLI: --help, db migrate, user management, htpasswd imp
       srv.proc.kill('SIGTERM');
       await srv.exited;
     }
+  });
+
+  it('htpasswd writes a $2y$ entry the index importer and htpasswd mode accept; refuses bad input; --delete removes it', async () => {
+    const file = join(dir, 'written.htpasswd');
+    const write = (args: string[], input: string) =>
+      new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+        const p = execFile(process.execPath, [CLI, 'htpasswd', file, ...args], { env }, (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
+        p.stdin!.end(input);
+      });
+    assert.match((await write(['gina', '--password-stdin'], 'ginapw1\n')).stdout, /added gina/);
+    assert.match((await write(['hugo', '--password-stdin'], 'hugopw1\n')).stdout, /added hugo/);
+    assert.match((await write(['gina', '--password-stdin'], 'ginapw2\n')).stdout, /updated gina/);
+    const { readFile } = await import('node:fs/promises');
+    const text = await readFile(file, 'utf8');
+    assert.match(text, /^hugo:\$2y\$04\$[./A-Za-z0-9]{53}\ngina:\$2y\$04\$[./A-Za-z0-9]{53}\n$/);
+    const noTty = await write(['ivan'], 'x\n');
+    assert.notEqual(noTty.code, 0);
+    assert.match(noTty.stderr, /--password-stdin/);
+    assert.notEqual((await write(['bad:name', '--password-stdin'], 'pw\n')).code, 0);
+    assert.notEqual((await write(['ivan', '--password-stdin'], '\n')).code, 0, 'empty password');
+    const out = await cli('user', 'import-htpasswd', file);
+    assert.match(out.stdout, /imported 2/);
+    const srv = await spawnServer({ STORAGE_PATH: dir, STANDALONE: '' });
+    try {
+      assert.equal((await request(srv.url, '/v1/users/', { headers: { Authorization: basic('gina', 'ginapw2') } })).status, 200);
+    } finally {
+      srv.proc.kill('SIGTERM');
+      await srv.exited;
+    }
+    assert.match((await write(['gina', '--delete'], '')).stdout, /removed gina/);
+    assert.doesNotMatch(await readFile(file, 'utf8'), /gina/);
   });
 });

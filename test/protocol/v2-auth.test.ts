@@ -12,6 +12,7 @@ import { startTestServer, type TestServer } from '../helpers/server.js';
 import { spawnServer, type ChildServer } from '../helpers/child.js';
 import { ROOT } from '../helpers/paths.js';
 import { sha256 } from '../helpers/oci-layout.js';
+import { makeImage, pushImage, putTag } from '../helpers/v1-client.js';
 import { saveUser, setActive, removeUser, findUserByName } from '../../src/db/users.js';
 import { addCollaborator, saveRepository } from '../../src/db/repositories.js';
 import { loadSigningKey, V2TokenIssuer } from '../../src/auth/v2-jwt.js';
@@ -362,6 +363,38 @@ describe('v2 htpasswd mode and the htpasswd CLI (spec §4.6)', () => {
     const data = Buffer.from('htpasswd blob');
     const up = await request(s.url, `/v2/ns/app/blobs/uploads/?digest=${sha256(data)}`, { method: 'POST', headers: { Authorization: basic('hanna', 'hannapw') }, body: data });
     assert.equal(up.status, 201);
+  });
+
+  it('gates the v1 routes with the same file: stand-in index login, repository calls, registry routes (v1 errors)', async () => {
+    const good = { Authorization: basic('hanna', 'hannapw') };
+    const none = await request(s.url, '/v1/users/');
+    assert.equal(none.status, 401);
+    assert.equal(none.headers['www-authenticate'], 'Basic realm="Test Realm"');
+    const wrong = await request(s.url, '/v1/users/', { headers: { Authorization: basic('hanna', 'nope') } });
+    assert.equal(wrong.status, 401);
+    assert.equal(wrong.text, '"Wrong login/password"');
+    assert.equal((await request(s.url, '/v1/users/', { headers: good })).status, 200);
+    assert.equal((await request(s.url, '/v1/users/', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"username":"x1234","password":"y1234","email":"z@example.com"}' })).status, 401);
+    assert.equal((await request(s.url, '/v1/search?q=app')).status, 401);
+    assert.equal((await request(s.url, '/v1/search?q=app', { headers: good })).status, 200);
+    assert.equal((await request(s.url, '/_ping')).status, 200, 'ping stays open');
+    // a 1.x push: index call with Basic, registry calls with the (signed) token
+    const img = makeImage();
+    assert.equal((await request(s.url, `/v1/images/${img.id}/json`)).status, 401);
+    assert.equal((await request(s.url, '/v1/repositories/ns/v1app/', { method: 'PUT', body: '[]', headers: { 'X-Docker-Token': 'true' } })).status, 401);
+    const claim = await request(s.url, '/v1/repositories/ns/v1app/', { method: 'PUT', body: JSON.stringify([{ id: img.id }]), headers: { ...good, 'X-Docker-Token': 'true' } });
+    assert.equal(claim.status, 200, claim.text);
+    const token = String(claim.headers['x-docker-token']);
+    const forged = token.replace(/signature=[^,]+/, 'signature=1.0.abc.def');
+    const denied = await pushImage(s.url, img, forged);
+    assert.equal(denied[0]!.status, 401);
+    assert.deepEqual(denied[0]!.json(), { error: 'Requires authorization' });
+    const rs = await pushImage(s.url, img, token);
+    assert.deepEqual(rs.map((r) => r.status), [404, 200, 200, 200]);
+    assert.equal((await putTag(s.url, 'ns/v1app', 'latest', img.id, token)).status, 200);
+    assert.equal((await putTag(s.url, 'ns/other', 'latest', img.id, token)).status, 401, 'a token for another repository');
+    assert.equal((await request(s.url, '/v1/repositories/ns/v1app/tags')).status, 401);
+    assert.equal((await request(s.url, '/v1/repositories/ns/v1app/tags', { headers: good })).status, 200);
   });
 
   it('re-reads the file when it changes: a user added by the CLI logs in, a removed one no longer', async () => {
