@@ -5,6 +5,7 @@ import { SignJWT, decodeProtectedHeader, jwtVerify, errors as joseErrors, type J
 import { libtrustKid } from '../content/schema1.js';
 import type { Logger } from '../log/logger.js';
 import { missingAccess, type ResourceAccess } from './v2-scope.js';
+import { selfSignedCertificate } from './x509.js';
 
 /** The index's v2 token signing key (spec v2-bridge §4.3). */
 export interface SigningKey {
@@ -13,6 +14,8 @@ export interface SigningKey {
   /** libtrust fingerprint of the public key (what distribution 2.8 looks up). */
   readonly kid: string;
   readonly alg: 'ES256' | 'RS256';
+  /** Self-signed certificate of the key (PEM), sent as `x5c` and published for rootcertbundles. */
+  readonly certificate?: string;
 }
 
 function signingKeyOf(privateKey: KeyObject): SigningKey {
@@ -36,21 +39,37 @@ function signingKeyOf(privateKey: KeyObject): SigningKey {
  * node sharing the database signs with the same key.
  */
 export async function loadSigningKey(db: Knex, configuredPath: string | null): Promise<SigningKey> {
-  if (configuredPath) return signingKeyOf(createPrivateKey(readFileSync(configuredPath)));
-  const read = async () => (await db('settings').where({ key: 'v2_token_key' }).first('value')) as { value: string } | undefined;
-  const row = await read();
-  if (row) return signingKeyOf(createPrivateKey(row.value));
-  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
-  // Two nodes starting at once: the first insert wins, both then read the same key.
-  await db('settings').insert({ key: 'v2_token_key', value: pem }).onConflict('key').ignore();
-  return signingKeyOf(createPrivateKey((await read())!.value));
+  // Two nodes starting at once: the first insert wins, both then read the same value.
+  const setting = async (key: string, make: () => string): Promise<string> => {
+    const read = async () => (await db('settings').where({ key }).first('value')) as { value: string } | undefined;
+    const row = await read();
+    if (row) return row.value;
+    await db('settings').insert({ key, value: make() }).onConflict('key').ignore();
+    return (await read())!.value;
+  };
+  const key = configuredPath
+    ? signingKeyOf(createPrivateKey(readFileSync(configuredPath)))
+    : signingKeyOf(
+        createPrivateKey(
+          await setting('v2_token_key', () => generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()),
+        ),
+      );
+  // The certificate is made once per key and kept, so its bytes (what a bundle holds) stay the same.
+  const certificate = await setting(`v2_token_cert:${key.kid}`.slice(0, 100), () => selfSignedCertificate(key.privateKey, key.publicKey, `legacy-registry token signer ${key.kid}`));
+  return { ...key, certificate };
+}
+
+/** The certificate as an `x5c` entry (base64 DER). */
+function x5cOf(key: SigningKey): string[] | undefined {
+  if (!key.certificate) return undefined;
+  return [new X509Certificate(key.certificate).raw.toString('base64')];
 }
 
 /** The public half as a JWKS document (published by the index for split registries). */
 export function jwksOf(key: SigningKey): { keys: Record<string, unknown>[] } {
   const jwk = key.publicKey.export({ format: 'jwk' }) as Record<string, unknown>;
-  return { keys: [{ ...jwk, kid: key.kid, alg: key.alg, use: 'sig' }] };
+  const x5c = x5cOf(key);
+  return { keys: [{ ...jwk, kid: key.kid, alg: key.alg, use: 'sig', ...(x5c ? { x5c } : {}) }] };
 }
 
 /** Claims of our refresh tokens: marked so that no registry takes them as access tokens. */
@@ -71,8 +90,9 @@ export class V2TokenIssuer {
 
   private base(claims: JWTPayload, sub: string, aud: string, ttl: number, now: number): SignJWT {
     const iat = Math.floor(now / 1000);
+    const x5c = x5cOf(this.key);
     return new SignJWT(claims)
-      .setProtectedHeader({ typ: 'JWT', alg: this.key.alg, kid: this.key.kid })
+      .setProtectedHeader({ typ: 'JWT', alg: this.key.alg, kid: this.key.kid, ...(x5c ? { x5c } : {}) })
       .setIssuer(this.opts.issuer)
       .setSubject(sub)
       .setAudience(aud)

@@ -15,6 +15,8 @@ import type { IndexService } from './service.js';
 
 /** Where the index publishes its token verification key (for `serve --only registry`). */
 export const JWKS_PATH = '/.well-known/jwks.json';
+/** The signing certificate (PEM), for a registry's token_rootcertbundle (e.g. distribution's). */
+export const CERT_PATH = '/.well-known/token-cert.pem';
 
 /**
  * A v2 repository name as the index knows it (as v1 does): one component ⇒ `library/<name>`;
@@ -203,6 +205,13 @@ export function tokenRouter(config: Config, index: IndexService, issuer: V2Token
     ctx.set('Cache-Control', 'max-age=300');
     ctx.type = 'application/json; charset=utf-8';
     ctx.body = JSON.stringify(jwksOf(issuer.key));
+  });
+
+  router.get(CERT_PATH, (ctx) => {
+    if (!issuer.key.certificate) return;
+    ctx.status = 200;
+    ctx.type = 'application/x-pem-file';
+    ctx.body = issuer.key.certificate;
   });
 
   return router;

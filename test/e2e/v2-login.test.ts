@@ -12,6 +12,9 @@ import { writeOciLayout } from '../helpers/oci-layout.js';
 import { saveUser } from '../../src/db/users.js';
 import { saveRepository } from '../../src/db/repositories.js';
 import { writeHtpasswdEntry } from '../../src/auth/htpasswd.js';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { freePort } from '../helpers/ports.js';
+import { request } from '../helpers/http.js';
 
 const run = promisify(execFile);
 
@@ -174,5 +177,84 @@ describe('skopeo login, copy and inspect with v2 token auth', { skip: skopeoMiss
     await skopeo('copy', '--src-tls-verify=false', '--dest-tls-verify=false', `docker://${host}/alice/sko:v1`, `docker://${host}/alice/sko2:v1`);
     const tags = JSON.parse((await skopeo('list-tags', '--tls-verify=false', `docker://${host}/alice/sko2`)).stdout) as { Tags: string[] };
     assert.deepEqual(tags.Tags, ['v1']);
+  });
+});
+
+function distributionMissing(): string | undefined {
+  if (existsSync('/usr/bin/docker-registry') && existsSync('/usr/bin/skopeo')) return undefined;
+  if (process.env.E2E_REQUIRED) throw new Error('E2E_REQUIRED: docker-registry or skopeo is not installed (apt-get install docker-registry skopeo)');
+  return 'docker-registry (distribution 2.8) or skopeo is not installed';
+}
+
+/**
+ * Debian's docker-registry (distribution 2.8.2) with auth.token pointing at our index: it checks our
+ * JWTs (x5c against the published certificate, libtrust kid) exactly as for any token service.
+ */
+describe('distribution 2.8 as the registry, our index as its token service', { skip: distributionMissing() }, () => {
+  let idx: TestServer;
+  let dist: ChildProcess;
+  let distHost: string;
+  let work: string;
+  let log = '';
+  const skopeo = (...args: string[]) =>
+    run('skopeo', ['--insecure-policy', ...args], { timeout: 120_000, env: { PATH: process.env.PATH ?? '', HOME: work, REGISTRY_AUTH_FILE: join(work, 'auth.json') } });
+
+  before(async () => {
+    idx = await startTestServer({ bcrypt_cost: 4 }, { role: 'index' });
+    await saveUser(idx.db!, { username: 'alice', email: 'a@example.com', password: 'alicepw', active: true }, { cost: 4 });
+    await saveUser(idx.db!, { username: 'bobby', email: 'b@example.com', password: 'bobbypw', active: true }, { cost: 4 });
+    work = await mkdtemp(join(tmpdir(), 'lr-dist-token-'));
+    await writeFile(join(work, 'auth.json'), '{"auths":{}}');
+    await writeFile(join(work, 'bundle.pem'), (await request(idx.url, '/.well-known/token-cert.pem')).text);
+    const port = await freePort();
+    distHost = `127.0.0.1:${port}`;
+    await writeFile(
+      join(work, 'config.yml'),
+      [
+        'version: 0.1',
+        'log: {level: info}',
+        'storage:',
+        `  filesystem: {rootdirectory: ${join(work, 'data')}}`,
+        'http:',
+        `  addr: ${distHost}`,
+        'auth:',
+        '  token:',
+        `    realm: ${idx.url}/v2/token`,
+        '    service: distribution-test',
+        '    issuer: legacy-registry',
+        `    rootcertbundle: ${join(work, 'bundle.pem')}`,
+        '',
+      ].join('\n'),
+    );
+    dist = spawn('/usr/bin/docker-registry', ['serve', join(work, 'config.yml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    dist.stdout!.on('data', (d: Buffer) => (log += d.toString()));
+    dist.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+    for (let i = 0; ; i++) {
+      try {
+        if ((await request(`http://${distHost}`, '/v2/')).status === 401) break;
+      } catch {
+        // not listening yet
+      }
+      if (i > 100) throw new Error(`docker-registry did not start:\n${log}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  });
+  after(async () => {
+    dist?.kill('SIGTERM');
+    if (dist) await new Promise((r) => dist.once('exit', r));
+    await idx?.stop();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  it('skopeo logs in through our realm, pushes and inspects; another account is denied', async () => {
+    const challenge = String((await request(`http://${distHost}`, '/v2/')).headers['www-authenticate']);
+    assert.match(challenge, new RegExp(`realm="${idx.url}/v2/token"`));
+    assert.match((await skopeo('login', '--tls-verify=false', '-u', 'alice', '-p', 'alicepw', distHost)).stdout, /Login Succeeded/);
+    const img = await writeOciLayout(join(work, 'src'), 'v1');
+    await skopeo('copy', '--dest-tls-verify=false', `oci:${img.dir}:v1`, `docker://${distHost}/alice/app:v1`);
+    const raw = await skopeo('inspect', '--raw', '--tls-verify=false', `docker://${distHost}/alice/app:v1`);
+    assert.equal(raw.stdout, img.manifest.toString(), log.slice(-2000));
+    await skopeo('login', '--tls-verify=false', '-u', 'bobby', '-p', 'bobbypw', distHost);
+    await assert.rejects(skopeo('copy', '--dest-tls-verify=false', `oci:${img.dir}:v1`, `docker://${distHost}/alice/app:v2`), /denied|unauthorized|authentication required/i);
   });
 });

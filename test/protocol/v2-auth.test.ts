@@ -321,6 +321,57 @@ describe('v2 token auth with index and registry as two processes', () => {
   });
 });
 
+describe('v2 token auth with token_rootcertbundle (certificates of an external or our own token service)', () => {
+  let idx: TestServer;
+  let reg: TestServer;
+  let dir: string;
+
+  before(async () => {
+    idx = await startTestServer({ bcrypt_cost: 4 }, { role: 'index' });
+    await saveUser(idx.db!, { username: 'certy', email: 'c@example.com', password: 'certypw', active: true }, { cost: 4 });
+    dir = await mkdtemp(join(tmpdir(), 'lr-v2a-cert-'));
+    const pem = await request(idx.url, '/.well-known/token-cert.pem');
+    assert.equal(pem.status, 200);
+    assert.match(pem.text, /^-----BEGIN CERTIFICATE-----\n/);
+    await writeFile(join(dir, 'bundle.pem'), pem.text);
+    reg = await startTestServer(
+      { v2: true, v2_auth: 'token', standalone: true, token_rootcertbundle: join(dir, 'bundle.pem'), token_realm: `${idx.url}/v2/token`, token_service: 'my-registry' },
+      { role: 'registry' },
+    );
+  });
+  after(async () => {
+    await reg?.stop();
+    await idx?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('tokens carry x5c (the published certificate) and the kid; the registry trusts them through the bundle', async () => {
+    const c = assertUnauthorized(await request(reg.url, '/v2/'));
+    assert.equal(c.realm, `${idx.url}/v2/token`);
+    assert.equal(c.service, 'my-registry');
+    const t = await request(idx.url, '/v2/token?service=my-registry&scope=repository:certy/app:pull,push', { headers: { Authorization: basic('certy', 'certypw') } });
+    const token = t.json<TokenBody>().token;
+    const h = decodeProtectedHeader(token);
+    assert.equal(h.x5c?.length, 1);
+    const jwks = (await request(idx.url, '/.well-known/jwks.json')).json<{ keys: { x5c: string[] }[] }>();
+    assert.deepEqual(jwks.keys[0]!.x5c, h.x5c);
+    const data = Buffer.from('bundle blob');
+    assert.equal((await pushBlob(reg.url, 'certy/app', token, data)).status, 201);
+    // the same kid without x5c: found in the bundle by its libtrust fingerprint
+    const key = await loadSigningKey(idx.db!, null);
+    const noX5c = await new V2TokenIssuer({ ...key, certificate: undefined }, { issuer: 'legacy-registry', ttl: 300 }).issueAccess({ sub: 'certy', aud: 'my-registry', access: [{ type: 'repository', name: 'certy/app', actions: ['pull'] }] });
+    assert.equal(decodeProtectedHeader(noX5c.token).x5c, undefined);
+    assert.equal((await request(reg.url, `/v2/certy/app/blobs/${sha256(data)}`, { headers: bearer(noX5c.token) })).status, 200);
+    // a key and certificate of its own (not in the bundle): refused
+    const { selfSignedCertificate } = await import('../../src/auth/x509.js');
+    const { createPublicKey } = await import('node:crypto');
+    const other = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+    const otherKey = { privateKey: other, publicKey: createPublicKey(other), kid: libtrustKid(createPublicKey(other)), alg: 'ES256' as const, certificate: selfSignedCertificate(other, createPublicKey(other), 'intruder') };
+    const intruder = await new V2TokenIssuer(otherKey, { issuer: 'legacy-registry', ttl: 300 }).issueAccess({ sub: 'certy', aud: 'my-registry', access: [{ type: 'repository', name: 'certy/app', actions: ['pull'] }] });
+    assertUnauthorized(await request(reg.url, `/v2/certy/app/blobs/${sha256(data)}`, { headers: bearer(intruder.token) }), 'invalid_token');
+  });
+});
+
 describe('v2 htpasswd mode and the htpasswd CLI (spec §4.6)', () => {
   let s: TestServer;
   let dir: string;
