@@ -27,6 +27,8 @@ import { standaloneIndexRouter } from './registry/standalone-index.js';
 import { v2Routes } from './v2/routes.js';
 import { V2Uploads } from './content/v2-uploads.js';
 import { V2Manifests } from './content/v2-manifests.js';
+import { IndexCatalog, StorageCatalog } from './content/v2-catalog.js';
+import { parseRepoName } from './content/names.js';
 import { V1ToV2 } from './content/v1-to-v2.js';
 import { V2ToV1 } from './content/v2-to-v1.js';
 import { Schema1Bridge } from './content/schema1-bridge.js';
@@ -188,7 +190,21 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     const fromV1 = new V1ToV2(driver, blobs, images, repos, manifests, uploads);
     const toV1 = new V2ToV1(driver, blobs, repos, log);
     const schema1 = new Schema1Bridge(driver, blobs, fromV1);
-    app.use(v2Routes({ config: effective, blobs, uploads, manifests, fromV1, toV1, schema1, auth: v2Authorizer }));
+    // the catalog: the index database when this process runs the index; on a standalone registry,
+    // storage (split mode, a registry without the database, answers UNSUPPORTED for now)
+    const catalog = db ? new IndexCatalog(db) : standalone ? new StorageCatalog(driver, repos) : undefined;
+    const learn = index;
+    const indexHook = learn
+      ? {
+          pushed: async (p: { account: string | null }, name: string, tag: string, topId: string | undefined): Promise<void> => {
+            const repo = parseRepoName(name);
+            if (repo) await learn.learnV2Push(p.account, repo, tag, topId);
+          },
+        }
+      : undefined;
+    app.use(
+      v2Routes({ config: effective, blobs, uploads, manifests, fromV1, toV1, schema1, auth: v2Authorizer, log, ...(catalog ? { catalog } : {}), ...(indexHook ? { index: indexHook } : {}) }),
+    );
   } else {
     app.use(v2Off);
   }

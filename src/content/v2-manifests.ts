@@ -47,6 +47,17 @@ const repoKey = (name: string): string => `v2/repositories/${name}/_manifests`;
 const revisionKey = (name: string, digest: string): string => `${repoKey(name)}/revisions/${digest.slice(7)}`;
 const tagKey = (name: string, tag: string): string => `${repoKey(name)}/tags/${tag}`;
 const createdKey = (name: string): string => `v2/repositories/${name}/_created`;
+/** A marker per manifest that names `subject` (the referrers API, spec §1.4 end-12). */
+const referrerKey = (name: string, subject: string, digest: string): string => `${repoKey(name)}/referrers/${subject.slice(7)}/${digest.slice(7)}`;
+
+/** One entry of a referrers index. */
+export interface ReferrerDescriptor {
+  readonly mediaType: string;
+  readonly digest: string;
+  readonly size: number;
+  readonly artifactType?: string;
+  readonly annotations?: Record<string, string>;
+}
 /** Schema1 documents are kept as sent, under the digest of their canonical payload. */
 export const schema1DocKey = (name: string, digest: string): string => `${repoKey(name)}/schema1/${digest.slice(7)}`;
 
@@ -156,9 +167,35 @@ export class V2Manifests {
     // bytes first, then the revision record, then the tag: each step is visible only when complete
     if (!(await this.blobs.stat(digest))) await this.driver.putContent(keys.blob(digest.slice(7)), bytes);
     await this.driver.putContent(revisionKey(name, digest), Buffer.from(JSON.stringify(rev)));
+    if (subject) await this.driver.putContent(referrerKey(name, subject, digest), Buffer.from(digest));
     if (reference.tag) await this.driver.putContent(tagKey(name, reference.tag), Buffer.from(digest));
     if (!(await this.exists(name))) await this.driver.putContent(createdKey(name), Buffer.from(String(Date.now())));
     return rev;
+  }
+
+  /**
+   * The manifests of this repository whose `subject` is `subject` (spec §1.4 end-12), in digest
+   * order; `artifactType` is the manifest's own, else its config's media type (images only).
+   */
+  async referrers(name: V2Name, subject: string, artifactType?: string): Promise<ReferrerDescriptor[]> {
+    let markers: string[];
+    try {
+      markers = await this.driver.list(`${repoKey(name)}/referrers/${subject.slice(7)}`);
+    } catch (e) {
+      if (isNotFound(e)) return [];
+      throw e;
+    }
+    const out: ReferrerDescriptor[] = [];
+    for (const key of markers.sort()) {
+      const found = await this.get(name, { digest: `sha256:${key.slice(key.lastIndexOf('/') + 1)}` });
+      if (!found) continue; // deleted: the marker went with it, or is about to
+      const doc = JSON.parse(found.bytes.toString('utf8')) as { artifactType?: unknown; config?: { mediaType?: unknown }; annotations?: unknown };
+      const type = typeof doc.artifactType === 'string' ? doc.artifactType : IMAGE_TYPES.has(found.mediaType) && typeof doc.config?.mediaType === 'string' ? doc.config.mediaType : undefined;
+      if (artifactType !== undefined && type !== artifactType) continue;
+      const annotations = doc.annotations !== null && typeof doc.annotations === 'object' && !Array.isArray(doc.annotations) ? (doc.annotations as Record<string, string>) : undefined;
+      out.push({ mediaType: found.mediaType, digest: found.digest, size: found.size, ...(type ? { artifactType: type } : {}), ...(annotations ? { annotations } : {}) });
+    }
+    return out;
   }
 
   /**
@@ -243,7 +280,10 @@ export class V2Manifests {
   async delete(name: V2Name, reference: { tag?: string; digest?: string }): Promise<string[] | undefined> {
     if (reference.tag) return (await removeIfPresent(this.driver, tagKey(name, reference.tag))) ? [reference.tag] : undefined;
     const digest = reference.digest!;
+    const raw = await readOptional(this.driver, revisionKey(name, digest));
     if (!(await removeIfPresent(this.driver, revisionKey(name, digest)))) return undefined;
+    const subject = raw ? (JSON.parse(raw.toString('utf8')) as Revision).subject : undefined;
+    if (subject) await removeIfPresent(this.driver, referrerKey(name, subject, digest));
     const removed: string[] = [];
     for (const tag of await this.tags(name)) {
       const at = await readOptional(this.driver, tagKey(name, tag));

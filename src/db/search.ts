@@ -119,7 +119,7 @@ async function detectFeatures(db: Knex): Promise<Features> {
 }
 
 /** The visibility filter (STYLE: applied in the query). Returns SQL over alias `r` and its bindings. */
-function visibility(v: SearchVisibility | undefined): { sql: string; bindings: Knex.RawBinding[] } {
+export function visibility(v: SearchVisibility | undefined): { sql: string; bindings: Knex.RawBinding[] } {
   if (v?.admin) return { sql: 'r.deleted_at is null', bindings: [] };
   if (v?.userId === undefined) return { sql: 'r.deleted_at is null and r.private = ?', bindings: [false] };
   const u = v.userId;

@@ -128,6 +128,23 @@ export class IndexService {
     return repository;
   }
 
+  /**
+   * Issue 4: a tag pushed through /v2/ becomes a repository of the index (created as v1's
+   * PUT /v1/repositories/<repo>/ would, owned by the pusher) with the bridge's top v1 id, so
+   * /v1/search, the v1 image list and the catalog see it. Idempotent: a repeated push merges.
+   */
+  async learnV2Push(account: string | null, name: RepoName, tag: string, topId: string | undefined): Promise<void> {
+    const existing = await this.repository(name);
+    const owner = account !== null ? await findUserByName(this.db, account) : undefined;
+    const { repository } = await saveRepository(this.db, {
+      namespace: name.namespace,
+      name: name.repository,
+      ...(existing ? {} : { ownerId: owner?.id ?? null }),
+    });
+    if (topId) await mergeImages(this.db, repository.id, [{ id: topId, Tag: tag }]);
+    if (!existing || !existing.pushComplete) await setPushComplete(this.db, repository.id, true);
+  }
+
   /** I7: merge checksums, mark the push complete. */
   async finishPush(user: User, name: RepoName, entries: readonly ImageEntry[]): Promise<void> {
     const repo = await this.repository(name);

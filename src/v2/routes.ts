@@ -13,6 +13,14 @@ import { isRegistryError } from '../errors/index.js';
 import { bodiless, sendBytes } from '../http/respond.js';
 import { V2_OPEN, type V2Authorizer } from '../auth/v2-registry-auth.js';
 import type { ResourceAccess } from '../auth/v2-scope.js';
+import type { V2Principal } from '../auth/v2-registry-auth.js';
+import type { CatalogSource } from '../content/v2-catalog.js';
+import type { Logger } from '../log/logger.js';
+
+/** The index learning of v2 pushes (issue 4): repository, tag and top v1 id of the bridge. */
+export interface V2IndexHook {
+  pushed(principal: V2Principal, name: V2Name, tag: string, topId: string | undefined): Promise<void>;
+}
 
 export interface V2Deps {
   readonly config: Config;
@@ -27,6 +35,11 @@ export interface V2Deps {
   readonly schema1?: Schema1Bridge;
   /** Who may do what (spec §4.4); default: everything (a standalone registry without auth). */
   readonly auth?: V2Authorizer;
+  /** Where /v2/_catalog reads names; absent: the catalog answers UNSUPPORTED. */
+  readonly catalog?: CatalogSource;
+  /** Told of every tagged manifest push, when an index runs in this process. */
+  readonly index?: V2IndexHook;
+  readonly log?: Logger;
 }
 
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
@@ -62,6 +75,7 @@ type V2Route =
   | { kind: 'upload'; name: string; uuid: string }
   | { kind: 'manifest'; name: string; reference: string }
   | { kind: 'tags'; name: string }
+  | { kind: 'referrers'; name: string; digest: string }
   | { kind: 'other'; name: string };
 
 export function matchV2(path: string): V2Route | undefined {
@@ -79,8 +93,8 @@ export function matchV2(path: string): V2Route | undefined {
   if (m) return { kind: 'manifest', name: m[1]!, reference: m[2]! };
   m = /^(.+)\/tags\/list$/.exec(rest);
   if (m) return { kind: 'tags', name: m[1]! };
-  m = /^(.+)\/referrers\/[^/]+$/.exec(rest);
-  if (m) return { kind: 'other', name: m[1]! };
+  m = /^(.+)\/referrers\/([^/]+)$/.exec(rest);
+  if (m) return { kind: 'referrers', name: m[1]!, digest: m[2]! };
   return { kind: 'other', name: rest };
 }
 
@@ -164,8 +178,29 @@ export function v2Routes(deps: V2Deps) {
       ctx.body = '{}';
       return;
     }
-    // The catalog belongs to the index database (STYLE): not served until v2 runs beside the index.
-    if (route.kind === 'catalog') throw new V2Error('UNSUPPORTED', undefined, 'the catalog is not available yet');
+    if (route.kind === 'catalog') {
+      if (method !== 'GET' && method !== 'HEAD') throw new V2Error('UNSUPPORTED');
+      if (!deps.catalog) throw new V2Error('UNSUPPORTED', undefined, 'the catalog is not available on this node');
+      const max = deps.config.catalog_max_entries;
+      const nRaw = ctx.query.n;
+      let n = max;
+      if (nRaw !== undefined) {
+        // distribution: n above catalog.maxentries (or not a number) is PAGINATION_NUMBER_INVALID
+        if (typeof nRaw !== 'string' || !/^\d+$/.test(nRaw) || Number(nRaw) > max) throw new V2Error('PAGINATION_NUMBER_INVALID', { n: nRaw });
+        n = Number(nRaw);
+      }
+      const last = typeof ctx.query.last === 'string' && ctx.query.last !== '' ? ctx.query.last : undefined;
+      const principal = (ctx.state.v2Principal as V2Principal | undefined) ?? { account: null, admin: false };
+      let repositories = n === 0 ? [] : await deps.catalog.names(principal, last, n + 1);
+      if (repositories.length > n) {
+        repositories = repositories.slice(0, n);
+        ctx.set('Link', `</v2/_catalog?last=${encodeURIComponent(repositories[n - 1]!)}&n=${n}>; rel="next"`);
+      }
+      ctx.status = 200;
+      ctx.type = 'application/json; charset=utf-8';
+      ctx.body = JSON.stringify({ repositories });
+      return;
+    }
     const name = v2Name(route.name);
     const base = `/v2/${name}`;
     const sessionHeaders = (uuid: string, offset: number): void => {
@@ -321,7 +356,15 @@ export function v2Routes(deps: V2Deps) {
             throw e;
           }
           const rev = await manifests.put(name, ref, bytes, ctx.get('Content-Type'));
-          if (ref.tag && deps.toV1) await deps.toV1.publish(name, ref.tag, rev.mediaType, bytes);
+          const topId = ref.tag && deps.toV1 ? await deps.toV1.publish(name, ref.tag, rev.mediaType, bytes) : undefined;
+          if (ref.tag && deps.index) {
+            // the push stands even if the index cannot record it; the next push of the tag retries
+            try {
+              await deps.index.pushed((ctx.state.v2Principal as V2Principal | undefined) ?? { account: null, admin: true }, name, ref.tag, topId);
+            } catch (e) {
+              deps.log?.warn('index not updated for a v2 push', { name, tag: ref.tag, error: String(e) });
+            }
+          }
           ctx.status = 201;
           ctx.set('Location', `${base}/manifests/${rev.digest}`);
           ctx.set('Docker-Content-Digest', rev.digest);
@@ -365,8 +408,18 @@ export function v2Routes(deps: V2Deps) {
         ctx.body = JSON.stringify({ name, tags });
         return;
       }
+      case 'referrers': {
+        if (method !== 'GET' && method !== 'HEAD') throw new V2Error('UNSUPPORTED');
+        const digest = digestParam(route.digest);
+        const artifactType = typeof ctx.query.artifactType === 'string' ? ctx.query.artifactType : undefined;
+        const manifestsOf = await manifests.referrers(name, digest, artifactType);
+        if (artifactType !== undefined) ctx.set('OCI-Filters-Applied', 'artifactType');
+        ctx.status = 200;
+        ctx.type = MT.ociIndex;
+        ctx.body = JSON.stringify({ schemaVersion: 2, mediaType: MT.ociIndex, manifests: manifestsOf });
+        return;
+      }
       case 'other':
-        // catalog and referrers: not built yet
         if (method === 'GET' || method === 'HEAD') throw new V2Error('NAME_UNKNOWN', { name: route.name });
         throw new V2Error('UNSUPPORTED');
     }

@@ -1,0 +1,86 @@
+import type { Knex } from 'knex';
+import type { StorageDriver } from '../storage/driver.js';
+import { isNotFound } from '../storage/driver.js';
+import { findUserByName } from '../db/users.js';
+import { visibility } from '../db/search.js';
+import type { V1Repositories } from './v1-repositories.js';
+import { parseRepoName } from './names.js';
+import type { V2Principal } from '../auth/v2-registry-auth.js';
+
+/**
+ * Where /v2/_catalog gets its names (spec v2-bridge §1.4 catalog): repository names in byte order,
+ * after `last`, at most `limit`, only those the caller may read.
+ */
+export interface CatalogSource {
+  names(principal: V2Principal, last: string | undefined, limit: number): Promise<string[]>;
+}
+
+/**
+ * With an index: its database (STYLE: the index owns the repository list), which learns of v1 and
+ * v2 pushes alike; the visibility filter of /v1/search applied in the query.
+ */
+export class IndexCatalog implements CatalogSource {
+  constructor(private readonly db: Knex) {}
+
+  async names(principal: V2Principal, last: string | undefined, limit: number): Promise<string[]> {
+    let userId: number | undefined;
+    if (principal.account !== null && !principal.admin) userId = (await findUserByName(this.db, principal.account))?.id;
+    const v = visibility(principal.admin ? { admin: true } : userId !== undefined ? { userId } : {});
+    // names are compared as namespace/name; the prefix order of the pair equals that of the string
+    // because both parts are [a-z0-9._-] and '/' sorts below every one of them
+    let q = this.db('repositories as r').select('r.namespace', 'r.name').whereRaw(v.sql, v.bindings);
+    if (last !== undefined) {
+      const i = last.indexOf('/');
+      const ns = i < 0 ? last : last.slice(0, i);
+      const rest = i < 0 ? '' : last.slice(i + 1);
+      q = q.where((w) => w.where('r.namespace', '>', ns).orWhere((x) => x.where('r.namespace', ns).andWhere('r.name', '>', rest)));
+    }
+    const rows = (await q.orderBy([{ column: 'r.namespace' }, { column: 'r.name' }]).limit(limit)) as { namespace: string; name: string }[];
+    return rows.map((r) => `${r.namespace}/${r.name}`);
+  }
+}
+
+/**
+ * A standalone registry (no index, no auth): every repository in storage, v1- and v2-pushed. A
+ * one-component v2 name is listed as its v1 twin `library/<name>` (the same repository through
+ * the bridge, and the name the index database keeps).
+ */
+export class StorageCatalog implements CatalogSource {
+  constructor(
+    private readonly driver: StorageDriver,
+    private readonly v1: V1Repositories,
+  ) {}
+
+  private async list(prefix: string): Promise<string[]> {
+    try {
+      return await this.driver.list(prefix);
+    } catch (e) {
+      if (isNotFound(e)) return [];
+      throw e;
+    }
+  }
+
+  /** v2 names: directories under v2/repositories holding a `_created` marker (a manifest was pushed). */
+  private async v2Names(prefix: string, out: Set<string>): Promise<void> {
+    for (const key of await this.list(prefix)) {
+      const base = key.slice(key.lastIndexOf('/') + 1);
+      if (base === '_created') {
+        // one repository through the bridge: `alpha` is v1's library/alpha, and listed so (as the index does)
+        const v2 = prefix.slice('v2/repositories/'.length);
+        const v1 = parseRepoName(v2);
+        out.add(v1 ? `${v1.namespace}/${v1.repository}` : v2);
+      }
+      else if (!base.startsWith('_')) await this.v2Names(key, out);
+    }
+  }
+
+  async names(_principal: V2Principal, last: string | undefined, limit: number): Promise<string[]> {
+    const all = new Set<string>();
+    await this.v2Names('v2/repositories', all);
+    for await (const r of this.v1.allRepositories()) all.add(`${r.namespace}/${r.repository}`);
+    return [...all]
+      .filter((n) => last === undefined || n > last)
+      .sort()
+      .slice(0, limit);
+  }
+}

@@ -1,0 +1,203 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
+import { request, type Response } from '../helpers/http.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+import { makeImage, pushImage, putTag, tarOf } from '../helpers/v1-client.js';
+import { saveUser } from '../../src/db/users.js';
+import { saveRepository } from '../../src/db/repositories.js';
+
+const sha = (b: Buffer | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+const S2 = 'application/vnd.docker.distribution.manifest.v2+json';
+const OCI = 'application/vnd.oci.image.manifest.v1+json';
+const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+const basic = (u: string, p: string): string => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`;
+
+/** A one-layer image: config and layer uploaded in single POSTs, then the manifest. */
+async function pushV2(url: string, name: string, tag: string, headers: Record<string, string> = {}, content = name): Promise<{ digest: string; manifest: Buffer }> {
+  const tar = tarOf({ 'f.txt': `${content}\n` });
+  const layer = gzipSync(tar);
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [sha(tar)] }, history: [{ created_by: 'ADD f.txt' }] }));
+  for (const b of [config, layer]) {
+    const r = await request(url, `/v2/${name}/blobs/uploads/?digest=${sha(b)}`, { method: 'POST', body: b, headers });
+    assert.equal(r.status, 201, r.text);
+  }
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: S2,
+      config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: sha(config) },
+      layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: layer.length, digest: sha(layer) }],
+    }),
+  );
+  const put = await request(url, `/v2/${name}/manifests/${tag}`, { method: 'PUT', body: manifest, headers: { ...headers, 'Content-Type': S2 } });
+  assert.equal(put.status, 201, put.text);
+  return { digest: String(put.headers['docker-content-digest']), manifest };
+}
+
+function errorCode(r: Response): string {
+  return r.json<{ errors: { code: string }[] }>().errors[0]!.code;
+}
+
+describe('v2 catalog on a standalone registry (storage: v1- and v2-pushed repositories)', () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startTestServer({ standalone: true, v2: true, catalog_max_entries: 3 });
+    await pushV2(s.url, 'zeta/app', 'latest');
+    await pushV2(s.url, 'alpha', 'v1');
+    await pushV2(s.url, 'a/b/c', 'x');
+    const img = makeImage(undefined, { 'v1.txt': 'pushed with v1\n' });
+    await pushImage(s.url, img);
+    assert.equal((await putTag(s.url, 'olds/tool', 'latest', img.id)).status, 200);
+  });
+  after(() => s.stop());
+
+  it('lists every repository sorted, paginated with n/last and a Link to the next page', async () => {
+    const p1 = await request(s.url, '/v2/_catalog?n=2');
+    assert.equal(p1.status, 200, p1.text);
+    assert.deepEqual(p1.json(), { repositories: ['a/b/c', 'library/alpha'] });
+    assert.equal(p1.headers.link, '</v2/_catalog?last=library%2Falpha&n=2>; rel="next"');
+    const p2 = await request(s.url, '/v2/_catalog?n=2&last=library%2Falpha');
+    assert.deepEqual(p2.json(), { repositories: ['olds/tool', 'zeta/app'] });
+    assert.equal(p2.headers.link, undefined);
+    const p3 = await request(s.url, '/v2/_catalog?n=2&last=zeta/app');
+    assert.deepEqual(p3.json(), { repositories: [] });
+  });
+
+  it('without n: at most catalog_max_entries, with a Link', async () => {
+    const r = await request(s.url, '/v2/_catalog');
+    assert.deepEqual(r.json(), { repositories: ['a/b/c', 'library/alpha', 'olds/tool'] });
+    assert.equal(r.headers.link, '</v2/_catalog?last=olds%2Ftool&n=3>; rel="next"');
+  });
+
+  it('n above catalog_max_entries or not a number: 400 PAGINATION_NUMBER_INVALID', async () => {
+    for (const q of ['n=4', 'n=-1', 'n=abc']) {
+      const r = await request(s.url, `/v2/_catalog?${q}`);
+      assert.equal(r.status, 400, q);
+      assert.equal(errorCode(r), 'PAGINATION_NUMBER_INVALID');
+    }
+  });
+});
+
+describe('v2 referrers API (spec §1.4 end-12)', () => {
+  let s: TestServer;
+  let subject: string;
+  let sigDigest: string;
+  let sbomDigest: string;
+  before(async () => {
+    s = await startTestServer({ standalone: true, v2: true, storage_delete: true });
+    subject = (await pushV2(s.url, 'ref/app', 'latest')).digest;
+    const empty = Buffer.from('{}');
+    assert.equal((await request(s.url, `/v2/ref/app/blobs/uploads/?digest=${sha(empty)}`, { method: 'POST', body: empty })).status, 201);
+    const artifact = (artifactType: string | undefined, configType: string, annotations: Record<string, string>): Buffer =>
+      Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: OCI,
+          ...(artifactType ? { artifactType } : {}),
+          config: { mediaType: configType, size: 2, digest: sha(empty) },
+          layers: [{ mediaType: 'application/vnd.oci.empty.v1+json', size: 2, digest: sha(empty) }],
+          subject: { mediaType: S2, digest: subject, size: 100 },
+          annotations,
+        }),
+      );
+    const sig = artifact('application/vnd.example.signature', 'application/vnd.oci.empty.v1+json', { 'org.example.kind': 'sig' });
+    const sbom = artifact(undefined, 'application/vnd.example.sbom', { 'org.example.kind': 'sbom' });
+    for (const b of [sig, sbom]) {
+      const r = await request(s.url, `/v2/ref/app/manifests/${sha(b)}`, { method: 'PUT', body: b, headers: { 'Content-Type': OCI } });
+      assert.equal(r.status, 201, r.text);
+      assert.equal(r.headers['oci-subject'], subject);
+    }
+    sigDigest = sha(sig);
+    sbomDigest = sha(sbom);
+  });
+  after(() => s.stop());
+
+  it('lists the manifests whose subject is the digest, with artifactType and annotations', async () => {
+    const r = await request(s.url, `/v2/ref/app/referrers/${subject}`);
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.headers['content-type'], OCI_INDEX);
+    const body = r.json<{ schemaVersion: number; mediaType: string; manifests: { digest: string; artifactType?: string; annotations?: Record<string, string>; mediaType: string; size: number }[] }>();
+    assert.equal(body.schemaVersion, 2);
+    assert.equal(body.mediaType, OCI_INDEX);
+    const byDigest = new Map(body.manifests.map((m) => [m.digest, m]));
+    assert.equal(byDigest.size, 2);
+    assert.deepEqual(byDigest.get(sigDigest)?.artifactType, 'application/vnd.example.signature');
+    assert.deepEqual(byDigest.get(sigDigest)?.annotations, { 'org.example.kind': 'sig' });
+    assert.equal(byDigest.get(sigDigest)?.mediaType, OCI);
+    assert.equal(byDigest.get(sbomDigest)?.artifactType, 'application/vnd.example.sbom', 'config media type when no artifactType');
+    assert.equal(r.headers['oci-filters-applied'], undefined);
+  });
+
+  it('?artifactType filters and says so in OCI-Filters-Applied', async () => {
+    const r = await request(s.url, `/v2/ref/app/referrers/${subject}?artifactType=application/vnd.example.sbom`);
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['oci-filters-applied'], 'artifactType');
+    assert.deepEqual(r.json<{ manifests: { digest: string }[] }>().manifests.map((m) => m.digest), [sbomDigest]);
+  });
+
+  it('an unknown subject: an empty index, not 404; a malformed digest: 400 DIGEST_INVALID', async () => {
+    const none = await request(s.url, `/v2/ref/app/referrers/${sha('nothing')}`);
+    assert.equal(none.status, 200);
+    assert.deepEqual(none.json<{ manifests: unknown[] }>().manifests, []);
+    const bad = await request(s.url, '/v2/ref/app/referrers/sha256:xyz');
+    assert.equal(bad.status, 400);
+    assert.equal(errorCode(bad), 'DIGEST_INVALID');
+  });
+
+  it('a deleted referrer leaves the list', async () => {
+    assert.equal((await request(s.url, `/v2/ref/app/manifests/${sigDigest}`, { method: 'DELETE' })).status, 202);
+    const r = await request(s.url, `/v2/ref/app/referrers/${subject}`);
+    assert.deepEqual(r.json<{ manifests: { digest: string }[] }>().manifests.map((m) => m.digest), [sbomDigest]);
+  });
+});
+
+describe('the index learns of v2 pushes; the catalog filters by account (one process, token auth)', () => {
+  let s: TestServer;
+  const token = async (user: string, pw: string, scope: string): Promise<string> => {
+    const q = new URLSearchParams({ service: new URL(s.url).host, scope });
+    const r = await request(s.url, `/v2/token?${q}`, { headers: { Authorization: basic(user, pw) } });
+    assert.equal(r.status, 200, r.text);
+    return r.json<{ token: string }>().token;
+  };
+  before(async () => {
+    s = await startTestServer({ v2: true, bcrypt_cost: 4 });
+    const db = s.db!;
+    await saveUser(db, { username: 'alice', email: 'a@example.com', password: 'alicepw', active: true }, { cost: 4 });
+    await saveUser(db, { username: 'bobby', email: 'b@example.com', password: 'bobbypw', active: true }, { cost: 4 });
+    const t = await token('alice', 'alicepw', 'repository:alice/web:pull,push');
+    await pushV2(s.url, 'alice/web', 'v1', { Authorization: `Bearer ${t}` });
+    const t2 = await token('alice', 'alicepw', 'repository:alice/secret:pull,push');
+    await pushV2(s.url, 'alice/secret', 'v1', { Authorization: `Bearer ${t2}` });
+    const alice = (await db('users').where({ username: 'alice' }).first()) as { id: number };
+    await saveRepository(db, { namespace: 'alice', name: 'secret', private: true, ownerId: alice.id });
+  });
+  after(() => s.stop());
+
+  it('a v2-pushed repository is found by /v1/search and owned by the pusher', async () => {
+    const r = await request(s.url, '/v1/search?q=web');
+    assert.equal(r.status, 200);
+    assert.ok(r.json<{ results: { name: string }[] }>().results.some((x) => x.name === 'alice/web'), r.text);
+    const row = (await s.db!('repositories as r').join('users as u', 'u.id', 'r.owner_id').where({ 'r.namespace': 'alice', 'r.name': 'web' }).select('u.username').first()) as { username: string };
+    assert.equal(row.username, 'alice');
+  });
+
+  it('v1 GET /v1/repositories/<repo>/images lists the v1 id of the pushed tag', async () => {
+    const r = await request(s.url, '/v1/repositories/alice/web/images', { headers: { Authorization: basic('alice', 'alicepw') } });
+    assert.equal(r.status, 200, r.text);
+    const ids = r.json<{ id: string }[]>().map((e) => e.id);
+    assert.equal(ids.length, 1);
+    assert.match(ids[0]!, /^[a-f0-9]{64}$/);
+  });
+
+  it('the catalog shows the private repository to its owner only', async () => {
+    const mine = await request(s.url, '/v2/_catalog', { headers: { Authorization: `Bearer ${await token('alice', 'alicepw', 'registry:catalog:*')}` } });
+    assert.equal(mine.status, 200, mine.text);
+    assert.deepEqual(mine.json(), { repositories: ['alice/secret', 'alice/web'] });
+    const theirs = await request(s.url, '/v2/_catalog', { headers: { Authorization: `Bearer ${await token('bobby', 'bobbypw', 'registry:catalog:*')}` } });
+    assert.deepEqual(theirs.json(), { repositories: ['alice/web'] });
+    const anon = await request(s.url, '/v2/_catalog');
+    assert.equal(anon.status, 401);
+  });
+});
