@@ -113,7 +113,7 @@ describe('v2 API (switch on, standalone): /v2/, blobs and upload sessions', () =
       ['PUT', '/v2/ns/x/manifests/latest', '{}', 400, 'MANIFEST_INVALID'],
       ['PUT', '/v2/ns/x/manifests/latest', 'not json', 400, 'MANIFEST_INVALID'],
       ['GET', '/v2/ns/x/tags/list', '', 404, 'NAME_UNKNOWN'],
-      ['GET', '/v2/_catalog', '', 405, 'UNSUPPORTED'],
+      ['POST', '/v2/_catalog', '', 405, 'UNSUPPORTED'],
       ['GET', '/v2/a/..%2F../blobs/uploads/', '', 400, 'NAME_INVALID'],
     ];
     for (const [method, path, body, status, c] of cases) {
