@@ -68,6 +68,13 @@ export class V1ToV2 {
     return { layers, architecture };
   }
 
+  /** The v1 tags whose derived manifest has this digest (a delete by digest through v2, spec §3.7). */
+  async tagsWithDigest(name: V2Name, digest: string): Promise<string[]> {
+    const out: string[] = [];
+    for (const tag of await this.tags(name)) if ((await this.manifestForTag(name, tag))?.digest === digest) out.push(tag);
+    return out;
+  }
+
   async manifestForTag(name: V2Name, tag: string): Promise<StoredManifest | undefined> {
     const repo = parseRepoName(name);
     const t = parseTag(tag);

@@ -5,11 +5,14 @@ import type { BlobStore } from './blob-store.js';
 import { GZIPPED_EMPTY_TAR, GZIPPED_EMPTY_TAR_DIGEST, v1ViewFromConfig } from './bridge.js';
 import { keys } from './keys.js';
 import { parseRepoName, parseTag } from './names.js';
-import { keyExists } from './small-objects.js';
+import { keyExists, readOptional } from './small-objects.js';
 import type { LayerLink } from './v1-images.js';
 import type { V1Repositories } from './v1-repositories.js';
 import { MT } from './v2-manifests.js';
 import type { V2Name } from './v2-names.js';
+
+/** The v1 id the bridge derived for a v2-pushed tag ('' when the image has no v1 view). */
+const derivedKey = (name: string, tag: string): string => `v2/repositories/${name}/_manifests/v1view/${tag}`;
 
 const EMPTY_TAR_DIFF_ID = 'sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef';
 
@@ -48,7 +51,43 @@ export class V2ToV1 {
     }
   }
 
+  /**
+   * Which API's push of `tag` is current (spec §3.7): 'v2' when the v1 tag is still the one this
+   * bridge derived (or the v2 push predates the record), 'v1' when a v1 push replaced it since,
+   * 'gone' when it was deleted through v1.
+   */
+  async current(name: V2Name, tag: string): Promise<'v2' | 'v1' | 'gone'> {
+    const repo = parseRepoName(name);
+    const t = parseTag(tag);
+    if (!repo || !t) return 'v2';
+    const derived = await readOptional(this.driver, derivedKey(name, tag));
+    if (!derived) return 'v2';
+    let id: string | undefined;
+    try {
+      id = await this.repos.getTag(repo, t);
+    } catch (e) {
+      if (!isRegistryError(e)) throw e;
+    }
+    if (id === undefined) return derived.length > 0 ? 'gone' : 'v2';
+    return id === derived.toString('utf8') ? 'v2' : 'v1';
+  }
+
+  /**
+   * The v1 view of a tag pushed through v2 (spec §3.6, §3.7): derived and tagged in v1, or, for an
+   * image without a v1 view, the v1 tag removed (the v2 push replaces it). The derived id is
+   * recorded so a later v1 push of the tag can be told apart ({@link current}).
+   */
   async publish(name: V2Name, tag: string, mediaType: string, manifest: Buffer): Promise<string | undefined> {
+    const top = await this.derive(name, tag, mediaType, manifest);
+    const repo = parseRepoName(name);
+    const t = parseTag(tag);
+    if (!repo || !t) return top;
+    if (top === undefined) await this.unpublish(name, [tag]);
+    await this.driver.putContent(derivedKey(name, tag), Buffer.from(top ?? ''));
+    return top;
+  }
+
+  private async derive(name: V2Name, tag: string, mediaType: string, manifest: Buffer): Promise<string | undefined> {
     const repo = parseRepoName(name);
     const t = parseTag(tag);
     if (!repo || !t || (mediaType !== MT.schema2 && mediaType !== MT.ociManifest)) return undefined;

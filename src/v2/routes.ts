@@ -315,13 +315,30 @@ export function v2Routes(deps: V2Deps) {
       case 'manifest': {
         const ref = reference(route.reference);
         if (method === 'GET' || method === 'HEAD') {
-          const stored = await manifests.get(name, ref);
+          let stored = await manifests.get(name, ref);
+          if (stored && ref.tag && deps.toV1) {
+            // spec §3.7: a later v1 push of the tag wins; a delete through v1 deletes it here too
+            const side = await deps.toV1.current(name, ref.tag);
+            if (side === 'gone') throw new V2Error('MANIFEST_UNKNOWN', ref);
+            if (side === 'v1') stored = undefined;
+          }
           let found = stored ?? (ref.tag && deps.fromV1 ? await deps.fromV1.manifestForTag(name, ref.tag) : undefined);
           if (!found && ref.digest && deps.schema1) found = await deps.schema1.byDigest(name, ref.digest);
           if (!found) throw new V2Error('MANIFEST_UNKNOWN', ref);
           const accept = accepted(ctx);
+          let fromList = false;
+          // spec §2.5 step 5: a manifest list by tag for a client that does not accept lists gets
+          // its linux/amd64 image (converted below when schema2 is not accepted either), else 404
+          if (ref.tag && found.mediaType === MT.list && !accept.has(MT.list) && !accept.has('*/*')) {
+            const entries = (JSON.parse(found.bytes.toString('utf8')) as { manifests?: { digest?: unknown; platform?: { os?: unknown; architecture?: unknown } }[] }).manifests ?? [];
+            const pick = entries.find((e) => e.platform?.os === 'linux' && e.platform.architecture === 'amd64');
+            const child = typeof pick?.digest === 'string' ? await manifests.get(name, { digest: pick.digest }) : undefined;
+            if (!child) throw new V2Error('MANIFEST_UNKNOWN', ref, 'the manifest list has no linux/amd64 image');
+            found = child;
+            fromList = true;
+          }
           // spec §2.5 step 4: by tag, a client that accepts no schema2/list/OCI gets signed schema1
-          const modern = [MT.schema2, MT.list, MT.ociManifest, MT.ociIndex, '*/*'].some((t) => accept.has(t));
+          const modern = (fromList ? [MT.schema2, '*/*'] : [MT.schema2, MT.list, MT.ociManifest, MT.ociIndex, '*/*']).some((t) => accept.has(t));
           if (!modern && ref.tag && deps.schema1 && found.mediaType === MT.schema2) {
             const s1 = await deps.schema1.forTag(name, ref.tag, found, stored === undefined);
             if (!s1) throw new V2Error('MANIFEST_UNKNOWN', ref, 'this image has no schema1 form');
@@ -375,7 +392,12 @@ export function v2Routes(deps: V2Deps) {
         }
         if (method === 'DELETE') {
           if (!deps.config.storage_delete) throw new V2Error('UNSUPPORTED', undefined, 'deletes are disabled (storage_delete)');
-          const removed = await manifests.delete(name, ref);
+          let removed = await manifests.delete(name, ref);
+          // spec §3.7: a v1-pushed tag is deleted through v2 too, by tag or by its derived digest
+          if (deps.fromV1 && deps.toV1) {
+            const v1Tags = ref.tag ? (removed ? [] : (await deps.fromV1.tags(name)).filter((t) => t === ref.tag)) : await deps.fromV1.tagsWithDigest(name, ref.digest!);
+            if (v1Tags.length > 0) removed = [...(removed ?? []), ...v1Tags];
+          }
           if (!removed) throw new V2Error('MANIFEST_UNKNOWN', ref);
           if (deps.toV1) await deps.toV1.unpublish(name, removed);
           ctx.status = 202;
@@ -389,7 +411,13 @@ export function v2Routes(deps: V2Deps) {
         if (method !== 'GET' && method !== 'HEAD') throw new V2Error('UNSUPPORTED');
         const v1Tags = deps.fromV1 ? await deps.fromV1.tags(name) : [];
         if (!(await manifests.exists(name)) && v1Tags.length === 0) throw new V2Error('NAME_UNKNOWN', { name });
-        let tags = [...new Set([...(await manifests.tags(name)), ...v1Tags])].sort();
+        let v2Tags = await manifests.tags(name);
+        if (deps.toV1) {
+          const toV1 = deps.toV1;
+          const sides = await Promise.all(v2Tags.map((t) => toV1.current(name, t)));
+          v2Tags = v2Tags.filter((_, i) => sides[i] !== 'gone');
+        }
+        let tags = [...new Set([...v2Tags, ...v1Tags])].sort();
         const last = typeof ctx.query.last === 'string' ? ctx.query.last : undefined;
         if (last !== undefined) tags = tags.filter((t) => t > last);
         const nRaw = ctx.query.n;

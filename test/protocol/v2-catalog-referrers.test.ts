@@ -1,10 +1,10 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { gzipSync } from 'node:zlib';
 import { request, type Response } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { makeImage, pushImage, putTag, tarOf } from '../helpers/v1-client.js';
+import { makeImage, pushImage, putTag } from '../helpers/v1-client.js';
+import { pushV2 } from '../helpers/v2-client.js';
 import { saveUser } from '../../src/db/users.js';
 import { saveRepository } from '../../src/db/repositories.js';
 
@@ -13,28 +13,6 @@ const S2 = 'application/vnd.docker.distribution.manifest.v2+json';
 const OCI = 'application/vnd.oci.image.manifest.v1+json';
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 const basic = (u: string, p: string): string => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`;
-
-/** A one-layer image: config and layer uploaded in single POSTs, then the manifest. */
-async function pushV2(url: string, name: string, tag: string, headers: Record<string, string> = {}, content = name): Promise<{ digest: string; manifest: Buffer }> {
-  const tar = tarOf({ 'f.txt': `${content}\n` });
-  const layer = gzipSync(tar);
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [sha(tar)] }, history: [{ created_by: 'ADD f.txt' }] }));
-  for (const b of [config, layer]) {
-    const r = await request(url, `/v2/${name}/blobs/uploads/?digest=${sha(b)}`, { method: 'POST', body: b, headers });
-    assert.equal(r.status, 201, r.text);
-  }
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: S2,
-      config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: sha(config) },
-      layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: layer.length, digest: sha(layer) }],
-    }),
-  );
-  const put = await request(url, `/v2/${name}/manifests/${tag}`, { method: 'PUT', body: manifest, headers: { ...headers, 'Content-Type': S2 } });
-  assert.equal(put.status, 201, put.text);
-  return { digest: String(put.headers['docker-content-digest']), manifest };
-}
 
 function errorCode(r: Response): string {
   return r.json<{ errors: { code: string }[] }>().errors[0]!.code;
