@@ -24,10 +24,11 @@ import { createHttpServer, InFlight } from './http/server.js';
 import { notFound, v2Off } from './http/fallbacks.js';
 import { registryRouter } from './registry/routes.js';
 import { standaloneIndexRouter } from './registry/standalone-index.js';
-import { v2Routes } from './v2/routes.js';
+import { v2Routes, type V2IndexHook } from './v2/routes.js';
 import { V2Uploads } from './content/v2-uploads.js';
 import { V2Manifests } from './content/v2-manifests.js';
-import { IndexCatalog, StorageCatalog } from './content/v2-catalog.js';
+import { IndexCatalog, RemoteCatalog, StorageCatalog } from './content/v2-catalog.js';
+import { INDEX_PUSHED_PATH, v2BridgeRouter } from './index/v2-bridge-routes.js';
 import { parseRepoName } from './content/names.js';
 import { V1ToV2 } from './content/v1-to-v2.js';
 import { V2ToV1 } from './content/v2-to-v1.js';
@@ -191,17 +192,30 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     const toV1 = new V2ToV1(driver, blobs, repos, log);
     const schema1 = new Schema1Bridge(driver, blobs, fromV1);
     // the catalog: the index database when this process runs the index; on a standalone registry,
-    // storage (split mode, a registry without the database, answers UNSUPPORTED for now)
-    const catalog = db ? new IndexCatalog(db) : standalone ? new StorageCatalog(driver, repos) : undefined;
+    // storage; a registry split from its index (Bearer tokens) asks the index over HTTP
+    const remoteIndex = !db && !standalone && v2Auth === 'token' ? config.index_endpoint : null;
+    const catalog = db ? new IndexCatalog(db) : standalone ? new StorageCatalog(driver, repos) : remoteIndex ? new RemoteCatalog(remoteIndex) : undefined;
     const learn = index;
-    const indexHook = learn
-      ? {
-          pushed: async (p: { account: string | null }, name: string, tag: string, topId: string | undefined): Promise<void> => {
-            const repo = parseRepoName(name);
-            if (repo) await learn.learnV2Push(p.account, repo, tag, topId);
-          },
-        }
-      : undefined;
+    let indexHook: V2IndexHook | undefined;
+    if (learn) {
+      indexHook = {
+        pushed: async (p, name, tag, topId) => {
+          const repo = parseRepoName(name);
+          if (repo) await learn.learnV2Push(p.account, repo, tag, topId);
+        },
+      };
+    } else if (remoteIndex) {
+      indexHook = {
+        pushed: async (_p, name, tag, topId, authorization) => {
+          const r = await fetch(`${remoteIndex}${INDEX_PUSHED_PATH}`, {
+            method: 'POST',
+            headers: { 'Content-Type': 'application/json', ...(authorization ? { Authorization: authorization } : {}) },
+            body: JSON.stringify({ name, tag, ...(topId ? { topId } : {}) }),
+          });
+          if (!r.ok) throw new Error(`the index answered ${r.status}: ${await r.text()}`);
+        },
+      };
+    }
     app.use(
       v2Routes({ config: effective, blobs, uploads, manifests, fromV1, toV1, schema1, auth: v2Authorizer, log, ...(catalog ? { catalog } : {}), ...(indexHook ? { index: indexHook } : {}) }),
     );
@@ -211,6 +225,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   // The index goes first: on a path both serve (DELETE repository, properties) it answers requests
   // with Basic credentials and leaves those with a Token to the registry.
   if (index) app.use(indexRouter(effective, index, { ping: role === 'index' }).routes());
+  if (index && db && v2Tokens) app.use(v2BridgeRouter(db, index, v2Tokens).routes());
   if (role !== 'index') {
     const registry = registryRouter({ config: effective, images, repos, auth, version });
     app.use(registry.routes());

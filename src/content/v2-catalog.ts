@@ -12,7 +12,23 @@ import type { V2Principal } from '../auth/v2-registry-auth.js';
  * after `last`, at most `limit`, only those the caller may read.
  */
 export interface CatalogSource {
-  names(principal: V2Principal, last: string | undefined, limit: number): Promise<string[]>;
+  /** `authorization`: the client's header, for a source that asks the index over HTTP. */
+  names(principal: V2Principal, last: string | undefined, limit: number, authorization?: string): Promise<string[]>;
+}
+
+/**
+ * A registry split from its index: the index answers (it has the database), for the client whose
+ * Authorization header is forwarded, so it filters exactly as it would in one process.
+ */
+export class RemoteCatalog implements CatalogSource {
+  constructor(private readonly indexEndpoint: string) {}
+
+  async names(_principal: V2Principal, last: string | undefined, limit: number, authorization?: string): Promise<string[]> {
+    const q = new URLSearchParams({ limit: String(limit), ...(last !== undefined ? { last } : {}) });
+    const r = await fetch(`${this.indexEndpoint}/_index/v2/catalog?${q}`, { headers: authorization ? { Authorization: authorization } : {} });
+    if (!r.ok) throw new Error(`the index answered ${r.status} for the catalog`);
+    return ((await r.json()) as { repositories: string[] }).repositories;
+  }
 }
 
 /**

@@ -19,7 +19,7 @@ import type { Logger } from '../log/logger.js';
 
 /** The index learning of v2 pushes (issue 4): repository, tag and top v1 id of the bridge. */
 export interface V2IndexHook {
-  pushed(principal: V2Principal, name: V2Name, tag: string, topId: string | undefined): Promise<void>;
+  pushed(principal: V2Principal, name: V2Name, tag: string, topId: string | undefined, authorization: string | undefined): Promise<void>;
 }
 
 export interface V2Deps {
@@ -191,7 +191,7 @@ export function v2Routes(deps: V2Deps) {
       }
       const last = typeof ctx.query.last === 'string' && ctx.query.last !== '' ? ctx.query.last : undefined;
       const principal = (ctx.state.v2Principal as V2Principal | undefined) ?? { account: null, admin: false };
-      let repositories = n === 0 ? [] : await deps.catalog.names(principal, last, n + 1);
+      let repositories = n === 0 ? [] : await deps.catalog.names(principal, last, n + 1, ctx.get('Authorization') || undefined);
       if (repositories.length > n) {
         repositories = repositories.slice(0, n);
         ctx.set('Link', `</v2/_catalog?last=${encodeURIComponent(repositories[n - 1]!)}&n=${n}>; rel="next"`);
@@ -376,8 +376,9 @@ export function v2Routes(deps: V2Deps) {
           const topId = ref.tag && deps.toV1 ? await deps.toV1.publish(name, ref.tag, rev.mediaType, bytes) : undefined;
           if (ref.tag && deps.index) {
             // the push stands even if the index cannot record it; the next push of the tag retries
+            // (the notice is idempotent: it creates the repository once and merges the image)
             try {
-              await deps.index.pushed((ctx.state.v2Principal as V2Principal | undefined) ?? { account: null, admin: true }, name, ref.tag, topId);
+              await deps.index.pushed((ctx.state.v2Principal as V2Principal | undefined) ?? { account: null, admin: true }, name, ref.tag, topId, ctx.get('Authorization') || undefined);
             } catch (e) {
               deps.log?.warn('index not updated for a v2 push', { name, tag: ref.tag, error: String(e) });
             }

@@ -179,3 +179,53 @@ describe('the index learns of v2 pushes; the catalog filters by account (one pro
     assert.equal(anon.status, 401);
   });
 });
+
+describe('index and registry as two processes: v2 pushes notify the index, the catalog comes from it', () => {
+  let idx: TestServer;
+  let reg: TestServer;
+  const token = async (user: string, pw: string, scope: string): Promise<string> => {
+    const q = new URLSearchParams({ service: new URL(reg.url).host, scope });
+    const r = await request(idx.url, `/v2/token?${q}`, { headers: { Authorization: basic(user, pw) } });
+    assert.equal(r.status, 200, r.text);
+    return r.json<{ token: string }>().token;
+  };
+  before(async () => {
+    idx = await startTestServer({ bcrypt_cost: 4 }, { role: 'index' });
+    reg = await startTestServer({ v2: true, standalone: false, index_endpoint: idx.url }, { role: 'registry' });
+    await saveUser(idx.db!, { username: 'split2', email: 's2@example.com', password: 'split2pw', active: true }, { cost: 4 });
+    await saveUser(idx.db!, { username: 'other2', email: 'o2@example.com', password: 'other2pw', active: true }, { cost: 4 });
+  });
+  after(async () => {
+    await reg.stop();
+    await idx.stop();
+  });
+
+  it('a v2 push through the registry creates the repository in the index, owned by the pusher', async () => {
+    const t = await token('split2', 'split2pw', 'repository:split2/tool:pull,push');
+    await pushV2(reg.url, 'split2/tool', 'v1', { Authorization: `Bearer ${t}` });
+    const found = await request(idx.url, '/v1/search?q=tool');
+    assert.ok(found.json<{ results: { name: string }[] }>().results.some((x) => x.name === 'split2/tool'), found.text);
+    const row = (await idx.db!('repositories as r').join('users as u', 'u.id', 'r.owner_id').where({ 'r.namespace': 'split2', 'r.name': 'tool' }).select('u.username').first()) as { username: string };
+    assert.equal(row.username, 'split2');
+  });
+
+  it('the catalog on the registry is the index database, filtered for the caller', async () => {
+    const alice = (await idx.db!('users').where({ username: 'split2' }).first()) as { id: number };
+    await saveRepository(idx.db!, { namespace: 'split2', name: 'hidden', private: true, ownerId: alice.id });
+    const mine = await request(reg.url, '/v2/_catalog?n=1', { headers: { Authorization: `Bearer ${await token('split2', 'split2pw', 'registry:catalog:*')}` } });
+    assert.equal(mine.status, 200, mine.text);
+    assert.deepEqual(mine.json(), { repositories: ['split2/hidden'] });
+    assert.equal(mine.headers.link, '</v2/_catalog?last=split2%2Fhidden&n=1>; rel="next"');
+    const theirs = await request(reg.url, '/v2/_catalog', { headers: { Authorization: `Bearer ${await token('other2', 'other2pw', 'registry:catalog:*')}` } });
+    assert.deepEqual(theirs.json(), { repositories: ['split2/tool'] });
+  });
+
+  it('the index refuses notices without a valid token (nothing changes)', async () => {
+    const r = await request(idx.url, '/_index/v2/pushed', { method: 'POST', body: JSON.stringify({ name: 'split2/forged', tag: 'x' }), headers: { 'Content-Type': 'application/json' } });
+    assert.equal(r.status, 401);
+    const t = await token('other2', 'other2pw', 'repository:split2/forged:pull');
+    const r2 = await request(idx.url, '/_index/v2/pushed', { method: 'POST', body: JSON.stringify({ name: 'split2/forged', tag: 'x' }), headers: { Authorization: `Bearer ${t}` } });
+    assert.equal(r2.status, 403);
+    assert.equal(await idx.db!('repositories').where({ namespace: 'split2', name: 'forged' }).first(), undefined);
+  });
+});

@@ -1,0 +1,87 @@
+import type { Context } from 'koa';
+import Router from '@koa/router';
+import type { V2TokenVerifier } from '../auth/v2-jwt.js';
+import type { V2Principal } from '../auth/v2-registry-auth.js';
+import { missingAccess, type ResourceAccess } from '../auth/v2-scope.js';
+import { IndexCatalog } from '../content/v2-catalog.js';
+import { parseRepoName } from '../content/names.js';
+import { parseV2Name } from '../content/v2-names.js';
+import { readRawBody } from '../http/body.js';
+import type { IndexService } from './service.js';
+import type { Knex } from 'knex';
+
+/** Paths a registry split from its index uses for the v2 catalog and for v2 push notices. */
+export const INDEX_CATALOG_PATH = '/_index/v2/catalog';
+export const INDEX_PUSHED_PATH = '/_index/v2/pushed';
+
+function deny(ctx: Context, status: number, message: string): void {
+  ctx.status = status;
+  ctx.type = 'application/json; charset=utf-8';
+  ctx.body = JSON.stringify({ error: message });
+}
+
+/**
+ * The index's side of a split deployment (issue 4): the catalog read from the index database for
+ * the caller of the registry, and the registry's notice of a tagged v2 push. Both take the client's
+ * v2 Bearer token as the registry received it, verified here with the index's own key and checked
+ * for the access the registry required (registry:catalog:*, repository:<name>:push).
+ */
+export function v2BridgeRouter(db: Knex, index: IndexService, tokens: V2TokenVerifier): Router {
+  const router = new Router();
+  const catalog = new IndexCatalog(db);
+
+  async function principal(ctx: Context, needs: ResourceAccess[], anonymousOk: boolean): Promise<V2Principal | undefined> {
+    const m = /^Bearer\s+(\S+)$/i.exec(ctx.get('Authorization'));
+    if (!m) {
+      if (anonymousOk) return { account: null, admin: false };
+      deny(ctx, 401, 'a v2 Bearer token is required');
+      return undefined;
+    }
+    const r = await tokens.verify(m[1]!, undefined);
+    if (!r.ok) {
+      deny(ctx, 401, r.reason);
+      return undefined;
+    }
+    if (missingAccess(r.token.access, needs).length > 0) {
+      deny(ctx, 403, 'the token does not grant this');
+      return undefined;
+    }
+    return { account: r.token.account || null, admin: r.token.admin };
+  }
+
+  router.get(INDEX_CATALOG_PATH, async (ctx) => {
+    const p = await principal(ctx, [{ type: 'registry', name: 'catalog', actions: ['*'] }], true);
+    if (!p) return;
+    const limit = Number(ctx.query.limit);
+    const last = typeof ctx.query.last === 'string' && ctx.query.last !== '' ? ctx.query.last : undefined;
+    if (!Number.isSafeInteger(limit) || limit < 0 || limit > 100_000) {
+      deny(ctx, 400, 'limit must be a non-negative integer');
+      return;
+    }
+    ctx.type = 'application/json; charset=utf-8';
+    ctx.body = JSON.stringify({ repositories: await catalog.names(p, last, limit) });
+  });
+
+  router.post(INDEX_PUSHED_PATH, async (ctx) => {
+    let body: { name?: unknown; tag?: unknown; topId?: unknown };
+    try {
+      body = JSON.parse((await readRawBody(ctx, 64 * 1024)).toString('utf8')) as typeof body;
+    } catch {
+      deny(ctx, 400, 'body must be JSON');
+      return;
+    }
+    const name = typeof body.name === 'string' ? parseV2Name(body.name) : undefined;
+    const repo = name ? parseRepoName(name) : undefined;
+    const tag = typeof body.tag === 'string' ? body.tag : undefined;
+    const topId = typeof body.topId === 'string' && /^[a-f0-9]{64}$/.test(body.topId) ? body.topId : undefined;
+    if (!name || !repo || !tag) {
+      deny(ctx, 400, 'name and tag are required');
+      return;
+    }
+    const p = await principal(ctx, [{ type: 'repository', name, actions: ['push'] }], false);
+    if (!p) return;
+    await index.learnV2Push(p.account, repo, tag, topId);
+    ctx.status = 204;
+  });
+  return router;
+}
