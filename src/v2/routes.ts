@@ -191,7 +191,14 @@ export function v2Routes(deps: V2Deps) {
       }
       const last = typeof ctx.query.last === 'string' && ctx.query.last !== '' ? ctx.query.last : undefined;
       const principal = (ctx.state.v2Principal as V2Principal | undefined) ?? { account: null, admin: false };
-      let repositories = n === 0 ? [] : await deps.catalog.names(principal, last, n + 1, ctx.get('Authorization') || undefined);
+      let repositories: string[] = [];
+      try {
+        if (n > 0) repositories = await deps.catalog.names(principal, last, n + 1, ctx.get('Authorization') || undefined);
+      } catch (e) {
+        // a split registry whose index is down or refuses: a v2 error, not a crash
+        deps.log?.warn('catalog not available', { error: String(e) });
+        throw new V2Error('UNAVAILABLE', undefined, 'the catalog is not available right now');
+      }
       if (repositories.length > n) {
         repositories = repositories.slice(0, n);
         ctx.set('Link', `</v2/_catalog?last=${encodeURIComponent(repositories[n - 1]!)}&n=${n}>; rel="next"`);

@@ -124,6 +124,28 @@ describe('v2 referrers API (spec §1.4 end-12)', () => {
     assert.equal(errorCode(bad), 'DIGEST_INVALID');
   });
 
+  it('referrers of a subject that was never pushed are listed too (spec §1.6 item 11)', async () => {
+    const empty = Buffer.from('{}');
+    const ghost = sha('a manifest nobody pushed');
+    const body = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: OCI,
+        artifactType: 'application/vnd.example.note',
+        config: { mediaType: 'application/vnd.oci.empty.v1+json', size: 2, digest: sha(empty) },
+        layers: [],
+        subject: { mediaType: OCI, digest: ghost, size: 10 },
+      }),
+    );
+    const put = await request(s.url, `/v2/ref/app/manifests/${sha(body)}`, { method: 'PUT', body, headers: { 'Content-Type': OCI } });
+    assert.equal(put.status, 201, put.text);
+    assert.equal(put.headers['oci-subject'], ghost);
+    const r = await request(s.url, `/v2/ref/app/referrers/${ghost}`);
+    assert.deepEqual(r.json<{ manifests: { digest: string; artifactType: string }[] }>().manifests, [
+      { mediaType: OCI, digest: sha(body), size: body.length, artifactType: 'application/vnd.example.note' },
+    ]);
+  });
+
   it('a deleted referrer leaves the list', async () => {
     assert.equal((await request(s.url, `/v2/ref/app/manifests/${sigDigest}`, { method: 'DELETE' })).status, 202);
     const r = await request(s.url, `/v2/ref/app/referrers/${subject}`);
