@@ -42,16 +42,17 @@ export class IndexCatalog implements CatalogSource {
     let userId: number | undefined;
     if (principal.account !== null && !principal.admin) userId = (await findUserByName(this.db, principal.account))?.id;
     const v = visibility(principal.admin ? { admin: true } : userId !== undefined ? { userId } : {});
-    // names are compared as namespace/name; the prefix order of the pair equals that of the string
-    // because both parts are [a-z0-9._-] and '/' sorts below every one of them
+    // names are compared as namespace/name; the pair's order equals the string's because both parts
+    // are [a-z0-9._-] and '/' sorts below every one of them. Byte order on PostgreSQL too (collate "C").
+    const c = /^(pg|postgres)/.test(String((this.db.client as { config?: { client?: unknown } }).config?.client)) ? ' collate "C"' : '';
     let q = this.db('repositories as r').select('r.namespace', 'r.name').whereRaw(v.sql, v.bindings);
     if (last !== undefined) {
       const i = last.indexOf('/');
       const ns = i < 0 ? last : last.slice(0, i);
       const rest = i < 0 ? '' : last.slice(i + 1);
-      q = q.where((w) => w.where('r.namespace', '>', ns).orWhere((x) => x.where('r.namespace', ns).andWhere('r.name', '>', rest)));
+      q = q.whereRaw(`(r.namespace${c} > ? or (r.namespace = ? and r.name${c} > ?))`, [ns, ns, rest]);
     }
-    const rows = (await q.orderBy([{ column: 'r.namespace' }, { column: 'r.name' }]).limit(limit)) as { namespace: string; name: string }[];
+    const rows = (await q.orderByRaw(`r.namespace${c}, r.name${c}`).limit(limit)) as { namespace: string; name: string }[];
     return rows.map((r) => `${r.namespace}/${r.name}`);
   }
 }
