@@ -28,7 +28,7 @@ import { v2Routes, type V2IndexHook } from './v2/routes.js';
 import { V2Uploads } from './content/v2-uploads.js';
 import { V2Manifests } from './content/v2-manifests.js';
 import { IndexCatalog, RemoteCatalog, StorageCatalog } from './content/v2-catalog.js';
-import { INDEX_PUSHED_PATH, v2BridgeRouter } from './index/v2-bridge-routes.js';
+import { INDEX_DELETED_PATH, INDEX_PUSHED_PATH, v2BridgeRouter } from './index/v2-bridge-routes.js';
 import { parseRepoName } from './content/names.js';
 import { V1ToV2 } from './content/v1-to-v2.js';
 import { V2ToV1 } from './content/v2-to-v1.js';
@@ -203,6 +203,10 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
           const repo = parseRepoName(name);
           if (repo) await learn.learnV2Push(p.account, repo, tag, topId);
         },
+        deleted: async (_p, name, tags) => {
+          const repo = parseRepoName(name);
+          if (repo) await learn.forgetV2Tags(repo, tags);
+        },
       };
     } else if (remoteIndex) {
       indexHook = {
@@ -211,6 +215,14 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
             method: 'POST',
             headers: { 'Content-Type': 'application/json', ...(authorization ? { Authorization: authorization } : {}) },
             body: JSON.stringify({ name, tag, ...(topId ? { topId } : {}) }),
+          });
+          if (!r.ok) throw new Error(`the index answered ${r.status}: ${await r.text()}`);
+        },
+        deleted: async (_p, name, tags, authorization) => {
+          const r = await fetch(`${remoteIndex}${INDEX_DELETED_PATH}`, {
+            method: 'POST',
+            headers: { 'Content-Type': 'application/json', ...(authorization ? { Authorization: authorization } : {}) },
+            body: JSON.stringify({ name, tags }),
           });
           if (!r.ok) throw new Error(`the index answered ${r.status}: ${await r.text()}`);
         },

@@ -145,6 +145,13 @@ export class IndexService {
     if (!existing || !existing.pushComplete) await setPushComplete(this.db, repository.id, true);
   }
 
+  /** Tags deleted through /v2/ leave the index's image list too (the images stay, untagged). */
+  async forgetV2Tags(name: RepoName, tags: readonly string[]): Promise<void> {
+    const repo = await this.repository(name);
+    if (!repo || tags.length === 0) return;
+    await this.db('repository_images').where({ repo_id: repo.id }).whereIn('tag', [...tags]).update({ tag: null });
+  }
+
   /** I7: merge checksums, mark the push complete. */
   async finishPush(user: User, name: RepoName, entries: readonly ImageEntry[]): Promise<void> {
     const repo = await this.repository(name);

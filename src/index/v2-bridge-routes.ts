@@ -13,6 +13,7 @@ import type { Knex } from 'knex';
 /** Paths a registry split from its index uses for the v2 catalog and for v2 push notices. */
 export const INDEX_CATALOG_PATH = '/_index/v2/catalog';
 export const INDEX_PUSHED_PATH = '/_index/v2/pushed';
+export const INDEX_DELETED_PATH = '/_index/v2/deleted';
 
 function deny(ctx: Context, status: number, message: string): void {
   ctx.status = status;
@@ -22,7 +23,7 @@ function deny(ctx: Context, status: number, message: string): void {
 
 /**
  * The index's side of a split deployment (issue 4): the catalog read from the index database for
- * the caller of the registry, and the registry's notice of a tagged v2 push. Both take the client's
+ * the caller of the registry, and the registry's notices of a tagged v2 push and of tags deleted through v2. Both take the client's
  * v2 Bearer token as the registry received it, verified here with the index's own key and checked
  * for the access the registry required (registry:catalog:*, repository:<name>:push).
  */
@@ -81,6 +82,26 @@ export function v2BridgeRouter(db: Knex, index: IndexService, tokens: V2TokenVer
     const p = await principal(ctx, [{ type: 'repository', name, actions: ['push'] }], false);
     if (!p) return;
     await index.learnV2Push(p.account, repo, tag, topId);
+    ctx.status = 204;
+  });
+  router.post(INDEX_DELETED_PATH, async (ctx) => {
+    let body: { name?: unknown; tags?: unknown };
+    try {
+      body = JSON.parse((await readRawBody(ctx, 64 * 1024)).toString('utf8')) as typeof body;
+    } catch {
+      deny(ctx, 400, 'body must be JSON');
+      return;
+    }
+    const name = typeof body.name === 'string' ? parseV2Name(body.name) : undefined;
+    const repo = name ? parseRepoName(name) : undefined;
+    const tags = Array.isArray(body.tags) ? body.tags.filter((t): t is string => typeof t === 'string') : [];
+    if (!name || !repo || tags.length === 0) {
+      deny(ctx, 400, 'name and tags are required');
+      return;
+    }
+    const p = await principal(ctx, [{ type: 'repository', name, actions: ['delete'] }], false);
+    if (!p) return;
+    await index.forgetV2Tags(repo, tags);
     ctx.status = 204;
   });
   return router;

@@ -20,6 +20,7 @@ import type { Logger } from '../log/logger.js';
 /** The index learning of v2 pushes (issue 4): repository, tag and top v1 id of the bridge. */
 export interface V2IndexHook {
   pushed(principal: V2Principal, name: V2Name, tag: string, topId: string | undefined, authorization: string | undefined): Promise<void>;
+  deleted(principal: V2Principal, name: V2Name, tags: readonly string[], authorization: string | undefined): Promise<void>;
 }
 
 export interface V2Deps {
@@ -408,6 +409,13 @@ export function v2Routes(deps: V2Deps) {
           }
           if (!removed) throw new V2Error('MANIFEST_UNKNOWN', ref);
           if (deps.toV1) await deps.toV1.unpublish(name, removed);
+          if (deps.index && removed.length > 0) {
+            try {
+              await deps.index.deleted((ctx.state.v2Principal as V2Principal | undefined) ?? { account: null, admin: true }, name, removed, ctx.get('Authorization') || undefined);
+            } catch (e) {
+              deps.log?.warn('index not updated for a v2 delete', { name, tags: removed, error: String(e) });
+            }
+          }
           ctx.status = 202;
           ctx.body = '';
           ctx.length = 0;

@@ -213,7 +213,7 @@ describe('index and registry as two processes: v2 pushes notify the index, the c
   };
   before(async () => {
     idx = await startTestServer({ bcrypt_cost: 4 }, { role: 'index' });
-    reg = await startTestServer({ v2: true, standalone: false, index_endpoint: idx.url }, { role: 'registry' });
+    reg = await startTestServer({ v2: true, standalone: false, index_endpoint: idx.url, storage_delete: true }, { role: 'registry' });
     await saveUser(idx.db!, { username: 'split2', email: 's2@example.com', password: 'split2pw', active: true }, { cost: 4 });
     await saveUser(idx.db!, { username: 'other2', email: 'o2@example.com', password: 'other2pw', active: true }, { cost: 4 });
   });
@@ -240,6 +240,17 @@ describe('index and registry as two processes: v2 pushes notify the index, the c
     assert.equal(mine.headers.link, '</v2/_catalog?last=split2%2Fhidden&n=1>; rel="next"');
     const theirs = await request(reg.url, '/v2/_catalog', { headers: { Authorization: `Bearer ${await token('other2', 'other2pw', 'registry:catalog:*')}` } });
     assert.deepEqual(theirs.json(), { repositories: ['split2/tool'] });
+  });
+
+  it('a tag deleted through the registry leaves the index image list (the repository stays)', async () => {
+    const t = await token('split2', 'split2pw', 'repository:split2/gone:pull,push,delete');
+    await pushV2(reg.url, 'split2/gone', 'v1', { Authorization: `Bearer ${t}` });
+    const tagsOf = async (): Promise<(string | null)[]> =>
+      ((await idx.db!('repository_images as i').join('repositories as r', 'r.id', 'i.repo_id').where({ 'r.namespace': 'split2', 'r.name': 'gone' }).select('i.tag')) as { tag: string | null }[]).map((x) => x.tag);
+    assert.deepEqual(await tagsOf(), ['v1']);
+    const del = await request(reg.url, '/v2/split2/gone/manifests/v1', { method: 'DELETE', headers: { Authorization: `Bearer ${t}` } });
+    assert.equal(del.status, 202, del.text);
+    assert.deepEqual(await tagsOf(), [null]);
   });
 
   it('the index refuses notices without a valid token (nothing changes)', async () => {
