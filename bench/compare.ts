@@ -1,0 +1,641 @@
+/**
+ * legacy-registry side by side with the reference v2 registry (CNCF distribution, Debian package
+ * `docker-registry`), same machine, same run, alternating: ours, theirs, ours, theirs…
+ *
+ *   node dist/bench/compare.js [--reps 2] [--big] [--no-search] [--no-v1] [--out bench/results]
+ *
+ * Load generators are lean on purpose (the machine has 2 cores shared with the servers): curl for the big
+ * uploads and downloads (C, streams a file / discards the body), wrk for the small-request phase (C, one
+ * thread, 64 keep-alive connections), node:http with a keep-alive agent and prebuilt buffers for the
+ * control requests, chunked PATCHes and the 64 × 1 MiB blobs. Server CPU comes from /proc/<pid>/stat
+ * (utime + stime, all threads); peak RSS per phase from sampling /proc/<pid>/status VmRSS every 20 ms.
+ * Both servers run without auth and without access logs; each committed blob is fsynced by both.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { createWriteStream, existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { Agent, request } from 'node:http';
+import { createServer, connect, type AddressInfo } from 'node:net';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync, gunzipSync } from 'node:zlib';
+import { benchV1Layer } from './v1-layer.js';
+
+const ROOT = join(new URL('.', import.meta.url).pathname, '..', '..');
+const MiB = 1024 * 1024;
+
+const argv = process.argv.slice(2);
+const flag = (n: string): boolean => argv.includes(`--${n}`);
+const opt = (n: string, d: string): string => {
+  const i = argv.indexOf(`--${n}`);
+  return i >= 0 && argv[i + 1] ? argv[i + 1]! : d;
+};
+if (flag('help')) {
+  console.log(`usage: node dist/bench/compare.js [options]
+  --reps N       alternating repetitions per workload (default 2)
+  --big          also push and pull a 2 GiB v1 layer (peak RSS check)
+  --no-v1        skip the v1 layer push/pull (ours only)
+  --no-search    skip the /v1/search latency phase
+  --out DIR      where the JSON result goes (default bench/results)
+Starts legacy-registry and, if /usr/bin/docker-registry exists (installed with apt when missing and
+running as root), distribution 2.8 with an equivalent filesystem config; both on 127.0.0.1.`);
+  process.exit(0);
+}
+const REPS = Number(opt('reps', '2'));
+const log = (s: string): void => console.error(`[bench] ${s}`);
+
+// ---------------------------------------------------------------- processes and /proc
+
+interface Server {
+  readonly name: 'ours' | 'distribution';
+  readonly port: number;
+  readonly pid: number;
+  readonly proc: ChildProcess;
+  readonly agent: Agent;
+}
+
+function cpuSeconds(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+function sampleRss(pid: number): () => number {
+  let peak = 0;
+  const read = (): void => {
+    try {
+      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      if (m) peak = Math.max(peak, Number(m[1]) / 1024);
+    } catch {
+      /* gone */
+    }
+  };
+  read();
+  const t = setInterval(read, 20);
+  return () => {
+    clearInterval(t);
+    read();
+    return Math.round(peak);
+  };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+async function waitUp(port: number, proc: ChildProcess, what: string): Promise<void> {
+  const until = Date.now() + 30_000;
+  while (Date.now() < until) {
+    if (proc.exitCode !== null) throw new Error(`${what} exited (${proc.exitCode})`);
+    try {
+      const r = await http(undefined, port, 'GET', '/v2/');
+      if (r.status === 200) return;
+    } catch {
+      /* not yet */
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${what} did not answer /v2/ within 30 s`);
+}
+
+async function startOurs(dir: string): Promise<Server> {
+  const port = await freePort();
+  const cli = join(ROOT, 'dist', 'src', 'cli', 'main.js');
+  const proc = spawn(process.execPath, [cli, 'serve', '--host', '127.0.0.1', '--port', String(port)], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      STORAGE_PATH: dir,
+      STANDALONE: 'true',
+      V2: 'true',
+      STORAGE_DELETE: 'true',
+      LOGLEVEL: 'warn',
+      ...(process.env.BENCH_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS } : {}),
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  await waitUp(port, proc, 'legacy-registry');
+  return { name: 'ours', port, pid: proc.pid!, proc, agent: new Agent({ keepAlive: true, maxSockets: 64 }) };
+}
+
+async function startDistribution(dir: string, bin: string): Promise<Server> {
+  const port = await freePort();
+  const cfg = join(dir, '..', 'distribution-config.yml');
+  writeFileSync(
+    cfg,
+    [
+      'version: 0.1',
+      'log:',
+      '  level: error',
+      '  accesslog:',
+      '    disabled: true',
+      'storage:',
+      '  filesystem:',
+      `    rootdirectory: ${dir}`,
+      '  delete:',
+      '    enabled: true',
+      'http:',
+      `  addr: 127.0.0.1:${port}`,
+      '',
+    ].join('\n'),
+  );
+  const proc = spawn(bin, ['serve', cfg], { stdio: ['ignore', 'ignore', 'inherit'], env: { PATH: process.env.PATH ?? '' } });
+  await waitUp(port, proc, 'distribution');
+  return { name: 'distribution', port, pid: proc.pid!, proc, agent: new Agent({ keepAlive: true, maxSockets: 64 }) };
+}
+
+async function stop(s: Server): Promise<void> {
+  s.agent.destroy();
+  if (s.proc.exitCode !== null) return;
+  s.proc.kill('SIGTERM');
+  await new Promise((r) => s.proc.once('exit', r));
+}
+
+// ---------------------------------------------------------------- lean HTTP
+
+interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
+
+async function http(agent: Agent | undefined, port: number, method: string, path: string, headers: Record<string, string> = {}, body?: Buffer): Promise<Reply> {
+  try {
+    return await http1(agent, port, method, path, headers, body);
+  } catch (e) {
+    // a kept-alive socket the server closed just as we reused it: retry once on a new one
+    if ((e as { reused?: boolean }).reused) return http1(agent, port, method, path, headers, body);
+    throw e;
+  }
+}
+
+function http1(agent: Agent | undefined, port: number, method: string, path: string, headers: Record<string, string> = {}, body?: Buffer): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, method, path, headers: body ? { 'Content-Length': String(body.length), ...headers } : headers, agent: agent ?? false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('error', (e) => reject(Object.assign(e, { reused: req.reusedSocket })));
+    req.end(body);
+  });
+}
+
+function location(s: Server, r: Reply): string {
+  const loc = r.headers.location as string | undefined;
+  if (!loc) throw new Error(`${s.name}: no Location (${r.status} ${r.body.toString().slice(0, 200)})`);
+  return loc.startsWith('http') ? new URL(loc).pathname + new URL(loc).search : loc;
+}
+
+const withQuery = (loc: string, q: string): string => `${loc}${loc.includes('?') ? '&' : '?'}${q}`;
+
+async function startUpload(s: Server, repo: string): Promise<string> {
+  const r = await http(s.agent, s.port, 'POST', `/v2/${repo}/blobs/uploads/`, {}, Buffer.alloc(0));
+  if (r.status !== 202) throw new Error(`${s.name}: POST upload ${r.status} ${r.body.toString().slice(0, 200)}`);
+  return location(s, r);
+}
+
+async function pushBuffer(s: Server, repo: string, data: Buffer, digest: string): Promise<void> {
+  const loc = await startUpload(s, repo);
+  const r = await http(s.agent, s.port, 'PUT', withQuery(loc, `digest=${digest}`), { 'Content-Type': 'application/octet-stream' }, data);
+  if (r.status !== 201) throw new Error(`${s.name}: PUT blob ${r.status} ${r.body.toString().slice(0, 200)}`);
+}
+
+function curl(args: string[]): { code: number; out: string } {
+  const r = spawnSync('curl', ['-sS', '--noproxy', '*', ...args], { encoding: 'utf8', maxBuffer: 1 << 20 });
+  if (r.status !== 0) throw new Error(`curl ${args.join(' ')}: ${r.stderr}`);
+  return { code: 0, out: r.stdout };
+}
+
+function curlAsync(args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const p = spawn('curl', ['-sS', '--noproxy', '*', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    p.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`curl: ${err}`))));
+  });
+}
+
+// ---------------------------------------------------------------- measurement frame
+
+interface Phase {
+  seconds: number;
+  cpuSeconds: number;
+  peakRssMiB: number;
+}
+
+async function measure(s: Server, fn: () => Promise<void>): Promise<Phase> {
+  const rss = sampleRss(s.pid);
+  const cpu0 = cpuSeconds(s.pid);
+  const t0 = process.hrtime.bigint();
+  try {
+    await fn();
+  } catch (e) {
+    throw new Error(`${s.name}: ${(e as Error).message}`, { cause: e });
+  }
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  return { seconds, cpuSeconds: cpuSeconds(s.pid) - cpu0, peakRssMiB: rss() };
+}
+
+interface Figure {
+  key: string;
+  label: string;
+  unit: string;
+  ours: number[];
+  theirs: number[];
+  /** Extra per-server figures (CPU, RSS) keyed by name. */
+  extra: Record<string, { ours: number[]; theirs: number[]; unit: string }>;
+  target?: { ratio: number; higherIsBetter: boolean; text: string };
+}
+
+const figures: Figure[] = [];
+function figure(key: string, label: string, unit: string, target?: Figure['target']): Figure {
+  let f = figures.find((x) => x.key === key);
+  if (!f) {
+    f = { key, label, unit, ours: [], theirs: [], extra: {}, ...(target ? { target } : {}) };
+    figures.push(f);
+  }
+  return f;
+}
+function record(f: Figure, who: Server['name'], value: number, extra: Record<string, [number, string]> = {}): void {
+  (who === 'ours' ? f.ours : f.theirs).push(value);
+  for (const [k, [v, unit]] of Object.entries(extra)) {
+    f.extra[k] ??= { ours: [], theirs: [], unit };
+    (who === 'ours' ? f.extra[k]!.ours : f.extra[k]!.theirs).push(v);
+  }
+}
+const median = (a: number[]): number => {
+  if (a.length === 0) return NaN;
+  const s = [...a].sort((x, y) => x - y);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+// ---------------------------------------------------------------- workloads
+
+const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+interface Blob {
+  path: string;
+  size: number;
+  digest: string;
+}
+
+async function makeBlobFile(path: string, size: number): Promise<Blob> {
+  const h = createHash('sha256');
+  const out = createWriteStream(path);
+  const chunk = randomBytes(4 * MiB);
+  for (let left = size, i = 0; left > 0; i++) {
+    const n = Math.min(chunk.length, left);
+    chunk.writeUInt32BE(i, 0); // every 4 MiB differs
+    const piece = chunk.subarray(0, n);
+    h.update(piece);
+    if (!out.write(Buffer.from(piece))) await new Promise<void>((r) => out.once('drain', () => r()));
+    left -= n;
+  }
+  await new Promise<void>((resolve, reject) => out.end((e?: Error | null) => (e ? reject(e) : resolve())));
+  return { path, size, digest: `sha256:${h.digest('hex')}` };
+}
+
+let repoSeq = 0;
+const repo = (kind: string): string => `bench/${kind}${++repoSeq}`;
+
+async function monolithic(s: Server, blob: Blob): Promise<void> {
+  const f = figure('mono', 'v2 monolithic upload, 1 × 512 MiB', 'MiB/s', { ratio: 1.2, higherIsBetter: true, text: '≥ 1.2×' });
+  const r = repo('mono');
+  const p = await measure(s, async () => {
+    const loc = await startUpload(s, r);
+    const code = curl(['-o', '/dev/null', '-w', '%{http_code}', '-T', blob.path, '-H', 'Content-Type: application/octet-stream', `http://127.0.0.1:${s.port}${withQuery(loc, `digest=${blob.digest}`)}`]).out;
+    if (code !== '201') throw new Error(`${s.name}: monolithic PUT ${code}`);
+  });
+  const mib = blob.size / MiB;
+  record(f, s.name, mib / p.seconds, { cpu: [p.cpuSeconds / (blob.size / 1024 ** 3), 's CPU/GiB'], rss: [p.peakRssMiB, 'MiB peak RSS'] });
+}
+
+async function manySmall(s: Server, blobs: { data: Buffer; digest: string }[]): Promise<void> {
+  const f = figure('small-blobs', 'v2 upload, 64 × 1 MiB, 8 parallel', 'MiB/s', { ratio: 1.2, higherIsBetter: true, text: '≥ 1.2×' });
+  const r = repo('many');
+  let next = 0;
+  const p = await measure(s, async () => {
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        for (;;) {
+          const i = next++;
+          if (i >= blobs.length) return;
+          await pushBuffer(s, r, blobs[i]!.data, blobs[i]!.digest);
+        }
+      }),
+    );
+  });
+  const total = blobs.reduce((a, b) => a + b.data.length, 0);
+  record(f, s.name, total / MiB / p.seconds, { cpu: [p.cpuSeconds / (total / 1024 ** 3), 's CPU/GiB'], rss: [p.peakRssMiB, 'MiB peak RSS'] });
+}
+
+async function chunked(s: Server, chunks: Buffer[], digest: string): Promise<void> {
+  const f = figure('chunked', 'v2 chunked upload, 256 MiB in 16 MiB PATCHes', 'MiB/s', { ratio: 1.2, higherIsBetter: true, text: '≥ 1.2×' });
+  const r = repo('chunked');
+  const p = await measure(s, async () => {
+    let loc = await startUpload(s, r);
+    let offset = 0;
+    for (const c of chunks) {
+      const res = await http(s.agent, s.port, 'PATCH', loc, { 'Content-Type': 'application/octet-stream', 'Content-Range': `${offset}-${offset + c.length - 1}` }, c);
+      if (res.status !== 202) throw new Error(`${s.name}: PATCH ${res.status} ${res.body.toString().slice(0, 200)}`);
+      loc = location(s, res);
+      offset += c.length;
+    }
+    const done = await http(s.agent, s.port, 'PUT', withQuery(loc, `digest=${digest}`), {}, Buffer.alloc(0));
+    if (done.status !== 201) throw new Error(`${s.name}: chunked PUT ${done.status} ${done.body.toString().slice(0, 200)}`);
+  });
+  const total = chunks.reduce((a, b) => a + b.length, 0);
+  record(f, s.name, total / MiB / p.seconds, { cpu: [p.cpuSeconds / (total / 1024 ** 3), 's CPU/GiB'], rss: [p.peakRssMiB, 'MiB peak RSS'] });
+}
+
+async function download(s: Server, repoName: string, blob: Blob, streams: number): Promise<void> {
+  const f = figure(`dl${streams}`, `blob download, 512 MiB, ${streams} stream${streams > 1 ? 's' : ''}`, 'MiB/s', { ratio: 1.0, higherIsBetter: true, text: '≥ 1.0×' });
+  const url = `http://127.0.0.1:${s.port}/v2/${repoName}/blobs/${blob.digest}`;
+  const p = await measure(s, async () => {
+    const sizes = await Promise.all(Array.from({ length: streams }, () => curlAsync(['-o', '/dev/null', '-w', '%{http_code} %{size_download}', url])));
+    for (const out of sizes) {
+      const [code, size] = out.split(' ');
+      if (code !== '200' || Number(size) !== blob.size) throw new Error(`${s.name}: download ${out}`);
+    }
+  });
+  const total = blob.size * streams;
+  record(f, s.name, total / MiB / p.seconds, { cpu: [p.cpuSeconds / (total / 1024 ** 3), 's CPU/GiB'], rss: [p.peakRssMiB, 'MiB peak RSS'] });
+}
+
+async function pushImage(s: Server, repoName: string, tag: string): Promise<void> {
+  const layer = randomBytes(4096);
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [sha(layer)] }, history: [{ created: '2026-01-01T00:00:00Z' }] }));
+  await pushBuffer(s, repoName, layer, sha(layer));
+  await pushBuffer(s, repoName, config, sha(config));
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.docker.distribution.manifest.v2+json',
+      config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: sha(config) },
+      layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: layer.length, digest: sha(layer) }],
+    }),
+  );
+  const r = await http(s.agent, s.port, 'PUT', `/v2/${repoName}/manifests/${tag}`, { 'Content-Type': 'application/vnd.docker.distribution.manifest.v2+json' }, manifest);
+  if (r.status !== 201) throw new Error(`${s.name}: PUT manifest ${r.status} ${r.body.toString().slice(0, 200)}`);
+}
+
+function parseWrk(out: string): { rps: number; p50: number; p99: number; errors: number } {
+  const toMs = (v: string): number => {
+    const m = /^([\d.]+)(us|ms|s|m)$/.exec(v.trim());
+    if (!m) return NaN;
+    const n = Number(m[1]);
+    return m[2] === 'us' ? n / 1000 : m[2] === 'ms' ? n : m[2] === 's' ? n * 1000 : n * 60000;
+  };
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
+  const p50 = toMs(/\s50%\s+(\S+)/.exec(out)?.[1] ?? '');
+  const p99 = toMs(/\s99%\s+(\S+)/.exec(out)?.[1] ?? '');
+  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
+  const sockErr = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const errors = non2xx + (sockErr ? Number(sockErr[1]) + Number(sockErr[2]) + Number(sockErr[3]) + Number(sockErr[4]) : 0);
+  return { rps, p50, p99, errors };
+}
+
+async function smallRequests(s: Server, key: string, label: string, path: string, headers: string[], seconds: number): Promise<void> {
+  const f = figure(key, label, 'req/s', { ratio: 5, higherIsBetter: true, text: '≥ 5×, p99 ≤ 50 ms' });
+  let out = '';
+  const p = await measure(s, async () => {
+    out = await new Promise<string>((resolve, reject) => {
+      const args = ['-t1', '-c64', `-d${seconds}s`, '--latency', ...headers.flatMap((h) => ['-H', h]), `http://127.0.0.1:${s.port}${path}`];
+      const w = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      let o = '';
+      w.stdout.on('data', (d: Buffer) => (o += d.toString()));
+      w.stderr.on('data', (d: Buffer) => (o += d.toString()));
+      w.on('exit', (code) => (code === 0 ? resolve(o) : reject(new Error(`wrk: ${o}`))));
+    });
+  });
+  const w = parseWrk(out);
+  if (!Number.isFinite(w.rps) || w.errors > 0) throw new Error(`${s.name}: ${label}: wrk reported errors or no rate:\n${out}`);
+  record(f, s.name, w.rps, {
+    p50: [w.p50, 'ms p50'],
+    p99: [w.p99, 'ms p99'],
+    cpu: [(p.cpuSeconds / (w.rps * p.seconds)) * 1e6, 'µs CPU/request'],
+    rss: [p.peakRssMiB, 'MiB peak RSS'],
+  });
+}
+
+// ---------------------------------------------------------------- machine limits
+
+async function machineLimits(): Promise<Record<string, number>> {
+  const buf = randomBytes(256 * MiB);
+  let t = process.hrtime.bigint();
+  createHash('sha256').update(buf).digest();
+  const shaMiBps = 256 / (Number(process.hrtime.bigint() - t) / 1e9);
+  // semi-compressible data (~2:1), like the v1 layer bench
+  const plain = Buffer.alloc(64 * MiB);
+  for (let i = 0; i < plain.length; i += MiB) {
+    buf.copy(plain, i, i, i + MiB / 2);
+    plain.fill('legacy-registry benchmark data, compressible part..', i + MiB / 2, i + MiB);
+  }
+  const gz = gzipSync(plain, { level: 6 });
+  t = process.hrtime.bigint();
+  gunzipSync(gz);
+  const gunzipMiBps = 64 / (Number(process.hrtime.bigint() - t) / 1e9);
+  const loopbackMiBps = await new Promise<number>((resolve, reject) => {
+    const total = 2048 * MiB;
+    const srv = createServer((sock) => {
+      let got = 0;
+      const t0 = process.hrtime.bigint();
+      sock.on('data', (d: Buffer) => {
+        got += d.length;
+        if (got >= total) {
+          const sec = Number(process.hrtime.bigint() - t0) / 1e9;
+          sock.destroy();
+          srv.close();
+          resolve(total / MiB / sec);
+        }
+      });
+    });
+    srv.listen(0, '127.0.0.1', () => {
+      const c = connect((srv.address() as AddressInfo).port, '127.0.0.1');
+      const chunk = buf.subarray(0, 4 * MiB);
+      let sent = 0;
+      const pump = (): void => {
+        while (sent < total) {
+          sent += chunk.length;
+          if (!c.write(chunk)) {
+            c.once('drain', () => pump());
+            return;
+          }
+        }
+        c.end();
+      };
+      c.on('connect', pump);
+      c.on('error', reject);
+    });
+  });
+  return { sha256MiBps: Math.round(shaMiBps), gunzipMiBps: Math.round(gunzipMiBps), loopbackMiBps: Math.round(loopbackMiBps) };
+}
+
+// ---------------------------------------------------------------- main
+
+function distributionBinary(): string | undefined {
+  const bin = '/usr/bin/docker-registry';
+  if (existsSync(bin)) return bin;
+  if (process.getuid?.() === 0 && existsSync('/usr/bin/apt-get')) {
+    log('distribution (docker-registry) missing: installing it with apt-get');
+    const r = spawnSync('sh', ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-registry'], { stdio: 'inherit' });
+    if (r.status === 0 && existsSync(bin)) return bin;
+  }
+  return undefined;
+}
+
+function ensureWrk(): boolean {
+  if (spawnSync('sh', ['-c', 'command -v wrk']).status === 0) return true;
+  if (process.getuid?.() === 0 && existsSync('/usr/bin/apt-get')) {
+    log('wrk missing: installing it with apt-get');
+    spawnSync('sh', ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk'], { stdio: 'inherit' });
+  }
+  return spawnSync('sh', ['-c', 'command -v wrk']).status === 0;
+}
+
+function fmt(v: number): string {
+  if (!Number.isFinite(v)) return '—';
+  return v >= 100 ? String(Math.round(v)) : v >= 10 ? v.toFixed(1) : v.toFixed(2);
+}
+
+async function main(): Promise<void> {
+  if (!existsSync(join(ROOT, 'dist', 'src', 'cli', 'main.js'))) throw new Error('build first: npm run build');
+  const skipped: string[] = [];
+  const bin = distributionBinary();
+  if (!bin) skipped.push('distribution (docker-registry) is not installed and could not be installed: ours only');
+  const haveWrk = ensureWrk();
+  if (!haveWrk) skipped.push('wrk is not installed: small-request phase skipped');
+
+  const work = await mkdtemp(join(tmpdir(), 'lr-compare-'));
+  const started: Server[] = [];
+  try {
+    log('machine limits…');
+    const limits = await machineLimits();
+    log(`sha256 ${limits.sha256MiBps} MiB/s, gunzip ${limits.gunzipMiBps} MiB/s (one core), loopback ${limits.loopbackMiBps} MiB/s`);
+
+    log('preparing data…');
+    const big = await makeBlobFile(join(work, 'blob512'), 512 * MiB);
+    const small = Array.from({ length: 64 }, () => {
+      const data = randomBytes(MiB);
+      return { data, digest: sha(data) };
+    });
+    const chunkBufs = Array.from({ length: 16 }, () => randomBytes(16 * MiB));
+    const chunkDigest = (() => {
+      const h = createHash('sha256');
+      for (const c of chunkBufs) h.update(c);
+      return `sha256:${h.digest('hex')}`;
+    })();
+
+    const servers: Server[] = [await startOurs(join(work, 'ours'))];
+    started.push(servers[0]!);
+    if (bin) {
+      servers.push(await startDistribution(join(work, 'distribution'), bin));
+      started.push(servers[1]!);
+    }
+    // blobs to download and an image for the small requests
+    for (const s of servers) {
+      const loc = await startUpload(s, 'bench/download');
+      curl(['-o', '/dev/null', '-T', big.path, `http://127.0.0.1:${s.port}${withQuery(loc, `digest=${big.digest}`)}`]);
+      await pushImage(s, 'bench/small', 'latest');
+      for (let i = 0; i < 20; i++) await pushImage(s, 'bench/small', `t${i}`);
+    }
+
+    for (let rep = 0; rep < REPS; rep++) {
+      log(`round ${rep + 1}/${REPS}`);
+      for (const s of servers) await monolithic(s, big);
+      for (const s of servers) await manySmall(s, small);
+      for (const s of servers) await chunked(s, chunkBufs, chunkDigest);
+      for (const s of servers) await download(s, 'bench/download', big, 1);
+      for (const s of servers) await download(s, 'bench/download', big, 8);
+      if (haveWrk) {
+        const accept = 'Accept: application/vnd.docker.distribution.manifest.v2+json';
+        for (const s of servers) await smallRequests(s, 'manifest', 'manifest GET by tag, 64 conns', '/v2/bench/small/manifests/latest', [accept], 10);
+        for (const s of servers) await smallRequests(s, 'tags', 'tags/list, 64 conns', '/v2/bench/small/tags/list', [], 10);
+      }
+    }
+    for (const s of started.splice(0)) await stop(s);
+
+    const ours: Record<string, unknown> = {};
+    if (!flag('no-v1')) {
+      for (const sizeMiB of flag('big') ? [512, 2048] : [512]) {
+        log(`v1 layer push/pull, ${sizeMiB} MiB tar (ours only)…`);
+        const v1 = await benchV1Layer(sizeMiB, log);
+        ours[`v1_${sizeMiB}`] = v1;
+      }
+    }
+    if (!flag('no-search')) {
+      log('/v1/search at 100,000 repositories (SQLite)…');
+      const r = spawnSync(process.execPath, [join(ROOT, 'bench', 'search.mjs'), 'sqlite', '100000'], { encoding: 'utf8', cwd: ROOT, maxBuffer: 16 << 20 });
+      const m = /all\s+p50 ([\d.]+) ms\s+p99 ([\d.]+) ms\s+max ([\d.]+) ms/.exec(r.stdout);
+      if (m) ours.search = { p50Ms: Number(m[1]), p99Ms: Number(m[2]), maxMs: Number(m[3]) };
+      else skipped.push(`search bench failed: ${(r.stderr || r.stdout).slice(-300)}`);
+    }
+
+    // ------------------------------------------------ report
+    const rows: string[][] = [['figure', 'ours', 'distribution', 'ratio', 'target', 'met']];
+    const summary: Record<string, unknown>[] = [];
+    for (const f of figures) {
+      const o = median(f.ours);
+      const t = median(f.theirs);
+      const ratio = o / t;
+      let met: string = '—';
+      if (f.target && Number.isFinite(ratio)) {
+        let ok = ratio >= f.target.ratio;
+        if (f.extra.p99) ok = ok && median(f.extra.p99.ours) <= 50;
+        met = ok ? 'yes' : 'no';
+      }
+      rows.push([`${f.label} (${f.unit})`, fmt(o), fmt(t), Number.isFinite(ratio) ? `${ratio.toFixed(2)}×` : '—', f.target?.text ?? '', met]);
+      for (const [k, e] of Object.entries(f.extra)) rows.push([`  ${e.unit}`, fmt(median(e.ours)), fmt(median(e.theirs)), '', k === 'p99' && f.target ? '≤ 50' : '', '']);
+      summary.push({ key: f.key, label: f.label, unit: f.unit, ours: f.ours, distribution: f.theirs, ratio, target: f.target, met, extra: f.extra });
+    }
+    const v1_512 = ours.v1_512 as { pushMiBps: number; pullMiBps: number; pushPeakRssMiB: number; pullPeakRssMiB: number; pushCpuSecPerGiB: number; pullCpuSecPerGiB: number } | undefined;
+    const mono = figures.find((f) => f.key === 'mono');
+    if (v1_512) {
+      const base = mono ? median(mono.theirs) : NaN;
+      const r = v1_512.pushMiBps / base;
+      rows.push(['v1 layer push, 512 MiB tar gz, full verification (MiB/s)', fmt(v1_512.pushMiBps), `${fmt(base)} (v2 mono)`, Number.isFinite(r) ? `${r.toFixed(2)}×` : '—', '≥ 0.8× of mono', Number.isFinite(r) ? (r >= 0.8 ? 'yes' : 'no') : '—']);
+      rows.push(['  s CPU/GiB, MiB peak RSS', `${fmt(v1_512.pushCpuSecPerGiB)}, ${v1_512.pushPeakRssMiB}`, '', '', '', '']);
+      rows.push(['v1 layer pull (MiB/s)', fmt(v1_512.pullMiBps), '', '', '', '']);
+      rows.push(['  s CPU/GiB, MiB peak RSS', `${fmt(v1_512.pullCpuSecPerGiB)}, ${v1_512.pullPeakRssMiB}`, '', '', '', '']);
+    }
+    const v1big = ours.v1_2048 as typeof v1_512;
+    if (v1big) {
+      const peak = Math.max(v1big.pushPeakRssMiB, v1big.pullPeakRssMiB);
+      rows.push(['v1 2 GiB layer: push / pull MiB/s, peak RSS MiB', `${v1big.pushMiBps} / ${v1big.pullMiBps}, ${peak}`, '', '', '≤ 200 MiB', peak <= 200 ? 'yes' : 'no']);
+    }
+    const search = ours.search as { p50Ms: number; p99Ms: number; maxMs: number } | undefined;
+    if (search) rows.push(['/v1/search at 100k repos, SQLite: p50 / p99 ms', `${search.p50Ms} / ${search.p99Ms}`, '', '', 'p99 ≤ 20 ms', search.p99Ms <= 20 ? 'yes' : 'no']);
+
+    const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+    const line = (r: string[]): string => `| ${r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
+    const table = [line(rows[0]!), `|${widths.map((w, i) => (i === 0 ? ':' : '') + '-'.repeat(w + 1) + (i === 0 ? '' : ':')).join('|')}|`, ...rows.slice(1).map(line)].join('\n');
+    const date = new Date().toISOString();
+    const machine = `${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${Math.round(totalmem() / 1024 ** 3)} GiB RAM, node ${process.version}`;
+    console.log(`\nlegacy-registry vs distribution ${bin ? spawnSync(bin, ['--version'], { encoding: 'utf8' }).stdout.trim().split(' ').pop() : '(not run)'} — ${date}`);
+    console.log(`machine: ${machine}; reps ${REPS} (median)`);
+    console.log(`limits: sha256 ${limits.sha256MiBps} MiB/s, gunzip ${limits.gunzipMiBps} MiB/s (one core), loopback ${limits.loopbackMiBps} MiB/s\n`);
+    console.log(table);
+    for (const s of skipped) console.log(`skipped: ${s}`);
+    const outDir = opt('out', join(ROOT, 'bench', 'results'));
+    mkdirSync(outDir, { recursive: true });
+    const file = join(outDir, `compare-${date.slice(0, 10)}.json`);
+    writeFileSync(file, JSON.stringify({ date, machine, reps: REPS, limits, figures: summary, ours, skipped, table }, null, 2) + '\n');
+    console.log(`\nwritten: ${file}`);
+  } finally {
+    for (const s of started) await stop(s).catch(() => undefined);
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+await main();
