@@ -12,6 +12,7 @@ import { IndexService } from './index/service.js';
 import { indexRouter } from './index/routes.js';
 import { createLogger, toLevel, type Logger } from './log/logger.js';
 import { createDriver } from './storage/drivers/index.js';
+import { CachingDriver } from './storage/drivers/caching.js';
 import type { StorageDriver } from './storage/driver.js';
 import { BlobStore } from './content/blob-store.js';
 import { DigestWorkers } from './digest/worker-inner.js';
@@ -82,7 +83,10 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const log = opts.logger ?? createLogger(toLevel(config.loglevel));
   const role = opts.role ?? 'all';
   const version = packageVersion();
-  const driver = opts.driver ?? (await createDriver(config));
+  const storage = opts.driver ?? (await createDriver(config));
+  // Small metadata reads (tags, manifests, listings) served from memory for metadata_cache_ttl
+  // seconds; positive answers only, own writes visible at once (src/storage/drivers/caching.ts).
+  const driver = config.metadata_cache_ttl > 0 ? new CachingDriver(storage, { ttlMs: config.metadata_cache_ttl * 1000 }) : storage;
   const blobs = new BlobStore(driver);
   const purged = await blobs.purgeStaleUploads(config.upload_purge_age * 1000);
   if (purged > 0) log.info('purged abandoned uploads', { count: purged });

@@ -99,6 +99,12 @@ export const configSchema = z
     token_secret: z.string().min(16).nullable().default(null),
     /** Index: bcrypt cost of stored passwords. */
     bcrypt_cost: z.number().int().min(4).max(15).default(10),
+    /**
+     * Seconds small metadata (tag links, manifest revisions, tag listings) is served from memory.
+     * Only found objects are kept and this node's writes drop them at once; a change made through
+     * another registry node on the same storage is seen within this time. 0 turns the cache off.
+     */
+    metadata_cache_ttl: z.number().nonnegative().max(60).default(1),
     /** Seconds a positive token validation answer from the index is cached (spec Q14: ≤ 60). */
     token_cache_ttl: z.number().int().nonnegative().max(60).default(30),
   })
