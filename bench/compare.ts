@@ -115,7 +115,7 @@ async function startOurs(dir: string): Promise<Server> {
       STANDALONE: 'true',
       V2: 'true',
       STORAGE_DELETE: 'true',
-      LOGLEVEL: 'warn',
+      LOGLEVEL: 'error',
       ...(process.env.BENCH_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS } : {}),
     },
     stdio: ['ignore', 'ignore', 'inherit'],
