@@ -186,6 +186,14 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
 
   const app = createKoa();
   app.use(accessLog(log));
+  if (config.http_headers) {
+    // distribution's http.headers: added to every response (errors included), several values as several lines
+    const extra = Object.entries(config.http_headers).filter(([, values]) => values.length > 0);
+    app.use(async (ctx, next) => {
+      for (const [name, values] of extra) ctx.set(name, values.length === 1 ? values[0]! : values);
+      await next();
+    });
+  }
   app.use(v1ErrorRenderer(log));
   // The token service answers before /v2/ (its realm path is under /v2/ and needs no token).
   if (index && issuer) app.use(tokenRouter(effective, index, issuer).routes());
