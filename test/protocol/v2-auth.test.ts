@@ -230,6 +230,23 @@ describe('v2 token auth: the index token service and the registry check (spec §
     assertUnauthorized(await request(s.url, '/v2/alice/pub/tags/list', { headers: bearer(wrongIss) }), 'invalid_token');
   });
 
+  it('malformed Authorization headers and token requests get 4xx, never 5xx', async () => {
+    const none = Buffer.from('{"alg":"none","typ":"JWT"}').toString('base64url');
+    const hs = Buffer.from('{"alg":"HS256","typ":"JWT","kid":"x"}').toString('base64url');
+    const claims = Buffer.from('{"iss":"legacy-registry","access":[{"type":"repository","name":"alice/pub","actions":["*"]}]}').toString('base64url');
+    for (const auth of ['Bearer', 'Bearer ', 'Bearer a.b.c', 'Bearer ...', `Bearer ${none}.${claims}.`, `Bearer ${hs}.${claims}.c2ln`, `Bearer ${'x'.repeat(8000)}`, 'Basic !!!', 'Token signature=1']) {
+      const r = await request(s.url, '/v2/alice/pub/tags/list', { headers: { Authorization: auth } });
+      assert.equal(r.status, 401, auth.slice(0, 40));
+    }
+    for (const q of ['scope=%ZZ', 'scope=repository:a:b:c:d', 'offline_token=yes&scope=', 'service=&account=']) {
+      const r = await request(s.url, `/v2/token?${q}`);
+      assert.equal(r.status, 200, q);
+    }
+    assert.equal((await request(s.url, '/v2/token', { headers: { Authorization: 'Basic !!!' } })).status, 401);
+    assert.equal((await request(s.url, '/v2/token', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' })).status, 400);
+    assert.equal((await request(s.url, '/v2/token', { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: 'x'.repeat(70_000) })).status, 400);
+  });
+
   it('a token for another repository or without push: insufficient_scope; with the scope the request goes through', async () => {
     const pubPull = await tokenFor(alice, 'repository:alice/pub:pull');
     const data = Buffer.from(`blob ${Date.now()}`);
