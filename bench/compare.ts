@@ -38,11 +38,19 @@ if (flag('help')) {
   --no-v1        skip the v1 layer push/pull (ours only)
   --no-search    skip the /v1/search latency phase
   --out DIR      where the JSON result goes (default bench/results)
+  --only LIST    run only these phases (comma-separated): mono, small, chunked, download1,
+                 download8, manifest, tags, v1, search (default: all)
 Starts legacy-registry and, if /usr/bin/docker-registry exists (installed with apt when missing and
 running as root), distribution 2.8 with an equivalent filesystem config; both on 127.0.0.1.`);
   process.exit(0);
 }
 const REPS = Number(opt('reps', '2'));
+const ONLY = opt('only', '')
+  .split(',')
+  .map((x) => x.trim())
+  .filter((x) => x !== '');
+/** Whether a phase runs (--only narrows the set; --no-v1 / --no-search drop those two). */
+const run = (phase: string): boolean => (ONLY.length === 0 || ONLY.includes(phase)) && !(phase === 'v1' && flag('no-v1')) && !(phase === 'search' && flag('no-search'));
 const log = (s: string): void => console.error(`[bench] ${s}`);
 
 // ---------------------------------------------------------------- processes and /proc
@@ -553,28 +561,28 @@ async function main(): Promise<void> {
 
     for (let rep = 0; rep < REPS; rep++) {
       log(`round ${rep + 1}/${REPS}`);
-      for (const s of servers) await monolithic(s, big);
-      for (const s of servers) await manySmall(s, small);
-      for (const s of servers) await chunked(s, chunkBufs, chunkDigest);
-      for (const s of servers) await download(s, 'bench/download', big, 1);
-      for (const s of servers) await download(s, 'bench/download', big, 8);
+      if (run('mono')) for (const s of servers) await monolithic(s, big);
+      if (run('small')) for (const s of servers) await manySmall(s, small);
+      if (run('chunked')) for (const s of servers) await chunked(s, chunkBufs, chunkDigest);
+      if (run('download1')) for (const s of servers) await download(s, 'bench/download', big, 1);
+      if (run('download8')) for (const s of servers) await download(s, 'bench/download', big, 8);
       if (haveWrk) {
         const accept = 'Accept: application/vnd.docker.distribution.manifest.v2+json';
-        for (const s of servers) await smallRequests(s, 'manifest', 'manifest GET by tag, 64 conns', '/v2/bench/small/manifests/latest', [accept], 10);
-        for (const s of servers) await smallRequests(s, 'tags', 'tags/list, 64 conns', '/v2/bench/small/tags/list', [], 10);
+        if (run('manifest')) for (const s of servers) await smallRequests(s, 'manifest', 'manifest GET by tag, 64 conns', '/v2/bench/small/manifests/latest', [accept], 10);
+        if (run('tags')) for (const s of servers) await smallRequests(s, 'tags', 'tags/list, 64 conns', '/v2/bench/small/tags/list', [], 10);
       }
     }
     for (const s of started.splice(0)) await stop(s);
 
     const ours: Record<string, unknown> = {};
-    if (!flag('no-v1')) {
+    if (run('v1')) {
       for (const sizeMiB of flag('big') ? [512, 2048] : [512]) {
         log(`v1 layer push/pull, ${sizeMiB} MiB tar (ours only)…`);
         const v1 = await benchV1Layer(sizeMiB, log);
         ours[`v1_${sizeMiB}`] = v1;
       }
     }
-    if (!flag('no-search')) {
+    if (run('search')) {
       log('/v1/search at 100,000 repositories (SQLite)…');
       const r = spawnSync(process.execPath, [join(ROOT, 'bench', 'search.mjs'), 'sqlite', '100000'], { encoding: 'utf8', cwd: ROOT, maxBuffer: 16 << 20 });
       const m = /all\s+p50 ([\d.]+) ms\s+p99 ([\d.]+) ms\s+max ([\d.]+) ms/.exec(r.stdout);
