@@ -10,7 +10,8 @@ import { tokenSecret } from './db/settings.js';
 import { V1TokenSigner } from './auth/v1-token.js';
 import { IndexService } from './index/service.js';
 import { indexRouter } from './index/routes.js';
-import { createLogger, toLevel, type Logger } from './log/logger.js';
+import { loggerFor, type Logger } from './log/logger.js';
+import { configuredHealthChecks, debugServer, healthGate, readOnlyGate } from './http/health.js';
 import { createDriver } from './storage/drivers/index.js';
 import { CachingDriver } from './storage/drivers/caching.js';
 import type { StorageDriver } from './storage/driver.js';
@@ -40,6 +41,23 @@ import { Htpasswd, HtpasswdRegistryAuth, type HtpasswdGate } from './auth/htpass
 import { readOptional } from './content/small-objects.js';
 import { randomBytes } from 'node:crypto';
 import { JWKS_PATH, tokenRouter } from './index/token-routes.js';
+
+/** https options of the tls_* keys: the files are read once, at start. */
+function tlsOptions(c: Config): import('node:https').ServerOptions {
+  const read = (f: string): Buffer => {
+    try {
+      return readFileSync(f);
+    } catch (e) {
+      throw new ConfigError(`cannot read ${f}: ${(e as Error).message}`);
+    }
+  };
+  return {
+    cert: read(c.tls_certificate!),
+    key: read(c.tls_key!),
+    ...(c.tls_client_cas ? { ca: c.tls_client_cas.map(read), requestCert: true, rejectUnauthorized: true } : {}),
+    ...(c.tls_minimum_version ? { minVersion: c.tls_minimum_version } : {}),
+  };
+}
 
 export function packageVersion(): string {
   try {
@@ -80,7 +98,8 @@ export interface StartOptions {
 
 /** The composition root: build storage, services and routes from the config, then listen. */
 export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
-  const log = opts.logger ?? createLogger(toLevel(config.loglevel));
+  const log = opts.logger ?? loggerFor(config);
+  for (const w of config.warnings) log.warn(`configuration: ${w}`);
   const role = opts.role ?? 'all';
   const version = packageVersion();
   const storage = opts.driver ?? (await createDriver(config));
@@ -88,19 +107,22 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   // seconds; positive answers only, own writes visible at once (src/storage/drivers/caching.ts).
   const driver = config.metadata_cache_ttl > 0 ? new CachingDriver(storage, { ttlMs: config.metadata_cache_ttl * 1000 }) : storage;
   const blobs = new BlobStore(driver);
-  const purged = await blobs.purgeStaleUploads(config.upload_purge_age * 1000);
-  if (purged > 0) log.info('purged abandoned uploads', { count: purged });
-  // Uploads abandoned while we run (a client that vanished without closing) go the same way.
-  const purgeTimer = setInterval(
-    () => {
-      blobs.purgeStaleUploads(config.upload_purge_age * 1000).then(
-        (n) => n > 0 && log.info('purged abandoned uploads', { count: n }),
-        (e: unknown) => log.error('purging abandoned uploads failed', { err: e }),
-      );
-    },
-    Math.min(config.upload_purge_age * 1000, 3600_000),
-  );
-  purgeTimer.unref();
+  let purgeTimer: NodeJS.Timeout | undefined;
+  if (config.upload_purging && !config.read_only) {
+    const purged = await blobs.purgeStaleUploads(config.upload_purge_age * 1000);
+    if (purged > 0) log.info('purged abandoned uploads', { count: purged });
+    // Uploads abandoned while we run (a client that vanished without closing) go the same way.
+    purgeTimer = setInterval(
+      () => {
+        blobs.purgeStaleUploads(config.upload_purge_age * 1000).then(
+          (n) => n > 0 && log.info('purged abandoned uploads', { count: n }),
+          (e: unknown) => log.error('purging abandoned uploads failed', { err: e }),
+        );
+      },
+      (config.upload_purge_interval ?? Math.min(config.upload_purge_age, 3600)) * 1000,
+    );
+    purgeTimer.unref();
+  }
   // gunzip + tarsum of uploads run in worker threads (the second core), sha256 + payload here.
   const digestWorkers = new DigestWorkers();
   const images = new V1Images(driver, blobs, {
@@ -184,8 +206,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       ? OPEN_ACCESS
       : new TokenAuth({ indexEndpoint: () => config.index_endpoint ?? selfUrl, cacheTtl: config.token_cache_ttl, log });
 
+  const health = configuredHealthChecks(config, log);
   const app = createKoa();
-  app.use(accessLog(log));
+  app.use(accessLog(log, config.access_log));
   if (config.http_headers) {
     // distribution's http.headers: added to every response (errors included), several values as several lines
     const extra = Object.entries(config.http_headers).filter(([, values]) => values.length > 0);
@@ -195,6 +218,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     });
   }
   app.use(v1ErrorRenderer(log));
+  if (health.size > 0) app.use(healthGate(health));
+  if (config.read_only) app.use(readOnlyGate());
   // The token service answers before /v2/ (its realm path is under /v2/ and needs no token).
   if (index && issuer) app.use(tokenRouter(effective, index, issuer).routes());
   if (config.v2 && role !== 'index') {
@@ -265,7 +290,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       void koaHandler(req, res);
     },
     log,
-    { idleTimeoutSec: config.idle_timeout },
+    { idleTimeoutSec: config.idle_timeout, ...(config.tls_certificate && config.tls_key ? { tls: tlsOptions(config) } : {}) },
   );
   const { host, port } = listenAddress(config);
   await new Promise<void>((resolve, reject) => {
@@ -277,11 +302,22 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   });
   const addr = server.address() as AddressInfo;
   const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-  const url = `http://${shownHost === '0.0.0.0' || shownHost === '[::]' ? '127.0.0.1' : shownHost}:${addr.port}`;
+  const url = `${config.tls_certificate ? 'https' : 'http'}://${shownHost === '0.0.0.0' || shownHost === '[::]' ? '127.0.0.1' : shownHost}:${addr.port}`;
   selfUrl = url;
+  let debug: Server | undefined;
+  if (config.debug_addr) {
+    const d = listenAddress({ ...config, http_addr: config.debug_addr });
+    debug = debugServer(health);
+    await new Promise<void>((resolve, reject) => {
+      debug!.once('error', reject);
+      debug!.listen(d.port, d.host, () => resolve());
+    });
+    log.info('debug server listening (/debug/health)', { address: config.debug_addr });
+  }
   log.info('legacy-registry listening', {
     role,
     address: `${shownHost}:${addr.port}`,
+    tls: config.tls_certificate ? true : undefined,
     version,
     storage: config.storage,
     storage_path: config.storage_path,
@@ -297,6 +333,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const close = (): Promise<void> => {
     closing ??= (async () => {
       clearInterval(purgeTimer);
+      health.stop();
+      if (debug) debug.close();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const drained = await inflight.drain(config.shutdown_timeout * 1000);

@@ -12,7 +12,7 @@ export interface ConfigOptions {
 
 export function withConfigOptions(c: Command): Command {
   return c
-    .option('-c, --config <file>', 'configuration file (default: $DOCKER_REGISTRY_CONFIG, else config_sample.yml)')
+    .option('-c, --config <file>', 'configuration file (default: $DOCKER_REGISTRY_CONFIG, else $REGISTRY_CONFIGURATION_PATH, else config_sample.yml)')
     .option('-f, --flavor <name>', 'configuration flavor (default: $SETTINGS_FLAVOR, else dev)');
 }
 

@@ -1,13 +1,14 @@
 import { Command, Option } from 'commander';
 import { ConfigError, loadConfig } from '../config/load.js';
 import { startServer, type Role } from '../main.js';
-import { createLogger, toLevel } from '../log/logger.js';
+import { loggerFor } from '../log/logger.js';
 
 export function serveCommand(): Command {
   return new Command('serve')
     .description('start the server: index and registry in one process (default), or one of them')
+    .argument('[config]', 'configuration file, as `registry serve <config.yml>` takes it (same as --config)')
     .addOption(new Option('--only <role>', 'run only one service').choices(['registry', 'index']))
-    .option('-c, --config <file>', 'configuration file (default: $DOCKER_REGISTRY_CONFIG, else config_sample.yml)')
+    .option('-c, --config <file>', 'configuration file: flavored (config_sample.yml style) or distribution config.yml (version: 0.1); default: $DOCKER_REGISTRY_CONFIG, else $REGISTRY_CONFIGURATION_PATH, else config_sample.yml')
     .option('-f, --flavor <name>', 'configuration flavor (default: $SETTINGS_FLAVOR, else dev)')
     .option('--host <host>', 'listen host (overrides REGISTRY_HOST and the file)')
     .option('-p, --port <port>', 'listen port (overrides REGISTRY_PORT and the file)', (v) => Number(v))
@@ -17,13 +18,20 @@ export function serveCommand(): Command {
       `
 Environment: DOCKER_REGISTRY_CONFIG, SETTINGS_FLAVOR, STORAGE_PATH, REGISTRY_HOST, REGISTRY_PORT,
 REGISTRY_HTTP_ADDR (host:port), LOGLEVEL, STANDALONE, INDEX_ENDPOINT, … (see config_sample.yml).
+With a distribution config.yml, every REGISTRY_<SECTION>_<KEY> variable overrides the file the way
+distribution's does (e.g. REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY, REGISTRY_AUTH=htpasswd).
 SIGTERM or SIGINT stops accepting connections and lets in-flight requests finish.`,
     )
-    .action(async (opts: { only?: Role; config?: string; flavor?: string; host?: string; port?: number; storagePath?: string }) => {
+    .action(async (file: string | undefined, opts: { only?: Role; config?: string; flavor?: string; host?: string; port?: number; storagePath?: string }) => {
+      if (file && opts.config && file !== opts.config) {
+        process.stderr.write('legacy-registry: give the configuration file once (argument or --config)\n');
+        process.exit(2);
+      }
+      const configFile = opts.config ?? file;
       let config;
       try {
         config = loadConfig({
-          ...(opts.config ? { file: opts.config } : {}),
+          ...(configFile ? { file: configFile } : {}),
           ...(opts.flavor ? { flavor: opts.flavor } : {}),
           overrides: {
             ...(opts.host ? { host: opts.host, http_addr: undefined } : {}),
@@ -41,8 +49,17 @@ SIGTERM or SIGINT stops accepting connections and lets in-flight requests finish
         throw e;
       }
       if (opts.host || opts.port !== undefined) config = { ...config, http_addr: null };
-      const log = createLogger(toLevel(config.loglevel));
-      const running = await startServer(config, { role: opts.only ?? 'all', logger: log });
+      const log = loggerFor(config);
+      let running;
+      try {
+        running = await startServer(config, { role: opts.only ?? 'all', logger: log });
+      } catch (e) {
+        if (e instanceof ConfigError) {
+          process.stderr.write(`legacy-registry: ${e.message}\n`);
+          process.exit(2);
+        }
+        throw e;
+      }
       let stopping = false;
       const stop = (signal: string): void => {
         if (stopping) {

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { LineCounter, parse, parseDocument, isMap, isSeq, isScalar, type Node } from 'yaml';
 
 import { configSchema, parseByteSize, type Config } from './schema.js';
+import { applyRegistryEnv, isDistributionConfig, mapDistribution } from './distribution.js';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -62,36 +63,43 @@ export function interpolate(value: unknown, env: NodeJS.ProcessEnv): unknown {
   return value;
 }
 
-function lineOf(doc: ReturnType<typeof parseDocument>, lc: LineCounter, path: (string | number)[]): number | undefined {
+function lineOf(doc: ReturnType<typeof parseDocument>, lc: LineCounter, path: readonly (string | number)[]): number | undefined {
   let node: unknown = doc.contents;
+  // the line of the last key on the path (a section's error points at its key, not its first child)
+  let at: unknown = node;
   for (const key of path) {
     if (isMap(node)) {
-      const pair = node.items.find((p) => isScalar(p.key) && p.key.value === key);
+      let pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(key));
       if (!pair) {
         // the key may come from a merged anchor (`<<: *common`): look there
         const merge = node.items.find((p) => isScalar(p.key) && p.key.value === '<<');
-        const src = merge?.value as { source?: Node } | undefined;
-        node = src?.source;
-        if (isMap(node)) {
-          const p2 = node.items.find((p) => isScalar(p.key) && p.key.value === key);
-          node = p2?.value ?? p2?.key;
-          continue;
-        }
-        return undefined;
+        const src = (merge?.value as { source?: Node } | undefined)?.source;
+        if (!isMap(src)) return undefined;
+        pair = src.items.find((p) => isScalar(p.key) && String(p.key.value) === String(key));
+        if (!pair) return undefined;
       }
-      node = pair.value ?? pair.key;
-    } else if (isSeq(node) && typeof key === 'number') {
-      node = node.items[key];
+      at = pair.key ?? pair.value;
+      node = pair.value;
+    } else if (isSeq(node) && (typeof key === 'number' || /^\d+$/.test(key))) {
+      node = node.items[Number(key)];
+      at = node;
     } else break;
   }
-  const range = (node as { range?: [number, number, number] } | undefined)?.range;
+  const range = (at as { range?: [number, number, number] } | undefined)?.range;
   return range ? lc.linePos(range[0]).line : undefined;
 }
 
-/** Load, interpolate, validate and freeze the configuration. Throws ConfigError with the key path. */
+/**
+ * Load, interpolate, validate and freeze the configuration. Throws ConfigError with the key path.
+ *
+ * The file is opts.file, else $DOCKER_REGISTRY_CONFIG, else $REGISTRY_CONFIGURATION_PATH (the
+ * variable distribution reads), else the package's config_sample.yml. A file with a top-level
+ * `version` key is a distribution config.yml (spec v2-bridge §5): its keys are mapped onto ours
+ * after the `REGISTRY_*` environment overrides; any other file holds flavors (spec v1 §8).
+ */
 export function loadConfig(opts: LoadOptions = {}): Config {
   const env = opts.env ?? process.env;
-  const named = opts.file ?? env.DOCKER_REGISTRY_CONFIG;
+  const named = opts.file ?? env.DOCKER_REGISTRY_CONFIG ?? env.REGISTRY_CONFIGURATION_PATH;
   let file: string | null;
   if (named) {
     file = isAbsolute(named) ? named : resolve(named);
@@ -99,7 +107,6 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   } else {
     file = sampleConfigPath();
   }
-  const flavor = opts.flavor ?? env.SETTINGS_FLAVOR ?? 'dev';
   const text = readFileSync(file, 'utf8');
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, merge: true });
@@ -108,9 +115,11 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     throw new ConfigError(`${file}: invalid YAML: ${e.message}`);
   }
   const all = doc.toJS({ maxAliasCount: 1000 }) as unknown;
+  if (isDistributionConfig(all)) return loadDistribution(all, { doc, lc, file, env, opts });
   if (all === null || typeof all !== 'object' || Array.isArray(all)) {
-    throw new ConfigError(`${file}: expected a mapping of flavors (common, dev, prod, …)`);
+    throw new ConfigError(`${file}: expected a mapping of flavors (common, dev, prod, …) or a distribution config.yml (version: 0.1)`);
   }
+  const flavor = opts.flavor ?? env.SETTINGS_FLAVOR ?? 'dev';
   const section = (all as Record<string, unknown>)[flavor];
   if (section === undefined) {
     throw new ConfigError(`${file}: flavor "${flavor}" (SETTINGS_FLAVOR) is not defined`);
@@ -120,30 +129,63 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   if (env.REGISTRY_HOST) values.host = env.REGISTRY_HOST;
   if (env.REGISTRY_PORT) values.port = Number(env.REGISTRY_PORT);
   if (env.REGISTRY_HTTP_ADDR) values.http_addr = env.REGISTRY_HTTP_ADDR;
-  // distribution's htpasswd variables (spec v2-bridge §5.2), read here directly until the general
-  // REGISTRY_* override mechanism (distcfg) covers them: auth.htpasswd.{realm,path}.
+  // distribution's htpasswd variables (spec v2-bridge §5.2) also work with a flavored file, for
+  // deployments that start from the registry:2 image's habits: auth.htpasswd.{realm,path}.
   if (env.REGISTRY_AUTH === 'htpasswd') values.v2_auth = 'htpasswd';
   if (env.REGISTRY_AUTH_HTPASSWD_REALM) values.htpasswd_realm = env.REGISTRY_AUTH_HTPASSWD_REALM;
   if (env.REGISTRY_AUTH_HTPASSWD_PATH) values.htpasswd_path = env.REGISTRY_AUTH_HTPASSWD_PATH;
-  for (const [k, v] of Object.entries(opts.overrides ?? {})) if (v !== undefined) values[k] = v;
+  return finish(values, {
+    opts,
+    flavor,
+    file: named ? file : null,
+    where: (path) => {
+      const line = lineOf(doc, lc, [flavor, ...path]);
+      return { key: [flavor, ...path].join('.'), at: line ? ` (${file}:${line})` : '' };
+    },
+    warnings: [],
+  });
+}
+
+interface FinishContext {
+  opts: LoadOptions;
+  flavor: string;
+  file: string | null;
+  /** How to name a key of ours in an error: its path as the user wrote it, and where. */
+  where: (path: (string | number)[]) => { key: string; at: string };
+  warnings: string[];
+}
+
+/** Apply CLI overrides, validate, and derive the frozen Config. */
+function finish(values: Record<string, unknown>, f: FinishContext): Config {
+  for (const [k, v] of Object.entries(f.opts.overrides ?? {})) if (v !== undefined) values[k] = v;
   // null in YAML means "use the default"
   for (const [k, v] of Object.entries(values)) if (v === null) delete values[k];
 
   const result = configSchema.safeParse(values);
   if (!result.success) {
     const lines = result.error.issues.map((issue) => {
-      const path = issue.path.map(String);
-      const keyPath = [flavor, ...path].join('.');
-      const line = lineOf(doc, lc, [flavor, ...issue.path.filter((p): p is string | number => typeof p !== 'symbol')]);
-      const where = line ? ` (${file}:${line})` : '';
+      const { key, at } = f.where(issue.path.filter((p): p is string | number => typeof p !== 'symbol'));
       const msg = issue.code === 'unrecognized_keys' ? `unknown key(s) ${issue.keys.join(', ')}` : issue.message;
-      return `${keyPath}${where}: ${msg}`;
+      return `${key}${at}: ${msg}`;
     });
     throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
   }
   const c = result.data;
   if (c.http_addr !== null && !/^(\[[0-9a-fA-F:]+\]|[^:\s]*):\d{1,5}$/.test(c.http_addr)) {
-    throw new ConfigError(`invalid configuration:\n  ${flavor}.http_addr: expected host:port, got ${JSON.stringify(c.http_addr)}`);
+    const { key, at } = f.where(['http_addr']);
+    throw new ConfigError(`invalid configuration:\n  ${key}${at}: expected host:port, got ${JSON.stringify(c.http_addr)}`);
+  }
+  if ((c.tls_certificate === null) !== (c.tls_key === null)) {
+    const { key, at } = f.where([c.tls_certificate === null ? 'tls_certificate' : 'tls_key']);
+    throw new ConfigError(`invalid configuration:\n  ${key}${at}: tls_certificate and tls_key go together`);
+  }
+  if (c.tls_client_cas !== null && c.tls_certificate === null) {
+    const { key, at } = f.where(['tls_client_cas']);
+    throw new ConfigError(`invalid configuration:\n  ${key}${at}: client certificates need TLS (tls_certificate and tls_key)`);
+  }
+  if (c.debug_addr !== null && !/^(\[[0-9a-fA-F:]+\]|[^:\s]*):\d{1,5}$/.test(c.debug_addr)) {
+    const { key, at } = f.where(['debug_addr']);
+    throw new ConfigError(`invalid configuration:\n  ${key}${at}: expected host:port, got ${JSON.stringify(c.debug_addr)}`);
   }
   const endpoints =
     c.registry_endpoints === null
@@ -158,10 +200,47 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     max_layer_size: parseByteSize(c.max_layer_size),
     max_json_size: parseByteSize(c.max_json_size),
     registry_endpoints: endpoints,
-    flavor,
-    file: named ? file : null,
+    flavor: f.flavor,
+    file: f.file,
+    warnings: Object.freeze([...f.warnings]),
   };
   return Object.freeze(config);
+}
+
+/** A distribution config.yml: REGISTRY_* overrides (§5.2), then the mapping onto our keys (§5.1). */
+function loadDistribution(
+  tree: Record<string, unknown>,
+  ctx: { doc: ReturnType<typeof parseDocument>; lc: LineCounter; file: string; env: NodeJS.ProcessEnv; opts: LoadOptions },
+): Config {
+  const { doc, lc, file, env } = ctx;
+  const { ignored, set } = applyRegistryEnv(tree, env);
+  const mapped = mapDistribution(tree);
+  const where = (path: readonly string[]): string => {
+    // a value set by a variable names the variable (the closest set ancestor), else the file line
+    for (let i = path.length; i > 0; i--) {
+      const v = set.get(path.slice(0, i).join('.'));
+      if (v) return ` (from ${v})`;
+    }
+    const line = lineOf(doc, lc, [...path]);
+    return line ? ` (${file}:${line})` : '';
+  };
+  if (mapped.errors.length > 0) {
+    const lines = mapped.errors.map((e) => `${e.path.join('.')}${where(e.path)}: ${e.message}`);
+    throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
+  }
+  const warnings = [...mapped.warnings, ...ignored.map((n) => `${n}: environment variable addresses no configuration key, ignored`)];
+  return finish({ ...mapped.values }, {
+    opts: ctx.opts,
+    flavor: 'distribution',
+    file,
+    where: (path) => {
+      const [top, ...rest] = path.map(String);
+      const from = top !== undefined ? mapped.origin[top] : undefined;
+      const p = from ? [...from, ...rest] : path.map(String);
+      return { key: p.join('.'), at: where(p) };
+    },
+    warnings,
+  });
 }
 
 /** host and port to listen on. */

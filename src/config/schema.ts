@@ -15,11 +15,44 @@ export const mirroringSchema = z
   })
   .strict();
 
+const seconds = z.number().positive();
+const checkTiming = { interval: seconds.default(10), threshold: z.number().int().nonnegative().default(0) };
+/** distribution's health section: periodic checks; any failing one makes every request a 503. */
+export const healthSchema = z
+  .object({
+    storagedriver: z.object({ enabled: z.boolean().default(false), ...checkTiming }).strict().nullable().default(null),
+    /** Fails while the file exists (a maintenance switch). */
+    file: z.array(z.object({ file: z.string().min(1), ...checkTiming }).strict()).default([]),
+    /** Fails unless GET uri answers statuscode within timeout seconds. */
+    http: z
+      .array(
+        z
+          .object({
+            uri: z.url(),
+            headers: z.record(z.string(), z.array(z.string())).nullable().default(null),
+            statuscode: z.number().int().min(100).max(599).default(200),
+            timeout: seconds.default(1),
+            ...checkTiming,
+          })
+          .strict(),
+      )
+      .default([]),
+    /** Fails unless a TCP connection to addr (host:port) opens within timeout seconds. */
+    tcp: z.array(z.object({ addr: z.string().min(1), timeout: seconds.default(1), ...checkTiming }).strict()).default([]),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     /** Body of GET / (JSON-encoded string). */
     issue: z.string().default('"docker-registry server"'),
     loglevel: z.enum(['debug', 'info', 'warn', 'warning', 'error', 'critical', 'silent']).default('info'),
+    /** Log line format: `text` (time LEVEL message key=value…) or `json` (one object per line). */
+    log_format: z.enum(['text', 'json']).default('text'),
+    /** Static fields added to every log line (distribution's log.fields). */
+    log_fields: z.record(z.string(), z.unknown()).nullable().default(null),
+    /** One log line per request (distribution's log.accesslog.disabled: false). */
+    access_log: z.boolean().default(true),
     debug: z.boolean().default(false),
     /**
      * No index: no token checks, stand-in index routes served (spec §3.12). Unset: `serve` (index and
@@ -44,6 +77,21 @@ export const configSchema = z
     host: z.string().min(1).default('0.0.0.0'),
     port: z.number().int().min(0).max(65535).default(5000),
     http_addr: nullableString,
+    /** Serve HTTPS with this PEM certificate (chain) and key (distribution's http.tls). */
+    tls_certificate: nullableString,
+    tls_key: nullableString,
+    /** Require client certificates signed by one of these PEM CA files (http.tls.clientcas). */
+    tls_client_cas: z.array(z.string().min(1)).min(1).nullable().default(null),
+    tls_minimum_version: z.enum(['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3']).nullable().default(null),
+    /** A second listener (host:port) serving /debug/health (distribution's http.debug.addr). */
+    debug_addr: nullableString,
+    /** Periodic health checks (distribution's health section); null: none. */
+    health: healthSchema.nullable().default(null),
+    /**
+     * Registry writes (pushes, tags, deletes; v1 and v2) answer 405 and change nothing, reads go on
+     * (distribution's storage.maintenance.readonly, for garbage collection or migration).
+     */
+    read_only: z.boolean().default(false),
     /** Largest accepted layer in bytes (0 = no limit). Accepts 512MiB style suffixes. */
     max_layer_size: byteSize.default(0),
     /** Largest accepted image json / JSON request body. */
@@ -56,6 +104,10 @@ export const configSchema = z
     shutdown_timeout: z.number().int().nonnegative().default(30),
     /** Seconds after which an abandoned upload (no write for that long) is purged. */
     upload_purge_age: z.number().int().positive().default(3600),
+    /** Purge abandoned uploads at start and periodically (storage.maintenance.uploadpurging.enabled). */
+    upload_purging: z.boolean().default(true),
+    /** Seconds between purges; unset: upload_purge_age, at most an hour. */
+    upload_purge_interval: z.number().int().positive().nullable().default(null),
     /**
      * Serve the v2 / OCI API on /v2/. Off by default: Docker 1.6+ prefers v2 whenever /v2/ answers,
      * so sites that keep 1.x clients on v1 leave it off (then /v2/* answers so they fall back).
@@ -120,6 +172,8 @@ export type Config = Readonly<Omit<Parsed, 'max_layer_size' | 'max_json_size' | 
   readonly flavor: string;
   /** The file the values were read from, or null for built-in defaults. */
   readonly file: string | null;
+  /** What the file holds that has no effect here (distribution keys we accept and ignore). */
+  readonly warnings: readonly string[];
 };
 
 const UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };

@@ -37,13 +37,17 @@ export function v1ErrorRenderer(log: Logger) {
 }
 
 /** Request id, X-Docker-Registry-Version (spec Q6) and one access-log line per request. */
-export function accessLog(log: Logger) {
+export function accessLog(log: Logger, enabled = true) {
   return async (ctx: Context, next: Next): Promise<void> => {
     const started = process.hrtime.bigint();
     const id = ctx.get('X-Request-Id') || randomBytes(8).toString('hex');
     ctx.state.requestId = id;
     ctx.set('X-Request-Id', id);
     ctx.set('X-Docker-Registry-Version', '0.9.1');
+    if (!enabled) {
+      await next();
+      return;
+    }
     let finished = false;
     const done = (aborted: boolean): void => {
       if (finished) return;

@@ -1,9 +1,12 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type ServerOptions as TlsServerOptions } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Logger } from '../log/logger.js';
 
 export interface ServerOptions {
   readonly idleTimeoutSec: number;
+  /** Serve HTTPS with these (cert, key, ca, requestCert, minVersion…); unset: plain HTTP. */
+  readonly tls?: TlsServerOptions;
 }
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -17,7 +20,8 @@ type Handler = (req: IncomingMessage, res: ServerResponse) => void;
  *   and a closed connection, and nothing else happens.
  */
 export function createHttpServer(handler: Handler, log: Logger, opts: ServerOptions): Server {
-  const server = createServer({ requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 5_000 }, (req, res) => {
+  const httpOptions = { requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 5_000 };
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     const url = req.url ?? '/';
     if (!url.startsWith('/')) {
       try {
@@ -30,7 +34,8 @@ export function createHttpServer(handler: Handler, log: Logger, opts: ServerOpti
       }
     }
     handler(req, res);
-  });
+  };
+  const server: Server = opts.tls ? createHttpsServer({ ...httpOptions, ...opts.tls }, onRequest) : createServer(httpOptions, onRequest);
   server.setTimeout(opts.idleTimeoutSec * 1000);
   server.on('timeout', (socket: Socket) => socket.destroy());
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {

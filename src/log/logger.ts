@@ -23,10 +23,30 @@ function fmt(v: unknown): string {
   return JSON.stringify(v) ?? String(v);
 }
 
-export function createLogger(level: Level, base: Record<string, unknown> = {}, write: (line: string) => void = (l) => process.stderr.write(l)): Logger {
+function jsonValue(v: unknown): unknown {
+  if (v instanceof Error) return v.stack ?? v.message;
+  return v;
+}
+
+/**
+ * format `text`: `time LEVEL message key=value…`; `json`: one object per line with time, level,
+ * msg and the fields (distribution's log.formatter json; logstash maps here too).
+ */
+export function createLogger(
+  level: Level,
+  base: Record<string, unknown> = {},
+  write: (line: string) => void = (l) => process.stderr.write(l),
+  format: 'text' | 'json' = 'text',
+): Logger {
   const min = ORDER[level];
   const emit = (lvl: Exclude<Level, 'silent'>, msg: string, fields?: Record<string, unknown>): void => {
     if (ORDER[lvl] < min) return;
+    if (format === 'json') {
+      const o: Record<string, unknown> = { time: new Date().toISOString(), level: lvl, msg };
+      for (const [k, v] of Object.entries({ ...base, ...fields })) if (v !== undefined && !(k in o)) o[k] = jsonValue(v);
+      write(JSON.stringify(o) + '\n');
+      return;
+    }
     let line = `${new Date().toISOString()} ${lvl.toUpperCase().padEnd(5)} ${msg}`;
     for (const [k, v] of Object.entries({ ...base, ...fields })) if (v !== undefined) line += ` ${k}=${fmt(v)}`;
     write(line + '\n');
@@ -36,6 +56,11 @@ export function createLogger(level: Level, base: Record<string, unknown> = {}, w
     info: (m, f) => emit('info', m, f),
     warn: (m, f) => emit('warn', m, f),
     error: (m, f) => emit('error', m, f),
-    child: (fields) => createLogger(level, { ...base, ...fields }, write),
+    child: (fields) => createLogger(level, { ...base, ...fields }, write, format),
   };
+}
+
+/** The logger a configuration asks for (loglevel, log_format, log_fields). */
+export function loggerFor(c: { loglevel: string; log_format: 'text' | 'json'; log_fields: Record<string, unknown> | null }): Logger {
+  return createLogger(toLevel(c.loglevel), c.log_fields ?? {}, undefined, c.log_format);
 }

@@ -24,10 +24,11 @@ export async function spawnServer(env: Record<string, string>, args: string[] = 
   const url = await new Promise<string>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`server did not start:\n${out}`)), 20000);
     const check = (): void => {
-      const m = /address=(\S+)/.exec(out);
+      // text logs: address=host:port; json logs (log_format json): "address":"host:port"
+      const m = /address=(\S+)/.exec(out) ?? /"address":"([^"]+)"/.exec(out);
       if (m) {
         clearTimeout(t);
-        resolve(`http://${m[1]}`);
+        resolve(`${/"?tls"?[=:]"?true/.test(out) ? 'https' : 'http'}://${m[1]}`);
       }
     };
     proc.stderr!.on('data', check);
