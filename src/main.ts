@@ -312,7 +312,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       debug!.once('error', reject);
       debug!.listen(d.port, d.host, () => resolve());
     });
-    log.info('debug server listening (/debug/health)', { address: config.debug_addr });
+    log.info('debug server listening (/debug/health)', { listen: config.debug_addr });
   }
   log.info('legacy-registry listening', {
     role,
