@@ -31,7 +31,7 @@ import { V2Uploads } from './content/v2-uploads.js';
 import { V2Manifests } from './content/v2-manifests.js';
 import { IndexCatalog, RemoteCatalog, StorageCatalog } from './content/v2-catalog.js';
 import { INDEX_DELETED_PATH, INDEX_PUSHED_PATH, v2BridgeRouter } from './index/v2-bridge-routes.js';
-import { parseRepoName } from './content/names.js';
+import { indexRepoName } from './content/names.js';
 import { V1ToV2 } from './content/v1-to-v2.js';
 import { V2ToV1 } from './content/v2-to-v1.js';
 import { Schema1Bridge } from './content/schema1-bridge.js';
@@ -236,22 +236,22 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     let indexHook: V2IndexHook | undefined;
     if (learn) {
       indexHook = {
-        pushed: async (p, name, tag, topId) => {
-          const repo = parseRepoName(name);
-          if (repo) await learn.learnV2Push(p.account, repo, tag, topId);
+        pushed: async (p, name, tag, images) => {
+          const repo = indexRepoName(name);
+          if (repo) await learn.learnV2Push(p.account, repo, tag, images);
         },
         deleted: async (_p, name, tags) => {
-          const repo = parseRepoName(name);
+          const repo = indexRepoName(name);
           if (repo) await learn.forgetV2Tags(repo, tags);
         },
       };
     } else if (remoteIndex) {
       indexHook = {
-        pushed: async (_p, name, tag, topId, authorization) => {
+        pushed: async (_p, name, tag, images, authorization) => {
           const r = await fetch(`${remoteIndex}${INDEX_PUSHED_PATH}`, {
             method: 'POST',
             headers: { 'Content-Type': 'application/json', ...(authorization ? { Authorization: authorization } : {}) },
-            body: JSON.stringify({ name, tag, ...(topId ? { topId } : {}) }),
+            body: JSON.stringify({ name, tag, images }),
           });
           if (!r.ok) throw new Error(`the index answered ${r.status}: ${await r.text()}`);
         },

@@ -1,3 +1,5 @@
+import { parseV2Name } from './v2-names.js';
+
 /**
  * Identifiers parsed at the edge (spec v1-protocol §1.5, §7). Internal code trusts the branded types.
  */
@@ -36,6 +38,21 @@ export function parseRepoName(path: string): RepoName | undefined {
     repo = p.slice(i + 1);
   }
   if (!NAMESPACE.test(ns) || !REPOSITORY.test(repo) || repo === '.' || repo === '..') return undefined;
+  return { namespace: ns as Namespace, repository: repo as RepoPart, full: `${ns}/${repo}` };
+}
+
+/**
+ * A v2 repository name as the index database keeps it: the v1 name when it is one, else the first
+ * component as the namespace and the rest (which may hold '/') as the repository, as the token
+ * service decides rights (`org/team/app` → namespace `org`). v2 names off the v2 grammar: undefined.
+ */
+export function indexRepoName(v2name: string): RepoName | undefined {
+  const v1 = parseRepoName(v2name);
+  if (v1) return v1;
+  if (!parseV2Name(v2name)) return undefined;
+  const i = v2name.indexOf('/');
+  const ns = i < 0 ? 'library' : v2name.slice(0, i);
+  const repo = i < 0 ? v2name : v2name.slice(i + 1);
   return { namespace: ns as Namespace, repository: repo as RepoPart, full: `${ns}/${repo}` };
 }
 

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { StorageDriver } from '../storage/driver.js';
 import { isRegistryError } from '../errors/index.js';
 import type { Logger } from '../log/logger.js';
@@ -30,6 +31,11 @@ interface Descriptor {
  * never rewritten (§3.7). Images without a v1 view (indexes, zstd or foreign layers, configs
  * without history, names with more than two components) are left to v2 clients.
  */
+/** The v1 chain derived from a v2 image: root first, each with its payload checksum when known. */
+export interface V1Chain {
+  readonly images: readonly { readonly id: string; readonly checksum?: string }[];
+}
+
 export class V2ToV1 {
   constructor(
     private readonly driver: StorageDriver,
@@ -77,17 +83,28 @@ export class V2ToV1 {
    * image without a v1 view, the v1 tag removed (the v2 push replaces it). The derived id is
    * recorded so a later v1 push of the tag can be told apart ({@link current}).
    */
-  async publish(name: V2Name, tag: string, mediaType: string, manifest: Buffer): Promise<string | undefined> {
-    const top = await this.derive(name, tag, mediaType, manifest);
+  async publish(name: V2Name, tag: string, mediaType: string, manifest: Buffer): Promise<V1Chain | undefined> {
+    const chain = await this.derive(name, tag, mediaType, manifest);
+    const top = chain?.images[chain.images.length - 1]?.id;
     const repo = parseRepoName(name);
     const t = parseTag(tag);
-    if (!repo || !t) return top;
+    if (!repo || !t) return chain;
     if (top === undefined) await this.unpublish(name, [tag]);
     await this.driver.putContent(derivedKey(name, tag), Buffer.from(top ?? ''));
-    return top;
+    return chain;
   }
 
-  private async derive(name: V2Name, tag: string, mediaType: string, manifest: Buffer): Promise<string | undefined> {
+  /** sha256(json + "\n" + layer bytes as stored): the v1 payload checksum (spec v1 §6.1). */
+  private async payloadOf(json: Buffer, digest: string): Promise<string> {
+    const h = createHash('sha256');
+    h.update(json);
+    h.update('\n');
+    if (digest === GZIPPED_EMPTY_TAR_DIGEST) h.update(GZIPPED_EMPTY_TAR);
+    else for await (const c of await this.blobs.open(digest)) h.update(c as Buffer);
+    return `sha256:${h.digest('hex')}`;
+  }
+
+  private async derive(name: V2Name, tag: string, mediaType: string, manifest: Buffer): Promise<V1Chain | undefined> {
     const repo = parseRepoName(name);
     const t = parseTag(tag);
     if (!repo || !t || (mediaType !== MT.schema2 && mediaType !== MT.ociManifest)) return undefined;
@@ -110,27 +127,40 @@ export class V2ToV1 {
     }
     let j = 0;
     const ancestry: string[] = [];
+    const images: { id: string; checksum?: string }[] = [];
     for (const img of view) {
       ancestry.unshift(img.id);
       const layer = img.empty ? undefined : m.layers[j];
       const diffId = img.empty ? EMPTY_TAR_DIFF_ID : diffIds[j];
       if (!img.empty) j++;
-      if (await keyExists(this.driver, keys.imageJson(img.id))) continue; // content-derived: already right
+      if (await keyExists(this.driver, keys.imageJson(img.id))) {
+        // content-derived: already right; its checksum is the one recorded with it
+        const link = await readOptional(this.driver, keys.layerLink(img.id));
+        const payload = link ? (JSON.parse(link.toString('utf8')) as LayerLink).payload : '';
+        images.push(payload ? { id: img.id, checksum: payload } : { id: img.id });
+        continue;
+      }
+      const digest = layer?.digest ?? GZIPPED_EMPTY_TAR_DIGEST;
+      // the payload checksum a v1 push of this json and layer would have carried: one sha256 pass
+      // over the stored bytes, once per image (ids are content-derived)
+      const payload = await this.payloadOf(img.json, digest);
       const link: LayerLink = {
-        digest: layer?.digest ?? GZIPPED_EMPTY_TAR_DIGEST,
+        digest,
         size: layer?.size ?? GZIPPED_EMPTY_TAR.length,
-        payload: '',
+        payload,
         compression: !layer || /gzip$/.test(layer.mediaType) ? 'gzip' : 'none',
         ...(diffId ? { diffId } : {}),
       };
       // records before the json: the json is what makes the image exist for v1
       await this.driver.putContent(keys.ancestry(img.id), Buffer.from(JSON.stringify([...ancestry])));
       await this.driver.putContent(keys.layerLink(img.id), Buffer.from(JSON.stringify(link)));
+      await this.driver.putContent(keys.clientChecksum(img.id), Buffer.from(JSON.stringify({ payload })));
       await this.driver.putContent(keys.imageJson(img.id), img.json);
+      images.push({ id: img.id, checksum: payload });
     }
     const top = view[view.length - 1]!.id;
     await this.repos.putTag(repo, t, top, 'legacy-registry/v2-bridge');
-    await this.repos.mergeIndexImages(repo, view.map((v) => ({ id: v.id })));
-    return top;
+    await this.repos.mergeIndexImages(repo, images);
+    return { images };
   }
 }

@@ -133,7 +133,12 @@ export class IndexService {
    * PUT /v1/repositories/<repo>/ would, owned by the pusher) with the bridge's top v1 id, so
    * /v1/search, the v1 image list and the catalog see it. Idempotent: a repeated push merges.
    */
-  async learnV2Push(account: string | null, name: RepoName, tag: string, topId: string | undefined): Promise<void> {
+  /**
+   * A tagged v2 push (issue 4): the repository exists (owned by the pusher when new), and its image
+   * list holds the derived v1 chain, root first, with payload checksums and the tag on the top, as
+   * a v1 push's I7 would have left it; then v1 clients pull it through the token flow.
+   */
+  async learnV2Push(account: string | null, name: RepoName, tag: string, images: readonly { id: string; checksum?: string }[]): Promise<void> {
     const existing = await this.repository(name);
     const owner = account !== null ? await findUserByName(this.db, account) : undefined;
     const { repository } = await saveRepository(this.db, {
@@ -141,7 +146,14 @@ export class IndexService {
       name: name.repository,
       ...(existing ? {} : { ownerId: owner?.id ?? null }),
     });
-    if (topId) await mergeImages(this.db, repository.id, [{ id: topId, Tag: tag }]);
+    if (images.length > 0) {
+      const last = images.length - 1;
+      await mergeImages(
+        this.db,
+        repository.id,
+        images.map((e, i) => ({ id: e.id, ...(e.checksum ? { checksum: e.checksum } : {}), ...(i === last ? { Tag: tag } : {}) })),
+      );
+    }
     if (!existing || !existing.pushComplete) await setPushComplete(this.db, repository.id, true);
   }
 

@@ -4,7 +4,7 @@ import type { V2TokenVerifier } from '../auth/v2-jwt.js';
 import type { V2Principal } from '../auth/v2-registry-auth.js';
 import { missingAccess, type ResourceAccess } from '../auth/v2-scope.js';
 import { IndexCatalog } from '../content/v2-catalog.js';
-import { parseRepoName } from '../content/names.js';
+import { indexRepoName } from '../content/names.js';
 import { parseV2Name } from '../content/v2-names.js';
 import { readRawBody } from '../http/body.js';
 import type { IndexService } from './service.js';
@@ -64,24 +64,37 @@ export function v2BridgeRouter(db: Knex, index: IndexService, tokens: V2TokenVer
   });
 
   router.post(INDEX_PUSHED_PATH, async (ctx) => {
-    let body: { name?: unknown; tag?: unknown; topId?: unknown };
+    let body: { name?: unknown; tag?: unknown; topId?: unknown; images?: unknown };
     try {
-      body = JSON.parse((await readRawBody(ctx, 64 * 1024)).toString('utf8')) as typeof body;
+      body = JSON.parse((await readRawBody(ctx, 1024 * 1024)).toString('utf8')) as typeof body;
     } catch {
       deny(ctx, 400, 'body must be JSON');
       return;
     }
     const name = typeof body.name === 'string' ? parseV2Name(body.name) : undefined;
-    const repo = name ? parseRepoName(name) : undefined;
+    const repo = name ? indexRepoName(name) : undefined;
     const tag = typeof body.tag === 'string' ? body.tag : undefined;
-    const topId = typeof body.topId === 'string' && /^[a-f0-9]{64}$/.test(body.topId) ? body.topId : undefined;
-    if (!name || !repo || !tag) {
-      deny(ctx, 400, 'name and tag are required');
+    // the derived v1 chain, root first, with payload checksums; a lone topId from older registries
+    const images: { id: string; checksum?: string }[] = [];
+    let bad = false;
+    if (Array.isArray(body.images)) {
+      for (const e of body.images as unknown[]) {
+        const o = e as { id?: unknown; checksum?: unknown } | null;
+        const id = typeof o?.id === 'string' && /^[a-f0-9]{64}$/.test(o.id) ? o.id : undefined;
+        const checksum = typeof o?.checksum === 'string' && /^[a-z0-9+.]+:[a-f0-9]{64}$/.test(o.checksum) ? o.checksum : undefined;
+        if (!id || (o?.checksum !== undefined && !checksum)) bad = true;
+        else images.push(checksum ? { id, checksum } : { id });
+      }
+    } else if (typeof body.topId === 'string' && /^[a-f0-9]{64}$/.test(body.topId)) {
+      images.push({ id: body.topId });
+    }
+    if (!name || !repo || !tag || bad) {
+      deny(ctx, 400, bad ? 'images: a list of {id, checksum}' : 'name and tag are required');
       return;
     }
     const p = await principal(ctx, [{ type: 'repository', name, actions: ['push'] }], false);
     if (!p) return;
-    await index.learnV2Push(p.account, repo, tag, topId);
+    await index.learnV2Push(p.account, repo, tag, images);
     ctx.status = 204;
   });
   router.post(INDEX_DELETED_PATH, async (ctx) => {
@@ -93,7 +106,7 @@ export function v2BridgeRouter(db: Knex, index: IndexService, tokens: V2TokenVer
       return;
     }
     const name = typeof body.name === 'string' ? parseV2Name(body.name) : undefined;
-    const repo = name ? parseRepoName(name) : undefined;
+    const repo = name ? indexRepoName(name) : undefined;
     const tags = Array.isArray(body.tags) ? body.tags.filter((t): t is string => typeof t === 'string') : [];
     if (!name || !repo || tags.length === 0) {
       deny(ctx, 400, 'name and tags are required');

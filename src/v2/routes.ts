@@ -19,7 +19,8 @@ import type { Logger } from '../log/logger.js';
 
 /** The index learning of v2 pushes (issue 4): repository, tag and top v1 id of the bridge. */
 export interface V2IndexHook {
-  pushed(principal: V2Principal, name: V2Name, tag: string, topId: string | undefined, authorization: string | undefined): Promise<void>;
+  /** images: the derived v1 chain, root first (the last is the tagged one); empty without a v1 view. */
+  pushed(principal: V2Principal, name: V2Name, tag: string, images: readonly { id: string; checksum?: string }[], authorization: string | undefined): Promise<void>;
   deleted(principal: V2Principal, name: V2Name, tags: readonly string[], authorization: string | undefined): Promise<void>;
 }
 
@@ -381,12 +382,12 @@ export function v2Routes(deps: V2Deps) {
             throw e;
           }
           const rev = await manifests.put(name, ref, bytes, ctx.get('Content-Type'));
-          const topId = ref.tag && deps.toV1 ? await deps.toV1.publish(name, ref.tag, rev.mediaType, bytes) : undefined;
+          const chain = ref.tag && deps.toV1 ? await deps.toV1.publish(name, ref.tag, rev.mediaType, bytes) : undefined;
           if (ref.tag && deps.index) {
             // the push stands even if the index cannot record it; the next push of the tag retries
             // (the notice is idempotent: it creates the repository once and merges the image)
             try {
-              await deps.index.pushed((ctx.state.v2Principal as V2Principal | undefined) ?? { account: null, admin: true }, name, ref.tag, topId, ctx.get('Authorization') || undefined);
+              await deps.index.pushed((ctx.state.v2Principal as V2Principal | undefined) ?? { account: null, admin: true }, name, ref.tag, chain?.images ?? [], ctx.get('Authorization') || undefined);
             } catch (e) {
               deps.log?.warn('index not updated for a v2 push', { name, tag: ref.tag, error: String(e) });
             }

@@ -9,6 +9,8 @@ import { startTestServer, type TestServer } from '../helpers/server.js';
 import { VECTORS } from '../helpers/paths.js';
 import { tarOf } from '../helpers/v1-client.js';
 import { GZIPPED_EMPTY_TAR, GZIPPED_EMPTY_TAR_DIGEST, v1ViewFromConfig } from '../../src/content/bridge.js';
+import { findUserByName, saveUser } from '../../src/db/users.js';
+import { saveRepository } from '../../src/db/repositories.js';
 
 interface S1Case {
   config: string;
@@ -172,4 +174,104 @@ describe('bridge: signed schema1 for clients that accept nothing newer', () => {
     assert.equal(m.json<{ errors: { code: string }[] }>().errors[0]!.code, 'MANIFEST_BLOB_UNKNOWN');
     assert.equal((await request(s.url, '/v2/old/client/manifests/evil')).status, 404);
   });
+});
+
+describe('bridge: a v2-pushed tag pulled by a v1 client through the index token flow', () => {
+  const tar1 = tarOf({ 'a.txt': 'indexed first layer\n' });
+  const tar2 = tarOf({ 'b.txt': 'indexed second layer\n' });
+  const layers = [gzipSync(tar1), gzipSync(tar2)];
+  const config = Buffer.from(
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      config: { Cmd: ['/bin/sh'] },
+      rootfs: { type: 'layers', diff_ids: [sha(tar1), sha(tar2)] },
+      history: [
+        { created: '2021-01-01T00:00:00Z', created_by: 'ADD a.txt' },
+        { created: '2021-01-01T00:00:01Z', created_by: 'ENV X=1', empty_layer: true },
+        { created: '2021-01-01T00:00:02Z', created_by: 'ADD b.txt' },
+      ],
+    }),
+  );
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: S2,
+      config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: sha(config) },
+      layers: layers.map((l) => ({ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: l.length, digest: sha(l) })),
+    }),
+  );
+  const view = v1ViewFromConfig(config, layers.map((l) => sha(l)));
+  const blobsOf = [layers[0]!, GZIPPED_EMPTY_TAR, layers[1]!];
+  const basic = (u: string, p: string): string => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`;
+
+  for (const mode of ['one process', 'index and registry split'] as const) {
+    it(`${mode}: the index lists the whole chain with payload checksums; the 1.x pull sequence works with its token`, async () => {
+      const servers: TestServer[] = [];
+      try {
+        const idx = await startTestServer({ v2: mode === 'one process', bcrypt_cost: 4 }, { role: mode === 'one process' ? 'all' : 'index' });
+        servers.push(idx);
+        const reg = mode === 'one process' ? idx : await startTestServer({ v2: true, standalone: false, index_endpoint: idx.url }, { role: 'registry' });
+        if (reg !== idx) servers.push(reg);
+        await saveUser(idx.db!, { username: 'alice', email: 'a@example.com', password: 'alicepw', active: true }, { cost: 4 });
+        await saveUser(idx.db!, { username: 'bobby', email: 'b@example.com', password: 'bobbypw', active: true }, { cost: 4 });
+        const q = new URLSearchParams({ service: new URL(reg.url).host, scope: 'repository:alice/app:pull,push' });
+        const t = await request(idx.url, `/v2/token?${q}`, { headers: { Authorization: basic('alice', 'alicepw') } });
+        assert.equal(t.status, 200, t.text);
+        const bearer = { Authorization: `Bearer ${t.json<{ token: string }>().token}` };
+        for (const b of [config, ...layers]) {
+          assert.equal((await request(reg.url, `/v2/alice/app/blobs/uploads/?digest=${sha(b)}`, { method: 'POST', body: b, headers: bearer })).status, 201);
+        }
+        const put = await request(reg.url, '/v2/alice/app/manifests/stable', { method: 'PUT', body: manifest, headers: { ...bearer, 'Content-Type': S2 } });
+        assert.equal(put.status, 201, put.text);
+
+        // the index: every id of the chain, root first, each with the payload checksum, the tag on the top
+        const expected = view.map((v, i) => ({ id: v.id, checksum: sha(Buffer.concat([v.json, Buffer.from('\n'), blobsOf[i]!])) }));
+        const rows = (await idx.db!('repository_images as i')
+          .join('repositories as r', 'r.id', 'i.repo_id')
+          .where({ 'r.namespace': 'alice', 'r.name': 'app' })
+          .orderBy('i.position')
+          .select('i.image_id', 'i.checksum', 'i.tag')) as { image_id: string; checksum: string; tag: string | null }[];
+        assert.deepEqual(
+          rows.map((r) => ({ id: r.image_id, checksum: r.checksum, tag: r.tag })),
+          expected.map((e, i) => ({ ...e, tag: i === expected.length - 1 ? 'stable' : null })),
+        );
+
+        // Docker 1.x pull: images at the index (Basic, X-Docker-Token: true), then the registry with the token
+        const list = await request(idx.url, '/v1/repositories/alice/app/images', { headers: { Authorization: basic('bobby', 'bobbypw'), 'X-Docker-Token': 'true' } });
+        assert.equal(list.status, 200, list.text);
+        const token = String(list.headers['x-docker-token']);
+        assert.match(token, /^signature=/);
+        assert.deepEqual(
+          list.json<{ id: string; checksum?: string }[]>().map((e) => ({ id: e.id, checksum: e.checksum })).sort((a, b) => a.id.localeCompare(b.id)),
+          [...expected].sort((a, b) => a.id.localeCompare(b.id)),
+        );
+        const auth = { Authorization: `Token ${token}` };
+        const tags = await request(reg.url, '/v1/repositories/alice/app/tags', { headers: auth });
+        assert.equal(tags.status, 200, tags.text);
+        const top = view[view.length - 1]!.id;
+        assert.deepEqual(tags.json(), { stable: top });
+        const anc = await request(reg.url, `/v1/images/${top}/ancestry`, { headers: auth });
+        assert.deepEqual(anc.json(), view.map((v) => v.id).reverse());
+        for (const [i, v] of view.entries()) {
+          const json = await request(reg.url, `/v1/images/${v.id}/json`, { headers: auth });
+          assert.equal(json.status, 200, `${v.id}: ${json.text}`);
+          assert.deepEqual(json.body, v.json);
+          assert.equal(json.headers['x-docker-checksum-payload'], expected[i]!.checksum);
+          const layer = await request(reg.url, `/v1/images/${v.id}/layer`, { headers: auth });
+          assert.equal(layer.status, 200);
+          assert.deepEqual(layer.body, blobsOf[i]);
+        }
+        // a token for another repository opens none of these images once alice/app is private
+        await idx.db!('repositories').where({ namespace: 'alice', name: 'app' }).update({ private: true });
+        await saveRepository(idx.db!, { namespace: 'bobby', name: 'mine', ownerId: (await findUserByName(idx.db!, 'bobby'))!.id });
+        const other = await request(idx.url, '/v1/repositories/bobby/mine/images', { headers: { Authorization: basic('bobby', 'bobbypw'), 'X-Docker-Token': 'true' } });
+        const otherAuth = { Authorization: `Token ${String(other.headers['x-docker-token'])}` };
+        assert.equal((await request(reg.url, '/v1/repositories/alice/app/tags', { headers: otherAuth })).status, 401, 'spec §4.2: not valid for this repository');
+        assert.equal((await request(reg.url, `/v1/images/${view[0]!.id}/json`, { headers: otherAuth })).status, 404, 'a private image is not opened by another repository token (as if absent)');
+      } finally {
+        for (const s of servers.reverse()) await s.stop();
+      }
+    });
+  }
 });

@@ -128,7 +128,7 @@ describe('serving from a distribution config.yml (spec v2-bridge §5)', () => {
     let err = '';
     proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
     const code = await new Promise<number | null>((r) => proc.once('exit', r));
-    assert.equal(code, 2);
+    assert.equal(code, 2, err);
     assert.match(err, /storage\.gcs \(.*bad\.yml:3\): storage driver "gcs" is not supported/);
     // config-check takes the same argument and prints the mapped values
     const out = execFileSync(process.execPath, [cli, 'config-check', cfg], { encoding: 'utf8' });

@@ -200,7 +200,28 @@ describe('the index learns of v2 pushes; the catalog filters by account (one pro
     const anon = await request(s.url, '/v2/_catalog');
     assert.equal(anon.status, 401);
   });
+
+  it('v2 names the v1 grammar cannot hold (three components, dots in the namespace) reach the catalog and search too', async () => {
+    const t = await token('alice', 'alicepw', 'repository:alice/tools/builder:pull,push');
+    await pushV2(s.url, 'alice/tools/builder', 'v1', { Authorization: `Bearer ${t}` });
+    const cat = await request(s.url, '/v2/_catalog', { headers: { Authorization: `Bearer ${await token('bobby', 'bobbypw', 'registry:catalog:*')}` } });
+    assert.ok(cat.json<{ repositories: string[] }>().repositories.includes('alice/tools/builder'), cat.text);
+    const found = await request(s.url, '/v1/search?q=builder');
+    assert.deepEqual(
+      found.json<{ results: { name: string }[] }>().results.map((x) => x.name),
+      ['alice/tools/builder'],
+    );
+    // bobby may not push below alice's namespace, however deep
+    const denied = await request(s.url, `/v2/token?${new URLSearchParams({ service: new URL(s.url).host, scope: 'repository:alice/tools/other:push' })}`, {
+      headers: { Authorization: basic('bobby', 'bobbypw') },
+    });
+    assert.deepEqual(decodePayload(denied.json<{ token: string }>().token).access, []);
+  });
 });
+
+function decodePayload(jwt: string): { access: unknown[] } {
+  return JSON.parse(Buffer.from(jwt.split('.')[1]!, 'base64url').toString('utf8')) as { access: unknown[] };
+}
 
 describe('index and registry as two processes: v2 pushes notify the index, the catalog comes from it', () => {
   let idx: TestServer;
