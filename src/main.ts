@@ -145,6 +145,13 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   if (v2Auth === 'htpasswd' && !config.htpasswd_path) {
     throw new ConfigError('invalid configuration:\n  htpasswd_path: required with v2_auth: htpasswd');
   }
+  if (v2Auth === 'htpasswd' && !standalone && role !== 'index') {
+    // The index's accounts decide who may do what (v1 tokens, v2 Bearer tokens, repository owners);
+    // a second account list beside them would create repositories nobody in the index owns.
+    throw new ConfigError(
+      'invalid configuration:\n  v2_auth: htpasswd is for a registry without an index (standalone: true); with an index, v2 clients log in with index accounts (v2_auth: token)',
+    );
+  }
   const effective: Config = Object.freeze({ ...config, standalone });
   const runIndex = role === 'index' || (role === 'all' && !standalone);
   let db: Knex | undefined;

@@ -180,6 +180,9 @@ describe('v2 switch', () => {
 
   it('refuses htpasswd mode without a file, and token mode on a registry with no index', async () => {
     await assert.rejects(startTestServer({ v2: true, standalone: true, v2_auth: 'htpasswd' }), /htpasswd_path: required/);
+    // beside an index, the index's accounts are the only ones (no repositories without an owner)
+    await assert.rejects(startTestServer({ v2: true, v2_auth: 'htpasswd', htpasswd_path: '/nonexistent' }), /htpasswd is for a registry without an index/);
+    await assert.rejects(startTestServer({ v2: true, standalone: false, index_endpoint: 'http://127.0.0.1:9', v2_auth: 'htpasswd', htpasswd_path: '/x' }, { role: 'registry' }), /htpasswd is for a registry without an index/);
     await assert.rejects(startTestServer({ v2: true, standalone: true, v2_auth: 'token' }, { role: 'registry' }), /needs an index/);
   });
 });
