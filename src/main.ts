@@ -6,6 +6,7 @@ import type { Config } from './config/schema.js';
 import { ConfigError, listenAddress, redact } from './config/load.js';
 import type { Knex } from 'knex';
 import { closeDb, createDb, migrateLatest } from './db/knex.js';
+import { warmSearch } from './db/search.js';
 import { tokenSecret } from './db/settings.js';
 import { V1TokenSigner } from './auth/v1-token.js';
 import { IndexService } from './index/service.js';
@@ -162,6 +163,13 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     db = createDb(config.sqlalchemy_index_database, config.storage_path);
     const applied = await migrateLatest(db);
     if (applied.length > 0) log.info('index database migrated', { applied });
+    // the in-memory search of a SQLite index loads in the background (seconds at 100k repositories)
+    const started = Date.now();
+    const warming = db;
+    warmSearch(warming).then(
+      (done) => done && log.info('search index loaded', { ms: Date.now() - started }),
+      (e: unknown) => log.warn('search index not loaded yet (the first search will)', { err: String(e) }),
+    );
     const secret = await tokenSecret(db, config.token_secret);
     index = new IndexService(db, new V1TokenSigner(secret, config.token_ttl), {
       signup: config.signup,

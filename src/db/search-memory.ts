@@ -1,0 +1,614 @@
+import type { Knex } from 'knex';
+import { rawRows, toBool, toNum } from './rows.js';
+import type { ParsedQuery, SearchPage, SearchResult, SearchVisibility } from './search.js';
+
+/**
+ * Repository search served from memory, for SQLite (spec v1-protocol §3.11 I12; issue 5: p99 ≤ 20 ms
+ * at 100,000 repositories). Same tiers and order as the SQL of search.ts:
+ *   0 exact name or full name, 1 name or full-name prefix, 2 every word prefixes a word of the name,
+ *   3 every word prefixes a word of the namespace, name or description, 4 substring of the full name;
+ *   then star_count desc, name, namespace. Candidates are the word matches and the substring matches.
+ *
+ * Why: a broad query ("re", "base") matches 15k–40k of 100k repositories, and SQLite spends about
+ * 0.4 µs per match joining FTS rowids to rows, twice (page and count): 50 ms. Here each tier is a
+ * set computed from postings, sorted name lists or one indexOf pass, and per match only typed
+ * arrays are touched (stars, flags, marks), so the count and the page come from one pass.
+ *
+ * The repository rows and their word postings are loaded once; every change to `repositories` (by
+ * this process, another one or the CLI) is appended to `repository_changes` by triggers (migration
+ * 20261124000000), and each search first reads the last sequence number and reloads only the
+ * changed rows. Who may see a private repository (owner, namespace, collaborators, organizations)
+ * is read from the database on each search, so grants are never stale.
+ */
+
+interface Rec {
+  readonly id: number;
+  readonly namespace: string;
+  readonly name: string;
+  readonly full: string;
+  readonly description: string;
+}
+
+/**
+ * The tokens of a row: of the name (tier 2), and of namespace, name and description (tier 3).
+ * Computed when a row is indexed or unindexed, not kept (millions of small strings would weigh
+ * on every garbage collection).
+ */
+function tokensOf(r: { namespace: string; name: string; description: string }): { nameWords: string[]; words: string[] } {
+  const nameWords = [...new Set(ftsTokens(r.name))];
+  return { nameWords, words: [...new Set([...ftsTokens(r.namespace), ...nameWords, ...ftsTokens(r.description)])] };
+}
+
+const PRESENT = 1;
+const PRIVATE = 2;
+const DELETED = 4;
+
+/**
+ * Tokens as FTS5's `unicode61 remove_diacritics 2` makes them: runs of letters, digits and
+ * private-use characters, diacritics removed, lower case.
+ */
+export function ftsTokens(text: string): string[] {
+  // eslint-disable-next-line no-control-regex
+  if (/^[\x00-\x7f]*$/.test(text)) return text.toLowerCase().match(/[a-z0-9]+/g) ?? [];
+  const folded = text.normalize('NFD').replace(/\p{M}/gu, '').toLowerCase();
+  return folded.match(/[\p{L}\p{N}\p{Co}]+/gu) ?? [];
+}
+
+interface RowIn {
+  id: unknown;
+  namespace: string;
+  name: string;
+  description: string | null;
+  star_count: unknown;
+  private: unknown;
+  deleted_at: unknown;
+  owner_id: unknown;
+}
+
+const COLUMNS = 'id, namespace, name, description, star_count, private, deleted_at, owner_id';
+
+/** A sorted list of (key, id) with binary-search insert, delete and prefix ranges. */
+class SortedKeys {
+  private keys: string[] = [];
+  private ids: number[] = [];
+
+  private lowerBound(key: string, id: number): number {
+    let lo = 0;
+    let hi = this.keys.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      const k = this.keys[mid]!;
+      if (k < key || (k === key && this.ids[mid]! < id)) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  insert(key: string, id: number): void {
+    const i = this.lowerBound(key, id);
+    if (this.keys[i] === key && this.ids[i] === id) return;
+    this.keys.splice(i, 0, key);
+    this.ids.splice(i, 0, id);
+  }
+
+  delete(key: string, id: number): void {
+    const i = this.lowerBound(key, id);
+    if (this.keys[i] === key && this.ids[i] === id) {
+      this.keys.splice(i, 1);
+      this.ids.splice(i, 1);
+    }
+  }
+
+  /** Bulk load (unsorted input), replacing everything. */
+  load(pairs: [string, number][]): void {
+    pairs.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] - b[1]));
+    this.keys = pairs.map((p) => p[0]);
+    this.ids = pairs.map((p) => p[1]);
+  }
+
+  /** Calls fn(id, key) for every key starting with prefix. */
+  eachWithPrefix(prefix: string, fn: (id: number, key: string) => void): void {
+    for (let i = this.lowerBound(prefix, -Infinity); i < this.keys.length; i++) {
+      const k = this.keys[i]!;
+      if (!k.startsWith(prefix)) break;
+      fn(this.ids[i]!, k);
+    }
+  }
+}
+
+/** The ids of one token: a Set to change, and an array snapshot to iterate fast (made on demand). */
+interface Posting {
+  readonly set: Set<number>;
+  arr: Int32Array | null;
+}
+
+/** token → ids, with the sorted token list kept alongside for prefix ranges. */
+class Postings {
+  readonly map = new Map<string, Posting>();
+  private readonly tokens = new SortedKeys();
+
+  add(token: string, id: number): void {
+    let p = this.map.get(token);
+    if (!p) {
+      p = { set: new Set(), arr: null };
+      this.map.set(token, p);
+      this.tokens.insert(token, 0);
+    }
+    p.set.add(id);
+    p.arr = null;
+  }
+
+  delete(token: string, id: number): void {
+    const p = this.map.get(token);
+    if (!p) return;
+    p.set.delete(id);
+    p.arr = null;
+    if (p.set.size === 0) {
+      this.map.delete(token);
+      this.tokens.delete(token, 0);
+    }
+  }
+
+  /** Replace everything at once (the first load): far cheaper than sorted inserts one by one. */
+  bulk(entries: Map<string, Set<number>>): void {
+    this.map.clear();
+    for (const [k, v] of entries) this.map.set(k, { set: v, arr: null });
+    this.tokens.load([...entries.keys()].map((k) => [k, 0]));
+  }
+
+  eachTokenWithPrefix(prefix: string, fn: (ids: Int32Array) => void): void {
+    this.tokens.eachWithPrefix(prefix, (_id, key) => {
+      const p = this.map.get(key)!;
+      p.arr ??= Int32Array.from(p.set);
+      fn(p.arr);
+    });
+  }
+}
+
+/** Generation-stamped marks over ids: set(id) and has(id) for the current generation, no clearing. */
+class Marks {
+  arr = new Int32Array(1024);
+  gen = 0;
+
+  next(size: number): number {
+    if (this.arr.length < size) {
+      const a = new Int32Array(Math.max(size, this.arr.length * 2));
+      a.set(this.arr);
+      this.arr = a;
+    }
+    if (this.gen > 2_000_000_000) {
+      this.arr.fill(0);
+      this.gen = 0;
+    }
+    return ++this.gen;
+  }
+}
+
+class MemoryIndex {
+  private recs: (Rec | undefined)[] = [];
+  private stars = new Int32Array(1024);
+  private flags = new Uint8Array(1024);
+  private owner = new Int32Array(1024);
+  private all = new Postings();
+  private nameTokens = new Postings();
+  private names = new SortedKeys();
+  private fulls = new SortedKeys();
+  private byName = new Map<string, Set<number>>();
+  private byFull = new Map<string, number>();
+  private lastSeq = -1;
+  private loaded = false;
+  /** Refreshes run one after the other (a chain that a failure does not break). */
+  private chain: Promise<void> = Promise.resolve();
+  private readonly wordMarks = new Marks();
+  private readonly nameMarks = new Marks();
+  private readonly subMarks = new Marks();
+  private readonly tierMarks = new Marks();
+
+  constructor(private readonly db: Knex) {}
+
+  /** Bring the memory up to date with the database: everything at first, then changed rows. */
+  refresh(): Promise<void> {
+    const run = this.chain.then(() => this.update());
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  private async update(): Promise<void> {
+    const rows = rawRows<{ s: unknown; m: unknown }>(this.db, await this.db.raw('select max(seq) as s, min(seq) as m from repository_changes'));
+    const seq = rows[0]?.s === null || rows[0]?.s === undefined ? 0 : toNum(rows[0].s);
+    const min = rows[0]?.m === null || rows[0]?.m === undefined ? 0 : toNum(rows[0].m);
+    if (this.loaded && seq === this.lastSeq) return;
+    // first load, or changes pruned past what we saw: load everything again
+    if (!this.loaded || (min > this.lastSeq + 1 && seq > this.lastSeq)) {
+      await this.loadAll(seq);
+      return;
+    }
+    const changed = rawRows<{ repo_id: unknown }>(
+      this.db,
+      await this.db.raw('select distinct repo_id from repository_changes where seq > ? and seq <= ?', [this.lastSeq, seq]),
+    ).map((r) => toNum(r.repo_id));
+    for (let i = 0; i < changed.length; i += 500) {
+      const ids = changed.slice(i, i + 500);
+      const found = rawRows<RowIn>(this.db, await this.db.raw(`select ${COLUMNS} from repositories where id in (${ids.map(() => '?').join(',')})`, ids));
+      const seen = new Set<number>();
+      for (const r of found) {
+        seen.add(toNum(r.id));
+        this.put(r);
+      }
+      for (const id of ids) if (!seen.has(id)) this.remove(id);
+    }
+    this.lastSeq = seq;
+  }
+
+  /**
+   * Everything, into a fresh instance page by page (the event loop breathes between pages), then
+   * swapped in at once: a search never sees half a load.
+   */
+  private async loadAll(seq: number): Promise<void> {
+    const fresh = new MemoryIndex(this.db);
+    await fresh.fill();
+    this.recs = fresh.recs;
+    this.stars = fresh.stars;
+    this.flags = fresh.flags;
+    this.owner = fresh.owner;
+    this.all = fresh.all;
+    this.nameTokens = fresh.nameTokens;
+    this.names = fresh.names;
+    this.fulls = fresh.fulls;
+    this.byName = fresh.byName;
+    this.byFull = fresh.byFull;
+    this.joined = undefined;
+    this.lastSeq = seq;
+    this.loaded = true;
+  }
+
+  private ensure(id: number): void {
+    if (id < this.flags.length) return;
+    const n = Math.max(id + 1, this.flags.length * 2);
+    const s = new Int32Array(n);
+    s.set(this.stars);
+    this.stars = s;
+    const f = new Uint8Array(n);
+    f.set(this.flags);
+    this.flags = f;
+    const o = new Int32Array(n);
+    o.set(this.owner);
+    this.owner = o;
+  }
+
+  private static rec(r: RowIn): Rec {
+    const namespace = r.namespace;
+    const name = r.name;
+    const description = r.description ?? '';
+    return {
+      id: toNum(r.id),
+      namespace,
+      name,
+      // a flat string (not a rope): compared and searched on every query
+      full: `${namespace}/${name}`.split('').join(''),
+      description,
+    };
+  }
+
+  private setScalars(id: number, r: RowIn): void {
+    this.ensure(id);
+    this.stars[id] = toNum(r.star_count);
+    this.flags[id] = PRESENT | (toBool(r.private) ? PRIVATE : 0) | (r.deleted_at !== null && r.deleted_at !== undefined ? DELETED : 0);
+    this.owner[id] = r.owner_id === null || r.owner_id === undefined ? 0 : toNum(r.owner_id);
+  }
+
+  private async fill(): Promise<void> {
+    const all = new Map<string, Set<number>>();
+    const nameTok = new Map<string, Set<number>>();
+    const names: [string, number][] = [];
+    const fulls: [string, number][] = [];
+    const add = (m: Map<string, Set<number>>, k: string, id: number): void => {
+      let s = m.get(k);
+      if (!s) m.set(k, (s = new Set()));
+      s.add(id);
+    };
+    let after = 0;
+    for (;;) {
+      const page = rawRows<RowIn>(this.db, await this.db.raw(`select ${COLUMNS} from repositories where id > ? order by id limit 5000`, [after]));
+      for (const r of page) {
+        const rec = MemoryIndex.rec(r);
+        this.recs[rec.id] = rec;
+        this.setScalars(rec.id, r);
+        const t = tokensOf(rec);
+        for (const w of t.words) add(all, w, rec.id);
+        for (const w of t.nameWords) add(nameTok, w, rec.id);
+        names.push([rec.name, rec.id]);
+        fulls.push([rec.full, rec.id]);
+        this.indexExact(rec);
+      }
+      if (page.length < 5000) break;
+      after = toNum(page[page.length - 1]!.id);
+    }
+    this.all.bulk(all);
+    this.nameTokens.bulk(nameTok);
+    this.names.load(names);
+    this.fulls.load(fulls);
+  }
+
+  private indexExact(rec: Rec): void {
+    let s = this.byName.get(rec.name);
+    if (!s) this.byName.set(rec.name, (s = new Set()));
+    s.add(rec.id);
+    this.byFull.set(rec.full, rec.id);
+  }
+
+  private put(r: RowIn): void {
+    const rec = MemoryIndex.rec(r);
+    this.remove(rec.id);
+    this.recs[rec.id] = rec;
+    this.setScalars(rec.id, r);
+    const t = tokensOf(rec);
+    for (const w of t.words) this.all.add(w, rec.id);
+    for (const w of t.nameWords) this.nameTokens.add(w, rec.id);
+    this.names.insert(rec.name, rec.id);
+    this.fulls.insert(rec.full, rec.id);
+    this.indexExact(rec);
+    this.joined = undefined;
+  }
+
+  private remove(id: number): void {
+    const old = this.recs[id];
+    if (!old) return;
+    const t = tokensOf(old);
+    for (const w of t.words) this.all.delete(w, id);
+    for (const w of t.nameWords) this.nameTokens.delete(w, id);
+    this.names.delete(old.name, id);
+    this.fulls.delete(old.full, id);
+    const s = this.byName.get(old.name);
+    s?.delete(id);
+    if (s?.size === 0) this.byName.delete(old.name);
+    if (this.byFull.get(old.full) === id) this.byFull.delete(old.full);
+    this.recs[id] = undefined;
+    this.flags[id] = 0;
+    this.joined = undefined;
+  }
+
+  /** `\n`-joined full names and where each starts, for substring scans with indexOf. */
+  private joined: { text: string; starts: Int32Array; ids: Int32Array } | undefined;
+
+  private joinedNames(): { text: string; starts: Int32Array; ids: Int32Array } {
+    if (this.joined) return this.joined;
+    const parts: string[] = [];
+    const starts: number[] = [];
+    const ids: number[] = [];
+    let at = 1;
+    for (const r of this.recs) {
+      if (!r) continue;
+      parts.push(r.full);
+      starts.push(at);
+      ids.push(r.id);
+      at += r.full.length + 1;
+    }
+    this.joined = { text: `\n${parts.join('\n')}\n`, starts: Int32Array.from(starts), ids: Int32Array.from(ids) };
+    return this.joined;
+  }
+
+  /** Ids whose full name contains s (s holds no newline: it is name text). */
+  private substringIds(s: string, out: number[]): void {
+    const { text, starts, ids } = this.joinedNames();
+    let from = 0;
+    for (;;) {
+      const i = text.indexOf(s, from);
+      if (i < 0) return;
+      // the name holding position i: the last start <= i
+      let lo = 0;
+      let hi = starts.length - 1;
+      while (lo < hi) {
+        const mid = (lo + hi + 1) >> 1;
+        if (starts[mid]! <= i) lo = mid;
+        else hi = mid - 1;
+      }
+      out.push(ids[lo]!);
+      from = Math.max(i + 1, lo + 1 < starts.length ? starts[lo + 1]! : text.length);
+    }
+  }
+
+  /**
+   * Ids where every word prefixes some token of `p` (FTS `"w1"* AND "w2"* …`), marked in `marks`
+   * with the returned stamp.
+   */
+  private matchWords(p: Postings, marks: Marks, words: readonly string[], out: number[]): number {
+    const n = words.length;
+    if (n === 0) return -1;
+    const size = this.flags.length;
+    const stamps: number[] = [];
+    for (let i = 0; i <= n; i++) stamps.push(marks.next(size));
+    const arr = marks.arr;
+    for (let i = 0; i < n; i++) {
+      const want = stamps[i]!;
+      const next = stamps[i + 1]!;
+      const last = i === n - 1;
+      p.eachTokenWithPrefix(words[i]!, (ids) => {
+        for (let j = 0; j < ids.length; j++) {
+          const id = ids[j]!;
+          // word 0: any id not yet marked in this search; later words: ids that matched the one before
+          if (i === 0 ? arr[id]! < want : arr[id] === want) {
+            arr[id] = next;
+            if (last) out.push(id);
+          }
+        }
+      });
+    }
+    return stamps[n]!;
+  }
+
+  /** Same contract as searchRepositories for a non-empty query. */
+  async search(q: ParsedQuery, vis: SearchVisibility | undefined, page: number, pageSize: number, substringTier: boolean): Promise<SearchPage> {
+    // grants first, then the refresh; from here on everything is synchronous (one consistent state)
+    const grants = await this.grants(vis);
+    await this.refresh();
+    const canSee = this.visibilityTest(vis, grants);
+    const text = q.text;
+    const words = q.words.flatMap((w) => ftsTokens(w));
+    const size = this.flags.length;
+
+    // the candidates: word matches (W) and substring matches (S)
+    const W: number[] = [];
+    const wStamp = this.matchWords(this.all, this.wordMarks, words, W);
+    const S: number[] = [];
+    if (substringTier && q.substring !== undefined) this.substringIds(q.substring, S);
+    const sStamp = this.subMarks.next(size);
+    const subArr = this.subMarks.arr;
+    for (const id of S) subArr[id] = sStamp;
+    const wArr = this.wordMarks.arr;
+    const isCand = (id: number): boolean => wArr[id] === wStamp || subArr[id] === sStamp;
+
+    // name-word matches (tier 2) are word matches too
+    const N: number[] = [];
+    if (words.length > 0) this.matchWords(this.nameTokens, this.nameMarks, words, N);
+
+    // each candidate goes to the first tier it qualifies for
+    const tStamp = this.tierMarks.next(size);
+    const tArr = this.tierMarks.arr;
+    const tiers: number[][] = [[], [], [], [], []];
+    const assign = (id: number, tier: number): void => {
+      if (tArr[id] === tStamp || !isCand(id)) return;
+      tArr[id] = tStamp;
+      if (canSee(id)) tiers[tier]!.push(id);
+    };
+    if (text === '') {
+      // no query: every visible repository, by stars
+      const flags = this.flags;
+      for (let id = 0; id < flags.length; id++) if (flags[id] !== 0 && canSee(id)) tiers[0]!.push(id);
+    } else {
+      this.assignTiers(text, assign, N, W, S);
+    }
+
+
+    const stars = this.stars;
+    const recs = this.recs;
+    const order = (a: number, b: number): number => {
+      const d = stars[b]! - stars[a]!;
+      if (d !== 0) return d;
+      const ra = recs[a]!;
+      const rb = recs[b]!;
+      return ra.name < rb.name ? -1 : ra.name > rb.name ? 1 : ra.namespace < rb.namespace ? -1 : ra.namespace > rb.namespace ? 1 : 0;
+    };
+    const total = tiers.reduce((n, t) => n + t.length, 0);
+    const results: SearchResult[] = [];
+    let skip = (page - 1) * pageSize;
+    for (const t of tiers) {
+      if (results.length === pageSize) break;
+      if (skip >= t.length) {
+        skip -= t.length;
+        continue;
+      }
+      const need = skip + (pageSize - results.length);
+      const best = need * 4 < t.length ? topK(t, need, order) : t.sort(order);
+      for (const id of best.slice(skip, need)) {
+        const r = recs[id]!;
+        results.push({ namespace: r.namespace, name: r.name, description: r.description, star_count: stars[id]!, private: (this.flags[id]! & PRIVATE) !== 0 });
+      }
+      skip = 0;
+    }
+    return { total, page, pageSize, results };
+  }
+
+  /** What a signed-in caller may see of private repositories besides its own: read on each search. */
+  private async grants(v: SearchVisibility | undefined): Promise<Grants | undefined> {
+    if (v?.admin || v?.userId === undefined) return undefined;
+    const u = v.userId;
+    const [users, orgs, collabs] = await Promise.all([
+      this.db.raw('select username from users where id = ?', [u]),
+      this.db.raw('select o.name from organizations o join organization_members m on m.org_id = o.id where m.user_id = ?', [u]),
+      this.db.raw('select repo_id from collaborators where user_id = ?', [u]),
+    ]);
+    return {
+      username: rawRows<{ username: string }>(this.db, users)[0]?.username,
+      orgNames: new Set(rawRows<{ name: string }>(this.db, orgs).map((r) => r.name)),
+      shared: new Set(rawRows<{ repo_id: unknown }>(this.db, collabs).map((r) => toNum(r.repo_id))),
+    };
+  }
+
+  /** Each candidate to the first tier it qualifies for (exact, prefix, name words, words, substring). */
+  private assignTiers(text: string, assign: (id: number, tier: number) => void, N: readonly number[], W: readonly number[], S: readonly number[]): void {
+    for (const id of this.byName.get(text) ?? []) assign(id, 0);
+    const exact = this.byFull.get(text);
+    if (exact !== undefined) assign(exact, 0);
+    this.names.eachWithPrefix(text, (id) => assign(id, 1));
+    this.fulls.eachWithPrefix(text, (id) => assign(id, 1));
+    for (const id of N) assign(id, 2);
+    for (const id of W) assign(id, 3);
+    for (const id of S) assign(id, 4);
+  }
+
+  /** Who sees what: the SQL `visibility` of search.ts. */
+  private visibilityTest(v: SearchVisibility | undefined, g: Grants | undefined): (id: number) => boolean {
+    const flags = this.flags;
+    if (v?.admin) return (id) => (flags[id]! & (PRESENT | DELETED)) === PRESENT;
+    if (v?.userId === undefined || !g) return (id) => flags[id] === PRESENT;
+    const u = v.userId;
+    const owner = this.owner;
+    const recs = this.recs;
+    return (id) => {
+      const f = flags[id]!;
+      if (f === PRESENT) return true;
+      if (f !== (PRESENT | PRIVATE)) return false;
+      if (owner[id] === u || g.shared.has(id)) return true;
+      const ns = recs[id]!.namespace;
+      return ns === g.username || g.orgNames.has(ns);
+    };
+  }
+}
+
+interface Grants {
+  readonly username: string | undefined;
+  readonly orgNames: ReadonlySet<string>;
+  readonly shared: ReadonlySet<number>;
+}
+
+/** Bounded "best k" selection: the k smallest by cmp, in order. */
+function topK<T>(items: readonly T[], k: number, cmp: (a: T, b: T) => number): T[] {
+  if (k <= 0) return [];
+  // a max-heap of the best k seen so far: the root is the worst of them
+  const heap: T[] = [];
+  const up = (i: number): void => {
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (cmp(heap[i]!, heap[p]!) <= 0) return;
+      [heap[i], heap[p]] = [heap[p]!, heap[i]!];
+      i = p;
+    }
+  };
+  const down = (i: number): void => {
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < heap.length && cmp(heap[l]!, heap[m]!) > 0) m = l;
+      if (r < heap.length && cmp(heap[r]!, heap[m]!) > 0) m = r;
+      if (m === i) return;
+      [heap[i], heap[m]] = [heap[m]!, heap[i]!];
+      i = m;
+    }
+  };
+  for (const x of items) {
+    if (heap.length < k) {
+      heap.push(x);
+      up(heap.length - 1);
+    } else if (cmp(x, heap[0]!) < 0) {
+      heap[0] = x;
+      down(0);
+    }
+  }
+  return heap.sort(cmp);
+}
+
+const indexes = new WeakMap<Knex, MemoryIndex>();
+
+/** The memory index of this database (one per Knex instance). */
+export function memoryIndex(db: Knex): MemoryIndex {
+  let m = indexes.get(db);
+  if (!m) {
+    m = new MemoryIndex(db);
+    indexes.set(db, m);
+  }
+  return m;
+}
+
+export type { MemoryIndex };

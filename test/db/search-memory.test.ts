@@ -1,0 +1,137 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { closeDb, createDb, migrateLatest, type Knex } from '../../src/db/knex.js';
+import { addCollaborator, markDeleted, saveRepository } from '../../src/db/repositories.js';
+import { addMember, saveOrganization } from '../../src/db/organizations.js';
+import { saveUser, type User } from '../../src/db/users.js';
+import { searchRepositories, searchWithSql, type SearchOptions } from '../../src/db/search.js';
+
+/**
+ * SQLite searches from memory (src/db/search-memory.ts). The SQL search is the reference: on the
+ * same data both must give the same page and the same total, for every kind of query and caller;
+ * and changes made through another connection (another process, the CLI) must show at once.
+ */
+
+let seed = 7;
+function rnd(): number {
+  seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+  return seed / 0x7fffffff;
+}
+const pick = <T>(a: readonly T[]): T => a[Math.floor(rnd() * a.length)]!;
+const WORDS = 'nginx redis node alpine busybox python web api app db cache proxy server red re-run rest base basic tool tools build café naïve data'.split(' ');
+
+describe('in-memory search on SQLite', () => {
+  let dir: string;
+  let db: Knex;
+  let other: Knex;
+  const users: User[] = [];
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'lr-searchmem-'));
+    db = createDb(null, dir);
+    await migrateLatest(db);
+    // a second connection to the same file, as another process or the CLI would have
+    other = createDb(null, dir);
+    for (let i = 0; i < 6; i++) users.push((await saveUser(db, { username: `user${i}`, email: `u${i}@x.org`, password: 'secret1', active: true, admin: i === 0 }, { cost: 4 }))!);
+    const org = (await saveOrganization(db, { name: 'crew' }))!;
+    await addMember(db, org.id, users[2]!.id);
+    const seen = new Set<string>();
+    while (seen.size < 1500) {
+      const ns = pick(['user1', 'user2', 'crew', 'library', 'acme', 'red', 'base', 'tools', `${pick(WORDS).replace(/[^a-z]/g, '')}${Math.floor(rnd() * 40)}`]);
+      const name = [pick(WORDS), rnd() < 0.5 ? pick(WORDS) : '', rnd() < 0.3 ? String(Math.floor(rnd() * 50)) : '']
+        .filter(Boolean)
+        .join(pick(['-', '_', '.']))
+        .normalize('NFD')
+        .replace(/\p{M}/gu, '')
+        .replace(/[^a-z0-9._-]/g, '');
+      if (!name || seen.has(`${ns}/${name}`)) continue;
+      seen.add(`${ns}/${name}`);
+      const priv = rnd() < 0.15;
+      const { repository } = await saveRepository(db, {
+        namespace: ns,
+        name,
+        description: Array.from({ length: Math.floor(rnd() * 8) }, () => pick([...WORDS, 'The', 'small', 'Fast'])).join(' '),
+        private: priv,
+        ownerId: priv ? pick(users).id : null,
+      });
+      // many ties on stars, as in real data
+      await db('repositories').where({ id: repository.id }).update({ star_count: Math.floor(rnd() * 4) === 0 ? Math.floor(rnd() * 100) : Math.floor(rnd() * 3) });
+      if (priv && rnd() < 0.2) await addCollaborator(db, repository.id, pick(users).id, 'read');
+      if (rnd() < 0.02) await markDeleted(db, repository.id);
+    }
+  });
+  after(async () => {
+    await closeDb(other);
+    await closeDb(db);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('gives the SQL search’s pages and totals for every kind of query and caller', async () => {
+    const queries = ['', 're', 'red', 'redis', 'r', 'base', 'ba', 'web api', 'node server', 'tools/', 'acme/red', 'library/redis', 'edi', 'ool', 'é', 'cafe', 'café', 'naive', 'x', 'zzz', '-', '_x', '%', "' or 1=1", 'a"b', 'crew/', 're-run', 'rest.', '.10', '42'];
+    const callers: SearchOptions['visibleTo'][] = [{}, { userId: users[1]!.id }, { userId: users[2]!.id }, { userId: users[3]!.id }, { userId: users[0]!.id, admin: true }];
+    let compared = 0;
+    for (const query of queries) {
+      for (const visibleTo of callers) {
+        for (const [page, pageSize] of [
+          [1, 25],
+          [2, 25],
+          [1, 7],
+          [3, 10],
+          [40, 100],
+        ] as const) {
+          const opts = { query, visibleTo, page, pageSize };
+          const mem = await searchRepositories(db, opts);
+          const sql = await searchWithSql(db, opts);
+          assert.deepEqual(mem, sql, JSON.stringify(opts));
+          compared++;
+        }
+      }
+    }
+    assert.equal(compared, queries.length * callers.length * 5);
+  });
+
+  it('sees changes made through another connection at the next search', async () => {
+    const find = async (q: string): Promise<string[]> => (await searchRepositories(db, { query: q, pageSize: 100 })).results.map((r) => `${r.namespace}/${r.name}`);
+    await searchRepositories(db, { query: 'warm' }); // loaded
+    const { repository } = await saveRepository(other, { namespace: 'late', name: 'zebrafish', description: 'arrived later' });
+    assert.deepEqual(await find('zebrafish'), ['late/zebrafish']);
+    await other('repositories').where({ id: repository.id }).update({ description: 'now about quokkas' });
+    assert.deepEqual(await find('quokkas'), ['late/zebrafish']);
+    assert.deepEqual(await find('arrived'), [], 'the old words are gone');
+    await other('repositories').where({ id: repository.id }).update({ private: true });
+    assert.deepEqual(await find('zebrafish'), [], 'private now');
+    await other('repositories').where({ id: repository.id }).update({ private: false, star_count: 5 });
+    await saveRepository(other, { namespace: 'late', name: 'zebrafish-two' });
+    assert.deepEqual(await find('zebrafish'), ['late/zebrafish', 'late/zebrafish-two']);
+    await other('repositories').where({ id: repository.id }).update({ star_count: 0 });
+    await other('repositories').where({ namespace: 'late', name: 'zebrafish-two' }).update({ star_count: 9 });
+    assert.deepEqual(await find('zebrafish'), ['late/zebrafish', 'late/zebrafish-two'], 'exact name first whatever the stars');
+    assert.deepEqual(await find('zebra'), ['late/zebrafish-two', 'late/zebrafish'], 'then by stars');
+    await other('repositories').where({ id: repository.id }).delete();
+    assert.deepEqual(await find('zebrafish'), ['late/zebrafish-two']);
+    // a grant made elsewhere counts at once (grants are never cached)
+    const { repository: secret } = await saveRepository(other, { namespace: 'late', name: 'secretive', private: true });
+    const u5 = { userId: users[5]!.id };
+    assert.equal((await searchRepositories(db, { query: 'secretive', visibleTo: u5 })).total, 0);
+    await addCollaborator(other, secret.id, users[5]!.id, 'read');
+    assert.equal((await searchRepositories(db, { query: 'secretive', visibleTo: u5 })).total, 1);
+  });
+
+  it('reloads everything when the change log was pruned past what it saw', async () => {
+    await searchRepositories(db, { query: 'warm' });
+    await saveRepository(other, { namespace: 'pruned', name: 'walrus' });
+    // what the prune trigger does to an old log: keep only changes newer than this reader knows
+    const [{ s }] = (await other.raw('select max(seq) as s from repository_changes')) as [{ s: number }];
+    await other.raw('delete from repository_changes where seq <= ?', [s]);
+    await saveRepository(other, { namespace: 'pruned', name: 'walrus-two' });
+    const r = await searchRepositories(db, { query: 'walrus' });
+    assert.deepEqual(
+      r.results.map((x) => `${x.namespace}/${x.name}`),
+      ['pruned/walrus', 'pruned/walrus-two'],
+    );
+    assert.deepEqual(r, await searchWithSql(db, { query: 'walrus' }));
+  });
+});
