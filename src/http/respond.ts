@@ -1,6 +1,7 @@
 import type { Context } from 'koa';
 import type { Readable } from 'node:stream';
 import { pyJson } from './py-json.js';
+import { fileRangeOf, sendFileRange } from './send-file.js';
 
 /** Spec §1.3: headers of every JSON answer. */
 export function sendJson(ctx: Context, status: number, value: unknown): void {
@@ -86,7 +87,13 @@ export async function sendBytes(
     return;
   }
   ctx.status = status;
-  ctx.body = await open(start, length);
+  const body = await open(start, length);
   ctx.type = type;
+  const file = fileRangeOf(body);
+  if (file && file.length === length) {
+    await sendFileRange(ctx, file, body);
+    return;
+  }
+  ctx.body = body;
   ctx.length = length;
 }

@@ -17,6 +17,7 @@ import {
 } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { Readable, Writable } from 'node:stream';
+import { withFileRange } from '../../http/send-file.js';
 import {
   endWriterStream,
   InvalidOffsetError,
@@ -197,8 +198,13 @@ class FilesystemDriver implements StorageDriver {
       await handle.close();
       return emptyStream();
     }
-    // The stream owns the handle from here and closes it on end, error or destroy.
-    return handle.createReadStream({ start: offset, end: offset + count - 1, highWaterMark: IO_CHUNK });
+    // The stream owns the handle from here and closes it on end, error or destroy. Senders that can
+    // read the file themselves (src/http/send-file.ts) use the handle and then destroy the stream.
+    return withFileRange(handle.createReadStream({ start: offset, end: offset + count - 1, highWaterMark: IO_CHUNK }), {
+      handle,
+      start: offset,
+      length: count,
+    });
   }
 
   async writer(key: string, options: WriterOptions = {}): Promise<Writer> {
