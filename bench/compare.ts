@@ -115,7 +115,7 @@ async function waitUp(port: number, proc: ChildProcess, what: string): Promise<v
 
 async function startOurs(dir: string): Promise<Server> {
   const port = await freePort();
-  const cli = join(ROOT, 'dist', 'src', 'cli', 'main.js');
+  const cli = join(ROOT, 'bin', 'legacy-registry.cjs'); // sets UV_THREADPOOL_SIZE as users get it
   const proc = spawn(process.execPath, [cli, 'serve', '--host', '127.0.0.1', '--port', String(port)], {
     env: {
       PATH: process.env.PATH ?? '',

@@ -142,7 +142,7 @@ export async function benchV1Layer(sizeMiB: number, log: (s: string) => void = c
     const json = Buffer.from(JSON.stringify({ id, created: '2015-01-01T00:00:00Z', os: 'linux', architecture: 'amd64' }));
     const payload = `sha256:${await hashFile(layerPath, Buffer.concat([json, Buffer.from('\n')]))}`;
 
-    const cli = join(ROOT, 'dist', 'src', 'cli', 'main.js');
+    const cli = join(ROOT, 'bin', 'legacy-registry.cjs'); // sets UV_THREADPOOL_SIZE as users get it
     if (!existsSync(cli)) throw new Error('build first: npm run build');
     const proc = spawn(process.execPath, [cli, 'serve', '--host', '127.0.0.1', '--port', '0'], {
       env: { PATH: process.env.PATH ?? '', STORAGE_PATH: join(work, 'data'), LOGLEVEL: 'info', STANDALONE: 'true' },

@@ -281,7 +281,21 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       };
     }
     app.use(
-      v2Routes({ config: effective, blobs, uploads, manifests, fromV1, toV1, schema1, auth: v2Authorizer, log, ...(catalog ? { catalog } : {}), ...(indexHook ? { index: indexHook } : {}) }),
+      v2Routes({
+        config: effective,
+        blobs,
+        uploads,
+        manifests,
+        fromV1,
+        toV1,
+        schema1,
+        auth: v2Authorizer,
+        log,
+        ...(catalog ? { catalog } : {}),
+        ...(indexHook ? { index: indexHook } : {}),
+        // answers derived from cached metadata, valid until this node writes or the TTL passes
+        ...(driver instanceof CachingDriver ? { answerCache: { ttlMs: config.metadata_cache_ttl * 1000, stamp: () => driver.changeStamp } } : {}),
+      }),
     );
   } else {
     app.use(v2Off);

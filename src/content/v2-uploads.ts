@@ -56,7 +56,8 @@ export class V2Uploads {
   async start(name: V2Name): Promise<string> {
     const uuid = randomUUID();
     const state: UploadState = { name, offset: 0, started: Date.now() };
-    await this.driver.putContent(stateKey(uuid), Buffer.from(JSON.stringify(state)));
+    // the session's state need not survive a crash (the client starts the blob again): no fsync
+    await this.driver.putContent(stateKey(uuid), Buffer.from(JSON.stringify(state)), { durable: false });
     this.hashes.set(uuid, { hash: createHash('sha256'), offset: 0 });
     return uuid;
   }
@@ -87,8 +88,8 @@ export class V2Uploads {
    * Append a body to the session. `start` is the Content-Range start when the client sent one:
    * it must equal the current size (spec §1.6 items 2–3: 416 otherwise).
    */
-  async append(name: V2Name, uuid: string, body: Readable, opts: { start?: number; contentLength?: number } = {}): Promise<number> {
-    const st = await this.state(name, uuid);
+  async append(name: V2Name, uuid: string, body: Readable, opts: { start?: number; contentLength?: number; last?: boolean } = {}, known?: UploadState): Promise<number> {
+    const st = known ?? (await this.state(name, uuid));
     if (opts.start !== undefined && opts.start !== st.offset) {
       throw new V2Error('RANGE_INVALID', undefined, undefined, { Range: st.offset > 0 ? `0-${st.offset - 1}` : '0-0' });
     }
@@ -112,15 +113,17 @@ export class V2Uploads {
       throw e;
     }
     const offset = st.offset + tap.bytes;
-    await this.driver.putContent(stateKey(uuid), Buffer.from(JSON.stringify({ ...st, offset })));
+    // the last chunk (PUT ?digest= with a body) is published right away: no state to keep
+    if (!opts.last) await this.driver.putContent(stateKey(uuid), Buffer.from(JSON.stringify({ ...st, offset })), { durable: false });
     this.hashes.set(uuid, { hash, offset });
     return offset;
   }
 
   /** PUT ?digest=: append an optional last chunk, verify, publish, link into the repository. */
   async finish(name: V2Name, uuid: string, digest: string, body: Readable | undefined, contentLength?: number): Promise<number> {
-    let offset = (await this.state(name, uuid)).offset;
-    if (body) offset = await this.append(name, uuid, body, contentLength !== undefined ? { contentLength } : {});
+    const st = await this.state(name, uuid);
+    let offset = st.offset;
+    if (body) offset = await this.append(name, uuid, body, { last: true, ...(contentLength !== undefined ? { contentLength } : {}) }, st);
     const hash = await this.hashAt(uuid, offset);
     this.hashes.delete(uuid);
     const actual = `sha256:${hash.copy().digest('hex')}`;

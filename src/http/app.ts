@@ -36,11 +36,15 @@ export function v1ErrorRenderer(log: Logger) {
   };
 }
 
+/** Request ids: this process's random prefix and a counter (unique, and cheap to make). */
+const ID_PREFIX = randomBytes(4).toString('hex');
+let idCounter = 0;
+
 /** Request id, X-Docker-Registry-Version (spec Q6) and one access-log line per request. */
 export function accessLog(log: Logger, enabled = true) {
   return async (ctx: Context, next: Next): Promise<void> => {
     const started = process.hrtime.bigint();
-    const id = ctx.get('X-Request-Id') || randomBytes(8).toString('hex');
+    const id = ctx.get('X-Request-Id') || `${ID_PREFIX}${(++idCounter).toString(16).padStart(8, '0')}`;
     ctx.state.requestId = id;
     ctx.set('X-Request-Id', id);
     ctx.set('X-Docker-Registry-Version', '0.9.1');

@@ -57,6 +57,11 @@ export interface Writer {
   cancel(): Promise<void>;
 }
 
+export interface PutOptions {
+  /** Default true: fsync before resolving. */
+  readonly durable?: boolean;
+}
+
 export interface WriterOptions {
   /**
    * Continue an existing key (v2 chunked uploads): size starts at the key's current size and
@@ -69,8 +74,12 @@ export interface StorageDriver {
   readonly name: string;
   /** Whole content of a small object. Throws PathNotFoundError (also for a prefix that holds no object). */
   getContent(key: string): Promise<Buffer>;
-  /** Atomically replace the content of a small object (creating the prefixes above it). */
-  putContent(key: string, data: Buffer): Promise<void>;
+  /**
+   * Atomically replace the content of a small object (creating the prefixes above it). Durable when
+   * it resolves, unless `options.durable` is false: then atomic all the same, but a crash may lose
+   * it (for state that is worthless after a crash, such as an upload session's progress).
+   */
+  putContent(key: string, data: Buffer, options?: PutOptions): Promise<void>;
   /**
    * Stream from offset (default 0) for length bytes (default: to the end; a length past the end
    * stops at the end). offset == size gives an empty stream. Errors are reported by the returned

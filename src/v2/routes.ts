@@ -4,7 +4,7 @@ import { V2Error, type V2Code } from '../errors/v2.js';
 import type { BlobStore } from '../content/blob-store.js';
 import { checkDigest, parseV2Name, type V2Name } from '../content/v2-names.js';
 import type { V2Uploads } from '../content/v2-uploads.js';
-import { MT, V2Manifests } from '../content/v2-manifests.js';
+import { MT, V2Manifests, type StoredManifest } from '../content/v2-manifests.js';
 import type { V1ToV2 } from '../content/v1-to-v2.js';
 import type { V2ToV1 } from '../content/v2-to-v1.js';
 import type { Schema1Bridge } from '../content/schema1-bridge.js';
@@ -42,6 +42,38 @@ export interface V2Deps {
   /** Told of every tagged manifest push, when an index runs in this process. */
   readonly index?: V2IndexHook;
   readonly log?: Logger;
+  /**
+   * Answers derived from metadata (a tag's manifest for an Accept header, a tag list) are kept for
+   * this long while `stamp()` (bumped by every write of this node) is unchanged; another node's
+   * change shows within the time, as with the metadata cache. Absent or 0: nothing kept.
+   */
+  readonly answerCache?: { readonly ttlMs: number; readonly stamp: () => number };
+}
+
+/**
+ * A few thousand recent answers, each valid for the write stamp it was computed under and until it
+ * expires. Concurrent requests for a missing answer share one computation (64 clients asking at the
+ * moment an answer expires cost one computation, not 64).
+ */
+class AnswerCache<T> {
+  private readonly map = new Map<string, { stamp: number; expires: number; value: Promise<T> }>();
+  constructor(private readonly opts: { readonly ttlMs: number; readonly stamp: () => number }) {}
+
+  get(key: string, compute: () => Promise<T>): Promise<T> {
+    const stamp = this.opts.stamp();
+    const e = this.map.get(key);
+    if (e && e.stamp === stamp && e.expires > Date.now()) return e.value;
+    const value = compute();
+    const entry = { stamp, expires: Date.now() + this.opts.ttlMs, value };
+    this.map.delete(key);
+    this.map.set(key, entry);
+    if (this.map.size > 5000) this.map.delete(this.map.keys().next().value!);
+    // errors are not kept; a write while computing makes the entry stale by its stamp
+    value.catch(() => {
+      if (this.map.get(key) === entry) this.map.delete(key);
+    });
+    return value;
+  }
 }
 
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
@@ -170,6 +202,63 @@ function declaredLength(ctx: Context): number | undefined {
  */
 export function v2Routes(deps: V2Deps) {
   const { blobs, uploads, manifests } = deps;
+  const cacheOn = deps.answerCache && deps.answerCache.ttlMs > 0 ? deps.answerCache : undefined;
+  const manifestAnswers = cacheOn ? new AnswerCache<StoredManifest>(cacheOn) : undefined;
+  const tagAnswers = cacheOn ? new AnswerCache<string[]>(cacheOn) : undefined;
+
+  /** Every tag of a repository, v2 and v1 (spec §3.7: a tag deleted through v1 is gone). */
+  async function allTags(name: V2Name): Promise<string[]> {
+    const v1Tags = deps.fromV1 ? await deps.fromV1.tags(name) : [];
+    if (!(await manifests.exists(name)) && v1Tags.length === 0) throw new V2Error('NAME_UNKNOWN', { name });
+    let v2Tags = await manifests.tags(name);
+    if (deps.toV1) {
+      const toV1 = deps.toV1;
+      const sides = await Promise.all(v2Tags.map((t) => toV1.current(name, t)));
+      v2Tags = v2Tags.filter((_, i) => sides[i] !== 'gone');
+    }
+    return [...new Set([...v2Tags, ...v1Tags])].sort();
+  }
+
+  /**
+   * The manifest a GET/HEAD of ref answers with for this client's Accept header (spec §2.5, §3.7):
+   * v2-pushed or bridged from v1, a list's linux/amd64 child, or signed schema1.
+   */
+  async function resolveManifest(ctx: Context, name: V2Name, ref: { tag?: string; digest?: string }): Promise<StoredManifest> {
+    let stored = await manifests.get(name, ref);
+    if (stored && ref.tag && deps.toV1) {
+      // spec §3.7: a later v1 push of the tag wins; a delete through v1 deletes it here too
+      const side = await deps.toV1.current(name, ref.tag);
+      if (side === 'gone') throw new V2Error('MANIFEST_UNKNOWN', ref);
+      if (side === 'v1') stored = undefined;
+    }
+    let found = stored ?? (ref.tag && deps.fromV1 ? await deps.fromV1.manifestForTag(name, ref.tag) : undefined);
+    if (!found && ref.digest && deps.schema1) found = await deps.schema1.byDigest(name, ref.digest);
+    if (!found) throw new V2Error('MANIFEST_UNKNOWN', ref);
+    const accept = accepted(ctx);
+    let fromList = false;
+    // spec §2.5 step 5: a manifest list by tag for a client that does not accept lists gets
+    // its linux/amd64 image (converted below when schema2 is not accepted either), else 404
+    if (ref.tag && found.mediaType === MT.list && !accept.has(MT.list) && !accept.has('*/*')) {
+      const entries = (JSON.parse(found.bytes.toString('utf8')) as { manifests?: { digest?: unknown; platform?: { os?: unknown; architecture?: unknown } }[] }).manifests ?? [];
+      const pick = entries.find((e) => e.platform?.os === 'linux' && e.platform.architecture === 'amd64');
+      const child = typeof pick?.digest === 'string' ? await manifests.get(name, { digest: pick.digest }) : undefined;
+      if (!child) throw new V2Error('MANIFEST_UNKNOWN', ref, 'the manifest list has no linux/amd64 image');
+      found = child;
+      fromList = true;
+    }
+    // spec §2.5 step 4: by tag, a client that accepts no schema2/list/OCI gets signed schema1
+    const modern = (fromList ? [MT.schema2, '*/*'] : [MT.schema2, MT.list, MT.ociManifest, MT.ociIndex, '*/*']).some((t) => accept.has(t));
+    if (!modern && ref.tag && deps.schema1 && found.mediaType === MT.schema2) {
+      const s1 = await deps.schema1.forTag(name, ref.tag, found, stored === undefined);
+      if (!s1) throw new V2Error('MANIFEST_UNKNOWN', ref, 'this image has no schema1 form');
+      found = s1;
+    }
+    // spec §2.5 step 3: an OCI manifest/index is only served to clients that accept it
+    else if (!accept.has('*/*') && (found.mediaType === MT.ociManifest || found.mediaType === MT.ociIndex) && !accept.has(found.mediaType)) {
+      throw new V2Error('MANIFEST_UNKNOWN', ref, `${found.mediaType} found, but the Accept header does not allow it`);
+    }
+    return found;
+  }
 
   async function handle(ctx: Context, route: V2Route): Promise<void> {
     const method = ctx.method;
@@ -324,39 +413,8 @@ export function v2Routes(deps: V2Deps) {
       case 'manifest': {
         const ref = reference(route.reference);
         if (method === 'GET' || method === 'HEAD') {
-          let stored = await manifests.get(name, ref);
-          if (stored && ref.tag && deps.toV1) {
-            // spec §3.7: a later v1 push of the tag wins; a delete through v1 deletes it here too
-            const side = await deps.toV1.current(name, ref.tag);
-            if (side === 'gone') throw new V2Error('MANIFEST_UNKNOWN', ref);
-            if (side === 'v1') stored = undefined;
-          }
-          let found = stored ?? (ref.tag && deps.fromV1 ? await deps.fromV1.manifestForTag(name, ref.tag) : undefined);
-          if (!found && ref.digest && deps.schema1) found = await deps.schema1.byDigest(name, ref.digest);
-          if (!found) throw new V2Error('MANIFEST_UNKNOWN', ref);
-          const accept = accepted(ctx);
-          let fromList = false;
-          // spec §2.5 step 5: a manifest list by tag for a client that does not accept lists gets
-          // its linux/amd64 image (converted below when schema2 is not accepted either), else 404
-          if (ref.tag && found.mediaType === MT.list && !accept.has(MT.list) && !accept.has('*/*')) {
-            const entries = (JSON.parse(found.bytes.toString('utf8')) as { manifests?: { digest?: unknown; platform?: { os?: unknown; architecture?: unknown } }[] }).manifests ?? [];
-            const pick = entries.find((e) => e.platform?.os === 'linux' && e.platform.architecture === 'amd64');
-            const child = typeof pick?.digest === 'string' ? await manifests.get(name, { digest: pick.digest }) : undefined;
-            if (!child) throw new V2Error('MANIFEST_UNKNOWN', ref, 'the manifest list has no linux/amd64 image');
-            found = child;
-            fromList = true;
-          }
-          // spec §2.5 step 4: by tag, a client that accepts no schema2/list/OCI gets signed schema1
-          const modern = (fromList ? [MT.schema2, '*/*'] : [MT.schema2, MT.list, MT.ociManifest, MT.ociIndex, '*/*']).some((t) => accept.has(t));
-          if (!modern && ref.tag && deps.schema1 && found.mediaType === MT.schema2) {
-            const s1 = await deps.schema1.forTag(name, ref.tag, found, stored === undefined);
-            if (!s1) throw new V2Error('MANIFEST_UNKNOWN', ref, 'this image has no schema1 form');
-            found = s1;
-          }
-          // spec §2.5 step 3: an OCI manifest/index is only served to clients that accept it
-          else if (!accept.has('*/*') && (found.mediaType === MT.ociManifest || found.mediaType === MT.ociIndex) && !accept.has(found.mediaType)) {
-            throw new V2Error('MANIFEST_UNKNOWN', ref, `${found.mediaType} found, but the Accept header does not allow it`);
-          }
+          const answerKey = `${name}\n${route.reference}\n${String(ctx.headers.accept ?? '')}`;
+          const found = await (manifestAnswers ? manifestAnswers.get(answerKey, () => resolveManifest(ctx, name, ref)) : resolveManifest(ctx, name, ref));
           ctx.set('Docker-Content-Digest', found.digest);
           ctx.set('Etag', `"${found.digest}"`);
           const inm = ctx.get('If-None-Match').replace(/"/g, '').trim();
@@ -426,15 +484,7 @@ export function v2Routes(deps: V2Deps) {
       }
       case 'tags': {
         if (method !== 'GET' && method !== 'HEAD') throw new V2Error('UNSUPPORTED');
-        const v1Tags = deps.fromV1 ? await deps.fromV1.tags(name) : [];
-        if (!(await manifests.exists(name)) && v1Tags.length === 0) throw new V2Error('NAME_UNKNOWN', { name });
-        let v2Tags = await manifests.tags(name);
-        if (deps.toV1) {
-          const toV1 = deps.toV1;
-          const sides = await Promise.all(v2Tags.map((t) => toV1.current(name, t)));
-          v2Tags = v2Tags.filter((_, i) => sides[i] !== 'gone');
-        }
-        let tags = [...new Set([...v2Tags, ...v1Tags])].sort();
+        let tags = await (tagAnswers ? tagAnswers.get(name, () => allTags(name)) : allTags(name));
         const last = typeof ctx.query.last === 'string' ? ctx.query.last : undefined;
         if (last !== undefined) tags = tags.filter((t) => t > last);
         const nRaw = ctx.query.n;

@@ -12,7 +12,7 @@ export interface ChildServer {
 
 /** `legacy-registry serve` as its own process (compiled CLI), on a free loopback port. */
 export async function spawnServer(env: Record<string, string>, args: string[] = []): Promise<ChildServer> {
-  const cli = join(ROOT, 'dist', 'src', 'cli', 'main.js');
+  const cli = join(ROOT, 'bin', 'legacy-registry.cjs');
   const proc = spawn(process.execPath, [cli, 'serve', '--host', '127.0.0.1', '--port', '0', ...args], {
     env: { PATH: process.env.PATH ?? '', LOGLEVEL: 'info', STANDALONE: 'true', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -10,7 +10,7 @@ import { spawnServer, type ChildServer } from '../helpers/child.js';
 import { ROOT } from '../helpers/paths.js';
 
 const run = promisify(execFile);
-const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
+const CLI = join(ROOT, 'bin', 'legacy-registry.cjs');
 const basic = (u: string, p: string): string => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`;
 
 describe('legacy-registry CLI: --help, db migrate, user management, htpasswd import', () => {

@@ -1,4 +1,4 @@
-import type { FileInfo, StorageDriver, Writer, WriterOptions } from '../driver.js';
+import type { FileInfo, PutOptions, StorageDriver, Writer, WriterOptions } from '../driver.js';
 import type { Readable } from 'node:stream';
 
 /**
@@ -67,6 +67,14 @@ export class CachingDriver implements StorageDriver {
     this.prefixes = opts.prefixes ?? DEFAULT_PREFIXES;
     this.immutable = opts.immutablePrefix ?? 'blobs/';
     this.now = opts.now ?? Date.now;
+  }
+
+  /**
+   * Changes whenever this node writes anything: a value derived from cached reads and stored with
+   * the stamp it was computed under is still right while the stamp is unchanged (within the TTL).
+   */
+  get changeStamp(): number {
+    return this.generation;
   }
 
   private ttlFor(key: string): number {
@@ -165,10 +173,10 @@ export class CachingDriver implements StorageDriver {
     return [...keys];
   }
 
-  async putContent(key: string, data: Buffer): Promise<void> {
+  async putContent(key: string, data: Buffer, options?: PutOptions): Promise<void> {
     this.invalidate(key);
     try {
-      await this.inner.putContent(key, data);
+      await this.inner.putContent(key, data, options);
     } finally {
       this.invalidate(key);
     }

@@ -18,7 +18,7 @@ import {
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { withFileRange } from '../../http/send-file.js';
-import {
+import { type PutOptions,
   endWriterStream,
   InvalidOffsetError,
   InvalidPathError,
@@ -150,7 +150,8 @@ class FilesystemDriver implements StorageDriver {
     }
   }
 
-  async putContent(key: string, data: Buffer): Promise<void> {
+  async putContent(key: string, data: Buffer, options: PutOptions = {}): Promise<void> {
+    const durable = options.durable !== false;
     const path = await this.pathOf(key);
     const dir = dirname(path);
     const temp = join(dir, tempName(basename(path)));
@@ -158,7 +159,7 @@ class FilesystemDriver implements StorageDriver {
     try {
       try {
         await handle.writeFile(data);
-        await handle.sync();
+        if (durable) await handle.sync();
       } finally {
         await handle.close();
       }
@@ -169,7 +170,7 @@ class FilesystemDriver implements StorageDriver {
       });
       throw translate(e, key, false);
     }
-    await syncDir(dir);
+    if (durable) await syncDir(dir);
   }
 
   async reader(key: string, offset = 0, length?: number): Promise<Readable> {
@@ -278,7 +279,7 @@ class FilesystemDriver implements StorageDriver {
       }
     }
     await syncDir(dstDir);
-    if (dirname(srcPath) !== dstDir) await pruneEmptyDirs(this.base, dirname(srcPath));
+    if (dirname(srcPath) !== dstDir) await pruneEmptyDirs(this.base, dirname(srcPath), this.forget);
   }
 
   async delete(key: string): Promise<void> {
@@ -290,7 +291,7 @@ class FilesystemDriver implements StorageDriver {
     } catch (e) {
       throw translate(e, key, true);
     }
-    await pruneEmptyDirs(this.base, dirname(path));
+    await pruneEmptyDirs(this.base, dirname(path), this.forget);
   }
 
   async close(): Promise<void> {
@@ -316,8 +317,59 @@ class FilesystemDriver implements StorageDriver {
     return this.realRoot;
   }
 
+  /**
+   * Directories already resolved inside root (most recent last). A key below one of them needs
+   * only an lstat of its last component instead of resolving every component again: the guard is
+   * against links found in the tree (see above), and a directory does not turn into a link by
+   * itself.
+   */
+  private readonly safeDirs = new Map<string, true>();
+
+  private readonly forget = (dir: string): void => {
+    this.safeDirs.delete(dir);
+  };
+
+  private remember(dir: string): void {
+    this.safeDirs.delete(dir);
+    this.safeDirs.set(dir, true);
+    if (this.safeDirs.size > 10_000) this.safeDirs.delete(this.safeDirs.keys().next().value!);
+  }
+
   /** The deepest existing part of path must resolve inside root. */
   private async confine(path: string, key: string): Promise<void> {
+    const parent = dirname(path);
+    if (path !== this.base && (parent === this.base || this.safeDirs.has(parent) || (await this.verifyDir(parent, key)))) {
+      // the directory is known to be inside root: only the last component could lead out
+      let leaf;
+      try {
+        leaf = await lstat(path);
+      } catch (e) {
+        const code = errCode(e);
+        if (code === 'ENOENT' || code === 'ENOTDIR') return;
+        throw e;
+      }
+      if (!leaf.isSymbolicLink()) return;
+    }
+    await this.confineSlow(path, key);
+  }
+
+  /** Resolve dir: true (and remembered) when it exists inside root, false when it does not exist. */
+  private async verifyDir(dir: string, key: string): Promise<boolean> {
+    const realRoot = await this.rootReal();
+    let real: string;
+    try {
+      real = await realpath(dir);
+    } catch (e) {
+      const code = errCode(e);
+      if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP') return false;
+      throw e;
+    }
+    if (real !== realRoot && !real.startsWith(realRoot + sep)) throw new InvalidPathError(key);
+    this.remember(dir);
+    return true;
+  }
+
+  private async confineSlow(path: string, key: string): Promise<void> {
     const realRoot = await this.rootReal();
     for (let p = path; p !== this.base; p = dirname(p)) {
       let real: string;
@@ -537,10 +589,11 @@ async function syncDir(dir: string): Promise<void> {
 }
 
 /** Removes dir and its parents while they are empty, stopping below base. */
-async function pruneEmptyDirs(base: string, dir: string): Promise<void> {
+async function pruneEmptyDirs(base: string, dir: string, removed?: (dir: string) => void): Promise<void> {
   for (let d = dir; d.startsWith(base + sep); d = dirname(d)) {
     try {
       await rmdir(d);
+      removed?.(d);
     } catch (e) {
       // Not empty, already gone or in use: the prefix is still needed (or someone else pruned it).
       if (['ENOTEMPTY', 'EEXIST', 'ENOENT', 'EBUSY', 'ENOTDIR'].includes(errCode(e) ?? '')) return;

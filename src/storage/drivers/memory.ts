@@ -1,5 +1,5 @@
 import { Readable, Writable } from 'node:stream';
-import {
+import { type PutOptions,
   endWriterStream,
   InvalidOffsetError,
   PathNotFoundError,
@@ -38,7 +38,7 @@ class MemoryDriver implements StorageDriver {
     return Buffer.from(this.entry(key).data);
   }
 
-  async putContent(key: string, data: Buffer): Promise<void> {
+  async putContent(key: string, data: Buffer, _options?: PutOptions): Promise<void> {
     validateKey(key);
     this.files.set(key, { data: Buffer.from(data), modTime: new Date() });
   }
