@@ -112,14 +112,17 @@ export class V2TokenIssuer {
     return { token, expiresIn: ttl, issuedAt: new Date(Math.floor(now / 1000) * 1000) };
   }
 
-  /** A long-lived refresh token bound to one account (name and id); useless as an access token. */
-  async issueRefresh(p: { sub: string; uid: number }, now = Date.now()): Promise<string> {
+  /**
+   * A long-lived refresh token bound to one account (name, id, and `cred`: a fingerprint of its
+   * password hash, so a password change ends every session); useless as an access token.
+   */
+  async issueRefresh(p: { sub: string; uid: number; cred: string }, now = Date.now()): Promise<string> {
     const ttl = this.opts.refreshTtl ?? 90 * 86400;
-    return this.base({ use: REFRESH_USE, uid: p.uid }, p.sub, `${this.opts.issuer}#refresh`, ttl, now).sign(this.key.privateKey);
+    return this.base({ use: REFRESH_USE, uid: p.uid, cred: p.cred }, p.sub, `${this.opts.issuer}#refresh`, ttl, now).sign(this.key.privateKey);
   }
 
   /** The account a refresh token names, or undefined when it is not one of ours or has expired. */
-  async verifyRefresh(token: string): Promise<{ sub: string; uid: number } | undefined> {
+  async verifyRefresh(token: string): Promise<{ sub: string; uid: number; cred: string } | undefined> {
     try {
       const { payload } = await jwtVerify(token, this.key.publicKey, {
         issuer: this.opts.issuer,
@@ -127,8 +130,8 @@ export class V2TokenIssuer {
         algorithms: [this.key.alg],
         requiredClaims: ['exp', 'sub'],
       });
-      if (payload.use !== REFRESH_USE || typeof payload.uid !== 'number' || typeof payload.sub !== 'string') return undefined;
-      return { sub: payload.sub, uid: payload.uid };
+      if (payload.use !== REFRESH_USE || typeof payload.uid !== 'number' || typeof payload.sub !== 'string' || typeof payload.cred !== 'string') return undefined;
+      return { sub: payload.sub, uid: payload.uid, cred: payload.cred };
     } catch {
       return undefined;
     }

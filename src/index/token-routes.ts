@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Context } from 'koa';
 import Router from '@koa/router';
 import type { Config } from '../config/schema.js';
@@ -15,6 +16,12 @@ import type { IndexService } from './service.js';
 
 /** Where the index publishes its token verification key (for `serve --only registry`). */
 export const JWKS_PATH = '/.well-known/jwks.json';
+/** A fingerprint of an account's password hash (never the hash itself) for its refresh tokens. */
+async function credentialStamp(index: IndexService, uid: number): Promise<string> {
+  const row = (await index.db('users').where({ id: uid }).first('password_hash')) as { password_hash?: string } | undefined;
+  return createHash('sha256').update(`refresh:${row?.password_hash ?? ''}`).digest('base64url').slice(0, 22);
+}
+
 /** The signing certificate (PEM), for a registry's token_rootcertbundle (e.g. distribution's). */
 export const CERT_PATH = '/.well-known/token-cert.pem';
 
@@ -154,7 +161,7 @@ export function tokenRouter(config: Config, index: IndexService, issuer: V2Token
       const scopes = Array.isArray(raw) ? raw : typeof raw === 'string' ? [raw] : [];
       const service = typeof ctx.query.service === 'string' && ctx.query.service !== '' ? ctx.query.service : defaultService(ctx);
       const offline = ctx.query.offline_token === 'true';
-      const refresh = offline && user ? await issuer.issueRefresh({ sub: user.username, uid: user.id }) : undefined;
+      const refresh = offline && user ? await issuer.issueRefresh({ sub: user.username, uid: user.id, cred: await credentialStamp(index, user.id) }) : undefined;
       await respond(ctx, user, service, scopes, refresh, false);
     }),
   );
@@ -183,13 +190,16 @@ export function tokenRouter(config: Config, index: IndexService, issuer: V2Token
         const password = form.get('password') ?? '';
         user = await index.authenticate(basicHeader(username, password));
         if (!user) throw new V2Error('UNAUTHORIZED', undefined, 'username and password required');
-        if (form.get('access_type') === 'offline') refresh = await issuer.issueRefresh({ sub: user.username, uid: user.id });
+        if (form.get('access_type') === 'offline') refresh = await issuer.issueRefresh({ sub: user.username, uid: user.id, cred: await credentialStamp(index, user.id) });
       } else if (grant === 'refresh_token') {
         const token = form.get('refresh_token') ?? '';
         const claims = await issuer.verifyRefresh(token);
         const found = claims ? await index.findUser(claims.uid) : undefined;
-        // Bound to the account: a deleted, renamed or deactivated account's token stops working.
-        if (!claims || !found || found.username !== claims.sub) throw new V2Error('UNAUTHORIZED', undefined, 'invalid refresh token');
+        // Bound to the account: a deleted, renamed or deactivated account's token stops working, and
+        // so does every token issued before a password change.
+        if (!claims || !found || found.username !== claims.sub || claims.cred !== (await credentialStamp(index, found.id))) {
+          throw new V2Error('UNAUTHORIZED', undefined, 'invalid refresh token');
+        }
         if (!found.active) throw new V2Error('DENIED', undefined, 'Account is not Active');
         user = found;
         refresh = token;

@@ -13,7 +13,7 @@ import { spawnServer, type ChildServer } from '../helpers/child.js';
 import { ROOT } from '../helpers/paths.js';
 import { sha256 } from '../helpers/oci-layout.js';
 import { makeImage, pushImage, putTag } from '../helpers/v1-client.js';
-import { saveUser, setActive, removeUser, findUserByName } from '../../src/db/users.js';
+import { saveUser, setActive, setPassword, removeUser, findUserByName } from '../../src/db/users.js';
 import { addCollaborator, saveRepository } from '../../src/db/repositories.js';
 import { loadSigningKey, V2TokenIssuer } from '../../src/auth/v2-jwt.js';
 import { libtrustKid } from '../../src/content/schema1.js';
@@ -193,8 +193,14 @@ describe('v2 token auth: the index token service and the registry check (spec §
     assert.equal((await post({ grant_type: 'client_credentials', client_id: 'test' })).status, 400);
     assert.equal((await post({ grant_type: 'password', username: 'frank', password: 'frankpw' })).status, 400, 'client_id required');
     const user = await findUserByName(s.db!, 'frank');
+    // a password change ends the sessions of the old password
+    await setPassword(s.db!, user!.id, 'frankpw2', { cost: 4 });
+    assert.equal((await post({ grant_type: 'refresh_token', refresh_token: b.refresh_token!, client_id: 'test', service })).status, 401);
+    const again = await post({ grant_type: 'password', username: 'frank', password: 'frankpw2', access_type: 'offline', client_id: 'test', service });
+    const b2 = again.json<TokenBody>();
+    assert.equal((await post({ grant_type: 'refresh_token', refresh_token: b2.refresh_token!, client_id: 'test', service })).status, 200);
     await setActive(s.db!, user!.id, false);
-    assert.equal((await post({ grant_type: 'refresh_token', refresh_token: b.refresh_token!, client_id: 'test', service })).status, 403);
+    assert.equal((await post({ grant_type: 'refresh_token', refresh_token: b2.refresh_token!, client_id: 'test', service })).status, 403);
     await removeUser(s.db!, user!.id);
     assert.equal((await post({ grant_type: 'refresh_token', refresh_token: b.refresh_token!, client_id: 'test', service })).status, 401);
   });
