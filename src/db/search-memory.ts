@@ -39,6 +39,11 @@ function tokensOf(r: { namespace: string; name: string; description: string }): 
   return { nameWords, words: [...new Set([...ftsTokens(r.namespace), ...nameWords, ...ftsTokens(r.description)])] };
 }
 
+/** How often the change log and grants are read again when this process wrote nothing (ms). */
+const RECHECK_MS = 250;
+/** Statements that change nothing (anything else counts as a write of this process). */
+const READ_ONLY_SQL = /^\s*(select|pragma|begin|commit|rollback|savepoint|release|explain)\b/i;
+
 const PRESENT = 1;
 const PRIVATE = 2;
 const DELETED = 4;
@@ -165,6 +170,26 @@ class Postings {
   }
 }
 
+/** A reusable list of ids (no garbage per search: large queries list tens of thousands). */
+class IdList {
+  arr = new Int32Array(1024);
+  length = 0;
+
+  push(id: number): void {
+    if (this.length === this.arr.length) {
+      const a = new Int32Array(this.arr.length * 2);
+      a.set(this.arr);
+      this.arr = a;
+    }
+    this.arr[this.length++] = id;
+  }
+
+  clear(): this {
+    this.length = 0;
+    return this;
+  }
+}
+
 /** Generation-stamped marks over ids: set(id) and has(id) for the current generation, no clearing. */
 class Marks {
   arr = new Int32Array(1024);
@@ -193,8 +218,6 @@ class MemoryIndex {
   private nameTokens = new Postings();
   private names = new SortedKeys();
   private fulls = new SortedKeys();
-  private byName = new Map<string, Set<number>>();
-  private byFull = new Map<string, number>();
   private lastSeq = -1;
   private loaded = false;
   /** Refreshes run one after the other (a chain that a failure does not break). */
@@ -203,12 +226,44 @@ class MemoryIndex {
   private readonly nameMarks = new Marks();
   private readonly subMarks = new Marks();
   private readonly tierMarks = new Marks();
+  private readonly scratchW = new IdList();
+  private readonly scratchS = new IdList();
+  private readonly scratchN = new IdList();
+  private readonly scratchTiers = [new IdList(), new IdList(), new IdList(), new IdList(), new IdList()];
 
-  constructor(private readonly db: Knex) {}
+  /**
+   * Writes made through this Knex (this process) are counted as they go by, so a search right after
+   * one checks the change log at once; otherwise the log is read at most every RECHECK_MS, which is
+   * how soon a change made by another process (the CLI, a second index process) shows. Grants are
+   * kept per account on the same terms. A search in steady state thus asks the database nothing:
+   * each query through the driver's thread pool costs 0.2–30 ms, which was most of the p99.
+   */
+  private localWrites = 0;
+  private checkedAt = 0;
+  private checkedWrites = -1;
+  private readonly grantCache = new Map<number, { grants: Grants; at: number; writes: number }>();
+
+  constructor(
+    private readonly db: Knex,
+    attach = true,
+  ) {
+    if (attach) {
+      db.on('query', (q: { sql?: unknown }) => {
+        if (!READ_ONLY_SQL.test(String(q.sql ?? ''))) this.localWrites++;
+      });
+    }
+  }
 
   /** Bring the memory up to date with the database: everything at first, then changed rows. */
   refresh(): Promise<void> {
-    const run = this.chain.then(() => this.update());
+    if (this.loaded && this.localWrites === this.checkedWrites && Date.now() - this.checkedAt < RECHECK_MS) return Promise.resolve();
+    const writes = this.localWrites;
+    const at = Date.now();
+    const run = this.chain.then(() => this.update()).then(() => {
+      // what was written before this check is in; later writes make the next search check again
+      this.checkedWrites = writes;
+      this.checkedAt = at;
+    });
     this.chain = run.catch(() => undefined);
     return run;
   }
@@ -245,7 +300,7 @@ class MemoryIndex {
    * swapped in at once: a search never sees half a load.
    */
   private async loadAll(seq: number): Promise<void> {
-    const fresh = new MemoryIndex(this.db);
+    const fresh = new MemoryIndex(this.db, false);
     await fresh.fill();
     this.recs = fresh.recs;
     this.stars = fresh.stars;
@@ -255,8 +310,6 @@ class MemoryIndex {
     this.nameTokens = fresh.nameTokens;
     this.names = fresh.names;
     this.fulls = fresh.fulls;
-    this.byName = fresh.byName;
-    this.byFull = fresh.byFull;
     this.joined = undefined;
     this.lastSeq = seq;
     this.loaded = true;
@@ -319,7 +372,6 @@ class MemoryIndex {
         for (const w of t.nameWords) add(nameTok, w, rec.id);
         names.push([rec.name, rec.id]);
         fulls.push([rec.full, rec.id]);
-        this.indexExact(rec);
       }
       if (page.length < 5000) break;
       after = toNum(page[page.length - 1]!.id);
@@ -330,12 +382,6 @@ class MemoryIndex {
     this.fulls.load(fulls);
   }
 
-  private indexExact(rec: Rec): void {
-    let s = this.byName.get(rec.name);
-    if (!s) this.byName.set(rec.name, (s = new Set()));
-    s.add(rec.id);
-    this.byFull.set(rec.full, rec.id);
-  }
 
   private put(r: RowIn): void {
     const rec = MemoryIndex.rec(r);
@@ -347,7 +393,6 @@ class MemoryIndex {
     for (const w of t.nameWords) this.nameTokens.add(w, rec.id);
     this.names.insert(rec.name, rec.id);
     this.fulls.insert(rec.full, rec.id);
-    this.indexExact(rec);
     this.joined = undefined;
   }
 
@@ -359,10 +404,6 @@ class MemoryIndex {
     for (const w of t.nameWords) this.nameTokens.delete(w, id);
     this.names.delete(old.name, id);
     this.fulls.delete(old.full, id);
-    const s = this.byName.get(old.name);
-    s?.delete(id);
-    if (s?.size === 0) this.byName.delete(old.name);
-    if (this.byFull.get(old.full) === id) this.byFull.delete(old.full);
     this.recs[id] = undefined;
     this.flags[id] = 0;
     this.joined = undefined;
@@ -389,7 +430,7 @@ class MemoryIndex {
   }
 
   /** Ids whose full name contains s (s holds no newline: it is name text). */
-  private substringIds(s: string, out: number[]): void {
+  private substringIds(s: string, out: IdList): void {
     const { text, starts, ids } = this.joinedNames();
     let from = 0;
     for (;;) {
@@ -412,7 +453,7 @@ class MemoryIndex {
    * Ids where every word prefixes some token of `p` (FTS `"w1"* AND "w2"* …`), marked in `marks`
    * with the returned stamp.
    */
-  private matchWords(p: Postings, marks: Marks, words: readonly string[], out: number[]): number {
+  private matchWords(p: Postings, marks: Marks, words: readonly string[], out: IdList): number {
     const n = words.length;
     if (n === 0) return -1;
     const size = this.flags.length;
@@ -448,24 +489,24 @@ class MemoryIndex {
     const size = this.flags.length;
 
     // the candidates: word matches (W) and substring matches (S)
-    const W: number[] = [];
+    const W = this.scratchW.clear();
     const wStamp = this.matchWords(this.all, this.wordMarks, words, W);
-    const S: number[] = [];
+    const S = this.scratchS.clear();
     if (substringTier && q.substring !== undefined) this.substringIds(q.substring, S);
     const sStamp = this.subMarks.next(size);
     const subArr = this.subMarks.arr;
-    for (const id of S) subArr[id] = sStamp;
+    for (let i = 0; i < S.length; i++) subArr[S.arr[i]!] = sStamp;
     const wArr = this.wordMarks.arr;
     const isCand = (id: number): boolean => wArr[id] === wStamp || subArr[id] === sStamp;
 
     // name-word matches (tier 2) are word matches too
-    const N: number[] = [];
+    const N = this.scratchN.clear();
     if (words.length > 0) this.matchWords(this.nameTokens, this.nameMarks, words, N);
 
     // each candidate goes to the first tier it qualifies for
     const tStamp = this.tierMarks.next(size);
     const tArr = this.tierMarks.arr;
-    const tiers: number[][] = [[], [], [], [], []];
+    const tiers = this.scratchTiers.map((t) => t.clear());
     const assign = (id: number, tier: number): void => {
       if (tArr[id] === tStamp || !isCand(id)) return;
       tArr[id] = tStamp;
@@ -499,7 +540,8 @@ class MemoryIndex {
         continue;
       }
       const need = skip + (pageSize - results.length);
-      const best = need * 4 < t.length ? topK(t, need, order) : t.sort(order);
+      const ids = t.arr.subarray(0, t.length);
+      const best = need * 4 < t.length ? topK(ids, need, order) : Array.from(ids).sort(order);
       for (const id of best.slice(skip, need)) {
         const r = recs[id]!;
         results.push({ namespace: r.namespace, name: r.name, description: r.description, star_count: stars[id]!, private: (this.flags[id]! & PRIVATE) !== 0 });
@@ -513,28 +555,39 @@ class MemoryIndex {
   private async grants(v: SearchVisibility | undefined): Promise<Grants | undefined> {
     if (v?.admin || v?.userId === undefined) return undefined;
     const u = v.userId;
-    const [users, orgs, collabs] = await Promise.all([
-      this.db.raw('select username from users where id = ?', [u]),
-      this.db.raw('select o.name from organizations o join organization_members m on m.org_id = o.id where m.user_id = ?', [u]),
-      this.db.raw('select repo_id from collaborators where user_id = ?', [u]),
-    ]);
-    return {
-      username: rawRows<{ username: string }>(this.db, users)[0]?.username,
-      orgNames: new Set(rawRows<{ name: string }>(this.db, orgs).map((r) => r.name)),
-      shared: new Set(rawRows<{ repo_id: unknown }>(this.db, collabs).map((r) => toNum(r.repo_id))),
+    const cached = this.grantCache.get(u);
+    if (cached && cached.writes === this.localWrites && Date.now() - cached.at < RECHECK_MS) return cached.grants;
+    const writes = this.localWrites;
+    const at = Date.now();
+    // one round trip: the account's name, its organizations, the repositories shared with it
+    const rows = rawRows<{ k: string; v: unknown }>(
+      this.db,
+      await this.db.raw(
+        `select 'u' as k, username as v from users where id = ?
+         union all select 'o', o.name from organizations o join organization_members m on m.org_id = o.id where m.user_id = ?
+         union all select 'c', repo_id from collaborators where user_id = ?`,
+        [u, u, u],
+      ),
+    );
+    const grants: Grants = {
+      username: rows.find((r) => r.k === 'u')?.v as string | undefined,
+      orgNames: new Set(rows.filter((r) => r.k === 'o').map((r) => String(r.v))),
+      shared: new Set(rows.filter((r) => r.k === 'c').map((r) => toNum(r.v))),
     };
+    this.grantCache.set(u, { grants, at, writes });
+    if (this.grantCache.size > 10_000) this.grantCache.delete(this.grantCache.keys().next().value!);
+    return grants;
   }
 
   /** Each candidate to the first tier it qualifies for (exact, prefix, name words, words, substring). */
-  private assignTiers(text: string, assign: (id: number, tier: number) => void, N: readonly number[], W: readonly number[], S: readonly number[]): void {
-    for (const id of this.byName.get(text) ?? []) assign(id, 0);
-    const exact = this.byFull.get(text);
-    if (exact !== undefined) assign(exact, 0);
-    this.names.eachWithPrefix(text, (id) => assign(id, 1));
+  private assignTiers(text: string, assign: (id: number, tier: number) => void, N: IdList, W: IdList, S: IdList): void {
+    // exact matches first (tier 0), from the sorted name lists, then the prefixes (tier 1)
+    this.fulls.eachWithPrefix(text, (id, key) => key === text && assign(id, 0));
+    this.names.eachWithPrefix(text, (id, key) => assign(id, key === text ? 0 : 1));
     this.fulls.eachWithPrefix(text, (id) => assign(id, 1));
-    for (const id of N) assign(id, 2);
-    for (const id of W) assign(id, 3);
-    for (const id of S) assign(id, 4);
+    for (let i = 0; i < N.length; i++) assign(N.arr[i]!, 2);
+    for (let i = 0; i < W.length; i++) assign(W.arr[i]!, 3);
+    for (let i = 0; i < S.length; i++) assign(S.arr[i]!, 4);
   }
 
   /** Who sees what: the SQL `visibility` of search.ts. */
@@ -563,10 +616,10 @@ interface Grants {
 }
 
 /** Bounded "best k" selection: the k smallest by cmp, in order. */
-function topK<T>(items: readonly T[], k: number, cmp: (a: T, b: T) => number): T[] {
+function topK(items: Int32Array, k: number, cmp: (a: number, b: number) => number): number[] {
   if (k <= 0) return [];
   // a max-heap of the best k seen so far: the root is the worst of them
-  const heap: T[] = [];
+  const heap: number[] = [];
   const up = (i: number): void => {
     while (i > 0) {
       const p = (i - 1) >> 1;
@@ -587,7 +640,8 @@ function topK<T>(items: readonly T[], k: number, cmp: (a: T, b: T) => number): T
       i = m;
     }
   };
-  for (const x of items) {
+  for (let i = 0; i < items.length; i++) {
+    const x = items[i]!;
     if (heap.length < k) {
       heap.push(x);
       up(heap.length - 1);

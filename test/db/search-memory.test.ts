@@ -93,9 +93,18 @@ describe('in-memory search on SQLite', () => {
     assert.equal(compared, queries.length * callers.length * 5);
   });
 
-  it('sees changes made through another connection at the next search', async () => {
-    const find = async (q: string): Promise<string[]> => (await searchRepositories(db, { query: q, pageSize: 100 })).results.map((r) => `${r.namespace}/${r.name}`);
+  it('sees its own writes at the next search, and those of another connection within 250 ms', async () => {
+    const now = async (q: string): Promise<string[]> => (await searchRepositories(db, { query: q, pageSize: 100 })).results.map((r) => `${r.namespace}/${r.name}`);
+    // another process's change is read from the change log at most 250 ms later
+    const find = async (q: string): Promise<string[]> => {
+      await new Promise((r) => setTimeout(r, 260));
+      return now(q);
+    };
     await searchRepositories(db, { query: 'warm' }); // loaded
+    const mine = await saveRepository(db, { namespace: 'own', name: 'platypus' });
+    assert.deepEqual(await now('platypus'), ['own/platypus'], 'a write through this connection shows at once');
+    await db('repositories').where({ id: mine.repository.id }).update({ private: true });
+    assert.deepEqual(await now('platypus'), [], 'and so does making it private');
     const { repository } = await saveRepository(other, { namespace: 'late', name: 'zebrafish', description: 'arrived later' });
     assert.deepEqual(await find('zebrafish'), ['late/zebrafish']);
     await other('repositories').where({ id: repository.id }).update({ description: 'now about quokkas' });
@@ -115,9 +124,16 @@ describe('in-memory search on SQLite', () => {
     // a grant made elsewhere counts at once (grants are never cached)
     const { repository: secret } = await saveRepository(other, { namespace: 'late', name: 'secretive', private: true });
     const u5 = { userId: users[5]!.id };
+    await new Promise((r) => setTimeout(r, 260));
     assert.equal((await searchRepositories(db, { query: 'secretive', visibleTo: u5 })).total, 0);
     await addCollaborator(other, secret.id, users[5]!.id, 'read');
+    await new Promise((r) => setTimeout(r, 260));
     assert.equal((await searchRepositories(db, { query: 'secretive', visibleTo: u5 })).total, 1);
+    // a grant through this connection counts at once (grants kept per account, dropped on a write)
+    const { repository: secret2 } = await saveRepository(db, { namespace: 'late', name: 'secretive-two', private: true });
+    assert.equal((await searchRepositories(db, { query: 'secretive', visibleTo: u5 })).total, 1);
+    await addCollaborator(db, secret2.id, users[5]!.id, 'read');
+    assert.equal((await searchRepositories(db, { query: 'secretive', visibleTo: u5 })).total, 2);
   });
 
   it('reloads everything when the change log was pruned past what it saw', async () => {
@@ -127,6 +143,7 @@ describe('in-memory search on SQLite', () => {
     const [{ s }] = (await other.raw('select max(seq) as s from repository_changes')) as [{ s: number }];
     await other.raw('delete from repository_changes where seq <= ?', [s]);
     await saveRepository(other, { namespace: 'pruned', name: 'walrus-two' });
+    await new Promise((r) => setTimeout(r, 260));
     const r = await searchRepositories(db, { query: 'walrus' });
     assert.deepEqual(
       r.results.map((x) => `${x.namespace}/${x.name}`),
