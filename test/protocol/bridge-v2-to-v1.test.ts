@@ -36,23 +36,20 @@ describe('bridge: v2 image → v1 view (vectors/bridge/schema2-to-schema1.json)'
   });
 });
 
-describe('bridge: a v2-pushed tag pulled with the v1 protocol', () => {
-  let s: TestServer;
-  const tar1 = tarOf({ 'a.txt': 'first layer\n' });
-  const tar2 = tarOf({ 'b.txt': 'second <layer> & more\n' });
+/** A schema2 image of two gzipped layers (a.txt, b.txt) with the given config fields. */
+function twoLayerImage(a: string, b: string, fields: Record<string, unknown>): { layers: Buffer[]; config: Buffer; manifest: Buffer } {
+  const tar1 = tarOf({ 'a.txt': a });
+  const tar2 = tarOf({ 'b.txt': b });
   const layers = [gzipSync(tar1), gzipSync(tar2)];
+  const { created, ...rest } = fields;
   const config = Buffer.from(
     JSON.stringify({
       architecture: 'amd64',
       os: 'linux',
-      created: '2020-01-02T03:04:05.5Z',
+      ...(created !== undefined ? { created } : {}),
       config: { Cmd: ['/bin/sh'] },
       rootfs: { type: 'layers', diff_ids: [sha(tar1), sha(tar2)] },
-      history: [
-        { created: '2020-01-01T00:00:00Z', created_by: '/bin/sh -c #(nop) ADD a.txt' },
-        { created: '2020-01-01T00:00:01Z', created_by: '/bin/sh -c #(nop) ENV X=1', empty_layer: true },
-        { created: '2020-01-02T03:04:05.500Z', created_by: '/bin/sh -c #(nop) ADD b.txt', comment: 'top' },
-      ],
+      ...rest,
     }),
   );
   const manifest = Buffer.from(
@@ -63,6 +60,19 @@ describe('bridge: a v2-pushed tag pulled with the v1 protocol', () => {
       layers: layers.map((l) => ({ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: l.length, digest: sha(l) })),
     }),
   );
+  return { layers, config, manifest };
+}
+
+describe('bridge: a v2-pushed tag pulled with the v1 protocol', () => {
+  let s: TestServer;
+  const { layers, config, manifest } = twoLayerImage('first layer\n', 'second <layer> & more\n', {
+    created: '2020-01-02T03:04:05.5Z',
+    history: [
+      { created: '2020-01-01T00:00:00Z', created_by: '/bin/sh -c #(nop) ADD a.txt' },
+      { created: '2020-01-01T00:00:01Z', created_by: '/bin/sh -c #(nop) ENV X=1', empty_layer: true },
+      { created: '2020-01-02T03:04:05.500Z', created_by: '/bin/sh -c #(nop) ADD b.txt', comment: 'top' },
+    ],
+  });
   const view = v1ViewFromConfig(config, layers.map((l) => sha(l)));
 
   before(async () => {
@@ -177,30 +187,13 @@ describe('bridge: signed schema1 for clients that accept nothing newer', () => {
 });
 
 describe('bridge: a v2-pushed tag pulled by a v1 client through the index token flow', () => {
-  const tar1 = tarOf({ 'a.txt': 'indexed first layer\n' });
-  const tar2 = tarOf({ 'b.txt': 'indexed second layer\n' });
-  const layers = [gzipSync(tar1), gzipSync(tar2)];
-  const config = Buffer.from(
-    JSON.stringify({
-      architecture: 'amd64',
-      os: 'linux',
-      config: { Cmd: ['/bin/sh'] },
-      rootfs: { type: 'layers', diff_ids: [sha(tar1), sha(tar2)] },
-      history: [
-        { created: '2021-01-01T00:00:00Z', created_by: 'ADD a.txt' },
-        { created: '2021-01-01T00:00:01Z', created_by: 'ENV X=1', empty_layer: true },
-        { created: '2021-01-01T00:00:02Z', created_by: 'ADD b.txt' },
-      ],
-    }),
-  );
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: S2,
-      config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: sha(config) },
-      layers: layers.map((l) => ({ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: l.length, digest: sha(l) })),
-    }),
-  );
+  const { layers, config, manifest } = twoLayerImage('indexed first layer\n', 'indexed second layer\n', {
+    history: [
+      { created: '2021-01-01T00:00:00Z', created_by: 'ADD a.txt' },
+      { created: '2021-01-01T00:00:01Z', created_by: 'ENV X=1', empty_layer: true },
+      { created: '2021-01-01T00:00:02Z', created_by: 'ADD b.txt' },
+    ],
+  });
   const view = v1ViewFromConfig(config, layers.map((l) => sha(l)));
   const blobsOf = [layers[0]!, GZIPPED_EMPTY_TAR, layers[1]!];
   const basic = (u: string, p: string): string => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`;
