@@ -40,8 +40,10 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /**
  * Blob upload sessions of the v2 API (spec v2-bridge §1.4), kept server-side in storage
  * (uploads/<uuid>/{state,data}) so any node can continue one and every Location ever issued for a
- * live session keeps working. Each PATCH is appended and made durable (fsync) before it is
- * acknowledged. The sha256 state lives in memory on the node that wrote the bytes; a node that
+ * live session keeps working. Session data and state are not fsynced chunk by chunk (as with
+ * distribution, a crash may cost an upload in progress: the data no longer matches the state and
+ * the client starts the blob again); the data is made durable once, before the blob is published.
+ * The sha256 state lives in memory on the node that wrote the bytes; a node that
  * continues someone else's session (or one from before a restart) re-hashes the stored prefix once.
  */
 export class V2Uploads {
@@ -104,7 +106,8 @@ export class V2Uploads {
     try {
       await pipeline(body, tap, writer.stream);
       if (opts.contentLength !== undefined && tap.bytes !== opts.contentLength) throw new V2Error('SIZE_INVALID');
-      await writer.commit();
+      // the last chunk is made durable with everything before it; earlier ones need not be
+      await writer.commit({ durable: opts.last === true });
     } catch (e) {
       // A failed append leaves the session unusable (its data may hold part of the chunk): drop it,
       // the client starts the blob again. Nothing of it was ever visible.
@@ -124,6 +127,11 @@ export class V2Uploads {
     const st = await this.state(name, uuid);
     let offset = st.offset;
     if (body) offset = await this.append(name, uuid, body, { last: true, ...(contentLength !== undefined ? { contentLength } : {}) }, st);
+    else if (offset > 0) {
+      // the PATCHes before were not fsynced: make the whole file durable before it is published
+      const w = await this.driver.writer(keys.upload(uuid), { append: true });
+      await w.commit();
+    }
     const hash = await this.hashAt(uuid, offset);
     this.hashes.delete(uuid);
     const actual = `sha256:${hash.copy().digest('hex')}`;

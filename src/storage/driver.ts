@@ -47,8 +47,10 @@ export interface Writer {
   /**
    * End the stream if needed and make the written bytes durable at the key. Resolves after the
    * data is safe. Rejects if the stream failed or the writer was cancelled or already committed.
+   * With `durable: false` the bytes are in place but a crash may lose them (a later durable commit
+   * of the same key, or of an append to it, makes everything written before durable too).
    */
-  commit(): Promise<void>;
+  commit(options?: { readonly durable?: boolean }): Promise<void>;
   /**
    * Discard everything written to the key by this writer and remove the key (with append, the
    * bytes that were there before too). Safe to call after a failed stream; calling it twice is

@@ -173,6 +173,22 @@ export function runDriverConformance(name: string, makeDriver: () => Promise<Dri
           assert.ok(back.equals(Buffer.concat([a, b])), 'appended content differs');
         }));
 
+      it('commits without fsync when asked (durable: false), then appends after it with fsync', () =>
+        withDriver(async (d) => {
+          const a = randomBytes(65_537);
+          const b = randomBytes(1_000);
+          const w1 = await d.writer('nd/data');
+          await pipeline(Readable.from([a]), w1.stream);
+          await w1.commit({ durable: false });
+          assert.ok((await d.getContent('nd/data')).equals(a), 'bytes of a non-durable commit are readable');
+          const w2 = await d.writer('nd/data', { append: true });
+          assert.equal(w2.size, a.length);
+          await pipeline(Readable.from([b]), w2.stream);
+          await w2.commit();
+          assert.ok((await d.getContent('nd/data')).equals(Buffer.concat([a, b])));
+          await assert.rejects(w1.commit(), 'a committed writer cannot commit again');
+        }));
+
       it('starts empty when appending to a missing key', () =>
         withDriver(async (d) => {
           const w = await d.writer('ap/new', { append: true });

@@ -191,9 +191,9 @@ export class CachingDriver implements StorageDriver {
     const w = await this.inner.writer(key, options);
     const commit = w.commit.bind(w);
     const cancel = w.cancel.bind(w);
-    w.commit = async (): Promise<void> => {
+    w.commit = async (options?: { readonly durable?: boolean }): Promise<void> => {
       try {
-        await commit();
+        await commit(options);
       } finally {
         this.invalidate(key);
       }

@@ -493,15 +493,17 @@ class FileWriter implements Writer {
     return this.sink;
   }
 
-  async commit(): Promise<void> {
+  async commit(options: { readonly durable?: boolean } = {}): Promise<void> {
     if (this.state !== 'open') throw new StorageError(`writer is ${this.state}: ${this.key}`, this.key);
     this.state = 'committing';
+    const durable = options.durable !== false;
     try {
       await endWriterStream(this.sink, this.key);
       await this.sink.settled();
-      await this.handle.sync();
+      // fsync flushes every dirty page of the file, also those of earlier non-durable commits
+      if (durable) await this.handle.sync();
       await this.closeHandle();
-      await syncDir(dirname(this.path));
+      if (durable) await syncDir(dirname(this.path));
     } catch (e) {
       this.state = 'open'; // the caller is expected to cancel()
       await this.closeHandle().catch(() => undefined); // the first error is the one to report

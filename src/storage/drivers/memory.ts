@@ -160,7 +160,7 @@ class MemoryWriter implements Writer {
     return this.bytes;
   }
 
-  async commit(): Promise<void> {
+  async commit(_options?: { readonly durable?: boolean }): Promise<void> {
     if (this.state !== 'open') throw new StorageError(`writer is ${this.state}: ${this.key}`, this.key);
     this.state = 'committing';
     try {
