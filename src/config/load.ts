@@ -171,9 +171,13 @@ function finish(values: Record<string, unknown>, f: FinishContext): Config {
     throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
   }
   const c = result.data;
-  if (c.http_addr !== null && !/^(\[[0-9a-fA-F:]+\]|[^:\s]*):\d{1,5}$/.test(c.http_addr)) {
-    const { key, at } = f.where(['http_addr']);
-    throw new ConfigError(`invalid configuration:\n  ${key}${at}: expected host:port, got ${JSON.stringify(c.http_addr)}`);
+  // the listen addresses: host:port, [v6]:port or :port
+  for (const name of ['http_addr', 'debug_addr'] as const) {
+    const v = c[name];
+    if (v !== null && !/^(\[[0-9a-fA-F:]+\]|[^:\s]*):\d{1,5}$/.test(v)) {
+      const { key, at } = f.where([name]);
+      throw new ConfigError(`invalid configuration:\n  ${key}${at}: expected host:port, got ${JSON.stringify(v)}`);
+    }
   }
   if ((c.tls_certificate === null) !== (c.tls_key === null)) {
     const { key, at } = f.where([c.tls_certificate === null ? 'tls_certificate' : 'tls_key']);
@@ -182,10 +186,6 @@ function finish(values: Record<string, unknown>, f: FinishContext): Config {
   if (c.tls_client_cas !== null && c.tls_certificate === null) {
     const { key, at } = f.where(['tls_client_cas']);
     throw new ConfigError(`invalid configuration:\n  ${key}${at}: client certificates need TLS (tls_certificate and tls_key)`);
-  }
-  if (c.debug_addr !== null && !/^(\[[0-9a-fA-F:]+\]|[^:\s]*):\d{1,5}$/.test(c.debug_addr)) {
-    const { key, at } = f.where(['debug_addr']);
-    throw new ConfigError(`invalid configuration:\n  ${key}${at}: expected host:port, got ${JSON.stringify(c.debug_addr)}`);
   }
   const endpoints =
     c.registry_endpoints === null
