@@ -32,7 +32,8 @@ import { V2Uploads } from './content/v2-uploads.js';
 import { V2Manifests } from './content/v2-manifests.js';
 import { IndexCatalog, RemoteCatalog, StorageCatalog } from './content/v2-catalog.js';
 import { INDEX_DELETED_PATH, INDEX_PUSHED_PATH, v2BridgeRouter } from './index/v2-bridge-routes.js';
-import { indexRepoName } from './content/names.js';
+import { indexRepoName, type RepoName } from './content/names.js';
+import { isRegistryError } from './errors/index.js';
 import { V1ToV2 } from './content/v1-to-v2.js';
 import { V2ToV1 } from './content/v2-to-v1.js';
 import { Schema1Bridge } from './content/schema1-bridge.js';
@@ -126,12 +127,6 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   }
   // gunzip + tarsum of uploads run in worker threads (the second core), sha256 + payload here.
   const digestWorkers = new DigestWorkers();
-  const images = new V1Images(driver, blobs, {
-    maxLayerSize: config.max_layer_size,
-    verifyTarsum: config.verify_tarsum,
-    innerDigests: (kind, extra) => digestWorkers.create(kind, extra),
-  });
-  const repos = new V1Repositories(driver, images);
 
   // Which services run here (spec §4.1): unset `standalone` means token checks against this
   // process's index for `serve`, and a standalone registry for `serve --only registry` unless an
@@ -154,6 +149,16 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     );
   }
   const effective: Config = Object.freeze({ ...config, standalone });
+  // With accounts (the index vouches for tokens) images belong to repositories: every v1 image
+  // record lives in, and is looked up in, the token's repository (issue 10). Without accounts
+  // everything is readable by everyone anyway: one registry-wide set.
+  const images = new V1Images(driver, blobs, {
+    scoped: !standalone && !config.disable_token_auth,
+    maxLayerSize: config.max_layer_size,
+    verifyTarsum: config.verify_tarsum,
+    innerDigests: (kind, extra) => digestWorkers.create(kind, extra),
+  });
+  const repos = new V1Repositories(driver, images);
   const runIndex = role === 'index' || (role === 'all' && !standalone);
   let db: Knex | undefined;
   let index: IndexService | undefined;
@@ -241,7 +246,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     const uploads = new V2Uploads(driver, blobs, config.max_layer_size);
     const manifests = new V2Manifests(driver, blobs, uploads);
     const fromV1 = new V1ToV2(driver, blobs, images, repos, manifests, uploads);
-    const toV1 = new V2ToV1(driver, blobs, repos, log);
+    const toV1 = new V2ToV1(driver, blobs, repos, images, log);
     const schema1 = new Schema1Bridge(driver, blobs, fromV1);
     // the catalog: the index database when this process runs the index; on a standalone registry,
     // storage; a registry split from its index (Bearer tokens) asks the index over HTTP
@@ -302,7 +307,17 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   }
   // The index goes first: on a path both serve (DELETE repository, properties) it answers requests
   // with Basic credentials and leaves those with a Token to the registry.
-  if (index) app.use(indexRouter(effective, index, { ping: role === 'index' }).routes());
+  if (index) {
+    const removeContent =
+      role === 'all'
+        ? async (name: RepoName): Promise<void> => {
+            await repos.deleteRepository(name).catch((e: unknown) => {
+              if (!(isRegistryError(e) && e.code === 'REPOSITORY_NOT_FOUND')) throw e;
+            });
+          }
+        : undefined;
+    app.use(indexRouter(effective, index, { ping: role === 'index', ...(removeContent ? { removeContent } : {}) }).routes());
+  }
   if (index && db && v2Tokens) app.use(v2BridgeRouter(db, index, v2Tokens).routes());
   if (role !== 'index') {
     const registry = registryRouter({ config: effective, images, repos, auth, version });

@@ -124,9 +124,9 @@ export class HtpasswdRegistryAuth implements RegistryAuth {
   constructor(private readonly gate: HtpasswdGate) {}
 
   async authorize(req: AuthRequest): Promise<RegistryAccess> {
-    if (await htpasswdUser(this.gate, req.authorization)) return {};
+    if (await htpasswdUser(this.gate, req.authorization)) return { scope: null };
     const claims = /^\s*token\b/i.test(req.authorization ?? '') ? this.gate.signer.verify(req.authorization) : undefined;
-    if (claims && (!req.repo || req.repo.full === claims.repository)) return {};
+    if (claims && (!req.repo || req.repo.full === claims.repository)) return { scope: null };
     throw new RegistryError('REQUIRES_AUTHORIZATION', undefined, basicChallenge(this.gate.realm));
   }
 }

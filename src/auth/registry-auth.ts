@@ -1,13 +1,20 @@
 import type { RepoName } from '../content/names.js';
+import type { ImageScope } from '../content/keys.js';
 
 /** What the registry learnt when it authorised a request (spec §4.2–4.4). */
 export interface RegistryAccess {
+  /**
+   * Whose image records the request sees: the token's repository when the index vouches for tokens
+   * (images belong to repositories), null for a registry without accounts (one registry-wide set).
+   */
+  readonly scope: ImageScope;
   /** Token mode: the ids the index listed for the token's repository (R4 membership check). */
   readonly allowedIds?: ReadonlySet<string>;
-  /** Token mode: may this caller use that image as a parent / read that private image? */
-  readonly imageAccess?: (imageId: string) => Promise<boolean>;
-  /** Token mode: the repository the token names. */
-  readonly tokenRepository?: string;
+  /**
+   * Token mode, write tokens: the repositories the token's holder may read that list this image id
+   * (the index's word), to link an image the pusher already has access to instead of uploading it.
+   */
+  readonly linkSources?: (imageId: string) => Promise<RepoName[]>;
 }
 
 export interface AuthRequest {
@@ -27,5 +34,5 @@ export interface RegistryAuth {
 
 /** standalone / disable_token_auth: everything is allowed, no index is asked (spec §4.1). */
 export const OPEN_ACCESS: RegistryAuth = {
-  authorize: () => Promise.resolve({}),
+  authorize: () => Promise.resolve({ scope: null }),
 };

@@ -2,6 +2,7 @@ import { RegistryError } from '../errors/index.js';
 import { parseRepoName } from '../content/names.js';
 import type { Logger } from '../log/logger.js';
 import type { AuthRequest, RegistryAccess, RegistryAuth } from './registry-auth.js';
+import type { RepoName } from '../content/names.js';
 
 export interface ParsedToken {
   readonly repository: string;
@@ -67,12 +68,16 @@ export class TokenAuth implements RegistryAuth {
     const method = req.method === 'HEAD' ? 'HEAD' : req.method;
     const needed = METHOD_ACCESS[method];
     // Spec §4.2 step 4: write ⇒ PUT/POST only, read ⇒ GET only (HEAD fails), delete ⇒ DELETE only.
-    if (['read', 'write', 'delete'].includes(token.access) && needed !== token.access) throw this.unauthorized();
+    // One exception (issue 11): a push probes `GET /v1/images/<id>/json` with its write token; write
+    // access to a repository includes reading it, so a write token may GET, and the probe gets 404 for
+    // an image the repository does not hold instead of a 401 old clients log as an error.
+    const allowed = token.access === needed || (token.access === 'write' && method === 'GET');
+    if (['read', 'write', 'delete'].includes(token.access) && !allowed) throw this.unauthorized();
     const ids = await this.validate(header, repo.full);
     return {
+      scope: repo,
       allowedIds: ids,
-      tokenRepository: repo.full,
-      imageAccess: (imageId: string) => this.imageAccess(header, repo.full, imageId, ids),
+      ...(token.access === 'write' ? { linkSources: (imageId: string) => this.linkSources(header, repo.full, imageId) } : {}),
     };
   }
 
@@ -114,9 +119,12 @@ export class TokenAuth implements RegistryAuth {
     return ids;
   }
 
-  /** Spec §4.4: ids of the token's own repository are allowed; others need the index's word. */
-  private async imageAccess(header: string, repository: string, imageId: string, ids: ReadonlySet<string>): Promise<boolean> {
-    if (ids.has(imageId)) return true;
+  /**
+   * Spec §4.4, as this registry uses it: the index names the repositories the token's holder may
+   * read that list `imageId`; the caller links from one that truly holds the image. Any failure is
+   * "none" (the pusher then uploads the image itself).
+   */
+  private async linkSources(header: string, repository: string, imageId: string): Promise<RepoName[]> {
     try {
       const res = await fetch(`${this.opts.indexEndpoint()}/v1/repositories/${repository}/layer/${imageId}/access`, {
         headers: { Authorization: header },
@@ -124,12 +132,19 @@ export class TokenAuth implements RegistryAuth {
       });
       if (res.status !== 200) {
         await res.body?.cancel();
-        return false;
+        return [];
       }
-      const body = (await res.json()) as { access?: unknown };
-      return body.access === true;
-    } catch {
-      return false;
+      const body = (await res.json()) as { access?: unknown; repositories?: unknown };
+      if (body.access !== true || !Array.isArray(body.repositories)) return [];
+      const out: RepoName[] = [];
+      for (const r of body.repositories.slice(0, 50)) {
+        const name = typeof r === 'string' ? parseRepoName(r) : undefined;
+        if (name && name.full !== repository) out.push(name);
+      }
+      return out;
+    } catch (e) {
+      this.opts.log.warn('index did not answer a layer access call', { err: (e as Error).message });
+      return [];
     }
   }
 }

@@ -4,7 +4,8 @@ import { keyExists, readOptional, removeIfPresent } from './small-objects.js';
 import { RegistryError } from '../errors/index.js';
 import { LayerHasher, type InnerFactory, type LayerDigests } from '../digest/layer-hasher.js';
 import { BlobStore, ShortBodyError, SizeLimitError } from './blob-store.js';
-import { keys } from './keys.js';
+import { keys, type ImageScope } from './keys.js';
+import type { RepoName } from './names.js';
 import { KeyedMutex } from './mutex.js';
 import { listLayerFiles, type FileEntry } from './v1-files.js';
 import { isImageId } from '../digest/digest.js';
@@ -32,11 +33,20 @@ export interface ImageJson {
 export interface PutJsonChecks {
   /** Token mode: ids the index listed for the token's repository (spec §2.5). */
   readonly allowedIds?: ReadonlySet<string>;
-  /** Token mode: does the index let this caller use the parent (spec §4.4)? */
-  readonly parentAccess?: (parent: string) => Promise<boolean>;
+  /**
+   * Token mode: bring an image the scope does not hold into it from a repository the pusher may
+   * read (true when it is there afterwards). Used for the image itself (then it exists: 409, and
+   * the client skips its layer) and for its parent.
+   */
+  readonly link?: (id: string) => Promise<boolean>;
 }
 
 export interface V1ImageOptions {
+  /**
+   * Images belong to repositories (a registry that checks tokens with an index): every record is
+   * kept and looked up in the repository's own scope. False: one registry-wide scope (standalone).
+   */
+  readonly scoped: boolean;
   readonly maxLayerSize: number;
   readonly verifyTarsum: boolean;
   /** Where gunzip and tarsum run (a worker thread, when main.ts provides one). */
@@ -47,6 +57,13 @@ export interface V1ImageOptions {
  * The v1 image records of the registry: json, ancestry, layer link and the in-progress mark, as small
  * objects in the driver, and the layer bytes in the blob store. The in-progress mark is written first
  * and removed last, so a half-pushed image is never served (spec §2.1 "done" check).
+ *
+ * Records live in a scope ({@link ImageScope}): with accounts, the repository the request's token
+ * names. The v1 protocol's image ids are global names chosen by clients, so an id is resolved within
+ * the repository: two accounts can push the same id with their own content, a client that lists or
+ * tags someone else's id reaches nothing, and an image enters another repository only through
+ * {@link link}, which the caller allows only when the pusher may read a repository that holds it
+ * (quay's find_create_or_link_image). Layer bytes stay stored once per digest.
  */
 export class V1Images {
   private readonly locks = new KeyedMutex();
@@ -55,6 +72,15 @@ export class V1Images {
     readonly blobs: BlobStore,
     private readonly opts: V1ImageOptions,
   ) {}
+
+  /** The scope holding a repository's images. */
+  scopeOf(repo: RepoName): ImageScope {
+    return this.opts.scoped ? repo : null;
+  }
+
+  get scoped(): boolean {
+    return this.opts.scoped;
+  }
 
   private read(key: string): Promise<Buffer | undefined> {
     return readOptional(this.driver, key);
@@ -68,37 +94,47 @@ export class V1Images {
     await removeIfPresent(this.driver, key);
   }
 
-  async hasJson(id: string): Promise<boolean> {
-    return this.exists(keys.imageJson(id));
+  async hasJson(scope: ImageScope, id: string): Promise<boolean> {
+    return this.exists(keys.imageJson(scope, id));
   }
 
-  async inProgress(id: string): Promise<boolean> {
-    return this.exists(keys.inProgress(id));
+  async inProgress(scope: ImageScope, id: string): Promise<boolean> {
+    return this.exists(keys.inProgress(scope, id));
   }
 
-  async layerLink(id: string): Promise<LayerLink | undefined> {
-    const raw = await this.read(keys.layerLink(id));
+  async layerLink(scope: ImageScope, id: string): Promise<LayerLink | undefined> {
+    const raw = await this.read(keys.layerLink(scope, id));
     return raw ? (JSON.parse(raw.toString('utf8')) as LayerLink) : undefined;
   }
 
   /** Throws 400 "being uploaded" for an incomplete image (spec §2.1 "done"). */
-  async assertComplete(id: string): Promise<void> {
-    if (await this.inProgress(id)) throw new RegistryError('IMAGE_UPLOADING');
+  async assertComplete(scope: ImageScope, id: string): Promise<void> {
+    if (await this.inProgress(scope, id)) throw new RegistryError('IMAGE_UPLOADING');
+  }
+
+  /** The json bytes, or undefined (any state). */
+  readJson(scope: ImageScope, id: string): Promise<Buffer | undefined> {
+    return this.read(keys.imageJson(scope, id));
+  }
+
+  /** A pullable image: json stored and no upload in progress. */
+  async isComplete(scope: ImageScope, id: string): Promise<boolean> {
+    return (await this.hasJson(scope, id)) && !(await this.inProgress(scope, id));
   }
 
   /** R3: the json bytes as uploaded, with the layer size and payload checksum when known. */
-  async getJson(id: string): Promise<ImageJson> {
-    await this.assertComplete(id);
-    const json = await this.read(keys.imageJson(id));
+  async getJson(scope: ImageScope, id: string): Promise<ImageJson> {
+    await this.assertComplete(scope, id);
+    const json = await this.read(keys.imageJson(scope, id));
     if (!json) throw new RegistryError('IMAGE_NOT_FOUND');
-    const link = await this.layerLink(id);
+    const link = await this.layerLink(scope, id);
     if (!link) return { json };
-    const client = await this.read(keys.clientChecksum(id));
+    const client = await this.read(keys.clientChecksum(scope, id));
     return { json, size: link.size, ...(client ? { payload: link.payload } : {}) };
   }
 
   /** R4, checks in the order of spec §2.5. */
-  async putJson(id: string, body: Buffer, checks: PutJsonChecks = {}): Promise<void> {
+  async putJson(scope: ImageScope, id: string, body: Buffer, checks: PutJsonChecks = {}): Promise<void> {
     let data: unknown;
     try {
       data = JSON.parse(body.toString('utf8'));
@@ -110,42 +146,50 @@ export class V1Images {
     if (!('id' in obj)) throw new RegistryError('MISSING_ID');
     if (obj.id !== id) throw new RegistryError('ID_MISMATCH');
     if (checks.allowedIds && !checks.allowedIds.has(id)) throw new RegistryError('NOT_IN_REPOSITORY');
+    if (checks.link && !(await this.hasJson(scope, id)) && (await checks.link(id))) throw new RegistryError('IMAGE_EXISTS');
     const parent = obj.parent;
     if (parent !== undefined && parent !== null && parent !== '') {
       if (typeof parent !== 'string' || !isImageId(parent) || parent === id) {
         throw new RegistryError('PARENT_MISSING');
       }
-      if (!(await this.hasJson(parent))) throw new RegistryError('PARENT_MISSING');
-      if (checks.parentAccess && !(await checks.parentAccess(parent))) throw new RegistryError('PARENT_UNAUTHORIZED');
+      // The parent must be in this scope: pushed here, or brought here from a repository the
+      // pusher may read. Anything else is "missing", whoever else holds that id.
+      if (!(await this.hasJson(scope, parent)) && !(checks.link && (await checks.link(parent)))) {
+        throw new RegistryError('PARENT_MISSING');
+      }
     }
-    await this.locks.run(id, async () => {
-      const existing = await this.read(keys.imageJson(id));
-      const marked = await this.inProgress(id);
+    await this.locks.run(this.lockKey(scope, id), async () => {
+      const existing = await this.read(keys.imageJson(scope, id));
+      const marked = await this.inProgress(scope, id);
       if (existing && !marked) throw new RegistryError('IMAGE_EXISTS');
       // Same bytes again (a retry, or a second client pushing the same image at once): keep the layer
       // already uploaded for them, its payload checksum is still right.
       if (existing && existing.equals(body)) return;
       let ancestry: string[] = [id];
       if (typeof parent === 'string' && parent !== '') {
-        const raw = await this.read(keys.ancestry(parent));
+        const raw = await this.read(keys.ancestry(scope, parent));
         const parentAncestry = raw ? (JSON.parse(raw.toString('utf8')) as string[]) : [parent];
         ancestry = [id, ...parentAncestry];
       }
       // The mark goes first: whatever happens after it, the image is not served until PUT checksum.
-      await this.driver.putContent(keys.inProgress(id), Buffer.from('true'));
-      await this.remove(keys.layerLink(id));
-      await this.remove(keys.clientChecksum(id));
-      await this.remove(keys.files(id));
-      await this.driver.putContent(keys.imageJson(id), body);
-      await this.driver.putContent(keys.ancestry(id), Buffer.from(JSON.stringify(ancestry)));
+      await this.driver.putContent(keys.inProgress(scope, id), Buffer.from('true'));
+      await this.remove(keys.layerLink(scope, id));
+      await this.remove(keys.clientChecksum(scope, id));
+      await this.remove(keys.files(scope, id));
+      await this.driver.putContent(keys.imageJson(scope, id), body);
+      await this.driver.putContent(keys.ancestry(scope, id), Buffer.from(JSON.stringify(ancestry)));
     });
   }
 
+  private lockKey(scope: ImageScope, id: string): string {
+    return `${scope?.full ?? ''}\n${id}`;
+  }
+
   /** R6: stream the layer into the blob store, hashing on the way (spec §2.7). */
-  async putLayer(id: string, body: Readable, contentLength?: number): Promise<LayerLink> {
-    const json = await this.read(keys.imageJson(id));
+  async putLayer(scope: ImageScope, id: string, body: Readable, contentLength?: number): Promise<LayerLink> {
+    const json = await this.read(keys.imageJson(scope, id));
     if (!json) throw new RegistryError('IMAGE_NOT_FOUND');
-    if (!(await this.inProgress(id)) && (await this.exists(keys.layerLink(id)))) {
+    if (!(await this.inProgress(scope, id)) && (await this.exists(keys.layerLink(scope, id)))) {
       throw new RegistryError('IMAGE_EXISTS');
     }
     const hasher = new LayerHasher(json, this.opts.innerDigests);
@@ -169,25 +213,25 @@ export class V1Images {
       ...(d.diffId ? { diffId: d.diffId } : {}),
       ...(d.tarsum ? { tarsum: d.tarsum } : {}),
     };
-    await this.locks.run(id, async () => {
+    await this.locks.run(this.lockKey(scope, id), async () => {
       // The json may have been replaced while the bytes streamed in: then this payload is stale.
-      const now = await this.read(keys.imageJson(id));
+      const now = await this.read(keys.imageJson(scope, id));
       if (!now || !now.equals(json)) throw new RegistryError('IMAGE_UPLOADING', 'Image json changed during the upload, retry');
-      if (!(await this.inProgress(id))) throw new RegistryError('IMAGE_EXISTS');
-      await this.driver.putContent(keys.layerLink(id), Buffer.from(JSON.stringify(link)));
+      if (!(await this.inProgress(scope, id))) throw new RegistryError('IMAGE_EXISTS');
+      await this.driver.putContent(keys.layerLink(scope, id), Buffer.from(JSON.stringify(link)));
     });
     return link;
   }
 
   /** R7: verify the client's checksums against the ones computed while streaming (spec §2.8). */
-  async putChecksum(id: string, payloadHeader: string | undefined, tarsumHeader: string | undefined): Promise<void> {
+  async putChecksum(scope: ImageScope, id: string, payloadHeader: string | undefined, tarsumHeader: string | undefined): Promise<LayerLink> {
     if (payloadHeader === undefined) throw new RegistryError('PAYLOAD_NOT_SET');
     const payload = payloadHeader.trim();
     if (payload === '') throw new RegistryError('CHECKSUM_MISSING');
-    await this.locks.run(id, async () => {
-      if (!(await this.hasJson(id))) throw new RegistryError('IMAGE_NOT_FOUND');
-      const link = await this.layerLink(id);
-      if (!(await this.inProgress(id))) {
+    return this.locks.run(this.lockKey(scope, id), async () => {
+      if (!(await this.hasJson(scope, id))) throw new RegistryError('IMAGE_NOT_FOUND');
+      const link = await this.layerLink(scope, id);
+      if (!(await this.inProgress(scope, id))) {
         // A second client finishing the same image (concurrent pushes): say "already exists", which
         // the 1.x client treats as success, when its checksum is the one already verified.
         if (link && link.payload === payload) throw new RegistryError('IMAGE_EXISTS');
@@ -200,41 +244,137 @@ export class V1Images {
         throw new RegistryError('CHECKSUM_MISMATCH');
       }
       await this.driver.putContent(
-        keys.clientChecksum(id),
+        keys.clientChecksum(scope, id),
         Buffer.from(JSON.stringify({ payload, ...(tarsum ? { tarsum } : {}) })),
       );
-      await this.remove(keys.inProgress(id));
+      await this.remove(keys.inProgress(scope, id));
+      return link;
     });
   }
 
   /** R8. */
-  async getAncestry(id: string): Promise<string[]> {
-    await this.assertComplete(id);
-    const raw = await this.read(keys.ancestry(id));
+  async getAncestry(scope: ImageScope, id: string): Promise<string[]> {
+    await this.assertComplete(scope, id);
+    const raw = await this.read(keys.ancestry(scope, id));
     if (!raw) throw new RegistryError('IMAGE_NOT_FOUND');
     return JSON.parse(raw.toString('utf8')) as string[];
   }
 
   /** R5: the stored layer of a complete image. */
-  async getLayer(id: string): Promise<LayerLink> {
-    await this.assertComplete(id);
-    const link = await this.layerLink(id);
+  async getLayer(scope: ImageScope, id: string): Promise<LayerLink> {
+    await this.assertComplete(scope, id);
+    const link = await this.layerLink(scope, id);
     if (!link) throw new RegistryError('IMAGE_NOT_FOUND');
     return link;
   }
 
   /** R9: the member list of the layer, computed once and kept beside the image. */
-  async files(id: string): Promise<FileEntry[]> {
-    const cached = await this.read(keys.files(id));
+  async files(scope: ImageScope, id: string): Promise<FileEntry[]> {
+    const cached = await this.read(keys.files(scope, id));
     if (cached) return JSON.parse(cached.toString('utf8')) as FileEntry[];
-    const link = await this.getLayer(id);
+    const link = await this.getLayer(scope, id);
     const entries = await listLayerFiles(link, () => this.openLayer(link, 0));
-    await this.driver.putContent(keys.files(id), Buffer.from(JSON.stringify(entries)));
+    await this.driver.putContent(keys.files(scope, id), Buffer.from(JSON.stringify(entries)));
     return entries;
   }
 
   openLayer(link: LayerLink, offset: number, length?: number): Promise<Readable> {
     return this.blobs.open(link.digest, offset, length);
+  }
+
+  /**
+   * Bring image `id` and its ancestors from repository `from` into repository `to`, record for record
+   * (the layer bytes are shared by digest). The caller has established that the pusher may read
+   * `from` and write `to`. Nothing is linked (false) when any image of the chain is incomplete in
+   * `from`, or when `to` already holds a different image (other json or layer) under one of the ids:
+   * the pusher then uploads its own, as for an id nobody has.
+   */
+  async link(from: RepoName, to: RepoName, id: string): Promise<boolean> {
+    if (!this.opts.scoped || from.full === to.full) return false;
+    const rawAncestry = await this.read(keys.ancestry(from, id));
+    if (!rawAncestry || !(await this.isComplete(from, id))) return false;
+    let chain: unknown;
+    try {
+      chain = JSON.parse(rawAncestry.toString('utf8'));
+    } catch {
+      return false;
+    }
+    if (!Array.isArray(chain) || chain[0] !== id || !chain.every((c) => typeof c === 'string' && isImageId(c))) return false;
+    const copies: { id: string; json: Buffer; ancestry: Buffer; layer: Buffer; checksum: Buffer | undefined }[] = [];
+    for (const cid of chain as string[]) {
+      const [json, ancestry, layer, checksum, marked] = await Promise.all([
+        this.read(keys.imageJson(from, cid)),
+        this.read(keys.ancestry(from, cid)),
+        this.read(keys.layerLink(from, cid)),
+        this.read(keys.clientChecksum(from, cid)),
+        this.inProgress(from, cid),
+      ]);
+      if (!json || !ancestry || !layer || marked) return false;
+      const mine = await this.read(keys.imageJson(to, cid));
+      if (mine) {
+        const mineLayer = await this.read(keys.layerLink(to, cid));
+        if (!mine.equals(json) || !mineLayer || !sameBlob(mineLayer, layer) || (await this.inProgress(to, cid))) return false;
+        continue; // already there, same image
+      }
+      copies.push({ id: cid, json, ancestry, layer, checksum });
+    }
+    // root first, and within an image the json last: an image exists in `to` only once complete,
+    // and never before its parent
+    for (const c of copies.reverse()) {
+      await this.locks.run(this.lockKey(to, c.id), async () => {
+        if (await this.hasJson(to, c.id)) return; // a concurrent link or push got there first
+        await this.driver.putContent(keys.ancestry(to, c.id), c.ancestry);
+        await this.driver.putContent(keys.layerLink(to, c.id), c.layer);
+        if (c.checksum) await this.driver.putContent(keys.clientChecksum(to, c.id), c.checksum);
+        await this.driver.putContent(keys.imageJson(to, c.id), c.json);
+      });
+    }
+    return (await this.isComplete(to, id)) && (await this.sameImage(from, to, id));
+  }
+
+  private async sameImage(a: RepoName, b: RepoName, id: string): Promise<boolean> {
+    const [ja, jb, la, lb] = await Promise.all([
+      this.read(keys.imageJson(a, id)),
+      this.read(keys.imageJson(b, id)),
+      this.read(keys.layerLink(a, id)),
+      this.read(keys.layerLink(b, id)),
+    ]);
+    return !!ja && !!jb && ja.equals(jb) && !!la && !!lb && sameBlob(la, lb);
+  }
+
+  /**
+   * Write the records of an image the v2→v1 bridge derived (complete, no push in progress). Records
+   * already there are kept only when they are exactly this image (same json, same blob); anything
+   * else under the id is replaced: a derived view never trusts records it did not make.
+   */
+  async putDerived(scope: ImageScope, id: string, json: Buffer, ancestry: readonly string[], link: LayerLink): Promise<'kept' | 'written'> {
+    return this.locks.run(this.lockKey(scope, id), async () => {
+      const [mine, mineLayer, marked] = await Promise.all([
+        this.read(keys.imageJson(scope, id)),
+        this.layerLink(scope, id),
+        this.inProgress(scope, id),
+      ]);
+      if (mine && mine.equals(json) && mineLayer && mineLayer.digest === link.digest && mineLayer.payload === link.payload && !marked) return 'kept';
+      // the json goes last: until then the id resolves to nothing half-written
+      await this.remove(keys.imageJson(scope, id));
+      await this.remove(keys.files(scope, id));
+      await this.driver.putContent(keys.ancestry(scope, id), Buffer.from(JSON.stringify(ancestry)));
+      await this.driver.putContent(keys.layerLink(scope, id), Buffer.from(JSON.stringify(link)));
+      await this.driver.putContent(keys.clientChecksum(scope, id), Buffer.from(JSON.stringify({ payload: link.payload })));
+      await this.remove(keys.inProgress(scope, id));
+      await this.driver.putContent(keys.imageJson(scope, id), json);
+      return 'written';
+    });
+  }
+}
+
+function sameBlob(a: Buffer, b: Buffer): boolean {
+  try {
+    const x = JSON.parse(a.toString('utf8')) as LayerLink;
+    const y = JSON.parse(b.toString('utf8')) as LayerLink;
+    return x.digest === y.digest && x.size === y.size;
+  } catch {
+    return false;
   }
 }
 

@@ -86,9 +86,14 @@ export class V1Repositories {
     return id.toString('utf8');
   }
 
-  /** R13: the image must have its json stored (completion not required, spec §2.14). */
-  async putTag(repo: RepoName, tag: Tag, id: string, userAgent: string | undefined): Promise<void> {
-    if (!isImageId(id) || !(await this.images.hasJson(id))) {
+  /**
+   * R13: the image must have its json stored in the repository's scope (completion not required,
+   * spec §2.14), or be brought there by `link` (from a repository the pusher may read). An id the
+   * repository does not hold is "not found", whoever else holds it.
+   */
+  async putTag(repo: RepoName, tag: Tag, id: string, userAgent: string | undefined, link?: (id: string) => Promise<boolean>): Promise<void> {
+    const scope = this.images.scopeOf(repo);
+    if (!isImageId(id) || !((await this.images.hasJson(scope, id)) || (link !== undefined && (await link(id))))) {
       throw new RegistryError('IMAGE_NOT_FOUND');
     }
     await this.ensure(repo);
@@ -117,9 +122,26 @@ export class V1Repositories {
     return raw ? { ...DEFAULT_TAG_JSON, ...(JSON.parse(raw.toString('utf8')) as object) } : { ...DEFAULT_TAG_JSON };
   }
 
-  /** R17: tags and repository records go; images stay (other repositories may use them). */
+  /**
+   * R17: the repository goes at once with everything that made it visible: its tags, its image
+   * records (with accounts they are the repository's own; the layer bytes stay, shared by digest,
+   * until a garbage collection) and its v2 view (manifests, tags, blob links), so nothing of it can
+   * be read through either API afterwards. Registry-wide images (standalone) stay.
+   */
   async deleteRepository(repo: RepoName): Promise<void> {
-    if (!(await this.exists(repo))) throw new RegistryError('REPOSITORY_NOT_FOUND');
+    // a v2 repository's own records are the `_`-prefixed entries below its name (longer names such
+    // as ns/repo/sub live below it too and are other repositories)
+    const v2Own: string[] = [];
+    for (const root of [`v2/repositories/${repo.full}`, ...(repo.namespace === 'library' ? [`v2/repositories/${repo.repository}`] : [])]) {
+      try {
+        for (const k of await this.driver.list(root)) if (k.slice(k.lastIndexOf('/') + 1).startsWith('_')) v2Own.push(k);
+      } catch (e) {
+        if (!isNotFound(e)) throw e;
+      }
+    }
+    if (!(await this.exists(repo)) && v2Own.length === 0) throw new RegistryError('REPOSITORY_NOT_FOUND');
+    // v2 first: a concurrent v2 reader must not find a manifest whose v1 records are gone
+    for (const k of v2Own) await this.remove(k);
     await this.remove(keys.repo(repo));
   }
 

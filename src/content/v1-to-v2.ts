@@ -6,7 +6,6 @@ import type { BlobStore } from './blob-store.js';
 import { configFromV1Chain, type V1ChainImage } from './bridge.js';
 import { keys } from './keys.js';
 import { parseRepoName, parseTag } from './names.js';
-import { readOptional } from './small-objects.js';
 import type { V1Images } from './v1-images.js';
 import type { V1Repositories } from './v1-repositories.js';
 import { MT, type StoredManifest, type V2Manifests } from './v2-manifests.js';
@@ -46,9 +45,10 @@ export class V1ToV2 {
     const repo = parseRepoName(name);
     const t = parseTag(tag);
     if (!repo || !t) return undefined;
+    const scope = this.images.scopeOf(repo);
     let ancestry: string[];
     try {
-      ancestry = await this.images.getAncestry(await this.repos.getTag(repo, t));
+      ancestry = await this.images.getAncestry(scope, await this.repos.getTag(repo, t));
     } catch (e) {
       if (isRegistryError(e)) return undefined;
       throw e;
@@ -56,9 +56,10 @@ export class V1ToV2 {
     const layers: Schema1Layer[] = [];
     let architecture = 'amd64';
     for (const [i, imageId] of ancestry.entries()) {
-      const json = await readOptional(this.driver, keys.imageJson(imageId));
-      const link = await this.images.layerLink(imageId);
-      if (!json || !link) return undefined;
+      const json = await this.images.readJson(scope, imageId);
+      const link = await this.images.layerLink(scope, imageId);
+      // every image of the chain complete, as a v1 pull needs it
+      if (!json || !link || (await this.images.inProgress(scope, imageId))) return undefined;
       if (i === 0) {
         const a = (JSON.parse(json.toString('utf8')) as { architecture?: unknown }).architecture;
         if (typeof a === 'string' && a !== '') architecture = a;
@@ -86,9 +87,10 @@ export class V1ToV2 {
       if (isRegistryError(e)) return undefined;
       throw e;
     }
+    const scope = this.images.scopeOf(repo);
     let ancestry: string[];
     try {
-      ancestry = await this.images.getAncestry(id);
+      ancestry = await this.images.getAncestry(scope, id);
     } catch (e) {
       if (isRegistryError(e)) return undefined; // incomplete image: not served, as on v1
       throw e;
@@ -96,9 +98,10 @@ export class V1ToV2 {
     const chain: V1ChainImage[] = [];
     const layers: { mediaType: string; size: number; digest: string }[] = [];
     for (const imageId of [...ancestry].reverse()) {
-      const json = await readOptional(this.driver, keys.imageJson(imageId));
-      const link = await this.images.layerLink(imageId);
-      if (!json || !link) return undefined;
+      const json = await this.images.readJson(scope, imageId);
+      const link = await this.images.layerLink(scope, imageId);
+      // every image of the chain complete, as a v1 pull needs it
+      if (!json || !link || (await this.images.inProgress(scope, imageId))) return undefined;
       const mediaType = LAYER_TYPE[link.compression];
       if (!link.diffId || !mediaType) {
         throw new V2Error('MANIFEST_UNKNOWN', { image: imageId, compression: link.compression }, 'this v1 layer has no v2 media type (bzip2/xz/zstd)');

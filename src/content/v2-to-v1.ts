@@ -6,8 +6,8 @@ import type { BlobStore } from './blob-store.js';
 import { GZIPPED_EMPTY_TAR, GZIPPED_EMPTY_TAR_DIGEST, v1ViewFromConfig } from './bridge.js';
 import { keys } from './keys.js';
 import { parseRepoName, parseTag } from './names.js';
-import { keyExists, readOptional } from './small-objects.js';
-import type { LayerLink } from './v1-images.js';
+import { readOptional } from './small-objects.js';
+import type { LayerLink, V1Images } from './v1-images.js';
 import type { V1Repositories } from './v1-repositories.js';
 import { MT } from './v2-manifests.js';
 import type { V2Name } from './v2-names.js';
@@ -41,6 +41,7 @@ export class V2ToV1 {
     private readonly driver: StorageDriver,
     private readonly blobs: BlobStore,
     private readonly repos: V1Repositories,
+    private readonly images: V1Images,
     private readonly log: Logger,
   ) {}
 
@@ -128,22 +129,21 @@ export class V2ToV1 {
     let j = 0;
     const ancestry: string[] = [];
     const images: { id: string; checksum?: string }[] = [];
+    const scope = this.images.scopeOf(repo);
     for (const img of view) {
       ancestry.unshift(img.id);
       const layer = img.empty ? undefined : m.layers[j];
       const diffId = img.empty ? EMPTY_TAR_DIFF_ID : diffIds[j];
       if (!img.empty) j++;
-      if (await keyExists(this.driver, keys.imageJson(img.id))) {
-        // content-derived: already right; its checksum is the one recorded with it
-        const link = await readOptional(this.driver, keys.layerLink(img.id));
-        const payload = link ? (JSON.parse(link.toString('utf8')) as LayerLink).payload : '';
-        images.push(payload ? { id: img.id, checksum: payload } : { id: img.id });
-        continue;
-      }
       const digest = layer?.digest ?? GZIPPED_EMPTY_TAR_DIGEST;
+      // Ids are content-derived, so records already here are normally this very image; but an id is
+      // only a name (anyone with push access could have pushed other content under it through v1):
+      // the records are compared, and replaced unless they are exactly this image.
+      const existing = await this.images.layerLink(scope, img.id);
+      const known = existing && existing.digest === digest ? existing.payload : undefined;
       // the payload checksum a v1 push of this json and layer would have carried: one sha256 pass
-      // over the stored bytes, once per image (ids are content-derived)
-      const payload = await this.payloadOf(img.json, digest);
+      // over the stored bytes, skipped when the same image is already recorded
+      const payload = known && (await this.images.readJson(scope, img.id))?.equals(img.json) ? known : await this.payloadOf(img.json, digest);
       const link: LayerLink = {
         digest,
         size: layer?.size ?? GZIPPED_EMPTY_TAR.length,
@@ -151,11 +151,7 @@ export class V2ToV1 {
         compression: !layer || /gzip$/.test(layer.mediaType) ? 'gzip' : 'none',
         ...(diffId ? { diffId } : {}),
       };
-      // records before the json: the json is what makes the image exist for v1
-      await this.driver.putContent(keys.ancestry(img.id), Buffer.from(JSON.stringify([...ancestry])));
-      await this.driver.putContent(keys.layerLink(img.id), Buffer.from(JSON.stringify(link)));
-      await this.driver.putContent(keys.clientChecksum(img.id), Buffer.from(JSON.stringify({ payload })));
-      await this.driver.putContent(keys.imageJson(img.id), img.json);
+      await this.images.putDerived(scope, img.id, img.json, [...ancestry], link);
       images.push({ id: img.id, checksum: payload });
     }
     const top = view[view.length - 1]!.id;

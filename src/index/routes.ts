@@ -10,7 +10,8 @@ import { findUserByName, setPassword, saveUser } from '../db/users.js';
 import type { V1Access } from '../auth/v1-token.js';
 import { jsonBody, parsedBody } from '../http/body.js';
 import { sendJson } from '../http/respond.js';
-import { matchRepoRoute, repoName } from '../registry/routes.js';
+import { decodePath, matchRepoRoute, repoName } from '../registry/routes.js';
+import { indexRepoName } from '../content/names.js';
 import { endpointsHeader } from '../registry/standalone-index.js';
 import type { IndexService } from './service.js';
 import { isImageId } from '../digest/digest.js';
@@ -36,7 +37,17 @@ const BASIC_CHALLENGE = { 'WWW-Authenticate': 'Basic realm="auth required",Token
  * The index API (spec §3): users, repositories and their image lists, tokens, layer access, search,
  * plus stars and comments (JSON routes of our own, for the web UI).
  */
-export function indexRouter(config: Config, index: IndexService, opts: { ping: boolean }): Router {
+export interface IndexRouterOptions {
+  /** Answer /_ping and /v1/_ping (an index in its own process). */
+  readonly ping: boolean;
+  /**
+   * Remove what storage holds of a repository (v1 tags and images, v2 manifests and tags), when the
+   * registry runs in this process: a deleted repository is gone from both APIs at once.
+   */
+  readonly removeContent?: (name: RepoName) => Promise<void>;
+}
+
+export function indexRouter(config: Config, index: IndexService, opts: IndexRouterOptions): Router {
   const router = new Router();
   const limit = config.max_json_size;
 
@@ -156,6 +167,7 @@ export function indexRouter(config: Config, index: IndexService, opts: { ping: b
           const name = repoName(route.repo);
           const user = await requireUser(ctx);
           const what = await index.deleteRepository(user, name);
+          if (opts.removeContent) await opts.removeContent(name);
           giveToken(ctx, name, 'delete', user);
           sendJson(ctx, what === 'marked' ? 202 : 200, '');
           return;
@@ -185,7 +197,9 @@ export function indexRouter(config: Config, index: IndexService, opts: { ping: b
           const repo = await index.repository(name);
           const rights = await index.rights(user, name, repo);
           if (!repo || !rights.read) {
-            if (!user && repo) throw new RegistryError('LOGIN_REQUIRED', undefined, BASIC_CHALLENGE);
+            // one answer for "absent" and "not yours" (issue 10): anonymous callers are asked to log
+            // in either way, accounts are told it is not there
+            if (!user) throw new RegistryError('LOGIN_REQUIRED', undefined, BASIC_CHALLENGE);
             throw new RegistryError('REPOSITORY_NOT_FOUND');
           }
           giveToken(ctx, name, 'read', user);
@@ -219,7 +233,9 @@ export function indexRouter(config: Config, index: IndexService, opts: { ping: b
         // The private flag lives in the index (it decides who sees what). Basic credentials: the
         // index answers; a Token: the registry's R18/R19.
         if (isToken) break;
-        const name = repoName(route.repo);
+        // any name the index keeps: v1 names and longer v2 names (owner/team/app)
+        const name = indexRepoName(decodePath(route.repo).replace(/\/+$/, ''));
+        if (!name) throw new RegistryError('INVALID_REPOSITORY_NAME');
         const user = await index.authenticate(auth || undefined);
         const repo = await index.repository(name);
         const rights = await index.rights(user, name, repo);
@@ -256,10 +272,9 @@ export function indexRouter(config: Config, index: IndexService, opts: { ping: b
         // I11
         const name = repoName(route.repo);
         const claims = index.signer.verify(auth || undefined);
-        const ok = claims !== undefined && claims.repository === name.full && isImageId(route.id)
-          ? await index.layerAccess(claims, route.id)
-          : false;
-        sendJson(ctx, 200, { access: ok });
+        const valid = claims !== undefined && claims.repository === name.full && isImageId(route.id) ? await index.tokenFor(auth, name) : undefined;
+        const repositories = valid ? await index.linkSources(valid.claims, route.id) : [];
+        sendJson(ctx, 200, { access: repositories.length > 0, repositories });
         return;
       }
       default:

@@ -58,6 +58,9 @@ export class IndexService {
     }
     // An existing account is the normal login path of 1.x clients: answer that first.
     if (await findUserByName(this.db, username)) throw new RegistryError('USER_EXISTS');
+    // A namespace that already holds repositories (an admin's push, a deleted account's or
+    // organization's leftovers) belongs to someone: nobody inherits it by signing up after the fact.
+    if (await this.db('repositories').where({ namespace: username }).first('id')) throw new RegistryError('USER_EXISTS');
     if (!this.opts.signup) throw new RegistryError('SIGNUP_DISABLED');
     if (!USERNAME.test(username)) throw new RegistryError('USER_INVALID', 'Invalid username: 4 to 30 characters of a-z, 0-9 and _');
     if (RESERVED.has(username)) throw new RegistryError('USER_INVALID', 'This username is reserved');
@@ -197,23 +200,31 @@ export class IndexService {
     return { claims, repo };
   }
 
-  /** I11: may the token's holder read this image? (in the token's repository, or any it may read) */
-  async layerAccess(claims: V1TokenClaims, imageId: string): Promise<boolean> {
-    const user = claims.userId > 0 ? await this.findUser(claims.userId) : undefined;
+  /**
+   * I11, as this registry uses it: the repositories (other than the token's own) whose image list
+   * names `imageId` and that the holder of a write token may read — where a push may link an image
+   * from instead of uploading it. The registry links only from one that truly holds the image (the
+   * lists are written by clients); a read or anonymous token gets none.
+   */
+  async linkSources(claims: V1TokenClaims, imageId: string): Promise<string[]> {
+    if (claims.access !== 'write' || claims.userId <= 0) return [];
+    const user = await this.findUser(claims.userId);
+    if (!user || !user.active) return [];
     const rows = (await this.db('repository_images as ri')
       .join('repositories as r', 'r.id', 'ri.repo_id')
       .whereNull('r.deleted_at')
       .where('ri.image_id', imageId)
-      .select('r.namespace', 'r.name', 'r.id')
-      .limit(50)) as { namespace: string; name: string; id: number }[];
+      .select('r.namespace', 'r.name')
+      .orderBy('r.id')
+      .limit(50)) as { namespace: string; name: string }[];
+    const out: string[] = [];
     for (const row of rows) {
+      const full = `${row.namespace}/${row.name}`;
+      if (full === claims.repository) continue;
       const repo = await findRepository(this.db, row.namespace, row.name);
-      if (!repo) continue;
-      if (`${row.namespace}/${row.name}` === claims.repository) return true;
-      const rights = await rightsOn(this.db, user, row.namespace, repo);
-      if (rights.read) return true;
+      if (repo && (await rightsOn(this.db, user, row.namespace, repo)).read) out.push(full);
     }
-    return false;
+    return out;
   }
 
   /** I6: first call marks deleted (202), a second purges (200). */

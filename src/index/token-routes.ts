@@ -55,8 +55,10 @@ export async function grantedAccess(index: IndexService, user: User | undefined,
     if (!n) continue;
     const repo = await findRepository(index.db, n.namespace, n.repository);
     const rights = await rightsOn(index.db, user, n.namespace, repo);
-    // A repository the index has no record of is not private (privacy lives in the record).
-    const has = { pull: rights.read || (repo === undefined && (user?.active ?? true)), push: rights.write, delete: rights.delete };
+    // The index decides from its records: a repository it has no record of (never pushed, or
+    // deleted) is readable only by whoever could create it (the namespace's owner, its
+    // organization, admins), never by everyone (issue 10: a deleted private repository's leftovers).
+    const has = { pull: rights.read, push: rights.write, delete: rights.delete };
     const actions: string[] = [];
     if (r.actions.includes('*')) {
       if (ALL_ACTIONS.every((a) => has[a])) actions.push('*');

@@ -3,7 +3,7 @@ import type { Context, Next } from 'koa';
 import Router from '@koa/router';
 import type { Config } from '../config/schema.js';
 import type { RegistryAuth, RegistryAccess } from '../auth/registry-auth.js';
-import { RegistryError } from '../errors/index.js';
+import { isRegistryError, RegistryError } from '../errors/index.js';
 import { parseRepoName, parseTag, type RepoName } from '../content/names.js';
 import type { V1Images } from '../content/v1-images.js';
 import type { V1Repositories } from '../content/v1-repositories.js';
@@ -99,9 +99,30 @@ export function registryRouter(deps: RegistryDeps): Router {
       path: ctx.path,
     });
 
-  /** Private images need the index's word (spec §2.4, §4.4). */
-  const assertReadable = async (access: RegistryAccess, id: string): Promise<void> => {
-    if (access.imageAccess && !(await access.imageAccess(id))) throw new RegistryError('IMAGE_NOT_FOUND');
+  /**
+   * Bring image `id` into the token's repository from a repository its holder may read that truly
+   * holds it (write tokens only: a push reusing an image it can already pull). The index names the
+   * candidates (repositories the holder may read whose image list has the id); storage decides,
+   * since image lists are written by clients.
+   */
+  const linkInto = async (access: RegistryAccess, id: string): Promise<boolean> => {
+    if (!access.scope || !access.linkSources) return false;
+    for (const source of await access.linkSources(id)) {
+      if (await images.link(source, access.scope, id)) return true;
+    }
+    return false;
+  };
+
+  /**
+   * The done check and existence of an image for the GET routes, within the request's scope. A
+   * write token's probe (`GET …/json` before a push) also links an image the pusher may read.
+   */
+  const readable = async (access: RegistryAccess, id: string): Promise<void> => {
+    if (await images.hasJson(access.scope, id)) {
+      await images.assertComplete(access.scope, id);
+      return;
+    }
+    if (!(await linkInto(access, id))) throw new RegistryError('IMAGE_NOT_FOUND');
   };
 
   router.get('/', (ctx) => sendJson(ctx, 200, config.issue));
@@ -128,10 +149,9 @@ export function registryRouter(deps: RegistryDeps): Router {
   router.get('/v1/images/:id/json', async (ctx) => {
     const access = await authorize(ctx);
     const id = imageId(ctx);
-    await images.assertComplete(id);
+    await readable(access, id);
     if (notModified(ctx)) return;
-    await assertReadable(access, id);
-    const img = await images.getJson(id);
+    const img = await images.getJson(access.scope, id);
     sendJson(ctx, 200, null);
     setCacheHeaders(ctx);
     if (img.size !== undefined) ctx.set('X-Docker-Size', String(img.size));
@@ -145,9 +165,11 @@ export function registryRouter(deps: RegistryDeps): Router {
     const access = await authorize(ctx);
     const id = imageId(ctx);
     const body = await readRawBody(ctx, jsonLimit);
-    await images.putJson(id, body, {
+    // An image the pusher may already read elsewhere is linked, and the client told it exists (it
+    // then skips the layer and checksum, spec §2.5): 409 only for images it could pull anyway.
+    await images.putJson(access.scope, id, body, {
       ...(access.allowedIds ? { allowedIds: access.allowedIds } : {}),
-      ...(access.imageAccess ? { parentAccess: access.imageAccess } : {}),
+      ...(access.linkSources ? { link: (other: string) => linkInto(access, other) } : {}),
     });
     sendJson(ctx, 200, true);
   });
@@ -156,17 +178,16 @@ export function registryRouter(deps: RegistryDeps): Router {
   router.get('/v1/images/:id/layer', async (ctx) => {
     const access = await authorize(ctx);
     const id = imageId(ctx);
-    await images.assertComplete(id);
+    await readable(access, id);
     if (notModified(ctx)) return;
-    await assertReadable(access, id);
-    const link = await images.getLayer(id);
+    const link = await images.getLayer(access.scope, id);
     setCacheHeaders(ctx);
     await sendBytes(ctx, link.size, (start, length) => images.openLayer(link, start, length));
   });
 
   // R6
   router.put('/v1/images/:id/layer', async (ctx) => {
-    await authorize(ctx);
+    const access = await authorize(ctx);
     const id = imageId(ctx);
     const ua = /(?:^|\s)docker\/(\d+)\.(\d+)/.exec(ctx.get('User-Agent'));
     if (ua && (Number(ua[1]) === 0 && Number(ua[2]) < 10)) throw new RegistryError('OLD_CLIENT');
@@ -176,17 +197,18 @@ export function registryRouter(deps: RegistryDeps): Router {
     if (config.max_layer_size > 0 && contentLength !== undefined && contentLength > config.max_layer_size) {
       throw new RegistryError('LAYER_TOO_LARGE');
     }
-    await images.putLayer(id, ctx.req, contentLength);
+    await images.putLayer(access.scope, id, ctx.req, contentLength);
     sendJson(ctx, 200, true);
   });
 
   // R7
   router.put('/v1/images/:id/checksum', async (ctx) => {
-    await authorize(ctx);
+    const access = await authorize(ctx);
     const id = imageId(ctx);
     const payload = ctx.headers['x-docker-checksum-payload'];
     const tarsum = ctx.headers['x-docker-checksum'];
     await images.putChecksum(
+      access.scope,
       id,
       Array.isArray(payload) ? payload[0] : payload,
       Array.isArray(tarsum) ? tarsum[0] : tarsum,
@@ -198,10 +220,9 @@ export function registryRouter(deps: RegistryDeps): Router {
   router.get('/v1/images/:id/ancestry', async (ctx) => {
     const access = await authorize(ctx);
     const id = imageId(ctx);
-    await images.assertComplete(id);
+    await readable(access, id);
     if (notModified(ctx)) return;
-    await assertReadable(access, id);
-    const ancestry = await images.getAncestry(id);
+    const ancestry = await images.getAncestry(access.scope, id);
     sendJson(ctx, 200, ancestry);
     setCacheHeaders(ctx);
   });
@@ -210,10 +231,9 @@ export function registryRouter(deps: RegistryDeps): Router {
   router.get('/v1/images/:id/files', async (ctx) => {
     const access = await authorize(ctx);
     const id = imageId(ctx);
-    await images.assertComplete(id);
+    await readable(access, id);
     if (notModified(ctx)) return;
-    await assertReadable(access, id);
-    const files = await images.files(id);
+    const files = await images.files(access.scope, id);
     sendJson(ctx, 200, files);
     setCacheHeaders(ctx);
   });
@@ -224,6 +244,20 @@ export function registryRouter(deps: RegistryDeps): Router {
     imageId(ctx);
     throw new RegistryError('DIFF_DISABLED');
   });
+
+  /**
+   * R17. With accounts the index vouched for the delete token, so the repository existed: when an
+   * index in this process already removed its content (I6), the registry's own call succeeds too.
+   */
+  const deleteRepository = async (ctx: Context, repo: RepoName): Promise<void> => {
+    const access = await authorize(ctx, repo);
+    try {
+      await repos.deleteRepository(repo);
+    } catch (e) {
+      if (!(access.scope && isRegistryError(e) && e.code === 'REPOSITORY_NOT_FOUND')) throw e;
+    }
+    sendJson(ctx, 200, true);
+  };
 
   // R11–R19 on /v1/repositories/<repo>/…
   const repositories = async (ctx: Context, next: Next): Promise<void> => {
@@ -240,9 +274,7 @@ export function registryRouter(deps: RegistryDeps): Router {
           return;
         }
         if (method === 'DELETE') {
-          await authorize(ctx, repo);
-          await repos.deleteRepository(repo);
-          sendJson(ctx, 200, true);
+          await deleteRepository(ctx, repo);
           return;
         }
         break;
@@ -258,13 +290,13 @@ export function registryRouter(deps: RegistryDeps): Router {
           return;
         }
         if (method === 'PUT') {
-          await authorize(ctx, repo);
+          const access = await authorize(ctx, repo);
           const tag = parseTag(tagRaw);
           if (!tag) throw new RegistryError('INVALID_TAG');
           await jsonBody(jsonLimit, 'INVALID_DATA')(ctx, async () => undefined);
           const body = parsedBody(ctx);
           if (typeof body !== 'string') throw new RegistryError('INVALID_DATA');
-          await repos.putTag(repo, tag, body, ctx.get('User-Agent') || undefined);
+          await repos.putTag(repo, tag, body, ctx.get('User-Agent') || undefined, (id) => linkInto(access, id));
           sendJson(ctx, 200, true);
           return;
         }
@@ -316,9 +348,7 @@ export function registryRouter(deps: RegistryDeps): Router {
       case 'root': {
         if (method !== 'DELETE') break;
         const repo = repoName(route.repo);
-        await authorize(ctx, repo);
-        await repos.deleteRepository(repo);
-        sendJson(ctx, 200, true);
+        await deleteRepository(ctx, repo);
         return;
       }
       default:

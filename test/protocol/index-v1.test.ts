@@ -107,8 +107,10 @@ describe('index + registry in two processes: the Docker 1.x sequences', () => {
     assert.equal(claim.headers['www-authenticate'], `Token ${writeToken}`);
     for (const img of web) {
       const rs = await pushImage(reg.url, img, writeToken);
-      // the probe with a write token is refused (spec §4.2 step 4), the client then pushes
-      assert.deepEqual(rs.map((r) => r.status), [401, 200, 200, 200], rs.map((r) => r.text).join(' '));
+      // the probe with the push's write token: 404 for an image the repository does not hold (issue
+      // 11: one answer for absent and not-yours; old clients log a 401 as an error), then the push
+      assert.deepEqual(rs.map((r) => r.status), [404, 200, 200, 200], rs.map((r) => r.text).join(' '));
+      assert.equal(rs[0]!.text, '{"error": "Image not found"}');
     }
     assert.equal((await putTag(reg.url, 'alice/web', 'latest', top.id, writeToken)).status, 200);
     const done = await request(idx.url, '/v1/repositories/alice/web/images', {
@@ -259,7 +261,13 @@ describe('index + registry in two processes: the Docker 1.x sequences', () => {
     const mark = await request(idx.url, '/v1/repositories/alice/web/', { method: 'DELETE', headers: { Authorization: basic('alice', 'secret1'), 'X-Docker-Token': 'true' } });
     assert.equal(mark.status, 202);
     const delToken = tokenOf(mark);
-    assert.equal((await request(idx.url, '/v1/repositories/alice/web/images', { headers: { 'X-Docker-Token': 'true' } })).status, 404);
+    // gone for everyone: anonymous callers are asked to log in, as for a private repository
+    assert.equal((await request(idx.url, '/v1/repositories/alice/web/images', { headers: { 'X-Docker-Token': 'true' } })).status, 401);
+    assert.equal((await request(idx.url, '/v1/repositories/alice/web/images', { headers: { 'X-Docker-Token': 'true', Authorization: basic('bobby', 'secret2') } })).status, 404);
+    // and from the registry at once (one process): the delete token still works for the registry's
+    // own call (R17), which has nothing left to remove
+    const tagsAfter = await request(reg.url, '/v1/repositories/alice/web/tags', { headers: { Authorization: `Token ${delToken}` } });
+    assert.equal(tagsAfter.status, 401, 'a delete token reads nothing');
     const regDel = await request(reg.url, '/v1/repositories/alice/web/', { method: 'DELETE', headers: { Authorization: `Token ${delToken}` } });
     assert.equal(regDel.status, 200);
     const purge = await request(idx.url, '/v1/repositories/alice/web/', { method: 'DELETE', headers: { Authorization: basic('alice', 'secret1') } });
@@ -295,13 +303,23 @@ describe('index + registry in two processes: the Docker 1.x sequences', () => {
     assert.equal(ok.text, '"OK"');
     assert.equal((await request(idx.url, '/v1/repositories/alice/authz/auth', { method: 'PUT', headers: { Authorization: `Token ${write}` } })).status, 403);
     assert.equal((await request(idx.url, '/v1/repositories/alice/other/auth', { method: 'PUT', headers: { Authorization: `Token ${del}` } })).status, 403);
-    // I11: the token's own image is accessible, an unknown one is not
+    // I11 (where a push may link an image from): the other repositories the write token's holder may
+    // read that list the id — never the token's own, never one it may not read
+    const src = await request(idx.url, '/v1/repositories/alice/authzsrc/', { method: 'PUT', headers: { Authorization: basic('alice', 'secret1'), 'X-Docker-Token': 'true' }, body: JSON.stringify([{ id: img.id }]) });
+    assert.equal(src.status, 200);
+    const hidden = await request(idx.url, '/v1/repositories/bobby/authzhid/', { method: 'PUT', headers: { Authorization: basic('bobby', 'secret2'), 'X-Docker-Token': 'true' }, body: JSON.stringify([{ id: img.id }]) });
+    assert.equal(hidden.status, 200);
+    const priv = await request(idx.url, '/v1/repositories/bobby/authzhid/properties', { method: 'PUT', headers: { Authorization: basic('bobby', 'secret2') }, body: '{"access": "private"}' });
+    assert.equal(priv.status, 200);
     const yes = await request(idx.url, `/v1/repositories/alice/authz/layer/${img.id}/access`, { headers: { Authorization: `Token ${write}` } });
-    assert.deepEqual(yes.json(), { access: true });
+    assert.deepEqual(yes.json(), { access: true, repositories: ['alice/authzsrc'] });
     const no = await request(idx.url, `/v1/repositories/alice/authz/layer/${'e'.repeat(64)}/access`, { headers: { Authorization: `Token ${write}` } });
-    assert.deepEqual(no.json(), { access: false });
+    assert.deepEqual(no.json(), { access: false, repositories: [] });
     const forged = await request(idx.url, `/v1/repositories/alice/authz/layer/${img.id}/access`, { headers: { Authorization: 'Token signature=1.2.3.4,repository="alice/authz",access=write' } });
-    assert.deepEqual(forged.json(), { access: false });
+    assert.deepEqual(forged.json(), { access: false, repositories: [] });
+    const read = tokenOf(await request(idx.url, '/v1/repositories/alice/authzsrc/images', { headers: { Authorization: basic('alice', 'secret1'), 'X-Docker-Token': 'true' } }));
+    const byRead = await request(idx.url, `/v1/repositories/alice/authzsrc/layer/${img.id}/access`, { headers: { Authorization: `Token ${read}` } });
+    assert.deepEqual(byRead.json(), { access: false, repositories: [] }, 'only a push links');
   });
 
   it('slows repeated failed logins (429) without locking the owner out for good', async () => {
