@@ -20,6 +20,7 @@ import { BlobStore } from './content/blob-store.js';
 import { DigestWorkers } from './digest/worker-inner.js';
 import { V1Images } from './content/v1-images.js';
 import { V1Repositories } from './content/v1-repositories.js';
+import { upgradeV1Layout } from './content/v1-layout.js';
 import { OPEN_ACCESS, type RegistryAuth } from './auth/registry-auth.js';
 import { TokenAuth } from './auth/registry-token.js';
 import { accessLog, createKoa, v1ErrorRenderer } from './http/app.js';
@@ -159,6 +160,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     innerDigests: (kind, extra) => digestWorkers.create(kind, extra),
   });
   const repos = new V1Repositories(driver, images);
+  if (role !== 'index' && !config.read_only) await upgradeV1Layout(driver, images, repos, log);
   const runIndex = role === 'index' || (role === 'all' && !standalone);
   let db: Knex | undefined;
   let index: IndexService | undefined;

@@ -289,8 +289,8 @@ export class V1Images {
    * `from`, or when `to` already holds a different image (other json or layer) under one of the ids:
    * the pusher then uploads its own, as for an id nobody has.
    */
-  async link(from: RepoName, to: RepoName, id: string): Promise<boolean> {
-    if (!this.opts.scoped || from.full === to.full) return false;
+  async link(from: ImageScope, to: RepoName, id: string): Promise<boolean> {
+    if (!this.opts.scoped || from?.full === to.full) return false;
     const rawAncestry = await this.read(keys.ancestry(from, id));
     if (!rawAncestry || !(await this.isComplete(from, id))) return false;
     let chain: unknown;
@@ -332,7 +332,7 @@ export class V1Images {
     return (await this.isComplete(to, id)) && (await this.sameImage(from, to, id));
   }
 
-  private async sameImage(a: RepoName, b: RepoName, id: string): Promise<boolean> {
+  private async sameImage(a: ImageScope, b: ImageScope, id: string): Promise<boolean> {
     const [ja, jb, la, lb] = await Promise.all([
       this.read(keys.imageJson(a, id)),
       this.read(keys.imageJson(b, id)),
