@@ -210,8 +210,10 @@ export function indexRouter(config: Config, index: IndexService, opts: IndexRout
           // I9: a delete token, without deleting anything (spec §5.6)
           const user = await requireUser(ctx);
           const repo = await index.repository(name);
-          if (!repo) throw new RegistryError('REPOSITORY_NOT_FOUND');
-          if (!(await index.rights(user, name, repo)).delete) throw new RegistryError('ACCESS_DENIED');
+          const rights = await index.rights(user, name, repo);
+          // a repository the caller may not read is "not found", as one that does not exist
+          if (!repo || !rights.read) throw new RegistryError('REPOSITORY_NOT_FOUND');
+          if (!rights.delete) throw new RegistryError('ACCESS_DENIED');
           giveToken(ctx, name, 'delete', user);
           ctx.status = 204;
           ctx.body = null;
@@ -248,7 +250,8 @@ export function indexRouter(config: Config, index: IndexService, opts: IndexRout
           return;
         }
         if (ctx.method === 'PUT') {
-          if (!user || !rights.delete) throw new RegistryError('ACCESS_DENIED');
+          if (!user) throw new RegistryError('LOGIN_REQUIRED', undefined, BASIC_CHALLENGE);
+          if (!rights.delete) throw new RegistryError('ACCESS_DENIED');
           await jsonBody(limit, 'INVALID_DATA')(ctx, async () => undefined);
           const body = parsedBody(ctx) as { access?: unknown; description?: unknown } | undefined;
           if (!body || typeof body !== 'object' || Array.isArray(body)) throw new RegistryError('INVALID_DATA');

@@ -230,8 +230,10 @@ export class IndexService {
   /** I6: first call marks deleted (202), a second purges (200). */
   async deleteRepository(user: User, name: RepoName): Promise<'marked' | 'purged'> {
     const repo = await this.repository(name, true);
-    if (!repo) throw new RegistryError('REPOSITORY_NOT_FOUND');
-    if (!(await this.rights(user, name, repo)).delete) throw new RegistryError('ACCESS_DENIED');
+    const rights = repo ? await this.rights(user, name, repo) : undefined;
+    // one answer for absent and unreadable
+    if (!repo || !rights?.read) throw new RegistryError('REPOSITORY_NOT_FOUND');
+    if (!rights.delete) throw new RegistryError('ACCESS_DENIED');
     if (repo.deletedAt === null) {
       await markDeleted(this.db, repo.id);
       return 'marked';

@@ -507,6 +507,8 @@ export function v2Routes(deps: V2Deps) {
         if (method !== 'GET' && method !== 'HEAD') throw new V2Error('UNSUPPORTED');
         const digest = digestParam(route.digest);
         const artifactType = typeof ctx.query.artifactType === 'string' ? ctx.query.artifactType : undefined;
+        // a repository that does not exist (never pushed, or deleted) is NAME_UNKNOWN, as tags/list
+        if (!(await manifests.exists(name)) && (deps.fromV1 ? await deps.fromV1.tags(name) : []).length === 0) throw new V2Error('NAME_UNKNOWN', { name });
         const manifestsOf = await manifests.referrers(name, digest, artifactType);
         if (artifactType !== undefined) ctx.set('OCI-Filters-Applied', 'artifactType');
         ctx.status = 200;
