@@ -1,6 +1,6 @@
 import type { Context } from 'koa';
 import Router from '@koa/router';
-import type { V2TokenVerifier } from '../auth/v2-jwt.js';
+import type { V2TokenVerifier, VerifyResult } from '../auth/v2-jwt.js';
 import type { V2Principal } from '../auth/v2-registry-auth.js';
 import { missingAccess, type ResourceAccess } from '../auth/v2-scope.js';
 import { IndexCatalog } from '../content/v2-catalog.js';
@@ -31,10 +31,10 @@ export function v2BridgeRouter(db: Knex, index: IndexService, tokens: V2TokenVer
   const router = new Router();
   const catalog = new IndexCatalog(db);
 
-  async function principal(ctx: Context, needs: ResourceAccess[], anonymousOk: boolean): Promise<V2Principal | undefined> {
+  /** The verified token of the request (401 when there is none or it is invalid). */
+  async function verified(ctx: Context): Promise<VerifyResult | undefined> {
     const m = /^Bearer\s+(\S+)$/i.exec(ctx.get('Authorization'));
     if (!m) {
-      if (anonymousOk) return { account: null, admin: false };
       deny(ctx, 401, 'a v2 Bearer token is required');
       return undefined;
     }
@@ -43,6 +43,13 @@ export function v2BridgeRouter(db: Knex, index: IndexService, tokens: V2TokenVer
       deny(ctx, 401, r.reason);
       return undefined;
     }
+    return r;
+  }
+
+  async function principal(ctx: Context, needs: ResourceAccess[], anonymousOk: boolean, known?: VerifyResult): Promise<V2Principal | undefined> {
+    if (!known && anonymousOk && !/^Bearer\s/i.test(ctx.get('Authorization'))) return { account: null, admin: false };
+    const r = known ?? (await verified(ctx));
+    if (!r || !r.ok) return undefined;
     if (missingAccess(r.token.access, needs).length > 0) {
       deny(ctx, 403, 'the token does not grant this');
       return undefined;
@@ -64,6 +71,9 @@ export function v2BridgeRouter(db: Knex, index: IndexService, tokens: V2TokenVer
   });
 
   router.post(INDEX_PUSHED_PATH, async (ctx) => {
+    // the token first: nothing of the body is read for a caller without a valid one
+    const token = await verified(ctx);
+    if (!token) return;
     let body: { name?: unknown; tag?: unknown; topId?: unknown; images?: unknown };
     try {
       body = JSON.parse((await readRawBody(ctx, 1024 * 1024)).toString('utf8')) as typeof body;
@@ -92,12 +102,14 @@ export function v2BridgeRouter(db: Knex, index: IndexService, tokens: V2TokenVer
       deny(ctx, 400, bad ? 'images: a list of {id, checksum}' : 'name and tag are required');
       return;
     }
-    const p = await principal(ctx, [{ type: 'repository', name, actions: ['push'] }], false);
+    const p = await principal(ctx, [{ type: 'repository', name, actions: ['push'] }], false, token);
     if (!p) return;
     await index.learnV2Push(p.account, repo, tag, images);
     ctx.status = 204;
   });
   router.post(INDEX_DELETED_PATH, async (ctx) => {
+    const token = await verified(ctx);
+    if (!token) return;
     let body: { name?: unknown; tags?: unknown };
     try {
       body = JSON.parse((await readRawBody(ctx, 64 * 1024)).toString('utf8')) as typeof body;
@@ -112,7 +124,7 @@ export function v2BridgeRouter(db: Knex, index: IndexService, tokens: V2TokenVer
       deny(ctx, 400, 'name and tags are required');
       return;
     }
-    const p = await principal(ctx, [{ type: 'repository', name, actions: ['delete'] }], false);
+    const p = await principal(ctx, [{ type: 'repository', name, actions: ['delete'] }], false, token);
     if (!p) return;
     await index.forgetV2Tags(repo, tags);
     ctx.status = 204;
