@@ -123,7 +123,7 @@ export const configSchema = z
     /** htpasswd mode: the file (bcrypt entries) and the Basic realm. */
     htpasswd_path: nullableString,
     htpasswd_realm: z.string().min(1).default('Registry Realm'),
-    /** Token mode: the realm clients are sent to (absolute URL); unset: <index URL>/v2/token as the client reached us. */
+    /** Token mode: the realm clients are sent to (absolute URL); unset: <index URL>/v2/token at a Host naming this machine, else the listen address. */
     token_realm: nullableString,
     /** Token mode: the `service` (JWT aud); unset: the first registry_endpoints entry, else the listen address (config/advertise.ts). */
     token_service: nullableString,
