@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { Config } from './config/schema.js';
 import { ConfigError, listenAddress, redact } from './config/load.js';
+import { requireAdvertisedNames, tokenService } from './config/advertise.js';
 import type { Knex } from 'knex';
 import { closeDb, createDb, migrateLatest } from './db/knex.js';
 import { warmSearch } from './db/search.js';
@@ -162,6 +163,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const repos = new V1Repositories(driver, images);
   if (role !== 'index' && !config.read_only) await upgradeV1Layout(driver, images, repos, log);
   const runIndex = role === 'index' || (role === 'all' && !standalone);
+  requireAdvertisedNames(config, { v2Tokens: config.v2 && role !== 'index' && v2Auth === 'token', index: runIndex || standalone });
   let db: Knex | undefined;
   let index: IndexService | undefined;
   let issuer: V2TokenIssuer | undefined;
@@ -213,8 +215,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       else throw new ConfigError('invalid configuration:\n  v2_auth: token needs an index (index_endpoint) or token_rootcertbundle');
       v2Authorizer = new TokenV2Authorizer({
         verifier: new V2TokenVerifier(keys, config.token_issuer),
-        realm: config.token_realm,
-        service: config.token_service,
+        config,
         indexBase: role === 'registry' ? config.index_endpoint : null,
       });
     }
@@ -369,6 +370,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     storage_path: config.storage_path,
     standalone,
     v2: config.v2 && role !== 'index' ? v2Auth : undefined,
+    token_service: (config.v2 && role !== 'index' && v2Auth === 'token') || runIndex ? tokenService(config, addr.port) : undefined,
     index: runIndex ? (config.sqlalchemy_index_database ?? 'sqlite (storage_path/index.db)').replace(/\/\/[^@/]*@/, '//***@') : undefined,
     flavor: config.flavor,
     config: config.file ?? 'built-in defaults',

@@ -1,4 +1,7 @@
 import type { Context } from 'koa';
+import { advertisedAuthority, tokenService } from '../config/advertise.js';
+import { listenAddress } from '../config/load.js';
+import type { Config } from '../config/schema.js';
 import { V2Error } from '../errors/v2.js';
 import { parseBasic } from './v1-token.js';
 import type { Htpasswd } from './htpasswd.js';
@@ -31,10 +34,11 @@ const quote = (s: string): string => `"${s.replace(/["\\]/g, '\\$&')}"`;
 
 export interface TokenAuthorizerOptions {
   readonly verifier: V2TokenVerifier;
-  /** token_realm, else derived per request. */
-  readonly realm: string | null;
-  /** token_service, else the Host the client used. */
-  readonly service: string | null;
+  /**
+   * Where the names come from (config/advertise.ts): token_realm, else the index's realm, else
+   * this server's; token_service, else registry_endpoints[0], else the listen address.
+   */
+  readonly config: Config;
   /** Base URL of the index when it is another process (index_endpoint): realm = <it>/v2/token. */
   readonly indexBase: string | null;
 }
@@ -42,19 +46,26 @@ export interface TokenAuthorizerOptions {
 /** The realm path of our token service on the index. */
 export const TOKEN_PATH = '/v2/token';
 
-/** The `service` (JWT aud) the registry names for this request. */
-export function serviceFor(ctx: Context, configured: string | null): string {
-  return configured ?? ctx.host;
+/** The port this request reached (the one we listen on: not something the client writes). */
+export function boundPort(ctx: Context, config: Config): number {
+  return ctx.req.socket.localPort ?? listenAddress(config).port;
+}
+
+/** The `service` (JWT aud) of this server: from configuration, never from the request (spec §4.3). */
+export function serviceFor(ctx: Context, config: Config): string {
+  return tokenService(config, boundPort(ctx, config));
 }
 
 /**
- * The token realm for this request: the configured absolute URL; else the index's URL
- * (index_endpoint) + /v2/token; else this process, as the client reached it (scheme and Host).
+ * The token realm for this request: token_realm; else the index's URL (index_endpoint) +
+ * /v2/token; else this server's /v2/token at the Host the client used when that names this
+ * machine on our port, else at the listen address (config/advertise.ts).
  */
-export function realmFor(ctx: Context, configured: string | null, indexBase: string | null): string {
-  if (configured) return configured;
+export function realmFor(ctx: Context, config: Config, indexBase: string | null): string {
+  if (config.token_realm) return config.token_realm;
   if (indexBase) return `${indexBase}${TOKEN_PATH}`;
-  return `${ctx.protocol}://${ctx.host}${TOKEN_PATH}`;
+  const scheme = config.tls_certificate ? 'https' : 'http';
+  return `${scheme}://${advertisedAuthority(config, ctx.get('Host'), boundPort(ctx, config))}${TOKEN_PATH}`;
 }
 
 /**
@@ -67,7 +78,7 @@ export class TokenV2Authorizer implements V2Authorizer {
   constructor(private readonly opts: TokenAuthorizerOptions) {}
 
   private challenge(ctx: Context, needs: readonly ResourceAccess[], error?: 'invalid_token' | 'insufficient_scope', message?: string): V2Error {
-    let value = `Bearer realm=${quote(realmFor(ctx, this.opts.realm, this.opts.indexBase))},service=${quote(serviceFor(ctx, this.opts.service))}`;
+    let value = `Bearer realm=${quote(realmFor(ctx, this.opts.config, this.opts.indexBase))},service=${quote(serviceFor(ctx, this.opts.config))}`;
     if (needs.length > 0) value += `,scope=${quote(formatScope(needs))}`;
     if (error) value += `,error=${quote(error)}`;
     return new V2Error('UNAUTHORIZED', detailOf(needs), message, { 'WWW-Authenticate': value });
@@ -76,7 +87,7 @@ export class TokenV2Authorizer implements V2Authorizer {
   async authorize(ctx: Context, needs: readonly ResourceAccess[]): Promise<V2Principal> {
     const m = /^\s*bearer\s+(\S+)\s*$/i.exec(ctx.get('Authorization'));
     if (!m) throw this.challenge(ctx, needs);
-    const r = await this.opts.verifier.verify(m[1]!, serviceFor(ctx, this.opts.service));
+    const r = await this.opts.verifier.verify(m[1]!, serviceFor(ctx, this.opts.config));
     if (!r.ok) throw this.challenge(ctx, needs, 'invalid_token', `authentication required: ${r.reason}`);
     const missing = missingAccess(r.token.access, needs);
     if (missing.length > 0) throw this.challenge(ctx, needs, 'insufficient_scope', 'authentication required: insufficient scope');

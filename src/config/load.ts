@@ -200,6 +200,7 @@ function finish(values: Record<string, unknown>, f: FinishContext): Config {
     max_layer_size: parseByteSize(c.max_layer_size),
     max_json_size: parseByteSize(c.max_json_size),
     registry_endpoints: endpoints,
+    token_audiences: (typeof c.token_audiences === 'string' ? c.token_audiences.split(',') : c.token_audiences).map((s) => s.trim()).filter((s) => s.length > 0),
     flavor: f.flavor,
     file: f.file,
     warnings: Object.freeze([...f.warnings]),

@@ -68,7 +68,7 @@ export const configSchema = z
     storage: z.enum(['file', 'local', 'memory']).default('file'),
     storage_path: z.string().min(1).default('./data'),
     storage_redirect: z.boolean().nullable().default(null),
-    /** X-Docker-Endpoints value (host[:port] list); default: the request Host. */
+    /** X-Docker-Endpoints value (host[:port] list); default: a Host naming this machine, else the listen address. */
     registry_endpoints: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).nullable().default(null),
     search_backend: nullableString,
     sqlalchemy_index_database: nullableString,
@@ -123,10 +123,12 @@ export const configSchema = z
     /** htpasswd mode: the file (bcrypt entries) and the Basic realm. */
     htpasswd_path: nullableString,
     htpasswd_realm: z.string().min(1).default('Registry Realm'),
-    /** Token mode: the realm clients are sent to (absolute URL); unset: <index URL>/v2/token as the client reached us. */
+    /** Token mode: the realm clients are sent to (absolute URL); unset: <index URL>/v2/token at a Host naming this machine, else the listen address. */
     token_realm: nullableString,
-    /** Token mode: the `service` (JWT aud); unset: the Host the client used. */
+    /** Token mode: the `service` (JWT aud); unset: the first registry_endpoints entry, else the listen address (config/advertise.ts). */
     token_service: nullableString,
+    /** Index: services besides its own it issues v2 tokens for (registries using it as their token service). */
+    token_audiences: z.union([z.string().min(1), z.array(z.string().min(1))]).default([]),
     /** Token mode: the JWT issuer (iss) the index writes and the registry trusts. */
     token_issuer: z.string().min(1).default('legacy-registry'),
     /** Registry: PEM certificate bundle of trusted token signers (an external token service); unset: the index's own key. */
@@ -164,7 +166,8 @@ export const configSchema = z
 
 export type ConfigInput = z.input<typeof configSchema>;
 type Parsed = z.output<typeof configSchema>;
-export type Config = Readonly<Omit<Parsed, 'max_layer_size' | 'max_json_size' | 'registry_endpoints'>> & {
+export type Config = Readonly<Omit<Parsed, 'max_layer_size' | 'max_json_size' | 'registry_endpoints' | 'token_audiences'>> & {
+  readonly token_audiences: readonly string[];
   readonly max_layer_size: number;
   readonly max_json_size: number;
   readonly registry_endpoints: readonly string[] | null;

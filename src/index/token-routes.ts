@@ -5,7 +5,7 @@ import type { Config } from '../config/schema.js';
 import { RegistryError } from '../errors/index.js';
 import { V2Error } from '../errors/v2.js';
 import { jwksOf, type V2TokenIssuer } from '../auth/v2-jwt.js';
-import { TOKEN_PATH } from '../auth/v2-registry-auth.js';
+import { serviceFor, TOKEN_PATH } from '../auth/v2-registry-auth.js';
 import { mergeAccess, parseScopes, type ResourceAccess } from '../auth/v2-scope.js';
 import { parseV2Name } from '../content/v2-names.js';
 import { findRepository } from '../db/repositories.js';
@@ -131,7 +131,15 @@ export function tokenRouter(config: Config, index: IndexService, issuer: V2Token
     ctx.body = JSON.stringify(body);
   };
 
-  const defaultService = (ctx: Context): string => config.token_service ?? ctx.host;
+  // The audiences this index issues tokens for (spec §4.3): its own service (from configuration,
+  // never the request's Host) and token_audiences. Another service is refused, as distribution's
+  // token servers do, rather than answered with a token its registry would reject anyway.
+  const serviceOf = (ctx: Context, asked: string | null | undefined): string => {
+    const own = serviceFor(ctx, config);
+    if (!asked || asked === own) return own;
+    if (config.token_audiences.includes(asked)) return asked;
+    throw new BadTokenRequest('invalid_request', `this token service issues no tokens for service ${JSON.stringify(asked)}`);
+  };
 
   const guard = (fn: (ctx: Context) => Promise<void>) => async (ctx: Context) => {
     try {
@@ -161,7 +169,7 @@ export function tokenRouter(config: Config, index: IndexService, issuer: V2Token
       if (user && account && account !== user.username) throw new V2Error('UNAUTHORIZED', undefined, 'account does not match the credentials');
       const raw = ctx.query.scope;
       const scopes = Array.isArray(raw) ? raw : typeof raw === 'string' ? [raw] : [];
-      const service = typeof ctx.query.service === 'string' && ctx.query.service !== '' ? ctx.query.service : defaultService(ctx);
+      const service = serviceOf(ctx, typeof ctx.query.service === 'string' ? ctx.query.service : undefined);
       const offline = ctx.query.offline_token === 'true';
       const refresh = offline && user ? await issuer.issueRefresh({ sub: user.username, uid: user.id, cred: await credentialStamp(index, user.id) }) : undefined;
       await respond(ctx, user, service, scopes, refresh, false);
@@ -182,7 +190,7 @@ export function tokenRouter(config: Config, index: IndexService, issuer: V2Token
         throw e;
       }
       const grant = form.get('grant_type');
-      const service = form.get('service') || defaultService(ctx);
+      const service = serviceOf(ctx, form.get('service'));
       if (!form.get('client_id')) throw new BadTokenRequest('invalid_request', 'client_id is required');
       const scopes = (form.get('scope') ?? '').split(' ').filter((s) => s !== '');
       let user: User | undefined;

@@ -2,6 +2,8 @@ import { randomInt } from 'node:crypto';
 import type { Context, Next } from 'koa';
 import Router from '@koa/router';
 import type { Config } from '../config/schema.js';
+import { advertisedAuthority } from '../config/advertise.js';
+import { boundPort } from '../auth/v2-registry-auth.js';
 import { RegistryError } from '../errors/index.js';
 import type { RepoName } from '../content/names.js';
 import type { IndexImageEntry, V1Repositories } from '../content/v1-repositories.js';
@@ -12,9 +14,15 @@ import { basicChallenge, htpasswdUser, type HtpasswdGate } from '../auth/htpassw
 
 const ALNUM = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
 
-/** X-Docker-Endpoints: the configured registry endpoints, else the request's Host (spec §3.12). */
+/**
+ * X-Docker-Endpoints (spec §3.12, §3.14): the configured registry endpoints; else the Host the
+ * client used only when it names this machine on our port, else the listen address
+ * (config/advertise.ts). Clients push to every endpoint listed, so a name the client chose would
+ * be echoed back as where its layers go.
+ */
 export function endpointsHeader(ctx: Context, config: Config): string {
-  return config.registry_endpoints?.join(', ') ?? ctx.get('Host');
+  if (config.registry_endpoints?.length) return config.registry_endpoints.join(', ');
+  return advertisedAuthority(config, ctx.get('Host'), boundPort(ctx, config));
 }
 
 /**

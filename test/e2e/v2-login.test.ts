@@ -200,7 +200,8 @@ describe('distribution 2.8 as the registry, our index as its token service', { s
     run('skopeo', ['--insecure-policy', ...args], { timeout: 120_000, env: { PATH: process.env.PATH ?? '', HOME: work, REGISTRY_AUTH_FILE: join(work, 'auth.json') } });
 
   before(async () => {
-    idx = await startTestServer({ bcrypt_cost: 4 }, { role: 'index' });
+    // the index issues tokens for distribution's auth.token.service only when told of it
+    idx = await startTestServer({ bcrypt_cost: 4, token_audiences: ['distribution-test'] }, { role: 'index' });
     await saveUser(idx.db!, { username: 'alice', email: 'a@example.com', password: 'alicepw', active: true }, { cost: 4 });
     await saveUser(idx.db!, { username: 'bobby', email: 'b@example.com', password: 'bobbypw', active: true }, { cost: 4 });
     work = await mkdtemp(join(tmpdir(), 'lr-dist-token-'));

@@ -202,13 +202,15 @@ describe('bridge: a v2-pushed tag pulled by a v1 client through the index token 
     it(`${mode}: the index lists the whole chain with payload checksums; the 1.x pull sequence works with its token`, async () => {
       const servers: TestServer[] = [];
       try {
-        const idx = await startTestServer({ v2: mode === 'one process', bcrypt_cost: 4 }, { role: mode === 'one process' ? 'all' : 'index' });
+        // split: one configured service name (the token audience) for index and registry
+        const service = mode === 'one process' ? {} : { token_service: 'split-registry' };
+        const idx = await startTestServer({ v2: mode === 'one process', bcrypt_cost: 4, ...service }, { role: mode === 'one process' ? 'all' : 'index' });
         servers.push(idx);
-        const reg = mode === 'one process' ? idx : await startTestServer({ v2: true, standalone: false, index_endpoint: idx.url }, { role: 'registry' });
+        const reg = mode === 'one process' ? idx : await startTestServer({ v2: true, standalone: false, index_endpoint: idx.url, ...service }, { role: 'registry' });
         if (reg !== idx) servers.push(reg);
         await saveUser(idx.db!, { username: 'alice', email: 'a@example.com', password: 'alicepw', active: true }, { cost: 4 });
         await saveUser(idx.db!, { username: 'bobby', email: 'b@example.com', password: 'bobbypw', active: true }, { cost: 4 });
-        const q = new URLSearchParams({ service: new URL(reg.url).host, scope: 'repository:alice/app:pull,push' });
+        const q = new URLSearchParams({ service: mode === 'one process' ? new URL(reg.url).host : 'split-registry', scope: 'repository:alice/app:pull,push' });
         const t = await request(idx.url, `/v2/token?${q}`, { headers: { Authorization: basic('alice', 'alicepw') } });
         assert.equal(t.status, 200, t.text);
         const bearer = { Authorization: `Bearer ${t.json<{ token: string }>().token}` };

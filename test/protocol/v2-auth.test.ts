@@ -311,8 +311,9 @@ describe('v2 token auth with index and registry as two processes', () => {
 
   before(async () => {
     dirs = [await mkdtemp(join(tmpdir(), 'lr-v2a-i-')), await mkdtemp(join(tmpdir(), 'lr-v2a-r-'))];
-    idx = await spawnServer({ STORAGE_PATH: dirs[0]!, STANDALONE: '', BCRYPT_COST: '4' }, ['--only', 'index']);
-    reg = await spawnServer({ STORAGE_PATH: dirs[1]!, STANDALONE: '', INDEX_ENDPOINT: idx.url, V2: 'true' }, ['--only', 'registry']);
+    // one service name for both (the token audience): each would otherwise default to its own listen address
+    idx = await spawnServer({ STORAGE_PATH: dirs[0]!, STANDALONE: '', BCRYPT_COST: '4', TOKEN_SERVICE: 'split-registry' }, ['--only', 'index']);
+    reg = await spawnServer({ STORAGE_PATH: dirs[1]!, STANDALONE: '', INDEX_ENDPOINT: idx.url, V2: 'true', TOKEN_SERVICE: 'split-registry' }, ['--only', 'registry']);
   });
   after(async () => {
     idx?.proc.kill('SIGTERM');
@@ -326,6 +327,7 @@ describe('v2 token auth with index and registry as two processes', () => {
     assert.equal(signup.status, 201, signup.text);
     const c = assertUnauthorized(await request(reg.url, '/v2/'));
     assert.equal(c.realm, `${idx.url}/v2/token`);
+    assert.equal(c.service, 'split-registry');
     const q = new URLSearchParams({ service: c.service!, scope: 'repository:split1/app:pull,push' });
     const t = await request(idx.url, `/v2/token?${q}`, { headers: { Authorization: basic('split1', 'splitpw') } });
     assert.equal(t.status, 200, t.text);
@@ -350,7 +352,8 @@ describe('v2 token auth with token_rootcertbundle (certificates of an external o
   let dir: string;
 
   before(async () => {
-    idx = await startTestServer({ bcrypt_cost: 4 }, { role: 'index' });
+    // the index issues tokens for the registry's service only when it is told of it
+    idx = await startTestServer({ bcrypt_cost: 4, token_audiences: ['my-registry'] }, { role: 'index' });
     await saveUser(idx.db!, { username: 'certy', email: 'c@example.com', password: 'certypw', active: true }, { cost: 4 });
     dir = await mkdtemp(join(tmpdir(), 'lr-v2a-cert-'));
     const pem = await request(idx.url, '/.well-known/token-cert.pem');

@@ -227,14 +227,15 @@ describe('index and registry as two processes: v2 pushes notify the index, the c
   let idx: TestServer;
   let reg: TestServer;
   const token = async (user: string, pw: string, scope: string): Promise<string> => {
-    const q = new URLSearchParams({ service: new URL(reg.url).host, scope });
+    const q = new URLSearchParams({ service: 'split-registry', scope });
     const r = await request(idx.url, `/v2/token?${q}`, { headers: { Authorization: basic(user, pw) } });
     assert.equal(r.status, 200, r.text);
     return r.json<{ token: string }>().token;
   };
   before(async () => {
-    idx = await startTestServer({ bcrypt_cost: 4 }, { role: 'index' });
-    reg = await startTestServer({ v2: true, standalone: false, index_endpoint: idx.url, storage_delete: true }, { role: 'registry' });
+    // one configured service name (the token audience) for both processes
+    idx = await startTestServer({ bcrypt_cost: 4, token_service: 'split-registry' }, { role: 'index' });
+    reg = await startTestServer({ v2: true, standalone: false, index_endpoint: idx.url, storage_delete: true, token_service: 'split-registry' }, { role: 'registry' });
     await saveUser(idx.db!, { username: 'split2', email: 's2@example.com', password: 'split2pw', active: true }, { cost: 4 });
     await saveUser(idx.db!, { username: 'other2', email: 'o2@example.com', password: 'other2pw', active: true }, { cost: 4 });
   });
