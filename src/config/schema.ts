@@ -109,11 +109,11 @@ export const configSchema = z
     /** Seconds between purges; unset: upload_purge_age, at most an hour. */
     upload_purge_interval: z.number().int().positive().nullable().default(null),
     /**
-     * Serve the v2 / OCI API on /v2/. Off by default: Docker 1.6+ prefers v2 whenever /v2/ answers,
-     * so sites that keep 1.x clients on v1 leave it off (then /v2/* answers so they fall back).
-     * For now only on a standalone registry (the v2 token service is not built yet).
+     * Serve the v2 / OCI API on /v2/ (on by default: current docker, podman and skopeo speak only
+     * v2). Docker 1.6+ prefers v2 whenever /v2/ answers; sites that must keep 1.6–1.9 clients on v1
+     * turn it off, and /v2/* then answers 404 so they fall back.
      */
-    v2: z.boolean().default(false),
+    v2: z.boolean().default(true),
     /**
      * How /v2/ requests are authorised (spec v2-bridge §4). null = derived: `token` when an index
      * is configured (this process's or index_endpoint), `none` on a standalone registry.

@@ -237,7 +237,7 @@ describe('the prod flavor refuses to start without token_service and registry_en
   });
 
   it('an index without v2: exit 2 naming registry_endpoints; a standalone registry (stand-in index) too', async () => {
-    for (const [env, args] of [[{}, []], [{}, ['--only', 'index']], [{ STANDALONE: 'true' }, []]] as [Record<string, string>, string[]][]) {
+    for (const [env, args] of [[{ V2: 'false' }, []], [{}, ['--only', 'index']], [{ STANDALONE: 'true' }, []]] as [Record<string, string>, string[]][]) {
       const r = await serve(env, args);
       assert.equal(r.code, 2, JSON.stringify(env) + args.join(' '));
       assert.equal(

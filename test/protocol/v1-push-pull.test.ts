@@ -24,7 +24,8 @@ describe('Docker 1.x push and pull against a standalone registry', () => {
   let s: TestServer;
   let reg: string;
   before(async () => {
-    s = await startTestServer({ standalone: true });
+    // V2=false: the site that keeps Docker 1.6-1.9 on v1 (issue 11: v2 is on by default)
+    s = await startTestServer({ standalone: true, v2: false });
     reg = s.url;
   });
   after(() => s.stop());
@@ -42,7 +43,7 @@ describe('Docker 1.x push and pull against a standalone registry', () => {
     assert.equal(root.text, '"\\"docker-registry server\\""');
   });
 
-  it('answers /v2/ with 404 and no v2 version header, so 1.x clients stay on v1', async () => {
+  it('with V2=false answers /v2/ with 404 and no v2 version header, so 1.x clients stay on v1', async () => {
     const r = await request(reg, '/v2/');
     assert.equal(r.status, 404);
     assert.equal(r.headers['docker-distribution-api-version'], undefined);
