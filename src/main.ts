@@ -11,7 +11,7 @@ import { warmSearch } from './db/search.js';
 import { tokenSecret } from './db/settings.js';
 import { V1TokenSigner } from './auth/v1-token.js';
 import { IndexService } from './index/service.js';
-import { indexRouter } from './index/routes.js';
+import { INDEX_CHECKSUM_PATH, indexRouter } from './index/routes.js';
 import { loggerFor, type Logger } from './log/logger.js';
 import { configuredHealthChecks, debugServer, healthGate, readOnlyGate } from './http/health.js';
 import { createDriver } from './storage/drivers/index.js';
@@ -27,7 +27,7 @@ import { TokenAuth } from './auth/registry-token.js';
 import { accessLog, createKoa, v1ErrorRenderer } from './http/app.js';
 import { createHttpServer, InFlight } from './http/server.js';
 import { notFound, v2Off } from './http/fallbacks.js';
-import { registryRouter } from './registry/routes.js';
+import { registryRouter, type V1IndexHook } from './registry/routes.js';
 import { standaloneIndexRouter } from './registry/standalone-index.js';
 import { v2Routes, type V2IndexHook } from './v2/routes.js';
 import { V2Uploads } from './content/v2-uploads.js';
@@ -323,7 +323,26 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   }
   if (index && db && v2Tokens) app.use(v2BridgeRouter(db, index, v2Tokens).routes());
   if (role !== 'index') {
-    const registry = registryRouter({ config: effective, images, repos, auth, version });
+    // the index learns each verified v1 checksum: directly in one process, else over HTTP
+    const learnV1 = index;
+    const v1Hook: V1IndexHook | undefined = !images.scoped
+      ? undefined
+      : learnV1
+        ? { checksum: async (repo, id, checksum, authorization) => void (await learnV1.learnChecksum(authorization, repo, id, checksum)) }
+        : config.index_endpoint
+          ? {
+              checksum: async (repo, id, checksum, authorization) => {
+                const r = await fetch(`${config.index_endpoint}${INDEX_CHECKSUM_PATH}`, {
+                  method: 'POST',
+                  headers: { 'Content-Type': 'application/json', Authorization: authorization },
+                  body: JSON.stringify({ name: repo.full, id, checksum }),
+                  signal: AbortSignal.timeout(15000),
+                });
+                if (r.status !== 204) throw new Error(`the index answered ${r.status}: ${await r.text()}`);
+              },
+            }
+          : undefined;
+    const registry = registryRouter({ config: effective, images, repos, auth, version, log, ...(v1Hook ? { index: v1Hook } : {}) });
     app.use(registry.routes());
     if (standalone) app.use(standaloneIndexRouter(effective, repos, gate).routes());
   }

@@ -11,7 +11,7 @@ import type { V1Access } from '../auth/v1-token.js';
 import { jsonBody, parsedBody } from '../http/body.js';
 import { sendJson } from '../http/respond.js';
 import { decodePath, matchRepoRoute, repoName } from '../registry/routes.js';
-import { indexRepoName } from '../content/names.js';
+import { indexRepoName, parseRepoName } from '../content/names.js';
 import { endpointsHeader } from '../registry/standalone-index.js';
 import type { IndexService } from './service.js';
 import { isImageId } from '../digest/digest.js';
@@ -30,6 +30,9 @@ function imageEntries(body: unknown): ImageEntry[] {
     };
   });
 }
+
+/** Where a registry in another process reports v1 checksums. */
+export const INDEX_CHECKSUM_PATH = '/_index/v1/checksums';
 
 const BASIC_CHALLENGE = { 'WWW-Authenticate': 'Basic realm="auth required",Token' };
 
@@ -286,6 +289,24 @@ export function indexRouter(config: Config, index: IndexService, opts: IndexRout
     return next();
   };
   router.all('/v1/repositories/*rest', repositories);
+
+  // A split registry tells the index the checksum of each v1 image it verified (issue 11), with the
+  // push's write token; the index checks the token for the repository named.
+  router.post(INDEX_CHECKSUM_PATH, async (ctx) => {
+    const auth = ctx.get('Authorization') || undefined;
+    if (!auth || !/^\s*token\b/i.test(auth)) throw new RegistryError('REQUIRES_AUTHORIZATION', undefined, { 'WWW-Authenticate': 'Token' });
+    await jsonBody(64 * 1024, 'INVALID_DATA')(ctx, async () => undefined);
+    const body = parsedBody(ctx) as { name?: unknown; id?: unknown; checksum?: unknown } | undefined;
+    const name = typeof body?.name === 'string' ? parseRepoName(body.name) : undefined;
+    const id = body?.id;
+    const checksum = body?.checksum;
+    if (!name || typeof id !== 'string' || !isImageId(id) || typeof checksum !== 'string' || !/^sha256:[a-f0-9]{64}$/.test(checksum)) {
+      throw new RegistryError('INVALID_DATA');
+    }
+    if (!(await index.learnChecksum(auth, name, id, checksum))) throw new RegistryError('ACCESS_DENIED');
+    ctx.status = 204;
+    ctx.body = null;
+  });
 
   // Stars and comments (our own JSON routes).
   const visibleRepo = async (ctx: Context) => {

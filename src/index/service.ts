@@ -160,6 +160,18 @@ export class IndexService {
     if (!existing || !existing.pushComplete) await setPushComplete(this.db, repository.id, true);
   }
 
+  /**
+   * The verified payload checksum of a v1 image the registry completed (issue 11): merged into the
+   * repository's image list (an empty checksum is filled, a recorded one kept), so I8 lists
+   * `{"id", "checksum"}` as Docker Hub did. `authorization` must be a write token for the repository.
+   */
+  async learnChecksum(authorization: string | undefined, name: RepoName, id: string, checksum: string): Promise<boolean> {
+    const valid = await this.tokenFor(authorization, name);
+    if (!valid || valid.claims.access !== 'write') return false;
+    await mergeImages(this.db, valid.repo.id, [{ id, checksum }]);
+    return true;
+  }
+
   /** Tags deleted through /v2/ leave the index's image list too (the images stay, untagged). */
   async forgetV2Tags(name: RepoName, tags: readonly string[]): Promise<void> {
     const repo = await this.repository(name);

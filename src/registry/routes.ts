@@ -10,6 +10,7 @@ import type { V1Repositories } from '../content/v1-repositories.js';
 import { jsonBody, parsedBody, readRawBody } from '../http/body.js';
 import { notModified, sendBytes, sendJson, setCacheHeaders } from '../http/respond.js';
 import { isImageId } from '../digest/digest.js';
+import type { Logger } from '../log/logger.js';
 
 
 export interface RegistryDeps {
@@ -18,6 +19,18 @@ export interface RegistryDeps {
   readonly repos: V1Repositories;
   readonly auth: RegistryAuth;
   readonly version: string;
+  /** Tells the index of each verified v1 image (issue 11: its image list then carries checksums). */
+  readonly index?: V1IndexHook;
+  readonly log?: Logger;
+}
+
+/**
+ * The index learning the payload checksum of an image a v1 push just completed: Docker 1.x clients
+ * send `[]` in the final PUT …/images, so only the registry knows it. `authorization` is the push's
+ * write token, which the index checks again (the registry may run in another process).
+ */
+export interface V1IndexHook {
+  checksum(repo: RepoName, id: string, checksum: string, authorization: string): Promise<void>;
 }
 
 /** The value of X-Docker-Registry-Standalone (spec §2.3, Q5). */
@@ -207,12 +220,18 @@ export function registryRouter(deps: RegistryDeps): Router {
     const id = imageId(ctx);
     const payload = ctx.headers['x-docker-checksum-payload'];
     const tarsum = ctx.headers['x-docker-checksum'];
-    await images.putChecksum(
+    const link = await images.putChecksum(
       access.scope,
       id,
       Array.isArray(payload) ? payload[0] : payload,
       Array.isArray(tarsum) ? tarsum[0] : tarsum,
     );
+    if (access.scope && deps.index) {
+      // the push stands whether or not the index answers (its list only lacks the checksum then)
+      await deps.index.checksum(access.scope, id, link.payload, ctx.get('Authorization')).catch((e: unknown) => {
+        deps.log?.warn('index not told the checksum of a v1 image', { repository: access.scope?.full, id, error: String(e) });
+      });
+    }
     sendJson(ctx, 200, true);
   });
 

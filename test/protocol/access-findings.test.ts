@@ -257,6 +257,16 @@ describe('issue 10 findings: private images stay private, a digest names one con
     assert.equal(pj.text, '{"error": "Image depends on a non existing parent"}');
   });
 
+  it('the index lists the checksum the registry verified for each v1-pushed image (the client sent `[]`)', async () => {
+    const r = await site.images('owner/secret', OWNER);
+    assert.equal(r.status, 200);
+    assert.deepEqual(r.json(), [{ id: base.id, checksum: base.payload }, { id: app.id, checksum: app.payload }]);
+    // a forged or foreign token cannot write checksums into another repository's list
+    const t = await site.claim('mallory/sums', MALLORY, [base.id]);
+    const f = await request(s.url, '/_index/v1/checksums', { method: 'POST', headers: { Authorization: `Token ${t}` }, body: JSON.stringify({ name: 'owner/secret', id: base.id, checksum: `sha256:${'0'.repeat(64)}` }) });
+    assert.equal(f.status, 403);
+  });
+
   it('R4 membership: an id not declared for the token\'s repository is refused (NOT_IN_REPOSITORY)', async () => {
     const img = makeImage();
     const t = await site.claim('mallory/decl', MALLORY, [makeImage().id]);
