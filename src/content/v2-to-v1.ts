@@ -5,7 +5,9 @@ import type { Logger } from '../log/logger.js';
 import type { BlobStore } from './blob-store.js';
 import { GZIPPED_EMPTY_TAR, GZIPPED_EMPTY_TAR_DIGEST, v1ViewFromConfig } from './bridge.js';
 import { keys } from './keys.js';
-import { parseRepoName, parseTag } from './names.js';
+import { parseRepoName, parseTag, type RepoName, type Tag } from './names.js';
+import { canonicalOf } from './schema1.js';
+import { isImageId } from '../digest/digest.js';
 import { readOptional } from './small-objects.js';
 import type { LayerLink, V1Images } from './v1-images.js';
 import type { V1Repositories } from './v1-repositories.js';
@@ -105,10 +107,71 @@ export class V2ToV1 {
     return `sha256:${h.digest('hex')}`;
   }
 
+  /**
+   * The v1 view of a schema1 push (issue 11: Docker 1.6–1.9 push signed schema1 through v2): the
+   * manifest carries each layer's v1 JSON (`history[].v1Compatibility`, ids and parents included)
+   * and its blob, so the v1 records are written from it as they are — json bytes as given, ancestry
+   * from the parents, the layer linked to the stored blob, the payload checksum of both. Read from
+   * the signed payload (what the signature covers). No view when the chain is not well formed.
+   */
+  private async deriveSchema1(name: V2Name, repo: RepoName, tag: Tag, mediaType: string, manifest: Buffer): Promise<V1Chain | undefined> {
+    let doc: { fsLayers?: { blobSum?: unknown }[]; history?: { v1Compatibility?: unknown }[] };
+    try {
+      const payload = mediaType === MT.schema1Signed || /"signatures"\s*:/.test(manifest.toString('utf8')) ? canonicalOf(manifest) : manifest.toString('utf8');
+      doc = JSON.parse(payload) as typeof doc;
+    } catch {
+      return undefined;
+    }
+    const layers = doc.fsLayers ?? [];
+    const history = doc.history ?? [];
+    if (!Array.isArray(layers) || !Array.isArray(history) || layers.length === 0 || layers.length !== history.length) return undefined;
+    // top first in the manifest; every image's parent is the next one's id, the last has none
+    const chain: { id: string; json: Buffer; digest: string }[] = [];
+    const seen = new Set<string>();
+    for (let i = 0; i < history.length; i++) {
+      const compat = history[i]?.v1Compatibility;
+      const digest = layers[i]?.blobSum;
+      if (typeof compat !== 'string' || typeof digest !== 'string') return undefined;
+      let v: { id?: unknown; parent?: unknown };
+      try {
+        v = JSON.parse(compat) as typeof v;
+      } catch {
+        return undefined;
+      }
+      if (typeof v.id !== 'string' || !isImageId(v.id) || seen.has(v.id)) return undefined;
+      const next = history[i + 1]?.v1Compatibility;
+      const nextId = typeof next === 'string' ? (JSON.parse(next) as { id?: unknown }).id : undefined;
+      const parent = v.parent === undefined || v.parent === null ? '' : v.parent;
+      if (parent !== (nextId ?? '')) return undefined;
+      seen.add(v.id);
+      chain.push({ id: v.id, json: Buffer.from(compat, 'utf8'), digest });
+    }
+    const scope = this.images.scopeOf(repo);
+    const images: { id: string; checksum?: string }[] = [];
+    const ids = chain.map((c) => c.id);
+    for (let i = chain.length - 1; i >= 0; i--) {
+      const c = chain[i]!;
+      const info = await this.blobs.stat(c.digest);
+      if (!info) return undefined;
+      const head = await this.blobs.open(c.digest, 0, Math.min(2, info.size));
+      const magic: Buffer[] = [];
+      for await (const b of head) magic.push(b as Buffer);
+      const gzip = Buffer.concat(magic).equals(Buffer.from([0x1f, 0x8b]));
+      const payload = await this.payloadOf(c.json, c.digest);
+      await this.images.putDerived(scope, c.id, c.json, ids.slice(i), { digest: c.digest, size: info.size, payload, compression: gzip ? 'gzip' : 'none' });
+      images.push({ id: c.id, checksum: payload });
+    }
+    await this.repos.putTag(repo, tag, chain[0]!.id, 'legacy-registry/v2-bridge');
+    await this.repos.mergeIndexImages(repo, images);
+    return { images };
+  }
+
   private async derive(name: V2Name, tag: string, mediaType: string, manifest: Buffer): Promise<V1Chain | undefined> {
     const repo = parseRepoName(name);
     const t = parseTag(tag);
-    if (!repo || !t || (mediaType !== MT.schema2 && mediaType !== MT.ociManifest)) return undefined;
+    if (!repo || !t) return undefined;
+    if (mediaType === MT.schema1 || mediaType === MT.schema1Signed) return this.deriveSchema1(name, repo, t, mediaType, manifest);
+    if (mediaType !== MT.schema2 && mediaType !== MT.ociManifest) return undefined;
     const m = JSON.parse(manifest.toString('utf8')) as { config: Descriptor; layers: Descriptor[] };
     if (m.layers.some((l) => !/(tar|tar\.gzip|tar\+gzip)$/.test(l.mediaType) || l.urls !== undefined)) return undefined;
     const configStream = await this.blobs.open(m.config.digest);
