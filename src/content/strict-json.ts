@@ -112,11 +112,24 @@ const isLiteral = (c: number): boolean => (c >= 0x30 && c <= 0x39) || (c >= 0x61
 
 /** Offset just past the string that starts (with its quote) at `start`. */
 function stringEnd(buf: Buffer, start: number): number {
-  // most strings have no escaped quote: the first quote found (natively) ends them
-  const q = buf.indexOf(QUOTE, start + 1);
+  const n = buf.length;
+  // short strings (keys, media types, digests) in JS: a native call costs more than the bytes
+  const stop = Math.min(n, start + 129);
+  let j = start + 1;
+  for (; j < stop; j++) {
+    const c = buf[j];
+    if (c === QUOTE) return j + 1;
+    if (c === BACKSLASH) return escapedStringEnd(buf, start);
+  }
+  // a long string: most have no escaped quote, and the first quote found (natively) ends them
+  const q = buf.indexOf(QUOTE, j);
   if (q < 0) throw new StrictJsonError('unterminated string', start);
   if (buf[q - 1] !== BACKSLASH) return q + 1;
-  // otherwise walk the string once, byte by byte (an indexOf per escaped quote would cost a call each)
+  return escapedStringEnd(buf, start);
+}
+
+/** A string with escapes: walked once, byte by byte (an indexOf per escaped quote would cost a call each). */
+function escapedStringEnd(buf: Buffer, start: number): number {
   const n = buf.length;
   for (let j = start + 1; j < n; j++) {
     const c = buf[j];
