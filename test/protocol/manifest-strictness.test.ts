@@ -290,7 +290,7 @@ describe('bridge: configs read through the repository link, within max_config_si
     assertError(after, 404, 'MANIFEST_UNKNOWN', /config/);
   });
 
-  it('a 10 MiB config (60 bytes short of 10 MiB of "<"): PUT 201, the process stays up, schema1 404 "too large", v2 GET works, no v1 view', async () => {
+  it('a 10 MiB config (one Env string of "<"): PUT 201, the process stays up, schema1 404 "too large", v2 GET works, no v1 view', async () => {
     const tar = tarOf({ 'f.txt': 'big\n' });
     const layer = gzipSync(tar);
     const head = JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha(tar)] }, history: [{ created_by: 'ADD f.txt' }], config: { Env: [''] } });
