@@ -39,6 +39,7 @@ import { isRegistryError } from './errors/index.js';
 import { V1ToV2 } from './content/v1-to-v2.js';
 import { V2ToV1 } from './content/v2-to-v1.js';
 import { Schema1Bridge } from './content/schema1-bridge.js';
+import { ConfigReader } from './content/config-reader.js';
 import { certBundleKeys, loadSigningKey, localKeys, remoteJwksKeys, V2TokenIssuer, V2TokenVerifier, type KeyResolver } from './auth/v2-jwt.js';
 import { HtpasswdV2Authorizer, TokenV2Authorizer, V2_OPEN, type V2Authorizer } from './auth/v2-registry-auth.js';
 import { Htpasswd, HtpasswdRegistryAuth, type HtpasswdGate } from './auth/htpasswd.js';
@@ -249,8 +250,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     const uploads = new V2Uploads(driver, blobs, config.max_layer_size);
     const manifests = new V2Manifests(driver, blobs, uploads);
     const fromV1 = new V1ToV2(driver, blobs, images, repos, manifests, uploads);
-    const toV1 = new V2ToV1(driver, blobs, repos, images, log);
-    const schema1 = new Schema1Bridge(driver, blobs, fromV1);
+    const configs = new ConfigReader(blobs, uploads, config.max_config_size);
+    const toV1 = new V2ToV1(driver, blobs, repos, images, log, configs);
+    const schema1 = new Schema1Bridge(driver, configs, fromV1);
     // the catalog: the index database when this process runs the index; on a standalone registry,
     // storage; a registry split from its index (Bearer tokens) asks the index over HTTP
     const remoteIndex = !db && !standalone && v2Auth === 'token' ? config.index_endpoint : null;

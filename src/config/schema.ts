@@ -96,6 +96,8 @@ export const configSchema = z
     max_layer_size: byteSize.default(0),
     /** Largest accepted image json / JSON request body. */
     max_json_size: byteSize.default('4MiB'),
+    /** Largest image config the v1⇄v2 bridge reads (v1 view, schema1 view); larger ones get neither. Accepts 8MiB style suffixes. */
+    max_config_size: byteSize.default('8MiB').transform((v) => parseByteSize(v)),
     /** Verify X-Docker-Checksum (tarsum) on PUT checksum when the layer could be read as a tar. */
     verify_tarsum: z.boolean().default(true),
     /** Seconds a connection may stay idle (no bytes either way) before it is closed. */

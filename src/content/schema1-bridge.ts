@@ -1,13 +1,13 @@
 import { createHash, type KeyObject } from 'node:crypto';
 import type { StorageDriver } from '../storage/driver.js';
-import type { BlobStore } from './blob-store.js';
+import { V2Error } from '../errors/v2.js';
 import { v1ViewFromConfig } from './bridge.js';
+import { ConfigUnavailableError, type ConfigReader } from './config-reader.js';
 import { schema1Key, schema1Payload, signSchema1, type Schema1Layer } from './schema1.js';
 import { readOptional } from './small-objects.js';
 import type { V1ToV2 } from './v1-to-v2.js';
 import { MT, schema1DocKey, type StoredManifest } from './v2-manifests.js';
 import type { V2Name } from './v2-names.js';
-
 
 /**
  * Signed schema1 for clients that accept nothing newer (Docker 1.6–1.9, docker-registry-client's
@@ -20,16 +20,21 @@ export class Schema1Bridge {
   private key: Promise<KeyObject> | undefined;
   constructor(
     private readonly driver: StorageDriver,
-    private readonly blobs: BlobStore,
+    private readonly configs: ConfigReader,
     private readonly fromV1: V1ToV2 | undefined,
   ) {}
 
-  private async layersOfV2(found: StoredManifest): Promise<{ layers: Schema1Layer[]; architecture: string } | undefined> {
+  private async layersOfV2(name: V2Name, found: StoredManifest): Promise<{ layers: Schema1Layer[]; architecture: string } | undefined> {
     if (found.mediaType !== MT.schema2 && found.mediaType !== MT.ociManifest) return undefined;
     const m = JSON.parse(found.bytes.toString('utf8')) as { config: { digest: string }; layers: { digest: string }[] };
-    const chunks: Buffer[] = [];
-    for await (const c of await this.blobs.open(m.config.digest)) chunks.push(c as Buffer);
-    const config = Buffer.concat(chunks);
+    let config: Buffer;
+    try {
+      // only a config this repository holds, and not larger than max_config_size (issue 10)
+      config = await this.configs.readConfig(name, m.config.digest);
+    } catch (e) {
+      if (e instanceof ConfigUnavailableError) throw new V2Error('MANIFEST_UNKNOWN', { digest: found.digest }, `no schema1 form: ${e.message}`);
+      throw e;
+    }
     let view;
     try {
       view = v1ViewFromConfig(config, m.layers.map((l) => l.digest));
@@ -45,7 +50,7 @@ export class Schema1Bridge {
 
   /** The signed schema1 of a tag, or undefined when the image has no schema1 form. */
   async forTag(name: V2Name, tag: string, found: StoredManifest, v1Origin: boolean): Promise<StoredManifest | undefined> {
-    const src = v1Origin && this.fromV1 ? await this.fromV1.schema1Layers(name, tag) : await this.layersOfV2(found);
+    const src = v1Origin && this.fromV1 ? await this.fromV1.schema1Layers(name, tag) : await this.layersOfV2(name, found);
     if (!src) return undefined;
     const payload = schema1Payload(name, tag, src.architecture, src.layers);
     const digest = `sha256:${createHash('sha256').update(payload).digest('hex')}`;

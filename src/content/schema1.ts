@@ -2,6 +2,7 @@ import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sig
 import type { StorageDriver } from '../storage/driver.js';
 import { goString } from './go-json.js';
 import { readOptional } from './small-objects.js';
+import { parseStrict, readStrict, type TopMember } from './strict-json.js';
 
 /** One schema1 layer entry, top first: its blob and its v1Compatibility JSON. */
 export interface Schema1Layer {
@@ -69,9 +70,59 @@ export function signSchema1(payload: string, key: KeyObject, now = new Date()): 
   return Buffer.from(`${payload.slice(0, formatLength)},\n${sig}\n}`);
 }
 
+/** A signed schema1 document that is not what libtrust makes of its payload (spec §2.1). */
+export class EnvelopeError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'EnvelopeError';
+  }
+}
+
+const B64URL = /^[A-Za-z0-9_-]*$/;
+const CLOSING = /^[ \t\r\n]*\}$/;
+
+/**
+ * The signed (canonical) payload of a pretty-signed schema1 document, as libtrust computes it: the
+ * document's first formatLength bytes and the decoded formatTail of the protected headers, which
+ * every signature must give alike (spec §2.1). So that the document has one reading, the payload must
+ * be exactly the document without its signatures member: `signatures` is the last member, the
+ * payload is the document's bytes up to the end of the member before it, then optional whitespace
+ * and the closing brace. `members` are the document's top-level members (strict-json scanJson).
+ */
+export function signedPayloadOf(doc: Buffer, members: readonly TopMember[], signatures: readonly unknown[]): Buffer {
+  const last = members[members.length - 1];
+  if (last?.key !== 'signatures') throw new EnvelopeError('the signed payload must be the document without its signatures, which come last');
+  let format: { length: number; tail: Buffer } | undefined;
+  for (const sig of signatures) {
+    const prot = (sig as { protected?: unknown } | null)?.protected;
+    if (typeof prot !== 'string' || !B64URL.test(prot)) throw new EnvelopeError('a signature has no protected header');
+    let header: { formatLength?: unknown; formatTail?: unknown };
+    try {
+      header = parseStrict(Buffer.from(prot, 'base64url'), { maxBytes: 64 * 1024 }) as typeof header;
+    } catch {
+      throw new EnvelopeError('a protected header is not JSON');
+    }
+    const { formatLength, formatTail } = header ?? {};
+    if (typeof formatLength !== 'number' || !Number.isSafeInteger(formatLength) || formatLength < 1 || formatLength > doc.length) {
+      throw new EnvelopeError('a protected header has no valid formatLength');
+    }
+    if (typeof formatTail !== 'string' || !B64URL.test(formatTail)) throw new EnvelopeError('a protected header has no valid formatTail');
+    const tail = Buffer.from(formatTail, 'base64url');
+    if (format && (format.length !== formatLength || !format.tail.equals(tail))) throw new EnvelopeError('the signatures name different signed payloads');
+    format ??= { length: formatLength, tail };
+  }
+  if (!format) throw new EnvelopeError('no signatures');
+  const payload = Buffer.concat([doc.subarray(0, format.length), format.tail]);
+  const prev = members[members.length - 2];
+  const cut = prev ? prev.valueEnd : doc.indexOf(0x7b) + 1;
+  if (payload.length <= cut || !payload.subarray(0, cut).equals(doc.subarray(0, cut)) || !CLOSING.test(payload.toString('latin1', cut))) {
+    throw new EnvelopeError('the signed payload is not exactly the document without its signatures');
+  }
+  return payload;
+}
+
 /** The canonical payload of a signed schema1 document (first formatLength bytes + formatTail). */
 export function canonicalOf(signed: Buffer): string {
-  const doc = JSON.parse(signed.toString('utf8')) as { signatures: { protected: string }[] };
-  const prot = JSON.parse(Buffer.from(doc.signatures[0]!.protected, 'base64url').toString('utf8')) as { formatLength: number; formatTail: string };
-  return signed.subarray(0, prot.formatLength).toString('utf8') + Buffer.from(prot.formatTail, 'base64url').toString('utf8');
+  const { value, members } = readStrict(signed, { maxBytes: Number.MAX_SAFE_INTEGER });
+  return signedPayloadOf(signed, members, (value as { signatures: unknown[] }).signatures).toString('utf8');
 }

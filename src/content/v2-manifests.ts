@@ -1,5 +1,6 @@
 import { createHash, createPublicKey, verify, type JsonWebKey } from 'node:crypto';
-import { canonicalOf } from './schema1.js';
+import { EnvelopeError, signedPayloadOf } from './schema1.js';
+import { MANIFEST_FIELDS, parseStrict, readStrict, StrictJsonError, type TopMember } from './strict-json.js';
 import { parseV2Name } from './v2-names.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { isNotFound } from '../storage/driver.js';
@@ -22,6 +23,18 @@ export const MT = {
 const IMAGE_TYPES: ReadonlySet<string> = new Set([MT.schema2, MT.ociManifest]);
 const INDEX_TYPES: ReadonlySet<string> = new Set([MT.list, MT.ociIndex]);
 const SHA256 = /^sha256:[a-f0-9]{64}$/;
+/** The route reads at most this much of a manifest PUT (spec §1.4: distribution's limit). */
+const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+/**
+ * Layers a registry does not store: the only descriptors that may carry `urls`, and the only ones
+ * that need not be in the repository when they do (spec §1.4, §2.2, §2.4).
+ */
+const FOREIGN_LAYER_TYPES: ReadonlySet<string> = new Set([
+  'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip',
+  'application/vnd.oci.image.layer.nondistributable.v1.tar',
+  'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip',
+  'application/vnd.oci.image.layer.nondistributable.v1.tar+zstd',
+]);
 
 /** What is kept beside the manifest bytes (v2/repositories/<name>/_manifests/revisions/<hex>). */
 export interface Revision {
@@ -80,14 +93,64 @@ function invalid(why: string): V2Error {
   return new V2Error('MANIFEST_INVALID', { reason: why }, `manifest invalid: ${why}`);
 }
 
-function descriptor(d: unknown, where: string): { mediaType: string; digest: string; size: number; foreign: boolean } {
-  if (d === null || typeof d !== 'object') throw invalid(`${where} is not a descriptor`);
+type Role = 'config' | 'layer' | 'child' | 'subject';
+
+interface CheckedDescriptor {
+  readonly where: string;
+  readonly mediaType: string;
+  readonly digest: string;
+  readonly size: number;
+  /** a foreign layer with urls: fetched from elsewhere, not looked for here */
+  readonly foreign: boolean;
+}
+
+/** distribution's rule for foreign layer URLs: absolute http(s), no fragment. */
+function httpUrl(u: unknown): boolean {
+  if (typeof u !== 'string') return false;
+  try {
+    const url = new URL(u);
+    return (url.protocol === 'http:' || url.protocol === 'https:') && url.hash === '' && !u.includes('#');
+  } catch {
+    return false;
+  }
+}
+
+function descriptor(d: unknown, where: string, role: Role): CheckedDescriptor {
+  if (d === null || typeof d !== 'object' || Array.isArray(d)) throw invalid(`${where} is not a descriptor`);
   const { mediaType, digest, size, urls } = d as Descriptor;
   if (typeof mediaType !== 'string' || typeof digest !== 'string' || typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) {
     throw invalid(`${where} needs mediaType, digest and size`);
   }
   if (!SHA256.test(digest)) throw invalid(`${where} digest ${digest} is not a sha256 digest`);
-  return { mediaType, digest, size, foreign: Array.isArray(urls) && urls.length > 0 };
+  const foreignType = role === 'layer' && FOREIGN_LAYER_TYPES.has(mediaType);
+  if (urls !== undefined) {
+    // urls would let a manifest name a blob this repository does not hold (issue 10, finding 14)
+    if (!foreignType) throw invalid(`${where} may not carry urls: only foreign (non-distributable) layers do`);
+    if (!Array.isArray(urls) || !urls.every(httpUrl)) throw invalid(`${where} urls must be absolute http or https URLs without a fragment`);
+  }
+  return { where, mediaType, digest, size, foreign: foreignType && Array.isArray(urls) && urls.length > 0 };
+}
+
+/** The size a descriptor names must be the size of what it points at (spec §2.4 descriptors). */
+function sizeMismatch(d: CheckedDescriptor, stored: number): V2Error {
+  return new V2Error('MANIFEST_INVALID', { digest: d.digest, size: d.size, stored }, `manifest invalid: ${d.where} size ${d.size} is not the size ${stored} of ${d.digest}`);
+}
+
+/**
+ * The one reading of a manifest (issue 10): strict JSON (no duplicate keys, no case variants of the
+ * formats' field names that Go clients would read, bounded size and depth), then JSON.parse.
+ */
+function readManifest(bytes: Buffer): { doc: Record<string, unknown>; members: TopMember[] } {
+  let read: { value: unknown; members: TopMember[] };
+  try {
+    read = readStrict(bytes, { maxBytes: MAX_MANIFEST_BYTES, fields: MANIFEST_FIELDS });
+  } catch (e) {
+    if (e instanceof StrictJsonError) throw invalid(e.message);
+    throw e;
+  }
+  const doc = read.value;
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw invalid('not a JSON object');
+  return { doc: doc as Record<string, unknown>, members: read.members };
 }
 
 /**
@@ -113,16 +176,9 @@ export class V2Manifests {
   }
 
   async put(name: V2Name, reference: { tag?: string; digest?: string }, bytes: Buffer, contentType: string): Promise<Revision> {
-    let doc: unknown;
-    try {
-      doc = JSON.parse(bytes.toString('utf8'));
-    } catch {
-      throw invalid('not JSON');
-    }
-    if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw invalid('not a JSON object');
-    const m = doc as Record<string, unknown>;
+    const { doc: m, members } = readManifest(bytes);
     const mediaType = V2Manifests.mediaTypeOf(contentType, m);
-    if (mediaType === MT.schema1 || mediaType === MT.schema1Signed) return this.putSchema1(name, reference, bytes, m, mediaType);
+    if (mediaType === MT.schema1 || mediaType === MT.schema1Signed) return this.putSchema1(name, reference, bytes, m, members, mediaType);
     if (!IMAGE_TYPES.has(mediaType) && !INDEX_TYPES.has(mediaType)) throw invalid(`unknown media type ${mediaType}`);
     if (m.schemaVersion !== 2) throw invalid('schemaVersion must be 2');
     // spec §1.4: docker types need mediaType equal to theirs; OCI types accept it absent or equal
@@ -131,27 +187,36 @@ export class V2Manifests {
       throw invalid(`mediaType ${String(declared)} does not match ${mediaType}`);
     }
     const missing: string[] = [];
+    let wrongSize: V2Error | undefined;
     if (IMAGE_TYPES.has(mediaType)) {
       if ('manifests' in m) throw invalid('an image manifest has no manifests');
-      const config = descriptor(m.config, 'config');
+      const config = descriptor(m.config, 'config', 'config');
       if (!Array.isArray(m.layers)) throw invalid('layers must be an array');
-      const layers = m.layers.map((l, i) => descriptor(l, `layers[${i}]`));
+      const layers = m.layers.map((l, i) => descriptor(l, `layers[${i}]`, 'layer'));
       for (const d of [config, ...layers]) {
         if (d.foreign) continue;
-        if (!(await this.uploads.linked(name, d.digest))) missing.push(d.digest);
+        const info = (await this.uploads.linked(name, d.digest)) ? await this.blobs.stat(d.digest) : undefined;
+        if (!info) missing.push(d.digest);
+        else if (info.size !== d.size) wrongSize ??= sizeMismatch(d, info.size);
       }
     } else {
       if ('config' in m || 'layers' in m) throw invalid('an index has no config or layers');
       if (!Array.isArray(m.manifests)) throw invalid('manifests must be an array');
       for (const [i, c] of m.manifests.entries()) {
-        const d = descriptor(c, `manifests[${i}]`);
-        if (!(await keyExists(this.driver, revisionKey(name, d.digest)))) missing.push(d.digest);
+        const d = descriptor(c, `manifests[${i}]`, 'child');
+        const raw = await readOptional(this.driver, revisionKey(name, d.digest));
+        if (!raw) missing.push(d.digest);
+        else {
+          const stored = (JSON.parse(raw.toString('utf8')) as Revision).size;
+          if (stored !== d.size) wrongSize ??= sizeMismatch(d, stored);
+        }
       }
     }
     if (missing.length > 0) {
       throw new V2Error('MANIFEST_BLOB_UNKNOWN', missing.map((digest) => ({ digest })), `blob unknown to registry: ${missing[0]}`);
     }
-    const subject = m.subject !== undefined ? descriptor(m.subject, 'subject').digest : undefined;
+    if (wrongSize) throw wrongSize;
+    const subject = m.subject !== undefined ? descriptor(m.subject, 'subject', 'subject').digest : undefined;
     const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
     if (reference.digest && reference.digest !== digest) {
       throw new V2Error('DIGEST_INVALID', { expected: reference.digest, actual: digest });
@@ -201,15 +266,32 @@ export class V2Manifests {
   /**
    * Schema1 push (spec §1.4, distribution's signed manifest handler): name well-formed, fsLayers and
    * history of equal length with v1 ids, every signature verifies, every blobSum in the repository.
-   * The digest is that of the canonical payload; the document is kept as sent.
+   * A signed document is read once (issue 10): every field comes from the signed payload, parsed
+   * strictly, and the payload must be exactly the document without its signatures (spec §2.1). The
+   * digest is that of the payload; the document is kept and served as sent.
    */
   private async putSchema1(
     name: V2Name,
     reference: { tag?: string; digest?: string },
     bytes: Buffer,
-    m: Record<string, unknown>,
+    whole: Record<string, unknown>,
+    members: readonly TopMember[],
     mediaType: string,
   ): Promise<Revision> {
+    const signatures = whole.signatures;
+    const signed = signatures !== undefined || mediaType === MT.schema1Signed;
+    if (signatures !== undefined && (!Array.isArray(signatures) || signatures.length === 0)) throw new V2Error('MANIFEST_UNVERIFIED');
+    let canonical: Buffer = bytes;
+    let m = whole;
+    if (Array.isArray(signatures)) {
+      try {
+        canonical = signedPayloadOf(bytes, members, signatures);
+      } catch (e) {
+        if (e instanceof EnvelopeError) throw invalid(e.message);
+        throw e;
+      }
+      m = readManifest(canonical).doc;
+    }
     if (m.schemaVersion !== 1) throw invalid('schemaVersion must be 1');
     if (typeof m.name !== 'string' || !parseV2Name(m.name)) throw new V2Error('NAME_INVALID', { name: m.name });
     const fsLayers = m.fsLayers;
@@ -221,33 +303,28 @@ export class V2Manifests {
       const compat = (h as { v1Compatibility?: unknown } | null)?.v1Compatibility;
       let id: unknown;
       try {
-        id = typeof compat === 'string' ? (JSON.parse(compat) as { id?: unknown }).id : undefined;
-      } catch {
+        // strictly too: a v1 JSON with two ids would be two images
+        id = typeof compat === 'string' ? (parseStrict(Buffer.from(compat, 'utf8'), { maxBytes: MAX_MANIFEST_BYTES }) as { id?: unknown } | null)?.id : undefined;
+      } catch (e) {
+        if (!(e instanceof StrictJsonError)) throw e;
         id = undefined;
       }
       if (typeof id !== 'string' || !/^[a-f0-9]{64}$/.test(id)) throw invalid('every v1Compatibility needs a 64-hex id');
     }
     const sums = fsLayers.map((l) => (l as { blobSum?: unknown } | null)?.blobSum);
     if (!sums.every((d): d is string => typeof d === 'string' && SHA256.test(d))) throw invalid('every blobSum must be a sha256 digest');
-    let canonical: Buffer = bytes;
-    if (m.signatures !== undefined || mediaType === MT.schema1Signed) {
-      if (!Array.isArray(m.signatures) || m.signatures.length === 0) throw new V2Error('MANIFEST_UNVERIFIED');
-      try {
-        canonical = Buffer.from(canonicalOf(bytes), 'utf8');
-      } catch {
-        throw invalid('malformed signature envelope');
-      }
-      for (const sig of m.signatures as { header?: { jwk?: JsonWebKey; alg?: string }; signature?: string; protected?: string }[]) {
+    if (signed) {
+      if (!Array.isArray(signatures)) throw new V2Error('MANIFEST_UNVERIFIED');
+      for (const sig of signatures as { header?: { jwk?: JsonWebKey; alg?: string }; signature?: string; protected?: string }[]) {
         if (!verifySignature(sig, canonical)) throw new V2Error('MANIFEST_UNVERIFIED');
       }
     }
-    const missing = [...new Set(sums)];
     const unknown: string[] = [];
-    for (const d of missing) if (!(await this.uploads.linked(name, d))) unknown.push(d);
+    for (const d of new Set(sums)) if (!(await this.uploads.linked(name, d))) unknown.push(d);
     if (unknown.length > 0) throw new V2Error('MANIFEST_BLOB_UNKNOWN', unknown.map((digest) => ({ digest })), `blob unknown to registry: ${unknown[0]}`);
     const digest = `sha256:${createHash('sha256').update(canonical).digest('hex')}`;
     if (reference.digest && reference.digest !== digest) throw new V2Error('DIGEST_INVALID', { expected: reference.digest, actual: digest });
-    const rev: Revision = { digest, mediaType: m.signatures !== undefined ? MT.schema1Signed : MT.schema1, size: bytes.length };
+    const rev: Revision = { digest, mediaType: signatures !== undefined ? MT.schema1Signed : MT.schema1, size: bytes.length };
     await this.driver.putContent(schema1DocKey(name, digest), bytes);
     await this.driver.putContent(revisionKey(name, digest), Buffer.from(JSON.stringify(rev)));
     if (reference.tag) await this.driver.putContent(tagKey(name, reference.tag), Buffer.from(digest));

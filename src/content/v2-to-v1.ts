@@ -4,6 +4,7 @@ import { isRegistryError } from '../errors/index.js';
 import type { Logger } from '../log/logger.js';
 import type { BlobStore } from './blob-store.js';
 import { GZIPPED_EMPTY_TAR, GZIPPED_EMPTY_TAR_DIGEST, v1ViewFromConfig } from './bridge.js';
+import { ConfigUnavailableError, type ConfigReader } from './config-reader.js';
 import { keys } from './keys.js';
 import { parseRepoName, parseTag, type RepoName, type Tag } from './names.js';
 import { canonicalOf } from './schema1.js';
@@ -45,6 +46,7 @@ export class V2ToV1 {
     private readonly repos: V1Repositories,
     private readonly images: V1Images,
     private readonly log: Logger,
+    private readonly configs: ConfigReader,
   ) {}
 
   /** A tag deleted through v2 goes in v1 too (spec §3.7). */
@@ -174,10 +176,15 @@ export class V2ToV1 {
     if (mediaType !== MT.schema2 && mediaType !== MT.ociManifest) return undefined;
     const m = JSON.parse(manifest.toString('utf8')) as { config: Descriptor; layers: Descriptor[] };
     if (m.layers.some((l) => !/(tar|tar\.gzip|tar\+gzip)$/.test(l.mediaType) || l.urls !== undefined)) return undefined;
-    const configStream = await this.blobs.open(m.config.digest);
-    const chunks: Buffer[] = [];
-    for await (const c of configStream) chunks.push(c as Buffer);
-    const config = Buffer.concat(chunks);
+    let config: Buffer;
+    try {
+      // only a config this repository holds, and not larger than max_config_size (issue 10)
+      config = await this.configs.readConfig(name, m.config.digest);
+    } catch (e) {
+      if (!(e instanceof ConfigUnavailableError)) throw e;
+      this.log.warn('no v1 view for a v2 image', { name, tag, reason: e.message });
+      return undefined;
+    }
     let view;
     try {
       view = v1ViewFromConfig(config, m.layers.map((l) => l.digest));
