@@ -60,6 +60,20 @@ export const PYTHON_ONLY_KEYS: ReadonlySet<string> = new Set([
   'oss_accesskey',
 ]);
 
+/**
+ * Keys our schema accepts (they are the Python registry's, and the spec keeps their names) but whose
+ * feature this server does not have: named in the same warning when the file gives them a value,
+ * and kept (without effect).
+ */
+const NO_EFFECT_WHEN_SET: Readonly<Record<string, (v: unknown) => boolean>> = {
+  // the standalone search always answers (spec Q7); there is no pluggable search backend
+  search_backend: (v) => v !== null && v !== undefined,
+  // X-Signature requests of a privileged caller (spec §4.5) are not supported
+  privileged_key: (v) => v !== null && v !== undefined,
+  // the file storage cannot sign URLs: layers are always streamed
+  storage_redirect: (v) => v === true,
+};
+
 /** Storages this build has (spec §8.2: `local` = `file`; `memory` for tests). */
 export const SUPPORTED_STORAGE: ReadonlySet<string> = new Set(['file', 'local', 'memory']);
 
@@ -69,8 +83,8 @@ export function unsupportedStorage(storage: string): string {
 }
 
 /**
- * Remove the Python-only keys from a flavor's values (in place) and return their names, in file
- * order, for the start-up warning.
+ * Remove the Python-only keys from a flavor's values (in place) and return their names, with those
+ * of our keys that are set but have no effect here, in file order, for the start-up warning.
  */
 export function takePythonOnlyKeys(values: Record<string, unknown>): string[] {
   const taken: string[] = [];
@@ -78,6 +92,8 @@ export function takePythonOnlyKeys(values: Record<string, unknown>): string[] {
     if (PYTHON_ONLY_KEYS.has(k)) {
       taken.push(k);
       delete values[k];
+    } else if (NO_EFFECT_WHEN_SET[k]?.(values[k])) {
+      taken.push(k);
     }
   }
   return taken;

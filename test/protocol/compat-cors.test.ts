@@ -248,7 +248,7 @@ describe("the Python registry's config_sample.yml runs a server (dev flavor, COR
     try {
       const warnings = lines.filter((l) => / WARN /.test(l));
       assert.equal(warnings.length, 1, lines.join(''));
-      assert.match(warnings[0]!, /configuration: cache, cache_lru, email_exceptions, bugsnag: settings of the Python registry that this server does not implement, ignored/);
+      assert.match(warnings[0]!, /configuration: search_backend, cache, cache_lru, email_exceptions, bugsnag: settings of the Python registry that this server does not implement, ignored/);
       const ping = await request(s.url, '/v1/_ping', { headers: { Origin: UI } });
       assert.equal(ping.status, 200);
       assert.equal(ping.headers['x-docker-registry-standalone'], 'True');
