@@ -3,7 +3,10 @@
  * (PUT json, PUT layer chunked, PUT checksum with tarsum + payload; GET layer), against the real
  * server in its own process, with the server's peak RSS read from /proc.
  *
- *   node dist/bench/v1-layer.js [--size-mib 512] [--keep]
+ *   node dist/bench/v1-layer.js [--size-mib 512] [--owner root] [--keep]
+ *
+ * --owner writes that uname/gname into the tar header (as GNU tar and most tools do; Docker 1.x's
+ * own export leaves them empty): the case where the two tarsum forms of spec §6.2 differ.
  */
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -24,7 +27,7 @@ function arg(name: string, dflt: string): string {
 }
 
 /** A tar with one file of `size` semi-random bytes (compresses ~2:1, like real binaries), gzipped. */
-export async function makeLayer(path: string, size: number): Promise<void> {
+export async function makeLayer(path: string, size: number, owner?: string): Promise<void> {
   const header = Buffer.alloc(512);
   header.write('bigfile', 0);
   header.write('0000644\0', 100);
@@ -36,6 +39,10 @@ export async function makeLayer(path: string, size: number): Promise<void> {
   header.write('0', 156);
   header.write('ustar\0', 257);
   header.write('00', 263);
+  if (owner) {
+    header.write(owner, 265); // uname
+    header.write(owner, 297); // gname
+  }
   let sum = 0;
   for (const b of header) sum += b;
   header.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
@@ -131,12 +138,12 @@ export interface V1LayerResult {
   pullCpuSecPerGiB: number;
 }
 
-export async function benchV1Layer(sizeMiB: number, log: (s: string) => void = console.log): Promise<V1LayerResult> {
+export async function benchV1Layer(sizeMiB: number, log: (s: string) => void = console.log, owner?: string): Promise<V1LayerResult> {
   const work = await mkdtemp(join(tmpdir(), 'lr-bench-'));
   try {
     const layerPath = join(work, 'layer.tar.gz');
-    log(`generating a ${sizeMiB} MiB tar, gzipped…`);
-    await makeLayer(layerPath, sizeMiB * 1024 * 1024);
+    log(`generating a ${sizeMiB} MiB tar${owner ? ` owned by ${owner}` : ''}, gzipped…`);
+    await makeLayer(layerPath, sizeMiB * 1024 * 1024, owner);
     const size = (await stat(layerPath)).size;
     const id = createHash('sha256').update(randomBytes(16)).digest('hex');
     const json = Buffer.from(JSON.stringify({ id, created: '2015-01-01T00:00:00Z', os: 'linux', architecture: 'amd64' }));
@@ -205,6 +212,7 @@ export async function benchV1Layer(sizeMiB: number, log: (s: string) => void = c
 
 if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop()!)) {
   const sizeMiB = Number(arg('size-mib', '512'));
-  const res = await benchV1Layer(sizeMiB);
+  const owner = process.argv.includes('--owner') ? arg('owner', 'root') : undefined;
+  const res = await benchV1Layer(sizeMiB, console.log, owner);
   console.log(JSON.stringify(res, null, 2));
 }

@@ -25,6 +25,7 @@ import { upgradeV1Layout } from './content/v1-layout.js';
 import { OPEN_ACCESS, type RegistryAuth } from './auth/registry-auth.js';
 import { TokenAuth } from './auth/registry-token.js';
 import { accessLog, createKoa, v1ErrorRenderer } from './http/app.js';
+import { cors } from './http/cors.js';
 import { createHttpServer, InFlight } from './http/server.js';
 import { notFound, v2Off } from './http/fallbacks.js';
 import { registryRouter, type V1IndexHook } from './registry/routes.js';
@@ -241,6 +242,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       await next();
     });
   }
+  if (config.cors) app.use(cors(config.cors));
   app.use(v1ErrorRenderer(log));
   if (health.size > 0) app.use(healthGate(health));
   if (config.read_only) app.use(readOnlyGate());

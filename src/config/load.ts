@@ -1,10 +1,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { LineCounter, parse, parseDocument, isMap, isSeq, isScalar, type Node } from 'yaml';
+import { LineCounter, parse, parseDocument, isAlias, isMap, isSeq, isScalar, type Document, type Pair } from 'yaml';
 
 import { configSchema, parseByteSize, type Config } from './schema.js';
 import { applyRegistryEnv, isDistributionConfig, mapDistribution } from './distribution.js';
+import { SUPPORTED_STORAGE, pythonOnlyWarning, takePythonOnlyKeys, unsupportedStorage } from './python.js';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -63,21 +64,33 @@ export function interpolate(value: unknown, env: NodeJS.ProcessEnv): unknown {
   return value;
 }
 
+/**
+ * The pair of `key` in a map, or in the maps it merges (`<<: *common`, `<<: [*a, *b]`), however
+ * deep the chain of merges goes (the Python registry's prod ← s3 ← common).
+ */
+function findPair(doc: Document, node: unknown, key: string, depth: number): Pair | undefined {
+  if (!isMap(node) || depth > 20) return undefined;
+  const own = node.items.find((p) => isScalar(p.key) && String(p.key.value) === key);
+  if (own) return own;
+  // with `merge: true` the parser keys a merge by Symbol(<<), else by the string
+  const merge = node.items.find((p) => isScalar(p.key) && (p.key.value === '<<' || (typeof p.key.value === 'symbol' && p.key.value.description === '<<')));
+  if (!merge) return undefined;
+  const sources: unknown[] = isSeq(merge.value) ? merge.value.items : [merge.value];
+  for (const src of sources) {
+    const found = findPair(doc, isAlias(src) ? src.resolve(doc) : src, key, depth + 1);
+    if (found) return found;
+  }
+  return undefined;
+}
+
 function lineOf(doc: ReturnType<typeof parseDocument>, lc: LineCounter, path: readonly (string | number)[]): number | undefined {
   let node: unknown = doc.contents;
   // the line of the last key on the path (a section's error points at its key, not its first child)
   let at: unknown = node;
   for (const key of path) {
     if (isMap(node)) {
-      let pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(key));
-      if (!pair) {
-        // the key may come from a merged anchor (`<<: *common`): look there
-        const merge = node.items.find((p) => isScalar(p.key) && p.key.value === '<<');
-        const src = (merge?.value as { source?: Node } | undefined)?.source;
-        if (!isMap(src)) return undefined;
-        pair = src.items.find((p) => isScalar(p.key) && String(p.key.value) === String(key));
-        if (!pair) return undefined;
-      }
+      const pair = findPair(doc, node, String(key), 0);
+      if (!pair) return undefined;
       at = pair.key ?? pair.value;
       node = pair.value;
     } else if (isSeq(node) && (typeof key === 'number' || /^\d+$/.test(key))) {
@@ -134,6 +147,14 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   if (env.REGISTRY_AUTH === 'htpasswd') values.v2_auth = 'htpasswd';
   if (env.REGISTRY_AUTH_HTPASSWD_REALM) values.htpasswd_realm = env.REGISTRY_AUTH_HTPASSWD_REALM;
   if (env.REGISTRY_AUTH_HTPASSWD_PATH) values.htpasswd_path = env.REGISTRY_AUTH_HTPASSWD_PATH;
+  // The Python registry's own files (spec §8): object-storage flavors cannot run yet, and the keys
+  // of its features we do not have are named once and dropped.
+  const storage = values.storage;
+  if (typeof storage === 'string' && !SUPPORTED_STORAGE.has(storage)) {
+    const line = lineOf(doc, lc, [flavor, 'storage']);
+    throw new ConfigError(`invalid configuration:\n  ${flavor}.storage${line ? ` (${file}:${line})` : ''}: ${unsupportedStorage(storage)}`);
+  }
+  const pythonOnly = takePythonOnlyKeys(values);
   return finish(values, {
     opts,
     flavor,
@@ -142,7 +163,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       const line = lineOf(doc, lc, [flavor, ...path]);
       return { key: [flavor, ...path].join('.'), at: line ? ` (${file}:${line})` : '' };
     },
-    warnings: [],
+    warnings: pythonOnly.length > 0 ? [pythonOnlyWarning(pythonOnly)] : [],
   });
 }
 
@@ -193,8 +214,18 @@ function finish(values: Record<string, unknown>, f: FinishContext): Config {
       : (Array.isArray(c.registry_endpoints) ? c.registry_endpoints : c.registry_endpoints.split(','))
           .map((s) => s.trim())
           .filter((s) => s.length > 0);
+  // CORS is on only with origins (spec §8.2: the Python registry started Flask-CORS when
+  // cors.origins was set); a credentialed answer with Access-Control-Allow-Origin: * is refused
+  // by browsers, which deserves a word at start.
+  const cors = c.cors !== null && corsOrigins(c.cors.origins).length > 0 ? c.cors : null;
+  if (cors?.supports_credentials && corsOrigins(cors.origins).includes('*') && cors.send_wildcard !== false) {
+    f.warnings.push(
+      'cors: supports_credentials with origins * answers Access-Control-Allow-Origin: *, which browsers refuse for credentialed requests; set send_wildcard: false to echo the Origin instead',
+    );
+  }
   const config: Config = {
     ...c,
+    cors,
     index_endpoint: c.index_endpoint === null ? null : c.index_endpoint.replace(/\/+$/, ''),
     storage_path: resolve(c.storage_path),
     max_layer_size: parseByteSize(c.max_layer_size),
@@ -242,6 +273,12 @@ function loadDistribution(
     },
     warnings,
   });
+}
+
+/** cors.origins as a list (a string is one origin, as Flask-CORS takes it). */
+function corsOrigins(v: string | string[] | null): string[] {
+  if (v === null) return [];
+  return (Array.isArray(v) ? v : [v]).filter((o) => o !== '');
 }
 
 /** host and port to listen on. */

@@ -42,6 +42,53 @@ export const healthSchema = z
   })
   .strict();
 
+/**
+ * CORS, as the Python registry offered it through Flask-CORS 1.x (spec v1-protocol §8.2: every
+ * `cors.<key>` became Flask-CORS's `CORS_<KEY>`). null = Flask-CORS's default (src/http/cors.ts).
+ */
+const corsList = z.union([z.string(), z.array(z.string())]).nullable().default(null);
+const corsFlag = z.boolean().nullable().default(null);
+const corsOptions = {
+  /** Allowed origins: exact origins, regular expressions (a value with ?, *, [ or ]), or '*'. */
+  origins: corsList,
+  /** Methods a preflight may ask for (Access-Control-Allow-Methods); default all. */
+  methods: corsList,
+  /** Access-Control-Allow-Headers of preflight answers (Flask-CORS's CORS_HEADERS). */
+  headers: corsList,
+  /** The same, under Flask-CORS's later name; `headers` wins. */
+  allow_headers: corsList,
+  /** Access-Control-Expose-Headers. */
+  expose_headers: corsList,
+  /** Access-Control-Allow-Credentials: true. */
+  supports_credentials: corsFlag,
+  /** Access-Control-Max-Age of preflight answers, seconds. */
+  max_age: z.union([z.number().int().nonnegative(), z.string().regex(/^\d+$/)]).nullable().default(null),
+  /** With origins '*': answer '*' (true, default) or echo the request's Origin. */
+  send_wildcard: corsFlag,
+  /** Send Access-Control-Allow-Origin (the listed origins) even without an Origin header; default true. */
+  always_send: corsFlag,
+  /** Answer OPTIONS requests here (200, empty) instead of passing them to the routes; default true. */
+  automatic_options: corsFlag,
+  /** Vary: Origin when the allowed origin is not '*'; default true. */
+  vary_header: corsFlag,
+};
+export const corsResourceSchema = z.object(corsOptions).strict();
+export const corsSchema = z
+  .object({
+    ...corsOptions,
+    /**
+     * Paths CORS applies to: a regular expression (matched at the start of the path), a list of
+     * them, or a map of them to options overriding the ones above; default every path.
+     */
+    resources: z
+      .union([z.string(), z.array(z.string()), z.record(z.string(), corsResourceSchema.nullable())])
+      .nullable()
+      .default(null),
+  })
+  .strict();
+export type CorsConfig = z.output<typeof corsSchema>;
+export type CorsResourceConfig = z.output<typeof corsResourceSchema>;
+
 export const configSchema = z
   .object({
     /** Body of GET / (JSON-encoded string). */
@@ -163,6 +210,8 @@ export const configSchema = z
     metadata_cache_ttl: z.number().nonnegative().max(60).default(1),
     /** Seconds a positive token validation answer from the index is cached (spec Q14: ≤ 60). */
     token_cache_ttl: z.number().int().nonnegative().max(60).default(30),
+    /** CORS headers (Flask-CORS semantics, as the Python registry had them); null or no origins: off. */
+    cors: corsSchema.nullable().default(null),
   })
   .strict();
 

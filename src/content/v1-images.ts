@@ -3,6 +3,7 @@ import type { StorageDriver } from '../storage/driver.js';
 import { keyExists, readOptional, removeIfPresent } from './small-objects.js';
 import { RegistryError } from '../errors/index.js';
 import { LayerHasher, type InnerFactory, type LayerDigests } from '../digest/layer-hasher.js';
+import type { TarSums, TarSumSet } from '../digest/tarsum.js';
 import { BlobStore, ShortBodyError, SizeLimitError } from './blob-store.js';
 import { keys, type ImageScope } from './keys.js';
 import type { RepoName } from './names.js';
@@ -19,7 +20,8 @@ export interface LayerLink {
   readonly compression: LayerDigests['compression'];
   /** sha256 of the uncompressed tar (v2 diff_id), when it could be computed. */
   readonly diffId?: string;
-  readonly tarsum?: LayerDigests['tarsum'];
+  /** Links written before the Go ≥ 1.10 tarsums were computed (spec §6.2) have no `go110`. */
+  readonly tarsum?: Omit<TarSums, 'go110'> & { readonly go110?: TarSumSet };
 }
 
 export interface ImageJson {
@@ -378,11 +380,16 @@ function sameBlob(a: Buffer, b: Buffer): boolean {
   }
 }
 
-/** A client tarsum matches when it equals the computed value of its own label (v0 either sort). */
+/**
+ * A client tarsum matches when it equals the computed value of its own label (v0 either sort), under
+ * either header rule of spec §6.2: Docker 1.x's, or that of clients built with Go ≥ 1.10 (uname and
+ * gname hashed empty).
+ */
 export function tarsumMatches(header: string, t: NonNullable<LayerLink['tarsum']>): boolean {
-  if (header.startsWith('tarsum+sha256:')) return header === t.v0 || header === t.v0Plain;
-  if (header.startsWith('tarsum.v1+sha256:')) return header === t.v1;
-  if (header.startsWith('tarsum.dev+sha256:')) return header === t.dev;
+  const sets: TarSumSet[] = t.go110 ? [t, t.go110] : [t];
+  if (header.startsWith('tarsum+sha256:')) return sets.some((s) => header === s.v0 || header === s.v0Plain);
+  if (header.startsWith('tarsum.v1+sha256:')) return sets.some((s) => header === s.v1);
+  if (header.startsWith('tarsum.dev+sha256:')) return sets.some((s) => header === s.dev);
   // Other algorithms (sha512, …) are not computed: nothing to compare against.
   return true;
 }

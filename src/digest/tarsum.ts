@@ -1,8 +1,8 @@
 import { createHash, type Hash } from 'node:crypto';
 import { TarParser, type TarHeader } from './tar-parser.js';
 
-/** The tarsums of one layer (spec §6.2), each labelled. */
-export interface TarSums {
+/** The tarsums of one layer under one header rule (spec §6.2), each labelled. */
+export interface TarSumSet {
   /** `tarsum+sha256:…` with Docker Go's duplicate-path ordering (what the CLI sends, spec §6.3). */
   readonly v0: string;
   /** `tarsum+sha256:…` with a plain sort of the entry sums (the Python registry). */
@@ -13,6 +13,16 @@ export interface TarSums {
   readonly dev: string;
 }
 
+/**
+ * The tarsums of one layer (spec §6.2): the original header rule (Docker 1.x clients) in the
+ * top-level fields, and in `go110` the rule of Docker's pkg/tarsum since its 2018 "Fix tarsum for
+ * go 1.10" (uname and gname hashed as empty strings), which every client built from that code
+ * sends. The two agree when no entry has an owner name.
+ */
+export interface TarSums extends TarSumSet {
+  readonly go110: TarSumSet;
+}
+
 /** One entry's sums, in archive order. */
 export interface EntrySum {
   /** The entry name as stored (after PAX path / GNU long name). */
@@ -21,6 +31,10 @@ export interface EntrySum {
   readonly v0: string;
   /** sha256 hex of the v1 header string (no mtime, xattrs appended) and the content. */
   readonly v1: string;
+  /** The v0 sum with uname and gname hashed empty (Go ≥ 1.10 rule); equals v0 when both are empty. */
+  readonly v0Go110: string;
+  /** The v1 sum with uname and gname hashed empty (Go ≥ 1.10 rule); equals v1 when both are empty. */
+  readonly v1Go110: string;
 }
 
 interface Sum {
@@ -29,6 +43,9 @@ interface Sum {
   readonly pos: number;
   readonly v0: string;
   readonly v1: string;
+  /** The Go ≥ 1.10 sums (the same strings as v0/v1 when the entry has no owner names). */
+  readonly g0: string;
+  readonly g1: string;
 }
 
 const ascii = (s: string): Buffer => Buffer.from(s, 'latin1');
@@ -47,12 +64,18 @@ const K = {
   devminor: ascii('devminor'),
 };
 
+/** How uname and gname enter the header string (spec §6.2 "Go ≥ 1.10 builds"). */
+export type OwnerRule = 'original' | 'go110';
+
+const EMPTY = Buffer.alloc(0);
+
 /**
  * The header strings of spec §6.2 as bytes: `key + value` pairs, no separators. Text fields are the
  * stored bytes and the typeflag the raw byte (Go: `string([]byte{h.Typeflag})`), so names that are
- * not UTF-8 hash exactly as the Go CLI hashes them.
+ * not UTF-8 hash exactly as the Go CLI hashes them. Under the `go110` rule uname and gname are
+ * hashed as empty strings (the keys stay), as Docker's pkg/tarsum does since 2018.
  */
-export function headerBytes(h: TarHeader, version: 'v0' | 'v1'): Buffer {
+export function headerBytes(h: TarHeader, version: 'v0' | 'v1', owners: OwnerRule = 'original'): Buffer {
   const parts: Buffer[] = [
     K.name, h.raw.name,
     K.mode, ascii(String(h.mode)),
@@ -61,11 +84,12 @@ export function headerBytes(h: TarHeader, version: 'v0' | 'v1'): Buffer {
     K.size, ascii(String(h.size)),
   ];
   if (version === 'v0') parts.push(K.mtime, ascii(String(h.mtime)));
+  const blank = owners === 'go110';
   parts.push(
     K.typeflag, ascii(h.typeflag),
     K.linkname, h.raw.linkname,
-    K.uname, h.raw.uname,
-    K.gname, h.raw.gname,
+    K.uname, blank ? EMPTY : h.raw.uname,
+    K.gname, blank ? EMPTY : h.raw.gname,
     K.devmajor, ascii(String(h.devmajor)),
     K.devminor, ascii(String(h.devminor)),
   );
@@ -217,9 +241,11 @@ function dockerOrder(sums: readonly Sum[], pick: (s: Sum) => string, dups: boole
 }
 
 /**
- * TarSum v0, v1 and dev in one pass over an uncompressed tar (spec §6.2, §6.3). Each entry's
- * content goes to both its v0 and v1 hash as it streams by; nothing is buffered. Feed it with
- * write()/end(); result() is undefined when the input was not a complete tar archive.
+ * TarSum v0, v1 and dev in one pass over an uncompressed tar (spec §6.2, §6.3), under both owner
+ * rules. Each entry's content goes to its v0 and v1 hash as it streams by, and, when the entry has
+ * an owner name (only then do the rules differ), to its two Go ≥ 1.10 hashes as well; nothing is
+ * buffered. Feed it with write()/end(); result() is undefined when the input was not a complete
+ * tar archive.
  */
 export class TarSum {
   private readonly parser: TarParser;
@@ -227,6 +253,9 @@ export class TarSum {
   private readonly names: string[] = [];
   private h0: Hash | undefined;
   private h1: Hash | undefined;
+  /** The Go ≥ 1.10 hashes of the current entry, when its owner names are not empty. */
+  private g0: Hash | undefined;
+  private g1: Hash | undefined;
   private key = '';
 
   /** extra: bytes hashed before the sorted sums (the image json, spec §6.2 step 3); may be empty. */
@@ -235,17 +264,31 @@ export class TarSum {
       entry: (h) => {
         this.h0 = createHash('sha256').update(headerBytes(h, 'v0'));
         this.h1 = createHash('sha256').update(headerBytes(h, 'v1'));
+        if (h.raw.uname.length > 0 || h.raw.gname.length > 0) {
+          this.g0 = createHash('sha256').update(headerBytes(h, 'v0', 'go110'));
+          this.g1 = createHash('sha256').update(headerBytes(h, 'v1', 'go110'));
+        }
         this.key = dupKey(h.raw.name);
         this.names.push(h.name);
       },
       data: (c) => {
         this.h0!.update(c);
         this.h1!.update(c);
+        if (this.g0) {
+          this.g0.update(c);
+          this.g1!.update(c);
+        }
       },
       entryEnd: () => {
-        this.sums.push({ key: this.key, pos: this.sums.length, v0: this.h0!.digest('hex'), v1: this.h1!.digest('hex') });
+        const v0 = this.h0!.digest('hex');
+        const v1 = this.h1!.digest('hex');
+        const g0 = this.g0 ? this.g0.digest('hex') : v0;
+        const g1 = this.g1 ? this.g1.digest('hex') : v1;
+        this.sums.push({ key: this.key, pos: this.sums.length, v0, v1, g0, g1 });
         this.h0 = undefined;
         this.h1 = undefined;
+        this.g0 = undefined;
+        this.g1 = undefined;
       },
     });
   }
@@ -265,7 +308,7 @@ export class TarSum {
 
   /** Per-entry sums of the entries completed so far, in archive order. */
   entrySums(): EntrySum[] {
-    return this.sums.map((s, i) => ({ name: this.names[i]!, v0: s.v0, v1: s.v1 }));
+    return this.sums.map((s, i) => ({ name: this.names[i]!, v0: s.v0, v1: s.v1, v0Go110: s.g0, v1Go110: s.g1 }));
   }
 
   /** The labelled tarsums, or undefined unless the input was a complete tar (call end() first). */
@@ -280,8 +323,13 @@ export class TarSum {
       }
       seen.add(s.key);
     }
-    const v0 = (s: Sum): string => s.v0;
-    const v1Hex = this.final(dockerOrder(this.sums, (s) => s.v1, dups));
+    const original = this.set(dups, (s) => s.v0, (s) => s.v1);
+    const owned = this.sums.some((s) => s.g0 !== s.v0);
+    return { ...original, go110: owned ? this.set(dups, (s) => s.g0, (s) => s.g1) : original };
+  }
+
+  private set(dups: boolean, v0: (s: Sum) => string, v1: (s: Sum) => string): TarSumSet {
+    const v1Hex = this.final(dockerOrder(this.sums, v1, dups));
     return {
       v0: `tarsum+sha256:${this.final(dockerOrder(this.sums, v0, dups))}`,
       v0Plain: `tarsum+sha256:${this.final(this.sums.map(v0).sort())}`,

@@ -58,9 +58,37 @@ function imageEntries(body: unknown): IndexImageEntry[] {
   return out;
 }
 
+/** One search hit, in the index's form (spec §3.11); names keep their namespace (spec §2.19). */
 export interface SearchResult {
-  readonly description: string;
   readonly name: string;
+  readonly description: string;
+  readonly star_count: number;
+  readonly is_official: boolean;
+  readonly is_trusted: boolean;
+  readonly is_automated: boolean;
+}
+
+/** `n` and `page` as the index reads them (spec §3.11: clamp, never an error): 1…100 (25), ≥ 1 (1). */
+export function searchPaging(n: unknown, page: unknown): { pageSize: number; page: number } {
+  const size = Number(typeof n === 'string' ? n : 25);
+  const p = Number(typeof page === 'string' ? page : 1);
+  return {
+    pageSize: Number.isFinite(size) ? Math.min(100, Math.max(1, Math.trunc(size))) : 25,
+    page: Number.isFinite(p) ? Math.max(1, Math.trunc(p)) : 1,
+  };
+}
+
+/**
+ * The rank of a repository for a query, as the index's first tiers (src/db/search.ts): 0 the name or
+ * `ns/name` equals it, 1 one of them starts with it, 2 `ns/name` contains it; undefined: no match.
+ */
+function searchTier(repo: RepoName, q: string): number | undefined {
+  if (q === '') return 0;
+  const full = repo.full.toLowerCase();
+  const name = repo.repository.toLowerCase();
+  if (name === q || full === q) return 0;
+  if (name.startsWith(q) || full.startsWith(q)) return 1;
+  return full.includes(q) ? 2 : undefined;
 }
 
 /**
@@ -110,14 +138,35 @@ export function standaloneIndexRouter(config: Config, repos: V1Repositories, gat
     router.put('/v1/users/:username/', (ctx) => sendJson(ctx, 204, ''));
   }
 
-  // R20 / Q7: search answers in standalone mode, over the repositories in storage.
+  // R20 / Q7: search answers in standalone mode, over the repositories in storage, with the index's
+  // response shape, ranking and paging (spec §3.11) so clients page through it the same way.
   router.get('/v1/search', async (ctx) => {
-    const q = String(ctx.query.q ?? '').toLowerCase();
-    const results: SearchResult[] = [];
+    const query = typeof ctx.query.q === 'string' ? ctx.query.q : '';
+    const q = query.trim().toLowerCase();
+    const { pageSize, page } = searchPaging(ctx.query.n, ctx.query.page);
+    const hits: { repo: RepoName; tier: number }[] = [];
     for await (const repo of repos.allRepositories()) {
-      if (q === '' || repo.full.toLowerCase().includes(q)) results.push({ description: '', name: repo.full });
+      const tier = searchTier(repo, q);
+      if (tier !== undefined) hits.push({ repo, tier });
     }
-    sendJson(ctx, 200, { num_results: results.length, query: String(ctx.query.q ?? ''), results });
+    const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+    hits.sort((a, b) => a.tier - b.tier || cmp(a.repo.repository, b.repo.repository) || cmp(a.repo.namespace, b.repo.namespace));
+    const results: SearchResult[] = hits.slice((page - 1) * pageSize, page * pageSize).map(({ repo }) => ({
+      name: repo.full,
+      description: '',
+      star_count: 0,
+      is_official: repo.namespace === 'library',
+      is_trusted: false,
+      is_automated: false,
+    }));
+    sendJson(ctx, 200, {
+      num_pages: Math.ceil(hits.length / pageSize),
+      num_results: hits.length,
+      page,
+      page_size: pageSize,
+      query,
+      results,
+    });
   });
 
   const handler = async (ctx: Context, next: Next): Promise<void> => {

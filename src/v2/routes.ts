@@ -78,13 +78,21 @@ class AnswerCache<T> {
 
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 
-/** A manifest <reference>: a digest when it has a ':', else a tag (spec §1.1). */
-function reference(raw: string): { tag?: string; digest?: string } {
+/**
+ * A manifest <reference>: a digest when it has a ':', else a tag (spec §1.1). For a lookup (GET,
+ * HEAD) a reference off both grammars names no manifest: 404 MANIFEST_UNKNOWN, as distribution
+ * answers and the OCI conformance suite expects; elsewhere (PUT, DELETE) it is a 400.
+ */
+function reference(raw: string, lookup = false): { tag?: string; digest?: string } {
   let r: string;
   try {
     r = decodeURIComponent(raw);
   } catch {
+    if (lookup) throw new V2Error('MANIFEST_UNKNOWN', { tag: raw });
     throw new V2Error('TAG_INVALID', { tag: raw }, 'invalid tag');
+  }
+  if (lookup && (r.includes(':') ? checkDigest(r) !== 'ok' : !TAG.test(r))) {
+    throw new V2Error('MANIFEST_UNKNOWN', r.includes(':') ? { digest: r } : { tag: r });
   }
   if (r.includes(':')) return { digest: digestParam(r) };
   if (!TAG.test(r)) throw new V2Error('TAG_INVALID', { tag: r }, 'invalid tag');
@@ -411,7 +419,7 @@ export function v2Routes(deps: V2Deps) {
         throw new V2Error('UNSUPPORTED');
       }
       case 'manifest': {
-        const ref = reference(route.reference);
+        const ref = reference(route.reference, method === 'GET' || method === 'HEAD');
         if (method === 'GET' || method === 'HEAD') {
           const answerKey = `${name}\n${route.reference}\n${String(ctx.headers.accept ?? '')}`;
           const found = await (manifestAnswers ? manifestAnswers.get(answerKey, () => resolveManifest(ctx, name, ref)) : resolveManifest(ctx, name, ref));

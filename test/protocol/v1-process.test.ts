@@ -88,7 +88,7 @@ describe('the server process: kill, restart, graceful stop', () => {
   });
 
   it('fails at start with the key path when the configuration is wrong', async () => {
-    await assert.rejects(spawnServer({ STORAGE_PATH: dir, REGISTRY_HTTP_ADDR: 'nonsense' }), /dev\.http_addr: expected host:port/);
+    await assert.rejects(spawnServer({ STORAGE_PATH: dir, REGISTRY_HTTP_ADDR: 'nonsense' }), /dev\.http_addr \(.*config_sample\.yml:\d+\): expected host:port/);
     await assert.rejects(spawnServer({ STORAGE_PATH: dir, VERIFY_TARSUM: 'maybe' }), /dev\.verify_tarsum/);
   });
 

@@ -260,7 +260,14 @@ describe('Docker 1.x push and pull against a standalone registry', () => {
   it('searches the stored repositories in standalone mode', async () => {
     const r = await request(reg, '/v1/search?q=busy');
     assert.equal(r.status, 200);
-    assert.deepEqual(r.json(), { num_results: 1, query: 'busy', results: [{ description: '', name: 'library/busybox' }] });
+    assert.deepEqual(r.json(), {
+      num_pages: 1,
+      num_results: 1,
+      page: 1,
+      page_size: 25,
+      query: 'busy',
+      results: [{ name: 'library/busybox', description: '', star_count: 0, is_official: true, is_trusted: false, is_automated: false }],
+    });
   });
 
   it('serves login for the stand-in index: created, OK, and JSON errors', async () => {

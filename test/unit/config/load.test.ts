@@ -63,7 +63,7 @@ describe('config loading', () => {
     assert.deepEqual(listenAddress(c), { host: '127.0.0.1', port: 7000 });
     const v6 = loadConfig({ env: { REGISTRY_HTTP_ADDR: '[::1]:7001' } });
     assert.deepEqual(listenAddress(v6), { host: '::1', port: 7001 });
-    assert.throws(() => loadConfig({ env: { REGISTRY_HTTP_ADDR: 'nonsense' } }), /dev\.http_addr: expected host:port/);
+    assert.throws(() => loadConfig({ env: { REGISTRY_HTTP_ADDR: 'nonsense' } }), /dev\.http_addr \(.*config_sample\.yml:\d+\): expected host:port/);
   });
 
   it('fails with the key path and line on bad values and unknown keys', () => {

@@ -89,6 +89,13 @@ export interface LayerVector {
   per_file_sum_v1_etc_hello_txt?: string;
   per_file_sums_v0_archive_order?: string[];
   files_endpoint_body?: string;
+  /** Spec §6.2 "Go ≥ 1.10 builds": the same tarsums with uname and gname hashed empty. */
+  go110_tarsum_v0_with_json: string;
+  go110_tarsum_v1_with_json: string;
+  go110_tarsum_dev_with_json: string;
+  go110_tarsum_v0_no_json: string;
+  go110_tarsum_v1_no_json: string;
+  go110_tarsum_dev_no_json: string;
 }
 
 export interface Expected {

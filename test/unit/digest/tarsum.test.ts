@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { TarParser, type TarHeader } from '../../../src/digest/tar-parser.js';
 import { TarSum, goSort, headerBytes } from '../../../src/digest/tarsum.js';
 import { buildTar, type TarEntrySpec } from '../../helpers/tar-build.js';
-import { json, rng, sha256, split, tarsumOf, vectorFile } from './support.js';
+import { json, parse, rng, sha256, split, tarsumOf, vectorFile } from './support.js';
 
 function headersOf(tar: Buffer): TarHeader[] {
   const out: TarHeader[] = [];
@@ -55,6 +55,78 @@ describe('tarsum header strings (spec §6.2)', () => {
     assert.equal(s!.v0, sha256(head(true), Buffer.from('abc')));
     assert.equal(s!.v1, sha256(head(false), Buffer.from('abc')));
     assert.equal(t.result()!.v0, `tarsum+sha256:${sha256(Buffer.from(s!.v0))}`);
+  });
+});
+
+describe('tarsum of clients built with Go ≥ 1.10 (spec §6.2): uname and gname hashed empty', () => {
+  const v0 = 'nameetc/hello.txtmode420uid0gid0size12mtime1420070400typeflag0linknameunamegnamedevmajor0devminor0';
+
+  it('the worked example under the Go ≥ 1.10 rule: the keys stay, the values go', () => {
+    const hello = headersOf(vectorFile('layer.tar'))[1]!;
+    assert.equal(headerBytes(hello, 'v0', 'go110').toString('latin1'), v0);
+    assert.equal(headerBytes(hello, 'v1', 'go110').toString('latin1'), v0.replace('mtime1420070400', ''));
+    assert.equal(headerBytes(hello, 'v0', 'original').toString('latin1'), v0.replace('unamegname', 'unamerootgnameroot'));
+    const xhello = headersOf(vectorFile('layer-xattr.tar'))[1]!;
+    assert.ok(headerBytes(xhello, 'v1', 'go110').toString('latin1').endsWith('unamegnamedevmajor0devminor0user.commenthi'));
+  });
+
+  it('entry sums of every vector tar, recomputed from the header rule by hand', () => {
+    for (const name of ['layer.tar', 'layer-xattr.tar', 'layer-dup.tar']) {
+      const tar = vectorFile(name);
+      const sums = tarsumOf(split(tar, 'random', 17)).entrySums();
+      const parsed = parse([tar]);
+      parsed.headers.forEach((h, i) => {
+        const common = `name${h.name}mode${h.mode}uid${h.uid}gid${h.gid}size${h.size}`;
+        const tail = `typeflag${h.typeflag}linkname${h.linkname}unamegnamedevmajor${h.devmajor}devminor${h.devminor}`;
+        const xattrs = h.xattrs.map(([k, v]) => `${k}${v.toString('latin1')}`).join('');
+        const content = parsed.contents[i]!;
+        assert.equal(sums[i]!.v0Go110, sha256(Buffer.from(`${common}mtime${h.mtime}${tail}`, 'latin1'), content), `${name} #${i} v0`);
+        assert.equal(sums[i]!.v1Go110, sha256(Buffer.from(`${common}${tail}${xattrs}`, 'latin1'), content), `${name} #${i} v1`);
+        assert.notEqual(sums[i]!.v0Go110, sums[i]!.v0, 'the vectors are owned by root: the rules differ');
+      });
+    }
+  });
+
+  it('layer-dup.tar: Go order and plain sort under the Go ≥ 1.10 rule', () => {
+    const t = tarsumOf([vectorFile('layer-dup.tar')]);
+    const [d1, a, d2] = t.entrySums().map((s) => s.v0Go110);
+    const r = t.result()!;
+    // dup #1 before dup #2 whatever their sums (3 entries: insertion sort in every Go release)
+    const goOrder = insertionSorted(
+      [{ k: 'dup', p: 0, s: d1! }, { k: 'a', p: 1, s: a! }, { k: 'dup', p: 2, s: d2! }],
+      (x, y) => (x.k === y.k ? x.p < y.p : x.s < y.s),
+    ).map((x) => x.s);
+    assert.equal(r.go110.v0, `tarsum+sha256:${final(json, goOrder)}`);
+    assert.equal(r.go110.v0Plain, `tarsum+sha256:${final(json, [d1!, a!, d2!].sort())}`);
+  });
+
+  it('a tar without owner names: both rules give the same sums, and no extra hashing happens', () => {
+    const none = { uname: '', gname: '' };
+    const tar = buildTar([{ name: 'a', data: 'a'.repeat(3000), ...none }, { name: 'b/', type: '5', ...none }, { name: 'c', data: 'c', format: 'v7' }]);
+    const t = tarsumOf(split(tar, 'random', 3));
+    for (const s of t.entrySums()) {
+      assert.equal(s.v0Go110, s.v0);
+      assert.equal(s.v1Go110, s.v1);
+    }
+    const r = t.result()!;
+    assert.deepEqual(r.go110, { v0: r.v0, v0Plain: r.v0Plain, v1: r.v1, dev: r.dev });
+  });
+
+  it('only entries with an owner name differ; uname alone or gname alone is enough', () => {
+    const tar = buildTar([
+      { name: 'plain', data: 'x', uname: '', gname: '' },
+      { name: 'user', data: 'y', uname: 'alice', gname: '' },
+      { name: 'group', data: 'z', uname: '', gname: 'staff' },
+    ]);
+    const t = tarsumOf([tar], Buffer.alloc(0));
+    const [plain, user, group] = t.entrySums();
+    assert.equal(plain!.v0Go110, plain!.v0);
+    assert.notEqual(user!.v0Go110, user!.v0);
+    assert.notEqual(group!.v1Go110, group!.v1);
+    const r = t.result()!;
+    assert.notEqual(r.go110.v0, r.v0);
+    assert.equal(r.go110.v0, `tarsum+sha256:${final(Buffer.alloc(0), [plain!.v0Go110, user!.v0Go110, group!.v0Go110].sort())}`);
+    assert.equal(r.go110.dev, r.go110.v1.replace('tarsum.v1+', 'tarsum.dev+'));
   });
 });
 

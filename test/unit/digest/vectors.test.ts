@@ -27,6 +27,30 @@ const plainV0 = (v: LayerVector): string | undefined =>
   v.tarsum_v0_with_json_python_registry_plain_sort ?? v.tarsum_v0_with_json;
 const TARS = Object.keys(expected.layers).filter((n) => n.endsWith('.tar'));
 
+/**
+ * The Go ≥ 1.10 set of a vector (spec §6.2). expected.json gives one v0 per layer: for layer-dup.tar
+ * it is the Go ordering (3 entries: insertion sort in every Go release, spec §6.3), and the plain
+ * sort is checked separately, from the archive-order sums.
+ */
+const go110 = (v: LayerVector, withJson = true): { v0: string; v1: string; dev: string } =>
+  withJson
+    ? { v0: v.go110_tarsum_v0_with_json, v1: v.go110_tarsum_v1_with_json, dev: v.go110_tarsum_dev_with_json }
+    : { v0: v.go110_tarsum_v0_no_json, v1: v.go110_tarsum_v1_no_json, dev: v.go110_tarsum_dev_no_json };
+/** Every labelled tarsum of a vector layer (json extra), both header rules. */
+const allSums = (v: LayerVector, name: string): unknown => ({
+  v0: goV0(v),
+  v0Plain: plainV0(v),
+  v1: v.tarsum_v1_with_json,
+  dev: v.tarsum_dev_with_json,
+  go110: { ...go110(v), v0Plain: name === 'layer-dup.tar' ? GO110_DUP_PLAIN : go110(v).v0 },
+});
+/** layer-dup.tar, Go ≥ 1.10 rule, plain sort: recomputed from its archive-order sums in a test below. */
+let GO110_DUP_PLAIN = '';
+{
+  const t = tarsumOf([vectorFile('layer-dup.tar')]);
+  GO110_DUP_PLAIN = `tarsum+sha256:${sha256(json, Buffer.from(t.entrySums().map((s) => s.v0Go110).sort().join('')))}`;
+}
+
 describe('vector files', () => {
   it('json is the image json of expected.json (sha256 and id)', () => {
     assert.equal(sha256(json), expected.json_sha256_of_file);
@@ -57,15 +81,16 @@ describe('LayerHasher on the vector layers', () => {
         assert.equal(d.compression, name.endsWith('.gz') ? 'gzip' : 'none');
         assert.equal(d.tarError, undefined);
         assert.equal(d.diffId, `sha256:${layer(name.replace(/\.gz$/, '')).file_sha256}`);
-        assert.deepEqual(d.tarsum, {
-          v0: goV0(v),
-          v0Plain: plainV0(v),
-          v1: v.tarsum_v1_with_json,
-          dev: v.tarsum_dev_with_json,
-        });
+        assert.deepEqual(d.tarsum, allSums(v, name));
       });
     }
   }
+
+  it('layer.tar.gz: the Go ≥ 1.10 sums of expected.json, without extra too', async () => {
+    const v = layer('layer.tar.gz');
+    const { d } = await hashLayer(split(vectorFile('layer.tar.gz'), 'random', 7), NONE);
+    assert.deepEqual(d.tarsum?.go110, { ...go110(v, false), v0Plain: v.go110_tarsum_v0_no_json });
+  });
 
   it('layer.tar.gz gives the same tarsums as layer.tar (computed on the decompressed tar)', async () => {
     const gz = await hashLayer([vectorFile('layer.tar.gz')]);
@@ -94,6 +119,15 @@ describe('LayerHasher on the vector layers', () => {
     const workers = new DigestWorkers(2);
     after(() => workers.close());
     for (const name of Object.keys(expected.layers)) {
+      it(`${name}, no extra: the Go ≥ 1.10 sums of expected.json`, async () => {
+        const v = layer(name);
+        const { d } = await hashLayer(split(vectorFile(name), 'random', 9), NONE, (k, e) => workers.create(k, e));
+        assert.equal(d.tarsum?.go110.v0, v.go110_tarsum_v0_no_json);
+        assert.equal(d.tarsum?.go110.v1, v.go110_tarsum_v1_no_json);
+        assert.equal(d.tarsum?.go110.dev, v.go110_tarsum_dev_no_json);
+      });
+    }
+    for (const name of Object.keys(expected.layers)) {
       it(`${name}: the same digests as inline`, async () => {
         const v = layer(name);
         const bytes = vectorFile(name);
@@ -102,7 +136,7 @@ describe('LayerHasher on the vector layers', () => {
         assert.equal(d.digest, `sha256:${v.file_sha256}`);
         assert.equal(d.payload, v.checksum_payload);
         assert.equal(d.diffId, `sha256:${layer(name.replace(/\.gz$/, '')).file_sha256}`);
-        assert.deepEqual(d.tarsum, { v0: goV0(v), v0Plain: plainV0(v), v1: v.tarsum_v1_with_json, dev: v.tarsum_dev_with_json });
+        assert.deepEqual(d.tarsum, allSums(v, name));
       });
     }
   });
@@ -111,10 +145,18 @@ describe('LayerHasher on the vector layers', () => {
 describe('TarSum on the vector tars', () => {
   for (const name of TARS) {
     for (const mode of CHUNK_MODES) {
-      it(`${name}, ${mode} chunks, json extra: v0 (Go and plain), v1, dev`, () => {
+      it(`${name}, ${mode} chunks, json extra: v0 (Go and plain), v1, dev, under both owner rules`, () => {
         const v = layer(name);
         const r = tarsumOf(split(vectorFile(name), mode, 3)).result();
-        assert.deepEqual(r, { v0: goV0(v), v0Plain: plainV0(v), v1: v.tarsum_v1_with_json, dev: v.tarsum_dev_with_json });
+        assert.deepEqual(r, allSums(v, name));
+      });
+
+      it(`${name}, ${mode} chunks, no extra: the Go ≥ 1.10 v0, v1, dev`, () => {
+        const v = layer(name);
+        const r = tarsumOf(split(vectorFile(name), mode, 5), NONE).result();
+        assert.equal(r?.go110.v0, v.go110_tarsum_v0_no_json);
+        assert.equal(r?.go110.v1, v.go110_tarsum_v1_no_json);
+        assert.equal(r?.go110.dev, v.go110_tarsum_dev_no_json);
       });
     }
   }
