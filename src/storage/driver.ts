@@ -17,6 +17,11 @@ import { finished } from 'node:stream/promises';
  * - move(src, dst) publishes src at dst; dst is complete when it becomes readable. It may
  *   be implemented as rename (filesystem) or copy + delete (object stores): callers never
  *   rely on src and dst being swapped atomically as a pair.
+ * - move(src, …) claims src: of several moves of one src running at once (in one process or in
+ *   several sharing the storage), exactly one succeeds and the others reject with
+ *   PathNotFoundError. The content layer relies on it to let one request at a time work on an
+ *   upload session (src/content/v2-uploads.ts). rename(2) gives it; an object store driver
+ *   needs a conditional copy or a lock to give it.
  * - a stream returned by reader() keeps delivering the bytes the key held when it was
  *   opened (or, for object stores, the complete replacement), never a mix, even if the key
  *   is replaced or moved over while it is being read.
