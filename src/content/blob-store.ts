@@ -45,6 +45,16 @@ export interface IngestOptions {
   readonly expectedSize?: number;
 }
 
+export interface UploadPurgeListener {
+  /** An upload (its uuid) the purge removed. */
+  removed(uuid: string): void;
+  /**
+   * The uploads that existed when a purge pass that started at `startedAt` (ms) listed them, less
+   * those it removed: one missing here and begun before that time has ended (on any node).
+   */
+  remaining?(uuids: ReadonlySet<string>, startedAt: number): void;
+}
+
 /** Something that sees the bytes in the pipeline and knows their sha256 when the stream ends. */
 export interface HashingStage extends Transform {
   /** `sha256:<hex>` of the bytes that went through. */
@@ -58,7 +68,7 @@ export interface HashingStage extends Transform {
  * bytes hashed to that digest on their way in (never an object found there).
  */
 export class BlobStore {
-  private readonly purgeListeners: ((uuid: string) => void)[] = [];
+  private readonly purgeListeners: UploadPurgeListener[] = [];
 
   constructor(private readonly driver: StorageDriver) {}
 
@@ -140,16 +150,18 @@ export class BlobStore {
    * Remove uploads nobody has written to for maxAgeMs (a killed process, a vanished client, a
    * request that holds a session without sending bytes). An upload's age is that of its newest
    * object (data, state, or the data claimed by a request in progress). Every listener registered
-   * with onUploadPurged hears of each upload removed.
+   * with onUploadPurge hears of each upload removed, then of those that remain.
    */
   async purgeStaleUploads(maxAgeMs: number, now = Date.now()): Promise<number> {
+    const startedAt = Date.now();
     let entries: string[];
     try {
       entries = await this.driver.list(keys.uploadsRoot);
     } catch (e) {
-      if (isNotFound(e)) return 0;
-      throw e;
+      if (!isNotFound(e)) throw e;
+      entries = [];
     }
+    const remaining = new Set(entries.map((dir) => dir.slice(dir.lastIndexOf('/') + 1)));
     let purged = 0;
     for (const dir of entries) {
       let newest = 0;
@@ -173,14 +185,16 @@ export class BlobStore {
         }
         purged++;
         const uuid = dir.slice(dir.lastIndexOf('/') + 1);
-        for (const l of this.purgeListeners) l(uuid);
+        remaining.delete(uuid);
+        for (const l of this.purgeListeners) l.removed(uuid);
       }
     }
+    for (const l of this.purgeListeners) l.remaining?.(remaining, startedAt);
     return purged;
   }
 
-  /** Be told of each upload the purge removes (its uuid), to drop what is kept about it in memory. */
-  onUploadPurged(listener: (uuid: string) => void): void {
+  /** Be told what each purge removes and leaves, to drop what is kept in memory about uploads. */
+  onUploadPurge(listener: UploadPurgeListener): void {
     this.purgeListeners.push(listener);
   }
 }

@@ -62,11 +62,12 @@ const RECHECK_MS = 2000;
 /**
  * Open sessions counted per repository and per owner, in this process (security issue 10, finding
  * 16). A session leaves when it is finished, cancelled or purged here; one that ended on another
- * node sharing the storage is found out (its state is gone) when its set is full, so the limits
- * hold per node and never keep a slot for a dead session.
+ * node sharing the storage is found out (its state is gone) when its set is full, and by the next
+ * purge pass (it is not listed), so the limits hold per node and no slot outlives its session
+ * for long.
  */
 class SessionSlots {
-  private readonly sessions = new Map<string, readonly string[]>();
+  private readonly sessions = new Map<string, { readonly keys: readonly string[]; readonly since: number }>();
   private readonly sets = new Map<string, Set<string>>();
   private readonly checked = new Map<string, number>();
   /** Reserved, state not written yet: not to be taken for dead by a check. */
@@ -99,7 +100,7 @@ class SessionSlots {
       }
     }
     const ks = wanted.map(([k]) => k);
-    this.sessions.set(uuid, ks);
+    this.sessions.set(uuid, { keys: ks, since: Number.POSITIVE_INFINITY });
     for (const k of ks) {
       let set = this.sets.get(k);
       if (!set) this.sets.set(k, (set = new Set()));
@@ -108,13 +109,16 @@ class SessionSlots {
     this.pending.add(uuid);
   }
 
+  /** The session's state is written: from now on a listing of the uploads shows it. */
   started(uuid: string): void {
     this.pending.delete(uuid);
+    const s = this.sessions.get(uuid);
+    if (s) this.sessions.set(uuid, { keys: s.keys, since: Date.now() });
   }
 
   release(uuid: string): void {
     this.pending.delete(uuid);
-    const ks = this.sessions.get(uuid);
+    const ks = this.sessions.get(uuid)?.keys;
     if (!ks) return;
     this.sessions.delete(uuid);
     for (const k of ks) {
@@ -125,6 +129,13 @@ class SessionSlots {
         this.checked.delete(k);
       }
     }
+  }
+
+  /** Sessions written before `time` (strictly) that are not among `present`: they have ended. */
+  endedBefore(time: number, present: ReadonlySet<string>): string[] {
+    const out: string[] = [];
+    for (const [uuid, s] of this.sessions) if (s.since < time && !this.pending.has(uuid) && !present.has(uuid)) out.push(uuid);
+    return out;
   }
 
   /** Drop the sessions of a full set that no longer exist in storage (ended on another node). */
@@ -163,7 +174,7 @@ class SessionSlots {
  * prefix once.
  */
 export class V2Uploads {
-  private readonly hashes = new Map<string, { hash: Hash; offset: number }>();
+  private readonly hashes = new Map<string, { hash: Hash; offset: number; at: number }>();
   private readonly busy = new Set<string>();
   private readonly slots: SessionSlots;
   private readonly hashEntries: number;
@@ -176,7 +187,14 @@ export class V2Uploads {
   ) {
     this.hashEntries = limits.hashEntries ?? DEFAULT_HASH_ENTRIES;
     this.slots = new SessionSlots(limits, (uuid) => keyExists(this.driver, stateKey(uuid)));
-    blobs.onUploadPurged((uuid) => this.forget(uuid));
+    blobs.onUploadPurge({
+      removed: (uuid) => this.forget(uuid),
+      // sessions that ended on another node sharing the storage leave this node's slots too
+      remaining: (uuids, startedAt) => {
+        for (const uuid of this.slots.endedBefore(startedAt, uuids)) this.forget(uuid);
+        for (const [uuid, h] of this.hashes) if (h.at < startedAt && !uuids.has(uuid)) this.hashes.delete(uuid);
+      },
+    });
   }
 
   /** What this node keeps in memory about sessions (tests and diagnostics). */
@@ -225,6 +243,12 @@ export class V2Uploads {
         throw new V2Error('RANGE_INVALID', undefined, undefined, { Range: st.offset > 0 ? `0-${st.offset - 1}` : '0-0' });
       }
       const { hash, offset } = await this.write(uuid, st, claim, body, { ...opts, last: false });
+      // the purge may have removed a session held longer than upload_purge_age without a byte:
+      // it stays removed (writing its state would bring it back)
+      if (!(await keyExists(this.driver, stateKey(uuid)))) {
+        await this.drop(uuid);
+        throw unknown();
+      }
       await this.driver.putContent(stateKey(uuid), Buffer.from(JSON.stringify({ ...st, offset })), { durable: false });
       await this.release(uuid, claim);
       this.keepHash(uuid, hash, offset);
@@ -257,9 +281,9 @@ export class V2Uploads {
         throw new V2Error('DIGEST_INVALID', { expected: digest, actual });
       }
       try {
-        // the session ends before its bytes move: from here every request on it answers 404
-        await removeIfPresent(this.driver, stateKey(uuid));
-        // the claimed file is complete and no one else can write to it: exactly the bytes hashed
+        // the claimed file is complete and no one else can write to it: exactly the bytes hashed.
+        // Until the session's folder is gone a request on another node finds nothing to claim
+        // (400, busy); after it, 404. Either way it changes nothing.
         await this.blobs.publish(claim, digest);
         await this.link(name, digest);
       } finally {
@@ -298,7 +322,8 @@ export class V2Uploads {
     try {
       const claim = claimKey(uuid);
       try {
-        await this.driver.move(keys.upload(uuid), claim);
+        // a claim need not survive a crash (the session is then unusable either way): no fsync
+        await this.driver.move(keys.upload(uuid), claim, { durable: false });
       } catch (e) {
         if (!isNotFound(e)) throw e;
         // nothing to claim: held by a request on another node while the session lives, else over
@@ -337,7 +362,7 @@ export class V2Uploads {
    */
   private async release(uuid: string, claim: string): Promise<void> {
     try {
-      await this.driver.move(claim, keys.upload(uuid));
+      await this.driver.move(claim, keys.upload(uuid), { durable: false });
     } catch (e) {
       if (!isNotFound(e)) throw e;
       await this.drop(uuid);
@@ -369,10 +394,12 @@ export class V2Uploads {
       await writer.commit({ durable: opts.last });
     } catch (e) {
       // A failed write leaves the session unusable (its data may hold part of the chunk): drop it,
-      // the client starts the blob again. Nothing of it was ever visible.
+      // the client starts the blob again. Nothing of it was ever visible. If the purge removed the
+      // session while this request held it, the client hears that it is gone.
+      const purged = !(e instanceof V2Error) && !(await keyExists(this.driver, stateKey(uuid)).catch(() => true));
       await writer.cancel().catch(() => undefined);
       await this.drop(uuid).catch(() => undefined);
-      throw e;
+      throw purged ? unknown() : e;
     }
     return { hash, offset: st.offset + tap.bytes };
   }
@@ -393,7 +420,7 @@ export class V2Uploads {
 
   private keepHash(uuid: string, hash: Hash, offset: number): void {
     this.hashes.delete(uuid);
-    this.hashes.set(uuid, { hash, offset });
+    this.hashes.set(uuid, { hash, offset, at: Date.now() });
     if (this.hashes.size > this.hashEntries) this.hashes.delete(this.hashes.keys().next().value!);
   }
 

@@ -104,8 +104,13 @@ export interface StorageDriver {
    * prefix has no children.
    */
   list(prefix: string): Promise<string[]>;
-  /** Publish src at dst (overwriting an object at dst), then src no longer exists. Throws PathNotFoundError for a missing src. */
-  move(src: string, dst: string): Promise<void>;
+  /**
+   * Publish src at dst (overwriting an object at dst), then src no longer exists. Throws
+   * PathNotFoundError for a missing src. Durable when it resolves, unless `options.durable` is
+   * false: then a crash may undo it (for renames that are worthless after a crash, such as a
+   * request's claim on an upload session).
+   */
+  move(src: string, dst: string, options?: PutOptions): Promise<void>;
   /** Remove a key and everything below it. Throws PathNotFoundError. The root ('') cannot be deleted. */
   delete(key: string): Promise<void>;
   /** Release resources (timers, sockets). */
