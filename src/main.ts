@@ -91,6 +91,8 @@ export interface RunningServer {
    * this process runs the index.
    */
   readonly v2Tokens: V2TokenVerifier | undefined;
+  /** The v2 upload sessions, when this process serves /v2/ (tests read what it keeps in memory). */
+  readonly v2Uploads: V2Uploads | undefined;
   /** Stop accepting, let in-flight requests finish (up to shutdown_timeout), release resources. */
   close(): Promise<void>;
 }
@@ -248,8 +250,13 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   if (config.read_only) app.use(readOnlyGate());
   // The token service answers before /v2/ (its realm path is under /v2/ and needs no token).
   if (index && issuer) app.use(tokenRouter(effective, index, issuer).routes());
+  let v2Uploads: V2Uploads | undefined;
   if (config.v2 && role !== 'index') {
-    const uploads = new V2Uploads(driver, blobs, config.max_layer_size);
+    const uploads = new V2Uploads(driver, blobs, config.max_layer_size, {
+      perRepository: config.max_uploads_per_repository,
+      perOwner: config.max_uploads_per_account,
+    });
+    v2Uploads = uploads;
     const manifests = new V2Manifests(driver, blobs, uploads);
     const fromV1 = new V1ToV2(driver, blobs, images, repos, manifests, uploads);
     const configs = new ConfigReader(blobs, uploads, config.max_config_size);
@@ -418,5 +425,5 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     })();
     return closing;
   };
-  return { server, url, port: addr.port, config: effective, driver, db, v2Tokens, close };
+  return { server, url, port: addr.port, config: effective, driver, db, v2Tokens, v2Uploads, close };
 }

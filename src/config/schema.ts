@@ -157,6 +157,10 @@ export const configSchema = z
     upload_purging: z.boolean().default(true),
     /** Seconds between purges; unset: upload_purge_age, at most an hour. */
     upload_purge_interval: z.number().int().positive().nullable().default(null),
+    /** Open v2 upload sessions per repository on each node; past it POST answers 429 (0 = no limit). */
+    max_uploads_per_repository: z.number().int().nonnegative().default(64),
+    /** Open v2 upload sessions per account (anonymous: per client address) on each node (0 = no limit). */
+    max_uploads_per_account: z.number().int().nonnegative().default(256),
     /**
      * Serve the v2 / OCI API on /v2/ (on by default: current docker, podman and skopeo speak only
      * v2). Docker 1.6+ prefers v2 whenever /v2/ answers; sites that must keep 1.6–1.9 clients on v1

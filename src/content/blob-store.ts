@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { isNotFound, type StorageDriver } from '../storage/driver.js';
@@ -45,6 +45,16 @@ export interface IngestOptions {
   readonly expectedSize?: number;
 }
 
+export interface UploadPurgeListener {
+  /** An upload (its uuid) the purge removed. */
+  removed(uuid: string): void;
+  /**
+   * The uploads that existed when a purge pass that started at `startedAt` (ms) listed them, less
+   * those it removed: one missing here and begun before that time has ended (on any node).
+   */
+  remaining?(uuids: ReadonlySet<string>, startedAt: number): void;
+}
+
 /** Something that sees the bytes in the pipeline and knows their sha256 when the stream ends. */
 export interface HashingStage extends Transform {
   /** `sha256:<hex>` of the bytes that went through. */
@@ -54,9 +64,12 @@ export interface HashingStage extends Transform {
 /**
  * Content-addressed blob storage over a driver: every layer byte is stored once, at its sha256.
  * Uploads stream to a private key, are verified, then published with move(); a failure at any step
- * cancels the upload, so no partial blob is ever visible.
+ * cancels the upload, so no partial blob is ever visible. What is published at a digest is always
+ * bytes hashed to that digest on their way in (never an object found there).
  */
 export class BlobStore {
+  private readonly purgeListeners: UploadPurgeListener[] = [];
+
   constructor(private readonly driver: StorageDriver) {}
 
   async stat(digest: string): Promise<BlobInfo | undefined> {
@@ -75,7 +88,7 @@ export class BlobStore {
 
   /**
    * Stream source → meter → hasher → upload key, make it durable, then publish it at its digest.
-   * Returns the digest and size. Publishing is idempotent: an existing blob with that digest is kept.
+   * Returns the digest and size.
    */
   async ingest(source: Readable, hasher: HashingStage, opts: IngestOptions): Promise<BlobInfo> {
     const uuid = randomUUID();
@@ -95,7 +108,7 @@ export class BlobStore {
     }
     const digest = hasher.sha256();
     try {
-      await this.publish(uploadKey, digest, meter.bytes);
+      await this.publish(uploadKey, digest);
     } finally {
       await this.removeUpload(uuid);
     }
@@ -103,13 +116,25 @@ export class BlobStore {
   }
 
   /**
-   * Publish verified bytes at their digest. Idempotent: an existing blob with that digest (same
-   * content by construction) is kept and the upload's copy dropped by the caller.
+   * Publish bytes the caller has just hashed (they are at uploadKey, complete, and written by no
+   * one else) at their digest. Whatever is already at the digest is replaced, atomically: an
+   * existing object is never trusted by its size or its presence (security issue 10, finding 13:
+   * bytes that did not hash to their digest had been kept, and served to every repository).
+   * Pushing the same content again is therefore still a success, it just costs a rename.
    */
-  async publish(uploadKey: string, digest: string, size: number): Promise<void> {
-    const existing = await this.stat(digest);
-    if (existing && existing.size === size) return;
+  async publish(uploadKey: string, digest: string): Promise<void> {
     await this.driver.move(uploadKey, keys.blob(hexOf(digest)));
+  }
+
+  /**
+   * Write a small object (a manifest, an image config) at its digest, replacing whatever is there:
+   * the bytes are hashed here once more, so nothing but content that hashes to its digest is ever
+   * stored under it.
+   */
+  async putSmall(digest: string, bytes: Buffer): Promise<void> {
+    const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    if (actual !== digest) throw new Error(`putSmall: the bytes hash to ${actual}, not ${digest}`);
+    await this.driver.putContent(keys.blob(hexOf(digest)), bytes);
   }
 
   /** Remove an upload's folder (data and state); nothing there is fine. */
@@ -121,32 +146,56 @@ export class BlobStore {
     }
   }
 
-  /** Remove uploads nobody has written to for maxAgeMs (a killed process or a vanished client). */
+  /**
+   * Remove uploads nobody has written to for maxAgeMs (a killed process, a vanished client, a
+   * request that holds a session without sending bytes). An upload's age is that of its newest
+   * object (data, state, or the data claimed by a request in progress). Every listener registered
+   * with onUploadPurge hears of each upload removed, then of those that remain.
+   */
   async purgeStaleUploads(maxAgeMs: number, now = Date.now()): Promise<number> {
+    const startedAt = Date.now();
     let entries: string[];
     try {
       entries = await this.driver.list(keys.uploadsRoot);
     } catch (e) {
-      if (isNotFound(e)) return 0;
-      throw e;
+      if (!isNotFound(e)) throw e;
+      entries = [];
     }
+    const remaining = new Set(entries.map((dir) => dir.slice(dir.lastIndexOf('/') + 1)));
     let purged = 0;
     for (const dir of entries) {
-      let modTime: Date;
+      let newest = 0;
       try {
-        modTime = (await this.driver.stat(`${dir}/data`)).modTime;
+        for (const key of await this.driver.list(dir)) {
+          try {
+            newest = Math.max(newest, (await this.driver.stat(key)).modTime.getTime());
+          } catch (e) {
+            if (!isNotFound(e)) throw e; // moved or removed meanwhile: the others decide
+          }
+        }
       } catch (e) {
         if (!isNotFound(e)) throw e;
-        modTime = (await this.driver.stat(dir).catch(() => ({ modTime: new Date(0) }))).modTime;
+        continue; // removed meanwhile
       }
-      if (now - modTime.getTime() >= maxAgeMs) {
-        await this.driver.delete(dir).catch((e: unknown) => {
+      if (now - newest >= maxAgeMs) {
+        try {
+          await this.driver.delete(dir);
+        } catch (e) {
           if (!isNotFound(e)) throw e;
-        });
+        }
         purged++;
+        const uuid = dir.slice(dir.lastIndexOf('/') + 1);
+        remaining.delete(uuid);
+        for (const l of this.purgeListeners) l.removed(uuid);
       }
     }
+    for (const l of this.purgeListeners) l.remaining?.(remaining, startedAt);
     return purged;
+  }
+
+  /** Be told what each purge removes and leaves, to drop what is kept in memory about uploads. */
+  onUploadPurge(listener: UploadPurgeListener): void {
+    this.purgeListeners.push(listener);
   }
 }
 

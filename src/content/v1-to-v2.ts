@@ -111,7 +111,8 @@ export class V1ToV2 {
     }
     const config = configFromV1Chain(chain);
     const configDigest = `sha256:${createHash('sha256').update(config).digest('hex')}`;
-    if (!(await this.blobs.stat(configDigest))) await this.driver.putContent(keys.blob(configDigest.slice(7)), config);
+    // always the bytes just hashed: an object already at the digest is not trusted (security issue 10)
+    await this.blobs.putSmall(configDigest, config);
     for (const d of [configDigest, ...layers.map((l) => l.digest)]) await this.uploads.link(name, d);
     const manifest = Buffer.from(
       JSON.stringify({

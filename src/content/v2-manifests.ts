@@ -230,7 +230,8 @@ export class V2Manifests {
       ...(artifactType ? { artifactType } : {}),
     };
     // bytes first, then the revision record, then the tag: each step is visible only when complete
-    if (!(await this.blobs.stat(digest))) await this.driver.putContent(keys.blob(digest.slice(7)), bytes);
+    // always the bytes just hashed: an object already at the digest is not trusted (security issue 10)
+    await this.blobs.putSmall(digest, bytes);
     await this.driver.putContent(revisionKey(name, digest), Buffer.from(JSON.stringify(rev)));
     if (subject) await this.driver.putContent(referrerKey(name, subject, digest), Buffer.from(digest));
     if (reference.tag) await this.driver.putContent(tagKey(name, reference.tag), Buffer.from(digest));

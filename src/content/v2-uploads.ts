@@ -1,7 +1,7 @@
-import { createHash, randomUUID, type Hash } from 'node:crypto';
+import { createHash, randomBytes, randomUUID, type Hash } from 'node:crypto';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { StorageDriver } from '../storage/driver.js';
+import { isNotFound, type StorageDriver } from '../storage/driver.js';
 import { V2Error } from '../errors/v2.js';
 import type { BlobStore } from './blob-store.js';
 import { keys } from './keys.js';
@@ -35,124 +35,266 @@ class HashTap extends Transform {
 }
 
 const stateKey = (uuid: string): string => `uploads/${uuid}/state`;
+/** Where a request keeps the session's data while it works on it (see V2Uploads). */
+const claimKey = (uuid: string): string => `uploads/${uuid}/claim-${randomBytes(8).toString('hex')}`;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export const SESSION_BUSY = 'another request of this upload session is in progress';
+const busy = (): V2Error => new V2Error('BLOB_UPLOAD_INVALID', undefined, SESSION_BUSY);
+const unknown = (): V2Error => new V2Error('BLOB_UPLOAD_UNKNOWN');
+
+export interface UploadLimits {
+  /** Open sessions per repository (0: no limit). */
+  readonly perRepository: number;
+  /** Open sessions per owner: an account, or a client address for anonymous callers (0: no limit). */
+  readonly perOwner: number;
+  /** Most sha256 states kept in memory; past it the least recently used is dropped. */
+  readonly hashEntries?: number;
+  /** Seconds a client refused for too many sessions is told to wait (Retry-After). */
+  readonly retryAfter?: number;
+}
+
+const NO_LIMITS: UploadLimits = { perRepository: 0, perOwner: 0 };
+const DEFAULT_HASH_ENTRIES = 4096;
+/** A set of slots is checked against storage at most this often (ms) when it is full. */
+const RECHECK_MS = 2000;
+
+/**
+ * Open sessions counted per repository and per owner, in this process (security issue 10, finding
+ * 16). A session leaves when it is finished, cancelled or purged here; one that ended on another
+ * node sharing the storage is found out (its state is gone) when its set is full, and by the next
+ * purge pass (it is not listed), so the limits hold per node and no slot outlives its session
+ * for long.
+ */
+class SessionSlots {
+  private readonly sessions = new Map<string, { readonly keys: readonly string[]; readonly since: number }>();
+  private readonly sets = new Map<string, Set<string>>();
+  private readonly checked = new Map<string, number>();
+  /** Reserved, state not written yet: not to be taken for dead by a check. */
+  private readonly pending = new Set<string>();
+
+  constructor(
+    private readonly limits: UploadLimits,
+    private readonly alive: (uuid: string) => Promise<boolean>,
+  ) {}
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  /** Take a slot in both sets for uuid, or throw TOOMANYREQUESTS. */
+  async reserve(uuid: string, repoKey: string, ownerKey: string): Promise<void> {
+    const wanted: [string, number][] = [
+      [repoKey, this.limits.perRepository],
+      [ownerKey, this.limits.perOwner],
+    ];
+    for (const [key, limit] of wanted) {
+      if (limit > 0 && (this.sets.get(key)?.size ?? 0) >= limit) await this.recheck(key);
+    }
+    // decided and taken without awaiting: concurrent requests cannot both take the last slot
+    for (const [key, limit] of wanted) {
+      if (limit > 0 && (this.sets.get(key)?.size ?? 0) >= limit) {
+        throw new V2Error('TOOMANYREQUESTS', { limit, open: this.sets.get(key)!.size }, 'too many upload sessions open: finish or cancel one', {
+          'Retry-After': String(this.limits.retryAfter ?? 30),
+        });
+      }
+    }
+    const ks = wanted.map(([k]) => k);
+    this.sessions.set(uuid, { keys: ks, since: Number.POSITIVE_INFINITY });
+    for (const k of ks) {
+      let set = this.sets.get(k);
+      if (!set) this.sets.set(k, (set = new Set()));
+      set.add(uuid);
+    }
+    this.pending.add(uuid);
+  }
+
+  /** The session's state is written: from now on a listing of the uploads shows it. */
+  started(uuid: string): void {
+    this.pending.delete(uuid);
+    const s = this.sessions.get(uuid);
+    if (s) this.sessions.set(uuid, { keys: s.keys, since: Date.now() });
+  }
+
+  release(uuid: string): void {
+    this.pending.delete(uuid);
+    const ks = this.sessions.get(uuid)?.keys;
+    if (!ks) return;
+    this.sessions.delete(uuid);
+    for (const k of ks) {
+      const set = this.sets.get(k);
+      set?.delete(uuid);
+      if (set?.size === 0) {
+        this.sets.delete(k);
+        this.checked.delete(k);
+      }
+    }
+  }
+
+  /** Sessions written before `time` (strictly) that are not among `present`: they have ended. */
+  endedBefore(time: number, present: ReadonlySet<string>): string[] {
+    const out: string[] = [];
+    for (const [uuid, s] of this.sessions) if (s.since < time && !this.pending.has(uuid) && !present.has(uuid)) out.push(uuid);
+    return out;
+  }
+
+  /** Drop the sessions of a full set that no longer exist in storage (ended on another node). */
+  private async recheck(key: string): Promise<void> {
+    const last = this.checked.get(key) ?? 0;
+    if (Date.now() - last < RECHECK_MS) return;
+    this.checked.set(key, Date.now());
+    const uuids = [...(this.sets.get(key) ?? [])].filter((u) => !this.pending.has(u));
+    const alive = await Promise.all(uuids.map((u) => this.alive(u)));
+    uuids.forEach((u, i) => {
+      if (!alive[i]) this.release(u);
+    });
+  }
+}
 
 /**
  * Blob upload sessions of the v2 API (spec v2-bridge §1.4), kept server-side in storage
  * (uploads/<uuid>/{state,data}) so any node can continue one and every Location ever issued for a
- * live session keeps working. Session data and state are not fsynced chunk by chunk (as with
- * distribution, a crash may cost an upload in progress: the data no longer matches the state and
- * the client starts the blob again); the data is made durable once, before the blob is published.
- * The sha256 state lives in memory on the node that wrote the bytes; a node that
- * continues someone else's session (or one from before a restart) re-hashes the stored prefix once.
+ * live session keeps working.
+ *
+ * One request at a time (security issue 10, finding 13): a PATCH, PUT or DELETE first claims the
+ * session's data file by moving it to a name of its own (uploads/<uuid>/claim-<random>); the
+ * driver lets exactly one of concurrent moves win, also across processes sharing the storage.
+ * The request then writes, updates the state and moves the file back (PATCH), publishes it
+ * (PUT) or removes the session (DELETE). A request that finds no data file to claim is refused
+ * with 400 BLOB_UPLOAD_INVALID while the session's state exists (another request holds it), else
+ * 404 BLOB_UPLOAD_UNKNOWN (the session is over), and changes nothing. In this process a set of
+ * busy sessions answers before storage is asked. A node that dies holding a claim leaves the
+ * session unusable; the purge job removes it.
+ *
+ * Session data and state are not fsynced chunk by chunk (as with distribution, a crash may cost an
+ * upload in progress: the data no longer matches the state and the client starts the blob again);
+ * the data is made durable once, before the blob is published. The sha256 state lives in memory on
+ * the node that wrote the bytes (at most `hashEntries` of them); a node that continues someone
+ * else's session (or one from before a restart, or whose state was dropped) re-hashes the stored
+ * prefix once.
  */
 export class V2Uploads {
-  private readonly hashes = new Map<string, { hash: Hash; offset: number }>();
+  private readonly hashes = new Map<string, { hash: Hash; offset: number; at: number }>();
+  private readonly busy = new Set<string>();
+  private readonly slots: SessionSlots;
+  private readonly hashEntries: number;
 
   constructor(
     private readonly driver: StorageDriver,
     private readonly blobs: BlobStore,
     private readonly maxSize: number,
-  ) {}
+    limits: UploadLimits = NO_LIMITS,
+  ) {
+    this.hashEntries = limits.hashEntries ?? DEFAULT_HASH_ENTRIES;
+    this.slots = new SessionSlots(limits, (uuid) => keyExists(this.driver, stateKey(uuid)));
+    blobs.onUploadPurge({
+      removed: (uuid) => this.forget(uuid),
+      // sessions that ended on another node sharing the storage leave this node's slots too
+      remaining: (uuids, startedAt) => {
+        for (const uuid of this.slots.endedBefore(startedAt, uuids)) this.forget(uuid);
+        for (const [uuid, h] of this.hashes) if (h.at < startedAt && !uuids.has(uuid)) this.hashes.delete(uuid);
+      },
+    });
+  }
 
-  async start(name: V2Name): Promise<string> {
+  /** What this node keeps in memory about sessions (tests and diagnostics). */
+  memory(): { sessions: number; hashes: number } {
+    return { sessions: this.slots.size, hashes: this.hashes.size };
+  }
+
+  /**
+   * Open a session for name on behalf of owner (`account:<name>` or `address:<ip>`), or throw
+   * TOOMANYREQUESTS when the repository or the owner has its limit of open sessions.
+   */
+  async start(name: V2Name, owner: string): Promise<string> {
     const uuid = randomUUID();
-    const state: UploadState = { name, offset: 0, started: Date.now() };
-    // the session's state need not survive a crash (the client starts the blob again): no fsync
-    await this.driver.putContent(stateKey(uuid), Buffer.from(JSON.stringify(state)), { durable: false });
-    this.hashes.set(uuid, { hash: createHash('sha256'), offset: 0 });
+    await this.slots.reserve(uuid, `repository:${name}`, owner);
+    try {
+      const state: UploadState = { name, offset: 0, started: Date.now() };
+      // an empty data file to claim; neither it nor the state need survive a crash (the client
+      // starts the blob again): no fsync
+      await this.driver.putContent(keys.upload(uuid), Buffer.alloc(0), { durable: false });
+      await this.driver.putContent(stateKey(uuid), Buffer.from(JSON.stringify(state)), { durable: false });
+    } catch (e) {
+      await this.drop(uuid).catch(() => undefined);
+      throw e;
+    }
+    this.slots.started(uuid);
+    this.keepHash(uuid, createHash('sha256'), 0);
     return uuid;
   }
 
   /** The session's state, or BLOB_UPLOAD_UNKNOWN (also for a session of another repository). */
   async state(name: V2Name, uuid: string): Promise<UploadState> {
-    if (!UUID.test(uuid)) throw new V2Error('BLOB_UPLOAD_UNKNOWN');
-    const raw = await readOptional(this.driver, stateKey(uuid));
-    if (!raw) throw new V2Error('BLOB_UPLOAD_UNKNOWN');
-    const st = JSON.parse(raw.toString('utf8')) as UploadState;
-    if (st.name !== name) throw new V2Error('BLOB_UPLOAD_UNKNOWN');
+    if (!UUID.test(uuid)) throw unknown();
+    const st = await this.readState(uuid);
+    if (!st || st.name !== name) throw unknown();
     return st;
-  }
-
-  private async hashAt(uuid: string, offset: number): Promise<Hash> {
-    const mine = this.hashes.get(uuid);
-    if (mine && mine.offset === offset) return mine.hash;
-    // Another node wrote the bytes so far (or we restarted): hash the stored prefix once.
-    const hash = createHash('sha256');
-    if (offset > 0) {
-      const r = await this.driver.reader(keys.upload(uuid), 0, offset);
-      for await (const c of r) hash.update(c as Buffer);
-    }
-    return hash;
   }
 
   /**
    * Append a body to the session. `start` is the Content-Range start when the client sent one:
    * it must equal the current size (spec §1.6 items 2–3: 416 otherwise).
    */
-  async append(name: V2Name, uuid: string, body: Readable, opts: { start?: number; contentLength?: number; last?: boolean } = {}, known?: UploadState): Promise<number> {
-    const st = known ?? (await this.state(name, uuid));
-    if (opts.start !== undefined && opts.start !== st.offset) {
-      throw new V2Error('RANGE_INVALID', undefined, undefined, { Range: st.offset > 0 ? `0-${st.offset - 1}` : '0-0' });
-    }
-    const hash = await this.hashAt(uuid, st.offset);
-    this.hashes.delete(uuid); // until this append is complete, nobody may continue from it
-    const tap = new HashTap(hash, this.maxSize > 0 ? this.maxSize - st.offset : 0);
-    const writer = await this.driver.writer(keys.upload(uuid), { append: true });
-    if (writer.size !== st.offset) {
-      await writer.cancel().catch(() => undefined);
-      throw new V2Error('BLOB_UPLOAD_INVALID', undefined, 'upload data does not match its state: start again');
-    }
-    try {
-      await pipeline(body, tap, writer.stream);
-      if (opts.contentLength !== undefined && tap.bytes !== opts.contentLength) throw new V2Error('SIZE_INVALID');
-      // the last chunk is made durable with everything before it; earlier ones need not be
-      await writer.commit({ durable: opts.last === true });
-    } catch (e) {
-      // A failed append leaves the session unusable (its data may hold part of the chunk): drop it,
-      // the client starts the blob again. Nothing of it was ever visible.
-      await writer.cancel().catch(() => undefined);
-      await this.cancel(name, uuid).catch(() => undefined);
-      throw e;
-    }
-    const offset = st.offset + tap.bytes;
-    // the last chunk (PUT ?digest= with a body) is published right away: no state to keep
-    if (!opts.last) await this.driver.putContent(stateKey(uuid), Buffer.from(JSON.stringify({ ...st, offset })), { durable: false });
-    this.hashes.set(uuid, { hash, offset });
-    return offset;
+  async append(name: V2Name, uuid: string, body: Readable, opts: { start?: number; contentLength?: number } = {}): Promise<number> {
+    return this.exclusive(name, uuid, async (st, claim) => {
+      if (opts.start !== undefined && opts.start !== st.offset) {
+        await this.release(uuid, claim);
+        throw new V2Error('RANGE_INVALID', undefined, undefined, { Range: st.offset > 0 ? `0-${st.offset - 1}` : '0-0' });
+      }
+      const { hash, offset } = await this.write(uuid, st, claim, body, { ...opts, last: false });
+      // the purge may have removed a session held longer than upload_purge_age without a byte:
+      // it stays removed (writing its state would bring it back)
+      if (!(await keyExists(this.driver, stateKey(uuid)))) {
+        await this.drop(uuid);
+        throw unknown();
+      }
+      await this.driver.putContent(stateKey(uuid), Buffer.from(JSON.stringify({ ...st, offset })), { durable: false });
+      await this.release(uuid, claim);
+      this.keepHash(uuid, hash, offset);
+      return offset;
+    });
   }
 
   /** PUT ?digest=: append an optional last chunk, verify, publish, link into the repository. */
   async finish(name: V2Name, uuid: string, digest: string, body: Readable | undefined, contentLength?: number): Promise<number> {
-    const st = await this.state(name, uuid);
-    let offset = st.offset;
-    if (body) offset = await this.append(name, uuid, body, { last: true, ...(contentLength !== undefined ? { contentLength } : {}) }, st);
-    else if (offset > 0) {
-      // the PATCHes before were not fsynced: make the whole file durable before it is published
-      const w = await this.driver.writer(keys.upload(uuid), { append: true });
-      await w.commit();
-    }
-    const hash = await this.hashAt(uuid, offset);
-    this.hashes.delete(uuid);
-    const actual = `sha256:${hash.copy().digest('hex')}`;
-    if (actual !== digest) {
-      await this.cancel(name, uuid);
-      throw new V2Error('DIGEST_INVALID', { expected: digest, actual });
-    }
-    if (offset === 0) {
-      // an empty blob: there is no data file to move
-      await this.driver.putContent(keys.upload(uuid), Buffer.alloc(0));
-    }
-    await this.blobs.publish(keys.upload(uuid), digest, offset);
-    await this.link(name, digest);
-    await this.blobs.removeUpload(uuid);
-    return offset;
+    return this.exclusive(name, uuid, async (st, claim) => {
+      let offset = st.offset;
+      let hash: Hash;
+      if (body) {
+        ({ hash, offset } = await this.write(uuid, st, claim, body, { last: true, ...(contentLength !== undefined ? { contentLength } : {}) }));
+      } else {
+        hash = await this.hashAt(uuid, claim, offset);
+        // the PATCHes before were not fsynced: make the whole file durable before it is published
+        const w = await this.driver.writer(claim, { append: true });
+        if (w.size !== offset) {
+          await w.cancel().catch(() => undefined);
+          await this.drop(uuid);
+          throw new V2Error('BLOB_UPLOAD_INVALID', undefined, 'upload data does not match its state: start again');
+        }
+        await w.commit();
+      }
+      this.hashes.delete(uuid);
+      const actual = `sha256:${hash.copy().digest('hex')}`;
+      if (actual !== digest) {
+        await this.drop(uuid);
+        throw new V2Error('DIGEST_INVALID', { expected: digest, actual });
+      }
+      try {
+        // the claimed file is complete and no one else can write to it: exactly the bytes hashed.
+        // Until the session's folder is gone a request on another node finds nothing to claim
+        // (400, busy); after it, 404. Either way it changes nothing.
+        await this.blobs.publish(claim, digest);
+        await this.link(name, digest);
+      } finally {
+        await this.drop(uuid);
+      }
+      return offset;
+    });
   }
 
   async cancel(name: V2Name, uuid: string): Promise<void> {
-    await this.state(name, uuid);
-    this.hashes.delete(uuid);
-    await this.blobs.removeUpload(uuid);
+    await this.exclusive(name, uuid, () => this.drop(uuid));
   }
 
   /** A blob is visible in a repository only once pushed or mounted there (spec §1.4). */
@@ -167,9 +309,138 @@ export class V2Uploads {
   async unlink(name: V2Name, digest: string): Promise<boolean> {
     return removeIfPresent(this.driver, linkKey(name, digest));
   }
+
+  /**
+   * Run fn as the only request working on the session: claim its data file (see the class
+   * comment), read its state, hand both to fn. fn releases the claim, publishes the file or drops
+   * the session.
+   */
+  private async exclusive<T>(name: V2Name, uuid: string, fn: (st: UploadState, claim: string) => Promise<T>): Promise<T> {
+    if (!UUID.test(uuid)) throw unknown();
+    if (this.busy.has(uuid)) throw busy();
+    this.busy.add(uuid);
+    try {
+      const claim = claimKey(uuid);
+      try {
+        // a claim need not survive a crash (the session is then unusable either way): no fsync
+        await this.driver.move(keys.upload(uuid), claim, { durable: false });
+      } catch (e) {
+        if (!isNotFound(e)) throw e;
+        // nothing to claim: held by a request on another node while the session lives, else over
+        const st = await this.readState(uuid);
+        if (st?.name === name) throw busy();
+        throw unknown();
+      }
+      let st: UploadState | undefined;
+      try {
+        st = await this.readState(uuid);
+      } catch (e) {
+        await this.release(uuid, claim).catch(() => undefined);
+        throw e;
+      }
+      if (!st || st.name !== name) {
+        // not a session of this repository (or not a session): leave its data where it was
+        await this.release(uuid, claim).catch(() => undefined);
+        throw unknown();
+      }
+      try {
+        return await fn(st, claim);
+      } catch (e) {
+        // fn gives the claim back or drops the session on the failures it expects; after any
+        // other (storage) failure the data may not match the state: the session goes
+        if (await keyExists(this.driver, claim).catch(() => true)) await this.drop(uuid).catch(() => undefined);
+        throw e;
+      }
+    } finally {
+      this.busy.delete(uuid);
+    }
+  }
+
+  /**
+   * Give the claimed data file back to the session. If the session was removed meanwhile (the
+   * purge took it while this request held it), it stays removed: BLOB_UPLOAD_UNKNOWN.
+   */
+  private async release(uuid: string, claim: string): Promise<void> {
+    try {
+      await this.driver.move(claim, keys.upload(uuid), { durable: false });
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+      await this.drop(uuid);
+      throw unknown();
+    }
+  }
+
+  /** Stream body onto the claimed data file; on any failure the session is dropped. */
+  private async write(
+    uuid: string,
+    st: UploadState,
+    claim: string,
+    body: Readable,
+    opts: { contentLength?: number; last: boolean },
+  ): Promise<{ hash: Hash; offset: number }> {
+    const hash = await this.hashAt(uuid, claim, st.offset);
+    this.hashes.delete(uuid); // until this write is complete, nobody may continue from it
+    const tap = new HashTap(hash, this.maxSize > 0 ? this.maxSize - st.offset : 0);
+    const writer = await this.driver.writer(claim, { append: true });
+    if (writer.size !== st.offset) {
+      await writer.cancel().catch(() => undefined);
+      await this.drop(uuid);
+      throw new V2Error('BLOB_UPLOAD_INVALID', undefined, 'upload data does not match its state: start again');
+    }
+    try {
+      await pipeline(body, tap, writer.stream);
+      if (opts.contentLength !== undefined && tap.bytes !== opts.contentLength) throw new V2Error('SIZE_INVALID');
+      // the last chunk is made durable with everything before it; earlier ones need not be
+      await writer.commit({ durable: opts.last });
+    } catch (e) {
+      // A failed write leaves the session unusable (its data may hold part of the chunk): drop it,
+      // the client starts the blob again. Nothing of it was ever visible. If the purge removed the
+      // session while this request held it, the client hears that it is gone.
+      const purged = !(e instanceof V2Error) && !(await keyExists(this.driver, stateKey(uuid)).catch(() => true));
+      await writer.cancel().catch(() => undefined);
+      await this.drop(uuid).catch(() => undefined);
+      throw purged ? unknown() : e;
+    }
+    return { hash, offset: st.offset + tap.bytes };
+  }
+
+  /** The sha256 state after the first offset bytes of the session (the claimed file holds them). */
+  private async hashAt(uuid: string, claim: string, offset: number): Promise<Hash> {
+    const mine = this.hashes.get(uuid);
+    if (mine && mine.offset === offset) return mine.hash;
+    // Another node wrote the bytes so far (or we restarted, or the entry was dropped): hash the
+    // stored prefix once.
+    const hash = createHash('sha256');
+    if (offset > 0) {
+      const r = await this.driver.reader(claim, 0, offset);
+      for await (const c of r) hash.update(c as Buffer);
+    }
+    return hash;
+  }
+
+  private keepHash(uuid: string, hash: Hash, offset: number): void {
+    this.hashes.delete(uuid);
+    this.hashes.set(uuid, { hash, offset, at: Date.now() });
+    if (this.hashes.size > this.hashEntries) this.hashes.delete(this.hashes.keys().next().value!);
+  }
+
+  private async readState(uuid: string): Promise<UploadState | undefined> {
+    const raw = await readOptional(this.driver, stateKey(uuid));
+    return raw ? (JSON.parse(raw.toString('utf8')) as UploadState) : undefined;
+  }
+
+  /** Remove the session (state, data, any claim) and everything kept about it in memory. */
+  private async drop(uuid: string): Promise<void> {
+    this.forget(uuid);
+    await this.blobs.removeUpload(uuid);
+  }
+
+  private forget(uuid: string): void {
+    this.hashes.delete(uuid);
+    this.slots.release(uuid);
+  }
 }
 
 export function linkKey(name: string, digest: string): string {
   return `v2/repositories/${name}/_layers/${digest.slice('sha256:'.length)}`;
 }
-

@@ -17,6 +17,11 @@ import { finished } from 'node:stream/promises';
  * - move(src, dst) publishes src at dst; dst is complete when it becomes readable. It may
  *   be implemented as rename (filesystem) or copy + delete (object stores): callers never
  *   rely on src and dst being swapped atomically as a pair.
+ * - move(src, …) claims src: of several moves of one src running at once (in one process or in
+ *   several sharing the storage), exactly one succeeds and the others reject with
+ *   PathNotFoundError. The content layer relies on it to let one request at a time work on an
+ *   upload session (src/content/v2-uploads.ts). rename(2) gives it; an object store driver
+ *   needs a conditional copy or a lock to give it.
  * - a stream returned by reader() keeps delivering the bytes the key held when it was
  *   opened (or, for object stores, the complete replacement), never a mix, even if the key
  *   is replaced or moved over while it is being read.
@@ -99,8 +104,13 @@ export interface StorageDriver {
    * prefix has no children.
    */
   list(prefix: string): Promise<string[]>;
-  /** Publish src at dst (overwriting an object at dst), then src no longer exists. Throws PathNotFoundError for a missing src. */
-  move(src: string, dst: string): Promise<void>;
+  /**
+   * Publish src at dst (overwriting an object at dst), then src no longer exists. Throws
+   * PathNotFoundError for a missing src. Durable when it resolves, unless `options.durable` is
+   * false: then a crash may undo it (for renames that are worthless after a crash, such as a
+   * request's claim on an upload session).
+   */
+  move(src: string, dst: string, options?: PutOptions): Promise<void>;
   /** Remove a key and everything below it. Throws PathNotFoundError. The root ('') cannot be deleted. */
   delete(key: string): Promise<void>;
   /** Release resources (timers, sockets). */

@@ -359,7 +359,9 @@ export function v2Routes(deps: V2Deps) {
           // not mountable: an ordinary session instead (spec end-11)
         }
         const digestQ = typeof ctx.query.digest === 'string' ? ctx.query.digest : undefined;
-        const uuid = await uploads.start(name);
+        // sessions are counted per repository and per account, per client address when anonymous
+        const account = (ctx.state.v2Principal as V2Principal | undefined)?.account ?? null;
+        const uuid = await uploads.start(name, account !== null ? `account:${account}` : `address:${ctx.ip}`);
         if (digestQ !== undefined) {
           // single POST with the whole blob (end-4b)
           const digest = digestParam(digestQ);

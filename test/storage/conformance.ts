@@ -439,6 +439,22 @@ export function runDriverConformance(name: string, makeDriver: () => Promise<Dri
           assert.deepEqual(await d.list('mv'), ['mv/dst']);
         }));
 
+      it('lets exactly one of several concurrent moves of one src win; the others reject with PathNotFoundError', () =>
+        withDriver(async (d) => {
+          for (let round = 0; round < 20; round++) {
+            const data = randomBytes(1000 + round);
+            await d.putContent('claim/data', data);
+            // durable or not makes no difference to who wins or to what is visible
+            const results = await Promise.allSettled(Array.from({ length: 8 }, (_, i) => d.move('claim/data', `claim/by-${i}`, { durable: i % 2 === 0 })));
+            const won = results.flatMap((r, i) => (r.status === 'fulfilled' ? [i] : []));
+            assert.equal(won.length, 1, `round ${round}: one winner`);
+            for (const r of results) if (r.status === 'rejected') assert.ok(r.reason instanceof PathNotFoundError, `round ${round}: ${String(r.reason)}`);
+            assert.deepEqual(await d.list('claim'), [`claim/by-${won[0]}`]);
+            assert.equal(sha256(await d.getContent(`claim/by-${won[0]}`)), sha256(data));
+            await d.delete('claim');
+          }
+        }));
+
       it('throws PathNotFoundError for a missing src, leaving dst and its prefix untouched', () =>
         withDriver(async (d) => {
           await d.putContent('mv/dst', Buffer.from('old'));

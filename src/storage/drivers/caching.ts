@@ -208,11 +208,11 @@ export class CachingDriver implements StorageDriver {
     return w;
   }
 
-  async move(src: string, dst: string): Promise<void> {
+  async move(src: string, dst: string, options?: PutOptions): Promise<void> {
     this.invalidate(src, true);
     this.invalidate(dst, true);
     try {
-      await this.inner.move(src, dst);
+      await this.inner.move(src, dst, options);
     } finally {
       this.invalidate(src, true);
       this.invalidate(dst, true);

@@ -256,9 +256,10 @@ class FilesystemDriver implements StorageDriver {
     return keys.sort();
   }
 
-  async move(src: string, dst: string): Promise<void> {
+  async move(src: string, dst: string, options: PutOptions = {}): Promise<void> {
     validateKey(src);
     validateKey(dst);
+    if (dirname(keyToPath(this.base, src)) === dirname(keyToPath(this.base, dst))) return this.renameInDir(src, dst, options);
     const srcPath = await this.pathOf(src);
     const dstPath = await this.pathOf(dst);
     const dstDir = dirname(dstPath);
@@ -278,8 +279,25 @@ class FilesystemDriver implements StorageDriver {
         throw translate(e, src, true);
       }
     }
-    await syncDir(dstDir);
-    if (dirname(srcPath) !== dstDir) await pruneEmptyDirs(this.base, dirname(srcPath), this.forget);
+    if (options.durable !== false) await syncDir(dstDir);
+    await pruneEmptyDirs(this.base, dirname(srcPath), this.forget);
+  }
+
+  /**
+   * move() within one directory (an upload session's claim and its release, on every request):
+   * the directory exists while src does, so ENOENT can only mean that src is missing, and one
+   * rename does it (no lstat of src, no mkdir of the directory first).
+   */
+  private async renameInDir(src: string, dst: string, options: PutOptions): Promise<void> {
+    const srcPath = await this.pathOf(src);
+    const dstPath = await this.pathOf(dst);
+    const dir = dirname(srcPath);
+    try {
+      await rename(srcPath, dstPath);
+    } catch (e) {
+      throw translate(e, src, true);
+    }
+    if (options.durable !== false) await syncDir(dir);
   }
 
   async delete(key: string): Promise<void> {
