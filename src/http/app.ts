@@ -8,6 +8,13 @@ export interface AppState {
   requestId: string;
 }
 
+/** Node's refusal of a header name or value (control characters, a missing value). */
+const INVALID_HEADER_CODES = new Set(['ERR_INVALID_CHAR', 'ERR_HTTP_INVALID_HEADER_VALUE', 'ERR_INVALID_HTTP_TOKEN']);
+
+function isInvalidHeaderError(e: unknown): boolean {
+  return e instanceof TypeError && INVALID_HEADER_CODES.has(String((e as NodeJS.ErrnoException).code));
+}
+
 /** Renders errors for the v1 surfaces: `{"error": "…"}` with the status of the code table. */
 export function v1ErrorRenderer(log: Logger) {
   return async (ctx: Context, next: Next): Promise<void> => {
@@ -18,6 +25,13 @@ export function v1ErrorRenderer(log: Logger) {
         for (const [k, v] of Object.entries(e.headers)) ctx.set(k, v);
         sendJson(ctx, e.status, STRING_BODY_CODES.has(e.code) ? e.message : { error: e.message });
         if (e.status >= 500) log.error('request failed', { id: ctx.state.requestId, code: e.code });
+        return;
+      }
+      if (isInvalidHeaderError(e) && !ctx.headerSent) {
+        // A value from the request (a name, an id) on its way into a response header: the request is
+        // at fault, so a 400, whatever route let it through (security issue 10, finding 11).
+        log.warn('request value refused as a header value', { id: ctx.state.requestId, method: ctx.method, path: ctx.path, code: (e as NodeJS.ErrnoException).code });
+        sendJson(ctx, 400, { error: 'Bad request' });
         return;
       }
       const status = (e as { status?: number; expose?: boolean }).status;

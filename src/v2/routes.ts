@@ -132,11 +132,12 @@ export function matchV2(path: string): V2Route | undefined {
   return { kind: 'other', name: rest };
 }
 
-function scopeName(raw: string): string {
+/** A repository named in a query parameter (`from` of a mount), or undefined when it is no v2 name. */
+function scopeName(raw: string): V2Name | undefined {
   try {
-    return decodeURIComponent(raw);
+    return parseV2Name(decodeURIComponent(raw));
   } catch {
-    return raw;
+    return undefined;
   }
 }
 
@@ -148,15 +149,21 @@ function scopeName(raw: string): string {
 export function requiredAccess(route: V2Route, method: string, query: Record<string, string | string[] | undefined>): ResourceAccess[] {
   if (route.kind === 'base') return [];
   if (route.kind === 'catalog') return [{ type: 'registry', name: 'catalog', actions: ['*'] }];
-  const name = scopeName(route.name);
+  // The path's name, tag and digest are checked here, before authentication (STYLE: validate
+  // parameters, then authenticate): the name goes into the challenge's scope, and a control
+  // character there made setting WWW-Authenticate throw (a 500; security issue 10, finding 11).
+  const name = v2Name(route.name);
+  if (route.kind === 'manifest') reference(route.reference);
+  if (route.kind === 'blob' || route.kind === 'referrers') digestParam(route.digest);
   let actions: string[];
   if (method === 'GET' || method === 'HEAD') actions = ['pull'];
   else if (method === 'DELETE') actions = ['delete'];
   else actions = ['pull', 'push'];
   const needs: ResourceAccess[] = [{ type: 'repository', name, actions }];
   if (route.kind === 'uploads' && method === 'POST' && typeof query.mount === 'string' && typeof query.from === 'string') {
+    // a `from` that is no repository name cannot be mounted from: the request is an ordinary upload
     const from = scopeName(query.from);
-    if (from !== name) needs.push({ type: 'repository', name: from, actions: ['pull'] });
+    if (from !== undefined && from !== name) needs.push({ type: 'repository', name: from, actions: ['pull'] });
   }
   return needs;
 }
