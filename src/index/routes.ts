@@ -8,7 +8,7 @@ import { addComment, findRepository, listComments, saveRepository, starRepositor
 import { searchRepositories } from '../db/search.js';
 import { findUserByName, setPassword, saveUser } from '../db/users.js';
 import type { V1Access } from '../auth/v1-token.js';
-import { jsonBody, parsedBody } from '../http/body.js';
+import { jsonBody, parsedBody, readJsonBody, SMALL_JSON_LIMIT } from '../http/body.js';
 import { sendJson } from '../http/respond.js';
 import { matchRepoRoute, repoName } from '../registry/routes.js';
 import { endpointsHeader } from '../registry/standalone-index.js';
@@ -65,8 +65,8 @@ export function indexRouter(config: Config, index: IndexService, opts: { ping: b
     return user;
   };
 
-  // I2
-  router.post(['/v1/users', '/v1/users/'], jsonBody(limit, 'DECODE_JSON'), async (ctx) => {
+  // I2: no credentials to check first; the body of a signup is tiny (security issue 10, finding 9)
+  router.post(['/v1/users', '/v1/users/'], jsonBody(SMALL_JSON_LIMIT, 'DECODE_JSON'), async (ctx) => {
     await index.signup(parsedBody(ctx));
     sendJson(ctx, 201, 'User Created');
   });
@@ -77,12 +77,12 @@ export function indexRouter(config: Config, index: IndexService, opts: { ping: b
     sendJson(ctx, 200, 'OK');
   });
 
-  // I4
-  router.put('/v1/users/:username/', jsonBody(limit, 'DECODE_JSON'), async (ctx) => {
+  // I4: credentials and the right to change the account first, then the (tiny) body
+  router.put('/v1/users/:username/', async (ctx) => {
     const user = await requireUser(ctx);
     const target = String(ctx.params.username);
     if (target !== user.username && !user.admin) throw new RegistryError('ACCESS_DENIED');
-    const body = parsedBody(ctx);
+    const body = await readJsonBody(ctx, SMALL_JSON_LIMIT, 'DECODE_JSON');
     if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new RegistryError('USER_INVALID', 'Invalid JSON body');
     const { email, password } = body as Record<string, unknown>;
     const targetUser = target === user.username ? user : await findUserByName(index.db, target);
@@ -294,10 +294,11 @@ export function indexRouter(config: Config, index: IndexService, opts: { ping: b
     const page = await listComments(index.db, repo.id, { page: Number(ctx.query.page ?? 1) || 1, pageSize: Number(ctx.query.n ?? 25) || 25 });
     sendJson(ctx, 200, page);
   });
-  router.post('/v1/comments/:ns/:repo', jsonBody(limit, 'INVALID_DATA'), async (ctx) => {
+  router.post('/v1/comments/:ns/:repo', async (ctx) => {
     const { user, repo } = await visibleRepo(ctx);
     if (!user) throw new RegistryError('LOGIN_REQUIRED', undefined, BASIC_CHALLENGE);
-    const body = parsedBody(ctx) as { body?: unknown } | undefined;
+    // the body is read only for a signed-in reader of the repository (security issue 10, finding 9)
+    const body = (await readJsonBody(ctx, SMALL_JSON_LIMIT, 'INVALID_DATA')) as { body?: unknown } | undefined;
     if (!body || typeof body.body !== 'string' || body.body.trim() === '' || body.body.length > 10000) throw new RegistryError('INVALID_DATA');
     const c = await addComment(index.db, repo.id, user.id, body.body);
     sendJson(ctx, 201, c);
