@@ -50,6 +50,16 @@ export function v1ErrorRenderer(log: Logger) {
   };
 }
 
+/**
+ * The client's address for per-client decisions (login throttling): the socket's remote address.
+ * X-Forwarded-For is not read: nothing here is configured to trust a proxy, and a client could
+ * write any address there. IPv4-mapped IPv6 (`::ffff:1.2.3.4`) is given as IPv4.
+ */
+export function clientAddress(ctx: Context): string {
+  const a = ctx.req.socket.remoteAddress ?? '';
+  return /^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(a) ? a.slice(7) : a;
+}
+
 /** Request ids: this process's random prefix and a counter (unique, and cheap to make). */
 const ID_PREFIX = randomBytes(4).toString('hex');
 let idCounter = 0;

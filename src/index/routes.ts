@@ -10,6 +10,7 @@ import { findUserByName, setPassword, saveUser } from '../db/users.js';
 import type { V1Access } from '../auth/v1-token.js';
 import { jsonBody, parsedBody, readJsonBody, SMALL_JSON_LIMIT } from '../http/body.js';
 import { sendJson } from '../http/respond.js';
+import { clientAddress } from '../http/app.js';
 import { matchRepoRoute, repoName } from '../registry/routes.js';
 import { endpointsHeader } from '../registry/standalone-index.js';
 import type { IndexService } from './service.js';
@@ -59,8 +60,11 @@ export function indexRouter(config: Config, index: IndexService, opts: { ping: b
     }
   };
 
+  /** Basic credentials of the request, throttled per account and client address (db/users.ts). */
+  const authenticate = (ctx: Context) => index.authenticate(ctx.get('Authorization') || undefined, { address: clientAddress(ctx) });
+
   const requireUser = async (ctx: Context) => {
-    const user = await index.authenticate(ctx.get('Authorization') || undefined);
+    const user = await authenticate(ctx);
     if (!user) throw new RegistryError('LOGIN_REQUIRED', undefined, BASIC_CHALLENGE);
     return user;
   };
@@ -105,7 +109,7 @@ export function indexRouter(config: Config, index: IndexService, opts: { ping: b
 
   // I12
   router.get('/v1/search', async (ctx) => {
-    const user = await index.authenticate(ctx.get('Authorization') || undefined);
+    const user = await authenticate(ctx);
     const q = typeof ctx.query.q === 'string' ? ctx.query.q : '';
     const n = Number(typeof ctx.query.n === 'string' ? ctx.query.n : 25);
     const p = Number(typeof ctx.query.page === 'string' ? ctx.query.page : 1);
@@ -181,7 +185,7 @@ export function indexRouter(config: Config, index: IndexService, opts: { ping: b
             sendJson(ctx, 200, (await index.images(valid.repo)).map((i) => ({ id: i.id, ...(i.checksum ? { checksum: i.checksum } : {}) })));
             return;
           }
-          const user = await index.authenticate(auth || undefined);
+          const user = await authenticate(ctx);
           const repo = await index.repository(name);
           const rights = await index.rights(user, name, repo);
           if (!repo || !rights.read) {
@@ -220,7 +224,7 @@ export function indexRouter(config: Config, index: IndexService, opts: { ping: b
         // index answers; a Token: the registry's R18/R19.
         if (isToken) break;
         const name = repoName(route.repo);
-        const user = await index.authenticate(auth || undefined);
+        const user = await authenticate(ctx);
         const repo = await index.repository(name);
         const rights = await index.rights(user, name, repo);
         if (!repo || !rights.read) {
@@ -272,7 +276,7 @@ export function indexRouter(config: Config, index: IndexService, opts: { ping: b
   // Stars and comments (our own JSON routes).
   const visibleRepo = async (ctx: Context) => {
     const name = repoName(String(ctx.params.ns) + '/' + String(ctx.params.repo));
-    const user = await index.authenticate(ctx.get('Authorization') || undefined);
+    const user = await authenticate(ctx);
     const repo = await findRepository(index.db, name.namespace, name.repository);
     if (!repo || !(await index.rights(user, name, repo)).read) throw new RegistryError('REPOSITORY_NOT_FOUND');
     return { user, repo };

@@ -11,6 +11,7 @@ import { parseV2Name } from '../content/v2-names.js';
 import { findRepository } from '../db/repositories.js';
 import type { User } from '../db/users.js';
 import { readRawBody } from '../http/body.js';
+import { clientAddress } from '../http/app.js';
 import { rightsOn } from './access.js';
 import type { IndexService } from './service.js';
 
@@ -191,7 +192,7 @@ export function tokenRouter(config: Config, index: IndexService, issuer: V2Token
       const raw = ctx.query.scope;
       const scopes = scopeList(Array.isArray(raw) ? raw : typeof raw === 'string' ? [raw] : []);
       const auth = ctx.get('Authorization') || undefined;
-      const user = await index.authenticate(auth);
+      const user = await index.authenticate(auth, { address: clientAddress(ctx) });
       const account = typeof ctx.query.account === 'string' ? ctx.query.account : undefined;
       if (user && account && account !== user.username) throw new V2Error('UNAUTHORIZED', undefined, 'account does not match the credentials');
       const service = typeof ctx.query.service === 'string' && ctx.query.service !== '' ? ctx.query.service : defaultService(ctx);
@@ -223,7 +224,7 @@ export function tokenRouter(config: Config, index: IndexService, issuer: V2Token
       if (grant === 'password') {
         const username = form.get('username') ?? '';
         const password = form.get('password') ?? '';
-        user = await index.authenticate(basicHeader(username, password));
+        user = await index.authenticate(basicHeader(username, password), { address: clientAddress(ctx) });
         if (!user) throw new V2Error('UNAUTHORIZED', undefined, 'username and password required');
         if (form.get('access_type') === 'offline') refresh = await issuer.issueRefresh({ sub: user.username, uid: user.id, cred: await credentialStamp(index, user.id) });
       } else if (grant === 'refresh_token') {
