@@ -1,12 +1,12 @@
 import type { Readable } from 'node:stream';
-import type { StorageDriver } from '../storage/driver.js';
+import { isNotFound, type StorageDriver } from '../storage/driver.js';
 import { keyExists, readOptional, removeIfPresent } from './small-objects.js';
 import { RegistryError } from '../errors/index.js';
 import { LayerHasher, type InnerFactory, type LayerDigests } from '../digest/layer-hasher.js';
 import { BlobStore, ShortBodyError, SizeLimitError } from './blob-store.js';
 import { keys } from './keys.js';
 import { KeyedMutex } from './mutex.js';
-import { listLayerFiles, type FileEntry } from './v1-files.js';
+import { FILES_CACHE_MAX, filesListing } from './v1-files.js';
 import { isImageId } from '../digest/digest.js';
 
 /** What PUT layer learnt about the bytes, stored beside the image (v1/images/<id>/layer). */
@@ -223,14 +223,17 @@ export class V1Images {
     return link;
   }
 
-  /** R9: the member list of the layer, computed once and kept beside the image. */
-  async files(id: string): Promise<FileEntry[]> {
-    const cached = await this.read(keys.files(id));
-    if (cached) return JSON.parse(cached.toString('utf8')) as FileEntry[];
-    const link = await this.getLayer(id);
-    const entries = await listLayerFiles(link, () => this.openLayer(link, 0));
-    await this.driver.putContent(keys.files(id), Buffer.from(JSON.stringify(entries)));
-    return entries;
+  /** R9: the member list of the layer as JSON text, streamed; kept beside the image when small (v1-files.ts). */
+  async files(id: string): Promise<Readable> {
+    return filesListing({
+      cached: async () => {
+        const info = await this.driver.stat(keys.files(id)).catch((e: unknown) => (isNotFound(e) ? undefined : Promise.reject(e)));
+        return info && info.size <= FILES_CACHE_MAX ? this.read(keys.files(id)) : undefined;
+      },
+      layer: () => this.getLayer(id),
+      open: (link) => this.openLayer(link, 0),
+      keep: (json) => this.driver.putContent(keys.files(id), json),
+    });
   }
 
   openLayer(link: LayerLink, offset: number, length?: number): Promise<Readable> {

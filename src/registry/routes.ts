@@ -213,9 +213,13 @@ export function registryRouter(deps: RegistryDeps): Router {
     await images.assertComplete(id);
     if (notModified(ctx)) return;
     await assertReadable(access, id);
-    const files = await images.files(id);
-    sendJson(ctx, 200, files);
+    // streamed while the layer is read (security issue 10, finding 9): a listing found damaged after
+    // the answer has started can only be cut off
+    const listing = await images.files(id);
+    listing.once('error', () => ctx.res.destroy());
+    sendJson(ctx, 200, null);
     setCacheHeaders(ctx);
+    ctx.body = listing;
   });
 
   // R10: the diff needs the Python registry's Redis worker queue, which we do not run.
