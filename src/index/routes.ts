@@ -31,6 +31,9 @@ function imageEntries(body: unknown): ImageEntry[] {
   });
 }
 
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/;
+
 const BASIC_CHALLENGE = { 'WWW-Authenticate': 'Basic realm="auth required",Token' };
 
 /**
@@ -115,12 +118,16 @@ export function indexRouter(config: Config, index: IndexService, opts: { ping: b
     const p = Number(typeof ctx.query.page === 'string' ? ctx.query.page : 1);
     const pageSize = Number.isFinite(n) ? Math.min(100, Math.max(1, Math.trunc(n))) : 25;
     const page = Number.isFinite(p) ? Math.max(1, Math.trunc(p)) : 1;
-    const res = await searchRepositories(index.db, {
-      query: q,
-      page,
-      pageSize,
-      visibleTo: user ? { userId: user.id, admin: user.admin } : {},
-    });
+    // No name or description holds a control character, so such a query matches nothing (it used
+    // to reach the search as an empty one and list everything; security issue 10, finding 12).
+    const res = CONTROL_CHARS.test(q)
+      ? { total: 0, results: [] }
+      : await searchRepositories(index.db, {
+          query: q,
+          page,
+          pageSize,
+          visibleTo: user ? { userId: user.id, admin: user.admin } : {},
+        });
     sendJson(ctx, 200, {
       num_pages: Math.ceil(res.total / pageSize),
       num_results: res.total,
