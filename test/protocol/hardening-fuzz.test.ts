@@ -123,6 +123,32 @@ describe('hardening: no 5xx from bytes in path segments (token auth, v2 on)', ()
       req.end(body);
     });
 
+  it('control characters in a v2 name, tag or digest: 400 with the v2 code, before any challenge is built', async () => {
+    const cases: [string, string, unknown][] = [
+      ['/v2/a/x%00/tags/list', 'NAME_INVALID', { name: 'a/x\u0000' }],
+      ['/v2/a/x%01/tags/list', 'NAME_INVALID', { name: 'a/x\u0001' }],
+      ['/v2/a/x%7f/tags/list', 'NAME_INVALID', { name: 'a/x\u007f' }],
+      ['/v2/a/x%0d%0aSet-Cookie:%20y=1/manifests/latest', 'NAME_INVALID', { name: 'a/x\r\nSet-Cookie: y=1' }],
+      ['/v2/a/%C3%A9/tags/list', 'NAME_INVALID', { name: 'a/é' }],
+      ['/v2/a/%FF/tags/list', 'NAME_INVALID', null],
+      ['/v2/fuzzer/repo/manifests/v%01', 'TAG_INVALID', { tag: 'v\u0001' }],
+      ['/v2/fuzzer/repo/blobs/sha256:%00', 'DIGEST_INVALID', { digest: 'sha256:%00' }],
+    ];
+    for (const [path, code, detail] of cases) {
+      const r = await request(s.url, path);
+      assert.equal(r.status, 400, path);
+      assert.equal(r.headers['www-authenticate'], undefined, path);
+      assert.equal(r.headers['docker-distribution-api-version'], 'registry/2.0');
+      const body = r.json<{ errors: { code: string; detail: unknown }[] }>();
+      assert.equal(body.errors[0]!.code, code, path);
+      assert.deepEqual(body.errors[0]!.detail, detail, path);
+    }
+    // a well-formed name still gets the challenge
+    const ok = await request(s.url, '/v2/a/x/tags/list');
+    assert.equal(ok.status, 401);
+    assert.match(String(ok.headers['www-authenticate']), /^Bearer realm=".*",service=".*",scope="repository:a\/x:pull"$/);
+  });
+
   it('answers every probe with a status below 500', async () => {
     const failures: string[] = [];
     let sent = 0;
