@@ -188,6 +188,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       signup: config.signup,
       signupActive: config.signup_active,
       bcryptCost: config.bcrypt_cost,
+      log,
     });
     const key = await loadSigningKey(db, config.token_signing_key);
     issuer = new V2TokenIssuer(key, { issuer: config.token_issuer, ttl: config.v2_token_ttl });

@@ -1,5 +1,6 @@
 import { RegistryError } from '../errors/index.js';
 import { parseRepoName } from '../content/names.js';
+import { BoundedCache } from '../content/bounded-cache.js';
 import type { Logger } from '../log/logger.js';
 import type { AuthRequest, RegistryAccess, RegistryAuth } from './registry-auth.js';
 import type { RepoName } from '../content/names.js';
@@ -30,9 +31,14 @@ export function parseTokenHeader(value: string | undefined): ParsedToken | undef
 const METHOD_ACCESS: Record<string, string> = { GET: 'read', PUT: 'write', POST: 'write', DELETE: 'delete' };
 
 interface CacheEntry {
-  readonly expires: number;
   readonly ids: ReadonlySet<string>;
 }
+
+/**
+ * Positive validations kept (Q14), bounded (security issue 10, finding 7): at most 10,000 tokens and
+ * about 32 MiB of image ids (one id in a Set: ~128 bytes of heap), expiry enforced on read.
+ */
+const TOKEN_CACHE = { maxEntries: 10_000, maxBytes: 32 * 1024 * 1024, idBytes: 128 } as const;
 
 export interface TokenAuthOptions {
   /** Base URL of the index (index_endpoint; this process's own URL when index and registry run together). */
@@ -51,7 +57,11 @@ export interface TokenAuthOptions {
  * Positive answers are cached briefly (Q14), keyed by the header value.
  */
 export class TokenAuth implements RegistryAuth {
-  private readonly cache = new Map<string, CacheEntry>();
+  private readonly cache = new BoundedCache<CacheEntry>({
+    maxEntries: TOKEN_CACHE.maxEntries,
+    maxBytes: TOKEN_CACHE.maxBytes,
+    weight: (e, key) => 2 * key.length + 64 + e.ids.size * TOKEN_CACHE.idBytes,
+  });
   constructor(private readonly opts: TokenAuthOptions) {}
 
   private unauthorized(): RegistryError {
@@ -83,9 +93,8 @@ export class TokenAuth implements RegistryAuth {
 
   private async validate(header: string, repository: string): Promise<ReadonlySet<string>> {
     const key = `${repository}\n${header}`;
-    const now = Date.now();
     const hit = this.cache.get(key);
-    if (hit && hit.expires > now) return hit.ids;
+    if (hit) return hit.ids;
     let res: Response;
     try {
       res = await fetch(`${this.opts.indexEndpoint()}/v1/repositories/${repository}/images`, {
@@ -112,10 +121,7 @@ export class TokenAuth implements RegistryAuth {
       if (e && typeof e === 'object' && typeof (e as { id?: unknown }).id === 'string') ids.add((e as { id: string }).id);
       else throw this.unauthorized();
     }
-    if (this.opts.cacheTtl > 0) {
-      if (this.cache.size > 10000) this.cache.clear();
-      this.cache.set(key, { expires: now + this.opts.cacheTtl * 1000, ids });
-    }
+    if (this.opts.cacheTtl > 0) this.cache.set(key, { ids }, this.opts.cacheTtl * 1000);
     return ids;
   }
 

@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { StorageDriver } from '../storage/driver.js';
+import { isNotFound, type StorageDriver } from '../storage/driver.js';
 import { keyExists, readOptional, removeIfPresent } from './small-objects.js';
 import { RegistryError } from '../errors/index.js';
 import { LayerHasher, type InnerFactory, type LayerDigests } from '../digest/layer-hasher.js';
@@ -8,7 +8,7 @@ import { BlobStore, ShortBodyError, SizeLimitError } from './blob-store.js';
 import { keys, type ImageScope } from './keys.js';
 import type { RepoName } from './names.js';
 import { KeyedMutex } from './mutex.js';
-import { listLayerFiles, type FileEntry } from './v1-files.js';
+import { FILES_CACHE_MAX, filesListing } from './v1-files.js';
 import { isImageId } from '../digest/digest.js';
 
 /** What PUT layer learnt about the bytes, stored beside the image (v1/images/<id>/layer). */
@@ -270,14 +270,17 @@ export class V1Images {
     return link;
   }
 
-  /** R9: the member list of the layer, computed once and kept beside the image. */
-  async files(scope: ImageScope, id: string): Promise<FileEntry[]> {
-    const cached = await this.read(keys.files(scope, id));
-    if (cached) return JSON.parse(cached.toString('utf8')) as FileEntry[];
-    const link = await this.getLayer(scope, id);
-    const entries = await listLayerFiles(link, () => this.openLayer(link, 0));
-    await this.driver.putContent(keys.files(scope, id), Buffer.from(JSON.stringify(entries)));
-    return entries;
+  /** R9: the member list of the layer as JSON text, streamed; kept beside the image when small (v1-files.ts). */
+  async files(scope: ImageScope, id: string): Promise<Readable> {
+    return filesListing({
+      cached: async () => {
+        const info = await this.driver.stat(keys.files(scope, id)).catch((e: unknown) => (isNotFound(e) ? undefined : Promise.reject(e)));
+        return info && info.size <= FILES_CACHE_MAX ? this.read(keys.files(scope, id)) : undefined;
+      },
+      layer: () => this.getLayer(scope, id),
+      open: (link) => this.openLayer(link, 0),
+      keep: (json) => this.driver.putContent(keys.files(scope, id), json),
+    });
   }
 
   openLayer(link: LayerLink, offset: number, length?: number): Promise<Readable> {

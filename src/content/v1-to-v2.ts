@@ -4,7 +4,6 @@ import { V2Error } from '../errors/v2.js';
 import type { StorageDriver } from '../storage/driver.js';
 import type { BlobStore } from './blob-store.js';
 import { configFromV1Chain, type V1ChainImage } from './bridge.js';
-import { keys } from './keys.js';
 import { parseRepoName, parseTag } from './names.js';
 import type { V1Images } from './v1-images.js';
 import type { V1Repositories } from './v1-repositories.js';
@@ -25,7 +24,7 @@ const LAYER_TYPE: Record<string, string> = {
  */
 export class V1ToV2 {
   constructor(
-    private readonly driver: StorageDriver,
+    _driver: StorageDriver,
     private readonly blobs: BlobStore,
     private readonly images: V1Images,
     private readonly repos: V1Repositories,

@@ -232,10 +232,19 @@ export async function verifyPassword(db: Knex, username: string, password: strin
 
 // ---------------------------------------------------------------------------------------------------
 // Login throttling
+//
+// Failures are counted twice (security issue 10, finding 10): per (account, client address), where a
+// few failures lock that address out of that account, and per account across all addresses, where
+// only a much higher count locks the account for everyone. An attacker guessing from one address
+// locks out its own address and nobody else; the owner, from another address, still logs in. Many
+// addresses together can still reach the account ceiling: that bound stays, so guessing from a
+// botnet is slowed too. Every lock expires (doubling up to maxLockMs); none is permanent.
 
 export interface LoginThrottlePolicy {
-  /** Failures within `windowMs` that start a lockout (default 5). */
+  /** Failures from one client address within `windowMs` that lock that address out (default 5). */
   readonly maxFailures: number;
+  /** Failures across all addresses within `windowMs` that lock the account for everyone (default 100). */
+  readonly maxAccountFailures: number;
   /** Window in which failures count together (default 15 min). */
   readonly windowMs: number;
   /** First lockout; doubles with every further failure (default 1 min). */
@@ -246,20 +255,29 @@ export interface LoginThrottlePolicy {
 
 export const DEFAULT_LOGIN_THROTTLE: LoginThrottlePolicy = Object.freeze({
   maxFailures: 5,
+  maxAccountFailures: 100,
   windowMs: 15 * 60_000,
   baseLockMs: 60_000,
   maxLockMs: 15 * 60_000,
 });
 
+export type LockScope = 'address' | 'account';
+
 export interface ThrottleOptions {
   readonly now?: Date;
   readonly policy?: Partial<LoginThrottlePolicy>;
+  /**
+   * The client's address (the socket's remote address). Absent: one bucket shared by every caller
+   * that gives none, so no caller should leave it out.
+   */
+  readonly address?: string;
+  /** Called (after the change is committed) for each lock this failure starts or extends. */
+  readonly onLockout?: (scope: LockScope, retryAfterMs: number) => void;
 }
 
 export type LoginDecision = { readonly allowed: true } | { readonly allowed: false; readonly retryAfterMs: number };
 
 interface FailureRow {
-  username: string;
   failures: unknown;
   window_start: unknown;
   locked_until: unknown;
@@ -270,8 +288,22 @@ function throttleKey(username: string): string {
   return username.replace(/\0/g, '\uFFFD').toLowerCase().slice(0, 255);
 }
 
+/** The address as stored: IPv4-mapped IPv6 written as IPv4, bounded; '' when unknown. */
+function addressKey(address: string | undefined): string {
+  return (address ?? '').replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '').replace(/\0/g, '').slice(0, 64);
+}
+
 function policyOf(opts: ThrottleOptions): LoginThrottlePolicy {
   return { ...DEFAULT_LOGIN_THROTTLE, ...opts.policy };
+}
+
+/** The two counters of one attempt: the account's, and the account's from this address. */
+function counters(username: string, opts: ThrottleOptions): { table: string; where: Record<string, string>; threshold: (p: LoginThrottlePolicy) => number; scope: LockScope }[] {
+  const name = throttleKey(username);
+  return [
+    { table: 'login_address_failures', where: { username: name, address: addressKey(opts.address) }, threshold: (p) => p.maxFailures, scope: 'address' },
+    { table: 'login_failures', where: { username: name }, threshold: (p) => p.maxAccountFailures, scope: 'account' },
+  ];
 }
 
 /**
@@ -284,56 +316,71 @@ function isStale(row: FailureRow, now: number, p: LoginThrottlePolicy): boolean 
   return now - Math.max(windowStart, lockedUntil) > p.windowMs;
 }
 
-/** May this name try a password now? */
+/** The stricter of two decisions (the longer wait). */
+function stricter(a: LoginDecision, b: LoginDecision): LoginDecision {
+  if (a.allowed) return b;
+  if (b.allowed) return a;
+  return a.retryAfterMs >= b.retryAfterMs ? a : b;
+}
+
+/** May this name try a password now, from this address? */
 export async function loginAllowed(db: Knex, username: string, opts: ThrottleOptions = {}): Promise<LoginDecision> {
   const now = (opts.now ?? new Date()).getTime();
-  const row = (await db('login_failures').where({ username: throttleKey(username) }).first()) as
-    | FailureRow
-    | undefined;
-  const lockedUntil = row ? toDateOrNull(row.locked_until)?.getTime() : undefined;
-  if (lockedUntil !== undefined && lockedUntil > now) return { allowed: false, retryAfterMs: lockedUntil - now };
-  return { allowed: true };
+  let decision: LoginDecision = { allowed: true };
+  for (const c of counters(username, opts)) {
+    const row = (await db(c.table).where(c.where).first('locked_until')) as Pick<FailureRow, 'locked_until'> | undefined;
+    const lockedUntil = row ? toDateOrNull(row.locked_until)?.getTime() : undefined;
+    if (lockedUntil !== undefined && lockedUntil > now) decision = stricter(decision, { allowed: false, retryAfterMs: lockedUntil - now });
+  }
+  return decision;
 }
 
 /**
- * Count a failed login. From the `maxFailures`-th failure within the window on, each failure locks the
- * name for baseLockMs · 2^(failures − maxFailures), capped at maxLockMs. Returns the resulting decision.
+ * Count a failed login, for the address and for the account. From a counter's threshold on (maxFailures
+ * for the address, maxAccountFailures for the account) within the window, each failure locks that
+ * scope for baseLockMs · 2^(failures − threshold), capped at maxLockMs. Returns the resulting decision
+ * for this name and address.
  */
 export async function recordLoginFailure(db: Knex, username: string, opts: ThrottleOptions = {}): Promise<LoginDecision> {
   const p = policyOf(opts);
   const nowDate = opts.now ?? new Date();
   const now = nowDate.getTime();
-  const key = throttleKey(username);
-  return db.transaction(async (trx) => {
-    await trx('login_failures')
-      .insert({ username: key, failures: 0, window_start: tsValue(trx, nowDate), locked_until: null })
-      .onConflict('username')
-      .ignore();
-    const row = (await forUpdate(trx, trx('login_failures').where({ username: key }).first())) as FailureRow;
-    const fresh = isStale(row, now, p);
-    const failures = fresh ? 1 : toNum(row.failures) + 1;
-    const windowStart = fresh ? nowDate : toDate(row.window_start);
-    let lockedUntil: Date | null = fresh ? null : toDateOrNull(row.locked_until);
-    if (failures >= p.maxFailures) {
-      const lock = Math.min(p.maxLockMs, p.baseLockMs * 2 ** Math.min(30, failures - p.maxFailures));
-      lockedUntil = new Date(now + lock);
+  const locks: { scope: LockScope; ms: number }[] = [];
+  const decision = await db.transaction(async (trx) => {
+    let result: LoginDecision = { allowed: true };
+    for (const c of counters(username, opts)) {
+      await trx(c.table)
+        .insert({ ...c.where, failures: 0, window_start: tsValue(trx, nowDate), locked_until: null })
+        .onConflict(Object.keys(c.where))
+        .ignore();
+      const row = (await forUpdate(trx, trx(c.table).where(c.where).first())) as FailureRow;
+      const fresh = isStale(row, now, p);
+      const failures = fresh ? 1 : toNum(row.failures) + 1;
+      const windowStart = fresh ? nowDate : toDate(row.window_start);
+      let lockedUntil: Date | null = fresh ? null : toDateOrNull(row.locked_until);
+      const threshold = c.threshold(p);
+      if (failures >= threshold) {
+        const lock = Math.min(p.maxLockMs, p.baseLockMs * 2 ** Math.min(30, failures - threshold));
+        lockedUntil = new Date(now + lock);
+        locks.push({ scope: c.scope, ms: lock });
+      }
+      await trx(c.table)
+        .where(c.where)
+        .update({ failures, window_start: tsValue(trx, windowStart), locked_until: lockedUntil && tsValue(trx, lockedUntil) });
+      if (lockedUntil && lockedUntil.getTime() > now) result = stricter(result, { allowed: false, retryAfterMs: lockedUntil.getTime() - now });
     }
-    await trx('login_failures')
-      .where({ username: key })
-      .update({
-        failures,
-        window_start: tsValue(trx, windowStart),
-        locked_until: lockedUntil && tsValue(trx, lockedUntil),
-      });
-    return lockedUntil && lockedUntil.getTime() > now
-      ? { allowed: false, retryAfterMs: lockedUntil.getTime() - now }
-      : { allowed: true };
+    return result;
   });
+  for (const l of locks) opts.onLockout?.(l.scope, l.ms);
+  return decision;
 }
 
-/** Forget failures after a successful login. */
-export async function clearLoginFailures(db: Knex, username: string): Promise<void> {
-  await db('login_failures').where({ username: throttleKey(username) }).delete();
+/**
+ * Forget this address's failures after a successful login. The account's count across addresses
+ * stays until its window passes: one success of the owner does not reset what others have tried.
+ */
+export async function clearLoginFailures(db: Knex, username: string, opts: Pick<ThrottleOptions, 'address'> = {}): Promise<void> {
+  await db('login_address_failures').where(counters(username, opts)[0]!.where).delete();
 }
 
 /** Housekeeping: drop records that can no longer affect a decision. Returns how many went. */
@@ -341,8 +388,12 @@ export async function removeStaleLoginFailures(db: Knex, opts: ThrottleOptions =
   const p = policyOf(opts);
   const cutoff = new Date((opts.now ?? new Date()).getTime() - p.windowMs);
   const c = tsValue(db, cutoff);
-  return db('login_failures')
-    .where('window_start', '<', c)
-    .andWhere((q) => void q.whereNull('locked_until').orWhere('locked_until', '<', c))
-    .delete();
+  let removed = 0;
+  for (const table of ['login_failures', 'login_address_failures']) {
+    removed += await db(table)
+      .where('window_start', '<', c)
+      .andWhere((q) => void q.whereNull('locked_until').orWhere('locked_until', '<', c))
+      .delete();
+  }
+  return removed;
 }

@@ -8,6 +8,23 @@ export interface AppState {
   requestId: string;
 }
 
+/** Node's refusal of a header name or value (control characters, a missing value). */
+const INVALID_HEADER_CODES = new Set(['ERR_INVALID_CHAR', 'ERR_HTTP_INVALID_HEADER_VALUE', 'ERR_INVALID_HTTP_TOKEN']);
+
+function isInvalidHeaderError(e: unknown): boolean {
+  return e instanceof TypeError && INVALID_HEADER_CODES.has(String((e as NodeJS.ErrnoException).code));
+}
+
+/** Errors of a request stream whose client closed the connection before the body was complete. */
+const ABORT_CODES = new Set(['ECONNRESET', 'ERR_STREAM_PREMATURE_CLOSE', 'ECONNABORTED', 'EPIPE']);
+
+function isClientAbort(ctx: Context, e: unknown): boolean {
+  const code = String((e as NodeJS.ErrnoException | undefined)?.code ?? '');
+  if (!ABORT_CODES.has(code)) return false;
+  // only when the connection is really gone (not, say, an upstream the server itself called)
+  return ctx.req.destroyed || ctx.res.destroyed || !ctx.req.complete;
+}
+
 /** Renders errors for the v1 surfaces: `{"error": "…"}` with the status of the code table. */
 export function v1ErrorRenderer(log: Logger) {
   return async (ctx: Context, next: Next): Promise<void> => {
@@ -20,9 +37,22 @@ export function v1ErrorRenderer(log: Logger) {
         if (e.status >= 500) log.error('request failed', { id: ctx.state.requestId, code: e.code });
         return;
       }
+      if (isInvalidHeaderError(e) && !ctx.headerSent) {
+        // A value from the request (a name, an id) on its way into a response header: the request is
+        // at fault, so a 400, whatever route let it through (security issue 10, finding 11).
+        log.warn('request value refused as a header value', { id: ctx.state.requestId, method: ctx.method, path: ctx.path, code: (e as NodeJS.ErrnoException).code });
+        sendJson(ctx, 400, { error: 'Bad request' });
+        return;
+      }
       const status = (e as { status?: number; expose?: boolean }).status;
       if (status && status >= 400 && status < 500) {
         sendJson(ctx, status, { error: (e as Error).message });
+        return;
+      }
+      if (isClientAbort(ctx, e)) {
+        // the client went away mid-request (a cancelled push): nobody to answer, nothing broken here
+        log.info('client aborted the request', { id: ctx.state.requestId, method: ctx.method, path: ctx.path, code: (e as NodeJS.ErrnoException).code });
+        if (!ctx.res.destroyed) ctx.res.destroy();
         return;
       }
       // Unknown failure: 500 with the request id, the message stays in the log (with the stack).
@@ -34,6 +64,16 @@ export function v1ErrorRenderer(log: Logger) {
       sendJson(ctx, 500, { error: `Internal server error (request ${String(ctx.state.requestId)})` });
     }
   };
+}
+
+/**
+ * The client's address for per-client decisions (login throttling): the socket's remote address.
+ * X-Forwarded-For is not read: nothing here is configured to trust a proxy, and a client could
+ * write any address there. IPv4-mapped IPv6 (`::ffff:1.2.3.4`) is given as IPv4.
+ */
+export function clientAddress(ctx: Context): string {
+  const a = ctx.req.socket.remoteAddress ?? '';
+  return /^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(a) ? a.slice(7) : a;
 }
 
 /** Request ids: this process's random prefix and a counter (unique, and cheap to make). */
@@ -48,6 +88,8 @@ export function accessLog(log: Logger, enabled = true) {
     ctx.state.requestId = id;
     ctx.set('X-Request-Id', id);
     ctx.set('X-Docker-Registry-Version', '0.9.1');
+    // no answer is to be sniffed into something else (security issue 10, finding 18)
+    ctx.set('X-Content-Type-Options', 'nosniff');
     if (!enabled) {
       await next();
       return;
@@ -65,7 +107,8 @@ export function accessLog(log: Logger, enabled = true) {
         ms: Math.round(ms * 10) / 10,
         ua: ctx.get('User-Agent') || undefined,
       };
-      if (aborted) log.warn('request aborted by the client', fields);
+      // a client going away (a cancelled pull or push) is ordinary: info, as the request line is
+      if (aborted) log.info('request aborted by the client', fields);
       else log.info('request', fields);
     };
     ctx.res.once('finish', () => done(false));

@@ -161,16 +161,16 @@ export function debugServer(h: HealthChecks): Server {
   return createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path !== '/debug/health') {
-      res.writeHead(404, { 'Content-Type': 'text/plain' }).end('404 page not found\n');
+      res.writeHead(404, { 'Content-Type': 'text/plain', 'X-Content-Type-Options': 'nosniff' }).end('404 page not found\n');
       return;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { 'Content-Type': 'text/plain', Allow: 'GET, HEAD' }).end();
+      res.writeHead(405, { 'Content-Type': 'text/plain', 'X-Content-Type-Options': 'nosniff', Allow: 'GET, HEAD' }).end();
       return;
     }
     const failing = h.status();
     const body = JSON.stringify(failing);
-    res.writeHead(Object.keys(failing).length > 0 ? 503 : 200, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
+    res.writeHead(Object.keys(failing).length > 0 ? 503 : 200, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(body), 'X-Content-Type-Options': 'nosniff' });
     res.end(req.method === 'HEAD' ? undefined : body);
   });
 }

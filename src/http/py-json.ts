@@ -8,6 +8,8 @@ export function pyJson(value: unknown): string {
   if (typeof value === 'number') return Number.isFinite(value) ? String(value) : 'null';
   if (typeof value === 'boolean') return value ? 'true' : 'false';
   if (Array.isArray(value)) return `[${value.map(pyJson).join(', ')}]`;
+  // a Date is an instant, written as ISO-8601 UTC (as JSON.stringify does; its fields would give {})
+  if (value instanceof Date) return Number.isNaN(value.getTime()) ? 'null' : pyString(value.toISOString());
   if (typeof value === 'object') {
     const entries = Object.entries(value as Record<string, unknown>)
       .filter(([, v]) => v !== undefined)

@@ -36,11 +36,18 @@ export interface ByteRange {
 }
 
 /**
- * Range on a layer (spec §2.6, REC form): only `bytes=a-b` / `bytes=a-`; anything else is ignored
- * (undefined ⇒ 200 full body). 'unsatisfiable' ⇒ 416. End is clamped to size-1.
+ * Range on a layer or blob (spec §2.6, REC form): `bytes=a-b` / `bytes=a-`, and the RFC 7233 suffix
+ * form `bytes=-n` (the last n bytes; all of it when n ≥ size); anything else (several ranges…) is
+ * ignored (undefined ⇒ 200 full body). 'unsatisfiable' ⇒ 416. End is clamped to size-1.
  */
 export function parseRange(header: string | undefined, size: number): ByteRange | 'unsatisfiable' | undefined {
   if (!header) return undefined;
+  const suffix = /^\s*bytes\s*=\s*-\s*(\d+)\s*$/.exec(header);
+  if (suffix) {
+    const n = Number(suffix[1]);
+    if (n === 0 || size === 0) return 'unsatisfiable';
+    return { start: n >= size ? 0 : size - n, end: size - 1 };
+  }
   const m = /^\s*bytes\s*=\s*(\d+)\s*-\s*(\d*)\s*$/.exec(header);
   if (!m) return undefined;
   const start = Number(m[1]);

@@ -28,7 +28,7 @@ export function createHttpServer(handler: Handler, log: Logger, opts: ServerOpti
         const u = new URL(url);
         req.url = (u.pathname || '/') + u.search;
       } catch {
-        res.writeHead(400, { 'Content-Type': 'application/json', Connection: 'close' });
+        res.writeHead(400, { 'Content-Type': 'application/json', 'X-Content-Type-Options': 'nosniff', Connection: 'close' });
         res.end('{"error": "Bad request target"}');
         return;
       }
@@ -41,7 +41,7 @@ export function createHttpServer(handler: Handler, log: Logger, opts: ServerOpti
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     log.debug('client error', { code: err.code, remote: socket.remoteAddress });
     if (socket.writable && err.code !== 'ECONNRESET') {
-      socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+      socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n');
     } else {
       socket.destroy();
     }

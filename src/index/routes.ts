@@ -8,8 +8,9 @@ import { addComment, findRepository, listComments, saveRepository, starRepositor
 import { searchRepositories } from '../db/search.js';
 import { findUserByName, setPassword, saveUser } from '../db/users.js';
 import type { V1Access } from '../auth/v1-token.js';
-import { jsonBody, parsedBody } from '../http/body.js';
+import { jsonBody, parsedBody, readJsonBody, SMALL_JSON_LIMIT } from '../http/body.js';
 import { sendJson } from '../http/respond.js';
+import { clientAddress } from '../http/app.js';
 import { decodePath, matchRepoRoute, repoName } from '../registry/routes.js';
 import { indexRepoName, parseRepoName } from '../content/names.js';
 import { endpointsHeader } from '../registry/standalone-index.js';
@@ -33,6 +34,9 @@ function imageEntries(body: unknown): ImageEntry[] {
 
 /** Where a registry in another process reports v1 checksums. */
 export const INDEX_CHECKSUM_PATH = '/_index/v1/checksums';
+
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/;
 
 const BASIC_CHALLENGE = { 'WWW-Authenticate': 'Basic realm="auth required",Token' };
 
@@ -73,14 +77,17 @@ export function indexRouter(config: Config, index: IndexService, opts: IndexRout
     }
   };
 
+  /** Basic credentials of the request, throttled per account and client address (db/users.ts). */
+  const authenticate = (ctx: Context) => index.authenticate(ctx.get('Authorization') || undefined, { address: clientAddress(ctx) });
+
   const requireUser = async (ctx: Context) => {
-    const user = await index.authenticate(ctx.get('Authorization') || undefined);
+    const user = await authenticate(ctx);
     if (!user) throw new RegistryError('LOGIN_REQUIRED', undefined, BASIC_CHALLENGE);
     return user;
   };
 
-  // I2
-  router.post(['/v1/users', '/v1/users/'], jsonBody(limit, 'DECODE_JSON'), async (ctx) => {
+  // I2: no credentials to check first; the body of a signup is tiny (security issue 10, finding 9)
+  router.post(['/v1/users', '/v1/users/'], jsonBody(SMALL_JSON_LIMIT, 'DECODE_JSON'), async (ctx) => {
     await index.signup(parsedBody(ctx));
     sendJson(ctx, 201, 'User Created');
   });
@@ -91,12 +98,12 @@ export function indexRouter(config: Config, index: IndexService, opts: IndexRout
     sendJson(ctx, 200, 'OK');
   });
 
-  // I4
-  router.put('/v1/users/:username/', jsonBody(limit, 'DECODE_JSON'), async (ctx) => {
+  // I4: credentials and the right to change the account first, then the (tiny) body
+  router.put('/v1/users/:username/', async (ctx) => {
     const user = await requireUser(ctx);
     const target = String(ctx.params.username);
     if (target !== user.username && !user.admin) throw new RegistryError('ACCESS_DENIED');
-    const body = parsedBody(ctx);
+    const body = await readJsonBody(ctx, SMALL_JSON_LIMIT, 'DECODE_JSON');
     if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new RegistryError('USER_INVALID', 'Invalid JSON body');
     const { email, password } = body as Record<string, unknown>;
     const targetUser = target === user.username ? user : await findUserByName(index.db, target);
@@ -119,18 +126,22 @@ export function indexRouter(config: Config, index: IndexService, opts: IndexRout
 
   // I12
   router.get('/v1/search', async (ctx) => {
-    const user = await index.authenticate(ctx.get('Authorization') || undefined);
+    const user = await authenticate(ctx);
     const q = typeof ctx.query.q === 'string' ? ctx.query.q : '';
     const n = Number(typeof ctx.query.n === 'string' ? ctx.query.n : 25);
     const p = Number(typeof ctx.query.page === 'string' ? ctx.query.page : 1);
     const pageSize = Number.isFinite(n) ? Math.min(100, Math.max(1, Math.trunc(n))) : 25;
     const page = Number.isFinite(p) ? Math.max(1, Math.trunc(p)) : 1;
-    const res = await searchRepositories(index.db, {
-      query: q,
-      page,
-      pageSize,
-      visibleTo: user ? { userId: user.id, admin: user.admin } : {},
-    });
+    // No name or description holds a control character, so such a query matches nothing (it used
+    // to reach the search as an empty one and list everything; security issue 10, finding 12).
+    const res = CONTROL_CHARS.test(q)
+      ? { total: 0, results: [] }
+      : await searchRepositories(index.db, {
+          query: q,
+          page,
+          pageSize,
+          visibleTo: user ? { userId: user.id, admin: user.admin } : {},
+        });
     sendJson(ctx, 200, {
       num_pages: Math.ceil(res.total / pageSize),
       num_results: res.total,
@@ -196,7 +207,7 @@ export function indexRouter(config: Config, index: IndexService, opts: IndexRout
             sendJson(ctx, 200, (await index.images(valid.repo)).map((i) => ({ id: i.id, ...(i.checksum ? { checksum: i.checksum } : {}) })));
             return;
           }
-          const user = await index.authenticate(auth || undefined);
+          const user = await authenticate(ctx);
           const repo = await index.repository(name);
           const rights = await index.rights(user, name, repo);
           if (!repo || !rights.read) {
@@ -241,7 +252,7 @@ export function indexRouter(config: Config, index: IndexService, opts: IndexRout
         // any name the index keeps: v1 names and longer v2 names (owner/team/app)
         const name = indexRepoName(decodePath(route.repo).replace(/\/+$/, ''));
         if (!name) throw new RegistryError('INVALID_REPOSITORY_NAME');
-        const user = await index.authenticate(auth || undefined);
+        const user = await authenticate(ctx);
         const repo = await index.repository(name);
         const rights = await index.rights(user, name, repo);
         if (!repo || !rights.read) {
@@ -311,7 +322,7 @@ export function indexRouter(config: Config, index: IndexService, opts: IndexRout
   // Stars and comments (our own JSON routes).
   const visibleRepo = async (ctx: Context) => {
     const name = repoName(String(ctx.params.ns) + '/' + String(ctx.params.repo));
-    const user = await index.authenticate(ctx.get('Authorization') || undefined);
+    const user = await authenticate(ctx);
     const repo = await findRepository(index.db, name.namespace, name.repository);
     if (!repo || !(await index.rights(user, name, repo)).read) throw new RegistryError('REPOSITORY_NOT_FOUND');
     return { user, repo };
@@ -333,10 +344,11 @@ export function indexRouter(config: Config, index: IndexService, opts: IndexRout
     const page = await listComments(index.db, repo.id, { page: Number(ctx.query.page ?? 1) || 1, pageSize: Number(ctx.query.n ?? 25) || 25 });
     sendJson(ctx, 200, page);
   });
-  router.post('/v1/comments/:ns/:repo', jsonBody(limit, 'INVALID_DATA'), async (ctx) => {
+  router.post('/v1/comments/:ns/:repo', async (ctx) => {
     const { user, repo } = await visibleRepo(ctx);
     if (!user) throw new RegistryError('LOGIN_REQUIRED', undefined, BASIC_CHALLENGE);
-    const body = parsedBody(ctx) as { body?: unknown } | undefined;
+    // the body is read only for a signed-in reader of the repository (security issue 10, finding 9)
+    const body = (await readJsonBody(ctx, SMALL_JSON_LIMIT, 'INVALID_DATA')) as { body?: unknown } | undefined;
     if (!body || typeof body.body !== 'string' || body.body.trim() === '' || body.body.length > 10000) throw new RegistryError('INVALID_DATA');
     const c = await addComment(index.db, repo.id, user.id, body.body);
     sendJson(ctx, 201, c);

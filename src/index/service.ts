@@ -26,11 +26,14 @@ import {
 } from '../db/repositories.js';
 import { DbConflictError } from '../db/errors.js';
 import { rightsOn, type Rights } from './access.js';
+import type { Logger } from '../log/logger.js';
 
 export interface IndexOptions {
   readonly signup: boolean;
   readonly signupActive: boolean;
   readonly bcryptCost: number;
+  /** Where login lockouts are reported. */
+  readonly log?: Logger;
 }
 
 const USERNAME = /^[a-z0-9_]{4,30}$/;
@@ -81,21 +84,27 @@ export class IndexService {
    * too many failures ⇒ 429 (the lock expires, so the owner is never locked out for good).
    * An anonymous 1.x client sends `Basic Og==` (empty user): that is anonymous, too.
    */
-  async authenticate(authorization: string | undefined, opts: { allowInactive?: boolean } = {}): Promise<User | undefined> {
+  async authenticate(authorization: string | undefined, opts: { allowInactive?: boolean; address?: string } = {}): Promise<User | undefined> {
     if (!authorization || !/^\s*basic\b/i.test(authorization)) return undefined;
     const creds = parseBasic(authorization);
     if (!creds) throw new RegistryError('LOGIN_REQUIRED', 'Malformed Authorization header');
     if (creds.username === '' && creds.password === '') return undefined;
-    const gate = await loginAllowed(this.db, creds.username);
+    // failures count per (account, client address) and, with a higher ceiling, per account (db/users.ts)
+    const address = opts.address;
+    const gate = await loginAllowed(this.db, creds.username, { address });
     if (!gate.allowed) {
       throw new RegistryError('TOO_MANY_LOGINS', undefined, { 'Retry-After': String(Math.ceil(gate.retryAfterMs / 1000)) });
     }
     const user = await verifyPassword(this.db, creds.username, creds.password);
     if (!user) {
-      await recordLoginFailure(this.db, creds.username);
+      await recordLoginFailure(this.db, creds.username, {
+        address,
+        onLockout: (scope, ms) =>
+          this.opts.log?.warn('login locked after repeated failures', { account: creds.username.slice(0, 255), address: address ?? 'unknown', scope, seconds: Math.ceil(ms / 1000) }),
+      });
       throw new RegistryError('LOGIN_REQUIRED', 'Wrong login/password');
     }
-    await clearLoginFailures(this.db, creds.username);
+    await clearLoginFailures(this.db, creds.username, { address });
     if (!user.active && !opts.allowInactive) throw new RegistryError('ACCOUNT_INACTIVE');
     return user;
   }

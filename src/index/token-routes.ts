@@ -11,6 +11,7 @@ import { parseV2Name } from '../content/v2-names.js';
 import { findRepository } from '../db/repositories.js';
 import type { User } from '../db/users.js';
 import { readRawBody } from '../http/body.js';
+import { clientAddress } from '../http/app.js';
 import { rightsOn } from './access.js';
 import type { IndexService } from './service.js';
 
@@ -45,6 +46,24 @@ const ALL_ACTIONS = ['pull', 'push', 'delete'] as const;
  */
 export async function grantedAccess(index: IndexService, user: User | undefined, requested: readonly ResourceAccess[]): Promise<ResourceAccess[]> {
   const out: ResourceAccess[] = [];
+  // One judgement per repository of the index, however many spellings name it (`x`, `library/x`)
+  const judged = new Map<string, Promise<Record<(typeof ALL_ACTIONS)[number], boolean>>>();
+  const judge = (namespace: string, repository: string) => {
+    const key = `${namespace}/${repository}`;
+    let has = judged.get(key);
+    if (!has) {
+      has = (async () => {
+        const repo = await findRepository(index.db, namespace, repository);
+        const rights = await rightsOn(index.db, user, namespace, repo);
+        // The index decides from its records: a repository it has no record of (never pushed, or
+        // deleted) is readable only by whoever could create it (the namespace's owner, its
+        // organization, admins), never by everyone (issue 10: a deleted private repository's leftovers).
+        return { pull: rights.read, push: rights.write, delete: rights.delete };
+      })();
+      judged.set(key, has);
+    }
+    return has;
+  };
   for (const r of requested) {
     if (r.type === 'registry') {
       if (r.name === 'catalog' && user && r.actions.includes('*')) out.push({ type: 'registry', name: 'catalog', actions: ['*'] });
@@ -53,12 +72,7 @@ export async function grantedAccess(index: IndexService, user: User | undefined,
     if (r.type !== 'repository') continue;
     const n = indexNameOf(r.name);
     if (!n) continue;
-    const repo = await findRepository(index.db, n.namespace, n.repository);
-    const rights = await rightsOn(index.db, user, n.namespace, repo);
-    // The index decides from its records: a repository it has no record of (never pushed, or
-    // deleted) is readable only by whoever could create it (the namespace's owner, its
-    // organization, admins), never by everyone (issue 10: a deleted private repository's leftovers).
-    const has = { pull: rights.read, push: rights.write, delete: rights.delete };
+    const has = await judge(n.namespace, n.repository);
     const actions: string[] = [];
     if (r.actions.includes('*')) {
       if (ALL_ACTIONS.every((a) => has[a])) actions.push('*');
@@ -68,6 +82,27 @@ export async function grantedAccess(index: IndexService, user: User | undefined,
     if (actions.length > 0) out.push({ type: 'repository', name: r.name, actions });
   }
   return mergeAccess(out);
+}
+
+/**
+ * Most resource scopes one token request may name (security issue 10, finding 9). Clients ask for
+ * one to a few (docker push: the target, plus one pull scope per repository it may mount from).
+ * 32 leaves room for that, bounds the rights evaluation to 32 repository lookups, and keeps the
+ * token (~80 bytes of JWT per access entry) well under the 8 KiB header limits of common proxies.
+ */
+export const MAX_SCOPES = 32;
+
+/** The resource scope strings of a request (values space-separated, several values), at most MAX_SCOPES. */
+function scopeList(values: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const v of values) {
+    for (const part of v.split(' ')) {
+      if (part === '') continue;
+      if (out.length === MAX_SCOPES) throw new BadTokenRequest('invalid_request', `too many scopes: at most ${MAX_SCOPES} per token request`);
+      out.push(part);
+    }
+  }
+  return out;
 }
 
 /** Index failures on the token endpoint, in the v2 error form clients parse there. */
@@ -163,12 +198,13 @@ export function tokenRouter(config: Config, index: IndexService, issuer: V2Token
   router.get(
     TOKEN_PATH,
     guard(async (ctx) => {
+      // the scopes are checked before the credentials (a bounded request before any work)
+      const raw = ctx.query.scope;
+      const scopes = scopeList(Array.isArray(raw) ? raw : typeof raw === 'string' ? [raw] : []);
       const auth = ctx.get('Authorization') || undefined;
-      const user = await index.authenticate(auth);
+      const user = await index.authenticate(auth, { address: clientAddress(ctx) });
       const account = typeof ctx.query.account === 'string' ? ctx.query.account : undefined;
       if (user && account && account !== user.username) throw new V2Error('UNAUTHORIZED', undefined, 'account does not match the credentials');
-      const raw = ctx.query.scope;
-      const scopes = Array.isArray(raw) ? raw : typeof raw === 'string' ? [raw] : [];
       const service = serviceOf(ctx, typeof ctx.query.service === 'string' ? ctx.query.service : undefined);
       const offline = ctx.query.offline_token === 'true';
       const refresh = offline && user ? await issuer.issueRefresh({ sub: user.username, uid: user.id, cred: await credentialStamp(index, user.id) }) : undefined;
@@ -192,13 +228,13 @@ export function tokenRouter(config: Config, index: IndexService, issuer: V2Token
       const grant = form.get('grant_type');
       const service = serviceOf(ctx, form.get('service'));
       if (!form.get('client_id')) throw new BadTokenRequest('invalid_request', 'client_id is required');
-      const scopes = (form.get('scope') ?? '').split(' ').filter((s) => s !== '');
+      const scopes = scopeList([form.get('scope') ?? '']);
       let user: User | undefined;
       let refresh: string | undefined;
       if (grant === 'password') {
         const username = form.get('username') ?? '';
         const password = form.get('password') ?? '';
-        user = await index.authenticate(basicHeader(username, password));
+        user = await index.authenticate(basicHeader(username, password), { address: clientAddress(ctx) });
         if (!user) throw new V2Error('UNAUTHORIZED', undefined, 'username and password required');
         if (form.get('access_type') === 'offline') refresh = await issuer.issueRefresh({ sub: user.username, uid: user.id, cred: await credentialStamp(index, user.id) });
       } else if (grant === 'refresh_token') {

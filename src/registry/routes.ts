@@ -252,9 +252,13 @@ export function registryRouter(deps: RegistryDeps): Router {
     const id = imageId(ctx);
     await readable(access, id);
     if (notModified(ctx)) return;
-    const files = await images.files(access.scope, id);
-    sendJson(ctx, 200, files);
+    // streamed while the layer is read (security issue 10, finding 9): a listing found damaged after
+    // the answer has started can only be cut off
+    const listing = await images.files(access.scope, id);
+    listing.once('error', () => ctx.res.destroy());
+    sendJson(ctx, 200, null);
     setCacheHeaders(ctx);
+    ctx.body = listing;
   });
 
   // R10: the diff needs the Python registry's Redis worker queue, which we do not run.

@@ -16,6 +16,7 @@ import type { ResourceAccess } from '../auth/v2-scope.js';
 import type { V2Principal } from '../auth/v2-registry-auth.js';
 import type { CatalogSource } from '../content/v2-catalog.js';
 import type { Logger } from '../log/logger.js';
+import { BoundedCache } from '../content/bounded-cache.js';
 
 /** The index learning of v2 pushes (issue 4): repository, tag and top v1 id of the bridge. */
 export interface V2IndexHook {
@@ -51,30 +52,46 @@ export interface V2Deps {
 }
 
 /**
- * A few thousand recent answers, each valid for the write stamp it was computed under and until it
- * expires. Concurrent requests for a missing answer share one computation (64 clients asking at the
- * moment an answer expires cost one computation, not 64).
+ * Recent answers, each valid for the write stamp it was computed under and until it expires.
+ * Concurrent requests for a missing answer share one computation (64 clients asking at the moment
+ * an answer expires cost one computation, not 64). Bounded by entries and by bytes (a manifest
+ * answer can be 4 MiB; security issue 10, finding 7): an answer is weighed once it has resolved.
  */
 class AnswerCache<T> {
-  private readonly map = new Map<string, { stamp: number; expires: number; value: Promise<T> }>();
-  constructor(private readonly opts: { readonly ttlMs: number; readonly stamp: () => number }) {}
+  private readonly cache: BoundedCache<{ readonly stamp: number; readonly value: Promise<T>; bytes: number }>;
+  constructor(
+    private readonly opts: { readonly ttlMs: number; readonly stamp: () => number },
+    bounds: { readonly maxEntries: number; readonly maxBytes: number; readonly weigh: (value: T) => number },
+  ) {
+    this.cache = new BoundedCache({ maxEntries: bounds.maxEntries, maxBytes: bounds.maxBytes, weight: (e, key) => 128 + 2 * key.length + e.bytes });
+    this.weigh = bounds.weigh;
+  }
+  private readonly weigh: (value: T) => number;
 
   get(key: string, compute: () => Promise<T>): Promise<T> {
     const stamp = this.opts.stamp();
-    const e = this.map.get(key);
-    if (e && e.stamp === stamp && e.expires > Date.now()) return e.value;
+    const e = this.cache.get(key);
+    if (e && e.stamp === stamp) return e.value;
     const value = compute();
-    const entry = { stamp, expires: Date.now() + this.opts.ttlMs, value };
-    this.map.delete(key);
-    this.map.set(key, entry);
-    if (this.map.size > 5000) this.map.delete(this.map.keys().next().value!);
+    const entry = { stamp, value, bytes: 0 };
+    this.cache.set(key, entry, this.opts.ttlMs);
     // errors are not kept; a write while computing makes the entry stale by its stamp
-    value.catch(() => {
-      if (this.map.get(key) === entry) this.map.delete(key);
-    });
+    value.then(
+      (v) => {
+        entry.bytes = this.weigh(v);
+        if (this.cache.peek(key) === entry) this.cache.reweigh(key);
+      },
+      () => {
+        if (this.cache.peek(key) === entry) this.cache.delete(key);
+      },
+    );
     return value;
   }
 }
+
+/** Bounds of the answer caches: manifests up to 4 MiB each, tag lists. */
+const MANIFEST_ANSWERS = { maxEntries: 5000, maxBytes: 32 * 1024 * 1024 } as const;
+const TAG_ANSWERS = { maxEntries: 5000, maxBytes: 8 * 1024 * 1024 } as const;
 
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 
@@ -140,11 +157,12 @@ export function matchV2(path: string): V2Route | undefined {
   return { kind: 'other', name: rest };
 }
 
-function scopeName(raw: string): string {
+/** A repository named in a query parameter (`from` of a mount), or undefined when it is no v2 name. */
+function scopeName(raw: string): V2Name | undefined {
   try {
-    return decodeURIComponent(raw);
+    return parseV2Name(decodeURIComponent(raw));
   } catch {
-    return raw;
+    return undefined;
   }
 }
 
@@ -156,15 +174,21 @@ function scopeName(raw: string): string {
 export function requiredAccess(route: V2Route, method: string, query: Record<string, string | string[] | undefined>): ResourceAccess[] {
   if (route.kind === 'base') return [];
   if (route.kind === 'catalog') return [{ type: 'registry', name: 'catalog', actions: ['*'] }];
-  const name = scopeName(route.name);
+  // The path's name, tag and digest are checked here, before authentication (STYLE: validate
+  // parameters, then authenticate): the name goes into the challenge's scope, and a control
+  // character there made setting WWW-Authenticate throw (a 500; security issue 10, finding 11).
+  const name = v2Name(route.name);
+  if (route.kind === 'manifest') reference(route.reference);
+  if (route.kind === 'blob' || route.kind === 'referrers') digestParam(route.digest);
   let actions: string[];
   if (method === 'GET' || method === 'HEAD') actions = ['pull'];
   else if (method === 'DELETE') actions = ['delete'];
   else actions = ['pull', 'push'];
   const needs: ResourceAccess[] = [{ type: 'repository', name, actions }];
   if (route.kind === 'uploads' && method === 'POST' && typeof query.mount === 'string' && typeof query.from === 'string') {
+    // a `from` that is no repository name cannot be mounted from: the request is an ordinary upload
     const from = scopeName(query.from);
-    if (from !== name) needs.push({ type: 'repository', name: from, actions: ['pull'] });
+    if (from !== undefined && from !== name) needs.push({ type: 'repository', name: from, actions: ['pull'] });
   }
   return needs;
 }
@@ -211,8 +235,8 @@ function declaredLength(ctx: Context): number | undefined {
 export function v2Routes(deps: V2Deps) {
   const { blobs, uploads, manifests } = deps;
   const cacheOn = deps.answerCache && deps.answerCache.ttlMs > 0 ? deps.answerCache : undefined;
-  const manifestAnswers = cacheOn ? new AnswerCache<StoredManifest>(cacheOn) : undefined;
-  const tagAnswers = cacheOn ? new AnswerCache<string[]>(cacheOn) : undefined;
+  const manifestAnswers = cacheOn ? new AnswerCache<StoredManifest>(cacheOn, { ...MANIFEST_ANSWERS, weigh: (m) => 256 + m.bytes.length }) : undefined;
+  const tagAnswers = cacheOn ? new AnswerCache<string[]>(cacheOn, { ...TAG_ANSWERS, weigh: (tags) => tags.reduce((a, t) => a + 32 + t.length, 0) }) : undefined;
 
   /** Every tag of a repository, v2 and v1 (spec §3.7: a tag deleted through v1 is gone). */
   async function allTags(name: V2Name): Promise<string[]> {

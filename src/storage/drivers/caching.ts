@@ -1,5 +1,6 @@
 import type { FileInfo, PutOptions, StorageDriver, Writer, WriterOptions } from '../driver.js';
 import type { Readable } from 'node:stream';
+import { BoundedCache } from '../../content/bounded-cache.js';
 
 /**
  * A read-through cache in front of a driver, for the small metadata objects every pull reads
@@ -20,10 +21,12 @@ import type { Readable } from 'node:stream';
 export interface CachingOptions {
   readonly ttlMs: number;
   readonly blobTtlMs?: number;
-  /** Largest object kept (bytes). */
+  /** Largest object kept (bytes; default 256 KiB). */
   readonly maxObject?: number;
-  /** Total bytes of cached content. */
+  /** Total bytes of everything kept: content, stats and listings (default 32 MiB). */
   readonly maxBytes?: number;
+  /** Most entries kept, content, stats and listings together (default 50,000). */
+  readonly maxEntries?: number;
   /** Key prefixes whose metadata may be cached. */
   readonly prefixes?: readonly string[];
   /** Prefix of content-addressed (immutable) objects. */
@@ -31,27 +34,30 @@ export interface CachingOptions {
   readonly now?: () => number;
 }
 
-interface Entry<T> {
-  value: T;
-  expires: number;
-  bytes: number;
+/** What one key of the storage is known to be; the kinds share one bounded cache. */
+type Kind = 'content' | 'stat' | 'list';
+type Known = { kind: 'content'; value: Buffer } | { kind: 'stat'; value: FileInfo } | { kind: 'list'; value: string[] };
+
+/** Approximate heap bytes of a kept answer (per-entry overhead included). */
+function weightOf(e: Known, key: string): number {
+  const base = 96 + key.length;
+  if (e.kind === 'content') return base + e.value.length;
+  if (e.kind === 'stat') return base + 64;
+  return base + e.value.reduce((a, k) => a + 32 + k.length, 0);
 }
 
 const DEFAULT_PREFIXES = ['v2/repositories/', 'v1/repositories/'];
+export const CACHING_DEFAULTS = Object.freeze({ maxObject: 256 * 1024, maxBytes: 32 * 1024 * 1024, maxEntries: 50_000 });
 
 export class CachingDriver implements StorageDriver {
   readonly name: string;
-  private readonly content = new Map<string, Entry<Buffer>>();
-  private readonly stats = new Map<string, Entry<FileInfo>>();
-  private readonly lists = new Map<string, Entry<string[]>>();
-  private bytes = 0;
+  /** Keyed `<kind>\0<storage key>`; bounded by entries and bytes (src/content/bounded-cache.ts). */
+  private readonly cache: BoundedCache<Known>;
   private readonly ttl: number;
   private readonly blobTtl: number;
   private readonly maxObject: number;
-  private readonly maxBytes: number;
   private readonly prefixes: readonly string[];
   private readonly immutable: string;
-  private readonly now: () => number;
   /** Bumped by every local write; a read that started before a write does not fill the cache. */
   private generation = 0;
 
@@ -62,11 +68,20 @@ export class CachingDriver implements StorageDriver {
     this.name = inner.name;
     this.ttl = opts.ttlMs;
     this.blobTtl = opts.blobTtlMs ?? 60_000;
-    this.maxObject = opts.maxObject ?? 256 * 1024;
-    this.maxBytes = opts.maxBytes ?? 32 * 1024 * 1024;
+    this.maxObject = opts.maxObject ?? CACHING_DEFAULTS.maxObject;
     this.prefixes = opts.prefixes ?? DEFAULT_PREFIXES;
     this.immutable = opts.immutablePrefix ?? 'blobs/';
-    this.now = opts.now ?? Date.now;
+    this.cache = new BoundedCache<Known>({
+      maxEntries: opts.maxEntries ?? CACHING_DEFAULTS.maxEntries,
+      maxBytes: opts.maxBytes ?? CACHING_DEFAULTS.maxBytes,
+      weight: weightOf,
+      ...(opts.now ? { now: opts.now } : {}),
+    });
+  }
+
+  /** Entries and bytes held now (for tests and diagnostics). */
+  get usage(): { readonly entries: number; readonly bytes: number } {
+    return { entries: this.cache.size, bytes: this.cache.bytes };
   }
 
   /**
@@ -82,94 +97,69 @@ export class CachingDriver implements StorageDriver {
     return this.prefixes.some((p) => key.startsWith(p)) ? this.ttl : 0;
   }
 
-  private fresh<T>(map: Map<string, Entry<T>>, key: string): T | undefined {
-    const e = map.get(key);
-    if (!e) return undefined;
-    if (e.expires <= this.now()) {
-      this.drop(map, key, e);
-      return undefined;
-    }
-    // LRU: move to the end
-    map.delete(key);
-    map.set(key, e);
-    return e.value;
+  private fresh(kind: Kind, key: string): Known['value'] | undefined {
+    const e = this.cache.get(`${kind}\0${key}`);
+    return e?.kind === kind ? e.value : undefined;
   }
 
-  private drop<T>(map: Map<string, Entry<T>>, key: string, e: Entry<T>): void {
-    map.delete(key);
-    this.bytes -= e.bytes;
-  }
-
-  private keep<T>(map: Map<string, Entry<T>>, key: string, value: T, bytes: number, ttl: number, gen: number): void {
+  private keep(kind: Kind, key: string, value: Known['value'], bytes: number, ttl: number, gen: number): void {
     if (ttl <= 0 || gen !== this.generation || bytes > this.maxObject) return;
-    const old = map.get(key);
-    if (old) this.drop(map, key, old);
-    map.set(key, { value, expires: this.now() + ttl, bytes });
-    this.bytes += bytes;
-    while (this.bytes > this.maxBytes || map.size > 50_000) {
-      const first = map.keys().next();
-      if (first.done) break;
-      this.drop(map, first.value, map.get(first.value)!);
-    }
+    this.cache.set(`${kind}\0${key}`, { kind, value } as Known, ttl);
+  }
+
+  private forget(key: string): void {
+    for (const kind of ['content', 'stat', 'list'] as const) this.cache.delete(`${kind}\0${key}`);
   }
 
   /** Forget key, everything below it, and the listings of every prefix above it. */
   private invalidate(key: string, subtree = false): void {
     this.generation++;
-    for (const map of [this.content, this.stats, this.lists] as Map<string, Entry<unknown>>[]) {
-      const e = map.get(key);
-      if (e) this.drop(map, key, e);
-    }
+    this.forget(key);
     for (let i = key.lastIndexOf('/'); i >= 0; i = key.lastIndexOf('/', i - 1)) {
-      const parent = key.slice(0, i);
-      const l = this.lists.get(parent);
-      if (l) this.drop(this.lists, parent, l);
+      this.cache.delete(`list\0${key.slice(0, i)}`);
       // a new object makes its parent prefixes exist: a cached stat of them stays true
       if (i === 0) break;
     }
-    const rootList = this.lists.get('');
-    if (rootList) this.drop(this.lists, '', rootList);
+    this.cache.delete('list\0');
     if (!subtree) return;
     const below = `${key}/`;
-    for (const map of [this.content, this.stats, this.lists] as Map<string, Entry<unknown>>[]) {
-      for (const [k, e] of map) if (k.startsWith(below)) this.drop(map, k, e);
-    }
+    this.cache.deleteWhere((k) => k.slice(k.indexOf('\0') + 1).startsWith(below));
   }
 
   async getContent(key: string): Promise<Buffer> {
     const ttl = this.ttlFor(key);
     if (ttl > 0) {
-      const hit = this.fresh(this.content, key);
+      const hit = this.fresh('content', key) as Buffer | undefined;
       // callers own the buffer they get: hand out copies, never the cached bytes
       if (hit) return Buffer.from(hit);
     }
     const gen = this.generation;
     const value = await this.inner.getContent(key);
-    if (ttl > 0 && value.length <= this.maxObject) this.keep(this.content, key, Buffer.from(value), value.length, ttl, gen);
+    if (ttl > 0 && value.length <= this.maxObject) this.keep('content', key, Buffer.from(value), value.length, ttl, gen);
     return value;
   }
 
   async stat(key: string): Promise<FileInfo> {
     const ttl = this.ttlFor(key);
     if (ttl > 0) {
-      const hit = this.fresh(this.stats, key);
+      const hit = this.fresh('stat', key) as FileInfo | undefined;
       if (hit) return hit;
     }
     const gen = this.generation;
     const info = await this.inner.stat(key);
-    this.keep(this.stats, key, info, 64, ttl, gen);
+    this.keep('stat', key, info, 64, ttl, gen);
     return info;
   }
 
   async list(prefix: string): Promise<string[]> {
     const ttl = prefix === '' ? 0 : this.ttlFor(`${prefix}/`);
     if (ttl > 0) {
-      const hit = this.fresh(this.lists, prefix);
+      const hit = this.fresh('list', prefix) as string[] | undefined;
       if (hit) return [...hit];
     }
     const gen = this.generation;
     const keys = await this.inner.list(prefix);
-    this.keep(this.lists, prefix, keys, 64 + keys.reduce((a, k) => a + k.length, 0), ttl, gen);
+    this.keep('list', prefix, keys, 64 + keys.reduce((a, k) => a + k.length, 0), ttl, gen);
     return [...keys];
   }
 
@@ -229,10 +219,7 @@ export class CachingDriver implements StorageDriver {
   }
 
   async close(): Promise<void> {
-    this.content.clear();
-    this.stats.clear();
-    this.lists.clear();
-    this.bytes = 0;
+    this.cache.clear();
     await this.inner.close?.();
   }
 }

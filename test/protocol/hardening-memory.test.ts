@@ -1,0 +1,119 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { request } from '../helpers/http.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+import { pushV2 } from '../helpers/v2-client.js';
+
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+
+/** Heap and buffer memory still reachable after full collections. */
+async function liveBytes(): Promise<number> {
+  for (let i = 0; i < 3; i++) {
+    gc();
+    await new Promise((r) => setImmediate(r));
+  }
+  const m = process.memoryUsage();
+  return m.heapUsed + m.arrayBuffers;
+}
+
+const MB = 1024 * 1024;
+const hex = (s: string): string => createHash('sha256').update(s).digest('hex');
+
+/**
+ * Security issue 10, finding 7: every cache of the process is bounded by entries and by bytes.
+ * The servers run in this process, so what their caches keep shows in this process's memory.
+ */
+describe('hardening: caches are bounded by bytes, not only by entries', () => {
+  describe('registry token validations (src/auth/registry-token.ts)', () => {
+    let s: TestServer;
+    let index: Server;
+    let validations = 0;
+    before(async () => {
+      // a stand-in index vouching for every token of memtest/big, a repository with 25,000 images:
+      // each validation answer is ~1.7 MB of JSON (the real index takes ~0.4 s to build it)
+      const list = Buffer.from(JSON.stringify(Array.from({ length: 25_000 }, (_, i) => ({ id: hex(`image-${i}`) }))));
+      index = createServer((req, res) => {
+        validations++;
+        const ok = req.url === '/v1/repositories/memtest/big/images' && /^Token /.test(req.headers.authorization ?? '');
+        res.writeHead(ok ? 200 : 401, { 'Content-Type': 'application/json' });
+        res.end(ok ? list : '{}');
+      });
+      await new Promise<void>((r) => index.listen(0, '127.0.0.1', () => r()));
+      const indexUrl = `http://127.0.0.1:${(index.address() as AddressInfo).port}`;
+      s = await startTestServer({ standalone: false, index_endpoint: indexUrl, token_cache_ttl: 60 }, { role: 'registry' });
+    });
+    after(async () => {
+      await s?.stop();
+      await new Promise<void>((r) => index.close(() => r()));
+    });
+
+    const run = Date.now();
+    const token = (i: number): string => `Token signature=t${i}-${run},repository="memtest/big",access=read`;
+
+    it('a hundred tokens of a repository with 25,000 images keep at most ~32 MiB of ids', async () => {
+      const warm = await request(s.url, '/v1/repositories/memtest/big/tags', { headers: { Authorization: token(-1) } });
+      assert.equal(warm.status, 404, warm.text);
+      const start = await liveBytes();
+      for (let i = 0; i < 100; i++) {
+        // each token is validated once; the answer (25,000 ids) is kept for token_cache_ttl, which
+        // before was until 10,000 of them had piled up
+        const r = await request(s.url, '/v1/repositories/memtest/big/tags', { headers: { Authorization: token(i) } });
+        assert.equal(r.status, 404);
+        assert.equal(r.text, '{"error": "Repository not found"}');
+      }
+      assert.equal(validations, 101);
+      const grown = (await liveBytes()) - start;
+      if (process.env.SHOW_MEM) console.log(`memory grew by ${(grown / MB).toFixed(1)} MB`);
+      // 100 × 25,000 ids is ~250 MB of heap when all are kept; the bound is 32 MiB (plus noise)
+      assert.ok(grown < 80 * MB, `memory grew by ${(grown / MB).toFixed(0)} MB`);
+      // a kept validation is still used: the last token is not validated again
+      assert.equal((await request(s.url, '/v1/repositories/memtest/big/tags', { headers: { Authorization: token(99) } })).status, 404);
+      assert.equal(validations, 101);
+    });
+  });
+
+  describe('v2 manifest answers (AnswerCache in src/v2/routes.ts)', () => {
+    let s: TestServer;
+    const OCI = 'application/vnd.oci.image.manifest.v1+json';
+    let size = 0;
+    before(async () => {
+      s = await startTestServer({ standalone: true, v2: true, metadata_cache_ttl: 60 });
+      const base = await pushV2(s.url, 'mem/big', 'base');
+      const m = JSON.parse(base.manifest.toString('utf8')) as Record<string, unknown>;
+      // the same image as an OCI manifest carrying ~3.9 MiB of annotations (manifests may be 4 MiB)
+      const manifest = Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: OCI,
+          config: { ...(m.config as object), mediaType: 'application/vnd.oci.image.config.v1+json' },
+          layers: (m.layers as object[]).map((l) => ({ ...l, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' })),
+          annotations: { padding: 'x'.repeat(3.9 * MB) },
+        }),
+      );
+      size = manifest.length;
+      const put = await request(s.url, '/v2/mem/big/manifests/big', { method: 'PUT', body: manifest, headers: { 'Content-Type': OCI } });
+      assert.equal(put.status, 201, put.text);
+    });
+    after(() => s?.stop());
+
+    it('sixty Accept variants of a 4 MiB manifest keep at most ~32 MiB', async () => {
+      const start = await liveBytes();
+      for (let i = 0; i < 60; i++) {
+        // the answer is kept per Accept header: each variant is an entry of its own
+        const r = await request(s.url, '/v2/mem/big/manifests/big', { headers: { Accept: `${OCI}, application/x-variant-${i}` } });
+        assert.equal(r.status, 200);
+        assert.equal(r.body.length, size);
+      }
+      const grown = (await liveBytes()) - start;
+      // 60 × 4 MiB is ~240 MB when all are kept; the bound is 32 MiB (plus noise)
+      if (process.env.SHOW_MEM) console.log(`memory grew by ${(grown / MB).toFixed(1)} MB`);
+      assert.ok(grown < 80 * MB, `memory grew by ${(grown / MB).toFixed(0)} MB`);
+    });
+  });
+});
