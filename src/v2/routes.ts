@@ -178,7 +178,9 @@ export function requiredAccess(route: V2Route, method: string, query: Record<str
   // parameters, then authenticate): the name goes into the challenge's scope, and a control
   // character there made setting WWW-Authenticate throw (a 500; security issue 10, finding 11).
   const name = v2Name(route.name);
-  if (route.kind === 'manifest') reference(route.reference);
+  // a GET/HEAD of a reference off both grammars is a 404 after authentication (OCI conformance:
+  // "nonexistent manifest"); the reference never reaches a header
+  if (route.kind === 'manifest' && method !== 'GET' && method !== 'HEAD') reference(route.reference, false);
   if (route.kind === 'blob' || route.kind === 'referrers') digestParam(route.digest);
   let actions: string[];
   if (method === 'GET' || method === 'HEAD') actions = ['pull'];
