@@ -223,9 +223,13 @@ export class IndexService {
 
   /**
    * I11, as this registry uses it: the repositories (other than the token's own) whose image list
-   * names `imageId` and that the holder of a write token may read — where a push may link an image
-   * from instead of uploading it. The registry links only from one that truly holds the image (the
-   * lists are written by clients); a read or anonymous token gets none.
+   * names `imageId` and whose content the holder of a write token may reuse instead of uploading it:
+   * repositories it may write as an account (content it or its team controls; an admin's power to
+   * write everywhere does not count) and official `library/` ones (written by admins). Merely readable repositories are not sources: a v1 id is a name anyone can
+   * push content under, so linking from someone else's public repository would let them choose the
+   * bytes of any image built on a well-known base (the id of a public base image is public). The
+   * registry links only from a source that truly holds the image (the lists are written by
+   * clients); a read or anonymous token gets none.
    */
   async linkSources(claims: V1TokenClaims, imageId: string): Promise<string[]> {
     if (claims.access !== 'write' || claims.userId <= 0) return [];
@@ -243,7 +247,10 @@ export class IndexService {
       const full = `${row.namespace}/${row.name}`;
       if (full === claims.repository) continue;
       const repo = await findRepository(this.db, row.namespace, row.name);
-      if (repo && (await rightsOn(this.db, user, row.namespace, repo)).read) out.push(full);
+      if (!repo) continue;
+      // an admin may write everything, but what others pushed stays theirs: judged as an account
+      const rights = await rightsOn(this.db, { ...user, admin: false }, row.namespace, repo);
+      if (rights.write || (row.namespace === 'library' && !repo.private) || (row.namespace === 'library' && user.admin)) out.push(full);
     }
     return out;
   }

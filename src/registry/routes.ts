@@ -128,7 +128,8 @@ export function registryRouter(deps: RegistryDeps): Router {
 
   /**
    * The done check and existence of an image for the GET routes, within the request's scope. A
-   * write token's probe (`GET …/json` before a push) also links an image the pusher may read.
+   * write token's probe (`GET …/json` before a push) also links an image from a repository the
+   * pusher may write, or an official one (see IndexService.linkSources).
    */
   const readable = async (access: RegistryAccess, id: string): Promise<void> => {
     if (await images.hasJson(access.scope, id)) {
@@ -178,8 +179,8 @@ export function registryRouter(deps: RegistryDeps): Router {
     const access = await authorize(ctx);
     const id = imageId(ctx);
     const body = await readRawBody(ctx, jsonLimit);
-    // An image the pusher may already read elsewhere is linked, and the client told it exists (it
-    // then skips the layer and checksum, spec §2.5): 409 only for images it could pull anyway.
+    // An image the pusher already has in a repository it may write (or an official one) is linked,
+    // and the client told it exists (it then skips the layer and checksum, spec §2.5).
     await images.putJson(access.scope, id, body, {
       ...(access.allowedIds ? { allowedIds: access.allowedIds } : {}),
       ...(access.linkSources ? { link: (other: string) => linkInto(access, other) } : {}),

@@ -7,7 +7,8 @@ import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { makeImage, payloadChecksum, pushImage, putTag, tarOf, type TestImage } from '../helpers/v1-client.js';
 import { derivedBaseId, pushV2Image, sha, Site, v2Image, type Creds } from '../helpers/accounts.js';
-import { saveUser } from '../../src/db/users.js';
+import { findUserByName, saveUser } from '../../src/db/users.js';
+import { addCollaborator, findRepository } from '../../src/db/repositories.js';
 
 const OWNER: Creds = ['owner', 'ownerpw'];
 const MALLORY: Creds = ['mallory', 'mallorypw'];
@@ -191,7 +192,7 @@ describe('issue 10 findings: private images stay private, a digest names one con
     assert.equal(await site.readToken('ghostns/app', ['ghostns', 'ghostpw']), undefined);
   });
 
-  it('two accounts push the same two-image chain independently; a third links it only once it may read it', async () => {
+  it('two accounts push the same two-image chain independently; a third reuses only what it may write', async () => {
     const b = makeImage();
     const a = makeImage(b.id);
     await site.pushV1('owner/same', OWNER, [b, a]);
@@ -212,35 +213,60 @@ describe('issue 10 findings: private images stay private, a digest names one con
       assert.deepEqual((await site.regGet(`/v1/images/${mine.id}/json`, mr)).body, mine.json);
       assert.deepEqual((await site.regGet(`/v1/images/${theirs.id}/layer`, or)).body, theirs.layer);
     }
-    // carol cannot read owner/same: she pushes her own; once it is public, her probe links it (200)
+    // owner/same turns public: carol may read it, yet her probe does not link from it (an id is a name
+    // anyone can push under: linking from other people's repositories would let them pick her bytes);
+    // she uploads the same images herself, then reuses them from her own repository
     await site.setAccess('owner/same', OWNER, 'public');
     const ct = await site.claim('carol/same', CAROL, [b.id, a.id]);
     for (const img of [b, a]) {
-      const probe = await site.regGet(`/v1/images/${img.id}/json`, ct);
-      assert.equal(probe.status, 200, probe.text);
-      assert.deepEqual(probe.body, img.json, "the owner's image, which carol may read");
+      const rs = await pushImage(s.url, img, ct);
+      assert.deepEqual(rs.map((r) => r.status), [404, 200, 200, 200], rs.map((r) => r.text).join(' '));
     }
     assert.equal((await putTag(s.url, 'carol/same', 'latest', a.id, ct)).status, 200);
-    const cr = await site.readToken('carol/same', CAROL);
+    const ct2 = await site.claim('carol/same2', CAROL, [b.id, a.id]);
+    for (const img of [b, a]) {
+      const probe = await site.regGet(`/v1/images/${img.id}/json`, ct2);
+      assert.equal(probe.status, 200, probe.text);
+      assert.deepEqual(probe.body, img.json, 'linked from her own carol/same');
+    }
+    assert.equal((await putTag(s.url, 'carol/same2', 'latest', a.id, ct2)).status, 200);
+    const cr = await site.readToken('carol/same2', CAROL);
     assert.deepEqual((await site.regGet(`/v1/images/${a.id}/ancestry`, cr)).json(), [a.id, b.id]);
     assert.deepEqual((await site.regGet(`/v1/images/${b.id}/layer`, cr)).body, b.layer);
-    // owner turning private later does not change what carol's repository holds (she read it then)
+    // owner turning private later does not change what carol's repositories hold
     await site.setAccess('owner/same', OWNER, 'private');
     assert.deepEqual((await site.regGet(`/v1/images/${a.id}/layer`, cr)).body, a.layer);
     // and mallory's repository keeps her own content under the same ids
     assert.deepEqual((await site.regGet(`/v1/images/${ma.id}/layer`, mr)).body, ma.layer);
   });
 
-  it('PUT json of an image the pusher may read elsewhere: linked, 409 "Image already exists" (the client skips the layer)', async () => {
+  it("squatting a well-known id in a public repository: another account's push is not linked to it", async () => {
+    const base2 = makeImage();
+    // mallory learnt the id (say, of a popular public base image) and pushes her content under it first
+    const squat = sameIdOtherContent(base2, 'mallory');
+    await site.pushV1('mallory/popular', MALLORY, [squat]);
+    // the owner pushes an image built on that base: the probe says "push it", the owner's bytes are kept
+    const top = makeImage(base2.id);
+    const t = await site.claim('owner/built', OWNER, [base2.id, top.id]);
+    for (const img of [base2, top]) {
+      const rs = await pushImage(s.url, img, t);
+      assert.deepEqual(rs.map((r) => r.status), [404, 200, 200, 200], rs.map((r) => r.text).join(' '));
+    }
+    assert.equal((await putTag(s.url, 'owner/built', 'latest', top.id, t)).status, 200);
+    const r = await site.readToken('owner/built', undefined);
+    assert.deepEqual((await site.regGet(`/v1/images/${base2.id}/layer`, r)).body, base2.layer);
+  });
+
+  it('PUT json of an image in an official repository: linked, 409 "Image already exists" (the client skips the layer)', async () => {
     const img = makeImage();
-    await site.pushV1('owner/pub', OWNER, [img]);
+    await site.pushV1('library/pub', ROOT, [img]);
     const ct = await site.claim('carol/pub', CAROL, [img.id]);
     const j = await request(s.url, `/v1/images/${img.id}/json`, { method: 'PUT', headers: { Authorization: `Token ${ct}` }, body: img.json });
     assert.equal(j.status, 409);
     assert.equal(j.text, '{"error": "Image already exists"}');
     assert.equal((await putTag(s.url, 'carol/pub', 'latest', img.id, ct)).status, 200);
     assert.deepEqual((await site.regGet(`/v1/images/${img.id}/layer`, await site.readToken('carol/pub', CAROL))).body, img.layer);
-    // a child whose parent is only readable elsewhere: the parent is linked (R4 parent check)
+    // a child whose parent is in an official repository: the parent is linked (R4 parent check)
     const child = makeImage(img.id);
     const ct2 = await site.claim('carol/child', CAROL, [img.id, child.id]);
     const rs = await pushImage(s.url, child, ct2);
@@ -249,7 +275,7 @@ describe('issue 10 findings: private images stay private, a digest names one con
     const r2 = await site.readToken('carol/child', CAROL);
     assert.deepEqual((await site.regGet(`/v1/images/${child.id}/ancestry`, r2)).json(), [child.id, img.id]);
     assert.deepEqual((await site.regGet(`/v1/images/${img.id}/layer`, r2)).body, img.layer);
-    // a parent nobody lets mallory read is "missing", whoever holds it
+    // a parent nobody lets mallory reuse is "missing", whoever holds it
     const orphan = makeImage(base.id);
     const mt = await site.claim('mallory/child', MALLORY, [orphan.id]);
     const pj = await request(s.url, `/v1/images/${orphan.id}/json`, { method: 'PUT', headers: { Authorization: `Token ${mt}` }, body: orphan.json });
@@ -257,14 +283,31 @@ describe('issue 10 findings: private images stay private, a digest names one con
     assert.equal(pj.text, '{"error": "Image depends on a non existing parent"}');
   });
 
-  it('the index lists the checksum the registry verified for each v1-pushed image (the client sent `[]`)', async () => {
-    const r = await site.images('owner/secret', OWNER);
-    assert.equal(r.status, 200);
-    assert.deepEqual(r.json(), [{ id: base.id, checksum: base.payload }, { id: app.id, checksum: app.payload }]);
-    // a forged or foreign token cannot write checksums into another repository's list
-    const t = await site.claim('mallory/sums', MALLORY, [base.id]);
-    const f = await request(s.url, '/_index/v1/checksums', { method: 'POST', headers: { Authorization: `Token ${t}` }, body: JSON.stringify({ name: 'owner/secret', id: base.id, checksum: `sha256:${'0'.repeat(64)}` }) });
-    assert.equal(f.status, 403);
+  it("a link never mixes chains: a repository holding its own image under a parent's id gets nothing linked onto it", async () => {
+    const b = makeImage();
+    const a = makeImage(b.id);
+    // mallory's repository holds her own image under b's id (pushed before anyone else had b)
+    const mb = sameIdOtherContent(b, 'mallory');
+    await site.pushV1('mallory/mix', MALLORY, [mb], 'base');
+    await site.pushV1('library/mixsrc', ROOT, [b, a]);
+    // her probe for a (an official image: a link source) must not put the official a on top of her b
+    const t = await site.claim('mallory/mix', MALLORY, [mb.id, a.id]);
+    const probe = await site.regGet(`/v1/images/${a.id}/json`, t);
+    assert.equal(probe.status, 404, probe.text);
+    const tag = await putTag(s.url, 'mallory/mix', 'mixed', a.id, t);
+    assert.equal(tag.status, 404);
+    assert.deepEqual((await site.regGet(`/v1/images/${b.id}/layer`, await site.readToken('mallory/mix', MALLORY))).body, mb.layer);
+  });
+
+  it('library/ is written by admins only: a write collaborator of an official repository cannot push to it', async () => {
+    const img = makeImage();
+    await site.pushV1('library/base', ROOT, [img]);
+    const repo = (await findRepository(s.db!, 'library', 'base'))!;
+    await addCollaborator(s.db!, repo.id, (await findUserByName(s.db!, 'carol'))!.id, 'write');
+    const r = await site.claimRaw('library/base', CAROL, [img.id]);
+    assert.equal(r.status, 403, r.text);
+    const bearer = await site.bearer(CAROL, 'repository:library/base:pull,push');
+    assert.deepEqual(decodeJwt(bearer).access, [{ type: 'repository', name: 'library/base', actions: ['pull'] }]);
   });
 
   it('R4 membership: an id not declared for the token\'s repository is refused (NOT_IN_REPOSITORY)', async () => {

@@ -306,13 +306,15 @@ describe('index + registry in two processes: the Docker 1.x sequences', () => {
     assert.equal((await request(idx.url, '/v1/repositories/alice/authz/auth', { method: 'PUT', headers: { Authorization: `Token ${write}` } })).status, 403);
     assert.equal((await request(idx.url, '/v1/repositories/alice/other/auth', { method: 'PUT', headers: { Authorization: `Token ${del}` } })).status, 403);
     // I11 (where a push may link an image from): the other repositories the write token's holder may
-    // read that list the id — never the token's own, never one it may not read
+    // write that list the id — never the token's own, never one it may only read or not at all
     const src = await request(idx.url, '/v1/repositories/alice/authzsrc/', { method: 'PUT', headers: { Authorization: basic('alice', 'secret1'), 'X-Docker-Token': 'true' }, body: JSON.stringify([{ id: img.id }]) });
     assert.equal(src.status, 200);
     const hidden = await request(idx.url, '/v1/repositories/bobby/authzhid/', { method: 'PUT', headers: { Authorization: basic('bobby', 'secret2'), 'X-Docker-Token': 'true' }, body: JSON.stringify([{ id: img.id }]) });
     assert.equal(hidden.status, 200);
     const priv = await request(idx.url, '/v1/repositories/bobby/authzhid/properties', { method: 'PUT', headers: { Authorization: basic('bobby', 'secret2') }, body: '{"access": "private"}' });
     assert.equal(priv.status, 200);
+    const pub = await request(idx.url, '/v1/repositories/bobby/authzpub/', { method: 'PUT', headers: { Authorization: basic('bobby', 'secret2'), 'X-Docker-Token': 'true' }, body: JSON.stringify([{ id: img.id }]) });
+    assert.equal(pub.status, 200, 'public, readable by alice, yet not a source: she may not write it');
     const yes = await request(idx.url, `/v1/repositories/alice/authz/layer/${img.id}/access`, { headers: { Authorization: `Token ${write}` } });
     assert.deepEqual(yes.json(), { access: true, repositories: ['alice/authzsrc'] });
     const no = await request(idx.url, `/v1/repositories/alice/authz/layer/${'e'.repeat(64)}/access`, { headers: { Authorization: `Token ${write}` } });
