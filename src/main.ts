@@ -30,7 +30,8 @@ import { createHttpServer, InFlight } from './http/server.js';
 import { notFound, v2Off } from './http/fallbacks.js';
 import { registryRouter, type V1IndexHook } from './registry/routes.js';
 import { standaloneIndexRouter } from './registry/standalone-index.js';
-import { v2Routes, type V2IndexHook } from './v2/routes.js';
+import { replayIndexNotices, v2Routes, type V2Deps, type V2IndexHook } from './v2/routes.js';
+import { IndexJournal } from './content/index-journal.js';
 import { V2Uploads } from './content/v2-uploads.js';
 import { V2Manifests } from './content/v2-manifests.js';
 import { IndexCatalog, RemoteCatalog, StorageCatalog } from './content/v2-catalog.js';
@@ -116,6 +117,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const driver = config.metadata_cache_ttl > 0 ? new CachingDriver(storage, { ttlMs: config.metadata_cache_ttl * 1000 }) : storage;
   const blobs = new BlobStore(driver);
   let purgeTimer: NodeJS.Timeout | undefined;
+  let replayTimer: NodeJS.Timeout | undefined;
   if (config.upload_purging && !config.read_only) {
     const purged = await blobs.purgeStaleUploads(config.upload_purge_age * 1000);
     if (purged > 0) log.info('purged abandoned uploads', { count: purged });
@@ -300,23 +302,34 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         },
       };
     }
-    app.use(
-      v2Routes({
-        config: effective,
-        blobs,
-        uploads,
-        manifests,
-        fromV1,
-        toV1,
-        schema1,
-        auth: v2Authorizer,
-        log,
-        ...(catalog ? { catalog } : {}),
-        ...(indexHook ? { index: indexHook } : {}),
-        // answers derived from cached metadata, valid until this node writes or the TTL passes
-        ...(driver instanceof CachingDriver ? { answerCache: { ttlMs: config.metadata_cache_ttl * 1000, stamp: () => driver.changeStamp } } : {}),
-      }),
-    );
+    const v2deps: V2Deps = {
+      config: effective,
+      blobs,
+      uploads,
+      manifests,
+      fromV1,
+      toV1,
+      schema1,
+      auth: v2Authorizer,
+      log,
+      ...(catalog ? { catalog } : {}),
+      ...(indexHook ? { index: indexHook, journal: new IndexJournal(driver) } : {}),
+      // answers derived from cached metadata, valid until this node writes or the TTL passes
+      ...(driver instanceof CachingDriver ? { answerCache: { ttlMs: config.metadata_cache_ttl * 1000, stamp: () => driver.changeStamp } } : {}),
+    };
+    app.use(v2Routes(v2deps));
+    if (v2deps.journal && !config.read_only) {
+      // index notices a crash or an unreachable index left pending: now, then every minute
+      const replay = (): void => {
+        replayIndexNotices(v2deps).then(
+          (r) => r.sent + r.dropped > 0 && log.info('pending index notices replayed', r),
+          (e: unknown) => log.warn('replaying index notices failed', { err: String(e) }),
+        );
+      };
+      setTimeout(replay, 5500).unref();
+      replayTimer = setInterval(replay, 60_000);
+      replayTimer.unref();
+    }
   } else {
     app.use(v2Off);
   }
@@ -412,6 +425,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const close = (): Promise<void> => {
     closing ??= (async () => {
       clearInterval(purgeTimer);
+      clearInterval(replayTimer);
       health.stop();
       if (debug) debug.close();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));

@@ -71,7 +71,7 @@ export class V2ToV1 {
     const repo = parseRepoName(name);
     const t = parseTag(tag);
     if (!repo || !t) return 'v2';
-    const derived = await readOptional(this.driver, derivedKey(name, tag));
+    const derived = await this.readDerived(name, tag);
     if (!derived) return 'v2';
     let id: string | undefined;
     try {
@@ -79,8 +79,24 @@ export class V2ToV1 {
     } catch (e) {
       if (!isRegistryError(e)) throw e;
     }
-    if (id === undefined) return derived.length > 0 ? 'gone' : 'v2';
-    return id === derived.toString('utf8') ? 'v2' : 'v1';
+    if (id === undefined) return derived.cur !== '' ? 'gone' : 'v2';
+    // `prev`: a publish was cut between recording the new id and moving the v1 tag (issue 17 crash
+    // campaign): the v1 tag still names the previous derived image, no v1 push happened
+    return id === derived.cur || (derived.prev !== '' && id === derived.prev) ? 'v2' : 'v1';
+  }
+
+  /** The derived-id record: the current id, and the previous one while a publish is in progress. */
+  private async readDerived(name: string, tag: string): Promise<{ cur: string; prev: string } | undefined> {
+    const raw = await readOptional(this.driver, derivedKey(name, tag));
+    if (!raw) return undefined;
+    const [cur = '', prev = ''] = raw.toString('utf8').split('\n');
+    return { cur, prev };
+  }
+
+  /** Record `top` as the derived id before the v1 tag moves to it (keeping the previous one). */
+  private async recordDerived(name: string, tag: string, top: string): Promise<void> {
+    const before = await this.readDerived(name, tag);
+    await this.driver.putContent(derivedKey(name, tag), Buffer.from(before && before.cur !== top ? `${top}\n${before.cur}` : top));
   }
 
   /**
@@ -163,6 +179,7 @@ export class V2ToV1 {
       await this.images.putDerived(scope, c.id, c.json, ids.slice(i), { digest: c.digest, size: info.size, payload, compression: gzip ? 'gzip' : 'none' });
       images.push({ id: c.id, checksum: payload });
     }
+    await this.recordDerived(name, tag, chain[0]!.id);
     await this.repos.putTag(repo, tag, chain[0]!.id, 'legacy-registry/v2-bridge');
     await this.repos.mergeIndexImages(repo, images);
     return { images };
@@ -225,6 +242,7 @@ export class V2ToV1 {
       images.push({ id: img.id, checksum: payload });
     }
     const top = view[view.length - 1]!.id;
+    await this.recordDerived(name, tag, top);
     await this.repos.putTag(repo, t, top, 'legacy-registry/v2-bridge');
     await this.repos.mergeIndexImages(repo, images);
     return { images };

@@ -16,6 +16,7 @@ import type { ResourceAccess } from '../auth/v2-scope.js';
 import type { V2Principal } from '../auth/v2-registry-auth.js';
 import type { CatalogSource } from '../content/v2-catalog.js';
 import type { Logger } from '../log/logger.js';
+import type { IndexJournal } from '../content/index-journal.js';
 import { BoundedCache } from '../content/bounded-cache.js';
 
 /** The index learning of v2 pushes (issue 4): repository, tag and top v1 id of the bridge. */
@@ -49,6 +50,38 @@ export interface V2Deps {
    * change shows within the time, as with the metadata cache. Absent or 0: nothing kept.
    */
   readonly answerCache?: { readonly ttlMs: number; readonly stamp: () => number };
+  /** Write-ahead intents of index notices (with `index`), replayed by {@link replayIndexNotices}. */
+  readonly journal?: IndexJournal;
+}
+
+/**
+ * Send the index the notices a crash or an unreachable index left pending, deciding from storage
+ * what holds now: a pushed tag still there is announced with its current image (idempotent), a
+ * deleted tag still absent is forgotten; anything else is done.
+ */
+export async function replayIndexNotices(deps: V2Deps): Promise<{ sent: number; dropped: number }> {
+  const { journal, index, manifests, toV1, log } = deps;
+  if (!journal || !index) return { sent: 0, dropped: 0 };
+  return journal.replay(
+    async (n) => {
+      const name = parseV2Name(n.name);
+      if (!name) return;
+      const principal = { account: n.account, admin: n.admin };
+      if (n.op === 'pushed' && n.tag) {
+        const found = await manifests.get(name, { tag: n.tag });
+        if (!found) return; // never landed, or deleted since: nothing to announce
+        // a v1 push of the tag since then won: the index learnt that one from the v1 push
+        if (toV1 && (await toV1.current(name, n.tag)) !== 'v2') return;
+        const chain = toV1 ? await toV1.publish(name, n.tag, found.mediaType, found.bytes) : undefined;
+        await index.pushed(principal, name, n.tag, chain?.images ?? [], n.authorization);
+      } else if (n.op === 'deleted' && n.tags) {
+        const gone: string[] = [];
+        for (const t of n.tags) if (!(await manifests.resolve(name, { tag: t }))) gone.push(t);
+        if (gone.length > 0) await index.deleted(principal, name, gone, n.authorization);
+      }
+    },
+    (n, e) => log?.warn('index notice not delivered yet', { op: n.op, name: n.name, error: String(e) }),
+  );
 }
 
 /**
@@ -475,15 +508,28 @@ export function v2Routes(deps: V2Deps) {
             if (isRegistryError(e) && e.code === 'BODY_TOO_LARGE') throw new V2Error('MANIFEST_TOO_LARGE');
             throw e;
           }
-          const rev = await manifests.put(name, ref, bytes, ctx.get('Content-Type'));
-          const chain = ref.tag && deps.toV1 ? await deps.toV1.publish(name, ref.tag, rev.mediaType, bytes) : undefined;
+          const principal = (ctx.state.v2Principal as V2Principal | undefined) ?? { account: null, admin: true };
+          const authorization = ctx.get('Authorization') || undefined;
+          // the index's notice is written ahead (issue 17): a kill between the tag and the notice
+          // leaves the intent, replayed at the next start
+          const intent = ref.tag && deps.index && deps.journal ? await deps.journal.begin({ op: 'pushed', name, tag: ref.tag, account: principal.account, admin: principal.admin, ...(authorization ? { authorization } : {}) }) : undefined;
+          let rev: Awaited<ReturnType<V2Manifests['put']>>;
+          let chain: Awaited<ReturnType<V2ToV1['publish']>>;
+          try {
+            rev = await manifests.put(name, ref, bytes, ctx.get('Content-Type'));
+            chain = ref.tag && deps.toV1 ? await deps.toV1.publish(name, ref.tag, rev.mediaType, bytes) : undefined;
+          } catch (e) {
+            if (intent) await deps.journal!.end(intent);
+            throw e;
+          }
           if (ref.tag && deps.index) {
-            // the push stands even if the index cannot record it; the next push of the tag retries
+            // the push stands even if the index cannot record it: the intent stays and is replayed
             // (the notice is idempotent: it creates the repository once and merges the image)
             try {
-              await deps.index.pushed((ctx.state.v2Principal as V2Principal | undefined) ?? { account: null, admin: true }, name, ref.tag, chain?.images ?? [], ctx.get('Authorization') || undefined);
+              await deps.index.pushed(principal, name, ref.tag, chain?.images ?? [], authorization);
+              if (intent) await deps.journal!.end(intent);
             } catch (e) {
-              deps.log?.warn('index not updated for a v2 push', { name, tag: ref.tag, error: String(e) });
+              deps.log?.warn('index not updated for a v2 push (kept to retry)', { name, tag: ref.tag, error: String(e) });
             }
           }
           ctx.status = 201;
@@ -496,21 +542,30 @@ export function v2Routes(deps: V2Deps) {
         }
         if (method === 'DELETE') {
           if (!deps.config.storage_delete) throw new V2Error('UNSUPPORTED', undefined, 'deletes are disabled (storage_delete)');
+          const principal = (ctx.state.v2Principal as V2Principal | undefined) ?? { account: null, admin: true };
+          const authorization = ctx.get('Authorization') || undefined;
+          // by tag, the index's notice is written ahead; by digest the tags are known after the delete
+          const intent = ref.tag && deps.index && deps.journal ? await deps.journal.begin({ op: 'deleted', name, tags: [ref.tag], account: principal.account, admin: principal.admin, ...(authorization ? { authorization } : {}) }) : undefined;
           let removed = await manifests.delete(name, ref);
           // spec §3.7: a v1-pushed tag is deleted through v2 too, by tag or by its derived digest
           if (deps.fromV1 && deps.toV1) {
             const v1Tags = ref.tag ? (removed ? [] : (await deps.fromV1.tags(name)).filter((t) => t === ref.tag)) : await deps.fromV1.tagsWithDigest(name, ref.digest!);
             if (v1Tags.length > 0) removed = [...(removed ?? []), ...v1Tags];
           }
-          if (!removed) throw new V2Error('MANIFEST_UNKNOWN', ref);
+          if (!removed) {
+            if (intent) await deps.journal!.end(intent);
+            throw new V2Error('MANIFEST_UNKNOWN', ref);
+          }
           if (deps.toV1) await deps.toV1.unpublish(name, removed);
           if (deps.index && removed.length > 0) {
+            const after = !intent && deps.journal ? await deps.journal.begin({ op: 'deleted', name, tags: removed, account: principal.account, admin: principal.admin, ...(authorization ? { authorization } : {}) }) : intent;
             try {
-              await deps.index.deleted((ctx.state.v2Principal as V2Principal | undefined) ?? { account: null, admin: true }, name, removed, ctx.get('Authorization') || undefined);
+              await deps.index.deleted(principal, name, removed, authorization);
+              if (after) await deps.journal!.end(after);
             } catch (e) {
-              deps.log?.warn('index not updated for a v2 delete', { name, tags: removed, error: String(e) });
+              deps.log?.warn('index not updated for a v2 delete (kept to retry)', { name, tags: removed, error: String(e) });
             }
-          }
+          } else if (intent) await deps.journal!.end(intent);
           ctx.status = 202;
           ctx.body = '';
           ctx.length = 0;

@@ -1,0 +1,90 @@
+import { randomUUID } from 'node:crypto';
+import { isNotFound, type StorageDriver } from '../storage/driver.js';
+import { readOptional, removeIfPresent } from './small-objects.js';
+
+/** A notice the index must get for a change in storage (a v2 push or delete of tags). */
+export interface PendingNotice {
+  readonly op: 'pushed' | 'deleted';
+  readonly name: string;
+  /** pushed: the tag */
+  readonly tag?: string;
+  /** deleted: the tags */
+  readonly tags?: readonly string[];
+  readonly account: string | null;
+  readonly admin: boolean;
+  /** The client's credentials, for an index in another process (tokens expire: replay is best effort). */
+  readonly authorization?: string;
+  /** ms since the epoch */
+  readonly at: number;
+}
+
+const ROOT = 'v2/_pending';
+/** Notices older than this are dropped (logged): a split registry's forwarded token has long expired. */
+export const PENDING_MAX_AGE_MS = 24 * 3600 * 1000;
+
+/**
+ * Write-ahead intents for the index (issue 17, crash consistency): before a v2 push or delete
+ * changes what storage shows, the notice the index needs is written durably; it is removed once the
+ * index has it. A crash (or an index that did not answer) between the two leaves the intent, and
+ * {@link replay} sends it again, so the index and storage agree after any kill.
+ */
+export class IndexJournal {
+  constructor(private readonly driver: StorageDriver) {}
+
+  async begin(notice: Omit<PendingNotice, 'at'>): Promise<string> {
+    const id = randomUUID();
+    await this.driver.putContent(`${ROOT}/${id}`, Buffer.from(JSON.stringify({ ...notice, at: Date.now() })));
+    return id;
+  }
+
+  async end(id: string): Promise<void> {
+    await removeIfPresent(this.driver, `${ROOT}/${id}`);
+  }
+
+  /** Every pending notice, oldest first. */
+  async pending(): Promise<{ id: string; notice: PendingNotice }[]> {
+    let keys: string[];
+    try {
+      keys = await this.driver.list(ROOT);
+    } catch (e) {
+      if (isNotFound(e)) return [];
+      throw e;
+    }
+    const out: { id: string; notice: PendingNotice }[] = [];
+    for (const key of keys) {
+      const raw = await readOptional(this.driver, key);
+      if (!raw) continue;
+      try {
+        out.push({ id: key.slice(ROOT.length + 1), notice: JSON.parse(raw.toString('utf8')) as PendingNotice });
+      } catch {
+        await removeIfPresent(this.driver, key); // a torn write cannot happen (putContent is atomic); junk goes
+      }
+    }
+    return out.sort((a, b) => a.notice.at - b.notice.at);
+  }
+
+  /**
+   * Send every pending notice again through `send` (which decides from storage what still holds);
+   * a notice that succeeds, or that is too old, is removed. Returns how many were sent and dropped.
+   */
+  async replay(send: (n: PendingNotice) => Promise<void>, onError: (n: PendingNotice, e: unknown) => void, now = Date.now()): Promise<{ sent: number; dropped: number }> {
+    let sent = 0;
+    let dropped = 0;
+    for (const { id, notice } of await this.pending()) {
+      // a notice younger than a few seconds may belong to a request still running on this node
+      if (now - notice.at < 5000) continue;
+      try {
+        await send(notice);
+        await this.end(id);
+        sent++;
+      } catch (e) {
+        onError(notice, e);
+        if (now - notice.at > PENDING_MAX_AGE_MS) {
+          await this.end(id);
+          dropped++;
+        }
+      }
+    }
+    return { sent, dropped };
+  }
+}
