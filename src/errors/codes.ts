@@ -4,6 +4,7 @@
  */
 export const V1_CODES = {
   NOT_FOUND: [404, 'Not found'],
+  INSUFFICIENT_STORAGE: [507, "Insufficient storage: the registry's storage is full"],
   IMAGE_NOT_FOUND: [404, 'Image not found'],
   INVALID_IMAGE_ID: [404, 'Invalid image ID'],
   IMAGE_UPLOADING: [400, 'Image is being uploaded, retry later'],

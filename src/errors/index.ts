@@ -27,3 +27,17 @@ export const v1Error = (code: V1Code, message?: string, headers?: Record<string,
 export function isRegistryError(e: unknown): e is RegistryError {
   return e instanceof RegistryError;
 }
+
+/**
+ * A write refused because a disk is full: storage (ENOSPC, EDQUOT, or a driver's StorageFullError)
+ * or the index database (SQLite SQLITE_FULL, PostgreSQL 53100). Looks through `cause` chains.
+ */
+export function isStorageFull(e: unknown): boolean {
+  for (let x: unknown = e, depth = 0; x && typeof x === 'object' && depth < 8; x = (x as { cause?: unknown }).cause, depth++) {
+    const code = String((x as { code?: unknown }).code ?? '');
+    if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL' || code === '53100') return true;
+    if ((x as { name?: unknown }).name === 'StorageFullError') return true;
+    if (/SQLITE_FULL|No space left on device/i.test(String((x as { message?: unknown }).message ?? ''))) return true;
+  }
+  return false;
+}

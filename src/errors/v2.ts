@@ -23,6 +23,8 @@ export const V2_CODES = {
   UNSUPPORTED: [405, 'The operation is unsupported.'],
   TOOMANYREQUESTS: [429, 'too many requests'],
   UNAVAILABLE: [503, 'service unavailable'],
+  /** not a distribution code (it answers 500): storage or the index database is full (issue 17) */
+  INSUFFICIENT_STORAGE: [507, "the registry's storage is full"],
 } as const satisfies Record<string, readonly [number, string]>;
 
 export type V2Code = keyof typeof V2_CODES;

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import Koa, { type Context, type Next } from 'koa';
-import { isRegistryError, STRING_BODY_CODES } from '../errors/index.js';
+import { isRegistryError, isStorageFull, STRING_BODY_CODES, V1_CODES } from '../errors/index.js';
+import { V2_CODES } from '../errors/v2.js';
 import type { Logger } from '../log/logger.js';
 import { sendJson } from './respond.js';
 
@@ -47,6 +48,25 @@ export function v1ErrorRenderer(log: Logger) {
       const status = (e as { status?: number; expose?: boolean }).status;
       if (status && status >= 400 && status < 500) {
         sendJson(ctx, status, { error: (e as Error).message });
+        return;
+      }
+      if (isStorageFull(e)) {
+        // a disk is full: a clear answer (the push failed, nothing of it is visible), and the operator
+        // is told; writes succeed again by themselves once space returns (issue 17)
+        log.error('storage full: a write was refused', { id: ctx.state.requestId, method: ctx.method, path: ctx.path, err: String((e as Error).message ?? e) });
+        if (ctx.headerSent || !ctx.writable) {
+          ctx.req.destroy();
+          return;
+        }
+        if (ctx.path.startsWith('/v2/')) {
+          const [status, message] = V2_CODES.INSUFFICIENT_STORAGE;
+          ctx.status = status;
+          ctx.type = 'application/json; charset=utf-8';
+          ctx.body = JSON.stringify({ errors: [{ code: 'INSUFFICIENT_STORAGE', message, detail: null }] });
+        } else {
+          const [status, message] = V1_CODES.INSUFFICIENT_STORAGE;
+          sendJson(ctx, status, { error: message });
+        }
         return;
       }
       if (isClientAbort(ctx, e)) {
