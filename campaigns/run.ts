@@ -2,6 +2,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCrashCampaign } from './crash.js';
+import { runHttpFuzz } from './http-fuzz.js';
+import { startTestServer } from '../test/helpers/server.js';
+import { makeImage } from '../test/helpers/v1-client.js';
+import { pushV2Image, Site, v2Image } from '../test/helpers/accounts.js';
+import { saveUser } from '../src/db/users.js';
 
 const HELP = `usage: node dist/campaigns/run.js <campaign> [options]
 
@@ -9,6 +14,7 @@ Reliability campaigns (issue 17). Each runs servers on loopback only, bounded in
 prints a JSON report; exit 1 when an invariant was violated.
 
   crash   --kills N (200) --concurrency C (4) --seed S   SIGKILL during concurrent v1/v2 pushes and deletes
+  fuzz    --requests N (20000) --seed S                   random requests over every route: no 5xx, no state change
   --help  this text
 `;
 
@@ -36,6 +42,23 @@ async function main(): Promise<void> {
       });
       process.stdout.write(`${JSON.stringify({ campaign: 'crash', seed, ...report }, null, 2)}\n`);
       if (report.violations.length > 0) process.exitCode = 1;
+      return;
+    }
+    if (which === 'fuzz') {
+      const seed = arg('seed', Date.now() % 1_000_000);
+      const s = await startTestServer({ bcrypt_cost: 4, storage_delete: true }, { dataDir: dir });
+      try {
+        const site = new Site(s.url, s.url);
+        await saveUser(s.db!, { username: 'alice', email: 'a@example.com', password: 'alicepw', active: true }, { cost: 4 });
+        await site.pushV1('alice/app', ['alice', 'alicepw'], [makeImage()]);
+        await pushV2Image(site, 'alice/v2app', 'latest', await site.bearer(['alice', 'alicepw'], 'repository:alice/v2app:pull,push'), v2Image('fuzz'));
+        const started = Date.now();
+        const report = await runHttpFuzz({ url: s.url, dataDir: dir, db: s.db!, requests: arg('requests', 20000), seed, log: (l) => process.stderr.write(`${l}\n`) });
+        process.stdout.write(`${JSON.stringify({ campaign: 'fuzz', seed, seconds: Math.round((Date.now() - started) / 1000), ...report }, null, 2)}\n`);
+        if (report.fiveHundreds.length + report.stateChanges.length > 0) process.exitCode = 1;
+      } finally {
+        await s.stop();
+      }
       return;
     }
     process.stderr.write(`unknown campaign ${which}\n${HELP}`);
