@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCrashCampaign } from './crash.js';
 import { runHttpFuzz } from './http-fuzz.js';
+import { runSoak } from './soak.js';
 import { startTestServer } from '../test/helpers/server.js';
 import { makeImage } from '../test/helpers/v1-client.js';
 import { pushV2Image, Site, v2Image } from '../test/helpers/accounts.js';
@@ -15,6 +16,7 @@ prints a JSON report; exit 1 when an invariant was violated.
 
   crash   --kills N (200) --concurrency C (4) --seed S   SIGKILL during concurrent v1/v2 pushes and deletes
   fuzz    --requests N (20000) --seed S                   random requests over every route: no 5xx, no state change
+  soak    --seconds N (1800) --rate R (20 ops/s)          steady mixed traffic: RSS, fds, ping latency flat, no errors
   --help  this text
 `;
 
@@ -42,6 +44,12 @@ async function main(): Promise<void> {
       });
       process.stdout.write(`${JSON.stringify({ campaign: 'crash', seed, ...report }, null, 2)}\n`);
       if (report.violations.length > 0) process.exitCode = 1;
+      return;
+    }
+    if (which === 'soak') {
+      const report = await runSoak({ dataDir: dir, seconds: arg('seconds', 1800), opsPerSecond: arg('rate', 20), log: (l) => process.stderr.write(`${l}\n`) });
+      process.stdout.write(`${JSON.stringify({ campaign: 'soak', ...report }, null, 2)}\n`);
+      if (report.errors.length > 0) process.exitCode = 1;
       return;
     }
     if (which === 'fuzz') {
