@@ -43,7 +43,7 @@ nav.main a:hover, nav.main a[aria-current="page"] { color: var(--accent); }
 form.search { flex: 1 1 240px; display: flex; gap: .4rem; max-width: 460px; }
 .user { margin-left: auto; display: flex; gap: .75rem; align-items: center; flex-wrap: wrap; }
 .user form { margin: 0; }
-main { padding: 1.75rem 0 3rem; }
+main.wrap { padding-top: 1.75rem; padding-bottom: 3rem; }
 footer { border-top: 1px solid var(--border); color: var(--muted); font-size: .875rem; padding: 1.25rem 0 2rem; }
 h1 { font-size: 1.75rem; line-height: 1.25; margin: 0 0 .5rem; }
 h2 { font-size: 1.25rem; margin: 0 0 .75rem; }
@@ -100,10 +100,9 @@ td.num, th.num { text-align: right; white-space: nowrap; }
 .table-wrap { overflow-x: auto; }
 .digest { font-family: var(--mono); font-size: .82rem; word-break: break-all; }
 .cmd { font-family: var(--mono); font-size: .82rem; white-space: pre-wrap; word-break: break-word; }
-.pull { display: flex; gap: .5rem; align-items: center; margin: .4rem 0; }
-.pull code { flex: 1; padding: .5rem .7rem; overflow-x: auto; white-space: nowrap; display: block; }
-.pull .label { width: 7.5rem; flex: 0 0 auto; font-size: .85rem; color: var(--muted); }
-@media (max-width: 600px) { .pull { flex-wrap: wrap; } .pull .label { width: 100%; } }
+.pull { display: flex; gap: .25rem .5rem; align-items: center; margin: .6rem 0; flex-wrap: wrap; }
+.pull code { flex: 1 1 0; min-width: 0; padding: .5rem .7rem; white-space: pre-wrap; word-break: break-all; display: block; }
+.pull .label { width: 100%; font-size: .85rem; color: var(--muted); }
 .flash { border-radius: 8px; padding: .7rem 1rem; margin-bottom: 1.25rem; border: 1px solid transparent; }
 .flash.ok { background: var(--ok-soft); color: var(--ok); }
 .flash.error { background: var(--danger-soft); color: var(--danger); }
