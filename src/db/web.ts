@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Knex } from 'knex';
 import { visibility, type SearchVisibility } from './search.js';
 import { clampPage, toBool, toDate, toNum, tsValue, type Page } from './rows.js';
+import type { User } from './users.js';
 
 /**
  * What the web UI (issue 14, src/web/) reads and keeps that no other module does: server-side
@@ -56,6 +57,25 @@ export async function saveSession(db: Knex, s: WebSession): Promise<void> {
   });
 }
 
+/**
+ * A session with its account in one query (each page view of a signed-in user runs it): the
+ * account's active flag and the current fingerprint of its password hash, to compare with the
+ * session's.
+ */
+export async function findSessionWithAccount(db: Knex, id: string): Promise<{ session: WebSession; user: User; cred: string } | undefined> {
+  const row = (await db('web_sessions as s')
+    .join('users as u', 'u.id', 's.user_id')
+    .where('s.id', id)
+    .first('s.id', 's.user_id', 's.csrf', 's.cred', 's.created_at', 's.last_seen_at', 's.expires_at', 'u.username', 'u.email', 'u.active', 'u.admin', 'u.password_hash', { user_created_at: 'u.created_at' })) as
+    | (SessionRow & { username: string; email: string; active: unknown; admin: unknown; password_hash: string; user_created_at: unknown })
+    | undefined;
+  if (!row) return undefined;
+  const user: User = { id: toNum(row.user_id), username: row.username, email: row.email, active: toBool(row.active), admin: toBool(row.admin), createdAt: toDate(row.user_created_at) };
+  return { session: toSession(row), user, cred: fingerprint(row.password_hash) };
+}
+
+const fingerprint = (passwordHash: string): string => createHash('sha256').update(`web-session:${passwordHash}`).digest('hex').slice(0, 32);
+
 export async function findSession(db: Knex, id: string): Promise<WebSession | undefined> {
   const row = (await db('web_sessions').where({ id }).first()) as SessionRow | undefined;
   return row && toSession(row);
@@ -94,7 +114,7 @@ export async function removeExpiredSessions(db: Knex, now: Date): Promise<number
 export async function credentialFingerprint(db: Knex, userId: number): Promise<string | undefined> {
   const row = (await db('users').where({ id: userId }).first('password_hash')) as { password_hash?: string } | undefined;
   if (!row?.password_hash) return undefined;
-  return createHash('sha256').update(`web-session:${row.password_hash}`).digest('hex').slice(0, 32);
+  return fingerprint(row.password_hash);
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -110,9 +110,9 @@ const CSP = [
 
 // eslint-disable-next-line no-control-regex
 const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/;
-/** Form bodies: small, except the settings form with a full description. */
-const FORM_LIMIT = 64 * 1024;
-const SETTINGS_FORM_LIMIT = 4 * MAX_MARKDOWN + 16 * 1024;
+/** Form bodies (percent-encoded UTF-8: up to 12 bytes a character): small, except the descriptions form. */
+const FORM_LIMIT = 128 * 1024;
+const SETTINGS_FORM_LIMIT = 12 * MAX_MARKDOWN + 16 * 1024;
 const MAX_PAGE = 10_000;
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 const EMAIL = /^[^\s@]+@[^\s@]+$/;

@@ -3,7 +3,7 @@ import type { Context } from 'koa';
 import type { Knex } from 'knex';
 import {
   credentialFingerprint,
-  findSession,
+  findSessionWithAccount,
   removeExpiredSessions,
   removeSession,
   removeUserSessions,
@@ -11,7 +11,7 @@ import {
   touchSession,
   type WebSession,
 } from '../db/web.js';
-import { findUserById, type User } from '../db/users.js';
+import type { User } from '../db/users.js';
 import type { Logger } from '../log/logger.js';
 
 /**
@@ -85,18 +85,16 @@ export class Sessions {
     this.purge(now);
     const token = this.readCookie(ctx, SESSION_COOKIE);
     if (token) {
-      const s = await findSession(this.db, sha256hex(token));
-      if (s && s.expiresAt > now) {
-        const user = await findUserById(this.db, s.userId);
-        // deactivated, or the password changed since sign-in: the session is over
-        if (user && user.active && (await credentialFingerprint(this.db, user.id)) === s.cred) {
-          if (now.getTime() - s.lastSeenAt.getTime() > TOUCH_EVERY_MS) {
-            await touchSession(this.db, s.id, now, new Date(now.getTime() + this.opts.ttl * 1000));
-          }
-          return { user, session: s, csrf: s.csrf };
+      const found = await findSessionWithAccount(this.db, sha256hex(token));
+      const s = found?.session;
+      // deactivated, or the password changed since sign-in: the session is over
+      if (s && found.user.active && found.cred === s.cred && s.expiresAt > now) {
+        if (now.getTime() - s.lastSeenAt.getTime() > TOUCH_EVERY_MS) {
+          await touchSession(this.db, s.id, now, new Date(now.getTime() + this.opts.ttl * 1000));
         }
-        await removeSession(this.db, s.id);
+        return { user: found.user, session: s, csrf: s.csrf };
       }
+      if (s) await removeSession(this.db, s.id);
       this.cookie(ctx, SESSION_COOKIE, null);
     }
     let csrf = this.readCookie(ctx, CSRF_COOKIE);
