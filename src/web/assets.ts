@@ -57,7 +57,7 @@ pre code { background: none; padding: 0; }
 .card { background: var(--surface); border: 1px solid var(--border); border-radius: var(--radius); box-shadow: var(--shadow); padding: 1.25rem; margin-bottom: 1.25rem; }
 .grid { display: grid; gap: 1.25rem; grid-template-columns: repeat(auto-fill, minmax(300px, 1fr)); }
 .cols { display: grid; gap: 1.25rem; grid-template-columns: minmax(0, 2fr) minmax(0, 1fr); }
-@media (max-width: 860px) { .cols { grid-template-columns: minmax(0, 1fr); } }
+@media (max-width: 860px) { .cols { grid-template-columns: minmax(0, 1fr); } .cols > .side { order: -1; } }
 .hero { background: linear-gradient(135deg, var(--accent-soft), var(--surface)); border: 1px solid var(--border);
   border-radius: 14px; padding: 2rem 1.5rem; margin-bottom: 1.75rem; }
 .hero h1 { font-size: 2rem; }

@@ -23,9 +23,11 @@ function RepoItem(props: { r: RepoSummary }): VNode {
           <span aria-hidden="true">★ </span>
           {r.starCount} {r.starCount === 1 ? 'star' : 'stars'}
         </span>
-        <span>
-          updated <When at={r.updatedAt} />
-        </span>
+        {Number.isNaN(r.updatedAt.getTime()) ? null : (
+          <span>
+            updated <When at={r.updatedAt} />
+          </span>
+        )}
       </div>
     </li>
   );
@@ -433,7 +435,7 @@ export function RepoPage(props: { v: RepoView }): VNode {
           </section>
           <Comments v={v} />
         </div>
-        <div>
+        <div class="side">
           <PullBox v={v} tag={latest?.tag} digest={latest?.digest} />
         </div>
       </div>

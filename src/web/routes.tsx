@@ -57,8 +57,11 @@ export interface SettingsTab {
   readonly id: string;
   readonly title: string;
   render(input: SettingsTabInput): Promise<ComponentChildren>;
-  /** A form posted to `…/settings/<id>`; returns the message shown after the redirect. */
-  post?(input: SettingsTabInput & { readonly form: URLSearchParams }): Promise<string>;
+  /**
+   * A form posted to `…/settings/<id>` (CSRF and rights already checked); the browser is then sent
+   * back to the tab with "Saved.". Throw to refuse: a RegistryError's status and message are shown.
+   */
+  post?(input: SettingsTabInput & { readonly form: URLSearchParams }): Promise<void>;
 }
 
 export interface SettingsTabInput {
@@ -198,6 +201,8 @@ export function webRouter(deps: WebDeps): Router {
           if (type !== 'application/x-www-form-urlencoded') throw new WebError(415, 'Unsupported form', 'Forms are sent as application/x-www-form-urlencoded.');
           const form = new URLSearchParams((await readRawBody(ctx, opts.formLimit ?? FORM_LIMIT)).toString('utf8'));
           (ctx.state as State).form = form;
+          // no stored text holds NUL (PostgreSQL refuses it): a form carrying one is refused whole
+          for (const [k, v] of form) if (k.includes('\0') || v.includes('\0')) throw new WebError(400, 'Form refused', 'The form holds a NUL character.');
           const token = form.get('_csrf') ?? (ctx.get('X-CSRF-Token') || undefined);
           if (!sessions.checkCsrf(ctx, identity, token ?? undefined)) throw csrfRefused();
         }
@@ -389,6 +394,10 @@ export function webRouter(deps: WebDeps): Router {
   }
 
   const repoGet = handle(async (ctx, id) => {
+    // Docker Hub's links end in '/': /u/alice and /u/alice/app lead to /u/alice/ and /u/alice/app/
+    if (!ctx.path.endsWith('/') && !/\/(settings(\/[a-z0-9-]+)*|star|comments)$/.test(ctx.path) && ctx.path.length < 700) {
+      return redirect(ctx, `${ctx.path}/${ctx.querystring ? `?${ctx.querystring}` : ''}`);
+    }
     const t = repoTarget(ctx);
     if (t === 'namespace') return namespacePage(ctx, id, ctx.path.slice(3, -1));
     if (!t) throw notFoundError();

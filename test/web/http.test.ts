@@ -64,6 +64,8 @@ describe('web UI of an index without a registry in its process', () => {
     assert.equal(noToken.status, 403);
     assert.match(noToken.text, /<h1>Form refused<\/h1>/);
     assert.ok(!(noToken.headers['set-cookie'] ?? []).some((c) => c.startsWith('lr_session=')));
+    const nul = await request(index.url, '/login', { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: 'username=a%00b&password=x' });
+    assert.equal(nul.status, 400);
     const json = await request(index.url, '/login', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' });
     assert.equal(json.status, 415);
     const big = await request(index.url, '/login', { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: 'a='.padEnd(140 * 1024, 'x') });
@@ -84,6 +86,9 @@ describe('web UI of an index without a registry in its process', () => {
     assert.equal(r.status, 303);
     assert.equal(r.headers.location, '/login?next=%2Faccount');
     assert.equal((await request(index.url, '/u/nobody/', { headers: HTML })).status, 404);
+    const bare = await request(index.url, '/u/alice/app?x=1', { headers: HTML });
+    assert.equal(bare.status, 303);
+    assert.equal(bare.headers.location, '/u/alice/app/?x=1');
     assert.equal((await request(index.url, '/u/alice/app/tags/%00/', { headers: HTML })).status, 404);
     assert.equal((await request(index.url, '/_/..%2F..%2Fetc/', { headers: HTML })).status, 404);
     assert.equal((await request(index.url, '/search?q=%00&page=99999999999', { headers: HTML })).status, 200);

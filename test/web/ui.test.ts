@@ -328,4 +328,47 @@ describe('web UI in a browser', { skip }, () => {
     await carol.goto(`${u}/admin/users`);
     assert.match(carol.url(), /\/login\?next=%2Fadmin%2Fusers$/);
   });
+
+  it('organizations: an account creates one, its owner adds a member; members see the member list, others do not', async () => {
+    const alice = await newPage();
+    await login(alice, u, ...ALICE);
+    await alice.goto(`${u}/account`);
+    await alice.fill('#org-name', 'acme');
+    await Promise.all([alice.waitForURL(/\/u\/acme\/\?m=org-created$/), alice.click('form[action="/account/organizations"] button')]);
+    assert.deepEqual(await alice.locator('[aria-labelledby=members-title] tbody td:first-child').allTextContents(), ['alice']);
+    await alice.fill('#member-name', BOB[0]);
+    await Promise.all([alice.waitForURL(/m=member-saved$/), alice.click('form[action="/orgs/acme/members"] button')]);
+    assert.deepEqual(await alice.locator('[aria-labelledby=members-title] tbody td:nth-child(2)').allTextContents(), ['owner', 'member']);
+    await assertAccessible(alice, 'organization');
+    // the member may now push to acme/… (the same rules as the API)
+    const token = await seeded.site.bearer([BOB[0], 'bobbypw2'], 'repository:acme/tool:pull,push');
+    await pushV2Image(seeded.site, 'acme/tool', 'v1', token, v2Image('tool', 1));
+    const anon = await newPage();
+    await anon.goto(`${u}/u/acme/`);
+    assert.equal(await anon.locator('[aria-labelledby=members-title]').count(), 0);
+    assert.deepEqual(await rowNames(anon), ['acme/tool']);
+    // the last owner stays
+    const removeSelf = await alice.evaluate(async () => {
+      const body = new URLSearchParams({ _csrf: document.querySelector<HTMLMetaElement>('meta[name=csrf-token]')!.content, username: 'alice' });
+      return (await fetch('/orgs/acme/members/remove', { method: 'POST', body })).status;
+    });
+    assert.equal(removeSelf, 400);
+  });
+
+  it('repository delete (typed confirmation): gone from the pages, from search and from /v2/', async () => {
+    const alice = await newPage();
+    await login(alice, u, ...ALICE);
+    await alice.goto(`${u}/u/alice/newapp/settings`);
+    await alice.fill('#confirm-name', 'alice/wrong');
+    const [bad] = await Promise.all([alice.waitForResponse((x) => x.request().method() === 'POST'), alice.click('form[action$="/settings/delete"] button')]);
+    assert.equal(bad.status(), 400);
+    await alice.goto(`${u}/u/alice/newapp/settings`);
+    await alice.fill('#confirm-name', 'alice/newapp');
+    await Promise.all([alice.waitForURL(/\/u\/alice\/\?m=repo-deleted$/), alice.click('form[action$="/settings/delete"] button')]);
+    assert.equal(await alice.textContent('.flash'), 'Repository deleted.');
+    assert.equal((await alice.goto(`${u}/u/alice/newapp/`))?.status(), 404);
+    assert.deepEqual((await request(u, '/v1/search?q=newapp')).json<{ results: unknown[] }>().results, []);
+    const token = await seeded.site.bearer(ALICE, 'repository:alice/newapp:pull');
+    assert.equal((await seeded.site.v2('/v2/alice/newapp/tags/list', token)).status, 404);
+  });
 });
