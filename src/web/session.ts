@@ -91,6 +91,8 @@ export class Sessions {
       if (s && found.user.active && found.cred === s.cred && s.expiresAt > now) {
         if (now.getTime() - s.lastSeenAt.getTime() > TOUCH_EVERY_MS) {
           await touchSession(this.db, s.id, now, new Date(now.getTime() + this.opts.ttl * 1000));
+          // the cookie slides with the session
+          this.cookie(ctx, SESSION_COOKIE, token, this.opts.ttl);
         }
         return { user: found.user, session: s, csrf: s.csrf };
       }

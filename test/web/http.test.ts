@@ -94,3 +94,46 @@ describe('web UI of an index without a registry in its process', () => {
     assert.equal((await request(index.url, '/search?q=%00&page=99999999999', { headers: HTML })).status, 200);
   });
 });
+
+describe('web UI signup honours signup and signup_active', () => {
+  /** A form post with the pre-session token of a fresh GET. */
+  async function post(base: string, path: string, fields: Record<string, string>) {
+    const page = await request(base, path, { headers: HTML });
+    const cookie = String(page.headers['set-cookie']).split(';')[0]!;
+    return request(base, path, {
+      method: 'POST',
+      headers: { Cookie: cookie, 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ _csrf: cookie.slice('lr_csrf='.length), ...fields }).toString(),
+    });
+  }
+
+  it('signup_active: false creates an inactive account and no session; its login is refused until an admin activates it', async () => {
+    const s = await startTestServer({ signup_active: false, bcrypt_cost: 4 }, { role: 'index' });
+    try {
+      const r = await post(s.url, '/signup', { username: 'dave', email: 'dave@example.com', password: 'davepw1' });
+      assert.equal(r.status, 201);
+      assert.match(r.text, /<h1>Account created<\/h1><p>An administrator must activate it before you can log in\.<\/p>/);
+      assert.ok(!String(r.headers['set-cookie'] ?? '').includes('lr_session='));
+      const login = await post(s.url, '/login', { username: 'dave', password: 'davepw1' });
+      assert.equal(login.status, 403);
+      assert.match(login.text, /This account is not active yet: an administrator must activate it\./);
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('signup: false offers no form and refuses the post', async () => {
+    const s = await startTestServer({ signup: false }, { role: 'index' });
+    try {
+      const page = await request(s.url, '/signup', { headers: HTML });
+      assert.equal(page.status, 200);
+      assert.match(page.text, /This index does not take new accounts\./);
+      assert.doesNotMatch(page.text, /href="\/signup"/);
+      const r = await post(s.url, '/signup', { username: 'erin', email: 'erin@example.com', password: 'erinpw1' });
+      assert.equal(r.status, 403);
+      assert.equal((await request(s.url, '/v1/users/', { headers: { Authorization: `Basic ${Buffer.from('erin:erinpw1').toString('base64')}` } })).status, 401);
+    } finally {
+      await s.stop();
+    }
+  });
+});
