@@ -418,6 +418,7 @@ export function webRouter(deps: WebDeps): Router {
       return;
     }
     if (t.rest.startsWith('settings')) {
+      if (!id.user) return redirect(ctx, `/login?next=${encodeURIComponent(ctx.path)}`);
       const user = requireUser(ctx, id);
       if (!rights.delete) throw new WebError(403, 'Not allowed', 'Only the owner of this repository and administrators change its settings.');
       const v = await repoView(ctx, id, t, repo, rights, false);

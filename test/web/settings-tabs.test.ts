@@ -86,7 +86,10 @@ describe('web UI settings tabs', () => {
     const bob = await session(url, 'bobby', 'bobbypw1');
     assert.equal((await request(url, '/u/alice/app/settings/webhooks', { headers: { Cookie: bob.cookie } })).status, 403);
     assert.equal((await post(bob.cookie, `_csrf=${bob.csrf}&url=x`)).status, 403);
-    assert.equal((await request(url, '/u/alice/app/settings/webhooks')).status, 401);
+    const anon = await request(url, '/u/alice/app/settings/webhooks');
+    assert.equal(anon.status, 303);
+    assert.equal(anon.headers.location, '/login?next=%2Fu%2Falice%2Fapp%2Fsettings%2Fwebhooks');
+    assert.equal((await post('', 'url=x')).status, 403);
     assert.deepEqual(posted, ['http://127.0.0.1/hook']);
   });
 
