@@ -83,15 +83,20 @@ try {
   const measure = async (label, paths) => {
     for (const [p, c] of paths.slice(0, 30)) await get(p, c); // warm-up
     const times = [];
+    const cpu0 = process.cpuUsage();
     for (const [p, c] of paths) {
       const r = await get(p, c);
       if (r.status !== 200) throw new Error(`${p}: ${r.status}`);
       times.push(r.ms);
       if (process.env.SLOW && r.ms > 25) console.log("slow", r.ms.toFixed(1), p, c ? "signed-in" : "anon");
     }
+    const cpu = process.cpuUsage(cpu0);
     const s = [...times].sort((a, b) => a - b);
     const q = (x) => s[Math.min(s.length - 1, Math.floor(x * s.length))];
-    console.log(`${label.padEnd(12)} p50 ${q(0.5).toFixed(2)} ms  p99 ${q(0.99).toFixed(2)} ms  max ${s[s.length - 1].toFixed(2)} ms  (${times.length} requests)`);
+    // CPU of this process (server and the small client together) per request: steadier than
+    // latency on a shared machine
+    const cpuMs = (cpu.user + cpu.system) / 1000 / times.length;
+    console.log(`${label.padEnd(12)} p50 ${q(0.5).toFixed(2)} ms  p99 ${q(0.99).toFixed(2)} ms  max ${s[s.length - 1].toFixed(2)} ms  cpu ${cpuMs.toFixed(2)} ms/request  (${times.length} requests)`);
     return { p50: q(0.5), p99: q(0.99) };
   };
   const who = (i) => (i % 2 === 0 ? undefined : session);
