@@ -673,7 +673,9 @@ export function SettingsPage(props: {
       </section>
       <section class="card" aria-labelledby="s-tags">
         <h2 id="s-tags">Tags</h2>
-        {(v.tags ?? v.indexTags).length === 0 ? (
+        {!v.tags ? (
+          <p class="hint">Tags are deleted on the registry: this index runs without one in its process.</p>
+        ) : v.tags.length === 0 ? (
           <p class="empty">No tags.</p>
         ) : (
           <table id="settings-tags">
@@ -687,7 +689,7 @@ export function SettingsPage(props: {
               </tr>
             </thead>
             <tbody>
-              {(v.tags ?? v.indexTags).map((t) => (
+              {v.tags.map((t) => (
                 <tr data-tag={t.tag}>
                   <td>{t.tag}</td>
                   <td class="num">

@@ -515,10 +515,12 @@ export function webRouter(deps: WebDeps): Router {
           const tag = f.get('tag') ?? '';
           if (!TAG.test(tag)) throw new WebError(400, 'Tag refused', 'That is not a tag name.');
           if (config.read_only) throw new WebError(405, 'Read-only', 'The registry is read-only (maintenance): nothing can be deleted now.');
-          const removed = deps.content ? await deps.content.deleteTag(t.name, tag) : false;
+          // an index without its registry has no tags to delete, only its record of them
+          if (!deps.content) throw new WebError(409, 'Not here', 'Tags are deleted on the registry (this index runs without one in its process).');
+          const removed = await deps.content.deleteTag(t.name, tag);
           // the index's image list forgets the tag too (as a v2 delete does)
           await index.forgetV2Tags(t.name, [tag]);
-          if (!removed && deps.content) throw new WebError(404, 'Not found', `There is no tag ${tag}.`);
+          if (!removed) throw new WebError(404, 'Not found', `There is no tag ${tag}.`);
           return redirect(c, settings, 'tag-deleted');
         }
         case 'settings/delete': {

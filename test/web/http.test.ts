@@ -37,6 +37,17 @@ describe('web UI of an index without a registry in its process', () => {
     assert.doesNotMatch(r.text, /data-digest=/);
     // no image page without stored content
     assert.equal((await request(index.url, '/u/alice/app/tags/v3/', { headers: HTML })).status, 404);
+    // nor a tag delete: the owner's settings say so, and the post is refused
+    const page = await request(index.url, '/login', { headers: HTML });
+    const pre = String(page.headers['set-cookie']).split(';')[0]!;
+    const login = await request(index.url, '/login', { method: 'POST', headers: { Cookie: pre, 'Content-Type': 'application/x-www-form-urlencoded' }, body: `_csrf=${pre.slice(8)}&username=alice&password=alicepw1` });
+    const cookie = String(login.headers['set-cookie']).split(';')[0]!;
+    const settings = await request(index.url, '/u/alice/app/settings', { headers: { Cookie: cookie } });
+    assert.match(settings.text, /Tags are deleted on the registry: this index runs without one in its process\./);
+    const csrf = /<meta name="csrf-token" content="([^"]+)"/.exec(settings.text)![1]!;
+    const del = await request(index.url, '/u/alice/app/settings/tags/delete', { method: 'POST', headers: { Cookie: cookie, 'Content-Type': 'application/x-www-form-urlencoded' }, body: `_csrf=${csrf}&tag=v3` });
+    assert.equal(del.status, 409);
+    assert.equal((await request(index.url, '/u/alice/app/', { headers: HTML })).text.includes('data-tag="v3"'), true);
   });
 
   it('every page carries the strict policy, no caching and a form token; static files are immutable', async () => {
