@@ -48,6 +48,8 @@ import { Htpasswd, HtpasswdRegistryAuth, type HtpasswdGate } from './auth/htpass
 import { readOptional } from './content/small-objects.js';
 import { randomBytes } from 'node:crypto';
 import { JWKS_PATH, tokenRouter } from './index/token-routes.js';
+import { webRouter } from './web/routes.js';
+import { RepoContent } from './web/content.js';
 
 /** https options of the tls_* keys: the files are read once, at start. */
 function tlsOptions(c: Config): import('node:https').ServerOptions {
@@ -347,6 +349,29 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     app.use(indexRouter(effective, index, { ping: role === 'index', ...(removeContent ? { removeContent } : {}) }).routes());
   }
   if (index && db && v2Tokens) app.use(v2BridgeRouter(db, index, v2Tokens).routes());
+  // --- web UI (issue 14, src/web/): pages for browsers on the index's accounts and access rules.
+  // With the registry in this process the pages read stored content through the registry's own
+  // services (tags, digests, sizes, layers); an index alone shows what its database knows.
+  // Webhooks plug a settings tab in through `settingsTabs` (README "Web UI").
+  if (index && config.web_ui) {
+    let content: RepoContent | undefined;
+    if (role === 'all') {
+      const uploads = v2Uploads ?? new V2Uploads(driver, blobs, config.max_layer_size);
+      const manifests = new V2Manifests(driver, blobs, uploads);
+      const configs = new ConfigReader(blobs, uploads, config.max_config_size);
+      const fromV1 = new V1ToV2(driver, blobs, images, repos, manifests, uploads);
+      content = new RepoContent({ driver, repos, images, manifests, fromV1, configs, toV1: new V2ToV1(driver, blobs, repos, images, log, configs), schema1: new Schema1Bridge(driver, configs, fromV1) });
+    }
+    const removeWebContent =
+      role === 'all'
+        ? async (name: RepoName): Promise<void> => {
+            await repos.deleteRepository(name).catch((e: unknown) => {
+              if (!(isRegistryError(e) && e.code === 'REPOSITORY_NOT_FOUND')) throw e;
+            });
+          }
+        : undefined;
+    app.use(webRouter({ config: effective, index, log, ...(content ? { content } : {}), ...(removeWebContent ? { removeContent: removeWebContent } : {}) }).routes());
+  }
   if (role !== 'index') {
     // the index learns each verified v1 checksum: directly in one process, else over HTTP
     const learnV1 = index;

@@ -216,6 +216,12 @@ export const configSchema = z
     token_cache_ttl: z.number().int().nonnegative().max(60).default(30),
     /** CORS headers (Flask-CORS semantics, as the Python registry had them); null or no origins: off. */
     cors: corsSchema.nullable().default(null),
+
+    // --- web UI (issue 14, src/web/) ---
+    /** Index: serve the web UI (explore, search, repository pages, accounts) beside the API. */
+    web_ui: z.boolean().default(true),
+    /** Index: seconds a web UI session lives without use (sliding; default 14 days). */
+    web_session_ttl: z.number().int().positive().max(86400 * 366).default(1209600),
   })
   .strict();
 

@@ -1,0 +1,374 @@
+import { BoundedCache } from '../content/bounded-cache.js';
+import { ConfigUnavailableError, type ConfigReader } from '../content/config-reader.js';
+import { V2Error } from '../errors/v2.js';
+import { isRegistryError } from '../errors/index.js';
+import { isNotFound, type StorageDriver } from '../storage/driver.js';
+import { parseTag, type RepoName, type Tag } from '../content/names.js';
+import type { Schema1Bridge } from '../content/schema1-bridge.js';
+import type { V1Images } from '../content/v1-images.js';
+import type { V1Repositories } from '../content/v1-repositories.js';
+import type { V1ToV2 } from '../content/v1-to-v2.js';
+import type { V2ToV1 } from '../content/v2-to-v1.js';
+import { MT, type StoredManifest, type V2Manifests } from '../content/v2-manifests.js';
+import type { V2Name } from '../content/v2-names.js';
+
+/**
+ * What the repository and tag pages show of stored content, read through the registry's own
+ * services (the same ones /v1/ and /v2/ answer from), never by listing storage for other
+ * repositories: a repository's tags as v1 and v2 clients see them, with the v1 image id, the
+ * manifest digest, the compressed size and when and how each was pushed (spec v2-bridge §3.3,
+ * §3.6, §3.7). Only built when the registry runs in this process (src/main.ts); an index alone
+ * shows what its database knows (tags and v1 ids of its image lists).
+ */
+export interface ContentDeps {
+  readonly driver: StorageDriver;
+  readonly repos: V1Repositories;
+  readonly images: V1Images;
+  readonly manifests: V2Manifests;
+  readonly fromV1: V1ToV2;
+  readonly toV1: V2ToV1;
+  readonly configs: ConfigReader;
+  readonly schema1?: Schema1Bridge;
+}
+
+export interface Platform {
+  readonly os: string;
+  readonly architecture: string;
+  readonly variant?: string;
+  readonly digest: string;
+  readonly size?: number;
+}
+
+export interface TagInfo {
+  readonly tag: string;
+  /** Which API's push is current (the last push wins, whichever API made it). */
+  readonly via: 'v1' | 'v2';
+  /** The v2 name the manifest lives under (for `library/x`, `x` or `library/x`). */
+  readonly v2Name: string;
+  /** The v1 image id v1 clients pull (pushed, or derived by the bridge); absent without a v1 view. */
+  readonly v1Id?: string;
+  /** The manifest v2 clients get by tag: as pushed, or derived from the v1 chain. */
+  readonly digest?: string;
+  readonly mediaType?: string;
+  /** Sum of the compressed layer sizes (not for manifest lists). */
+  readonly size?: number;
+  readonly pushedAt?: Date;
+  /** A manifest list / OCI index: its images. */
+  readonly platforms?: readonly Platform[];
+}
+
+export interface Layer {
+  readonly digest?: string;
+  readonly size?: number;
+  readonly createdBy: string;
+  readonly created?: string;
+  readonly empty: boolean;
+  /** The v1 image id of this step (v1-pushed chains). */
+  readonly v1Id?: string;
+}
+
+export interface ImageDetail extends TagInfo {
+  readonly os?: string;
+  readonly architecture?: string;
+  readonly layers: readonly Layer[];
+  /** Digests per manifest format this tag is served as. */
+  readonly formats: readonly { readonly format: string; readonly digest: string }[];
+  /** Why layers could not be shown, when they could not. */
+  readonly note?: string;
+}
+
+interface Descriptor {
+  mediaType?: string;
+  digest?: string;
+  size?: number;
+  platform?: { os?: string; architecture?: string; variant?: string };
+}
+
+const KIND: Record<string, string> = {
+  [MT.schema2]: 'Docker schema 2',
+  [MT.list]: 'Docker manifest list',
+  [MT.ociManifest]: 'OCI manifest',
+  [MT.ociIndex]: 'OCI index',
+  [MT.schema1]: 'Docker schema 1',
+  [MT.schema1Signed]: 'Docker schema 1 (signed)',
+};
+
+export function manifestKind(mediaType: string | undefined): string {
+  return mediaType ? (KIND[mediaType] ?? mediaType) : '';
+}
+
+/** The v2 names a repository of the index is stored under: `library/x` is also `x`. */
+export function v2NamesOf(name: RepoName): V2Name[] {
+  return (name.namespace === 'library' ? [name.full, name.repository] : [name.full]) as V2Name[];
+}
+
+function parseJson<T>(b: Buffer): T | undefined {
+  try {
+    return JSON.parse(b.toString('utf8')) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+const sumSizes = (ds: readonly Descriptor[] | undefined): number | undefined =>
+  Array.isArray(ds) ? ds.reduce((a, d) => a + (typeof d.size === 'number' ? d.size : 0), 0) : undefined;
+
+function cmdOf(json: { container_config?: { Cmd?: unknown } | null; Cmd?: unknown }): string {
+  const cmd = json.container_config?.Cmd;
+  if (Array.isArray(cmd)) return cmd.filter((c): c is string => typeof c === 'string').join(' ');
+  return typeof cmd === 'string' ? cmd : '';
+}
+
+/** Derived digests are the same until the v1 tag moves: kept a minute, keyed by the image id. */
+const DERIVED_TTL_MS = 60_000;
+
+export class RepoContent {
+  private readonly derived = new BoundedCache<StoredManifest | null>({
+    maxEntries: 10_000,
+    maxBytes: 16 * 1024 * 1024,
+    weight: (m, k) => 128 + k.length + (m ? m.bytes.length : 0),
+  });
+
+  constructor(private readonly deps: ContentDeps) {}
+
+  /** The schema2 manifest v2 clients get for a v1-pushed tag (the bridge's, cached briefly). */
+  private async derivedManifest(name: RepoName, tag: string, id: string): Promise<StoredManifest | undefined> {
+    const key = `${name.full}\0${tag}\0${id}`;
+    const hit = this.derived.get(key);
+    if (hit !== undefined) return hit ?? undefined;
+    let m: StoredManifest | undefined;
+    try {
+      m = await this.deps.fromV1.manifestForTag(name.full as V2Name, tag);
+    } catch (e) {
+      // a layer with no v2 media type (bzip2, xz): no v2 view, the v1 one stands
+      if (!isRegistryError(e) && !(e instanceof V2Error)) throw e;
+      m = undefined;
+    }
+    this.derived.set(key, m ?? null, DERIVED_TTL_MS);
+    return m;
+  }
+
+  private async v1Tags(name: RepoName): Promise<Record<string, string>> {
+    if (!(await this.deps.repos.exists(name))) return {};
+    try {
+      return await this.deps.repos.listTags(name);
+    } catch (e) {
+      if (isRegistryError(e)) return {};
+      throw e;
+    }
+  }
+
+  private async modTime(key: string): Promise<Date | undefined> {
+    try {
+      return (await this.deps.driver.stat(key)).modTime;
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      throw e;
+    }
+  }
+
+  private async v1PushedAt(name: RepoName, tag: string): Promise<Date | undefined> {
+    const t = parseTag(tag);
+    if (!t) return undefined;
+    const meta = await this.deps.repos.tagJson(name, t as Tag);
+    return typeof meta.last_update === 'number' ? new Date(meta.last_update * 1000) : undefined;
+  }
+
+  private platformsOf(m: StoredManifest): Platform[] {
+    const doc = parseJson<{ manifests?: Descriptor[] }>(m.bytes);
+    return (doc?.manifests ?? [])
+      .filter((d) => typeof d.digest === 'string')
+      .map((d) => ({
+        os: d.platform?.os ?? 'unknown',
+        architecture: d.platform?.architecture ?? 'unknown',
+        ...(d.platform?.variant ? { variant: d.platform.variant } : {}),
+        digest: d.digest!,
+        ...(typeof d.size === 'number' ? { size: d.size } : {}),
+      }));
+  }
+
+  private v2Info(tag: string, v2Name: string, m: StoredManifest, v1Id: string | undefined, pushedAt: Date | undefined): TagInfo {
+    const isList = m.mediaType === MT.list || m.mediaType === MT.ociIndex;
+    const doc = isList ? undefined : parseJson<{ layers?: Descriptor[] }>(m.bytes);
+    return {
+      tag,
+      via: 'v2',
+      v2Name,
+      digest: m.digest,
+      mediaType: m.mediaType,
+      ...(v1Id ? { v1Id } : {}),
+      ...(pushedAt ? { pushedAt } : {}),
+      ...(isList ? { platforms: this.platformsOf(m) } : {}),
+      ...(!isList && doc ? { size: sumSizes(doc.layers) } : {}),
+    };
+  }
+
+  /** Every tag of the repository, v1- and v2-pushed, sorted by name. */
+  async tags(name: RepoName): Promise<TagInfo[]> {
+    const v1 = await this.v1Tags(name);
+    const out = new Map<string, TagInfo>();
+    for (const v2Name of v2NamesOf(name)) {
+      for (const tag of await this.deps.manifests.tags(v2Name)) {
+        if (out.has(tag)) continue;
+        const side = await this.deps.toV1.current(v2Name, tag);
+        // spec §3.7: deleted through v1 is deleted; a later v1 push wins (listed below)
+        if (side !== 'v2') continue;
+        const m = await this.deps.manifests.get(v2Name, { tag });
+        if (!m) continue;
+        const at = await this.modTime(`v2/repositories/${v2Name}/_manifests/tags/${tag}`);
+        out.set(tag, this.v2Info(tag, v2Name, m, v1[tag], at));
+      }
+    }
+    for (const [tag, id] of Object.entries(v1)) {
+      if (out.has(tag)) continue;
+      const m = await this.derivedManifest(name, tag, id);
+      const doc = m ? parseJson<{ layers?: Descriptor[] }>(m.bytes) : undefined;
+      const at = await this.v1PushedAt(name, tag);
+      out.set(tag, {
+        tag,
+        via: 'v1',
+        v2Name: name.full,
+        v1Id: id,
+        ...(m ? { digest: m.digest, mediaType: m.mediaType } : {}),
+        ...(doc ? { size: sumSizes(doc.layers) } : {}),
+        ...(at ? { pushedAt: at } : {}),
+      });
+    }
+    return [...out.values()].sort((a, b) => (a.tag < b.tag ? -1 : a.tag > b.tag ? 1 : 0));
+  }
+
+  /** One tag's image: layers (with the command that made each), platform, digests per format. */
+  async image(name: RepoName, tag: string): Promise<ImageDetail | undefined> {
+    const info = (await this.tags(name)).find((t) => t.tag === tag);
+    if (!info) return undefined;
+    const formats: { format: string; digest: string }[] = [];
+    if (info.digest) formats.push({ format: `${manifestKind(info.mediaType)}${info.via === 'v1' ? ' (derived from the v1 push)' : ''}`, digest: info.digest });
+    if (info.via === 'v1') return this.v1Image(name, info, formats);
+    const m = await this.deps.manifests.get(info.v2Name as V2Name, { tag });
+    if (!m) return undefined;
+    if (info.platforms) return { ...info, layers: [], formats };
+    if (m.mediaType === MT.schema1 || m.mediaType === MT.schema1Signed) return this.schema1Image(info, m, formats);
+    const doc = parseJson<{ config?: Descriptor; layers?: Descriptor[] }>(m.bytes);
+    const layers = doc?.layers ?? [];
+    let config: Buffer | undefined;
+    let note: string | undefined;
+    try {
+      if (doc?.config?.digest) config = await this.deps.configs.readConfig(info.v2Name as V2Name, doc.config.digest);
+    } catch (e) {
+      if (!(e instanceof ConfigUnavailableError)) throw e;
+      note = e.message;
+    }
+    const cfg = config ? parseJson<{ os?: unknown; architecture?: unknown; history?: { created_by?: unknown; created?: unknown; empty_layer?: unknown }[] }>(config) : undefined;
+    const out: Layer[] = [];
+    let j = 0;
+    const history = Array.isArray(cfg?.history) ? cfg.history : [];
+    for (const h of history) {
+      const empty = h.empty_layer === true;
+      const d = empty ? undefined : layers[j++];
+      out.push({
+        createdBy: typeof h.created_by === 'string' ? h.created_by : '',
+        ...(typeof h.created === 'string' ? { created: h.created } : {}),
+        empty,
+        ...(d?.digest ? { digest: d.digest } : {}),
+        ...(typeof d?.size === 'number' ? { size: d.size } : {}),
+      });
+    }
+    // layers the history does not describe (no config, or a config without history)
+    for (; j < layers.length; j++) out.push({ createdBy: '', empty: false, ...(layers[j]!.digest ? { digest: layers[j]!.digest } : {}), ...(typeof layers[j]!.size === 'number' ? { size: layers[j]!.size } : {}) });
+    const schema1 = await this.schema1Digest(info.v2Name, tag, m, false);
+    if (schema1) formats.push({ format: 'Docker schema 1 (signed, for Docker 1.6–1.9)', digest: schema1 });
+    return {
+      ...info,
+      ...(typeof cfg?.os === 'string' ? { os: cfg.os } : {}),
+      ...(typeof cfg?.architecture === 'string' ? { architecture: cfg.architecture } : {}),
+      layers: out,
+      formats,
+      ...(note ? { note } : {}),
+    };
+  }
+
+  private async schema1Digest(v2Name: string, tag: string, found: StoredManifest, v1Origin: boolean): Promise<string | undefined> {
+    if (!this.deps.schema1 || found.mediaType !== MT.schema2) return undefined;
+    try {
+      return (await this.deps.schema1.forTag(v2Name as V2Name, tag, found, v1Origin))?.digest;
+    } catch (e) {
+      if (e instanceof V2Error) return undefined;
+      throw e;
+    }
+  }
+
+  private schema1Image(info: TagInfo, m: StoredManifest, formats: { format: string; digest: string }[]): ImageDetail {
+    const doc = parseJson<{ architecture?: unknown; fsLayers?: { blobSum?: unknown }[]; history?: { v1Compatibility?: unknown }[] }>(m.bytes);
+    const layers: Layer[] = [];
+    const fs = doc?.fsLayers ?? [];
+    const hist = doc?.history ?? [];
+    // top first in schema1: shown root first
+    for (let i = hist.length - 1; i >= 0; i--) {
+      const compat = typeof hist[i]?.v1Compatibility === 'string' ? parseJson<{ id?: unknown; created?: unknown; container_config?: { Cmd?: unknown } }>(Buffer.from(hist[i]!.v1Compatibility as string)) : undefined;
+      const blob = fs[i]?.blobSum;
+      layers.push({
+        createdBy: compat ? cmdOf(compat) : '',
+        empty: false,
+        ...(typeof blob === 'string' ? { digest: blob } : {}),
+        ...(typeof compat?.created === 'string' ? { created: compat.created } : {}),
+        ...(typeof compat?.id === 'string' ? { v1Id: compat.id } : {}),
+      });
+    }
+    return { ...info, ...(typeof doc?.architecture === 'string' ? { architecture: doc.architecture } : {}), layers, formats };
+  }
+
+  private async v1Image(name: RepoName, info: TagInfo, formats: { format: string; digest: string }[]): Promise<ImageDetail> {
+    const scope = this.deps.images.scopeOf(name);
+    let ancestry: string[] = [];
+    try {
+      ancestry = await this.deps.images.getAncestry(scope, info.v1Id!);
+    } catch (e) {
+      if (!isRegistryError(e)) throw e;
+      return { ...info, layers: [], formats, note: 'this image is still being uploaded' };
+    }
+    const layers: Layer[] = [];
+    let os: string | undefined;
+    let architecture: string | undefined;
+    for (const id of [...ancestry].reverse()) {
+      const raw = await this.deps.images.readJson(scope, id);
+      const json = raw ? parseJson<{ created?: unknown; os?: unknown; architecture?: unknown; container_config?: { Cmd?: unknown } }>(raw) : undefined;
+      const link = await this.deps.images.layerLink(scope, id);
+      if (json && id === info.v1Id) {
+        if (typeof json.os === 'string') os = json.os;
+        if (typeof json.architecture === 'string') architecture = json.architecture;
+      }
+      layers.push({
+        v1Id: id,
+        createdBy: json ? cmdOf(json) : '',
+        empty: false,
+        ...(typeof json?.created === 'string' ? { created: json.created } : {}),
+        ...(link ? { digest: link.digest, size: link.size } : {}),
+      });
+    }
+    if (info.digest) {
+      const m = await this.derivedManifest(name, info.tag, info.v1Id!);
+      const schema1 = m ? await this.schema1Digest(name.full, info.tag, m, true) : undefined;
+      if (schema1) formats.push({ format: 'Docker schema 1 (signed, for Docker 1.6–1.9)', digest: schema1 });
+    }
+    return { ...info, ...(os ? { os } : {}), ...(architecture ? { architecture } : {}), layers, formats };
+  }
+
+  /**
+   * Delete a tag as the APIs do (spec v2-bridge §3.7: gone from both): the v2 tag link under every
+   * v2 name of the repository, and the v1 tag. Returns whether anything was deleted.
+   */
+  async deleteTag(name: RepoName, tag: string): Promise<boolean> {
+    const t = parseTag(tag);
+    if (!t) return false;
+    let removed = false;
+    for (const v2Name of v2NamesOf(name)) if (await this.deps.manifests.delete(v2Name, { tag })) removed = true;
+    try {
+      await this.deps.repos.deleteTag(name, t as Tag);
+      removed = true;
+    } catch (e) {
+      if (!isRegistryError(e)) throw e;
+    }
+    this.derived.deleteWhere((k) => k.startsWith(`${name.full}\0${tag}\0`));
+    return removed;
+  }
+}
