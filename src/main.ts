@@ -1,3 +1,4 @@
+import { KeyedMutex } from './content/mutex.js';
 import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -169,6 +170,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     innerDigests: (kind, extra) => digestWorkers.create(kind, extra),
   });
   const repos = new V1Repositories(driver, images);
+  // one lock per repository for what publishes into it and its deletion (registry routes and the index)
+  const repoLock = new KeyedMutex();
   if (role !== 'index' && !config.read_only) await upgradeV1Layout(driver, images, repos, log);
   const runIndex = role === 'index' || (role === 'all' && !standalone);
   requireAdvertisedNames(config, { v2Tokens: config.v2 && role !== 'index' && v2Auth === 'token', index: runIndex || standalone });
@@ -341,7 +344,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     const removeContent =
       role === 'all'
         ? async (name: RepoName): Promise<void> => {
-            await repos.deleteRepository(name).catch((e: unknown) => {
+            await repoLock.run(name.full, () => repos.deleteRepository(name)).catch((e: unknown) => {
               if (!(isRegistryError(e) && e.code === 'REPOSITORY_NOT_FOUND')) throw e;
             });
           }
@@ -392,7 +395,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
               },
             }
           : undefined;
-    const registry = registryRouter({ config: effective, images, repos, auth, version, log, ...(v1Hook ? { index: v1Hook } : {}) });
+    const registry = registryRouter({ config: effective, images, repos, auth, version, log, repoLock, ...(v1Hook ? { index: v1Hook } : {}) });
     app.use(registry.routes());
     if (standalone) app.use(standaloneIndexRouter(effective, repos, gate).routes());
   }

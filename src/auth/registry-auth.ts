@@ -15,6 +15,12 @@ export interface RegistryAccess {
    * (the index's word), to link an image the pusher already has access to instead of uploading it.
    */
   readonly linkSources?: (imageId: string) => Promise<RepoName[]>;
+  /**
+   * Token mode: asks the index again, bypassing the validation cache. Writes that publish (a tag, an
+   * image's checksum) call it under the repository's lock, so a push racing a repository delete
+   * either lands before the delete removes the content or is refused after it.
+   */
+  readonly confirm?: () => Promise<void>;
 }
 
 export interface AuthRequest {

@@ -88,12 +88,15 @@ export class TokenAuth implements RegistryAuth {
       scope: repo,
       allowedIds: ids,
       ...(token.access === 'write' ? { linkSources: (imageId: string) => this.linkSources(header, repo.full, imageId) } : {}),
+      confirm: async () => {
+        await this.validate(header, repo.full, true);
+      },
     };
   }
 
-  private async validate(header: string, repository: string): Promise<ReadonlySet<string>> {
+  private async validate(header: string, repository: string, fresh = false): Promise<ReadonlySet<string>> {
     const key = `${repository}\n${header}`;
-    const hit = this.cache.get(key);
+    const hit = fresh ? undefined : this.cache.get(key);
     if (hit) return hit.ids;
     let res: Response;
     try {
@@ -107,6 +110,7 @@ export class TokenAuth implements RegistryAuth {
     }
     if (res.status !== 200) {
       await res.body?.cancel();
+      this.cache.delete(key);
       throw this.unauthorized();
     }
     let list: unknown;

@@ -1,3 +1,4 @@
+import { KeyedMutex } from '../content/mutex.js';
 import { hostname, release, type as osType, arch } from 'node:os';
 import type { Context, Next } from 'koa';
 import Router from '@koa/router';
@@ -22,6 +23,11 @@ export interface RegistryDeps {
   /** Tells the index of each verified v1 image (issue 11: its image list then carries checksums). */
   readonly index?: V1IndexHook;
   readonly log?: Logger;
+  /**
+   * Serialises what publishes into a repository (tag writes, image checksums) with its deletion.
+   * main.ts shares one with the index's delete in a one-process site.
+   */
+  readonly repoLock?: KeyedMutex;
 }
 
 /**
@@ -100,6 +106,7 @@ export function repoName(raw: string): RepoName {
  */
 export function registryRouter(deps: RegistryDeps): Router {
   const { config, images, repos, auth } = deps;
+  const repoLock = deps.repoLock ?? new KeyedMutex();
   const router = new Router();
   const jsonLimit = config.max_json_size;
 
@@ -221,12 +228,10 @@ export function registryRouter(deps: RegistryDeps): Router {
     const id = imageId(ctx);
     const payload = ctx.headers['x-docker-checksum-payload'];
     const tarsum = ctx.headers['x-docker-checksum'];
-    const link = await images.putChecksum(
-      access.scope,
-      id,
-      Array.isArray(payload) ? payload[0] : payload,
-      Array.isArray(tarsum) ? tarsum[0] : tarsum,
-    );
+    const link = await repoLock.run(access.scope?.full ?? '', async () => {
+      await access.confirm?.();
+      return images.putChecksum(access.scope, id, Array.isArray(payload) ? payload[0] : payload, Array.isArray(tarsum) ? tarsum[0] : tarsum);
+    });
     if (access.scope && deps.index) {
       // the push stands whether or not the index answers (its list only lacks the checksum then)
       await deps.index.checksum(access.scope, id, link.payload, ctx.get('Authorization')).catch((e: unknown) => {
@@ -276,7 +281,7 @@ export function registryRouter(deps: RegistryDeps): Router {
   const deleteRepository = async (ctx: Context, repo: RepoName): Promise<void> => {
     const access = await authorize(ctx, repo);
     try {
-      await repos.deleteRepository(repo);
+      await repoLock.run(repo.full, () => repos.deleteRepository(repo));
     } catch (e) {
       if (!(access.scope && isRegistryError(e) && e.code === 'REPOSITORY_NOT_FOUND')) throw e;
     }
@@ -320,7 +325,10 @@ export function registryRouter(deps: RegistryDeps): Router {
           await jsonBody(jsonLimit, 'INVALID_DATA')(ctx, async () => undefined);
           const body = parsedBody(ctx);
           if (typeof body !== 'string') throw new RegistryError('INVALID_DATA');
-          await repos.putTag(repo, tag, body, ctx.get('User-Agent') || undefined, (id) => linkInto(access, id));
+          await repoLock.run(repo.full, async () => {
+            await access.confirm?.();
+            await repos.putTag(repo, tag, body, ctx.get('User-Agent') || undefined, (id) => linkInto(access, id));
+          });
           sendJson(ctx, 200, true);
           return;
         }
