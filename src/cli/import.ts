@@ -1,0 +1,75 @@
+import { Command, Option } from 'commander';
+import { writeFile } from 'node:fs/promises';
+import { ConfigError } from '../config/load.js';
+import { fail, loadFrom, withConfigOptions, type ConfigOptions } from './common.js';
+import { openContent } from '../migrate/services.js';
+import { DirectoryTree } from '../migrate/source.js';
+import { globMatcher, ImportError, runImport, type Layout } from '../migrate/import.js';
+
+interface ImportCliOptions extends ConfigOptions {
+  layout?: Layout;
+  owner?: string;
+  namespace: string[];
+  repo: string[];
+  dryRun?: boolean;
+  report?: string;
+  progress: boolean;
+}
+
+const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
+export function importCommand(): Command {
+  return withConfigOptions(new Command('import'))
+    .description('import an existing registry\'s storage tree (Python docker-registry or distribution) into this registry')
+    .argument('<source>', 'the storage tree: a Python docker-registry storage_path, or a distribution root directory (holding docker/registry/v2)')
+    .addOption(new Option('--layout <layout>', 'the tree\'s layout (default: detected)').choices(['python', 'distribution']))
+    .option('--owner <account>', 'index account that owns the repositories the import creates')
+    .option('--namespace <ns>', 'only repositories in this namespace (repeatable)', collect, [])
+    .option('--repo <glob>', 'only repositories whose name matches (repeatable; * within a component, ** across)', collect, [])
+    .option('--dry-run', 'list what would be imported, write nothing')
+    .option('--report <file>', 'also write the final report as JSON to this file')
+    .option('--no-progress', 'no progress bar (it is shown only on a terminal anyway)')
+    .addHelpText(
+      'after',
+      `
+The import writes through the registry's own content services (as pushes would), so it may run
+beside a live server on the same storage and index database. Every v1 layer is hashed and checked
+against the checksums the Python registry recorded (_checksum), every v2 blob and manifest against
+its digest; a bad object is reported and skipped with whatever depends on it, never half-imported.
+Running it again imports nothing new (an interrupted run is resumed by running it again).
+
+Examples:
+  legacy-registry import -c config.yml --owner alice /var/lib/docker-registry
+  legacy-registry import -c config.yml --dry-run /srv/distribution`,
+    )
+    .action(async (source: string, opts: ImportCliOptions) => {
+      let config;
+      try {
+        config = loadFrom(opts);
+      } catch (e) {
+        if (e instanceof ConfigError) fail(e.message);
+        throw e;
+      }
+      if (config.read_only) fail('the configuration is read_only: nothing can be imported');
+      const filter = globMatcher([...opts.namespace.map((n) => `${n}/**`), ...opts.repo]);
+      const content = await openContent(config);
+      let report;
+      try {
+        report = await runImport(new DirectoryTree(source), content, {
+          dryRun: opts.dryRun === true,
+          progress: opts.progress,
+          ...(opts.layout ? { layout: opts.layout } : {}),
+          ...(opts.owner !== undefined ? { owner: opts.owner } : {}),
+          ...(filter ? { filter } : {}),
+        });
+      } catch (e) {
+        if (e instanceof ImportError) fail(e.message);
+        throw e;
+      } finally {
+        await content.close();
+      }
+      process.stdout.write(report.text());
+      if (opts.report) await writeFile(opts.report, JSON.stringify(report, null, 2) + '\n');
+      process.exitCode = report.skipped.length > 0 ? 3 : 0;
+    });
+}
