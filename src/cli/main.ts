@@ -8,6 +8,7 @@ import { userCommand } from './user.js';
 import { orgCommand, repoCommand } from './org.js';
 import { htpasswdCommand } from './htpasswd.js';
 import { importCommand } from './import.js';
+import { migrateCommand } from './migrate.js';
 
 const program = new Command('legacy-registry')
   .description('Docker v1 registry + index server, bridged to the v2/OCI distribution API')
@@ -20,6 +21,7 @@ const program = new Command('legacy-registry')
   .addCommand(repoCommand())
   .addCommand(htpasswdCommand())
   .addCommand(importCommand())
+  .addCommand(migrateCommand())
   .showHelpAfterError();
 
 await program.parseAsync(process.argv);
