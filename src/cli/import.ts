@@ -4,7 +4,7 @@ import { ConfigError } from '../config/load.js';
 import { fail, loadFrom, withConfigOptions, type ConfigOptions } from './common.js';
 import { openContent } from '../migrate/services.js';
 import { DirectoryTree } from '../migrate/source.js';
-import { globMatcher, ImportError, runImport, type Layout } from '../migrate/import.js';
+import { ImportError, nameFilter, runImport, type Layout } from '../migrate/import.js';
 
 interface ImportCliOptions extends ConfigOptions {
   layout?: Layout;
@@ -25,7 +25,7 @@ export function importCommand(): Command {
     .addOption(new Option('--layout <layout>', 'the tree\'s layout (default: detected)').choices(['python', 'distribution']))
     .option('--owner <account>', 'index account that owns the repositories the import creates')
     .option('--namespace <ns>', 'only repositories in this namespace (repeatable)', collect, [])
-    .option('--repo <glob>', 'only repositories whose name matches (repeatable; * within a component, ** across)', collect, [])
+    .option('--repo <glob>', 'only repositories whose name matches (repeatable; * within a component, ** across; with --namespace, both must match)', collect, [])
     .option('--dry-run', 'list what would be imported, write nothing')
     .option('--report <file>', 'also write the final report as JSON to this file')
     .option('--no-progress', 'no progress bar (it is shown only on a terminal anyway)')
@@ -51,7 +51,7 @@ Examples:
         throw e;
       }
       if (config.read_only) fail('the configuration is read_only: nothing can be imported');
-      const filter = globMatcher([...opts.namespace.map((n) => `${n}/**`), ...opts.repo]);
+      const filter = nameFilter(opts.namespace, opts.repo);
       const content = await openContent(config);
       let report;
       try {

@@ -4,7 +4,7 @@ import { writeFile } from 'node:fs/promises';
 import { ConfigError } from '../config/load.js';
 import { fail, loadFrom, withConfigOptions, type ConfigOptions } from './common.js';
 import { openContent } from '../migrate/services.js';
-import { globMatcher } from '../migrate/import.js';
+import { nameFilter } from '../migrate/import.js';
 import { runMigrate } from '../migrate/migrate.js';
 import { TargetError, TargetRegistry } from '../migrate/registry-client.js';
 
@@ -31,7 +31,7 @@ export function migrateCommand(): Command {
     .description('push every repository and tag of this registry to another v2 registry')
     .requiredOption('--to <url>', 'the target registry, e.g. https://registry.example.com')
     .option('--namespace <ns>', 'only repositories in this namespace (repeatable)', collect, [])
-    .option('--repo <glob>', 'only repositories whose name matches (repeatable; * within a component, ** across)', collect, [])
+    .option('--repo <glob>', 'only repositories whose name matches (repeatable; * within a component, ** across; with --namespace, both must match)', collect, [])
     .option('--tag-map <from=to>', 'push tag <from> as <to> (repeatable)', collect, [])
     .option('--username <name>', 'account on the target (Basic, or for its token service); password from $MIGRATE_PASSWORD or --password-stdin')
     .option('--password-stdin', 'read the target password from stdin')
@@ -79,7 +79,7 @@ Examples:
       }
       let password = process.env.MIGRATE_PASSWORD;
       if (opts.passwordStdin) password = readFileSync(0, 'utf8').replace(/\r?\n$/, '');
-      const filter = globMatcher([...opts.namespace.map((n) => `${n}/**`), ...opts.repo]);
+      const filter = nameFilter(opts.namespace, opts.repo);
       const target = opts.dryRun
         ? undefined
         : new TargetRegistry({

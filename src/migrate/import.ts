@@ -64,3 +64,11 @@ export function globMatcher(patterns: readonly string[]): ((name: string) => boo
   );
   return (name) => res.some((r) => r.test(name));
 }
+
+/** --namespace and --repo together: a name must pass both (each is a list of alternatives). */
+export function nameFilter(namespaces: readonly string[], repos: readonly string[]): ((name: string) => boolean) | undefined {
+  const ns = globMatcher(namespaces.map((n) => `${n}/**`));
+  const rp = globMatcher(repos);
+  if (!ns && !rp) return undefined;
+  return (name) => (!ns || ns(name)) && (!rp || rp(name));
+}
