@@ -218,6 +218,11 @@ export class CachingDriver implements StorageDriver {
     }
   }
 
+  async purgeLeftovers(prefix: string, maxAgeMs: number, now?: number): Promise<number> {
+    // leftovers are never listed or cached: nothing here to invalidate
+    return this.inner.purgeLeftovers ? this.inner.purgeLeftovers(prefix, maxAgeMs, now) : 0;
+  }
+
   async close(): Promise<void> {
     this.cache.clear();
     await this.inner.close?.();

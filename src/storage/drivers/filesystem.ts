@@ -300,6 +300,10 @@ class FilesystemDriver implements StorageDriver {
     if (options.durable !== false) await syncDir(dir);
   }
 
+  async purgeLeftovers(prefix: string, maxAgeMs: number, now = Date.now()): Promise<number> {
+    return cleanStaleTempFiles(keyToPath(this.base, prefix, true), maxAgeMs, now);
+  }
+
   async delete(key: string): Promise<void> {
     const path = await this.pathOf(key);
     try {
