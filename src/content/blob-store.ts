@@ -189,6 +189,9 @@ export class BlobStore {
         for (const l of this.purgeListeners) l.removed(uuid);
       }
     }
+    // writes a killed process left unfinished below uploads/ (a temporary file of putContent in an
+    // otherwise empty session directory) are invisible to list(): the driver removes them itself
+    if (this.driver.purgeLeftovers) await this.driver.purgeLeftovers(keys.uploadsRoot, maxAgeMs, now);
     for (const l of this.purgeListeners) l.remaining?.(remaining, startedAt);
     return purged;
   }

@@ -113,6 +113,13 @@ export interface StorageDriver {
   move(src: string, dst: string, options?: PutOptions): Promise<void>;
   /** Remove a key and everything below it. Throws PathNotFoundError. The root ('') cannot be deleted. */
   delete(key: string): Promise<void>;
+  /**
+   * Remove what the driver itself left below `prefix` by writes that never finished (a process
+   * killed mid-write: temporary files, abandoned multipart uploads) and that are at least
+   * `maxAgeMs` old, so writes in flight on other nodes stay. Invisible through list(), so only the
+   * driver can find them. The upload purge calls it for the uploads prefix. Returns how many.
+   */
+  purgeLeftovers?(prefix: string, maxAgeMs: number, now?: number): Promise<number>;
   /** Release resources (timers, sockets). */
   close?(): Promise<void>;
 }
