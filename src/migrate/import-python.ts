@@ -193,7 +193,7 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
       tagged.push({ tag, id, chain: chain as string[] });
     }
     const good: { tag: Tag; id: string; chain: string[] }[] = [];
-    let entriesForIndex: { id: string; checksum?: string; Tag?: string }[] = [];
+    const entriesForIndex: { id: string; checksum?: string; Tag?: string }[] = [];
     for (const t of tagged) {
       let reason: string | undefined;
       for (const id of [...t.chain].reverse()) {
@@ -248,7 +248,6 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
       // standalone: the stand-in index's image list (its search reads storage)
       await c.repos.mergeIndexImages(repo, entriesForIndex.filter((e) => e.checksum).map((e) => ({ id: e.id, checksum: e.checksum! })));
     }
-    entriesForIndex = [];
     report.repositoriesDone++;
     report.tick();
   }
