@@ -14,6 +14,7 @@ interface ImportCliOptions extends ConfigOptions {
   dryRun?: boolean;
   report?: string;
   progress: boolean;
+  concurrency: number;
 }
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
@@ -26,6 +27,7 @@ export function importCommand(): Command {
     .option('--owner <account>', 'index account that owns the repositories the import creates')
     .option('--namespace <ns>', 'only repositories in this namespace (repeatable)', collect, [])
     .option('--repo <glob>', 'only repositories whose name matches (repeatable; * within a component, ** across; with --namespace, both must match)', collect, [])
+    .option('--concurrency <n>', 'repositories imported at once (Python trees)', (v) => Number(v), 4)
     .option('--dry-run', 'list what would be imported, write nothing')
     .option('--report <file>', 'also write the final report as JSON to this file')
     .option('--no-progress', 'no progress bar (it is shown only on a terminal anyway)')
@@ -51,6 +53,7 @@ Examples:
         throw e;
       }
       if (config.read_only) fail('the configuration is read_only: nothing can be imported');
+      if (!Number.isInteger(opts.concurrency) || opts.concurrency < 1 || opts.concurrency > 64) fail('--concurrency: 1 to 64');
       const filter = nameFilter(opts.namespace, opts.repo);
       const content = await openContent(config);
       let report;
@@ -58,6 +61,7 @@ Examples:
         report = await runImport(new DirectoryTree(source), content, {
           dryRun: opts.dryRun === true,
           progress: opts.progress,
+          concurrency: opts.concurrency,
           ...(opts.layout ? { layout: opts.layout } : {}),
           ...(opts.owner !== undefined ? { owner: opts.owner } : {}),
           ...(filter ? { filter } : {}),

@@ -14,6 +14,17 @@ export interface ImportOptions {
   readonly ownerId: number | null;
   /** Only repositories whose full name passes. */
   readonly filter?: (name: string) => boolean;
+  /** Repositories imported at once (default 4): fsync latency and hashing overlap. */
+  readonly concurrency?: number;
+}
+
+/** Run fn over items, at most `limit` at once. */
+export async function pool<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const workers = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {
+    while (next < items.length) await fn(items[next++]!);
+  });
+  await Promise.all(workers);
 }
 
 /** Python's quote_plus undone: '+' is a space, %XX a byte (spec v1-protocol §10). */
@@ -85,7 +96,7 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
   /** --dry-run: images already counted (nothing is written, so the store cannot tell) */
   const planned = new Set<string>();
 
-  const importImage = async (repo: RepoName, id: string): Promise<ImageOutcome> => {
+  const importImageOnce = async (repo: RepoName, id: string): Promise<ImageOutcome> => {
     const scope = c.images.scopeOf(repo);
     const known = failed.get(id);
     if (known) return { ok: false, reason: known };
@@ -156,12 +167,26 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
     return { ok: true, imported: true };
   };
 
-  for (const { dir, name: repo, shown } of repoDirs) {
+  /** one import of an image per scope at a time: repositories run in parallel and share ancestors */
+  const running = new Map<string, Promise<ImageOutcome>>();
+  const importImage = async (repo: RepoName, id: string): Promise<ImageOutcome> => {
+    const key = `${c.images.scopeOf(repo)?.full ?? ''}\n${id}`;
+    let p = running.get(key);
+    if (!p) {
+      p = importImageOnce(repo, id);
+      running.set(key, p);
+      void p.finally(() => running.delete(key)).catch(() => undefined);
+    }
+    return p;
+  };
+
+  await pool(repoDirs, Math.max(1, opts.concurrency ?? 4), async ({ dir, name: repo, shown }) => {
+
     report.tick();
     if (!repo) {
       report.skip(shown, 'not a valid repository name here (namespace: a-z 0-9 _ -, name: a-z 0-9 _ . -, up to 64)');
       report.repositoriesDone++;
-      continue;
+      return;
     }
     const entries = await tree.list(dir);
     const isPrivate = entries.includes('_private');
@@ -215,11 +240,11 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
       for (const t of good) report.planned.push(`tag ${repo.full}:${t.tag} → ${t.id}`);
       if (good.length > 0 && isPrivate) report.planned.push(`${repo.full} private`);
       report.repositoriesDone++;
-      continue;
+      return;
     }
     if (good.length === 0) {
       report.repositoriesDone++;
-      continue;
+      return;
     }
     const scope = c.images.scopeOf(repo);
     for (const t of good) {
@@ -250,6 +275,6 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
     }
     report.repositoriesDone++;
     report.tick();
-  }
+  });
   report.tick(true);
 }

@@ -25,6 +25,7 @@ export interface RunImportOptions {
   readonly owner?: string;
   readonly filter?: (name: string) => boolean;
   readonly progress?: boolean;
+  readonly concurrency?: number;
 }
 
 export class ImportError extends Error {}
@@ -42,7 +43,7 @@ export async function runImport(tree: SourceTree, c: Content, opts: RunImportOpt
   }
   const report = new ImportReport(tree.describe, layout, opts.dryRun, opts.progress ?? true);
   try {
-    if (layout === 'python') await importPython(tree, c, report, { dryRun: opts.dryRun, ownerId, ...(opts.filter ? { filter: opts.filter } : {}) });
+    if (layout === 'python') await importPython(tree, c, report, { dryRun: opts.dryRun, ownerId, ...(opts.filter ? { filter: opts.filter } : {}), ...(opts.concurrency ? { concurrency: opts.concurrency } : {}) });
     else await importDistribution(tree, c, report, { dryRun: opts.dryRun, owner: opts.owner ?? null, ...(opts.filter ? { filter: opts.filter } : {}) });
   } finally {
     report.progress.done();

@@ -8,7 +8,7 @@ import { parseV2Name, type V2Name } from '../content/v2-names.js';
 import type { Content } from './services.js';
 import { describeError, TargetError, type TargetRegistry } from './registry-client.js';
 import { formatBytes, Progress } from './progress.js';
-import type { Skipped } from './report.js';
+import { peakRssMiB, type Skipped } from './report.js';
 
 export interface MigrateOptions {
   readonly filter?: (name: string) => boolean;
@@ -60,6 +60,7 @@ export class MigrateReport {
       blobs: { uploaded: this.blobsUploaded, mounted: this.blobsMounted, present: this.blobsPresent },
       bytesUploaded: this.bytesUploaded,
       seconds: Number(this.seconds.toFixed(3)),
+      peakRssMiB: peakRssMiB(),
       moved: this.moved,
       failed: this.failed,
     };
@@ -69,6 +70,7 @@ export class MigrateReport {
       `${this.dryRun ? 'would migrate' : 'migrated'} to ${this.target} in ${this.seconds.toFixed(1)} s`,
       `  repositories: ${this.repositories}, tags ${this.dryRun ? 'to move' : 'moved'}: ${this.moved.length} (${this.moved.filter((m) => m.resumed).length} already done by an earlier run)`,
       `  blobs: ${this.blobsUploaded} uploaded (${formatBytes(this.bytesUploaded)}${this.seconds > 0 ? `, ${(this.bytesUploaded / (1024 * 1024) / this.seconds).toFixed(1)} MiB/s` : ''}), ${this.blobsMounted} mounted, ${this.blobsPresent} already there`,
+      `  peak memory (RSS): ${peakRssMiB()} MiB`,
     ];
     for (const m of this.moved) if (!m.resumed) lines.push(`  ${this.dryRun ? '+' : '✓'} ${m.source} → ${m.target} ${m.digest}${this.dryRun ? ` (${m.blobs} blobs, ${formatBytes(m.bytes)})` : ''}`);
     lines.push(`  could not move: ${this.failed.length}`);

@@ -69,6 +69,7 @@ export class ImportReport {
       blobs: { imported: this.blobsImported, present: this.blobsPresent },
       bytes: this.bytes,
       seconds: Number(this.seconds.toFixed(3)),
+      peakRssMiB: peakRssMiB(),
       skipped: this.skipped,
       ...(this.dryRun ? { planned: this.planned } : {}),
     };
@@ -81,6 +82,7 @@ export class ImportReport {
       `  v1 images: ${this.imagesImported} ${this.dryRun ? 'to import' : 'imported'}, ${this.imagesPresent} already present`,
       `  v2 manifests: ${this.manifestsImported} ${this.dryRun ? 'to import' : 'imported'}, ${this.manifestsPresent} already present`,
       `  blobs: ${this.blobsImported} ${this.dryRun ? 'to import' : 'imported'}, ${this.blobsPresent} already present`,
+      `  peak memory (RSS): ${peakRssMiB()} MiB`,
       `  bytes: ${formatBytes(this.bytes)}${this.seconds > 0 && !this.dryRun ? ` (${(this.bytes / (1024 * 1024) / this.seconds).toFixed(1)} MiB/s)` : ''}`,
     ];
     if (this.dryRun) for (const p of this.planned) lines.push(`  + ${p}`);
@@ -88,4 +90,9 @@ export class ImportReport {
     for (const s of this.skipped) lines.push(`    ${s.what}: ${s.reason}`);
     return lines.join('\n') + '\n';
   }
+}
+
+/** The process's peak resident memory so far, MiB (the import and migrate reports show it). */
+export function peakRssMiB(): number {
+  return Math.round(process.resourceUsage().maxRSS / 1024);
 }
