@@ -51,6 +51,9 @@ import { randomBytes } from 'node:crypto';
 import { JWKS_PATH, tokenRouter } from './index/token-routes.js';
 import { webRouter } from './web/routes.js';
 import { RepoContent } from './web/content.js';
+import { MetricsDriver } from './metrics/driver.js';
+import { instrumentRequest } from './metrics/http.js';
+import { exposition, startDefaultMetrics } from './metrics/registry.js';
 
 /** https options of the tls_* keys: the files are read once, at start. */
 function tlsOptions(c: Config): import('node:https').ServerOptions {
@@ -114,7 +117,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   for (const w of config.warnings) log.warn(`configuration: ${w}`);
   const role = opts.role ?? 'all';
   const version = packageVersion();
-  const storage = opts.driver ?? (await createDriver(config));
+  // every storage call timed per driver and action (registry_storage_action_seconds), beneath the cache
+  const storage = new MetricsDriver(opts.driver ?? (await createDriver(config)));
   // Small metadata reads (tags, manifests, listings) served from memory for metadata_cache_ttl
   // seconds; positive answers only, own writes visible at once (src/storage/drivers/caching.ts).
   const driver = config.metadata_cache_ttl > 0 ? new CachingDriver(storage, { ttlMs: config.metadata_cache_ttl * 1000 }) : storage;
@@ -406,6 +410,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const server = createHttpServer(
     (req, res) => {
       inflight.track(req, res);
+      instrumentRequest(req, res);
       void koaHandler(req, res);
     },
     log,
@@ -426,12 +431,13 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   let debug: Server | undefined;
   if (config.debug_addr) {
     const d = listenAddress({ ...config, http_addr: config.debug_addr });
-    debug = debugServer(health);
+    if (config.metrics) startDefaultMetrics();
+    debug = debugServer(health, config.metrics ? { path: config.metrics_path, render: exposition } : undefined);
     await new Promise<void>((resolve, reject) => {
       debug!.once('error', reject);
       debug!.listen(d.port, d.host, () => resolve());
     });
-    log.info('debug server listening (/debug/health)', { listen: config.debug_addr });
+    log.info('debug server listening', { listen: config.debug_addr, paths: config.metrics ? ['/debug/health', config.metrics_path] : ['/debug/health'] });
   }
   log.info('legacy-registry listening', {
     role,

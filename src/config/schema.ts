@@ -132,6 +132,10 @@ export const configSchema = z
     tls_minimum_version: z.enum(['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3']).nullable().default(null),
     /** A second listener (host:port) serving /debug/health (distribution's http.debug.addr). */
     debug_addr: nullableString,
+    /** Prometheus metrics on the debug listener (distribution's http.debug.prometheus.enabled). */
+    metrics: z.boolean().default(true),
+    /** Path of the metrics on the debug listener (http.debug.prometheus.path). */
+    metrics_path: z.string().regex(/^\/[A-Za-z0-9._~/-]*$/).default('/metrics'),
     /** Periodic health checks (distribution's health section); null: none. */
     health: healthSchema.nullable().default(null),
     /**
