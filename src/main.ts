@@ -52,6 +52,7 @@ import { JWKS_PATH, tokenRouter } from './index/token-routes.js';
 import { webRouter } from './web/routes.js';
 import { RepoContent } from './web/content.js';
 import { MetricsDriver } from './metrics/driver.js';
+import { GarbageCollector } from './content/gc.js';
 import { instrumentRequest } from './metrics/http.js';
 import { exposition, startDefaultMetrics } from './metrics/registry.js';
 
@@ -139,6 +140,26 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       (config.upload_purge_interval ?? Math.min(config.upload_purge_age, 3600)) * 1000,
     );
     purgeTimer.unref();
+  }
+  // Optional periodic garbage collection (off by default: `legacy-registry gc` from cron does the
+  // same). On the storage itself, never through the metadata cache (src/content/gc.ts).
+  let gcTimer: NodeJS.Timeout | undefined;
+  if (config.gc_interval > 0 && !config.read_only && role !== 'index') {
+    const gc = new GarbageCollector(storage);
+    let running = false;
+    gcTimer = setInterval(() => {
+      if (running) return;
+      running = true;
+      gc.run({ deleteUntagged: config.gc_delete_untagged, graceMs: config.gc_grace * 1000, settleMs: (config.metadata_cache_ttl + 5) * 1000 })
+        .then(
+          (r) => log.info('garbage collection', { blobs: r.blobs.deleted, bytes: r.blobs.bytesFreed, v1_images: r.v1Images.deleted, v2_manifests: r.v2Manifests.deleted, links: r.links.deleted, ms: r.durationMs }),
+          (e: unknown) => log.error('garbage collection failed', { err: String(e) }),
+        )
+        .finally(() => {
+          running = false;
+        });
+    }, config.gc_interval * 1000);
+    gcTimer.unref();
   }
   // gunzip + tarsum of uploads run in worker threads (the second core), sha256 + payload here.
   const digestWorkers = new DigestWorkers();
@@ -459,6 +480,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const close = (): Promise<void> => {
     closing ??= (async () => {
       clearInterval(purgeTimer);
+      clearInterval(gcTimer);
       clearInterval(replayTimer);
       health.stop();
       if (debug) debug.close();

@@ -216,6 +216,12 @@ export const configSchema = z
      * another registry node on the same storage is seen within this time. 0 turns the cache off.
      */
     metadata_cache_ttl: z.number().nonnegative().max(60).default(1),
+    /** Seconds between garbage collections inside the server (0: none; run `legacy-registry gc` instead). */
+    gc_interval: z.number().int().nonnegative().default(0),
+    /** Seconds: garbage collection never deletes what was written less than this long ago. */
+    gc_grace: z.number().int().nonnegative().default(3600),
+    /** Periodic garbage collection also deletes untagged manifests and v1 images (gc --delete-untagged). */
+    gc_delete_untagged: z.boolean().default(false),
     /** Seconds a positive token validation answer from the index is cached (spec Q14: ≤ 60). */
     token_cache_ttl: z.number().int().nonnegative().max(60).default(30),
     /** CORS headers (Flask-CORS semantics, as the Python registry had them); null or no origins: off. */
