@@ -114,10 +114,16 @@ async function mtime(driver: StorageDriver, key: string): Promise<number | undef
   }
 }
 
-/** Newest modification time of the objects directly below a prefix (an image's records). */
+/**
+ * Newest modification time of an image's records: the objects directly below the prefix and the
+ * prefix itself (a directory's time moves when a write starts in it). A prefix with no object to
+ * see yet is a write beginning: infinitely new.
+ */
 async function newestBelow(driver: StorageDriver, prefix: string): Promise<number> {
-  let newest = 0;
-  for (const k of await listOr(driver, prefix)) newest = Math.max(newest, (await mtime(driver, k)) ?? 0);
+  const children = await listOr(driver, prefix);
+  if (children.length === 0) return Number.POSITIVE_INFINITY;
+  let newest = (await mtime(driver, prefix)) ?? Number.POSITIVE_INFINITY;
+  for (const k of children) newest = Math.max(newest, (await mtime(driver, k)) ?? Number.POSITIVE_INFINITY);
   return newest;
 }
 
