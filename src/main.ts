@@ -51,6 +51,10 @@ import { randomBytes } from 'node:crypto';
 import { JWKS_PATH, tokenRouter } from './index/token-routes.js';
 import { webRouter } from './web/routes.js';
 import { RepoContent } from './web/content.js';
+import { MetricsDriver } from './metrics/driver.js';
+import { GarbageCollector } from './content/gc.js';
+import { instrumentRequest } from './metrics/http.js';
+import { exposition, startDefaultMetrics } from './metrics/registry.js';
 
 /** https options of the tls_* keys: the files are read once, at start. */
 function tlsOptions(c: Config): import('node:https').ServerOptions {
@@ -114,7 +118,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   for (const w of config.warnings) log.warn(`configuration: ${w}`);
   const role = opts.role ?? 'all';
   const version = packageVersion();
-  const storage = opts.driver ?? (await createDriver(config));
+  // every storage call timed per driver and action (registry_storage_action_seconds), beneath the cache
+  const storage = new MetricsDriver(opts.driver ?? (await createDriver(config)));
   // Small metadata reads (tags, manifests, listings) served from memory for metadata_cache_ttl
   // seconds; positive answers only, own writes visible at once (src/storage/drivers/caching.ts).
   const driver = config.metadata_cache_ttl > 0 ? new CachingDriver(storage, { ttlMs: config.metadata_cache_ttl * 1000 }) : storage;
@@ -135,6 +140,26 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       (config.upload_purge_interval ?? Math.min(config.upload_purge_age, 3600)) * 1000,
     );
     purgeTimer.unref();
+  }
+  // Optional periodic garbage collection (off by default: `legacy-registry gc` from cron does the
+  // same). On the storage itself, never through the metadata cache (src/content/gc.ts).
+  let gcTimer: NodeJS.Timeout | undefined;
+  if (config.gc_interval > 0 && !config.read_only && role !== 'index') {
+    const gc = new GarbageCollector(storage);
+    let running = false;
+    gcTimer = setInterval(() => {
+      if (running) return;
+      running = true;
+      gc.run({ deleteUntagged: config.gc_delete_untagged, graceMs: config.gc_grace * 1000, settleMs: (config.metadata_cache_ttl + 5) * 1000 })
+        .then(
+          (r) => log.info('garbage collection', { blobs: r.blobs.deleted, bytes: r.blobs.bytesFreed, v1_images: r.v1Images.deleted, v2_manifests: r.v2Manifests.deleted, links: r.links.deleted, ms: r.durationMs }),
+          (e: unknown) => log.error('garbage collection failed', { err: String(e) }),
+        )
+        .finally(() => {
+          running = false;
+        });
+    }, config.gc_interval * 1000);
+    gcTimer.unref();
   }
   // gunzip + tarsum of uploads run in worker threads (the second core), sha256 + payload here.
   const digestWorkers = new DigestWorkers();
@@ -406,6 +431,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const server = createHttpServer(
     (req, res) => {
       inflight.track(req, res);
+      instrumentRequest(req, res);
       void koaHandler(req, res);
     },
     log,
@@ -426,12 +452,13 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   let debug: Server | undefined;
   if (config.debug_addr) {
     const d = listenAddress({ ...config, http_addr: config.debug_addr });
-    debug = debugServer(health);
+    if (config.metrics) startDefaultMetrics();
+    debug = debugServer(health, config.metrics ? { path: config.metrics_path, render: exposition } : undefined);
     await new Promise<void>((resolve, reject) => {
       debug!.once('error', reject);
       debug!.listen(d.port, d.host, () => resolve());
     });
-    log.info('debug server listening (/debug/health)', { listen: config.debug_addr });
+    log.info('debug server listening', { listen: config.debug_addr, paths: config.metrics ? ['/debug/health', config.metrics_path] : ['/debug/health'] });
   }
   log.info('legacy-registry listening', {
     role,
@@ -453,6 +480,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const close = (): Promise<void> => {
     closing ??= (async () => {
       clearInterval(purgeTimer);
+      clearInterval(gcTimer);
       clearInterval(replayTimer);
       health.stop();
       if (debug) debug.close();

@@ -439,7 +439,12 @@ export function mapDistribution(tree: Tree): DistMapping {
     const debug = obj(http.debug, ['http', 'debug']);
     if (debug) {
       if (debug.addr !== undefined && debug.addr !== null && debug.addr !== '') put('debug_addr', String(debug.addr), ['http', 'debug', 'addr']);
-      if (debug.prometheus !== undefined) ignore(['http', 'debug', 'prometheus'], 'metrics are not implemented');
+      const prom = obj(debug.prometheus, ['http', 'debug', 'prometheus']);
+      if (prom) {
+        const on = bool(prom.enabled, ['http', 'debug', 'prometheus', 'enabled']);
+        if (on !== undefined) put('metrics', on, ['http', 'debug', 'prometheus', 'enabled']);
+        if (prom.path !== undefined && prom.path !== null && prom.path !== '') put('metrics_path', String(prom.path), ['http', 'debug', 'prometheus', 'path']);
+      }
     }
     if (http.http2 !== undefined || http.h2c !== undefined) ignore(['http', http.http2 !== undefined ? 'http2' : 'h2c'], 'HTTP/1.1 only');
   }

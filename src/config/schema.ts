@@ -132,6 +132,10 @@ export const configSchema = z
     tls_minimum_version: z.enum(['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3']).nullable().default(null),
     /** A second listener (host:port) serving /debug/health (distribution's http.debug.addr). */
     debug_addr: nullableString,
+    /** Prometheus metrics on the debug listener (distribution's http.debug.prometheus.enabled). */
+    metrics: z.boolean().default(true),
+    /** Path of the metrics on the debug listener (http.debug.prometheus.path). */
+    metrics_path: z.string().regex(/^\/[A-Za-z0-9._~/-]*$/).default('/metrics'),
     /** Periodic health checks (distribution's health section); null: none. */
     health: healthSchema.nullable().default(null),
     /**
@@ -212,6 +216,12 @@ export const configSchema = z
      * another registry node on the same storage is seen within this time. 0 turns the cache off.
      */
     metadata_cache_ttl: z.number().nonnegative().max(60).default(1),
+    /** Seconds between garbage collections inside the server (0: none; run `legacy-registry gc` instead). */
+    gc_interval: z.number().int().nonnegative().default(0),
+    /** Seconds: garbage collection never deletes what was written less than this long ago. */
+    gc_grace: z.number().int().nonnegative().default(3600),
+    /** Periodic garbage collection also deletes untagged manifests and v1 images (gc --delete-untagged). */
+    gc_delete_untagged: z.boolean().default(false),
     /** Seconds a positive token validation answer from the index is cached (spec Q14: ≤ 60). */
     token_cache_ttl: z.number().int().nonnegative().max(60).default(30),
     /** CORS headers (Flask-CORS semantics, as the Python registry had them); null or no origins: off. */
