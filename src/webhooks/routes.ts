@@ -51,9 +51,6 @@ const shown = (h: Awaited<ReturnType<typeof listHooks>>[number]) => ({
   created_at: new Date(h.createdAt).toISOString(),
 });
 
-/** The origin receivers reach this index at, as the request shows it. */
-export const requestOrigin = (ctx: Context): string => `${ctx.protocol}://${ctx.host}`;
-
 /**
  * The webhook API of the index (JSON, Basic auth as the rest of /v1/):
  * - `GET|POST /v1/webhooks/<ns>/<repo>`: the hooks, a new hook `{name, url, secret?, chained?}`;
@@ -109,7 +106,7 @@ export function webhookRouter(index: IndexService, hooks: Webhooks): Router {
   router.post('/v1/webhooks/:ns/:repo/:id/test', async (ctx) => {
     const { user, repo } = await owned(ctx);
     const h = await hookOf(ctx, repo);
-    sendJson(ctx, 202, { delivery: await hooks.test(h, repo, user.username, requestOrigin(ctx)) });
+    sendJson(ctx, 202, { delivery: await hooks.test(h, repo, user.username) });
   });
   router.get('/v1/webhooks/:ns/:repo/:id/deliveries', async (ctx) => {
     const { repo } = await owned(ctx);

@@ -110,11 +110,13 @@ export class Webhooks {
   constructor(
     private readonly db: Knex,
     private readonly opts: WebhookOptions,
+    /** This index's own origin, when webhook_base_url is unset. */
+    private readonly origin: () => string,
     private readonly log: Logger,
   ) {}
 
   /** A tag was pushed (v1 or v2): queue one delivery per hook of the repository. */
-  async pushed(name: RepoName, tag: string, images: readonly string[], pusher: string | null, origin: string): Promise<number> {
+  async pushed(name: RepoName, tag: string, images: readonly string[], pusher: string | null): Promise<number> {
     const repo = await findRepository(this.db, name.namespace, name.repository);
     if (!repo) return 0;
     const hooks = (await this.db('webhooks').where({ repo_id: repo.id }).count({ n: '*' }).first()) as { n: unknown } | undefined;
@@ -123,19 +125,19 @@ export class Webhooks {
     // one payload for every hook but its callback_url: built once around a placeholder, which
     // comes first in the text (callback_url is the first key), so one replace puts the token in
     const mark = randomBytes(16).toString('hex');
-    const template = await hubPayload(this.db, repo, { tag, images, pusher: pusher ?? '', pushedAt: now }, this.base(origin), mark);
+    const template = await hubPayload(this.db, repo, { tag, images, pusher: pusher ?? '', pushedAt: now }, this.base(), mark);
     const ids = await enqueuePush(this.db, repo.id, tag, (token) => template.replace(mark, token), now);
     this.kick();
     return ids.length;
   }
 
-  private base(origin: string): string {
-    return (this.opts.baseUrl ?? origin).replace(/\/+$/, '');
+  private base(): string {
+    return (this.opts.baseUrl ?? this.origin()).replace(/\/+$/, '');
   }
 
   /** A "test" delivery to one hook: the payload of a push of `latest` with no images. */
-  async test(hook: Webhook, repo: Repository, pusher: string, origin: string): Promise<string> {
-    const base = this.base(origin);
+  async test(hook: Webhook, repo: Repository, pusher: string): Promise<string> {
+    const base = this.base();
     const mark = randomBytes(16).toString('hex');
     const template = await hubPayload(this.db, repo, { tag: 'latest', images: [], pusher, pushedAt: Date.now() }, base, mark);
     const id = await enqueueTest(this.db, hook, (token) => template.replace(mark, token));
