@@ -514,7 +514,10 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const addr = server.address() as AddressInfo;
   boundPort = addr.port;
   webhooks?.start();
-  await notifier?.start();
+  if (notifier) {
+    notifier.sourceAddr = `${hostname()}:${addr.port}`;
+    await notifier.start();
+  }
   const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   const url = `${config.tls_certificate ? 'https' : 'http'}://${shownHost === '0.0.0.0' || shownHost === '[::]' ? '127.0.0.1' : shownHost}:${addr.port}`;
   selfUrl = url;

@@ -7,7 +7,8 @@ import { clientAddress } from '../http/app.js';
  * distribution's `notifications.endpoints` parses. Field order follows distribution's structs, so
  * our envelopes read like its own.
  */
-export const EVENTS_MEDIA_TYPE = 'application/vnd.docker.distribution.events.v2+json';
+/** What distribution 2.8.2 sends (measured; 3.x sends …events.v2+json). */
+export const EVENTS_MEDIA_TYPE = 'application/vnd.docker.distribution.events.v1+json';
 
 export type Action = 'push' | 'pull' | 'mount' | 'delete';
 

@@ -23,7 +23,7 @@ export interface NotifierOptions {
   readonly includeReferences: boolean;
   /** This node's queue owner name in storage (a restarted node resumes its own queue). */
   readonly node: string;
-  /** source.addr of events: host:port of this registry. */
+  /** source.addr of events: host:port of this registry (the port is known once it listens: see `listening`). */
   readonly sourceAddr: string;
 }
 
@@ -227,11 +227,14 @@ export class Notifier {
     private readonly log: Logger,
   ) {
     this.owner = segment(opts.node);
+    this.sourceAddr = opts.sourceAddr;
     this.queues = opts.endpoints.filter((e) => !e.disabled).map((e) => new EndpointQueue(e, driver, `${QUEUES}/${endpointKey(e.name)}/${this.owner}`, log));
   }
 
   /** The name this node's queues are stored under. */
   owner: string;
+  /** source.addr of events (main.ts sets the bound port once listening). */
+  sourceAddr: string;
 
   get includeReferences(): boolean {
     return this.opts.includeReferences;
@@ -265,7 +268,7 @@ export class Notifier {
       target: input.target,
       request: input.request,
       actor: input.actor ? { name: input.actor } : {},
-      source: { addr: this.opts.sourceAddr, instanceID: this.instanceID },
+      source: { addr: this.sourceAddr, instanceID: this.instanceID },
     };
     for (const q of this.queues) if (q.accepts(event)) q.push(event);
   }

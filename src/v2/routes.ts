@@ -435,7 +435,11 @@ export function v2Routes(deps: V2Deps) {
           if (source && stat) {
             await uploads.link(name, digest);
             created(digest);
-            notify('mount', (o) => ({ ...blobTarget(o, name, digest, stat.size), fromRepository: source }));
+            notify('mount', (o) => {
+              // distribution's field order: fromRepository before url
+              const { url, ...t } = blobTarget(o, name, digest, stat.size);
+              return { ...t, fromRepository: source, url: url! };
+            });
             return;
           }
           // not mountable: an ordinary session instead (spec end-11)
@@ -585,9 +589,9 @@ export function v2Routes(deps: V2Deps) {
             throw new V2Error('MANIFEST_UNKNOWN', ref);
           }
           if (deps.toV1) await deps.toV1.unpublish(name, removed);
-          // distribution: a delete by digest names the digest; by tag, the tag
+          // distribution: a delete by digest names the digest, then each tag it untagged; by tag, the tag
           if (ref.digest) notify('delete', () => ({ digest: ref.digest!, repository: name }));
-          else notify('delete', () => ({ repository: name, tag: ref.tag! }));
+          for (const t of ref.digest ? removed : [ref.tag!]) notify('delete', () => ({ repository: name, tag: t }));
           if (deps.index && removed.length > 0) {
             const after = !intent && deps.journal ? await deps.journal.begin({ op: 'deleted', name, tags: removed, account: principal.account, admin: principal.admin, ...(authorization ? { authorization } : {}) }) : intent;
             try {
