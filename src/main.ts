@@ -55,6 +55,13 @@ import { MetricsDriver } from './metrics/driver.js';
 import { GarbageCollector } from './content/gc.js';
 import { instrumentRequest } from './metrics/http.js';
 import { exposition, startDefaultMetrics } from './metrics/registry.js';
+import { Webhooks } from './webhooks/service.js';
+import { webhookRouter } from './webhooks/routes.js';
+import { webhooksTab } from './webhooks/web-tab.js';
+import { defaultNode, Notifier } from './notifications/notifier.js';
+import { v1Events } from './notifications/v1-events.js';
+import { defaultAuthority } from './config/advertise.js';
+import { hostname } from 'node:os';
 
 /** https options of the tls_* keys: the files are read once, at start. */
 function tlsOptions(c: Config): import('node:https').ServerOptions {
@@ -101,6 +108,10 @@ export interface RunningServer {
   readonly v2Tokens: V2TokenVerifier | undefined;
   /** The v2 upload sessions, when this process serves /v2/ (tests read what it keeps in memory). */
   readonly v2Uploads: V2Uploads | undefined;
+  /** The webhook sender of this index node (issue 15), when it runs the index with webhooks on. */
+  readonly webhooks: Webhooks | undefined;
+  /** distribution's notifications of this registry node (issue 15). */
+  readonly notifier: Notifier | undefined;
   /** Stop accepting, let in-flight requests finish (up to shutdown_timeout), release resources. */
   close(): Promise<void>;
 }
@@ -202,6 +213,24 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   requireAdvertisedNames(config, { v2Tokens: config.v2 && role !== 'index' && v2Auth === 'token', index: runIndex || standalone });
   let db: Knex | undefined;
   let index: IndexService | undefined;
+  let webhooks: Webhooks | undefined;
+  let boundPort = 0;
+  // distribution's notifications: events of this registry node, queued in storage per endpoint
+  const liveEndpoints = (config.notifications?.endpoints ?? []).filter((e) => !e.disabled);
+  const notifier =
+    role !== 'index' && liveEndpoints.length > 0
+      ? new Notifier(
+          driver,
+          {
+            endpoints: liveEndpoints,
+            includeReferences: config.notifications?.events?.includereferences ?? false,
+            node: config.notifications?.node ?? defaultNode(),
+            sourceAddr: `${hostname()}:${listenAddress(config).port}`,
+          },
+          log,
+        )
+      : undefined;
+  let fromV1ForEvents: V1ToV2 | undefined;
   let issuer: V2TokenIssuer | undefined;
   let v2Tokens: V2TokenVerifier | undefined;
   if (runIndex) {
@@ -222,6 +251,24 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       bcryptCost: config.bcrypt_cost,
       log,
     });
+    if (config.webhooks) {
+      webhooks = new Webhooks(
+        db,
+        {
+          timeout: config.webhook_timeout,
+          maxAttempts: config.webhook_max_attempts,
+          retryBase: config.webhook_retry_base,
+          retryMax: config.webhook_retry_max,
+          pollInterval: config.webhook_poll_interval,
+          concurrency: config.webhook_concurrency,
+          baseUrl: config.webhook_base_url,
+          userAgent: `legacy-registry/${version} (webhooks)`,
+        },
+        // callback_url and repo_url: this index under a name that reaches this machine
+        () => `${config.tls_certificate ? 'https' : 'http'}://${defaultAuthority(config, boundPort)}`,
+        log,
+      );
+    }
     const key = await loadSigningKey(db, config.token_signing_key);
     issuer = new V2TokenIssuer(key, { issuer: config.token_issuer, ttl: config.v2_token_ttl });
     v2Tokens = new V2TokenVerifier(localKeys(key), config.token_issuer);
@@ -292,6 +339,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     v2Uploads = uploads;
     const manifests = new V2Manifests(driver, blobs, uploads);
     const fromV1 = new V1ToV2(driver, blobs, images, repos, manifests, uploads);
+    fromV1ForEvents = fromV1;
     const configs = new ConfigReader(blobs, uploads, config.max_config_size);
     const toV1 = new V2ToV1(driver, blobs, repos, images, log, configs);
     const schema1 = new Schema1Bridge(driver, configs, fromV1);
@@ -305,7 +353,10 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       indexHook = {
         pushed: async (p, name, tag, images) => {
           const repo = indexRepoName(name);
-          if (repo) await learn.learnV2Push(p.account, repo, tag, images);
+          if (!repo) return;
+          await learn.learnV2Push(p.account, repo, tag, images);
+          // Hub webhooks of the tag: queued (never sent inline); a failure here is logged, the push stands
+          await webhooks?.pushed(repo, tag, images.map((i) => i.id), p.account).catch((e: unknown) => log.warn('webhooks not queued for a v2 push', { repository: repo.full, tag, err: String(e) }));
         },
         deleted: async (_p, name, tags) => {
           const repo = indexRepoName(name);
@@ -346,6 +397,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       ...(indexHook ? { index: indexHook, journal: new IndexJournal(driver) } : {}),
       // answers derived from cached metadata, valid until this node writes or the TTL passes
       ...(driver instanceof CachingDriver ? { answerCache: { ttlMs: config.metadata_cache_ttl * 1000, stamp: () => driver.changeStamp } } : {}),
+      ...(notifier ? { notifier } : {}),
     };
     app.use(v2Routes(v2deps));
     if (v2deps.journal && !config.read_only) {
@@ -376,7 +428,17 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         : undefined;
     app.use(indexRouter(effective, index, { ping: role === 'index', ...(removeContent ? { removeContent } : {}) }).routes());
   }
-  if (index && db && v2Tokens) app.use(v2BridgeRouter(db, index, v2Tokens).routes());
+  if (index && db && v2Tokens) {
+    const hooks = webhooks;
+    const onPushed = hooks
+      ? async (repo: RepoName, tag: string, ids: readonly string[], account: string | null): Promise<void> => {
+          await hooks.pushed(repo, tag, ids, account).catch((e: unknown) => log.warn('webhooks not queued for a v2 push', { repository: repo.full, tag, err: String(e) }));
+        }
+      : undefined;
+    app.use(v2BridgeRouter(db, index, v2Tokens, onPushed).routes());
+  }
+  // webhooks (issue 15): the owner's JSON API and Hub's callback_url, before the web UI's /u/ pages
+  if (index && webhooks) app.use(webhookRouter(index, webhooks).routes());
   // --- web UI (issue 14, src/web/): pages for browsers on the index's accounts and access rules.
   // With the registry in this process the pages read stored content through the registry's own
   // services (tags, digests, sizes, layers); an index alone shows what its database knows.
@@ -398,7 +460,16 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
             });
           }
         : undefined;
-    app.use(webRouter({ config: effective, index, log, ...(content ? { content } : {}), ...(removeWebContent ? { removeContent: removeWebContent } : {}) }).routes());
+    app.use(
+      webRouter({
+        config: effective,
+        index,
+        log,
+        ...(content ? { content } : {}),
+        ...(removeWebContent ? { removeContent: removeWebContent } : {}),
+        ...(webhooks ? { settingsTabs: [webhooksTab(index, webhooks)] } : {}),
+      }).routes(),
+    );
   }
   if (role !== 'index') {
     // the index learns each verified v1 checksum: directly in one process, else over HTTP
@@ -420,7 +491,28 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
               },
             }
           : undefined;
-    const registry = registryRouter({ config: effective, images, repos, auth, version, log, repoLock, ...(v1Hook ? { index: v1Hook } : {}) });
+    const inProcessIndex = index;
+    const hooks = webhooks;
+    const events =
+      notifier || hooks
+        ? v1Events({
+            images,
+            log,
+            ...(notifier ? { notifier } : {}),
+            ...(fromV1ForEvents ? { fromV1: fromV1ForEvents } : {}),
+            ...(inProcessIndex
+              ? {
+                  actor: async (authorization: string, repo: RepoName) => {
+                    const valid = await inProcessIndex.tokenFor(authorization, repo);
+                    if (!valid || valid.claims.userId <= 0) return null;
+                    return (await inProcessIndex.findUser(valid.claims.userId))?.username ?? null;
+                  },
+                }
+              : {}),
+            ...(hooks ? { webhooks: (repo: RepoName, tag: string, chain: readonly string[], pusher: string | null) => hooks.pushed(repo, tag, chain, pusher) } : {}),
+          })
+        : undefined;
+    const registry = registryRouter({ config: effective, images, repos, auth, version, log, repoLock, ...(v1Hook ? { index: v1Hook } : {}), ...(events ? { events } : {}) });
     app.use(registry.routes());
     if (standalone) app.use(standaloneIndexRouter(effective, repos, gate).routes());
   }
@@ -446,6 +538,12 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     });
   });
   const addr = server.address() as AddressInfo;
+  boundPort = addr.port;
+  webhooks?.start();
+  if (notifier) {
+    notifier.sourceAddr = `${hostname()}:${addr.port}`;
+    await notifier.start();
+  }
   const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   const url = `${config.tls_certificate ? 'https' : 'http'}://${shownHost === '0.0.0.0' || shownHost === '[::]' ? '127.0.0.1' : shownHost}:${addr.port}`;
   selfUrl = url;
@@ -482,6 +580,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       clearInterval(purgeTimer);
       clearInterval(gcTimer);
       clearInterval(replayTimer);
+      await webhooks?.stop();
+      await notifier?.stop();
       health.stop();
       if (debug) debug.close();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -496,5 +596,5 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     })();
     return closing;
   };
-  return { server, url, port: addr.port, config: effective, driver, db, v2Tokens, v2Uploads, close };
+  return { server, url, port: addr.port, config: effective, driver, db, v2Tokens, v2Uploads, webhooks, notifier, close };
 }

@@ -7,7 +7,7 @@ import { parse } from 'yaml';
  * The file is recognised by its top-level `version` key. Keys we implement are mapped; keys that
  * only tune distribution internals are accepted and reported as ignored; keys whose absence of an
  * implementation would change what the registry does (other storage drivers, a proxy upstream,
- * notifications, a URL prefix, unix sockets, Let's Encrypt) are errors, so a deployment never
+ * a URL prefix, unix sockets, Let's Encrypt) are errors, so a deployment never
  * starts doing something else than its file says.
  */
 
@@ -207,10 +207,6 @@ const DRIVERS_KNOWN = new Set(['s3', 's3-aws', 'azure', 'gcs', 'swift', 'oss', '
 /** storage keys that configure the storage layer rather than name a driver. */
 const STORAGE_PARAMS = new Set(['delete', 'cache', 'redirect', 'maintenance', 'tag']);
 const TLS_VERSIONS: Record<string, string> = { 'tls1.0': 'TLSv1', 'tls1.1': 'TLSv1.1', 'tls1.2': 'TLSv1.2', 'tls1.3': 'TLSv1.3' };
-
-function truthy(v: unknown): boolean {
-  return v === true || v === 'true';
-}
 
 /**
  * Map a parsed distribution configuration (after the environment overrides) onto our keys.
@@ -513,9 +509,51 @@ export function mapDistribution(tree: Tree): DistMapping {
   const proxy = obj(tree.proxy, ['proxy']);
   if (proxy && proxy.remoteurl) err(['proxy', 'remoteurl'], 'the pull-through cache (proxy) is not supported yet');
   const notifications = obj(tree.notifications, ['notifications']);
-  if (notifications && Array.isArray(notifications.endpoints)) {
-    const live = (notifications.endpoints as unknown[]).filter((e) => !(isTree(e) && truthy(e.disabled)));
-    if (live.length > 0) err(['notifications', 'endpoints'], 'notifications are not supported yet: remove the endpoints or set disabled: true');
+  if (notifications) {
+    const out: Record<string, unknown> = {};
+    const raw = notifications.endpoints;
+    if (raw !== undefined && raw !== null && !Array.isArray(raw)) err(['notifications', 'endpoints'], 'expected a list of endpoints');
+    else if (Array.isArray(raw)) {
+      out.endpoints = raw.map((e: unknown, i) => {
+        const p = ['notifications', 'endpoints', String(i)];
+        const t = obj(e, p) ?? {};
+        const ep: Record<string, unknown> = {};
+        for (const k of ['name', 'url'] as const) {
+          if (typeof t[k] !== 'string' || t[k] === '') err([...p, k], 'required');
+          else ep[k] = t[k];
+        }
+        if (t.headers !== undefined && t.headers !== null) {
+          const h = obj(t.headers, [...p, 'headers']) ?? {};
+          const headers: Record<string, string[]> = {};
+          for (const [name, v] of Object.entries(h)) {
+            const list = Array.isArray(v) ? v : [v];
+            if (list.some((x) => x === null || typeof x === 'object')) err([...p, 'headers', name], 'expected a list of values');
+            else headers[name] = list.map(String);
+          }
+          ep.headers = headers;
+        }
+        for (const k of ['timeout', 'backoff'] as const) {
+          const d = duration(t[k], [...p, k]);
+          // distribution: zero means the default
+          if (d !== undefined && d > 0) ep[k] = d;
+          else if (d !== undefined && d < 0) err([...p, k], 'must not be negative');
+        }
+        if (t.threshold !== undefined && t.threshold !== null) {
+          if (typeof t.threshold !== 'number' || !Number.isInteger(t.threshold) || t.threshold < 0) err([...p, 'threshold'], 'expected a whole number');
+          else if (t.threshold > 0) ep.threshold = t.threshold;
+        }
+        if (t.ignoredmediatypes !== undefined && t.ignoredmediatypes !== null) ep.ignoredmediatypes = t.ignoredmediatypes;
+        const ig = obj(t.ignore, [...p, 'ignore']);
+        if (ig) ep.ignore = { mediatypes: ig.mediatypes ?? [], actions: ig.actions ?? [] };
+        const off = bool(t.disabled, [...p, 'disabled']);
+        if (off !== undefined) ep.disabled = off;
+        return ep;
+      });
+    }
+    const events = obj(notifications.events, ['notifications', 'events']);
+    const refs = bool(events?.includereferences, ['notifications', 'events', 'includereferences']);
+    if (refs !== undefined) out.events = { includereferences: refs };
+    put('notifications', out, ['notifications']);
   }
   for (const k of ['redis', 'middleware', 'reporting', 'validation', 'policy', 'tags']) {
     if (tree[k] !== undefined && tree[k] !== null) ignore([k], 'not implemented');

@@ -89,6 +89,38 @@ export const corsSchema = z
 export type CorsConfig = z.output<typeof corsSchema>;
 export type CorsResourceConfig = z.output<typeof corsResourceSchema>;
 
+/**
+ * distribution's notifications (spec v2-bridge §5.4): endpoints receiving event envelopes. Durations
+ * are seconds here (a distribution config.yml's Go durations are converted when it is read).
+ */
+const stringList = z.array(z.string()).default([]);
+export const notificationEndpointSchema = z
+  .object({
+    name: z.string().min(1).max(200),
+    url: z.url(),
+    /** Added to each POST: name → values (distribution's map of lists). */
+    headers: z.record(z.string(), z.array(z.string())).nullable().default(null).transform((v) => v ?? {}),
+    /** Seconds one POST may take (distribution's default 1s). */
+    timeout: z.number().positive().default(1),
+    /** Failures in a row after which each retry waits `backoff` (default 10). */
+    threshold: z.number().int().min(1).default(10),
+    /** Seconds between retries once `threshold` is reached (default 1s). */
+    backoff: z.number().nonnegative().default(1),
+    /** Targets of these media types are not sent (also ignore.mediatypes). */
+    ignoredmediatypes: stringList,
+    ignore: z.object({ mediatypes: stringList, actions: stringList }).strict().nullable().default(null),
+    disabled: z.boolean().default(false),
+  })
+  .strict();
+export const notificationsSchema = z
+  .object({
+    endpoints: z.array(notificationEndpointSchema).default([]),
+    events: z.object({ includereferences: z.boolean().default(false) }).strict().nullable().default(null),
+    /** Name this node's queues are kept under in storage (default: the host name). */
+    node: z.string().min(1).max(100).nullable().default(null),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     /** Body of GET / (JSON-encoded string). */
@@ -232,6 +264,25 @@ export const configSchema = z
     web_ui: z.boolean().default(true),
     /** Index: seconds a web UI session lives without use (sliding; default 14 days). */
     web_session_ttl: z.number().int().positive().max(86400 * 366).default(1209600),
+
+    // --- webhooks and notifications (issue 15, src/webhooks/, src/notifications/) ---
+    /** Index: send repository webhooks (Docker Hub's push payload) after each tag push. */
+    webhooks: z.boolean().default(true),
+    /** Index: seconds one webhook delivery attempt may take. */
+    webhook_timeout: z.number().positive().max(300).default(10),
+    /** Index: attempts before a delivery is marked failed. */
+    webhook_max_attempts: z.number().int().min(1).max(100).default(10),
+    /** Index: seconds before the second attempt, doubled after each failure up to webhook_retry_max. */
+    webhook_retry_base: z.number().positive().max(86400).default(10),
+    webhook_retry_max: z.number().positive().max(86400).default(3600),
+    /** Index: seconds between looks at the outbox (new pushes on this node are sent at once). */
+    webhook_poll_interval: z.number().positive().max(60).default(2),
+    /** Index: deliveries this node sends at once. */
+    webhook_concurrency: z.number().int().min(1).max(64).default(4),
+    /** Index: absolute URL receivers reach the index at (callback_url, repo_url); unset: the pushing request's origin. */
+    webhook_base_url: z.url().nullable().default(null),
+    /** Registry: distribution's notifications (endpoints, events.includereferences). */
+    notifications: notificationsSchema.nullable().default(null),
   })
   .strict();
 
