@@ -133,6 +133,17 @@ export class InvalidPathError extends StorageError {
     super(`invalid path: ${JSON.stringify(key)}`, key);
   }
 }
+/**
+ * The storage cannot be reached or no longer holds what the registry needs (an object store's bucket
+ * was removed, its credentials were revoked, it does not answer). Requests that need it answer 503;
+ * the process keeps running and recovers when the storage does.
+ */
+export class StorageUnavailableError extends StorageError {
+  constructor(message: string, key: string, options?: { cause?: unknown }) {
+    super(message, key);
+    if (options?.cause !== undefined) (this as { cause?: unknown }).cause = options.cause;
+  }
+}
 export class InvalidOffsetError extends StorageError {
   constructor(key: string, readonly offset: number) {
     super(`invalid offset ${offset} for ${key}`, key);
