@@ -115,6 +115,12 @@ export interface StorageDriver {
   delete(key: string): Promise<void>;
   /** Release resources (timers, sockets). */
   close?(): Promise<void>;
+  /**
+   * Object stores: remove what writers of killed processes or dropped connections left behind
+   * without a trace in list() (S3's incomplete multipart uploads, Swift's orphan segments) when
+   * older than olderThanMs. Returns how many were removed. Run by the upload purge job.
+   */
+  purgeAbandonedWrites?(olderThanMs: number): Promise<number>;
 }
 
 export class StorageError extends Error {

@@ -119,7 +119,16 @@ function isMissing(e: unknown): boolean {
  *   lock taken (or the key gone) and reject with PathNotFoundError.
  * - prefixes are what ListObjectsV2 with a '/' delimiter reports; they vanish with their last key.
  */
-export function createS3Driver(options: S3DriverOptions): RedirectingDriver & { readonly client: S3Client; readonly bucket: string; check(): Promise<void>; purgeUploads(olderThanMs: number): Promise<number> } {
+export type S3StorageDriver = RedirectingDriver & {
+  readonly client: S3Client;
+  readonly bucket: string;
+  /** Fails with a clear message when the bucket cannot be used (startup check). */
+  check(): Promise<void>;
+  purgeAbandonedWrites(olderThanMs: number): Promise<number>;
+  close(): Promise<void>;
+};
+
+export function createS3Driver(options: S3DriverOptions): S3StorageDriver {
   return new S3Driver(options);
 }
 
@@ -447,7 +456,7 @@ class S3Driver implements StorageDriver {
    * Aborts multipart uploads below the root started more than olderThanMs ago: writers of killed
    * processes or dropped connections (they cost storage and are invisible otherwise). Returns how many.
    */
-  async purgeUploads(olderThanMs: number): Promise<number> {
+  async purgeAbandonedWrites(olderThanMs: number): Promise<number> {
     const cutoff = Date.now() - olderThanMs;
     let aborted = 0;
     let keyMarker: string | undefined;
