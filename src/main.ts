@@ -15,7 +15,7 @@ import { IndexService } from './index/service.js';
 import { INDEX_CHECKSUM_PATH, indexRouter } from './index/routes.js';
 import { loggerFor, type Logger } from './log/logger.js';
 import { configuredHealthChecks, debugServer, healthGate, readOnlyGate } from './http/health.js';
-import { createDriver } from './storage/drivers/index.js';
+import { canRedirect, createDriver } from './storage/drivers/index.js';
 import { CachingDriver } from './storage/drivers/caching.js';
 import type { StorageDriver } from './storage/driver.js';
 import { BlobStore } from './content/blob-store.js';
@@ -119,6 +119,10 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   // seconds; positive answers only, own writes visible at once (src/storage/drivers/caching.ts).
   const driver = config.metadata_cache_ttl > 0 ? new CachingDriver(storage, { ttlMs: config.metadata_cache_ttl * 1000 }) : storage;
   const blobs = new BlobStore(driver);
+  if (config.storage_redirect === true) {
+    // only the s3 driver signs URLs; with the others the setting was named in a warning at load
+    if (canRedirect(storage)) blobs.redirectWith((key) => storage.redirectURL(key));
+  }
   let purgeTimer: NodeJS.Timeout | undefined;
   let replayTimer: NodeJS.Timeout | undefined;
   if (config.upload_purging && !config.read_only) {
