@@ -3,11 +3,13 @@ import type { StorageDriver } from '../driver.js';
 import { STALE_TEMP_AGE_MS, cleanStaleTempFiles, createFilesystemDriver } from './filesystem.js';
 import { createMemoryDriver } from './memory.js';
 import { createS3Driver, type S3DriverOptions } from './s3.js';
+import { createSwiftDriver, swiftOptions } from './swift.js';
 
 export { cleanStaleTempFiles, createFilesystemDriver, isTempFileName, keyToPath, STALE_TEMP_AGE_MS } from './filesystem.js';
 export type { FilesystemDriverOptions } from './filesystem.js';
 export { createMemoryDriver } from './memory.js';
 export { canRedirect, createS3Driver, type RedirectingDriver, type S3DriverOptions } from './s3.js';
+export { createSwiftDriver, swiftOptions, type SwiftDriverOptions } from './swift.js';
 
 /** The configuration keys that choose and place the storage driver (same names as the config file). */
 export interface DriverConfig {
@@ -119,8 +121,16 @@ export async function createDriver(config: DriverConfig): Promise<StorageDriver>
       }
       return driver;
     }
-    case 'swift':
-      throw new Error('storage swift: not built yet');
+    case 'swift': {
+      const driver = createSwiftDriver(swiftOptions(config));
+      try {
+        await driver.check();
+      } catch (e) {
+        await driver.close();
+        throw e;
+      }
+      return driver;
+    }
     default:
       config.storage satisfies never; // a new name in DriverConfig must get a case above
       throw new Error(`storage: unknown storage driver ${JSON.stringify(storage)} (expected file, local, s3, swift or memory)`);

@@ -531,7 +531,7 @@ class S3Writer implements Writer {
         this.bytes += chunk.length;
         this.appended += chunk.length;
         if (this.pendingBytes < this.d.partSize) return cb();
-        this.flushPart(false).then(() => cb(), cb);
+        this.flushFull().then(() => cb(), cb);
       },
     });
     this.stream.on('error', () => undefined); // kept in stream.errored; commit() reports it
@@ -557,6 +557,11 @@ class S3Writer implements Writer {
       this.copyFrom = undefined;
     }
     return this.uploadId;
+  }
+
+  /** Uploads every full part pending (a single large write may hold several). */
+  private async flushFull(): Promise<void> {
+    while (this.pendingBytes >= this.d.partSize) await this.flushPart(false);
   }
 
   /** Cuts a part from the pending bytes and uploads it (waiting for the part before). */
