@@ -15,7 +15,7 @@ import { IndexService } from './index/service.js';
 import { INDEX_CHECKSUM_PATH, indexRouter } from './index/routes.js';
 import { loggerFor, type Logger } from './log/logger.js';
 import { configuredHealthChecks, debugServer, healthGate, readOnlyGate } from './http/health.js';
-import { createDriver } from './storage/drivers/index.js';
+import { canRedirect, createDriver } from './storage/drivers/index.js';
 import { CachingDriver } from './storage/drivers/caching.js';
 import type { StorageDriver } from './storage/driver.js';
 import { BlobStore } from './content/blob-store.js';
@@ -51,6 +51,17 @@ import { randomBytes } from 'node:crypto';
 import { JWKS_PATH, tokenRouter } from './index/token-routes.js';
 import { webRouter } from './web/routes.js';
 import { RepoContent } from './web/content.js';
+import { MetricsDriver } from './metrics/driver.js';
+import { GarbageCollector } from './content/gc.js';
+import { instrumentRequest } from './metrics/http.js';
+import { exposition, startDefaultMetrics } from './metrics/registry.js';
+import { Webhooks } from './webhooks/service.js';
+import { webhookRouter } from './webhooks/routes.js';
+import { webhooksTab } from './webhooks/web-tab.js';
+import { defaultNode, Notifier } from './notifications/notifier.js';
+import { v1Events } from './notifications/v1-events.js';
+import { defaultAuthority } from './config/advertise.js';
+import { hostname } from 'node:os';
 
 /** https options of the tls_* keys: the files are read once, at start. */
 function tlsOptions(c: Config): import('node:https').ServerOptions {
@@ -97,6 +108,10 @@ export interface RunningServer {
   readonly v2Tokens: V2TokenVerifier | undefined;
   /** The v2 upload sessions, when this process serves /v2/ (tests read what it keeps in memory). */
   readonly v2Uploads: V2Uploads | undefined;
+  /** The webhook sender of this index node (issue 15), when it runs the index with webhooks on. */
+  readonly webhooks: Webhooks | undefined;
+  /** distribution's notifications of this registry node (issue 15). */
+  readonly notifier: Notifier | undefined;
   /** Stop accepting, let in-flight requests finish (up to shutdown_timeout), release resources. */
   close(): Promise<void>;
 }
@@ -114,20 +129,32 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   for (const w of config.warnings) log.warn(`configuration: ${w}`);
   const role = opts.role ?? 'all';
   const version = packageVersion();
-  const storage = opts.driver ?? (await createDriver(config));
+  // every storage call timed per driver and action (registry_storage_action_seconds), beneath the cache
+  const storage = new MetricsDriver(opts.driver ?? (await createDriver(config)));
   // Small metadata reads (tags, manifests, listings) served from memory for metadata_cache_ttl
   // seconds; positive answers only, own writes visible at once (src/storage/drivers/caching.ts).
   const driver = config.metadata_cache_ttl > 0 ? new CachingDriver(storage, { ttlMs: config.metadata_cache_ttl * 1000 }) : storage;
   const blobs = new BlobStore(driver);
+  if (config.storage_redirect === true) {
+    // only the s3 driver signs URLs; with the others the setting was named in a warning at load
+    if (canRedirect(storage)) blobs.redirectWith((key) => storage.redirectURL(key));
+  }
   let purgeTimer: NodeJS.Timeout | undefined;
   let replayTimer: NodeJS.Timeout | undefined;
   if (config.upload_purging && !config.read_only) {
-    const purged = await blobs.purgeStaleUploads(config.upload_purge_age * 1000);
+    const purgeAll = async (): Promise<number> => {
+      const n = await blobs.purgeStaleUploads(config.upload_purge_age * 1000);
+      // an object store's incomplete multipart uploads / orphan segments of killed writers
+      const writes = (await storage.purgeAbandonedWrites?.(config.upload_purge_age * 1000)) ?? 0;
+      if (writes > 0) log.info('aborted abandoned object store writes', { count: writes });
+      return n;
+    };
+    const purged = await purgeAll();
     if (purged > 0) log.info('purged abandoned uploads', { count: purged });
     // Uploads abandoned while we run (a client that vanished without closing) go the same way.
     purgeTimer = setInterval(
       () => {
-        blobs.purgeStaleUploads(config.upload_purge_age * 1000).then(
+        purgeAll().then(
           (n) => n > 0 && log.info('purged abandoned uploads', { count: n }),
           (e: unknown) => log.error('purging abandoned uploads failed', { err: e }),
         );
@@ -135,6 +162,26 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       (config.upload_purge_interval ?? Math.min(config.upload_purge_age, 3600)) * 1000,
     );
     purgeTimer.unref();
+  }
+  // Optional periodic garbage collection (off by default: `legacy-registry gc` from cron does the
+  // same). On the storage itself, never through the metadata cache (src/content/gc.ts).
+  let gcTimer: NodeJS.Timeout | undefined;
+  if (config.gc_interval > 0 && !config.read_only && role !== 'index') {
+    const gc = new GarbageCollector(storage);
+    let running = false;
+    gcTimer = setInterval(() => {
+      if (running) return;
+      running = true;
+      gc.run({ deleteUntagged: config.gc_delete_untagged, graceMs: config.gc_grace * 1000, settleMs: (config.metadata_cache_ttl + 5) * 1000 })
+        .then(
+          (r) => log.info('garbage collection', { blobs: r.blobs.deleted, bytes: r.blobs.bytesFreed, v1_images: r.v1Images.deleted, v2_manifests: r.v2Manifests.deleted, links: r.links.deleted, ms: r.durationMs }),
+          (e: unknown) => log.error('garbage collection failed', { err: String(e) }),
+        )
+        .finally(() => {
+          running = false;
+        });
+    }, config.gc_interval * 1000);
+    gcTimer.unref();
   }
   // gunzip + tarsum of uploads run in worker threads (the second core), sha256 + payload here.
   const digestWorkers = new DigestWorkers();
@@ -177,9 +224,32 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   requireAdvertisedNames(config, { v2Tokens: config.v2 && role !== 'index' && v2Auth === 'token', index: runIndex || standalone });
   let db: Knex | undefined;
   let index: IndexService | undefined;
+  let webhooks: Webhooks | undefined;
+  let boundPort = 0;
+  // distribution's notifications: events of this registry node, queued in storage per endpoint
+  const liveEndpoints = (config.notifications?.endpoints ?? []).filter((e) => !e.disabled);
+  const notifier =
+    role !== 'index' && liveEndpoints.length > 0
+      ? new Notifier(
+          driver,
+          {
+            endpoints: liveEndpoints,
+            includeReferences: config.notifications?.events?.includereferences ?? false,
+            node: config.notifications?.node ?? defaultNode(),
+            sourceAddr: `${hostname()}:${listenAddress(config).port}`,
+          },
+          log,
+        )
+      : undefined;
+  let fromV1ForEvents: V1ToV2 | undefined;
   let issuer: V2TokenIssuer | undefined;
   let v2Tokens: V2TokenVerifier | undefined;
   if (runIndex) {
+    if ((config.storage === 's3' || config.storage === 'swift') && !config.sqlalchemy_index_database) {
+      throw new ConfigError(
+        `invalid configuration:\n  sqlalchemy_index_database: required with storage ${config.storage} when this process runs the index (its database cannot live in the bucket): postgresql://… or sqlite:////path/index.db`,
+      );
+    }
     db = createDb(config.sqlalchemy_index_database, config.storage_path);
     const applied = await migrateLatest(db);
     if (applied.length > 0) log.info('index database migrated', { applied });
@@ -197,6 +267,24 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       bcryptCost: config.bcrypt_cost,
       log,
     });
+    if (config.webhooks) {
+      webhooks = new Webhooks(
+        db,
+        {
+          timeout: config.webhook_timeout,
+          maxAttempts: config.webhook_max_attempts,
+          retryBase: config.webhook_retry_base,
+          retryMax: config.webhook_retry_max,
+          pollInterval: config.webhook_poll_interval,
+          concurrency: config.webhook_concurrency,
+          baseUrl: config.webhook_base_url,
+          userAgent: `legacy-registry/${version} (webhooks)`,
+        },
+        // callback_url and repo_url: this index under a name that reaches this machine
+        () => `${config.tls_certificate ? 'https' : 'http'}://${defaultAuthority(config, boundPort)}`,
+        log,
+      );
+    }
     const key = await loadSigningKey(db, config.token_signing_key);
     issuer = new V2TokenIssuer(key, { issuer: config.token_issuer, ttl: config.v2_token_ttl });
     v2Tokens = new V2TokenVerifier(localKeys(key), config.token_issuer);
@@ -267,6 +355,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     v2Uploads = uploads;
     const manifests = new V2Manifests(driver, blobs, uploads);
     const fromV1 = new V1ToV2(driver, blobs, images, repos, manifests, uploads);
+    fromV1ForEvents = fromV1;
     const configs = new ConfigReader(blobs, uploads, config.max_config_size);
     const toV1 = new V2ToV1(driver, blobs, repos, images, log, configs);
     const schema1 = new Schema1Bridge(driver, configs, fromV1);
@@ -280,7 +369,10 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       indexHook = {
         pushed: async (p, name, tag, images) => {
           const repo = indexRepoName(name);
-          if (repo) await learn.learnV2Push(p.account, repo, tag, images);
+          if (!repo) return;
+          await learn.learnV2Push(p.account, repo, tag, images);
+          // Hub webhooks of the tag: queued (never sent inline); a failure here is logged, the push stands
+          await webhooks?.pushed(repo, tag, images.map((i) => i.id), p.account).catch((e: unknown) => log.warn('webhooks not queued for a v2 push', { repository: repo.full, tag, err: String(e) }));
         },
         deleted: async (_p, name, tags) => {
           const repo = indexRepoName(name);
@@ -321,6 +413,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       ...(indexHook ? { index: indexHook, journal: new IndexJournal(driver) } : {}),
       // answers derived from cached metadata, valid until this node writes or the TTL passes
       ...(driver instanceof CachingDriver ? { answerCache: { ttlMs: config.metadata_cache_ttl * 1000, stamp: () => driver.changeStamp } } : {}),
+      ...(notifier ? { notifier } : {}),
     };
     app.use(v2Routes(v2deps));
     if (v2deps.journal && !config.read_only) {
@@ -351,11 +444,21 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         : undefined;
     app.use(indexRouter(effective, index, { ping: role === 'index', ...(removeContent ? { removeContent } : {}) }).routes());
   }
-  if (index && db && v2Tokens) app.use(v2BridgeRouter(db, index, v2Tokens).routes());
+  if (index && db && v2Tokens) {
+    const hooks = webhooks;
+    const onPushed = hooks
+      ? async (repo: RepoName, tag: string, ids: readonly string[], account: string | null): Promise<void> => {
+          await hooks.pushed(repo, tag, ids, account).catch((e: unknown) => log.warn('webhooks not queued for a v2 push', { repository: repo.full, tag, err: String(e) }));
+        }
+      : undefined;
+    app.use(v2BridgeRouter(db, index, v2Tokens, onPushed).routes());
+  }
+  // webhooks (issue 15): the owner's JSON API and Hub's callback_url, before the web UI's /u/ pages
+  if (index && webhooks) app.use(webhookRouter(index, webhooks).routes());
   // --- web UI (issue 14, src/web/): pages for browsers on the index's accounts and access rules.
   // With the registry in this process the pages read stored content through the registry's own
   // services (tags, digests, sizes, layers); an index alone shows what its database knows.
-  // Webhooks plug a settings tab in through `settingsTabs` (README "Web UI").
+  // Webhooks plug a settings tab in through `settingsTabs` (docs/web-ui.md).
   if (index && config.web_ui) {
     let content: RepoContent | undefined;
     if (role === 'all') {
@@ -373,7 +476,16 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
             });
           }
         : undefined;
-    app.use(webRouter({ config: effective, index, log, ...(content ? { content } : {}), ...(removeWebContent ? { removeContent: removeWebContent } : {}) }).routes());
+    app.use(
+      webRouter({
+        config: effective,
+        index,
+        log,
+        ...(content ? { content } : {}),
+        ...(removeWebContent ? { removeContent: removeWebContent } : {}),
+        ...(webhooks ? { settingsTabs: [webhooksTab(index, webhooks)] } : {}),
+      }).routes(),
+    );
   }
   if (role !== 'index') {
     // the index learns each verified v1 checksum: directly in one process, else over HTTP
@@ -395,7 +507,28 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
               },
             }
           : undefined;
-    const registry = registryRouter({ config: effective, images, repos, auth, version, log, repoLock, ...(v1Hook ? { index: v1Hook } : {}) });
+    const inProcessIndex = index;
+    const hooks = webhooks;
+    const events =
+      notifier || hooks
+        ? v1Events({
+            images,
+            log,
+            ...(notifier ? { notifier } : {}),
+            ...(fromV1ForEvents ? { fromV1: fromV1ForEvents } : {}),
+            ...(inProcessIndex
+              ? {
+                  actor: async (authorization: string, repo: RepoName) => {
+                    const valid = await inProcessIndex.tokenFor(authorization, repo);
+                    if (!valid || valid.claims.userId <= 0) return null;
+                    return (await inProcessIndex.findUser(valid.claims.userId))?.username ?? null;
+                  },
+                }
+              : {}),
+            ...(hooks ? { webhooks: (repo: RepoName, tag: string, chain: readonly string[], pusher: string | null) => hooks.pushed(repo, tag, chain, pusher) } : {}),
+          })
+        : undefined;
+    const registry = registryRouter({ config: effective, images, repos, auth, version, log, repoLock, ...(v1Hook ? { index: v1Hook } : {}), ...(events ? { events } : {}) });
     app.use(registry.routes());
     if (standalone) app.use(standaloneIndexRouter(effective, repos, gate).routes());
   }
@@ -406,6 +539,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const server = createHttpServer(
     (req, res) => {
       inflight.track(req, res);
+      instrumentRequest(req, res);
       void koaHandler(req, res);
     },
     log,
@@ -420,18 +554,25 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     });
   });
   const addr = server.address() as AddressInfo;
+  boundPort = addr.port;
+  webhooks?.start();
+  if (notifier) {
+    notifier.sourceAddr = `${hostname()}:${addr.port}`;
+    await notifier.start();
+  }
   const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   const url = `${config.tls_certificate ? 'https' : 'http'}://${shownHost === '0.0.0.0' || shownHost === '[::]' ? '127.0.0.1' : shownHost}:${addr.port}`;
   selfUrl = url;
   let debug: Server | undefined;
   if (config.debug_addr) {
     const d = listenAddress({ ...config, http_addr: config.debug_addr });
-    debug = debugServer(health);
+    if (config.metrics) startDefaultMetrics();
+    debug = debugServer(health, config.metrics ? { path: config.metrics_path, render: exposition } : undefined);
     await new Promise<void>((resolve, reject) => {
       debug!.once('error', reject);
       debug!.listen(d.port, d.host, () => resolve());
     });
-    log.info('debug server listening (/debug/health)', { listen: config.debug_addr });
+    log.info('debug server listening', { listen: config.debug_addr, paths: config.metrics ? ['/debug/health', config.metrics_path] : ['/debug/health'] });
   }
   log.info('legacy-registry listening', {
     role,
@@ -453,7 +594,10 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const close = (): Promise<void> => {
     closing ??= (async () => {
       clearInterval(purgeTimer);
+      clearInterval(gcTimer);
       clearInterval(replayTimer);
+      await webhooks?.stop();
+      await notifier?.stop();
       health.stop();
       if (debug) debug.close();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -468,5 +612,5 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     })();
     return closing;
   };
-  return { server, url, port: addr.port, config: effective, driver, db, v2Tokens, v2Uploads, close };
+  return { server, url, port: addr.port, config: effective, driver, db, v2Tokens, v2Uploads, webhooks, notifier, close };
 }

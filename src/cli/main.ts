@@ -9,6 +9,7 @@ import { orgCommand, repoCommand } from './org.js';
 import { htpasswdCommand } from './htpasswd.js';
 import { importCommand } from './import.js';
 import { migrateCommand } from './migrate.js';
+import { gcCommand } from './gc.js';
 
 const program = new Command('legacy-registry')
   .description('Docker v1 registry + index server, bridged to the v2/OCI distribution API')
@@ -22,6 +23,7 @@ const program = new Command('legacy-registry')
   .addCommand(htpasswdCommand())
   .addCommand(importCommand())
   .addCommand(migrateCommand())
+  .addCommand(gcCommand())
   .showHelpAfterError();
 
 await program.parseAsync(process.argv);

@@ -51,7 +51,7 @@ import { Sessions, type WebIdentity } from './session.js';
 /**
  * A tab of a repository's settings page contributed by another module (the webhooks issue plugs
  * in here): shown only to those who may administer the repository, its form posts checked for
- * CSRF and rights before `post` runs. See README "Web UI".
+ * CSRF and rights before `post` runs. See docs/web-ui.md.
  */
 export interface SettingsTab {
   readonly id: string;
