@@ -4,7 +4,6 @@ import { ConfigError } from '../config/load.js';
 import { fail, loadFrom, withConfigOptions, type ConfigOptions } from './common.js';
 import { openContent } from '../migrate/services.js';
 import { DirectoryTree, type SourceTree } from '../migrate/source.js';
-import { parseS3Url, S3Tree } from '../migrate/source-s3.js';
 import { ImportError, nameFilter, runImport, type Layout } from '../migrate/import.js';
 
 interface ImportCliOptions extends ConfigOptions {
@@ -62,6 +61,8 @@ Examples:
       const filter = nameFilter(opts.namespace, opts.repo);
       let tree: SourceTree;
       if (source.startsWith('s3://')) {
+        // the AWS SDK is loaded only for an S3 source (it weighs ~20 MiB of memory)
+        const { parseS3Url, S3Tree } = await import('../migrate/source-s3.js');
         const s3 = parseS3Url(source) ?? fail(`not an s3://bucket/prefix URL: ${source}`);
         const endpoint = opts.s3Endpoint ?? process.env.AWS_ENDPOINT_URL;
         const region = opts.s3Region ?? process.env.AWS_REGION;
