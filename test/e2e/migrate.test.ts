@@ -99,8 +99,8 @@ describe('legacy-registry migrate: to distribution 2.8.2 (htpasswd) and to anoth
 
   it('an interrupted migration resumes from its state file without uploading a finished blob again', async () => {
     // big incompressible layers, one tag at a time, killed once two blobs are recorded as done
-    const layers = [pyImage({ gzip: false, size: 6_000_000 })];
-    for (let i = 0; i < 4; i++) layers.push(pyImage({ gzip: true, parent: layers[layers.length - 1]!.id, size: 6_000_000 }));
+    const layers = [pyImage({ gzip: false, size: 3_000_000 })];
+    for (let i = 0; i < 4; i++) layers.push(pyImage({ gzip: true, parent: layers[layers.length - 1]!.id, size: 3_000_000 }));
     await writePythonTree(join(work, 'big'), layers, [{ name: 'alice/big', tags: { latest: layers[4]!.id, mid: layers[2]!.id } }]);
     assert.equal((await cli(s.dataDir, ['import', '--owner', 'alice', join(work, 'big')])).code, 0);
     const fresh = await startDistribution(work, 'fresh', join(work, 'fresh-data'), join(work, 'htpasswd'));
