@@ -1,4 +1,4 @@
-import { KeyedMutex } from '../content/mutex.js';
+import { KeyedMutex, type Locks } from '../content/mutex.js';
 import { hostname, release, type as osType, arch } from 'node:os';
 import type { Context, Next } from 'koa';
 import Router from '@koa/router';
@@ -27,7 +27,7 @@ export interface RegistryDeps {
    * Serialises what publishes into a repository (tag writes, image checksums) with its deletion.
    * main.ts shares one with the index's delete in a one-process site.
    */
-  readonly repoLock?: KeyedMutex;
+  readonly repoLock?: Locks;
 }
 
 /**
