@@ -160,6 +160,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       'invalid configuration:\n  v2_auth: htpasswd is for a registry without an index (standalone: true); with an index, v2 clients log in with index accounts (v2_auth: token)',
     );
   }
+  if (config.nginx_x_accel_redirect !== null && (opts.driver !== undefined || config.storage === 'memory')) {
+    throw new ConfigError('invalid configuration:\n  nginx_x_accel_redirect: needs the filesystem storage (nginx serves its files)');
+  }
   const effective: Config = Object.freeze({ ...config, standalone });
   // With accounts (the index vouches for tokens) images belong to repositories: every v1 image
   // record lives in, and is looked up in, the token's repository (issue 10). Without accounts
@@ -252,7 +255,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       : new TokenAuth({ indexEndpoint: () => config.index_endpoint ?? selfUrl, cacheTtl: config.token_cache_ttl, log });
 
   const health = configuredHealthChecks(config, log);
-  const app = createKoa();
+  const app = createKoa(config.trusted_proxies);
   app.use(accessLog(log, config.access_log));
   if (config.http_headers) {
     // distribution's http.headers: added to every response (errors included), several values as several lines

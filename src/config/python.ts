@@ -13,8 +13,6 @@ export const PYTHON_ONLY_KEYS: ReadonlySet<string> = new Set([
   // older releases: session signing key (≤ 0.6), /_versions switch (≤ 0.8)
   'secret_key',
   'debug_versions',
-  // local storage served through nginx
-  'nginx_x_accel_redirect',
   // storage drivers' settings (meaningless beside storage local; other storages fail at start)
   's3_region',
   's3_bucket',

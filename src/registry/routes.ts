@@ -9,7 +9,7 @@ import { parseRepoName, parseTag, type RepoName } from '../content/names.js';
 import type { V1Images } from '../content/v1-images.js';
 import type { V1Repositories } from '../content/v1-repositories.js';
 import { jsonBody, parsedBody, readRawBody } from '../http/body.js';
-import { notModified, sendBytes, sendJson, setCacheHeaders } from '../http/respond.js';
+import { accelUri, notModified, sendBytes, sendJson, setCacheHeaders } from '../http/respond.js';
 import { isImageId } from '../digest/digest.js';
 import type { Logger } from '../log/logger.js';
 
@@ -203,7 +203,7 @@ export function registryRouter(deps: RegistryDeps): Router {
     if (notModified(ctx)) return;
     const link = await images.getLayer(access.scope, id);
     setCacheHeaders(ctx);
-    await sendBytes(ctx, link.size, (start, length) => images.openLayer(link, start, length));
+    await sendBytes(ctx, link.size, (start, length) => images.openLayer(link, start, length), { accel: accelUri(config, link.digest) });
   });
 
   // R6
