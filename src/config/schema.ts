@@ -128,7 +128,9 @@ export const configSchema = z
     /**
      * URI prefix of an nginx `internal` location serving the filesystem storage's root (alias): blob
      * and v1 layer GETs then answer with `X-Accel-Redirect: <prefix>/blobs/sha256/…/data` and nginx
-     * sends the bytes (sendfile, Range included). Only behind that nginx; file storage only.
+     * sends the bytes (sendfile, Range included). Only for requests nginx marks with
+     * `X-Sendfile-Type: X-Accel-Redirect` (from a trusted_proxies peer when that is set): direct
+     * clients still get the bytes. File storage only.
      */
     nginx_x_accel_redirect: z.string().regex(/^\/[A-Za-z0-9._~\/-]*$/, 'an absolute URI path (/_storage)').nullable().default(null),
     /** X-Docker-Endpoints value (host[:port] list); default: a Host naming this machine, else the listen address. */

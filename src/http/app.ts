@@ -8,6 +8,8 @@ import { sendJson } from './respond.js';
 
 export interface AppState {
   requestId: string;
+  /** With trusted_proxies: whether this request came from one of them (unset without the list). */
+  fromTrustedProxy?: boolean;
 }
 
 /** Node's refusal of a header name or value (control characters, a missing value). */
@@ -164,6 +166,7 @@ export function forwardedGate(trusted: BlockList) {
     const v4 = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(peer)?.[1];
     const ok = peer !== '' && (v4 ? trusted.check(v4, 'ipv4') : trusted.check(peer, isIP(peer) === 6 ? 'ipv6' : 'ipv4'));
     if (!ok) for (const h of FORWARDED) delete ctx.req.headers[h];
+    (ctx.state as AppState).fromTrustedProxy = ok;
     await next();
   };
 }

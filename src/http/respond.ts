@@ -118,10 +118,15 @@ export async function sendBytes(
 
 /**
  * The X-Accel-Redirect target of a blob with nginx_x_accel_redirect set: the prefix (an nginx
- * `internal` location aliasing the filesystem driver's root) and the blob's storage key.
+ * `internal` location aliasing the filesystem driver's root) and the blob's storage key. Only for
+ * requests where nginx says it will serve the file (`X-Sendfile-Type: X-Accel-Redirect`, the
+ * request header Rack::Sendfile made the convention) and, with trusted_proxies set, that came
+ * through one of them: a client talking to a node directly gets the bytes.
  */
-export function accelUri(config: { readonly nginx_x_accel_redirect: string | null }, digest: string): string | undefined {
+export function accelUri(config: { readonly nginx_x_accel_redirect: string | null }, digest: string, ctx: Context): string | undefined {
   const prefix = config.nginx_x_accel_redirect;
   if (prefix === null || !/^sha256:[0-9a-f]{64}$/.test(digest)) return undefined;
+  if ((ctx.state as { fromTrustedProxy?: boolean }).fromTrustedProxy === false) return undefined;
+  if (ctx.get('X-Sendfile-Type').toLowerCase() !== 'x-accel-redirect') return undefined;
   return `${prefix.replace(/\/+$/, '')}/${keys.blob(digest.slice('sha256:'.length))}`;
 }

@@ -203,7 +203,7 @@ export function registryRouter(deps: RegistryDeps): Router {
     if (notModified(ctx)) return;
     const link = await images.getLayer(access.scope, id);
     setCacheHeaders(ctx);
-    await sendBytes(ctx, link.size, (start, length) => images.openLayer(link, start, length), { accel: accelUri(config, link.digest) });
+    await sendBytes(ctx, link.size, (start, length) => images.openLayer(link, start, length), { accel: accelUri(config, link.digest, ctx) });
   });
 
   // R6

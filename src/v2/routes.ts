@@ -390,7 +390,7 @@ export function v2Routes(deps: V2Deps) {
           ctx.set('Docker-Content-Digest', digest);
           ctx.set('Etag', `"${digest}"`);
           ctx.set('Cache-Control', 'max-age=31536000');
-          await sendBytes(ctx, info.size, (start, length) => blobs.open(digest, start, length), { accel: accelUri(deps.config, digest) });
+          await sendBytes(ctx, info.size, (start, length) => blobs.open(digest, start, length), { accel: accelUri(deps.config, digest, ctx) });
           return;
         }
         if (method === 'DELETE') {
