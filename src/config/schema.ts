@@ -1,4 +1,14 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
+
+/** An IP address or a CIDR range of one (trusted_proxies). */
+export function isProxySpec(v: string): boolean {
+  const m = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(v.trim());
+  if (!m) return false;
+  const kind = isIP(m[1]!);
+  if (kind === 0) return false;
+  return m[2] === undefined || Number(m[2]) <= (kind === 4 ? 32 : 128);
+}
 
 /**
  * The typed configuration. Property names mirror the YAML keys exactly (STYLE: no renaming layer).
@@ -200,6 +210,14 @@ export const configSchema = z
     /** Segment size of large objects (Static Large Object segments; ≥ 1 MiB). */
     swift_segment_size: byteSize.default('10MiB'),
     swift_insecure_skip_verify: z.boolean().default(false),
+    /**
+     * URI prefix of an nginx `internal` location serving the filesystem storage's root (alias): blob
+     * and v1 layer GETs then answer with `X-Accel-Redirect: <prefix>/blobs/sha256/…/data` and nginx
+     * sends the bytes (sendfile, Range included). Only for requests nginx marks with
+     * `X-Sendfile-Type: X-Accel-Redirect` (from a trusted_proxies peer when that is set): direct
+     * clients still get the bytes. File storage only.
+     */
+    nginx_x_accel_redirect: z.string().regex(/^\/[A-Za-z0-9._~/-]*$/, 'an absolute URI path (/_storage)').nullable().default(null),
     /** X-Docker-Endpoints value (host[:port] list); default: a Host naming this machine, else the listen address. */
     registry_endpoints: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).nullable().default(null),
     search_backend: nullableString,
@@ -209,6 +227,13 @@ export const configSchema = z
     host: z.string().min(1).default('0.0.0.0'),
     port: z.number().int().min(0).max(65535).default(5000),
     http_addr: nullableString,
+    /**
+     * Reverse proxies (IP addresses or CIDR ranges, e.g. 127.0.0.1, 10.0.0.0/8) whose
+     * X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host are believed: the client address
+     * (login throttling, anonymous upload limits) and the scheme and host the client used (web UI
+     * origin checks, Secure cookies). From any other peer those headers are dropped. Empty: none.
+     */
+    trusted_proxies: z.array(z.string().refine(isProxySpec, 'an IP address or CIDR range (10.0.0.0/8, fd00::/8)')).default([]),
     /** Serve HTTPS with this PEM certificate (chain) and key (distribution's http.tls). */
     tls_certificate: nullableString,
     tls_key: nullableString,

@@ -7,7 +7,7 @@ import type { TarSumSet } from '../digest/tarsum.js';
 import { BlobStore, ShortBodyError, SizeLimitError } from './blob-store.js';
 import { keys, type ImageScope } from './keys.js';
 import type { RepoName } from './names.js';
-import { KeyedMutex } from './mutex.js';
+import { KeyedMutex, type Locks } from './mutex.js';
 import { FILES_CACHE_MAX, filesListing, type LayerLink } from './v1-files.js';
 import { isImageId } from '../digest/digest.js';
 
@@ -43,6 +43,11 @@ export interface V1ImageOptions {
   readonly verifyTarsum: boolean;
   /** Where gunzip and tarsum run (a worker thread, when main.ts provides one). */
   readonly innerDigests?: InnerFactory;
+  /**
+   * The per-image locks: across every node sharing the storage (src/content/storage-lock.ts) in a
+   * server; in-process when not given.
+   */
+  readonly locks?: Locks;
 }
 
 /**
@@ -58,12 +63,14 @@ export interface V1ImageOptions {
  * (quay's find_create_or_link_image). Layer bytes stay stored once per digest.
  */
 export class V1Images {
-  private readonly locks = new KeyedMutex();
+  private readonly locks: Locks;
   constructor(
     private readonly driver: StorageDriver,
     readonly blobs: BlobStore,
     private readonly opts: V1ImageOptions,
-  ) {}
+  ) {
+    this.locks = opts.locks ?? new KeyedMutex();
+  }
 
   /** The scope holding a repository's images. */
   scopeOf(repo: RepoName): ImageScope {
@@ -174,7 +181,7 @@ export class V1Images {
   }
 
   private lockKey(scope: ImageScope, id: string): string {
-    return `${scope?.full ?? ''}\n${id}`;
+    return `image\n${scope?.full ?? ''}\n${id}`;
   }
 
   /** R6: stream the layer into the blob store, hashing on the way (spec §2.7). */

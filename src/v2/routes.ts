@@ -10,7 +10,7 @@ import type { V2ToV1 } from '../content/v2-to-v1.js';
 import type { Schema1Bridge } from '../content/schema1-bridge.js';
 import { readRawBody } from '../http/body.js';
 import { isRegistryError } from '../errors/index.js';
-import { bodiless, sendBytes } from '../http/respond.js';
+import { accelUri, bodiless, sendBytes } from '../http/respond.js';
 import { V2_OPEN, type V2Authorizer } from '../auth/v2-registry-auth.js';
 import type { ResourceAccess } from '../auth/v2-scope.js';
 import type { V2Principal } from '../auth/v2-registry-auth.js';
@@ -416,7 +416,7 @@ export function v2Routes(deps: V2Deps) {
             ctx.body = '';
             return;
           }
-          await sendBytes(ctx, info.size, (start, length) => blobs.open(digest, start, length));
+          await sendBytes(ctx, info.size, (start, length) => blobs.open(digest, start, length), { accel: accelUri(deps.config, digest, ctx) });
           // distribution: GET and HEAD of a blob both serve it through the listener (a pull)
           notify('pull', (o) => blobTarget(o, name, digest, info.size));
           return;
