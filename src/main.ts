@@ -51,6 +51,7 @@ import { randomBytes } from 'node:crypto';
 import { JWKS_PATH, tokenRouter } from './index/token-routes.js';
 import { webRouter } from './web/routes.js';
 import { RepoContent } from './web/content.js';
+import { PullThrough } from './mirror/pull-through.js';
 
 /** https options of the tls_* keys: the files are read once, at start. */
 function tlsOptions(c: Config): import('node:https').ServerOptions {
@@ -97,6 +98,8 @@ export interface RunningServer {
   readonly v2Tokens: V2TokenVerifier | undefined;
   /** The v2 upload sessions, when this process serves /v2/ (tests read what it keeps in memory). */
   readonly v2Uploads: V2Uploads | undefined;
+  /** The pull-through mirror, when configured (tests count upstream requests, run sweeps). */
+  readonly mirror: PullThrough | undefined;
   /** Stop accepting, let in-flight requests finish (up to shutdown_timeout), release resources. */
   close(): Promise<void>;
 }
@@ -259,6 +262,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   // The token service answers before /v2/ (its realm path is under /v2/ and needs no token).
   if (index && issuer) app.use(tokenRouter(effective, index, issuer).routes());
   let v2Uploads: V2Uploads | undefined;
+  let mirror: PullThrough | undefined;
   if (config.v2 && role !== 'index') {
     const uploads = new V2Uploads(driver, blobs, config.max_layer_size, {
       perRepository: config.max_uploads_per_repository,
@@ -307,7 +311,14 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         },
       };
     }
+    // the pull-through mirror (issue 13): upstreams by name prefix, cached into this storage
+    if (config.mirror) {
+      mirror = new PullThrough(config.mirror, { driver, blobs, manifests, uploads, log });
+      if (!config.read_only) mirror.start();
+      log.info('mirror', { upstreams: config.mirror.upstreams.map((u) => `${u.prefix || '*'} -> ${u.url}${u.username ? ' (credentials)' : ''}`), ttl: config.mirror.ttl });
+    }
     const v2deps: V2Deps = {
+      ...(mirror ? { mirror } : {}),
       config: effective,
       blobs,
       uploads,
@@ -454,6 +465,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     closing ??= (async () => {
       clearInterval(purgeTimer);
       clearInterval(replayTimer);
+      mirror?.close();
       health.stop();
       if (debug) debug.close();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -468,5 +480,5 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     })();
     return closing;
   };
-  return { server, url, port: addr.port, config: effective, driver, db, v2Tokens, v2Uploads, close };
+  return { server, url, port: addr.port, config: effective, driver, db, v2Tokens, v2Uploads, mirror, close };
 }
