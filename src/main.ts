@@ -52,6 +52,7 @@ import { JWKS_PATH, tokenRouter } from './index/token-routes.js';
 import { webRouter } from './web/routes.js';
 import { RepoContent } from './web/content.js';
 import { PullThrough } from './mirror/pull-through.js';
+import { v1Mirror, type V1MirrorDeps } from './mirror/v1-mirror.js';
 
 /** https options of the tls_* keys: the files are read once, at start. */
 function tlsOptions(c: Config): import('node:https').ServerOptions {
@@ -263,6 +264,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   if (index && issuer) app.use(tokenRouter(effective, index, issuer).routes());
   let v2Uploads: V2Uploads | undefined;
   let mirror: PullThrough | undefined;
+  let mirrorV2: V1MirrorDeps['v2'];
   if (config.v2 && role !== 'index') {
     const uploads = new V2Uploads(driver, blobs, config.max_layer_size, {
       perRepository: config.max_uploads_per_repository,
@@ -315,6 +317,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     if (config.mirror) {
       mirror = new PullThrough(config.mirror, { driver, blobs, manifests, uploads, log });
       if (!config.read_only) mirror.start();
+      mirrorV2 = { mirror, manifests, toV1 };
       log.info('mirror', { upstreams: config.mirror.upstreams.map((u) => `${u.prefix || '*'} -> ${u.url}${u.username ? ' (credentials)' : ''}`), ttl: config.mirror.ttl });
     }
     const v2deps: V2Deps = {
@@ -406,6 +409,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
               },
             }
           : undefined;
+    // v1 mirroring (issue 13): Python's mirroring.source, and v1 reads of v2-mirrored repositories
+    if (config.mirroring?.source || mirrorV2) app.use(v1Mirror({ config: effective, images, repos, log, ...(mirrorV2 ? { v2: mirrorV2 } : {}) }));
     const registry = registryRouter({ config: effective, images, repos, auth, version, log, repoLock, ...(v1Hook ? { index: v1Hook } : {}) });
     app.use(registry.routes());
     if (standalone) app.use(standaloneIndexRouter(effective, repos, gate).routes());
