@@ -369,7 +369,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   // --- web UI (issue 14, src/web/): pages for browsers on the index's accounts and access rules.
   // With the registry in this process the pages read stored content through the registry's own
   // services (tags, digests, sizes, layers); an index alone shows what its database knows.
-  // Webhooks plug a settings tab in through `settingsTabs` (README "Web UI").
+  // Webhooks plug a settings tab in through `settingsTabs` (docs/web-ui.md).
   if (index && config.web_ui) {
     let content: RepoContent | undefined;
     if (role === 'all') {

@@ -2,27 +2,17 @@ import type { Readable } from 'node:stream';
 import { isNotFound, type StorageDriver } from '../storage/driver.js';
 import { keyExists, readOptional, removeIfPresent } from './small-objects.js';
 import { RegistryError } from '../errors/index.js';
-import { LayerHasher, type InnerFactory, type LayerDigests } from '../digest/layer-hasher.js';
-import type { TarSums, TarSumSet } from '../digest/tarsum.js';
+import { LayerHasher, type InnerFactory } from '../digest/layer-hasher.js';
+import type { TarSumSet } from '../digest/tarsum.js';
 import { BlobStore, ShortBodyError, SizeLimitError } from './blob-store.js';
 import { keys, type ImageScope } from './keys.js';
 import type { RepoName } from './names.js';
 import { KeyedMutex } from './mutex.js';
-import { FILES_CACHE_MAX, filesListing } from './v1-files.js';
+import { FILES_CACHE_MAX, filesListing, type LayerLink } from './v1-files.js';
 import { isImageId } from '../digest/digest.js';
 
 /** What PUT layer learnt about the bytes, stored beside the image (v1/images/<id>/layer). */
-export interface LayerLink {
-  readonly digest: string;
-  readonly size: number;
-  /** sha256(json + "\n" + body), spec §6.1. */
-  readonly payload: string;
-  readonly compression: LayerDigests['compression'];
-  /** sha256 of the uncompressed tar (v2 diff_id), when it could be computed. */
-  readonly diffId?: string;
-  /** Links written before the Go ≥ 1.10 tarsums were computed (spec §6.2) have no `go110`. */
-  readonly tarsum?: Omit<TarSums, 'go110'> & { readonly go110?: TarSumSet };
-}
+export type { LayerLink } from './v1-files.js';
 
 export interface ImageJson {
   readonly json: Buffer;

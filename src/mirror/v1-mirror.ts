@@ -3,7 +3,7 @@ import https from 'node:https';
 import { PassThrough } from 'node:stream';
 import type { Context, Next } from 'koa';
 import type { Config } from '../config/schema.js';
-import { BoundedCache } from '../content/bounded-cache.js';
+import { BoundedCache } from '../util/bounded-cache.js';
 import { parseRepoName, type RepoName } from '../content/names.js';
 import type { V1Images } from '../content/v1-images.js';
 import type { V1Repositories } from '../content/v1-repositories.js';
@@ -209,7 +209,7 @@ export function v1Mirror(deps: V1MirrorDeps) {
     if (!source) return next();
 
     // (1) Python mirroring: local first; a local 404 goes upstream
-    let local404 = false;
+    let local404: boolean;
     let localError: unknown;
     try {
       await next();

@@ -17,7 +17,7 @@ import type { V2Principal } from '../auth/v2-registry-auth.js';
 import type { CatalogSource } from '../content/v2-catalog.js';
 import type { Logger } from '../log/logger.js';
 import type { IndexJournal } from '../content/index-journal.js';
-import { BoundedCache } from '../content/bounded-cache.js';
+import { BoundedCache } from '../util/bounded-cache.js';
 import type { PullThrough } from '../mirror/pull-through.js';
 
 /** The index learning of v2 pushes (issue 4): repository, tag and top v1 id of the bridge. */

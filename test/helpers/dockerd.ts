@@ -45,7 +45,7 @@ export async function startDockerd(extraArgs: readonly string[] = []): Promise<D
     } catch (e) {
       if (i > 60) {
         proc.kill('SIGKILL');
-        throw new Error(`dockerd did not start: ${(e as Error).message}\n${log.slice(-2000)}`);
+        throw new Error(`dockerd did not start: ${(e as Error).message}\n${log.slice(-2000)}`, { cause: e });
       }
       await new Promise((r) => setTimeout(r, 500));
     }

@@ -1,6 +1,6 @@
 import type { FileInfo, PutOptions, StorageDriver, Writer, WriterOptions } from '../driver.js';
 import type { Readable } from 'node:stream';
-import { BoundedCache } from '../../content/bounded-cache.js';
+import { BoundedCache } from '../../util/bounded-cache.js';
 
 /**
  * A read-through cache in front of a driver, for the small metadata objects every pull reads
@@ -51,7 +51,7 @@ export const CACHING_DEFAULTS = Object.freeze({ maxObject: 256 * 1024, maxBytes:
 
 export class CachingDriver implements StorageDriver {
   readonly name: string;
-  /** Keyed `<kind>\0<storage key>`; bounded by entries and bytes (src/content/bounded-cache.ts). */
+  /** Keyed `<kind>\0<storage key>`; bounded by entries and bytes (src/util/bounded-cache.ts). */
   private readonly cache: BoundedCache<Known>;
   private readonly ttl: number;
   private readonly blobTtl: number;

@@ -17,7 +17,7 @@ import {
 } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { Readable, Writable } from 'node:stream';
-import { withFileRange } from '../../http/send-file.js';
+import { withFileRange } from '../file-range.js';
 import { type PutOptions,
   endWriterStream,
   InvalidOffsetError,
@@ -213,7 +213,7 @@ class FilesystemDriver implements StorageDriver {
     const flags =
       constants.O_WRONLY | constants.O_CREAT | O_NOFOLLOW | (options.append === true ? 0 : constants.O_TRUNC);
     const handle = await this.createFile(path, flags, key);
-    let start = 0;
+    let start: number;
     try {
       const info = await handle.stat();
       if (!info.isFile()) throw new StorageError(`not a regular file: ${key}`, key);
