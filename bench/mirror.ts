@@ -140,7 +140,7 @@ function curlAsync(args: string[]): Promise<string> {
     let err = '';
     p.stdout.on('data', (d: Buffer) => (out += d.toString()));
     p.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    p.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`curl: ${err}`))));
+    p.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`curl: ${err}`))));
   });
 }
 

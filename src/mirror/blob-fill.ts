@@ -40,7 +40,7 @@ export class BlobFill {
     /** Size the upstream announced (Content-Length), when it did. */
     readonly size: number | undefined,
     private readonly stallMs: number,
-    /** Publishes the verified bytes (called before the clients get their last chunk). */
+    /** Publishes the verified, committed bytes at their digest (links and schedules them). */
     private readonly publish: (r: FillResult) => Promise<void>,
   ) {
     this.done = new Promise((resolve, reject) => (this.settle = { resolve, reject }));
@@ -117,13 +117,15 @@ export class BlobFill {
       const actual = `sha256:${hash.digest('hex')}`;
       if (actual !== this.digest) throw new Error(`upstream blob hashes to ${actual}, not ${this.digest}`);
       if (this.size !== undefined && this.received !== this.size) throw new Error(`upstream sent ${this.received} of ${this.size} bytes`);
+      // verified: the clients get their last bytes now; making the copy durable (fsync of the whole
+      // blob) and publishing it is the cache's business, not theirs to wait for. Clients arriving
+      // from here on wait for `done` and read the published blob.
+      this.finished = true;
+      if (held) await this.broadcast(held);
+      for (const pt of this.subscribers) pt.end();
       await writer.commit();
       const result = { size: this.received, uploadKey, uuid };
       await this.publish(result);
-      this.finished = true;
-      // verified, durable and published: the clients get their last bytes
-      if (held) await this.broadcast(held);
-      for (const pt of this.subscribers) pt.end();
       this.settle.resolve(result);
     } catch (e) {
       this.finished = true;
@@ -132,7 +134,8 @@ export class BlobFill {
       await writer?.cancel().catch(() => undefined);
       await this.driver.delete(keys.uploadDir(uuid)).catch(() => undefined);
       const err = e instanceof Error ? e : new Error(String(e));
-      for (const pt of this.subscribers) pt.destroy(err);
+      // (after a verified blob, a failed commit leaves the clients' complete streams alone)
+      for (const pt of this.subscribers) if (!pt.writableEnded) pt.destroy(err);
       this.settle.reject(err);
     }
   }
