@@ -315,7 +315,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     }
     // the pull-through mirror (issue 13): upstreams by name prefix, cached into this storage
     if (config.mirror) {
-      mirror = new PullThrough(config.mirror, { driver, blobs, manifests, uploads, log });
+      mirror = new PullThrough(config.mirror, { driver, blobs, manifests, uploads, toV1, log });
       if (!config.read_only) mirror.start();
       mirrorV2 = { mirror, manifests, toV1 };
       log.info('mirror', { upstreams: config.mirror.upstreams.map((u) => `${u.prefix || '*'} -> ${u.url}${u.username ? ' (credentials)' : ''}`), ttl: config.mirror.ttl });

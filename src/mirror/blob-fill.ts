@@ -99,13 +99,13 @@ export class BlobFill {
       const out = writer.stream;
       const hash = createHash('sha256');
       let held: Buffer | undefined;
-      const arm = (): void => {
-        clearTimeout(stall);
-        stall = setTimeout(() => res.destroy(new Error(`upstream body stalled for ${this.stallMs} ms`)), this.stallMs);
-      };
-      arm();
+      // one timer per fill, not one per chunk: it checks when the last bytes came
+      let last = Date.now();
+      stall = setInterval(() => {
+        if (Date.now() - last > this.stallMs) res.destroy(new Error(`upstream body stalled for ${this.stallMs} ms`));
+      }, Math.max(50, this.stallMs / 4));
       for await (const chunk of res as AsyncIterable<Buffer>) {
-        arm();
+        last = Date.now();
         this.received += chunk.length;
         if (this.size !== undefined && this.received > this.size) throw new Error(`upstream sent more than the announced ${this.size} bytes`);
         hash.update(chunk);
@@ -113,7 +113,7 @@ export class BlobFill {
         if (held) await this.broadcast(held);
         held = chunk;
       }
-      clearTimeout(stall);
+      clearInterval(stall);
       const actual = `sha256:${hash.digest('hex')}`;
       if (actual !== this.digest) throw new Error(`upstream blob hashes to ${actual}, not ${this.digest}`);
       if (this.size !== undefined && this.received !== this.size) throw new Error(`upstream sent ${this.received} of ${this.size} bytes`);
@@ -129,7 +129,7 @@ export class BlobFill {
       this.settle.resolve(result);
     } catch (e) {
       this.finished = true;
-      clearTimeout(stall);
+      clearInterval(stall);
       res.destroy();
       await writer?.cancel().catch(() => undefined);
       await this.driver.delete(keys.uploadDir(uuid)).catch(() => undefined);

@@ -51,6 +51,8 @@ export interface PullThroughDeps {
   readonly blobs: BlobStore;
   readonly manifests: V2Manifests;
   readonly uploads: V2Uploads;
+  /** The bridge: tags of expired manifests leave the v1 view too. */
+  readonly toV1?: { unpublish(name: V2Name, tags: readonly string[]): Promise<void> };
   readonly log?: Logger;
 }
 
@@ -308,7 +310,8 @@ export class PullThrough {
     for (const e of await this.schedule.entries('manifest')) {
       if (e.expires > now) continue;
       const name = parseV2Name(e.name);
-      if (name) await manifests.delete(name, { digest: e.digest });
+      const tags = name ? await manifests.delete(name, { digest: e.digest }) : undefined;
+      if (name && tags && tags.length > 0) await this.deps.toV1?.unpublish(name, tags);
       await this.schedule.remove(e);
       m++;
     }

@@ -4,6 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { existsSync, readdirSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
@@ -46,14 +47,17 @@ describe('mirror: v2 pull-through', { timeout: 240_000 }, () => {
   before(async () => {
     upstream = await startTestServer({ standalone: true, v2: true });
     proxy = await startCountingProxy(upstream.url);
-    mirror = await startTestServer({
-      standalone: true,
-      v2: true,
-      mirror: { upstreams: [{ prefix: 'hub/', url: proxy.url, ns: 'upstream.example' }], ttl: 3600, negative_ttl: 2, timeout: 5, breaker_failures: 3, breaker_seconds: 2 },
-    });
+    mirror = await startTestServer(mirrorConfig());
   });
+  const mirrorConfig = (): Record<string, unknown> => ({
+    standalone: true,
+    v2: true,
+    mirror: { upstreams: [{ prefix: 'hub/', url: proxy.url, ns: 'upstream.example' }], ttl: 3600, negative_ttl: 2, timeout: 5, breaker_failures: 3, breaker_seconds: 2 },
+  });
+  let restartedDir: string | undefined;
   after(async () => {
     await mirror?.stop();
+    if (restartedDir) await rm(restartedDir, { recursive: true, force: true });
     await proxy?.close();
     await upstream?.stop();
   });
@@ -161,8 +165,14 @@ describe('mirror: v2 pull-through', { timeout: 240_000 }, () => {
     assert.equal(m.headers['docker-content-digest'], moved.digest);
   });
 
-  it('expiry: the schedule is in storage; a sweep past the ttl removes the cached manifests and blobs', async () => {
+  it('expiry: the schedule is in storage (kept across a restart); a sweep past the ttl removes the cached manifests and blobs', async () => {
+    const before = await mirror.mirror!.schedule.entries('blob');
+    // a restart on the same storage: the schedule is still there
+    restartedDir = mirror.dataDir;
+    await mirror.close();
+    mirror = await startTestServer(mirrorConfig(), { dataDir: restartedDir });
     const entries = await mirror.mirror!.schedule.entries('blob');
+    assert.deepEqual(entries.map((e) => `${e.name} ${e.digest} ${e.expires}`).sort(), before.map((e) => `${e.name} ${e.digest} ${e.expires}`).sort());
     assert.ok(entries.some((e) => e.name === 'hub/lib/alpine'));
     const m = (await request(mirror.url, '/v2/hub/lib/alpine/manifests/3.1', { headers: ACCEPT })).json<{ layers: { digest: string }[] }>();
     const layer = m.layers[0]!.digest;
