@@ -8,13 +8,15 @@
  *   cold  — one pull of an image with one <size> MiB layer (manifest, config, layer) through the empty mirror
  *   warm  — the same pull again (manifest revalidated upstream, blobs from the cache)
  *   8×    — eight concurrent cold pulls of another image (one <concurrent> MiB layer)
+ * Both mirrors run at once and each phase alternates ours, distribution (the shared machine's load
+ * falls on both); server CPU seconds per phase come from /proc/<pid>/stat.
  * Pulls are curl processes writing to /dev/null (the client costs nothing measurable). Each mirror
  * reaches the upstream through its own counting proxy in this process, which gives the bytes each
  * fetched from upstream. Both mirrors fsync what they cache; neither has auth or access logs.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -92,7 +94,9 @@ async function startOurs(dir: string, upstream: string): Promise<Proc> {
   const cfg = join(dir, 'config.yml');
   // our config in a distribution file: proxy.remoteurl as distribution's users write it
   await writeFile(cfg, ['version: 0.1', 'log:', '  level: error', '  accesslog:', '    disabled: true', 'storage:', '  filesystem:', `    rootdirectory: ${join(dir, 'data')}`, 'http:', `  addr: 127.0.0.1:${port}`, 'proxy:', `  remoteurl: ${upstream}`, ''].join('\n'));
-  const proc = spawn(process.execPath, [join(ROOT, 'dist', 'src', 'cli', 'main.js'), 'serve', '--config', cfg], { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env.PATH ?? '' } });
+  // MIRROR_BENCH_PROF=<dir>: a CPU profile of our server (node --cpu-prof) for looking into the cold path
+  const prof = process.env.MIRROR_BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.MIRROR_BENCH_PROF] : [];
+  const proc = spawn(process.execPath, [...prof, join(ROOT, 'dist', 'src', 'cli', 'main.js'), 'serve', '--config', cfg], { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env.PATH ?? '' } });
   let out = '';
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const url = `http://127.0.0.1:${port}`;
@@ -126,6 +130,12 @@ async function countingProxy(target: string): Promise<{ url: string; bytes: () =
     reset: () => void (bytes = 0),
     close: () => new Promise((r) => server.close(() => r())),
   };
+}
+
+/** utime + stime of a process, seconds (all threads). */
+function cpuSeconds(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
 }
 
 function curl(args: string[]): string {
@@ -199,9 +209,11 @@ interface Figures {
   coldSec: number;
   coldMiBps: number;
   coldUpstreamMiB: number;
+  coldCpuSec: number;
   warmSec: number;
   warmMiBps: number;
   warmUpstreamMiB: number;
+  warmCpuSec: number;
   concurrentSec: number;
   concurrentUpstreamMiB: number;
   /** Upstream bytes of the 8 concurrent pulls, in units of the image. */
@@ -224,55 +236,77 @@ async function main(): Promise<void> {
     await pushImage(upstream.url, 'library/big', big);
     const image = (size: number): number => size * MiB + 200; // the config blob
     const results: Record<string, Figures> = {};
-    for (const who of ['ours', 'distribution'] as const) {
+    // both mirrors up at once, phases alternating (ours, then distribution) so that the machine's
+    // load (shared, 2 cores) falls on both alike
+    const who = ['ours', 'distribution'] as const;
+    const setup: Record<string, { proxy: Awaited<ReturnType<typeof countingProxy>>; m: Proc }> = {};
+    for (const w of who) {
       const proxy = await countingProxy(upstream.url);
-      const dir = join(work, who);
+      const dir = join(work, w);
       mkdirSync(dir);
       // a fresh image per mirror for the concurrent phase: both start it cold
-      const conc = await layerFile(join(work, `conc-${who}.layer`), CONC);
-      await pushImage(upstream.url, `library/conc-${who}`, conc);
-      const m = who === 'ours' ? await startOurs(dir, proxy.url) : await startDistribution(dir, ['proxy:', `  remoteurl: ${proxy.url}`]);
+      const conc = await layerFile(join(work, `conc-${w}.layer`), CONC);
+      await pushImage(upstream.url, `library/conc-${w}`, conc);
+      const m = w === 'ours' ? await startOurs(dir, proxy.url) : await startDistribution(dir, ['proxy:', `  remoteurl: ${proxy.url}`]);
       procs.push(m);
-      try {
-        log(`${who}: cold pull of ${SIZE} MiB…`);
-        let t = process.hrtime.bigint();
-        const got = await pull(m.url, 'library/big');
-        const coldSec = Number(process.hrtime.bigint() - t) / 1e9;
-        if (got < big.size) throw new Error(`${who}: cold pull got ${got} bytes`);
-        const coldUp = proxy.bytes();
-        proxy.reset();
-        log(`${who}: warm pull…`);
-        t = process.hrtime.bigint();
-        await pull(m.url, 'library/big');
-        const warmSec = Number(process.hrtime.bigint() - t) / 1e9;
-        const warmUp = proxy.bytes();
-        proxy.reset();
-        log(`${who}: 8 concurrent cold pulls of ${CONC} MiB…`);
-        t = process.hrtime.bigint();
+      setup[w] = { proxy, m };
+    }
+    const measure = async (w: string, fn: () => Promise<unknown>): Promise<{ sec: number; upMiB: number; cpuSec: number }> => {
+      const { proxy, m } = setup[w]!;
+      proxy.reset();
+      const cpu0 = cpuSeconds(m.proc.pid!);
+      const t = process.hrtime.bigint();
+      await fn();
+      const sec = Number(process.hrtime.bigint() - t) / 1e9;
+      return { sec, upMiB: proxy.bytes() / MiB, cpuSec: cpuSeconds(m.proc.pid!) - cpu0 };
+    };
+    const cold: Record<string, { sec: number; upMiB: number; cpuSec: number }> = {};
+    const warm: typeof cold = {};
+    const conc: typeof cold = {};
+    const failed: Record<string, number> = {};
+    for (const w of who) {
+      log(`${w}: cold pull of ${SIZE} MiB…`);
+      cold[w] = await measure(w, async () => {
+        const got = await pull(setup[w]!.m.url, 'library/big');
+        if (got < big.size) throw new Error(`${w}: cold pull got ${got} bytes`);
+      });
+    }
+    // distribution stores what it proxied in the background: give both a moment before the warm pull
+    await new Promise((r) => setTimeout(r, 3000));
+    for (const w of who) {
+      log(`${w}: warm pull…`);
+      warm[w] = await measure(w, () => pull(setup[w]!.m.url, 'library/big'));
+    }
+    for (const w of who) {
+      log(`${w}: 8 concurrent cold pulls of ${CONC} MiB…`);
+      conc[w] = await measure(w, async () => {
         // a failed pull is counted, not fatal (distribution's proxy has been seen to fail some)
-        const settled = await Promise.allSettled(Array.from({ length: 8 }, () => pull(m.url, `library/conc-${who}`)));
-        const failed = settled.filter((x) => x.status === 'rejected');
-        for (const f of failed) log(`${who}: a concurrent pull failed: ${String((f as PromiseRejectedResult).reason)}`);
-        const concurrentSec = Number(process.hrtime.bigint() - t) / 1e9;
-        const concUp = proxy.bytes();
-        results[who] = {
-          coldSec: round(coldSec),
-          coldMiBps: round(SIZE / coldSec),
-          coldUpstreamMiB: round(coldUp / MiB),
-          warmSec: round(warmSec),
-          warmMiBps: round(SIZE / warmSec),
-          warmUpstreamMiB: round(warmUp / MiB, 3),
-          concurrentSec: round(concurrentSec),
-          concurrentUpstreamMiB: round(concUp / MiB),
-          concurrentUpstreamImages: round(concUp / image(CONC)),
-          concurrentFailed: failed.length,
-        };
-        log(`${who}: ${JSON.stringify(results[who])}`);
-      } finally {
-        await stop(m);
-        await proxy.close();
-        await rm(dir, { recursive: true, force: true });
-      }
+        const settled = await Promise.allSettled(Array.from({ length: 8 }, () => pull(setup[w]!.m.url, `library/conc-${w}`)));
+        const bad = settled.filter((x) => x.status === 'rejected');
+        for (const f of bad) log(`${w}: a concurrent pull failed: ${String((f as PromiseRejectedResult).reason)}`);
+        failed[w] = bad.length;
+      });
+    }
+    for (const w of who) {
+      results[w] = {
+        coldSec: round(cold[w]!.sec),
+        coldMiBps: round(SIZE / cold[w]!.sec),
+        coldUpstreamMiB: round(cold[w]!.upMiB),
+        coldCpuSec: round(cold[w]!.cpuSec),
+        warmSec: round(warm[w]!.sec),
+        warmMiBps: round(SIZE / warm[w]!.sec),
+        warmUpstreamMiB: round(warm[w]!.upMiB, 3),
+        warmCpuSec: round(warm[w]!.cpuSec),
+        concurrentSec: round(conc[w]!.sec),
+        concurrentUpstreamMiB: round(conc[w]!.upMiB),
+        concurrentUpstreamImages: round((conc[w]!.upMiB * MiB) / image(CONC)),
+        concurrentFailed: failed[w] ?? 0,
+      };
+      log(`${w}: ${JSON.stringify(results[w])}`);
+    }
+    for (const w of who) {
+      await stop(setup[w]!.m);
+      await setup[w]!.proxy.close();
     }
     const o = results.ours!;
     const d = results.distribution!;
@@ -283,6 +317,7 @@ async function main(): Promise<void> {
       [`8 concurrent cold pulls ${CONC} MiB (s; failed)`, `${o.concurrentSec}; ${o.concurrentFailed}`, `${d.concurrentSec}; ${d.concurrentFailed}`, `${round(d.concurrentSec / o.concurrentSec)}×`, '', ''],
       ['  upstream bytes (× image)', `${o.concurrentUpstreamImages}×`, `${d.concurrentUpstreamImages}×`, '', '1× (distribution 8×)', o.concurrentUpstreamImages <= 1.01 ? 'yes' : 'no'],
       ['upstream MiB: cold / warm', `${o.coldUpstreamMiB} / ${o.warmUpstreamMiB}`, `${d.coldUpstreamMiB} / ${d.warmUpstreamMiB}`, '', '', ''],
+      ['server CPU s: cold / warm', `${o.coldCpuSec} / ${o.warmCpuSec}`, `${d.coldCpuSec} / ${d.warmCpuSec}`, '', '', ''],
     ];
     const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
     const line = (r: string[]): string => `| ${r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
