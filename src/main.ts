@@ -63,6 +63,8 @@ import { defaultNode, Notifier } from './notifications/notifier.js';
 import { v1Events } from './notifications/v1-events.js';
 import { defaultAuthority } from './config/advertise.js';
 import { hostname } from 'node:os';
+import { PullThrough } from './mirror/pull-through.js';
+import { v1Mirror, type V1MirrorDeps } from './mirror/v1-mirror.js';
 
 /** https options of the tls_* keys: the files are read once, at start. */
 function tlsOptions(c: Config): import('node:https').ServerOptions {
@@ -113,6 +115,8 @@ export interface RunningServer {
   readonly webhooks: Webhooks | undefined;
   /** distribution's notifications of this registry node (issue 15). */
   readonly notifier: Notifier | undefined;
+  /** The pull-through mirror, when configured (tests count upstream requests, run sweeps). */
+  readonly mirror: PullThrough | undefined;
   /** Stop accepting, let in-flight requests finish (up to shutdown_timeout), release resources. */
   close(): Promise<void>;
 }
@@ -360,6 +364,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   // The token service answers before /v2/ (its realm path is under /v2/ and needs no token).
   if (index && issuer) app.use(tokenRouter(effective, index, issuer).routes());
   let v2Uploads: V2Uploads | undefined;
+  let mirror: PullThrough | undefined;
+  let mirrorV2: V1MirrorDeps['v2'];
   if (config.v2 && role !== 'index') {
     const uploads = new V2Uploads(driver, blobs, config.max_layer_size, {
       perRepository: config.max_uploads_per_repository,
@@ -412,7 +418,15 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         },
       };
     }
+    // the pull-through mirror (issue 13): upstreams by name prefix, cached into this storage
+    if (config.mirror) {
+      mirror = new PullThrough(config.mirror, { driver, blobs, manifests, uploads, toV1, log });
+      if (!config.read_only) mirror.start();
+      mirrorV2 = { mirror, manifests, toV1 };
+      log.info('mirror', { upstreams: config.mirror.upstreams.map((u) => `${u.prefix || '*'} -> ${u.url}${u.username ? ' (credentials)' : ''}`), ttl: config.mirror.ttl });
+    }
     const v2deps: V2Deps = {
+      ...(mirror ? { mirror } : {}),
       config: effective,
       blobs,
       uploads,
@@ -520,6 +534,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
               },
             }
           : undefined;
+    // v1 mirroring (issue 13): Python's mirroring.source, and v1 reads of v2-mirrored repositories
+    if (config.mirroring?.source || mirrorV2) app.use(v1Mirror({ config: effective, images, repos, log, ...(mirrorV2 ? { v2: mirrorV2 } : {}) }));
     const inProcessIndex = index;
     const hooks = webhooks;
     const events =
@@ -611,6 +627,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       clearInterval(replayTimer);
       await webhooks?.stop();
       await notifier?.stop();
+      mirror?.close();
       health.stop();
       if (debug) debug.close();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -625,5 +642,5 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     })();
     return closing;
   };
-  return { server, url, port: addr.port, config: effective, driver, db, v2Tokens, v2Uploads, webhooks, notifier, close };
+  return { server, url, port: addr.port, config: effective, driver, db, v2Tokens, v2Uploads, webhooks, notifier, mirror, close };
 }

@@ -25,6 +25,44 @@ export const mirroringSchema = z
   })
   .strict();
 
+/**
+ * One upstream of the pull-through mirror (issue 13, src/mirror/): repositories whose name starts
+ * with `prefix` are served from `url` (the prefix is taken off before asking it). `prefix: ''`
+ * mirrors every name (distribution's `proxy:`). `ns` is the host containerd names in `?ns=`.
+ */
+export const mirrorUpstreamSchema = z
+  .object({
+    /** Name prefix, '' (every name) or ending with '/': `docker.io/`, `ghcr.io/`. */
+    prefix: z.string().regex(/^([a-z0-9._-]+(\/[a-z0-9._-]+)*\/)?$/, 'a name prefix ending with / (or empty)').default(''),
+    /** The upstream registry's root URL (http or https, no path). */
+    url: z.url(),
+    /** Credentials for the upstream (Basic, or the Bearer token dance). */
+    username: nullableString,
+    password: nullableString,
+    /** containerd's `?ns=<host>`: requests naming this host go to this upstream; default: none. */
+    ns: nullableString,
+  })
+  .strict();
+
+export const mirrorSchema = z
+  .object({
+    upstreams: z.array(mirrorUpstreamSchema).min(1),
+    /** Seconds cached content lives (distribution's proxy.ttl, default 168h); 0 = never expires. */
+    ttl: z.number().int().nonnegative().default(604800),
+    /** Seconds an upstream 404 is remembered. */
+    negative_ttl: z.number().nonnegative().default(15),
+    /** Seconds to wait for an upstream's answer (headers) before it counts as down. */
+    timeout: z.number().positive().default(20),
+    /** Consecutive upstream failures that open the circuit breaker (0: no breaker). */
+    breaker_failures: z.number().int().nonnegative().default(5),
+    /** Seconds the breaker stays open (upstream not asked; cache served) before one trial. */
+    breaker_seconds: z.number().positive().default(30),
+    /** Seconds between expiry sweeps; unset: ttl/10 between 10 s and 10 min. */
+    sweep_interval: z.number().positive().nullable().default(null),
+  })
+  .strict();
+export type MirrorConfig = z.output<typeof mirrorSchema>;
+
 const seconds = z.number().positive();
 const checkTiming = { interval: seconds.default(10), threshold: z.number().int().nonnegative().default(0) };
 /** distribution's health section: periodic checks; any failing one makes every request a 503. */
@@ -223,6 +261,11 @@ export const configSchema = z
     search_backend: nullableString,
     sqlalchemy_index_database: nullableString,
     mirroring: mirroringSchema.nullable().default(null),
+    /**
+     * The v2 pull-through mirror (issue 13): upstreams by name prefix beside local repositories.
+     * distribution's `proxy:` section becomes one upstream with prefix ''.
+     */
+    mirror: mirrorSchema.nullable().default(null),
     /** Listen address (spec §8.3 REGISTRY_HOST / REGISTRY_PORT; REGISTRY_HTTP_ADDR host:port wins). */
     host: z.string().min(1).default('0.0.0.0'),
     port: z.number().int().min(0).max(65535).default(5000),

@@ -354,6 +354,37 @@ export class V1Images {
    * already there are kept only when they are exactly this image (same json, same blob); anything
    * else under the id is replaced: a derived view never trusts records it did not make.
    */
+  /**
+   * Cache an image a v1 mirror fetched from its upstream (src/mirror/v1-mirror.ts): the layer is
+   * streamed into the blob store, hashed as a push is, and the records are written complete only
+   * when its payload checksum is the one the upstream announced (X-Docker-Checksum-Payload). A
+   * mismatch throws and leaves no record (the bytes stay only at their own sha256, unlinked).
+   */
+  async putMirrored(scope: ImageScope, id: string, json: Buffer, ancestry: readonly string[], body: Readable, expectedPayload: string | undefined): Promise<LayerLink> {
+    const hasher = new LayerHasher(json, this.opts.innerDigests);
+    let blob;
+    try {
+      blob = await this.blobs.ingest(body, hasher, { maxSize: this.opts.maxLayerSize });
+    } catch (e) {
+      if (e instanceof SizeLimitError) throw new RegistryError('LAYER_TOO_LARGE');
+      throw e;
+    }
+    const d = hasher.result();
+    if (expectedPayload !== undefined && d.payload !== expectedPayload) {
+      throw new Error(`mirrored layer of ${id}: payload checksum ${d.payload}, the upstream announced ${expectedPayload}`);
+    }
+    const link: LayerLink = {
+      digest: blob.digest,
+      size: blob.size,
+      payload: d.payload,
+      compression: d.compression,
+      ...(d.diffId ? { diffId: d.diffId } : {}),
+      ...(d.tarsum ? { tarsum: d.tarsum } : {}),
+    };
+    await this.putDerived(scope, id, json, ancestry, link);
+    return link;
+  }
+
   async putDerived(scope: ImageScope, id: string, json: Buffer, ancestry: readonly string[], link: LayerLink): Promise<'kept' | 'written'> {
     return this.locks.run(this.lockKey(scope, id), async () => {
       const [mine, mineLayer, marked] = await Promise.all([
