@@ -251,6 +251,24 @@ export class V1Images {
     });
   }
 
+  /**
+   * Remove an image that is still being pushed (its mark is there): the importer's way to drop an
+   * image whose recorded checksums did not match (issue 16: never imported half). A complete image
+   * is left alone (false). The json goes first, so the id resolves to nothing from the first step.
+   */
+  async discardIncomplete(scope: ImageScope, id: string): Promise<boolean> {
+    return this.locks.run(this.lockKey(scope, id), async () => {
+      if (!(await this.inProgress(scope, id))) return false;
+      await this.remove(keys.imageJson(scope, id));
+      await this.remove(keys.layerLink(scope, id));
+      await this.remove(keys.clientChecksum(scope, id));
+      await this.remove(keys.files(scope, id));
+      await this.remove(keys.ancestry(scope, id));
+      await this.remove(keys.inProgress(scope, id));
+      return true;
+    });
+  }
+
   /** R8. */
   async getAncestry(scope: ImageScope, id: string): Promise<string[]> {
     await this.assertComplete(scope, id);
