@@ -151,6 +151,7 @@ export type S3StorageDriver = RedirectingDriver & {
   readonly bucket: string;
   /** Fails with a clear message when the bucket cannot be used (startup check). */
   check(): Promise<void>;
+  putContentIfAbsent(key: string, data: Buffer): Promise<boolean>;
   purgeAbandonedWrites(olderThanMs: number): Promise<number>;
   close(): Promise<void>;
 };
@@ -257,6 +258,31 @@ class S3Driver implements StorageDriver {
   async putContent(key: string, data: Buffer, _options?: PutOptions): Promise<void> {
     validateKey(key);
     await this.putObject(key, Buffer.from(data));
+  }
+
+  /**
+   * Creates the object only if the key holds none (PutObject with `If-None-Match: *`): true when this
+   * call created it. Of concurrent calls for one missing key exactly one returns true (the storage
+   * locks of several registry nodes rely on it).
+   */
+  async putContentIfAbsent(key: string, data: Buffer): Promise<boolean> {
+    validateKey(key);
+    const body = Buffer.from(data);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.k(key), Body: body, ContentLength: body.length, IfNoneMatch: '*', ...this.extraPutFields() }));
+        return true;
+      } catch (e) {
+        if (errStatus(e) === 412 || errName(e) === 'PreconditionFailed') return false;
+        // AWS: 409 ConditionalRequestConflict while another conditional write of the key is in flight
+        if (errStatus(e) === 409 && attempt < 5) {
+          if (await this.headIfAny(key)) return false;
+          await new Promise((r) => setTimeout(r, 20 * (attempt + 1)));
+          continue;
+        }
+        this.fail(e, key);
+      }
+    }
   }
 
   private async putObject(key: string, body: Buffer): Promise<void> {
