@@ -1,4 +1,5 @@
-import { KeyedMutex } from './content/mutex.js';
+import type { Locks } from './content/mutex.js';
+import { StorageLock } from './content/storage-lock.js';
 import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -62,6 +63,8 @@ import { defaultNode, Notifier } from './notifications/notifier.js';
 import { v1Events } from './notifications/v1-events.js';
 import { defaultAuthority } from './config/advertise.js';
 import { hostname } from 'node:os';
+import { PullThrough } from './mirror/pull-through.js';
+import { v1Mirror, type V1MirrorDeps } from './mirror/v1-mirror.js';
 
 /** https options of the tls_* keys: the files are read once, at start. */
 function tlsOptions(c: Config): import('node:https').ServerOptions {
@@ -112,6 +115,8 @@ export interface RunningServer {
   readonly webhooks: Webhooks | undefined;
   /** distribution's notifications of this registry node (issue 15). */
   readonly notifier: Notifier | undefined;
+  /** The pull-through mirror, when configured (tests count upstream requests, run sweeps). */
+  readonly mirror: PullThrough | undefined;
   /** Stop accepting, let in-flight requests finish (up to shutdown_timeout), release resources. */
   close(): Promise<void>;
 }
@@ -206,11 +211,19 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       'invalid configuration:\n  v2_auth: htpasswd is for a registry without an index (standalone: true); with an index, v2 clients log in with index accounts (v2_auth: token)',
     );
   }
+  if (config.nginx_x_accel_redirect !== null && (opts.driver !== undefined || config.storage === 'memory')) {
+    throw new ConfigError('invalid configuration:\n  nginx_x_accel_redirect: needs the filesystem storage (nginx serves its files)');
+  }
   const effective: Config = Object.freeze({ ...config, standalone });
   // With accounts (the index vouches for tokens) images belong to repositories: every v1 image
   // record lives in, and is looked up in, the token's repository (issue 10). Without accounts
   // everything is readable by everyone anyway: one registry-wide set.
+  // Locks that hold across every registry node sharing the storage (a v1 image's writes, a tag
+  // write against its repository's deletion): lock objects in the storage itself.
+  const locks = new StorageLock(storage);
+  if (!locks.shared) log.info('storage driver without exclusive create: locks hold within this process only (one node per storage)');
   const images = new V1Images(driver, blobs, {
+    locks,
     scoped: !standalone && !config.disable_token_auth,
     maxLayerSize: config.max_layer_size,
     verifyTarsum: config.verify_tarsum,
@@ -218,7 +231,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   });
   const repos = new V1Repositories(driver, images);
   // one lock per repository for what publishes into it and its deletion (registry routes and the index)
-  const repoLock = new KeyedMutex();
+  const repoLock: Locks = { run: (name, fn) => locks.run(`repository\n${name}`, fn) };
   if (role !== 'index' && !config.read_only) await upgradeV1Layout(driver, images, repos, log);
   const runIndex = role === 'index' || (role === 'all' && !standalone);
   requireAdvertisedNames(config, { v2Tokens: config.v2 && role !== 'index' && v2Auth === 'token', index: runIndex || standalone });
@@ -298,7 +311,11 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       // No index to gate the v1 routes: the same file does (spec v2-bridge §4.6). The stand-in
       // index's tokens are signed with a secret kept in storage, shared by every node.
       const key = 'v1/_keys/standalone-token-secret';
-      if (!(await readOptional(driver, key))) await driver.putContent(key, randomBytes(32));
+      // two nodes starting at once: with exclusive create the first one's secret is everyone's
+      if (!(await readOptional(driver, key))) {
+        if (driver.putContentIfAbsent) await driver.putContentIfAbsent(key, randomBytes(32));
+        else await driver.putContent(key, randomBytes(32));
+      }
       gate = { file: htpasswd, signer: new V1TokenSigner((await readOptional(driver, key))!, config.token_ttl), realm: config.htpasswd_realm };
     }
   }
@@ -330,7 +347,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       : new TokenAuth({ indexEndpoint: () => config.index_endpoint ?? selfUrl, cacheTtl: config.token_cache_ttl, log });
 
   const health = configuredHealthChecks(config, log);
-  const app = createKoa();
+  const app = createKoa(config.trusted_proxies);
   app.use(accessLog(log, config.access_log));
   if (config.http_headers) {
     // distribution's http.headers: added to every response (errors included), several values as several lines
@@ -347,6 +364,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   // The token service answers before /v2/ (its realm path is under /v2/ and needs no token).
   if (index && issuer) app.use(tokenRouter(effective, index, issuer).routes());
   let v2Uploads: V2Uploads | undefined;
+  let mirror: PullThrough | undefined;
+  let mirrorV2: V1MirrorDeps['v2'];
   if (config.v2 && role !== 'index') {
     const uploads = new V2Uploads(driver, blobs, config.max_layer_size, {
       perRepository: config.max_uploads_per_repository,
@@ -399,7 +418,15 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         },
       };
     }
+    // the pull-through mirror (issue 13): upstreams by name prefix, cached into this storage
+    if (config.mirror) {
+      mirror = new PullThrough(config.mirror, { driver, blobs, manifests, uploads, toV1, log });
+      if (!config.read_only) mirror.start();
+      mirrorV2 = { mirror, manifests, toV1 };
+      log.info('mirror', { upstreams: config.mirror.upstreams.map((u) => `${u.prefix || '*'} -> ${u.url}${u.username ? ' (credentials)' : ''}`), ttl: config.mirror.ttl });
+    }
     const v2deps: V2Deps = {
+      ...(mirror ? { mirror } : {}),
       config: effective,
       blobs,
       uploads,
@@ -507,6 +534,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
               },
             }
           : undefined;
+    // v1 mirroring (issue 13): Python's mirroring.source, and v1 reads of v2-mirrored repositories
+    if (config.mirroring?.source || mirrorV2) app.use(v1Mirror({ config: effective, images, repos, log, ...(mirrorV2 ? { v2: mirrorV2 } : {}) }));
     const inProcessIndex = index;
     const hooks = webhooks;
     const events =
@@ -598,6 +627,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       clearInterval(replayTimer);
       await webhooks?.stop();
       await notifier?.stop();
+      mirror?.close();
       health.stop();
       if (debug) debug.close();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -612,5 +642,5 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     })();
     return closing;
   };
-  return { server, url, port: addr.port, config: effective, driver, db, v2Tokens, v2Uploads, webhooks, notifier, close };
+  return { server, url, port: addr.port, config: effective, driver, db, v2Tokens, v2Uploads, webhooks, notifier, mirror, close };
 }

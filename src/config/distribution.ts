@@ -610,7 +610,21 @@ export function mapDistribution(tree: Tree): DistMapping {
   if (schema1?.enabled !== undefined) ignore(['compatibility', 'schema1', 'enabled'], 'signed schema1 is always accepted on push and served to clients that ask for it');
 
   const proxy = obj(tree.proxy, ['proxy']);
-  if (proxy && proxy.remoteurl) err(['proxy', 'remoteurl'], 'the pull-through cache (proxy) is not supported yet');
+  if (proxy && proxy.remoteurl) {
+    // v2-bridge §5.3: one upstream for every name; 2.8 ignores ttl (always 168h), we honour it (as v3)
+    const p = ['proxy'];
+    const up: Record<string, unknown> = { prefix: '', url: String(proxy.remoteurl) };
+    if (proxy.username !== undefined && proxy.username !== null && proxy.username !== '') up.username = String(proxy.username);
+    if (proxy.password !== undefined && proxy.password !== null && proxy.password !== '') up.password = String(proxy.password);
+    const mirror: Record<string, unknown> = { upstreams: [up] };
+    const ttl = duration(proxy.ttl, [...p, 'ttl']);
+    if (ttl !== undefined) {
+      if (ttl < 0) err([...p, 'ttl'], 'must not be negative');
+      else mirror.ttl = Math.ceil(ttl);
+    }
+    put('mirror', mirror, p);
+    // expiry deletes content (§5.3: storage.delete.enabled is needed there; here the mirror's own deletes)
+  }
   const notifications = obj(tree.notifications, ['notifications']);
   if (notifications) {
     const out: Record<string, unknown> = {};

@@ -325,6 +325,8 @@ export function listenAddress(c: Config): { host: string; port: number } {
 export function redact(c: Config): Record<string, unknown> {
   const out: Record<string, unknown> = { ...c };
   for (const k of Object.keys(out)) if (/password|secret|key$/i.test(k) && out[k]) out[k] = '<redacted>';
+  // the mirror's upstream credentials
+  if (c.mirror) out.mirror = { ...c.mirror, upstreams: c.mirror.upstreams.map((u) => ({ ...u, password: u.password ? '<redacted>' : null })) };
   return out;
 }
 

@@ -13,8 +13,6 @@ export const PYTHON_ONLY_KEYS: ReadonlySet<string> = new Set([
   // older releases: session signing key (≤ 0.6), /_versions switch (≤ 0.8)
   'secret_key',
   'debug_versions',
-  // local storage served through nginx
-  'nginx_x_accel_redirect',
   // storage drivers' settings of storages this server does not have (s3_*, boto_* and swift_* are
   // our keys too: storage s3 and swift)
   'boto_debug',

@@ -1,4 +1,14 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
+
+/** An IP address or a CIDR range of one (trusted_proxies). */
+export function isProxySpec(v: string): boolean {
+  const m = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(v.trim());
+  if (!m) return false;
+  const kind = isIP(m[1]!);
+  if (kind === 0) return false;
+  return m[2] === undefined || Number(m[2]) <= (kind === 4 ? 32 : 128);
+}
 
 /**
  * The typed configuration. Property names mirror the YAML keys exactly (STYLE: no renaming layer).
@@ -14,6 +24,44 @@ export const mirroringSchema = z
     tags_cache_ttl: z.number().int().positive().default(172800),
   })
   .strict();
+
+/**
+ * One upstream of the pull-through mirror (issue 13, src/mirror/): repositories whose name starts
+ * with `prefix` are served from `url` (the prefix is taken off before asking it). `prefix: ''`
+ * mirrors every name (distribution's `proxy:`). `ns` is the host containerd names in `?ns=`.
+ */
+export const mirrorUpstreamSchema = z
+  .object({
+    /** Name prefix, '' (every name) or ending with '/': `docker.io/`, `ghcr.io/`. */
+    prefix: z.string().regex(/^([a-z0-9._-]+(\/[a-z0-9._-]+)*\/)?$/, 'a name prefix ending with / (or empty)').default(''),
+    /** The upstream registry's root URL (http or https, no path). */
+    url: z.url(),
+    /** Credentials for the upstream (Basic, or the Bearer token dance). */
+    username: nullableString,
+    password: nullableString,
+    /** containerd's `?ns=<host>`: requests naming this host go to this upstream; default: none. */
+    ns: nullableString,
+  })
+  .strict();
+
+export const mirrorSchema = z
+  .object({
+    upstreams: z.array(mirrorUpstreamSchema).min(1),
+    /** Seconds cached content lives (distribution's proxy.ttl, default 168h); 0 = never expires. */
+    ttl: z.number().int().nonnegative().default(604800),
+    /** Seconds an upstream 404 is remembered. */
+    negative_ttl: z.number().nonnegative().default(15),
+    /** Seconds to wait for an upstream's answer (headers) before it counts as down. */
+    timeout: z.number().positive().default(20),
+    /** Consecutive upstream failures that open the circuit breaker (0: no breaker). */
+    breaker_failures: z.number().int().nonnegative().default(5),
+    /** Seconds the breaker stays open (upstream not asked; cache served) before one trial. */
+    breaker_seconds: z.number().positive().default(30),
+    /** Seconds between expiry sweeps; unset: ttl/10 between 10 s and 10 min. */
+    sweep_interval: z.number().positive().nullable().default(null),
+  })
+  .strict();
+export type MirrorConfig = z.output<typeof mirrorSchema>;
 
 const seconds = z.number().positive();
 const checkTiming = { interval: seconds.default(10), threshold: z.number().int().nonnegative().default(0) };
@@ -200,15 +248,35 @@ export const configSchema = z
     /** Segment size of large objects (Static Large Object segments; ≥ 1 MiB). */
     swift_segment_size: byteSize.default('10MiB'),
     swift_insecure_skip_verify: z.boolean().default(false),
+    /**
+     * URI prefix of an nginx `internal` location serving the filesystem storage's root (alias): blob
+     * and v1 layer GETs then answer with `X-Accel-Redirect: <prefix>/blobs/sha256/…/data` and nginx
+     * sends the bytes (sendfile, Range included). Only for requests nginx marks with
+     * `X-Sendfile-Type: X-Accel-Redirect` (from a trusted_proxies peer when that is set): direct
+     * clients still get the bytes. File storage only.
+     */
+    nginx_x_accel_redirect: z.string().regex(/^\/[A-Za-z0-9._~/-]*$/, 'an absolute URI path (/_storage)').nullable().default(null),
     /** X-Docker-Endpoints value (host[:port] list); default: a Host naming this machine, else the listen address. */
     registry_endpoints: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).nullable().default(null),
     search_backend: nullableString,
     sqlalchemy_index_database: nullableString,
     mirroring: mirroringSchema.nullable().default(null),
+    /**
+     * The v2 pull-through mirror (issue 13): upstreams by name prefix beside local repositories.
+     * distribution's `proxy:` section becomes one upstream with prefix ''.
+     */
+    mirror: mirrorSchema.nullable().default(null),
     /** Listen address (spec §8.3 REGISTRY_HOST / REGISTRY_PORT; REGISTRY_HTTP_ADDR host:port wins). */
     host: z.string().min(1).default('0.0.0.0'),
     port: z.number().int().min(0).max(65535).default(5000),
     http_addr: nullableString,
+    /**
+     * Reverse proxies (IP addresses or CIDR ranges, e.g. 127.0.0.1, 10.0.0.0/8) whose
+     * X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host are believed: the client address
+     * (login throttling, anonymous upload limits) and the scheme and host the client used (web UI
+     * origin checks, Secure cookies). From any other peer those headers are dropped. Empty: none.
+     */
+    trusted_proxies: z.array(z.string().refine(isProxySpec, 'an IP address or CIDR range (10.0.0.0/8, fd00::/8)')).default([]),
     /** Serve HTTPS with this PEM certificate (chain) and key (distribution's http.tls). */
     tls_certificate: nullableString,
     tls_key: nullableString,

@@ -1,4 +1,4 @@
-import { KeyedMutex } from '../content/mutex.js';
+import { KeyedMutex, type Locks } from '../content/mutex.js';
 import { hostname, release, type as osType, arch } from 'node:os';
 import type { Context, Next } from 'koa';
 import Router from '@koa/router';
@@ -9,7 +9,7 @@ import { parseRepoName, parseTag, type RepoName } from '../content/names.js';
 import type { V1Images } from '../content/v1-images.js';
 import type { V1Repositories } from '../content/v1-repositories.js';
 import { jsonBody, parsedBody, readRawBody } from '../http/body.js';
-import { notModified, sendBytes, sendJson, setCacheHeaders } from '../http/respond.js';
+import { accelUri, notModified, sendBytes, sendJson, setCacheHeaders } from '../http/respond.js';
 import { isImageId } from '../digest/digest.js';
 import type { Logger } from '../log/logger.js';
 
@@ -27,7 +27,7 @@ export interface RegistryDeps {
    * Serialises what publishes into a repository (tag writes, image checksums) with its deletion.
    * main.ts shares one with the index's delete in a one-process site.
    */
-  readonly repoLock?: KeyedMutex;
+  readonly repoLock?: Locks;
   /** Told of tag pushes, pulls and deletes and of repository deletes (webhooks, notifications; issue 15). */
   readonly events?: V1Events;
 }
@@ -226,7 +226,8 @@ export function registryRouter(deps: RegistryDeps): Router {
       ctx.body = '';
       return;
     }
-    await sendBytes(ctx, link.size, (start, length) => images.openLayer(link, start, length));
+    await sendBytes(ctx, link.size, (start, length) => images.openLayer(link, start, length), { accel: accelUri(config, link.digest, ctx) });
+
   });
 
   // R6

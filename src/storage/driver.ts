@@ -120,6 +120,16 @@ export interface StorageDriver {
    * driver can find them. The upload purge calls it for the uploads prefix. Returns how many.
    */
   purgeLeftovers?(prefix: string, maxAgeMs: number, now?: number): Promise<number>;
+  /**
+   * Create a small object only if no object is at key: true when this call created it (with all
+   * of data, atomically, durably), false when an object was there (nothing changed). Of several
+   * calls for one missing key, in one process or in several sharing the storage, exactly one
+   * returns true. Optional: the storage-level locks that keep several registry nodes on one
+   * storage from interleaving their writes (src/content/storage-lock.ts) are built on it; a driver
+   * without it gets locks that hold within one process only. (An object store gives it with a
+   * conditional PUT, `If-None-Match: *`.)
+   */
+  putContentIfAbsent?(key: string, data: Buffer): Promise<boolean>;
   /** Release resources (timers, sockets). */
   close?(): Promise<void>;
   /**

@@ -276,6 +276,40 @@ describe('registry on S3 (Ceph RGW)', { skip, timeout: 900_000 }, () => {
     }
   });
 
+  it('storage.swift (distribution block, REGISTRY_STORAGE_SWIFT_* overrides) on the same RGW: push and pull a 12 MiB blob', async () => {
+    const auth = await fetch(rgw.swiftAuthUrl, { headers: { 'X-Auth-User': rgw.swiftUser, 'X-Auth-Key': rgw.swiftKey } });
+    const container = rgw.uniqueBucket('swe2e');
+    const made = await fetch(`${auth.headers.get('x-storage-url')}/${container}`, { method: 'PUT', headers: { 'X-Auth-Token': auth.headers.get('x-auth-token')! } });
+    assert.ok(made.status < 300);
+    const file = join(work, 'swift.yml');
+    await writeFile(file, `version: 0.1\nstorage:\n  swift:\n    authurl: ${rgw.swiftAuthUrl}\n    username: placeholder\n    password: placeholder\n    container: ${container}\n    chunksize: 5242880\n`);
+    const s = await spawnServer({ REGISTRY_CONFIGURATION_PATH: file, REGISTRY_STORAGE_SWIFT_USERNAME: rgw.swiftUser, REGISTRY_STORAGE_SWIFT_PASSWORD: rgw.swiftKey });
+    try {
+      const blob = randomBytes(12 * MiB + 1);
+      const d = sha(blob);
+      const put = await request(s.url, `/v2/ns/sw/blobs/uploads/?digest=${d}`, { method: 'POST', body: blob });
+      assert.equal(put.status, 201, put.text);
+      const got = await request(s.url, `/v2/ns/sw/blobs/${d}`);
+      assert.equal(got.status, 200, 'no redirect with swift');
+      assert.equal(sha(got.body), d);
+      const r = await request(s.url, `/v2/ns/sw/blobs/${d}`, { headers: { Range: `bytes=${5 * MiB - 1}-${5 * MiB}` } });
+      assert.equal(r.status, 206);
+      assert.ok(r.body.equals(blob.subarray(5 * MiB - 1, 5 * MiB + 1)));
+    } finally {
+      s.proc.kill('SIGTERM');
+      await s.exited;
+    }
+    // a wrong key fails at start, naming the container
+    const bad = await spawnServer({ REGISTRY_CONFIGURATION_PATH: file, REGISTRY_STORAGE_SWIFT_USERNAME: rgw.swiftUser, REGISTRY_STORAGE_SWIFT_PASSWORD: 'wrong' }).then(
+      (x) => {
+        x.proc.kill('SIGKILL');
+        return new Error('started');
+      },
+      (e: unknown) => e as Error,
+    );
+    assert.match(bad.message, /swift: cannot use container .*authentication refused/);
+  });
+
   it('a bucket removed while running gives 503 on the requests that need it, and the node keeps serving', async () => {
     const b = await newBucket();
     const s = await node({}, b);

@@ -69,7 +69,7 @@ export async function startRgw(): Promise<Rgw> {
     } catch (err) {
       await rm(parent, { recursive: true, force: true });
       const e = err as { stderr?: string; message: string };
-      throw new Error(`scripts/ceph-rgw.sh up failed: ${e.message}\n${e.stderr ?? ''}`);
+      throw new Error(`scripts/ceph-rgw.sh up failed: ${e.message}\n${e.stderr ?? ''}`, { cause: err });
     }
     dir = join(parent, 'cluster');
   }

@@ -78,6 +78,17 @@ export class CachingDriver implements StorageDriver {
     this.maxObject = opts.maxObject ?? CACHING_DEFAULTS.maxObject;
     this.prefixes = opts.prefixes ?? DEFAULT_PREFIXES;
     this.immutable = opts.immutablePrefix ?? 'blobs/';
+    const exclusive = inner.putContentIfAbsent?.bind(inner);
+    if (exclusive) {
+      this.putContentIfAbsent = async (key, data) => {
+        this.invalidate(key);
+        try {
+          return await exclusive(key, data);
+        } finally {
+          this.invalidate(key);
+        }
+      };
+    }
     this.cache = new BoundedCache<Known>({
       maxEntries: opts.maxEntries ?? CACHING_DEFAULTS.maxEntries,
       maxBytes: opts.maxBytes ?? CACHING_DEFAULTS.maxBytes,
@@ -218,6 +229,9 @@ export class CachingDriver implements StorageDriver {
       this.invalidate(dst, true);
     }
   }
+
+  /** Present when the inner driver has it (storage-level locks); never cached (locks are outside the prefixes). */
+  readonly putContentIfAbsent?: (key: string, data: Buffer) => Promise<boolean>;
 
   async delete(key: string): Promise<void> {
     this.invalidate(key, true);
