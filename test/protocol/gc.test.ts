@@ -214,6 +214,7 @@ describe('legacy-registry gc', () => {
     const young = await cli(s.dataDir, '--dry-run');
     assert.match(young.stdout, /would delete 0 of \d+ blobs/);
 
+    await new Promise((r) => setTimeout(r, 1100)); // older than the 1 s margin a zero grace keeps
     const before = await snapshot(s.dataDir);
     const dry = await cli(s.dataDir, '--dry-run', '--grace', '0');
     assert.deepEqual(await snapshot(s.dataDir), before, 'a dry run changes nothing');
@@ -279,6 +280,8 @@ describe('legacy-registry gc', () => {
     const onItem = (kind: string, name: string): void => {
       if (kind === 'v2_manifest' && name.startsWith('gcns/multi@')) gone.push(name);
     };
+    // older than the 1 s margin a zero grace keeps
+    await new Promise((r) => setTimeout(r, 1100));
     await new GarbageCollector(createFilesystemDriver({ root: s.dataDir })).run({ deleteUntagged: true, graceMs: 0, settleMs: 100, onItem });
     assert.deepEqual(gone, []);
     for (const c of children) {
@@ -290,6 +293,7 @@ describe('legacy-registry gc', () => {
     assert.equal(refs.json<{ manifests: { digest: string }[] }>().manifests[0]?.digest, sha(sig));
     // the index untagged: it, its children and its referrer all go
     assert.equal((await request(url, '/v2/gcns/multi/manifests/latest', { method: 'DELETE' })).status, 202);
+    await new Promise((r) => setTimeout(r, 1100));
     await new GarbageCollector(createFilesystemDriver({ root: s.dataDir })).run({ deleteUntagged: true, graceMs: 0, settleMs: 100, onItem });
     assert.deepEqual(gone.sort(), [index, sig, ...children.map((c) => c.manifest)].map((b) => `gcns/multi@${sha(b)}`).sort());
     for (const c of children) for (const b of c.blobs) assert.ok(!(await blobExists(s.dataDir, sha(b))));
