@@ -13,6 +13,8 @@ import { DOCKER_UA, makeImage, pushImage, putTag, tarOf, type TestImage } from '
 import { GarbageCollector, type GcResult } from '../../src/content/gc.js';
 import { createFilesystemDriver } from '../../src/storage/drivers/index.js';
 import type { StorageDriver } from '../../src/storage/driver.js';
+import { saveUser } from '../../src/db/users.js';
+import { Site, basic } from '../helpers/accounts.js';
 
 /** A driver that runs `hook` (once) before the first call of `method` whose first key matches: a push at an exact point of a run. */
 function hooked(inner: StorageDriver, method: 'list' | 'move', match: (key: string) => boolean, hook: () => Promise<void>): StorageDriver {
@@ -396,5 +398,42 @@ describe('legacy-registry gc', () => {
     for (const p of v1) await assertV1Pulls(url, p);
     for (const p of v2) await assertV2Pulls(url, p);
     assert.ok(freedDuring + last.blobs.deleted >= garbage.length, `freed ${freedDuring} during, ${last.blobs.deleted} after`);
+  });
+});
+
+describe('legacy-registry gc with accounts (images belong to repositories)', () => {
+  let s: TestServer;
+  const owner = ['gcowner', 'gcownerpw'] as const;
+  before(async () => {
+    s = await startTestServer({ bcrypt_cost: 4 });
+    await saveUser(s.db!, { username: owner[0], email: 'gc@example.com', password: owner[1], active: true, admin: false }, { cost: 4 });
+  });
+  after(async () => {
+    await s?.stop();
+  });
+
+  it('a repository deleted through the index frees its unshared layers without --delete-untagged', async () => {
+    const site = new Site(s.url, s.url);
+    const sharedFiles = { 'shared-base.txt': 'the same base layer in two repositories\n' };
+    const keepChain = [makeImage(undefined, sharedFiles)];
+    keepChain.push(makeImage(keepChain[0]!.id));
+    const goneChain = [makeImage(undefined, sharedFiles)];
+    goneChain.push(makeImage(goneChain[0]!.id));
+    assert.equal(sha(keepChain[0]!.layer), sha(goneChain[0]!.layer), 'the base layers are the same bytes');
+    await site.pushV1(`${owner[0]}/keep`, owner, keepChain);
+    await site.pushV1(`${owner[0]}/gone`, owner, goneChain);
+    const del = await request(s.url, `/v1/repositories/${owner[0]}/gone/`, { method: 'DELETE', headers: { Authorization: basic(owner[0], owner[1]) } });
+    assert.ok(del.status === 200 || del.status === 202 || del.status === 204, `${del.status} ${del.text}`);
+    await new Promise((r) => setTimeout(r, 1100));
+    const r = await new GarbageCollector(createFilesystemDriver({ root: s.dataDir })).run({ graceMs: 0, settleMs: 100 });
+    assert.equal(r.blobs.deleted, 1, JSON.stringify(r.blobs));
+    assert.ok(!(await blobExists(s.dataDir, sha(goneChain[1]!.layer))), 'the unshared layer is freed');
+    assert.ok(await blobExists(s.dataDir, sha(keepChain[0]!.layer)), 'the shared one stays');
+    const token = await site.readToken(`${owner[0]}/keep`, owner);
+    for (const img of keepChain) {
+      const l = await site.regGet(`/v1/images/${img.id}/layer`, token);
+      assert.equal(l.status, 200);
+      assert.ok(l.body.equals(img.layer));
+    }
   });
 });
