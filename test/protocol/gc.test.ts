@@ -437,3 +437,20 @@ describe('legacy-registry gc with accounts (images belong to repositories)', () 
     }
   });
 });
+
+describe('periodic gc inside the server (gc_interval)', () => {
+  it('frees a deleted manifest\'s blobs by itself and keeps the tagged image', async () => {
+    const s = await startTestServer({ standalone: true, storage_delete: true, gc_interval: 1, gc_grace: 0, metadata_cache_ttl: 0 });
+    try {
+      const kept = await pushV2Chunked(s.url, 'periodic/kept', 'latest', 'periodic-kept');
+      const gone = await pushV2Chunked(s.url, 'periodic/gone', 'latest', 'periodic-gone');
+      assert.equal((await request(s.url, `/v2/periodic/gone/manifests/${gone.digest}`, { method: 'DELETE' })).status, 202);
+      const deadline = Date.now() + 60_000;
+      while ((await blobExists(s.dataDir, sha(gone.blobs[1]!))) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
+      for (const b of gone.blobs) assert.ok(!(await blobExists(s.dataDir, sha(b))), `${sha(b)} freed by the server`);
+      await assertV2Pulls(s.url, kept);
+    } finally {
+      await s.stop();
+    }
+  });
+});
