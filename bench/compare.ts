@@ -38,8 +38,9 @@ if (flag('help')) {
   --no-v1        skip the v1 layer push/pull (ours only)
   --no-search    skip the /v1/search latency phase
   --out DIR      where the JSON result goes (default bench/results)
+  --s3           then run bench/s3.ts: ours vs distribution on one Ceph RGW (root, ceph; also BENCH_S3=1)
   --only LIST    run only these phases (comma-separated): mono, small, chunked, download1,
-                 download8, manifest, tags, v1, search (default: all)
+                 download8, manifest, tags, v1, search, web, mirror (default: all)
 Starts legacy-registry and, if /usr/bin/docker-registry exists (installed with apt when missing and
 running as root), distribution 2.8 with an equivalent filesystem config; both on 127.0.0.1.`);
   process.exit(0);
@@ -589,6 +590,16 @@ async function main(): Promise<void> {
       if (m) ours.search = { p50Ms: Number(m[1]), p99Ms: Number(m[2]), maxMs: Number(m[3]) };
       else skipped.push(`search bench failed: ${(r.stderr || r.stdout).slice(-300)}`);
     }
+    // --- pull-through mirror (issue 13): ours vs distribution as proxies of one upstream (bench/mirror.ts)
+    if (run('mirror')) {
+      log('pull-through mirror: cold, warm, 8 concurrent cold pulls (ours vs distribution)…');
+      const r = spawnSync(process.execPath, [join(ROOT, 'dist', 'bench', 'mirror.js'), '--json', '--out', opt('out', join(ROOT, 'bench', 'results'))], { encoding: 'utf8', cwd: ROOT, maxBuffer: 16 << 20 });
+      try {
+        ours.mirror = JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as unknown;
+      } catch {
+        skipped.push(`mirror bench failed: ${(r.stderr || r.stdout).slice(-300)}`);
+      }
+    }
     // --- web UI (issue 14): repository and search pages at 100,000 repositories (bench/web.mjs)
     if (run('web')) {
       log('web UI pages at 100,000 repositories (SQLite)…');
@@ -639,6 +650,14 @@ async function main(): Promise<void> {
       rows.push(['web UI repository page at 100k repos: p50 / p99 ms', `${web.repository.p50Ms} / ${web.repository.p99Ms}`, '', '', 'p99 ≤ 50 ms', web.repository.p99Ms <= 50 ? 'yes' : 'no']);
       rows.push(['web UI search page at 100k repos: p50 / p99 ms', `${web.search.p50Ms} / ${web.search.p99Ms}`, '', '', 'p99 ≤ 50 ms', web.search.p99Ms <= 50 ? 'yes' : 'no']);
     }
+    const mirror = ours.mirror as { sizeMiB: number; concurrentMiB: number; results: Record<'ours' | 'distribution', { coldSec: number; warmSec: number; concurrentSec: number; concurrentUpstreamImages: number }> } | undefined;
+    if (mirror) {
+      const o = mirror.results.ours;
+      const d = mirror.results.distribution;
+      rows.push([`mirror: cold pull ${mirror.sizeMiB} MiB (s)`, fmt(o.coldSec), fmt(d.coldSec), `${(d.coldSec / o.coldSec).toFixed(2)}×`, '≥ 1.0×', d.coldSec >= o.coldSec ? 'yes' : 'no']);
+      rows.push([`mirror: warm pull ${mirror.sizeMiB} MiB (s)`, fmt(o.warmSec), fmt(d.warmSec), `${(d.warmSec / o.warmSec).toFixed(2)}×`, '≥ 1.0×', d.warmSec >= o.warmSec ? 'yes' : 'no']);
+      rows.push([`mirror: 8 concurrent cold pulls ${mirror.concurrentMiB} MiB, upstream bytes (× image)`, `${o.concurrentUpstreamImages}×`, `${d.concurrentUpstreamImages}×`, '', '1×', o.concurrentUpstreamImages <= 1.01 ? 'yes' : 'no']);
+    }
 
     const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
     const line = (r: string[]): string => `| ${r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
@@ -662,3 +681,10 @@ async function main(): Promise<void> {
 }
 
 await main();
+
+// --- object storage (issue 12): the S3 comparison needs root and Ceph, so it runs only when asked
+if (flag('s3') || process.env.BENCH_S3 === '1') {
+  log('S3 on Ceph RGW (bench/s3.ts)…');
+  const r = spawnSync(process.execPath, [join(ROOT, 'dist', 'bench', 's3.js'), ...(argv.includes('--out') ? ['--out', opt('out', '')] : [])], { stdio: 'inherit' });
+  if (r.status !== 0) process.exitCode = 1;
+}

@@ -91,6 +91,7 @@ function v2Image(size: number): { config: Buffer; layers: Buffer[]; manifest: Bu
 
 export async function runCrashCampaign(opts: CrashOptions): Promise<CrashReport> {
   const log = opts.log ?? (() => undefined);
+  let reported = 0; // violations already logged
   const random = rng(opts.seed ?? Date.now());
   const concurrency = opts.concurrency ?? 4;
   const [killMin, killMax] = opts.killAfterMs ?? [50, 1200];
@@ -328,6 +329,8 @@ export async function runCrashCampaign(opts: CrashOptions): Promise<CrashReport>
       report.violations.push(`after kill ${report.kills}: ${left} upload files survived the start-up purge`);
     }
     await verify(site);
+    for (const v of report.violations.slice(reported)) log(`VIOLATION ${v}`);
+    reported = report.violations.length;
     log(`kill ${report.kills}/${opts.kills}: acknowledged ${JSON.stringify(report.acknowledged)}, verified ${report.verifiedPulls}, violations ${report.violations.length}`);
   }
   server!.proc.kill('SIGTERM');

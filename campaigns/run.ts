@@ -72,7 +72,10 @@ async function main(): Promise<void> {
     process.stderr.write(`unknown campaign ${which}\n${HELP}`);
     process.exitCode = 2;
   } finally {
-    await rm(dir, { recursive: true, force: true });
+    // a server killed last may still be exiting: retry, and never let the cleanup hide the result
+    await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 }).catch((e: unknown) => {
+      process.stderr.write(`could not remove ${dir}: ${String(e)}\n`);
+    });
   }
 }
 

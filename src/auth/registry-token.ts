@@ -1,6 +1,6 @@
 import { isRegistryError, RegistryError } from '../errors/index.js';
 import { parseRepoName } from '../content/names.js';
-import { BoundedCache } from '../content/bounded-cache.js';
+import { BoundedCache } from '../util/bounded-cache.js';
 import { tokenCacheRequests, tokenValidations } from '../metrics/registry.js';
 import type { Logger } from '../log/logger.js';
 import type { AuthRequest, RegistryAccess, RegistryAuth } from './registry-auth.js';

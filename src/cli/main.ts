@@ -7,6 +7,8 @@ import { dbCommand } from './db.js';
 import { userCommand } from './user.js';
 import { orgCommand, repoCommand } from './org.js';
 import { htpasswdCommand } from './htpasswd.js';
+import { importCommand } from './import.js';
+import { migrateCommand } from './migrate.js';
 import { gcCommand } from './gc.js';
 
 const program = new Command('legacy-registry')
@@ -19,6 +21,8 @@ const program = new Command('legacy-registry')
   .addCommand(orgCommand())
   .addCommand(repoCommand())
   .addCommand(htpasswdCommand())
+  .addCommand(importCommand())
+  .addCommand(migrateCommand())
   .addCommand(gcCommand())
   .showHelpAfterError();
 

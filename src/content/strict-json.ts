@@ -210,7 +210,7 @@ export function scanJson(buf: Buffer, opts: StrictJsonOptions = {}): TopMember[]
       throw new StrictJsonError('unexpected end of document', i);
     }
     const c = buf[i]!;
-    let ended = false; // a value ended just before i
+    let ended: boolean; // a value ended just before i (every branch that goes on sets it)
     if (state === State.ValueOrClose && c === 0x5d) {
       stack.pop();
       i++;

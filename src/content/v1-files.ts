@@ -2,7 +2,21 @@ import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { RegistryError } from '../errors/index.js';
 import { TarParser, type TarHeader } from '../digest/tar-parser.js';
-import type { LayerLink } from './v1-images.js';
+import type { LayerDigests } from '../digest/layer-hasher.js';
+import type { TarSums, TarSumSet } from '../digest/tarsum.js';
+
+/** Where a v1 image's layer is stored and what was verified of it (v1-images.ts writes it; the file listing reads it). */
+export interface LayerLink {
+  readonly digest: string;
+  readonly size: number;
+  /** sha256(json + "\n" + body), spec §6.1. */
+  readonly payload: string;
+  readonly compression: LayerDigests['compression'];
+  /** sha256 of the uncompressed tar (v2 diff_id), when it could be computed. */
+  readonly diffId?: string;
+  /** Links written before the Go ≥ 1.10 tarsums were computed (spec §6.2) have no `go110`. */
+  readonly tarsum?: Omit<TarSums, 'go110'> & { readonly go110?: TarSumSet };
+}
 
 /** One R9 entry: [path, type, deleted, size, mtime, mode, uid, gid] (spec §2.10). */
 export type FileEntry = [string, string, boolean, number, number, number, number, number];

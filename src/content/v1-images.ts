@@ -2,27 +2,17 @@ import type { Readable } from 'node:stream';
 import { isNotFound, type StorageDriver } from '../storage/driver.js';
 import { keyExists, readOptional, removeIfPresent } from './small-objects.js';
 import { RegistryError } from '../errors/index.js';
-import { LayerHasher, type InnerFactory, type LayerDigests } from '../digest/layer-hasher.js';
-import type { TarSums, TarSumSet } from '../digest/tarsum.js';
+import { LayerHasher, type InnerFactory } from '../digest/layer-hasher.js';
+import type { TarSumSet } from '../digest/tarsum.js';
 import { BlobStore, ShortBodyError, SizeLimitError } from './blob-store.js';
 import { keys, type ImageScope } from './keys.js';
 import type { RepoName } from './names.js';
-import { KeyedMutex } from './mutex.js';
-import { FILES_CACHE_MAX, filesListing } from './v1-files.js';
+import { KeyedMutex, type Locks } from './mutex.js';
+import { FILES_CACHE_MAX, filesListing, type LayerLink } from './v1-files.js';
 import { isImageId } from '../digest/digest.js';
 
 /** What PUT layer learnt about the bytes, stored beside the image (v1/images/<id>/layer). */
-export interface LayerLink {
-  readonly digest: string;
-  readonly size: number;
-  /** sha256(json + "\n" + body), spec §6.1. */
-  readonly payload: string;
-  readonly compression: LayerDigests['compression'];
-  /** sha256 of the uncompressed tar (v2 diff_id), when it could be computed. */
-  readonly diffId?: string;
-  /** Links written before the Go ≥ 1.10 tarsums were computed (spec §6.2) have no `go110`. */
-  readonly tarsum?: Omit<TarSums, 'go110'> & { readonly go110?: TarSumSet };
-}
+export type { LayerLink } from './v1-files.js';
 
 export interface ImageJson {
   readonly json: Buffer;
@@ -53,6 +43,11 @@ export interface V1ImageOptions {
   readonly verifyTarsum: boolean;
   /** Where gunzip and tarsum run (a worker thread, when main.ts provides one). */
   readonly innerDigests?: InnerFactory;
+  /**
+   * The per-image locks: across every node sharing the storage (src/content/storage-lock.ts) in a
+   * server; in-process when not given.
+   */
+  readonly locks?: Locks;
 }
 
 /**
@@ -68,12 +63,14 @@ export interface V1ImageOptions {
  * (quay's find_create_or_link_image). Layer bytes stay stored once per digest.
  */
 export class V1Images {
-  private readonly locks = new KeyedMutex();
+  private readonly locks: Locks;
   constructor(
     private readonly driver: StorageDriver,
     readonly blobs: BlobStore,
     private readonly opts: V1ImageOptions,
-  ) {}
+  ) {
+    this.locks = opts.locks ?? new KeyedMutex();
+  }
 
   /** The scope holding a repository's images. */
   scopeOf(repo: RepoName): ImageScope {
@@ -184,7 +181,7 @@ export class V1Images {
   }
 
   private lockKey(scope: ImageScope, id: string): string {
-    return `${scope?.full ?? ''}\n${id}`;
+    return `image\n${scope?.full ?? ''}\n${id}`;
   }
 
   /** R6: stream the layer into the blob store, hashing on the way (spec §2.7). */
@@ -254,6 +251,24 @@ export class V1Images {
     });
   }
 
+  /**
+   * Remove an image that is still being pushed (its mark is there): the importer's way to drop an
+   * image whose recorded checksums did not match (issue 16: never imported half). A complete image
+   * is left alone (false). The json goes first, so the id resolves to nothing from the first step.
+   */
+  async discardIncomplete(scope: ImageScope, id: string): Promise<boolean> {
+    return this.locks.run(this.lockKey(scope, id), async () => {
+      if (!(await this.inProgress(scope, id))) return false;
+      await this.remove(keys.imageJson(scope, id));
+      await this.remove(keys.layerLink(scope, id));
+      await this.remove(keys.clientChecksum(scope, id));
+      await this.remove(keys.files(scope, id));
+      await this.remove(keys.ancestry(scope, id));
+      await this.remove(keys.inProgress(scope, id));
+      return true;
+    });
+  }
+
   /** R8. */
   async getAncestry(scope: ImageScope, id: string): Promise<string[]> {
     await this.assertComplete(scope, id);
@@ -281,6 +296,11 @@ export class V1Images {
       open: (link) => this.openLayer(link, 0),
       keep: (json) => this.driver.putContent(keys.files(scope, id), json),
     });
+  }
+
+  /** A pre-signed URL of the layer's bytes when the storage redirects (storage_redirect), else undefined. */
+  layerRedirect(link: LayerLink): Promise<string | undefined> {
+    return this.blobs.redirectURL(link.digest);
   }
 
   openLayer(link: LayerLink, offset: number, length?: number): Promise<Readable> {
@@ -352,6 +372,37 @@ export class V1Images {
    * already there are kept only when they are exactly this image (same json, same blob); anything
    * else under the id is replaced: a derived view never trusts records it did not make.
    */
+  /**
+   * Cache an image a v1 mirror fetched from its upstream (src/mirror/v1-mirror.ts): the layer is
+   * streamed into the blob store, hashed as a push is, and the records are written complete only
+   * when its payload checksum is the one the upstream announced (X-Docker-Checksum-Payload). A
+   * mismatch throws and leaves no record (the bytes stay only at their own sha256, unlinked).
+   */
+  async putMirrored(scope: ImageScope, id: string, json: Buffer, ancestry: readonly string[], body: Readable, expectedPayload: string | undefined): Promise<LayerLink> {
+    const hasher = new LayerHasher(json, this.opts.innerDigests);
+    let blob;
+    try {
+      blob = await this.blobs.ingest(body, hasher, { maxSize: this.opts.maxLayerSize });
+    } catch (e) {
+      if (e instanceof SizeLimitError) throw new RegistryError('LAYER_TOO_LARGE');
+      throw e;
+    }
+    const d = hasher.result();
+    if (expectedPayload !== undefined && d.payload !== expectedPayload) {
+      throw new Error(`mirrored layer of ${id}: payload checksum ${d.payload}, the upstream announced ${expectedPayload}`);
+    }
+    const link: LayerLink = {
+      digest: blob.digest,
+      size: blob.size,
+      payload: d.payload,
+      compression: d.compression,
+      ...(d.diffId ? { diffId: d.diffId } : {}),
+      ...(d.tarsum ? { tarsum: d.tarsum } : {}),
+    };
+    await this.putDerived(scope, id, json, ancestry, link);
+    return link;
+  }
+
   async putDerived(scope: ImageScope, id: string, json: Buffer, ancestry: readonly string[], link: LayerLink): Promise<'kept' | 'written'> {
     return this.locks.run(this.lockKey(scope, id), async () => {
       const [mine, mineLayer, marked] = await Promise.all([

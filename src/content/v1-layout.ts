@@ -22,7 +22,7 @@ export async function upgradeV1Layout(driver: StorageDriver, images: V1Images, r
   let tags = 0;
   for await (const repo of repos.allRepositories()) {
     repositories++;
-    let listed: Record<string, string> = {};
+    let listed: Record<string, string>;
     try {
       listed = await repos.listTags(repo);
     } catch {

@@ -5,7 +5,12 @@ import { findUserByName } from '../db/users.js';
 import { visibility } from '../db/search.js';
 import type { V1Repositories } from './v1-repositories.js';
 import { parseRepoName } from './names.js';
-import type { V2Principal } from '../auth/v2-registry-auth.js';
+
+/** Who lists the catalog, as the /v2/ routes' auth decided it (an auth V2Principal fits). */
+export interface V2Principal {
+  readonly account: string | null;
+  readonly admin: boolean;
+}
 
 /**
  * Where /v2/_catalog gets its names (spec v2-bridge §1.4 catalog): repository names in byte order,

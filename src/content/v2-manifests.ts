@@ -240,6 +240,30 @@ export class V2Manifests {
   }
 
   /**
+   * Store a manifest a pull-through mirror fetched from its upstream (src/mirror/). The bytes are
+   * read as strictly as a push, and stored at the digest they hash to (which must be the one asked
+   * for, when by digest). The blobs it names are not required: the mirror fetches them when a
+   * client asks. Signed schema1 is not cached (the mirror asks upstream for newer formats).
+   */
+  async putCached(name: V2Name, reference: { tag?: string; digest?: string }, bytes: Buffer, contentType: string): Promise<Revision> {
+    const { doc: m } = readManifest(bytes);
+    const mediaType = V2Manifests.mediaTypeOf(contentType, m);
+    if (!IMAGE_TYPES.has(mediaType) && !INDEX_TYPES.has(mediaType)) throw invalid(`the mirror does not cache ${mediaType} manifests`);
+    if (m.schemaVersion !== 2) throw invalid('schemaVersion must be 2');
+    const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    if (reference.digest && reference.digest !== digest) throw new V2Error('DIGEST_INVALID', { expected: reference.digest, actual: digest });
+    const subject = m.subject !== undefined ? descriptor(m.subject, 'subject', 'subject').digest : undefined;
+    const artifactType = typeof m.artifactType === 'string' ? m.artifactType : undefined;
+    const rev: Revision = { digest, mediaType, size: bytes.length, ...(subject ? { subject } : {}), ...(artifactType ? { artifactType } : {}) };
+    await this.blobs.putSmall(digest, bytes);
+    await this.driver.putContent(revisionKey(name, digest), Buffer.from(JSON.stringify(rev)));
+    if (subject) await this.driver.putContent(referrerKey(name, subject, digest), Buffer.from(digest));
+    if (reference.tag) await this.driver.putContent(tagKey(name, reference.tag), Buffer.from(digest));
+    if (!(await this.exists(name))) await this.driver.putContent(createdKey(name), Buffer.from(String(Date.now())));
+    return rev;
+  }
+
+  /**
    * The manifests of this repository whose `subject` is `subject` (spec §1.4 end-12), in digest
    * order; `artifactType` is the manifest's own, else its config's media type (images only).
    */

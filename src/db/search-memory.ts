@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { rawRows, toBool, toNum } from './rows.js';
-import type { ParsedQuery, SearchPage, SearchResult, SearchVisibility } from './search.js';
+import type { ParsedQuery, SearchPage, SearchResult, SearchVisibility } from './search-types.js';
 
 /**
  * Repository search served from memory, for SQLite (spec v1-protocol §3.11 I12; issue 5: p99 ≤ 20 ms
@@ -53,7 +53,6 @@ const DELETED = 4;
  * private-use characters, diacritics removed, lower case.
  */
 export function ftsTokens(text: string): string[] {
-  // eslint-disable-next-line no-control-regex
   if (/^[\x00-\x7f]*$/.test(text)) return text.toLowerCase().match(/[a-z0-9]+/g) ?? [];
   const folded = text.normalize('NFD').replace(/\p{M}/gu, '').toLowerCase();
   return folded.match(/[\p{L}\p{N}\p{Co}]+/gu) ?? [];

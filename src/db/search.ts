@@ -3,6 +3,9 @@ import { dbEngine } from './knex.js';
 import { clampPage, rawRows, toBool, toNum } from './rows.js';
 import { memoryIndex } from './search-memory.js';
 import { searchDuration } from '../metrics/registry.js';
+import type { ParsedQuery, SearchPage, SearchResult, SearchVisibility } from './search-types.js';
+
+export type { ParsedQuery, SearchPage, SearchResult, SearchVisibility } from './search-types.js';
 
 /**
  * Repository search (spec v1-protocol §3.11, I12), served by the indexes of migration
@@ -18,13 +21,6 @@ import { searchDuration } from '../metrics/registry.js';
  * parameters, LIKE patterns are escaped, and the substring tier only runs for text a name could contain.
  */
 
-export interface SearchVisibility {
-  /** The caller; absent for anonymous searches (public repositories only). */
-  readonly userId?: number;
-  /** Admins see every repository. */
-  readonly admin?: boolean;
-}
-
 export interface SearchOptions {
   readonly query?: string;
   /** 1-based, clamped to ≥ 1. */
@@ -34,38 +30,11 @@ export interface SearchOptions {
   readonly visibleTo?: SearchVisibility;
 }
 
-export interface SearchResult {
-  readonly namespace: string;
-  readonly name: string;
-  readonly description: string;
-  readonly star_count: number;
-  readonly private: boolean;
-}
-
-export interface SearchPage {
-  /** All matches visible to the caller, on every page. */
-  readonly total: number;
-  readonly page: number;
-  readonly pageSize: number;
-  readonly results: SearchResult[];
-}
-
 /** Longest query text considered; the rest is ignored (no name or word is longer). */
 const MAX_QUERY = 256;
 const MAX_WORDS = 16;
 /** What a repository name or `ns/name` can contain (spec §7.2); other text cannot be a substring of one. */
 const NAME_TEXT = /^[a-z0-9_.\-/]+$/;
-
-export interface ParsedQuery {
-  /** Lower-cased, trimmed query text. */
-  readonly text: string;
-  /** Letter/digit words, lower-cased. */
-  readonly words: string[];
-  /** Escaped LIKE pattern `text%`. */
-  readonly prefixPattern: string;
-  /** The text for the substring tier, if it may match a name. */
-  readonly substring: string | undefined;
-}
 
 function escapeLike(s: string): string {
   return s.replace(/[\\%_]/g, (c) => `\\${c}`);

@@ -20,6 +20,5 @@ export function pyJson(value: unknown): string {
 }
 
 function pyString(s: string): string {
-  // eslint-disable-next-line no-control-regex
   return JSON.stringify(s).replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }

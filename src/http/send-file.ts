@@ -1,5 +1,4 @@
 import type { Context } from 'koa';
-import type { FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 
 /**
@@ -13,24 +12,8 @@ import type { Readable } from 'node:stream';
  * kept between responses.
  */
 
-/** What a driver's file-backed reader can offer instead of being read as a stream. */
-export interface FileRange {
-  readonly handle: FileHandle;
-  readonly start: number;
-  readonly length: number;
-}
-
-export const FILE_RANGE = Symbol('legacy-registry.fileRange');
-
-/** Mark a reader as backed by `handle` from `start` for `length` bytes (the reader still owns the handle). */
-export function withFileRange<T extends Readable>(stream: T, range: FileRange): T {
-  (stream as unknown as Record<symbol, FileRange>)[FILE_RANGE] = range;
-  return stream;
-}
-
-export function fileRangeOf(stream: Readable): FileRange | undefined {
-  return (stream as unknown as Record<symbol, FileRange | undefined>)[FILE_RANGE];
-}
+export { FILE_RANGE, fileRangeOf, withFileRange, type FileRange } from '../storage/file-range.js';
+import type { FileRange } from '../storage/file-range.js';
 
 const CHUNK = 1 << 20;
 const IN_FLIGHT = 3;

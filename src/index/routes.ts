@@ -35,7 +35,6 @@ function imageEntries(body: unknown): ImageEntry[] {
 /** Where a registry in another process reports v1 checksums. */
 export const INDEX_CHECKSUM_PATH = '/_index/v1/checksums';
 
-// eslint-disable-next-line no-control-regex
 const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/;
 
 const BASIC_CHALLENGE = { 'WWW-Authenticate': 'Basic realm="auth required",Token' };

@@ -10,9 +10,20 @@ import { storageAction } from './registry.js';
  */
 export class MetricsDriver implements StorageDriver {
   readonly name: string;
+  // The inner driver's optional capabilities, passed through only when it has them: callers test
+  // for them (canRedirect, the upload purge), so a wrapper must not hide or invent them.
+  readonly purgeLeftovers?: StorageDriver['purgeLeftovers'];
+  readonly purgeAbandonedWrites?: StorageDriver['purgeAbandonedWrites'];
+  readonly redirectURL?: (key: string) => Promise<string | undefined>;
+  readonly putContentIfAbsent?: StorageDriver['putContentIfAbsent'];
 
   constructor(private readonly inner: StorageDriver) {
     this.name = inner.name;
+    const optional = inner as StorageDriver & { redirectURL?: (key: string) => Promise<string | undefined> };
+    if (optional.purgeLeftovers) this.purgeLeftovers = optional.purgeLeftovers.bind(inner);
+    if (optional.purgeAbandonedWrites) this.purgeAbandonedWrites = (ms) => this.timed('PurgeAbandonedWrites', () => optional.purgeAbandonedWrites!(ms));
+    if (optional.putContentIfAbsent) this.putContentIfAbsent = (key, data) => this.timed('PutContent', () => optional.putContentIfAbsent!(key, data));
+    if (optional.redirectURL) this.redirectURL = (key) => this.timed('URLFor', () => optional.redirectURL!(key));
   }
 
   private async timed<T>(action: string, fn: () => Promise<T>): Promise<T> {

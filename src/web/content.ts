@@ -1,4 +1,4 @@
-import { BoundedCache } from '../content/bounded-cache.js';
+import { BoundedCache } from '../util/bounded-cache.js';
 import { ConfigUnavailableError, type ConfigReader } from '../content/config-reader.js';
 import { V2Error } from '../errors/v2.js';
 import { isRegistryError } from '../errors/index.js';
@@ -319,7 +319,7 @@ export class RepoContent {
 
   private async v1Image(name: RepoName, info: TagInfo, formats: { format: string; digest: string }[]): Promise<ImageDetail> {
     const scope = this.deps.images.scopeOf(name);
-    let ancestry: string[] = [];
+    let ancestry: string[];
     try {
       ancestry = await this.deps.images.getAncestry(scope, info.v1Id!);
     } catch (e) {

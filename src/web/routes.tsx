@@ -51,7 +51,7 @@ import { Sessions, type WebIdentity } from './session.js';
 /**
  * A tab of a repository's settings page contributed by another module (the webhooks issue plugs
  * in here): shown only to those who may administer the repository, its form posts checked for
- * CSRF and rights before `post` runs. See README "Web UI".
+ * CSRF and rights before `post` runs. See docs/web-ui.md.
  */
 export interface SettingsTab {
   readonly id: string;
@@ -111,7 +111,6 @@ const CSP = [
   "frame-ancestors 'none'",
 ].join('; ');
 
-// eslint-disable-next-line no-control-regex
 const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/;
 /** Form bodies (percent-encoded UTF-8: up to 12 bytes a character): small, except the descriptions form. */
 const FORM_LIMIT = 128 * 1024;
@@ -363,7 +362,7 @@ export function webRouter(deps: WebDeps): Router {
       findFullDescription(db, repo.id),
     ]);
     let comments: RepoView['comments'] = [];
-    let commentTotal = 0;
+    let commentTotal: number;
     const commentsHtml = new Map<number, string>();
     if (withComments) {
       const page = await listComments(db, repo.id, { page: 1, pageSize: 100 });

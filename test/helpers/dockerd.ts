@@ -26,12 +26,12 @@ export function dockerdMissing(): string | undefined {
  * Debian's dockerd 20.10 on a private socket and data root, vfs storage, no networking of its own
  * (clients.md §3). 127.0.0.0/8 is an insecure registry by default.
  */
-export async function startDockerd(): Promise<Dockerd> {
+export async function startDockerd(extraArgs: readonly string[] = []): Promise<Dockerd> {
   const dir = await mkdtemp(join(tmpdir(), 'lr-dockerd-'));
   const sock = join(dir, 'docker.sock');
   const proc: ChildProcess = spawn(
     existsSync('/usr/sbin/dockerd') ? '/usr/sbin/dockerd' : '/usr/bin/dockerd',
-    ['--iptables=false', '--ip6tables=false', '--bridge=none', '--storage-driver=vfs', '--data-root', join(dir, 'data'), '--exec-root', join(dir, 'exec'), '--pidfile', join(dir, 'dockerd.pid'), '--host', `unix://${sock}`],
+    ['--iptables=false', '--ip6tables=false', '--bridge=none', '--storage-driver=vfs', '--data-root', join(dir, 'data'), '--exec-root', join(dir, 'exec'), '--pidfile', join(dir, 'dockerd.pid'), '--host', `unix://${sock}`, ...extraArgs],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let log = '';
@@ -45,7 +45,7 @@ export async function startDockerd(): Promise<Dockerd> {
     } catch (e) {
       if (i > 60) {
         proc.kill('SIGKILL');
-        throw new Error(`dockerd did not start: ${(e as Error).message}\n${log.slice(-2000)}`);
+        throw new Error(`dockerd did not start: ${(e as Error).message}\n${log.slice(-2000)}`, { cause: e });
       }
       await new Promise((r) => setTimeout(r, 500));
     }

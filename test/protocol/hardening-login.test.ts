@@ -100,7 +100,7 @@ describe('hardening: login throttling per account and client address', () => {
   });
 
   it('each lockout is logged once as a warning with account and address, never the password', () => {
-    const warnings = lines.filter((l) => / WARN  login locked/.test(l));
+    const warnings = lines.filter((l) => / WARN {2}login locked/.test(l));
     assert.equal(warnings.length, 2, lines.filter((l) => /WARN/.test(l)).join(''));
     assert.match(warnings[0]!, /account=victim address=127\.0\.0\.1 scope=address seconds=60/);
     assert.match(warnings[1]!, /account=victim2 address=127\.0\.0\.1 scope=address seconds=60/);
@@ -113,6 +113,6 @@ describe('hardening: login throttling per account and client address', () => {
     const fresh = await from('127.0.0.99', s.url, '/v1/users/', { Authorization: basic('victim3', 'victim3-pw') });
     assert.equal(fresh.status, 429);
     assert.ok(Number(fresh.headers['retry-after']) > 0 && Number(fresh.headers['retry-after']) <= 60);
-    assert.ok(lines.some((l) => /WARN  login locked .*account=victim3 address=127\.0\.0\.29 scope=account/.test(l)));
+    assert.ok(lines.some((l) => /WARN {2}login locked .*account=victim3 address=127\.0\.0\.29 scope=account/.test(l)));
   });
 });

@@ -13,6 +13,7 @@ import {
   isTempFileName,
   keyToPath,
 } from '../../src/storage/drivers/filesystem.js';
+import { BlobStore } from '../../src/content/blob-store.js';
 import { expectRejects, readAll, runDriverConformance } from './conformance.js';
 
 async function freshRoot(): Promise<string> {
@@ -120,6 +121,29 @@ describe('filesystem driver', () => {
       assert.equal((await d.getContent('a/b/key')).toString(), 'v');
       assert.equal(await cleanStaleTempFiles(root, 60 * 60 * 1000), 0);
       assert.equal(await cleanStaleTempFiles(join(root, 'no-such-dir'), 0), 0);
+    }));
+
+  it('the upload purge removes a temporary file a killed process left alone in an upload directory', () =>
+    withRoots(async (d, root) => {
+      // what a SIGKILL during putContent of an upload's first state file leaves: uploads/<uuid>/ with
+      // only a temp file, invisible to list(), so the purge cannot find it by listing (crash campaign)
+      const dir = join(root, 'uploads', 'f0e1d2c3-0000-4000-8000-000000000001');
+      await mkdir(dir, { recursive: true });
+      const stale = join(dir, 'startedat~tmp-aaaaaaaaaaaaaaaa');
+      await writeFile(stale, 'x');
+      const old = new Date(Date.now() - 10_000);
+      await utimes(stale, old, old);
+      const youngDir = join(root, 'uploads', 'f0e1d2c3-0000-4000-8000-000000000002');
+      await mkdir(youngDir, { recursive: true });
+      const young = join(youngDir, 'startedat~tmp-bbbbbbbbbbbbbbbb');
+      await writeFile(young, 'in flight');
+      await d.putContent('blobs/keep', Buffer.from('k'));
+      const blobs = new BlobStore(d);
+      await blobs.purgeStaleUploads(5_000);
+      assert.equal(existsSync(stale), false, 'stale temp file removed');
+      assert.equal(existsSync(dir), false, 'and its emptied directory');
+      assert.equal(existsSync(young), true, 'a write in flight (young) stays');
+      assert.equal((await d.getContent('blobs/keep')).toString(), 'k');
     }));
 
   it('maps every accepted key strictly inside root and rejects the rest', () => {

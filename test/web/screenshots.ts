@@ -1,5 +1,5 @@
 /**
- * Screenshots of the main pages in Debian's Chromium (docs/screenshots/, shown in the README):
+ * Screenshots of the main pages in Debian's Chromium (docs/screenshots/, shown in docs/web-ui.md):
  * `node dist/test/web/screenshots.js [outdir]`. Not a test: a seeded server, a few pages, light,
  * dark and narrow.
  */

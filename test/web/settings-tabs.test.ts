@@ -13,7 +13,7 @@ import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 /**
- * The settings-tab slot the webhooks module plugs into (README "Web UI"): a tab given to webRouter
+ * The settings-tab slot the webhooks module plugs into (docs/web-ui.md): a tab given to webRouter
  * shows on the settings page of those who administer the repository, and its form posts reach it
  * only after the CSRF and rights checks. Without a tab (src/main.ts today) nothing shows.
  */

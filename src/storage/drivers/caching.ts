@@ -1,6 +1,6 @@
 import type { FileInfo, PutOptions, StorageDriver, Writer, WriterOptions } from '../driver.js';
 import type { Readable } from 'node:stream';
-import { BoundedCache } from '../../content/bounded-cache.js';
+import { BoundedCache } from '../../util/bounded-cache.js';
 import { storageCacheRequests } from '../../metrics/registry.js';
 
 /**
@@ -58,7 +58,7 @@ function counted(hit: boolean): void {
 
 export class CachingDriver implements StorageDriver {
   readonly name: string;
-  /** Keyed `<kind>\0<storage key>`; bounded by entries and bytes (src/content/bounded-cache.ts). */
+  /** Keyed `<kind>\0<storage key>`; bounded by entries and bytes (src/util/bounded-cache.ts). */
   private readonly cache: BoundedCache<Known>;
   private readonly ttl: number;
   private readonly blobTtl: number;
@@ -78,6 +78,17 @@ export class CachingDriver implements StorageDriver {
     this.maxObject = opts.maxObject ?? CACHING_DEFAULTS.maxObject;
     this.prefixes = opts.prefixes ?? DEFAULT_PREFIXES;
     this.immutable = opts.immutablePrefix ?? 'blobs/';
+    const exclusive = inner.putContentIfAbsent?.bind(inner);
+    if (exclusive) {
+      this.putContentIfAbsent = async (key, data) => {
+        this.invalidate(key);
+        try {
+          return await exclusive(key, data);
+        } finally {
+          this.invalidate(key);
+        }
+      };
+    }
     this.cache = new BoundedCache<Known>({
       maxEntries: opts.maxEntries ?? CACHING_DEFAULTS.maxEntries,
       maxBytes: opts.maxBytes ?? CACHING_DEFAULTS.maxBytes,
@@ -219,6 +230,9 @@ export class CachingDriver implements StorageDriver {
     }
   }
 
+  /** Present when the inner driver has it (storage-level locks); never cached (locks are outside the prefixes). */
+  readonly putContentIfAbsent?: (key: string, data: Buffer) => Promise<boolean>;
+
   async delete(key: string): Promise<void> {
     this.invalidate(key, true);
     try {
@@ -226,6 +240,11 @@ export class CachingDriver implements StorageDriver {
     } finally {
       this.invalidate(key, true);
     }
+  }
+
+  async purgeLeftovers(prefix: string, maxAgeMs: number, now?: number): Promise<number> {
+    // leftovers are never listed or cached: nothing here to invalidate
+    return this.inner.purgeLeftovers ? this.inner.purgeLeftovers(prefix, maxAgeMs, now) : 0;
   }
 
   async close(): Promise<void> {

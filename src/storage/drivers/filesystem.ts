@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import {
+  link,
   lstat,
   mkdir,
   open,
@@ -17,7 +18,7 @@ import {
 } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { Readable, Writable } from 'node:stream';
-import { withFileRange } from '../../http/send-file.js';
+import { withFileRange } from '../file-range.js';
 import { type PutOptions,
   endWriterStream,
   InvalidOffsetError,
@@ -173,6 +174,39 @@ class FilesystemDriver implements StorageDriver {
     if (durable) await syncDir(dir);
   }
 
+  /**
+   * Exclusive create: the bytes go to a temporary file first (fsynced), then link(2) gives them the
+   * key's name, which fails with EEXIST when a file is there: atomic across processes on one
+   * filesystem (NFS v3+ too, where link is the classic lock primitive).
+   */
+  async putContentIfAbsent(key: string, data: Buffer): Promise<boolean> {
+    const path = await this.pathOf(key);
+    const dir = dirname(path);
+    const temp = join(dir, tempName(basename(path)));
+    const handle = await this.createFile(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, key);
+    let created = false;
+    try {
+      try {
+        await handle.writeFile(data);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      try {
+        await link(temp, path);
+        created = true;
+      } catch (e) {
+        if (errCode(e) !== 'EEXIST') throw e;
+      }
+    } catch (e) {
+      throw translate(e, key, false);
+    } finally {
+      await unlink(temp).catch(() => undefined);
+    }
+    if (created) await syncDir(dir);
+    return created;
+  }
+
   async reader(key: string, offset = 0, length?: number): Promise<Readable> {
     validateKey(key);
     if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidOffsetError(key, offset);
@@ -213,7 +247,7 @@ class FilesystemDriver implements StorageDriver {
     const flags =
       constants.O_WRONLY | constants.O_CREAT | O_NOFOLLOW | (options.append === true ? 0 : constants.O_TRUNC);
     const handle = await this.createFile(path, flags, key);
-    let start = 0;
+    let start: number;
     try {
       const info = await handle.stat();
       if (!info.isFile()) throw new StorageError(`not a regular file: ${key}`, key);
@@ -298,6 +332,10 @@ class FilesystemDriver implements StorageDriver {
       throw translate(e, src, true);
     }
     if (options.durable !== false) await syncDir(dir);
+  }
+
+  async purgeLeftovers(prefix: string, maxAgeMs: number, now = Date.now()): Promise<number> {
+    return cleanStaleTempFiles(keyToPath(this.base, prefix, true), maxAgeMs, now);
   }
 
   async delete(key: string): Promise<void> {

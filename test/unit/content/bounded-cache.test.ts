@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { BoundedCache } from '../../../src/content/bounded-cache.js';
+import { BoundedCache } from '../../../src/util/bounded-cache.js';
 
 function clock(): { now: () => number; advance: (ms: number) => void } {
   let t = 1_000_000;

@@ -1,3 +1,4 @@
+import { PathNotFoundError } from '../../../src/storage/driver.js';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -98,6 +99,6 @@ describe('V2Uploads (security issue 10)', () => {
     assert.deepEqual(uploads.memory(), { sessions: 0, hashes: 0 });
     body.end();
     await rejectsWith(held, 'BLOB_UPLOAD_UNKNOWN');
-    await assert.rejects(driver.list('uploads'));
+    await assert.rejects(driver.list('uploads'), PathNotFoundError);
   });
 });

@@ -1,0 +1,349 @@
+/**
+ * The pull-through mirror (issue 13): ours vs distribution 2.8.2 (Debian `docker-registry`, `proxy:`)
+ * as mirrors of the same upstream (a third process: distribution 2.8.2 without auth), same run.
+ *
+ *   node dist/bench/mirror.js [--size-mib 512] [--concurrent-mib 128] [--out bench/results] [--json]
+ *
+ * Phases, each mirror with fresh storage:
+ *   cold  — one pull of an image with one <size> MiB layer (manifest, config, layer) through the empty mirror
+ *   warm  — the same pull again (manifest revalidated upstream, blobs from the cache)
+ *   8×    — eight concurrent cold pulls of another image (one <concurrent> MiB layer)
+ * Both mirrors run at once and each phase alternates ours, distribution (the shared machine's load
+ * falls on both); server CPU seconds per phase come from /proc/<pid>/stat.
+ * Pulls are curl processes writing to /dev/null (the client costs nothing measurable). Each mirror
+ * reaches the upstream through its own counting proxy in this process, which gives the bytes each
+ * fetched from upstream. Both mirrors fsync what they cache; neither has auth or access logs.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, request as httpRequest, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+
+const ROOT = join(new URL('.', import.meta.url).pathname, '..', '..');
+const MiB = 1024 * 1024;
+const argv = process.argv.slice(2);
+const opt = (n: string, d: string): string => {
+  const i = argv.indexOf(`--${n}`);
+  return i >= 0 && argv[i + 1] ? argv[i + 1]! : d;
+};
+if (argv.includes('--help')) {
+  console.log(`usage: node dist/bench/mirror.js [options]
+  --size-mib N        layer size of the cold/warm image (default 512)
+  --concurrent-mib N  layer size of the image pulled by 8 clients at once (default 128)
+  --out DIR           where the JSON result goes (default bench/results)
+  --json              print the result as JSON on stdout (for bench/compare)
+Needs /usr/bin/docker-registry (distribution 2.8) and curl.`);
+  process.exit(0);
+}
+const SIZE = Number(opt('size-mib', '512'));
+const CONC = Number(opt('concurrent-mib', '128'));
+const log = (s: string): void => console.error(`[mirror bench] ${s}`);
+const sha = (b: Buffer | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+const S2 = 'application/vnd.docker.distribution.manifest.v2+json';
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+async function waitUp(url: string, proc: ChildProcess, out: () => string): Promise<void> {
+  for (let i = 0; i < 300; i++) {
+    if (proc.exitCode !== null) throw new Error(`${url} exited:\n${out()}`);
+    const ok = await new Promise<boolean>((r) => {
+      const req = httpRequest(`${url}/v2/`, (res) => {
+        res.resume();
+        r(res.statusCode === 200);
+      });
+      req.on('error', () => r(false));
+      req.end();
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${url} did not start:\n${out()}`);
+}
+
+interface Proc {
+  readonly url: string;
+  readonly proc: ChildProcess;
+}
+
+async function startDistribution(dir: string, extra: string[]): Promise<Proc> {
+  const port = await freePort();
+  const cfg = join(dir, 'config.yml');
+  await writeFile(cfg, ['version: 0.1', 'log:', '  level: error', '  accesslog:', '    disabled: true', 'storage:', '  filesystem:', `    rootdirectory: ${join(dir, 'data')}`, 'http:', `  addr: 127.0.0.1:${port}`, ...extra, ''].join('\n'));
+  const proc = spawn('/usr/bin/docker-registry', ['serve', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let out = '';
+  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const url = `http://127.0.0.1:${port}`;
+  await waitUp(url, proc, () => out);
+  return { url, proc };
+}
+
+async function startOurs(dir: string, upstream: string): Promise<Proc> {
+  const port = await freePort();
+  const cfg = join(dir, 'config.yml');
+  // our config in a distribution file: proxy.remoteurl as distribution's users write it
+  await writeFile(cfg, ['version: 0.1', 'log:', '  level: error', '  accesslog:', '    disabled: true', 'storage:', '  filesystem:', `    rootdirectory: ${join(dir, 'data')}`, 'http:', `  addr: 127.0.0.1:${port}`, 'proxy:', `  remoteurl: ${upstream}`, ''].join('\n'));
+  // MIRROR_BENCH_PROF=<dir>: a CPU profile of our server (node --cpu-prof) for looking into the cold path
+  const prof = process.env.MIRROR_BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.MIRROR_BENCH_PROF] : [];
+  const proc = spawn(process.execPath, [...prof, join(ROOT, 'dist', 'src', 'cli', 'main.js'), 'serve', '--config', cfg], { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env.PATH ?? '' } });
+  let out = '';
+  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const url = `http://127.0.0.1:${port}`;
+  await waitUp(url, proc, () => out);
+  return { url, proc };
+}
+
+async function stop(p: Proc | undefined): Promise<void> {
+  if (!p || p.proc.exitCode !== null) return;
+  p.proc.kill('SIGTERM');
+  await new Promise((r) => p.proc.once('exit', r));
+}
+
+/** A reverse proxy counting the body bytes the upstream sends through it. */
+async function countingProxy(target: string): Promise<{ url: string; bytes: () => number; reset: () => void; close: () => Promise<void> }> {
+  const t = new URL(target);
+  let bytes = 0;
+  const server: Server = createServer((req, res) => {
+    const up = httpRequest({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: { ...req.headers, host: t.host } }, (ur) => {
+      res.writeHead(ur.statusCode ?? 502, ur.headers);
+      ur.on('data', (c: Buffer) => (bytes += c.length));
+      ur.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    bytes: () => bytes,
+    reset: () => void (bytes = 0),
+    close: () => new Promise((r) => server.close(() => r())),
+  };
+}
+
+/** utime + stime of a process, seconds (all threads). */
+function cpuSeconds(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+function curl(args: string[]): string {
+  const r = spawnSync('curl', ['-sS', '--noproxy', '*', ...args], { encoding: 'utf8', maxBuffer: 1 << 20 });
+  if (r.status !== 0) throw new Error(`curl ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+function curlAsync(args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const p = spawn('curl', ['-sS', '--noproxy', '*', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    p.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`curl: ${err}`))));
+  });
+}
+
+/** A random layer of n MiB written to a file (streamed: no n MiB buffer), and its digest. */
+async function layerFile(path: string, n: number): Promise<{ path: string; digest: string; size: number }> {
+  const h = createHash('sha256');
+  const w = createWriteStream(path);
+  for (let i = 0; i < n; i++) {
+    const b = randomBytes(MiB);
+    h.update(b);
+    if (!w.write(b)) await new Promise<void>((r) => w.once('drain', () => r()));
+  }
+  await new Promise<void>((r, j) => {
+    w.once('error', j);
+    w.end(() => r());
+  });
+  return { path, digest: `sha256:${h.digest('hex')}`, size: n * MiB };
+}
+
+/** Push an image with this one layer to the upstream (monolithic uploads with curl). */
+async function pushImage(upstream: string, name: string, layer: { path: string; digest: string; size: number }): Promise<void> {
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [layer.digest] }, history: [{ created_by: 'bench' }] }));
+  const cfgPath = `${layer.path}.config`;
+  writeFileSync(cfgPath, config);
+  for (const [file, digest] of [[cfgPath, sha(config)], [layer.path, layer.digest]] as const) {
+    const loc = /location: (\S+)/i.exec(curl(['-D', '-', '-o', '/dev/null', '-X', 'POST', `${upstream}/v2/${name}/blobs/uploads/`]))![1]!;
+    const u = new URL(loc, upstream);
+    u.searchParams.set('digest', digest);
+    const code = curl(['-o', '/dev/null', '-w', '%{http_code}', '-T', file, '-H', 'Content-Type: application/octet-stream', u.toString()]);
+    if (code !== '201') throw new Error(`blob upload answered ${code}`);
+  }
+  const manifest = JSON.stringify({
+    schemaVersion: 2,
+    mediaType: S2,
+    config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: sha(config) },
+    layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: layer.size, digest: layer.digest }],
+  });
+  const code = curl(['-o', '/dev/null', '-w', '%{http_code}', '-X', 'PUT', '-H', `Content-Type: ${S2}`, '--data-binary', manifest, `${upstream}/v2/${name}/manifests/latest`]);
+  if (code !== '201') throw new Error(`manifest put answered ${code}`);
+}
+
+/** One client's pull: manifest by tag, then each blob, bodies to /dev/null. Returns bytes received. */
+async function pull(mirror: string, name: string): Promise<number> {
+  const m = JSON.parse(await curlAsync(['-H', `Accept: ${S2}`, `${mirror}/v2/${name}/manifests/latest`])) as { config: { digest: string }; layers: { digest: string }[] };
+  let total = 0;
+  for (const d of [m.config.digest, ...m.layers.map((l) => l.digest)]) {
+    const out = await curlAsync(['-o', '/dev/null', '-w', '%{http_code} %{size_download}', `${mirror}/v2/${name}/blobs/${d}`]);
+    const [code, size] = out.trim().split(' ');
+    if (code !== '200') throw new Error(`blob ${d} answered ${JSON.stringify(out)}`);
+    total += Number(size);
+  }
+  return total;
+}
+
+interface Figures {
+  coldSec: number;
+  coldMiBps: number;
+  coldUpstreamMiB: number;
+  coldCpuSec: number;
+  warmSec: number;
+  warmMiBps: number;
+  warmUpstreamMiB: number;
+  warmCpuSec: number;
+  concurrentSec: number;
+  concurrentUpstreamMiB: number;
+  /** Upstream bytes of the 8 concurrent pulls, in units of the image. */
+  concurrentUpstreamImages: number;
+  /** Pulls of the 8 that failed. */
+  concurrentFailed: number;
+}
+
+async function main(): Promise<void> {
+  if (!existsSync('/usr/bin/docker-registry')) throw new Error('needs /usr/bin/docker-registry (apt-get install docker-registry)');
+  if (!existsSync(join(ROOT, 'dist', 'src', 'cli', 'main.js'))) throw new Error('build first: npm run build');
+  const work = await mkdtemp(join(tmpdir(), 'lr-mirror-bench-'));
+  const procs: Proc[] = [];
+  try {
+    mkdirSync(join(work, 'upstream'));
+    const upstream = await startDistribution(join(work, 'upstream'), []);
+    procs.push(upstream);
+    log(`preparing ${SIZE} MiB and ${CONC} MiB images on the upstream…`);
+    const big = await layerFile(join(work, 'big.layer'), SIZE);
+    await pushImage(upstream.url, 'library/big', big);
+    const image = (size: number): number => size * MiB + 200; // the config blob
+    const results: Record<string, Figures> = {};
+    // both mirrors up at once, phases alternating (ours, then distribution) so that the machine's
+    // load (shared, 2 cores) falls on both alike
+    const who = ['ours', 'distribution'] as const;
+    const setup: Record<string, { proxy: Awaited<ReturnType<typeof countingProxy>>; m: Proc }> = {};
+    for (const w of who) {
+      const proxy = await countingProxy(upstream.url);
+      const dir = join(work, w);
+      mkdirSync(dir);
+      // a fresh image per mirror for the concurrent phase: both start it cold
+      const conc = await layerFile(join(work, `conc-${w}.layer`), CONC);
+      await pushImage(upstream.url, `library/conc-${w}`, conc);
+      const m = w === 'ours' ? await startOurs(dir, proxy.url) : await startDistribution(dir, ['proxy:', `  remoteurl: ${proxy.url}`]);
+      procs.push(m);
+      setup[w] = { proxy, m };
+    }
+    const measure = async (w: string, fn: () => Promise<unknown>): Promise<{ sec: number; upMiB: number; cpuSec: number }> => {
+      const { proxy, m } = setup[w]!;
+      proxy.reset();
+      const cpu0 = cpuSeconds(m.proc.pid!);
+      const t = process.hrtime.bigint();
+      await fn();
+      const sec = Number(process.hrtime.bigint() - t) / 1e9;
+      return { sec, upMiB: proxy.bytes() / MiB, cpuSec: cpuSeconds(m.proc.pid!) - cpu0 };
+    };
+    const cold: Record<string, { sec: number; upMiB: number; cpuSec: number }> = {};
+    const warm: typeof cold = {};
+    const conc: typeof cold = {};
+    const failed: Record<string, number> = {};
+    for (const w of who) {
+      log(`${w}: cold pull of ${SIZE} MiB…`);
+      cold[w] = await measure(w, async () => {
+        const got = await pull(setup[w]!.m.url, 'library/big');
+        if (got < big.size) throw new Error(`${w}: cold pull got ${got} bytes`);
+      });
+    }
+    // distribution stores what it proxied in the background: give both a moment before the warm pull
+    await new Promise((r) => setTimeout(r, 3000));
+    for (const w of who) {
+      log(`${w}: warm pull…`);
+      warm[w] = await measure(w, () => pull(setup[w]!.m.url, 'library/big'));
+    }
+    for (const w of who) {
+      log(`${w}: 8 concurrent cold pulls of ${CONC} MiB…`);
+      conc[w] = await measure(w, async () => {
+        // a failed pull is counted, not fatal (distribution's proxy has been seen to fail some)
+        const settled = await Promise.allSettled(Array.from({ length: 8 }, () => pull(setup[w]!.m.url, `library/conc-${w}`)));
+        const bad = settled.filter((x) => x.status === 'rejected');
+        for (const f of bad) log(`${w}: a concurrent pull failed: ${String((f as PromiseRejectedResult).reason)}`);
+        failed[w] = bad.length;
+      });
+    }
+    for (const w of who) {
+      results[w] = {
+        coldSec: round(cold[w]!.sec),
+        coldMiBps: round(SIZE / cold[w]!.sec),
+        coldUpstreamMiB: round(cold[w]!.upMiB),
+        coldCpuSec: round(cold[w]!.cpuSec),
+        warmSec: round(warm[w]!.sec),
+        warmMiBps: round(SIZE / warm[w]!.sec),
+        warmUpstreamMiB: round(warm[w]!.upMiB, 3),
+        warmCpuSec: round(warm[w]!.cpuSec),
+        concurrentSec: round(conc[w]!.sec),
+        concurrentUpstreamMiB: round(conc[w]!.upMiB),
+        concurrentUpstreamImages: round((conc[w]!.upMiB * MiB) / image(CONC)),
+        concurrentFailed: failed[w] ?? 0,
+      };
+      log(`${w}: ${JSON.stringify(results[w])}`);
+    }
+    for (const w of who) {
+      await stop(setup[w]!.m);
+      await setup[w]!.proxy.close();
+    }
+    const o = results.ours!;
+    const d = results.distribution!;
+    const rows: string[][] = [
+      ['phase', 'ours', 'distribution 2.8.2', 'ratio', 'target', 'met'],
+      [`cold pull ${SIZE} MiB (s; MiB/s)`, `${o.coldSec}; ${o.coldMiBps}`, `${d.coldSec}; ${d.coldMiBps}`, `${round(d.coldSec / o.coldSec)}×`, '≥ 1.0×', d.coldSec / o.coldSec >= 1 ? 'yes' : 'no'],
+      [`warm pull ${SIZE} MiB (s; MiB/s)`, `${o.warmSec}; ${o.warmMiBps}`, `${d.warmSec}; ${d.warmMiBps}`, `${round(d.warmSec / o.warmSec)}×`, '≥ 1.0×', d.warmSec / o.warmSec >= 1 ? 'yes' : 'no'],
+      [`8 concurrent cold pulls ${CONC} MiB (s; failed)`, `${o.concurrentSec}; ${o.concurrentFailed}`, `${d.concurrentSec}; ${d.concurrentFailed}`, `${round(d.concurrentSec / o.concurrentSec)}×`, '', ''],
+      ['  upstream bytes (× image)', `${o.concurrentUpstreamImages}×`, `${d.concurrentUpstreamImages}×`, '', '1× (distribution 8×)', o.concurrentUpstreamImages <= 1.01 ? 'yes' : 'no'],
+      ['upstream MiB: cold / warm', `${o.coldUpstreamMiB} / ${o.warmUpstreamMiB}`, `${d.coldUpstreamMiB} / ${d.warmUpstreamMiB}`, '', '', ''],
+      ['server CPU s: cold / warm', `${o.coldCpuSec} / ${o.warmCpuSec}`, `${d.coldCpuSec} / ${d.warmCpuSec}`, '', '', ''],
+    ];
+    const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+    const line = (r: string[]): string => `| ${r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
+    const table = [line(rows[0]!), `|${widths.map((w, i) => (i === 0 ? ':' : '') + '-'.repeat(w + 1) + (i === 0 ? '' : ':')).join('|')}|`, ...rows.slice(1).map(line)].join('\n');
+    const date = new Date().toISOString();
+    const machine = `${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${Math.round(totalmem() / 1024 ** 3)} GiB RAM, node ${process.version}, load average ${loadavg()[0]!.toFixed(1)}`;
+    const outDir = opt('out', join(ROOT, 'bench', 'results'));
+    mkdirSync(outDir, { recursive: true });
+    const file = join(outDir, `mirror-${date.slice(0, 10)}.json`);
+    const doc = { date, machine, sizeMiB: SIZE, concurrentMiB: CONC, results, table };
+    writeFileSync(file, JSON.stringify(doc, null, 2) + '\n');
+    if (argv.includes('--json')) console.log(JSON.stringify(doc));
+    else {
+      console.log(`\npull-through mirror: legacy-registry vs distribution 2.8.2 — ${date}\nmachine: ${machine}\n`);
+      console.log(table);
+      console.log(`\nwritten: ${file}`);
+    }
+  } finally {
+    for (const p of procs) await stop(p).catch(() => undefined);
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+function round(x: number, digits = 2): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+await main();

@@ -1,0 +1,218 @@
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import type { Logger } from '../log/logger.js';
+
+/**
+ * The client of one upstream registry (issue 13): GET/HEAD on its /v2/ API with the configured
+ * credentials — none, Basic, or the Bearer token dance (401 challenge → realm → a token with the
+ * repository's pull scope, kept until it expires) — a timeout on the answer, redirects followed
+ * (blobs are often redirected to object storage, without our credentials), and a circuit breaker
+ * that stops asking an upstream that keeps failing.
+ */
+
+/** The upstream could not be asked, or failed (network, timeout, 5xx, breaker open). */
+export class UpstreamUnavailable extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UpstreamUnavailable';
+  }
+}
+
+export interface UpstreamOptions {
+  readonly url: string;
+  readonly username?: string | null;
+  readonly password?: string | null;
+  /** Milliseconds to wait for the answer's headers. */
+  readonly timeoutMs: number;
+  /** Consecutive failures that open the breaker (0: never). */
+  readonly breakerFailures: number;
+  readonly breakerMs: number;
+}
+
+/** Token answers kept per scope; bounded (every repository pulled has its own scope). */
+const MAX_TOKENS = 1000;
+/** Largest token answer read (security issue 10: every client-controlled read is capped; an upstream is no safer). */
+const MAX_TOKEN_BODY = 64 * 1024;
+const MAX_REDIRECTS = 5;
+
+interface Challenge {
+  readonly scheme: 'basic' | 'bearer';
+  readonly realm?: string;
+  readonly service?: string;
+}
+
+/** Parse a WWW-Authenticate header: scheme and its quoted parameters. */
+export function parseChallenge(h: string | undefined): Challenge | undefined {
+  if (!h) return undefined;
+  const m = /^\s*(\w+)\s*(.*)$/s.exec(h);
+  if (!m) return undefined;
+  const scheme = m[1]!.toLowerCase();
+  if (scheme !== 'basic' && scheme !== 'bearer') return undefined;
+  const params: Record<string, string> = {};
+  for (const p of m[2]!.matchAll(/(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))/g)) params[p[1]!.toLowerCase()] = p[2] ?? p[3] ?? '';
+  return { scheme, ...(params.realm ? { realm: params.realm } : {}), ...(params.service ? { service: params.service } : {}) };
+}
+
+export class Upstream {
+  readonly base: URL;
+  private readonly agentHttp = new http.Agent({ keepAlive: true, maxSockets: 32 });
+  private readonly agentHttps = new https.Agent({ keepAlive: true, maxSockets: 32 });
+  /** How the upstream asked us to authenticate, learnt from its first 401 (saves a round trip after). */
+  private challenge: Challenge | undefined;
+  private readonly tokens = new Map<string, { token: string; expires: number }>();
+  private failures = 0;
+  private openUntil = 0;
+  /** Requests sent upstream (a figure for tests and the log). */
+  requests = 0;
+
+  constructor(
+    private readonly opts: UpstreamOptions,
+    private readonly log?: Logger,
+  ) {
+    this.base = new URL(opts.url);
+    if (this.base.protocol !== 'http:' && this.base.protocol !== 'https:') throw new Error(`upstream ${opts.url}: http or https only`);
+  }
+
+  /** Whether the breaker currently keeps us from asking. */
+  get open(): boolean {
+    return this.openUntil > Date.now();
+  }
+
+  close(): void {
+    this.agentHttp.destroy();
+    this.agentHttps.destroy();
+  }
+
+  private failed(why: string): UpstreamUnavailable {
+    this.failures++;
+    if (this.opts.breakerFailures > 0 && this.failures >= this.opts.breakerFailures) {
+      if (!this.open) this.log?.warn('mirror: upstream circuit open', { upstream: this.base.origin, failures: this.failures, seconds: this.opts.breakerMs / 1000 });
+      this.openUntil = Date.now() + this.opts.breakerMs;
+    }
+    return new UpstreamUnavailable(`upstream ${this.base.origin}: ${why}`);
+  }
+
+  private send(method: string, url: URL, headers: Record<string, string>): Promise<IncomingMessage> {
+    const mod = url.protocol === 'https:' ? https : http;
+    const agent = url.protocol === 'https:' ? this.agentHttps : this.agentHttp;
+    this.requests++;
+    return new Promise((resolve, reject) => {
+      const req = mod.request(url, { method, headers: { 'User-Agent': 'legacy-registry-mirror', ...headers }, agent }, (res) => {
+        clearTimeout(timer);
+        // a body that stalls is caught by its reader (the blob fill's stall timer)
+        resolve(res);
+      });
+      const timer = setTimeout(() => req.destroy(new Error(`no answer within ${this.opts.timeoutMs} ms`)), this.opts.timeoutMs);
+      req.once('error', (e) => {
+        clearTimeout(timer);
+        reject(e);
+      });
+      req.end();
+    });
+  }
+
+  /** Read a small body (token answers, error bodies, manifests), capped. */
+  static async readCapped(res: IncomingMessage, cap: number): Promise<Buffer> {
+    const chunks: Buffer[] = [];
+    let n = 0;
+    for await (const c of res as AsyncIterable<Buffer>) {
+      n += c.length;
+      if (n > cap) {
+        res.destroy();
+        throw new Error(`upstream answer larger than ${cap} bytes`);
+      }
+      chunks.push(c);
+    }
+    return Buffer.concat(chunks);
+  }
+
+  private basic(): string | undefined {
+    return this.opts.username ? `Basic ${Buffer.from(`${this.opts.username}:${this.opts.password ?? ''}`).toString('base64')}` : undefined;
+  }
+
+  private async token(c: Challenge, repo: string): Promise<string> {
+    const scope = `repository:${repo}:pull`;
+    const now = Date.now();
+    const kept = this.tokens.get(scope);
+    if (kept && kept.expires > now) return kept.token;
+    if (!c.realm) throw new UpstreamUnavailable(`upstream ${this.base.origin}: Bearer challenge without a realm`);
+    const u = new URL(c.realm);
+    if (c.service) u.searchParams.set('service', c.service);
+    u.searchParams.set('scope', scope);
+    const basic = this.basic();
+    const res = await this.send('GET', u, basic ? { Authorization: basic } : {});
+    const body = await Upstream.readCapped(res, MAX_TOKEN_BODY);
+    if (res.statusCode !== 200) throw new UpstreamRefused(res.statusCode ?? 0, `the upstream's token service answered ${res.statusCode}`);
+    const doc = JSON.parse(body.toString('utf8')) as { token?: string; access_token?: string; expires_in?: number };
+    const token = doc.token ?? doc.access_token;
+    if (!token) throw new UpstreamUnavailable(`upstream ${this.base.origin}: token answer without a token`);
+    // spec v2-bridge §4.2: expires_in defaults to 60; renew 10 s early
+    const ttl = Math.max(1, (typeof doc.expires_in === 'number' ? doc.expires_in : 60) - 10) * 1000;
+    if (this.tokens.size >= MAX_TOKENS) this.tokens.delete(this.tokens.keys().next().value!);
+    this.tokens.set(scope, { token, expires: now + ttl });
+    return token;
+  }
+
+  private async authHeader(repo: string): Promise<Record<string, string>> {
+    const c = this.challenge;
+    if (!c) return {};
+    if (c.scheme === 'basic') {
+      const b = this.basic();
+      return b ? { Authorization: b } : {};
+    }
+    return { Authorization: `Bearer ${await this.token(c, repo)}` };
+  }
+
+  /**
+   * method on `path` (under the upstream's root) for repository `repo` (the scope of a token).
+   * Resolves with any answer below 500 (the caller reads 200/404/…); 5xx, network errors, timeouts
+   * and an open breaker reject with UpstreamUnavailable. 401/403 after authenticating resolve (the
+   * caller says the upstream refused).
+   */
+  async request(method: 'GET' | 'HEAD', path: string, repo: string, headers: Record<string, string> = {}): Promise<IncomingMessage> {
+    if (this.open) throw new UpstreamUnavailable(`upstream ${this.base.origin}: circuit open after ${this.failures} failures`);
+    try {
+      let url = new URL(path, this.base);
+      let res = await this.send(method, url, { ...headers, ...(await this.authHeader(repo)) });
+      if (res.statusCode === 401) {
+        const c = parseChallenge(res.headers['www-authenticate']);
+        res.resume();
+        // a new challenge (first request, or a token refused): learn it and retry once
+        if (c && (c.scheme === 'bearer' || this.basic())) {
+          this.challenge = c;
+          if (c.scheme === 'bearer') this.tokens.delete(`repository:${repo}:pull`);
+          res = await this.send(method, url, { ...headers, ...(await this.authHeader(repo)) });
+        }
+      }
+      for (let i = 0; i < MAX_REDIRECTS && res.statusCode !== undefined && [301, 302, 303, 307, 308].includes(res.statusCode) && res.headers.location; i++) {
+        const next = new URL(res.headers.location, url);
+        res.resume();
+        // credentials go only to the upstream itself, never to the storage it redirects to
+        const same = next.origin === this.base.origin;
+        url = next;
+        res = await this.send(method, url, same ? { ...headers, ...(await this.authHeader(repo)) } : headers);
+      }
+      const status = res.statusCode ?? 0;
+      if (status >= 500 || status === 429) {
+        res.resume();
+        throw this.failed(`answered ${status}`);
+      }
+      this.failures = 0;
+      return res;
+    } catch (e) {
+      if (e instanceof UpstreamUnavailable || e instanceof UpstreamRefused) throw e;
+      throw this.failed((e as Error).message);
+    }
+  }
+}
+
+/** The upstream answered, but refused what we asked (its token service said no). */
+export class UpstreamRefused extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'UpstreamRefused';
+  }
+}
