@@ -127,6 +127,22 @@ async function newestBelow(driver: StorageDriver, prefix: string): Promise<numbe
   return newest;
 }
 
+/** Storage calls GC keeps in flight at once (filesystem: libuv's pool; object stores: round trips). */
+const PARALLEL = 8;
+
+/** Run fn over items, at most n at a time. */
+async function pool<T>(items: readonly T[], n: number, fn: (item: T, i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(n, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        await fn(items[i]!, i);
+      }
+    }),
+  );
+}
+
 function parseJson<T>(b: Buffer | undefined): T | undefined {
   if (!b) return undefined;
   try {
@@ -178,8 +194,9 @@ export class GarbageCollector {
     const candidates: { hex: string; size: number; time: number }[] = [];
     let blobTotal = 0;
     const prefixes = await listOr(this.driver, 'blobs/sha256');
-    for (const [i, p] of prefixes.entries()) {
-      progress({ phase: 'scan', done: i, total: prefixes.length });
+    let scanned = 0;
+    await pool(prefixes, PARALLEL, async (p) => {
+      progress({ phase: 'scan', done: scanned++, total: prefixes.length });
       for (const dir of await listOr(this.driver, p)) {
         const hex = leaf(dir);
         if (!HEX.test(hex)) continue;
@@ -194,7 +211,7 @@ export class GarbageCollector {
         }
         if (info.modTime.getTime() < cutoff) candidates.push({ hex, size: info.size, time: info.modTime.getTime() });
       }
-    }
+    });
     progress({ phase: 'scan', done: prefixes.length, total: prefixes.length });
 
     const result = {
@@ -416,7 +433,7 @@ export class GarbageCollector {
         markDigest(parseJson<LayerLink>(await readOptional(this.driver, `${dir}/layer`))?.digest);
       }
     };
-    for (const repo of v1Repos) {
+    await pool(v1Repos, PARALLEL, async (repo) => {
       o.progress({ phase: o.phase, done: done++, total });
       const scoped = `v1/repositories/${repo}/_images`;
       const reached = new Set<string>();
@@ -435,12 +452,13 @@ export class GarbageCollector {
         }
       }
       await markScope(scoped, repo, reached);
-    }
+    });
+    // the registry-wide scope once every repository's tags were read
     o.progress({ phase: o.phase, done: done++, total });
     await markScope('v1/images', null, globalReached);
 
     // ---- v2: revisions reached from tags (or all), what they name; layer links
-    for (const repo of v2Repos) {
+    await pool(v2Repos, PARALLEL, async (repo) => {
       o.progress({ phase: o.phase, done: done++, total });
       const r = await this.v2Repo(repo, { deleteUntagged: o.deleteUntagged, young: o.young, derived });
       for (const hex of r.live) m.live.add(hex);
@@ -449,7 +467,7 @@ export class GarbageCollector {
       m.linksTotal += r.links;
       m.v2Untagged.push(...r.untagged);
       m.staleLinks.push(...r.staleLinks);
-    }
+    });
     o.progress({ phase: o.phase, done: total, total });
     return m;
   }

@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readdir, stat } from 'node:fs/promises';
+import { readdir, stat, utimes } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
@@ -12,6 +12,37 @@ import { startTestServer, type TestServer } from '../helpers/server.js';
 import { DOCKER_UA, makeImage, pushImage, putTag, tarOf, type TestImage } from '../helpers/v1-client.js';
 import { GarbageCollector, type GcResult } from '../../src/content/gc.js';
 import { createFilesystemDriver } from '../../src/storage/drivers/index.js';
+import type { StorageDriver } from '../../src/storage/driver.js';
+import { saveUser } from '../../src/db/users.js';
+import { Site, basic } from '../helpers/accounts.js';
+
+/** A driver that runs `hook` (once) before the first call of `method` whose first key matches: a push at an exact point of a run. */
+function hooked(inner: StorageDriver, method: 'list' | 'move', match: (key: string) => boolean, hook: () => Promise<void>): StorageDriver {
+  let fired = false;
+  return new Proxy(inner, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof v !== 'function') return v;
+      const f = (v as (...a: unknown[]) => Promise<unknown>).bind(target);
+      if (prop !== method) return f;
+      return async (...a: unknown[]) => {
+        if (!fired && match(String(a[0]))) {
+          fired = true;
+          await hook();
+        }
+        return f(...a);
+      };
+    },
+  });
+}
+
+/** Make every file below dir look written `ageMs` ago. */
+async function age(dir: string, ageMs: number): Promise<void> {
+  const t = new Date(Date.now() - ageMs);
+  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (e.isFile()) await utimes(join(e.parentPath, e.name), t, t);
+  }
+}
 
 const run = promisify(execFile);
 const sha = (b: Buffer | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -185,6 +216,7 @@ describe('legacy-registry gc', () => {
     const young = await cli(s.dataDir, '--dry-run');
     assert.match(young.stdout, /would delete 0 of \d+ blobs/);
 
+    await new Promise((r) => setTimeout(r, 1100)); // older than the 1 s margin a zero grace keeps
     const before = await snapshot(s.dataDir);
     const dry = await cli(s.dataDir, '--dry-run', '--grace', '0');
     assert.deepEqual(await snapshot(s.dataDir), before, 'a dry run changes nothing');
@@ -250,6 +282,8 @@ describe('legacy-registry gc', () => {
     const onItem = (kind: string, name: string): void => {
       if (kind === 'v2_manifest' && name.startsWith('gcns/multi@')) gone.push(name);
     };
+    // older than the 1 s margin a zero grace keeps
+    await new Promise((r) => setTimeout(r, 1100));
     await new GarbageCollector(createFilesystemDriver({ root: s.dataDir })).run({ deleteUntagged: true, graceMs: 0, settleMs: 100, onItem });
     assert.deepEqual(gone, []);
     for (const c of children) {
@@ -261,10 +295,55 @@ describe('legacy-registry gc', () => {
     assert.equal(refs.json<{ manifests: { digest: string }[] }>().manifests[0]?.digest, sha(sig));
     // the index untagged: it, its children and its referrer all go
     assert.equal((await request(url, '/v2/gcns/multi/manifests/latest', { method: 'DELETE' })).status, 202);
+    await new Promise((r) => setTimeout(r, 1100));
     await new GarbageCollector(createFilesystemDriver({ root: s.dataDir })).run({ deleteUntagged: true, graceMs: 0, settleMs: 100, onItem });
     assert.deepEqual(gone.sort(), [index, sig, ...children.map((c) => c.manifest)].map((b) => `gcns/multi@${sha(b)}`).sort());
     for (const c of children) for (const b of c.blobs) assert.ok(!(await blobExists(s.dataDir, sha(b))));
     assert.equal((await request(url, `/v2/gcns/multi/referrers/${sha(index)}`)).json<{ manifests: unknown[] }>().manifests.length, 0);
+  });
+
+  it('a manifest pushed between the mark and the sweep naming old, unreferenced blobs keeps them (the second mark)', async () => {
+    const url = s.url;
+    const layer = gzipSync(tarOf({ 'late.txt': `late ${Math.random()}\n` }));
+    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, late: Math.random() }));
+    for (const b of [config, layer]) assert.equal((await request(url, `/v2/race/late/blobs/uploads/?digest=${sha(b)}`, { method: 'POST', body: b })).status, 201);
+    // the blobs and their links are an hour old: garbage for a 1-minute grace, until the manifest comes
+    await age(join(s.dataDir, 'v2', 'repositories', 'race', 'late', '_layers'), 3_600_000);
+    for (const b of [config, layer]) await age(join(s.dataDir, 'blobs', 'sha256', sha(b).slice(7, 9), sha(b).slice(7)), 3_600_000);
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: S2,
+        config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: sha(config) },
+        layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: layer.length, digest: sha(layer) }],
+      }),
+    );
+    // the push lands after the first mark (when GC starts scanning blobs)
+    const driver = hooked(createFilesystemDriver({ root: s.dataDir }), 'list', (k) => k === 'blobs/sha256', async () => {
+      const put = await request(url, '/v2/race/late/manifests/latest', { method: 'PUT', body: manifest, headers: { 'Content-Type': S2 } });
+      assert.equal(put.status, 201, put.text);
+    });
+    const r = await new GarbageCollector(driver).run({ graceMs: 60_000, settleMs: 50 });
+    assert.ok(r.blobs.candidates >= 2, `the first mark saw them as garbage: ${JSON.stringify(r.blobs)}`);
+    await assertV2Pulls(url, { name: 'race/late', tag: 'latest', manifest, digest: sha(manifest), blobs: [config, layer] });
+  });
+
+  it('a blob pushed again just before its delete is put back (moved aside, then compared)', async () => {
+    const url = s.url;
+    const blob = Buffer.from(`again ${Math.random()}`);
+    assert.equal((await request(url, `/v2/race/first/blobs/uploads/?digest=${sha(blob)}`, { method: 'POST', body: blob })).status, 201);
+    assert.equal((await request(url, `/v1/repositories/race/first/`, { method: 'DELETE' })).status, 200);
+    const hex = sha(blob).slice(7);
+    await age(join(s.dataDir, 'blobs', 'sha256', hex.slice(0, 2), hex), 3_600_000);
+    // the same bytes pushed by another repository at the last moment: published (fresh) and linked
+    const driver = hooked(createFilesystemDriver({ root: s.dataDir }), 'move', (k) => k === `blobs/sha256/${hex.slice(0, 2)}/${hex}/data`, async () => {
+      assert.equal((await request(url, `/v2/race/second/blobs/uploads/?digest=${sha(blob)}`, { method: 'POST', body: blob })).status, 201);
+    });
+    const r = await new GarbageCollector(driver).run({ graceMs: 60_000, settleMs: 0 });
+    assert.ok(r.blobs.keptByRecheck >= 1, JSON.stringify(r.blobs));
+    const got = await request(url, `/v2/race/second/blobs/${sha(blob)}`);
+    assert.equal(got.status, 200);
+    assert.deepEqual(got.body, blob);
   });
 
   it('during concurrent v1 and v2 pushes loses nothing: every pushed image pulls back byte-identical, and garbage is freed', async () => {
@@ -319,5 +398,59 @@ describe('legacy-registry gc', () => {
     for (const p of v1) await assertV1Pulls(url, p);
     for (const p of v2) await assertV2Pulls(url, p);
     assert.ok(freedDuring + last.blobs.deleted >= garbage.length, `freed ${freedDuring} during, ${last.blobs.deleted} after`);
+  });
+});
+
+describe('legacy-registry gc with accounts (images belong to repositories)', () => {
+  let s: TestServer;
+  const owner = ['gcowner', 'gcownerpw'] as const;
+  before(async () => {
+    s = await startTestServer({ bcrypt_cost: 4 });
+    await saveUser(s.db!, { username: owner[0], email: 'gc@example.com', password: owner[1], active: true, admin: false }, { cost: 4 });
+  });
+  after(async () => {
+    await s?.stop();
+  });
+
+  it('a repository deleted through the index frees its unshared layers without --delete-untagged', async () => {
+    const site = new Site(s.url, s.url);
+    const sharedFiles = { 'shared-base.txt': 'the same base layer in two repositories\n' };
+    const keepChain = [makeImage(undefined, sharedFiles)];
+    keepChain.push(makeImage(keepChain[0]!.id));
+    const goneChain = [makeImage(undefined, sharedFiles)];
+    goneChain.push(makeImage(goneChain[0]!.id));
+    assert.equal(sha(keepChain[0]!.layer), sha(goneChain[0]!.layer), 'the base layers are the same bytes');
+    await site.pushV1(`${owner[0]}/keep`, owner, keepChain);
+    await site.pushV1(`${owner[0]}/gone`, owner, goneChain);
+    const del = await request(s.url, `/v1/repositories/${owner[0]}/gone/`, { method: 'DELETE', headers: { Authorization: basic(owner[0], owner[1]) } });
+    assert.ok(del.status === 200 || del.status === 202 || del.status === 204, `${del.status} ${del.text}`);
+    await new Promise((r) => setTimeout(r, 1100));
+    const r = await new GarbageCollector(createFilesystemDriver({ root: s.dataDir })).run({ graceMs: 0, settleMs: 100 });
+    assert.equal(r.blobs.deleted, 1, JSON.stringify(r.blobs));
+    assert.ok(!(await blobExists(s.dataDir, sha(goneChain[1]!.layer))), 'the unshared layer is freed');
+    assert.ok(await blobExists(s.dataDir, sha(keepChain[0]!.layer)), 'the shared one stays');
+    const token = await site.readToken(`${owner[0]}/keep`, owner);
+    for (const img of keepChain) {
+      const l = await site.regGet(`/v1/images/${img.id}/layer`, token);
+      assert.equal(l.status, 200);
+      assert.ok(l.body.equals(img.layer));
+    }
+  });
+});
+
+describe('periodic gc inside the server (gc_interval)', () => {
+  it('frees a deleted manifest\'s blobs by itself and keeps the tagged image', async () => {
+    const s = await startTestServer({ standalone: true, storage_delete: true, gc_interval: 1, gc_grace: 0, metadata_cache_ttl: 0 });
+    try {
+      const kept = await pushV2Chunked(s.url, 'periodic/kept', 'latest', 'periodic-kept');
+      const gone = await pushV2Chunked(s.url, 'periodic/gone', 'latest', 'periodic-gone');
+      assert.equal((await request(s.url, `/v2/periodic/gone/manifests/${gone.digest}`, { method: 'DELETE' })).status, 202);
+      const deadline = Date.now() + 60_000;
+      while ((await blobExists(s.dataDir, sha(gone.blobs[1]!))) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
+      for (const b of gone.blobs) assert.ok(!(await blobExists(s.dataDir, sha(b))), `${sha(b)} freed by the server`);
+      await assertV2Pulls(s.url, kept);
+    } finally {
+      await s.stop();
+    }
   });
 });
