@@ -7,6 +7,7 @@ import { dbCommand } from './db.js';
 import { userCommand } from './user.js';
 import { orgCommand, repoCommand } from './org.js';
 import { htpasswdCommand } from './htpasswd.js';
+import { webhookCommand } from './webhook.js';
 
 const program = new Command('legacy-registry')
   .description('Docker v1 registry + index server, bridged to the v2/OCI distribution API')
@@ -18,6 +19,7 @@ const program = new Command('legacy-registry')
   .addCommand(orgCommand())
   .addCommand(repoCommand())
   .addCommand(htpasswdCommand())
+  .addCommand(webhookCommand())
   .showHelpAfterError();
 
 await program.parseAsync(process.argv);
