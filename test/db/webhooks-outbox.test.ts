@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { saveRepository } from '../../src/db/repositories.js';
-import { claimDue, createHook, enqueuePush, finishAttempt, listDeliveries, recordCallback } from '../../src/webhooks/store.js';
+import { claimDue, createHook, enqueuePush, finishAttempt, listDeliveries, pruneDeliveries, recordCallback } from '../../src/webhooks/store.js';
 import { describeEachEngine, uniqueName } from './engines.js';
 
 /**
@@ -94,5 +94,22 @@ describeEachEngine('webhook outbox', (ctx) => {
     assert.deepEqual([await st(b!), await st(c!)], ['pending', 'waiting']);
     await recordCallback(ctx.db, r.id, tokens[1]!, { state: 'error' });
     assert.equal(await st(c!), 'skipped');
+  });
+
+  it('the history is bounded: old finished deliveries go, and at most N finished per hook stay; pending ones are kept', async () => {
+    const r = await repo();
+    const h = await createHook(ctx.db, r.id, { name: 'h', url: 'http://127.0.0.1:9/' });
+    const ids: string[] = [];
+    for (let i = 0; i < 6; i++) ids.push(...(await enqueuePush(ctx.db, r.id, `t${i}`, () => '{}', 1000 + i)));
+    const ok = { status: 200, durationMs: 1, error: null, excerpt: null };
+    for (const id of ids.slice(0, 5)) {
+      await ctx.db('webhook_deliveries').where({ id }).update({ state: 'sending', claimed_by: 'n' });
+      await finishAttempt(ctx.db, 'n', id, ok, { delivered: true }, 5000);
+    }
+    // ids[0] finished long ago
+    await ctx.db('webhook_deliveries').where({ id: ids[0] }).update({ finished_at: 10 });
+    assert.equal(await pruneDeliveries(ctx.db, 1000, 3, 5000), 1 + 1);
+    const left = (await listDeliveries(ctx.db, h.id, 100)).map((d) => d.id).sort();
+    assert.deepEqual(left, [ids[2], ids[3], ids[4], ids[5]].sort(), 'the oldest over the cap went; the pending one stays');
   });
 });
