@@ -136,8 +136,10 @@ class EndpointQueue {
       clearTimeout(this.sleepTimer);
       w();
     }
-    if (!this.sending && !this.stopped) void this.send();
+    if (!this.sending && !this.stopped) this.sendLoop = this.send();
   }
+
+  private sendLoop: Promise<void> | undefined;
 
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
@@ -212,6 +214,8 @@ class EndpointQueue {
   async stop(): Promise<void> {
     this.stopped = true;
     this.kick();
+    // an envelope on its way finishes (and, delivered, leaves storage), so a restart does not send it again
+    if (this.sendLoop) await Promise.race([this.sendLoop, new Promise((r) => setTimeout(r, (this.config.timeout + 1) * 1000))]);
     // let the batch being written land in storage (it is then resumed at the next start)
     for (let i = 0; i < 100 && this.writing; i++) await new Promise((r) => setTimeout(r, 20));
   }
