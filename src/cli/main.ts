@@ -10,6 +10,7 @@ import { htpasswdCommand } from './htpasswd.js';
 import { importCommand } from './import.js';
 import { migrateCommand } from './migrate.js';
 import { gcCommand } from './gc.js';
+import { webhookCommand } from './webhook.js';
 
 const program = new Command('legacy-registry')
   .description('Docker v1 registry + index server, bridged to the v2/OCI distribution API')
@@ -24,6 +25,7 @@ const program = new Command('legacy-registry')
   .addCommand(importCommand())
   .addCommand(migrateCommand())
   .addCommand(gcCommand())
+  .addCommand(webhookCommand())
   .showHelpAfterError();
 
 await program.parseAsync(process.argv);

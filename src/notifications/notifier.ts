@@ -136,8 +136,10 @@ class EndpointQueue {
       clearTimeout(this.sleepTimer);
       w();
     }
-    if (!this.sending && !this.stopped) void this.send();
+    if (!this.sending && !this.stopped) this.sendLoop = this.send();
   }
+
+  private sendLoop: Promise<void> | undefined;
 
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
@@ -154,17 +156,27 @@ class EndpointQueue {
     this.sending = true;
     try {
       while (!this.stopped && this.stored.length > 0) {
-        const head = this.stored[0]!;
-        const ok = await this.post(head.events);
+        // the oldest stored batches, up to BATCH events, in one envelope (a slow receiver then
+        // costs one round trip per envelope, not per event)
+        const heads: Stored[] = [this.stored[0]!];
+        let n = heads[0]!.events.length;
+        for (let i = 1; i < this.stored.length && n + this.stored[i]!.events.length <= BATCH; i++) {
+          heads.push(this.stored[i]!);
+          n += this.stored[i]!.events.length;
+        }
+        const events = heads.flatMap((h) => h.events);
+        const ok = await this.post(events);
         if (this.stopped && !ok) return;
         if (ok) {
           this.failures = 0;
-          this.stored.shift();
-          this.delivered += head.events.length;
-          await this.driver.delete(head.key).catch((e: unknown) => {
-            if (!isNotFound(e)) this.log.warn('delivered notification batch not removed', { key: head.key, err: String(e) });
-          });
-          this.onDelivered?.(head.events);
+          this.stored.splice(0, heads.length);
+          this.delivered += events.length;
+          for (const head of heads) {
+            await this.driver.delete(head.key).catch((e: unknown) => {
+              if (!isNotFound(e)) this.log.warn('delivered notification batch not removed', { key: head.key, err: String(e) });
+            });
+          }
+          this.onDelivered?.(events);
           continue;
         }
         this.failures++;
@@ -202,6 +214,8 @@ class EndpointQueue {
   async stop(): Promise<void> {
     this.stopped = true;
     this.kick();
+    // an envelope on its way finishes (and, delivered, leaves storage), so a restart does not send it again
+    if (this.sendLoop) await Promise.race([this.sendLoop, new Promise((r) => setTimeout(r, (this.config.timeout + 1) * 1000))]);
     // let the batch being written land in storage (it is then resumed at the next start)
     for (let i = 0; i < 100 && this.writing; i++) await new Promise((r) => setTimeout(r, 20));
   }

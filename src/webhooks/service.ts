@@ -6,7 +6,7 @@ import { findRepository, type Repository } from '../db/repositories.js';
 import { findFullDescription } from '../db/web.js';
 import { toNum } from '../db/rows.js';
 import type { Logger } from '../log/logger.js';
-import { claimDue, enqueuePush, enqueueTest, finishAttempt, type Claimed, type Webhook } from './store.js';
+import { claimDue, enqueuePush, enqueueTest, finishAttempt, pruneDeliveries, type Claimed, type Webhook } from './store.js';
 
 /** Headers of every delivery (besides Content-Type and User-Agent). */
 export const DELIVERY_HEADER = 'X-Registry-Delivery';
@@ -69,6 +69,10 @@ export async function hubPayload(
     },
   });
 }
+
+/** How long, and how many per hook, finished deliveries stay in the history. */
+const HISTORY_MS = 30 * 86400_000;
+const HISTORY_PER_HOOK = 200;
 
 /** Bytes of a receiver's answer kept in the history. */
 const EXCERPT_BYTES = 512;
@@ -145,16 +149,28 @@ export class Webhooks {
     return id;
   }
 
-  /** Start sending (each index node). */
+  private pruneTimer: NodeJS.Timeout | undefined;
+
+  /** Start sending (each index node); the history is pruned hourly (30 days, 200 finished deliveries per hook). */
   start(): void {
     this.stopped = false;
     this.schedule(0);
+    const prune = (): void => {
+      pruneDeliveries(this.db, HISTORY_MS, HISTORY_PER_HOOK).then(
+        (n) => n > 0 && this.log.info('old webhook deliveries pruned', { count: n }),
+        (e: unknown) => this.log.warn('webhook history not pruned', { err: String(e) }),
+      );
+    };
+    this.pruneTimer = setInterval(prune, 3600_000);
+    this.pruneTimer.unref();
+    setTimeout(prune, 60_000).unref();
   }
 
   /** Stop taking deliveries; wait for those being sent. What is left stays in the outbox. */
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
+    clearInterval(this.pruneTimer);
     await Promise.allSettled([...this.inflight]);
   }
 

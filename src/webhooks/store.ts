@@ -350,3 +350,21 @@ export async function deliveryCounts(db: Knex): Promise<Record<string, number>> 
   const rows = (await db('webhook_deliveries').select('state').count({ n: '*' }).groupBy('state')) as { state: string; n: unknown }[];
   return Object.fromEntries(rows.map((r) => [r.state, toNum(r.n)]));
 }
+
+/**
+ * Forget finished deliveries (delivered, failed, skipped) older than `maxAgeMs`, and keep at most
+ * `keepPerHook` finished ones per hook: the history stays bounded however many pushes there are.
+ * Returns how many were removed.
+ */
+export async function pruneDeliveries(db: Knex, maxAgeMs: number, keepPerHook: number, now = Date.now()): Promise<number> {
+  const FINISHED = ['delivered', 'failed', 'skipped'];
+  let removed = await db('webhook_deliveries').whereIn('state', FINISHED).andWhere('finished_at', '<', now - maxAgeMs).delete();
+  const crowded = (await db('webhook_deliveries').whereIn('state', FINISHED).select('webhook_id').count({ n: '*' }).groupBy('webhook_id').havingRaw('count(*) > ?', [keepPerHook])) as {
+    webhook_id: unknown;
+  }[];
+  for (const h of crowded) {
+    const keep = db('webhook_deliveries').where({ webhook_id: toNum(h.webhook_id) }).whereIn('state', FINISHED).orderBy('created_at', 'desc').limit(keepPerHook).select('id');
+    removed += await db('webhook_deliveries').where({ webhook_id: toNum(h.webhook_id) }).whereIn('state', FINISHED).whereNotIn('id', keep).delete();
+  }
+  return removed;
+}

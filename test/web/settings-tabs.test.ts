@@ -15,7 +15,7 @@ import { startTestServer, type TestServer } from '../helpers/server.js';
 /**
  * The settings-tab slot the webhooks module plugs into (docs/web-ui.md): a tab given to webRouter
  * shows on the settings page of those who administer the repository, and its form posts reach it
- * only after the CSRF and rights checks. Without a tab (src/main.ts today) nothing shows.
+ * only after the CSRF and rights checks. Without a tab (src/main.ts with webhooks: false) nothing shows.
  */
 describe('web UI settings tabs', () => {
   let server: TestServer;
@@ -32,7 +32,8 @@ describe('web UI settings tabs', () => {
   };
 
   before(async () => {
-    server = await startTestServer();
+    // webhooks off: the server then passes no tab (with them on it passes its Webhooks tab: test/web/webhooks-tab.test.ts)
+    server = await startTestServer({ webhooks: false });
     const db = server.db!;
     const alice = await saveUser(db, { username: 'alice', email: 'a@example.com', password: 'alicepw1', active: true }, { cost: 4 });
     await saveUser(db, { username: 'bobby', email: 'b@example.com', password: 'bobbypw1', active: true }, { cost: 4 });
@@ -93,7 +94,7 @@ describe('web UI settings tabs', () => {
     assert.deepEqual(posted, ['http://127.0.0.1/hook']);
   });
 
-  it('without a tab (the server as started today) there is none', async () => {
+  it('without a tab (the server with webhooks: false) there is none', async () => {
     const alice = await session(server.url, 'alice', 'alicepw1');
     const general = await request(server.url, '/u/alice/app/settings', { headers: { Cookie: alice.cookie } });
     assert.equal(general.status, 200);
