@@ -369,8 +369,15 @@ export class PullThrough {
     this.sweepTimer.unref();
   }
 
-  close(): void {
+  /** Stop sweeping; let downloads in progress finish writing the cache (up to 15 s), then close. */
+  async close(): Promise<void> {
     clearInterval(this.sweepTimer);
+    const pending = [...this.fills.values()].map((f) => f.then((x) => x.done));
+    if (pending.length > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.allSettled(pending), new Promise((r) => (timer = setTimeout(r, 15_000)))]);
+      clearTimeout(timer);
+    }
     for (const u of this.ups) u.client.close();
   }
 }

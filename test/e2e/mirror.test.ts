@@ -10,7 +10,7 @@ import bcrypt from 'bcryptjs';
 import { request } from '../helpers/http.js';
 import { freePort } from '../helpers/ports.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { startCountingProxy, type CountingProxy } from '../helpers/counting-proxy.js';
+import { cleanup, startCountingProxy, stopChild, type CountingProxy } from '../helpers/counting-proxy.js';
 import { sha256, writeOciLayout, type LayoutImage } from '../helpers/oci-layout.js';
 import { dockerdMissing, startDockerd, type Dockerd } from '../helpers/dockerd.js';
 import { saveUser } from '../../src/db/users.js';
@@ -55,10 +55,7 @@ async function startDistribution(work: string, auth: string[]): Promise<Distribu
   return {
     url,
     host: `127.0.0.1:${port}`,
-    async stop() {
-      proc.kill('SIGTERM');
-      await new Promise((r) => proc.once('exit', r));
-    },
+    stop: () => stopChild(proc),
   };
 }
 
@@ -88,12 +85,14 @@ describe('mirror e2e: distribution 2.8.2 upstream (htpasswd), skopeo, podman, do
     mirror = await startTestServer({ standalone: true, v2: true, mirror: { upstreams: [{ url: proxy.url, username: 'puller', password: 'pullerpw' }], ttl: 3600, timeout: 10, breaker_seconds: 1 } });
     mhost = new URL(mirror.url).host;
   });
-  after(async () => {
-    await mirror?.stop();
-    await proxy?.close();
-    await dist?.stop();
-    await rm(work, { recursive: true, force: true });
-  });
+  after(() =>
+    cleanup(
+      () => mirror?.stop(),
+      () => proxy?.close(),
+      () => dist?.stop(),
+      () => rm(work, { recursive: true, force: true }),
+    ),
+  );
 
   it('skopeo copies an image through the mirror (the upstream Basic credentials are the mirror’s)', async () => {
     await skopeo('copy', '--src-tls-verify=false', `docker://${mhost}/library/hello:latest`, `oci:${join(work, 'out1')}:x`);
@@ -190,12 +189,14 @@ describe('mirror e2e: distribution 2.8.2 upstream with token auth (our index as 
       mirror: { upstreams: [{ url: dist.url, username: 'tokuser', password: 'tokuserpw' }] },
     });
   });
-  after(async () => {
-    await mirror?.stop();
-    await dist?.stop();
-    await idx?.stop();
-    await rm(work, { recursive: true, force: true });
-  });
+  after(() =>
+    cleanup(
+      () => mirror?.stop(),
+      () => dist?.stop(),
+      () => idx?.stop(),
+      () => rm(work, { recursive: true, force: true }),
+    ),
+  );
 
   it('pulls a private upstream image with Bearer tokens for the mirror’s credentials; clients need the mirror’s own login', async () => {
     const img = await writeOciLayout(join(work, 'img'), 'v1');
