@@ -627,12 +627,13 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       clearInterval(replayTimer);
       await webhooks?.stop();
       await notifier?.stop();
-      mirror?.close();
       health.stop();
       if (debug) debug.close();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const drained = await inflight.drain(config.shutdown_timeout * 1000);
+      // blobs the mirror is still writing to its cache (their clients may be gone already)
+      await mirror?.close();
       if (!drained) log.warn('shutdown timeout: closing connections with requests still in flight', { inflight: inflight.size });
       server.closeAllConnections();
       await closed;

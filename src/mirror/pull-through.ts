@@ -38,6 +38,8 @@ export interface ManifestFreshness {
 export interface BlobStream {
   readonly size: number | undefined;
   readonly stream: Readable;
+  /** Settles once the blob is published in the cache (the stream may end a little earlier). */
+  readonly cached: Promise<unknown>;
 }
 
 export const STALE_WARNING = '110 legacy-registry "Response is Stale (upstream unavailable)"';
@@ -211,7 +213,7 @@ export class PullThrough {
     }
     const fill = await flight;
     const stream = fill.subscribe();
-    if (stream) return { size: fill.size, stream };
+    if (stream) return { size: fill.size, stream, cached: fill.done };
     await fill.done.catch((e: unknown) => {
       throw this.unavailable(t, digest, e as Error);
     });
@@ -367,8 +369,15 @@ export class PullThrough {
     this.sweepTimer.unref();
   }
 
-  close(): void {
+  /** Stop sweeping; let downloads in progress finish writing the cache (up to 15 s), then close. */
+  async close(): Promise<void> {
     clearInterval(this.sweepTimer);
+    const pending = [...this.fills.values()].map((f) => f.then((x) => x.done));
+    if (pending.length > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.allSettled(pending), new Promise((r) => (timer = setTimeout(r, 15_000)))]);
+      clearTimeout(timer);
+    }
     for (const u of this.ups) u.client.close();
   }
 }

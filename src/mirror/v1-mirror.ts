@@ -169,6 +169,8 @@ export function v1Mirror(deps: V1MirrorDeps) {
                 s.stream.once('end', resolve);
                 s.stream.once('error', reject);
               });
+              // the bridge reads the published blob (payload checksums)
+              await s.cached;
             }
           }
           const chain = await v2.toV1.publish(t.local, tg, m.mediaType, m.bytes);

@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { request } from '../helpers/http.js';
 import { freePort } from '../helpers/ports.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { startCountingProxy, type CountingProxy } from '../helpers/counting-proxy.js';
+import { cleanup, startCountingProxy, stopChild, type CountingProxy } from '../helpers/counting-proxy.js';
 import { makeImage, pushImage, putTag, DOCKER_UA, type TestImage } from '../helpers/v1-client.js';
 import { writeOciLayout } from '../helpers/oci-layout.js';
 
@@ -60,11 +60,13 @@ describe('v1 mirroring: mirroring.source = a v1-only legacy-registry', { timeout
     assert.equal((await putTag(upstream.url, 'library/busybox', 'latest', top.id)).status, 200);
     mirror = await startTestServer({ standalone: true, v2: false, mirroring: { source: proxy.url, source_index: proxy.url, tags_cache_ttl: 2 } });
   });
-  after(async () => {
-    await mirror?.stop();
-    await proxy?.close();
-    await upstream?.stop();
-  });
+  after(() =>
+    cleanup(
+      () => mirror?.stop(),
+      () => proxy?.close(),
+      () => upstream?.stop(),
+    ),
+  );
 
   it('ping says mirror; a 1.x daemon’s ancestry, json and layer requests are answered from upstream and the layers stored', async () => {
     assert.equal((await request(mirror.url, '/v1/_ping')).headers['x-docker-registry-standalone'], 'mirror');
@@ -154,12 +156,13 @@ describe('v1 client, v2-only upstream: the v1 view of a pulled-through image', {
     }
     mirror = await startTestServer({ standalone: true, v2: true, mirror: { upstreams: [{ url: `http://${distHost}` }] } });
   });
-  after(async () => {
-    await mirror?.stop();
-    proc?.kill('SIGTERM');
-    if (proc) await new Promise((r) => proc.once('exit', r));
-    await rm(work, { recursive: true, force: true });
-  });
+  after(() =>
+    cleanup(
+      () => mirror?.stop(),
+      () => stopChild(proc),
+      () => rm(work, { recursive: true, force: true }),
+    ),
+  );
 
   it('npm docker-registry-client lists, resolves and downloads over v1 what only the v2 upstream has', async () => {
     const img = await writeOciLayout(join(work, 'img'), 'v1');

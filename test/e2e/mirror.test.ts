@@ -10,7 +10,7 @@ import bcrypt from 'bcryptjs';
 import { request } from '../helpers/http.js';
 import { freePort } from '../helpers/ports.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { startCountingProxy, type CountingProxy } from '../helpers/counting-proxy.js';
+import { cleanup, startCountingProxy, stopChild, type CountingProxy } from '../helpers/counting-proxy.js';
 import { sha256, writeOciLayout, type LayoutImage } from '../helpers/oci-layout.js';
 import { dockerdMissing, startDockerd, type Dockerd } from '../helpers/dockerd.js';
 import { saveUser } from '../../src/db/users.js';
@@ -55,10 +55,7 @@ async function startDistribution(work: string, auth: string[]): Promise<Distribu
   return {
     url,
     host: `127.0.0.1:${port}`,
-    async stop() {
-      proc.kill('SIGTERM');
-      await new Promise((r) => proc.once('exit', r));
-    },
+    stop: () => stopChild(proc),
   };
 }
 
@@ -88,12 +85,14 @@ describe('mirror e2e: distribution 2.8.2 upstream (htpasswd), skopeo, podman, do
     mirror = await startTestServer({ standalone: true, v2: true, mirror: { upstreams: [{ url: proxy.url, username: 'puller', password: 'pullerpw' }], ttl: 3600, timeout: 10, breaker_seconds: 1 } });
     mhost = new URL(mirror.url).host;
   });
-  after(async () => {
-    await mirror?.stop();
-    await proxy?.close();
-    await dist?.stop();
-    await rm(work, { recursive: true, force: true });
-  });
+  after(() =>
+    cleanup(
+      () => mirror?.stop(),
+      () => proxy?.close(),
+      () => dist?.stop(),
+      () => rm(work, { recursive: true, force: true }),
+    ),
+  );
 
   it('skopeo copies an image through the mirror (the upstream Basic credentials are the mirror’s)', async () => {
     await skopeo('copy', '--src-tls-verify=false', `docker://${mhost}/library/hello:latest`, `oci:${join(work, 'out1')}:x`);
@@ -171,6 +170,7 @@ describe('mirror e2e: distribution 2.8.2 upstream (htpasswd), skopeo, podman, do
 describe('mirror e2e: distribution 2.8.2 upstream with token auth (our index as its token service)', { skip: toolsMissing(), timeout: 300_000 }, () => {
   let work: string;
   let idx: TestServer;
+  let realm: CountingProxy;
   let dist: Distribution;
   let mirror: TestServer;
   const skopeo = (...args: string[]) => run('skopeo', ['--insecure-policy', ...args], { timeout: 180_000, env: { PATH: process.env.PATH ?? '', HOME: work } });
@@ -180,7 +180,9 @@ describe('mirror e2e: distribution 2.8.2 upstream with token auth (our index as 
     idx = await startTestServer({ bcrypt_cost: 4, token_audiences: ['upstream-registry'] }, { role: 'index' });
     await saveUser(idx.db!, { username: 'tokuser', email: 't@example.com', password: 'tokuserpw', active: true }, { cost: 4 });
     await writeFile(join(work, 'bundle.pem'), (await request(idx.url, '/.well-known/token-cert.pem')).text);
-    dist = await startDistribution(work, ['  token:', `    realm: ${idx.url}/v2/token`, '    service: upstream-registry', '    issuer: legacy-registry', `    rootcertbundle: ${join(work, 'bundle.pem')}`]);
+    // the token service is reached through a counting proxy: token requests are counted
+    realm = await startCountingProxy(idx.url);
+    dist = await startDistribution(work, ['  token:', `    realm: ${realm.url}/v2/token`, '    service: upstream-registry', '    issuer: legacy-registry', `    rootcertbundle: ${join(work, 'bundle.pem')}`]);
     await writeFile(join(work, 'mirror-htpasswd'), `reader:${bcrypt.hashSync('readerpw', 5)}\n`);
     mirror = await startTestServer({
       standalone: true,
@@ -190,20 +192,29 @@ describe('mirror e2e: distribution 2.8.2 upstream with token auth (our index as 
       mirror: { upstreams: [{ url: dist.url, username: 'tokuser', password: 'tokuserpw' }] },
     });
   });
-  after(async () => {
-    await mirror?.stop();
-    await dist?.stop();
-    await idx?.stop();
-    await rm(work, { recursive: true, force: true });
-  });
+  after(() =>
+    cleanup(
+      () => mirror?.stop(),
+      () => dist?.stop(),
+      () => realm?.close(),
+      () => idx?.stop(),
+      () => rm(work, { recursive: true, force: true }),
+    ),
+  );
 
   it('pulls a private upstream image with Bearer tokens for the mirror’s credentials; clients need the mirror’s own login', async () => {
     const img = await writeOciLayout(join(work, 'img'), 'v1');
     await skopeo('copy', '--dest-tls-verify=false', '--dest-creds', 'tokuser:tokuserpw', `oci:${img.dir}:v1`, `docker://${dist.host}/tokuser/app:v1`);
     const mhost = new URL(mirror.url).host;
     await assert.rejects(skopeo('inspect', '--tls-verify=false', `docker://${mhost}/tokuser/app:v1`), /unauthorized|authentication required/i);
+    const tokensBefore = realm.count(/^GET \/v2\/token/);
     await skopeo('copy', '--src-tls-verify=false', '--src-creds', 'reader:readerpw', `docker://${mhost}/tokuser/app:v1`, `oci:${join(work, 'out')}:x`);
     const layer = await readFile(join(work, 'out', 'blobs', 'sha256', sha256(img.layer).slice(7)));
     assert.ok(layer.equals(img.layer));
+    // a second pull (the tag is revalidated upstream): the token is reused until it expires
+    await skopeo('copy', '--src-tls-verify=false', '--src-creds', 'reader:readerpw', `docker://${mhost}/tokuser/app:v1`, `oci:${join(work, 'out2')}:x`);
+    const mine = realm.seen.slice(-(realm.count(/^GET \/v2\/token/) - tokensBefore));
+    assert.equal(mine.length, 1, `one token for the repository's pull scope: ${mine.join(', ')}`);
+    assert.match(mine[0]!, /scope=repository%3Atokuser%2Fapp%3Apull/);
   });
 });

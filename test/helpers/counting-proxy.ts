@@ -66,3 +66,30 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
     close: stop,
   };
 }
+
+/**
+ * Run every cleanup step, each bounded in time, whatever the others do: a step that fails or hangs
+ * must not leave later servers listening (a test file whose process stays alive stalls the run).
+ */
+export async function cleanup(...steps: (() => Promise<unknown> | unknown)[]): Promise<void> {
+  for (const step of steps) {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.resolve()
+        .then(step)
+        .catch((e: unknown) => console.error(`cleanup step failed: ${String(e)}`)),
+      new Promise((r) => (timer = setTimeout(r, 20_000))),
+    ]);
+    clearTimeout(timer);
+  }
+}
+
+/** Stop a child process: SIGTERM, SIGKILL after 5 s; resolves when it has exited. */
+export async function stopChild(proc: import('node:child_process').ChildProcess | undefined): Promise<void> {
+  if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise((r) => proc.once('exit', r));
+  proc.kill('SIGTERM');
+  const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(t);
+}

@@ -8,7 +8,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { startCountingProxy, type CountingProxy } from '../helpers/counting-proxy.js';
+import { cleanup, startCountingProxy, type CountingProxy } from '../helpers/counting-proxy.js';
 import { pushV2 } from '../helpers/v2-client.js';
 
 const sha = (b: Buffer | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -55,12 +55,14 @@ describe('mirror: v2 pull-through', { timeout: 240_000 }, () => {
     mirror: { upstreams: [{ prefix: 'hub/', url: proxy.url, ns: 'upstream.example' }], ttl: 3600, negative_ttl: 2, timeout: 5, breaker_failures: 3, breaker_seconds: 2 },
   });
   let restartedDir: string | undefined;
-  after(async () => {
-    await mirror?.stop();
-    if (restartedDir) await rm(restartedDir, { recursive: true, force: true });
-    await proxy?.close();
-    await upstream?.stop();
-  });
+  after(() =>
+    cleanup(
+      () => mirror?.stop(),
+      () => restartedDir && rm(restartedDir, { recursive: true, force: true }),
+      () => proxy?.close(),
+      () => upstream?.stop(),
+    ),
+  );
 
   it('pulls a manifest by tag and its blobs through the cache; the second pull asks upstream only for the tag', async () => {
     const img = await pushV2(upstream.url, 'lib/alpine', '3.1');
@@ -241,8 +243,10 @@ describe('mirror: a corrupt upstream', { timeout: 120_000 }, () => {
       assert.deepEqual(existsSync(join(mirror.dataDir, 'uploads')) ? readdirSync(join(mirror.dataDir, 'uploads')) : [], [], 'no upload left');
       assert.equal((await mirror.mirror!.schedule.entries('blob')).filter((e) => e.digest === fake.layerDigest).length, 0);
     } finally {
-      await mirror.stop();
-      await fake.close();
+      await cleanup(
+        () => mirror.stop(),
+        () => fake.close(),
+      );
     }
   });
 });
