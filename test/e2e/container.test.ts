@@ -2,7 +2,8 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { cp, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -34,6 +35,17 @@ function missing(): string | undefined {
         : undefined;
   if (why && process.env.E2E_REQUIRED) throw new Error(`E2E_REQUIRED: ${why}`);
   return why;
+}
+
+/** What the image is made of: the Dockerfile, the lock file, the compiled server and migrations. */
+async function fingerprint(): Promise<string> {
+  const h = createHash('sha256');
+  for (const f of ['Dockerfile', 'package.json', 'package-lock.json', 'config_sample.yml', 'bin/legacy-registry.cjs']) h.update(f).update(readFileSync(join(ROOT, f)));
+  for (const d of ['src', 'migrations']) {
+    const files = (await readdir(join(ROOT, 'dist', d), { recursive: true })).filter((f) => f.endsWith('.js')).sort();
+    for (const f of files) h.update(f).update(readFileSync(join(ROOT, 'dist', d, f)));
+  }
+  return h.digest('hex').slice(0, 32);
 }
 
 /**
@@ -74,7 +86,7 @@ function productionPackages(): Set<string> {
 const basic = (u: string, p: string): string => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`;
 
 describe('Dockerfile: built with podman on a debootstrap base, run, restarted', { skip: missing(), timeout: 900_000 }, () => {
-  let ctx: string;
+  let ctx: string | undefined;
   let flags: string[] = [];
   let port: number;
   const name = `lr-container-test-${process.pid}`;
@@ -102,17 +114,26 @@ describe('Dockerfile: built with podman on a debootstrap base, run, restarted', 
     // the base image (debootstrap cached in CACHE: minutes the first time, seconds after)
     await run(join(ROOT, 'scripts', 'container-base.sh'), [], { env: { ...process.env, BASE_CACHE: CACHE }, timeout: 900_000 });
     flags = readFileSync(join(CACHE, 'podman-flags'), 'utf8').trim().split(/\s+/).filter(Boolean);
-    // the prebuilt context: what the image runs, production dependencies only
-    ctx = await mkdtemp(join(tmpdir(), 'lr-container-ctx-'));
-    for (const f of ['package.json', 'config_sample.yml', 'bin']) await cp(join(ROOT, f), join(ctx, f), { recursive: true });
-    for (const d of ['src', 'migrations']) await cp(join(ROOT, 'dist', d), join(ctx, 'dist', d), { recursive: true, filter: (p) => !p.endsWith('.map') });
-    const top = productionPackages();
-    assert.ok(top.has('koa') && top.has('sqlite3') && !top.has('typescript'), 'production dependencies only');
-    await mkdir(join(ctx, 'node_modules', '@aws-sdk'), { recursive: true });
-    for (const p of top) await cp(join(ROOT, 'node_modules', p), join(ctx, 'node_modules', p), { recursive: true, dereference: true });
-    const started = Date.now();
-    await podman(['build', '--pull=never', '--format', 'docker', ...flags, '--build-arg', 'APP_SOURCE=prebuilt', '-f', join(ROOT, 'Dockerfile'), '-t', IMAGE, ctx], 900_000);
-    if (process.env.TEST_TIMING) console.log(`podman build: ${Date.now() - started} ms`);
+    // The image is rebuilt when what goes into it changed (Dockerfile, lock file, compiled server):
+    // podman's layer cache would still hash the ~100 MB context on every run.
+    const inputs = await fingerprint();
+    const label = await podman(['image', 'inspect', '--format', '{{index .Labels "legacy-registry-test.inputs"}}', IMAGE]).then(
+      (r) => r.stdout.trim(),
+      () => '',
+    );
+    if (label !== inputs) {
+      // the prebuilt context: what the image runs, production dependencies only
+      ctx = await mkdtemp(join(tmpdir(), 'lr-container-ctx-'));
+      for (const f of ['package.json', 'config_sample.yml', 'bin']) await cp(join(ROOT, f), join(ctx, f), { recursive: true });
+      for (const d of ['src', 'migrations']) await cp(join(ROOT, 'dist', d), join(ctx, 'dist', d), { recursive: true, filter: (p) => !p.endsWith('.map') });
+      const top = productionPackages();
+      assert.ok(top.has('koa') && top.has('sqlite3') && !top.has('typescript'), 'production dependencies only');
+      await mkdir(join(ctx, 'node_modules', '@aws-sdk'), { recursive: true });
+      for (const p of top) await cp(join(ROOT, 'node_modules', p), join(ctx, 'node_modules', p), { recursive: true, dereference: true });
+      const started = Date.now();
+      await podman(['build', '--pull=never', '--format', 'docker', ...flags, '--build-arg', 'APP_SOURCE=prebuilt', '--label', `legacy-registry-test.inputs=${inputs}`, '-f', join(ROOT, 'Dockerfile'), '-t', IMAGE, ctx], 900_000);
+      if (process.env.TEST_TIMING) console.log(`podman build: ${Date.now() - started} ms`);
+    }
     port = await freePort();
   });
 
