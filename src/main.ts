@@ -16,7 +16,7 @@ import { IndexService } from './index/service.js';
 import { INDEX_CHECKSUM_PATH, indexRouter } from './index/routes.js';
 import { loggerFor, type Logger } from './log/logger.js';
 import { configuredHealthChecks, debugServer, healthGate, readOnlyGate } from './http/health.js';
-import { createDriver } from './storage/drivers/index.js';
+import { canRedirect, createDriver } from './storage/drivers/index.js';
 import { CachingDriver } from './storage/drivers/caching.js';
 import type { StorageDriver } from './storage/driver.js';
 import { BlobStore } from './content/blob-store.js';
@@ -120,15 +120,26 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   // seconds; positive answers only, own writes visible at once (src/storage/drivers/caching.ts).
   const driver = config.metadata_cache_ttl > 0 ? new CachingDriver(storage, { ttlMs: config.metadata_cache_ttl * 1000 }) : storage;
   const blobs = new BlobStore(driver);
+  if (config.storage_redirect === true) {
+    // only the s3 driver signs URLs; with the others the setting was named in a warning at load
+    if (canRedirect(storage)) blobs.redirectWith((key) => storage.redirectURL(key));
+  }
   let purgeTimer: NodeJS.Timeout | undefined;
   let replayTimer: NodeJS.Timeout | undefined;
   if (config.upload_purging && !config.read_only) {
-    const purged = await blobs.purgeStaleUploads(config.upload_purge_age * 1000);
+    const purgeAll = async (): Promise<number> => {
+      const n = await blobs.purgeStaleUploads(config.upload_purge_age * 1000);
+      // an object store's incomplete multipart uploads / orphan segments of killed writers
+      const writes = (await storage.purgeAbandonedWrites?.(config.upload_purge_age * 1000)) ?? 0;
+      if (writes > 0) log.info('aborted abandoned object store writes', { count: writes });
+      return n;
+    };
+    const purged = await purgeAll();
     if (purged > 0) log.info('purged abandoned uploads', { count: purged });
     // Uploads abandoned while we run (a client that vanished without closing) go the same way.
     purgeTimer = setInterval(
       () => {
-        blobs.purgeStaleUploads(config.upload_purge_age * 1000).then(
+        purgeAll().then(
           (n) => n > 0 && log.info('purged abandoned uploads', { count: n }),
           (e: unknown) => log.error('purging abandoned uploads failed', { err: e }),
         );
@@ -160,7 +171,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       'invalid configuration:\n  v2_auth: htpasswd is for a registry without an index (standalone: true); with an index, v2 clients log in with index accounts (v2_auth: token)',
     );
   }
-  if (config.nginx_x_accel_redirect !== null && (opts.driver !== undefined || config.storage === 'memory')) {
+  if (config.nginx_x_accel_redirect !== null && (opts.driver !== undefined || (config.storage !== 'file' && config.storage !== 'local'))) {
     throw new ConfigError('invalid configuration:\n  nginx_x_accel_redirect: needs the filesystem storage (nginx serves its files)');
   }
   const effective: Config = Object.freeze({ ...config, standalone });
@@ -189,6 +200,11 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   let issuer: V2TokenIssuer | undefined;
   let v2Tokens: V2TokenVerifier | undefined;
   if (runIndex) {
+    if ((config.storage === 's3' || config.storage === 'swift') && !config.sqlalchemy_index_database) {
+      throw new ConfigError(
+        `invalid configuration:\n  sqlalchemy_index_database: required with storage ${config.storage} when this process runs the index (its database cannot live in the bucket): postgresql://… or sqlite:////path/index.db`,
+      );
+    }
     db = createDb(config.sqlalchemy_index_database, config.storage_path);
     const applied = await migrateLatest(db);
     if (applied.length > 0) log.info('index database migrated', { applied });

@@ -121,9 +121,18 @@ export const configSchema = z
     index_endpoint: z.url().nullable().default(null),
     disable_token_auth: z.boolean().nullable().default(null),
     privileged_key: nullableString,
-    /** Storage driver: file (alias local) or memory (tests only). */
-    storage: z.enum(['file', 'local', 'memory']).default('file'),
+    /**
+     * Storage driver: file (alias local), s3 (any S3-compatible store), swift (OpenStack Swift / Rackspace
+     * Cloud Files) or memory (tests only). docs/storage.md.
+     */
+    storage: z.enum(['file', 'local', 'memory', 's3', 'swift']).default('file'),
+    /** file: the root directory. s3 / swift: the key prefix inside the bucket or container (Python's storage_path). */
     storage_path: z.string().min(1).default('./data'),
+    /**
+     * Blob and v1 layer GETs answer 307/302 to a pre-signed URL of the object store (s3), so the bytes
+     * do not pass through the registry. null: off, except for a distribution config with storage.s3
+     * (distribution redirects by default; storage.redirect.disable turns it off).
+     */
     storage_redirect: z.boolean().nullable().default(null),
     /**
      * URI prefix of an nginx `internal` location serving the filesystem storage's root (alias): blob
@@ -133,6 +142,50 @@ export const configSchema = z
      * clients still get the bytes. File storage only.
      */
     nginx_x_accel_redirect: z.string().regex(/^\/[A-Za-z0-9._~\/-]*$/, 'an absolute URI path (/_storage)').nullable().default(null),
+
+    // --- S3 (storage: s3): the Python registry's keys (s3_*, boto_*), distribution's storage.s3 maps onto them
+    /** Bucket (boto_bucket is the older name of the same key). */
+    s3_bucket: nullableString,
+    boto_bucket: nullableString,
+    /** Region used for signing; us-east-1 when unset (RGW and most S3-compatible stores accept any). */
+    s3_region: nullableString,
+    /** Endpoint URL of an S3-compatible store (distribution's regionendpoint); unset: AWS (or boto_host). */
+    s3_endpoint: nullableString,
+    /** Python: host and port of the store (the endpoint is http(s)://boto_host:boto_port, https unless s3_secure is false). */
+    boto_host: nullableString,
+    boto_port: z.number().int().min(1).max(65535).nullable().default(null),
+    /** Python: https to boto_host (default true). */
+    s3_secure: z.boolean().nullable().default(null),
+    /** Python: boto's calling format; OrdinaryCallingFormat means path-style addressing. */
+    boto_calling_format: nullableString,
+    /** Path-style addressing (bucket in the path); default: on with an endpoint, off for AWS. */
+    s3_force_path_style: z.boolean().nullable().default(null),
+    /** Static credentials; unset: the AWS SDK's chain (AWS_ACCESS_KEY_ID…, ~/.aws, instance roles). */
+    s3_access_key: nullableString,
+    s3_secret_key: nullableString,
+    s3_session_token: nullableString,
+    /** Server-side encryption (AES256; aws:kms with s3_kms_key_id). */
+    s3_encrypt: z.boolean().nullable().default(null),
+    s3_kms_key_id: nullableString,
+    /** Python: signature v4 (always used here; kept so old files load). */
+    s3_use_sigv4: z.boolean().nullable().default(null),
+    s3_storage_class: nullableString,
+    /** Multipart part size of uploads (≥ 5 MiB): a writer holds at most two parts in memory. */
+    s3_part_size: byteSize.default('10MiB'),
+    /** Accept any TLS certificate of the endpoint (distribution's skipverify). */
+    s3_skip_verify: z.boolean().default(false),
+
+    // --- Swift (storage: swift): the Python registry's keys; distribution's storage.swift maps onto them
+    /** Auth URL: v1 (…/auth/1.0, …/auth/v1.0) or Keystone v2/v3 (…/v2.0, …/v3). */
+    swift_authurl: nullableString,
+    swift_container: nullableString,
+    swift_user: nullableString,
+    swift_password: nullableString,
+    swift_tenant_name: nullableString,
+    swift_region_name: nullableString,
+    /** Segment size of large objects (Static Large Object segments; ≥ 1 MiB). */
+    swift_segment_size: byteSize.default('10MiB'),
+    swift_insecure_skip_verify: z.boolean().default(false),
     /** X-Docker-Endpoints value (host[:port] list); default: a Host naming this machine, else the listen address. */
     registry_endpoints: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).nullable().default(null),
     search_backend: nullableString,
@@ -252,7 +305,9 @@ export const configSchema = z
 
 export type ConfigInput = z.input<typeof configSchema>;
 type Parsed = z.output<typeof configSchema>;
-export type Config = Readonly<Omit<Parsed, 'max_layer_size' | 'max_json_size' | 'registry_endpoints' | 'token_audiences'>> & {
+export type Config = Readonly<Omit<Parsed, 'max_layer_size' | 'max_json_size' | 'registry_endpoints' | 'token_audiences' | 's3_part_size' | 'swift_segment_size'>> & {
+  readonly s3_part_size: number;
+  readonly swift_segment_size: number;
   readonly token_audiences: readonly string[];
   readonly max_layer_size: number;
   readonly max_json_size: number;

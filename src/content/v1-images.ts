@@ -290,6 +290,11 @@ export class V1Images {
     });
   }
 
+  /** A pre-signed URL of the layer's bytes when the storage redirects (storage_redirect), else undefined. */
+  layerRedirect(link: LayerLink): Promise<string | undefined> {
+    return this.blobs.redirectURL(link.digest);
+  }
+
   openLayer(link: LayerLink, offset: number, length?: number): Promise<Readable> {
     return this.blobs.open(link.digest, offset, length);
   }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { BlockList, isIP } from 'node:net';
 import Koa, { type Context, type Next } from 'koa';
-import { isRegistryError, isStorageFull, STRING_BODY_CODES, V1_CODES } from '../errors/index.js';
+import { isRegistryError, isStorageFull, isStorageUnavailable, STRING_BODY_CODES, V1_CODES } from '../errors/index.js';
 import { V2_CODES } from '../errors/v2.js';
 import type { Logger } from '../log/logger.js';
 import { sendJson } from './respond.js';
@@ -68,6 +68,25 @@ export function v1ErrorRenderer(log: Logger) {
           ctx.body = JSON.stringify({ errors: [{ code: 'INSUFFICIENT_STORAGE', message, detail: null }] });
         } else {
           const [status, message] = V1_CODES.INSUFFICIENT_STORAGE;
+          sendJson(ctx, status, { error: message });
+        }
+        return;
+      }
+      if (isStorageUnavailable(e)) {
+        // the object store cannot be reached or lost its bucket: this request cannot be served, the
+        // process stays up and serves again when the store is back (issue 12)
+        log.error('storage unavailable', { id: ctx.state.requestId, method: ctx.method, path: ctx.path, err: String((e as Error).message ?? e) });
+        if (ctx.headerSent || !ctx.writable) {
+          ctx.req.destroy();
+          return;
+        }
+        if (ctx.path.startsWith('/v2/')) {
+          const [status, message] = V2_CODES.UNAVAILABLE;
+          ctx.status = status;
+          ctx.type = 'application/json; charset=utf-8';
+          ctx.body = JSON.stringify({ errors: [{ code: 'UNAVAILABLE', message, detail: null }] });
+        } else {
+          const [status, message] = V1_CODES.UNAVAILABLE;
           sendJson(ctx, status, { error: message });
         }
         return;

@@ -80,7 +80,8 @@ export function configuredHealthChecks(config: Config, log: Logger): HealthCheck
   if (c.storagedriver?.enabled) {
     const name = `storagedriver_${config.storage === 'memory' ? 'inmemory' : 'filesystem'}`;
     h.register(name, c.storagedriver.interval, c.storagedriver.threshold, async () => {
-      if (config.storage === 'memory') return;
+      // object stores are checked by their driver at start; their requests answer 503 while the store is away
+      if (config.storage === 'memory' || config.storage === 's3' || config.storage === 'swift') return;
       // as distribution: a root that does not exist yet is fine (nothing stored); anything else
       // that keeps the driver from reading it is not
       try {

@@ -203,6 +203,14 @@ export function registryRouter(deps: RegistryDeps): Router {
     if (notModified(ctx)) return;
     const link = await images.getLayer(access.scope, id);
     setCacheHeaders(ctx);
+    // storage_redirect (spec §R5): the Python registry answered 302 to a signed storage URL
+    const url = ctx.method === 'GET' ? await images.layerRedirect(link) : undefined;
+    if (url) {
+      ctx.status = 302;
+      ctx.set('Location', url);
+      ctx.body = '';
+      return;
+    }
     await sendBytes(ctx, link.size, (start, length) => images.openLayer(link, start, length), { accel: accelUri(config, link.digest, ctx) });
   });
 

@@ -125,6 +125,12 @@ export interface StorageDriver {
   putContentIfAbsent?(key: string, data: Buffer): Promise<boolean>;
   /** Release resources (timers, sockets). */
   close?(): Promise<void>;
+  /**
+   * Object stores: remove what writers of killed processes or dropped connections left behind
+   * without a trace in list() (S3's incomplete multipart uploads, Swift's orphan segments) when
+   * older than olderThanMs. Returns how many were removed. Run by the upload purge job.
+   */
+  purgeAbandonedWrites?(olderThanMs: number): Promise<number>;
 }
 
 export class StorageError extends Error {
@@ -141,6 +147,17 @@ export class PathNotFoundError extends StorageError {
 export class InvalidPathError extends StorageError {
   constructor(key: string) {
     super(`invalid path: ${JSON.stringify(key)}`, key);
+  }
+}
+/**
+ * The storage cannot be reached or no longer holds what the registry needs (an object store's bucket
+ * was removed, its credentials were revoked, it does not answer). Requests that need it answer 503;
+ * the process keeps running and recovers when the storage does.
+ */
+export class StorageUnavailableError extends StorageError {
+  constructor(message: string, key: string, options?: { cause?: unknown }) {
+    super(message, key);
+    if (options?.cause !== undefined) (this as { cause?: unknown }).cause = options.cause;
   }
 }
 export class InvalidOffsetError extends StorageError {

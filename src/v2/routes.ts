@@ -390,6 +390,14 @@ export function v2Routes(deps: V2Deps) {
           ctx.set('Docker-Content-Digest', digest);
           ctx.set('Etag', `"${digest}"`);
           ctx.set('Cache-Control', 'max-age=31536000');
+          // storage_redirect: as distribution with S3, a GET goes to a pre-signed URL (307 keeps the method)
+          const url = method === 'GET' ? await blobs.redirectURL(digest) : undefined;
+          if (url) {
+            ctx.status = 307;
+            ctx.set('Location', url);
+            ctx.body = '';
+            return;
+          }
           await sendBytes(ctx, info.size, (start, length) => blobs.open(digest, start, length), { accel: accelUri(deps.config, digest, ctx) });
           return;
         }

@@ -15,6 +15,8 @@ import { chunkedStream, DOCKER_UA, makeImage, type TestImage } from '../helpers/
 import { sha256, writeOciLayout } from '../helpers/oci-layout.js';
 import { nginxMissing, startNginx, type NginxSite } from '../helpers/nginx.js';
 import { createDb } from '../../src/db/knex.js';
+import { cephMissing, startRgw, type Rgw } from '../helpers/ceph.js';
+import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 
 /*
  * The scale-out site of docs/scale-out.md on one machine: PostgreSQL, one index node
@@ -74,7 +76,10 @@ async function waitUp(url: string, proc: ChildProcess, out: () => string): Promi
   }
 }
 
-describe('scale-out: PostgreSQL, an index node, two registry nodes on one storage, nginx', { skip, timeout: 600_000 }, () => {
+type Store = 'file' | 's3';
+
+function scenario(store: Store, skipReason: string | undefined): void {
+describe(`scale-out on ${store === 'file' ? 'a shared directory' : 'Ceph RGW (S3)'}: PostgreSQL, an index node, two registry nodes, nginx`, { skip: skipReason, timeout: 600_000 }, () => {
   let work: string;
   let shared: string;
   let database: string;
@@ -82,6 +87,8 @@ describe('scale-out: PostgreSQL, an index node, two registry nodes on one storag
   let nodeA: Node;
   let nodeB: Node;
   let site: NginxSite;
+  let rgw: Rgw | undefined;
+  let bucket = '';
   const ports = { index: 0, a: 0, b: 0, nginxRegistry: 0, nginxIndex: 0 };
   const configs: Record<string, string> = {};
 
@@ -118,6 +125,15 @@ describe('scale-out: PostgreSQL, an index node, two registry nodes on one storag
       await admin.destroy();
     }
     const pgUrl = PG_URL.replace(/\/[^/?]*(\?.*)?$/, `/${database}$1`).replace('$1', '');
+    let storeKeys: Record<string, unknown> = { storage_path: shared, nginx_x_accel_redirect: '/_storage' };
+    if (store === 's3') {
+      rgw = await startRgw();
+      bucket = rgw.uniqueBucket('multinode');
+      const admin = new S3Client({ endpoint: rgw.endpoint, region: rgw.region, forcePathStyle: true, credentials: { accessKeyId: rgw.accessKey, secretAccessKey: rgw.secretKey } });
+      await admin.send(new CreateBucketCommand({ Bucket: bucket }));
+      admin.destroy();
+      storeKeys = { storage: 's3', s3_endpoint: rgw.endpoint, s3_region: rgw.region, s3_bucket: bucket, s3_access_key: rgw.accessKey, s3_secret_key: rgw.secretKey, storage_path: '/registry' };
+    }
     const common = { loglevel: 'info', bcrypt_cost: 4, trusted_proxies: ['127.0.0.1'], token_issuer: 'multinode-test' };
     const yaml = (o: Record<string, unknown>): string => `dev:\n${Object.entries(o).map(([k, v]) => `  ${k}: ${JSON.stringify(v)}`).join('\n')}\n`;
     configs.index = join(work, 'index.yml');
@@ -139,19 +155,19 @@ describe('scale-out: PostgreSQL, an index node, two registry nodes on one storag
         configs[n]!,
         yaml({
           ...common,
-          storage_path: shared,
+          ...storeKeys,
           standalone: false,
           index_endpoint: `http://127.0.0.1:${ports.index}`,
           v2_auth: 'token',
           token_service: 'registry.multinode.test',
           token_realm: `http://127.0.0.1:${ports.nginxIndex}/v2/token`,
-          nginx_x_accel_redirect: '/_storage',
           metadata_cache_ttl: 1,
           storage_delete: true,
         }),
       );
     }
     index = await startNode('index', 'index', ports.index, join(work, 'index-home'));
+    void bucket;
     [nodeA, nodeB] = await Promise.all([startNode('a', 'registry', ports.a, join(work, 'node-a')), startNode('b', 'registry', ports.b, join(work, 'node-b'))]);
     site = await startNginx(
       { registryNodes: [nodeA.host, nodeB.host], indexNodes: [index.host], storageRoot: shared },
@@ -172,6 +188,7 @@ describe('scale-out: PostgreSQL, an index node, two registry nodes on one storag
       await admin.destroy();
     }
     if (work) await rm(work, { recursive: true, force: true });
+    await rgw?.stop();
   });
 
   /** The index's answer to a 1.x client: token and X-Docker-Endpoints (PUT: push, GET: pull). */
@@ -342,7 +359,7 @@ describe('scale-out: PostgreSQL, an index node, two registry nodes on one storag
       assert.ok(seen(nodeA, before.a) && seen(nodeB, before.b), 'nginx balanced the requests over both nodes');
     });
 
-    it('a blob GET through nginx: bytes, digest header and ranges served by nginx from the shared files', async () => {
+    it('a blob GET through nginx: bytes, digest header and ranges served by nginx from the shared files', { skip: store === 's3' ? 'X-Accel-Redirect serves a filesystem store' : undefined }, async () => {
       const auth = await v2Token('bobby', 'repository:alice/v2app:pull');
       const layer = Buffer.concat([Buffer.alloc(300_000, 1), Buffer.from('end')]);
       const url = `http://${site.registry}`;
@@ -426,7 +443,16 @@ describe('scale-out: PostgreSQL, an index node, two registry nodes on one storag
     };
     for (const n of [nodeA, nodeB]) assert.deepEqual(await listAll(n.home), [], `${n.name} wrote local files`);
     // and no lock objects outlived their requests
-    const locks = await readdir(join(shared, 'locks')).catch(() => []);
-    assert.deepEqual(locks, []);
+    if (store === 'file') assert.deepEqual(await readdir(join(shared, 'locks')).catch(() => []), []);
+    else {
+      const admin = new S3Client({ endpoint: rgw!.endpoint, region: rgw!.region, forcePathStyle: true, credentials: { accessKeyId: rgw!.accessKey, secretAccessKey: rgw!.secretKey } });
+      const listed = await admin.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'registry/locks/' }));
+      admin.destroy();
+      assert.deepEqual((listed.Contents ?? []).map((o) => o.Key), []);
+    }
   });
 });
+}
+
+scenario('file', skip);
+scenario('s3', skip ?? cephMissing());

@@ -220,7 +220,10 @@ describe('distribution config.yml (spec v2-bridge §5.1)', () => {
 
   it('refuses what would silently change behaviour, naming the key and line', async () => {
     const cases: [string, RegExp][] = [
-      ['version: 0.1\nstorage:\n  s3:\n    bucket: b\n', /storage\.s3 \(.*:3\): storage driver "s3" is not supported by this build \(filesystem and inmemory are\)/],
+      ['version: 0.1\nstorage:\n  gcs:\n    bucket: b\n', /storage\.gcs \(.*:3\): storage driver "gcs" is not supported by this build \(filesystem, inmemory, s3 and swift are\)/],
+      ['version: 0.1\nstorage:\n  s3:\n    region: us-east-1\n', /storage\.s3\.bucket.*required/],
+      ['version: 0.1\nstorage:\n  s3:\n    bucket: b\n    chunksize: 1024\n', /storage\.s3\.chunksize.*at least 5242880/],
+      ['version: 0.1\nstorage:\n  s3:\n    bucket: b\n    bukket: c\n', /storage\.s3\.bukket.*unknown key/],
       ['version: 0.1\nstorage:\n  filesystem: {}\n  inmemory: {}\n', /storage \(.*:2\): exactly one storage driver must be configured, found filesystem, inmemory/],
       ['version: 0.1\nstorage:\n  delete:\n    enabled: true\n', /storage \(.*:2\): no storage driver configured/],
       ['version: 0.1\nlog:\n  level: info\n', /storage: required/],
