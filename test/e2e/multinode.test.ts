@@ -84,12 +84,13 @@ describe(`scale-out on ${store === 'file' ? 'a shared directory' : 'Ceph RGW (S3
   let shared: string;
   let database: string;
   let index: Node;
+  let index2: Node;
   let nodeA: Node;
   let nodeB: Node;
   let site: NginxSite;
   let rgw: Rgw | undefined;
   let bucket = '';
-  const ports = { index: 0, a: 0, b: 0, nginxRegistry: 0, nginxIndex: 0 };
+  const ports = { index: 0, index2: 0, a: 0, b: 0, nginxRegistry: 0, nginxIndex: 0 };
   const configs: Record<string, string> = {};
 
   async function startNode(name: string, role: 'index' | 'registry', port: number, home: string): Promise<Node> {
@@ -167,10 +168,13 @@ describe(`scale-out on ${store === 'file' ? 'a shared directory' : 'Ceph RGW (S3
       );
     }
     index = await startNode('index', 'index', ports.index, join(work, 'index-home'));
+    // a second index node on the same database (started after the first created the secrets)
+    configs.index2 = configs.index;
+    index2 = await startNode('index2', 'index', ports.index2, join(work, 'index2-home'));
     void bucket;
     [nodeA, nodeB] = await Promise.all([startNode('a', 'registry', ports.a, join(work, 'node-a')), startNode('b', 'registry', ports.b, join(work, 'node-b'))]);
     site = await startNginx(
-      { registryNodes: [nodeA.host, nodeB.host], indexNodes: [index.host], storageRoot: shared },
+      { registryNodes: [nodeA.host, nodeB.host], indexNodes: [index.host, index2.host], storageRoot: shared },
       { registry: ports.nginxRegistry, index: ports.nginxIndex },
     );
     for (const u of ['alice', 'bobby']) {
@@ -181,7 +185,7 @@ describe(`scale-out on ${store === 'file' ? 'a shared directory' : 'Ceph RGW (S3
 
   after(async () => {
     await site?.stop();
-    await Promise.all([stopNode(nodeA), stopNode(nodeB), stopNode(index)]);
+    await Promise.all([stopNode(nodeA), stopNode(nodeB), stopNode(index), stopNode(index2)]);
     if (database) {
       const admin = createDb(PG_URL, tmpdir(), { poolMax: 1 });
       await admin.raw(`drop database if exists ${database} with (force)`).catch(() => undefined);
@@ -325,6 +329,26 @@ describe(`scale-out on ${store === 'file' ? 'a shared directory' : 'Ceph RGW (S3
     const got = await request(nodeA.url, '/v2/alice/v2app/manifests/v1', { headers: { ...h, Accept: 'application/vnd.oci.image.manifest.v1+json' } });
     assert.equal(got.status, 200);
     assert.equal(got.text, manifest);
+  });
+
+  it('two index nodes on one database: an account made on one logs in on the other; tokens of either are accepted by every registry node', async () => {
+    const r = await request(index2.url, '/v1/users/', { method: 'POST', body: JSON.stringify({ username: 'dora', password: 'dorapw', email: 'dora@example.com' }) });
+    assert.equal(r.status, 201, r.text);
+    assert.equal((await request(index.url, '/v1/users/', { headers: { Authorization: basic('dora', 'dorapw') } })).status, 200);
+    // v1: a push token from index 2, checked by the registry nodes with index 1 (index_endpoint)
+    const img = makeImage();
+    const claim = await request(index2.url, '/v1/repositories/dora/app/', {
+      method: 'PUT',
+      headers: { Authorization: basic('dora', 'dorapw'), 'X-Docker-Token': 'true', 'User-Agent': DOCKER_UA },
+      body: JSON.stringify([{ id: img.id, Tag: 'latest' }]),
+    });
+    assert.equal(claim.status, 200, claim.text);
+    await pushTo(nodeB.host, img, String(claim.headers['x-docker-token']));
+    // v2: a Bearer token from index 2, signed with the key both index nodes read from the database
+    const t = await request(index2.url, `/v2/token?service=registry.multinode.test&scope=${encodeURIComponent('repository:alice/v2app:pull')}`, { headers: { Authorization: basic('dora', 'dorapw') } });
+    assert.equal(t.status, 200, t.text);
+    const got = await request(nodeA.url, '/v2/alice/v2app/tags/list', { headers: { Authorization: `Bearer ${t.json<{ token: string }>().token}` } });
+    assert.equal(got.status, 200, got.text);
   });
 
   describe('through nginx (examples/nginx/legacy-registry.conf)', () => {
