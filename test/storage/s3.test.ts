@@ -71,6 +71,24 @@ describe('s3 driver on Ceph RGW', { skip, timeout: 600_000 }, () => {
     }
   });
 
+  it('putContentIfAbsent: of concurrent creates of one key exactly one wins; an existing key is left alone', async () => {
+    const bucket = await freshBucket();
+    const d = createS3Driver({ bucket, endpoint: rgw!.endpoint, accessKeyId: rgw!.accessKey, secretAccessKey: rgw!.secretKey, rootDirectory: 'reg' });
+    try {
+      for (let round = 0; round < 5; round++) {
+        const results = await Promise.all(Array.from({ length: 8 }, (_, i) => d.putContentIfAbsent(`locks/l${round}`, Buffer.from(`owner-${i}`))));
+        assert.equal(results.filter(Boolean).length, 1, `round ${round}`);
+        const winner = results.indexOf(true);
+        assert.equal((await d.getContent(`locks/l${round}`)).toString(), `owner-${winner}`);
+      }
+      assert.equal(await d.putContentIfAbsent('locks/l0', Buffer.from('late')), false);
+      assert.equal((await d.getContent('locks/l0')).toString().startsWith('owner-'), true);
+    } finally {
+      await d.close();
+      await dropBucket(bucket);
+    }
+  });
+
   it('a writer of 64 MiB holds at most two parts in memory', async () => {
     const bucket = await freshBucket();
     const d = createS3Driver({ bucket, endpoint: rgw!.endpoint, accessKeyId: rgw!.accessKey, secretAccessKey: rgw!.secretKey, partSize: 5 * 1024 * 1024 });

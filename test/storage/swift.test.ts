@@ -79,6 +79,23 @@ describe('swift driver on Ceph RGW (Swift API, auth v1)', { skip, timeout: 600_0
     }
   });
 
+  it('putContentIfAbsent: of concurrent creates of one key exactly one wins; an existing key is left alone', async () => {
+    const container = await freshContainer();
+    const d = make(container);
+    try {
+      for (let round = 0; round < 3; round++) {
+        const results = await Promise.all(Array.from({ length: 6 }, (_, i) => d.putContentIfAbsent(`locks/l${round}`, Buffer.from(`owner-${i}`))));
+        assert.equal(results.filter(Boolean).length, 1, `round ${round}`);
+        assert.equal((await d.getContent(`locks/l${round}`)).toString(), `owner-${results.indexOf(true)}`);
+      }
+      assert.equal(await d.putContentIfAbsent('locks/l0', Buffer.from('late')), false);
+      assert.deepEqual(await d.list(''), ['locks'], 'tickets are gone and hidden');
+    } finally {
+      await d.close();
+      await dropContainer(container);
+    }
+  });
+
   it('reads the Python registry\'s swift_* keys', () => {
     const o = swiftOptions({ storage_path: '/registry', swift_authurl: 'http://h/auth/v1.0', swift_container: 'c', swift_user: 'u', swift_password: 'p', swift_tenant_name: 't' });
     assert.equal(o.user, 't:u');

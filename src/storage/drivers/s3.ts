@@ -151,6 +151,7 @@ export type S3StorageDriver = RedirectingDriver & {
   readonly bucket: string;
   /** Fails with a clear message when the bucket cannot be used (startup check). */
   check(): Promise<void>;
+  putContentIfAbsent(key: string, data: Buffer): Promise<boolean>;
   purgeAbandonedWrites(olderThanMs: number): Promise<number>;
   close(): Promise<void>;
 };
@@ -259,18 +260,28 @@ class S3Driver implements StorageDriver {
     await this.putObject(key, Buffer.from(data));
   }
 
-  /** Exclusive create (storage-level locks, src/content/storage-lock.ts): a conditional PUT, If-None-Match: *. */
+  /**
+   * Creates the object only if the key holds none (PutObject with `If-None-Match: *`): true when this
+   * call created it. Of concurrent calls for one missing key exactly one returns true (the storage
+   * locks of several registry nodes rely on it).
+   */
   async putContentIfAbsent(key: string, data: Buffer): Promise<boolean> {
     validateKey(key);
-    try {
-      await this.client.send(
-        new PutObjectCommand({ Bucket: this.bucket, Key: this.k(key), Body: Buffer.from(data), ContentLength: data.length, IfNoneMatch: '*', ...this.sse }),
-      );
-      return true;
-    } catch (e) {
-      // 412: an object is there; 409: a concurrent conditional PUT of the same key is in progress
-      if (errStatus(e) === 412 || errName(e) === 'PreconditionFailed' || errStatus(e) === 409) return false;
-      return this.send(key, () => Promise.reject(e));
+    const body = Buffer.from(data);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.k(key), Body: body, ContentLength: body.length, IfNoneMatch: '*', ...this.extraPutFields() }));
+        return true;
+      } catch (e) {
+        if (errStatus(e) === 412 || errName(e) === 'PreconditionFailed') return false;
+        // AWS: 409 ConditionalRequestConflict while another conditional write of the key is in flight
+        if (errStatus(e) === 409 && attempt < 5) {
+          if (await this.headIfAny(key)) return false;
+          await new Promise((r) => setTimeout(r, 20 * (attempt + 1)));
+          continue;
+        }
+        this.fail(e, key);
+      }
     }
   }
 

@@ -48,6 +48,7 @@ export interface SwiftDriverOptions {
 
 export type SwiftStorageDriver = StorageDriver & {
   check(): Promise<void>;
+  putContentIfAbsent(key: string, data: Buffer): Promise<boolean>;
   purgeAbandonedWrites(olderThanMs: number): Promise<number>;
   close(): Promise<void>;
 };
@@ -375,10 +376,39 @@ class SwiftDriver implements StorageDriver {
   }
 
   /**
+   * Creates the object only if the key holds none: true when this call created it. Of concurrent
+   * calls for one missing key exactly one returns true. Under the key's ticket (as a move), since
+   * RGW ignores If-None-Match on Swift PUTs.
+   */
+  async putContentIfAbsent(key: string, data: Buffer): Promise<boolean> {
+    validateKey(key);
+    const ticket = await this.ticket(key, async () => (await this.headIfAny(key)) !== undefined);
+    if (!ticket) return false;
+    try {
+      if (await this.headIfAny(key)) return false;
+      await this.putObject(this.k(key), Buffer.from(data), key);
+      return true;
+    } finally {
+      await this.remove(ticket, key).catch(() => undefined);
+    }
+  }
+
+  /**
    * Claims key for a move: write a ticket, proceed when it is the only one listed; else withdraw,
    * back off and retry, until the key is gone (PathNotFoundError).
    */
   private async claim(key: string): Promise<string> {
+    const ticket = await this.ticket(key, async () => !(await this.headIfAny(key)));
+    if (!ticket) throw new PathNotFoundError(key);
+    return ticket;
+  }
+
+  /**
+   * The key's ticket: written, and kept when a listing shows it alone; else withdrawn, and retried
+   * after a random back-off until it is alone (its name is returned) or `settled()` says another
+   * caller has done the work (undefined).
+   */
+  private async ticket(key: string, settled: () => Promise<boolean>): Promise<string | undefined> {
     const dir = `${this.root}${INTERNAL}/tickets/${key}/`;
     for (let attempt = 0; attempt < 200; attempt++) {
       const ticket = `${dir}${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;
@@ -389,11 +419,11 @@ class SwiftDriver implements StorageDriver {
       for (const stale of others.filter((t) => !live.includes(t))) await this.remove(stale.name!, key).catch(() => undefined);
       if (live.length === 0) return ticket;
       await this.remove(ticket, key);
-      if (!(await this.headIfAny(key))) throw new PathNotFoundError(key);
+      if (await settled()) return undefined;
       await new Promise((r) => setTimeout(r, 5 + Math.random() * Math.min(200, 10 * (attempt + 1))));
-      if (!(await this.headIfAny(key))) throw new PathNotFoundError(key);
+      if (await settled()) return undefined;
     }
-    throw new StorageError(`swift: could not claim ${key} (too many concurrent moves)`, key);
+    throw new StorageError(`swift: could not claim ${key} (too many concurrent callers)`, key);
   }
 
   /** Server-side copy; a large object is copied as its manifest (the segments are shared). */
