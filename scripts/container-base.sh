@@ -46,11 +46,19 @@ fi
 # (machines with cgroup v1 "hybrid" mounts, which crun refuses, and without CAP_SYS_RESOURCE, so
 # podman's default RLIMIT_NOFILE/NPROC of 1048576 cannot be set). Kept in $BASE_CACHE/podman-flags
 # for the tests (test/e2e/container.test.ts) to use the same.
-podman import --quiet "$tarball" localhost/legacy-registry-test/bookworm-minbase:latest >/dev/null
-flags=""
+minbase=localhost/legacy-registry-test/bookworm-minbase:latest
+if ! podman image exists "$minbase" || [ "$tarball" -nt "$BASE_CACHE/podman-flags" ]; then
+  podman import --quiet "$tarball" "$minbase" >/dev/null
+  rm -f "$BASE_CACHE/podman-flags"
+fi
+if [ -s "$BASE_CACHE/podman-flags" ] || { [ -f "$BASE_CACHE/podman-flags" ] && podman run --rm --network=none "$minbase" /bin/true >/dev/null 2>&1; }; then
+  flags="$(cat "$BASE_CACHE/podman-flags")"
+  ok=1
+fi
 for candidate in "" "--runtime runc --ulimit nofile=4096:4096 --ulimit nproc=4096:4096"; do
+  [ -n "${ok:-}" ] && break
   # shellcheck disable=SC2086
-  if podman run --rm --network=none $candidate localhost/legacy-registry-test/bookworm-minbase:latest /bin/true >/dev/null 2>"$BASE_CACHE/podman-probe.log"; then
+  if podman run --rm --network=none $candidate "$minbase" /bin/true >/dev/null 2>"$BASE_CACHE/podman-probe.log"; then
     flags="$candidate"
     ok=1
     break
@@ -74,7 +82,7 @@ ctx="$(mktemp -d)"
 trap 'rm -rf "$ctx"' EXIT
 cp "$NODE_BIN" "$ctx/node"
 cat >"$ctx/Containerfile" <<CONTAINERFILE
-FROM localhost/legacy-registry-test/bookworm-minbase:latest
+FROM $minbase
 COPY node /usr/local/bin/node
 RUN groupadd --gid 1000 node && useradd --uid 1000 --gid node --shell /bin/bash --create-home node
 ENV NODE_VERSION=$("$NODE_BIN" --version | cut -c2-)

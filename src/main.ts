@@ -211,7 +211,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       'invalid configuration:\n  v2_auth: htpasswd is for a registry without an index (standalone: true); with an index, v2 clients log in with index accounts (v2_auth: token)',
     );
   }
-  if (config.nginx_x_accel_redirect !== null && (opts.driver !== undefined || config.storage === 'memory')) {
+  if (config.nginx_x_accel_redirect !== null && (opts.driver !== undefined || (config.storage !== 'file' && config.storage !== 'local'))) {
     throw new ConfigError('invalid configuration:\n  nginx_x_accel_redirect: needs the filesystem storage (nginx serves its files)');
   }
   const effective: Config = Object.freeze({ ...config, standalone });

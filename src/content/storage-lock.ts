@@ -107,7 +107,8 @@ export class StorageLock implements Locks {
     const deadline = Date.now() + this.waitMs;
     let pause = 5;
     for (;;) {
-      if (await this.driver.putContentIfAbsent!(key, record())) break;
+      // a lock need not survive a crash (its holder does not either): no fsync
+      if (await this.driver.putContentIfAbsent!(key, record(), { durable: false })) break;
       const held = await this.read(key);
       if (held && (held.expires + this.skewMs < Date.now() || deadHere(held))) {
         await this.breakStale(key, held.owner);
@@ -149,7 +150,7 @@ export class StorageLock implements Locks {
       throw e;
     }
     const moved = await readOptional(this.driver, aside);
-    if (moved && parse(moved)?.owner !== staleOwner) await this.driver.putContentIfAbsent!(key, moved);
+    if (moved && parse(moved)?.owner !== staleOwner) await this.driver.putContentIfAbsent!(key, moved, { durable: false });
     await this.driver.delete(aside).catch(() => undefined);
   }
 

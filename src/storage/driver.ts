@@ -122,14 +122,14 @@ export interface StorageDriver {
   purgeLeftovers?(prefix: string, maxAgeMs: number, now?: number): Promise<number>;
   /**
    * Create a small object only if no object is at key: true when this call created it (with all
-   * of data, atomically, durably), false when an object was there (nothing changed). Of several
+   * of data, atomically; durably unless `options.durable` is false), false when an object was there (nothing changed). Of several
    * calls for one missing key, in one process or in several sharing the storage, exactly one
    * returns true. Optional: the storage-level locks that keep several registry nodes on one
    * storage from interleaving their writes (src/content/storage-lock.ts) are built on it; a driver
    * without it gets locks that hold within one process only. (An object store gives it with a
    * conditional PUT, `If-None-Match: *`.)
    */
-  putContentIfAbsent?(key: string, data: Buffer): Promise<boolean>;
+  putContentIfAbsent?(key: string, data: Buffer, options?: PutOptions): Promise<boolean>;
   /** Release resources (timers, sockets). */
   close?(): Promise<void>;
   /**

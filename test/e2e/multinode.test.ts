@@ -15,6 +15,8 @@ import { chunkedStream, DOCKER_UA, makeImage, type TestImage } from '../helpers/
 import { sha256, writeOciLayout } from '../helpers/oci-layout.js';
 import { nginxMissing, startNginx, type NginxSite } from '../helpers/nginx.js';
 import { createDb } from '../../src/db/knex.js';
+import { cephMissing, startRgw, type Rgw } from '../helpers/ceph.js';
+import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 
 /*
  * The scale-out site of docs/scale-out.md on one machine: PostgreSQL, one index node
@@ -74,15 +76,21 @@ async function waitUp(url: string, proc: ChildProcess, out: () => string): Promi
   }
 }
 
-describe('scale-out: PostgreSQL, an index node, two registry nodes on one storage, nginx', { skip, timeout: 600_000 }, () => {
+type Store = 'file' | 's3';
+
+function scenario(store: Store, skipReason: string | undefined): void {
+describe(`scale-out on ${store === 'file' ? 'a shared directory' : 'Ceph RGW (S3)'}: PostgreSQL, an index node, two registry nodes, nginx`, { skip: skipReason, timeout: 600_000 }, () => {
   let work: string;
   let shared: string;
   let database: string;
   let index: Node;
+  let index2: Node;
   let nodeA: Node;
   let nodeB: Node;
   let site: NginxSite;
-  const ports = { index: 0, a: 0, b: 0, nginxRegistry: 0, nginxIndex: 0 };
+  let rgw: Rgw | undefined;
+  let bucket = '';
+  const ports = { index: 0, index2: 0, a: 0, b: 0, nginxRegistry: 0, nginxIndex: 0 };
   const configs: Record<string, string> = {};
 
   async function startNode(name: string, role: 'index' | 'registry', port: number, home: string): Promise<Node> {
@@ -118,6 +126,15 @@ describe('scale-out: PostgreSQL, an index node, two registry nodes on one storag
       await admin.destroy();
     }
     const pgUrl = PG_URL.replace(/\/[^/?]*(\?.*)?$/, `/${database}$1`).replace('$1', '');
+    let storeKeys: Record<string, unknown> = { storage_path: shared, nginx_x_accel_redirect: '/_storage' };
+    if (store === 's3') {
+      rgw = await startRgw();
+      bucket = rgw.uniqueBucket('multinode');
+      const admin = new S3Client({ endpoint: rgw.endpoint, region: rgw.region, forcePathStyle: true, credentials: { accessKeyId: rgw.accessKey, secretAccessKey: rgw.secretKey } });
+      await admin.send(new CreateBucketCommand({ Bucket: bucket }));
+      admin.destroy();
+      storeKeys = { storage: 's3', s3_endpoint: rgw.endpoint, s3_region: rgw.region, s3_bucket: bucket, s3_access_key: rgw.accessKey, s3_secret_key: rgw.secretKey, storage_path: '/registry' };
+    }
     const common = { loglevel: 'info', bcrypt_cost: 4, trusted_proxies: ['127.0.0.1'], token_issuer: 'multinode-test' };
     const yaml = (o: Record<string, unknown>): string => `dev:\n${Object.entries(o).map(([k, v]) => `  ${k}: ${JSON.stringify(v)}`).join('\n')}\n`;
     configs.index = join(work, 'index.yml');
@@ -139,22 +156,25 @@ describe('scale-out: PostgreSQL, an index node, two registry nodes on one storag
         configs[n]!,
         yaml({
           ...common,
-          storage_path: shared,
+          ...storeKeys,
           standalone: false,
           index_endpoint: `http://127.0.0.1:${ports.index}`,
           v2_auth: 'token',
           token_service: 'registry.multinode.test',
           token_realm: `http://127.0.0.1:${ports.nginxIndex}/v2/token`,
-          nginx_x_accel_redirect: '/_storage',
           metadata_cache_ttl: 1,
           storage_delete: true,
         }),
       );
     }
     index = await startNode('index', 'index', ports.index, join(work, 'index-home'));
+    // a second index node on the same database (started after the first created the secrets)
+    configs.index2 = configs.index;
+    index2 = await startNode('index2', 'index', ports.index2, join(work, 'index2-home'));
+    void bucket;
     [nodeA, nodeB] = await Promise.all([startNode('a', 'registry', ports.a, join(work, 'node-a')), startNode('b', 'registry', ports.b, join(work, 'node-b'))]);
     site = await startNginx(
-      { registryNodes: [nodeA.host, nodeB.host], indexNodes: [index.host], storageRoot: shared },
+      { registryNodes: [nodeA.host, nodeB.host], indexNodes: [index.host, index2.host], storageRoot: shared },
       { registry: ports.nginxRegistry, index: ports.nginxIndex },
     );
     for (const u of ['alice', 'bobby']) {
@@ -165,13 +185,14 @@ describe('scale-out: PostgreSQL, an index node, two registry nodes on one storag
 
   after(async () => {
     await site?.stop();
-    await Promise.all([stopNode(nodeA), stopNode(nodeB), stopNode(index)]);
+    await Promise.all([stopNode(nodeA), stopNode(nodeB), stopNode(index), stopNode(index2)]);
     if (database) {
       const admin = createDb(PG_URL, tmpdir(), { poolMax: 1 });
       await admin.raw(`drop database if exists ${database} with (force)`).catch(() => undefined);
       await admin.destroy();
     }
     if (work) await rm(work, { recursive: true, force: true });
+    await rgw?.stop();
   });
 
   /** The index's answer to a 1.x client: token and X-Docker-Endpoints (PUT: push, GET: pull). */
@@ -310,6 +331,26 @@ describe('scale-out: PostgreSQL, an index node, two registry nodes on one storag
     assert.equal(got.text, manifest);
   });
 
+  it('two index nodes on one database: an account made on one logs in on the other; tokens of either are accepted by every registry node', async () => {
+    const r = await request(index2.url, '/v1/users/', { method: 'POST', body: JSON.stringify({ username: 'dora', password: 'dorapw', email: 'dora@example.com' }) });
+    assert.equal(r.status, 201, r.text);
+    assert.equal((await request(index.url, '/v1/users/', { headers: { Authorization: basic('dora', 'dorapw') } })).status, 200);
+    // v1: a push token from index 2, checked by the registry nodes with index 1 (index_endpoint)
+    const img = makeImage();
+    const claim = await request(index2.url, '/v1/repositories/dora/app/', {
+      method: 'PUT',
+      headers: { Authorization: basic('dora', 'dorapw'), 'X-Docker-Token': 'true', 'User-Agent': DOCKER_UA },
+      body: JSON.stringify([{ id: img.id, Tag: 'latest' }]),
+    });
+    assert.equal(claim.status, 200, claim.text);
+    await pushTo(nodeB.host, img, String(claim.headers['x-docker-token']));
+    // v2: a Bearer token from index 2, signed with the key both index nodes read from the database
+    const t = await request(index2.url, `/v2/token?service=registry.multinode.test&scope=${encodeURIComponent('repository:alice/v2app:pull')}`, { headers: { Authorization: basic('dora', 'dorapw') } });
+    assert.equal(t.status, 200, t.text);
+    const got = await request(nodeA.url, '/v2/alice/v2app/tags/list', { headers: { Authorization: `Bearer ${t.json<{ token: string }>().token}` } });
+    assert.equal(got.status, 200, got.text);
+  });
+
   describe('through nginx (examples/nginx/legacy-registry.conf)', () => {
     let cw: string;
     const env = (): NodeJS.ProcessEnv => ({ PATH: process.env.PATH ?? '', HOME: cw, REGISTRY_AUTH_FILE: join(cw, 'auth.json') });
@@ -342,7 +383,7 @@ describe('scale-out: PostgreSQL, an index node, two registry nodes on one storag
       assert.ok(seen(nodeA, before.a) && seen(nodeB, before.b), 'nginx balanced the requests over both nodes');
     });
 
-    it('a blob GET through nginx: bytes, digest header and ranges served by nginx from the shared files', async () => {
+    it('a blob GET through nginx: bytes, digest header and ranges served by nginx from the shared files', { skip: store === 's3' ? 'X-Accel-Redirect serves a filesystem store' : undefined }, async () => {
       const auth = await v2Token('bobby', 'repository:alice/v2app:pull');
       const layer = Buffer.concat([Buffer.alloc(300_000, 1), Buffer.from('end')]);
       const url = `http://${site.registry}`;
@@ -426,7 +467,16 @@ describe('scale-out: PostgreSQL, an index node, two registry nodes on one storag
     };
     for (const n of [nodeA, nodeB]) assert.deepEqual(await listAll(n.home), [], `${n.name} wrote local files`);
     // and no lock objects outlived their requests
-    const locks = await readdir(join(shared, 'locks')).catch(() => []);
-    assert.deepEqual(locks, []);
+    if (store === 'file') assert.deepEqual(await readdir(join(shared, 'locks')).catch(() => []), []);
+    else {
+      const admin = new S3Client({ endpoint: rgw!.endpoint, region: rgw!.region, forcePathStyle: true, credentials: { accessKeyId: rgw!.accessKey, secretAccessKey: rgw!.secretKey } });
+      const listed = await admin.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'registry/locks/' }));
+      admin.destroy();
+      assert.deepEqual((listed.Contents ?? []).map((o) => o.Key), []);
+    }
   });
 });
+}
+
+scenario('file', skip);
+scenario('s3', skip ?? cephMissing());

@@ -80,10 +80,10 @@ export class CachingDriver implements StorageDriver {
     this.immutable = opts.immutablePrefix ?? 'blobs/';
     const exclusive = inner.putContentIfAbsent?.bind(inner);
     if (exclusive) {
-      this.putContentIfAbsent = async (key, data) => {
+      this.putContentIfAbsent = async (key, data, options) => {
         this.invalidate(key);
         try {
-          return await exclusive(key, data);
+          return await exclusive(key, data, options);
         } finally {
           this.invalidate(key);
         }
@@ -231,7 +231,7 @@ export class CachingDriver implements StorageDriver {
   }
 
   /** Present when the inner driver has it (storage-level locks); never cached (locks are outside the prefixes). */
-  readonly putContentIfAbsent?: (key: string, data: Buffer) => Promise<boolean>;
+  readonly putContentIfAbsent?: (key: string, data: Buffer, options?: PutOptions) => Promise<boolean>;
 
   async delete(key: string): Promise<void> {
     this.invalidate(key, true);

@@ -179,7 +179,8 @@ class FilesystemDriver implements StorageDriver {
    * key's name, which fails with EEXIST when a file is there: atomic across processes on one
    * filesystem (NFS v3+ too, where link is the classic lock primitive).
    */
-  async putContentIfAbsent(key: string, data: Buffer): Promise<boolean> {
+  async putContentIfAbsent(key: string, data: Buffer, options: PutOptions = {}): Promise<boolean> {
+    const durable = options.durable !== false;
     const path = await this.pathOf(key);
     const dir = dirname(path);
     const temp = join(dir, tempName(basename(path)));
@@ -188,7 +189,7 @@ class FilesystemDriver implements StorageDriver {
     try {
       try {
         await handle.writeFile(data);
-        await handle.sync();
+        if (durable) await handle.sync();
       } finally {
         await handle.close();
       }
@@ -203,7 +204,7 @@ class FilesystemDriver implements StorageDriver {
     } finally {
       await unlink(temp).catch(() => undefined);
     }
-    if (created) await syncDir(dir);
+    if (created && durable) await syncDir(dir);
     return created;
   }
 
@@ -342,8 +343,10 @@ class FilesystemDriver implements StorageDriver {
     const path = await this.pathOf(key);
     try {
       await lstat(path);
-      // rm does not follow symlinks: a link is removed, never its target.
-      await rm(path, { recursive: true });
+      // rm does not follow symlinks: a link is removed, never its target. A writer creating a file
+      // below the prefix meanwhile (another request, another node) makes a directory non-empty
+      // again (ENOTEMPTY): rm retries, and removes what was added too.
+      await rm(path, { recursive: true, maxRetries: 8, retryDelay: 5 });
     } catch (e) {
       throw translate(e, key, true);
     }
