@@ -9,7 +9,8 @@ import { gzipSync } from 'node:zlib';
 import { request } from '../helpers/http.js';
 import { ROOT } from '../helpers/paths.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { DOCKER_UA, makeImage, pushImage, putTag, tarOf, type TestImage } from '../helpers/v1-client.js';
+import { makeImage, tarOf } from '../helpers/v1-client.js';
+import { assertV1Pulls, assertV2Pulls, pushV1, pushV2Chunked, type V1Pushed, type V2Pushed } from '../helpers/gc-push.js';
 import { GarbageCollector, type GcResult } from '../../src/content/gc.js';
 import { createFilesystemDriver } from '../../src/storage/drivers/index.js';
 import type { StorageDriver } from '../../src/storage/driver.js';
@@ -75,99 +76,6 @@ async function blobExists(dataDir: string, digest: string): Promise<boolean> {
   );
 }
 
-interface V2Pushed {
-  readonly name: string;
-  readonly tag: string;
-  readonly manifest: Buffer;
-  readonly digest: string;
-  readonly blobs: readonly Buffer[];
-}
-
-/** A v2 image whose layer is sent in PATCH chunks (an upload session in flight), config monolithic. */
-async function pushV2Chunked(url: string, name: string, tag: string, label: string, shared?: Buffer): Promise<V2Pushed> {
-  const tar = tarOf({ [`${label}.txt`]: `${label} ${Math.random()}\n`.repeat(200) });
-  const layer = gzipSync(tar);
-  const layers = shared ? [shared, layer] : [layer];
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: layers.map(() => sha(tar)) }, label }));
-  const c = await request(url, `/v2/${name}/blobs/uploads/?digest=${sha(config)}`, { method: 'POST', body: config });
-  assert.equal(c.status, 201, c.text);
-  for (const l of layers) {
-    const open = await request(url, `/v2/${name}/blobs/uploads/`, { method: 'POST' });
-    assert.equal(open.status, 202, open.text);
-    let loc = String(open.headers.location);
-    const half = Math.floor(l.length / 2);
-    for (const [from, to] of [
-      [0, half],
-      [half, l.length],
-    ] as const) {
-      const p = await request(url, loc, { method: 'PATCH', body: l.subarray(from, to), headers: { 'Content-Range': `${from}-${to - 1}`, 'Content-Type': 'application/octet-stream' } });
-      assert.equal(p.status, 202, p.text);
-      loc = String(p.headers.location);
-      await new Promise((r) => setTimeout(r, 5));
-    }
-    const done = await request(url, `${loc}${loc.includes('?') ? '&' : '?'}digest=${sha(l)}`, { method: 'PUT' });
-    assert.equal(done.status, 201, done.text);
-  }
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: S2,
-      config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: sha(config) },
-      layers: layers.map((l) => ({ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: l.length, digest: sha(l) })),
-    }),
-  );
-  const put = await request(url, `/v2/${name}/manifests/${tag}`, { method: 'PUT', body: manifest, headers: { 'Content-Type': S2 } });
-  assert.equal(put.status, 201, put.text);
-  return { name, tag, manifest, digest: sha(manifest), blobs: [config, ...layers] };
-}
-
-async function assertV2Pulls(url: string, p: V2Pushed): Promise<void> {
-  const m = await request(url, `/v2/${p.name}/manifests/${p.tag}`, { headers: { Accept: S2 } });
-  assert.equal(m.status, 200, `${p.name}:${p.tag} ${m.text}`);
-  assert.deepEqual(m.body, p.manifest, `${p.name}:${p.tag} manifest bytes`);
-  for (const b of p.blobs) {
-    const r = await request(url, `/v2/${p.name}/blobs/${sha(b)}`);
-    assert.equal(r.status, 200, `${p.name} blob ${sha(b)}: ${r.status}`);
-    assert.ok(r.body.equals(b), `${p.name} blob ${sha(b)} bytes`);
-  }
-}
-
-interface V1Pushed {
-  readonly repo: string;
-  readonly tag: string;
-  readonly chain: readonly TestImage[];
-}
-
-async function pushV1(url: string, repo: string, tag: string, chain: readonly TestImage[]): Promise<V1Pushed> {
-  for (const img of chain) {
-    const rs = await pushImage(url, img);
-    const ok = rs[0]!.status === 200 || (rs[1]!.status === 200 && rs[2]!.status === 200 && rs[3]!.status === 200);
-    assert.ok(ok, `push ${img.id}: ${rs.map((r) => `${r.status} ${r.text}`).join(' | ')}`);
-  }
-  const t = await putTag(url, repo, tag, chain[chain.length - 1]!.id);
-  assert.equal(t.status, 200, t.text);
-  return { repo, tag, chain };
-}
-
-async function assertV1Pulls(url: string, p: V1Pushed): Promise<void> {
-  const h = { 'User-Agent': DOCKER_UA };
-  const t = await request(url, `/v1/repositories/${p.repo}/tags/${p.tag}`, { headers: h });
-  assert.equal(t.status, 200, `${p.repo}:${p.tag} ${t.text}`);
-  const top = p.chain[p.chain.length - 1]!;
-  assert.equal(t.json(), top.id);
-  const anc = await request(url, `/v1/images/${top.id}/ancestry`, { headers: h });
-  assert.equal(anc.status, 200, anc.text);
-  assert.deepEqual(anc.json(), [...p.chain].reverse().map((i) => i.id));
-  for (const img of p.chain) {
-    const j = await request(url, `/v1/images/${img.id}/json`, { headers: h });
-    assert.equal(j.status, 200, `${img.id} json ${j.text}`);
-    assert.deepEqual(j.body, img.json);
-    const l = await request(url, `/v1/images/${img.id}/layer`, { headers: h });
-    assert.equal(l.status, 200, `${p.repo} ${img.id} layer: ${l.status} ${l.text}`);
-    assert.ok(l.body.equals(img.layer), `${img.id} layer bytes`);
-  }
-}
-
 function cli(dataDir: string, ...args: string[]): Promise<{ stdout: string; stderr: string }> {
   return run(process.execPath, [join(ROOT, 'bin', 'legacy-registry.cjs'), 'gc', '--flavor', 'test', '--storage-path', dataDir, '--settle', '0.2s', ...args], {
     env: { PATH: process.env.PATH ?? '' },
@@ -213,8 +121,8 @@ describe('legacy-registry gc', () => {
     for (const d of garbage) assert.ok(await blobExists(s.dataDir, d), `${d} stored before gc`);
 
     // within the grace period (default 1 h) nothing goes
-    const young = await cli(s.dataDir, '--dry-run');
-    assert.match(young.stdout, /would delete 0 of \d+ blobs/);
+    const young = await new GarbageCollector(createFilesystemDriver({ root: s.dataDir })).run({ dryRun: true, graceMs: 3_600_000, settleMs: 0 });
+    assert.equal(young.blobs.deleted, 0);
 
     await new Promise((r) => setTimeout(r, 1100)); // older than the 1 s margin a zero grace keeps
     const before = await snapshot(s.dataDir);
@@ -250,8 +158,8 @@ describe('legacy-registry gc', () => {
     await assertV2Pulls(url, keptV2);
     assert.equal((await request(url, `/v2/gcns/keptv1/manifests/${sha(bridged.body)}`, { headers: { Accept: S2 } })).status, 200, 'derived view kept with -m');
     // a second run finds nothing more
-    const idle = await cli(s.dataDir, '--grace', '0', '--delete-untagged');
-    assert.match(idle.stdout, /deleted 0 of \d+ blobs/);
+    const idle = await new GarbageCollector(createFilesystemDriver({ root: s.dataDir })).run({ deleteUntagged: true, graceMs: 0, settleMs: 0 });
+    assert.equal(idle.blobs.deleted + idle.v1Images.deleted + idle.v2Manifests.deleted + idle.links.deleted, 0, JSON.stringify(idle));
   });
 
   it('--delete-untagged keeps an index with its children and the referrers of a kept subject', async () => {
@@ -356,10 +264,10 @@ describe('legacy-registry gc', () => {
     const shared = gzipSync(tarOf({ 'shared-conc.txt': 'shared by many\n' }));
     let pushing = true;
     const results: GcResult[] = [];
-    // GC in a loop, with a short grace so that what the pushes leave behind is soon a candidate
+    // GC in a loop, with a short grace (longer than one push's blobs-to-manifest time on a loaded machine) so that what the pushes leave behind is soon a candidate
     const gcLoop = (async () => {
       while (pushing) {
-        results.push(await gc.run({ deleteUntagged: true, graceMs: 1500, settleMs: 300 }));
+        results.push(await gc.run({ deleteUntagged: true, graceMs: 3000, settleMs: 300 }));
       }
     })();
     const pushers: Promise<void>[] = [];
@@ -391,8 +299,8 @@ describe('legacy-registry gc', () => {
     for (const p of v1) await assertV1Pulls(url, p);
     for (const p of v2) await assertV2Pulls(url, p);
     // once the grace period has passed, the garbage goes and the pushed images stay
-    await new Promise((r) => setTimeout(r, 1600));
-    const last = await gc.run({ deleteUntagged: true, graceMs: 1500, settleMs: 100 });
+    await new Promise((r) => setTimeout(r, 3100));
+    const last = await gc.run({ deleteUntagged: true, graceMs: 3000, settleMs: 100 });
     const freedDuring = results.reduce((a, r) => a + r.blobs.deleted, 0);
     for (const d of garbage) assert.ok(!(await blobExists(s.dataDir, d)), `${d} freed`);
     for (const p of v1) await assertV1Pulls(url, p);
