@@ -169,7 +169,8 @@ class EndpointQueue {
         if (this.stopped && !ok) return;
         if (ok) {
           this.failures = 0;
-          this.stored.splice(0, heads.length);
+          // by identity: batches adopted meanwhile may have been sorted in before these
+          for (const h of heads) this.stored.splice(this.stored.indexOf(h), 1);
           this.delivered += events.length;
           for (const head of heads) {
             await this.driver.delete(head.key).catch((e: unknown) => {
