@@ -38,6 +38,7 @@ if (flag('help')) {
   --no-v1        skip the v1 layer push/pull (ours only)
   --no-search    skip the /v1/search latency phase
   --out DIR      where the JSON result goes (default bench/results)
+  --s3           then run bench/s3.ts: ours vs distribution on one Ceph RGW (root, ceph; also BENCH_S3=1)
   --only LIST    run only these phases (comma-separated): mono, small, chunked, download1,
                  download8, manifest, tags, v1, search, web, mirror (default: all)
 Starts legacy-registry and, if /usr/bin/docker-registry exists (installed with apt when missing and
@@ -680,3 +681,10 @@ async function main(): Promise<void> {
 }
 
 await main();
+
+// --- object storage (issue 12): the S3 comparison needs root and Ceph, so it runs only when asked
+if (flag('s3') || process.env.BENCH_S3 === '1') {
+  log('S3 on Ceph RGW (bench/s3.ts)…');
+  const r = spawnSync(process.execPath, [join(ROOT, 'dist', 'bench', 's3.js'), ...(argv.includes('--out') ? ['--out', opt('out', '')] : [])], { stdio: 'inherit' });
+  if (r.status !== 0) process.exitCode = 1;
+}

@@ -1,4 +1,5 @@
-import { KeyedMutex } from './content/mutex.js';
+import type { Locks } from './content/mutex.js';
+import { StorageLock } from './content/storage-lock.js';
 import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -15,7 +16,7 @@ import { IndexService } from './index/service.js';
 import { INDEX_CHECKSUM_PATH, indexRouter } from './index/routes.js';
 import { loggerFor, type Logger } from './log/logger.js';
 import { configuredHealthChecks, debugServer, healthGate, readOnlyGate } from './http/health.js';
-import { createDriver } from './storage/drivers/index.js';
+import { canRedirect, createDriver } from './storage/drivers/index.js';
 import { CachingDriver } from './storage/drivers/caching.js';
 import type { StorageDriver } from './storage/driver.js';
 import { BlobStore } from './content/blob-store.js';
@@ -51,6 +52,17 @@ import { randomBytes } from 'node:crypto';
 import { JWKS_PATH, tokenRouter } from './index/token-routes.js';
 import { webRouter } from './web/routes.js';
 import { RepoContent } from './web/content.js';
+import { MetricsDriver } from './metrics/driver.js';
+import { GarbageCollector } from './content/gc.js';
+import { instrumentRequest } from './metrics/http.js';
+import { exposition, startDefaultMetrics } from './metrics/registry.js';
+import { Webhooks } from './webhooks/service.js';
+import { webhookRouter } from './webhooks/routes.js';
+import { webhooksTab } from './webhooks/web-tab.js';
+import { defaultNode, Notifier } from './notifications/notifier.js';
+import { v1Events } from './notifications/v1-events.js';
+import { defaultAuthority } from './config/advertise.js';
+import { hostname } from 'node:os';
 import { PullThrough } from './mirror/pull-through.js';
 import { v1Mirror, type V1MirrorDeps } from './mirror/v1-mirror.js';
 
@@ -99,6 +111,10 @@ export interface RunningServer {
   readonly v2Tokens: V2TokenVerifier | undefined;
   /** The v2 upload sessions, when this process serves /v2/ (tests read what it keeps in memory). */
   readonly v2Uploads: V2Uploads | undefined;
+  /** The webhook sender of this index node (issue 15), when it runs the index with webhooks on. */
+  readonly webhooks: Webhooks | undefined;
+  /** distribution's notifications of this registry node (issue 15). */
+  readonly notifier: Notifier | undefined;
   /** The pull-through mirror, when configured (tests count upstream requests, run sweeps). */
   readonly mirror: PullThrough | undefined;
   /** Stop accepting, let in-flight requests finish (up to shutdown_timeout), release resources. */
@@ -118,20 +134,32 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   for (const w of config.warnings) log.warn(`configuration: ${w}`);
   const role = opts.role ?? 'all';
   const version = packageVersion();
-  const storage = opts.driver ?? (await createDriver(config));
+  // every storage call timed per driver and action (registry_storage_action_seconds), beneath the cache
+  const storage = new MetricsDriver(opts.driver ?? (await createDriver(config)));
   // Small metadata reads (tags, manifests, listings) served from memory for metadata_cache_ttl
   // seconds; positive answers only, own writes visible at once (src/storage/drivers/caching.ts).
   const driver = config.metadata_cache_ttl > 0 ? new CachingDriver(storage, { ttlMs: config.metadata_cache_ttl * 1000 }) : storage;
   const blobs = new BlobStore(driver);
+  if (config.storage_redirect === true) {
+    // only the s3 driver signs URLs; with the others the setting was named in a warning at load
+    if (canRedirect(storage)) blobs.redirectWith((key) => storage.redirectURL(key));
+  }
   let purgeTimer: NodeJS.Timeout | undefined;
   let replayTimer: NodeJS.Timeout | undefined;
   if (config.upload_purging && !config.read_only) {
-    const purged = await blobs.purgeStaleUploads(config.upload_purge_age * 1000);
+    const purgeAll = async (): Promise<number> => {
+      const n = await blobs.purgeStaleUploads(config.upload_purge_age * 1000);
+      // an object store's incomplete multipart uploads / orphan segments of killed writers
+      const writes = (await storage.purgeAbandonedWrites?.(config.upload_purge_age * 1000)) ?? 0;
+      if (writes > 0) log.info('aborted abandoned object store writes', { count: writes });
+      return n;
+    };
+    const purged = await purgeAll();
     if (purged > 0) log.info('purged abandoned uploads', { count: purged });
     // Uploads abandoned while we run (a client that vanished without closing) go the same way.
     purgeTimer = setInterval(
       () => {
-        blobs.purgeStaleUploads(config.upload_purge_age * 1000).then(
+        purgeAll().then(
           (n) => n > 0 && log.info('purged abandoned uploads', { count: n }),
           (e: unknown) => log.error('purging abandoned uploads failed', { err: e }),
         );
@@ -139,6 +167,26 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       (config.upload_purge_interval ?? Math.min(config.upload_purge_age, 3600)) * 1000,
     );
     purgeTimer.unref();
+  }
+  // Optional periodic garbage collection (off by default: `legacy-registry gc` from cron does the
+  // same). On the storage itself, never through the metadata cache (src/content/gc.ts).
+  let gcTimer: NodeJS.Timeout | undefined;
+  if (config.gc_interval > 0 && !config.read_only && role !== 'index') {
+    const gc = new GarbageCollector(storage);
+    let running = false;
+    gcTimer = setInterval(() => {
+      if (running) return;
+      running = true;
+      gc.run({ deleteUntagged: config.gc_delete_untagged, graceMs: config.gc_grace * 1000, settleMs: (config.metadata_cache_ttl + 5) * 1000 })
+        .then(
+          (r) => log.info('garbage collection', { blobs: r.blobs.deleted, bytes: r.blobs.bytesFreed, v1_images: r.v1Images.deleted, v2_manifests: r.v2Manifests.deleted, links: r.links.deleted, ms: r.durationMs }),
+          (e: unknown) => log.error('garbage collection failed', { err: String(e) }),
+        )
+        .finally(() => {
+          running = false;
+        });
+    }, config.gc_interval * 1000);
+    gcTimer.unref();
   }
   // gunzip + tarsum of uploads run in worker threads (the second core), sha256 + payload here.
   const digestWorkers = new DigestWorkers();
@@ -163,11 +211,19 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       'invalid configuration:\n  v2_auth: htpasswd is for a registry without an index (standalone: true); with an index, v2 clients log in with index accounts (v2_auth: token)',
     );
   }
+  if (config.nginx_x_accel_redirect !== null && (opts.driver !== undefined || config.storage === 'memory')) {
+    throw new ConfigError('invalid configuration:\n  nginx_x_accel_redirect: needs the filesystem storage (nginx serves its files)');
+  }
   const effective: Config = Object.freeze({ ...config, standalone });
   // With accounts (the index vouches for tokens) images belong to repositories: every v1 image
   // record lives in, and is looked up in, the token's repository (issue 10). Without accounts
   // everything is readable by everyone anyway: one registry-wide set.
+  // Locks that hold across every registry node sharing the storage (a v1 image's writes, a tag
+  // write against its repository's deletion): lock objects in the storage itself.
+  const locks = new StorageLock(storage);
+  if (!locks.shared) log.info('storage driver without exclusive create: locks hold within this process only (one node per storage)');
   const images = new V1Images(driver, blobs, {
+    locks,
     scoped: !standalone && !config.disable_token_auth,
     maxLayerSize: config.max_layer_size,
     verifyTarsum: config.verify_tarsum,
@@ -175,15 +231,38 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   });
   const repos = new V1Repositories(driver, images);
   // one lock per repository for what publishes into it and its deletion (registry routes and the index)
-  const repoLock = new KeyedMutex();
+  const repoLock: Locks = { run: (name, fn) => locks.run(`repository\n${name}`, fn) };
   if (role !== 'index' && !config.read_only) await upgradeV1Layout(driver, images, repos, log);
   const runIndex = role === 'index' || (role === 'all' && !standalone);
   requireAdvertisedNames(config, { v2Tokens: config.v2 && role !== 'index' && v2Auth === 'token', index: runIndex || standalone });
   let db: Knex | undefined;
   let index: IndexService | undefined;
+  let webhooks: Webhooks | undefined;
+  let boundPort = 0;
+  // distribution's notifications: events of this registry node, queued in storage per endpoint
+  const liveEndpoints = (config.notifications?.endpoints ?? []).filter((e) => !e.disabled);
+  const notifier =
+    role !== 'index' && liveEndpoints.length > 0
+      ? new Notifier(
+          driver,
+          {
+            endpoints: liveEndpoints,
+            includeReferences: config.notifications?.events?.includereferences ?? false,
+            node: config.notifications?.node ?? defaultNode(),
+            sourceAddr: `${hostname()}:${listenAddress(config).port}`,
+          },
+          log,
+        )
+      : undefined;
+  let fromV1ForEvents: V1ToV2 | undefined;
   let issuer: V2TokenIssuer | undefined;
   let v2Tokens: V2TokenVerifier | undefined;
   if (runIndex) {
+    if ((config.storage === 's3' || config.storage === 'swift') && !config.sqlalchemy_index_database) {
+      throw new ConfigError(
+        `invalid configuration:\n  sqlalchemy_index_database: required with storage ${config.storage} when this process runs the index (its database cannot live in the bucket): postgresql://… or sqlite:////path/index.db`,
+      );
+    }
     db = createDb(config.sqlalchemy_index_database, config.storage_path);
     const applied = await migrateLatest(db);
     if (applied.length > 0) log.info('index database migrated', { applied });
@@ -201,6 +280,24 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       bcryptCost: config.bcrypt_cost,
       log,
     });
+    if (config.webhooks) {
+      webhooks = new Webhooks(
+        db,
+        {
+          timeout: config.webhook_timeout,
+          maxAttempts: config.webhook_max_attempts,
+          retryBase: config.webhook_retry_base,
+          retryMax: config.webhook_retry_max,
+          pollInterval: config.webhook_poll_interval,
+          concurrency: config.webhook_concurrency,
+          baseUrl: config.webhook_base_url,
+          userAgent: `legacy-registry/${version} (webhooks)`,
+        },
+        // callback_url and repo_url: this index under a name that reaches this machine
+        () => `${config.tls_certificate ? 'https' : 'http'}://${defaultAuthority(config, boundPort)}`,
+        log,
+      );
+    }
     const key = await loadSigningKey(db, config.token_signing_key);
     issuer = new V2TokenIssuer(key, { issuer: config.token_issuer, ttl: config.v2_token_ttl });
     v2Tokens = new V2TokenVerifier(localKeys(key), config.token_issuer);
@@ -214,7 +311,11 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       // No index to gate the v1 routes: the same file does (spec v2-bridge §4.6). The stand-in
       // index's tokens are signed with a secret kept in storage, shared by every node.
       const key = 'v1/_keys/standalone-token-secret';
-      if (!(await readOptional(driver, key))) await driver.putContent(key, randomBytes(32));
+      // two nodes starting at once: with exclusive create the first one's secret is everyone's
+      if (!(await readOptional(driver, key))) {
+        if (driver.putContentIfAbsent) await driver.putContentIfAbsent(key, randomBytes(32));
+        else await driver.putContent(key, randomBytes(32));
+      }
       gate = { file: htpasswd, signer: new V1TokenSigner((await readOptional(driver, key))!, config.token_ttl), realm: config.htpasswd_realm };
     }
   }
@@ -246,7 +347,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       : new TokenAuth({ indexEndpoint: () => config.index_endpoint ?? selfUrl, cacheTtl: config.token_cache_ttl, log });
 
   const health = configuredHealthChecks(config, log);
-  const app = createKoa();
+  const app = createKoa(config.trusted_proxies);
   app.use(accessLog(log, config.access_log));
   if (config.http_headers) {
     // distribution's http.headers: added to every response (errors included), several values as several lines
@@ -273,6 +374,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     v2Uploads = uploads;
     const manifests = new V2Manifests(driver, blobs, uploads);
     const fromV1 = new V1ToV2(driver, blobs, images, repos, manifests, uploads);
+    fromV1ForEvents = fromV1;
     const configs = new ConfigReader(blobs, uploads, config.max_config_size);
     const toV1 = new V2ToV1(driver, blobs, repos, images, log, configs);
     const schema1 = new Schema1Bridge(driver, configs, fromV1);
@@ -286,7 +388,10 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       indexHook = {
         pushed: async (p, name, tag, images) => {
           const repo = indexRepoName(name);
-          if (repo) await learn.learnV2Push(p.account, repo, tag, images);
+          if (!repo) return;
+          await learn.learnV2Push(p.account, repo, tag, images);
+          // Hub webhooks of the tag: queued (never sent inline); a failure here is logged, the push stands
+          await webhooks?.pushed(repo, tag, images.map((i) => i.id), p.account).catch((e: unknown) => log.warn('webhooks not queued for a v2 push', { repository: repo.full, tag, err: String(e) }));
         },
         deleted: async (_p, name, tags) => {
           const repo = indexRepoName(name);
@@ -335,6 +440,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       ...(indexHook ? { index: indexHook, journal: new IndexJournal(driver) } : {}),
       // answers derived from cached metadata, valid until this node writes or the TTL passes
       ...(driver instanceof CachingDriver ? { answerCache: { ttlMs: config.metadata_cache_ttl * 1000, stamp: () => driver.changeStamp } } : {}),
+      ...(notifier ? { notifier } : {}),
     };
     app.use(v2Routes(v2deps));
     if (v2deps.journal && !config.read_only) {
@@ -365,7 +471,17 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         : undefined;
     app.use(indexRouter(effective, index, { ping: role === 'index', ...(removeContent ? { removeContent } : {}) }).routes());
   }
-  if (index && db && v2Tokens) app.use(v2BridgeRouter(db, index, v2Tokens).routes());
+  if (index && db && v2Tokens) {
+    const hooks = webhooks;
+    const onPushed = hooks
+      ? async (repo: RepoName, tag: string, ids: readonly string[], account: string | null): Promise<void> => {
+          await hooks.pushed(repo, tag, ids, account).catch((e: unknown) => log.warn('webhooks not queued for a v2 push', { repository: repo.full, tag, err: String(e) }));
+        }
+      : undefined;
+    app.use(v2BridgeRouter(db, index, v2Tokens, onPushed).routes());
+  }
+  // webhooks (issue 15): the owner's JSON API and Hub's callback_url, before the web UI's /u/ pages
+  if (index && webhooks) app.use(webhookRouter(index, webhooks).routes());
   // --- web UI (issue 14, src/web/): pages for browsers on the index's accounts and access rules.
   // With the registry in this process the pages read stored content through the registry's own
   // services (tags, digests, sizes, layers); an index alone shows what its database knows.
@@ -387,7 +503,16 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
             });
           }
         : undefined;
-    app.use(webRouter({ config: effective, index, log, ...(content ? { content } : {}), ...(removeWebContent ? { removeContent: removeWebContent } : {}) }).routes());
+    app.use(
+      webRouter({
+        config: effective,
+        index,
+        log,
+        ...(content ? { content } : {}),
+        ...(removeWebContent ? { removeContent: removeWebContent } : {}),
+        ...(webhooks ? { settingsTabs: [webhooksTab(index, webhooks)] } : {}),
+      }).routes(),
+    );
   }
   if (role !== 'index') {
     // the index learns each verified v1 checksum: directly in one process, else over HTTP
@@ -411,7 +536,28 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
           : undefined;
     // v1 mirroring (issue 13): Python's mirroring.source, and v1 reads of v2-mirrored repositories
     if (config.mirroring?.source || mirrorV2) app.use(v1Mirror({ config: effective, images, repos, log, ...(mirrorV2 ? { v2: mirrorV2 } : {}) }));
-    const registry = registryRouter({ config: effective, images, repos, auth, version, log, repoLock, ...(v1Hook ? { index: v1Hook } : {}) });
+    const inProcessIndex = index;
+    const hooks = webhooks;
+    const events =
+      notifier || hooks
+        ? v1Events({
+            images,
+            log,
+            ...(notifier ? { notifier } : {}),
+            ...(fromV1ForEvents ? { fromV1: fromV1ForEvents } : {}),
+            ...(inProcessIndex
+              ? {
+                  actor: async (authorization: string, repo: RepoName) => {
+                    const valid = await inProcessIndex.tokenFor(authorization, repo);
+                    if (!valid || valid.claims.userId <= 0) return null;
+                    return (await inProcessIndex.findUser(valid.claims.userId))?.username ?? null;
+                  },
+                }
+              : {}),
+            ...(hooks ? { webhooks: (repo: RepoName, tag: string, chain: readonly string[], pusher: string | null) => hooks.pushed(repo, tag, chain, pusher) } : {}),
+          })
+        : undefined;
+    const registry = registryRouter({ config: effective, images, repos, auth, version, log, repoLock, ...(v1Hook ? { index: v1Hook } : {}), ...(events ? { events } : {}) });
     app.use(registry.routes());
     if (standalone) app.use(standaloneIndexRouter(effective, repos, gate).routes());
   }
@@ -422,6 +568,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const server = createHttpServer(
     (req, res) => {
       inflight.track(req, res);
+      instrumentRequest(req, res);
       void koaHandler(req, res);
     },
     log,
@@ -436,18 +583,25 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     });
   });
   const addr = server.address() as AddressInfo;
+  boundPort = addr.port;
+  webhooks?.start();
+  if (notifier) {
+    notifier.sourceAddr = `${hostname()}:${addr.port}`;
+    await notifier.start();
+  }
   const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   const url = `${config.tls_certificate ? 'https' : 'http'}://${shownHost === '0.0.0.0' || shownHost === '[::]' ? '127.0.0.1' : shownHost}:${addr.port}`;
   selfUrl = url;
   let debug: Server | undefined;
   if (config.debug_addr) {
     const d = listenAddress({ ...config, http_addr: config.debug_addr });
-    debug = debugServer(health);
+    if (config.metrics) startDefaultMetrics();
+    debug = debugServer(health, config.metrics ? { path: config.metrics_path, render: exposition } : undefined);
     await new Promise<void>((resolve, reject) => {
       debug!.once('error', reject);
       debug!.listen(d.port, d.host, () => resolve());
     });
-    log.info('debug server listening (/debug/health)', { listen: config.debug_addr });
+    log.info('debug server listening', { listen: config.debug_addr, paths: config.metrics ? ['/debug/health', config.metrics_path] : ['/debug/health'] });
   }
   log.info('legacy-registry listening', {
     role,
@@ -469,7 +623,10 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const close = (): Promise<void> => {
     closing ??= (async () => {
       clearInterval(purgeTimer);
+      clearInterval(gcTimer);
       clearInterval(replayTimer);
+      await webhooks?.stop();
+      await notifier?.stop();
       health.stop();
       if (debug) debug.close();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -486,5 +643,5 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     })();
     return closing;
   };
-  return { server, url, port: addr.port, config: effective, driver, db, v2Tokens, v2Uploads, mirror, close };
+  return { server, url, port: addr.port, config: effective, driver, db, v2Tokens, v2Uploads, webhooks, notifier, mirror, close };
 }

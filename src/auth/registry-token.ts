@@ -1,6 +1,7 @@
-import { RegistryError } from '../errors/index.js';
+import { isRegistryError, RegistryError } from '../errors/index.js';
 import { parseRepoName } from '../content/names.js';
 import { BoundedCache } from '../util/bounded-cache.js';
+import { tokenCacheRequests, tokenValidations } from '../metrics/registry.js';
 import type { Logger } from '../log/logger.js';
 import type { AuthRequest, RegistryAccess, RegistryAuth } from './registry-auth.js';
 import type { RepoName } from '../content/names.js';
@@ -97,7 +98,20 @@ export class TokenAuth implements RegistryAuth {
   private async validate(header: string, repository: string, fresh = false): Promise<ReadonlySet<string>> {
     const key = `${repository}\n${header}`;
     const hit = fresh ? undefined : this.cache.get(key);
+    if (!fresh) tokenCacheRequests.inc({ type: hit ? 'hit' : 'miss' });
     if (hit) return hit.ids;
+    try {
+      const ids = await this.ask(header, repository, key);
+      tokenValidations.inc({ kind: 'v1', result: 'valid' });
+      return ids;
+    } catch (e) {
+      tokenValidations.inc({ kind: 'v1', result: isRegistryError(e) && e.code === 'UNAVAILABLE' ? 'unavailable' : 'invalid' });
+      throw e;
+    }
+  }
+
+  /** One validation by the index (spec §4.2): the ids it lists for the token's repository. */
+  private async ask(header: string, repository: string, key: string): Promise<ReadonlySet<string>> {
     let res: Response;
     try {
       res = await fetch(`${this.opts.indexEndpoint()}/v1/repositories/${repository}/images`, {

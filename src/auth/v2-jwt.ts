@@ -6,6 +6,7 @@ import { libtrustKid } from '../content/schema1.js';
 import type { Logger } from '../log/logger.js';
 import { missingAccess, type ResourceAccess } from './v2-scope.js';
 import { selfSignedCertificate } from './x509.js';
+import { tokenValidations } from '../metrics/registry.js';
 
 /** The index's v2 token signing key (spec v2-bridge §4.3). */
 export interface SigningKey {
@@ -249,6 +250,12 @@ export class V2TokenVerifier {
   ) {}
 
   async verify(token: string, service: string | undefined): Promise<VerifyResult> {
+    const r = await this.check(token, service);
+    tokenValidations.inc({ kind: 'v2', result: r.ok ? 'valid' : 'invalid' });
+    return r;
+  }
+
+  private async check(token: string, service: string | undefined): Promise<VerifyResult> {
     let header: ProtectedHeaderParameters;
     try {
       header = decodeProtectedHeader(token);

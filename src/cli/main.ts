@@ -7,6 +7,9 @@ import { dbCommand } from './db.js';
 import { userCommand } from './user.js';
 import { orgCommand, repoCommand } from './org.js';
 import { htpasswdCommand } from './htpasswd.js';
+import { importCommand } from './import.js';
+import { migrateCommand } from './migrate.js';
+import { gcCommand } from './gc.js';
 
 const program = new Command('legacy-registry')
   .description('Docker v1 registry + index server, bridged to the v2/OCI distribution API')
@@ -18,6 +21,9 @@ const program = new Command('legacy-registry')
   .addCommand(orgCommand())
   .addCommand(repoCommand())
   .addCommand(htpasswdCommand())
+  .addCommand(importCommand())
+  .addCommand(migrateCommand())
+  .addCommand(gcCommand())
   .showHelpAfterError();
 
 await program.parseAsync(process.argv);

@@ -7,7 +7,7 @@ import { parse } from 'yaml';
  * The file is recognised by its top-level `version` key. Keys we implement are mapped; keys that
  * only tune distribution internals are accepted and reported as ignored; keys whose absence of an
  * implementation would change what the registry does (other storage drivers, a proxy upstream,
- * notifications, a URL prefix, unix sockets, Let's Encrypt) are errors, so a deployment never
+ * a URL prefix, unix sockets, Let's Encrypt) are errors, so a deployment never
  * starts doing something else than its file says.
  */
 
@@ -208,10 +208,6 @@ const DRIVERS_KNOWN = new Set(['s3', 's3-aws', 'azure', 'gcs', 'swift', 'oss', '
 const STORAGE_PARAMS = new Set(['delete', 'cache', 'redirect', 'maintenance', 'tag']);
 const TLS_VERSIONS: Record<string, string> = { 'tls1.0': 'TLSv1', 'tls1.1': 'TLSv1.1', 'tls1.2': 'TLSv1.2', 'tls1.3': 'TLSv1.3' };
 
-function truthy(v: unknown): boolean {
-  return v === true || v === 'true';
-}
-
 /**
  * Map a parsed distribution configuration (after the environment overrides) onto our keys.
  * Our own keys under `legacy:` are applied last and win.
@@ -291,6 +287,98 @@ export function mapDistribution(tree: Tree): DistMapping {
     if (log.reportcaller) ignore(['log', 'reportcaller'], 'not implemented');
   }
 
+  const str = (v: unknown, path: string[]): string | undefined => {
+    if (v === undefined || v === null || v === '') return undefined;
+    if (typeof v === 'string' || typeof v === 'number') return String(v);
+    err(path, `expected a string, got ${JSON.stringify(v)}`);
+    return undefined;
+  };
+  const size = (v: unknown, path: string[], min: number): number | undefined => {
+    if (v === undefined || v === null || v === '') return undefined;
+    const n = typeof v === 'number' ? v : /^\d+$/.test(String(v)) ? Number(v) : NaN;
+    if (!Number.isSafeInteger(n) || n < min) {
+      err(path, `expected a size in bytes of at least ${min}, got ${JSON.stringify(v)}`);
+      return undefined;
+    }
+    return n;
+  };
+  /** storage.s3 (distribution 2.8 docs/storage-drivers/s3.md, and 3.x's forcepathstyle) onto our s3_* keys. */
+  const mapS3 = (p: Tree, at: string[]): void => {
+    const k = (name: string): string[] => [...at, name];
+    put('storage', 's3', at);
+    const bucket = str(p.bucket, k('bucket'));
+    if (!bucket) err(k('bucket'), 'required');
+    else put('s3_bucket', bucket, k('bucket'));
+    const region = str(p.region, k('region'));
+    if (region) put('s3_region', region, k('region'));
+    const endpoint = str(p.regionendpoint, k('regionendpoint'));
+    if (endpoint) {
+      // distribution accepts a bare host too; the scheme then follows `secure`
+      const secure = bool(p.secure, k('secure')) ?? true;
+      put('s3_endpoint', /^[a-z][a-z0-9+.-]*:\/\//i.test(endpoint) ? endpoint : `${secure ? 'https' : 'http'}://${endpoint}`, k('regionendpoint'));
+    } else if (bool(p.secure, k('secure')) === false) {
+      ignore(k('secure'), 'AWS is reached over https');
+    }
+    const fps = bool(p.forcepathstyle, k('forcepathstyle'));
+    // 2.8 always uses path style with regionendpoint; 3.x made it a key
+    put('s3_force_path_style', fps ?? (endpoint ? true : null), fps === undefined ? k('regionendpoint') : k('forcepathstyle'));
+    const ak = str(p.accesskey, k('accesskey'));
+    const sk = str(p.secretkey, k('secretkey'));
+    if (ak) put('s3_access_key', ak, k('accesskey'));
+    if (sk) put('s3_secret_key', sk, k('secretkey'));
+    const st = str(p.sessiontoken, k('sessiontoken'));
+    if (st) put('s3_session_token', st, k('sessiontoken'));
+    const enc = bool(p.encrypt, k('encrypt'));
+    if (enc !== undefined) put('s3_encrypt', enc, k('encrypt'));
+    const keyid = str(p.keyid, k('keyid'));
+    if (keyid) put('s3_kms_key_id', keyid, k('keyid'));
+    const skip = bool(p.skipverify, k('skipverify'));
+    if (skip !== undefined) put('s3_skip_verify', skip, k('skipverify'));
+    const chunk = size(p.chunksize, k('chunksize'), 5 * 1024 * 1024);
+    if (chunk !== undefined) put('s3_part_size', chunk, k('chunksize'));
+    const sc = str(p.storageclass, k('storageclass'));
+    if (sc) put('s3_storage_class', sc, k('storageclass'));
+    const root = str(p.rootdirectory, k('rootdirectory'));
+    put('storage_path', root ?? '/', root === undefined ? at : k('rootdirectory'));
+    if (bool(p.v4auth, k('v4auth')) === false) ignore(k('v4auth'), 'signature v4 is always used');
+    for (const tuning of ['multipartcopychunksize', 'multipartcopymaxconcurrency', 'multipartcopythresholdsize', 'useragent', 'usedualstack', 'loglevel', 'objectacl', 'accelerate']) {
+      if (p[tuning] !== undefined && p[tuning] !== null) ignore(k(tuning), 'the SDK chooses');
+    }
+    const known = new Set(['bucket', 'region', 'regionendpoint', 'secure', 'forcepathstyle', 'accesskey', 'secretkey', 'sessiontoken', 'encrypt', 'keyid', 'skipverify', 'chunksize', 'storageclass', 'rootdirectory', 'v4auth', 'multipartcopychunksize', 'multipartcopymaxconcurrency', 'multipartcopythresholdsize', 'useragent', 'usedualstack', 'loglevel', 'objectacl', 'accelerate']);
+    for (const key of Object.keys(p)) if (!known.has(key)) err(k(key), 'unknown key');
+  };
+  /** storage.swift (distribution 2.8 docs/storage-drivers/swift.md) onto our swift_* keys. */
+  const mapSwift = (p: Tree, at: string[]): void => {
+    const k = (name: string): string[] => [...at, name];
+    put('storage', 'swift', at);
+    for (const [from, to] of [
+      ['authurl', 'swift_authurl'],
+      ['username', 'swift_user'],
+      ['password', 'swift_password'],
+      ['container', 'swift_container'],
+      ['region', 'swift_region_name'],
+    ] as const) {
+      const v = str(p[from], k(from));
+      if (v) put(to, v, k(from));
+      else if (from !== 'region') err(k(from), 'required');
+    }
+    const tenant = str(p.tenant, k('tenant')) ?? str(p.tenantid, k('tenantid'));
+    if (tenant) put('swift_tenant_name', tenant, k(p.tenant !== undefined ? 'tenant' : 'tenantid'));
+    const skip = bool(p.insecureskipverify, k('insecureskipverify'));
+    if (skip !== undefined) put('swift_insecure_skip_verify', skip, k('insecureskipverify'));
+    const chunk = size(p.chunksize, k('chunksize'), 1024 * 1024);
+    if (chunk !== undefined) put('swift_segment_size', chunk, k('chunksize'));
+    const prefix = str(p.prefix, k('prefix'));
+    put('storage_path', prefix ?? '/', prefix === undefined ? at : k('prefix'));
+    for (const unsupported of ['domain', 'domainid', 'tenantid', 'trustid', 'accesskey', 'secretkey', 'authversion', 'endpointtype', 'tempurlcontainerkey', 'tempurlmethods']) {
+      if (p[unsupported] !== undefined && p[unsupported] !== null && !(unsupported === 'tenantid' && p.tenant === undefined)) {
+        ignore(k(unsupported), 'not used by this build (auth v1, v2 or v3 by password; no temp URLs)');
+      }
+    }
+    const known = new Set(['authurl', 'username', 'password', 'container', 'region', 'tenant', 'tenantid', 'insecureskipverify', 'chunksize', 'prefix', 'domain', 'domainid', 'trustid', 'accesskey', 'secretkey', 'authversion', 'endpointtype', 'tempurlcontainerkey', 'tempurlmethods']);
+    for (const key of Object.keys(p)) if (!known.has(key)) err(k(key), 'unknown key');
+  };
+
   // ---- storage: exactly one driver, plus the storage layer's own parameters
   const storage = obj(tree.storage, ['storage']);
   if (!storage) err(['storage'], 'required: one storage driver (filesystem or inmemory)');
@@ -312,15 +400,26 @@ export function mapDistribution(tree: Tree): DistMapping {
         if (fs?.maxthreads !== undefined) ignore(['storage', 'filesystem', 'maxthreads'], 'I/O runs on the libuv thread pool');
       } else if (name === 'inmemory') {
         put('storage', 'memory', ['storage', 'inmemory']);
+      } else if (name === 's3' || name === 's3-aws') {
+        mapS3(obj(params, ['storage', name]) ?? {}, ['storage', name]);
+      } else if (name === 'swift') {
+        mapSwift(obj(params, ['storage', name]) ?? {}, ['storage', name]);
       } else {
-        err(['storage', name], `storage driver ${JSON.stringify(name)} is not supported${DRIVERS_KNOWN.has(name) ? ' by this build' : ''} (filesystem and inmemory are)`);
+        err(['storage', name], `storage driver ${JSON.stringify(name)} is not supported${DRIVERS_KNOWN.has(name) ? ' by this build' : ''} (filesystem, inmemory, s3 and swift are)`);
       }
     }
     const del = obj(storage.delete, ['storage', 'delete']);
     const delOn = bool(del?.enabled, ['storage', 'delete', 'enabled']);
     if (delOn !== undefined) put('storage_delete', delOn, ['storage', 'delete', 'enabled']);
     if (storage.cache !== undefined) ignore(['storage', 'cache'], 'metadata is cached by metadata_cache_ttl');
-    if (storage.redirect !== undefined) ignore(['storage', 'redirect'], 'blobs are served by the registry, never redirected');
+    const redirect = obj(storage.redirect, ['storage', 'redirect']);
+    const redirectOff = bool(redirect?.disable, ['storage', 'redirect', 'disable']);
+    if (values.storage === 's3') {
+      // distribution sends blob GETs to a pre-signed URL by default with S3
+      put('storage_redirect', redirectOff !== true, redirectOff === undefined ? ['storage', 's3'] : ['storage', 'redirect', 'disable']);
+    } else if (redirect !== undefined && redirectOff !== true) {
+      ignore(['storage', 'redirect'], 'only the s3 driver redirects; blobs are served by the registry');
+    }
     if (storage.tag !== undefined) ignore(['storage', 'tag'], 'not implemented');
     const maint = obj(storage.maintenance, ['storage', 'maintenance']);
     if (maint) {
@@ -439,7 +538,12 @@ export function mapDistribution(tree: Tree): DistMapping {
     const debug = obj(http.debug, ['http', 'debug']);
     if (debug) {
       if (debug.addr !== undefined && debug.addr !== null && debug.addr !== '') put('debug_addr', String(debug.addr), ['http', 'debug', 'addr']);
-      if (debug.prometheus !== undefined) ignore(['http', 'debug', 'prometheus'], 'metrics are not implemented');
+      const prom = obj(debug.prometheus, ['http', 'debug', 'prometheus']);
+      if (prom) {
+        const on = bool(prom.enabled, ['http', 'debug', 'prometheus', 'enabled']);
+        if (on !== undefined) put('metrics', on, ['http', 'debug', 'prometheus', 'enabled']);
+        if (prom.path !== undefined && prom.path !== null && prom.path !== '') put('metrics_path', String(prom.path), ['http', 'debug', 'prometheus', 'path']);
+      }
     }
     if (http.http2 !== undefined || http.h2c !== undefined) ignore(['http', http.http2 !== undefined ? 'http2' : 'h2c'], 'HTTP/1.1 only');
   }
@@ -522,9 +626,51 @@ export function mapDistribution(tree: Tree): DistMapping {
     // expiry deletes content (§5.3: storage.delete.enabled is needed there; here the mirror's own deletes)
   }
   const notifications = obj(tree.notifications, ['notifications']);
-  if (notifications && Array.isArray(notifications.endpoints)) {
-    const live = (notifications.endpoints as unknown[]).filter((e) => !(isTree(e) && truthy(e.disabled)));
-    if (live.length > 0) err(['notifications', 'endpoints'], 'notifications are not supported yet: remove the endpoints or set disabled: true');
+  if (notifications) {
+    const out: Record<string, unknown> = {};
+    const raw = notifications.endpoints;
+    if (raw !== undefined && raw !== null && !Array.isArray(raw)) err(['notifications', 'endpoints'], 'expected a list of endpoints');
+    else if (Array.isArray(raw)) {
+      out.endpoints = raw.map((e: unknown, i) => {
+        const p = ['notifications', 'endpoints', String(i)];
+        const t = obj(e, p) ?? {};
+        const ep: Record<string, unknown> = {};
+        for (const k of ['name', 'url'] as const) {
+          if (typeof t[k] !== 'string' || t[k] === '') err([...p, k], 'required');
+          else ep[k] = t[k];
+        }
+        if (t.headers !== undefined && t.headers !== null) {
+          const h = obj(t.headers, [...p, 'headers']) ?? {};
+          const headers: Record<string, string[]> = {};
+          for (const [name, v] of Object.entries(h)) {
+            const list = Array.isArray(v) ? v : [v];
+            if (list.some((x) => x === null || typeof x === 'object')) err([...p, 'headers', name], 'expected a list of values');
+            else headers[name] = list.map(String);
+          }
+          ep.headers = headers;
+        }
+        for (const k of ['timeout', 'backoff'] as const) {
+          const d = duration(t[k], [...p, k]);
+          // distribution: zero means the default
+          if (d !== undefined && d > 0) ep[k] = d;
+          else if (d !== undefined && d < 0) err([...p, k], 'must not be negative');
+        }
+        if (t.threshold !== undefined && t.threshold !== null) {
+          if (typeof t.threshold !== 'number' || !Number.isInteger(t.threshold) || t.threshold < 0) err([...p, 'threshold'], 'expected a whole number');
+          else if (t.threshold > 0) ep.threshold = t.threshold;
+        }
+        if (t.ignoredmediatypes !== undefined && t.ignoredmediatypes !== null) ep.ignoredmediatypes = t.ignoredmediatypes;
+        const ig = obj(t.ignore, [...p, 'ignore']);
+        if (ig) ep.ignore = { mediatypes: ig.mediatypes ?? [], actions: ig.actions ?? [] };
+        const off = bool(t.disabled, [...p, 'disabled']);
+        if (off !== undefined) ep.disabled = off;
+        return ep;
+      });
+    }
+    const events = obj(notifications.events, ['notifications', 'events']);
+    const refs = bool(events?.includereferences, ['notifications', 'events', 'includereferences']);
+    if (refs !== undefined) out.events = { includereferences: refs };
+    put('notifications', out, ['notifications']);
   }
   for (const k of ['redis', 'middleware', 'reporting', 'validation', 'policy', 'tags']) {
     if (tree[k] !== undefined && tree[k] !== null) ignore([k], 'not implemented');

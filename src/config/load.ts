@@ -5,7 +5,7 @@ import { LineCounter, parse, parseDocument, isAlias, isMap, isSeq, isScalar, typ
 
 import { configSchema, parseByteSize, type Config } from './schema.js';
 import { applyRegistryEnv, isDistributionConfig, mapDistribution } from './distribution.js';
-import { SUPPORTED_STORAGE, pythonOnlyWarning, takePythonOnlyKeys, unsupportedStorage } from './python.js';
+import { SUPPORTED_STORAGE, applyStorageEnv, pythonOnlyWarning, takePythonOnlyKeys, unsupportedStorage } from './python.js';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -154,6 +154,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     const line = lineOf(doc, lc, [flavor, 'storage']);
     throw new ConfigError(`invalid configuration:\n  ${flavor}.storage${line ? ` (${file}:${line})` : ''}: ${unsupportedStorage(storage)}`);
   }
+  applyStorageEnv(values, env);
   const pythonOnly = takePythonOnlyKeys(values);
   return finish(values, {
     opts,
@@ -204,6 +205,32 @@ function finish(values: Record<string, unknown>, f: FinishContext): Config {
     const { key, at } = f.where([c.tls_certificate === null ? 'tls_certificate' : 'tls_key']);
     throw new ConfigError(`invalid configuration:\n  ${key}${at}: tls_certificate and tls_key go together`);
   }
+  // object stores: what the driver cannot do without (reachability is checked when the driver starts)
+  const required: Array<[boolean, string, string]> =
+    c.storage === 's3'
+      ? [[!c.s3_bucket && !c.boto_bucket, 's3_bucket', 'required with storage s3 (Python: s3_bucket, boto_bucket or AWS_BUCKET; distribution: storage.s3.bucket)']]
+      : c.storage === 'swift'
+        ? [
+            [!c.swift_authurl, 'swift_authurl', 'required with storage swift (OS_AUTH_URL; distribution: storage.swift.authurl)'],
+            [!c.swift_container, 'swift_container', 'required with storage swift (OS_CONTAINER; distribution: storage.swift.container)'],
+            [!c.swift_user, 'swift_user', 'required with storage swift (OS_USERNAME; distribution: storage.swift.username)'],
+            [!c.swift_password, 'swift_password', 'required with storage swift (OS_PASSWORD; distribution: storage.swift.password)'],
+          ]
+        : [];
+  const missing = required.filter(([bad]) => bad).map(([, name, msg]) => {
+    const { key, at } = f.where([name]);
+    return `${key}${at}: ${msg}`;
+  });
+  if (missing.length > 0) throw new ConfigError(`invalid configuration:\n  ${missing.join('\n  ')}`);
+  const partSize = parseByteSize(c.s3_part_size);
+  if (c.storage === 's3' && (partSize < 5 * 1024 * 1024 || partSize > 5 * 1024 ** 3)) {
+    const { key, at } = f.where(['s3_part_size']);
+    throw new ConfigError(`invalid configuration:\n  ${key}${at}: between 5MiB and 5GiB (S3's part sizes)`);
+  }
+  if (c.storage === 'swift' && parseByteSize(c.swift_segment_size) < 1024 * 1024) {
+    const { key, at } = f.where(['swift_segment_size']);
+    throw new ConfigError(`invalid configuration:\n  ${key}${at}: at least 1MiB`);
+  }
   if (c.tls_client_cas !== null && c.tls_certificate === null) {
     const { key, at } = f.where(['tls_client_cas']);
     throw new ConfigError(`invalid configuration:\n  ${key}${at}: client certificates need TLS (tls_certificate and tls_key)`);
@@ -227,7 +254,10 @@ function finish(values: Record<string, unknown>, f: FinishContext): Config {
     ...c,
     cors,
     index_endpoint: c.index_endpoint === null ? null : c.index_endpoint.replace(/\/+$/, ''),
-    storage_path: resolve(c.storage_path),
+    // a directory for the filesystem driver; a key prefix inside the bucket for the object stores
+    storage_path: c.storage === 's3' || c.storage === 'swift' ? c.storage_path : resolve(c.storage_path),
+    s3_part_size: parseByteSize(c.s3_part_size),
+    swift_segment_size: parseByteSize(c.swift_segment_size),
     max_layer_size: parseByteSize(c.max_layer_size),
     max_json_size: parseByteSize(c.max_json_size),
     registry_endpoints: endpoints,

@@ -1,4 +1,14 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
+
+/** An IP address or a CIDR range of one (trusted_proxies). */
+export function isProxySpec(v: string): boolean {
+  const m = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(v.trim());
+  if (!m) return false;
+  const kind = isIP(m[1]!);
+  if (kind === 0) return false;
+  return m[2] === undefined || Number(m[2]) <= (kind === 4 ? 32 : 128);
+}
 
 /**
  * The typed configuration. Property names mirror the YAML keys exactly (STYLE: no renaming layer).
@@ -127,6 +137,38 @@ export const corsSchema = z
 export type CorsConfig = z.output<typeof corsSchema>;
 export type CorsResourceConfig = z.output<typeof corsResourceSchema>;
 
+/**
+ * distribution's notifications (spec v2-bridge §5.4): endpoints receiving event envelopes. Durations
+ * are seconds here (a distribution config.yml's Go durations are converted when it is read).
+ */
+const stringList = z.array(z.string()).default([]);
+export const notificationEndpointSchema = z
+  .object({
+    name: z.string().min(1).max(200),
+    url: z.url(),
+    /** Added to each POST: name → values (distribution's map of lists). */
+    headers: z.record(z.string(), z.array(z.string())).nullable().default(null).transform((v) => v ?? {}),
+    /** Seconds one POST may take (distribution's default 1s). */
+    timeout: z.number().positive().default(1),
+    /** Failures in a row after which each retry waits `backoff` (default 10). */
+    threshold: z.number().int().min(1).default(10),
+    /** Seconds between retries once `threshold` is reached (default 1s). */
+    backoff: z.number().nonnegative().default(1),
+    /** Targets of these media types are not sent (also ignore.mediatypes). */
+    ignoredmediatypes: stringList,
+    ignore: z.object({ mediatypes: stringList, actions: stringList }).strict().nullable().default(null),
+    disabled: z.boolean().default(false),
+  })
+  .strict();
+export const notificationsSchema = z
+  .object({
+    endpoints: z.array(notificationEndpointSchema).default([]),
+    events: z.object({ includereferences: z.boolean().default(false) }).strict().nullable().default(null),
+    /** Name this node's queues are kept under in storage (default: the host name). */
+    node: z.string().min(1).max(100).nullable().default(null),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     /** Body of GET / (JSON-encoded string). */
@@ -149,10 +191,71 @@ export const configSchema = z
     index_endpoint: z.url().nullable().default(null),
     disable_token_auth: z.boolean().nullable().default(null),
     privileged_key: nullableString,
-    /** Storage driver: file (alias local) or memory (tests only). */
-    storage: z.enum(['file', 'local', 'memory']).default('file'),
+    /**
+     * Storage driver: file (alias local), s3 (any S3-compatible store), swift (OpenStack Swift / Rackspace
+     * Cloud Files) or memory (tests only). docs/storage.md.
+     */
+    storage: z.enum(['file', 'local', 'memory', 's3', 'swift']).default('file'),
+    /** file: the root directory. s3 / swift: the key prefix inside the bucket or container (Python's storage_path). */
     storage_path: z.string().min(1).default('./data'),
+    /**
+     * Blob and v1 layer GETs answer 307/302 to a pre-signed URL of the object store (s3), so the bytes
+     * do not pass through the registry. null: off, except for a distribution config with storage.s3
+     * (distribution redirects by default; storage.redirect.disable turns it off).
+     */
     storage_redirect: z.boolean().nullable().default(null),
+
+    // --- S3 (storage: s3): the Python registry's keys (s3_*, boto_*), distribution's storage.s3 maps onto them
+    /** Bucket (boto_bucket is the older name of the same key). */
+    s3_bucket: nullableString,
+    boto_bucket: nullableString,
+    /** Region used for signing; us-east-1 when unset (RGW and most S3-compatible stores accept any). */
+    s3_region: nullableString,
+    /** Endpoint URL of an S3-compatible store (distribution's regionendpoint); unset: AWS (or boto_host). */
+    s3_endpoint: nullableString,
+    /** Python: host and port of the store (the endpoint is http(s)://boto_host:boto_port, https unless s3_secure is false). */
+    boto_host: nullableString,
+    boto_port: z.number().int().min(1).max(65535).nullable().default(null),
+    /** Python: https to boto_host (default true). */
+    s3_secure: z.boolean().nullable().default(null),
+    /** Python: boto's calling format; OrdinaryCallingFormat means path-style addressing. */
+    boto_calling_format: nullableString,
+    /** Path-style addressing (bucket in the path); default: on with an endpoint, off for AWS. */
+    s3_force_path_style: z.boolean().nullable().default(null),
+    /** Static credentials; unset: the AWS SDK's chain (AWS_ACCESS_KEY_ID…, ~/.aws, instance roles). */
+    s3_access_key: nullableString,
+    s3_secret_key: nullableString,
+    s3_session_token: nullableString,
+    /** Server-side encryption (AES256; aws:kms with s3_kms_key_id). */
+    s3_encrypt: z.boolean().nullable().default(null),
+    s3_kms_key_id: nullableString,
+    /** Python: signature v4 (always used here; kept so old files load). */
+    s3_use_sigv4: z.boolean().nullable().default(null),
+    s3_storage_class: nullableString,
+    /** Multipart part size of uploads (≥ 5 MiB): a writer holds at most two parts in memory. */
+    s3_part_size: byteSize.default('10MiB'),
+    /** Accept any TLS certificate of the endpoint (distribution's skipverify). */
+    s3_skip_verify: z.boolean().default(false),
+
+    // --- Swift (storage: swift): the Python registry's keys; distribution's storage.swift maps onto them
+    /** Auth URL: v1 (…/auth/1.0, …/auth/v1.0) or Keystone v2/v3 (…/v2.0, …/v3). */
+    swift_authurl: nullableString,
+    swift_container: nullableString,
+    swift_user: nullableString,
+    swift_password: nullableString,
+    swift_tenant_name: nullableString,
+    swift_region_name: nullableString,
+    /** Segment size of large objects (Static Large Object segments; ≥ 1 MiB). */
+    swift_segment_size: byteSize.default('10MiB'),
+    swift_insecure_skip_verify: z.boolean().default(false),
+    /**
+     * URI prefix of an nginx `internal` location serving the filesystem storage's root (alias): blob
+     * and v1 layer GETs then answer with `X-Accel-Redirect: <prefix>/blobs/sha256/…/data` and nginx
+     * sends the bytes (sendfile, Range included). Only for requests nginx marks with
+     * `X-Sendfile-Type: X-Accel-Redirect` (from a trusted_proxies peer when that is set): direct
+     * clients still get the bytes. File storage only.
+     */
+    nginx_x_accel_redirect: z.string().regex(/^\/[A-Za-z0-9._~/-]*$/, 'an absolute URI path (/_storage)').nullable().default(null),
     /** X-Docker-Endpoints value (host[:port] list); default: a Host naming this machine, else the listen address. */
     registry_endpoints: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).nullable().default(null),
     search_backend: nullableString,
@@ -167,6 +270,13 @@ export const configSchema = z
     host: z.string().min(1).default('0.0.0.0'),
     port: z.number().int().min(0).max(65535).default(5000),
     http_addr: nullableString,
+    /**
+     * Reverse proxies (IP addresses or CIDR ranges, e.g. 127.0.0.1, 10.0.0.0/8) whose
+     * X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host are believed: the client address
+     * (login throttling, anonymous upload limits) and the scheme and host the client used (web UI
+     * origin checks, Secure cookies). From any other peer those headers are dropped. Empty: none.
+     */
+    trusted_proxies: z.array(z.string().refine(isProxySpec, 'an IP address or CIDR range (10.0.0.0/8, fd00::/8)')).default([]),
     /** Serve HTTPS with this PEM certificate (chain) and key (distribution's http.tls). */
     tls_certificate: nullableString,
     tls_key: nullableString,
@@ -175,6 +285,10 @@ export const configSchema = z
     tls_minimum_version: z.enum(['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3']).nullable().default(null),
     /** A second listener (host:port) serving /debug/health (distribution's http.debug.addr). */
     debug_addr: nullableString,
+    /** Prometheus metrics on the debug listener (distribution's http.debug.prometheus.enabled). */
+    metrics: z.boolean().default(true),
+    /** Path of the metrics on the debug listener (http.debug.prometheus.path). */
+    metrics_path: z.string().regex(/^\/[A-Za-z0-9._~/-]*$/).default('/metrics'),
     /** Periodic health checks (distribution's health section); null: none. */
     health: healthSchema.nullable().default(null),
     /**
@@ -255,6 +369,12 @@ export const configSchema = z
      * another registry node on the same storage is seen within this time. 0 turns the cache off.
      */
     metadata_cache_ttl: z.number().nonnegative().max(60).default(1),
+    /** Seconds between garbage collections inside the server (0: none; run `legacy-registry gc` instead). */
+    gc_interval: z.number().int().nonnegative().default(0),
+    /** Seconds: garbage collection never deletes what was written less than this long ago. */
+    gc_grace: z.number().int().nonnegative().default(3600),
+    /** Periodic garbage collection also deletes untagged manifests and v1 images (gc --delete-untagged). */
+    gc_delete_untagged: z.boolean().default(false),
     /** Seconds a positive token validation answer from the index is cached (spec Q14: ≤ 60). */
     token_cache_ttl: z.number().int().nonnegative().max(60).default(30),
     /** CORS headers (Flask-CORS semantics, as the Python registry had them); null or no origins: off. */
@@ -265,12 +385,33 @@ export const configSchema = z
     web_ui: z.boolean().default(true),
     /** Index: seconds a web UI session lives without use (sliding; default 14 days). */
     web_session_ttl: z.number().int().positive().max(86400 * 366).default(1209600),
+
+    // --- webhooks and notifications (issue 15, src/webhooks/, src/notifications/) ---
+    /** Index: send repository webhooks (Docker Hub's push payload) after each tag push. */
+    webhooks: z.boolean().default(true),
+    /** Index: seconds one webhook delivery attempt may take. */
+    webhook_timeout: z.number().positive().max(300).default(10),
+    /** Index: attempts before a delivery is marked failed. */
+    webhook_max_attempts: z.number().int().min(1).max(100).default(10),
+    /** Index: seconds before the second attempt, doubled after each failure up to webhook_retry_max. */
+    webhook_retry_base: z.number().positive().max(86400).default(10),
+    webhook_retry_max: z.number().positive().max(86400).default(3600),
+    /** Index: seconds between looks at the outbox (new pushes on this node are sent at once). */
+    webhook_poll_interval: z.number().positive().max(60).default(2),
+    /** Index: deliveries this node sends at once. */
+    webhook_concurrency: z.number().int().min(1).max(64).default(4),
+    /** Index: absolute URL receivers reach the index at (callback_url, repo_url); unset: the pushing request's origin. */
+    webhook_base_url: z.url().nullable().default(null),
+    /** Registry: distribution's notifications (endpoints, events.includereferences). */
+    notifications: notificationsSchema.nullable().default(null),
   })
   .strict();
 
 export type ConfigInput = z.input<typeof configSchema>;
 type Parsed = z.output<typeof configSchema>;
-export type Config = Readonly<Omit<Parsed, 'max_layer_size' | 'max_json_size' | 'registry_endpoints' | 'token_audiences'>> & {
+export type Config = Readonly<Omit<Parsed, 'max_layer_size' | 'max_json_size' | 'registry_endpoints' | 'token_audiences' | 's3_part_size' | 'swift_segment_size'>> & {
+  readonly s3_part_size: number;
+  readonly swift_segment_size: number;
   readonly token_audiences: readonly string[];
   readonly max_layer_size: number;
   readonly max_json_size: number;

@@ -69,8 +69,22 @@ export interface HashingStage extends Transform {
  */
 export class BlobStore {
   private readonly purgeListeners: UploadPurgeListener[] = [];
+  private redirector: ((key: string) => Promise<string | undefined>) | undefined;
 
   constructor(private readonly driver: StorageDriver) {}
+
+  /**
+   * Serve blob reads by redirect: sign is the object store's pre-signed GET of a key (storage_redirect).
+   * The routes decide who may read first; the URL only spares the registry the bytes.
+   */
+  redirectWith(sign: (key: string) => Promise<string | undefined>): void {
+    this.redirector = sign;
+  }
+
+  /** A URL the client can GET the blob's bytes from directly, when redirects are on; else undefined. */
+  async redirectURL(digest: string): Promise<string | undefined> {
+    return this.redirector?.(keys.blob(hexOf(digest)));
+  }
 
   async stat(digest: string): Promise<BlobInfo | undefined> {
     try {

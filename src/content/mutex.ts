@@ -1,5 +1,10 @@
+/** Runs work under a named lock: in one process (KeyedMutex) or across nodes (StorageLock). */
+export interface Locks {
+  run<T>(key: string, fn: () => Promise<T>): Promise<T>;
+}
+
 /** Serialises async work per key inside one process (cheap: one promise chain per busy key). */
-export class KeyedMutex {
+export class KeyedMutex implements Locks {
   private readonly tails = new Map<string, Promise<void>>();
 
   async run<T>(key: string, fn: () => Promise<T>): Promise<T> {

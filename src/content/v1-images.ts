@@ -7,7 +7,7 @@ import type { TarSumSet } from '../digest/tarsum.js';
 import { BlobStore, ShortBodyError, SizeLimitError } from './blob-store.js';
 import { keys, type ImageScope } from './keys.js';
 import type { RepoName } from './names.js';
-import { KeyedMutex } from './mutex.js';
+import { KeyedMutex, type Locks } from './mutex.js';
 import { FILES_CACHE_MAX, filesListing, type LayerLink } from './v1-files.js';
 import { isImageId } from '../digest/digest.js';
 
@@ -43,6 +43,11 @@ export interface V1ImageOptions {
   readonly verifyTarsum: boolean;
   /** Where gunzip and tarsum run (a worker thread, when main.ts provides one). */
   readonly innerDigests?: InnerFactory;
+  /**
+   * The per-image locks: across every node sharing the storage (src/content/storage-lock.ts) in a
+   * server; in-process when not given.
+   */
+  readonly locks?: Locks;
 }
 
 /**
@@ -58,12 +63,14 @@ export interface V1ImageOptions {
  * (quay's find_create_or_link_image). Layer bytes stay stored once per digest.
  */
 export class V1Images {
-  private readonly locks = new KeyedMutex();
+  private readonly locks: Locks;
   constructor(
     private readonly driver: StorageDriver,
     readonly blobs: BlobStore,
     private readonly opts: V1ImageOptions,
-  ) {}
+  ) {
+    this.locks = opts.locks ?? new KeyedMutex();
+  }
 
   /** The scope holding a repository's images. */
   scopeOf(repo: RepoName): ImageScope {
@@ -174,7 +181,7 @@ export class V1Images {
   }
 
   private lockKey(scope: ImageScope, id: string): string {
-    return `${scope?.full ?? ''}\n${id}`;
+    return `image\n${scope?.full ?? ''}\n${id}`;
   }
 
   /** R6: stream the layer into the blob store, hashing on the way (spec §2.7). */
@@ -244,6 +251,24 @@ export class V1Images {
     });
   }
 
+  /**
+   * Remove an image that is still being pushed (its mark is there): the importer's way to drop an
+   * image whose recorded checksums did not match (issue 16: never imported half). A complete image
+   * is left alone (false). The json goes first, so the id resolves to nothing from the first step.
+   */
+  async discardIncomplete(scope: ImageScope, id: string): Promise<boolean> {
+    return this.locks.run(this.lockKey(scope, id), async () => {
+      if (!(await this.inProgress(scope, id))) return false;
+      await this.remove(keys.imageJson(scope, id));
+      await this.remove(keys.layerLink(scope, id));
+      await this.remove(keys.clientChecksum(scope, id));
+      await this.remove(keys.files(scope, id));
+      await this.remove(keys.ancestry(scope, id));
+      await this.remove(keys.inProgress(scope, id));
+      return true;
+    });
+  }
+
   /** R8. */
   async getAncestry(scope: ImageScope, id: string): Promise<string[]> {
     await this.assertComplete(scope, id);
@@ -271,6 +296,11 @@ export class V1Images {
       open: (link) => this.openLayer(link, 0),
       keep: (json) => this.driver.putContent(keys.files(scope, id), json),
     });
+  }
+
+  /** A pre-signed URL of the layer's bytes when the storage redirects (storage_redirect), else undefined. */
+  layerRedirect(link: LayerLink): Promise<string | undefined> {
+    return this.blobs.redirectURL(link.digest);
   }
 
   openLayer(link: LayerLink, offset: number, length?: number): Promise<Readable> {

@@ -5,7 +5,7 @@ import type { StorageDriver } from '../storage/driver.js';
 import type { BlobStore } from './blob-store.js';
 import { configFromV1Chain, type V1ChainImage } from './bridge.js';
 import { parseRepoName, parseTag } from './names.js';
-import type { V1Images } from './v1-images.js';
+import type { LayerLink, V1Images } from './v1-images.js';
 import type { V1Repositories } from './v1-repositories.js';
 import { MT, type StoredManifest, type V2Manifests } from './v2-manifests.js';
 import type { V2Name } from './v2-names.js';
@@ -16,6 +16,42 @@ const LAYER_TYPE: Record<string, string> = {
   gzip: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
   none: 'application/vnd.docker.image.rootfs.diff.tar',
 };
+
+/**
+ * The v2 image the bridge derives from a complete v1 chain (root first): its config, built from the
+ * v1 JSON (spec §3.2), and its schema2 manifest over the stored layers. Deterministic, so one chain
+ * always has one manifest digest; garbage collection (gc.ts) computes it too, to keep what a v2 pull
+ * of a v1 tag reads.
+ */
+export function derivedV2Image(chainRootFirst: readonly { readonly id: string; readonly json: Buffer; readonly link: LayerLink }[]): {
+  config: Buffer;
+  configDigest: string;
+  manifest: Buffer;
+  manifestDigest: string;
+  layers: string[];
+} {
+  const chain: V1ChainImage[] = [];
+  const layers: { mediaType: string; size: number; digest: string }[] = [];
+  for (const { id, json, link } of chainRootFirst) {
+    const mediaType = LAYER_TYPE[link.compression];
+    if (!link.diffId || !mediaType) {
+      throw new V2Error('MANIFEST_UNKNOWN', { image: id, compression: link.compression }, 'this v1 layer has no v2 media type (bzip2/xz/zstd)');
+    }
+    chain.push({ json, diffId: link.diffId });
+    layers.push({ mediaType, size: link.size, digest: link.digest });
+  }
+  const config = configFromV1Chain(chain);
+  const configDigest = `sha256:${createHash('sha256').update(config).digest('hex')}`;
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MT.schema2,
+      config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: configDigest },
+      layers,
+    }),
+  );
+  return { config, configDigest, manifest, manifestDigest: `sha256:${createHash('sha256').update(manifest).digest('hex')}`, layers: layers.map((l) => l.digest) };
+}
 
 /**
  * v1-pushed tags seen through /v2/ (spec v2-bridge §3.3): the chain's config is built from the v1
@@ -94,33 +130,18 @@ export class V1ToV2 {
       if (isRegistryError(e)) return undefined; // incomplete image: not served, as on v1
       throw e;
     }
-    const chain: V1ChainImage[] = [];
-    const layers: { mediaType: string; size: number; digest: string }[] = [];
+    const records: { id: string; json: Buffer; link: LayerLink }[] = [];
     for (const imageId of [...ancestry].reverse()) {
       const json = await this.images.readJson(scope, imageId);
       const link = await this.images.layerLink(scope, imageId);
       // every image of the chain complete, as a v1 pull needs it
       if (!json || !link || (await this.images.inProgress(scope, imageId))) return undefined;
-      const mediaType = LAYER_TYPE[link.compression];
-      if (!link.diffId || !mediaType) {
-        throw new V2Error('MANIFEST_UNKNOWN', { image: imageId, compression: link.compression }, 'this v1 layer has no v2 media type (bzip2/xz/zstd)');
-      }
-      chain.push({ json, diffId: link.diffId });
-      layers.push({ mediaType, size: link.size, digest: link.digest });
+      records.push({ id: imageId, json, link });
     }
-    const config = configFromV1Chain(chain);
-    const configDigest = `sha256:${createHash('sha256').update(config).digest('hex')}`;
+    const { config, configDigest, manifest, layers } = derivedV2Image(records);
     // always the bytes just hashed: an object already at the digest is not trusted (security issue 10)
     await this.blobs.putSmall(configDigest, config);
-    for (const d of [configDigest, ...layers.map((l) => l.digest)]) await this.uploads.link(name, d);
-    const manifest = Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: MT.schema2,
-        config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: configDigest },
-        layers,
-      }),
-    );
+    for (const d of [configDigest, ...layers]) await this.uploads.link(name, d);
     const rev = await this.manifests.put(name, {}, manifest, MT.schema2);
     return { ...rev, bytes: manifest };
   }

@@ -5,6 +5,7 @@ import { isNotFound, type StorageDriver } from '../storage/driver.js';
 import { V2Error } from '../errors/v2.js';
 import type { BlobStore } from './blob-store.js';
 import { keys } from './keys.js';
+import { uploadSessions } from '../metrics/registry.js';
 import { keyExists, readOptional, removeIfPresent } from './small-objects.js';
 import type { V2Name } from './v2-names.js';
 
@@ -100,6 +101,7 @@ class SessionSlots {
       }
     }
     const ks = wanted.map(([k]) => k);
+    if (!this.sessions.has(uuid)) uploadSessions.inc();
     this.sessions.set(uuid, { keys: ks, since: Number.POSITIVE_INFINITY });
     for (const k of ks) {
       let set = this.sets.get(k);
@@ -121,6 +123,7 @@ class SessionSlots {
     const ks = this.sessions.get(uuid)?.keys;
     if (!ks) return;
     this.sessions.delete(uuid);
+    uploadSessions.dec();
     for (const k of ks) {
       const set = this.sets.get(k);
       set?.delete(uuid);

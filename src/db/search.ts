@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import { dbEngine } from './knex.js';
 import { clampPage, rawRows, toBool, toNum } from './rows.js';
 import { memoryIndex } from './search-memory.js';
+import { searchDuration } from '../metrics/registry.js';
 import type { ParsedQuery, SearchPage, SearchResult, SearchVisibility } from './search-types.js';
 
 export type { ParsedQuery, SearchPage, SearchResult, SearchVisibility } from './search-types.js';
@@ -225,6 +226,15 @@ function matchPlan(f: Features, q: ParsedQuery): MatchPlan | undefined {
  * Never throws for any query text.
  */
 export async function searchRepositories(db: Knex, opts: SearchOptions): Promise<SearchPage> {
+  const end = searchDuration.startTimer();
+  try {
+    return await searchTimed(db, opts);
+  } finally {
+    end();
+  }
+}
+
+async function searchTimed(db: Knex, opts: SearchOptions): Promise<SearchPage> {
   const { page, pageSize } = clampPage({ page: opts.page, pageSize: opts.pageSize }, 25, 100);
   const q = parseSearchQuery(opts.query);
 

@@ -41,3 +41,11 @@ export function isStorageFull(e: unknown): boolean {
   }
   return false;
 }
+
+/** The storage cannot be reached (a driver's StorageUnavailableError, also as a `cause`): 503. */
+export function isStorageUnavailable(e: unknown): boolean {
+  for (let x: unknown = e, depth = 0; x && typeof x === 'object' && depth < 8; x = (x as { cause?: unknown }).cause, depth++) {
+    if ((x as { name?: unknown }).name === 'StorageUnavailableError') return true;
+  }
+  return false;
+}

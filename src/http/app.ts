@@ -1,12 +1,15 @@
 import { randomBytes } from 'node:crypto';
+import { BlockList, isIP } from 'node:net';
 import Koa, { type Context, type Next } from 'koa';
-import { isRegistryError, isStorageFull, STRING_BODY_CODES, V1_CODES } from '../errors/index.js';
+import { isRegistryError, isStorageFull, isStorageUnavailable, STRING_BODY_CODES, V1_CODES } from '../errors/index.js';
 import { V2_CODES } from '../errors/v2.js';
 import type { Logger } from '../log/logger.js';
 import { sendJson } from './respond.js';
 
 export interface AppState {
   requestId: string;
+  /** With trusted_proxies: whether this request came from one of them (unset without the list). */
+  fromTrustedProxy?: boolean;
 }
 
 /** Node's refusal of a header name or value (control characters, a missing value). */
@@ -69,6 +72,25 @@ export function v1ErrorRenderer(log: Logger) {
         }
         return;
       }
+      if (isStorageUnavailable(e)) {
+        // the object store cannot be reached or lost its bucket: this request cannot be served, the
+        // process stays up and serves again when the store is back (issue 12)
+        log.error('storage unavailable', { id: ctx.state.requestId, method: ctx.method, path: ctx.path, err: String((e as Error).message ?? e) });
+        if (ctx.headerSent || !ctx.writable) {
+          ctx.req.destroy();
+          return;
+        }
+        if (ctx.path.startsWith('/v2/')) {
+          const [status, message] = V2_CODES.UNAVAILABLE;
+          ctx.status = status;
+          ctx.type = 'application/json; charset=utf-8';
+          ctx.body = JSON.stringify({ errors: [{ code: 'UNAVAILABLE', message, detail: null }] });
+        } else {
+          const [status, message] = V1_CODES.UNAVAILABLE;
+          sendJson(ctx, status, { error: message });
+        }
+        return;
+      }
       if (isClientAbort(ctx, e)) {
         // the client went away mid-request (a cancelled push): nobody to answer, nothing broken here
         log.info('client aborted the request', { id: ctx.state.requestId, method: ctx.method, path: ctx.path, code: (e as NodeJS.ErrnoException).code });
@@ -88,11 +110,12 @@ export function v1ErrorRenderer(log: Logger) {
 
 /**
  * The client's address for per-client decisions (login throttling): the socket's remote address.
- * X-Forwarded-For is not read: nothing here is configured to trust a proxy, and a client could
- * write any address there. IPv4-mapped IPv6 (`::ffff:1.2.3.4`) is given as IPv4.
+ * X-Forwarded-For is read only when it comes from a configured trusted proxy (trusted_proxies,
+ * forwardedGate): anyone else could write any address there. IPv4-mapped IPv6 (`::ffff:1.2.3.4`) is given as IPv4.
  */
 export function clientAddress(ctx: Context): string {
-  const a = ctx.req.socket.remoteAddress ?? '';
+  // with trusted_proxies, koa's ctx.ip is the address the trusted proxy saw (forwardedGate)
+  const a = (ctx.app.proxy ? ctx.ip : ctx.req.socket.remoteAddress) ?? '';
   return /^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(a) ? a.slice(7) : a;
 }
 
@@ -137,9 +160,41 @@ export function accessLog(log: Logger, enabled = true) {
   };
 }
 
-export function createKoa(): Koa<AppState> {
+/** The trusted_proxies list as a matcher (node's BlockList: addresses and CIDR ranges, v4 and v6). */
+export function proxyList(specs: readonly string[]): BlockList {
+  const list = new BlockList();
+  for (const spec of specs) {
+    const [addr, bits] = spec.trim().split('/') as [string, string | undefined];
+    const type = isIP(addr) === 6 ? 'ipv6' : 'ipv4';
+    if (bits === undefined) list.addAddress(addr, type);
+    else list.addSubnet(addr, Number(bits), type);
+  }
+  return list;
+}
+
+const FORWARDED = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host'] as const;
+
+/**
+ * First middleware when trusted_proxies is set: requests from any other peer lose their
+ * X-Forwarded-* headers, so koa (app.proxy) reads them only from the proxies. The proxy appends
+ * the client's address to X-Forwarded-For; only that last entry is believed (app.maxIpsCount = 1).
+ */
+export function forwardedGate(trusted: BlockList) {
+  return async (ctx: Context, next: Next): Promise<void> => {
+    const peer = ctx.req.socket.remoteAddress ?? '';
+    const v4 = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(peer)?.[1];
+    const ok = peer !== '' && (v4 ? trusted.check(v4, 'ipv4') : trusted.check(peer, isIP(peer) === 6 ? 'ipv6' : 'ipv4'));
+    if (!ok) for (const h of FORWARDED) delete ctx.req.headers[h];
+    (ctx.state as AppState).fromTrustedProxy = ok;
+    await next();
+  };
+}
+
+export function createKoa(trustedProxies: readonly string[] = []): Koa<AppState> {
   const app = new Koa<AppState>();
-  app.proxy = false;
+  app.proxy = trustedProxies.length > 0;
+  app.maxIpsCount = 1;
+  if (app.proxy) app.use(forwardedGate(proxyList(trustedProxies)));
   app.silent = true; // errors are logged once, by the renderer
   return app;
 }

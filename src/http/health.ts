@@ -80,7 +80,8 @@ export function configuredHealthChecks(config: Config, log: Logger): HealthCheck
   if (c.storagedriver?.enabled) {
     const name = `storagedriver_${config.storage === 'memory' ? 'inmemory' : 'filesystem'}`;
     h.register(name, c.storagedriver.interval, c.storagedriver.threshold, async () => {
-      if (config.storage === 'memory') return;
+      // object stores are checked by their driver at start; their requests answer 503 while the store is away
+      if (config.storage === 'memory' || config.storage === 's3' || config.storage === 'swift') return;
       // as distribution: a root that does not exist yet is fine (nothing stored); anything else
       // that keeps the driver from reading it is not
       try {
@@ -155,11 +156,27 @@ export function healthGate(h: HealthChecks) {
 
 /**
  * distribution's debug listener (http.debug.addr): GET /debug/health answers 200 `{}` when healthy,
- * 503 with the failing checks otherwise.
+ * 503 with the failing checks otherwise; with `metrics`, the Prometheus text at its path.
  */
-export function debugServer(h: HealthChecks): Server {
+export function debugServer(h: HealthChecks, metrics?: { readonly path: string; readonly render: () => Promise<{ contentType: string; body: string }> }): Server {
   return createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
+    if (metrics && path === metrics.path) {
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        res.writeHead(405, { 'Content-Type': 'text/plain', 'X-Content-Type-Options': 'nosniff', Allow: 'GET, HEAD' }).end();
+        return;
+      }
+      metrics.render().then(
+        ({ contentType, body }) => {
+          res.writeHead(200, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body), 'X-Content-Type-Options': 'nosniff' });
+          res.end(req.method === 'HEAD' ? undefined : body);
+        },
+        (e: unknown) => {
+          res.writeHead(500, { 'Content-Type': 'text/plain', 'X-Content-Type-Options': 'nosniff' }).end(`metrics failed: ${(e as Error).message}\n`);
+        },
+      );
+      return;
+    }
     if (path !== '/debug/health') {
       res.writeHead(404, { 'Content-Type': 'text/plain', 'X-Content-Type-Options': 'nosniff' }).end('404 page not found\n');
       return;

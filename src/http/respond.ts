@@ -2,6 +2,7 @@ import type { Context } from 'koa';
 import type { Readable } from 'node:stream';
 import { pyJson } from './py-json.js';
 import { fileRangeOf, sendFileRange } from './send-file.js';
+import { keys } from '../content/keys.js';
 
 /** Spec §1.3: headers of every JSON answer. */
 export function sendJson(ctx: Context, status: number, value: unknown): void {
@@ -76,9 +77,19 @@ export async function sendBytes(
   ctx: Context,
   size: number,
   open: (start: number, length: number) => Promise<Readable>,
+  opts: { readonly accel?: string | undefined } = {},
 ): Promise<void> {
   ctx.set('Accept-Ranges', 'bytes');
   const type = 'application/octet-stream';
+  if (opts.accel !== undefined && ctx.method === 'GET' && size > 0) {
+    // nginx_x_accel_redirect: nginx in front serves the file (with the client's Range) from an
+    // internal location; the answer here carries only the headers. Access was checked before.
+    ctx.status = 200;
+    ctx.type = type;
+    ctx.set('X-Accel-Redirect', opts.accel);
+    ctx.body = '';
+    return;
+  }
   const range = parseRange(ctx.get('Range') || undefined, size);
   if (range === 'unsatisfiable') {
     ctx.set('Content-Range', `bytes */${size}`);
@@ -103,4 +114,19 @@ export async function sendBytes(
   }
   ctx.body = body;
   ctx.length = length;
+}
+
+/**
+ * The X-Accel-Redirect target of a blob with nginx_x_accel_redirect set: the prefix (an nginx
+ * `internal` location aliasing the filesystem driver's root) and the blob's storage key. Only for
+ * requests where nginx says it will serve the file (`X-Sendfile-Type: X-Accel-Redirect`, the
+ * request header Rack::Sendfile made the convention) and, with trusted_proxies set, that came
+ * through one of them: a client talking to a node directly gets the bytes.
+ */
+export function accelUri(config: { readonly nginx_x_accel_redirect: string | null }, digest: string, ctx: Context): string | undefined {
+  const prefix = config.nginx_x_accel_redirect;
+  if (prefix === null || !/^sha256:[0-9a-f]{64}$/.test(digest)) return undefined;
+  if ((ctx.state as { fromTrustedProxy?: boolean }).fromTrustedProxy === false) return undefined;
+  if (ctx.get('X-Sendfile-Type').toLowerCase() !== 'x-accel-redirect') return undefined;
+  return `${prefix.replace(/\/+$/, '')}/${keys.blob(digest.slice('sha256:'.length))}`;
 }

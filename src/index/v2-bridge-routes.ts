@@ -4,7 +4,7 @@ import type { V2TokenVerifier, VerifyResult } from '../auth/v2-jwt.js';
 import type { V2Principal } from '../auth/v2-registry-auth.js';
 import { missingAccess, type ResourceAccess } from '../auth/v2-scope.js';
 import { IndexCatalog } from '../content/v2-catalog.js';
-import { indexRepoName } from '../content/names.js';
+import { indexRepoName, type RepoName } from '../content/names.js';
 import { parseV2Name } from '../content/v2-names.js';
 import { readRawBody } from '../http/body.js';
 import type { IndexService } from './service.js';
@@ -27,7 +27,13 @@ function deny(ctx: Context, status: number, message: string): void {
  * v2 Bearer token as the registry received it, verified here with the index's own key and checked
  * for the access the registry required (registry:catalog:*, repository:<name>:push).
  */
-export function v2BridgeRouter(db: Knex, index: IndexService, tokens: V2TokenVerifier): Router {
+export function v2BridgeRouter(
+  db: Knex,
+  index: IndexService,
+  tokens: V2TokenVerifier,
+  /** After a push was learnt: the index's webhooks (issue 15). */
+  onPushed?: (repo: RepoName, tag: string, ids: readonly string[], account: string | null) => Promise<void>,
+): Router {
   const router = new Router();
   const catalog = new IndexCatalog(db);
 
@@ -105,6 +111,7 @@ export function v2BridgeRouter(db: Knex, index: IndexService, tokens: V2TokenVer
     const p = await principal(ctx, [{ type: 'repository', name, actions: ['push'] }], false, token);
     if (!p) return;
     await index.learnV2Push(p.account, repo, tag, images);
+    await onPushed?.(repo, tag, images.map((i) => i.id), p.account);
     ctx.status = 204;
   });
   router.post(INDEX_DELETED_PATH, async (ctx) => {

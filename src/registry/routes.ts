@@ -1,4 +1,4 @@
-import { KeyedMutex } from '../content/mutex.js';
+import { KeyedMutex, type Locks } from '../content/mutex.js';
 import { hostname, release, type as osType, arch } from 'node:os';
 import type { Context, Next } from 'koa';
 import Router from '@koa/router';
@@ -9,7 +9,7 @@ import { parseRepoName, parseTag, type RepoName } from '../content/names.js';
 import type { V1Images } from '../content/v1-images.js';
 import type { V1Repositories } from '../content/v1-repositories.js';
 import { jsonBody, parsedBody, readRawBody } from '../http/body.js';
-import { notModified, sendBytes, sendJson, setCacheHeaders } from '../http/respond.js';
+import { accelUri, notModified, sendBytes, sendJson, setCacheHeaders } from '../http/respond.js';
 import { isImageId } from '../digest/digest.js';
 import type { Logger } from '../log/logger.js';
 
@@ -27,7 +27,22 @@ export interface RegistryDeps {
    * Serialises what publishes into a repository (tag writes, image checksums) with its deletion.
    * main.ts shares one with the index's delete in a one-process site.
    */
-  readonly repoLock?: KeyedMutex;
+  readonly repoLock?: Locks;
+  /** Told of tag pushes, pulls and deletes and of repository deletes (webhooks, notifications; issue 15). */
+  readonly events?: V1Events;
+}
+
+/**
+ * What happened to a repository's tags through v1, after it succeeded. Implementations never
+ * throw and never make the request wait for a receiver (src/main.ts).
+ */
+export interface V1Events {
+  tagPushed(ctx: Context, repo: RepoName, tag: string, id: string, access: RegistryAccess): void;
+  tagPulled(ctx: Context, repo: RepoName, tag: string, id: string, access: RegistryAccess): void;
+  tagDeleted(ctx: Context, repo: RepoName, tag: string, access: RegistryAccess, manifest: { digest: string } | undefined): void;
+  /** The bridge's manifest of a tag (read before a delete, for the event's digest). */
+  describe(repo: RepoName, tag: string): Promise<{ digest: string } | undefined>;
+  repositoryDeleted(ctx: Context, repo: RepoName, access: RegistryAccess): void;
 }
 
 /**
@@ -203,7 +218,16 @@ export function registryRouter(deps: RegistryDeps): Router {
     if (notModified(ctx)) return;
     const link = await images.getLayer(access.scope, id);
     setCacheHeaders(ctx);
-    await sendBytes(ctx, link.size, (start, length) => images.openLayer(link, start, length));
+    // storage_redirect (spec §R5): the Python registry answered 302 to a signed storage URL
+    const url = ctx.method === 'GET' ? await images.layerRedirect(link) : undefined;
+    if (url) {
+      ctx.status = 302;
+      ctx.set('Location', url);
+      ctx.body = '';
+      return;
+    }
+    await sendBytes(ctx, link.size, (start, length) => images.openLayer(link, start, length), { accel: accelUri(config, link.digest, ctx) });
+
   });
 
   // R6
@@ -285,6 +309,7 @@ export function registryRouter(deps: RegistryDeps): Router {
     } catch (e) {
       if (!(access.scope && isRegistryError(e) && e.code === 'REPOSITORY_NOT_FOUND')) throw e;
     }
+    deps.events?.repositoryDeleted(ctx, repo, access);
     sendJson(ctx, 200, true);
   };
 
@@ -312,10 +337,13 @@ export function registryRouter(deps: RegistryDeps): Router {
         const repo = repoName(route.repo);
         const tagRaw = decodePath(route.tag);
         if (method === 'GET') {
-          await authorize(ctx, repo);
+          const access = await authorize(ctx, repo);
           const tag = parseTag(tagRaw);
           if (!tag) throw new RegistryError('TAG_NOT_FOUND');
-          sendJson(ctx, 200, await repos.getTag(repo, tag));
+          const id = await repos.getTag(repo, tag);
+          sendJson(ctx, 200, id);
+          // Docker ≥ 1.6 looks the asked tag up here before pulling its chain: the v1 pull of a tag
+          if (ctx.method === 'GET') deps.events?.tagPulled(ctx, repo, tag, id, access);
           return;
         }
         if (method === 'PUT') {
@@ -329,14 +357,17 @@ export function registryRouter(deps: RegistryDeps): Router {
             await access.confirm?.();
             await repos.putTag(repo, tag, body, ctx.get('User-Agent') || undefined, (id) => linkInto(access, id));
           });
+          deps.events?.tagPushed(ctx, repo, tag, body, access);
           sendJson(ctx, 200, true);
           return;
         }
         if (method === 'DELETE') {
-          await authorize(ctx, repo);
+          const access = await authorize(ctx, repo);
           const tag = parseTag(tagRaw);
           if (!tag) throw new RegistryError('TAG_NOT_FOUND', `Tag not found: ${tagRaw}`);
+          const before = deps.events ? await deps.events.describe(repo, tag).catch(() => undefined) : undefined;
           await repos.deleteTag(repo, tag);
+          deps.events?.tagDeleted(ctx, repo, tag, access, before);
           sendJson(ctx, 200, true);
           return;
         }

@@ -120,8 +120,24 @@ export interface StorageDriver {
    * driver can find them. The upload purge calls it for the uploads prefix. Returns how many.
    */
   purgeLeftovers?(prefix: string, maxAgeMs: number, now?: number): Promise<number>;
+  /**
+   * Create a small object only if no object is at key: true when this call created it (with all
+   * of data, atomically, durably), false when an object was there (nothing changed). Of several
+   * calls for one missing key, in one process or in several sharing the storage, exactly one
+   * returns true. Optional: the storage-level locks that keep several registry nodes on one
+   * storage from interleaving their writes (src/content/storage-lock.ts) are built on it; a driver
+   * without it gets locks that hold within one process only. (An object store gives it with a
+   * conditional PUT, `If-None-Match: *`.)
+   */
+  putContentIfAbsent?(key: string, data: Buffer): Promise<boolean>;
   /** Release resources (timers, sockets). */
   close?(): Promise<void>;
+  /**
+   * Object stores: remove what writers of killed processes or dropped connections left behind
+   * without a trace in list() (S3's incomplete multipart uploads, Swift's orphan segments) when
+   * older than olderThanMs. Returns how many were removed. Run by the upload purge job.
+   */
+  purgeAbandonedWrites?(olderThanMs: number): Promise<number>;
 }
 
 export class StorageError extends Error {
@@ -138,6 +154,17 @@ export class PathNotFoundError extends StorageError {
 export class InvalidPathError extends StorageError {
   constructor(key: string) {
     super(`invalid path: ${JSON.stringify(key)}`, key);
+  }
+}
+/**
+ * The storage cannot be reached or no longer holds what the registry needs (an object store's bucket
+ * was removed, its credentials were revoked, it does not answer). Requests that need it answer 503;
+ * the process keeps running and recovers when the storage does.
+ */
+export class StorageUnavailableError extends StorageError {
+  constructor(message: string, key: string, options?: { cause?: unknown }) {
+    super(message, key);
+    if (options?.cause !== undefined) (this as { cause?: unknown }).cause = options.cause;
   }
 }
 export class InvalidOffsetError extends StorageError {

@@ -10,7 +10,7 @@ import type { V2ToV1 } from '../content/v2-to-v1.js';
 import type { Schema1Bridge } from '../content/schema1-bridge.js';
 import { readRawBody } from '../http/body.js';
 import { isRegistryError } from '../errors/index.js';
-import { bodiless, sendBytes } from '../http/respond.js';
+import { accelUri, bodiless, sendBytes } from '../http/respond.js';
 import { V2_OPEN, type V2Authorizer } from '../auth/v2-registry-auth.js';
 import type { ResourceAccess } from '../auth/v2-scope.js';
 import type { V2Principal } from '../auth/v2-registry-auth.js';
@@ -18,6 +18,8 @@ import type { CatalogSource } from '../content/v2-catalog.js';
 import type { Logger } from '../log/logger.js';
 import type { IndexJournal } from '../content/index-journal.js';
 import { BoundedCache } from '../util/bounded-cache.js';
+import type { Notifier } from '../notifications/notifier.js';
+import { blobTarget, manifestReferences, manifestTarget, requestRecord, urlBase, type Action, type Target } from '../notifications/events.js';
 import type { PullThrough } from '../mirror/pull-through.js';
 
 /** The index learning of v2 pushes (issue 4): repository, tag and top v1 id of the bridge. */
@@ -53,6 +55,8 @@ export interface V2Deps {
   readonly answerCache?: { readonly ttlMs: number; readonly stamp: () => number };
   /** Write-ahead intents of index notices (with `index`), replayed by {@link replayIndexNotices}. */
   readonly journal?: IndexJournal;
+  /** distribution's notifications (issue 15): events of pushes, pulls, mounts and deletes. */
+  readonly notifier?: Notifier;
   /**
    * The pull-through mirror (issue 13): names under an upstream's prefix are read from it through
    * the local cache; writes to them answer UNSUPPORTED. Other names are local repositories.
@@ -380,6 +384,13 @@ export function v2Routes(deps: V2Deps) {
     }
     const name = v2Name(route.name);
     const base = `/v2/${name}`;
+    const notifier = deps.notifier?.active ? deps.notifier : undefined;
+    /** An event of this request (after it succeeded), as distribution's listener emits it. */
+    const notify = (action: Action, target: (origin: string) => Target): void => {
+      if (!notifier) return;
+      const account = (ctx.state.v2Principal as V2Principal | undefined)?.account ?? null;
+      notifier.emit({ action, target: target(urlBase(ctx)), request: requestRecord(ctx), actor: account });
+    };
     // a mirrored repository is read-only (v2-bridge §5.3): pushes, mounts and deletes are refused
     const mt = deps.mirror?.target(name);
     if (mt && method !== 'GET' && method !== 'HEAD') {
@@ -397,6 +408,13 @@ export function v2Routes(deps: V2Deps) {
       ctx.body = '';
       ctx.length = 0;
     };
+
+    const notifyBlobPush = async (digest: string): Promise<void> => {
+      if (!notifier) return;
+      const info = await blobs.stat(digest);
+      if (info) notify('push', (o) => blobTarget(o, name, digest, info.size));
+    };
+    const refs = (bytes: Buffer) => (notifier?.includeReferences ? manifestReferences(bytes) : undefined);
 
     switch (route.kind) {
       case 'blob': {
@@ -432,12 +450,23 @@ export function v2Routes(deps: V2Deps) {
           ctx.set('Docker-Content-Digest', digest);
           ctx.set('Etag', `"${digest}"`);
           ctx.set('Cache-Control', 'max-age=31536000');
-          await sendBytes(ctx, info.size, (start, length) => blobs.open(digest, start, length));
+          // storage_redirect: as distribution with S3, a GET goes to a pre-signed URL (307 keeps the method)
+          const url = method === 'GET' ? await blobs.redirectURL(digest) : undefined;
+          if (url) {
+            ctx.status = 307;
+            ctx.set('Location', url);
+            ctx.body = '';
+            return;
+          }
+          await sendBytes(ctx, info.size, (start, length) => blobs.open(digest, start, length), { accel: accelUri(deps.config, digest, ctx) });
+          // distribution: GET and HEAD of a blob both serve it through the listener (a pull)
+          notify('pull', (o) => blobTarget(o, name, digest, info.size));
           return;
         }
         if (method === 'DELETE') {
           if (!deps.config.storage_delete) throw new V2Error('UNSUPPORTED', undefined, 'deletes are disabled (storage_delete)');
           if (!(await uploads.unlink(name, digest))) throw new V2Error('BLOB_UNKNOWN', { digest });
+          notify('delete', () => ({ digest, repository: name }));
           ctx.status = 202;
           ctx.body = '';
           ctx.length = 0;
@@ -452,9 +481,15 @@ export function v2Routes(deps: V2Deps) {
         if (mount !== undefined) {
           const digest = digestParam(mount);
           const source = from !== undefined ? parseV2Name(from) : undefined;
-          if (source && (await uploads.linked(source, digest)) && (await blobs.stat(digest))) {
+          const stat = source && (await uploads.linked(source, digest)) ? await blobs.stat(digest) : undefined;
+          if (source && stat) {
             await uploads.link(name, digest);
             created(digest);
+            notify('mount', (o) => {
+              // distribution's field order: fromRepository before url
+              const { url, ...t } = blobTarget(o, name, digest, stat.size);
+              return { ...t, fromRepository: source, url: url! };
+            });
             return;
           }
           // not mountable: an ordinary session instead (spec end-11)
@@ -468,6 +503,7 @@ export function v2Routes(deps: V2Deps) {
           const digest = digestParam(digestQ);
           await uploads.finish(name, uuid, digest, ctx.req, declaredLength(ctx));
           created(digest);
+          await notifyBlobPush(digest);
           return;
         }
         ctx.status = 202;
@@ -511,6 +547,7 @@ export function v2Routes(deps: V2Deps) {
           const hasBody = len === undefined ? /chunked/i.test(ctx.get('Transfer-Encoding')) : len > 0;
           await uploads.finish(name, uuid, digest, hasBody ? ctx.req : undefined, hasBody ? len : undefined);
           created(digest);
+          await notifyBlobPush(digest);
           return;
         }
         if (method === 'DELETE') {
@@ -533,6 +570,8 @@ export function v2Routes(deps: V2Deps) {
           const found = await (manifestAnswers ? manifestAnswers.get(answerKey, () => resolveManifest(ctx, name, ref)) : resolveManifest(ctx, name, ref));
           ctx.set('Docker-Content-Digest', found.digest);
           ctx.set('Etag', `"${found.digest}"`);
+          // distribution: HEAD and GET share the handler that loads the manifest: both are pulls
+          notify('pull', (o) => manifestTarget(o, name, found, ref.tag, refs(found.bytes)));
           const inm = ctx.get('If-None-Match').replace(/"/g, '').trim();
           if (inm && inm === found.digest) {
             ctx.status = 304;
@@ -579,6 +618,7 @@ export function v2Routes(deps: V2Deps) {
               deps.log?.warn('index not updated for a v2 push (kept to retry)', { name, tag: ref.tag, error: String(e) });
             }
           }
+          notify('push', (o) => manifestTarget(o, name, { mediaType: rev.mediaType, digest: rev.digest, size: bytes.length }, ref.tag, refs(bytes)));
           ctx.status = 201;
           ctx.set('Location', `${base}/manifests/${rev.digest}`);
           ctx.set('Docker-Content-Digest', rev.digest);
@@ -604,6 +644,9 @@ export function v2Routes(deps: V2Deps) {
             throw new V2Error('MANIFEST_UNKNOWN', ref);
           }
           if (deps.toV1) await deps.toV1.unpublish(name, removed);
+          // distribution: a delete by digest names the digest, then each tag it untagged; by tag, the tag
+          if (ref.digest) notify('delete', () => ({ digest: ref.digest!, repository: name }));
+          for (const t of ref.digest ? removed : [ref.tag!]) notify('delete', () => ({ repository: name, tag: t }));
           if (deps.index && removed.length > 0) {
             const after = !intent && deps.journal ? await deps.journal.begin({ op: 'deleted', name, tags: removed, account: principal.account, admin: principal.admin, ...(authorization ? { authorization } : {}) }) : intent;
             try {

@@ -465,6 +465,26 @@ export function runDriverConformance(name: string, makeDriver: () => Promise<Dri
         }));
     });
 
+    describe('putContentIfAbsent (optional: the storage-level locks of many nodes)', () => {
+      it('of 8 concurrent creates of one key exactly one wins with all its bytes; an existing key is left as it is', (t) =>
+        withDriver(async (d) => {
+          if (!d.putContentIfAbsent) {
+            t.skip(`${d.name} has no exclusive create (locks hold within one process)`);
+            return;
+          }
+          const values = Array.from({ length: 8 }, (_, i) => Buffer.from(`owner-${i}-`.repeat(100)));
+          const won = await Promise.all(values.map((v) => d.putContentIfAbsent!('locks/x/a', v)));
+          assert.equal(won.filter(Boolean).length, 1, `winners: ${won.join(',')}`);
+          const winner = won.indexOf(true);
+          assert.deepEqual(await d.getContent('locks/x/a'), values[winner]);
+          assert.equal(await d.putContentIfAbsent('locks/x/a', Buffer.from('late')), false);
+          assert.deepEqual(await d.getContent('locks/x/a'), values[winner]);
+          await d.delete('locks/x/a');
+          assert.equal(await d.putContentIfAbsent('locks/x/a', Buffer.from('again')), true);
+          assert.equal((await d.getContent('locks/x/a')).toString(), 'again');
+        }));
+    });
+
     describe('delete', () => {
       it('removes a key and everything below it, and nothing beside it', () =>
         withDriver(async (d) => {

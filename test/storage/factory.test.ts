@@ -49,7 +49,7 @@ describe('createDriver', () => {
   });
 
   it('rejects an unknown storage name, naming the key', async () => {
-    const config = { storage: 's3', storage_path: '/unused' } as unknown as DriverConfig;
-    await assert.rejects(createDriver(config), /^Error: storage: unknown storage driver "s3"/);
+    const config = { storage: 'gcs', storage_path: '/unused' } as unknown as DriverConfig;
+    await assert.rejects(createDriver(config), /^Error: storage: unknown storage driver "gcs"/);
   });
 });

@@ -1,6 +1,7 @@
 import type { FileInfo, PutOptions, StorageDriver, Writer, WriterOptions } from '../driver.js';
 import type { Readable } from 'node:stream';
 import { BoundedCache } from '../../util/bounded-cache.js';
+import { storageCacheRequests } from '../../metrics/registry.js';
 
 /**
  * A read-through cache in front of a driver, for the small metadata objects every pull reads
@@ -49,6 +50,12 @@ function weightOf(e: Known, key: string): number {
 const DEFAULT_PREFIXES = ['v2/repositories/', 'v1/repositories/'];
 export const CACHING_DEFAULTS = Object.freeze({ maxObject: 256 * 1024, maxBytes: 32 * 1024 * 1024, maxEntries: 50_000 });
 
+/** distribution's registry_storage_cache_requests_total: every cacheable lookup, and whether it hit. */
+function counted(hit: boolean): void {
+  storageCacheRequests.inc({ type: 'Request' });
+  storageCacheRequests.inc({ type: hit ? 'Hit' : 'Miss' });
+}
+
 export class CachingDriver implements StorageDriver {
   readonly name: string;
   /** Keyed `<kind>\0<storage key>`; bounded by entries and bytes (src/util/bounded-cache.ts). */
@@ -71,6 +78,17 @@ export class CachingDriver implements StorageDriver {
     this.maxObject = opts.maxObject ?? CACHING_DEFAULTS.maxObject;
     this.prefixes = opts.prefixes ?? DEFAULT_PREFIXES;
     this.immutable = opts.immutablePrefix ?? 'blobs/';
+    const exclusive = inner.putContentIfAbsent?.bind(inner);
+    if (exclusive) {
+      this.putContentIfAbsent = async (key, data) => {
+        this.invalidate(key);
+        try {
+          return await exclusive(key, data);
+        } finally {
+          this.invalidate(key);
+        }
+      };
+    }
     this.cache = new BoundedCache<Known>({
       maxEntries: opts.maxEntries ?? CACHING_DEFAULTS.maxEntries,
       maxBytes: opts.maxBytes ?? CACHING_DEFAULTS.maxBytes,
@@ -130,6 +148,7 @@ export class CachingDriver implements StorageDriver {
     const ttl = this.ttlFor(key);
     if (ttl > 0) {
       const hit = this.fresh('content', key) as Buffer | undefined;
+      counted(hit !== undefined);
       // callers own the buffer they get: hand out copies, never the cached bytes
       if (hit) return Buffer.from(hit);
     }
@@ -143,6 +162,7 @@ export class CachingDriver implements StorageDriver {
     const ttl = this.ttlFor(key);
     if (ttl > 0) {
       const hit = this.fresh('stat', key) as FileInfo | undefined;
+      counted(hit !== undefined);
       if (hit) return hit;
     }
     const gen = this.generation;
@@ -155,6 +175,7 @@ export class CachingDriver implements StorageDriver {
     const ttl = prefix === '' ? 0 : this.ttlFor(`${prefix}/`);
     if (ttl > 0) {
       const hit = this.fresh('list', prefix) as string[] | undefined;
+      counted(hit !== undefined);
       if (hit) return [...hit];
     }
     const gen = this.generation;
@@ -208,6 +229,9 @@ export class CachingDriver implements StorageDriver {
       this.invalidate(dst, true);
     }
   }
+
+  /** Present when the inner driver has it (storage-level locks); never cached (locks are outside the prefixes). */
+  readonly putContentIfAbsent?: (key: string, data: Buffer) => Promise<boolean>;
 
   async delete(key: string): Promise<void> {
     this.invalidate(key, true);

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import {
+  link,
   lstat,
   mkdir,
   open,
@@ -171,6 +172,39 @@ class FilesystemDriver implements StorageDriver {
       throw translate(e, key, false);
     }
     if (durable) await syncDir(dir);
+  }
+
+  /**
+   * Exclusive create: the bytes go to a temporary file first (fsynced), then link(2) gives them the
+   * key's name, which fails with EEXIST when a file is there: atomic across processes on one
+   * filesystem (NFS v3+ too, where link is the classic lock primitive).
+   */
+  async putContentIfAbsent(key: string, data: Buffer): Promise<boolean> {
+    const path = await this.pathOf(key);
+    const dir = dirname(path);
+    const temp = join(dir, tempName(basename(path)));
+    const handle = await this.createFile(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, key);
+    let created = false;
+    try {
+      try {
+        await handle.writeFile(data);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      try {
+        await link(temp, path);
+        created = true;
+      } catch (e) {
+        if (errCode(e) !== 'EEXIST') throw e;
+      }
+    } catch (e) {
+      throw translate(e, key, false);
+    } finally {
+      await unlink(temp).catch(() => undefined);
+    }
+    if (created) await syncDir(dir);
+    return created;
   }
 
   async reader(key: string, offset = 0, length?: number): Promise<Readable> {

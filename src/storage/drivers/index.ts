@@ -2,23 +2,101 @@ import { resolve } from 'node:path';
 import type { StorageDriver } from '../driver.js';
 import { STALE_TEMP_AGE_MS, cleanStaleTempFiles, createFilesystemDriver } from './filesystem.js';
 import { createMemoryDriver } from './memory.js';
+import { createS3Driver, type S3DriverOptions } from './s3.js';
+import { createSwiftDriver, swiftOptions } from './swift.js';
 
 export { cleanStaleTempFiles, createFilesystemDriver, isTempFileName, keyToPath, STALE_TEMP_AGE_MS } from './filesystem.js';
 export type { FilesystemDriverOptions } from './filesystem.js';
 export { createMemoryDriver } from './memory.js';
+export { canRedirect, createS3Driver, type RedirectingDriver, type S3DriverOptions } from './s3.js';
+export { createSwiftDriver, swiftOptions, type SwiftDriverOptions } from './swift.js';
 
 /** The configuration keys that choose and place the storage driver (same names as the config file). */
 export interface DriverConfig {
   /** 'file' and 'local' are the same filesystem driver (both names exist in old configs). */
-  readonly storage: 'file' | 'local' | 'memory';
-  /** Root directory of the filesystem driver, relative to the working directory if not absolute. */
+  readonly storage: 'file' | 'local' | 'memory' | 's3' | 'swift';
+  /** Root directory of the filesystem driver (relative to the working directory if not absolute); key prefix of s3 and swift. */
   readonly storage_path: string;
+  readonly s3_bucket?: string | null;
+  readonly boto_bucket?: string | null;
+  readonly s3_region?: string | null;
+  readonly s3_endpoint?: string | null;
+  readonly boto_host?: string | null;
+  readonly boto_port?: number | null;
+  readonly s3_secure?: boolean | null;
+  readonly boto_calling_format?: string | null;
+  readonly s3_force_path_style?: boolean | null;
+  readonly s3_access_key?: string | null;
+  readonly s3_secret_key?: string | null;
+  readonly s3_session_token?: string | null;
+  readonly s3_encrypt?: boolean | null;
+  readonly s3_kms_key_id?: string | null;
+  readonly s3_storage_class?: string | null;
+  readonly s3_part_size?: number;
+  readonly s3_skip_verify?: boolean;
+  readonly swift_authurl?: string | null;
+  readonly swift_container?: string | null;
+  readonly swift_user?: string | null;
+  readonly swift_password?: string | null;
+  readonly swift_tenant_name?: string | null;
+  readonly swift_region_name?: string | null;
+  readonly swift_segment_size?: number;
+  readonly swift_insecure_skip_verify?: boolean;
+}
+
+/** The key prefix of an object store from storage_path: `/registry` and `./registry/` give `registry`. */
+export function objectPrefix(storagePath: string): string {
+  return storagePath
+    .replace(/^(\.\/)+/, '')
+    .replace(/^\/+|\/+$/g, '')
+    .replace(/^\.$/, '');
+}
+
+/** The S3 driver's options from the config keys (Python's s3_* / boto_*, distribution's mapped onto them). */
+export function s3Options(config: DriverConfig): S3DriverOptions {
+  const bucket = config.s3_bucket ?? config.boto_bucket;
+  if (!bucket) throw new Error('storage s3: s3_bucket is required (distribution: storage.s3.bucket; Python: s3_bucket, boto_bucket or AWS_BUCKET)');
+  let endpoint = config.s3_endpoint ?? undefined;
+  if (!endpoint && config.boto_host) {
+    const secure = config.s3_secure ?? true;
+    endpoint = `${secure ? 'https' : 'http'}://${config.boto_host}${config.boto_port ? `:${config.boto_port}` : ''}`;
+  }
+  if (endpoint) {
+    try {
+      const u = new URL(endpoint);
+      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('not http(s)');
+    } catch {
+      throw new Error(`storage s3: endpoint ${JSON.stringify(endpoint)} is not an http(s) URL`);
+    }
+  }
+  // boto's OrdinaryCallingFormat puts the bucket in the path; SubdomainCallingFormat in the host name
+  const calling = config.boto_calling_format ?? '';
+  const pathStyle = config.s3_force_path_style ?? (/ordinary/i.test(calling) ? true : /subdomain|vhost/i.test(calling) ? false : undefined);
+  if ((config.s3_access_key && !config.s3_secret_key) || (!config.s3_access_key && config.s3_secret_key)) {
+    throw new Error('storage s3: give both s3_access_key and s3_secret_key, or neither (the AWS credential chain is used then)');
+  }
+  return {
+    bucket,
+    rootDirectory: objectPrefix(config.storage_path),
+    ...(config.s3_region ? { region: config.s3_region } : {}),
+    ...(endpoint ? { endpoint } : {}),
+    ...(pathStyle !== undefined ? { forcePathStyle: pathStyle } : {}),
+    ...(config.s3_access_key && config.s3_secret_key ? { accessKeyId: config.s3_access_key, secretAccessKey: config.s3_secret_key } : {}),
+    ...(config.s3_session_token ? { sessionToken: config.s3_session_token } : {}),
+    ...(config.s3_encrypt ? { encrypt: true } : {}),
+    ...(config.s3_kms_key_id ? { kmsKeyId: config.s3_kms_key_id } : {}),
+    ...(config.s3_storage_class ? { storageClass: config.s3_storage_class } : {}),
+    ...(config.s3_part_size ? { partSize: config.s3_part_size } : {}),
+    ...(config.s3_skip_verify ? { skipVerify: true } : {}),
+  };
 }
 
 /**
  * Builds the configured driver. For the filesystem driver it also creates the root directory and
  * removes temporary files a killed process left there (older than STALE_TEMP_AGE_MS, so files of
- * other nodes sharing the directory are safe); this walks the key tree once at startup.
+ * other nodes sharing the directory are safe); this walks the key tree once at startup. Object
+ * stores are checked once (bucket reachable, credentials accepted): a bad setting fails here with
+ * a message naming it, rather than on the first push.
  */
 export async function createDriver(config: DriverConfig): Promise<StorageDriver> {
   const storage: unknown = config.storage; // the config may come from anywhere at runtime
@@ -33,8 +111,28 @@ export async function createDriver(config: DriverConfig): Promise<StorageDriver>
     }
     case 'memory':
       return createMemoryDriver();
+    case 's3': {
+      const driver = createS3Driver(s3Options(config));
+      try {
+        await driver.check();
+      } catch (e) {
+        await driver.close();
+        throw e;
+      }
+      return driver;
+    }
+    case 'swift': {
+      const driver = createSwiftDriver(swiftOptions(config));
+      try {
+        await driver.check();
+      } catch (e) {
+        await driver.close();
+        throw e;
+      }
+      return driver;
+    }
     default:
       config.storage satisfies never; // a new name in DriverConfig must get a case above
-      throw new Error(`storage: unknown storage driver ${JSON.stringify(storage)} (expected file, local or memory)`);
+      throw new Error(`storage: unknown storage driver ${JSON.stringify(storage)} (expected file, local, s3, swift or memory)`);
   }
 }

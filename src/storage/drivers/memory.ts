@@ -43,6 +43,13 @@ class MemoryDriver implements StorageDriver {
     this.files.set(key, { data: Buffer.from(data), modTime: new Date() });
   }
 
+  async putContentIfAbsent(key: string, data: Buffer): Promise<boolean> {
+    validateKey(key);
+    if (this.files.has(key)) return false;
+    this.files.set(key, { data: Buffer.from(data), modTime: new Date() });
+    return true;
+  }
+
   async reader(key: string, offset = 0, length?: number): Promise<Readable> {
     validateKey(key);
     if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidOffsetError(key, offset);

@@ -232,7 +232,10 @@ describe('distribution config.yml (spec v2-bridge §5.1)', () => {
 
   it('refuses what would silently change behaviour, naming the key and line', async () => {
     const cases: [string, RegExp][] = [
-      ['version: 0.1\nstorage:\n  s3:\n    bucket: b\n', /storage\.s3 \(.*:3\): storage driver "s3" is not supported by this build \(filesystem and inmemory are\)/],
+      ['version: 0.1\nstorage:\n  gcs:\n    bucket: b\n', /storage\.gcs \(.*:3\): storage driver "gcs" is not supported by this build \(filesystem, inmemory, s3 and swift are\)/],
+      ['version: 0.1\nstorage:\n  s3:\n    region: us-east-1\n', /storage\.s3\.bucket.*required/],
+      ['version: 0.1\nstorage:\n  s3:\n    bucket: b\n    chunksize: 1024\n', /storage\.s3\.chunksize.*at least 5242880/],
+      ['version: 0.1\nstorage:\n  s3:\n    bucket: b\n    bukket: c\n', /storage\.s3\.bukket.*unknown key/],
       ['version: 0.1\nstorage:\n  filesystem: {}\n  inmemory: {}\n', /storage \(.*:2\): exactly one storage driver must be configured, found filesystem, inmemory/],
       ['version: 0.1\nstorage:\n  delete:\n    enabled: true\n', /storage \(.*:2\): no storage driver configured/],
       ['version: 0.1\nlog:\n  level: info\n', /storage: required/],
@@ -242,7 +245,7 @@ describe('distribution config.yml (spec v2-bridge §5.1)', () => {
       ['version: 0.1\nstorage:\n  inmemory:\nauth:\n  htpasswd:\n    realm: x\n', /auth\.htpasswd\.path.*required/],
       ['version: 0.1\nstorage:\n  inmemory:\nauth:\n  token:\n    realm: https://a/token\n', /auth\.token\.service.*required[\s\S]*auth\.token\.issuer.*required[\s\S]*auth\.token\.rootcertbundle.*required/],
       ['version: 0.1\nstorage:\n  inmemory:\nproxy:\n  remoteurl: https://registry-1.docker.io\n  ttl: forever\n', /proxy\.ttl.*expected a duration/],
-      ['version: 0.1\nstorage:\n  inmemory:\nnotifications:\n  endpoints:\n    - name: a\n      url: http://x/\n', /notifications\.endpoints.*not supported yet/],
+      ['version: 0.1\nstorage:\n  inmemory:\nnotifications:\n  endpoints:\n    - name: a\n      timeout: soon\n', /notifications\.endpoints\.0\.url.*required[\s\S]*notifications\.endpoints\.0\.timeout.*expected a duration/],
       ['version: 0.1\nstorage:\n  inmemory:\nhttp:\n  prefix: /registry/\n', /http\.prefix.*not supported/],
       ['version: 0.1\nstorage:\n  inmemory:\nhttp:\n  addr: /run/registry.sock\n  net: unix\n', /http\.net.*"unix" listeners are not supported[\s\S]*http\.addr.*unix socket/],
       ['version: 0.1\nstorage:\n  inmemory:\nhttp:\n  tls:\n    certificate: /c.pem\n', /http\.tls\.key.*required with http\.tls\.certificate/],
@@ -274,6 +277,52 @@ describe('distribution config.yml (spec v2-bridge §5.1)', () => {
     const c = loadConfig({ env: {}, file: f });
     assert.equal(c.upload_purging, false);
     assert.equal(c.storage_path, '/x');
+  });
+
+  it('maps notifications.endpoints (issue 15): Go durations to seconds, headers as lists, ignore rules, distribution defaults', async () => {
+    const f = await write(
+      'notify.yml',
+      [
+        'version: 0.1',
+        'storage:',
+        '  inmemory:',
+        'notifications:',
+        '  events:',
+        '    includereferences: true',
+        '  endpoints:',
+        '    - name: alistener',
+        '      url: https://listener.example/event',
+        '      headers:',
+        '        Authorization: [Bearer abc]',
+        '      timeout: 500ms',
+        '      threshold: 5',
+        '      backoff: 1m',
+        '      ignoredmediatypes:',
+        '        - application/octet-stream',
+        '      ignore:',
+        '        mediatypes: [application/vnd.oci.image.manifest.v1+json]',
+        '        actions: [pull]',
+        '    - name: plain',
+        '      url: http://127.0.0.1:9/',
+        '',
+      ].join('\n'),
+    );
+    const c = loadConfig({ env: {}, file: f });
+    const [a, b] = c.notifications!.endpoints;
+    assert.deepEqual(a, {
+      name: 'alistener',
+      url: 'https://listener.example/event',
+      headers: { Authorization: ['Bearer abc'] },
+      timeout: 0.5,
+      threshold: 5,
+      backoff: 60,
+      ignoredmediatypes: ['application/octet-stream'],
+      ignore: { mediatypes: ['application/vnd.oci.image.manifest.v1+json'], actions: ['pull'] },
+      disabled: false,
+    });
+    // distribution's defaults: 1s timeout, threshold 10, 1s backoff
+    assert.deepEqual([b!.timeout, b!.threshold, b!.backoff, b!.headers], [1, 10, 1, {}]);
+    assert.equal(c.notifications!.events?.includereferences, true);
   });
 
   it('leaves flavored files alone (no version key)', () => {

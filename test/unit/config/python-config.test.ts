@@ -76,21 +76,17 @@ describe("the Python registry's config_sample.yml", () => {
   });
 
   const objectStorage: [string, string][] = [
-    ['s3', 's3'],
     ['azureblob', 'azureblob'],
-    ['ceph-s3', 's3'],
     ['gcs', 'gcs'],
-    ['swift', 'swift'],
     ['glance', 'glance'],
     ['openstack', 'glance'],
     ['glance-swift', 'glance'],
     ['openstack-swift', 'glance'],
     ['elliptics', 'elliptics'],
     ['oss', 'alioss'],
-    ['prod', 's3'],
   ];
   for (const [flavor, storage] of objectStorage) {
-    it(`${flavor}: fails at start, "storage ${storage} is not supported yet", with the line`, () => {
+    it(`${flavor}: fails at start, "storage ${storage} is not supported", with the line`, () => {
       try {
         load(flavor);
         assert.fail('should throw');
@@ -101,11 +97,40 @@ describe("the Python registry's config_sample.yml", () => {
         const section = from[flavor] ?? flavor;
         assert.equal(
           e.message,
-          `invalid configuration:\n  ${flavor}.storage (${PY}:${lineOf(section, 'storage')}): storage ${storage} is not supported yet (this build stores on the local filesystem: storage local or file)`,
+          `invalid configuration:\n  ${flavor}.storage (${PY}:${lineOf(section, 'storage')}): storage ${storage} is not supported (this build stores on the local filesystem, S3 or Swift: storage local, file, s3 or swift)`,
         );
       }
     });
   }
+
+  it('s3, ceph-s3, prod and swift load with the AWS_* / OS_* variables their flavors read (issue 12)', () => {
+    const aws = { AWS_BUCKET: 'images', AWS_KEY: 'AK', AWS_SECRET: 'SK', AWS_HOST: 'rgw.example', AWS_PORT: '7480', AWS_CALLING_FORMAT: 'boto.s3.connection.OrdinaryCallingFormat' };
+    const s3 = load('s3', aws);
+    assert.equal(s3.storage, 's3');
+    assert.equal(s3.s3_bucket, 'images');
+    assert.equal(s3.boto_bucket, 'images');
+    assert.equal(s3.storage_path, '/registry', 'storage_path is the key prefix, not resolved as a directory');
+    assert.equal(s3.s3_encrypt, true);
+    assert.equal(s3.s3_secure, true);
+    assert.equal(s3.boto_port, 7480);
+    assert.equal(s3.s3_access_key, 'AK');
+    const ceph = load('ceph-s3', aws);
+    assert.equal(ceph.s3_encrypt, false, 'ceph-s3: no encryption by default');
+    assert.equal(ceph.s3_secure, false);
+    assert.equal(ceph.boto_host, 'rgw.example');
+    assert.deepEqual(ceph.warnings, [`cache, cache_lru, email_exceptions, bugsnag, boto_debug${WARNING}`]);
+    assert.equal(load('prod', aws).storage_path, '/prod');
+    const swift = load('swift', { OS_AUTH_URL: 'http://127.0.0.1:1/auth/1.0', OS_CONTAINER: 'c', OS_USERNAME: 'u:swift', OS_PASSWORD: 'p' });
+    assert.equal(swift.storage, 'swift');
+    assert.equal(swift.swift_user, 'u:swift');
+    assert.equal(swift.swift_container, 'c');
+  });
+
+  it('s3 and swift flavors without their bucket or credentials fail at start naming the keys', () => {
+    assert.throws(() => load('s3'), (e: Error) => e instanceof ConfigError && new RegExp(`s3\\.s3_bucket \\(${PY.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:${lineOf('s3', 's3_bucket')}\\): required with storage s3`).test(e.message));
+    assert.throws(() => load('prod'), /s3_bucket.*required with storage s3/);
+    assert.throws(() => load('swift'), /swift\.swift_authurl.*required[\s\S]*swift_container.*required[\s\S]*swift_user.*required[\s\S]*swift_password.*required/);
+  });
 
   it('flavors of the last upstream version (spec §8.2): cloudfronts3, s3_use_sigv4, storage oss', () => {
     const dir = mkdtempSync(join(tmpdir(), 'lr-pycfg-'));
@@ -138,8 +163,12 @@ local-leftovers:
 `,
       );
       const env = { DOCKER_REGISTRY_CONFIG: file };
-      assert.throws(() => loadConfig({ env, flavor: 'cloudfronts3' }), /cloudfronts3\.storage \(.*\): storage s3 is not supported yet/);
-      assert.throws(() => loadConfig({ env, flavor: 'oss2' }), /oss2\.storage \(.*\): storage oss is not supported yet/);
+      // cloudfronts3 is s3 (its cloudfront keys are named and ignored): it needs its bucket
+      assert.throws(() => loadConfig({ env, flavor: 'cloudfronts3' }), /cloudfronts3\.s3_bucket \(.*\): required with storage s3/);
+      const cf = loadConfig({ env: { ...env, AWS_BUCKET: 'b' }, flavor: 'cloudfronts3' });
+      assert.equal(cf.storage, 's3');
+      assert.match(cf.warnings[0] ?? '', /cloudfront/);
+      assert.throws(() => loadConfig({ env, flavor: 'oss2' }), /oss2\.storage \(.*\): storage oss is not supported/);
       // storage-driver keys beside a local storage have no effect: named, ignored
       const c = loadConfig({ env, flavor: 'local-leftovers' });
       assert.deepEqual(c.warnings, [
@@ -230,7 +259,8 @@ describe("this server's config_sample.yml: the cors section", () => {
     assert.deepEqual(c.cors?.headers, ['Content-Type']);
   });
 
-  it('storage other than file/local fails with the same message', () => {
-    assert.throws(() => loadConfig({ env: { STORAGE: 's3' }, flavor: 'common' }), /common\.storage \(.*config_sample\.yml:\d+\): storage s3 is not supported yet/);
+  it('storage other than file/local/s3/swift fails with the same message; s3 needs its bucket', () => {
+    assert.throws(() => loadConfig({ env: { STORAGE: 'gcs' }, flavor: 'common' }), /common\.storage \(.*config_sample\.yml:\d+\): storage gcs is not supported/);
+    assert.throws(() => loadConfig({ env: { STORAGE: 's3' }, flavor: 'common' }), /s3_bucket.*required with storage s3/);
   });
 });

@@ -1,0 +1,171 @@
+/**
+ * Import and migrate throughput on a generated Python docker-registry tree (issue 16 "Measured"):
+ *
+ *   node dist/bench/migrate.js [--images 1000] [--mib 2048] [--chain 10] [--concurrency 4] [--out bench/results]
+ *
+ * 1. writes a Python storage tree: `images` images in chains of `chain` (one repository and tag per
+ *    chain), `mib` MiB of layers in all, every other layer gzip (level 1) and the rest plain tar,
+ *    random (incompressible) content, `_checksum` recorded as the Python registry did;
+ * 2. `cp -r` of the tree (the baseline), timed;
+ * 3. `legacy-registry import` of the tree into an empty storage with an index (SQLite), timed,
+ *    peak RSS from the command's own report;
+ * 4. `legacy-registry migrate` of everything to Debian's distribution 2.8.2 (no auth, same disk).
+ * Target (issue 16): import within 1.5× of cp -r, peak RSS ≤ 200 MiB.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+
+const ROOT = join(new URL('.', import.meta.url).pathname, '..', '..');
+const MiB = 1024 * 1024;
+const argv = process.argv.slice(2);
+const opt = (n: string, d: number): number => {
+  const i = argv.indexOf(`--${n}`);
+  return i >= 0 && argv[i + 1] ? Number(argv[i + 1]) : d;
+};
+if (argv.includes('--help')) {
+  console.log('usage: node dist/bench/migrate.js [--images 1000] [--mib 2048] [--chain 10] [--concurrency 4] [--out bench/results]');
+  process.exit(0);
+}
+const IMAGES = opt('images', 1000);
+const TOTAL = opt('mib', 2048) * MiB;
+const CHAIN = opt('chain', 10);
+const CONCURRENCY = opt('concurrency', 4);
+const outIdx = argv.indexOf('--out');
+const OUT = outIdx >= 0 ? argv[outIdx + 1]! : join(ROOT, 'bench', 'results');
+
+function tarOf(name: string, data: Buffer): Buffer {
+  const h = Buffer.alloc(512);
+  h.write(name, 0, 100, 'utf8');
+  h.write('0000644\0', 100);
+  h.write('0000000\0', 108);
+  h.write('0000000\0', 116);
+  h.write(data.length.toString(8).padStart(11, '0') + '\0', 124);
+  h.write('14440100400\0', 136);
+  h.write('        ', 148);
+  h.write('0', 156);
+  h.write('ustar\0', 257);
+  h.write('00', 263);
+  let sum = 0;
+  for (const b of h) sum += b;
+  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
+  return Buffer.concat([h, data, Buffer.alloc((512 - (data.length % 512)) % 512), Buffer.alloc(1024)]);
+}
+
+function generate(root: string): { bytes: number } {
+  const per = Math.floor(TOTAL / IMAGES);
+  let bytes = 0;
+  let parent: string | undefined;
+  for (let i = 0; i < IMAGES; i++) {
+    if (i % CHAIN === 0) parent = undefined;
+    const id = createHash('sha256').update(`bench-${i}-${Math.random()}`).digest('hex');
+    const json = Buffer.from(JSON.stringify({ id, ...(parent ? { parent } : {}), created: '2015-03-01T10:00:00Z', container_config: { Cmd: ['/bin/sh', '-c', `step ${i}`] }, docker_version: '1.5.0', architecture: 'amd64', os: 'linux' }));
+    const tar = tarOf(`f${i}`, randomBytes(per));
+    const layer = i % 2 === 0 ? gzipSync(tar, { level: 1 }) : tar;
+    bytes += layer.length;
+    const dir = join(root, 'images', id);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'json'), json);
+    writeFileSync(join(dir, 'layer'), layer);
+    const ancestry: string[] = [id];
+    if (parent) ancestry.push(...(JSON.parse(readFileSync(join(root, 'images', parent, 'ancestry'), 'utf8')) as string[]));
+    writeFileSync(join(dir, 'ancestry'), JSON.stringify(ancestry));
+    const payload = createHash('sha256').update(json).update('\n').update(layer).digest('hex');
+    writeFileSync(join(dir, '_checksum'), JSON.stringify([`sha256:${payload}`]));
+    parent = id;
+    if (i % CHAIN === CHAIN - 1 || i === IMAGES - 1) {
+      const repo = join(root, 'repositories', 'bench', `app${String(Math.floor(i / CHAIN)).padStart(4, '0')}`);
+      mkdirSync(repo, { recursive: true });
+      writeFileSync(join(repo, 'tag_latest'), id);
+    }
+  }
+  return { bytes };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+function cli(storage: string, args: string[]): { seconds: number; status: number | null; out: string } {
+  const t = process.hrtime.bigint();
+  const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'legacy-registry.cjs'), ...args], {
+    env: { PATH: process.env.PATH ?? '', SETTINGS_FLAVOR: 'test', DOCKER_REGISTRY_CONFIG: join(ROOT, 'config_sample.yml'), STORAGE_PATH: storage, LOGLEVEL: 'warn' },
+    encoding: 'utf8',
+    maxBuffer: 64 * MiB,
+  });
+  return { seconds: Number(process.hrtime.bigint() - t) / 1e9, status: r.status, out: r.stdout + r.stderr };
+}
+
+const work = await mkdtemp(join(tmpdir(), 'lr-bench-migrate-'));
+try {
+  const tree = join(work, 'python');
+  console.log(`generating ${IMAGES} images, ${TOTAL / MiB} MiB …`);
+  const { bytes } = generate(tree);
+  spawnSync('sync');
+  const mib = bytes / MiB;
+
+  let t = process.hrtime.bigint();
+  spawnSync('cp', ['-r', tree, join(work, 'copy')]);
+  spawnSync('sync');
+  const cpSeconds = Number(process.hrtime.bigint() - t) / 1e9;
+  await rm(join(work, 'copy'), { recursive: true, force: true });
+  console.log(`cp -r + sync: ${cpSeconds.toFixed(1)} s (${(mib / cpSeconds).toFixed(0)} MiB/s)`);
+
+  const storage = join(work, 'storage');
+  cli(storage, ['user', 'add', 'bench', 'bench@example.com', '--password', 'benchpw1']);
+  const importReport = join(work, 'import.json');
+  t = process.hrtime.bigint();
+  const imp = cli(storage, ['import', '--owner', 'bench', '--no-progress', '--report', importReport, tree]);
+  spawnSync('sync');
+  const importSeconds = Number(process.hrtime.bigint() - t) / 1e9;
+  if (imp.status !== 0) throw new Error(`import failed:\n${imp.out}`);
+  const ir = JSON.parse(readFileSync(importReport, 'utf8')) as { peakRssMiB: number; images: { imported: number } };
+  console.log(`import + sync: ${importSeconds.toFixed(1)} s (${(mib / importSeconds).toFixed(0)} MiB/s, ${(IMAGES / importSeconds).toFixed(1)} images/s), ${(importSeconds / cpSeconds).toFixed(2)}× cp -r, peak RSS ${ir.peakRssMiB} MiB`);
+
+  const again = cli(storage, ['import', '--owner', 'bench', '--no-progress', tree]);
+  console.log(`second import (nothing new): ${again.seconds.toFixed(1)} s`);
+
+  const port = await freePort();
+  const cfg = join(work, 'dist.yml');
+  await writeFile(cfg, `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${join(work, 'target')}\nhttp:\n  addr: 127.0.0.1:${port}\n`);
+  const dist = spawn('/usr/bin/docker-registry', ['serve', cfg], { stdio: 'ignore' });
+  await new Promise((r) => setTimeout(r, 1500));
+  const migrateReport = join(work, 'migrate.json');
+  let mig;
+  try {
+    mig = cli(storage, ['migrate', '--to', `http://127.0.0.1:${port}`, '--no-progress', '--concurrency', String(CONCURRENCY), '--report', migrateReport]);
+  } finally {
+    dist.kill('SIGTERM');
+  }
+  if (mig.status !== 0) throw new Error(`migrate failed:\n${mig.out}`);
+  const mr = JSON.parse(readFileSync(migrateReport, 'utf8')) as { peakRssMiB: number; bytesUploaded: number; tags: number };
+  const tags = Math.ceil(IMAGES / CHAIN);
+  console.log(`migrate: ${mig.seconds.toFixed(1)} s (${(mr.bytesUploaded / MiB / mig.seconds).toFixed(0)} MiB/s, ${(IMAGES / mig.seconds).toFixed(1)} images/s, ${mr.tags} tags), peak RSS ${mr.peakRssMiB} MiB`);
+
+  const result = {
+    date: new Date().toISOString(),
+    machine: { cpus: cpus().length, loadavg: loadavg() },
+    tree: { images: IMAGES, tags, mib: Number(mib.toFixed(1)) },
+    cp: { seconds: cpSeconds, mibPerSecond: mib / cpSeconds },
+    import: { seconds: importSeconds, mibPerSecond: mib / importSeconds, imagesPerSecond: IMAGES / importSeconds, ratioToCp: importSeconds / cpSeconds, peakRssMiB: ir.peakRssMiB, imported: ir.images.imported },
+    reimport: { seconds: again.seconds },
+    migrate: { seconds: mig.seconds, mibPerSecond: mr.bytesUploaded / MiB / mig.seconds, imagesPerSecond: IMAGES / mig.seconds, peakRssMiB: mr.peakRssMiB, concurrency: CONCURRENCY },
+  };
+  mkdirSync(OUT, { recursive: true });
+  const file = join(OUT, `migrate-${result.date.slice(0, 19).replace(/:/g, '')}.json`);
+  writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
+  console.log(`written ${file}`);
+} finally {
+  await rm(work, { recursive: true, force: true });
+}

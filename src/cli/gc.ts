@@ -1,0 +1,134 @@
+import { Command } from 'commander';
+import { ConfigError, loadConfig } from '../config/load.js';
+import { parseGoDuration } from '../config/distribution.js';
+import { GarbageCollector, type GcProgress, type GcResult } from '../content/gc.js';
+import { createDriver } from '../storage/drivers/index.js';
+
+/** A Go duration (1h30m, 10s, 0) or a plain number of seconds, in ms. */
+export function durationMs(v: string): number {
+  const s = /^\d+(\.\d+)?$/.test(v) ? Number(v) : parseGoDuration(v);
+  if (!Number.isFinite(s) || s < 0) throw new Error(`expected a duration such as 1h, 30m or 0, got ${JSON.stringify(v)}`);
+  return Math.round(s * 1000);
+}
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
+}
+
+const PHASES: Record<GcProgress['phase'], string> = {
+  mark: 'mark',
+  scan: 'scan blobs',
+  records: 'delete records',
+  settle: 'settle',
+  remark: 'mark again',
+  sweep: 'delete blobs',
+};
+
+/** A one-line progress bar on a terminal (stderr), redrawn at most every 100 ms. */
+function progressBar(stream: NodeJS.WriteStream): { update: (p: GcProgress) => void; done: () => void } {
+  let last = 0;
+  let shown = false;
+  return {
+    update(p) {
+      const now = Date.now();
+      if (now - last < 100 && p.done !== p.total) return;
+      last = now;
+      const width = 30;
+      const frac = p.total > 0 ? Math.min(1, p.done / p.total) : 1;
+      const fill = Math.round(frac * width);
+      stream.write(`\r\x1b[2K${PHASES[p.phase].padEnd(14)} [${'#'.repeat(fill)}${'-'.repeat(width - fill)}] ${p.done}/${p.total}`);
+      shown = true;
+    },
+    done() {
+      if (shown) stream.write('\r\x1b[2K');
+    },
+  };
+}
+
+export function summary(r: GcResult): string {
+  const verb = r.dryRun ? 'would delete' : 'deleted';
+  return [
+    `${verb} ${r.blobs.deleted} of ${r.blobs.total} blobs (${formatBytes(r.blobs.bytesFreed)}${r.dryRun ? '' : ' freed'}), ${r.blobs.marked} in use`,
+    `${verb} ${r.v1Images.deleted} of ${r.v1Images.total} v1 image records, ${r.v2Manifests.deleted} of ${r.v2Manifests.total} v2 manifests, ${r.links.deleted} of ${r.links.total} layer links`,
+    ...(r.blobs.keptByRecheck > 0 ? [`kept ${r.blobs.keptByRecheck} blobs a concurrent push used meanwhile`] : []),
+    `took ${(r.durationMs / 1000).toFixed(1)} s`,
+  ].join('\n');
+}
+
+export function gcCommand(): Command {
+  return new Command('gc')
+    .description('delete blobs nothing references (garbage collection), while the registry keeps serving')
+    .option('-c, --config <file>', 'configuration file (default: $DOCKER_REGISTRY_CONFIG, else $REGISTRY_CONFIGURATION_PATH, else config_sample.yml)')
+    .option('-f, --flavor <name>', 'configuration flavor (default: $SETTINGS_FLAVOR, else dev)')
+    .option('--storage-path <dir>', 'storage root (overrides STORAGE_PATH and the file)')
+    .option('-n, --dry-run', 'print what would be deleted, change nothing')
+    .option('-m, --delete-untagged', 'also delete v2 manifests no tag reaches and v1 images no tag ancestry reaches')
+    .option('--grace <duration>', 'never delete anything written less than this long ago (Go duration: 1h, 30m, 0)')
+    .option('--settle <duration>', 'pause between deleting records and the second mark (longer than any node\'s metadata_cache_ttl)')
+    .option('-q, --quiet', 'print only the summary')
+    .addHelpText(
+      'after',
+      `
+Runs against live storage: no read-only window is needed. Defaults: --grace = gc_grace of the
+configuration (1h), --settle = metadata_cache_ttl + 5s. Objects written within the grace period and
+blobs of uploads in flight are never deleted; see docs/operations.md for how concurrent pushes are
+kept safe. Output: with --dry-run one line per object that would go ("blob eligible for deletion:
+sha256:…", as distribution prints), then a summary (objects and bytes). A progress bar is drawn on
+stderr when it is a terminal.`,
+    )
+    .action(async (opts: { config?: string; flavor?: string; storagePath?: string; dryRun?: boolean; deleteUntagged?: boolean; grace?: string; settle?: string; quiet?: boolean }) => {
+      let config;
+      let graceMs: number;
+      let settleMs: number;
+      try {
+        config = loadConfig({
+          ...(opts.config ? { file: opts.config } : {}),
+          ...(opts.flavor ? { flavor: opts.flavor } : {}),
+          overrides: { ...(opts.storagePath ? { storage_path: opts.storagePath } : {}) },
+        });
+        graceMs = opts.grace !== undefined ? durationMs(opts.grace) : config.gc_grace * 1000;
+        settleMs = opts.settle !== undefined ? durationMs(opts.settle) : (config.metadata_cache_ttl + 5) * 1000;
+      } catch (e) {
+        process.stderr.write(`legacy-registry gc: ${e instanceof ConfigError ? e.message : (e as Error).message}\n`);
+        process.exit(2);
+      }
+      if (config.storage === 'memory') {
+        process.stderr.write('legacy-registry gc: storage: memory lives inside a server process; nothing to collect here\n');
+        process.exit(2);
+      }
+      const driver = await createDriver(config);
+      const bar = process.stderr.isTTY ? progressBar(process.stderr) : undefined;
+      const out = (line: string): void => {
+        bar?.done();
+        process.stdout.write(`${line}\n`);
+      };
+      try {
+        const r = await new GarbageCollector(driver).run({
+          dryRun: opts.dryRun ?? false,
+          deleteUntagged: opts.deleteUntagged ?? false,
+          graceMs,
+          settleMs,
+          ...(bar ? { progress: bar.update } : {}),
+          ...(opts.quiet
+            ? {}
+            : {
+                onItem: (kind, name, bytes) => {
+                  if (kind === 'blob') out(`blob ${opts.dryRun ? 'eligible for deletion' : 'deleted'}: ${name}${bytes !== undefined ? ` (${formatBytes(bytes)})` : ''}`);
+                  else out(`${kind.replace('_', ' ')} ${opts.dryRun ? 'eligible for deletion' : 'deleted'}: ${name}`);
+                },
+              }),
+        });
+        bar?.done();
+        process.stdout.write(`${summary(r)}\n`);
+      } finally {
+        await driver.close?.();
+      }
+    });
+}

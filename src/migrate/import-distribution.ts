@@ -1,0 +1,299 @@
+import { createHash, type Hash } from 'node:crypto';
+import { Transform, type TransformCallback } from 'node:stream';
+import { V2Error } from '../errors/v2.js';
+import { isRegistryError } from '../errors/index.js';
+import type { HashingStage } from '../content/blob-store.js';
+import { indexRepoName } from '../content/names.js';
+import { MT } from '../content/v2-manifests.js';
+import { parseV2Name, type V2Name } from '../content/v2-names.js';
+import type { Content } from './services.js';
+import type { ImportReport } from './report.js';
+import type { SourceTree } from './source.js';
+
+const SHA256 = /^sha256:[a-f0-9]{64}$/;
+const HEX = /^[a-f0-9]{64}$/;
+/** distribution's own limit on a manifest (and ours, spec v2-bridge §1.4) */
+const MAX_MANIFEST = 4 * 1024 * 1024;
+
+export class DigestMismatchError extends Error {}
+
+/** sha256 of the bytes going through; the stream fails at its end when they do not hash to `expected`. */
+export class ExpectSha256 extends Transform implements HashingStage {
+  private readonly h: Hash = createHash('sha256');
+  private result: string | undefined;
+  constructor(private readonly expected: string) {
+    super({ highWaterMark: 1 << 20 });
+  }
+  override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
+    this.h.update(chunk);
+    cb(null, chunk);
+  }
+  override _flush(cb: TransformCallback): void {
+    this.result = `sha256:${this.h.digest('hex')}`;
+    cb(this.result === this.expected ? null : new DigestMismatchError(`the bytes hash to ${this.result}, not ${this.expected}`));
+  }
+  sha256(): string {
+    return this.result!;
+  }
+}
+
+export interface DistributionImportOptions {
+  readonly dryRun: boolean;
+  /** Account named as the pusher for the index (owner of repositories created). */
+  readonly owner: string | null;
+  readonly filter?: (name: string) => boolean;
+}
+
+interface Revision {
+  readonly digest: string;
+  readonly bytes: Buffer;
+  readonly mediaType: string;
+  readonly doc: Record<string, unknown>;
+}
+
+/** distribution's data root: the tree itself or its docker/registry/v2 below. */
+export async function distributionRoot(tree: SourceTree): Promise<string | undefined> {
+  for (const root of ['docker/registry/v2', '']) {
+    const names = await tree.list(root);
+    if (names.includes('repositories') || (names.includes('blobs') && root !== '')) return root;
+  }
+  return undefined;
+}
+
+const under = (root: string, p: string): string => (root ? `${root}/${p}` : p);
+const blobPath = (root: string, digest: string): string => under(root, `blobs/sha256/${digest.slice(7, 9)}/${digest.slice(7)}/data`);
+
+/** The media type a stored manifest declares, or its shape says. */
+function mediaTypeOf(doc: Record<string, unknown>): string {
+  if (typeof doc.mediaType === 'string') return doc.mediaType;
+  if ('fsLayers' in doc) return 'signatures' in doc ? MT.schema1Signed : MT.schema1;
+  if ('manifests' in doc) return MT.ociIndex;
+  return MT.ociManifest;
+}
+
+/** Digests of the blobs an image manifest (or schema1) needs in its repository. */
+function blobsOf(r: Revision): string[] {
+  const out: string[] = [];
+  const push = (d: unknown): void => {
+    if (d && typeof d === 'object' && typeof (d as { digest?: unknown }).digest === 'string' && !(d as { urls?: unknown }).urls) out.push((d as { digest: string }).digest);
+  };
+  if (r.mediaType === MT.schema1 || r.mediaType === MT.schema1Signed) {
+    for (const l of Array.isArray(r.doc.fsLayers) ? r.doc.fsLayers : []) {
+      const s = (l as { blobSum?: unknown } | null)?.blobSum;
+      if (typeof s === 'string') out.push(s);
+    }
+  } else {
+    push(r.doc.config);
+    for (const l of Array.isArray(r.doc.layers) ? r.doc.layers : []) push(l);
+  }
+  return [...new Set(out)];
+}
+
+/**
+ * Import a distribution storage tree (spec operations §4: `docker/registry/v2/{blobs,repositories}`).
+ * Per repository: every revision's referenced blobs (streamed into the blob store, each verified
+ * against its digest), then the manifest through V2Manifests (the same checks as a push: blobs
+ * linked, sizes right), image manifests before the indexes that name them; then each tag, its v1
+ * view derived by the bridge, and the index told as for a v2 push. Digests stay as they were.
+ */
+export async function importDistribution(tree: SourceTree, c: Content, report: ImportReport, opts: DistributionImportOptions): Promise<void> {
+  const root = (await distributionRoot(tree)) ?? '';
+  const repos: string[] = [];
+  const walk = async (dir: string, name: string): Promise<void> => {
+    const names = await tree.list(under(root, dir));
+    if (names.includes('_manifests')) repos.push(name);
+    for (const n of names) if (!n.startsWith('_')) await walk(`${dir}/${n}`, name ? `${name}/${n}` : n);
+  };
+  await walk('repositories', '');
+  const chosen = repos.filter((n) => !opts.filter || opts.filter(n));
+  report.repositories = chosen.length;
+  const badBlob = new Map<string, string>();
+
+  const importBlob = async (name: V2Name, digest: string): Promise<string | undefined> => {
+    if (!SHA256.test(digest)) return `blob ${digest}: not a sha256 digest`;
+    const known = badBlob.get(digest);
+    if (known) return known;
+    if ((await c.uploads.linked(name, digest)) && (await c.blobs.stat(digest))) {
+      report.blobsPresent++;
+      return undefined;
+    }
+    const size = await tree.size(blobPath(root, digest));
+    if (size === undefined) {
+      const why = `blob ${digest}: missing from the source tree`;
+      badBlob.set(digest, why);
+      return why;
+    }
+    const mine = await c.blobs.stat(digest);
+    if (mine && mine.size === size) {
+      // stored here already (pushed or imported into another repository, verified then)
+      if (!opts.dryRun) await c.uploads.link(name, digest);
+      report.blobsPresent++;
+      return undefined;
+    }
+    if (opts.dryRun) {
+      report.blobsImported++;
+      report.bytes += size;
+      report.planned.push(`blob ${digest} (${size} bytes) into ${name}`);
+      return undefined;
+    }
+    try {
+      await c.blobs.ingest(tree.open(blobPath(root, digest)), new ExpectSha256(digest), { maxSize: c.config.max_layer_size, expectedSize: size });
+    } catch (e) {
+      if (e instanceof DigestMismatchError) {
+        const why = `blob ${digest}: ${e.message}`;
+        badBlob.set(digest, why);
+        return why;
+      }
+      throw e;
+    }
+    await c.uploads.link(name, digest);
+    report.blobsImported++;
+    report.bytes += size;
+    report.tick();
+    return undefined;
+  };
+
+  for (const repoName of chosen) {
+    report.tick();
+    const name = parseV2Name(repoName);
+    if (!name) {
+      report.skip(repoName, 'not a valid v2 repository name');
+      report.repositoriesDone++;
+      continue;
+    }
+    const base = `repositories/${repoName}/_manifests`;
+    const revisions: Revision[] = [];
+    for (const hex of await tree.list(under(root, `${base}/revisions/sha256`))) {
+      const digest = `sha256:${hex}`;
+      const what = `${repoName}@${digest}`;
+      const link = (await tree.read(under(root, `${base}/revisions/sha256/${hex}/link`), 1024))?.toString('utf8').trim();
+      if (!HEX.test(hex) || link !== digest) {
+        report.skip(what, `revision link ${JSON.stringify(link ?? null)} does not name ${digest}`);
+        continue;
+      }
+      let bytes: Buffer | undefined;
+      try {
+        bytes = await tree.read(blobPath(root, digest), MAX_MANIFEST);
+      } catch (e) {
+        report.skip(what, (e as Error).message);
+        continue;
+      }
+      if (!bytes) {
+        report.skip(what, 'the manifest blob is missing from the source tree');
+        continue;
+      }
+      const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+      let doc: unknown;
+      try {
+        doc = JSON.parse(bytes.toString('utf8'));
+      } catch {
+        doc = undefined;
+      }
+      const isSchema1 = doc !== null && typeof doc === 'object' && 'fsLayers' in (doc as object);
+      // a schema1 manifest's digest is that of its signed payload: V2Manifests.put checks it
+      if (actual !== digest && !isSchema1) {
+        report.skip(what, `the manifest bytes hash to ${actual}`);
+        continue;
+      }
+      if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
+        report.skip(what, 'the manifest is not a JSON object');
+        continue;
+      }
+      const d = doc as Record<string, unknown>;
+      revisions.push({ digest, bytes, doc: d, mediaType: mediaTypeOf(d) });
+    }
+    // images (and schema1) first, then the lists/indexes naming them
+    const isIndex = (r: Revision): boolean => r.mediaType === MT.list || r.mediaType === MT.ociIndex;
+    revisions.sort((a, b) => Number(isIndex(a)) - Number(isIndex(b)));
+    const good = new Map<string, Revision>();
+    for (const r of revisions) {
+      const what = `${repoName}@${r.digest}`;
+      if (await c.manifests.get(name, { digest: r.digest })) {
+        report.manifestsPresent++;
+        good.set(r.digest, r);
+        continue;
+      }
+      if (isIndex(r)) {
+        const children = (Array.isArray(r.doc.manifests) ? r.doc.manifests : []).map((m) => (m as { digest?: unknown } | null)?.digest);
+        const missing = children.find((d) => typeof d !== 'string' || !good.has(d));
+        if (missing !== undefined) {
+          report.skip(what, `child manifest ${String(missing)} was not imported`);
+          continue;
+        }
+      }
+      let why: string | undefined;
+      for (const b of blobsOf(r)) {
+        why = await importBlob(name, b);
+        if (why) break;
+      }
+      if (why) {
+        report.skip(what, why);
+        continue;
+      }
+      if (opts.dryRun) {
+        report.manifestsImported++;
+        report.planned.push(`manifest ${what} (${r.mediaType})`);
+        good.set(r.digest, r);
+        continue;
+      }
+      try {
+        await c.manifests.put(name, { digest: r.digest }, r.bytes, r.mediaType);
+      } catch (e) {
+        if (e instanceof V2Error) {
+          report.skip(what, `refused as a push would be: ${e.message}`);
+          continue;
+        }
+        throw e;
+      }
+      report.manifestsImported++;
+      good.set(r.digest, r);
+    }
+    let tagsHere = 0;
+    for (const tag of await tree.list(under(root, `${base}/tags`))) {
+      const what = `${repoName}:${tag}`;
+      const digest = (await tree.read(under(root, `${base}/tags/${tag}/current/link`), 1024))?.toString('utf8').trim();
+      if (!digest) {
+        report.skip(what, 'no current link (the tag was deleted)');
+        continue;
+      }
+      const r = good.get(digest);
+      if (!r) {
+        report.skip(what, `its manifest ${digest} was not imported`);
+        continue;
+      }
+      if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(tag)) {
+        report.skip(what, 'not a valid tag name');
+        continue;
+      }
+      tagsHere++;
+      if (opts.dryRun) {
+        report.planned.push(`tag ${what} → ${digest}`);
+        continue;
+      }
+      if ((await c.manifests.resolve(name, { tag })) === digest && (await c.toV1.current(name, tag)) === 'v2') continue;
+      try {
+        await c.manifests.put(name, { tag }, r.bytes, r.mediaType);
+      } catch (e) {
+        if (e instanceof V2Error) {
+          report.skip(what, `refused as a push would be: ${e.message}`);
+          tagsHere--;
+          continue;
+        }
+        throw e;
+      }
+      // the v1 view (the bridge's ids) and the index, as after a v2 push of the tag
+      const chain = await c.toV1.publish(name, tag, r.mediaType, r.bytes).catch((e: unknown) => {
+        if (isRegistryError(e) || e instanceof V2Error) return undefined;
+        throw e;
+      });
+      const repo = indexRepoName(name);
+      if (c.index && repo) {
+        await c.index.learnV2Push(opts.owner, repo, tag, chain?.images ?? []);
+      }
+    }
+    report.tags += tagsHere;
+    report.repositoriesDone++;
+    report.tick();
+  }
+  report.tick(true);
+}

@@ -1,0 +1,280 @@
+import { isRegistryError } from '../errors/index.js';
+import { isImageId } from '../digest/digest.js';
+import { tarsumMatches, type LayerLink } from '../content/v1-images.js';
+import type { ImageScope } from '../content/keys.js';
+import { parseRepoName, parseTag, type RepoName, type Tag } from '../content/names.js';
+import { findRepository, mergeImages, saveRepository, setPushComplete } from '../db/repositories.js';
+import type { Content } from './services.js';
+import type { ImportReport } from './report.js';
+import type { SourceTree } from './source.js';
+
+export interface ImportOptions {
+  readonly dryRun: boolean;
+  /** Index account id owning repositories this import creates (null: none). */
+  readonly ownerId: number | null;
+  /** Only repositories whose full name passes. */
+  readonly filter?: (name: string) => boolean;
+  /** Repositories imported at once (default 4): fsync latency and hashing overlap. */
+  readonly concurrency?: number;
+}
+
+/** Run fn over items, at most `limit` at once. */
+export async function pool<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const workers = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {
+    while (next < items.length) await fn(items[next++]!);
+  });
+  await Promise.all(workers);
+}
+
+/** Python's quote_plus undone: '+' is a space, %XX a byte (spec v1-protocol §10). */
+export function unquotePlus(s: string): string {
+  try {
+    return decodeURIComponent(s.replace(/\+/g, ' '));
+  } catch {
+    return s;
+  }
+}
+
+/** The recorded checksums of `images/<id>/_checksum`: a JSON list, or (older data) a bare string. */
+export function recordedChecksums(raw: Buffer | undefined): string[] {
+  if (!raw) return [];
+  const text = raw.toString('utf8').trim();
+  if (text === '') return [];
+  try {
+    const v: unknown = JSON.parse(text);
+    if (Array.isArray(v)) return v.filter((c): c is string => typeof c === 'string' && c !== '');
+    if (typeof v === 'string') return v === '' ? [] : [v];
+  } catch {
+    // a bare string, not JSON
+  }
+  return [text];
+}
+
+/**
+ * Whether the layer as stored matches what the Python registry recorded for it: every recorded
+ * payload checksum (`sha256:…` of json + "\n" + layer) must equal ours; a tarsum is checked when no
+ * payload checksum was recorded (Python's tarsum differs from Go's on some archives, spec §6.2;
+ * the payload covers the exact bytes). Returns the reason when it does not match, and the tarsum
+ * to keep beside the image when one matched.
+ */
+export function verifyRecorded(recorded: readonly string[], link: LayerLink): { bad?: string; tarsum?: string } {
+  const payloads = recorded.filter((c) => c.startsWith('sha256:'));
+  const tarsums = recorded.filter((c) => c.startsWith('tarsum'));
+  for (const p of payloads) if (p !== link.payload) return { bad: `payload checksum ${p} recorded, the bytes give ${link.payload}` };
+  const matching = link.tarsum ? tarsums.find((t) => tarsumMatches(t, link.tarsum!)) : undefined;
+  if (payloads.length === 0 && tarsums.length > 0 && link.tarsum && !matching) {
+    return { bad: `tarsum ${tarsums[0]} recorded, the layer gives ${link.tarsum.v0}` };
+  }
+  return matching ? { tarsum: matching } : {};
+}
+
+type ImageOutcome = { ok: true; imported: boolean } | { ok: false; reason: string };
+
+/**
+ * Import a Python docker-registry storage tree (spec v1-protocol §10): `images/<id>/{json,layer,
+ * ancestry,_checksum,_inprogress}` and `repositories/<ns>/<repo>/{tag_<tag>,_private,…}`. Each
+ * tagged chain goes in root first through V1Images — putJson, putLayer (streamed, hashed, tarsum
+ * and diff_id computed), then the checksum step, which is where the recorded checksums are
+ * compared — so an image exists here only once complete and verified, exactly as after a v1 push.
+ * A bad image is discarded and reported, and with it every tag that needs it.
+ */
+export async function importPython(tree: SourceTree, c: Content, report: ImportReport, opts: ImportOptions): Promise<void> {
+  // repositories/<ns>/<repo>
+  const repoDirs: { dir: string; name: RepoName | undefined; shown: string }[] = [];
+  for (const ns of await tree.list('repositories')) {
+    for (const r of await tree.list(`repositories/${ns}`)) {
+      const shown = `${unquotePlus(ns)}/${unquotePlus(r)}`;
+      if (opts.filter && !opts.filter(shown)) continue;
+      repoDirs.push({ dir: `repositories/${ns}/${r}`, name: parseRepoName(shown), shown });
+    }
+  }
+  report.repositories = repoDirs.length;
+  /** image id → the scope it was imported into in this run (to link it into the next repository) */
+  const importedIn = new Map<string, ImageScope>();
+  const failed = new Map<string, string>();
+  /** --dry-run: images already counted (nothing is written, so the store cannot tell) */
+  const planned = new Set<string>();
+
+  const importImageOnce = async (repo: RepoName, id: string): Promise<ImageOutcome> => {
+    const scope = c.images.scopeOf(repo);
+    const known = failed.get(id);
+    if (known) return { ok: false, reason: known };
+    const fail = (reason: string): ImageOutcome => {
+      failed.set(id, reason);
+      return { ok: false, reason };
+    };
+    const json = await tree.read(`images/${id}/json`);
+    if (!json) return fail('no json in the source tree');
+    if (await tree.size(`images/${id}/_inprogress`).then((s) => s !== undefined)) {
+      const mark = (await tree.read(`images/${id}/_inprogress`))?.toString('utf8').trim();
+      if (mark !== 'false') return fail('the upload never finished in the source registry (_inprogress)');
+    }
+    const layerSize = await tree.size(`images/${id}/layer`);
+    if (layerSize === undefined) return fail('no layer in the source tree');
+    if (await c.images.isComplete(scope, id)) {
+      const mine = await c.images.readJson(scope, id);
+      if (mine && mine.equals(json)) {
+        report.imagesPresent++;
+        return { ok: true, imported: false };
+      }
+      return fail(`${repo.full} already holds another image under this id`);
+    }
+    if (opts.dryRun) {
+      const key = `${scope?.full ?? ''}\n${id}`;
+      if (planned.has(key)) return { ok: true, imported: false };
+      planned.add(key);
+      report.imagesImported++;
+      report.bytes += layerSize;
+      report.planned.push(`image ${id} (${layerSize} bytes) into ${repo.full}`);
+      return { ok: true, imported: true };
+    }
+    // imported into another repository in this run: link its records (no second hashing)
+    const from = importedIn.get(id);
+    if (from !== undefined && from !== null && from.full !== repo.full && (await c.images.link(from, repo, id))) {
+      report.imagesPresent++;
+      return { ok: true, imported: false };
+    }
+    try {
+      await c.images.putJson(scope, id, json);
+    } catch (e) {
+      if (isRegistryError(e)) return fail(`json refused: ${e.message}`);
+      throw e;
+    }
+    let link: LayerLink;
+    try {
+      link = await c.images.putLayer(scope, id, tree.open(`images/${id}/layer`), layerSize);
+    } catch (e) {
+      await c.images.discardIncomplete(scope, id);
+      if (isRegistryError(e)) return fail(`layer refused: ${e.message}`);
+      throw e;
+    }
+    const verdict = verifyRecorded(recordedChecksums(await tree.read(`images/${id}/_checksum`)), link);
+    if (verdict.bad) {
+      await c.images.discardIncomplete(scope, id);
+      return fail(verdict.bad);
+    }
+    try {
+      await c.images.putChecksum(scope, id, link.payload, verdict.tarsum);
+    } catch (e) {
+      await c.images.discardIncomplete(scope, id);
+      if (isRegistryError(e)) return fail(`checksum refused: ${e.message}`);
+      throw e;
+    }
+    importedIn.set(id, scope);
+    report.imagesImported++;
+    report.bytes += link.size;
+    return { ok: true, imported: true };
+  };
+
+  /** one import of an image per scope at a time: repositories run in parallel and share ancestors */
+  const running = new Map<string, Promise<ImageOutcome>>();
+  const importImage = async (repo: RepoName, id: string): Promise<ImageOutcome> => {
+    const key = `${c.images.scopeOf(repo)?.full ?? ''}\n${id}`;
+    let p = running.get(key);
+    if (!p) {
+      p = importImageOnce(repo, id);
+      running.set(key, p);
+      void p.finally(() => running.delete(key)).catch(() => undefined);
+    }
+    return p;
+  };
+
+  await pool(repoDirs, Math.max(1, opts.concurrency ?? 4), async ({ dir, name: repo, shown }) => {
+
+    report.tick();
+    if (!repo) {
+      report.skip(shown, 'not a valid repository name here (namespace: a-z 0-9 _ -, name: a-z 0-9 _ . -, up to 64)');
+      report.repositoriesDone++;
+      return;
+    }
+    const entries = await tree.list(dir);
+    const isPrivate = entries.includes('_private');
+    const tagged: { tag: Tag; id: string; chain: string[] }[] = [];
+    for (const e of entries) {
+      if (!e.startsWith('tag_')) continue;
+      const tagName = unquotePlus(e.slice(4));
+      const what = `${repo.full}:${tagName}`;
+      const tag = parseTag(tagName);
+      if (!tag) {
+        report.skip(what, 'not a valid tag name');
+        continue;
+      }
+      const id = (await tree.read(`${dir}/${e}`, 4096))?.toString('utf8').trim().replace(/^"|"$/g, '') ?? '';
+      if (!isImageId(id)) {
+        report.skip(what, `the tag names ${JSON.stringify(id.slice(0, 80))}, not an image id`);
+        continue;
+      }
+      let chain: unknown;
+      try {
+        chain = JSON.parse((await tree.read(`images/${id}/ancestry`))?.toString('utf8') ?? 'null');
+      } catch {
+        chain = null;
+      }
+      if (!Array.isArray(chain) || chain[0] !== id || !chain.every((x) => typeof x === 'string' && isImageId(x))) {
+        report.skip(what, `image ${id}: no readable ancestry in the source tree`);
+        continue;
+      }
+      tagged.push({ tag, id, chain: chain as string[] });
+    }
+    const good: { tag: Tag; id: string; chain: string[] }[] = [];
+    const entriesForIndex: { id: string; checksum?: string; Tag?: string }[] = [];
+    for (const t of tagged) {
+      let reason: string | undefined;
+      for (const id of [...t.chain].reverse()) {
+        const r = await importImage(repo, id);
+        report.tick();
+        if (!r.ok) {
+          reason = id === t.id ? `image ${id}: ${r.reason}` : `image ${id} (an ancestor of ${t.id}): ${r.reason}`;
+          break;
+        }
+      }
+      if (reason) {
+        report.skip(`${repo.full}:${t.tag}`, reason);
+        continue;
+      }
+      good.push(t);
+    }
+    report.tags += good.length;
+    if (opts.dryRun) {
+      for (const t of good) report.planned.push(`tag ${repo.full}:${t.tag} → ${t.id}`);
+      if (good.length > 0 && isPrivate) report.planned.push(`${repo.full} private`);
+      report.repositoriesDone++;
+      return;
+    }
+    if (good.length === 0) {
+      report.repositoriesDone++;
+      return;
+    }
+    const scope = c.images.scopeOf(repo);
+    for (const t of good) {
+      const current = await c.repos.getTag(repo, t.tag).catch((e: unknown) => (isRegistryError(e) ? undefined : Promise.reject(e)));
+      if (current !== t.id) await c.repos.putTag(repo, t.tag, t.id, undefined);
+      for (const id of [...t.chain].reverse()) {
+        const link = await c.images.layerLink(scope, id);
+        entriesForIndex.push({ id, ...(link ? { checksum: link.payload } : {}) });
+      }
+      entriesForIndex.push({ id: t.id, Tag: t.tag });
+    }
+    if (isPrivate !== (await c.repos.isPrivate(repo))) await c.repos.setPrivate(repo, isPrivate);
+    if (c.db) {
+      // the index: the repository (owner when new, private flag as the source had it), its image
+      // list with the verified payload checksums and the tags, push complete; search finds it
+      const existing = await findRepository(c.db, repo.namespace, repo.repository);
+      const { repository } = await saveRepository(c.db, {
+        namespace: repo.namespace,
+        name: repo.repository,
+        private: isPrivate,
+        ...(existing ? {} : { ownerId: opts.ownerId }),
+      });
+      await mergeImages(c.db, repository.id, entriesForIndex);
+      if (!repository.pushComplete) await setPushComplete(c.db, repository.id, true);
+    } else {
+      // standalone: the stand-in index's image list (its search reads storage)
+      await c.repos.mergeIndexImages(repo, entriesForIndex.filter((e) => e.checksum).map((e) => ({ id: e.id, checksum: e.checksum! })));
+    }
+    report.repositoriesDone++;
+    report.tick();
+  });
+  report.tick(true);
+}

@@ -1,0 +1,355 @@
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { PassThrough, type Readable } from 'node:stream';
+import { V2Error } from '../errors/v2.js';
+import { isRegistryError } from '../errors/index.js';
+import { StorageCatalog } from '../content/v2-catalog.js';
+import { MT, type StoredManifest } from '../content/v2-manifests.js';
+import { parseV2Name, type V2Name } from '../content/v2-names.js';
+import type { Content } from './services.js';
+import { describeError, TargetError, type TargetRegistry } from './registry-client.js';
+import { formatBytes, Progress } from './progress.js';
+import { peakRssMiB, type Skipped } from './report.js';
+
+export interface MigrateOptions {
+  readonly filter?: (name: string) => boolean;
+  /** Source tag → target tag; tags not in the map keep their name. */
+  readonly tagMap?: ReadonlyMap<string, string>;
+  /** Pushes running at once (tags; their blobs go one after the other). */
+  readonly concurrency: number;
+  readonly dryRun: boolean;
+  /** JSON-lines file recording what reached the target; read back to resume. */
+  readonly stateFile?: string;
+  readonly progress?: boolean;
+}
+
+/** One tag moved (or, with --dry-run, to move). */
+export interface Moved {
+  readonly source: string;
+  readonly target: string;
+  readonly digest: string;
+  readonly mediaType: string;
+  readonly blobs: number;
+  readonly bytes: number;
+  /** Found done in the state file (same digest) and left alone. */
+  readonly resumed?: boolean;
+}
+
+export class MigrateReport {
+  readonly moved: Moved[] = [];
+  readonly failed: Skipped[] = [];
+  repositories = 0;
+  repositoriesDone = 0;
+  blobsUploaded = 0;
+  blobsMounted = 0;
+  blobsPresent = 0;
+  bytesUploaded = 0;
+  private readonly started = Date.now();
+  constructor(
+    readonly target: string,
+    readonly dryRun: boolean,
+  ) {}
+  get seconds(): number {
+    return (Date.now() - this.started) / 1000;
+  }
+  toJSON(): Record<string, unknown> {
+    return {
+      target: this.target,
+      dryRun: this.dryRun,
+      repositories: this.repositories,
+      tags: this.moved.length,
+      blobs: { uploaded: this.blobsUploaded, mounted: this.blobsMounted, present: this.blobsPresent },
+      bytesUploaded: this.bytesUploaded,
+      seconds: Number(this.seconds.toFixed(3)),
+      peakRssMiB: peakRssMiB(),
+      moved: this.moved,
+      failed: this.failed,
+    };
+  }
+  text(): string {
+    const lines = [
+      `${this.dryRun ? 'would migrate' : 'migrated'} to ${this.target} in ${this.seconds.toFixed(1)} s`,
+      `  repositories: ${this.repositories}, tags ${this.dryRun ? 'to move' : 'moved'}: ${this.moved.length} (${this.moved.filter((m) => m.resumed).length} already done by an earlier run)`,
+      `  blobs: ${this.blobsUploaded} uploaded (${formatBytes(this.bytesUploaded)}${this.seconds > 0 ? `, ${(this.bytesUploaded / (1024 * 1024) / this.seconds).toFixed(1)} MiB/s` : ''}), ${this.blobsMounted} mounted, ${this.blobsPresent} already there`,
+      `  peak memory (RSS): ${peakRssMiB()} MiB`,
+    ];
+    for (const m of this.moved) if (!m.resumed) lines.push(`  ${this.dryRun ? '+' : '✓'} ${m.source} → ${m.target} ${m.digest}${this.dryRun ? ` (${m.blobs} blobs, ${formatBytes(m.bytes)})` : ''}`);
+    lines.push(`  could not move: ${this.failed.length}`);
+    for (const f of this.failed) lines.push(`    ${f.what}: ${f.reason}`);
+    return lines.join('\n') + '\n';
+  }
+}
+
+/** What earlier runs got onto the target (the state file), appended to as this run goes. */
+class State {
+  /** target repository → blobs known there */
+  readonly blobs = new Map<string, Set<string>>();
+  /** `repo:tag` → manifest digest pushed and verified */
+  readonly tags = new Map<string, string>();
+  constructor(private readonly file: string | undefined) {
+    if (!file || !existsSync(file)) return;
+    for (const line of readFileSync(file, 'utf8').split('\n')) {
+      if (!line.trim()) continue;
+      let e: { blob?: unknown; repo?: unknown; tag?: unknown; digest?: unknown };
+      try {
+        e = JSON.parse(line) as typeof e;
+      } catch {
+        continue; // a line cut by a kill
+      }
+      if (typeof e.blob === 'string' && typeof e.repo === 'string') this.noteBlob(e.repo, e.blob);
+      else if (typeof e.tag === 'string' && typeof e.digest === 'string') this.tags.set(e.tag, e.digest);
+    }
+  }
+  private noteBlob(repo: string, digest: string): void {
+    let s = this.blobs.get(repo);
+    if (!s) this.blobs.set(repo, (s = new Set()));
+    s.add(digest);
+  }
+  blob(repo: string, digest: string): void {
+    if (this.blobs.get(repo)?.has(digest)) return;
+    this.noteBlob(repo, digest);
+    if (this.file) appendFileSync(this.file, JSON.stringify({ blob: digest, repo }) + '\n');
+  }
+  tag(repoTag: string, digest: string): void {
+    this.tags.set(repoTag, digest);
+    if (this.file) appendFileSync(this.file, JSON.stringify({ tag: repoTag, digest }) + '\n');
+  }
+  /** Another target repository known to hold the blob (a mount source). */
+  holder(digest: string, not: string): string | undefined {
+    for (const [repo, s] of this.blobs) if (repo !== not && s.has(digest)) return repo;
+    return undefined;
+  }
+}
+
+/** Run fn over items, at most `limit` at once. */
+async function pool<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const workers = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {
+    while (next < items.length) await fn(items[next++]!);
+  });
+  await Promise.all(workers);
+}
+
+class MoveError extends Error {}
+
+/**
+ * legacy-registry migrate: every repository and tag of this registry pushed to another v2
+ * registry, in the v2 form our /v2/ serves (v2 manifests as stored; the bridge's schema2 manifest
+ * and config for v1-pushed tags, spec v2-bridge §3.3): blobs first — HEAD, then a cross-repository
+ * mount from a target repository known to hold the blob, else an upload — then the manifest by
+ * tag, checked against the digest the target answers and reads back.
+ */
+export async function runMigrate(c: Content, target: TargetRegistry | undefined, opts: MigrateOptions): Promise<MigrateReport> {
+  const report = new MigrateReport(target?.base.href ?? '(dry run)', opts.dryRun);
+  const state = new State(opts.dryRun ? undefined : opts.stateFile);
+  const progress = new Progress(opts.dryRun ? 'migrate (dry run)' : 'migrate', opts.progress ?? true);
+  const tick = (force = false): void =>
+    progress.update({ done: report.repositoriesDone, total: report.repositories, items: report.blobsUploaded + report.blobsMounted + report.blobsPresent + report.moved.length, bytes: report.bytesUploaded }, force);
+  if (target && !opts.dryRun) await target.ping();
+
+  const catalog = new StorageCatalog(c.driver, c.repos);
+  const names = (await catalog.names({ account: null, admin: true }, undefined, Number.MAX_SAFE_INTEGER)).filter((n) => !opts.filter || opts.filter(n));
+  report.repositories = names.length;
+
+  /** blob uploads in flight, per target repository and digest: one upload however many tags need it */
+  const inflight = new Map<string, Promise<void>>();
+  /** the first push of each digest in flight (to any repository): later ones mount from it */
+  const uploading = new Map<string, Promise<void>>();
+
+  const pushBlob = async (repo: string, digest: string, size: number): Promise<void> => {
+    if (state.blobs.get(repo)?.has(digest)) {
+      report.blobsPresent++;
+      return;
+    }
+    const key = `${repo}\n${digest}`;
+    const running = inflight.get(key);
+    if (running) return running;
+    const me: { p?: Promise<void> } = {};
+    const p = (async () => {
+      const t = target!;
+      const push = `repository:${repo}:pull,push`;
+      const head = await t.request('HEAD', `v2/${repo}/blobs/${digest}`, { scopes: [push] });
+      if (head.status === 200) {
+        report.blobsPresent++;
+        state.blob(repo, digest);
+        return;
+      }
+      if (head.status !== 404) throw new MoveError(`HEAD blob ${digest}: ${describeError(head).text}`);
+      let location: string | undefined;
+      // the same blob on its way to another target repository: wait for it, then mount from there
+      const elsewhere = uploading.get(digest);
+      if (elsewhere && elsewhere !== me.p) await elsewhere.catch(() => undefined);
+      const from = state.holder(digest, repo);
+      if (from) {
+        const m = await t.request('POST', `v2/${repo}/blobs/uploads/?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(from)}`, { scopes: [push, `repository:${from}:pull`] });
+        if (m.status === 201) {
+          report.blobsMounted++;
+          state.blob(repo, digest);
+          return;
+        }
+        if (m.status === 202) location = m.headers.location;
+      }
+      if (!location) {
+        const s = await t.request('POST', `v2/${repo}/blobs/uploads/`, { scopes: [push] });
+        if (s.status !== 202 || !s.headers.location) throw new MoveError(`starting an upload: ${describeError(s).text}`);
+        location = s.headers.location;
+      }
+      const url = new URL(location, t.base);
+      url.searchParams.set('digest', digest);
+      const put = await t.request('PUT', url.href, {
+        scopes: [push],
+        headers: { 'Content-Type': 'application/octet-stream' },
+        length: size,
+        body: () => {
+          // a stream per attempt; the Readable is opened lazily by the driver call below
+          return streamLater(() => c.blobs.open(digest));
+        },
+      });
+      if (put.status !== 201) throw new MoveError(`uploading blob ${digest}: ${describeError(put).text}`);
+      const got = put.headers['docker-content-digest'];
+      if (got !== undefined && got !== digest) throw new MoveError(`the target stored blob ${digest} as ${String(got)}`);
+      report.blobsUploaded++;
+      report.bytesUploaded += size;
+      state.blob(repo, digest);
+      tick();
+    })();
+    me.p = p;
+    inflight.set(key, p);
+    if (!uploading.has(digest)) uploading.set(digest, p);
+    try {
+      await p;
+    } finally {
+      inflight.delete(key);
+      if (uploading.get(digest) === p) uploading.delete(digest);
+    }
+  };
+
+  const putManifest = async (repo: string, ref: string, m: StoredManifest): Promise<void> => {
+    const t = target!;
+    const put = await t.request('PUT', `v2/${repo}/manifests/${ref}`, { scopes: [`repository:${repo}:pull,push`], headers: { 'Content-Type': m.mediaType }, body: () => m.bytes, length: m.bytes.length });
+    if (put.status !== 201) throw new MoveError(`manifest ${ref}: ${describeError(put).text}`);
+    const got = put.headers['docker-content-digest'];
+    if (got !== undefined && got !== m.digest) throw new MoveError(`the target answered digest ${String(got)} for manifest ${m.digest}`);
+    // read back: the reference must now name exactly this manifest
+    const head = await t.request('HEAD', `v2/${repo}/manifests/${ref}`, { scopes: [`repository:${repo}:pull`], headers: { Accept: m.mediaType } });
+    if (head.status !== 200 || head.headers['docker-content-digest'] !== m.digest) {
+      throw new MoveError(`after the push, ${repo}:${ref} reads back as ${head.status === 200 ? String(head.headers['docker-content-digest']) : describeError(head).text}, not ${m.digest}`);
+    }
+  };
+
+  /** Blobs (config first, then layers) of an image manifest, with their sizes. */
+  const blobsOf = (m: StoredManifest): { digest: string; size: number }[] => {
+    const doc = JSON.parse(m.bytes.toString('utf8')) as { config?: { digest: string; size: number }; layers?: { digest: string; size: number; urls?: unknown }[] };
+    return [...(doc.config ? [doc.config] : []), ...(doc.layers ?? []).filter((l) => !l.urls)].map((d) => ({ digest: d.digest, size: d.size }));
+  };
+
+  /** An image manifest, or an index with its children (by digest first), onto the target. */
+  const pushManifest = async (source: V2Name, repo: string, ref: string, m: StoredManifest, counted: { blobs: number; bytes: number }): Promise<void> => {
+    if (m.mediaType === MT.schema1 || m.mediaType === MT.schema1Signed) throw new MoveError('schema1-only content (a signed schema1 manifest): v2 registries refuse schema1 pushes');
+    if (m.mediaType === MT.list || m.mediaType === MT.ociIndex) {
+      const doc = JSON.parse(m.bytes.toString('utf8')) as { manifests?: { digest: string }[] };
+      for (const child of doc.manifests ?? []) {
+        const cm = await c.manifests.get(source, { digest: child.digest });
+        if (!cm) throw new MoveError(`child manifest ${child.digest} is not stored here`);
+        await pushManifest(source, repo, child.digest, cm, counted);
+      }
+    } else {
+      for (const b of blobsOf(m)) {
+        counted.blobs++;
+        counted.bytes += b.size;
+        if (!opts.dryRun) await pushBlob(repo, b.digest, b.size);
+      }
+    }
+    if (!opts.dryRun) await putManifest(repo, ref, m);
+  };
+
+  /** The manifest our /v2/ serves for the tag to a client accepting every modern type (routes.ts resolveManifest). */
+  const manifestOf = async (name: V2Name, tag: string): Promise<StoredManifest | undefined> => {
+    let stored = await c.manifests.get(name, { tag });
+    if (stored) {
+      const side = await c.toV1.current(name, tag);
+      if (side === 'gone') return undefined;
+      if (side === 'v1') stored = undefined;
+    }
+    return stored ?? (await c.fromV1.manifestForTag(name, tag));
+  };
+
+  const jobs: { source: V2Name; shown: string; tag: string }[] = [];
+  for (const shown of names) {
+    // the catalog lists a one-component v2 name as library/<name>: find the name it is stored under
+    const candidates = [shown, ...(shown.startsWith('library/') ? [shown.slice(8)] : [])];
+    let source: V2Name | undefined;
+    let tags: string[] = [];
+    for (const cand of candidates) {
+      const n = parseV2Name(cand);
+      if (!n) continue;
+      const v1Tags = await c.fromV1.tags(n);
+      let v2Tags = await c.manifests.tags(n);
+      const sides = await Promise.all(v2Tags.map((t) => c.toV1.current(n, t)));
+      v2Tags = v2Tags.filter((_, i) => sides[i] !== 'gone');
+      const all = [...new Set([...v2Tags, ...v1Tags])].sort();
+      if (all.length > 0 || (await c.manifests.exists(n))) {
+        source = n;
+        tags = all;
+        break;
+      }
+    }
+    if (!source) {
+      report.failed.push({ what: shown, reason: parseV2Name(shown) ? 'no tags' : 'the name is not a valid v2 repository name (v2 allows a-z 0-9 and single separators . _ __ - between them)' });
+      continue;
+    }
+    for (const tag of tags) jobs.push({ source, shown, tag });
+  }
+  const perRepo = new Map<string, number>();
+  for (const j of jobs) perRepo.set(j.shown, (perRepo.get(j.shown) ?? 0) + 1);
+  report.repositoriesDone = report.repositories - perRepo.size;
+
+  await pool(jobs, opts.concurrency, async ({ source, shown, tag }) => {
+    const targetTag = opts.tagMap?.get(tag) ?? tag;
+    const repo = source; // the target repository keeps the name
+    const what = `${shown}:${tag}`;
+    try {
+      let m: StoredManifest | undefined;
+      try {
+        m = await manifestOf(source, tag);
+      } catch (e) {
+        if (e instanceof V2Error || isRegistryError(e)) throw new MoveError(e.message);
+        throw e;
+      }
+      if (!m) throw new MoveError('no manifest (an incomplete image)');
+      const key = `${repo}:${targetTag}`;
+      if (state.tags.get(key) === m.digest) {
+        report.moved.push({ source: what, target: key, digest: m.digest, mediaType: m.mediaType, blobs: 0, bytes: 0, resumed: true });
+      } else {
+        const counted = { blobs: 0, bytes: 0 };
+        await pushManifest(source, repo, targetTag, m, counted);
+        if (!opts.dryRun) state.tag(key, m.digest);
+        report.moved.push({ source: what, target: key, digest: m.digest, mediaType: m.mediaType, ...counted });
+      }
+    } catch (e) {
+      if (e instanceof MoveError || e instanceof TargetError) report.failed.push({ what, reason: e.message });
+      else if (e instanceof Error && 'code' in e && typeof (e as NodeJS.ErrnoException).code === 'string' && /^E[A-Z]/.test((e as NodeJS.ErrnoException).code!)) {
+        report.failed.push({ what, reason: `network: ${e.message}` });
+      } else throw e;
+    }
+    const left = perRepo.get(shown)! - 1;
+    perRepo.set(shown, left);
+    if (left === 0) report.repositoriesDone++;
+    tick();
+  });
+  tick(true);
+  progress.done();
+  return report;
+}
+
+/** A Readable that opens its source on first read (the request body is created before auth is known). */
+function streamLater(open: () => Promise<Readable>): Readable {
+  const out = new PassThrough({ highWaterMark: 1 << 20 });
+  open().then(
+    (src) => {
+      src.on('error', (e) => out.destroy(e));
+      src.pipe(out);
+    },
+    (e: unknown) => out.destroy(e as Error),
+  );
+  return out;
+}

@@ -1,0 +1,91 @@
+import type { Knex } from 'knex';
+import { randomBytes } from 'node:crypto';
+import type { Config } from '../config/schema.js';
+import { closeDb, createDb, migrateLatest } from '../db/knex.js';
+import { createDriver } from '../storage/drivers/index.js';
+import type { StorageDriver } from '../storage/driver.js';
+import { BlobStore } from '../content/blob-store.js';
+import { DigestWorkers } from '../digest/worker-inner.js';
+import { V1Images } from '../content/v1-images.js';
+import { V1Repositories } from '../content/v1-repositories.js';
+import { V2Uploads } from '../content/v2-uploads.js';
+import { V2Manifests } from '../content/v2-manifests.js';
+import { V1ToV2 } from '../content/v1-to-v2.js';
+import { V2ToV1 } from '../content/v2-to-v1.js';
+import { ConfigReader } from '../content/config-reader.js';
+import { IndexService } from '../index/service.js';
+import { V1TokenSigner } from '../auth/v1-token.js';
+import { createLogger, type Logger } from '../log/logger.js';
+
+/**
+ * The content services of the server, built from its configuration the way src/main.ts builds
+ * them, for the import and migrate commands. Both write (and read) through these, never through
+ * raw keys, so what they do is what a push through the API would do, and a live server sharing
+ * the storage and index database sees it as such.
+ */
+export interface Content {
+  readonly config: Config;
+  readonly driver: StorageDriver;
+  readonly blobs: BlobStore;
+  readonly images: V1Images;
+  readonly repos: V1Repositories;
+  readonly uploads: V2Uploads;
+  readonly manifests: V2Manifests;
+  readonly fromV1: V1ToV2;
+  readonly toV1: V2ToV1;
+  /** The index database, when the configuration runs an index (not standalone). */
+  readonly db: Knex | undefined;
+  readonly index: IndexService | undefined;
+  close(): Promise<void>;
+}
+
+export async function openContent(config: Config, log: Logger = createLogger('silent')): Promise<Content> {
+  const driver = await createDriver(config);
+  const blobs = new BlobStore(driver);
+  const digestWorkers = new DigestWorkers();
+  // the same decision as main.ts for `serve` (role all): an index unless standalone
+  const standalone = config.standalone ?? false;
+  const images = new V1Images(driver, blobs, {
+    scoped: !standalone && !config.disable_token_auth,
+    maxLayerSize: config.max_layer_size,
+    verifyTarsum: config.verify_tarsum,
+    innerDigests: (kind, extra) => digestWorkers.create(kind, extra),
+  });
+  const repos = new V1Repositories(driver, images);
+  const uploads = new V2Uploads(driver, blobs, config.max_layer_size);
+  const manifests = new V2Manifests(driver, blobs, uploads);
+  const fromV1 = new V1ToV2(driver, blobs, images, repos, manifests, uploads);
+  const configs = new ConfigReader(blobs, uploads, config.max_config_size);
+  const toV1 = new V2ToV1(driver, blobs, repos, images, log, configs);
+  let db: Knex | undefined;
+  let index: IndexService | undefined;
+  if (!standalone) {
+    db = createDb(config.sqlalchemy_index_database, config.storage_path);
+    await migrateLatest(db);
+    // only the record-keeping methods are used (learnV2Push): no token is ever issued with this key
+    index = new IndexService(db, new V1TokenSigner(randomBytes(32), config.token_ttl), {
+      signup: false,
+      signupActive: false,
+      bcryptCost: config.bcrypt_cost,
+      log,
+    });
+  }
+  return {
+    config,
+    driver,
+    blobs,
+    images,
+    repos,
+    uploads,
+    manifests,
+    fromV1,
+    toV1,
+    db,
+    index,
+    async close() {
+      await digestWorkers.close();
+      if (db) await closeDb(db);
+      await driver.close?.();
+    },
+  };
+}

@@ -1,0 +1,380 @@
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { StorageDriver } from '../storage/driver.js';
+import { isNotFound } from '../storage/driver.js';
+import type { Logger } from '../log/logger.js';
+import { EVENTS_MEDIA_TYPE, rfc3339Nano, type Event, type EventInput } from './events.js';
+
+/** One `notifications.endpoints` entry (durations in seconds). */
+export interface EndpointConfig {
+  readonly name: string;
+  readonly url: string;
+  readonly headers: Readonly<Record<string, readonly string[]>>;
+  readonly timeout: number;
+  readonly threshold: number;
+  readonly backoff: number;
+  readonly ignoredmediatypes: readonly string[];
+  readonly ignore: { readonly mediatypes: readonly string[]; readonly actions: readonly string[] } | null;
+  readonly disabled: boolean;
+}
+
+export interface NotifierOptions {
+  readonly endpoints: readonly EndpointConfig[];
+  readonly includeReferences: boolean;
+  /** This node's queue owner name in storage (a restarted node resumes its own queue). */
+  readonly node: string;
+  /** source.addr of events: host:port of this registry (the port is known once it listens: see `listening`). */
+  readonly sourceAddr: string;
+}
+
+/** Storage layout: events/notifications/<endpoint>/<owner>/<time>-<seq>-<rand> (a JSON array of events), events/owners/<owner> (lease). */
+const ROOT = 'events';
+const OWNERS = `${ROOT}/owners`;
+const QUEUES = `${ROOT}/notifications`;
+/** Events of one stored batch (and one envelope). */
+const BATCH = 50;
+/** Events an endpoint may hold in memory before storage took them; past it new events are dropped (logged). */
+const MAX_PENDING = 10_000;
+const LEASE_MS = 30_000;
+
+const segment = (s: string): string => s.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '_').slice(0, 60) || '_';
+/** A storage segment naming an endpoint: readable, and distinct per name. */
+export const endpointKey = (name: string): string => `${segment(name)}-${createHash('sha256').update(name).digest('hex').slice(0, 8)}`;
+
+interface Stored {
+  readonly key: string;
+  readonly events: Event[];
+}
+
+/**
+ * One endpoint's queue: events are appended in order, written to storage in batches (so a restart
+ * or a crash after the write loses nothing), sent in order one envelope at a time, and deleted
+ * once the receiver answered 2xx/3xx. Failures are retried; after `threshold` failures in a row
+ * the sender waits `backoff` before each retry (distribution's retrying sink), never dropping.
+ */
+class EndpointQueue {
+  private pending: Event[] = [];
+  private readonly stored: Stored[] = [];
+  private writing = false;
+  private sending = false;
+  private failures = 0;
+  private seq = 0;
+  private stopped = false;
+  private wake: (() => void) | undefined;
+  private sleepTimer: NodeJS.Timeout | undefined;
+  dropped = 0;
+  delivered = 0;
+  /** Tests and metrics: called after each envelope delivered (events, ms since the oldest was emitted). */
+  onDelivered?: (events: readonly Event[]) => void;
+
+  constructor(
+    readonly config: EndpointConfig,
+    private readonly driver: StorageDriver,
+    /** Set at start, once the node knows its owner name. */
+    public prefix: string,
+    private readonly log: Logger,
+  ) {}
+
+  get depth(): number {
+    return this.pending.length + this.stored.reduce((a, s) => a + s.events.length, 0);
+  }
+
+  accepts(e: Event): boolean {
+    const mt = e.target.mediaType;
+    if (mt && (this.config.ignoredmediatypes.includes(mt) || (this.config.ignore?.mediatypes.includes(mt) ?? false))) return false;
+    if (this.config.ignore?.actions.includes(e.action)) return false;
+    return true;
+  }
+
+  push(e: Event): void {
+    if (this.pending.length >= MAX_PENDING) {
+      this.dropped++;
+      if (this.dropped === 1 || this.dropped % 1000 === 0) this.log.error('notification queue full: event dropped', { endpoint: this.config.name, dropped: this.dropped });
+      return;
+    }
+    this.pending.push(e);
+    void this.write();
+  }
+
+  /** Entries found in storage at start (ours from before a restart, or adopted): sent first, in key order. */
+  resume(entries: Stored[]): void {
+    this.stored.unshift(...entries);
+    this.stored.sort((a, b) => (a.key.split('/').pop()! < b.key.split('/').pop()! ? -1 : 1));
+    this.kick();
+  }
+
+  private async write(): Promise<void> {
+    if (this.writing) return;
+    this.writing = true;
+    try {
+      while (this.pending.length > 0) {
+        const events = this.pending.slice(0, BATCH);
+        const name = `${String(Date.now()).padStart(15, '0')}-${String(this.seq++).padStart(9, '0')}-${randomBytes(2).toString('hex')}`;
+        const key = `${this.prefix}/${name}`;
+        try {
+          await this.driver.putContent(key, Buffer.from(JSON.stringify(events)));
+        } catch (e) {
+          // storage refused: keep them in memory and try again shortly (order is kept)
+          this.log.warn('notification events not stored yet', { endpoint: this.config.name, err: String(e) });
+          await this.sleep(1000);
+          if (this.stopped) return;
+          continue;
+        }
+        this.pending.splice(0, events.length);
+        this.stored.push({ key, events });
+        this.kick();
+      }
+    } finally {
+      this.writing = false;
+    }
+  }
+
+  kick(): void {
+    if (this.wake) {
+      const w = this.wake;
+      this.wake = undefined;
+      clearTimeout(this.sleepTimer);
+      w();
+    }
+    if (!this.sending && !this.stopped) void this.send();
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.wake = resolve;
+      this.sleepTimer = setTimeout(() => {
+        this.wake = undefined;
+        resolve();
+      }, ms);
+      this.sleepTimer.unref?.();
+    });
+  }
+
+  private async send(): Promise<void> {
+    this.sending = true;
+    try {
+      while (!this.stopped && this.stored.length > 0) {
+        const head = this.stored[0]!;
+        const ok = await this.post(head.events);
+        if (this.stopped && !ok) return;
+        if (ok) {
+          this.failures = 0;
+          this.stored.shift();
+          this.delivered += head.events.length;
+          await this.driver.delete(head.key).catch((e: unknown) => {
+            if (!isNotFound(e)) this.log.warn('delivered notification batch not removed', { key: head.key, err: String(e) });
+          });
+          this.onDelivered?.(head.events);
+          continue;
+        }
+        this.failures++;
+        // distribution: retried at once until `threshold` failures in a row, then after `backoff`
+        const wait = this.failures >= this.config.threshold ? this.config.backoff * 1000 : 50;
+        await new Promise<void>((r) => setTimeout(r, wait).unref?.());
+      }
+    } finally {
+      this.sending = false;
+    }
+  }
+
+  private async post(events: Event[]): Promise<boolean> {
+    const headers: Record<string, string> = { 'Content-Type': EVENTS_MEDIA_TYPE };
+    for (const [k, v] of Object.entries(this.config.headers)) if (v.length > 0) headers[k] = v.join(', ');
+    try {
+      const res = await fetch(this.config.url, {
+        method: 'POST',
+        redirect: 'manual',
+        headers,
+        body: JSON.stringify({ events }),
+        signal: AbortSignal.timeout(this.config.timeout * 1000),
+      });
+      await res.body?.cancel().catch(() => undefined);
+      // distribution: any 2xx or 3xx is delivered
+      if (res.status >= 200 && res.status < 400) return true;
+      if (this.failures === 0) this.log.warn('notification endpoint refused events', { endpoint: this.config.name, status: res.status });
+      return false;
+    } catch (e) {
+      if (this.failures === 0) this.log.warn('notification endpoint unreachable', { endpoint: this.config.name, err: String((e as Error).cause ?? (e as Error).message) });
+      return false;
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.kick();
+    // let the batch being written land in storage (it is then resumed at the next start)
+    for (let i = 0; i < 100 && this.writing; i++) await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/**
+ * distribution's notifications (spec v2-bridge §5.4) with queues that survive restarts: each
+ * endpoint's events are kept under `events/notifications/<endpoint>/<node>/` in storage until the
+ * receiver took them. A node resumes its own queue at start, and takes over the queues of nodes
+ * whose lease (`events/owners/<node>`, renewed every 10 s) ran out, moving each stored batch into
+ * its own queue (a move is the claim: one node gets each batch).
+ */
+export class Notifier {
+  readonly instanceID = randomUUID();
+  private readonly queues: EndpointQueue[];
+  private leaseTimer: NodeJS.Timeout | undefined;
+  private nsCounter = 0;
+  private lastMs = 0;
+
+  constructor(
+    private readonly driver: StorageDriver,
+    private readonly opts: NotifierOptions,
+    private readonly log: Logger,
+  ) {
+    this.owner = segment(opts.node);
+    this.sourceAddr = opts.sourceAddr;
+    this.queues = opts.endpoints.filter((e) => !e.disabled).map((e) => new EndpointQueue(e, driver, `${QUEUES}/${endpointKey(e.name)}/${this.owner}`, log));
+  }
+
+  /** The name this node's queues are stored under. */
+  owner: string;
+  /** source.addr of events (main.ts sets the bound port once listening). */
+  sourceAddr: string;
+
+  get includeReferences(): boolean {
+    return this.opts.includeReferences;
+  }
+
+  get active(): boolean {
+    return this.queues.length > 0;
+  }
+
+  /** Events waiting per endpoint (memory and storage), and dropped ones. */
+  stats(): { endpoint: string; depth: number; delivered: number; dropped: number }[] {
+    return this.queues.map((q) => ({ endpoint: q.config.name, depth: q.depth, delivered: q.delivered, dropped: q.dropped }));
+  }
+
+  /** Tests: observe deliveries of every endpoint. */
+  onDelivered(fn: (endpoint: string, events: readonly Event[]) => void): void {
+    for (const q of this.queues) q.onDelivered = (events) => fn(q.config.name, events);
+  }
+
+  /** Queue an event for every endpoint that does not ignore it. Never waits for storage or receivers. */
+  emit(input: EventInput): void {
+    if (this.queues.length === 0) return;
+    const now = Date.now();
+    // distinct, increasing timestamps for events of the same millisecond (RFC3339Nano)
+    this.nsCounter = now === this.lastMs ? this.nsCounter + 1 : 0;
+    this.lastMs = now;
+    const event: Event = {
+      id: randomUUID(),
+      timestamp: rfc3339Nano(now, this.nsCounter),
+      action: input.action,
+      target: input.target,
+      request: input.request,
+      actor: input.actor ? { name: input.actor } : {},
+      source: { addr: this.sourceAddr, instanceID: this.instanceID },
+    };
+    for (const q of this.queues) if (q.accepts(event)) q.push(event);
+  }
+
+  /** Take the lease, resume this node's stored queues and adopt those of dead nodes; start sending. */
+  async start(): Promise<void> {
+    if (this.queues.length === 0) return;
+    // another live process with the same node name (two on one host): a name of its own
+    let held = 0;
+    try {
+      held = Number((await this.driver.getContent(`${OWNERS}/${this.owner}`)).toString('utf8')) || 0;
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+    }
+    if (held > Date.now()) {
+      this.owner = segment(`${this.opts.node}-${randomBytes(4).toString('hex')}`);
+      for (const q of this.queues) q.prefix = `${QUEUES}/${endpointKey(q.config.name)}/${this.owner}`;
+    }
+    await this.renewLease();
+    this.leaseTimer = setInterval(() => {
+      this.renewLease().catch((e: unknown) => this.log.warn('notification lease not renewed', { err: String(e) }));
+      this.adoptOrphans().catch((e: unknown) => this.log.warn('orphaned notification queues not adopted', { err: String(e) }));
+    }, 10_000);
+    this.leaseTimer.unref();
+    for (const q of this.queues) {
+      const prefix = `${QUEUES}/${endpointKey(q.config.name)}/${this.owner}`;
+      q.resume(await this.readBatches(prefix));
+    }
+    await this.adoptOrphans();
+  }
+
+  private async renewLease(expires = Date.now() + LEASE_MS): Promise<void> {
+    await this.driver.putContent(`${OWNERS}/${this.owner}`, Buffer.from(String(expires)), { durable: false });
+  }
+
+  private async list(prefix: string): Promise<string[]> {
+    try {
+      return await this.driver.list(prefix);
+    } catch (e) {
+      if (isNotFound(e)) return [];
+      throw e;
+    }
+  }
+
+  private async readBatches(prefix: string): Promise<Stored[]> {
+    const out: Stored[] = [];
+    for (const key of await this.list(prefix)) {
+      try {
+        const events = JSON.parse((await this.driver.getContent(key)).toString('utf8')) as Event[];
+        if (Array.isArray(events)) out.push({ key, events });
+      } catch (e) {
+        if (!isNotFound(e)) this.log.warn('stored notification batch unreadable: left in place', { key, err: String(e) });
+      }
+    }
+    return out;
+  }
+
+  /** Queues of owners whose lease ended: each batch moved into ours (the move decides who takes it). */
+  private async adoptOrphans(): Promise<void> {
+    const now = Date.now();
+    for (const leaseKey of await this.list(OWNERS)) {
+      const other = leaseKey.slice(OWNERS.length + 1);
+      if (other === this.owner) continue;
+      let until = 0;
+      try {
+        until = Number((await this.driver.getContent(leaseKey)).toString('utf8')) || 0;
+      } catch (e) {
+        if (!isNotFound(e)) throw e;
+      }
+      if (until > now) continue;
+      let adopted = 0;
+      for (const q of this.queues) {
+        const theirs = `${QUEUES}/${endpointKey(q.config.name)}/${other}`;
+        const mine = `${QUEUES}/${endpointKey(q.config.name)}/${this.owner}`;
+        const moved: Stored[] = [];
+        for (const key of await this.list(theirs)) {
+          const to = `${mine}/${key.slice(theirs.length + 1)}`;
+          try {
+            await this.driver.move(key, to);
+          } catch (e) {
+            if (isNotFound(e)) continue; // another node took it
+            throw e;
+          }
+          try {
+            const events = JSON.parse((await this.driver.getContent(to)).toString('utf8')) as Event[];
+            if (Array.isArray(events)) moved.push({ key: to, events });
+          } catch (e) {
+            this.log.warn('adopted notification batch unreadable: left in place', { key: to, err: String(e) });
+          }
+        }
+        if (moved.length > 0) q.resume(moved);
+        adopted += moved.length;
+      }
+      if (adopted > 0) this.log.info('adopted the notification queue of a stopped node', { node: other, batches: adopted });
+      await this.driver.delete(leaseKey).catch(() => undefined);
+    }
+  }
+
+  /** Stop sending; what is not delivered stays in storage for the next start. */
+  async stop(): Promise<void> {
+    clearInterval(this.leaseTimer);
+    await Promise.all(this.queues.map((q) => q.stop()));
+    // released: the next start (or another node) takes the queue over at once
+    if (this.queues.length > 0) await this.renewLease(0).catch(() => undefined);
+  }
+}
+
+/** The default queue owner of this node: its host name (a restarted node finds its queue again). */
+export const defaultNode = (): string => hostname();

@@ -1,0 +1,709 @@
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import { pipeline, Readable, Transform, Writable, type TransformCallback } from 'node:stream';
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CopyObjectCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  UploadPartCommand,
+  UploadPartCopyCommand,
+  type CompletedPart,
+  type S3ClientConfig,
+  type ServerSideEncryption,
+  type StorageClass,
+} from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import {
+  endWriterStream,
+  InvalidOffsetError,
+  PathNotFoundError,
+  StorageError,
+  StorageUnavailableError,
+  isValidSegment,
+  validateKey,
+  type FileInfo,
+  type PutOptions,
+  type StorageDriver,
+  type Writer,
+  type WriterOptions,
+} from '../driver.js';
+
+const MiB = 1024 * 1024;
+/** S3's smallest part (all but the last part of a multipart upload). */
+export const MIN_PART_SIZE = 5 * MiB;
+/** S3's largest part and largest single CopyObject source. */
+const MAX_PART_SIZE = 5 * 1024 * MiB;
+const MAX_PARTS = 10_000;
+/** distribution's default chunksize. */
+export const DEFAULT_PART_SIZE = 10 * MiB;
+/** Objects deleted per DeleteObjects call (the S3 limit). */
+const DELETE_BATCH = 1000;
+/**
+ * The driver's own objects (move locks) live below this top-level prefix. '~' is never valid in a
+ * key segment, so nothing here can be addressed through the driver, and list() drops it.
+ */
+const INTERNAL = '~lr';
+/** A move lock older than this was left by a killed process: it may be broken. */
+const STALE_LOCK_MS = 5 * 60 * 1000;
+
+export interface S3DriverOptions {
+  readonly bucket: string;
+  /** Region for signing (RGW and most S3-compatible stores accept any; us-east-1 by default). */
+  readonly region?: string;
+  /** Full endpoint URL (distribution's regionendpoint; Python's boto_host/boto_port/s3_secure). Unset: AWS. */
+  readonly endpoint?: string;
+  /** Path-style addressing (bucket in the path): the default when an endpoint is given. */
+  readonly forcePathStyle?: boolean;
+  /** Static credentials; unset: the AWS SDK's default chain (env, shared files, instance roles). */
+  readonly accessKeyId?: string;
+  readonly secretAccessKey?: string;
+  readonly sessionToken?: string;
+  /** Key prefix inside the bucket (distribution's rootdirectory, Python's storage_path); no slashes at the ends. */
+  readonly rootDirectory?: string;
+  /** Multipart part size for writers (≥ 5 MiB; default 10 MiB). A writer holds at most two parts in memory. */
+  readonly partSize?: number;
+  /** Server-side encryption (AES256, or aws:kms with keyId). */
+  readonly encrypt?: boolean;
+  readonly kmsKeyId?: string;
+  readonly storageClass?: string;
+  /** Accept any TLS certificate of the endpoint (distribution's skipverify). */
+  readonly skipVerify?: boolean;
+  /** Seconds a pre-signed GET URL stays valid (distribution: 20 minutes). */
+  readonly presignExpiry?: number;
+  /** Parallel sockets to the store. */
+  readonly maxSockets?: number;
+}
+
+/** Reader streams hand on bytes in pieces of this size (the last one smaller). */
+const READ_BATCH = 1024 * 1024;
+
+/** Collects small chunks into pieces of `size` bytes (errors of the source are passed on by the caller). */
+class Batcher extends Transform {
+  private parts: Buffer[] = [];
+  private bytes = 0;
+  constructor(private readonly size: number) {
+    super({ highWaterMark: 2 * size });
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.parts.push(chunk);
+    this.bytes += chunk.length;
+    if (this.bytes >= this.size) {
+      this.push(this.parts.length === 1 ? this.parts[0] : Buffer.concat(this.parts, this.bytes));
+      this.parts = [];
+      this.bytes = 0;
+    }
+    cb();
+  }
+  override _flush(cb: TransformCallback): void {
+    if (this.bytes > 0) this.push(this.parts.length === 1 ? this.parts[0] : Buffer.concat(this.parts, this.bytes));
+    this.parts = [];
+    cb();
+  }
+}
+
+/** An object store driver that can send clients to the bytes directly. */
+export interface RedirectingDriver extends StorageDriver {
+  /** A URL that GETs the key's bytes without credentials, valid for a while; undefined if the key is missing. */
+  redirectURL(key: string): Promise<string | undefined>;
+}
+
+export function canRedirect(d: StorageDriver): d is RedirectingDriver {
+  return typeof (d as Partial<RedirectingDriver>).redirectURL === 'function';
+}
+
+/** The S3 API's error name (SDK v3: `name`; HEAD answers have no body, so only the status). */
+function errName(e: unknown): string {
+  return String((e as { name?: unknown; Code?: unknown }).name ?? (e as { Code?: unknown }).Code ?? '');
+}
+function errStatus(e: unknown): number | undefined {
+  return (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+}
+function isMissing(e: unknown): boolean {
+  const n = errName(e);
+  if (n === 'NoSuchBucket') return false;
+  return n === 'NoSuchKey' || n === 'NotFound' || (errStatus(e) === 404 && n !== 'NoSuchUpload');
+}
+
+/**
+ * Storage on an S3-compatible object store (AWS S3, Ceph RGW, MinIO…), on the AWS SDK v3.
+ *
+ * - putContent is one PutObject (atomic). Writers stream through a multipart upload at the key
+ *   itself, so the bytes appear at once, complete, on CompleteMultipartUpload; memory is bounded by
+ *   two parts. A writer that appends continues the key with UploadPartCopy of its current bytes
+ *   (or, under 5 MiB, by reading them back into the first part).
+ * - move is CopyObject (multipart copy above 5 GiB) then DeleteObject, under a lock object created
+ *   with `If-None-Match: *`: of concurrent moves of one key exactly one copies, the others find the
+ *   lock taken (or the key gone) and reject with PathNotFoundError.
+ * - prefixes are what ListObjectsV2 with a '/' delimiter reports; they vanish with their last key.
+ */
+export type S3StorageDriver = RedirectingDriver & {
+  readonly client: S3Client;
+  readonly bucket: string;
+  /** Fails with a clear message when the bucket cannot be used (startup check). */
+  check(): Promise<void>;
+  putContentIfAbsent(key: string, data: Buffer): Promise<boolean>;
+  purgeAbandonedWrites(olderThanMs: number): Promise<number>;
+  close(): Promise<void>;
+};
+
+export function createS3Driver(options: S3DriverOptions): S3StorageDriver {
+  return new S3Driver(options);
+}
+
+class S3Driver implements StorageDriver {
+  readonly name = 's3';
+  readonly client: S3Client;
+  readonly bucket: string;
+  private readonly root: string;
+  readonly partSize: number;
+  private readonly sse: { ServerSideEncryption?: ServerSideEncryption; SSEKMSKeyId?: string };
+  private readonly storageClass: StorageClass | undefined;
+  private readonly presignExpiry: number;
+
+  constructor(o: S3DriverOptions) {
+    this.bucket = o.bucket;
+    const root = (o.rootDirectory ?? '').replace(/^\/+|\/+$/g, '');
+    this.root = root === '' ? '' : `${root}/`;
+    this.partSize = o.partSize ?? DEFAULT_PART_SIZE;
+    if (!Number.isSafeInteger(this.partSize) || this.partSize < MIN_PART_SIZE || this.partSize > MAX_PART_SIZE) {
+      throw new Error(`s3: part size must be between 5 MiB and 5 GiB, got ${this.partSize}`);
+    }
+    this.sse = o.encrypt ? (o.kmsKeyId ? { ServerSideEncryption: 'aws:kms', SSEKMSKeyId: o.kmsKeyId } : { ServerSideEncryption: 'AES256' }) : {};
+    this.storageClass = o.storageClass && o.storageClass.toUpperCase() !== 'NONE' ? (o.storageClass as StorageClass) : undefined;
+    this.presignExpiry = o.presignExpiry ?? 20 * 60;
+    const maxSockets = o.maxSockets ?? 64;
+    const config: S3ClientConfig = {
+      region: o.region ?? 'us-east-1',
+      forcePathStyle: o.forcePathStyle ?? o.endpoint !== undefined,
+      // the SDK's default (when_supported) adds CRC32 trailers to every upload: extra CPU, and
+      // stores older than 2025 (RGW 16) reject them on UploadPart; S3's own MD5/sha256 rules remain
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+      maxAttempts: 3,
+      requestHandler: {
+        httpAgent: new HttpAgent({ keepAlive: true, maxSockets }),
+        httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets, rejectUnauthorized: !o.skipVerify }),
+        connectionTimeout: 10_000,
+      },
+      ...(o.endpoint ? { endpoint: o.endpoint } : {}),
+      ...(o.accessKeyId && o.secretAccessKey
+        ? { credentials: { accessKeyId: o.accessKeyId, secretAccessKey: o.secretAccessKey, ...(o.sessionToken ? { sessionToken: o.sessionToken } : {}) } }
+        : {}),
+    };
+    this.client = new S3Client(config);
+  }
+
+  /** Fails with a clear message when the bucket cannot be used (startup check). */
+  async check(): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+      await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.root, MaxKeys: 1 }));
+    } catch (e) {
+      const status = errStatus(e);
+      const why =
+        status === 404 ? 'the bucket does not exist' : status === 403 ? 'access denied (check the access key, secret key and region)' : `${errName(e) || 'error'}: ${(e as Error).message}`;
+      throw new Error(`s3: cannot use bucket ${JSON.stringify(this.bucket)} at ${this.describeEndpoint()}: ${why}`, { cause: e });
+    }
+  }
+
+  private describeEndpoint(): string {
+    const ep = this.client.config.endpoint;
+    return ep ? 'the configured endpoint' : 'AWS';
+  }
+
+  // ---- keys
+
+  private k(key: string): string {
+    return this.root + key;
+  }
+
+  /** Maps the SDK's errors: a missing key → PathNotFoundError, a missing bucket or refused access → StorageUnavailableError. */
+  private fail(e: unknown, key: string): never {
+    if (e instanceof StorageError) throw e;
+    if (isMissing(e)) throw new PathNotFoundError(key);
+    const n = errName(e);
+    const status = errStatus(e);
+    if (n === 'NoSuchBucket' || n === 'AccessDenied' || n === 'InvalidAccessKeyId' || n === 'SignatureDoesNotMatch' || status === 403 || status === 503 || status === undefined) {
+      throw new StorageUnavailableError(`s3: ${n || 'unreachable'}: ${(e as Error).message ?? String(e)}`, key, { cause: e });
+    }
+    throw e;
+  }
+
+  private async send<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      this.fail(e, key);
+    }
+  }
+
+  // ---- StorageDriver
+
+  async getContent(key: string): Promise<Buffer> {
+    validateKey(key);
+    const r = await this.send(key, () => this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.k(key) })));
+    return Buffer.from(await r.Body!.transformToByteArray());
+  }
+
+  async putContent(key: string, data: Buffer, _options?: PutOptions): Promise<void> {
+    validateKey(key);
+    await this.putObject(key, Buffer.from(data));
+  }
+
+  /**
+   * Creates the object only if the key holds none (PutObject with `If-None-Match: *`): true when this
+   * call created it. Of concurrent calls for one missing key exactly one returns true (the storage
+   * locks of several registry nodes rely on it).
+   */
+  async putContentIfAbsent(key: string, data: Buffer): Promise<boolean> {
+    validateKey(key);
+    const body = Buffer.from(data);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.k(key), Body: body, ContentLength: body.length, IfNoneMatch: '*', ...this.extraPutFields() }));
+        return true;
+      } catch (e) {
+        if (errStatus(e) === 412 || errName(e) === 'PreconditionFailed') return false;
+        // AWS: 409 ConditionalRequestConflict while another conditional write of the key is in flight
+        if (errStatus(e) === 409 && attempt < 5) {
+          if (await this.headIfAny(key)) return false;
+          await new Promise((r) => setTimeout(r, 20 * (attempt + 1)));
+          continue;
+        }
+        this.fail(e, key);
+      }
+    }
+  }
+
+  private async putObject(key: string, body: Buffer): Promise<void> {
+    await this.send(key, () =>
+      this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.k(key), Body: body, ContentLength: body.length, ...this.sse, ...(this.storageClass ? { StorageClass: this.storageClass } : {}) })),
+    );
+  }
+
+  async reader(key: string, offset = 0, length?: number): Promise<Readable> {
+    validateKey(key);
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidOffsetError(key, offset);
+    if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) throw new InvalidOffsetError(key, offset);
+    if (length === 0) {
+      const { size } = await this.head(key);
+      if (offset > size) throw new InvalidOffsetError(key, offset);
+      return Readable.from([]);
+    }
+    const range = offset === 0 && length === undefined ? undefined : `bytes=${offset}-${length === undefined ? '' : offset + length - 1}`;
+    try {
+      const r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.k(key), ...(range ? { Range: range } : {}) }));
+      // the HTTP client delivers 64 KiB pieces; handing them on in 1 MiB batches costs one copy but
+      // saves most of the per-write cost of the client's socket (measured: bench/s3.ts downloads)
+      const batched = new Batcher(READ_BATCH);
+      // pipeline: a failed S3 body fails the batched stream, and a reader that stops destroys the body
+      pipeline(r.Body as Readable, batched, () => undefined);
+      return batched;
+    } catch (e) {
+      if (errStatus(e) === 416 || errName(e) === 'InvalidRange') {
+        // at or past the end: an empty stream at the end, an error past it
+        const { size } = await this.head(key);
+        if (offset === size) return Readable.from([]);
+        throw new InvalidOffsetError(key, offset);
+      }
+      this.fail(e, key);
+    }
+  }
+
+  private async head(key: string): Promise<{ size: number; modTime: Date; etag: string }> {
+    const r = await this.send(key, () => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.k(key) })));
+    return { size: r.ContentLength ?? 0, modTime: r.LastModified ?? new Date(), etag: r.ETag ?? '' };
+  }
+
+  /** head, or undefined for a missing key. */
+  private async headIfAny(key: string): Promise<{ size: number; modTime: Date; etag: string } | undefined> {
+    try {
+      return await this.head(key);
+    } catch (e) {
+      if (e instanceof PathNotFoundError) return undefined;
+      throw e;
+    }
+  }
+
+  async writer(key: string, options: WriterOptions = {}): Promise<Writer> {
+    validateKey(key);
+    const before = options.append === true ? await this.headIfAny(key) : undefined;
+    const w = new S3Writer(this, key, this.k(key), before);
+    if (before && before.size > 0 && before.size < MIN_PART_SIZE) {
+      // too small to be a copied part: its bytes become the start of the first part
+      await w.prime(await this.getContent(key));
+    }
+    return w;
+  }
+
+  async stat(key: string): Promise<FileInfo> {
+    validateKey(key);
+    const h = await this.headIfAny(key);
+    if (h) return { size: h.size, modTime: h.modTime };
+    const r = await this.send(key, () => this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: `${this.k(key)}/`, MaxKeys: 1 })));
+    const first = r.Contents?.[0];
+    if (!first) throw new PathNotFoundError(key);
+    return { size: 0, modTime: first.LastModified ?? new Date() };
+  }
+
+  async list(prefix: string): Promise<string[]> {
+    validateKey(prefix, true);
+    const head = prefix === '' ? this.root : `${this.k(prefix)}/`;
+    const out = new Set<string>();
+    let token: string | undefined;
+    do {
+      const r = await this.send(prefix, () =>
+        this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: head, Delimiter: '/', ...(token ? { ContinuationToken: token } : {}) })),
+      );
+      for (const c of r.Contents ?? []) {
+        const name = c.Key!.slice(head.length);
+        if (isValidSegment(name)) out.add(c.Key!.slice(this.root.length));
+      }
+      for (const p of r.CommonPrefixes ?? []) {
+        const name = p.Prefix!.slice(head.length, -1);
+        if (isValidSegment(name)) out.add(p.Prefix!.slice(this.root.length, -1));
+      }
+      token = r.IsTruncated ? r.NextContinuationToken : undefined;
+    } while (token);
+    if (out.size === 0 && prefix !== '') throw new PathNotFoundError(prefix);
+    return [...out].sort();
+  }
+
+  async move(src: string, dst: string, _options?: PutOptions): Promise<void> {
+    validateKey(src);
+    validateKey(dst);
+    const lock = await this.lock(src);
+    if (!lock) throw new PathNotFoundError(src); // another move holds it: it wins or finds nothing
+    try {
+      if (src === dst) {
+        if (await this.headIfAny(src)) return;
+      } else if (await this.copyIfObject(src, dst)) {
+        await this.send(src, () => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.k(src) })));
+        return;
+      }
+      // a prefix moves with everything below it, as a directory rename does
+      const below = await this.keysBelow(src);
+      if (below.length === 0) throw new PathNotFoundError(src);
+      for (const { key, size } of below) {
+        const rel = key.slice(this.k(src).length);
+        const target = dst + rel;
+        await this.copy(key.slice(this.root.length), target, size);
+      }
+      await this.deleteKeys(below.map((b) => b.key), src);
+    } finally {
+      await this.unlock(lock);
+    }
+  }
+
+  /** Creates the move lock of key (If-None-Match: *); undefined when another holds it. */
+  private async lock(key: string): Promise<string | undefined> {
+    const lockKey = `${this.root}${INTERNAL}/locks/${key}`;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: lockKey, Body: Buffer.from(`${process.pid} ${new Date().toISOString()}`), IfNoneMatch: '*' }));
+        return lockKey;
+      } catch (e) {
+        if (errStatus(e) !== 412 && errName(e) !== 'PreconditionFailed' && errStatus(e) !== 409) this.fail(e, key);
+        // taken: by a live move (we lose), or left by a killed process long ago (break it, once)
+        const held = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: lockKey })).catch(() => undefined);
+        if (held && Date.now() - (held.LastModified?.getTime() ?? Date.now()) < STALE_LOCK_MS) return undefined;
+        await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: lockKey })).catch(() => undefined);
+      }
+    }
+    return undefined;
+  }
+
+  private async unlock(lockKey: string): Promise<void> {
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: lockKey })).catch(() => undefined);
+  }
+
+  /**
+   * Copies src to dst when src is an object; false when there is none (a prefix, or nothing). One
+   * CopyObject in the common case (no HEAD first: every move saves a round trip); a source above
+   * 5 GiB, which CopyObject refuses, takes the multipart copy.
+   */
+  private async copyIfObject(src: string, dst: string): Promise<boolean> {
+    try {
+      await this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: this.k(dst), CopySource: encodeURI(`${this.bucket}/${this.k(src)}`), ...this.extraPutFields() }));
+      return true;
+    } catch (e) {
+      if (isMissing(e)) return false;
+      if (errStatus(e) !== 400) this.fail(e, src);
+    }
+    const h = await this.headIfAny(src);
+    if (!h) return false;
+    await this.copy(src, dst, h.size, h.etag);
+    return true;
+  }
+
+  /** Server-side copy of src (driver key) to dst (driver key): CopyObject, or a multipart copy above 5 GiB. */
+  private async copy(src: string, dst: string, size: number, etag?: string): Promise<void> {
+    const CopySource = encodeURI(`${this.bucket}/${this.k(src)}`);
+    const extra = { ...this.sse, ...(this.storageClass ? { StorageClass: this.storageClass } : {}) };
+    if (size <= MAX_PART_SIZE) {
+      await this.send(src, () =>
+        this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: this.k(dst), CopySource, ...(etag ? { CopySourceIfMatch: etag } : {}), ...extra })),
+      );
+      return;
+    }
+    const { UploadId } = await this.send(dst, () => this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: this.k(dst), ...extra })));
+    try {
+      const parts = await this.copyParts(src, UploadId!, this.k(dst), size, 1, etag);
+      await this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: this.k(dst), UploadId, MultipartUpload: { Parts: parts } }));
+    } catch (e) {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: this.k(dst), UploadId })).catch(() => undefined);
+      this.fail(e, src);
+    }
+  }
+
+  /** UploadPartCopy of all of src in equal pieces of at most 5 GiB (each ≥ 5 MiB when size ≥ 5 MiB). */
+  async copyParts(src: string, uploadId: string, dstFull: string, size: number, firstPart: number, etag?: string): Promise<CompletedPart[]> {
+    const pieces = Math.ceil(size / MAX_PART_SIZE);
+    const piece = Math.ceil(size / pieces);
+    const parts: CompletedPart[] = [];
+    const CopySource = encodeURI(`${this.bucket}/${this.k(src)}`);
+    for (let i = 0; i < pieces; i++) {
+      const start = i * piece;
+      const end = Math.min(size, start + piece) - 1;
+      const PartNumber = firstPart + i;
+      const r = await this.send(src, () =>
+        this.client.send(
+          new UploadPartCopyCommand({ Bucket: this.bucket, Key: dstFull, UploadId: uploadId, PartNumber, CopySource, CopySourceRange: `bytes=${start}-${end}`, ...(etag ? { CopySourceIfMatch: etag } : {}) }),
+        ),
+      );
+      parts.push({ PartNumber, ETag: r.CopyPartResult?.ETag });
+    }
+    return parts;
+  }
+
+  async delete(key: string): Promise<void> {
+    validateKey(key);
+    const keys = (await this.keysBelow(key)).map((b) => b.key);
+    if (await this.headIfAny(key)) keys.push(this.k(key));
+    if (keys.length === 0) throw new PathNotFoundError(key);
+    await this.deleteKeys(keys, key);
+  }
+
+  /** Every object strictly below key/ (full S3 keys and sizes). */
+  private async keysBelow(key: string): Promise<Array<{ key: string; size: number }>> {
+    const out: Array<{ key: string; size: number }> = [];
+    let token: string | undefined;
+    do {
+      const r = await this.send(key, () =>
+        this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: `${this.k(key)}/`, ...(token ? { ContinuationToken: token } : {}) })),
+      );
+      for (const c of r.Contents ?? []) out.push({ key: c.Key!, size: c.Size ?? 0 });
+      token = r.IsTruncated ? r.NextContinuationToken : undefined;
+    } while (token);
+    return out;
+  }
+
+  private async deleteKeys(keys: string[], label: string): Promise<void> {
+    for (let i = 0; i < keys.length; i += DELETE_BATCH) {
+      const batch = keys.slice(i, i + DELETE_BATCH);
+      if (batch.length === 1) {
+        await this.send(label, () => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: batch[0] })));
+        continue;
+      }
+      const r = await this.send(label, () => this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } })));
+      const failed = (r.Errors ?? []).filter((e) => e.Code !== 'NoSuchKey');
+      if (failed.length > 0) throw new StorageError(`s3: could not delete ${failed.length} objects below ${label}: ${failed[0]!.Code ?? ''} ${failed[0]!.Message ?? ''}`, label);
+    }
+  }
+
+  /** Pre-signed GET of the key, or undefined when it is missing. */
+  async redirectURL(key: string): Promise<string | undefined> {
+    validateKey(key);
+    if (!(await this.headIfAny(key))) return undefined;
+    return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: this.k(key) }), { expiresIn: this.presignExpiry });
+  }
+
+  /**
+   * Aborts multipart uploads below the root started more than olderThanMs ago: writers of killed
+   * processes or dropped connections (they cost storage and are invisible otherwise). Returns how many.
+   */
+  async purgeAbandonedWrites(olderThanMs: number): Promise<number> {
+    const cutoff = Date.now() - olderThanMs;
+    let aborted = 0;
+    let keyMarker: string | undefined;
+    let idMarker: string | undefined;
+    for (;;) {
+      const r = await this.send('', () =>
+        this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: this.root, ...(keyMarker ? { KeyMarker: keyMarker } : {}), ...(idMarker ? { UploadIdMarker: idMarker } : {}) })),
+      );
+      for (const u of r.Uploads ?? []) {
+        if ((u.Initiated?.getTime() ?? Date.now()) > cutoff) continue;
+        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: u.Key, UploadId: u.UploadId })).then(
+          () => aborted++,
+          () => undefined,
+        );
+      }
+      if (!r.IsTruncated) break;
+      keyMarker = r.NextKeyMarker;
+      idMarker = r.NextUploadIdMarker;
+    }
+    return aborted;
+  }
+
+  async close(): Promise<void> {
+    this.client.destroy();
+  }
+
+  // ---- for S3Writer
+  extraPutFields(): { ServerSideEncryption?: ServerSideEncryption; SSEKMSKeyId?: string; StorageClass?: StorageClass } {
+    return { ...this.sse, ...(this.storageClass ? { StorageClass: this.storageClass } : {}) };
+  }
+  failFor(e: unknown, key: string): never {
+    this.fail(e, key);
+  }
+  async putBuffer(key: string, body: Buffer): Promise<void> {
+    await this.putObject(key, body);
+  }
+}
+
+/**
+ * A multipart upload at the key, started lazily when the first full part is ready (a small writer
+ * is one PutObject). Bytes collect in memory up to one part; one part uploads while the next
+ * fills, so a writer holds at most two parts. With append, the key's current bytes are the first
+ * part(s), copied server-side (UploadPartCopy, pinned to the ETag seen at open).
+ */
+class S3Writer implements Writer {
+  readonly stream: Writable;
+  private bytes: number;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private uploadId: string | undefined;
+  private parts: CompletedPart[] = [];
+  private inflight: Promise<void> | undefined;
+  private failure: unknown;
+  private state: 'open' | 'committing' | 'committed' | 'cancelled' = 'open';
+  /** Bytes of the key before this writer that are to be copied server-side (0 once copied or primed). */
+  private copyFrom: { size: number; etag: string } | undefined;
+  private appended = 0;
+
+  constructor(
+    private readonly d: S3Driver,
+    private readonly key: string,
+    private readonly full: string,
+    before: { size: number; etag: string } | undefined,
+  ) {
+    this.bytes = before?.size ?? 0;
+    if (before && before.size >= MIN_PART_SIZE) this.copyFrom = { size: before.size, etag: before.etag };
+    this.stream = new Writable({
+      highWaterMark: 1 << 20,
+      write: (chunk: Buffer, _enc, cb) => {
+        this.pending.push(chunk);
+        this.pendingBytes += chunk.length;
+        this.bytes += chunk.length;
+        this.appended += chunk.length;
+        if (this.pendingBytes < this.d.partSize) return cb();
+        this.flushFull().then(() => cb(), cb);
+      },
+    });
+    this.stream.on('error', () => undefined); // kept in stream.errored; commit() reports it
+  }
+
+  get size(): number {
+    return this.bytes;
+  }
+
+  /** The key's bytes (under 5 MiB) start the first part. */
+  async prime(data: Buffer): Promise<void> {
+    this.pending.push(data);
+    this.pendingBytes += data.length;
+  }
+
+  /** Starts the multipart upload (and copies the key's earlier bytes into it) if not yet done. */
+  private async begin(): Promise<string> {
+    if (this.uploadId) return this.uploadId;
+    const r = await this.d.client.send(new CreateMultipartUploadCommand({ Bucket: this.d.bucket, Key: this.full, ...this.d.extraPutFields() }));
+    this.uploadId = r.UploadId!;
+    if (this.copyFrom) {
+      this.parts.push(...(await this.d.copyParts(this.key, this.uploadId, this.full, this.copyFrom.size, 1, this.copyFrom.etag)));
+      this.copyFrom = undefined;
+    }
+    return this.uploadId;
+  }
+
+  /** Uploads every full part pending (a single large write may hold several). */
+  private async flushFull(): Promise<void> {
+    while (this.pendingBytes >= this.d.partSize) await this.flushPart(false);
+  }
+
+  /** Cuts a part from the pending bytes and uploads it (waiting for the part before). */
+  private async flushPart(last: boolean): Promise<void> {
+    const size = last ? this.pendingBytes : this.d.partSize;
+    const all = Buffer.concat(this.pending, this.pendingBytes);
+    const body = all.subarray(0, size);
+    const rest = all.subarray(size);
+    this.pending = rest.length > 0 ? [Buffer.from(rest)] : [];
+    this.pendingBytes = rest.length;
+    if (this.inflight) await this.inflight;
+    if (this.failure) throw this.failure;
+    const uploadId = await this.begin();
+    const PartNumber = this.parts.length + 1;
+    if (PartNumber > MAX_PARTS) throw new StorageError(`s3: more than ${MAX_PARTS} parts: raise the part size`, this.key);
+    const slot: CompletedPart = { PartNumber };
+    this.parts.push(slot);
+    const run = this.d.client
+      .send(new UploadPartCommand({ Bucket: this.d.bucket, Key: this.full, UploadId: uploadId, PartNumber, Body: body, ContentLength: body.length }))
+      .then((r) => {
+        slot.ETag = r.ETag;
+      })
+      .catch((e: unknown) => {
+        this.failure ??= e;
+      });
+    this.inflight = run;
+    if (last) await run;
+  }
+
+  async commit(_options?: { readonly durable?: boolean }): Promise<void> {
+    if (this.state !== 'open') throw new StorageError(`writer is ${this.state}: ${this.key}`, this.key);
+    this.state = 'committing';
+    try {
+      await endWriterStream(this.stream, this.key);
+      if (this.inflight) await this.inflight;
+      if (this.failure) throw this.failure;
+      if (!this.uploadId && this.copyFrom && this.appended === 0) {
+        // appended nothing to a key that already holds its bytes: nothing to do
+      } else if (!this.uploadId && !this.copyFrom) {
+        await this.d.putBuffer(this.key, Buffer.concat(this.pending, this.pendingBytes));
+      } else {
+        if (this.pendingBytes > 0 || this.parts.length === 0) await this.flushPart(true);
+        else await this.begin();
+        if (this.failure) throw this.failure;
+        await this.d.client.send(new CompleteMultipartUploadCommand({ Bucket: this.d.bucket, Key: this.full, UploadId: this.uploadId, MultipartUpload: { Parts: this.parts } }));
+      }
+    } catch (e) {
+      this.state = 'open'; // the caller is expected to cancel()
+      if (e instanceof StorageError) throw e;
+      if (this.stream.errored && e === this.stream.errored) throw e;
+      this.d.failFor(e, this.key);
+    }
+    this.pending = [];
+    this.state = 'committed';
+  }
+
+  async cancel(): Promise<void> {
+    if (this.state === 'cancelled') return;
+    if (this.state !== 'open') throw new StorageError(`writer is ${this.state}: ${this.key}`, this.key);
+    this.state = 'cancelled';
+    if (!this.stream.destroyed) this.stream.destroy();
+    this.pending = [];
+    if (this.inflight) await this.inflight;
+    if (this.uploadId) {
+      await this.d.client.send(new AbortMultipartUploadCommand({ Bucket: this.d.bucket, Key: this.full, UploadId: this.uploadId })).catch(() => undefined);
+    }
+    await this.d.client.send(new DeleteObjectCommand({ Bucket: this.d.bucket, Key: this.full })).catch((e: unknown) => this.d.failFor(e, this.key));
+  }
+}

@@ -1,0 +1,101 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { request } from './http.js';
+import { freePort } from './ports.js';
+import { ROOT } from './paths.js';
+
+const run = promisify(execFile);
+
+/** Why the import/migrate e2e tests cannot run (undefined: they can); fails under E2E_REQUIRED. */
+export function toolsMissing(): string | undefined {
+  if (existsSync('/usr/bin/docker-registry') && existsSync('/usr/bin/skopeo')) return undefined;
+  if (process.env.E2E_REQUIRED) throw new Error('E2E_REQUIRED: docker-registry or skopeo is not installed (apt-get install docker-registry skopeo)');
+  return 'docker-registry (distribution 2.8) or skopeo is not installed';
+}
+
+export interface CliResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** `legacy-registry <args>` (the compiled CLI) with the test flavor of config_sample.yml on `storage`. */
+export function cli(storage: string, args: readonly string[], env: Record<string, string> = {}, onSpawn?: (p: ChildProcess) => void): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [join(ROOT, 'bin', 'legacy-registry.cjs'), ...args], {
+      env: { PATH: process.env.PATH ?? '', SETTINGS_FLAVOR: 'test', DOCKER_REGISTRY_CONFIG: join(ROOT, 'config_sample.yml'), STORAGE_PATH: storage, LOGLEVEL: 'warn', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    p.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    p.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    p.once('error', reject);
+    p.once('exit', (code, signal) => resolve({ code: code ?? (signal ? 128 : -1), stdout, stderr }));
+    onSpawn?.(p);
+  });
+}
+
+export interface Distribution {
+  readonly host: string;
+  readonly root: string;
+  log(): string;
+  stop(): Promise<void>;
+}
+
+/** Debian's distribution 2.8.2 (/usr/bin/docker-registry) on a free port, its data in `root`; htpasswd auth when given. */
+export async function startDistribution(work: string, name: string, root: string, htpasswd?: string): Promise<Distribution> {
+  const port = await freePort();
+  const config = join(work, `${name}.yml`);
+  await writeFile(
+    config,
+    [
+      'version: 0.1',
+      'log:',
+      '  level: info',
+      '  accesslog:',
+      '    disabled: false',
+      'storage:',
+      '  filesystem:',
+      `    rootdirectory: ${root}`,
+      '  delete:',
+      '    enabled: true',
+      'http:',
+      `  addr: 127.0.0.1:${port}`,
+      ...(htpasswd ? ['auth:', '  htpasswd:', '    realm: migrate-test', `    path: ${htpasswd}`] : []),
+      '',
+    ].join('\n'),
+  );
+  const proc = spawn('/usr/bin/docker-registry', ['serve', config], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '' } });
+  let log = '';
+  proc.stdout!.on('data', (d: Buffer) => (log += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+  const exited = new Promise((r) => proc.once('exit', r));
+  for (let i = 0; ; i++) {
+    try {
+      const s = (await request(`http://127.0.0.1:${port}`, '/v2/')).status;
+      if (s === 200 || s === 401) break;
+    } catch {
+      // not listening yet
+    }
+    if (i > 200) throw new Error(`distribution did not start:\n${log}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    host: `127.0.0.1:${port}`,
+    root,
+    log: () => log,
+    async stop() {
+      proc.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/** skopeo with its own HOME (no auth file of the machine) and a generous timeout. */
+export function skopeo(home: string, ...args: string[]): Promise<{ stdout: string; stderr: string }> {
+  return run('skopeo', ['--insecure-policy', ...args], { timeout: 180_000, maxBuffer: 16 << 20, env: { PATH: process.env.PATH ?? '', HOME: home } });
+}

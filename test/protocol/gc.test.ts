@@ -1,0 +1,456 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readdir, stat, utimes } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { promisify } from 'node:util';
+import { gzipSync } from 'node:zlib';
+import { request } from '../helpers/http.js';
+import { ROOT } from '../helpers/paths.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+import { DOCKER_UA, makeImage, pushImage, putTag, tarOf, type TestImage } from '../helpers/v1-client.js';
+import { GarbageCollector, type GcResult } from '../../src/content/gc.js';
+import { createFilesystemDriver } from '../../src/storage/drivers/index.js';
+import type { StorageDriver } from '../../src/storage/driver.js';
+import { saveUser } from '../../src/db/users.js';
+import { Site, basic } from '../helpers/accounts.js';
+
+/** A driver that runs `hook` (once) before the first call of `method` whose first key matches: a push at an exact point of a run. */
+function hooked(inner: StorageDriver, method: 'list' | 'move', match: (key: string) => boolean, hook: () => Promise<void>): StorageDriver {
+  let fired = false;
+  return new Proxy(inner, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof v !== 'function') return v;
+      const f = (v as (...a: unknown[]) => Promise<unknown>).bind(target);
+      if (prop !== method) return f;
+      return async (...a: unknown[]) => {
+        if (!fired && match(String(a[0]))) {
+          fired = true;
+          await hook();
+        }
+        return f(...a);
+      };
+    },
+  });
+}
+
+/** Make every file below dir look written `ageMs` ago. */
+async function age(dir: string, ageMs: number): Promise<void> {
+  const t = new Date(Date.now() - ageMs);
+  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (e.isFile()) await utimes(join(e.parentPath, e.name), t, t);
+  }
+}
+
+const run = promisify(execFile);
+const sha = (b: Buffer | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+const S2 = 'application/vnd.docker.distribution.manifest.v2+json';
+const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+
+/** Every file below dir (relative path → size + mtime), to prove a run changed nothing. */
+async function snapshot(dir: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  const walk = async (d: string): Promise<void> => {
+    for (const e of await readdir(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) await walk(p);
+      else {
+        const s = await stat(p);
+        out.set(relative(dir, p), `${s.size} ${s.mtimeMs}`);
+      }
+    }
+  };
+  await walk(dir);
+  return out;
+}
+
+async function blobExists(dataDir: string, digest: string): Promise<boolean> {
+  const hex = digest.slice(7);
+  return stat(join(dataDir, 'blobs', 'sha256', hex.slice(0, 2), hex, 'data')).then(
+    () => true,
+    () => false,
+  );
+}
+
+interface V2Pushed {
+  readonly name: string;
+  readonly tag: string;
+  readonly manifest: Buffer;
+  readonly digest: string;
+  readonly blobs: readonly Buffer[];
+}
+
+/** A v2 image whose layer is sent in PATCH chunks (an upload session in flight), config monolithic. */
+async function pushV2Chunked(url: string, name: string, tag: string, label: string, shared?: Buffer): Promise<V2Pushed> {
+  const tar = tarOf({ [`${label}.txt`]: `${label} ${Math.random()}\n`.repeat(200) });
+  const layer = gzipSync(tar);
+  const layers = shared ? [shared, layer] : [layer];
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: layers.map(() => sha(tar)) }, label }));
+  const c = await request(url, `/v2/${name}/blobs/uploads/?digest=${sha(config)}`, { method: 'POST', body: config });
+  assert.equal(c.status, 201, c.text);
+  for (const l of layers) {
+    const open = await request(url, `/v2/${name}/blobs/uploads/`, { method: 'POST' });
+    assert.equal(open.status, 202, open.text);
+    let loc = String(open.headers.location);
+    const half = Math.floor(l.length / 2);
+    for (const [from, to] of [
+      [0, half],
+      [half, l.length],
+    ] as const) {
+      const p = await request(url, loc, { method: 'PATCH', body: l.subarray(from, to), headers: { 'Content-Range': `${from}-${to - 1}`, 'Content-Type': 'application/octet-stream' } });
+      assert.equal(p.status, 202, p.text);
+      loc = String(p.headers.location);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const done = await request(url, `${loc}${loc.includes('?') ? '&' : '?'}digest=${sha(l)}`, { method: 'PUT' });
+    assert.equal(done.status, 201, done.text);
+  }
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: S2,
+      config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: sha(config) },
+      layers: layers.map((l) => ({ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: l.length, digest: sha(l) })),
+    }),
+  );
+  const put = await request(url, `/v2/${name}/manifests/${tag}`, { method: 'PUT', body: manifest, headers: { 'Content-Type': S2 } });
+  assert.equal(put.status, 201, put.text);
+  return { name, tag, manifest, digest: sha(manifest), blobs: [config, ...layers] };
+}
+
+async function assertV2Pulls(url: string, p: V2Pushed): Promise<void> {
+  const m = await request(url, `/v2/${p.name}/manifests/${p.tag}`, { headers: { Accept: S2 } });
+  assert.equal(m.status, 200, `${p.name}:${p.tag} ${m.text}`);
+  assert.deepEqual(m.body, p.manifest, `${p.name}:${p.tag} manifest bytes`);
+  for (const b of p.blobs) {
+    const r = await request(url, `/v2/${p.name}/blobs/${sha(b)}`);
+    assert.equal(r.status, 200, `${p.name} blob ${sha(b)}: ${r.status}`);
+    assert.ok(r.body.equals(b), `${p.name} blob ${sha(b)} bytes`);
+  }
+}
+
+interface V1Pushed {
+  readonly repo: string;
+  readonly tag: string;
+  readonly chain: readonly TestImage[];
+}
+
+async function pushV1(url: string, repo: string, tag: string, chain: readonly TestImage[]): Promise<V1Pushed> {
+  for (const img of chain) {
+    const rs = await pushImage(url, img);
+    const ok = rs[0]!.status === 200 || (rs[1]!.status === 200 && rs[2]!.status === 200 && rs[3]!.status === 200);
+    assert.ok(ok, `push ${img.id}: ${rs.map((r) => `${r.status} ${r.text}`).join(' | ')}`);
+  }
+  const t = await putTag(url, repo, tag, chain[chain.length - 1]!.id);
+  assert.equal(t.status, 200, t.text);
+  return { repo, tag, chain };
+}
+
+async function assertV1Pulls(url: string, p: V1Pushed): Promise<void> {
+  const h = { 'User-Agent': DOCKER_UA };
+  const t = await request(url, `/v1/repositories/${p.repo}/tags/${p.tag}`, { headers: h });
+  assert.equal(t.status, 200, `${p.repo}:${p.tag} ${t.text}`);
+  const top = p.chain[p.chain.length - 1]!;
+  assert.equal(t.json(), top.id);
+  const anc = await request(url, `/v1/images/${top.id}/ancestry`, { headers: h });
+  assert.equal(anc.status, 200, anc.text);
+  assert.deepEqual(anc.json(), [...p.chain].reverse().map((i) => i.id));
+  for (const img of p.chain) {
+    const j = await request(url, `/v1/images/${img.id}/json`, { headers: h });
+    assert.equal(j.status, 200, `${img.id} json ${j.text}`);
+    assert.deepEqual(j.body, img.json);
+    const l = await request(url, `/v1/images/${img.id}/layer`, { headers: h });
+    assert.equal(l.status, 200, `${p.repo} ${img.id} layer: ${l.status} ${l.text}`);
+    assert.ok(l.body.equals(img.layer), `${img.id} layer bytes`);
+  }
+}
+
+function cli(dataDir: string, ...args: string[]): Promise<{ stdout: string; stderr: string }> {
+  return run(process.execPath, [join(ROOT, 'bin', 'legacy-registry.cjs'), 'gc', '--flavor', 'test', '--storage-path', dataDir, '--settle', '0.2s', ...args], {
+    env: { PATH: process.env.PATH ?? '' },
+    timeout: 120_000,
+  });
+}
+
+describe('legacy-registry gc', () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startTestServer({ standalone: true, storage_delete: true });
+  });
+  after(async () => {
+    await s?.stop();
+  });
+
+  it('dry run changes nothing; a run frees the layers of deleted repositories, tags and manifests, keeps shared and tagged ones', async () => {
+    const url = s.url;
+    // kept: a v1 image (tagged), a v2 image (tagged) sharing a layer with a deleted one
+    const base = makeImage();
+    const keptV1 = await pushV1(url, 'gcns/keptv1', 'latest', [base, makeImage(base.id)]);
+    const shared = gzipSync(tarOf({ 'shared.txt': 'shared layer\n' }));
+    const keptV2 = await pushV2Chunked(url, 'gcns/keptv2', 'latest', 'kept', shared);
+    // v1-pushed tag pulled through v2: the bridge derives a config and a manifest (derived objects)
+    const bridged = await request(url, '/v2/gcns/keptv1/manifests/latest', { headers: { Accept: S2 } });
+    assert.equal(bridged.status, 200, bridged.text);
+    const bridgedDoc = bridged.json<{ config: { digest: string } }>();
+    // garbage: a v1 repository deleted, a v2 manifest deleted by digest (shares `shared`), a v2 repository deleted
+    const goneV1 = await pushV1(url, 'gcns/gonev1', 'latest', [makeImage()]);
+    assert.equal((await request(url, '/v1/repositories/gcns/gonev1/', { method: 'DELETE' })).status, 200);
+    const goneV2 = await pushV2Chunked(url, 'gcns/gonev2', 'latest', 'gone', shared);
+    assert.equal((await request(url, `/v2/gcns/gonev2/manifests/${goneV2.digest}`, { method: 'DELETE' })).status, 202);
+    const goneRepo = await pushV2Chunked(url, 'gcns/gonerepo', 'latest', 'gonerepo');
+    assert.equal((await request(url, '/v1/repositories/gcns/gonerepo/', { method: 'DELETE' })).status, 200);
+    // untagged only: deleted with --delete-untagged
+    const untaggedV2 = await pushV2Chunked(url, 'gcns/untagged', 'latest', 'untagged');
+    assert.equal((await request(url, '/v2/gcns/untagged/manifests/latest', { method: 'DELETE' })).status, 202);
+    const untaggedV1 = await pushV1(url, 'gcns/untaggedv1', 'old', [makeImage()]);
+    assert.equal((await request(url, '/v1/repositories/gcns/untaggedv1/tags/old', { method: 'DELETE' })).status, 200);
+
+    // standalone: v1 images are registry-wide and stay when their repository goes; untagged, they go with -m
+    const garbage = [...goneV2.blobs.filter((b) => b !== shared).map(sha), goneV2.digest, ...goneRepo.blobs.map(sha), goneRepo.digest];
+    for (const d of garbage) assert.ok(await blobExists(s.dataDir, d), `${d} stored before gc`);
+
+    // within the grace period (default 1 h) nothing goes
+    const young = await cli(s.dataDir, '--dry-run');
+    assert.match(young.stdout, /would delete 0 of \d+ blobs/);
+
+    await new Promise((r) => setTimeout(r, 1100)); // older than the 1 s margin a zero grace keeps
+    const before = await snapshot(s.dataDir);
+    const dry = await cli(s.dataDir, '--dry-run', '--grace', '0');
+    assert.deepEqual(await snapshot(s.dataDir), before, 'a dry run changes nothing');
+    for (const d of garbage) assert.ok(dry.stdout.includes(`blob eligible for deletion: ${d}`), `${d} in the plan:\n${dry.stdout}`);
+    for (const d of [...keptV1.chain.map((i) => sha(i.layer)), ...keptV2.blobs.map(sha), keptV2.digest, bridgedDoc.config.digest, sha(bridged.body)]) {
+      assert.ok(!dry.stdout.includes(`blob eligible for deletion: ${d}`), `${d} kept`);
+    }
+    assert.match(dry.stdout, /would delete \d+ of \d+ blobs \(\d/);
+
+    const real = await cli(s.dataDir, '--grace', '0');
+    assert.match(real.stdout, new RegExp(`deleted ${garbage.length} of \\d+ blobs`), real.stdout);
+    for (const d of garbage) assert.ok(!(await blobExists(s.dataDir, d)), `${d} freed`);
+    assert.ok(await blobExists(s.dataDir, sha(shared)), 'a layer shared with a kept image stays');
+    await assertV1Pulls(url, keptV1);
+    await assertV2Pulls(url, keptV2);
+    const again = await request(url, `/v2/gcns/keptv1/manifests/${sha(bridged.body)}`, { headers: { Accept: S2 } });
+    assert.equal(again.status, 200, 'the derived manifest is still served by digest');
+    assert.equal((await request(url, `/v2/gcns/keptv1/blobs/${bridgedDoc.config.digest}`)).status, 200, 'the derived config stays');
+    // untagged content stays without --delete-untagged
+    for (const b of untaggedV2.blobs) assert.ok(await blobExists(s.dataDir, sha(b)));
+    assert.ok(await blobExists(s.dataDir, sha(untaggedV1.chain[0]!.layer)));
+    assert.ok(await blobExists(s.dataDir, sha(goneV1.chain[0]!.layer)));
+
+    const m = await cli(s.dataDir, '--grace', '0', '--delete-untagged');
+    assert.match(m.stdout, /deleted 2 of \d+ v1 image records, 1 of \d+ v2 manifests/, m.stdout);
+    assert.ok(!(await blobExists(s.dataDir, sha(goneV1.chain[0]!.layer))), "the deleted repository's registry-wide image freed with -m");
+    for (const b of untaggedV2.blobs) assert.ok(!(await blobExists(s.dataDir, sha(b))), 'untagged v2 freed with -m');
+    assert.ok(!(await blobExists(s.dataDir, sha(untaggedV1.chain[0]!.layer))), 'untagged v1 freed with -m');
+    assert.equal((await request(url, `/v2/gcns/untagged/manifests/${untaggedV2.digest}`)).status, 404);
+    await assertV1Pulls(url, keptV1);
+    await assertV2Pulls(url, keptV2);
+    assert.equal((await request(url, `/v2/gcns/keptv1/manifests/${sha(bridged.body)}`, { headers: { Accept: S2 } })).status, 200, 'derived view kept with -m');
+    // a second run finds nothing more
+    const idle = await cli(s.dataDir, '--grace', '0', '--delete-untagged');
+    assert.match(idle.stdout, /deleted 0 of \d+ blobs/);
+  });
+
+  it('--delete-untagged keeps an index with its children and the referrers of a kept subject', async () => {
+    const url = s.url;
+    const children: V2Pushed[] = [];
+    for (const arch of ['amd64', 'arm64']) children.push(await pushV2Chunked(url, 'gcns/multi', `tmp-${arch}`, `multi-${arch}`));
+    const index = Buffer.from(
+      JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: children.map((c, i) => ({ mediaType: S2, digest: c.digest, size: c.manifest.length, platform: { architecture: ['amd64', 'arm64'][i], os: 'linux' } })) }),
+    );
+    assert.equal((await request(url, '/v2/gcns/multi/manifests/latest', { method: 'PUT', body: index, headers: { 'Content-Type': OCI_INDEX } })).status, 201);
+    // children lose their own tags: only the index reaches them
+    for (const c of children) assert.equal((await request(url, `/v2/gcns/multi/manifests/${c.tag}`, { method: 'DELETE' })).status, 202);
+    // an artifact whose subject is the index (a signature): a referrer of a kept subject
+    const empty = Buffer.from('{}');
+    assert.equal((await request(url, `/v2/gcns/multi/blobs/uploads/?digest=${sha(empty)}`, { method: 'POST', body: empty })).status, 201);
+    const sig = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: OCI_MANIFEST,
+        artifactType: 'application/vnd.example.signature',
+        config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: sha(empty), size: 2 },
+        layers: [{ mediaType: 'application/vnd.oci.empty.v1+json', digest: sha(empty), size: 2 }],
+        subject: { mediaType: OCI_INDEX, digest: sha(index), size: index.length },
+      }),
+    );
+    assert.equal((await request(url, `/v2/gcns/multi/manifests/${sha(sig)}`, { method: 'PUT', body: sig, headers: { 'Content-Type': OCI_MANIFEST } })).status, 201);
+    const gone: string[] = [];
+    const onItem = (kind: string, name: string): void => {
+      if (kind === 'v2_manifest' && name.startsWith('gcns/multi@')) gone.push(name);
+    };
+    // older than the 1 s margin a zero grace keeps
+    await new Promise((r) => setTimeout(r, 1100));
+    await new GarbageCollector(createFilesystemDriver({ root: s.dataDir })).run({ deleteUntagged: true, graceMs: 0, settleMs: 100, onItem });
+    assert.deepEqual(gone, []);
+    for (const c of children) {
+      const m = await request(url, `/v2/gcns/multi/manifests/${c.digest}`, { headers: { Accept: S2 } });
+      assert.equal(m.status, 200);
+      for (const b of c.blobs) assert.equal((await request(url, `/v2/gcns/multi/blobs/${sha(b)}`)).status, 200);
+    }
+    const refs = await request(url, `/v2/gcns/multi/referrers/${sha(index)}`);
+    assert.equal(refs.json<{ manifests: { digest: string }[] }>().manifests[0]?.digest, sha(sig));
+    // the index untagged: it, its children and its referrer all go
+    assert.equal((await request(url, '/v2/gcns/multi/manifests/latest', { method: 'DELETE' })).status, 202);
+    await new Promise((r) => setTimeout(r, 1100));
+    await new GarbageCollector(createFilesystemDriver({ root: s.dataDir })).run({ deleteUntagged: true, graceMs: 0, settleMs: 100, onItem });
+    assert.deepEqual(gone.sort(), [index, sig, ...children.map((c) => c.manifest)].map((b) => `gcns/multi@${sha(b)}`).sort());
+    for (const c of children) for (const b of c.blobs) assert.ok(!(await blobExists(s.dataDir, sha(b))));
+    assert.equal((await request(url, `/v2/gcns/multi/referrers/${sha(index)}`)).json<{ manifests: unknown[] }>().manifests.length, 0);
+  });
+
+  it('a manifest pushed between the mark and the sweep naming old, unreferenced blobs keeps them (the second mark)', async () => {
+    const url = s.url;
+    const layer = gzipSync(tarOf({ 'late.txt': `late ${Math.random()}\n` }));
+    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, late: Math.random() }));
+    for (const b of [config, layer]) assert.equal((await request(url, `/v2/race/late/blobs/uploads/?digest=${sha(b)}`, { method: 'POST', body: b })).status, 201);
+    // the blobs and their links are an hour old: garbage for a 1-minute grace, until the manifest comes
+    await age(join(s.dataDir, 'v2', 'repositories', 'race', 'late', '_layers'), 3_600_000);
+    for (const b of [config, layer]) await age(join(s.dataDir, 'blobs', 'sha256', sha(b).slice(7, 9), sha(b).slice(7)), 3_600_000);
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: S2,
+        config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: sha(config) },
+        layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: layer.length, digest: sha(layer) }],
+      }),
+    );
+    // the push lands after the first mark (when GC starts scanning blobs)
+    const driver = hooked(createFilesystemDriver({ root: s.dataDir }), 'list', (k) => k === 'blobs/sha256', async () => {
+      const put = await request(url, '/v2/race/late/manifests/latest', { method: 'PUT', body: manifest, headers: { 'Content-Type': S2 } });
+      assert.equal(put.status, 201, put.text);
+    });
+    const r = await new GarbageCollector(driver).run({ graceMs: 60_000, settleMs: 50 });
+    assert.ok(r.blobs.candidates >= 2, `the first mark saw them as garbage: ${JSON.stringify(r.blobs)}`);
+    await assertV2Pulls(url, { name: 'race/late', tag: 'latest', manifest, digest: sha(manifest), blobs: [config, layer] });
+  });
+
+  it('a blob pushed again just before its delete is put back (moved aside, then compared)', async () => {
+    const url = s.url;
+    const blob = Buffer.from(`again ${Math.random()}`);
+    assert.equal((await request(url, `/v2/race/first/blobs/uploads/?digest=${sha(blob)}`, { method: 'POST', body: blob })).status, 201);
+    assert.equal((await request(url, `/v1/repositories/race/first/`, { method: 'DELETE' })).status, 200);
+    const hex = sha(blob).slice(7);
+    await age(join(s.dataDir, 'blobs', 'sha256', hex.slice(0, 2), hex), 3_600_000);
+    // the same bytes pushed by another repository at the last moment: published (fresh) and linked
+    const driver = hooked(createFilesystemDriver({ root: s.dataDir }), 'move', (k) => k === `blobs/sha256/${hex.slice(0, 2)}/${hex}/data`, async () => {
+      assert.equal((await request(url, `/v2/race/second/blobs/uploads/?digest=${sha(blob)}`, { method: 'POST', body: blob })).status, 201);
+    });
+    const r = await new GarbageCollector(driver).run({ graceMs: 60_000, settleMs: 0 });
+    assert.ok(r.blobs.keptByRecheck >= 1, JSON.stringify(r.blobs));
+    const got = await request(url, `/v2/race/second/blobs/${sha(blob)}`);
+    assert.equal(got.status, 200);
+    assert.deepEqual(got.body, blob);
+  });
+
+  it('during concurrent v1 and v2 pushes loses nothing: every pushed image pulls back byte-identical, and garbage is freed', async () => {
+    const url = s.url;
+    const driver = createFilesystemDriver({ root: s.dataDir });
+    const gc = new GarbageCollector(driver);
+    const v1: V1Pushed[] = [];
+    const v2: V2Pushed[] = [];
+    const garbage: string[] = [];
+    const shared = gzipSync(tarOf({ 'shared-conc.txt': 'shared by many\n' }));
+    let pushing = true;
+    const results: GcResult[] = [];
+    // GC in a loop, with a short grace so that what the pushes leave behind is soon a candidate
+    const gcLoop = (async () => {
+      while (pushing) {
+        results.push(await gc.run({ deleteUntagged: true, graceMs: 1500, settleMs: 300 }));
+      }
+    })();
+    const pushers: Promise<void>[] = [];
+    for (let w = 0; w < 3; w++) {
+      pushers.push(
+        (async () => {
+          for (let i = 0; i < 5; i++) {
+            const base = makeImage();
+            const chain = [base, makeImage(base.id)];
+            v1.push(await pushV1(url, `conc/v1w${w}`, `t${i}`, chain));
+            v2.push(await pushV2Chunked(url, `conc/v2w${w}`, `t${i}`, `w${w}i${i}`, shared));
+            // garbage made while gc runs: a pushed-then-deleted repository
+            const g = await pushV2Chunked(url, `conc/garbage${w}x${i}`, 'x', `g${w}${i}`, shared);
+            assert.equal((await request(url, `/v1/repositories/conc/garbage${w}x${i}/`, { method: 'DELETE' })).status, 200);
+            garbage.push(...g.blobs.filter((b) => b !== shared).map(sha), g.digest);
+            // the same content pushed again by another repository (republished, re-linked)
+            await pushV2Chunked(url, `conc/again${w}`, `t${i}`, `again${w}`, shared);
+          }
+        })(),
+      );
+    }
+    try {
+      await Promise.all(pushers);
+    } finally {
+      pushing = false;
+      await gcLoop;
+    }
+    assert.ok(results.length >= 2, `gc ran ${results.length} times during the pushes`);
+    for (const p of v1) await assertV1Pulls(url, p);
+    for (const p of v2) await assertV2Pulls(url, p);
+    // once the grace period has passed, the garbage goes and the pushed images stay
+    await new Promise((r) => setTimeout(r, 1600));
+    const last = await gc.run({ deleteUntagged: true, graceMs: 1500, settleMs: 100 });
+    const freedDuring = results.reduce((a, r) => a + r.blobs.deleted, 0);
+    for (const d of garbage) assert.ok(!(await blobExists(s.dataDir, d)), `${d} freed`);
+    for (const p of v1) await assertV1Pulls(url, p);
+    for (const p of v2) await assertV2Pulls(url, p);
+    assert.ok(freedDuring + last.blobs.deleted >= garbage.length, `freed ${freedDuring} during, ${last.blobs.deleted} after`);
+  });
+});
+
+describe('legacy-registry gc with accounts (images belong to repositories)', () => {
+  let s: TestServer;
+  const owner = ['gcowner', 'gcownerpw'] as const;
+  before(async () => {
+    s = await startTestServer({ bcrypt_cost: 4 });
+    await saveUser(s.db!, { username: owner[0], email: 'gc@example.com', password: owner[1], active: true, admin: false }, { cost: 4 });
+  });
+  after(async () => {
+    await s?.stop();
+  });
+
+  it('a repository deleted through the index frees its unshared layers without --delete-untagged', async () => {
+    const site = new Site(s.url, s.url);
+    const sharedFiles = { 'shared-base.txt': 'the same base layer in two repositories\n' };
+    const keepChain = [makeImage(undefined, sharedFiles)];
+    keepChain.push(makeImage(keepChain[0]!.id));
+    const goneChain = [makeImage(undefined, sharedFiles)];
+    goneChain.push(makeImage(goneChain[0]!.id));
+    assert.equal(sha(keepChain[0]!.layer), sha(goneChain[0]!.layer), 'the base layers are the same bytes');
+    await site.pushV1(`${owner[0]}/keep`, owner, keepChain);
+    await site.pushV1(`${owner[0]}/gone`, owner, goneChain);
+    const del = await request(s.url, `/v1/repositories/${owner[0]}/gone/`, { method: 'DELETE', headers: { Authorization: basic(owner[0], owner[1]) } });
+    assert.ok(del.status === 200 || del.status === 202 || del.status === 204, `${del.status} ${del.text}`);
+    await new Promise((r) => setTimeout(r, 1100));
+    const r = await new GarbageCollector(createFilesystemDriver({ root: s.dataDir })).run({ graceMs: 0, settleMs: 100 });
+    assert.equal(r.blobs.deleted, 1, JSON.stringify(r.blobs));
+    assert.ok(!(await blobExists(s.dataDir, sha(goneChain[1]!.layer))), 'the unshared layer is freed');
+    assert.ok(await blobExists(s.dataDir, sha(keepChain[0]!.layer)), 'the shared one stays');
+    const token = await site.readToken(`${owner[0]}/keep`, owner);
+    for (const img of keepChain) {
+      const l = await site.regGet(`/v1/images/${img.id}/layer`, token);
+      assert.equal(l.status, 200);
+      assert.ok(l.body.equals(img.layer));
+    }
+  });
+});
+
+describe('periodic gc inside the server (gc_interval)', () => {
+  it('frees a deleted manifest\'s blobs by itself and keeps the tagged image', async () => {
+    const s = await startTestServer({ standalone: true, storage_delete: true, gc_interval: 1, gc_grace: 0, metadata_cache_ttl: 0 });
+    try {
+      const kept = await pushV2Chunked(s.url, 'periodic/kept', 'latest', 'periodic-kept');
+      const gone = await pushV2Chunked(s.url, 'periodic/gone', 'latest', 'periodic-gone');
+      assert.equal((await request(s.url, `/v2/periodic/gone/manifests/${gone.digest}`, { method: 'DELETE' })).status, 202);
+      const deadline = Date.now() + 60_000;
+      while ((await blobExists(s.dataDir, sha(gone.blobs[1]!))) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
+      for (const b of gone.blobs) assert.ok(!(await blobExists(s.dataDir, sha(b))), `${sha(b)} freed by the server`);
+      await assertV2Pulls(s.url, kept);
+    } finally {
+      await s.stop();
+    }
+  });
+});
