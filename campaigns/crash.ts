@@ -108,7 +108,19 @@ export async function runCrashCampaign(opts: CrashOptions): Promise<CrashReport>
   };
   const env = { STORAGE_PATH: opts.dataDir, STANDALONE: '', BCRYPT_COST: '4', UPLOAD_PURGE_AGE: '1', TOKEN_CACHE_TTL: '0', LOGLEVEL: 'info', ACCESS_LOG: 'false', STORAGE_DELETE: 'true', METADATA_CACHE_TTL: '0' };
   const expected = new Map<string, Expect>(); // `${repo}:${tag}` → what an acknowledged operation left
-  const inFlight = new Map<string, Expect>(); // what unacknowledged operations tried
+  // what unacknowledged operations tried since the key's last acknowledged one, latest last: an
+  // operation that failed without a kill (a refused or timed-out request) may still have landed whole,
+  // and a later cut one may not have; any of them, whole, is a valid state — a mix never is
+  const inFlight = new Map<string, Expect[]>();
+  const attempt = (key: string, e: Expect): void => {
+    const list = inFlight.get(key) ?? [];
+    list.push(e);
+    inFlight.set(key, list);
+  };
+  const acknowledged = (key: string, e: Expect): void => {
+    expected.set(key, e);
+    inFlight.delete(key);
+  };
   let serial = 0;
   let server: ChildServer | undefined;
 
@@ -142,7 +154,7 @@ export async function runCrashCampaign(opts: CrashOptions): Promise<CrashReport>
     const m = await site.v2(`/v2/${e.repo}/manifests/${e.tag}`, bearer, { headers: { Accept: S2 } });
     if (m.status === 404) return 'absent';
     if (e.kind === 'deleted') return `v2 tag ${e.repo}:${e.tag} is back after its acknowledged delete (${m.status})`;
-    if (m.status !== 200 || !m.body.equals(e.manifest)) return `v2 manifest ${e.repo}:${e.tag}: ${m.status} ${m.text.slice(0, 100)}`;
+    if (m.status !== 200 || !m.body.equals(e.manifest)) return `v2 manifest ${e.repo}:${e.tag}: ${m.status} ${m.status === 200 ? `${sha(m.body)} (pushed ${sha(e.manifest)})` : m.text.slice(0, 100)}`;
     for (const b of e.blobs) {
       const r = await site.v2(`/v2/${e.repo}/blobs/${sha(b)}`, bearer);
       if (r.status !== 200 || !r.body.equals(b)) return `v2 blob ${sha(b)} of ${e.repo}:${e.tag}: ${r.status}, ${r.body.length} bytes of ${b.length}`;
@@ -155,15 +167,16 @@ export async function runCrashCampaign(opts: CrashOptions): Promise<CrashReport>
     // operation's result, whole; never anything else
     for (const key of new Set([...expected.keys(), ...inFlight.keys()])) {
       const acked = expected.get(key);
-      const cut = inFlight.get(key);
+      const tried = [...(inFlight.get(key) ?? [])].reverse();
+      const cut = tried[0];
       const seen: string[] = [];
       let ok = false;
-      for (const e of [cut, acked]) {
+      for (const e of [...tried, acked]) {
         if (!e) continue;
         const r = await check(site, e);
         if (e.kind === 'deleted' ? r === 'absent' : r === 'match') {
           ok = true;
-          if (e === cut) {
+          if (e !== acked) {
             report.unacknowledgedVisible++;
             expected.set(key, e);
           } else report.verifiedPulls++;
@@ -172,7 +185,7 @@ export async function runCrashCampaign(opts: CrashOptions): Promise<CrashReport>
         seen.push(r);
       }
       // a cut push onto a key nobody had acknowledged: absent is fine too
-      if (!ok && !acked && cut && cut.kind !== 'deleted' && seen[0] === 'absent') ok = true;
+      if (!ok && !acked && cut && tried.every((t) => t.kind !== 'deleted') && seen[0] === 'absent') ok = true;
       if (!ok) report.violations.push(`after kill ${report.kills}: ${key}: ${seen.join(' / ')}`);
     }
     inFlight.clear();
@@ -199,7 +212,7 @@ export async function runCrashCampaign(opts: CrashOptions): Promise<CrashReport>
     const root = v1Image(undefined, 1000 + Math.floor(random() * 200_000));
     const top = v1Image(root.id, 500 + Math.floor(random() * 50_000));
     const e: Expect = { kind: 'v1', repo, tag, chain: [root, top] };
-    inFlight.set(`${repo}:${tag}`, e);
+    attempt(`${repo}:${tag}`, e);
     const token = await site.claim(repo, USER, [root.id, top.id], tag);
     for (const img of [root, top]) {
       const auth = { Authorization: `Token ${token}`, 'User-Agent': DOCKER_UA };
@@ -214,14 +227,14 @@ export async function runCrashCampaign(opts: CrashOptions): Promise<CrashReport>
     if (t.status !== 200) throw new Error(`tag ${t.status}`);
     const f = await site.finish(repo, USER);
     if (f.status !== 204) throw new Error(`finish ${f.status}`);
-    expected.set(`${repo}:${tag}`, e);
+    acknowledged(`${repo}:${tag}`, e);
     report.acknowledged.v1Push++;
   };
 
   const v2Push = async (site: Site, repo: string, tag: string): Promise<void> => {
     const img = v2Image(1000 + Math.floor(random() * 300_000));
     const e: Expect = { kind: 'v2', repo, tag, manifest: img.manifest, digest: img.digest, blobs: [img.config, ...img.layers] };
-    inFlight.set(`${repo}:${tag}`, e);
+    attempt(`${repo}:${tag}`, e);
     const bearer = await site.bearer(USER, `repository:${repo}:pull,push`);
     for (const [i, b] of [img.config, ...img.layers].entries()) {
       if (i % 2 === 0) {
@@ -244,7 +257,7 @@ export async function runCrashCampaign(opts: CrashOptions): Promise<CrashReport>
     }
     const m = await site.v2(`/v2/${repo}/manifests/${tag}`, bearer, { method: 'PUT', body: img.manifest, headers: { 'Content-Type': S2 } });
     if (m.status !== 201) throw new Error(`manifest ${m.status}`);
-    expected.set(`${repo}:${tag}`, e);
+    acknowledged(`${repo}:${tag}`, e);
     report.acknowledged.v2Push++;
   };
 
@@ -264,7 +277,7 @@ export async function runCrashCampaign(opts: CrashOptions): Promise<CrashReport>
     if (e.kind === 'deleted') return;
     const api = e.kind === 'v1' ? 'v1' : 'v2';
     const gone: Expect = { kind: 'deleted', api, repo: e.repo, tag: e.tag };
-    inFlight.set(key, gone);
+    attempt(key, gone);
     if (api === 'v1') {
       const token = await site.deleteToken(e.repo, USER);
       const r = await request(site.reg, `/v1/repositories/${e.repo}/tags/${e.tag}`, { method: 'DELETE', headers: { Authorization: `Token ${token}` } });
@@ -274,7 +287,7 @@ export async function runCrashCampaign(opts: CrashOptions): Promise<CrashReport>
       const r = await site.v2(`/v2/${e.repo}/manifests/${e.tag}`, bearer, { method: 'DELETE' });
       if (r.status !== 202) throw new Error(`v2 delete ${r.status}`);
     }
-    expected.set(key, gone);
+    acknowledged(key, gone);
     report.acknowledged.delete++;
   };
 

@@ -55,7 +55,8 @@ import { RepoContent } from './web/content.js';
 import { MetricsDriver } from './metrics/driver.js';
 import { GarbageCollector } from './content/gc.js';
 import { instrumentRequest } from './metrics/http.js';
-import { exposition, startDefaultMetrics } from './metrics/registry.js';
+import { addQueueDepthSource, exposition, startDefaultMetrics } from './metrics/registry.js';
+import { deliveryCounts } from './webhooks/store.js';
 import { Webhooks } from './webhooks/service.js';
 import { webhookRouter } from './webhooks/routes.js';
 import { webhooksTab } from './webhooks/web-tab.js';
@@ -254,6 +255,10 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
           log,
         )
       : undefined;
+  const metricSources: (() => void)[] = [];
+  if (notifier) {
+    metricSources.push(addQueueDepthSource(async () => Object.fromEntries(notifier.stats().map((q) => [q.endpoint, q.depth]))));
+  }
   let fromV1ForEvents: V1ToV2 | undefined;
   let issuer: V2TokenIssuer | undefined;
   let v2Tokens: V2TokenVerifier | undefined;
@@ -296,6 +301,13 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         // callback_url and repo_url: this index under a name that reaches this machine
         () => `${config.tls_certificate ? 'https' : 'http'}://${defaultAuthority(config, boundPort)}`,
         log,
+      );
+      const outbox = db;
+      metricSources.push(
+        addQueueDepthSource(async () => {
+          const counts = await deliveryCounts(outbox);
+          return { webhooks: (counts.pending ?? 0) + (counts.sending ?? 0) + (counts.waiting ?? 0) };
+        }),
       );
     }
     const key = await loadSigningKey(db, config.token_signing_key);
@@ -624,6 +636,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     closing ??= (async () => {
       clearInterval(purgeTimer);
       clearInterval(gcTimer);
+      for (const remove of metricSources) remove();
       clearInterval(replayTimer);
       await webhooks?.stop();
       await notifier?.stop();

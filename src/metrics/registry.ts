@@ -121,11 +121,25 @@ export const uploadSessions = new Gauge({
 // ---- webhooks and notifications: set by src/events (issue 15, another part); defined here so
 // dashboards and the /metrics test see them from the start. `queue` names a bounded set: `webhooks`
 // or a configured notification endpoint's name (operator-defined, few).
+/** Where the queue depths come from at scrape time (the webhook outbox, the notification queues). */
+const queueDepthSources = new Set<() => Promise<Record<string, number>>>();
+/** Registers a source of queue depths (queue name → waiting deliveries); returns its removal. */
+export function addQueueDepthSource(fn: () => Promise<Record<string, number>>): () => void {
+  queueDepthSources.add(fn);
+  return () => queueDepthSources.delete(fn);
+}
 export const eventQueueDepth = new Gauge({
   name: 'legacy_registry_event_queue_depth',
   help: 'Deliveries waiting in an outbox queue (queue: webhooks, or notifications endpoint name).',
   labelNames: ['queue'] as const,
   registers: [registry],
+  async collect() {
+    for (const source of queueDepthSources) {
+      // a source that cannot answer (database down) leaves its last values rather than failing the scrape
+      const depths = await source().catch(() => undefined);
+      for (const [queue, depth] of Object.entries(depths ?? {})) this.set({ queue }, depth);
+    }
+  },
 });
 export const eventDeliveries = new Counter({
   name: 'legacy_registry_event_deliveries_total',

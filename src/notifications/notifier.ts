@@ -1,3 +1,4 @@
+import { eventDeliveries } from '../metrics/registry.js';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { StorageDriver } from '../storage/driver.js';
@@ -89,6 +90,7 @@ class EndpointQueue {
   push(e: Event): void {
     if (this.pending.length >= MAX_PENDING) {
       this.dropped++;
+      eventDeliveries.inc({ queue: this.config.name, result: 'failed' });
       if (this.dropped === 1 || this.dropped % 1000 === 0) this.log.error('notification queue full: event dropped', { endpoint: this.config.name, dropped: this.dropped });
       return;
     }
@@ -172,6 +174,7 @@ class EndpointQueue {
           // by identity: batches adopted meanwhile may have been sorted in before these
           for (const h of heads) this.stored.splice(this.stored.indexOf(h), 1);
           this.delivered += events.length;
+          eventDeliveries.inc({ queue: this.config.name, result: 'success' }, events.length);
           for (const head of heads) {
             await this.driver.delete(head.key).catch((e: unknown) => {
               if (!isNotFound(e)) this.log.warn('delivered notification batch not removed', { key: head.key, err: String(e) });
@@ -181,6 +184,7 @@ class EndpointQueue {
           continue;
         }
         this.failures++;
+        eventDeliveries.inc({ queue: this.config.name, result: 'retry' }, events.length);
         // distribution: retried at once until `threshold` failures in a row, then after `backoff`
         const wait = this.failures >= this.config.threshold ? this.config.backoff * 1000 : 50;
         await new Promise<void>((r) => setTimeout(r, wait).unref?.());

@@ -1,3 +1,4 @@
+import { eventDeliveries } from '../metrics/registry.js';
 import type { Knex } from 'knex';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { dbEngine } from '../db/knex.js';
@@ -237,6 +238,7 @@ export async function finishAttempt(db: Knex, node: string, id: string, r: Attem
       .update({ ...next, attempts: trx.raw('attempts + 1'), last_status: r.status, last_error: r.error, claimed_by: null, claimed_until: null });
     // a chain does not wait for a hook that was never reached
     if (n === 1 && next.state === 'failed') await skipAfter(trx, id, now);
+    if (n === 1) eventDeliveries.inc({ queue: 'webhooks', result: next.state === 'delivered' ? 'success' : next.state === 'pending' ? 'retry' : 'failed' });
     return n === 1;
   });
 }

@@ -1,3 +1,4 @@
+import { exposition } from '../../src/metrics/registry.js';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
@@ -22,6 +23,16 @@ interface HubPayload {
  * pushes, exactly one delivery per hook and tag, signatures, callbacks and chains, retries with
  * backoff while a receiver is down, the delivery history, and who may manage hooks.
  */
+/** The webhook delivery counters and the outbox gauge of this process's /metrics registry. */
+async function deliveryMetrics(): Promise<{ success: number; retry: number; failed: number; depthSampled: boolean }> {
+  const text = (await exposition()).body;
+  const count = (result: string): number => {
+    const m = new RegExp(`^legacy_registry_event_deliveries_total\\{[^}]*queue="webhooks"[^}]*result="${result}"[^}]*\\} (\\d+)`, 'm').exec(text) ?? new RegExp(`^legacy_registry_event_deliveries_total\\{[^}]*result="${result}"[^}]*queue="webhooks"[^}]*\\} (\\d+)`, 'm').exec(text);
+    return m ? Number(m[1]) : 0;
+  };
+  return { success: count('success'), retry: count('retry'), failed: count('failed'), depthSampled: /^legacy_registry_event_queue_depth\{queue="webhooks"\} \d+/m.test(text) };
+}
+
 describe('webhooks', () => {
   let s: TestServer;
   let site: Site;
@@ -166,6 +177,7 @@ describe('webhooks', () => {
   });
 
   it('a receiver that refuses or is down gets the delivery later (backoff), then a dead one is marked failed', async () => {
+    const before = await deliveryMetrics();
     const flaky = new Receiver();
     await flaky.up();
     let calls = 0;
@@ -196,6 +208,12 @@ describe('webhooks', () => {
     assert.equal(dh[0]!.state, 'failed');
     assert.equal(dh[0]!.attempts, 4);
     assert.ok(dh[0]!.history.every((a) => a.status === null && a.error.length > 0));
+    // the same story in /metrics (legacy_registry_event_deliveries_total, by result)
+    const afterwards = await deliveryMetrics();
+    assert.ok(afterwards.success - before.success >= 1, `success ${before.success} → ${afterwards.success}`);
+    assert.ok(afterwards.retry - before.retry >= 2 + 3, `retry ${before.retry} → ${afterwards.retry}: 2 refusals + 3 of the dead hook`);
+    assert.equal(afterwards.failed - before.failed, 1);
+    assert.ok(afterwards.depthSampled, 'the outbox depth gauge is sampled at scrape time');
     await flaky.down();
   });
 
