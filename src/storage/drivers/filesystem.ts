@@ -448,14 +448,20 @@ class FilesystemDriver implements StorageDriver {
   }
 
   private async ensureDir(dir: string, key: string): Promise<void> {
-    try {
-      await mkdir(dir, { recursive: true });
-    } catch (e) {
-      const code = errCode(e);
-      if (code === 'ENOTDIR' || code === 'EEXIST') {
-        throw new StorageError(`cannot create the prefix of ${key}: an object is in the way`, key);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await mkdir(dir, { recursive: true });
+        return;
+      } catch (e) {
+        const code = errCode(e);
+        if (code === 'ENOTDIR' || code === 'EEXIST') {
+          throw new StorageError(`cannot create the prefix of ${key}: an object is in the way`, key);
+        }
+        // a concurrent delete pruned a directory the recursive mkdir had just made (its last key went
+        // away between two levels): make the path again
+        if (code === 'ENOENT' && attempt < CREATE_ATTEMPTS) continue;
+        throw e;
       }
-      throw e;
     }
   }
 
