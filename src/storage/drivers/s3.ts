@@ -24,6 +24,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { ChunkedAnswerError, plainGet } from './s3-get.js';
+import { answerError, encodeKeyPath, S3Signer, type SignedAnswer } from './s3-sign.js';
 import {
   endWriterStream,
   InvalidOffsetError,
@@ -187,6 +188,8 @@ class S3Driver implements StorageDriver {
   /** The sockets of the SDK's client, shared by the driver's own GETs (reader). */
   private readonly httpAgent: HttpAgent;
   private readonly httpsAgent: HttpsAgent;
+  /** Our own SigV4 requests for the small calls (s3-sign.ts); only for a path-style endpoint. */
+  private readonly signer: S3Signer | undefined;
 
   constructor(o: S3DriverOptions) {
     this.bucket = o.bucket;
@@ -221,6 +224,39 @@ class S3Driver implements StorageDriver {
         : {}),
     };
     this.client = new S3Client(config);
+    const pathOnly = o.endpoint !== undefined && (config.forcePathStyle ?? false) && ['', '/'].includes(new URL(o.endpoint).pathname);
+    this.signer = pathOnly
+      ? new S3Signer(o.endpoint!, String(config.region), async () => this.client.config.credentials(), { http: this.httpAgent, https: this.httpsAgent })
+      : undefined;
+  }
+
+  /**
+   * A small request through the signer, retried (twice, as the SDK does) after a connection failure
+   * or a 500/502/503/504. Resolves with any other answer; the caller maps non-2xx with answerError.
+   */
+  private async raw(label: string, method: string, fullKey: string, headers: Record<string, string> = {}, body?: Buffer): Promise<SignedAnswer> {
+    let last: unknown;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (attempt > 0) await new Promise((r) => setTimeout(r, 50 * attempt));
+      try {
+        const a = await this.signer!.send(method, encodeKeyPath(this.bucket, fullKey), headers, body);
+        if (a.status < 500 || a.status === 501 || a.status > 504) return a;
+        last = answerError(method, a);
+      } catch (e) {
+        last = e;
+      }
+    }
+    if ((last as { $metadata?: unknown }).$metadata) this.fail(last, label);
+    throw new StorageUnavailableError(`s3: unreachable: ${(last as Error)?.message ?? String(last)}`, label, { cause: last });
+  }
+
+  /** The SSE / storage class headers of PUTs (the SDK's extraPutFields, as headers). */
+  private putHeaders(): Record<string, string> {
+    const h: Record<string, string> = {};
+    if (this.sse.ServerSideEncryption) h['x-amz-server-side-encryption'] = this.sse.ServerSideEncryption;
+    if (this.sse.SSEKMSKeyId) h['x-amz-server-side-encryption-aws-kms-key-id'] = this.sse.SSEKMSKeyId;
+    if (this.storageClass) h['x-amz-storage-class'] = this.storageClass;
+    return h;
   }
 
   /** Fails with a clear message when the bucket cannot be used (startup check). */
@@ -271,6 +307,11 @@ class S3Driver implements StorageDriver {
 
   async getContent(key: string): Promise<Buffer> {
     validateKey(key);
+    if (this.signer) {
+      const a = await this.raw(key, 'GET', this.k(key));
+      if (a.status === 200) return a.body;
+      this.fail(answerError('GET', a), key);
+    }
     const r = await this.send(key, () => this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.k(key) })));
     return Buffer.from(await r.Body!.transformToByteArray());
   }
@@ -290,7 +331,12 @@ class S3Driver implements StorageDriver {
     const body = Buffer.from(data);
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.k(key), Body: body, ContentLength: body.length, IfNoneMatch: '*', ...this.extraPutFields() }));
+        if (this.signer) {
+          const a = await this.raw(key, 'PUT', this.k(key), { 'if-none-match': '*', ...this.putHeaders() }, body);
+          if (a.status !== 200) throw answerError('PUT', a);
+        } else {
+          await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.k(key), Body: body, ContentLength: body.length, IfNoneMatch: '*', ...this.extraPutFields() }));
+        }
         return true;
       } catch (e) {
         if (errStatus(e) === 412 || errName(e) === 'PreconditionFailed') return false;
@@ -306,6 +352,11 @@ class S3Driver implements StorageDriver {
   }
 
   private async putObject(key: string, body: Buffer): Promise<void> {
+    if (this.signer) {
+      const a = await this.raw(key, 'PUT', this.k(key), this.putHeaders(), body);
+      if (a.status !== 200) this.fail(answerError('PUT', a), key);
+      return;
+    }
     await this.send(key, () =>
       this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.k(key), Body: body, ContentLength: body.length, ...this.sse, ...(this.storageClass ? { StorageClass: this.storageClass } : {}) })),
     );
@@ -405,6 +456,12 @@ class S3Driver implements StorageDriver {
   }
 
   private async head(key: string): Promise<{ size: number; modTime: Date; etag: string }> {
+    if (this.signer) {
+      const a = await this.raw(key, 'HEAD', this.k(key));
+      if (a.status !== 200) this.fail(answerError('HEAD', a), key);
+      const lm = a.headers['last-modified'];
+      return { size: Number(a.headers['content-length'] ?? 0), modTime: lm ? new Date(lm) : new Date(), etag: String(a.headers.etag ?? '') };
+    }
     const r = await this.send(key, () => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.k(key) })));
     return { size: r.ContentLength ?? 0, modTime: r.LastModified ?? new Date(), etag: r.ETag ?? '' };
   }
@@ -472,7 +529,7 @@ class S3Driver implements StorageDriver {
       if (src === dst) {
         if (await this.headIfAny(src)) return;
       } else if (await this.copyIfObject(src, dst)) {
-        await this.send(src, () => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.k(src) })));
+        await this.deleteObject(this.k(src), src);
         return;
       }
       // a prefix moves with everything below it, as a directory rename does
@@ -494,7 +551,13 @@ class S3Driver implements StorageDriver {
     const lockKey = `${this.root}${INTERNAL}/locks/${key}`;
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
-        await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: lockKey, Body: Buffer.from(`${process.pid} ${new Date().toISOString()}`), IfNoneMatch: '*' }));
+        const body = Buffer.from(`${process.pid} ${new Date().toISOString()}`);
+        if (this.signer) {
+          const a = await this.raw(key, 'PUT', lockKey, { 'if-none-match': '*' }, body);
+          if (a.status !== 200) throw answerError('PUT', a);
+        } else {
+          await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: lockKey, Body: body, IfNoneMatch: '*' }));
+        }
         return lockKey;
       } catch (e) {
         if (errStatus(e) !== 412 && errName(e) !== 'PreconditionFailed' && errStatus(e) !== 409) this.fail(e, key);
@@ -508,7 +571,17 @@ class S3Driver implements StorageDriver {
   }
 
   private async unlock(lockKey: string): Promise<void> {
-    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: lockKey })).catch(() => undefined);
+    await this.deleteObject(lockKey, lockKey).catch(() => undefined);
+  }
+
+  /** DeleteObject of a full key (a missing key is no error, as in S3). */
+  private async deleteObject(fullKey: string, label: string): Promise<void> {
+    if (this.signer) {
+      const a = await this.raw(label, 'DELETE', fullKey);
+      if (a.status >= 300 && a.status !== 404) this.fail(answerError('DELETE', a), label);
+      return;
+    }
+    await this.send(label, () => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: fullKey })));
   }
 
   /**
@@ -518,7 +591,13 @@ class S3Driver implements StorageDriver {
    */
   private async copyIfObject(src: string, dst: string): Promise<boolean> {
     try {
-      await this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: this.k(dst), CopySource: encodeURI(`${this.bucket}/${this.k(src)}`), ...this.extraPutFields() }));
+      if (this.signer) {
+        const a = await this.raw(src, 'PUT', this.k(dst), { 'x-amz-copy-source': encodeKeyPath(this.bucket, this.k(src)), ...this.putHeaders() }, Buffer.alloc(0));
+        // S3 may answer a copy 200 with an error document in the body
+        if (a.status !== 200 || a.body.includes('<Error>')) throw answerError('COPY', a.status === 200 ? { ...a, status: 500 } : a);
+      } else {
+        await this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: this.k(dst), CopySource: encodeURI(`${this.bucket}/${this.k(src)}`), ...this.extraPutFields() }));
+      }
       return true;
     } catch (e) {
       if (isMissing(e)) return false;
@@ -598,7 +677,7 @@ class S3Driver implements StorageDriver {
     for (let i = 0; i < keys.length; i += DELETE_BATCH) {
       const batch = keys.slice(i, i + DELETE_BATCH);
       if (batch.length === 1) {
-        await this.send(label, () => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: batch[0] })));
+        await this.deleteObject(batch[0]!, label);
         continue;
       }
       const r = await this.send(label, () => this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } })));
