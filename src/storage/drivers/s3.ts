@@ -84,6 +84,11 @@ export interface S3DriverOptions {
   readonly presignExpiry?: number;
   /** Parallel sockets to the store. */
   readonly maxSockets?: number;
+  /**
+   * Every call through the AWS SDK, as for AWS's virtual-hosted endpoints (tests keep that path
+   * proven on RGW). Default: the driver's own signed requests and bare GETs where the endpoint allows.
+   */
+  readonly sdkOnly?: boolean;
 }
 
 /** Reader streams hand on bytes in pieces of this size (the last one smaller). */
@@ -224,7 +229,8 @@ class S3Driver implements StorageDriver {
         : {}),
     };
     this.client = new S3Client(config);
-    const pathOnly = o.endpoint !== undefined && (config.forcePathStyle ?? false) && ['', '/'].includes(new URL(o.endpoint).pathname);
+    this.plainGetBroken = o.sdkOnly === true;
+    const pathOnly = !o.sdkOnly && o.endpoint !== undefined && (config.forcePathStyle ?? false) && ['', '/'].includes(new URL(o.endpoint).pathname);
     this.signer = pathOnly
       ? new S3Signer(o.endpoint!, String(config.region), async () => this.client.config.credentials(), { http: this.httpAgent, https: this.httpsAgent })
       : undefined;
