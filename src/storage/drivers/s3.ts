@@ -410,7 +410,9 @@ class S3Driver implements StorageDriver {
       let url: URL;
       try {
         // the Range header is sent unsigned: a pre-signed URL binds the method, key and host only
-        url = new URL(await getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: this.k(key) }), { expiresIn: 15 * 60 }));
+        url = this.signer
+          ? await this.signer.presignGet(encodeKeyPath(this.bucket, this.k(key)), 15 * 60)
+          : new URL(await getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: this.k(key) }), { expiresIn: 15 * 60 }));
       } catch (e) {
         this.fail(e, key);
       }
