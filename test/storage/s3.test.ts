@@ -115,4 +115,50 @@ describe('s3 driver on Ceph RGW', { skip, timeout: 600_000 }, () => {
       await dropBucket(bucket);
     }
   });
+
+  it('answers the same on its own requests and bare GETs as with every call on the SDK; errors mapped on both', async () => {
+    const bucket = await freshBucket();
+    const base = { bucket, endpoint: rgw!.endpoint, region: rgw!.region, accessKeyId: rgw!.accessKey, secretAccessKey: rgw!.secretKey, rootDirectory: 'm' };
+    const own = createS3Driver(base);
+    const sdk = createS3Driver({ ...base, sdkOnly: true });
+    try {
+      const blob = randomBytes(3 * 1024 * 1024 + 12345);
+      await own.putContent('x/blob', blob);
+      for (const d of [own, sdk]) {
+        assert.deepEqual(await d.getContent('x/blob'), blob);
+        assert.equal((await d.stat('x/blob')).size, blob.length);
+        // ranges starting and ending inside the 1 MiB pieces the bare GET hands on, and past the end
+        const ranges: Array<[number, number | undefined]> = [[0, undefined], [1, 2 * 1024 * 1024], [1024 * 1024 - 1, 3], [blob.length - 5, 100]];
+        for (const [off, len] of ranges) {
+          const got = Buffer.concat((await (await d.reader('x/blob', off, len)).toArray()) as Buffer[]);
+          assert.ok(got.equals(blob.subarray(off, len === undefined ? undefined : off + len)), `range ${off}+${len}`);
+        }
+        await assert.rejects(d.getContent('x/none'), { name: 'PathNotFoundError' });
+        await assert.rejects(d.reader('x/none'), { name: 'PathNotFoundError' });
+        await assert.rejects(d.stat('x/none'), { name: 'PathNotFoundError' });
+        await assert.rejects(d.move('x/none', 'x/other'), { name: 'PathNotFoundError' });
+      }
+      await sdk.move('x/blob', 'x/moved');
+      assert.ok((await own.getContent('x/moved')).equals(blob));
+      await own.move('x/moved', 'x/blob');
+      await sdk.delete('x/blob');
+      await assert.rejects(own.stat('x/blob'), { name: 'PathNotFoundError' });
+      // refused credentials, an endpoint nobody listens on: unavailable (503), never "not found"
+      for (const sdkOnly of [false, true]) {
+        const wrong = createS3Driver({ ...base, secretAccessKey: 'wrong', sdkOnly });
+        await assert.rejects(wrong.getContent('x/y'), { name: 'StorageUnavailableError' });
+        await assert.rejects(wrong.reader('x/y'), { name: 'StorageUnavailableError' });
+        await assert.rejects(wrong.putContent('x/y', Buffer.from('1')), { name: 'StorageUnavailableError' });
+        await wrong.close();
+        const gone = createS3Driver({ ...base, endpoint: 'http://127.0.0.1:9', sdkOnly });
+        await assert.rejects(gone.reader('x/y'), { name: 'StorageUnavailableError' });
+        await assert.rejects(gone.stat('x/y'), { name: 'StorageUnavailableError' });
+        await gone.close();
+      }
+    } finally {
+      await own.close();
+      await sdk.close();
+      await dropBucket(bucket);
+    }
+  });
 });
