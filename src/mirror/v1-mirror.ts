@@ -13,6 +13,7 @@ import { isImageId } from '../digest/digest.js';
 import { isRegistryError } from '../errors/index.js';
 import type { Logger } from '../log/logger.js';
 import type { PullThrough } from './pull-through.js';
+import { Upstream } from './upstream.js';
 
 /**
  * v1 mirroring (issue 13; spec v1-protocol §9), in front of the v1 registry and stand-in index
@@ -69,20 +70,6 @@ function send(url: URL, headers: Record<string, string>, timeoutMs: number): Pro
   });
 }
 
-async function readCapped(res: IncomingMessage, cap: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let n = 0;
-  for await (const c of res as AsyncIterable<Buffer>) {
-    n += c.length;
-    if (n > cap) {
-      res.destroy();
-      throw new Error(`upstream answer larger than ${cap} bytes`);
-    }
-    chunks.push(c);
-  }
-  return Buffer.concat(chunks);
-}
-
 /** Upstream headers worth passing on (Python copied all but Content-Encoding; hop-by-hop ones cannot be). */
 const PASS = new Set(['x-docker-size', 'x-docker-checksum-payload', 'x-docker-checksum', 'x-docker-token', 'www-authenticate', 'content-type', 'last-modified', 'etag', 'cache-control', 'expires']);
 
@@ -119,7 +106,7 @@ export function v1Mirror(deps: V1MirrorDeps) {
       res.resume();
       return undefined;
     }
-    const body = await readCapped(res, MAX_JSON);
+    const body = await Upstream.readCapped(res, MAX_JSON);
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(res.headers)) if (PASS.has(k) && typeof v === 'string') headers[k] = v;
     headers['content-type'] ??= 'application/json';
@@ -289,10 +276,10 @@ export function v1Mirror(deps: V1MirrorDeps) {
         jr.resume();
         return false;
       }
-      const json = await readCapped(jr, MAX_JSON);
+      const json = await Upstream.readCapped(jr, MAX_JSON);
       const payload = typeof jr.headers['x-docker-checksum-payload'] === 'string' ? jr.headers['x-docker-checksum-payload'] : undefined;
       const ar = await send(ancUrl, headers, timeoutMs);
-      const ancestry = ar.statusCode === 200 ? (JSON.parse((await readCapped(ar, MAX_JSON)).toString('utf8')) as string[]) : [id];
+      const ancestry = ar.statusCode === 200 ? (JSON.parse((await Upstream.readCapped(ar, MAX_JSON)).toString('utf8')) as string[]) : [id];
       if (ar.statusCode !== 200) ar.resume();
       const lr = await send(new URL(`/v1/images/${id}/layer`, source), headers, timeoutMs);
       if (lr.statusCode !== 200) {

@@ -98,6 +98,17 @@ export function s3Options(config: DriverConfig): S3DriverOptions {
  * stores are checked once (bucket reachable, credentials accepted): a bad setting fails here with
  * a message naming it, rather than on the first push.
  */
+/** An object store driver once its container answers (bad settings fail at start, clearly). */
+async function checked<D extends StorageDriver & { check(): Promise<void> }>(driver: D): Promise<D> {
+  try {
+    await driver.check();
+  } catch (e) {
+    await driver.close?.();
+    throw e;
+  }
+  return driver;
+}
+
 export async function createDriver(config: DriverConfig): Promise<StorageDriver> {
   const storage: unknown = config.storage; // the config may come from anywhere at runtime
   switch (config.storage) {
@@ -111,26 +122,10 @@ export async function createDriver(config: DriverConfig): Promise<StorageDriver>
     }
     case 'memory':
       return createMemoryDriver();
-    case 's3': {
-      const driver = createS3Driver(s3Options(config));
-      try {
-        await driver.check();
-      } catch (e) {
-        await driver.close();
-        throw e;
-      }
-      return driver;
-    }
-    case 'swift': {
-      const driver = createSwiftDriver(swiftOptions(config));
-      try {
-        await driver.check();
-      } catch (e) {
-        await driver.close();
-        throw e;
-      }
-      return driver;
-    }
+    case 's3':
+      return checked(createS3Driver(s3Options(config)));
+    case 'swift':
+      return checked(createSwiftDriver(swiftOptions(config)));
     default:
       config.storage satisfies never; // a new name in DriverConfig must get a case above
       throw new Error(`storage: unknown storage driver ${JSON.stringify(storage)} (expected file, local, s3, swift or memory)`);
