@@ -27,6 +27,10 @@ export interface CrashOptions {
   readonly log?: (line: string) => void;
   /** Random seed (reproducible rounds). */
   readonly seed?: number;
+  /** Stop after the kill during which this much time has passed (the campaign's time bound). */
+  readonly maxSeconds?: number;
+  /** Asked after every kill: true ends the campaign there (SIGINT/SIGTERM of the runner). */
+  readonly shouldStop?: () => boolean;
   /** Storage of the server: the filesystem under dataDir (default), or an S3 bucket (Ceph RGW). */
   readonly s3?: S3Target;
 }
@@ -363,6 +367,10 @@ export async function runCrashCampaign(opts: CrashOptions): Promise<CrashReport>
   if (signup.status !== 201) throw new Error(`signup: ${signup.status} ${signup.text}`);
 
   for (let k = 0; k < opts.kills; k++) {
+    if (k > 0 && ((opts.maxSeconds !== undefined && Date.now() - started > opts.maxSeconds * 1000) || opts.shouldStop?.())) {
+      log(`stopping after ${report.kills} kills (${opts.shouldStop?.() ? 'asked to' : `time bound of ${opts.maxSeconds} s`})`);
+      break;
+    }
     // a round: operations until the kill
     let stop = false;
     const worker = async (): Promise<void> => {

@@ -19,6 +19,8 @@ prints a JSON report; exit 1 when an invariant was violated.
 
   crash   --kills N (200) --concurrency C (4) --seed S   SIGKILL during concurrent v1/v2 pushes and deletes
           --kill-min MS (50) --kill-max MS (1200)         the kill falls this long after a round starts
+          --max-seconds N                                 time bound: stop after the kill that passes it
+                                                          (SIGINT/SIGTERM: stop after the current kill, report)
           --storage file|s3 (file)                        s3: a throw-away Ceph RGW (root, radosgw installed;
                                                           CEPH_RGW_ENV reuses a running one), index on SQLite
   fuzz    --requests N (20000) --seed S                   random requests over every route: no 5xx, no state change
@@ -46,6 +48,15 @@ async function s3Target(): Promise<{ target: S3Target; rgw: Rgw }> {
   return { rgw, target: { endpoint: rgw.endpoint, region: rgw.region, accessKey: rgw.accessKey, secretKey: rgw.secretKey, bucket, prefix: '/registry' } };
 }
 
+/** SIGINT/SIGTERM: the crash campaign ends after the current kill and reports (servers and RGW stopped). */
+let stopAsked = false;
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    if (stopAsked) process.exit(130);
+    stopAsked = true;
+  });
+}
+
 function arg(name: string, def: number): number {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 ? Number(process.argv[i + 1]) : def;
@@ -71,6 +82,8 @@ async function main(): Promise<void> {
           kills: arg('kills', 200),
           concurrency: arg('concurrency', 4),
           killAfterMs: [arg('kill-min', 50), arg('kill-max', 1200)],
+          ...(process.argv.includes('--max-seconds') ? { maxSeconds: arg('max-seconds', 0) } : {}),
+          shouldStop: () => stopAsked,
           seed,
           ...(s3 ? { s3: s3.target } : {}),
           log: (l) => process.stderr.write(`${l}\n`),
