@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
+import { ListMultipartUploadsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { spawnServer, type ChildServer } from '../test/helpers/child.js';
 import { filesUnder } from '../test/helpers/files.js';
 import { request } from '../test/helpers/http.js';
@@ -26,6 +27,24 @@ export interface CrashOptions {
   readonly log?: (line: string) => void;
   /** Random seed (reproducible rounds). */
   readonly seed?: number;
+  /** Stop after the kill during which this much time has passed (the campaign's time bound). */
+  readonly maxSeconds?: number;
+  /** Asked after every kill: true ends the campaign there (SIGINT/SIGTERM of the runner). */
+  readonly shouldStop?: () => boolean;
+  /** Storage of the server: the filesystem under dataDir (default), or an S3 bucket (Ceph RGW). */
+  readonly s3?: S3Target;
+}
+
+/** An S3 bucket for the server's storage; the index database stays on disk under dataDir (SQLite). */
+export interface S3Target {
+  readonly endpoint: string;
+  readonly region: string;
+  readonly accessKey: string;
+  readonly secretKey: string;
+  /** An existing, empty bucket. */
+  readonly bucket: string;
+  /** The key prefix (storage_path) inside the bucket. */
+  readonly prefix: string;
 }
 
 export interface CrashReport {
@@ -36,6 +55,8 @@ export interface CrashReport {
   unacknowledgedVisible: number;
   violations: string[];
   orphanedUploads: number;
+  /** Operations that failed before the kill cut them (refused, timed out), by message (first 20 kinds). */
+  failedBeforeKill: Record<string, number>;
   seconds: number;
 }
 
@@ -104,9 +125,39 @@ export async function runCrashCampaign(opts: CrashOptions): Promise<CrashReport>
     unacknowledgedVisible: 0,
     violations: [],
     orphanedUploads: 0,
+    failedBeforeKill: {},
     seconds: 0,
   };
-  const env = { STORAGE_PATH: opts.dataDir, STANDALONE: '', BCRYPT_COST: '4', UPLOAD_PURGE_AGE: '1', TOKEN_CACHE_TTL: '0', LOGLEVEL: 'info', ACCESS_LOG: 'false', STORAGE_DELETE: 'true', METADATA_CACHE_TTL: '0' };
+  const s3 = opts.s3;
+  const storageEnv: Record<string, string> = s3
+    ? {
+        // config_sample.yml's ceph-s3 flavor: bucket, endpoint and keys from the environment
+        SETTINGS_FLAVOR: 'ceph-s3',
+        AWS_BUCKET: s3.bucket,
+        S3_ENDPOINT: s3.endpoint,
+        AWS_REGION: s3.region,
+        AWS_KEY: s3.accessKey,
+        AWS_SECRET: s3.secretKey,
+        STORAGE_PATH: s3.prefix,
+        SQLALCHEMY_INDEX_DATABASE: `sqlite:///${join(opts.dataDir, 'index.db')}`,
+      }
+    : { STORAGE_PATH: opts.dataDir };
+  const admin = s3 ? new S3Client({ endpoint: s3.endpoint, region: s3.region, forcePathStyle: true, credentials: { accessKeyId: s3.accessKey, secretAccessKey: s3.secretKey } }) : undefined;
+  /** What the start-up purge should have removed: files (objects) below uploads/, and on S3 unfinished multipart uploads. */
+  const leftoverUploads = async (): Promise<number> => {
+    if (!s3 || !admin) return (await filesUnder(join(opts.dataDir, 'uploads'))).length;
+    const root = s3.prefix.replace(/^\/+|\/+$/g, '');
+    let n = 0;
+    let token: string | undefined;
+    do {
+      const r = await admin.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: `${root}/uploads/`, ...(token ? { ContinuationToken: token } : {}) }));
+      n += r.KeyCount ?? r.Contents?.length ?? 0;
+      token = r.IsTruncated ? r.NextContinuationToken : undefined;
+    } while (token);
+    const mp = await admin.send(new ListMultipartUploadsCommand({ Bucket: s3.bucket, Prefix: `${root}/` }));
+    return n + (mp.Uploads?.length ?? 0);
+  };
+  const env = { ...storageEnv, STANDALONE: '', BCRYPT_COST: '4', UPLOAD_PURGE_AGE: '1', TOKEN_CACHE_TTL: '0', LOGLEVEL: 'info', ACCESS_LOG: 'false', STORAGE_DELETE: 'true', METADATA_CACHE_TTL: '0' };
   const expected = new Map<string, Expect>(); // `${repo}:${tag}` → what an acknowledged operation left
   // what unacknowledged operations tried since the key's last acknowledged one, latest last: an
   // operation that failed without a kill (a refused or timed-out request) may still have landed whole,
@@ -121,11 +172,21 @@ export async function runCrashCampaign(opts: CrashOptions): Promise<CrashReport>
     expected.set(key, e);
     inFlight.delete(key);
   };
+  /** A step's unexpected answer; a 5xx carries its body and is logged with the server's last error lines. */
+  const failed = (step: string, r: { status: number; text: string }): Error => {
+    if (r.status >= 500 && !killing) {
+      const errors = (server?.output() ?? '').split('\n').filter((l) => / ERROR /.test(l)).slice(-3);
+      log(`5xx before the kill: ${step} ${r.status} ${r.text.slice(0, 200)}\n  ${errors.join('\n  ')}`);
+    }
+    return new Error(`${step} ${r.status}`);
+  };
+  let killing = false;
   let serial = 0;
   let server: ChildServer | undefined;
 
   const start = async (): Promise<Site> => {
-    server = await spawnServer(env);
+    // a busy machine (or a campaign at nice 19) can take longer than a test's 20 s to start
+    server = await spawnServer(env, [], { startTimeoutMs: 120_000 });
     return new Site(server.url, server.url);
   };
 
@@ -217,16 +278,16 @@ export async function runCrashCampaign(opts: CrashOptions): Promise<CrashReport>
     for (const img of [root, top]) {
       const auth = { Authorization: `Token ${token}`, 'User-Agent': DOCKER_UA };
       const j = await request(site.reg, `/v1/images/${img.id}/json`, { method: 'PUT', headers: { ...auth, 'Content-Type': 'application/json' }, body: img.json });
-      if (j.status !== 200) throw new Error(`json ${j.status}`);
+      if (j.status !== 200) throw failed('json', j);
       const l = await request(site.reg, `/v1/images/${img.id}/layer`, { method: 'PUT', headers: auth, body: chunkedStream(img.layer, 16384) });
-      if (l.status !== 200) throw new Error(`layer ${l.status}`);
+      if (l.status !== 200) throw failed('layer', l);
       const c = await request(site.reg, `/v1/images/${img.id}/checksum`, { method: 'PUT', headers: { ...auth, 'X-Docker-Checksum-Payload': img.payload }, body: '' });
-      if (c.status !== 200) throw new Error(`checksum ${c.status}`);
+      if (c.status !== 200) throw failed('checksum', c);
     }
     const t = await putTag(site.reg, repo, tag, top.id, token);
-    if (t.status !== 200) throw new Error(`tag ${t.status}`);
+    if (t.status !== 200) throw failed('tag', t);
     const f = await site.finish(repo, USER);
-    if (f.status !== 204) throw new Error(`finish ${f.status}`);
+    if (f.status !== 204) throw failed('finish', f);
     acknowledged(`${repo}:${tag}`, e);
     report.acknowledged.v1Push++;
   };
@@ -239,7 +300,7 @@ export async function runCrashCampaign(opts: CrashOptions): Promise<CrashReport>
     for (const [i, b] of [img.config, ...img.layers].entries()) {
       if (i % 2 === 0) {
         const r = await site.v2(`/v2/${repo}/blobs/uploads/?digest=${sha(b)}`, bearer, { method: 'POST', body: b });
-        if (r.status !== 201) throw new Error(`blob ${r.status}`);
+        if (r.status !== 201) throw failed('blob', r);
       } else {
         // chunked: POST, two PATCHes, PUT
         const p = await site.v2(`/v2/${repo}/blobs/uploads/`, bearer, { method: 'POST' });
@@ -247,16 +308,16 @@ export async function runCrashCampaign(opts: CrashOptions): Promise<CrashReport>
         const half = b.length >> 1;
         for (const [from, to] of [[0, half], [half, b.length]] as const) {
           const r = await site.v2(new URL(loc, site.reg).pathname, bearer, { method: 'PATCH', body: b.subarray(from, to), headers: { 'Content-Range': `${from}-${to - 1}` } });
-          if (r.status !== 202) throw new Error(`patch ${r.status}`);
+          if (r.status !== 202) throw failed('patch', r);
           loc = String(r.headers.location);
         }
         const u = new URL(loc, site.reg);
         const put = await site.v2(`${u.pathname}?digest=${sha(b)}`, bearer, { method: 'PUT' });
-        if (put.status !== 201) throw new Error(`put ${put.status}`);
+        if (put.status !== 201) throw failed('put', put);
       }
     }
     const m = await site.v2(`/v2/${repo}/manifests/${tag}`, bearer, { method: 'PUT', body: img.manifest, headers: { 'Content-Type': S2 } });
-    if (m.status !== 201) throw new Error(`manifest ${m.status}`);
+    if (m.status !== 201) throw failed('manifest', m);
     acknowledged(`${repo}:${tag}`, e);
     report.acknowledged.v2Push++;
   };
@@ -281,11 +342,11 @@ export async function runCrashCampaign(opts: CrashOptions): Promise<CrashReport>
     if (api === 'v1') {
       const token = await site.deleteToken(e.repo, USER);
       const r = await request(site.reg, `/v1/repositories/${e.repo}/tags/${e.tag}`, { method: 'DELETE', headers: { Authorization: `Token ${token}` } });
-      if (r.status !== 200) throw new Error(`v1 delete ${r.status}`);
+      if (r.status !== 200) throw failed('v1 delete', r);
     } else {
       const bearer = await site.bearer(USER, `repository:${e.repo}:delete`);
       const r = await site.v2(`/v2/${e.repo}/manifests/${e.tag}`, bearer, { method: 'DELETE' });
-      if (r.status !== 202) throw new Error(`v2 delete ${r.status}`);
+      if (r.status !== 202) throw failed('v2 delete', r);
     }
     acknowledged(key, gone);
     report.acknowledged.delete++;
@@ -306,6 +367,10 @@ export async function runCrashCampaign(opts: CrashOptions): Promise<CrashReport>
   if (signup.status !== 201) throw new Error(`signup: ${signup.status} ${signup.text}`);
 
   for (let k = 0; k < opts.kills; k++) {
+    if (k > 0 && ((opts.maxSeconds !== undefined && Date.now() - started > opts.maxSeconds * 1000) || opts.shouldStop?.())) {
+      log(`stopping after ${report.kills} kills (${opts.shouldStop?.() ? 'asked to' : `time bound of ${opts.maxSeconds} s`})`);
+      break;
+    }
     // a round: operations until the kill
     let stop = false;
     const worker = async (): Promise<void> => {
@@ -320,14 +385,19 @@ export async function runCrashCampaign(opts: CrashOptions): Promise<CrashReport>
           if (x < 0.4) await exclusive(`${repo}:${tag}`, () => v1Push(site, repo, tag));
           else if (x < 0.85) await exclusive(`${repo}:${tag}`, () => v2Push(site, repo, tag));
           else await remove(site);
-        } catch {
+        } catch (e) {
           // a refused or cut operation is unacknowledged: nothing to expect from it
-          if (!stop) await sleep(5);
+          if (!killing) {
+            const why = (e instanceof Error ? e.message : String(e)).slice(0, 120);
+            if (why in report.failedBeforeKill || Object.keys(report.failedBeforeKill).length < 20) report.failedBeforeKill[why] = (report.failedBeforeKill[why] ?? 0) + 1;
+            await sleep(5);
+          }
         }
       }
     };
     const workers = Array.from({ length: concurrency }, () => worker());
     await sleep(killMin + Math.floor(random() * (killMax - killMin)));
+    killing = true;
     server!.proc.kill('SIGKILL');
     await server!.exited;
     stop = true;
@@ -336,7 +406,8 @@ export async function runCrashCampaign(opts: CrashOptions): Promise<CrashReport>
     // older than upload_purge_age (1 s): the start-up purge must remove every upload left behind
     await sleep(1100);
     site = await start();
-    const left = (await filesUnder(join(opts.dataDir, 'uploads'))).length;
+    killing = false;
+    const left = await leftoverUploads();
     if (left > 0) {
       report.orphanedUploads += left;
       report.violations.push(`after kill ${report.kills}: ${left} upload files survived the start-up purge`);
@@ -348,6 +419,7 @@ export async function runCrashCampaign(opts: CrashOptions): Promise<CrashReport>
   }
   server!.proc.kill('SIGTERM');
   await server!.exited;
+  admin?.destroy();
   report.seconds = Math.round((Date.now() - started) / 1000);
   return report;
 }

@@ -1,14 +1,16 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { spawnServer } from '../test/helpers/child.js';
+import { freePort } from '../test/helpers/ports.js';
 import { request } from '../test/helpers/http.js';
 import { pushV2Image, S2, sha, Site, v2Image, type Creds } from '../test/helpers/accounts.js';
 import { makeImage } from '../test/helpers/v1-client.js';
 
 /**
  * Soak (issue 17): mixed v1/v2 traffic at a steady rate against one server process for a long time;
- * its RSS, open file descriptors and responsiveness (ping latency, a proxy for event-loop delay) are
- * sampled, and every answer checked. Flat figures and zero errors are the pass.
+ * its RSS, open file descriptors, event-loop delay (the server's own monitorEventLoopDelay, read
+ * from its metrics listener: p50/p99/max since the previous sample) and ping latency are sampled,
+ * and every answer checked. Flat figures and zero errors are the pass.
  */
 
 export interface SoakSample {
@@ -17,6 +19,10 @@ export interface SoakSample {
   readonly fds: number;
   readonly pingP50Ms: number;
   readonly pingP99Ms: number;
+  /** The server's event-loop delay since the previous sample (ms). */
+  readonly loopDelayP50Ms: number;
+  readonly loopDelayP99Ms: number;
+  readonly loopDelayMaxMs: number;
 }
 
 export interface SoakReport {
@@ -41,8 +47,22 @@ const pct = (xs: number[], p: number): number => {
   return Math.round(s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]! * 10) / 10;
 };
 
+/** Event-loop delay gauges of the server's Prometheus text (prom-client's nodejs_eventloop_lag_*), in ms. */
+async function loopDelay(metricsUrl: string): Promise<{ loopDelayP50Ms: number; loopDelayP99Ms: number; loopDelayMaxMs: number }> {
+  const text = (await request(metricsUrl, '/metrics')).text;
+  const read = (name: string): number => {
+    const m = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.eE+-]+)$`, 'm').exec(text);
+    return m ? Math.round(Number(m[1]) * 10_000) / 10 : NaN;
+  };
+  return { loopDelayP50Ms: read('nodejs_eventloop_lag_p50_seconds'), loopDelayP99Ms: read('nodejs_eventloop_lag_p99_seconds'), loopDelayMaxMs: read('nodejs_eventloop_lag_max_seconds') };
+}
+
 export async function runSoak(opts: { dataDir: string; seconds: number; opsPerSecond?: number; sampleEverySec?: number; log?: (l: string) => void }): Promise<SoakReport> {
-  const server = await spawnServer({ STORAGE_PATH: opts.dataDir, STANDALONE: '', BCRYPT_COST: '4', ACCESS_LOG: 'false', LOGLEVEL: 'info' });
+  const debugPort = await freePort();
+  const metricsUrl = `http://127.0.0.1:${debugPort}`;
+  const server = await spawnServer({ STORAGE_PATH: opts.dataDir, STANDALONE: '', BCRYPT_COST: '4', ACCESS_LOG: 'false', LOGLEVEL: 'info', DEBUG_ADDR: `127.0.0.1:${debugPort}`, METRICS: 'true' }, [], { startTimeoutMs: 120_000 });
+  // the first scrape starts the default metrics (and its delay histogram): discard it
+  await loopDelay(metricsUrl);
   const pid = server.proc.pid!;
   const site = new Site(server.url, server.url);
   const report: SoakReport = { seconds: opts.seconds, operations: 0, errors: [], samples: [] };
@@ -113,7 +133,7 @@ export async function runSoak(opts: { dataDir: string; seconds: number; opsPerSe
     if (inflight.size > rate * 4) fail(`falling behind: ${inflight.size} operations in flight`);
     if (Date.now() >= nextSample) {
       const s = await procStats(pid);
-      report.samples.push({ atSec: Math.round((Date.now() - started) / 1000), ...s, pingP50Ms: pct(pings, 50), pingP99Ms: pct(pings, 99) });
+      report.samples.push({ atSec: Math.round((Date.now() - started) / 1000), ...s, pingP50Ms: pct(pings, 50), pingP99Ms: pct(pings, 99), ...(await loopDelay(metricsUrl)) });
       opts.log?.(JSON.stringify(report.samples[report.samples.length - 1]));
       pings = [];
       nextSample += every * 1000;
@@ -122,7 +142,7 @@ export async function runSoak(opts: { dataDir: string; seconds: number; opsPerSe
   }
   await Promise.all(inflight);
   const s = await procStats(pid);
-  report.samples.push({ atSec: Math.round((Date.now() - started) / 1000), ...s, pingP50Ms: pct(pings, 50), pingP99Ms: pct(pings, 99) });
+  report.samples.push({ atSec: Math.round((Date.now() - started) / 1000), ...s, pingP50Ms: pct(pings, 50), pingP99Ms: pct(pings, 99), ...(await loopDelay(metricsUrl)) });
   server.proc.kill('SIGTERM');
   await server.exited;
   return report;

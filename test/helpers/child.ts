@@ -11,7 +11,7 @@ export interface ChildServer {
 }
 
 /** `legacy-registry serve` as its own process (compiled CLI), on a free loopback port. */
-export async function spawnServer(env: Record<string, string>, args: string[] = []): Promise<ChildServer> {
+export async function spawnServer(env: Record<string, string>, args: string[] = [], opts: { readonly startTimeoutMs?: number } = {}): Promise<ChildServer> {
   const cli = join(ROOT, 'bin', 'legacy-registry.cjs');
   const proc = spawn(process.execPath, [cli, 'serve', '--host', '127.0.0.1', '--port', '0', ...args], {
     env: { PATH: process.env.PATH ?? '', LOGLEVEL: 'info', STANDALONE: 'true', ...env },
@@ -22,7 +22,7 @@ export async function spawnServer(env: Record<string, string>, args: string[] = 
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | string>((resolve) => proc.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
   const url = await new Promise<string>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`server did not start:\n${out}`)), 20000);
+    const t = setTimeout(() => reject(new Error(`server did not start:\n${out}`)), opts.startTimeoutMs ?? 20000);
     const check = (): void => {
       // text logs: address=host:port; json logs (log_format json): "address":"host:port"
       const m = /address=(\S+)/.exec(out) ?? /"address":"([^"]+)"/.exec(out);
