@@ -20,6 +20,10 @@ export interface KeystoneStandIn {
   ttlSeconds: number;
   /** When set, the next login answers this token instead of a real one (RGW will answer 401 to it). */
   nextBogusToken: string | undefined;
+  /** While true, every login answers 503 (Keystone away). */
+  unavailable: boolean;
+  /** When set, the catalog's working endpoint is this origin (a proxy in front of RGW) with RGW's path. */
+  storageOrigin: string | undefined;
   close(): Promise<void>;
 }
 
@@ -88,12 +92,15 @@ export async function startKeystone(swift: { authUrl: string; user: string; key:
     refused: 0,
     ttlSeconds: 3600,
     nextBogusToken: undefined as string | undefined,
+    storageOrigin: undefined as string | undefined,
+    unavailable: false,
   };
   const token = async (): Promise<{ storage: string; token: string; expires: string }> => {
     const real = await rgwLogin();
     const bogus = state.nextBogusToken;
     state.nextBogusToken = undefined;
-    return { storage: real.storage, token: bogus ?? real.token, expires: new Date(Date.now() + state.ttlSeconds * 1000).toISOString() };
+    const storage = state.storageOrigin ? `${state.storageOrigin}${new URL(real.storage).pathname}` : real.storage;
+    return { storage, token: bogus ?? real.token, expires: new Date(Date.now() + state.ttlSeconds * 1000).toISOString() };
   };
 
   /** POST /v2.0/tokens: passwordCredentials, tenantName or tenantId (no tenant: an unscoped token, no catalog). */
@@ -188,6 +195,7 @@ export async function startKeystone(swift: { authUrl: string; user: string; key:
   const server = createServer((req, res) => {
     const path = (req.url ?? '').split('?')[0];
     const handler = req.method === 'POST' && path === '/v2.0/tokens' ? v2 : req.method === 'POST' && path === '/v3/auth/tokens' ? v3 : undefined;
+    if (handler && state.unavailable) return send(res, 503, { error: { code: 503, title: 'Service Unavailable', message: 'Keystone is away' } });
     if (!handler) return send(res, 404, { error: { code: 404, title: 'Not Found', message: `${req.method} ${path}` } });
     handler(req, res).catch((e: unknown) => send(res, 400, { error: { code: 400, title: 'Bad Request', message: String(e) } }));
   });
@@ -213,6 +221,18 @@ export async function startKeystone(swift: { authUrl: string; user: string; key:
     },
     set nextBogusToken(v: string | undefined) {
       state.nextBogusToken = v;
+    },
+    get unavailable() {
+      return state.unavailable;
+    },
+    set unavailable(v: boolean) {
+      state.unavailable = v;
+    },
+    get storageOrigin() {
+      return state.storageOrigin;
+    },
+    set storageOrigin(v: string | undefined) {
+      state.storageOrigin = v;
     },
     close: () =>
       new Promise<void>((r) => {

@@ -2,8 +2,11 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { StorageUnavailableError } from '../../src/storage/driver.js';
 import { createDriver } from '../../src/storage/drivers/index.js';
 import { createSwiftDriver, swiftOptions } from '../../src/storage/drivers/swift.js';
 import { cephMissing, startRgw, type Rgw } from '../helpers/ceph.js';
@@ -184,17 +187,66 @@ describe('swift driver through Keystone v2/v3 (a stand-in on loopback) on Ceph R
         await d2.close();
       }
       ks!.ttlSeconds = 3600;
-      // the next login hands out a token RGW does not know: the driver gets 401 and logs in again
+      // the next login hands out a token RGW does not know: the driver gets 401 and logs in again,
+      // once for all requests that carried it. A proxy in front of RGW holds RGW's 401s back, the
+      // n-th by n × 150 ms, so most arrive after the new login: they must reuse it, not log in again
+      const held = { n: 0 };
+      let bogus = '';
+      const rgwUrl = new URL(rgw!.swiftAuthUrl);
+      const gate = createServer((req, res) => {
+        const up = httpRequest({ host: rgwUrl.hostname, port: rgwUrl.port, method: req.method, path: req.url, headers: req.headers }, (ur) => {
+          const delay = req.headers['x-auth-token'] === bogus ? held.n++ * 150 : 0;
+          setTimeout(() => {
+            res.writeHead(ur.statusCode ?? 502, ur.headers);
+            ur.pipe(res);
+          }, delay);
+        });
+        up.on('error', () => res.destroy());
+        req.pipe(up);
+      });
+      await new Promise<void>((r) => gate.listen(0, '127.0.0.1', () => r()));
+      ks!.storageOrigin = `http://127.0.0.1:${(gate.address() as AddressInfo).port}`;
       const d3 = createSwiftDriver(swiftOptions(v3Keys(container)));
       try {
-        ks!.nextBogusToken = `AUTH_tk${randomBytes(16).toString('hex')}`;
+        bogus = `AUTH_tk${randomBytes(16).toString('hex')}`;
+        ks!.nextBogusToken = bogus;
         const reads = await Promise.all(Array.from({ length: 8 }, () => d3.getContent('a/one')));
         assert.deepEqual(reads.map(String), Array(8).fill('1'));
+        assert.equal(held.n, 8, 'eight requests carried the refused token');
         assert.equal(d3.logins, 2, 'one login after the 401s of eight concurrent requests');
       } finally {
+        ks!.storageOrigin = undefined;
         await d3.close();
+        gate.closeAllConnections();
+        await new Promise((r) => gate.close(r));
       }
     } finally {
+      ks!.ttlSeconds = 3600;
+      await d.close();
+      await dropContainer(container);
+    }
+  });
+
+  it('Keystone away when a token is due for renewal: the old token serves until it expires, then requests fail (503-class), and work again once Keystone is back', async () => {
+    const container = await freshContainer();
+    ks!.ttlSeconds = 4;
+    const d = createSwiftDriver(swiftOptions(v3Keys(container)));
+    try {
+      const t0 = Date.now();
+      await d.putContent('k/v', Buffer.from('kept'));
+      await new Promise((r) => setTimeout(r, Math.max(0, t0 + 2300 - Date.now())));
+      ks!.unavailable = true;
+      assert.equal((await d.getContent('k/v')).toString(), 'kept', 'renewal failed: the old token, still valid, is used');
+      assert.equal(d.logins, 2, 'a renewal was tried');
+      await d.getContent('k/v');
+      assert.equal(d.logins, 2, 'not again at once: no login per request while Keystone is away');
+      await new Promise((r) => setTimeout(r, Math.max(0, t0 + 4500 - Date.now())));
+      await assert.rejects(d.getContent('k/v'), (e: Error) => e instanceof StorageUnavailableError && /Keystone v3 at .* answered 503: Keystone is away/.test(e.message));
+      ks!.unavailable = false;
+      ks!.ttlSeconds = 3600;
+      assert.equal((await d.getContent('k/v')).toString(), 'kept');
+    } finally {
+      ks!.unavailable = false;
       ks!.ttlSeconds = 3600;
       await d.close();
       await dropContainer(container);

@@ -31,6 +31,8 @@ const MAX_SEGMENTS = 1000;
 const INTERNAL = '~lr';
 /** A move ticket older than this was left by a killed process. */
 const STALE_TICKET_MS = 5 * 60 * 1000;
+/** After a failed renewal of a token that is still valid, the next attempt waits this long. */
+const RENEWAL_RETRY_MS = 5000;
 /** Object metadata naming the segment set of a Static Large Object written by this driver. */
 const SEGMENTS_META = 'x-object-meta-lr-segments';
 
@@ -151,6 +153,8 @@ class SwiftDriver implements StorageDriver {
   private readonly v2State: { v2ApiKey?: boolean } = {};
   /** How many times this driver has logged in. */
   logins = 0;
+  /** When a renewal of a still valid token last failed (ms since the epoch). */
+  private renewalFailed = 0;
 
   constructor(private readonly o: SwiftDriverOptions) {
     const p = (o.prefix ?? '').replace(/^\/+|\/+$/g, '');
@@ -172,14 +176,21 @@ class SwiftDriver implements StorageDriver {
    */
   private async session(rejected?: string): Promise<SwiftSession> {
     const s = this.auth;
-    if (s && s.token !== rejected && !expiring(s)) return s;
+    const usable = s !== undefined && s.token !== rejected;
+    if (usable && !expiring(s)) return s;
+    // a renewal failed a moment ago and the token still works: no login per request meanwhile
+    if (usable && Date.now() - this.renewalFailed < RENEWAL_RETRY_MS && s.expires !== undefined && Date.now() < s.expires) return s;
     this.authing ??= (async () => {
       try {
         this.logins++;
         this.auth = await swiftLogin(this.o, (m, u, h, b) => this.raw(m, u, h, b), this.v2State);
+        this.renewalFailed = 0;
         return this.auth;
       } catch (e) {
-        if (s && s.token !== rejected && s.expires !== undefined && Date.now() < s.expires) return s;
+        if (usable && s.expires !== undefined && Date.now() < s.expires) {
+          this.renewalFailed = Date.now();
+          return s;
+        }
         throw e;
       } finally {
         this.authing = undefined;
