@@ -31,6 +31,8 @@ export interface KeystoneIdentity {
   readonly user: string;
   readonly userId: string;
   readonly password: string;
+  /** Rackspace's v2 variant: RAX-KSKEY:apiKeyCredentials with this key. */
+  readonly apiKey: string;
   readonly userDomain: string;
   readonly userDomainId: string;
   readonly project: string;
@@ -44,6 +46,7 @@ export const IDENTITY: KeystoneIdentity = {
   user: 'registry-svc',
   userId: 'u-4b1c',
   password: 'pa55-w0rd',
+  apiKey: '0f1e2d3c4b5a69788796a5b4c3d2e1f0',
   userDomain: 'Services',
   userDomainId: 'd-services',
   project: 'registry',
@@ -103,12 +106,17 @@ export async function startKeystone(swift: { authUrl: string; user: string; key:
     return { storage, token: bogus ?? real.token, expires: new Date(Date.now() + state.ttlSeconds * 1000).toISOString() };
   };
 
-  /** POST /v2.0/tokens: passwordCredentials, tenantName or tenantId (no tenant: an unscoped token, no catalog). */
+  /**
+   * POST /v2.0/tokens: passwordCredentials (or Rackspace's RAX-KSKEY:apiKeyCredentials), tenantName
+   * or tenantId (no tenant: an unscoped token, no catalog).
+   */
   const v2 = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const b = obj(await body(req));
     const auth = obj(b?.auth);
     const creds = obj(auth?.passwordCredentials);
-    if (!creds || creds.username !== who.user || creds.password !== who.password) {
+    const rax = obj(auth?.['RAX-KSKEY:apiKeyCredentials']);
+    const ok = creds ? creds.username === who.user && creds.password === who.password : !!rax && rax.username === who.user && rax.apiKey === who.apiKey;
+    if (!ok) {
       state.refused++;
       return unauthorized(res);
     }

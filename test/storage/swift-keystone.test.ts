@@ -227,6 +227,35 @@ describe('swift driver through Keystone v2/v3 (a stand-in on loopback) on Ceph R
     }
   });
 
+  it('v2: a key of 32+ characters is tried as a Rackspace API key first, then as a password; the form that worked is kept', async () => {
+    const container = await freshContainer();
+    const longPassword = `${'pw-'.repeat(12)}!`;
+    const other = await startKeystone({ authUrl: rgw!.swiftAuthUrl, user: rgw!.swiftUser, key: rgw!.swiftKey }, { ...IDENTITY, password: longPassword });
+    try {
+      const keys = (password: string): Parameters<typeof swiftOptions>[0] => ({ ...v2Keys(container), swift_authurl: `${other.url}/v2.0`, swift_password: password });
+      // an API key (Rackspace Cloud Files): accepted at the first try
+      const d = createSwiftDriver(swiftOptions(keys(IDENTITY.apiKey)));
+      await d.check();
+      await d.close();
+      assert.deepEqual(other.logins.at(-1)!.body, { auth: { 'RAX-KSKEY:apiKeyCredentials': { username: IDENTITY.user, apiKey: IDENTITY.apiKey }, tenantName: IDENTITY.project } });
+      assert.equal(other.refused, 0);
+      // a long password: refused as an API key, accepted as a password; later logins go straight to it
+      const p = createSwiftDriver(swiftOptions(keys(longPassword)));
+      try {
+        other.nextBogusToken = `AUTH_tk${randomBytes(16).toString('hex')}`;
+        await p.check(); // the bogus token: 401 from RGW, a second login
+        assert.equal(p.logins, 2);
+        assert.equal(other.refused, 1, 'the API key form once, at the first login only');
+        assert.deepEqual(other.logins.at(-1)!.body, { auth: { passwordCredentials: { username: IDENTITY.user, password: longPassword }, tenantName: IDENTITY.project } });
+      } finally {
+        await p.close();
+      }
+    } finally {
+      await other.close();
+      await dropContainer(container);
+    }
+  });
+
   it('Keystone away when a token is due for renewal: the old token serves until it expires, then requests fail (503-class), and work again once Keystone is back', async () => {
     const container = await freshContainer();
     ks!.ttlSeconds = 4;
