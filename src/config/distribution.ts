@@ -362,20 +362,62 @@ export function mapDistribution(tree: Tree): DistMapping {
       if (v) put(to, v, k(from));
       else if (from !== 'region') err(k(from), 'required');
     }
-    const tenant = str(p.tenant, k('tenant')) ?? str(p.tenantid, k('tenantid'));
-    if (tenant) put('swift_tenant_name', tenant, k(p.tenant !== undefined ? 'tenant' : 'tenantid'));
+    // Keystone (ncw/swift's Connection fields, as distribution passes them)
+    for (const [from, to] of [
+      ['tenant', 'swift_tenant_name'],
+      ['tenantid', 'swift_tenant_id'],
+      ['domain', 'swift_domain_name'],
+      ['domainid', 'swift_domain_id'],
+      ['tenantdomain', 'swift_tenant_domain_name'],
+      ['tenantdomainid', 'swift_tenant_domain_id'],
+      ['trustid', 'swift_trust_id'],
+    ] as const) {
+      const v = str(p[from], k(from));
+      if (v) put(to, v, k(from));
+    }
+    const version = p.authversion;
+    if (version !== undefined && version !== null && version !== '' && version !== 0 && version !== '0') {
+      const n = Number(version);
+      if (n === 1 || n === 2 || n === 3) put('swift_auth_version', n, k('authversion'));
+      else err(k('authversion'), `expected 1, 2 or 3, got ${JSON.stringify(version)}`);
+    }
+    const endpointType = str(p.endpointtype, k('endpointtype'));
+    if (endpointType) {
+      if (/^(public|internal|admin)$/i.test(endpointType)) put('swift_endpoint_type', endpointType.toLowerCase(), k('endpointtype'));
+      else err(k('endpointtype'), `expected public, internal or admin, got ${JSON.stringify(endpointType)}`);
+    }
     const skip = bool(p.insecureskipverify, k('insecureskipverify'));
     if (skip !== undefined) put('swift_insecure_skip_verify', skip, k('insecureskipverify'));
     const chunk = size(p.chunksize, k('chunksize'), 1024 * 1024);
     if (chunk !== undefined) put('swift_segment_size', chunk, k('chunksize'));
     const prefix = str(p.prefix, k('prefix'));
     put('storage_path', prefix ?? '/', prefix === undefined ? at : k('prefix'));
-    for (const unsupported of ['domain', 'domainid', 'tenantid', 'trustid', 'accesskey', 'secretkey', 'authversion', 'endpointtype', 'tempurlcontainerkey', 'tempurlmethods']) {
-      if (p[unsupported] !== undefined && p[unsupported] !== null && !(unsupported === 'tenantid' && p.tenant === undefined)) {
-        ignore(k(unsupported), 'not used by this build (auth v1, v2 or v3 by password; no temp URLs)');
-      }
+    for (const unsupported of ['accesskey', 'secretkey', 'tempurlcontainerkey', 'tempurlmethods']) {
+      if (p[unsupported] !== undefined && p[unsupported] !== null) ignore(k(unsupported), 'temp URLs are not used by this build: layers are streamed');
     }
-    const known = new Set(['authurl', 'username', 'password', 'container', 'region', 'tenant', 'tenantid', 'insecureskipverify', 'chunksize', 'prefix', 'domain', 'domainid', 'trustid', 'accesskey', 'secretkey', 'authversion', 'endpointtype', 'tempurlcontainerkey', 'tempurlmethods']);
+    const known = new Set([
+      'authurl',
+      'username',
+      'password',
+      'container',
+      'region',
+      'tenant',
+      'tenantid',
+      'domain',
+      'domainid',
+      'tenantdomain',
+      'tenantdomainid',
+      'trustid',
+      'authversion',
+      'endpointtype',
+      'insecureskipverify',
+      'chunksize',
+      'prefix',
+      'accesskey',
+      'secretkey',
+      'tempurlcontainerkey',
+      'tempurlmethods',
+    ]);
     for (const key of Object.keys(p)) if (!known.has(key)) err(k(key), 'unknown key');
   };
 

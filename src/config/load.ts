@@ -227,6 +227,10 @@ function finish(values: Record<string, unknown>, f: FinishContext): Config {
     const { key, at } = f.where(['s3_part_size']);
     throw new ConfigError(`invalid configuration:\n  ${key}${at}: between 5MiB and 5GiB (S3's part sizes)`);
   }
+  if (c.storage === 'swift' && !/^https?:\/\/[^/\s]+/i.test(c.swift_authurl ?? '')) {
+    const { key, at } = f.where(['swift_authurl']);
+    throw new ConfigError(`invalid configuration:\n  ${key}${at}: expected an http(s) URL (…/auth/1.0, …/v2.0 or …/v3), got ${JSON.stringify(c.swift_authurl)}`);
+  }
   if (c.storage === 'swift' && parseByteSize(c.swift_segment_size) < 1024 * 1024) {
     const { key, at } = f.where(['swift_segment_size']);
     throw new ConfigError(`invalid configuration:\n  ${key}${at}: at least 1MiB`);

@@ -243,8 +243,27 @@ export const configSchema = z
     swift_container: nullableString,
     swift_user: nullableString,
     swift_password: nullableString,
+    /** 1, 2 (Keystone v2) or 3 (Keystone v3); unset: from the URL (…/auth/1.0, …v2…, …v3…), else 2 as the Python registry. */
+    swift_auth_version: z.union([z.literal(1), z.literal(2), z.literal(3)]).nullable().default(null),
+    /** Project (tenant) name; with auth v1 the user becomes tenant:user. */
     swift_tenant_name: nullableString,
+    /** Keystone: the project (tenant) id, instead of the name. */
+    swift_tenant_id: nullableString,
+    /** Keystone v3: the user's domain (name or id), and the project's unless swift_tenant_domain_* are set (default: Default). */
+    swift_domain_name: nullableString,
+    swift_domain_id: nullableString,
+    swift_tenant_domain_name: nullableString,
+    swift_tenant_domain_id: nullableString,
+    /** Keystone v3: scope the token to this trust instead of a project. */
+    swift_trust_id: nullableString,
+    /** Keystone: region of the object-store endpoint in the catalog (unset: the first listed). */
     swift_region_name: nullableString,
+    /** Keystone: which catalog URL: public (default), internal or admin (publicURL… accepted). */
+    swift_endpoint_type: z
+      .string()
+      .regex(/^(public|internal|admin)(url)?$/i, 'public, internal or admin')
+      .nullable()
+      .default(null),
     /** Segment size of large objects (Static Large Object segments; ≥ 1 MiB). */
     swift_segment_size: byteSize.default('10MiB'),
     swift_insecure_skip_verify: z.boolean().default(false),

@@ -98,8 +98,18 @@ describe('swift driver on Ceph RGW (Swift API, auth v1)', { skip, timeout: 600_0
 
   it('reads the Python registry\'s swift_* keys', () => {
     const o = swiftOptions({ storage_path: '/registry', swift_authurl: 'http://h/auth/v1.0', swift_container: 'c', swift_user: 'u', swift_password: 'p', swift_tenant_name: 't' });
-    assert.equal(o.user, 't:u');
+    assert.equal(o.user, 'u');
+    assert.equal(o.tenant, 't'); // auth v1 logs in as t:u
+    assert.equal(o.authVersion, 1);
     assert.equal(o.prefix, 'registry');
-    assert.throws(() => swiftOptions({ storage_path: '/r', swift_authurl: 'http://h/v3', swift_container: 'c', swift_user: 'u', swift_password: 'p' }), /Keystone/);
+    // Keystone: the version from the URL (as ncw/swift), else the Python registry's default, 2
+    const base = { storage_path: '/r', swift_container: 'c', swift_user: 'u', swift_password: 'p' };
+    assert.equal(swiftOptions({ ...base, swift_authurl: 'http://h/v3' }).authVersion, 3);
+    assert.equal(swiftOptions({ ...base, swift_authurl: 'https://identity.example/v2.0/' }).authVersion, 2);
+    assert.equal(swiftOptions({ ...base, swift_authurl: 'https://identity.example/' }).authVersion, 2);
+    assert.equal(swiftOptions({ ...base, swift_authurl: 'https://identity.example/v3', swift_auth_version: 2 }).authVersion, 2);
+    assert.equal(swiftOptions({ ...base, swift_authurl: 'http://h/v3', swift_endpoint_type: 'internalURL' }).endpointType, 'internal');
+    assert.throws(() => swiftOptions({ ...base, swift_authurl: 'http://h/v3', swift_endpoint_type: 'private' }), /public, internal or admin/);
+    assert.throws(() => swiftOptions({ ...base, swift_authurl: 'ftp://h/v3' }), /not an http\(s\) URL/);
   });
 });

@@ -38,8 +38,16 @@ export interface DriverConfig {
   readonly swift_container?: string | null;
   readonly swift_user?: string | null;
   readonly swift_password?: string | null;
+  readonly swift_auth_version?: 1 | 2 | 3 | null;
   readonly swift_tenant_name?: string | null;
+  readonly swift_tenant_id?: string | null;
+  readonly swift_domain_name?: string | null;
+  readonly swift_domain_id?: string | null;
+  readonly swift_tenant_domain_name?: string | null;
+  readonly swift_tenant_domain_id?: string | null;
+  readonly swift_trust_id?: string | null;
   readonly swift_region_name?: string | null;
+  readonly swift_endpoint_type?: string | null;
   readonly swift_segment_size?: number;
   readonly swift_insecure_skip_verify?: boolean;
 }

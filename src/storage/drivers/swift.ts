@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { Readable, Writable } from 'node:stream';
+import { expiring, swiftAuthVersion, swiftEndpointType, swiftLogin, type SwiftAuthOptions, type SwiftSession } from './swift-auth.js';
 import {
   endWriterStream,
   InvalidOffsetError,
@@ -30,14 +31,12 @@ const MAX_SEGMENTS = 1000;
 const INTERNAL = '~lr';
 /** A move ticket older than this was left by a killed process. */
 const STALE_TICKET_MS = 5 * 60 * 1000;
+/** After a failed renewal of a token that is still valid, the next attempt waits this long. */
+const RENEWAL_RETRY_MS = 5000;
 /** Object metadata naming the segment set of a Static Large Object written by this driver. */
 const SEGMENTS_META = 'x-object-meta-lr-segments';
 
-export interface SwiftDriverOptions {
-  /** Auth v1 URL (…/auth/1.0 or …/auth/v1.0). */
-  readonly authUrl: string;
-  readonly user: string;
-  readonly key: string;
+export interface SwiftDriverOptions extends SwiftAuthOptions {
   readonly container: string;
   /** Key prefix inside the container (distribution's prefix, Python's storage_path); no slashes at the ends. */
   readonly prefix?: string;
@@ -51,6 +50,8 @@ export type SwiftStorageDriver = StorageDriver & {
   putContentIfAbsent(key: string, data: Buffer): Promise<boolean>;
   purgeAbandonedWrites(olderThanMs: number): Promise<number>;
   close(): Promise<void>;
+  /** How many times this driver has logged in (at start, before expiry, after a 401). */
+  readonly logins: number;
 };
 
 interface Res {
@@ -66,23 +67,52 @@ export function swiftOptions(config: {
   swift_container?: string | null;
   swift_user?: string | null;
   swift_password?: string | null;
+  swift_auth_version?: number | null;
   swift_tenant_name?: string | null;
+  swift_tenant_id?: string | null;
+  swift_domain_name?: string | null;
+  swift_domain_id?: string | null;
+  swift_tenant_domain_name?: string | null;
+  swift_tenant_domain_id?: string | null;
+  swift_trust_id?: string | null;
+  swift_region_name?: string | null;
+  swift_endpoint_type?: string | null;
   swift_segment_size?: number;
   swift_insecure_skip_verify?: boolean;
 }): SwiftDriverOptions {
   const missing = (['swift_authurl', 'swift_container', 'swift_user', 'swift_password'] as const).filter((k) => !config[k]);
   if (missing.length > 0) throw new Error(`storage swift: ${missing.join(', ')} required`);
   const authUrl = config.swift_authurl!;
-  if (!/\/(auth\/)?v?1\.0\/?$/.test(new URL(authUrl).pathname)) {
-    throw new Error(`storage swift: ${authUrl} is not a Swift auth v1 URL (…/auth/1.0); Keystone (v2/v3) authentication is not supported by this build`);
+  let url: URL;
+  try {
+    url = new URL(authUrl);
+  } catch {
+    throw new Error(`storage swift: swift_authurl ${JSON.stringify(authUrl)} is not a URL`);
   }
-  // Keystone-style user names (tenant:user) are how auth v1 names an account's user too
-  const user = config.swift_tenant_name && !config.swift_user!.includes(':') ? `${config.swift_tenant_name}:${config.swift_user!}` : config.swift_user!;
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`storage swift: swift_authurl ${authUrl} is not an http(s) URL`);
+  const v = config.swift_auth_version;
+  if (v !== undefined && v !== null && v !== 1 && v !== 2 && v !== 3) throw new Error(`storage swift: swift_auth_version must be 1, 2 or 3, got ${String(v)}`);
+  let endpointType: SwiftDriverOptions['endpointType'];
+  if (config.swift_endpoint_type) {
+    endpointType = swiftEndpointType(config.swift_endpoint_type);
+    if (!endpointType) throw new Error(`storage swift: swift_endpoint_type must be public, internal or admin, got ${JSON.stringify(config.swift_endpoint_type)}`);
+  }
   const prefix = config.storage_path.replace(/^(\.\/)+/, '').replace(/^\/+|\/+$/g, '').replace(/^\.$/, '');
+  const opt = <K extends string>(k: K, value: string | null | undefined): { [P in K]?: string } => (value ? ({ [k]: value } as { [P in K]: string }) : {});
   return {
     authUrl,
-    user,
+    user: config.swift_user!,
     key: config.swift_password!,
+    authVersion: swiftAuthVersion(authUrl, v),
+    ...opt('tenant', config.swift_tenant_name),
+    ...opt('tenantId', config.swift_tenant_id),
+    ...opt('domain', config.swift_domain_name),
+    ...opt('domainId', config.swift_domain_id),
+    ...opt('tenantDomain', config.swift_tenant_domain_name),
+    ...opt('tenantDomainId', config.swift_tenant_domain_id),
+    ...opt('trustId', config.swift_trust_id),
+    ...opt('region', config.swift_region_name),
+    ...(endpointType ? { endpointType } : {}),
     container: config.swift_container!,
     prefix,
     ...(config.swift_segment_size ? { segmentSize: config.swift_segment_size } : {}),
@@ -92,7 +122,7 @@ export function swiftOptions(config: {
 
 /**
  * Storage on OpenStack Swift (Rackspace Cloud Files is Swift; Ceph RGW serves the API too), with a
- * small client on node:http (auth v1). Objects up to one segment are single PUTs (atomic); larger
+ * small client on node:http (auth v1, Keystone v2 and v3: swift-auth.ts). Objects up to one segment are single PUTs (atomic); larger
  * writers upload segments and publish a Static Large Object manifest at the key, so a layer of any
  * size streams with two segments in memory and appears complete at once.
  *
@@ -114,9 +144,17 @@ class SwiftDriver implements StorageDriver {
   readonly name = 'swift';
   private readonly root: string;
   readonly segmentSize: number;
-  private readonly agent: HttpAgent | HttpsAgent;
-  private auth: { url: URL; token: string } | undefined;
-  private authing: Promise<{ url: URL; token: string }> | undefined;
+  /** Keystone's storage URL may differ in scheme from the auth URL: one agent for each. */
+  private readonly httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 64 });
+  private readonly httpsAgent: HttpsAgent;
+  private auth: SwiftSession | undefined;
+  private authing: Promise<SwiftSession> | undefined;
+  /** Which of Keystone v2's credential forms was accepted (swift-auth.ts). */
+  private readonly v2State: { v2ApiKey?: boolean } = {};
+  /** How many times this driver has logged in. */
+  logins = 0;
+  /** When a renewal of a still valid token last failed (ms since the epoch). */
+  private renewalFailed = 0;
 
   constructor(private readonly o: SwiftDriverOptions) {
     const p = (o.prefix ?? '').replace(/^\/+|\/+$/g, '');
@@ -125,26 +163,35 @@ class SwiftDriver implements StorageDriver {
     if (!Number.isSafeInteger(this.segmentSize) || this.segmentSize < 1 || this.segmentSize > MAX_OBJECT) {
       throw new Error(`swift: segment size must be between 1 byte and 5 GiB, got ${this.segmentSize}`);
     }
-    const https = new URL(o.authUrl).protocol === 'https:';
-    this.agent = https ? new HttpsAgent({ keepAlive: true, maxSockets: 64, rejectUnauthorized: !o.insecureSkipVerify }) : new HttpAgent({ keepAlive: true, maxSockets: 64 });
+    this.httpsAgent = new HttpsAgent({ keepAlive: true, maxSockets: 64, rejectUnauthorized: !o.insecureSkipVerify });
   }
 
   // ---- HTTP
 
-  private async authenticate(force = false): Promise<{ url: URL; token: string }> {
-    if (this.auth && !force) return this.auth;
+  /**
+   * The current session: logs in when there is none, when it is within a minute of expiry (see
+   * expiring()), or when `rejected` (a token the store answered 401 to) is still the current one.
+   * Concurrent callers share one login. A renewal that fails while the old token has not expired
+   * yet keeps the old token (Keystone briefly away must not stop the registry).
+   */
+  private async session(rejected?: string): Promise<SwiftSession> {
+    const s = this.auth;
+    const usable = s !== undefined && s.token !== rejected;
+    if (usable && !expiring(s)) return s;
+    // a renewal failed a moment ago and the token still works: no login per request meanwhile
+    if (usable && Date.now() - this.renewalFailed < RENEWAL_RETRY_MS && s.expires !== undefined && Date.now() < s.expires) return s;
     this.authing ??= (async () => {
       try {
-        const r = await this.raw('GET', new URL(this.o.authUrl), { 'X-Auth-User': this.o.user, 'X-Auth-Key': this.o.key });
-        r.body.resume();
-        if (r.status === 401 || r.status === 403) throw new StorageUnavailableError(`swift: authentication refused for ${this.o.user} at ${this.o.authUrl}`, '');
-        const storage = r.headers['x-storage-url'];
-        const token = r.headers['x-auth-token'] ?? r.headers['x-storage-token'];
-        if (r.status >= 300 || typeof storage !== 'string' || typeof token !== 'string') {
-          throw new StorageUnavailableError(`swift: auth at ${this.o.authUrl} answered ${r.status} without a storage URL and token`, '');
-        }
-        this.auth = { url: new URL(storage.replace(/\/+$/, '')), token };
+        this.logins++;
+        this.auth = await swiftLogin(this.o, (m, u, h, b) => this.raw(m, u, h, b), this.v2State);
+        this.renewalFailed = 0;
         return this.auth;
+      } catch (e) {
+        if (usable && s.expires !== undefined && Date.now() < s.expires) {
+          this.renewalFailed = Date.now();
+          return s;
+        }
+        throw e;
       } finally {
         this.authing = undefined;
       }
@@ -155,7 +202,8 @@ class SwiftDriver implements StorageDriver {
   private raw(method: string, url: URL, headers: Record<string, string>, body?: Buffer): Promise<Res> {
     return new Promise((resolve, reject) => {
       const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
-      const req = send(url, { method, headers: { ...headers, ...(body ? { 'Content-Length': String(body.length) } : method === 'PUT' || method === 'POST' ? { 'Content-Length': '0' } : {}) }, agent: this.agent }, (res) =>
+      const agent = url.protocol === 'https:' ? this.httpsAgent : this.httpAgent;
+      const req = send(url, { method, headers: { ...headers, ...(body ? { 'Content-Length': String(body.length) } : method === 'PUT' || method === 'POST' ? { 'Content-Length': '0' } : {}) }, agent }, (res) =>
         resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res }),
       );
       req.setTimeout(120_000, () => req.destroy(new Error(`swift: ${method} ${url.pathname} timed out`)));
@@ -164,16 +212,18 @@ class SwiftDriver implements StorageDriver {
     });
   }
 
-  /** A request on the container (path: object name or '' for the container), re-authenticating once on 401. */
+  /** A request on the container (path: object name or '' for the container), logging in again once on 401. */
   private async req(method: string, object: string, opts: { query?: Record<string, string>; headers?: Record<string, string>; body?: Buffer } = {}): Promise<Res> {
+    let rejected: string | undefined;
     for (let attempt = 0; ; attempt++) {
-      const auth = await this.authenticate(attempt > 0);
+      const auth = await this.session(rejected);
       const path = object === '' ? '' : `/${object.split('/').map(encodeURIComponent).join('/')}`;
       const url = new URL(`${auth.url.href}/${encodeURIComponent(this.o.container)}${path}`);
       for (const [k, v] of Object.entries(opts.query ?? {})) url.searchParams.set(k, v);
       const r = await this.raw(method, url, { 'X-Auth-Token': auth.token, ...(opts.headers ?? {}) }, opts.body);
       if (r.status === 401 && attempt === 0) {
         r.body.resume();
+        rejected = auth.token;
         continue;
       }
       return r;
@@ -213,7 +263,8 @@ class SwiftDriver implements StorageDriver {
       if (r.status === 404) throw new Error(`the container ${JSON.stringify(this.o.container)} does not exist`);
       if (r.status >= 300) throw new Error(`HEAD of the container answered ${r.status}`);
     } catch (e) {
-      throw new Error(`swift: cannot use container ${JSON.stringify(this.o.container)} at ${this.o.authUrl}: ${(e as Error).message}`, { cause: e });
+      const why = (e as Error).message.replace(/^swift: /, '');
+      throw new Error(`swift: cannot use container ${JSON.stringify(this.o.container)} at ${this.o.authUrl} (auth v${swiftAuthVersion(this.o.authUrl, this.o.authVersion)}): ${why}`, { cause: e });
     }
   }
 
@@ -520,7 +571,8 @@ class SwiftDriver implements StorageDriver {
   }
 
   async close(): Promise<void> {
-    this.agent.destroy();
+    this.httpAgent.destroy();
+    this.httpsAgent.destroy();
   }
 }
 

@@ -230,6 +230,63 @@ describe('distribution config.yml (spec v2-bridge §5.1)', () => {
     assert.equal(d.mirror?.ttl, 604800, "distribution's default 168h");
   });
 
+  it('storage.swift: the Keystone keys of distribution (ncw/swift) map onto swift_*, REGISTRY_STORAGE_SWIFT_* override them; bad values are refused', async () => {
+    const f = await write(
+      'swift-ks.yml',
+      [
+        'version: 0.1',
+        'storage:',
+        '  swift:',
+        '    authurl: https://keystone.example:5000/v3',
+        '    username: svc',
+        '    password: secret',
+        '    container: reg',
+        '    region: RegionTwo',
+        '    tenant: 12345',
+        '    domain: Services',
+        '    tenantdomain: Tenants',
+        '    trustid: t-1',
+        '    endpointtype: internal',
+        '    tempurlmethods: [GET]',
+        '',
+      ].join('\n'),
+    );
+    const c = loadConfig({ env: {}, file: f });
+    assert.equal(c.storage, 'swift');
+    assert.equal(c.swift_authurl, 'https://keystone.example:5000/v3');
+    assert.equal(c.swift_tenant_name, '12345', 'a numeric tenant stays a string (as distribution sanitizes it)');
+    assert.equal(c.swift_domain_name, 'Services');
+    assert.equal(c.swift_tenant_domain_name, 'Tenants');
+    assert.equal(c.swift_trust_id, 't-1');
+    assert.equal(c.swift_endpoint_type, 'internal');
+    assert.equal(c.swift_region_name, 'RegionTwo');
+    assert.equal(c.swift_auth_version, null, 'from the URL');
+    assert.ok(c.warnings.some((w) => /storage\.swift\.tempurlmethods: ignored/.test(w)));
+    const e = loadConfig({
+      env: {
+        REGISTRY_STORAGE_SWIFT_AUTHVERSION: '2',
+        REGISTRY_STORAGE_SWIFT_TENANTID: 'p-1',
+        REGISTRY_STORAGE_SWIFT_DOMAINID: 'd-1',
+        REGISTRY_STORAGE_SWIFT_TENANTDOMAINID: 'd-2',
+      },
+      file: f,
+    });
+    assert.equal(e.swift_auth_version, 2);
+    assert.equal(e.swift_tenant_id, 'p-1');
+    assert.equal(e.swift_domain_id, 'd-1');
+    assert.equal(e.swift_tenant_domain_id, 'd-2');
+    const bad: [string, RegExp][] = [
+      ['    authversion: 4\n', /storage\.swift\.authversion.*expected 1, 2 or 3, got 4/],
+      ['    endpointtype: private\n', /storage\.swift\.endpointtype.*expected public, internal or admin, got "private"/],
+    ];
+    for (const [line, re] of bad) {
+      const g = await write('swift-bad.yml', `version: 0.1\nstorage:\n  swift:\n    authurl: https://k/v3\n    username: u\n    password: p\n    container: c\n${line}`);
+      assert.throws(() => loadConfig({ env: {}, file: g }), re);
+    }
+    const h = await write('swift-url.yml', 'version: 0.1\nstorage:\n  swift:\n    authurl: keystone:5000\n    username: u\n    password: p\n    container: c\n');
+    assert.throws(() => loadConfig({ env: {}, file: h }), /storage\.swift\.authurl \(.*:4\): expected an http\(s\) URL/);
+  });
+
   it('refuses what would silently change behaviour, naming the key and line', async () => {
     const cases: [string, RegExp][] = [
       ['version: 0.1\nstorage:\n  gcs:\n    bucket: b\n', /storage\.gcs \(.*:3\): storage driver "gcs" is not supported by this build \(filesystem, inmemory, s3 and swift are\)/],

@@ -124,6 +124,12 @@ describe("the Python registry's config_sample.yml", () => {
     assert.equal(swift.storage, 'swift');
     assert.equal(swift.swift_user, 'u:swift');
     assert.equal(swift.swift_container, 'c');
+    // Keystone v2 as the Python driver's swiftclient did it (its swift_auth_version defaults to 2)
+    const ks = load('swift', { OS_AUTH_URL: 'https://identity.api.rackspacecloud.com/v2.0/', OS_CONTAINER: 'c', OS_USERNAME: 'u', OS_PASSWORD: 'p', OS_TENANT_NAME: 'MossoCloudFS_1', OS_REGION_NAME: 'DFW' });
+    assert.equal(ks.swift_authurl, 'https://identity.api.rackspacecloud.com/v2.0/');
+    assert.equal(ks.swift_tenant_name, 'MossoCloudFS_1');
+    assert.equal(ks.swift_region_name, 'DFW');
+    assert.equal(ks.swift_auth_version, null);
   });
 
   it('s3 and swift flavors without their bucket or credentials fail at start naming the keys', () => {
