@@ -13,7 +13,7 @@ import { warmSearch } from './db/search.js';
 import { tokenSecret } from './db/settings.js';
 import { V1TokenSigner } from './auth/v1-token.js';
 import { IndexService } from './index/service.js';
-import { INDEX_CHECKSUM_PATH, indexRouter } from './index/routes.js';
+import { INDEX_CHECKSUM_PATH, INDEX_V1_PUSHED_PATH, indexRouter } from './index/routes.js';
 import { loggerFor, type Logger } from './log/logger.js';
 import { configuredHealthChecks, debugServer, healthGate, readOnlyGate } from './http/health.js';
 import { canRedirect, createDriver } from './storage/drivers/index.js';
@@ -96,6 +96,37 @@ export function packageVersion(): string {
 }
 
 export type Role = 'all' | 'registry' | 'index';
+
+/**
+ * A split registry's notice of a v1 tag push to its index (`POST /_index/v1/pushed`, with the push's
+ * write token): the index fires the repository's webhooks and answers the pusher's account. Sent
+ * again only when the index could not have got it (connection refused),
+ * so a receiver never gets a push twice; otherwise one attempt, and the caller logs the failure.
+ */
+export async function tellIndexOfV1Push(indexEndpoint: string, authorization: string, repo: RepoName, tag: string, chain: readonly string[]): Promise<string | null> {
+  const body = JSON.stringify({ name: repo.full, tag, images: chain });
+  for (let attempt = 1; ; attempt++) {
+    let r: Response;
+    try {
+      r = await fetch(`${indexEndpoint}${INDEX_V1_PUSHED_PATH}`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', Authorization: authorization },
+        body,
+        signal: AbortSignal.timeout(15000),
+      });
+    } catch (e) {
+      const code = ((e as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+      if (attempt < 4 && code === 'ECONNREFUSED') {
+        await new Promise((res) => setTimeout(res, 500 * 2 ** attempt));
+        continue;
+      }
+      throw e;
+    }
+    if (r.status !== 200) throw new Error(`the index answered ${r.status}: ${(await r.text()).slice(0, 300)}`);
+    const answer = (await r.json().catch(() => ({}))) as { pusher?: unknown };
+    return typeof answer.pusher === 'string' ? answer.pusher : null;
+  }
+}
 
 export interface RunningServer {
   readonly server: Server;
@@ -481,7 +512,10 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
             });
           }
         : undefined;
-    app.use(indexRouter(effective, index, { ping: role === 'index', ...(removeContent ? { removeContent } : {}) }).routes());
+    // a split registry's v1 tag pushes (POST /_index/v1/pushed) fire this index's webhooks
+    const hooks = webhooks;
+    const onV1Push = hooks ? (name: RepoName, tag: string, chain: readonly string[], pusher: string | null) => hooks.pushed(name, tag, chain, pusher) : undefined;
+    app.use(indexRouter(effective, index, { ping: role === 'index', ...(removeContent ? { removeContent } : {}), ...(onV1Push ? { onV1Push } : {}) }).routes());
   }
   if (index && db && v2Tokens) {
     const hooks = webhooks;
@@ -550,8 +584,11 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     if (config.mirroring?.source || mirrorV2) app.use(v1Mirror({ config: effective, images, repos, log, ...(mirrorV2 ? { v2: mirrorV2 } : {}) }));
     const inProcessIndex = index;
     const hooks = webhooks;
+    // a registry split from its index tells it of each v1 tag push (its webhooks fire there)
+    const splitIndex = images.scoped && !inProcessIndex ? config.index_endpoint : null;
+    const indexPush = splitIndex ? (authorization: string, repo: RepoName, tag: string, chain: readonly string[]) => tellIndexOfV1Push(splitIndex, authorization, repo, tag, chain) : undefined;
     const events =
-      notifier || hooks
+      notifier || hooks || indexPush
         ? v1Events({
             images,
             log,
@@ -567,6 +604,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
                 }
               : {}),
             ...(hooks ? { webhooks: (repo: RepoName, tag: string, chain: readonly string[], pusher: string | null) => hooks.pushed(repo, tag, chain, pusher) } : {}),
+            ...(indexPush ? { indexPush } : {}),
           })
         : undefined;
     const registry = registryRouter({ config: effective, images, repos, auth, version, log, repoLock, ...(v1Hook ? { index: v1Hook } : {}), ...(events ? { events } : {}) });
