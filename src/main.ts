@@ -53,7 +53,7 @@ import { JWKS_PATH, tokenRouter } from './index/token-routes.js';
 import { webRouter } from './web/routes.js';
 import { RepoContent } from './web/content.js';
 import { MetricsDriver } from './metrics/driver.js';
-import { GarbageCollector } from './content/gc.js';
+import { GarbageCollector, GcBusyError } from './content/gc.js';
 import { instrumentRequest } from './metrics/http.js';
 import { addQueueDepthSource, exposition, startDefaultMetrics } from './metrics/registry.js';
 import { deliveryCounts } from './webhooks/store.js';
@@ -212,7 +212,10 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       gc.run({ deleteUntagged: config.gc_delete_untagged, graceMs: config.gc_grace * 1000, settleMs: (config.metadata_cache_ttl + 5) * 1000 })
         .then(
           (r) => log.info('garbage collection', { blobs: r.blobs.deleted, bytes: r.blobs.bytesFreed, v1_images: r.v1Images.deleted, v2_manifests: r.v2Manifests.deleted, links: r.links.deleted, ms: r.durationMs }),
-          (e: unknown) => log.error('garbage collection failed', { err: String(e) }),
+          (e: unknown) =>
+            e instanceof GcBusyError
+              ? log.info('garbage collection skipped: another run holds the lock', { reason: e.message })
+              : log.error('garbage collection failed', { err: String(e) }),
         )
         .finally(() => {
           running = false;
