@@ -74,8 +74,10 @@ export function mountIndexRoutes(app: Koa, site: Site, services: IndexServices |
           });
         }
       : undefined;
-  app.use(indexRouter(effective, index, { ping: role === 'index', ...(removeContent ? { removeContent } : {}) }).routes());
   const hooks = events.webhooks;
+  // a split registry's v1 tag pushes (POST /_index/v1/pushed) fire this index's webhooks
+  const onV1Push = hooks ? (name: RepoName, tag: string, chain: readonly string[], pusher: string | null) => hooks.pushed(name, tag, chain, pusher) : undefined;
+  app.use(indexRouter(effective, index, { ping: role === 'index', ...(removeContent ? { removeContent } : {}), ...(onV1Push ? { onV1Push } : {}) }).routes());
   const onPushed = hooks
     ? async (repo: RepoName, tag: string, ids: readonly string[], account: string | null): Promise<void> => {
         await hooks.pushed(repo, tag, ids, account).catch((e: unknown) => log.warn('webhooks not queued for a v2 push', { repository: repo.full, tag, err: String(e) }));

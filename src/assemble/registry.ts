@@ -2,7 +2,7 @@ import type Koa from 'koa';
 import type { RegistryAuth } from '../auth/registry-auth.js';
 import type { HtpasswdGate } from '../auth/htpasswd.js';
 import type { RepoName } from '../content/names.js';
-import { INDEX_CHECKSUM_PATH } from '../index/routes.js';
+import { INDEX_CHECKSUM_PATH, INDEX_V1_PUSHED_PATH } from '../index/routes.js';
 import { registryRouter, type V1IndexHook } from '../registry/routes.js';
 import { standaloneIndexRouter } from '../registry/standalone-index.js';
 import { v1Events } from '../notifications/v1-events.js';
@@ -12,6 +12,37 @@ import type { IndexServices } from './index.js';
 import type { EventServices } from './events.js';
 import type { V2Services } from './v2.js';
 import type { Site } from './site.js';
+
+/**
+ * A split registry's notice of a v1 tag push to its index (`POST /_index/v1/pushed`, with the push's
+ * write token): the index fires the repository's webhooks and answers the pusher's account. Sent
+ * again only when the index could not have got it (connection refused),
+ * so a receiver never gets a push twice; otherwise one attempt, and the caller logs the failure.
+ */
+export async function tellIndexOfV1Push(indexEndpoint: string, authorization: string, repo: RepoName, tag: string, chain: readonly string[]): Promise<string | null> {
+  const body = JSON.stringify({ name: repo.full, tag, images: chain });
+  for (let attempt = 1; ; attempt++) {
+    let r: Response;
+    try {
+      r = await fetch(`${indexEndpoint}${INDEX_V1_PUSHED_PATH}`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', Authorization: authorization },
+        body,
+        signal: AbortSignal.timeout(15000),
+      });
+    } catch (e) {
+      const code = ((e as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+      if (attempt < 4 && code === 'ECONNREFUSED') {
+        await new Promise((res) => setTimeout(res, 500 * 2 ** attempt));
+        continue;
+      }
+      throw e;
+    }
+    if (r.status !== 200) throw new Error(`the index answered ${r.status}: ${(await r.text()).slice(0, 300)}`);
+    const answer = (await r.json().catch(() => ({}))) as { pusher?: unknown };
+    return typeof answer.pusher === 'string' ? answer.pusher : null;
+  }
+}
 
 /** The index learns each verified v1 checksum: directly in one process, else over HTTP. */
 function checksumHook(site: Site, store: StorageServices, services: IndexServices | undefined): V1IndexHook | undefined {
@@ -57,8 +88,11 @@ export function mountRegistry(
   const inProcessIndex = services?.index;
   const { notifier, webhooks: hooks } = events;
   const fromV1 = v2.fromV1;
+  // a registry split from its index tells it of each v1 tag push (its webhooks fire there)
+  const splitIndex = images.scoped && !inProcessIndex ? config.index_endpoint : null;
+  const indexPush = splitIndex ? (authorization: string, repo: RepoName, tag: string, chain: readonly string[]) => tellIndexOfV1Push(splitIndex, authorization, repo, tag, chain) : undefined;
   const v1events =
-    notifier || hooks
+    notifier || hooks || indexPush
       ? v1Events({
           images,
           log,
@@ -74,6 +108,7 @@ export function mountRegistry(
               }
             : {}),
           ...(hooks ? { webhooks: (repo: RepoName, tag: string, chain: readonly string[], pusher: string | null) => hooks.pushed(repo, tag, chain, pusher) } : {}),
+          ...(indexPush ? { indexPush } : {}),
         })
       : undefined;
   app.use(registryRouter({ config: effective, images, repos, auth: auth.registry, version, log, repoLock, ...(index ? { index } : {}), ...(v1events ? { events: v1events } : {}) }).routes());

@@ -9,7 +9,7 @@ import { V1Images } from '../content/v1-images.js';
 import { V1Repositories } from '../content/v1-repositories.js';
 import { upgradeV1Layout } from '../content/v1-layout.js';
 import { MetricsDriver } from '../metrics/driver.js';
-import { GarbageCollector } from '../content/gc.js';
+import { GarbageCollector, GcBusyError } from '../content/gc.js';
 import type { Site } from './site.js';
 
 /** Storage and the content services every route shares. */
@@ -79,7 +79,10 @@ export async function assembleStorage(site: Site, given: StorageDriver | undefin
       gc.run({ deleteUntagged: config.gc_delete_untagged, graceMs: config.gc_grace * 1000, settleMs: (config.metadata_cache_ttl + 5) * 1000 })
         .then(
           (r) => log.info('garbage collection', { blobs: r.blobs.deleted, bytes: r.blobs.bytesFreed, v1_images: r.v1Images.deleted, v2_manifests: r.v2Manifests.deleted, links: r.links.deleted, ms: r.durationMs }),
-          (e: unknown) => log.error('garbage collection failed', { err: String(e) }),
+          (e: unknown) =>
+            e instanceof GcBusyError
+              ? log.info('garbage collection skipped: another run holds the lock', { reason: e.message })
+              : log.error('garbage collection failed', { err: String(e) }),
         )
         .finally(() => {
           running = false;

@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { ConfigError, loadConfig } from '../config/load.js';
 import { parseGoDuration } from '../config/distribution.js';
-import { GarbageCollector, type GcProgress, type GcResult } from '../content/gc.js';
+import { GarbageCollector, GcBusyError, type GcProgress, type GcResult } from '../content/gc.js';
 import { createDriver } from '../storage/drivers/index.js';
 
 /** A Go duration (1h30m, 10s, 0) or a plain number of seconds, in ms. */
@@ -62,6 +62,24 @@ export function summary(r: GcResult): string {
   ].join('\n');
 }
 
+/** Exit status of a gc that found another one running (EX_TEMPFAIL: try again later). */
+export const GC_BUSY_EXIT = 75;
+
+/** Run once; with `wait`, while another run holds the lock, try again every few seconds. */
+async function runWaiting(gc: GarbageCollector, wait: boolean, opts: Parameters<GarbageCollector['run']>[0]): Promise<GcResult> {
+  let told = false;
+  for (;;) {
+    try {
+      return await gc.run(opts);
+    } catch (e) {
+      if (!wait || !(e instanceof GcBusyError)) throw e;
+      if (!told) process.stderr.write(`legacy-registry gc: ${e.message}; waiting for it to finish\n`);
+      told = true;
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+  }
+}
+
 export function gcCommand(): Command {
   return new Command('gc')
     .description('delete blobs nothing references (garbage collection), while the registry keeps serving')
@@ -73,17 +91,20 @@ export function gcCommand(): Command {
     .option('--grace <duration>', 'never delete anything written less than this long ago (Go duration: 1h, 30m, 0)')
     .option('--settle <duration>', 'pause between deleting records and the second mark (longer than any node\'s metadata_cache_ttl)')
     .option('-q, --quiet', 'print only the summary')
+    .option('-w, --wait', 'when another gc is running on this storage, wait for it to finish (default: exit with status 75)')
     .addHelpText(
       'after',
       `
 Runs against live storage: no read-only window is needed. Defaults: --grace = gc_grace of the
 configuration (1h), --settle = metadata_cache_ttl + 5s. Objects written within the grace period and
 blobs of uploads in flight are never deleted; see docs/operations.md for how concurrent pushes are
-kept safe. Output: with --dry-run one line per object that would go ("blob eligible for deletion:
+kept safe. One run at a time per storage, across processes and nodes: a run holds a lock object in
+the storage (locks/), and a second run exits at once with status 75 and a message naming the
+holder, or with --wait waits for it. Output: with --dry-run one line per object that would go ("blob eligible for deletion:
 sha256:…", as distribution prints), then a summary (objects and bytes). A progress bar is drawn on
 stderr when it is a terminal.`,
     )
-    .action(async (opts: { config?: string; flavor?: string; storagePath?: string; dryRun?: boolean; deleteUntagged?: boolean; grace?: string; settle?: string; quiet?: boolean }) => {
+    .action(async (opts: { config?: string; flavor?: string; storagePath?: string; dryRun?: boolean; deleteUntagged?: boolean; grace?: string; settle?: string; quiet?: boolean; wait?: boolean }) => {
       let config;
       let graceMs: number;
       let settleMs: number;
@@ -109,8 +130,10 @@ stderr when it is a terminal.`,
         bar?.done();
         process.stdout.write(`${line}\n`);
       };
+      const gc = new GarbageCollector(driver);
+      if (!gc.exclusiveAcrossProcesses) process.stderr.write(`legacy-registry gc: storage ${config.storage} cannot hold a lock across processes: make sure no other gc runs on it\n`);
       try {
-        const r = await new GarbageCollector(driver).run({
+        const r = await runWaiting(gc, opts.wait ?? false, {
           dryRun: opts.dryRun ?? false,
           deleteUntagged: opts.deleteUntagged ?? false,
           graceMs,
@@ -127,6 +150,11 @@ stderr when it is a terminal.`,
         });
         bar?.done();
         process.stdout.write(`${summary(r)}\n`);
+      } catch (e) {
+        if (!(e instanceof GcBusyError)) throw e;
+        bar?.done();
+        process.stderr.write(`legacy-registry gc: ${e.message}; nothing done (run again when it has finished, or pass --wait)\n`);
+        process.exitCode = GC_BUSY_EXIT;
       } finally {
         await driver.close?.();
       }

@@ -6,6 +6,7 @@ import { derivedV2Image } from './v1-to-v2.js';
 import type { LayerLink } from './v1-images.js';
 import { MT } from './v2-manifests.js';
 import { gcDuration, gcFreed, gcObjects, gcRuns } from '../metrics/registry.js';
+import { StorageLock, type LockHolder } from './storage-lock.js';
 
 /**
  * Online garbage collection (docs/operations.md "Garbage collection"): runs while the registry
@@ -152,10 +153,47 @@ function parseJson<T>(b: Buffer | undefined): T | undefined {
   }
 }
 
-export class GarbageCollector {
-  constructor(private readonly driver: StorageDriver) {}
+/** The storage lock every run holds: one garbage collection at a time per storage, across nodes. */
+export const GC_LOCK = 'garbage-collection';
 
+/** Another run (this process, another process or another node) holds the storage's GC lock. */
+export class GcBusyError extends Error {
+  constructor(readonly holder: LockHolder) {
+    const who = holder.here
+      ? 'in this process'
+      : [holder.host !== undefined ? `host ${holder.host}` : undefined, holder.pid !== undefined ? `pid ${holder.pid}` : undefined, holder.since !== undefined ? `since ${new Date(holder.since).toISOString()}` : undefined]
+          .filter(Boolean)
+          .join(', ') || 'holder unknown';
+    super(`another garbage collection is running on this storage (${who})`);
+    this.name = 'GcBusyError';
+  }
+}
+
+export class GarbageCollector {
+  private readonly lock: StorageLock;
+
+  constructor(private readonly driver: StorageDriver) {
+    // renewed every third of the lease while the run goes on; a killed run's lock is broken after it
+    // (at once by the next run on the same machine)
+    this.lock = new StorageLock(driver, { leaseMs: 60_000 });
+  }
+
+  /** False when the driver cannot create exclusively: runs then exclude each other within one process only. */
+  get exclusiveAcrossProcesses(): boolean {
+    return this.lock.shared;
+  }
+
+  /**
+   * One collection, under the storage's GC lock ({@link GC_LOCK}): throws {@link GcBusyError} at once,
+   * changing nothing, when another run holds it (a dry run included: its plan would be wrong).
+   */
   async run(opts: GcOptions): Promise<GcResult> {
+    const r = await this.lock.tryRun(GC_LOCK, () => this.runLocked(opts));
+    if (!r.ran) throw new GcBusyError(r.holder);
+    return r.value;
+  }
+
+  private async runLocked(opts: GcOptions): Promise<GcResult> {
     const started = Date.now();
     try {
       const r = await this.collect(opts);

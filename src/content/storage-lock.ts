@@ -23,6 +23,17 @@ interface LockRecord {
   /** The holder's machine and process: a lock of a dead process on this machine is broken at once. */
   readonly host?: string;
   readonly pid?: number;
+  /** When the holder took the lock (ms since the epoch). */
+  readonly since?: number;
+}
+
+/** Who holds a lock another caller could not take (for messages: another node, process or caller). */
+export interface LockHolder {
+  readonly host?: string;
+  readonly pid?: number;
+  readonly since?: number;
+  /** Held by another caller in this very process. */
+  readonly here: boolean;
 }
 
 const HOST = hostname();
@@ -95,17 +106,60 @@ export class StorageLock implements Locks {
     });
   }
 
+  /**
+   * Run `fn` under the lock if nobody holds it now, without waiting: `{ ran: false, holder }` when
+   * another caller (of this process, or a live one elsewhere) has it. A stale lock (lease over, or
+   * its process on this machine gone) is broken as `run` would. For work that must never run twice at
+   * once and need not queue (garbage collection).
+   */
+  async tryRun<T>(name: string, fn: () => Promise<T>): Promise<{ ran: true; value: T } | { ran: false; holder: LockHolder }> {
+    if (this.tried.has(name)) return { ran: false, holder: { host: HOST, pid: process.pid, here: true } };
+    this.tried.add(name);
+    try {
+      return await this.local.run(name, async () => {
+        if (!this.shared) return { ran: true as const, value: await fn() };
+        const got = await this.take(name);
+        if (!got.release) return { ran: false as const, holder: { ...got.held, here: false } };
+        try {
+          return { ran: true as const, value: await fn() };
+        } finally {
+          await got.release();
+        }
+      });
+    } finally {
+      this.tried.delete(name);
+    }
+  }
+
+  /** Names tryRun holds in this process (a second tryRun of the same name does not queue behind it). */
+  private readonly tried = new Set<string>();
+
   /** The storage key of a lock name (names hold any characters; keys do not). */
   static keyOf(name: string): string {
     return `${LOCKS_PREFIX}/${createHash('sha256').update(name).digest('hex')}`;
   }
 
   private async acquire(name: string): Promise<() => Promise<void>> {
-    const key = StorageLock.keyOf(name);
-    const owner = randomBytes(12).toString('hex');
-    const record = (): Buffer => Buffer.from(JSON.stringify({ owner, expires: Date.now() + this.leaseMs, host: HOST, pid: process.pid } satisfies LockRecord));
     const deadline = Date.now() + this.waitMs;
     let pause = 5;
+    for (;;) {
+      const got = await this.take(name);
+      if (got.release) return got.release;
+      if (Date.now() > deadline) throw new LockTimeoutError(name);
+      await sleep(pause + Math.random() * pause);
+      pause = Math.min(pause * 2, 200);
+    }
+  }
+
+  /**
+   * One try at the storage lock: the release function when taken (a stale holder is broken first),
+   * else the live holder's record.
+   */
+  private async take(name: string): Promise<{ release: () => Promise<void>; held?: undefined } | { release?: undefined; held: Omit<LockHolder, 'here'> }> {
+    const key = StorageLock.keyOf(name);
+    const owner = randomBytes(12).toString('hex');
+    const since = Date.now();
+    const record = (): Buffer => Buffer.from(JSON.stringify({ owner, expires: Date.now() + this.leaseMs, host: HOST, pid: process.pid, since } satisfies LockRecord));
     for (;;) {
       // a lock need not survive a crash (its holder does not either): no fsync
       if (await this.driver.putContentIfAbsent!(key, record(), { durable: false })) break;
@@ -115,9 +169,7 @@ export class StorageLock implements Locks {
         continue;
       }
       if (!held) continue; // released between the two calls: try again at once
-      if (Date.now() > deadline) throw new LockTimeoutError(name);
-      await sleep(pause + Math.random() * pause);
-      pause = Math.min(pause * 2, 200);
+      return { held: { ...(held.host !== undefined ? { host: held.host } : {}), ...(held.pid !== undefined ? { pid: held.pid } : {}), ...(held.since !== undefined ? { since: held.since } : {}) } };
     }
     // renew the lease while the work goes on, as long as the object still names this owner
     const renew = setInterval(() => {
@@ -127,13 +179,15 @@ export class StorageLock implements Locks {
       })().catch(() => undefined);
     }, Math.max(1000, Math.floor(this.leaseMs / 3)));
     renew.unref();
-    return async () => {
-      clearInterval(renew);
-      const now = await this.read(key).catch(() => undefined);
-      if (now?.owner !== owner) return; // broken meanwhile (we stalled past the lease): not ours to remove
-      await this.driver.delete(key).catch((e: unknown) => {
-        if (!isNotFound(e)) throw e;
-      });
+    return {
+      release: async () => {
+        clearInterval(renew);
+        const now = await this.read(key).catch(() => undefined);
+        if (now?.owner !== owner) return; // broken meanwhile (we stalled past the lease): not ours to remove
+        await this.driver.delete(key).catch((e: unknown) => {
+          if (!isNotFound(e)) throw e;
+        });
+      },
     };
   }
 
@@ -164,7 +218,13 @@ function parse(raw: Buffer): LockRecord | undefined {
   try {
     const r = JSON.parse(raw.toString('utf8')) as Partial<LockRecord>;
     if (typeof r.owner !== 'string' || typeof r.expires !== 'number') return undefined;
-    return { owner: r.owner, expires: r.expires, ...(typeof r.host === 'string' ? { host: r.host } : {}), ...(typeof r.pid === 'number' ? { pid: r.pid } : {}) };
+    return {
+      owner: r.owner,
+      expires: r.expires,
+      ...(typeof r.host === 'string' ? { host: r.host } : {}),
+      ...(typeof r.pid === 'number' ? { pid: r.pid } : {}),
+      ...(typeof r.since === 'number' ? { since: r.since } : {}),
+    };
   } catch {
     return undefined;
   }

@@ -12,7 +12,7 @@ import { jsonBody, parsedBody, readJsonBody, SMALL_JSON_LIMIT } from '../http/bo
 import { sendJson } from '../http/respond.js';
 import { clientAddress } from '../http/app.js';
 import { decodePath, matchRepoRoute, repoName } from '../registry/routes.js';
-import { indexRepoName, parseRepoName } from '../content/names.js';
+import { indexRepoName, parseRepoName, parseTag } from '../content/names.js';
 import { endpointsHeader } from '../registry/standalone-index.js';
 import type { IndexService } from './service.js';
 import { isImageId } from '../digest/digest.js';
@@ -34,6 +34,10 @@ function imageEntries(body: unknown): ImageEntry[] {
 
 /** Where a registry in another process reports v1 checksums. */
 export const INDEX_CHECKSUM_PATH = '/_index/v1/checksums';
+/** Where a registry in another process reports a v1 tag push (the index fires its webhooks). */
+export const INDEX_V1_PUSHED_PATH = '/_index/v1/pushed';
+/** Longest v1 chain a push notice may name (Docker 1.x refused images deeper than 127 layers). */
+export const MAX_NOTICE_CHAIN = 1000;
 
 const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/;
 
@@ -51,6 +55,11 @@ export interface IndexRouterOptions {
    * registry runs in this process: a deleted repository is gone from both APIs at once.
    */
   readonly removeContent?: (name: RepoName) => Promise<void>;
+  /**
+   * A v1 tag push a registry in another process reports (`POST /_index/v1/pushed`), once the index
+   * has checked the push's write token: the index's webhooks (issue 15). `pusher` is the token's account.
+   */
+  readonly onV1Push?: (name: RepoName, tag: string, chain: readonly string[], pusher: string | null) => Promise<unknown>;
 }
 
 export function indexRouter(config: Config, index: IndexService, opts: IndexRouterOptions): Router {
@@ -316,6 +325,38 @@ export function indexRouter(config: Config, index: IndexService, opts: IndexRout
     if (!(await index.learnChecksum(auth, name, id, checksum))) throw new RegistryError('ACCESS_DENIED');
     ctx.status = 204;
     ctx.body = null;
+  });
+
+  // A split registry tells the index of each v1 tag push (issue 15) with the push's write token, so
+  // the index fires the repository's webhooks as it does in one process. Only the holder of a write
+  // token for that very repository (the registry forwards the client's) gets past the check: the
+  // repository must exist and the token's account must still be able to write it. The answer names
+  // the pusher (the registry's distribution events carry it as actor.name).
+  router.post(INDEX_V1_PUSHED_PATH, async (ctx) => {
+    const auth = ctx.get('Authorization') || undefined;
+    if (!auth || !/^\s*token\b/i.test(auth)) throw new RegistryError('REQUIRES_AUTHORIZATION', undefined, { 'WWW-Authenticate': 'Token' });
+    // nothing of the body is read for a token this index did not sign
+    if (!index.signer.verify(auth)) throw new RegistryError('REQUIRES_AUTHORIZATION', undefined, { 'WWW-Authenticate': 'Token' });
+    await jsonBody(128 * 1024, 'INVALID_DATA')(ctx, async () => undefined);
+    const body = parsedBody(ctx) as { name?: unknown; tag?: unknown; images?: unknown } | undefined;
+    const name = typeof body?.name === 'string' ? parseRepoName(body.name) : undefined;
+    const tag = typeof body?.tag === 'string' ? parseTag(body.tag) : undefined;
+    const chain = body?.images;
+    if (
+      !name ||
+      !tag ||
+      !Array.isArray(chain) ||
+      chain.length === 0 ||
+      chain.length > MAX_NOTICE_CHAIN ||
+      !chain.every((id): id is string => typeof id === 'string' && isImageId(id))
+    ) {
+      throw new RegistryError('INVALID_DATA');
+    }
+    const valid = await index.tokenFor(auth, name);
+    if (!valid || valid.claims.access !== 'write') throw new RegistryError('ACCESS_DENIED');
+    const pusher = (await index.findUser(valid.claims.userId))?.username ?? null;
+    await opts.onV1Push?.(name, tag, chain, pusher);
+    sendJson(ctx, 200, { pusher });
   });
 
   // Stars and comments (our own JSON routes).

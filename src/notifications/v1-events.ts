@@ -18,8 +18,13 @@ export interface V1EventDeps {
   readonly fromV1?: V1ToV2;
   /** The account behind a v1 token (an index in this process), for actor.name and Hub's pusher. */
   readonly actor?: (authorization: string, repo: RepoName) => Promise<string | null>;
-  /** Hub webhooks of a pushed tag: the v1 chain, root first. */
+  /** Hub webhooks of a pushed tag: the v1 chain, top last (an index in this process). */
   readonly webhooks?: (repo: RepoName, tag: string, chain: readonly string[], pusher: string | null) => Promise<unknown>;
+  /**
+   * A registry split from its index: the index is told of a pushed tag (the chain, top last) with
+   * the push's credentials, fires its webhooks, and answers the pusher's account (actor.name).
+   */
+  readonly indexPush?: (authorization: string, repo: RepoName, tag: string, chain: readonly string[]) => Promise<string | null>;
 }
 
 /**
@@ -49,11 +54,22 @@ export function v1Events(deps: V1EventDeps): V1Events {
     tagPushed(ctx, repo, tag, id, access: RegistryAccess) {
       const s = snapshot(ctx);
       background('v1 tag push', async () => {
-        const actor = await actorOf(s.authorization, repo);
-        if (deps.webhooks) {
-          // Hub's push_data.images: the pushed chain, top last
-          const chain = [...(await deps.images.getAncestry(access.scope, id))].reverse();
-          await deps.webhooks(repo, tag, chain, actor).catch((e: unknown) => deps.log.warn('webhooks not queued for a v1 push', { repository: repo.full, tag, err: String(e) }));
+        // Hub's push_data.images: the pushed chain, top last
+        const chainOf = async (): Promise<string[]> => [...(await deps.images.getAncestry(access.scope, id))].reverse();
+        let actor: string | null;
+        if (deps.indexPush) {
+          // the index checks the push's token, queues its webhooks and names the pusher
+          const authorization = s.authorization;
+          actor = authorization
+            ? await deps
+                .indexPush(authorization, repo, tag, await chainOf())
+                .catch((e: unknown) => (deps.log.warn('the index was not told of a v1 push: webhooks not queued', { repository: repo.full, tag, err: String(e) }), null))
+            : null;
+        } else {
+          actor = await actorOf(s.authorization, repo);
+          if (deps.webhooks) {
+            await deps.webhooks(repo, tag, await chainOf(), actor).catch((e: unknown) => deps.log.warn('webhooks not queued for a v1 push', { repository: repo.full, tag, err: String(e) }));
+          }
         }
         if (notifier) notifier.emit({ action: 'push', target: await tagTarget(s.origin, repo, tag), request: s.request, actor });
       });

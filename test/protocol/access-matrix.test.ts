@@ -8,11 +8,13 @@ import { basic, pushV2Image, S2, sha, Site, v2Image, type Creds, type V2Image } 
 import { findUserByName, saveUser } from '../../src/db/users.js';
 import { addCollaborator, findRepository } from '../../src/db/repositories.js';
 import { addMember, saveOrganization } from '../../src/db/organizations.js';
+import { Receiver } from '../helpers/receiver.js';
+import { freePort } from '../helpers/ports.js';
 
 /**
  * Issue 10: the access model as a matrix — every account kind × repository state × every read and
  * write route of v1 (index and registry), the v2 API, the bridge views both ways, catalog,
- * referrers, search, stars and comments. The expected answer of each cell comes from the rights
+ * referrers, search, stars and comments, and the webhook API (issue 15). The expected answer of each cell comes from the rights
  * table below; the whole observed table is compared at once, so a diff names the cells that moved.
  */
 
@@ -87,8 +89,19 @@ function expected(actor: Actor, state: State, org: boolean): Row {
     row.push = w ? '201' : '401';
     row.delete = d ? '202' : '401';
   }
+  // webhooks (issue 15): managed by whoever may delete the repository; signing in comes first (401
+  // whatever the repository), then a repository the caller cannot read answers as a missing one
+  const hooks = (ok: string): string => (anon ? '401' : !r1 ? '404' : d ? ok : '403');
+  row.hookList = hooks('200');
+  row.hookAdd = hooks('201');
+  row.hookRemove = hooks('200');
+  row.hookDeliveries = hooks('200');
+  row.hookTest = hooks('202');
   return row;
 }
+
+/** The names of accounts and repositories of the matrix: none may appear on /metrics. */
+const PRIVATE_WORDS = ['alice', 'carl', 'wendy', 'otto', 'oscar', 'mona', 'acme', 'pub', 'priv', 'gone', 'own', 'marked', 'matrix'];
 
 describe('access matrix: accounts × repository states × every route (issue 10)', () => {
   let s: TestServer;
@@ -105,8 +118,15 @@ describe('access matrix: accounts × repository states × every route (issue 10)
   ];
   const ACTORS = Object.keys(CREDS) as Actor[];
 
+  const rx = new Receiver();
+  /** The hook each repository's owner set before the probes (the one refused callers try to reach). */
+  const baseHook = new Map<string, number>();
+  let debugPort = 0;
+
   before(async () => {
-    s = await startTestServer({ v2: true, storage_delete: true, bcrypt_cost: 4, token_cache_ttl: 0 });
+    await rx.up();
+    debugPort = await freePort();
+    s = await startTestServer({ v2: true, storage_delete: true, bcrypt_cost: 4, token_cache_ttl: 0, debug_addr: `127.0.0.1:${debugPort}` });
     site = new Site(s.url, s.url);
     const db = s.db!;
     for (const [actor, c] of Object.entries(CREDS)) {
@@ -139,6 +159,13 @@ describe('access matrix: accounts × repository states × every route (issue 10)
         await addCollaborator(db, record.id, (await findUserByName(db, 'carl'))!.id, 'read');
         await addCollaborator(db, record.id, (await findUserByName(db, 'wendy'))!.id, 'write');
       }
+      const hook = await request(s.url, `/v1/webhooks/${repo.name}`, {
+        method: 'POST',
+        headers: { Authorization: basic(...pusher!), 'Content-Type': 'application/json' },
+        body: JSON.stringify({ name: 'base', url: `${rx.url}/base`, secret: 'matrix-secret' }),
+      });
+      assert.equal(hook.status, 201, hook.text);
+      baseHook.set(repo.name, hook.json<{ id: number }>().id);
       if (repo.state !== 'public') await site.setAccess(repo.name, pusher, 'private');
       if (repo.state === 'deleted') {
         for (const status of [202, 200]) {
@@ -150,6 +177,7 @@ describe('access matrix: accounts × repository states × every route (issue 10)
   });
   after(async () => {
     await s?.stop();
+    await rx.down();
   });
 
   /** Every probe of one actor on one repository, as observed. */
@@ -219,8 +247,63 @@ describe('access matrix: accounts × repository states × every route (issue 10)
       row.push = String((await site.v2(`/v2/${name}/manifests/p-${actor}`, bearer, { method: 'PUT', body: img.manifest, headers: { 'Content-Type': S2 } })).status);
       row.delete = String((await site.v2(`/v2/${name}/manifests/d-${actor}`, bearer, { method: 'DELETE' })).status);
     }
+    Object.assign(row, await observeHooks(c, name));
     return row;
   }
+
+  /** The webhook API (list, add, remove, deliveries, test) as one caller sees it on one repository. */
+  async function observeHooks(c: Creds, name: string): Promise<Row> {
+    const row: Row = {};
+    const base = baseHook.get(name)!;
+    const call = (path: string, method = 'GET', body?: unknown) =>
+      request(s.url, `/v1/webhooks/${name}${path}`, {
+        method,
+        headers: { ...(c ? { Authorization: basic(...c) } : {}), 'Content-Type': 'application/json' },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      });
+    const list = await call('');
+    row.hookList = String(list.status);
+    if (list.status === 200) {
+      assert.deepEqual(list.json<{ name: string; secret: unknown }[]>().map((h) => [h.name, h.secret]), [['base', true]], 'the secret is never shown');
+    } else {
+      assert.doesNotMatch(list.text, /matrix-secret|\/base|127\.0\.0\.1/, 'a refused caller learns nothing of the hooks');
+    }
+    const added = await call('', 'POST', { name: `h-${c?.[0] ?? 'anonymous'}`, url: `${rx.url}/added` });
+    row.hookAdd = String(added.status);
+    // the caller's own new hook when it could add one, else the owner's: a refused remove leaves it
+    row.hookRemove = String((await call(`/${added.status === 201 ? added.json<{ id: number }>().id : base}`, 'DELETE')).status);
+    const deliveries = await call(`/${base}/deliveries`);
+    row.hookDeliveries = String(deliveries.status);
+    if (deliveries.status !== 200) assert.doesNotMatch(deliveries.text, /push_data|callback|"tag"/);
+    row.hookTest = String((await call(`/${base}/test`, 'POST')).status);
+    return row;
+  }
+
+  it('webhooks of a repository marked deleted (not purged): nobody reaches them; a new repository of the name starts without them', async () => {
+    await site.pushV1('alice/marked', CREDS.owner, [makeImage()]);
+    const made = await request(s.url, '/v1/webhooks/alice/marked', {
+      method: 'POST',
+      headers: { Authorization: basic(...CREDS.owner!), 'Content-Type': 'application/json' },
+      body: JSON.stringify({ name: 'base', url: `${rx.url}/marked`, secret: 'matrix-secret' }),
+    });
+    assert.equal(made.status, 201, made.text);
+    baseHook.set('alice/marked', made.json<{ id: number }>().id);
+    const del = await request(s.url, '/v1/repositories/alice/marked/', { method: 'DELETE', headers: { Authorization: basic(...CREDS.owner!) } });
+    assert.equal(del.status, 202, del.text);
+    const got: Record<string, Row> = {};
+    const want: Record<string, Row> = {};
+    for (const a of ACTORS.filter((x) => x !== 'orgOwner' && x !== 'orgMember')) {
+      got[a] = await observeHooks(CREDS[a], 'alice/marked');
+      const e = expected(a, 'deleted', false);
+      want[a] = { hookList: e.hookList!, hookAdd: e.hookAdd!, hookRemove: e.hookRemove!, hookDeliveries: e.hookDeliveries!, hookTest: e.hookTest! };
+    }
+    assert.deepEqual(got, want);
+    // the owner pushes the name again: a new repository, without the old hooks
+    await site.pushV1('alice/marked', CREDS.owner, [makeImage()]);
+    const list = await request(s.url, '/v1/webhooks/alice/marked', { headers: { Authorization: basic(...CREDS.owner!) } });
+    assert.equal(list.status, 200, list.text);
+    assert.deepEqual(list.json(), []);
+  });
 
   for (const repo of REPOS) {
     it(`${repo.name} (${repo.state}${repo.org ? ', organization' : ''}): every actor gets exactly its rights on every route`, async () => {
@@ -234,4 +317,18 @@ describe('access matrix: accounts × repository states × every route (issue 10)
       assert.deepEqual(got, want);
     });
   }
+
+  it('/metrics on the debug listener names no repository, account, tag or hook (bounded labels only)', async () => {
+    // after every probe of the matrix (it runs last): pushes, pulls, deletes, refusals, webhook calls
+    const r = await request(`http://127.0.0.1:${debugPort}`, '/metrics');
+    assert.equal(r.status, 200);
+    assert.match(r.text, /^registry_http_requests_total\{/m);
+    assert.match(r.text, /legacy_registry_event_queue_depth\{queue="webhooks"\}/);
+    const values = new Set<string>();
+    for (const m of r.text.matchAll(/\{([^}]*)\}/g)) for (const v of m[1]!.matchAll(/="((?:[^"\\]|\\.)*)"/g)) values.add(v[1]!);
+    const leaks = [...values].filter((v) => PRIVATE_WORDS.some((w) => new RegExp(`\\b${w}\\b`, 'i').test(v)) || v.includes('/'));
+    assert.deepEqual(leaks, [], `label values: ${[...values].sort().join(' ')}`);
+    // the main listener does not serve them
+    assert.equal((await request(s.url, '/metrics')).status, 404);
+  });
 });
