@@ -18,14 +18,28 @@ export interface LayerDigests {
    * decompressed here) and whenever the data is not a readable tar (then tarError says why).
    */
   readonly diffId?: string;
-  /** Tarsums over the uncompressed tar; undefined exactly when diffId is. */
+  /**
+   * Tarsums over the uncompressed tar, when asked for (the default); undefined whenever diffId is.
+   */
   readonly tarsum?: TarSums;
   /** Why diffId/tarsum are missing, when they are. */
   readonly tarError?: string;
 }
 
-/** Makes the uncompressed-side digester (in this thread, or in a worker: see DigestWorkers). */
-export type InnerFactory = (kind: Compression, extra: Buffer) => Inner;
+/**
+ * Makes the uncompressed-side digester (in this thread, or in a worker: see DigestWorkers);
+ * `tarsums` false: the tar is checked but no tarsum computed.
+ */
+export type InnerFactory = (kind: Compression, extra: Buffer, tarsums: boolean) => Inner;
+
+export interface LayerHasherOptions {
+  /**
+   * Compute the tarsums (default true: a push's PUT checksum may be checked against them). False
+   * when nothing will compare them (an import whose tree recorded a payload checksum, or none):
+   * the uncompressed side then only gunzips, hashes the diff_id and checks the tar structure.
+   */
+  readonly tarsums?: boolean;
+}
 
 const XZ = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
 const ZSTD = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
@@ -63,11 +77,15 @@ export class LayerHasher extends Transform {
   private digests: LayerDigests | undefined;
 
   /** extra: the image json bytes (may be empty), for the payload checksum and as tarsum "extra". */
+  private readonly tarsums: boolean;
+
   constructor(
     private readonly extra: Buffer,
     private readonly makeInner: InnerFactory = createInlineInner,
+    opts: LayerHasherOptions = {},
   ) {
     super({ highWaterMark: 1 << 20 });
+    this.tarsums = opts.tarsums ?? true;
     this.payloadHash = createHash('sha256').update(extra).update('\n');
   }
 
@@ -84,7 +102,7 @@ export class LayerHasher extends Transform {
 
   private start(head: Buffer): Inner {
     this.compression = sniffCompression(head);
-    this.inner = this.makeInner(this.compression, this.extra);
+    this.inner = this.makeInner(this.compression, this.extra, this.tarsums);
     return this.inner;
   }
 
@@ -135,13 +153,17 @@ export class LayerHasher extends Transform {
   private digestsFrom(r: InnerResult): LayerDigests {
     const rawHex = this.raw.digest('hex');
     const digest = `sha256:${rawHex}`;
-    const diffId = r.tarsum ? (this.compression === 'none' ? digest : r.diffId) : undefined;
+    // a readable tar: the diff_id (and the tarsums, when computed); an inner that predates the
+    // `tar` flag says so through its tarsums
+    const tar = r.tar === true || r.tarsum !== undefined;
+    const diffId = tar ? (this.compression === 'none' ? digest : r.diffId) : undefined;
     return {
       digest,
       size: this.size,
       payload: `sha256:${this.payloadHash.digest('hex')}`,
       compression: this.compression,
-      ...(diffId && r.tarsum ? { diffId, tarsum: r.tarsum } : {}),
+      ...(diffId ? { diffId } : {}),
+      ...(diffId && r.tarsum ? { tarsum: r.tarsum } : {}),
       ...(r.tarError ? { tarError: r.tarError } : {}),
     };
   }

@@ -53,12 +53,16 @@ export class DigestWorkers {
     this.idle.push(w);
   }
 
-  /** An Inner that runs in a worker when one is free, else in this thread. */
-  create(kind: Compression, extra: Buffer): Inner {
-    if (kind !== 'gzip' && kind !== 'none') return createInlineInner(kind, extra);
+  /**
+   * An Inner that runs in a worker when one is free, else in this thread. A plain tar without
+   * tarsums stays here: checking its structure costs less than handing the bytes over.
+   */
+  create(kind: Compression, extra: Buffer, tarsums = true): Inner {
+    if (kind !== 'gzip' && kind !== 'none') return createInlineInner(kind, extra, tarsums);
+    if (kind === 'none' && !tarsums) return createInlineInner(kind, extra, false);
     const w = this.acquire();
-    if (!w) return createInlineInner(kind, extra);
-    return new WorkerInner(w, kind, extra, (broken) => this.release(w, broken));
+    if (!w) return createInlineInner(kind, extra, tarsums);
+    return new WorkerInner(w, kind, extra, tarsums, (broken) => this.release(w, broken));
   }
 
   async close(): Promise<void> {
@@ -79,6 +83,7 @@ class WorkerInner implements Inner {
     private readonly w: PooledWorker,
     kind: Compression,
     extra: Buffer,
+    tarsums: boolean,
     private readonly done: (broken: boolean) => void,
   ) {
     w.worker.ref();
@@ -104,7 +109,7 @@ class WorkerInner implements Inner {
         resolve({ tarError: `digest worker failed: ${e.message}` });
       });
     });
-    w.worker.postMessage({ type: 'start', kind, extra });
+    w.worker.postMessage({ type: 'start', kind, extra, tarsums });
   }
 
   private finish(broken: boolean): void {
