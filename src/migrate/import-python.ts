@@ -316,7 +316,8 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
 
     // the fake index's image list (_index_images, spec §3.12): images of the repository that no tag
     // reaches any more (a moved or deleted tag) are imported into it as well, with their chains
-    const inChains = new Set(good.flatMap((t) => t.chain));
+    // (those of the tags were dealt with above, imported or reported)
+    const inChains = new Set(tagged.flatMap((t) => t.chain));
     const listed: { id: string; chain: string[] }[] = [];
     if (entries.includes('_index_images')) {
       const ids = await readIndexImages(tree, `${dir}/_index_images`);

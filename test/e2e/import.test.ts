@@ -128,15 +128,16 @@ describe('legacy-registry import: a Python docker-registry tree and a distributi
   });
 
   it('tag and repository metadata (tag<name>_json, json) and the untagged images of _index_images are imported', async () => {
-    const auth = { Authorization: basic('alice', 'alicepw') };
-    const tagJson = await request(s.url, '/v1/repositories/alice/web/tags/latest/json', { headers: auth });
+    // the index's image list has the untagged image (and its chain), and a v1 client reads it by id
+    const list = await request(s.url, '/v1/repositories/alice/web/images', { headers: { Authorization: basic('alice', 'alicepw'), 'X-Docker-Token': 'true' } });
+    assert.equal(list.status, 200);
+    const token = { Authorization: `Token ${String(list.headers['x-docker-token'])}` };
+    const tagJson = await request(s.url, '/v1/repositories/alice/web/tags/latest/json', { headers: token });
     assert.equal(tagJson.status, 200);
     assert.deepEqual(tagJson.json(), { arch: 'amd64', docker_go_version: null, docker_version: '1.3.2', kernel: null, last_update: 1400000000, os: 'linux' });
-    const repoJson = await request(s.url, '/v1/repositories/alice/web/json', { headers: auth });
+    const repoJson = await request(s.url, '/v1/repositories/alice/web/json', { headers: token });
+    assert.equal(repoJson.status, 200);
     assert.equal(repoJson.json<{ last_update: unknown }>().last_update, 1400000000);
-    // the image list has the untagged image (and its chain), and a v1 client reads it by id
-    const list = await request(s.url, '/v1/repositories/alice/web/images', { headers: { ...auth, 'X-Docker-Token': 'true' } });
-    assert.equal(list.status, 200);
     const ids = list.json<{ id: string; checksum?: string }[]>();
     assert.deepEqual(ids.map((e) => e.id).sort(), [base.id, mid.id, top.id, untagged.id].sort());
     assert.equal(ids.find((e) => e.id === untagged.id)?.checksum, untagged.payload, 'the verified payload checksum');
