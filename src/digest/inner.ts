@@ -60,17 +60,22 @@ const GUNZIP_OUT = 512 << 10;
 /** Uncompressed bytes allowed to wait for hashing before it is done in the data handler itself. */
 const MAX_QUEUED = 4 << 20;
 
-/**
- * Gunzip (for gzip) and tarsum in this thread; zlib itself runs on the libuv thread pool. With
- * `tarsums` false the tar is only checked for being one (no tarsum hashing): the diff_id is all
- * the bridge needs.
- */
-export function createInlineInner(kind: Compression, extra: Buffer, tarsums = true): Inner {
+/** What the uncompressed side computes beyond the diff_id. */
+export interface InnerOptions {
+  /**
+   * The tarsums (default true). False: the tar is only checked for being one (no tarsum hashing),
+   * the diff_id is all the bridge needs (the importer, when its tree recorded no tarsum to compare).
+   */
+  readonly tarsums?: boolean;
+}
+
+/** Gunzip (for gzip) and tarsum in this thread; zlib itself runs on the libuv thread pool. */
+export function createInlineInner(kind: Compression, extra: Buffer, opts: InnerOptions = {}): Inner {
   if (kind !== 'gzip' && kind !== 'none') {
     const tarError = `${kind} layers are stored as they are; tarsum and diff_id need gzip or a plain tar`;
     return { write: (_c, done) => done(), end: () => Promise.resolve({ tarError }), destroy: () => undefined };
   }
-  const tarsum = tarCheck(extra, tarsums);
+  const tarsum = tarCheck(extra, opts.tarsums ?? true);
   const finish = (tarError: string | undefined, diffId?: string): InnerResult => {
     if (tarError) return { tarError };
     tarsum.end();

@@ -1,6 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
-import { createInlineInner, type Compression, type Inner, type InnerResult } from './inner.js';
+import { createInlineInner, type Compression, type Inner, type InnerOptions, type InnerResult } from './inner.js';
 import type { TarSums } from './tarsum.js';
 
 export type { Compression };
@@ -26,20 +26,8 @@ export interface LayerDigests {
   readonly tarError?: string;
 }
 
-/**
- * Makes the uncompressed-side digester (in this thread, or in a worker: see DigestWorkers);
- * `tarsums` false: the tar is checked but no tarsum computed.
- */
-export type InnerFactory = (kind: Compression, extra: Buffer, tarsums: boolean) => Inner;
-
-export interface LayerHasherOptions {
-  /**
-   * Compute the tarsums (default true: a push's PUT checksum may be checked against them). False
-   * when nothing will compare them (an import whose tree recorded a payload checksum, or none):
-   * the uncompressed side then only gunzips, hashes the diff_id and checks the tar structure.
-   */
-  readonly tarsums?: boolean;
-}
+/** Makes the uncompressed-side digester (in this thread, or in a worker: see DigestWorkers). */
+export type InnerFactory = (kind: Compression, extra: Buffer, opts?: InnerOptions) => Inner;
 
 const XZ = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
 const ZSTD = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
@@ -76,16 +64,17 @@ export class LayerHasher extends Transform {
   private inner: Inner | undefined;
   private digests: LayerDigests | undefined;
 
-  /** extra: the image json bytes (may be empty), for the payload checksum and as tarsum "extra". */
-  private readonly tarsums: boolean;
-
+  /**
+   * extra: the image json bytes (may be empty), for the payload checksum and as tarsum "extra".
+   * innerOpts: what the uncompressed side computes (`{ tarsums: false }`: no tarsums, the tar is
+   * only checked; the importer when nothing will compare them).
+   */
   constructor(
     private readonly extra: Buffer,
     private readonly makeInner: InnerFactory = createInlineInner,
-    opts: LayerHasherOptions = {},
+    private readonly innerOpts: InnerOptions = {},
   ) {
     super({ highWaterMark: 1 << 20 });
-    this.tarsums = opts.tarsums ?? true;
     this.payloadHash = createHash('sha256').update(extra).update('\n');
   }
 
@@ -102,7 +91,7 @@ export class LayerHasher extends Transform {
 
   private start(head: Buffer): Inner {
     this.compression = sniffCompression(head);
-    this.inner = this.makeInner(this.compression, this.extra, this.tarsums);
+    this.inner = this.makeInner(this.compression, this.extra, this.innerOpts);
     return this.inner;
   }
 

@@ -207,7 +207,7 @@ describe('LayerHasher with DigestWorkers', () => {
   it('without tarsums (the importer): same digests, payload and diff_id, no tarsum; a non-tar still has no diff_id', async () => {
     const gz = vectorFile('layer.tar.gz');
     const tar = vectorFile('layer.tar');
-    for (const inner of [undefined, (k: Parameters<typeof workers.create>[0], e: Buffer, t: boolean) => workers.create(k, e, t)]) {
+    for (const inner of [undefined, (k: Parameters<typeof workers.create>[0], e: Buffer, o?: { tarsums?: boolean }) => workers.create(k, e, o)]) {
       for (const body of [gz, tar]) {
         const full = await hashLayer(split(body, 'random', 5), json, inner);
         const lean = await hashLayer(split(body, 'random', 5), json, inner, { tarsums: false });
