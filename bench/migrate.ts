@@ -1,20 +1,22 @@
 /**
  * Import and migrate throughput on a generated Python docker-registry tree (issue 16 "Measured"):
  *
- *   node dist/bench/migrate.js [--images 1000] [--mib 2048] [--chain 10] [--concurrency 4] [--out bench/results]
+ *   node dist/bench/migrate.js [--images 1000] [--mib 2048] [--chain 10] [--concurrency 4] [--reps 3]
+ *                              [--tree DIR] [--no-migrate] [--cpu-prof DIR] [--out bench/results]
  *
  * 1. writes a Python storage tree: `images` images in chains of `chain` (one repository and tag per
  *    chain), `mib` MiB of layers in all, every other layer gzip (level 1) and the rest plain tar,
  *    random (incompressible) content, `_checksum` recorded as the Python registry did;
- * 2. `cp -r` of the tree (the baseline), timed;
- * 3. `legacy-registry import` of the tree into an empty storage with an index (SQLite), timed,
- *    peak RSS from the command's own report;
+ * 2. `reps` alternating repetitions on the same tree: `cp -r` + `sync` (the baseline), then
+ *    `legacy-registry import` + `sync` into an empty storage with an index (SQLite), each timed;
+ *    peak RSS from the command's own report; medians and the median of the per-pair ratios;
+ *    `--tree DIR` keeps the generated tree there (or reuses it when it already holds one);
  * 4. `legacy-registry migrate` of everything to Debian's distribution 2.8.2 (no auth, same disk).
  * Target (issue 16): import within 1.5× of cp -r, peak RSS ≤ 200 MiB.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -29,13 +31,21 @@ const opt = (n: string, d: number): number => {
   return i >= 0 && argv[i + 1] ? Number(argv[i + 1]) : d;
 };
 if (argv.includes('--help')) {
-  console.log('usage: node dist/bench/migrate.js [--images 1000] [--mib 2048] [--chain 10] [--concurrency 4] [--out bench/results]');
+  console.log('usage: node dist/bench/migrate.js [--images 1000] [--mib 2048] [--chain 10] [--concurrency 4] [--reps 3] [--tree DIR] [--no-migrate] [--cpu-prof DIR] [--out bench/results]');
   process.exit(0);
 }
 const IMAGES = opt('images', 1000);
 const TOTAL = opt('mib', 2048) * MiB;
 const CHAIN = opt('chain', 10);
 const CONCURRENCY = opt('concurrency', 4);
+const REPS = Math.max(1, opt('reps', 3));
+const strOpt = (n: string): string | undefined => {
+  const i = argv.indexOf(`--${n}`);
+  return i >= 0 ? argv[i + 1] : undefined;
+};
+const TREE = strOpt('tree');
+const CPU_PROF = strOpt('cpu-prof');
+const MIGRATE = !argv.includes('--no-migrate');
 const outIdx = argv.indexOf('--out');
 const OUT = outIdx >= 0 ? argv[outIdx + 1]! : join(ROOT, 'bench', 'results');
 
@@ -97,9 +107,9 @@ function freePort(): Promise<number> {
   });
 }
 
-function cli(storage: string, args: string[]): { seconds: number; status: number | null; out: string } {
+function cli(storage: string, args: string[], nodeArgs: string[] = []): { seconds: number; status: number | null; out: string } {
   const t = process.hrtime.bigint();
-  const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'legacy-registry.cjs'), ...args], {
+  const r = spawnSync(process.execPath, [...nodeArgs, join(ROOT, 'bin', 'legacy-registry.cjs'), ...args], {
     env: { PATH: process.env.PATH ?? '', SETTINGS_FLAVOR: 'test', DOCKER_REGISTRY_CONFIG: join(ROOT, 'config_sample.yml'), STORAGE_PATH: storage, LOGLEVEL: 'warn' },
     encoding: 'utf8',
     maxBuffer: 64 * MiB,
@@ -107,60 +117,92 @@ function cli(storage: string, args: string[]): { seconds: number; status: number
   return { seconds: Number(process.hrtime.bigint() - t) / 1e9, status: r.status, out: r.stdout + r.stderr };
 }
 
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+const load = (): string => loadavg().map((l) => l.toFixed(1)).join(' ');
+
 const work = await mkdtemp(join(tmpdir(), 'lr-bench-migrate-'));
 try {
-  const tree = join(work, 'python');
-  console.log(`generating ${IMAGES} images, ${TOTAL / MiB} MiB …`);
-  const { bytes } = generate(tree);
+  const tree = TREE ?? join(work, 'python');
+  let bytes: number;
+  if (TREE && existsSync(join(TREE, 'bench-tree.json'))) {
+    ({ bytes } = JSON.parse(readFileSync(join(TREE, 'bench-tree.json'), 'utf8')) as { bytes: number });
+    console.log(`reusing the tree in ${TREE} (${(bytes / MiB).toFixed(0)} MiB)`);
+  } else {
+    console.log(`generating ${IMAGES} images, ${TOTAL / MiB} MiB …`);
+    ({ bytes } = generate(tree));
+    if (TREE) writeFileSync(join(TREE, 'bench-tree.json'), JSON.stringify({ bytes, images: IMAGES, chain: CHAIN }));
+  }
   spawnSync('sync');
   const mib = bytes / MiB;
 
-  let t = process.hrtime.bigint();
-  spawnSync('cp', ['-r', tree, join(work, 'copy')]);
-  spawnSync('sync');
-  const cpSeconds = Number(process.hrtime.bigint() - t) / 1e9;
-  await rm(join(work, 'copy'), { recursive: true, force: true });
-  console.log(`cp -r + sync: ${cpSeconds.toFixed(1)} s (${(mib / cpSeconds).toFixed(0)} MiB/s)`);
-
+  // alternating repetitions on the same tree: cp -r + sync, then import + sync
   const storage = join(work, 'storage');
-  cli(storage, ['user', 'add', 'bench', 'bench@example.com', '--password', 'benchpw1']);
-  const importReport = join(work, 'import.json');
-  t = process.hrtime.bigint();
-  const imp = cli(storage, ['import', '--owner', 'bench', '--no-progress', '--report', importReport, tree]);
-  spawnSync('sync');
-  const importSeconds = Number(process.hrtime.bigint() - t) / 1e9;
-  if (imp.status !== 0) throw new Error(`import failed:\n${imp.out}`);
-  const ir = JSON.parse(readFileSync(importReport, 'utf8')) as { peakRssMiB: number; images: { imported: number } };
-  console.log(`import + sync: ${importSeconds.toFixed(1)} s (${(mib / importSeconds).toFixed(0)} MiB/s, ${(IMAGES / importSeconds).toFixed(1)} images/s), ${(importSeconds / cpSeconds).toFixed(2)}× cp -r, peak RSS ${ir.peakRssMiB} MiB`);
+  const runs: { cp: number; import: number; peakRssMiB: number; load: string }[] = [];
+  for (let rep = 0; rep < REPS; rep++) {
+    let t = process.hrtime.bigint();
+    spawnSync('cp', ['-r', tree, join(work, 'copy')]);
+    spawnSync('sync');
+    const cpSeconds = Number(process.hrtime.bigint() - t) / 1e9;
+    await rm(join(work, 'copy'), { recursive: true, force: true });
+    await rm(storage, { recursive: true, force: true });
+    spawnSync('sync');
+    cli(storage, ['user', 'add', 'bench', 'bench@example.com', '--password', 'benchpw1']);
+    const importReport = join(work, 'import.json');
+    const prof = CPU_PROF && rep === 0 ? ['--cpu-prof', '--cpu-prof-dir', CPU_PROF] : [];
+    t = process.hrtime.bigint();
+    const imp = cli(storage, ['import', '--owner', 'bench', '--no-progress', '--concurrency', String(CONCURRENCY), '--report', importReport, tree], prof);
+    spawnSync('sync');
+    const importSeconds = Number(process.hrtime.bigint() - t) / 1e9;
+    if (imp.status !== 0) throw new Error(`import failed:\n${imp.out}`);
+    const ir = JSON.parse(readFileSync(importReport, 'utf8')) as { peakRssMiB: number; images: { imported: number } };
+    if (ir.images.imported !== IMAGES && !TREE) throw new Error(`import: ${ir.images.imported} images imported, ${IMAGES} expected`);
+    runs.push({ cp: cpSeconds, import: importSeconds, peakRssMiB: ir.peakRssMiB, load: load() });
+    console.log(
+      `rep ${rep + 1}: cp -r + sync ${cpSeconds.toFixed(1)} s (${(mib / cpSeconds).toFixed(0)} MiB/s); import + sync ${importSeconds.toFixed(1)} s (${(mib / importSeconds).toFixed(0)} MiB/s, ${(ir.images.imported / importSeconds).toFixed(1)} images/s), ${(importSeconds / cpSeconds).toFixed(2)}× cp, peak RSS ${ir.peakRssMiB} MiB; load ${load()}`,
+    );
+  }
+  const cpMedian = median(runs.map((r) => r.cp));
+  const importMedian = median(runs.map((r) => r.import));
+  const ratioMedian = median(runs.map((r) => r.import / r.cp));
+  console.log(`medians over ${REPS}: cp ${cpMedian.toFixed(1)} s, import ${importMedian.toFixed(1)} s, ratio ${ratioMedian.toFixed(2)}×, peak RSS max ${Math.max(...runs.map((r) => r.peakRssMiB))} MiB`);
 
   const again = cli(storage, ['import', '--owner', 'bench', '--no-progress', tree]);
   console.log(`second import (nothing new): ${again.seconds.toFixed(1)} s`);
 
-  const port = await freePort();
-  const cfg = join(work, 'dist.yml');
-  await writeFile(cfg, `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${join(work, 'target')}\nhttp:\n  addr: 127.0.0.1:${port}\n`);
-  const dist = spawn('/usr/bin/docker-registry', ['serve', cfg], { stdio: 'ignore' });
-  await new Promise((r) => setTimeout(r, 1500));
-  const migrateReport = join(work, 'migrate.json');
-  let mig;
-  try {
-    mig = cli(storage, ['migrate', '--to', `http://127.0.0.1:${port}`, '--no-progress', '--concurrency', String(CONCURRENCY), '--report', migrateReport]);
-  } finally {
-    dist.kill('SIGTERM');
+  let migrate: Record<string, number> | undefined;
+  if (MIGRATE) {
+    const port = await freePort();
+    const cfg = join(work, 'dist.yml');
+    await writeFile(cfg, `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${join(work, 'target')}\nhttp:\n  addr: 127.0.0.1:${port}\n`);
+    const dist = spawn('/usr/bin/docker-registry', ['serve', cfg], { stdio: 'ignore' });
+    await new Promise((r) => setTimeout(r, 1500));
+    const migrateReport = join(work, 'migrate.json');
+    let mig;
+    try {
+      mig = cli(storage, ['migrate', '--to', `http://127.0.0.1:${port}`, '--no-progress', '--concurrency', String(CONCURRENCY), '--report', migrateReport]);
+    } finally {
+      dist.kill('SIGTERM');
+    }
+    if (mig.status !== 0) throw new Error(`migrate failed:\n${mig.out}`);
+    const mr = JSON.parse(readFileSync(migrateReport, 'utf8')) as { peakRssMiB: number; bytesUploaded: number; tags: number };
+    console.log(`migrate: ${mig.seconds.toFixed(1)} s (${(mr.bytesUploaded / MiB / mig.seconds).toFixed(0)} MiB/s, ${(IMAGES / mig.seconds).toFixed(1)} images/s, ${mr.tags} tags), peak RSS ${mr.peakRssMiB} MiB; load ${load()}`);
+    migrate = { seconds: mig.seconds, mibPerSecond: mr.bytesUploaded / MiB / mig.seconds, imagesPerSecond: IMAGES / mig.seconds, peakRssMiB: mr.peakRssMiB, concurrency: CONCURRENCY };
   }
-  if (mig.status !== 0) throw new Error(`migrate failed:\n${mig.out}`);
-  const mr = JSON.parse(readFileSync(migrateReport, 'utf8')) as { peakRssMiB: number; bytesUploaded: number; tags: number };
-  const tags = Math.ceil(IMAGES / CHAIN);
-  console.log(`migrate: ${mig.seconds.toFixed(1)} s (${(mr.bytesUploaded / MiB / mig.seconds).toFixed(0)} MiB/s, ${(IMAGES / mig.seconds).toFixed(1)} images/s, ${mr.tags} tags), peak RSS ${mr.peakRssMiB} MiB`);
 
+  const tags = Math.ceil(IMAGES / CHAIN);
   const result = {
     date: new Date().toISOString(),
     machine: { cpus: cpus().length, loadavg: loadavg() },
     tree: { images: IMAGES, tags, mib: Number(mib.toFixed(1)) },
-    cp: { seconds: cpSeconds, mibPerSecond: mib / cpSeconds },
-    import: { seconds: importSeconds, mibPerSecond: mib / importSeconds, imagesPerSecond: IMAGES / importSeconds, ratioToCp: importSeconds / cpSeconds, peakRssMiB: ir.peakRssMiB, imported: ir.images.imported },
+    runs,
+    cp: { seconds: cpMedian, mibPerSecond: mib / cpMedian },
+    import: { seconds: importMedian, mibPerSecond: mib / importMedian, imagesPerSecond: IMAGES / importMedian, ratioToCp: ratioMedian, peakRssMiB: Math.max(...runs.map((r) => r.peakRssMiB)), concurrency: CONCURRENCY },
     reimport: { seconds: again.seconds },
-    migrate: { seconds: mig.seconds, mibPerSecond: mr.bytesUploaded / MiB / mig.seconds, imagesPerSecond: IMAGES / mig.seconds, peakRssMiB: mr.peakRssMiB, concurrency: CONCURRENCY },
+    ...(migrate ? { migrate } : {}),
   };
   mkdirSync(OUT, { recursive: true });
   const file = join(OUT, `migrate-${result.date.slice(0, 19).replace(/:/g, '')}.json`);

@@ -68,7 +68,7 @@ Examples:
         const region = opts.s3Region ?? process.env.AWS_REGION;
         tree = new S3Tree({ ...s3, ...(endpoint ? { endpoint } : {}), ...(region ? { region } : {}) });
       } else tree = new DirectoryTree(source);
-      const content = await openContent(config);
+      const content = await openContent(config, undefined, { digestWorkers: 0 });
       let report;
       try {
         report = await runImport(tree, content, {

@@ -184,14 +184,18 @@ export class V1Images {
     return `image\n${scope?.full ?? ''}\n${id}`;
   }
 
-  /** R6: stream the layer into the blob store, hashing on the way (spec §2.7). */
-  async putLayer(scope: ImageScope, id: string, body: Readable, contentLength?: number): Promise<LayerLink> {
+  /**
+   * R6: stream the layer into the blob store, hashing on the way (spec §2.7). `tarsums: false` (the
+   * importer, when its tree recorded no tarsum to compare) skips the tarsums: the link then has
+   * the digest, payload and diff_id but no tarsum, and a PUT checksum verifies the payload only.
+   */
+  async putLayer(scope: ImageScope, id: string, body: Readable, contentLength?: number, opts: { readonly tarsums?: boolean } = {}): Promise<LayerLink> {
     const json = await this.read(keys.imageJson(scope, id));
     if (!json) throw new RegistryError('IMAGE_NOT_FOUND');
     if (!(await this.inProgress(scope, id)) && (await this.exists(keys.layerLink(scope, id)))) {
       throw new RegistryError('IMAGE_EXISTS');
     }
-    const hasher = new LayerHasher(json, this.opts.innerDigests);
+    const hasher = new LayerHasher(json, this.opts.innerDigests, { tarsums: opts.tarsums ?? true });
     let blob;
     try {
       blob = await this.blobs.ingest(body, hasher, {

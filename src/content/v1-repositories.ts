@@ -33,6 +33,32 @@ export function tagMetadata(userAgent: string | undefined, now = Date.now()): Re
   return meta;
 }
 
+const META_STRINGS = ['docker_version', 'docker_go_version', 'kernel', 'os', 'arch'] as const;
+
+/**
+ * Tag or repository metadata (R15/R16) read from another registry's storage (the importer: a
+ * Python tree's `tag<name>_json` and `json`), kept to the fields R13 writes: `last_update` a finite
+ * number, the others strings of at most 256 characters (or null). Anything else is dropped;
+ * undefined when the bytes are not a JSON object.
+ */
+export function sanitizeTagMetadata(raw: Buffer): Record<string, unknown> | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(raw.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return undefined;
+  const o = v as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  if (o.last_update === null || (typeof o.last_update === 'number' && Number.isFinite(o.last_update))) out.last_update = o.last_update;
+  for (const k of META_STRINGS) {
+    const x = o[k];
+    if (x === null || (typeof x === 'string' && x.length <= 256)) out[k] = x;
+  }
+  return out;
+}
+
 /**
  * Tags and repository records of the v1 registry (R11–R19) and the stand-in index image lists (§3.12).
  * A repository exists once its marker is written (first tag, image list or properties).
@@ -92,12 +118,40 @@ export class V1Repositories {
    * repository does not hold is "not found", whoever else holds it.
    */
   async putTag(repo: RepoName, tag: Tag, id: string, userAgent: string | undefined, link?: (id: string) => Promise<boolean>): Promise<void> {
+    await this.writeTag(repo, tag, id, tagMetadata(userAgent), link);
+  }
+
+  /**
+   * R13 with the metadata given instead of built from a User-Agent: the importer keeps what the
+   * source registry recorded (see {@link sanitizeTagMetadata}). Same checks as putTag.
+   */
+  async putTagWithMetadata(repo: RepoName, tag: Tag, id: string, metadata: Record<string, unknown>): Promise<void> {
+    await this.writeTag(repo, tag, id, metadata);
+  }
+
+  /** The stored tag metadata as written (undefined when none), to tell whether it changed. */
+  readTagJson(repo: RepoName, tag: Tag): Promise<Buffer | undefined> {
+    return this.read(keys.tagJson(repo, tag));
+  }
+
+  /** The stored repository metadata as written (undefined when none). */
+  readRepoJson(repo: RepoName): Promise<Buffer | undefined> {
+    return this.read(keys.repoJson(repo));
+  }
+
+  /** R16's record, set directly (the importer: the source's repository `json`). */
+  async putRepoJson(repo: RepoName, metadata: Record<string, unknown>): Promise<void> {
+    await this.ensure(repo);
+    await this.driver.putContent(keys.repoJson(repo), Buffer.from(JSON.stringify(metadata)));
+  }
+
+  private async writeTag(repo: RepoName, tag: Tag, id: string, metadata: Record<string, unknown>, link?: (id: string) => Promise<boolean>): Promise<void> {
     const scope = this.images.scopeOf(repo);
     if (!isImageId(id) || !((await this.images.hasJson(scope, id)) || (link !== undefined && (await link(id))))) {
       throw new RegistryError('IMAGE_NOT_FOUND');
     }
     await this.ensure(repo);
-    const meta = Buffer.from(JSON.stringify(tagMetadata(userAgent)));
+    const meta = Buffer.from(JSON.stringify(metadata));
     await this.driver.putContent(keys.tagJson(repo, tag), meta);
     if (tag === 'latest') await this.driver.putContent(keys.repoJson(repo), meta);
     await this.driver.putContent(keys.tag(repo, tag), Buffer.from(id));

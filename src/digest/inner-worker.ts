@@ -5,17 +5,17 @@
  *   out: {type:'ack', bytes} · {type:'result', result}
  */
 import { parentPort } from 'node:worker_threads';
-import { createInlineInner, type Compression, type Inner } from './inner.js';
+import { createInlineInner, type Compression, type Inner, type InnerOptions } from './inner.js';
 
 type In =
-  | { type: 'start'; kind: Compression; extra: Uint8Array }
+  | { type: 'start'; kind: Compression; extra: Uint8Array; opts?: InnerOptions }
   | { type: 'chunk'; buf: ArrayBuffer }
   | { type: 'end' };
 
 let inner: Inner | undefined;
 parentPort!.on('message', (m: In) => {
   if (m.type === 'start') {
-    inner = createInlineInner(m.kind, Buffer.from(m.extra));
+    inner = createInlineInner(m.kind, Buffer.from(m.extra), m.opts);
   } else if (m.type === 'chunk') {
     const buf = Buffer.from(m.buf);
     inner!.write(buf, () => parentPort!.postMessage({ type: 'ack', bytes: buf.length }));

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createGunzip } from 'node:zlib';
+import { TarParser } from './tar-parser.js';
 import { TarSum, type TarSums } from './tarsum.js';
 
 export type Compression = 'gzip' | 'none' | 'bzip2' | 'xz' | 'zstd';
@@ -7,8 +8,37 @@ export type Compression = 'gzip' | 'none' | 'bzip2' | 'xz' | 'zstd';
 /** What is computed over the uncompressed tar: the diff_id (gzip only here) and the tarsums. */
 export interface InnerResult {
   readonly diffId?: string;
+  /** Only when asked for (see {@link createInlineInner}). */
   readonly tarsum?: TarSums;
+  /** The uncompressed bytes are one complete tar archive (set whenever tarError is not). */
+  readonly tar?: true;
   readonly tarError?: string;
+}
+
+/**
+ * Over the uncompressed tar: the tarsums (every header and content byte hashed twice, four times
+ * for entries with owner names), or only the archive's structure checked, which costs next to
+ * nothing (the parser skips content). The v2 bridge needs a diff_id of a readable tar; tarsums
+ * only serve a check against a client's or a tree's recorded tarsum.
+ */
+interface TarCheck {
+  write(chunk: Buffer): void;
+  end(): void;
+  readonly error: string | undefined;
+  result(): TarSums | undefined | true;
+}
+
+function tarCheck(extra: Buffer, tarsums: boolean): TarCheck {
+  if (tarsums) return new TarSum(extra);
+  const parser = new TarParser({ entry: () => undefined, data: () => undefined, entryEnd: () => undefined });
+  return {
+    write: (c) => parser.write(c),
+    end: () => parser.end(),
+    get error() {
+      return parser.error;
+    },
+    result: () => (parser.error === undefined && parser.ended ? true : undefined),
+  };
 }
 
 /** The uncompressed side of the layer hashing: fed the raw layer bytes, in order. */
@@ -30,19 +60,28 @@ const GUNZIP_OUT = 512 << 10;
 /** Uncompressed bytes allowed to wait for hashing before it is done in the data handler itself. */
 const MAX_QUEUED = 4 << 20;
 
+/** What the uncompressed side computes beyond the diff_id. */
+export interface InnerOptions {
+  /**
+   * The tarsums (default true). False: the tar is only checked for being one (no tarsum hashing),
+   * the diff_id is all the bridge needs (the importer, when its tree recorded no tarsum to compare).
+   */
+  readonly tarsums?: boolean;
+}
+
 /** Gunzip (for gzip) and tarsum in this thread; zlib itself runs on the libuv thread pool. */
-export function createInlineInner(kind: Compression, extra: Buffer): Inner {
+export function createInlineInner(kind: Compression, extra: Buffer, opts: InnerOptions = {}): Inner {
   if (kind !== 'gzip' && kind !== 'none') {
     const tarError = `${kind} layers are stored as they are; tarsum and diff_id need gzip or a plain tar`;
     return { write: (_c, done) => done(), end: () => Promise.resolve({ tarError }), destroy: () => undefined };
   }
-  const tarsum = new TarSum(extra);
+  const tarsum = tarCheck(extra, opts.tarsums ?? true);
   const finish = (tarError: string | undefined, diffId?: string): InnerResult => {
     if (tarError) return { tarError };
     tarsum.end();
     const t = tarsum.result();
     if (!t) return { tarError: `not a tar archive: ${tarsum.error ?? 'incomplete'}` };
-    return { ...(diffId ? { diffId } : {}), tarsum: t };
+    return { ...(diffId ? { diffId } : {}), tar: true, ...(t === true ? {} : { tarsum: t }) };
   };
   if (kind === 'none') {
     return {
@@ -77,7 +116,7 @@ class InlineGunzip implements Inner {
   private readonly ended: Promise<void>;
 
   constructor(
-    private readonly tarsum: TarSum,
+    private readonly tarsum: TarCheck,
     private readonly finish: (tarError: string | undefined, diffId?: string) => InnerResult,
   ) {
     this.gz.on('data', (c: Buffer) => {

@@ -1,6 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
-import { createInlineInner, type Compression, type Inner, type InnerResult } from './inner.js';
+import { createInlineInner, type Compression, type Inner, type InnerOptions, type InnerResult } from './inner.js';
 import type { TarSums } from './tarsum.js';
 
 export type { Compression };
@@ -18,14 +18,16 @@ export interface LayerDigests {
    * decompressed here) and whenever the data is not a readable tar (then tarError says why).
    */
   readonly diffId?: string;
-  /** Tarsums over the uncompressed tar; undefined exactly when diffId is. */
+  /**
+   * Tarsums over the uncompressed tar, when asked for (the default); undefined whenever diffId is.
+   */
   readonly tarsum?: TarSums;
   /** Why diffId/tarsum are missing, when they are. */
   readonly tarError?: string;
 }
 
 /** Makes the uncompressed-side digester (in this thread, or in a worker: see DigestWorkers). */
-export type InnerFactory = (kind: Compression, extra: Buffer) => Inner;
+export type InnerFactory = (kind: Compression, extra: Buffer, opts?: InnerOptions) => Inner;
 
 const XZ = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
 const ZSTD = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
@@ -62,10 +64,15 @@ export class LayerHasher extends Transform {
   private inner: Inner | undefined;
   private digests: LayerDigests | undefined;
 
-  /** extra: the image json bytes (may be empty), for the payload checksum and as tarsum "extra". */
+  /**
+   * extra: the image json bytes (may be empty), for the payload checksum and as tarsum "extra".
+   * innerOpts: what the uncompressed side computes (`{ tarsums: false }`: no tarsums, the tar is
+   * only checked; the importer when nothing will compare them).
+   */
   constructor(
     private readonly extra: Buffer,
     private readonly makeInner: InnerFactory = createInlineInner,
+    private readonly innerOpts: InnerOptions = {},
   ) {
     super({ highWaterMark: 1 << 20 });
     this.payloadHash = createHash('sha256').update(extra).update('\n');
@@ -84,7 +91,7 @@ export class LayerHasher extends Transform {
 
   private start(head: Buffer): Inner {
     this.compression = sniffCompression(head);
-    this.inner = this.makeInner(this.compression, this.extra);
+    this.inner = this.makeInner(this.compression, this.extra, this.innerOpts);
     return this.inner;
   }
 
@@ -135,13 +142,17 @@ export class LayerHasher extends Transform {
   private digestsFrom(r: InnerResult): LayerDigests {
     const rawHex = this.raw.digest('hex');
     const digest = `sha256:${rawHex}`;
-    const diffId = r.tarsum ? (this.compression === 'none' ? digest : r.diffId) : undefined;
+    // a readable tar: the diff_id (and the tarsums, when computed); an inner that predates the
+    // `tar` flag says so through its tarsums
+    const tar = r.tar === true || r.tarsum !== undefined;
+    const diffId = tar ? (this.compression === 'none' ? digest : r.diffId) : undefined;
     return {
       digest,
       size: this.size,
       payload: `sha256:${this.payloadHash.digest('hex')}`,
       compression: this.compression,
-      ...(diffId && r.tarsum ? { diffId, tarsum: r.tarsum } : {}),
+      ...(diffId ? { diffId } : {}),
+      ...(diffId && r.tarsum ? { tarsum: r.tarsum } : {}),
       ...(r.tarError ? { tarError: r.tarError } : {}),
     };
   }

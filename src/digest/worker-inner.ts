@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { createInlineInner, type Compression, type Inner, type InnerResult } from './inner.js';
+import { createInlineInner, type Compression, type Inner, type InnerOptions, type InnerResult } from './inner.js';
 
 const WORKER_URL = new URL('./inner-worker.js', import.meta.url);
 /** Bytes handed to a worker and not yet taken by its gunzip before the upload waits. */
@@ -53,12 +53,16 @@ export class DigestWorkers {
     this.idle.push(w);
   }
 
-  /** An Inner that runs in a worker when one is free, else in this thread. */
-  create(kind: Compression, extra: Buffer): Inner {
-    if (kind !== 'gzip' && kind !== 'none') return createInlineInner(kind, extra);
+  /**
+   * An Inner that runs in a worker when one is free, else in this thread. A plain tar without
+   * tarsums stays here: checking its structure costs less than handing the bytes over.
+   */
+  create(kind: Compression, extra: Buffer, opts: InnerOptions = {}): Inner {
+    if (kind !== 'gzip' && kind !== 'none') return createInlineInner(kind, extra, opts);
+    if (kind === 'none' && opts.tarsums === false) return createInlineInner(kind, extra, opts);
     const w = this.acquire();
-    if (!w) return createInlineInner(kind, extra);
-    return new WorkerInner(w, kind, extra, (broken) => this.release(w, broken));
+    if (!w) return createInlineInner(kind, extra, opts);
+    return new WorkerInner(w, kind, extra, opts, (broken) => this.release(w, broken));
   }
 
   async close(): Promise<void> {
@@ -79,6 +83,7 @@ class WorkerInner implements Inner {
     private readonly w: PooledWorker,
     kind: Compression,
     extra: Buffer,
+    opts: InnerOptions,
     private readonly done: (broken: boolean) => void,
   ) {
     w.worker.ref();
@@ -104,7 +109,7 @@ class WorkerInner implements Inner {
         resolve({ tarError: `digest worker failed: ${e.message}` });
       });
     });
-    w.worker.postMessage({ type: 'start', kind, extra });
+    w.worker.postMessage({ type: 'start', kind, extra, opts });
   }
 
   private finish(broken: boolean): void {

@@ -3,10 +3,11 @@ import { isImageId } from '../digest/digest.js';
 import { tarsumMatches, type LayerLink } from '../content/v1-images.js';
 import type { ImageScope } from '../content/keys.js';
 import { parseRepoName, parseTag, type RepoName, type Tag } from '../content/names.js';
+import { sanitizeTagMetadata } from '../content/v1-repositories.js';
 import { findRepository, mergeImages, saveRepository, setPushComplete } from '../db/repositories.js';
 import type { Content } from './services.js';
 import type { ImportReport } from './report.js';
-import type { SourceTree } from './source.js';
+import { TooLargeError, type SourceTree } from './source.js';
 
 export interface ImportOptions {
   readonly dryRun: boolean;
@@ -63,10 +64,67 @@ export function verifyRecorded(recorded: readonly string[], link: LayerLink): { 
   const tarsums = recorded.filter((c) => c.startsWith('tarsum'));
   for (const p of payloads) if (p !== link.payload) return { bad: `payload checksum ${p} recorded, the bytes give ${link.payload}` };
   const matching = link.tarsum ? tarsums.find((t) => tarsumMatches(t, link.tarsum!)) : undefined;
-  if (payloads.length === 0 && tarsums.length > 0 && link.tarsum && !matching) {
+  if (payloads.length === 0 && tarsums.length > 0 && !matching) {
+    // nothing else vouches for these bytes: a tarsum that cannot be computed is no match either
+    if (!link.tarsum) return { bad: `tarsum ${tarsums[0]} recorded, and the layer (${link.compression}) is not a tar archive this registry can read` };
     return { bad: `tarsum ${tarsums[0]} recorded, the layer gives ${link.tarsum.v0}` };
   }
   return matching ? { tarsum: matching } : {};
+}
+
+/**
+ * Whether the layer's tarsums must be computed to check it: only when the tree recorded a tarsum
+ * and no payload checksum (the payload covers the exact bytes; a tarsum is then not compared).
+ */
+export function needsTarsums(recorded: readonly string[]): boolean {
+  return !recorded.some((c) => c.startsWith('sha256:')) && recorded.some((c) => c.startsWith('tarsum'));
+}
+
+/** Tag and repository metadata objects are small: past this a tree's file is not one. */
+export const METADATA_MAX = 64 * 1024;
+/** The image ids of `_index_images` in a tree: at most this many are read per repository. */
+export const INDEX_IMAGES_MAX = 100_000;
+
+/** A tag without metadata in the tree: R15's default (nothing known about the pusher). */
+const DEFAULT_IMPORTED_METADATA: Record<string, unknown> = { last_update: null };
+
+/** A metadata file of the tree (`tag<name>_json`, `json`), sanitized; undefined when unusable. */
+export async function readMetadata(tree: SourceTree, path: string): Promise<Record<string, unknown> | undefined> {
+  let raw: Buffer | undefined;
+  try {
+    raw = await tree.read(path, METADATA_MAX);
+  } catch (e) {
+    if (e instanceof TooLargeError) return undefined;
+    throw e;
+  }
+  return raw ? sanitizeTagMetadata(raw) : undefined;
+}
+
+/**
+ * The image ids of a repository's `_index_images` (a JSON list of `{"id", "checksum"?}`, spec
+ * §3.12), in order, once each; a string saying why when the file is not such a list.
+ */
+export async function readIndexImages(tree: SourceTree, path: string): Promise<string[] | string> {
+  let raw: Buffer | undefined;
+  try {
+    raw = await tree.read(path);
+  } catch (e) {
+    if (e instanceof TooLargeError) return e.message;
+    throw e;
+  }
+  let v: unknown;
+  try {
+    v = JSON.parse(raw?.toString('utf8') ?? 'null');
+  } catch {
+    v = null;
+  }
+  if (!Array.isArray(v)) return 'not a JSON list of images';
+  const ids = new Set<string>();
+  for (const e of v.slice(0, INDEX_IMAGES_MAX)) {
+    const id = e !== null && typeof e === 'object' ? (e as { id?: unknown }).id : undefined;
+    if (typeof id === 'string' && isImageId(id)) ids.add(id);
+  }
+  return [...ids];
 }
 
 type ImageOutcome = { ok: true; imported: boolean } | { ok: false; reason: string };
@@ -141,15 +199,18 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
       if (isRegistryError(e)) return fail(`json refused: ${e.message}`);
       throw e;
     }
+    const recorded = recordedChecksums(await tree.read(`images/${id}/_checksum`));
     let link: LayerLink;
     try {
-      link = await c.images.putLayer(scope, id, tree.open(`images/${id}/layer`), layerSize);
+      // one pass over the layer: sha256 (its address), the payload checksum, and for gzip/tar the
+      // diff_id (the bridge's) and the tar check; the tarsums only when they are what the tree recorded
+      link = await c.images.putLayer(scope, id, tree.open(`images/${id}/layer`), layerSize, { tarsums: needsTarsums(recorded) });
     } catch (e) {
       await c.images.discardIncomplete(scope, id);
       if (isRegistryError(e)) return fail(`layer refused: ${e.message}`);
       throw e;
     }
-    const verdict = verifyRecorded(recordedChecksums(await tree.read(`images/${id}/_checksum`)), link);
+    const verdict = verifyRecorded(recorded, link);
     if (verdict.bad) {
       await c.images.discardIncomplete(scope, id);
       return fail(verdict.bad);
@@ -180,8 +241,31 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
     return p;
   };
 
-  await pool(repoDirs, Math.max(1, opts.concurrency ?? 4), async ({ dir, name: repo, shown }) => {
+  /** The chain `[id, parent, …]` of an image as the tree recorded it, or why there is none. */
+  const chainOf = async (id: string): Promise<string[] | string> => {
+    let chain: unknown;
+    try {
+      chain = JSON.parse((await tree.read(`images/${id}/ancestry`))?.toString('utf8') ?? 'null');
+    } catch {
+      chain = null;
+    }
+    if (!Array.isArray(chain) || chain[0] !== id || !chain.every((x) => typeof x === 'string' && isImageId(x))) {
+      return `image ${id}: no readable ancestry in the source tree`;
+    }
+    return chain as string[];
+  };
 
+  /** Import a chain root first; the reason of the first image that failed, if one did. */
+  const importChain = async (repo: RepoName, top: string, chain: readonly string[]): Promise<string | undefined> => {
+    for (const id of [...chain].reverse()) {
+      const r = await importImage(repo, id);
+      report.tick();
+      if (!r.ok) return id === top ? `image ${id}: ${r.reason}` : `image ${id} (an ancestor of ${top}): ${r.reason}`;
+    }
+    return undefined;
+  };
+
+  await pool(repoDirs, Math.max(1, opts.concurrency ?? 4), async ({ dir, name: repo, shown }) => {
     report.tick();
     if (!repo) {
       report.skip(shown, 'not a valid repository name here (namespace: a-z 0-9 _ -, name: a-z 0-9 _ . -, up to 64)');
@@ -190,7 +274,7 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
     }
     const entries = await tree.list(dir);
     const isPrivate = entries.includes('_private');
-    const tagged: { tag: Tag; id: string; chain: string[] }[] = [];
+    const tagged: { tag: Tag; id: string; chain: string[]; meta?: Record<string, unknown> }[] = [];
     for (const e of entries) {
       if (!e.startsWith('tag_')) continue;
       const tagName = unquotePlus(e.slice(4));
@@ -205,30 +289,23 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
         report.skip(what, `the tag names ${JSON.stringify(id.slice(0, 80))}, not an image id`);
         continue;
       }
-      let chain: unknown;
-      try {
-        chain = JSON.parse((await tree.read(`images/${id}/ancestry`))?.toString('utf8') ?? 'null');
-      } catch {
-        chain = null;
-      }
-      if (!Array.isArray(chain) || chain[0] !== id || !chain.every((x) => typeof x === 'string' && isImageId(x))) {
-        report.skip(what, `image ${id}: no readable ancestry in the source tree`);
+      const chain = await chainOf(id);
+      if (typeof chain === 'string') {
+        report.skip(what, chain);
         continue;
       }
-      tagged.push({ tag, id, chain: chain as string[] });
-    }
-    const good: { tag: Tag; id: string; chain: string[] }[] = [];
-    const entriesForIndex: { id: string; checksum?: string; Tag?: string }[] = [];
-    for (const t of tagged) {
-      let reason: string | undefined;
-      for (const id of [...t.chain].reverse()) {
-        const r = await importImage(repo, id);
-        report.tick();
-        if (!r.ok) {
-          reason = id === t.id ? `image ${id}: ${r.reason}` : `image ${id} (an ancestor of ${t.id}): ${r.reason}`;
-          break;
-        }
+      // the tag's metadata (R15: written by the Python registry from the pusher's User-Agent)
+      let meta: Record<string, unknown> | undefined;
+      const metaName = `tag${e.slice(4)}_json`;
+      if (entries.includes(metaName)) {
+        meta = await readMetadata(tree, `${dir}/${metaName}`);
+        if (!meta) report.skip(`${what} metadata`, `${metaName} is not a JSON object of at most ${METADATA_MAX} bytes: the tag gets default metadata`);
       }
+      tagged.push({ tag, id, chain, ...(meta ? { meta } : {}) });
+    }
+    const good: typeof tagged = [];
+    for (const t of tagged) {
+      const reason = await importChain(repo, t.id, t.chain);
       if (reason) {
         report.skip(`${repo.full}:${t.tag}`, reason);
         continue;
@@ -236,25 +313,63 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
       good.push(t);
     }
     report.tags += good.length;
+
+    // the fake index's image list (_index_images, spec §3.12): images of the repository that no tag
+    // reaches any more (a moved or deleted tag) are imported into it as well, with their chains
+    // (those of the tags were dealt with above, imported or reported)
+    const inChains = new Set(tagged.flatMap((t) => t.chain));
+    const listed: { id: string; chain: string[] }[] = [];
+    if (entries.includes('_index_images')) {
+      const ids = await readIndexImages(tree, `${dir}/_index_images`);
+      if (typeof ids === 'string') report.skip(`${repo.full} _index_images`, ids);
+      else {
+        for (const id of ids) {
+          if (inChains.has(id)) continue;
+          const chain = await chainOf(id);
+          const reason = typeof chain === 'string' ? chain : await importChain(repo, id, chain);
+          if (reason || typeof chain === 'string') {
+            report.skip(`${repo.full} image ${id} (in _index_images)`, reason ?? 'no chain');
+            continue;
+          }
+          for (const c of chain) inChains.add(c);
+          listed.push({ id, chain });
+        }
+      }
+    }
+    const repoMeta = entries.includes('json') ? await readMetadata(tree, `${dir}/json`) : undefined;
+    if (entries.includes('json') && !repoMeta) report.skip(`${repo.full} json`, `not a JSON object of at most ${METADATA_MAX} bytes: the repository gets default metadata`);
+
     if (opts.dryRun) {
-      for (const t of good) report.planned.push(`tag ${repo.full}:${t.tag} → ${t.id}`);
-      if (good.length > 0 && isPrivate) report.planned.push(`${repo.full} private`);
+      for (const t of good) report.planned.push(`tag ${repo.full}:${t.tag} → ${t.id}${t.meta ? ' (with its metadata)' : ''}`);
+      for (const l of listed) report.planned.push(`untagged image ${l.id} of ${repo.full} (in _index_images)`);
+      if ((good.length > 0 || listed.length > 0) && isPrivate) report.planned.push(`${repo.full} private`);
       report.repositoriesDone++;
       return;
     }
-    if (good.length === 0) {
+    if (good.length === 0 && listed.length === 0) {
       report.repositoriesDone++;
       return;
     }
     const scope = c.images.scopeOf(repo);
-    for (const t of good) {
-      const current = await c.repos.getTag(repo, t.tag).catch((e: unknown) => (isRegistryError(e) ? undefined : Promise.reject(e)));
-      if (current !== t.id) await c.repos.putTag(repo, t.tag, t.id, undefined);
-      for (const id of [...t.chain].reverse()) {
+    const entriesForIndex: { id: string; checksum?: string; Tag?: string }[] = [];
+    const indexEntries = async (chain: readonly string[]): Promise<void> => {
+      for (const id of [...chain].reverse()) {
         const link = await c.images.layerLink(scope, id);
         entriesForIndex.push({ id, ...(link ? { checksum: link.payload } : {}) });
       }
+    };
+    for (const t of good) {
+      const current = await c.repos.getTag(repo, t.tag).catch((e: unknown) => (isRegistryError(e) ? undefined : Promise.reject(e)));
+      const meta = t.meta ?? DEFAULT_IMPORTED_METADATA;
+      const stored = await c.repos.readTagJson(repo, t.tag);
+      if (current !== t.id || !stored || !stored.equals(Buffer.from(JSON.stringify(meta)))) await c.repos.putTagWithMetadata(repo, t.tag, t.id, meta);
+      await indexEntries(t.chain);
       entriesForIndex.push({ id: t.id, Tag: t.tag });
+    }
+    for (const l of listed) await indexEntries(l.chain);
+    if (repoMeta) {
+      const stored = await c.repos.readRepoJson(repo);
+      if (!stored || !stored.equals(Buffer.from(JSON.stringify(repoMeta)))) await c.repos.putRepoJson(repo, repoMeta);
     }
     if (isPrivate !== (await c.repos.isPrivate(repo))) await c.repos.setPrivate(repo, isPrivate);
     if (c.db) {

@@ -3,12 +3,13 @@ import assert from 'node:assert/strict';
 import { readdir, readFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { pyImage, sha256, writePythonTree } from '../helpers/python-tree.js';
 import { cephMissing, startRgw, type Rgw } from '../helpers/ceph.js';
-import { cli, skopeo, toolsMissing } from '../helpers/migrate.js';
+import { cli, skopeo, startDistribution, toolsMissing } from '../helpers/migrate.js';
+import { writeOciLayout } from '../helpers/oci-layout.js';
 
 async function filesUnder(dir: string): Promise<string[]> {
   const out: string[] = [];
@@ -20,8 +21,11 @@ async function filesUnder(dir: string): Promise<string[]> {
   return out;
 }
 
-/** A Python docker-registry tree kept in an S3 bucket (its s3 storage, under storage_path), imported from s3://. */
-describe('legacy-registry import s3://bucket/prefix (Python tree on Ceph RGW)', { skip: cephMissing() ?? toolsMissing(), timeout: 600_000 }, () => {
+/**
+ * A Python docker-registry tree kept in an S3 bucket (its s3 storage, under storage_path), and a
+ * tree distribution 2.8.2 wrote with its s3 driver, imported from s3://.
+ */
+describe('legacy-registry import s3://bucket/prefix (Python tree and distribution tree on Ceph RGW)', { skip: cephMissing() ?? toolsMissing(), timeout: 600_000 }, () => {
   let rgw: Rgw;
   let s: TestServer;
   let work: string;
@@ -68,5 +72,59 @@ describe('legacy-registry import s3://bucket/prefix (Python tree on Ceph RGW)', 
     const host = new URL(s.url).host;
     await skopeo(work, 'copy', '--src-tls-verify=false', `docker://${host}/alice/web:latest`, `dir:${join(work, 'out')}`);
     for (const img of [base, top]) assert.ok((await readFile(join(work, 'out', sha256(img.layer).slice(7)))).equals(img.layer));
+  });
+
+  it('imports a tree distribution 2.8.2 wrote to the bucket (s3 driver, pushed with skopeo): digests kept, a damaged blob skipped', async () => {
+    const bucket = rgw.uniqueBucket('distreg');
+    const client = new S3Client({ endpoint: rgw.endpoint, region: rgw.region, forcePathStyle: true, credentials: { accessKeyId: rgw.accessKey, secretAccessKey: rgw.secretKey } });
+    const a = await writeOciLayout(join(work, 'oci-a'), 'v1');
+    const b = await writeOciLayout(join(work, 'oci-b'), 'v1');
+    try {
+      await client.send(new CreateBucketCommand({ Bucket: bucket }));
+      const d = await startDistribution(work, 'dist-s3', join(work, 'unused'), undefined, {
+        endpoint: rgw.endpoint,
+        region: rgw.region,
+        bucket,
+        accessKey: rgw.accessKey,
+        secretKey: rgw.secretKey,
+        rootdirectory: '/dist',
+      });
+      try {
+        await skopeo(work, 'copy', '--dest-tls-verify=false', `oci:${a.dir}:v1`, `docker://${d.host}/team/app:1.0`);
+        await skopeo(work, 'copy', '--dest-tls-verify=false', '--format', 'v2s2', `oci:${a.dir}:v1`, `docker://${d.host}/team/app:s2`);
+        await skopeo(work, 'copy', '--dest-tls-verify=false', `oci:${b.dir}:v1`, `docker://${d.host}/team/broken:1.0`);
+      } finally {
+        await d.stop();
+      }
+      // distribution's own layout in the bucket, and b's layer damaged there
+      const keys = (await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'dist/docker/registry/v2/repositories/team/app/_manifests/tags/' }))).Contents ?? [];
+      assert.ok(keys.some((k) => k.Key === 'dist/docker/registry/v2/repositories/team/app/_manifests/tags/s2/current/link'), keys.map((k) => k.Key).join(' '));
+      const bl = sha256(b.layer).slice(7);
+      const damaged = Buffer.from(b.layer);
+      damaged[10] = damaged[10]! ^ 0xff;
+      await client.send(new PutObjectCommand({ Bucket: bucket, Key: `dist/docker/registry/v2/blobs/sha256/${bl.slice(0, 2)}/${bl}/data`, Body: damaged }));
+    } finally {
+      client.destroy();
+    }
+    const reportFile = join(work, 'report-dist.json');
+    const env = { AWS_ACCESS_KEY_ID: rgw.accessKey, AWS_SECRET_ACCESS_KEY: rgw.secretKey, AWS_REGION: rgw.region };
+    const r = await cli(s.dataDir, ['import', '--owner', 'alice', '--s3-endpoint', rgw.endpoint, '--report', reportFile, `s3://${bucket}/dist`], env);
+    assert.equal(r.code, 3, r.stdout + r.stderr);
+    const report = JSON.parse(await readFile(reportFile, 'utf8')) as { layout: string; tags: number; skipped: { what: string; reason: string }[] };
+    assert.equal(report.layout, 'distribution');
+    assert.equal(report.tags, 2);
+    assert.ok(report.skipped.some((x) => x.what.startsWith('team/broken@') && /hash to/.test(x.reason)), JSON.stringify(report.skipped));
+    assert.ok(report.skipped.some((x) => x.what === 'team/broken:1.0'));
+    const host = new URL(s.url).host;
+    const oci = JSON.parse((await skopeo(work, 'inspect', '--tls-verify=false', '--creds', 'alice:alicepw', `docker://${host}/team/app:1.0`)).stdout) as { Digest: string };
+    assert.equal(oci.Digest, sha256(a.manifest), 'the digest distribution had');
+    await skopeo(work, 'copy', '--src-tls-verify=false', '--src-creds', 'alice:alicepw', `docker://${host}/team/app:s2`, `dir:${join(work, 'app')}`);
+    assert.ok((await readFile(join(work, 'app', sha256(a.layer).slice(7)))).equals(a.layer));
+    // again: nothing new
+    const again = await cli(s.dataDir, ['import', '--owner', 'alice', '--s3-endpoint', rgw.endpoint, '--report', reportFile, `s3://${bucket}/dist`], env);
+    assert.equal(again.code, 3);
+    const r2 = JSON.parse(await readFile(reportFile, 'utf8')) as { manifests: { imported: number }; blobs: { imported: number } };
+    assert.equal(r2.manifests.imported, 0);
+    assert.equal(r2.blobs.imported, 0);
   });
 });

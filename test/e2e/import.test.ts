@@ -38,7 +38,7 @@ describe('legacy-registry import: a Python docker-registry tree and a distributi
   let host: string;
   let work: string;
   let py: string;
-  let base: PyImage, mid: PyImage, top: PyImage, other: PyImage, bad: PyImage, child: PyImage, noSum: PyImage;
+  let base: PyImage, mid: PyImage, top: PyImage, other: PyImage, bad: PyImage, child: PyImage, noSum: PyImage, untagged: PyImage, ts: PyImage, tsBad: PyImage;
 
   before(async () => {
     work = await mkdtemp(join(tmpdir(), 'lr-import-'));
@@ -55,16 +55,19 @@ describe('legacy-registry import: a Python docker-registry tree and a distributi
     noSum = pyImage({ gzip: true, parent: base.id });
     bad = pyImage({ gzip: true, parent: base.id, size: 4000 });
     child = pyImage({ gzip: true, parent: bad.id });
+    untagged = pyImage({ gzip: true, parent: mid.id, size: 2000 });
+    ts = pyImage({ gzip: true, parent: base.id, size: 1500 });
+    tsBad = pyImage({ gzip: false, parent: base.id, size: 1500 });
     py = join(work, 'python');
     await writePythonTree(
       py,
-      [base, mid, top, other, noSum, bad, child],
+      [base, mid, top, other, noSum, bad, child, untagged, ts, tsBad],
       [
-        { name: 'alice/web', tags: { latest: top.id, '1.0': mid.id } },
+        { name: 'alice/web', tags: { latest: top.id, '1.0': mid.id }, untagged: [untagged.id] },
         { name: 'alice/secret', tags: { latest: other.id }, private: true },
-        { name: 'tools', tags: { latest: noSum.id, bad: bad.id, child: child.id } },
+        { name: 'tools', tags: { latest: noSum.id, bad: bad.id, child: child.id, ts: ts.id, tsbad: tsBad.id } },
       ],
-      { bareChecksum: new Set([mid.id]), noChecksum: new Set([noSum.id]), corrupt: new Set([bad.id]) },
+      { bareChecksum: new Set([mid.id]), noChecksum: new Set([noSum.id]), corrupt: new Set([bad.id]), tarsumOnly: new Set([ts.id]), wrongTarsum: new Set([tsBad.id]) },
     );
   });
   after(async () => {
@@ -88,9 +91,11 @@ describe('legacy-registry import: a Python docker-registry tree and a distributi
     const r = await cli(s.dataDir, ['import', '--owner', 'alice', '--report', reportFile, py]);
     assert.equal(r.code, 3, `exit 3: something was skipped\n${r.stdout}${r.stderr}`);
     const report = JSON.parse(await readFile(reportFile, 'utf8')) as { tags: number; images: { imported: number; present: number }; skipped: { what: string; reason: string }[]; bytes: number };
-    assert.equal(report.tags, 4, 'web:latest, web:1.0, secret:latest, tools:latest');
-    assert.deepEqual(report.skipped.map((x) => x.what).sort(), ['library/tools:bad', 'library/tools:child']);
-    for (const x of report.skipped) assert.match(x.reason, /payload checksum .* recorded, the bytes give/);
+    assert.equal(report.tags, 5, 'web:latest, web:1.0, secret:latest, tools:latest, tools:ts');
+    assert.deepEqual(report.skipped.map((x) => x.what).sort(), ['library/tools:bad', 'library/tools:child', 'library/tools:tsbad']);
+    for (const x of report.skipped.filter((x) => x.what !== 'library/tools:tsbad')) assert.match(x.reason, /payload checksum .* recorded, the bytes give/);
+    // a tree that recorded only a tarsum (PY ≤ 0.8): the tarsum is computed and compared
+    assert.match(report.skipped.find((x) => x.what === 'library/tools:tsbad')!.reason, /tarsum tarsum\+sha256:0{64} recorded, the layer gives tarsum\+sha256:/);
     assert.ok(report.bytes > 200_000);
   });
 
@@ -119,7 +124,30 @@ describe('legacy-registry import: a Python docker-registry tree and a distributi
     // the damaged image was never published, not even in progress
     const t = await request(s.url, '/v1/repositories/library/tools/images', { headers: { 'X-Docker-Token': 'true' } });
     assert.equal(t.status, 200);
-    assert.deepEqual(t.json<{ id: string }[]>().map((e) => e.id).sort(), [base.id, noSum.id].sort());
+    assert.deepEqual(t.json<{ id: string }[]>().map((e) => e.id).sort(), [base.id, noSum.id, ts.id].sort());
+  });
+
+  it('tag and repository metadata (tag<name>_json, json) and the untagged images of _index_images are imported', async () => {
+    // the index's image list has the untagged image (and its chain), and a v1 client reads it by id
+    const list = await request(s.url, '/v1/repositories/alice/web/images', { headers: { Authorization: basic('alice', 'alicepw'), 'X-Docker-Token': 'true' } });
+    assert.equal(list.status, 200);
+    const token = { Authorization: `Token ${String(list.headers['x-docker-token'])}` };
+    const tagJson = await request(s.url, '/v1/repositories/alice/web/tags/latest/json', { headers: token });
+    assert.equal(tagJson.status, 200);
+    assert.deepEqual(tagJson.json(), { arch: 'amd64', docker_go_version: null, docker_version: '1.3.2', kernel: null, last_update: 1400000000, os: 'linux' });
+    const repoJson = await request(s.url, '/v1/repositories/alice/web/json', { headers: token });
+    assert.equal(repoJson.status, 200);
+    assert.equal(repoJson.json<{ last_update: unknown }>().last_update, 1400000000);
+    const ids = list.json<{ id: string; checksum?: string }[]>();
+    assert.deepEqual(ids.map((e) => e.id).sort(), [base.id, mid.id, top.id, untagged.id].sort());
+    assert.equal(ids.find((e) => e.id === untagged.id)?.checksum, untagged.payload, 'the verified payload checksum');
+    const c = drc.createClientV1({ name: `${host}/alice/web`, username: 'alice', password: 'alicepw', log });
+    try {
+      assert.deepEqual(await call<string[]>((cb) => c.getImgAncestry({ imgId: untagged.id }, cb)), [untagged.id, mid.id, base.id]);
+      assert.ok((await readAll(await call<Readable>((cb) => c.getImgLayerStream({ imgId: untagged.id }, cb)))).equals(untagged.layer));
+    } finally {
+      c.close();
+    }
   });
 
   it('search finds the imported repositories (the private one only for its owner)', async () => {

@@ -10,6 +10,7 @@ import { startTestServer, type TestServer } from '../helpers/server.js';
 import { pyImage, writePythonTree } from '../helpers/python-tree.js';
 import { writeOciLayout } from '../helpers/oci-layout.js';
 import { cli, skopeo, startDistribution, toolsMissing, type Distribution } from '../helpers/migrate.js';
+import { dockerdMissing, startDockerd } from '../helpers/dockerd.js';
 
 interface Report {
   moved: { source: string; target: string; digest: string; resumed?: boolean }[];
@@ -89,6 +90,24 @@ describe('legacy-registry migrate: to distribution 2.8.2 (htpasswd) and to anoth
     const again = await cli(s.dataDir, ['migrate', '--to', `http://${target.host}`, '--username', 'bob', '--tag-map', '1.0=one', '--report', reportFile], env);
     assert.equal(again.code, 3);
     assert.equal((JSON.parse(await readFile(reportFile, 'utf8')) as Report).blobs.uploaded, 0);
+  });
+
+  it('dockerd (Debian docker.io 20.10) logs in to the target and pulls every migrated tag: the digests our /v2/ serves', { skip: dockerdMissing() }, async () => {
+    const d = await startDockerd();
+    try {
+      await d.docker('login', '--username', 'bob', '--password', 'bobpw', target.host);
+      for (const [name, tag, targetTag] of [['alice/web', 'latest', 'latest'], ['alice/web', '1.0', 'one'], ['alice/secret', 'latest', 'latest'], ['alice/tool', '2.0', '2.0']] as const) {
+        const ref = `${target.host}/${name}:${targetTag}`;
+        await d.docker('pull', ref);
+        const digests = JSON.parse((await d.docker('image', 'inspect', '--format', '{{json .RepoDigests}}', ref)).stdout) as string[];
+        assert.ok(digests.includes(`${target.host}/${name}@${await ourDigest(name, tag)}`), `${ref}: ${digests.join(' ')}`);
+        // the image dockerd built from the layers is the one our /v2/ describes (its config digest)
+        const manifest = JSON.parse((await skopeo(work, 'inspect', '--raw', '--tls-verify=false', '--creds', 'alice:alicepw', `docker://${host}/${name}:${tag}`)).stdout) as { config: { digest: string } };
+        assert.equal((await d.docker('image', 'inspect', '--format', '{{.Id}}', ref)).stdout.trim(), manifest.config.digest, ref);
+      }
+    } finally {
+      await d.stop();
+    }
   });
 
   it('refuses wrong credentials with the target\'s answer', async () => {

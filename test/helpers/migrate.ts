@@ -46,8 +46,22 @@ export interface Distribution {
   stop(): Promise<void>;
 }
 
-/** Debian's distribution 2.8.2 (/usr/bin/docker-registry) on a free port, its data in `root`; htpasswd auth when given. */
-export async function startDistribution(work: string, name: string, root: string, htpasswd?: string): Promise<Distribution> {
+/** Where distribution keeps its data instead of the filesystem: a bucket of an S3 server (Ceph RGW). */
+export interface DistributionS3 {
+  readonly endpoint: string;
+  readonly region: string;
+  readonly bucket: string;
+  readonly accessKey: string;
+  readonly secretKey: string;
+  /** distribution's rootdirectory in the bucket (its tree is `<rootdirectory>/docker/registry/v2/…`) */
+  readonly rootdirectory: string;
+}
+
+/**
+ * Debian's distribution 2.8.2 (/usr/bin/docker-registry) on a free port, its data in `root` (or in
+ * an S3 bucket: `s3`); htpasswd auth when given.
+ */
+export async function startDistribution(work: string, name: string, root: string, htpasswd?: string, s3?: DistributionS3): Promise<Distribution> {
   const port = await freePort();
   const config = join(work, `${name}.yml`);
   await writeFile(
@@ -59,8 +73,19 @@ export async function startDistribution(work: string, name: string, root: string
       '  accesslog:',
       '    disabled: false',
       'storage:',
-      '  filesystem:',
-      `    rootdirectory: ${root}`,
+      ...(s3
+        ? [
+            '  s3:',
+            `    accesskey: ${s3.accessKey}`,
+            `    secretkey: ${s3.secretKey}`,
+            `    region: ${s3.region}`,
+            `    regionendpoint: ${s3.endpoint}`,
+            `    bucket: ${s3.bucket}`,
+            `    rootdirectory: ${s3.rootdirectory}`,
+            '    secure: false',
+            '    v4auth: true',
+          ]
+        : ['  filesystem:', `    rootdirectory: ${root}`]),
       '  delete:',
       '    enabled: true',
       'http:',

@@ -1,7 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { gzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { TarSum } from '../../src/digest/tarsum.js';
 import { payloadChecksum, sha256hex, tarOf } from './v1-client.js';
 
 /** One image of a Python docker-registry tree written by the tests (spec v1-protocol §10). */
@@ -20,6 +21,8 @@ export interface PyRepo {
   readonly name: string;
   readonly tags: Record<string, string>;
   readonly private?: boolean;
+  /** images listed in the repository's `_index_images` without a tag (pushed, then the tag moved) */
+  readonly untagged?: readonly string[];
 }
 
 let n = 0;
@@ -54,7 +57,15 @@ export async function writePythonTree(
   root: string,
   images: readonly PyImage[],
   repos: readonly PyRepo[],
-  opts: { bareChecksum?: ReadonlySet<string>; noChecksum?: ReadonlySet<string>; corrupt?: ReadonlySet<string> } = {},
+  opts: {
+    bareChecksum?: ReadonlySet<string>;
+    noChecksum?: ReadonlySet<string>;
+    corrupt?: ReadonlySet<string>;
+    /** _checksum holds only the layer's tarsum (as PY ≤ 0.8 recorded it), no payload checksum */
+    tarsumOnly?: ReadonlySet<string>;
+    /** _checksum holds only a tarsum, and not the layer's */
+    wrongTarsum?: ReadonlySet<string>;
+  } = {},
 ): Promise<void> {
   const byId = new Map(images.map((i) => [i.id, i]));
   const ancestry = (id: string): string[] => {
@@ -73,7 +84,13 @@ export async function writePythonTree(
     }
     await writeFile(join(dir, 'layer'), layer);
     await writeFile(join(dir, 'ancestry'), JSON.stringify(ancestry(img.id)));
-    if (!opts.noChecksum?.has(img.id)) await writeFile(join(dir, '_checksum'), opts.bareChecksum?.has(img.id) ? img.payload : JSON.stringify([img.payload]));
+    if (opts.tarsumOnly?.has(img.id) || opts.wrongTarsum?.has(img.id)) {
+      const t = new TarSum(img.json);
+      t.write(img.gzip ? gunzipSync(img.layer) : img.layer);
+      t.end();
+      const sum = opts.wrongTarsum?.has(img.id) ? `tarsum+sha256:${'0'.repeat(64)}` : t.result()!.v0Plain;
+      await writeFile(join(dir, '_checksum'), JSON.stringify([sum]));
+    } else if (!opts.noChecksum?.has(img.id)) await writeFile(join(dir, '_checksum'), opts.bareChecksum?.has(img.id) ? img.payload : JSON.stringify([img.payload]));
   }
   for (const r of repos) {
     const [ns, name] = r.name.includes('/') ? r.name.split('/') : ['library', r.name];
@@ -85,6 +102,7 @@ export async function writePythonTree(
       await writeFile(join(dir, `tag${tag}_json`), JSON.stringify({ last_update: 1400000000, docker_version: '1.3.2', os: 'linux', arch: 'amd64' }));
       for (const a of ancestry(id)) list.push({ id: a });
     }
+    for (const id of r.untagged ?? []) for (const a of ancestry(id)) list.push({ id: a });
     await writeFile(join(dir, 'json'), JSON.stringify({ last_update: 1400000000 }));
     await writeFile(join(dir, '_index_images'), JSON.stringify(list));
     if (r.private) await writeFile(join(dir, '_private'), '');

@@ -203,4 +203,28 @@ describe('LayerHasher with DigestWorkers', () => {
     assert.equal(d.diffId, `sha256:${sha256(tar)}`);
     assert.deepEqual(d.tarsum, tarsumOf([tar]).result());
   });
+
+  it('without tarsums (the importer): same digests, payload and diff_id, no tarsum; a non-tar still has no diff_id', async () => {
+    const gz = vectorFile('layer.tar.gz');
+    const tar = vectorFile('layer.tar');
+    for (const inner of [undefined, (k: Parameters<typeof workers.create>[0], e: Buffer, o?: { tarsums?: boolean }) => workers.create(k, e, o)]) {
+      for (const body of [gz, tar]) {
+        const full = await hashLayer(split(body, 'random', 5), json, inner);
+        const lean = await hashLayer(split(body, 'random', 5), json, inner, { tarsums: false });
+        assert.ok(lean.out.equals(body));
+        assertRawDigests(lean.d, body);
+        assert.equal(lean.d.diffId, full.d.diffId);
+        assert.ok(lean.d.diffId, 'a readable tar has a diff_id');
+        assert.equal(lean.d.tarsum, undefined);
+        assert.ok(full.d.tarsum, 'with tarsums (the default) they are there');
+      }
+      // not a tar: no diff_id (the bridge does not serve it), with or without tarsums
+      const junk = gzipSync(prandBytes(5000, 21));
+      const lean = await hashLayer([junk], json, inner, { tarsums: false });
+      assert.equal(lean.d.diffId, undefined);
+      assert.match(lean.d.tarError ?? '', /not a tar/);
+      const truncated = await hashLayer([tar.subarray(0, 700)], json, inner, { tarsums: false });
+      assert.equal(truncated.d.diffId, undefined);
+    }
+  });
 });

@@ -115,8 +115,9 @@ export async function hashLayer(
   parts: readonly Buffer[],
   extra: Buffer = json,
   inner?: InnerFactory,
+  opts: { tarsums?: boolean } = {},
 ): Promise<{ d: LayerDigests; out: Buffer }> {
-  const h = new LayerHasher(extra, inner);
+  const h = new LayerHasher(extra, inner, opts);
   const got: Buffer[] = [];
   await pipeline(
     Readable.from(parts),

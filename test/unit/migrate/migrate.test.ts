@@ -4,7 +4,8 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import { globMatcher, nameFilter } from '../../../src/migrate/import.js';
-import { recordedChecksums, unquotePlus, verifyRecorded } from '../../../src/migrate/import-python.js';
+import { needsTarsums, recordedChecksums, unquotePlus, verifyRecorded } from '../../../src/migrate/import-python.js';
+import { sanitizeTagMetadata } from '../../../src/content/v1-repositories.js';
 import { DigestMismatchError, ExpectSha256 } from '../../../src/migrate/import-distribution.js';
 import { parseChallenge } from '../../../src/migrate/registry-client.js';
 import type { LayerLink } from '../../../src/content/v1-images.js';
@@ -37,6 +38,31 @@ describe('migrate helpers', () => {
     // Python's tarsum may differ from Go's on odd archives: the payload covers the exact bytes
     assert.deepEqual(verifyRecorded([l.payload, 'tarsum+sha256:' + 'f'.repeat(64)], l), {});
     assert.deepEqual(verifyRecorded([], l), {});
+  });
+
+  it('computes tarsums only when a recorded tarsum is all there is to check; one that cannot be computed is no match', () => {
+    assert.equal(needsTarsums(['sha256:x']), false);
+    assert.equal(needsTarsums(['sha256:x', 'tarsum+sha256:y']), false);
+    assert.equal(needsTarsums([]), false);
+    assert.equal(needsTarsums(['tarsum+sha256:y']), true);
+    assert.equal(needsTarsums(['tarsum.dev+sha256:y']), true);
+    const noTar = link({ tarsum: undefined, compression: 'xz' });
+    assert.match(verifyRecorded(['tarsum+sha256:' + 'c'.repeat(64)], noTar).bad!, /not a tar archive/);
+    assert.deepEqual(verifyRecorded([noTar.payload], noTar), {});
+  });
+
+  it('keeps the tag metadata fields R13 writes, of the right types and sizes', () => {
+    assert.deepEqual(sanitizeTagMetadata(Buffer.from('{"last_update":1400000000,"docker_version":"1.3.2","os":"linux","arch":"amd64","kernel":null,"evil":{"a":1}}')), {
+      last_update: 1400000000,
+      docker_version: '1.3.2',
+      os: 'linux',
+      arch: 'amd64',
+      kernel: null,
+    });
+    assert.deepEqual(sanitizeTagMetadata(Buffer.from(`{"last_update":"soon","docker_version":"${'x'.repeat(300)}","os":7}`)), {});
+    assert.equal(sanitizeTagMetadata(Buffer.from('[1]')), undefined);
+    assert.equal(sanitizeTagMetadata(Buffer.from('not json')), undefined);
+    assert.equal(sanitizeTagMetadata(Buffer.from('null')), undefined);
   });
 
   it('undoes quote_plus', () => {
