@@ -145,6 +145,12 @@ describe('webhooks and notifications of v1 pushes through a registry split from 
       'the write token, no chain': (await notice(`Token ${aliceWrite}`, { name: 'alice/app', tag: 'forged', images: [] })).status,
       'the write token, a chain of junk': (await notice(`Token ${aliceWrite}`, { name: 'alice/app', tag: 'forged', images: ['../x'] })).status,
       'the write token, 1001 images': (await notice(`Token ${aliceWrite}`, { name: 'alice/app', tag: 'forged', images: Array.from({ length: 1001 }, () => top.id) })).status,
+      'the write token, 100,000 nested arrays': (
+        await request(idx.url, '/_index/v1/pushed', { method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: `Token ${aliceWrite}` }, body: '{"deep":' + '['.repeat(100_000) })
+      ).status,
+      'the write token, 200 KiB of body': (
+        await request(idx.url, '/_index/v1/pushed', { method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: `Token ${aliceWrite}` }, body: JSON.stringify({ name: 'alice/app', tag: 'big', images: [top.id], pad: 'x'.repeat(200 * 1024) }) })
+      ).status,
     };
     assert.deepEqual(cells, {
       'no credentials': 401,
@@ -158,6 +164,8 @@ describe('webhooks and notifications of v1 pushes through a registry split from 
       'the write token, no chain': 400,
       'the write token, a chain of junk': 400,
       'the write token, 1001 images': 400,
+      'the write token, 100,000 nested arrays': 400,
+      'the write token, 200 KiB of body': 413,
     });
     // a deleted repository: the write token issued before the delete no longer fires anything
     await site.pushV1('alice/gone', ALICE, [top], 'latest');
