@@ -19,6 +19,8 @@ prints a JSON report; exit 1 when an invariant was violated.
 
   crash   --kills N (200) --concurrency C (4) --seed S   SIGKILL during concurrent v1/v2 pushes and deletes
           --kill-min MS (50) --kill-max MS (1200)         the kill falls this long after a round starts
+          --kill-after-ack                                the delay counts from the round's first acknowledged
+                                                          operation (loaded machines, slow storage)
           --max-seconds N                                 time bound: stop after the kill that passes it
                                                           (SIGINT/SIGTERM: stop after the current kill, report)
           --storage file|s3 (file)                        s3: a throw-away Ceph RGW (root, radosgw installed;
@@ -82,6 +84,7 @@ async function main(): Promise<void> {
           kills: arg('kills', 200),
           concurrency: arg('concurrency', 4),
           killAfterMs: [arg('kill-min', 50), arg('kill-max', 1200)],
+          ...(process.argv.includes('--kill-after-ack') ? { killAfterAck: true } : {}),
           ...(process.argv.includes('--max-seconds') ? { maxSeconds: arg('max-seconds', 0) } : {}),
           shouldStop: () => stopAsked,
           seed,

@@ -22,7 +22,11 @@ export async function spawnServer(env: Record<string, string>, args: string[] = 
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | string>((resolve) => proc.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
   const url = await new Promise<string>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`server did not start:\n${out}`)), opts.startTimeoutMs ?? 20000);
+    const t = setTimeout(() => {
+      // a server that starts after the deadline would keep the test process alive: it goes
+      proc.kill('SIGKILL');
+      reject(new Error(`server did not start within ${opts.startTimeoutMs ?? 20000} ms:\n${out}`));
+    }, opts.startTimeoutMs ?? 20000);
     const check = (): void => {
       // text logs: address=host:port; json logs (log_format json): "address":"host:port"
       const m = /address=(\S+)/.exec(out) ?? /"address":"([^"]+)"/.exec(out);
