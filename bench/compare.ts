@@ -593,7 +593,7 @@ async function main(): Promise<void> {
     // --- pull-through mirror (issue 13): ours vs distribution as proxies of one upstream (bench/mirror.ts)
     if (run('mirror')) {
       log('pull-through mirror: cold, warm, 8 concurrent cold pulls (ours vs distribution)…');
-      const r = spawnSync(process.execPath, [join(ROOT, 'dist', 'bench', 'mirror.js'), '--json', '--out', opt('out', join(ROOT, 'bench', 'results'))], { encoding: 'utf8', cwd: ROOT, maxBuffer: 16 << 20 });
+      const r = spawnSync(process.execPath, [join(ROOT, 'dist', 'bench', 'mirror.js'), '--json', '--reps', String(REPS), '--out', opt('out', join(ROOT, 'bench', 'results'))], { encoding: 'utf8', cwd: ROOT, maxBuffer: 16 << 20 });
       try {
         ours.mirror = JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as unknown;
       } catch {

@@ -2,7 +2,7 @@
  * The pull-through mirror (issue 13): ours vs distribution 2.8.2 (Debian `docker-registry`, `proxy:`)
  * as mirrors of the same upstream (a third process: distribution 2.8.2 without auth), same run.
  *
- *   node dist/bench/mirror.js [--size-mib 512] [--concurrent-mib 128] [--out bench/results] [--json]
+ *   node dist/bench/mirror.js [--size-mib 512] [--concurrent-mib 128] [--reps 3] [--phases cold,warm,concurrent] [--out bench/results] [--json]
  *
  * Phases, each mirror with fresh storage:
  *   cold  — one pull of an image with one <size> MiB layer (manifest, config, layer) through the empty mirror
@@ -34,6 +34,8 @@ if (argv.includes('--help')) {
   console.log(`usage: node dist/bench/mirror.js [options]
   --size-mib N        layer size of the cold/warm image (default 512)
   --concurrent-mib N  layer size of the image pulled by 8 clients at once (default 128)
+  --reps N            alternating repetitions, fresh mirrors each (default 3; figures are medians)
+  --phases LIST       cold,warm,concurrent (default all; warm needs cold)
   --out DIR           where the JSON result goes (default bench/results)
   --json              print the result as JSON on stdout (for bench/compare)
 Needs /usr/bin/docker-registry (distribution 2.8) and curl.`);
@@ -41,6 +43,8 @@ Needs /usr/bin/docker-registry (distribution 2.8) and curl.`);
 }
 const SIZE = Number(opt('size-mib', '512'));
 const CONC = Number(opt('concurrent-mib', '128'));
+const REPS = Math.max(1, Number(opt('reps', '3')));
+const PHASES = new Set(opt('phases', 'cold,warm,concurrent').split(','));
 const log = (s: string): void => console.error(`[mirror bench] ${s}`);
 const sha = (b: Buffer | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const S2 = 'application/vnd.docker.distribution.manifest.v2+json';
@@ -96,7 +100,8 @@ async function startOurs(dir: string, upstream: string): Promise<Proc> {
   await writeFile(cfg, ['version: 0.1', 'log:', '  level: error', '  accesslog:', '    disabled: true', 'storage:', '  filesystem:', `    rootdirectory: ${join(dir, 'data')}`, 'http:', `  addr: 127.0.0.1:${port}`, 'proxy:', `  remoteurl: ${upstream}`, ''].join('\n'));
   // MIRROR_BENCH_PROF=<dir>: a CPU profile of our server (node --cpu-prof) for looking into the cold path
   const prof = process.env.MIRROR_BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.MIRROR_BENCH_PROF] : [];
-  const proc = spawn(process.execPath, [...prof, join(ROOT, 'dist', 'src', 'cli', 'main.js'), 'serve', '--config', cfg], { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env.PATH ?? '' } });
+  // bin/legacy-registry.cjs, as users start it (it sizes libuv's thread pool before the modules load)
+  const proc = spawn(process.execPath, [...prof, join(ROOT, 'bin', 'legacy-registry.cjs'), 'serve', '--config', cfg], { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env.PATH ?? '' } });
   let out = '';
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const url = `http://127.0.0.1:${port}`;
@@ -136,6 +141,11 @@ async function countingProxy(target: string): Promise<{ url: string; bytes: () =
 function cpuSeconds(pid: number): number {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return (Number(f[11]) + Number(f[12])) / 100;
+}
+/** utime and stime of a process, seconds (MIRROR_BENCH_DETAIL=1 logs them per phase). */
+function userSys(pid: number): [number, number] {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return [Number(f[11]) / 100, Number(f[12]) / 100];
 }
 
 function curl(args: string[]): string {
@@ -222,6 +232,18 @@ interface Figures {
   concurrentFailed: number;
 }
 
+interface Sample {
+  readonly sec: number;
+  readonly upMiB: number;
+  readonly cpuSec: number;
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
 async function main(): Promise<void> {
   if (!existsSync('/usr/bin/docker-registry')) throw new Error('needs /usr/bin/docker-registry (apt-get install docker-registry)');
   if (!existsSync(join(ROOT, 'dist', 'src', 'cli', 'main.js'))) throw new Error('build first: npm run build');
@@ -231,82 +253,105 @@ async function main(): Promise<void> {
     mkdirSync(join(work, 'upstream'));
     const upstream = await startDistribution(join(work, 'upstream'), []);
     procs.push(upstream);
-    log(`preparing ${SIZE} MiB and ${CONC} MiB images on the upstream…`);
+    log(`preparing a ${SIZE} MiB image on the upstream…`);
     const big = await layerFile(join(work, 'big.layer'), SIZE);
     await pushImage(upstream.url, 'library/big', big);
     const image = (size: number): number => size * MiB + 200; // the config blob
-    const results: Record<string, Figures> = {};
-    // both mirrors up at once, phases alternating (ours, then distribution) so that the machine's
-    // load (shared, 2 cores) falls on both alike
     const who = ['ours', 'distribution'] as const;
-    const setup: Record<string, { proxy: Awaited<ReturnType<typeof countingProxy>>; m: Proc }> = {};
-    for (const w of who) {
-      const proxy = await countingProxy(upstream.url);
-      const dir = join(work, w);
-      mkdirSync(dir);
-      // a fresh image per mirror for the concurrent phase: both start it cold
-      const conc = await layerFile(join(work, `conc-${w}.layer`), CONC);
-      await pushImage(upstream.url, `library/conc-${w}`, conc);
-      const m = w === 'ours' ? await startOurs(dir, proxy.url) : await startDistribution(dir, ['proxy:', `  remoteurl: ${proxy.url}`]);
-      procs.push(m);
-      setup[w] = { proxy, m };
-    }
-    const measure = async (w: string, fn: () => Promise<unknown>): Promise<{ sec: number; upMiB: number; cpuSec: number }> => {
-      const { proxy, m } = setup[w]!;
-      proxy.reset();
-      const cpu0 = cpuSeconds(m.proc.pid!);
+    const cold: Record<string, Sample[]> = { ours: [], distribution: [] };
+    const warm: Record<string, Sample[]> = { ours: [], distribution: [] };
+    const conc: Record<string, Sample[]> = { ours: [], distribution: [] };
+    const failed: Record<string, number> = { ours: 0, distribution: 0 };
+    const measure = async (s: { proxy: Awaited<ReturnType<typeof countingProxy>>; m: Proc }, fn: () => Promise<unknown>): Promise<Sample> => {
+      s.proxy.reset();
+      const cpu0 = cpuSeconds(s.m.proc.pid!);
+      const us0 = userSys(s.m.proc.pid!);
       const t = process.hrtime.bigint();
       await fn();
       const sec = Number(process.hrtime.bigint() - t) / 1e9;
-      return { sec, upMiB: proxy.bytes() / MiB, cpuSec: cpuSeconds(m.proc.pid!) - cpu0 };
+      if (process.env.MIRROR_BENCH_DETAIL) {
+        const us1 = userSys(s.m.proc.pid!);
+        log(`  user ${(us1[0] - us0[0]).toFixed(2)} s, sys ${(us1[1] - us0[1]).toFixed(2)} s`);
+      }
+      return { sec, upMiB: s.proxy.bytes() / MiB, cpuSec: cpuSeconds(s.m.proc.pid!) - cpu0 };
     };
-    const cold: Record<string, { sec: number; upMiB: number; cpuSec: number }> = {};
-    const warm: typeof cold = {};
-    const conc: typeof cold = {};
-    const failed: Record<string, number> = {};
-    for (const w of who) {
-      log(`${w}: cold pull of ${SIZE} MiB…`);
-      cold[w] = await measure(w, async () => {
-        const got = await pull(setup[w]!.m.url, 'library/big');
-        if (got < big.size) throw new Error(`${w}: cold pull got ${got} bytes`);
-      });
+    // each repetition starts both mirrors afresh (empty caches) and alternates them phase by phase
+    // (which one goes first alternates too), so that the shared machine's load falls on both alike
+    for (let rep = 0; rep < REPS; rep++) {
+      const order = rep % 2 === 0 ? who : ([...who].reverse() as unknown as typeof who);
+      const setup: Record<string, { proxy: Awaited<ReturnType<typeof countingProxy>>; m: Proc }> = {};
+      const concLayers: Record<string, string> = {};
+      for (const w of who) {
+        const proxy = await countingProxy(upstream.url);
+        const dir = join(work, `${w}-${rep}`);
+        mkdirSync(dir);
+        if (PHASES.has('concurrent')) {
+          // a fresh image per mirror and repetition for the concurrent phase: both start it cold
+          const l = await layerFile(join(work, `conc-${w}.layer`), CONC);
+          concLayers[w] = `library/conc-${w}-${rep}`;
+          await pushImage(upstream.url, concLayers[w], l);
+        }
+        const m = w === 'ours' ? await startOurs(dir, proxy.url) : await startDistribution(dir, ['proxy:', `  remoteurl: ${proxy.url}`]);
+        procs.push(m);
+        setup[w] = { proxy, m };
+      }
+      const load = () => loadavg()[0]!.toFixed(1);
+      if (PHASES.has('cold')) {
+        for (const w of order) {
+          const s = await measure(setup[w]!, async () => {
+            const got = await pull(setup[w]!.m.url, 'library/big');
+            if (got < big.size) throw new Error(`${w}: cold pull got ${got} bytes`);
+          });
+          cold[w]!.push(s);
+          log(`rep ${rep + 1}/${REPS} ${w}: cold pull of ${SIZE} MiB ${s.sec.toFixed(2)} s, CPU ${s.cpuSec.toFixed(2)} s, upstream ${s.upMiB.toFixed(0)} MiB (load ${load()})`);
+        }
+        // distribution stores what it proxied in the background: give both a moment before the warm pull
+        await new Promise((r) => setTimeout(r, 3000));
+      }
+      if (PHASES.has('warm')) {
+        for (const w of order) {
+          const s = await measure(setup[w]!, () => pull(setup[w]!.m.url, 'library/big'));
+          warm[w]!.push(s);
+          log(`rep ${rep + 1}/${REPS} ${w}: warm pull ${s.sec.toFixed(2)} s, CPU ${s.cpuSec.toFixed(2)} s, upstream ${s.upMiB.toFixed(2)} MiB (load ${load()})`);
+        }
+      }
+      if (PHASES.has('concurrent')) {
+        for (const w of order) {
+          const s = await measure(setup[w]!, async () => {
+            // a failed pull is counted, not fatal (distribution's proxy has been seen to fail some)
+            const settled = await Promise.allSettled(Array.from({ length: 8 }, () => pull(setup[w]!.m.url, concLayers[w]!)));
+            const bad = settled.filter((x) => x.status === 'rejected');
+            for (const f of bad) log(`${w}: a concurrent pull failed: ${String((f as PromiseRejectedResult).reason)}`);
+            failed[w]! += bad.length;
+          });
+          conc[w]!.push(s);
+          log(`rep ${rep + 1}/${REPS} ${w}: 8 concurrent cold pulls of ${CONC} MiB ${s.sec.toFixed(2)} s, upstream ${(s.upMiB * MiB / image(CONC)).toFixed(2)}× the image (load ${load()})`);
+        }
+      }
+      for (const w of who) {
+        await stop(setup[w]!.m);
+        await setup[w]!.proxy.close();
+      }
     }
-    // distribution stores what it proxied in the background: give both a moment before the warm pull
-    await new Promise((r) => setTimeout(r, 3000));
-    for (const w of who) {
-      log(`${w}: warm pull…`);
-      warm[w] = await measure(w, () => pull(setup[w]!.m.url, 'library/big'));
-    }
-    for (const w of who) {
-      log(`${w}: 8 concurrent cold pulls of ${CONC} MiB…`);
-      conc[w] = await measure(w, async () => {
-        // a failed pull is counted, not fatal (distribution's proxy has been seen to fail some)
-        const settled = await Promise.allSettled(Array.from({ length: 8 }, () => pull(setup[w]!.m.url, `library/conc-${w}`)));
-        const bad = settled.filter((x) => x.status === 'rejected');
-        for (const f of bad) log(`${w}: a concurrent pull failed: ${String((f as PromiseRejectedResult).reason)}`);
-        failed[w] = bad.length;
-      });
-    }
+    const results: Record<string, Figures> = {};
+    const med = (xs: Sample[], k: keyof Sample): number => (xs.length > 0 ? median(xs.map((x) => x[k])) : NaN);
     for (const w of who) {
       results[w] = {
-        coldSec: round(cold[w]!.sec),
-        coldMiBps: round(SIZE / cold[w]!.sec),
-        coldUpstreamMiB: round(cold[w]!.upMiB),
-        coldCpuSec: round(cold[w]!.cpuSec),
-        warmSec: round(warm[w]!.sec),
-        warmMiBps: round(SIZE / warm[w]!.sec),
-        warmUpstreamMiB: round(warm[w]!.upMiB, 3),
-        warmCpuSec: round(warm[w]!.cpuSec),
-        concurrentSec: round(conc[w]!.sec),
-        concurrentUpstreamMiB: round(conc[w]!.upMiB),
-        concurrentUpstreamImages: round((conc[w]!.upMiB * MiB) / image(CONC)),
+        coldSec: round(med(cold[w]!, 'sec')),
+        coldMiBps: round(SIZE / med(cold[w]!, 'sec')),
+        coldUpstreamMiB: round(med(cold[w]!, 'upMiB')),
+        coldCpuSec: round(med(cold[w]!, 'cpuSec')),
+        warmSec: round(med(warm[w]!, 'sec')),
+        warmMiBps: round(SIZE / med(warm[w]!, 'sec')),
+        warmUpstreamMiB: round(med(warm[w]!, 'upMiB'), 3),
+        warmCpuSec: round(med(warm[w]!, 'cpuSec')),
+        concurrentSec: round(med(conc[w]!, 'sec')),
+        concurrentUpstreamMiB: round(med(conc[w]!, 'upMiB')),
+        // the worst repetition: one extra download in any of them is a miss
+        concurrentUpstreamImages: round(Math.max(...conc[w]!.map((x) => x.upMiB)) * MiB / image(CONC)),
         concurrentFailed: failed[w] ?? 0,
       };
-      log(`${w}: ${JSON.stringify(results[w])}`);
-    }
-    for (const w of who) {
-      await stop(setup[w]!.m);
-      await setup[w]!.proxy.close();
+      log(`${w} (medians of ${REPS}): ${JSON.stringify(results[w])}`);
     }
     const o = results.ours!;
     const d = results.distribution!;
@@ -315,7 +360,7 @@ async function main(): Promise<void> {
       [`cold pull ${SIZE} MiB (s; MiB/s)`, `${o.coldSec}; ${o.coldMiBps}`, `${d.coldSec}; ${d.coldMiBps}`, `${round(d.coldSec / o.coldSec)}×`, '≥ 1.0×', d.coldSec / o.coldSec >= 1 ? 'yes' : 'no'],
       [`warm pull ${SIZE} MiB (s; MiB/s)`, `${o.warmSec}; ${o.warmMiBps}`, `${d.warmSec}; ${d.warmMiBps}`, `${round(d.warmSec / o.warmSec)}×`, '≥ 1.0×', d.warmSec / o.warmSec >= 1 ? 'yes' : 'no'],
       [`8 concurrent cold pulls ${CONC} MiB (s; failed)`, `${o.concurrentSec}; ${o.concurrentFailed}`, `${d.concurrentSec}; ${d.concurrentFailed}`, `${round(d.concurrentSec / o.concurrentSec)}×`, '', ''],
-      ['  upstream bytes (× image)', `${o.concurrentUpstreamImages}×`, `${d.concurrentUpstreamImages}×`, '', '1× (distribution 8×)', o.concurrentUpstreamImages <= 1.01 ? 'yes' : 'no'],
+      ['  upstream bytes (× image, worst rep)', `${o.concurrentUpstreamImages}×`, `${d.concurrentUpstreamImages}×`, '', '1× (distribution 8×)', o.concurrentUpstreamImages <= 1.01 ? 'yes' : 'no'],
       ['upstream MiB: cold / warm', `${o.coldUpstreamMiB} / ${o.warmUpstreamMiB}`, `${d.coldUpstreamMiB} / ${d.warmUpstreamMiB}`, '', '', ''],
       ['server CPU s: cold / warm', `${o.coldCpuSec} / ${o.warmCpuSec}`, `${d.coldCpuSec} / ${d.warmCpuSec}`, '', '', ''],
     ];
@@ -327,11 +372,12 @@ async function main(): Promise<void> {
     const outDir = opt('out', join(ROOT, 'bench', 'results'));
     mkdirSync(outDir, { recursive: true });
     const file = join(outDir, `mirror-${date.slice(0, 10)}.json`);
-    const doc = { date, machine, sizeMiB: SIZE, concurrentMiB: CONC, results, table };
+    const samples = { cold, warm, concurrent: conc };
+    const doc = { date, machine, sizeMiB: SIZE, concurrentMiB: CONC, reps: REPS, results, samples, table };
     writeFileSync(file, JSON.stringify(doc, null, 2) + '\n');
     if (argv.includes('--json')) console.log(JSON.stringify(doc));
     else {
-      console.log(`\npull-through mirror: legacy-registry vs distribution 2.8.2 — ${date}\nmachine: ${machine}\n`);
+      console.log(`\npull-through mirror: legacy-registry vs distribution 2.8.2 — ${date}, medians of ${REPS} alternating repetitions\nmachine: ${machine}\n`);
       console.log(table);
       console.log(`\nwritten: ${file}`);
     }

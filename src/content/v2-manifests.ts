@@ -243,11 +243,13 @@ export class V2Manifests {
    * Store a manifest a pull-through mirror fetched from its upstream (src/mirror/). The bytes are
    * read as strictly as a push, and stored at the digest they hash to (which must be the one asked
    * for, when by digest). The blobs it names are not required: the mirror fetches them when a
-   * client asks. Signed schema1 is not cached (the mirror asks upstream for newer formats).
+   * client asks. Signed schema1 (an upstream that has nothing newer) is checked as a push is,
+   * signatures included, and kept as sent, as distribution's proxy does.
    */
   async putCached(name: V2Name, reference: { tag?: string; digest?: string }, bytes: Buffer, contentType: string): Promise<Revision> {
-    const { doc: m } = readManifest(bytes);
+    const { doc: m, members } = readManifest(bytes);
     const mediaType = V2Manifests.mediaTypeOf(contentType, m);
+    if (mediaType === MT.schema1 || mediaType === MT.schema1Signed) return this.putSchema1(name, reference, bytes, m, members, mediaType, { blobsCached: false });
     if (!IMAGE_TYPES.has(mediaType) && !INDEX_TYPES.has(mediaType)) throw invalid(`the mirror does not cache ${mediaType} manifests`);
     if (m.schemaVersion !== 2) throw invalid('schemaVersion must be 2');
     const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
@@ -302,6 +304,8 @@ export class V2Manifests {
     whole: Record<string, unknown>,
     members: readonly TopMember[],
     mediaType: string,
+    /** A mirror's copy: its blobs are fetched when asked for, not required now. */
+    opts: { readonly blobsCached?: boolean } = {},
   ): Promise<Revision> {
     const signatures = whole.signatures;
     const signed = signatures !== undefined || mediaType === MT.schema1Signed;
@@ -345,7 +349,7 @@ export class V2Manifests {
       }
     }
     const unknown: string[] = [];
-    for (const d of new Set(sums)) if (!(await this.uploads.linked(name, d))) unknown.push(d);
+    if (opts.blobsCached !== false) for (const d of new Set(sums)) if (!(await this.uploads.linked(name, d))) unknown.push(d);
     if (unknown.length > 0) throw new V2Error('MANIFEST_BLOB_UNKNOWN', unknown.map((digest) => ({ digest })), `blob unknown to registry: ${unknown[0]}`);
     const digest = `sha256:${createHash('sha256').update(canonical).digest('hex')}`;
     if (reference.digest && reference.digest !== digest) throw new V2Error('DIGEST_INVALID', { expected: reference.digest, actual: digest });

@@ -1,5 +1,4 @@
 import { createHash, randomUUID } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
 import { PassThrough, type Readable } from 'node:stream';
 import { keys } from '../content/keys.js';
 import type { StorageDriver } from '../storage/driver.js';
@@ -15,6 +14,13 @@ import type { StorageDriver } from '../storage/driver.js';
  * for the fill to finish and reads the cached blob (memory per fill stays bounded).
  */
 const RETAIN = 32 * 1024 * 1024;
+/**
+ * Bytes the cache file and each client may have queued before the download waits for them: the
+ * upstream, the disk and the clients' sockets work at once instead of one after the other (a
+ * write waited for chunk by chunk stalls the other two), and memory per fill stays bounded.
+ */
+const FILE_AHEAD = 8 * 1024 * 1024;
+const CLIENT_AHEAD = 4 * 1024 * 1024;
 
 export interface FillResult {
   readonly size: number;
@@ -54,14 +60,15 @@ export class BlobFill {
    */
   subscribe(): Readable | undefined {
     if (this.overflow || this.finished) return undefined;
-    const pt = new PassThrough({ highWaterMark: 1024 * 1024 });
+    const pt = new PassThrough({ highWaterMark: CLIENT_AHEAD });
     for (const c of this.retained) pt.write(c);
     this.subscribers.add(pt);
     pt.once('close', () => this.subscribers.delete(pt));
     return pt;
   }
 
-  private async broadcast(chunk: Buffer): Promise<void> {
+  /** Hand a chunk to every client; a promise when one of them has too much queued (wait for it). */
+  private broadcast(chunk: Buffer): Promise<unknown> | undefined {
     if (!this.overflow) {
       if (this.retainedBytes + chunk.length <= RETAIN) {
         this.retained.push(chunk);
@@ -75,7 +82,8 @@ export class BlobFill {
     for (const pt of this.subscribers) {
       if (pt.destroyed) continue;
       // the slowest client paces the download (as a single client would): memory stays bounded
-      if (!pt.write(chunk)) waits.push(new Promise((r) => {
+      pt.write(chunk);
+      if (pt.writableLength > CLIENT_AHEAD) waits.push(new Promise((r) => {
         const go = (): void => {
           pt.off('drain', go);
           pt.off('close', go);
@@ -85,11 +93,11 @@ export class BlobFill {
         pt.on('close', go);
       }));
     }
-    if (waits.length > 0) await Promise.all(waits);
+    return waits.length > 0 ? Promise.all(waits) : undefined;
   }
 
-  /** Pump the upstream answer. Resolves/rejects `done`; never throws itself. */
-  async run(res: IncomingMessage): Promise<void> {
+  /** Pump the upstream answer's body. Resolves/rejects `done`; never throws itself. */
+  async run(res: Readable): Promise<void> {
     const uuid = randomUUID();
     const uploadKey = keys.upload(uuid);
     let writer: Awaited<ReturnType<StorageDriver['writer']>> | undefined;
@@ -104,15 +112,37 @@ export class BlobFill {
       stall = setInterval(() => {
         if (Date.now() - last > this.stallMs) res.destroy(new Error(`upstream body stalled for ${this.stallMs} ms`));
       }, Math.max(50, this.stallMs / 4));
-      for await (const chunk of res as AsyncIterable<Buffer>) {
-        last = Date.now();
-        this.received += chunk.length;
-        if (this.size !== undefined && this.received > this.size) throw new Error(`upstream sent more than the announced ${this.size} bytes`);
-        hash.update(chunk);
-        if (!out.write(chunk)) await drained(out);
-        if (held) await this.broadcast(held);
-        held = chunk;
-      }
+      // 'data' events, not for-await: the async iterator reads whatever is buffered as one chunk,
+      // which copies every byte once more (Buffer.concat); each piece is handed on as it came
+      await new Promise<void>((resolve, reject) => {
+        let ended = false;
+        res.on('data', (chunk: Buffer) => {
+          try {
+            last = Date.now();
+            this.received += chunk.length;
+            if (this.size !== undefined && this.received > this.size) throw new Error(`upstream sent more than the announced ${this.size} bytes`);
+            hash.update(chunk);
+            out.write(chunk);
+            const waitFile = out.writableLength > FILE_AHEAD ? drained(out) : undefined;
+            const waitClients = held ? this.broadcast(held) : undefined;
+            held = chunk;
+            if (waitFile || waitClients) {
+              res.pause();
+              Promise.all([waitFile, waitClients]).then(() => res.resume(), (e: unknown) => res.destroy(e as Error));
+            }
+          } catch (e) {
+            res.destroy(e as Error);
+          }
+        });
+        res.once('end', () => {
+          ended = true;
+          resolve();
+        });
+        res.once('error', reject);
+        res.once('close', () => {
+          if (!ended) reject(res.errored ?? new Error('upstream connection closed before the end of the blob'));
+        });
+      });
       clearInterval(stall);
       const actual = `sha256:${hash.digest('hex')}`;
       if (actual !== this.digest) throw new Error(`upstream blob hashes to ${actual}, not ${this.digest}`);

@@ -43,7 +43,8 @@ export interface BlobStream {
 }
 
 export const STALE_WARNING = '110 legacy-registry "Response is Stale (upstream unavailable)"';
-const ACCEPT = [MT.ociIndex, MT.list, MT.ociManifest, MT.schema2].join(', ');
+// signed schema1 last, as distribution's proxy accepts it: an old image upstream has nothing newer
+const ACCEPT = [MT.ociIndex, MT.list, MT.ociManifest, MT.schema2, MT.schema1Signed, MT.schema1].join(', ');
 const MAX_MANIFEST = 4 * 1024 * 1024;
 const MAX_TAGS_BODY = 4 * 1024 * 1024;
 const NEGATIVE_ENTRIES = 10000;
@@ -223,26 +224,19 @@ export class PullThrough {
   private async startFill(t: MirrorTarget, digest: string, key: string): Promise<BlobFill> {
     let res;
     try {
-      res = await t.upstream.request('GET', `/v2/${t.remote}/blobs/${digest}`, t.remote);
+      res = await t.upstream.getBlob(`/v2/${t.remote}/blobs/${digest}`, t.remote);
     } catch (e) {
       throw this.unavailable(t, digest, e as Error);
     }
-    const status = res.statusCode ?? 0;
+    const status = res.status;
+    if (status !== 200) res.body.resume();
     if (status === 404) {
-      res.resume();
       this.remember404(key);
       throw new V2Error('BLOB_UNKNOWN', { digest }, 'blob unknown to the upstream');
     }
-    if (status === 401 || status === 403) {
-      res.resume();
-      throw this.refused(t, status);
-    }
-    if (status !== 200) {
-      res.resume();
-      throw this.unavailable(t, digest, new Error(`upstream answered ${status}`));
-    }
-    const len = res.headers['content-length'] !== undefined ? Number(res.headers['content-length']) : undefined;
-    const size = len !== undefined && Number.isSafeInteger(len) && len >= 0 ? len : undefined;
+    if (status === 401 || status === 403) throw this.refused(t, status);
+    if (status !== 200) throw this.unavailable(t, digest, new Error(`upstream answered ${status}`));
+    const size = res.length;
     const { blobs, uploads, driver } = this.deps;
     const fill = new BlobFill(driver, digest, size, this.cfg.timeout * 1000, async (r) => {
       try {
@@ -255,7 +249,7 @@ export class PullThrough {
       if (exp !== undefined) await this.schedule.schedule('blob', t.local, digest, exp);
     });
     fill.done.catch((e: unknown) => this.deps.log?.warn('mirror: blob from upstream not cached', { name: t.local, digest, err: String(e) }));
-    void fill.run(res);
+    void fill.run(res.body);
     return fill;
   }
 

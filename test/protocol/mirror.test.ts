@@ -1,6 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { existsSync, readdirSync } from 'node:fs';
@@ -10,6 +10,7 @@ import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { cleanup, startCountingProxy, type CountingProxy } from '../helpers/counting-proxy.js';
 import { pushV2 } from '../helpers/v2-client.js';
+import { schema1Payload, signSchema1 } from '../../src/content/schema1.js';
 
 const sha = (b: Buffer | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const S2 = 'application/vnd.docker.distribution.manifest.v2+json';
@@ -165,6 +166,35 @@ describe('mirror: v2 pull-through', { timeout: 240_000 }, () => {
     const moved = await pushV2(upstream.url, 'lib/alpine', '3.1', {}, 'moved content');
     const m = await request(mirror.url, '/v2/hub/lib/alpine/manifests/3.1', { headers: ACCEPT });
     assert.equal(m.headers['docker-content-digest'], moved.digest);
+  });
+
+  it('a signed schema1 image upstream (nothing newer) is cached as sent, as distribution caches it; by digest it is served without asking upstream', async () => {
+    const S1 = 'application/vnd.docker.distribution.manifest.v1+prettyjws';
+    const layer = randomBytes(4096);
+    const r = await request(upstream.url, `/v2/lib/old/blobs/uploads/?digest=${sha(layer)}`, { method: 'POST', body: layer });
+    assert.equal(r.status, 201, r.text);
+    const id = 'c'.repeat(64);
+    const payload = schema1Payload('lib/old', '1.6', 'amd64', [{ blobSum: sha(layer), v1Compatibility: JSON.stringify({ id, created: '2015-06-01T00:00:00Z', architecture: 'amd64', os: 'linux' }) }]);
+    const signed = signSchema1(payload, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey);
+    const put = await request(upstream.url, '/v2/lib/old/manifests/1.6', { method: 'PUT', body: signed, headers: { 'Content-Type': S1 } });
+    assert.equal(put.status, 201, put.text);
+    const digest = String(put.headers['docker-content-digest']);
+    const m = await request(mirror.url, '/v2/hub/lib/old/manifests/1.6', { headers: { Accept: `${S2}, ${S1}` } });
+    assert.equal(m.status, 200, m.text);
+    assert.equal(String(m.headers['content-type']).split(';')[0], S1);
+    assert.equal(m.headers['docker-content-digest'], digest);
+    assert.ok(m.body.equals(Buffer.from(signed)), 'served as the upstream sent it');
+    const asked = proxy.count(/^GET \/v2\/lib\/old\/manifests\//);
+    const byDigest = await request(mirror.url, `/v2/hub/lib/old/manifests/${digest}`, { headers: { Accept: S1 } });
+    assert.equal(byDigest.status, 200, byDigest.text);
+    assert.ok(byDigest.body.equals(Buffer.from(signed)));
+    assert.equal(proxy.count(/^GET \/v2\/lib\/old\/manifests\//), asked, 'by digest from the cache');
+    const b = await request(mirror.url, `/v2/hub/lib/old/blobs/${sha(layer)}`);
+    assert.equal(b.status, 200);
+    assert.ok(b.body.equals(layer));
+    assert.ok((await mirror.mirror!.schedule.entries('manifest')).some((e) => e.name === 'hub/lib/old' && e.digest === digest), 'it expires like any cached manifest');
+    // the blob is published (and scheduled) just after its client's stream ended: wait for it
+    for (let i = 0; i < 100 && !(await mirror.mirror!.schedule.entries('blob')).some((e) => e.name === 'hub/lib/old'); i++) await new Promise((r) => setTimeout(r, 50));
   });
 
   it('expiry: the schedule is in storage (kept across a restart); a sweep past the ttl removes the cached manifests and blobs', async () => {
