@@ -151,8 +151,15 @@ export async function benchV1Layer(sizeMiB: number, log: (s: string) => void = c
 
     const cli = join(ROOT, 'bin', 'legacy-registry.cjs'); // sets UV_THREADPOOL_SIZE as users get it
     if (!existsSync(cli)) throw new Error('build first: npm run build');
-    const proc = spawn(process.execPath, [cli, 'serve', '--host', '127.0.0.1', '--port', '0'], {
-      env: { PATH: process.env.PATH ?? '', STORAGE_PATH: join(work, 'data'), LOGLEVEL: 'info', STANDALONE: 'true' },
+    // BENCH_NODE_ARGS: flags for the server's node (--cpu-prof --cpu-prof-dir=…, --trace-gc)
+    const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+    const proc = spawn(process.execPath, [...nodeArgs, cli, 'serve', '--host', '127.0.0.1', '--port', '0'], {
+      env: {
+        PATH: process.env.PATH ?? '',
+        STORAGE_PATH: join(work, 'data'),
+        LOGLEVEL: 'info',
+        STANDALONE: 'true',
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';

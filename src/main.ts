@@ -228,7 +228,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     scoped: !standalone && !config.disable_token_auth,
     maxLayerSize: config.max_layer_size,
     verifyTarsum: config.verify_tarsum,
-    innerDigests: (kind, extra) => digestWorkers.create(kind, extra),
+    innerDigests: digestWorkers.factory,
   });
   const repos = new V1Repositories(driver, images);
   // one lock per repository for what publishes into it and its deletion (registry routes and the index)

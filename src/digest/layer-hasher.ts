@@ -1,6 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
-import { createInlineInner, type Compression, type Inner, type InnerResult } from './inner.js';
+import { createInlineInner, type Compression, type Inner, type InnerOptions, type InnerResult } from './inner.js';
 import type { TarSums } from './tarsum.js';
 
 export type { Compression };
@@ -25,7 +25,7 @@ export interface LayerDigests {
 }
 
 /** Makes the uncompressed-side digester (in this thread, or in a worker: see DigestWorkers). */
-export type InnerFactory = (kind: Compression, extra: Buffer) => Inner;
+export type InnerFactory = (kind: Compression, extra: Buffer, opts?: InnerOptions) => Inner;
 
 const XZ = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
 const ZSTD = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
@@ -62,10 +62,14 @@ export class LayerHasher extends Transform {
   private inner: Inner | undefined;
   private digests: LayerDigests | undefined;
 
-  /** extra: the image json bytes (may be empty), for the payload checksum and as tarsum "extra". */
+  /**
+   * extra: the image json bytes (may be empty), for the payload checksum and as tarsum "extra".
+   * innerOpts: what the uncompressed side computes (`{ tarsumV1: false }`: v0 tarsums only).
+   */
   constructor(
     private readonly extra: Buffer,
     private readonly makeInner: InnerFactory = createInlineInner,
+    private readonly innerOpts: InnerOptions = {},
   ) {
     super({ highWaterMark: 1 << 20 });
     this.payloadHash = createHash('sha256').update(extra).update('\n');
@@ -84,7 +88,7 @@ export class LayerHasher extends Transform {
 
   private start(head: Buffer): Inner {
     this.compression = sniffCompression(head);
-    this.inner = this.makeInner(this.compression, this.extra);
+    this.inner = this.makeInner(this.compression, this.extra, this.innerOpts);
     return this.inner;
   }
 

@@ -62,7 +62,7 @@ export function verifyRecorded(recorded: readonly string[], link: LayerLink): { 
   const payloads = recorded.filter((c) => c.startsWith('sha256:'));
   const tarsums = recorded.filter((c) => c.startsWith('tarsum'));
   for (const p of payloads) if (p !== link.payload) return { bad: `payload checksum ${p} recorded, the bytes give ${link.payload}` };
-  const matching = link.tarsum ? tarsums.find((t) => tarsumMatches(t, link.tarsum!)) : undefined;
+  const matching = link.tarsum ? tarsums.find((t) => tarsumMatches(t, link.tarsum!) === true) : undefined;
   if (payloads.length === 0 && tarsums.length > 0 && link.tarsum && !matching) {
     return { bad: `tarsum ${tarsums[0]} recorded, the layer gives ${link.tarsum.v0}` };
   }
