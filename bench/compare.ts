@@ -20,7 +20,7 @@ import { createServer, connect, type AddressInfo } from 'node:net';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync, gunzipSync } from 'node:zlib';
-import { benchV1Layer } from './v1-layer.js';
+import { benchV1Layer, makeLayer } from './v1-layer.js';
 
 const ROOT = join(new URL('.', import.meta.url).pathname, '..', '..');
 const MiB = 1024 * 1024;
@@ -625,6 +625,8 @@ async function main(): Promise<void> {
       return `sha256:${h.digest('hex')}`;
     })();
 
+    let v1Layer: string | undefined;
+    const v1Runs: Awaited<ReturnType<typeof benchV1Layer>>[] = [];
     const smallManifest = new Map<Server['name'], string>();
     let v1Id = '';
     const servers: Server[] = [await startOurs(join(work, 'ours'))];
@@ -647,6 +649,16 @@ async function main(): Promise<void> {
     for (let rep = 0; rep < REPS; rep++) {
       log(`round ${rep + 1}/${REPS}`);
       if (run('mono')) for (const s of servers) await monolithic(s, big);
+      // the v1 push right after distribution's monolithic upload, in every repetition (same conditions)
+      if (run('v1')) {
+        v1Layer ??= await (async () => {
+          const path = join(work, 'v1-layer.tar.gz');
+          log('generating the 512 MiB v1 layer (tar, gzipped)…');
+          await makeLayer(path, 512 * MiB);
+          return path;
+        })();
+        v1Runs.push(await benchV1Layer(512, log, undefined, v1Layer));
+      }
       if (run('small')) for (const s of servers) await manySmall(s, small);
       if (run('chunked')) for (const s of servers) await chunked(s, chunkBufs, chunkDigest);
       if (run('download1')) for (const s of servers) await download(s, 'bench/download', big, 1);
@@ -665,12 +677,24 @@ async function main(): Promise<void> {
     for (const s of started.splice(0)) await stop(s);
 
     const ours: Record<string, unknown> = {};
-    if (run('v1')) {
-      for (const sizeMiB of flag('big') ? [512, 2048] : [512]) {
-        log(`v1 layer push/pull, ${sizeMiB} MiB tar (ours only)…`);
-        const v1 = await benchV1Layer(sizeMiB, log);
-        ours[`v1_${sizeMiB}`] = v1;
-      }
+    if (run('v1') && v1Runs.length > 0) {
+      // medians over the repetitions, each figure on its own
+      const med = (k: 'gunzipMiBps' | 'pushMiBps' | 'pullMiBps' | 'pushPeakRssMiB' | 'pullPeakRssMiB' | 'pushCpuSecPerGiB' | 'pullCpuSecPerGiB'): number => median(v1Runs.map((r) => r[k]));
+      ours.v1_512 = {
+        layerMiB: v1Runs[0]!.layerMiB,
+        gunzipMiBps: med('gunzipMiBps'),
+        pushMiBps: med('pushMiBps'),
+        pullMiBps: med('pullMiBps'),
+        pushPeakRssMiB: Math.max(...v1Runs.map((r) => r.pushPeakRssMiB)),
+        pullPeakRssMiB: Math.max(...v1Runs.map((r) => r.pullPeakRssMiB)),
+        pushCpuSecPerGiB: med('pushCpuSecPerGiB'),
+        pullCpuSecPerGiB: med('pullCpuSecPerGiB'),
+        runs: v1Runs,
+      };
+    }
+    if (run('v1') && flag('big')) {
+      log('v1 layer push/pull, 2048 MiB tar (ours only)…');
+      ours.v1_2048 = await benchV1Layer(2048, log);
     }
     if (run('search')) {
       log('/v1/search at 100,000 repositories (SQLite)…');

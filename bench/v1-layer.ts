@@ -177,12 +177,15 @@ export interface V1LayerResult {
   pushThreadCpuSec: Record<string, number>;
 }
 
-export async function benchV1Layer(sizeMiB: number, log: (s: string) => void = console.log, owner?: string): Promise<V1LayerResult> {
+/** given: a layer made by makeLayer earlier (compare.ts reuses one across its repetitions). */
+export async function benchV1Layer(sizeMiB: number, log: (s: string) => void = console.log, owner?: string, given?: string): Promise<V1LayerResult> {
   const work = await mkdtemp(join(tmpdir(), 'lr-bench-'));
   try {
-    const layerPath = join(work, 'layer.tar.gz');
-    log(`generating a ${sizeMiB} MiB tar${owner ? ` owned by ${owner}` : ''}, gzipped…`);
-    await makeLayer(layerPath, sizeMiB * 1024 * 1024, owner);
+    const layerPath = given ?? join(work, 'layer.tar.gz');
+    if (!given) {
+      log(`generating a ${sizeMiB} MiB tar${owner ? ` owned by ${owner}` : ''}, gzipped…`);
+      await makeLayer(layerPath, sizeMiB * 1024 * 1024, owner);
+    }
     const size = (await stat(layerPath)).size;
     const gunzipMiBps = await gunzipLimit(layerPath, size);
     log(`gunzip of this layer alone: ${gunzipMiBps} MiB/s of gzip (one core)`);
