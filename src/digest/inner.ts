@@ -195,9 +195,8 @@ class InlineGunzip implements Inner {
   destroy(): void {
     this.batch = [];
     this.queue = [];
+    this.waiting = [];
+    this.unconsumed.clear();
     this.gz.destroy();
-    this.tarError ??= 'destroyed';
-    this.settleAll();
-    this.release();
   }
 }
