@@ -10,14 +10,14 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, existsSync, readFileSync } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, readFileSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { Readable } from 'node:stream';
-import { createGzip } from 'node:zlib';
+import { Readable, Writable } from 'node:stream';
+import { createGunzip, createGzip } from 'node:zlib';
 
 const ROOT = join(new URL('.', import.meta.url).pathname, '..', '..');
 
@@ -74,6 +74,13 @@ export async function makeLayer(path: string, size: number, owner?: string): Pro
   await pipeline(src, createGzip({ level: 1 }), createWriteStream(path));
 }
 
+/** The machine's limit for this layer: gunzip alone (zlib on one pool thread), MiB/s of gzip read. */
+async function gunzipLimit(path: string, size: number): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), createGunzip({ chunkSize: 512 << 10 }), new Writable({ write: (_c, _e, cb) => cb() }));
+  return Math.round(size / (1024 * 1024) / (Number(process.hrtime.bigint() - t0) / 1e9));
+}
+
 async function hashFile(path: string, prefix?: Buffer): Promise<string> {
   const h = createHash('sha256');
   if (prefix) h.update(prefix);
@@ -104,6 +111,34 @@ function sampleRss(pid: number): Sampler {
   };
 }
 
+/** utime + stime of every thread of pid, by thread id, with its name (main "node", libuv's pool, V8's helpers). */
+function threadCpu(pid: number): Map<string, { comm: string; sec: number }> {
+  const out = new Map<string, { comm: string; sec: number }>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const raw = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const comm = raw.slice(raw.indexOf('(') + 1, raw.lastIndexOf(')'));
+      const f = raw.slice(raw.lastIndexOf(') ') + 2).split(' ');
+      out.set(tid, { comm, sec: (Number(f[11]) + Number(f[12])) / 100 });
+    } catch {
+      /* thread gone */
+    }
+  }
+  return out;
+}
+
+/** CPU seconds per thread between two snapshots, summed by thread name ("node" split: main / others). */
+function threadDelta(pid: number, a: Map<string, { comm: string; sec: number }>, b: Map<string, { comm: string; sec: number }>): Record<string, number> {
+  const by: Record<string, number> = {};
+  for (const [tid, t] of b) {
+    const d = t.sec - (a.get(tid)?.sec ?? 0);
+    if (d <= 0) continue;
+    const name = tid === String(pid) ? 'main' : t.comm;
+    by[name] = Math.round(((by[name] ?? 0) + d) * 100) / 100;
+  }
+  return by;
+}
+
 function cpuSeconds(pid: number): number {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, in clock ticks (100 Hz)
@@ -130,29 +165,45 @@ function send(port: number, method: string, path: string, headers: Record<string
 
 export interface V1LayerResult {
   layerMiB: number;
+  /** gunzip of the same layer alone, one core: the limit the push is measured against (MiB/s of gzip). */
+  gunzipMiBps: number;
   pushMiBps: number;
   pullMiBps: number;
   pushPeakRssMiB: number;
   pullPeakRssMiB: number;
   pushCpuSecPerGiB: number;
   pullCpuSecPerGiB: number;
+  /** CPU seconds of the push by thread (main event loop, digest worker, libuv pool, V8 helpers). */
+  pushThreadCpuSec: Record<string, number>;
 }
 
-export async function benchV1Layer(sizeMiB: number, log: (s: string) => void = console.log, owner?: string): Promise<V1LayerResult> {
+/** given: a layer made by makeLayer earlier (compare.ts reuses one across its repetitions). */
+export async function benchV1Layer(sizeMiB: number, log: (s: string) => void = console.log, owner?: string, given?: string): Promise<V1LayerResult> {
   const work = await mkdtemp(join(tmpdir(), 'lr-bench-'));
   try {
-    const layerPath = join(work, 'layer.tar.gz');
-    log(`generating a ${sizeMiB} MiB tar${owner ? ` owned by ${owner}` : ''}, gzipped…`);
-    await makeLayer(layerPath, sizeMiB * 1024 * 1024, owner);
+    const layerPath = given ?? join(work, 'layer.tar.gz');
+    if (!given) {
+      log(`generating a ${sizeMiB} MiB tar${owner ? ` owned by ${owner}` : ''}, gzipped…`);
+      await makeLayer(layerPath, sizeMiB * 1024 * 1024, owner);
+    }
     const size = (await stat(layerPath)).size;
+    const gunzipMiBps = await gunzipLimit(layerPath, size);
+    log(`gunzip of this layer alone: ${gunzipMiBps} MiB/s of gzip (one core)`);
     const id = createHash('sha256').update(randomBytes(16)).digest('hex');
     const json = Buffer.from(JSON.stringify({ id, created: '2015-01-01T00:00:00Z', os: 'linux', architecture: 'amd64' }));
     const payload = `sha256:${await hashFile(layerPath, Buffer.concat([json, Buffer.from('\n')]))}`;
 
     const cli = join(ROOT, 'bin', 'legacy-registry.cjs'); // sets UV_THREADPOOL_SIZE as users get it
     if (!existsSync(cli)) throw new Error('build first: npm run build');
-    const proc = spawn(process.execPath, [cli, 'serve', '--host', '127.0.0.1', '--port', '0'], {
-      env: { PATH: process.env.PATH ?? '', STORAGE_PATH: join(work, 'data'), LOGLEVEL: 'info', STANDALONE: 'true' },
+    // BENCH_NODE_ARGS: flags for the server's node (--cpu-prof --cpu-prof-dir=…, --trace-gc)
+    const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+    const proc = spawn(process.execPath, [...nodeArgs, cli, 'serve', '--host', '127.0.0.1', '--port', '0'], {
+      env: {
+        PATH: process.env.PATH ?? '',
+        STORAGE_PATH: join(work, 'data'),
+        LOGLEVEL: 'info',
+        STANDALONE: 'true',
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
@@ -174,6 +225,7 @@ export async function benchV1Layer(sizeMiB: number, log: (s: string) => void = c
       let r = await send(port, 'PUT', `/v1/images/${id}/json`, { 'Content-Type': 'application/json', 'Content-Length': String(json.length) }, json);
       if (r.status !== 200) throw new Error(`PUT json ${r.status} ${r.body}`);
       const cpu0 = cpuSeconds(pid);
+      const threads0 = threadCpu(pid);
       let s = sampleRss(pid);
       let t0 = process.hrtime.bigint();
       r = await send(port, 'PUT', `/v1/images/${id}/layer`, { 'Content-Type': 'application/octet-stream', 'Transfer-Encoding': 'chunked' }, createReadStream(layerPath, { highWaterMark: 1 << 20 }));
@@ -183,6 +235,7 @@ export async function benchV1Layer(sizeMiB: number, log: (s: string) => void = c
       const pushSec = Number(process.hrtime.bigint() - t0) / 1e9;
       const push = s.stop();
       const cpu1 = cpuSeconds(pid);
+      const pushThreads = threadDelta(pid, threads0, threadCpu(pid));
       s = sampleRss(pid);
       t0 = process.hrtime.bigint();
       r = await send(port, 'GET', `/v1/images/${id}/layer`, {});
@@ -194,12 +247,14 @@ export async function benchV1Layer(sizeMiB: number, log: (s: string) => void = c
       const gib = size / 1024 ** 3;
       return {
         layerMiB: Math.round(mib),
+        gunzipMiBps,
         pushMiBps: Math.round(mib / pushSec),
         pullMiBps: Math.round(mib / pullSec),
         pushPeakRssMiB: push.peakRssMiB,
         pullPeakRssMiB: pull.peakRssMiB,
         pushCpuSecPerGiB: Math.round(((cpu1 - cpu0) / gib) * 100) / 100,
         pullCpuSecPerGiB: Math.round(((cpu2 - cpu1) / gib) * 100) / 100,
+        pushThreadCpuSec: pushThreads,
       };
     } finally {
       proc.kill('SIGTERM');

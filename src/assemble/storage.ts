@@ -105,7 +105,7 @@ export async function assembleStorage(site: Site, given: StorageDriver | undefin
     scoped: !standalone && !config.disable_token_auth,
     maxLayerSize: config.max_layer_size,
     verifyTarsum: config.verify_tarsum,
-    innerDigests: (kind, extra) => digestWorkers.create(kind, extra),
+    innerDigests: digestWorkers.factory,
   });
   const repos = new V1Repositories(driver, images);
   const repoLock: Locks = { run: (name, fn) => locks.run(`repository\n${name}`, fn) };

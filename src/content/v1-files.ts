@@ -14,7 +14,10 @@ export interface LayerLink {
   readonly compression: LayerDigests['compression'];
   /** sha256 of the uncompressed tar (v2 diff_id), when it could be computed. */
   readonly diffId?: string;
-  /** Links written before the Go ≥ 1.10 tarsums were computed (spec §6.2) have no `go110`. */
+  /**
+   * Links written before the Go ≥ 1.10 tarsums were computed (spec §6.2) have no `go110`; links
+   * of pushes have v0 only (no v1/dev) until a PUT checksum asks for another label.
+   */
   readonly tarsum?: Omit<TarSums, 'go110'> & { readonly go110?: TarSumSet };
 }
 

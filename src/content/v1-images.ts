@@ -1,4 +1,5 @@
-import type { Readable } from 'node:stream';
+import { Writable, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { isNotFound, type StorageDriver } from '../storage/driver.js';
 import { keyExists, readOptional, removeIfPresent } from './small-objects.js';
 import { RegistryError } from '../errors/index.js';
@@ -189,13 +190,15 @@ export class V1Images {
    * importer, when its tree recorded no tarsum to compare) skips the tarsums: the link then has
    * the digest, payload and diff_id but no tarsum, and a PUT checksum verifies the payload only.
    */
-  async putLayer(scope: ImageScope, id: string, body: Readable, contentLength?: number, opts: { readonly tarsums?: boolean } = {}): Promise<LayerLink> {
+  async putLayer(scope: ImageScope, id: string, body: Readable, contentLength?: number, opts: { readonly tarsums?: boolean; readonly tarsumV1?: boolean } = {}): Promise<LayerLink> {
     const json = await this.read(keys.imageJson(scope, id));
     if (!json) throw new RegistryError('IMAGE_NOT_FOUND');
     if (!(await this.inProgress(scope, id)) && (await this.exists(keys.layerLink(scope, id)))) {
       throw new RegistryError('IMAGE_EXISTS');
     }
-    const hasher = new LayerHasher(json, this.opts.innerDigests, { tarsums: opts.tarsums ?? true });
+    // v0 tarsums only by default (what the CLI sends): v1/dev are computed at PUT checksum if ever
+    // asked for; the importer asks for them when its tree recorded one.
+    const hasher = new LayerHasher(json, this.opts.innerDigests, { tarsums: opts.tarsums ?? true, tarsumV1: opts.tarsumV1 ?? false });
     let blob;
     try {
       blob = await this.blobs.ingest(body, hasher, {
@@ -243,8 +246,10 @@ export class V1Images {
       if (!link) throw new RegistryError('LAYER_MISSING');
       if (link.payload !== payload) throw new RegistryError('CHECKSUM_MISMATCH');
       const tarsum = tarsumHeader?.trim();
-      if (this.opts.verifyTarsum && tarsum && link.tarsum && !tarsumMatches(tarsum, link.tarsum)) {
-        throw new RegistryError('CHECKSUM_MISMATCH');
+      if (this.opts.verifyTarsum && tarsum && link.tarsum) {
+        let ok = tarsumMatches(tarsum, link.tarsum);
+        if (ok === undefined) ok = tarsumMatches(tarsum, await this.completeTarsum(scope, id, link));
+        if (!ok) throw new RegistryError('CHECKSUM_MISMATCH');
       }
       await this.driver.putContent(
         keys.clientChecksum(scope, id),
@@ -253,6 +258,23 @@ export class V1Images {
       await this.remove(keys.inProgress(scope, id));
       return link;
     });
+  }
+
+  /**
+   * The tarsums PUT layer left out (v1/dev, under both owner rules), computed from the stored layer
+   * (one more read of it: only for a client that sends a v1 or dev tarsum, which the Docker CLI's
+   * v1 push never does) and kept in the link. Called under the image's lock.
+   */
+  private async completeTarsum(scope: ImageScope, id: string, link: LayerLink): Promise<NonNullable<LayerLink['tarsum']>> {
+    const json = await this.read(keys.imageJson(scope, id));
+    if (!json) throw new RegistryError('IMAGE_NOT_FOUND');
+    const hasher = new LayerHasher(json, this.opts.innerDigests);
+    await pipeline(await this.blobs.open(link.digest), hasher, new Writable({ write: (_c, _e, cb) => cb() }));
+    const d = hasher.result();
+    if (d.digest !== link.digest || !d.tarsum) throw new Error(`layer of ${id}: stored bytes no longer give ${link.digest}`);
+    const full: LayerLink = { ...link, tarsum: d.tarsum };
+    await this.driver.putContent(keys.layerLink(scope, id), Buffer.from(JSON.stringify(full)));
+    return d.tarsum;
   }
 
   /**
@@ -383,7 +405,7 @@ export class V1Images {
    * mismatch throws and leaves no record (the bytes stay only at their own sha256, unlinked).
    */
   async putMirrored(scope: ImageScope, id: string, json: Buffer, ancestry: readonly string[], body: Readable, expectedPayload: string | undefined): Promise<LayerLink> {
-    const hasher = new LayerHasher(json, this.opts.innerDigests);
+    const hasher = new LayerHasher(json, this.opts.innerDigests, { tarsumV1: false });
     let blob;
     try {
       blob = await this.blobs.ingest(body, hasher, { maxSize: this.opts.maxLayerSize });
@@ -441,13 +463,17 @@ function sameBlob(a: Buffer, b: Buffer): boolean {
 /**
  * A client tarsum matches when it equals the computed value of its own label (v0 either sort), under
  * either header rule of spec §6.2: Docker 1.x's, or that of clients built with Go ≥ 1.10 (uname and
- * gname hashed empty).
+ * gname hashed empty). Undefined when the label's value was not computed (v1/dev of a layer pushed
+ * with v0 tarsums only): the caller computes them (V1Images.completeTarsum) and asks again.
  */
-export function tarsumMatches(header: string, t: NonNullable<LayerLink['tarsum']>): boolean {
+export function tarsumMatches(header: string, t: NonNullable<LayerLink['tarsum']>): boolean | undefined {
   const sets: TarSumSet[] = t.go110 ? [t, t.go110] : [t];
   if (header.startsWith('tarsum+sha256:')) return sets.some((s) => header === s.v0 || header === s.v0Plain);
-  if (header.startsWith('tarsum.v1+sha256:')) return sets.some((s) => header === s.v1);
-  if (header.startsWith('tarsum.dev+sha256:')) return sets.some((s) => header === s.dev);
+  const label = header.startsWith('tarsum.v1+sha256:') ? 'v1' : header.startsWith('tarsum.dev+sha256:') ? 'dev' : undefined;
+  if (label) {
+    if (sets.some((s) => s[label] === undefined)) return undefined;
+    return sets.some((s) => header === s[label]);
+  }
   // Other algorithms (sha512, …) are not computed: nothing to compare against.
   return true;
 }

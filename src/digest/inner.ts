@@ -28,8 +28,8 @@ interface TarCheck {
   result(): TarSums | undefined | true;
 }
 
-function tarCheck(extra: Buffer, tarsums: boolean): TarCheck {
-  if (tarsums) return new TarSum(extra);
+function tarCheck(extra: Buffer, tarsums: boolean, v1: boolean): TarCheck {
+  if (tarsums) return new TarSum(extra, { v1 });
   const parser = new TarParser({ entry: () => undefined, data: () => undefined, entryEnd: () => undefined });
   return {
     write: (c) => parser.write(c),
@@ -46,17 +46,20 @@ export interface Inner {
   /**
    * Take a chunk; `done` is called when more may be sent (the backpressure: the caller waits, so
    * nothing piles up inside). The chunk may be kept a little longer (gathered into a bigger write),
-   * so it must not be modified afterwards — stream chunks never are.
+   * so it must not be modified afterwards — stream chunks never are. A chunk of GUNZIP_IN (1 MiB)
+   * bytes or more is no longer referenced when `done` runs (a worker hands such slabs back then).
    */
   write(chunk: Buffer, done: () => void): void;
   end(): Promise<InnerResult>;
   destroy(): void;
 }
 
-/** Compressed input is handed to zlib in pieces of at least this size (fewer thread-pool trips). */
-const GUNZIP_IN = 1 << 20;
+/** Input smaller than this is gathered into one zlib write (each write is a thread-pool round trip). */
+export const GUNZIP_IN = 1 << 20;
 /** zlib output chunk size. */
 const GUNZIP_OUT = 512 << 10;
+/** Compressed bytes inside zlib (being inflated or queued for it) before write() holds `done` back. */
+const MAX_IN_ZLIB = 2 << 20;
 /** Uncompressed bytes allowed to wait for hashing before it is done in the data handler itself. */
 const MAX_QUEUED = 4 << 20;
 
@@ -67,6 +70,8 @@ export interface InnerOptions {
    * the diff_id is all the bridge needs (the importer, when its tree recorded no tarsum to compare).
    */
   readonly tarsums?: boolean;
+  /** With tarsums: also the v1/dev ones (default true); see TarSumOptions. */
+  readonly tarsumV1?: boolean;
 }
 
 /** Gunzip (for gzip) and tarsum in this thread; zlib itself runs on the libuv thread pool. */
@@ -75,7 +80,7 @@ export function createInlineInner(kind: Compression, extra: Buffer, opts: InnerO
     const tarError = `${kind} layers are stored as they are; tarsum and diff_id need gzip or a plain tar`;
     return { write: (_c, done) => done(), end: () => Promise.resolve({ tarError }), destroy: () => undefined };
   }
-  const tarsum = tarCheck(extra, opts.tarsums ?? true);
+  const tarsum = tarCheck(extra, opts.tarsums ?? true, opts.tarsumV1 ?? true);
   const finish = (tarError: string | undefined, diffId?: string): InnerResult => {
     if (tarError) return { tarError };
     tarsum.end();
@@ -97,21 +102,30 @@ export function createInlineInner(kind: Compression, extra: Buffer, opts: InnerO
 }
 
 /**
- * gunzip → sha256 (diff_id) + tarsum. Small input chunks are gathered into ~1 MiB writes (each zlib
- * write is a thread-pool round trip); zlib's output is hashed from a setImmediate queue so that the
- * next piece is already inflating on the thread pool meanwhile. At most one write is inside zlib
- * and at most MAX_QUEUED bytes wait for hashing, so memory stays bounded. Multi-member gzip is read
- * through (zlib's default); a gzip error leaves tarError set and swallows the rest of the input.
+ * gunzip → sha256 (diff_id) + tarsum, in one pass over each inflated piece (both hashes read it
+ * while it is in cache). Small input chunks are gathered into ~1 MiB writes; large ones go to zlib
+ * as they are. zlib's output is hashed from a setImmediate queue, so the next piece is already
+ * inflating on the thread pool meanwhile, and up to MAX_IN_ZLIB input bytes are handed to zlib
+ * ahead, so it never waits for the caller between pieces. `done` of a write is called once its
+ * bytes are no longer referenced here (gathered into a copy, or consumed by zlib) and zlib holds
+ * at most MAX_IN_ZLIB; at most MAX_QUEUED inflated bytes wait for hashing: memory stays bounded.
+ * Multi-member gzip is read through (zlib's default); a gzip error leaves tarError set and
+ * swallows the rest of the input (every pending `done` is still called).
  */
 class InlineGunzip implements Inner {
   private readonly gz = createGunzip({ chunkSize: GUNZIP_OUT });
   private readonly uncompressed = createHash('sha256');
   private batch: Buffer[] = [];
   private batchLen = 0;
+  /** Input bytes written to zlib and not consumed yet. */
+  private inZlib = 0;
+  /** Callers waiting for zlib to take less than MAX_IN_ZLIB, in order. */
+  private waiting: (() => void)[] = [];
+  /** Settle functions of the writes zlib has not consumed yet. */
+  private readonly unconsumed = new Set<() => void>();
   private queue: Buffer[] = [];
   private queued = 0;
   private scheduled = false;
-  private waiting: (() => void) | undefined;
   private tarError: string | undefined;
   private readonly ended: Promise<void>;
 
@@ -128,7 +142,6 @@ class InlineGunzip implements Inner {
         setImmediate(this.hashQueue);
       }
     });
-    this.gz.on('drain', this.release);
     this.ended = new Promise<void>((resolve) => {
       this.gz.once('end', () => {
         this.hashQueue();
@@ -138,8 +151,11 @@ class InlineGunzip implements Inner {
         this.tarError ??= `gunzip: ${e.message}`;
         this.queue = [];
         this.queued = 0;
+        this.inZlib = 0;
         resolve();
-        this.release(); // a write waiting for 'drain' must not wait forever
+        // writes inside or waiting for zlib must not wait forever
+        this.settleAll();
+        this.release();
       });
     });
   }
@@ -155,18 +171,26 @@ class InlineGunzip implements Inner {
     }
   };
 
-  private readonly release = (): void => {
-    const w = this.waiting;
-    this.waiting = undefined;
-    w?.();
-  };
+  private release(): void {
+    while (this.waiting.length > 0 && (this.inZlib <= MAX_IN_ZLIB || this.tarError)) this.waiting.shift()!();
+  }
 
-  private flush(done: () => void): void {
-    const buf = this.batch.length === 1 ? this.batch[0]! : Buffer.concat(this.batch, this.batchLen);
-    this.batch = [];
-    this.batchLen = 0;
-    if (this.gz.write(buf) || this.tarError) done();
-    else this.waiting = done;
+  /** Hand `buf` to zlib; `consumed` runs once zlib no longer reads it (or it never will). */
+  private feed(buf: Buffer, consumed?: () => void): void {
+    this.inZlib += buf.length;
+    const settle = (): void => {
+      if (!this.unconsumed.delete(settle)) return; // already settled (stream error)
+      if (!this.tarError) this.inZlib -= buf.length;
+      consumed?.();
+      this.release();
+    };
+    this.unconsumed.add(settle);
+    this.gz.write(buf, settle);
+  }
+
+  /** On a gzip error: every write still inside zlib is settled now (zlib may not call back). */
+  private settleAll(): void {
+    for (const settle of [...this.unconsumed]) settle();
   }
 
   write(chunk: Buffer, done: () => void): void {
@@ -174,15 +198,29 @@ class InlineGunzip implements Inner {
       done();
       return;
     }
+    if (this.batchLen === 0 && chunk.length >= GUNZIP_IN) {
+      // Big enough on its own (a worker's slab): no copy; the caller gets it back once consumed.
+      this.feed(chunk, done);
+      return;
+    }
     this.batch.push(chunk);
     this.batchLen += chunk.length;
-    if (this.batchLen < GUNZIP_IN) done();
-    else this.flush(done);
+    if (this.batchLen >= GUNZIP_IN) this.flush();
+    if (this.inZlib <= MAX_IN_ZLIB) done();
+    else this.waiting.push(done);
+  }
+
+  private flush(): void {
+    if (this.batchLen === 0) return;
+    const buf = this.batch.length === 1 ? this.batch[0]! : Buffer.concat(this.batch, this.batchLen);
+    this.batch = [];
+    this.batchLen = 0;
+    this.feed(buf);
   }
 
   async end(): Promise<InnerResult> {
     if (!this.tarError) {
-      if (this.batchLen > 0) this.flush(() => undefined);
+      this.flush();
       this.gz.end();
     }
     await this.ended;
@@ -192,6 +230,8 @@ class InlineGunzip implements Inner {
   destroy(): void {
     this.batch = [];
     this.queue = [];
+    this.waiting = [];
+    this.unconsumed.clear();
     this.gz.destroy();
   }
 }

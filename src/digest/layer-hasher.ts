@@ -67,7 +67,7 @@ export class LayerHasher extends Transform {
   /**
    * extra: the image json bytes (may be empty), for the payload checksum and as tarsum "extra".
    * innerOpts: what the uncompressed side computes (`{ tarsums: false }`: no tarsums, the tar is
-   * only checked; the importer when nothing will compare them).
+   * only checked, the importer when nothing will compare them; `{ tarsumV1: false }`: v0 tarsums only).
    */
   constructor(
     private readonly extra: Buffer,

@@ -7,10 +7,22 @@ export interface TarSumSet {
   readonly v0: string;
   /** `tarsum+sha256:…` with a plain sort of the entry sums (the Python registry). */
   readonly v0Plain: string;
-  /** `tarsum.v1+sha256:…` */
-  readonly v1: string;
-  /** `tarsum.dev+sha256:…`: the v1 value under the dev label. */
-  readonly dev: string;
+  /**
+   * `tarsum.v1+sha256:…`. Absent when the tarsum was computed without v1 (`{ v1: false }`: what a
+   * v1 push needs, since the Docker CLI sends only v0 in X-Docker-Checksum; spec §6.4).
+   */
+  readonly v1?: string;
+  /** `tarsum.dev+sha256:…`: the v1 value under the dev label; absent exactly when v1 is. */
+  readonly dev?: string;
+}
+
+export interface TarSumOptions {
+  /**
+   * Also compute v1/dev (default true). Each label costs a sha256 over every content byte (the
+   * header strings differ, so the hash states do): without v1 a layer's content is hashed once for
+   * the tarsum (twice for entries with owner names, spec §6.2 Go ≥ 1.10 rule) instead of twice.
+   */
+  readonly v1?: boolean;
 }
 
 /**
@@ -29,7 +41,7 @@ export interface EntrySum {
   readonly name: string;
   /** sha256 hex of the v0 header string and the content. */
   readonly v0: string;
-  /** sha256 hex of the v1 header string (no mtime, xattrs appended) and the content. */
+  /** sha256 hex of the v1 header string (no mtime, xattrs appended) and the content; '' without v1. */
   readonly v1: string;
   /** The v0 sum with uname and gname hashed empty (Go ≥ 1.10 rule); equals v0 when both are empty. */
   readonly v0Go110: string;
@@ -258,30 +270,36 @@ export class TarSum {
   private g1: Hash | undefined;
   private key = '';
 
+  private readonly withV1: boolean;
+
   /** extra: bytes hashed before the sorted sums (the image json, spec §6.2 step 3); may be empty. */
-  constructor(private readonly extra: Buffer = Buffer.alloc(0)) {
+  constructor(
+    private readonly extra: Buffer = Buffer.alloc(0),
+    opts: TarSumOptions = {},
+  ) {
+    this.withV1 = opts.v1 ?? true;
     this.parser = new TarParser({
       entry: (h) => {
         this.h0 = createHash('sha256').update(headerBytes(h, 'v0'));
-        this.h1 = createHash('sha256').update(headerBytes(h, 'v1'));
+        if (this.withV1) this.h1 = createHash('sha256').update(headerBytes(h, 'v1'));
         if (h.raw.uname.length > 0 || h.raw.gname.length > 0) {
           this.g0 = createHash('sha256').update(headerBytes(h, 'v0', 'go110'));
-          this.g1 = createHash('sha256').update(headerBytes(h, 'v1', 'go110'));
+          if (this.withV1) this.g1 = createHash('sha256').update(headerBytes(h, 'v1', 'go110'));
         }
         this.key = dupKey(h.raw.name);
         this.names.push(h.name);
       },
       data: (c) => {
         this.h0!.update(c);
-        this.h1!.update(c);
+        this.h1?.update(c);
         if (this.g0) {
           this.g0.update(c);
-          this.g1!.update(c);
+          this.g1?.update(c);
         }
       },
       entryEnd: () => {
         const v0 = this.h0!.digest('hex');
-        const v1 = this.h1!.digest('hex');
+        const v1 = this.h1 ? this.h1.digest('hex') : '';
         const g0 = this.g0 ? this.g0.digest('hex') : v0;
         const g1 = this.g1 ? this.g1.digest('hex') : v1;
         this.sums.push({ key: this.key, pos: this.sums.length, v0, v1, g0, g1 });
@@ -329,13 +347,13 @@ export class TarSum {
   }
 
   private set(dups: boolean, v0: (s: Sum) => string, v1: (s: Sum) => string): TarSumSet {
-    const v1Hex = this.final(dockerOrder(this.sums, v1, dups));
-    return {
+    const set: TarSumSet = {
       v0: `tarsum+sha256:${this.final(dockerOrder(this.sums, v0, dups))}`,
       v0Plain: `tarsum+sha256:${this.final(this.sums.map(v0).sort())}`,
-      v1: `tarsum.v1+sha256:${v1Hex}`,
-      dev: `tarsum.dev+sha256:${v1Hex}`,
     };
+    if (!this.withV1) return set;
+    const v1Hex = this.final(dockerOrder(this.sums, v1, dups));
+    return { ...set, v1: `tarsum.v1+sha256:${v1Hex}`, dev: `tarsum.dev+sha256:${v1Hex}` };
   }
 
   private final(sorted: readonly string[]): string {

@@ -63,7 +63,7 @@ export function verifyRecorded(recorded: readonly string[], link: LayerLink): { 
   const payloads = recorded.filter((c) => c.startsWith('sha256:'));
   const tarsums = recorded.filter((c) => c.startsWith('tarsum'));
   for (const p of payloads) if (p !== link.payload) return { bad: `payload checksum ${p} recorded, the bytes give ${link.payload}` };
-  const matching = link.tarsum ? tarsums.find((t) => tarsumMatches(t, link.tarsum!)) : undefined;
+  const matching = link.tarsum ? tarsums.find((t) => tarsumMatches(t, link.tarsum!) === true) : undefined;
   if (payloads.length === 0 && tarsums.length > 0 && !matching) {
     // nothing else vouches for these bytes: a tarsum that cannot be computed is no match either
     if (!link.tarsum) return { bad: `tarsum ${tarsums[0]} recorded, and the layer (${link.compression}) is not a tar archive this registry can read` };
@@ -204,7 +204,7 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
     try {
       // one pass over the layer: sha256 (its address), the payload checksum, and for gzip/tar the
       // diff_id (the bridge's) and the tar check; the tarsums only when they are what the tree recorded
-      link = await c.images.putLayer(scope, id, tree.open(`images/${id}/layer`), layerSize, { tarsums: needsTarsums(recorded) });
+      link = await c.images.putLayer(scope, id, tree.open(`images/${id}/layer`), layerSize, { tarsums: needsTarsums(recorded), tarsumV1: true });
     } catch (e) {
       await c.images.discardIncomplete(scope, id);
       if (isRegistryError(e)) return fail(`layer refused: ${e.message}`);

@@ -59,7 +59,7 @@ export async function openContent(config: Config, log: Logger = createLogger('si
     scoped: !standalone && !config.disable_token_auth,
     maxLayerSize: config.max_layer_size,
     verifyTarsum: config.verify_tarsum,
-    innerDigests: (kind, extra, opts) => digestWorkers.create(kind, extra, opts),
+    innerDigests: digestWorkers.factory,
   });
   const repos = new V1Repositories(driver, images);
   const uploads = new V2Uploads(driver, blobs, config.max_layer_size);

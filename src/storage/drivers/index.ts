@@ -2,13 +2,19 @@ import { resolve } from 'node:path';
 import type { StorageDriver } from '../driver.js';
 import { STALE_TEMP_AGE_MS, cleanStaleTempFiles, createFilesystemDriver } from './filesystem.js';
 import { createMemoryDriver } from './memory.js';
-import { createS3Driver, type S3DriverOptions } from './s3.js';
+import type { RedirectingDriver, S3DriverOptions } from './s3.js';
 import { createSwiftDriver, swiftOptions } from './swift.js';
 
 export { cleanStaleTempFiles, createFilesystemDriver, isTempFileName, keyToPath, STALE_TEMP_AGE_MS } from './filesystem.js';
 export type { FilesystemDriverOptions } from './filesystem.js';
 export { createMemoryDriver } from './memory.js';
-export { canRedirect, createS3Driver, type RedirectingDriver, type S3DriverOptions } from './s3.js';
+// s3.ts (and the AWS SDK under it, ~25 MiB of RSS) loads only when storage is s3: see createDriver.
+export type { RedirectingDriver, S3DriverOptions } from './s3.js';
+
+/** Whether a driver hands out pre-signed GET URLs (s3.ts's test, here so that asking loads no SDK). */
+export function canRedirect(d: StorageDriver): d is RedirectingDriver {
+  return typeof (d as Partial<RedirectingDriver>).redirectURL === 'function';
+}
 export { createSwiftDriver, swiftOptions, type SwiftDriverOptions } from './swift.js';
 
 /** The configuration keys that choose and place the storage driver (same names as the config file). */
@@ -130,8 +136,11 @@ export async function createDriver(config: DriverConfig): Promise<StorageDriver>
     }
     case 'memory':
       return createMemoryDriver();
-    case 's3':
-      return checked(createS3Driver(s3Options(config)));
+    case 's3': {
+      const options = s3Options(config);
+      const { createS3Driver } = await import('./s3.js');
+      return checked(createS3Driver(options));
+    }
     case 'swift':
       return checked(createSwiftDriver(swiftOptions(config)));
     default:

@@ -39,3 +39,18 @@ describe('tarsumMatches', () => {
     assert.equal(tarsumMatches(`tarsum+sha512:${'0'.repeat(128)}`, link), true);
   });
 });
+
+describe('tarsumMatches on a link with v0 sums only (a push: v1/dev computed on demand)', () => {
+  const v0only: NonNullable<LayerLink['tarsum']> = {
+    v0: `tarsum+sha256:${hex('a')}`,
+    v0Plain: `tarsum+sha256:${hex('b')}`,
+    go110: { v0: `tarsum+sha256:${hex('d')}`, v0Plain: `tarsum+sha256:${hex('e')}` },
+  };
+  it('v0 is decided; v1 and dev are undefined (not computed), never true', () => {
+    assert.equal(tarsumMatches(`tarsum+sha256:${hex('d')}`, v0only), true);
+    assert.equal(tarsumMatches(`tarsum+sha256:${hex('0')}`, v0only), false);
+    assert.equal(tarsumMatches(`tarsum.v1+sha256:${hex('c')}`, v0only), undefined);
+    assert.equal(tarsumMatches(`tarsum.dev+sha256:${hex('c')}`, v0only), undefined);
+  });
+});
+

@@ -1,12 +1,14 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { gzipSync } from 'node:zlib';
 import { LayerHasher, sniffCompression, type LayerDigests } from '../../../src/digest/layer-hasher.js';
 import { DigestWorkers } from '../../../src/digest/worker-inner.js';
+import { createInlineInner } from '../../../src/digest/inner.js';
+import { LayerHasher as Hasher } from '../../../src/digest/layer-hasher.js';
 import { END, buildTar, tarHeader } from '../../helpers/tar-build.js';
 import { hashLayer, json, prandBytes, sha256, split, tarsumOf, textBytes, vectorFile } from './support.js';
 
@@ -228,3 +230,57 @@ describe('LayerHasher with DigestWorkers', () => {
     }
   });
 });
+
+describe('the uncompressed side: flow control and what is computed (issue 18)', () => {
+  it('gzip: every write gets its `done`, however many arrive while zlib is busy', async () => {
+    // 17 writes of 1 MiB back to back: before, a write arriving while zlib was full replaced the
+    // callback of the one waiting (2 of 17 came back), and a worker upload then stalled for good.
+    const gz = gzipSync(prandBytes(16 << 20, 21), { level: 1 });
+    const inner = createInlineInner('gzip', Buffer.alloc(0));
+    let writes = 0;
+    let dones = 0;
+    for (let off = 0; off < gz.length; off += 1 << 20) {
+      writes++;
+      inner.write(gz.subarray(off, off + (1 << 20)), () => dones++);
+    }
+    const r = await inner.end();
+    assert.equal(dones, writes);
+    assert.match(r.tarError ?? '', /not a tar/);
+  });
+
+  it('a gzip layer of many slabs through a worker: the tarsum and diff_id of the inline path', async () => {
+    const workers = new DigestWorkers(1);
+    try {
+      const tar = buildTar([
+        { name: 'a', data: prandBytes(9 << 20, 31) },
+        { name: 'b', data: textBytes(7 << 20, 32) },
+      ]);
+      const gz = gzipSync(tar, { level: 1 });
+      assert.ok(gz.length > 10 << 20); // more than the worker's 8 slabs of 1 MiB
+      const [viaWorker, inline] = await Promise.all([hashLayer(split(gz, 'random', 4), json, workers.factory), hashLayer(split(gz, 'random', 5))]);
+      assert.ok(viaWorker.out.equals(gz));
+      assert.equal(viaWorker.d.diffId, `sha256:${sha256(tar)}`);
+      assert.deepEqual(viaWorker.d.tarsum, inline.d.tarsum);
+      assert.deepEqual(viaWorker.d.tarsum, tarsumOf([tar]).result());
+    } finally {
+      await workers.close();
+    }
+  });
+
+  it('{ tarsumV1: false }: the same v0 sums under both owner rules, no v1/dev (inline and worker)', async () => {
+    const workers = new DigestWorkers(1);
+    try {
+      const body = vectorFile('layer.tar.gz'); // entries owned by root: the two rules differ
+      const full = tarsumOf([vectorFile('layer.tar')]).result()!;
+      for (const factory of [undefined, workers.factory]) {
+        const h = new Hasher(json, factory, { tarsumV1: false });
+        await pipeline(Readable.from(split(body, 'random', 6)), h, new Writable({ write: (_c, _e, cb) => cb() }));
+        const t = h.result().tarsum!;
+        assert.deepEqual(t, { v0: full.v0, v0Plain: full.v0Plain, go110: { v0: full.go110.v0, v0Plain: full.go110.v0Plain } });
+      }
+    } finally {
+      await workers.close();
+    }
+  });
+});
+
