@@ -19,6 +19,12 @@ export abstract class PartBufferWriter implements Writer {
   private inflight: Promise<void> | undefined;
   private failure: unknown;
   protected state: 'open' | 'committing' | 'committed' | 'cancelled' = 'open';
+  /**
+   * A full part is sent only once this many more bytes are buffered, so that what remains at the
+   * end is at least that much (S3: a resumable upload's rest at a suspend is then a part of its own
+   * rather than a staged rest).
+   */
+  protected holdBack = 0;
 
   constructor(
     protected readonly key: string,
@@ -33,7 +39,7 @@ export abstract class PartBufferWriter implements Writer {
         this.pendingBytes += chunk.length;
         this.bytes += chunk.length;
         this.appended += chunk.length;
-        if (this.pendingBytes < this.partSize) return cb();
+        if (this.pendingBytes < this.partSize + this.holdBack) return cb();
         this.flushFull().then(() => cb(), cb);
       },
     });
@@ -82,7 +88,7 @@ export abstract class PartBufferWriter implements Writer {
 
   /** Uploads every full part pending (a single large write may hold several). */
   private async flushFull(): Promise<void> {
-    while (this.pendingBytes >= this.partSize) await this.flushPart(false);
+    while (this.pendingBytes >= this.partSize + this.holdBack) await this.flushPart(false);
   }
 
   /**

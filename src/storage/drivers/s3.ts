@@ -504,9 +504,14 @@ class S3Driver implements StorageDriver {
    */
   async resumableWriter(key: string, state: ResumableState | undefined): Promise<ResumableWriter> {
     validateKey(key);
-    if (!state) return (await this.writer(key, { append: true })) as S3Writer;
+    if (!state) {
+      const fresh = (await this.writer(key, { append: true })) as S3Writer;
+      fresh.resumable();
+      return fresh;
+    }
     const resume = parseResume(state, key);
     const w = new S3Writer(this, key, this.k(key), undefined, resume);
+    w.resumable();
     if (resume.staged > 0) {
       const staged = await this.getFull(this.k(key) + STAGING, key);
       if (staged.length !== resume.staged) throw new StorageError(`s3: the staged bytes of ${key} do not match its state`, key);
@@ -727,6 +732,7 @@ class S3Driver implements StorageDriver {
   async redirectURL(key: string): Promise<string | undefined> {
     validateKey(key);
     if (!(await this.headIfAny(key))) return undefined;
+    if (this.signer) return String(await this.signer.presignGet(encodeKeyPath(this.bucket, this.k(key)), this.presignExpiry));
     return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: this.k(key) }), { expiresIn: this.presignExpiry });
   }
 
@@ -870,6 +876,11 @@ class S3Writer extends PartBufferWriter implements ResumableWriter {
     this.uploadId = resume?.uploadId;
     this.parts = resume ? resume.parts.map(([PartNumber, ETag]) => ({ PartNumber, ETag })) : [];
     this.staged = (resume?.staged ?? 0) > 0;
+  }
+
+  /** Used through resumableWriter: the last 5 MiB stay buffered until suspend() or commit(). */
+  resumable(): void {
+    this.holdBack = MIN_PART_SIZE;
   }
 
   /** Starts the multipart upload (and copies the key's earlier bytes into it) if not yet done. */
