@@ -73,10 +73,12 @@ export abstract class PartBufferWriter implements Writer {
   /** Set-up before each part is sent (start the multipart upload, mark the segments); after the previous part finished. */
   protected abstract beforePart(): Promise<void>;
   /**
-   * Sends one part. It records the part's slot before its first await (parts are numbered in
-   * the order of the calls); its promise settles when the part is stored.
+   * Sends one part: `body` is its bytes in pieces (as they came, not copied into one buffer:
+   * the copy and its fresh pages cost more than the upload's own work), `size` their total. It
+   * records the part's slot before its first await (parts are numbered in the order of the calls);
+   * its promise settles when the part is stored.
    */
-  protected abstract uploadPart(body: Buffer): Promise<void>;
+  protected abstract uploadPart(body: Buffer[], size: number): Promise<void>;
   /** Commit, after the stream ended and every full part is stored: send the rest, publish. */
   protected abstract finish(): Promise<void>;
   /** Cancel, after the part in flight settled: remove what this writer left. */
@@ -97,14 +99,26 @@ export abstract class PartBufferWriter implements Writer {
    */
   protected async flushPart(last: boolean): Promise<void> {
     const size = last ? this.pendingBytes : this.partSize;
-    const all = Buffer.concat(this.pending, this.pendingBytes);
-    const body = all.subarray(0, size);
-    const rest = all.subarray(size);
-    this.pending = rest.length > 0 ? [Buffer.from(rest)] : [];
-    this.pendingBytes = rest.length;
+    const body: Buffer[] = [];
+    let n = 0;
+    let i = 0;
+    while (n < size) {
+      const c = this.pending[i]!;
+      if (n + c.length <= size) {
+        body.push(c);
+        n += c.length;
+        i++;
+      } else {
+        body.push(c.subarray(0, size - n));
+        this.pending[i] = c.subarray(size - n);
+        n = size;
+      }
+    }
+    this.pending = this.pending.slice(i);
+    this.pendingBytes -= size;
     await this.settled();
     await this.beforePart();
-    const run = this.uploadPart(body).catch((e: unknown) => {
+    const run = this.uploadPart(body, size).catch((e: unknown) => {
       this.failure ??= e;
     });
     this.inflight = run;

@@ -243,12 +243,12 @@ class S3Driver implements StorageDriver {
    * A small request through the signer, retried (twice, as the SDK does) after a connection failure
    * or a 500/502/503/504. Resolves with any other answer; the caller maps non-2xx with answerError.
    */
-  private async raw(label: string, method: string, fullKey: string, headers: Record<string, string> = {}, body?: Buffer): Promise<SignedAnswer> {
+  private async raw(label: string, method: string, fullKey: string, headers: Record<string, string> = {}, body?: Buffer | Buffer[], query?: Record<string, string>): Promise<SignedAnswer> {
     let last: unknown;
     for (let attempt = 0; attempt < 3; attempt++) {
       if (attempt > 0) await new Promise((r) => setTimeout(r, 50 * attempt));
       try {
-        const a = await this.signer!.send(method, encodeKeyPath(this.bucket, fullKey), headers, body);
+        const a = await this.signer!.send(method, encodeKeyPath(this.bucket, fullKey), headers, body, query);
         if (a.status < 500 || a.status === 501 || a.status > 504) return a;
         last = answerError(method, a);
       } catch (e) {
@@ -794,6 +794,22 @@ class S3Driver implements StorageDriver {
   async putBuffer(key: string, body: Buffer): Promise<void> {
     await this.putObject(key, body);
   }
+  /**
+   * UploadPart; its ETag. Through the signer where it serves (UNSIGNED-PAYLOAD, as its other PUTs):
+   * the SDK signs a Buffer body with its sha256, a second hash of every byte uploaded.
+   */
+  async uploadPart(full: string, uploadId: string, partNumber: number, body: Buffer[], size: number, label: string): Promise<string> {
+    if (this.signer) {
+      const a = await this.raw(label, 'PUT', full, {}, body, { partNumber: String(partNumber), uploadId });
+      if (a.status !== 200) this.fail(answerError('UploadPart', a), label);
+      const etag = a.headers.etag;
+      if (typeof etag !== 'string' || etag === '') throw new StorageError(`s3: UploadPart answered without an ETag: ${label}`, label);
+      return etag;
+    }
+    const r = await this.send(label, () => this.client.send(new UploadPartCommand({ Bucket: this.bucket, Key: full, UploadId: uploadId, PartNumber: partNumber, Body: Buffer.concat(body, size), ContentLength: size })));
+    return r.ETag!;
+  }
+
   /** PutObject of a full S3 key (the driver's own objects). */
   async putFull(full: string, body: Buffer, label: string): Promise<void> {
     if (this.signer) {
@@ -900,12 +916,11 @@ class S3Writer extends PartBufferWriter implements ResumableWriter {
     if (this.parts.length >= MAX_PARTS) throw new StorageError(`s3: more than ${MAX_PARTS} parts: raise the part size`, this.key);
   }
 
-  protected override async uploadPart(body: Buffer): Promise<void> {
+  protected override async uploadPart(body: Buffer[], size: number): Promise<void> {
     const PartNumber = this.parts.length + 1;
     const slot: CompletedPart = { PartNumber };
     this.parts.push(slot);
-    const r = await this.d.client.send(new UploadPartCommand({ Bucket: this.d.bucket, Key: this.full, UploadId: this.uploadId, PartNumber, Body: body, ContentLength: body.length }));
-    slot.ETag = r.ETag;
+    slot.ETag = await this.d.uploadPart(this.full, this.uploadId!, PartNumber, body, size, this.key);
   }
 
   protected override async finish(): Promise<void> {

@@ -567,11 +567,11 @@ class SwiftWriter extends PartBufferWriter {
     if (this.segments.length >= MAX_SEGMENTS) throw new StorageError(`swift: more than ${MAX_SEGMENTS} segments: raise the segment size`, this.key);
   }
 
-  protected override async uploadPart(body: Buffer): Promise<void> {
+  protected override async uploadPart(body: Buffer[], size: number): Promise<void> {
     const name = this.d.segmentName(this.id, this.segments.length + 1);
-    const slot = { path: this.d.manifestPath(name), etag: null as string | null, size_bytes: body.length };
+    const slot = { path: this.d.manifestPath(name), etag: null as string | null, size_bytes: size };
     this.segments.push(slot);
-    slot.etag = (await this.d.putObject(name, body, this.key)) ?? null;
+    slot.etag = (await this.d.putObject(name, Buffer.concat(body, size), this.key)) ?? null;
   }
 
   protected override async finish(): Promise<void> {
