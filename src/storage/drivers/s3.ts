@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { pipeline, Readable, Transform, type TransformCallback } from 'node:stream';
@@ -119,6 +120,16 @@ class Batcher extends Transform {
     this.parts = [];
     cb();
   }
+}
+
+/** The text of an XML element (S3 escapes &, <, >, quotes and control characters). */
+function xmlText(s: string): string {
+  return s.replace(/&(#x[0-9a-fA-F]+|#\d+|amp|lt|gt|quot|apos);/g, (_, e: string) =>
+    e === 'amp' ? '&' : e === 'lt' ? '<' : e === 'gt' ? '>' : e === 'quot' ? '"' : e === 'apos' ? "'" : String.fromCodePoint(e[1] === 'x' ? parseInt(e.slice(2), 16) : Number(e.slice(1))),
+  );
+}
+function xmlEscape(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[c]!);
 }
 
 /** The body of an error answer, at most cap bytes of it (the rest is drained). */
@@ -243,12 +254,13 @@ class S3Driver implements StorageDriver {
    * A small request through the signer, retried (twice, as the SDK does) after a connection failure
    * or a 500/502/503/504. Resolves with any other answer; the caller maps non-2xx with answerError.
    */
-  private async raw(label: string, method: string, fullKey: string, headers: Record<string, string> = {}, body?: Buffer | Buffer[], query?: Record<string, string>): Promise<SignedAnswer> {
+  private async raw(label: string, method: string, fullKey: string | null, headers: Record<string, string> = {}, body?: Buffer | Buffer[], query?: Record<string, string>): Promise<SignedAnswer> {
     let last: unknown;
     for (let attempt = 0; attempt < 3; attempt++) {
       if (attempt > 0) await new Promise((r) => setTimeout(r, 50 * attempt));
       try {
-        const a = await this.signer!.send(method, encodeKeyPath(this.bucket, fullKey), headers, body, query);
+        const path = fullKey === null ? `/${encodeURIComponent(this.bucket)}` : encodeKeyPath(this.bucket, fullKey);
+        const a = await this.signer!.send(method, path, headers, body, query);
         if (a.status < 500 || a.status === 501 || a.status > 504) return a;
         last = answerError(method, a);
       } catch (e) {
@@ -705,6 +717,22 @@ class S3Driver implements StorageDriver {
   private async keysBelow(key: string): Promise<Array<{ key: string; size: number }>> {
     const out: Array<{ key: string; size: number }> = [];
     let token: string | undefined;
+    if (this.signer) {
+      // ListObjectsV2 through the signer (an upload folder is removed after every push)
+      do {
+        const a = await this.raw(key, 'GET', null, {}, undefined, { 'list-type': '2', prefix: `${this.k(key)}/`, ...(token ? { 'continuation-token': token } : {}) });
+        if (a.status !== 200) this.fail(answerError('LIST', a), key);
+        const text = a.body.toString('utf8');
+        for (const m of text.matchAll(/<Contents>([\s\S]*?)<\/Contents>/g)) {
+          const k = /<Key>([^<]*)<\/Key>/.exec(m[1]!)?.[1];
+          const size = /<Size>(\d+)<\/Size>/.exec(m[1]!)?.[1];
+          if (k !== undefined) out.push({ key: xmlText(k), size: Number(size ?? 0) });
+        }
+        token = /<IsTruncated>true<\/IsTruncated>/.test(text) ? xmlText(/<NextContinuationToken>([^<]*)<\/NextContinuationToken>/.exec(text)?.[1] ?? '') : undefined;
+        if (token === '') throw new StorageError(`s3: a truncated listing without a continuation token: ${key}`, key);
+      } while (token);
+      return out;
+    }
     do {
       const r = await this.send(key, () =>
         this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: `${this.k(key)}/`, ...(token ? { ContinuationToken: token } : {}) })),
@@ -720,6 +748,15 @@ class S3Driver implements StorageDriver {
       const batch = keys.slice(i, i + DELETE_BATCH);
       if (batch.length === 1) {
         await this.deleteObject(batch[0]!, label);
+        continue;
+      }
+      if (this.signer) {
+        const xml = `<Delete><Quiet>true</Quiet>${batch.map((k) => `<Object><Key>${xmlEscape(k)}</Key></Object>`).join('')}</Delete>`;
+        const body = Buffer.from(xml);
+        const a = await this.raw(label, 'POST', null, { 'content-md5': createHash('md5').update(body).digest('base64'), 'content-type': 'application/xml' }, body, { delete: '' });
+        if (a.status !== 200) this.fail(answerError('DELETE', a), label);
+        const errors = [...a.body.toString('utf8').matchAll(/<Error>([\s\S]*?)<\/Error>/g)].map((m) => /<Code>([^<]*)<\/Code>/.exec(m[1]!)?.[1] ?? '').filter((c) => c !== 'NoSuchKey');
+        if (errors.length > 0) throw new StorageError(`s3: could not delete ${errors.length} objects below ${label}: ${errors[0]}`, label);
         continue;
       }
       const r = await this.send(label, () => this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } })));
