@@ -176,6 +176,12 @@ class SessionSlots {
  * busy sessions answers before storage is asked. A node that dies holding a claim leaves the
  * session unusable; the purge job removes it.
  *
+ * On a driver with resumable writers (object stores: S3) the data file is an empty token that is
+ * only claimed; the bytes go to an upload the driver keeps open between requests at
+ * uploads/<uuid>/blob (S3: one multipart upload, its id and parts in the state's `parted`), so a
+ * PATCH costs its own bytes and not a copy of the upload so far; the final PUT completes it and
+ * publishes it at the digest.
+ *
  * Session data and state are not fsynced chunk by chunk (as with distribution, a crash may cost an
  * upload in progress: the data no longer matches the state and the client starts the blob again);
  * the data is made durable once, before the blob is published. The sha256 state lives in memory on
