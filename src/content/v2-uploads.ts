@@ -1,7 +1,7 @@
 import { createHash, randomBytes, randomUUID, type Hash } from 'node:crypto';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { isNotFound, type StorageDriver } from '../storage/driver.js';
+import { isNotFound, type ResumableState, type StorageDriver } from '../storage/driver.js';
 import { V2Error } from '../errors/v2.js';
 import type { BlobStore } from './blob-store.js';
 import { keys } from './keys.js';
@@ -13,6 +13,11 @@ interface UploadState {
   readonly name: string;
   readonly offset: number;
   readonly started: number;
+  /**
+   * On a driver with resumable writers (object stores): the suspended upload that holds the bytes
+   * so far (null or absent: the object at blobKey holds them, or nothing yet).
+   */
+  readonly parted?: ResumableState | null;
 }
 
 /** Hashes and counts bytes on their way to storage, without copying them. */
@@ -36,6 +41,8 @@ class HashTap extends Transform {
 }
 
 const stateKey = (uuid: string): string => `uploads/${uuid}/state`;
+/** With resumable writers: where the bytes go (uploads/<uuid>/data is then an empty token to claim). */
+const blobKey = (uuid: string): string => `uploads/${uuid}/blob`;
 /** Where a request keeps the session's data while it works on it (see V2Uploads). */
 const claimKey = (uuid: string): string => `uploads/${uuid}/claim-${randomBytes(8).toString('hex')}`;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -169,6 +176,12 @@ class SessionSlots {
  * busy sessions answers before storage is asked. A node that dies holding a claim leaves the
  * session unusable; the purge job removes it.
  *
+ * On a driver with resumable writers (object stores: S3) the data file is an empty token that is
+ * only claimed; the bytes go to an upload the driver keeps open between requests at
+ * uploads/<uuid>/blob (S3: one multipart upload, its id and parts in the state's `parted`), so a
+ * PATCH costs its own bytes and not a copy of the upload so far; the final PUT completes it and
+ * publishes it at the digest.
+ *
  * Session data and state are not fsynced chunk by chunk (as with distribution, a crash may cost an
  * upload in progress: the data no longer matches the state and the client starts the blob again);
  * the data is made durable once, before the blob is published. The sha256 state lives in memory on
@@ -181,6 +194,8 @@ export class V2Uploads {
   private readonly busy = new Set<string>();
   private readonly slots: SessionSlots;
   private readonly hashEntries: number;
+  /** The driver continues uploads kept open between requests (object stores): see write(). */
+  private readonly resumable: boolean;
 
   constructor(
     private readonly driver: StorageDriver,
@@ -189,6 +204,7 @@ export class V2Uploads {
     limits: UploadLimits = NO_LIMITS,
   ) {
     this.hashEntries = limits.hashEntries ?? DEFAULT_HASH_ENTRIES;
+    this.resumable = typeof driver.resumableWriter === 'function';
     this.slots = new SessionSlots(limits, (uuid) => keyExists(this.driver, stateKey(uuid)));
     blobs.onUploadPurge({
       removed: (uuid) => this.forget(uuid),
@@ -245,14 +261,15 @@ export class V2Uploads {
         await this.release(uuid, claim);
         throw new V2Error('RANGE_INVALID', undefined, undefined, { Range: st.offset > 0 ? `0-${st.offset - 1}` : '0-0' });
       }
-      const { hash, offset } = await this.write(uuid, st, claim, body, { ...opts, last: false });
+      const { hash, offset, parted } = await this.write(uuid, st, claim, body, { ...opts, last: false });
       // the purge may have removed a session held longer than upload_purge_age without a byte:
       // it stays removed (writing its state would bring it back)
       if (!(await keyExists(this.driver, stateKey(uuid)))) {
-        await this.drop(uuid);
+        await this.drop(uuid, parted);
         throw unknown();
       }
-      await this.driver.putContent(stateKey(uuid), Buffer.from(JSON.stringify({ ...st, offset })), { durable: false });
+      const next: UploadState = { ...st, offset, ...(parted !== undefined ? { parted } : {}) };
+      await this.driver.putContent(stateKey(uuid), Buffer.from(JSON.stringify(next)), { durable: false });
       await this.release(uuid, claim);
       this.keepHash(uuid, hash, offset);
       return offset;
@@ -264,10 +281,23 @@ export class V2Uploads {
     return this.exclusive(name, uuid, async (st, claim) => {
       let offset = st.offset;
       let hash: Hash;
+      // the complete bytes: the claimed file, or with resumable writers the object they publish
+      const source = this.resumable ? blobKey(uuid) : claim;
       if (body) {
         ({ hash, offset } = await this.write(uuid, st, claim, body, { last: true, ...(contentLength !== undefined ? { contentLength } : {}) }));
+      } else if (this.resumable) {
+        let at: UploadState;
+        ({ hash, st: at } = await this.hashAt(uuid, claim, st));
+        // the parts so far become the object (an object store completes its multipart upload)
+        const w = await this.driver.resumableWriter!(source, at.parted ?? undefined);
+        if (w.size !== offset) {
+          await w.cancel().catch(() => undefined);
+          await this.drop(uuid);
+          throw new V2Error('BLOB_UPLOAD_INVALID', undefined, 'upload data does not match its state: start again');
+        }
+        await w.commit();
       } else {
-        hash = await this.hashAt(uuid, claim, offset);
+        ({ hash } = await this.hashAt(uuid, claim, st));
         // the PATCHes before were not fsynced: make the whole file durable before it is published
         const w = await this.driver.writer(claim, { append: true });
         if (w.size !== offset) {
@@ -287,10 +317,10 @@ export class V2Uploads {
         // the claimed file is complete and no one else can write to it: exactly the bytes hashed.
         // Until the session's folder is gone a request on another node finds nothing to claim
         // (400, busy); after it, 404. Either way it changes nothing.
-        await this.blobs.publish(claim, digest);
+        await this.blobs.publish(source, digest);
         await this.link(name, digest);
       } finally {
-        await this.drop(uuid);
+        await this.drop(uuid, null);
       }
       return offset;
     });
@@ -380,45 +410,70 @@ export class V2Uploads {
     claim: string,
     body: Readable,
     opts: { contentLength?: number; last: boolean },
-  ): Promise<{ hash: Hash; offset: number }> {
-    const hash = await this.hashAt(uuid, claim, st.offset);
+  ): Promise<{ hash: Hash; offset: number; parted?: ResumableState | null }> {
+    const { hash, st: at } = await this.hashAt(uuid, claim, st);
     this.hashes.delete(uuid); // until this write is complete, nobody may continue from it
     const tap = new HashTap(hash, this.maxSize > 0 ? this.maxSize - st.offset : 0);
-    const writer = await this.driver.writer(claim, { append: true });
+    // with resumable writers (object stores) a PATCH adds parts to an upload kept open, and the
+    // last request completes it; else the claimed file is appended to
+    const resumable = this.resumable ? await this.driver.resumableWriter!(blobKey(uuid), at.parted ?? undefined) : undefined;
+    const writer = resumable ?? (await this.driver.writer(claim, { append: true }));
     if (writer.size !== st.offset) {
       await writer.cancel().catch(() => undefined);
       await this.drop(uuid);
       throw new V2Error('BLOB_UPLOAD_INVALID', undefined, 'upload data does not match its state: start again');
     }
+    let parted: ResumableState | null | undefined;
     try {
       await pipeline(body, tap, writer.stream);
       if (opts.contentLength !== undefined && tap.bytes !== opts.contentLength) throw new V2Error('SIZE_INVALID');
-      // the last chunk is made durable with everything before it; earlier ones need not be
-      await writer.commit({ durable: opts.last });
+      if (resumable && !opts.last) {
+        parted = await resumable.suspend();
+      } else {
+        // the last chunk is made durable with everything before it; earlier ones need not be
+        await writer.commit({ durable: opts.last });
+        if (resumable) parted = null;
+      }
     } catch (e) {
       // A failed write leaves the session unusable (its data may hold part of the chunk): drop it,
       // the client starts the blob again. Nothing of it was ever visible. If the purge removed the
       // session while this request held it, the client hears that it is gone.
       const purged = !(e instanceof V2Error) && !(await keyExists(this.driver, stateKey(uuid)).catch(() => true));
       await writer.cancel().catch(() => undefined);
-      await this.drop(uuid).catch(() => undefined);
+      // (a resumable writer's cancel discarded the suspended upload it continued)
+      await this.drop(uuid, resumable ? null : undefined).catch(() => undefined);
       throw purged ? unknown() : e;
     }
-    return { hash, offset: st.offset + tap.bytes };
+    return { hash, offset: st.offset + tap.bytes, ...(parted !== undefined ? { parted } : {}) };
   }
 
-  /** The sha256 state after the first offset bytes of the session (the claimed file holds them). */
-  private async hashAt(uuid: string, claim: string, offset: number): Promise<Hash> {
+  /**
+   * The sha256 state after the first st.offset bytes of the session (the claimed file holds them,
+   * or with resumable writers blobKey), and the state to continue from.
+   */
+  private async hashAt(uuid: string, claim: string, st: UploadState): Promise<{ hash: Hash; st: UploadState }> {
+    const offset = st.offset;
     const mine = this.hashes.get(uuid);
-    if (mine && mine.offset === offset) return mine.hash;
+    if (mine && mine.offset === offset) return { hash: mine.hash, st };
     // Another node wrote the bytes so far (or we restarted, or the entry was dropped): hash the
     // stored prefix once.
     const hash = createHash('sha256');
-    if (offset > 0) {
-      const r = await this.driver.reader(claim, 0, offset);
-      for await (const c of r) hash.update(c as Buffer);
+    if (offset === 0) return { hash, st };
+    let source = claim;
+    if (this.resumable) {
+      source = blobKey(uuid);
+      if (st.parted) {
+        // the parts of a suspended upload cannot be read: publish them at blobKey (the next
+        // writer continues that object), and say so in the state at once
+        const w = await this.driver.resumableWriter!(source, st.parted);
+        await w.commit({ durable: false });
+        st = { ...st, parted: null };
+        await this.driver.putContent(stateKey(uuid), Buffer.from(JSON.stringify(st)), { durable: false });
+      }
     }
-    return hash;
+    const r = await this.driver.reader(source, 0, offset);
+    for await (const c of r) hash.update(c as Buffer);
+    return { hash, st };
   }
 
   private keepHash(uuid: string, hash: Hash, offset: number): void {
@@ -432,9 +487,17 @@ export class V2Uploads {
     return raw ? (JSON.parse(raw.toString('utf8')) as UploadState) : undefined;
   }
 
-  /** Remove the session (state, data, any claim) and everything kept about it in memory. */
-  private async drop(uuid: string): Promise<void> {
+  /**
+   * Remove the session (state, data, any claim) and everything kept about it in memory. With
+   * resumable writers, also the suspended upload: `parted` when the caller knows it (null: none),
+   * else the one the stored state names.
+   */
+  private async drop(uuid: string, parted?: ResumableState | null): Promise<void> {
     this.forget(uuid);
+    if (this.resumable) {
+      const p = parted !== undefined ? parted : (await this.readState(uuid).catch(() => undefined))?.parted;
+      if (p) await this.driver.discardResumable?.(blobKey(uuid), p).catch(() => undefined);
+    }
     await this.blobs.removeUpload(uuid);
   }
 

@@ -1,7 +1,8 @@
 import type { Context } from 'koa';
 import type { Readable } from 'node:stream';
 import { pyJson } from './py-json.js';
-import { fileRangeOf, sendFileRange } from './send-file.js';
+import { fileRangeOf, sendFileRange, sendRecycled } from './send-file.js';
+import { recyclerOf } from '../storage/recycle.js';
 import { keys } from '../content/keys.js';
 
 /** Spec §1.3: headers of every JSON answer. */
@@ -110,6 +111,11 @@ export async function sendBytes(
   const file = fileRangeOf(body);
   if (file && file.length === length) {
     await sendFileRange(ctx, file, body);
+    return;
+  }
+  const pieces = recyclerOf(body);
+  if (pieces) {
+    await sendRecycled(ctx, body, length, pieces);
     return;
   }
   ctx.body = body;

@@ -14,6 +14,7 @@ import type { Readable } from 'node:stream';
 
 export { FILE_RANGE, fileRangeOf, withFileRange, type FileRange } from '../storage/file-range.js';
 import type { FileRange } from '../storage/file-range.js';
+import type { PieceRecycler } from '../storage/recycle.js';
 
 const CHUNK = 1 << 20;
 const IN_FLIGHT = 3;
@@ -81,4 +82,59 @@ export async function sendFileRange(ctx: Context, range: FileRange, owner: Reada
     res.off('close', onClose);
     owner.destroy();
   }
+}
+
+/**
+ * Send `body` (exactly `length` bytes) as the whole response, with the status and headers already
+ * set on ctx, giving each piece back to the reader's pool once the socket has taken its bytes
+ * (src/storage/recycle.ts): an object store download then reuses a few buffers instead of
+ * allocating one per piece. A client that goes away stops the reader; a reader that fails or ends
+ * short cuts the connection (the length was already sent).
+ */
+export async function sendRecycled(ctx: Context, body: Readable, length: number, pieces: PieceRecycler): Promise<void> {
+  const res = ctx.res;
+  ctx.respond = false;
+  res.statusCode = ctx.status;
+  for (const [k, v] of Object.entries(ctx.response.headers)) if (v !== undefined) res.setHeader(k, v as string | string[]);
+  res.setHeader('Content-Length', length);
+  pieces.enable();
+  await new Promise<void>((resolve) => {
+    let sent = 0;
+    const done = (): void => {
+      body.off('data', onData);
+      res.off('drain', onDrain);
+      res.off('close', onClose);
+      resolve();
+    };
+    const onData = (piece: Buffer): void => {
+      sent += piece.length;
+      if (sent > length) {
+        res.destroy(new Error(`stored body longer than ${length} bytes`));
+        return;
+      }
+      const more = res.write(piece, (err) => {
+        if (!err) pieces.give(piece);
+      });
+      if (!more) body.pause();
+    };
+    const onDrain = (): void => {
+      body.resume();
+    };
+    const onClose = (): void => {
+      if (!body.destroyed) body.destroy();
+      done();
+    };
+    body.on('data', onData);
+    res.on('drain', onDrain);
+    res.on('close', onClose);
+    body.once('end', () => {
+      if (sent === length) res.end();
+      else res.destroy(new Error(`stored body ended after ${sent} of ${length} bytes`));
+      done();
+    });
+    body.once('error', (e) => {
+      res.destroy(e);
+      done();
+    });
+  });
 }

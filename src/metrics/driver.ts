@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { FileInfo, PutOptions, StorageDriver, Writer, WriterOptions } from '../storage/driver.js';
+import type { FileInfo, PutOptions, ResumableState, ResumableWriter, StorageDriver, Writer, WriterOptions } from '../storage/driver.js';
 import { storageAction } from './registry.js';
 
 /**
@@ -16,6 +16,8 @@ export class MetricsDriver implements StorageDriver {
   readonly purgeAbandonedWrites?: StorageDriver['purgeAbandonedWrites'];
   readonly redirectURL?: (key: string) => Promise<string | undefined>;
   readonly putContentIfAbsent?: StorageDriver['putContentIfAbsent'];
+  readonly resumableWriter?: (key: string, state: ResumableState | undefined) => Promise<ResumableWriter>;
+  readonly discardResumable?: StorageDriver['discardResumable'];
 
   constructor(private readonly inner: StorageDriver) {
     this.name = inner.name;
@@ -23,6 +25,22 @@ export class MetricsDriver implements StorageDriver {
     if (optional.purgeLeftovers) this.purgeLeftovers = optional.purgeLeftovers.bind(inner);
     if (optional.purgeAbandonedWrites) this.purgeAbandonedWrites = (ms) => this.timed('PurgeAbandonedWrites', () => optional.purgeAbandonedWrites!(ms));
     if (optional.putContentIfAbsent) this.putContentIfAbsent = (key, data) => this.timed('PutContent', () => optional.putContentIfAbsent!(key, data));
+    if (optional.resumableWriter) {
+      this.resumableWriter = async (key, state) => {
+        const w = await this.timed('Writer', () => optional.resumableWriter!(key, state));
+        const timed = this.timed.bind(this);
+        return {
+          get size() {
+            return w.size;
+          },
+          stream: w.stream,
+          commit: (o) => timed('Commit', () => w.commit(o)),
+          cancel: () => timed('Cancel', () => w.cancel()),
+          suspend: () => timed('Commit', () => w.suspend()),
+        };
+      };
+    }
+    if (optional.discardResumable) this.discardResumable = (key, state) => this.timed('Cancel', () => optional.discardResumable!(key, state));
     if (optional.redirectURL) this.redirectURL = (key) => this.timed('URLFor', () => optional.redirectURL!(key));
   }
 

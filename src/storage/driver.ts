@@ -64,6 +64,22 @@ export interface Writer {
   cancel(): Promise<void>;
 }
 
+/**
+ * Where a resumable upload stands between requests, as its driver describes it: plain JSON, kept
+ * by the caller (in storage, so that any node may continue) and handed back unchanged.
+ */
+export type ResumableState = { readonly [key: string]: unknown };
+
+/** A Writer that may also stop without publishing, to be continued by a later resumableWriter. */
+export interface ResumableWriter extends Writer {
+  /**
+   * End the stream and keep every byte written so far (with those of the state it continued) for
+   * a later resumableWriter: not readable at the key yet. Resolves with the state to pass to it.
+   * Like commit(), it rejects if the stream failed; the caller then cancels.
+   */
+  suspend(): Promise<ResumableState>;
+}
+
 export interface PutOptions {
   /** Default true: fsync before resolving. */
   readonly durable?: boolean;
@@ -130,6 +146,20 @@ export interface StorageDriver {
    * conditional PUT, `If-None-Match: *`.)
    */
   putContentIfAbsent?(key: string, data: Buffer, options?: PutOptions): Promise<boolean>;
+  /**
+   * Object stores: a writer that continues an upload kept open between requests (v2 chunked
+   * uploads), so that each request costs its own bytes, not a copy of those before. `state` is what
+   * the last suspend() returned; undefined continues the object at key as writer(key, { append:
+   * true }) does (a missing key starts empty). commit() publishes every byte at key, as a Writer's
+   * commit does; cancel() discards them all. One writer at a time per key (the caller sees to it).
+   * Without it, callers append with writer().
+   */
+  resumableWriter?(key: string, state: ResumableState | undefined): Promise<ResumableWriter>;
+  /**
+   * Discard a suspended upload (state from suspend()) that will not be continued. What a caller
+   * fails to discard is removed by purgeAbandonedWrites once nothing beside it was written for its age.
+   */
+  discardResumable?(key: string, state: ResumableState): Promise<void>;
   /** Release resources (timers, sockets). */
   close?(): Promise<void>;
   /**

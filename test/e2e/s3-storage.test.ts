@@ -16,6 +16,7 @@ import {
   DeleteObjectsCommand,
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
+  ListPartsCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
 import { cephMissing, startRgw, type Rgw } from '../helpers/ceph.js';
@@ -131,6 +132,60 @@ describe('registry on S3 (Ceph RGW)', { skip, timeout: 900_000 }, () => {
     // nothing of the upload stays behind: no session, no multipart upload
     const mpu = await admin.send(new ListMultipartUploadsCommand({ Bucket: bucket }));
     assert.deepEqual(mpu.Uploads ?? [], []);
+  });
+
+  it('PATCHes on one node add parts to one open multipart upload (no copy of the bytes before); a cancel leaves nothing', async () => {
+    const a = await node();
+    const b = await newBucket();
+    const n = await node({}, b);
+    // 6 MiB PATCHes are parts of their own; a 2 MiB one is staged, then completes the next part
+    const sizes = [6 * MiB, 6 * MiB, 2 * MiB, 4 * MiB, 7 * MiB];
+    const blob = randomBytes(sizes.reduce((x, y) => x + y, 0) + 100);
+    const digest = sha(blob);
+    const partsAfter = [1, 2, 2, 3, 4];
+    for (const s of [n, a]) {
+      const bkt = s === n ? b : bucket;
+      const start = await request(s.url, '/v2/ns/parts/blobs/uploads/', { method: 'POST' });
+      assert.equal(start.status, 202, start.text);
+      let location = String(start.headers.location);
+      const uuid = location.slice(location.lastIndexOf('/') + 1).split('?')[0]!;
+      let at = 0;
+      for (const [i, size] of sizes.entries()) {
+        const r = await request(s.url, location, { method: 'PATCH', body: blob.subarray(at, at + size), headers: { 'Content-Type': 'application/octet-stream' } });
+        assert.equal(r.status, 202, r.text);
+        at += size;
+        location = String(r.headers.location);
+        if (s !== n) continue;
+        // one multipart upload, open, with one more part per 5 MiB sent; no object holds the bytes yet
+        const mpu = (await admin.send(new ListMultipartUploadsCommand({ Bucket: bkt }))).Uploads ?? [];
+        assert.equal(mpu.length, 1, `PATCH ${i}: one open multipart upload`);
+        assert.equal(mpu[0]!.Key, `registry/uploads/${uuid}/blob`);
+        const parts = await admin.send(new ListPartsCommand({ Bucket: bkt, Key: mpu[0]!.Key, UploadId: mpu[0]!.UploadId }));
+        assert.equal(parts.Parts?.length ?? 0, partsAfter[i], `PATCH ${i}: parts`);
+        const objects = ((await admin.send(new ListObjectsV2Command({ Bucket: bkt, Prefix: `registry/uploads/${uuid}/` }))).Contents ?? []).map((c) => c.Key!.slice(`registry/uploads/${uuid}/`.length));
+        assert.ok(!objects.includes('blob'), `PATCH ${i}: the bytes were not published at the upload key: ${objects.join(' ')}`);
+      }
+      if (s === a) {
+        // cancelled: the open multipart upload and the staged bytes go with the session
+        const del = await request(s.url, location, { method: 'DELETE' });
+        assert.equal(del.status, 204, del.text);
+        assert.equal((await request(s.url, location)).status, 404);
+        break;
+      }
+      const u = new URL(location, s.url);
+      u.searchParams.set('digest', digest);
+      const put = await request(s.url, u.pathname + u.search, { method: 'PUT', body: blob.subarray(at) });
+      assert.equal(put.status, 201, put.text);
+      const got = await request(s.url, `/v2/ns/parts/blobs/${digest}`);
+      assert.equal(got.status, 200);
+      assert.equal(sha(got.body), digest);
+      assert.deepEqual((await admin.send(new ListMultipartUploadsCommand({ Bucket: bkt }))).Uploads ?? [], []);
+      const left = ((await admin.send(new ListObjectsV2Command({ Bucket: bkt, Prefix: 'registry/uploads/' }))).Contents ?? []).map((c) => c.Key);
+      assert.deepEqual(left, [], 'nothing of the session stays');
+    }
+    const open = ((await admin.send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads ?? []).filter((x) => x.Key?.includes('/uploads/'));
+    assert.deepEqual(open, [], 'the cancelled session left no multipart upload');
+    await dropBucket(b);
   });
 
   it('a v1 image pushed through node A is pulled through node B', async () => {

@@ -1,4 +1,4 @@
-import type { FileInfo, PutOptions, StorageDriver, Writer, WriterOptions } from '../driver.js';
+import type { FileInfo, PutOptions, ResumableState, ResumableWriter, StorageDriver, Writer, WriterOptions } from '../driver.js';
 import type { Readable } from 'node:stream';
 import { BoundedCache } from '../../util/bounded-cache.js';
 import { storageCacheRequests } from '../../metrics/registry.js';
@@ -78,6 +78,25 @@ export class CachingDriver implements StorageDriver {
     this.maxObject = opts.maxObject ?? CACHING_DEFAULTS.maxObject;
     this.prefixes = opts.prefixes ?? DEFAULT_PREFIXES;
     this.immutable = opts.immutablePrefix ?? 'blobs/';
+    const resumable = inner.resumableWriter?.bind(inner);
+    if (resumable) {
+      this.resumableWriter = async (key, state) => {
+        this.invalidate(key);
+        const w = await resumable(key, state);
+        for (const m of ['commit', 'cancel', 'suspend'] as const) {
+          const f = (w[m] as (...a: unknown[]) => Promise<unknown>).bind(w);
+          (w as unknown as Record<string, unknown>)[m] = async (...a: unknown[]): Promise<unknown> => {
+            try {
+              return await f(...a);
+            } finally {
+              this.invalidate(key);
+            }
+          };
+        }
+        return w;
+      };
+    }
+    if (inner.discardResumable) this.discardResumable = inner.discardResumable.bind(inner);
     const exclusive = inner.putContentIfAbsent?.bind(inner);
     if (exclusive) {
       this.putContentIfAbsent = async (key, data, options) => {
@@ -229,6 +248,10 @@ export class CachingDriver implements StorageDriver {
       this.invalidate(dst, true);
     }
   }
+
+  /** Present when the inner driver has them (v2 chunked uploads on an object store); commits invalidate as writer()'s do. */
+  readonly resumableWriter?: (key: string, state: ResumableState | undefined) => Promise<ResumableWriter>;
+  readonly discardResumable?: (key: string, state: ResumableState) => Promise<void>;
 
   /** Present when the inner driver has it (storage-level locks); never cached (locks are outside the prefixes). */
   readonly putContentIfAbsent?: (key: string, data: Buffer, options?: PutOptions) => Promise<boolean>;

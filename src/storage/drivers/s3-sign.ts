@@ -87,7 +87,7 @@ export class S3Signer {
    * its whole body (callers ask only for small objects and error documents); rejects on
    * connection failures.
    */
-  async send(method: string, path: string, headers: Record<string, string>, body?: Buffer): Promise<SignedAnswer> {
+  async send(method: string, path: string, headers: Record<string, string>, body?: Buffer | Buffer[], query: Record<string, string> = {}): Promise<SignedAnswer> {
     const creds = await this.credentials();
     const now = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
     const date = now.slice(0, 8);
@@ -98,10 +98,14 @@ export class S3Signer {
       ...(creds.sessionToken ? { 'x-amz-security-token': creds.sessionToken } : {}),
     };
     for (const [k, v] of Object.entries(headers)) h[k.toLowerCase()] = v;
-    if (body) h['content-length'] = String(body.length);
+    if (body) h['content-length'] = String(Array.isArray(body) ? body.reduce((n, b) => n + b.length, 0) : body.length);
     const names = Object.keys(h).sort();
     const signed = names.join(';');
-    const canonical = `${method}\n${path}\n\n${names.map((n) => `${n}:${h[n]!.trim()}\n`).join('')}\n${signed}\nUNSIGNED-PAYLOAD`;
+    const qs = Object.keys(query)
+      .sort()
+      .map((k) => `${encodeSegment(k)}=${encodeSegment(query[k]!)}`)
+      .join('&');
+    const canonical = `${method}\n${path}\n${qs}\n${names.map((n) => `${n}:${h[n]!.trim()}\n`).join('')}\n${signed}\nUNSIGNED-PAYLOAD`;
     const scope = `${date}/${this.region}/s3/aws4_request`;
     const toSign = `AWS4-HMAC-SHA256\n${now}\n${scope}\n${sha256hex(canonical)}`;
     const sig = createHmac('sha256', this.signingKey(date, creds.secretAccessKey)).update(toSign).digest('hex');
@@ -109,7 +113,7 @@ export class S3Signer {
     const tls = this.url.protocol === 'https:';
     return new Promise<SignedAnswer>((resolve, reject) => {
       const req = (tls ? httpsRequest : httpRequest)(
-        { protocol: this.url.protocol, hostname: this.url.hostname.replace(/^\[|\]$/g, ''), port: this.url.port || (tls ? 443 : 80), method, path, headers: h, agent: tls ? this.agents.https : this.agents.http },
+        { protocol: this.url.protocol, hostname: this.url.hostname.replace(/^\[|\]$/g, ''), port: this.url.port || (tls ? 443 : 80), method, path: qs ? `${path}?${qs}` : path, headers: h, agent: tls ? this.agents.https : this.agents.http },
         (res) => {
           const parts: Buffer[] = [];
           res.on('data', (c: Buffer) => parts.push(c));
@@ -119,7 +123,14 @@ export class S3Signer {
       );
       req.setTimeout(60_000, () => req.destroy(new Error(`s3: no answer to ${method} within 60 s`)));
       req.once('error', reject);
-      req.end(body);
+      if (Array.isArray(body)) {
+        // pieces written as they are (one writev with the headers: the request is corked until end)
+        req.cork();
+        for (const b of body) req.write(b);
+        req.end();
+      } else {
+        req.end(body);
+      }
     });
   }
 }

@@ -1,6 +1,7 @@
+import { createHash } from 'node:crypto';
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { pipeline, Readable, Transform, Writable, type TransformCallback } from 'node:stream';
+import { pipeline, Readable, Transform, type TransformCallback } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -35,10 +36,13 @@ import {
   validateKey,
   type FileInfo,
   type PutOptions,
+  type ResumableState,
+  type ResumableWriter,
   type StorageDriver,
   type Writer,
   type WriterOptions,
 } from '../driver.js';
+import { PartBufferWriter } from '../part-writer.js';
 
 const MiB = 1024 * 1024;
 /** S3's smallest part (all but the last part of a multipart upload). */
@@ -116,6 +120,16 @@ class Batcher extends Transform {
     this.parts = [];
     cb();
   }
+}
+
+/** The text of an XML element (S3 escapes &, <, >, quotes and control characters). */
+function xmlText(s: string): string {
+  return s.replace(/&(#x[0-9a-fA-F]+|#\d+|amp|lt|gt|quot|apos);/g, (_, e: string) =>
+    e === 'amp' ? '&' : e === 'lt' ? '<' : e === 'gt' ? '>' : e === 'quot' ? '"' : e === 'apos' ? "'" : String.fromCodePoint(e[1] === 'x' ? parseInt(e.slice(2), 16) : Number(e.slice(1))),
+  );
+}
+function xmlEscape(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[c]!);
 }
 
 /** The body of an error answer, at most cap bytes of it (the rest is drained). */
@@ -240,12 +254,13 @@ class S3Driver implements StorageDriver {
    * A small request through the signer, retried (twice, as the SDK does) after a connection failure
    * or a 500/502/503/504. Resolves with any other answer; the caller maps non-2xx with answerError.
    */
-  private async raw(label: string, method: string, fullKey: string, headers: Record<string, string> = {}, body?: Buffer): Promise<SignedAnswer> {
+  private async raw(label: string, method: string, fullKey: string | null, headers: Record<string, string> = {}, body?: Buffer | Buffer[], query?: Record<string, string>): Promise<SignedAnswer> {
     let last: unknown;
     for (let attempt = 0; attempt < 3; attempt++) {
       if (attempt > 0) await new Promise((r) => setTimeout(r, 50 * attempt));
       try {
-        const a = await this.signer!.send(method, encodeKeyPath(this.bucket, fullKey), headers, body);
+        const path = fullKey === null ? `/${encodeURIComponent(this.bucket)}` : encodeKeyPath(this.bucket, fullKey);
+        const a = await this.signer!.send(method, path, headers, body, query);
         if (a.status < 500 || a.status === 501 || a.status > 504) return a;
         last = answerError(method, a);
       } catch (e) {
@@ -490,9 +505,40 @@ class S3Driver implements StorageDriver {
     const w = new S3Writer(this, key, this.k(key), before);
     if (before && before.size > 0 && before.size < MIN_PART_SIZE) {
       // too small to be a copied part: its bytes become the start of the first part
-      await w.prime(await this.getContent(key));
+      w.prime(await this.getContent(key));
     }
     return w;
+  }
+
+  /**
+   * A writer that continues an upload kept open between requests (see S3Writer); without a state,
+   * writer(key, { append: true }).
+   */
+  async resumableWriter(key: string, state: ResumableState | undefined): Promise<ResumableWriter> {
+    validateKey(key);
+    if (!state) {
+      const fresh = (await this.writer(key, { append: true })) as S3Writer;
+      fresh.resumable();
+      return fresh;
+    }
+    const resume = parseResume(state, key);
+    const w = new S3Writer(this, key, this.k(key), undefined, resume);
+    w.resumable();
+    if (resume.staged > 0) {
+      const staged = await this.getFull(this.k(key) + STAGING, key);
+      if (staged.length !== resume.staged) throw new StorageError(`s3: the staged bytes of ${key} do not match its state`, key);
+      w.prime(staged);
+    }
+    return w;
+  }
+
+  async discardResumable(key: string, state: ResumableState): Promise<void> {
+    validateKey(key);
+    const resume = parseResume(state, key);
+    if (resume.uploadId) {
+      await this.send(key, () => this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: this.k(key), UploadId: resume.uploadId })));
+    }
+    if (resume.staged > 0) await this.deleteObject(this.k(key) + STAGING, key);
   }
 
   async stat(key: string): Promise<FileInfo> {
@@ -671,6 +717,22 @@ class S3Driver implements StorageDriver {
   private async keysBelow(key: string): Promise<Array<{ key: string; size: number }>> {
     const out: Array<{ key: string; size: number }> = [];
     let token: string | undefined;
+    if (this.signer) {
+      // ListObjectsV2 through the signer (an upload folder is removed after every push)
+      do {
+        const a = await this.raw(key, 'GET', null, {}, undefined, { 'list-type': '2', prefix: `${this.k(key)}/`, ...(token ? { 'continuation-token': token } : {}) });
+        if (a.status !== 200) this.fail(answerError('LIST', a), key);
+        const text = a.body.toString('utf8');
+        for (const m of text.matchAll(/<Contents>([\s\S]*?)<\/Contents>/g)) {
+          const k = /<Key>([^<]*)<\/Key>/.exec(m[1]!)?.[1];
+          const size = /<Size>(\d+)<\/Size>/.exec(m[1]!)?.[1];
+          if (k !== undefined) out.push({ key: xmlText(k), size: Number(size ?? 0) });
+        }
+        token = /<IsTruncated>true<\/IsTruncated>/.test(text) ? xmlText(/<NextContinuationToken>([^<]*)<\/NextContinuationToken>/.exec(text)?.[1] ?? '') : undefined;
+        if (token === '') throw new StorageError(`s3: a truncated listing without a continuation token: ${key}`, key);
+      } while (token);
+      return out;
+    }
     do {
       const r = await this.send(key, () =>
         this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: `${this.k(key)}/`, ...(token ? { ContinuationToken: token } : {}) })),
@@ -688,6 +750,15 @@ class S3Driver implements StorageDriver {
         await this.deleteObject(batch[0]!, label);
         continue;
       }
+      if (this.signer) {
+        const xml = `<Delete><Quiet>true</Quiet>${batch.map((k) => `<Object><Key>${xmlEscape(k)}</Key></Object>`).join('')}</Delete>`;
+        const body = Buffer.from(xml);
+        const a = await this.raw(label, 'POST', null, { 'content-md5': createHash('md5').update(body).digest('base64'), 'content-type': 'application/xml' }, body, { delete: '' });
+        if (a.status !== 200) this.fail(answerError('DELETE', a), label);
+        const errors = [...a.body.toString('utf8').matchAll(/<Error>([\s\S]*?)<\/Error>/g)].map((m) => /<Code>([^<]*)<\/Code>/.exec(m[1]!)?.[1] ?? '').filter((c) => c !== 'NoSuchKey');
+        if (errors.length > 0) throw new StorageError(`s3: could not delete ${errors.length} objects below ${label}: ${errors[0]}`, label);
+        continue;
+      }
       const r = await this.send(label, () => this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } })));
       const failed = (r.Errors ?? []).filter((e) => e.Code !== 'NoSuchKey');
       if (failed.length > 0) throw new StorageError(`s3: could not delete ${failed.length} objects below ${label}: ${failed[0]!.Code ?? ''} ${failed[0]!.Message ?? ''}`, label);
@@ -698,12 +769,16 @@ class S3Driver implements StorageDriver {
   async redirectURL(key: string): Promise<string | undefined> {
     validateKey(key);
     if (!(await this.headIfAny(key))) return undefined;
+    if (this.signer) return String(await this.signer.presignGet(encodeKeyPath(this.bucket, this.k(key)), this.presignExpiry));
     return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: this.k(key) }), { expiresIn: this.presignExpiry });
   }
 
   /**
    * Aborts multipart uploads below the root started more than olderThanMs ago: writers of killed
-   * processes or dropped connections (they cost storage and are invisible otherwise). Returns how many.
+   * processes or dropped connections (they cost storage and are invisible otherwise). A resumable
+   * upload (resumableWriter) stays open across requests for as long as its client keeps sending:
+   * one with an object beside it (same folder) written within olderThanMs is in use and stays.
+   * Returns how many.
    */
   async purgeAbandonedWrites(olderThanMs: number): Promise<number> {
     const cutoff = Date.now() - olderThanMs;
@@ -716,6 +791,7 @@ class S3Driver implements StorageDriver {
       );
       for (const u of r.Uploads ?? []) {
         if ((u.Initiated?.getTime() ?? Date.now()) > cutoff) continue;
+        if (await this.usedSince(u.Key ?? '', cutoff)) continue;
         await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: u.Key, UploadId: u.UploadId })).then(
           () => aborted++,
           () => undefined,
@@ -726,6 +802,19 @@ class S3Driver implements StorageDriver {
       idMarker = r.NextUploadIdMarker;
     }
     return aborted;
+  }
+
+  /** True when an object in the folder of the full key `full` was written after `time` (ms). */
+  private async usedSince(full: string, time: number): Promise<boolean> {
+    const slash = full.lastIndexOf('/');
+    if (slash <= 0) return false;
+    let token: string | undefined;
+    do {
+      const r = await this.send(full, () => this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: full.slice(0, slash + 1), ...(token ? { ContinuationToken: token } : {}) })));
+      if ((r.Contents ?? []).some((c) => (c.LastModified?.getTime() ?? 0) > time)) return true;
+      token = r.IsTruncated ? r.NextContinuationToken : undefined;
+    } while (token);
+    return false;
   }
 
   async close(): Promise<void> {
@@ -742,58 +831,109 @@ class S3Driver implements StorageDriver {
   async putBuffer(key: string, body: Buffer): Promise<void> {
     await this.putObject(key, body);
   }
+  /**
+   * UploadPart; its ETag. Through the signer where it serves (UNSIGNED-PAYLOAD, as its other PUTs):
+   * the SDK signs a Buffer body with its sha256, a second hash of every byte uploaded.
+   */
+  async uploadPart(full: string, uploadId: string, partNumber: number, body: Buffer[], size: number, label: string): Promise<string> {
+    if (this.signer) {
+      const a = await this.raw(label, 'PUT', full, {}, body, { partNumber: String(partNumber), uploadId });
+      if (a.status !== 200) this.fail(answerError('UploadPart', a), label);
+      const etag = a.headers.etag;
+      if (typeof etag !== 'string' || etag === '') throw new StorageError(`s3: UploadPart answered without an ETag: ${label}`, label);
+      return etag;
+    }
+    const r = await this.send(label, () => this.client.send(new UploadPartCommand({ Bucket: this.bucket, Key: full, UploadId: uploadId, PartNumber: partNumber, Body: Buffer.concat(body, size), ContentLength: size })));
+    return r.ETag!;
+  }
+
+  /** PutObject of a full S3 key (the driver's own objects). */
+  async putFull(full: string, body: Buffer, label: string): Promise<void> {
+    if (this.signer) {
+      const a = await this.raw(label, 'PUT', full, this.putHeaders(), body);
+      if (a.status !== 200) this.fail(answerError('PUT', a), label);
+      return;
+    }
+    await this.send(label, () => this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: body, ContentLength: body.length, ...this.extraPutFields() })));
+  }
+  /** GetObject of a full S3 key (the driver's own objects). */
+  async getFull(full: string, label: string): Promise<Buffer> {
+    if (this.signer) {
+      const a = await this.raw(label, 'GET', full);
+      if (a.status === 200) return a.body;
+      this.fail(answerError('GET', a), label);
+    }
+    const r = await this.send(label, () => this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: full })));
+    return Buffer.from(await r.Body!.transformToByteArray());
+  }
+  async deleteFull(full: string, label: string): Promise<void> {
+    await this.deleteObject(full, label);
+  }
+}
+
+/** What S3Writer.suspend() hands the caller (see ResumableState). */
+interface S3Resume {
+  /** The open multipart upload at the key; none while everything fits in the staging object. */
+  readonly uploadId?: string;
+  /** [PartNumber, ETag] of the parts uploaded so far, in order. */
+  readonly parts: ReadonlyArray<readonly [number, string]>;
+  /** Bytes so far: the parts' and the staging object's. */
+  readonly size: number;
+  /** Bytes in the staging object (the key + STAGING), under 5 MiB: the start of the next part. */
+  readonly staged: number;
+}
+/** Suffix of a resumable upload's staging object: '~' makes it no valid key (list() hides it, delete() of the folder takes it). */
+const STAGING = '~staged';
+
+function parseResume(state: ResumableState, key: string): S3Resume {
+  const r = state as Partial<S3Resume>;
+  const ok =
+    (r.uploadId === undefined || typeof r.uploadId === 'string') &&
+    Array.isArray(r.parts) &&
+    r.parts.every((p) => Array.isArray(p) && Number.isSafeInteger(p[0]) && typeof p[1] === 'string') &&
+    Number.isSafeInteger(r.size) &&
+    Number.isSafeInteger(r.staged) &&
+    r.staged! >= 0 &&
+    r.staged! < MIN_PART_SIZE &&
+    (r.uploadId !== undefined || r.parts.length === 0);
+  if (!ok) throw new StorageError(`s3: not a resumable upload state: ${key}`, key);
+  return r as S3Resume;
 }
 
 /**
  * A multipart upload at the key, started lazily when the first full part is ready (a small writer
- * is one PutObject). Bytes collect in memory up to one part; one part uploads while the next
- * fills, so a writer holds at most two parts. With append, the key's current bytes are the first
- * part(s), copied server-side (UploadPartCopy, pinned to the ETag seen at open).
+ * is one PutObject). PartBufferWriter keeps at most about two parts in memory. With append, the
+ * key's current bytes are the first part(s), copied server-side (UploadPartCopy, pinned to the
+ * ETag seen at open). Resumable (v2 chunked uploads): suspend() leaves the multipart upload open
+ * and keeps bytes short of a 5 MiB part in a staging object beside the key; the next writer reads
+ * them back into its first part and continues the part numbers, so a PATCH costs its own bytes
+ * (plus at most 5 MiB staged), never a copy of the upload so far.
  */
-class S3Writer implements Writer {
-  readonly stream: Writable;
-  private bytes: number;
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
+class S3Writer extends PartBufferWriter implements ResumableWriter {
   private uploadId: string | undefined;
   private parts: CompletedPart[] = [];
-  private inflight: Promise<void> | undefined;
-  private failure: unknown;
-  private state: 'open' | 'committing' | 'committed' | 'cancelled' = 'open';
   /** Bytes of the key before this writer that are to be copied server-side (0 once copied or primed). */
   private copyFrom: { size: number; etag: string } | undefined;
-  private appended = 0;
+  /** The staging object holds bytes of the upload (read back into the first part). */
+  private staged: boolean;
 
   constructor(
     private readonly d: S3Driver,
-    private readonly key: string,
+    key: string,
     private readonly full: string,
     before: { size: number; etag: string } | undefined,
+    resume?: S3Resume,
   ) {
-    this.bytes = before?.size ?? 0;
-    if (before && before.size >= MIN_PART_SIZE) this.copyFrom = { size: before.size, etag: before.etag };
-    this.stream = new Writable({
-      highWaterMark: 1 << 20,
-      write: (chunk: Buffer, _enc, cb) => {
-        this.pending.push(chunk);
-        this.pendingBytes += chunk.length;
-        this.bytes += chunk.length;
-        this.appended += chunk.length;
-        if (this.pendingBytes < this.d.partSize) return cb();
-        this.flushFull().then(() => cb(), cb);
-      },
-    });
-    this.stream.on('error', () => undefined); // kept in stream.errored; commit() reports it
+    super(key, resume?.size ?? before?.size ?? 0, d.partSize);
+    if (!resume && before && before.size >= MIN_PART_SIZE) this.copyFrom = { size: before.size, etag: before.etag };
+    this.uploadId = resume?.uploadId;
+    this.parts = resume ? resume.parts.map(([PartNumber, ETag]) => ({ PartNumber, ETag })) : [];
+    this.staged = (resume?.staged ?? 0) > 0;
   }
 
-  get size(): number {
-    return this.bytes;
-  }
-
-  /** The key's bytes (under 5 MiB) start the first part. */
-  async prime(data: Buffer): Promise<void> {
-    this.pending.push(data);
-    this.pendingBytes += data.length;
+  /** Used through resumableWriter: the last 5 MiB stay buffered until suspend() or commit(). */
+  resumable(): void {
+    this.holdBack = MIN_PART_SIZE;
   }
 
   /** Starts the multipart upload (and copies the key's earlier bytes into it) if not yet done. */
@@ -808,54 +948,46 @@ class S3Writer implements Writer {
     return this.uploadId;
   }
 
-  /** Uploads every full part pending (a single large write may hold several). */
-  private async flushFull(): Promise<void> {
-    while (this.pendingBytes >= this.d.partSize) await this.flushPart(false);
+  protected override async beforePart(): Promise<void> {
+    await this.begin();
+    if (this.parts.length >= MAX_PARTS) throw new StorageError(`s3: more than ${MAX_PARTS} parts: raise the part size`, this.key);
   }
 
-  /** Cuts a part from the pending bytes and uploads it (waiting for the part before). */
-  private async flushPart(last: boolean): Promise<void> {
-    const size = last ? this.pendingBytes : this.d.partSize;
-    const all = Buffer.concat(this.pending, this.pendingBytes);
-    const body = all.subarray(0, size);
-    const rest = all.subarray(size);
-    this.pending = rest.length > 0 ? [Buffer.from(rest)] : [];
-    this.pendingBytes = rest.length;
-    if (this.inflight) await this.inflight;
-    if (this.failure) throw this.failure;
-    const uploadId = await this.begin();
+  protected override async uploadPart(body: Buffer[], size: number): Promise<void> {
     const PartNumber = this.parts.length + 1;
-    if (PartNumber > MAX_PARTS) throw new StorageError(`s3: more than ${MAX_PARTS} parts: raise the part size`, this.key);
     const slot: CompletedPart = { PartNumber };
     this.parts.push(slot);
-    const run = this.d.client
-      .send(new UploadPartCommand({ Bucket: this.d.bucket, Key: this.full, UploadId: uploadId, PartNumber, Body: body, ContentLength: body.length }))
-      .then((r) => {
-        slot.ETag = r.ETag;
-      })
-      .catch((e: unknown) => {
-        this.failure ??= e;
-      });
-    this.inflight = run;
-    if (last) await run;
+    slot.ETag = await this.d.uploadPart(this.full, this.uploadId!, PartNumber, body, size, this.key);
   }
 
-  async commit(_options?: { readonly durable?: boolean }): Promise<void> {
+  protected override async finish(): Promise<void> {
+    if (!this.uploadId && this.copyFrom && this.appended === 0) {
+      // appended nothing to a key that already holds its bytes: nothing to do
+    } else if (!this.uploadId && !this.copyFrom) {
+      await this.d.putBuffer(this.key, this.takeAll());
+    } else {
+      if (this.buffered > 0 || this.parts.length === 0) await this.flushPart(true);
+      else await this.begin();
+      await this.d.client.send(new CompleteMultipartUploadCommand({ Bucket: this.d.bucket, Key: this.full, UploadId: this.uploadId, MultipartUpload: { Parts: this.parts } }));
+    }
+  }
+
+  async suspend(): Promise<ResumableState> {
     if (this.state !== 'open') throw new StorageError(`writer is ${this.state}: ${this.key}`, this.key);
     this.state = 'committing';
+    let staged = 0;
     try {
       await endWriterStream(this.stream, this.key);
-      if (this.inflight) await this.inflight;
-      if (this.failure) throw this.failure;
-      if (!this.uploadId && this.copyFrom && this.appended === 0) {
-        // appended nothing to a key that already holds its bytes: nothing to do
-      } else if (!this.uploadId && !this.copyFrom) {
-        await this.d.putBuffer(this.key, Buffer.concat(this.pending, this.pendingBytes));
-      } else {
-        if (this.pendingBytes > 0 || this.parts.length === 0) await this.flushPart(true);
-        else await this.begin();
-        if (this.failure) throw this.failure;
-        await this.d.client.send(new CompleteMultipartUploadCommand({ Bucket: this.d.bucket, Key: this.full, UploadId: this.uploadId, MultipartUpload: { Parts: this.parts } }));
+      await this.settled();
+      // the bytes of an earlier object at the key go into the multipart upload now (the state
+      // describes parts and staged bytes only)
+      if (this.copyFrom) await this.begin();
+      if (this.buffered >= MIN_PART_SIZE) {
+        await this.flushPart(true);
+      } else if (this.buffered > 0) {
+        staged = this.buffered;
+        await this.d.putFull(this.full + STAGING, this.takeAll(), this.key);
+        this.staged = true;
       }
     } catch (e) {
       this.state = 'open'; // the caller is expected to cancel()
@@ -863,20 +995,20 @@ class S3Writer implements Writer {
       if (this.stream.errored && e === this.stream.errored) throw e;
       this.d.failFor(e, this.key);
     }
-    this.pending = [];
     this.state = 'committed';
+    const state: S3Resume = { ...(this.uploadId ? { uploadId: this.uploadId } : {}), parts: this.parts.map((p) => [p.PartNumber!, p.ETag!] as const), size: this.size, staged };
+    return state as unknown as ResumableState;
   }
 
-  async cancel(): Promise<void> {
-    if (this.state === 'cancelled') return;
-    if (this.state !== 'open') throw new StorageError(`writer is ${this.state}: ${this.key}`, this.key);
-    this.state = 'cancelled';
-    if (!this.stream.destroyed) this.stream.destroy();
-    this.pending = [];
-    if (this.inflight) await this.inflight;
+  protected override mapError(e: unknown): never {
+    this.d.failFor(e, this.key);
+  }
+
+  protected override async discard(): Promise<void> {
     if (this.uploadId) {
       await this.d.client.send(new AbortMultipartUploadCommand({ Bucket: this.d.bucket, Key: this.full, UploadId: this.uploadId })).catch(() => undefined);
     }
+    if (this.staged) await this.d.deleteFull(this.full + STAGING, this.key).catch(() => undefined);
     await this.d.client.send(new DeleteObjectCommand({ Bucket: this.d.bucket, Key: this.full })).catch((e: unknown) => this.d.failFor(e, this.key));
   }
 }

@@ -1,10 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { Readable, Writable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { expiring, swiftAuthVersion, swiftEndpointType, swiftLogin, type SwiftAuthOptions, type SwiftSession } from './swift-auth.js';
 import {
-  endWriterStream,
   InvalidOffsetError,
   PathNotFoundError,
   StorageError,
@@ -17,6 +16,7 @@ import {
   type Writer,
   type WriterOptions,
 } from '../driver.js';
+import { PartBufferWriter } from '../part-writer.js';
 
 const MiB = 1024 * 1024;
 export const DEFAULT_SEGMENT_SIZE = 10 * MiB;
@@ -342,7 +342,7 @@ class SwiftDriver implements StorageDriver {
     const before = await this.headIfAny(key);
     const w = new SwiftWriter(this, key, options.append === true ? before?.size ?? 0 : 0, before?.segments);
     if (options.append === true && before && before.size > 0) {
-      if (before.size < this.segmentSize) await w.prime(await this.getContent(key));
+      if (before.size < this.segmentSize) w.prime(await this.getContent(key));
       else await w.copyFirst(before.size);
     }
     return w;
@@ -582,49 +582,20 @@ class SwiftDriver implements StorageDriver {
  * manifest at commit. Appending starts from the key's bytes: read back when under a segment,
  * else copied server-side into the first segment (so an appended key stays under 5 GiB).
  */
-class SwiftWriter implements Writer {
-  readonly stream: Writable;
-  private bytes: number;
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
+class SwiftWriter extends PartBufferWriter {
   private readonly id = randomBytes(12).toString('hex');
   private segments: Array<{ path: string; etag: string | null; size_bytes: number }> = [];
-  private inflight: Promise<void> | undefined;
-  private failure: unknown;
   private marked = false;
-  private appended = 0;
   private copied = false;
-  private state: 'open' | 'committing' | 'committed' | 'cancelled' = 'open';
 
   constructor(
     private readonly d: SwiftDriver,
-    private readonly key: string,
+    key: string,
     startSize: number,
     /** The segment set of the object at the key now (replaced at commit). */
     private readonly oldSegments: string | undefined,
   ) {
-    this.bytes = startSize;
-    this.stream = new Writable({
-      highWaterMark: 1 << 20,
-      write: (chunk: Buffer, _enc, cb) => {
-        this.pending.push(chunk);
-        this.pendingBytes += chunk.length;
-        this.bytes += chunk.length;
-        this.appended += chunk.length;
-        if (this.pendingBytes < this.d.segmentSize) return cb();
-        this.flushFull().then(() => cb(), cb);
-      },
-    });
-    this.stream.on('error', () => undefined); // kept in stream.errored; commit() reports it
-  }
-
-  get size(): number {
-    return this.bytes;
-  }
-
-  async prime(data: Buffer): Promise<void> {
-    this.pending.push(data);
-    this.pendingBytes += data.length;
+    super(key, startSize, d.segmentSize);
   }
 
   /** The key's current bytes (at least one segment) become segment 0, copied server-side. */
@@ -643,80 +614,38 @@ class SwiftWriter implements Writer {
     await this.d.markGarbage(this.id); // until commit, these segments are garbage if we die
   }
 
-  /** Uploads every full segment pending (a single large write may hold several). */
-  private async flushFull(): Promise<void> {
-    while (this.pendingBytes >= this.d.segmentSize) await this.flush(false);
-  }
-
-  private async flush(last: boolean): Promise<void> {
-    const size = last ? this.pendingBytes : this.d.segmentSize;
-    const all = Buffer.concat(this.pending, this.pendingBytes);
-    const body = all.subarray(0, size);
-    const rest = all.subarray(size);
-    this.pending = rest.length > 0 ? [Buffer.from(rest)] : [];
-    this.pendingBytes = rest.length;
-    if (this.inflight) await this.inflight;
-    if (this.failure) throw this.failure;
+  protected override async beforePart(): Promise<void> {
     await this.mark();
     if (this.segments.length >= MAX_SEGMENTS) throw new StorageError(`swift: more than ${MAX_SEGMENTS} segments: raise the segment size`, this.key);
+  }
+
+  protected override async uploadPart(body: Buffer[], size: number): Promise<void> {
     const name = this.d.segmentName(this.id, this.segments.length + 1);
-    const slot = { path: this.d.manifestPath(name), etag: null as string | null, size_bytes: body.length };
+    const slot = { path: this.d.manifestPath(name), etag: null as string | null, size_bytes: size };
     this.segments.push(slot);
-    const run = this.d
-      .putObject(name, body, this.key)
-      .then((etag) => {
-        slot.etag = etag ?? null;
-      })
-      .catch((e: unknown) => {
-        this.failure ??= e;
-      });
-    this.inflight = run;
-    if (last) await run;
+    slot.etag = (await this.d.putObject(name, Buffer.concat(body, size), this.key)) ?? null;
   }
 
-  async commit(_options?: { readonly durable?: boolean }): Promise<void> {
-    if (this.state !== 'open') throw new StorageError(`writer is ${this.state}: ${this.key}`, this.key);
-    this.state = 'committing';
-    try {
-      await endWriterStream(this.stream, this.key);
-      if (this.inflight) await this.inflight;
-      if (this.failure) throw this.failure;
-      if (this.copied && this.appended === 0) {
-        // appended nothing to a key that holds its bytes: the key stays as it is; the unused copy
-        // stays marked as garbage for the purge
-      } else if (this.segments.length === 0) {
-        await this.d.putObject(`${this.keyFull()}`, Buffer.concat(this.pending, this.pendingBytes), this.key);
-        if (this.oldSegments) await this.d.markGarbage(this.oldSegments);
-      } else {
-        if (this.pendingBytes > 0) await this.flush(true);
-        if (this.failure) throw this.failure;
-        await this.d.putManifest(this.key, this.id, this.segments);
-        await this.d.clearMarker(this.id);
-        if (this.oldSegments && this.oldSegments !== this.id) await this.d.markGarbage(this.oldSegments);
-      }
-    } catch (e) {
-      this.state = 'open'; // the caller is expected to cancel()
-      throw e;
+  protected override async finish(): Promise<void> {
+    if (this.copied && this.appended === 0) {
+      // appended nothing to a key that holds its bytes: the key stays as it is; the unused copy
+      // stays marked as garbage for the purge
+    } else if (this.segments.length === 0) {
+      await this.d.putObject(this.d.fullKey(this.key), this.takeAll(), this.key);
+      if (this.oldSegments) await this.d.markGarbage(this.oldSegments);
+    } else {
+      if (this.buffered > 0) await this.flushPart(true);
+      await this.d.putManifest(this.key, this.id, this.segments);
+      await this.d.clearMarker(this.id);
+      if (this.oldSegments && this.oldSegments !== this.id) await this.d.markGarbage(this.oldSegments);
     }
-    this.pending = [];
-    this.state = 'committed';
   }
 
-  private keyFull(): string {
-    return this.d.fullKey(this.key);
-  }
-
-  async cancel(): Promise<void> {
-    if (this.state === 'cancelled') return;
-    if (this.state !== 'open') throw new StorageError(`writer is ${this.state}: ${this.key}`, this.key);
-    this.state = 'cancelled';
-    if (!this.stream.destroyed) this.stream.destroy();
-    this.pending = [];
-    if (this.inflight) await this.inflight;
+  protected override async discard(): Promise<void> {
     // this writer's segments stay marked: the purge removes them
     const h = await this.d.headIfAny(this.key);
     if (h) {
-      await this.d.remove(this.keyFull(), this.key);
+      await this.d.remove(this.d.fullKey(this.key), this.key);
       if (h.segments) await this.d.markGarbage(h.segments);
     }
   }
