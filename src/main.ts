@@ -92,7 +92,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const v2 = assembleV2(app, site, store, index, events, auth.v2);
   mountIndexRoutes(app, site, index, store, events);
   mountWebUi(app, site, index, store, events, v2.uploads);
-  mountRegistry(app, site, store, index, events, v2, auth);
+  const registry = mountRegistry(app, site, store, index, events, v2, auth);
   app.use(notFound);
 
   const { server, inflight, addr } = await listen(site, app);
@@ -123,6 +123,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     closing ??= (async () => {
       store.stopTimers();
       v2.stopTimers();
+      registry.stopTimers();
       await events.stop();
       health.stop();
       if (debug) debug.close();

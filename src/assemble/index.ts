@@ -76,7 +76,9 @@ export function mountIndexRoutes(app: Koa, site: Site, services: IndexServices |
       : undefined;
   const hooks = events.webhooks;
   // a split registry's v1 tag pushes (POST /_index/v1/pushed) fire this index's webhooks
-  const onV1Push = hooks ? (name: RepoName, tag: string, chain: readonly string[], pusher: string | null) => hooks.pushed(name, tag, chain, pusher) : undefined;
+  const onV1Push = hooks
+    ? (name: RepoName, tag: string, chain: readonly string[], pusher: string | null, noticeId?: string) => hooks.pushed(name, tag, chain, pusher, noticeId)
+    : undefined;
   app.use(indexRouter(effective, index, { ping: role === 'index', ...(removeContent ? { removeContent } : {}), ...(onV1Push ? { onV1Push } : {}) }).routes());
   const onPushed = hooks
     ? async (repo: RepoName, tag: string, ids: readonly string[], account: string | null): Promise<void> => {

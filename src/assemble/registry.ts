@@ -1,7 +1,8 @@
 import type Koa from 'koa';
 import type { RegistryAuth } from '../auth/registry-auth.js';
 import type { HtpasswdGate } from '../auth/htpasswd.js';
-import type { RepoName } from '../content/names.js';
+import { parseRepoName, type RepoName } from '../content/names.js';
+import { IndexJournal, V1_PENDING_ROOT, type V1PushNotice } from '../content/index-journal.js';
 import { INDEX_CHECKSUM_PATH, INDEX_V1_PUSHED_PATH } from '../index/routes.js';
 import { registryRouter, type V1IndexHook } from '../registry/routes.js';
 import { standaloneIndexRouter } from '../registry/standalone-index.js';
@@ -13,14 +14,17 @@ import type { EventServices } from './events.js';
 import type { V2Services } from './v2.js';
 import type { Site } from './site.js';
 
+/** The index refused a notice for good (4xx but 408/429): replaying it would change nothing. */
+export class NoticeRefused extends Error {}
+
 /**
  * A split registry's notice of a v1 tag push to its index (`POST /_index/v1/pushed`, with the push's
  * write token): the index fires the repository's webhooks and answers the pusher's account. Sent
- * again only when the index could not have got it (connection refused),
- * so a receiver never gets a push twice; otherwise one attempt, and the caller logs the failure.
+ * again at once only when the index could not have got it (connection refused); `notice` is its id
+ * in the registry's journal, replayed later until the index answers: the index fires it at most once.
  */
-export async function tellIndexOfV1Push(indexEndpoint: string, authorization: string, repo: RepoName, tag: string, chain: readonly string[]): Promise<string | null> {
-  const body = JSON.stringify({ name: repo.full, tag, images: chain });
+export async function tellIndexOfV1Push(indexEndpoint: string, authorization: string, repo: RepoName, tag: string, chain: readonly string[], notice?: string): Promise<string | null> {
+  const body = JSON.stringify({ name: repo.full, tag, images: chain, ...(notice ? { notice } : {}) });
   for (let attempt = 1; ; attempt++) {
     let r: Response;
     try {
@@ -38,7 +42,10 @@ export async function tellIndexOfV1Push(indexEndpoint: string, authorization: st
       }
       throw e;
     }
-    if (r.status !== 200) throw new Error(`the index answered ${r.status}: ${(await r.text()).slice(0, 300)}`);
+    if (r.status !== 200) {
+      const why = `the index answered ${r.status}: ${(await r.text()).slice(0, 300)}`;
+      throw r.status >= 400 && r.status < 500 && r.status !== 408 && r.status !== 429 ? new NoticeRefused(why) : new Error(why);
+    }
     const answer = (await r.json().catch(() => ({}))) as { pusher?: unknown };
     return typeof answer.pusher === 'string' ? answer.pusher : null;
   }
@@ -77,9 +84,11 @@ export function mountRegistry(
   events: EventServices,
   v2: V2Services,
   auth: { readonly registry: RegistryAuth; readonly gate: HtpasswdGate | undefined },
-): void {
+): { stopTimers(): void } {
   const { role, effective, standalone, version, log, config } = site;
-  if (role === 'index') return;
+  const timers: NodeJS.Timeout[] = [];
+  const stopTimers = (): void => timers.forEach((t) => clearInterval(t));
+  if (role === 'index') return { stopTimers };
   const { images, repos, repoLock } = store;
   const index = checksumHook(site, store, services);
   // v1 mirroring (issue 13): Python's mirroring.source, and v1 reads of v2-mirrored repositories
@@ -90,7 +99,7 @@ export function mountRegistry(
   const fromV1 = v2.fromV1;
   // a registry split from its index tells it of each v1 tag push (its webhooks fire there)
   const splitIndex = images.scoped && !inProcessIndex ? config.index_endpoint : null;
-  const indexPush = splitIndex ? (authorization: string, repo: RepoName, tag: string, chain: readonly string[]) => tellIndexOfV1Push(splitIndex, authorization, repo, tag, chain) : undefined;
+  const indexPush = splitIndex ? durableIndexPush(site, store, splitIndex, timers) : undefined;
   const v1events =
     notifier || hooks || indexPush
       ? v1Events({
@@ -113,4 +122,52 @@ export function mountRegistry(
       : undefined;
   app.use(registryRouter({ config: effective, images, repos, auth: auth.registry, version, log, repoLock, ...(index ? { index } : {}), ...(v1events ? { events: v1events } : {}) }).routes());
   if (standalone) app.use(standaloneIndexRouter(effective, repos, auth.gate).routes());
+  return { stopTimers };
+}
+
+/**
+ * A split registry's v1 push notices, never lost (issue 15): each is journalled in storage
+ * (v1/_pending, before the push is answered), removed once the index answered 200 or refused it for
+ * good, and replayed (any registry node, at start then every minute) while the index was unreachable
+ * or failed; the index fires each notice id at most once, so a replay after a lost answer is harmless.
+ */
+function durableIndexPush(site: Site, store: StorageServices, indexEndpoint: string, timers: NodeJS.Timeout[]) {
+  const { log, config } = site;
+  const journal = new IndexJournal<V1PushNotice>(store.driver, V1_PENDING_ROOT);
+  const send = async (n: Omit<V1PushNotice, 'at'>, id: string): Promise<string | null> => {
+    const repo = parseRepoName(n.name);
+    if (!repo) {
+      await journal.end(id);
+      return null;
+    }
+    try {
+      const pusher = await tellIndexOfV1Push(indexEndpoint, n.authorization, repo, n.tag, n.images, id);
+      await journal.end(id);
+      return pusher;
+    } catch (e) {
+      if (!(e instanceof NoticeRefused)) throw e;
+      log.warn('the index refused a v1 push notice: dropped', { repository: n.name, tag: n.tag, err: e.message });
+      await journal.end(id);
+      return null;
+    }
+  };
+  if (!config.read_only) {
+    const replay = (): void => {
+      journal
+        .replay(
+          async (n, id) => void (await send(n, id)),
+          (n, e) => log.warn('v1 push notice not delivered to the index yet', { repository: n.name, tag: n.tag, err: String(e) }),
+        )
+        .then(
+          (r) => r.sent + r.dropped > 0 && log.info('pending v1 push notices replayed', r),
+          (e: unknown) => log.warn('replaying v1 push notices failed', { err: String(e) }),
+        );
+    };
+    timers.push(setTimeout(replay, 5500).unref(), setInterval(replay, 60_000).unref());
+  }
+  return async (authorization: string, repo: RepoName, tag: string, chain: readonly string[]) => {
+    const notice = { name: repo.full, tag, images: chain, authorization };
+    const id = await journal.begin(notice);
+    return () => send(notice, id);
+  };
 }

@@ -19,6 +19,19 @@ export interface PendingNotice {
 }
 
 const ROOT = 'v2/_pending';
+/** Where a registry split from its index keeps the v1 push notices the index has not answered yet. */
+export const V1_PENDING_ROOT = 'v1/_pending';
+
+/** A v1 tag push a split registry must tell its index of (its webhooks fire there, issue 15). */
+export interface V1PushNotice {
+  readonly name: string;
+  readonly tag: string;
+  /** The pushed chain, top last. */
+  readonly images: readonly string[];
+  /** The push's write token (it expires: a notice replayed after that is refused, and dropped). */
+  readonly authorization: string;
+  readonly at: number;
+}
 /** Notices older than this are dropped (logged): a split registry's forwarded token has long expired. */
 export const PENDING_MAX_AGE_MS = 24 * 3600 * 1000;
 
@@ -28,34 +41,38 @@ export const PENDING_MAX_AGE_MS = 24 * 3600 * 1000;
  * index has it. A crash (or an index that did not answer) between the two leaves the intent, and
  * {@link replay} sends it again, so the index and storage agree after any kill.
  */
-export class IndexJournal {
-  constructor(private readonly driver: StorageDriver) {}
+export class IndexJournal<N extends { readonly at: number } = PendingNotice> {
+  /** `root`: v1 push notices of a split registry keep theirs apart (V1_PENDING_ROOT). */
+  constructor(
+    private readonly driver: StorageDriver,
+    private readonly root = ROOT,
+  ) {}
 
-  async begin(notice: Omit<PendingNotice, 'at'>): Promise<string> {
+  async begin(notice: Omit<N, 'at'>): Promise<string> {
     const id = randomUUID();
-    await this.driver.putContent(`${ROOT}/${id}`, Buffer.from(JSON.stringify({ ...notice, at: Date.now() })));
+    await this.driver.putContent(`${this.root}/${id}`, Buffer.from(JSON.stringify({ ...notice, at: Date.now() })));
     return id;
   }
 
   async end(id: string): Promise<void> {
-    await removeIfPresent(this.driver, `${ROOT}/${id}`);
+    await removeIfPresent(this.driver, `${this.root}/${id}`);
   }
 
   /** Every pending notice, oldest first. */
-  async pending(): Promise<{ id: string; notice: PendingNotice }[]> {
+  async pending(): Promise<{ id: string; notice: N }[]> {
     let keys: string[];
     try {
-      keys = await this.driver.list(ROOT);
+      keys = await this.driver.list(this.root);
     } catch (e) {
       if (isNotFound(e)) return [];
       throw e;
     }
-    const out: { id: string; notice: PendingNotice }[] = [];
+    const out: { id: string; notice: N }[] = [];
     for (const key of keys) {
       const raw = await readOptional(this.driver, key);
       if (!raw) continue;
       try {
-        out.push({ id: key.slice(ROOT.length + 1), notice: JSON.parse(raw.toString('utf8')) as PendingNotice });
+        out.push({ id: key.slice(this.root.length + 1), notice: JSON.parse(raw.toString('utf8')) as N });
       } catch {
         await removeIfPresent(this.driver, key); // a torn write cannot happen (putContent is atomic); junk goes
       }
@@ -67,14 +84,14 @@ export class IndexJournal {
    * Send every pending notice again through `send` (which decides from storage what still holds);
    * a notice that succeeds, or that is too old, is removed. Returns how many were sent and dropped.
    */
-  async replay(send: (n: PendingNotice) => Promise<void>, onError: (n: PendingNotice, e: unknown) => void, now = Date.now()): Promise<{ sent: number; dropped: number }> {
+  async replay(send: (n: N, id: string) => Promise<void>, onError: (n: N, e: unknown) => void, now = Date.now()): Promise<{ sent: number; dropped: number }> {
     let sent = 0;
     let dropped = 0;
     for (const { id, notice } of await this.pending()) {
       // a notice younger than a few seconds may belong to a request still running on this node
       if (now - notice.at < 5000) continue;
       try {
-        await send(notice);
+        await send(notice, id);
         await this.end(id);
         sent++;
       } catch (e) {

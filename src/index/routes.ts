@@ -39,6 +39,9 @@ export const INDEX_V1_PUSHED_PATH = '/_index/v1/pushed';
 /** Longest v1 chain a push notice may name (Docker 1.x refused images deeper than 127 layers). */
 export const MAX_NOTICE_CHAIN = 1000;
 
+/** The id of a journalled notice (a uuid; the registry's journal key). */
+const NOTICE_ID = /^[0-9a-f][0-9a-f-]{7,63}$/;
+
 const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/;
 
 const BASIC_CHALLENGE = { 'WWW-Authenticate': 'Basic realm="auth required",Token' };
@@ -57,9 +60,10 @@ export interface IndexRouterOptions {
   readonly removeContent?: (name: RepoName) => Promise<void>;
   /**
    * A v1 tag push a registry in another process reports (`POST /_index/v1/pushed`), once the index
-   * has checked the push's write token: the index's webhooks (issue 15). `pusher` is the token's account.
+   * has checked the push's write token: the index's webhooks (issue 15). `pusher` is the token's account;
+   * `noticeId`: the notice's id in the registry's journal (replayed until answered), fired at most once.
    */
-  readonly onV1Push?: (name: RepoName, tag: string, chain: readonly string[], pusher: string | null) => Promise<unknown>;
+  readonly onV1Push?: (name: RepoName, tag: string, chain: readonly string[], pusher: string | null, noticeId?: string) => Promise<unknown>;
 }
 
 export function indexRouter(config: Config, index: IndexService, opts: IndexRouterOptions): Router {
@@ -338,7 +342,7 @@ export function indexRouter(config: Config, index: IndexService, opts: IndexRout
     // nothing of the body is read for a token this index did not sign
     if (!index.signer.verify(auth)) throw new RegistryError('REQUIRES_AUTHORIZATION', undefined, { 'WWW-Authenticate': 'Token' });
     await jsonBody(128 * 1024, 'INVALID_DATA')(ctx, async () => undefined);
-    const body = parsedBody(ctx) as { name?: unknown; tag?: unknown; images?: unknown } | undefined;
+    const body = parsedBody(ctx) as { name?: unknown; tag?: unknown; images?: unknown; notice?: unknown } | undefined;
     const name = typeof body?.name === 'string' ? parseRepoName(body.name) : undefined;
     const tag = typeof body?.tag === 'string' ? parseTag(body.tag) : undefined;
     const chain = body?.images;
@@ -348,14 +352,15 @@ export function indexRouter(config: Config, index: IndexService, opts: IndexRout
       !Array.isArray(chain) ||
       chain.length === 0 ||
       chain.length > MAX_NOTICE_CHAIN ||
-      !chain.every((id): id is string => typeof id === 'string' && isImageId(id))
+      !chain.every((id): id is string => typeof id === 'string' && isImageId(id)) ||
+      (body?.notice !== undefined && (typeof body.notice !== 'string' || !NOTICE_ID.test(body.notice)))
     ) {
       throw new RegistryError('INVALID_DATA');
     }
     const valid = await index.tokenFor(auth, name);
     if (!valid || valid.claims.access !== 'write') throw new RegistryError('ACCESS_DENIED');
     const pusher = (await index.findUser(valid.claims.userId))?.username ?? null;
-    await opts.onV1Push?.(name, tag, chain, pusher);
+    await opts.onV1Push?.(name, tag, chain, pusher, typeof body?.notice === 'string' ? body.notice : undefined);
     sendJson(ctx, 200, { pusher });
   });
 

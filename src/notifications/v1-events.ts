@@ -23,8 +23,10 @@ export interface V1EventDeps {
   /**
    * A registry split from its index: the index is told of a pushed tag (the chain, top last) with
    * the push's credentials, fires its webhooks, and answers the pusher's account (actor.name).
+   * The returned promise settles once the notice is durable (journalled in storage, awaited before
+   * the push is answered); the function it gives sends it (in the background).
    */
-  readonly indexPush?: (authorization: string, repo: RepoName, tag: string, chain: readonly string[]) => Promise<string | null>;
+  readonly indexPush?: (authorization: string, repo: RepoName, tag: string, chain: readonly string[]) => Promise<() => Promise<string | null>>;
 }
 
 /**
@@ -51,19 +53,20 @@ export function v1Events(deps: V1EventDeps): V1Events {
   };
 
   return {
-    tagPushed(ctx, repo, tag, id, access: RegistryAccess) {
+    async tagPushed(ctx, repo, tag, id, access: RegistryAccess) {
       const s = snapshot(ctx);
+      // Hub's push_data.images: the pushed chain, top last
+      const chainOf = async (): Promise<string[]> => [...(await deps.images.getAncestry(access.scope, id))].reverse();
+      // a split registry's notice to the index is journalled before the push is answered (never lost)
+      const tellIndex = deps.indexPush && s.authorization ? await deps.indexPush(s.authorization, repo, tag, await chainOf()) : undefined;
       background('v1 tag push', async () => {
-        // Hub's push_data.images: the pushed chain, top last
-        const chainOf = async (): Promise<string[]> => [...(await deps.images.getAncestry(access.scope, id))].reverse();
         let actor: string | null;
         if (deps.indexPush) {
           // the index checks the push's token, queues its webhooks and names the pusher
-          const authorization = s.authorization;
-          actor = authorization
-            ? await deps
-                .indexPush(authorization, repo, tag, await chainOf())
-                .catch((e: unknown) => (deps.log.warn('the index was not told of a v1 push: webhooks not queued', { repository: repo.full, tag, err: String(e) }), null))
+          actor = tellIndex
+            ? await tellIndex().catch(
+                (e: unknown) => (deps.log.warn('the index was not told of a v1 push yet: the notice stays pending', { repository: repo.full, tag, err: String(e) }), null),
+              )
             : null;
         } else {
           actor = await actorOf(s.authorization, repo);

@@ -27,10 +27,12 @@ export interface RegistryDeps {
 
 /**
  * What happened to a repository's tags through v1, after it succeeded. Implementations never
- * throw and never make the request wait for a receiver (src/main.ts).
+ * make the request wait for a receiver (src/main.ts), and throw only when what must be durable
+ * before the answer (tagPushed's index notice) could not be written.
  */
 export interface V1Events {
-  tagPushed(ctx: Context, repo: RepoName, tag: string, id: string, access: RegistryAccess): void;
+  /** May wait for what must be durable before the push is answered (a split registry's index notice). */
+  tagPushed(ctx: Context, repo: RepoName, tag: string, id: string, access: RegistryAccess): void | Promise<void>;
   tagPulled(ctx: Context, repo: RepoName, tag: string, id: string, access: RegistryAccess): void;
   tagDeleted(ctx: Context, repo: RepoName, tag: string, access: RegistryAccess, manifest: { digest: string } | undefined): void;
   /** The bridge's manifest of a tag (read before a delete, for the event's digest). */

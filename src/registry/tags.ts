@@ -48,7 +48,7 @@ export function tagHandlers(deps: RegistryDeps, v1: V1Access, repoLock: Locks) {
       await access.confirm?.();
       await repos.putTag(repo, tag, body, ctx.get('User-Agent') || undefined, (id) => linkInto(access, id));
     });
-    deps.events?.tagPushed(ctx, repo, tag, body, access);
+    await deps.events?.tagPushed(ctx, repo, tag, body, access);
     sendJson(ctx, 200, true);
   }
 

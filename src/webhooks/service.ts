@@ -119,8 +119,8 @@ export class Webhooks {
     private readonly log: Logger,
   ) {}
 
-  /** A tag was pushed (v1 or v2): queue one delivery per hook of the repository. */
-  async pushed(name: RepoName, tag: string, images: readonly string[], pusher: string | null): Promise<number> {
+  /** A tag was pushed (v1 or v2): queue one delivery per hook of the repository (once per `noticeId`). */
+  async pushed(name: RepoName, tag: string, images: readonly string[], pusher: string | null, noticeId?: string): Promise<number> {
     const repo = await findRepository(this.db, name.namespace, name.repository);
     if (!repo) return 0;
     const hooks = (await this.db('webhooks').where({ repo_id: repo.id }).count({ n: '*' }).first()) as { n: unknown } | undefined;
@@ -130,7 +130,7 @@ export class Webhooks {
     // comes first in the text (callback_url is the first key), so one replace puts the token in
     const mark = randomBytes(16).toString('hex');
     const template = await hubPayload(this.db, repo, { tag, images, pusher: pusher ?? '', pushedAt: now }, this.base(), mark);
-    const ids = await enqueuePush(this.db, repo.id, tag, (token) => template.replace(mark, token), now);
+    const ids = await enqueuePush(this.db, repo.id, tag, (token) => template.replace(mark, token), now, noticeId);
     this.kick();
     return ids.length;
   }

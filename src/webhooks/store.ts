@@ -121,8 +121,19 @@ export const callbackToken = (): string => randomBytes(32).toString('hex');
  * waits for the previous hook's `success` callback (Hub's chains); the others are due at once.
  * `payload(token)` builds the body with the delivery's callback token. Returns the delivery ids.
  */
-export async function enqueuePush(db: Knex, repoId: number, tag: string, payload: (callbackToken: string) => string, now = Date.now()): Promise<string[]> {
+/**
+ * Queue one delivery per hook of a pushed tag. `noticeId`: the id of a split registry's v1 push
+ * notice, recorded in the same transaction; a notice already recorded (a replay after a lost
+ * answer) queues nothing (two replays at once: the primary key refuses the second, which fails).
+ */
+export async function enqueuePush(db: Knex, repoId: number, tag: string, payload: (callbackToken: string) => string, now = Date.now(), noticeId?: string): Promise<string[]> {
   return db.transaction(async (trx) => {
+    if (noticeId !== undefined) {
+      // scoped to the repository: a writer of another one cannot spend this repository's ids
+      const key = `${repoId}/${noticeId}`;
+      if (await trx('v1_push_notices').where({ id: key }).first()) return [];
+      await trx('v1_push_notices').insert({ id: key, created_at: now });
+    }
     const hooks = ((await trx('webhooks').where({ repo_id: repoId }).orderBy('id')) as HookRow[]).map(toHook);
     const ids: string[] = [];
     let previous: string | undefined;
@@ -361,6 +372,8 @@ export async function deliveryCounts(db: Knex): Promise<Record<string, number>> 
 export async function pruneDeliveries(db: Knex, maxAgeMs: number, keepPerHook: number, now = Date.now()): Promise<number> {
   const FINISHED = ['delivered', 'failed', 'skipped'];
   let removed = await db('webhook_deliveries').whereIn('state', FINISHED).andWhere('finished_at', '<', now - maxAgeMs).delete();
+  // ids of v1 push notices: a registry gives up replaying one long before (PENDING_MAX_AGE_MS)
+  await db('v1_push_notices').where('created_at', '<', now - maxAgeMs).delete();
   const crowded = (await db('webhook_deliveries').whereIn('state', FINISHED).select('webhook_id').count({ n: '*' }).groupBy('webhook_id').havingRaw('count(*) > ?', [keepPerHook])) as {
     webhook_id: unknown;
   }[];
