@@ -28,7 +28,12 @@ export interface SoakSample {
 export interface SoakReport {
   seconds: number;
   operations: number;
+  /** Failed or wrong answers (the first 100; `errorCount` counts them all). */
   errors: string[];
+  errorCount: number;
+  /** Ticks at which more than 4 s of operations were in flight (the target rate was not held), and the most in flight. */
+  behindTicks: number;
+  maxInFlight: number;
   samples: SoakSample[];
 }
 
@@ -65,7 +70,7 @@ export async function runSoak(opts: { dataDir: string; seconds: number; opsPerSe
   await loopDelay(metricsUrl);
   const pid = server.proc.pid!;
   const site = new Site(server.url, server.url);
-  const report: SoakReport = { seconds: opts.seconds, operations: 0, errors: [], samples: [] };
+  const report: SoakReport = { seconds: opts.seconds, operations: 0, errors: [], errorCount: 0, behindTicks: 0, maxInFlight: 0, samples: [] };
   const signup = await request(server.url, '/v1/users/', { method: 'POST', body: JSON.stringify({ username: USER![0], password: USER![1], email: 'soak@example.com' }) });
   if (signup.status !== 201) throw new Error(`signup ${signup.status}`);
   const rate = opts.opsPerSecond ?? 20;
@@ -76,6 +81,7 @@ export async function runSoak(opts: { dataDir: string; seconds: number; opsPerSe
   const v1Tags: string[] = [];
   const v2Tags: string[] = [];
   const fail = (what: string): void => {
+    report.errorCount++;
     if (report.errors.length < 100) report.errors.push(`${Math.round((Date.now() - started) / 1000)}s ${what}`);
   };
   const op = async (k: number): Promise<void> => {
@@ -130,7 +136,9 @@ export async function runSoak(opts: { dataDir: string; seconds: number; opsPerSe
       inflight.add(p);
       void p.finally(() => inflight.delete(p));
     }
-    if (inflight.size > rate * 4) fail(`falling behind: ${inflight.size} operations in flight`);
+    // falling behind the rate is the machine's or the server's limit, reported apart from wrong answers
+    report.maxInFlight = Math.max(report.maxInFlight, inflight.size);
+    if (inflight.size > rate * 4) report.behindTicks++;
     if (Date.now() >= nextSample) {
       const s = await procStats(pid);
       report.samples.push({ atSec: Math.round((Date.now() - started) / 1000), ...s, pingP50Ms: pct(pings, 50), pingP99Ms: pct(pings, 99), ...(await loopDelay(metricsUrl)) });
