@@ -10,6 +10,7 @@ import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { cleanup, startCountingProxy, type CountingProxy } from '../helpers/counting-proxy.js';
 import { pushV2 } from '../helpers/v2-client.js';
+import { makeImage, pushImage, putTag } from '../helpers/v1-client.js';
 import { schema1Payload, signSchema1 } from '../../src/content/schema1.js';
 
 const sha = (b: Buffer | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -217,6 +218,36 @@ describe('mirror: v2 pull-through', { timeout: 240_000 }, () => {
     assert.equal(proxy.count(new RegExp(`^GET /v2/lib/alpine/blobs/${layer}`)), n + 1);
     // the local repository's content stayed
     assert.equal((await request(mirror.url, '/v2/mine/app/manifests/v1', { headers: ACCEPT })).status, 200);
+  });
+});
+
+describe('mirror: expiry and local v1 records', { timeout: 120_000 }, () => {
+  it('an expired cached blob whose bytes a local v1 image also names is kept: the v1 image still pulls', async () => {
+    const upstream = await startTestServer({ standalone: true, v2: true });
+    const mirror = await startTestServer({ standalone: true, v2: true, mirror: { upstreams: [{ prefix: 'hub/', url: upstream.url }], ttl: 3600 } });
+    try {
+      // the same layer bytes pushed over v1 into the mirror (a local name) and over v2 upstream
+      const img = makeImage();
+      for (const r of (await pushImage(mirror.url, img)).slice(1)) assert.ok(r.status < 300, `${r.status} ${r.text}`);
+      assert.equal((await putTag(mirror.url, 'mine/v1app', 'latest', img.id)).status, 200);
+      await pushBlobImage(upstream.url, 'lib/shared', 'v1', img.layer);
+      const d = sha(img.layer);
+      const b = await request(mirror.url, `/v2/hub/lib/shared/blobs/${d}`);
+      assert.equal(b.status, 200);
+      for (let i = 0; i < 100 && !(await mirror.mirror!.schedule.entries('blob')).some((e) => e.digest === d); i++) await new Promise((r) => setTimeout(r, 50));
+      const removed = await mirror.mirror!.sweep(Date.now() + 3601_000);
+      assert.equal(removed.blobs, 1);
+      const layer = await request(mirror.url, `/v1/images/${img.id}/layer`);
+      assert.equal(layer.status, 200, layer.text);
+      assert.ok(layer.body.equals(img.layer), 'the v1 image still has its layer');
+      // the mirrored repository let go of it: the next pull asks upstream again (and gets it)
+      assert.equal((await request(mirror.url, `/v2/hub/lib/shared/blobs/${d}`)).status, 200);
+    } finally {
+      await cleanup(
+        () => mirror.stop(),
+        () => upstream.stop(),
+      );
+    }
   });
 });
 
