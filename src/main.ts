@@ -65,6 +65,7 @@ import { v1Events } from './notifications/v1-events.js';
 import { defaultAuthority } from './config/advertise.js';
 import { hostname } from 'node:os';
 import { PullThrough } from './mirror/pull-through.js';
+import { indexReadRule, MirrorCatalog } from './mirror/catalog.js';
 import { v1Mirror, type V1MirrorDeps } from './mirror/v1-mirror.js';
 
 /** https options of the tls_* keys: the files are read once, at start. */
@@ -448,7 +449,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       schema1,
       auth: v2Authorizer,
       log,
-      ...(catalog ? { catalog } : {}),
+      // a mirror behind the index: cached repositories join the index's list (issue 13), readable ones only
+      ...(catalog ? { catalog: mirror && db ? new MirrorCatalog(catalog, mirror, driver, indexReadRule(db)) : catalog } : {}),
       ...(indexHook ? { index: indexHook, journal: new IndexJournal(driver) } : {}),
       // answers derived from cached metadata, valid until this node writes or the TTL passes
       ...(driver instanceof CachingDriver ? { answerCache: { ttlMs: config.metadata_cache_ttl * 1000, stamp: () => driver.changeStamp } } : {}),
