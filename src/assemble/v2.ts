@@ -17,6 +17,7 @@ import type { StorageServices } from './storage.js';
 import type { IndexServices } from './index.js';
 import type { EventServices } from './events.js';
 import { assembleMirror, type MirrorServices } from './mirror.js';
+import { indexReadRule, MirrorCatalog } from '../mirror/catalog.js';
 import type { Site } from './site.js';
 
 /** What the v2 service shares with the others once mounted. */
@@ -113,7 +114,8 @@ export function assembleV2(app: Koa, site: Site, store: StorageServices, index: 
     schema1,
     auth,
     log,
-    ...(catalog ? { catalog } : {}),
+    // a mirror behind the index: cached repositories join the index's list (issue 13), readable ones only
+    ...(catalog ? { catalog: mirror && index ? new MirrorCatalog(catalog, mirror.mirror, driver, indexReadRule(index.db)) : catalog } : {}),
     ...(indexHook ? { index: indexHook, journal: new IndexJournal(driver) } : {}),
     // answers derived from cached metadata, valid until this node writes or the TTL passes
     ...(driver instanceof CachingDriver ? { answerCache: { ttlMs: config.metadata_cache_ttl * 1000, stamp: () => driver.changeStamp } } : {}),

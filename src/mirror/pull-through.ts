@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import type { MirrorConfig } from '../config/schema.js';
 import type { BlobStore } from '../content/blob-store.js';
 import { keys } from '../content/keys.js';
-import { keyExists } from '../content/small-objects.js';
+import { keyExists, readOptional } from '../content/small-objects.js';
 import { MT, type V2Manifests } from '../content/v2-manifests.js';
 import { parseV2Name, type V2Name } from '../content/v2-names.js';
 import { linkKey, type V2Uploads } from '../content/v2-uploads.js';
@@ -311,6 +311,8 @@ export class PullThrough {
       await this.schedule.remove(e);
       m++;
     }
+    // layers v1 image records name (local v1 pushes, the bridge's v1 views): read once per sweep
+    let v1Layers: Set<string> | undefined;
     for (const e of await this.schedule.entries('blob')) {
       if (e.expires > now) continue;
       const name = parseV2Name(e.name);
@@ -318,6 +320,10 @@ export class PullThrough {
       await this.schedule.remove(e);
       b++;
       if (!(await this.schedule.blobElsewhere(e.digest, e.name)) && !(await this.linkedLocally(e.digest))) {
+        // a v1 record naming the bytes keeps them: no v1 image is left pointing at a removed blob
+        // (the records of an expired mirrored image go with garbage collection, then its bytes)
+        v1Layers ??= await this.v1LayerDigests();
+        if (v1Layers.has(e.digest)) continue;
         await driver.delete(keys.blob(e.digest.slice('sha256:'.length))).catch((err: unknown) => {
           if (!isNotFound(err)) throw err;
         });
@@ -325,6 +331,37 @@ export class PullThrough {
     }
     if (m + b > 0) this.deps.log?.info('mirror: expired content removed', { manifests: m, blobs: b });
     return { manifests: m, blobs: b };
+  }
+
+  /** Every blob digest a v1 image record's layer link names (registry-wide and per repository). */
+  private async v1LayerDigests(): Promise<Set<string>> {
+    const { driver } = this.deps;
+    const out = new Set<string>();
+    const list = async (prefix: string): Promise<string[]> => {
+      try {
+        return await driver.list(prefix);
+      } catch (e) {
+        if (isNotFound(e)) return [];
+        throw e;
+      }
+    };
+    const readLinks = async (imagesRoot: string): Promise<void> => {
+      for (const image of await list(imagesRoot)) {
+        const raw = await readOptional(driver, `${image}/layer`);
+        if (!raw) continue;
+        try {
+          const d = (JSON.parse(raw.toString('utf8')) as { digest?: unknown }).digest;
+          if (typeof d === 'string') out.add(d);
+        } catch {
+          // an unreadable link names nothing
+        }
+      }
+    };
+    await readLinks(keys.imagesRoot(null));
+    for (const ns of await list(keys.repositoriesRoot)) {
+      for (const repo of await list(ns)) await readLinks(`${repo}/_images`);
+    }
+    return out;
   }
 
   /** Whether a repository that is not mirrored (mixed mode: pushes) links the blob. */

@@ -10,6 +10,9 @@ import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { cleanup, startCountingProxy, type CountingProxy } from '../helpers/counting-proxy.js';
 import { pushV2 } from '../helpers/v2-client.js';
+import { makeImage, pushImage, putTag } from '../helpers/v1-client.js';
+import { Site } from '../helpers/accounts.js';
+import { saveUser } from '../../src/db/users.js';
 import { schema1Payload, signSchema1 } from '../../src/content/schema1.js';
 
 const sha = (b: Buffer | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -217,6 +220,70 @@ describe('mirror: v2 pull-through', { timeout: 240_000 }, () => {
     assert.equal(proxy.count(new RegExp(`^GET /v2/lib/alpine/blobs/${layer}`)), n + 1);
     // the local repository's content stayed
     assert.equal((await request(mirror.url, '/v2/mine/app/manifests/v1', { headers: ACCEPT })).status, 200);
+  });
+});
+
+describe('mirror: expiry and local v1 records', { timeout: 120_000 }, () => {
+  it('an expired cached blob whose bytes a local v1 image also names is kept: the v1 image still pulls', async () => {
+    const upstream = await startTestServer({ standalone: true, v2: true });
+    const mirror = await startTestServer({ standalone: true, v2: true, mirror: { upstreams: [{ prefix: 'hub/', url: upstream.url }], ttl: 3600 } });
+    try {
+      // the same layer bytes pushed over v1 into the mirror (a local name) and over v2 upstream
+      const img = makeImage();
+      for (const r of (await pushImage(mirror.url, img)).slice(1)) assert.ok(r.status < 300, `${r.status} ${r.text}`);
+      assert.equal((await putTag(mirror.url, 'mine/v1app', 'latest', img.id)).status, 200);
+      await pushBlobImage(upstream.url, 'lib/shared', 'v1', img.layer);
+      const d = sha(img.layer);
+      const b = await request(mirror.url, `/v2/hub/lib/shared/blobs/${d}`);
+      assert.equal(b.status, 200);
+      for (let i = 0; i < 100 && !(await mirror.mirror!.schedule.entries('blob')).some((e) => e.digest === d); i++) await new Promise((r) => setTimeout(r, 50));
+      const removed = await mirror.mirror!.sweep(Date.now() + 3601_000);
+      assert.equal(removed.blobs, 1);
+      const layer = await request(mirror.url, `/v1/images/${img.id}/layer`);
+      assert.equal(layer.status, 200, layer.text);
+      assert.ok(layer.body.equals(img.layer), 'the v1 image still has its layer');
+      // the mirrored repository let go of it: the next pull asks upstream again (and gets it)
+      assert.equal((await request(mirror.url, `/v2/hub/lib/shared/blobs/${d}`)).status, 200);
+    } finally {
+      await cleanup(
+        () => mirror.stop(),
+        () => upstream.stop(),
+      );
+    }
+  });
+});
+
+describe('mirror: /v2/_catalog behind the index (one process)', { timeout: 120_000 }, () => {
+  it('lists the cached repositories beside the pushed ones, to those who may read them', async () => {
+    const upstream = await startTestServer({ standalone: true, v2: true });
+    const mirror = await startTestServer({ v2: true, bcrypt_cost: 4, token_cache_ttl: 0, mirror: { upstreams: [{ prefix: 'hub/', url: upstream.url }], ttl: 3600 } });
+    try {
+      await pushV2(upstream.url, 'lib/alpine', '3.1');
+      for (const [username, admin] of [['root', true], ['hub', false], ['alice', false]] as const) {
+        await saveUser(mirror.db!, { username, email: `${username}@example.com`, password: 'pw12345', active: true, admin }, { cost: 4 });
+      }
+      const site = new Site(mirror.url, mirror.url);
+      const creds = (u: string): readonly [string, string] => [u, 'pw12345'];
+      const pull = await site.v2('/v2/hub/lib/alpine/manifests/3.1', await site.bearer(creds('root'), 'repository:hub/lib/alpine:pull'), { headers: ACCEPT });
+      assert.equal(pull.status, 200, pull.text);
+      const pushed = await pushV2(mirror.url, 'alice/app', 'v1', { Authorization: `Bearer ${await site.bearer(creds('alice'), 'repository:alice/app:pull,push')}` });
+      assert.ok(pushed.digest);
+      const catalog = async (u: string): Promise<string[]> => {
+        const r = await site.v2('/v2/_catalog', await site.bearer(creds(u), 'registry:catalog:*'));
+        assert.equal(r.status, 200, r.text);
+        return r.json<{ repositories: string[] }>().repositories;
+      };
+      assert.ok((await catalog('root')).includes('hub/lib/alpine'), 'an admin sees the cached repository');
+      assert.ok((await catalog('hub')).includes('hub/lib/alpine'), "the namespace's owner may read it");
+      const alice = await catalog('alice');
+      assert.ok(!alice.includes('hub/lib/alpine'), 'no record in the index: not readable by everyone, not listed');
+      assert.ok(alice.includes('alice/app'), 'pushed repositories are still listed');
+    } finally {
+      await cleanup(
+        () => mirror.stop(),
+        () => upstream.stop(),
+      );
+    }
   });
 });
 
