@@ -69,6 +69,13 @@ export interface HashingStage extends Transform {
  */
 export class BlobStore {
   private readonly purgeListeners: UploadPurgeListener[] = [];
+  /**
+   * Upload folders a request of this process is writing or finishing right now (counted: a v2
+   * session and its request may both hold one). The purge leaves them alone however long their
+   * client stays silent: a slow client's upload is not removed under its own request (the campaign
+   * found 500s that way). Folders of other nodes are judged by their age alone.
+   */
+  private readonly active = new Map<string, number>();
   private redirector: ((key: string) => Promise<string | undefined>) | undefined;
 
   constructor(private readonly driver: StorageDriver) {}
@@ -104,8 +111,30 @@ export class BlobStore {
    * Stream source → meter → hasher → upload key, make it durable, then publish it at its digest.
    * Returns the digest and size.
    */
+  /** Marks an upload folder as in use by this process until the returned function is called. */
+  hold(uuid: string): () => void {
+    this.active.set(uuid, (this.active.get(uuid) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const n = (this.active.get(uuid) ?? 1) - 1;
+      if (n > 0) this.active.set(uuid, n);
+      else this.active.delete(uuid);
+    };
+  }
+
   async ingest(source: Readable, hasher: HashingStage, opts: IngestOptions): Promise<BlobInfo> {
     const uuid = randomUUID();
+    const release = this.hold(uuid);
+    try {
+      return await this.ingestAt(uuid, source, hasher, opts);
+    } finally {
+      release();
+    }
+  }
+
+  private async ingestAt(uuid: string, source: Readable, hasher: HashingStage, opts: IngestOptions): Promise<BlobInfo> {
     const uploadKey = keys.upload(uuid);
     const writer = await this.driver.writer(uploadKey);
     const meter = new Meter(opts.maxSize);
@@ -178,6 +207,8 @@ export class BlobStore {
     const remaining = new Set(entries.map((dir) => dir.slice(dir.lastIndexOf('/') + 1)));
     let purged = 0;
     for (const dir of entries) {
+      // in use by a request of this process: not stale, whatever its age
+      if (this.active.has(dir.slice(dir.lastIndexOf('/') + 1))) continue;
       let newest = 0;
       try {
         for (const key of await this.driver.list(dir)) {
