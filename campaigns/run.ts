@@ -66,7 +66,8 @@ function arg(name: string, def: number): number {
 
 async function main(): Promise<void> {
   const which = process.argv[2];
-  if (!which || which === '--help' || which === '-h') {
+  // `crash --help` too: help anywhere on the line prints it and runs nothing
+  if (!which || process.argv.slice(2).some((a) => a === '--help' || a === '-h')) {
     process.stdout.write(HELP);
     return;
   }

@@ -70,10 +70,12 @@ export interface HashingStage extends Transform {
 export class BlobStore {
   private readonly purgeListeners: UploadPurgeListener[] = [];
   /**
-   * Upload folders a request of this process is writing or finishing right now (counted: a v2
-   * session and its request may both hold one). The purge leaves them alone however long their
-   * client stays silent: a slow client's upload is not removed under its own request (the campaign
-   * found 500s that way). Folders of other nodes are judged by their age alone.
+   * Upload folders of single-request uploads (a v1 layer PUT, a v2 monolithic upload) this process
+   * is writing right now. The purge leaves them alone however long their client stays silent: such
+   * an upload is not removed under its own request (the campaign found 500s that way; the request
+   * ends when the client does, or by the server's timeouts). v2 sessions are not held: an idle
+   * session is purged even while a request holds it, which then ends with 404 (V2Uploads).
+   * Folders of other nodes are judged by their age alone.
    */
   private readonly active = new Map<string, number>();
   private redirector: ((key: string) => Promise<string | undefined>) | undefined;

@@ -352,8 +352,6 @@ export class V2Uploads {
     if (!UUID.test(uuid)) throw unknown();
     if (this.busy.has(uuid)) throw busy();
     this.busy.add(uuid);
-    // this node's purge leaves the session alone while a request holds it
-    const release = this.blobs.hold(uuid);
     try {
       const claim = claimKey(uuid);
       try {
@@ -383,14 +381,15 @@ export class V2Uploads {
       } catch (e) {
         // fn gives the claim back or drops the session on the failures it expects; after any
         // other (storage) failure the data may not match the state: the session goes
-        if (await keyExists(this.driver, claim).catch(() => true)) await this.drop(uuid).catch(() => undefined);
-        // a storage failure because the session was purged meanwhile (another node's purge, its
+        // a missing object because the session was purged meanwhile (another node's purge, its
         // folder silent past upload_purge_age): the session is over, which is a 404, not a 500
-        if (!(e instanceof V2Error) && !(await keyExists(this.driver, stateKey(uuid)).catch(() => true))) throw unknown();
+        const missing = isNotFound(e) || (e as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
+        const purged = missing && !(await keyExists(this.driver, stateKey(uuid)).catch(() => true));
+        if (await keyExists(this.driver, claim).catch(() => true)) await this.drop(uuid).catch(() => undefined);
+        if (purged) throw unknown();
         throw e;
       }
     } finally {
-      release();
       this.busy.delete(uuid);
     }
   }

@@ -91,7 +91,7 @@ describe('legacy-registry gc on S3 (Ceph RGW)', { skip, timeout: 900_000 }, () =
     assert.ok(results.length >= 1, `gc ran ${results.length} times during the pushes`);
     for (const p of v1) await assertV1Pulls(url, p);
     for (const p of v2) await assertV2Pulls(url, p);
-    await new Promise((r) => setTimeout(r, 6100)); // past the grace period (longer than a push's blobs-to-manifest time on RGW) and the metadata cache
+    await new Promise((r) => setTimeout(r, 6600)); // past the grace period + the sweep cutoff's 1 s slack (longer than a push's blobs-to-manifest time on RGW) and the metadata cache
     await gc.run({ deleteUntagged: true, graceMs: 5000, settleMs: 100 });
     for (const d of garbage) assert.ok(!(await blobExists(driver, d)), `${d} freed`);
     assert.ok(await blobExists(driver, sha(shared)), 'the shared layer stays');

@@ -298,8 +298,10 @@ describe('legacy-registry gc', () => {
     assert.ok(results.length >= 2, `gc ran ${results.length} times during the pushes`);
     for (const p of v1) await assertV1Pulls(url, p);
     for (const p of v2) await assertV2Pulls(url, p);
-    // once the grace period has passed, the garbage goes and the pushed images stay
-    await new Promise((r) => setTimeout(r, 3100));
+    // once the grace period has passed, the garbage goes and the pushed images stay: the sweep's
+    // cutoff is start − grace − 1 s (gc.ts), so the last garbage is a candidate 4 s after it was
+    // written (3.1 s flaked on a quiet machine, where the pulls above take no time)
+    await new Promise((r) => setTimeout(r, 4300));
     const last = await gc.run({ deleteUntagged: true, graceMs: 3000, settleMs: 100 });
     const freedDuring = results.reduce((a, r) => a + r.blobs.deleted, 0);
     for (const d of garbage) assert.ok(!(await blobExists(s.dataDir, d)), `${d} freed`);
