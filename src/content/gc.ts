@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { isNotFound, type StorageDriver } from '../storage/driver.js';
 import { keys } from './keys.js';
-import { readOptional, removeIfPresent } from './small-objects.js';
+import { listOptional as listOr, readOptional, removeIfPresent } from './small-objects.js';
 import { derivedV2Image } from './v1-to-v2.js';
 import type { LayerLink } from './v1-images.js';
 import { MT } from './v2-manifests.js';
@@ -96,15 +96,6 @@ interface Mark {
 const HEX = /^[a-f0-9]{64}$/;
 const SHA = /^sha256:[a-f0-9]{64}$/;
 const leaf = (key: string): string => key.slice(key.lastIndexOf('/') + 1);
-
-async function listOr(driver: StorageDriver, prefix: string): Promise<string[]> {
-  try {
-    return await driver.list(prefix);
-  } catch (e) {
-    if (isNotFound(e)) return [];
-    throw e;
-  }
-}
 
 async function mtime(driver: StorageDriver, key: string): Promise<number | undefined> {
   try {

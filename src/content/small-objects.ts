@@ -10,6 +10,16 @@ export async function readOptional(driver: StorageDriver, key: string): Promise<
   }
 }
 
+/** The keys directly below a prefix, or none when the prefix does not exist. */
+export async function listOptional(driver: StorageDriver, prefix: string): Promise<string[]> {
+  try {
+    return await driver.list(prefix);
+  } catch (e) {
+    if (isNotFound(e)) return [];
+    throw e;
+  }
+}
+
 export async function keyExists(driver: StorageDriver, key: string): Promise<boolean> {
   try {
     await driver.stat(key);

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import type { StorageDriver } from '../storage/driver.js';
-import { isNotFound } from '../storage/driver.js';
+import { listOptional } from './small-objects.js';
 import { findUserByName } from '../db/users.js';
 import { visibility } from '../db/search.js';
 import type { V1Repositories } from './v1-repositories.js';
@@ -73,13 +73,8 @@ export class StorageCatalog implements CatalogSource {
     private readonly v1: V1Repositories,
   ) {}
 
-  private async list(prefix: string): Promise<string[]> {
-    try {
-      return await this.driver.list(prefix);
-    } catch (e) {
-      if (isNotFound(e)) return [];
-      throw e;
-    }
+  private list(prefix: string): Promise<string[]> {
+    return listOptional(this.driver, prefix);
   }
 
   /** v2 names: directories under v2/repositories holding a `_created` marker (a manifest was pushed). */

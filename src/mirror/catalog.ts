@@ -5,7 +5,7 @@ import { findUserByName } from '../db/users.js';
 import { rightsOn } from '../index/access.js';
 import { indexNameOf } from '../index/token-routes.js';
 import type { StorageDriver } from '../storage/driver.js';
-import { isNotFound } from '../storage/driver.js';
+import { listOptional } from '../content/small-objects.js';
 import type { PullThrough } from './pull-through.js';
 
 /**
@@ -22,13 +22,8 @@ export class MirrorCatalog implements CatalogSource {
     private readonly mayRead: (principal: V2Principal, name: string) => Promise<boolean>,
   ) {}
 
-  private async list(prefix: string): Promise<string[]> {
-    try {
-      return await this.driver.list(prefix);
-    } catch (e) {
-      if (isNotFound(e)) return [];
-      throw e;
-    }
+  private list(prefix: string): Promise<string[]> {
+    return listOptional(this.driver, prefix);
   }
 
   /** Cached mirrored names after `last`, in byte order (the walk stops at limit names). */
