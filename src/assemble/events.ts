@@ -5,7 +5,7 @@ import { defaultAuthority } from '../config/advertise.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { addQueueDepthSource } from '../metrics/registry.js';
 import { deliveryCounts } from '../webhooks/store.js';
-import { Webhooks } from '../webhooks/service.js';
+import { Webhooks, webhookOptions } from '../webhooks/service.js';
 import { defaultNode, Notifier } from '../notifications/notifier.js';
 import type { Site } from './site.js';
 
@@ -50,16 +50,7 @@ export function assembleEvents(site: Site, driver: StorageDriver, db: Knex | und
   if (db && config.webhooks) {
     webhooks = new Webhooks(
       db,
-      {
-        timeout: config.webhook_timeout,
-        maxAttempts: config.webhook_max_attempts,
-        retryBase: config.webhook_retry_base,
-        retryMax: config.webhook_retry_max,
-        pollInterval: config.webhook_poll_interval,
-        concurrency: config.webhook_concurrency,
-        baseUrl: config.webhook_base_url,
-        userAgent: `legacy-registry/${version} (webhooks)`,
-      },
+      webhookOptions(config, { concurrency: config.webhook_concurrency, userAgent: `legacy-registry/${version} (webhooks)` }),
       // callback_url and repo_url: this index under a name that reaches this machine
       () => `${config.tls_certificate ? 'https' : 'http'}://${defaultAuthority(config, boundPort())}`,
       log,

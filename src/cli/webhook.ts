@@ -9,7 +9,7 @@ import { createLogger } from '../log/logger.js';
 import { defaultAuthority } from '../config/advertise.js';
 import { countHooks, createHook, deleteHook, deliveryCounts, listDeliveries, listHooks } from '../webhooks/store.js';
 import { MAX_HOOKS_PER_REPOSITORY, validHook } from '../webhooks/routes.js';
-import { Webhooks } from '../webhooks/service.js';
+import { Webhooks, webhookOptions } from '../webhooks/service.js';
 
 async function findRepo(db: Knex, name: string): Promise<Repository> {
   const n = parseRepoName(name) ?? fail(`invalid repository name: ${name}`);
@@ -88,16 +88,7 @@ export function webhookCommand(): Command {
         const h = await hookNamed(db, r, name);
         const hooks = new Webhooks(
           db,
-          {
-            timeout: config.webhook_timeout,
-            maxAttempts: config.webhook_max_attempts,
-            retryBase: config.webhook_retry_base,
-            retryMax: config.webhook_retry_max,
-            pollInterval: config.webhook_poll_interval,
-            concurrency: 1,
-            baseUrl: config.webhook_base_url,
-            userAgent: 'legacy-registry (webhooks)',
-          },
+          webhookOptions(config, { concurrency: 1, userAgent: 'legacy-registry (webhooks)' }),
           () => `${config.tls_certificate ? 'https' : 'http'}://${defaultAuthority(config, config.port)}`,
           createLogger('silent'),
         );

@@ -6,6 +6,7 @@ import { findRepository, type Repository } from '../db/repositories.js';
 import { findFullDescription } from '../db/web.js';
 import { toNum } from '../db/rows.js';
 import type { Logger } from '../log/logger.js';
+import type { Config } from '../config/schema.js';
 import { claimDue, enqueuePush, enqueueTest, finishAttempt, pruneDeliveries, type Claimed, type Webhook } from './store.js';
 
 /** Headers of every delivery (besides Content-Type and User-Agent). */
@@ -29,6 +30,22 @@ export interface WebhookOptions {
   /** Absolute URL of the index as receivers reach it (callback_url, repo_url); null: the pushing request's origin. */
   readonly baseUrl: string | null;
   readonly userAgent: string;
+}
+
+/** The webhook_* keys of a configuration as options; concurrency and userAgent are the caller's. */
+export function webhookOptions(
+  config: Pick<Config, 'webhook_timeout' | 'webhook_max_attempts' | 'webhook_retry_base' | 'webhook_retry_max' | 'webhook_poll_interval' | 'webhook_base_url'>,
+  own: Pick<WebhookOptions, 'concurrency' | 'userAgent'>,
+): WebhookOptions {
+  return {
+    timeout: config.webhook_timeout,
+    maxAttempts: config.webhook_max_attempts,
+    retryBase: config.webhook_retry_base,
+    retryMax: config.webhook_retry_max,
+    pollInterval: config.webhook_poll_interval,
+    baseUrl: config.webhook_base_url,
+    ...own,
+  };
 }
 
 /** The signature header value of a body. */
