@@ -77,7 +77,7 @@ export class BlobStore {
    * session is purged even while a request holds it, which then ends with 404 (V2Uploads).
    * Folders of other nodes are judged by their age alone.
    */
-  private readonly active = new Map<string, number>();
+  private readonly active = new Set<string>();
   private redirector: ((key: string) => Promise<string | undefined>) | undefined;
 
   constructor(private readonly driver: StorageDriver) {}
@@ -111,28 +111,15 @@ export class BlobStore {
 
   /**
    * Stream source → meter → hasher → upload key, make it durable, then publish it at its digest.
-   * Returns the digest and size.
+   * Returns the digest and size. The upload folder is held from the purge while this runs.
    */
-  /** Marks an upload folder as in use by this process until the returned function is called. */
-  hold(uuid: string): () => void {
-    this.active.set(uuid, (this.active.get(uuid) ?? 0) + 1);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const n = (this.active.get(uuid) ?? 1) - 1;
-      if (n > 0) this.active.set(uuid, n);
-      else this.active.delete(uuid);
-    };
-  }
-
   async ingest(source: Readable, hasher: HashingStage, opts: IngestOptions): Promise<BlobInfo> {
     const uuid = randomUUID();
-    const release = this.hold(uuid);
+    this.active.add(uuid);
     try {
       return await this.ingestAt(uuid, source, hasher, opts);
     } finally {
-      release();
+      this.active.delete(uuid);
     }
   }
 
