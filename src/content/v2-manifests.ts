@@ -401,6 +401,16 @@ export class V2Manifests {
     return removed;
   }
 
+  /** The tags that name `digest` now (read only: what a delete by digest will untag). */
+  async tagsPointingTo(name: V2Name, digest: string): Promise<string[]> {
+    const out: string[] = [];
+    for (const tag of await this.tags(name)) {
+      const at = await readOptional(this.driver, tagKey(name, tag));
+      if (at?.toString('utf8') === digest) out.push(tag);
+    }
+    return out;
+  }
+
   /** Tags in byte order; undefined when the repository has no manifest at all. */
   async tags(name: V2Name): Promise<string[]> {
     try {

@@ -85,6 +85,28 @@ export class V2ToV1 {
     return id === derived.cur || (derived.prev !== '' && id === derived.prev) ? 'v2' : 'v1';
   }
 
+  /**
+   * Whether the v1 tag is this bridge's view of a v2 push (its id is the derived one, or the one
+   * before it while a publish was in progress) rather than a v1 push. When the v2 tag it mirrors is
+   * absent — a v2 push cut between recording the view and writing its tag, or a v2 delete cut before
+   * the view was removed — the view must not be served back over v2 as a bridged manifest: a v2
+   * client would get a manifest nobody pushed (issue 17 crash campaign).
+   */
+  async isDerivedView(name: V2Name, tag: string): Promise<boolean> {
+    const repo = parseRepoName(name);
+    const t = parseTag(tag);
+    if (!repo || !t) return false;
+    const derived = await this.readDerived(name, tag);
+    if (!derived || derived.cur === '') return false;
+    let id: string | undefined;
+    try {
+      id = await this.repos.getTag(repo, t);
+    } catch (e) {
+      if (!isRegistryError(e)) throw e;
+    }
+    return id !== undefined && (id === derived.cur || (derived.prev !== '' && id === derived.prev));
+  }
+
   /** The derived-id record: the current id, and the previous one while a publish is in progress. */
   private async readDerived(name: string, tag: string): Promise<{ cur: string; prev: string } | undefined> {
     const raw = await readOptional(this.driver, derivedKey(name, tag));

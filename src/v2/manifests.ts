@@ -32,7 +32,10 @@ export function manifestHandlers(deps: V2Deps) {
       if (side === 'gone') throw new V2Error('MANIFEST_UNKNOWN', ref);
       if (side === 'v1') stored = undefined;
     }
-    let found = stored ?? (ref.tag && deps.fromV1 ? await deps.fromV1.manifestForTag(name, ref.tag) : undefined);
+    // a v1 tag that is only the bridge's view of a v2 push whose tag is absent (cut push or delete)
+    // is not bridged back: that would serve a manifest nobody pushed
+    const orphanView = !stored && ref.tag && deps.toV1 ? await deps.toV1.isDerivedView(name, ref.tag) : false;
+    let found = stored ?? (ref.tag && deps.fromV1 && !orphanView ? await deps.fromV1.manifestForTag(name, ref.tag) : undefined);
     if (!found && ref.digest && deps.schema1) found = await deps.schema1.byDigest(name, ref.digest);
     if (!found) throw new V2Error('MANIFEST_UNKNOWN', ref);
     const accept = accepted(ctx);
@@ -148,17 +151,21 @@ export function manifestHandlers(deps: V2Deps) {
     const authorization = ctx.get('Authorization') || undefined;
     // by tag, the index's notice is written ahead; by digest the tags are known after the delete
     const intent = ref.tag && deps.index && deps.journal ? await deps.journal.begin({ op: 'deleted', name, tags: [ref.tag], account: principal.account, admin: principal.admin, ...(authorization ? { authorization } : {}) }) : undefined;
-    let removed = await manifests.delete(name, ref);
     // spec §3.7: a v1-pushed tag is deleted through v2 too, by tag or by its derived digest
-    if (deps.fromV1 && deps.toV1) {
-      const v1Tags = ref.tag ? (removed ? [] : (await deps.fromV1.tags(name)).filter((t) => t === ref.tag)) : await deps.fromV1.tagsWithDigest(name, ref.digest!);
-      if (v1Tags.length > 0) removed = [...(removed ?? []), ...v1Tags];
+    const v1Tags = deps.fromV1 && deps.toV1 ? (ref.tag ? (await deps.fromV1.tags(name)).filter((t) => t === ref.tag) : await deps.fromV1.tagsWithDigest(name, ref.digest!)) : [];
+    // The v1 side goes first (issue 17 crash campaign): a kill between the two steps then leaves the
+    // v2 tag stored but its v1 view gone, which both APIs read as deleted (V2ToV1.current: 'gone');
+    // the other order left the v1 view, bridged back over v2 as a manifest nobody pushed.
+    if (deps.toV1) {
+      const v2Tags = ref.tag ? [ref.tag] : await manifests.tagsPointingTo(name, ref.digest!);
+      await deps.toV1.unpublish(name, [...new Set([...v2Tags, ...v1Tags])]);
     }
+    let removed = await manifests.delete(name, ref);
+    if (v1Tags.length > 0 && (ref.digest || !removed)) removed = [...new Set([...(removed ?? []), ...v1Tags])];
     if (!removed) {
       if (intent) await deps.journal!.end(intent);
       throw new V2Error('MANIFEST_UNKNOWN', ref);
     }
-    if (deps.toV1) await deps.toV1.unpublish(name, removed);
     // distribution: a delete by digest names the digest, then each tag it untagged; by tag, the tag
     if (ref.digest) notify('delete', () => ({ digest: ref.digest!, repository: name }));
     for (const t of ref.digest ? removed : [ref.tag!]) notify('delete', () => ({ repository: name, tag: t }));

@@ -21,7 +21,11 @@ export function tagHandlers(deps: V2Deps) {
       const sides = await Promise.all(v2Tags.map((t) => toV1.current(name, t)));
       v2Tags = v2Tags.filter((_, i) => sides[i] !== 'gone');
     }
-    return [...new Set([...v2Tags, ...v1Tags])].sort();
+    // a v1 tag that is only the bridge's view of an absent v2 tag (a cut push or delete) is not listed
+    const stored = new Set(v2Tags);
+    const toV1 = deps.toV1;
+    const views = toV1 ? await Promise.all(v1Tags.map((t) => (stored.has(t) ? false : toV1.isDerivedView(name, t)))) : [];
+    return [...new Set([...v2Tags, ...v1Tags.filter((_, i) => !views[i])])].sort();
   }
 
   /** GET/HEAD …/tags/list (a mirrored repository's list from the upstream, the cached one when it is down). */

@@ -1,6 +1,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { makeImage, pushImage, putTag } from '../helpers/v1-client.js';
@@ -80,6 +82,63 @@ describe('bridge consistency between v1 and v2 (spec §3.7)', () => {
     assert.equal((await request(s.url, '/v1/repositories/cons/five/tags/drop', { method: 'DELETE' })).status, 200);
     assert.equal((await get(s.url, '/v2/cons/five/manifests/drop')).status, 404);
     assert.deepEqual((await request(s.url, '/v2/cons/five/tags/list')).json<{ tags: string[] }>().tags, ['keep']);
+  });
+});
+
+/** The file of a storage key under a filesystem storage root (the driver may nest it under a prefix). */
+async function keyFile(root: string, key: string): Promise<string> {
+  const rel = (await readdir(root, { recursive: true })).find((p) => p === key || p.endsWith(`/${key}`));
+  assert.ok(rel, `no file for ${key} under ${root}`);
+  return join(root, rel);
+}
+
+describe('a cut v2 push or delete never brings a tag back as a manifest nobody pushed (issue 17 crash campaign)', () => {
+  let s: TestServer;
+  before(async () => {
+    // no metadata or answer caching: the test changes storage under the server, as a kill does
+    s = await startTestServer({ standalone: true, v2: true, storage_delete: true, metadata_cache_ttl: 0 });
+  });
+  after(() => s.stop());
+
+  it('the v2 tag gone but its v1 view left (a delete cut before the view went, or a push cut before its tag): 404 and not listed over v2', async () => {
+    await pushV2(s.url, 'cut/one', 'keep');
+    const v2 = await pushV2(s.url, 'cut/one', 'cut', {}, 'second image');
+    assert.equal((await get(s.url, '/v2/cut/one/manifests/cut')).headers['docker-content-digest'], v2.digest);
+    assert.ok(await v1TagId(s.url, 'cut/one', 'cut'), 'the v2 push has its v1 view');
+    // the state a SIGKILL leaves between removing the v2 tag and removing its v1 view
+    await rm(await keyFile(s.dataDir, 'v2/repositories/cut/one/_manifests/tags/cut'));
+    const r = await get(s.url, '/v2/cut/one/manifests/cut');
+    assert.equal(r.status, 404, `served ${String(r.headers['docker-content-digest'])}, pushed ${v2.digest}`);
+    assert.equal(r.json<{ errors: { code: string }[] }>().errors[0]!.code, 'MANIFEST_UNKNOWN');
+    assert.deepEqual((await request(s.url, '/v2/cut/one/tags/list')).json<{ tags: string[] }>().tags, ['keep']);
+    // a v1 push of that tag afterwards is a v1 tag like any other: bridged over v2 again
+    const id = await v1Push(s.url, 'cut/one', 'cut');
+    assert.equal(await v1TagId(s.url, 'cut/one', 'cut'), id);
+    assert.equal((await get(s.url, '/v2/cut/one/manifests/cut')).status, 200);
+    assert.deepEqual((await request(s.url, '/v2/cut/one/tags/list')).json<{ tags: string[] }>().tags, ['cut', 'keep']);
+  });
+
+  it('a delete through v2 removes the v1 view first: the state a kill leaves between the two steps reads as deleted on both APIs', async () => {
+    const v2 = await pushV2(s.url, 'cut/two', 'x');
+    assert.equal((await get(s.url, '/v2/cut/two/manifests/x')).headers['docker-content-digest'], v2.digest);
+    // the v1 view removed, the v2 tag still stored (the first step of a delete done, not the second)
+    await rm(await keyFile(s.dataDir, 'v1/repositories/cut/two/_tags/x'));
+    assert.equal((await get(s.url, '/v2/cut/two/manifests/x')).status, 404);
+    assert.equal(await v1TagId(s.url, 'cut/two', 'x'), undefined);
+    assert.deepEqual((await request(s.url, '/v2/cut/two/tags/list')).json<{ tags: string[] }>().tags, []);
+    // the client's retry of the delete completes it
+    assert.equal((await request(s.url, '/v2/cut/two/manifests/x', { method: 'DELETE' })).status, 202);
+    assert.equal((await get(s.url, '/v2/cut/two/manifests/x')).status, 404);
+  });
+
+  it('a delete by digest untags every tag on it in v1 and v2', async () => {
+    const v2 = await pushV2(s.url, 'cut/three', 'a');
+    await pushV2(s.url, 'cut/three', 'b');
+    assert.equal((await request(s.url, `/v2/cut/three/manifests/${v2.digest}`, { method: 'DELETE' })).status, 202);
+    for (const t of ['a', 'b']) {
+      assert.equal((await get(s.url, `/v2/cut/three/manifests/${t}`)).status, 404, t);
+      assert.equal(await v1TagId(s.url, 'cut/three', t), undefined, t);
+    }
   });
 });
 
