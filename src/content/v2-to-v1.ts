@@ -118,7 +118,22 @@ export class V2ToV1 {
   /** Record `top` as the derived id before the v1 tag moves to it (keeping the previous one). */
   private async recordDerived(name: string, tag: string, top: string): Promise<void> {
     const before = await this.readDerived(name, tag);
-    await this.driver.putContent(derivedKey(name, tag), Buffer.from(before && before.cur !== top ? `${top}\n${before.cur}` : top));
+    // `prev` is what the v1 tag names now when that is still a derived view: after a publish cut
+    // before its v1 tag moved, `before.cur` was never tagged, and a second cut publish keeping it
+    // would make the v1 tag look like a v1 push (the crash campaign, fs seed 45, kills 137–138)
+    let prev = before?.cur ?? '';
+    const repo = parseRepoName(name);
+    const t = parseTag(tag);
+    if (before && repo && t) {
+      let now: string | undefined;
+      try {
+        now = await this.repos.getTag(repo, t);
+      } catch (e) {
+        if (!isRegistryError(e)) throw e;
+      }
+      if (now !== undefined && (now === before.cur || now === before.prev)) prev = now;
+    }
+    await this.driver.putContent(derivedKey(name, tag), Buffer.from(prev !== '' && prev !== top ? `${top}\n${prev}` : top));
   }
 
   /**

@@ -113,6 +113,15 @@ export async function sendBytes(
     await sendFileRange(ctx, file, body);
     return;
   }
+  await sendStream(ctx, body, length);
+}
+
+/**
+ * A body of known length: through the socket piece by piece, giving each piece back to its
+ * reader's pool once the socket took it, when the reader offers that (storage/recycle.ts);
+ * else as Koa sends any stream.
+ */
+export async function sendStream(ctx: Context, body: Readable, length: number): Promise<void> {
   const pieces = recyclerOf(body);
   if (pieces) {
     await sendRecycled(ctx, body, length, pieces);

@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 
 /*
  * A reader's offer to hand out its pieces from a pool of reused buffers, when its consumer gives
@@ -24,4 +24,21 @@ export function withRecycler<T extends Readable>(stream: T, r: PieceRecycler): T
 
 export function recyclerOf(stream: Readable): PieceRecycler | undefined {
   return (stream as unknown as Record<symbol, PieceRecycler | undefined>)[RECYCLE];
+}
+
+const RELEASES = Symbol('legacy-registry.releases-chunks');
+
+/**
+ * Marks a writable that keeps no reference to a chunk once that write's callback has run (the
+ * filesystem driver's file sink: the bytes are in the kernel by then). A producer writing pooled
+ * pieces may take them back at that moment; other writables (the object-store writers gather
+ * chunks into parts after the callback) must be given pieces they may keep.
+ */
+export function releasesChunks<T extends Writable>(stream: T): T {
+  (stream as unknown as Record<symbol, boolean>)[RELEASES] = true;
+  return stream;
+}
+
+export function doesReleaseChunks(stream: Writable): boolean {
+  return (stream as unknown as Record<symbol, boolean | undefined>)[RELEASES] === true;
 }

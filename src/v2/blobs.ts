@@ -1,6 +1,6 @@
 import type { Context } from 'koa';
 import { V2Error } from '../errors/v2.js';
-import { accelUri, bodiless, sendBytes } from '../http/respond.js';
+import { accelUri, bodiless, sendBytes, sendStream } from '../http/respond.js';
 import { blobTarget } from '../notifications/events.js';
 import type { V2Deps } from './deps.js';
 import { digestParam, type RepoRequest, type V2RouteOf } from './request.js';
@@ -35,8 +35,8 @@ export function blobHandlers(deps: V2Deps) {
         ctx.type = 'application/octet-stream';
         // a blob that fails verification must not look complete: the connection is cut
         fetched.stream.once('error', () => ctx.res.destroy());
-        ctx.body = fetched.stream;
-        if (fetched.size !== undefined) ctx.length = fetched.size;
+        if (fetched.size !== undefined) await sendStream(ctx, fetched.stream, fetched.size);
+        else ctx.body = fetched.stream;
         return;
       }
       info = await blobs.stat(digest);

@@ -19,6 +19,7 @@ import {
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { withFileRange } from '../file-range.js';
+import { releasesChunks } from '../recycle.js';
 import { type PutOptions,
   endWriterStream,
   InvalidOffsetError,
@@ -539,7 +540,8 @@ class FileWriter implements Writer {
     start: number,
     private readonly base: string,
   ) {
-    this.sink = new FileSink(handle, start);
+    // the sink's write callback runs once writev returned: the chunk is no longer referenced
+    this.sink = releasesChunks(new FileSink(handle, start));
     // A failed stream must not crash the process when the caller writes without pipeline():
     // commit() reports the error (stream.errored), and cancel() cleans up.
     this.sink.on('error', noteStreamError);
