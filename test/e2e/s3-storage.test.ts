@@ -265,6 +265,30 @@ describe('registry on S3 (Ceph RGW)', { skip, timeout: 900_000 }, () => {
     await dropBucket(b0);
   });
 
+  it('the upload purge removes a session idle past its age under the request holding it: 404, nothing published; a slow monolithic POST is stored', async () => {
+    const bkt = await newBucket();
+    const s = await node({ upload_purging: true, upload_purge_age: 1, upload_purge_interval: 1 }, bkt);
+    const slow = async (method: string, path: string, body: Buffer): Promise<number> => {
+      const h = await hold(s.url, method, path, body.length);
+      h.send(body.subarray(0, body.length >> 1));
+      await new Promise((r) => setTimeout(r, 2500));
+      return h.finish(body.subarray(body.length >> 1));
+    };
+    const body = randomBytes(3 * MiB);
+    for (const method of ['PUT', 'PATCH']) {
+      const started = await request(s.url, '/v2/purge/slow/blobs/uploads/', { method: 'POST' });
+      assert.equal(started.status, 202, started.text);
+      const path = new URL(String(started.headers.location), s.url).pathname;
+      assert.equal(await slow(method, method === 'PUT' ? `${path}?digest=${sha(body)}` : path, body), 404, `${method} in a purged session`);
+      assert.equal((await request(s.url, path)).status, 404, 'the session stays gone');
+      assert.equal((await request(s.url, `/v2/purge/slow/blobs/${sha(body)}`, { method: 'HEAD' })).status, 404, 'nothing published');
+    }
+    // no session to purge: a POST ?digest= that pauses is stored
+    assert.equal(await slow('POST', `/v2/purge/slow/blobs/uploads/?digest=${sha(body)}`, body), 201);
+    assert.ok((await request(s.url, `/v2/purge/slow/blobs/${sha(body)}`)).body.equals(body));
+    await dropBucket(bkt);
+  });
+
   it('a v1 image pushed through node A is pulled through node B', async () => {
     const a = await node();
     const b = await node();
@@ -485,7 +509,7 @@ describe('registry on S3 (Ceph RGW)', { skip, timeout: 900_000 }, () => {
  * A request on a raw socket whose headers (with Content-Length) go out at once while the body is
  * held back until finish(): the server is inside the request meanwhile.
  */
-async function hold(base: string, method: string, path: string, length: number): Promise<{ finish(body: Buffer): Promise<number> }> {
+async function hold(base: string, method: string, path: string, length: number): Promise<{ send(part: Buffer): void; finish(body: Buffer): Promise<number> }> {
   const u = new URL(base);
   const sock = connect(Number(u.port), u.hostname);
   await once(sock, 'connect');
@@ -497,6 +521,9 @@ async function hold(base: string, method: string, path: string, length: number):
   });
   sock.write([`${method} ${path} HTTP/1.1`, `Host: ${u.host}`, 'Connection: close', `Content-Length: ${length}`, '', ''].join('\r\n'));
   return {
+    send(part: Buffer) {
+      sock.write(part);
+    },
     finish(body: Buffer) {
       sock.write(body);
       return answered;
