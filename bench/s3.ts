@@ -480,6 +480,22 @@ async function countRequests(rgw: Rgw, work: string, haveDistribution: boolean):
             } else if (r.status !== 201) throw new Error(`${s.name}: POST ?digest= ${r.status} ${r.body.toString().slice(0, 200)}`);
           },
         ],
+        [
+          'POST, 2 PATCHes of 1 MiB, PUT ?digest= (chunked)',
+          async () => {
+            const parts = [randomBytes(MiB), randomBytes(MiB)];
+            let l = await startUpload(s, 'bench/count');
+            let at = 0;
+            for (const c of parts) {
+              const r = await http(s.agent, s.port, 'PATCH', l, { 'Content-Type': 'application/octet-stream', 'Content-Range': `${at}-${at + c.length - 1}` }, c);
+              if (r.status !== 202) throw new Error(`${s.name}: PATCH ${r.status}`);
+              l = loc(r);
+              at += c.length;
+            }
+            const p = await http(s.agent, s.port, 'PUT', withQ(l, `digest=${sha(Buffer.concat(parts))}`), {}, Buffer.alloc(0));
+            if (p.status !== 201) throw new Error(`${s.name}: chunked PUT ${p.status}`);
+          },
+        ],
       ];
       for (const [label, fn] of scenarios) {
         const runs: string[][] = [];
