@@ -37,10 +37,18 @@ if (flag('help')) {
   --size MiB   the monolithic / download blob (default 256)
   --big        also push and pull a 2 GiB blob through ours (peak RSS ≤ 200 MiB)
   --out DIR    where the JSON result goes (default bench/results)
+  --only LIST  only these figures, comma-separated: mono, small, chunked, dl1, dl8, manifest
+               (dl1/dl8 also run with redirect unless --no-redirect)
+  --no-redirect  skip the round with redirects to pre-signed URLs
+  --count      count the object-store requests (by S3 operation) of one v2 push of a 1 MiB blob
+               (POST + PUT with the body) and of a monolithic POST ?digest=, ours and distribution,
+               through a counting proxy in front of RGW; prints the counts and exits
 Starts a throw-away Ceph RGW (scripts/ceph-rgw.sh, root), legacy-registry and distribution 2.8 on it.`);
   process.exit(0);
 }
 const REPS = Number(opt('reps', '1'));
+const ONLY = flag('only') ? new Set(opt('only', '').split(',').filter(Boolean)) : undefined;
+const want = (key: string): boolean => !ONLY || ONLY.has(key);
 const SIZE = Number(opt('size', '256')) * MiB;
 const log = (s: string): void => console.error(`[bench s3] ${s}`);
 
@@ -292,11 +300,11 @@ async function workloads(servers: Server[], redirect: boolean, data: { big: { pa
   const tag = redirect ? ', redirect' : '';
   const add = (r: Row, s: Server, p: Phase): void => void (s.name === 'ours' ? r.ours : r.theirs).push(p);
   if (!redirect) {
-    for (const s of servers) {
+    for (const s of want('mono') ? servers : []) {
       const r = row('mono', `v2 upload monolithic, ${data.big.size / MiB} MiB`, 'MiB/s', data.big.size, (p) => data.big.size / MiB / p.seconds);
       add(r, s, await measure(s, () => pushFile(s, `bench/mono${++seq}`, data.big)));
     }
-    for (const s of servers) {
+    for (const s of want('small') ? servers : []) {
       const total = data.small.length * MiB;
       const r = row('small', 'v2 upload 64 × 1 MiB, 8 parallel', 'MiB/s', total, (p) => total / MiB / p.seconds);
       let next = 0;
@@ -313,7 +321,7 @@ async function workloads(servers: Server[], redirect: boolean, data: { big: { pa
         }),
       );
     }
-    for (const s of servers) {
+    for (const s of want('chunked') ? servers : []) {
       const total = data.chunks.reduce((a, c) => a + c.length, 0);
       const r = row('chunked', `v2 chunked upload, ${total / MiB} MiB in ${data.chunks[0]!.length / MiB} MiB PATCHes`, 'MiB/s', total, (p) => total / MiB / p.seconds);
       const repo = `bench/chunked${++seq}`;
@@ -336,7 +344,7 @@ async function workloads(servers: Server[], redirect: boolean, data: { big: { pa
     }
   }
   for (const streams of [1, 8]) {
-    for (const s of servers) {
+    for (const s of want(`dl${streams}`) ? servers : []) {
       const total = data.big.size * streams;
       const r = row(`dl${streams}${redirect ? '-redirect' : ''}`, `blob download, ${streams} stream${streams > 1 ? 's' : ''}${tag}`, 'MiB/s', total, (p) => total / MiB / p.seconds);
       const url = `http://127.0.0.1:${s.port}/v2/bench/download/blobs/${data.big.digest}`;
@@ -354,7 +362,7 @@ async function workloads(servers: Server[], redirect: boolean, data: { big: { pa
       );
     }
   }
-  if (!redirect) {
+  if (!redirect && want('manifest')) {
     const haveWrk = spawnSync('sh', ['-c', 'command -v wrk']).status === 0;
     for (const s of servers) {
       const seconds = 5;
@@ -407,6 +415,117 @@ async function pushImage(s: Server): Promise<void> {
   if (r.status !== 201) throw new Error(`${s.name}: manifest PUT ${r.status}`);
 }
 
+/** The S3 operation of a request as RGW receives it (path style). */
+function s3Operation(method: string, url: URL, headers: Record<string, string | string[] | undefined>): string {
+  const q = url.searchParams;
+  const onBucket = url.pathname.split('/').filter(Boolean).length <= 1;
+  if (q.has('uploadId')) {
+    if (method === 'PUT') return headers['x-amz-copy-source'] ? 'UploadPartCopy' : 'UploadPart';
+    if (method === 'POST') return 'CompleteMultipartUpload';
+    if (method === 'DELETE') return 'AbortMultipartUpload';
+    return 'ListParts';
+  }
+  if (q.has('uploads')) return method === 'POST' ? 'CreateMultipartUpload' : 'ListMultipartUploads';
+  if (q.has('delete') && method === 'POST') return 'DeleteObjects';
+  if (onBucket) return method === 'GET' ? 'ListObjects' : `${method} bucket`;
+  if (method === 'PUT') return headers['x-amz-copy-source'] ? 'CopyObject' : headers['if-none-match'] ? 'PutObject If-None-Match' : 'PutObject';
+  return { GET: 'GetObject', HEAD: 'HeadObject', DELETE: 'DeleteObject' }[method] ?? method;
+}
+
+/** A proxy in front of RGW that records every request's S3 operation and key. */
+async function countingProxy(target: string): Promise<{ url: string; seen: string[]; close: () => Promise<void> }> {
+  const t = new URL(target);
+  const seen: string[] = [];
+  const { createServer: createHttpServer } = await import('node:http');
+  const server = createHttpServer((req, res) => {
+    const u = new URL(req.url ?? '/', 'http://x');
+    const key = decodeURIComponent(u.pathname.split('/').slice(2).join('/'));
+    seen.push(`${s3Operation(req.method ?? '', u, req.headers)}\t${key || (u.searchParams.get('prefix') ?? '')}`);
+    // Host is kept: the client signed it
+    const up = request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers, agent: false }, (ur) => {
+      res.writeHead(ur.statusCode ?? 502, ur.headers);
+      ur.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const port = (server.address() as AddressInfo).port;
+  return { url: `http://127.0.0.1:${port}`, seen, close: () => new Promise((r) => server.close(() => r())) };
+}
+
+/** --count: the object-store requests of one small-blob push, ours and distribution's. */
+async function countRequests(rgw: Rgw, work: string, haveDistribution: boolean): Promise<void> {
+  const proxy = await countingProxy(rgw.endpoint);
+  const via = { ...rgw, endpoint: proxy.url };
+  const servers = [await startOurs(via, 'bench-ours', false, work)];
+  if (haveDistribution) servers.push(await startDistribution(via, 'bench-distribution', false, work));
+  const summary: Record<string, Record<string, unknown>> = {};
+  try {
+    for (const s of servers) {
+      await pushBuffer(s, 'bench/warm', randomBytes(MiB)); // start-up checks and first-use requests
+      await new Promise((r) => setTimeout(r, 300));
+      const scenarios: Array<[string, () => Promise<void>]> = [
+        ['POST + PUT ?digest= (1 MiB body)', async () => void (await pushBuffer(s, 'bench/count', randomBytes(MiB)))],
+        [
+          'POST ?digest= (1 MiB body, monolithic)',
+          async () => {
+            const b = randomBytes(MiB);
+            const r = await http(s.agent, s.port, 'POST', `/v2/bench/count/blobs/uploads/?digest=${sha(b)}`, { 'Content-Type': 'application/octet-stream' }, b);
+            if (r.status === 202) {
+              // not taken as a monolithic upload (distribution 2.8): finish it with a PUT of the body
+              const p = await http(s.agent, s.port, 'PUT', withQ(loc(r), `digest=${sha(b)}`), { 'Content-Type': 'application/octet-stream' }, b);
+              if (p.status !== 201) throw new Error(`${s.name}: PUT after POST ?digest= ${p.status}`);
+              log(`${s.name}: POST ?digest= answered 202 (no monolithic POST): counted with the PUT that finished it`);
+            } else if (r.status !== 201) throw new Error(`${s.name}: POST ?digest= ${r.status} ${r.body.toString().slice(0, 200)}`);
+          },
+        ],
+        [
+          'POST, 2 PATCHes of 1 MiB, PUT ?digest= (chunked)',
+          async () => {
+            const parts = [randomBytes(MiB), randomBytes(MiB)];
+            let l = await startUpload(s, 'bench/count');
+            let at = 0;
+            for (const c of parts) {
+              const r = await http(s.agent, s.port, 'PATCH', l, { 'Content-Type': 'application/octet-stream', 'Content-Range': `${at}-${at + c.length - 1}` }, c);
+              if (r.status !== 202) throw new Error(`${s.name}: PATCH ${r.status}`);
+              l = loc(r);
+              at += c.length;
+            }
+            const p = await http(s.agent, s.port, 'PUT', withQ(l, `digest=${sha(Buffer.concat(parts))}`), {}, Buffer.alloc(0));
+            if (p.status !== 201) throw new Error(`${s.name}: chunked PUT ${p.status}`);
+          },
+        ],
+      ];
+      for (const [label, fn] of scenarios) {
+        const runs: string[][] = [];
+        for (let i = 0; i < 3; i++) {
+          const from = proxy.seen.length;
+          await fn();
+          runs.push(proxy.seen.slice(from));
+        }
+        const byKind: Record<string, number> = {};
+        for (const op of runs[runs.length - 1]!) byKind[op.split('\t')[0]!] = (byKind[op.split('\t')[0]!] ?? 0) + 1;
+        summary[`${s.name}: ${label}`] = { requests: runs.map((r) => r.length), byKind, sequence: runs[runs.length - 1] };
+        console.log(`\n${s.name} — ${label}: ${runs.map((r) => r.length).join(', ')} requests (3 pushes)`);
+        for (const [k, n] of Object.entries(byKind)) console.log(`  ${String(n).padStart(3)} ${k}`);
+        // keys shortened: a uuid or a digest as its first 8 characters
+        const short = (k: string): string => k.replace(/[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}|[0-9a-f]{64}/g, (m) => `${m.slice(0, 8)}…`);
+        console.log(`  sequence of the last:\n    ${runs[runs.length - 1]!.map((x) => short(x.replace('\t', ' '))).join('\n    ')}`);
+      }
+    }
+    const outDir = opt('out', join(ROOT, 'bench', 'results'));
+    mkdirSync(outDir, { recursive: true });
+    const date = new Date().toISOString();
+    const file = join(outDir, `s3-requests-${date.slice(0, 10)}.json`);
+    writeFileSync(file, JSON.stringify({ date, counts: summary }, null, 2) + '\n');
+    console.log(`\nwritten: ${file}`);
+  } finally {
+    for (const s of servers) await stop(s).catch(() => undefined);
+    await proxy.close();
+  }
+}
+
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the S3 bench starts a Ceph cluster: run it as root');
   if (!existsSync('/usr/bin/radosgw')) throw new Error('ceph is not installed (apt-get install radosgw ceph-mon ceph-osd ceph-common)');
@@ -422,7 +541,8 @@ async function main(): Promise<void> {
     for (const b of ['bench-ours', 'bench-distribution']) await s3.send(new CreateBucketCommand({ Bucket: b }));
     s3.destroy();
     log('preparing data…');
-    const big = await makeBlobFile(join(work, 'blob'), SIZE);
+    const needBig = want('mono') || want('dl1') || want('dl8');
+    const big = needBig ? await makeBlobFile(join(work, 'blob'), SIZE) : { path: '', size: SIZE, digest: '' };
     const small = Array.from({ length: 64 }, () => randomBytes(MiB));
     const chunks = Array.from({ length: 16 }, () => randomBytes(8 * MiB));
     const h = createHash('sha256');
@@ -430,13 +550,17 @@ async function main(): Promise<void> {
     const data = { big, small, chunks, chunkDigest: `sha256:${h.digest('hex')}` };
     const bigResult: Record<string, number> = {};
 
-    for (const redirect of [false, true]) {
+    if (flag('count')) {
+      await countRequests(rgw, work, haveDistribution);
+      return;
+    }
+    for (const redirect of flag('no-redirect') || (ONLY && !ONLY.has('dl1') && !ONLY.has('dl8')) ? [false] : [false, true]) {
       servers.push(await startOurs(rgw, 'bench-ours', redirect, work));
       if (haveDistribution) servers.push(await startDistribution(rgw, 'bench-distribution', redirect, work));
       if (!redirect) {
         for (const s of servers) {
-          await pushFile(s, 'bench/download', big);
-          await pushImage(s);
+          if (want('dl1') || want('dl8')) await pushFile(s, 'bench/download', big);
+          if (want('manifest')) await pushImage(s);
         }
       }
       for (let rep = 0; rep < REPS; rep++) {

@@ -95,6 +95,7 @@ export function assembleV2(app: Koa, site: Site, store: StorageServices, index: 
   const uploads = new V2Uploads(driver, blobs, config.max_layer_size, {
     perRepository: config.max_uploads_per_repository,
     perOwner: config.max_uploads_per_account,
+    purgeAgeMs: config.upload_purge_age * 1000,
   });
   const { manifests, fromV1, toV1, schema1 } = bridgeContent(site, store, uploads);
   // the catalog: the index database when this process runs the index; on a standalone registry,

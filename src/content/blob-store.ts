@@ -38,11 +38,28 @@ class Meter extends Transform {
   }
 }
 
+export class DigestMismatchError extends Error {
+  constructor(
+    readonly expected: string,
+    readonly actual: string,
+  ) {
+    super(`the bytes hash to ${actual}, not ${expected}`);
+    this.name = 'DigestMismatchError';
+  }
+}
+
 export interface IngestOptions {
   /** Fail once more than this many bytes arrive (0 = no limit). */
   readonly maxSize: number;
   /** Content-Length, when the client gave one: fewer bytes is an incomplete upload. */
   readonly expectedSize?: number;
+  /**
+   * The digest the client named up front: bytes that hash otherwise are not published
+   * (DigestMismatchError).
+   */
+  readonly digest?: string;
+  /** Runs after the bytes are verified, before they are published: a throw publishes nothing. */
+  readonly beforePublish?: () => Promise<void>;
 }
 
 export interface UploadPurgeListener {
@@ -114,6 +131,7 @@ export class BlobStore {
    * Returns the digest and size. The upload folder is held from the purge while this runs.
    */
   async ingest(source: Readable, hasher: HashingStage, opts: IngestOptions): Promise<BlobInfo> {
+    if (opts.digest !== undefined && this.driver.atomicWriter) return this.ingestAtomic(opts.digest, source, hasher, opts);
     const uuid = randomUUID();
     this.active.add(uuid);
     try {
@@ -133,6 +151,8 @@ export class BlobStore {
         throw new ShortBodyError(opts.expectedSize, meter.bytes);
       }
       await writer.commit();
+      if (opts.digest !== undefined && hasher.sha256() !== opts.digest) throw new DigestMismatchError(opts.digest, hasher.sha256());
+      await opts.beforePublish?.();
     } catch (e) {
       await writer.cancel().catch(() => undefined);
       await this.removeUpload(uuid);
@@ -143,6 +163,28 @@ export class BlobStore {
       await this.publish(uploadKey, digest);
     } finally {
       await this.removeUpload(uuid);
+    }
+    return { digest, size: meter.bytes };
+  }
+
+  /**
+   * ingest of bytes whose digest is known before they arrive, on a driver with atomicWriter: they go
+   * straight to the blob's key and are published there by the commit, once they hashed to the
+   * digest (no upload key, no move: a small blob on S3 is one PutObject). A failure or a wrong
+   * digest cancels the writer, which leaves whatever the key held before.
+   */
+  private async ingestAtomic(digest: string, source: Readable, hasher: HashingStage, opts: IngestOptions): Promise<BlobInfo> {
+    const writer = await this.driver.atomicWriter!(keys.blob(hexOf(digest)));
+    const meter = new Meter(opts.maxSize);
+    try {
+      await pipeline(source, meter, hasher, writer.stream);
+      if (opts.expectedSize !== undefined && meter.bytes !== opts.expectedSize) throw new ShortBodyError(opts.expectedSize, meter.bytes);
+      if (hasher.sha256() !== digest) throw new DigestMismatchError(digest, hasher.sha256());
+      await opts.beforePublish?.();
+      await writer.commit();
+    } catch (e) {
+      await writer.cancel().catch(() => undefined);
+      throw e;
     }
     return { digest, size: meter.bytes };
   }

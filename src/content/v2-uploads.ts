@@ -3,7 +3,7 @@ import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { isNotFound, type ResumableState, type StorageDriver } from '../storage/driver.js';
 import { V2Error } from '../errors/v2.js';
-import type { BlobStore } from './blob-store.js';
+import { DigestMismatchError, ShortBodyError, type BlobStore, type HashingStage } from './blob-store.js';
 import { keys } from './keys.js';
 import { uploadSessions } from '../metrics/registry.js';
 import { keyExists, readOptional, removeIfPresent } from './small-objects.js';
@@ -21,7 +21,7 @@ interface UploadState {
 }
 
 /** Hashes and counts bytes on their way to storage, without copying them. */
-class HashTap extends Transform {
+class HashTap extends Transform implements HashingStage {
   bytes = 0;
   constructor(
     readonly hash: Hash,
@@ -38,11 +38,16 @@ class HashTap extends Transform {
     this.hash.update(chunk);
     cb(null, chunk);
   }
+  sha256(): string {
+    return `sha256:${this.hash.copy().digest('hex')}`;
+  }
 }
 
 const stateKey = (uuid: string): string => `uploads/${uuid}/state`;
 /** With resumable writers: where the bytes go (uploads/<uuid>/data is then an empty token to claim). */
 const blobKey = (uuid: string): string => `uploads/${uuid}/blob`;
+/** With resumable writers and putContentIfAbsent: the object a request creates to hold the session (see V2Uploads). */
+const lockKey = (uuid: string): string => `uploads/${uuid}/claim`;
 /** Where a request keeps the session's data while it works on it (see V2Uploads). */
 const claimKey = (uuid: string): string => `uploads/${uuid}/claim-${randomBytes(8).toString('hex')}`;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -60,6 +65,11 @@ export interface UploadLimits {
   readonly hashEntries?: number;
   /** Seconds a client refused for too many sessions is told to wait (Retry-After). */
   readonly retryAfter?: number;
+  /**
+   * The upload purge's age (ms): a request that held a session for less than half of it need not
+   * check that the purge left the session alone. Unset: always checked.
+   */
+  readonly purgeAgeMs?: number;
 }
 
 const NO_LIMITS: UploadLimits = { perRepository: 0, perOwner: 0 };
@@ -176,11 +186,19 @@ class SessionSlots {
  * busy sessions answers before storage is asked. A node that dies holding a claim leaves the
  * session unusable; the purge job removes it.
  *
- * On a driver with resumable writers (object stores: S3) the data file is an empty token that is
- * only claimed; the bytes go to an upload the driver keeps open between requests at
- * uploads/<uuid>/blob (S3: one multipart upload, its id and parts in the state's `parted`), so a
- * PATCH costs its own bytes and not a copy of the upload so far; the final PUT completes it and
- * publishes it at the digest.
+ * On a driver with resumable writers (object stores: S3) there is no data file: the bytes go to an
+ * upload the driver keeps open between requests at uploads/<uuid>/blob (S3: one multipart upload,
+ * its id and parts in the state's `parted`), so a PATCH costs its own bytes and not a copy of the
+ * upload so far; the final PUT completes it and publishes it at the digest. A request claims the
+ * session by creating uploads/<uuid>/claim (putContentIfAbsent: exactly one of concurrent creates
+ * wins, across nodes too) with a token of its own, and removes it when done; it checks that its
+ * token is still there before it writes the state or publishes (the purge may have removed the
+ * session meanwhile). A PUT that brings the whole blob to a session with nothing in it yet writes
+ * it straight to its digest's key (atomicWriter: one PutObject for a small blob), verified before
+ * the write is committed. A POST ?digest= with the whole blob has no session in storage at all
+ * (putWhole). On S3 a small blob pushed with POST + PUT thus costs 7 requests to the store: the
+ * state; the claim, the state read, the blob, the claim check, the link, the folder's listing and
+ * removal (a monolithic POST: the blob and the link).
  *
  * Session data and state are not fsynced chunk by chunk (as with distribution, a crash may cost an
  * upload in progress: the data no longer matches the state and the client starts the blob again);
@@ -196,6 +214,16 @@ export class V2Uploads {
   private readonly hashEntries: number;
   /** The driver continues uploads kept open between requests (object stores): see write(). */
   private readonly resumable: boolean;
+  /**
+   * Object stores (resumable writers and putContentIfAbsent): a request holds a session by creating
+   * its claim object (uploads/<uuid>/claim) rather than by moving its data token, which costs an
+   * object store a copy each way. The token this request wrote there, per session it holds.
+   */
+  private readonly locking: boolean;
+  private readonly tokens = new Map<string, Buffer>();
+  /** When this request claimed the session (ms), per session it holds (see mayBePurged). */
+  private readonly claimedAt = new Map<string, number>();
+  private readonly purgeAgeMs: number | undefined;
 
   constructor(
     private readonly driver: StorageDriver,
@@ -204,7 +232,9 @@ export class V2Uploads {
     limits: UploadLimits = NO_LIMITS,
   ) {
     this.hashEntries = limits.hashEntries ?? DEFAULT_HASH_ENTRIES;
+    this.purgeAgeMs = limits.purgeAgeMs;
     this.resumable = typeof driver.resumableWriter === 'function';
+    this.locking = this.resumable && typeof driver.putContentIfAbsent === 'function';
     this.slots = new SessionSlots(limits, (uuid) => keyExists(this.driver, stateKey(uuid)));
     blobs.onUploadPurge({
       removed: (uuid) => this.forget(uuid),
@@ -230,9 +260,9 @@ export class V2Uploads {
     await this.slots.reserve(uuid, `repository:${name}`, owner);
     try {
       const state: UploadState = { name, offset: 0, started: Date.now() };
-      // an empty data file to claim; neither it nor the state need survive a crash (the client
-      // starts the blob again): no fsync
-      await this.driver.putContent(keys.upload(uuid), Buffer.alloc(0), { durable: false });
+      // an empty data file to claim (unless requests claim with an object of their own); neither it
+      // nor the state need survive a crash (the client starts the blob again): no fsync
+      if (!this.locking) await this.driver.putContent(keys.upload(uuid), Buffer.alloc(0), { durable: false });
       await this.driver.putContent(stateKey(uuid), Buffer.from(JSON.stringify(state)), { durable: false });
     } catch (e) {
       await this.drop(uuid).catch(() => undefined);
@@ -262,14 +292,24 @@ export class V2Uploads {
         throw new V2Error('RANGE_INVALID', undefined, undefined, { Range: st.offset > 0 ? `0-${st.offset - 1}` : '0-0' });
       }
       const { hash, offset, parted } = await this.write(uuid, st, claim, body, { ...opts, last: false });
+      const next: UploadState = { ...st, offset, ...(parted !== undefined ? { parted } : {}) };
       // the purge may have removed a session held longer than upload_purge_age without a byte:
       // it stays removed (writing its state would bring it back)
-      if (!(await keyExists(this.driver, stateKey(uuid)))) {
-        await this.drop(uuid, parted);
-        throw unknown();
+      if (this.locking) {
+        // the purge lists a folder before it deletes what it listed: a state written after its
+        // listing stays, but the claim is gone then, and the session is dropped here
+        await this.driver.putContent(stateKey(uuid), Buffer.from(JSON.stringify(next)), { durable: false });
+        if (this.mayBePurged(uuid) && !(await this.stillClaimed(uuid))) {
+          await this.drop(uuid, parted);
+          throw unknown();
+        }
+      } else {
+        if (!(await keyExists(this.driver, stateKey(uuid)))) {
+          await this.drop(uuid, parted);
+          throw unknown();
+        }
+        await this.driver.putContent(stateKey(uuid), Buffer.from(JSON.stringify(next)), { durable: false });
       }
-      const next: UploadState = { ...st, offset, ...(parted !== undefined ? { parted } : {}) };
-      await this.driver.putContent(stateKey(uuid), Buffer.from(JSON.stringify(next)), { durable: false });
       await this.release(uuid, claim);
       this.keepHash(uuid, hash, offset);
       return offset;
@@ -279,6 +319,27 @@ export class V2Uploads {
   /** PUT ?digest=: append an optional last chunk, verify, publish, link into the repository. */
   async finish(name: V2Name, uuid: string, digest: string, body: Readable | undefined, contentLength?: number): Promise<number> {
     return this.exclusive(name, uuid, async (st, claim) => {
+      // the whole blob in this request, on an object store: straight to its key (ingestWhole)
+      if (body && st.offset === 0 && !st.parted && this.locking && this.driver.atomicWriter) {
+        this.hashes.delete(uuid);
+        let size: number;
+        try {
+          size = await this.ingestWhole(digest, body, contentLength, async () => {
+            // a session purged while its body came (a client silent past upload_purge_age) stays
+            // removed and publishes nothing, as on the other paths
+            if (this.mayBePurged(uuid) && !(await this.stillClaimed(uuid))) throw unknown();
+          });
+        } catch (e) {
+          await this.drop(uuid, null).catch(() => undefined);
+          throw e;
+        }
+        try {
+          await this.link(name, digest);
+        } finally {
+          await this.drop(uuid, null, true);
+        }
+        return size;
+      }
       let offset = st.offset;
       let hash: Hash;
       // the complete bytes: the claimed file, or with resumable writers the object they publish
@@ -326,6 +387,42 @@ export class V2Uploads {
     });
   }
 
+  /**
+   * POST ?digest= with the whole blob (spec end-4b): no session in storage, nothing another node
+   * needs. The bytes are hashed on their way in and published at the digest only if they hash to it
+   * (on an object store straight to the blob's key: BlobStore.ingest with a digest), then linked.
+   * It counts as an open session of the repository and of the owner while it runs.
+   */
+  async putWhole(name: V2Name, owner: string, digest: string, body: Readable, contentLength?: number): Promise<number> {
+    const uuid = randomUUID();
+    // held as reserved (never started): a check of the sets does not look for its state
+    await this.slots.reserve(uuid, `repository:${name}`, owner);
+    try {
+      const size = await this.ingestWhole(digest, body, contentLength);
+      await this.link(name, digest);
+      return size;
+    } finally {
+      this.slots.release(uuid);
+    }
+  }
+
+  /** A whole blob through BlobStore.ingest, verified against digest; the errors as the v2 API's. */
+  private async ingestWhole(digest: string, body: Readable, contentLength: number | undefined, beforePublish?: () => Promise<void>): Promise<number> {
+    try {
+      const { size } = await this.blobs.ingest(body, new HashTap(createHash('sha256'), this.maxSize), {
+        maxSize: 0,
+        digest,
+        ...(contentLength !== undefined ? { expectedSize: contentLength } : {}),
+        ...(beforePublish ? { beforePublish } : {}),
+      });
+      return size;
+    } catch (e) {
+      if (e instanceof DigestMismatchError) throw new V2Error('DIGEST_INVALID', { expected: e.expected, actual: e.actual });
+      if (e instanceof ShortBodyError) throw new V2Error('SIZE_INVALID');
+      throw e;
+    }
+  }
+
   async cancel(name: V2Name, uuid: string): Promise<void> {
     await this.exclusive(name, uuid, () => this.drop(uuid));
   }
@@ -353,12 +450,27 @@ export class V2Uploads {
     if (this.busy.has(uuid)) throw busy();
     this.busy.add(uuid);
     try {
-      const claim = claimKey(uuid);
-      try {
-        // a claim need not survive a crash (the session is then unusable either way): no fsync
-        await this.driver.move(keys.upload(uuid), claim, { durable: false });
-      } catch (e) {
-        if (!isNotFound(e)) throw e;
+      const claim = this.locking ? lockKey(uuid) : claimKey(uuid);
+      // a claim need not survive a crash (the session is then unusable either way): no fsync
+      let claimed: boolean;
+      if (this.locking) {
+        const token = randomBytes(16);
+        const at = Date.now();
+        claimed = await this.driver.putContentIfAbsent!(claim, token, { durable: false });
+        if (claimed) {
+          this.tokens.set(uuid, token);
+          this.claimedAt.set(uuid, at);
+        }
+      } else {
+        claimed = await this.driver.move(keys.upload(uuid), claim, { durable: false }).then(
+          () => true,
+          (e: unknown) => {
+            if (!isNotFound(e)) throw e;
+            return false;
+          },
+        );
+      }
+      if (!claimed) {
         // nothing to claim: held by a request on another node while the session lives, else over
         const st = await this.readState(uuid);
         if (st?.name === name) throw busy();
@@ -391,14 +503,18 @@ export class V2Uploads {
       }
     } finally {
       this.busy.delete(uuid);
+      this.tokens.delete(uuid);
+      this.claimedAt.delete(uuid);
     }
   }
 
   /**
    * Give the claimed data file back to the session. If the session was removed meanwhile (the
-   * purge took it while this request held it), it stays removed: BLOB_UPLOAD_UNKNOWN.
+   * purge took it while this request held it), it stays removed: BLOB_UPLOAD_UNKNOWN. With claim
+   * objects: remove this request's claim (the callers have checked that it was still there).
    */
   private async release(uuid: string, claim: string): Promise<void> {
+    if (this.locking) return this.removeObject(claim);
     try {
       await this.driver.move(claim, keys.upload(uuid), { durable: false });
     } catch (e) {
@@ -481,6 +597,24 @@ export class V2Uploads {
     return { hash, st };
   }
 
+  /**
+   * With claim objects: whether the purge may have removed the session since this request claimed
+   * it. The purge removes a folder whose newest object is upload_purge_age old, and the claim is in
+   * the folder: not before half that age has passed since the claim (half: for the clocks of the
+   * store and of the purging node, which need not agree to the second). Unknown age: maybe.
+   */
+  private mayBePurged(uuid: string): boolean {
+    const since = this.claimedAt.get(uuid);
+    return this.purgeAgeMs === undefined || since === undefined || Date.now() - since >= this.purgeAgeMs / 2;
+  }
+
+  /** With claim objects: this request's claim is still in place (the purge has not removed the session). */
+  private async stillClaimed(uuid: string): Promise<boolean> {
+    const token = this.tokens.get(uuid);
+    const found = await readOptional(this.driver, lockKey(uuid));
+    return token !== undefined && found !== undefined && found.equals(token);
+  }
+
   private keepHash(uuid: string, hash: Hash, offset: number): void {
     this.hashes.delete(uuid);
     this.hashes.set(uuid, { hash, offset, at: Date.now() });
@@ -495,15 +629,28 @@ export class V2Uploads {
   /**
    * Remove the session (state, data, any claim) and everything kept about it in memory. With
    * resumable writers, also the suspended upload: `parted` when the caller knows it (null: none),
-   * else the one the stored state names.
+   * else the one the stored state names. With claim objects the state goes first: a request that
+   * claims the session once this request's claim is gone finds no state (404) and goes away; with
+   * `bare` (a session that held nothing but its state and this request's claim) the two are
+   * removed without listing the folder.
    */
-  private async drop(uuid: string, parted?: ResumableState | null): Promise<void> {
+  private async drop(uuid: string, parted?: ResumableState | null, bare = false): Promise<void> {
     this.forget(uuid);
     if (this.resumable) {
       const p = parted !== undefined ? parted : (await this.readState(uuid).catch(() => undefined))?.parted;
       if (p) await this.driver.discardResumable?.(blobKey(uuid), p).catch(() => undefined);
     }
+    if (this.locking) {
+      await this.removeObject(stateKey(uuid));
+      if (bare) return this.removeObject(lockKey(uuid));
+    }
     await this.blobs.removeUpload(uuid);
+  }
+
+  /** One object, no error when it is missing. */
+  private async removeObject(key: string): Promise<void> {
+    if (this.driver.removeObject) await this.driver.removeObject(key);
+    else await removeIfPresent(this.driver, key);
   }
 
   private forget(uuid: string): void {

@@ -18,6 +18,8 @@ export class MetricsDriver implements StorageDriver {
   readonly putContentIfAbsent?: StorageDriver['putContentIfAbsent'];
   readonly resumableWriter?: (key: string, state: ResumableState | undefined) => Promise<ResumableWriter>;
   readonly discardResumable?: StorageDriver['discardResumable'];
+  readonly atomicWriter?: (key: string) => Promise<Writer>;
+  readonly removeObject?: StorageDriver['removeObject'];
 
   constructor(private readonly inner: StorageDriver) {
     this.name = inner.name;
@@ -41,6 +43,8 @@ export class MetricsDriver implements StorageDriver {
       };
     }
     if (optional.discardResumable) this.discardResumable = (key, state) => this.timed('Cancel', () => optional.discardResumable!(key, state));
+    if (optional.atomicWriter) this.atomicWriter = async (key) => this.timedWriter(await this.timed('Writer', () => optional.atomicWriter!(key)));
+    if (optional.removeObject) this.removeObject = (key) => this.timed('Delete', () => optional.removeObject!(key));
     if (optional.redirectURL) this.redirectURL = (key) => this.timed('URLFor', () => optional.redirectURL!(key));
   }
 
@@ -63,7 +67,9 @@ export class MetricsDriver implements StorageDriver {
     return this.timed('Reader', () => this.inner.reader(key, offset, length));
   }
   async writer(key: string, options?: WriterOptions): Promise<Writer> {
-    const w = await this.timed('Writer', () => this.inner.writer(key, options));
+    return this.timedWriter(await this.timed('Writer', () => this.inner.writer(key, options)));
+  }
+  private timedWriter(w: Writer): Writer {
     const timed = this.timed.bind(this);
     return {
       get size() {

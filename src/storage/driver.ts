@@ -160,6 +160,22 @@ export interface StorageDriver {
    * fails to discard is removed by purgeAbandonedWrites once nothing beside it was written for its age.
    */
   discardResumable?(key: string, state: ResumableState): Promise<void>;
+  /**
+   * Object stores: a writer straight to a published key. Nothing of it is readable at key before
+   * commit(), which replaces what is there at once (S3: one PutObject, or a completed multipart
+   * upload); cancel() — and a process killed while writing — leaves key as it was (S3: what a
+   * killed writer leaves is an incomplete multipart upload, invisible, removed by
+   * purgeAbandonedWrites). A caller that can check the bytes before commit() (a v2 upload whose
+   * digest the client named up front) saves the private upload key and the move(). Without it,
+   * callers write to a private key and move().
+   */
+  atomicWriter?(key: string): Promise<Writer>;
+  /**
+   * Remove the object at key if there is one (no error if none); keys below it are not touched.
+   * For callers that know key is an object (an upload session's claim): on an object store one
+   * request, where delete() must first find out whether key is an object or a prefix.
+   */
+  removeObject?(key: string): Promise<void>;
   /** Release resources (timers, sockets). */
   close?(): Promise<void>;
   /**

@@ -48,15 +48,16 @@ export function uploadHandlers(deps: V2Deps) {
     const digestQ = typeof ctx.query.digest === 'string' ? ctx.query.digest : undefined;
     // sessions are counted per repository and per account, per client address when anonymous
     const account = principalOf(ctx)?.account ?? null;
-    const uuid = await uploads.start(name, account !== null ? `account:${account}` : `address:${ctx.ip}`);
+    const owner = account !== null ? `account:${account}` : `address:${ctx.ip}`;
     if (digestQ !== undefined) {
-      // single POST with the whole blob (end-4b)
+      // single POST with the whole blob (end-4b): no session in storage
       const digest = digestParam(digestQ);
-      await uploads.finish(name, uuid, digest, ctx.req, declaredLength(ctx));
+      await uploads.putWhole(name, owner, digest, ctx.req, declaredLength(ctx));
       blobCreated(ctx, base, digest);
       await notifyBlobPush(req, digest);
       return;
     }
+    const uuid = await uploads.start(name, owner);
     ctx.status = 202;
     sessionHeaders(ctx, base, uuid, 0);
     ctx.body = '';

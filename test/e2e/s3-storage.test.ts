@@ -2,10 +2,12 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
@@ -186,6 +188,105 @@ describe('registry on S3 (Ceph RGW)', { skip, timeout: 900_000 }, () => {
     const open = ((await admin.send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads ?? []).filter((x) => x.Key?.includes('/uploads/'));
     assert.deepEqual(open, [], 'the cancelled session left no multipart upload');
     await dropBucket(b);
+  });
+
+  it('small pushes go straight to their key and leave nothing; a session serves one request at a time across nodes; wrong digests publish nothing', async () => {
+    const a = await node();
+    const b = await node();
+    const b0 = await newBucket();
+    const c = await node({}, b0);
+    const objects = async (bkt: string, prefix: string): Promise<string[]> =>
+      ((await admin.send(new ListObjectsV2Command({ Bucket: bkt, Prefix: prefix }))).Contents ?? []).map((o) => o.Key!.slice(prefix.length));
+    const openUploads = async (bkt: string): Promise<number> => ((await admin.send(new ListMultipartUploadsCommand({ Bucket: bkt }))).Uploads ?? []).length;
+    const errCode = (r: { json<T>(): T }): string => r.json<{ errors: { code: string }[] }>().errors[0]!.code;
+
+    // POST + PUT with the body on node C (a bucket of its own): the session holds its state only,
+    // the PUT claims it, writes the blob at its key and removes the session
+    const small = randomBytes(300_000);
+    const start = await request(c.url, '/v2/ns/claims/blobs/uploads/', { method: 'POST' });
+    assert.equal(start.status, 202, start.text);
+    const path = new URL(String(start.headers.location), c.url).pathname;
+    const uuid = path.slice(path.lastIndexOf('/') + 1);
+    assert.deepEqual(await objects(b0, `registry/uploads/${uuid}/`), ['state']);
+    assert.equal((await request(c.url, `${path}?digest=${sha(small)}`, { method: 'PUT', body: small })).status, 201);
+    assert.deepEqual(await objects(b0, 'registry/uploads/'), [], 'nothing of the session stays');
+    assert.deepEqual(await objects(b0, 'registry/blobs/'), [`sha256/${sha(small).slice(7, 9)}/${sha(small).slice(7)}/data`], 'the blob at its key, nothing else');
+    // a monolithic POST keeps no session at all
+    const mono = randomBytes(200_000);
+    assert.equal((await request(c.url, `/v2/ns/claims/blobs/uploads/?digest=${sha(mono)}`, { method: 'POST', body: mono })).status, 201);
+    assert.deepEqual(await objects(b0, 'registry/uploads/'), []);
+    assert.ok((await request(c.url, `/v2/ns/claims/blobs/${sha(mono)}`)).body.equals(mono));
+
+    // a PUT with the whole blob held on node A: node B's requests on the session are refused
+    const body = randomBytes(100_000);
+    const s2 = await request(a.url, '/v2/ns/claims/blobs/uploads/', { method: 'POST' });
+    const loc = new URL(String(s2.headers.location), a.url).pathname;
+    const id = loc.slice(loc.lastIndexOf('/') + 1);
+    const held = await hold(a.url, 'PUT', `${loc}?digest=${sha(body)}`, body.length);
+    for (let i = 0; i < 300 && !(await objects(bucket, `registry/uploads/${id}/`)).includes('claim'); i++) await new Promise((r) => setTimeout(r, 10));
+    assert.ok((await objects(bucket, `registry/uploads/${id}/`)).includes('claim'), 'the held PUT claimed the session');
+    const evil = randomBytes(100_000);
+    for (const [what, r] of [
+      ['PATCH', await request(b.url, loc, { method: 'PATCH', body: evil })],
+      ['PUT', await request(b.url, `${loc}?digest=${sha(evil)}`, { method: 'PUT', body: evil })],
+      ['DELETE', await request(b.url, loc, { method: 'DELETE' })],
+    ] as const) {
+      assert.equal(r.status, 400, `${what} on B: ${r.text}`);
+      assert.equal(errCode(r), 'BLOB_UPLOAD_INVALID', what);
+    }
+    assert.equal((await request(b.url, `/v2/ns/claims/blobs/${sha(evil)}`, { method: 'HEAD' })).status, 404);
+    assert.equal(await held.finish(body), 201);
+    assert.ok((await request(b.url, `/v2/ns/claims/blobs/${sha(body)}`)).body.equals(body));
+    const late = await request(b.url, loc, { method: 'PATCH', body: evil });
+    assert.equal(late.status, 404);
+    assert.equal(errCode(late), 'BLOB_UPLOAD_UNKNOWN');
+    assert.deepEqual(await objects(bucket, `registry/uploads/${id}/`), [], 'the late PATCH left nothing');
+
+    // wrong digests: nothing published, an existing blob keeps its bytes, no multipart upload stays
+    for (const size of [50_000, 6 * MiB + 1]) {
+      const bytes = randomBytes(size);
+      const other = randomBytes(size);
+      const r = await request(a.url, `/v2/ns/claims/blobs/uploads/?digest=${sha(other)}`, { method: 'POST', body: bytes });
+      assert.equal(r.status, 400, r.text);
+      assert.equal(errCode(r), 'DIGEST_INVALID');
+      for (const d of [sha(bytes), sha(other)]) assert.equal((await request(a.url, `/v2/ns/claims/blobs/${d}`, { method: 'HEAD' })).status, 404);
+      const st = await request(a.url, '/v2/ns/claims/blobs/uploads/', { method: 'POST' });
+      const l = new URL(String(st.headers.location), a.url).pathname;
+      const put = await request(a.url, `${l}?digest=${sha(body)}`, { method: 'PUT', body: bytes });
+      assert.equal(put.status, 400, put.text);
+      assert.equal(errCode(put), 'DIGEST_INVALID');
+      assert.ok((await request(a.url, `/v2/ns/claims/blobs/${sha(body)}`)).body.equals(body), 'the published blob keeps its bytes');
+      assert.equal((await request(a.url, l)).status, 404, 'the session is over');
+      assert.equal((await request(a.url, `/v2/ns/claims/blobs/uploads/?digest=${sha(bytes)}`, { method: 'POST', body: bytes })).status, 201);
+      assert.ok((await request(b.url, `/v2/ns/claims/blobs/${sha(bytes)}`)).body.equals(bytes));
+    }
+    assert.equal(await openUploads(bucket), 0, 'no multipart upload stays open');
+    assert.deepEqual(await objects(bucket, 'registry/uploads/'), []);
+    await dropBucket(b0);
+  });
+
+  it('the upload purge removes a session idle past its age under the request holding it: 404, nothing published; a slow monolithic POST is stored', async () => {
+    const bkt = await newBucket();
+    const s = await node({ upload_purging: true, upload_purge_age: 1, upload_purge_interval: 1 }, bkt);
+    const slow = async (method: string, path: string, body: Buffer): Promise<number> => {
+      const h = await hold(s.url, method, path, body.length);
+      h.send(body.subarray(0, body.length >> 1));
+      await new Promise((r) => setTimeout(r, 2500));
+      return h.finish(body.subarray(body.length >> 1));
+    };
+    const body = randomBytes(3 * MiB);
+    for (const method of ['PUT', 'PATCH']) {
+      const started = await request(s.url, '/v2/purge/slow/blobs/uploads/', { method: 'POST' });
+      assert.equal(started.status, 202, started.text);
+      const path = new URL(String(started.headers.location), s.url).pathname;
+      assert.equal(await slow(method, method === 'PUT' ? `${path}?digest=${sha(body)}` : path, body), 404, `${method} in a purged session`);
+      assert.equal((await request(s.url, path)).status, 404, 'the session stays gone');
+      assert.equal((await request(s.url, `/v2/purge/slow/blobs/${sha(body)}`, { method: 'HEAD' })).status, 404, 'nothing published');
+    }
+    // no session to purge: a POST ?digest= that pauses is stored
+    assert.equal(await slow('POST', `/v2/purge/slow/blobs/uploads/?digest=${sha(body)}`, body), 201);
+    assert.ok((await request(s.url, `/v2/purge/slow/blobs/${sha(body)}`)).body.equals(body));
+    await dropBucket(bkt);
   });
 
   it('a v1 image pushed through node A is pulled through node B', async () => {
@@ -403,6 +504,32 @@ describe('registry on S3 (Ceph RGW)', { skip, timeout: 900_000 }, () => {
     }
   });
 });
+
+/**
+ * A request on a raw socket whose headers (with Content-Length) go out at once while the body is
+ * held back until finish(): the server is inside the request meanwhile.
+ */
+async function hold(base: string, method: string, path: string, length: number): Promise<{ send(part: Buffer): void; finish(body: Buffer): Promise<number> }> {
+  const u = new URL(base);
+  const sock = connect(Number(u.port), u.hostname);
+  await once(sock, 'connect');
+  const chunks: Buffer[] = [];
+  sock.on('data', (c: Buffer) => chunks.push(c));
+  const answered = new Promise<number>((resolve, reject) => {
+    sock.on('error', reject);
+    sock.on('close', () => resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(Buffer.concat(chunks).toString('latin1'))?.[1] ?? 0)));
+  });
+  sock.write([`${method} ${path} HTTP/1.1`, `Host: ${u.host}`, 'Connection: close', `Content-Length: ${length}`, '', ''].join('\r\n'));
+  return {
+    send(part: Buffer) {
+      sock.write(part);
+    },
+    finish(body: Buffer) {
+      sock.write(body);
+      return answered;
+    },
+  };
+}
 
 function toolMissing(path: string, name: string): string | undefined {
   const ok = existsSync(path) && (name !== 'podman' || process.getuid?.() === 0);

@@ -485,6 +485,75 @@ export function runDriverConformance(name: string, makeDriver: () => Promise<Dri
         }));
     });
 
+    describe('atomicWriter (optional: object stores publish a checked upload at its key)', () => {
+      it('shows nothing before commit, replaces the key at once on commit (one part and several)', (t) =>
+        withDriver(async (d) => {
+          if (!d.atomicWriter) {
+            t.skip(`${d.name} has no atomic writer (uploads go to a private key and move)`);
+            return;
+          }
+          await d.putContent('aw/k', Buffer.from('old'));
+          for (const size of [3, MiB + 5, 11 * MiB + 3]) {
+            const data = randomBytes(size);
+            const w = await d.atomicWriter('aw/k');
+            await pipeline(Readable.from(oddChunks(data)), w.stream);
+            assert.equal(w.size, size);
+            assert.equal((await d.getContent('aw/k')).toString(), 'old', 'the old bytes until commit');
+            await w.commit();
+            assert.ok((await d.getContent('aw/k')).equals(data), `${size} bytes after commit`);
+            assert.equal((await d.stat('aw/k')).size, size);
+            await d.putContent('aw/k', Buffer.from('old'));
+          }
+          assert.deepEqual(await d.list('aw'), ['aw/k'], 'nothing else is listed');
+        }));
+
+      it('leaves the key as it was on cancel, after a failed stream, and a missing key missing', (t) =>
+        withDriver(async (d) => {
+          if (!d.atomicWriter) {
+            t.skip(`${d.name} has no atomic writer`);
+            return;
+          }
+          await d.putContent('aw/k', Buffer.from('published'));
+          for (const size of [10, 7 * MiB]) {
+            const w = await d.atomicWriter('aw/k');
+            await writeChunk(w.stream, randomBytes(size));
+            await w.cancel();
+            assert.equal((await d.getContent('aw/k')).toString(), 'published', `cancel after ${size} bytes`);
+          }
+          const failed = await d.atomicWriter('aw/k');
+          failed.stream.destroy(new Error('client went away'));
+          await assert.rejects(failed.commit(), /client went away/);
+          await failed.cancel();
+          assert.equal((await d.getContent('aw/k')).toString(), 'published');
+          const fresh = await d.atomicWriter('aw/new/k');
+          fresh.stream.write(randomBytes(1000));
+          await fresh.cancel();
+          await assert.rejects(d.stat('aw/new/k'), PathNotFoundError);
+          await assert.rejects(d.list('aw/new'), PathNotFoundError);
+          assert.deepEqual(await d.list('aw'), ['aw/k']);
+        }));
+    });
+
+    describe('removeObject (optional: one request for a known object)', () => {
+      it('removes an object, is silent for a missing key, and leaves keys below a prefix alone', (t) =>
+        withDriver(async (d) => {
+          if (!d.removeObject) {
+            t.skip(`${d.name} has no removeObject (callers use delete)`);
+            return;
+          }
+          await d.putContent('ro/a', Buffer.from('1'));
+          await d.putContent('ro/p/b', Buffer.from('2'));
+          await d.removeObject('ro/a');
+          await assert.rejects(d.stat('ro/a'), PathNotFoundError);
+          await d.removeObject('ro/a');
+          await d.removeObject('ro/missing');
+          await d.removeObject('ro/p');
+          assert.equal((await d.getContent('ro/p/b')).toString(), '2');
+          assert.deepEqual(await d.list('ro'), ['ro/p']);
+          await assert.rejects(d.removeObject('ro/../x'), InvalidPathError);
+        }));
+    });
+
     describe('delete', () => {
       it('removes a key and everything below it, and nothing beside it', () =>
         withDriver(async (d) => {

@@ -97,6 +97,24 @@ export class CachingDriver implements StorageDriver {
       };
     }
     if (inner.discardResumable) this.discardResumable = inner.discardResumable.bind(inner);
+    const atomic = inner.atomicWriter?.bind(inner);
+    if (atomic) {
+      this.atomicWriter = async (key) => {
+        this.invalidate(key);
+        return this.invalidating(key, await atomic(key));
+      };
+    }
+    const removeObject = inner.removeObject?.bind(inner);
+    if (removeObject) {
+      this.removeObject = async (key) => {
+        this.invalidate(key);
+        try {
+          await removeObject(key);
+        } finally {
+          this.invalidate(key);
+        }
+      };
+    }
     const exclusive = inner.putContentIfAbsent?.bind(inner);
     if (exclusive) {
       this.putContentIfAbsent = async (key, data, options) => {
@@ -218,7 +236,11 @@ export class CachingDriver implements StorageDriver {
 
   async writer(key: string, options?: WriterOptions): Promise<Writer> {
     this.invalidate(key);
-    const w = await this.inner.writer(key, options);
+    return this.invalidating(key, await this.inner.writer(key, options));
+  }
+
+  /** The writer, its commit and cancel dropping what is known about key. */
+  private invalidating(key: string, w: Writer): Writer {
     const commit = w.commit.bind(w);
     const cancel = w.cancel.bind(w);
     w.commit = async (options?: { readonly durable?: boolean }): Promise<void> => {
@@ -252,6 +274,10 @@ export class CachingDriver implements StorageDriver {
   /** Present when the inner driver has them (v2 chunked uploads on an object store); commits invalidate as writer()'s do. */
   readonly resumableWriter?: (key: string, state: ResumableState | undefined) => Promise<ResumableWriter>;
   readonly discardResumable?: (key: string, state: ResumableState) => Promise<void>;
+
+  /** Present when the inner driver has them; a commit invalidates as writer()'s does. */
+  readonly atomicWriter?: (key: string) => Promise<Writer>;
+  readonly removeObject?: (key: string) => Promise<void>;
 
   /** Present when the inner driver has it (storage-level locks); never cached (locks are outside the prefixes). */
   readonly putContentIfAbsent?: (key: string, data: Buffer, options?: PutOptions) => Promise<boolean>;

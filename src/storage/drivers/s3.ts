@@ -187,6 +187,8 @@ export type S3StorageDriver = RedirectingDriver & {
   /** Fails with a clear message when the bucket cannot be used (startup check). */
   check(): Promise<void>;
   putContentIfAbsent(key: string, data: Buffer): Promise<boolean>;
+  atomicWriter(key: string): Promise<Writer>;
+  removeObject(key: string): Promise<void>;
   purgeAbandonedWrites(olderThanMs: number): Promise<number>;
   close(): Promise<void>;
 };
@@ -530,6 +532,22 @@ class S3Driver implements StorageDriver {
       w.prime(staged);
     }
     return w;
+  }
+
+  /**
+   * A writer whose bytes appear at the key only on commit (one PutObject under a part, else a
+   * multipart upload completed at the key); cancel aborts the multipart upload and leaves the key
+   * as it was.
+   */
+  async atomicWriter(key: string): Promise<Writer> {
+    validateKey(key);
+    return new S3Writer(this, key, this.k(key), undefined, undefined, true);
+  }
+
+  /** One DeleteObject (a missing key is no error, as in S3). */
+  async removeObject(key: string): Promise<void> {
+    validateKey(key);
+    await this.deleteObject(this.k(key), key);
   }
 
   async discardResumable(key: string, state: ResumableState): Promise<void> {
@@ -923,6 +941,8 @@ class S3Writer extends PartBufferWriter implements ResumableWriter {
     private readonly full: string,
     before: { size: number; etag: string } | undefined,
     resume?: S3Resume,
+    /** atomicWriter: the key holds published bytes that a cancel leaves alone. */
+    private readonly keepKey = false,
   ) {
     super(key, resume?.size ?? before?.size ?? 0, d.partSize);
     if (!resume && before && before.size >= MIN_PART_SIZE) this.copyFrom = { size: before.size, etag: before.etag };
@@ -1009,6 +1029,7 @@ class S3Writer extends PartBufferWriter implements ResumableWriter {
       await this.d.client.send(new AbortMultipartUploadCommand({ Bucket: this.d.bucket, Key: this.full, UploadId: this.uploadId })).catch(() => undefined);
     }
     if (this.staged) await this.d.deleteFull(this.full + STAGING, this.key).catch(() => undefined);
+    if (this.keepKey) return;
     await this.d.client.send(new DeleteObjectCommand({ Bucket: this.d.bucket, Key: this.full })).catch((e: unknown) => this.d.failFor(e, this.key));
   }
 }
