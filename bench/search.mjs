@@ -90,13 +90,14 @@ await searchRepositories(db, { query: 'warm' });
 const firstMs = performance.now() - tl;
 // warm-up
 for (const x of queries.slice(0, 30)) await searchRepositories(db, { query: x.q, visibleTo: x.who, page: x.page });
-const times = []; const byKind = new Map(); const sqlTimes = [];
+const times = []; const byKind = new Map(); const sqlTimes = []; const byCaller = { anonymous: [], user: [], admin: [] };
 for (const x of queries) {
   const opts = { query: x.q, visibleTo: x.who, page: x.page, pageSize: 25 };
   const s = performance.now();
   const r = await searchRepositories(db, opts);
   const ms = performance.now() - s;
   times.push(ms);
+  byCaller[x.who.admin ? 'admin' : x.who.userId !== undefined ? 'user' : 'anonymous'].push(ms);
   if (process.env.SQL === '1') {
     const s2 = performance.now();
     const r2 = await searchWithSql(db, opts);
@@ -114,6 +115,7 @@ console.log(`${engine}: ${N} repos loaded in ${(loadMs / 1000).toFixed(1)} s; ${
 console.log(`  first search (loads the memory index) ${firstMs.toFixed(0)} ms; RSS ${mib(rss0.rss)} → ${mib(rss1.rss)} MiB (+${mib(rss1.rss - rss0.rss)}), heap ${mib(rss0.heapUsed)} → ${mib(rss1.heapUsed)} MiB, array buffers ${mib(rss0.arrayBuffers)} → ${mib(rss1.arrayBuffers)} MiB`);
 console.log(`  all     p50 ${pct(times, 0.5).toFixed(2)} ms  p99 ${pct(times, 0.99).toFixed(2)} ms  max ${Math.max(...times).toFixed(2)} ms`);
 if (sqlTimes.length > 0) console.log(`  SQL     p50 ${pct(sqlTimes, 0.5).toFixed(2)} ms  p99 ${pct(sqlTimes, 0.99).toFixed(2)} ms  max ${Math.max(...sqlTimes).toFixed(2)} ms  (the same queries in SQL, interleaved; results identical)`);
+console.log(`  by caller: ${Object.entries(byCaller).map(([k, v]) => `${k} p50 ${pct(v, 0.5).toFixed(2)} / p99 ${pct(v, 0.99).toFixed(2)} ms`).join(', ')}`);
 const names = ['common word', '2-char prefix', '4-char prefix', 'two words', 'exact ns/name', 'exact name', 'substring', 'rare/none', 'hostile/empty', '3 desc words'];
 for (const [k, v] of [...byKind].sort((a, b) => a[0] - b[0])) {
   const t = v.map((x) => x[0]);

@@ -17,9 +17,10 @@ import type { ParsedQuery, SearchPage, SearchResult, SearchVisibility } from './
  *
  * The repository rows and their word postings are loaded once; every change to `repositories` (by
  * this process, another one or the CLI) is appended to `repository_changes` by triggers (migration
- * 20261124000000), and each search first reads the last sequence number and reloads only the
- * changed rows. Who may see a private repository (owner, namespace, collaborators, organizations)
- * is read from the database on each search, so grants are never stale.
+ * 20261124000000 on SQLite, 20261230000000 on PostgreSQL), and each search first reads the last
+ * sequence number and reloads only the changed rows. Who may see a private repository (owner,
+ * namespace, collaborators, organizations) is read from the database per account and kept until the
+ * log shows a grant changed (repo_id 0, migration 20261230000001) or this process wrote anything.
  */
 
 interface Rec {
@@ -270,13 +271,15 @@ class MemoryIndex {
    * Writes made through this Knex (this process) are counted as they go by, so a search right after
    * one checks the change log at once; otherwise the log is read at most every RECHECK_MS, which is
    * how soon a change made by another process (the CLI, a second index process) shows. Grants are
-   * kept per account on the same terms. A search in steady state thus asks the database nothing:
+   * kept per account until the log shows one changed. A search in steady state thus asks the database nothing:
    * each query through the driver's thread pool costs 0.2–30 ms, which was most of the p99.
    */
   private localWrites = 0;
   private checkedAt = 0;
   private checkedWrites = -1;
-  private readonly grantCache = new Map<number, { grants: Grants; at: number; writes: number }>();
+  private readonly grantCache = new Map<number, { grants: Grants; epoch: number; writes: number }>();
+  /** Bumped when the log shows a grant changed (repo_id 0, migration 20261230000001) and at each full load. */
+  private grantEpoch = 0;
 
   constructor(
     private readonly db: Knex,
@@ -328,6 +331,7 @@ class MemoryIndex {
     for (const r of logged) seen.add(toNum(r.seq));
     this.noteGaps(Math.max(this.lastSeq, min - 1), seq, seen, now);
     const changed = [...new Set(logged.map((r) => toNum(r.repo_id)))];
+    if (changed.includes(0)) this.grantEpoch++;
     for (let i = 0; i < changed.length; i += 500) {
       const ids = changed.slice(i, i + 500);
       const found = rawRows<RowIn>(this.db, await this.db.raw(`select ${this.columns} from repositories where id in (${ids.map(() => '?').join(',')})`, ids));
@@ -363,6 +367,7 @@ class MemoryIndex {
     await fresh.fill();
     this.gaps = new Map();
     this.reloadNeeded = false;
+    this.grantEpoch++;
     // below the oldest number read, holes are pruned changes, not pending ones
     const from = Math.max(0, seq - 1000, (recent.length > 0 ? Math.min(...recent.map((r) => toNum(r.seq))) : seq + 1) - 1);
     this.noteGaps(from, seq, new Set(recent.map((r) => toNum(r.seq))), Date.now());
@@ -549,9 +554,10 @@ class MemoryIndex {
 
   /** Same contract as searchRepositories for a non-empty query. */
   async search(q: ParsedQuery, vis: SearchVisibility | undefined, page: number, pageSize: number, substringTier: boolean): Promise<SearchPage> {
-    // grants first, then the refresh; from here on everything is synchronous (one consistent state)
-    const grants = await this.grants(vis);
+    // the refresh first (it tells whether grants changed), then the grants; from here on everything is
+    // synchronous (one consistent state)
     await this.refresh();
+    const grants = await this.grants(vis);
     const canSee = this.visibilityTest(vis, grants);
     const text = q.text;
     const words = q.words.flatMap((w) => ftsTokens(w));
@@ -625,9 +631,9 @@ class MemoryIndex {
     if (v?.admin || v?.userId === undefined) return undefined;
     const u = v.userId;
     const cached = this.grantCache.get(u);
-    if (cached && cached.writes === this.localWrites && Date.now() - cached.at < RECHECK_MS) return cached.grants;
+    if (cached && cached.writes === this.localWrites && cached.epoch === this.grantEpoch) return cached.grants;
     const writes = this.localWrites;
-    const at = Date.now();
+    const epoch = this.grantEpoch;
     // one round trip: the account's name, its organizations, the repositories shared with it
     const rows = rawRows<{ k: string; v: unknown }>(
       this.db,
@@ -643,7 +649,7 @@ class MemoryIndex {
       orgNames: new Set(rows.filter((r) => r.k === 'o').map((r) => String(r.v))),
       shared: new Set(rows.filter((r) => r.k === 'c').map((r) => toNum(r.v))),
     };
-    this.grantCache.set(u, { grants, at, writes });
+    this.grantCache.set(u, { grants, epoch, writes });
     if (this.grantCache.size > 10_000) this.grantCache.delete(this.grantCache.keys().next().value!);
     return grants;
   }

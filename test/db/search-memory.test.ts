@@ -147,7 +147,7 @@ for (const { handle: { engine }, skip } of ENGINES) describe(`in-memory search [
     assert.deepEqual(await find('zebra'), ['late/zebrafish-two', 'late/zebrafish'], 'then by stars');
     await other('repositories').where({ id: repository.id }).delete();
     assert.deepEqual(await find('zebrafish'), ['late/zebrafish-two']);
-    // a grant made elsewhere counts at once (grants are never cached)
+    // a grant made elsewhere counts within 250 ms (the log tells a grant changed)
     const { repository: secret } = await saveRepository(other, { namespace: 'late', name: 'secretive', private: true });
     const u5 = { userId: users[5]!.id };
     await new Promise((r) => setTimeout(r, 260));
@@ -160,6 +160,35 @@ for (const { handle: { engine }, skip } of ENGINES) describe(`in-memory search [
     assert.equal((await searchRepositories(db, { query: 'secretive', visibleTo: u5 })).total, 1);
     await addCollaborator(db, secret2.id, users[5]!.id, 'read');
     assert.equal((await searchRepositories(db, { query: 'secretive', visibleTo: u5 })).total, 2);
+  });
+
+  it('keeps grants until one changes, here or elsewhere (membership, collaborator, organization)', async () => {
+    const u4 = { userId: users[4]!.id };
+    const hits = async (q: string): Promise<number> => (await searchRepositories(db, { query: q, visibleTo: u4 })).total;
+    const later = (): Promise<void> => new Promise((r) => setTimeout(r, 260));
+    const guild = (await saveOrganization(other, { name: 'guild' }))!;
+    const { repository: hoard } = await saveRepository(other, { namespace: 'guild', name: 'hoard', private: true });
+    await later();
+    assert.equal(await hits('hoard'), 0);
+    assert.equal(await hits('hoard'), 0, 'grants now kept');
+    await addMember(other, guild.id, users[4]!.id);
+    await later();
+    assert.equal(await hits('hoard'), 1, 'a membership added elsewhere');
+    await other('organization_members').where({ org_id: guild.id, user_id: users[4]!.id }).delete();
+    await later();
+    assert.equal(await hits('hoard'), 0, 'and removed');
+    await addCollaborator(other, hoard.id, users[4]!.id, 'read');
+    await later();
+    assert.equal(await hits('hoard'), 1, 'a collaborator added elsewhere');
+    await other('collaborators').where({ repo_id: hoard.id, user_id: users[4]!.id }).delete();
+    await later();
+    assert.equal(await hits('hoard'), 0, 'and removed');
+    await addMember(db, guild.id, users[4]!.id);
+    assert.equal(await hits('hoard'), 1, 'a membership added here: at once');
+    await other('organizations').where({ id: guild.id }).update({ name: 'guild-renamed' });
+    await later();
+    assert.equal(await hits('hoard'), 0, 'the organization renamed elsewhere: guild/ is no longer its namespace');
+    assert.deepEqual(await searchRepositories(db, { query: 'hoard', visibleTo: u4 }), await searchWithSql(db, { query: 'hoard', visibleTo: u4 }));
   });
 
   it('reloads everything when the change log was pruned past what it saw', async () => {
