@@ -41,7 +41,7 @@ if (flag('help')) {
   --s3           then run bench/s3.ts: ours vs distribution on one Ceph RGW (root, ceph; also BENCH_S3=1)
   --only LIST    run only these phases (comma-separated): mono, small, chunked, download1,
                  download8, manifest, manifest-digest, tags, head-blob, v1-tags, v1-json, v1,
-                 search, web, mirror (default: all)
+                 search, growth, web, mirror (default: all)
 Starts legacy-registry and, if /usr/bin/docker-registry exists (installed with apt when missing and
 running as root), distribution 2.8 with an equivalent filesystem config; both on 127.0.0.1.`);
   process.exit(0);
@@ -600,10 +600,13 @@ function fmt(v: number): string {
 async function main(): Promise<void> {
   if (!existsSync(join(ROOT, 'dist', 'src', 'cli', 'main.js'))) throw new Error('build first: npm run build');
   const skipped: string[] = [];
-  const bin = distributionBinary();
-  if (!bin) skipped.push('distribution (docker-registry) is not installed and could not be installed: ours only');
-  const haveWrk = ensureWrk();
-  if (!haveWrk) skipped.push('wrk is not installed: small-request phase skipped');
+  // the phases that need the two servers and the prepared data (the others start their own, ours only)
+  const SERVER_PHASES = ['mono', 'v1', 'small', 'chunked', 'download1', 'download8', 'manifest', 'manifest-digest', 'tags', 'head-blob', 'v1-tags', 'v1-json'];
+  const serverPhases = SERVER_PHASES.some(run);
+  const bin = serverPhases ? distributionBinary() : undefined;
+  if (serverPhases && !bin) skipped.push('distribution (docker-registry) is not installed and could not be installed: ours only');
+  const haveWrk = serverPhases && ensureWrk();
+  if (serverPhases && !haveWrk) skipped.push('wrk is not installed: small-request phase skipped');
 
   const work = await mkdtemp(join(tmpdir(), 'lr-compare-'));
   const started: Server[] = [];
@@ -612,66 +615,68 @@ async function main(): Promise<void> {
     const limits = await machineLimits();
     log(`sha256 ${limits.sha256MiBps} MiB/s, gunzip ${limits.gunzipMiBps} MiB/s (one core), loopback ${limits.loopbackMiBps} MiB/s`);
 
-    log('preparing data…');
-    const big = await makeBlobFile(join(work, 'blob512'), 512 * MiB);
-    const small = Array.from({ length: 64 }, () => {
-      const data = randomBytes(MiB);
-      return { data, digest: sha(data) };
-    });
-    const chunkBufs = Array.from({ length: 16 }, () => randomBytes(16 * MiB));
-    const chunkDigest = (() => {
-      const h = createHash('sha256');
-      for (const c of chunkBufs) h.update(c);
-      return `sha256:${h.digest('hex')}`;
-    })();
-
     let v1Layer: string | undefined;
     const v1Runs: Awaited<ReturnType<typeof benchV1Layer>>[] = [];
-    const smallManifest = new Map<Server['name'], string>();
-    let v1Id = '';
-    const servers: Server[] = [await startOurs(join(work, 'ours'))];
-    started.push(servers[0]!);
-    if (bin) {
-      servers.push(await startDistribution(join(work, 'distribution'), bin));
-      started.push(servers[1]!);
-    }
-    // blobs to download and an image for the small requests
-    for (const s of servers) {
-      const loc = await startUpload(s, 'bench/download');
-      curl(['-o', '/dev/null', '-T', big.path, `http://127.0.0.1:${s.port}${withQuery(loc, `digest=${big.digest}`)}`]);
-      await pushImage(s, 'bench/small', 'latest');
-      for (let i = 0; i < 20; i++) await pushImage(s, 'bench/small', `t${i}`);
-      const m = await http(s.agent, s.port, 'HEAD', '/v2/bench/small/manifests/latest', { Accept: 'application/vnd.docker.distribution.manifest.v2+json' });
-      smallManifest.set(s.name, String(m.headers['docker-content-digest']));
-      if (s.name === 'ours') v1Id = await pushV1Image(s, 'bench/v1small', 'latest');
-    }
+    if (serverPhases) {
+      log('preparing data…');
+      const big = await makeBlobFile(join(work, 'blob512'), 512 * MiB);
+      const small = Array.from({ length: 64 }, () => {
+        const data = randomBytes(MiB);
+        return { data, digest: sha(data) };
+      });
+      const chunkBufs = Array.from({ length: 16 }, () => randomBytes(16 * MiB));
+      const chunkDigest = (() => {
+        const h = createHash('sha256');
+        for (const c of chunkBufs) h.update(c);
+        return `sha256:${h.digest('hex')}`;
+      })();
 
-    for (let rep = 0; rep < REPS; rep++) {
-      log(`round ${rep + 1}/${REPS}`);
-      if (run('mono')) for (const s of servers) await monolithic(s, big);
-      // the v1 push right after distribution's monolithic upload, in every repetition (same conditions)
-      if (run('v1')) {
-        v1Layer ??= await (async () => {
-          const path = join(work, 'v1-layer.tar.gz');
-          log('generating the 512 MiB v1 layer (tar, gzipped)…');
-          await makeLayer(path, 512 * MiB);
-          return path;
-        })();
-        v1Runs.push(await benchV1Layer(512, log, undefined, v1Layer));
+      const smallManifest = new Map<Server['name'], string>();
+      let v1Id = '';
+      const servers: Server[] = [await startOurs(join(work, 'ours'))];
+      started.push(servers[0]!);
+      if (bin) {
+        servers.push(await startDistribution(join(work, 'distribution'), bin));
+        started.push(servers[1]!);
       }
-      if (run('small')) for (const s of servers) await manySmall(s, small);
-      if (run('chunked')) for (const s of servers) await chunked(s, chunkBufs, chunkDigest);
-      if (run('download1')) for (const s of servers) await download(s, 'bench/download', big, 1);
-      if (run('download8')) for (const s of servers) await download(s, 'bench/download', big, 8);
-      if (haveWrk) {
-        const accept = 'Accept: application/vnd.docker.distribution.manifest.v2+json';
-        if (run('manifest')) for (const s of servers) await smallRequests(s, 'manifest', 'manifest GET by tag, 64 conns', '/v2/bench/small/manifests/latest', [accept], 10);
-        if (run('manifest-digest')) for (const s of servers) await smallRequests(s, 'manifest-digest', 'manifest GET by digest, 64 conns', `/v2/bench/small/manifests/${smallManifest.get(s.name)!}`, [accept], 10);
-        if (run('tags')) for (const s of servers) await smallRequests(s, 'tags', 'tags/list, 64 conns', '/v2/bench/small/tags/list', [], 10);
-        if (run('head-blob')) for (const s of servers) await smallRequests(s, 'head-blob', 'HEAD blob, 64 conns', `/v2/bench/download/blobs/${big.digest}`, [], 10, 'HEAD');
-        // v1 has no counterpart in distribution: each is set against distribution's nearest v2 request
-        if (run('v1-tags')) for (const s of servers) await smallRequests(s, 'v1-tags', 'v1 tags (distribution: tags/list), 64 conns', s.name === 'ours' ? '/v1/repositories/bench/v1small/tags' : '/v2/bench/small/tags/list', [], 10);
-        if (run('v1-json')) for (const s of servers) await smallRequests(s, 'v1-json', 'v1 image json (distribution: manifest by digest), 64 conns', s.name === 'ours' ? `/v1/images/${v1Id}/json` : `/v2/bench/small/manifests/${smallManifest.get(s.name)!}`, s.name === 'ours' ? [] : [accept], 10);
+      // blobs to download and an image for the small requests
+      for (const s of servers) {
+        const loc = await startUpload(s, 'bench/download');
+        curl(['-o', '/dev/null', '-T', big.path, `http://127.0.0.1:${s.port}${withQuery(loc, `digest=${big.digest}`)}`]);
+        await pushImage(s, 'bench/small', 'latest');
+        for (let i = 0; i < 20; i++) await pushImage(s, 'bench/small', `t${i}`);
+        const m = await http(s.agent, s.port, 'HEAD', '/v2/bench/small/manifests/latest', { Accept: 'application/vnd.docker.distribution.manifest.v2+json' });
+        smallManifest.set(s.name, String(m.headers['docker-content-digest']));
+        if (s.name === 'ours') v1Id = await pushV1Image(s, 'bench/v1small', 'latest');
+      }
+
+      for (let rep = 0; rep < REPS; rep++) {
+        log(`round ${rep + 1}/${REPS}`);
+        if (run('mono')) for (const s of servers) await monolithic(s, big);
+        // the v1 push right after distribution's monolithic upload, in every repetition (same conditions)
+        if (run('v1')) {
+          v1Layer ??= await (async () => {
+            const path = join(work, 'v1-layer.tar.gz');
+            log('generating the 512 MiB v1 layer (tar, gzipped)…');
+            await makeLayer(path, 512 * MiB);
+            return path;
+          })();
+          v1Runs.push(await benchV1Layer(512, log, undefined, v1Layer));
+        }
+        if (run('small')) for (const s of servers) await manySmall(s, small);
+        if (run('chunked')) for (const s of servers) await chunked(s, chunkBufs, chunkDigest);
+        if (run('download1')) for (const s of servers) await download(s, 'bench/download', big, 1);
+        if (run('download8')) for (const s of servers) await download(s, 'bench/download', big, 8);
+        if (haveWrk) {
+          const accept = 'Accept: application/vnd.docker.distribution.manifest.v2+json';
+          if (run('manifest')) for (const s of servers) await smallRequests(s, 'manifest', 'manifest GET by tag, 64 conns', '/v2/bench/small/manifests/latest', [accept], 10);
+          if (run('manifest-digest')) for (const s of servers) await smallRequests(s, 'manifest-digest', 'manifest GET by digest, 64 conns', `/v2/bench/small/manifests/${smallManifest.get(s.name)!}`, [accept], 10);
+          if (run('tags')) for (const s of servers) await smallRequests(s, 'tags', 'tags/list, 64 conns', '/v2/bench/small/tags/list', [], 10);
+          if (run('head-blob')) for (const s of servers) await smallRequests(s, 'head-blob', 'HEAD blob, 64 conns', `/v2/bench/download/blobs/${big.digest}`, [], 10, 'HEAD');
+          // v1 has no counterpart in distribution: each is set against distribution's nearest v2 request
+          if (run('v1-tags')) for (const s of servers) await smallRequests(s, 'v1-tags', 'v1 tags (distribution: tags/list), 64 conns', s.name === 'ours' ? '/v1/repositories/bench/v1small/tags' : '/v2/bench/small/tags/list', [], 10);
+          if (run('v1-json')) for (const s of servers) await smallRequests(s, 'v1-json', 'v1 image json (distribution: manifest by digest), 64 conns', s.name === 'ours' ? `/v1/images/${v1Id}/json` : `/v2/bench/small/manifests/${smallManifest.get(s.name)!}`, s.name === 'ours' ? [] : [accept], 10);
+        }
       }
     }
     for (const s of started.splice(0)) await stop(s);
@@ -697,11 +702,34 @@ async function main(): Promise<void> {
       ours.v1_2048 = await benchV1Layer(2048, log);
     }
     if (run('search')) {
+      const searchBench = (engine: 'sqlite' | 'pg'): { p50Ms: number; p99Ms: number; maxMs: number; rssMiB?: number } | string => {
+        const r = spawnSync(process.execPath, [join(ROOT, 'bench', 'search.mjs'), engine, '100000'], { encoding: 'utf8', cwd: ROOT, maxBuffer: 16 << 20 });
+        const m = /all\s+p50 ([\d.]+) ms\s+p99 ([\d.]+) ms\s+max ([\d.]+) ms/.exec(r.stdout);
+        const rss = /RSS \d+ → \d+ MiB \(\+(\d+)\)/.exec(r.stdout);
+        if (!m) return (r.stderr || r.stdout).slice(-300);
+        return { p50Ms: Number(m[1]), p99Ms: Number(m[2]), maxMs: Number(m[3]), ...(rss ? { rssMiB: Number(rss[1]) } : {}) };
+      };
       log('/v1/search at 100,000 repositories (SQLite)…');
-      const r = spawnSync(process.execPath, [join(ROOT, 'bench', 'search.mjs'), 'sqlite', '100000'], { encoding: 'utf8', cwd: ROOT, maxBuffer: 16 << 20 });
-      const m = /all\s+p50 ([\d.]+) ms\s+p99 ([\d.]+) ms\s+max ([\d.]+) ms/.exec(r.stdout);
-      if (m) ours.search = { p50Ms: Number(m[1]), p99Ms: Number(m[2]), maxMs: Number(m[3]) };
-      else skipped.push(`search bench failed: ${(r.stderr || r.stdout).slice(-300)}`);
+      const lite = searchBench('sqlite');
+      if (typeof lite === 'string') skipped.push(`search bench failed: ${lite}`);
+      else ours.search = lite;
+      // PostgreSQL when it answers (TEST_PG_URL, default postgres@127.0.0.1/test): what sites that scale out run
+      const pgUrl = process.env.TEST_PG_URL || 'postgresql://postgres@127.0.0.1:5432/test';
+      const probe = spawnSync(process.execPath, ['--input-type=module', '-e', `import pg from 'pg'; const c = new pg.Client(${JSON.stringify(pgUrl)}); c.on('error', () => {}); await c.connect(); await c.end();`], { encoding: 'utf8', cwd: ROOT, timeout: 10_000 });
+      if (probe.status === 0) {
+        log('/v1/search at 100,000 repositories (PostgreSQL)…');
+        const pgr = searchBench('pg');
+        if (typeof pgr === 'string') skipped.push(`search bench on PostgreSQL failed: ${pgr}`);
+        else ours.searchPg = pgr;
+      } else skipped.push('PostgreSQL does not answer (TEST_PG_URL): search measured on SQLite only');
+    }
+    // --- cost growth (issue 18): search, catalog and manifest GET at 1,000 and at 100,000 repositories (bench/growth.mjs)
+    if (run('growth')) {
+      log('cost growth: search, catalog, manifest GET at 1,000 and 100,000 repositories…');
+      const r = spawnSync(process.execPath, [join(ROOT, 'bench', 'growth.mjs'), '1000', '100000'], { encoding: 'utf8', cwd: ROOT, maxBuffer: 16 << 20 });
+      const m = /^JSON (.*)$/m.exec(r.stdout);
+      if (m) ours.growth = JSON.parse(m[1]!) as unknown;
+      else skipped.push(`growth bench failed: ${(r.stderr || r.stdout).slice(-300)}`);
     }
     // --- pull-through mirror (issue 13): ours vs distribution as proxies of one upstream (bench/mirror.ts)
     if (run('mirror')) {
@@ -762,6 +790,26 @@ async function main(): Promise<void> {
     }
     const search = ours.search as { p50Ms: number; p99Ms: number; maxMs: number } | undefined;
     if (search) rows.push(['/v1/search at 100k repos, SQLite: p50 / p99 ms', `${search.p50Ms} / ${search.p99Ms}`, '', '', 'p99 ≤ 20 ms', search.p99Ms <= 20 ? 'yes' : 'no']);
+    const searchPg = ours.searchPg as { p50Ms: number; p99Ms: number; maxMs: number } | undefined;
+    if (searchPg) rows.push(['/v1/search at 100k repos, PostgreSQL: p50 / p99 ms', `${searchPg.p50Ms} / ${searchPg.p99Ms}`, '', '', 'p99 ≤ 20 ms', searchPg.p99Ms <= 20 ? 'yes' : 'no']);
+    type Lat = { p50: number; p99: number };
+    const growth = ours.growth as { n: number; search: Lat; catalog: Lat; manifest: Lat }[] | undefined;
+    if (growth && growth.length === 2) {
+      const [a, b] = growth as [(typeof growth)[0], (typeof growth)[0]];
+      const label = { search: '/v1/search', catalog: '/v2/_catalog n=100', manifest: 'manifest GET by tag' } as const;
+      for (const k of ['search', 'catalog', 'manifest'] as const) {
+        const r50 = b[k].p50 / a[k].p50;
+        const r99 = b[k].p99 / a[k].p99;
+        rows.push([
+          `growth ${a.n / 1000}k → ${b.n / 1000}k repos, ${label[k]}: p50 / p99 ms`,
+          `${fmt(a[k].p50)} / ${fmt(a[k].p99)} → ${fmt(b[k].p50)} / ${fmt(b[k].p99)}`,
+          '',
+          `${r50.toFixed(2)}× / ${r99.toFixed(2)}×`,
+          '≤ 2×',
+          r50 <= 2 && r99 <= 2 ? 'yes' : 'no',
+        ]);
+      }
+    }
     const web = ours.web as { repository: { p50Ms: number; p99Ms: number }; search: { p50Ms: number; p99Ms: number } } | undefined;
     if (web) {
       rows.push(['web UI repository page at 100k repos: p50 / p99 ms', `${web.repository.p50Ms} / ${web.repository.p99Ms}`, '', '', 'p99 ≤ 50 ms', web.repository.p99Ms <= 50 ? 'yes' : 'no']);

@@ -1,11 +1,13 @@
 // Search latency of the index database: N repositories (default 100,000), ~500 varied queries, p50/p99 per
 // query kind and overall. Usage: node bench/search.mjs [sqlite|pg] [N]   (pg: TEST_PG_URL or postgres@127.0.0.1/test)
+// With SQL=1, each query also runs through the SQL search right after (the reference, PostgreSQL's path
+// before issue 18), so both are measured in the same conditions on a shared machine.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createDb, migrateLatest, closeDb } from '../dist/src/db/knex.js';
-import { searchRepositories } from '../dist/src/db/search.js';
+import { searchRepositories, searchWithSql } from '../dist/src/db/search.js';
 
 const PG = process.env.TEST_PG_URL || 'postgresql://postgres@127.0.0.1:5432/test';
 const engine = process.argv[2] ?? 'sqlite';
@@ -79,20 +81,41 @@ for (let i = 0; i < 500; i++) {
   const who = i % 3 === 0 ? {} : i % 3 === 1 ? { userId: pick(uids) } : { userId: uids[0], admin: true };
   queries.push({ q, who, page: 1 + (i % 4 === 3 ? 2 : 0), kind: k });
 }
+// the memory index loads on the first search: its time and what it adds to the process (run with
+// --expose-gc for a steadier figure)
+globalThis.gc?.();
+const rss0 = process.memoryUsage();
+const tl = performance.now();
+await searchRepositories(db, { query: 'warm' });
+const firstMs = performance.now() - tl;
 // warm-up
 for (const x of queries.slice(0, 30)) await searchRepositories(db, { query: x.q, visibleTo: x.who, page: x.page });
-const times = []; const byKind = new Map();
+const times = []; const byKind = new Map(); const sqlTimes = []; const byCaller = { anonymous: [], user: [], admin: [] };
 for (const x of queries) {
+  const opts = { query: x.q, visibleTo: x.who, page: x.page, pageSize: 25 };
   const s = performance.now();
-  const r = await searchRepositories(db, { query: x.q, visibleTo: x.who, page: x.page, pageSize: 25 });
+  const r = await searchRepositories(db, opts);
   const ms = performance.now() - s;
   times.push(ms);
+  byCaller[x.who.admin ? 'admin' : x.who.userId !== undefined ? 'user' : 'anonymous'].push(ms);
+  if (process.env.SQL === '1') {
+    const s2 = performance.now();
+    const r2 = await searchWithSql(db, opts);
+    sqlTimes.push(performance.now() - s2);
+    if (JSON.stringify(r2) !== JSON.stringify(r)) throw new Error(`memory and SQL differ for ${JSON.stringify(opts)}`);
+  }
   if (!byKind.has(x.kind)) byKind.set(x.kind, []);
   byKind.get(x.kind).push([ms, r.total, x.q]);
 }
 const pct = (a, p) => { const s = [...a].sort((x, y) => x - y); return s[Math.min(s.length - 1, Math.floor(p * s.length))]; };
+globalThis.gc?.();
+const rss1 = process.memoryUsage();
+const mib = (x) => (x / 1048576).toFixed(0);
 console.log(`${engine}: ${N} repos loaded in ${(loadMs / 1000).toFixed(1)} s; ${times.length} queries`);
+console.log(`  first search (loads the memory index) ${firstMs.toFixed(0)} ms; RSS ${mib(rss0.rss)} → ${mib(rss1.rss)} MiB (+${mib(rss1.rss - rss0.rss)}), heap ${mib(rss0.heapUsed)} → ${mib(rss1.heapUsed)} MiB, array buffers ${mib(rss0.arrayBuffers)} → ${mib(rss1.arrayBuffers)} MiB`);
 console.log(`  all     p50 ${pct(times, 0.5).toFixed(2)} ms  p99 ${pct(times, 0.99).toFixed(2)} ms  max ${Math.max(...times).toFixed(2)} ms`);
+if (sqlTimes.length > 0) console.log(`  SQL     p50 ${pct(sqlTimes, 0.5).toFixed(2)} ms  p99 ${pct(sqlTimes, 0.99).toFixed(2)} ms  max ${Math.max(...sqlTimes).toFixed(2)} ms  (the same queries in SQL, interleaved; results identical)`);
+console.log(`  by caller: ${Object.entries(byCaller).map(([k, v]) => `${k} p50 ${pct(v, 0.5).toFixed(2)} / p99 ${pct(v, 0.99).toFixed(2)} ms`).join(', ')}`);
 const names = ['common word', '2-char prefix', '4-char prefix', 'two words', 'exact ns/name', 'exact name', 'substring', 'rare/none', 'hostile/empty', '3 desc words'];
 for (const [k, v] of [...byKind].sort((a, b) => a[0] - b[0])) {
   const t = v.map((x) => x[0]);

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { dbEngine } from './knex.js';
 import { rawRows, toBool, toNum } from './rows.js';
 import type { ParsedQuery, SearchPage, SearchResult, SearchVisibility } from './search-types.js';
 
@@ -16,9 +17,10 @@ import type { ParsedQuery, SearchPage, SearchResult, SearchVisibility } from './
  *
  * The repository rows and their word postings are loaded once; every change to `repositories` (by
  * this process, another one or the CLI) is appended to `repository_changes` by triggers (migration
- * 20261124000000), and each search first reads the last sequence number and reloads only the
- * changed rows. Who may see a private repository (owner, namespace, collaborators, organizations)
- * is read from the database on each search, so grants are never stale.
+ * 20261124000000 on SQLite, 20261230000000 on PostgreSQL), and each search first reads the last
+ * sequence number and reloads only the changed rows. Who may see a private repository (owner,
+ * namespace, collaborators, organizations) is read from the database per account and kept until the
+ * log shows a grant changed (repo_id 0, migration 20261230000001) or this process wrote anything.
  */
 
 interface Rec {
@@ -27,6 +29,18 @@ interface Rec {
   readonly name: string;
   readonly full: string;
   readonly description: string;
+  /**
+   * PostgreSQL: the row's lexemes as its `search_vector` holds them, kept only where they differ from
+   * what tokensOf computes (non-ASCII text, whose words depend on the server's locale; words too long
+   * to index). For ASCII text the two agree: `regexp_replace(…, '[^[:alnum:]]+', ' ')` then the
+   * 'simple' parser yields the lower-cased runs of [a-z0-9].
+   */
+  readonly tokens?: Tokens;
+}
+
+interface Tokens {
+  readonly nameWords: string[];
+  readonly words: string[];
 }
 
 /**
@@ -34,13 +48,21 @@ interface Rec {
  * Computed when a row is indexed or unindexed, not kept (millions of small strings would weigh
  * on every garbage collection).
  */
-function tokensOf(r: { namespace: string; name: string; description: string }): { nameWords: string[]; words: string[] } {
+function tokensOf(r: { namespace: string; name: string; description: string; tokens?: Tokens }): Tokens {
+  if (r.tokens) return r.tokens;
   const nameWords = [...new Set(ftsTokens(r.name))];
   return { nameWords, words: [...new Set([...ftsTokens(r.namespace), ...nameWords, ...ftsTokens(r.description)])] };
 }
 
 /** How often the change log and grants are read again when this process wrote nothing (ms). */
 const RECHECK_MS = 250;
+/**
+ * PostgreSQL: how long a hole in the change log's sequence is read again (a transaction still running
+ * when a higher number was read; a rolled-back one leaves a hole for good). No transaction that writes
+ * a repository runs this long; more holes than MAX_GAPS (a burst of rollbacks) reload everything.
+ */
+const GAP_MS = 60_000;
+const MAX_GAPS = 10_000;
 /** Statements that change nothing (anything else counts as a write of this process). */
 const READ_ONLY_SQL = /^\s*(select|pragma|begin|commit|rollback|savepoint|release|explain)\b/i;
 
@@ -67,9 +89,19 @@ interface RowIn {
   private: unknown;
   deleted_at: unknown;
   owner_id: unknown;
+  /** PostgreSQL: the lexemes of search_vector, all and those of the name (weight A). */
+  words?: unknown;
+  name_words?: unknown;
 }
 
 const COLUMNS = 'id, namespace, name, description, star_count, private, deleted_at, owner_id';
+const PG_COLUMNS = `${COLUMNS}, tsvector_to_array(search_vector) as words, tsvector_to_array(ts_filter(search_vector, '{a}')) as name_words`;
+
+const sameSet = (a: readonly string[], b: readonly string[]): boolean => {
+  if (a.length !== b.length) return false;
+  const s = new Set(a);
+  return b.every((x) => s.has(x));
+};
 
 /** A sorted list of (key, id) with binary-search insert, delete and prefix ranges. */
 class SortedKeys {
@@ -218,7 +250,12 @@ class MemoryIndex {
   private names = new SortedKeys();
   private fulls = new SortedKeys();
   private lastSeq = -1;
+  /** Sequence numbers below lastSeq not seen yet (PostgreSQL's concurrent writers), with when first missed. */
+  private gaps = new Map<number, number>();
+  /** More holes than worth tracking were seen: the next update loads everything. */
+  private reloadNeeded = false;
   private loaded = false;
+  private readonly columns: string;
   /** Refreshes run one after the other (a chain that a failure does not break). */
   private chain: Promise<void> = Promise.resolve();
   private readonly wordMarks = new Marks();
@@ -234,18 +271,21 @@ class MemoryIndex {
    * Writes made through this Knex (this process) are counted as they go by, so a search right after
    * one checks the change log at once; otherwise the log is read at most every RECHECK_MS, which is
    * how soon a change made by another process (the CLI, a second index process) shows. Grants are
-   * kept per account on the same terms. A search in steady state thus asks the database nothing:
+   * kept per account until the log shows one changed. A search in steady state thus asks the database nothing:
    * each query through the driver's thread pool costs 0.2–30 ms, which was most of the p99.
    */
   private localWrites = 0;
   private checkedAt = 0;
   private checkedWrites = -1;
-  private readonly grantCache = new Map<number, { grants: Grants; at: number; writes: number }>();
+  private readonly grantCache = new Map<number, { grants: Grants; epoch: number; writes: number }>();
+  /** Bumped when the log shows a grant changed (repo_id 0, migration 20261230000001) and at each full load. */
+  private grantEpoch = 0;
 
   constructor(
     private readonly db: Knex,
     attach = true,
   ) {
+    this.columns = dbEngine(db) === 'pg' ? PG_COLUMNS : COLUMNS;
     if (attach) {
       db.on('query', (q: { sql?: unknown }) => {
         if (!READ_ONLY_SQL.test(String(q.sql ?? ''))) this.localWrites++;
@@ -271,19 +311,30 @@ class MemoryIndex {
     const rows = rawRows<{ s: unknown; m: unknown }>(this.db, await this.db.raw('select max(seq) as s, min(seq) as m from repository_changes'));
     const seq = rows[0]?.s === null || rows[0]?.s === undefined ? 0 : toNum(rows[0].s);
     const min = rows[0]?.m === null || rows[0]?.m === undefined ? 0 : toNum(rows[0].m);
-    if (this.loaded && seq === this.lastSeq) return;
-    // first load, or changes pruned past what we saw: load everything again
-    if (!this.loaded || (min > this.lastSeq + 1 && seq > this.lastSeq)) {
+    if (this.loaded && seq === this.lastSeq && this.gaps.size === 0) return;
+    // first load, or changes pruned past what we saw, or too many holes: load everything again
+    if (!this.loaded || (min > this.lastSeq + 1 && seq > this.lastSeq) || this.reloadNeeded) {
       await this.loadAll(seq);
       return;
     }
-    const changed = rawRows<{ repo_id: unknown }>(
+    const now = Date.now();
+    for (const [g, at] of this.gaps) if (now - at > GAP_MS || g < min) this.gaps.delete(g);
+    const holes = [...this.gaps.keys()];
+    const logged = rawRows<{ seq: unknown; repo_id: unknown }>(
       this.db,
-      await this.db.raw('select distinct repo_id from repository_changes where seq > ? and seq <= ?', [this.lastSeq, seq]),
-    ).map((r) => toNum(r.repo_id));
+      await this.db.raw(
+        `select seq, repo_id from repository_changes where (seq > ? and seq <= ?)${holes.length > 0 ? ` or seq in (${holes.map(() => '?').join(',')})` : ''}`,
+        [this.lastSeq, seq, ...holes],
+      ),
+    );
+    const seen = new Set<number>();
+    for (const r of logged) seen.add(toNum(r.seq));
+    this.noteGaps(Math.max(this.lastSeq, min - 1), seq, seen, now);
+    const changed = [...new Set(logged.map((r) => toNum(r.repo_id)))];
+    if (changed.includes(0)) this.grantEpoch++;
     for (let i = 0; i < changed.length; i += 500) {
       const ids = changed.slice(i, i + 500);
-      const found = rawRows<RowIn>(this.db, await this.db.raw(`select ${COLUMNS} from repositories where id in (${ids.map(() => '?').join(',')})`, ids));
+      const found = rawRows<RowIn>(this.db, await this.db.raw(`select ${this.columns} from repositories where id in (${ids.map(() => '?').join(',')})`, ids));
       const seen = new Set<number>();
       for (const r of found) {
         seen.add(toNum(r.id));
@@ -294,13 +345,32 @@ class MemoryIndex {
     this.lastSeq = seq;
   }
 
+  /** Holes of (from, to] not in seen become gaps; gaps now seen are filled. */
+  private noteGaps(from: number, to: number, seen: ReadonlySet<number>, now: number): void {
+    for (const g of [...this.gaps.keys()]) if (seen.has(g)) this.gaps.delete(g);
+    let inRange = 0;
+    for (const s of seen) if (s > from && s <= to) inRange++;
+    if (inRange === to - from) return;
+    for (let s = from + 1; s <= to; s++) if (!seen.has(s)) this.gaps.set(s, now);
+    if (this.gaps.size > MAX_GAPS) this.reloadNeeded = true;
+  }
+
   /**
    * Everything, into a fresh instance page by page (the event loop breathes between pages), then
    * swapped in at once: a search never sees half a load.
    */
   private async loadAll(seq: number): Promise<void> {
     const fresh = new MemoryIndex(this.db, false);
+    // the recent log first: a change numbered below seq but not visible yet (a transaction still running
+    // on PostgreSQL) may be missing from the rows read below; it is read again when it shows
+    const recent = rawRows<{ seq: unknown }>(this.db, await this.db.raw('select seq from repository_changes where seq > ? and seq <= ?', [seq - 1000, seq]));
     await fresh.fill();
+    this.gaps = new Map();
+    this.reloadNeeded = false;
+    this.grantEpoch++;
+    // below the oldest number read, holes are pruned changes, not pending ones
+    const from = Math.max(0, seq - 1000, (recent.length > 0 ? Math.min(...recent.map((r) => toNum(r.seq))) : seq + 1) - 1);
+    this.noteGaps(from, seq, new Set(recent.map((r) => toNum(r.seq))), Date.now());
     this.recs = fresh.recs;
     this.stars = fresh.stars;
     this.flags = fresh.flags;
@@ -332,7 +402,7 @@ class MemoryIndex {
     const namespace = r.namespace;
     const name = r.name;
     const description = r.description ?? '';
-    return {
+    const rec: Rec = {
       id: toNum(r.id),
       namespace,
       name,
@@ -340,6 +410,11 @@ class MemoryIndex {
       full: `${namespace}/${name}`.split('').join(''),
       description,
     };
+    if (!Array.isArray(r.words) || !Array.isArray(r.name_words)) return rec;
+    // PostgreSQL: its lexemes are the truth; kept on the record only where tokensOf would differ
+    const db: Tokens = { words: (r.words as unknown[]).map(String), nameWords: (r.name_words as unknown[]).map(String) };
+    const js = tokensOf(rec);
+    return sameSet(js.words, db.words) && sameSet(js.nameWords, db.nameWords) ? rec : { ...rec, tokens: db };
   }
 
   private setScalars(id: number, r: RowIn): void {
@@ -361,7 +436,7 @@ class MemoryIndex {
     };
     let after = 0;
     for (;;) {
-      const page = rawRows<RowIn>(this.db, await this.db.raw(`select ${COLUMNS} from repositories where id > ? order by id limit 5000`, [after]));
+      const page = rawRows<RowIn>(this.db, await this.db.raw(`select ${this.columns} from repositories where id > ? order by id limit 5000`, [after]));
       for (const r of page) {
         const rec = MemoryIndex.rec(r);
         this.recs[rec.id] = rec;
@@ -479,9 +554,10 @@ class MemoryIndex {
 
   /** Same contract as searchRepositories for a non-empty query. */
   async search(q: ParsedQuery, vis: SearchVisibility | undefined, page: number, pageSize: number, substringTier: boolean): Promise<SearchPage> {
-    // grants first, then the refresh; from here on everything is synchronous (one consistent state)
-    const grants = await this.grants(vis);
+    // the refresh first (it tells whether grants changed), then the grants; from here on everything is
+    // synchronous (one consistent state)
     await this.refresh();
+    const grants = await this.grants(vis);
     const canSee = this.visibilityTest(vis, grants);
     const text = q.text;
     const words = q.words.flatMap((w) => ftsTokens(w));
@@ -555,16 +631,16 @@ class MemoryIndex {
     if (v?.admin || v?.userId === undefined) return undefined;
     const u = v.userId;
     const cached = this.grantCache.get(u);
-    if (cached && cached.writes === this.localWrites && Date.now() - cached.at < RECHECK_MS) return cached.grants;
+    if (cached && cached.writes === this.localWrites && cached.epoch === this.grantEpoch) return cached.grants;
     const writes = this.localWrites;
-    const at = Date.now();
+    const epoch = this.grantEpoch;
     // one round trip: the account's name, its organizations, the repositories shared with it
     const rows = rawRows<{ k: string; v: unknown }>(
       this.db,
       await this.db.raw(
         `select 'u' as k, username as v from users where id = ?
          union all select 'o', o.name from organizations o join organization_members m on m.org_id = o.id where m.user_id = ?
-         union all select 'c', repo_id from collaborators where user_id = ?`,
+         union all select 'c', cast(repo_id as varchar(20)) from collaborators where user_id = ?`,
         [u, u, u],
       ),
     );
@@ -573,7 +649,7 @@ class MemoryIndex {
       orgNames: new Set(rows.filter((r) => r.k === 'o').map((r) => String(r.v))),
       shared: new Set(rows.filter((r) => r.k === 'c').map((r) => toNum(r.v))),
     };
-    this.grantCache.set(u, { grants, at, writes });
+    this.grantCache.set(u, { grants, epoch, writes });
     if (this.grantCache.size > 10_000) this.grantCache.delete(this.grantCache.keys().next().value!);
     return grants;
   }

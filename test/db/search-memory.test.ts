@@ -1,19 +1,48 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { closeDb, createDb, migrateLatest, type Knex } from '../../src/db/knex.js';
+import { rawRows, toNum } from '../../src/db/rows.js';
 import { addCollaborator, markDeleted, saveRepository } from '../../src/db/repositories.js';
 import { addMember, saveOrganization } from '../../src/db/organizations.js';
 import { saveUser, type User } from '../../src/db/users.js';
 import { searchRepositories, searchWithSql, type SearchOptions } from '../../src/db/search.js';
+import { ENGINES, PG_URL, type EngineName } from './engines.js';
 
 /**
- * SQLite searches from memory (src/db/search-memory.ts). The SQL search is the reference: on the
+ * Both engines search from memory (src/db/search-memory.ts). The SQL search is the reference: on the
  * same data both must give the same page and the same total, for every kind of query and caller;
- * and changes made through another connection (another process, the CLI) must show at once.
+ * and changes made through another connection (another process or index node, the CLI) must show
+ * within 250 ms.
  */
+
+/** Two connections to one fresh database (a temp file, or a PostgreSQL schema), as two processes would have. */
+async function openPair(engine: EngineName): Promise<{ db: Knex; other: Knex; dispose: () => Promise<void> }> {
+  if (engine === 'sqlite') {
+    const dir = await mkdtemp(join(tmpdir(), 'lr-searchmem-'));
+    const db = createDb(null, dir);
+    const other = createDb(null, dir);
+    return { db, other, dispose: async () => {
+      await closeDb(other);
+      await closeDb(db);
+      await rm(dir, { recursive: true, force: true });
+    } };
+  }
+  const schema = `lr_test_${randomBytes(6).toString('hex')}`;
+  const admin = createDb(PG_URL, tmpdir(), { poolMax: 1 });
+  await admin.raw('create schema ??', [schema]).finally(() => admin.destroy());
+  const db = createDb(PG_URL, tmpdir(), { searchPath: [schema] });
+  const other = createDb(PG_URL, tmpdir(), { searchPath: [schema] });
+  return { db, other, dispose: async () => {
+    await closeDb(other);
+    await closeDb(db);
+    const a = createDb(PG_URL, tmpdir(), { poolMax: 1 });
+    await a.raw('drop schema if exists ?? cascade', [schema]).finally(() => a.destroy());
+  } };
+}
 
 let seed = 7;
 function rnd(): number {
@@ -23,18 +52,17 @@ function rnd(): number {
 const pick = <T>(a: readonly T[]): T => a[Math.floor(rnd() * a.length)]!;
 const WORDS = 'nginx redis node alpine busybox python web api app db cache proxy server red re-run rest base basic tool tools build café naïve data'.split(' ');
 
-describe('in-memory search on SQLite', () => {
-  let dir: string;
+for (const { handle: { engine }, skip } of ENGINES) describe(`in-memory search [${engine}]`, skip === undefined ? {} : { skip }, () => {
   let db: Knex;
   let other: Knex;
+  let dispose: () => Promise<void>;
   const users: User[] = [];
 
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'lr-searchmem-'));
-    db = createDb(null, dir);
+    seed = 7;
+    // a second connection to the same database, as another process, index node or the CLI would have
+    ({ db, other, dispose } = await openPair(engine));
     await migrateLatest(db);
-    // a second connection to the same file, as another process or the CLI would have
-    other = createDb(null, dir);
     for (let i = 0; i < 6; i++) users.push((await saveUser(db, { username: `user${i}`, email: `u${i}@x.org`, password: 'secret1', active: true, admin: i === 0 }, { cost: 4 }))!);
     const org = (await saveOrganization(db, { name: 'crew' }))!;
     await addMember(db, org.id, users[2]!.id);
@@ -64,13 +92,11 @@ describe('in-memory search on SQLite', () => {
     }
   });
   after(async () => {
-    await closeDb(other);
-    await closeDb(db);
-    await rm(dir, { recursive: true, force: true });
+    await dispose();
   });
 
   it('gives the SQL search’s pages and totals for every kind of query and caller', async () => {
-    const queries = ['', 're', 'red', 'redis', 'r', 'base', 'ba', 'web api', 'node server', 'tools/', 'acme/red', 'library/redis', 'edi', 'ool', 'é', 'cafe', 'café', 'naive', 'x', 'zzz', '-', '_x', '%', "' or 1=1", 'a"b', 'crew/', 're-run', 'rest.', '.10', '42'];
+    const queries = ['', 're', 'red', 'redis', 'r', 'base', 'ba', 'web api', 'node server', 'tools/', 'acme/red', 'library/redis', 'edi', 'ool', 'é', 'cafe', 'café', 'naive', 'x', 'zzz', '-', '_x', '%', "' or 1=1", 'a"b', 'crew/', 're-run', 'rest.', '.10', '42', 'caf', 'na', 'naï', 'the small', 'fast re'];
     const callers: SearchOptions['visibleTo'][] = [{}, { userId: users[1]!.id }, { userId: users[2]!.id }, { userId: users[3]!.id }, { userId: users[0]!.id, admin: true }];
     let compared = 0;
     for (const query of queries) {
@@ -121,7 +147,7 @@ describe('in-memory search on SQLite', () => {
     assert.deepEqual(await find('zebra'), ['late/zebrafish-two', 'late/zebrafish'], 'then by stars');
     await other('repositories').where({ id: repository.id }).delete();
     assert.deepEqual(await find('zebrafish'), ['late/zebrafish-two']);
-    // a grant made elsewhere counts at once (grants are never cached)
+    // a grant made elsewhere counts within 250 ms (the log tells a grant changed)
     const { repository: secret } = await saveRepository(other, { namespace: 'late', name: 'secretive', private: true });
     const u5 = { userId: users[5]!.id };
     await new Promise((r) => setTimeout(r, 260));
@@ -136,11 +162,40 @@ describe('in-memory search on SQLite', () => {
     assert.equal((await searchRepositories(db, { query: 'secretive', visibleTo: u5 })).total, 2);
   });
 
+  it('keeps grants until one changes, here or elsewhere (membership, collaborator, organization)', async () => {
+    const u4 = { userId: users[4]!.id };
+    const hits = async (q: string): Promise<number> => (await searchRepositories(db, { query: q, visibleTo: u4 })).total;
+    const later = (): Promise<void> => new Promise((r) => setTimeout(r, 260));
+    const guild = (await saveOrganization(other, { name: 'guild' }))!;
+    const { repository: hoard } = await saveRepository(other, { namespace: 'guild', name: 'hoard', private: true });
+    await later();
+    assert.equal(await hits('hoard'), 0);
+    assert.equal(await hits('hoard'), 0, 'grants now kept');
+    await addMember(other, guild.id, users[4]!.id);
+    await later();
+    assert.equal(await hits('hoard'), 1, 'a membership added elsewhere');
+    await other('organization_members').where({ org_id: guild.id, user_id: users[4]!.id }).delete();
+    await later();
+    assert.equal(await hits('hoard'), 0, 'and removed');
+    await addCollaborator(other, hoard.id, users[4]!.id, 'read');
+    await later();
+    assert.equal(await hits('hoard'), 1, 'a collaborator added elsewhere');
+    await other('collaborators').where({ repo_id: hoard.id, user_id: users[4]!.id }).delete();
+    await later();
+    assert.equal(await hits('hoard'), 0, 'and removed');
+    await addMember(db, guild.id, users[4]!.id);
+    assert.equal(await hits('hoard'), 1, 'a membership added here: at once');
+    await other('organizations').where({ id: guild.id }).update({ name: 'guild-renamed' });
+    await later();
+    assert.equal(await hits('hoard'), 0, 'the organization renamed elsewhere: guild/ is no longer its namespace');
+    assert.deepEqual(await searchRepositories(db, { query: 'hoard', visibleTo: u4 }), await searchWithSql(db, { query: 'hoard', visibleTo: u4 }));
+  });
+
   it('reloads everything when the change log was pruned past what it saw', async () => {
     await searchRepositories(db, { query: 'warm' });
     await saveRepository(other, { namespace: 'pruned', name: 'walrus' });
     // what the prune trigger does to an old log: keep only changes newer than this reader knows
-    const [{ s }] = (await other.raw('select max(seq) as s from repository_changes')) as [{ s: number }];
+    const s = toNum(rawRows<{ s: unknown }>(other, await other.raw('select max(seq) as s from repository_changes'))[0]?.s);
     await other.raw('delete from repository_changes where seq <= ?', [s]);
     await saveRepository(other, { namespace: 'pruned', name: 'walrus-two' });
     await new Promise((r) => setTimeout(r, 260));
@@ -150,5 +205,29 @@ describe('in-memory search on SQLite', () => {
       ['pruned/walrus', 'pruned/walrus-two'],
     );
     assert.deepEqual(r, await searchWithSql(db, { query: 'walrus' }));
+  });
+
+  // PostgreSQL's writers run concurrently: a change numbered below one already read may commit later
+  it('sees a change that commits after a later-numbered one', { skip: engine !== 'pg' }, async () => {
+    await searchRepositories(db, { query: 'warm' });
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let inserted!: () => void;
+    const wrote = new Promise<void>((r) => (inserted = r));
+    const slow = other.transaction(async (trx) => {
+      await saveRepository(trx, { namespace: 'slow', name: 'narwhal' });
+      inserted();
+      await held;
+    });
+    await wrote;
+    await saveRepository(other, { namespace: 'fast', name: 'narwhal-two' });
+    await new Promise((r) => setTimeout(r, 260));
+    const names = async (): Promise<string[]> => (await searchRepositories(db, { query: 'narwhal' })).results.map((x) => `${x.namespace}/${x.name}`);
+    assert.deepEqual(await names(), ['fast/narwhal-two'], 'the committed one shows, the running one not yet');
+    release();
+    await slow;
+    await new Promise((r) => setTimeout(r, 260));
+    assert.deepEqual(await names(), ['slow/narwhal', 'fast/narwhal-two']);
+    assert.deepEqual(await searchRepositories(db, { query: 'narwhal' }), await searchWithSql(db, { query: 'narwhal' }));
   });
 });
