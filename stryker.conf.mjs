@@ -12,33 +12,35 @@
 // Reports: reports/mutation/<group>.json and .html. Survivors and their explanations: docs/campaigns.md.
 
 const GROUPS = {
-  // Who may do what: index/access.ts (rightsOn) and the registry's token mode (parseTokenHeader,
-  // TokenAuth.authorize, and the index's answer in ask()). The validation cache (validate) is left out.
+  // Who may do what: index/access.ts (rightsOn) and the registry's token-mode decision
+  // (TokenAuth.authorize). Time-boxed (2 cores, shared): parseTokenHeader, ask() and the validation
+  // cache are exercised by mutation-access.test.ts but not mutated.
   access: {
-    mutate: ['src/index/access.ts', 'src/auth/registry-token.ts:135-211', 'src/auth/registry-token.ts:240-258'],
+    mutate: ['src/index/access.ts', 'src/auth/registry-token.ts:72-96'],
     tests: ['dist/test/protocol/mutation-access.test.js'],
   },
-  // Token verification: v1 tokens (sign, verify, Basic parsing), v2 JWTs (verify/check, the access
-  // claim), the /v2/ authorizer's decision and challenge, and the scope comparison.
+  // Token verification: V1TokenSigner.verify, V2TokenVerifier.check, TokenV2Authorizer.authorize and
+  // missingAccess. Time-boxed: issue, parseBasic, accessOf and the challenge text are exercised by
+  // mutation-tokens.test.ts but not mutated.
   tokens: {
     mutate: [
-      'src/auth/v1-token.ts',
-      'src/auth/v2-jwt.ts:227-285',
-      'src/auth/v2-registry-auth.ts:376-394',
-      'src/auth/v2-scope.ts:477-489',
+      'src/auth/v1-token.ts:38-56',
+      'src/auth/v2-jwt.ts:258-285',
+      'src/auth/v2-registry-auth.ts:87-95',
+      'src/auth/v2-scope.ts:69-77',
     ],
     tests: ['dist/test/protocol/mutation-tokens.test.js'],
   },
-  // Checksums: the payload/tarsum verification of PUT checksum (R7) and tarsumMatches, the digest
-  // grammar and hashing helpers.
+  // Checksums: the payload/tarsum verification of PUT checksum (R7), tarsumMatches, and the digest
+  // grammar and hashing helpers (digest.ts).
   checksums: {
-    mutate: ['src/content/v1-images.ts:232-262', 'src/content/v1-images.ts:469-479', 'src/digest/digest.ts'],
+    mutate: ['src/content/v1-images.ts:233-262', 'src/content/v1-images.ts:469-479', 'src/digest/digest.ts:12-30'],
     tests: ['dist/test/unit/digest/digest.test.js', 'dist/test/unit/content/tarsum-matches.test.js', 'dist/test/protocol/mutation-checksums.test.js'],
   },
-  // Upload commit: the digest check before publishing a v2 upload, and the blob store's ingest,
-  // publish and putSmall (nothing is published at a digest its bytes do not hash to).
+  // Upload commit: the digest check before a v2 upload is published (V2Uploads.finish), and the blob
+  // store's ingest, publish and putSmall (nothing is published at a digest its bytes do not hash to).
   uploads: {
-    mutate: ['src/content/v2-uploads.ts:279-325', 'src/content/blob-store.ts:112-170'],
+    mutate: ['src/content/v2-uploads.ts:310-322', 'src/content/blob-store.ts:119-148', 'src/content/blob-store.ts:157-170'],
     tests: ['dist/test/protocol/mutation-uploads.test.js'],
   },
 };
