@@ -8,7 +8,7 @@ import { startTestServer, type TestServer } from '../helpers/server.js';
 import { DOCKER_UA, makeImage, type TestImage } from '../helpers/v1-client.js';
 import { basic, Site, type Creds } from '../helpers/accounts.js';
 import { findUserByName, saveUser } from '../../src/db/users.js';
-import { addCollaborator, saveRepository } from '../../src/db/repositories.js';
+import { addCollaborator, findRepository, removeCollaborator, saveRepository } from '../../src/db/repositories.js';
 import { addMember, saveOrganization } from '../../src/db/organizations.js';
 import { V1TokenSigner } from '../../src/auth/v1-token.js';
 
@@ -169,6 +169,47 @@ describe('mutation group access: rightsOn through the token service, TokenAuth t
     const other = makeImage();
     const r = await reg('PUT', `/v1/images/${other.id}/json`, write, other.json.toString());
     assert.equal(r.status, 400, r.text);
+  });
+});
+
+describe('mutation group access: what a write token brings besides the method check', () => {
+  let s: TestServer;
+  let site: Site;
+  let img: TestImage;
+  before(async () => {
+    // validations cached for a minute: a publishing write must still ask the index again
+    s = await startTestServer({ v2: true, bcrypt_cost: 4, token_cache_ttl: 60 });
+    site = new Site(s.url, s.url);
+    for (const u of ['alice', 'wendy']) await saveUser(s.db!, { username: u, email: `${u}@example.com`, password: `${u}pw`, active: true }, { cost: 4 });
+    img = makeImage();
+    await site.pushV1('alice/app', ['alice', 'alicepw'], [img]);
+  });
+  after(async () => {
+    await s?.stop();
+  });
+
+  it('a write token links an image its holder already has in another repository (409 exists) instead of taking it again', async () => {
+    const token = await site.claim('alice/other', ['alice', 'alicepw'], [img.id]);
+    const r = await request(s.url, `/v1/images/${img.id}/json`, { method: 'PUT', headers: { Authorization: `Token ${token}`, 'Content-Type': 'application/json', 'User-Agent': DOCKER_UA }, body: img.json });
+    assert.equal(r.status, 409, r.text);
+    assert.equal(r.text, '{"error": "Image already exists"}');
+    const got = await request(s.url, `/v1/images/${img.id}/json`, { headers: { Authorization: `Token ${token}` } });
+    assert.equal(got.status, 200, got.text);
+    assert.ok(got.body.equals(img.json));
+  });
+
+  it('a tag write asks the index again (confirm), past a cached validation: revoked rights refuse it', async () => {
+    const repo = (await findRepository(s.db!, 'alice', 'app'))!;
+    const wendy = (await findUserByName(s.db!, 'wendy'))!;
+    await addCollaborator(s.db!, repo.id, wendy.id, 'write');
+    const token = `Token ${await site.claim('alice/app', ['wendy', 'wendypw'], [img.id])}`;
+    const put = (tag: string) =>
+      request(s.url, `/v1/repositories/alice/app/tags/${tag}`, { method: 'PUT', headers: { Authorization: token, 'Content-Type': 'application/json', 'User-Agent': DOCKER_UA }, body: JSON.stringify(img.id) });
+    assert.equal((await put('before')).status, 200, 'granted: the validation is now cached');
+    await removeCollaborator(s.db!, repo.id, wendy.id);
+    const r = await put('after');
+    assert.equal(r.status, 401, r.text);
+    assert.equal((await request(s.url, '/v1/repositories/alice/app/tags/after', { headers: { Authorization: `Token ${(await site.readToken('alice/app', ['alice', 'alicepw']))!}` } })).status, 404);
   });
 });
 
