@@ -5,6 +5,7 @@ import { readdir } from 'node:fs/promises';
 import { request, type Response } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { DOCKER_UA, chunkedStream, makeImage } from '../helpers/v1-client.js';
+import { pushV2 } from '../helpers/v2-client.js';
 
 /**
  * Issue 17 (mutation testing, group "uploads"): what commits an upload — the digest check of a v2
@@ -15,12 +16,13 @@ import { DOCKER_UA, chunkedStream, makeImage } from '../helpers/v1-client.js';
 
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
-/** Every file under the data directory, relative. */
-async function files(dir: string): Promise<string[]> {
-  return (await readdir(dir, { recursive: true, withFileTypes: true })).filter((e) => e.isFile()).map((e) => `${e.parentPath ?? e.path}/${e.name}`.slice(dir.length + 1));
+/** Every file (or, with all, every entry, folders too) under the data directory, relative. */
+async function files(dir: string, all = false): Promise<string[]> {
+  return (await readdir(dir, { recursive: true, withFileTypes: true })).filter((e) => all || e.isFile()).map((e) => `${e.parentPath ?? e.path}/${e.name}`.slice(dir.length + 1));
 }
 const blobFiles = async (dir: string, hex: string) => (await files(dir)).filter((f) => f.includes(`blobs/sha256/${hex.slice(0, 2)}/${hex}/`));
-const uploadFiles = async (dir: string) => (await files(dir)).filter((f) => /(^|\/)uploads\//.test(f));
+/** What is left under uploads/: no file and no folder once every upload has ended. */
+const uploadFiles = async (dir: string) => (await files(dir, true)).filter((f) => /(^|\/)uploads\/./.test(f));
 
 describe('mutation group uploads: v2 uploads are published only at the digest of their bytes', () => {
   let s: TestServer;
@@ -110,6 +112,19 @@ describe('mutation group uploads: v2 uploads are published only at the digest of
     assert.equal((await blob(sha(b))).status, 404);
     assert.deepEqual(await blobFiles(s.dataDir, sha(a).slice(7)), []);
     assert.deepEqual(await uploadFiles(s.dataDir), []);
+  });
+
+  it('manifests and configs are stored at the digest of their bytes (putSmall), and served back byte for byte', async () => {
+    const pushed = await pushV2(s.url, 'up/small', 'v1');
+    assert.equal(pushed.digest, sha(pushed.manifest));
+    const m = await v2('GET', `/v2/up/small/manifests/${pushed.digest}`, undefined, { Accept: 'application/vnd.docker.distribution.manifest.v2+json' });
+    assert.equal(m.status, 200, m.text);
+    assert.ok(m.body.equals(pushed.manifest));
+    assert.equal((await blobFiles(s.dataDir, pushed.digest.slice(7))).length, 1);
+    const config = JSON.parse(pushed.manifest.toString()) as { config: { digest: string } };
+    const c = await v2('GET', `/v2/up/small/blobs/${config.config.digest}`);
+    assert.equal(c.status, 200);
+    assert.equal(sha(c.body), config.config.digest);
   });
 
   it('the same blob pushed twice is accepted twice and stored once', async () => {
