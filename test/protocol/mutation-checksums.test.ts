@@ -1,6 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request, type Response } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
@@ -44,6 +45,14 @@ const is = (r: Response, status: number, text: string, label: string) => {
   assert.equal(r.text, text, label);
 };
 
+/** The client's checksums as stored (keys.ts: <images>/<id>/_checksum, JSON of what PUT checksum sent). */
+async function storedChecksums(dir: string, id: string): Promise<unknown> {
+  const all = await readdir(dir, { recursive: true });
+  const rel = all.find((f) => f.endsWith(`${id}/_checksum`));
+  assert.ok(rel, `no _checksum for ${id}`);
+  return JSON.parse(await readFile(join(dir, rel), 'utf8'));
+}
+
 const MISMATCH = '{"error": "Checksum mismatch"}';
 const UPLOADING = '{"error": "Image is being uploaded, retry later"}';
 
@@ -72,6 +81,7 @@ describe('mutation group checksums: PUT checksum with verify_tarsum on', () => {
     const meta = await request(s.url, `/v1/images/${img.id}/json`);
     assert.equal(meta.status, 200);
     assert.equal(meta.headers['x-docker-checksum-payload'], img.payload);
+    assert.deepEqual(await storedChecksums(s.dataDir, img.id), { payload: img.payload, tarsum: `tarsum+sha512:${'0'.repeat(128)}` });
     assert.ok(meta.body.equals(img.json));
     is(await putChecksum(s.url, img.id, img.payload), 409, '{"error": "Image already exists"}', 'again, same checksum (a concurrent push finishing)');
     is(await putChecksum(s.url, img.id, `sha256:${'1'.repeat(64)}`), 409, '{"error": "Cannot set this image checksum"}', 'again, another checksum');
@@ -105,6 +115,27 @@ describe('mutation group checksums: PUT checksum with verify_tarsum on', () => {
     await putJson(s.url, img.id, img.json);
     await putLayer(s.url, img.id, img.layer);
     is(await putChecksum(s.url, img.id, img.payload, '   '), 200, 'true', 'blank tarsum');
+    assert.deepEqual(await storedChecksums(s.dataDir, img.id), { payload: img.payload });
+    const bare = makeImage();
+    await putJson(s.url, bare.id, bare.json);
+    await putLayer(s.url, bare.id, bare.layer);
+    is(await putChecksum(s.url, bare.id, bare.payload), 200, 'true', 'no tarsum header at all');
+    assert.deepEqual(await storedChecksums(s.dataDir, bare.id), { payload: bare.payload });
+  });
+});
+
+describe('mutation group checksums: a v1 tarsum first (not computed at PUT layer)', () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startTestServer({ standalone: true });
+  });
+  after(() => s?.stop());
+
+  it('the right v1 tarsum is computed on demand and accepted', async () => {
+    await putJson(s.url, vectorId, vectorJson);
+    await putLayer(s.url, vectorId, vectorLayer);
+    is(await putChecksum(s.url, vectorId, vector.checksum_payload, vector.tarsum_v1_with_json), 200, 'true', 'right v1 at once');
+    assert.deepEqual(await storedChecksums(s.dataDir, vectorId), { payload: vector.checksum_payload, tarsum: vector.tarsum_v1_with_json });
   });
 });
 
