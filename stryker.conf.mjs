@@ -29,7 +29,7 @@ const GROUPS = {
       'src/auth/v2-registry-auth.ts:87-95',
       'src/auth/v2-scope.ts:69-77',
     ],
-    tests: ['dist/test/protocol/mutation-tokens.test.js'],
+    tests: ['dist/test/unit/auth/v1-token.test.js', 'dist/test/protocol/mutation-tokens.test.js'],
   },
   // Checksums: the payload/tarsum verification of PUT checksum (R7). Time-boxed: tarsumMatches and
   // digest.ts (their unit tests run in the command) are not mutated.

@@ -182,6 +182,7 @@ describe('mutation group tokens', () => {
       assert.deepEqual(none.json<{ errors: { detail: unknown }[] }>().errors[0]!.detail, [{ Type: 'repository', Name: 'alice/app', Action: 'pull' }]);
       assertRefused(await tags(basic('alice', 'alicepw')), 'Basic', undefined, undefined);
       assertRefused(await tags(`Bearer ${await forge({ access: pullApp })} x`), 'two words', undefined, undefined);
+      assertRefused(await tags(`XBearer ${await forge({ access: pullApp })}`), 'the scheme is the first word', undefined, undefined);
       const base = await request(s.url, '/v2/');
       assert.equal(base.status, 401);
       assert.equal(base.headers['www-authenticate'], challenge(undefined, ''), '/v2/ needs no scope: none in the challenge');
