@@ -154,6 +154,11 @@ describe('mutation group access: rightsOn through the token service, TokenAuth t
     assert.equal((await reg('GET', tags, undefined)).status, 401);
     const noRepo = token.replace(/,repository="[^"]*"/, '');
     assert.equal((await reg('GET', tags, `Token ${noRepo}`)).status, 401);
+    for (const repo of ['Alice/Priv', 'a b/c', '../x']) {
+      const bad = await reg('GET', `/v1/images/${img.id}/json`, `Token signature=1.2.x.y,repository="${repo}",access=read`);
+      assert.equal(bad.status, 401, `a token naming ${repo}: ${bad.status} ${bad.text}`);
+      assert.equal(bad.text, '{"error": "Requires authorization"}');
+    }
     const noAccess = token.replace(/,access=\w+/, '');
     assert.equal((await reg('GET', tags, `Token ${noAccess}`)).status, 401);
     // the first of a repeated key counts, on the registry as on the index
