@@ -18,6 +18,7 @@ export class MetricsDriver implements StorageDriver {
   readonly putContentIfAbsent?: StorageDriver['putContentIfAbsent'];
   readonly resumableWriter?: (key: string, state: ResumableState | undefined) => Promise<ResumableWriter>;
   readonly discardResumable?: StorageDriver['discardResumable'];
+  readonly syncKeys?: StorageDriver['syncKeys'];
 
   constructor(private readonly inner: StorageDriver) {
     this.name = inner.name;
@@ -41,6 +42,7 @@ export class MetricsDriver implements StorageDriver {
       };
     }
     if (optional.discardResumable) this.discardResumable = (key, state) => this.timed('Cancel', () => optional.discardResumable!(key, state));
+    if (optional.syncKeys) this.syncKeys = (keys) => this.timed('Sync', () => optional.syncKeys!(keys));
     if (optional.redirectURL) this.redirectURL = (key) => this.timed('URLFor', () => optional.redirectURL!(key));
   }
 
