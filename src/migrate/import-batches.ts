@@ -5,6 +5,8 @@ import type { StagedImage, V1Images } from '../content/v1-images.js';
 export const BATCH_IMAGES = 64;
 /** publishImported / completeImported calls in flight at once. */
 const PARALLEL = 8;
+/** Work queued with afterVisible run at once after a flush. */
+const AFTER_PARALLEL = 4;
 
 /**
  * The importer's durability in batches (issue 16). Images are staged one by one
@@ -29,13 +31,22 @@ export class ImportBatches {
     private readonly max = BATCH_IMAGES,
   ) {}
 
+  /** Images staged and not visible yet (scope and id), to tell whether work must wait for a flush. */
+  private readonly unflushed = new Set<string>();
+
   add(s: StagedImage): void {
     this.pending.push(s);
+    this.unflushed.add(imageKey(s.scope?.full, s.id));
     if (this.pending.length >= this.max) void this.flush().catch(() => undefined); // the error is the final flush's
   }
 
-  /** Run fn once every image staged so far is durable and visible. */
-  afterVisible(fn: () => Promise<void>): void {
+  /**
+   * Run fn once the images it needs (scope name and id) are visible: now when none of them is
+   * waiting for a flush (nothing new, or all flushed), else after the flush of everything staged so
+   * far. Resolves when fn ran now, or at once when it was queued (the final flush runs it).
+   */
+  async afterVisible(needs: readonly { readonly scope: string | undefined; readonly id: string }[], fn: () => Promise<void>): Promise<void> {
+    if (!needs.some((n) => this.unflushed.has(imageKey(n.scope, n.id)))) return fn();
     this.after.push(fn);
   }
 
@@ -57,10 +68,14 @@ export class ImportBatches {
         jsons.push(...(await this.images.publishImported(s)));
       });
       await this.sync(jsons);
-      await each(batch, (s) => this.images.completeImported(s));
+      await each(batch, async (s) => {
+        await this.images.completeImported(s);
+        this.unflushed.delete(imageKey(s.scope?.full, s.id));
+      });
       this.flushes++;
     }
-    for (const fn of after) await fn();
+    // a repository's tags and index entries each (several at once, as the repositories were)
+    await each(after, (fn) => fn(), AFTER_PARALLEL);
   }
 
   private async sync(keys: readonly string[]): Promise<void> {
@@ -69,9 +84,11 @@ export class ImportBatches {
   }
 }
 
-async function each<T>(items: readonly T[], fn: (item: T) => Promise<void>): Promise<void> {
+const imageKey = (scope: string | undefined, id: string): string => `${scope ?? ''}\n${id}`;
+
+async function each<T>(items: readonly T[], fn: (item: T) => Promise<void>, limit = PARALLEL): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: Math.min(PARALLEL, items.length) }, async () => {
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
     while (next < items.length) await fn(items[next++]!);
   }));
 }

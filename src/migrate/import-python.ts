@@ -348,7 +348,9 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
       return;
     }
     // tags and the index only once every image they name is durable and visible (import-batches.ts)
-    batches.afterVisible(async () => {
+    const scopeName = c.images.scopeOf(repo)?.full;
+    const needs = [...good, ...listed].flatMap((t) => t.chain.map((id) => ({ scope: scopeName, id })));
+    await batches.afterVisible(needs, async () => {
       const scope = c.images.scopeOf(repo);
       const entriesForIndex: { id: string; checksum?: string; Tag?: string }[] = [];
       const indexEntries = async (chain: readonly string[]): Promise<void> => {
