@@ -186,6 +186,55 @@ describe('import batches (issue 16: durable in batches, never visible half writt
     assert.deepEqual(await crash.inner.list(''), [], 'no record, no upload, no blob');
   });
 
+  it('on a driver without syncKeys (object stores) every write is durable and the images complete at the flush', async () => {
+    const inner = createMemoryDriver();
+    const writes: { key: string; durable: boolean }[] = [];
+    const driver: StorageDriver = {
+      ...inner,
+      name: inner.name,
+      getContent: (k) => inner.getContent(k),
+      reader: (k, o, l) => inner.reader(k, o, l),
+      stat: (k) => inner.stat(k),
+      list: (p) => inner.list(p),
+      delete: (k) => inner.delete(k),
+      putContent: async (key, data, o) => {
+        writes.push({ key, durable: o?.durable !== false });
+        await inner.putContent(key, data, o);
+      },
+      writer: async (key, o) => {
+        const w = await inner.writer(key, o);
+        return {
+          get size() {
+            return w.size;
+          },
+          stream: w.stream,
+          commit: async (c) => {
+            writes.push({ key, durable: c?.durable !== false });
+            await w.commit(c);
+          },
+          cancel: () => w.cancel(),
+        };
+      },
+      move: async (src, dst, o) => {
+        writes.push({ key: dst, durable: o?.durable !== false });
+        await inner.move(src, dst, o);
+      },
+    };
+    delete (driver as { syncKeys?: unknown }).syncKeys;
+    const images = new V1Images(driver, new BlobStore(driver), { scoped: true, maxLayerSize: 0, verifyTarsum: false });
+    const batches = new ImportBatches(driver, images);
+    const imgs = chain(2);
+    for (const img of imgs) {
+      const r = await images.stageImport(repo, img.id, img.json, img.ancestry, Readable.from([img.layer]), img.layer.length, { tarsums: false, tarsumV1: false, verify: () => ({}) });
+      assert.ok('staged' in r);
+      batches.add(r.staged);
+    }
+    await batches.flush();
+    for (const img of imgs) assert.equal(await images.isComplete(repo, img.id), true);
+    assert.ok(writes.length > 10);
+    assert.deepEqual(writes.filter((w) => !w.durable), [], 'no write without a flush');
+  });
+
   it('refuses a json whose parent is not the ancestry given', async () => {
     const driver = createMemoryDriver();
     const images = new V1Images(driver, new BlobStore(driver), { scoped: true, maxLayerSize: 0, verifyTarsum: false });
