@@ -9,6 +9,12 @@ export interface BlobInfo {
   readonly size: number;
 }
 
+/** Bytes hashed into an upload key, not yet at their digest (BlobStore.ingestStaged). */
+export interface StagedBlob extends BlobInfo {
+  readonly uuid: string;
+  readonly uploadKey: string;
+}
+
 export class SizeLimitError extends Error {
   constructor(readonly limit: number) {
     super(`body exceeds ${limit} bytes`);
@@ -187,6 +193,57 @@ export class BlobStore {
       throw e;
     }
     return { digest, size: meter.bytes };
+  }
+
+  /**
+   * ingest in two steps, for a caller that makes many blobs durable at once (the importer, issue
+   * 16): the bytes are hashed into an upload key and committed without a flush, and stay there
+   * (held from this process's purge) until publishStaged moves them to their digest — which the
+   * caller does only once the upload key is durable (StorageDriver.syncKeys), so that what is at a
+   * digest is durable before anything can find it there. discardStaged drops them instead.
+   */
+  async ingestStaged(source: Readable, hasher: HashingStage, opts: IngestOptions): Promise<StagedBlob> {
+    const uuid = randomUUID();
+    this.active.add(uuid);
+    const uploadKey = keys.upload(uuid);
+    try {
+      const writer = await this.driver.writer(uploadKey);
+      const meter = new Meter(opts.maxSize);
+      try {
+        await pipeline(source, meter, hasher, writer.stream);
+        if (opts.expectedSize !== undefined && meter.bytes !== opts.expectedSize) {
+          throw new ShortBodyError(opts.expectedSize, meter.bytes);
+        }
+        await writer.commit({ durable: false });
+      } catch (e) {
+        await writer.cancel().catch(() => undefined);
+        throw e;
+      }
+      return { digest: hasher.sha256(), size: meter.bytes, uuid, uploadKey };
+    } catch (e) {
+      await this.discardStaged({ uuid });
+      throw e;
+    }
+  }
+
+  /** Step 2 of ingestStaged: publish at the digest (not flushed: the caller syncs the key returned). */
+  async publishStaged(b: StagedBlob): Promise<string> {
+    const key = keys.blob(hexOf(b.digest));
+    try {
+      await this.driver.move(b.uploadKey, key, { durable: false });
+    } finally {
+      await this.discardStaged(b);
+    }
+    return key;
+  }
+
+  /** Drop a staged blob that will not be published (or what is left of one that was). */
+  async discardStaged(b: { readonly uuid: string }): Promise<void> {
+    try {
+      await this.removeUpload(b.uuid);
+    } finally {
+      this.active.delete(b.uuid);
+    }
   }
 
   /**

@@ -20,6 +20,7 @@ export class MetricsDriver implements StorageDriver {
   readonly discardResumable?: StorageDriver['discardResumable'];
   readonly atomicWriter?: (key: string) => Promise<Writer>;
   readonly removeObject?: StorageDriver['removeObject'];
+  readonly syncKeys?: StorageDriver['syncKeys'];
 
   constructor(private readonly inner: StorageDriver) {
     this.name = inner.name;
@@ -45,6 +46,7 @@ export class MetricsDriver implements StorageDriver {
     if (optional.discardResumable) this.discardResumable = (key, state) => this.timed('Cancel', () => optional.discardResumable!(key, state));
     if (optional.atomicWriter) this.atomicWriter = async (key) => this.timedWriter(await this.timed('Writer', () => optional.atomicWriter!(key)));
     if (optional.removeObject) this.removeObject = (key) => this.timed('Delete', () => optional.removeObject!(key));
+    if (optional.syncKeys) this.syncKeys = (keys) => this.timed('Sync', () => optional.syncKeys!(keys));
     if (optional.redirectURL) this.redirectURL = (key) => this.timed('URLFor', () => optional.redirectURL!(key));
   }
 

@@ -8,6 +8,7 @@ import { findRepository, mergeImages, saveRepository, setPushComplete } from '..
 import type { Content } from './services.js';
 import type { ImportReport } from './report.js';
 import { TooLargeError, type SourceTree } from './source.js';
+import { ImportBatches } from './import-batches.js';
 
 export interface ImportOptions {
   readonly dryRun: boolean;
@@ -153,8 +154,9 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
   const failed = new Map<string, string>();
   /** --dry-run: images already counted (nothing is written, so the store cannot tell) */
   const planned = new Set<string>();
+  const batches = new ImportBatches(c.driver, c.images);
 
-  const importImageOnce = async (repo: RepoName, id: string): Promise<ImageOutcome> => {
+  const importImageOnce = async (repo: RepoName, id: string, ancestry: readonly string[]): Promise<ImageOutcome> => {
     const scope = c.images.scopeOf(repo);
     const known = failed.get(id);
     if (known) return { ok: false, reason: known };
@@ -193,50 +195,44 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
       report.imagesPresent++;
       return { ok: true, imported: false };
     }
-    try {
-      await c.images.putJson(scope, id, json);
-    } catch (e) {
-      if (isRegistryError(e)) return fail(`json refused: ${e.message}`);
-      throw e;
-    }
     const recorded = recordedChecksums(await tree.read(`images/${id}/_checksum`));
-    let link: LayerLink;
+    let staged;
     try {
       // one pass over the layer: sha256 (its address), the payload checksum, and for gzip/tar the
-      // diff_id (the bridge's) and the tar check; the tarsums only when they are what the tree recorded
-      link = await c.images.putLayer(scope, id, tree.open(`images/${id}/layer`), layerSize, { tarsums: needsTarsums(recorded), tarsumV1: true });
+      // diff_id (the bridge's) and the tar check; the tarsums only when they are what the tree
+      // recorded. The records are made durable and the image visible by the batch (import-batches.ts).
+      staged = await c.images.stageImport(scope, id, json, ancestry, tree.open(`images/${id}/layer`), layerSize, {
+        tarsums: needsTarsums(recorded),
+        tarsumV1: true,
+        verify: (link) => verifyRecorded(recorded, link),
+      });
     } catch (e) {
-      await c.images.discardIncomplete(scope, id);
-      if (isRegistryError(e)) return fail(`layer refused: ${e.message}`);
+      if (isRegistryError(e)) return fail(`refused: ${e.message}`);
       throw e;
     }
-    const verdict = verifyRecorded(recorded, link);
-    if (verdict.bad) {
-      await c.images.discardIncomplete(scope, id);
-      return fail(verdict.bad);
-    }
-    try {
-      await c.images.putChecksum(scope, id, link.payload, verdict.tarsum);
-    } catch (e) {
-      await c.images.discardIncomplete(scope, id);
-      if (isRegistryError(e)) return fail(`checksum refused: ${e.message}`);
-      throw e;
-    }
+    if ('bad' in staged) return fail(staged.bad);
+    batches.add(staged.staged);
+    const link = staged.staged.link;
     importedIn.set(id, scope);
     report.imagesImported++;
     report.bytes += link.size;
     return { ok: true, imported: true };
   };
 
-  /** one import of an image per scope at a time: repositories run in parallel and share ancestors */
+  /**
+   * One import of an image per scope: repositories run in parallel and share ancestors, and an
+   * image staged in this run is not visible (isComplete) until its batch is flushed.
+   */
   const running = new Map<string, Promise<ImageOutcome>>();
-  const importImage = async (repo: RepoName, id: string): Promise<ImageOutcome> => {
+  const importImage = (repo: RepoName, id: string, ancestry: readonly string[]): Promise<ImageOutcome> => {
     const key = `${c.images.scopeOf(repo)?.full ?? ''}\n${id}`;
     let p = running.get(key);
     if (!p) {
-      p = importImageOnce(repo, id);
+      p = importImageOnce(repo, id, ancestry);
       running.set(key, p);
-      void p.finally(() => running.delete(key)).catch(() => undefined);
+      // a success is remembered for the run (the image is not visible before its batch is flushed);
+      // a failure is remembered in `failed`
+      void p.then((r) => (r.ok ? undefined : running.delete(key)), () => running.delete(key));
     }
     return p;
   };
@@ -257,15 +253,16 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
 
   /** Import a chain root first; the reason of the first image that failed, if one did. */
   const importChain = async (repo: RepoName, top: string, chain: readonly string[]): Promise<string | undefined> => {
-    for (const id of [...chain].reverse()) {
-      const r = await importImage(repo, id);
+    for (let i = chain.length - 1; i >= 0; i--) {
+      const id = chain[i]!;
+      const r = await importImage(repo, id, chain.slice(i));
       report.tick();
       if (!r.ok) return id === top ? `image ${id}: ${r.reason}` : `image ${id} (an ancestor of ${top}): ${r.reason}`;
     }
     return undefined;
   };
 
-  await pool(repoDirs, Math.max(1, opts.concurrency ?? 4), async ({ dir, name: repo, shown }) => {
+  const repositories = pool(repoDirs, Math.max(1, opts.concurrency ?? 4), async ({ dir, name: repo, shown }) => {
     report.tick();
     if (!repo) {
       report.skip(shown, 'not a valid repository name here (namespace: a-z 0-9 _ -, name: a-z 0-9 _ . -, up to 64)');
@@ -350,46 +347,59 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
       report.repositoriesDone++;
       return;
     }
-    const scope = c.images.scopeOf(repo);
-    const entriesForIndex: { id: string; checksum?: string; Tag?: string }[] = [];
-    const indexEntries = async (chain: readonly string[]): Promise<void> => {
-      for (const id of [...chain].reverse()) {
-        const link = await c.images.layerLink(scope, id);
-        entriesForIndex.push({ id, ...(link ? { checksum: link.payload } : {}) });
+    // tags and the index only once every image they name is durable and visible (import-batches.ts)
+    const scopeName = c.images.scopeOf(repo)?.full;
+    const needs = [...good, ...listed].flatMap((t) => t.chain.map((id) => ({ scope: scopeName, id })));
+    await batches.afterVisible(needs, async () => {
+      const scope = c.images.scopeOf(repo);
+      const entriesForIndex: { id: string; checksum?: string; Tag?: string }[] = [];
+      const indexEntries = async (chain: readonly string[]): Promise<void> => {
+        for (const id of [...chain].reverse()) {
+          const link = await c.images.layerLink(scope, id);
+          entriesForIndex.push({ id, ...(link ? { checksum: link.payload } : {}) });
+        }
+      };
+      for (const t of good) {
+        const current = await c.repos.getTag(repo, t.tag).catch((e: unknown) => (isRegistryError(e) ? undefined : Promise.reject(e)));
+        const meta = t.meta ?? DEFAULT_IMPORTED_METADATA;
+        const stored = await c.repos.readTagJson(repo, t.tag);
+        if (current !== t.id || !stored || !stored.equals(Buffer.from(JSON.stringify(meta)))) await c.repos.putTagWithMetadata(repo, t.tag, t.id, meta);
+        await indexEntries(t.chain);
+        entriesForIndex.push({ id: t.id, Tag: t.tag });
       }
-    };
-    for (const t of good) {
-      const current = await c.repos.getTag(repo, t.tag).catch((e: unknown) => (isRegistryError(e) ? undefined : Promise.reject(e)));
-      const meta = t.meta ?? DEFAULT_IMPORTED_METADATA;
-      const stored = await c.repos.readTagJson(repo, t.tag);
-      if (current !== t.id || !stored || !stored.equals(Buffer.from(JSON.stringify(meta)))) await c.repos.putTagWithMetadata(repo, t.tag, t.id, meta);
-      await indexEntries(t.chain);
-      entriesForIndex.push({ id: t.id, Tag: t.tag });
-    }
-    for (const l of listed) await indexEntries(l.chain);
-    if (repoMeta) {
-      const stored = await c.repos.readRepoJson(repo);
-      if (!stored || !stored.equals(Buffer.from(JSON.stringify(repoMeta)))) await c.repos.putRepoJson(repo, repoMeta);
-    }
-    if (isPrivate !== (await c.repos.isPrivate(repo))) await c.repos.setPrivate(repo, isPrivate);
-    if (c.db) {
-      // the index: the repository (owner when new, private flag as the source had it), its image
-      // list with the verified payload checksums and the tags, push complete; search finds it
-      const existing = await findRepository(c.db, repo.namespace, repo.repository);
-      const { repository } = await saveRepository(c.db, {
-        namespace: repo.namespace,
-        name: repo.repository,
-        private: isPrivate,
-        ...(existing ? {} : { ownerId: opts.ownerId }),
-      });
-      await mergeImages(c.db, repository.id, entriesForIndex);
-      if (!repository.pushComplete) await setPushComplete(c.db, repository.id, true);
-    } else {
-      // standalone: the stand-in index's image list (its search reads storage)
-      await c.repos.mergeIndexImages(repo, entriesForIndex.filter((e) => e.checksum).map((e) => ({ id: e.id, checksum: e.checksum! })));
-    }
-    report.repositoriesDone++;
-    report.tick();
+      for (const l of listed) await indexEntries(l.chain);
+      if (repoMeta) {
+        const stored = await c.repos.readRepoJson(repo);
+        if (!stored || !stored.equals(Buffer.from(JSON.stringify(repoMeta)))) await c.repos.putRepoJson(repo, repoMeta);
+      }
+      if (isPrivate !== (await c.repos.isPrivate(repo))) await c.repos.setPrivate(repo, isPrivate);
+      if (c.db) {
+        // the index: the repository (owner when new, private flag as the source had it), its image
+        // list with the verified payload checksums and the tags, push complete; search finds it
+        const existing = await findRepository(c.db, repo.namespace, repo.repository);
+        const { repository } = await saveRepository(c.db, {
+          namespace: repo.namespace,
+          name: repo.repository,
+          private: isPrivate,
+          ...(existing ? {} : { ownerId: opts.ownerId }),
+        });
+        await mergeImages(c.db, repository.id, entriesForIndex);
+        if (!repository.pushComplete) await setPushComplete(c.db, repository.id, true);
+      } else {
+        // standalone: the stand-in index's image list (its search reads storage)
+        await c.repos.mergeIndexImages(repo, entriesForIndex.filter((e) => e.checksum).map((e) => ({ id: e.id, checksum: e.checksum! })));
+      }
+      report.repositoriesDone++;
+      report.tick();
+    });
   });
+  try {
+    await repositories;
+  } catch (e) {
+    // what was staged and verified is made visible all the same (a re-run then has less to do)
+    await batches.flush().catch(() => undefined);
+    throw e;
+  }
+  await batches.flush();
   report.tick(true);
 }

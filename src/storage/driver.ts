@@ -176,6 +176,14 @@ export interface StorageDriver {
    * request, where delete() must first find out whether key is an object or a prefix.
    */
   removeObject?(key: string): Promise<void>;
+  /**
+   * Make durable what was written at these keys with `durable: false` (putContent, a writer's
+   * commit, the destination of a move), with the directory entries naming them: one flush for many
+   * small writes where each durable write would pay its own (the importer writes its records that
+   * way, issue 16). Resolves once everything listed is durable; a key gone meanwhile is no error.
+   * Optional: without it, a caller that needs durability writes durably.
+   */
+  syncKeys?(keys: readonly string[]): Promise<void>;
   /** Release resources (timers, sockets). */
   close?(): Promise<void>;
   /**

@@ -115,6 +115,8 @@ export class CachingDriver implements StorageDriver {
         }
       };
     }
+    // durability only: what is cached is what was written either way
+    if (inner.syncKeys) this.syncKeys = inner.syncKeys.bind(inner);
     const exclusive = inner.putContentIfAbsent?.bind(inner);
     if (exclusive) {
       this.putContentIfAbsent = async (key, data, options) => {
@@ -274,6 +276,7 @@ export class CachingDriver implements StorageDriver {
   /** Present when the inner driver has them (v2 chunked uploads on an object store); commits invalidate as writer()'s do. */
   readonly resumableWriter?: (key: string, state: ResumableState | undefined) => Promise<ResumableWriter>;
   readonly discardResumable?: (key: string, state: ResumableState) => Promise<void>;
+  readonly syncKeys?: StorageDriver['syncKeys'];
 
   /** Present when the inner driver has them; a commit invalidates as writer()'s does. */
   readonly atomicWriter?: (key: string) => Promise<Writer>;

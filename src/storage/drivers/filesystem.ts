@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import {
@@ -258,7 +259,7 @@ class FilesystemDriver implements StorageDriver {
       await handle.close();
       throw e;
     }
-    return new FileWriter(key, path, handle, start, this.base);
+    return new FileWriter(key, path, handle, start, this.base, this.forget);
   }
 
   async stat(key: string): Promise<FileInfo> {
@@ -354,6 +355,25 @@ class FilesystemDriver implements StorageDriver {
     await pruneEmptyDirs(this.base, dirname(path), this.forget);
   }
 
+  /**
+   * Many keys: one syncfs(2) of the filesystem holding root (`sync -f`, GNU coreutils; Node has no
+   * binding for it), which flushes them all at once, and with them whatever else is dirty on that
+   * filesystem. Few keys, or no `sync -f` here: an fsync of each file, then of each directory.
+   */
+  async syncKeys(keys: readonly string[]): Promise<void> {
+    if (keys.length === 0) return;
+    const paths = [...new Set(keys.map((k) => keyToPath(this.base, k)))];
+    if (paths.length >= SYNCFS_MIN_KEYS && this.syncfs !== false) {
+      this.syncfs = await syncFilesystem(this.base);
+      if (this.syncfs) return;
+    }
+    await inParallel(paths, SYNC_PARALLEL, (p) => syncFile(p));
+    await inParallel([...new Set(paths.map((p) => dirname(p)))], SYNC_PARALLEL, (d) => syncFile(d));
+  }
+
+  /** Whether `sync -f` works here (undefined: not tried yet). */
+  private syncfs: boolean | undefined;
+
   async close(): Promise<void> {
     // Nothing is held between calls: every operation opens and closes its own descriptors.
   }
@@ -395,22 +415,53 @@ class FilesystemDriver implements StorageDriver {
     if (this.safeDirs.size > 10_000) this.safeDirs.delete(this.safeDirs.keys().next().value!);
   }
 
-  /** The deepest existing part of path must resolve inside root. */
+  /**
+   * The deepest existing part of path must resolve inside root. Directories are checked one level
+   * at a time from the nearest one already known (an lstat each, remembered): a real directory
+   * needs nothing more, a symlink is resolved (realpath) and must stay inside root, and below a
+   * missing directory nothing can exist, so the key's own name needs no check either (the write
+   * that follows creates real directories, ensureDir). Only a key whose last component exists is
+   * lstat-ed, and resolved when it is a symlink.
+   */
   private async confine(path: string, key: string): Promise<void> {
-    const parent = dirname(path);
-    if (path !== this.base && (parent === this.base || this.safeDirs.has(parent) || (await this.verifyDir(parent, key)))) {
-      // the directory is known to be inside root: only the last component could lead out
-      let leaf;
-      try {
-        leaf = await lstat(path);
-      } catch (e) {
-        const code = errCode(e);
-        if (code === 'ENOENT' || code === 'ENOTDIR') return;
-        throw e;
-      }
-      if (!leaf.isSymbolicLink()) return;
+    if (path === this.base) return;
+    if ((await this.dirState(dirname(path), key)) === 'missing') return;
+    let leaf;
+    try {
+      leaf = await lstat(path);
+    } catch (e) {
+      const code = errCode(e);
+      if (code === 'ENOENT' || code === 'ENOTDIR') return;
+      throw e;
     }
+    if (!leaf.isSymbolicLink()) return;
     await this.confineSlow(path, key);
+  }
+
+  /**
+   * 'safe' when dir is a directory inside root (remembered), 'missing' when it (or a directory
+   * above it) does not exist or is no directory; InvalidPathError when a symlink on the way leads
+   * out of root or nowhere.
+   */
+  private async dirState(dir: string, key: string): Promise<'safe' | 'missing'> {
+    if (dir === this.base || this.safeDirs.has(dir)) return 'safe';
+    if ((await this.dirState(dirname(dir), key)) === 'missing') return 'missing';
+    let info;
+    try {
+      info = await lstat(dir);
+    } catch (e) {
+      const code = errCode(e);
+      if (code === 'ENOENT' || code === 'ENOTDIR') return 'missing';
+      throw e;
+    }
+    if (info.isDirectory()) {
+      this.remember(dir);
+      return 'safe';
+    }
+    if (!info.isSymbolicLink()) return 'missing'; // a file: nothing can be below it
+    // a link to a directory inside root is followed; one leading out of root, or nowhere, is refused
+    if (!(await this.verifyDir(dir, key))) throw new InvalidPathError(key);
+    return 'safe';
   }
 
   /** Resolve dir: true (and remembered) when it exists inside root, false when it does not exist. */
@@ -452,6 +503,8 @@ class FilesystemDriver implements StorageDriver {
     for (let attempt = 1; ; attempt++) {
       try {
         await mkdir(dir, { recursive: true });
+        // what existed of it was checked by confine (pathOf comes first), the rest mkdir just made
+        this.remember(dir);
         return;
       } catch (e) {
         const code = errCode(e);
@@ -468,12 +521,18 @@ class FilesystemDriver implements StorageDriver {
 
   /** Opens (creating) a file, creating its directory; retries if a prune removes it meanwhile. */
   private async createFile(path: string, flags: number, key: string): Promise<FileHandle> {
+    const dir = dirname(path);
     for (let attempt = 1; ; attempt++) {
-      await this.ensureDir(dirname(path), key);
+      // a directory this driver made or checked is used as it is; if a prune removed it meanwhile,
+      // open fails with ENOENT and the next attempt makes it again
+      if (attempt > 1 || !this.safeDirs.has(dir)) await this.ensureDir(dir, key);
       try {
         return await open(path, flags, 0o644);
       } catch (e) {
-        if (errCode(e) === 'ENOENT' && attempt < CREATE_ATTEMPTS) continue;
+        if (errCode(e) === 'ENOENT' && attempt < CREATE_ATTEMPTS) {
+          this.forget(dir);
+          continue;
+        }
         throw translate(e, key, false);
       }
     }
@@ -539,6 +598,7 @@ class FileWriter implements Writer {
     private readonly handle: FileHandle,
     start: number,
     private readonly base: string,
+    private readonly forget: (dir: string) => void,
   ) {
     // the sink's write callback runs once writev returned: the chunk is no longer referenced
     this.sink = releasesChunks(new FileSink(handle, start));
@@ -590,7 +650,7 @@ class FileWriter implements Writer {
     } catch (e) {
       if (errCode(e) !== 'ENOENT') throw e;
     }
-    await pruneEmptyDirs(this.base, dirname(this.path));
+    await pruneEmptyDirs(this.base, dirname(this.path), this.forget);
   }
 
   private closeHandle(): Promise<void> {
@@ -642,6 +702,51 @@ async function isSymlink(path: string): Promise<boolean> {
     if (code === 'ENOENT' || code === 'ENOTDIR') return false;
     throw e;
   }
+}
+
+/** syncKeys: from this many distinct keys on, one syncfs instead of an fsync each. */
+const SYNCFS_MIN_KEYS = 16;
+/** syncKeys without syncfs: fsyncs in flight at once (the thread pool runs four). */
+const SYNC_PARALLEL = 8;
+
+/** syncfs(2) of the filesystem holding path, by `sync -f`: false when that cannot be run here. */
+function syncFilesystem(path: string): Promise<boolean> {
+  return new Promise((resolvePromise) => {
+    let child;
+    try {
+      child = spawn('sync', ['-f', path], { stdio: 'ignore' });
+    } catch {
+      resolvePromise(false);
+      return;
+    }
+    child.once('error', () => resolvePromise(false));
+    child.once('exit', (code) => resolvePromise(code === 0));
+  });
+}
+
+/** fsync a file or directory by path; gone meanwhile is fine (it was deleted, nothing to keep). */
+async function syncFile(path: string): Promise<void> {
+  let handle: FileHandle;
+  try {
+    handle = await open(path, constants.O_RDONLY);
+  } catch (e) {
+    if (errCode(e) === 'ENOENT' || errCode(e) === 'ENOTDIR') return;
+    throw e;
+  }
+  try {
+    await handle.sync();
+  } catch (e) {
+    if (!['EINVAL', 'ENOTSUP', 'EISDIR', 'EPERM', 'EBADF'].includes(errCode(e) ?? '')) throw e;
+  } finally {
+    await handle.close();
+  }
+}
+
+async function inParallel<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) await fn(items[next++]!);
+  }));
 }
 
 /** fsync a directory so a rename or create in it survives a crash. */

@@ -1,0 +1,94 @@
+import type { StorageDriver } from '../storage/driver.js';
+import type { StagedImage, V1Images } from '../content/v1-images.js';
+
+/** Images made durable together (each flush costs two syncs, whatever the number of images in it). */
+export const BATCH_IMAGES = 64;
+/** publishImported / completeImported calls in flight at once. */
+const PARALLEL = 8;
+/** Work queued with afterVisible run at once after a flush. */
+const AFTER_PARALLEL = 4;
+
+/**
+ * The importer's durability in batches (issue 16). Images are staged one by one
+ * (V1Images.stageImport: records written without a flush); every BATCH_IMAGES images, and at the
+ * end, a flush makes the staged records durable at once (StorageDriver.syncKeys), writes the
+ * images' json, makes it durable, and only then removes their in-progress marks: an image becomes
+ * visible only once every record of it is durable, and a crash before that leaves it marked (the
+ * next run imports it again). Work that must only follow visible images (a repository's tags and
+ * index entries) is queued with afterVisible and runs after the flush of every image staged before
+ * it. Flushes run one at a time, in order, while the next batch is being staged.
+ */
+export class ImportBatches {
+  private pending: StagedImage[] = [];
+  private after: (() => Promise<void>)[] = [];
+  private chain: Promise<void> = Promise.resolve();
+  /** Flushes done, and syncKeys calls made (for the report and the tests). */
+  flushes = 0;
+
+  constructor(
+    private readonly driver: StorageDriver,
+    private readonly images: V1Images,
+    private readonly max = BATCH_IMAGES,
+  ) {}
+
+  /** Images staged and not visible yet (scope and id), to tell whether work must wait for a flush. */
+  private readonly unflushed = new Set<string>();
+
+  add(s: StagedImage): void {
+    this.pending.push(s);
+    this.unflushed.add(imageKey(s.scope?.full, s.id));
+    if (this.pending.length >= this.max) void this.flush().catch(() => undefined); // the error is the final flush's
+  }
+
+  /**
+   * Run fn once the images it needs (scope name and id) are visible: now when none of them is
+   * waiting for a flush (nothing new, or all flushed), else after the flush of everything staged so
+   * far. Resolves when fn ran now, or at once when it was queued (the final flush runs it).
+   */
+  async afterVisible(needs: readonly { readonly scope: string | undefined; readonly id: string }[], fn: () => Promise<void>): Promise<void> {
+    if (!needs.some((n) => this.unflushed.has(imageKey(n.scope, n.id)))) return fn();
+    this.after.push(fn);
+  }
+
+  /** Flush what is staged (and everything before it); rejects if this or an earlier flush failed. */
+  flush(): Promise<void> {
+    const batch = this.pending;
+    const after = this.after;
+    this.pending = [];
+    this.after = [];
+    this.chain = this.chain.then(() => this.commit(batch, after));
+    return this.chain;
+  }
+
+  private async commit(batch: readonly StagedImage[], after: readonly (() => Promise<void>)[]): Promise<void> {
+    if (batch.length > 0) {
+      await this.sync(batch.flatMap((s) => s.keys));
+      const jsons: string[] = [];
+      await each(batch, async (s) => {
+        jsons.push(...(await this.images.publishImported(s)));
+      });
+      await this.sync(jsons);
+      await each(batch, async (s) => {
+        await this.images.completeImported(s);
+        this.unflushed.delete(imageKey(s.scope?.full, s.id));
+      });
+      this.flushes++;
+    }
+    // a repository's tags and index entries each (several at once, as the repositories were)
+    await each(after, (fn) => fn(), AFTER_PARALLEL);
+  }
+
+  private async sync(keys: readonly string[]): Promise<void> {
+    // without syncKeys the records were written durably (V1Images.stageImport)
+    if (this.driver.syncKeys) await this.driver.syncKeys(keys);
+  }
+}
+
+const imageKey = (scope: string | undefined, id: string): string => `${scope ?? ''}\n${id}`;
+
+async function each<T>(items: readonly T[], fn: (item: T) => Promise<void>, limit = PARALLEL): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) await fn(items[next++]!);
+  }));
+}
