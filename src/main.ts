@@ -23,6 +23,7 @@ import { assembleV2 } from './assemble/v2.js';
 import { mountWebUi } from './assemble/web.js';
 import { mountRegistry } from './assemble/registry.js';
 import { assembleApp, listen, listenDebug } from './assemble/http.js';
+import { trimWhenIdle } from './http/idle-memory.js';
 
 export type { Role } from './assemble/site.js';
 
@@ -96,6 +97,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   app.use(notFound);
 
   const { server, inflight, addr } = await listen(site, app);
+  // the young generation grown during start-up (or a busy spell) given back once idle (issue 18)
+  const stopTrim = trimWhenIdle({ started: () => inflight.total, inFlight: () => inflight.size });
   boundPort = addr.port;
   await events.start(addr.port);
   const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
@@ -121,6 +124,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
+      stopTrim();
       store.stopTimers();
       v2.stopTimers();
       registry.stopTimers();

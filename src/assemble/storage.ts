@@ -106,6 +106,9 @@ export async function assembleStorage(site: Site, given: StorageDriver | undefin
     maxLayerSize: config.max_layer_size,
     verifyTarsum: config.verify_tarsum,
     innerDigests: digestWorkers.factory,
+    // complete images' records (GET json, ancestry, layer) from memory for metadata_cache_ttl, as
+    // tags and manifests are: immutable until a delete, which this node's writes show at once
+    ...(driver instanceof CachingDriver ? { records: { ttlMs: config.metadata_cache_ttl * 1000, stamp: () => driver.changeStamp, storage } } : {}),
   });
   const repos = new V1Repositories(driver, images);
   const repoLock: Locks = { run: (name, fn) => locks.run(`repository\n${name}`, fn) };

@@ -11,6 +11,7 @@ import type { RepoName } from './names.js';
 import { KeyedMutex, type Locks } from './mutex.js';
 import { FILES_CACHE_MAX, filesListing, type LayerLink } from './v1-files.js';
 import { isImageId } from '../digest/digest.js';
+import { AnswerCache } from '../util/answer-cache.js';
 
 /** What PUT layer learnt about the bytes, stored beside the image (v1/images/<id>/layer). */
 export type { LayerLink } from './v1-files.js';
@@ -34,6 +35,22 @@ export interface StagedImage {
   /** The layer's bytes, when they wait in an upload key to be published with the json. */
   readonly blob?: StagedBlob;
 }
+
+/**
+ * The records of a complete image (json stored, no push in progress), read together: what the GET
+ * routes serve (R3 json, R5 layer, R8 ancestry). Shared between requests: never modify it.
+ */
+export interface CompleteImage {
+  readonly json: Buffer;
+  /** The ancestry record as stored (JSON list), when there is one. */
+  readonly ancestry: Buffer | undefined;
+  readonly link: LayerLink | undefined;
+  /** The verified payload checksum, when the client sent one with PUT checksum. */
+  readonly payload: string | undefined;
+}
+
+/** Bounds of the complete-image cache: image json is ~1–4 KiB (max_json_size at most). */
+const RECORD_ANSWERS = { maxEntries: 20_000, maxBytes: 16 * 1024 * 1024 } as const;
 
 export interface PutJsonChecks {
   /** Token mode: ids the index listed for the token's repository (spec §2.5). */
@@ -61,6 +78,14 @@ export interface V1ImageOptions {
    * server; in-process when not given.
    */
   readonly locks?: Locks;
+  /**
+   * Keep complete images' records in memory ({@link V1Images.complete}), as the metadata cache
+   * does (metadata_cache_ttl): each for `ttlMs`, and only while `stamp` (the metadata cache's
+   * change stamp, moved by every write of this node) is unchanged. Filled from `storage`, the driver
+   * beneath that cache, so another node's change (a delete, the records gc removes) shows here
+   * within `ttlMs` of it, not within twice that. Absent: every request reads the storage.
+   */
+  readonly records?: { readonly ttlMs: number; readonly stamp: () => number; readonly storage: StorageDriver };
 }
 
 /**
@@ -77,12 +102,22 @@ export interface V1ImageOptions {
  */
 export class V1Images {
   private readonly locks: Locks;
+  private readonly records: AnswerCache<CompleteImage | undefined> | undefined;
   constructor(
     private readonly driver: StorageDriver,
     readonly blobs: BlobStore,
     private readonly opts: V1ImageOptions,
   ) {
     this.locks = opts.locks ?? new KeyedMutex();
+    const r = opts.records;
+    this.records =
+      r && r.ttlMs > 0
+        ? new AnswerCache<CompleteImage | undefined>(
+            { ttlMs: r.ttlMs, stamp: r.stamp },
+            { ...RECORD_ANSWERS, weigh: (c) => 512 + (c?.json.length ?? 0) + (c?.ancestry?.length ?? 0) },
+            (c) => c !== undefined, // an image absent or in progress is asked again next time
+          )
+        : undefined;
   }
 
   /** The scope holding a repository's images. */
@@ -132,6 +167,34 @@ export class V1Images {
   /** A pullable image: json stored and no upload in progress. */
   async isComplete(scope: ImageScope, id: string): Promise<boolean> {
     return (await this.hasJson(scope, id)) && !(await this.inProgress(scope, id));
+  }
+
+  /**
+   * The records of a complete image, or undefined when it is absent or a push of it is in progress
+   * (the caller then tells which: {@link assertComplete}, 404). The GET routes' one read: with
+   * `records` configured it comes from memory, as immutable as the image itself until a delete.
+   */
+  complete(scope: ImageScope, id: string): Promise<CompleteImage | undefined> {
+    const storage = this.opts.records?.storage;
+    if (!this.records || !storage) return this.readComplete(this.driver, scope, id);
+    return this.records.get(keys.image(scope, id), () => this.readComplete(storage, scope, id));
+  }
+
+  private async readComplete(driver: StorageDriver, scope: ImageScope, id: string): Promise<CompleteImage | undefined> {
+    const marked = (): Promise<boolean> => keyExists(driver, keys.inProgress(scope, id));
+    if (await marked()) return undefined;
+    const [json, ancestry, link, client] = await Promise.all([
+      readOptional(driver, keys.imageJson(scope, id)),
+      readOptional(driver, keys.ancestry(scope, id)),
+      readOptional(driver, keys.layerLink(scope, id)),
+      readOptional(driver, keys.clientChecksum(scope, id)),
+    ]);
+    if (!json) return undefined;
+    // A push of this id that started while the records were read wrote its mark first: what was
+    // read may be half of it. No mark now, none before: the records are one complete image.
+    if (await marked()) return undefined;
+    const parsed = link ? (JSON.parse(link.toString('utf8')) as LayerLink) : undefined;
+    return { json, ancestry, link: parsed, payload: parsed && client ? parsed.payload : undefined };
   }
 
   /** R3: the json bytes as uploaded, with the layer size and payload checksum when known. */

@@ -52,11 +52,13 @@ export function createHttpServer(handler: Handler, log: Logger, opts: ServerOpti
 /** Tracks in-flight requests so shutdown can wait for them. */
 export class InFlight {
   private count = 0;
+  private started = 0;
   private waiters: (() => void)[] = [];
   private closing = false;
 
   track(req: IncomingMessage, res: ServerResponse): void {
     this.count++;
+    this.started++;
     if (this.closing) res.setHeader('Connection', 'close');
     let done = false;
     const end = (): void => {
@@ -71,6 +73,11 @@ export class InFlight {
 
   get size(): number {
     return this.count;
+  }
+
+  /** Requests tracked since the start (only grows). */
+  get total(): number {
+    return this.started;
   }
 
   /** Resolve when nothing is in flight or after ms (false). */

@@ -19,12 +19,11 @@ export function imageHandlers(deps: RegistryDeps, v1: V1Access, repoLock: Locks)
   async function getJson(ctx: Context): Promise<void> {
     const access = await authorize(ctx);
     const id = imageId(ctx);
-    await readable(access, id);
+    const img = await readable(access, id);
     if (notModified(ctx)) return;
-    const img = await images.getJson(access.scope, id);
     sendJson(ctx, 200, null);
     setCacheHeaders(ctx);
-    if (img.size !== undefined) ctx.set('X-Docker-Size', String(img.size));
+    if (img.link) ctx.set('X-Docker-Size', String(img.link.size));
     if (img.payload) ctx.set('X-Docker-Checksum-Payload', img.payload);
     ctx.body = img.json;
     ctx.type = 'application/json';
@@ -48,9 +47,9 @@ export function imageHandlers(deps: RegistryDeps, v1: V1Access, repoLock: Locks)
   async function getLayer(ctx: Context): Promise<void> {
     const access = await authorize(ctx);
     const id = imageId(ctx);
-    await readable(access, id);
+    const { link } = await readable(access, id);
     if (notModified(ctx)) return;
-    const link = await images.getLayer(access.scope, id);
+    if (!link) throw new RegistryError('IMAGE_NOT_FOUND');
     setCacheHeaders(ctx);
     // storage_redirect (spec §R5): the Python registry answered 302 to a signed storage URL
     const url = ctx.method === 'GET' ? await images.layerRedirect(link) : undefined;
@@ -102,10 +101,10 @@ export function imageHandlers(deps: RegistryDeps, v1: V1Access, repoLock: Locks)
   async function getAncestry(ctx: Context): Promise<void> {
     const access = await authorize(ctx);
     const id = imageId(ctx);
-    await readable(access, id);
+    const img = await readable(access, id);
     if (notModified(ctx)) return;
-    const ancestry = await images.getAncestry(access.scope, id);
-    sendJson(ctx, 200, ancestry);
+    if (!img.ancestry) throw new RegistryError('IMAGE_NOT_FOUND');
+    sendJson(ctx, 200, JSON.parse(img.ancestry.toString('utf8')) as string[]);
     setCacheHeaders(ctx);
   }
 

@@ -1,4 +1,4 @@
-import MarkdownIt from 'markdown-it';
+import type MarkdownIt from 'markdown-it';
 
 /**
  * Markdown of full descriptions and comments (issue 14): CommonMark with raw HTML off (a `<script>`
@@ -18,27 +18,45 @@ function safeUrl(url: string): boolean {
   return SAFE_LINK.test(plain);
 }
 
-const md = new MarkdownIt('default', { html: false, linkify: true, typographer: false, breaks: false });
-md.validateLink = safeUrl;
-// headings inside a description sit below the page's own h1/h2
-md.renderer.rules.heading_open = (tokens, idx, options, _env, self) => {
-  const t = tokens[idx]!;
-  const level = Math.min(6, Number(t.tag.slice(1)) + 2);
-  t.tag = `h${level}`;
-  return self.renderToken(tokens, idx, options);
-};
-md.renderer.rules.heading_close = (tokens, idx, options, _env, self) => {
-  const t = tokens[idx]!;
-  const level = Math.min(6, Number(t.tag.slice(1)) + 2);
-  t.tag = `h${level}`;
-  return self.renderToken(tokens, idx, options);
-};
-md.renderer.rules.link_open = (tokens, idx, options, _env, self) => {
-  tokens[idx]!.attrSet('rel', 'nofollow ugc noopener noreferrer');
-  return self.renderToken(tokens, idx, options);
-};
+/**
+ * The renderer, built at the first page that shows Markdown: markdown-it and its dependencies cost
+ * ~3 MiB of resident memory that a registry whose web UI nobody opens need not hold (issue 18).
+ */
+let renderer: Promise<MarkdownIt> | undefined;
 
-/** Safe HTML for a Markdown text. */
-export function renderMarkdown(text: string): string {
-  return md.render(text.slice(0, MAX_MARKDOWN));
+async function build(): Promise<MarkdownIt> {
+  const { default: MarkdownItCtor } = await import('markdown-it');
+  const md = new MarkdownItCtor('default', { html: false, linkify: true, typographer: false, breaks: false });
+  md.validateLink = safeUrl;
+  // headings inside a description sit below the page's own h1/h2
+  md.renderer.rules.heading_open = (tokens, idx, options, _env, self) => {
+    const t = tokens[idx]!;
+    const level = Math.min(6, Number(t.tag.slice(1)) + 2);
+    t.tag = `h${level}`;
+    return self.renderToken(tokens, idx, options);
+  };
+  md.renderer.rules.heading_close = (tokens, idx, options, _env, self) => {
+    const t = tokens[idx]!;
+    const level = Math.min(6, Number(t.tag.slice(1)) + 2);
+    t.tag = `h${level}`;
+    return self.renderToken(tokens, idx, options);
+  };
+  md.renderer.rules.link_open = (tokens, idx, options, _env, self) => {
+    tokens[idx]!.attrSet('rel', 'nofollow ugc noopener noreferrer');
+    return self.renderToken(tokens, idx, options);
+  };
+  return md;
+}
+
+/** The Markdown renderer: `render(text)` gives safe HTML (loaded on first use). */
+export async function markdownRenderer(): Promise<(text: string) => string> {
+  if (!renderer) {
+    renderer = build();
+    // a failed load is tried again by the next page
+    renderer.catch(() => {
+      renderer = undefined;
+    });
+  }
+  const md = await renderer;
+  return (text) => md.render(text.slice(0, MAX_MARKDOWN));
 }

@@ -30,7 +30,7 @@ import type { SearchVisibility } from '../db/search.js';
 import { ASSETS } from './assets.js';
 import type { RepoContent } from './content.js';
 import { renderPage, type Flash, type PageContext } from './layout.js';
-import { renderMarkdown, MAX_MARKDOWN } from './markdown.js';
+import { markdownRenderer, MAX_MARKDOWN } from './markdown.js';
 import {
   AccountPage,
   AdminUsersPage,
@@ -361,6 +361,7 @@ export function webRouter(deps: WebDeps): Router {
       id.user ? isStarred(db, repo.id, id.user.id) : Promise.resolve(false),
       findFullDescription(db, repo.id),
     ]);
+    const renderMarkdown = withComments || fullDescription ? await markdownRenderer() : undefined;
     let comments: RepoView['comments'] = [];
     let commentTotal: number;
     const commentsHtml = new Map<number, string>();
@@ -368,7 +369,7 @@ export function webRouter(deps: WebDeps): Router {
       const page = await listComments(db, repo.id, { page: 1, pageSize: 100 });
       comments = page.items;
       commentTotal = page.total;
-      for (const c of comments) commentsHtml.set(c.id, renderMarkdown(c.body));
+      for (const c of comments) commentsHtml.set(c.id, renderMarkdown!(c.body));
     } else {
       commentTotal = await countComments(db, repo.id);
     }
@@ -381,7 +382,7 @@ export function webRouter(deps: WebDeps): Router {
       starred,
       canStar: id.user !== undefined,
       canAdmin: rights.delete,
-      fullDescriptionHtml: fullDescription ? renderMarkdown(fullDescription) : '',
+      fullDescriptionHtml: fullDescription ? renderMarkdown!(fullDescription) : '',
       tags,
       indexTags: indexTags.sort((a, b) => (a.tag < b.tag ? -1 : a.tag > b.tag ? 1 : 0)),
       comments,
