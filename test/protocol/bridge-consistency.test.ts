@@ -4,6 +4,8 @@ import { createHash } from 'node:crypto';
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from '../helpers/http.js';
+import { loadConfig } from '../../src/config/load.js';
+import { openContent } from '../../src/migrate/services.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { makeImage, pushImage, putTag } from '../helpers/v1-client.js';
 import { pushV2 } from '../helpers/v2-client.js';
@@ -129,6 +131,28 @@ describe('a cut v2 push or delete never brings a tag back as a manifest nobody p
     // the client's retry of the delete completes it
     assert.equal((await request(s.url, '/v2/cut/two/manifests/x', { method: 'DELETE' })).status, 202);
     assert.equal((await get(s.url, '/v2/cut/two/manifests/x')).status, 404);
+  });
+
+  it('two v2 publishes of one tag cut in a row (each before its v1 tag moved): the v2 tag still serves what was pushed', async () => {
+    const a = await pushV2(s.url, 'cut/four', 'x');
+    const idA = await v1TagId(s.url, 'cut/four', 'x');
+    assert.ok(idA);
+    // a second node on the same storage records derived ids as a publish does before moving the
+    // v1 tag, and is killed there twice (the crash campaign, fs seed 45, kills 137–138)
+    const config = loadConfig({ env: {}, flavor: 'test', overrides: { storage_path: s.dataDir, standalone: true, v2: true, loglevel: 'silent' } });
+    const node = await openContent(config, undefined, { digestWorkers: 0 });
+    try {
+      const record = (node.toV1 as unknown as { recordDerived(n: string, t: string, id: string): Promise<void> }).recordDerived.bind(node.toV1);
+      await record('cut/four', 'x', 'b'.repeat(64));
+      assert.equal((await get(s.url, '/v2/cut/four/manifests/x')).headers['docker-content-digest'], a.digest, 'after one cut publish');
+      await record('cut/four', 'x', 'c'.repeat(64));
+    } finally {
+      await node.close();
+    }
+    const r = await get(s.url, '/v2/cut/four/manifests/x');
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['docker-content-digest'], a.digest, 'after two cut publishes v2 still serves the pushed manifest, not a bridged one');
+    assert.equal(await v1TagId(s.url, 'cut/four', 'x'), idA);
   });
 
   it('a delete by digest untags every tag on it in v1 and v2', async () => {
