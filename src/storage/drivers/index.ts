@@ -1,3 +1,4 @@
+import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { StorageDriver } from '../driver.js';
 import { STALE_TEMP_AGE_MS, cleanStaleTempFiles, createFilesystemDriver } from './filesystem.js';
@@ -129,8 +130,9 @@ export async function createDriver(config: DriverConfig): Promise<StorageDriver>
     case 'file':
     case 'local': {
       const root = resolve(config.storage_path);
+      await mkdir(root, { recursive: true });
       const driver = createFilesystemDriver({ root });
-      await driver.list(''); // creates the root, and fails early when it cannot be used
+      await driver.list(''); // fails early when the root cannot be used
       await cleanStaleTempFiles(root, STALE_TEMP_AGE_MS);
       return driver;
     }
