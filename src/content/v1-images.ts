@@ -210,14 +210,7 @@ export class V1Images {
 
   /** R4, checks in the order of spec §2.5. */
   async putJson(scope: ImageScope, id: string, body: Buffer, checks: PutJsonChecks = {}): Promise<void> {
-    let data: unknown;
-    try {
-      data = JSON.parse(body.toString('utf8'));
-    } catch {
-      throw new RegistryError('INVALID_JSON');
-    }
-    if (data === null || typeof data !== 'object' || Array.isArray(data)) throw new RegistryError('INVALID_JSON');
-    const obj = data as Record<string, unknown>;
+    const obj = imageObject(body);
     if (!('id' in obj)) throw new RegistryError('MISSING_ID');
     if (obj.id !== id) throw new RegistryError('ID_MISMATCH');
     if (checks.allowedIds && !checks.allowedIds.has(id)) throw new RegistryError('NOT_IN_REPOSITORY');
@@ -376,14 +369,7 @@ export class V1Images {
     size: number,
     opts: { readonly tarsums: boolean; readonly tarsumV1: boolean; readonly verify: (link: LayerLink) => { bad?: string; tarsum?: string } },
   ): Promise<{ staged: StagedImage } | { bad: string }> {
-    let data: unknown;
-    try {
-      data = JSON.parse(json.toString('utf8'));
-    } catch {
-      throw new RegistryError('INVALID_JSON');
-    }
-    if (data === null || typeof data !== 'object' || Array.isArray(data)) throw new RegistryError('INVALID_JSON');
-    const obj = data as Record<string, unknown>;
+    const obj = imageObject(json);
     if (obj.id !== id) throw new RegistryError(!('id' in obj) ? 'MISSING_ID' : 'ID_MISMATCH');
     const parent = obj.parent === null || obj.parent === '' ? undefined : obj.parent;
     if (ancestry[0] !== id || parent !== ancestry[1]) throw new RegistryError('PARENT_MISSING', 'the json names another parent than the ancestry');
@@ -664,4 +650,16 @@ export function tarsumMatches(header: string, t: NonNullable<LayerLink['tarsum']
   }
   // Other algorithms (sha512, …) are not computed: nothing to compare against.
   return true;
+}
+
+/** An image json body as an object; INVALID_JSON when it is not JSON or not an object (spec §2.5). */
+function imageObject(body: Buffer): Record<string, unknown> {
+  let data: unknown;
+  try {
+    data = JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new RegistryError('INVALID_JSON');
+  }
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) throw new RegistryError('INVALID_JSON');
+  return data as Record<string, unknown>;
 }
