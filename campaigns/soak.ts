@@ -23,6 +23,9 @@ export interface SoakSample {
   readonly loopDelayP50Ms: number;
   readonly loopDelayP99Ms: number;
   readonly loopDelayMaxMs: number;
+  /** The server's V8 heap in use and its memory outside the heap (Buffers, ArrayBuffers), MiB: a leak grows the first, buffers the allocator keeps show in RSS only. */
+  readonly heapUsedMiB: number;
+  readonly externalMiB: number;
 }
 
 export interface SoakReport {
@@ -53,13 +56,23 @@ const pct = (xs: number[], p: number): number => {
 };
 
 /** Event-loop delay gauges of the server's Prometheus text (prom-client's nodejs_eventloop_lag_*), in ms. */
-async function loopDelay(metricsUrl: string): Promise<{ loopDelayP50Ms: number; loopDelayP99Ms: number; loopDelayMaxMs: number }> {
+async function loopDelay(metricsUrl: string): Promise<{ loopDelayP50Ms: number; loopDelayP99Ms: number; loopDelayMaxMs: number; heapUsedMiB: number; externalMiB: number }> {
   const text = (await request(metricsUrl, '/metrics')).text;
   const read = (name: string): number => {
     const m = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.eE+-]+)$`, 'm').exec(text);
     return m ? Math.round(Number(m[1]) * 10_000) / 10 : NaN;
   };
-  return { loopDelayP50Ms: read('nodejs_eventloop_lag_p50_seconds'), loopDelayP99Ms: read('nodejs_eventloop_lag_p99_seconds'), loopDelayMaxMs: read('nodejs_eventloop_lag_max_seconds') };
+  const mib = (name: string): number => {
+    const m = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.eE+-]+)$`, 'm').exec(text);
+    return m ? Math.round((Number(m[1]) / 1048576) * 10) / 10 : NaN;
+  };
+  return {
+    loopDelayP50Ms: read('nodejs_eventloop_lag_p50_seconds'),
+    loopDelayP99Ms: read('nodejs_eventloop_lag_p99_seconds'),
+    loopDelayMaxMs: read('nodejs_eventloop_lag_max_seconds'),
+    heapUsedMiB: mib('nodejs_heap_size_used_bytes'),
+    externalMiB: mib('nodejs_external_memory_bytes'),
+  };
 }
 
 export async function runSoak(opts: { dataDir: string; seconds: number; opsPerSecond?: number; sampleEverySec?: number; log?: (l: string) => void }): Promise<SoakReport> {
@@ -149,6 +162,8 @@ export async function runSoak(opts: { dataDir: string; seconds: number; opsPerSe
     await sleep(Math.max(0, 200 - (Date.now() - tick)));
   }
   await Promise.all(inflight);
+  // the server's idle-time collection runs after a few quiet seconds: the last sample is the drained, idle server
+  await sleep(15_000);
   const s = await procStats(pid);
   report.samples.push({ atSec: Math.round((Date.now() - started) / 1000), ...s, pingP50Ms: pct(pings, 50), pingP99Ms: pct(pings, 99), ...(await loopDelay(metricsUrl)) });
   server.proc.kill('SIGTERM');
