@@ -27,6 +27,8 @@ prints a JSON report; exit 1 when an invariant was violated.
                                                           CEPH_RGW_ENV reuses a running one), index on SQLite
   fuzz    --requests N (20000) --seed S                   random requests over every route: no 5xx, no state change
   soak    --seconds N (1800) --rate R (20 ops/s)          steady mixed traffic: RSS, fds, ping latency flat, no errors
+          --heap-snapshots DIR                            the server's heap after the first sample and at the end
+                                                          (scripts/heap-summary.mjs compares them)
   --help  this text
 `;
 
@@ -100,7 +102,7 @@ async function main(): Promise<void> {
       return;
     }
     if (which === 'soak') {
-      const report = await runSoak({ dataDir: dir, seconds: arg('seconds', 1800), opsPerSecond: arg('rate', 20), log: (l) => process.stderr.write(`${l}\n`) });
+      const report = await runSoak({ dataDir: dir, seconds: arg('seconds', 1800), opsPerSecond: arg('rate', 20), ...(process.argv.includes('--heap-snapshots') ? { heapSnapshotDir: option('heap-snapshots', '.') } : {}), log: (l) => process.stderr.write(`${l}\n`) });
       process.stdout.write(`${JSON.stringify({ campaign: 'soak', ...report }, null, 2)}\n`);
       if (report.errors.length > 0) process.exitCode = 1;
       return;

@@ -1,4 +1,4 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { spawnServer } from '../test/helpers/child.js';
 import { freePort } from '../test/helpers/ports.js';
@@ -75,10 +75,31 @@ async function loopDelay(metricsUrl: string): Promise<{ loopDelayP50Ms: number; 
   };
 }
 
-export async function runSoak(opts: { dataDir: string; seconds: number; opsPerSecond?: number; sampleEverySec?: number; log?: (l: string) => void }): Promise<SoakReport> {
+/**
+ * A heap snapshot of the server (SIGUSR2 with --heapsnapshot-signal): written to `dir`; resolves once the
+ * file is complete. It stops the server's event loop for a second or two, so the soak takes one only
+ * after its first sample and one at the end (`--heap-snapshots DIR`; scripts/heap-summary.mjs reads them).
+ */
+async function heapSnapshot(pid: number, dir: string): Promise<string | undefined> {
+  const before = new Set(await readdir(dir));
+  process.kill(pid, 'SIGUSR2');
+  for (let i = 0; i < 600; i++) {
+    await sleep(500);
+    const fresh = (await readdir(dir)).filter((f) => f.endsWith('.heapsnapshot') && !before.has(f));
+    if (fresh.length === 0) continue;
+    const path = `${dir}/${fresh[0]!}`;
+    // complete when the size stops changing
+    const a = (await stat(path)).size;
+    await sleep(1000);
+    if ((await stat(path)).size === a && a > 0) return path;
+  }
+  return undefined;
+}
+
+export async function runSoak(opts: { dataDir: string; seconds: number; opsPerSecond?: number; sampleEverySec?: number; heapSnapshotDir?: string; log?: (l: string) => void }): Promise<SoakReport> {
   const debugPort = await freePort();
   const metricsUrl = `http://127.0.0.1:${debugPort}`;
-  const server = await spawnServer({ STORAGE_PATH: opts.dataDir, STANDALONE: '', BCRYPT_COST: '4', ACCESS_LOG: 'false', LOGLEVEL: 'info', DEBUG_ADDR: `127.0.0.1:${debugPort}`, METRICS: 'true' }, [], { startTimeoutMs: 120_000 });
+  const server = await spawnServer({ STORAGE_PATH: opts.dataDir, STANDALONE: '', BCRYPT_COST: '4', ACCESS_LOG: 'false', LOGLEVEL: 'info', DEBUG_ADDR: `127.0.0.1:${debugPort}`, METRICS: 'true', ...(opts.heapSnapshotDir ? { NODE_OPTIONS: `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${opts.heapSnapshotDir}` } : {}) }, [], { startTimeoutMs: 120_000 });
   // the first scrape starts the default metrics (and its delay histogram): discard it
   await loopDelay(metricsUrl);
   const pid = server.proc.pid!;
@@ -156,6 +177,7 @@ export async function runSoak(opts: { dataDir: string; seconds: number; opsPerSe
       const s = await procStats(pid);
       report.samples.push({ atSec: Math.round((Date.now() - started) / 1000), ...s, pingP50Ms: pct(pings, 50), pingP99Ms: pct(pings, 99), ...(await loopDelay(metricsUrl)) });
       opts.log?.(JSON.stringify(report.samples[report.samples.length - 1]));
+      if (opts.heapSnapshotDir && report.samples.length === 1) opts.log?.(`heap snapshot: ${await heapSnapshot(pid, opts.heapSnapshotDir)}`);
       pings = [];
       nextSample += every * 1000;
     }
@@ -166,6 +188,7 @@ export async function runSoak(opts: { dataDir: string; seconds: number; opsPerSe
   await sleep(15_000);
   const s = await procStats(pid);
   report.samples.push({ atSec: Math.round((Date.now() - started) / 1000), ...s, pingP50Ms: pct(pings, 50), pingP99Ms: pct(pings, 99), ...(await loopDelay(metricsUrl)) });
+  if (opts.heapSnapshotDir) opts.log?.(`heap snapshot: ${await heapSnapshot(pid, opts.heapSnapshotDir)}`);
   server.proc.kill('SIGTERM');
   await server.exited;
   return report;

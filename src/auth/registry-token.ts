@@ -40,6 +40,8 @@ interface CacheEntry {
  * about 32 MiB of image ids (one id in a Set: ~128 bytes of heap), expiry enforced on read.
  */
 const TOKEN_CACHE = { maxEntries: 10_000, maxBytes: 32 * 1024 * 1024, idBytes: 128 } as const;
+/** Repositories whose last id list is kept for sharing between their tokens' cache entries. */
+const SHARED_MAX = 1000;
 
 export interface TokenAuthOptions {
   /** Base URL of the index (index_endpoint; this process's own URL when index and registry run together). */
@@ -63,7 +65,32 @@ export class TokenAuth implements RegistryAuth {
     maxBytes: TOKEN_CACHE.maxBytes,
     weight: (e, key) => 2 * key.length + 64 + e.ids.size * TOKEN_CACHE.idBytes,
   });
+  /**
+   * The last id list the index gave per repository: a validation that gets the same list back keeps
+   * this one, so the many tokens of one repository (a client asks for a new one per pull) share one
+   * Set instead of holding a copy each (a soak's cache of 1,000 tokens for repositories of 200 images
+   * held 1,000 copies). At most SHARED_MAX repositories, the oldest dropped first.
+   */
+  private readonly shared = new Map<string, ReadonlySet<string>>();
   constructor(private readonly opts: TokenAuthOptions) {}
+
+  private intern(repository: string, ids: Set<string>): ReadonlySet<string> {
+    const prev = this.shared.get(repository);
+    if (prev && prev.size === ids.size) {
+      let same = true;
+      for (const id of ids) {
+        if (!prev.has(id)) {
+          same = false;
+          break;
+        }
+      }
+      if (same) return prev;
+    }
+    this.shared.delete(repository);
+    this.shared.set(repository, ids);
+    if (this.shared.size > SHARED_MAX) this.shared.delete(this.shared.keys().next().value!);
+    return ids;
+  }
 
   private unauthorized(): RegistryError {
     return new RegistryError('REQUIRES_AUTHORIZATION', undefined, { 'WWW-Authenticate': 'Token' });
@@ -139,8 +166,10 @@ export class TokenAuth implements RegistryAuth {
       if (e && typeof e === 'object' && typeof (e as { id?: unknown }).id === 'string') ids.add((e as { id: string }).id);
       else throw this.unauthorized();
     }
-    if (this.opts.cacheTtl > 0) this.cache.set(key, { ids }, this.opts.cacheTtl * 1000);
-    return ids;
+    if (this.opts.cacheTtl <= 0) return ids;
+    const kept = this.intern(repository, ids);
+    this.cache.set(key, { ids: kept }, this.opts.cacheTtl * 1000);
+    return kept;
   }
 
   /**
