@@ -325,6 +325,8 @@ export const configSchema = z
     verify_tarsum: z.boolean().default(true),
     /** Seconds a connection may stay idle (no bytes either way) before it is closed. */
     idle_timeout: z.number().int().positive().default(120),
+    /** Seconds a client has to send a request's headers (a client trickling them byte by byte is cut off). */
+    headers_timeout: z.number().int().positive().default(60),
     /** Seconds in-flight requests get to finish on SIGTERM/SIGINT before the process exits. */
     shutdown_timeout: z.number().int().nonnegative().default(30),
     /** Seconds after which an abandoned upload (no write for that long) is purged. */

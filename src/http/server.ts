@@ -5,6 +5,8 @@ import type { Logger } from '../log/logger.js';
 
 export interface ServerOptions {
   readonly idleTimeoutSec: number;
+  /** Seconds a client has to send a request's headers (default 60). */
+  readonly headersTimeoutSec?: number;
   /** Serve HTTPS with these (cert, key, ca, requestCert, minVersion…); unset: plain HTTP. */
   readonly tls?: TlsServerOptions;
 }
@@ -20,8 +22,25 @@ type Handler = (req: IncomingMessage, res: ServerResponse) => void;
  *   and a closed connection, and nothing else happens.
  */
 export function createHttpServer(handler: Handler, log: Logger, opts: ServerOptions): Server {
-  const httpOptions = { requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 5_000 };
+  const headersTimeout = (opts.headersTimeoutSec ?? 60) * 1000;
+  // Node checks the headers deadline on this interval: a quarter of it, so a trickling client is cut
+  // off within 1.25× the deadline
+  const httpOptions = { requestTimeout: 0, headersTimeout, keepAliveTimeout: 5_000, connectionsCheckingInterval: Math.max(250, Math.min(30_000, headersTimeout / 4)) };
+  /**
+   * Each socket's request in progress. The idle timeout is for clients that stall; a request the server
+   * is working on (its body all read, its answer not finished: waiting on a queue, a slow upstream or
+   * index) is not cut by it while the client has taken everything sent so far.
+   */
+  const current = new WeakMap<Socket, { readonly req: IncomingMessage; readonly res: ServerResponse }>();
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    const socket = req.socket;
+    const entry = { req, res };
+    current.set(socket, entry);
+    const stop = (): void => {
+      if (current.get(socket) === entry) current.delete(socket);
+    };
+    res.once('finish', stop);
+    res.once('close', stop);
     const url = req.url ?? '/';
     if (!url.startsWith('/')) {
       try {
@@ -37,11 +56,21 @@ export function createHttpServer(handler: Handler, log: Logger, opts: ServerOpti
   };
   const server: Server = opts.tls ? createHttpsServer({ ...httpOptions, ...opts.tls }, onRequest) : createServer(httpOptions, onRequest);
   server.setTimeout(opts.idleTimeoutSec * 1000);
-  server.on('timeout', (socket: Socket) => socket.destroy());
+  server.on('timeout', (socket: Socket) => {
+    const w = current.get(socket);
+    if (w && w.req.complete && !w.res.writableFinished && !w.res.destroyed && socket.writableLength === 0) {
+      // the server owes the answer and the client is not behind: wait another period
+      socket.setTimeout(opts.idleTimeoutSec * 1000);
+      return;
+    }
+    socket.destroy();
+  });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     log.debug('client error', { code: err.code, remote: socket.remoteAddress });
     if (socket.writable && err.code !== 'ECONNRESET') {
-      socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n');
+      // Node's own answers for these two: headers too slow (headers_timeout), headers too large
+      const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+      socket.end(`HTTP/1.1 ${status}\r\nContent-Length: 0\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n`);
     } else {
       socket.destroy();
     }
