@@ -203,15 +203,24 @@ async function pushImage(upstream: string, name: string, layer: { path: string; 
 }
 
 /** One client's pull: manifest by tag, then each blob, bodies to /dev/null. Returns bytes received. */
+/** Milliseconds of each request of the last pull (manifest, config, layers), for the log. */
+let lastSteps: number[] = [];
+
 async function pull(mirror: string, name: string): Promise<number> {
+  const steps: number[] = [];
+  let t0 = performance.now();
   const m = JSON.parse(await curlAsync(['-H', `Accept: ${S2}`, `${mirror}/v2/${name}/manifests/latest`])) as { config: { digest: string }; layers: { digest: string }[] };
+  steps.push(performance.now() - t0);
   let total = 0;
   for (const d of [m.config.digest, ...m.layers.map((l) => l.digest)]) {
+    t0 = performance.now();
     const out = await curlAsync(['-o', '/dev/null', '-w', '%{http_code} %{size_download}', `${mirror}/v2/${name}/blobs/${d}`]);
+    steps.push(performance.now() - t0);
     const [code, size] = out.trim().split(' ');
     if (code !== '200') throw new Error(`blob ${d} answered ${JSON.stringify(out)}`);
     total += Number(size);
   }
+  lastSteps = steps;
   return total;
 }
 
@@ -312,7 +321,7 @@ async function main(): Promise<void> {
         for (const w of order) {
           const s = await measure(setup[w]!, () => pull(setup[w]!.m.url, 'library/big'));
           warm[w]!.push(s);
-          log(`rep ${rep + 1}/${REPS} ${w}: warm pull ${s.sec.toFixed(2)} s, CPU ${s.cpuSec.toFixed(2)} s, upstream ${s.upMiB.toFixed(2)} MiB (load ${load()})`);
+          log(`rep ${rep + 1}/${REPS} ${w}: warm pull ${s.sec.toFixed(2)} s (manifest, config, layer: ${lastSteps.map((x) => x.toFixed(0)).join(', ')} ms), CPU ${s.cpuSec.toFixed(2)} s, upstream ${s.upMiB.toFixed(2)} MiB (load ${load()})`);
         }
       }
       if (PHASES.has('concurrent')) {
