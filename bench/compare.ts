@@ -52,7 +52,8 @@ const ONLY = opt('only', '')
   .map((x) => x.trim())
   .filter((x) => x !== '');
 /** Whether a phase runs (--only narrows the set; --no-v1 / --no-search drop those two). */
-const run = (phase: string): boolean => (ONLY.length === 0 || ONLY.includes(phase)) && !(phase === 'v1' && flag('no-v1')) && !(phase === 'search' && flag('no-search'));
+const run = (phase: string): boolean =>
+  (ONLY.length === 0 || ONLY.includes(phase)) && !(phase === 'v1' && flag('no-v1')) && !(phase === 'search' && flag('no-search'));
 const log = (s: string): void => console.error(`[bench] ${s}`);
 
 // ---------------------------------------------------------------- processes and /proc
@@ -187,12 +188,15 @@ async function http(agent: Agent | undefined, port: number, method: string, path
 
 function http1(agent: Agent | undefined, port: number, method: string, path: string, headers: Record<string, string> = {}, body?: Buffer): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, method, path, headers: body ? { 'Content-Length': String(body.length), ...headers } : headers, agent: agent ?? false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    });
+    const req = request(
+      { host: '127.0.0.1', port, method, path, headers: body ? { 'Content-Length': String(body.length), ...headers } : headers, agent: agent ?? false },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+        res.on('error', reject);
+      },
+    );
     req.on('error', (e) => reject(Object.assign(e, { reused: req.reusedSocket })));
     req.end(body);
   });
@@ -324,7 +328,17 @@ async function monolithic(s: Server, blob: Blob): Promise<void> {
   const r = repo('mono');
   const p = await measure(s, async () => {
     const loc = await startUpload(s, r);
-    const code = curl(['-o', '/dev/null', '-w', '%{http_code}', '-T', blob.path, '-H', 'Content-Type: application/octet-stream', `http://127.0.0.1:${s.port}${withQuery(loc, `digest=${blob.digest}`)}`]).out;
+    const code = curl([
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_code}',
+      '-T',
+      blob.path,
+      '-H',
+      'Content-Type: application/octet-stream',
+      `http://127.0.0.1:${s.port}${withQuery(loc, `digest=${blob.digest}`)}`,
+    ]).out;
     if (code !== '201') throw new Error(`${s.name}: monolithic PUT ${code}`);
   });
   const mib = blob.size / MiB;
@@ -357,7 +371,14 @@ async function chunked(s: Server, chunks: Buffer[], digest: string): Promise<voi
     let loc = await startUpload(s, r);
     let offset = 0;
     for (const c of chunks) {
-      const res = await http(s.agent, s.port, 'PATCH', loc, { 'Content-Type': 'application/octet-stream', 'Content-Range': `${offset}-${offset + c.length - 1}` }, c);
+      const res = await http(
+        s.agent,
+        s.port,
+        'PATCH',
+        loc,
+        { 'Content-Type': 'application/octet-stream', 'Content-Range': `${offset}-${offset + c.length - 1}` },
+        c,
+      );
       if (res.status !== 202) throw new Error(`${s.name}: PATCH ${res.status} ${res.body.toString().slice(0, 200)}`);
       loc = location(s, res);
       offset += c.length;
@@ -370,7 +391,11 @@ async function chunked(s: Server, chunks: Buffer[], digest: string): Promise<voi
 }
 
 async function download(s: Server, repoName: string, blob: Blob, streams: number): Promise<void> {
-  const f = figure(`dl${streams}`, `blob download, 512 MiB, ${streams} stream${streams > 1 ? 's' : ''}`, 'MiB/s', { ratio: 1.0, higherIsBetter: true, text: '≥ 1.0×' });
+  const f = figure(`dl${streams}`, `blob download, 512 MiB, ${streams} stream${streams > 1 ? 's' : ''}`, 'MiB/s', {
+    ratio: 1.0,
+    higherIsBetter: true,
+    text: '≥ 1.0×',
+  });
   const url = `http://127.0.0.1:${s.port}/v2/${repoName}/blobs/${blob.digest}`;
   const p = await measure(s, async () => {
     const sizes = await Promise.all(Array.from({ length: streams }, () => curlAsync(['-o', '/dev/null', '-w', '%{http_code} %{size_download}', url])));
@@ -385,7 +410,15 @@ async function download(s: Server, repoName: string, blob: Blob, streams: number
 
 async function pushImage(s: Server, repoName: string, tag: string): Promise<void> {
   const layer = randomBytes(4096);
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [sha(layer)] }, history: [{ created: '2026-01-01T00:00:00Z' }] }));
+  const config = Buffer.from(
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      config: {},
+      rootfs: { type: 'layers', diff_ids: [sha(layer)] },
+      history: [{ created: '2026-01-01T00:00:00Z' }],
+    }),
+  );
   await pushBuffer(s, repoName, layer, sha(layer));
   await pushBuffer(s, repoName, config, sha(config));
   const manifest = Buffer.from(
@@ -396,7 +429,14 @@ async function pushImage(s: Server, repoName: string, tag: string): Promise<void
       layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: layer.length, digest: sha(layer) }],
     }),
   );
-  const r = await http(s.agent, s.port, 'PUT', `/v2/${repoName}/manifests/${tag}`, { 'Content-Type': 'application/vnd.docker.distribution.manifest.v2+json' }, manifest);
+  const r = await http(
+    s.agent,
+    s.port,
+    'PUT',
+    `/v2/${repoName}/manifests/${tag}`,
+    { 'Content-Type': 'application/vnd.docker.distribution.manifest.v2+json' },
+    manifest,
+  );
   if (r.status !== 201) throw new Error(`${s.name}: PUT manifest ${r.status} ${r.body.toString().slice(0, 200)}`);
 }
 
@@ -422,7 +462,15 @@ function parseWrk(out: string): { rps: number; p50: number; p99: number; errors:
 const SMALL_RATIO = 20;
 const SMALL_P99_MS = 20;
 
-async function smallRequests(s: Server, key: string, label: string, path: string, headers: string[], seconds: number, method: 'GET' | 'HEAD' = 'GET'): Promise<void> {
+async function smallRequests(
+  s: Server,
+  key: string,
+  label: string,
+  path: string,
+  headers: string[],
+  seconds: number,
+  method: 'GET' | 'HEAD' = 'GET',
+): Promise<void> {
   const f = figure(key, label, 'req/s', { ratio: SMALL_RATIO, higherIsBetter: true, text: `≥ ${SMALL_RATIO}×, p99 ≤ ${SMALL_P99_MS} ms` });
   let out = '';
   let headResult: ReturnType<typeof parseWrk> | undefined;
@@ -464,33 +512,37 @@ async function headLoad(port: number, path: string, headers: string[], conns: nu
   const until = Date.now() + seconds * 1000;
   const t0 = process.hrtime.bigint();
   await Promise.all(
-    Array.from({ length: conns }, () => new Promise<void>((resolve, reject) => {
-      const sock = connect(port, '127.0.0.1');
-      let buf = '';
-      let sent = 0n;
-      const send = (): void => {
-        if (Date.now() >= until) {
-          sock.end();
-          resolve();
-          return;
-        }
-        sent = process.hrtime.bigint();
-        sock.write(req);
-      };
-      sock.setNoDelay(true);
-      sock.on('connect', send);
-      sock.on('data', (d: Buffer) => {
-        buf += d.toString('latin1');
-        let end: number;
-        while ((end = buf.indexOf('\r\n\r\n')) >= 0) {
-          if (!/^HTTP\/1\.1 2/.test(buf)) errors++;
-          buf = buf.slice(end + 4);
-          lat.push(Number(process.hrtime.bigint() - sent) / 1e6);
-          send();
-        }
-      });
-      sock.on('error', reject);
-    })),
+    Array.from(
+      { length: conns },
+      () =>
+        new Promise<void>((resolve, reject) => {
+          const sock = connect(port, '127.0.0.1');
+          let buf = '';
+          let sent = 0n;
+          const send = (): void => {
+            if (Date.now() >= until) {
+              sock.end();
+              resolve();
+              return;
+            }
+            sent = process.hrtime.bigint();
+            sock.write(req);
+          };
+          sock.setNoDelay(true);
+          sock.on('connect', send);
+          sock.on('data', (d: Buffer) => {
+            buf += d.toString('latin1');
+            let end: number;
+            while ((end = buf.indexOf('\r\n\r\n')) >= 0) {
+              if (!/^HTTP\/1\.1 2/.test(buf)) errors++;
+              buf = buf.slice(end + 4);
+              lat.push(Number(process.hrtime.bigint() - sent) / 1e6);
+              send();
+            }
+          });
+          sock.on('error', reject);
+        }),
+    ),
   );
   const sec = Number(process.hrtime.bigint() - t0) / 1e9;
   lat.sort((a, b) => a - b);
@@ -577,7 +629,9 @@ function distributionBinary(): string | undefined {
   if (existsSync(bin)) return bin;
   if (process.getuid?.() === 0 && existsSync('/usr/bin/apt-get')) {
     log('distribution (docker-registry) missing: installing it with apt-get');
-    const r = spawnSync('sh', ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-registry'], { stdio: 'inherit' });
+    const r = spawnSync('sh', ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-registry'], {
+      stdio: 'inherit',
+    });
     if (r.status === 0 && existsSync(bin)) return bin;
   }
   return undefined;
@@ -669,13 +723,42 @@ async function main(): Promise<void> {
         if (run('download8')) for (const s of servers) await download(s, 'bench/download', big, 8);
         if (haveWrk) {
           const accept = 'Accept: application/vnd.docker.distribution.manifest.v2+json';
-          if (run('manifest')) for (const s of servers) await smallRequests(s, 'manifest', 'manifest GET by tag, 64 conns', '/v2/bench/small/manifests/latest', [accept], 10);
-          if (run('manifest-digest')) for (const s of servers) await smallRequests(s, 'manifest-digest', 'manifest GET by digest, 64 conns', `/v2/bench/small/manifests/${smallManifest.get(s.name)!}`, [accept], 10);
+          if (run('manifest'))
+            for (const s of servers) await smallRequests(s, 'manifest', 'manifest GET by tag, 64 conns', '/v2/bench/small/manifests/latest', [accept], 10);
+          if (run('manifest-digest'))
+            for (const s of servers)
+              await smallRequests(
+                s,
+                'manifest-digest',
+                'manifest GET by digest, 64 conns',
+                `/v2/bench/small/manifests/${smallManifest.get(s.name)!}`,
+                [accept],
+                10,
+              );
           if (run('tags')) for (const s of servers) await smallRequests(s, 'tags', 'tags/list, 64 conns', '/v2/bench/small/tags/list', [], 10);
-          if (run('head-blob')) for (const s of servers) await smallRequests(s, 'head-blob', 'HEAD blob, 64 conns', `/v2/bench/download/blobs/${big.digest}`, [], 10, 'HEAD');
+          if (run('head-blob'))
+            for (const s of servers) await smallRequests(s, 'head-blob', 'HEAD blob, 64 conns', `/v2/bench/download/blobs/${big.digest}`, [], 10, 'HEAD');
           // v1 has no counterpart in distribution: each is set against distribution's nearest v2 request
-          if (run('v1-tags')) for (const s of servers) await smallRequests(s, 'v1-tags', 'v1 tags (distribution: tags/list), 64 conns', s.name === 'ours' ? '/v1/repositories/bench/v1small/tags' : '/v2/bench/small/tags/list', [], 10);
-          if (run('v1-json')) for (const s of servers) await smallRequests(s, 'v1-json', 'v1 image json (distribution: manifest by digest), 64 conns', s.name === 'ours' ? `/v1/images/${v1Id}/json` : `/v2/bench/small/manifests/${smallManifest.get(s.name)!}`, s.name === 'ours' ? [] : [accept], 10);
+          if (run('v1-tags'))
+            for (const s of servers)
+              await smallRequests(
+                s,
+                'v1-tags',
+                'v1 tags (distribution: tags/list), 64 conns',
+                s.name === 'ours' ? '/v1/repositories/bench/v1small/tags' : '/v2/bench/small/tags/list',
+                [],
+                10,
+              );
+          if (run('v1-json'))
+            for (const s of servers)
+              await smallRequests(
+                s,
+                'v1-json',
+                'v1 image json (distribution: manifest by digest), 64 conns',
+                s.name === 'ours' ? `/v1/images/${v1Id}/json` : `/v2/bench/small/manifests/${smallManifest.get(s.name)!}`,
+                s.name === 'ours' ? [] : [accept],
+                10,
+              );
         }
       }
     }
@@ -684,7 +767,8 @@ async function main(): Promise<void> {
     const ours: Record<string, unknown> = {};
     if (run('v1') && v1Runs.length > 0) {
       // medians over the repetitions, each figure on its own
-      const med = (k: 'gunzipMiBps' | 'pushMiBps' | 'pullMiBps' | 'pushPeakRssMiB' | 'pullPeakRssMiB' | 'pushCpuSecPerGiB' | 'pullCpuSecPerGiB'): number => median(v1Runs.map((r) => r[k]));
+      const med = (k: 'gunzipMiBps' | 'pushMiBps' | 'pullMiBps' | 'pushPeakRssMiB' | 'pullPeakRssMiB' | 'pushCpuSecPerGiB' | 'pullCpuSecPerGiB'): number =>
+        median(v1Runs.map((r) => r[k]));
       ours.v1_512 = {
         layerMiB: v1Runs[0]!.layerMiB,
         gunzipMiBps: med('gunzipMiBps'),
@@ -715,7 +799,15 @@ async function main(): Promise<void> {
       else ours.search = lite;
       // PostgreSQL when it answers (TEST_PG_URL, default postgres@127.0.0.1/test): what sites that scale out run
       const pgUrl = process.env.TEST_PG_URL || 'postgresql://postgres@127.0.0.1:5432/test';
-      const probe = spawnSync(process.execPath, ['--input-type=module', '-e', `import pg from 'pg'; const c = new pg.Client(${JSON.stringify(pgUrl)}); c.on('error', () => {}); await c.connect(); await c.end();`], { encoding: 'utf8', cwd: ROOT, timeout: 10_000 });
+      const probe = spawnSync(
+        process.execPath,
+        [
+          '--input-type=module',
+          '-e',
+          `import pg from 'pg'; const c = new pg.Client(${JSON.stringify(pgUrl)}); c.on('error', () => {}); await c.connect(); await c.end();`,
+        ],
+        { encoding: 'utf8', cwd: ROOT, timeout: 10_000 },
+      );
       if (probe.status === 0) {
         log('/v1/search at 100,000 repositories (PostgreSQL)…');
         const pgr = searchBench('pg');
@@ -734,7 +826,11 @@ async function main(): Promise<void> {
     // --- pull-through mirror (issue 13): ours vs distribution as proxies of one upstream (bench/mirror.ts)
     if (run('mirror')) {
       log('pull-through mirror: cold, warm, 8 concurrent cold pulls (ours vs distribution)…');
-      const r = spawnSync(process.execPath, [join(ROOT, 'dist', 'bench', 'mirror.js'), '--json', '--reps', String(REPS), '--out', opt('out', join(ROOT, 'bench', 'results'))], { encoding: 'utf8', cwd: ROOT, maxBuffer: 16 << 20 });
+      const r = spawnSync(
+        process.execPath,
+        [join(ROOT, 'dist', 'bench', 'mirror.js'), '--json', '--reps', String(REPS), '--out', opt('out', join(ROOT, 'bench', 'results'))],
+        { encoding: 'utf8', cwd: ROOT, maxBuffer: 16 << 20 },
+      );
       try {
         ours.mirror = JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as unknown;
       } catch {
@@ -748,7 +844,8 @@ async function main(): Promise<void> {
       const page = (label: string) => new RegExp(`^${label}\\s+p50 ([\\d.]+) ms\\s+p99 ([\\d.]+) ms`, 'm').exec(r.stdout);
       const repo = page('repository');
       const search = page('search');
-      if (repo && search) ours.web = { repository: { p50Ms: Number(repo[1]), p99Ms: Number(repo[2]) }, search: { p50Ms: Number(search[1]), p99Ms: Number(search[2]) } };
+      if (repo && search)
+        ours.web = { repository: { p50Ms: Number(repo[1]), p99Ms: Number(repo[2]) }, search: { p50Ms: Number(search[1]), p99Ms: Number(search[2]) } };
       else skipped.push(`web bench failed: ${(r.stderr || r.stdout).slice(-300)}`);
     }
 
@@ -766,18 +863,43 @@ async function main(): Promise<void> {
         met = ok ? 'yes' : 'no';
       }
       rows.push([`${f.label} (${f.unit})`, fmt(o), fmt(t), Number.isFinite(ratio) ? `${ratio.toFixed(2)}×` : '—', f.target?.text ?? '', met]);
-      for (const [k, e] of Object.entries(f.extra)) rows.push([`  ${e.unit}`, fmt(median(e.ours)), fmt(median(e.theirs)), '', k === 'p99' && f.target ? `≤ ${SMALL_P99_MS}` : '', '']);
+      for (const [k, e] of Object.entries(f.extra))
+        rows.push([`  ${e.unit}`, fmt(median(e.ours)), fmt(median(e.theirs)), '', k === 'p99' && f.target ? `≤ ${SMALL_P99_MS}` : '', '']);
       summary.push({ key: f.key, label: f.label, unit: f.unit, ours: f.ours, distribution: f.theirs, ratio, target: f.target, met, extra: f.extra });
     }
-    const v1_512 = ours.v1_512 as { gunzipMiBps?: number; pushMiBps: number; pullMiBps: number; pushPeakRssMiB: number; pullPeakRssMiB: number; pushCpuSecPerGiB: number; pullCpuSecPerGiB: number } | undefined;
+    const v1_512 = ours.v1_512 as
+      | {
+          gunzipMiBps?: number;
+          pushMiBps: number;
+          pullMiBps: number;
+          pushPeakRssMiB: number;
+          pullPeakRssMiB: number;
+          pushCpuSecPerGiB: number;
+          pullCpuSecPerGiB: number;
+        }
+      | undefined;
     const mono = figures.find((f) => f.key === 'mono');
     if (v1_512) {
       const base = mono ? median(mono.theirs) : NaN;
       const r = v1_512.pushMiBps / base;
-      rows.push(['v1 layer push, 512 MiB tar gz, full verification (MiB/s)', fmt(v1_512.pushMiBps), `${fmt(base)} (v2 mono)`, Number.isFinite(r) ? `${r.toFixed(2)}×` : '—', '≥ 1.0× of mono', Number.isFinite(r) ? (r >= 1.0 ? 'yes' : 'no') : '—']);
+      rows.push([
+        'v1 layer push, 512 MiB tar gz, full verification (MiB/s)',
+        fmt(v1_512.pushMiBps),
+        `${fmt(base)} (v2 mono)`,
+        Number.isFinite(r) ? `${r.toFixed(2)}×` : '—',
+        '≥ 1.0× of mono',
+        Number.isFinite(r) ? (r >= 1.0 ? 'yes' : 'no') : '—',
+      ]);
       if (v1_512.gunzipMiBps) {
         const g = v1_512.gunzipMiBps / v1_512.pushMiBps;
-        rows.push(['  gunzip of that layer, one core (MiB/s of gz)', fmt(v1_512.gunzipMiBps), '', `${g.toFixed(2)}×`, 'push within 1.3×', g <= 1.3 ? 'yes' : 'no']);
+        rows.push([
+          '  gunzip of that layer, one core (MiB/s of gz)',
+          fmt(v1_512.gunzipMiBps),
+          '',
+          `${g.toFixed(2)}×`,
+          'push within 1.3×',
+          g <= 1.3 ? 'yes' : 'no',
+        ]);
       }
       rows.push(['  s CPU/GiB, MiB peak RSS', `${fmt(v1_512.pushCpuSecPerGiB)}, ${v1_512.pushPeakRssMiB}`, '', '', '', '']);
       rows.push(['v1 layer pull (MiB/s)', fmt(v1_512.pullMiBps), '', '', '', '']);
@@ -786,12 +908,35 @@ async function main(): Promise<void> {
     const v1big = ours.v1_2048 as typeof v1_512;
     if (v1big) {
       const peak = Math.max(v1big.pushPeakRssMiB, v1big.pullPeakRssMiB);
-      rows.push(['v1 2 GiB layer: push / pull MiB/s, peak RSS MiB', `${v1big.pushMiBps} / ${v1big.pullMiBps}, ${peak}`, '', '', '≤ 200 MiB', peak <= 200 ? 'yes' : 'no']);
+      rows.push([
+        'v1 2 GiB layer: push / pull MiB/s, peak RSS MiB',
+        `${v1big.pushMiBps} / ${v1big.pullMiBps}, ${peak}`,
+        '',
+        '',
+        '≤ 200 MiB',
+        peak <= 200 ? 'yes' : 'no',
+      ]);
     }
     const search = ours.search as { p50Ms: number; p99Ms: number; maxMs: number } | undefined;
-    if (search) rows.push(['/v1/search at 100k repos, SQLite: p50 / p99 ms', `${search.p50Ms} / ${search.p99Ms}`, '', '', 'p99 ≤ 20 ms', search.p99Ms <= 20 ? 'yes' : 'no']);
+    if (search)
+      rows.push([
+        '/v1/search at 100k repos, SQLite: p50 / p99 ms',
+        `${search.p50Ms} / ${search.p99Ms}`,
+        '',
+        '',
+        'p99 ≤ 20 ms',
+        search.p99Ms <= 20 ? 'yes' : 'no',
+      ]);
     const searchPg = ours.searchPg as { p50Ms: number; p99Ms: number; maxMs: number } | undefined;
-    if (searchPg) rows.push(['/v1/search at 100k repos, PostgreSQL: p50 / p99 ms', `${searchPg.p50Ms} / ${searchPg.p99Ms}`, '', '', 'p99 ≤ 20 ms', searchPg.p99Ms <= 20 ? 'yes' : 'no']);
+    if (searchPg)
+      rows.push([
+        '/v1/search at 100k repos, PostgreSQL: p50 / p99 ms',
+        `${searchPg.p50Ms} / ${searchPg.p99Ms}`,
+        '',
+        '',
+        'p99 ≤ 20 ms',
+        searchPg.p99Ms <= 20 ? 'yes' : 'no',
+      ]);
     type Lat = { p50: number; p99: number };
     const growth = ours.growth as { n: number; search: Lat; catalog: Lat; manifest: Lat }[] | undefined;
     if (growth && growth.length === 2) {
@@ -812,24 +957,71 @@ async function main(): Promise<void> {
     }
     const web = ours.web as { repository: { p50Ms: number; p99Ms: number }; search: { p50Ms: number; p99Ms: number } } | undefined;
     if (web) {
-      rows.push(['web UI repository page at 100k repos: p50 / p99 ms', `${web.repository.p50Ms} / ${web.repository.p99Ms}`, '', '', 'p99 ≤ 50 ms', web.repository.p99Ms <= 50 ? 'yes' : 'no']);
-      rows.push(['web UI search page at 100k repos: p50 / p99 ms', `${web.search.p50Ms} / ${web.search.p99Ms}`, '', '', 'p99 ≤ 50 ms', web.search.p99Ms <= 50 ? 'yes' : 'no']);
+      rows.push([
+        'web UI repository page at 100k repos: p50 / p99 ms',
+        `${web.repository.p50Ms} / ${web.repository.p99Ms}`,
+        '',
+        '',
+        'p99 ≤ 50 ms',
+        web.repository.p99Ms <= 50 ? 'yes' : 'no',
+      ]);
+      rows.push([
+        'web UI search page at 100k repos: p50 / p99 ms',
+        `${web.search.p50Ms} / ${web.search.p99Ms}`,
+        '',
+        '',
+        'p99 ≤ 50 ms',
+        web.search.p99Ms <= 50 ? 'yes' : 'no',
+      ]);
     }
-    const mirror = ours.mirror as { sizeMiB: number; concurrentMiB: number; results: Record<'ours' | 'distribution', { coldSec: number; warmSec: number; concurrentSec: number; concurrentUpstreamImages: number }> } | undefined;
+    const mirror = ours.mirror as
+      | {
+          sizeMiB: number;
+          concurrentMiB: number;
+          results: Record<'ours' | 'distribution', { coldSec: number; warmSec: number; concurrentSec: number; concurrentUpstreamImages: number }>;
+        }
+      | undefined;
     if (mirror) {
       const o = mirror.results.ours;
       const d = mirror.results.distribution;
-      rows.push([`mirror: cold pull ${mirror.sizeMiB} MiB (s)`, fmt(o.coldSec), fmt(d.coldSec), `${(d.coldSec / o.coldSec).toFixed(2)}×`, '≥ 1.0×', d.coldSec >= o.coldSec ? 'yes' : 'no']);
-      rows.push([`mirror: warm pull ${mirror.sizeMiB} MiB (s)`, fmt(o.warmSec), fmt(d.warmSec), `${(d.warmSec / o.warmSec).toFixed(2)}×`, '≥ 1.0×', d.warmSec >= o.warmSec ? 'yes' : 'no']);
-      rows.push([`mirror: 8 concurrent cold pulls ${mirror.concurrentMiB} MiB, upstream bytes (× image)`, `${o.concurrentUpstreamImages}×`, `${d.concurrentUpstreamImages}×`, '', '1×', o.concurrentUpstreamImages <= 1.01 ? 'yes' : 'no']);
+      rows.push([
+        `mirror: cold pull ${mirror.sizeMiB} MiB (s)`,
+        fmt(o.coldSec),
+        fmt(d.coldSec),
+        `${(d.coldSec / o.coldSec).toFixed(2)}×`,
+        '≥ 1.0×',
+        d.coldSec >= o.coldSec ? 'yes' : 'no',
+      ]);
+      rows.push([
+        `mirror: warm pull ${mirror.sizeMiB} MiB (s)`,
+        fmt(o.warmSec),
+        fmt(d.warmSec),
+        `${(d.warmSec / o.warmSec).toFixed(2)}×`,
+        '≥ 1.0×',
+        d.warmSec >= o.warmSec ? 'yes' : 'no',
+      ]);
+      rows.push([
+        `mirror: 8 concurrent cold pulls ${mirror.concurrentMiB} MiB, upstream bytes (× image)`,
+        `${o.concurrentUpstreamImages}×`,
+        `${d.concurrentUpstreamImages}×`,
+        '',
+        '1×',
+        o.concurrentUpstreamImages <= 1.01 ? 'yes' : 'no',
+      ]);
     }
 
     const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
     const line = (r: string[]): string => `| ${r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
-    const table = [line(rows[0]!), `|${widths.map((w, i) => (i === 0 ? ':' : '') + '-'.repeat(w + 1) + (i === 0 ? '' : ':')).join('|')}|`, ...rows.slice(1).map(line)].join('\n');
+    const table = [
+      line(rows[0]!),
+      `|${widths.map((w, i) => (i === 0 ? ':' : '') + '-'.repeat(w + 1) + (i === 0 ? '' : ':')).join('|')}|`,
+      ...rows.slice(1).map(line),
+    ].join('\n');
     const date = new Date().toISOString();
     const machine = `${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${Math.round(totalmem() / 1024 ** 3)} GiB RAM, node ${process.version}`;
-    console.log(`\nlegacy-registry vs distribution ${bin ? spawnSync(bin, ['--version'], { encoding: 'utf8' }).stdout.trim().split(' ').pop() : '(not run)'} — ${date}`);
+    console.log(
+      `\nlegacy-registry vs distribution ${bin ? spawnSync(bin, ['--version'], { encoding: 'utf8' }).stdout.trim().split(' ').pop() : '(not run)'} — ${date}`,
+    );
     console.log(`machine: ${machine}; reps ${REPS} (median)`);
     console.log(`limits: sha256 ${limits.sha256MiBps} MiB/s, gunzip ${limits.gunzipMiBps} MiB/s (one core), loopback ${limits.loopbackMiBps} MiB/s\n`);
     console.log(table);
@@ -850,6 +1042,8 @@ await main();
 // --- object storage (issue 12): the S3 comparison needs root and Ceph, so it runs only when asked
 if (flag('s3') || process.env.BENCH_S3 === '1') {
   log('S3 on Ceph RGW (bench/s3.ts)…');
-  const r = spawnSync(process.execPath, [join(ROOT, 'dist', 'bench', 's3.js'), ...(argv.includes('--out') ? ['--out', opt('out', '')] : [])], { stdio: 'inherit' });
+  const r = spawnSync(process.execPath, [join(ROOT, 'dist', 'bench', 's3.js'), ...(argv.includes('--out') ? ['--out', opt('out', '')] : [])], {
+    stdio: 'inherit',
+  });
   if (r.status !== 0) process.exitCode = 1;
 }

@@ -52,7 +52,8 @@ async function run(delayMs: number, TAGS: number): Promise<void> {
   const eventAt = new Map<string, number>();
   const hooks = await receiver(delayMs, (b) => hookAt.set((JSON.parse(b) as { push_data: { tag: string } }).push_data.tag, performance.now()));
   const events = await receiver(delayMs, (b) => {
-    for (const e of (JSON.parse(b) as { events: { action: string; target: { tag?: string } }[] }).events) if (e.action === 'push' && e.target.tag) eventAt.set(e.target.tag, performance.now());
+    for (const e of (JSON.parse(b) as { events: { action: string; target: { tag?: string } }[] }).events)
+      if (e.action === 'push' && e.target.tag) eventAt.set(e.target.tag, performance.now());
   });
   const dir = await mkdtemp(join(tmpdir(), 'lr-bench-events-'));
   const config = loadConfig({

@@ -63,7 +63,13 @@ async function v1Repo(driver: StorageDriver, repo: string, chainLength: number, 
     const root = `v1/repositories/${repo}/_images/${id}`;
     await driver.putContent(`${root}/json`, json, { durable: false });
     await driver.putContent(`${root}/ancestry`, Buffer.from(JSON.stringify(ancestry)), { durable: false });
-    await driver.putContent(`${root}/layer`, Buffer.from(JSON.stringify({ digest: `sha256:${layer}`, size: 512, payload: `sha256:${sha(json)}`, compression: 'gzip', diffId: `sha256:${sha(layer)}` })), { durable: false });
+    await driver.putContent(
+      `${root}/layer`,
+      Buffer.from(
+        JSON.stringify({ digest: `sha256:${layer}`, size: 512, payload: `sha256:${sha(json)}`, compression: 'gzip', diffId: `sha256:${sha(layer)}` }),
+      ),
+      { durable: false },
+    );
     parent = id;
   }
   await driver.putContent(`v1/repositories/${repo}/_created`, Buffer.from('0'), { durable: false });
@@ -86,7 +92,11 @@ async function v2Repo(driver: StorageDriver, name: string, tags: number, shared:
     const digest = await blob(driver, manifest);
     const base = `v2/repositories/${name}`;
     for (const l of [config, shared, layer]) await driver.putContent(`${base}/_layers/${l}`, Buffer.from(`sha256:${l}`), { durable: false });
-    await driver.putContent(`${base}/_manifests/revisions/${digest}`, Buffer.from(JSON.stringify({ digest: `sha256:${digest}`, mediaType: S2, size: manifest.length })), { durable: false });
+    await driver.putContent(
+      `${base}/_manifests/revisions/${digest}`,
+      Buffer.from(JSON.stringify({ digest: `sha256:${digest}`, mediaType: S2, size: manifest.length })),
+      { durable: false },
+    );
     await driver.putContent(`${base}/_manifests/tags/t${t}`, Buffer.from(`sha256:${digest}`), { durable: false });
   }
   await driver.putContent(`v2/repositories/${name}/_created`, Buffer.from('0'), { durable: false });
@@ -119,9 +129,13 @@ try {
   const v2Repos = Math.ceil(half / 5);
   const t = Date.now();
   const shared = await blob(gen, randomBytes(512));
-  for (let i = 0; i < v1Repos; i += 4) await Promise.all([0, 1, 2, 3].filter((k) => i + k < v1Repos).map((k) => v1Repo(gen, `ns${(i + k) % 50}/v1repo${i + k}`, 5, shared)));
-  for (let i = 0; i < v2Repos; i += 4) await Promise.all([0, 1, 2, 3].filter((k) => i + k < v2Repos).map((k) => v2Repo(gen, `ns${(i + k) % 50}/v2repo${i + k}`, 5, shared)));
-  console.log(`generated ${v1Repos * 5} v1 images in ${v1Repos} repositories, ${v2Repos * 5} v2 images in ${v2Repos} repositories in ${((Date.now() - t) / 1000).toFixed(1)} s (${dir})`);
+  for (let i = 0; i < v1Repos; i += 4)
+    await Promise.all([0, 1, 2, 3].filter((k) => i + k < v1Repos).map((k) => v1Repo(gen, `ns${(i + k) % 50}/v1repo${i + k}`, 5, shared)));
+  for (let i = 0; i < v2Repos; i += 4)
+    await Promise.all([0, 1, 2, 3].filter((k) => i + k < v2Repos).map((k) => v2Repo(gen, `ns${(i + k) % 50}/v2repo${i + k}`, 5, shared)));
+  console.log(
+    `generated ${v1Repos * 5} v1 images in ${v1Repos} repositories, ${v2Repos * 5} v2 images in ${v2Repos} repositories in ${((Date.now() - t) / 1000).toFixed(1)} s (${dir})`,
+  );
   // garbage: a tenth of each deleted (v1: tag deleted = untagged chain; v2: half repositories deleted, half tags deleted)
   for (let i = 0; i < v1Repos; i += 10) await driver.delete(`v1/repositories/ns${i % 50}/v1repo${i}/_tags/latest`);
   for (let i = 0; i < v2Repos; i += 20) await driver.delete(`v2/repositories/ns${i % 50}/v2repo${i}`);

@@ -16,11 +16,20 @@ import { pushV2Image, S2, Site, v2Image } from '../dist/test/helpers/accounts.js
 
 const SIZES = [Number(process.argv[2] ?? 1_000), Number(process.argv[3] ?? 100_000)];
 const REQUESTS = Number(process.argv[4] ?? 400);
-const WORDS = 'nginx redis node alpine busybox python golang java ruby php mysql postgres mongo rabbit kafka elastic search web api app db cache proxy server client worker queue build ci cd test dev prod base image tools utils edge mini micro slim full core lib sdk cli agent monitor metrics logs trace auth gateway router store static media video audio stream data'.split(' ');
+const WORDS =
+  'nginx redis node alpine busybox python golang java ruby php mysql postgres mongo rabbit kafka elastic search web api app db cache proxy server client worker queue build ci cd test dev prod base image tools utils edge mini micro slim full core lib sdk cli agent monitor metrics logs trace auth gateway router store static media video audio stream data'.split(
+    ' ',
+  );
 
 async function measureAt(n) {
   let seed = 11;
-  const rnd = () => { seed |= 0; seed = (seed + 0x6d2b79f5) | 0; let t = Math.imul(seed ^ (seed >>> 15), 1 | seed); t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t; return ((t ^ (t >>> 14)) >>> 0) / 4294967296; };
+  const rnd = () => {
+    seed |= 0;
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
   const pick = (a) => a[Math.floor(rnd() * a.length)];
   const dir = mkdtempSync(join(tmpdir(), 'lr-bench-growth-'));
   const config = loadConfig({ env: {}, flavor: 'test', overrides: { host: '127.0.0.1', port: 0, storage_path: dir, loglevel: 'silent', access_log: false } });
@@ -31,7 +40,8 @@ async function measureAt(n) {
     const t0 = performance.now();
     await saveUser(db, { username: 'alice', email: 'a@x.org', password: 'alicepw1', active: true }, { cost: 4 });
     const uids = [];
-    for (let i = 0; i < 20; i++) uids.push((await saveUser(db, { username: `bench_user_${i}`, email: `u${i}@x.org`, password: 'benchpw1', active: true }, { cost: 4 })).id);
+    for (let i = 0; i < 20; i++)
+      uids.push((await saveUser(db, { username: `bench_user_${i}`, email: `u${i}@x.org`, password: 'benchpw1', active: true }, { cost: 4 })).id);
     const seen = new Set();
     let batch = [];
     const now = new Date().toISOString();
@@ -42,8 +52,21 @@ async function measureAt(n) {
       if (seen.has(key)) continue;
       seen.add(key);
       const priv = rnd() < 0.1;
-      batch.push({ namespace: ns, name, description: Array.from({ length: 6 }, () => pick(WORDS)).join(' '), private: priv, owner_id: priv ? pick(uids) : null, push_complete: true, star_count: Math.floor(1 / (rnd() + 0.0005)) % 5000, created_at: now, updated_at: now });
-      if (batch.length === 500) { await db('repositories').insert(batch); batch = []; }
+      batch.push({
+        namespace: ns,
+        name,
+        description: Array.from({ length: 6 }, () => pick(WORDS)).join(' '),
+        private: priv,
+        owner_id: priv ? pick(uids) : null,
+        push_complete: true,
+        star_count: Math.floor(1 / (rnd() + 0.0005)) % 5000,
+        created_at: now,
+        updated_at: now,
+      });
+      if (batch.length === 500) {
+        await db('repositories').insert(batch);
+        batch = [];
+      }
     }
     if (batch.length) await db('repositories').insert(batch);
     await db.raw('pragma optimize');
@@ -55,15 +78,16 @@ async function measureAt(n) {
     const fillSec = (performance.now() - t0) / 1000;
 
     const u = new URL(server.url);
-    const get = (path, headers) => new Promise((resolve, reject) => {
-      const s = performance.now();
-      const req = request({ host: u.hostname, port: u.port, path, agent, headers }, (res) => {
-        res.resume();
-        res.on('end', () => resolve({ ms: performance.now() - s, status: res.statusCode }));
+    const get = (path, headers) =>
+      new Promise((resolve, reject) => {
+        const s = performance.now();
+        const req = request({ host: u.hostname, port: u.port, path, agent, headers }, (res) => {
+          res.resume();
+          res.on('end', () => resolve({ ms: performance.now() - s, status: res.statusCode }));
+        });
+        req.on('error', reject);
+        req.end();
       });
-      req.on('error', reject);
-      req.end();
-    });
     const measure = async (label, reqs) => {
       for (const [p, h] of reqs.slice(0, 30)) await get(p, h); // warm-up (the search's memory index loads here)
       const times = [];
@@ -79,13 +103,20 @@ async function measureAt(n) {
     const names = [...seen];
     const searchReqs = Array.from({ length: REQUESTS }, (_, i) => {
       const k = i % 5;
-      const q = k === 0 ? pick(WORDS) : k === 1 ? pick(WORDS).slice(0, 2) : k === 2 ? `${pick(WORDS)} ${pick(WORDS)}` : k === 3 ? pick(names) : pick(WORDS).slice(1, 4);
+      const q =
+        k === 0 ? pick(WORDS) : k === 1 ? pick(WORDS).slice(0, 2) : k === 2 ? `${pick(WORDS)} ${pick(WORDS)}` : k === 3 ? pick(names) : pick(WORDS).slice(1, 4);
       return [`/v1/search?q=${encodeURIComponent(q)}&n=25`, {}];
     });
     const auth = (t) => ({ Authorization: `Bearer ${t}` });
     const catalogReqs = Array.from({ length: REQUESTS }, () => ['/v2/_catalog?n=100', auth(catalog)]);
     const manifestReqs = Array.from({ length: REQUESTS }, () => ['/v2/alice/app/manifests/latest', { ...auth(pull), Accept: S2 }]);
-    const r = { n, fillSec, search: await measure('search', searchReqs), catalog: await measure('catalog', catalogReqs), manifest: await measure('manifest', manifestReqs) };
+    const r = {
+      n,
+      fillSec,
+      search: await measure('search', searchReqs),
+      catalog: await measure('catalog', catalogReqs),
+      manifest: await measure('manifest', manifestReqs),
+    };
     return r;
   } finally {
     agent.destroy();
@@ -100,6 +131,8 @@ const [a, b] = results;
 const f = (x) => x.toFixed(2);
 for (const r of results) console.log(`at ${r.n} repositories (filled in ${r.fillSec.toFixed(1)} s)`);
 for (const k of ['search', 'catalog', 'manifest']) {
-  console.log(`${k.padEnd(9)} p50 ${f(a[k].p50)} → ${f(b[k].p50)} ms  p99 ${f(a[k].p99)} → ${f(b[k].p99)} ms  ratio p50 ${f(b[k].p50 / a[k].p50)}× p99 ${f(b[k].p99 / a[k].p99)}×`);
+  console.log(
+    `${k.padEnd(9)} p50 ${f(a[k].p50)} → ${f(b[k].p50)} ms  p99 ${f(a[k].p99)} → ${f(b[k].p99)} ms  ratio p50 ${f(b[k].p50 / a[k].p50)}× p99 ${f(b[k].p99 / a[k].p99)}×`,
+  );
 }
 console.log(`JSON ${JSON.stringify(results)}`);

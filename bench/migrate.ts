@@ -31,7 +31,9 @@ const opt = (n: string, d: number): number => {
   return i >= 0 && argv[i + 1] ? Number(argv[i + 1]) : d;
 };
 if (argv.includes('--help')) {
-  console.log('usage: node dist/bench/migrate.js [--images 1000] [--mib 2048] [--chain 10] [--concurrency 4] [--reps 3] [--tree DIR] [--no-migrate] [--cpu-prof DIR] [--out bench/results]');
+  console.log(
+    'usage: node dist/bench/migrate.js [--images 1000] [--mib 2048] [--chain 10] [--concurrency 4] [--reps 3] [--tree DIR] [--no-migrate] [--cpu-prof DIR] [--out bench/results]',
+  );
   process.exit(0);
 }
 const IMAGES = opt('images', 1000);
@@ -74,7 +76,17 @@ function generate(root: string): { bytes: number } {
   for (let i = 0; i < IMAGES; i++) {
     if (i % CHAIN === 0) parent = undefined;
     const id = createHash('sha256').update(`bench-${i}-${Math.random()}`).digest('hex');
-    const json = Buffer.from(JSON.stringify({ id, ...(parent ? { parent } : {}), created: '2015-03-01T10:00:00Z', container_config: { Cmd: ['/bin/sh', '-c', `step ${i}`] }, docker_version: '1.5.0', architecture: 'amd64', os: 'linux' }));
+    const json = Buffer.from(
+      JSON.stringify({
+        id,
+        ...(parent ? { parent } : {}),
+        created: '2015-03-01T10:00:00Z',
+        container_config: { Cmd: ['/bin/sh', '-c', `step ${i}`] },
+        docker_version: '1.5.0',
+        architecture: 'amd64',
+        os: 'linux',
+      }),
+    );
     const tar = tarOf(`f${i}`, randomBytes(per));
     const layer = i % 2 === 0 ? gzipSync(tar, { level: 1 }) : tar;
     bytes += layer.length;
@@ -110,7 +122,13 @@ function freePort(): Promise<number> {
 function cli(storage: string, args: string[], nodeArgs: string[] = []): { seconds: number; status: number | null; out: string } {
   const t = process.hrtime.bigint();
   const r = spawnSync(process.execPath, [...nodeArgs, join(ROOT, 'bin', 'legacy-registry.cjs'), ...args], {
-    env: { PATH: process.env.PATH ?? '', SETTINGS_FLAVOR: 'test', DOCKER_REGISTRY_CONFIG: join(ROOT, 'config_sample.yml'), STORAGE_PATH: storage, LOGLEVEL: 'warn' },
+    env: {
+      PATH: process.env.PATH ?? '',
+      SETTINGS_FLAVOR: 'test',
+      DOCKER_REGISTRY_CONFIG: join(ROOT, 'config_sample.yml'),
+      STORAGE_PATH: storage,
+      LOGLEVEL: 'warn',
+    },
     encoding: 'utf8',
     maxBuffer: 64 * MiB,
   });
@@ -122,7 +140,10 @@ const median = (xs: number[]): number => {
   const m = Math.floor(s.length / 2);
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
-const load = (): string => loadavg().map((l) => l.toFixed(1)).join(' ');
+const load = (): string =>
+  loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ');
 
 const work = await mkdtemp(join(tmpdir(), 'lr-bench-migrate-'));
 try {
@@ -168,7 +189,9 @@ try {
   const cpMedian = median(runs.map((r) => r.cp));
   const importMedian = median(runs.map((r) => r.import));
   const ratioMedian = median(runs.map((r) => r.import / r.cp));
-  console.log(`medians over ${REPS}: cp ${cpMedian.toFixed(1)} s, import ${importMedian.toFixed(1)} s, ratio ${ratioMedian.toFixed(2)}×, peak RSS max ${Math.max(...runs.map((r) => r.peakRssMiB))} MiB`);
+  console.log(
+    `medians over ${REPS}: cp ${cpMedian.toFixed(1)} s, import ${importMedian.toFixed(1)} s, ratio ${ratioMedian.toFixed(2)}×, peak RSS max ${Math.max(...runs.map((r) => r.peakRssMiB))} MiB`,
+  );
 
   const again = cli(storage, ['import', '--owner', 'bench', '--no-progress', tree]);
   console.log(`second import (nothing new): ${again.seconds.toFixed(1)} s`);
@@ -177,7 +200,10 @@ try {
   if (MIGRATE) {
     const port = await freePort();
     const cfg = join(work, 'dist.yml');
-    await writeFile(cfg, `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${join(work, 'target')}\nhttp:\n  addr: 127.0.0.1:${port}\n`);
+    await writeFile(
+      cfg,
+      `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${join(work, 'target')}\nhttp:\n  addr: 127.0.0.1:${port}\n`,
+    );
     const dist = spawn('/usr/bin/docker-registry', ['serve', cfg], { stdio: 'ignore' });
     await new Promise((r) => setTimeout(r, 1500));
     const migrateReport = join(work, 'migrate.json');
@@ -189,8 +215,16 @@ try {
     }
     if (mig.status !== 0) throw new Error(`migrate failed:\n${mig.out}`);
     const mr = JSON.parse(readFileSync(migrateReport, 'utf8')) as { peakRssMiB: number; bytesUploaded: number; tags: number };
-    console.log(`migrate: ${mig.seconds.toFixed(1)} s (${(mr.bytesUploaded / MiB / mig.seconds).toFixed(0)} MiB/s, ${(IMAGES / mig.seconds).toFixed(1)} images/s, ${mr.tags} tags), peak RSS ${mr.peakRssMiB} MiB; load ${load()}`);
-    migrate = { seconds: mig.seconds, mibPerSecond: mr.bytesUploaded / MiB / mig.seconds, imagesPerSecond: IMAGES / mig.seconds, peakRssMiB: mr.peakRssMiB, concurrency: CONCURRENCY };
+    console.log(
+      `migrate: ${mig.seconds.toFixed(1)} s (${(mr.bytesUploaded / MiB / mig.seconds).toFixed(0)} MiB/s, ${(IMAGES / mig.seconds).toFixed(1)} images/s, ${mr.tags} tags), peak RSS ${mr.peakRssMiB} MiB; load ${load()}`,
+    );
+    migrate = {
+      seconds: mig.seconds,
+      mibPerSecond: mr.bytesUploaded / MiB / mig.seconds,
+      imagesPerSecond: IMAGES / mig.seconds,
+      peakRssMiB: mr.peakRssMiB,
+      concurrency: CONCURRENCY,
+    };
   }
 
   const tags = Math.ceil(IMAGES / CHAIN);
@@ -200,7 +234,14 @@ try {
     tree: { images: IMAGES, tags, mib: Number(mib.toFixed(1)) },
     runs,
     cp: { seconds: cpMedian, mibPerSecond: mib / cpMedian },
-    import: { seconds: importMedian, mibPerSecond: mib / importMedian, imagesPerSecond: IMAGES / importMedian, ratioToCp: ratioMedian, peakRssMiB: Math.max(...runs.map((r) => r.peakRssMiB)), concurrency: CONCURRENCY },
+    import: {
+      seconds: importMedian,
+      mibPerSecond: mib / importMedian,
+      imagesPerSecond: IMAGES / importMedian,
+      ratioToCp: ratioMedian,
+      peakRssMiB: Math.max(...runs.map((r) => r.peakRssMiB)),
+      concurrency: CONCURRENCY,
+    },
     reimport: { seconds: again.seconds },
     ...(migrate ? { migrate } : {}),
   };

@@ -84,7 +84,23 @@ interface Proc {
 async function startDistribution(dir: string, extra: string[]): Promise<Proc> {
   const port = await freePort();
   const cfg = join(dir, 'config.yml');
-  await writeFile(cfg, ['version: 0.1', 'log:', '  level: error', '  accesslog:', '    disabled: true', 'storage:', '  filesystem:', `    rootdirectory: ${join(dir, 'data')}`, 'http:', `  addr: 127.0.0.1:${port}`, ...extra, ''].join('\n'));
+  await writeFile(
+    cfg,
+    [
+      'version: 0.1',
+      'log:',
+      '  level: error',
+      '  accesslog:',
+      '    disabled: true',
+      'storage:',
+      '  filesystem:',
+      `    rootdirectory: ${join(dir, 'data')}`,
+      'http:',
+      `  addr: 127.0.0.1:${port}`,
+      ...extra,
+      '',
+    ].join('\n'),
+  );
   const proc = spawn('/usr/bin/docker-registry', ['serve', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
   let out = '';
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
@@ -97,11 +113,31 @@ async function startOurs(dir: string, upstream: string): Promise<Proc> {
   const port = await freePort();
   const cfg = join(dir, 'config.yml');
   // our config in a distribution file: proxy.remoteurl as distribution's users write it
-  await writeFile(cfg, ['version: 0.1', 'log:', '  level: error', '  accesslog:', '    disabled: true', 'storage:', '  filesystem:', `    rootdirectory: ${join(dir, 'data')}`, 'http:', `  addr: 127.0.0.1:${port}`, 'proxy:', `  remoteurl: ${upstream}`, ''].join('\n'));
+  await writeFile(
+    cfg,
+    [
+      'version: 0.1',
+      'log:',
+      '  level: error',
+      '  accesslog:',
+      '    disabled: true',
+      'storage:',
+      '  filesystem:',
+      `    rootdirectory: ${join(dir, 'data')}`,
+      'http:',
+      `  addr: 127.0.0.1:${port}`,
+      'proxy:',
+      `  remoteurl: ${upstream}`,
+      '',
+    ].join('\n'),
+  );
   // MIRROR_BENCH_PROF=<dir>: a CPU profile of our server (node --cpu-prof) for looking into the cold path
   const prof = process.env.MIRROR_BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.MIRROR_BENCH_PROF] : [];
   // bin/legacy-registry.cjs, as users start it (it sizes libuv's thread pool before the modules load)
-  const proc = spawn(process.execPath, [...prof, join(ROOT, 'bin', 'legacy-registry.cjs'), 'serve', '--config', cfg], { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env.PATH ?? '' } });
+  const proc = spawn(process.execPath, [...prof, join(ROOT, 'bin', 'legacy-registry.cjs'), 'serve', '--config', cfg], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { PATH: process.env.PATH ?? '' },
+  });
   let out = '';
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const url = `http://127.0.0.1:${port}`;
@@ -182,10 +218,15 @@ async function layerFile(path: string, n: number): Promise<{ path: string; diges
 
 /** Push an image with this one layer to the upstream (monolithic uploads with curl). */
 async function pushImage(upstream: string, name: string, layer: { path: string; digest: string; size: number }): Promise<void> {
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [layer.digest] }, history: [{ created_by: 'bench' }] }));
+  const config = Buffer.from(
+    JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [layer.digest] }, history: [{ created_by: 'bench' }] }),
+  );
   const cfgPath = `${layer.path}.config`;
   writeFileSync(cfgPath, config);
-  for (const [file, digest] of [[cfgPath, sha(config)], [layer.path, layer.digest]] as const) {
+  for (const [file, digest] of [
+    [cfgPath, sha(config)],
+    [layer.path, layer.digest],
+  ] as const) {
     const loc = /location: (\S+)/i.exec(curl(['-D', '-', '-o', '/dev/null', '-X', 'POST', `${upstream}/v2/${name}/blobs/uploads/`]))![1]!;
     const u = new URL(loc, upstream);
     u.searchParams.set('digest', digest);
@@ -198,7 +239,19 @@ async function pushImage(upstream: string, name: string, layer: { path: string; 
     config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: sha(config) },
     layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: layer.size, digest: layer.digest }],
   });
-  const code = curl(['-o', '/dev/null', '-w', '%{http_code}', '-X', 'PUT', '-H', `Content-Type: ${S2}`, '--data-binary', manifest, `${upstream}/v2/${name}/manifests/latest`]);
+  const code = curl([
+    '-o',
+    '/dev/null',
+    '-w',
+    '%{http_code}',
+    '-X',
+    'PUT',
+    '-H',
+    `Content-Type: ${S2}`,
+    '--data-binary',
+    manifest,
+    `${upstream}/v2/${name}/manifests/latest`,
+  ]);
   if (code !== '201') throw new Error(`manifest put answered ${code}`);
 }
 
@@ -209,7 +262,10 @@ let lastSteps: number[] = [];
 async function pull(mirror: string, name: string): Promise<number> {
   const steps: number[] = [];
   let t0 = performance.now();
-  const m = JSON.parse(await curlAsync(['-H', `Accept: ${S2}`, `${mirror}/v2/${name}/manifests/latest`])) as { config: { digest: string }; layers: { digest: string }[] };
+  const m = JSON.parse(await curlAsync(['-H', `Accept: ${S2}`, `${mirror}/v2/${name}/manifests/latest`])) as {
+    config: { digest: string };
+    layers: { digest: string }[];
+  };
   steps.push(performance.now() - t0);
   let total = 0;
   for (const d of [m.config.digest, ...m.layers.map((l) => l.digest)]) {
@@ -312,7 +368,9 @@ async function main(): Promise<void> {
             if (got < big.size) throw new Error(`${w}: cold pull got ${got} bytes`);
           });
           cold[w]!.push(s);
-          log(`rep ${rep + 1}/${REPS} ${w}: cold pull of ${SIZE} MiB ${s.sec.toFixed(2)} s, CPU ${s.cpuSec.toFixed(2)} s, upstream ${s.upMiB.toFixed(0)} MiB (load ${load()})`);
+          log(
+            `rep ${rep + 1}/${REPS} ${w}: cold pull of ${SIZE} MiB ${s.sec.toFixed(2)} s, CPU ${s.cpuSec.toFixed(2)} s, upstream ${s.upMiB.toFixed(0)} MiB (load ${load()})`,
+          );
         }
         // distribution stores what it proxied in the background: give both a moment before the warm pull
         await new Promise((r) => setTimeout(r, 3000));
@@ -321,7 +379,9 @@ async function main(): Promise<void> {
         for (const w of order) {
           const s = await measure(setup[w]!, () => pull(setup[w]!.m.url, 'library/big'));
           warm[w]!.push(s);
-          log(`rep ${rep + 1}/${REPS} ${w}: warm pull ${s.sec.toFixed(2)} s (manifest, config, layer: ${lastSteps.map((x) => x.toFixed(0)).join(', ')} ms), CPU ${s.cpuSec.toFixed(2)} s, upstream ${s.upMiB.toFixed(2)} MiB (load ${load()})`);
+          log(
+            `rep ${rep + 1}/${REPS} ${w}: warm pull ${s.sec.toFixed(2)} s (manifest, config, layer: ${lastSteps.map((x) => x.toFixed(0)).join(', ')} ms), CPU ${s.cpuSec.toFixed(2)} s, upstream ${s.upMiB.toFixed(2)} MiB (load ${load()})`,
+          );
         }
       }
       if (PHASES.has('concurrent')) {
@@ -334,7 +394,9 @@ async function main(): Promise<void> {
             failed[w]! += bad.length;
           });
           conc[w]!.push(s);
-          log(`rep ${rep + 1}/${REPS} ${w}: 8 concurrent cold pulls of ${CONC} MiB ${s.sec.toFixed(2)} s, upstream ${(s.upMiB * MiB / image(CONC)).toFixed(2)}× the image (load ${load()})`);
+          log(
+            `rep ${rep + 1}/${REPS} ${w}: 8 concurrent cold pulls of ${CONC} MiB ${s.sec.toFixed(2)} s, upstream ${((s.upMiB * MiB) / image(CONC)).toFixed(2)}× the image (load ${load()})`,
+          );
         }
       }
       for (const w of who) {
@@ -357,7 +419,7 @@ async function main(): Promise<void> {
         concurrentSec: round(med(conc[w]!, 'sec')),
         concurrentUpstreamMiB: round(med(conc[w]!, 'upMiB')),
         // the worst repetition: one extra download in any of them is a miss
-        concurrentUpstreamImages: round(Math.max(...conc[w]!.map((x) => x.upMiB)) * MiB / image(CONC)),
+        concurrentUpstreamImages: round((Math.max(...conc[w]!.map((x) => x.upMiB)) * MiB) / image(CONC)),
         concurrentFailed: failed[w] ?? 0,
       };
       log(`${w} (medians of ${REPS}): ${JSON.stringify(results[w])}`);
@@ -366,16 +428,48 @@ async function main(): Promise<void> {
     const d = results.distribution!;
     const rows: string[][] = [
       ['phase', 'ours', 'distribution 2.8.2', 'ratio', 'target', 'met'],
-      [`cold pull ${SIZE} MiB (s; MiB/s)`, `${o.coldSec}; ${o.coldMiBps}`, `${d.coldSec}; ${d.coldMiBps}`, `${round(d.coldSec / o.coldSec)}×`, '≥ 1.0×', d.coldSec / o.coldSec >= 1 ? 'yes' : 'no'],
-      [`warm pull ${SIZE} MiB (s; MiB/s)`, `${o.warmSec}; ${o.warmMiBps}`, `${d.warmSec}; ${d.warmMiBps}`, `${round(d.warmSec / o.warmSec)}×`, '≥ 1.0×', d.warmSec / o.warmSec >= 1 ? 'yes' : 'no'],
-      [`8 concurrent cold pulls ${CONC} MiB (s; failed)`, `${o.concurrentSec}; ${o.concurrentFailed}`, `${d.concurrentSec}; ${d.concurrentFailed}`, `${round(d.concurrentSec / o.concurrentSec)}×`, '', ''],
-      ['  upstream bytes (× image, worst rep)', `${o.concurrentUpstreamImages}×`, `${d.concurrentUpstreamImages}×`, '', '1× (distribution 8×)', o.concurrentUpstreamImages <= 1.01 ? 'yes' : 'no'],
+      [
+        `cold pull ${SIZE} MiB (s; MiB/s)`,
+        `${o.coldSec}; ${o.coldMiBps}`,
+        `${d.coldSec}; ${d.coldMiBps}`,
+        `${round(d.coldSec / o.coldSec)}×`,
+        '≥ 1.0×',
+        d.coldSec / o.coldSec >= 1 ? 'yes' : 'no',
+      ],
+      [
+        `warm pull ${SIZE} MiB (s; MiB/s)`,
+        `${o.warmSec}; ${o.warmMiBps}`,
+        `${d.warmSec}; ${d.warmMiBps}`,
+        `${round(d.warmSec / o.warmSec)}×`,
+        '≥ 1.0×',
+        d.warmSec / o.warmSec >= 1 ? 'yes' : 'no',
+      ],
+      [
+        `8 concurrent cold pulls ${CONC} MiB (s; failed)`,
+        `${o.concurrentSec}; ${o.concurrentFailed}`,
+        `${d.concurrentSec}; ${d.concurrentFailed}`,
+        `${round(d.concurrentSec / o.concurrentSec)}×`,
+        '',
+        '',
+      ],
+      [
+        '  upstream bytes (× image, worst rep)',
+        `${o.concurrentUpstreamImages}×`,
+        `${d.concurrentUpstreamImages}×`,
+        '',
+        '1× (distribution 8×)',
+        o.concurrentUpstreamImages <= 1.01 ? 'yes' : 'no',
+      ],
       ['upstream MiB: cold / warm', `${o.coldUpstreamMiB} / ${o.warmUpstreamMiB}`, `${d.coldUpstreamMiB} / ${d.warmUpstreamMiB}`, '', '', ''],
       ['server CPU s: cold / warm', `${o.coldCpuSec} / ${o.warmCpuSec}`, `${d.coldCpuSec} / ${d.warmCpuSec}`, '', '', ''],
     ];
     const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
     const line = (r: string[]): string => `| ${r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
-    const table = [line(rows[0]!), `|${widths.map((w, i) => (i === 0 ? ':' : '') + '-'.repeat(w + 1) + (i === 0 ? '' : ':')).join('|')}|`, ...rows.slice(1).map(line)].join('\n');
+    const table = [
+      line(rows[0]!),
+      `|${widths.map((w, i) => (i === 0 ? ':' : '') + '-'.repeat(w + 1) + (i === 0 ? '' : ':')).join('|')}|`,
+      ...rows.slice(1).map(line),
+    ].join('\n');
     const date = new Date().toISOString();
     const machine = `${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${Math.round(totalmem() / 1024 ** 3)} GiB RAM, node ${process.version}, load average ${loadavg()[0]!.toFixed(1)}`;
     const outDir = opt('out', join(ROOT, 'bench', 'results'));

@@ -66,9 +66,17 @@ interface Server {
 }
 
 function startRgw(dir: string): Rgw {
-  const r = spawnSync(join(ROOT, 'scripts', 'ceph-rgw.sh'), ['up', dir], { encoding: 'utf8', env: { ...process.env, MEMSTORE_BYTES: flag('big') ? '12G' : '6G' } });
+  const r = spawnSync(join(ROOT, 'scripts', 'ceph-rgw.sh'), ['up', dir], {
+    encoding: 'utf8',
+    env: { ...process.env, MEMSTORE_BYTES: flag('big') ? '12G' : '6G' },
+  });
   if (r.status !== 0) throw new Error(`ceph-rgw.sh up failed:\n${r.stderr}`);
-  const env = Object.fromEntries(r.stdout.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+  const env = Object.fromEntries(
+    r.stdout
+      .split('\n')
+      .filter((l) => l.includes('='))
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+  );
   return { dir, endpoint: env.S3_ENDPOINT!, access: env.S3_ACCESS_KEY!, secret: env.S3_SECRET_KEY! };
 }
 
@@ -83,14 +91,24 @@ function freePort(): Promise<number> {
   });
 }
 
-function http(agent: Agent | undefined, port: number, method: string, path: string, headers: Record<string, string> = {}, body?: Buffer): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
+function http(
+  agent: Agent | undefined,
+  port: number,
+  method: string,
+  path: string,
+  headers: Record<string, string> = {},
+  body?: Buffer,
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, method, path, headers: body ? { 'Content-Length': String(body.length), ...headers } : headers, agent: agent ?? false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    });
+    const req = request(
+      { host: '127.0.0.1', port, method, path, headers: body ? { 'Content-Length': String(body.length), ...headers } : headers, agent: agent ?? false },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -268,7 +286,17 @@ async function pushBuffer(s: Server, repo: string, data: Buffer): Promise<string
 }
 async function pushFile(s: Server, repo: string, blob: { path: string; digest: string }): Promise<void> {
   const l = await startUpload(s, repo);
-  const code = await curl(['-o', '/dev/null', '-w', '%{http_code}', '-T', blob.path, '-H', 'Content-Type: application/octet-stream', `http://127.0.0.1:${s.port}${withQ(l, `digest=${blob.digest}`)}`]);
+  const code = await curl([
+    '-o',
+    '/dev/null',
+    '-w',
+    '%{http_code}',
+    '-T',
+    blob.path,
+    '-H',
+    'Content-Type: application/octet-stream',
+    `http://127.0.0.1:${s.port}${withQ(l, `digest=${blob.digest}`)}`,
+  ]);
   if (code !== '201') throw new Error(`${s.name}: monolithic PUT ${code}`);
 }
 
@@ -296,7 +324,11 @@ const median = (a: number[]): number => {
 const fmt = (v: number): string => (!Number.isFinite(v) ? '—' : v >= 100 ? String(Math.round(v)) : v >= 10 ? v.toFixed(1) : v.toFixed(2));
 
 let seq = 0;
-async function workloads(servers: Server[], redirect: boolean, data: { big: { path: string; size: number; digest: string }; small: Buffer[]; chunks: Buffer[]; chunkDigest: string }): Promise<void> {
+async function workloads(
+  servers: Server[],
+  redirect: boolean,
+  data: { big: { path: string; size: number; digest: string }; small: Buffer[]; chunks: Buffer[]; chunkDigest: string },
+): Promise<void> {
   const tag = redirect ? ', redirect' : '';
   const add = (r: Row, s: Server, p: Phase): void => void (s.name === 'ours' ? r.ours : r.theirs).push(p);
   if (!redirect) {
@@ -323,7 +355,13 @@ async function workloads(servers: Server[], redirect: boolean, data: { big: { pa
     }
     for (const s of want('chunked') ? servers : []) {
       const total = data.chunks.reduce((a, c) => a + c.length, 0);
-      const r = row('chunked', `v2 chunked upload, ${total / MiB} MiB in ${data.chunks[0]!.length / MiB} MiB PATCHes`, 'MiB/s', total, (p) => total / MiB / p.seconds);
+      const r = row(
+        'chunked',
+        `v2 chunked upload, ${total / MiB} MiB in ${data.chunks[0]!.length / MiB} MiB PATCHes`,
+        'MiB/s',
+        total,
+        (p) => total / MiB / p.seconds,
+      );
       const repo = `bench/chunked${++seq}`;
       add(
         r,
@@ -332,7 +370,14 @@ async function workloads(servers: Server[], redirect: boolean, data: { big: { pa
           let l = await startUpload(s, repo);
           let at = 0;
           for (const c of data.chunks) {
-            const res = await http(s.agent, s.port, 'PATCH', l, { 'Content-Type': 'application/octet-stream', 'Content-Range': `${at}-${at + c.length - 1}` }, c);
+            const res = await http(
+              s.agent,
+              s.port,
+              'PATCH',
+              l,
+              { 'Content-Type': 'application/octet-stream', 'Content-Range': `${at}-${at + c.length - 1}` },
+              c,
+            );
             if (res.status !== 202) throw new Error(`${s.name}: PATCH ${res.status} ${res.body.toString().slice(0, 200)}`);
             l = loc(res);
             at += c.length;
@@ -346,17 +391,25 @@ async function workloads(servers: Server[], redirect: boolean, data: { big: { pa
   for (const streams of [1, 8]) {
     for (const s of want(`dl${streams}`) ? servers : []) {
       const total = data.big.size * streams;
-      const r = row(`dl${streams}${redirect ? '-redirect' : ''}`, `blob download, ${streams} stream${streams > 1 ? 's' : ''}${tag}`, 'MiB/s', total, (p) => total / MiB / p.seconds);
+      const r = row(
+        `dl${streams}${redirect ? '-redirect' : ''}`,
+        `blob download, ${streams} stream${streams > 1 ? 's' : ''}${tag}`,
+        'MiB/s',
+        total,
+        (p) => total / MiB / p.seconds,
+      );
       const url = `http://127.0.0.1:${s.port}/v2/bench/download/blobs/${data.big.digest}`;
       add(
         r,
         s,
         await measure(s, async () => {
-          const outs = await Promise.all(Array.from({ length: streams }, () => curl(['-L', '-o', '/dev/null', '-w', '%{http_code} %{size_download} %{num_redirects}', url])));
+          const outs = await Promise.all(
+            Array.from({ length: streams }, () => curl(['-L', '-o', '/dev/null', '-w', '%{http_code} %{size_download} %{num_redirects}', url])),
+          );
           for (const o of outs) {
             const [code, size, redirects] = o.split(' ');
             if (code !== '200' || Number(size) !== data.big.size) throw new Error(`${s.name}: download ${o}`);
-            if ((Number(redirects) > 0) !== redirect) throw new Error(`${s.name}: ${redirects} redirects, expected ${redirect ? 'one' : 'none'}`);
+            if (Number(redirects) > 0 !== redirect) throw new Error(`${s.name}: ${redirects} redirects, expected ${redirect ? 'one' : 'none'}`);
           }
         }),
       );
@@ -373,7 +426,9 @@ async function workloads(servers: Server[], redirect: boolean, data: { big: { pa
         const accept = 'application/vnd.docker.distribution.manifest.v2+json';
         if (haveWrk) {
           const out = await new Promise<string>((resolve, reject) => {
-            const w = spawn('wrk', ['-t1', '-c64', `-d${seconds}s`, '-H', `Accept: ${accept}`, `http://127.0.0.1:${s.port}${path}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+            const w = spawn('wrk', ['-t1', '-c64', `-d${seconds}s`, '-H', `Accept: ${accept}`, `http://127.0.0.1:${s.port}${path}`], {
+              stdio: ['ignore', 'pipe', 'pipe'],
+            });
             let o = '';
             w.stdout.on('data', (d: Buffer) => (o += d.toString()));
             w.on('exit', (code) => (code === 0 ? resolve(o) : reject(new Error(`wrk: ${o}`))));
@@ -411,7 +466,14 @@ async function pushImage(s: Server): Promise<void> {
       layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: layer.length, digest: sha(layer) }],
     }),
   );
-  const r = await http(s.agent, s.port, 'PUT', '/v2/bench/image/manifests/latest', { 'Content-Type': 'application/vnd.docker.distribution.manifest.v2+json' }, manifest);
+  const r = await http(
+    s.agent,
+    s.port,
+    'PUT',
+    '/v2/bench/image/manifests/latest',
+    { 'Content-Type': 'application/vnd.docker.distribution.manifest.v2+json' },
+    manifest,
+  );
   if (r.status !== 201) throw new Error(`${s.name}: manifest PUT ${r.status}`);
 }
 
@@ -487,7 +549,14 @@ async function countRequests(rgw: Rgw, work: string, haveDistribution: boolean):
             let l = await startUpload(s, 'bench/count');
             let at = 0;
             for (const c of parts) {
-              const r = await http(s.agent, s.port, 'PATCH', l, { 'Content-Type': 'application/octet-stream', 'Content-Range': `${at}-${at + c.length - 1}` }, c);
+              const r = await http(
+                s.agent,
+                s.port,
+                'PATCH',
+                l,
+                { 'Content-Type': 'application/octet-stream', 'Content-Range': `${at}-${at + c.length - 1}` },
+                c,
+              );
               if (r.status !== 202) throw new Error(`${s.name}: PATCH ${r.status}`);
               l = loc(r);
               at += c.length;
@@ -537,7 +606,12 @@ async function main(): Promise<void> {
   try {
     log('starting Ceph RGW…');
     rgw = startRgw(rgwDir);
-    const s3 = new S3Client({ endpoint: rgw.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: rgw.access, secretAccessKey: rgw.secret } });
+    const s3 = new S3Client({
+      endpoint: rgw.endpoint,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: { accessKeyId: rgw.access, secretAccessKey: rgw.secret },
+    });
     for (const b of ['bench-ours', 'bench-distribution']) await s3.send(new CreateBucketCommand({ Bucket: b }));
     s3.destroy();
     log('preparing data…');
@@ -576,7 +650,12 @@ async function main(): Promise<void> {
           const o = await curl(['-o', '/dev/null', '-w', '%{http_code} %{size_download}', `http://127.0.0.1:${ours.port}/v2/bench/huge/blobs/${huge.digest}`]);
           if (o !== `200 ${huge.size}`) throw new Error(`2 GiB download: ${o}`);
         });
-        Object.assign(bigResult, { pushMiBps: Math.round(2048 / up.seconds), pullMiBps: Math.round(2048 / down.seconds), pushPeakRssMiB: up.rss, pullPeakRssMiB: down.rss });
+        Object.assign(bigResult, {
+          pushMiBps: Math.round(2048 / up.seconds),
+          pullMiBps: Math.round(2048 / down.seconds),
+          pushPeakRssMiB: up.rss,
+          pullPeakRssMiB: down.rss,
+        });
         await rm(huge.path, { force: true });
       }
       for (const s of servers.splice(0)) await stop(s);
@@ -594,22 +673,52 @@ async function main(): Promise<void> {
       const cpuO = r.bytes ? median(r.ours.map((p) => p.cpu / (r.bytes / 1024 ** 3))) : median(r.ours.map((p) => p.cpu));
       const cpuT = r.bytes ? median(r.theirs.map((p) => p.cpu / (r.bytes / 1024 ** 3))) : median(r.theirs.map((p) => p.cpu));
       const cpuRatio = cpuT / cpuO;
-      table.push([r.bytes ? '  s CPU/GiB (lower is better)' : '  s CPU over the phase', fmt(cpuO), fmt(cpuT), Number.isFinite(cpuRatio) ? `${cpuRatio.toFixed(2)}×` : '—', '', '']);
+      table.push([
+        r.bytes ? '  s CPU/GiB (lower is better)' : '  s CPU over the phase',
+        fmt(cpuO),
+        fmt(cpuT),
+        Number.isFinite(cpuRatio) ? `${cpuRatio.toFixed(2)}×` : '—',
+        '',
+        '',
+      ]);
       const rssO = median(r.ours.map((p) => p.rss));
       const rssT = median(r.theirs.map((p) => p.rss));
       table.push(['  MiB peak RSS (lower is better)', fmt(rssO), fmt(rssT), Number.isFinite(rssT / rssO) ? `${(rssT / rssO).toFixed(2)}×` : '—', '', '']);
-      summary.push({ key: r.key, label: r.label, unit: r.unit, ours: o, distribution: t, ratio, cpuPerGiB: { ours: cpuO, distribution: cpuT }, peakRssMiB: { ours: rssO, distribution: rssT }, phases: { ours: r.ours, distribution: r.theirs } });
+      summary.push({
+        key: r.key,
+        label: r.label,
+        unit: r.unit,
+        ours: o,
+        distribution: t,
+        ratio,
+        cpuPerGiB: { ours: cpuO, distribution: cpuT },
+        peakRssMiB: { ours: rssO, distribution: rssT },
+        phases: { ours: r.ours, distribution: r.theirs },
+      });
     }
     if (bigResult.pushMiBps) {
       const peak = Math.max(bigResult.pushPeakRssMiB!, bigResult.pullPeakRssMiB!);
-      table.push(['2 GiB blob through ours: push / pull MiB/s, peak RSS MiB', `${bigResult.pushMiBps} / ${bigResult.pullMiBps}, ${peak}`, '', '', '≤ 200 MiB', peak <= 200 ? 'yes' : 'no']);
+      table.push([
+        '2 GiB blob through ours: push / pull MiB/s, peak RSS MiB',
+        `${bigResult.pushMiBps} / ${bigResult.pullMiBps}, ${peak}`,
+        '',
+        '',
+        '≤ 200 MiB',
+        peak <= 200 ? 'yes' : 'no',
+      ]);
     }
     const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => (r[i] ?? '').length)));
     const line = (r: string[]): string => `| ${r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
-    const text = [line(table[0]!), `|${widths.map((w, i) => (i === 0 ? ':' : '') + '-'.repeat(w + 1) + (i === 0 ? '' : ':')).join('|')}|`, ...table.slice(1).map(line)].join('\n');
+    const text = [
+      line(table[0]!),
+      `|${widths.map((w, i) => (i === 0 ? ':' : '') + '-'.repeat(w + 1) + (i === 0 ? '' : ':')).join('|')}|`,
+      ...table.slice(1).map(line),
+    ].join('\n');
     const date = new Date().toISOString();
     const machine = `${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${Math.round(totalmem() / 1024 ** 3)} GiB RAM, node ${process.version}, load ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`;
-    const version = haveDistribution ? spawnSync('/usr/bin/docker-registry', ['--version'], { encoding: 'utf8' }).stdout.trim().split(' ').pop() : '(not installed)';
+    const version = haveDistribution
+      ? spawnSync('/usr/bin/docker-registry', ['--version'], { encoding: 'utf8' }).stdout.trim().split(' ').pop()
+      : '(not installed)';
     console.log(`\nlegacy-registry vs distribution ${version} on one Ceph RGW (S3) — ${date}`);
     console.log(`machine: ${machine}; reps ${REPS} (median)\n`);
     console.log(text);

@@ -77,7 +77,14 @@ async function cpuSeconds(pid: number): Promise<number> {
   return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (100/s)
 }
 
-function http(agent: Agent, port: number, method: string, path: string, headers: Record<string, string>, body?: Buffer): Promise<{ status: number; location: string }> {
+function http(
+  agent: Agent,
+  port: number,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body?: Buffer,
+): Promise<{ status: number; location: string }> {
   return new Promise((res, rej) => {
     const req = request({ host: '127.0.0.1', port, method, path, agent, headers: { ...headers, 'Content-Length': String(body?.length ?? 0) } }, (r) => {
       r.resume();

@@ -58,7 +58,7 @@ export async function makeLayer(path: string, size: number, owner?: string): Pro
         return;
       }
       if (left <= 0) {
-        this.push(Buffer.alloc((512 - (size % 512)) % 512 + 1024));
+        this.push(Buffer.alloc(((512 - (size % 512)) % 512) + 1024));
         this.push(null);
         return;
       }
@@ -144,7 +144,13 @@ function cpuSeconds(pid: number): number {
   return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, in clock ticks (100 Hz)
 }
 
-function send(port: number, method: string, path: string, headers: Record<string, string>, body?: Readable | Buffer): Promise<{ status: number; body: string; bytes: number }> {
+function send(
+  port: number,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body?: Readable | Buffer,
+): Promise<{ status: number; body: string; bytes: number }> {
   return new Promise((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port, method, path, headers, agent: false }, (res) => {
       let bytes = 0;
@@ -228,7 +234,13 @@ export async function benchV1Layer(sizeMiB: number, log: (s: string) => void = c
       const threads0 = threadCpu(pid);
       let s = sampleRss(pid);
       let t0 = process.hrtime.bigint();
-      r = await send(port, 'PUT', `/v1/images/${id}/layer`, { 'Content-Type': 'application/octet-stream', 'Transfer-Encoding': 'chunked' }, createReadStream(layerPath, { highWaterMark: 1 << 20 }));
+      r = await send(
+        port,
+        'PUT',
+        `/v1/images/${id}/layer`,
+        { 'Content-Type': 'application/octet-stream', 'Transfer-Encoding': 'chunked' },
+        createReadStream(layerPath, { highWaterMark: 1 << 20 }),
+      );
       if (r.status !== 200) throw new Error(`PUT layer ${r.status} ${r.body}`);
       r = await send(port, 'PUT', `/v1/images/${id}/checksum`, { 'X-Docker-Checksum-Payload': payload, 'Content-Length': '0' });
       if (r.status !== 200) throw new Error(`PUT checksum ${r.status} ${r.body}`);

@@ -148,7 +148,14 @@ export async function runCrashCampaign(opts: CrashOptions): Promise<CrashReport>
         SQLALCHEMY_INDEX_DATABASE: `sqlite:///${join(opts.dataDir, 'index.db')}`,
       }
     : { STORAGE_PATH: opts.dataDir };
-  const admin = s3 ? new S3Client({ endpoint: s3.endpoint, region: s3.region, forcePathStyle: true, credentials: { accessKeyId: s3.accessKey, secretAccessKey: s3.secretKey } }) : undefined;
+  const admin = s3
+    ? new S3Client({
+        endpoint: s3.endpoint,
+        region: s3.region,
+        forcePathStyle: true,
+        credentials: { accessKeyId: s3.accessKey, secretAccessKey: s3.secretKey },
+      })
+    : undefined;
   /** What the start-up purge should have removed: files (objects) below uploads/, and on S3 unfinished multipart uploads. */
   const leftoverUploads = async (): Promise<number> => {
     if (!s3 || !admin) return (await filesUnder(join(opts.dataDir, 'uploads'))).length;
@@ -163,7 +170,17 @@ export async function runCrashCampaign(opts: CrashOptions): Promise<CrashReport>
     const mp = await admin.send(new ListMultipartUploadsCommand({ Bucket: s3.bucket, Prefix: `${root}/` }));
     return n + (mp.Uploads?.length ?? 0);
   };
-  const env = { ...storageEnv, STANDALONE: '', BCRYPT_COST: '4', UPLOAD_PURGE_AGE: '1', TOKEN_CACHE_TTL: '0', LOGLEVEL: 'info', ACCESS_LOG: 'false', STORAGE_DELETE: 'true', METADATA_CACHE_TTL: '0' };
+  const env = {
+    ...storageEnv,
+    STANDALONE: '',
+    BCRYPT_COST: '4',
+    UPLOAD_PURGE_AGE: '1',
+    TOKEN_CACHE_TTL: '0',
+    LOGLEVEL: 'info',
+    ACCESS_LOG: 'false',
+    STORAGE_DELETE: 'true',
+    METADATA_CACHE_TTL: '0',
+  };
   const expected = new Map<string, Expect>(); // `${repo}:${tag}` → what an acknowledged operation left
   // what unacknowledged operations tried since the key's last acknowledged one, latest last: an
   // operation that failed without a kill (a refused or timed-out request) may still have landed whole,
@@ -183,7 +200,10 @@ export async function runCrashCampaign(opts: CrashOptions): Promise<CrashReport>
   /** A step's unexpected answer; a 5xx carries its body and is logged with the server's last error lines. */
   const failed = (step: string, r: { status: number; text: string }): Error => {
     if (r.status >= 500 && !killing) {
-      const errors = (server?.output() ?? '').split('\n').filter((l) => / ERROR /.test(l)).slice(-3);
+      const errors = (server?.output() ?? '')
+        .split('\n')
+        .filter((l) => / ERROR /.test(l))
+        .slice(-3);
       log(`5xx before the kill: ${step} ${r.status} ${r.text.slice(0, 200)}\n  ${errors.join('\n  ')}`);
     }
     return new Error(`${step} ${r.status}`);
@@ -206,16 +226,19 @@ export async function runCrashCampaign(opts: CrashOptions): Promise<CrashReport>
       const tag = await site.regGet(`/v1/repositories/${e.repo}/tags/${e.tag}`, token);
       if (tag.status === 404) return 'absent';
       if (e.kind === 'deleted') return `v1 tag ${e.repo}:${e.tag} is back after its acknowledged delete (${tag.status})`;
-      if (tag.status !== 200 || tag.json<string>() !== e.chain[e.chain.length - 1]!.id) return `v1 tag ${e.repo}:${e.tag}: ${tag.status} ${tag.text.slice(0, 100)}`;
+      if (tag.status !== 200 || tag.json<string>() !== e.chain[e.chain.length - 1]!.id)
+        return `v1 tag ${e.repo}:${e.tag}: ${tag.status} ${tag.text.slice(0, 100)}`;
       const top = e.chain[e.chain.length - 1]!;
       const anc = await site.regGet(`/v1/images/${top.id}/ancestry`, token);
       const want = [...e.chain].reverse().map((i) => i.id);
-      if (anc.status !== 200 || JSON.stringify(anc.json()) !== JSON.stringify(want)) return `v1 ancestry of ${e.repo}:${e.tag}: ${anc.status} ${anc.text.slice(0, 100)}`;
+      if (anc.status !== 200 || JSON.stringify(anc.json()) !== JSON.stringify(want))
+        return `v1 ancestry of ${e.repo}:${e.tag}: ${anc.status} ${anc.text.slice(0, 100)}`;
       for (const img of e.chain) {
         const j = await site.regGet(`/v1/images/${img.id}/json`, token);
         if (j.status !== 200 || !j.body.equals(img.json)) return `v1 json ${img.id} of ${e.repo}:${e.tag}: ${j.status}`;
         const l = await site.regGet(`/v1/images/${img.id}/layer`, token);
-        if (l.status !== 200 || !l.body.equals(img.layer)) return `v1 layer ${img.id} of ${e.repo}:${e.tag}: ${l.status}, ${l.body.length} bytes of ${img.layer.length}`;
+        if (l.status !== 200 || !l.body.equals(img.layer))
+          return `v1 layer ${img.id} of ${e.repo}:${e.tag}: ${l.status}, ${l.body.length} bytes of ${img.layer.length}`;
       }
       return 'match';
     }
@@ -223,7 +246,8 @@ export async function runCrashCampaign(opts: CrashOptions): Promise<CrashReport>
     const m = await site.v2(`/v2/${e.repo}/manifests/${e.tag}`, bearer, { headers: { Accept: S2 } });
     if (m.status === 404) return 'absent';
     if (e.kind === 'deleted') return `v2 tag ${e.repo}:${e.tag} is back after its acknowledged delete (${m.status})`;
-    if (m.status !== 200 || !m.body.equals(e.manifest)) return `v2 manifest ${e.repo}:${e.tag}: ${m.status} ${m.status === 200 ? `${sha(m.body)} (pushed ${sha(e.manifest)})` : m.text.slice(0, 100)}`;
+    if (m.status !== 200 || !m.body.equals(e.manifest))
+      return `v2 manifest ${e.repo}:${e.tag}: ${m.status} ${m.status === 200 ? `${sha(m.body)} (pushed ${sha(e.manifest)})` : m.text.slice(0, 100)}`;
     for (const b of e.blobs) {
       const r = await site.v2(`/v2/${e.repo}/blobs/${sha(b)}`, bearer);
       if (r.status !== 200 || !r.body.equals(b)) return `v2 blob ${sha(b)} of ${e.repo}:${e.tag}: ${r.status}, ${r.body.length} bytes of ${b.length}`;
@@ -264,7 +288,9 @@ export async function runCrashCampaign(opts: CrashOptions): Promise<CrashReport>
     const deadline = Date.now() + 10_000;
     for (const repo of repos) {
       for (;;) {
-        const r = await request(site.idx, `/v1/search?q=${encodeURIComponent(repo.split('/')[1]!)}&n=100`, { headers: { Authorization: `Basic ${Buffer.from(`${USER![0]}:${USER![1]}`).toString('base64')}` } });
+        const r = await request(site.idx, `/v1/search?q=${encodeURIComponent(repo.split('/')[1]!)}&n=100`, {
+          headers: { Authorization: `Basic ${Buffer.from(`${USER![0]}:${USER![1]}`).toString('base64')}` },
+        });
         const names = r.status === 200 ? r.json<{ results: { name: string }[] }>().results.map((x) => x.name) : [];
         if (names.includes(repo)) break;
         if (Date.now() > deadline) {
@@ -285,11 +311,19 @@ export async function runCrashCampaign(opts: CrashOptions): Promise<CrashReport>
     const token = await site.claim(repo, USER, [root.id, top.id], tag);
     for (const img of [root, top]) {
       const auth = { Authorization: `Token ${token}`, 'User-Agent': DOCKER_UA };
-      const j = await request(site.reg, `/v1/images/${img.id}/json`, { method: 'PUT', headers: { ...auth, 'Content-Type': 'application/json' }, body: img.json });
+      const j = await request(site.reg, `/v1/images/${img.id}/json`, {
+        method: 'PUT',
+        headers: { ...auth, 'Content-Type': 'application/json' },
+        body: img.json,
+      });
       if (j.status !== 200) throw failed('json', j);
       const l = await request(site.reg, `/v1/images/${img.id}/layer`, { method: 'PUT', headers: auth, body: chunkedStream(img.layer, 16384) });
       if (l.status !== 200) throw failed('layer', l);
-      const c = await request(site.reg, `/v1/images/${img.id}/checksum`, { method: 'PUT', headers: { ...auth, 'X-Docker-Checksum-Payload': img.payload }, body: '' });
+      const c = await request(site.reg, `/v1/images/${img.id}/checksum`, {
+        method: 'PUT',
+        headers: { ...auth, 'X-Docker-Checksum-Payload': img.payload },
+        body: '',
+      });
       if (c.status !== 200) throw failed('checksum', c);
     }
     const t = await putTag(site.reg, repo, tag, top.id, token);
@@ -314,8 +348,15 @@ export async function runCrashCampaign(opts: CrashOptions): Promise<CrashReport>
         const p = await site.v2(`/v2/${repo}/blobs/uploads/`, bearer, { method: 'POST' });
         let loc = String(p.headers.location);
         const half = b.length >> 1;
-        for (const [from, to] of [[0, half], [half, b.length]] as const) {
-          const r = await site.v2(new URL(loc, site.reg).pathname, bearer, { method: 'PATCH', body: b.subarray(from, to), headers: { 'Content-Range': `${from}-${to - 1}` } });
+        for (const [from, to] of [
+          [0, half],
+          [half, b.length],
+        ] as const) {
+          const r = await site.v2(new URL(loc, site.reg).pathname, bearer, {
+            method: 'PATCH',
+            body: b.subarray(from, to),
+            headers: { 'Content-Range': `${from}-${to - 1}` },
+          });
           if (r.status !== 202) throw failed('patch', r);
           loc = String(r.headers.location);
         }
@@ -371,7 +412,10 @@ export async function runCrashCampaign(opts: CrashOptions): Promise<CrashReport>
   };
 
   let site = await start();
-  const signup = await request(site.idx, '/v1/users/', { method: 'POST', body: JSON.stringify({ username: USER![0], password: USER![1], email: 'camp@example.com' }) });
+  const signup = await request(site.idx, '/v1/users/', {
+    method: 'POST',
+    body: JSON.stringify({ username: USER![0], password: USER![1], email: 'camp@example.com' }),
+  });
   if (signup.status !== 201) throw new Error(`signup: ${signup.status} ${signup.text}`);
 
   for (let k = 0; k < opts.kills; k++) {
@@ -397,7 +441,8 @@ export async function runCrashCampaign(opts: CrashOptions): Promise<CrashReport>
           // a refused or cut operation is unacknowledged: nothing to expect from it
           if (!killing) {
             const why = (e instanceof Error ? e.message : String(e)).slice(0, 120);
-            if (why in report.failedBeforeKill || Object.keys(report.failedBeforeKill).length < 20) report.failedBeforeKill[why] = (report.failedBeforeKill[why] ?? 0) + 1;
+            if (why in report.failedBeforeKill || Object.keys(report.failedBeforeKill).length < 20)
+              report.failedBeforeKill[why] = (report.failedBeforeKill[why] ?? 0) + 1;
             await sleep(5);
           }
         }
@@ -429,7 +474,9 @@ export async function runCrashCampaign(opts: CrashOptions): Promise<CrashReport>
     roundAcks = 0;
     for (const v of report.violations.slice(reported)) log(`VIOLATION ${v}`);
     reported = report.violations.length;
-    log(`kill ${report.kills}/${opts.kills}: acknowledged ${JSON.stringify(report.acknowledged)}, verified ${report.verifiedPulls}, violations ${report.violations.length}`);
+    log(
+      `kill ${report.kills}/${opts.kills}: acknowledged ${JSON.stringify(report.acknowledged)}, verified ${report.verifiedPulls}, violations ${report.violations.length}`,
+    );
   }
   server!.proc.kill('SIGTERM');
   await server!.exited;

@@ -35,13 +35,45 @@ const ID = 'a'.repeat(64);
 const DIGEST = `sha256:${'b'.repeat(64)}`;
 /** Route templates: v1 registry and index, v2, the token service, our own JSON routes. */
 const ROUTES = [
-  '/', '/_ping', '/v1/_ping', '/v1/_status', '/v1/search?q=@', '/v1/users/', '/v1/users/@/',
-  `/v1/images/${ID}/json`, `/v1/images/${ID}/layer`, `/v1/images/${ID}/checksum`, `/v1/images/${ID}/ancestry`, `/v1/images/${ID}/files`, `/v1/images/${ID}/diff`,
-  '/v1/repositories/@/@/', '/v1/repositories/@/@/images', '/v1/repositories/@/@/tags', '/v1/repositories/@/@/tags/@', '/v1/repositories/@/@/tags/@/json',
-  '/v1/repositories/@/@/json', '/v1/repositories/@/@/properties', '/v1/repositories/@/@/auth', `/v1/repositories/@/@/layer/${ID}/access`,
-  '/v1/stars/@/@', '/v1/comments/@/@', '/v2/', '/v2/_catalog?n=@&last=@', '/v2/@/@/tags/list?n=@&last=@', '/v2/@/@/manifests/@',
-  `/v2/@/@/blobs/${DIGEST}`, '/v2/@/@/blobs/uploads/', '/v2/@/@/blobs/uploads/@', `/v2/@/@/blobs/uploads/?digest=@&mount=@&from=@`, `/v2/@/@/referrers/${DIGEST}?artifactType=@`,
-  '/v2/token?service=@&scope=@&account=@', '/.well-known/jwks.json', '/_index/v2/catalog?limit=@', '/_index/v2/pushed', '/_index/v2/deleted', '/_index/v1/checksums',
+  '/',
+  '/_ping',
+  '/v1/_ping',
+  '/v1/_status',
+  '/v1/search?q=@',
+  '/v1/users/',
+  '/v1/users/@/',
+  `/v1/images/${ID}/json`,
+  `/v1/images/${ID}/layer`,
+  `/v1/images/${ID}/checksum`,
+  `/v1/images/${ID}/ancestry`,
+  `/v1/images/${ID}/files`,
+  `/v1/images/${ID}/diff`,
+  '/v1/repositories/@/@/',
+  '/v1/repositories/@/@/images',
+  '/v1/repositories/@/@/tags',
+  '/v1/repositories/@/@/tags/@',
+  '/v1/repositories/@/@/tags/@/json',
+  '/v1/repositories/@/@/json',
+  '/v1/repositories/@/@/properties',
+  '/v1/repositories/@/@/auth',
+  `/v1/repositories/@/@/layer/${ID}/access`,
+  '/v1/stars/@/@',
+  '/v1/comments/@/@',
+  '/v2/',
+  '/v2/_catalog?n=@&last=@',
+  '/v2/@/@/tags/list?n=@&last=@',
+  '/v2/@/@/manifests/@',
+  `/v2/@/@/blobs/${DIGEST}`,
+  '/v2/@/@/blobs/uploads/',
+  '/v2/@/@/blobs/uploads/@',
+  `/v2/@/@/blobs/uploads/?digest=@&mount=@&from=@`,
+  `/v2/@/@/referrers/${DIGEST}?artifactType=@`,
+  '/v2/token?service=@&scope=@&account=@',
+  '/.well-known/jwks.json',
+  '/_index/v2/catalog?limit=@',
+  '/_index/v2/pushed',
+  '/_index/v2/deleted',
+  '/_index/v1/checksums',
 ];
 const METHODS = ['GET', 'HEAD', 'PUT', 'POST', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE', 'BREW', 'get'];
 
@@ -57,11 +89,10 @@ function segment(r: () => number): string {
       return 'a'.repeat(1 + Math.floor(r() * 3000)); // very long
     case 3:
       return ['..', '.', '%2e%2e', '%2f', '..%2f..%2fetc', '%00'][Math.floor(r() * 6)]!;
-    case 4:
-      {
-        const cp = 0x80 + Math.floor(r() * 0x2ff80);
-        return encodeURIComponent(String.fromCodePoint(cp >= 0xd800 && cp <= 0xdfff ? 0xe9 : cp));
-      }
+    case 4: {
+      const cp = 0x80 + Math.floor(r() * 0x2ff80);
+      return encodeURIComponent(String.fromCodePoint(cp >= 0xd800 && cp <= 0xdfff ? 0xe9 : cp));
+    }
     case 5:
       return ['%', '%zz', '%c3', '%ff%fe'][Math.floor(r() * 4)]!;
     case 6:
@@ -71,7 +102,9 @@ function segment(r: () => number): string {
     case 8:
       return DIGEST.replace('b', ['B', ':', 'g', ''][Math.floor(r() * 4)]!);
     default:
-      return Math.random().toString(36).slice(2, 2 + Math.floor(r() * 10));
+      return Math.random()
+        .toString(36)
+        .slice(2, 2 + Math.floor(r() * 10));
   }
 }
 
@@ -79,15 +112,29 @@ function headers(r: () => number): string[] {
   const out: string[] = [];
   const n = Math.floor(r() * 5);
   const auth = [
-    'Basic !!!!', `Basic ${Buffer.from('alice:wrong').toString('base64')}`, 'Basic Og==', 'Token signature=1.2.3.4,repository="a/b",access=write',
-    'Token Token repository="%00",access=read', 'Bearer x.y.z', 'Bearer eyJhbGciOiJub25lIn0.eyJhY2Nlc3MiOltdfQ.', 'Bearer ' + 'A'.repeat(5000), 'Digest x',
+    'Basic !!!!',
+    `Basic ${Buffer.from('alice:wrong').toString('base64')}`,
+    'Basic Og==',
+    'Token signature=1.2.3.4,repository="a/b",access=write',
+    'Token Token repository="%00",access=read',
+    'Bearer x.y.z',
+    'Bearer eyJhbGciOiJub25lIn0.eyJhY2Nlc3MiOltdfQ.',
+    'Bearer ' + 'A'.repeat(5000),
+    'Digest x',
   ];
   for (let i = 0; i < n; i++) {
     const k = Math.floor(r() * 9);
     if (k === 0) out.push(`Authorization: ${auth[Math.floor(r() * auth.length)]}`);
-    else if (k === 1) out.push(`Range: ${['bytes=-1', 'bytes=5-2', 'bytes=0-', 'bytes=99999999999999999999-', 'bytes=1-2,3-4', 'items=0-1'][Math.floor(r() * 6)]}`);
-    else if (k === 2) out.push(`Content-Type: ${['application/json', 'application/vnd.docker.distribution.manifest.v2+json', 'text/plain', 'application/x-www-form-urlencoded', '\u00ff'][Math.floor(r() * 5)]}`);
-    else if (k === 3) out.push(`Accept: ${['*/*', 'application/vnd.docker.distribution.manifest.v1+prettyjws', 'application/vnd.oci.image.index.v1+json', ''][Math.floor(r() * 4)]}`);
+    else if (k === 1)
+      out.push(`Range: ${['bytes=-1', 'bytes=5-2', 'bytes=0-', 'bytes=99999999999999999999-', 'bytes=1-2,3-4', 'items=0-1'][Math.floor(r() * 6)]}`);
+    else if (k === 2)
+      out.push(
+        `Content-Type: ${['application/json', 'application/vnd.docker.distribution.manifest.v2+json', 'text/plain', 'application/x-www-form-urlencoded', '\u00ff'][Math.floor(r() * 5)]}`,
+      );
+    else if (k === 3)
+      out.push(
+        `Accept: ${['*/*', 'application/vnd.docker.distribution.manifest.v1+prettyjws', 'application/vnd.oci.image.index.v1+json', ''][Math.floor(r() * 4)]}`,
+      );
     else if (k === 4) out.push(`Content-Range: ${['0-0', '5-1', 'bytes 0-9/10', 'x'][Math.floor(r() * 4)]}`);
     else if (k === 5) out.push('X-Docker-Token: true');
     else if (k === 6) out.push(`X-Docker-Checksum-Payload: sha256:${'c'.repeat(64)}`);
@@ -101,7 +148,10 @@ function body(r: () => number): Buffer {
   const k = Math.floor(r() * 6);
   if (k === 0) return Buffer.alloc(0);
   if (k === 1) return Buffer.from('['.repeat(Math.floor(r() * 5000)));
-  if (k === 2) return Buffer.from(JSON.stringify({ username: 'x'.repeat(Math.floor(r() * 50)), password: 1, schemaVersion: 2, layers: [{ digest: DIGEST, size: -1 }], config: null }));
+  if (k === 2)
+    return Buffer.from(
+      JSON.stringify({ username: 'x'.repeat(Math.floor(r() * 50)), password: 1, schemaVersion: 2, layers: [{ digest: DIGEST, size: -1 }], config: null }),
+    );
   if (k === 3) return Buffer.from(Array.from({ length: Math.floor(r() * 2000) }, () => Math.floor(r() * 256)));
   if (k === 4) return Buffer.from('"' + 'a'.repeat(Math.floor(r() * 500)) + '"');
   return Buffer.from('grant_type=password&username=alice&password=x&client_id=fuzz&scope=' + 'repository:a/b:pull '.repeat(Math.floor(r() * 50)));
@@ -159,7 +209,14 @@ async function dbState(db: Knex): Promise<string[]> {
   return out;
 }
 
-export async function runHttpFuzz(opts: { url: string; dataDir: string; db: Knex; requests: number; seed: number; log?: (l: string) => void }): Promise<FuzzReport> {
+export async function runHttpFuzz(opts: {
+  url: string;
+  dataDir: string;
+  db: Knex;
+  requests: number;
+  seed: number;
+  log?: (l: string) => void;
+}): Promise<FuzzReport> {
   const r = rng(opts.seed);
   const u = new URL(opts.url);
   const report: FuzzReport = { requests: 0, statuses: {}, fiveHundreds: [], stateChanges: [], noAnswer: 0 };
@@ -177,7 +234,12 @@ export async function runHttpFuzz(opts: { url: string; dataDir: string; db: Knex
     const payload = chunked ? Buffer.concat([Buffer.from(`${b.length.toString(16)}\r\n`), b, Buffer.from('\r\n0\r\n\r\n')]) : b;
     const raw = Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1'), payload]);
     // a declared length longer than the body: the server waits for the rest; a short timeout
-    const status = await exchange(u.hostname, Number(u.port), raw, lines.some((l) => l.startsWith('Content-Length') && Number(l.slice(16)) > b.length) ? 300 : 10_000);
+    const status = await exchange(
+      u.hostname,
+      Number(u.port),
+      raw,
+      lines.some((l) => l.startsWith('Content-Length') && Number(l.slice(16)) > b.length) ? 300 : 10_000,
+    );
     report.requests++;
     report.statuses[String(status)] = (report.statuses[String(status)] ?? 0) + 1;
     if (status >= 500) report.fiveHundreds.push(`${status} ${method} ${path.slice(0, 200)} [${lines.slice(2).join(' | ').slice(0, 200)}]`);

@@ -43,7 +43,12 @@ async function s3Target(): Promise<{ target: S3Target; rgw: Rgw }> {
   if (why) throw new Error(`--storage s3: ${why}`);
   const rgw = await startRgw();
   const bucket = rgw.uniqueBucket('crash');
-  const admin = new S3Client({ endpoint: rgw.endpoint, region: rgw.region, forcePathStyle: true, credentials: { accessKeyId: rgw.accessKey, secretAccessKey: rgw.secretKey } });
+  const admin = new S3Client({
+    endpoint: rgw.endpoint,
+    region: rgw.region,
+    forcePathStyle: true,
+    credentials: { accessKeyId: rgw.accessKey, secretAccessKey: rgw.secretKey },
+  });
   try {
     await admin.send(new CreateBucketCommand({ Bucket: bucket }));
   } finally {
@@ -102,7 +107,13 @@ async function main(): Promise<void> {
       return;
     }
     if (which === 'soak') {
-      const report = await runSoak({ dataDir: dir, seconds: arg('seconds', 1800), opsPerSecond: arg('rate', 20), ...(process.argv.includes('--heap-snapshots') ? { heapSnapshotDir: option('heap-snapshots', '.') } : {}), log: (l) => process.stderr.write(`${l}\n`) });
+      const report = await runSoak({
+        dataDir: dir,
+        seconds: arg('seconds', 1800),
+        opsPerSecond: arg('rate', 20),
+        ...(process.argv.includes('--heap-snapshots') ? { heapSnapshotDir: option('heap-snapshots', '.') } : {}),
+        log: (l) => process.stderr.write(`${l}\n`),
+      });
       process.stdout.write(`${JSON.stringify({ campaign: 'soak', ...report }, null, 2)}\n`);
       if (report.errors.length > 0) process.exitCode = 1;
       return;
@@ -116,7 +127,14 @@ async function main(): Promise<void> {
         await site.pushV1('alice/app', ['alice', 'alicepw'], [makeImage()]);
         await pushV2Image(site, 'alice/v2app', 'latest', await site.bearer(['alice', 'alicepw'], 'repository:alice/v2app:pull,push'), v2Image('fuzz'));
         const started = Date.now();
-        const report = await runHttpFuzz({ url: s.url, dataDir: dir, db: s.db!, requests: arg('requests', 20000), seed, log: (l) => process.stderr.write(`${l}\n`) });
+        const report = await runHttpFuzz({
+          url: s.url,
+          dataDir: dir,
+          db: s.db!,
+          requests: arg('requests', 20000),
+          seed,
+          log: (l) => process.stderr.write(`${l}\n`),
+        });
         process.stdout.write(`${JSON.stringify({ campaign: 'fuzz', seed, seconds: Math.round((Date.now() - started) / 1000), ...report }, null, 2)}\n`);
         if (report.fiveHundreds.length + report.stateChanges.length > 0) process.exitCode = 1;
       } finally {

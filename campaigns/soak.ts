@@ -56,7 +56,9 @@ const pct = (xs: number[], p: number): number => {
 };
 
 /** Event-loop delay gauges of the server's Prometheus text (prom-client's nodejs_eventloop_lag_*), in ms. */
-async function loopDelay(metricsUrl: string): Promise<{ loopDelayP50Ms: number; loopDelayP99Ms: number; loopDelayMaxMs: number; heapUsedMiB: number; externalMiB: number }> {
+async function loopDelay(
+  metricsUrl: string,
+): Promise<{ loopDelayP50Ms: number; loopDelayP99Ms: number; loopDelayMaxMs: number; heapUsedMiB: number; externalMiB: number }> {
   const text = (await request(metricsUrl, '/metrics')).text;
   const read = (name: string): number => {
     const m = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.eE+-]+)$`, 'm').exec(text);
@@ -96,16 +98,39 @@ async function heapSnapshot(pid: number, dir: string): Promise<string | undefine
   return undefined;
 }
 
-export async function runSoak(opts: { dataDir: string; seconds: number; opsPerSecond?: number; sampleEverySec?: number; heapSnapshotDir?: string; log?: (l: string) => void }): Promise<SoakReport> {
+export async function runSoak(opts: {
+  dataDir: string;
+  seconds: number;
+  opsPerSecond?: number;
+  sampleEverySec?: number;
+  heapSnapshotDir?: string;
+  log?: (l: string) => void;
+}): Promise<SoakReport> {
   const debugPort = await freePort();
   const metricsUrl = `http://127.0.0.1:${debugPort}`;
-  const server = await spawnServer({ STORAGE_PATH: opts.dataDir, STANDALONE: '', BCRYPT_COST: '4', ACCESS_LOG: 'false', LOGLEVEL: 'info', DEBUG_ADDR: `127.0.0.1:${debugPort}`, METRICS: 'true', ...(opts.heapSnapshotDir ? { NODE_OPTIONS: `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${opts.heapSnapshotDir}` } : {}) }, [], { startTimeoutMs: 120_000 });
+  const server = await spawnServer(
+    {
+      STORAGE_PATH: opts.dataDir,
+      STANDALONE: '',
+      BCRYPT_COST: '4',
+      ACCESS_LOG: 'false',
+      LOGLEVEL: 'info',
+      DEBUG_ADDR: `127.0.0.1:${debugPort}`,
+      METRICS: 'true',
+      ...(opts.heapSnapshotDir ? { NODE_OPTIONS: `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${opts.heapSnapshotDir}` } : {}),
+    },
+    [],
+    { startTimeoutMs: 120_000 },
+  );
   // the first scrape starts the default metrics (and its delay histogram): discard it
   await loopDelay(metricsUrl);
   const pid = server.proc.pid!;
   const site = new Site(server.url, server.url);
   const report: SoakReport = { seconds: opts.seconds, operations: 0, errors: [], errorCount: 0, behindTicks: 0, maxInFlight: 0, samples: [] };
-  const signup = await request(server.url, '/v1/users/', { method: 'POST', body: JSON.stringify({ username: USER![0], password: USER![1], email: 'soak@example.com' }) });
+  const signup = await request(server.url, '/v1/users/', {
+    method: 'POST',
+    body: JSON.stringify({ username: USER![0], password: USER![1], email: 'soak@example.com' }),
+  });
   if (signup.status !== 201) throw new Error(`signup ${signup.status}`);
   const rate = opts.opsPerSecond ?? 20;
   const every = opts.sampleEverySec ?? 60;
@@ -175,7 +200,13 @@ export async function runSoak(opts: { dataDir: string; seconds: number; opsPerSe
     if (inflight.size > rate * 4) report.behindTicks++;
     if (Date.now() >= nextSample) {
       const s = await procStats(pid);
-      report.samples.push({ atSec: Math.round((Date.now() - started) / 1000), ...s, pingP50Ms: pct(pings, 50), pingP99Ms: pct(pings, 99), ...(await loopDelay(metricsUrl)) });
+      report.samples.push({
+        atSec: Math.round((Date.now() - started) / 1000),
+        ...s,
+        pingP50Ms: pct(pings, 50),
+        pingP99Ms: pct(pings, 99),
+        ...(await loopDelay(metricsUrl)),
+      });
       opts.log?.(JSON.stringify(report.samples[report.samples.length - 1]));
       if (opts.heapSnapshotDir && report.samples.length === 1) opts.log?.(`heap snapshot: ${await heapSnapshot(pid, opts.heapSnapshotDir)}`);
       pings = [];
@@ -187,7 +218,13 @@ export async function runSoak(opts: { dataDir: string; seconds: number; opsPerSe
   // the server's idle-time collection runs after a few quiet seconds: the last sample is the drained, idle server
   await sleep(15_000);
   const s = await procStats(pid);
-  report.samples.push({ atSec: Math.round((Date.now() - started) / 1000), ...s, pingP50Ms: pct(pings, 50), pingP99Ms: pct(pings, 99), ...(await loopDelay(metricsUrl)) });
+  report.samples.push({
+    atSec: Math.round((Date.now() - started) / 1000),
+    ...s,
+    pingP50Ms: pct(pings, 50),
+    pingP99Ms: pct(pings, 99),
+    ...(await loopDelay(metricsUrl)),
+  });
   if (opts.heapSnapshotDir) opts.log?.(`heap snapshot: ${await heapSnapshot(pid, opts.heapSnapshotDir)}`);
   server.proc.kill('SIGTERM');
   await server.exited;

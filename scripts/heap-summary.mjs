@@ -34,7 +34,12 @@ function summarize(path) {
     total += size;
     // objects by constructor; everything else (string, code, array, hidden, closure…) by type,
     // closures by function name so a retained callback shows
-    const key = type === 'object' || type === 'native' ? snap.strings[snap.nodes[i + iName]] : type === 'closure' ? `closure ${snap.strings[snap.nodes[i + iName]] || '(anonymous)'}` : `(${type})`;
+    const key =
+      type === 'object' || type === 'native'
+        ? snap.strings[snap.nodes[i + iName]]
+        : type === 'closure'
+          ? `closure ${snap.strings[snap.nodes[i + iName]] || '(anonymous)'}`
+          : `(${type})`;
     const g = groups.get(key) ?? { size: 0, count: 0 };
     g.size += size;
     g.count++;
@@ -61,5 +66,6 @@ if (files.length === 1) {
     })
     .sort((x, y) => y.ds - x.ds)
     .slice(0, TOP);
-  for (const r of rows) console.log(`${(r.ds >= 0 ? '+' : '') + mib(r.ds)} MiB ${(r.dc >= 0 ? '+' : '') + r.dc} (now ${mib(r.size)} MiB, ${r.count})  ${r.k.slice(0, 100)}`);
+  for (const r of rows)
+    console.log(`${(r.ds >= 0 ? '+' : '') + mib(r.ds)} MiB ${(r.dc >= 0 ? '+' : '') + r.dc} (now ${mib(r.size)} MiB, ${r.count})  ${r.k.slice(0, 100)}`);
 }

@@ -67,7 +67,11 @@ export async function listen(site: Site, app: Koa): Promise<{ readonly server: S
       void koaHandler(req, res);
     },
     log,
-    { idleTimeoutSec: config.idle_timeout, headersTimeoutSec: config.headers_timeout, ...(config.tls_certificate && config.tls_key ? { tls: tlsOptions(config) } : {}) },
+    {
+      idleTimeoutSec: config.idle_timeout,
+      headersTimeoutSec: config.headers_timeout,
+      ...(config.tls_certificate && config.tls_key ? { tls: tlsOptions(config) } : {}),
+    },
   );
   const { host, port } = listenAddress(config);
   await new Promise<void>((resolve, reject) => {

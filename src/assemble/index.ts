@@ -69,9 +69,11 @@ export function mountIndexRoutes(app: Koa, site: Site, services: IndexServices |
   const removeContent =
     role === 'all'
       ? async (name: RepoName): Promise<void> => {
-          await repoLock.run(name.full, () => repos.deleteRepository(name)).catch((e: unknown) => {
-            if (!(isRegistryError(e) && e.code === 'REPOSITORY_NOT_FOUND')) throw e;
-          });
+          await repoLock
+            .run(name.full, () => repos.deleteRepository(name))
+            .catch((e: unknown) => {
+              if (!(isRegistryError(e) && e.code === 'REPOSITORY_NOT_FOUND')) throw e;
+            });
         }
       : undefined;
   const hooks = events.webhooks;
@@ -82,7 +84,9 @@ export function mountIndexRoutes(app: Koa, site: Site, services: IndexServices |
   app.use(indexRouter(effective, index, { ping: role === 'index', ...(removeContent ? { removeContent } : {}), ...(onV1Push ? { onV1Push } : {}) }).routes());
   const onPushed = hooks
     ? async (repo: RepoName, tag: string, ids: readonly string[], account: string | null): Promise<void> => {
-        await hooks.pushed(repo, tag, ids, account).catch((e: unknown) => log.warn('webhooks not queued for a v2 push', { repository: repo.full, tag, err: String(e) }));
+        await hooks
+          .pushed(repo, tag, ids, account)
+          .catch((e: unknown) => log.warn('webhooks not queued for a v2 push', { repository: repo.full, tag, err: String(e) }));
       }
     : undefined;
   app.use(v2BridgeRouter(db, index, v2Tokens, onPushed).routes());

@@ -22,6 +22,9 @@ export function assembleMirror(
   if (!config.mirror) return undefined;
   const mirror = new PullThrough(config.mirror, { ...content, log });
   if (!config.read_only) mirror.start();
-  log.info('mirror', { upstreams: config.mirror.upstreams.map((u) => `${u.prefix || '*'} -> ${u.url}${u.username ? ' (credentials)' : ''}`), ttl: config.mirror.ttl });
+  log.info('mirror', {
+    upstreams: config.mirror.upstreams.map((u) => `${u.prefix || '*'} -> ${u.url}${u.username ? ' (credentials)' : ''}`),
+    ttl: config.mirror.ttl,
+  });
   return { mirror, v1: { mirror, manifests: content.manifests, toV1: content.toV1 } };
 }

@@ -23,7 +23,14 @@ export class NoticeRefused extends Error {}
  * again at once only when the index could not have got it (connection refused); `notice` is its id
  * in the registry's journal, replayed later until the index answers: the index fires it at most once.
  */
-export async function tellIndexOfV1Push(indexEndpoint: string, authorization: string, repo: RepoName, tag: string, chain: readonly string[], notice?: string): Promise<string | null> {
+export async function tellIndexOfV1Push(
+  indexEndpoint: string,
+  authorization: string,
+  repo: RepoName,
+  tag: string,
+  chain: readonly string[],
+  notice?: string,
+): Promise<string | null> {
   const body = JSON.stringify({ name: repo.full, tag, images: chain, ...(notice ? { notice } : {}) });
   for (let attempt = 1; ; attempt++) {
     let r: Response;
@@ -116,11 +123,25 @@ export function mountRegistry(
                 },
               }
             : {}),
-          ...(hooks ? { webhooks: (repo: RepoName, tag: string, chain: readonly string[], pusher: string | null) => hooks.pushed(repo, tag, chain, pusher) } : {}),
+          ...(hooks
+            ? { webhooks: (repo: RepoName, tag: string, chain: readonly string[], pusher: string | null) => hooks.pushed(repo, tag, chain, pusher) }
+            : {}),
           ...(indexPush ? { indexPush } : {}),
         })
       : undefined;
-  app.use(registryRouter({ config: effective, images, repos, auth: auth.registry, version, log, repoLock, ...(index ? { index } : {}), ...(v1events ? { events: v1events } : {}) }).routes());
+  app.use(
+    registryRouter({
+      config: effective,
+      images,
+      repos,
+      auth: auth.registry,
+      version,
+      log,
+      repoLock,
+      ...(index ? { index } : {}),
+      ...(v1events ? { events: v1events } : {}),
+    }).routes(),
+  );
   if (standalone) app.use(standaloneIndexRouter(effective, repos, auth.gate).routes());
   return { stopTimers };
 }

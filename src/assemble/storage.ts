@@ -78,7 +78,15 @@ export async function assembleStorage(site: Site, given: StorageDriver | undefin
       running = true;
       gc.run({ deleteUntagged: config.gc_delete_untagged, graceMs: config.gc_grace * 1000, settleMs: (config.metadata_cache_ttl + 5) * 1000 })
         .then(
-          (r) => log.info('garbage collection', { blobs: r.blobs.deleted, bytes: r.blobs.bytesFreed, v1_images: r.v1Images.deleted, v2_manifests: r.v2Manifests.deleted, links: r.links.deleted, ms: r.durationMs }),
+          (r) =>
+            log.info('garbage collection', {
+              blobs: r.blobs.deleted,
+              bytes: r.blobs.bytesFreed,
+              v1_images: r.v1Images.deleted,
+              v2_manifests: r.v2Manifests.deleted,
+              links: r.links.deleted,
+              ms: r.durationMs,
+            }),
           (e: unknown) =>
             e instanceof GcBusyError
               ? log.info('garbage collection skipped: another run holds the lock', { reason: e.message })

@@ -57,7 +57,14 @@ function indexHookFor(site: Site, index: IndexServices | undefined, events: Even
         if (!repo) return;
         await learn.learnV2Push(p.account, repo, tag, images);
         // Hub webhooks of the tag: queued (never sent inline); a failure here is logged, the push stands
-        await events.webhooks?.pushed(repo, tag, images.map((i) => i.id), p.account).catch((e: unknown) => log.warn('webhooks not queued for a v2 push', { repository: repo.full, tag, err: String(e) }));
+        await events.webhooks
+          ?.pushed(
+            repo,
+            tag,
+            images.map((i) => i.id),
+            p.account,
+          )
+          .catch((e: unknown) => log.warn('webhooks not queued for a v2 push', { repository: repo.full, tag, err: String(e) }));
       },
       deleted: async (_p, name, tags) => {
         const repo = indexRepoName(name);
@@ -85,7 +92,14 @@ function indexHookFor(site: Site, index: IndexServices | undefined, events: Even
  * its write-ahead journal (replayed at start and every minute), the mirror, mounted on `app`.
  * Elsewhere /v2/ answers 404 (v2Off).
  */
-export function assembleV2(app: Koa, site: Site, store: StorageServices, index: IndexServices | undefined, events: EventServices, auth: V2Authorizer): V2Services {
+export function assembleV2(
+  app: Koa,
+  site: Site,
+  store: StorageServices,
+  index: IndexServices | undefined,
+  events: EventServices,
+  auth: V2Authorizer,
+): V2Services {
   const { config, effective, standalone, v2Auth, log } = site;
   if (!site.runV2) {
     app.use(v2Off);
@@ -101,7 +115,13 @@ export function assembleV2(app: Koa, site: Site, store: StorageServices, index: 
   // the catalog: the index database when this process runs the index; on a standalone registry,
   // storage; a registry split from its index (Bearer tokens) asks the index over HTTP
   const remoteIndex = !index && !standalone && v2Auth === 'token' ? config.index_endpoint : null;
-  const catalog = index ? new IndexCatalog(index.db) : standalone ? new StorageCatalog(driver, store.repos) : remoteIndex ? new RemoteCatalog(remoteIndex) : undefined;
+  const catalog = index
+    ? new IndexCatalog(index.db)
+    : standalone
+      ? new StorageCatalog(driver, store.repos)
+      : remoteIndex
+        ? new RemoteCatalog(remoteIndex)
+        : undefined;
   const indexHook = indexHookFor(site, index, events, remoteIndex);
   const mirror = assembleMirror(site, { driver, blobs, manifests, uploads, toV1 });
   const deps: V2Deps = {

@@ -17,7 +17,14 @@ import type { Site } from './site.js';
  * services (tags, digests, sizes, layers); an index alone shows what its database knows.
  * Webhooks plug a settings tab in through `settingsTabs` (docs/web-ui.md).
  */
-export function mountWebUi(app: Koa, site: Site, services: IndexServices | undefined, store: StorageServices, events: EventServices, v2Uploads: V2Uploads | undefined): void {
+export function mountWebUi(
+  app: Koa,
+  site: Site,
+  services: IndexServices | undefined,
+  store: StorageServices,
+  events: EventServices,
+  v2Uploads: V2Uploads | undefined,
+): void {
   const { config, effective, role, log } = site;
   if (!services || !config.web_ui) return;
   const { index } = services;

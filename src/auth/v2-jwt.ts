@@ -52,11 +52,15 @@ export async function loadSigningKey(db: Knex, configuredPath: string | null): P
     ? signingKeyOf(createPrivateKey(readFileSync(configuredPath)))
     : signingKeyOf(
         createPrivateKey(
-          await setting('v2_token_key', () => generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()),
+          await setting('v2_token_key', () =>
+            generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+          ),
         ),
       );
   // The certificate is made once per key and kept, so its bytes (what a bundle holds) stay the same.
-  const certificate = await setting(`v2_token_cert:${key.kid}`.slice(0, 100), () => selfSignedCertificate(key.privateKey, key.publicKey, `legacy-registry token signer ${key.kid}`));
+  const certificate = await setting(`v2_token_cert:${key.kid}`.slice(0, 100), () =>
+    selfSignedCertificate(key.privateKey, key.publicKey, `legacy-registry token signer ${key.kid}`),
+  );
   return { ...key, certificate };
 }
 
@@ -131,7 +135,8 @@ export class V2TokenIssuer {
         algorithms: [this.key.alg],
         requiredClaims: ['exp', 'sub'],
       });
-      if (payload.use !== REFRESH_USE || typeof payload.uid !== 'number' || typeof payload.sub !== 'string' || typeof payload.cred !== 'string') return undefined;
+      if (payload.use !== REFRESH_USE || typeof payload.uid !== 'number' || typeof payload.sub !== 'string' || typeof payload.cred !== 'string')
+        return undefined;
       return { sub: payload.sub, uid: payload.uid, cred: payload.cred };
     } catch {
       return undefined;

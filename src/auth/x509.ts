@@ -60,7 +60,10 @@ export function selfSignedCertificate(privateKey: KeyObject, publicKey: KeyObjec
   );
   const signature = sign('sha256', tbs, privateKey); // DER-encoded for ECDSA, PKCS#1 v1.5 for RSA
   const der = seq(tbs, sigAlg, tlv(0x03, Buffer.concat([Buffer.from([0]), signature])));
-  const b64 = der.toString('base64').match(/.{1,64}/g)!.join('\n');
+  const b64 = der
+    .toString('base64')
+    .match(/.{1,64}/g)!
+    .join('\n');
   const pem = `-----BEGIN CERTIFICATE-----\n${b64}\n-----END CERTIFICATE-----\n`;
   // parse it back: a malformed certificate fails here, at start-up, not in a client
   const cert = new X509Certificate(pem);

@@ -5,7 +5,10 @@ export function configCheckCommand(): Command {
   return new Command('config-check')
     .description('load and validate the configuration, print the effective values (secrets redacted)')
     .argument('[config]', 'configuration file (same as --config)')
-    .option('-c, --config <file>', 'configuration file: flavored or distribution config.yml (default: $DOCKER_REGISTRY_CONFIG, else $REGISTRY_CONFIGURATION_PATH, else config_sample.yml)')
+    .option(
+      '-c, --config <file>',
+      'configuration file: flavored or distribution config.yml (default: $DOCKER_REGISTRY_CONFIG, else $REGISTRY_CONFIGURATION_PATH, else config_sample.yml)',
+    )
     .option('-f, --flavor <name>', 'configuration flavor (default: $SETTINGS_FLAVOR, else dev)')
     .action((file: string | undefined, opts: { config?: string; flavor?: string }) => {
       try {

@@ -89,7 +89,7 @@ export function gcCommand(): Command {
     .option('-n, --dry-run', 'print what would be deleted, change nothing')
     .option('-m, --delete-untagged', 'also delete v2 manifests no tag reaches and v1 images no tag ancestry reaches')
     .option('--grace <duration>', 'never delete anything written less than this long ago (Go duration: 1h, 30m, 0)')
-    .option('--settle <duration>', 'pause between deleting records and the second mark (longer than any node\'s metadata_cache_ttl)')
+    .option('--settle <duration>', "pause between deleting records and the second mark (longer than any node's metadata_cache_ttl)")
     .option('-q, --quiet', 'print only the summary')
     .option('-w, --wait', 'when another gc is running on this storage, wait for it to finish (default: exit with status 75)')
     .addHelpText(
@@ -104,59 +104,73 @@ holder, or with --wait waits for it. Output: with --dry-run one line per object 
 sha256:…", as distribution prints), then a summary (objects and bytes). A progress bar is drawn on
 stderr when it is a terminal.`,
     )
-    .action(async (opts: { config?: string; flavor?: string; storagePath?: string; dryRun?: boolean; deleteUntagged?: boolean; grace?: string; settle?: string; quiet?: boolean; wait?: boolean }) => {
-      let config;
-      let graceMs: number;
-      let settleMs: number;
-      try {
-        config = loadConfig({
-          ...(opts.config ? { file: opts.config } : {}),
-          ...(opts.flavor ? { flavor: opts.flavor } : {}),
-          overrides: { ...(opts.storagePath ? { storage_path: opts.storagePath } : {}) },
-        });
-        graceMs = opts.grace !== undefined ? durationMs(opts.grace) : config.gc_grace * 1000;
-        settleMs = opts.settle !== undefined ? durationMs(opts.settle) : (config.metadata_cache_ttl + 5) * 1000;
-      } catch (e) {
-        process.stderr.write(`legacy-registry gc: ${e instanceof ConfigError ? e.message : (e as Error).message}\n`);
-        process.exit(2);
-      }
-      if (config.storage === 'memory') {
-        process.stderr.write('legacy-registry gc: storage: memory lives inside a server process; nothing to collect here\n');
-        process.exit(2);
-      }
-      const driver = await createDriver(config);
-      const bar = process.stderr.isTTY ? progressBar(process.stderr) : undefined;
-      const out = (line: string): void => {
-        bar?.done();
-        process.stdout.write(`${line}\n`);
-      };
-      const gc = new GarbageCollector(driver);
-      if (!gc.exclusiveAcrossProcesses) process.stderr.write(`legacy-registry gc: storage ${config.storage} cannot hold a lock across processes: make sure no other gc runs on it\n`);
-      try {
-        const r = await runWaiting(gc, opts.wait ?? false, {
-          dryRun: opts.dryRun ?? false,
-          deleteUntagged: opts.deleteUntagged ?? false,
-          graceMs,
-          settleMs,
-          ...(bar ? { progress: bar.update } : {}),
-          ...(opts.quiet
-            ? {}
-            : {
-                onItem: (kind, name, bytes) => {
-                  if (kind === 'blob') out(`blob ${opts.dryRun ? 'eligible for deletion' : 'deleted'}: ${name}${bytes !== undefined ? ` (${formatBytes(bytes)})` : ''}`);
-                  else out(`${kind.replace('_', ' ')} ${opts.dryRun ? 'eligible for deletion' : 'deleted'}: ${name}`);
-                },
-              }),
-        });
-        bar?.done();
-        process.stdout.write(`${summary(r)}\n`);
-      } catch (e) {
-        if (!(e instanceof GcBusyError)) throw e;
-        bar?.done();
-        process.stderr.write(`legacy-registry gc: ${e.message}; nothing done (run again when it has finished, or pass --wait)\n`);
-        process.exitCode = GC_BUSY_EXIT;
-      } finally {
-        await driver.close?.();
-      }
-    });
+    .action(
+      async (opts: {
+        config?: string;
+        flavor?: string;
+        storagePath?: string;
+        dryRun?: boolean;
+        deleteUntagged?: boolean;
+        grace?: string;
+        settle?: string;
+        quiet?: boolean;
+        wait?: boolean;
+      }) => {
+        let config;
+        let graceMs: number;
+        let settleMs: number;
+        try {
+          config = loadConfig({
+            ...(opts.config ? { file: opts.config } : {}),
+            ...(opts.flavor ? { flavor: opts.flavor } : {}),
+            overrides: { ...(opts.storagePath ? { storage_path: opts.storagePath } : {}) },
+          });
+          graceMs = opts.grace !== undefined ? durationMs(opts.grace) : config.gc_grace * 1000;
+          settleMs = opts.settle !== undefined ? durationMs(opts.settle) : (config.metadata_cache_ttl + 5) * 1000;
+        } catch (e) {
+          process.stderr.write(`legacy-registry gc: ${e instanceof ConfigError ? e.message : (e as Error).message}\n`);
+          process.exit(2);
+        }
+        if (config.storage === 'memory') {
+          process.stderr.write('legacy-registry gc: storage: memory lives inside a server process; nothing to collect here\n');
+          process.exit(2);
+        }
+        const driver = await createDriver(config);
+        const bar = process.stderr.isTTY ? progressBar(process.stderr) : undefined;
+        const out = (line: string): void => {
+          bar?.done();
+          process.stdout.write(`${line}\n`);
+        };
+        const gc = new GarbageCollector(driver);
+        if (!gc.exclusiveAcrossProcesses)
+          process.stderr.write(`legacy-registry gc: storage ${config.storage} cannot hold a lock across processes: make sure no other gc runs on it\n`);
+        try {
+          const r = await runWaiting(gc, opts.wait ?? false, {
+            dryRun: opts.dryRun ?? false,
+            deleteUntagged: opts.deleteUntagged ?? false,
+            graceMs,
+            settleMs,
+            ...(bar ? { progress: bar.update } : {}),
+            ...(opts.quiet
+              ? {}
+              : {
+                  onItem: (kind, name, bytes) => {
+                    if (kind === 'blob')
+                      out(`blob ${opts.dryRun ? 'eligible for deletion' : 'deleted'}: ${name}${bytes !== undefined ? ` (${formatBytes(bytes)})` : ''}`);
+                    else out(`${kind.replace('_', ' ')} ${opts.dryRun ? 'eligible for deletion' : 'deleted'}: ${name}`);
+                  },
+                }),
+          });
+          bar?.done();
+          process.stdout.write(`${summary(r)}\n`);
+        } catch (e) {
+          if (!(e instanceof GcBusyError)) throw e;
+          bar?.done();
+          process.stderr.write(`legacy-registry gc: ${e.message}; nothing done (run again when it has finished, or pass --wait)\n`);
+          process.exitCode = GC_BUSY_EXIT;
+        } finally {
+          await driver.close?.();
+        }
+      },
+    );
 }

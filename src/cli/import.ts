@@ -23,14 +23,25 @@ const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
 export function importCommand(): Command {
   return withConfigOptions(new Command('import'))
-    .description('import an existing registry\'s storage tree (Python docker-registry or distribution) into this registry')
-    .argument('<source>', 'the storage tree: a Python docker-registry storage_path, a distribution root directory (holding docker/registry/v2), or s3://bucket/prefix')
-    .option('--s3-endpoint <url>', 'S3 endpoint for an s3:// source (Ceph RGW, MinIO; default AWS; also $AWS_ENDPOINT_URL); credentials from $AWS_ACCESS_KEY_ID / $AWS_SECRET_ACCESS_KEY')
+    .description("import an existing registry's storage tree (Python docker-registry or distribution) into this registry")
+    .argument(
+      '<source>',
+      'the storage tree: a Python docker-registry storage_path, a distribution root directory (holding docker/registry/v2), or s3://bucket/prefix',
+    )
+    .option(
+      '--s3-endpoint <url>',
+      'S3 endpoint for an s3:// source (Ceph RGW, MinIO; default AWS; also $AWS_ENDPOINT_URL); credentials from $AWS_ACCESS_KEY_ID / $AWS_SECRET_ACCESS_KEY',
+    )
     .option('--s3-region <region>', 'S3 region (default $AWS_REGION, else us-east-1)')
-    .addOption(new Option('--layout <layout>', 'the tree\'s layout (default: detected)').choices(['python', 'distribution']))
+    .addOption(new Option('--layout <layout>', "the tree's layout (default: detected)").choices(['python', 'distribution']))
     .option('--owner <account>', 'index account that owns the repositories the import creates')
     .option('--namespace <ns>', 'only repositories in this namespace (repeatable)', collect, [])
-    .option('--repo <glob>', 'only repositories whose name matches (repeatable; * within a component, ** across; with --namespace, both must match)', collect, [])
+    .option(
+      '--repo <glob>',
+      'only repositories whose name matches (repeatable; * within a component, ** across; with --namespace, both must match)',
+      collect,
+      [],
+    )
     .option('--concurrency <n>', 'repositories imported at once (Python trees)', (v) => Number(v), 4)
     .option('--dry-run', 'list what would be imported, write nothing')
     .option('--report <file>', 'also write the final report as JSON to this file')

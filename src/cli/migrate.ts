@@ -31,12 +31,17 @@ export function migrateCommand(): Command {
     .description('push every repository and tag of this registry to another v2 registry')
     .requiredOption('--to <url>', 'the target registry, e.g. https://registry.example.com')
     .option('--namespace <ns>', 'only repositories in this namespace (repeatable)', collect, [])
-    .option('--repo <glob>', 'only repositories whose name matches (repeatable; * within a component, ** across; with --namespace, both must match)', collect, [])
+    .option(
+      '--repo <glob>',
+      'only repositories whose name matches (repeatable; * within a component, ** across; with --namespace, both must match)',
+      collect,
+      [],
+    )
     .option('--tag-map <from=to>', 'push tag <from> as <to> (repeatable)', collect, [])
     .option('--username <name>', 'account on the target (Basic, or for its token service); password from $MIGRATE_PASSWORD or --password-stdin')
     .option('--password-stdin', 'read the target password from stdin')
-    .option('--ca-cert <file>', 'PEM CA certificate(s) the target\'s TLS certificate is signed by (besides the system ones)')
-    .option('--insecure', 'do not verify the target\'s TLS certificate')
+    .option('--ca-cert <file>', "PEM CA certificate(s) the target's TLS certificate is signed by (besides the system ones)")
+    .option('--insecure', "do not verify the target's TLS certificate")
     .option('--concurrency <n>', 'tags pushed at once', (v) => Number(v), 4)
     .option('--state <file>', 'resume file: what reached the target is appended here, and skipped by the next run (default: none)')
     .option('--dry-run', 'list what would move, contact nothing')
@@ -74,7 +79,8 @@ Examples:
       const tagMap = new Map<string, string>();
       for (const m of opts.tagMap) {
         const [from, to, ...rest] = m.split('=');
-        if (!from || !to || rest.length > 0 || !/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(to)) fail(`--tag-map: expected <from>=<to> with a valid tag, got ${m}`);
+        if (!from || !to || rest.length > 0 || !/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(to))
+          fail(`--tag-map: expected <from>=<to> with a valid tag, got ${m}`);
         tagMap.set(from, to);
       }
       let password = process.env.MIGRATE_PASSWORD;
@@ -102,7 +108,8 @@ Examples:
         });
       } catch (e) {
         if (e instanceof TargetError) fail(e.message);
-        if (e instanceof Error && /ECONNREFUSED|ENOTFOUND|certificate|EPROTO|self.signed/i.test(`${(e as NodeJS.ErrnoException).code ?? ''} ${e.message}`)) fail(`cannot reach ${url.href}: ${e.message}`);
+        if (e instanceof Error && /ECONNREFUSED|ENOTFOUND|certificate|EPROTO|self.signed/i.test(`${(e as NodeJS.ErrnoException).code ?? ''} ${e.message}`))
+          fail(`cannot reach ${url.href}: ${e.message}`);
         throw e;
       } finally {
         target?.close();

@@ -8,7 +8,10 @@ export function serveCommand(): Command {
     .description('start the server: index and registry in one process (default), or one of them')
     .argument('[config]', 'configuration file, as `registry serve <config.yml>` takes it (same as --config)')
     .addOption(new Option('--only <role>', 'run only one service').choices(['registry', 'index']))
-    .option('-c, --config <file>', 'configuration file: flavored (config_sample.yml style) or distribution config.yml (version: 0.1); default: $DOCKER_REGISTRY_CONFIG, else $REGISTRY_CONFIGURATION_PATH, else config_sample.yml')
+    .option(
+      '-c, --config <file>',
+      'configuration file: flavored (config_sample.yml style) or distribution config.yml (version: 0.1); default: $DOCKER_REGISTRY_CONFIG, else $REGISTRY_CONFIGURATION_PATH, else config_sample.yml',
+    )
     .option('-f, --flavor <name>', 'configuration flavor (default: $SETTINGS_FLAVOR, else dev)')
     .option('--host <host>', 'listen host (overrides REGISTRY_HOST and the file)')
     .option('-p, --port <port>', 'listen port (overrides REGISTRY_PORT and the file)', (v) => Number(v))

@@ -105,4 +105,3 @@ export function webhookCommand(): Command {
     });
   return cmd;
 }
-

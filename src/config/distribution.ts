@@ -49,16 +49,19 @@ const leaves = (...names: string[]): [string][] => names.map((n) => [n]);
 /** distribution 2.8's configuration.Configuration, with the 3.x additions users bring too. */
 const CONFIGURATION: Shape = struct(
   ['Version'],
-  [
-    'Log',
-    'log',
-    struct(['AccessLog', 'accesslog', struct(['Disabled'])], ['Level'], ['Formatter'], ['Fields', 'fields', MAP], ['Hooks'], ['ReportCaller']),
-  ],
+  ['Log', 'log', struct(['AccessLog', 'accesslog', struct(['Disabled'])], ['Level'], ['Formatter'], ['Fields', 'fields', MAP], ['Hooks'], ['ReportCaller'])],
   ['Loglevel'],
   ['Storage', 'storage', MAP],
   ['Auth', 'auth', MAP],
   ['Middleware', 'middleware', MAP],
-  ['Reporting', 'reporting', struct(['Bugsnag', 'bugsnag', struct(...leaves('APIKey', 'ReleaseStage', 'Endpoint'))], ['NewRelic', 'newrelic', struct(...leaves('LicenseKey', 'Name', 'Verbose'))])],
+  [
+    'Reporting',
+    'reporting',
+    struct(
+      ['Bugsnag', 'bugsnag', struct(...leaves('APIKey', 'ReleaseStage', 'Endpoint'))],
+      ['NewRelic', 'newrelic', struct(...leaves('LicenseKey', 'Name', 'Verbose'))],
+    ),
+  ],
   [
     'HTTP',
     'http',
@@ -67,10 +70,11 @@ const CONFIGURATION: Shape = struct(
       [
         'TLS',
         'tls',
-        struct(
-          ...leaves('Certificate', 'Key', 'ClientCAs', 'MinimumTLS', 'CipherSuites', 'ClientAuth'),
-          ['LetsEncrypt', 'letsencrypt', struct(...leaves('CacheFile', 'Email', 'Hosts', 'DirectoryURL'))],
-        ),
+        struct(...leaves('Certificate', 'Key', 'ClientCAs', 'MinimumTLS', 'CipherSuites', 'ClientAuth'), [
+          'LetsEncrypt',
+          'letsencrypt',
+          struct(...leaves('CacheFile', 'Email', 'Hosts', 'DirectoryURL')),
+        ]),
       ],
       ['Headers', 'headers', MAP],
       ['Debug', 'debug', struct(['Addr'], ['Prometheus', 'prometheus', struct(['Enabled'], ['Path'])])],
@@ -91,7 +95,12 @@ const CONFIGURATION: Shape = struct(
   [
     'Health',
     'health',
-    struct(['FileCheckers', 'file'], ['HTTPCheckers', 'http'], ['TCPCheckers', 'tcp'], ['StorageDriver', 'storagedriver', struct(...leaves('Enabled', 'Interval', 'Threshold'))]),
+    struct(
+      ['FileCheckers', 'file'],
+      ['HTTPCheckers', 'http'],
+      ['TCPCheckers', 'tcp'],
+      ['StorageDriver', 'storagedriver', struct(...leaves('Enabled', 'Interval', 'Threshold'))],
+    ),
   ],
   ['Proxy', 'proxy', struct(...leaves('RemoteURL', 'Username', 'Password', 'TTL'))],
   ['Compatibility', 'compatibility', struct(['Schema1', 'schema1', struct(['TrustKey', 'signingkeyfile'], ['Enabled'])])],
@@ -266,7 +275,16 @@ export function mapDistribution(tree: Tree): DistMapping {
   const level = log?.level ?? tree.loglevel;
   if (level !== undefined && level !== null) {
     const from = log?.level !== undefined ? ['log', 'level'] : ['loglevel'];
-    const map: Record<string, string> = { debug: 'debug', info: 'info', warn: 'warn', warning: 'warn', error: 'error', fatal: 'error', panic: 'error', trace: 'debug' };
+    const map: Record<string, string> = {
+      debug: 'debug',
+      info: 'info',
+      warn: 'warn',
+      warning: 'warn',
+      error: 'error',
+      fatal: 'error',
+      panic: 'error',
+      trace: 'debug',
+    };
     const ours = map[String(level).toLowerCase()];
     if (ours) put('loglevel', ours, from);
     else err(from, `unknown log level ${JSON.stringify(level)} (error, warn, info or debug)`);
@@ -341,10 +359,43 @@ export function mapDistribution(tree: Tree): DistMapping {
     const root = str(p.rootdirectory, k('rootdirectory'));
     put('storage_path', root ?? '/', root === undefined ? at : k('rootdirectory'));
     if (bool(p.v4auth, k('v4auth')) === false) ignore(k('v4auth'), 'signature v4 is always used');
-    for (const tuning of ['multipartcopychunksize', 'multipartcopymaxconcurrency', 'multipartcopythresholdsize', 'useragent', 'usedualstack', 'loglevel', 'objectacl', 'accelerate']) {
+    for (const tuning of [
+      'multipartcopychunksize',
+      'multipartcopymaxconcurrency',
+      'multipartcopythresholdsize',
+      'useragent',
+      'usedualstack',
+      'loglevel',
+      'objectacl',
+      'accelerate',
+    ]) {
       if (p[tuning] !== undefined && p[tuning] !== null) ignore(k(tuning), 'the SDK chooses');
     }
-    const known = new Set(['bucket', 'region', 'regionendpoint', 'secure', 'forcepathstyle', 'accesskey', 'secretkey', 'sessiontoken', 'encrypt', 'keyid', 'skipverify', 'chunksize', 'storageclass', 'rootdirectory', 'v4auth', 'multipartcopychunksize', 'multipartcopymaxconcurrency', 'multipartcopythresholdsize', 'useragent', 'usedualstack', 'loglevel', 'objectacl', 'accelerate']);
+    const known = new Set([
+      'bucket',
+      'region',
+      'regionendpoint',
+      'secure',
+      'forcepathstyle',
+      'accesskey',
+      'secretkey',
+      'sessiontoken',
+      'encrypt',
+      'keyid',
+      'skipverify',
+      'chunksize',
+      'storageclass',
+      'rootdirectory',
+      'v4auth',
+      'multipartcopychunksize',
+      'multipartcopymaxconcurrency',
+      'multipartcopythresholdsize',
+      'useragent',
+      'usedualstack',
+      'loglevel',
+      'objectacl',
+      'accelerate',
+    ]);
     for (const key of Object.keys(p)) if (!known.has(key)) err(k(key), 'unknown key');
   };
   /** storage.swift (distribution 2.8 docs/storage-drivers/swift.md) onto our swift_* keys. */
@@ -447,7 +498,10 @@ export function mapDistribution(tree: Tree): DistMapping {
       } else if (name === 'swift') {
         mapSwift(obj(params, ['storage', name]) ?? {}, ['storage', name]);
       } else {
-        err(['storage', name], `storage driver ${JSON.stringify(name)} is not supported${DRIVERS_KNOWN.has(name) ? ' by this build' : ''} (filesystem, inmemory, s3 and swift are)`);
+        err(
+          ['storage', name],
+          `storage driver ${JSON.stringify(name)} is not supported${DRIVERS_KNOWN.has(name) ? ' by this build' : ''} (filesystem, inmemory, s3 and swift are)`,
+        );
       }
     }
     const del = obj(storage.delete, ['storage', 'delete']);
@@ -649,7 +703,8 @@ export function mapDistribution(tree: Tree): DistMapping {
   const compat = obj(tree.compatibility, ['compatibility']);
   const schema1 = obj(compat?.schema1, ['compatibility', 'schema1']);
   if (schema1?.signingkeyfile) ignore(['compatibility', 'schema1', 'signingkeyfile'], 'the schema1 signing key is generated once and kept in storage');
-  if (schema1?.enabled !== undefined) ignore(['compatibility', 'schema1', 'enabled'], 'signed schema1 is always accepted on push and served to clients that ask for it');
+  if (schema1?.enabled !== undefined)
+    ignore(['compatibility', 'schema1', 'enabled'], 'signed schema1 is always accepted on push and served to clients that ask for it');
 
   const proxy = obj(tree.proxy, ['proxy']);
   if (proxy && proxy.remoteurl) {
@@ -717,7 +772,26 @@ export function mapDistribution(tree: Tree): DistMapping {
   for (const k of ['redis', 'middleware', 'reporting', 'validation', 'policy', 'tags']) {
     if (tree[k] !== undefined && tree[k] !== null) ignore([k], 'not implemented');
   }
-  const known = new Set(['version', 'log', 'loglevel', 'storage', 'auth', 'http', 'health', 'catalog', 'compatibility', 'proxy', 'notifications', 'redis', 'middleware', 'reporting', 'validation', 'policy', 'tags', 'legacy']);
+  const known = new Set([
+    'version',
+    'log',
+    'loglevel',
+    'storage',
+    'auth',
+    'http',
+    'health',
+    'catalog',
+    'compatibility',
+    'proxy',
+    'notifications',
+    'redis',
+    'middleware',
+    'reporting',
+    'validation',
+    'policy',
+    'tags',
+    'legacy',
+  ]);
   for (const k of Object.keys(tree)) if (!known.has(k)) warnings.push(`${k}: unknown section, ignored`);
 
   // ---- our own keys, last

@@ -208,7 +208,13 @@ function finish(values: Record<string, unknown>, f: FinishContext): Config {
   // object stores: what the driver cannot do without (reachability is checked when the driver starts)
   const required: Array<[boolean, string, string]> =
     c.storage === 's3'
-      ? [[!c.s3_bucket && !c.boto_bucket, 's3_bucket', 'required with storage s3 (Python: s3_bucket, boto_bucket or AWS_BUCKET; distribution: storage.s3.bucket)']]
+      ? [
+          [
+            !c.s3_bucket && !c.boto_bucket,
+            's3_bucket',
+            'required with storage s3 (Python: s3_bucket, boto_bucket or AWS_BUCKET; distribution: storage.s3.bucket)',
+          ],
+        ]
       : c.storage === 'swift'
         ? [
             [!c.swift_authurl, 'swift_authurl', 'required with storage swift (OS_AUTH_URL; distribution: storage.swift.authurl)'],
@@ -217,10 +223,12 @@ function finish(values: Record<string, unknown>, f: FinishContext): Config {
             [!c.swift_password, 'swift_password', 'required with storage swift (OS_PASSWORD; distribution: storage.swift.password)'],
           ]
         : [];
-  const missing = required.filter(([bad]) => bad).map(([, name, msg]) => {
-    const { key, at } = f.where([name]);
-    return `${key}${at}: ${msg}`;
-  });
+  const missing = required
+    .filter(([bad]) => bad)
+    .map(([, name, msg]) => {
+      const { key, at } = f.where([name]);
+      return `${key}${at}: ${msg}`;
+    });
   if (missing.length > 0) throw new ConfigError(`invalid configuration:\n  ${missing.join('\n  ')}`);
   const partSize = parseByteSize(c.s3_part_size);
   if (c.storage === 's3' && (partSize < 5 * 1024 * 1024 || partSize > 5 * 1024 ** 3)) {
@@ -229,7 +237,9 @@ function finish(values: Record<string, unknown>, f: FinishContext): Config {
   }
   if (c.storage === 'swift' && !/^https?:\/\/[^/\s]+/i.test(c.swift_authurl ?? '')) {
     const { key, at } = f.where(['swift_authurl']);
-    throw new ConfigError(`invalid configuration:\n  ${key}${at}: expected an http(s) URL (…/auth/1.0, …/v2.0 or …/v3), got ${JSON.stringify(c.swift_authurl)}`);
+    throw new ConfigError(
+      `invalid configuration:\n  ${key}${at}: expected an http(s) URL (…/auth/1.0, …/v2.0 or …/v3), got ${JSON.stringify(c.swift_authurl)}`,
+    );
   }
   if (c.storage === 'swift' && parseByteSize(c.swift_segment_size) < 1024 * 1024) {
     const { key, at } = f.where(['swift_segment_size']);
@@ -242,9 +252,7 @@ function finish(values: Record<string, unknown>, f: FinishContext): Config {
   const endpoints =
     c.registry_endpoints === null
       ? null
-      : (Array.isArray(c.registry_endpoints) ? c.registry_endpoints : c.registry_endpoints.split(','))
-          .map((s) => s.trim())
-          .filter((s) => s.length > 0);
+      : (Array.isArray(c.registry_endpoints) ? c.registry_endpoints : c.registry_endpoints.split(',')).map((s) => s.trim()).filter((s) => s.length > 0);
   // CORS is on only with origins (spec §8.2: the Python registry started Flask-CORS when
   // cors.origins was set); a credentialed answer with Access-Control-Allow-Origin: * is refused
   // by browsers, which deserves a word at start.
@@ -265,7 +273,9 @@ function finish(values: Record<string, unknown>, f: FinishContext): Config {
     max_layer_size: parseByteSize(c.max_layer_size),
     max_json_size: parseByteSize(c.max_json_size),
     registry_endpoints: endpoints,
-    token_audiences: (typeof c.token_audiences === 'string' ? c.token_audiences.split(',') : c.token_audiences).map((s) => s.trim()).filter((s) => s.length > 0),
+    token_audiences: (typeof c.token_audiences === 'string' ? c.token_audiences.split(',') : c.token_audiences)
+      .map((s) => s.trim())
+      .filter((s) => s.length > 0),
     flavor: f.flavor,
     file: f.file,
     warnings: Object.freeze([...f.warnings]),
@@ -295,18 +305,21 @@ function loadDistribution(
     throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
   }
   const warnings = [...mapped.warnings, ...ignored.map((n) => `${n}: environment variable addresses no configuration key, ignored`)];
-  return finish({ ...mapped.values }, {
-    opts: ctx.opts,
-    flavor: 'distribution',
-    file,
-    where: (path) => {
-      const [top, ...rest] = path.map(String);
-      const from = top !== undefined ? mapped.origin[top] : undefined;
-      const p = from ? [...from, ...rest] : path.map(String);
-      return { key: p.join('.'), at: where(p) };
+  return finish(
+    { ...mapped.values },
+    {
+      opts: ctx.opts,
+      flavor: 'distribution',
+      file,
+      where: (path) => {
+        const [top, ...rest] = path.map(String);
+        const from = top !== undefined ? mapped.origin[top] : undefined;
+        const p = from ? [...from, ...rest] : path.map(String);
+        return { key: p.join('.'), at: where(p) };
+      },
+      warnings,
     },
-    warnings,
-  });
+  );
 }
 
 /** cors.origins as a list (a string is one origin, as Flask-CORS takes it). */
@@ -333,4 +346,3 @@ export function redact(c: Config): Record<string, unknown> {
   if (c.mirror) out.mirror = { ...c.mirror, upstreams: c.mirror.upstreams.map((u) => ({ ...u, password: u.password ? '<redacted>' : null })) };
   return out;
 }
-

@@ -33,7 +33,10 @@ export const mirroringSchema = z
 export const mirrorUpstreamSchema = z
   .object({
     /** Name prefix, '' (every name) or ending with '/': `docker.io/`, `ghcr.io/`. */
-    prefix: z.string().regex(/^([a-z0-9._-]+(\/[a-z0-9._-]+)*\/)?$/, 'a name prefix ending with / (or empty)').default(''),
+    prefix: z
+      .string()
+      .regex(/^([a-z0-9._-]+(\/[a-z0-9._-]+)*\/)?$/, 'a name prefix ending with / (or empty)')
+      .default(''),
     /** The upstream registry's root URL (http or https, no path). */
     url: z.url(),
     /** Credentials for the upstream (Basic, or the Bearer token dance). */
@@ -68,7 +71,11 @@ const checkTiming = { interval: seconds.default(10), threshold: z.number().int()
 /** distribution's health section: periodic checks; any failing one makes every request a 503. */
 export const healthSchema = z
   .object({
-    storagedriver: z.object({ enabled: z.boolean().default(false), ...checkTiming }).strict().nullable().default(null),
+    storagedriver: z
+      .object({ enabled: z.boolean().default(false), ...checkTiming })
+      .strict()
+      .nullable()
+      .default(null),
     /** Fails while the file exists (a maintenance switch). */
     file: z.array(z.object({ file: z.string().min(1), ...checkTiming }).strict()).default([]),
     /** Fails unless GET uri answers statuscode within timeout seconds. */
@@ -94,7 +101,10 @@ export const healthSchema = z
  * CORS, as the Python registry offered it through Flask-CORS 1.x (spec v1-protocol §8.2: every
  * `cors.<key>` became Flask-CORS's `CORS_<KEY>`). null = Flask-CORS's default (src/http/cors.ts).
  */
-const corsList = z.union([z.string(), z.array(z.string())]).nullable().default(null);
+const corsList = z
+  .union([z.string(), z.array(z.string())])
+  .nullable()
+  .default(null);
 const corsFlag = z.boolean().nullable().default(null);
 const corsOptions = {
   /** Allowed origins: exact origins, regular expressions (a value with ?, *, [ or ]), or '*'. */
@@ -110,7 +120,10 @@ const corsOptions = {
   /** Access-Control-Allow-Credentials: true. */
   supports_credentials: corsFlag,
   /** Access-Control-Max-Age of preflight answers, seconds. */
-  max_age: z.union([z.number().int().nonnegative(), z.string().regex(/^\d+$/)]).nullable().default(null),
+  max_age: z
+    .union([z.number().int().nonnegative(), z.string().regex(/^\d+$/)])
+    .nullable()
+    .default(null),
   /** With origins '*': answer '*' (true, default) or echo the request's Origin. */
   send_wildcard: corsFlag,
   /** Send Access-Control-Allow-Origin (the listed origins) even without an Origin header; default true. */
@@ -147,7 +160,11 @@ export const notificationEndpointSchema = z
     name: z.string().min(1).max(200),
     url: z.url(),
     /** Added to each POST: name → values (distribution's map of lists). */
-    headers: z.record(z.string(), z.array(z.string())).nullable().default(null).transform((v) => v ?? {}),
+    headers: z
+      .record(z.string(), z.array(z.string()))
+      .nullable()
+      .default(null)
+      .transform((v) => v ?? {}),
     /** Seconds one POST may take (distribution's default 1s). */
     timeout: z.number().positive().default(1),
     /** Failures in a row after which each retry waits `backoff` (default 10). */
@@ -163,7 +180,11 @@ export const notificationEndpointSchema = z
 export const notificationsSchema = z
   .object({
     endpoints: z.array(notificationEndpointSchema).default([]),
-    events: z.object({ includereferences: z.boolean().default(false) }).strict().nullable().default(null),
+    events: z
+      .object({ includereferences: z.boolean().default(false) })
+      .strict()
+      .nullable()
+      .default(null),
     /** Name this node's queues are kept under in storage (default: the host name). */
     node: z.string().min(1).max(100).nullable().default(null),
   })
@@ -244,7 +265,10 @@ export const configSchema = z
     swift_user: nullableString,
     swift_password: nullableString,
     /** 1, 2 (Keystone v2) or 3 (Keystone v3); unset: from the URL (…/auth/1.0, …v2…, …v3…), else 2 as the Python registry. */
-    swift_auth_version: z.union([z.literal(1), z.literal(2), z.literal(3)]).nullable().default(null),
+    swift_auth_version: z
+      .union([z.literal(1), z.literal(2), z.literal(3)])
+      .nullable()
+      .default(null),
     /** Project (tenant) name; with auth v1 the user becomes tenant:user. */
     swift_tenant_name: nullableString,
     /** Keystone: the project (tenant) id, instead of the name. */
@@ -274,9 +298,16 @@ export const configSchema = z
      * `X-Sendfile-Type: X-Accel-Redirect` (from a trusted_proxies peer when that is set): direct
      * clients still get the bytes. File storage only.
      */
-    nginx_x_accel_redirect: z.string().regex(/^\/[A-Za-z0-9._~/-]*$/, 'an absolute URI path (/_storage)').nullable().default(null),
+    nginx_x_accel_redirect: z
+      .string()
+      .regex(/^\/[A-Za-z0-9._~/-]*$/, 'an absolute URI path (/_storage)')
+      .nullable()
+      .default(null),
     /** X-Docker-Endpoints value (host[:port] list); default: a Host naming this machine, else the listen address. */
-    registry_endpoints: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).nullable().default(null),
+    registry_endpoints: z
+      .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
+      .nullable()
+      .default(null),
     search_backend: nullableString,
     sqlalchemy_index_database: nullableString,
     mirroring: mirroringSchema.nullable().default(null),
@@ -307,7 +338,10 @@ export const configSchema = z
     /** Prometheus metrics on the debug listener (distribution's http.debug.prometheus.enabled). */
     metrics: z.boolean().default(true),
     /** Path of the metrics on the debug listener (http.debug.prometheus.path). */
-    metrics_path: z.string().regex(/^\/[A-Za-z0-9._~/-]*$/).default('/metrics'),
+    metrics_path: z
+      .string()
+      .regex(/^\/[A-Za-z0-9._~/-]*$/)
+      .default('/metrics'),
     /** Periodic health checks (distribution's health section); null: none. */
     health: healthSchema.nullable().default(null),
     /**
@@ -379,7 +413,12 @@ export const configSchema = z
     /** Index: accounts created by signup are active at once (false: an admin activates them). */
     signup_active: z.boolean().default(true),
     /** Index: lifetime of X-Docker-Token values, seconds. */
-    token_ttl: z.number().int().positive().max(86400 * 7).default(3600),
+    token_ttl: z
+      .number()
+      .int()
+      .positive()
+      .max(86400 * 7)
+      .default(3600),
     /** Index: secret signing the tokens; unset: generated once and kept in the database. */
     token_secret: z.string().min(16).nullable().default(null),
     /** Index: bcrypt cost of stored passwords. */
@@ -405,7 +444,12 @@ export const configSchema = z
     /** Index: serve the web UI (explore, search, repository pages, accounts) beside the API. */
     web_ui: z.boolean().default(true),
     /** Index: seconds a web UI session lives without use (sliding; default 14 days). */
-    web_session_ttl: z.number().int().positive().max(86400 * 366).default(1209600),
+    web_session_ttl: z
+      .number()
+      .int()
+      .positive()
+      .max(86400 * 366)
+      .default(1209600),
 
     // --- webhooks and notifications (issue 15, src/webhooks/, src/notifications/) ---
     /** Index: send repository webhooks (Docker Hub's push payload) after each tag push. */
@@ -430,7 +474,9 @@ export const configSchema = z
 
 export type ConfigInput = z.input<typeof configSchema>;
 type Parsed = z.output<typeof configSchema>;
-export type Config = Readonly<Omit<Parsed, 'max_layer_size' | 'max_json_size' | 'registry_endpoints' | 'token_audiences' | 's3_part_size' | 'swift_segment_size'>> & {
+export type Config = Readonly<
+  Omit<Parsed, 'max_layer_size' | 'max_json_size' | 'registry_endpoints' | 'token_audiences' | 's3_part_size' | 'swift_segment_size'>
+> & {
   readonly s3_part_size: number;
   readonly swift_segment_size: number;
   readonly token_audiences: readonly string[];

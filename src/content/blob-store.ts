@@ -22,7 +22,10 @@ export class SizeLimitError extends Error {
   }
 }
 export class ShortBodyError extends Error {
-  constructor(readonly expected: number, readonly received: number) {
+  constructor(
+    readonly expected: number,
+    readonly received: number,
+  ) {
     super(`body ended after ${received} of ${expected} bytes`);
     this.name = 'ShortBodyError';
   }

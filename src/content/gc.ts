@@ -152,7 +152,11 @@ export class GcBusyError extends Error {
   constructor(readonly holder: LockHolder) {
     const who = holder.here
       ? 'in this process'
-      : [holder.host !== undefined ? `host ${holder.host}` : undefined, holder.pid !== undefined ? `pid ${holder.pid}` : undefined, holder.since !== undefined ? `since ${new Date(holder.since).toISOString()}` : undefined]
+      : [
+          holder.host !== undefined ? `host ${holder.host}` : undefined,
+          holder.pid !== undefined ? `pid ${holder.pid}` : undefined,
+          holder.since !== undefined ? `since ${new Date(holder.since).toISOString()}` : undefined,
+        ]
           .filter(Boolean)
           .join(', ') || 'holder unknown';
     super(`another garbage collection is running on this storage (${who})`);
@@ -438,8 +442,23 @@ export class GarbageCollector {
     return out;
   }
 
-  private async mark(o: { deleteUntagged: boolean; young: (t: number | undefined) => boolean; phase: 'mark' | 'remark'; progress: (p: GcProgress) => void }): Promise<Mark> {
-    const m: Mark = { live: new Set(), v1Total: 0, v1Untagged: [], v2Total: 0, v2Untagged: [], linksTotal: 0, staleLinks: [], derived: new Set(), perRepo: new Map() };
+  private async mark(o: {
+    deleteUntagged: boolean;
+    young: (t: number | undefined) => boolean;
+    phase: 'mark' | 'remark';
+    progress: (p: GcProgress) => void;
+  }): Promise<Mark> {
+    const m: Mark = {
+      live: new Set(),
+      v1Total: 0,
+      v1Untagged: [],
+      v2Total: 0,
+      v2Untagged: [],
+      linksTotal: 0,
+      staleLinks: [],
+      derived: new Set(),
+      perRepo: new Map(),
+    };
     const markDigest = (d: unknown): void => {
       if (typeof d === 'string' && SHA.test(d)) m.live.add(d.slice(7));
     };
@@ -505,7 +524,14 @@ export class GarbageCollector {
   private async v2Repo(
     repo: string,
     o: { deleteUntagged: boolean; young: (t: number | undefined) => boolean; derived: ReadonlySet<string> },
-  ): Promise<{ live: Set<string>; named: Set<string>; revisions: number; links: number; untagged: { repo: string; hex: string; subject?: string }[]; staleLinks: { repo: string; hex: string }[] }> {
+  ): Promise<{
+    live: Set<string>;
+    named: Set<string>;
+    revisions: number;
+    links: number;
+    untagged: { repo: string; hex: string; subject?: string }[];
+    staleLinks: { repo: string; hex: string }[];
+  }> {
     const live = new Set<string>();
     const untagged: { repo: string; hex: string; subject?: string }[] = [];
     const staleLinks: { repo: string; hex: string }[] = [];
@@ -533,7 +559,7 @@ export class GarbageCollector {
         if (o.derived.has(hex) || o.young(await mtime(this.driver, `${base}/revisions/${hex}`))) keep.add(hex);
       }
       // index children and referrers of kept subjects, to a fixpoint
-      for (let changed = true; changed; ) {
+      for (let changed = true; changed;) {
         changed = false;
         for (const [hex, rev] of revisions) {
           if (keep.has(hex)) {

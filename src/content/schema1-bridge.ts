@@ -37,7 +37,10 @@ export class Schema1Bridge {
     }
     let view;
     try {
-      view = v1ViewFromConfig(config, m.layers.map((l) => l.digest));
+      view = v1ViewFromConfig(
+        config,
+        m.layers.map((l) => l.digest),
+      );
     } catch {
       return undefined;
     }

@@ -159,7 +159,8 @@ export class StorageLock implements Locks {
     const key = StorageLock.keyOf(name);
     const owner = randomBytes(12).toString('hex');
     const since = Date.now();
-    const record = (): Buffer => Buffer.from(JSON.stringify({ owner, expires: Date.now() + this.leaseMs, host: HOST, pid: process.pid, since } satisfies LockRecord));
+    const record = (): Buffer =>
+      Buffer.from(JSON.stringify({ owner, expires: Date.now() + this.leaseMs, host: HOST, pid: process.pid, since } satisfies LockRecord));
     for (;;) {
       // a lock need not survive a crash (its holder does not either): no fsync
       if (await this.driver.putContentIfAbsent!(key, record(), { durable: false })) break;
@@ -169,15 +170,24 @@ export class StorageLock implements Locks {
         continue;
       }
       if (!held) continue; // released between the two calls: try again at once
-      return { held: { ...(held.host !== undefined ? { host: held.host } : {}), ...(held.pid !== undefined ? { pid: held.pid } : {}), ...(held.since !== undefined ? { since: held.since } : {}) } };
+      return {
+        held: {
+          ...(held.host !== undefined ? { host: held.host } : {}),
+          ...(held.pid !== undefined ? { pid: held.pid } : {}),
+          ...(held.since !== undefined ? { since: held.since } : {}),
+        },
+      };
     }
     // renew the lease while the work goes on, as long as the object still names this owner
-    const renew = setInterval(() => {
-      void (async () => {
-        const now = await this.read(key);
-        if (now?.owner === owner) await this.driver.putContent(key, record(), { durable: false });
-      })().catch(() => undefined);
-    }, Math.max(1000, Math.floor(this.leaseMs / 3)));
+    const renew = setInterval(
+      () => {
+        void (async () => {
+          const now = await this.read(key);
+          if (now?.owner === owner) await this.driver.putContent(key, record(), { durable: false });
+        })().catch(() => undefined);
+      },
+      Math.max(1000, Math.floor(this.leaseMs / 3)),
+    );
     renew.unref();
     return {
       release: async () => {
@@ -210,7 +220,7 @@ export class StorageLock implements Locks {
 
   private async read(key: string): Promise<LockRecord | undefined> {
     const raw = await readOptional(this.driver, key);
-    return raw ? parse(raw) ?? { owner: '', expires: 0 } : undefined;
+    return raw ? (parse(raw) ?? { owner: '', expires: 0 }) : undefined;
   }
 }
 

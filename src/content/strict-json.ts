@@ -67,11 +67,40 @@ export class FieldNames {
 export const MANIFEST_FIELDS = new FieldNames(
   [
     // schema 2, OCI manifest and index, manifest list
-    'schemaVersion', 'mediaType', 'artifactType', 'config', 'layers', 'manifests', 'subject', 'annotations',
+    'schemaVersion',
+    'mediaType',
+    'artifactType',
+    'config',
+    'layers',
+    'manifests',
+    'subject',
+    'annotations',
     // descriptors and platforms
-    'digest', 'size', 'urls', 'data', 'platform', 'architecture', 'os', 'os.version', 'os.features', 'variant', 'features',
+    'digest',
+    'size',
+    'urls',
+    'data',
+    'platform',
+    'architecture',
+    'os',
+    'os.version',
+    'os.features',
+    'variant',
+    'features',
     // schema 1 and its signatures
-    'name', 'tag', 'fsLayers', 'blobSum', 'history', 'v1Compatibility', 'signatures', 'header', 'jwk', 'alg', 'x5c', 'signature', 'protected',
+    'name',
+    'tag',
+    'fsLayers',
+    'blobSum',
+    'history',
+    'v1Compatibility',
+    'signatures',
+    'header',
+    'jwk',
+    'alg',
+    'x5c',
+    'signature',
+    'protected',
   ],
   ['annotations', 'jwk'],
 );
@@ -108,7 +137,8 @@ const BACKSLASH = 0x5c;
 
 const isWs = (c: number): boolean => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
 /** Bytes of numbers and of true/false/null; JSON.parse decides whether they form a valid token. */
-const isLiteral = (c: number): boolean => (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || c === 0x2d || c === 0x2b || c === 0x2e;
+const isLiteral = (c: number): boolean =>
+  (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || c === 0x2d || c === 0x2b || c === 0x2e;
 
 /** Offset just past the string that starts (with its quote) at `start`. */
 function stringEnd(buf: Buffer, start: number): number {

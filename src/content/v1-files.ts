@@ -25,7 +25,18 @@ export interface LayerLink {
 export type FileEntry = [string, string, boolean, number, number, number, number, number];
 
 const TYPES: Record<string, string> = {
-  '0': 'f', '\0': 'f', '1': 'l', '2': 's', '3': 'c', '4': 'b', '5': 'd', '6': 'i', '7': 't', L: 'L', K: 'K', S: 'S',
+  '0': 'f',
+  '\0': 'f',
+  '1': 'l',
+  '2': 's',
+  '3': 'c',
+  '4': 'b',
+  '5': 'd',
+  '6': 'i',
+  '7': 't',
+  L: 'L',
+  K: 'K',
+  S: 'S',
 };
 
 /** The Python registry's path rules for R9: `.`→`/`, `./x`→`/x`, `/.wh.x` → deleted `/x`. */
@@ -65,7 +76,14 @@ function renderEntry(e: FileEntry): string {
 }
 
 function isFileEntry(v: unknown): v is FileEntry {
-  return Array.isArray(v) && v.length === 8 && typeof v[0] === 'string' && typeof v[1] === 'string' && typeof v[2] === 'boolean' && v.slice(3).every((n) => typeof n === 'number');
+  return (
+    Array.isArray(v) &&
+    v.length === 8 &&
+    typeof v[0] === 'string' &&
+    typeof v[1] === 'string' &&
+    typeof v[2] === 'boolean' &&
+    v.slice(3).every((n) => typeof n === 'number')
+  );
 }
 
 /** JSON text is sent in pieces of about this size (and the answer starts once the first is ready). */

@@ -258,7 +258,13 @@ export class V1Images {
    * importer, when its tree recorded no tarsum to compare) skips the tarsums: the link then has
    * the digest, payload and diff_id but no tarsum, and a PUT checksum verifies the payload only.
    */
-  async putLayer(scope: ImageScope, id: string, body: Readable, contentLength?: number, opts: { readonly tarsums?: boolean; readonly tarsumV1?: boolean } = {}): Promise<LayerLink> {
+  async putLayer(
+    scope: ImageScope,
+    id: string,
+    body: Readable,
+    contentLength?: number,
+    opts: { readonly tarsums?: boolean; readonly tarsumV1?: boolean } = {},
+  ): Promise<LayerLink> {
     const json = await this.read(keys.imageJson(scope, id));
     if (!json) throw new RegistryError('IMAGE_NOT_FOUND');
     if (!(await this.inProgress(scope, id)) && (await this.exists(keys.layerLink(scope, id)))) {
@@ -319,10 +325,7 @@ export class V1Images {
         if (ok === undefined) ok = tarsumMatches(tarsum, await this.completeTarsum(scope, id, link));
         if (!ok) throw new RegistryError('CHECKSUM_MISMATCH');
       }
-      await this.driver.putContent(
-        keys.clientChecksum(scope, id),
-        Buffer.from(JSON.stringify({ payload, ...(tarsum ? { tarsum } : {}) })),
-      );
+      await this.driver.putContent(keys.clientChecksum(scope, id), Buffer.from(JSON.stringify({ payload, ...(tarsum ? { tarsum } : {}) })));
       await this.remove(keys.inProgress(scope, id));
       return link;
     });
@@ -578,7 +581,14 @@ export class V1Images {
    * when its payload checksum is the one the upstream announced (X-Docker-Checksum-Payload). A
    * mismatch throws and leaves no record (the bytes stay only at their own sha256, unlinked).
    */
-  async putMirrored(scope: ImageScope, id: string, json: Buffer, ancestry: readonly string[], body: Readable, expectedPayload: string | undefined): Promise<LayerLink> {
+  async putMirrored(
+    scope: ImageScope,
+    id: string,
+    json: Buffer,
+    ancestry: readonly string[],
+    body: Readable,
+    expectedPayload: string | undefined,
+  ): Promise<LayerLink> {
     const hasher = new LayerHasher(json, this.opts.innerDigests, { tarsumV1: false });
     let blob;
     try {
@@ -605,11 +615,7 @@ export class V1Images {
 
   async putDerived(scope: ImageScope, id: string, json: Buffer, ancestry: readonly string[], link: LayerLink): Promise<'kept' | 'written'> {
     return this.locks.run(this.lockKey(scope, id), async () => {
-      const [mine, mineLayer, marked] = await Promise.all([
-        this.read(keys.imageJson(scope, id)),
-        this.layerLink(scope, id),
-        this.inProgress(scope, id),
-      ]);
+      const [mine, mineLayer, marked] = await Promise.all([this.read(keys.imageJson(scope, id)), this.layerLink(scope, id), this.inProgress(scope, id)]);
       if (mine && mine.equals(json) && mineLayer && mineLayer.digest === link.digest && mineLayer.payload === link.payload && !marked) return 'kept';
       // the json goes last: until then the id resolves to nothing half-written
       await this.remove(keys.imageJson(scope, id));

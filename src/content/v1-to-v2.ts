@@ -50,7 +50,13 @@ export function derivedV2Image(chainRootFirst: readonly { readonly id: string; r
       layers,
     }),
   );
-  return { config, configDigest, manifest, manifestDigest: `sha256:${createHash('sha256').update(manifest).digest('hex')}`, layers: layers.map((l) => l.digest) };
+  return {
+    config,
+    configDigest,
+    manifest,
+    manifestDigest: `sha256:${createHash('sha256').update(manifest).digest('hex')}`,
+    layers: layers.map((l) => l.digest),
+  };
 }
 
 /**

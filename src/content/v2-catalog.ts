@@ -86,8 +86,7 @@ export class StorageCatalog implements CatalogSource {
         const v2 = prefix.slice('v2/repositories/'.length);
         const v1 = parseRepoName(v2);
         out.add(v1 ? `${v1.namespace}/${v1.repository}` : v2);
-      }
-      else if (!base.startsWith('_')) await this.v2Names(key, out);
+      } else if (!base.startsWith('_')) await this.v2Names(key, out);
     }
   }
 

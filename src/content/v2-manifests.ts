@@ -133,7 +133,11 @@ function descriptor(d: unknown, where: string, role: Role): CheckedDescriptor {
 
 /** The size a descriptor names must be the size of what it points at (spec §2.4 descriptors). */
 function sizeMismatch(d: CheckedDescriptor, stored: number): V2Error {
-  return new V2Error('MANIFEST_INVALID', { digest: d.digest, size: d.size, stored }, `manifest invalid: ${d.where} size ${d.size} is not the size ${stored} of ${d.digest}`);
+  return new V2Error(
+    'MANIFEST_INVALID',
+    { digest: d.digest, size: d.size, stored },
+    `manifest invalid: ${d.where} size ${d.size} is not the size ${stored} of ${d.digest}`,
+  );
 }
 
 /**
@@ -213,7 +217,11 @@ export class V2Manifests {
       }
     }
     if (missing.length > 0) {
-      throw new V2Error('MANIFEST_BLOB_UNKNOWN', missing.map((digest) => ({ digest })), `blob unknown to registry: ${missing[0]}`);
+      throw new V2Error(
+        'MANIFEST_BLOB_UNKNOWN',
+        missing.map((digest) => ({ digest })),
+        `blob unknown to registry: ${missing[0]}`,
+      );
     }
     if (wrongSize) throw wrongSize;
     const subject = m.subject !== undefined ? descriptor(m.subject, 'subject', 'subject').digest : undefined;
@@ -249,7 +257,8 @@ export class V2Manifests {
   async putCached(name: V2Name, reference: { tag?: string; digest?: string }, bytes: Buffer, contentType: string): Promise<Revision> {
     const { doc: m, members } = readManifest(bytes);
     const mediaType = V2Manifests.mediaTypeOf(contentType, m);
-    if (mediaType === MT.schema1 || mediaType === MT.schema1Signed) return this.putSchema1(name, reference, bytes, m, members, mediaType, { blobsCached: false });
+    if (mediaType === MT.schema1 || mediaType === MT.schema1Signed)
+      return this.putSchema1(name, reference, bytes, m, members, mediaType, { blobsCached: false });
     if (!IMAGE_TYPES.has(mediaType) && !INDEX_TYPES.has(mediaType)) throw invalid(`the mirror does not cache ${mediaType} manifests`);
     if (m.schemaVersion !== 2) throw invalid('schemaVersion must be 2');
     const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
@@ -282,10 +291,24 @@ export class V2Manifests {
       const found = await this.get(name, { digest: `sha256:${key.slice(key.lastIndexOf('/') + 1)}` });
       if (!found) continue; // deleted: the marker went with it, or is about to
       const doc = JSON.parse(found.bytes.toString('utf8')) as { artifactType?: unknown; config?: { mediaType?: unknown }; annotations?: unknown };
-      const type = typeof doc.artifactType === 'string' ? doc.artifactType : IMAGE_TYPES.has(found.mediaType) && typeof doc.config?.mediaType === 'string' ? doc.config.mediaType : undefined;
+      const type =
+        typeof doc.artifactType === 'string'
+          ? doc.artifactType
+          : IMAGE_TYPES.has(found.mediaType) && typeof doc.config?.mediaType === 'string'
+            ? doc.config.mediaType
+            : undefined;
       if (artifactType !== undefined && type !== artifactType) continue;
-      const annotations = doc.annotations !== null && typeof doc.annotations === 'object' && !Array.isArray(doc.annotations) ? (doc.annotations as Record<string, string>) : undefined;
-      out.push({ mediaType: found.mediaType, digest: found.digest, size: found.size, ...(type ? { artifactType: type } : {}), ...(annotations ? { annotations } : {}) });
+      const annotations =
+        doc.annotations !== null && typeof doc.annotations === 'object' && !Array.isArray(doc.annotations)
+          ? (doc.annotations as Record<string, string>)
+          : undefined;
+      out.push({
+        mediaType: found.mediaType,
+        digest: found.digest,
+        size: found.size,
+        ...(type ? { artifactType: type } : {}),
+        ...(annotations ? { annotations } : {}),
+      });
     }
     return out;
   }
@@ -333,7 +356,8 @@ export class V2Manifests {
       let id: unknown;
       try {
         // strictly too: a v1 JSON with two ids would be two images
-        id = typeof compat === 'string' ? (parseStrict(Buffer.from(compat, 'utf8'), { maxBytes: MAX_MANIFEST_BYTES }) as { id?: unknown } | null)?.id : undefined;
+        id =
+          typeof compat === 'string' ? (parseStrict(Buffer.from(compat, 'utf8'), { maxBytes: MAX_MANIFEST_BYTES }) as { id?: unknown } | null)?.id : undefined;
       } catch (e) {
         if (!(e instanceof StrictJsonError)) throw e;
         id = undefined;
@@ -350,7 +374,12 @@ export class V2Manifests {
     }
     const unknown: string[] = [];
     if (opts.blobsCached !== false) for (const d of new Set(sums)) if (!(await this.uploads.linked(name, d))) unknown.push(d);
-    if (unknown.length > 0) throw new V2Error('MANIFEST_BLOB_UNKNOWN', unknown.map((digest) => ({ digest })), `blob unknown to registry: ${unknown[0]}`);
+    if (unknown.length > 0)
+      throw new V2Error(
+        'MANIFEST_BLOB_UNKNOWN',
+        unknown.map((digest) => ({ digest })),
+        `blob unknown to registry: ${unknown[0]}`,
+      );
     const digest = `sha256:${createHash('sha256').update(canonical).digest('hex')}`;
     if (reference.digest && reference.digest !== digest) throw new V2Error('DIGEST_INVALID', { expected: reference.digest, actual: digest });
     const rev: Revision = { digest, mediaType: signatures !== undefined ? MT.schema1Signed : MT.schema1, size: bytes.length };

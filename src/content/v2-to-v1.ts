@@ -241,12 +241,15 @@ export class V2ToV1 {
     }
     let view;
     try {
-      view = v1ViewFromConfig(config, m.layers.map((l) => l.digest));
+      view = v1ViewFromConfig(
+        config,
+        m.layers.map((l) => l.digest),
+      );
     } catch (e) {
       this.log.debug('no v1 view for a v2 image', { name, tag, reason: (e as Error).message });
       return undefined;
     }
-    const diffIds = ((JSON.parse(config.toString('utf8')) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids ?? []);
+    const diffIds = (JSON.parse(config.toString('utf8')) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids ?? [];
     if (view.some((v) => v.empty)) {
       // written every time (32 bytes), never only when missing: a fresh object is one garbage
       // collection does not take while the records naming it are being written (gc.ts)

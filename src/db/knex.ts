@@ -7,9 +7,7 @@ import { DbUrlError } from './errors.js';
 export type { Knex };
 
 /** Which engine a URL selects, and how to open it. */
-export type DbTarget =
-  | { readonly client: 'sqlite3'; readonly filename: string }
-  | { readonly client: 'pg'; readonly connectionString: string };
+export type DbTarget = { readonly client: 'sqlite3'; readonly filename: string } | { readonly client: 'pg'; readonly connectionString: string };
 
 export interface DbOptions {
   /** PostgreSQL only: schemas to put on search_path (first one receives the tables). */
@@ -93,10 +91,8 @@ export function createDb(url: string | null, dataDir: string, options: DbOptions
       max: 1,
       ...(memory ? { idleTimeoutMillis: Number.MAX_SAFE_INTEGER } : {}),
       afterCreate: (conn: SqliteConnection, done: (err: Error | null, conn: SqliteConnection) => void) => {
-        runPragmas(
-          conn,
-          ['PRAGMA foreign_keys = ON', `PRAGMA busy_timeout = ${Math.max(0, Math.floor(busy))}`, 'PRAGMA journal_mode = WAL'],
-          (err) => done(err, conn),
+        runPragmas(conn, ['PRAGMA foreign_keys = ON', `PRAGMA busy_timeout = ${Math.max(0, Math.floor(busy))}`, 'PRAGMA journal_mode = WAL'], (err) =>
+          done(err, conn),
         );
       },
     },

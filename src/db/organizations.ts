@@ -32,16 +32,12 @@ function toOrganization(r: OrgRow): Organization {
 }
 
 export async function findOrganizationByName(db: Knex, name: string): Promise<Organization | undefined> {
-  const row = (await db('organizations').select('id', 'name', 'created_at').where({ name }).first()) as
-    | OrgRow
-    | undefined;
+  const row = (await db('organizations').select('id', 'name', 'created_at').where({ name }).first()) as OrgRow | undefined;
   return row && toOrganization(row);
 }
 
 export async function findOrganizationById(db: Knex, id: number): Promise<Organization | undefined> {
-  const row = (await db('organizations').select('id', 'name', 'created_at').where({ id }).first()) as
-    | OrgRow
-    | undefined;
+  const row = (await db('organizations').select('id', 'name', 'created_at').where({ id }).first()) as OrgRow | undefined;
   return row && toOrganization(row);
 }
 
@@ -49,10 +45,7 @@ export async function findOrganizationById(db: Knex, id: number): Promise<Organi
  * Create an organization (no `id`) or rename one (`id`). Throws DbConflictError `namespace` when a user
  * has the name, `organization` when another organization does. Returns undefined when renaming an unknown id.
  */
-export async function saveOrganization(
-  db: Knex,
-  input: { readonly id?: number; readonly name: string },
-): Promise<Organization | undefined> {
+export async function saveOrganization(db: Knex, input: { readonly id?: number; readonly name: string }): Promise<Organization | undefined> {
   try {
     return await db.transaction(async (trx) => {
       await lockName(trx, input.name);
@@ -85,10 +78,7 @@ export async function removeOrganization(db: Knex, orgId: number): Promise<boole
 /** Add a member, or change the role of an existing one. */
 export async function addMember(db: Knex, orgId: number, userId: number, role: MemberRole = 'member'): Promise<void> {
   try {
-    await db('organization_members')
-      .insert({ org_id: orgId, user_id: userId, role })
-      .onConflict(['org_id', 'user_id'])
-      .merge({ role });
+    await db('organization_members').insert({ org_id: orgId, user_id: userId, role }).onConflict(['org_id', 'user_id']).merge({ role });
   } catch (e) {
     // A foreign-key failure: say which side is missing.
     const code = (e as { code?: unknown }).code;
@@ -105,9 +95,7 @@ export async function removeMember(db: Knex, orgId: number, userId: number): Pro
 }
 
 export async function findMemberRole(db: Knex, orgId: number, userId: number): Promise<MemberRole | undefined> {
-  const row = (await db('organization_members').where({ org_id: orgId, user_id: userId }).first('role')) as
-    | { role: MemberRole }
-    | undefined;
+  const row = (await db('organization_members').where({ org_id: orgId, user_id: userId }).first('role')) as { role: MemberRole } | undefined;
   return row?.role;
 }
 

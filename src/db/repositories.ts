@@ -1,16 +1,6 @@
 import type { Knex } from 'knex';
 import { DbNotFoundError } from './errors.js';
-import {
-  clampPage,
-  forUpdate,
-  toBool,
-  toDate,
-  toDateOrNull,
-  toNum,
-  tsValue,
-  type Page,
-  type PageRequest,
-} from './rows.js';
+import { clampPage, forUpdate, toBool, toDate, toDateOrNull, toNum, tsValue, type Page, type PageRequest } from './rows.js';
 
 /** A repository of the index (spec v1-protocol §3.6–3.9). */
 export interface Repository {
@@ -120,20 +110,19 @@ function toRepository(r: RepoRow): Repository {
   };
 }
 
-export async function findRepository(
-  db: Knex,
-  namespace: string,
-  name: string,
-  opts: FindOptions = {},
-): Promise<Repository | undefined> {
-  const q = db('repositories').select([...COLUMNS]).where({ namespace, name });
+export async function findRepository(db: Knex, namespace: string, name: string, opts: FindOptions = {}): Promise<Repository | undefined> {
+  const q = db('repositories')
+    .select([...COLUMNS])
+    .where({ namespace, name });
   if (!opts.includeDeleted) void q.whereNull('deleted_at');
   const row = (await q.first()) as RepoRow | undefined;
   return row && toRepository(row);
 }
 
 export async function findRepositoryById(db: Knex, id: number, opts: FindOptions = {}): Promise<Repository | undefined> {
-  const q = db('repositories').select([...COLUMNS]).where({ id });
+  const q = db('repositories')
+    .select([...COLUMNS])
+    .where({ id });
   if (!opts.includeDeleted) void q.whereNull('deleted_at');
   const row = (await q.first()) as RepoRow | undefined;
   return row && toRepository(row);
@@ -144,10 +133,7 @@ export async function findRepositoryById(db: Knex, id: number, opts: FindOptions
  * reuses it). Saving over a logically deleted repository purges the old one first and creates a fresh one:
  * a push after I6 starts from an empty image list, not from the deleted one's.
  */
-export async function saveRepository(
-  db: Knex,
-  input: SaveRepositoryInput,
-): Promise<{ repository: Repository; created: boolean }> {
+export async function saveRepository(db: Knex, input: SaveRepositoryInput): Promise<{ repository: Repository; created: boolean }> {
   return db.transaction(async (trx) => {
     const now = tsValue(trx, new Date());
     const key = { namespace: input.namespace, name: input.name };
@@ -173,8 +159,14 @@ export async function saveRepository(
     if (input.description !== undefined) patch.description = input.description;
     if (input.private !== undefined) patch.private = input.private;
     if (input.ownerId !== undefined) patch.owner_id = input.ownerId;
-    if (Object.keys(patch).length > 0) await trx('repositories').where(key).update({ ...patch, updated_at: now });
-    const row = (await trx('repositories').select([...COLUMNS]).where(key).first()) as RepoRow;
+    if (Object.keys(patch).length > 0)
+      await trx('repositories')
+        .where(key)
+        .update({ ...patch, updated_at: now });
+    const row = (await trx('repositories')
+      .select([...COLUMNS])
+      .where(key)
+      .first()) as RepoRow;
     return { repository: toRepository(row), created: false };
   });
 }
@@ -182,10 +174,7 @@ export async function saveRepository(
 /** I6 first step: hide the repository (I8 then answers 404). Returns false if absent or already deleted. */
 export async function markDeleted(db: Knex, repoId: number): Promise<boolean> {
   const now = tsValue(db, new Date());
-  return (
-    (await db('repositories').where({ id: repoId }).whereNull('deleted_at').update({ deleted_at: now, updated_at: now })) >
-    0
-  );
+  return (await db('repositories').where({ id: repoId }).whereNull('deleted_at').update({ deleted_at: now, updated_at: now })) > 0;
 }
 
 /** I6 second step: remove the repository and everything attached to it (images, stars, comments, grants). */
@@ -210,18 +199,12 @@ const nonEmpty = (s: string | null | undefined): s is string => typeof s === 'st
  * an empty one (first one given wins); a non-empty `Tag` replaces the stored one (last one given wins).
  * Returns how many ids were added and how many existing entries changed.
  */
-export async function mergeImages(
-  db: Knex,
-  repoId: number,
-  entries: readonly ImageEntry[],
-): Promise<{ added: number; updated: number }> {
+export async function mergeImages(db: Knex, repoId: number, entries: readonly ImageEntry[]): Promise<{ added: number; updated: number }> {
   return db.transaction(async (trx) => {
     // Serialize merges of one repository (positions are computed from what is already there).
     const repo = await forUpdate(trx, trx('repositories').where({ id: repoId }).first('id'));
     if (!repo) throw new DbNotFoundError('repository', String(repoId));
-    const rows = (await trx('repository_images')
-      .where({ repo_id: repoId })
-      .select('image_id', 'checksum', 'tag', 'position')) as {
+    const rows = (await trx('repository_images').where({ repo_id: repoId }).select('image_id', 'checksum', 'tag', 'position')) as {
       image_id: string;
       checksum: string | null;
       tag: string | null;
@@ -263,7 +246,9 @@ export async function mergeImages(
       await trx('repository_images').where({ repo_id: repoId, image_id: id }).update({ checksum: v.checksum, tag: v.tag });
     }
     if (inserts.length > 0 || changed.size > 0) {
-      await trx('repositories').where({ id: repoId }).update({ updated_at: tsValue(trx, new Date()) });
+      await trx('repositories')
+        .where({ id: repoId })
+        .update({ updated_at: tsValue(trx, new Date()) });
     }
     return { added: inserts.length, updated: changed.size };
   });
@@ -271,22 +256,18 @@ export async function mergeImages(
 
 /** The image list in push order (I8). */
 export async function listImages(db: Knex, repoId: number): Promise<RepositoryImage[]> {
-  const rows = (await db('repository_images')
-    .where({ repo_id: repoId })
-    .orderBy('position')
-    .select('image_id', 'checksum', 'tag')) as { image_id: string; checksum: string | null; tag: string | null }[];
+  const rows = (await db('repository_images').where({ repo_id: repoId }).orderBy('position').select('image_id', 'checksum', 'tag')) as {
+    image_id: string;
+    checksum: string | null;
+    tag: string | null;
+  }[];
   return rows.map((r) => ({ id: r.image_id, checksum: r.checksum, tag: r.tag }));
 }
 
 /** One image of the list, if the repository lists it (I11 layer access). */
-export async function findRepositoryImage(
-  db: Knex,
-  repoId: number,
-  imageId: string,
-): Promise<RepositoryImage | undefined> {
-  const r = (await db('repository_images')
-    .where({ repo_id: repoId, image_id: imageId })
-    .first('image_id', 'checksum', 'tag')) as { image_id: string; checksum: string | null; tag: string | null } | undefined;
+export async function findRepositoryImage(db: Knex, repoId: number, imageId: string): Promise<RepositoryImage | undefined> {
+  const r = (await db('repository_images').where({ repo_id: repoId, image_id: imageId }).first('image_id', 'checksum', 'tag')) as
+    { image_id: string; checksum: string | null; tag: string | null } | undefined;
   return r && { id: r.image_id, checksum: r.checksum, tag: r.tag };
 }
 
@@ -294,16 +275,8 @@ export async function findRepositoryImage(
 // Collaborators
 
 /** Grant (or change) a user's access to a repository. */
-export async function addCollaborator(
-  db: Knex,
-  repoId: number,
-  userId: number,
-  access: CollaboratorAccess = 'read',
-): Promise<void> {
-  await db('collaborators')
-    .insert({ repo_id: repoId, user_id: userId, access })
-    .onConflict(['repo_id', 'user_id'])
-    .merge({ access });
+export async function addCollaborator(db: Knex, repoId: number, userId: number, access: CollaboratorAccess = 'read'): Promise<void> {
+  await db('collaborators').insert({ repo_id: repoId, user_id: userId, access }).onConflict(['repo_id', 'user_id']).merge({ access });
 }
 
 export async function removeCollaborator(db: Knex, repoId: number, userId: number): Promise<boolean> {
@@ -319,14 +292,8 @@ export async function listCollaborators(db: Knex, repoId: number): Promise<Colla
   return rows.map((r) => ({ userId: toNum(r.user_id), username: r.username, access: r.access }));
 }
 
-export async function findCollaboratorAccess(
-  db: Knex,
-  repoId: number,
-  userId: number,
-): Promise<CollaboratorAccess | undefined> {
-  const r = (await db('collaborators').where({ repo_id: repoId, user_id: userId }).first('access')) as
-    | { access: CollaboratorAccess }
-    | undefined;
+export async function findCollaboratorAccess(db: Knex, repoId: number, userId: number): Promise<CollaboratorAccess | undefined> {
+  const r = (await db('collaborators').where({ repo_id: repoId, user_id: userId }).first('access')) as { access: CollaboratorAccess } | undefined;
   return r?.access;
 }
 

@@ -298,11 +298,13 @@ class MemoryIndex {
     if (this.loaded && this.localWrites === this.checkedWrites && Date.now() - this.checkedAt < RECHECK_MS) return Promise.resolve();
     const writes = this.localWrites;
     const at = Date.now();
-    const run = this.chain.then(() => this.update()).then(() => {
-      // what was written before this check is in; later writes make the next search check again
-      this.checkedWrites = writes;
-      this.checkedAt = at;
-    });
+    const run = this.chain
+      .then(() => this.update())
+      .then(() => {
+        // what was written before this check is in; later writes make the next search check again
+        this.checkedWrites = writes;
+        this.checkedAt = at;
+      });
     this.chain = run.catch(() => undefined);
     return run;
   }
@@ -456,7 +458,6 @@ class MemoryIndex {
     this.fulls.load(fulls);
   }
 
-
   private put(r: RowIn): void {
     const rec = MemoryIndex.rec(r);
     this.remove(rec.id);
@@ -594,7 +595,6 @@ class MemoryIndex {
     } else {
       this.assignTiers(text, assign, N, W, S);
     }
-
 
     const stars = this.stars;
     const recs = this.recs;

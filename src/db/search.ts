@@ -56,11 +56,9 @@ export function parseSearchQuery(query: string | undefined): ParsedQuery {
 // FTS5 strings: each word a quoted phrase (quotes doubled, though words hold none) with prefix `*`.
 const fts5Words = (words: readonly string[]): string => words.map((w) => `"${w.replace(/"/g, '""')}"*`).join(' AND ');
 // FTS4 has no quoted-prefix form; words are letters/digits only and lower case (so never AND/OR/NOT/NEAR).
-const fts4Words = (words: readonly string[], column?: string): string =>
-  words.map((w) => `${column ? `${column}:` : ''}${w}*`).join(' ');
+const fts4Words = (words: readonly string[], column?: string): string => words.map((w) => `${column ? `${column}:` : ''}${w}*`).join(' ');
 // tsquery: each word a quoted lexeme with prefix match, optionally restricted to a weight (A = name words).
-const tsWords = (words: readonly string[], weight = ''): string =>
-  words.map((w) => `'${w.replace(/\\/g, '\\\\').replace(/'/g, "''")}':*${weight}`).join(' & ');
+const tsWords = (words: readonly string[], weight = ''): string => words.map((w) => `'${w.replace(/\\/g, '\\\\').replace(/'/g, "''")}':*${weight}`).join(' & ');
 
 interface Features {
   readonly fts: 'fts5' | 'fts4' | 'tsvector';
@@ -93,15 +91,9 @@ async function memoryServes(db: Knex): Promise<boolean> {
           where table_schema = current_schema() and table_name = 'repositories' and column_name in ('namespace', 'name')`,
       ),
     );
-    const sorted = rawRows<{ a: string[] }>(
-      db,
-      await db.raw(`select array_agg(s order by s) as a from unnest(?::text[]) as s`, [PROBES]),
-    )[0]?.a;
+    const sorted = rawRows<{ a: string[] }>(db, await db.raw(`select array_agg(s order by s) as a from unnest(?::text[]) as s`, [PROBES]))[0]?.a;
     const binary = [...PROBES].sort((x, y) => (x < y ? -1 : x > y ? 1 : 0));
-    v =
-      log.length > 0 &&
-      cols.every((c) => c.c === null || /^(C|POSIX|ucs_basic)$/i.test(c.c)) &&
-      JSON.stringify(sorted) === JSON.stringify(binary);
+    v = log.length > 0 && cols.every((c) => c.c === null || /^(C|POSIX|ucs_basic)$/i.test(c.c)) && JSON.stringify(sorted) === JSON.stringify(binary);
   } else {
     log = rawRows(db, await db.raw(`select 1 as x from sqlite_master where type = 'table' and name = 'repository_changes'`));
     v = log.length > 0;
@@ -243,9 +235,7 @@ function matchPlan(f: Features, q: ParsedQuery): MatchPlan | undefined {
     });
   }
   const cand =
-    parts.length === 1
-      ? (parts[0] as Fragment).sql
-      : `select id, min(src) as src from (${parts.map((p) => p.sql).join(' union all ')}) u group by id`;
+    parts.length === 1 ? (parts[0] as Fragment).sql : `select id, min(src) as src from (${parts.map((p) => p.sql).join(' union all ')}) u group by id`;
   return {
     with: { sql: `with cand as (${cand})`, bindings: parts.flatMap((p) => p.bindings) },
     from: { sql: 'from cand join repositories r on r.id = cand.id where true', bindings: [] },
@@ -337,10 +327,7 @@ export async function searchWithSql(db: Knex, opts: SearchOptions): Promise<Sear
   }
   // Two statements (concurrent on PostgreSQL) rather than count(*) over (): a window over every match costs
   // more than counting them again.
-  const [pageResult, countResult] = await Promise.all([
-    db.raw(pageQuery.sql, pageQuery.bindings),
-    db.raw(countQuery.sql, countQuery.bindings),
-  ]);
+  const [pageResult, countResult] = await Promise.all([db.raw(pageQuery.sql, pageQuery.bindings), db.raw(countQuery.sql, countQuery.bindings)]);
   const rows = rawRows<ResultRow>(db, pageResult);
   const total = toNum(rawRows<{ total: unknown }>(db, countResult)[0]?.total);
   return { total, page, pageSize, results: rows.map(toResult) };

@@ -1,19 +1,7 @@
 import { compare, hash } from 'bcryptjs';
 import type { Knex } from 'knex';
 import { DbConflictError } from './errors.js';
-import {
-  clampPage,
-  forUpdate,
-  isUniqueViolation,
-  lockName,
-  toBool,
-  toDate,
-  toDateOrNull,
-  toNum,
-  tsValue,
-  type Page,
-  type PageRequest,
-} from './rows.js';
+import { clampPage, forUpdate, isUniqueViolation, lockName, toBool, toDate, toDateOrNull, toNum, tsValue, type Page, type PageRequest } from './rows.js';
 
 /** An index account (spec v1-protocol §3.3–3.5). The password hash never leaves this module. */
 export interface User {
@@ -85,7 +73,10 @@ export async function hashPassword(password: string, opts: PasswordOptions = {})
 }
 
 export async function findUserById(db: Knex, id: number): Promise<User | undefined> {
-  const row = (await db('users').select([...COLUMNS]).where({ id }).first()) as UserRow | undefined;
+  const row = (await db('users')
+    .select([...COLUMNS])
+    .where({ id })
+    .first()) as UserRow | undefined;
   return row && toUser(row);
 }
 
@@ -94,15 +85,19 @@ const HAS_NUL = /\0/;
 
 export async function findUserByName(db: Knex, username: string): Promise<User | undefined> {
   if (HAS_NUL.test(username)) return undefined;
-  const row = (await db('users').select([...COLUMNS]).where({ username }).first()) as UserRow | undefined;
+  const row = (await db('users')
+    .select([...COLUMNS])
+    .where({ username })
+    .first()) as UserRow | undefined;
   return row && toUser(row);
 }
 
 export async function findUserByEmail(db: Knex, email: string): Promise<User | undefined> {
   if (HAS_NUL.test(email)) return undefined;
-  const row = (await db('users').select([...COLUMNS]).where({ email: normalizeEmail(email) }).first()) as
-    | UserRow
-    | undefined;
+  const row = (await db('users')
+    .select([...COLUMNS])
+    .where({ email: normalizeEmail(email) })
+    .first()) as UserRow | undefined;
   return row && toUser(row);
 }
 
@@ -135,11 +130,7 @@ function translateUnique(e: unknown, username: string | undefined, email: string
  * `namespace` when an organization already has the name (users and organizations share one name space).
  * Returns undefined when updating an unknown id.
  */
-export async function saveUser(
-  db: Knex,
-  input: NewUserInput | UserUpdateInput,
-  opts: PasswordOptions = {},
-): Promise<User | undefined> {
+export async function saveUser(db: Knex, input: NewUserInput | UserUpdateInput, opts: PasswordOptions = {}): Promise<User | undefined> {
   const email = input.email === undefined ? undefined : normalizeEmail(input.email);
   // Hash outside the transaction: bcrypt is deliberately slow and must not hold a write lock.
   const passwordHash = input.password === undefined ? undefined : await hashPassword(input.password, opts);
@@ -175,7 +166,10 @@ export async function saveUser(
       if (input.active !== undefined) patch.active = input.active;
       if (input.admin !== undefined) patch.admin = input.admin;
       if (Object.keys(patch).length > 0) await trx('users').where({ id: input.id }).update(patch);
-      const row = (await trx('users').select([...COLUMNS]).where({ id: input.id }).first()) as UserRow;
+      const row = (await trx('users')
+        .select([...COLUMNS])
+        .where({ id: input.id })
+        .first()) as UserRow;
       return toUser(row);
     });
   } catch (e) {
@@ -225,7 +219,10 @@ const DUMMY_HASH = '$2b$10$yP0oLmuWyCUFFAMMLve27uuj/6yhcXCwB0dLffFf69Z9T0MC8/Pcy
 export async function verifyPassword(db: Knex, username: string, password: string): Promise<User | undefined> {
   const row = HAS_NUL.test(username)
     ? undefined
-    : ((await db('users').select([...COLUMNS]).where({ username }).first()) as UserRow | undefined);
+    : ((await db('users')
+        .select([...COLUMNS])
+        .where({ username })
+        .first()) as UserRow | undefined);
   const ok = await compare(password, row?.password_hash ?? DUMMY_HASH);
   return ok && row ? toUser(row) : undefined;
 }
@@ -290,7 +287,10 @@ function throttleKey(username: string): string {
 
 /** The address as stored: IPv4-mapped IPv6 written as IPv4, bounded; '' when unknown. */
 function addressKey(address: string | undefined): string {
-  return (address ?? '').replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '').replace(/\0/g, '').slice(0, 64);
+  return (address ?? '')
+    .replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '')
+    .replace(/\0/g, '')
+    .slice(0, 64);
 }
 
 function policyOf(opts: ThrottleOptions): LoginThrottlePolicy {
@@ -298,7 +298,10 @@ function policyOf(opts: ThrottleOptions): LoginThrottlePolicy {
 }
 
 /** The two counters of one attempt: the account's, and the account's from this address. */
-function counters(username: string, opts: ThrottleOptions): { table: string; where: Record<string, string>; threshold: (p: LoginThrottlePolicy) => number; scope: LockScope }[] {
+function counters(
+  username: string,
+  opts: ThrottleOptions,
+): { table: string; where: Record<string, string>; threshold: (p: LoginThrottlePolicy) => number; scope: LockScope }[] {
   const name = throttleKey(username);
   return [
     { table: 'login_address_failures', where: { username: name, address: addressKey(opts.address) }, threshold: (p) => p.maxFailures, scope: 'address' },

@@ -66,11 +66,30 @@ export async function findSessionWithAccount(db: Knex, id: string): Promise<{ se
   const row = (await db('web_sessions as s')
     .join('users as u', 'u.id', 's.user_id')
     .where('s.id', id)
-    .first('s.id', 's.user_id', 's.csrf', 's.cred', 's.created_at', 's.last_seen_at', 's.expires_at', 'u.username', 'u.email', 'u.active', 'u.admin', 'u.password_hash', { user_created_at: 'u.created_at' })) as
-    | (SessionRow & { username: string; email: string; active: unknown; admin: unknown; password_hash: string; user_created_at: unknown })
-    | undefined;
+    .first(
+      's.id',
+      's.user_id',
+      's.csrf',
+      's.cred',
+      's.created_at',
+      's.last_seen_at',
+      's.expires_at',
+      'u.username',
+      'u.email',
+      'u.active',
+      'u.admin',
+      'u.password_hash',
+      { user_created_at: 'u.created_at' },
+    )) as (SessionRow & { username: string; email: string; active: unknown; admin: unknown; password_hash: string; user_created_at: unknown }) | undefined;
   if (!row) return undefined;
-  const user: User = { id: toNum(row.user_id), username: row.username, email: row.email, active: toBool(row.active), admin: toBool(row.admin), createdAt: toDate(row.user_created_at) };
+  const user: User = {
+    id: toNum(row.user_id),
+    username: row.username,
+    email: row.email,
+    active: toBool(row.active),
+    admin: toBool(row.admin),
+    createdAt: toDate(row.user_created_at),
+  };
   return { session: toSession(row), user, cred: fingerprint(row.password_hash) };
 }
 
@@ -83,7 +102,9 @@ export async function findSession(db: Knex, id: string): Promise<WebSession | un
 
 /** Slide the expiry of a session in use. */
 export async function touchSession(db: Knex, id: string, now: Date, expiresAt: Date): Promise<void> {
-  await db('web_sessions').where({ id }).update({ last_seen_at: tsValue(db, now), expires_at: tsValue(db, expiresAt) });
+  await db('web_sessions')
+    .where({ id })
+    .update({ last_seen_at: tsValue(db, now), expires_at: tsValue(db, expiresAt) });
 }
 
 export async function removeSession(db: Knex, id: string): Promise<void> {

@@ -9,10 +9,7 @@
 import { parentPort } from 'node:worker_threads';
 import { GUNZIP_IN, createInlineInner, type Compression, type Inner, type InnerOptions } from './inner.js';
 
-type In =
-  | { type: 'start'; kind: Compression; extra: Uint8Array; opts: InnerOptions }
-  | { type: 'chunk'; buf: ArrayBuffer; len: number }
-  | { type: 'end' };
+type In = { type: 'start'; kind: Compression; extra: Uint8Array; opts: InnerOptions } | { type: 'chunk'; buf: ArrayBuffer; len: number } | { type: 'end' };
 
 let inner: Inner | undefined;
 parentPort!.on('message', (m: In) => {

@@ -187,8 +187,7 @@ function paxSeconds(v: Buffer): number {
   return n;
 }
 
-const cmpBytes = (a: [string, Buffer], b: [string, Buffer]): number =>
-  Buffer.compare(Buffer.from(a[0]), Buffer.from(b[0]));
+const cmpBytes = (a: [string, Buffer], b: [string, Buffer]): number => Buffer.compare(Buffer.from(a[0]), Buffer.from(b[0]));
 
 type State = 'header' | 'data' | 'pad' | 'meta' | 'end' | 'error';
 
@@ -388,14 +387,30 @@ export class TarParser {
     const xattrs: [string, Buffer][] = [];
     for (const [k, v] of this.pax) {
       switch (k) {
-        case 'path': name = v; break;
-        case 'linkpath': linkname = v; break;
-        case 'uname': uname = v; break;
-        case 'gname': gname = v; break;
-        case 'uid': uid = paxInt(v, k); break;
-        case 'gid': gid = paxInt(v, k); break;
-        case 'size': size = paxInt(v, k); break;
-        case 'mtime': mtime = paxSeconds(v); break;
+        case 'path':
+          name = v;
+          break;
+        case 'linkpath':
+          linkname = v;
+          break;
+        case 'uname':
+          uname = v;
+          break;
+        case 'gname':
+          gname = v;
+          break;
+        case 'uid':
+          uid = paxInt(v, k);
+          break;
+        case 'gid':
+          gid = paxInt(v, k);
+          break;
+        case 'size':
+          size = paxInt(v, k);
+          break;
+        case 'mtime':
+          mtime = paxSeconds(v);
+          break;
         default:
           if (k.startsWith(XATTR)) xattrs.push([k.slice(XATTR.length), v]);
       }

@@ -89,21 +89,32 @@ const EMPTY = Buffer.alloc(0);
  */
 export function headerBytes(h: TarHeader, version: 'v0' | 'v1', owners: OwnerRule = 'original'): Buffer {
   const parts: Buffer[] = [
-    K.name, h.raw.name,
-    K.mode, ascii(String(h.mode)),
-    K.uid, ascii(String(h.uid)),
-    K.gid, ascii(String(h.gid)),
-    K.size, ascii(String(h.size)),
+    K.name,
+    h.raw.name,
+    K.mode,
+    ascii(String(h.mode)),
+    K.uid,
+    ascii(String(h.uid)),
+    K.gid,
+    ascii(String(h.gid)),
+    K.size,
+    ascii(String(h.size)),
   ];
   if (version === 'v0') parts.push(K.mtime, ascii(String(h.mtime)));
   const blank = owners === 'go110';
   parts.push(
-    K.typeflag, ascii(h.typeflag),
-    K.linkname, h.raw.linkname,
-    K.uname, blank ? EMPTY : h.raw.uname,
-    K.gname, blank ? EMPTY : h.raw.gname,
-    K.devmajor, ascii(String(h.devmajor)),
-    K.devminor, ascii(String(h.devminor)),
+    K.typeflag,
+    ascii(h.typeflag),
+    K.linkname,
+    h.raw.linkname,
+    K.uname,
+    blank ? EMPTY : h.raw.uname,
+    K.gname,
+    blank ? EMPTY : h.raw.gname,
+    K.devmajor,
+    ascii(String(h.devmajor)),
+    K.devminor,
+    ascii(String(h.devminor)),
   );
   if (version === 'v1') for (const [k, v] of h.xattrs) parts.push(Buffer.from(k), v);
   return Buffer.concat(parts);
@@ -341,9 +352,22 @@ export class TarSum {
       }
       seen.add(s.key);
     }
-    const original = this.set(dups, (s) => s.v0, (s) => s.v1);
+    const original = this.set(
+      dups,
+      (s) => s.v0,
+      (s) => s.v1,
+    );
     const owned = this.sums.some((s) => s.g0 !== s.v0);
-    return { ...original, go110: owned ? this.set(dups, (s) => s.g0, (s) => s.g1) : original };
+    return {
+      ...original,
+      go110: owned
+        ? this.set(
+            dups,
+            (s) => s.g0,
+            (s) => s.g1,
+          )
+        : original,
+    };
   }
 
   private set(dups: boolean, v0: (s: Sum) => string, v1: (s: Sum) => string): TarSumSet {

@@ -16,10 +16,7 @@ export const V1_CODES = {
   PARENT_UNAUTHORIZED: [400, 'Image depends on an unauthorized parent'],
   IMAGE_EXISTS: [409, 'Image already exists'],
   OLD_CLIENT: [412, 'This endpoint does not support Docker daemons older than 0.10'],
-  PAYLOAD_NOT_SET: [
-    412,
-    'X-Docker-Checksum-Payload not set.  If you are using the Docker daemon, you should upgrade to version 0.10 or later',
-  ],
+  PAYLOAD_NOT_SET: [412, 'X-Docker-Checksum-Payload not set.  If you are using the Docker daemon, you should upgrade to version 0.10 or later'],
   CHECKSUM_MISSING: [400, "Missing Image's checksum"],
   CHECKSUM_CANNOT_SET: [409, 'Cannot set this image checksum'],
   CHECKSUM_MISMATCH: [400, 'Checksum mismatch'],

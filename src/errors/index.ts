@@ -21,8 +21,7 @@ export class RegistryError extends Error {
   }
 }
 
-export const v1Error = (code: V1Code, message?: string, headers?: Record<string, string>): RegistryError =>
-  new RegistryError(code, message, headers);
+export const v1Error = (code: V1Code, message?: string, headers?: Record<string, string>): RegistryError => new RegistryError(code, message, headers);
 
 export function isRegistryError(e: unknown): e is RegistryError {
   return e instanceof RegistryError;

@@ -44,7 +44,12 @@ export function v1ErrorRenderer(log: Logger) {
       if (isInvalidHeaderError(e) && !ctx.headerSent) {
         // A value from the request (a name, an id) on its way into a response header: the request is
         // at fault, so a 400, whatever route let it through (security issue 10, finding 11).
-        log.warn('request value refused as a header value', { id: ctx.state.requestId, method: ctx.method, path: ctx.path, code: (e as NodeJS.ErrnoException).code });
+        log.warn('request value refused as a header value', {
+          id: ctx.state.requestId,
+          method: ctx.method,
+          path: ctx.path,
+          code: (e as NodeJS.ErrnoException).code,
+        });
         sendJson(ctx, 400, { error: 'Bad request' });
         return;
       }

@@ -158,7 +158,10 @@ export function healthGate(h: HealthChecks) {
  * distribution's debug listener (http.debug.addr): GET /debug/health answers 200 `{}` when healthy,
  * 503 with the failing checks otherwise; with `metrics`, the Prometheus text at its path.
  */
-export function debugServer(h: HealthChecks, metrics?: { readonly path: string; readonly render: () => Promise<{ contentType: string; body: string }> }): Server {
+export function debugServer(
+  h: HealthChecks,
+  metrics?: { readonly path: string; readonly render: () => Promise<{ contentType: string; body: string }> },
+): Server {
   return createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (metrics && path === metrics.path) {
@@ -187,7 +190,11 @@ export function debugServer(h: HealthChecks, metrics?: { readonly path: string; 
     }
     const failing = h.status();
     const body = JSON.stringify(failing);
-    res.writeHead(Object.keys(failing).length > 0 ? 503 : 200, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(body), 'X-Content-Type-Options': 'nosniff' });
+    res.writeHead(Object.keys(failing).length > 0 ? 503 : 200, {
+      'Content-Type': 'application/json; charset=utf-8',
+      'Content-Length': Buffer.byteLength(body),
+      'X-Content-Type-Options': 'nosniff',
+    });
     res.end(req.method === 'HEAD' ? undefined : body);
   });
 }

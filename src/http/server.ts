@@ -25,7 +25,12 @@ export function createHttpServer(handler: Handler, log: Logger, opts: ServerOpti
   const headersTimeout = (opts.headersTimeoutSec ?? 60) * 1000;
   // Node checks the headers deadline on this interval: a quarter of it, so a trickling client is cut
   // off within 1.25× the deadline
-  const httpOptions = { requestTimeout: 0, headersTimeout, keepAliveTimeout: 5_000, connectionsCheckingInterval: Math.max(250, Math.min(30_000, headersTimeout / 4)) };
+  const httpOptions = {
+    requestTimeout: 0,
+    headersTimeout,
+    keepAliveTimeout: 5_000,
+    connectionsCheckingInterval: Math.max(250, Math.min(30_000, headersTimeout / 4)),
+  };
   /**
    * Each socket's request in progress. The idle timeout is for clients that stall; a request the server
    * is working on (its body all read, its answer not finished: waiting on a queue, a slow upstream or
@@ -69,7 +74,12 @@ export function createHttpServer(handler: Handler, log: Logger, opts: ServerOpti
     log.debug('client error', { code: err.code, remote: socket.remoteAddress });
     if (socket.writable && err.code !== 'ECONNRESET') {
       // Node's own answers for these two: headers too slow (headers_timeout), headers too large
-      const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+      const status =
+        err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? '408 Request Timeout'
+          : err.code === 'HPE_HEADER_OVERFLOW'
+            ? '431 Request Header Fields Too Large'
+            : '400 Bad Request';
       socket.end(`HTTP/1.1 ${status}\r\nContent-Length: 0\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n`);
     } else {
       socket.destroy();

@@ -216,7 +216,11 @@ export function indexRouter(config: Config, index: IndexService, opts: IndexRout
           if (isToken) {
             const valid = await index.tokenFor(auth, name);
             if (!valid) throw new RegistryError('REQUIRES_AUTHORIZATION', undefined, { 'WWW-Authenticate': 'Token' });
-            sendJson(ctx, 200, (await index.images(valid.repo)).map((i) => ({ id: i.id, ...(i.checksum ? { checksum: i.checksum } : {}) })));
+            sendJson(
+              ctx,
+              200,
+              (await index.images(valid.repo)).map((i) => ({ id: i.id, ...(i.checksum ? { checksum: i.checksum } : {}) })),
+            );
             return;
           }
           const user = await authenticate(ctx);
@@ -229,7 +233,11 @@ export function indexRouter(config: Config, index: IndexService, opts: IndexRout
             throw new RegistryError('REPOSITORY_NOT_FOUND');
           }
           giveToken(ctx, name, 'read', user);
-          sendJson(ctx, 200, (await index.images(repo)).map((i) => ({ id: i.id, ...(i.checksum ? { checksum: i.checksum } : {}) })));
+          sendJson(
+            ctx,
+            200,
+            (await index.images(repo)).map((i) => ({ id: i.id, ...(i.checksum ? { checksum: i.checksum } : {}) })),
+          );
           return;
         }
         if (ctx.method === 'DELETE') {

@@ -2,16 +2,7 @@ import type { Knex } from 'knex';
 import { RegistryError } from '../errors/index.js';
 import type { RepoName } from '../content/names.js';
 import { V1TokenSigner, parseBasic, type V1Access, type V1TokenClaims } from '../auth/v1-token.js';
-import {
-  clearLoginFailures,
-  findUserById,
-  findUserByName,
-  loginAllowed,
-  recordLoginFailure,
-  saveUser,
-  verifyPassword,
-  type User,
-} from '../db/users.js';
+import { clearLoginFailures, findUserById, findUserByName, loginAllowed, recordLoginFailure, saveUser, verifyPassword, type User } from '../db/users.js';
 import {
   findRepository,
   listImages,
@@ -100,7 +91,12 @@ export class IndexService {
       await recordLoginFailure(this.db, creds.username, {
         address,
         onLockout: (scope, ms) =>
-          this.opts.log?.warn('login locked after repeated failures', { account: creds.username.slice(0, 255), address: address ?? 'unknown', scope, seconds: Math.ceil(ms / 1000) }),
+          this.opts.log?.warn('login locked after repeated failures', {
+            account: creds.username.slice(0, 255),
+            address: address ?? 'unknown',
+            scope,
+            seconds: Math.ceil(ms / 1000),
+          }),
       });
       throw new RegistryError('LOGIN_REQUIRED', 'Wrong login/password');
     }
@@ -185,7 +181,10 @@ export class IndexService {
   async forgetV2Tags(name: RepoName, tags: readonly string[]): Promise<void> {
     const repo = await this.repository(name);
     if (!repo || tags.length === 0) return;
-    await this.db('repository_images').where({ repo_id: repo.id }).whereIn('tag', [...tags]).update({ tag: null });
+    await this.db('repository_images')
+      .where({ repo_id: repo.id })
+      .whereIn('tag', [...tags])
+      .update({ tag: null });
   }
 
   /** I7: merge checksums, mark the push complete. */

@@ -20,7 +20,10 @@ export const JWKS_PATH = '/.well-known/jwks.json';
 /** A fingerprint of an account's password hash (never the hash itself) for its refresh tokens. */
 async function credentialStamp(index: IndexService, uid: number): Promise<string> {
   const row = (await index.db('users').where({ id: uid }).first('password_hash')) as { password_hash?: string } | undefined;
-  return createHash('sha256').update(`refresh:${row?.password_hash ?? ''}`).digest('base64url').slice(0, 22);
+  return createHash('sha256')
+    .update(`refresh:${row?.password_hash ?? ''}`)
+    .digest('base64url')
+    .slice(0, 22);
 }
 
 /** The signing certificate (PEM), for a registry's token_rootcertbundle (e.g. distribution's). */
@@ -78,7 +81,8 @@ export async function grantedAccess(index: IndexService, user: User | undefined,
       if (ALL_ACTIONS.every((a) => has[a])) actions.push('*');
       else actions.push(...ALL_ACTIONS.filter((a) => has[a]));
     }
-    for (const a of r.actions) if ((a === 'pull' || a === 'push' || a === 'delete') && has[a] && !actions.includes(a) && !actions.includes('*')) actions.push(a);
+    for (const a of r.actions)
+      if ((a === 'pull' || a === 'push' || a === 'delete') && has[a] && !actions.includes(a) && !actions.includes('*')) actions.push(a);
     if (actions.length > 0) out.push({ type: 'repository', name: r.name, actions });
   }
   return mergeAccess(out);
@@ -149,7 +153,14 @@ const basicHeader = (u: string, p: string): string => `Basic ${Buffer.from(`${u}
 export function tokenRouter(config: Config, index: IndexService, issuer: V2TokenIssuer): Router {
   const router = new Router();
 
-  const respond = async (ctx: Context, user: User | undefined, service: string, scopes: readonly string[], refresh: string | undefined, oauth: boolean): Promise<void> => {
+  const respond = async (
+    ctx: Context,
+    user: User | undefined,
+    service: string,
+    scopes: readonly string[],
+    refresh: string | undefined,
+    oauth: boolean,
+  ): Promise<void> => {
     const access = await grantedAccess(index, user, parseScopes(scopes));
     const t = await issuer.issueAccess({ sub: user?.username ?? '', aud: service, access, admin: user?.admin === true });
     const body: Record<string, unknown> = {
@@ -207,7 +218,8 @@ export function tokenRouter(config: Config, index: IndexService, issuer: V2Token
       if (user && account && account !== user.username) throw new V2Error('UNAUTHORIZED', undefined, 'account does not match the credentials');
       const service = serviceOf(ctx, typeof ctx.query.service === 'string' ? ctx.query.service : undefined);
       const offline = ctx.query.offline_token === 'true';
-      const refresh = offline && user ? await issuer.issueRefresh({ sub: user.username, uid: user.id, cred: await credentialStamp(index, user.id) }) : undefined;
+      const refresh =
+        offline && user ? await issuer.issueRefresh({ sub: user.username, uid: user.id, cred: await credentialStamp(index, user.id) }) : undefined;
       await respond(ctx, user, service, scopes, refresh, false);
     }),
   );
@@ -236,7 +248,8 @@ export function tokenRouter(config: Config, index: IndexService, issuer: V2Token
         const password = form.get('password') ?? '';
         user = await index.authenticate(basicHeader(username, password), { address: clientAddress(ctx) });
         if (!user) throw new V2Error('UNAUTHORIZED', undefined, 'username and password required');
-        if (form.get('access_type') === 'offline') refresh = await issuer.issueRefresh({ sub: user.username, uid: user.id, cred: await credentialStamp(index, user.id) });
+        if (form.get('access_type') === 'offline')
+          refresh = await issuer.issueRefresh({ sub: user.username, uid: user.id, cred: await credentialStamp(index, user.id) });
       } else if (grant === 'refresh_token') {
         const token = form.get('refresh_token') ?? '';
         const claims = await issuer.verifyRefresh(token);

@@ -111,7 +111,12 @@ export function v2BridgeRouter(
     const p = await principal(ctx, [{ type: 'repository', name, actions: ['push'] }], false, token);
     if (!p) return;
     await index.learnV2Push(p.account, repo, tag, images);
-    await onPushed?.(repo, tag, images.map((i) => i.id), p.account);
+    await onPushed?.(
+      repo,
+      tag,
+      images.map((i) => i.id),
+      p.account,
+    );
     ctx.status = 204;
   });
   router.post(INDEX_DELETED_PATH, async (ctx) => {

@@ -88,7 +88,9 @@ const imageKey = (scope: string | undefined, id: string): string => `${scope ?? 
 
 async function each<T>(items: readonly T[], fn: (item: T) => Promise<void>, limit = PARALLEL): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) await fn(items[next++]!);
-  }));
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) await fn(items[next++]!);
+    }),
+  );
 }

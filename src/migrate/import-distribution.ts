@@ -75,7 +75,8 @@ function mediaTypeOf(doc: Record<string, unknown>): string {
 function blobsOf(r: Revision): string[] {
   const out: string[] = [];
   const push = (d: unknown): void => {
-    if (d && typeof d === 'object' && typeof (d as { digest?: unknown }).digest === 'string' && !(d as { urls?: unknown }).urls) out.push((d as { digest: string }).digest);
+    if (d && typeof d === 'object' && typeof (d as { digest?: unknown }).digest === 'string' && !(d as { urls?: unknown }).urls)
+      out.push((d as { digest: string }).digest);
   };
   if (r.mediaType === MT.schema1 || r.mediaType === MT.schema1Signed) {
     for (const l of Array.isArray(r.doc.fsLayers) ? r.doc.fsLayers : []) {

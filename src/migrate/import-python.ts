@@ -232,7 +232,10 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
       running.set(key, p);
       // a success is remembered for the run (the image is not visible before its batch is flushed);
       // a failure is remembered in `failed`
-      void p.then((r) => (r.ok ? undefined : running.delete(key)), () => running.delete(key));
+      void p.then(
+        (r) => (r.ok ? undefined : running.delete(key)),
+        () => running.delete(key),
+      );
     }
     return p;
   };
@@ -334,7 +337,8 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
       }
     }
     const repoMeta = entries.includes('json') ? await readMetadata(tree, `${dir}/json`) : undefined;
-    if (entries.includes('json') && !repoMeta) report.skip(`${repo.full} json`, `not a JSON object of at most ${METADATA_MAX} bytes: the repository gets default metadata`);
+    if (entries.includes('json') && !repoMeta)
+      report.skip(`${repo.full} json`, `not a JSON object of at most ${METADATA_MAX} bytes: the repository gets default metadata`);
 
     if (opts.dryRun) {
       for (const t of good) report.planned.push(`tag ${repo.full}:${t.tag} → ${t.id}${t.meta ? ' (with its metadata)' : ''}`);
@@ -387,7 +391,10 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
         if (!repository.pushComplete) await setPushComplete(c.db, repository.id, true);
       } else {
         // standalone: the stand-in index's image list (its search reads storage)
-        await c.repos.mergeIndexImages(repo, entriesForIndex.filter((e) => e.checksum).map((e) => ({ id: e.id, checksum: e.checksum! })));
+        await c.repos.mergeIndexImages(
+          repo,
+          entriesForIndex.filter((e) => e.checksum).map((e) => ({ id: e.id, checksum: e.checksum! })),
+        );
       }
       report.repositoriesDone++;
       report.tick();

@@ -33,7 +33,8 @@ export class ImportError extends Error {}
 /** One import run (legacy-registry import): the tree into the content services, with its report. */
 export async function runImport(tree: SourceTree, c: Content, opts: RunImportOptions): Promise<ImportReport> {
   const layout = opts.layout ?? (await detectLayout(tree));
-  if (!layout) throw new ImportError(`${tree.describe}: neither a Python docker-registry tree (images/, repositories/) nor a distribution tree (docker/registry/v2/)`);
+  if (!layout)
+    throw new ImportError(`${tree.describe}: neither a Python docker-registry tree (images/, repositories/) nor a distribution tree (docker/registry/v2/)`);
   let ownerId: number | null = null;
   if (opts.owner !== undefined) {
     if (!c.db) throw new ImportError('--owner needs an index (this configuration is standalone: repositories have no owners)');
@@ -43,7 +44,13 @@ export async function runImport(tree: SourceTree, c: Content, opts: RunImportOpt
   }
   const report = new ImportReport(tree.describe, layout, opts.dryRun, opts.progress ?? true);
   try {
-    if (layout === 'python') await importPython(tree, c, report, { dryRun: opts.dryRun, ownerId, ...(opts.filter ? { filter: opts.filter } : {}), ...(opts.concurrency ? { concurrency: opts.concurrency } : {}) });
+    if (layout === 'python')
+      await importPython(tree, c, report, {
+        dryRun: opts.dryRun,
+        ownerId,
+        ...(opts.filter ? { filter: opts.filter } : {}),
+        ...(opts.concurrency ? { concurrency: opts.concurrency } : {}),
+      });
     else await importDistribution(tree, c, report, { dryRun: opts.dryRun, owner: opts.owner ?? null, ...(opts.filter ? { filter: opts.filter } : {}) });
   } finally {
     report.progress.done();
@@ -59,7 +66,12 @@ export function globMatcher(patterns: readonly string[]): ((name: string) => boo
       new RegExp(
         `^${p
           .split('**')
-          .map((part) => part.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]'))
+          .map((part) =>
+            part
+              .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+              .replace(/\*/g, '[^/]*')
+              .replace(/\?/g, '[^/]'),
+          )
           .join('.*')}$`,
       ),
   );

@@ -72,7 +72,9 @@ export class MigrateReport {
       `  blobs: ${this.blobsUploaded} uploaded (${formatBytes(this.bytesUploaded)}${this.seconds > 0 ? `, ${(this.bytesUploaded / (1024 * 1024) / this.seconds).toFixed(1)} MiB/s` : ''}), ${this.blobsMounted} mounted, ${this.blobsPresent} already there`,
       `  peak memory (RSS): ${peakRssMiB()} MiB`,
     ];
-    for (const m of this.moved) if (!m.resumed) lines.push(`  ${this.dryRun ? '+' : '✓'} ${m.source} → ${m.target} ${m.digest}${this.dryRun ? ` (${m.blobs} blobs, ${formatBytes(m.bytes)})` : ''}`);
+    for (const m of this.moved)
+      if (!m.resumed)
+        lines.push(`  ${this.dryRun ? '+' : '✓'} ${m.source} → ${m.target} ${m.digest}${this.dryRun ? ` (${m.blobs} blobs, ${formatBytes(m.bytes)})` : ''}`);
     lines.push(`  could not move: ${this.failed.length}`);
     for (const f of this.failed) lines.push(`    ${f.what}: ${f.reason}`);
     return lines.join('\n') + '\n';
@@ -143,7 +145,15 @@ export async function runMigrate(c: Content, target: TargetRegistry | undefined,
   const state = new State(opts.dryRun ? undefined : opts.stateFile);
   const progress = new Progress(opts.dryRun ? 'migrate (dry run)' : 'migrate', opts.progress ?? true);
   const tick = (force = false): void =>
-    progress.update({ done: report.repositoriesDone, total: report.repositories, items: report.blobsUploaded + report.blobsMounted + report.blobsPresent + report.moved.length, bytes: report.bytesUploaded }, force);
+    progress.update(
+      {
+        done: report.repositoriesDone,
+        total: report.repositories,
+        items: report.blobsUploaded + report.blobsMounted + report.blobsPresent + report.moved.length,
+        bytes: report.bytesUploaded,
+      },
+      force,
+    );
   if (target && !opts.dryRun) await target.ping();
 
   const catalog = new StorageCatalog(c.driver, c.repos);
@@ -180,7 +190,9 @@ export async function runMigrate(c: Content, target: TargetRegistry | undefined,
       if (elsewhere && elsewhere !== me.p) await elsewhere.catch(() => undefined);
       const from = state.holder(digest, repo);
       if (from) {
-        const m = await t.request('POST', `v2/${repo}/blobs/uploads/?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(from)}`, { scopes: [push, `repository:${from}:pull`] });
+        const m = await t.request('POST', `v2/${repo}/blobs/uploads/?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(from)}`, {
+          scopes: [push, `repository:${from}:pull`],
+        });
         if (m.status === 201) {
           report.blobsMounted++;
           state.blob(repo, digest);
@@ -225,26 +237,37 @@ export async function runMigrate(c: Content, target: TargetRegistry | undefined,
 
   const putManifest = async (repo: string, ref: string, m: StoredManifest): Promise<void> => {
     const t = target!;
-    const put = await t.request('PUT', `v2/${repo}/manifests/${ref}`, { scopes: [`repository:${repo}:pull,push`], headers: { 'Content-Type': m.mediaType }, body: () => m.bytes, length: m.bytes.length });
+    const put = await t.request('PUT', `v2/${repo}/manifests/${ref}`, {
+      scopes: [`repository:${repo}:pull,push`],
+      headers: { 'Content-Type': m.mediaType },
+      body: () => m.bytes,
+      length: m.bytes.length,
+    });
     if (put.status !== 201) throw new MoveError(`manifest ${ref}: ${describeError(put).text}`);
     const got = put.headers['docker-content-digest'];
     if (got !== undefined && got !== m.digest) throw new MoveError(`the target answered digest ${String(got)} for manifest ${m.digest}`);
     // read back: the reference must now name exactly this manifest
     const head = await t.request('HEAD', `v2/${repo}/manifests/${ref}`, { scopes: [`repository:${repo}:pull`], headers: { Accept: m.mediaType } });
     if (head.status !== 200 || head.headers['docker-content-digest'] !== m.digest) {
-      throw new MoveError(`after the push, ${repo}:${ref} reads back as ${head.status === 200 ? String(head.headers['docker-content-digest']) : describeError(head).text}, not ${m.digest}`);
+      throw new MoveError(
+        `after the push, ${repo}:${ref} reads back as ${head.status === 200 ? String(head.headers['docker-content-digest']) : describeError(head).text}, not ${m.digest}`,
+      );
     }
   };
 
   /** Blobs (config first, then layers) of an image manifest, with their sizes. */
   const blobsOf = (m: StoredManifest): { digest: string; size: number }[] => {
-    const doc = JSON.parse(m.bytes.toString('utf8')) as { config?: { digest: string; size: number }; layers?: { digest: string; size: number; urls?: unknown }[] };
+    const doc = JSON.parse(m.bytes.toString('utf8')) as {
+      config?: { digest: string; size: number };
+      layers?: { digest: string; size: number; urls?: unknown }[];
+    };
     return [...(doc.config ? [doc.config] : []), ...(doc.layers ?? []).filter((l) => !l.urls)].map((d) => ({ digest: d.digest, size: d.size }));
   };
 
   /** An image manifest, or an index with its children (by digest first), onto the target. */
   const pushManifest = async (source: V2Name, repo: string, ref: string, m: StoredManifest, counted: { blobs: number; bytes: number }): Promise<void> => {
-    if (m.mediaType === MT.schema1 || m.mediaType === MT.schema1Signed) throw new MoveError('schema1-only content (a signed schema1 manifest): v2 registries refuse schema1 pushes');
+    if (m.mediaType === MT.schema1 || m.mediaType === MT.schema1Signed)
+      throw new MoveError('schema1-only content (a signed schema1 manifest): v2 registries refuse schema1 pushes');
     if (m.mediaType === MT.list || m.mediaType === MT.ociIndex) {
       const doc = JSON.parse(m.bytes.toString('utf8')) as { manifests?: { digest: string }[] };
       for (const child of doc.manifests ?? []) {
@@ -294,7 +317,10 @@ export async function runMigrate(c: Content, target: TargetRegistry | undefined,
       }
     }
     if (!source) {
-      report.failed.push({ what: shown, reason: parseV2Name(shown) ? 'no tags' : 'the name is not a valid v2 repository name (v2 allows a-z 0-9 and single separators . _ __ - between them)' });
+      report.failed.push({
+        what: shown,
+        reason: parseV2Name(shown) ? 'no tags' : 'the name is not a valid v2 repository name (v2 allows a-z 0-9 and single separators . _ __ - between them)',
+      });
       continue;
     }
     for (const tag of tags) jobs.push({ source, shown, tag });
@@ -327,7 +353,12 @@ export async function runMigrate(c: Content, target: TargetRegistry | undefined,
       }
     } catch (e) {
       if (e instanceof MoveError || e instanceof TargetError) report.failed.push({ what, reason: e.message });
-      else if (e instanceof Error && 'code' in e && typeof (e as NodeJS.ErrnoException).code === 'string' && /^E[A-Z]/.test((e as NodeJS.ErrnoException).code!)) {
+      else if (
+        e instanceof Error &&
+        'code' in e &&
+        typeof (e as NodeJS.ErrnoException).code === 'string' &&
+        /^E[A-Z]/.test((e as NodeJS.ErrnoException).code!)
+      ) {
         report.failed.push({ what, reason: `network: ${e.message}` });
       } else throw e;
     }

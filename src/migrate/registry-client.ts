@@ -108,20 +108,35 @@ export class TargetRegistry {
   private send(method: string, url: URL, headers: Record<string, string>, body?: Readable | Buffer, length?: number): Promise<TargetResponse> {
     const mod = url.protocol === 'https:' ? https : http;
     return new Promise((resolve, reject) => {
-      const req = mod.request(url, { method, agent: this.agent, headers: { ...headers, ...(length !== undefined ? { 'Content-Length': String(length) } : body === undefined && (method === 'PUT' || method === 'POST') ? { 'Content-Length': '0' } : {}) } }, (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (c: Buffer) => {
-          size += c.length;
-          if (size > MAX_RESPONSE) {
-            req.destroy(new TargetError(`${method} ${url.pathname}: response larger than ${MAX_RESPONSE} bytes`));
-            return;
-          }
-          chunks.push(c);
-        });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-        res.on('error', reject);
-      });
+      const req = mod.request(
+        url,
+        {
+          method,
+          agent: this.agent,
+          headers: {
+            ...headers,
+            ...(length !== undefined
+              ? { 'Content-Length': String(length) }
+              : body === undefined && (method === 'PUT' || method === 'POST')
+                ? { 'Content-Length': '0' }
+                : {}),
+          },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on('data', (c: Buffer) => {
+            size += c.length;
+            if (size > MAX_RESPONSE) {
+              req.destroy(new TargetError(`${method} ${url.pathname}: response larger than ${MAX_RESPONSE} bytes`));
+              return;
+            }
+            chunks.push(c);
+          });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+          res.on('error', reject);
+        },
+      );
       req.setTimeout(this.opts.timeoutMs ?? 300_000, () => req.destroy(new TargetError(`${method} ${url.pathname}: timed out`)));
       req.on('error', reject);
       if (body === undefined) req.end();

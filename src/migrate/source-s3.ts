@@ -42,7 +42,10 @@ export class S3Tree implements SourceTree {
   }
 
   private key(p: string): string {
-    const rel = p.split('/').filter((s) => s !== '').join('/');
+    const rel = p
+      .split('/')
+      .filter((s) => s !== '')
+      .join('/');
     return this.o.prefix ? (rel ? `${this.o.prefix}/${rel}` : this.o.prefix) : rel;
   }
 
@@ -52,7 +55,9 @@ export class S3Tree implements SourceTree {
     const out = new Set<string>();
     let token: string | undefined;
     do {
-      const r = await this.client.send(new ListObjectsV2Command({ Bucket: this.o.bucket, Prefix: prefix, Delimiter: '/', ...(token ? { ContinuationToken: token } : {}) }));
+      const r = await this.client.send(
+        new ListObjectsV2Command({ Bucket: this.o.bucket, Prefix: prefix, Delimiter: '/', ...(token ? { ContinuationToken: token } : {}) }),
+      );
       for (const cp of r.CommonPrefixes ?? []) if (cp.Prefix) out.add(cp.Prefix.slice(prefix.length).replace(/\/$/, ''));
       for (const o of r.Contents ?? []) if (o.Key && o.Key !== prefix) out.add(o.Key.slice(prefix.length));
       token = r.IsTruncated ? r.NextContinuationToken : undefined;

@@ -79,5 +79,7 @@ export class DirectoryTree implements SourceTree {
 }
 
 export function joinPath(...parts: string[]): string {
-  return join(...parts).split(sep).join('/');
+  return join(...parts)
+    .split(sep)
+    .join('/');
 }

@@ -124,15 +124,18 @@ export class BlobFill {
       if (pt.destroyed) continue;
       // the slowest client paces the download (as a single client would): memory stays bounded
       this.send(pt, chunk);
-      if (pt.writableLength > CLIENT_AHEAD) waits.push(new Promise((r) => {
-        const go = (): void => {
-          pt.off('drain', go);
-          pt.off('close', go);
-          r();
-        };
-        pt.on('drain', go);
-        pt.on('close', go);
-      }));
+      if (pt.writableLength > CLIENT_AHEAD)
+        waits.push(
+          new Promise((r) => {
+            const go = (): void => {
+              pt.off('drain', go);
+              pt.off('close', go);
+              r();
+            };
+            pt.on('drain', go);
+            pt.on('close', go);
+          }),
+        );
     }
     return waits.length > 0 ? Promise.all(waits) : undefined;
   }
@@ -151,18 +154,23 @@ export class BlobFill {
         upstreamPool.enable();
         this.pool = upstreamPool;
       }
-      const written = (chunk: Buffer) => (err?: Error | null): void => {
-        // a failed write may still hold the piece: stop recycling altogether (the fill fails)
-        if (err) this.pool = undefined;
-        else this.release(chunk);
-      };
+      const written =
+        (chunk: Buffer) =>
+        (err?: Error | null): void => {
+          // a failed write may still hold the piece: stop recycling altogether (the fill fails)
+          if (err) this.pool = undefined;
+          else this.release(chunk);
+        };
       const hash = createHash('sha256');
       let held: Buffer | undefined;
       // one timer per fill, not one per chunk: it checks when the last bytes came
       let last = Date.now();
-      stall = setInterval(() => {
-        if (Date.now() - last > this.stallMs) res.destroy(new Error(`upstream body stalled for ${this.stallMs} ms`));
-      }, Math.max(50, this.stallMs / 4));
+      stall = setInterval(
+        () => {
+          if (Date.now() - last > this.stallMs) res.destroy(new Error(`upstream body stalled for ${this.stallMs} ms`));
+        },
+        Math.max(50, this.stallMs / 4),
+      );
       // 'data' events, not for-await: the async iterator reads whatever is buffered as one chunk,
       // which copies every byte once more (Buffer.concat); each piece is handed on as it came
       await new Promise<void>((resolve, reject) => {
@@ -182,7 +190,10 @@ export class BlobFill {
             held = chunk;
             if (waitFile || waitClients) {
               res.pause();
-              Promise.all([waitFile, waitClients]).then(() => res.resume(), (e: unknown) => res.destroy(e as Error));
+              Promise.all([waitFile, waitClients]).then(
+                () => res.resume(),
+                (e: unknown) => res.destroy(e as Error),
+              );
             }
           } catch (e) {
             res.destroy(e as Error);

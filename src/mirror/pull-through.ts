@@ -76,7 +76,14 @@ export class PullThrough {
         prefix: u.prefix,
         ns: u.ns,
         client: new Upstream(
-          { url: u.url, username: u.username, password: u.password, timeoutMs: cfg.timeout * 1000, breakerFailures: cfg.breaker_failures, breakerMs: cfg.breaker_seconds * 1000 },
+          {
+            url: u.url,
+            username: u.username,
+            password: u.password,
+            timeoutMs: cfg.timeout * 1000,
+            breakerFailures: cfg.breaker_failures,
+            breakerMs: cfg.breaker_seconds * 1000,
+          },
           deps.log,
         ),
       }))
@@ -126,7 +133,11 @@ export class PullThrough {
   }
 
   private unavailable(t: MirrorTarget, what: string, e: Error): V2Error {
-    return new V2Error('UNAVAILABLE', { upstream: t.upstream.base.origin, reason: e.message }, `the upstream is unavailable (${e.message}) and ${what} is not cached`);
+    return new V2Error(
+      'UNAVAILABLE',
+      { upstream: t.upstream.base.origin, reason: e.message },
+      `the upstream is unavailable (${e.message}) and ${what} is not cached`,
+    );
   }
 
   private refused(t: MirrorTarget, status: number): V2Error {

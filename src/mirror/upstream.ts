@@ -107,7 +107,8 @@ export class Upstream {
   private failed(why: string): UpstreamUnavailable {
     this.failures++;
     if (this.opts.breakerFailures > 0 && this.failures >= this.opts.breakerFailures) {
-      if (!this.open) this.log?.warn('mirror: upstream circuit open', { upstream: this.base.origin, failures: this.failures, seconds: this.opts.breakerMs / 1000 });
+      if (!this.open)
+        this.log?.warn('mirror: upstream circuit open', { upstream: this.base.origin, failures: this.failures, seconds: this.opts.breakerMs / 1000 });
       this.openUntil = Date.now() + this.opts.breakerMs;
     }
     return new UpstreamUnavailable(`upstream ${this.base.origin}: ${why}`);

@@ -71,7 +71,18 @@ function send(url: URL, headers: Record<string, string>, timeoutMs: number): Pro
 }
 
 /** Upstream headers worth passing on (Python copied all but Content-Encoding; hop-by-hop ones cannot be). */
-const PASS = new Set(['x-docker-size', 'x-docker-checksum-payload', 'x-docker-checksum', 'x-docker-token', 'www-authenticate', 'content-type', 'last-modified', 'etag', 'cache-control', 'expires']);
+const PASS = new Set([
+  'x-docker-size',
+  'x-docker-checksum-payload',
+  'x-docker-checksum',
+  'x-docker-token',
+  'www-authenticate',
+  'content-type',
+  'last-modified',
+  'etag',
+  'cache-control',
+  'expires',
+]);
 
 export function v1Mirror(deps: V1MirrorDeps) {
   const { config, images, repos, log } = deps;
@@ -87,7 +98,17 @@ export function v1Mirror(deps: V1MirrorDeps) {
   const forwardHeaders = (ctx: Context): Record<string, string> => {
     const h: Record<string, string> = {};
     for (const [k, v] of Object.entries(ctx.headers)) {
-      if (v === undefined || k === 'host' || k === 'location' || k === 'connection' || k === 'content-length' || k === 'if-none-match' || k === 'if-modified-since' || k === 'range') continue;
+      if (
+        v === undefined ||
+        k === 'host' ||
+        k === 'location' ||
+        k === 'connection' ||
+        k === 'content-length' ||
+        k === 'if-none-match' ||
+        k === 'if-modified-since' ||
+        k === 'range'
+      )
+        continue;
       h[k] = Array.isArray(v) ? v.join(', ') : v;
     }
     return h;
@@ -134,7 +155,9 @@ export function v1Mirror(deps: V1MirrorDeps) {
           if (!m) return;
           if (m.mediaType === MT.list || m.mediaType === MT.ociIndex) {
             // the v1 view is of the linux/amd64 image, as a 1.x client (linux/amd64 only) pulls
-            const entries = (JSON.parse(m.bytes.toString('utf8')) as { manifests?: { digest?: string; platform?: { os?: string; architecture?: string } }[] }).manifests ?? [];
+            const entries =
+              (JSON.parse(m.bytes.toString('utf8')) as { manifests?: { digest?: string; platform?: { os?: string; architecture?: string } }[] }).manifests ??
+              [];
             const pick = entries.find((e) => e.platform?.os === 'linux' && e.platform.architecture === 'amd64');
             if (!pick?.digest) return;
             await v2.mirror.manifest(t, { digest: pick.digest });
@@ -162,7 +185,11 @@ export function v1Mirror(deps: V1MirrorDeps) {
           }
           const chain = await v2.toV1.publish(t.local, tg, m.mediaType, m.bytes);
           // the stand-in index's image list (a 1.x pull asks it first)
-          if (chain && chain.images.length > 0) await repos.mergeIndexImages(repo, chain.images.map((i) => (i.checksum ? { id: i.id, checksum: i.checksum } : { id: i.id })));
+          if (chain && chain.images.length > 0)
+            await repos.mergeIndexImages(
+              repo,
+              chain.images.map((i) => (i.checksum ? { id: i.id, checksum: i.checksum } : { id: i.id })),
+            );
         })().finally(() => bridging.delete(key));
         bridging.set(key, p);
       }
@@ -213,7 +240,10 @@ export function v1Mirror(deps: V1MirrorDeps) {
       try {
         const up = await upstreamSmall(ctx, sourceIndex);
         if (!up) return;
-        const mine = JSON.parse(Buffer.isBuffer(ctx.body) ? ctx.body.toString('utf8') : String(ctx.body)) as { results: { name: string }[]; num_results: number };
+        const mine = JSON.parse(Buffer.isBuffer(ctx.body) ? ctx.body.toString('utf8') : String(ctx.body)) as {
+          results: { name: string }[];
+          num_results: number;
+        };
         const theirs = (JSON.parse(up.body.toString('utf8')) as { results?: { name: string }[] }).results ?? [];
         const byName = new Map(mine.results.map((r) => [r.name, r]));
         for (const r of theirs) byName.set(r.name, r);

@@ -85,7 +85,13 @@ export const manifestUrl = (base: string, name: string, digest: string): string 
 export const blobUrl = (base: string, name: string, digest: string): string => `${base}/v2/${name}/blobs/${digest}`;
 
 /** A manifest's target (push and pull): media type, size/length, digest, repository, url, tag. */
-export function manifestTarget(base: string, name: string, m: { mediaType: string; digest: string; size: number }, tag?: string, references?: Descriptor[]): Target {
+export function manifestTarget(
+  base: string,
+  name: string,
+  m: { mediaType: string; digest: string; size: number },
+  tag?: string,
+  references?: Descriptor[],
+): Target {
   return {
     mediaType: m.mediaType,
     size: m.size,
@@ -110,7 +116,8 @@ export function manifestReferences(bytes: Buffer): Descriptor[] {
     const out: Descriptor[] = [];
     const add = (d: unknown): void => {
       const o = d as { mediaType?: unknown; digest?: unknown; size?: unknown } | null;
-      if (o && typeof o.digest === 'string') out.push({ mediaType: typeof o.mediaType === 'string' ? o.mediaType : '', digest: o.digest, size: typeof o.size === 'number' ? o.size : 0 });
+      if (o && typeof o.digest === 'string')
+        out.push({ mediaType: typeof o.mediaType === 'string' ? o.mediaType : '', digest: o.digest, size: typeof o.size === 'number' ? o.size : 0 });
     };
     if (m.config) add(m.config);
     if (Array.isArray(m.layers)) m.layers.forEach(add);

@@ -38,7 +38,11 @@ const BATCH = 50;
 const MAX_PENDING = 10_000;
 const LEASE_MS = 30_000;
 
-const segment = (s: string): string => s.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '_').slice(0, 60) || '_';
+const segment = (s: string): string =>
+  s
+    .replace(/[^A-Za-z0-9._-]/g, '_')
+    .replace(/^\.+/, '_')
+    .slice(0, 60) || '_';
 /** A storage segment naming an endpoint: readable, and distinct per name. */
 export const endpointKey = (name: string): string => `${segment(name)}-${createHash('sha256').update(name).digest('hex').slice(0, 8)}`;
 
@@ -91,7 +95,8 @@ class EndpointQueue {
     if (this.pending.length >= MAX_PENDING) {
       this.dropped++;
       eventDeliveries.inc({ queue: this.config.name, result: 'failed' });
-      if (this.dropped === 1 || this.dropped % 1000 === 0) this.log.error('notification queue full: event dropped', { endpoint: this.config.name, dropped: this.dropped });
+      if (this.dropped === 1 || this.dropped % 1000 === 0)
+        this.log.error('notification queue full: event dropped', { endpoint: this.config.name, dropped: this.dropped });
       return;
     }
     this.pending.push(e);
@@ -211,7 +216,8 @@ class EndpointQueue {
       if (this.failures === 0) this.log.warn('notification endpoint refused events', { endpoint: this.config.name, status: res.status });
       return false;
     } catch (e) {
-      if (this.failures === 0) this.log.warn('notification endpoint unreachable', { endpoint: this.config.name, err: String((e as Error).cause ?? (e as Error).message) });
+      if (this.failures === 0)
+        this.log.warn('notification endpoint unreachable', { endpoint: this.config.name, err: String((e as Error).cause ?? (e as Error).message) });
       return false;
     }
   }

@@ -65,13 +65,18 @@ export function v1Events(deps: V1EventDeps): V1Events {
           // the index checks the push's token, queues its webhooks and names the pusher
           actor = tellIndex
             ? await tellIndex().catch(
-                (e: unknown) => (deps.log.warn('the index was not told of a v1 push yet: the notice stays pending', { repository: repo.full, tag, err: String(e) }), null),
+                (e: unknown) => (
+                  deps.log.warn('the index was not told of a v1 push yet: the notice stays pending', { repository: repo.full, tag, err: String(e) }),
+                  null
+                ),
               )
             : null;
         } else {
           actor = await actorOf(s.authorization, repo);
           if (deps.webhooks) {
-            await deps.webhooks(repo, tag, await chainOf(), actor).catch((e: unknown) => deps.log.warn('webhooks not queued for a v1 push', { repository: repo.full, tag, err: String(e) }));
+            await deps
+              .webhooks(repo, tag, await chainOf(), actor)
+              .catch((e: unknown) => deps.log.warn('webhooks not queued for a v1 push', { repository: repo.full, tag, err: String(e) }));
           }
         }
         if (notifier) notifier.emit({ action: 'push', target: await tagTarget(s.origin, repo, tag), request: s.request, actor });

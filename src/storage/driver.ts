@@ -195,7 +195,10 @@ export interface StorageDriver {
 }
 
 export class StorageError extends Error {
-  constructor(message: string, readonly key: string) {
+  constructor(
+    message: string,
+    readonly key: string,
+  ) {
     super(message);
     this.name = new.target.name;
   }
@@ -222,7 +225,10 @@ export class StorageUnavailableError extends StorageError {
   }
 }
 export class InvalidOffsetError extends StorageError {
-  constructor(key: string, readonly offset: number) {
+  constructor(
+    key: string,
+    readonly offset: number,
+  ) {
     super(`invalid offset ${offset} for ${key}`, key);
   }
 }

@@ -25,4 +25,3 @@ export function withFileRange<T extends Readable>(stream: T, range: FileRange): 
 export function fileRangeOf(stream: Readable): FileRange | undefined {
   return (stream as unknown as Record<symbol, FileRange | undefined>)[FILE_RANGE];
 }
-

@@ -6,6 +6,8 @@ export const MANIFEST_ANSWERS = { maxEntries: 5000, maxBytes: 32 * 1024 * 1024 }
 export const TAG_ANSWERS = { maxEntries: 5000, maxBytes: 8 * 1024 * 1024 } as const;
 
 /** The answer cache's settings when it is on (a TTL above 0), else undefined. */
-export function answerCacheOn(c: { readonly ttlMs: number; readonly stamp: () => number } | undefined): { readonly ttlMs: number; readonly stamp: () => number } | undefined {
+export function answerCacheOn(
+  c: { readonly ttlMs: number; readonly stamp: () => number } | undefined,
+): { readonly ttlMs: number; readonly stamp: () => number } | undefined {
   return c && c.ttlMs > 0 ? c : undefined;
 }

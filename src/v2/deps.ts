@@ -16,7 +16,13 @@ import type { PullThrough } from '../mirror/pull-through.js';
 /** The index learning of v2 pushes (issue 4): repository, tag and top v1 id of the bridge. */
 export interface V2IndexHook {
   /** images: the derived v1 chain, root first (the last is the tagged one); empty without a v1 view. */
-  pushed(principal: V2Principal, name: V2Name, tag: string, images: readonly { id: string; checksum?: string }[], authorization: string | undefined): Promise<void>;
+  pushed(
+    principal: V2Principal,
+    name: V2Name,
+    tag: string,
+    images: readonly { id: string; checksum?: string }[],
+    authorization: string | undefined,
+  ): Promise<void>;
   deleted(principal: V2Principal, name: V2Name, tags: readonly string[], authorization: string | undefined): Promise<void>;
 }
 

@@ -43,7 +43,9 @@ export function manifestHandlers(deps: V2Deps) {
     // spec §2.5 step 5: a manifest list by tag for a client that does not accept lists gets
     // its linux/amd64 image (converted below when schema2 is not accepted either), else 404
     if (ref.tag && found.mediaType === MT.list && !accept.has(MT.list) && !accept.has('*/*')) {
-      const entries = (JSON.parse(found.bytes.toString('utf8')) as { manifests?: { digest?: unknown; platform?: { os?: unknown; architecture?: unknown } }[] }).manifests ?? [];
+      const entries =
+        (JSON.parse(found.bytes.toString('utf8')) as { manifests?: { digest?: unknown; platform?: { os?: unknown; architecture?: unknown } }[] }).manifests ??
+        [];
       const pick = entries.find((e) => e.platform?.os === 'linux' && e.platform.architecture === 'amd64');
       let child = typeof pick?.digest === 'string' ? await manifests.get(name, { digest: pick.digest }) : undefined;
       const mt = deps.mirror?.target(name);
@@ -114,7 +116,17 @@ export function manifestHandlers(deps: V2Deps) {
     const authorization = ctx.get('Authorization') || undefined;
     // the index's notice is written ahead (issue 17): a kill between the tag and the notice
     // leaves the intent, replayed at the next start
-    const intent = ref.tag && deps.index && deps.journal ? await deps.journal.begin({ op: 'pushed', name, tag: ref.tag, account: principal.account, admin: principal.admin, ...(authorization ? { authorization } : {}) }) : undefined;
+    const intent =
+      ref.tag && deps.index && deps.journal
+        ? await deps.journal.begin({
+            op: 'pushed',
+            name,
+            tag: ref.tag,
+            account: principal.account,
+            admin: principal.admin,
+            ...(authorization ? { authorization } : {}),
+          })
+        : undefined;
     let rev: Awaited<ReturnType<V2Manifests['put']>>;
     let chain: Awaited<ReturnType<V2ToV1['publish']>>;
     try {
@@ -150,9 +162,24 @@ export function manifestHandlers(deps: V2Deps) {
     const principal = principalOf(ctx) ?? { account: null, admin: true };
     const authorization = ctx.get('Authorization') || undefined;
     // by tag, the index's notice is written ahead; by digest the tags are known after the delete
-    const intent = ref.tag && deps.index && deps.journal ? await deps.journal.begin({ op: 'deleted', name, tags: [ref.tag], account: principal.account, admin: principal.admin, ...(authorization ? { authorization } : {}) }) : undefined;
+    const intent =
+      ref.tag && deps.index && deps.journal
+        ? await deps.journal.begin({
+            op: 'deleted',
+            name,
+            tags: [ref.tag],
+            account: principal.account,
+            admin: principal.admin,
+            ...(authorization ? { authorization } : {}),
+          })
+        : undefined;
     // spec §3.7: a v1-pushed tag is deleted through v2 too, by tag or by its derived digest
-    const v1Tags = deps.fromV1 && deps.toV1 ? (ref.tag ? (await deps.fromV1.tags(name)).filter((t) => t === ref.tag) : await deps.fromV1.tagsWithDigest(name, ref.digest!)) : [];
+    const v1Tags =
+      deps.fromV1 && deps.toV1
+        ? ref.tag
+          ? (await deps.fromV1.tags(name)).filter((t) => t === ref.tag)
+          : await deps.fromV1.tagsWithDigest(name, ref.digest!)
+        : [];
     // The v1 side goes first (issue 17 crash campaign): a kill between the two steps then leaves the
     // v2 tag stored but its v1 view gone, which both APIs read as deleted (V2ToV1.current: 'gone');
     // the other order left the v1 view, bridged back over v2 as a manifest nobody pushed.
@@ -170,7 +197,17 @@ export function manifestHandlers(deps: V2Deps) {
     if (ref.digest) notify('delete', () => ({ digest: ref.digest!, repository: name }));
     for (const t of ref.digest ? removed : [ref.tag!]) notify('delete', () => ({ repository: name, tag: t }));
     if (deps.index && removed.length > 0) {
-      const after = !intent && deps.journal ? await deps.journal.begin({ op: 'deleted', name, tags: removed, account: principal.account, admin: principal.admin, ...(authorization ? { authorization } : {}) }) : intent;
+      const after =
+        !intent && deps.journal
+          ? await deps.journal.begin({
+              op: 'deleted',
+              name,
+              tags: removed,
+              account: principal.account,
+              admin: principal.admin,
+              ...(authorization ? { authorization } : {}),
+            })
+          : intent;
       try {
         await deps.index.deleted(principal, name, removed, authorization);
         if (after) await deps.journal!.end(after);

@@ -91,7 +91,12 @@ export function reference(raw: string, lookup = false): { tag?: string; digest?:
 export function accepted(ctx: Context): Set<string> {
   const raw = ctx.headers.accept;
   const lines = Array.isArray(raw) ? raw : raw ? [raw] : [];
-  return new Set(lines.flatMap((l) => l.split(',')).map((v) => v.split(';')[0]!.trim().toLowerCase()).filter(Boolean));
+  return new Set(
+    lines
+      .flatMap((l) => l.split(','))
+      .map((v) => v.split(';')[0]!.trim().toLowerCase())
+      .filter(Boolean),
+  );
 }
 
 /** A repository named in a query parameter (`from` of a mount), or undefined when it is no v2 name. */

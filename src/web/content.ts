@@ -258,7 +258,9 @@ export class RepoContent {
       if (!(e instanceof ConfigUnavailableError)) throw e;
       note = e.message;
     }
-    const cfg = config ? parseJson<{ os?: unknown; architecture?: unknown; history?: { created_by?: unknown; created?: unknown; empty_layer?: unknown }[] }>(config) : undefined;
+    const cfg = config
+      ? parseJson<{ os?: unknown; architecture?: unknown; history?: { created_by?: unknown; created?: unknown; empty_layer?: unknown }[] }>(config)
+      : undefined;
     const out: Layer[] = [];
     let j = 0;
     const history = Array.isArray(cfg?.history) ? cfg.history : [];
@@ -274,7 +276,13 @@ export class RepoContent {
       });
     }
     // layers the history does not describe (no config, or a config without history)
-    for (; j < layers.length; j++) out.push({ createdBy: '', empty: false, ...(layers[j]!.digest ? { digest: layers[j]!.digest } : {}), ...(typeof layers[j]!.size === 'number' ? { size: layers[j]!.size } : {}) });
+    for (; j < layers.length; j++)
+      out.push({
+        createdBy: '',
+        empty: false,
+        ...(layers[j]!.digest ? { digest: layers[j]!.digest } : {}),
+        ...(typeof layers[j]!.size === 'number' ? { size: layers[j]!.size } : {}),
+      });
     const schema1 = await this.schema1Digest(info.v2Name, tag, m, false);
     if (schema1) formats.push({ format: 'Docker schema 1 (signed, for Docker 1.6–1.9)', digest: schema1 });
     return {
@@ -304,7 +312,10 @@ export class RepoContent {
     const hist = doc?.history ?? [];
     // top first in schema1: shown root first
     for (let i = hist.length - 1; i >= 0; i--) {
-      const compat = typeof hist[i]?.v1Compatibility === 'string' ? parseJson<{ id?: unknown; created?: unknown; container_config?: { Cmd?: unknown } }>(Buffer.from(hist[i]!.v1Compatibility as string)) : undefined;
+      const compat =
+        typeof hist[i]?.v1Compatibility === 'string'
+          ? parseJson<{ id?: unknown; created?: unknown; container_config?: { Cmd?: unknown } }>(Buffer.from(hist[i]!.v1Compatibility as string))
+          : undefined;
       const blob = fs[i]?.blobSum;
       layers.push({
         createdBy: compat ? cmdOf(compat) : '',

@@ -14,7 +14,14 @@ export interface PageContext {
 
 /** The full document: doctype, head, header with search, main landmark, footer. */
 export function renderPage(p: PageContext, title: string, body: VNode, opts: { query?: string; flash?: Flash } = {}): string {
-  return '<!doctype html>' + renderToString(<Layout p={p} title={title} query={opts.query} flash={opts.flash}>{body}</Layout>);
+  return (
+    '<!doctype html>' +
+    renderToString(
+      <Layout p={p} title={title} query={opts.query} flash={opts.flash}>
+        {body}
+      </Layout>,
+    )
+  );
 }
 
 export interface Flash {

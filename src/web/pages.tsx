@@ -158,7 +158,11 @@ function Members(props: { namespace: string; members: readonly OrganizationMembe
           <tr>
             <th scope="col">Account</th>
             <th scope="col">Role</th>
-            {props.owner ? <th scope="col"><span class="sr-only">Actions</span></th> : null}
+            {props.owner ? (
+              <th scope="col">
+                <span class="sr-only">Actions</span>
+              </th>
+            ) : null}
           </tr>
         </thead>
         <tbody>
@@ -287,7 +291,9 @@ export function TagsTable(props: { v: RepoView }): VNode {
   if (!v.tags) {
     return (
       <>
-        <p class="hint">This index runs without a registry in its process: tags and v1 image ids come from its image lists; digests and sizes are on the registry.</p>
+        <p class="hint">
+          This index runs without a registry in its process: tags and v1 image ids come from its image lists; digests and sizes are on the registry.
+        </p>
         {v.indexTags.length === 0 ? (
           <p class="empty">No tags.</p>
         ) : (
@@ -342,7 +348,9 @@ export function TagsTable(props: { v: RepoView }): VNode {
               </td>
               <td class="digest" data-digest={t.digest ?? ''} title={t.digest}>
                 {t.digest ? `sha256:${short(t.digest)}` : <span class="muted">none</span>}
-                {t.platforms ? <div class="muted">{t.platforms.map((p) => `${p.os}/${p.architecture}${p.variant ? `/${p.variant}` : ''}`).join(', ')}</div> : null}
+                {t.platforms ? (
+                  <div class="muted">{t.platforms.map((p) => `${p.os}/${p.architecture}${p.variant ? `/${p.variant}` : ''}`).join(', ')}</div>
+                ) : null}
               </td>
               <td class="num">
                 <Size bytes={t.size} />
@@ -431,7 +439,11 @@ export function RepoPage(props: { v: RepoView }): VNode {
           </section>
           <section class="card" aria-labelledby="desc-title">
             <h2 id="desc-title">Description</h2>
-            {v.fullDescriptionHtml ? <div class="markdown" id="full-description" dangerouslySetInnerHTML={{ __html: v.fullDescriptionHtml }} /> : <p class="empty">No full description.</p>}
+            {v.fullDescriptionHtml ? (
+              <div class="markdown" id="full-description" dangerouslySetInnerHTML={{ __html: v.fullDescriptionHtml }} />
+            ) : (
+              <p class="empty">No full description.</p>
+            )}
           </section>
           <Comments v={v} />
         </div>
@@ -573,12 +585,7 @@ export function SettingsTabs(props: { href: string; current: string; tabs: reado
   );
 }
 
-export function SettingsPage(props: {
-  v: RepoView;
-  fullDescription: string;
-  collaborators: readonly Collaborator[];
-  tabs: readonly SettingsTabLink[];
-}): VNode {
+export function SettingsPage(props: { v: RepoView; fullDescription: string; collaborators: readonly Collaborator[]; tabs: readonly SettingsTabLink[] }): VNode {
   const { v } = props;
   const base = `${v.href}settings`;
   return (
@@ -767,7 +774,17 @@ export function SignupPage(props: { csrf: string; username: string; email: strin
       <form method="post" action="/signup">
         <Csrf token={props.csrf} />
         <label for="username">Username</label>
-        <input id="username" type="text" name="username" required autocomplete="username" value={props.username} maxLength={30} pattern="[a-z0-9_]{4,30}" aria-describedby="username-hint" />
+        <input
+          id="username"
+          type="text"
+          name="username"
+          required
+          autocomplete="username"
+          value={props.username}
+          maxLength={30}
+          pattern="[a-z0-9_]{4,30}"
+          aria-describedby="username-hint"
+        />
         <p class="hint" id="username-hint">
           4 to 30 characters: a–z, 0–9 and _. It is also your namespace.
         </p>

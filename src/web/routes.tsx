@@ -22,7 +22,15 @@ import {
   type Repository,
 } from '../db/repositories.js';
 import { findUserByName, listUsers, saveUser, setActive, setPassword, type User } from '../db/users.js';
-import { addMember, findMemberRole, findOrganizationByName, listMembers, listOrganizationsForUser, removeMember, saveOrganization } from '../db/organizations.js';
+import {
+  addMember,
+  findMemberRole,
+  findOrganizationByName,
+  listMembers,
+  listOrganizationsForUser,
+  removeMember,
+  saveOrganization,
+} from '../db/organizations.js';
 import { DbConflictError } from '../db/errors.js';
 import { searchRepositories } from '../db/search.js';
 import { countComments, findFullDescription, listVisibleRepositories, namespaceKind, saveFullDescription, type RepoSummary } from '../db/web.js';
@@ -212,7 +220,11 @@ export function webRouter(deps: WebDeps): Router {
     };
 
   const csrfRefused = (): WebError =>
-    new WebError(403, 'Form refused', 'This form did not come from a page of this site, or it expired (missing or wrong CSRF token). Go back, reload the page and try again.');
+    new WebError(
+      403,
+      'Form refused',
+      'This form did not come from a page of this site, or it expired (missing or wrong CSRF token). Go back, reload the page and try again.',
+    );
 
   const renderError = (ctx: Context, e: unknown): void => {
     let err: WebError;
@@ -269,16 +281,30 @@ export function webRouter(deps: WebDeps): Router {
     })(ctx);
   });
 
-  router.get('/search', handle(async (ctx, id) => {
-    const q = typeof ctx.query.q === 'string' ? ctx.query.q.slice(0, 256) : '';
-    const page = pageNumber(ctx.query.page);
-    const pageSize = 25;
-    // the same search, ranking and access filter as /v1/search (src/index/routes.ts)
-    const res = CONTROL_CHARS.test(q) ? { total: 0, results: [] } : await searchRepositories(db, { query: q, page, pageSize, visibleTo: visibilityOf(id.user) });
-    const results: RepoSummary[] = res.results.map((r) => ({ namespace: r.namespace, name: r.name, description: r.description, starCount: r.star_count, private: r.private, updatedAt: new Date(NaN) }));
-    const pages = Math.max(1, Math.ceil(res.total / pageSize));
-    send(ctx, 200, q ? `Search: ${q}` : 'All repositories', <SearchPage query={q} total={res.total} page={page} pages={pages} results={results} />, { query: q });
-  }));
+  router.get(
+    '/search',
+    handle(async (ctx, id) => {
+      const q = typeof ctx.query.q === 'string' ? ctx.query.q.slice(0, 256) : '';
+      const page = pageNumber(ctx.query.page);
+      const pageSize = 25;
+      // the same search, ranking and access filter as /v1/search (src/index/routes.ts)
+      const res = CONTROL_CHARS.test(q)
+        ? { total: 0, results: [] }
+        : await searchRepositories(db, { query: q, page, pageSize, visibleTo: visibilityOf(id.user) });
+      const results: RepoSummary[] = res.results.map((r) => ({
+        namespace: r.namespace,
+        name: r.name,
+        description: r.description,
+        starCount: r.star_count,
+        private: r.private,
+        updatedAt: new Date(NaN),
+      }));
+      const pages = Math.max(1, Math.ceil(res.total / pageSize));
+      send(ctx, 200, q ? `Search: ${q}` : 'All repositories', <SearchPage query={q} total={res.total} page={page} pages={pages} results={results} />, {
+        query: q,
+      });
+    }),
+  );
 
   const namespacePage = async (ctx: Context, id: WebIdentity, ns: string): Promise<void> => {
     const kind = await namespaceKind(db, ns);
@@ -302,7 +328,17 @@ export function webRouter(deps: WebDeps): Router {
       ctx,
       200,
       ns,
-      <NamespacePage namespace={ns} kind={kind} total={list.total} page={page} pages={Math.max(1, Math.ceil(list.total / pageSize))} items={list.items} members={members} owner={owner} csrf={id.csrf} />,
+      <NamespacePage
+        namespace={ns}
+        kind={kind}
+        total={list.total}
+        page={page}
+        pages={Math.max(1, Math.ceil(list.total / pageSize))}
+        items={list.items}
+        members={members}
+        owner={owner}
+        csrf={id.csrf}
+      />,
     );
   };
 
@@ -354,7 +390,14 @@ export function webRouter(deps: WebDeps): Router {
     return { repo, rights };
   }
 
-  async function repoView(ctx: Context, id: WebIdentity, t: RepoTarget, repo: Repository, rights: { delete: boolean }, withComments: boolean): Promise<RepoView> {
+  async function repoView(
+    ctx: Context,
+    id: WebIdentity,
+    t: RepoTarget,
+    repo: Repository,
+    rights: { delete: boolean },
+    withComments: boolean,
+  ): Promise<RepoView> {
     const [tags, indexTags, starred, fullDescription] = await Promise.all([
       deps.content ? deps.content.tags(t.name) : Promise.resolve(undefined),
       deps.content ? Promise.resolve([]) : index.images(repo).then((imgs) => imgs.filter((i) => i.tag !== null).map((i) => ({ tag: i.tag!, id: i.id }))),
@@ -452,96 +495,100 @@ export function webRouter(deps: WebDeps): Router {
   const repoPost = async (ctx: Context): Promise<void> => {
     const t = repoTarget(ctx);
     const settingsForm = t !== undefined && t !== 'namespace' && t.rest === 'settings/description';
-    await handle(async (c, id) => {
-      if (!t || t === 'namespace') throw notFoundError();
-      const user = id.user;
-      const { repo, rights } = await readable(t.name, user);
-      const f = form(c);
-      if (t.rest === 'star') {
-        if (!user) throw new WebError(401, 'Log in first', 'Log in to star repositories.');
-        const on = f.get('star') !== '0';
-        if (on) await starRepository(db, repo.id, user.id);
-        else await unstarRepository(db, repo.id, user.id);
-        if (c.get('Accept').includes('application/json')) {
-          const fresh = await index.repository(t.name);
-          c.type = 'application/json; charset=utf-8';
-          c.body = JSON.stringify({ starred: on, stars: fresh?.starCount ?? 0 });
+    await handle(
+      async (c, id) => {
+        if (!t || t === 'namespace') throw notFoundError();
+        const user = id.user;
+        const { repo, rights } = await readable(t.name, user);
+        const f = form(c);
+        if (t.rest === 'star') {
+          if (!user) throw new WebError(401, 'Log in first', 'Log in to star repositories.');
+          const on = f.get('star') !== '0';
+          if (on) await starRepository(db, repo.id, user.id);
+          else await unstarRepository(db, repo.id, user.id);
+          if (c.get('Accept').includes('application/json')) {
+            const fresh = await index.repository(t.name);
+            c.type = 'application/json; charset=utf-8';
+            c.body = JSON.stringify({ starred: on, stars: fresh?.starCount ?? 0 });
+            return;
+          }
+          return redirect(c, t.href);
+        }
+        if (t.rest === 'comments') {
+          if (!user) throw new WebError(401, 'Log in first', 'Log in to comment.');
+          const body = f.get('body') ?? '';
+          if (body.trim() === '' || body.length > 10000) throw new WebError(400, 'Comment refused', 'A comment is 1 to 10,000 characters.');
+          const comment = await addComment(db, repo.id, user.id, body);
+          c.status = 303;
+          c.redirect(`${t.href}?m=commented#comment-${comment.id}`);
           return;
         }
-        return redirect(c, t.href);
-      }
-      if (t.rest === 'comments') {
-        if (!user) throw new WebError(401, 'Log in first', 'Log in to comment.');
-        const body = f.get('body') ?? '';
-        if (body.trim() === '' || body.length > 10000) throw new WebError(400, 'Comment refused', 'A comment is 1 to 10,000 characters.');
-        const comment = await addComment(db, repo.id, user.id, body);
-        c.status = 303;
-        c.redirect(`${t.href}?m=commented#comment-${comment.id}`);
-        return;
-      }
-      if (!t.rest.startsWith('settings')) throw notFoundError();
-      if (!user) throw new WebError(401, 'Log in first', 'Log in to change settings.');
-      if (!rights.delete) throw new WebError(403, 'Not allowed', 'Only the owner of this repository and administrators change its settings.');
-      const settings = `${t.href}settings`;
-      switch (t.rest.replace(/\/$/, '')) {
-        case 'settings/description': {
-          const description = f.get('description') ?? '';
-          const full = (f.get('full_description') ?? '').replace(/\r\n/g, '\n');
-          if (description.length > 1000) throw new WebError(400, 'Description refused', 'The short description is at most 1,000 characters.');
-          if (full.length > MAX_MARKDOWN) throw new WebError(400, 'Description refused', `The full description is at most ${MAX_MARKDOWN.toLocaleString('en')} characters.`);
-          await saveRepository(db, { namespace: t.name.namespace, name: t.name.repository, description });
-          await saveFullDescription(db, repo.id, full);
-          return redirect(c, settings, 'saved');
-        }
-        case 'settings/visibility': {
-          const access = f.get('access');
-          if (access !== 'public' && access !== 'private') throw new WebError(400, 'Visibility refused', 'Choose public or private.');
-          await saveRepository(db, { namespace: t.name.namespace, name: t.name.repository, private: access === 'private' });
-          return redirect(c, settings, 'saved');
-        }
-        case 'settings/collaborators': {
-          const other = await findUserByName(db, (f.get('username') ?? '').trim().slice(0, 255));
-          const access = f.get('access') === 'write' ? 'write' : 'read';
-          if (!other) throw new WebError(400, 'No such account', 'There is no account by that name.');
-          await addCollaborator(db, repo.id, other.id, access);
-          return redirect(c, settings, 'collab-added');
-        }
-        case 'settings/collaborators/remove': {
-          const other = await findUserByName(db, (f.get('username') ?? '').slice(0, 255));
-          if (other) await removeCollaborator(db, repo.id, other.id);
-          return redirect(c, settings, 'collab-removed');
-        }
-        case 'settings/tags/delete': {
-          const tag = f.get('tag') ?? '';
-          if (!TAG.test(tag)) throw new WebError(400, 'Tag refused', 'That is not a tag name.');
-          if (config.read_only) throw new WebError(405, 'Read-only', 'The registry is read-only (maintenance): nothing can be deleted now.');
-          // an index without its registry has no tags to delete, only its record of them
-          if (!deps.content) throw new WebError(409, 'Not here', 'Tags are deleted on the registry (this index runs without one in its process).');
-          const removed = await deps.content.deleteTag(t.name, tag);
-          // the index's image list forgets the tag too (as a v2 delete does)
-          await index.forgetV2Tags(t.name, [tag]);
-          if (!removed) throw new WebError(404, 'Not found', `There is no tag ${tag}.`);
-          return redirect(c, settings, 'tag-deleted');
-        }
-        case 'settings/delete': {
-          if ((f.get('confirm') ?? '') !== repo.fullName && (f.get('confirm') ?? '') !== (repo.namespace === 'library' ? repo.name : repo.fullName)) {
-            throw new WebError(400, 'Not deleted', `Type ${repo.fullName} to confirm.`);
+        if (!t.rest.startsWith('settings')) throw notFoundError();
+        if (!user) throw new WebError(401, 'Log in first', 'Log in to change settings.');
+        if (!rights.delete) throw new WebError(403, 'Not allowed', 'Only the owner of this repository and administrators change its settings.');
+        const settings = `${t.href}settings`;
+        switch (t.rest.replace(/\/$/, '')) {
+          case 'settings/description': {
+            const description = f.get('description') ?? '';
+            const full = (f.get('full_description') ?? '').replace(/\r\n/g, '\n');
+            if (description.length > 1000) throw new WebError(400, 'Description refused', 'The short description is at most 1,000 characters.');
+            if (full.length > MAX_MARKDOWN)
+              throw new WebError(400, 'Description refused', `The full description is at most ${MAX_MARKDOWN.toLocaleString('en')} characters.`);
+            await saveRepository(db, { namespace: t.name.namespace, name: t.name.repository, description });
+            await saveFullDescription(db, repo.id, full);
+            return redirect(c, settings, 'saved');
           }
-          if (config.read_only) throw new WebError(405, 'Read-only', 'The registry is read-only (maintenance): nothing can be deleted now.');
-          await index.deleteRepository(user, t.name);
-          if (deps.removeContent) await deps.removeContent(t.name);
-          return redirect(c, `/u/${repo.namespace}/`, 'repo-deleted');
+          case 'settings/visibility': {
+            const access = f.get('access');
+            if (access !== 'public' && access !== 'private') throw new WebError(400, 'Visibility refused', 'Choose public or private.');
+            await saveRepository(db, { namespace: t.name.namespace, name: t.name.repository, private: access === 'private' });
+            return redirect(c, settings, 'saved');
+          }
+          case 'settings/collaborators': {
+            const other = await findUserByName(db, (f.get('username') ?? '').trim().slice(0, 255));
+            const access = f.get('access') === 'write' ? 'write' : 'read';
+            if (!other) throw new WebError(400, 'No such account', 'There is no account by that name.');
+            await addCollaborator(db, repo.id, other.id, access);
+            return redirect(c, settings, 'collab-added');
+          }
+          case 'settings/collaborators/remove': {
+            const other = await findUserByName(db, (f.get('username') ?? '').slice(0, 255));
+            if (other) await removeCollaborator(db, repo.id, other.id);
+            return redirect(c, settings, 'collab-removed');
+          }
+          case 'settings/tags/delete': {
+            const tag = f.get('tag') ?? '';
+            if (!TAG.test(tag)) throw new WebError(400, 'Tag refused', 'That is not a tag name.');
+            if (config.read_only) throw new WebError(405, 'Read-only', 'The registry is read-only (maintenance): nothing can be deleted now.');
+            // an index without its registry has no tags to delete, only its record of them
+            if (!deps.content) throw new WebError(409, 'Not here', 'Tags are deleted on the registry (this index runs without one in its process).');
+            const removed = await deps.content.deleteTag(t.name, tag);
+            // the index's image list forgets the tag too (as a v2 delete does)
+            await index.forgetV2Tags(t.name, [tag]);
+            if (!removed) throw new WebError(404, 'Not found', `There is no tag ${tag}.`);
+            return redirect(c, settings, 'tag-deleted');
+          }
+          case 'settings/delete': {
+            if ((f.get('confirm') ?? '') !== repo.fullName && (f.get('confirm') ?? '') !== (repo.namespace === 'library' ? repo.name : repo.fullName)) {
+              throw new WebError(400, 'Not deleted', `Type ${repo.fullName} to confirm.`);
+            }
+            if (config.read_only) throw new WebError(405, 'Read-only', 'The registry is read-only (maintenance): nothing can be deleted now.');
+            await index.deleteRepository(user, t.name);
+            if (deps.removeContent) await deps.removeContent(t.name);
+            return redirect(c, `/u/${repo.namespace}/`, 'repo-deleted');
+          }
+          default: {
+            const tabId = t.rest.replace(/^settings\/?/, '').replace(/\/$/, '');
+            const tab = tabs.find((x) => x.id === tabId);
+            if (!tab || !tab.post) throw notFoundError();
+            const action = `${t.href}settings/${tab.id}`;
+            await tab.post({ repo, user, csrf: id.csrf, action, form: f });
+            return redirect(c, action, 'saved');
+          }
         }
-        default: {
-          const tabId = t.rest.replace(/^settings\/?/, '').replace(/\/$/, '');
-          const tab = tabs.find((x) => x.id === tabId);
-          if (!tab || !tab.post) throw notFoundError();
-          const action = `${t.href}settings/${tab.id}`;
-          await tab.post({ repo, user, csrf: id.csrf, action, form: f });
-          return redirect(c, action, 'saved');
-        }
-      }
-    }, settingsForm ? { formLimit: SETTINGS_FORM_LIMIT } : {})(ctx);
+      },
+      settingsForm ? { formLimit: SETTINGS_FORM_LIMIT } : {},
+    )(ctx);
   };
 
   router.get(['/u/*path', '/_/*path'], repoGet);
@@ -553,84 +600,118 @@ export function webRouter(deps: WebDeps): Router {
   const loginForm = (ctx: Context, id: WebIdentity, status: number, flash?: Flash, username = '', next = '/'): void =>
     send(ctx, status, 'Log in', <LoginPage csrf={id.csrf} next={next} username={username} signup={config.signup} />, flash ? { flash } : {});
 
-  router.get('/login', handle(async (ctx, id) => {
-    const next = localPath(typeof ctx.query.next === 'string' ? ctx.query.next : '/');
-    if (id.user) return redirect(ctx, next);
-    loginForm(ctx, id, 200, undefined, '', next);
-  }));
+  router.get(
+    '/login',
+    handle(async (ctx, id) => {
+      const next = localPath(typeof ctx.query.next === 'string' ? ctx.query.next : '/');
+      if (id.user) return redirect(ctx, next);
+      loginForm(ctx, id, 200, undefined, '', next);
+    }),
+  );
 
-  router.post('/login', handle(async (ctx, id) => {
-    const f = form(ctx);
-    const username = (f.get('username') ?? '').trim().slice(0, 255);
-    const password = (f.get('password') ?? '').slice(0, 1024);
-    const next = localPath(f.get('next'));
-    if (username === '' || password === '' || username.includes(':')) return loginForm(ctx, id, 401, { kind: 'error', text: 'Wrong username or password.' }, username, next);
-    let user: User | undefined;
-    try {
-      // the same check, and the same throttling per account and address, as /v1/users/ and /v2/token
-      user = await index.authenticate(`Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`, { address: clientAddress(ctx) });
-    } catch (e) {
-      if (!isRegistryError(e)) throw e;
-      if (e.code === 'TOO_MANY_LOGINS') {
-        for (const [k, v] of Object.entries(e.headers)) ctx.set(k, v);
-        return loginForm(ctx, id, 429, { kind: 'error', text: `Too many failed logins for this account. Try again in ${e.headers['Retry-After'] ?? 'a few'} seconds.` }, username, next);
+  router.post(
+    '/login',
+    handle(async (ctx, id) => {
+      const f = form(ctx);
+      const username = (f.get('username') ?? '').trim().slice(0, 255);
+      const password = (f.get('password') ?? '').slice(0, 1024);
+      const next = localPath(f.get('next'));
+      if (username === '' || password === '' || username.includes(':'))
+        return loginForm(ctx, id, 401, { kind: 'error', text: 'Wrong username or password.' }, username, next);
+      let user: User | undefined;
+      try {
+        // the same check, and the same throttling per account and address, as /v1/users/ and /v2/token
+        user = await index.authenticate(`Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`, { address: clientAddress(ctx) });
+      } catch (e) {
+        if (!isRegistryError(e)) throw e;
+        if (e.code === 'TOO_MANY_LOGINS') {
+          for (const [k, v] of Object.entries(e.headers)) ctx.set(k, v);
+          return loginForm(
+            ctx,
+            id,
+            429,
+            { kind: 'error', text: `Too many failed logins for this account. Try again in ${e.headers['Retry-After'] ?? 'a few'} seconds.` },
+            username,
+            next,
+          );
+        }
+        if (e.code === 'ACCOUNT_INACTIVE')
+          return loginForm(ctx, id, 403, { kind: 'error', text: 'This account is not active yet: an administrator must activate it.' }, username, next);
+        return loginForm(ctx, id, 401, { kind: 'error', text: 'Wrong username or password.' }, username, next);
       }
-      if (e.code === 'ACCOUNT_INACTIVE') return loginForm(ctx, id, 403, { kind: 'error', text: 'This account is not active yet: an administrator must activate it.' }, username, next);
-      return loginForm(ctx, id, 401, { kind: 'error', text: 'Wrong username or password.' }, username, next);
-    }
-    if (!user) return loginForm(ctx, id, 401, { kind: 'error', text: 'Wrong username or password.' }, username, next);
-    if (id.session) await sessions.end(ctx, id.session);
-    await sessions.start(ctx, user);
-    redirect(ctx, next);
-  }));
+      if (!user) return loginForm(ctx, id, 401, { kind: 'error', text: 'Wrong username or password.' }, username, next);
+      if (id.session) await sessions.end(ctx, id.session);
+      await sessions.start(ctx, user);
+      redirect(ctx, next);
+    }),
+  );
 
-  router.get('/logout', handle(async (ctx, id) => {
-    if (!id.user) return redirect(ctx, '/');
-    send(
-      ctx,
-      200,
-      'Log out',
-      <section class="card narrow">
-        <h1>Log out</h1>
-        <form method="post" action="/logout">
-          <input type="hidden" name="_csrf" value={id.csrf} />
-          <button type="submit">Log out of {id.user.username}</button>
-        </form>
-      </section>,
-    );
-  }));
+  router.get(
+    '/logout',
+    handle(async (ctx, id) => {
+      if (!id.user) return redirect(ctx, '/');
+      send(
+        ctx,
+        200,
+        'Log out',
+        <section class="card narrow">
+          <h1>Log out</h1>
+          <form method="post" action="/logout">
+            <input type="hidden" name="_csrf" value={id.csrf} />
+            <button type="submit">Log out of {id.user.username}</button>
+          </form>
+        </section>,
+      );
+    }),
+  );
 
-  router.post('/logout', handle(async (ctx, id) => {
-    await sessions.end(ctx, id.session);
-    redirect(ctx, '/');
-  }));
+  router.post(
+    '/logout',
+    handle(async (ctx, id) => {
+      await sessions.end(ctx, id.session);
+      redirect(ctx, '/');
+    }),
+  );
 
-  router.get('/signup', handle(async (ctx, id) => {
-    if (id.user) return redirect(ctx, '/account');
-    send(ctx, 200, 'Sign up', <SignupPage csrf={id.csrf} username="" email="" enabled={config.signup} />);
-  }));
+  router.get(
+    '/signup',
+    handle(async (ctx, id) => {
+      if (id.user) return redirect(ctx, '/account');
+      send(ctx, 200, 'Sign up', <SignupPage csrf={id.csrf} username="" email="" enabled={config.signup} />);
+    }),
+  );
 
-  router.post('/signup', handle(async (ctx, id) => {
-    const f = form(ctx);
-    const username = (f.get('username') ?? '').trim().slice(0, 255);
-    const email = (f.get('email') ?? '').trim().slice(0, 320);
-    const password = (f.get('password') ?? '').slice(0, 1024);
-    if (!config.signup) return send(ctx, 403, 'Sign up', <SignupPage csrf={id.csrf} username="" email="" enabled={false} />);
-    let user: User;
-    try {
-      user = await index.signup({ username, email, password });
-    } catch (e) {
-      if (!isRegistryError(e)) throw e;
-      const text = e.code === 'USER_EXISTS' ? 'That username or email is taken.' : e.message;
-      return send(ctx, e.status === 401 ? 403 : 400, 'Sign up', <SignupPage csrf={id.csrf} username={username} email={email} enabled={config.signup} />, { flash: { kind: 'error', text } });
-    }
-    if (!user.active) {
-      return send(ctx, 201, 'Account created', <MessagePage title="Account created" text="An administrator must activate it before you can log in." link={{ href: '/', text: 'Back to explore' }} />);
-    }
-    if (id.session) await sessions.end(ctx, id.session);
-    await sessions.start(ctx, user);
-    redirect(ctx, `/u/${user.username}/`, 'welcome');
-  }));
+  router.post(
+    '/signup',
+    handle(async (ctx, id) => {
+      const f = form(ctx);
+      const username = (f.get('username') ?? '').trim().slice(0, 255);
+      const email = (f.get('email') ?? '').trim().slice(0, 320);
+      const password = (f.get('password') ?? '').slice(0, 1024);
+      if (!config.signup) return send(ctx, 403, 'Sign up', <SignupPage csrf={id.csrf} username="" email="" enabled={false} />);
+      let user: User;
+      try {
+        user = await index.signup({ username, email, password });
+      } catch (e) {
+        if (!isRegistryError(e)) throw e;
+        const text = e.code === 'USER_EXISTS' ? 'That username or email is taken.' : e.message;
+        return send(ctx, e.status === 401 ? 403 : 400, 'Sign up', <SignupPage csrf={id.csrf} username={username} email={email} enabled={config.signup} />, {
+          flash: { kind: 'error', text },
+        });
+      }
+      if (!user.active) {
+        return send(
+          ctx,
+          201,
+          'Account created',
+          <MessagePage title="Account created" text="An administrator must activate it before you can log in." link={{ href: '/', text: 'Back to explore' }} />,
+        );
+      }
+      if (id.session) await sessions.end(ctx, id.session);
+      await sessions.start(ctx, user);
+      redirect(ctx, `/u/${user.username}/`, 'welcome');
+    }),
+  );
 
   const accountPage = async (ctx: Context, id: WebIdentity, status = 200, flash?: Flash): Promise<void> => {
     const user = requireUser(ctx, id);
@@ -638,66 +719,80 @@ export function webRouter(deps: WebDeps): Router {
     send(ctx, status, 'Account', <AccountPage user={user} csrf={id.csrf} orgs={orgs} />, flash ? { flash } : {});
   };
 
-  router.get('/account', handle(async (ctx, id) => {
-    if (!id.user) return redirect(ctx, '/login?next=%2Faccount');
-    await accountPage(ctx, id);
-  }));
+  router.get(
+    '/account',
+    handle(async (ctx, id) => {
+      if (!id.user) return redirect(ctx, '/login?next=%2Faccount');
+      await accountPage(ctx, id);
+    }),
+  );
 
-  router.post('/account/email', handle(async (ctx, id) => {
-    const user = requireUser(ctx, id);
-    const email = (form(ctx).get('email') ?? '').trim();
-    if (!EMAIL.test(email) || email.length > 254) return accountPage(ctx, id, 400, { kind: 'error', text: 'That is not an email address.' });
-    try {
-      await saveUser(db, { id: user.id, email });
-    } catch (e) {
-      if (e instanceof DbConflictError) return accountPage(ctx, id, 409, { kind: 'error', text: 'Another account uses that email address.' });
-      throw e;
-    }
-    redirect(ctx, '/account', 'email-saved');
-  }));
+  router.post(
+    '/account/email',
+    handle(async (ctx, id) => {
+      const user = requireUser(ctx, id);
+      const email = (form(ctx).get('email') ?? '').trim();
+      if (!EMAIL.test(email) || email.length > 254) return accountPage(ctx, id, 400, { kind: 'error', text: 'That is not an email address.' });
+      try {
+        await saveUser(db, { id: user.id, email });
+      } catch (e) {
+        if (e instanceof DbConflictError) return accountPage(ctx, id, 409, { kind: 'error', text: 'Another account uses that email address.' });
+        throw e;
+      }
+      redirect(ctx, '/account', 'email-saved');
+    }),
+  );
 
-  router.post('/account/password', handle(async (ctx, id) => {
-    const user = requireUser(ctx, id);
-    const f = form(ctx);
-    const current = (f.get('current') ?? '').slice(0, 1024);
-    const password = (f.get('password') ?? '').slice(0, 1024);
-    if (password.length < 5) return accountPage(ctx, id, 400, { kind: 'error', text: 'The new password needs at least 5 characters.' });
-    if (password !== (f.get('confirm') ?? '')) return accountPage(ctx, id, 400, { kind: 'error', text: 'The two new passwords differ.' });
-    try {
-      // the current password is checked with the login throttling, as any login is
-      const ok = await index.authenticate(`Basic ${Buffer.from(`${user.username}:${current}`).toString('base64')}`, { address: clientAddress(ctx) });
-      if (!ok) throw new RegistryError('LOGIN_REQUIRED');
-    } catch (e) {
-      if (!isRegistryError(e)) throw e;
-      if (e.code === 'TOO_MANY_LOGINS') return accountPage(ctx, id, 429, { kind: 'error', text: 'Too many failed attempts; try again later.' });
-      return accountPage(ctx, id, 403, { kind: 'error', text: 'The current password is wrong.' });
-    }
-    await setPassword(db, user.id, password, { cost: config.bcrypt_cost });
-    // every other browser session ends here; v2 refresh tokens carry a fingerprint of the password
-    // hash (src/index/token-routes.ts) and stop working by themselves
-    const ended = await sessions.restart(ctx, user, id.session);
-    log.info('password changed through the web UI', { account: user.username, sessions_ended: ended });
-    redirect(ctx, '/account', 'password-changed');
-  }));
+  router.post(
+    '/account/password',
+    handle(async (ctx, id) => {
+      const user = requireUser(ctx, id);
+      const f = form(ctx);
+      const current = (f.get('current') ?? '').slice(0, 1024);
+      const password = (f.get('password') ?? '').slice(0, 1024);
+      if (password.length < 5) return accountPage(ctx, id, 400, { kind: 'error', text: 'The new password needs at least 5 characters.' });
+      if (password !== (f.get('confirm') ?? '')) return accountPage(ctx, id, 400, { kind: 'error', text: 'The two new passwords differ.' });
+      try {
+        // the current password is checked with the login throttling, as any login is
+        const ok = await index.authenticate(`Basic ${Buffer.from(`${user.username}:${current}`).toString('base64')}`, { address: clientAddress(ctx) });
+        if (!ok) throw new RegistryError('LOGIN_REQUIRED');
+      } catch (e) {
+        if (!isRegistryError(e)) throw e;
+        if (e.code === 'TOO_MANY_LOGINS') return accountPage(ctx, id, 429, { kind: 'error', text: 'Too many failed attempts; try again later.' });
+        return accountPage(ctx, id, 403, { kind: 'error', text: 'The current password is wrong.' });
+      }
+      await setPassword(db, user.id, password, { cost: config.bcrypt_cost });
+      // every other browser session ends here; v2 refresh tokens carry a fingerprint of the password
+      // hash (src/index/token-routes.ts) and stop working by themselves
+      const ended = await sessions.restart(ctx, user, id.session);
+      log.info('password changed through the web UI', { account: user.username, sessions_ended: ended });
+      redirect(ctx, '/account', 'password-changed');
+    }),
+  );
 
-  router.post('/account/organizations', handle(async (ctx, id) => {
-    const user = requireUser(ctx, id);
-    const name = (form(ctx).get('name') ?? '').trim();
-    if (!/^[a-z0-9_]{2,30}$/.test(name)) return accountPage(ctx, id, 400, { kind: 'error', text: 'An organization name is 2 to 30 characters of a-z, 0-9 and _.' });
-    // a namespace that already holds repositories belongs to someone (as for signup)
-    if (name === 'library' || (await db('repositories').where({ namespace: name }).first('id'))) {
-      return accountPage(ctx, id, 409, { kind: 'error', text: 'That name is taken.' });
-    }
-    try {
-      const org = await saveOrganization(db, { name });
-      if (!org) throw new Error('organization not created');
-      await addMember(db, org.id, user.id, 'owner');
-    } catch (e) {
-      if (e instanceof DbConflictError) return accountPage(ctx, id, 409, { kind: 'error', text: 'That name is taken (accounts and organizations share one name space).' });
-      throw e;
-    }
-    redirect(ctx, `/u/${name}/`, 'org-created');
-  }));
+  router.post(
+    '/account/organizations',
+    handle(async (ctx, id) => {
+      const user = requireUser(ctx, id);
+      const name = (form(ctx).get('name') ?? '').trim();
+      if (!/^[a-z0-9_]{2,30}$/.test(name))
+        return accountPage(ctx, id, 400, { kind: 'error', text: 'An organization name is 2 to 30 characters of a-z, 0-9 and _.' });
+      // a namespace that already holds repositories belongs to someone (as for signup)
+      if (name === 'library' || (await db('repositories').where({ namespace: name }).first('id'))) {
+        return accountPage(ctx, id, 409, { kind: 'error', text: 'That name is taken.' });
+      }
+      try {
+        const org = await saveOrganization(db, { name });
+        if (!org) throw new Error('organization not created');
+        await addMember(db, org.id, user.id, 'owner');
+      } catch (e) {
+        if (e instanceof DbConflictError)
+          return accountPage(ctx, id, 409, { kind: 'error', text: 'That name is taken (accounts and organizations share one name space).' });
+        throw e;
+      }
+      redirect(ctx, `/u/${name}/`, 'org-created');
+    }),
+  );
 
   /** Organization members, managed by its owners (and admins). */
   const orgOwner = async (ctx: Context, id: WebIdentity) => {
@@ -709,30 +804,37 @@ export function webRouter(deps: WebDeps): Router {
     return org;
   };
 
-  router.post('/orgs/:org/members', handle(async (ctx, id) => {
-    const org = await orgOwner(ctx, id);
-    const f = form(ctx);
-    const other = await findUserByName(db, (f.get('username') ?? '').trim().slice(0, 255));
-    if (!other) throw new WebError(400, 'No such account', 'There is no account by that name.');
-    const role = f.get('role') === 'owner' ? 'owner' : 'member';
-    const members = await listMembers(db, org.id);
-    if (role === 'member' && members.filter((m) => m.role === 'owner').every((m) => m.userId === other.id)) {
-      throw new WebError(400, 'Not saved', 'An organization keeps at least one owner.');
-    }
-    await addMember(db, org.id, other.id, role);
-    redirect(ctx, `/u/${org.name}/`, 'member-saved');
-  }));
-
-  router.post('/orgs/:org/members/remove', handle(async (ctx, id) => {
-    const org = await orgOwner(ctx, id);
-    const other = await findUserByName(db, (form(ctx).get('username') ?? '').slice(0, 255));
-    if (other) {
+  router.post(
+    '/orgs/:org/members',
+    handle(async (ctx, id) => {
+      const org = await orgOwner(ctx, id);
+      const f = form(ctx);
+      const other = await findUserByName(db, (f.get('username') ?? '').trim().slice(0, 255));
+      if (!other) throw new WebError(400, 'No such account', 'There is no account by that name.');
+      const role = f.get('role') === 'owner' ? 'owner' : 'member';
       const members = await listMembers(db, org.id);
-      if (members.filter((m) => m.role === 'owner').every((m) => m.userId === other.id)) throw new WebError(400, 'Not removed', 'An organization keeps at least one owner.');
-      await removeMember(db, org.id, other.id);
-    }
-    redirect(ctx, `/u/${org.name}/`, 'member-removed');
-  }));
+      if (role === 'member' && members.filter((m) => m.role === 'owner').every((m) => m.userId === other.id)) {
+        throw new WebError(400, 'Not saved', 'An organization keeps at least one owner.');
+      }
+      await addMember(db, org.id, other.id, role);
+      redirect(ctx, `/u/${org.name}/`, 'member-saved');
+    }),
+  );
+
+  router.post(
+    '/orgs/:org/members/remove',
+    handle(async (ctx, id) => {
+      const org = await orgOwner(ctx, id);
+      const other = await findUserByName(db, (form(ctx).get('username') ?? '').slice(0, 255));
+      if (other) {
+        const members = await listMembers(db, org.id);
+        if (members.filter((m) => m.role === 'owner').every((m) => m.userId === other.id))
+          throw new WebError(400, 'Not removed', 'An organization keeps at least one owner.');
+        await removeMember(db, org.id, other.id);
+      }
+      redirect(ctx, `/u/${org.name}/`, 'member-removed');
+    }),
+  );
 
   // ---------------------------------------------------------------------------------------------
   // Administration
@@ -743,24 +845,35 @@ export function webRouter(deps: WebDeps): Router {
     return user;
   };
 
-  router.get('/admin/users', handle(async (ctx, id) => {
-    if (!id.user) return redirect(ctx, '/login?next=%2Fadmin%2Fusers');
-    const me = requireAdmin(ctx, id);
-    const page = pageNumber(ctx.query.page);
-    const list = await listUsers(db, { page, pageSize: 50 });
-    send(ctx, 200, 'Accounts', <AdminUsersPage users={list.items} total={list.total} page={page} pages={Math.max(1, Math.ceil(list.total / 50))} csrf={id.csrf} me={me.id} />);
-  }));
+  router.get(
+    '/admin/users',
+    handle(async (ctx, id) => {
+      if (!id.user) return redirect(ctx, '/login?next=%2Fadmin%2Fusers');
+      const me = requireAdmin(ctx, id);
+      const page = pageNumber(ctx.query.page);
+      const list = await listUsers(db, { page, pageSize: 50 });
+      send(
+        ctx,
+        200,
+        'Accounts',
+        <AdminUsersPage users={list.items} total={list.total} page={page} pages={Math.max(1, Math.ceil(list.total / 50))} csrf={id.csrf} me={me.id} />,
+      );
+    }),
+  );
 
-  router.post('/admin/users/active', handle(async (ctx, id) => {
-    const me = requireAdmin(ctx, id);
-    const f = form(ctx);
-    const other = await findUserByName(db, (f.get('username') ?? '').slice(0, 255));
-    if (!other) throw new WebError(400, 'No such account', 'There is no account by that name.');
-    if (other.id === me.id) throw new WebError(400, 'Not saved', 'You cannot deactivate yourself.');
-    // a deactivated account's sessions end at their next request (Sessions.identify checks)
-    await setActive(db, other.id, f.get('active') === '1');
-    redirect(ctx, '/admin/users', 'user-saved');
-  }));
+  router.post(
+    '/admin/users/active',
+    handle(async (ctx, id) => {
+      const me = requireAdmin(ctx, id);
+      const f = form(ctx);
+      const other = await findUserByName(db, (f.get('username') ?? '').slice(0, 255));
+      if (!other) throw new WebError(400, 'No such account', 'There is no account by that name.');
+      if (other.id === me.id) throw new WebError(400, 'Not saved', 'You cannot deactivate yourself.');
+      // a deactivated account's sessions end at their next request (Sessions.identify checks)
+      await setActive(db, other.id, f.get('active') === '1');
+      redirect(ctx, '/admin/users', 'user-saved');
+    }),
+  );
 
   return router;
 }

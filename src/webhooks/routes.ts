@@ -30,7 +30,8 @@ export function validHook(body: { name?: unknown; url?: unknown; secret?: unknow
   } catch {
     bad('url: an absolute http(s) URL');
   }
-  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || raw.length > 2048 || CONTROL.test(raw)) bad('url: an absolute http(s) URL of at most 2048 characters');
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || raw.length > 2048 || CONTROL.test(raw))
+    bad('url: an absolute http(s) URL of at most 2048 characters');
   if (url!.username || url!.password) bad('url: no credentials in the URL (set a secret instead)');
   let secret: string | null = null;
   if (body.secret !== undefined && body.secret !== null && body.secret !== '') {
@@ -89,7 +90,8 @@ export function webhookRouter(index: IndexService, hooks: Webhooks): Router {
     const body = (await readJsonBody(ctx, SMALL_JSON_LIMIT, 'INVALID_DATA')) as Record<string, unknown> | undefined;
     if (!body || typeof body !== 'object' || Array.isArray(body)) throw new RegistryError('INVALID_DATA');
     const h = validHook(body);
-    if ((await countHooks(index.db, repo.id)) >= MAX_HOOKS_PER_REPOSITORY) throw new RegistryError('INVALID_DATA', `At most ${MAX_HOOKS_PER_REPOSITORY} webhooks per repository`);
+    if ((await countHooks(index.db, repo.id)) >= MAX_HOOKS_PER_REPOSITORY)
+      throw new RegistryError('INVALID_DATA', `At most ${MAX_HOOKS_PER_REPOSITORY} webhooks per repository`);
     try {
       sendJson(ctx, 201, shown(await createHook(index.db, repo.id, h)));
     } catch (e) {
@@ -125,8 +127,20 @@ export function webhookRouter(index: IndexService, hooks: Webhooks): Router {
         next_attempt_at: d.state === 'pending' ? new Date(d.nextAt).toISOString() : null,
         created_at: new Date(d.createdAt).toISOString(),
         finished_at: d.finishedAt === null ? null : new Date(d.finishedAt).toISOString(),
-        callback: d.callback && { state: d.callback.state, description: d.callback.description, context: d.callback.context, target_url: d.callback.targetUrl, at: new Date(d.callback.at).toISOString() },
-        history: d.attemptsLog.map((a) => ({ at: new Date(a.at).toISOString(), status: a.status, duration_ms: a.durationMs, error: a.error, response: a.responseExcerpt })),
+        callback: d.callback && {
+          state: d.callback.state,
+          description: d.callback.description,
+          context: d.callback.context,
+          target_url: d.callback.targetUrl,
+          at: new Date(d.callback.at).toISOString(),
+        },
+        history: d.attemptsLog.map((a) => ({
+          at: new Date(a.at).toISOString(),
+          status: a.status,
+          duration_ms: a.durationMs,
+          error: a.error,
+          response: a.responseExcerpt,
+        })),
       })),
     );
   });
@@ -140,7 +154,8 @@ export function webhookRouter(index: IndexService, hooks: Webhooks): Router {
     if (!repo) throw new RegistryError('NOT_FOUND', 'Unknown callback');
     const body = (await readJsonBody(ctx, 16 * 1024, 'INVALID_DATA')) as Record<string, unknown> | undefined;
     const state = body?.state;
-    if (state !== 'success' && state !== 'failure' && state !== 'error') throw new RegistryError('INVALID_DATA', 'Invalid data: state is success, failure or error');
+    if (state !== 'success' && state !== 'failure' && state !== 'error')
+      throw new RegistryError('INVALID_DATA', 'Invalid data: state is success, failure or error');
     const text = (k: string, max: number): string | undefined => {
       const v = body?.[k];
       if (v === undefined || v === null) return undefined;

@@ -261,7 +261,14 @@ export class Webhooks {
     const now = Date.now();
     const retryAt = attempt >= this.opts.maxAttempts ? undefined : now + this.backoffMs(attempt);
     try {
-      await finishAttempt(this.db, this.node, c.id, { status, durationMs, error: delivered ? null : error, excerpt: body }, delivered ? { delivered: true } : { delivered: false, ...(retryAt !== undefined ? { retryAt } : {}) }, now);
+      await finishAttempt(
+        this.db,
+        this.node,
+        c.id,
+        { status, durationMs, error: delivered ? null : error, excerpt: body },
+        delivered ? { delivered: true } : { delivered: false, ...(retryAt !== undefined ? { retryAt } : {}) },
+        now,
+      );
     } catch (e) {
       this.log.warn('webhook attempt not recorded', { delivery: c.id, err: String(e) });
     }

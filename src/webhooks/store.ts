@@ -44,7 +44,13 @@ export interface Delivery {
   readonly nextAt: number;
   readonly lastStatus: number | null;
   readonly lastError: string | null;
-  readonly callback: { readonly state: string; readonly description: string | null; readonly context: string | null; readonly targetUrl: string | null; readonly at: number } | null;
+  readonly callback: {
+    readonly state: string;
+    readonly description: string | null;
+    readonly context: string | null;
+    readonly targetUrl: string | null;
+    readonly at: number;
+  } | null;
   readonly createdAt: number;
   readonly finishedAt: number | null;
 }
@@ -126,7 +132,14 @@ export const callbackToken = (): string => randomBytes(32).toString('hex');
  * notice, recorded in the same transaction; a notice already recorded (a replay after a lost
  * answer) queues nothing (two replays at once: the primary key refuses the second, which fails).
  */
-export async function enqueuePush(db: Knex, repoId: number, tag: string, payload: (callbackToken: string) => string, now = Date.now(), noticeId?: string): Promise<string[]> {
+export async function enqueuePush(
+  db: Knex,
+  repoId: number,
+  tag: string,
+  payload: (callbackToken: string) => string,
+  now = Date.now(),
+  noticeId?: string,
+): Promise<string[]> {
   return db.transaction(async (trx) => {
     if (noticeId !== undefined) {
       // scoped to the repository: a writer of another one cannot spend this repository's ids
@@ -165,7 +178,18 @@ export async function enqueuePush(db: Knex, repoId: number, tag: string, payload
 export async function enqueueTest(db: Knex, hook: Webhook, payload: (callbackToken: string) => string, now = Date.now()): Promise<string> {
   const id = randomUUID();
   const token = callbackToken();
-  await db('webhook_deliveries').insert({ id, webhook_id: hook.id, event: 'test', tag: null, payload: payload(token), state: 'pending', attempts: 0, next_at: now, callback_token: token, created_at: now });
+  await db('webhook_deliveries').insert({
+    id,
+    webhook_id: hook.id,
+    event: 'test',
+    tag: null,
+    payload: payload(token),
+    state: 'pending',
+    attempts: 0,
+    next_at: now,
+    callback_token: token,
+    created_at: now,
+  });
   return id;
 }
 
@@ -193,10 +217,7 @@ export async function claimDue(db: Knex, node: string, limit: number, leaseMs: n
     const candidates = (await db('webhook_deliveries').select('id').where(DUE(now)).orderBy('next_at').limit(limit)) as { id: string }[];
     ids = [];
     for (const c of candidates) {
-      const n = await db('webhook_deliveries')
-        .where({ id: c.id })
-        .andWhere(DUE(now))
-        .update({ state: 'sending', claimed_by: node, claimed_until: until });
+      const n = await db('webhook_deliveries').where({ id: c.id }).andWhere(DUE(now)).update({ state: 'sending', claimed_by: node, claimed_until: until });
       if (n === 1) ids.push(c.id);
     }
   }
@@ -213,7 +234,15 @@ export async function claimDue(db: Knex, node: string, limit: number, leaseMs: n
     url: string;
     secret: string | null;
   }[];
-  return rows.map((r) => ({ id: r.id, event: r.event, payload: r.payload, attempts: toNum(r.attempts), url: r.url, secret: r.secret, createdAt: toNum(r.created_at) }));
+  return rows.map((r) => ({
+    id: r.id,
+    event: r.event,
+    payload: r.payload,
+    attempts: toNum(r.attempts),
+    url: r.url,
+    secret: r.secret,
+    createdAt: toNum(r.created_at),
+  }));
 }
 
 export interface AttemptResult {
@@ -228,7 +257,14 @@ export interface AttemptResult {
  * `retryAt`, or failed (retryAt undefined). Returns false when the lease was lost meanwhile
  * (another node took the delivery over); the attempt is recorded anyway.
  */
-export async function finishAttempt(db: Knex, node: string, id: string, r: AttemptResult, outcome: { delivered: true } | { delivered: false; retryAt?: number }, now = Date.now()): Promise<boolean> {
+export async function finishAttempt(
+  db: Knex,
+  node: string,
+  id: string,
+  r: AttemptResult,
+  outcome: { delivered: true } | { delivered: false; retryAt?: number },
+  now = Date.now(),
+): Promise<boolean> {
   return db.transaction(async (trx) => {
     await trx('webhook_attempts').insert({
       delivery_id: id,
@@ -276,7 +312,13 @@ export interface CallbackBody {
  * `success` releases the next hook of the chain, anything else stops the chain. Returns the
  * delivery's id, or undefined for a token unknown in this repository.
  */
-export async function recordCallback(db: Knex, repoId: number, token: string, body: CallbackBody, now = Date.now()): Promise<{ deliveryId: string } | undefined> {
+export async function recordCallback(
+  db: Knex,
+  repoId: number,
+  token: string,
+  body: CallbackBody,
+  now = Date.now(),
+): Promise<{ deliveryId: string } | undefined> {
   return db.transaction(async (trx) => {
     // the token of another repository's delivery answers as an unknown one
     const row = (await trx('webhook_deliveries as d')
@@ -334,14 +376,22 @@ const toDelivery = (r: DeliveryRow): Delivery => ({
   callback:
     r.callback_state === null
       ? null
-      : { state: r.callback_state, description: r.callback_description, context: r.callback_context, targetUrl: r.callback_target_url, at: toNum(r.callback_at) },
+      : {
+          state: r.callback_state,
+          description: r.callback_description,
+          context: r.callback_context,
+          targetUrl: r.callback_target_url,
+          at: toNum(r.callback_at),
+        },
   createdAt: toNum(r.created_at),
   finishedAt: r.finished_at === null || r.finished_at === undefined ? null : toNum(r.finished_at),
 });
 
 /** The newest deliveries of a hook (at most `limit`), each with its attempts, oldest attempt first. */
 export async function listDeliveries(db: Knex, hookId: number, limit = 50): Promise<(Delivery & { attemptsLog: Attempt[] })[]> {
-  const rows = ((await db('webhook_deliveries').where({ webhook_id: hookId }).orderBy('created_at', 'desc').orderBy('id').limit(limit)) as DeliveryRow[]).map(toDelivery);
+  const rows = ((await db('webhook_deliveries').where({ webhook_id: hookId }).orderBy('created_at', 'desc').orderBy('id').limit(limit)) as DeliveryRow[]).map(
+    toDelivery,
+  );
   if (rows.length === 0) return [];
   const attempts = (await db('webhook_attempts')
     .whereIn(
@@ -352,7 +402,13 @@ export async function listDeliveries(db: Knex, hookId: number, limit = 50): Prom
   const by = new Map<string, Attempt[]>();
   for (const a of attempts) {
     const list = by.get(a.delivery_id) ?? [];
-    list.push({ at: toNum(a.at), status: a.status === null ? null : toNum(a.status), durationMs: toNum(a.duration_ms), error: a.error, responseExcerpt: a.response_excerpt });
+    list.push({
+      at: toNum(a.at),
+      status: a.status === null ? null : toNum(a.status),
+      durationMs: toNum(a.duration_ms),
+      error: a.error,
+      responseExcerpt: a.response_excerpt,
+    });
     by.set(a.delivery_id, list);
   }
   return rows.map((r) => ({ ...r, attemptsLog: by.get(r.id) ?? [] }));
@@ -371,15 +427,34 @@ export async function deliveryCounts(db: Knex): Promise<Record<string, number>> 
  */
 export async function pruneDeliveries(db: Knex, maxAgeMs: number, keepPerHook: number, now = Date.now()): Promise<number> {
   const FINISHED = ['delivered', 'failed', 'skipped'];
-  let removed = await db('webhook_deliveries').whereIn('state', FINISHED).andWhere('finished_at', '<', now - maxAgeMs).delete();
+  let removed = await db('webhook_deliveries')
+    .whereIn('state', FINISHED)
+    .andWhere('finished_at', '<', now - maxAgeMs)
+    .delete();
   // ids of v1 push notices: a registry gives up replaying one long before (PENDING_MAX_AGE_MS)
-  await db('v1_push_notices').where('created_at', '<', now - maxAgeMs).delete();
-  const crowded = (await db('webhook_deliveries').whereIn('state', FINISHED).select('webhook_id').count({ n: '*' }).groupBy('webhook_id').havingRaw('count(*) > ?', [keepPerHook])) as {
+  await db('v1_push_notices')
+    .where('created_at', '<', now - maxAgeMs)
+    .delete();
+  const crowded = (await db('webhook_deliveries')
+    .whereIn('state', FINISHED)
+    .select('webhook_id')
+    .count({ n: '*' })
+    .groupBy('webhook_id')
+    .havingRaw('count(*) > ?', [keepPerHook])) as {
     webhook_id: unknown;
   }[];
   for (const h of crowded) {
-    const keep = db('webhook_deliveries').where({ webhook_id: toNum(h.webhook_id) }).whereIn('state', FINISHED).orderBy('created_at', 'desc').limit(keepPerHook).select('id');
-    removed += await db('webhook_deliveries').where({ webhook_id: toNum(h.webhook_id) }).whereIn('state', FINISHED).whereNotIn('id', keep).delete();
+    const keep = db('webhook_deliveries')
+      .where({ webhook_id: toNum(h.webhook_id) })
+      .whereIn('state', FINISHED)
+      .orderBy('created_at', 'desc')
+      .limit(keepPerHook)
+      .select('id');
+    removed += await db('webhook_deliveries')
+      .where({ webhook_id: toNum(h.webhook_id) })
+      .whereIn('state', FINISHED)
+      .whereNotIn('id', keep)
+      .delete();
   }
   return removed;
 }

@@ -6,7 +6,11 @@ import { countHooks, createHook, deleteHook, findHook, listDeliveries, listHooks
 import type { Webhooks } from './service.js';
 import { MAX_HOOKS_PER_REPOSITORY, validHook } from './routes.js';
 
-const when = (ms: number): string => new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
+const when = (ms: number): string =>
+  new Date(ms)
+    .toISOString()
+    .replace('T', ' ')
+    .replace(/\.\d+Z$/, ' UTC');
 
 /**
  * The repository settings' "Webhooks" tab (web UI, issue 14's slot): the hooks with their recent
@@ -25,8 +29,8 @@ export function webhooksTab(index: IndexService, hooks: Webhooks): SettingsTab {
           <h2 id="s-webhooks">Webhooks</h2>
           <p class="hint">
             After each push of a tag (v1 or v2) every hook receives Docker Hub's JSON payload by POST. A receiver may validate the push by posting{' '}
-            <code>{'{"state": "success"}'}</code> to the payload's <code>callback_url</code>; a chained hook fires only after the previous hook's success. With a
-            secret, each delivery carries <code>X-Registry-Signature-256: sha256=&lt;HMAC of the body&gt;</code>.
+            <code>{'{"state": "success"}'}</code> to the payload's <code>callback_url</code>; a chained hook fires only after the previous hook's success. With
+            a secret, each delivery carries <code>X-Registry-Signature-256: sha256=&lt;HMAC of the body&gt;</code>.
           </p>
           {list.length === 0 ? (
             <p class="empty">No webhooks.</p>
@@ -133,8 +137,14 @@ export function webhooksTab(index: IndexService, hooks: Webhooks): SettingsTab {
     async post({ repo, user, form }) {
       const op = form.get('op');
       if (op === 'add') {
-        const h = validHook({ name: form.get('name') ?? undefined, url: form.get('url') ?? undefined, secret: form.get('secret') ?? undefined, chained: form.get('chained') ?? undefined });
-        if ((await countHooks(index.db, repo.id)) >= MAX_HOOKS_PER_REPOSITORY) throw new RegistryError('INVALID_DATA', `At most ${MAX_HOOKS_PER_REPOSITORY} webhooks per repository`);
+        const h = validHook({
+          name: form.get('name') ?? undefined,
+          url: form.get('url') ?? undefined,
+          secret: form.get('secret') ?? undefined,
+          chained: form.get('chained') ?? undefined,
+        });
+        if ((await countHooks(index.db, repo.id)) >= MAX_HOOKS_PER_REPOSITORY)
+          throw new RegistryError('INVALID_DATA', `At most ${MAX_HOOKS_PER_REPOSITORY} webhooks per repository`);
         try {
           await createHook(index.db, repo.id, h);
         } catch (e) {

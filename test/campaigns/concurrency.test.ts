@@ -43,7 +43,10 @@ describe('concurrency: one consistent result per race', () => {
       const token = await site.claim(repo, OWNER, [v1img.id], 'latest');
       const v1push = (async () => {
         const rs = await pushImage(s.url, v1img, token);
-        assert.deepEqual(rs.slice(1).map((r) => r.status), [200, 200, 200]);
+        assert.deepEqual(
+          rs.slice(1).map((r) => r.status),
+          [200, 200, 200],
+        );
         assert.equal((await putTag(s.url, repo, 'latest', v1img.id, token)).status, 200);
       })();
       const v2push = pushV2Image(site, repo, 'latest', bearer, v2img);
@@ -61,7 +64,10 @@ describe('concurrency: one consistent result per race', () => {
         // v1 won: the v2 manifest is the bridge's view of the v1 image (its one layer)
         assert.equal(seen.v1, v1img.id, `round ${round}: a bridged manifest but v1 does not name the v1 push`);
         const m = JSON.parse(seen.v2.toString('utf8')) as { layers: { digest: string }[] };
-        assert.deepEqual(m.layers.map((l) => l.digest), [sha(v1img.layer)]);
+        assert.deepEqual(
+          m.layers.map((l) => l.digest),
+          [sha(v1img.layer)],
+        );
       }
     }
   });
@@ -140,7 +146,8 @@ describe('concurrency: one consistent result per race', () => {
         for (const id of Object.values(tags.status === 200 ? tags.json<Record<string, string>>() : {})) {
           const anc = await site.regGet(`/v1/images/${id}/ancestry`, t);
           assert.equal(anc.status, 200);
-          for (const a of anc.json<string[]>()) assert.equal((await site.regGet(`/v1/images/${a}/layer`, t)).status, 200, `round ${round}: a tag names an image that is not whole`);
+          for (const a of anc.json<string[]>())
+            assert.equal((await site.regGet(`/v1/images/${a}/layer`, t)).status, 200, `round ${round}: a tag names an image that is not whole`);
         }
       }
     }

@@ -36,7 +36,8 @@ async function probePg(): Promise<string | undefined> {
     return undefined;
   } catch (e) {
     // CI sets TEST_PG_REQUIRED: there the PostgreSQL half of the suite must run, not be skipped.
-    if (process.env.TEST_PG_REQUIRED) throw new Error(`PostgreSQL required (TEST_PG_REQUIRED) but unreachable at ${redacted(PG_URL)}: ${(e as Error).message}`, { cause: e });
+    if (process.env.TEST_PG_REQUIRED)
+      throw new Error(`PostgreSQL required (TEST_PG_REQUIRED) but unreachable at ${redacted(PG_URL)}: ${(e as Error).message}`, { cause: e });
     return `PostgreSQL unreachable at ${redacted(PG_URL)} (${(e as Error).message}); set TEST_PG_URL or start it`;
   } finally {
     await db.destroy();

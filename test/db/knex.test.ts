@@ -3,30 +3,12 @@ import { readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import { DbUrlError } from '../../src/db/errors.js';
-import {
-  closeDb,
-  createDb,
-  dbEngine,
-  migrateLatest,
-  migrateRollbackAll,
-  migrationsDirectory,
-  parseDbUrl,
-} from '../../src/db/knex.js';
+import { closeDb, createDb, dbEngine, migrateLatest, migrateRollbackAll, migrationsDirectory, parseDbUrl } from '../../src/db/knex.js';
 import { rawRows } from '../../src/db/rows.js';
 import { ROOT } from '../helpers/paths.js';
 import { describeEachEngine, ENGINES } from './engines.js';
 
-const TABLES = [
-  'users',
-  'organizations',
-  'organization_members',
-  'repositories',
-  'collaborators',
-  'stars',
-  'comments',
-  'repository_images',
-  'login_failures',
-];
+const TABLES = ['users', 'organizations', 'organization_members', 'repositories', 'collaborators', 'stars', 'comments', 'repository_images', 'login_failures'];
 
 describe('parseDbUrl', () => {
   it('uses <dataDir>/index.db when no URL is configured', () => {
@@ -59,11 +41,14 @@ describe('parseDbUrl', () => {
   });
 
   it('refuses other schemes without echoing the password', () => {
-    assert.throws(() => parseDbUrl('mysql://u:secret@h/db', '/d'), (e: unknown) => {
-      assert.ok(e instanceof DbUrlError);
-      assert.doesNotMatch(e.message, /secret/);
-      return true;
-    });
+    assert.throws(
+      () => parseDbUrl('mysql://u:secret@h/db', '/d'),
+      (e: unknown) => {
+        assert.ok(e instanceof DbUrlError);
+        assert.doesNotMatch(e.message, /secret/);
+        return true;
+      },
+    );
     assert.throws(() => parseDbUrl('sqlite://', '/d'), DbUrlError);
   });
 });
@@ -102,10 +87,7 @@ describe('migrations build', () => {
 
 async function tableNames(db: ReturnType<typeof createDb>): Promise<string[]> {
   if (dbEngine(db) === 'pg') {
-    const rows = rawRows<{ table_name: string }>(
-      db,
-      await db.raw(`select table_name from information_schema.tables where table_schema = current_schema()`),
-    );
+    const rows = rawRows<{ table_name: string }>(db, await db.raw(`select table_name from information_schema.tables where table_schema = current_schema()`));
     return rows.map((r) => r.table_name).sort();
   }
   const rows = rawRows<{ name: string }>(db, await db.raw(`select name from sqlite_master where type = 'table'`));

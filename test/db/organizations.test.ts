@@ -36,10 +36,7 @@ describeEachEngine('organizations', (ctx) => {
 
   it('refuses a name a user already has (one name space)', async () => {
     const user = await newUser();
-    await assert.rejects(
-      saveOrganization(ctx.db, { name: user.username }),
-      (e: unknown) => e instanceof DbConflictError && e.field === 'namespace',
-    );
+    await assert.rejects(saveOrganization(ctx.db, { name: user.username }), (e: unknown) => e instanceof DbConflictError && e.field === 'namespace');
     const org = (await saveOrganization(ctx.db, { name: uniqueName('org') })) as Organization;
     await assert.rejects(
       saveOrganization(ctx.db, { id: org.id, name: user.username }),
@@ -57,10 +54,7 @@ describeEachEngine('organizations', (ctx) => {
     assert.equal(await findMemberRole(ctx.db, org.id, bob.id), 'member');
     await addMember(ctx.db, org.id, bob.id, 'owner');
     assert.equal(await findMemberRole(ctx.db, org.id, bob.id), 'owner');
-    assert.deepEqual(
-      (await listMembers(ctx.db, org.id)).map((m) => m.userId).sort(),
-      [alice.id, bob.id].sort(),
-    );
+    assert.deepEqual((await listMembers(ctx.db, org.id)).map((m) => m.userId).sort(), [alice.id, bob.id].sort());
     const memberships = await listOrganizationsForUser(ctx.db, alice.id);
     assert.deepEqual(memberships, [{ ...org, role: 'owner' }]);
     assert.equal(await removeMember(ctx.db, org.id, bob.id), true);

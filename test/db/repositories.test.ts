@@ -105,10 +105,7 @@ describeEachEngine('repositories', (ctx) => {
   it('merges image lists: new ids appended in order, checksums kept, empty ones filled', async () => {
     const repo = await newRepo();
     // I5 of a first push: root first, one entry per (image, tag), no checksums.
-    assert.deepEqual(
-      await mergeImages(ctx.db, repo.id, [{ id: A }, { id: B, Tag: 'latest' }, { id: B, Tag: 'v1' }]),
-      { added: 2, updated: 0 },
-    );
+    assert.deepEqual(await mergeImages(ctx.db, repo.id, [{ id: A }, { id: B, Tag: 'latest' }, { id: B, Tag: 'v1' }]), { added: 2, updated: 0 });
     assert.deepEqual(await listImages(ctx.db, repo.id), [
       { id: A, checksum: null, tag: null },
       { id: B, checksum: null, tag: 'v1' },
@@ -141,8 +138,15 @@ describeEachEngine('repositories', (ctx) => {
   it('merges a long list in one call and keeps its order', async () => {
     const repo = await newRepo();
     const ids = Array.from({ length: 700 }, (_, i) => i.toString(16).padStart(64, '0'));
-    await mergeImages(ctx.db, repo.id, ids.map((i) => ({ id: i })));
-    assert.deepEqual((await listImages(ctx.db, repo.id)).map((i) => i.id), ids);
+    await mergeImages(
+      ctx.db,
+      repo.id,
+      ids.map((i) => ({ id: i })),
+    );
+    assert.deepEqual(
+      (await listImages(ctx.db, repo.id)).map((i) => i.id),
+      ids,
+    );
   });
 
   it('refuses to merge into an unknown repository', async () => {
@@ -197,9 +201,15 @@ describeEachEngine('repositories', (ctx) => {
     assert.equal(c1.body, 'first');
     const p1 = await listComments(ctx.db, repo.id, { page: 1, pageSize: 2 });
     assert.equal(p1.total, 3);
-    assert.deepEqual(p1.items.map((c) => c.body), ['first', 'second; drop table users; --']);
+    assert.deepEqual(
+      p1.items.map((c) => c.body),
+      ['first', 'second; drop table users; --'],
+    );
     const p2 = await listComments(ctx.db, repo.id, { page: 2, pageSize: 2 });
-    assert.deepEqual(p2.items.map((c) => c.body), ['third ✓']);
+    assert.deepEqual(
+      p2.items.map((c) => c.body),
+      ['third ✓'],
+    );
     assert.equal(await removeComment(ctx.db, c1.id), true);
     assert.equal((await listComments(ctx.db, repo.id)).total, 2);
   });

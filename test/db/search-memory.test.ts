@@ -25,23 +25,31 @@ async function openPair(engine: EngineName): Promise<{ db: Knex; other: Knex; di
     const dir = await mkdtemp(join(tmpdir(), 'lr-searchmem-'));
     const db = createDb(null, dir);
     const other = createDb(null, dir);
-    return { db, other, dispose: async () => {
-      await closeDb(other);
-      await closeDb(db);
-      await rm(dir, { recursive: true, force: true });
-    } };
+    return {
+      db,
+      other,
+      dispose: async () => {
+        await closeDb(other);
+        await closeDb(db);
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
   }
   const schema = `lr_test_${randomBytes(6).toString('hex')}`;
   const admin = createDb(PG_URL, tmpdir(), { poolMax: 1 });
   await admin.raw('create schema ??', [schema]).finally(() => admin.destroy());
   const db = createDb(PG_URL, tmpdir(), { searchPath: [schema] });
   const other = createDb(PG_URL, tmpdir(), { searchPath: [schema] });
-  return { db, other, dispose: async () => {
-    await closeDb(other);
-    await closeDb(db);
-    const a = createDb(PG_URL, tmpdir(), { poolMax: 1 });
-    await a.raw('drop schema if exists ?? cascade', [schema]).finally(() => a.destroy());
-  } };
+  return {
+    db,
+    other,
+    dispose: async () => {
+      await closeDb(other);
+      await closeDb(db);
+      const a = createDb(PG_URL, tmpdir(), { poolMax: 1 });
+      await a.raw('drop schema if exists ?? cascade', [schema]).finally(() => a.destroy());
+    },
+  };
 }
 
 let seed = 7;
@@ -52,182 +60,242 @@ function rnd(): number {
 const pick = <T>(a: readonly T[]): T => a[Math.floor(rnd() * a.length)]!;
 const WORDS = 'nginx redis node alpine busybox python web api app db cache proxy server red re-run rest base basic tool tools build café naïve data'.split(' ');
 
-for (const { handle: { engine }, skip } of ENGINES) describe(`in-memory search [${engine}]`, skip === undefined ? {} : { skip }, () => {
-  let db: Knex;
-  let other: Knex;
-  let dispose: () => Promise<void>;
-  const users: User[] = [];
+for (const {
+  handle: { engine },
+  skip,
+} of ENGINES)
+  describe(`in-memory search [${engine}]`, skip === undefined ? {} : { skip }, () => {
+    let db: Knex;
+    let other: Knex;
+    let dispose: () => Promise<void>;
+    const users: User[] = [];
 
-  before(async () => {
-    seed = 7;
-    // a second connection to the same database, as another process, index node or the CLI would have
-    ({ db, other, dispose } = await openPair(engine));
-    await migrateLatest(db);
-    for (let i = 0; i < 6; i++) users.push((await saveUser(db, { username: `user${i}`, email: `u${i}@x.org`, password: 'secret1', active: true, admin: i === 0 }, { cost: 4 }))!);
-    const org = (await saveOrganization(db, { name: 'crew' }))!;
-    await addMember(db, org.id, users[2]!.id);
-    const seen = new Set<string>();
-    while (seen.size < 1500) {
-      const ns = pick(['user1', 'user2', 'crew', 'library', 'acme', 'red', 'base', 'tools', `${pick(WORDS).replace(/[^a-z]/g, '')}${Math.floor(rnd() * 40)}`]);
-      const name = [pick(WORDS), rnd() < 0.5 ? pick(WORDS) : '', rnd() < 0.3 ? String(Math.floor(rnd() * 50)) : '']
-        .filter(Boolean)
-        .join(pick(['-', '_', '.']))
-        .normalize('NFD')
-        .replace(/\p{M}/gu, '')
-        .replace(/[^a-z0-9._-]/g, '');
-      if (!name || seen.has(`${ns}/${name}`)) continue;
-      seen.add(`${ns}/${name}`);
-      const priv = rnd() < 0.15;
-      const { repository } = await saveRepository(db, {
-        namespace: ns,
-        name,
-        description: Array.from({ length: Math.floor(rnd() * 8) }, () => pick([...WORDS, 'The', 'small', 'Fast'])).join(' '),
-        private: priv,
-        ownerId: priv ? pick(users).id : null,
-      });
-      // many ties on stars, as in real data
-      await db('repositories').where({ id: repository.id }).update({ star_count: Math.floor(rnd() * 4) === 0 ? Math.floor(rnd() * 100) : Math.floor(rnd() * 3) });
-      if (priv && rnd() < 0.2) await addCollaborator(db, repository.id, pick(users).id, 'read');
-      if (rnd() < 0.02) await markDeleted(db, repository.id);
-    }
-  });
-  after(async () => {
-    await dispose();
-  });
+    before(async () => {
+      seed = 7;
+      // a second connection to the same database, as another process, index node or the CLI would have
+      ({ db, other, dispose } = await openPair(engine));
+      await migrateLatest(db);
+      for (let i = 0; i < 6; i++)
+        users.push((await saveUser(db, { username: `user${i}`, email: `u${i}@x.org`, password: 'secret1', active: true, admin: i === 0 }, { cost: 4 }))!);
+      const org = (await saveOrganization(db, { name: 'crew' }))!;
+      await addMember(db, org.id, users[2]!.id);
+      const seen = new Set<string>();
+      while (seen.size < 1500) {
+        const ns = pick([
+          'user1',
+          'user2',
+          'crew',
+          'library',
+          'acme',
+          'red',
+          'base',
+          'tools',
+          `${pick(WORDS).replace(/[^a-z]/g, '')}${Math.floor(rnd() * 40)}`,
+        ]);
+        const name = [pick(WORDS), rnd() < 0.5 ? pick(WORDS) : '', rnd() < 0.3 ? String(Math.floor(rnd() * 50)) : '']
+          .filter(Boolean)
+          .join(pick(['-', '_', '.']))
+          .normalize('NFD')
+          .replace(/\p{M}/gu, '')
+          .replace(/[^a-z0-9._-]/g, '');
+        if (!name || seen.has(`${ns}/${name}`)) continue;
+        seen.add(`${ns}/${name}`);
+        const priv = rnd() < 0.15;
+        const { repository } = await saveRepository(db, {
+          namespace: ns,
+          name,
+          description: Array.from({ length: Math.floor(rnd() * 8) }, () => pick([...WORDS, 'The', 'small', 'Fast'])).join(' '),
+          private: priv,
+          ownerId: priv ? pick(users).id : null,
+        });
+        // many ties on stars, as in real data
+        await db('repositories')
+          .where({ id: repository.id })
+          .update({ star_count: Math.floor(rnd() * 4) === 0 ? Math.floor(rnd() * 100) : Math.floor(rnd() * 3) });
+        if (priv && rnd() < 0.2) await addCollaborator(db, repository.id, pick(users).id, 'read');
+        if (rnd() < 0.02) await markDeleted(db, repository.id);
+      }
+    });
+    after(async () => {
+      await dispose();
+    });
 
-  it('gives the SQL search’s pages and totals for every kind of query and caller', async () => {
-    const queries = ['', 're', 'red', 'redis', 'r', 'base', 'ba', 'web api', 'node server', 'tools/', 'acme/red', 'library/redis', 'edi', 'ool', 'é', 'cafe', 'café', 'naive', 'x', 'zzz', '-', '_x', '%', "' or 1=1", 'a"b', 'crew/', 're-run', 'rest.', '.10', '42', 'caf', 'na', 'naï', 'the small', 'fast re'];
-    const callers: SearchOptions['visibleTo'][] = [{}, { userId: users[1]!.id }, { userId: users[2]!.id }, { userId: users[3]!.id }, { userId: users[0]!.id, admin: true }];
-    let compared = 0;
-    for (const query of queries) {
-      for (const visibleTo of callers) {
-        for (const [page, pageSize] of [
-          [1, 25],
-          [2, 25],
-          [1, 7],
-          [3, 10],
-          [40, 100],
-        ] as const) {
-          const opts = { query, visibleTo, page, pageSize };
-          const mem = await searchRepositories(db, opts);
-          const sql = await searchWithSql(db, opts);
-          assert.deepEqual(mem, sql, JSON.stringify(opts));
-          compared++;
+    it('gives the SQL search’s pages and totals for every kind of query and caller', async () => {
+      const queries = [
+        '',
+        're',
+        'red',
+        'redis',
+        'r',
+        'base',
+        'ba',
+        'web api',
+        'node server',
+        'tools/',
+        'acme/red',
+        'library/redis',
+        'edi',
+        'ool',
+        'é',
+        'cafe',
+        'café',
+        'naive',
+        'x',
+        'zzz',
+        '-',
+        '_x',
+        '%',
+        "' or 1=1",
+        'a"b',
+        'crew/',
+        're-run',
+        'rest.',
+        '.10',
+        '42',
+        'caf',
+        'na',
+        'naï',
+        'the small',
+        'fast re',
+      ];
+      const callers: SearchOptions['visibleTo'][] = [
+        {},
+        { userId: users[1]!.id },
+        { userId: users[2]!.id },
+        { userId: users[3]!.id },
+        { userId: users[0]!.id, admin: true },
+      ];
+      let compared = 0;
+      for (const query of queries) {
+        for (const visibleTo of callers) {
+          for (const [page, pageSize] of [
+            [1, 25],
+            [2, 25],
+            [1, 7],
+            [3, 10],
+            [40, 100],
+          ] as const) {
+            const opts = { query, visibleTo, page, pageSize };
+            const mem = await searchRepositories(db, opts);
+            const sql = await searchWithSql(db, opts);
+            assert.deepEqual(mem, sql, JSON.stringify(opts));
+            compared++;
+          }
         }
       }
-    }
-    assert.equal(compared, queries.length * callers.length * 5);
-  });
-
-  it('sees its own writes at the next search, and those of another connection within 250 ms', async () => {
-    const now = async (q: string): Promise<string[]> => (await searchRepositories(db, { query: q, pageSize: 100 })).results.map((r) => `${r.namespace}/${r.name}`);
-    // another process's change is read from the change log at most 250 ms later
-    const find = async (q: string): Promise<string[]> => {
-      await new Promise((r) => setTimeout(r, 260));
-      return now(q);
-    };
-    await searchRepositories(db, { query: 'warm' }); // loaded
-    const mine = await saveRepository(db, { namespace: 'own', name: 'platypus' });
-    assert.deepEqual(await now('platypus'), ['own/platypus'], 'a write through this connection shows at once');
-    await db('repositories').where({ id: mine.repository.id }).update({ private: true });
-    assert.deepEqual(await now('platypus'), [], 'and so does making it private');
-    const { repository } = await saveRepository(other, { namespace: 'late', name: 'zebrafish', description: 'arrived later' });
-    assert.deepEqual(await find('zebrafish'), ['late/zebrafish']);
-    await other('repositories').where({ id: repository.id }).update({ description: 'now about quokkas' });
-    assert.deepEqual(await find('quokkas'), ['late/zebrafish']);
-    assert.deepEqual(await find('arrived'), [], 'the old words are gone');
-    await other('repositories').where({ id: repository.id }).update({ private: true });
-    assert.deepEqual(await find('zebrafish'), [], 'private now');
-    await other('repositories').where({ id: repository.id }).update({ private: false, star_count: 5 });
-    await saveRepository(other, { namespace: 'late', name: 'zebrafish-two' });
-    assert.deepEqual(await find('zebrafish'), ['late/zebrafish', 'late/zebrafish-two']);
-    await other('repositories').where({ id: repository.id }).update({ star_count: 0 });
-    await other('repositories').where({ namespace: 'late', name: 'zebrafish-two' }).update({ star_count: 9 });
-    assert.deepEqual(await find('zebrafish'), ['late/zebrafish', 'late/zebrafish-two'], 'exact name first whatever the stars');
-    assert.deepEqual(await find('zebra'), ['late/zebrafish-two', 'late/zebrafish'], 'then by stars');
-    await other('repositories').where({ id: repository.id }).delete();
-    assert.deepEqual(await find('zebrafish'), ['late/zebrafish-two']);
-    // a grant made elsewhere counts within 250 ms (the log tells a grant changed)
-    const { repository: secret } = await saveRepository(other, { namespace: 'late', name: 'secretive', private: true });
-    const u5 = { userId: users[5]!.id };
-    await new Promise((r) => setTimeout(r, 260));
-    assert.equal((await searchRepositories(db, { query: 'secretive', visibleTo: u5 })).total, 0);
-    await addCollaborator(other, secret.id, users[5]!.id, 'read');
-    await new Promise((r) => setTimeout(r, 260));
-    assert.equal((await searchRepositories(db, { query: 'secretive', visibleTo: u5 })).total, 1);
-    // a grant through this connection counts at once (grants kept per account, dropped on a write)
-    const { repository: secret2 } = await saveRepository(db, { namespace: 'late', name: 'secretive-two', private: true });
-    assert.equal((await searchRepositories(db, { query: 'secretive', visibleTo: u5 })).total, 1);
-    await addCollaborator(db, secret2.id, users[5]!.id, 'read');
-    assert.equal((await searchRepositories(db, { query: 'secretive', visibleTo: u5 })).total, 2);
-  });
-
-  it('keeps grants until one changes, here or elsewhere (membership, collaborator, organization)', async () => {
-    const u4 = { userId: users[4]!.id };
-    const hits = async (q: string): Promise<number> => (await searchRepositories(db, { query: q, visibleTo: u4 })).total;
-    const later = (): Promise<void> => new Promise((r) => setTimeout(r, 260));
-    const guild = (await saveOrganization(other, { name: 'guild' }))!;
-    const { repository: hoard } = await saveRepository(other, { namespace: 'guild', name: 'hoard', private: true });
-    await later();
-    assert.equal(await hits('hoard'), 0);
-    assert.equal(await hits('hoard'), 0, 'grants now kept');
-    await addMember(other, guild.id, users[4]!.id);
-    await later();
-    assert.equal(await hits('hoard'), 1, 'a membership added elsewhere');
-    await other('organization_members').where({ org_id: guild.id, user_id: users[4]!.id }).delete();
-    await later();
-    assert.equal(await hits('hoard'), 0, 'and removed');
-    await addCollaborator(other, hoard.id, users[4]!.id, 'read');
-    await later();
-    assert.equal(await hits('hoard'), 1, 'a collaborator added elsewhere');
-    await other('collaborators').where({ repo_id: hoard.id, user_id: users[4]!.id }).delete();
-    await later();
-    assert.equal(await hits('hoard'), 0, 'and removed');
-    await addMember(db, guild.id, users[4]!.id);
-    assert.equal(await hits('hoard'), 1, 'a membership added here: at once');
-    await other('organizations').where({ id: guild.id }).update({ name: 'guild-renamed' });
-    await later();
-    assert.equal(await hits('hoard'), 0, 'the organization renamed elsewhere: guild/ is no longer its namespace');
-    assert.deepEqual(await searchRepositories(db, { query: 'hoard', visibleTo: u4 }), await searchWithSql(db, { query: 'hoard', visibleTo: u4 }));
-  });
-
-  it('reloads everything when the change log was pruned past what it saw', async () => {
-    await searchRepositories(db, { query: 'warm' });
-    await saveRepository(other, { namespace: 'pruned', name: 'walrus' });
-    // what the prune trigger does to an old log: keep only changes newer than this reader knows
-    const s = toNum(rawRows<{ s: unknown }>(other, await other.raw('select max(seq) as s from repository_changes'))[0]?.s);
-    await other.raw('delete from repository_changes where seq <= ?', [s]);
-    await saveRepository(other, { namespace: 'pruned', name: 'walrus-two' });
-    await new Promise((r) => setTimeout(r, 260));
-    const r = await searchRepositories(db, { query: 'walrus' });
-    assert.deepEqual(
-      r.results.map((x) => `${x.namespace}/${x.name}`),
-      ['pruned/walrus', 'pruned/walrus-two'],
-    );
-    assert.deepEqual(r, await searchWithSql(db, { query: 'walrus' }));
-  });
-
-  // PostgreSQL's writers run concurrently: a change numbered below one already read may commit later
-  it('sees a change that commits after a later-numbered one', { skip: engine !== 'pg' }, async () => {
-    await searchRepositories(db, { query: 'warm' });
-    let release!: () => void;
-    const held = new Promise<void>((r) => (release = r));
-    let inserted!: () => void;
-    const wrote = new Promise<void>((r) => (inserted = r));
-    const slow = other.transaction(async (trx) => {
-      await saveRepository(trx, { namespace: 'slow', name: 'narwhal' });
-      inserted();
-      await held;
+      assert.equal(compared, queries.length * callers.length * 5);
     });
-    await wrote;
-    await saveRepository(other, { namespace: 'fast', name: 'narwhal-two' });
-    await new Promise((r) => setTimeout(r, 260));
-    const names = async (): Promise<string[]> => (await searchRepositories(db, { query: 'narwhal' })).results.map((x) => `${x.namespace}/${x.name}`);
-    assert.deepEqual(await names(), ['fast/narwhal-two'], 'the committed one shows, the running one not yet');
-    release();
-    await slow;
-    await new Promise((r) => setTimeout(r, 260));
-    assert.deepEqual(await names(), ['slow/narwhal', 'fast/narwhal-two']);
-    assert.deepEqual(await searchRepositories(db, { query: 'narwhal' }), await searchWithSql(db, { query: 'narwhal' }));
+
+    it('sees its own writes at the next search, and those of another connection within 250 ms', async () => {
+      const now = async (q: string): Promise<string[]> =>
+        (await searchRepositories(db, { query: q, pageSize: 100 })).results.map((r) => `${r.namespace}/${r.name}`);
+      // another process's change is read from the change log at most 250 ms later
+      const find = async (q: string): Promise<string[]> => {
+        await new Promise((r) => setTimeout(r, 260));
+        return now(q);
+      };
+      await searchRepositories(db, { query: 'warm' }); // loaded
+      const mine = await saveRepository(db, { namespace: 'own', name: 'platypus' });
+      assert.deepEqual(await now('platypus'), ['own/platypus'], 'a write through this connection shows at once');
+      await db('repositories').where({ id: mine.repository.id }).update({ private: true });
+      assert.deepEqual(await now('platypus'), [], 'and so does making it private');
+      const { repository } = await saveRepository(other, { namespace: 'late', name: 'zebrafish', description: 'arrived later' });
+      assert.deepEqual(await find('zebrafish'), ['late/zebrafish']);
+      await other('repositories').where({ id: repository.id }).update({ description: 'now about quokkas' });
+      assert.deepEqual(await find('quokkas'), ['late/zebrafish']);
+      assert.deepEqual(await find('arrived'), [], 'the old words are gone');
+      await other('repositories').where({ id: repository.id }).update({ private: true });
+      assert.deepEqual(await find('zebrafish'), [], 'private now');
+      await other('repositories').where({ id: repository.id }).update({ private: false, star_count: 5 });
+      await saveRepository(other, { namespace: 'late', name: 'zebrafish-two' });
+      assert.deepEqual(await find('zebrafish'), ['late/zebrafish', 'late/zebrafish-two']);
+      await other('repositories').where({ id: repository.id }).update({ star_count: 0 });
+      await other('repositories').where({ namespace: 'late', name: 'zebrafish-two' }).update({ star_count: 9 });
+      assert.deepEqual(await find('zebrafish'), ['late/zebrafish', 'late/zebrafish-two'], 'exact name first whatever the stars');
+      assert.deepEqual(await find('zebra'), ['late/zebrafish-two', 'late/zebrafish'], 'then by stars');
+      await other('repositories').where({ id: repository.id }).delete();
+      assert.deepEqual(await find('zebrafish'), ['late/zebrafish-two']);
+      // a grant made elsewhere counts within 250 ms (the log tells a grant changed)
+      const { repository: secret } = await saveRepository(other, { namespace: 'late', name: 'secretive', private: true });
+      const u5 = { userId: users[5]!.id };
+      await new Promise((r) => setTimeout(r, 260));
+      assert.equal((await searchRepositories(db, { query: 'secretive', visibleTo: u5 })).total, 0);
+      await addCollaborator(other, secret.id, users[5]!.id, 'read');
+      await new Promise((r) => setTimeout(r, 260));
+      assert.equal((await searchRepositories(db, { query: 'secretive', visibleTo: u5 })).total, 1);
+      // a grant through this connection counts at once (grants kept per account, dropped on a write)
+      const { repository: secret2 } = await saveRepository(db, { namespace: 'late', name: 'secretive-two', private: true });
+      assert.equal((await searchRepositories(db, { query: 'secretive', visibleTo: u5 })).total, 1);
+      await addCollaborator(db, secret2.id, users[5]!.id, 'read');
+      assert.equal((await searchRepositories(db, { query: 'secretive', visibleTo: u5 })).total, 2);
+    });
+
+    it('keeps grants until one changes, here or elsewhere (membership, collaborator, organization)', async () => {
+      const u4 = { userId: users[4]!.id };
+      const hits = async (q: string): Promise<number> => (await searchRepositories(db, { query: q, visibleTo: u4 })).total;
+      const later = (): Promise<void> => new Promise((r) => setTimeout(r, 260));
+      const guild = (await saveOrganization(other, { name: 'guild' }))!;
+      const { repository: hoard } = await saveRepository(other, { namespace: 'guild', name: 'hoard', private: true });
+      await later();
+      assert.equal(await hits('hoard'), 0);
+      assert.equal(await hits('hoard'), 0, 'grants now kept');
+      await addMember(other, guild.id, users[4]!.id);
+      await later();
+      assert.equal(await hits('hoard'), 1, 'a membership added elsewhere');
+      await other('organization_members').where({ org_id: guild.id, user_id: users[4]!.id }).delete();
+      await later();
+      assert.equal(await hits('hoard'), 0, 'and removed');
+      await addCollaborator(other, hoard.id, users[4]!.id, 'read');
+      await later();
+      assert.equal(await hits('hoard'), 1, 'a collaborator added elsewhere');
+      await other('collaborators').where({ repo_id: hoard.id, user_id: users[4]!.id }).delete();
+      await later();
+      assert.equal(await hits('hoard'), 0, 'and removed');
+      await addMember(db, guild.id, users[4]!.id);
+      assert.equal(await hits('hoard'), 1, 'a membership added here: at once');
+      await other('organizations').where({ id: guild.id }).update({ name: 'guild-renamed' });
+      await later();
+      assert.equal(await hits('hoard'), 0, 'the organization renamed elsewhere: guild/ is no longer its namespace');
+      assert.deepEqual(await searchRepositories(db, { query: 'hoard', visibleTo: u4 }), await searchWithSql(db, { query: 'hoard', visibleTo: u4 }));
+    });
+
+    it('reloads everything when the change log was pruned past what it saw', async () => {
+      await searchRepositories(db, { query: 'warm' });
+      await saveRepository(other, { namespace: 'pruned', name: 'walrus' });
+      // what the prune trigger does to an old log: keep only changes newer than this reader knows
+      const s = toNum(rawRows<{ s: unknown }>(other, await other.raw('select max(seq) as s from repository_changes'))[0]?.s);
+      await other.raw('delete from repository_changes where seq <= ?', [s]);
+      await saveRepository(other, { namespace: 'pruned', name: 'walrus-two' });
+      await new Promise((r) => setTimeout(r, 260));
+      const r = await searchRepositories(db, { query: 'walrus' });
+      assert.deepEqual(
+        r.results.map((x) => `${x.namespace}/${x.name}`),
+        ['pruned/walrus', 'pruned/walrus-two'],
+      );
+      assert.deepEqual(r, await searchWithSql(db, { query: 'walrus' }));
+    });
+
+    // PostgreSQL's writers run concurrently: a change numbered below one already read may commit later
+    it('sees a change that commits after a later-numbered one', { skip: engine !== 'pg' }, async () => {
+      await searchRepositories(db, { query: 'warm' });
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      let inserted!: () => void;
+      const wrote = new Promise<void>((r) => (inserted = r));
+      const slow = other.transaction(async (trx) => {
+        await saveRepository(trx, { namespace: 'slow', name: 'narwhal' });
+        inserted();
+        await held;
+      });
+      await wrote;
+      await saveRepository(other, { namespace: 'fast', name: 'narwhal-two' });
+      await new Promise((r) => setTimeout(r, 260));
+      const names = async (): Promise<string[]> => (await searchRepositories(db, { query: 'narwhal' })).results.map((x) => `${x.namespace}/${x.name}`);
+      assert.deepEqual(await names(), ['fast/narwhal-two'], 'the committed one shows, the running one not yet');
+      release();
+      await slow;
+      await new Promise((r) => setTimeout(r, 260));
+      assert.deepEqual(await names(), ['slow/narwhal', 'fast/narwhal-two']);
+      assert.deepEqual(await searchRepositories(db, { query: 'narwhal' }), await searchWithSql(db, { query: 'narwhal' }));
+    });
   });
-});

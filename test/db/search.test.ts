@@ -27,10 +27,7 @@ describeEachEngine('searchRepositories', (ctx) => {
   let org: Organization;
   let trigram = false;
 
-  const repo = async (
-    full: string,
-    opts: { description?: string; stars?: number; private?: boolean; owner?: string } = {},
-  ): Promise<number> => {
+  const repo = async (full: string, opts: { description?: string; stars?: number; private?: boolean; owner?: string } = {}): Promise<number> => {
     const [namespace, name] = full.split('/') as [string, string];
     const { repository } = await saveRepository(ctx.db, {
       namespace,
@@ -39,7 +36,10 @@ describeEachEngine('searchRepositories', (ctx) => {
       private: opts.private ?? false,
       ownerId: opts.owner ? (users[opts.owner] as User).id : null,
     });
-    await ctx.db('repositories').where({ id: repository.id }).update({ star_count: opts.stars ?? 0 });
+    await ctx
+      .db('repositories')
+      .where({ id: repository.id })
+      .update({ star_count: opts.stars ?? 0 });
     return repository.id;
   };
 
@@ -141,14 +141,7 @@ describeEachEngine('searchRepositories', (ctx) => {
       return;
     }
     const r = names(await search('usy'));
-    assert.deepEqual(r, [
-      'tools/busybox-extras',
-      'zz/superbusyboxer',
-      'someone/busybox',
-      'xx/my-busybox',
-      'library/busybox',
-      'busybox/other',
-    ]);
+    assert.deepEqual(r, ['tools/busybox-extras', 'zz/superbusyboxer', 'someone/busybox', 'xx/my-busybox', 'library/busybox', 'busybox/other']);
   });
 
   it('applies visibility in the query', async () => {
@@ -163,13 +156,7 @@ describeEachEngine('searchRepositories', (ctx) => {
     const admin = await search(q, 'admin');
     assert.deepEqual(
       new Set(names(admin)),
-      new Set([
-        'owner_x/hiddenthing',
-        'teamorg/hiddenthing',
-        'elsewhere/hiddenthing',
-        'nsuser_x/hiddenthing',
-        ...publicOnly,
-      ]),
+      new Set(['owner_x/hiddenthing', 'teamorg/hiddenthing', 'elsewhere/hiddenthing', 'nsuser_x/hiddenthing', ...publicOnly]),
     );
     assert.equal(admin.total, 5);
     // Logically deleted repositories are never found, not even by admins.
@@ -192,7 +179,10 @@ describeEachEngine('searchRepositories', (ctx) => {
     assert.deepEqual(past.results, []);
     assert.equal(past.total, 23);
     const stars = (await search('pagerepo', 'anon', { pageSize: 100 })).results.map((r) => r.star_count);
-    assert.deepEqual(stars, [...stars].sort((a, b) => b - a));
+    assert.deepEqual(
+      stars,
+      [...stars].sort((a, b) => b - a),
+    );
   });
 
   it('clamps page and page size instead of failing', async () => {
@@ -217,7 +207,10 @@ describeEachEngine('searchRepositories', (ctx) => {
     assert.equal(r.total, Number(n));
     assert.equal(r.results[0]?.namespace + '/' + r.results[0]?.name, 'aa/unrelated');
     const stars = r.results.map((x) => x.star_count);
-    assert.deepEqual(stars, [...stars].sort((a, b) => b - a));
+    assert.deepEqual(
+      stars,
+      [...stars].sort((a, b) => b - a),
+    );
     const admin = await search('   ', 'admin', { pageSize: 1 });
     assert.equal(admin.total, Number(n) + 4);
     const past = await search('', 'anon', { page: 1000 });

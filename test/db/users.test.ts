@@ -147,7 +147,10 @@ describeEachEngine('login throttling', (ctx) => {
       assert.equal(next.allowed, false);
       locks.push((next as { retryAfterMs: number }).retryAfterMs);
     }
-    assert.deepEqual(locks.map((l) => l / MIN), [2, 4, 8, 15, 15, 15, 15, 15]);
+    assert.deepEqual(
+      locks.map((l) => l / MIN),
+      [2, 4, 8, 15, 15, 15, 15, 15],
+    );
   });
 
   it('counts only failures within 15 minutes', async () => {
@@ -181,6 +184,9 @@ describeEachEngine('login throttling', (ctx) => {
     const left = (await ctx.db('login_failures').whereIn('username', [old, recent]).select('username')) as {
       username: string;
     }[];
-    assert.deepEqual(left.map((r) => r.username), [recent]);
+    assert.deepEqual(
+      left.map((r) => r.username),
+      [recent],
+    );
   });
 });

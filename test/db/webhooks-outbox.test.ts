@@ -34,7 +34,10 @@ describeEachEngine('webhook outbox', (ctx) => {
       }
     };
     const counts = await Promise.all(['a', 'b', 'c', 'd'].map(node));
-    assert.equal(counts.reduce((x, y) => x + y, 0), 200);
+    assert.equal(
+      counts.reduce((x, y) => x + y, 0),
+      200,
+    );
     assert.deepEqual([...taken.keys()].sort(), [...queued].sort());
     // nothing is due any more while the leases run
     assert.deepEqual(await claimDue(ctx.db, 'e', 10, 60_000), []);
@@ -45,11 +48,17 @@ describeEachEngine('webhook outbox', (ctx) => {
     await createHook(ctx.db, r.id, { name: 'h', url: 'http://127.0.0.1:9/' });
     const [id] = await enqueuePush(ctx.db, r.id, 'latest', () => '{}');
     const first = await claimDue(ctx.db, 'dies', 10, 50);
-    assert.deepEqual(first.map((c) => c.id), [id]);
+    assert.deepEqual(
+      first.map((c) => c.id),
+      [id],
+    );
     assert.deepEqual(await claimDue(ctx.db, 'other', 10, 60_000), [], 'leased');
     await new Promise((res) => setTimeout(res, 80));
     const again = await claimDue(ctx.db, 'other', 10, 60_000);
-    assert.deepEqual(again.map((c) => c.id), [id]);
+    assert.deepEqual(
+      again.map((c) => c.id),
+      [id],
+    );
     const attempt = { status: 200, durationMs: 5, error: null, excerpt: 'ok' };
     assert.equal(await finishAttempt(ctx.db, 'dies', id!, attempt, { delivered: true }), false);
     assert.equal(await finishAttempt(ctx.db, 'other', id!, attempt, { delivered: true }), true);
@@ -67,13 +76,23 @@ describeEachEngine('webhook outbox', (ctx) => {
     const [a, b, c] = await enqueuePush(ctx.db, r.id, 'latest', () => '{}');
     const now = Date.now();
     const got = await claimDue(ctx.db, 'n', 10, 60_000, now);
-    assert.deepEqual(got.map((x) => x.id), [a], 'chained hooks wait');
+    assert.deepEqual(
+      got.map((x) => x.id),
+      [a],
+      'chained hooks wait',
+    );
     const fail = { status: 503, durationMs: 1, error: 'HTTP 503', excerpt: null };
     await finishAttempt(ctx.db, 'n', a!, fail, { delivered: false, retryAt: now + 10_000 }, now);
     assert.deepEqual(await claimDue(ctx.db, 'n', 10, 60_000, now + 5_000), [], 'not before its time');
-    assert.deepEqual((await claimDue(ctx.db, 'n', 10, 60_000, now + 10_000)).map((x) => x.id), [a]);
+    assert.deepEqual(
+      (await claimDue(ctx.db, 'n', 10, 60_000, now + 10_000)).map((x) => x.id),
+      [a],
+    );
     await finishAttempt(ctx.db, 'n', a!, fail, { delivered: false }, now + 10_000);
-    const states = async () => Object.fromEntries(((await ctx.db('webhook_deliveries').whereIn('id', [a!, b!, c!]).select('id', 'state')) as { id: string; state: string }[]).map((x) => [x.id, x.state]));
+    const states = async () =>
+      Object.fromEntries(
+        ((await ctx.db('webhook_deliveries').whereIn('id', [a!, b!, c!]).select('id', 'state')) as { id: string; state: string }[]).map((x) => [x.id, x.state]),
+      );
     assert.deepEqual(await states(), { [a!]: 'failed', [b!]: 'skipped', [c!]: 'skipped' });
   });
 

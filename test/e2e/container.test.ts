@@ -40,7 +40,8 @@ function missing(): string | undefined {
 /** What the image is made of: the Dockerfile, the lock file, the compiled server and migrations. */
 async function fingerprint(): Promise<string> {
   const h = createHash('sha256');
-  for (const f of ['Dockerfile', 'package.json', 'package-lock.json', 'config_sample.yml', 'bin/legacy-registry.cjs']) h.update(f).update(readFileSync(join(ROOT, f)));
+  for (const f of ['Dockerfile', 'package.json', 'package-lock.json', 'config_sample.yml', 'bin/legacy-registry.cjs'])
+    h.update(f).update(readFileSync(join(ROOT, f)));
   for (const d of ['src', 'migrations']) {
     const files = (await readdir(join(ROOT, 'dist', d), { recursive: true })).filter((f) => f.endsWith('.js')).sort();
     for (const f of files) h.update(f).update(readFileSync(join(ROOT, 'dist', d, f)));
@@ -58,7 +59,10 @@ function productionPackages(): Set<string> {
   const top = new Set<string>();
   const seen = new Set<string>();
   const depsOf = (dir: string): string[] => {
-    const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { dependencies?: Record<string, string>; optionalDependencies?: Record<string, string> };
+    const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as {
+      dependencies?: Record<string, string>;
+      optionalDependencies?: Record<string, string>;
+    };
     return [...Object.keys(pkg.dependencies ?? {}), ...Object.keys(pkg.optionalDependencies ?? {})];
   };
   const queue: [string, string][] = depsOf(ROOT).map((d) => [d, ROOT]);
@@ -131,7 +135,25 @@ describe('Dockerfile: built with podman on a debootstrap base, run, restarted', 
       await mkdir(join(ctx, 'node_modules', '@aws-sdk'), { recursive: true });
       for (const p of top) await cp(join(ROOT, 'node_modules', p), join(ctx, 'node_modules', p), { recursive: true, dereference: true });
       const started = Date.now();
-      await podman(['build', '--pull=never', '--format', 'docker', ...flags, '--build-arg', 'APP_SOURCE=prebuilt', '--label', `legacy-registry-test.inputs=${inputs}`, '-f', join(ROOT, 'Dockerfile'), '-t', IMAGE, ctx], 900_000);
+      await podman(
+        [
+          'build',
+          '--pull=never',
+          '--format',
+          'docker',
+          ...flags,
+          '--build-arg',
+          'APP_SOURCE=prebuilt',
+          '--label',
+          `legacy-registry-test.inputs=${inputs}`,
+          '-f',
+          join(ROOT, 'Dockerfile'),
+          '-t',
+          IMAGE,
+          ctx,
+        ],
+        900_000,
+      );
       if (process.env.TEST_TIMING) console.log(`podman build: ${Date.now() - started} ms`);
     }
     port = await freePort();
@@ -156,7 +178,22 @@ describe('Dockerfile: built with podman on a debootstrap base, run, restarted', 
   });
 
   it('runs the embedded default: answers /v1/_ping, healthy, as uid 1000; data survives a restart in the volume', async () => {
-    await podman(['run', '-d', '--name', name, '--network', 'host', ...flags, '-e', `REGISTRY_PORT=${port}`, '-e', 'REGISTRY_HOST=127.0.0.1', '-v', `${volume}:/var/lib/legacy-registry`, IMAGE]);
+    await podman([
+      'run',
+      '-d',
+      '--name',
+      name,
+      '--network',
+      'host',
+      ...flags,
+      '-e',
+      `REGISTRY_PORT=${port}`,
+      '-e',
+      'REGISTRY_HOST=127.0.0.1',
+      '-v',
+      `${volume}:/var/lib/legacy-registry`,
+      IMAGE,
+    ]);
     await waitPing();
     const ping = await request(url(), '/v1/_ping');
     assert.equal(ping.status, 200);
@@ -164,7 +201,10 @@ describe('Dockerfile: built with podman on a debootstrap base, run, restarted', 
     await podman(['healthcheck', 'run', name]); // exit 0: healthy
 
     // an account (SQLite index in the volume) and a 1.x push (filesystem storage in the volume)
-    const signup = await request(url(), '/v1/users/', { method: 'POST', body: JSON.stringify({ username: 'carol', password: 'carolpw', email: 'carol@example.com' }) });
+    const signup = await request(url(), '/v1/users/', {
+      method: 'POST',
+      body: JSON.stringify({ username: 'carol', password: 'carolpw', email: 'carol@example.com' }),
+    });
     assert.equal(signup.status, 201, signup.text);
     const img = makeImage();
     const claim = await request(url(), '/v1/repositories/carol/app/', {
@@ -176,7 +216,10 @@ describe('Dockerfile: built with podman on a debootstrap base, run, restarted', 
     const token = String(claim.headers['x-docker-token']);
     for (const r of await pushImage(url(), img, token)) assert.ok(r.status === 200 || r.status === 404, `${r.status} ${r.text}`);
     assert.equal((await putTag(url(), 'carol/app', 'latest', img.id, token)).status, 200);
-    assert.equal((await request(url(), '/v1/repositories/carol/app/images', { method: 'PUT', headers: { Authorization: basic('carol', 'carolpw') }, body: '[]' })).status, 204);
+    assert.equal(
+      (await request(url(), '/v1/repositories/carol/app/images', { method: 'PUT', headers: { Authorization: basic('carol', 'carolpw') }, body: '[]' })).status,
+      204,
+    );
 
     await podman(['stop', '-t', '20', name]);
     await podman(['start', name]);

@@ -36,7 +36,10 @@ describe('one config.yml and REGISTRY_* variables: distribution 2.8 and legacy-r
   let work: string;
   const procs: Proc[] = [];
   const skopeo = (...args: string[]) =>
-    run('skopeo', ['--insecure-policy', ...args], { timeout: 120_000, env: { PATH: process.env.PATH ?? '', HOME: work, REGISTRY_AUTH_FILE: join(work, 'auth.json') } });
+    run('skopeo', ['--insecure-policy', ...args], {
+      timeout: 120_000,
+      env: { PATH: process.env.PATH ?? '', HOME: work, REGISTRY_AUTH_FILE: join(work, 'auth.json') },
+    });
 
   async function start(name: string, argv: string[]): Promise<Proc> {
     const port = await freePort();

@@ -58,12 +58,18 @@ describe('npm docker-registry-client (v1) through index → token → registry',
     s = await startTestServer({ bcrypt_cost: 4 });
     host = new URL(s.url).host;
     // an account and a pushed repository, with the 1.x push sequence
-    const signup = await request(s.url, '/v1/users/', { method: 'POST', body: JSON.stringify({ username: 'erin', password: 'erinpw', email: 'erin@example.com' }) });
+    const signup = await request(s.url, '/v1/users/', {
+      method: 'POST',
+      body: JSON.stringify({ username: 'erin', password: 'erinpw', email: 'erin@example.com' }),
+    });
     assert.equal(signup.status, 201);
     const root = makeImage();
     const top = makeImage(root.id);
     images = [root, top];
-    for (const [repo, priv] of [['erin/app', false], ['erin/hidden', true]] as const) {
+    for (const [repo, priv] of [
+      ['erin/app', false],
+      ['erin/hidden', true],
+    ] as const) {
       const claim = await request(s.url, `/v1/repositories/${repo}/`, {
         method: 'PUT',
         headers: { Authorization: basic('erin', 'erinpw'), 'X-Docker-Token': 'true' },
@@ -73,9 +79,16 @@ describe('npm docker-registry-client (v1) through index → token → registry',
       const token = String(claim.headers['x-docker-token']);
       for (const img of images) await pushImage(s.url, img, token);
       assert.equal((await putTag(s.url, repo, 'latest', top.id, token)).status, 200);
-      assert.equal((await request(s.url, `/v1/repositories/${repo}/images`, { method: 'PUT', headers: { Authorization: basic('erin', 'erinpw') }, body: '[]' })).status, 204);
+      assert.equal(
+        (await request(s.url, `/v1/repositories/${repo}/images`, { method: 'PUT', headers: { Authorization: basic('erin', 'erinpw') }, body: '[]' })).status,
+        204,
+      );
       if (priv) {
-        const p = await request(s.url, `/v1/repositories/${repo}/properties`, { method: 'PUT', headers: { Authorization: basic('erin', 'erinpw') }, body: '{"access": "private"}' });
+        const p = await request(s.url, `/v1/repositories/${repo}/properties`, {
+          method: 'PUT',
+          headers: { Authorization: basic('erin', 'erinpw') },
+          body: '{"access": "private"}',
+        });
         assert.equal(p.status, 200);
       }
     }
@@ -93,9 +106,15 @@ describe('npm docker-registry-client (v1) through index → token → registry',
     const c = drc.createClientV1({ name: `${host}/erin/app`, username: 'erin', password: 'erinpw', log });
     try {
       const found = await call<{ num_results: number; results: { name: string }[] }>((cb) => c.search({ term: 'app' }, cb));
-      assert.deepEqual(found.results.map((r) => r.name), ['erin/app']);
+      assert.deepEqual(
+        found.results.map((r) => r.name),
+        ['erin/app'],
+      );
       const imgs = await call<{ id: string }[]>((cb) => c.listRepoImgs(cb));
-      assert.deepEqual(imgs.map((i) => i.id), images.map((i) => i.id));
+      assert.deepEqual(
+        imgs.map((i) => i.id),
+        images.map((i) => i.id),
+      );
       const tags = await call<Record<string, string>>((cb) => c.listRepoTags(cb));
       assert.deepEqual(tags, { latest: images[1]!.id });
       const id = await call<string>((cb) => c.getImgId({ tag: 'latest' }, cb));
@@ -154,7 +173,14 @@ describe('npm docker-registry-client (v2) against the v2 API (standalone, switch
     const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
     const tar = tarOf({ 'f.txt': 'drc\n' });
     const layer = gzipSync(tar);
-    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha(tar)] }, history: [{ created: '2021-01-01T00:00:00Z', created_by: 'ADD f.txt' }] }));
+    const config = Buffer.from(
+      JSON.stringify({
+        architecture: 'amd64',
+        os: 'linux',
+        rootfs: { type: 'layers', diff_ids: [sha(tar)] },
+        history: [{ created: '2021-01-01T00:00:00Z', created_by: 'ADD f.txt' }],
+      }),
+    );
     const c2 = drc.createClientV2({ name: `${host}/ns/drc`, maxSchemaVersion: 2, log });
     try {
       for (const b of [config, layer]) await call((cb) => c2.blobUpload({ digest: sha(b), stream: R.from([b]), contentLength: b.length }, cb));
@@ -167,7 +193,10 @@ describe('npm docker-registry-client (v2) against the v2 API (standalone, switch
       await call((cb) => c2.putManifest({ ref: 'v1', manifest }, cb));
       const m2 = await call<{ schemaVersion: number; layers?: { digest: string }[] }>((cb) => c2.getManifest({ ref: 'v1' }, cb));
       assert.equal(m2.schemaVersion, 2);
-      assert.deepEqual(m2.layers!.map((l) => l.digest), [sha(layer)]);
+      assert.deepEqual(
+        m2.layers!.map((l) => l.digest),
+        [sha(layer)],
+      );
       const tags = await call<{ tags: string[] }>((cb) => c2.listTags(cb));
       assert.deepEqual(tags.tags, ['v1']);
       await call((cb) => c2.headBlob({ digest: sha(layer) }, cb));

@@ -17,10 +17,22 @@ describe('docker search (Debian docker.io 20.10 daemon) against the index', { sk
     host = new URL(s.url).host;
     d = await startDockerd();
     await request(s.url, '/v1/users/', { method: 'POST', body: JSON.stringify({ username: 'gina', password: 'ginapw', email: 'g@example.com' }) });
-    for (const [name, description, priv] of [['gina/webserver', 'A small web server for legacy hosts', false], ['gina/webhidden', 'secret', true], ['gina/database', 'not this one', false]] as const) {
-      const r = await request(s.url, `/v1/repositories/${name}/`, { method: 'PUT', headers: { Authorization: basic('gina', 'ginapw'), 'X-Docker-Token': 'true' }, body: '[]' });
+    for (const [name, description, priv] of [
+      ['gina/webserver', 'A small web server for legacy hosts', false],
+      ['gina/webhidden', 'secret', true],
+      ['gina/database', 'not this one', false],
+    ] as const) {
+      const r = await request(s.url, `/v1/repositories/${name}/`, {
+        method: 'PUT',
+        headers: { Authorization: basic('gina', 'ginapw'), 'X-Docker-Token': 'true' },
+        body: '[]',
+      });
       assert.equal(r.status, 200);
-      const p = await request(s.url, `/v1/repositories/${name}/properties`, { method: 'PUT', headers: { Authorization: basic('gina', 'ginapw') }, body: JSON.stringify({ description, access: priv ? 'private' : 'public' }) });
+      const p = await request(s.url, `/v1/repositories/${name}/properties`, {
+        method: 'PUT',
+        headers: { Authorization: basic('gina', 'ginapw') },
+        body: JSON.stringify({ description, access: priv ? 'private' : 'public' }),
+      });
       assert.equal(p.status, 200);
     }
     // and one pushed through /v2/ with a Bearer token: the index learns of it

@@ -43,7 +43,10 @@ describe('docker 20.10 push and pull over v2', { skip: dockerdMissing() }, () =>
     const m = /t1: digest: (sha256:[a-f0-9]{64}) size: (\d+)/.exec(stdout);
     assert.ok(m, stdout);
     digest = m[1]!;
-    const head = await request(s.url, '/v2/ns/imp/manifests/t1', { method: 'HEAD', headers: { Accept: 'application/vnd.docker.distribution.manifest.v2+json' } });
+    const head = await request(s.url, '/v2/ns/imp/manifests/t1', {
+      method: 'HEAD',
+      headers: { Accept: 'application/vnd.docker.distribution.manifest.v2+json' },
+    });
     assert.equal(head.headers['docker-content-digest'], digest);
   });
 

@@ -35,10 +35,25 @@ describe('legacy-registry gc on S3 (Ceph RGW)', { skip, timeout: 900_000 }, () =
   let driver: StorageDriver;
   before(async () => {
     rgw = await startRgw();
-    admin = new S3Client({ endpoint: rgw.endpoint, region: rgw.region, forcePathStyle: true, credentials: { accessKeyId: rgw.accessKey, secretAccessKey: rgw.secretKey } });
+    admin = new S3Client({
+      endpoint: rgw.endpoint,
+      region: rgw.region,
+      forcePathStyle: true,
+      credentials: { accessKeyId: rgw.accessKey, secretAccessKey: rgw.secretKey },
+    });
     bucket = rgw.uniqueBucket('gc');
     await admin.send(new CreateBucketCommand({ Bucket: bucket }));
-    s = await startTestServer({ standalone: true, v2: true, storage_delete: true, storage: 's3', storage_path: 'registry', s3_bucket: bucket, s3_endpoint: rgw.endpoint, s3_access_key: rgw.accessKey, s3_secret_key: rgw.secretKey });
+    s = await startTestServer({
+      standalone: true,
+      v2: true,
+      storage_delete: true,
+      storage: 's3',
+      storage_path: 'registry',
+      s3_bucket: bucket,
+      s3_endpoint: rgw.endpoint,
+      s3_access_key: rgw.accessKey,
+      s3_secret_key: rgw.secretKey,
+    });
     // GC reads the storage itself, as the CLI does: its own driver, no metadata cache
     driver = await createDriver(s.config);
   });

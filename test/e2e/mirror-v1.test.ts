@@ -56,7 +56,15 @@ describe('v1 mirroring: mirroring.source = a v1-only legacy-registry', { timeout
     root = makeImage();
     top = makeImage(root.id);
     for (const img of [root, top]) for (const r of await pushImage(upstream.url, img)) assert.ok(r.status === 200 || r.status === 404, `${r.status} ${r.text}`);
-    assert.equal((await request(upstream.url, '/v1/repositories/library/busybox/', { method: 'PUT', body: JSON.stringify([{ id: root.id }, { id: top.id, Tag: 'latest' }]) })).status, 200);
+    assert.equal(
+      (
+        await request(upstream.url, '/v1/repositories/library/busybox/', {
+          method: 'PUT',
+          body: JSON.stringify([{ id: root.id }, { id: top.id, Tag: 'latest' }]),
+        })
+      ).status,
+      200,
+    );
     assert.equal((await putTag(upstream.url, 'library/busybox', 'latest', top.id)).status, 200);
     mirror = await startTestServer({ standalone: true, v2: false, mirroring: { source: proxy.url, source_index: proxy.url, tags_cache_ttl: 2 } });
   });
@@ -93,7 +101,11 @@ describe('v1 mirroring: mirroring.source = a v1-only legacy-registry', { timeout
         const j = await request(mirror.url, `/v1/images/${img.id}/json`, { headers: h });
         assert.equal(j.headers['x-docker-checksum-payload'], img.payload, 'the record is complete (payload known)');
       }
-      assert.equal((await request(mirror.url, `/v1/images/${'e'.repeat(64)}/json`, { headers: h })).status, 404, 'a miss with the upstream down is the local 404');
+      assert.equal(
+        (await request(mirror.url, `/v1/images/${'e'.repeat(64)}/json`, { headers: h })).status,
+        404,
+        'a miss with the upstream down is the local 404',
+      );
     } finally {
       await proxy.up();
     }
@@ -143,7 +155,20 @@ describe('v1 client, v2-only upstream: the v1 view of a pulled-through image', {
     const port = await freePort();
     distHost = `127.0.0.1:${port}`;
     const cfg = join(work, 'config.yml');
-    await writeFile(cfg, ['version: 0.1', 'log:', '  level: warn', 'storage:', '  filesystem:', `    rootdirectory: ${join(work, 'dist')}`, 'http:', `  addr: ${distHost}`, ''].join('\n'));
+    await writeFile(
+      cfg,
+      [
+        'version: 0.1',
+        'log:',
+        '  level: warn',
+        'storage:',
+        '  filesystem:',
+        `    rootdirectory: ${join(work, 'dist')}`,
+        'http:',
+        `  addr: ${distHost}`,
+        '',
+      ].join('\n'),
+    );
     proc = spawn('/usr/bin/docker-registry', ['serve', cfg], { stdio: 'ignore' });
     for (let i = 0; ; i++) {
       try {
@@ -166,7 +191,11 @@ describe('v1 client, v2-only upstream: the v1 view of a pulled-through image', {
 
   it('npm docker-registry-client lists, resolves and downloads over v1 what only the v2 upstream has', async () => {
     const img = await writeOciLayout(join(work, 'img'), 'v1');
-    await run('skopeo', ['--insecure-policy', 'copy', '--dest-tls-verify=false', '--format', 'v2s2', `oci:${img.dir}:v1`, `docker://${distHost}/library/onlyv2:latest`], { timeout: 120_000, env: { PATH: process.env.PATH ?? '', HOME: work } });
+    await run(
+      'skopeo',
+      ['--insecure-policy', 'copy', '--dest-tls-verify=false', '--format', 'v2s2', `oci:${img.dir}:v1`, `docker://${distHost}/library/onlyv2:latest`],
+      { timeout: 120_000, env: { PATH: process.env.PATH ?? '', HOME: work } },
+    );
     const c = drc.createClientV1({ name: `${new URL(mirror.url).host}/library/onlyv2`, log });
     try {
       const imgs = await call<{ id: string }[]>((cb) => c.listRepoImgs(cb));

@@ -36,7 +36,21 @@ async function startDistribution(work: string, auth: string[]): Promise<Distribu
   const cfg = join(work, `dist-${port}.yml`);
   await writeFile(
     cfg,
-    ['version: 0.1', 'log:', '  level: warn', 'storage:', '  filesystem:', `    rootdirectory: ${join(work, `dist-${port}`)}`, '  delete:', '    enabled: true', 'http:', `  addr: 127.0.0.1:${port}`, 'auth:', ...auth, ''].join('\n'),
+    [
+      'version: 0.1',
+      'log:',
+      '  level: warn',
+      'storage:',
+      '  filesystem:',
+      `    rootdirectory: ${join(work, `dist-${port}`)}`,
+      '  delete:',
+      '    enabled: true',
+      'http:',
+      `  addr: 127.0.0.1:${port}`,
+      'auth:',
+      ...auth,
+      '',
+    ].join('\n'),
   );
   const proc: ChildProcess = spawn('/usr/bin/docker-registry', ['serve', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
@@ -81,8 +95,21 @@ describe('mirror e2e: distribution 2.8.2 upstream (htpasswd), skopeo, podman, do
     proxy = await startCountingProxy(dist.url);
     img = await writeOciLayout(join(work, 'img'), 'v1');
     // only the upstream has library/hello (what a docker daemon asks its mirror for)
-    await skopeo('copy', '--dest-tls-verify=false', '--dest-creds', creds, '--format', 'v2s2', `oci:${img.dir}:v1`, `docker://${dist.host}/library/hello:latest`);
-    mirror = await startTestServer({ standalone: true, v2: true, mirror: { upstreams: [{ url: proxy.url, username: 'puller', password: 'pullerpw' }], ttl: 3600, timeout: 10, breaker_seconds: 1 } });
+    await skopeo(
+      'copy',
+      '--dest-tls-verify=false',
+      '--dest-creds',
+      creds,
+      '--format',
+      'v2s2',
+      `oci:${img.dir}:v1`,
+      `docker://${dist.host}/library/hello:latest`,
+    );
+    mirror = await startTestServer({
+      standalone: true,
+      v2: true,
+      mirror: { upstreams: [{ url: proxy.url, username: 'puller', password: 'pullerpw' }], ttl: 3600, timeout: 10, breaker_seconds: 1 },
+    });
     mhost = new URL(mirror.url).host;
   });
   after(() =>
@@ -105,12 +132,39 @@ describe('mirror e2e: distribution 2.8.2 upstream (htpasswd), skopeo, podman, do
 
   it('podman pulls through a registries.conf mirror entry', { skip: process.getuid?.() === 0 ? undefined : 'podman needs root here' }, async () => {
     const conf = join(work, 'registries.conf');
-    await writeFile(conf, ['[[registry]]', 'prefix = "upstream.invalid"', 'location = "upstream.invalid"', '[[registry.mirror]]', `location = "${mhost}"`, 'insecure = true', ''].join('\n'));
+    await writeFile(
+      conf,
+      [
+        '[[registry]]',
+        'prefix = "upstream.invalid"',
+        'location = "upstream.invalid"',
+        '[[registry.mirror]]',
+        `location = "${mhost}"`,
+        'insecure = true',
+        '',
+      ].join('\n'),
+    );
     const podman = (...args: string[]) =>
-      run('podman', ['--root', join(work, 'proot'), '--runroot', join(work, 'prun'), '--storage-driver', 'vfs', '--cgroup-manager', 'cgroupfs', '--events-backend', 'file', ...args], {
-        timeout: 180_000,
-        env: { PATH: process.env.PATH ?? '', HOME: work, CONTAINERS_REGISTRIES_CONF: conf, REGISTRY_AUTH_FILE: join(work, 'auth.json') },
-      });
+      run(
+        'podman',
+        [
+          '--root',
+          join(work, 'proot'),
+          '--runroot',
+          join(work, 'prun'),
+          '--storage-driver',
+          'vfs',
+          '--cgroup-manager',
+          'cgroupfs',
+          '--events-backend',
+          'file',
+          ...args,
+        ],
+        {
+          timeout: 180_000,
+          env: { PATH: process.env.PATH ?? '', HOME: work, CONTAINERS_REGISTRIES_CONF: conf, REGISTRY_AUTH_FILE: join(work, 'auth.json') },
+        },
+      );
     await writeFile(join(work, 'auth.json'), '{"auths":{}}');
     // upstream.invalid does not resolve: only the mirror can answer
     await podman('pull', 'upstream.invalid/library/hello:latest');
@@ -148,7 +202,16 @@ describe('mirror e2e: distribution 2.8.2 upstream (htpasswd), skopeo, podman, do
 
   it('upstream back: a tag changed upstream is what the next pull gets', async () => {
     const img2 = await writeOciLayout(join(work, 'img2'), 'v1');
-    await skopeo('copy', '--dest-tls-verify=false', '--dest-creds', creds, '--format', 'v2s2', `oci:${img2.dir}:v1`, `docker://${dist.host}/library/hello:latest`);
+    await skopeo(
+      'copy',
+      '--dest-tls-verify=false',
+      '--dest-creds',
+      creds,
+      '--format',
+      'v2s2',
+      `oci:${img2.dir}:v1`,
+      `docker://${dist.host}/library/hello:latest`,
+    );
     await new Promise((r) => setTimeout(r, 1200)); // the breaker opened by the outage lets a trial through
     const info = JSON.parse((await skopeo('inspect', '--tls-verify=false', `docker://${mhost}/library/hello:latest`)).stdout) as { Layers: string[] };
     assert.deepEqual(info.Layers, [sha256(img2.layer)]);
@@ -157,7 +220,9 @@ describe('mirror e2e: distribution 2.8.2 upstream (htpasswd), skopeo, podman, do
   it('eight concurrent cold pulls (skopeo) fetch each blob from upstream once', async () => {
     const img3 = await writeOciLayout(join(work, 'img3'), 'v1');
     await skopeo('copy', '--dest-tls-verify=false', '--dest-creds', creds, '--format', 'v2s2', `oci:${img3.dir}:v1`, `docker://${dist.host}/team/eight:v1`);
-    await Promise.all(Array.from({ length: 8 }, (_, i) => skopeo('copy', '--src-tls-verify=false', `docker://${mhost}/team/eight:v1`, `oci:${join(work, `eight${i}`)}:x`)));
+    await Promise.all(
+      Array.from({ length: 8 }, (_, i) => skopeo('copy', '--src-tls-verify=false', `docker://${mhost}/team/eight:v1`, `oci:${join(work, `eight${i}`)}:x`)),
+    );
     for (const b of [img3.layer, img3.config]) assert.equal(proxy.count(new RegExp(`^GET /v2/team/eight/blobs/${sha256(b)}`)), 1, `${sha256(b)} fetched once`);
   });
 });
@@ -182,7 +247,13 @@ describe('mirror e2e: distribution 2.8.2 upstream with token auth (our index as 
     await writeFile(join(work, 'bundle.pem'), (await request(idx.url, '/.well-known/token-cert.pem')).text);
     // the token service is reached through a counting proxy: token requests are counted
     realm = await startCountingProxy(idx.url);
-    dist = await startDistribution(work, ['  token:', `    realm: ${realm.url}/v2/token`, '    service: upstream-registry', '    issuer: legacy-registry', `    rootcertbundle: ${join(work, 'bundle.pem')}`]);
+    dist = await startDistribution(work, [
+      '  token:',
+      `    realm: ${realm.url}/v2/token`,
+      '    service: upstream-registry',
+      '    issuer: legacy-registry',
+      `    rootcertbundle: ${join(work, 'bundle.pem')}`,
+    ]);
     await writeFile(join(work, 'mirror-htpasswd'), `reader:${bcrypt.hashSync('readerpw', 5)}\n`);
     mirror = await startTestServer({
       standalone: true,

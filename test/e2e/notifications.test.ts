@@ -103,7 +103,9 @@ describe('notifications: distribution 2.8.2 and legacy-registry send the same ev
         REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`,
         REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: join(work, `data-${name}`),
         // the endpoint list cannot be addressed by REGISTRY_* in 2.8: a whole list in one variable
-        REGISTRY_NOTIFICATIONS_ENDPOINTS: JSON.stringify([{ name: 'rx', url: `${rx.url}/events`, timeout: '2s', threshold: 3, backoff: '200ms', headers: { 'X-Test': ['side-by-side'] } }]),
+        REGISTRY_NOTIFICATIONS_ENDPOINTS: JSON.stringify([
+          { name: 'rx', url: `${rx.url}/events`, timeout: '2s', threshold: 3, backoff: '200ms', headers: { 'X-Test': ['side-by-side'] } },
+        ]),
       },
       log: '',
     };
@@ -125,7 +127,21 @@ describe('notifications: distribution 2.8.2 and legacy-registry send the same ev
     await writeFile(join(work, 'htpasswd'), `alice:${bcrypt.hashSync('alicepw', 5)}\n`);
     await writeFile(
       join(work, 'config.yml'),
-      ['version: 0.1', 'storage:', '  filesystem:', '    rootdirectory: /var/lib/docker-registry', '  delete:', '    enabled: true', 'http:', '  addr: :5000', 'auth:', '  htpasswd:', '    realm: basic-realm', `    path: ${join(work, 'htpasswd')}`, ''].join('\n'),
+      [
+        'version: 0.1',
+        'storage:',
+        '  filesystem:',
+        '    rootdirectory: /var/lib/docker-registry',
+        '  delete:',
+        '    enabled: true',
+        'http:',
+        '  addr: :5000',
+        'auth:',
+        '  htpasswd:',
+        '    realm: basic-realm',
+        `    path: ${join(work, 'htpasswd')}`,
+        '',
+      ].join('\n'),
     );
     await start('distribution', ['/usr/bin/docker-registry']);
     await start('ours', [process.execPath, join(ROOT, 'dist', 'src', 'cli', 'main.js')]);
@@ -153,7 +169,11 @@ describe('notifications: distribution 2.8.2 and legacy-registry send the same ev
     );
     const S2 = 'application/vnd.docker.distribution.manifest.v2+json';
     const f = async (method: string, path: string, body?: Buffer, headers: Record<string, string> = {}, expect?: number) => {
-      const r = await request(base, path, { method, headers: { Authorization: auth, 'User-Agent': 'side-by-side/1.0', ...headers }, ...(body ? { body } : {}) });
+      const r = await request(base, path, {
+        method,
+        headers: { Authorization: auth, 'User-Agent': 'side-by-side/1.0', ...headers },
+        ...(body ? { body } : {}),
+      });
       if (expect !== undefined) assert.equal(r.status, expect, `${p.name} ${method} ${path}: ${r.text}`);
       return r;
     };
@@ -203,7 +223,20 @@ describe('notifications: distribution 2.8.2 and legacy-registry send the same ev
       assert.equal(evs[0]!.request.useragent, 'side-by-side/1.0');
       assert.deepEqual(
         evs.map((e) => `${e.action} ${e.request.method}`),
-        ['push PUT', 'push PUT', 'push PUT', 'pull HEAD', 'pull GET', 'pull GET', 'pull HEAD', 'pull GET', 'mount POST', 'delete DELETE', 'delete DELETE', 'delete DELETE'],
+        [
+          'push PUT',
+          'push PUT',
+          'push PUT',
+          'pull HEAD',
+          'pull GET',
+          'pull GET',
+          'pull HEAD',
+          'pull GET',
+          'mount POST',
+          'delete DELETE',
+          'delete DELETE',
+          'delete DELETE',
+        ],
       );
     }
   });
@@ -213,17 +246,24 @@ describe('notifications: distribution 2.8.2 and legacy-registry send the same ev
     const seen: string[][] = [];
     for (const p of procs) {
       p.rx.received.length = 0;
-      await run('skopeo', ['--insecure-policy', 'copy', '--dest-tls-verify=false', '--dest-creds', 'alice:alicepw', `oci:${img.dir}:v1`, `docker://${p.host}/team/sko:v1`], {
-        timeout: 120_000,
-        env: { PATH: process.env.PATH ?? '', HOME: work, REGISTRY_AUTH_FILE: join(work, 'auth.json') },
-      });
+      await run(
+        'skopeo',
+        ['--insecure-policy', 'copy', '--dest-tls-verify=false', '--dest-creds', 'alice:alicepw', `oci:${img.dir}:v1`, `docker://${p.host}/team/sko:v1`],
+        {
+          timeout: 120_000,
+          env: { PATH: process.env.PATH ?? '', HOME: work, REGISTRY_AUTH_FILE: join(work, 'auth.json') },
+        },
+      );
       await p.rx.until((r) => events(r).some((e) => e.target.tag === 'v1'), 30_000, `${p.name} manifest push`);
       await new Promise((r) => setTimeout(r, 300));
       seen.push(events(p.rx.received).map((e) => normalise({ ...e, request: { ...e.request, useragent: 'UA' } }, p.host)));
     }
     assert.deepEqual(seen[1], seen[0]);
     assert.deepEqual(
-      events(procs[1]!.rx.received).filter((e) => e.action === 'push').map((e) => e.target.digest).sort(),
+      events(procs[1]!.rx.received)
+        .filter((e) => e.action === 'push')
+        .map((e) => e.target.digest)
+        .sort(),
       [sha(img.config), sha(img.layer), sha(img.manifest)].sort(),
     );
   });
@@ -233,12 +273,19 @@ describe('notifications: distribution 2.8.2 and legacy-registry send the same ev
     o.rx.received.length = 0;
     await o.rx.down();
     const img = await writeOciLayout(join(work, 'src2'), 'v2');
-    await run('skopeo', ['--insecure-policy', 'copy', '--dest-tls-verify=false', '--dest-creds', 'alice:alicepw', `oci:${img.dir}:v2`, `docker://${o.host}/team/later:v2`], {
-      timeout: 120_000,
-      env: { PATH: process.env.PATH ?? '', HOME: work, REGISTRY_AUTH_FILE: join(work, 'auth.json') },
-    });
+    await run(
+      'skopeo',
+      ['--insecure-policy', 'copy', '--dest-tls-verify=false', '--dest-creds', 'alice:alicepw', `oci:${img.dir}:v2`, `docker://${o.host}/team/later:v2`],
+      {
+        timeout: 120_000,
+        env: { PATH: process.env.PATH ?? '', HOME: work, REGISTRY_AUTH_FILE: join(work, 'auth.json') },
+      },
+    );
     for (let i = 0; i < 5; i++) {
-      const r = await request(`http://${o.host}`, `/v2/team/later/manifests/v2`, { method: 'HEAD', headers: { Authorization: auth, Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+      const r = await request(`http://${o.host}`, `/v2/team/later/manifests/v2`, {
+        method: 'HEAD',
+        headers: { Authorization: auth, Accept: 'application/vnd.oci.image.manifest.v1+json' },
+      });
       assert.equal(r.status, 200);
     }
     await stop(o);

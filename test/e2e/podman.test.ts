@@ -27,17 +27,36 @@ describe('podman: search, pull of a v1-pushed image, push, list tags', { skip: p
   let host: string;
   let work: string;
   const podman = (...args: string[]) =>
-    run('podman', ['--root', join(work, 'root'), '--runroot', join(work, 'run'), '--storage-driver', 'vfs', '--cgroup-manager', 'cgroupfs', '--events-backend', 'file', ...args], {
-      timeout: 120_000,
-      env: { PATH: process.env.PATH ?? '', HOME: work, REGISTRY_AUTH_FILE: join(work, 'auth.json') },
-    });
+    run(
+      'podman',
+      [
+        '--root',
+        join(work, 'root'),
+        '--runroot',
+        join(work, 'run'),
+        '--storage-driver',
+        'vfs',
+        '--cgroup-manager',
+        'cgroupfs',
+        '--events-backend',
+        'file',
+        ...args,
+      ],
+      {
+        timeout: 120_000,
+        env: { PATH: process.env.PATH ?? '', HOME: work, REGISTRY_AUTH_FILE: join(work, 'auth.json') },
+      },
+    );
 
   before(async () => {
     s = await startTestServer({ standalone: true, v2: true });
     host = new URL(s.url).host;
     work = await mkdtemp(join(tmpdir(), 'lr-podman-'));
     await writeFile(join(work, 'auth.json'), '{"auths":{}}');
-    const vec = JSON.parse(readFileSync(join(VECTORS, 'bridge', 'v1-to-config.json'), 'utf8')) as { v1_json_chain_root_first: string[]; layer_blobs_base64_root_first: string[] };
+    const vec = JSON.parse(readFileSync(join(VECTORS, 'bridge', 'v1-to-config.json'), 'utf8')) as {
+      v1_json_chain_root_first: string[];
+      layer_blobs_base64_root_first: string[];
+    };
     let top = '';
     for (const [i, j] of vec.v1_json_chain_root_first.entries()) {
       const json = Buffer.from(j);
@@ -87,10 +106,26 @@ describe('podman and skopeo with the index: login, push, search finds v2-pushed 
   let work: string;
   const env = (): NodeJS.ProcessEnv => ({ PATH: process.env.PATH ?? '', HOME: work, REGISTRY_AUTH_FILE: join(work, 'auth.json') });
   const podman = (...args: string[]) =>
-    run('podman', ['--root', join(work, 'root'), '--runroot', join(work, 'run'), '--storage-driver', 'vfs', '--cgroup-manager', 'cgroupfs', '--events-backend', 'file', ...args], {
-      timeout: 120_000,
-      env: env(),
-    });
+    run(
+      'podman',
+      [
+        '--root',
+        join(work, 'root'),
+        '--runroot',
+        join(work, 'run'),
+        '--storage-driver',
+        'vfs',
+        '--cgroup-manager',
+        'cgroupfs',
+        '--events-backend',
+        'file',
+        ...args,
+      ],
+      {
+        timeout: 120_000,
+        env: env(),
+      },
+    );
   const skopeo = (...args: string[]) => run('skopeo', ['--insecure-policy', ...args], { timeout: 120_000, env: env() });
 
   before(async () => {

@@ -81,7 +81,12 @@ describe('registry on S3 (Ceph RGW)', { skip, timeout: 900_000 }, () => {
 
   before(async () => {
     rgw = await startRgw();
-    admin = new S3Client({ endpoint: rgw.endpoint, region: rgw.region, forcePathStyle: true, credentials: { accessKeyId: rgw.accessKey, secretAccessKey: rgw.secretKey } });
+    admin = new S3Client({
+      endpoint: rgw.endpoint,
+      region: rgw.region,
+      forcePathStyle: true,
+      credentials: { accessKeyId: rgw.accessKey, secretAccessKey: rgw.secretKey },
+    });
     bucket = await newBucket();
     work = await mkdtemp(join(tmpdir(), 'lr-s3e2e-'));
   });
@@ -153,7 +158,11 @@ describe('registry on S3 (Ceph RGW)', { skip, timeout: 900_000 }, () => {
       const uuid = location.slice(location.lastIndexOf('/') + 1).split('?')[0]!;
       let at = 0;
       for (const [i, size] of sizes.entries()) {
-        const r = await request(s.url, location, { method: 'PATCH', body: blob.subarray(at, at + size), headers: { 'Content-Type': 'application/octet-stream' } });
+        const r = await request(s.url, location, {
+          method: 'PATCH',
+          body: blob.subarray(at, at + size),
+          headers: { 'Content-Type': 'application/octet-stream' },
+        });
         assert.equal(r.status, 202, r.text);
         at += size;
         location = String(r.headers.location);
@@ -164,7 +173,9 @@ describe('registry on S3 (Ceph RGW)', { skip, timeout: 900_000 }, () => {
         assert.equal(mpu[0]!.Key, `registry/uploads/${uuid}/blob`);
         const parts = await admin.send(new ListPartsCommand({ Bucket: bkt, Key: mpu[0]!.Key, UploadId: mpu[0]!.UploadId }));
         assert.equal(parts.Parts?.length ?? 0, partsAfter[i], `PATCH ${i}: parts`);
-        const objects = ((await admin.send(new ListObjectsV2Command({ Bucket: bkt, Prefix: `registry/uploads/${uuid}/` }))).Contents ?? []).map((c) => c.Key!.slice(`registry/uploads/${uuid}/`.length));
+        const objects = ((await admin.send(new ListObjectsV2Command({ Bucket: bkt, Prefix: `registry/uploads/${uuid}/` }))).Contents ?? []).map((c) =>
+          c.Key!.slice(`registry/uploads/${uuid}/`.length),
+        );
         assert.ok(!objects.includes('blob'), `PATCH ${i}: the bytes were not published at the upload key: ${objects.join(' ')}`);
       }
       if (s === a) {
@@ -210,7 +221,11 @@ describe('registry on S3 (Ceph RGW)', { skip, timeout: 900_000 }, () => {
     assert.deepEqual(await objects(b0, `registry/uploads/${uuid}/`), ['state']);
     assert.equal((await request(c.url, `${path}?digest=${sha(small)}`, { method: 'PUT', body: small })).status, 201);
     assert.deepEqual(await objects(b0, 'registry/uploads/'), [], 'nothing of the session stays');
-    assert.deepEqual(await objects(b0, 'registry/blobs/'), [`sha256/${sha(small).slice(7, 9)}/${sha(small).slice(7)}/data`], 'the blob at its key, nothing else');
+    assert.deepEqual(
+      await objects(b0, 'registry/blobs/'),
+      [`sha256/${sha(small).slice(7, 9)}/${sha(small).slice(7)}/data`],
+      'the blob at its key, nothing else',
+    );
     // a monolithic POST keeps no session at all
     const mono = randomBytes(200_000);
     assert.equal((await request(c.url, `/v2/ns/claims/blobs/uploads/?digest=${sha(mono)}`, { method: 'POST', body: mono })).status, 201);
@@ -337,7 +352,7 @@ describe('registry on S3 (Ceph RGW)', { skip, timeout: 900_000 }, () => {
       assert.equal((await request(r.url, `/v2/ns/other/blobs/${d}`)).status, 404);
     });
 
-    it('answers v1 layer GETs with 302 to the storage (the Python registry\'s storage_redirect)', async () => {
+    it("answers v1 layer GETs with 302 to the storage (the Python registry's storage_redirect)", async () => {
       const got = await request(r.url, `/v1/images/${img.id}/layer`);
       assert.equal(got.status, 302);
       const direct = await fetch(String(got.headers.location));
@@ -346,7 +361,8 @@ describe('registry on S3 (Ceph RGW)', { skip, timeout: 900_000 }, () => {
 
     it('skopeo pulls through the redirect', { skip: toolMissing('/usr/bin/skopeo', 'skopeo') }, async () => {
       const oci = await writeOciLayout(join(work, 'src'), 'v1');
-      const skopeo = (...args: string[]) => run('skopeo', ['--insecure-policy', ...args], { timeout: 180_000, env: { PATH: process.env.PATH ?? '', HOME: work } });
+      const skopeo = (...args: string[]) =>
+        run('skopeo', ['--insecure-policy', ...args], { timeout: 180_000, env: { PATH: process.env.PATH ?? '', HOME: work } });
       await skopeo('copy', '--dest-tls-verify=false', `oci:${oci.dir}:v1`, `docker://${host}/ns/skopeo:v1`);
       await skopeo('copy', '--src-tls-verify=false', `docker://${host}/ns/skopeo:v1`, `oci:${join(work, 'back')}:v1`);
       const layer = await readFile(join(work, 'back', 'blobs', 'sha256', sha(oci.layer).slice(7)));
@@ -357,10 +373,26 @@ describe('registry on S3 (Ceph RGW)', { skip, timeout: 900_000 }, () => {
       const pw = join(work, 'podman');
       await writeFile(join(work, 'auth.json'), '{"auths":{}}');
       const podman = (...args: string[]) =>
-        run('podman', ['--root', join(pw, 'root'), '--runroot', join(pw, 'run'), '--storage-driver', 'vfs', '--cgroup-manager', 'cgroupfs', '--events-backend', 'file', ...args], {
-          timeout: 180_000,
-          env: { PATH: process.env.PATH ?? '', HOME: work, REGISTRY_AUTH_FILE: join(work, 'auth.json') },
-        });
+        run(
+          'podman',
+          [
+            '--root',
+            join(pw, 'root'),
+            '--runroot',
+            join(pw, 'run'),
+            '--storage-driver',
+            'vfs',
+            '--cgroup-manager',
+            'cgroupfs',
+            '--events-backend',
+            'file',
+            ...args,
+          ],
+          {
+            timeout: 180_000,
+            env: { PATH: process.env.PATH ?? '', HOME: work, REGISTRY_AUTH_FILE: join(work, 'auth.json') },
+          },
+        );
       await podman('pull', '--tls-verify=false', `${host}/ns/skopeo:v1`);
       const { stdout } = await podman('image', 'inspect', '--format', '{{.Digest}}', `${host}/ns/skopeo:v1`);
       assert.match(stdout.trim(), /^sha256:[0-9a-f]{64}$/);
@@ -393,7 +425,12 @@ describe('registry on S3 (Ceph RGW)', { skip, timeout: 900_000 }, () => {
     for (const [label, s3, expected] of cases) {
       const file = join(work, `bad-${label.replace(/ /g, '-')}.yml`);
       const params = { accesskey: rgw.accessKey, secretkey: rgw.secretKey, region: 'us-east-1', ...s3 };
-      await writeFile(file, `version: 0.1\nstorage:\n  s3:\n${Object.entries(params).map(([k, v]) => `    ${k}: ${JSON.stringify(v)}`).join('\n')}\n`);
+      await writeFile(
+        file,
+        `version: 0.1\nstorage:\n  s3:\n${Object.entries(params)
+          .map(([k, v]) => `    ${k}: ${JSON.stringify(v)}`)
+          .join('\n')}\n`,
+      );
       const started = spawnServer({ REGISTRY_CONFIGURATION_PATH: file });
       const err = await started.then(
         (s) => {
@@ -435,11 +472,21 @@ describe('registry on S3 (Ceph RGW)', { skip, timeout: 900_000 }, () => {
   it('storage.swift (distribution block, REGISTRY_STORAGE_SWIFT_* overrides) on the same RGW: push and pull a 12 MiB blob', async () => {
     const auth = await fetch(rgw.swiftAuthUrl, { headers: { 'X-Auth-User': rgw.swiftUser, 'X-Auth-Key': rgw.swiftKey } });
     const container = rgw.uniqueBucket('swe2e');
-    const made = await fetch(`${auth.headers.get('x-storage-url')}/${container}`, { method: 'PUT', headers: { 'X-Auth-Token': auth.headers.get('x-auth-token')! } });
+    const made = await fetch(`${auth.headers.get('x-storage-url')}/${container}`, {
+      method: 'PUT',
+      headers: { 'X-Auth-Token': auth.headers.get('x-auth-token')! },
+    });
     assert.ok(made.status < 300);
     const file = join(work, 'swift.yml');
-    await writeFile(file, `version: 0.1\nstorage:\n  swift:\n    authurl: ${rgw.swiftAuthUrl}\n    username: placeholder\n    password: placeholder\n    container: ${container}\n    chunksize: 5242880\n`);
-    const s = await spawnServer({ REGISTRY_CONFIGURATION_PATH: file, REGISTRY_STORAGE_SWIFT_USERNAME: rgw.swiftUser, REGISTRY_STORAGE_SWIFT_PASSWORD: rgw.swiftKey });
+    await writeFile(
+      file,
+      `version: 0.1\nstorage:\n  swift:\n    authurl: ${rgw.swiftAuthUrl}\n    username: placeholder\n    password: placeholder\n    container: ${container}\n    chunksize: 5242880\n`,
+    );
+    const s = await spawnServer({
+      REGISTRY_CONFIGURATION_PATH: file,
+      REGISTRY_STORAGE_SWIFT_USERNAME: rgw.swiftUser,
+      REGISTRY_STORAGE_SWIFT_PASSWORD: rgw.swiftKey,
+    });
     try {
       const blob = randomBytes(12 * MiB + 1);
       const d = sha(blob);
@@ -456,7 +503,11 @@ describe('registry on S3 (Ceph RGW)', { skip, timeout: 900_000 }, () => {
       await s.exited;
     }
     // a wrong key fails at start, naming the container
-    const bad = await spawnServer({ REGISTRY_CONFIGURATION_PATH: file, REGISTRY_STORAGE_SWIFT_USERNAME: rgw.swiftUser, REGISTRY_STORAGE_SWIFT_PASSWORD: 'wrong' }).then(
+    const bad = await spawnServer({
+      REGISTRY_CONFIGURATION_PATH: file,
+      REGISTRY_STORAGE_SWIFT_USERNAME: rgw.swiftUser,
+      REGISTRY_STORAGE_SWIFT_PASSWORD: 'wrong',
+    }).then(
       (x) => {
         x.proc.kill('SIGKILL');
         return new Error('started');

@@ -41,10 +41,16 @@ describe('skopeo: copy in and out, inspect, list-tags, delete', { skip: skopeoMi
     await skopeo('copy', '--dest-tls-verify=false', `oci:${img.dir}:v1`, `docker://${host}/ns/app:v1`);
     const raw = await skopeo('inspect', '--raw', '--tls-verify=false', `docker://${host}/ns/app:v1`);
     assert.equal(raw.stdout, img.manifest.toString());
-    const info = JSON.parse((await skopeo('inspect', '--tls-verify=false', `docker://${host}/ns/app:v1`)).stdout) as { Digest: string; Layers: string[]; Architecture: string };
+    const info = JSON.parse((await skopeo('inspect', '--tls-verify=false', `docker://${host}/ns/app:v1`)).stdout) as {
+      Digest: string;
+      Layers: string[];
+      Architecture: string;
+    };
     assert.equal(info.Digest, sha256(img.manifest));
     assert.deepEqual(info.Layers, [sha256(img.layer)]);
-    const config = JSON.parse((await skopeo('inspect', '--config', '--tls-verify=false', `docker://${host}/ns/app:v1`)).stdout) as { rootfs: { diff_ids: string[] } };
+    const config = JSON.parse((await skopeo('inspect', '--config', '--tls-verify=false', `docker://${host}/ns/app:v1`)).stdout) as {
+      rootfs: { diff_ids: string[] };
+    };
     assert.deepEqual(config.rootfs.diff_ids, [sha256(img.tar)]);
   });
 
@@ -61,7 +67,11 @@ describe('skopeo: copy in and out, inspect, list-tags, delete', { skip: skopeoMi
 
   it('pushes a signed schema1 manifest (--format v2s1: signatures verified) and pulls it back', async () => {
     await skopeo('copy', '--dest-tls-verify=false', '--format', 'v2s1', `oci:${img.dir}:v1`, `docker://${host}/ns/legacy1:v1`);
-    const raw = JSON.parse((await skopeo('inspect', '--raw', '--tls-verify=false', `docker://${host}/ns/legacy1:v1`)).stdout) as { schemaVersion: number; fsLayers: { blobSum: string }[]; signatures: unknown[] };
+    const raw = JSON.parse((await skopeo('inspect', '--raw', '--tls-verify=false', `docker://${host}/ns/legacy1:v1`)).stdout) as {
+      schemaVersion: number;
+      fsLayers: { blobSum: string }[];
+      signatures: unknown[];
+    };
     assert.equal(raw.schemaVersion, 1);
     assert.equal(raw.signatures.length, 1);
     await skopeo('copy', '--src-tls-verify=false', `docker://${host}/ns/legacy1:v1`, `oci:${join(work, 'out1')}:back`);
@@ -71,6 +81,10 @@ describe('skopeo: copy in and out, inspect, list-tags, delete', { skip: skopeoMi
   it('deletes a tag by digest (GET manifest, DELETE /manifests/<digest>)', async () => {
     await skopeo('delete', '--tls-verify=false', `docker://${host}/ns/other:s2`);
     await assert.rejects(skopeo('inspect', '--tls-verify=false', `docker://${host}/ns/other:s2`), /manifest unknown/);
-    assert.equal((await request(s.url, '/v2/ns/app/manifests/v1', { method: 'HEAD', headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } })).status, 200, 'the other repository is untouched');
+    assert.equal(
+      (await request(s.url, '/v2/ns/app/manifests/v1', { method: 'HEAD', headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } })).status,
+      200,
+      'the other repository is untouched',
+    );
   });
 });

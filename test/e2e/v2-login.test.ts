@@ -103,10 +103,26 @@ describe('podman login, push and pull with v2 token auth', { skip: podmanMissing
   let host: string;
   let work: string;
   const podman = (...args: string[]) =>
-    run('podman', ['--root', join(work, 'root'), '--runroot', join(work, 'run'), '--storage-driver', 'vfs', '--cgroup-manager', 'cgroupfs', '--events-backend', 'file', ...args], {
-      timeout: 120_000,
-      env: { PATH: process.env.PATH ?? '', HOME: work, REGISTRY_AUTH_FILE: join(work, 'auth.json') },
-    });
+    run(
+      'podman',
+      [
+        '--root',
+        join(work, 'root'),
+        '--runroot',
+        join(work, 'run'),
+        '--storage-driver',
+        'vfs',
+        '--cgroup-manager',
+        'cgroupfs',
+        '--events-backend',
+        'file',
+        ...args,
+      ],
+      {
+        timeout: 120_000,
+        env: { PATH: process.env.PATH ?? '', HOME: work, REGISTRY_AUTH_FILE: join(work, 'auth.json') },
+      },
+    );
 
   before(async () => {
     s = await tokenServer();
@@ -153,7 +169,10 @@ describe('skopeo login, copy and inspect with v2 token auth', { skip: skopeoMiss
   let host: string;
   let work: string;
   const skopeo = (...args: string[]) =>
-    run('skopeo', ['--insecure-policy', ...args], { timeout: 120_000, env: { PATH: process.env.PATH ?? '', HOME: work, REGISTRY_AUTH_FILE: join(work, 'auth.json') } });
+    run('skopeo', ['--insecure-policy', ...args], {
+      timeout: 120_000,
+      env: { PATH: process.env.PATH ?? '', HOME: work, REGISTRY_AUTH_FILE: join(work, 'auth.json') },
+    });
 
   before(async () => {
     s = await tokenServer();
@@ -168,7 +187,10 @@ describe('skopeo login, copy and inspect with v2 token auth', { skip: skopeoMiss
 
   it('without login a push is refused; after login copy and inspect work', async () => {
     const img = await writeOciLayout(join(work, 'src'), 'v1');
-    await assert.rejects(skopeo('copy', '--dest-tls-verify=false', `oci:${img.dir}:v1`, `docker://${host}/alice/sko:v1`), /unauthorized|authentication required|denied/i);
+    await assert.rejects(
+      skopeo('copy', '--dest-tls-verify=false', `oci:${img.dir}:v1`, `docker://${host}/alice/sko:v1`),
+      /unauthorized|authentication required|denied/i,
+    );
     await assert.rejects(skopeo('login', '--tls-verify=false', '-u', 'alice', '-p', 'wrong', host), /unauthorized|401|invalid/i);
     assert.match((await skopeo('login', '--tls-verify=false', '-u', 'alice', '-p', 'alicepw', host)).stdout, /Login Succeeded/);
     await skopeo('copy', '--dest-tls-verify=false', `oci:${img.dir}:v1`, `docker://${host}/alice/sko:v1`);
@@ -197,7 +219,10 @@ describe('distribution 2.8 as the registry, our index as its token service', { s
   let work: string;
   let log = '';
   const skopeo = (...args: string[]) =>
-    run('skopeo', ['--insecure-policy', ...args], { timeout: 120_000, env: { PATH: process.env.PATH ?? '', HOME: work, REGISTRY_AUTH_FILE: join(work, 'auth.json') } });
+    run('skopeo', ['--insecure-policy', ...args], {
+      timeout: 120_000,
+      env: { PATH: process.env.PATH ?? '', HOME: work, REGISTRY_AUTH_FILE: join(work, 'auth.json') },
+    });
 
   before(async () => {
     // the index issues tokens for distribution's auth.token.service only when told of it
@@ -256,6 +281,9 @@ describe('distribution 2.8 as the registry, our index as its token service', { s
     const raw = await skopeo('inspect', '--raw', '--tls-verify=false', `docker://${distHost}/alice/app:v1`);
     assert.equal(raw.stdout, img.manifest.toString(), log.slice(-2000));
     await skopeo('login', '--tls-verify=false', '-u', 'bobby', '-p', 'bobbypw', distHost);
-    await assert.rejects(skopeo('copy', '--dest-tls-verify=false', `oci:${img.dir}:v1`, `docker://${distHost}/alice/app:v2`), /denied|unauthorized|authentication required/i);
+    await assert.rejects(
+      skopeo('copy', '--dest-tls-verify=false', `oci:${img.dir}:v1`, `docker://${distHost}/alice/app:v2`),
+      /denied|unauthorized|authentication required/i,
+    );
   });
 });

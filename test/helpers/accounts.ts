@@ -66,10 +66,18 @@ export class Site {
 
   /** The Docker 1.x push of a chain (root first) and a tag on its last image, with a write token. */
   async pushV1(repo: string, c: Creds, chain: readonly TestImage[], tag = 'latest'): Promise<void> {
-    const token = await this.claim(repo, c, chain.map((i) => i.id), tag);
+    const token = await this.claim(
+      repo,
+      c,
+      chain.map((i) => i.id),
+      tag,
+    );
     for (const img of chain) {
       const rs = await pushImage(this.reg, img, token);
-      const ok = (rs[1]!.status === 200 && rs[2]!.status === 200 && rs[3]!.status === 200) || rs[1]!.text === '{"error": "Image already exists"}' || rs[0]!.status === 200;
+      const ok =
+        (rs[1]!.status === 200 && rs[2]!.status === 200 && rs[3]!.status === 200) ||
+        rs[1]!.text === '{"error": "Image already exists"}' ||
+        rs[0]!.status === 200;
       assert.ok(ok, `push ${img.id} to ${repo}: ${rs.map((r) => `${r.status} ${r.text}`).join(' | ')}`);
     }
     const t = await putTag(this.reg, repo, tag, chain[chain.length - 1]!.id, token);
@@ -151,7 +159,11 @@ export function v2Image(label: string, n = 2): V2Image {
 /** Push a v2 image (blobs in single POSTs, then the manifest by tag) with a Bearer token. */
 export async function pushV2Image(site: Site, name: string, tag: string, token: string, img: V2Image): Promise<void> {
   for (const b of [img.config, ...img.layers]) {
-    const r = await site.v2(`/v2/${name}/blobs/uploads/?digest=${sha(b)}`, token, { method: 'POST', body: b, headers: { 'Content-Type': 'application/octet-stream' } });
+    const r = await site.v2(`/v2/${name}/blobs/uploads/?digest=${sha(b)}`, token, {
+      method: 'POST',
+      body: b,
+      headers: { 'Content-Type': 'application/octet-stream' },
+    });
     assert.equal(r.status, 201, `blob: ${r.text}`);
   }
   const put = await site.v2(`/v2/${name}/manifests/${tag}`, token, { method: 'PUT', body: img.manifest, headers: { 'Content-Type': S2 } });

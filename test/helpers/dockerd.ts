@@ -31,7 +31,21 @@ export async function startDockerd(extraArgs: readonly string[] = []): Promise<D
   const sock = join(dir, 'docker.sock');
   const proc: ChildProcess = spawn(
     existsSync('/usr/sbin/dockerd') ? '/usr/sbin/dockerd' : '/usr/bin/dockerd',
-    ['--iptables=false', '--ip6tables=false', '--bridge=none', '--storage-driver=vfs', '--data-root', join(dir, 'data'), '--exec-root', join(dir, 'exec'), '--pidfile', join(dir, 'dockerd.pid'), '--host', `unix://${sock}`, ...extraArgs],
+    [
+      '--iptables=false',
+      '--ip6tables=false',
+      '--bridge=none',
+      '--storage-driver=vfs',
+      '--data-root',
+      join(dir, 'data'),
+      '--exec-root',
+      join(dir, 'exec'),
+      '--pidfile',
+      join(dir, 'dockerd.pid'),
+      '--host',
+      `unix://${sock}`,
+      ...extraArgs,
+    ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let log = '';

@@ -21,7 +21,9 @@ export async function pushV2Chunked(url: string, name: string, tag: string, labe
   const tar = tarOf({ [`${label}.txt`]: `${label} ${Math.random()}\n`.repeat(200) });
   const layer = gzipSync(tar);
   const layers = shared ? [shared, layer] : [layer];
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: layers.map(() => sha(tar)) }, label }));
+  const config = Buffer.from(
+    JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: layers.map(() => sha(tar)) }, label }),
+  );
   const c = await request(url, `/v2/${name}/blobs/uploads/?digest=${sha(config)}`, { method: 'POST', body: config });
   assert.equal(c.status, 201, c.text);
   for (const l of layers) {
@@ -33,7 +35,11 @@ export async function pushV2Chunked(url: string, name: string, tag: string, labe
       [0, half],
       [half, l.length],
     ] as const) {
-      const p = await request(url, loc, { method: 'PATCH', body: l.subarray(from, to), headers: { 'Content-Range': `${from}-${to - 1}`, 'Content-Type': 'application/octet-stream' } });
+      const p = await request(url, loc, {
+        method: 'PATCH',
+        body: l.subarray(from, to),
+        headers: { 'Content-Range': `${from}-${to - 1}`, 'Content-Type': 'application/octet-stream' },
+      });
       assert.equal(p.status, 202, p.text);
       loc = String(p.headers.location);
       await new Promise((r) => setTimeout(r, 5));
@@ -90,7 +96,10 @@ export async function assertV1Pulls(url: string, p: V1Pushed): Promise<void> {
   assert.equal(t.json(), top.id);
   const anc = await request(url, `/v1/images/${top.id}/ancestry`, { headers: h });
   assert.equal(anc.status, 200, anc.text);
-  assert.deepEqual(anc.json(), [...p.chain].reverse().map((i) => i.id));
+  assert.deepEqual(
+    anc.json(),
+    [...p.chain].reverse().map((i) => i.id),
+  );
   for (const img of p.chain) {
     const j = await request(url, `/v1/images/${img.id}/json`, { headers: h });
     assert.equal(j.status, 200, `${img.id} json ${j.text}`);
@@ -100,4 +109,3 @@ export async function assertV1Pulls(url: string, p: V1Pushed): Promise<void> {
     assert.ok(l.body.equals(img.layer), `${img.id} layer bytes`);
   }
 }
-

@@ -128,7 +128,12 @@ export async function startKeystone(swift: { authUrl: string; user: string; key:
     const endpoint = (region: string, url: string): Json => ({ region, publicURL: url, internalURL: url, adminURL: DEAD, tenantId: who.projectId });
     send(res, 200, {
       access: {
-        token: { id: t.token, expires: t.expires, issued_at: new Date().toISOString(), ...(scoped ? { tenant: { id: who.projectId, name: who.project } } : {}) },
+        token: {
+          id: t.token,
+          expires: t.expires,
+          issued_at: new Date().toISOString(),
+          ...(scoped ? { tenant: { id: who.projectId, name: who.project } } : {}),
+        },
         serviceCatalog: scoped
           ? [
               { type: 'identity', name: 'keystone', endpoints: [{ region: REGION, publicURL: 'http://127.0.0.1:9/v2.0' }] },
@@ -168,14 +173,23 @@ export async function startKeystone(swift: { authUrl: string; user: string; key:
       if (trust.id !== who.trustId) return (state.refused++, unauthorized(res, 'Could not find trust'));
       scoped = true;
     } else if (project) {
-      const ok = project.id !== undefined ? project.id === who.projectId : project.name === who.project && domainIs(project.domain, who.projectDomain, who.projectDomainId);
+      const ok =
+        project.id !== undefined
+          ? project.id === who.projectId
+          : project.name === who.project && domainIs(project.domain, who.projectDomain, who.projectDomainId);
       if (!ok) return (state.refused++, unauthorized(res, `Could not find project: ${String(project.name ?? project.id)}.`));
       scoped = true;
     }
     const t = await token();
     state.logins.push({ api: 'v3', body: b });
     const endpoints = (region: string, url: string): Json[] =>
-      ['public', 'internal', 'admin'].map((i) => ({ id: randomBytes(4).toString('hex'), interface: i, region, region_id: region, url: i === 'admin' ? DEAD : url }));
+      ['public', 'internal', 'admin'].map((i) => ({
+        id: randomBytes(4).toString('hex'),
+        interface: i,
+        region,
+        region_id: region,
+        url: i === 'admin' ? DEAD : url,
+      }));
     send(
       res,
       201,

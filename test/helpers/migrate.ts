@@ -26,7 +26,14 @@ export interface CliResult {
 export function cli(storage: string, args: readonly string[], env: Record<string, string> = {}, onSpawn?: (p: ChildProcess) => void): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const p = spawn(process.execPath, [join(ROOT, 'bin', 'legacy-registry.cjs'), ...args], {
-      env: { PATH: process.env.PATH ?? '', SETTINGS_FLAVOR: 'test', DOCKER_REGISTRY_CONFIG: join(ROOT, 'config_sample.yml'), STORAGE_PATH: storage, LOGLEVEL: 'warn', ...env },
+      env: {
+        PATH: process.env.PATH ?? '',
+        SETTINGS_FLAVOR: 'test',
+        DOCKER_REGISTRY_CONFIG: join(ROOT, 'config_sample.yml'),
+        STORAGE_PATH: storage,
+        LOGLEVEL: 'warn',
+        ...env,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

@@ -53,7 +53,10 @@ export async function exampleConfig(t: NginxTargets, ports: { registry: number; 
   };
   upstream('legacy_registry_nodes', t.registryNodes);
   upstream('legacy_registry_index', t.indexNodes);
-  for (const [name, port] of [['registry.example.com', ports.registry], ['index.example.com', ports.index]] as const) {
+  for (const [name, port] of [
+    ['registry.example.com', ports.registry],
+    ['index.example.com', ports.index],
+  ] as const) {
     const re = new RegExp(`listen 80;(\\n\\s*server_name ${name.replace(/\./g, '\\.')};)`);
     if (!re.test(conf)) throw new Error(`example has no server block for ${name}`);
     conf = conf.replace(re, `listen 127.0.0.1:${port};$1`);
@@ -85,7 +88,9 @@ http {
 }
 `;
   await writeFile(join(dir, 'nginx.conf'), main);
-  const proc = spawn(NGINX, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log'), '-g', 'daemon off;'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(NGINX, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log'), '-g', 'daemon off;'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));

@@ -21,7 +21,13 @@ export async function writeOciLayout(dir: string, tag: string): Promise<LayoutIm
   const tar = tarOf({ 'etc/motd': `legacy-registry ${randomBytes(6).toString('hex')}\n` });
   const layer = gzipSync(tar);
   const config = Buffer.from(
-    JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Cmd: ['/bin/sh'] }, rootfs: { type: 'layers', diff_ids: [sha256(tar)] }, history: [{ created: '2015-01-01T00:00:00Z' }] }),
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      config: { Cmd: ['/bin/sh'] },
+      rootfs: { type: 'layers', diff_ids: [sha256(tar)] },
+      history: [{ created: '2015-01-01T00:00:00Z' }],
+    }),
   );
   const manifest = Buffer.from(
     JSON.stringify({
@@ -38,7 +44,14 @@ export async function writeOciLayout(dir: string, tag: string): Promise<LayoutIm
     join(dir, 'index.json'),
     JSON.stringify({
       schemaVersion: 2,
-      manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256(manifest), size: manifest.length, annotations: { 'org.opencontainers.image.ref.name': tag } }],
+      manifests: [
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          digest: sha256(manifest),
+          size: manifest.length,
+          annotations: { 'org.opencontainers.image.ref.name': tag },
+        },
+      ],
     }),
   );
   return { dir, tag, config, layer, tar, manifest };

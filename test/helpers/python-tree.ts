@@ -90,7 +90,8 @@ export async function writePythonTree(
       t.end();
       const sum = opts.wrongTarsum?.has(img.id) ? `tarsum+sha256:${'0'.repeat(64)}` : t.result()!.v0Plain;
       await writeFile(join(dir, '_checksum'), JSON.stringify([sum]));
-    } else if (!opts.noChecksum?.has(img.id)) await writeFile(join(dir, '_checksum'), opts.bareChecksum?.has(img.id) ? img.payload : JSON.stringify([img.payload]));
+    } else if (!opts.noChecksum?.has(img.id))
+      await writeFile(join(dir, '_checksum'), opts.bareChecksum?.has(img.id) ? img.payload : JSON.stringify([img.payload]));
   }
   for (const r of repos) {
     const [ns, name] = r.name.includes('/') ? r.name.split('/') : ['library', r.name];

@@ -12,10 +12,7 @@ export interface TestServer extends RunningServer {
 }
 
 /** The real server on an ephemeral loopback port with a fresh data directory. */
-export async function startTestServer(
-  overrides: Record<string, unknown> = {},
-  opts: { role?: Role; dataDir?: string } = {},
-): Promise<TestServer> {
+export async function startTestServer(overrides: Record<string, unknown> = {}, opts: { role?: Role; dataDir?: string } = {}): Promise<TestServer> {
   const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'lr-test-')));
   const config: Config = loadConfig({
     env: {},

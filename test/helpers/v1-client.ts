@@ -61,7 +61,14 @@ let counter = 0;
 export function makeImage(parent?: string, files?: Record<string, string>): TestImage {
   counter++;
   const id = sha256hex(Buffer.from(`image-${process.pid}-${Date.now()}-${counter}-${Math.random()}`));
-  const jsonObj: Record<string, unknown> = { id, created: '2015-01-01T00:00:00Z', container_config: { Cmd: null }, docker_version: '1.5.0', architecture: 'amd64', os: 'linux' };
+  const jsonObj: Record<string, unknown> = {
+    id,
+    created: '2015-01-01T00:00:00Z',
+    container_config: { Cmd: null },
+    docker_version: '1.5.0',
+    architecture: 'amd64',
+    os: 'linux',
+  };
   if (parent) jsonObj.parent = parent;
   const json = Buffer.from(JSON.stringify(jsonObj));
   const layer = gzipSync(tarOf(files ?? { [`file-${counter}.txt`]: `content ${counter}\n` }));

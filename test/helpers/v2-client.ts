@@ -8,10 +8,24 @@ const sha = (b: Buffer | string): string => `sha256:${createHash('sha256').updat
 const S2 = 'application/vnd.docker.distribution.manifest.v2+json';
 
 /** A one-layer image: config and layer uploaded in single POSTs, then the manifest. */
-export async function pushV2(url: string, name: string, tag: string, headers: Record<string, string> = {}, content = name): Promise<{ digest: string; manifest: Buffer; layer: string }> {
+export async function pushV2(
+  url: string,
+  name: string,
+  tag: string,
+  headers: Record<string, string> = {},
+  content = name,
+): Promise<{ digest: string; manifest: Buffer; layer: string }> {
   const tar = tarOf({ 'f.txt': `${content}\n` });
   const layer = gzipSync(tar);
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [sha(tar)] }, history: [{ created_by: 'ADD f.txt' }] }));
+  const config = Buffer.from(
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      config: {},
+      rootfs: { type: 'layers', diff_ids: [sha(tar)] },
+      history: [{ created_by: 'ADD f.txt' }],
+    }),
+  );
   for (const b of [config, layer]) {
     const r = await request(url, `/v2/${name}/blobs/uploads/?digest=${sha(b)}`, { method: 'POST', body: b, headers });
     assert.equal(r.status, 201, r.text);
@@ -28,4 +42,3 @@ export async function pushV2(url: string, name: string, tag: string, headers: Re
   assert.equal(put.status, 201, put.text);
   return { digest: String(put.headers['docker-content-digest']), manifest, layer: sha(layer) };
 }
-

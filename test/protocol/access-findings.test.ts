@@ -40,7 +40,12 @@ describe('issue 10 findings: private images stay private, a digest names one con
     s = await startTestServer({ v2: true, storage_delete: true, bcrypt_cost: 4, token_cache_ttl: 0 });
     site = new Site(s.url, s.url);
     const db = s.db!;
-    for (const [u, p, admin] of [[...OWNER!, false], [...MALLORY!, false], [...CAROL!, false], [...ROOT!, true]] as const) {
+    for (const [u, p, admin] of [
+      [...OWNER!, false],
+      [...MALLORY!, false],
+      [...CAROL!, false],
+      [...ROOT!, true],
+    ] as const) {
       await saveUser(db, { username: u, email: `${u}@example.com`, password: p, active: true, admin }, { cost: 4 });
     }
     base = makeImage();
@@ -138,7 +143,7 @@ describe('issue 10 findings: private images stay private, a digest names one con
     assert.equal(j.headers['x-docker-checksum-payload'], payloadChecksum(j.body, img.layers[0]!));
   });
 
-  it("finding 4: another account cannot write the parts of an image someone else declared and started", async () => {
+  it('finding 4: another account cannot write the parts of an image someone else declared and started', async () => {
     const img = makeImage();
     const ownerToken = await site.claim('owner/half', OWNER, [img.id]);
     const j = await request(s.url, `/v1/images/${img.id}/json`, { method: 'PUT', headers: { Authorization: `Token ${ownerToken}` }, body: img.json });
@@ -148,11 +153,18 @@ describe('issue 10 findings: private images stay private, a digest names one con
     const l = await request(s.url, `/v1/images/${img.id}/layer`, { method: 'PUT', headers: { Authorization: `Token ${malloryToken}` }, body: evil });
     assert.equal(l.status, 404);
     assert.equal(l.text, NOT_FOUND);
-    const c = await request(s.url, `/v1/images/${img.id}/checksum`, { method: 'PUT', headers: { Authorization: `Token ${malloryToken}`, 'X-Docker-Checksum-Payload': payloadChecksum(img.json, evil) }, body: '' });
+    const c = await request(s.url, `/v1/images/${img.id}/checksum`, {
+      method: 'PUT',
+      headers: { Authorization: `Token ${malloryToken}`, 'X-Docker-Checksum-Payload': payloadChecksum(img.json, evil) },
+      body: '',
+    });
     assert.equal(c.status, 404);
     // the owner completes the push and everyone pulls the owner's layer
     const rs = await pushImage(s.url, img, ownerToken);
-    assert.deepEqual(rs.slice(1).map((r) => r.status), [200, 200, 200]);
+    assert.deepEqual(
+      rs.slice(1).map((r) => r.status),
+      [200, 200, 200],
+    );
     assert.equal((await putTag(s.url, 'owner/half', 'latest', img.id, ownerToken)).status, 200);
     const pulled = await site.regGet(`/v1/images/${img.id}/layer`, await site.readToken('owner/half', undefined));
     assert.deepEqual(pulled.body, img.layer);
@@ -163,7 +175,10 @@ describe('issue 10 findings: private images stay private, a digest names one con
     await pushV2Image(site, 'owner/secret2', 'latest', await site.bearer(OWNER, 'repository:owner/secret2:pull,push'), img);
     await site.setAccess('owner/secret2', OWNER, 'private');
     for (const status of [202, 200]) {
-      const r = await request(s.url, '/v1/repositories/owner/secret2/', { method: 'DELETE', headers: { Authorization: `Basic ${Buffer.from('owner:ownerpw').toString('base64')}` } });
+      const r = await request(s.url, '/v1/repositories/owner/secret2/', {
+        method: 'DELETE',
+        headers: { Authorization: `Basic ${Buffer.from('owner:ownerpw').toString('base64')}` },
+      });
       assert.equal(r.status, status, r.text);
     }
     for (const who of [undefined, MALLORY]) {
@@ -184,7 +199,10 @@ describe('issue 10 findings: private images stay private, a digest names one con
     const img = makeImage();
     await site.pushV1('ghostns/app', ROOT, [img]);
     await site.setAccess('ghostns/app', ROOT, 'private');
-    const signup = await request(s.url, '/v1/users/', { method: 'POST', body: JSON.stringify({ username: 'ghostns', password: 'ghostpw', email: 'ghost@example.com' }) });
+    const signup = await request(s.url, '/v1/users/', {
+      method: 'POST',
+      body: JSON.stringify({ username: 'ghostns', password: 'ghostpw', email: 'ghost@example.com' }),
+    });
     assert.equal(signup.status, 400);
     assert.equal(signup.text, '"Username or email already exists"');
     const login = await request(s.url, '/v1/users/', { headers: { Authorization: `Basic ${Buffer.from('ghostns:ghostpw').toString('base64')}` } });
@@ -203,12 +221,19 @@ describe('issue 10 findings: private images stay private, a digest names one con
     const token = await site.claim('mallory/same', MALLORY, [mb.id, ma.id]);
     for (const img of [mb, ma]) {
       const rs = await pushImage(s.url, img, token);
-      assert.deepEqual(rs.map((r) => r.status), [404, 200, 200, 200], rs.map((r) => r.text).join(' '));
+      assert.deepEqual(
+        rs.map((r) => r.status),
+        [404, 200, 200, 200],
+        rs.map((r) => r.text).join(' '),
+      );
     }
     assert.equal((await putTag(s.url, 'mallory/same', 'latest', ma.id, token)).status, 200);
     const mr = await site.readToken('mallory/same', MALLORY);
     const or = await site.readToken('owner/same', OWNER);
-    for (const [mine, theirs] of [[mb, b], [ma, a]] as const) {
+    for (const [mine, theirs] of [
+      [mb, b],
+      [ma, a],
+    ] as const) {
       assert.deepEqual((await site.regGet(`/v1/images/${mine.id}/layer`, mr)).body, mine.layer);
       assert.deepEqual((await site.regGet(`/v1/images/${mine.id}/json`, mr)).body, mine.json);
       assert.deepEqual((await site.regGet(`/v1/images/${theirs.id}/layer`, or)).body, theirs.layer);
@@ -220,7 +245,11 @@ describe('issue 10 findings: private images stay private, a digest names one con
     const ct = await site.claim('carol/same', CAROL, [b.id, a.id]);
     for (const img of [b, a]) {
       const rs = await pushImage(s.url, img, ct);
-      assert.deepEqual(rs.map((r) => r.status), [404, 200, 200, 200], rs.map((r) => r.text).join(' '));
+      assert.deepEqual(
+        rs.map((r) => r.status),
+        [404, 200, 200, 200],
+        rs.map((r) => r.text).join(' '),
+      );
     }
     assert.equal((await putTag(s.url, 'carol/same', 'latest', a.id, ct)).status, 200);
     const ct2 = await site.claim('carol/same2', CAROL, [b.id, a.id]);
@@ -250,7 +279,11 @@ describe('issue 10 findings: private images stay private, a digest names one con
     const t = await site.claim('owner/built', OWNER, [base2.id, top.id]);
     for (const img of [base2, top]) {
       const rs = await pushImage(s.url, img, t);
-      assert.deepEqual(rs.map((r) => r.status), [404, 200, 200, 200], rs.map((r) => r.text).join(' '));
+      assert.deepEqual(
+        rs.map((r) => r.status),
+        [404, 200, 200, 200],
+        rs.map((r) => r.text).join(' '),
+      );
     }
     assert.equal((await putTag(s.url, 'owner/built', 'latest', top.id, t)).status, 200);
     const r = await site.readToken('owner/built', undefined);
@@ -270,7 +303,11 @@ describe('issue 10 findings: private images stay private, a digest names one con
     const child = makeImage(img.id);
     const ct2 = await site.claim('carol/child', CAROL, [img.id, child.id]);
     const rs = await pushImage(s.url, child, ct2);
-    assert.deepEqual(rs.map((r) => r.status), [404, 200, 200, 200], rs.map((r) => r.text).join(' '));
+    assert.deepEqual(
+      rs.map((r) => r.status),
+      [404, 200, 200, 200],
+      rs.map((r) => r.text).join(' '),
+    );
     assert.equal((await putTag(s.url, 'carol/child', 'latest', child.id, ct2)).status, 200);
     const r2 = await site.readToken('carol/child', CAROL);
     assert.deepEqual((await site.regGet(`/v1/images/${child.id}/ancestry`, r2)).json(), [child.id, img.id]);
@@ -310,7 +347,7 @@ describe('issue 10 findings: private images stay private, a digest names one con
     assert.deepEqual(decodeJwt(bearer).access, [{ type: 'repository', name: 'library/base', actions: ['pull'] }]);
   });
 
-  it('R4 membership: an id not declared for the token\'s repository is refused (NOT_IN_REPOSITORY)', async () => {
+  it("R4 membership: an id not declared for the token's repository is refused (NOT_IN_REPOSITORY)", async () => {
     const img = makeImage();
     const t = await site.claim('mallory/decl', MALLORY, [makeImage().id]);
     const r = await request(s.url, `/v1/images/${img.id}/json`, { method: 'PUT', headers: { Authorization: `Token ${t}` }, body: img.json });

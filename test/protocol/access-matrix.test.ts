@@ -207,7 +207,10 @@ describe('access matrix: accounts × repository states × every route (issue 10)
     row.search = search.json<{ results: { name: string }[] }>().results.some((x) => x.name === name) ? 'listed' : 'absent';
     row.comments = String((await request(s.url, `/v1/comments/${name}`, { headers: c ? { Authorization: basic(...c) } : {} })).status);
     row.star = String((await request(s.url, `/v1/stars/${name}`, { method: 'PUT', headers: c ? { Authorization: basic(...c) } : {} })).status);
-    const i9 = await request(s.url, `/v1/repositories/${name}/images`, { method: 'DELETE', headers: { ...(c ? { Authorization: basic(...c) } : {}), 'X-Docker-Token': 'true' } });
+    const i9 = await request(s.url, `/v1/repositories/${name}/images`, {
+      method: 'DELETE',
+      headers: { ...(c ? { Authorization: basic(...c) } : {}), 'X-Docker-Token': 'true' },
+    });
     row.i9 = String(i9.status);
     if (repo.state !== 'deleted') {
       // --- v1 writes
@@ -216,7 +219,14 @@ describe('access matrix: accounts × repository states × every route (issue 10)
       row.tagPut = claim.status === 200 ? String((await putTag(s.url, name, `t-${actor}`, top!.id, String(claim.headers['x-docker-token']))).status) : '-';
       row.tagDelete =
         i9.status === 204
-          ? String((await request(s.url, `/v1/repositories/${name}/tags/v1`, { method: 'DELETE', headers: { Authorization: `Token ${String(i9.headers['x-docker-token'])}` } })).status)
+          ? String(
+              (
+                await request(s.url, `/v1/repositories/${name}/tags/v1`, {
+                  method: 'DELETE',
+                  headers: { Authorization: `Token ${String(i9.headers['x-docker-token'])}` },
+                })
+              ).status,
+            )
           : '-';
       if (i9.status === 204) {
         // put the tag back for the next actor (the owner's write token)
@@ -224,7 +234,15 @@ describe('access matrix: accounts × repository states × every route (issue 10)
         assert.equal(back.status, 200);
       }
       const wanted = repo.state === 'private' ? 'private' : 'public';
-      row.props = String((await request(s.url, `/v1/repositories/${name}/properties`, { method: 'PUT', headers: c ? { Authorization: basic(...c) } : {}, body: JSON.stringify({ access: wanted }) })).status);
+      row.props = String(
+        (
+          await request(s.url, `/v1/repositories/${name}/properties`, {
+            method: 'PUT',
+            headers: c ? { Authorization: basic(...c) } : {},
+            body: JSON.stringify({ access: wanted }),
+          })
+        ).status,
+      );
     }
     // --- v2
     const bearer = await site.bearer(c, `repository:${name}:pull,push,delete`);
@@ -244,7 +262,9 @@ describe('access matrix: accounts × repository states × every route (issue 10)
     const cat = await site.v2('/v2/_catalog?n=1000', await site.bearer(c, 'registry:catalog:*'));
     row.catalog = cat.status !== 200 ? String(cat.status) : cat.json<{ repositories: string[] }>().repositories.includes(name) ? 'listed' : 'absent';
     if (repo.state !== 'deleted') {
-      row.push = String((await site.v2(`/v2/${name}/manifests/p-${actor}`, bearer, { method: 'PUT', body: img.manifest, headers: { 'Content-Type': S2 } })).status);
+      row.push = String(
+        (await site.v2(`/v2/${name}/manifests/p-${actor}`, bearer, { method: 'PUT', body: img.manifest, headers: { 'Content-Type': S2 } })).status,
+      );
       row.delete = String((await site.v2(`/v2/${name}/manifests/d-${actor}`, bearer, { method: 'DELETE' })).status);
     }
     Object.assign(row, await observeHooks(c, name));
@@ -264,7 +284,11 @@ describe('access matrix: accounts × repository states × every route (issue 10)
     const list = await call('');
     row.hookList = String(list.status);
     if (list.status === 200) {
-      assert.deepEqual(list.json<{ name: string; secret: unknown }[]>().map((h) => [h.name, h.secret]), [['base', true]], 'the secret is never shown');
+      assert.deepEqual(
+        list.json<{ name: string; secret: unknown }[]>().map((h) => [h.name, h.secret]),
+        [['base', true]],
+        'the secret is never shown',
+      );
     } else {
       assert.doesNotMatch(list.text, /matrix-secret|\/base|127\.0\.0\.1/, 'a refused caller learns nothing of the hooks');
     }

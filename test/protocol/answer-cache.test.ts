@@ -96,16 +96,28 @@ describe('v1 image records kept per node: complete images only, other nodes with
     const parent = makeImage();
     const img = makeImage(parent.id);
     assert.equal((await pushImage(b.url, parent)).at(-1)!.status, 200);
-    const put = await request(b.url, `/v1/images/${img.id}/json`, { method: 'PUT', headers: { ...common, 'Content-Type': 'application/json' }, body: img.json });
+    const put = await request(b.url, `/v1/images/${img.id}/json`, {
+      method: 'PUT',
+      headers: { ...common, 'Content-Type': 'application/json' },
+      body: img.json,
+    });
     assert.equal(put.status, 200);
     for (let i = 0; i < 3; i++) {
       assert.equal((await request(a.url, `/v1/images/${img.id}/json`)).status, 400, 'json of an image being pushed');
       assert.equal((await request(a.url, `/v1/images/${img.id}/ancestry`)).status, 400, 'ancestry of an image being pushed');
     }
-    const layer = await request(b.url, `/v1/images/${img.id}/layer`, { method: 'PUT', headers: { ...common, 'Content-Type': 'application/octet-stream' }, body: chunkedStream(img.layer) });
+    const layer = await request(b.url, `/v1/images/${img.id}/layer`, {
+      method: 'PUT',
+      headers: { ...common, 'Content-Type': 'application/octet-stream' },
+      body: chunkedStream(img.layer),
+    });
     assert.equal(layer.status, 200, layer.text);
     assert.equal((await request(a.url, `/v1/images/${img.id}/json`)).status, 400, 'layer stored, checksum not yet: still being pushed');
-    const sum = await request(b.url, `/v1/images/${img.id}/checksum`, { method: 'PUT', headers: { ...common, 'X-Docker-Checksum-Payload': img.payload, ...(img.tarsum ? { 'X-Docker-Checksum': img.tarsum } : {}) }, body: '' });
+    const sum = await request(b.url, `/v1/images/${img.id}/checksum`, {
+      method: 'PUT',
+      headers: { ...common, 'X-Docker-Checksum-Payload': img.payload, ...(img.tarsum ? { 'X-Docker-Checksum': img.tarsum } : {}) },
+      body: '',
+    });
     assert.equal(sum.status, 200, sum.text);
     // complete now: node A answers at once (nothing negative was kept), with every header
     const json = await request(a.url, `/v1/images/${img.id}/json`);

@@ -170,7 +170,13 @@ describe('manifest list for a schema1-only client (spec §2.5 step 5)', () => {
   let s: TestServer;
   let amd64: { digest: string; layer: string };
   const list = (entries: { digest: string; size: number; os: string; architecture: string }[]): Buffer =>
-    Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: LIST, manifests: entries.map((e) => ({ mediaType: S2, digest: e.digest, size: e.size, platform: { os: e.os, architecture: e.architecture } })) }));
+    Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: LIST,
+        manifests: entries.map((e) => ({ mediaType: S2, digest: e.digest, size: e.size, platform: { os: e.os, architecture: e.architecture } })),
+      }),
+    );
   before(async () => {
     s = await startTestServer({ standalone: true, v2: true });
     const arm = await pushV2(s.url, 'multi/app', 'arm-only', {}, 'arm');
@@ -181,7 +187,10 @@ describe('manifest list for a schema1-only client (spec §2.5 step 5)', () => {
       { digest: amd.digest, size: amd.manifest.length, os: 'linux', architecture: 'amd64' },
     ]);
     const armOnly = list([{ digest: arm.digest, size: arm.manifest.length, os: 'linux', architecture: 'arm64' }]);
-    for (const [tag, body] of [['multi', both], ['armlist', armOnly]] as const) {
+    for (const [tag, body] of [
+      ['multi', both],
+      ['armlist', armOnly],
+    ] as const) {
       const r = await request(s.url, `/v2/multi/app/manifests/${tag}`, { method: 'PUT', body, headers: { 'Content-Type': LIST } });
       assert.equal(r.status, 201, r.text);
     }
@@ -197,7 +206,10 @@ describe('manifest list for a schema1-only client (spec §2.5 step 5)', () => {
       assert.equal(doc.schemaVersion, 1);
       assert.equal(doc.name, 'multi/app');
       assert.equal(doc.tag, 'multi');
-      assert.deepEqual(doc.fsLayers.map((l) => l.blobSum), [amd64.layer]);
+      assert.deepEqual(
+        doc.fsLayers.map((l) => l.blobSum),
+        [amd64.layer],
+      );
       assert.equal(doc.signatures.length, 1);
     }
   });

@@ -41,7 +41,11 @@ describe('bridge: a v1-pushed tag pulled through /v2/ as schema2', () => {
     });
     for (const img of images) {
       const rs = await pushImage(s.url, img);
-      assert.deepEqual(rs.map((r) => r.status), [404, 200, 200, 200], rs.map((r) => r.text).join(' '));
+      assert.deepEqual(
+        rs.map((r) => r.status),
+        [404, 200, 200, 200],
+        rs.map((r) => r.text).join(' '),
+      );
     }
     assert.equal((await putTag(s.url, 'legacy/chain', 'latest', images[2]!.id)).status, 200);
   });
@@ -55,11 +59,16 @@ describe('bridge: a v1-pushed tag pulled through /v2/ as schema2', () => {
     assert.equal(m.config.digest, vec.expected_config_digest);
     assert.deepEqual(
       m.layers.map((l) => [l.mediaType, l.digest, l.size]),
-      images.map((img, i) => [i === 0 ? 'application/vnd.docker.image.rootfs.diff.tar.gzip' : 'application/vnd.docker.image.rootfs.diff.tar', sha(img.layer), img.layer.length]),
+      images.map((img, i) => [
+        i === 0 ? 'application/vnd.docker.image.rootfs.diff.tar.gzip' : 'application/vnd.docker.image.rootfs.diff.tar',
+        sha(img.layer),
+        img.layer.length,
+      ]),
     );
     const config = await request(s.url, `/v2/legacy/chain/blobs/${m.config.digest}`);
     assert.equal(config.text, vec.expected_config);
-    for (const img of images) assert.deepEqual((await request(s.url, `/v2/legacy/chain/blobs/${sha(img.layer)}`)).body, img.layer, 'the same bytes, not a copy');
+    for (const img of images)
+      assert.deepEqual((await request(s.url, `/v2/legacy/chain/blobs/${sha(img.layer)}`)).body, img.layer, 'the same bytes, not a copy');
     // the same image always yields the same manifest digest, also by digest
     const again = await request(s.url, '/v2/legacy/chain/manifests/latest', { method: 'HEAD', headers: { Accept: S2 } });
     assert.equal(again.headers['docker-content-digest'], r.headers['docker-content-digest']);

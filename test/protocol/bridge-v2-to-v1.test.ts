@@ -25,7 +25,10 @@ const S2 = 'application/vnd.docker.distribution.manifest.v2+json';
 describe('bridge: v2 image → v1 view (vectors/bridge/schema2-to-schema1.json)', () => {
   for (const [i, c] of cases.entries()) {
     it(`case ${i + 1}: the v1 ids and v1Compatibility JSON distribution produced`, () => {
-      const view = v1ViewFromConfig(Buffer.from(c.config), c.layers.map((l) => l.digest));
+      const view = v1ViewFromConfig(
+        Buffer.from(c.config),
+        c.layers.map((l) => l.digest),
+      );
       assert.deepEqual(view.map((v) => v.id).reverse(), c.expected_v1_ids_top_first);
       const compat = (JSON.parse(c.expected_canonical_payload) as { history: { v1Compatibility: string }[] }).history.map((h) => h.v1Compatibility);
       assert.deepEqual(view.map((v) => v.json.toString()).reverse(), compat);
@@ -73,7 +76,10 @@ describe('bridge: a v2-pushed tag pulled with the v1 protocol', () => {
       { created: '2020-01-02T03:04:05.500Z', created_by: '/bin/sh -c #(nop) ADD b.txt', comment: 'top' },
     ],
   });
-  const view = v1ViewFromConfig(config, layers.map((l) => sha(l)));
+  const view = v1ViewFromConfig(
+    config,
+    layers.map((l) => sha(l)),
+  );
 
   before(async () => {
     s = await startTestServer({ standalone: true, v2: true });
@@ -89,7 +95,13 @@ describe('bridge: a v2-pushed tag pulled with the v1 protocol', () => {
     const top = view[view.length - 1]!.id;
     const list = await request(s.url, '/v1/repositories/modern/app/images', { headers: { 'X-Docker-Token': 'true' } });
     assert.equal(list.status, 200);
-    assert.deepEqual(list.json<{ id: string }[]>().map((e) => e.id).sort(), view.map((v) => v.id).sort());
+    assert.deepEqual(
+      list
+        .json<{ id: string }[]>()
+        .map((e) => e.id)
+        .sort(),
+      view.map((v) => v.id).sort(),
+    );
     const tags = await request(s.url, '/v1/repositories/modern/app/tags');
     assert.deepEqual(tags.json(), { stable: top });
     const anc = await request(s.url, `/v1/images/${top}/ancestry`);
@@ -126,9 +138,17 @@ describe('bridge: signed schema1 for clients that accept nothing newer', () => {
   it('builds the canonical payload distribution signs (vector digests)', async () => {
     const { schema1Payload } = await import('../../src/content/schema1.js');
     for (const c of cases as (S1Case & { name: string; tag: string; expected_digest: string })[]) {
-      const view = v1ViewFromConfig(Buffer.from(c.config), c.layers.map((l) => l.digest));
+      const view = v1ViewFromConfig(
+        Buffer.from(c.config),
+        c.layers.map((l) => l.digest),
+      );
       const arch = (JSON.parse(c.config) as { architecture: string }).architecture;
-      const payload = schema1Payload(c.name, c.tag, arch, [...view].reverse().map((v) => ({ blobSum: v.blob, v1Compatibility: v.json.toString() })));
+      const payload = schema1Payload(
+        c.name,
+        c.tag,
+        arch,
+        [...view].reverse().map((v) => ({ blobSum: v.blob, v1Compatibility: v.json.toString() })),
+      );
       assert.equal(payload, c.expected_canonical_payload);
       assert.equal(sha(payload), c.expected_digest);
     }
@@ -139,14 +159,34 @@ describe('bridge: signed schema1 for clients that accept nothing newer', () => {
     const { createPublicKey, verify } = await import('node:crypto');
     const tar = tarOf({ 'x.txt': 'x\n' });
     const layer = gzipSync(tar);
-    const config = Buffer.from(JSON.stringify({ architecture: 'arm64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha(tar)] }, history: [{ created: '2021-01-01T00:00:00Z', created_by: 'ADD x' }] }));
+    const config = Buffer.from(
+      JSON.stringify({
+        architecture: 'arm64',
+        os: 'linux',
+        rootfs: { type: 'layers', diff_ids: [sha(tar)] },
+        history: [{ created: '2021-01-01T00:00:00Z', created_by: 'ADD x' }],
+      }),
+    );
     for (const b of [config, layer]) await request(s.url, `/v2/old/client/blobs/uploads/?digest=${sha(b)}`, { method: 'POST', body: b });
-    const manifest = JSON.stringify({ schemaVersion: 2, mediaType: S2, config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: sha(config) }, layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: layer.length, digest: sha(layer) }] });
+    const manifest = JSON.stringify({
+      schemaVersion: 2,
+      mediaType: S2,
+      config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: sha(config) },
+      layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: layer.length, digest: sha(layer) }],
+    });
     assert.equal((await request(s.url, '/v2/old/client/manifests/t', { method: 'PUT', body: manifest, headers: { 'Content-Type': S2 } })).status, 201);
     const r = await request(s.url, '/v2/old/client/manifests/t', { headers: { Accept: 'application/vnd.docker.distribution.manifest.v1+prettyjws' } });
     assert.equal(r.status, 200);
     assert.equal(r.headers['content-type'], 'application/vnd.docker.distribution.manifest.v1+prettyjws');
-    const doc = r.json<{ schemaVersion: number; name: string; tag: string; architecture: string; fsLayers: { blobSum: string }[]; history: { v1Compatibility: string }[]; signatures: { header: { jwk: Record<string, string>; alg: string }; signature: string; protected: string }[] }>();
+    const doc = r.json<{
+      schemaVersion: number;
+      name: string;
+      tag: string;
+      architecture: string;
+      fsLayers: { blobSum: string }[];
+      history: { v1Compatibility: string }[];
+      signatures: { header: { jwk: Record<string, string>; alg: string }; signature: string; protected: string }[];
+    }>();
     assert.equal(doc.schemaVersion, 1);
     assert.equal(doc.name, 'old/client');
     assert.equal(doc.architecture, 'arm64');
@@ -157,7 +197,12 @@ describe('bridge: signed schema1 for clients that accept nothing newer', () => {
     assert.equal(sig.header.alg, 'ES256');
     assert.match(sig.header.jwk.kid!, /^([A-Z2-7]{4}:){11}[A-Z2-7]{4}$/);
     const key = createPublicKey({ key: { kty: 'EC', crv: sig.header.jwk.crv, x: sig.header.jwk.x, y: sig.header.jwk.y }, format: 'jwk' });
-    const ok = verify('sha256', Buffer.from(`${sig.protected}.${Buffer.from(canonical).toString('base64url')}`), { key, dsaEncoding: 'ieee-p1363' }, Buffer.from(sig.signature, 'base64url'));
+    const ok = verify(
+      'sha256',
+      Buffer.from(`${sig.protected}.${Buffer.from(canonical).toString('base64url')}`),
+      { key, dsaEncoding: 'ieee-p1363' },
+      Buffer.from(sig.signature, 'base64url'),
+    );
     assert.ok(ok, 'the signature verifies over the canonical payload');
     const again = await request(s.url, '/v2/old/client/manifests/t', {});
     assert.deepEqual(again.body, r.body, 'no Accept: the same signed document');
@@ -175,12 +220,27 @@ describe('bridge: signed schema1 for clients that accept nothing newer', () => {
     const bad = await request(s.url, '/v2/old/client/manifests/evil', { method: 'PUT', body: tampered, headers: { 'Content-Type': S1 } });
     assert.equal(bad.status, 400);
     assert.equal(bad.json<{ errors: { code: string }[] }>().errors[0]!.code, 'MANIFEST_UNVERIFIED');
-    const unsigned = JSON.stringify({ schemaVersion: 1, name: 'old/client', tag: 'u', architecture: 'amd64', fsLayers: [{ blobSum: sha(layer) }], history: [{ v1Compatibility: JSON.stringify({ id: 'c'.repeat(64) }) }] });
-    const u = await request(s.url, '/v2/old/client/manifests/u', { method: 'PUT', body: unsigned, headers: { 'Content-Type': 'application/vnd.docker.distribution.manifest.v1+json' } });
+    const unsigned = JSON.stringify({
+      schemaVersion: 1,
+      name: 'old/client',
+      tag: 'u',
+      architecture: 'amd64',
+      fsLayers: [{ blobSum: sha(layer) }],
+      history: [{ v1Compatibility: JSON.stringify({ id: 'c'.repeat(64) }) }],
+    });
+    const u = await request(s.url, '/v2/old/client/manifests/u', {
+      method: 'PUT',
+      body: unsigned,
+      headers: { 'Content-Type': 'application/vnd.docker.distribution.manifest.v1+json' },
+    });
     assert.equal(u.status, 201, u.text);
     assert.equal(u.headers['docker-content-digest'], sha(unsigned));
     const missing = unsigned.replace(sha(layer), `sha256:${'9'.repeat(64)}`);
-    const m = await request(s.url, '/v2/old/client/manifests/m', { method: 'PUT', body: missing, headers: { 'Content-Type': 'application/vnd.docker.distribution.manifest.v1+json' } });
+    const m = await request(s.url, '/v2/old/client/manifests/m', {
+      method: 'PUT',
+      body: missing,
+      headers: { 'Content-Type': 'application/vnd.docker.distribution.manifest.v1+json' },
+    });
     assert.equal(m.json<{ errors: { code: string }[] }>().errors[0]!.code, 'MANIFEST_BLOB_UNKNOWN');
     assert.equal((await request(s.url, '/v2/old/client/manifests/evil')).status, 404);
   });
@@ -194,7 +254,10 @@ describe('bridge: a v2-pushed tag pulled by a v1 client through the index token 
       { created: '2021-01-01T00:00:02Z', created_by: 'ADD b.txt' },
     ],
   });
-  const view = v1ViewFromConfig(config, layers.map((l) => sha(l)));
+  const view = v1ViewFromConfig(
+    config,
+    layers.map((l) => sha(l)),
+  );
   const blobsOf = [layers[0]!, GZIPPED_EMPTY_TAR, layers[1]!];
   const basic = (u: string, p: string): string => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`;
 
@@ -206,7 +269,8 @@ describe('bridge: a v2-pushed tag pulled by a v1 client through the index token 
         const service = mode === 'one process' ? {} : { token_service: 'split-registry' };
         const idx = await startTestServer({ v2: mode === 'one process', bcrypt_cost: 4, ...service }, { role: mode === 'one process' ? 'all' : 'index' });
         servers.push(idx);
-        const reg = mode === 'one process' ? idx : await startTestServer({ v2: true, standalone: false, index_endpoint: idx.url, ...service }, { role: 'registry' });
+        const reg =
+          mode === 'one process' ? idx : await startTestServer({ v2: true, standalone: false, index_endpoint: idx.url, ...service }, { role: 'registry' });
         if (reg !== idx) servers.push(reg);
         await saveUser(idx.db!, { username: 'alice', email: 'a@example.com', password: 'alicepw', active: true }, { cost: 4 });
         await saveUser(idx.db!, { username: 'bobby', email: 'b@example.com', password: 'bobbypw', active: true }, { cost: 4 });
@@ -233,12 +297,17 @@ describe('bridge: a v2-pushed tag pulled by a v1 client through the index token 
         );
 
         // Docker 1.x pull: images at the index (Basic, X-Docker-Token: true), then the registry with the token
-        const list = await request(idx.url, '/v1/repositories/alice/app/images', { headers: { Authorization: basic('bobby', 'bobbypw'), 'X-Docker-Token': 'true' } });
+        const list = await request(idx.url, '/v1/repositories/alice/app/images', {
+          headers: { Authorization: basic('bobby', 'bobbypw'), 'X-Docker-Token': 'true' },
+        });
         assert.equal(list.status, 200, list.text);
         const token = String(list.headers['x-docker-token']);
         assert.match(token, /^signature=/);
         assert.deepEqual(
-          list.json<{ id: string; checksum?: string }[]>().map((e) => ({ id: e.id, checksum: e.checksum })).sort((a, b) => a.id.localeCompare(b.id)),
+          list
+            .json<{ id: string; checksum?: string }[]>()
+            .map((e) => ({ id: e.id, checksum: e.checksum }))
+            .sort((a, b) => a.id.localeCompare(b.id)),
           [...expected].sort((a, b) => a.id.localeCompare(b.id)),
         );
         const auth = { Authorization: `Token ${token}` };
@@ -260,10 +329,20 @@ describe('bridge: a v2-pushed tag pulled by a v1 client through the index token 
         // a token for another repository opens none of these images once alice/app is private
         await idx.db!('repositories').where({ namespace: 'alice', name: 'app' }).update({ private: true });
         await saveRepository(idx.db!, { namespace: 'bobby', name: 'mine', ownerId: (await findUserByName(idx.db!, 'bobby'))!.id });
-        const other = await request(idx.url, '/v1/repositories/bobby/mine/images', { headers: { Authorization: basic('bobby', 'bobbypw'), 'X-Docker-Token': 'true' } });
+        const other = await request(idx.url, '/v1/repositories/bobby/mine/images', {
+          headers: { Authorization: basic('bobby', 'bobbypw'), 'X-Docker-Token': 'true' },
+        });
         const otherAuth = { Authorization: `Token ${String(other.headers['x-docker-token'])}` };
-        assert.equal((await request(reg.url, '/v1/repositories/alice/app/tags', { headers: otherAuth })).status, 401, 'spec §4.2: not valid for this repository');
-        assert.equal((await request(reg.url, `/v1/images/${view[0]!.id}/json`, { headers: otherAuth })).status, 404, 'a private image is not opened by another repository token (as if absent)');
+        assert.equal(
+          (await request(reg.url, '/v1/repositories/alice/app/tags', { headers: otherAuth })).status,
+          401,
+          'spec §4.2: not valid for this repository',
+        );
+        assert.equal(
+          (await request(reg.url, `/v1/images/${view[0]!.id}/json`, { headers: otherAuth })).status,
+          404,
+          'a private image is not opened by another repository token (as if absent)',
+        );
       } finally {
         for (const s of servers.reverse()) await s.stop();
       }

@@ -26,7 +26,15 @@ describe('legacy-registry webhook CLI', () => {
   after(() => rm(dir, { recursive: true, force: true }));
 
   it('prints --help for each subcommand', async () => {
-    for (const args of [['webhook'], ['webhook', 'add'], ['webhook', 'list'], ['webhook', 'remove'], ['webhook', 'deliveries'], ['webhook', 'test'], ['webhook', 'status']]) {
+    for (const args of [
+      ['webhook'],
+      ['webhook', 'add'],
+      ['webhook', 'list'],
+      ['webhook', 'remove'],
+      ['webhook', 'deliveries'],
+      ['webhook', 'test'],
+      ['webhook', 'status'],
+    ]) {
       assert.match((await cli(...args, '--help')).stdout, /Usage: legacy-registry webhook/, args.join(' '));
     }
   });

@@ -25,7 +25,20 @@ describe('legacy-registry CLI: --help, db migrate, user management, htpasswd imp
   after(() => rm(dir, { recursive: true, force: true }));
 
   it('prints --help for every command', async () => {
-    for (const args of [[], ['serve'], ['config-check'], ['db'], ['db', 'migrate'], ['user'], ['user', 'add'], ['user', 'import-htpasswd'], ['org'], ['org', 'add'], ['repo', 'collaborator'], ['htpasswd']]) {
+    for (const args of [
+      [],
+      ['serve'],
+      ['config-check'],
+      ['db'],
+      ['db', 'migrate'],
+      ['user'],
+      ['user', 'add'],
+      ['user', 'import-htpasswd'],
+      ['org'],
+      ['org', 'add'],
+      ['repo', 'collaborator'],
+      ['htpasswd'],
+    ]) {
       const { stdout } = await cli(...args, '--help');
       assert.match(stdout, /Usage: legacy-registry/, args.join(' '));
     }
@@ -51,7 +64,11 @@ describe('legacy-registry CLI: --help, db migrate, user management, htpasswd imp
       assert.equal((await request(srv.url, '/v1/users/', { headers: { Authorization: basic('carol', 'carolpw') } })).status, 401);
       assert.equal((await request(srv.url, '/v1/users/', { headers: { Authorization: basic('carol', 'newpass') } })).status, 200);
       // admins may write library/
-      const lib = await request(srv.url, '/v1/repositories/base/', { method: 'PUT', headers: { Authorization: basic('admin1', 'adminpw'), 'X-Docker-Token': 'true' }, body: '[]' });
+      const lib = await request(srv.url, '/v1/repositories/base/', {
+        method: 'PUT',
+        headers: { Authorization: basic('admin1', 'adminpw'), 'X-Docker-Token': 'true' },
+        body: '[]',
+      });
       assert.equal(lib.status, 200);
       assert.match(String(lib.headers['x-docker-token']), /repository="library\/base",access=write/);
       await cli('user', 'activate', 'carol', '--off');
@@ -100,7 +117,9 @@ describe('legacy-registry CLI: --help, db migrate, user management, htpasswd imp
 
   it('imports bcrypt entries of an htpasswd file and skips the others', async () => {
     // bcrypt of "htpass1" (cost 5), written with the $2y$ prefix htpasswd uses
-    const { stdout: hash } = await run(process.execPath, ['-e', "import('bcryptjs').then(b=>process.stdout.write(b.default.hashSync('htpass1',5)))"], { cwd: ROOT });
+    const { stdout: hash } = await run(process.execPath, ['-e', "import('bcryptjs').then(b=>process.stdout.write(b.default.hashSync('htpass1',5)))"], {
+      cwd: ROOT,
+    });
     const file = join(dir, 'htpasswd');
     await writeFile(file, `dave:${hash.replace(/^\$2[ab]\$/, '$2y$')}\nmd5user:$apr1$abc$defghijklmnopqrstuvwx\n# comment\n\n`);
     const out = await cli('user', 'import-htpasswd', file);
@@ -119,7 +138,9 @@ describe('legacy-registry CLI: --help, db migrate, user management, htpasswd imp
     const file = join(dir, 'written.htpasswd');
     const write = (args: string[], input: string) =>
       new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-        const p = execFile(process.execPath, [CLI, 'htpasswd', file, ...args], { env }, (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
+        const p = execFile(process.execPath, [CLI, 'htpasswd', file, ...args], { env }, (err, stdout, stderr) =>
+          resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+        );
         p.stdin!.end(input);
       });
     assert.match((await write(['gina', '--password-stdin'], 'ginapw1\n')).stdout, /added gina/);

@@ -70,7 +70,12 @@ describe('CORS not configured', () => {
 });
 
 describe('CORS with listed origins (exact and a regular expression) and the sample headers', () => {
-  const s = withServer({ origins: [UI, 'https://[a-z]+\\.corp\\.example'], headers: ['Content-Type', 'Authorization'], expose_headers: ['X-Docker-Token', 'Docker-Content-Digest'], max_age: 600 });
+  const s = withServer({
+    origins: [UI, 'https://[a-z]+\\.corp\\.example'],
+    headers: ['Content-Type', 'Authorization'],
+    expose_headers: ['X-Docker-Token', 'Docker-Content-Digest'],
+    max_age: 600,
+  });
 
   it('a simple request from an allowed origin: the origin echoed, exposed headers, Vary: Origin', async () => {
     const r = await request(s.url(), '/v1/_ping', { headers: { Origin: UI } });
@@ -181,14 +186,18 @@ describe('CORS options: methods, send_wildcard, supports_credentials, always_sen
     assert.equal(put.status, 200);
     assert.deepEqual(corsOf(put.headers), { 'access-control-allow-origin': UI, 'access-control-allow-credentials': 'true' });
     const get = await preflight(s.url(), '/v1/_ping', UI, 'get');
-    assert.deepEqual(corsOf(get.headers), { 'access-control-allow-origin': UI, 'access-control-allow-credentials': 'true', 'access-control-allow-methods': 'GET, HEAD' });
+    assert.deepEqual(corsOf(get.headers), {
+      'access-control-allow-origin': UI,
+      'access-control-allow-credentials': 'true',
+      'access-control-allow-methods': 'GET, HEAD',
+    });
   });
 });
 
 describe('CORS automatic_options false: OPTIONS go to the routes, which add nothing but the headers', () => {
   const s = withServer({ origins: [UI], automatic_options: false });
 
-  it('a preflight gets the routes\' 404 with the CORS headers', async () => {
+  it("a preflight gets the routes' 404 with the CORS headers", async () => {
     const r = await preflight(s.url(), '/v1/_ping', UI);
     assert.equal(r.status, 404);
     assert.equal(r.text, '{"error": "Not found"}');
@@ -209,7 +218,7 @@ describe('CORS resources: per-path options, and paths outside them untouched', (
     assert.equal(pre.headers['access-control-max-age'], '30');
   });
 
-  it('a resource without options takes the section\'s', async () => {
+  it("a resource without options takes the section's", async () => {
     const r = await request(s.url(), '/v2/', { headers: { Origin: UI } });
     assert.equal(r.status, 200);
     assert.deepEqual(corsOf(r.headers), { 'access-control-allow-origin': UI, vary: 'Origin' });
@@ -230,7 +239,9 @@ describe('CORS and a Vary header the answer already has', () => {
   it('Origin is added to it, once', async () => {
     for (const r of [await request(s.url(), '/v1/_ping', { headers: { Origin: UI } }), await preflight(s.url(), '/v1/_ping', UI)]) {
       assert.equal(r.headers['access-control-allow-origin'], UI);
-      const vary = String(r.headers.vary ?? '').split(',').map((v) => v.trim());
+      const vary = String(r.headers.vary ?? '')
+        .split(',')
+        .map((v) => v.trim());
       assert.deepEqual(vary.sort(), ['Accept-Encoding', 'Origin']);
     }
   });
@@ -248,7 +259,10 @@ describe("the Python registry's config_sample.yml runs a server (dev flavor, COR
     try {
       const warnings = lines.filter((l) => / WARN /.test(l));
       assert.equal(warnings.length, 1, lines.join(''));
-      assert.match(warnings[0]!, /configuration: search_backend, cache, cache_lru, email_exceptions, bugsnag: settings of the Python registry that this server does not implement, ignored/);
+      assert.match(
+        warnings[0]!,
+        /configuration: search_backend, cache, cache_lru, email_exceptions, bugsnag: settings of the Python registry that this server does not implement, ignored/,
+      );
       const ping = await request(s.url, '/v1/_ping', { headers: { Origin: UI } });
       assert.equal(ping.status, 200);
       assert.equal(ping.headers['x-docker-registry-standalone'], 'True');

@@ -69,7 +69,11 @@ describe('GET/HEAD /v2/<name>/manifests/<reference> off the tag and digest gramm
       [`sha512:${'0'.repeat(128)}`, 'DIGEST_INVALID'],
     ];
     for (const [ref, c] of cases) {
-      const r = await request(s.url, `/v2/conformance/test/manifests/${ref}`, { method: 'PUT', body, headers: { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' } });
+      const r = await request(s.url, `/v2/conformance/test/manifests/${ref}`, {
+        method: 'PUT',
+        body,
+        headers: { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' },
+      });
       assert.equal(r.status, 400, ref);
       assert.equal(errors(r)[0]!.code, c, ref);
     }

@@ -34,7 +34,11 @@ const GO110_UA = 'docker/18.03.1-ce go/go1.10.1 git-commit/9ee9f40 kernel/4.15.0
 async function putJsonAndLayer(reg: string, ua: string): Promise<void> {
   const j = await request(reg, `/v1/images/${id}/json`, { method: 'PUT', headers: { 'User-Agent': ua, 'Content-Type': 'application/json' }, body: json });
   assert.equal(j.status, 200, j.text);
-  const l = await request(reg, `/v1/images/${id}/layer`, { method: 'PUT', headers: { 'User-Agent': ua, 'Content-Type': 'application/octet-stream' }, body: chunkedStream(layer, 64) });
+  const l = await request(reg, `/v1/images/${id}/layer`, {
+    method: 'PUT',
+    headers: { 'User-Agent': ua, 'Content-Type': 'application/octet-stream' },
+    body: chunkedStream(layer, 64),
+  });
   assert.equal(l.status, 200, l.text);
 }
 

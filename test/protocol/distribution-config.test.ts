@@ -37,7 +37,11 @@ async function pushBlob(url: string, repo: string, data: Buffer, auth?: string):
   if (start.status !== 202) return start.status;
   const loc = String(start.headers.location);
   const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
-  const put = await request(url, `${loc}${loc.includes('?') ? '&' : '?'}digest=${digest}`, { method: 'PUT', headers: { ...headers, 'Content-Type': 'application/octet-stream' }, body: data });
+  const put = await request(url, `${loc}${loc.includes('?') ? '&' : '?'}digest=${digest}`, {
+    method: 'PUT',
+    headers: { ...headers, 'Content-Type': 'application/octet-stream' },
+    body: data,
+  });
   return put.status;
 }
 
@@ -102,8 +106,14 @@ describe('serving from a distribution config.yml (spec v2-bridge §5)', () => {
         .split('\n')
         .filter((l) => l.trim() !== '');
       const logs = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
-      assert.ok(logs.every((o) => o.service === 'registry' && typeof o.time === 'string' && typeof o.level === 'string'), 'every line is JSON with the static field');
-      assert.ok(logs.some((o) => o.level === 'warn' && /storage\.cache: ignored/.test(String(o.msg))), 'ignored keys are reported at start');
+      assert.ok(
+        logs.every((o) => o.service === 'registry' && typeof o.time === 'string' && typeof o.level === 'string'),
+        'every line is JSON with the static field',
+      );
+      assert.ok(
+        logs.some((o) => o.level === 'warn' && /storage\.cache: ignored/.test(String(o.msg))),
+        'ignored keys are reported at start',
+      );
       assert.ok(logs.some((o) => /REGISTRY_HTTP_HEADERS_X-SITE/.test(String(o.msg))) === false, 'a map key is addressed, not ignored');
       assert.ok(!logs.some((o) => o.msg === 'request'), 'access log disabled');
     } finally {
@@ -175,7 +185,9 @@ describe('serving from a distribution config.yml (spec v2-bridge §5)', () => {
       await until('the file check to fail', async () => (await request(s.url, '/v2/')).status === 503);
       const v2 = await request(s.url, '/v2/team/app/tags/list');
       assert.equal(v2.status, 503);
-      assert.deepEqual(v2.json(), { errors: [{ code: 'UNAVAILABLE', message: 'service unavailable', detail: 'health check failed: please see /debug/health' }] });
+      assert.deepEqual(v2.json(), {
+        errors: [{ code: 'UNAVAILABLE', message: 'service unavailable', detail: 'health check failed: please see /debug/health' }],
+      });
       const v1 = await request(s.url, '/v1/_ping');
       assert.equal(v1.status, 503);
       assert.deepEqual(v1.json(), { error: 'service unavailable: health check failed' });
@@ -205,7 +217,8 @@ describe('serving from a distribution config.yml (spec v2-bridge §5)', () => {
     const root = join(dir, 'root4');
     // a first run writes a blob
     const cfg = join(dir, 'ro.yml');
-    const text = (ro: boolean): string => `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${root}\n  maintenance:\n    readonly:\n      enabled: ${ro}\n`;
+    const text = (ro: boolean): string =>
+      `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${root}\n  maintenance:\n    readonly:\n      enabled: ${ro}\n`;
     await writeFile(cfg, text(false));
     const data = Buffer.from('written before read-only');
     let s = await spawnServer({}, [cfg]);
@@ -264,7 +277,23 @@ describe('serving from a distribution config.yml (spec v2-bridge §5)', () => {
       execFileSync('openssl', args, { cwd: t, stdio: 'ignore' });
     };
     // a CA, a server certificate for 127.0.0.1 and a client certificate, all signed by it
-    ssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=test ca');
+    ssl(
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.pem',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=test ca',
+    );
     ssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1');
     await writeFile(join(t, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1\n');
     ssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'ext.cnf');
@@ -302,7 +331,10 @@ describe('serving from a distribution config.yml (spec v2-bridge §5)', () => {
       assert.match(s.url, /^https:\/\//);
       assert.equal(await get({ cert: await readFile(join(t, 'client.pem')), key: await readFile(join(t, 'client.key')) }), 200);
       await assert.rejects(get({}), 'no client certificate: refused');
-      await assert.rejects(get({ cert: await readFile(join(t, 'client.pem')), key: await readFile(join(t, 'client.key')), maxVersion: 'TLSv1.2' }), 'below minimumtls: refused');
+      await assert.rejects(
+        get({ cert: await readFile(join(t, 'client.pem')), key: await readFile(join(t, 'client.key')), maxVersion: 'TLSv1.2' }),
+        'below minimumtls: refused',
+      );
     } finally {
       await stopChild(s);
     }

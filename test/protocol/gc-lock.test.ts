@@ -19,20 +19,30 @@ interface Run {
 
 /** `legacy-registry gc` on a storage directory, as its own process. */
 function gc(dataDir: string, ...args: string[]): Run {
-  const proc = spawn(process.execPath, [join(ROOT, 'bin', 'legacy-registry.cjs'), 'gc', '--flavor', 'test', '--storage-path', dataDir, '--quiet', '--grace', '0', ...args], {
-    env: { PATH: process.env.PATH ?? '' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const proc = spawn(
+    process.execPath,
+    [join(ROOT, 'bin', 'legacy-registry.cjs'), 'gc', '--flavor', 'test', '--storage-path', dataDir, '--quiet', '--grace', '0', ...args],
+    {
+      env: { PATH: process.env.PATH ?? '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let stdout = '';
   let stderr = '';
   proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
   proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const done = new Promise<{ code: number | string; stdout: string; stderr: string }>((resolve) => proc.once('exit', (code, signal) => resolve({ code: code ?? signal ?? -1, stdout, stderr })));
+  const done = new Promise<{ code: number | string; stdout: string; stderr: string }>((resolve) =>
+    proc.once('exit', (code, signal) => resolve({ code: code ?? signal ?? -1, stdout, stderr })),
+  );
   return { pid: proc.pid!, done, stderr: () => stderr, kill: (s) => proc.kill(s) };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const exists = (p: string) => stat(p).then(() => true, () => false);
+const exists = (p: string) =>
+  stat(p).then(
+    () => true,
+    () => false,
+  );
 
 /**
  * Issue 15: one garbage collection at a time per storage, across processes and nodes. Each run holds
@@ -87,7 +97,12 @@ describe('legacy-registry gc: one run at a time per storage', () => {
     for (const r of [second, dry]) {
       assert.equal(r.code, 75, r.stderr);
       assert.equal(r.stdout, '', 'no summary: nothing was done');
-      assert.match(r.stderr, new RegExp(`another garbage collection is running on this storage \\(host ${hostname().replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}, pid ${first.pid}, since \\d{4}-\\d\\d-\\d\\dT[^)]+\\); nothing done`));
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `another garbage collection is running on this storage \\(host ${hostname().replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}, pid ${first.pid}, since \\d{4}-\\d\\d-\\d\\dT[^)]+\\); nothing done`,
+        ),
+      );
     }
     const a = await first.done;
     assert.equal(a.code, 0, a.stderr);
@@ -130,7 +145,7 @@ describe('legacy-registry gc: one run at a time per storage', () => {
     assert.ok(!(await exists(lockFile)));
   });
 
-  it('in one process (the server\'s periodic gc): a second run while one runs is refused with GcBusyError', async () => {
+  it("in one process (the server's periodic gc): a second run while one runs is refused with GcBusyError", async () => {
     const driver = createFilesystemDriver({ root: dir });
     const a = new GarbageCollector(driver);
     const b = new GarbageCollector(driver);

@@ -167,7 +167,16 @@ describe('legacy-registry gc', () => {
     const children: V2Pushed[] = [];
     for (const arch of ['amd64', 'arm64']) children.push(await pushV2Chunked(url, 'gcns/multi', `tmp-${arch}`, `multi-${arch}`));
     const index = Buffer.from(
-      JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: children.map((c, i) => ({ mediaType: S2, digest: c.digest, size: c.manifest.length, platform: { architecture: ['amd64', 'arm64'][i], os: 'linux' } })) }),
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: OCI_INDEX,
+        manifests: children.map((c, i) => ({
+          mediaType: S2,
+          digest: c.digest,
+          size: c.manifest.length,
+          platform: { architecture: ['amd64', 'arm64'][i], os: 'linux' },
+        })),
+      }),
     );
     assert.equal((await request(url, '/v2/gcns/multi/manifests/latest', { method: 'PUT', body: index, headers: { 'Content-Type': OCI_INDEX } })).status, 201);
     // children lose their own tags: only the index reaches them
@@ -185,7 +194,10 @@ describe('legacy-registry gc', () => {
         subject: { mediaType: OCI_INDEX, digest: sha(index), size: index.length },
       }),
     );
-    assert.equal((await request(url, `/v2/gcns/multi/manifests/${sha(sig)}`, { method: 'PUT', body: sig, headers: { 'Content-Type': OCI_MANIFEST } })).status, 201);
+    assert.equal(
+      (await request(url, `/v2/gcns/multi/manifests/${sha(sig)}`, { method: 'PUT', body: sig, headers: { 'Content-Type': OCI_MANIFEST } })).status,
+      201,
+    );
     const gone: string[] = [];
     const onItem = (kind: string, name: string): void => {
       if (kind === 'v2_manifest' && name.startsWith('gcns/multi@')) gone.push(name);
@@ -214,7 +226,8 @@ describe('legacy-registry gc', () => {
     const url = s.url;
     const layer = gzipSync(tarOf({ 'late.txt': `late ${Math.random()}\n` }));
     const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, late: Math.random() }));
-    for (const b of [config, layer]) assert.equal((await request(url, `/v2/race/late/blobs/uploads/?digest=${sha(b)}`, { method: 'POST', body: b })).status, 201);
+    for (const b of [config, layer])
+      assert.equal((await request(url, `/v2/race/late/blobs/uploads/?digest=${sha(b)}`, { method: 'POST', body: b })).status, 201);
     // the blobs and their links are an hour old: garbage for a 1-minute grace, until the manifest comes
     await age(join(s.dataDir, 'v2', 'repositories', 'race', 'late', '_layers'), 3_600_000);
     for (const b of [config, layer]) await age(join(s.dataDir, 'blobs', 'sha256', sha(b).slice(7, 9), sha(b).slice(7)), 3_600_000);
@@ -227,10 +240,15 @@ describe('legacy-registry gc', () => {
       }),
     );
     // the push lands after the first mark (when GC starts scanning blobs)
-    const driver = hooked(createFilesystemDriver({ root: s.dataDir }), 'list', (k) => k === 'blobs/sha256', async () => {
-      const put = await request(url, '/v2/race/late/manifests/latest', { method: 'PUT', body: manifest, headers: { 'Content-Type': S2 } });
-      assert.equal(put.status, 201, put.text);
-    });
+    const driver = hooked(
+      createFilesystemDriver({ root: s.dataDir }),
+      'list',
+      (k) => k === 'blobs/sha256',
+      async () => {
+        const put = await request(url, '/v2/race/late/manifests/latest', { method: 'PUT', body: manifest, headers: { 'Content-Type': S2 } });
+        assert.equal(put.status, 201, put.text);
+      },
+    );
     const r = await new GarbageCollector(driver).run({ graceMs: 60_000, settleMs: 50 });
     assert.ok(r.blobs.candidates >= 2, `the first mark saw them as garbage: ${JSON.stringify(r.blobs)}`);
     await assertV2Pulls(url, { name: 'race/late', tag: 'latest', manifest, digest: sha(manifest), blobs: [config, layer] });
@@ -244,9 +262,14 @@ describe('legacy-registry gc', () => {
     const hex = sha(blob).slice(7);
     await age(join(s.dataDir, 'blobs', 'sha256', hex.slice(0, 2), hex), 3_600_000);
     // the same bytes pushed by another repository at the last moment: published (fresh) and linked
-    const driver = hooked(createFilesystemDriver({ root: s.dataDir }), 'move', (k) => k === `blobs/sha256/${hex.slice(0, 2)}/${hex}/data`, async () => {
-      assert.equal((await request(url, `/v2/race/second/blobs/uploads/?digest=${sha(blob)}`, { method: 'POST', body: blob })).status, 201);
-    });
+    const driver = hooked(
+      createFilesystemDriver({ root: s.dataDir }),
+      'move',
+      (k) => k === `blobs/sha256/${hex.slice(0, 2)}/${hex}/data`,
+      async () => {
+        assert.equal((await request(url, `/v2/race/second/blobs/uploads/?digest=${sha(blob)}`, { method: 'POST', body: blob })).status, 201);
+      },
+    );
     const r = await new GarbageCollector(driver).run({ graceMs: 60_000, settleMs: 0 });
     assert.ok(r.blobs.keptByRecheck >= 1, JSON.stringify(r.blobs));
     const got = await request(url, `/v2/race/second/blobs/${sha(blob)}`);
@@ -349,7 +372,7 @@ describe('legacy-registry gc with accounts (images belong to repositories)', () 
 });
 
 describe('periodic gc inside the server (gc_interval)', () => {
-  it('frees a deleted manifest\'s blobs by itself and keeps the tagged image', async () => {
+  it("frees a deleted manifest's blobs by itself and keeps the tagged image", async () => {
     const s = await startTestServer({ standalone: true, storage_delete: true, gc_interval: 1, gc_grace: 0, metadata_cache_ttl: 0 });
     try {
       const kept = await pushV2Chunked(s.url, 'periodic/kept', 'latest', 'periodic-kept');

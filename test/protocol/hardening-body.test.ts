@@ -15,18 +15,34 @@ const nested = (depth: number): string => '['.repeat(depth) + ']'.repeat(depth);
  * come while the body is still incomplete (the server decided without reading it). Resolves with
  * the status and body, or 'no answer' if the server waited for the body.
  */
-function answerBeforeBody(url: string, method: string, path: string, headers: Record<string, string>, total: number): Promise<{ status: number; text: string } | 'no answer'> {
+function answerBeforeBody(
+  url: string,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  total: number,
+): Promise<{ status: number; text: string } | 'no answer'> {
   const u = new URL(url);
   return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: u.hostname, port: u.port, method, path, agent: false, headers: { ...headers, 'Content-Type': 'application/json', 'Content-Length': String(total) } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        clearTimeout(timer);
-        req.destroy();
-        resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') });
-      });
-    });
+    const req = httpRequest(
+      {
+        host: u.hostname,
+        port: u.port,
+        method,
+        path,
+        agent: false,
+        headers: { ...headers, 'Content-Type': 'application/json', 'Content-Length': String(total) },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          clearTimeout(timer);
+          req.destroy();
+          resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') });
+        });
+      },
+    );
     req.on('error', (e) => (settled ? undefined : reject(e)));
     let settled = false;
     const timer = setTimeout(() => {
@@ -63,7 +79,10 @@ describe('hardening: JSON request bodies (size and depth before parsing, credent
     assert.equal(ok.status, 400);
     assert.equal(ok.text, '"Invalid JSON body"');
     // brackets inside strings are not nesting
-    const str = await request(s.url, '/v1/users/', { method: 'POST', body: JSON.stringify({ username: '[[[['.repeat(100), password: 'x', email: '{{{{'.repeat(100) }) });
+    const str = await request(s.url, '/v1/users/', {
+      method: 'POST',
+      body: JSON.stringify({ username: '[[[['.repeat(100), password: 'x', email: '{{{{'.repeat(100) }),
+    });
     assert.equal(str.status, 400);
     assert.match(str.text, /^"Invalid username/);
   });
@@ -73,13 +92,21 @@ describe('hardening: JSON request bodies (size and depth before parsing, credent
     const r = await request(s.url, '/v1/users/', { method: 'POST', body: big });
     assert.equal(r.status, 413);
     assert.equal(r.text, '{"error": "Request body too large"}');
-    const created = await request(s.url, '/v1/users/', { method: 'POST', body: JSON.stringify({ username: 'newbie', password: 'secret1', email: 'newbie@example.com' }), headers: { 'Content-Type': 'application/json; charset=utf-8' } });
+    const created = await request(s.url, '/v1/users/', {
+      method: 'POST',
+      body: JSON.stringify({ username: 'newbie', password: 'secret1', email: 'newbie@example.com' }),
+      headers: { 'Content-Type': 'application/json; charset=utf-8' },
+    });
     assert.equal(created.status, 201);
     assert.equal(created.text, '"User Created"');
   });
 
   it('a chunked signup body past 64 KiB: 413 the client can read, then the connection closes', async () => {
-    const r = await request(s.url, '/v1/users/', { method: 'POST', body: chunkedStream(Buffer.from(nested(512 * 1024)), 16 * 1024), headers: { 'Content-Type': 'application/json' } });
+    const r = await request(s.url, '/v1/users/', {
+      method: 'POST',
+      body: chunkedStream(Buffer.from(nested(512 * 1024)), 16 * 1024),
+      headers: { 'Content-Type': 'application/json' },
+    });
     assert.equal(r.status, 413);
     assert.equal(r.text, '{"error": "Request body too large"}');
     assert.equal(r.headers.connection, 'close');
@@ -91,10 +118,18 @@ describe('hardening: JSON request bodies (size and depth before parsing, credent
     assert.equal((r as { status: number }).status, 401);
     assert.equal((r as { text: string }).text, '"Authentication is required"');
     // with credentials: a deep body is 400, a good one 204
-    const deep = await request(s.url, '/v1/users/writer/', { method: 'PUT', body: `{"email": ${nested(100)}}`, headers: { Authorization: basic('writer', 'writerpw') } });
+    const deep = await request(s.url, '/v1/users/writer/', {
+      method: 'PUT',
+      body: `{"email": ${nested(100)}}`,
+      headers: { Authorization: basic('writer', 'writerpw') },
+    });
     assert.equal(deep.status, 400);
     assert.equal(deep.text, '{"error": "Error Decoding JSON"}');
-    const ok = await request(s.url, '/v1/users/writer/', { method: 'PUT', body: JSON.stringify({ email: 'writer2@example.com' }), headers: { Authorization: basic('writer', 'writerpw') } });
+    const ok = await request(s.url, '/v1/users/writer/', {
+      method: 'PUT',
+      body: JSON.stringify({ email: 'writer2@example.com' }),
+      headers: { Authorization: basic('writer', 'writerpw') },
+    });
     assert.equal(ok.status, 204);
   });
 

@@ -40,7 +40,11 @@ async function pushLayer(url: string, layer: Buffer): Promise<string> {
   const h = { 'User-Agent': DOCKER_UA };
   assert.equal((await request(url, `/v1/images/${id}/json`, { method: 'PUT', body: json, headers: h })).status, 200);
   assert.equal((await request(url, `/v1/images/${id}/layer`, { method: 'PUT', body: chunkedStream(layer, 256 * 1024), headers: h })).status, 200);
-  assert.equal((await request(url, `/v1/images/${id}/checksum`, { method: 'PUT', body: '', headers: { ...h, 'X-Docker-Checksum-Payload': payloadChecksum(json, layer) } })).status, 200);
+  assert.equal(
+    (await request(url, `/v1/images/${id}/checksum`, { method: 'PUT', body: '', headers: { ...h, 'X-Docker-Checksum-Payload': payloadChecksum(json, layer) } }))
+      .status,
+    200,
+  );
   return id;
 }
 

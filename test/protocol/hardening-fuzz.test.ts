@@ -39,15 +39,26 @@ describe('hardening: no 5xx from bytes in path segments (token auth, v2 on)', ()
     const owner = basic('fuzzer', 'fuzzpw');
     // a v1 repository with one image and a tag, and the tokens 1.x clients would hold for it
     const img = makeImage();
-    const claim = await request(s.url, '/v1/repositories/fuzzer/repo/', { method: 'PUT', headers: { Authorization: owner, 'X-Docker-Token': 'true' }, body: JSON.stringify([{ id: img.id, Tag: 'latest' }]) });
+    const claim = await request(s.url, '/v1/repositories/fuzzer/repo/', {
+      method: 'PUT',
+      headers: { Authorization: owner, 'X-Docker-Token': 'true' },
+      body: JSON.stringify([{ id: img.id, Tag: 'latest' }]),
+    });
     assert.equal(claim.status, 200, claim.text);
     const write = String(claim.headers['x-docker-token']);
     const pushed = await pushImage(s.url, img, write);
-    assert.deepEqual(pushed.slice(1).map((r) => r.status), [200, 200, 200]);
+    assert.deepEqual(
+      pushed.slice(1).map((r) => r.status),
+      [200, 200, 200],
+    );
     assert.equal((await putTag(s.url, 'fuzzer/repo', 'latest', img.id, write)).status, 200);
-    const read = String((await request(s.url, '/v1/repositories/fuzzer/repo/images', { headers: { Authorization: owner, 'X-Docker-Token': 'true' } })).headers['x-docker-token']);
+    const read = String(
+      (await request(s.url, '/v1/repositories/fuzzer/repo/images', { headers: { Authorization: owner, 'X-Docker-Token': 'true' } })).headers['x-docker-token'],
+    );
     // a v2 token good for fuzzer/repo, and a v2 image there
-    const t = await request(s.url, `/v2/token?service=${encodeURIComponent(new URL(s.url).host)}&scope=repository:fuzzer/repo:pull,push,delete`, { headers: { Authorization: owner } });
+    const t = await request(s.url, `/v2/token?service=${encodeURIComponent(new URL(s.url).host)}&scope=repository:fuzzer/repo:pull,push,delete`, {
+      headers: { Authorization: owner },
+    });
     assert.equal(t.status, 200, t.text);
     const bearer = `Bearer ${t.json<{ token: string }>().token}`;
     const v2 = await pushV2(s.url, 'fuzzer/repo', 'v2tag', { Authorization: bearer });
@@ -96,7 +107,12 @@ describe('hardening: no 5xx from bytes in path segments (token auth, v2 on)', ()
       probes.push({ method: 'GET', segments: ['v2', 'single', 'tags', 'list'], headers });
       for (const m of ['GET', 'HEAD', 'DELETE']) probes.push({ method: m, segments: ['v2', 'fuzzer', 'repo', 'manifests', 'v2tag'], headers });
       probes.push({ method: 'GET', segments: ['v2', 'fuzzer', 'repo', 'manifests', v2.digest], headers });
-      probes.push({ method: 'PUT', segments: ['v2', 'fuzzer', 'repo', 'manifests', 'other'], headers: { ...headers, 'Content-Type': 'application/vnd.docker.distribution.manifest.v2+json' }, body: v2.manifest.toString() });
+      probes.push({
+        method: 'PUT',
+        segments: ['v2', 'fuzzer', 'repo', 'manifests', 'other'],
+        headers: { ...headers, 'Content-Type': 'application/vnd.docker.distribution.manifest.v2+json' },
+        body: v2.manifest.toString(),
+      });
       for (const m of ['GET', 'HEAD']) probes.push({ method: m, segments: ['v2', 'fuzzer', 'repo', 'blobs', v2.layer], headers });
       probes.push({ method: 'POST', segments: ['v2', 'fuzzer', 'repo', 'blobs', 'uploads', ''], headers });
       for (const m of ['GET', 'PATCH', 'PUT']) probes.push({ method: m, segments: ['v2', 'fuzzer', 'repo', 'blobs', 'uploads', uuid], headers });
@@ -113,12 +129,22 @@ describe('hardening: no 5xx from bytes in path segments (token auth, v2 on)', ()
   const send = (method: string, path: string, headers: Record<string, string>, body?: string): Promise<{ status: number; text: string }> =>
     new Promise((resolve, reject) => {
       const u = new URL(s.url);
-      const req = httpRequest({ host: u.hostname, port: u.port, method, path, agent, headers: { ...headers, ...(body !== undefined ? { 'Content-Length': String(Buffer.byteLength(body)) } : {}) } }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('latin1') }));
-        res.on('error', reject);
-      });
+      const req = httpRequest(
+        {
+          host: u.hostname,
+          port: u.port,
+          method,
+          path,
+          agent,
+          headers: { ...headers, ...(body !== undefined ? { 'Content-Length': String(Buffer.byteLength(body)) } : {}) },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('latin1') }));
+          res.on('error', reject);
+        },
+      );
       req.on('error', reject);
       req.end(body);
     });
@@ -175,7 +201,8 @@ describe('hardening: no 5xx from bytes in path segments (token auth, v2 on)', ()
         const batch = variants.slice(k, k + 8);
         const results = await Promise.all(batch.map((path) => send(p.method, path, p.headers ?? {}, p.body)));
         results.forEach((r, j) => {
-          if (r.status >= 500) failures.push(`${p.method} ${batch[j]} (${Object.keys(p.headers ?? {}).join(',') || 'anonymous'}) → ${r.status} ${r.text.slice(0, 120)}`);
+          if (r.status >= 500)
+            failures.push(`${p.method} ${batch[j]} (${Object.keys(p.headers ?? {}).join(',') || 'anonymous'}) → ${r.status} ${r.text.slice(0, 120)}`);
         });
         sent += batch.length;
       }
@@ -189,7 +216,11 @@ describe('hardening: no 5xx from bytes in path segments (token auth, v2 on)', ()
       if (e) e.n++;
       else shapes.set(shape, { n: 1, first: f });
     }
-    assert.deepEqual([...shapes.values()].map((e) => `${e.n}× ${e.first}`), [], `${failures.length} of ${sent} probes answered 5xx`);
+    assert.deepEqual(
+      [...shapes.values()].map((e) => `${e.n}× ${e.first}`),
+      [],
+      `${failures.length} of ${sent} probes answered 5xx`,
+    );
     assert.equal((await request(s.url, '/v1/_ping')).status, 200);
   });
 });

@@ -28,7 +28,10 @@ describe('hardening: headers, suffix ranges, aborted uploads (standalone registr
     const config = loadConfig({ env: {}, flavor: 'test', overrides: { host: '127.0.0.1', port: 0, storage_path: dir, standalone: true, v2: true } });
     s = await startServer(config, { logger: createLogger('debug', {}, (l) => lines.push(l)) });
     assert.equal((await request(s.url, `/v2/ranges/blob/blobs/uploads/?digest=${sha(blob)}`, { method: 'POST', body: blob })).status, 201);
-    assert.deepEqual((await pushImage(s.url, img)).map((r) => r.status), [404, 200, 200, 200]);
+    assert.deepEqual(
+      (await pushImage(s.url, img)).map((r) => r.status),
+      [404, 200, 200, 200],
+    );
   });
   after(async () => {
     await s?.close();
@@ -114,7 +117,14 @@ describe('hardening: headers, suffix ranges, aborted uploads (standalone registr
     const location = String(start.headers.location);
     const u = new URL(s.url);
     await new Promise<void>((resolve) => {
-      const req = httpRequest({ host: u.hostname, port: u.port, method: 'PATCH', path: location, agent: false, headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(1024 * 1024) } });
+      const req = httpRequest({
+        host: u.hostname,
+        port: u.port,
+        method: 'PATCH',
+        path: location,
+        agent: false,
+        headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(1024 * 1024) },
+      });
       req.on('error', () => resolve());
       req.write(Buffer.alloc(64 * 1024));
       setTimeout(() => {
@@ -126,7 +136,14 @@ describe('hardening: headers, suffix ranges, aborted uploads (standalone registr
     const v1 = makeImage();
     assert.equal((await request(s.url, `/v1/images/${v1.id}/json`, { method: 'PUT', body: v1.json })).status, 200);
     await new Promise<void>((resolve) => {
-      const req = httpRequest({ host: u.hostname, port: u.port, method: 'PUT', path: `/v1/images/${v1.id}/layer`, agent: false, headers: { 'Transfer-Encoding': 'chunked' } });
+      const req = httpRequest({
+        host: u.hostname,
+        port: u.port,
+        method: 'PUT',
+        path: `/v1/images/${v1.id}/layer`,
+        agent: false,
+        headers: { 'Transfer-Encoding': 'chunked' },
+      });
       req.on('error', () => resolve());
       req.write(Buffer.alloc(64 * 1024));
       setTimeout(() => {
@@ -136,7 +153,10 @@ describe('hardening: headers, suffix ranges, aborted uploads (standalone registr
     });
     await sleep(300);
     const logged = lines.slice(before);
-    assert.deepEqual(logged.filter((l) => / ERROR /.test(l)), []);
+    assert.deepEqual(
+      logged.filter((l) => / ERROR /.test(l)),
+      [],
+    );
     const aborts = logged.filter((l) => / INFO {2}client aborted the request /.test(l));
     assert.equal(aborts.length, 2, logged.join(''));
     assert.match(aborts[0]!, /method=PATCH path=\/v2\/ranges\/aborted\/blobs\/uploads\//);

@@ -23,7 +23,15 @@ function from(address: string, url: string, path: string, headers: Record<string
   const u = new URL(url);
   return new Promise((resolve, reject) => {
     const req = httpRequest(
-      { host: u.hostname, port: u.port, path, method, localAddress: address, agent: false, headers: { ...headers, ...(body !== undefined ? { 'Content-Length': String(Buffer.byteLength(body)) } : {}) } },
+      {
+        host: u.hostname,
+        port: u.port,
+        path,
+        method,
+        localAddress: address,
+        agent: false,
+        headers: { ...headers, ...(body !== undefined ? { 'Content-Length': String(Buffer.byteLength(body)) } : {}) },
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -87,13 +95,20 @@ describe('hardening: login throttling per account and client address', () => {
 
   it('v2 token service: the attacking address gets 429 TOOMANYREQUESTS, the owner a token', async () => {
     const service = encodeURIComponent(new URL(s.url).host);
-    for (let i = 0; i < 5; i++) assert.equal((await from(ATTACKER, s.url, `/v2/token?service=${service}`, { Authorization: basic('victim2', `nope${i}`) })).status, 401);
+    for (let i = 0; i < 5; i++)
+      assert.equal((await from(ATTACKER, s.url, `/v2/token?service=${service}`, { Authorization: basic('victim2', `nope${i}`) })).status, 401);
     const locked = await from(ATTACKER, s.url, `/v2/token?service=${service}`, { Authorization: basic('victim2', 'victim2-pw') });
     assert.equal(locked.status, 429);
     assert.equal((JSON.parse(locked.text) as { errors: { code: string }[] }).errors[0]!.code, 'TOOMANYREQUESTS');
     const owner = await from(OWNER, s.url, `/v2/token?service=${service}&scope=repository:victim2/app:pull`, { Authorization: basic('victim2', 'victim2-pw') });
     assert.equal(owner.status, 200, owner.text);
-    const form = new URLSearchParams({ grant_type: 'password', client_id: 't', username: 'victim2', password: 'victim2-pw', service: new URL(s.url).host }).toString();
+    const form = new URLSearchParams({
+      grant_type: 'password',
+      client_id: 't',
+      username: 'victim2',
+      password: 'victim2-pw',
+      service: new URL(s.url).host,
+    }).toString();
     const oauth = await from(OWNER, s.url, '/v2/token', { 'Content-Type': 'application/x-www-form-urlencoded' }, 'POST', form);
     assert.equal(oauth.status, 200, oauth.text);
     assert.equal((await from(ATTACKER, s.url, '/v2/token', { 'Content-Type': 'application/x-www-form-urlencoded' }, 'POST', form)).status, 429);

@@ -27,7 +27,9 @@ describe('hardening: /v2/token scopes are capped', () => {
   after(() => s?.stop());
 
   const get = (scopes: string[], auth?: string) =>
-    request(s.url, `/v2/token?service=${encodeURIComponent(service)}${scopes.map((x) => `&scope=${encodeURIComponent(x)}`).join('')}`, { headers: auth ? { Authorization: auth } : {} });
+    request(s.url, `/v2/token?service=${encodeURIComponent(service)}${scopes.map((x) => `&scope=${encodeURIComponent(x)}`).join('')}`, {
+      headers: auth ? { Authorization: auth } : {},
+    });
 
   const post = (scope: string) =>
     request(s.url, '/v2/token', {
@@ -44,7 +46,10 @@ describe('hardening: /v2/token scopes are capped', () => {
   });
 
   it('GET with 300 scope parameters: 400 invalid_request', async () => {
-    const r = await get(Array.from({ length: 300 }, (_, i) => `repository:a${i}:pull`), basic('scoper', 'scoperpw'));
+    const r = await get(
+      Array.from({ length: 300 }, (_, i) => `repository:a${i}:pull`),
+      basic('scoper', 'scoperpw'),
+    );
     assert.equal(r.status, 400);
     assert.deepEqual(r.json(), { error: 'invalid_request', error_description: 'too many scopes: at most 32 per token request' });
   });
@@ -72,7 +77,16 @@ describe('hardening: /v2/token scopes are capped', () => {
   });
 
   it('the same repository under several spellings is judged once and alike', async () => {
-    const r = await get(['repository:pub:pull', 'repository:library/pub:pull,push', 'repository:scoper/mine:pull', 'repository:scoper/mine:push,delete', 'repository:scoper/mine:*'], basic('scoper', 'scoperpw'));
+    const r = await get(
+      [
+        'repository:pub:pull',
+        'repository:library/pub:pull,push',
+        'repository:scoper/mine:pull',
+        'repository:scoper/mine:push,delete',
+        'repository:scoper/mine:*',
+      ],
+      basic('scoper', 'scoperpw'),
+    );
     assert.equal(r.status, 200, r.text);
     assert.deepEqual(decodeJwt(r.json<{ token: string }>().token).access, [
       { type: 'repository', name: 'pub', actions: ['pull'] },

@@ -66,6 +66,9 @@ describe('idle memory of the server process', { timeout: 180_000 }, () => {
       if (seen.at(-1)! <= BOUND_MIB) break;
     }
     t.diagnostic(`VmRSS after the requests ${busy.toFixed(1)} MiB, idle: ${seen.join(', ')}`);
-    assert.ok(seen.at(-1)! <= BOUND_MIB, `VmRSS after the requests ${busy.toFixed(1)} MiB, then each second of idleness: ${seen.join(', ')} (bound ${BOUND_MIB})`);
+    assert.ok(
+      seen.at(-1)! <= BOUND_MIB,
+      `VmRSS after the requests ${busy.toFixed(1)} MiB, then each second of idleness: ${seen.join(', ')} (bound ${BOUND_MIB})`,
+    );
   });
 });

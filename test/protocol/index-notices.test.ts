@@ -28,7 +28,11 @@ describe('index notices from a split registry: the token decides', () => {
   });
 
   const post = (path: string, token: string | undefined, body: unknown) =>
-    request(s.url, path, { method: 'POST', headers: { 'Content-Type': 'application/json', ...(token ? { Authorization: `Bearer ${token}` } : {}) }, body: JSON.stringify(body) });
+    request(s.url, path, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', ...(token ? { Authorization: `Bearer ${token}` } : {}) },
+      body: JSON.stringify(body),
+    });
 
   it('a delete notice needs delete: pull+push is 403 and changes nothing; with delete the tag leaves the image list', async () => {
     const repo = (await findRepository(s.db!, 'owner', 'app'))!;
@@ -51,7 +55,11 @@ describe('index notices from a split registry: the token decides', () => {
     const pull = await site.bearer(WRITER, 'repository:owner/app:pull');
     const r = await post('/_index/v2/pushed', pull, { name: 'owner/app', tag: 'evil', images: [] });
     assert.equal(r.status, 403, r.text);
-    const junk = await request(s.url, '/_index/v2/pushed', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"deep":' + '['.repeat(100000) });
+    const junk = await request(s.url, '/_index/v2/pushed', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: '{"deep":' + '['.repeat(100000),
+    });
     assert.equal(junk.status, 401);
   });
 });

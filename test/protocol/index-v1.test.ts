@@ -25,14 +25,18 @@ describe('index + registry in two processes: the Docker 1.x sequences', () => {
     dir = await mkdtemp(join(tmpdir(), 'lr-index-'));
     const [ip, rp] = await Promise.all([freePort(), freePort()]);
     regHost = `127.0.0.1:${rp}`;
-    idx = await spawnServer(
-      { STORAGE_PATH: join(dir, 'index'), REGISTRY_ENDPOINTS: regHost, BCRYPT_COST: '4', STANDALONE: '' },
-      ['--only', 'index', '--port', String(ip)],
-    );
-    reg = await spawnServer(
-      { STORAGE_PATH: join(dir, 'registry'), INDEX_ENDPOINT: idx.url, STANDALONE: 'false' },
-      ['--only', 'registry', '--port', String(rp)],
-    );
+    idx = await spawnServer({ STORAGE_PATH: join(dir, 'index'), REGISTRY_ENDPOINTS: regHost, BCRYPT_COST: '4', STANDALONE: '' }, [
+      '--only',
+      'index',
+      '--port',
+      String(ip),
+    ]);
+    reg = await spawnServer({ STORAGE_PATH: join(dir, 'registry'), INDEX_ENDPOINT: idx.url, STANDALONE: 'false' }, [
+      '--only',
+      'registry',
+      '--port',
+      String(rp),
+    ]);
   });
   after(async () => {
     reg?.proc.kill('SIGTERM');
@@ -58,7 +62,10 @@ describe('index + registry in two processes: the Docker 1.x sequences', () => {
     const again = await request(idx.url, '/v1/users/', { method: 'POST', body, headers: { 'Content-Type': 'application/json' } });
     assert.equal(again.status, 400);
     assert.equal(again.text, '"Username or email already exists"');
-    const sameEmail = await request(idx.url, '/v1/users', { method: 'POST', body: JSON.stringify({ username: 'alice2', password: 'secret1', email: 'ALICE@example.com' }) });
+    const sameEmail = await request(idx.url, '/v1/users', {
+      method: 'POST',
+      body: JSON.stringify({ username: 'alice2', password: 'secret1', email: 'ALICE@example.com' }),
+    });
     assert.equal(sameEmail.status, 400);
     assert.equal(sameEmail.text, '"Username or email already exists"');
     const ok = await request(idx.url, '/v1/users/', { headers: { Authorization: basic('alice', 'secret1') } });
@@ -66,7 +73,10 @@ describe('index + registry in two processes: the Docker 1.x sequences', () => {
     assert.equal(ok.text, '"OK"');
     const wrong = await request(idx.url, '/v1/users/', { headers: { Authorization: basic('alice', 'nope!') } });
     assert.equal(wrong.status, 401);
-    const bob = await request(idx.url, '/v1/users/', { method: 'POST', body: JSON.stringify({ username: 'bobby', password: 'secret2', email: 'bob@example.com' }) });
+    const bob = await request(idx.url, '/v1/users/', {
+      method: 'POST',
+      body: JSON.stringify({ username: 'bobby', password: 'secret2', email: 'bob@example.com' }),
+    });
     assert.equal(bob.status, 201);
   });
 
@@ -109,7 +119,11 @@ describe('index + registry in two processes: the Docker 1.x sequences', () => {
       const rs = await pushImage(reg.url, img, writeToken);
       // the probe with the push's write token: 404 for an image the repository does not hold (issue
       // 11: one answer for absent and not-yours; old clients log a 401 as an error), then the push
-      assert.deepEqual(rs.map((r) => r.status), [404, 200, 200, 200], rs.map((r) => r.text).join(' '));
+      assert.deepEqual(
+        rs.map((r) => r.status),
+        [404, 200, 200, 200],
+        rs.map((r) => r.text).join(' '),
+      );
       assert.equal(rs[0]!.text, '{"error": "Image not found"}');
     }
     assert.equal((await putTag(reg.url, 'alice/web', 'latest', top.id, writeToken)).status, 200);
@@ -126,7 +140,10 @@ describe('index + registry in two processes: the Docker 1.x sequences', () => {
     assert.equal(list.status, 200);
     // Docker 1.x sent `[]` in the final PUT: the checksums come from the registry, which verified them
     // (issue 11 item 6; here the registry is another process and tells the index over HTTP)
-    assert.deepEqual(list.json(), web.map((i) => ({ id: i.id, checksum: i.payload })));
+    assert.deepEqual(
+      list.json(),
+      web.map((i) => ({ id: i.id, checksum: i.payload })),
+    );
     const read = tokenOf(list);
     assert.match(read, /access=read$/);
     const auth = { Authorization: `Token ${read}` };
@@ -169,13 +186,21 @@ describe('index + registry in two processes: the Docker 1.x sequences', () => {
     assert.equal((await putTag(reg.url, 'alice/web', 'evil', web[0]!.id, read)).status, 401, 'read token never writes');
     const moved = read.replace('alice/web', 'bobby/web');
     assert.equal((await request(reg.url, '/v1/repositories/bobby/web/tags', { headers: { Authorization: `Token ${moved}` } })).status, 401);
-    assert.equal((await request(reg.url, '/v1/repositories/alice/other/tags', { headers: { Authorization: `Token ${read}` } })).status, 401, 'a token for one repository never opens another');
+    assert.equal(
+      (await request(reg.url, '/v1/repositories/alice/other/tags', { headers: { Authorization: `Token ${read}` } })).status,
+      401,
+      'a token for one repository never opens another',
+    );
     const old = read.replace(/signature=(\d+)/, 'signature=1000000000');
     assert.equal((await request(reg.url, '/v1/repositories/alice/web/tags', { headers: { Authorization: `Token ${old}` } })).status, 401);
   });
 
   it('refuses writes outside the namespace: bobby cannot push to alice/, nobody to library/ but admins', async () => {
-    for (const [path, user, pw] of [['alice/web', 'bobby', 'secret2'], ['library/base', 'alice', 'secret1'], ['base', 'alice', 'secret1']] as const) {
+    for (const [path, user, pw] of [
+      ['alice/web', 'bobby', 'secret2'],
+      ['library/base', 'alice', 'secret1'],
+      ['base', 'alice', 'secret1'],
+    ] as const) {
       const r = await request(idx.url, `/v1/repositories/${path}/`, {
         method: 'PUT',
         headers: { Authorization: basic(user, pw), 'X-Docker-Token': 'true' },
@@ -184,9 +209,17 @@ describe('index + registry in two processes: the Docker 1.x sequences', () => {
       assert.equal(r.status, 403, path);
       assert.equal(r.headers['x-docker-token'], undefined);
     }
-    const anon = await request(idx.url, '/v1/repositories/alice/new/', { method: 'PUT', headers: { Authorization: 'Basic Og==', 'X-Docker-Token': 'true' }, body: '[]' });
+    const anon = await request(idx.url, '/v1/repositories/alice/new/', {
+      method: 'PUT',
+      headers: { Authorization: 'Basic Og==', 'X-Docker-Token': 'true' },
+      body: '[]',
+    });
     assert.equal(anon.status, 401);
-    const bad = await request(idx.url, '/v1/repositories/alice/web/', { method: 'PUT', headers: { Authorization: basic('alice', 'secret1') }, body: '{"not": "a list"}' });
+    const bad = await request(idx.url, '/v1/repositories/alice/web/', {
+      method: 'PUT',
+      headers: { Authorization: basic('alice', 'secret1') },
+      body: '{"not": "a list"}',
+    });
     assert.equal(bad.status, 400);
     const badName = await request(idx.url, '/v1/repositories/a/b/c/', { method: 'PUT', headers: { Authorization: basic('alice', 'secret1') }, body: '[]' });
     assert.equal(badName.status, 400);
@@ -203,7 +236,7 @@ describe('index + registry in two processes: the Docker 1.x sequences', () => {
     assert.equal(body.page, 1);
     assert.equal(body.num_results, 1);
     assert.deepEqual(body.results[0], { description: '', is_automated: false, is_official: false, is_trusted: false, name: 'alice/web', star_count: 0 });
-    for (const q of ['n=0', 'n=1000', 'page=-3', 'n=abc', "q=%27%3B%20DROP%20TABLE%20users%3B--", 'q=%22%2A%28', 'q=%25_%5C']) {
+    for (const q of ['n=0', 'n=1000', 'page=-3', 'n=abc', 'q=%27%3B%20DROP%20TABLE%20users%3B--', 'q=%22%2A%28', 'q=%25_%5C']) {
       const x = await request(idx.url, `/v1/search?${q}`);
       assert.equal(x.status, 200, q);
       const b = x.json<{ page_size: number; page: number }>();
@@ -213,12 +246,20 @@ describe('index + registry in two processes: the Docker 1.x sequences', () => {
 
   it('hides private repositories from everyone but those who may read them', async () => {
     const img = makeImage();
-    const claim = await request(idx.url, '/v1/repositories/bobby/secret/', { method: 'PUT', headers: { Authorization: basic('bobby', 'secret2'), 'X-Docker-Token': 'true' }, body: JSON.stringify([{ id: img.id, Tag: 'latest' }]) });
+    const claim = await request(idx.url, '/v1/repositories/bobby/secret/', {
+      method: 'PUT',
+      headers: { Authorization: basic('bobby', 'secret2'), 'X-Docker-Token': 'true' },
+      body: JSON.stringify([{ id: img.id, Tag: 'latest' }]),
+    });
     assert.equal(claim.status, 200);
     await pushImage(reg.url, img, tokenOf(claim));
     const anonBefore = await request(idx.url, '/v1/repositories/bobby/secret/images', { headers: { 'X-Docker-Token': 'true' } });
     assert.equal(anonBefore.status, 200, 'public until made private');
-    const notOwner = await request(idx.url, '/v1/repositories/bobby/secret/properties', { method: 'PUT', headers: { Authorization: basic('alice', 'secret1') }, body: '{"access": "private"}' });
+    const notOwner = await request(idx.url, '/v1/repositories/bobby/secret/properties', {
+      method: 'PUT',
+      headers: { Authorization: basic('alice', 'secret1') },
+      body: '{"access": "private"}',
+    });
     assert.equal(notOwner.status, 403);
     const setPrivate = await request(idx.url, '/v1/repositories/bobby/secret/properties', {
       method: 'PUT',
@@ -231,7 +272,9 @@ describe('index + registry in two processes: the Docker 1.x sequences', () => {
     // invisible to anonymous and to alice: image list, search, and the registry with a stolen-scope token
     const anon = await request(idx.url, '/v1/repositories/bobby/secret/images', { headers: { 'X-Docker-Token': 'true' } });
     assert.equal(anon.status, 401);
-    const alice = await request(idx.url, '/v1/repositories/bobby/secret/images', { headers: { 'X-Docker-Token': 'true', Authorization: basic('alice', 'secret1') } });
+    const alice = await request(idx.url, '/v1/repositories/bobby/secret/images', {
+      headers: { 'X-Docker-Token': 'true', Authorization: basic('alice', 'secret1') },
+    });
     assert.equal(alice.status, 404);
     assert.equal(alice.headers['x-docker-token'], undefined);
     const search = await request(idx.url, '/v1/search?q=secret', { headers: { Authorization: basic('alice', 'secret1') } });
@@ -239,20 +282,27 @@ describe('index + registry in two processes: the Docker 1.x sequences', () => {
     const own = await request(idx.url, '/v1/search?q=secret', { headers: { Authorization: basic('bobby', 'secret2') } });
     assert.equal(own.json<{ num_results: number; results: { name: string; description: string }[] }>().results[0]!.name, 'bobby/secret');
     // alice's token for her own repository does not open bobby's private image on the registry
-    const mine = await request(idx.url, '/v1/repositories/alice/web/images', { headers: { 'X-Docker-Token': 'true', Authorization: basic('alice', 'secret1') } });
+    const mine = await request(idx.url, '/v1/repositories/alice/web/images', {
+      headers: { 'X-Docker-Token': 'true', Authorization: basic('alice', 'secret1') },
+    });
     const json = await request(reg.url, `/v1/images/${img.id}/json`, { headers: { Authorization: `Token ${tokenOf(mine)}` } });
     assert.equal(json.status, 404);
     const layer = await request(reg.url, `/v1/images/${img.id}/layer`, { headers: { Authorization: `Token ${tokenOf(mine)}` } });
     assert.equal(layer.status, 404);
     // bobby still pulls it
-    const his = await request(idx.url, '/v1/repositories/bobby/secret/images', { headers: { 'X-Docker-Token': 'true', Authorization: basic('bobby', 'secret2') } });
+    const his = await request(idx.url, '/v1/repositories/bobby/secret/images', {
+      headers: { 'X-Docker-Token': 'true', Authorization: basic('bobby', 'secret2') },
+    });
     assert.equal(his.status, 200);
     const hisLayer = await request(reg.url, `/v1/images/${img.id}/layer`, { headers: { Authorization: `Token ${tokenOf(his)}` } });
     assert.deepEqual(hisLayer.body, img.layer);
   });
 
   it('deletes a tag with a delete token from the index (I9), then the repository (I6 twice)', async () => {
-    const del = await request(idx.url, '/v1/repositories/alice/web/images', { method: 'DELETE', headers: { Authorization: basic('alice', 'secret1'), 'X-Docker-Token': 'true' } });
+    const del = await request(idx.url, '/v1/repositories/alice/web/images', {
+      method: 'DELETE',
+      headers: { Authorization: basic('alice', 'secret1'), 'X-Docker-Token': 'true' },
+    });
     assert.equal(del.status, 204);
     const token = tokenOf(del);
     assert.match(token, /access=delete$/);
@@ -260,12 +310,18 @@ describe('index + registry in two processes: the Docker 1.x sequences', () => {
     assert.equal(tag.status, 200);
     const nobody = await request(idx.url, '/v1/repositories/alice/web/images', { method: 'DELETE', headers: { Authorization: basic('bobby', 'secret2') } });
     assert.equal(nobody.status, 403);
-    const mark = await request(idx.url, '/v1/repositories/alice/web/', { method: 'DELETE', headers: { Authorization: basic('alice', 'secret1'), 'X-Docker-Token': 'true' } });
+    const mark = await request(idx.url, '/v1/repositories/alice/web/', {
+      method: 'DELETE',
+      headers: { Authorization: basic('alice', 'secret1'), 'X-Docker-Token': 'true' },
+    });
     assert.equal(mark.status, 202);
     const delToken = tokenOf(mark);
     // gone for everyone: anonymous callers are asked to log in, as for a private repository
     assert.equal((await request(idx.url, '/v1/repositories/alice/web/images', { headers: { 'X-Docker-Token': 'true' } })).status, 401);
-    assert.equal((await request(idx.url, '/v1/repositories/alice/web/images', { headers: { 'X-Docker-Token': 'true', Authorization: basic('bobby', 'secret2') } })).status, 404);
+    assert.equal(
+      (await request(idx.url, '/v1/repositories/alice/web/images', { headers: { 'X-Docker-Token': 'true', Authorization: basic('bobby', 'secret2') } })).status,
+      404,
+    );
     // and from the registry at once (one process): the delete token still works for the registry's
     // own call (R17), which has nothing left to remove
     const tagsAfter = await request(reg.url, '/v1/repositories/alice/web/tags', { headers: { Authorization: `Token ${delToken}` } });
@@ -280,16 +336,32 @@ describe('index + registry in two processes: the Docker 1.x sequences', () => {
 
   it('updates an account (I4): password and e-mail by the user; others get 403, unknown 404', async () => {
     await request(idx.url, '/v1/users/', { method: 'POST', body: JSON.stringify({ username: 'henry', password: 'henrypw', email: 'henry@example.com' }) });
-    const upd = await request(idx.url, '/v1/users/henry/', { method: 'PUT', headers: { Authorization: basic('henry', 'henrypw') }, body: JSON.stringify({ password: 'henrypw2', email: 'henry2@example.com' }) });
+    const upd = await request(idx.url, '/v1/users/henry/', {
+      method: 'PUT',
+      headers: { Authorization: basic('henry', 'henrypw') },
+      body: JSON.stringify({ password: 'henrypw2', email: 'henry2@example.com' }),
+    });
     assert.equal(upd.status, 204);
     assert.equal(upd.body.length, 0);
     assert.equal((await request(idx.url, '/v1/users/', { headers: { Authorization: basic('henry', 'henrypw') } })).status, 401);
     assert.equal((await request(idx.url, '/v1/users/', { headers: { Authorization: basic('henry', 'henrypw2') } })).status, 200);
-    const other = await request(idx.url, '/v1/users/alice/', { method: 'PUT', headers: { Authorization: basic('henry', 'henrypw2') }, body: '{"password": "stolen!"}' });
+    const other = await request(idx.url, '/v1/users/alice/', {
+      method: 'PUT',
+      headers: { Authorization: basic('henry', 'henrypw2') },
+      body: '{"password": "stolen!"}',
+    });
     assert.equal(other.status, 403);
-    const weak = await request(idx.url, '/v1/users/henry/', { method: 'PUT', headers: { Authorization: basic('henry', 'henrypw2') }, body: '{"password": "123"}' });
+    const weak = await request(idx.url, '/v1/users/henry/', {
+      method: 'PUT',
+      headers: { Authorization: basic('henry', 'henrypw2') },
+      body: '{"password": "123"}',
+    });
     assert.equal(weak.status, 400);
-    const taken = await request(idx.url, '/v1/users/henry/', { method: 'PUT', headers: { Authorization: basic('henry', 'henrypw2') }, body: '{"email": "alice@example.com"}' });
+    const taken = await request(idx.url, '/v1/users/henry/', {
+      method: 'PUT',
+      headers: { Authorization: basic('henry', 'henrypw2') },
+      body: '{"email": "alice@example.com"}',
+    });
     assert.equal(taken.status, 400);
     const anon = await request(idx.url, '/v1/users/henry/', { method: 'PUT', body: '{"email": "x@y.z"}' });
     assert.equal(anon.status, 401);
@@ -297,9 +369,18 @@ describe('index + registry in two processes: the Docker 1.x sequences', () => {
 
   it('confirms delete tokens on PUT …/auth (I10) and refuses other tokens', async () => {
     const img = makeImage();
-    const claim = await request(idx.url, '/v1/repositories/alice/authz/', { method: 'PUT', headers: { Authorization: basic('alice', 'secret1'), 'X-Docker-Token': 'true' }, body: JSON.stringify([{ id: img.id }]) });
+    const claim = await request(idx.url, '/v1/repositories/alice/authz/', {
+      method: 'PUT',
+      headers: { Authorization: basic('alice', 'secret1'), 'X-Docker-Token': 'true' },
+      body: JSON.stringify([{ id: img.id }]),
+    });
     const write = tokenOf(claim);
-    const del = tokenOf(await request(idx.url, '/v1/repositories/alice/authz/images', { method: 'DELETE', headers: { Authorization: basic('alice', 'secret1'), 'X-Docker-Token': 'true' } }));
+    const del = tokenOf(
+      await request(idx.url, '/v1/repositories/alice/authz/images', {
+        method: 'DELETE',
+        headers: { Authorization: basic('alice', 'secret1'), 'X-Docker-Token': 'true' },
+      }),
+    );
     const ok = await request(idx.url, '/v1/repositories/alice/authz/auth', { method: 'PUT', headers: { Authorization: `Token ${del}` } });
     assert.equal(ok.status, 200);
     assert.equal(ok.text, '"OK"');
@@ -307,21 +388,41 @@ describe('index + registry in two processes: the Docker 1.x sequences', () => {
     assert.equal((await request(idx.url, '/v1/repositories/alice/other/auth', { method: 'PUT', headers: { Authorization: `Token ${del}` } })).status, 403);
     // I11 (where a push may link an image from): the other repositories the write token's holder may
     // write that list the id — never the token's own, never one it may only read or not at all
-    const src = await request(idx.url, '/v1/repositories/alice/authzsrc/', { method: 'PUT', headers: { Authorization: basic('alice', 'secret1'), 'X-Docker-Token': 'true' }, body: JSON.stringify([{ id: img.id }]) });
+    const src = await request(idx.url, '/v1/repositories/alice/authzsrc/', {
+      method: 'PUT',
+      headers: { Authorization: basic('alice', 'secret1'), 'X-Docker-Token': 'true' },
+      body: JSON.stringify([{ id: img.id }]),
+    });
     assert.equal(src.status, 200);
-    const hidden = await request(idx.url, '/v1/repositories/bobby/authzhid/', { method: 'PUT', headers: { Authorization: basic('bobby', 'secret2'), 'X-Docker-Token': 'true' }, body: JSON.stringify([{ id: img.id }]) });
+    const hidden = await request(idx.url, '/v1/repositories/bobby/authzhid/', {
+      method: 'PUT',
+      headers: { Authorization: basic('bobby', 'secret2'), 'X-Docker-Token': 'true' },
+      body: JSON.stringify([{ id: img.id }]),
+    });
     assert.equal(hidden.status, 200);
-    const priv = await request(idx.url, '/v1/repositories/bobby/authzhid/properties', { method: 'PUT', headers: { Authorization: basic('bobby', 'secret2') }, body: '{"access": "private"}' });
+    const priv = await request(idx.url, '/v1/repositories/bobby/authzhid/properties', {
+      method: 'PUT',
+      headers: { Authorization: basic('bobby', 'secret2') },
+      body: '{"access": "private"}',
+    });
     assert.equal(priv.status, 200);
-    const pub = await request(idx.url, '/v1/repositories/bobby/authzpub/', { method: 'PUT', headers: { Authorization: basic('bobby', 'secret2'), 'X-Docker-Token': 'true' }, body: JSON.stringify([{ id: img.id }]) });
+    const pub = await request(idx.url, '/v1/repositories/bobby/authzpub/', {
+      method: 'PUT',
+      headers: { Authorization: basic('bobby', 'secret2'), 'X-Docker-Token': 'true' },
+      body: JSON.stringify([{ id: img.id }]),
+    });
     assert.equal(pub.status, 200, 'public, readable by alice, yet not a source: she may not write it');
     const yes = await request(idx.url, `/v1/repositories/alice/authz/layer/${img.id}/access`, { headers: { Authorization: `Token ${write}` } });
     assert.deepEqual(yes.json(), { access: true, repositories: ['alice/authzsrc'] });
     const no = await request(idx.url, `/v1/repositories/alice/authz/layer/${'e'.repeat(64)}/access`, { headers: { Authorization: `Token ${write}` } });
     assert.deepEqual(no.json(), { access: false, repositories: [] });
-    const forged = await request(idx.url, `/v1/repositories/alice/authz/layer/${img.id}/access`, { headers: { Authorization: 'Token signature=1.2.3.4,repository="alice/authz",access=write' } });
+    const forged = await request(idx.url, `/v1/repositories/alice/authz/layer/${img.id}/access`, {
+      headers: { Authorization: 'Token signature=1.2.3.4,repository="alice/authz",access=write' },
+    });
     assert.deepEqual(forged.json(), { access: false, repositories: [] });
-    const read = tokenOf(await request(idx.url, '/v1/repositories/alice/authzsrc/images', { headers: { Authorization: basic('alice', 'secret1'), 'X-Docker-Token': 'true' } }));
+    const read = tokenOf(
+      await request(idx.url, '/v1/repositories/alice/authzsrc/images', { headers: { Authorization: basic('alice', 'secret1'), 'X-Docker-Token': 'true' } }),
+    );
     const byRead = await request(idx.url, `/v1/repositories/alice/authzsrc/layer/${img.id}/access`, { headers: { Authorization: `Token ${read}` } });
     assert.deepEqual(byRead.json(), { access: false, repositories: [] }, 'only a push links');
   });

@@ -14,7 +14,7 @@ const NS: Creds = ['nsuser', 'nsuserpw'];
  * Storage written before images belonged to repositories (every v1 image in v1/images/) stays
  * pullable: the first start with an index gives each repository the images its tags name.
  */
-describe('storage upgrade: registry-wide v1 images become their repositories\' own', () => {
+describe("storage upgrade: registry-wide v1 images become their repositories' own", () => {
   let dir: string;
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'lr-layout-'));
@@ -31,7 +31,10 @@ describe('storage upgrade: registry-wide v1 images become their repositories\' o
     const old = await startTestServer({ standalone: true }, { dataDir: dir });
     for (const img of [root, top, untagged]) {
       const rs = await pushImage(old.url, img);
-      assert.deepEqual(rs.slice(1).map((r) => r.status), [200, 200, 200]);
+      assert.deepEqual(
+        rs.slice(1).map((r) => r.status),
+        [200, 200, 200],
+      );
     }
     assert.equal((await putTag(old.url, 'nsuser/app', 'latest', top.id)).status, 200);
     await old.stop();

@@ -63,7 +63,12 @@ function image(content: string, configFields: Record<string, unknown> = {}): Ima
   return { config, layer };
 }
 
-const desc = (mediaType: string, blob: Buffer, extra: Record<string, unknown> = {}): Record<string, unknown> => ({ mediaType, size: blob.length, digest: sha(blob), ...extra });
+const desc = (mediaType: string, blob: Buffer, extra: Record<string, unknown> = {}): Record<string, unknown> => ({
+  mediaType,
+  size: blob.length,
+  digest: sha(blob),
+  ...extra,
+});
 
 function schema2(img: Image, opts: { config?: Record<string, unknown>; layer?: Record<string, unknown> } = {}): string {
   return JSON.stringify({ schemaVersion: 2, mediaType: S2, config: desc(CONFIG_S2, img.config, opts.config), layers: [desc(LAYER_S2, img.layer, opts.layer)] });
@@ -74,7 +79,14 @@ async function pushBlob(url: string, name: string, blob: Buffer, headers: Record
   assert.equal(r.status, 201, r.text);
 }
 
-function putManifest(url: string, name: string, ref: string, body: string | Buffer, contentType: string, headers: Record<string, string> = {}): Promise<Response> {
+function putManifest(
+  url: string,
+  name: string,
+  ref: string,
+  body: string | Buffer,
+  contentType: string,
+  headers: Record<string, string> = {},
+): Promise<Response> {
   return request(url, `/v2/${name}/manifests/${ref}`, { method: 'PUT', body, headers: { ...headers, 'Content-Type': contentType } });
 }
 
@@ -111,9 +123,17 @@ describe('manifest PUT reads the document once: strict JSON (issue 10, item 1)',
       [OCI, `{"schemaVersion":2,"config":${cfg},"Layers":[${lay}]}`, 'Layers'],
       // OCI allows mediaType to be absent; Go would read this one as mediaType
       [OCI, `{"schemaVersion":2,"MediaType":"${S2}","config":${cfg},"layers":[${lay}]}`, 'MediaType'],
-      [S2, `{"schemaVersion":2,"mediaType":"${S2}","config":{"mediaType":"${CONFIG_S2}","size":${img.config.length},"digest":"${sha(img.config)}","Digest":"${sha('other')}"},"layers":[${lay}]}`, 'Digest'],
+      [
+        S2,
+        `{"schemaVersion":2,"mediaType":"${S2}","config":{"mediaType":"${CONFIG_S2}","size":${img.config.length},"digest":"${sha(img.config)}","Digest":"${sha('other')}"},"layers":[${lay}]}`,
+        'Digest',
+      ],
       // U+017F (long s) folds to "s" in Go's case-insensitive match
-      [S2, `{"schemaVersion":2,"mediaType":"${S2}","config":${cfg},"layers":[{"mediaType":"${LAYER_S2}","size":${img.layer.length},"digest":"${sha(img.layer)}","\u017fize":1}]}`, '\u017fize'],
+      [
+        S2,
+        `{"schemaVersion":2,"mediaType":"${S2}","config":${cfg},"layers":[{"mediaType":"${LAYER_S2}","size":${img.layer.length},"digest":"${sha(img.layer)}","\u017fize":1}]}`,
+        '\u017fize',
+      ],
       [OCI_INDEX, `{"schemaVersion":2,"manifests":[],"\u017fubject":{"mediaType":"${S2}","size":1,"digest":"${sha('x')}"}}`, '\u017fubject'],
     ];
     for (const [ct, body, key] of cases) {
@@ -134,7 +154,8 @@ describe('manifest PUT reads the document once: strict JSON (issue 10, item 1)',
   });
 
   it('accepts 64 levels of nesting and refuses 65', async () => {
-    const nested = (levels: number): string => `{"schemaVersion":2,"mediaType":"${OCI}","config":${JSON.stringify(desc(CONFIG_OCI, img.config))},"layers":[],"x-extension":${'['.repeat(levels)}${']'.repeat(levels)}}`;
+    const nested = (levels: number): string =>
+      `{"schemaVersion":2,"mediaType":"${OCI}","config":${JSON.stringify(desc(CONFIG_OCI, img.config))},"layers":[],"x-extension":${'['.repeat(levels)}${']'.repeat(levels)}}`;
     // the manifest object is level 1
     const ok = await putManifest(s.url, name, 'deep', nested(63), OCI);
     assert.equal(ok.status, 201, ok.text);
@@ -174,7 +195,12 @@ describe('manifest PUT: descriptor sizes must be the stored sizes (issue 10, ite
   it('refuses an index whose child size is not the stored manifest size; the right size is accepted', async () => {
     const child = schema2(img);
     assert.equal((await putManifest(s.url, name, 'child', child, S2)).status, 201);
-    const index = (size: number): string => JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [{ mediaType: S2, size, digest: sha(child), platform: { architecture: 'amd64', os: 'linux' } }] });
+    const index = (size: number): string =>
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: OCI_INDEX,
+        manifests: [{ mediaType: S2, size, digest: sha(child), platform: { architecture: 'amd64', os: 'linux' } }],
+      });
     const r = await putManifest(s.url, name, 'idx', index(999999), OCI_INDEX);
     assertError(r, 400, 'MANIFEST_INVALID', /size 999999/);
     assert.deepEqual(errorOf(r).detail, { digest: sha(child), size: 999999, stored: Buffer.byteLength(child) });
@@ -199,13 +225,22 @@ describe('manifest PUT: urls only on foreign layers (issue 10, item 3)', () => {
     assertError(await putManifest(s.url, name, 'b', schema2(img, { layer: { urls } }), S2), 400, 'MANIFEST_INVALID', /layers\[0\].*urls/);
     const child = schema2(img);
     assert.equal((await putManifest(s.url, name, 'child', child, S2)).status, 201);
-    const index = JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [{ mediaType: S2, size: Buffer.byteLength(child), digest: sha(child), urls }] });
+    const index = JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_INDEX,
+      manifests: [{ mediaType: S2, size: Buffer.byteLength(child), digest: sha(child), urls }],
+    });
     assertError(await putManifest(s.url, name, 'c', index, OCI_INDEX), 400, 'MANIFEST_INVALID', /manifests\[0\].*urls/);
   });
 
   it('accepts foreign and non-distributable layers with http(s) urls without the blob', async () => {
     const remote = Buffer.from('a layer served elsewhere');
-    const s2 = JSON.stringify({ schemaVersion: 2, mediaType: S2, config: desc(CONFIG_S2, img.config), layers: [desc(FOREIGN_S2, remote, { urls: ['https://example.invalid/layer'] }), desc(LAYER_S2, img.layer)] });
+    const s2 = JSON.stringify({
+      schemaVersion: 2,
+      mediaType: S2,
+      config: desc(CONFIG_S2, img.config),
+      layers: [desc(FOREIGN_S2, remote, { urls: ['https://example.invalid/layer'] }), desc(LAYER_S2, img.layer)],
+    });
     const r = await putManifest(s.url, name, 'foreign', s2, S2);
     assert.equal(r.status, 201, r.text);
     const oci = JSON.stringify({ schemaVersion: 2, mediaType: OCI, config: desc(CONFIG_OCI, img.config), layers: [desc(NONDIST_OCI, remote, { urls })] });
@@ -219,7 +254,12 @@ describe('manifest PUT: urls only on foreign layers (issue 10, item 3)', () => {
     const r = await putManifest(s.url, name, 'f1', without, S2);
     assertError(r, 400, 'MANIFEST_BLOB_UNKNOWN');
     assert.deepEqual(errorOf(r).detail, [{ digest: sha(remote) }]);
-    const fileUrl = JSON.stringify({ schemaVersion: 2, mediaType: S2, config: desc(CONFIG_S2, img.config), layers: [desc(FOREIGN_S2, remote, { urls: ['file:///etc/passwd'] })] });
+    const fileUrl = JSON.stringify({
+      schemaVersion: 2,
+      mediaType: S2,
+      config: desc(CONFIG_S2, img.config),
+      layers: [desc(FOREIGN_S2, remote, { urls: ['file:///etc/passwd'] })],
+    });
     assertError(await putManifest(s.url, name, 'f2', fileUrl, S2), 400, 'MANIFEST_INVALID', /url/);
   });
 });
@@ -293,7 +333,13 @@ describe('bridge: configs read through the repository link, within max_config_si
   it('a 10 MiB config (one Env string of "<"): PUT 201, the process stays up, schema1 404 "too large", v2 GET works, no v1 view', async () => {
     const tar = tarOf({ 'f.txt': 'big\n' });
     const layer = gzipSync(tar);
-    const head = JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha(tar)] }, history: [{ created_by: 'ADD f.txt' }], config: { Env: [''] } });
+    const head = JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      rootfs: { type: 'layers', diff_ids: [sha(tar)] },
+      history: [{ created_by: 'ADD f.txt' }],
+      config: { Env: [''] },
+    });
     const fill = 10 * 1024 * 1024 - head.length;
     const config = Buffer.from(head.replace('"Env":[""]', `"Env":["${'<'.repeat(fill)}"]`));
     assert.equal(config.length, 10 * 1024 * 1024);
@@ -325,7 +371,10 @@ describe('bridge: max_config_size is configurable (issue 10, item 4)', () => {
     const small = image('small');
     const big = image('big', { comment: 'x'.repeat(2000) });
     assert.ok(small.config.length <= 1024 && big.config.length > 1024);
-    for (const [tag, img] of [['small', small], ['big', big]] as const) {
+    for (const [tag, img] of [
+      ['small', small],
+      ['big', big],
+    ] as const) {
       await pushBlob(s.url, name, img.config);
       await pushBlob(s.url, name, img.layer);
       assert.equal((await putManifest(s.url, name, tag, schema2(img), S2)).status, 201);

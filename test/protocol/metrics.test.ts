@@ -172,7 +172,10 @@ describe('/metrics on the debug listener', () => {
     const handlers = new Set(samples.filter((x) => x.name === 'registry_http_requests_total').map((x) => x.labels.handler));
     assert.ok(handlers.size <= 30, [...handlers].join(','));
     const methods = new Set(samples.filter((x) => x.name === 'registry_http_requests_total').map((x) => x.labels.method));
-    assert.ok([...methods].every((m) => /^(GET|HEAD|PUT|POST|PATCH|DELETE|OPTIONS|OTHER)$/.test(m!)), [...methods].join(','));
+    assert.ok(
+      [...methods].every((m) => /^(GET|HEAD|PUT|POST|PATCH|DELETE|OPTIONS|OTHER)$/.test(m!)),
+      [...methods].join(','),
+    );
   });
 });
 
@@ -221,7 +224,10 @@ describe('metrics configuration', () => {
     const dir = await mkdtemp(join(tmpdir(), 'lr-metrics-'));
     try {
       const file = join(dir, 'config.yml');
-      await writeFile(file, 'version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /tmp/x\nhttp:\n  addr: :5000\n  debug:\n    addr: 127.0.0.1:5001\n    prometheus:\n      enabled: true\n      path: /prom\n');
+      await writeFile(
+        file,
+        'version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /tmp/x\nhttp:\n  addr: :5000\n  debug:\n    addr: 127.0.0.1:5001\n    prometheus:\n      enabled: true\n      path: /prom\n',
+      );
       const c = loadConfig({ env: {}, file });
       assert.equal(c.metrics, true);
       assert.equal(c.metrics_path, '/prom');

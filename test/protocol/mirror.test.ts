@@ -56,7 +56,14 @@ describe('mirror: v2 pull-through', { timeout: 240_000 }, () => {
   const mirrorConfig = (): Record<string, unknown> => ({
     standalone: true,
     v2: true,
-    mirror: { upstreams: [{ prefix: 'hub/', url: proxy.url, ns: 'upstream.example' }], ttl: 3600, negative_ttl: 2, timeout: 5, breaker_failures: 3, breaker_seconds: 2 },
+    mirror: {
+      upstreams: [{ prefix: 'hub/', url: proxy.url, ns: 'upstream.example' }],
+      ttl: 3600,
+      negative_ttl: 2,
+      timeout: 5,
+      breaker_failures: 3,
+      breaker_seconds: 2,
+    },
   });
   let restartedDir: string | undefined;
   after(() =>
@@ -86,7 +93,8 @@ describe('mirror: v2 pull-through', { timeout: 240_000 }, () => {
     const m2 = await request(mirror.url, '/v2/hub/lib/alpine/manifests/3.1', { headers: ACCEPT });
     assert.equal(m2.status, 200);
     assert.equal(m2.headers.warning, undefined);
-    for (const d of [doc.config.digest, ...doc.layers.map((l) => l.digest)]) assert.equal((await request(mirror.url, `/v2/hub/lib/alpine/blobs/${d}`)).status, 200);
+    for (const d of [doc.config.digest, ...doc.layers.map((l) => l.digest)])
+      assert.equal((await request(mirror.url, `/v2/hub/lib/alpine/blobs/${d}`)).status, 200);
     assert.equal(proxy.count(/^GET \/v2\/lib\/alpine\/blobs\//), blobGets, 'no blob fetched twice');
     // by digest: from the cache, no upstream request
     const before = proxy.seen.length;
@@ -177,7 +185,9 @@ describe('mirror: v2 pull-through', { timeout: 240_000 }, () => {
     const r = await request(upstream.url, `/v2/lib/old/blobs/uploads/?digest=${sha(layer)}`, { method: 'POST', body: layer });
     assert.equal(r.status, 201, r.text);
     const id = 'c'.repeat(64);
-    const payload = schema1Payload('lib/old', '1.6', 'amd64', [{ blobSum: sha(layer), v1Compatibility: JSON.stringify({ id, created: '2015-06-01T00:00:00Z', architecture: 'amd64', os: 'linux' }) }]);
+    const payload = schema1Payload('lib/old', '1.6', 'amd64', [
+      { blobSum: sha(layer), v1Compatibility: JSON.stringify({ id, created: '2015-06-01T00:00:00Z', architecture: 'amd64', os: 'linux' }) },
+    ]);
     const signed = signSchema1(payload, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey);
     const put = await request(upstream.url, '/v2/lib/old/manifests/1.6', { method: 'PUT', body: signed, headers: { 'Content-Type': S1 } });
     assert.equal(put.status, 201, put.text);
@@ -195,9 +205,13 @@ describe('mirror: v2 pull-through', { timeout: 240_000 }, () => {
     const b = await request(mirror.url, `/v2/hub/lib/old/blobs/${sha(layer)}`);
     assert.equal(b.status, 200);
     assert.ok(b.body.equals(layer));
-    assert.ok((await mirror.mirror!.schedule.entries('manifest')).some((e) => e.name === 'hub/lib/old' && e.digest === digest), 'it expires like any cached manifest');
+    assert.ok(
+      (await mirror.mirror!.schedule.entries('manifest')).some((e) => e.name === 'hub/lib/old' && e.digest === digest),
+      'it expires like any cached manifest',
+    );
     // the blob is published (and scheduled) just after its client's stream ended: wait for it
-    for (let i = 0; i < 100 && !(await mirror.mirror!.schedule.entries('blob')).some((e) => e.name === 'hub/lib/old'); i++) await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 100 && !(await mirror.mirror!.schedule.entries('blob')).some((e) => e.name === 'hub/lib/old'); i++)
+      await new Promise((r) => setTimeout(r, 50));
   });
 
   it('expiry: the schedule is in storage (kept across a restart); a sweep past the ttl removes the cached manifests and blobs', async () => {
@@ -256,17 +270,28 @@ describe('mirror: expiry and local v1 records', { timeout: 120_000 }, () => {
 describe('mirror: /v2/_catalog behind the index (one process)', { timeout: 120_000 }, () => {
   it('lists the cached repositories beside the pushed ones, to those who may read them', async () => {
     const upstream = await startTestServer({ standalone: true, v2: true });
-    const mirror = await startTestServer({ v2: true, bcrypt_cost: 4, token_cache_ttl: 0, mirror: { upstreams: [{ prefix: 'hub/', url: upstream.url }], ttl: 3600 } });
+    const mirror = await startTestServer({
+      v2: true,
+      bcrypt_cost: 4,
+      token_cache_ttl: 0,
+      mirror: { upstreams: [{ prefix: 'hub/', url: upstream.url }], ttl: 3600 },
+    });
     try {
       await pushV2(upstream.url, 'lib/alpine', '3.1');
-      for (const [username, admin] of [['root', true], ['hub', false], ['alice', false]] as const) {
+      for (const [username, admin] of [
+        ['root', true],
+        ['hub', false],
+        ['alice', false],
+      ] as const) {
         await saveUser(mirror.db!, { username, email: `${username}@example.com`, password: 'pw12345', active: true, admin }, { cost: 4 });
       }
       const site = new Site(mirror.url, mirror.url);
       const creds = (u: string): readonly [string, string] => [u, 'pw12345'];
       const pull = await site.v2('/v2/hub/lib/alpine/manifests/3.1', await site.bearer(creds('root'), 'repository:hub/lib/alpine:pull'), { headers: ACCEPT });
       assert.equal(pull.status, 200, pull.text);
-      const pushed = await pushV2(mirror.url, 'alice/app', 'v1', { Authorization: `Bearer ${await site.bearer(creds('alice'), 'repository:alice/app:pull,push')}` });
+      const pushed = await pushV2(mirror.url, 'alice/app', 'v1', {
+        Authorization: `Bearer ${await site.bearer(creds('alice'), 'repository:alice/app:pull,push')}`,
+      });
       assert.ok(pushed.digest);
       const catalog = async (u: string): Promise<string[]> => {
         const r = await site.v2('/v2/_catalog', await site.bearer(creds(u), 'registry:catalog:*'));

@@ -21,7 +21,15 @@ import { V1TokenSigner } from '../../src/auth/v1-token.js';
 
 const SECRET = 'mutation-access-secret';
 type Actor = 'root' | 'alice' | 'carl' | 'wendy' | 'otto' | 'oscar' | 'mona' | 'anonymous';
-const PW: Record<Exclude<Actor, 'anonymous'>, string> = { root: 'rootpw', alice: 'alicepw', carl: 'carlpw', wendy: 'wendypw', otto: 'ottopw', oscar: 'oscarpw', mona: 'monapw' };
+const PW: Record<Exclude<Actor, 'anonymous'>, string> = {
+  root: 'rootpw',
+  alice: 'alicepw',
+  carl: 'carlpw',
+  wendy: 'wendypw',
+  otto: 'ottopw',
+  oscar: 'oscarpw',
+  mona: 'monapw',
+};
 const creds = (a: Actor): Creds => (a === 'anonymous' ? undefined : [a, PW[a]]);
 
 const REPOS = ['alice/pub', 'alice/priv', 'alice/none', 'team/pub', 'team/priv', 'team/none', 'library/base', 'library/hidden'] as const;
@@ -35,14 +43,77 @@ type Repo = (typeof REPOS)[number];
  * (useless) write collaboration on library/hidden. "r", "w", "d" = pull, push, delete.
  */
 const EXPECTED: Record<Actor, Record<Repo, string>> = {
-  root: { 'alice/pub': 'rwd', 'alice/priv': 'rwd', 'alice/none': 'rwd', 'team/pub': 'rwd', 'team/priv': 'rwd', 'team/none': 'rwd', 'library/base': 'rwd', 'library/hidden': 'rwd' },
-  alice: { 'alice/pub': 'rwd', 'alice/priv': 'rwd', 'alice/none': 'rwd', 'team/pub': 'r', 'team/priv': '', 'team/none': '', 'library/base': 'r', 'library/hidden': '' },
-  carl: { 'alice/pub': 'r', 'alice/priv': 'r', 'alice/none': '', 'team/pub': 'r', 'team/priv': 'rw', 'team/none': '', 'library/base': 'r', 'library/hidden': '' },
-  wendy: { 'alice/pub': 'r', 'alice/priv': 'rw', 'alice/none': '', 'team/pub': 'r', 'team/priv': '', 'team/none': '', 'library/base': 'r', 'library/hidden': '' },
+  root: {
+    'alice/pub': 'rwd',
+    'alice/priv': 'rwd',
+    'alice/none': 'rwd',
+    'team/pub': 'rwd',
+    'team/priv': 'rwd',
+    'team/none': 'rwd',
+    'library/base': 'rwd',
+    'library/hidden': 'rwd',
+  },
+  alice: {
+    'alice/pub': 'rwd',
+    'alice/priv': 'rwd',
+    'alice/none': 'rwd',
+    'team/pub': 'r',
+    'team/priv': '',
+    'team/none': '',
+    'library/base': 'r',
+    'library/hidden': '',
+  },
+  carl: {
+    'alice/pub': 'r',
+    'alice/priv': 'r',
+    'alice/none': '',
+    'team/pub': 'r',
+    'team/priv': 'rw',
+    'team/none': '',
+    'library/base': 'r',
+    'library/hidden': '',
+  },
+  wendy: {
+    'alice/pub': 'r',
+    'alice/priv': 'rw',
+    'alice/none': '',
+    'team/pub': 'r',
+    'team/priv': '',
+    'team/none': '',
+    'library/base': 'r',
+    'library/hidden': '',
+  },
   otto: { 'alice/pub': 'r', 'alice/priv': '', 'alice/none': '', 'team/pub': 'r', 'team/priv': '', 'team/none': '', 'library/base': 'r', 'library/hidden': '' },
-  oscar: { 'alice/pub': 'r', 'alice/priv': '', 'alice/none': '', 'team/pub': 'rwd', 'team/priv': 'rwd', 'team/none': 'rwd', 'library/base': 'r', 'library/hidden': '' },
-  mona: { 'alice/pub': 'r', 'alice/priv': '', 'alice/none': '', 'team/pub': 'rw', 'team/priv': 'rw', 'team/none': 'rw', 'library/base': 'r', 'library/hidden': '' },
-  anonymous: { 'alice/pub': 'r', 'alice/priv': '', 'alice/none': '', 'team/pub': 'r', 'team/priv': '', 'team/none': '', 'library/base': 'r', 'library/hidden': '' },
+  oscar: {
+    'alice/pub': 'r',
+    'alice/priv': '',
+    'alice/none': '',
+    'team/pub': 'rwd',
+    'team/priv': 'rwd',
+    'team/none': 'rwd',
+    'library/base': 'r',
+    'library/hidden': '',
+  },
+  mona: {
+    'alice/pub': 'r',
+    'alice/priv': '',
+    'alice/none': '',
+    'team/pub': 'rw',
+    'team/priv': 'rw',
+    'team/none': 'rw',
+    'library/base': 'r',
+    'library/hidden': '',
+  },
+  anonymous: {
+    'alice/pub': 'r',
+    'alice/priv': '',
+    'alice/none': '',
+    'team/pub': 'r',
+    'team/priv': '',
+    'team/none': '',
+    'library/base': 'r',
+    'library/hidden': '',
+  },
 };
 
 const letters = (actions: readonly string[]): string => ['pull', 'push', 'delete'].map((a, i) => (actions.includes(a) ? 'rwd'[i] : '')).join('');
@@ -59,7 +130,8 @@ describe('mutation group access: rightsOn through the token service, TokenAuth t
     site = new Site(s.url, s.url);
     signer = new V1TokenSigner(Buffer.from(SECRET, 'utf8'), 3600);
     const db = s.db!;
-    for (const [u, p] of Object.entries(PW)) await saveUser(db, { username: u, email: `${u}@example.com`, password: p, active: true, admin: u === 'root' }, { cost: 4 });
+    for (const [u, p] of Object.entries(PW))
+      await saveUser(db, { username: u, email: `${u}@example.com`, password: p, active: true, admin: u === 'root' }, { cost: 4 });
     const id = async (u: string) => (await findUserByName(db, u))!.id;
     aliceId = await id('alice');
     const org = (await saveOrganization(db, { name: 'team' }))!;
@@ -195,7 +267,11 @@ describe('mutation group access: what a write token brings besides the method ch
 
   it('a write token links an image its holder already has in another repository (409 exists) instead of taking it again', async () => {
     const token = await site.claim('alice/other', ['alice', 'alicepw'], [img.id]);
-    const r = await request(s.url, `/v1/images/${img.id}/json`, { method: 'PUT', headers: { Authorization: `Token ${token}`, 'Content-Type': 'application/json', 'User-Agent': DOCKER_UA }, body: img.json });
+    const r = await request(s.url, `/v1/images/${img.id}/json`, {
+      method: 'PUT',
+      headers: { Authorization: `Token ${token}`, 'Content-Type': 'application/json', 'User-Agent': DOCKER_UA },
+      body: img.json,
+    });
     assert.equal(r.status, 409, r.text);
     assert.equal(r.text, '{"error": "Image already exists"}');
     const got = await request(s.url, `/v1/images/${img.id}/json`, { headers: { Authorization: `Token ${token}` } });
@@ -209,12 +285,23 @@ describe('mutation group access: what a write token brings besides the method ch
     await addCollaborator(s.db!, repo.id, wendy.id, 'write');
     const token = `Token ${await site.claim('alice/app', ['wendy', 'wendypw'], [img.id])}`;
     const put = (tag: string) =>
-      request(s.url, `/v1/repositories/alice/app/tags/${tag}`, { method: 'PUT', headers: { Authorization: token, 'Content-Type': 'application/json', 'User-Agent': DOCKER_UA }, body: JSON.stringify(img.id) });
+      request(s.url, `/v1/repositories/alice/app/tags/${tag}`, {
+        method: 'PUT',
+        headers: { Authorization: token, 'Content-Type': 'application/json', 'User-Agent': DOCKER_UA },
+        body: JSON.stringify(img.id),
+      });
     assert.equal((await put('before')).status, 200, 'granted: the validation is now cached');
     await removeCollaborator(s.db!, repo.id, wendy.id);
     const r = await put('after');
     assert.equal(r.status, 401, r.text);
-    assert.equal((await request(s.url, '/v1/repositories/alice/app/tags/after', { headers: { Authorization: `Token ${(await site.readToken('alice/app', ['alice', 'alicepw']))!}` } })).status, 404);
+    assert.equal(
+      (
+        await request(s.url, '/v1/repositories/alice/app/tags/after', {
+          headers: { Authorization: `Token ${(await site.readToken('alice/app', ['alice', 'alicepw']))!}` },
+        })
+      ).status,
+      404,
+    );
   });
 });
 
@@ -288,9 +375,17 @@ describe('mutation group access: a split registry believes only a well-formed 20
     const before = idx.calls;
     const write = 'Token signature=1.2.x.y,repository="alice/app",access=write';
     const other = 'b'.repeat(64);
-    const refused = await request(r.url, `/v1/images/${other}/json`, { method: 'PUT', headers: { Authorization: write, 'Content-Type': 'application/json' }, body: JSON.stringify({ id: other }) });
+    const refused = await request(r.url, `/v1/images/${other}/json`, {
+      method: 'PUT',
+      headers: { Authorization: write, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ id: other }),
+    });
     assert.equal(refused.status, 400, refused.text);
-    const ok = await request(r.url, `/v1/images/${id}/json`, { method: 'PUT', headers: { Authorization: write, 'Content-Type': 'application/json' }, body: JSON.stringify({ id }) });
+    const ok = await request(r.url, `/v1/images/${id}/json`, {
+      method: 'PUT',
+      headers: { Authorization: write, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ id }),
+    });
     assert.equal(ok.status, 200, ok.text);
     assert.ok(idx.calls > before);
   });

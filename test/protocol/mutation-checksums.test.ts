@@ -30,13 +30,21 @@ async function putJson(url: string, id: string, json: Buffer): Promise<void> {
   assert.equal(r.status, 200, r.text);
 }
 async function putLayer(url: string, id: string, layer: Buffer): Promise<void> {
-  const r = await request(url, `/v1/images/${id}/layer`, { method: 'PUT', headers: { ...H, 'Content-Type': 'application/octet-stream' }, body: chunkedStream(layer, 512) });
+  const r = await request(url, `/v1/images/${id}/layer`, {
+    method: 'PUT',
+    headers: { ...H, 'Content-Type': 'application/octet-stream' },
+    body: chunkedStream(layer, 512),
+  });
   assert.equal(r.status, 200, r.text);
 }
 function putChecksum(url: string, id: string, payload: string | undefined, tarsum?: string): Promise<Response> {
   return request(url, `/v1/images/${id}/checksum`, {
     method: 'PUT',
-    headers: { ...H, ...(payload !== undefined ? { 'X-Docker-Checksum-Payload': payload } : {}), ...(tarsum !== undefined ? { 'X-Docker-Checksum': tarsum } : {}) },
+    headers: {
+      ...H,
+      ...(payload !== undefined ? { 'X-Docker-Checksum-Payload': payload } : {}),
+      ...(tarsum !== undefined ? { 'X-Docker-Checksum': tarsum } : {}),
+    },
     body: '',
   });
 }
@@ -92,7 +100,12 @@ describe('mutation group checksums: PUT checksum with verify_tarsum on', () => {
     assert.equal(r.status, 404, r.text);
     const img = makeImage();
     await putJson(s.url, img.id, img.json);
-    is(await putChecksum(s.url, img.id, img.payload, vector.tarsum_v0_with_json), 400, '{"error": "Image has no layer: PUT /v1/images/<id>/layer first"}', 'no layer');
+    is(
+      await putChecksum(s.url, img.id, img.payload, vector.tarsum_v0_with_json),
+      400,
+      '{"error": "Image has no layer: PUT /v1/images/<id>/layer first"}',
+      'no layer',
+    );
   });
 
   it('the tarsum: compared when given (v0 at once, v1 computed on demand), under its own label; a blank one is none', async () => {

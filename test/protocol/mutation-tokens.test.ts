@@ -45,7 +45,12 @@ describe('mutation group tokens', () => {
     s = await startTestServer({ v2: true, bcrypt_cost: 4, token_cache_ttl: 0, token_secret: SECRET, token_issuer: ISSUER, token_signing_key: keyPath });
     site = new Site(s.url, s.url);
     signer = new V1TokenSigner(Buffer.from(SECRET, 'utf8'), 3600);
-    for (const [u, p] of [['alice', 'alicepw'], ['carl', 'carlpw'], ['otto', 'ottopw'], ['colon', 'pass:with:colons']] as const) {
+    for (const [u, p] of [
+      ['alice', 'alicepw'],
+      ['carl', 'carlpw'],
+      ['otto', 'ottopw'],
+      ['colon', 'pass:with:colons'],
+    ] as const) {
       await saveUser(s.db!, { username: u, email: `${u}@example.com`, password: p, active: true }, { cost: 4 });
       ids[u] = (await findUserByName(s.db!, u))!.id;
     }
@@ -91,7 +96,8 @@ describe('mutation group tokens', () => {
       const m = /^signature=(\d+)\.(\d+)\.([^.]+)\.([^,]+),repository="([^"]+)",access=(\w+)$/.exec(t);
       assert.ok(m, t);
       const [, exp, uid, nonce, mac] = m;
-      const make = (e: string, u: string, n: string, sig: string, repo = 'alice/priv', access = 'read') => `Token signature=${e}.${u}.${n}.${sig},repository="${repo}",access=${access}`;
+      const make = (e: string, u: string, n: string, sig: string, repo = 'alice/priv', access = 'read') =>
+        `Token signature=${e}.${u}.${n}.${sig},repository="${repo}",access=${access}`;
       const flip = (x: string) => (x[0] === 'A' ? 'B' : 'A') + x.slice(1);
       for (const [label, header] of [
         ['mac changed', make(exp!, uid!, nonce!, flip(mac!))],
@@ -143,7 +149,10 @@ describe('mutation group tokens', () => {
   });
 
   describe('v2 Bearer JWTs on /v2/', () => {
-    const forge = async (claims: JWTPayload, opts: { aud?: string; iss?: string; exp?: number | null; nbf?: number; kid?: string; sub?: string; alg?: string; secret?: Uint8Array } = {}): Promise<string> => {
+    const forge = async (
+      claims: JWTPayload,
+      opts: { aud?: string; iss?: string; exp?: number | null; nbf?: number; kid?: string; sub?: string; alg?: string; secret?: Uint8Array } = {},
+    ): Promise<string> => {
       const now = Math.floor(Date.now() / 1000);
       let j = new SignJWT(claims)
         .setProtectedHeader({ alg: opts.alg ?? 'ES256', kid: opts.kid ?? kid, typ: 'JWT' })
@@ -260,7 +269,9 @@ describe('mutation group tokens', () => {
       await pushV2(s.url, 'alice/app', 'latest', { Authorization: `Bearer ${push}` });
       await s.db!('repositories').where({ namespace: 'alice', name: 'app' }).update({ private: true });
       const catalog = async (claims: JWTPayload, sub: string) => {
-        const r = await request(s.url, '/v2/_catalog', { headers: { Authorization: `Bearer ${await forge({ access: [{ type: 'registry', name: 'catalog', actions: ['*'] }], ...claims }, { sub })}` } });
+        const r = await request(s.url, '/v2/_catalog', {
+          headers: { Authorization: `Bearer ${await forge({ access: [{ type: 'registry', name: 'catalog', actions: ['*'] }], ...claims }, { sub })}` },
+        });
         assert.equal(r.status, 200, r.text);
         return r.json<{ repositories: string[] }>().repositories.filter((n) => n.startsWith('alice/'));
       };

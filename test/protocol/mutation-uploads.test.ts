@@ -18,7 +18,9 @@ const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).dige
 
 /** Every file (or, with all, every entry, folders too) under the data directory, relative. */
 async function files(dir: string, all = false): Promise<string[]> {
-  return (await readdir(dir, { recursive: true, withFileTypes: true })).filter((e) => all || e.isFile()).map((e) => `${e.parentPath ?? e.path}/${e.name}`.slice(dir.length + 1));
+  return (await readdir(dir, { recursive: true, withFileTypes: true }))
+    .filter((e) => all || e.isFile())
+    .map((e) => `${e.parentPath ?? e.path}/${e.name}`.slice(dir.length + 1));
 }
 const blobFiles = async (dir: string, hex: string) => (await files(dir)).filter((f) => f.includes(`blobs/sha256/${hex.slice(0, 2)}/${hex}/`));
 /** What is left under uploads/: no file and no folder once every upload has ended. */

@@ -93,10 +93,13 @@ describe('notifications and webhooks of v1 operations, across restarts', () => {
     // the v2 HEAD above is a pull too (distribution does the same)
     await all.until((r) => events(r).filter((e) => e.action === 'pull').length >= 2, 20_000, 'pull events');
     const pulls = events(all.received).filter((e) => e.action === 'pull');
-    assert.deepEqual(pulls.map((e) => [e.request.method, e.target.digest, e.target.tag]), [
-      ['HEAD', digest, 'latest'],
-      ['GET', digest, 'latest'],
-    ]);
+    assert.deepEqual(
+      pulls.map((e) => [e.request.method, e.target.digest, e.target.tag]),
+      [
+        ['HEAD', digest, 'latest'],
+        ['GET', digest, 'latest'],
+      ],
+    );
 
     all.received.length = 0;
     const del = await site.deleteToken('alice/old', ALICE);
@@ -149,6 +152,9 @@ describe('notifications and webhooks of v1 operations, across restarts', () => {
       evs.filter((e) => e.action === 'push').map((e) => e.target.tag ?? 'blob'),
       ['blob', 'blob', 'a', 'b'],
     );
-    assert.deepEqual(events(picky.received).map((e) => `${e.action} ${e.target.tag}`), ['push a', 'push b']);
+    assert.deepEqual(
+      events(picky.received).map((e) => `${e.action} ${e.target.tag}`),
+      ['push a', 'push b'],
+    );
   });
 });

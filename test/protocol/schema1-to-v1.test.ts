@@ -23,8 +23,22 @@ describe('a signed schema1 push through v2 is visible to v1 clients', () => {
   const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
   const rootId = 'a'.repeat(63) + '1';
   const topId = 'b'.repeat(63) + '2';
-  const rootJson = JSON.stringify({ id: rootId, created: '2015-06-01T00:00:00Z', container_config: { Cmd: ['/bin/sh -c #(nop) ADD file'] }, architecture: 'amd64', os: 'linux' });
-  const topJson = JSON.stringify({ id: topId, parent: rootId, created: '2015-06-02T00:00:00Z', container_config: { Cmd: ['/bin/sh -c echo hi'] }, config: { Env: ['A=1'] }, architecture: 'amd64', os: 'linux' });
+  const rootJson = JSON.stringify({
+    id: rootId,
+    created: '2015-06-01T00:00:00Z',
+    container_config: { Cmd: ['/bin/sh -c #(nop) ADD file'] },
+    architecture: 'amd64',
+    os: 'linux',
+  });
+  const topJson = JSON.stringify({
+    id: topId,
+    parent: rootId,
+    created: '2015-06-02T00:00:00Z',
+    container_config: { Cmd: ['/bin/sh -c echo hi'] },
+    config: { Env: ['A=1'] },
+    architecture: 'amd64',
+    os: 'linux',
+  });
   const rootLayer = gzipSync(tarOf({ 'etc/root': 'root\n' }));
   const topLayer = gzipSync(tarOf({ 'etc/top': 'top\n' }));
 
@@ -52,12 +66,18 @@ describe('a signed schema1 push through v2 is visible to v1 clients', () => {
     const list = await site.images('owner/old', OWNER);
     assert.equal(list.status, 200);
     const checksums = { [rootId]: payloadChecksum(Buffer.from(rootJson), rootLayer), [topId]: payloadChecksum(Buffer.from(topJson), topLayer) };
-    assert.deepEqual(list.json(), [{ id: rootId, checksum: checksums[rootId] }, { id: topId, checksum: checksums[topId] }]);
+    assert.deepEqual(list.json(), [
+      { id: rootId, checksum: checksums[rootId] },
+      { id: topId, checksum: checksums[topId] },
+    ]);
     const token = String(list.headers['x-docker-token']);
     assert.deepEqual((await site.regGet('/v1/repositories/owner/old/tags', token)).json(), { '1.6': topId });
     assert.deepEqual((await site.regGet('/v1/repositories/owner/old/tags/1.6', token)).json(), topId);
     assert.deepEqual((await site.regGet(`/v1/images/${topId}/ancestry`, token)).json(), [topId, rootId]);
-    for (const [id, json, layer] of [[rootId, rootJson, rootLayer], [topId, topJson, topLayer]] as const) {
+    for (const [id, json, layer] of [
+      [rootId, rootJson, rootLayer],
+      [topId, topJson, topLayer],
+    ] as const) {
       const j = await site.regGet(`/v1/images/${id}/json`, token);
       assert.equal(j.status, 200);
       assert.equal(j.text, json);

@@ -47,10 +47,19 @@ describe('slow and oversized clients', { timeout: 120_000 }, () => {
       }
       const config = Buffer.from('{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}');
       const body = Buffer.from(
-        JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.docker.distribution.manifest.v2+json', config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: sha(config) }, layers: [] }),
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: 'application/vnd.docker.distribution.manifest.v2+json',
+          config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: sha(config) },
+          layers: [],
+        }),
       );
       setTimeout(() => {
-        res.writeHead(200, { 'Content-Type': 'application/vnd.docker.distribution.manifest.v2+json', 'Content-Length': body.length, 'Docker-Content-Digest': sha(body) });
+        res.writeHead(200, {
+          'Content-Type': 'application/vnd.docker.distribution.manifest.v2+json',
+          'Content-Length': body.length,
+          'Docker-Content-Digest': sha(body),
+        });
         res.end(req.method === 'HEAD' ? undefined : body);
       }, 3000);
     });
@@ -98,7 +107,11 @@ describe('slow and oversized clients', { timeout: 120_000 }, () => {
   it('forty stalled clients do not slow the others: every normal request answers within 500 ms meanwhile', async () => {
     const stalled = Array.from({ length: 40 }, (_, i) => {
       const c = raw(s.url);
-      c.socket.write(i % 2 === 0 ? 'GET /v2/ HTTP/1.1\r\nHost: x\r\n' : 'POST /v1/users/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"user');
+      c.socket.write(
+        i % 2 === 0
+          ? 'GET /v2/ HTTP/1.1\r\nHost: x\r\n'
+          : 'POST /v1/users/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"user',
+      );
       return c;
     });
     const times: number[] = [];
@@ -111,7 +124,10 @@ describe('slow and oversized clients', { timeout: 120_000 }, () => {
     assert.ok(Math.max(...times) < 500, `slowest ${Math.round(Math.max(...times))} ms`);
     // and the stalled ones are gone within the timeouts
     const ends = await Promise.all(stalled.map((c) => c.closed));
-    assert.ok(Math.max(...ends.map((e) => e.afterMs)) < HEADERS_S * 1000 * 1.25 + 2000, `last closed after ${Math.round(Math.max(...ends.map((e) => e.afterMs)))} ms`);
+    assert.ok(
+      Math.max(...ends.map((e) => e.afterMs)) < HEADERS_S * 1000 * 1.25 + 2000,
+      `last closed after ${Math.round(Math.max(...ends.map((e) => e.afterMs)))} ms`,
+    );
   });
 
   it('oversized headers are refused with 431 before anything else is read', async () => {

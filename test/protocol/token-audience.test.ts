@@ -21,7 +21,8 @@ import { loadSigningKey, V2TokenIssuer } from '../../src/auth/v2-jwt.js';
 const basic = (u: string, p: string): string => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`;
 const bearer = (t: string): Record<string, string> => ({ Authorization: `Bearer ${t}` });
 const EVIL = { Host: 'evil.example' };
-const UNKNOWN_SERVICE = (s: string): string => JSON.stringify({ error: 'invalid_request', error_description: `this token service issues no tokens for service ${JSON.stringify(s)}` });
+const UNKNOWN_SERVICE = (s: string): string =>
+  JSON.stringify({ error: 'invalid_request', error_description: `this token service issues no tokens for service ${JSON.stringify(s)}` });
 const INVALID_TOKEN_BODY = '{"errors":[{"code":"UNAUTHORIZED","message":"authentication required: token aud invalid","detail":[]}]}';
 
 function challenge(r: Response): string {
@@ -29,7 +30,11 @@ function challenge(r: Response): string {
 }
 
 const form = (s: TestServer, f: Record<string, string>, headers: Record<string, string> = {}) =>
-  request(s.url, '/v2/token', { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded', ...headers }, body: new URLSearchParams(f).toString() });
+  request(s.url, '/v2/token', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded', ...headers },
+    body: new URLSearchParams(f).toString(),
+  });
 
 describe('token audience with nothing configured: the listen address, whatever the Host header says', () => {
   let s: TestServer;
@@ -68,7 +73,9 @@ describe('token audience with nothing configured: the listen address, whatever t
   it('a token the index key signed for aud=evil.example is refused with Host: evil.example: 401 invalid_token', async () => {
     const key = await loadSigningKey(s.db!, null);
     const issuer = new V2TokenIssuer(key, { issuer: 'legacy-registry', ttl: 300 });
-    const evil = (await issuer.issueAccess({ sub: 'alice', aud: 'evil.example', access: [{ type: 'repository', name: 'alice/app', actions: ['pull', 'push'] }] })).token;
+    const evil = (
+      await issuer.issueAccess({ sub: 'alice', aud: 'evil.example', access: [{ type: 'repository', name: 'alice/app', actions: ['pull', 'push'] }] })
+    ).token;
     for (const headers of [EVIL, {}]) {
       const r = await request(s.url, '/v2/', { headers: { ...headers, ...bearer(evil) } });
       assert.equal(r.status, 401);
@@ -111,10 +118,14 @@ describe('token audience with nothing configured: the listen address, whatever t
     });
     assert.equal(put.status, 200, put.text);
     assert.equal(put.headers['x-docker-endpoints'], self);
-    const list = await request(s.url, '/v1/repositories/alice/app/images', { headers: { ...EVIL, Authorization: basic('alice', 'alicepw'), 'X-Docker-Token': 'true' } });
+    const list = await request(s.url, '/v1/repositories/alice/app/images', {
+      headers: { ...EVIL, Authorization: basic('alice', 'alicepw'), 'X-Docker-Token': 'true' },
+    });
     assert.equal(list.status, 200, list.text);
     assert.equal(list.headers['x-docker-endpoints'], self);
-    const local = await request(s.url, '/v1/repositories/alice/app/images', { headers: { Host: `localhost:${new URL(s.url).port}`, Authorization: basic('alice', 'alicepw') } });
+    const local = await request(s.url, '/v1/repositories/alice/app/images', {
+      headers: { Host: `localhost:${new URL(s.url).port}`, Authorization: basic('alice', 'alicepw') },
+    });
     assert.equal(local.headers['x-docker-endpoints'], `localhost:${new URL(s.url).port}`);
   });
 });
@@ -190,14 +201,22 @@ describe('stand-in index of a standalone registry: X-Docker-Endpoints', () => {
 
   it('PUT /v1/repositories/ns/repo/ and GET …/images with Host: evil.example answer the listen address', async () => {
     const self = new URL(s.url).host;
-    const put = await request(s.url, '/v1/repositories/ns/repo/', { method: 'PUT', headers: { ...EVIL, 'Content-Type': 'application/json', 'X-Docker-Token': 'true' }, body: '[]' });
+    const put = await request(s.url, '/v1/repositories/ns/repo/', {
+      method: 'PUT',
+      headers: { ...EVIL, 'Content-Type': 'application/json', 'X-Docker-Token': 'true' },
+      body: '[]',
+    });
     assert.equal(put.status, 200, put.text);
     assert.equal(put.headers['x-docker-endpoints'], self);
     const list = await request(s.url, '/v1/repositories/ns/repo/images', { headers: { ...EVIL, 'X-Docker-Token': 'true' } });
     assert.equal(list.status, 200, list.text);
     assert.equal(list.text, '[]');
     assert.equal(list.headers['x-docker-endpoints'], self);
-    const images = await request(s.url, '/v1/repositories/ns/repo/images', { method: 'PUT', headers: { ...EVIL, 'Content-Type': 'application/json' }, body: '[]' });
+    const images = await request(s.url, '/v1/repositories/ns/repo/images', {
+      method: 'PUT',
+      headers: { ...EVIL, 'Content-Type': 'application/json' },
+      body: '[]',
+    });
     assert.equal(images.status, 204);
     assert.equal(images.headers['x-docker-endpoints'], self);
     // a Host naming this machine on our port is kept (clients that reached us as localhost go on so)
@@ -220,7 +239,8 @@ describe('the prod flavor refuses to start without token_service and registry_en
         process.execPath,
         [CLI, 'serve', '--host', '127.0.0.1', '--port', '0', ...args],
         { env: { PATH: process.env.PATH ?? '', SETTINGS_FLAVOR: 'prod', STORAGE_PATH: dir, LOGLEVEL: 'warn', ...env }, timeout: 15_000 },
-        (err, _stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, signal: err ? ((err as { signal?: string }).signal ?? null) : null, stderr }),
+        (err, _stdout, stderr) =>
+          resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, signal: err ? ((err as { signal?: string }).signal ?? null) : null, stderr }),
       );
     });
 
@@ -237,7 +257,11 @@ describe('the prod flavor refuses to start without token_service and registry_en
   });
 
   it('an index without v2: exit 2 naming registry_endpoints; a standalone registry (stand-in index) too', async () => {
-    for (const [env, args] of [[{ V2: 'false' }, []], [{}, ['--only', 'index']], [{ STANDALONE: 'true' }, []]] as [Record<string, string>, string[]][]) {
+    for (const [env, args] of [
+      [{ V2: 'false' }, []],
+      [{}, ['--only', 'index']],
+      [{ STANDALONE: 'true' }, []],
+    ] as [Record<string, string>, string[]][]) {
       const r = await serve(env, args);
       assert.equal(r.code, 2, JSON.stringify(env) + args.join(' '));
       assert.equal(
@@ -260,7 +284,15 @@ describe('the prod flavor refuses to start without token_service and registry_en
 
   it('starts with both keys set, and the challenge names them', async () => {
     const srv = await spawnServer(
-      { SETTINGS_FLAVOR: 'prod', STORAGE_PATH: dir, STANDALONE: '', V2: 'true', TOKEN_SERVICE: 'registry.example', REGISTRY_ENDPOINTS: 'registry.example:5000', BCRYPT_COST: '4' },
+      {
+        SETTINGS_FLAVOR: 'prod',
+        STORAGE_PATH: dir,
+        STANDALONE: '',
+        V2: 'true',
+        TOKEN_SERVICE: 'registry.example',
+        REGISTRY_ENDPOINTS: 'registry.example:5000',
+        BCRYPT_COST: '4',
+      },
       [],
     );
     try {

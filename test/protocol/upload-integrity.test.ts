@@ -71,7 +71,15 @@ async function hold(base: string, method: string, path: string, length: number, 
     sock.on('error', reject);
     sock.on('close', () => resolve(parseRaw(Buffer.concat(chunks))));
   });
-  const head = [`${method} ${path} HTTP/1.1`, `Host: ${u.host}`, 'Connection: close', `Content-Length: ${length}`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), '', ''];
+  const head = [
+    `${method} ${path} HTTP/1.1`,
+    `Host: ${u.host}`,
+    'Connection: close',
+    `Content-Length: ${length}`,
+    ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+    '',
+    '',
+  ];
   sock.write(head.join('\r\n'));
   return {
     finish(body: Buffer) {
@@ -352,7 +360,14 @@ describe('bytes are published under a digest only after they were hashed: existi
     const config = Buffer.from('{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}');
     assert.equal((await request(s.url, `/v2/ns/manifest/blobs/uploads/?digest=${sha(config)}`, { method: 'POST', body: config })).status, 201);
     const S2 = 'application/vnd.docker.distribution.manifest.v2+json';
-    const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: S2, config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: sha(config) }, layers: [] }));
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: S2,
+        config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: sha(config) },
+        layers: [],
+      }),
+    );
     await poison(sha(manifest), manifest.length);
     const put = await request(s.url, `/v2/ns/manifest/manifests/${sha(manifest)}`, { method: 'PUT', body: manifest, headers: { 'Content-Type': S2 } });
     assert.equal(put.status, 201, put.text);
@@ -423,7 +438,9 @@ describe('upload sessions are bounded (finding 16)', () => {
       const service = new URL(s.url).host;
       for (const u of ['mallory', 'owner']) await saveUser(s.db!, { username: u, email: `${u}@example.com`, password: `${u}pw`, active: true }, { cost: 4 });
       const tok = async (u: string, repo: string): Promise<Record<string, string>> => {
-        const r = await request(s.url, `/v2/token?${new URLSearchParams({ service, scope: `repository:${repo}:pull,push` })}`, { headers: { Authorization: basic(u, `${u}pw`) } });
+        const r = await request(s.url, `/v2/token?${new URLSearchParams({ service, scope: `repository:${repo}:pull,push` })}`, {
+          headers: { Authorization: basic(u, `${u}pw`) },
+        });
         return { Authorization: `Bearer ${r.json<{ token: string }>().token}` };
       };
       const m1 = await tok('mallory', 'mallory/one');

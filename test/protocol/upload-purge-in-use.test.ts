@@ -40,7 +40,15 @@ async function slowRequest(base: string, method: string, path: string, body: Buf
       resolve({ status, text: text.slice(text.indexOf('\r\n\r\n') + 4) });
     });
   });
-  const head = [`${method} ${path} HTTP/1.1`, `Host: ${u.host}`, 'Connection: close', `Content-Length: ${body.length}`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), '', ''];
+  const head = [
+    `${method} ${path} HTTP/1.1`,
+    `Host: ${u.host}`,
+    'Connection: close',
+    `Content-Length: ${body.length}`,
+    ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+    '',
+    '',
+  ];
   const half = body.length >> 1;
   sock.write(head.join('\r\n'));
   sock.write(body.subarray(0, half));
@@ -86,7 +94,11 @@ describe('the upload purge and a request inside an upload (never a 500)', () => 
   it('v1: a PUT layer that pauses past the purge age is stored and pulls back', async () => {
     const img = makeImage();
     const common = { 'User-Agent': DOCKER_UA };
-    const json = await request(s.url, `/v1/images/${img.id}/json`, { method: 'PUT', headers: { ...common, 'Content-Type': 'application/json' }, body: img.json });
+    const json = await request(s.url, `/v1/images/${img.id}/json`, {
+      method: 'PUT',
+      headers: { ...common, 'Content-Type': 'application/json' },
+      body: img.json,
+    });
     assert.equal(json.status, 200, json.text);
     const layer = await slowRequest(s.url, 'PUT', `/v1/images/${img.id}/layer`, img.layer, { ...common, 'Content-Type': 'application/octet-stream' }, 2500);
     assert.equal(layer.status, 200, layer.text);

@@ -9,7 +9,6 @@ import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { chunkedStream, makeImage, payloadChecksum, pushImage, putTag, tarOf } from '../helpers/v1-client.js';
 
-
 describe('v1 registry: bad input gets the protocol error and changes nothing', () => {
   let s: TestServer;
   let reg: string;
@@ -24,7 +23,14 @@ describe('v1 registry: bad input gets the protocol error and changes nothing', (
 
   it('refuses malformed image ids with 404 "Invalid image ID"', async () => {
     for (const id of ['ABCDEF0123456789', 'abc', 'g'.repeat(64), '..', '%2e%2e', 'a'.repeat(65), '0123456789abcdef0']) {
-      for (const [method, suffix] of [['GET', 'json'], ['PUT', 'json'], ['GET', 'layer'], ['PUT', 'layer'], ['PUT', 'checksum'], ['GET', 'ancestry']] as const) {
+      for (const [method, suffix] of [
+        ['GET', 'json'],
+        ['PUT', 'json'],
+        ['GET', 'layer'],
+        ['PUT', 'layer'],
+        ['PUT', 'checksum'],
+        ['GET', 'ancestry'],
+      ] as const) {
         const r = await request(reg, `/v1/images/${id}/${suffix}`, { method, body: method === 'PUT' ? '{}' : undefined });
         assert.equal(r.status, 404, `${method} ${id}/${suffix}`);
         assert.equal(r.text, '{"error": "Invalid image ID"}');
@@ -157,7 +163,13 @@ describe('v1 registry: bad input gets the protocol error and changes nothing', (
     const before = (await blobs()).length;
     const u = new URL(reg);
     await new Promise<void>((resolve) => {
-      const req = httpRequest({ host: u.hostname, port: u.port, method: 'PUT', path: `/v1/images/${img.id}/layer`, headers: { 'Transfer-Encoding': 'chunked' } });
+      const req = httpRequest({
+        host: u.hostname,
+        port: u.port,
+        method: 'PUT',
+        path: `/v1/images/${img.id}/layer`,
+        headers: { 'Transfer-Encoding': 'chunked' },
+      });
       req.on('error', () => resolve());
       req.write(Buffer.alloc(200000, 1));
       setTimeout(() => {
@@ -218,7 +230,10 @@ describe('v1 registry: bad input gets the protocol error and changes nothing', (
     const mismatch = await request(reg, `/v1/images/${img.id}/checksum`, { method: 'PUT', headers: { 'X-Docker-Checksum-Payload': img.payload } });
     assert.equal(mismatch.status, 400);
     await request(reg, `/v1/images/${img.id}/layer`, { method: 'PUT', body: img.layer });
-    const ok = await request(reg, `/v1/images/${img.id}/checksum`, { method: 'PUT', headers: { 'X-Docker-Checksum-Payload': payloadChecksum(img.json, img.layer) } });
+    const ok = await request(reg, `/v1/images/${img.id}/checksum`, {
+      method: 'PUT',
+      headers: { 'X-Docker-Checksum-Payload': payloadChecksum(img.json, img.layer) },
+    });
     assert.equal(ok.status, 200);
     assert.deepEqual((await request(reg, `/v1/images/${img.id}/layer`)).body, img.layer);
   });

@@ -9,7 +9,6 @@ import { request } from '../helpers/http.js';
 import { spawnServer } from '../helpers/child.js';
 import { makeImage, pushImage } from '../helpers/v1-client.js';
 
-
 describe('the server process: kill, restart, graceful stop', () => {
   let dir: string;
   before(async () => {
@@ -42,7 +41,10 @@ describe('the server process: kill, restart, graceful stop', () => {
       assert.equal(layer.text, '{"error": "Image is being uploaded, retry later"}');
       // the client's retry completes the push
       const rs = await pushImage(s2.url, img);
-      assert.deepEqual(rs.map((r) => r.status), [400, 200, 200, 200]);
+      assert.deepEqual(
+        rs.map((r) => r.status),
+        [400, 200, 200, 200],
+      );
       assert.deepEqual((await request(s2.url, `/v1/images/${img.id}/layer`)).body, img.layer);
     } finally {
       s2.proc.kill('SIGTERM');
@@ -56,11 +58,14 @@ describe('the server process: kill, restart, graceful stop', () => {
     await request(s.url, `/v1/images/${img.id}/json`, { method: 'PUT', body: img.json });
     const u = new URL(s.url);
     const response = new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = httpRequest({ host: u.hostname, port: u.port, method: 'PUT', path: `/v1/images/${img.id}/layer`, headers: { 'Transfer-Encoding': 'chunked' } }, (res) => {
-        let body = '';
-        res.on('data', (d: Buffer) => (body += d.toString()));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      });
+      const req = httpRequest(
+        { host: u.hostname, port: u.port, method: 'PUT', path: `/v1/images/${img.id}/layer`, headers: { 'Transfer-Encoding': 'chunked' } },
+        (res) => {
+          let body = '';
+          res.on('data', (d: Buffer) => (body += d.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        },
+      );
       req.on('error', reject);
       req.write(img.layer.subarray(0, 10));
       setTimeout(() => {
@@ -97,7 +102,10 @@ describe('the server process: kill, restart, graceful stop', () => {
     try {
       const img = makeImage();
       const rs = await pushImage(s.url, img);
-      assert.deepEqual(rs.map((r) => r.status), [404, 200, 200, 200]);
+      assert.deepEqual(
+        rs.map((r) => r.status),
+        [404, 200, 200, 200],
+      );
       const layer = await request(s.url, `/v1/images/${img.id}/layer`);
       assert.deepEqual(layer.body, img.layer);
     } finally {

@@ -176,7 +176,10 @@ describe('Docker 1.x push and pull against a standalone registry', () => {
     const child = makeImage(parent.id);
     for (const img of [parent, child]) {
       const rs = await pushImage(reg, img);
-      assert.deepEqual(rs.map((r) => r.status), [404, 200, 200, 200]);
+      assert.deepEqual(
+        rs.map((r) => r.status),
+        [404, 200, 200, 200],
+      );
     }
     const anc = await request(reg, `/v1/images/${child.id}/ancestry`);
     assert.deepEqual(anc.json(), [child.id, parent.id]);
@@ -239,7 +242,11 @@ describe('Docker 1.x push and pull against a standalone registry', () => {
   });
 
   it('sets and reads the private flag', async () => {
-    const put = await request(reg, '/v1/repositories/alice/priv/properties', { method: 'PUT', body: '{"access": "private"}', headers: { 'Content-Type': 'application/json' } });
+    const put = await request(reg, '/v1/repositories/alice/priv/properties', {
+      method: 'PUT',
+      body: '{"access": "private"}',
+      headers: { 'Content-Type': 'application/json' },
+    });
     assert.equal(put.status, 200);
     assert.equal((await request(reg, '/v1/repositories/alice/priv/properties')).text, '{"access": "private"}');
     await request(reg, '/v1/repositories/alice/priv/properties', { method: 'PUT', body: '{"access": "public"}' });
@@ -271,7 +278,11 @@ describe('Docker 1.x push and pull against a standalone registry', () => {
   });
 
   it('serves login for the stand-in index: created, OK, and JSON errors', async () => {
-    const signup = await request(reg, '/v1/users/', { method: 'POST', body: '{"username":"u","password":"p","auth":"","email":"e@x"}', headers: { 'Content-Type': 'application/json; charset=utf-8' } });
+    const signup = await request(reg, '/v1/users/', {
+      method: 'POST',
+      body: '{"username":"u","password":"p","auth":"","email":"e@x"}',
+      headers: { 'Content-Type': 'application/json; charset=utf-8' },
+    });
     assert.equal(signup.status, 201);
     assert.equal(signup.text, '"User Created"');
     const bad = await request(reg, '/v1/users/', { method: 'POST', body: '{not json' });
@@ -285,7 +296,11 @@ describe('Docker 1.x push and pull against a standalone registry', () => {
   it('streams a layer sent with Content-Length too (not only chunked)', async () => {
     const img = makeImage();
     await request(reg, `/v1/images/${img.id}/json`, { method: 'PUT', body: img.json });
-    const layer = await request(reg, `/v1/images/${img.id}/layer`, { method: 'PUT', body: chunkedStream(img.layer, 7), headers: { 'Content-Length': String(img.layer.length) } });
+    const layer = await request(reg, `/v1/images/${img.id}/layer`, {
+      method: 'PUT',
+      body: chunkedStream(img.layer, 7),
+      headers: { 'Content-Length': String(img.layer.length) },
+    });
     assert.equal(layer.status, 200);
     const cs = await request(reg, `/v1/images/${img.id}/checksum`, { method: 'PUT', headers: { 'X-Docker-Checksum-Payload': img.payload } });
     assert.equal(cs.status, 200);

@@ -68,7 +68,11 @@ describe('v1 tokens: expiry and revocation over HTTP', () => {
 
   it('stars and comments: readers star and comment, others find nothing, anonymous callers are asked to log in', async () => {
     await site.setAccess('owner/app', OWNER, 'public');
-    const c = await request(s.url, '/v1/comments/owner/app', { method: 'POST', headers: { Authorization: basic(...OTTO!) }, body: JSON.stringify({ body: 'nice' }) });
+    const c = await request(s.url, '/v1/comments/owner/app', {
+      method: 'POST',
+      headers: { Authorization: basic(...OTTO!) },
+      body: JSON.stringify({ body: 'nice' }),
+    });
     assert.equal(c.status, 201, c.text);
     const created = c.json<{ body: string; username: string }>();
     assert.equal(created.body, 'nice');
@@ -77,12 +81,24 @@ describe('v1 tokens: expiry and revocation over HTTP', () => {
     assert.equal((await request(s.url, '/v1/stars/owner/app', { method: 'PUT', headers: { Authorization: basic(...OTTO!) } })).status, 200);
     assert.equal((await request(s.url, '/v1/stars/owner/app', { method: 'DELETE', headers: { Authorization: basic(...OTTO!) } })).status, 200);
     await site.setAccess('owner/app', OWNER, 'private');
-    for (const [method, path] of [['POST', '/v1/comments/owner/app'], ['GET', '/v1/comments/owner/app'], ['PUT', '/v1/stars/owner/app'], ['DELETE', '/v1/stars/owner/app']] as const) {
-      const r = await request(s.url, path, { method, headers: { Authorization: basic(...OTTO!) }, ...(method === 'POST' ? { body: JSON.stringify({ body: 'x' }) } : {}) });
+    for (const [method, path] of [
+      ['POST', '/v1/comments/owner/app'],
+      ['GET', '/v1/comments/owner/app'],
+      ['PUT', '/v1/stars/owner/app'],
+      ['DELETE', '/v1/stars/owner/app'],
+    ] as const) {
+      const r = await request(s.url, path, {
+        method,
+        headers: { Authorization: basic(...OTTO!) },
+        ...(method === 'POST' ? { body: JSON.stringify({ body: 'x' }) } : {}),
+      });
       assert.equal(r.status, 404, `${method} ${path}`);
     }
     const list = await request(s.url, '/v1/comments/owner/app', { headers: { Authorization: basic(...OWNER!) } });
     assert.equal(list.status, 200);
-    assert.deepEqual(list.json<{ items: { body: string }[] }>().items.map((i) => i.body), ['nice']);
+    assert.deepEqual(
+      list.json<{ items: { body: string }[] }>().items.map((i) => i.body),
+      ['nice'],
+    );
   });
 });

@@ -75,7 +75,11 @@ describe('v2 token auth: the index token service and the registry check (spec §
   };
   const accessOf = (t: string): Access => decodeJwt(t).access as Access;
   const post = (form: Record<string, string>) =>
-    request(s.url, '/v2/token', { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(form).toString() });
+    request(s.url, '/v2/token', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams(form).toString(),
+    });
 
   const alice: [string, string] = ['alice', 'alicepw'];
   const bob: [string, string] = ['bobby', 'bobbypw'];
@@ -161,11 +165,15 @@ describe('v2 token auth: the index token service and the registry check (spec §
     assert.deepEqual(accessOf(await tokenFor(alice, 'repository:alice/secret:*')), [{ type: 'repository', name: 'alice/secret', actions: ['*'] }]);
     assert.deepEqual(accessOf(await tokenFor(bob, 'repository:alice/secret:*')), [{ type: 'repository', name: 'alice/secret', actions: ['pull'] }]);
     // deeper names: the namespace is the first component; new repositories in one's own namespace
-    assert.deepEqual(accessOf(await tokenFor(alice, 'repository:alice/team/app:pull,push,delete')), [{ type: 'repository', name: 'alice/team/app', actions: ['pull', 'push', 'delete'] }]);
+    assert.deepEqual(accessOf(await tokenFor(alice, 'repository:alice/team/app:pull,push,delete')), [
+      { type: 'repository', name: 'alice/team/app', actions: ['pull', 'push', 'delete'] },
+    ]);
     assert.deepEqual(accessOf(await tokenFor(bob, 'repository:alice/team/app:push')), []);
     // one component = library/: admins only may push
     assert.deepEqual(accessOf(await tokenFor(alice, 'repository:base:push')), []);
-    assert.deepEqual(accessOf(await tokenFor(['root1', 'rootpw'], 'repository:base:pull,push')), [{ type: 'repository', name: 'base', actions: ['pull', 'push'] }]);
+    assert.deepEqual(accessOf(await tokenFor(['root1', 'rootpw'], 'repository:base:pull,push')), [
+      { type: 'repository', name: 'base', actions: ['pull', 'push'] },
+    ]);
     // several scopes in one request, and the catalog for accounts only
     const both = accessOf(await tokenFor(alice, 'repository:alice/pub:pull', 'registry:catalog:*'));
     assert.deepEqual(both, [
@@ -178,7 +186,15 @@ describe('v2 token auth: the index token service and the registry check (spec §
   });
 
   it('refresh tokens: POST grant_type=password (offline) and refresh_token; not an access token; dead with the account', async () => {
-    const pw = await post({ grant_type: 'password', username: 'frank', password: 'frankpw', access_type: 'offline', client_id: 'test', service, scope: 'repository:frank/app:pull,push' });
+    const pw = await post({
+      grant_type: 'password',
+      username: 'frank',
+      password: 'frankpw',
+      access_type: 'offline',
+      client_id: 'test',
+      service,
+      scope: 'repository:frank/app:pull,push',
+    });
     assert.equal(pw.status, 200, pw.text);
     const b = pw.json<TokenBody & { scope: string }>();
     assert.ok(b.refresh_token);
@@ -243,7 +259,17 @@ describe('v2 token auth: the index token service and the registry check (spec §
     const none = Buffer.from('{"alg":"none","typ":"JWT"}').toString('base64url');
     const hs = Buffer.from('{"alg":"HS256","typ":"JWT","kid":"x"}').toString('base64url');
     const claims = Buffer.from('{"iss":"legacy-registry","access":[{"type":"repository","name":"alice/pub","actions":["*"]}]}').toString('base64url');
-    for (const auth of ['Bearer', 'Bearer ', 'Bearer a.b.c', 'Bearer ...', `Bearer ${none}.${claims}.`, `Bearer ${hs}.${claims}.c2ln`, `Bearer ${'x'.repeat(8000)}`, 'Basic !!!', 'Token signature=1']) {
+    for (const auth of [
+      'Bearer',
+      'Bearer ',
+      'Bearer a.b.c',
+      'Bearer ...',
+      `Bearer ${none}.${claims}.`,
+      `Bearer ${hs}.${claims}.c2ln`,
+      `Bearer ${'x'.repeat(8000)}`,
+      'Basic !!!',
+      'Token signature=1',
+    ]) {
       const r = await request(s.url, '/v2/alice/pub/tags/list', { headers: { Authorization: auth } });
       assert.equal(r.status, 401, auth.slice(0, 40));
     }
@@ -253,7 +279,11 @@ describe('v2 token auth: the index token service and the registry check (spec §
     }
     assert.equal((await request(s.url, '/v2/token', { headers: { Authorization: 'Basic !!!' } })).status, 401);
     assert.equal((await request(s.url, '/v2/token', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' })).status, 400);
-    assert.equal((await request(s.url, '/v2/token', { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: 'x'.repeat(70_000) })).status, 400);
+    assert.equal(
+      (await request(s.url, '/v2/token', { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: 'x'.repeat(70_000) }))
+        .status,
+      400,
+    );
   });
 
   it('a token for another repository or without push: insufficient_scope; with the scope the request goes through', async () => {
@@ -272,7 +302,10 @@ describe('v2 token auth: the index token service and the registry check (spec §
     assert.ok(got.body.equals(data));
     // DELETE needs delete; mount needs pull on the source
     assertUnauthorized(await request(s.url, `/v2/alice/pub/blobs/${sha256(data)}`, { method: 'DELETE', headers: bearer(push) }), 'insufficient_scope');
-    const mountNoSource = await request(s.url, `/v2/alice/secret/blobs/uploads/?mount=${sha256(data)}&from=alice/other`, { method: 'POST', headers: bearer(await tokenFor(alice, 'repository:alice/secret:pull,push')) });
+    const mountNoSource = await request(s.url, `/v2/alice/secret/blobs/uploads/?mount=${sha256(data)}&from=alice/other`, {
+      method: 'POST',
+      headers: bearer(await tokenFor(alice, 'repository:alice/secret:pull,push')),
+    });
     assert.equal(challenge(mountNoSource).scope, 'repository:alice/secret:pull,push repository:alice/other:pull');
     const mount = await request(s.url, `/v2/alice/secret/blobs/uploads/?mount=${sha256(data)}&from=alice/pub`, {
       method: 'POST',
@@ -291,7 +324,10 @@ describe('v2 token auth: the index token service and the registry check (spec §
   });
 
   it('the catalog needs registry:catalog:*', async () => {
-    const c = assertUnauthorized(await request(s.url, '/v2/_catalog', { headers: bearer(await tokenFor(alice, 'repository:alice/pub:pull')) }), 'insufficient_scope');
+    const c = assertUnauthorized(
+      await request(s.url, '/v2/_catalog', { headers: bearer(await tokenFor(alice, 'repository:alice/pub:pull')) }),
+      'insufficient_scope',
+    );
     assert.equal(c.scope, 'registry:catalog:*');
     const ok = await request(s.url, '/v2/_catalog', { headers: bearer(await tokenFor(alice, 'registry:catalog:*')) });
     assert.equal(ok.status, 200, ok.text);
@@ -317,7 +353,10 @@ describe('v2 token auth with index and registry as two processes', () => {
     dirs = [await mkdtemp(join(tmpdir(), 'lr-v2a-i-')), await mkdtemp(join(tmpdir(), 'lr-v2a-r-'))];
     // one service name for both (the token audience): each would otherwise default to its own listen address
     idx = await spawnServer({ STORAGE_PATH: dirs[0]!, STANDALONE: '', BCRYPT_COST: '4', TOKEN_SERVICE: 'split-registry' }, ['--only', 'index']);
-    reg = await spawnServer({ STORAGE_PATH: dirs[1]!, STANDALONE: '', INDEX_ENDPOINT: idx.url, V2: 'true', TOKEN_SERVICE: 'split-registry' }, ['--only', 'registry']);
+    reg = await spawnServer({ STORAGE_PATH: dirs[1]!, STANDALONE: '', INDEX_ENDPOINT: idx.url, V2: 'true', TOKEN_SERVICE: 'split-registry' }, [
+      '--only',
+      'registry',
+    ]);
   });
   after(async () => {
     idx?.proc.kill('SIGTERM');
@@ -327,7 +366,11 @@ describe('v2 token auth with index and registry as two processes', () => {
   });
 
   it('the registry sends clients to the index realm and accepts its tokens (key from the JWKS), not forged ones', async () => {
-    const signup = await request(idx.url, '/v1/users/', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ username: 'split1', password: 'splitpw', email: 's@example.com' }) });
+    const signup = await request(idx.url, '/v1/users/', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ username: 'split1', password: 'splitpw', email: 's@example.com' }),
+    });
     assert.equal(signup.status, 201, signup.text);
     const c = assertUnauthorized(await request(reg.url, '/v2/'));
     assert.equal(c.realm, `${idx.url}/v2/token`);
@@ -365,7 +408,14 @@ describe('v2 token auth with token_rootcertbundle (certificates of an external o
     assert.match(pem.text, /^-----BEGIN CERTIFICATE-----\n/);
     await writeFile(join(dir, 'bundle.pem'), pem.text);
     reg = await startTestServer(
-      { v2: true, v2_auth: 'token', standalone: true, token_rootcertbundle: join(dir, 'bundle.pem'), token_realm: `${idx.url}/v2/token`, token_service: 'my-registry' },
+      {
+        v2: true,
+        v2_auth: 'token',
+        standalone: true,
+        token_rootcertbundle: join(dir, 'bundle.pem'),
+        token_realm: `${idx.url}/v2/token`,
+        token_service: 'my-registry',
+      },
       { role: 'registry' },
     );
   });
@@ -379,7 +429,9 @@ describe('v2 token auth with token_rootcertbundle (certificates of an external o
     const c = assertUnauthorized(await request(reg.url, '/v2/'));
     assert.equal(c.realm, `${idx.url}/v2/token`);
     assert.equal(c.service, 'my-registry');
-    const t = await request(idx.url, '/v2/token?service=my-registry&scope=repository:certy/app:pull,push', { headers: { Authorization: basic('certy', 'certypw') } });
+    const t = await request(idx.url, '/v2/token?service=my-registry&scope=repository:certy/app:pull,push', {
+      headers: { Authorization: basic('certy', 'certypw') },
+    });
     const token = t.json<TokenBody>().token;
     const h = decodeProtectedHeader(token);
     assert.equal(h.x5c?.length, 1);
@@ -389,15 +441,29 @@ describe('v2 token auth with token_rootcertbundle (certificates of an external o
     assert.equal((await pushBlob(reg.url, 'certy/app', token, data)).status, 201);
     // the same kid without x5c: found in the bundle by its libtrust fingerprint
     const key = await loadSigningKey(idx.db!, null);
-    const noX5c = await new V2TokenIssuer({ ...key, certificate: undefined }, { issuer: 'legacy-registry', ttl: 300 }).issueAccess({ sub: 'certy', aud: 'my-registry', access: [{ type: 'repository', name: 'certy/app', actions: ['pull'] }] });
+    const noX5c = await new V2TokenIssuer({ ...key, certificate: undefined }, { issuer: 'legacy-registry', ttl: 300 }).issueAccess({
+      sub: 'certy',
+      aud: 'my-registry',
+      access: [{ type: 'repository', name: 'certy/app', actions: ['pull'] }],
+    });
     assert.equal(decodeProtectedHeader(noX5c.token).x5c, undefined);
     assert.equal((await request(reg.url, `/v2/certy/app/blobs/${sha256(data)}`, { headers: bearer(noX5c.token) })).status, 200);
     // a key and certificate of its own (not in the bundle): refused
     const { selfSignedCertificate } = await import('../../src/auth/x509.js');
     const { createPublicKey } = await import('node:crypto');
     const other = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
-    const otherKey = { privateKey: other, publicKey: createPublicKey(other), kid: libtrustKid(createPublicKey(other)), alg: 'ES256' as const, certificate: selfSignedCertificate(other, createPublicKey(other), 'intruder') };
-    const intruder = await new V2TokenIssuer(otherKey, { issuer: 'legacy-registry', ttl: 300 }).issueAccess({ sub: 'certy', aud: 'my-registry', access: [{ type: 'repository', name: 'certy/app', actions: ['pull'] }] });
+    const otherKey = {
+      privateKey: other,
+      publicKey: createPublicKey(other),
+      kid: libtrustKid(createPublicKey(other)),
+      alg: 'ES256' as const,
+      certificate: selfSignedCertificate(other, createPublicKey(other), 'intruder'),
+    };
+    const intruder = await new V2TokenIssuer(otherKey, { issuer: 'legacy-registry', ttl: 300 }).issueAccess({
+      sub: 'certy',
+      aud: 'my-registry',
+      access: [{ type: 'repository', name: 'certy/app', actions: ['pull'] }],
+    });
     assertUnauthorized(await request(reg.url, `/v2/certy/app/blobs/${sha256(data)}`, { headers: bearer(intruder.token) }), 'invalid_token');
   });
 });
@@ -408,8 +474,11 @@ describe('v2 htpasswd mode and the htpasswd CLI (spec §4.6)', () => {
   let file: string;
   const cli = (args: string[], input?: string) =>
     new Promise<{ stdout: string; stderr: string; code: number }>((resolve) => {
-      const p = execFile(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH ?? '', STORAGE_PATH: dir, BCRYPT_COST: '4' } }, (err, stdout, stderr) =>
-        resolve({ stdout, stderr, code: err ? ((err as { code?: number }).code ?? 1) : 0 }),
+      const p = execFile(
+        process.execPath,
+        [CLI, ...args],
+        { env: { PATH: process.env.PATH ?? '', STORAGE_PATH: dir, BCRYPT_COST: '4' } },
+        (err, stdout, stderr) => resolve({ stdout, stderr, code: err ? ((err as { code?: number }).code ?? 1) : 0 }),
       );
       p.stdin!.end(input ?? '');
     });
@@ -442,7 +511,11 @@ describe('v2 htpasswd mode and the htpasswd CLI (spec §4.6)', () => {
     assert.equal((await request(s.url, '/v2/', { headers: { Authorization: basic('nobody', 'hannapw') } })).status, 401);
     assert.equal((await request(s.url, '/v2/', { headers: { Authorization: basic('hanna', 'hannapw') } })).status, 200);
     const data = Buffer.from('htpasswd blob');
-    const up = await request(s.url, `/v2/ns/app/blobs/uploads/?digest=${sha256(data)}`, { method: 'POST', headers: { Authorization: basic('hanna', 'hannapw') }, body: data });
+    const up = await request(s.url, `/v2/ns/app/blobs/uploads/?digest=${sha256(data)}`, {
+      method: 'POST',
+      headers: { Authorization: basic('hanna', 'hannapw') },
+      body: data,
+    });
     assert.equal(up.status, 201);
   });
 
@@ -455,7 +528,16 @@ describe('v2 htpasswd mode and the htpasswd CLI (spec §4.6)', () => {
     assert.equal(wrong.status, 401);
     assert.equal(wrong.text, '"Wrong login/password"');
     assert.equal((await request(s.url, '/v1/users/', { headers: good })).status, 200);
-    assert.equal((await request(s.url, '/v1/users/', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"username":"x1234","password":"y1234","email":"z@example.com"}' })).status, 401);
+    assert.equal(
+      (
+        await request(s.url, '/v1/users/', {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          body: '{"username":"x1234","password":"y1234","email":"z@example.com"}',
+        })
+      ).status,
+      401,
+    );
     assert.equal((await request(s.url, '/v1/search?q=app')).status, 401);
     assert.equal((await request(s.url, '/v1/search?q=app', { headers: good })).status, 200);
     assert.equal((await request(s.url, '/_ping')).status, 200, 'ping stays open');
@@ -463,7 +545,11 @@ describe('v2 htpasswd mode and the htpasswd CLI (spec §4.6)', () => {
     const img = makeImage();
     assert.equal((await request(s.url, `/v1/images/${img.id}/json`)).status, 401);
     assert.equal((await request(s.url, '/v1/repositories/ns/v1app/', { method: 'PUT', body: '[]', headers: { 'X-Docker-Token': 'true' } })).status, 401);
-    const claim = await request(s.url, '/v1/repositories/ns/v1app/', { method: 'PUT', body: JSON.stringify([{ id: img.id }]), headers: { ...good, 'X-Docker-Token': 'true' } });
+    const claim = await request(s.url, '/v1/repositories/ns/v1app/', {
+      method: 'PUT',
+      body: JSON.stringify([{ id: img.id }]),
+      headers: { ...good, 'X-Docker-Token': 'true' },
+    });
     assert.equal(claim.status, 200, claim.text);
     const token = String(claim.headers['x-docker-token']);
     const forged = token.replace(/signature=[^,]+/, 'signature=1.0.abc.def');
@@ -471,7 +557,10 @@ describe('v2 htpasswd mode and the htpasswd CLI (spec §4.6)', () => {
     assert.equal(denied[0]!.status, 401);
     assert.deepEqual(denied[0]!.json(), { error: 'Requires authorization' });
     const rs = await pushImage(s.url, img, token);
-    assert.deepEqual(rs.map((r) => r.status), [404, 200, 200, 200]);
+    assert.deepEqual(
+      rs.map((r) => r.status),
+      [404, 200, 200, 200],
+    );
     assert.equal((await putTag(s.url, 'ns/v1app', 'latest', img.id, token)).status, 200);
     assert.equal((await putTag(s.url, 'ns/other', 'latest', img.id, token)).status, 401, 'a token for another repository');
     assert.equal((await request(s.url, '/v1/repositories/ns/v1app/tags')).status, 401);

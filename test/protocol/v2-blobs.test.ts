@@ -10,7 +10,6 @@ import { chunkedStream } from '../helpers/v1-client.js';
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const code = (r: Response): string => r.json<{ errors: { code: string }[] }>().errors[0]!.code;
 
-
 describe('v2 API (switch on, standalone): /v2/, blobs and upload sessions', () => {
   let s: TestServer;
   let reg: string;
@@ -168,7 +167,7 @@ describe('v2 API (switch on, standalone): /v2/, blobs and upload sessions', () =
 });
 
 describe('v2 switch', () => {
-  it('next to an index, /v2/ asks for the index\'s Bearer tokens (v2_auth derived: token)', async () => {
+  it("next to an index, /v2/ asks for the index's Bearer tokens (v2_auth derived: token)", async () => {
     const s = await startTestServer({ v2: true });
     try {
       const r = await request(s.url, '/v2/');
@@ -183,7 +182,10 @@ describe('v2 switch', () => {
     await assert.rejects(startTestServer({ v2: true, standalone: true, v2_auth: 'htpasswd' }), /htpasswd_path: required/);
     // beside an index, the index's accounts are the only ones (no repositories without an owner)
     await assert.rejects(startTestServer({ v2: true, v2_auth: 'htpasswd', htpasswd_path: '/nonexistent' }), /htpasswd is for a registry without an index/);
-    await assert.rejects(startTestServer({ v2: true, standalone: false, index_endpoint: 'http://127.0.0.1:9', v2_auth: 'htpasswd', htpasswd_path: '/x' }, { role: 'registry' }), /htpasswd is for a registry without an index/);
+    await assert.rejects(
+      startTestServer({ v2: true, standalone: false, index_endpoint: 'http://127.0.0.1:9', v2_auth: 'htpasswd', htpasswd_path: '/x' }, { role: 'registry' }),
+      /htpasswd is for a registry without an index/,
+    );
     await assert.rejects(startTestServer({ v2: true, standalone: true, v2_auth: 'token' }, { role: 'registry' }), /needs an index/);
   });
 });

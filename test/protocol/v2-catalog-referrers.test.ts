@@ -96,7 +96,11 @@ describe('v2 referrers API (spec §1.4 end-12)', () => {
     const r = await request(s.url, `/v2/ref/app/referrers/${subject}`);
     assert.equal(r.status, 200, r.text);
     assert.equal(r.headers['content-type'], OCI_INDEX);
-    const body = r.json<{ schemaVersion: number; mediaType: string; manifests: { digest: string; artifactType?: string; annotations?: Record<string, string>; mediaType: string; size: number }[] }>();
+    const body = r.json<{
+      schemaVersion: number;
+      mediaType: string;
+      manifests: { digest: string; artifactType?: string; annotations?: Record<string, string>; mediaType: string; size: number }[];
+    }>();
     assert.equal(body.schemaVersion, 2);
     assert.equal(body.mediaType, OCI_INDEX);
     const byDigest = new Map(body.manifests.map((m) => [m.digest, m]));
@@ -112,7 +116,10 @@ describe('v2 referrers API (spec §1.4 end-12)', () => {
     const r = await request(s.url, `/v2/ref/app/referrers/${subject}?artifactType=application/vnd.example.sbom`);
     assert.equal(r.status, 200);
     assert.equal(r.headers['oci-filters-applied'], 'artifactType');
-    assert.deepEqual(r.json<{ manifests: { digest: string }[] }>().manifests.map((m) => m.digest), [sbomDigest]);
+    assert.deepEqual(
+      r.json<{ manifests: { digest: string }[] }>().manifests.map((m) => m.digest),
+      [sbomDigest],
+    );
   });
 
   it('an unknown subject: an empty index, not 404; a malformed digest: 400 DIGEST_INVALID', async () => {
@@ -149,7 +156,10 @@ describe('v2 referrers API (spec §1.4 end-12)', () => {
   it('a deleted referrer leaves the list', async () => {
     assert.equal((await request(s.url, `/v2/ref/app/manifests/${sigDigest}`, { method: 'DELETE' })).status, 202);
     const r = await request(s.url, `/v2/ref/app/referrers/${subject}`);
-    assert.deepEqual(r.json<{ manifests: { digest: string }[] }>().manifests.map((m) => m.digest), [sbomDigest]);
+    assert.deepEqual(
+      r.json<{ manifests: { digest: string }[] }>().manifests.map((m) => m.digest),
+      [sbomDigest],
+    );
   });
 });
 
@@ -178,8 +188,15 @@ describe('the index learns of v2 pushes; the catalog filters by account (one pro
   it('a v2-pushed repository is found by /v1/search and owned by the pusher', async () => {
     const r = await request(s.url, '/v1/search?q=web');
     assert.equal(r.status, 200);
-    assert.ok(r.json<{ results: { name: string }[] }>().results.some((x) => x.name === 'alice/web'), r.text);
-    const row = (await s.db!('repositories as r').join('users as u', 'u.id', 'r.owner_id').where({ 'r.namespace': 'alice', 'r.name': 'web' }).select('u.username').first()) as { username: string };
+    assert.ok(
+      r.json<{ results: { name: string }[] }>().results.some((x) => x.name === 'alice/web'),
+      r.text,
+    );
+    const row = (await s.db!('repositories as r')
+      .join('users as u', 'u.id', 'r.owner_id')
+      .where({ 'r.namespace': 'alice', 'r.name': 'web' })
+      .select('u.username')
+      .first()) as { username: string };
     assert.equal(row.username, 'alice');
   });
 
@@ -235,7 +252,10 @@ describe('index and registry as two processes: v2 pushes notify the index, the c
   before(async () => {
     // one configured service name (the token audience) for both processes
     idx = await startTestServer({ bcrypt_cost: 4, token_service: 'split-registry' }, { role: 'index' });
-    reg = await startTestServer({ v2: true, standalone: false, index_endpoint: idx.url, storage_delete: true, token_service: 'split-registry' }, { role: 'registry' });
+    reg = await startTestServer(
+      { v2: true, standalone: false, index_endpoint: idx.url, storage_delete: true, token_service: 'split-registry' },
+      { role: 'registry' },
+    );
     await saveUser(idx.db!, { username: 'split2', email: 's2@example.com', password: 'split2pw', active: true }, { cost: 4 });
     await saveUser(idx.db!, { username: 'other2', email: 'o2@example.com', password: 'other2pw', active: true }, { cost: 4 });
   });
@@ -248,15 +268,24 @@ describe('index and registry as two processes: v2 pushes notify the index, the c
     const t = await token('split2', 'split2pw', 'repository:split2/tool:pull,push');
     await pushV2(reg.url, 'split2/tool', 'v1', { Authorization: `Bearer ${t}` });
     const found = await request(idx.url, '/v1/search?q=tool');
-    assert.ok(found.json<{ results: { name: string }[] }>().results.some((x) => x.name === 'split2/tool'), found.text);
-    const row = (await idx.db!('repositories as r').join('users as u', 'u.id', 'r.owner_id').where({ 'r.namespace': 'split2', 'r.name': 'tool' }).select('u.username').first()) as { username: string };
+    assert.ok(
+      found.json<{ results: { name: string }[] }>().results.some((x) => x.name === 'split2/tool'),
+      found.text,
+    );
+    const row = (await idx.db!('repositories as r')
+      .join('users as u', 'u.id', 'r.owner_id')
+      .where({ 'r.namespace': 'split2', 'r.name': 'tool' })
+      .select('u.username')
+      .first()) as { username: string };
     assert.equal(row.username, 'split2');
   });
 
   it('the catalog on the registry is the index database, filtered for the caller', async () => {
     const alice = (await idx.db!('users').where({ username: 'split2' }).first()) as { id: number };
     await saveRepository(idx.db!, { namespace: 'split2', name: 'hidden', private: true, ownerId: alice.id });
-    const mine = await request(reg.url, '/v2/_catalog?n=1', { headers: { Authorization: `Bearer ${await token('split2', 'split2pw', 'registry:catalog:*')}` } });
+    const mine = await request(reg.url, '/v2/_catalog?n=1', {
+      headers: { Authorization: `Bearer ${await token('split2', 'split2pw', 'registry:catalog:*')}` },
+    });
     assert.equal(mine.status, 200, mine.text);
     assert.deepEqual(mine.json(), { repositories: ['split2/hidden'] });
     assert.equal(mine.headers.link, '</v2/_catalog?last=split2%2Fhidden&n=1>; rel="next"');
@@ -268,7 +297,12 @@ describe('index and registry as two processes: v2 pushes notify the index, the c
     const t = await token('split2', 'split2pw', 'repository:split2/gone:pull,push,delete');
     await pushV2(reg.url, 'split2/gone', 'v1', { Authorization: `Bearer ${t}` });
     const tagsOf = async (): Promise<(string | null)[]> =>
-      ((await idx.db!('repository_images as i').join('repositories as r', 'r.id', 'i.repo_id').where({ 'r.namespace': 'split2', 'r.name': 'gone' }).select('i.tag')) as { tag: string | null }[]).map((x) => x.tag);
+      (
+        (await idx.db!('repository_images as i')
+          .join('repositories as r', 'r.id', 'i.repo_id')
+          .where({ 'r.namespace': 'split2', 'r.name': 'gone' })
+          .select('i.tag')) as { tag: string | null }[]
+      ).map((x) => x.tag);
     assert.deepEqual(await tagsOf(), ['v1']);
     const del = await request(reg.url, '/v2/split2/gone/manifests/v1', { method: 'DELETE', headers: { Authorization: `Bearer ${t}` } });
     assert.equal(del.status, 202, del.text);
@@ -276,10 +310,18 @@ describe('index and registry as two processes: v2 pushes notify the index, the c
   });
 
   it('the index refuses notices without a valid token (nothing changes)', async () => {
-    const r = await request(idx.url, '/_index/v2/pushed', { method: 'POST', body: JSON.stringify({ name: 'split2/forged', tag: 'x' }), headers: { 'Content-Type': 'application/json' } });
+    const r = await request(idx.url, '/_index/v2/pushed', {
+      method: 'POST',
+      body: JSON.stringify({ name: 'split2/forged', tag: 'x' }),
+      headers: { 'Content-Type': 'application/json' },
+    });
     assert.equal(r.status, 401);
     const t = await token('other2', 'other2pw', 'repository:split2/forged:pull');
-    const r2 = await request(idx.url, '/_index/v2/pushed', { method: 'POST', body: JSON.stringify({ name: 'split2/forged', tag: 'x' }), headers: { Authorization: `Bearer ${t}` } });
+    const r2 = await request(idx.url, '/_index/v2/pushed', {
+      method: 'POST',
+      body: JSON.stringify({ name: 'split2/forged', tag: 'x' }),
+      headers: { Authorization: `Bearer ${t}` },
+    });
     assert.equal(r2.status, 403);
     assert.equal(await idx.db!('repositories').where({ namespace: 'split2', name: 'forged' }).first(), undefined);
   });

@@ -26,8 +26,18 @@ function image(mediaType: string): { config: Buffer; layer: Buffer; manifest: Bu
     JSON.stringify({
       schemaVersion: 2,
       mediaType,
-      config: { mediaType: mediaType === S2 ? 'application/vnd.docker.container.image.v1+json' : 'application/vnd.oci.image.config.v1+json', size: config.length, digest: sha(config) },
-      layers: [{ mediaType: mediaType === S2 ? 'application/vnd.docker.image.rootfs.diff.tar.gzip' : 'application/vnd.oci.image.layer.v1.tar+gzip', size: layer.length, digest: sha(layer) }],
+      config: {
+        mediaType: mediaType === S2 ? 'application/vnd.docker.container.image.v1+json' : 'application/vnd.oci.image.config.v1+json',
+        size: config.length,
+        digest: sha(config),
+      },
+      layers: [
+        {
+          mediaType: mediaType === S2 ? 'application/vnd.docker.image.rootfs.diff.tar.gzip' : 'application/vnd.oci.image.layer.v1.tar+gzip',
+          size: layer.length,
+          digest: sha(layer),
+        },
+      ],
     }),
   );
   return { config, layer, manifest };
@@ -81,7 +91,13 @@ describe('v2 manifests and tags (switch on, standalone)', () => {
     await pushBlob(reg, 'ns/oci', img.layer);
     const put = await request(reg, `/v2/ns/oci/manifests/${sha(img.manifest)}`, { method: 'PUT', body: img.manifest, headers: { 'Content-Type': OCI } });
     assert.equal(put.status, 201, put.text);
-    const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [{ mediaType: OCI, size: img.manifest.length, digest: sha(img.manifest), platform: { architecture: 'amd64', os: 'linux' } }] }));
+    const index = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: OCI_INDEX,
+        manifests: [{ mediaType: OCI, size: img.manifest.length, digest: sha(img.manifest), platform: { architecture: 'amd64', os: 'linux' } }],
+      }),
+    );
     const pi = await request(reg, '/v2/ns/oci/manifests/multi', { method: 'PUT', body: index, headers: { 'Content-Type': OCI_INDEX } });
     assert.equal(pi.status, 201, pi.text);
     const s2only = await request(reg, '/v2/ns/oci/manifests/multi', { headers: { Accept: S2 } });
@@ -89,7 +105,11 @@ describe('v2 manifests and tags (switch on, standalone)', () => {
     assert.equal(code(s2only), 'MANIFEST_UNKNOWN');
     const ok = await request(reg, '/v2/ns/oci/manifests/multi', { headers: { Accept: `${S2}, ${OCI_INDEX}` } });
     assert.deepEqual(ok.body, index);
-    const wrongDigest = await request(reg, `/v2/ns/oci/manifests/sha256:${'1'.repeat(64)}`, { method: 'PUT', body: img.manifest, headers: { 'Content-Type': OCI } });
+    const wrongDigest = await request(reg, `/v2/ns/oci/manifests/sha256:${'1'.repeat(64)}`, {
+      method: 'PUT',
+      body: img.manifest,
+      headers: { 'Content-Type': OCI },
+    });
     assert.equal(wrongDigest.status, 400);
     assert.equal(code(wrongDigest), 'DIGEST_INVALID');
     const dangling = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [{ mediaType: OCI, size: 10, digest: sha('nothing') }] }));

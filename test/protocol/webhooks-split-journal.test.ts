@@ -86,13 +86,21 @@ describe('v1 push notices of a split registry are journalled and replayed once',
   before(async () => {
     await hooks.up();
     dir = await mkdtemp(join(tmpdir(), 'lr-split-journal-'));
-    idx = await startTestServer({ bcrypt_cost: 4, token_service: 'split-journal', webhook_poll_interval: 0.2, webhook_retry_base: 0.2, webhook_retry_max: 1 }, { role: 'index', dataDir: join(dir, 'index') });
+    idx = await startTestServer(
+      { bcrypt_cost: 4, token_service: 'split-journal', webhook_poll_interval: 0.2, webhook_retry_base: 0.2, webhook_retry_max: 1 },
+      { role: 'index', dataDir: join(dir, 'index') },
+    );
     await saveUser(idx.db!, { username: ALICE[0], email: 'alice@example.com', password: ALICE[1], active: true }, { cost: 4 });
     proxy = new IndexProxy(idx.url);
     await proxy.up();
     config = join(dir, 'registry.yml');
     const keys: Record<string, unknown> = { storage_path: join(dir, 'registry'), standalone: false, index_endpoint: proxy.url, token_service: 'split-journal' };
-    await writeFile(config, `dev:\n${Object.entries(keys).map(([k, v]) => `  ${k}: ${JSON.stringify(v)}`).join('\n')}\n`);
+    await writeFile(
+      config,
+      `dev:\n${Object.entries(keys)
+        .map(([k, v]) => `  ${k}: ${JSON.stringify(v)}`)
+        .join('\n')}\n`,
+    );
     reg = await spawnRegistry();
   });
   after(async () => {
@@ -144,7 +152,15 @@ describe('v1 push notices of a split registry are journalled and replayed once',
       assert.deepEqual(p.images, [base.id, top.id]);
       assert.equal(p.pusher, 'alice');
     }
-    const hist = await request(idx.url, `/v1/webhooks/alice/app/${created.json<{ id: number }>().id}/deliveries`, { headers: { Authorization: basic(...ALICE) } });
-    assert.deepEqual(hist.json<{ tag: string }[]>().map((d) => d.tag).sort(), ['answer-lost', 'while-away']);
+    const hist = await request(idx.url, `/v1/webhooks/alice/app/${created.json<{ id: number }>().id}/deliveries`, {
+      headers: { Authorization: basic(...ALICE) },
+    });
+    assert.deepEqual(
+      hist
+        .json<{ tag: string }[]>()
+        .map((d) => d.tag)
+        .sort(),
+      ['answer-lost', 'while-away'],
+    );
   });
 });

@@ -43,7 +43,10 @@ describe('webhooks and notifications of v1 pushes through a registry split from 
     await hooks.up();
     await notes.up();
     dir = await mkdtemp(join(tmpdir(), 'lr-split-hooks-'));
-    idx = await startTestServer({ bcrypt_cost: 4, token_service: 'split-hooks', webhook_poll_interval: 0.2, webhook_retry_base: 0.2, webhook_retry_max: 1 }, { role: 'index', dataDir: join(dir, 'index') });
+    idx = await startTestServer(
+      { bcrypt_cost: 4, token_service: 'split-hooks', webhook_poll_interval: 0.2, webhook_retry_base: 0.2, webhook_retry_max: 1 },
+      { role: 'index', dataDir: join(dir, 'index') },
+    );
     for (const [u, p] of [ALICE!, BOB!]) await saveUser(idx.db!, { username: u, email: `${u}@example.com`, password: p, active: true }, { cost: 4 });
     const config = join(dir, 'registry.yml');
     const keys: Record<string, unknown> = {
@@ -55,7 +58,12 @@ describe('webhooks and notifications of v1 pushes through a registry split from 
       storage_delete: true,
       notifications: { endpoints: [{ name: 'all', url: `${notes.url}/events`, threshold: 2, backoff: 0.2, timeout: 2 }] },
     };
-    await writeFile(config, `dev:\n${Object.entries(keys).map(([k, v]) => `  ${k}: ${JSON.stringify(v)}`).join('\n')}\n`);
+    await writeFile(
+      config,
+      `dev:\n${Object.entries(keys)
+        .map(([k, v]) => `  ${k}: ${JSON.stringify(v)}`)
+        .join('\n')}\n`,
+    );
     reg = await spawnServer({ SETTINGS_FLAVOR: 'dev', STANDALONE: 'false', LOGLEVEL: 'info' }, ['--only', 'registry', '--config', config]);
     site = new Site(idx.url, reg.url);
   });
@@ -118,10 +126,20 @@ describe('webhooks and notifications of v1 pushes through a registry split from 
     await pushV2Image(site, 'alice/app', 'from-v2', await site.bearer(ALICE, 'repository:alice/app:pull,push'), img);
     await hooks.until((r) => r.length >= 2, 20_000, 'the webhooks of two more pushes');
     await sleep(1000);
-    assert.deepEqual(payloads(hooks.received).map((x) => x.push_data.tag).sort(), ['from-v2', 'second']);
-    const hist = await request(idx.url, `/v1/webhooks/alice/app/${created.json<{ id: number }>().id}/deliveries`, { headers: { Authorization: basic(...ALICE!) } });
     assert.deepEqual(
-      hist.json<{ tag: string; state: string }[]>().map((d) => `${d.tag} ${d.state}`).sort(),
+      payloads(hooks.received)
+        .map((x) => x.push_data.tag)
+        .sort(),
+      ['from-v2', 'second'],
+    );
+    const hist = await request(idx.url, `/v1/webhooks/alice/app/${created.json<{ id: number }>().id}/deliveries`, {
+      headers: { Authorization: basic(...ALICE!) },
+    });
+    assert.deepEqual(
+      hist
+        .json<{ tag: string; state: string }[]>()
+        .map((d) => `${d.tag} ${d.state}`)
+        .sort(),
       ['from-v2 delivered', 'latest delivered', 'second delivered'],
     );
   });
@@ -131,7 +149,11 @@ describe('webhooks and notifications of v1 pushes through a registry split from 
     const top = makeImage();
     await site.pushV1('bobby/own', BOB, [top], 'latest');
     const notice = (authorization: string | undefined, body: unknown = { name: 'alice/app', tag: 'forged', images: [top.id] }) =>
-      request(idx.url, '/_index/v1/pushed', { method: 'POST', headers: { 'Content-Type': 'application/json', ...(authorization ? { Authorization: authorization } : {}) }, body: JSON.stringify(body) });
+      request(idx.url, '/_index/v1/pushed', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', ...(authorization ? { Authorization: authorization } : {}) },
+        body: JSON.stringify(body),
+      });
     const aliceWrite = await site.claim('alice/app', ALICE, [top.id], '');
     const cells: Record<string, number> = {
       'no credentials': (await notice(undefined)).status,
@@ -144,12 +166,22 @@ describe('webhooks and notifications of v1 pushes through a registry split from 
       'the write token, a bad tag': (await notice(`Token ${aliceWrite}`, { name: 'alice/app', tag: '-bad tag', images: [top.id] })).status,
       'the write token, no chain': (await notice(`Token ${aliceWrite}`, { name: 'alice/app', tag: 'forged', images: [] })).status,
       'the write token, a chain of junk': (await notice(`Token ${aliceWrite}`, { name: 'alice/app', tag: 'forged', images: ['../x'] })).status,
-      'the write token, 1001 images': (await notice(`Token ${aliceWrite}`, { name: 'alice/app', tag: 'forged', images: Array.from({ length: 1001 }, () => top.id) })).status,
+      'the write token, 1001 images': (
+        await notice(`Token ${aliceWrite}`, { name: 'alice/app', tag: 'forged', images: Array.from({ length: 1001 }, () => top.id) })
+      ).status,
       'the write token, 100,000 nested arrays': (
-        await request(idx.url, '/_index/v1/pushed', { method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: `Token ${aliceWrite}` }, body: '{"deep":' + '['.repeat(100_000) })
+        await request(idx.url, '/_index/v1/pushed', {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json', Authorization: `Token ${aliceWrite}` },
+          body: '{"deep":' + '['.repeat(100_000),
+        })
       ).status,
       'the write token, 200 KiB of body': (
-        await request(idx.url, '/_index/v1/pushed', { method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: `Token ${aliceWrite}` }, body: JSON.stringify({ name: 'alice/app', tag: 'big', images: [top.id], pad: 'x'.repeat(200 * 1024) }) })
+        await request(idx.url, '/_index/v1/pushed', {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json', Authorization: `Token ${aliceWrite}` },
+          body: JSON.stringify({ name: 'alice/app', tag: 'big', images: [top.id], pad: 'x'.repeat(200 * 1024) }),
+        })
       ).status,
     };
     assert.deepEqual(cells, {
@@ -180,13 +212,20 @@ describe('webhooks and notifications of v1 pushes through a registry split from 
     assert.equal(del.status, 202, del.text);
     assert.equal((await notice(`Token ${goneWrite}`, { name: 'alice/gone', tag: 'late', images: [top.id] })).status, 403);
     await sleep(1000);
-    assert.deepEqual(hooks.received.map((r) => r.path), [], 'no refused notice fired a hook');
+    assert.deepEqual(
+      hooks.received.map((r) => r.path),
+      [],
+      'no refused notice fired a hook',
+    );
 
     // the write token's holder may tell the index (what the registry does for it): one delivery
     const ok = await notice(`Token ${aliceWrite}`, { name: 'alice/app', tag: 'by-notice', images: [top.id] });
     assert.equal(ok.status, 200, ok.text);
     assert.deepEqual(ok.json(), { pusher: 'alice' });
     await hooks.until((r) => r.length >= 1, 20_000, 'the webhook of the accepted notice');
-    assert.deepEqual(payloads(hooks.received).map((x) => [x.push_data.tag, x.push_data.pusher, x.push_data.images]), [['by-notice', 'alice', [top.id]]]);
+    assert.deepEqual(
+      payloads(hooks.received).map((x) => [x.push_data.tag, x.push_data.pusher, x.push_data.images]),
+      [['by-notice', 'alice', [top.id]]],
+    );
   });
 });

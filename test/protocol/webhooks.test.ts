@@ -27,10 +27,17 @@ interface HubPayload {
 async function deliveryMetrics(): Promise<{ success: number; retry: number; failed: number; depthSampled: boolean }> {
   const text = (await exposition()).body;
   const count = (result: string): number => {
-    const m = new RegExp(`^legacy_registry_event_deliveries_total\\{[^}]*queue="webhooks"[^}]*result="${result}"[^}]*\\} (\\d+)`, 'm').exec(text) ?? new RegExp(`^legacy_registry_event_deliveries_total\\{[^}]*result="${result}"[^}]*queue="webhooks"[^}]*\\} (\\d+)`, 'm').exec(text);
+    const m =
+      new RegExp(`^legacy_registry_event_deliveries_total\\{[^}]*queue="webhooks"[^}]*result="${result}"[^}]*\\} (\\d+)`, 'm').exec(text) ??
+      new RegExp(`^legacy_registry_event_deliveries_total\\{[^}]*result="${result}"[^}]*queue="webhooks"[^}]*\\} (\\d+)`, 'm').exec(text);
     return m ? Number(m[1]) : 0;
   };
-  return { success: count('success'), retry: count('retry'), failed: count('failed'), depthSampled: /^legacy_registry_event_queue_depth\{queue="webhooks"\} \d+/m.test(text) };
+  return {
+    success: count('success'),
+    retry: count('retry'),
+    failed: count('failed'),
+    depthSampled: /^legacy_registry_event_queue_depth\{queue="webhooks"\} \d+/m.test(text),
+  };
 }
 
 describe('webhooks', () => {
@@ -88,8 +95,21 @@ describe('webhooks', () => {
     const port = new URL(s.url).port;
     assert.match(p.callback_url, new RegExp(`^http://127\\.0\\.0\\.1:${port}/u/alice/app/hook/[0-9a-f]{64}/$`));
     assert.deepEqual(Object.keys(p.repository).sort(), [
-      'comment_count', 'date_created', 'description', 'dockerfile', 'full_description', 'is_official', 'is_private',
-      'is_trusted', 'name', 'namespace', 'owner', 'repo_name', 'repo_url', 'star_count', 'status',
+      'comment_count',
+      'date_created',
+      'description',
+      'dockerfile',
+      'full_description',
+      'is_official',
+      'is_private',
+      'is_trusted',
+      'name',
+      'namespace',
+      'owner',
+      'repo_name',
+      'repo_url',
+      'star_count',
+      'status',
     ]);
     assert.equal(p.repository.repo_name, 'alice/app');
     assert.equal(p.repository.namespace, 'alice');
@@ -102,11 +122,21 @@ describe('webhooks', () => {
 
     // the receiver's callback is recorded and shows in the history with the attempt
     const cbPath = new URL(p.callback_url).pathname;
-    const cb = await request(s.url, cbPath, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ state: 'success', description: 'tests passed', context: 'ci', target_url: 'http://ci/1' }) });
+    const cb = await request(s.url, cbPath, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ state: 'success', description: 'tests passed', context: 'ci', target_url: 'http://ci/1' }),
+    });
     assert.equal(cb.status, 200, cb.text);
     const hookId = created.json<{ id: number }>().id;
     const hist = (await api(`/v1/webhooks/alice/app/${hookId}/deliveries`, ALICE)).json<
-      { id: string; state: string; tag: string; callback: { state: string; description: string }; history: { status: number; duration_ms: number; response: string }[] }[]
+      {
+        id: string;
+        state: string;
+        tag: string;
+        callback: { state: string; description: string };
+        history: { status: number; duration_ms: number; response: string }[];
+      }[]
     >();
     assert.equal(hist.length, 1);
     assert.equal(hist[0]!.id, d.headers['x-registry-delivery']);
@@ -155,14 +185,22 @@ describe('webhooks', () => {
     const img = v2Image('chain', 1);
     const token = await site.bearer(ALICE, 'repository:alice/chain:pull,push');
     await pushV2Image(site, 'alice/chain', 'one', token, img);
-    for (const [name, path, chained] of [['a', '/first', false], ['b', '/second', true], ['c', '/third', true]] as const) {
+    for (const [name, path, chained] of [
+      ['a', '/first', false],
+      ['b', '/second', true],
+      ['c', '/third', true],
+    ] as const) {
       const r = await api('/v1/webhooks/alice/chain', ALICE, 'POST', { name, url: `${rx2.url}${path}`, chained });
       assert.equal(r.status, 201, r.text);
     }
     await pushV2Image(site, 'alice/chain', 'two', token, img);
     await rx2.until((r) => r.length >= 1);
     await new Promise((r) => setTimeout(r, 800));
-    assert.deepEqual(rx2.received.map((r) => r.path), ['/first'], 'b waits for a');
+    assert.deepEqual(
+      rx2.received.map((r) => r.path),
+      ['/first'],
+      'b waits for a',
+    );
     const cb = new URL(payloads(rx2.received, '/first')[0]!.callback_url).pathname;
     assert.equal((await request(s.url, cb, { method: 'POST', body: '{"state":"success"}' })).status, 200);
     await rx2.until((r) => r.length >= 2);
@@ -170,10 +208,17 @@ describe('webhooks', () => {
     const cb2 = new URL(payloads(rx2.received, '/second')[0]!.callback_url).pathname;
     assert.equal((await request(s.url, cb2, { method: 'POST', body: '{"state":"failure","description":"tests failed"}' })).status, 200);
     await new Promise((r) => setTimeout(r, 800));
-    assert.deepEqual(rx2.received.map((r) => r.path), ['/first', '/second'], 'c never fires after a failure');
+    assert.deepEqual(
+      rx2.received.map((r) => r.path),
+      ['/first', '/second'],
+      'c never fires after a failure',
+    );
     const hooks = (await api('/v1/webhooks/alice/chain', ALICE)).json<{ id: number; name: string }[]>();
     const third = (await api(`/v1/webhooks/alice/chain/${hooks.find((h) => h.name === 'c')!.id}/deliveries`, ALICE)).json<{ state: string }[]>();
-    assert.deepEqual(third.map((d) => d.state), ['skipped']);
+    assert.deepEqual(
+      third.map((d) => d.state),
+      ['skipped'],
+    );
   });
 
   it('a receiver that refuses or is down gets the delivery later (backoff), then a dead one is marked failed', async () => {
@@ -196,7 +241,10 @@ describe('webhooks', () => {
     assert.ok(Date.now() - t0 >= 200 * 0.8 + 400 * 0.8, 'retries waited (0.2 s, then 0.4 s, ±20 %)');
     const h = (await api(`/v1/webhooks/bobby/flaky/${hook.id}/deliveries`, BOB)).json<{ state: string; attempts: number; history: { status: number }[] }[]>();
     assert.equal(h[0]!.state, 'delivered');
-    assert.deepEqual(h[0]!.history.map((a) => a.status), [503, 503, 200]);
+    assert.deepEqual(
+      h[0]!.history.map((a) => a.status),
+      [503, 503, 200],
+    );
     // the dead one: 4 attempts (webhook_max_attempts), then failed
     const deadline = Date.now() + 20_000;
     let dh: { state: string; attempts: number; history: { status: number | null; error: string }[] }[] = [];

@@ -16,8 +16,12 @@ type FailError = NonNullable<NonNullable<FailEvent['data']['details']>['error']>
 function describeError(error: FailError | undefined): string {
   if (!error) return '';
   const cause = error.cause as { message?: string; stack?: string } | string | undefined;
-  const text = typeof cause === 'string' ? cause : cause?.stack ?? cause?.message ?? error.message ?? '';
-  return text.split('\n').slice(0, 12).map((l) => `      ${l}`).join('\n');
+  const text = typeof cause === 'string' ? cause : (cause?.stack ?? cause?.message ?? error.message ?? '');
+  return text
+    .split('\n')
+    .slice(0, 12)
+    .map((l) => `      ${l}`)
+    .join('\n');
 }
 
 export default async function* failures(source: AsyncIterable<FailEvent>): AsyncGenerator<string> {

@@ -42,7 +42,7 @@ describe('caching driver across nodes', () => {
     }
   });
 
-  it('serves another node\'s change after the ttl, and its own change at once', async () => {
+  it("serves another node's change after the ttl, and its own change at once", async () => {
     const { a, b, clock, cleanup } = await twoNodes();
     try {
       await a.putContent(tag, Buffer.from('sha256:1'));

@@ -3,12 +3,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import {
-  InvalidOffsetError,
-  InvalidPathError,
-  PathNotFoundError,
-  type StorageDriver,
-} from '../../src/storage/driver.js';
+import { InvalidOffsetError, InvalidPathError, PathNotFoundError, type StorageDriver } from '../../src/storage/driver.js';
 
 /** What a driver test file hands the suite: a fresh, empty driver and how to dispose of it. */
 export interface DriverHarness {
@@ -609,7 +604,10 @@ export function runDriverConformance(name: string, makeDriver: () => Promise<Dri
             const fill = got[0]!;
             const expectedLength = fill === 0 ? 1000 : 512 * 1024 + fill - 1;
             assert.equal(got.length, expectedLength, `${when}: length ${got.length} for fill ${fill}`);
-            assert.ok(got.every((b) => b === fill), `${when}: mixed bytes`);
+            assert.ok(
+              got.every((b) => b === fill),
+              `${when}: mixed bytes`,
+            );
           };
           let done = false;
           const writes = Promise.all(values.map((v) => d.putContent('race/key', v))).finally(() => {
@@ -669,11 +667,7 @@ export function runDriverConformance(name: string, makeDriver: () => Promise<Dri
 }
 
 /** Awaits fn() and asserts it rejects with an instance of cls; a synchronous throw fails the test. */
-export async function expectRejects(
-  fn: () => Promise<unknown>,
-  cls: abstract new (...args: never[]) => Error,
-  label: string,
-): Promise<void> {
+export async function expectRejects(fn: () => Promise<unknown>, cls: abstract new (...args: never[]) => Error, label: string): Promise<void> {
   let pending: Promise<unknown>;
   try {
     pending = fn();

@@ -7,12 +7,7 @@ import { join, relative, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { InvalidPathError, PathNotFoundError, type StorageDriver } from '../../src/storage/driver.js';
-import {
-  cleanStaleTempFiles,
-  createFilesystemDriver,
-  isTempFileName,
-  keyToPath,
-} from '../../src/storage/drivers/filesystem.js';
+import { cleanStaleTempFiles, createFilesystemDriver, isTempFileName, keyToPath } from '../../src/storage/drivers/filesystem.js';
 import { BlobStore } from '../../src/content/blob-store.js';
 import { expectRejects, readAll, runDriverConformance } from './conformance.js';
 

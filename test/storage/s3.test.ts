@@ -3,7 +3,15 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { CreateBucketCommand, DeleteBucketCommand, DeleteObjectsCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  CreateBucketCommand,
+  DeleteBucketCommand,
+  DeleteObjectsCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
 import { createS3Driver } from '../../src/storage/drivers/s3.js';
 import { cephMissing, startRgw, type Rgw } from '../helpers/ceph.js';
 import { runDriverConformance } from './conformance.js';
@@ -32,7 +40,12 @@ async function dropBucket(bucket: string): Promise<void> {
 describe('s3 driver on Ceph RGW', { skip, timeout: 600_000 }, () => {
   before(async () => {
     rgw = await startRgw();
-    admin = new S3Client({ endpoint: rgw.endpoint, region: rgw.region, forcePathStyle: true, credentials: { accessKeyId: rgw.accessKey, secretAccessKey: rgw.secretKey } });
+    admin = new S3Client({
+      endpoint: rgw.endpoint,
+      region: rgw.region,
+      forcePathStyle: true,
+      credentials: { accessKeyId: rgw.accessKey, secretAccessKey: rgw.secretKey },
+    });
   });
   after(async () => {
     admin?.destroy();
@@ -42,13 +55,28 @@ describe('s3 driver on Ceph RGW', { skip, timeout: 600_000 }, () => {
   // A root directory, as users configure it, so that the prefix handling is part of every test.
   runDriverConformance('s3 (Ceph RGW)', async () => {
     const bucket = await freshBucket();
-    const driver = createS3Driver({ bucket, endpoint: rgw!.endpoint, region: rgw!.region, accessKeyId: rgw!.accessKey, secretAccessKey: rgw!.secretKey, rootDirectory: '/registry/root/', partSize: 5 * 1024 * 1024 });
+    const driver = createS3Driver({
+      bucket,
+      endpoint: rgw!.endpoint,
+      region: rgw!.region,
+      accessKeyId: rgw!.accessKey,
+      secretAccessKey: rgw!.secretKey,
+      rootDirectory: '/registry/root/',
+      partSize: 5 * 1024 * 1024,
+    });
     return { driver, cleanup: () => dropBucket(bucket) };
   });
 
   it('keeps to its root directory, hides its move locks, and aborts abandoned multipart uploads', async () => {
     const bucket = await freshBucket();
-    const d = createS3Driver({ bucket, endpoint: rgw!.endpoint, accessKeyId: rgw!.accessKey, secretAccessKey: rgw!.secretKey, rootDirectory: 'reg', partSize: 5 * 1024 * 1024 });
+    const d = createS3Driver({
+      bucket,
+      endpoint: rgw!.endpoint,
+      accessKeyId: rgw!.accessKey,
+      secretAccessKey: rgw!.secretKey,
+      rootDirectory: 'reg',
+      partSize: 5 * 1024 * 1024,
+    });
     try {
       await admin!.send(new PutObjectCommand({ Bucket: bucket, Key: 'outside', Body: 'x' }));
       await d.putContent('a/b', Buffer.from('1'));
@@ -128,7 +156,12 @@ describe('s3 driver on Ceph RGW', { skip, timeout: 600_000 }, () => {
         assert.deepEqual(await d.getContent('x/blob'), blob);
         assert.equal((await d.stat('x/blob')).size, blob.length);
         // ranges starting and ending inside the 1 MiB pieces the bare GET hands on, and past the end
-        const ranges: Array<[number, number | undefined]> = [[0, undefined], [1, 2 * 1024 * 1024], [1024 * 1024 - 1, 3], [blob.length - 5, 100]];
+        const ranges: Array<[number, number | undefined]> = [
+          [0, undefined],
+          [1, 2 * 1024 * 1024],
+          [1024 * 1024 - 1, 3],
+          [blob.length - 5, 100],
+        ];
         for (const [off, len] of ranges) {
           const got = Buffer.concat((await (await d.reader('x/blob', off, len)).toArray()) as Buffer[]);
           assert.ok(got.equals(blob.subarray(off, len === undefined ? undefined : off + len)), `range ${off}+${len}`);

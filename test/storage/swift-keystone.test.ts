@@ -41,7 +41,8 @@ async function dropContainer(container: string): Promise<void> {
     const r = await fetch(`${url}/${container}?format=json`, { headers: { 'X-Auth-Token': token } });
     const names = r.status === 204 ? [] : ((await r.json()) as { name: string }[]).map((e) => e.name);
     if (names.length === 0) break;
-    for (const name of names) await fetch(`${url}/${container}/${name.split('/').map(encodeURIComponent).join('/')}`, { method: 'DELETE', headers: { 'X-Auth-Token': token } });
+    for (const name of names)
+      await fetch(`${url}/${container}/${name.split('/').map(encodeURIComponent).join('/')}`, { method: 'DELETE', headers: { 'X-Auth-Token': token } });
   }
   await fetch(`${url}/${container}`, { method: 'DELETE', headers: { 'X-Auth-Token': token } });
 }
@@ -99,13 +100,25 @@ describe('swift driver through Keystone v2/v3 (a stand-in on loopback) on Ceph R
     return { driver: createSwiftDriver(swiftOptions(v3Keys(container))), cleanup: () => dropContainer(container) };
   });
 
-  it('v3: the request bodies of ncw/swift (user domain, project by name and domain or by id, trust) are accepted; the project domain defaults to the user\'s', async () => {
+  it("v3: the request bodies of ncw/swift (user domain, project by name and domain or by id, trust) are accepted; the project domain defaults to the user's", async () => {
     const container = await freshContainer();
     try {
       const variants: Array<[Record<string, unknown>, unknown]> = [
         [{}, { project: { name: IDENTITY.project, domain: { name: IDENTITY.projectDomain } } }],
-        [{ swift_domain_name: null, swift_domain_id: IDENTITY.userDomainId, swift_tenant_name: null, swift_tenant_domain_name: null, swift_tenant_id: IDENTITY.projectId }, { project: { id: IDENTITY.projectId } }],
-        [{ swift_tenant_domain_name: null, swift_tenant_domain_id: IDENTITY.projectDomainId }, { project: { name: IDENTITY.project, domain: { id: IDENTITY.projectDomainId } } }],
+        [
+          {
+            swift_domain_name: null,
+            swift_domain_id: IDENTITY.userDomainId,
+            swift_tenant_name: null,
+            swift_tenant_domain_name: null,
+            swift_tenant_id: IDENTITY.projectId,
+          },
+          { project: { id: IDENTITY.projectId } },
+        ],
+        [
+          { swift_tenant_domain_name: null, swift_tenant_domain_id: IDENTITY.projectDomainId },
+          { project: { name: IDENTITY.project, domain: { id: IDENTITY.projectDomainId } } },
+        ],
         [{ swift_trust_id: IDENTITY.trustId }, { 'OS-TRUST:trust': { id: IDENTITY.trustId } }],
       ];
       for (const [extra, scope] of variants) {
@@ -130,7 +143,10 @@ describe('swift driver through Keystone v2/v3 (a stand-in on loopback) on Ceph R
     try {
       assert.equal(await startError(v3Keys(container, { swift_endpoint_type: 'internalURL' })), undefined);
       const none = await startError(v3Keys(container, { swift_region_name: 'Nowhere' }));
-      assert.match(none ?? '', /Keystone v3 at http:\/\/127\.0\.0\.1:\d+\/v3\/auth\/tokens: the catalog has no object-store endpoint with interface public in region Nowhere \(project registry\); object-store endpoints: RegionOne\/public, RegionOne\/internal, RegionOne\/admin, RegionTwo\/public/);
+      assert.match(
+        none ?? '',
+        /Keystone v3 at http:\/\/127\.0\.0\.1:\d+\/v3\/auth\/tokens: the catalog has no object-store endpoint with interface public in region Nowhere \(project registry\); object-store endpoints: RegionOne\/public, RegionOne\/internal, RegionOne\/admin, RegionTwo\/public/,
+      );
       // admin is a dead address in this catalog; no region: the first listed (RegionOne's, dead too)
       for (const extra of [{ swift_endpoint_type: 'admin' }, { swift_region_name: null }]) {
         const dead = await startError(v3Keys(container, extra));
@@ -145,17 +161,26 @@ describe('swift driver through Keystone v2/v3 (a stand-in on loopback) on Ceph R
     const container = await freshContainer();
     try {
       const v3 = await startError(v3Keys(container, { swift_password: 'wrong-password' }));
-      assert.match(v3 ?? '', /^swift: cannot use container "ks-[^"]+" at http:\/\/127\.0\.0\.1:\d+\/v3 \(auth v3\): Keystone v3 at http:\/\/127\.0\.0\.1:\d+\/v3\/auth\/tokens refused the credentials of user "registry-svc" in domain Services \(project registry\): 401 The request you have made requires authentication\.$/);
+      assert.match(
+        v3 ?? '',
+        /^swift: cannot use container "ks-[^"]+" at http:\/\/127\.0\.0\.1:\d+\/v3 \(auth v3\): Keystone v3 at http:\/\/127\.0\.0\.1:\d+\/v3\/auth\/tokens refused the credentials of user "registry-svc" in domain Services \(project registry\): 401 The request you have made requires authentication\.$/,
+      );
       const wrongDomain = await startError(v3Keys(container, { swift_domain_name: 'Default' }));
       assert.match(wrongDomain ?? '', /refused the credentials of user "registry-svc" in domain Default/);
       const v2 = await startError(v2Keys(container, { swift_password: 'wrong-password' }));
-      assert.match(v2 ?? '', /^swift: cannot use container "ks-[^"]+" at http:\/\/127\.0\.0\.1:\d+\/v2\.0 \(auth v2\): Keystone v2 at http:\/\/127\.0\.0\.1:\d+\/v2\.0\/tokens refused the credentials of user "registry-svc" \(project registry\): 401/);
+      assert.match(
+        v2 ?? '',
+        /^swift: cannot use container "ks-[^"]+" at http:\/\/127\.0\.0\.1:\d+\/v2\.0 \(auth v2\): Keystone v2 at http:\/\/127\.0\.0\.1:\d+\/v2\.0\/tokens refused the credentials of user "registry-svc" \(project registry\): 401/,
+      );
       const tenant = await startError(v2Keys(container, { swift_tenant_name: 'someone-else' }));
       assert.match(tenant ?? '', /refused the credentials of user "registry-svc" \(project someone-else\)/);
       for (const m of [v3, wrongDomain, v2, tenant]) assert.doesNotMatch(m ?? '', /wrong-password|pa55-w0rd/);
       // no tenant with v2: an unscoped token, whose catalog is empty
       const unscoped = await startError(v2Keys(container, { swift_tenant_name: null }));
-      assert.match(unscoped ?? '', /the catalog has no object-store endpoint with a publicURL in region RegionTwo \(no tenant or tenantid: an unscoped token has no catalog\)/);
+      assert.match(
+        unscoped ?? '',
+        /the catalog has no object-store endpoint with a publicURL in region RegionTwo \(no tenant or tenantid: an unscoped token has no catalog\)/,
+      );
     } finally {
       await dropContainer(container);
     }
@@ -232,12 +257,18 @@ describe('swift driver through Keystone v2/v3 (a stand-in on loopback) on Ceph R
     const longPassword = `${'pw-'.repeat(12)}!`;
     const other = await startKeystone({ authUrl: rgw!.swiftAuthUrl, user: rgw!.swiftUser, key: rgw!.swiftKey }, { ...IDENTITY, password: longPassword });
     try {
-      const keys = (password: string): Parameters<typeof swiftOptions>[0] => ({ ...v2Keys(container), swift_authurl: `${other.url}/v2.0`, swift_password: password });
+      const keys = (password: string): Parameters<typeof swiftOptions>[0] => ({
+        ...v2Keys(container),
+        swift_authurl: `${other.url}/v2.0`,
+        swift_password: password,
+      });
       // an API key (Rackspace Cloud Files): accepted at the first try
       const d = createSwiftDriver(swiftOptions(keys(IDENTITY.apiKey)));
       await d.check();
       await d.close();
-      assert.deepEqual(other.logins.at(-1)!.body, { auth: { 'RAX-KSKEY:apiKeyCredentials': { username: IDENTITY.user, apiKey: IDENTITY.apiKey }, tenantName: IDENTITY.project } });
+      assert.deepEqual(other.logins.at(-1)!.body, {
+        auth: { 'RAX-KSKEY:apiKeyCredentials': { username: IDENTITY.user, apiKey: IDENTITY.apiKey }, tenantName: IDENTITY.project },
+      });
       assert.equal(other.refused, 0);
       // a long password: refused as an API key, accepted as a password; later logins go straight to it
       const p = createSwiftDriver(swiftOptions(keys(longPassword)));
@@ -246,7 +277,9 @@ describe('swift driver through Keystone v2/v3 (a stand-in on loopback) on Ceph R
         await p.check(); // the bogus token: 401 from RGW, a second login
         assert.equal(p.logins, 2);
         assert.equal(other.refused, 1, 'the API key form once, at the first login only');
-        assert.deepEqual(other.logins.at(-1)!.body, { auth: { passwordCredentials: { username: IDENTITY.user, password: longPassword }, tenantName: IDENTITY.project } });
+        assert.deepEqual(other.logins.at(-1)!.body, {
+          auth: { passwordCredentials: { username: IDENTITY.user, password: longPassword }, tenantName: IDENTITY.project },
+        });
       } finally {
         await p.close();
       }
@@ -270,7 +303,10 @@ describe('swift driver through Keystone v2/v3 (a stand-in on loopback) on Ceph R
       await d.getContent('k/v');
       assert.equal(d.logins, 2, 'not again at once: no login per request while Keystone is away');
       await new Promise((r) => setTimeout(r, Math.max(0, t0 + 4500 - Date.now())));
-      await assert.rejects(d.getContent('k/v'), (e: Error) => e instanceof StorageUnavailableError && /Keystone v3 at .* answered 503: Keystone is away/.test(e.message));
+      await assert.rejects(
+        d.getContent('k/v'),
+        (e: Error) => e instanceof StorageUnavailableError && /Keystone v3 at .* answered 503: Keystone is away/.test(e.message),
+      );
       ks!.unavailable = false;
       ks!.ttlSeconds = 3600;
       assert.equal((await d.getContent('k/v')).toString(), 'kept');
@@ -314,7 +350,7 @@ describe('swift driver through Keystone v2/v3 (a stand-in on loopback) on Ceph R
     }
   });
 
-  it('distribution\'s storage.swift with Keystone v3 keys and REGISTRY_STORAGE_SWIFT_* overrides starts and serves; a wrong password stops it at start', async () => {
+  it("distribution's storage.swift with Keystone v3 keys and REGISTRY_STORAGE_SWIFT_* overrides starts and serves; a wrong password stops it at start", async () => {
     const container = await freshContainer();
     const work = await mkdtemp(join(tmpdir(), 'lr-ks-'));
     try {
@@ -362,7 +398,10 @@ describe('swift driver through Keystone v2/v3 (a stand-in on loopback) on Ceph R
         },
         (e: unknown) => e as Error,
       );
-      assert.match(bad.message, /swift: cannot use container "ks-[^"]+" at http:\/\/127\.0\.0\.1:\d+\/v3 \(auth v3\): Keystone v3 at .* refused the credentials of user "registry-svc" in domain Services \(project registry\): 401/);
+      assert.match(
+        bad.message,
+        /swift: cannot use container "ks-[^"]+" at http:\/\/127\.0\.0\.1:\d+\/v3 \(auth v3\): Keystone v3 at .* refused the credentials of user "registry-svc" in domain Services \(project registry\): 401/,
+      );
     } finally {
       await rm(work, { recursive: true, force: true });
       await dropContainer(container);

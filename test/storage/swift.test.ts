@@ -61,7 +61,11 @@ describe('swift driver on Ceph RGW (Swift API, auth v1)', { skip, timeout: 600_0
       await w.commit();
       const names = await listAll(container);
       assert.equal(names.filter((n) => n.startsWith('registry/~lr/segments/')).length, 6, 'six 1 MiB segments');
-      assert.deepEqual(names.filter((n) => n.startsWith('registry/~lr/pending/')), [], 'committed: no marker');
+      assert.deepEqual(
+        names.filter((n) => n.startsWith('registry/~lr/pending/')),
+        [],
+        'committed: no marker',
+      );
       await d.move('up/data', 'blob/data');
       assert.equal(sha256(await readAll(await d.reader('blob/data'))), sha256(data));
       const part = await readAll(await d.reader('blob/data', MiB - 2, 4));
@@ -71,7 +75,10 @@ describe('swift driver on Ceph RGW (Swift API, auth v1)', { skip, timeout: 600_0
       await d.delete('blob/data').catch(() => undefined);
       assert.equal(await d.purgeAbandonedWrites(60_000), 0, 'not old enough');
       assert.ok((await d.purgeAbandonedWrites(0)) >= 1);
-      assert.deepEqual((await listAll(container)).filter((n) => n.includes('~lr/segments/')), []);
+      assert.deepEqual(
+        (await listAll(container)).filter((n) => n.includes('~lr/segments/')),
+        [],
+      );
       assert.deepEqual(await d.list(''), []);
     } finally {
       await d.close();
@@ -96,8 +103,15 @@ describe('swift driver on Ceph RGW (Swift API, auth v1)', { skip, timeout: 600_0
     }
   });
 
-  it('reads the Python registry\'s swift_* keys', () => {
-    const o = swiftOptions({ storage_path: '/registry', swift_authurl: 'http://h/auth/v1.0', swift_container: 'c', swift_user: 'u', swift_password: 'p', swift_tenant_name: 't' });
+  it("reads the Python registry's swift_* keys", () => {
+    const o = swiftOptions({
+      storage_path: '/registry',
+      swift_authurl: 'http://h/auth/v1.0',
+      swift_container: 'c',
+      swift_user: 'u',
+      swift_password: 'p',
+      swift_tenant_name: 't',
+    });
     assert.equal(o.user, 'u');
     assert.equal(o.tenant, 't'); // auth v1 logs in as t:u
     assert.equal(o.authVersion, 1);

@@ -68,7 +68,10 @@ describe('properties: tar reader and tarsum', () => {
         for (const c of cut(tar, points)) p.write(c);
         p.end();
         assert.equal(p.error, undefined);
-        assert.deepEqual(names, files.map((f) => f.name));
+        assert.deepEqual(
+          names,
+          files.map((f) => f.name),
+        );
       }),
       runs(),
     );
@@ -116,13 +119,20 @@ describe('properties: JSON bodies', () => {
 
   it('random text: the strict reader returns a value or throws its own error, never anything else', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.string({ maxLength: 200 }), fc.json().map((j) => j.replace(/,/, ',,')), fc.json().map((j) => `${j}}`)), (s) => {
-        try {
-          parseStrict(Buffer.from(s));
-        } catch (e) {
-          assert.ok(e instanceof StrictJsonError, `${String(e)} for ${JSON.stringify(s)}`);
-        }
-      }),
+      fc.property(
+        fc.oneof(
+          fc.string({ maxLength: 200 }),
+          fc.json().map((j) => j.replace(/,/, ',,')),
+          fc.json().map((j) => `${j}}`),
+        ),
+        (s) => {
+          try {
+            parseStrict(Buffer.from(s));
+          } catch (e) {
+            assert.ok(e instanceof StrictJsonError, `${String(e)} for ${JSON.stringify(s)}`);
+          }
+        },
+      ),
       runs(500),
     );
   });
@@ -183,11 +193,19 @@ describe('properties: names, tags, digests, ranges', () => {
 
   it('Range headers: a range inside the size, 416, or ignored; never outside the object', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.string({ maxLength: 30 }), fc.tuple(fc.nat(2000), fc.option(fc.nat(2000))).map(([a, b]) => `bytes=${a}-${b ?? ''}`), fc.nat(3000).map((n) => `bytes=-${n}`)), fc.nat(2000), (h, size) => {
-        const r = parseRange(h, size);
-        if (r === undefined || r === 'unsatisfiable') return;
-        assert.ok(r.start >= 0 && r.start <= r.end && r.end < size, `${h} on ${size}: ${JSON.stringify(r)}`);
-      }),
+      fc.property(
+        fc.oneof(
+          fc.string({ maxLength: 30 }),
+          fc.tuple(fc.nat(2000), fc.option(fc.nat(2000))).map(([a, b]) => `bytes=${a}-${b ?? ''}`),
+          fc.nat(3000).map((n) => `bytes=-${n}`),
+        ),
+        fc.nat(2000),
+        (h, size) => {
+          const r = parseRange(h, size);
+          if (r === undefined || r === 'unsatisfiable') return;
+          assert.ok(r.start >= 0 && r.start <= r.end && r.end < size, `${h} on ${size}: ${JSON.stringify(r)}`);
+        },
+      ),
       runs(1000),
     );
   });
@@ -195,7 +213,20 @@ describe('properties: names, tags, digests, ranges', () => {
 
 describe('properties: configuration', () => {
   it('arbitrary values for known keys: a typed config or a ConfigError, never another failure', () => {
-    const keys = ['port', 'storage_path', 'standalone', 'token_ttl', 'max_layer_size', 'v2', 'loglevel', 'catalog_max_entries', 'http_addr', 'search_backend', 'cors', 'token_service'];
+    const keys = [
+      'port',
+      'storage_path',
+      'standalone',
+      'token_ttl',
+      'max_layer_size',
+      'v2',
+      'loglevel',
+      'catalog_max_entries',
+      'http_addr',
+      'search_backend',
+      'cors',
+      'token_service',
+    ];
     fc.assert(
       fc.property(fc.dictionary(fc.constantFrom(...keys), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 4 }), (overrides) => {
         try {

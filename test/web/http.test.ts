@@ -32,7 +32,10 @@ describe('web UI of an index without a registry in its process', () => {
   it('shows the tags and v1 ids of the index image list, and says digests and sizes are on the registry', async () => {
     const r = await request(index.url, '/u/alice/app/', { headers: HTML });
     assert.equal(r.status, 200);
-    assert.match(r.text, /This index runs without a registry in its process: tags and v1 image ids come from its image lists; digests and sizes are on the registry\./);
+    assert.match(
+      r.text,
+      /This index runs without a registry in its process: tags and v1 image ids come from its image lists; digests and sizes are on the registry\./,
+    );
     assert.match(r.text, new RegExp(`<tr data-tag="v3"><td>v3</td><td class="digest" data-v1-id="${top.id}">${top.id.slice(0, 12)}</td></tr>`));
     assert.doesNotMatch(r.text, /data-digest=/);
     // no image page without stored content
@@ -40,12 +43,20 @@ describe('web UI of an index without a registry in its process', () => {
     // nor a tag delete: the owner's settings say so, and the post is refused
     const page = await request(index.url, '/login', { headers: HTML });
     const pre = String(page.headers['set-cookie']).split(';')[0]!;
-    const login = await request(index.url, '/login', { method: 'POST', headers: { Cookie: pre, 'Content-Type': 'application/x-www-form-urlencoded' }, body: `_csrf=${pre.slice(8)}&username=alice&password=alicepw1` });
+    const login = await request(index.url, '/login', {
+      method: 'POST',
+      headers: { Cookie: pre, 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: `_csrf=${pre.slice(8)}&username=alice&password=alicepw1`,
+    });
     const cookie = String(login.headers['set-cookie']).split(';')[0]!;
     const settings = await request(index.url, '/u/alice/app/settings', { headers: { Cookie: cookie } });
     assert.match(settings.text, /Tags are deleted on the registry: this index runs without one in its process\./);
     const csrf = /<meta name="csrf-token" content="([^"]+)"/.exec(settings.text)![1]!;
-    const del = await request(index.url, '/u/alice/app/settings/tags/delete', { method: 'POST', headers: { Cookie: cookie, 'Content-Type': 'application/x-www-form-urlencoded' }, body: `_csrf=${csrf}&tag=v3` });
+    const del = await request(index.url, '/u/alice/app/settings/tags/delete', {
+      method: 'POST',
+      headers: { Cookie: cookie, 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: `_csrf=${csrf}&tag=v3`,
+    });
     assert.equal(del.status, 409);
     assert.equal((await request(index.url, '/u/alice/app/', { headers: HTML })).text.includes('data-tag="v3"'), true);
   });
@@ -53,7 +64,10 @@ describe('web UI of an index without a registry in its process', () => {
   it('every page carries the strict policy, no caching and a form token; static files are immutable', async () => {
     const r = await request(index.url, '/search?q=app', { headers: HTML });
     assert.equal(r.status, 200);
-    assert.equal(r.headers['content-security-policy'], "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'");
+    assert.equal(
+      r.headers['content-security-policy'],
+      "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    );
     assert.equal(r.headers['x-frame-options'], 'DENY');
     assert.equal(r.headers['cache-control'], 'no-store');
     assert.match(String(r.headers['set-cookie']), /^lr_csrf=[A-Za-z0-9_-]{32}; Path=\/; HttpOnly; SameSite=Lax$/);
@@ -61,7 +75,10 @@ describe('web UI of an index without a registry in its process', () => {
     const css = /href="(\/static\/app-[0-9a-f]{12}\.css)"/.exec(r.text)?.[1];
     const js = /src="(\/static\/app-[0-9a-f]{12}\.js)"/.exec(r.text)?.[1];
     assert.ok(css && js);
-    for (const [path, type] of [[css, 'text/css; charset=utf-8'], [js, 'text/javascript; charset=utf-8']] as const) {
+    for (const [path, type] of [
+      [css, 'text/css; charset=utf-8'],
+      [js, 'text/javascript; charset=utf-8'],
+    ] as const) {
       const a = await request(index.url, path);
       assert.equal(a.status, 200);
       assert.equal(a.headers['content-type'], type);
@@ -71,21 +88,37 @@ describe('web UI of an index without a registry in its process', () => {
   });
 
   it('refuses unsafe requests before reading them: no token, wrong content type, past 128 KiB', async () => {
-    const noToken = await request(index.url, '/login', { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: 'username=alice&password=alicepw1' });
+    const noToken = await request(index.url, '/login', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: 'username=alice&password=alicepw1',
+    });
     assert.equal(noToken.status, 403);
     assert.match(noToken.text, /<h1>Form refused<\/h1>/);
     assert.ok(!(noToken.headers['set-cookie'] ?? []).some((c) => c.startsWith('lr_session=')));
-    const nul = await request(index.url, '/login', { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: 'username=a%00b&password=x' });
+    const nul = await request(index.url, '/login', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: 'username=a%00b&password=x',
+    });
     assert.equal(nul.status, 400);
     const json = await request(index.url, '/login', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' });
     assert.equal(json.status, 415);
-    const big = await request(index.url, '/login', { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: 'a='.padEnd(140 * 1024, 'x') });
+    const big = await request(index.url, '/login', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: 'a='.padEnd(140 * 1024, 'x'),
+    });
     assert.equal(big.status, 413);
     // the login form with its pre-session token works, and throttles with the API
     const page = await request(index.url, '/login', { headers: HTML });
     const cookie = String(page.headers['set-cookie']).split(';')[0]!;
     const token = cookie.slice('lr_csrf='.length);
-    const ok = await request(index.url, '/login', { method: 'POST', headers: { Cookie: cookie, 'Content-Type': 'application/x-www-form-urlencoded' }, body: `_csrf=${token}&username=alice&password=alicepw1&next=%2F%2Fevil.example%2F` });
+    const ok = await request(index.url, '/login', {
+      method: 'POST',
+      headers: { Cookie: cookie, 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: `_csrf=${token}&username=alice&password=alicepw1&next=%2F%2Fevil.example%2F`,
+    });
     assert.equal(ok.status, 303);
     // never an open redirect: next must be a path of this site
     assert.equal(ok.headers.location, '/');

@@ -20,7 +20,10 @@ try {
   await login(page, u, ALICE[0], ALICE[1]);
   await page.goto(`${u}/u/alice/oldapp/settings`);
   await page.fill('#description', 'A small app pushed with Docker 1.5');
-  await page.fill('#full_description', '## Usage\n\nRun it with `docker run`:\n\n```sh\ndocker run alice/oldapp\n```\n\n* pushed over **v1**\n* pulled by Docker 1.x and by podman alike\n\n<script>alert(1)</script> stays text.');
+  await page.fill(
+    '#full_description',
+    '## Usage\n\nRun it with `docker run`:\n\n```sh\ndocker run alice/oldapp\n```\n\n* pushed over **v1**\n* pulled by Docker 1.x and by podman alike\n\n<script>alert(1)</script> stays text.',
+  );
   await page.click('form[action$="/settings/description"] button');
   await page.goto(`${u}/u/alice/oldapp/`);
   await page.fill('#comment-body', 'Works with **podman 4** too.');

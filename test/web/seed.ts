@@ -20,7 +20,11 @@ export interface Seeded {
 /** Three accounts and three repositories: one pushed over v1, one over v2, one official. */
 export async function seed(server: TestServer): Promise<Seeded> {
   const db = server.db!;
-  for (const [u, p, admin] of [[...ALICE, false], [...BOB, false], [...ROOT, true]] as [string, string, boolean][]) {
+  for (const [u, p, admin] of [
+    [...ALICE, false],
+    [...BOB, false],
+    [...ROOT, true],
+  ] as [string, string, boolean][]) {
     await saveUser(db, { username: u, email: `${u}@example.com`, password: p, active: true, admin }, { cost: 4 });
   }
   const site = new Site(server.url, server.url);

@@ -77,7 +77,11 @@ describe('web UI settings tabs', () => {
     assert.equal(page.status, 200);
     assert.match(page.text, /<section class="card">hooks of alice\/app → \/u\/alice\/app\/settings\/webhooks \(32\)<\/section>/);
     const post = (cookie: string, body: string) =>
-      request(url, '/u/alice/app/settings/webhooks', { method: 'POST', headers: { Cookie: cookie, 'Content-Type': 'application/x-www-form-urlencoded' }, body });
+      request(url, '/u/alice/app/settings/webhooks', {
+        method: 'POST',
+        headers: { Cookie: cookie, 'Content-Type': 'application/x-www-form-urlencoded' },
+        body,
+      });
     assert.equal((await post(alice.cookie, 'url=http%3A%2F%2Fnope')).status, 403);
     assert.deepEqual(posted, []);
     const ok = await post(alice.cookie, `_csrf=${alice.csrf}&url=http%3A%2F%2F127.0.0.1%2Fhook`);

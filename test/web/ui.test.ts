@@ -53,7 +53,10 @@ describe('web UI in a browser', { skip }, () => {
     await Promise.all([page.waitForURL(/\/search\?q=app/), page.press('#q-hero', 'Enter')]);
     assert.equal(await page.textContent('#result-count'), '2 repositories');
     const api = (await request(u, '/v1/search?q=app')).json<{ results: { name: string }[] }>();
-    assert.deepEqual(await rowNames(page), api.results.map((r) => r.name));
+    assert.deepEqual(
+      await rowNames(page),
+      api.results.map((r) => r.name),
+    );
     // API clients still get the registry's answer at /
     const root = await request(u, '/');
     assert.equal(root.text, JSON.stringify('"docker-registry server"'));
@@ -84,7 +87,10 @@ describe('web UI in a browser', { skip }, () => {
     assert.equal(await page.textContent('#v1-id'), top.id);
     assert.equal(await page.textContent('#platform'), 'linux/amd64');
     const sizes = await page.locator('#layers td.num [data-bytes]').evaluateAll((els) => els.map((e) => e.getAttribute('data-bytes')));
-    assert.deepEqual(sizes, seeded.v1Chain.map((i) => String(i.layer.length)));
+    assert.deepEqual(
+      sizes,
+      seeded.v1Chain.map((i) => String(i.layer.length)),
+    );
     await assertAccessible(page, 'tag (v1)');
   });
 
@@ -137,7 +143,10 @@ describe('web UI in a browser', { skip }, () => {
     for (let i = 0; i < 6; i++) {
       await page.fill('#username', 'carol');
       await page.fill('#password', 'wrong-password');
-      const [r] = await Promise.all([page.waitForResponse((x) => x.url() === `${u}/login` && x.request().method() === 'POST'), page.click('main button[type=submit]')]);
+      const [r] = await Promise.all([
+        page.waitForResponse((x) => x.url() === `${u}/login` && x.request().method() === 'POST'),
+        page.click('main button[type=submit]'),
+      ]);
       assert.equal(r.status(), i < 5 ? 401 : 429, `attempt ${i + 1}`);
     }
     assert.match((await page.textContent('.flash')) ?? '', /^Too many failed logins for this account\. Try again in \d+ seconds\.$/);
@@ -241,7 +250,9 @@ describe('web UI in a browser', { skip }, () => {
     assert.deepEqual(await alice.locator('#tags tbody tr').evaluateAll((rs) => rs.map((r) => r.getAttribute('data-tag'))), ['1.0']);
     const list = await seeded.site.v2('/v2/alice/newapp/tags/list', token);
     assert.deepEqual(list.json<{ tags: string[] }>().tags, ['1.0']);
-    const t1 = (await request(u, '/v1/repositories/alice/newapp/images', { headers: { 'X-Docker-Token': 'true', Authorization: basic(...ALICE) } })).headers['x-docker-token'];
+    const t1 = (await request(u, '/v1/repositories/alice/newapp/images', { headers: { 'X-Docker-Token': 'true', Authorization: basic(...ALICE) } })).headers[
+      'x-docker-token'
+    ];
     assert.equal((await request(u, '/v1/repositories/alice/newapp/tags/old', { headers: { Authorization: `Token ${String(t1)}` } })).status, 404);
   });
 
@@ -260,7 +271,8 @@ describe('web UI in a browser', { skip }, () => {
     // fetch from the page: no token, a wrong token, the right token from a foreign Origin header
     const post = (headers: Record<string, string>, body: string) =>
       bob.evaluate(
-        async ([h, b]) => (await fetch(location.pathname + 'star', { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded', ...h }, body: b })).status,
+        async ([h, b]) =>
+          (await fetch(location.pathname + 'star', { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded', ...h }, body: b })).status,
         [headers, body] as const,
       );
     const token = (await bob.getAttribute('meta[name=csrf-token]', 'content'))!;
@@ -281,7 +293,11 @@ describe('web UI in a browser', { skip }, () => {
     });
     assert.equal(same.status, 303);
     // an anonymous login form without the pre-session cookie's token
-    const anon = await request(u, '/login', { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: 'username=alice&password=alicepw1' });
+    const anon = await request(u, '/login', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: 'username=alice&password=alicepw1',
+    });
     assert.equal(anon.status, 403);
     const comments = await request(u, '/v1/comments/alice/newapp', { headers: { Authorization: basic(...BOB) } });
     assert.deepEqual(comments.json<{ items: unknown[] }>().items, []);
@@ -316,7 +332,12 @@ describe('web UI in a browser', { skip }, () => {
     const carol = await newPage();
     await root.goto(`${u}/admin/users`);
     await assertAccessible(root, 'admin');
-    assert.deepEqual(await root.locator('#users tbody tr').evaluateAll((rs) => rs.map((r) => r.getAttribute('data-user'))), ['alice', 'bobby', 'carol', 'root']);
+    assert.deepEqual(await root.locator('#users tbody tr').evaluateAll((rs) => rs.map((r) => r.getAttribute('data-user'))), [
+      'alice',
+      'bobby',
+      'carol',
+      'root',
+    ]);
     await login(carol, u, 'alice', ALICE[1]);
     await Promise.all([root.waitForURL(/m=user-saved$/), root.click('#users tr[data-user="alice"] button')]);
     assert.equal(await root.textContent('#users tr[data-user="alice"] td:nth-child(3)'), 'inactive');

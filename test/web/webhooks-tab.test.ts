@@ -39,7 +39,11 @@ describe('web UI: the Webhooks settings tab', () => {
     return { cookie, csrf };
   }
   const post = (cookie: string, body: Record<string, string>) =>
-    request(s.url, '/u/alice/app/settings/webhooks', { method: 'POST', headers: { Cookie: cookie, 'Content-Type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(body).toString() });
+    request(s.url, '/u/alice/app/settings/webhooks', {
+      method: 'POST',
+      headers: { Cookie: cookie, 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams(body).toString(),
+    });
 
   it('the owner adds a hook, sends a test delivery and sees it in the history; others are refused', async () => {
     const alice = await session('alice', 'alicepw1');

@@ -1,27 +1,13 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import {
-  link,
-  lstat,
-  mkdir,
-  open,
-  opendir,
-  readFile,
-  readdir,
-  realpath,
-  rename,
-  rm,
-  rmdir,
-  stat,
-  unlink,
-  type FileHandle,
-} from 'node:fs/promises';
+import { link, lstat, mkdir, open, opendir, readFile, readdir, realpath, rename, rm, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { withFileRange } from '../file-range.js';
 import { releasesChunks } from '../recycle.js';
-import { type PutOptions,
+import {
+  type PutOptions,
   endWriterStream,
   InvalidOffsetError,
   InvalidPathError,
@@ -247,8 +233,7 @@ class FilesystemDriver implements StorageDriver {
 
   async writer(key: string, options: WriterOptions = {}): Promise<Writer> {
     const path = await this.pathOf(key);
-    const flags =
-      constants.O_WRONLY | constants.O_CREAT | O_NOFOLLOW | (options.append === true ? 0 : constants.O_TRUNC);
+    const flags = constants.O_WRONLY | constants.O_CREAT | O_NOFOLLOW | (options.append === true ? 0 : constants.O_TRUNC);
     const handle = await this.createFile(path, flags, key);
     let start: number;
     try {
@@ -554,14 +539,8 @@ class FileSink extends Writable {
     this.track(this.writeAll([chunk]), callback);
   }
 
-  override _writev(
-    chunks: Array<{ chunk: Buffer; encoding: BufferEncoding }>,
-    callback: (error?: Error | null) => void,
-  ): void {
-    this.track(
-      this.writeAll(chunks.map((c) => c.chunk)),
-      callback,
-    );
+  override _writev(chunks: Array<{ chunk: Buffer; encoding: BufferEncoding }>, callback: (error?: Error | null) => void): void {
+    this.track(this.writeAll(chunks.map((c) => c.chunk)), callback);
   }
 
   /** Resolves once no write is using the handle (so it may be closed). */
@@ -744,9 +723,11 @@ async function syncFile(path: string): Promise<void> {
 
 async function inParallel<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) await fn(items[next++]!);
-  }));
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) await fn(items[next++]!);
+    }),
+  );
 }
 
 /** fsync a directory so a rename or create in it survives a crash. */

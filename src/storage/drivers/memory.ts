@@ -1,5 +1,6 @@
 import { Readable, Writable } from 'node:stream';
-import { type PutOptions,
+import {
+  type PutOptions,
   endWriterStream,
   InvalidOffsetError,
   PathNotFoundError,
@@ -63,11 +64,16 @@ class MemoryDriver implements StorageDriver {
   async writer(key: string, options: WriterOptions = {}): Promise<Writer> {
     validateKey(key);
     const before = options.append === true ? this.files.get(key)?.data : undefined;
-    return new MemoryWriter(key, before, (data) => {
-      this.files.set(key, { data, modTime: new Date() });
-    }, () => {
-      this.files.delete(key);
-    });
+    return new MemoryWriter(
+      key,
+      before,
+      (data) => {
+        this.files.set(key, { data, modTime: new Date() });
+      },
+      () => {
+        this.files.delete(key);
+      },
+    );
   }
 
   async stat(key: string): Promise<FileInfo> {

@@ -60,7 +60,10 @@ export class S3Signer {
    */
   async presignGet(path: string, expiresIn: number): Promise<URL> {
     const creds = await this.credentials();
-    const now = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+    const now = new Date()
+      .toISOString()
+      .replace(/[-:]/g, '')
+      .replace(/\.\d{3}/, '');
     const date = now.slice(0, 8);
     const scope = `${date}/${this.region}/s3/aws4_request`;
     const q: Record<string, string> = {
@@ -87,9 +90,18 @@ export class S3Signer {
    * its whole body (callers ask only for small objects and error documents); rejects on
    * connection failures.
    */
-  async send(method: string, path: string, headers: Record<string, string>, body?: Buffer | Buffer[], query: Record<string, string> = {}): Promise<SignedAnswer> {
+  async send(
+    method: string,
+    path: string,
+    headers: Record<string, string>,
+    body?: Buffer | Buffer[],
+    query: Record<string, string> = {},
+  ): Promise<SignedAnswer> {
     const creds = await this.credentials();
-    const now = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+    const now = new Date()
+      .toISOString()
+      .replace(/[-:]/g, '')
+      .replace(/\.\d{3}/, '');
     const date = now.slice(0, 8);
     const h: Record<string, string> = {
       host: this.url.host,
@@ -113,7 +125,15 @@ export class S3Signer {
     const tls = this.url.protocol === 'https:';
     return new Promise<SignedAnswer>((resolve, reject) => {
       const req = (tls ? httpsRequest : httpRequest)(
-        { protocol: this.url.protocol, hostname: this.url.hostname.replace(/^\[|\]$/g, ''), port: this.url.port || (tls ? 443 : 80), method, path: qs ? `${path}?${qs}` : path, headers: h, agent: tls ? this.agents.https : this.agents.http },
+        {
+          protocol: this.url.protocol,
+          hostname: this.url.hostname.replace(/^\[|\]$/g, ''),
+          port: this.url.port || (tls ? 443 : 80),
+          method,
+          path: qs ? `${path}?${qs}` : path,
+          headers: h,
+          agent: tls ? this.agents.https : this.agents.http,
+        },
         (res) => {
           const parts: Buffer[] = [];
           res.on('data', (c: Buffer) => parts.push(c));
@@ -140,5 +160,8 @@ export function answerError(method: string, a: SignedAnswer): Error {
   const text = a.body.subarray(0, 64 * 1024).toString('utf8');
   const code = /<Code>([^<]*)<\/Code>/.exec(text)?.[1] ?? (a.status === 404 ? 'NotFound' : '');
   const msg = /<Message>([^<]*)<\/Message>/.exec(text)?.[1] ?? '';
-  return Object.assign(new Error(`s3: ${method} answered ${a.status} ${code}${msg ? `: ${msg}` : ''}`), { name: code || String(a.status), $metadata: { httpStatusCode: a.status } });
+  return Object.assign(new Error(`s3: ${method} answered ${a.status} ${code}${msg ? `: ${msg}` : ''}`), {
+    name: code || String(a.status),
+    $metadata: { httpStatusCode: a.status },
+  });
 }

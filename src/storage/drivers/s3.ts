@@ -125,7 +125,17 @@ class Batcher extends Transform {
 /** The text of an XML element (S3 escapes &, <, >, quotes and control characters). */
 function xmlText(s: string): string {
   return s.replace(/&(#x[0-9a-fA-F]+|#\d+|amp|lt|gt|quot|apos);/g, (_, e: string) =>
-    e === 'amp' ? '&' : e === 'lt' ? '<' : e === 'gt' ? '>' : e === 'quot' ? '"' : e === 'apos' ? "'" : String.fromCodePoint(e[1] === 'x' ? parseInt(e.slice(2), 16) : Number(e.slice(1))),
+    e === 'amp'
+      ? '&'
+      : e === 'lt'
+        ? '<'
+        : e === 'gt'
+          ? '>'
+          : e === 'quot'
+            ? '"'
+            : e === 'apos'
+              ? "'"
+              : String.fromCodePoint(e[1] === 'x' ? parseInt(e.slice(2), 16) : Number(e.slice(1))),
   );
 }
 function xmlEscape(s: string): string {
@@ -256,7 +266,14 @@ class S3Driver implements StorageDriver {
    * A small request through the signer, retried (twice, as the SDK does) after a connection failure
    * or a 500/502/503/504. Resolves with any other answer; the caller maps non-2xx with answerError.
    */
-  private async raw(label: string, method: string, fullKey: string | null, headers: Record<string, string> = {}, body?: Buffer | Buffer[], query?: Record<string, string>): Promise<SignedAnswer> {
+  private async raw(
+    label: string,
+    method: string,
+    fullKey: string | null,
+    headers: Record<string, string> = {},
+    body?: Buffer | Buffer[],
+    query?: Record<string, string>,
+  ): Promise<SignedAnswer> {
     let last: unknown;
     for (let attempt = 0; attempt < 3; attempt++) {
       if (attempt > 0) await new Promise((r) => setTimeout(r, 50 * attempt));
@@ -290,7 +307,11 @@ class S3Driver implements StorageDriver {
     } catch (e) {
       const status = errStatus(e);
       const why =
-        status === 404 ? 'the bucket does not exist' : status === 403 ? 'access denied (check the access key, secret key and region)' : `${errName(e) || 'error'}: ${(e as Error).message}`;
+        status === 404
+          ? 'the bucket does not exist'
+          : status === 403
+            ? 'access denied (check the access key, secret key and region)'
+            : `${errName(e) || 'error'}: ${(e as Error).message}`;
       throw new Error(`s3: cannot use bucket ${JSON.stringify(this.bucket)} at ${this.describeEndpoint()}: ${why}`, { cause: e });
     }
   }
@@ -312,7 +333,15 @@ class S3Driver implements StorageDriver {
     if (isMissing(e)) throw new PathNotFoundError(key);
     const n = errName(e);
     const status = errStatus(e);
-    if (n === 'NoSuchBucket' || n === 'AccessDenied' || n === 'InvalidAccessKeyId' || n === 'SignatureDoesNotMatch' || status === 403 || status === 503 || status === undefined) {
+    if (
+      n === 'NoSuchBucket' ||
+      n === 'AccessDenied' ||
+      n === 'InvalidAccessKeyId' ||
+      n === 'SignatureDoesNotMatch' ||
+      status === 403 ||
+      status === 503 ||
+      status === undefined
+    ) {
       throw new StorageUnavailableError(`s3: ${n || 'unreachable'}: ${(e as Error).message ?? String(e)}`, key, { cause: e });
     }
     throw e;
@@ -358,7 +387,9 @@ class S3Driver implements StorageDriver {
           const a = await this.raw(key, 'PUT', this.k(key), { 'if-none-match': '*', ...this.putHeaders() }, body);
           if (a.status !== 200) throw answerError('PUT', a);
         } else {
-          await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.k(key), Body: body, ContentLength: body.length, IfNoneMatch: '*', ...this.extraPutFields() }));
+          await this.client.send(
+            new PutObjectCommand({ Bucket: this.bucket, Key: this.k(key), Body: body, ContentLength: body.length, IfNoneMatch: '*', ...this.extraPutFields() }),
+          );
         }
         return true;
       } catch (e) {
@@ -381,7 +412,16 @@ class S3Driver implements StorageDriver {
       return;
     }
     await this.send(key, () =>
-      this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.k(key), Body: body, ContentLength: body.length, ...this.sse, ...(this.storageClass ? { StorageClass: this.storageClass } : {}) })),
+      this.client.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: this.k(key),
+          Body: body,
+          ContentLength: body.length,
+          ...this.sse,
+          ...(this.storageClass ? { StorageClass: this.storageClass } : {}),
+        }),
+      ),
     );
   }
 
@@ -473,7 +513,9 @@ class S3Driver implements StorageDriver {
   private nodeGet(url: URL, headers: Record<string, string>): Promise<{ status: number; body: IncomingMessage }> {
     return new Promise((resolve, reject) => {
       const tls = url.protocol === 'https:';
-      const req = (tls ? httpsRequest : httpRequest)(url, { method: 'GET', agent: tls ? this.httpsAgent : this.httpAgent, headers }, (res) => resolve({ status: res.statusCode ?? 0, body: res }));
+      const req = (tls ? httpsRequest : httpRequest)(url, { method: 'GET', agent: tls ? this.httpsAgent : this.httpAgent, headers }, (res) =>
+        resolve({ status: res.statusCode ?? 0, body: res }),
+      );
       req.setTimeout(60_000, () => req.destroy(new Error('s3: no answer to GET within 60 s')));
       req.once('error', reject);
       req.end();
@@ -612,7 +654,10 @@ class S3Driver implements StorageDriver {
         const target = dst + rel;
         await this.copy(key.slice(this.root.length), target, size);
       }
-      await this.deleteKeys(below.map((b) => b.key), src);
+      await this.deleteKeys(
+        below.map((b) => b.key),
+        src,
+      );
     } finally {
       await this.unlock(lock);
     }
@@ -664,11 +709,19 @@ class S3Driver implements StorageDriver {
   private async copyIfObject(src: string, dst: string): Promise<boolean> {
     try {
       if (this.signer) {
-        const a = await this.raw(src, 'PUT', this.k(dst), { 'x-amz-copy-source': encodeKeyPath(this.bucket, this.k(src)), ...this.putHeaders() }, Buffer.alloc(0));
+        const a = await this.raw(
+          src,
+          'PUT',
+          this.k(dst),
+          { 'x-amz-copy-source': encodeKeyPath(this.bucket, this.k(src)), ...this.putHeaders() },
+          Buffer.alloc(0),
+        );
         // S3 may answer a copy 200 with an error document in the body
         if (a.status !== 200 || a.body.includes('<Error>')) throw answerError('COPY', a.status === 200 ? { ...a, status: 500 } : a);
       } else {
-        await this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: this.k(dst), CopySource: encodeURI(`${this.bucket}/${this.k(src)}`), ...this.extraPutFields() }));
+        await this.client.send(
+          new CopyObjectCommand({ Bucket: this.bucket, Key: this.k(dst), CopySource: encodeURI(`${this.bucket}/${this.k(src)}`), ...this.extraPutFields() }),
+        );
       }
       return true;
     } catch (e) {
@@ -713,7 +766,15 @@ class S3Driver implements StorageDriver {
       const PartNumber = firstPart + i;
       const r = await this.send(src, () =>
         this.client.send(
-          new UploadPartCopyCommand({ Bucket: this.bucket, Key: dstFull, UploadId: uploadId, PartNumber, CopySource, CopySourceRange: `bytes=${start}-${end}`, ...(etag ? { CopySourceIfMatch: etag } : {}) }),
+          new UploadPartCopyCommand({
+            Bucket: this.bucket,
+            Key: dstFull,
+            UploadId: uploadId,
+            PartNumber,
+            CopySource,
+            CopySourceRange: `bytes=${start}-${end}`,
+            ...(etag ? { CopySourceIfMatch: etag } : {}),
+          }),
         ),
       );
       parts.push({ PartNumber, ETag: r.CopyPartResult?.ETag });
@@ -738,7 +799,11 @@ class S3Driver implements StorageDriver {
     if (this.signer) {
       // ListObjectsV2 through the signer (an upload folder is removed after every push)
       do {
-        const a = await this.raw(key, 'GET', null, {}, undefined, { 'list-type': '2', prefix: `${this.k(key)}/`, ...(token ? { 'continuation-token': token } : {}) });
+        const a = await this.raw(key, 'GET', null, {}, undefined, {
+          'list-type': '2',
+          prefix: `${this.k(key)}/`,
+          ...(token ? { 'continuation-token': token } : {}),
+        });
         if (a.status !== 200) this.fail(answerError('LIST', a), key);
         const text = a.body.toString('utf8');
         for (const m of text.matchAll(/<Contents>([\s\S]*?)<\/Contents>/g)) {
@@ -746,7 +811,9 @@ class S3Driver implements StorageDriver {
           const size = /<Size>(\d+)<\/Size>/.exec(m[1]!)?.[1];
           if (k !== undefined) out.push({ key: xmlText(k), size: Number(size ?? 0) });
         }
-        token = /<IsTruncated>true<\/IsTruncated>/.test(text) ? xmlText(/<NextContinuationToken>([^<]*)<\/NextContinuationToken>/.exec(text)?.[1] ?? '') : undefined;
+        token = /<IsTruncated>true<\/IsTruncated>/.test(text)
+          ? xmlText(/<NextContinuationToken>([^<]*)<\/NextContinuationToken>/.exec(text)?.[1] ?? '')
+          : undefined;
         if (token === '') throw new StorageError(`s3: a truncated listing without a continuation token: ${key}`, key);
       } while (token);
       return out;
@@ -771,15 +838,27 @@ class S3Driver implements StorageDriver {
       if (this.signer) {
         const xml = `<Delete><Quiet>true</Quiet>${batch.map((k) => `<Object><Key>${xmlEscape(k)}</Key></Object>`).join('')}</Delete>`;
         const body = Buffer.from(xml);
-        const a = await this.raw(label, 'POST', null, { 'content-md5': createHash('md5').update(body).digest('base64'), 'content-type': 'application/xml' }, body, { delete: '' });
+        const a = await this.raw(
+          label,
+          'POST',
+          null,
+          { 'content-md5': createHash('md5').update(body).digest('base64'), 'content-type': 'application/xml' },
+          body,
+          { delete: '' },
+        );
         if (a.status !== 200) this.fail(answerError('DELETE', a), label);
-        const errors = [...a.body.toString('utf8').matchAll(/<Error>([\s\S]*?)<\/Error>/g)].map((m) => /<Code>([^<]*)<\/Code>/.exec(m[1]!)?.[1] ?? '').filter((c) => c !== 'NoSuchKey');
+        const errors = [...a.body.toString('utf8').matchAll(/<Error>([\s\S]*?)<\/Error>/g)]
+          .map((m) => /<Code>([^<]*)<\/Code>/.exec(m[1]!)?.[1] ?? '')
+          .filter((c) => c !== 'NoSuchKey');
         if (errors.length > 0) throw new StorageError(`s3: could not delete ${errors.length} objects below ${label}: ${errors[0]}`, label);
         continue;
       }
-      const r = await this.send(label, () => this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } })));
+      const r = await this.send(label, () =>
+        this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } })),
+      );
       const failed = (r.Errors ?? []).filter((e) => e.Code !== 'NoSuchKey');
-      if (failed.length > 0) throw new StorageError(`s3: could not delete ${failed.length} objects below ${label}: ${failed[0]!.Code ?? ''} ${failed[0]!.Message ?? ''}`, label);
+      if (failed.length > 0)
+        throw new StorageError(`s3: could not delete ${failed.length} objects below ${label}: ${failed[0]!.Code ?? ''} ${failed[0]!.Message ?? ''}`, label);
     }
   }
 
@@ -805,7 +884,14 @@ class S3Driver implements StorageDriver {
     let idMarker: string | undefined;
     for (;;) {
       const r = await this.send('', () =>
-        this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: this.root, ...(keyMarker ? { KeyMarker: keyMarker } : {}), ...(idMarker ? { UploadIdMarker: idMarker } : {}) })),
+        this.client.send(
+          new ListMultipartUploadsCommand({
+            Bucket: this.bucket,
+            Prefix: this.root,
+            ...(keyMarker ? { KeyMarker: keyMarker } : {}),
+            ...(idMarker ? { UploadIdMarker: idMarker } : {}),
+          }),
+        ),
       );
       for (const u of r.Uploads ?? []) {
         if ((u.Initiated?.getTime() ?? Date.now()) > cutoff) continue;
@@ -828,7 +914,9 @@ class S3Driver implements StorageDriver {
     if (slash <= 0) return false;
     let token: string | undefined;
     do {
-      const r = await this.send(full, () => this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: full.slice(0, slash + 1), ...(token ? { ContinuationToken: token } : {}) })));
+      const r = await this.send(full, () =>
+        this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: full.slice(0, slash + 1), ...(token ? { ContinuationToken: token } : {}) })),
+      );
       if ((r.Contents ?? []).some((c) => (c.LastModified?.getTime() ?? 0) > time)) return true;
       token = r.IsTruncated ? r.NextContinuationToken : undefined;
     } while (token);
@@ -861,7 +949,18 @@ class S3Driver implements StorageDriver {
       if (typeof etag !== 'string' || etag === '') throw new StorageError(`s3: UploadPart answered without an ETag: ${label}`, label);
       return etag;
     }
-    const r = await this.send(label, () => this.client.send(new UploadPartCommand({ Bucket: this.bucket, Key: full, UploadId: uploadId, PartNumber: partNumber, Body: Buffer.concat(body, size), ContentLength: size })));
+    const r = await this.send(label, () =>
+      this.client.send(
+        new UploadPartCommand({
+          Bucket: this.bucket,
+          Key: full,
+          UploadId: uploadId,
+          PartNumber: partNumber,
+          Body: Buffer.concat(body, size),
+          ContentLength: size,
+        }),
+      ),
+    );
     return r.ETag!;
   }
 
@@ -872,7 +971,9 @@ class S3Driver implements StorageDriver {
       if (a.status !== 200) this.fail(answerError('PUT', a), label);
       return;
     }
-    await this.send(label, () => this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: body, ContentLength: body.length, ...this.extraPutFields() })));
+    await this.send(label, () =>
+      this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: body, ContentLength: body.length, ...this.extraPutFields() })),
+    );
   }
   /** GetObject of a full S3 key (the driver's own objects). */
   async getFull(full: string, label: string): Promise<Buffer> {
@@ -988,7 +1089,9 @@ class S3Writer extends PartBufferWriter implements ResumableWriter {
     } else {
       if (this.buffered > 0 || this.parts.length === 0) await this.flushPart(true);
       else await this.begin();
-      await this.d.client.send(new CompleteMultipartUploadCommand({ Bucket: this.d.bucket, Key: this.full, UploadId: this.uploadId, MultipartUpload: { Parts: this.parts } }));
+      await this.d.client.send(
+        new CompleteMultipartUploadCommand({ Bucket: this.d.bucket, Key: this.full, UploadId: this.uploadId, MultipartUpload: { Parts: this.parts } }),
+      );
     }
   }
 
@@ -1016,7 +1119,12 @@ class S3Writer extends PartBufferWriter implements ResumableWriter {
       this.d.failFor(e, this.key);
     }
     this.state = 'committed';
-    const state: S3Resume = { ...(this.uploadId ? { uploadId: this.uploadId } : {}), parts: this.parts.map((p) => [p.PartNumber!, p.ETag!] as const), size: this.size, staged };
+    const state: S3Resume = {
+      ...(this.uploadId ? { uploadId: this.uploadId } : {}),
+      parts: this.parts.map((p) => [p.PartNumber!, p.ETag!] as const),
+      size: this.size,
+      staged,
+    };
     return state as unknown as ResumableState;
   }
 

@@ -133,7 +133,8 @@ async function v1(o: SwiftAuthOptions, send: AuthSend): Promise<SwiftSession> {
   const obtained = Date.now();
   const r = await send('GET', new URL(o.authUrl), { 'X-Auth-User': user, 'X-Auth-Key': o.key });
   const text = await readBody(r, `auth at ${o.authUrl}`).catch(() => '');
-  if (r.status === 401 || r.status === 403) throw new StorageUnavailableError(`swift: authentication refused for ${user} at ${o.authUrl} (auth v1: ${r.status})`, '');
+  if (r.status === 401 || r.status === 403)
+    throw new StorageUnavailableError(`swift: authentication refused for ${user} at ${o.authUrl} (auth v1: ${r.status})`, '');
   const storage = r.headers['x-storage-url'];
   const token = r.headers['x-auth-token'] ?? r.headers['x-storage-token'];
   if (r.status >= 300 || typeof storage !== 'string' || typeof token !== 'string') {
@@ -191,7 +192,10 @@ async function v2(o: SwiftAuthOptions, send: AuthSend, state: { v2ApiKey?: boole
     if (r.status !== 400 && r.status !== 401) break;
   }
   if (r!.status === 401 || r!.status === 403) {
-    throw new StorageUnavailableError(`swift: ${what} refused the credentials of user ${JSON.stringify(o.user)}${describeScope(o)}: ${r!.status} ${reason(text)}`.trim(), '');
+    throw new StorageUnavailableError(
+      `swift: ${what} refused the credentials of user ${JSON.stringify(o.user)}${describeScope(o)}: ${r!.status} ${reason(text)}`.trim(),
+      '',
+    );
   }
   if (r!.status >= 300) throw new StorageUnavailableError(`swift: ${what} answered ${r!.status}: ${reason(text)}`, '');
   let j: V2Catalog;
@@ -219,7 +223,11 @@ async function v2(o: SwiftAuthOptions, send: AuthSend, state: { v2ApiKey?: boole
   }
   throw new StorageUnavailableError(
     `swift: ${what}: the catalog has no object-store endpoint with a ${field}${o.region ? ` in region ${o.region}` : ''}${describeScope(o)}` +
-      (seen.length > 0 ? `; object-store endpoints: ${seen.join(', ')}` : o.tenant || o.tenantId ? '' : ' (no tenant or tenantid: an unscoped token has no catalog)'),
+      (seen.length > 0
+        ? `; object-store endpoints: ${seen.join(', ')}`
+        : o.tenant || o.tenantId
+          ? ''
+          : ' (no tenant or tenantid: an unscoped token has no catalog)'),
     '',
   );
 }
@@ -259,7 +267,10 @@ async function v3(o: SwiftAuthOptions, send: AuthSend): Promise<SwiftSession> {
   const text = await readBody(r, what);
   if (r.status === 401 || r.status === 403) {
     const dom = o.domain ? ` in domain ${o.domain}` : o.domainId ? ` in domain id ${o.domainId}` : '';
-    throw new StorageUnavailableError(`swift: ${what} refused the credentials of user ${JSON.stringify(o.user)}${dom}${describeScope(o)}: ${r.status} ${reason(text)}`.trim(), '');
+    throw new StorageUnavailableError(
+      `swift: ${what} refused the credentials of user ${JSON.stringify(o.user)}${dom}${describeScope(o)}: ${r.status} ${reason(text)}`.trim(),
+      '',
+    );
   }
   if (r.status >= 300) throw new StorageUnavailableError(`swift: ${what} answered ${r.status}: ${reason(text)}`, '');
   const token = r.headers['x-subject-token'];
@@ -285,7 +296,11 @@ async function v3(o: SwiftAuthOptions, send: AuthSend): Promise<SwiftSession> {
   }
   throw new StorageUnavailableError(
     `swift: ${what}: the catalog has no object-store endpoint with interface ${kind}${o.region ? ` in region ${o.region}` : ''}${describeScope(o)}` +
-      (seen.length > 0 ? `; object-store endpoints: ${seen.join(', ')}` : !o.tenant && !o.tenantId && !o.trustId ? ' (no tenant, tenantid or trustid: an unscoped token has no catalog)' : ''),
+      (seen.length > 0
+        ? `; object-store endpoints: ${seen.join(', ')}`
+        : !o.tenant && !o.tenantId && !o.trustId
+          ? ' (no tenant, tenantid or trustid: an unscoped token has no catalog)'
+          : ''),
     '',
   );
 }

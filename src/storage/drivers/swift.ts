@@ -95,9 +95,13 @@ export function swiftOptions(config: {
   let endpointType: SwiftDriverOptions['endpointType'];
   if (config.swift_endpoint_type) {
     endpointType = swiftEndpointType(config.swift_endpoint_type);
-    if (!endpointType) throw new Error(`storage swift: swift_endpoint_type must be public, internal or admin, got ${JSON.stringify(config.swift_endpoint_type)}`);
+    if (!endpointType)
+      throw new Error(`storage swift: swift_endpoint_type must be public, internal or admin, got ${JSON.stringify(config.swift_endpoint_type)}`);
   }
-  const prefix = config.storage_path.replace(/^(\.\/)+/, '').replace(/^\/+|\/+$/g, '').replace(/^\.$/, '');
+  const prefix = config.storage_path
+    .replace(/^(\.\/)+/, '')
+    .replace(/^\/+|\/+$/g, '')
+    .replace(/^\.$/, '');
   const opt = <K extends string>(k: K, value: string | null | undefined): { [P in K]?: string } => (value ? ({ [k]: value } as { [P in K]: string }) : {});
   return {
     authUrl,
@@ -203,8 +207,17 @@ class SwiftDriver implements StorageDriver {
     return new Promise((resolve, reject) => {
       const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
       const agent = url.protocol === 'https:' ? this.httpsAgent : this.httpAgent;
-      const req = send(url, { method, headers: { ...headers, ...(body ? { 'Content-Length': String(body.length) } : method === 'PUT' || method === 'POST' ? { 'Content-Length': '0' } : {}) }, agent }, (res) =>
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res }),
+      const req = send(
+        url,
+        {
+          method,
+          headers: {
+            ...headers,
+            ...(body ? { 'Content-Length': String(body.length) } : method === 'PUT' || method === 'POST' ? { 'Content-Length': '0' } : {}),
+          },
+          agent,
+        },
+        (res) => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res }),
       );
       req.setTimeout(120_000, () => req.destroy(new Error(`swift: ${method} ${url.pathname} timed out`)));
       req.on('error', (e) => reject(new StorageUnavailableError(`swift: ${method} ${url.host}: ${e.message}`, '', { cause: e })));
@@ -213,7 +226,11 @@ class SwiftDriver implements StorageDriver {
   }
 
   /** A request on the container (path: object name or '' for the container), logging in again once on 401. */
-  private async req(method: string, object: string, opts: { query?: Record<string, string>; headers?: Record<string, string>; body?: Buffer } = {}): Promise<Res> {
+  private async req(
+    method: string,
+    object: string,
+    opts: { query?: Record<string, string>; headers?: Record<string, string>; body?: Buffer } = {},
+  ): Promise<Res> {
     let rejected: string | undefined;
     for (let attempt = 0; ; attempt++) {
       const auth = await this.session(rejected);
@@ -264,7 +281,10 @@ class SwiftDriver implements StorageDriver {
       if (r.status >= 300) throw new Error(`HEAD of the container answered ${r.status}`);
     } catch (e) {
       const why = (e as Error).message.replace(/^swift: /, '');
-      throw new Error(`swift: cannot use container ${JSON.stringify(this.o.container)} at ${this.o.authUrl} (auth v${swiftAuthVersion(this.o.authUrl, this.o.authVersion)}): ${why}`, { cause: e });
+      throw new Error(
+        `swift: cannot use container ${JSON.stringify(this.o.container)} at ${this.o.authUrl} (auth v${swiftAuthVersion(this.o.authUrl, this.o.authVersion)}): ${why}`,
+        { cause: e },
+      );
     }
   }
 
@@ -340,7 +360,7 @@ class SwiftDriver implements StorageDriver {
   async writer(key: string, options: WriterOptions = {}): Promise<Writer> {
     validateKey(key);
     const before = await this.headIfAny(key);
-    const w = new SwiftWriter(this, key, options.append === true ? before?.size ?? 0 : 0, before?.segments);
+    const w = new SwiftWriter(this, key, options.append === true ? (before?.size ?? 0) : 0, before?.segments);
     if (options.append === true && before && before.size > 0) {
       if (before.size < this.segmentSize) w.prime(await this.getContent(key));
       else await w.copyFirst(before.size);
@@ -359,7 +379,11 @@ class SwiftDriver implements StorageDriver {
   }
 
   /** Container listing below prefix (JSON), all pages (or up to limit entries). */
-  async listRaw(prefix: string, delimited: boolean, limit = Infinity): Promise<Array<{ name?: string; subdir?: string; bytes?: number; last_modified?: string }>> {
+  async listRaw(
+    prefix: string,
+    delimited: boolean,
+    limit = Infinity,
+  ): Promise<Array<{ name?: string; subdir?: string; bytes?: number; last_modified?: string }>> {
     const out: Array<{ name?: string; subdir?: string; bytes?: number; last_modified?: string }> = [];
     let marker = '';
     for (;;) {

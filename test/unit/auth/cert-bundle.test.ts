@@ -43,7 +43,21 @@ describe('token_rootcertbundle: the x5c chain must be signed by a trusted root',
     // a leaf the root truly signed
     const leafKey = await keyOf('leaf');
     await run('openssl', ['req', '-new', '-key', leafKey, '-subj', '/CN=token signer', '-out', join(dir, 'leaf.csr')]);
-    await run('openssl', ['x509', '-req', '-in', join(dir, 'leaf.csr'), '-CA', bundle, '-CAkey', rootKey, '-CAcreateserial', '-days', '2', '-out', join(dir, 'leaf.crt')]);
+    await run('openssl', [
+      'x509',
+      '-req',
+      '-in',
+      join(dir, 'leaf.csr'),
+      '-CA',
+      bundle,
+      '-CAkey',
+      rootKey,
+      '-CAcreateserial',
+      '-days',
+      '2',
+      '-out',
+      join(dir, 'leaf.crt'),
+    ]);
     // the attacker's certificate: issuer name = the root's subject, no key identifiers, signed by the attacker
     const evilKey = await keyOf('evil');
     await run('openssl', ['req', '-new', '-key', evilKey, '-subj', '/CN=Token Root', '-out', join(dir, 'evil.csr')]);

@@ -47,7 +47,7 @@ describe('TokenAuth: validations of one repository share their id list, never wi
     const a = await read(auth, 's1');
     const b = await read(auth, 's2');
     assert.deepEqual([...a].sort(), ab);
-    assert.equal(b, a, 'the second token of the same list shares the first one\'s Set');
+    assert.equal(b, a, "the second token of the same list shares the first one's Set");
     const c = await read(auth, 's3');
     assert.notEqual(c, a);
     assert.deepEqual([...c].sort(), [id(1), id(3)]);

@@ -6,7 +6,11 @@ import { indexNameOf } from '../../../src/index/token-routes.js';
 describe('v2 scope grammar (spec v2-bridge §4.5)', () => {
   it('splits the type at the first colon and the actions at the last (names may hold host:port)', () => {
     assert.deepEqual(parseResourceScope('repository:library/ubuntu:pull'), { type: 'repository', name: 'library/ubuntu', actions: ['pull'] });
-    assert.deepEqual(parseResourceScope('repository:localhost:5000/a/b:pull,push'), { type: 'repository', name: 'localhost:5000/a/b', actions: ['pull', 'push'] });
+    assert.deepEqual(parseResourceScope('repository:localhost:5000/a/b:pull,push'), {
+      type: 'repository',
+      name: 'localhost:5000/a/b',
+      actions: ['pull', 'push'],
+    });
     assert.deepEqual(parseResourceScope('registry:catalog:*'), { type: 'registry', name: 'catalog', actions: ['*'] });
     assert.deepEqual(parseResourceScope('repository(plugin):a/b:pull'), { type: 'repository', name: 'a/b', actions: ['pull'] });
     assert.deepEqual(parseResourceScope('repository:a/b:'), { type: 'repository', name: 'a/b', actions: [] });
@@ -29,7 +33,9 @@ describe('v2 scope grammar (spec v2-bridge §4.5)', () => {
       { type: 'repository', name: 'c/d', actions: ['*'] },
     ];
     assert.deepEqual(missingAccess(granted, [{ type: 'repository', name: 'a/b', actions: ['pull'] }]), []);
-    assert.deepEqual(missingAccess(granted, [{ type: 'repository', name: 'a/b', actions: ['pull', 'push'] }]), [{ type: 'repository', name: 'a/b', actions: ['push'] }]);
+    assert.deepEqual(missingAccess(granted, [{ type: 'repository', name: 'a/b', actions: ['pull', 'push'] }]), [
+      { type: 'repository', name: 'a/b', actions: ['push'] },
+    ]);
     assert.deepEqual(missingAccess(granted, [{ type: 'repository', name: 'c/d', actions: ['delete', 'push'] }]), []);
     assert.deepEqual(missingAccess(granted, [{ type: 'registry', name: 'catalog', actions: ['*'] }]), [{ type: 'registry', name: 'catalog', actions: ['*'] }]);
     assert.deepEqual(missingAccess([], []), []);

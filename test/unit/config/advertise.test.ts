@@ -44,7 +44,21 @@ describe('names this server gives itself (config/advertise.ts)', () => {
     assert.equal(localAuthority('localhost', 443, false), undefined);
     assert.equal(localAuthority('localhost', 5000, false), undefined);
     // other ports, other names, addresses of other machines, anything malformed
-    for (const h of ['localhost:5001', 'evil.example:5000', 'evil.example', '203.0.113.9:5000', '[2001:db8::1]:5000', '127.1:5000', 'localhost.:5000', 'localhost:05000', 'localhost:5000,evil.example', 'localhost:5000"', 'a b:5000', '', ':5000']) {
+    for (const h of [
+      'localhost:5001',
+      'evil.example:5000',
+      'evil.example',
+      '203.0.113.9:5000',
+      '[2001:db8::1]:5000',
+      '127.1:5000',
+      'localhost.:5000',
+      'localhost:05000',
+      'localhost:5000,evil.example',
+      'localhost:5000"',
+      'a b:5000',
+      '',
+      ':5000',
+    ]) {
       assert.equal(localAuthority(h, 5000, false), undefined, h);
     }
   });
@@ -58,10 +72,19 @@ describe('names this server gives itself (config/advertise.ts)', () => {
 
   it('the prod flavor requires token_service with v2 tokens and registry_endpoints with an index', () => {
     const prod = loadConfig({ env: {}, flavor: 'prod' });
-    assert.throws(() => requireAdvertisedNames(prod, { v2Tokens: true, index: true }), (e: unknown) => e instanceof ConfigError && /token_service: required/.test(e.message) && /registry_endpoints: required/.test(e.message));
-    assert.throws(() => requireAdvertisedNames(prod, { v2Tokens: false, index: true }), /^ConfigError: invalid configuration \(flavor prod\):\n {2}registry_endpoints: required/);
+    assert.throws(
+      () => requireAdvertisedNames(prod, { v2Tokens: true, index: true }),
+      (e: unknown) => e instanceof ConfigError && /token_service: required/.test(e.message) && /registry_endpoints: required/.test(e.message),
+    );
+    assert.throws(
+      () => requireAdvertisedNames(prod, { v2Tokens: false, index: true }),
+      /^ConfigError: invalid configuration \(flavor prod\):\n {2}registry_endpoints: required/,
+    );
     requireAdvertisedNames(prod, { v2Tokens: false, index: false });
-    requireAdvertisedNames(loadConfig({ env: { TOKEN_SERVICE: 'r.example', REGISTRY_ENDPOINTS: 'r.example:5000' }, flavor: 'prod' }), { v2Tokens: true, index: true });
+    requireAdvertisedNames(loadConfig({ env: { TOKEN_SERVICE: 'r.example', REGISTRY_ENDPOINTS: 'r.example:5000' }, flavor: 'prod' }), {
+      v2Tokens: true,
+      index: true,
+    });
     // other flavors derive the names
     requireAdvertisedNames(config(), { v2Tokens: true, index: true });
   });

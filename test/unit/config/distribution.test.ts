@@ -219,7 +219,10 @@ describe('distribution config.yml (spec v2-bridge §5.1)', () => {
   });
 
   it('proxy: becomes the pull-through mirror (one upstream for every name), REGISTRY_PROXY_* override it', async () => {
-    const f = await write('proxy.yml', 'version: 0.1\nstorage:\n  inmemory:\nproxy:\n  remoteurl: https://registry-1.docker.io\n  username: u\n  password: p\n  ttl: 1h\n');
+    const f = await write(
+      'proxy.yml',
+      'version: 0.1\nstorage:\n  inmemory:\nproxy:\n  remoteurl: https://registry-1.docker.io\n  username: u\n  password: p\n  ttl: 1h\n',
+    );
     const c = loadConfig({ env: {}, file: f });
     assert.deepEqual(c.mirror?.upstreams, [{ prefix: '', url: 'https://registry-1.docker.io', username: 'u', password: 'p', ns: null }]);
     assert.equal(c.mirror?.ttl, 3600);
@@ -280,34 +283,61 @@ describe('distribution config.yml (spec v2-bridge §5.1)', () => {
       ['    endpointtype: private\n', /storage\.swift\.endpointtype.*expected public, internal or admin, got "private"/],
     ];
     for (const [line, re] of bad) {
-      const g = await write('swift-bad.yml', `version: 0.1\nstorage:\n  swift:\n    authurl: https://k/v3\n    username: u\n    password: p\n    container: c\n${line}`);
+      const g = await write(
+        'swift-bad.yml',
+        `version: 0.1\nstorage:\n  swift:\n    authurl: https://k/v3\n    username: u\n    password: p\n    container: c\n${line}`,
+      );
       assert.throws(() => loadConfig({ env: {}, file: g }), re);
     }
-    const h = await write('swift-url.yml', 'version: 0.1\nstorage:\n  swift:\n    authurl: keystone:5000\n    username: u\n    password: p\n    container: c\n');
+    const h = await write(
+      'swift-url.yml',
+      'version: 0.1\nstorage:\n  swift:\n    authurl: keystone:5000\n    username: u\n    password: p\n    container: c\n',
+    );
     assert.throws(() => loadConfig({ env: {}, file: h }), /storage\.swift\.authurl \(.*:4\): expected an http\(s\) URL/);
   });
 
   it('refuses what would silently change behaviour, naming the key and line', async () => {
     const cases: [string, RegExp][] = [
-      ['version: 0.1\nstorage:\n  gcs:\n    bucket: b\n', /storage\.gcs \(.*:3\): storage driver "gcs" is not supported by this build \(filesystem, inmemory, s3 and swift are\)/],
+      [
+        'version: 0.1\nstorage:\n  gcs:\n    bucket: b\n',
+        /storage\.gcs \(.*:3\): storage driver "gcs" is not supported by this build \(filesystem, inmemory, s3 and swift are\)/,
+      ],
       ['version: 0.1\nstorage:\n  s3:\n    region: us-east-1\n', /storage\.s3\.bucket.*required/],
       ['version: 0.1\nstorage:\n  s3:\n    bucket: b\n    chunksize: 1024\n', /storage\.s3\.chunksize.*at least 5242880/],
       ['version: 0.1\nstorage:\n  s3:\n    bucket: b\n    bukket: c\n', /storage\.s3\.bukket.*unknown key/],
-      ['version: 0.1\nstorage:\n  filesystem: {}\n  inmemory: {}\n', /storage \(.*:2\): exactly one storage driver must be configured, found filesystem, inmemory/],
+      [
+        'version: 0.1\nstorage:\n  filesystem: {}\n  inmemory: {}\n',
+        /storage \(.*:2\): exactly one storage driver must be configured, found filesystem, inmemory/,
+      ],
       ['version: 0.1\nstorage:\n  delete:\n    enabled: true\n', /storage \(.*:2\): no storage driver configured/],
       ['version: 0.1\nlog:\n  level: info\n', /storage: required/],
       ['version: 0.2\nstorage:\n  inmemory:\n', /version \(.*:1\): unsupported configuration version 0.2/],
       ['version: 0.1\nstorage:\n  inmemory:\nauth:\n  silly:\n    realm: x\n', /auth\.silly.*not supported/],
-      ['version: 0.1\nstorage:\n  inmemory:\nauth:\n  htpasswd:\n    realm: x\n  token:\n    realm: y\n', /auth.*at most one auth provider, found htpasswd, token/],
+      [
+        'version: 0.1\nstorage:\n  inmemory:\nauth:\n  htpasswd:\n    realm: x\n  token:\n    realm: y\n',
+        /auth.*at most one auth provider, found htpasswd, token/,
+      ],
       ['version: 0.1\nstorage:\n  inmemory:\nauth:\n  htpasswd:\n    realm: x\n', /auth\.htpasswd\.path.*required/],
-      ['version: 0.1\nstorage:\n  inmemory:\nauth:\n  token:\n    realm: https://a/token\n', /auth\.token\.service.*required[\s\S]*auth\.token\.issuer.*required[\s\S]*auth\.token\.rootcertbundle.*required/],
+      [
+        'version: 0.1\nstorage:\n  inmemory:\nauth:\n  token:\n    realm: https://a/token\n',
+        /auth\.token\.service.*required[\s\S]*auth\.token\.issuer.*required[\s\S]*auth\.token\.rootcertbundle.*required/,
+      ],
       ['version: 0.1\nstorage:\n  inmemory:\nproxy:\n  remoteurl: https://registry-1.docker.io\n  ttl: forever\n', /proxy\.ttl.*expected a duration/],
-      ['version: 0.1\nstorage:\n  inmemory:\nnotifications:\n  endpoints:\n    - name: a\n      timeout: soon\n', /notifications\.endpoints\.0\.url.*required[\s\S]*notifications\.endpoints\.0\.timeout.*expected a duration/],
+      [
+        'version: 0.1\nstorage:\n  inmemory:\nnotifications:\n  endpoints:\n    - name: a\n      timeout: soon\n',
+        /notifications\.endpoints\.0\.url.*required[\s\S]*notifications\.endpoints\.0\.timeout.*expected a duration/,
+      ],
       ['version: 0.1\nstorage:\n  inmemory:\nhttp:\n  prefix: /registry/\n', /http\.prefix.*not supported/],
-      ['version: 0.1\nstorage:\n  inmemory:\nhttp:\n  addr: /run/registry.sock\n  net: unix\n', /http\.net.*"unix" listeners are not supported[\s\S]*http\.addr.*unix socket/],
+      [
+        'version: 0.1\nstorage:\n  inmemory:\nhttp:\n  addr: /run/registry.sock\n  net: unix\n',
+        /http\.net.*"unix" listeners are not supported[\s\S]*http\.addr.*unix socket/,
+      ],
       ['version: 0.1\nstorage:\n  inmemory:\nhttp:\n  tls:\n    certificate: /c.pem\n', /http\.tls\.key.*required with http\.tls\.certificate/],
       ['version: 0.1\nstorage:\n  inmemory:\nhttp:\n  tls:\n    letsencrypt:\n      email: a@b\n', /http\.tls\.letsencrypt.*not supported/],
-      ['version: 0.1\nstorage:\n  inmemory:\nhttp:\n  tls:\n    certificate: /c\n    key: /k\n    minimumtls: tls9\n', /http\.tls\.minimumtls.*expected tls1\.0/],
+      [
+        'version: 0.1\nstorage:\n  inmemory:\nhttp:\n  tls:\n    certificate: /c\n    key: /k\n    minimumtls: tls9\n',
+        /http\.tls\.minimumtls.*expected tls1\.0/,
+      ],
       ['version: 0.1\nstorage:\n  inmemory:\nhealth:\n  storagedriver:\n    enabled: yes-please\n', /health\.storagedriver\.enabled.*expected true or false/],
       ['version: 0.1\nstorage:\n  inmemory:\nhealth:\n  http:\n    - timeout: 1s\n', /health\.http\.0\.uri.*required/],
       ['version: 0.1\nstorage:\n  inmemory:\nlog:\n  level: loud\n', /log\.level \(.*:5\): unknown log level "loud"/],

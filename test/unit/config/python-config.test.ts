@@ -104,7 +104,14 @@ describe("the Python registry's config_sample.yml", () => {
   }
 
   it('s3, ceph-s3, prod and swift load with the AWS_* / OS_* variables their flavors read (issue 12)', () => {
-    const aws = { AWS_BUCKET: 'images', AWS_KEY: 'AK', AWS_SECRET: 'SK', AWS_HOST: 'rgw.example', AWS_PORT: '7480', AWS_CALLING_FORMAT: 'boto.s3.connection.OrdinaryCallingFormat' };
+    const aws = {
+      AWS_BUCKET: 'images',
+      AWS_KEY: 'AK',
+      AWS_SECRET: 'SK',
+      AWS_HOST: 'rgw.example',
+      AWS_PORT: '7480',
+      AWS_CALLING_FORMAT: 'boto.s3.connection.OrdinaryCallingFormat',
+    };
     const s3 = load('s3', aws);
     assert.equal(s3.storage, 's3');
     assert.equal(s3.s3_bucket, 'images');
@@ -125,7 +132,14 @@ describe("the Python registry's config_sample.yml", () => {
     assert.equal(swift.swift_user, 'u:swift');
     assert.equal(swift.swift_container, 'c');
     // Keystone v2 as the Python driver's swiftclient did it (its swift_auth_version defaults to 2)
-    const ks = load('swift', { OS_AUTH_URL: 'https://identity.api.rackspacecloud.com/v2.0/', OS_CONTAINER: 'c', OS_USERNAME: 'u', OS_PASSWORD: 'p', OS_TENANT_NAME: 'MossoCloudFS_1', OS_REGION_NAME: 'DFW' });
+    const ks = load('swift', {
+      OS_AUTH_URL: 'https://identity.api.rackspacecloud.com/v2.0/',
+      OS_CONTAINER: 'c',
+      OS_USERNAME: 'u',
+      OS_PASSWORD: 'p',
+      OS_TENANT_NAME: 'MossoCloudFS_1',
+      OS_REGION_NAME: 'DFW',
+    });
     assert.equal(ks.swift_authurl, 'https://identity.api.rackspacecloud.com/v2.0/');
     assert.equal(ks.swift_tenant_name, 'MossoCloudFS_1');
     assert.equal(ks.swift_region_name, 'DFW');
@@ -133,9 +147,17 @@ describe("the Python registry's config_sample.yml", () => {
   });
 
   it('s3 and swift flavors without their bucket or credentials fail at start naming the keys', () => {
-    assert.throws(() => load('s3'), (e: Error) => e instanceof ConfigError && new RegExp(`s3\\.s3_bucket \\(${PY.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:${lineOf('s3', 's3_bucket')}\\): required with storage s3`).test(e.message));
+    assert.throws(
+      () => load('s3'),
+      (e: Error) =>
+        e instanceof ConfigError &&
+        new RegExp(`s3\\.s3_bucket \\(${PY.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:${lineOf('s3', 's3_bucket')}\\): required with storage s3`).test(e.message),
+    );
     assert.throws(() => load('prod'), /s3_bucket.*required with storage s3/);
-    assert.throws(() => load('swift'), /swift\.swift_authurl.*required[\s\S]*swift_container.*required[\s\S]*swift_user.*required[\s\S]*swift_password.*required/);
+    assert.throws(
+      () => load('swift'),
+      /swift\.swift_authurl.*required[\s\S]*swift_container.*required[\s\S]*swift_user.*required[\s\S]*swift_password.*required/,
+    );
   });
 
   it('flavors of the last upstream version (spec §8.2): cloudfronts3, s3_use_sigv4, storage oss', () => {
@@ -185,7 +207,7 @@ local-leftovers:
     }
   });
 
-  it('a key that is neither ours nor the Python registry\'s still fails (typos are caught)', () => {
+  it("a key that is neither ours nor the Python registry's still fails (typos are caught)", () => {
     const dir = mkdtempSync(join(tmpdir(), 'lr-pycfg-'));
     try {
       const file = join(dir, 'config.yml');
@@ -243,7 +265,10 @@ local-leftovers:
   });
 
   it('cors: bad values fail with the key path', () => {
-    assert.throws(() => load('dev', { CORS_ORIGINS: '*', CORS_SEND_WILDCARD: 'maybe' }), /dev\.cors\.send_wildcard \(.*python-registry-config_sample\.yml:\d+\)/);
+    assert.throws(
+      () => load('dev', { CORS_ORIGINS: '*', CORS_SEND_WILDCARD: 'maybe' }),
+      /dev\.cors\.send_wildcard \(.*python-registry-config_sample\.yml:\d+\)/,
+    );
     assert.throws(() => load('dev', { CORS_ORIGINS: '*', CORS_MAX_AGE: '-5' }), /dev\.cors\.max_age/);
     assert.throws(() => load('dev', { CORS_ORIGINS: '*', CORS_RESOURCES: '{"/v1/.*": {colour: blue}}' }), /unknown key\(s\) colour/);
   });
@@ -266,7 +291,10 @@ describe("this server's config_sample.yml: the cors section", () => {
   });
 
   it('storage other than file/local/s3/swift fails with the same message; s3 needs its bucket', () => {
-    assert.throws(() => loadConfig({ env: { STORAGE: 'gcs' }, flavor: 'common' }), /common\.storage \(.*config_sample\.yml:\d+\): storage gcs is not supported/);
+    assert.throws(
+      () => loadConfig({ env: { STORAGE: 'gcs' }, flavor: 'common' }),
+      /common\.storage \(.*config_sample\.yml:\d+\): storage gcs is not supported/,
+    );
     assert.throws(() => loadConfig({ env: { STORAGE: 's3' }, flavor: 'common' }), /s3_bucket.*required with storage s3/);
   });
 });

@@ -32,7 +32,10 @@ describe('BoundedCache', () => {
     cache.set('d', 'd', 60_000);
     assert.equal(cache.size, 3);
     assert.equal(cache.peek('b'), undefined);
-    assert.deepEqual(['a', 'c', 'd'].map((k) => cache.peek(k)), ['a', 'c', 'd']);
+    assert.deepEqual(
+      ['a', 'c', 'd'].map((k) => cache.peek(k)),
+      ['a', 'c', 'd'],
+    );
   });
 
   it('is bounded by bytes as the weight function counts them', () => {
@@ -40,7 +43,10 @@ describe('BoundedCache', () => {
     for (let i = 0; i < 10; i++) cache.set(`k${i}`, 'x'.repeat(30), 60_000);
     assert.equal(cache.size, 3);
     assert.equal(cache.bytes, 90);
-    assert.deepEqual(['k7', 'k8', 'k9'].map((k) => cache.peek(k)?.length), [30, 30, 30]);
+    assert.deepEqual(
+      ['k7', 'k8', 'k9'].map((k) => cache.peek(k)?.length),
+      [30, 30, 30],
+    );
     // one value heavier than the whole budget is not kept, and evicts nothing
     assert.equal(cache.set('huge', 'x'.repeat(101), 60_000), false);
     assert.equal(cache.size, 3);
@@ -58,7 +64,10 @@ describe('BoundedCache', () => {
     cache.set('live2', 'c', 60_000);
     c.advance(20);
     cache.set('live3', 'd', 60_000);
-    assert.deepEqual(['live1', 'short', 'live2', 'live3'].map((k) => cache.peek(k)), ['a', undefined, 'c', 'd']);
+    assert.deepEqual(
+      ['live1', 'short', 'live2', 'live3'].map((k) => cache.peek(k)),
+      ['a', undefined, 'c', 'd'],
+    );
   });
 
   it('a value that grows after it was stored is weighed again', () => {
@@ -84,7 +93,10 @@ describe('BoundedCache', () => {
   it('deletes by key and by predicate; ttl 0 keeps nothing', () => {
     const cache = new BoundedCache<string>({ maxEntries: 10, maxBytes: 1000, weight: byLength });
     for (const k of ['x/1', 'x/2', 'y/1']) cache.set(k, k, 60_000);
-    assert.equal(cache.deleteWhere((k) => k.startsWith('x/')), 2);
+    assert.equal(
+      cache.deleteWhere((k) => k.startsWith('x/')),
+      2,
+    );
     assert.equal(cache.delete('y/1'), true);
     assert.equal(cache.delete('y/1'), false);
     assert.equal(cache.bytes, 0);
@@ -96,7 +108,7 @@ describe('BoundedCache', () => {
     const c = clock();
     const cache = new BoundedCache<string>({ maxEntries: 50, maxBytes: 2000, weight: (v, k) => v.length + k.length, now: c.now });
     let seed = 7;
-    const rnd = (n: number): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % n);
+    const rnd = (n: number): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n;
     const expiry = new Map<string, number>();
     for (let i = 0; i < 20_000; i++) {
       const k = `k${rnd(200)}`;

@@ -132,7 +132,35 @@ function rng(seed: number): () => number {
   };
 }
 
-const ALPHABET = ['a', 'Z', ' ', '<', '>', '&', '"', '\\', '/', '\n', '\r', '\t', '\u0000', '\u001f', '\u007f', 'é', '€', '\u2028', '\u2029', '\u2027', '😀', '{', '}', '[', ']', ':', ','];
+const ALPHABET = [
+  'a',
+  'Z',
+  ' ',
+  '<',
+  '>',
+  '&',
+  '"',
+  '\\',
+  '/',
+  '\n',
+  '\r',
+  '\t',
+  '\u0000',
+  '\u001f',
+  '\u007f',
+  'é',
+  '€',
+  '\u2028',
+  '\u2029',
+  '\u2027',
+  '😀',
+  '{',
+  '}',
+  '[',
+  ']',
+  ':',
+  ',',
+];
 
 function randomString(r: () => number, max: number): string {
   const len = Math.floor(r() * max);
@@ -161,7 +189,9 @@ function randomText(r: () => number, v: unknown): string {
   const ws = (): string => [' ', '\n', '\t', '\r', '', '', ''][Math.floor(r() * 7)]!.repeat(1 + Math.floor(r() * 2));
   if (Array.isArray(v)) return `[${ws()}${v.map((x) => `${ws()}${randomText(r, x)}${ws()}`).join(',')}${ws()}]`;
   if (v !== null && typeof v === 'object') {
-    return `{${ws()}${Object.entries(v).map(([k, x]) => `${ws()}${JSON.stringify(k)}${ws()}:${ws()}${randomText(r, x)}${ws()}`).join(',')}${ws()}}`;
+    return `{${ws()}${Object.entries(v)
+      .map(([k, x]) => `${ws()}${JSON.stringify(k)}${ws()}:${ws()}${randomText(r, x)}${ws()}`)
+      .join(',')}${ws()}}`;
   }
   return JSON.stringify(v);
 }

@@ -12,7 +12,23 @@ describe('repository names (spec §1.5, §7.2)', () => {
     assert.equal(parseRepoName('alice/web.app_1-x')?.full, 'alice/web.app_1-x');
   });
   it('refuses names off the grammar and traversal', () => {
-    for (const bad of ['', '..', '.', 'a/..', 'a/.', 'A/b', 'a/B', 'a/b/c', 'a b/c', 'a/b%2f', '-a/b', 'a-/b', 'a/' + 'x'.repeat(65), 'a'.repeat(64).replace(/a/g, 'f'), 'ns/\u0000']) {
+    for (const bad of [
+      '',
+      '..',
+      '.',
+      'a/..',
+      'a/.',
+      'A/b',
+      'a/B',
+      'a/b/c',
+      'a b/c',
+      'a/b%2f',
+      '-a/b',
+      'a-/b',
+      'a/' + 'x'.repeat(65),
+      'a'.repeat(64).replace(/a/g, 'f'),
+      'ns/\u0000',
+    ]) {
       assert.equal(parseRepoName(bad), undefined, JSON.stringify(bad));
     }
   });
@@ -38,7 +54,14 @@ describe('repository route matching (greedy, as the Python router)', () => {
 describe('tag metadata from the User-Agent (spec §2.16)', () => {
   it('reads docker, go, kernel, os and arch', () => {
     const m = tagMetadata('docker/1.5.0 go/go1.4.1 git-commit/a8a31ef kernel/3.16.0-4-amd64 os/Linux arch/AMD64', 1420070400000);
-    assert.deepEqual(m, { last_update: 1420070400, docker_version: '1.5.0', docker_go_version: 'go1.4.1', kernel: '3.16.0-4-amd64', os: 'linux', arch: 'amd64' });
+    assert.deepEqual(m, {
+      last_update: 1420070400,
+      docker_version: '1.5.0',
+      docker_go_version: 'go1.4.1',
+      kernel: '3.16.0-4-amd64',
+      os: 'linux',
+      arch: 'amd64',
+    });
     assert.deepEqual(tagMetadata(undefined, 0), { last_update: 0 });
   });
 });

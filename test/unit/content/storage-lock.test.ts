@@ -121,7 +121,10 @@ describe('StorageLock across nodes sharing a directory', () => {
       let release!: () => void;
       const held = a.run('z', () => new Promise<void>((r) => (release = r)));
       await sleep(50);
-      await assert.rejects(b.run('z', async () => undefined), /timed out waiting for lock/);
+      await assert.rejects(
+        b.run('z', async () => undefined),
+        /timed out waiting for lock/,
+      );
       release();
       await held;
       await b.run('z', async () => undefined);

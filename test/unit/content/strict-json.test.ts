@@ -6,7 +6,11 @@ const b = (s: string): Buffer => Buffer.from(s, 'utf8');
 const manifest = { fields: MANIFEST_FIELDS };
 
 function refuses(text: string, message: RegExp, opts: Parameters<typeof scanJson>[1] = {}): void {
-  assert.throws(() => scanJson(b(text), opts), (e: unknown) => e instanceof StrictJsonError && message.test(e.message), text.slice(0, 200));
+  assert.throws(
+    () => scanJson(b(text), opts),
+    (e: unknown) => e instanceof StrictJsonError && message.test(e.message),
+    text.slice(0, 200),
+  );
 }
 
 describe('strict JSON scanner: duplicate keys', () => {
@@ -94,13 +98,23 @@ describe('strict JSON scanner: limits and syntax', () => {
     const text = '{ "é" : "ü" , "b":[1,{"c":2}] ,"s":{}}';
     const buf = b(text);
     const members = scanJson(buf);
-    assert.deepEqual(members.map((m) => m.key), ['é', 'b', 's']);
-    assert.deepEqual(members.map((m) => buf.toString('utf8', m.valueStart, m.valueEnd)), ['"ü"', '[1,{"c":2}]', '{}']);
-    assert.deepEqual(members.map((m) => buf.toString('utf8', m.keyStart, m.keyStart + 1)), ['"', '"', '"']);
+    assert.deepEqual(
+      members.map((m) => m.key),
+      ['é', 'b', 's'],
+    );
+    assert.deepEqual(
+      members.map((m) => buf.toString('utf8', m.valueStart, m.valueEnd)),
+      ['"ü"', '[1,{"c":2}]', '{}'],
+    );
+    assert.deepEqual(
+      members.map((m) => buf.toString('utf8', m.keyStart, m.keyStart + 1)),
+      ['"', '"', '"'],
+    );
     assert.deepEqual(scanJson(b('[{"a":1}]')), []);
   });
   it('reads a 4 MiB manifest in one pass (a few ms; see the commit for figures)', () => {
-    const layer = (i: number): string => `{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:${i.toString(16).padStart(64, '0')}","size":${i},"annotations":{"org.example.k${i}":"v<&>\\"${i}"}}`;
+    const layer = (i: number): string =>
+      `{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:${i.toString(16).padStart(64, '0')}","size":${i},"annotations":{"org.example.k${i}":"v<&>\\"${i}"}}`;
     const parts: string[] = [];
     let size = 100;
     for (let i = 0; size < 4 * 1024 * 1024 - 300; i++) {
@@ -110,6 +124,9 @@ describe('strict JSON scanner: limits and syntax', () => {
     }
     const buf = b(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[${parts.join(',')}]}`);
     assert.ok(buf.length <= 4 * 1024 * 1024);
-    assert.deepEqual(scanJson(buf, manifest).map((m) => m.key), ['schemaVersion', 'mediaType', 'layers']);
+    assert.deepEqual(
+      scanJson(buf, manifest).map((m) => m.key),
+      ['schemaVersion', 'mediaType', 'layers'],
+    );
   });
 });

@@ -53,4 +53,3 @@ describe('tarsumMatches on a link with v0 sums only (a push: v1/dev computed on 
     assert.equal(tarsumMatches(`tarsum.dev+sha256:${hex('c')}`, v0only), undefined);
   });
 });
-

@@ -51,7 +51,10 @@ describe('filesListing (R9, streamed)', () => {
     const { src, state } = source(tarOf(files(50)), { compression: 'none' });
     const list = JSON.parse(await text(await filesListing(src, { maxEntries: 20 }))) as [string][];
     assert.equal(list.length, 20);
-    assert.deepEqual(list.map((e) => e[0]), Object.keys(files(20)));
+    assert.deepEqual(
+      list.map((e) => e[0]),
+      Object.keys(files(20)),
+    );
     assert.equal(state.kept, undefined, 'a cut listing is not kept');
     assert.equal(state.closed, 1);
   });

@@ -28,19 +28,32 @@ describe('login throttling per account and client address (SQLite)', () => {
   it('five failures lock that address out; another address is still allowed', async () => {
     const locks: LockScope[] = [];
     for (let i = 0; i < 4; i++) assert.deepEqual(await recordLoginFailure(db, 'alice', { address: '10.0.0.1', now: at(i) }), { allowed: true });
-    assert.deepEqual(await recordLoginFailure(db, 'alice', { address: '10.0.0.1', now: at(4), onLockout: (s) => locks.push(s) }), { allowed: false, retryAfterMs: MIN });
+    assert.deepEqual(await recordLoginFailure(db, 'alice', { address: '10.0.0.1', now: at(4), onLockout: (s) => locks.push(s) }), {
+      allowed: false,
+      retryAfterMs: MIN,
+    });
     assert.deepEqual(locks, ['address']);
     assert.deepEqual(await loginAllowed(db, 'alice', { address: '10.0.0.1', now: at(10) }), { allowed: false, retryAfterMs: MIN - 6 });
     assert.deepEqual(await loginAllowed(db, 'alice', { address: '10.0.0.2', now: at(10) }), { allowed: true });
-    assert.deepEqual(await loginAllowed(db, 'ALICE', { address: '::ffff:10.0.0.1', now: at(10) }), { allowed: false, retryAfterMs: MIN - 6 }, 'same name, same address however written');
+    assert.deepEqual(
+      await loginAllowed(db, 'ALICE', { address: '::ffff:10.0.0.1', now: at(10) }),
+      { allowed: false, retryAfterMs: MIN - 6 },
+      'same name, same address however written',
+    );
   });
 
   it("a success clears only that address's failures, not the account's count", async () => {
     for (let i = 0; i < 3; i++) await recordLoginFailure(db, 'bob', { address: '10.0.0.3', now: at(i) });
     for (let i = 0; i < 3; i++) await recordLoginFailure(db, 'bob', { address: '10.0.0.4', now: at(i) });
     await clearLoginFailures(db, 'bob', { address: '10.0.0.3' });
-    const rows = (await db('login_address_failures').where({ username: 'bob' }).orderBy('address').select('address', 'failures')) as { address: string; failures: number }[];
-    assert.deepEqual(rows.map((r) => [r.address, Number(r.failures)]), [['10.0.0.4', 3]]);
+    const rows = (await db('login_address_failures').where({ username: 'bob' }).orderBy('address').select('address', 'failures')) as {
+      address: string;
+      failures: number;
+    }[];
+    assert.deepEqual(
+      rows.map((r) => [r.address, Number(r.failures)]),
+      [['10.0.0.4', 3]],
+    );
     const account = (await db('login_failures').where({ username: 'bob' }).first('failures')) as { failures: number };
     assert.equal(Number(account.failures), 6);
   });
@@ -52,7 +65,10 @@ describe('login throttling per account and client address (SQLite)', () => {
       for (let i = 0; i < 5; i++) await recordLoginFailure(db, 'carol', { address: `10.1.0.${a}`, now: at(n++), onLockout: (s, ms) => locks.push([s, ms]) });
     }
     assert.equal(locks.filter(([s]) => s === 'address').length, 20);
-    assert.deepEqual(locks.filter(([s]) => s === 'account'), [['account', MIN]]);
+    assert.deepEqual(
+      locks.filter(([s]) => s === 'account'),
+      [['account', MIN]],
+    );
     const d = await loginAllowed(db, 'carol', { address: '10.9.9.9', now: at(n) });
     assert.equal(d.allowed, false);
     assert.deepEqual(await loginAllowed(db, 'carol', { address: '10.9.9.9', now: at(n + MIN) }), { allowed: true }, 'the account lock expires');

@@ -13,7 +13,17 @@ describe('digest helpers', () => {
   it('parseDigest accepts sha256:<64 lowercase hex> only', () => {
     const hex = 'a'.repeat(64);
     assert.equal(parseDigest(`sha256:${hex}`), `sha256:${hex}`);
-    for (const bad of [hex, `sha256:${'A'.repeat(64)}`, `sha256:${hex.slice(1)}`, `sha256:${hex}0`, `sha512:${hex}`, `sha256:${hex}\n`, ` sha256:${hex}`, `sha256:${'g'.repeat(64)}`, '']) {
+    for (const bad of [
+      hex,
+      `sha256:${'A'.repeat(64)}`,
+      `sha256:${hex.slice(1)}`,
+      `sha256:${hex}0`,
+      `sha512:${hex}`,
+      `sha256:${hex}\n`,
+      ` sha256:${hex}`,
+      `sha256:${'g'.repeat(64)}`,
+      '',
+    ]) {
       assert.equal(parseDigest(bad), undefined, JSON.stringify(bad));
     }
   });

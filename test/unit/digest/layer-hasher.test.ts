@@ -62,7 +62,10 @@ describe('LayerHasher: compression detection', () => {
 });
 
 describe('LayerHasher: broken input never fails the upload', () => {
-  const tar = buildTar([{ name: 'a', data: prandBytes(100000, 1) }, { name: 'b/', type: '5' }]);
+  const tar = buildTar([
+    { name: 'a', data: prandBytes(100000, 1) },
+    { name: 'b/', type: '5' },
+  ]);
   const cases: [string, Buffer, RegExp, string][] = [
     ['random bytes', prandBytes(10000, 2), /not a tar.*checksum/, 'none'],
     ['a tar cut in the middle of an entry', tar.subarray(0, 50000), /not a tar.*truncated/, 'none'],
@@ -102,7 +105,10 @@ describe('LayerHasher: broken input never fails the upload', () => {
 
 describe('LayerHasher: gzip layers', () => {
   it('a multi-member gzip is read through: diffId and tarsum of the whole tar', async () => {
-    const tar = buildTar([{ name: 'x', data: prandBytes(70000, 5) }, { name: 'y', data: 'why' }]);
+    const tar = buildTar([
+      { name: 'x', data: prandBytes(70000, 5) },
+      { name: 'y', data: 'why' },
+    ]);
     const gz = Buffer.concat([gzipSync(tar.subarray(0, 40000)), gzipSync(tar.subarray(40000))]);
     const { d } = await hashLayer(split(gz, 'random', 6));
     assert.equal(d.tarError, undefined);
@@ -111,7 +117,10 @@ describe('LayerHasher: gzip layers', () => {
   });
 
   it('a 3 MiB entry through gzip in random chunks: same tarsum as the plain tar', async () => {
-    const tar = buildTar([{ name: 'big', data: prandBytes(3 << 20, 6) }, { name: 'small', data: 's' }]);
+    const tar = buildTar([
+      { name: 'big', data: prandBytes(3 << 20, 6) },
+      { name: 'small', data: 's' },
+    ]);
     const gz = gzipSync(tar, { level: 1 });
     const [viaGz, viaTar] = await Promise.all([hashLayer(split(gz, 'random', 8)), hashLayer(split(tar, 'random', 9))]);
     assert.equal(viaGz.d.diffId, viaTar.d.digest);
@@ -137,11 +146,7 @@ describe('LayerHasher: gzip layers', () => {
     const unitGz = gzipSync(unit, { level: 6 });
     const members = Math.ceil((48 << 20) / unitGz.length);
     const size = members * unit.length;
-    const gz = Buffer.concat([
-      gzipSync(tarHeader({ name: 'big', size })),
-      ...Array.from({ length: members }, () => unitGz),
-      gzipSync(END),
-    ]);
+    const gz = Buffer.concat([gzipSync(tarHeader({ name: 'big', size })), ...Array.from({ length: members }, () => unitGz), gzipSync(END)]);
     assert.ok(gz.length > 46 << 20 && size > 3 * gz.length);
     gc();
     gc();
@@ -283,4 +288,3 @@ describe('the uncompressed side: flow control and what is computed (issue 18)', 
     }
   });
 });
-

@@ -40,7 +40,10 @@ export function prandBytes(n: number, seed = 7): Buffer {
 
 /** Deterministic text-like bytes (words and newlines), compressing about 3.7:1 with gzip. */
 export function textBytes(n: number, seed = 7): Buffer {
-  const words = 'the of and to in is was for on that with as by at from this be are or it an which were have has not but had his they also their its one first new after been who two other more'.split(' ');
+  const words =
+    'the of and to in is was for on that with as by at from this be are or it an which were have has not but had his they also their its one first new after been who two other more'.split(
+      ' ',
+    );
   const r = rng(seed);
   const out = Buffer.allocUnsafe(n);
   let off = 0;

@@ -57,11 +57,7 @@ describe('TarParser: names and extension headers', () => {
   });
 
   it('PAX global headers are neither entries nor applied', () => {
-    const tar = Buffer.concat([
-      ...extensionBlocks('g', paxRecords({ path: 'global-name', uid: '99' })),
-      ...tarEntry({ name: 'a', data: 'A' }),
-      END,
-    ]);
+    const tar = Buffer.concat([...extensionBlocks('g', paxRecords({ path: 'global-name', uid: '99' })), ...tarEntry({ name: 'a', data: 'A' }), END]);
     const r = parse(split(tar, 'bytes'));
     assert.equal(r.error, undefined);
     assert.deepEqual(
@@ -73,7 +69,13 @@ describe('TarParser: names and extension headers', () => {
   it('SCHILY.xattr records: name without the prefix, raw value bytes, sorted by name', () => {
     const bin = Buffer.from([0x00, 0xff, 0x80, 0x0a, 0x3d]);
     const r = parse([
-      buildTar([{ name: 'x', data: 'x', pax: { 'SCHILY.xattr.user.z': 'last', 'SCHILY.xattr.security.capability': bin, 'SCHILY.xattr.user.a': 'first', 'LIBARCHIVE.x': 'no' } }]),
+      buildTar([
+        {
+          name: 'x',
+          data: 'x',
+          pax: { 'SCHILY.xattr.user.z': 'last', 'SCHILY.xattr.security.capability': bin, 'SCHILY.xattr.user.a': 'first', 'LIBARCHIVE.x': 'no' },
+        },
+      ]),
     ]);
     assert.equal(r.error, undefined);
     assert.deepEqual(
@@ -115,7 +117,12 @@ describe('TarParser: numeric fields, typeflags, content', () => {
   });
 
   it('mode is the raw field (type bits kept), typeflag the raw byte (NUL stays NUL)', () => {
-    const r = parse([buildTar([{ name: 'v7-file', type: '\0', mode: 0o100644, data: 'v7', format: 'v7' }, { name: 'dev', type: '3', devmajor: 4, devminor: 64 }])]);
+    const r = parse([
+      buildTar([
+        { name: 'v7-file', type: '\0', mode: 0o100644, data: 'v7', format: 'v7' },
+        { name: 'dev', type: '3', devmajor: 4, devminor: 64 },
+      ]),
+    ]);
     assert.equal(r.error, undefined);
     assert.equal(r.headers[0]!.typeflag, '\0');
     assert.equal(r.headers[0]!.mode, 0o100644);
@@ -125,7 +132,12 @@ describe('TarParser: numeric fields, typeflags, content', () => {
   });
 
   it('links, devices and directories carry no content even with a size field', () => {
-    const r = parse([buildTar([{ name: 'd/', type: '5', size: 1024 }, { name: 'f', data: 'after' }])]);
+    const r = parse([
+      buildTar([
+        { name: 'd/', type: '5', size: 1024 },
+        { name: 'f', data: 'after' },
+      ]),
+    ]);
     assert.equal(r.error, undefined);
     assert.equal(r.headers[0]!.size, 1024);
     assert.deepEqual(r.contents.map(String), ['', 'after']);
@@ -139,7 +151,10 @@ describe('TarParser: numeric fields, typeflags, content', () => {
 
   it('streams a 3 MiB entry in input-sized pieces, unchanged, never gathered', () => {
     const big = prandBytes(3 * 1024 * 1024 + 17, 9);
-    const tar = buildTar([{ name: 'big', data: big }, { name: 'small', data: 'tail' }]);
+    const tar = buildTar([
+      { name: 'big', data: big },
+      { name: 'small', data: 'tail' },
+    ]);
     const parts = split(tar, 'random', 5);
     const r = parse(parts);
     assert.equal(r.error, undefined);
@@ -214,7 +229,12 @@ describe('TarParser: end of archive and errors', () => {
   it('the extension payload cap counts every extension header before an entry, and can be set', () => {
     const rec = paxRecords({ 'LIBARCHIVE.pad': 'p'.repeat(300000) });
     const withRuns = (n: number): Buffer =>
-      Buffer.concat([...Array.from({ length: n }, () => extensionBlocks('x', rec)).flat(), ...tarEntry({ name: 'a', data: 'A' }), ...tarEntry({ name: 'b', pax: { path: 'bb' } }), END]);
+      Buffer.concat([
+        ...Array.from({ length: n }, () => extensionBlocks('x', rec)).flat(),
+        ...tarEntry({ name: 'a', data: 'A' }),
+        ...tarEntry({ name: 'b', pax: { path: 'bb' } }),
+        END,
+      ]);
     const three = parse([withRuns(3)]);
     assert.equal(three.error, undefined);
     assert.deepEqual(
@@ -223,7 +243,15 @@ describe('TarParser: end of archive and errors', () => {
     );
     assert.match(parse(split(withRuns(4), 'random', 4)).error ?? '', /too large/);
     const small = new TarParser({ entry: () => undefined, data: () => undefined, entryEnd: () => undefined }, { maxMetaSize: 100 });
-    small.write(buildTar([{ name: 'a', gnuLongName: 'x'.repeat(99) }, { name: 'b', gnuLongName: 'y'.repeat(99) }], { end: false }));
+    small.write(
+      buildTar(
+        [
+          { name: 'a', gnuLongName: 'x'.repeat(99) },
+          { name: 'b', gnuLongName: 'y'.repeat(99) },
+        ],
+        { end: false },
+      ),
+    );
     assert.equal(small.error, undefined);
     small.write(buildTar([{ name: 'c', gnuLongName: 'z'.repeat(100) }]));
     assert.match(small.error ?? '', /too large/);

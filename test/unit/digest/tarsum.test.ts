@@ -93,7 +93,11 @@ describe('tarsum of clients built with Go ≥ 1.10 (spec §6.2): uname and gname
     const r = t.result()!;
     // dup #1 before dup #2 whatever their sums (3 entries: insertion sort in every Go release)
     const goOrder = insertionSorted(
-      [{ k: 'dup', p: 0, s: d1! }, { k: 'a', p: 1, s: a! }, { k: 'dup', p: 2, s: d2! }],
+      [
+        { k: 'dup', p: 0, s: d1! },
+        { k: 'a', p: 1, s: a! },
+        { k: 'dup', p: 2, s: d2! },
+      ],
       (x, y) => (x.k === y.k ? x.p < y.p : x.s < y.s),
     ).map((x) => x.s);
     assert.equal(r.go110.v0, `tarsum+sha256:${final(json, goOrder)}`);
@@ -102,7 +106,11 @@ describe('tarsum of clients built with Go ≥ 1.10 (spec §6.2): uname and gname
 
   it('a tar without owner names: both rules give the same sums, and no extra hashing happens', () => {
     const none = { uname: '', gname: '' };
-    const tar = buildTar([{ name: 'a', data: 'a'.repeat(3000), ...none }, { name: 'b/', type: '5', ...none }, { name: 'c', data: 'c', format: 'v7' }]);
+    const tar = buildTar([
+      { name: 'a', data: 'a'.repeat(3000), ...none },
+      { name: 'b/', type: '5', ...none },
+      { name: 'c', data: 'c', format: 'v7' },
+    ]);
     const t = tarsumOf(split(tar, 'random', 3));
     for (const s of t.entrySums()) {
       assert.equal(s.v0Go110, s.v0);
@@ -159,10 +167,22 @@ describe('TarSum ordering and duplicate paths (spec §6.3)', () => {
       const items = sums.map((s, pos) => ({ ...s, pos, key: pos === 1 ? 'other' : 'dup' }));
       const goOrder = (pick: (s: (typeof items)[number]) => string): string[] =>
         insertionSorted(items, (a, b) => (a.key === b.key ? a.pos < b.pos : pick(a) < pick(b))).map(pick);
-      assert.equal(r.v0, `tarsum+sha256:${final(json, goOrder((s) => s.v0))}`);
+      assert.equal(
+        r.v0,
+        `tarsum+sha256:${final(
+          json,
+          goOrder((s) => s.v0),
+        )}`,
+      );
       assert.equal(r.v0Plain, `tarsum+sha256:${final(json, sums.map((s) => s.v0).sort())}`);
       assert.notEqual(r.v0, r.v0Plain);
-      assert.equal(r.v1, `tarsum.v1+sha256:${final(json, goOrder((s) => s.v1))}`);
+      assert.equal(
+        r.v1,
+        `tarsum.v1+sha256:${final(
+          json,
+          goOrder((s) => s.v1),
+        )}`,
+      );
       assert.notEqual(r.v1, `tarsum.v1+sha256:${final(json, sums.map((s) => s.v1).sort())}`);
       assert.equal(r.dev, r.v1.replace('tarsum.v1+', 'tarsum.dev+'));
     });
@@ -173,12 +193,39 @@ describe('TarSum ordering and duplicate paths (spec §6.3)', () => {
     const t = tarsumOf([tar]);
     const r = t.result()!;
     assert.equal(r.v0, r.v0Plain);
-    assert.equal(r.v0, `tarsum+sha256:${final(json, t.entrySums().map((s) => s.v0).sort())}`);
-    assert.equal(r.v1, `tarsum.v1+sha256:${final(json, t.entrySums().map((s) => s.v1).sort())}`);
+    assert.equal(
+      r.v0,
+      `tarsum+sha256:${final(
+        json,
+        t
+          .entrySums()
+          .map((s) => s.v0)
+          .sort(),
+      )}`,
+    );
+    assert.equal(
+      r.v1,
+      `tarsum.v1+sha256:${final(
+        json,
+        t
+          .entrySums()
+          .map((s) => s.v1)
+          .sort(),
+      )}`,
+    );
   });
 
   it('without duplicates every label is over the plain sorted sums', () => {
-    const t = tarsumOf([buildTar([{ name: 'b', data: 'b' }, { name: 'a', data: 'a' }, { name: 'c/', type: '5' }])], Buffer.alloc(0));
+    const t = tarsumOf(
+      [
+        buildTar([
+          { name: 'b', data: 'b' },
+          { name: 'a', data: 'a' },
+          { name: 'c/', type: '5' },
+        ]),
+      ],
+      Buffer.alloc(0),
+    );
     const s = t.entrySums();
     const r = t.result()!;
     assert.equal(r.v0, `tarsum+sha256:${final(Buffer.alloc(0), s.map((x) => x.v0).sort())}`);
@@ -187,7 +234,10 @@ describe('TarSum ordering and duplicate paths (spec §6.3)', () => {
   });
 
   it('no result for input that is not a complete tar; entry sums so far stay readable', () => {
-    const tar = buildTar([{ name: 'a', data: 'a' }, { name: 'b', data: 'b'.repeat(2000) }]);
+    const tar = buildTar([
+      { name: 'a', data: 'a' },
+      { name: 'b', data: 'b'.repeat(2000) },
+    ]);
     const cut = tarsumOf([tar.subarray(0, 1024 + 1000)]);
     assert.equal(cut.result(), undefined);
     assert.match(cut.error ?? '', /truncated/);
@@ -210,7 +260,11 @@ describe('goSort: Go 1.0–1.5 sort.Sort, comparison for comparison', () => {
       const data = Array.from({ length: n }, () => Math.floor(r() * 50));
       const a = [...data];
       goSort(a, (x, y) => x < y);
-      assert.deepEqual(a, [...data].sort((x, y) => x - y), `n=${n}`);
+      assert.deepEqual(
+        a,
+        [...data].sort((x, y) => x - y),
+        `n=${n}`,
+      );
     }
   });
 
@@ -221,7 +275,9 @@ describe('goSort: Go 1.0–1.5 sort.Sort, comparison for comparison', () => {
     return Array.from({ length: n }, (_, pos) => ({
       key: `k${Math.floor(r() * keys)}`,
       pos,
-      sum: Math.floor(r() * sums).toString(16).padStart(4, '0'),
+      sum: Math.floor(r() * sums)
+        .toString(16)
+        .padStart(4, '0'),
     }));
   };
   const orderHash = (order: readonly number[]): string => createHash('sha256').update(order.join(',')).digest('hex');

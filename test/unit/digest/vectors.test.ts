@@ -2,18 +2,7 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { DigestWorkers } from '../../../src/digest/worker-inner.js';
-import {
-  CHUNK_MODES,
-  expected,
-  hashLayer,
-  json,
-  parse,
-  sha256,
-  split,
-  tarsumOf,
-  vectorFile,
-  type LayerVector,
-} from './support.js';
+import { CHUNK_MODES, expected, hashLayer, json, parse, sha256, split, tarsumOf, vectorFile, type LayerVector } from './support.js';
 
 const NONE = Buffer.alloc(0);
 const layer = (name: string): LayerVector => {
@@ -23,8 +12,7 @@ const layer = (name: string): LayerVector => {
 };
 /** The v0 value the CLI (Go) sends, and the plain-sort (Python registry) one. */
 const goV0 = (v: LayerVector): string | undefined => v.tarsum_v0_with_json_docker_go ?? v.tarsum_v0_with_json;
-const plainV0 = (v: LayerVector): string | undefined =>
-  v.tarsum_v0_with_json_python_registry_plain_sort ?? v.tarsum_v0_with_json;
+const plainV0 = (v: LayerVector): string | undefined => v.tarsum_v0_with_json_python_registry_plain_sort ?? v.tarsum_v0_with_json;
 const TARS = Object.keys(expected.layers).filter((n) => n.endsWith('.tar'));
 
 /**
@@ -48,7 +36,16 @@ const allSums = (v: LayerVector, name: string): unknown => ({
 let GO110_DUP_PLAIN = '';
 {
   const t = tarsumOf([vectorFile('layer-dup.tar')]);
-  GO110_DUP_PLAIN = `tarsum+sha256:${sha256(json, Buffer.from(t.entrySums().map((s) => s.v0Go110).sort().join('')))}`;
+  GO110_DUP_PLAIN = `tarsum+sha256:${sha256(
+    json,
+    Buffer.from(
+      t
+        .entrySums()
+        .map((s) => s.v0Go110)
+        .sort()
+        .join(''),
+    ),
+  )}`;
 }
 
 describe('vector files', () => {

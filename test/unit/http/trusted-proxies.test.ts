@@ -22,7 +22,12 @@ async function seen(trusted: string[], headers: Record<string, string>): Promise
   }
 }
 
-const forged = { 'X-Forwarded-For': '203.0.113.9, 198.51.100.7', 'X-Forwarded-Proto': 'https', 'X-Forwarded-Host': 'registry.example.com', Host: 'node.internal:5001' };
+const forged = {
+  'X-Forwarded-For': '203.0.113.9, 198.51.100.7',
+  'X-Forwarded-Proto': 'https',
+  'X-Forwarded-Host': 'registry.example.com',
+  Host: 'node.internal:5001',
+};
 
 describe('trusted_proxies', () => {
   it('unset: forwarded headers are ignored (the socket address, plain http, the Host header)', async () => {

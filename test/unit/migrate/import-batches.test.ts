@@ -42,7 +42,8 @@ class CrashDriver {
 
   driver(): StorageDriver {
     const inner = this.inner;
-    const read = async (key: string): Promise<Buffer | undefined> => inner.getContent(key).catch((e: unknown) => (isNotFound(e) ? undefined : Promise.reject(e)));
+    const read = async (key: string): Promise<Buffer | undefined> =>
+      inner.getContent(key).catch((e: unknown) => (isNotFound(e) ? undefined : Promise.reject(e)));
     const d: StorageDriver = {
       name: 'crash',
       getContent: (key) => inner.getContent(key),
@@ -108,11 +109,13 @@ function* outcomes(s: CrashDriver['states'][number], rnd: () => number): Generat
   if (total <= 256) {
     for (let i = 0; i < total; i++) {
       let r = i;
-      yield pick(choices.map((c) => {
-        const v = r % c;
-        r = Math.floor(r / c);
-        return v;
-      }));
+      yield pick(
+        choices.map((c) => {
+          const v = r % c;
+          r = Math.floor(r / c);
+          return v;
+        }),
+      );
     }
   } else for (let i = 0; i < 256; i++) yield pick(choices.map((c) => Math.floor(rnd() * c)));
 }
@@ -141,7 +144,11 @@ describe('import batches (issue 16: durable in batches, never visible half writt
     const batches = new ImportBatches(driver, images, 2); // 3 images: a full batch, then the rest
     const imgs = chain(3);
     for (const img of imgs) {
-      const r = await images.stageImport(repo, img.id, img.json, img.ancestry, Readable.from([img.layer]), img.layer.length, { tarsums: false, tarsumV1: false, verify: () => ({}) });
+      const r = await images.stageImport(repo, img.id, img.json, img.ancestry, Readable.from([img.layer]), img.layer.length, {
+        tarsums: false,
+        tarsumV1: false,
+        verify: () => ({}),
+      });
       assert.ok('staged' in r);
       batches.add(r.staged);
       // staged: not served, and its bytes not at their digest yet
@@ -152,7 +159,7 @@ describe('import batches (issue 16: durable in batches, never visible half writt
     assert.equal(batches.flushes, 2);
 
     let seed = 7;
-    const rnd = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const rnd = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     let checked = 0;
     let served = 0;
     for (const state of crash.states) {
@@ -181,7 +188,11 @@ describe('import batches (issue 16: durable in batches, never visible half writt
     const driver = crash.driver();
     const images = new V1Images(driver, new BlobStore(driver), { scoped: true, maxLayerSize: 0, verifyTarsum: false });
     const [img] = chain(1);
-    const r = await images.stageImport(repo, img!.id, img!.json, img!.ancestry, Readable.from([img!.layer]), img!.layer.length, { tarsums: false, tarsumV1: false, verify: () => ({ bad: 'payload checksum mismatch' }) });
+    const r = await images.stageImport(repo, img!.id, img!.json, img!.ancestry, Readable.from([img!.layer]), img!.layer.length, {
+      tarsums: false,
+      tarsumV1: false,
+      verify: () => ({ bad: 'payload checksum mismatch' }),
+    });
     assert.deepEqual(r, { bad: 'payload checksum mismatch' });
     assert.deepEqual(await crash.inner.list(''), [], 'no record, no upload, no blob');
   });
@@ -225,14 +236,22 @@ describe('import batches (issue 16: durable in batches, never visible half writt
     const batches = new ImportBatches(driver, images);
     const imgs = chain(2);
     for (const img of imgs) {
-      const r = await images.stageImport(repo, img.id, img.json, img.ancestry, Readable.from([img.layer]), img.layer.length, { tarsums: false, tarsumV1: false, verify: () => ({}) });
+      const r = await images.stageImport(repo, img.id, img.json, img.ancestry, Readable.from([img.layer]), img.layer.length, {
+        tarsums: false,
+        tarsumV1: false,
+        verify: () => ({}),
+      });
       assert.ok('staged' in r);
       batches.add(r.staged);
     }
     await batches.flush();
     for (const img of imgs) assert.equal(await images.isComplete(repo, img.id), true);
     assert.ok(writes.length > 10);
-    assert.deepEqual(writes.filter((w) => !w.durable), [], 'no write without a flush');
+    assert.deepEqual(
+      writes.filter((w) => !w.durable),
+      [],
+      'no write without a flush',
+    );
   });
 
   it('refuses a json whose parent is not the ancestry given', async () => {

@@ -15,7 +15,12 @@ const link = (over: Partial<LayerLink> = {}): LayerLink => ({
   size: 10,
   payload: 'sha256:' + 'b'.repeat(64),
   compression: 'gzip',
-  tarsum: { v0: 'tarsum+sha256:' + 'c'.repeat(64), v0Plain: 'tarsum+sha256:' + 'c'.repeat(64), v1: 'tarsum.v1+sha256:' + 'd'.repeat(64), dev: 'tarsum.dev+sha256:' + 'd'.repeat(64) },
+  tarsum: {
+    v0: 'tarsum+sha256:' + 'c'.repeat(64),
+    v0Plain: 'tarsum+sha256:' + 'c'.repeat(64),
+    v1: 'tarsum.v1+sha256:' + 'd'.repeat(64),
+    dev: 'tarsum.dev+sha256:' + 'd'.repeat(64),
+  },
   ...over,
 });
 
@@ -52,13 +57,16 @@ describe('migrate helpers', () => {
   });
 
   it('keeps the tag metadata fields R13 writes, of the right types and sizes', () => {
-    assert.deepEqual(sanitizeTagMetadata(Buffer.from('{"last_update":1400000000,"docker_version":"1.3.2","os":"linux","arch":"amd64","kernel":null,"evil":{"a":1}}')), {
-      last_update: 1400000000,
-      docker_version: '1.3.2',
-      os: 'linux',
-      arch: 'amd64',
-      kernel: null,
-    });
+    assert.deepEqual(
+      sanitizeTagMetadata(Buffer.from('{"last_update":1400000000,"docker_version":"1.3.2","os":"linux","arch":"amd64","kernel":null,"evil":{"a":1}}')),
+      {
+        last_update: 1400000000,
+        docker_version: '1.3.2',
+        os: 'linux',
+        arch: 'amd64',
+        kernel: null,
+      },
+    );
     assert.deepEqual(sanitizeTagMetadata(Buffer.from(`{"last_update":"soon","docker_version":"${'x'.repeat(300)}","os":7}`)), {});
     assert.equal(sanitizeTagMetadata(Buffer.from('[1]')), undefined);
     assert.equal(sanitizeTagMetadata(Buffer.from('not json')), undefined);
@@ -99,6 +107,9 @@ describe('migrate helpers', () => {
     const good = new ExpectSha256('sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824');
     await pipeline(Readable.from([Buffer.from('hel'), Buffer.from('lo')]), good, sink());
     assert.equal(good.sha256(), 'sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824');
-    await assert.rejects(pipeline(Readable.from([Buffer.from('hellO')]), new ExpectSha256('sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824'), sink()), DigestMismatchError);
+    await assert.rejects(
+      pipeline(Readable.from([Buffer.from('hellO')]), new ExpectSha256('sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824'), sink()),
+      DigestMismatchError,
+    );
   });
 });

@@ -66,7 +66,7 @@ describe('migrate target TLS and Basic auth', () => {
     assert.equal(seen.length, 2);
   });
 
-  it('accepts it with insecure; wrong credentials give the target\'s 401', async () => {
+  it("accepts it with insecure; wrong credentials give the target's 401", async () => {
     const t = new TargetRegistry({ url, username: 'bob', password: 'wrong', insecure: true });
     try {
       await assert.rejects(t.ping(), /401 UNAUTHORIZED/);

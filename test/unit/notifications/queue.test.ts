@@ -7,7 +7,17 @@ import type { Event } from '../../../src/notifications/events.js';
 import { Receiver } from '../../helpers/receiver.js';
 
 const log = createLogger('silent');
-const endpoint = (url: string): EndpointConfig => ({ name: 'rx', url, headers: {}, timeout: 1, threshold: 2, backoff: 0.1, ignoredmediatypes: [], ignore: null, disabled: false });
+const endpoint = (url: string): EndpointConfig => ({
+  name: 'rx',
+  url,
+  headers: {},
+  timeout: 1,
+  threshold: 2,
+  backoff: 0.1,
+  ignoredmediatypes: [],
+  ignore: null,
+  disabled: false,
+});
 const request = { id: 'r', addr: '127.0.0.1:1', host: 'h', method: 'GET', useragent: 'ua' };
 const got = (rx: Receiver): Event[] => rx.received.flatMap((r) => (JSON.parse(r.body) as { events: Event[] }).events);
 
@@ -30,7 +40,15 @@ describe('notification queues in storage', () => {
     const ep = endpoint(`${rx.url}/e`);
     // what a node that died left: two stored batches and a lease that ended
     const dead = `events/notifications/${endpointKey('rx')}/deadnode`;
-    const ev = (n: number): Event => ({ id: `id-${n}`, timestamp: 't', action: 'push', target: { repository: 'a/b', tag: `t${n}` }, request, actor: {}, source: { addr: 'x:1', instanceID: 'i' } });
+    const ev = (n: number): Event => ({
+      id: `id-${n}`,
+      timestamp: 't',
+      action: 'push',
+      target: { repository: 'a/b', tag: `t${n}` },
+      request,
+      actor: {},
+      source: { addr: 'x:1', instanceID: 'i' },
+    });
     await driver.putContent(`${dead}/000000000000001-000000000-aaaa`, Buffer.from(JSON.stringify([ev(1), ev(2)])));
     await driver.putContent(`${dead}/000000000000002-000000001-bbbb`, Buffer.from(JSON.stringify([ev(3)])));
     await driver.putContent('events/owners/deadnode', Buffer.from(String(Date.now() - 1000)));
@@ -42,10 +60,17 @@ describe('notification queues in storage', () => {
     n.emit({ action: 'pull', target: { repository: 'a/b', tag: 'new' }, request });
     await rx.until((r) => got({ received: r } as Receiver).length >= 4, 10_000, 'adopted and new events');
     await n.stop();
-    assert.deepEqual(got(rx).map((e) => e.target.tag), ['t1', 't2', 't3', 'new']);
+    assert.deepEqual(
+      got(rx).map((e) => e.target.tag),
+      ['t1', 't2', 't3', 'new'],
+    );
     const leftover = await driver.list(`events/notifications/${endpointKey('rx')}/adopter`).catch(() => []);
     assert.deepEqual(leftover, [], 'every delivered batch removed');
-    assert.deepEqual(await driver.list(`events/notifications/${endpointKey('rx')}`).then((l) => l.map((k) => k.split('/').pop())), ['livenode'], 'delivered batches removed, the live queue untouched');
+    assert.deepEqual(
+      await driver.list(`events/notifications/${endpointKey('rx')}`).then((l) => l.map((k) => k.split('/').pop())),
+      ['livenode'],
+      'delivered batches removed, the live queue untouched',
+    );
     await assert.rejects(driver.getContent('events/owners/deadnode'));
   });
 
@@ -72,6 +97,11 @@ describe('notification queues in storage', () => {
     await again.start();
     await rx.until((r) => got({ received: r } as Receiver).length >= 2, 10_000, 'both queues');
     await again.stop();
-    assert.deepEqual(got(rx).map((e) => e.target.tag).sort(), ['from-a', 'from-b']);
+    assert.deepEqual(
+      got(rx)
+        .map((e) => e.target.tag)
+        .sort(),
+      ['from-a', 'from-b'],
+    );
   });
 });
