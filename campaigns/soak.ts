@@ -186,6 +186,16 @@ export async function runSoak(opts: {
       fail(`op ${kind}: ${(e as Error).message.slice(0, 200)}`);
     }
   };
+  /** One sample of the server: memory, fds, the pings since the last one, its event-loop delay. */
+  const sample = async (): Promise<void> => {
+    report.samples.push({
+      atSec: Math.round((Date.now() - started) / 1000),
+      ...(await procStats(pid)),
+      pingP50Ms: pct(pings, 50),
+      pingP99Ms: pct(pings, 99),
+      ...(await loopDelay(metricsUrl)),
+    });
+  };
   const inflight = new Set<Promise<void>>();
   let nextSample = started + 30_000; // the first sample after a warm-up
   while (Date.now() - started < opts.seconds * 1000) {
@@ -199,14 +209,7 @@ export async function runSoak(opts: {
     report.maxInFlight = Math.max(report.maxInFlight, inflight.size);
     if (inflight.size > rate * 4) report.behindTicks++;
     if (Date.now() >= nextSample) {
-      const s = await procStats(pid);
-      report.samples.push({
-        atSec: Math.round((Date.now() - started) / 1000),
-        ...s,
-        pingP50Ms: pct(pings, 50),
-        pingP99Ms: pct(pings, 99),
-        ...(await loopDelay(metricsUrl)),
-      });
+      await sample();
       opts.log?.(JSON.stringify(report.samples[report.samples.length - 1]));
       if (opts.heapSnapshotDir && report.samples.length === 1) opts.log?.(`heap snapshot: ${await heapSnapshot(pid, opts.heapSnapshotDir)}`);
       pings = [];
@@ -217,14 +220,7 @@ export async function runSoak(opts: {
   await Promise.all(inflight);
   // the server's idle-time collection runs after a few quiet seconds: the last sample is the drained, idle server
   await sleep(15_000);
-  const s = await procStats(pid);
-  report.samples.push({
-    atSec: Math.round((Date.now() - started) / 1000),
-    ...s,
-    pingP50Ms: pct(pings, 50),
-    pingP99Ms: pct(pings, 99),
-    ...(await loopDelay(metricsUrl)),
-  });
+  await sample();
   if (opts.heapSnapshotDir) opts.log?.(`heap snapshot: ${await heapSnapshot(pid, opts.heapSnapshotDir)}`);
   server.proc.kill('SIGTERM');
   await server.exited;
