@@ -77,6 +77,14 @@ function startRgw(dir: string): Rgw {
       .filter((l) => l.includes('='))
       .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
   );
+  try {
+    storePids = readFileSync(join(dir, 'pids'), 'utf8')
+      .split('\n')
+      .map((l) => Number(l.split(' ')[0]))
+      .filter((n) => Number.isInteger(n) && n > 0);
+  } catch {
+    storePids = [];
+  }
   return { dir, endpoint: env.S3_ENDPOINT!, access: env.S3_ACCESS_KEY!, secret: env.S3_SECRET_KEY! };
 }
 
@@ -225,17 +233,33 @@ function sampleRss(pid: number): () => number {
 interface Phase {
   seconds: number;
   cpu: number;
+  /** CPU seconds of the object store's processes (radosgw, ceph-osd, ceph-mon) over the phase */
+  storeCpu?: number;
   rss: number;
   /** requests served, for the request-rate phase */
   count?: number;
+}
+/** The Ceph processes scripts/ceph-rgw.sh started (its `pids` file), for their CPU per phase. */
+let storePids: number[] = [];
+function storeCpuSeconds(): number {
+  let sum = 0;
+  for (const pid of storePids) {
+    try {
+      sum += cpuSeconds(pid);
+    } catch {
+      /* gone */
+    }
+  }
+  return sum;
 }
 async function measure(s: Server, fn: () => Promise<void>): Promise<Phase> {
   const pid = s.proc.pid!;
   const rss = sampleRss(pid);
   const c0 = cpuSeconds(pid);
+  const st0 = storeCpuSeconds();
   const t0 = process.hrtime.bigint();
   await fn();
-  return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, cpu: cpuSeconds(pid) - c0, rss: rss() };
+  return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, cpu: cpuSeconds(pid) - c0, storeCpu: storeCpuSeconds() - st0, rss: rss() };
 }
 
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -681,6 +705,11 @@ async function main(): Promise<void> {
         '',
         '',
       ]);
+      if (r.bytes && storePids.length > 0) {
+        const stO = median(r.ours.map((p) => (p.storeCpu ?? 0) / (r.bytes / 1024 ** 3)));
+        const stT = median(r.theirs.map((p) => (p.storeCpu ?? 0) / (r.bytes / 1024 ** 3)));
+        table.push(['  object store s CPU/GiB (RGW + OSD)', fmt(stO), fmt(stT), Number.isFinite(stT / stO) ? `${(stT / stO).toFixed(2)}×` : '—', '', '']);
+      }
       const rssO = median(r.ours.map((p) => p.rss));
       const rssT = median(r.theirs.map((p) => p.rss));
       table.push(['  MiB peak RSS (lower is better)', fmt(rssO), fmt(rssT), Number.isFinite(rssT / rssO) ? `${(rssT / rssO).toFixed(2)}×` : '—', '', '']);

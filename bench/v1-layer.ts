@@ -169,6 +169,25 @@ function send(
   });
 }
 
+/** PUT of a file with curl, chunked (Transfer-Encoding: chunked, as the Docker 1.x client sends a layer). */
+function curlPut(port: number, path: string, file: string): Promise<{ status: number; body: string; bytes: number }> {
+  return new Promise((resolve, reject) => {
+    const args = ['-sS', '--noproxy', '*', '-X', 'PUT', '-H', 'Content-Type: application/octet-stream', '-H', 'Transfer-Encoding: chunked', '-H', 'Expect:'];
+    args.push('-T', file, '-w', '\n%{http_code}', `http://127.0.0.1:${port}${path}`);
+    const p = spawn('curl', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    p.on('error', reject);
+    p.on('exit', (code) => {
+      if (code !== 0) return reject(new Error(`curl PUT ${path}: ${err}`));
+      const i = out.lastIndexOf('\n');
+      resolve({ status: Number(out.slice(i + 1)), body: out.slice(0, i).slice(0, 200), bytes: 0 });
+    });
+  });
+}
+
 export interface V1LayerResult {
   layerMiB: number;
   /** gunzip of the same layer alone, one core: the limit the push is measured against (MiB/s of gzip). */
@@ -234,13 +253,9 @@ export async function benchV1Layer(sizeMiB: number, log: (s: string) => void = c
       const threads0 = threadCpu(pid);
       let s = sampleRss(pid);
       let t0 = process.hrtime.bigint();
-      r = await send(
-        port,
-        'PUT',
-        `/v1/images/${id}/layer`,
-        { 'Content-Type': 'application/octet-stream', 'Transfer-Encoding': 'chunked' },
-        createReadStream(layerPath, { highWaterMark: 1 << 20 }),
-      );
+      // curl sends the layer (chunked, as the Docker 1.x client does): the same lean load generator
+      // compare.ts measures distribution's monolithic upload with, so the two figures compare
+      r = await curlPut(port, `/v1/images/${id}/layer`, layerPath);
       if (r.status !== 200) throw new Error(`PUT layer ${r.status} ${r.body}`);
       r = await send(port, 'PUT', `/v1/images/${id}/checksum`, { 'X-Docker-Checksum-Payload': payload, 'Content-Length': '0' });
       if (r.status !== 200) throw new Error(`PUT checksum ${r.status} ${r.body}`);

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, readdir, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, readdir, rm, symlink, utimes, writeFile, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
 import { Readable } from 'node:stream';
@@ -193,6 +193,56 @@ describe('filesystem driver', () => {
       assert.deepEqual(await readdir(root), []);
       assert.equal(existsSync(root), true);
     }));
+
+  it('flushes a big file to the disk while it is written, and a failed background flush fails the commit', async () => {
+    // the FileHandle class is not exported: take it from a handle
+    const probe = await open(new URL(import.meta.url), 'r');
+    const proto = Object.getPrototypeOf(probe) as { datasync: FileHandle['datasync'] };
+    await probe.close();
+    const original = proto.datasync;
+    const MiB = 1 << 20;
+    const piece = Buffer.alloc(MiB, 7);
+    const body = (n: number): Readable =>
+      Readable.from(
+        (function* () {
+          for (let i = 0; i < n; i++) yield piece;
+        })(),
+      );
+    let calls = 0;
+    let fail = false;
+    proto.datasync = function (this: FileHandle) {
+      calls++;
+      if (fail) return Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+      return original.call(this);
+    };
+    try {
+      await withRoots(async (d, root) => {
+        // 8 MiB: under the threshold, no background flush (a v2 PATCH of a few MiB never waits for one)
+        let w = await d.writer('uploads/small/data');
+        await pipeline(body(8), w.stream);
+        await w.commit();
+        assert.equal(calls, 0);
+        // 64 MiB: flushed in the background from 32 MiB on, every 16 MiB (one at a time)
+        w = await d.writer('uploads/big/data');
+        await pipeline(body(64), w.stream);
+        assert.ok(calls >= 1 && calls <= 3, `background flushes: ${calls}`);
+        await w.commit();
+        assert.equal((await readFile(join(root, 'uploads/big/data'))).length, 64 * MiB);
+        // a background flush that fails: the commit reports it (the commit's own fsync could succeed,
+        // Linux reports a write-back error to one fsync only), and cancel removes the file
+        calls = 0;
+        fail = true;
+        w = await d.writer('uploads/bad/data');
+        await pipeline(body(40), w.stream);
+        assert.ok(calls >= 1);
+        await assert.rejects(w.commit(), /EIO/);
+        await w.cancel();
+        assert.equal(existsSync(join(root, 'uploads/bad/data')), false);
+      });
+    } finally {
+      proto.datasync = original;
+    }
+  });
 
   it('creates a missing root on first use', async () => {
     const parent = await freshRoot();

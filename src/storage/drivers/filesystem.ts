@@ -28,6 +28,14 @@ export interface FilesystemDriverOptions {
 
 /** Reads and writes move at most this many bytes per system call (and per stream chunk). */
 const IO_CHUNK = 1 << 20;
+/**
+ * A big file being written is flushed to the disk in the background (fdatasync on a pool thread)
+ * every WRITEBACK_EVERY bytes once a writer has written WRITEBACK_AFTER, so the fsync of a durable
+ * commit finds little left to write: the disk works while the bytes still arrive instead of after
+ * the last one. Smaller writes (a v2 PATCH of a few MiB, metadata) never wait for one.
+ */
+const WRITEBACK_AFTER = 32 << 20;
+const WRITEBACK_EVERY = 16 << 20;
 
 /**
  * Marks a putContent temporary file: `<name>~tmp-<16 hex>`, next to its key. '~' is never
@@ -527,6 +535,16 @@ class FilesystemDriver implements StorageDriver {
 /** A Writable over a file handle: writes at explicit positions, batching queued chunks with writev. */
 class FileSink extends Writable {
   private inflight: Promise<void> = Promise.resolve();
+  /** Bytes this sink wrote, and those since the last background flush began. */
+  private written = 0;
+  private unflushed = 0;
+  /** The background flush in progress, if any (one at a time). */
+  private flushing: Promise<void> | undefined;
+  /**
+   * A background flush's error. Linux reports a write-back error to one fsync per descriptor only,
+   * so it must be kept here: the commit's own fsync could succeed after it.
+   */
+  private flushError: Error | undefined;
 
   constructor(
     private readonly handle: FileHandle,
@@ -543,9 +561,32 @@ class FileSink extends Writable {
     this.track(this.writeAll(chunks.map((c) => c.chunk)), callback);
   }
 
-  /** Resolves once no write is using the handle (so it may be closed). */
-  settled(): Promise<void> {
-    return this.inflight;
+  /** Resolves once no write or background flush is using the handle (so it may be closed). */
+  async settled(): Promise<void> {
+    await this.inflight;
+    await this.flushing;
+  }
+
+  /** Throws the error of a background flush, if one failed (the bytes may not be on the disk). */
+  checkFlushed(): void {
+    if (this.flushError) throw this.flushError;
+  }
+
+  /** Starts a background fdatasync once WRITEBACK_EVERY bytes were written since the last one. */
+  private maybeFlush(n: number): void {
+    this.written += n;
+    this.unflushed += n;
+    if (this.written < WRITEBACK_AFTER || this.unflushed < WRITEBACK_EVERY || this.flushing) return;
+    this.unflushed = 0;
+    this.flushing = this.handle.datasync().then(
+      () => {
+        this.flushing = undefined;
+      },
+      (e: unknown) => {
+        this.flushing = undefined;
+        this.flushError ??= e instanceof Error ? e : new Error(String(e));
+      },
+    );
   }
 
   private track(work: Promise<void>, callback: (error?: Error | null) => void): void {
@@ -562,6 +603,7 @@ class FileSink extends Writable {
       if (bytesWritten <= 0) throw new Error('write made no progress');
       this.position += bytesWritten;
       rest = dropFront(rest, bytesWritten);
+      this.maybeFlush(bytesWritten);
     }
   }
 }
@@ -606,6 +648,7 @@ class FileWriter implements Writer {
     try {
       await endWriterStream(this.sink, this.key);
       await this.sink.settled();
+      this.sink.checkFlushed();
       // fsync flushes every dirty page of the file, also those of earlier non-durable commits
       if (durable) await this.handle.sync();
       await this.closeHandle();
