@@ -39,6 +39,13 @@ export interface CrashOptions {
   readonly shouldStop?: () => boolean;
   /** Storage of the server: the filesystem under dataDir (default), or an S3 bucket (Ceph RGW). */
   readonly s3?: S3Target;
+  /**
+   * Every `bigEvery`-th v1 push (default 4) has a root layer of this many MiB instead of at most
+   * 200 KB: a layer that large is streamed, flushed to disk in the background while it arrives and
+   * fsynced at its commit, so kills land in the middle of those (default 0: small layers only).
+   */
+  readonly bigLayerMiB?: number;
+  readonly bigEvery?: number;
 }
 
 /** An S3 bucket for the server's storage; the index database stays on disk under dataDir (SQLite). */
@@ -303,8 +310,10 @@ export async function runCrashCampaign(opts: CrashOptions): Promise<CrashReport>
   };
 
   // --- one operation of a round
+  let v1Pushes = 0;
   const v1Push = async (site: Site, repo: string, tag: string): Promise<void> => {
-    const root = v1Image(undefined, 1000 + Math.floor(random() * 200_000));
+    const big = (opts.bigLayerMiB ?? 0) > 0 && v1Pushes++ % Math.max(1, opts.bigEvery ?? 4) === 0;
+    const root = v1Image(undefined, big ? opts.bigLayerMiB! * 1024 * 1024 : 1000 + Math.floor(random() * 200_000));
     const top = v1Image(root.id, 500 + Math.floor(random() * 50_000));
     const e: Expect = { kind: 'v1', repo, tag, chain: [root, top] };
     attempt(`${repo}:${tag}`, e);

@@ -25,6 +25,8 @@ prints a JSON report; exit 1 when an invariant was violated.
                                                           (SIGINT/SIGTERM: stop after the current kill, report)
           --storage file|s3 (file)                        s3: a throw-away Ceph RGW (root, radosgw installed;
                                                           CEPH_RGW_ENV reuses a running one), index on SQLite
+          --big-layer-mib M (0) --big-every N (4)         every N-th v1 push has a root layer of M MiB (kills
+                                                          then land in large streamed writes and their fsync)
   fuzz    --requests N (20000) --seed S                   random requests over every route: no 5xx, no state change
   soak    --seconds N (1800) --rate R (20 ops/s)          steady mixed traffic: RSS, fds, ping latency flat, no errors
           --heap-snapshots DIR                            the server's heap after the first sample and at the end
@@ -97,6 +99,7 @@ async function main(): Promise<void> {
           shouldStop: () => stopAsked,
           seed,
           ...(s3 ? { s3: s3.target } : {}),
+          ...(process.argv.includes('--big-layer-mib') ? { bigLayerMiB: arg('big-layer-mib', 0), bigEvery: arg('big-every', 4) } : {}),
           log: (l) => process.stderr.write(`${l}\n`),
         });
       } finally {
