@@ -535,9 +535,9 @@ class FilesystemDriver implements StorageDriver {
 /** A Writable over a file handle: writes at explicit positions, batching queued chunks with writev. */
 class FileSink extends Writable {
   private inflight: Promise<void> = Promise.resolve();
-  /** Bytes this sink wrote, and those since the last background flush began. */
-  private written = 0;
-  private unflushed = 0;
+  /** Where this sink began writing, and where the last background flush began (file positions). */
+  private readonly started: number;
+  private flushedTo: number;
   /** The background flush in progress, if any (one at a time). */
   private flushing: Promise<void> | undefined;
   /**
@@ -551,6 +551,7 @@ class FileSink extends Writable {
     public position: number,
   ) {
     super({ highWaterMark: IO_CHUNK });
+    this.started = this.flushedTo = position;
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
@@ -573,11 +574,9 @@ class FileSink extends Writable {
   }
 
   /** Starts a background fdatasync once WRITEBACK_EVERY bytes were written since the last one. */
-  private maybeFlush(n: number): void {
-    this.written += n;
-    this.unflushed += n;
-    if (this.written < WRITEBACK_AFTER || this.unflushed < WRITEBACK_EVERY || this.flushing) return;
-    this.unflushed = 0;
+  private maybeFlush(): void {
+    if (this.position - this.started < WRITEBACK_AFTER || this.position - this.flushedTo < WRITEBACK_EVERY || this.flushing) return;
+    this.flushedTo = this.position;
     this.flushing = this.handle.datasync().then(
       () => {
         this.flushing = undefined;
@@ -603,7 +602,7 @@ class FileSink extends Writable {
       if (bytesWritten <= 0) throw new Error('write made no progress');
       this.position += bytesWritten;
       rest = dropFront(rest, bytesWritten);
-      this.maybeFlush(bytesWritten);
+      this.maybeFlush();
     }
   }
 }
