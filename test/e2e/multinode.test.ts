@@ -437,25 +437,44 @@ function scenario(store: Store, skipReason: string | undefined): void {
       describe('through nginx (examples/nginx/legacy-registry.conf)', () => {
         let cw: string;
         const env = (): NodeJS.ProcessEnv => ({ PATH: process.env.PATH ?? '', HOME: cw, REGISTRY_AUTH_FILE: join(cw, 'auth.json') });
-        const skopeo = (...args: string[]) => run('skopeo', ['--insecure-policy', ...args], { timeout: 180_000, env: env() });
+        /**
+         * A client command through nginx. A failure carries nginx's error log and the tail of its
+         * access log. A connection reset on loopback (seen once in CI, on the first request to nginx's
+         * index port, not reproduced in many local runs) is retried once and said in the test's
+         * diagnostics, so the log shows how often it happens; any other failure fails the test.
+         */
+        const client = async (cmd: string, args: string[]): Promise<{ stdout: string; stderr: string }> => {
+          for (let attempt = 1; ; attempt++) {
+            try {
+              return await run(cmd, args, { timeout: 180_000, env: env() });
+            } catch (e) {
+              const stderr = String((e as { stderr?: unknown }).stderr ?? '');
+              if (attempt === 1 && /connection reset by peer/.test(stderr)) {
+                diagnostics.push(`${cmd} ${args[0] ?? ''}: retried after a connection reset: ${stderr.trim().slice(0, 300)}`);
+                continue;
+              }
+              const access = (await site.accessLog()).split('\n').slice(-15).join('\n');
+              (e as Error).message += `\n--- nginx error.log\n${await site.errorLog()}\n--- nginx access.log (tail)\n${access}`;
+              throw e;
+            }
+          }
+        };
+        const diagnostics: string[] = [];
+        const skopeo = (...args: string[]) => client('skopeo', ['--insecure-policy', ...args]);
         const podman = (...args: string[]) =>
-          run(
-            'podman',
-            [
-              '--root',
-              join(cw, 'root'),
-              '--runroot',
-              join(cw, 'run'),
-              '--storage-driver',
-              'vfs',
-              '--cgroup-manager',
-              'cgroupfs',
-              '--events-backend',
-              'file',
-              ...args,
-            ],
-            { timeout: 180_000, env: env() },
-          );
+          client('podman', [
+            '--root',
+            join(cw, 'root'),
+            '--runroot',
+            join(cw, 'run'),
+            '--storage-driver',
+            'vfs',
+            '--cgroup-manager',
+            'cgroupfs',
+            '--events-backend',
+            'file',
+            ...args,
+          ]);
 
         before(async () => {
           cw = await mkdtemp(join(tmpdir(), 'lr-multinode-clients-'));
@@ -465,7 +484,7 @@ function scenario(store: Store, skipReason: string | undefined): void {
           if (cw) await rm(cw, { recursive: true, force: true });
         });
 
-        it('skopeo logs in and pushes, podman logs in and pulls: requests spread over both nodes', async () => {
+        it('skopeo logs in and pushes, podman logs in and pulls: requests spread over both nodes', async (t) => {
           const reg = site.registry;
           const before = { a: nodeA.out.length, b: nodeB.out.length };
           assert.match((await skopeo('login', '--tls-verify=false', '-u', 'alice', '-p', 'alicepw', reg)).stdout, /Login Succeeded/);
@@ -480,6 +499,7 @@ function scenario(store: Store, skipReason: string | undefined): void {
           assert.equal(digest.stdout.trim(), sha256(img.manifest), 'podman pulled the manifest skopeo pushed');
           const seen = (n: Node, from: number): boolean => n.out.slice(from).includes('/v2/alice/proxied/');
           assert.ok(seen(nodeA, before.a) && seen(nodeB, before.b), 'nginx balanced the requests over both nodes');
+          for (const d of diagnostics.splice(0)) t.diagnostic(d);
         });
 
         it(
