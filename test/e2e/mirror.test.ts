@@ -14,6 +14,7 @@ import { cleanup, startCountingProxy, stopChild, type CountingProxy } from '../h
 import { sha256, writeOciLayout, type LayoutImage } from '../helpers/oci-layout.js';
 import { dockerdMissing, startDockerd, type Dockerd } from '../helpers/dockerd.js';
 import { saveUser } from '../../src/db/users.js';
+import { podmanArgs } from '../helpers/podman.js';
 
 const run = promisify(execFile);
 
@@ -145,26 +146,10 @@ describe('mirror e2e: distribution 2.8.2 upstream (htpasswd), skopeo, podman, do
       ].join('\n'),
     );
     const podman = (...args: string[]) =>
-      run(
-        'podman',
-        [
-          '--root',
-          join(work, 'proot'),
-          '--runroot',
-          join(work, 'prun'),
-          '--storage-driver',
-          'vfs',
-          '--cgroup-manager',
-          'cgroupfs',
-          '--events-backend',
-          'file',
-          ...args,
-        ],
-        {
-          timeout: 180_000,
-          env: { PATH: process.env.PATH ?? '', HOME: work, CONTAINERS_REGISTRIES_CONF: conf, REGISTRY_AUTH_FILE: join(work, 'auth.json') },
-        },
-      );
+      run('podman', [...podmanArgs(work, { root: 'proot', run: 'prun' }), ...args], {
+        timeout: 180_000,
+        env: { PATH: process.env.PATH ?? '', HOME: work, CONTAINERS_REGISTRIES_CONF: conf, REGISTRY_AUTH_FILE: join(work, 'auth.json') },
+      });
     await writeFile(join(work, 'auth.json'), '{"auths":{}}');
     // upstream.invalid does not resolve: only the mirror can answer
     await podman('pull', 'upstream.invalid/library/hello:latest');

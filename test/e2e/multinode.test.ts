@@ -17,6 +17,7 @@ import { nginxMissing, startNginx, type NginxSite } from '../helpers/nginx.js';
 import { createDb } from '../../src/db/knex.js';
 import { cephMissing, startRgw, type Rgw } from '../helpers/ceph.js';
 import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { podmanArgs } from '../helpers/podman.js';
 
 /*
  * The scale-out site of docs/scale-out.md on one machine: PostgreSQL, one index node
@@ -461,20 +462,7 @@ function scenario(store: Store, skipReason: string | undefined): void {
         };
         const diagnostics: string[] = [];
         const skopeo = (...args: string[]) => client('skopeo', ['--insecure-policy', ...args]);
-        const podman = (...args: string[]) =>
-          client('podman', [
-            '--root',
-            join(cw, 'root'),
-            '--runroot',
-            join(cw, 'run'),
-            '--storage-driver',
-            'vfs',
-            '--cgroup-manager',
-            'cgroupfs',
-            '--events-backend',
-            'file',
-            ...args,
-          ]);
+        const podman = (...args: string[]) => client('podman', [...podmanArgs(cw), ...args]);
 
         before(async () => {
           cw = await mkdtemp(join(tmpdir(), 'lr-multinode-clients-'));

@@ -12,6 +12,7 @@ import { payloadChecksum, pushImage, putTag } from '../helpers/v1-client.js';
 import { writeOciLayout } from '../helpers/oci-layout.js';
 import { findUserByName, saveUser } from '../../src/db/users.js';
 import { saveRepository } from '../../src/db/repositories.js';
+import { podmanArgs } from '../helpers/podman.js';
 
 const run = promisify(execFile);
 
@@ -27,26 +28,10 @@ describe('podman: search, pull of a v1-pushed image, push, list tags', { skip: p
   let host: string;
   let work: string;
   const podman = (...args: string[]) =>
-    run(
-      'podman',
-      [
-        '--root',
-        join(work, 'root'),
-        '--runroot',
-        join(work, 'run'),
-        '--storage-driver',
-        'vfs',
-        '--cgroup-manager',
-        'cgroupfs',
-        '--events-backend',
-        'file',
-        ...args,
-      ],
-      {
-        timeout: 120_000,
-        env: { PATH: process.env.PATH ?? '', HOME: work, REGISTRY_AUTH_FILE: join(work, 'auth.json') },
-      },
-    );
+    run('podman', [...podmanArgs(work), ...args], {
+      timeout: 120_000,
+      env: { PATH: process.env.PATH ?? '', HOME: work, REGISTRY_AUTH_FILE: join(work, 'auth.json') },
+    });
 
   before(async () => {
     s = await startTestServer({ standalone: true, v2: true });
@@ -106,26 +91,10 @@ describe('podman and skopeo with the index: login, push, search finds v2-pushed 
   let work: string;
   const env = (): NodeJS.ProcessEnv => ({ PATH: process.env.PATH ?? '', HOME: work, REGISTRY_AUTH_FILE: join(work, 'auth.json') });
   const podman = (...args: string[]) =>
-    run(
-      'podman',
-      [
-        '--root',
-        join(work, 'root'),
-        '--runroot',
-        join(work, 'run'),
-        '--storage-driver',
-        'vfs',
-        '--cgroup-manager',
-        'cgroupfs',
-        '--events-backend',
-        'file',
-        ...args,
-      ],
-      {
-        timeout: 120_000,
-        env: env(),
-      },
-    );
+    run('podman', [...podmanArgs(work), ...args], {
+      timeout: 120_000,
+      env: env(),
+    });
   const skopeo = (...args: string[]) => run('skopeo', ['--insecure-policy', ...args], { timeout: 120_000, env: env() });
 
   before(async () => {

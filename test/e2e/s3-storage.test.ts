@@ -27,6 +27,7 @@ import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { makeImage, pushImage, putTag } from '../helpers/v1-client.js';
 import { writeOciLayout } from '../helpers/oci-layout.js';
+import { podmanArgs } from '../helpers/podman.js';
 
 const run = promisify(execFile);
 const require = createRequire(import.meta.url);
@@ -373,26 +374,10 @@ describe('registry on S3 (Ceph RGW)', { skip, timeout: 900_000 }, () => {
       const pw = join(work, 'podman');
       await writeFile(join(work, 'auth.json'), '{"auths":{}}');
       const podman = (...args: string[]) =>
-        run(
-          'podman',
-          [
-            '--root',
-            join(pw, 'root'),
-            '--runroot',
-            join(pw, 'run'),
-            '--storage-driver',
-            'vfs',
-            '--cgroup-manager',
-            'cgroupfs',
-            '--events-backend',
-            'file',
-            ...args,
-          ],
-          {
-            timeout: 180_000,
-            env: { PATH: process.env.PATH ?? '', HOME: work, REGISTRY_AUTH_FILE: join(work, 'auth.json') },
-          },
-        );
+        run('podman', [...podmanArgs(pw), ...args], {
+          timeout: 180_000,
+          env: { PATH: process.env.PATH ?? '', HOME: work, REGISTRY_AUTH_FILE: join(work, 'auth.json') },
+        });
       await podman('pull', '--tls-verify=false', `${host}/ns/skopeo:v1`);
       const { stdout } = await podman('image', 'inspect', '--format', '{{.Digest}}', `${host}/ns/skopeo:v1`);
       assert.match(stdout.trim(), /^sha256:[0-9a-f]{64}$/);

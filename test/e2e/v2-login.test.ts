@@ -15,6 +15,7 @@ import { writeHtpasswdEntry } from '../../src/auth/htpasswd.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { freePort } from '../helpers/ports.js';
 import { request } from '../helpers/http.js';
+import { podmanArgs } from '../helpers/podman.js';
 
 const run = promisify(execFile);
 
@@ -103,26 +104,10 @@ describe('podman login, push and pull with v2 token auth', { skip: podmanMissing
   let host: string;
   let work: string;
   const podman = (...args: string[]) =>
-    run(
-      'podman',
-      [
-        '--root',
-        join(work, 'root'),
-        '--runroot',
-        join(work, 'run'),
-        '--storage-driver',
-        'vfs',
-        '--cgroup-manager',
-        'cgroupfs',
-        '--events-backend',
-        'file',
-        ...args,
-      ],
-      {
-        timeout: 120_000,
-        env: { PATH: process.env.PATH ?? '', HOME: work, REGISTRY_AUTH_FILE: join(work, 'auth.json') },
-      },
-    );
+    run('podman', [...podmanArgs(work), ...args], {
+      timeout: 120_000,
+      env: { PATH: process.env.PATH ?? '', HOME: work, REGISTRY_AUTH_FILE: join(work, 'auth.json') },
+    });
 
   before(async () => {
     s = await tokenServer();
