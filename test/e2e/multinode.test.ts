@@ -438,6 +438,8 @@ function scenario(store: Store, skipReason: string | undefined): void {
       describe('through nginx (examples/nginx/legacy-registry.conf)', () => {
         let cw: string;
         const env = (): NodeJS.ProcessEnv => ({ PATH: process.env.PATH ?? '', HOME: cw, REGISTRY_AUTH_FILE: join(cw, 'auth.json') });
+        /** Said by the client commands below, reported by the test that ran them. */
+        const diagnostics: string[] = [];
         /**
          * A client command through nginx. A failure carries nginx's error log and the tail of its
          * access log. A connection reset on loopback (seen once in CI, on the first request to nginx's
@@ -460,7 +462,6 @@ function scenario(store: Store, skipReason: string | undefined): void {
             }
           }
         };
-        const diagnostics: string[] = [];
         const skopeo = (...args: string[]) => client('skopeo', ['--insecure-policy', ...args]);
         const podman = (...args: string[]) => client('podman', [...podmanArgs(cw), ...args]);
 
