@@ -21,6 +21,7 @@ import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync, gunzipSync } from 'node:zlib';
 import { benchV1Layer, makeLayer } from './v1-layer.js';
+import { ensurePageCacheFull } from './page-cache.js';
 
 const ROOT = join(new URL('.', import.meta.url).pathname, '..', '..');
 const MiB = 1024 * 1024;
@@ -38,6 +39,9 @@ if (flag('help')) {
   --no-v1        skip the v1 layer push/pull (ours only)
   --no-search    skip the /v1/search latency phase
   --out DIR      where the JSON result goes (default bench/results)
+  --no-fill-page-cache
+                 measure with the page cache as it is (default: fill it first when much memory is
+                 free, as a long-running host has it; see bench/page-cache.ts)
   --s3           then run bench/s3.ts: ours vs distribution on one Ceph RGW (root, ceph; also BENCH_S3=1)
   --only LIST    run only these phases (comma-separated): mono, small, chunked, download1,
                  download8, manifest, manifest-digest, tags, head-blob, v1-tags, v1-json, v1,
@@ -163,7 +167,7 @@ async function startDistribution(dir: string, bin: string): Promise<Server> {
 
 async function stop(s: Server): Promise<void> {
   s.agent.destroy();
-  if (s.proc.exitCode !== null) return;
+  if (s.proc.exitCode !== null || s.proc.signalCode !== null) return;
   s.proc.kill('SIGTERM');
   await new Promise((r) => s.proc.once('exit', r));
 }
@@ -664,6 +668,9 @@ async function main(): Promise<void> {
 
   const work = await mkdtemp(join(tmpdir(), 'lr-compare-'));
   const started: Server[] = [];
+  const pageCache = flag('no-fill-page-cache')
+    ? { note: 'page cache: left as it was (--no-fill-page-cache)', cleanup: () => undefined }
+    : ensurePageCacheFull(work, log);
   try {
     log('machine limits…');
     const limits = await machineLimits();
@@ -1022,17 +1029,21 @@ async function main(): Promise<void> {
     console.log(
       `\nlegacy-registry vs distribution ${bin ? spawnSync(bin, ['--version'], { encoding: 'utf8' }).stdout.trim().split(' ').pop() : '(not run)'} — ${date}`,
     );
-    console.log(`machine: ${machine}; reps ${REPS} (median)`);
+    console.log(`machine: ${machine}; reps ${REPS} (median); ${pageCache.note}`);
     console.log(`limits: sha256 ${limits.sha256MiBps} MiB/s, gunzip ${limits.gunzipMiBps} MiB/s (one core), loopback ${limits.loopbackMiBps} MiB/s\n`);
     console.log(table);
     for (const s of skipped) console.log(`skipped: ${s}`);
     const outDir = opt('out', join(ROOT, 'bench', 'results'));
     mkdirSync(outDir, { recursive: true });
     const file = join(outDir, `compare-${date.slice(0, 10)}.json`);
-    writeFileSync(file, JSON.stringify({ date, machine, reps: REPS, limits, figures: summary, ours, skipped, table }, null, 2) + '\n');
+    writeFileSync(
+      file,
+      JSON.stringify({ date, machine, pageCache: pageCache.note, reps: REPS, limits, figures: summary, ours, skipped, table }, null, 2) + '\n',
+    );
     console.log(`\nwritten: ${file}`);
   } finally {
     for (const s of started) await stop(s).catch(() => undefined);
+    pageCache.cleanup();
     await rm(work, { recursive: true, force: true });
   }
 }

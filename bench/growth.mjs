@@ -82,30 +82,43 @@ async function measureAt(n) {
       new Promise((resolve, reject) => {
         const s = performance.now();
         const req = request({ host: u.hostname, port: u.port, path, agent, headers }, (res) => {
-          res.resume();
-          res.on('end', () => resolve({ ms: performance.now() - s, status: res.statusCode }));
+          const parts = [];
+          res.on('data', (c) => parts.push(c));
+          res.on('end', () => resolve({ ms: performance.now() - s, status: res.statusCode, body: Buffer.concat(parts) }));
         });
         req.on('error', reject);
         req.end();
       });
-    const measure = async (label, reqs) => {
-      for (const [p, h] of reqs.slice(0, 30)) await get(p, h); // warm-up (the search's memory index loads here)
-      const times = [];
-      for (const [p, h] of reqs) {
-        const r = await get(p, h);
-        if (r.status !== 200) throw new Error(`${label} ${p}: ${r.status}`);
-        times.push(r.ms);
-      }
-      const s = times.sort((a, b) => a - b);
+    const quantiles = (xs) => {
+      const s = [...xs].sort((a, b) => a - b);
       const q = (x) => s[Math.min(s.length - 1, Math.floor(x * s.length))];
       return { p50: q(0.5), p99: q(0.99) };
     };
+    // per query class (search): latencies and how many repositories matched (num_results)
+    const classes = new Map();
+    const measure = async (label, reqs) => {
+      for (const [p, h] of reqs.slice(0, 30)) await get(p, h); // warm-up (the search's memory index loads here)
+      const times = [];
+      for (const [p, h, cls] of reqs) {
+        const r = await get(p, h);
+        if (r.status !== 200) throw new Error(`${label} ${p}: ${r.status}`);
+        times.push(r.ms);
+        if (cls) {
+          const c = classes.get(cls) ?? { ms: [], matches: [] };
+          c.ms.push(r.ms);
+          c.matches.push(JSON.parse(r.body.toString()).num_results);
+          classes.set(cls, c);
+        }
+      }
+      return quantiles(times);
+    };
     const names = [...seen];
+    const CLASS = ['one word', 'two letters', 'two words', 'full name', 'three-letter infix'];
     const searchReqs = Array.from({ length: REQUESTS }, (_, i) => {
       const k = i % 5;
       const q =
         k === 0 ? pick(WORDS) : k === 1 ? pick(WORDS).slice(0, 2) : k === 2 ? `${pick(WORDS)} ${pick(WORDS)}` : k === 3 ? pick(names) : pick(WORDS).slice(1, 4);
-      return [`/v1/search?q=${encodeURIComponent(q)}&n=25`, {}];
+      return [`/v1/search?q=${encodeURIComponent(q)}&n=25`, {}, CLASS[k]];
     });
     const auth = (t) => ({ Authorization: `Bearer ${t}` });
     const catalogReqs = Array.from({ length: REQUESTS }, () => ['/v2/_catalog?n=100', auth(catalog)]);
@@ -117,6 +130,8 @@ async function measureAt(n) {
       catalog: await measure('catalog', catalogReqs),
       manifest: await measure('manifest', manifestReqs),
     };
+    const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    r.searchClasses = Object.fromEntries([...classes].map(([k, c]) => [k, { ...quantiles(c.ms), matches: median(c.matches) }]));
     return r;
   } finally {
     agent.destroy();
@@ -133,6 +148,18 @@ for (const r of results) console.log(`at ${r.n} repositories (filled in ${r.fill
 for (const k of ['search', 'catalog', 'manifest']) {
   console.log(
     `${k.padEnd(9)} p50 ${f(a[k].p50)} → ${f(b[k].p50)} ms  p99 ${f(a[k].p99)} → ${f(b[k].p99)} ms  ratio p50 ${f(b[k].p50 / a[k].p50)}× p99 ${f(b[k].p99 / a[k].p99)}×`,
+  );
+}
+// Search answers with an exact count of the visible matches (num_results), so its cost follows
+// the number of repositories a query matches, not the number there are: per class, how latency
+// and matches grow, and the time per thousand matches above the smallest class's latency.
+const floor = Math.min(a.manifest.p50, b.manifest.p50);
+for (const k of Object.keys(a.searchClasses)) {
+  const x = a.searchClasses[k];
+  const y = b.searchClasses[k];
+  const per = (c) => (c.matches > 0 ? `${(((c.p50 - floor) / c.matches) * 1000).toFixed(1)} µs` : '–');
+  console.log(
+    `search, ${k.padEnd(18)} p50 ${f(x.p50)} → ${f(y.p50)} ms (${f(y.p50 / x.p50)}×), matches ${x.matches} → ${y.matches}, above a manifest GET per match ${per(x)} → ${per(y)}`,
   );
 }
 console.log(`JSON ${JSON.stringify(results)}`);

@@ -2,7 +2,7 @@
  * Import and migrate throughput on a generated Python docker-registry tree (issue 16 "Measured"):
  *
  *   node dist/bench/migrate.js [--images 1000] [--mib 2048] [--chain 10] [--concurrency 4] [--reps 3]
- *                              [--tree DIR] [--no-migrate] [--cpu-prof DIR] [--out bench/results]
+ *                              [--tree DIR] [--no-migrate] [--cpu-prof DIR] [--out bench/results] [--no-fill-page-cache]
  *
  * 1. writes a Python storage tree: `images` images in chains of `chain` (one repository and tag per
  *    chain), `mib` MiB of layers in all, every other layer gzip (level 1) and the rest plain tar,
@@ -22,6 +22,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
+import { ensurePageCacheFull } from './page-cache.js';
 
 const ROOT = join(new URL('.', import.meta.url).pathname, '..', '..');
 const MiB = 1024 * 1024;
@@ -32,7 +33,7 @@ const opt = (n: string, d: number): number => {
 };
 if (argv.includes('--help')) {
   console.log(
-    'usage: node dist/bench/migrate.js [--images 1000] [--mib 2048] [--chain 10] [--concurrency 4] [--reps 3] [--tree DIR] [--no-migrate] [--cpu-prof DIR] [--out bench/results]',
+    'usage: node dist/bench/migrate.js [--images 1000] [--mib 2048] [--chain 10] [--concurrency 4] [--reps 3] [--tree DIR] [--no-migrate] [--cpu-prof DIR] [--out bench/results] [--no-fill-page-cache]',
   );
   process.exit(0);
 }
@@ -146,6 +147,9 @@ const load = (): string =>
     .join(' ');
 
 const work = await mkdtemp(join(tmpdir(), 'lr-bench-migrate-'));
+const pageCache = argv.includes('--no-fill-page-cache')
+  ? { note: 'page cache: left as it was (--no-fill-page-cache)', cleanup: () => undefined }
+  : ensurePageCacheFull(work, (s) => console.log(s));
 try {
   const tree = TREE ?? join(work, 'python');
   let bytes: number;
@@ -231,6 +235,7 @@ try {
   const result = {
     date: new Date().toISOString(),
     machine: { cpus: cpus().length, loadavg: loadavg() },
+    pageCache: pageCache.note,
     tree: { images: IMAGES, tags, mib: Number(mib.toFixed(1)) },
     runs,
     cp: { seconds: cpMedian, mibPerSecond: mib / cpMedian },
@@ -250,5 +255,6 @@ try {
   writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
   console.log(`written ${file}`);
 } finally {
+  pageCache.cleanup();
   await rm(work, { recursive: true, force: true });
 }

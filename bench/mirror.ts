@@ -22,6 +22,7 @@ import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { ensurePageCacheFull } from './page-cache.js';
 
 const ROOT = join(new URL('.', import.meta.url).pathname, '..', '..');
 const MiB = 1024 * 1024;
@@ -38,6 +39,8 @@ if (argv.includes('--help')) {
   --phases LIST       cold,warm,concurrent (default all; warm needs cold)
   --out DIR           where the JSON result goes (default bench/results)
   --json              print the result as JSON on stdout (for bench/compare)
+  --no-fill-page-cache  measure with the page cache as it is (see bench/page-cache.ts; default: fill
+                      it first when new pages are slow, as on a freshly booted VM)
 Needs /usr/bin/docker-registry (distribution 2.8) and curl.`);
   process.exit(0);
 }
@@ -146,16 +149,22 @@ async function startOurs(dir: string, upstream: string): Promise<Proc> {
 }
 
 async function stop(p: Proc | undefined): Promise<void> {
-  if (!p || p.proc.exitCode !== null) return;
+  // a process killed by a signal has no exit code, only a signal code: its exit has happened already
+  if (!p || p.proc.exitCode !== null || p.proc.signalCode !== null) return;
   p.proc.kill('SIGTERM');
   await new Promise((r) => p.proc.once('exit', r));
 }
 
 /** A reverse proxy counting the body bytes the upstream sends through it. */
-async function countingProxy(target: string): Promise<{ url: string; bytes: () => number; reset: () => void; close: () => Promise<void> }> {
+async function countingProxy(
+  target: string,
+): Promise<{ url: string; bytes: () => number; active: () => number; reset: () => void; close: () => Promise<void> }> {
   const t = new URL(target);
   let bytes = 0;
+  let active = 0;
   const server: Server = createServer((req, res) => {
+    active++;
+    res.once('close', () => active--);
     const up = httpRequest({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: { ...req.headers, host: t.host } }, (ur) => {
       res.writeHead(ur.statusCode ?? 502, ur.headers);
       ur.on('data', (c: Buffer) => (bytes += c.length));
@@ -168,6 +177,7 @@ async function countingProxy(target: string): Promise<{ url: string; bytes: () =
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     bytes: () => bytes,
+    active: () => active,
     reset: () => void (bytes = 0),
     close: () => new Promise((r) => server.close(() => r())),
   };
@@ -285,6 +295,7 @@ interface Figures {
   coldMiBps: number;
   coldUpstreamMiB: number;
   coldCpuSec: number;
+  coldCpuTotalSec: number;
   warmSec: number;
   warmMiBps: number;
   warmUpstreamMiB: number;
@@ -300,7 +311,9 @@ interface Figures {
 interface Sample {
   readonly sec: number;
   readonly upMiB: number;
+  /** CPU in the pull's window, and until the mirror was still again (its cache copy stored). */
   readonly cpuSec: number;
+  readonly cpuTotalSec: number;
 }
 
 const median = (xs: number[]): number => {
@@ -314,6 +327,9 @@ async function main(): Promise<void> {
   if (!existsSync(join(ROOT, 'dist', 'src', 'cli', 'main.js'))) throw new Error('build first: npm run build');
   const work = await mkdtemp(join(tmpdir(), 'lr-mirror-bench-'));
   const procs: Proc[] = [];
+  const pageCache = argv.includes('--no-fill-page-cache')
+    ? { note: 'page cache: left as it was (--no-fill-page-cache)', cleanup: () => undefined }
+    : ensurePageCacheFull(work, log);
   try {
     mkdirSync(join(work, 'upstream'));
     const upstream = await startDistribution(join(work, 'upstream'), []);
@@ -334,11 +350,26 @@ async function main(): Promise<void> {
       const t = process.hrtime.bigint();
       await fn();
       const sec = Number(process.hrtime.bigint() - t) / 1e9;
+      const cpuSec = cpuSeconds(s.m.proc.pid!) - cpu0;
       if (process.env.MIRROR_BENCH_DETAIL) {
         const us1 = userSys(s.m.proc.pid!);
         log(`  user ${(us1[0] - us0[0]).toFixed(2)} s, sys ${(us1[1] - us0[1]).toFixed(2)} s`);
       }
-      return { sec, upMiB: s.proxy.bytes() / MiB, cpuSec: cpuSeconds(s.m.proc.pid!) - cpu0 };
+      // What the pull left running goes on before the next measurement starts, not during it:
+      // distribution's proxy stores a blob from a second upstream download that outlives its
+      // client's pull; ours fsyncs and publishes its copy. Wait until the mirror has no upstream
+      // request open and its CPU is still, then flush the disk. The upstream bytes and the CPU
+      // after settling are what the pull cost in all.
+      const settle = process.hrtime.bigint();
+      for (let last = cpuSeconds(s.m.proc.pid!), quiet = 0; Number(process.hrtime.bigint() - settle) < 60e9;) {
+        await new Promise((r) => setTimeout(r, 100));
+        const now = cpuSeconds(s.m.proc.pid!);
+        quiet = s.proxy.active() === 0 && now - last <= 0.01 ? quiet + 1 : 0;
+        last = now;
+        if (quiet >= 3) break;
+      }
+      spawnSync('sync');
+      return { sec, upMiB: s.proxy.bytes() / MiB, cpuSec, cpuTotalSec: cpuSeconds(s.m.proc.pid!) - cpu0 };
     };
     // each repetition starts both mirrors afresh (empty caches) and alternates them phase by phase
     // (which one goes first alternates too), so that the shared machine's load falls on both alike
@@ -369,11 +400,9 @@ async function main(): Promise<void> {
           });
           cold[w]!.push(s);
           log(
-            `rep ${rep + 1}/${REPS} ${w}: cold pull of ${SIZE} MiB ${s.sec.toFixed(2)} s, CPU ${s.cpuSec.toFixed(2)} s, upstream ${s.upMiB.toFixed(0)} MiB (load ${load()})`,
+            `rep ${rep + 1}/${REPS} ${w}: cold pull of ${SIZE} MiB ${s.sec.toFixed(2)} s, CPU ${s.cpuSec.toFixed(2)} s (${s.cpuTotalSec.toFixed(2)} s until still), upstream ${s.upMiB.toFixed(0)} MiB (load ${load()})`,
           );
         }
-        // distribution stores what it proxied in the background: give both a moment before the warm pull
-        await new Promise((r) => setTimeout(r, 3000));
       }
       if (PHASES.has('warm')) {
         for (const w of order) {
@@ -412,6 +441,7 @@ async function main(): Promise<void> {
         coldMiBps: round(SIZE / med(cold[w]!, 'sec')),
         coldUpstreamMiB: round(med(cold[w]!, 'upMiB')),
         coldCpuSec: round(med(cold[w]!, 'cpuSec')),
+        coldCpuTotalSec: round(med(cold[w]!, 'cpuTotalSec')),
         warmSec: round(med(warm[w]!, 'sec')),
         warmMiBps: round(SIZE / med(warm[w]!, 'sec')),
         warmUpstreamMiB: round(med(warm[w]!, 'upMiB'), 3),
@@ -462,6 +492,7 @@ async function main(): Promise<void> {
       ],
       ['upstream MiB: cold / warm', `${o.coldUpstreamMiB} / ${o.warmUpstreamMiB}`, `${d.coldUpstreamMiB} / ${d.warmUpstreamMiB}`, '', '', ''],
       ['server CPU s: cold / warm', `${o.coldCpuSec} / ${o.warmCpuSec}`, `${d.coldCpuSec} / ${d.warmCpuSec}`, '', '', ''],
+      ['server CPU s: cold, until stored', `${o.coldCpuTotalSec}`, `${d.coldCpuTotalSec}`, '', '', ''],
     ];
     const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
     const line = (r: string[]): string => `| ${r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
@@ -476,16 +507,19 @@ async function main(): Promise<void> {
     mkdirSync(outDir, { recursive: true });
     const file = join(outDir, `mirror-${date.slice(0, 10)}.json`);
     const samples = { cold, warm, concurrent: conc };
-    const doc = { date, machine, sizeMiB: SIZE, concurrentMiB: CONC, reps: REPS, results, samples, table };
+    const doc = { date, machine, pageCache: pageCache.note, sizeMiB: SIZE, concurrentMiB: CONC, reps: REPS, results, samples, table };
     writeFileSync(file, JSON.stringify(doc, null, 2) + '\n');
     if (argv.includes('--json')) console.log(JSON.stringify(doc));
     else {
-      console.log(`\npull-through mirror: legacy-registry vs distribution 2.8.2 — ${date}, medians of ${REPS} alternating repetitions\nmachine: ${machine}\n`);
+      console.log(
+        `\npull-through mirror: legacy-registry vs distribution 2.8.2 — ${date}, medians of ${REPS} alternating repetitions\nmachine: ${machine}\n${pageCache.note}\n`,
+      );
       console.log(table);
       console.log(`\nwritten: ${file}`);
     }
   } finally {
     for (const p of procs) await stop(p).catch(() => undefined);
+    pageCache.cleanup();
     await rm(work, { recursive: true, force: true });
   }
 }

@@ -7,9 +7,10 @@ import { withRecycler } from '../recycle.js';
  * private network, `http:` endpoints only; TLS endpoints take node:http). Why not node:http: its
  * client allocates a Buffer and runs the stream machinery for every 64 KiB the socket delivers;
  * measured on Ceph RGW here, receiving a body cost ~3 s CPU/GiB through node:http and ~0.4 s/GiB
- * with the socket reading into one reused buffer (`onread`). The body is copied out of that buffer
- * into pieces of `piece` bytes (the last one smaller), which is also what the registry's response
- * socket wants (few large writes).
+ * with the socket reading into buffers of our own (`onread`). The body arrives in pieces of `piece`
+ * bytes (the last one smaller), which is also what the registry's response socket wants (few large
+ * writes): the socket reads straight into the free end of the piece being filled, so body bytes
+ * are not copied in this process (only those that came in one read with the answer's headers).
  *
  * Scope, kept small on purpose: one request per connection (`Connection: close`), answers with a
  * Content-Length (S3 GETs always have one; a chunked answer is refused with an error so the caller
@@ -24,7 +25,8 @@ export interface PlainAnswer {
 
 export class ChunkedAnswerError extends Error {}
 
-const READ_BUFFER = 1024 * 1024;
+/** What the socket reads into until the answer's headers are complete. */
+const HEAD_BUFFER = 64 * 1024;
 const MAX_HEAD = 64 * 1024;
 
 /**
@@ -52,6 +54,9 @@ export function plainGet(url: URL, headers: Record<string, string>, opts: { piec
     let remaining = 0;
     let out: Buffer | undefined;
     let outLen = 0;
+    /** The free end of `out` handed to the socket for its next read (see onread below). */
+    let direct: Buffer | undefined;
+    const headBuffer = Buffer.allocUnsafe(HEAD_BUFFER);
     let settled = false;
     let recycling = false;
     const fail = (e: Error): void => {
@@ -78,28 +83,42 @@ export function plainGet(url: URL, headers: Record<string, string>, opts: { piec
       outLen = 0;
       if (!body.push(piece)) socket.pause();
     };
-    /** Copies body bytes out of the reused read buffer. */
+    /** The piece being filled, started when there is none: never longer than the body left. */
+    const current = (): Buffer => {
+      if (!out) {
+        // a recycled buffer is piece-sized: the last piece is a view of its start
+        out = recycling ? fromPool(opts.piece).subarray(0, Math.min(opts.piece, remaining)) : Buffer.allocUnsafe(Math.min(opts.piece, remaining));
+        outLen = 0;
+      }
+      return out;
+    };
+    let ended = false;
+    const finish = (): void => {
+      if (ended) return;
+      ended = true;
+      flush();
+      body.push(null);
+      socket.destroy();
+    };
+    /** n more body bytes are in the current piece: hand it on when full, end with the body. */
+    const filled = (n: number): void => {
+      outLen += n;
+      remaining -= n;
+      if (out && outLen === out.length) flush();
+      if (remaining === 0) finish();
+    };
+    /** Copies body bytes that came with the headers into pieces. */
     const take = (buf: Buffer, start: number, end: number): void => {
       let at = start;
       const stop = Math.min(end, start + remaining);
-      while (at < stop) {
-        if (!out) {
-          // a recycled buffer is piece-sized: the last piece is a view of its start
-          out = recycling ? fromPool(opts.piece).subarray(0, Math.min(opts.piece, remaining)) : Buffer.allocUnsafe(Math.min(opts.piece, remaining));
-          outLen = 0;
-        }
-        const n = Math.min(out.length - outLen, stop - at);
-        buf.copy(out, outLen, at, at + n);
-        outLen += n;
+      while (at < stop && remaining > 0) {
+        const piece = current();
+        const n = Math.min(piece.length - outLen, stop - at);
+        buf.copy(piece, outLen, at, at + n);
         at += n;
-        remaining -= n;
-        if (outLen === out.length) flush();
+        filled(n);
       }
-      if (remaining === 0) {
-        flush();
-        body.push(null);
-        socket.destroy();
-      }
+      if (remaining === 0) finish();
     };
     const onHead = (buf: Buffer, n: number): void => {
       head = Buffer.concat([head!, buf.subarray(0, n)]);
@@ -142,11 +161,18 @@ export function plainGet(url: URL, headers: Record<string, string>, opts: { piec
       port: Number(url.port || 80),
       noDelay: true,
       onread: {
-        buffer: Buffer.allocUnsafe(READ_BUFFER),
+        // asked before every read: the headers go to headBuffer, the body straight into the free
+        // end of the current piece (at most the body left: a read never runs past the body)
+        buffer: (): Uint8Array => {
+          direct = head || remaining <= 0 ? undefined : current().subarray(outLen);
+          return direct ?? headBuffer;
+        },
         callback: (n: number, buf: Uint8Array): boolean => {
-          const b = buf as Buffer;
-          if (head) onHead(b, n);
-          else if (remaining > 0) take(b, 0, n);
+          if (direct !== undefined && buf === direct) {
+            direct = undefined;
+            if (n > 0) filled(n);
+          } else if (head) onHead(buf as Buffer, n);
+          else if (remaining > 0) take(buf as Buffer, 0, n);
           return !socket.destroyed;
         },
       },
