@@ -71,6 +71,8 @@ const READ_ONLY_SQL = /^\s*(select|pragma|begin|commit|rollback|savepoint|releas
  * entries (tokensOf splits namespace, name and description; a posting entry is one typed-array read).
  */
 const VERIFY_COST = 200;
+/** matchWords orders words by their postings' size counted up to this (beyond it, only "many" matters). */
+const SIZE_CAP = VERIFY_COST * 32;
 
 const PRESENT = 1;
 const PRIVATE = 2;
@@ -148,12 +150,12 @@ class SortedKeys {
     this.ids = pairs.map((p) => p[1]);
   }
 
-  /** Calls fn(id, key) for every key starting with prefix. */
-  eachWithPrefix(prefix: string, fn: (id: number, key: string) => void): void {
+  /** Calls fn(id, key) for every key starting with prefix, until fn returns false. */
+  eachWithPrefix(prefix: string, fn: (id: number, key: string) => unknown): void {
     for (let i = this.lowerBound(prefix, -Infinity); i < this.keys.length; i++) {
       const k = this.keys[i]!;
       if (!k.startsWith(prefix)) break;
-      fn(this.ids[i]!, k);
+      if (fn(this.ids[i]!, k) === false) return;
     }
   }
 }
@@ -214,11 +216,18 @@ class Postings {
     this.tokens.load(keys);
   }
 
-  /** How many ids the tokens starting with prefix hold in all (an id may count more than once). */
-  sizeWithPrefix(prefix: string): number {
+  /**
+   * How many ids the tokens starting with prefix hold in all (an id may count more than once), or
+   * some number above cap: the walk stops there (a common word's prefix has thousands of tokens,
+   * `redis0` … `redis4999`, and walking them all cost more than the search it was to order).
+   */
+  sizeWithPrefix(prefix: string, cap: number): number {
     let n = 0;
     const slots = this.slots;
-    this.tokens.eachWithPrefix(prefix, (slot) => (n += slots[slot]!.set.size));
+    this.tokens.eachWithPrefix(prefix, (slot) => {
+      n += slots[slot]!.set.size;
+      return n <= cap;
+    });
     return n;
   }
 
@@ -518,44 +527,54 @@ class MemoryIndex {
     this.joined = undefined;
   }
 
-  /** `\n`-joined full names and where each starts, for substring scans with indexOf. */
-  private joined: { text: string; starts: Int32Array; ids: Int32Array } | undefined;
+  /**
+   * `\n`-joined full names and where each starts, for substring scans with indexOf; and the same
+   * for the names that hold a '/' (v2 names deeper than `ns/name`), which are few.
+   */
+  private joined: { all: JoinedNames; slashed: JoinedNames } | undefined;
 
-  private joinedNames(): { text: string; starts: Int32Array; ids: Int32Array } {
+  private joinedNames(): { all: JoinedNames; slashed: JoinedNames } {
     if (this.joined) return this.joined;
-    const parts: string[] = [];
-    const starts: number[] = [];
-    const ids: number[] = [];
-    let at = 1;
+    const all = new JoinedBuilder();
+    const slashed = new JoinedBuilder();
     for (const r of this.recs) {
       if (!r) continue;
-      parts.push(r.full);
-      starts.push(at);
-      ids.push(r.id);
-      at += r.full.length + 1;
+      all.add(r.full, r.id);
+      if (r.name.includes('/')) slashed.add(r.name, r.id);
     }
-    this.joined = { text: `\n${parts.join('\n')}\n`, starts: Int32Array.from(starts), ids: Int32Array.from(ids) };
+    this.joined = { all: all.done(), slashed: slashed.done() };
     return this.joined;
   }
 
-  /** Ids whose full name contains s (s holds no newline: it is name text). */
+  /**
+   * Ids whose full name contains s (s holds no newline: it is name text). A namespace holds no '/',
+   * so when s does, either its first '/' is the one after the namespace (the namespace ends with
+   * what comes before it, the name starts with the rest: a range of the sorted names) or s lies
+   * within a name that holds a '/'. Either way no scan of every name (a full name as the query, at
+   * 100,000 repositories: 2 MB of text).
+   */
   private substringIds(s: string, out: IdList): void {
-    const { text, starts, ids } = this.joinedNames();
-    let from = 0;
-    for (;;) {
-      const i = text.indexOf(s, from);
-      if (i < 0) return;
-      // the name holding position i: the last start <= i
-      let lo = 0;
-      let hi = starts.length - 1;
-      while (lo < hi) {
-        const mid = (lo + hi + 1) >> 1;
-        if (starts[mid]! <= i) lo = mid;
-        else hi = mid - 1;
-      }
-      out.push(ids[lo]!);
-      from = Math.max(i + 1, lo + 1 < starts.length ? starts[lo + 1]! : text.length);
+    const slash = s.indexOf('/');
+    if (slash < 0) {
+      scanJoined(this.joinedNames().all, s, (id) => out.push(id));
+      return;
     }
+    const nsEnd = s.slice(0, slash);
+    const nameStart = s.slice(slash + 1);
+    const recs = this.recs;
+    const seen = new Set<number>();
+    this.names.eachWithPrefix(nameStart, (id) => {
+      if (recs[id]!.namespace.endsWith(nsEnd) && !seen.has(id)) {
+        seen.add(id);
+        out.push(id);
+      }
+    });
+    scanJoined(this.joinedNames().slashed, s, (id) => {
+      if (!seen.has(id)) {
+        seen.add(id);
+        out.push(id);
+      }
+    });
   }
 
   /**
@@ -569,7 +588,7 @@ class MemoryIndex {
     const n = words.length;
     if (n === 0) return -1;
     // (one word: nothing to order, and counting its postings would walk its tokens twice)
-    const order = n === 1 ? [{ w: words[0]!, size: 0 }] : words.map((w) => ({ w, size: p.sizeWithPrefix(w) })).sort((a, b) => a.size - b.size);
+    const order = n === 1 ? [{ w: words[0]!, size: 0 }] : words.map((w) => ({ w, size: p.sizeWithPrefix(w, SIZE_CAP) })).sort((a, b) => a.size - b.size);
     const size = this.flags.length;
     const stamps: number[] = [];
     for (let i = 0; i <= n; i++) stamps.push(marks.next(size));
@@ -714,7 +733,9 @@ class MemoryIndex {
   /** Each candidate to the first tier it qualifies for (exact, prefix, name words, words, substring). */
   private assignTiers(text: string, assign: (id: number, tier: number) => void, N: IdList, W: IdList, S: IdList): void {
     // exact matches first (tier 0), from the sorted name lists, then the prefixes (tier 1)
-    this.fulls.eachWithPrefix(text, (id, key) => key === text && assign(id, 0));
+    this.fulls.eachWithPrefix(text, (id, key) => {
+      if (key === text) assign(id, 0);
+    });
     this.names.eachWithPrefix(text, (id, key) => assign(id, key === text ? 0 : 1));
     this.fulls.eachWithPrefix(text, (id) => assign(id, 1));
     for (let i = 0; i < N.length; i++) assign(N.arr[i]!, 2);
@@ -738,6 +759,49 @@ class MemoryIndex {
       const ns = recs[id]!.namespace;
       return ns === g.username || g.orgNames.has(ns);
     };
+  }
+}
+
+interface JoinedNames {
+  readonly text: string;
+  readonly starts: Int32Array;
+  readonly ids: Int32Array;
+}
+
+class JoinedBuilder {
+  private readonly parts: string[] = [];
+  private readonly starts: number[] = [];
+  private readonly ids: number[] = [];
+  private at = 1;
+
+  add(text: string, id: number): void {
+    this.parts.push(text);
+    this.starts.push(this.at);
+    this.ids.push(id);
+    this.at += text.length + 1;
+  }
+
+  done(): JoinedNames {
+    return { text: `\n${this.parts.join('\n')}\n`, starts: Int32Array.from(this.starts), ids: Int32Array.from(this.ids) };
+  }
+}
+
+/** Calls fn once for each id whose text contains s (s holds no newline). */
+function scanJoined({ text, starts, ids }: JoinedNames, s: string, fn: (id: number) => void): void {
+  let from = 0;
+  for (;;) {
+    const i = text.indexOf(s, from);
+    if (i < 0) return;
+    // the text holding position i: the last start <= i
+    let lo = 0;
+    let hi = starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (starts[mid]! <= i) lo = mid;
+      else hi = mid - 1;
+    }
+    fn(ids[lo]!);
+    from = Math.max(i + 1, lo + 1 < starts.length ? starts[lo + 1]! : text.length);
   }
 }
 

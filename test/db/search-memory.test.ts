@@ -115,6 +115,15 @@ for (const {
         if (priv && rnd() < 0.2) await addCollaborator(db, repository.id, pick(users).id, 'read');
         if (rnd() < 0.02) await markDeleted(db, repository.id);
       }
+      // v2 names deeper than ns/name keep the rest, '/' and all, as the repository name
+      for (const [namespace, name] of [
+        ['acme', 'team/app'],
+        ['acme', 'team/redis-api'],
+        ['crew', 'red/tools'],
+        ['library', 'base/web/api'],
+        ['user1', 'x/acme/red'],
+      ] as const)
+        await saveRepository(db, { namespace, name, description: 'deep name', private: false, ownerId: null });
     });
     after(async () => {
       await dispose();
@@ -157,6 +166,18 @@ for (const {
         'naï',
         'the small',
         'fast re',
+        'team/app',
+        'm/re',
+        'acme/team/',
+        'red/tool',
+        'e/web/a',
+        'x/acme/red',
+        '/red',
+        'b/w',
+        'me/red',
+        'cme/team',
+        'rew/red',
+        'ols/b',
       ];
       const callers: SearchOptions['visibleTo'][] = [
         {},
