@@ -668,9 +668,7 @@ async function main(): Promise<void> {
 
   const work = await mkdtemp(join(tmpdir(), 'lr-compare-'));
   const started: Server[] = [];
-  const pageCache = flag('no-fill-page-cache')
-    ? { note: 'page cache: left as it was (--no-fill-page-cache)', cleanup: () => undefined }
-    : ensurePageCacheFull(work, log);
+  const pageCache = ensurePageCacheFull(work, log, argv);
   try {
     log('machine limits…');
     const limits = await machineLimits();

@@ -147,9 +147,7 @@ const load = (): string =>
     .join(' ');
 
 const work = await mkdtemp(join(tmpdir(), 'lr-bench-migrate-'));
-const pageCache = argv.includes('--no-fill-page-cache')
-  ? { note: 'page cache: left as it was (--no-fill-page-cache)', cleanup: () => undefined }
-  : ensurePageCacheFull(work, (s) => console.log(s));
+const pageCache = ensurePageCacheFull(work, (s) => console.log(s), argv);
 try {
   const tree = TREE ?? join(work, 'python');
   let bytes: number;

@@ -39,8 +39,8 @@ if (argv.includes('--help')) {
   --phases LIST       cold,warm,concurrent (default all; warm needs cold)
   --out DIR           where the JSON result goes (default bench/results)
   --json              print the result as JSON on stdout (for bench/compare)
-  --no-fill-page-cache  measure with the page cache as it is (see bench/page-cache.ts; default: fill
-                      it first when new pages are slow, as on a freshly booted VM)
+  --no-fill-page-cache  measure with the page cache as it is (default: fill it first when much
+                      memory is free, as a long-running host has it; see bench/page-cache.ts)
 Needs /usr/bin/docker-registry (distribution 2.8) and curl.`);
   process.exit(0);
 }
@@ -327,9 +327,7 @@ async function main(): Promise<void> {
   if (!existsSync(join(ROOT, 'dist', 'src', 'cli', 'main.js'))) throw new Error('build first: npm run build');
   const work = await mkdtemp(join(tmpdir(), 'lr-mirror-bench-'));
   const procs: Proc[] = [];
-  const pageCache = argv.includes('--no-fill-page-cache')
-    ? { note: 'page cache: left as it was (--no-fill-page-cache)', cleanup: () => undefined }
-    : ensurePageCacheFull(work, log);
+  const pageCache = ensurePageCacheFull(work, log, argv);
   try {
     mkdirSync(join(work, 'upstream'));
     const upstream = await startDistribution(join(work, 'upstream'), []);

@@ -10,9 +10,9 @@
  * mostly still running when its client is done).
  *
  * `ensurePageCacheFull` writes a file as big as the free memory (less 1 GiB) into `dir` when more
- * than 1.5 GiB is free (the kernel takes free pages before it reclaims any), keeps it until the returned cleanup runs (so both servers' writes reclaim
- * cache pages as on a long-running host) and waits for its write-back, so the measurements that
- * follow do not compete with it for the disk. Free memory, not a timed probe, decides: pages freed
+ * than 1.5 GiB is free (the kernel takes free pages before it reclaims any), keeps it until the
+ * returned cleanup runs (so both servers' writes reclaim cache pages as on a long-running host) and
+ * waits for its write-back, so the measurements that follow do not compete with it for the disk. Free memory, not a timed probe, decides: pages freed
  * a moment ago (a deleted file) are still mapped and fast until the balloon reports them.
  */
 import { spawnSync } from 'node:child_process';
@@ -43,10 +43,12 @@ function freeMiB(): number {
 }
 
 /**
- * Fills the page cache when much memory is free (see above). Returns what it did (for the result
- * files) and the cleanup that removes the fill file.
+ * Fills the page cache when much memory is free (see above), unless the bench's arguments hold
+ * `--no-fill-page-cache`. Returns what it did (for the result files) and the cleanup that removes
+ * the fill file.
  */
-export function ensurePageCacheFull(dir: string, log: (s: string) => void): { readonly note: string; readonly cleanup: () => void } {
+export function ensurePageCacheFull(dir: string, log: (s: string) => void, argv: readonly string[]): { readonly note: string; readonly cleanup: () => void } {
+  if (argv.includes('--no-fill-page-cache')) return { note: 'page cache: left as it was (--no-fill-page-cache)', cleanup: () => undefined };
   try {
     return fill(dir, log);
   } catch (e) {

@@ -111,7 +111,7 @@ export function plainGet(url: URL, headers: Record<string, string>, opts: { piec
     const take = (buf: Buffer, start: number, end: number): void => {
       let at = start;
       const stop = Math.min(end, start + remaining);
-      while (at < stop && remaining > 0) {
+      while (at < stop) {
         const piece = current();
         const n = Math.min(piece.length - outLen, stop - at);
         buf.copy(piece, outLen, at, at + n);
@@ -172,6 +172,8 @@ export function plainGet(url: URL, headers: Record<string, string>, opts: { piec
             direct = undefined;
             if (n > 0) filled(n);
           } else if (head) onHead(buf as Buffer, n);
+          // (not reached while the buffer generator is asked before each read, as Node does:
+          // body bytes that land elsewhere would be copied into the piece all the same)
           else if (remaining > 0) take(buf as Buffer, 0, n);
           return !socket.destroyed;
         },
