@@ -150,13 +150,29 @@ class SortedKeys {
     this.ids = pairs.map((p) => p[1]);
   }
 
-  /** Calls fn(id, key) for every key starting with prefix, until fn returns false. */
+  /**
+   * Calls fn(id, key) for every key starting with prefix, until fn returns false. The keys starting
+   * with prefix are one run of the sorted list: its two ends are found by binary search, and the
+   * walk between them tests no key (a common word's prefix has thousands of keys).
+   */
   eachWithPrefix(prefix: string, fn: (id: number, key: string) => unknown): void {
-    for (let i = this.lowerBound(prefix, -Infinity); i < this.keys.length; i++) {
-      const k = this.keys[i]!;
-      if (!k.startsWith(prefix)) break;
-      if (fn(this.ids[i]!, k) === false) return;
+    const keys = this.keys;
+    const ids = this.ids;
+    const start = this.lowerBound(prefix, -Infinity);
+    let lo = start;
+    let hi = keys.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (keys[mid]!.startsWith(prefix)) lo = mid + 1;
+      else hi = mid;
     }
+    for (let i = start; i < lo; i++) if (fn(ids[i]!, keys[i]!) === false) return;
+  }
+
+  /** Calls fn(id) for every entry whose key is exactly key. */
+  eachEqual(key: string, fn: (id: number) => void): void {
+    const keys = this.keys;
+    for (let i = this.lowerBound(key, -Infinity); i < keys.length && keys[i] === key; i++) fn(this.ids[i]!);
   }
 }
 
@@ -733,9 +749,7 @@ class MemoryIndex {
   /** Each candidate to the first tier it qualifies for (exact, prefix, name words, words, substring). */
   private assignTiers(text: string, assign: (id: number, tier: number) => void, N: IdList, W: IdList, S: IdList): void {
     // exact matches first (tier 0), from the sorted name lists, then the prefixes (tier 1)
-    this.fulls.eachWithPrefix(text, (id, key) => {
-      if (key === text) assign(id, 0);
-    });
+    this.fulls.eachEqual(text, (id) => assign(id, 0));
     this.names.eachWithPrefix(text, (id, key) => assign(id, key === text ? 0 : 1));
     this.fulls.eachWithPrefix(text, (id) => assign(id, 1));
     for (let i = 0; i < N.length; i++) assign(N.arr[i]!, 2);
