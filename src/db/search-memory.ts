@@ -544,32 +544,77 @@ class MemoryIndex {
   }
 
   /**
-   * `\n`-joined full names and where each starts, for substring scans with indexOf; and the same
-   * for the names that hold a '/' (v2 names deeper than `ns/name`), which are few.
+   * Texts for substring scans with indexOf, each made on first use after a change: the `\n`-joined
+   * full names and where each starts; the same for the names that hold a '/' (v2 names deeper than
+   * `ns/name`), which are few; and the distinct runs of [a-z0-9] of all full names, each with the
+   * ids whose full name holds it.
    */
-  private joined: { all: JoinedNames; slashed: JoinedNames } | undefined;
+  private joined: { all?: JoinedNames; slashed?: JoinedNames; runs?: JoinedRuns } | undefined;
 
   private joinedNames(): { all: JoinedNames; slashed: JoinedNames } {
-    if (this.joined) return this.joined;
-    const all = new JoinedBuilder();
-    const slashed = new JoinedBuilder();
+    const j = (this.joined ??= {});
+    if (!j.all || !j.slashed) {
+      const all = new JoinedBuilder();
+      const slashed = new JoinedBuilder();
+      for (const r of this.recs) {
+        if (!r) continue;
+        all.add(r.full, r.id);
+        if (r.name.includes('/')) slashed.add(r.name, r.id);
+      }
+      j.all = all.done();
+      j.slashed = slashed.done();
+    }
+    return { all: j.all, slashed: j.slashed };
+  }
+
+  private joinedRuns(): JoinedRuns {
+    const j = (this.joined ??= {});
+    if (j.runs) return j.runs;
+    const byRun = new Map<string, number[]>();
     for (const r of this.recs) {
       if (!r) continue;
-      all.add(r.full, r.id);
-      if (r.name.includes('/')) slashed.add(r.name, r.id);
+      for (const run of r.full.match(RUN) ?? []) {
+        const ids = byRun.get(run);
+        if (!ids) byRun.set(run, [r.id]);
+        else if (ids[ids.length - 1] !== r.id) ids.push(r.id); // a run twice in one name: the id once
+      }
     }
-    this.joined = { all: all.done(), slashed: slashed.done() };
-    return this.joined;
+    const text = new JoinedBuilder();
+    const offsets = new Int32Array(byRun.size + 1);
+    let n = 0;
+    for (const ids of byRun.values()) n += ids.length;
+    const ids = new Int32Array(n);
+    let k = 0;
+    let at = 0;
+    for (const [run, list] of byRun) {
+      text.add(run, k);
+      offsets[k] = at;
+      ids.set(list, at);
+      at += list.length;
+      k++;
+    }
+    offsets[k] = at;
+    j.runs = { names: text.done(), offsets, ids };
+    return j.runs;
   }
 
   /**
-   * Ids whose full name contains s (s holds no newline: it is name text). A namespace holds no '/',
-   * so when s does, either its first '/' is the one after the namespace (the namespace ends with
-   * what comes before it, the name starts with the rest: a range of the sorted names) or s lies
-   * within a name that holds a '/'. Either way no scan of every name (a full name as the query, at
-   * 100,000 repositories: 2 MB of text).
+   * Ids whose full name contains s (s holds no newline: it is name text). Text of letters and
+   * digits only lies within one run of [a-z0-9] of a name, so the distinct runs are scanned (at
+   * 100,000 repositories about a quarter of the names' text) and each run found gives its ids. A
+   * namespace holds no '/', so when s does, either its first '/' is the one after the namespace (the
+   * namespace ends with what comes before it, the name starts with the rest: a range of the sorted
+   * names) or s lies within a name that holds a '/'. Either way no scan of every name (a full name
+   * as the query, at 100,000 repositories: 2 MB of text).
    */
   private substringIds(s: string, out: IdList): void {
+    if (ALNUM.test(s)) {
+      const { names, offsets, ids } = this.joinedRuns();
+      scanJoined(names, s, (run) => {
+        for (let i = offsets[run]!, end = offsets[run + 1]!; i < end; i++) out.push(ids[i]!);
+      });
+      return;
+    }
     const slash = s.indexOf('/');
     if (slash < 0) {
       scanJoined(this.joinedNames().all, s, (id) => out.push(id));
@@ -774,6 +819,17 @@ class MemoryIndex {
       return ns === g.username || g.orgNames.has(ns);
     };
   }
+}
+
+/** A maximal run of [a-z0-9] in a full name, and text made only of those characters. */
+const RUN = /[a-z0-9]+/g;
+const ALNUM = /^[a-z0-9]+$/;
+
+/** The distinct runs (joined, numbered in order), and for run k the ids at offsets[k] … offsets[k + 1]. */
+interface JoinedRuns {
+  readonly names: JoinedNames;
+  readonly offsets: Int32Array;
+  readonly ids: Int32Array;
 }
 
 interface JoinedNames {

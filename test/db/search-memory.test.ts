@@ -178,6 +178,10 @@ for (const {
         'cme/team',
         'rew/red',
         'ols/b',
+        'is1',
+        'ache',
+        'ools3',
+        'edis2',
       ];
       const callers: SearchOptions['visibleTo'][] = [
         {},
