@@ -151,13 +151,12 @@ class SortedKeys {
   }
 
   /**
-   * Calls fn(id, key) for every key starting with prefix, until fn returns false. The keys starting
-   * with prefix are one run of the sorted list: its two ends are found by binary search, and the
-   * walk between them tests no key (a common word's prefix has thousands of keys).
+   * The run of entries whose key starts with prefix, as [start, end) positions: its two ends are
+   * found by binary search, so a walk between them tests no key (a common word's prefix has
+   * thousands of keys).
    */
-  eachWithPrefix(prefix: string, fn: (id: number, key: string) => unknown): void {
+  range(prefix: string): [number, number] {
     const keys = this.keys;
-    const ids = this.ids;
     const start = this.lowerBound(prefix, -Infinity);
     let lo = start;
     let hi = keys.length;
@@ -166,7 +165,20 @@ class SortedKeys {
       if (keys[mid]!.startsWith(prefix)) lo = mid + 1;
       else hi = mid;
     }
-    for (let i = start; i < lo; i++) if (fn(ids[i]!, keys[i]!) === false) return;
+    return [start, lo];
+  }
+
+  /** The id at a position (of a range). */
+  idAt(i: number): number {
+    return this.ids[i]!;
+  }
+
+  /** Calls fn(id, key) for every key starting with prefix, until fn returns false. */
+  eachWithPrefix(prefix: string, fn: (id: number, key: string) => unknown): void {
+    const keys = this.keys;
+    const ids = this.ids;
+    const [start, end] = this.range(prefix);
+    for (let i = start; i < end; i++) if (fn(ids[i]!, keys[i]!) === false) return;
   }
 
   /** Calls fn(id) for every entry whose key is exactly key. */
@@ -176,11 +188,10 @@ class SortedKeys {
   }
 }
 
-/** The ids of one token: a Set to change, and an array snapshot to iterate fast (made on demand). */
+/** The ids of one token, as a Set to change. */
 interface Posting {
   readonly set: Set<number>;
-  arr: Int32Array | null;
-  /** Its place in Postings.slots (what the sorted token list holds: no Map lookup per token). */
+  /** Its place in Postings.slots and .arrs (what the sorted token list holds: no Map lookup per token). */
   readonly slot: number;
 }
 
@@ -189,26 +200,28 @@ class Postings {
   readonly map = new Map<string, Posting>();
   private readonly tokens = new SortedKeys();
   private slots: (Posting | undefined)[] = [];
+  /** Each slot's ids as an array to walk fast, made on demand (null: changed since). */
+  private arrs: (Int32Array | null)[] = [];
   private freeSlots: number[] = [];
 
   add(token: string, id: number): void {
     let p = this.map.get(token);
     if (!p) {
       const slot = this.freeSlots.pop() ?? this.slots.length;
-      p = { set: new Set(), arr: null, slot };
+      p = { set: new Set(), slot };
       this.slots[slot] = p;
       this.map.set(token, p);
       this.tokens.insert(token, slot);
     }
     p.set.add(id);
-    p.arr = null;
+    this.arrs[p.slot] = null;
   }
 
   delete(token: string, id: number): void {
     const p = this.map.get(token);
     if (!p) return;
     p.set.delete(id);
-    p.arr = null;
+    this.arrs[p.slot] = null;
     if (p.set.size === 0) {
       this.map.delete(token);
       this.tokens.delete(token, p.slot);
@@ -221,11 +234,13 @@ class Postings {
   bulk(entries: Map<string, Set<number>>): void {
     this.map.clear();
     this.slots = [];
+    this.arrs = [];
     this.freeSlots = [];
     const keys: [string, number][] = [];
     for (const [k, v] of entries) {
-      const p: Posting = { set: v, arr: null, slot: this.slots.length };
+      const p: Posting = { set: v, slot: this.slots.length };
       this.slots.push(p);
+      this.arrs.push(null);
       this.map.set(k, p);
       keys.push([k, p.slot]);
     }
@@ -247,13 +262,15 @@ class Postings {
     return n;
   }
 
-  eachTokenWithPrefix(prefix: string, fn: (ids: Int32Array) => void): void {
-    const slots = this.slots;
-    this.tokens.eachWithPrefix(prefix, (slot) => {
-      const p = slots[slot]!;
-      p.arr ??= Int32Array.from(p.set);
-      fn(p.arr);
-    });
+  /** The tokens starting with prefix, as [start, end) positions for {@link idsAt}. */
+  range(prefix: string): [number, number] {
+    return this.tokens.range(prefix);
+  }
+
+  /** The ids of the token at a position of a range. */
+  idsAt(i: number): Int32Array {
+    const slot = this.tokens.idAt(i);
+    return (this.arrs[slot] ??= Int32Array.from(this.slots[slot]!.set));
   }
 }
 
@@ -277,24 +294,27 @@ class IdList {
   }
 }
 
-/** Generation-stamped marks over ids: set(id) and has(id) for the current generation, no clearing. */
-class Marks {
-  arr = new Int32Array(1024);
-  gen = 0;
+/**
+ * A set of ids as bits, emptied before each use: at 100,000 repositories 12.5 KB, which stays in
+ * the processor's cache while a search tests and marks tens of thousands of ids in random order
+ * (an Int32Array of stamps per id was 400 KB, and each test a likely cache miss).
+ */
+class Bits {
+  words = new Uint32Array(32);
 
-  next(size: number): number {
-    if (this.arr.length < size) {
-      const a = new Int32Array(Math.max(size, this.arr.length * 2));
-      a.set(this.arr);
-      this.arr = a;
-    }
-    if (this.gen > 2_000_000_000) {
-      this.arr.fill(0);
-      this.gen = 0;
-    }
-    return ++this.gen;
+  /** Empty, for ids below size; the words to test and set. */
+  reset(size: number): Uint32Array {
+    const need = (size + 31) >>> 5;
+    if (this.words.length < need) this.words = new Uint32Array(Math.max(need, this.words.length * 2));
+    else this.words.fill(0);
+    return this.words;
   }
 }
+
+const has = (w: Uint32Array, id: number): boolean => (w[id >>> 5]! & (1 << (id & 31))) !== 0;
+const set = (w: Uint32Array, id: number): void => {
+  w[id >>> 5] = w[id >>> 5]! | (1 << (id & 31));
+};
 
 class MemoryIndex {
   private recs: (Rec | undefined)[] = [];
@@ -314,10 +334,10 @@ class MemoryIndex {
   private readonly columns: string;
   /** Refreshes run one after the other (a chain that a failure does not break). */
   private chain: Promise<void> = Promise.resolve();
-  private readonly wordMarks = new Marks();
-  private readonly nameMarks = new Marks();
-  private readonly subMarks = new Marks();
-  private readonly tierMarks = new Marks();
+  private readonly wordBits: readonly [Bits, Bits] = [new Bits(), new Bits()];
+  private readonly nameBits: readonly [Bits, Bits] = [new Bits(), new Bits()];
+  private readonly subBits = new Bits();
+  private readonly tierBits = new Bits();
   private readonly scratchW = new IdList();
   private readonly scratchS = new IdList();
   private readonly scratchN = new IdList();
@@ -639,55 +659,63 @@ class MemoryIndex {
   }
 
   /**
-   * Ids where every word prefixes some token of `p` (FTS `"w1"* AND "w2"* …`), marked in `marks`
-   * with the returned stamp. The rarest word goes first; once the ids left are few against the
-   * next word's postings, the remaining words are checked on those ids' own tokens instead of
-   * walking the postings (a full name as the query: its namespace word matches a handful of
-   * repositories, its name words thousands each; measured at 100,000 repositories).
+   * Ids where every word prefixes some token of `p` (FTS `"w1"* AND "w2"* …`), listed in `out`, and
+   * the bits that hold them (one of `bits`), or undefined for no words. The rarest word goes first;
+   * once the ids left are few against the next word's postings, the remaining words are checked on
+   * those ids' own tokens instead of walking the postings (a full name as the query: its namespace
+   * word matches a handful of repositories, its name words thousands each; measured at 100,000
+   * repositories).
    */
-  private matchWords(p: Postings, marks: Marks, words: readonly string[], out: IdList, own: (t: Tokens) => readonly string[]): number {
+  private matchWords(
+    p: Postings,
+    bits: readonly [Bits, Bits],
+    words: readonly string[],
+    out: IdList,
+    own: (t: Tokens) => readonly string[],
+  ): Uint32Array | undefined {
     const n = words.length;
-    if (n === 0) return -1;
+    if (n === 0) return undefined;
     // (one word: nothing to order, and counting its postings would walk its tokens twice)
     const order = n === 1 ? [{ w: words[0]!, size: 0 }] : words.map((w) => ({ w, size: p.sizeWithPrefix(w, SIZE_CAP) })).sort((a, b) => a.size - b.size);
     const size = this.flags.length;
-    const stamps: number[] = [];
-    for (let i = 0; i <= n; i++) stamps.push(marks.next(size));
-    const arr = marks.arr;
     let cands = this.scratchC.clear();
+    let prev: Uint32Array | undefined;
     for (let i = 0; i < n; i++) {
+      // word i: the ids matched go to bits[i % 2]; those of word i - 1 are in the other (prev)
+      const cur = bits[i % 2]!.reset(size);
       if (i > 0 && cands.length * VERIFY_COST < order[i]!.size) {
         // few ids left: check the remaining words against each one's tokens
         const rest = order.slice(i).map((o) => o.w);
-        const final = stamps[n]!;
         for (let j = 0; j < cands.length; j++) {
           const id = cands.arr[j]!;
           const toks = own(tokensOf(this.recs[id]!));
           if (rest.every((w) => toks.some((t) => t.startsWith(w)))) {
-            arr[id] = final;
+            set(cur, id);
             out.push(id);
           }
         }
-        return final;
+        return cur;
       }
-      const want = stamps[i]!;
-      const next = stamps[i + 1]!;
-      const last = i === n - 1;
-      const found = i % 2 === 0 ? this.scratchC2.clear() : this.scratchC.clear();
-      p.eachTokenWithPrefix(order[i]!.w, (ids) => {
+      const found = i === n - 1 ? out : i % 2 === 0 ? this.scratchC2.clear() : this.scratchC.clear();
+      const [start, end] = p.range(order[i]!.w);
+      for (let t = start; t < end; t++) {
+        const ids = p.idsAt(t);
         for (let j = 0; j < ids.length; j++) {
           const id = ids[j]!;
-          // word 0: any id not yet marked in this search; later words: ids that matched the one before
-          if (i === 0 ? arr[id]! < want : arr[id] === want) {
-            arr[id] = next;
-            if (last) out.push(id);
-            else found.push(id);
+          const k = id >>> 5;
+          const bit = 1 << (id & 31);
+          // not yet found for this word (an id has several tokens with the prefix), and, past the
+          // first word, found for the one before
+          if ((cur[k]! & bit) === 0 && (prev === undefined || (prev[k]! & bit) !== 0)) {
+            cur[k] = cur[k]! | bit;
+            found.push(id);
           }
         }
-      });
+      }
       cands = found;
+      prev = cur;
     }
-    return stamps[n]!;
+    return prev;
   }
 
   /** Same contract as searchRepositories for a non-empty query. */
@@ -703,26 +731,23 @@ class MemoryIndex {
 
     // the candidates: word matches (W) and substring matches (S)
     const W = this.scratchW.clear();
-    const wStamp = this.matchWords(this.all, this.wordMarks, words, W, (t) => t.words);
+    const wBits = this.matchWords(this.all, this.wordBits, words, W, (t) => t.words);
     const S = this.scratchS.clear();
     if (substringTier && q.substring !== undefined) this.substringIds(q.substring, S);
-    const sStamp = this.subMarks.next(size);
-    const subArr = this.subMarks.arr;
-    for (let i = 0; i < S.length; i++) subArr[S.arr[i]!] = sStamp;
-    const wArr = this.wordMarks.arr;
-    const isCand = (id: number): boolean => wArr[id] === wStamp || subArr[id] === sStamp;
+    const sBits = this.subBits.reset(size);
+    for (let i = 0; i < S.length; i++) set(sBits, S.arr[i]!);
+    const isCand = wBits ? (id: number): boolean => has(wBits, id) || has(sBits, id) : (id: number): boolean => has(sBits, id);
 
     // name-word matches (tier 2) are word matches too
     const N = this.scratchN.clear();
-    if (words.length > 0) this.matchWords(this.nameTokens, this.nameMarks, words, N, (t) => t.nameWords);
+    if (words.length > 0) this.matchWords(this.nameTokens, this.nameBits, words, N, (t) => t.nameWords);
 
     // each candidate goes to the first tier it qualifies for
-    const tStamp = this.tierMarks.next(size);
-    const tArr = this.tierMarks.arr;
+    const tBits = this.tierBits.reset(size);
     const tiers = this.scratchTiers.map((t) => t.clear());
     const assign = (id: number, tier: number): void => {
-      if (tArr[id] === tStamp || !isCand(id)) return;
-      tArr[id] = tStamp;
+      if (has(tBits, id) || !isCand(id)) return;
+      set(tBits, id);
       if (canSee(id)) tiers[tier]!.push(id);
     };
     if (text === '') {
