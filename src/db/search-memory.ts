@@ -168,9 +168,13 @@ class SortedKeys {
     return [start, lo];
   }
 
-  /** The id at a position (of a range). */
+  /** The id and the key at a position (of a range). */
   idAt(i: number): number {
     return this.ids[i]!;
+  }
+
+  keyAt(i: number): string {
+    return this.keys[i]!;
   }
 
   /** Calls fn(id, key) for every key starting with prefix, until fn returns false. */
@@ -820,11 +824,16 @@ class MemoryIndex {
   private assignTiers(text: string, assign: (id: number, tier: number) => void, N: IdList, W: IdList, S: IdList): void {
     // exact matches first (tier 0), from the sorted name lists, then the prefixes (tier 1)
     this.fulls.eachEqual(text, (id) => assign(id, 0));
-    this.names.eachWithPrefix(text, (id, key) => assign(id, key === text ? 0 : 1));
+    // (the names equal to text come first in the range of those it prefixes: no test of the others)
+    const names = this.names;
+    const [start, end] = names.range(text);
+    let i = start;
+    for (; i < end && names.keyAt(i) === text; i++) assign(names.idAt(i), 0);
+    for (; i < end; i++) assign(names.idAt(i), 1);
     this.fulls.eachWithPrefix(text, (id) => assign(id, 1));
-    for (let i = 0; i < N.length; i++) assign(N.arr[i]!, 2);
-    for (let i = 0; i < W.length; i++) assign(W.arr[i]!, 3);
-    for (let i = 0; i < S.length; i++) assign(S.arr[i]!, 4);
+    for (let j = 0; j < N.length; j++) assign(N.arr[j]!, 2);
+    for (let j = 0; j < W.length; j++) assign(W.arr[j]!, 3);
+    for (let j = 0; j < S.length; j++) assign(S.arr[j]!, 4);
   }
 
   /** Who sees what: the SQL `visibility` of search.ts. */
