@@ -320,6 +320,110 @@ const set = (w: Uint32Array, id: number): void => {
   w[id >>> 5] = w[id >>> 5]! | (1 << (id & 31));
 };
 
+/**
+ * The distinct runs of [a-z0-9] of the full names, each with the ids whose full name holds it, and
+ * for each trigram the runs that hold it: text made only of letters and digits lies within one run
+ * of a name, so the ids of a name holding it are those of the runs that do, and those runs are
+ * among the ones holding its rarest trigram. Kept up to date name by name (no rebuild after a
+ * change), so its cost follows the runs a query finds, not the number of names.
+ */
+class RunIndex {
+  private readonly runs = new Map<string, RunEntry>();
+  private readonly trigrams = new Map<string, TrigramEntry>();
+
+  add(full: string, id: number): void {
+    for (const run of runsOf(full)) {
+      let r = this.runs.get(run);
+      if (!r) {
+        r = { run, ids: new Set(), arr: null };
+        this.runs.set(run, r);
+        for (const t of trigramsOf(run)) {
+          let e = this.trigrams.get(t);
+          if (!e) this.trigrams.set(t, (e = { runs: new Set(), ids: null }));
+          e.runs.add(r);
+        }
+      }
+      r.ids.add(id);
+      r.arr = null;
+      for (const t of trigramsOf(run)) this.trigrams.get(t)!.ids = null;
+    }
+  }
+
+  delete(full: string, id: number): void {
+    for (const run of runsOf(full)) {
+      const r = this.runs.get(run);
+      if (!r) continue;
+      r.ids.delete(id);
+      r.arr = null;
+      const gone = r.ids.size === 0;
+      if (gone) this.runs.delete(run);
+      for (const t of trigramsOf(run)) {
+        const e = this.trigrams.get(t);
+        if (!e) continue;
+        e.ids = null;
+        if (!gone) continue;
+        e.runs.delete(r);
+        if (e.runs.size === 0) this.trigrams.delete(t);
+      }
+    }
+  }
+
+  /** Ids whose full name contains s: letters and digits only, at least 3 of them. */
+  idsContaining(s: string, out: IdList): void {
+    let rarest: TrigramEntry | undefined;
+    for (const t of trigramsOf(s)) {
+      const e = this.trigrams.get(t);
+      if (!e) return;
+      if (!rarest || e.runs.size < rarest.runs.size) rarest = e;
+    }
+    if (!rarest) return;
+    if (s.length === 3) {
+      // the trigram is s: every id of its runs, kept as one array until one of them changes (an id
+      // twice when two runs of its name hold s: the callers mark ids, they do not count them)
+      if (!rarest.ids) {
+        const all = new IdList();
+        for (const r of rarest.runs) for (const id of runIds(r)) all.push(id);
+        rarest.ids = all.arr.slice(0, all.length);
+      }
+      const ids = rarest.ids;
+      for (let i = 0; i < ids.length; i++) out.push(ids[i]!);
+      return;
+    }
+    for (const r of rarest.runs) {
+      if (!r.run.includes(s)) continue;
+      const ids = runIds(r);
+      for (let i = 0; i < ids.length; i++) out.push(ids[i]!);
+    }
+  }
+}
+
+/** A run of [a-z0-9] of the names and the ids whose full name holds it (as an array on demand). */
+interface RunEntry {
+  readonly run: string;
+  readonly ids: Set<number>;
+  arr: Int32Array | null;
+}
+
+/** The runs holding a trigram, and their ids as one array on demand (null: changed since). */
+interface TrigramEntry {
+  readonly runs: Set<RunEntry>;
+  ids: Int32Array | null;
+}
+
+const runIds = (r: RunEntry): Int32Array => (r.arr ??= Int32Array.from(r.ids));
+
+/** The distinct runs of [a-z0-9] of a full name. */
+function runsOf(full: string): Set<string> {
+  return new Set(full.match(RUN));
+}
+
+/** The distinct trigrams of a run. */
+function trigramsOf(run: string): Set<string> {
+  const out = new Set<string>();
+  for (let i = 0; i + 3 <= run.length; i++) out.add(run.slice(i, i + 3));
+  return out;
+}
+
 class MemoryIndex {
   private recs: (Rec | undefined)[] = [];
   private stars = new Int32Array(1024);
@@ -465,6 +569,7 @@ class MemoryIndex {
     this.names = fresh.names;
     this.fulls = fresh.fulls;
     this.joined = undefined;
+    this.runIndex = undefined;
     this.lastSeq = seq;
     this.loaded = true;
   }
@@ -551,6 +656,7 @@ class MemoryIndex {
     for (const w of t.nameWords) this.nameTokens.add(w, rec.id);
     this.names.insert(rec.name, rec.id);
     this.fulls.insert(rec.full, rec.id);
+    this.runIndex?.add(rec.full, rec.id);
     this.joined = undefined;
   }
 
@@ -562,6 +668,7 @@ class MemoryIndex {
     for (const w of t.nameWords) this.nameTokens.delete(w, id);
     this.names.delete(old.name, id);
     this.fulls.delete(old.full, id);
+    this.runIndex?.delete(old.full, id);
     this.recs[id] = undefined;
     this.flags[id] = 0;
     this.joined = undefined;
@@ -570,10 +677,9 @@ class MemoryIndex {
   /**
    * Texts for substring scans with indexOf, each made on first use after a change: the `\n`-joined
    * full names and where each starts; the same for the names that hold a '/' (v2 names deeper than
-   * `ns/name`), which are few; and the distinct runs of [a-z0-9] of all full names, each with the
-   * ids whose full name holds it.
+   * `ns/name`), which are few. Only queries with '-', '_', '.' or '/' scan them.
    */
-  private joined: { all?: JoinedNames; slashed?: JoinedNames; runs?: JoinedRuns } | undefined;
+  private joined: { all?: JoinedNames; slashed?: JoinedNames } | undefined;
 
   private joinedNames(): { all: JoinedNames; slashed: JoinedNames } {
     const j = (this.joined ??= {});
@@ -591,41 +697,20 @@ class MemoryIndex {
     return { all: j.all, slashed: j.slashed };
   }
 
-  private joinedRuns(): JoinedRuns {
-    const j = (this.joined ??= {});
-    if (j.runs) return j.runs;
-    const byRun = new Map<string, number[]>();
-    for (const r of this.recs) {
-      if (!r) continue;
-      for (const run of r.full.match(RUN) ?? []) {
-        const ids = byRun.get(run);
-        if (!ids) byRun.set(run, [r.id]);
-        else if (ids[ids.length - 1] !== r.id) ids.push(r.id); // a run twice in one name: the id once
-      }
-    }
-    const text = new JoinedBuilder();
-    const offsets = new Int32Array(byRun.size + 1);
-    let n = 0;
-    for (const ids of byRun.values()) n += ids.length;
-    const ids = new Int32Array(n);
-    let k = 0;
-    let at = 0;
-    for (const [run, list] of byRun) {
-      text.add(run, k);
-      offsets[k] = at;
-      ids.set(list, at);
-      at += list.length;
-      k++;
-    }
-    offsets[k] = at;
-    j.runs = { names: text.done(), offsets, ids };
-    return j.runs;
+  /** Made on the first substring query, then kept up to date by put and remove. */
+  private runIndex: RunIndex | undefined;
+
+  private runsIndex(): RunIndex {
+    if (this.runIndex) return this.runIndex;
+    const idx = new RunIndex();
+    for (const r of this.recs) if (r) idx.add(r.full, r.id);
+    this.runIndex = idx;
+    return idx;
   }
 
   /**
    * Ids whose full name contains s (s holds no newline: it is name text). Text of letters and
-   * digits only lies within one run of [a-z0-9] of a name, so the distinct runs are scanned (at
-   * 100,000 repositories about a quarter of the names' text) and each run found gives its ids. A
+   * digits only is looked up in the run index (the runs holding its rarest trigram). A
    * namespace holds no '/', so when s does, either its first '/' is the one after the namespace (the
    * namespace ends with what comes before it, the name starts with the rest: a range of the sorted
    * names) or s lies within a name that holds a '/'. Either way no scan of every name (a full name
@@ -633,10 +718,7 @@ class MemoryIndex {
    */
   private substringIds(s: string, out: IdList): void {
     if (ALNUM.test(s)) {
-      const { names, offsets, ids } = this.joinedRuns();
-      scanJoined(names, s, (run) => {
-        for (let i = offsets[run]!, end = offsets[run + 1]!; i < end; i++) out.push(ids[i]!);
-      });
+      this.runsIndex().idsContaining(s, out);
       return;
     }
     const slash = s.indexOf('/');
@@ -858,13 +940,6 @@ class MemoryIndex {
 /** A maximal run of [a-z0-9] in a full name, and text made only of those characters. */
 const RUN = /[a-z0-9]+/g;
 const ALNUM = /^[a-z0-9]+$/;
-
-/** The distinct runs (joined, numbered in order), and for run k the ids at offsets[k] … offsets[k + 1]. */
-interface JoinedRuns {
-  readonly names: JoinedNames;
-  readonly offsets: Int32Array;
-  readonly ids: Int32Array;
-}
 
 interface JoinedNames {
   readonly text: string;

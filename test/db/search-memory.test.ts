@@ -255,6 +255,32 @@ for (const {
       assert.equal((await searchRepositories(db, { query: 'secretive', visibleTo: u5 })).total, 2);
     });
 
+    it('keeps substring matches current as names come, change and go', async () => {
+      const names = async (q: string): Promise<string[]> => {
+        const opts = { query: q, pageSize: 100, visibleTo: {} };
+        const mem = await searchRepositories(db, opts);
+        assert.deepEqual(mem, await searchWithSql(db, opts), q);
+        return mem.results.map((r) => `${r.namespace}/${r.name}`).filter((n) => n.startsWith('subs'));
+      };
+      await names('qqzv'); // the substring index is made here, then kept up to date
+      const { repository: a } = await saveRepository(db, { namespace: 'subsa', name: 'abcpanda' });
+      assert.deepEqual(await names('bcpand'), ['subsa/abcpanda']);
+      assert.deepEqual(await names('cpa'), ['subsa/abcpanda']);
+      await db('repositories').where({ id: a.id }).update({ name: 'abcpangolin' });
+      assert.deepEqual(await names('bcpand'), [], 'the old name is gone');
+      assert.deepEqual(await names('cpangol'), ['subsa/abcpangolin']);
+      assert.deepEqual(await names('cpa'), ['subsa/abcpangolin']);
+      await saveRepository(db, { namespace: 'subsb', name: 'zz-xcpa9' });
+      assert.deepEqual((await names('cpa')).sort(), ['subsa/abcpangolin', 'subsb/zz-xcpa9'], 'a new name with a known trigram');
+      assert.deepEqual(await names('xcpa9'), ['subsb/zz-xcpa9']);
+      await db('repositories').where({ id: a.id }).update({ name: 'abxyz' });
+      assert.deepEqual(await names('cpa'), ['subsb/zz-xcpa9'], 'a name that no longer holds the trigram');
+      assert.deepEqual(await names('bxy'), ['subsa/abxyz']);
+      await db('repositories').where({ id: a.id }).delete();
+      assert.deepEqual(await names('bxy'), []);
+      assert.deepEqual(await names('ubsb'), ['subsb/zz-xcpa9'], 'within the namespace');
+    });
+
     it('keeps grants until one changes, here or elsewhere (membership, collaborator, organization)', async () => {
       const u4 = { userId: users[4]!.id };
       const hits = async (q: string): Promise<number> => (await searchRepositories(db, { query: q, visibleTo: u4 })).total;
