@@ -322,10 +322,12 @@ const set = (w: Uint32Array, id: number): void => {
 
 /**
  * The distinct runs of [a-z0-9] of the full names, each with the ids whose full name holds it, and
- * for each trigram the runs that hold it: text made only of letters and digits lies within one run
- * of a name, so the ids of a name holding it are those of the runs that do, and those runs are
- * among the ones holding its rarest trigram. Kept up to date name by name (no rebuild after a
- * change), so its cost follows the runs a query finds, not the number of names.
+ * for each trigram the runs that hold it past their first character. It answers the substring tier
+ * of a one-word query s of letters and digits: s lies within one run of a name, and where it starts
+ * a run that run is a token of the name starting with s, so the name is a word match already (tier
+ * 3 or better, in W). What is left are the runs holding s past their first character, all among
+ * those holding s's first trigram there. Kept up to date name by name (no rebuild after a change),
+ * so a lookup costs the runs it finds, not the number of names.
  */
 class RunIndex {
   private readonly runs = new Map<string, RunEntry>();
@@ -337,7 +339,7 @@ class RunIndex {
       if (!r) {
         r = { run, ids: new Set(), arr: null };
         this.runs.set(run, r);
-        for (const t of trigramsOf(run)) {
+        for (const t of innerTrigrams(run)) {
           let e = this.trigrams.get(t);
           if (!e) this.trigrams.set(t, (e = { runs: new Set(), ids: null }));
           e.runs.add(r);
@@ -345,7 +347,7 @@ class RunIndex {
       }
       r.ids.add(id);
       r.arr = null;
-      for (const t of trigramsOf(run)) this.trigrams.get(t)!.ids = null;
+      for (const t of innerTrigrams(run)) this.trigrams.get(t)!.ids = null;
     }
   }
 
@@ -357,7 +359,7 @@ class RunIndex {
       r.arr = null;
       const gone = r.ids.size === 0;
       if (gone) this.runs.delete(run);
-      for (const t of trigramsOf(run)) {
+      for (const t of innerTrigrams(run)) {
         const e = this.trigrams.get(t);
         if (!e) continue;
         e.ids = null;
@@ -368,29 +370,27 @@ class RunIndex {
     }
   }
 
-  /** Ids whose full name contains s: letters and digits only, at least 3 of them. */
-  idsContaining(s: string, out: IdList): void {
-    let rarest: TrigramEntry | undefined;
-    for (const t of trigramsOf(s)) {
-      const e = this.trigrams.get(t);
-      if (!e) return;
-      if (!rarest || e.runs.size < rarest.runs.size) rarest = e;
-    }
-    if (!rarest) return;
+  /**
+   * Ids whose full name has a run holding s (letters and digits only, at least 3 of them) past the
+   * run's first character: with the word matches of s, every name that contains s.
+   */
+  idsWithInner(s: string, out: IdList): void {
+    const e = this.trigrams.get(s.slice(0, 3));
+    if (!e) return;
     if (s.length === 3) {
       // the trigram is s: every id of its runs, kept as one array until one of them changes (an id
       // twice when two runs of its name hold s: the callers mark ids, they do not count them)
-      if (!rarest.ids) {
+      if (!e.ids) {
         const all = new IdList();
-        for (const r of rarest.runs) for (const id of runIds(r)) all.push(id);
-        rarest.ids = all.arr.slice(0, all.length);
+        for (const r of e.runs) for (const id of runIds(r)) all.push(id);
+        e.ids = all.arr.slice(0, all.length);
       }
-      const ids = rarest.ids;
+      const ids = e.ids;
       for (let i = 0; i < ids.length; i++) out.push(ids[i]!);
       return;
     }
-    for (const r of rarest.runs) {
-      if (!r.run.includes(s)) continue;
+    for (const r of e.runs) {
+      if (r.run.indexOf(s, 1) < 0) continue;
       const ids = runIds(r);
       for (let i = 0; i < ids.length; i++) out.push(ids[i]!);
     }
@@ -417,10 +417,10 @@ function runsOf(full: string): Set<string> {
   return new Set(full.match(RUN));
 }
 
-/** The distinct trigrams of a run. */
-function trigramsOf(run: string): Set<string> {
+/** The distinct trigrams of a run past its first character. */
+function innerTrigrams(run: string): Set<string> {
   const out = new Set<string>();
-  for (let i = 0; i + 3 <= run.length; i++) out.add(run.slice(i, i + 3));
+  for (let i = 1; i + 3 <= run.length; i++) out.add(run.slice(i, i + 3));
   return out;
 }
 
@@ -709,16 +709,16 @@ class MemoryIndex {
   }
 
   /**
-   * Ids whose full name contains s (s holds no newline: it is name text). Text of letters and
-   * digits only is looked up in the run index (the runs holding its rarest trigram). A
+   * Ids whose full name contains s (s holds no newline: it is name text), or for a one-word query
+   * of letters and digits (words [s]) those that are not word matches of s already (RunIndex). A
    * namespace holds no '/', so when s does, either its first '/' is the one after the namespace (the
    * namespace ends with what comes before it, the name starts with the rest: a range of the sorted
    * names) or s lies within a name that holds a '/'. Either way no scan of every name (a full name
    * as the query, at 100,000 repositories: 2 MB of text).
    */
-  private substringIds(s: string, out: IdList): void {
-    if (ALNUM.test(s)) {
-      this.runsIndex().idsContaining(s, out);
+  private substringIds(s: string, words: readonly string[], out: IdList): void {
+    if (ALNUM.test(s) && words.length === 1 && words[0] === s) {
+      this.runsIndex().idsWithInner(s, out);
       return;
     }
     const slash = s.indexOf('/');
@@ -819,7 +819,7 @@ class MemoryIndex {
     const W = this.scratchW.clear();
     const wBits = this.matchWords(this.all, this.wordBits, words, W, (t) => t.words);
     const S = this.scratchS.clear();
-    if (substringTier && q.substring !== undefined) this.substringIds(q.substring, S);
+    if (substringTier && q.substring !== undefined) this.substringIds(q.substring, words, S);
     const sBits = this.subBits.reset(size);
     for (let i = 0; i < S.length; i++) set(sBits, S.arr[i]!);
     const isCand = wBits ? (id: number): boolean => has(wBits, id) || has(sBits, id) : (id: number): boolean => has(sBits, id);
