@@ -192,61 +192,54 @@ class SortedKeys {
   }
 }
 
-/** The ids of one token, as a Set to change. */
-interface Posting {
-  readonly set: Set<number>;
-  /** Its place in Postings.slots and .arrs (what the sorted token list holds: no Map lookup per token). */
-  readonly slot: number;
-}
-
-/** token → ids, with the sorted token list kept alongside for prefix ranges. */
+/**
+ * token → ids, with the sorted token list kept alongside for prefix ranges. The ids of a token are
+ * a plain array (small integers: compact, walked as they are, nothing made on a first search),
+ * reached by slot from the sorted list (no Map lookup per token).
+ */
 class Postings {
-  readonly map = new Map<string, Posting>();
+  private readonly map = new Map<string, number>();
   private readonly tokens = new SortedKeys();
-  private slots: (Posting | undefined)[] = [];
-  /** Each slot's ids as an array to walk fast, made on demand (null: changed since). */
-  private arrs: (Int32Array | null)[] = [];
+  private slots: number[][] = [];
   private freeSlots: number[] = [];
 
   add(token: string, id: number): void {
-    let p = this.map.get(token);
-    if (!p) {
-      const slot = this.freeSlots.pop() ?? this.slots.length;
-      p = { set: new Set(), slot };
-      this.slots[slot] = p;
-      this.map.set(token, p);
+    let slot = this.map.get(token);
+    if (slot === undefined) {
+      slot = this.freeSlots.pop() ?? this.slots.length;
+      this.slots[slot] = [];
+      this.map.set(token, slot);
       this.tokens.insert(token, slot);
     }
-    p.set.add(id);
-    this.arrs[p.slot] = null;
+    const ids = this.slots[slot]!;
+    if (!ids.includes(id)) ids.push(id);
   }
 
   delete(token: string, id: number): void {
-    const p = this.map.get(token);
-    if (!p) return;
-    p.set.delete(id);
-    this.arrs[p.slot] = null;
-    if (p.set.size === 0) {
+    const slot = this.map.get(token);
+    if (slot === undefined) return;
+    const ids = this.slots[slot]!;
+    // (order does not matter: results are sorted)
+    if (!removeOne(ids, id)) return;
+    if (ids.length === 0) {
       this.map.delete(token);
-      this.tokens.delete(token, p.slot);
-      this.slots[p.slot] = undefined;
-      this.freeSlots.push(p.slot);
+      this.tokens.delete(token, slot);
+      this.slots[slot] = [];
+      this.freeSlots.push(slot);
     }
   }
 
-  /** Replace everything at once (the first load): far cheaper than sorted inserts one by one. */
-  bulk(entries: Map<string, Set<number>>): void {
+  /** Replace everything at once (the first load, each id once per token): far cheaper than sorted inserts one by one. */
+  bulk(entries: Map<string, number[]>): void {
     this.map.clear();
     this.slots = [];
-    this.arrs = [];
     this.freeSlots = [];
     const keys: [string, number][] = [];
-    for (const [k, v] of entries) {
-      const p: Posting = { set: v, slot: this.slots.length };
-      this.slots.push(p);
-      this.arrs.push(null);
-      this.map.set(k, p);
-      keys.push([k, p.slot]);
+    for (const [k, ids] of entries) {
+      const slot = this.slots.length;
+      this.slots.push(ids);
+      this.map.set(k, slot);
+      keys.push([k, slot]);
     }
     this.tokens.load(keys);
   }
@@ -260,7 +253,7 @@ class Postings {
     let n = 0;
     const slots = this.slots;
     this.tokens.eachWithPrefix(prefix, (slot) => {
-      n += slots[slot]!.set.size;
+      n += slots[slot]!.length;
       return n <= cap;
     });
     return n;
@@ -271,10 +264,9 @@ class Postings {
     return this.tokens.range(prefix);
   }
 
-  /** The ids of the token at a position of a range. */
-  idsAt(i: number): Int32Array {
-    const slot = this.tokens.idAt(i);
-    return (this.arrs[slot] ??= Int32Array.from(this.slots[slot]!.set));
+  /** The ids of the token at a position of a range (not to be changed). */
+  idsAt(i: number): readonly number[] {
+    return this.slots[this.tokens.idAt(i)]!;
   }
 }
 
@@ -337,16 +329,16 @@ class RunIndex {
     for (const run of runsOf(full)) {
       let r = this.runs.get(run);
       if (!r) {
-        r = { run, ids: new Set(), arr: null };
+        r = { run, ids: [] };
         this.runs.set(run, r);
         for (const t of innerTrigrams(run)) {
-          let e = this.trigrams.get(t);
-          if (!e) this.trigrams.set(t, (e = { runs: new Set(), ids: null }));
-          e.runs.add(r);
+          const e = this.trigrams.get(t);
+          if (e) e.runs.push(r);
+          else this.trigrams.set(t, { runs: [r], ids: null });
         }
       }
-      r.ids.add(id);
-      r.arr = null;
+      if (r.ids.includes(id)) continue;
+      r.ids.push(id);
       for (const t of innerTrigrams(run)) this.trigrams.get(t)!.ids = null;
     }
   }
@@ -354,18 +346,16 @@ class RunIndex {
   delete(full: string, id: number): void {
     for (const run of runsOf(full)) {
       const r = this.runs.get(run);
-      if (!r) continue;
-      r.ids.delete(id);
-      r.arr = null;
-      const gone = r.ids.size === 0;
+      if (!r || !removeOne(r.ids, id)) continue;
+      const gone = r.ids.length === 0;
       if (gone) this.runs.delete(run);
       for (const t of innerTrigrams(run)) {
         const e = this.trigrams.get(t);
         if (!e) continue;
         e.ids = null;
         if (!gone) continue;
-        e.runs.delete(r);
-        if (e.runs.size === 0) this.trigrams.delete(t);
+        removeOne(e.runs, r);
+        if (e.runs.length === 0) this.trigrams.delete(t);
       }
     }
   }
@@ -382,7 +372,7 @@ class RunIndex {
       // twice when two runs of its name hold s: the callers mark ids, they do not count them)
       if (!e.ids) {
         const all = new IdList();
-        for (const r of e.runs) for (const id of runIds(r)) all.push(id);
+        for (const r of e.runs) for (const id of r.ids) all.push(id);
         e.ids = all.arr.slice(0, all.length);
       }
       const ids = e.ids;
@@ -391,26 +381,32 @@ class RunIndex {
     }
     for (const r of e.runs) {
       if (r.run.indexOf(s, 1) < 0) continue;
-      const ids = runIds(r);
+      const ids = r.ids;
       for (let i = 0; i < ids.length; i++) out.push(ids[i]!);
     }
   }
 }
 
-/** A run of [a-z0-9] of the names and the ids whose full name holds it (as an array on demand). */
+/** A run of [a-z0-9] of the names and the ids whose full name holds it. */
 interface RunEntry {
   readonly run: string;
-  readonly ids: Set<number>;
-  arr: Int32Array | null;
+  readonly ids: number[];
 }
 
-/** The runs holding a trigram, and their ids as one array on demand (null: changed since). */
+/** The runs holding a trigram past their first character, and their ids as one array on demand (null: changed since). */
 interface TrigramEntry {
-  readonly runs: Set<RunEntry>;
+  readonly runs: RunEntry[];
   ids: Int32Array | null;
 }
 
-const runIds = (r: RunEntry): Int32Array => (r.arr ??= Int32Array.from(r.ids));
+/** Remove x from a list where order does not matter (the last element takes its place); whether it was there. */
+function removeOne<T>(list: T[], x: T): boolean {
+  const i = list.indexOf(x);
+  if (i < 0) return false;
+  list[i] = list[list.length - 1]!;
+  list.pop();
+  return true;
+}
 
 /** The distinct runs of [a-z0-9] of a full name. */
 function runsOf(full: string): Set<string> {
@@ -615,14 +611,15 @@ class MemoryIndex {
   }
 
   private async fill(): Promise<void> {
-    const all = new Map<string, Set<number>>();
-    const nameTok = new Map<string, Set<number>>();
+    const all = new Map<string, number[]>();
+    const nameTok = new Map<string, number[]>();
     const names: [string, number][] = [];
     const fulls: [string, number][] = [];
-    const add = (m: Map<string, Set<number>>, k: string, id: number): void => {
-      let s = m.get(k);
-      if (!s) m.set(k, (s = new Set()));
-      s.add(id);
+    // (tokensOf lists each token once, and each row comes once)
+    const add = (m: Map<string, number[]>, k: string, id: number): void => {
+      const ids = m.get(k);
+      if (ids) ids.push(id);
+      else m.set(k, [id]);
     };
     let after = 0;
     for (;;) {
