@@ -288,6 +288,16 @@ class IdList {
     this.length = 0;
     return this;
   }
+
+  /** Room for n more ids: the array to write them to, from index length on (then set length). */
+  reserve(n: number): Int32Array {
+    if (this.length + n > this.arr.length) {
+      const a = new Int32Array(Math.max(this.length + n, this.arr.length * 2));
+      a.set(this.arr.subarray(0, this.length));
+      this.arr = a;
+    }
+    return this.arr;
+  }
 }
 
 /**
@@ -781,20 +791,37 @@ class MemoryIndex {
       }
       const found = i === n - 1 ? out : i % 2 === 0 ? this.scratchC2.clear() : this.scratchC.clear();
       const [start, end] = p.range(order[i]!.w);
+      let most = 0;
+      for (let t = start; t < end; t++) most += p.idsAt(t).length;
+      const to = found.reserve(most);
+      let len = found.length;
+      // ids not yet found for this word (an id has several tokens with the prefix), and past the
+      // first word, found for the one before
       for (let t = start; t < end; t++) {
         const ids = p.idsAt(t);
-        for (let j = 0; j < ids.length; j++) {
-          const id = ids[j]!;
-          const k = id >>> 5;
-          const bit = 1 << (id & 31);
-          // not yet found for this word (an id has several tokens with the prefix), and, past the
-          // first word, found for the one before
-          if ((cur[k]! & bit) === 0 && (prev === undefined || (prev[k]! & bit) !== 0)) {
-            cur[k] = cur[k]! | bit;
-            found.push(id);
+        if (prev === undefined) {
+          for (let j = 0; j < ids.length; j++) {
+            const id = ids[j]!;
+            const k = id >>> 5;
+            const bit = 1 << (id & 31);
+            if ((cur[k]! & bit) === 0) {
+              cur[k] = cur[k]! | bit;
+              to[len++] = id;
+            }
+          }
+        } else {
+          for (let j = 0; j < ids.length; j++) {
+            const id = ids[j]!;
+            const k = id >>> 5;
+            const bit = 1 << (id & 31);
+            if ((cur[k]! & bit) === 0 && (prev[k]! & bit) !== 0) {
+              cur[k] = cur[k]! | bit;
+              to[len++] = id;
+            }
           }
         }
       }
+      found.length = len;
       cands = found;
       prev = cur;
     }
