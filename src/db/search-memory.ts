@@ -322,6 +322,20 @@ const set = (w: Uint32Array, id: number): void => {
   w[id >>> 5] = w[id >>> 5]! | (1 << (id & 31));
 };
 
+/** How many bits an int32 holds. */
+function popcount(x: number): number {
+  x = x - ((x >>> 1) & 0x55555555);
+  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
+  return Math.imul((x + (x >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24;
+}
+
+/** |(W ∪ S) \ T ∩ V| over the first n words (W absent: no words in the query). */
+function countRest(w: Uint32Array | undefined, s: Uint32Array, t: Uint32Array, v: Uint32Array, n: number): number {
+  let c = 0;
+  for (let k = 0; k < n; k++) c += popcount(((w ? w[k]! : 0) | s[k]!) & ~t[k]! & v[k]!);
+  return c;
+}
+
 /**
  * The distinct runs of [a-z0-9] of the full names, each with the ids whose full name holds it, and
  * for each trigram the runs that hold it past their first character. It answers the substring tier
@@ -435,6 +449,9 @@ class MemoryIndex {
   private stars = new Int32Array(1024);
   private flags = new Uint8Array(1024);
   private owner = new Int32Array(1024);
+  /** Ids whose flags are PRESENT alone (anonymous callers see them), and PRESENT without DELETED (admins). */
+  private publicBits = new Uint32Array(32);
+  private liveBits = new Uint32Array(32);
   private all = new Postings();
   private nameTokens = new Postings();
   private names = new SortedKeys();
@@ -570,6 +587,8 @@ class MemoryIndex {
     this.stars = fresh.stars;
     this.flags = fresh.flags;
     this.owner = fresh.owner;
+    this.publicBits = fresh.publicBits;
+    this.liveBits = fresh.liveBits;
     this.all = fresh.all;
     this.nameTokens = fresh.nameTokens;
     this.names = fresh.names;
@@ -592,6 +611,21 @@ class MemoryIndex {
     const o = new Int32Array(n);
     o.set(this.owner);
     this.owner = o;
+    const p = new Uint32Array((n + 31) >>> 5);
+    p.set(this.publicBits);
+    this.publicBits = p;
+    const l = new Uint32Array((n + 31) >>> 5);
+    l.set(this.liveBits);
+    this.liveBits = l;
+  }
+
+  /** A row's flags, and the kept bit sets that follow from them. */
+  private setFlags(id: number, f: number): void {
+    this.flags[id] = f;
+    const k = id >>> 5;
+    const bit = 1 << (id & 31);
+    this.publicBits[k] = f === PRESENT ? this.publicBits[k]! | bit : this.publicBits[k]! & ~bit;
+    this.liveBits[k] = (f & (PRESENT | DELETED)) === PRESENT ? this.liveBits[k]! | bit : this.liveBits[k]! & ~bit;
   }
 
   private static rec(r: RowIn): Rec {
@@ -616,7 +650,7 @@ class MemoryIndex {
   private setScalars(id: number, r: RowIn): void {
     this.ensure(id);
     this.stars[id] = toNum(r.star_count);
-    this.flags[id] = PRESENT | (toBool(r.private) ? PRIVATE : 0) | (r.deleted_at !== null && r.deleted_at !== undefined ? DELETED : 0);
+    this.setFlags(id, PRESENT | (toBool(r.private) ? PRIVATE : 0) | (r.deleted_at !== null && r.deleted_at !== undefined ? DELETED : 0));
     this.owner[id] = r.owner_id === null || r.owner_id === undefined ? 0 : toNum(r.owner_id);
   }
 
@@ -677,7 +711,7 @@ class MemoryIndex {
     this.fulls.delete(old.full, id);
     this.runIndex?.delete(old.full, id);
     this.recs[id] = undefined;
-    this.flags[id] = 0;
+    this.setFlags(id, 0);
     this.joined = undefined;
   }
 
@@ -860,12 +894,25 @@ class MemoryIndex {
       set(tBits, id);
       if (canSee(id)) tiers[tier]!.push(id);
     };
+    /** Visible candidates counted but not listed (tiers 3 and 4, when the page lies before them). */
+    let counted = 0;
     if (text === '') {
       // no query: every visible repository, by stars
       const flags = this.flags;
       for (let id = 0; id < flags.length; id++) if (flags[id] !== 0 && canSee(id)) tiers[0]!.push(id);
     } else {
-      this.assignTiers(text, assign, N, W, S);
+      this.assignTiers(text, assign, N);
+      // tiers 3 and 4 (word and substring matches not in tiers 0-2) are the largest: when tiers 0-2
+      // hold the page, and the caller's visibility is one of the kept bit sets, they are only
+      // counted, a word of ids at a time
+      const visible = this.visibleBits(vis, grants);
+      const listed = tiers[0]!.length + tiers[1]!.length + tiers[2]!.length;
+      if (visible && listed >= page * pageSize) {
+        counted = countRest(wBits, sBits, tBits, visible, (size + 31) >>> 5);
+      } else {
+        for (let j = 0; j < W.length; j++) assign(W.arr[j]!, 3);
+        for (let j = 0; j < S.length; j++) assign(S.arr[j]!, 4);
+      }
     }
 
     const stars = this.stars;
@@ -877,7 +924,7 @@ class MemoryIndex {
       const rb = recs[b]!;
       return ra.name < rb.name ? -1 : ra.name > rb.name ? 1 : ra.namespace < rb.namespace ? -1 : ra.namespace > rb.namespace ? 1 : 0;
     };
-    const total = tiers.reduce((n, t) => n + t.length, 0);
+    const total = tiers.reduce((n, t) => n + t.length, counted);
     const results: SearchResult[] = [];
     let skip = (page - 1) * pageSize;
     for (const t of tiers) {
@@ -926,8 +973,11 @@ class MemoryIndex {
     return grants;
   }
 
-  /** Each candidate to the first tier it qualifies for (exact, prefix, name words, words, substring). */
-  private assignTiers(text: string, assign: (id: number, tier: number) => void, N: IdList, W: IdList, S: IdList): void {
+  /**
+   * Each candidate to the first tier it qualifies for: exact (0), prefix (1), name words (2); the
+   * word (3) and substring (4) matches are the caller's.
+   */
+  private assignTiers(text: string, assign: (id: number, tier: number) => void, N: IdList): void {
     // exact matches first (tier 0), from the sorted name lists, then the prefixes (tier 1)
     this.fulls.eachEqual(text, (id) => assign(id, 0));
     // (the names equal to text come first in the range of those it prefixes: no test of the others)
@@ -938,8 +988,13 @@ class MemoryIndex {
     for (; i < end; i++) assign(names.idAt(i), 1);
     this.fulls.eachWithPrefix(text, (id) => assign(id, 1));
     for (let j = 0; j < N.length; j++) assign(N.arr[j]!, 2);
-    for (let j = 0; j < W.length; j++) assign(W.arr[j]!, 3);
-    for (let j = 0; j < S.length; j++) assign(S.arr[j]!, 4);
+  }
+
+  /** The ids the caller may see as kept bits (anonymous: public; admin: not deleted), else undefined. */
+  private visibleBits(v: SearchVisibility | undefined, g: Grants | undefined): Uint32Array | undefined {
+    if (v?.admin) return this.liveBits;
+    if (v?.userId === undefined || !g) return this.publicBits;
+    return undefined;
   }
 
   /** Who sees what: the SQL `visibility` of search.ts. */
