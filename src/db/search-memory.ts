@@ -347,23 +347,29 @@ function countRest(w: Uint32Array | undefined, s: Uint32Array, t: Uint32Array, v
  */
 class RunIndex {
   private readonly runs = new Map<string, RunEntry>();
-  private readonly trigrams = new Map<string, TrigramEntry>();
+  /** By trigram key ({@link trigramKey}): 36³ slots, no string made per trigram. */
+  private readonly trigrams: (TrigramEntry | undefined)[] = new Array<TrigramEntry | undefined>(TRIGRAM_KEYS).fill(undefined);
 
-  add(full: string, id: number): void {
+  /** fresh: the id is not in the index yet (the first build), so no run of it needs a check. */
+  add(full: string, id: number, fresh = false): void {
     for (const run of runsOf(full)) {
       let r = this.runs.get(run);
       if (!r) {
         r = { run, ids: [] };
         this.runs.set(run, r);
         for (const t of innerTrigrams(run)) {
-          const e = this.trigrams.get(t);
+          const e = this.trigrams[t];
           if (e) e.runs.push(r);
-          else this.trigrams.set(t, { runs: [r], ids: null });
+          else this.trigrams[t] = { runs: [r], ids: null };
         }
+      }
+      if (fresh) {
+        r.ids.push(id);
+        continue;
       }
       if (r.ids.includes(id)) continue;
       r.ids.push(id);
-      for (const t of innerTrigrams(run)) this.trigrams.get(t)!.ids = null;
+      for (const t of innerTrigrams(run)) this.trigrams[t]!.ids = null;
     }
   }
 
@@ -374,12 +380,12 @@ class RunIndex {
       const gone = r.ids.length === 0;
       if (gone) this.runs.delete(run);
       for (const t of innerTrigrams(run)) {
-        const e = this.trigrams.get(t);
+        const e = this.trigrams[t];
         if (!e) continue;
         e.ids = null;
         if (!gone) continue;
         removeOne(e.runs, r);
-        if (e.runs.length === 0) this.trigrams.delete(t);
+        if (e.runs.length === 0) this.trigrams[t] = undefined;
       }
     }
   }
@@ -389,7 +395,7 @@ class RunIndex {
    * run's first character: with the word matches of s, every name that contains s.
    */
   idsWithInner(s: string, out: IdList): void {
-    const e = this.trigrams.get(s.slice(0, 3));
+    const e = this.trigrams[trigramKey(s, 0)];
     if (!e) return;
     if (s.length === 3) {
       // the trigram is s: every id of its runs, kept as one array until one of them changes (an id
@@ -423,6 +429,42 @@ interface TrigramEntry {
   ids: Int32Array | null;
 }
 
+const TRIGRAM_KEYS = 36 * 36 * 36;
+
+/** 0–35 for [0-9a-z] (the only characters of a run). */
+const code36 = (c: number): number => (c <= 57 ? c - 48 : c - 87);
+
+/** The trigram of s (all [a-z0-9]) at i, as a number below TRIGRAM_KEYS. */
+const trigramKey = (s: string, i: number): number => code36(s.charCodeAt(i)) * 1296 + code36(s.charCodeAt(i + 1)) * 36 + code36(s.charCodeAt(i + 2));
+
+/** The distinct runs of [a-z0-9] of a full name. */
+function runsOf(full: string): string[] {
+  const out: string[] = [];
+  let from = -1;
+  for (let i = 0; i <= full.length; i++) {
+    const c = i < full.length ? full.charCodeAt(i) : 0;
+    const inRun = (c >= 48 && c <= 57) || (c >= 97 && c <= 122);
+    if (inRun) {
+      if (from < 0) from = i;
+    } else if (from >= 0) {
+      const run = full.slice(from, i);
+      if (!out.includes(run)) out.push(run);
+      from = -1;
+    }
+  }
+  return out;
+}
+
+/** The distinct trigrams of a run past its first character, as keys. */
+function innerTrigrams(run: string): number[] {
+  const out: number[] = [];
+  for (let i = 1; i + 3 <= run.length; i++) {
+    const k = trigramKey(run, i);
+    if (!out.includes(k)) out.push(k);
+  }
+  return out;
+}
+
 /** Remove x from a list where order does not matter (the last element takes its place); whether it was there. */
 function removeOne<T>(list: T[], x: T): boolean {
   const i = list.indexOf(x);
@@ -430,18 +472,6 @@ function removeOne<T>(list: T[], x: T): boolean {
   list[i] = list[list.length - 1]!;
   list.pop();
   return true;
-}
-
-/** The distinct runs of [a-z0-9] of a full name. */
-function runsOf(full: string): Set<string> {
-  return new Set(full.match(RUN));
-}
-
-/** The distinct trigrams of a run past its first character. */
-function innerTrigrams(run: string): Set<string> {
-  const out = new Set<string>();
-  for (let i = 1; i + 3 <= run.length; i++) out.add(run.slice(i, i + 3));
-  return out;
 }
 
 class MemoryIndex {
@@ -744,7 +774,7 @@ class MemoryIndex {
   private runsIndex(): RunIndex {
     if (this.runIndex) return this.runIndex;
     const idx = new RunIndex();
-    for (const r of this.recs) if (r) idx.add(r.full, r.id);
+    for (const r of this.recs) if (r) idx.add(r.full, r.id, true);
     this.runIndex = idx;
     return idx;
   }
@@ -1016,8 +1046,7 @@ class MemoryIndex {
   }
 }
 
-/** A maximal run of [a-z0-9] in a full name, and text made only of those characters. */
-const RUN = /[a-z0-9]+/g;
+/** Text made only of [a-z0-9]. */
 const ALNUM = /^[a-z0-9]+$/;
 
 interface JoinedNames {
