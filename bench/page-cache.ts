@@ -12,8 +12,9 @@
  * `ensurePageCacheFull` writes a file as big as the free memory (less 1 GiB) into `dir` when more
  * than 1.5 GiB is free (the kernel takes free pages before it reclaims any), keeps it until the
  * returned cleanup runs (so both servers' writes reclaim cache pages as on a long-running host) and
- * waits for its write-back, so the measurements that follow do not compete with it for the disk. Free memory, not a timed probe, decides: pages freed
- * a moment ago (a deleted file) are still mapped and fast until the balloon reports them.
+ * waits for its write-back, so the measurements that follow do not compete with it for the disk.
+ * Free memory, not a timed probe, decides: pages freed a moment ago (a deleted file) are still
+ * mapped and fast until the balloon reports them.
  */
 import { spawnSync } from 'node:child_process';
 import { closeSync, openSync, readFileSync, rmSync, statfsSync, writeSync } from 'node:fs';

@@ -290,16 +290,6 @@ class IdList {
     this.length = 0;
     return this;
   }
-
-  /** Room for n more ids: the array to write them to, from index length on (then set length). */
-  reserve(n: number): Int32Array {
-    if (this.length + n > this.arr.length) {
-      const a = new Int32Array(Math.max(this.length + n, this.arr.length * 2));
-      a.set(this.arr.subarray(0, this.length));
-      this.arr = a;
-    }
-    return this.arr;
-  }
 }
 
 /**
@@ -356,22 +346,20 @@ class RunIndex {
   add(full: string, id: number, fresh = false): void {
     for (const run of runsOf(full)) {
       let r = this.runs.get(run);
+      let tris: number[] | undefined;
       if (!r) {
         r = { run, ids: [] };
         this.runs.set(run, r);
-        for (const t of innerTrigrams(run)) {
+        tris = innerTrigrams(run);
+        for (const t of tris) {
           const e = this.trigrams[t];
           if (e) e.runs.push(r);
           else this.trigrams[t] = { runs: [r], ids: null };
         }
       }
-      if (fresh) {
-        r.ids.push(id);
-        continue;
-      }
-      if (r.ids.includes(id)) continue;
+      if (!fresh && r.ids.includes(id)) continue;
       r.ids.push(id);
-      for (const t of innerTrigrams(run)) this.trigrams[t]!.ids = null;
+      if (!fresh) for (const t of tris ?? innerTrigrams(run)) this.trigrams[t]!.ids = null;
     }
   }
 
@@ -857,37 +845,20 @@ class MemoryIndex {
       }
       const found = i === n - 1 ? out : i % 2 === 0 ? this.scratchC2.clear() : this.scratchC.clear();
       const [start, end] = p.range(order[i]!.w);
-      let most = 0;
-      for (let t = start; t < end; t++) most += p.idsAt(t).length;
-      const to = found.reserve(most);
-      let len = found.length;
-      // ids not yet found for this word (an id has several tokens with the prefix), and past the
-      // first word, found for the one before
       for (let t = start; t < end; t++) {
         const ids = p.idsAt(t);
-        if (prev === undefined) {
-          for (let j = 0; j < ids.length; j++) {
-            const id = ids[j]!;
-            const k = id >>> 5;
-            const bit = 1 << (id & 31);
-            if ((cur[k]! & bit) === 0) {
-              cur[k] = cur[k]! | bit;
-              to[len++] = id;
-            }
-          }
-        } else {
-          for (let j = 0; j < ids.length; j++) {
-            const id = ids[j]!;
-            const k = id >>> 5;
-            const bit = 1 << (id & 31);
-            if ((cur[k]! & bit) === 0 && (prev[k]! & bit) !== 0) {
-              cur[k] = cur[k]! | bit;
-              to[len++] = id;
-            }
+        for (let j = 0; j < ids.length; j++) {
+          const id = ids[j]!;
+          const k = id >>> 5;
+          const bit = 1 << (id & 31);
+          // not yet found for this word (an id has several tokens with the prefix), and, past the
+          // first word, found for the one before
+          if ((cur[k]! & bit) === 0 && (prev === undefined || (prev[k]! & bit) !== 0)) {
+            cur[k] = cur[k]! | bit;
+            found.push(id);
           }
         }
       }
-      found.length = len;
       cands = found;
       prev = cur;
     }
@@ -900,7 +871,7 @@ class MemoryIndex {
     // synchronous (one consistent state)
     await this.refresh();
     const grants = await this.grants(vis);
-    const canSee = this.visibilityTest(vis, grants);
+    const { canSee, bits: visible } = this.visibility(vis, grants);
     const text = q.text;
     const words = q.words.flatMap((w) => ftsTokens(w));
     const size = this.flags.length;
@@ -937,7 +908,6 @@ class MemoryIndex {
       // tiers 3 and 4 (word and substring matches not in tiers 0-2) are the largest: when tiers 0-2
       // hold the page, and the caller's visibility is one of the kept bit sets, they are only
       // counted, a word of ids at a time
-      const visible = this.visibleBits(vis, grants);
       const listed = tiers[0]!.length + tiers[1]!.length + tiers[2]!.length;
       if (visible && listed >= page * pageSize) {
         counted = countRest(wBits, sBits, tBits, visible, (size + 31) >>> 5);
@@ -1022,28 +992,28 @@ class MemoryIndex {
     for (let j = 0; j < N.length; j++) assign(N.arr[j]!, 2);
   }
 
-  /** The ids the caller may see as kept bits (anonymous: public; admin: not deleted), else undefined. */
-  private visibleBits(v: SearchVisibility | undefined, g: Grants | undefined): Uint32Array | undefined {
-    if (v?.admin) return this.liveBits;
-    if (v?.userId === undefined || !g) return this.publicBits;
-    return undefined;
-  }
-
-  /** Who sees what: the SQL `visibility` of search.ts. */
-  private visibilityTest(v: SearchVisibility | undefined, g: Grants | undefined): (id: number) => boolean {
+  /**
+   * Who sees what: the SQL `visibility` of search.ts. Anonymous callers and admins see what a kept
+   * bit set holds (setFlags), which the search also counts with; signed-in callers get a test only.
+   */
+  private visibility(v: SearchVisibility | undefined, g: Grants | undefined): { readonly canSee: (id: number) => boolean; readonly bits?: Uint32Array } {
+    if (v?.admin || v?.userId === undefined || !g) {
+      const bits = v?.admin ? this.liveBits : this.publicBits;
+      return { canSee: (id) => has(bits, id), bits };
+    }
     const flags = this.flags;
-    if (v?.admin) return (id) => (flags[id]! & (PRESENT | DELETED)) === PRESENT;
-    if (v?.userId === undefined || !g) return (id) => flags[id] === PRESENT;
     const u = v.userId;
     const owner = this.owner;
     const recs = this.recs;
-    return (id) => {
-      const f = flags[id]!;
-      if (f === PRESENT) return true;
-      if (f !== (PRESENT | PRIVATE)) return false;
-      if (owner[id] === u || g.shared.has(id)) return true;
-      const ns = recs[id]!.namespace;
-      return ns === g.username || g.orgNames.has(ns);
+    return {
+      canSee: (id) => {
+        const f = flags[id]!;
+        if (f === PRESENT) return true;
+        if (f !== (PRESENT | PRIVATE)) return false;
+        if (owner[id] === u || g.shared.has(id)) return true;
+        const ns = recs[id]!.namespace;
+        return ns === g.username || g.orgNames.has(ns);
+      },
     };
   }
 }
