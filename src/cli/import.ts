@@ -79,7 +79,7 @@ Examples:
         const region = opts.s3Region ?? process.env.AWS_REGION;
         tree = new S3Tree({ ...s3, ...(endpoint ? { endpoint } : {}), ...(region ? { region } : {}) });
       } else tree = new DirectoryTree(source);
-      const content = await openContent(config, undefined, { digestWorkers: 0 });
+      const content = await openContent(config, undefined, { digestWorkers: 0, blockingFs: true });
       let report;
       try {
         report = await runImport(tree, content, {

@@ -47,10 +47,15 @@ export interface OpenOptions {
    * V8 isolate of ~40 MiB (measured: peak RSS 235 → 150 MiB for 4 layers at once).
    */
   readonly digestWorkers?: number;
+  /**
+   * A local storage's small file-system calls made as blocking calls (FilesystemDriverOptions.blocking):
+   * for a command that is alone on its event loop (import).
+   */
+  readonly blockingFs?: boolean;
 }
 
 export async function openContent(config: Config, log: Logger = createLogger('silent'), opts: OpenOptions = {}): Promise<Content> {
-  const driver = await createDriver(config);
+  const driver = await createDriver(config, { blocking: opts.blockingFs === true });
   const blobs = new BlobStore(driver);
   const digestWorkers = new DigestWorkers(opts.digestWorkers);
   // the same decision as main.ts for `serve` (role all): an index unless standalone

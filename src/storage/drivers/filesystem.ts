@@ -1,7 +1,9 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
-import { link, lstat, mkdir, open, opendir, readFile, readdir, realpath, rename, rm, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
+import * as fs from 'node:fs';
+import { constants, type Stats } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import { lstat, open, opendir, readdir, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { withFileRange } from '../file-range.js';
@@ -24,7 +26,121 @@ import {
 export interface FilesystemDriverOptions {
   /** Directory holding every key. Created on first use if missing. */
   readonly root: string;
+  /**
+   * Make the small file-system calls (lstat, mkdir, open, rename, unlink, the bytes of putContent)
+   * as blocking calls on the calling thread, and only the bulk ones (a writer's writes, fsync,
+   * readers) on libuv's thread pool. For a command line tool that is the only user of its event
+   * loop (`import`): a metadata call takes microseconds in the page cache, while handing it to the
+   * pool wakes a thread on another core and back (see docs/migrating.md "Measured"). A server keeps
+   * the default (false): a blocking call there would stall every other request.
+   */
+  readonly blocking?: boolean;
 }
+
+/** An open file as the driver's write paths use it: fs/promises' FileHandle has these. */
+interface Handle {
+  writeFile(data: Buffer): Promise<void>;
+  writev(buffers: Buffer[], position: number): Promise<{ bytesWritten: number }>;
+  sync(): Promise<void>;
+  datasync(): Promise<void>;
+  stat(): Promise<Stats>;
+  close(): Promise<void>;
+}
+
+/** The file-system calls of the driver's key operations (see FilesystemDriverOptions.blocking). */
+interface FsCalls {
+  lstat(path: string): Promise<Stats>;
+  stat(path: string): Promise<Stats>;
+  mkdir(path: string, options: { recursive: true }): Promise<unknown>;
+  rename(from: string, to: string): Promise<void>;
+  link(existing: string, path: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+  rmdir(path: string): Promise<void>;
+  rm(path: string, options: fs.RmOptions): Promise<void>;
+  readFile(path: string): Promise<Buffer>;
+  readdir(path: string): Promise<string[]>;
+  realpath(path: string): Promise<string>;
+  open(path: string, flags: number, mode: number): Promise<Handle>;
+}
+
+const promiseCalls: FsCalls = {
+  lstat: (p) => fsp.lstat(p),
+  stat: (p) => fsp.stat(p),
+  mkdir: (p, o) => fsp.mkdir(p, o),
+  rename: (a, b) => fsp.rename(a, b),
+  link: (a, b) => fsp.link(a, b),
+  unlink: (p) => fsp.unlink(p),
+  rmdir: (p) => fsp.rmdir(p),
+  rm: (p, o) => fsp.rm(p, o),
+  readFile: (p) => fsp.readFile(p),
+  readdir: (p) => fsp.readdir(p),
+  realpath: (p) => fsp.realpath(p),
+  open: (p, f, m) => fsp.open(p, f, m),
+};
+
+/**
+ * A blocking call made now, its result (or its error, as a rejection, like fs/promises) delivered
+ * on the next turn of the event loop: a caller that loops on the driver (`while (!done) await
+ * d.list(…)`) still lets timers and I/O callbacks run, as it would with the thread pool.
+ */
+function settled<T>(fn: () => T): Promise<T> {
+  let result: { ok: T } | { error: Error };
+  try {
+    result = { ok: fn() };
+  } catch (e) {
+    result = { error: e instanceof Error ? e : new Error(String(e)) };
+  }
+  return new Promise((ok, fail) => setImmediate(() => ('ok' in result ? ok(result.ok) : fail(result.error))));
+}
+
+const fsyncOnPool = (fd: number): Promise<void> => new Promise((ok, fail) => fs.fsync(fd, (e) => (e ? fail(e) : ok())));
+const fdatasyncOnPool = (fd: number): Promise<void> => new Promise((ok, fail) => fs.fdatasync(fd, (e) => (e ? fail(e) : ok())));
+
+/** A file opened with a blocking call: small calls block, writes and syncs go to the pool. */
+class BlockingHandle implements Handle {
+  private closed = false;
+  constructor(private readonly fd: number) {}
+  writeFile(data: Buffer): Promise<void> {
+    return settled(() => {
+      for (let at = 0; at < data.length;) at += fs.writeSync(this.fd, data, at, data.length - at);
+    });
+  }
+  writev(buffers: Buffer[], position: number): Promise<{ bytesWritten: number }> {
+    return new Promise((ok, fail) => fs.writev(this.fd, buffers, position, (e, bytesWritten) => (e ? fail(e) : ok({ bytesWritten }))));
+  }
+  sync(): Promise<void> {
+    return fsyncOnPool(this.fd);
+  }
+  datasync(): Promise<void> {
+    return fdatasyncOnPool(this.fd);
+  }
+  stat(): Promise<Stats> {
+    return settled(() => fs.fstatSync(this.fd));
+  }
+  close(): Promise<void> {
+    return settled(() => {
+      // a second close must not close a descriptor number the process has reused meanwhile
+      if (this.closed) return;
+      this.closed = true;
+      fs.closeSync(this.fd);
+    });
+  }
+}
+
+const blockingCalls: FsCalls = {
+  lstat: (p) => settled(() => fs.lstatSync(p)),
+  stat: (p) => settled(() => fs.statSync(p)),
+  mkdir: (p, o) => settled(() => fs.mkdirSync(p, o)),
+  rename: (a, b) => settled(() => fs.renameSync(a, b)),
+  link: (a, b) => settled(() => fs.linkSync(a, b)),
+  unlink: (p) => settled(() => fs.unlinkSync(p)),
+  rmdir: (p) => settled(() => fs.rmdirSync(p)),
+  rm: (p, o) => settled(() => fs.rmSync(p, o)),
+  readFile: (p) => settled(() => fs.readFileSync(p)),
+  readdir: (p) => settled(() => fs.readdirSync(p)),
+  realpath: (p) => settled(() => fs.realpathSync(p)),
+  open: (p, f, m) => settled(() => new BlockingHandle(fs.openSync(p, f, m))),
+};
 
 /** Reads and writes move at most this many bytes per system call (and per stream chunk). */
 const IO_CHUNK = 1 << 20;
@@ -107,7 +223,7 @@ export async function cleanStaleTempFiles(root: string, olderThanMs: number, now
           if (errCode(e) === 'ENOENT') continue; // its putContent finished or another node removed it
           throw e;
         }
-        await pruneEmptyDirs(base, dir);
+        await pruneEmptyDirs(promiseCalls, base, dir);
       }
     }
   };
@@ -129,19 +245,22 @@ export async function cleanStaleTempFiles(root: string, olderThanMs: number, now
  *   while some key lies below it, as in an object store.
  */
 export function createFilesystemDriver(options: FilesystemDriverOptions): StorageDriver {
-  return new FilesystemDriver(resolve(options.root));
+  return new FilesystemDriver(resolve(options.root), options.blocking === true ? blockingCalls : promiseCalls);
 }
 
 class FilesystemDriver implements StorageDriver {
   readonly name = 'filesystem';
   private realRoot: Promise<string> | undefined;
 
-  constructor(private readonly base: string) {}
+  constructor(
+    private readonly base: string,
+    private readonly io: FsCalls,
+  ) {}
 
   async getContent(key: string): Promise<Buffer> {
     const path = await this.pathOf(key);
     try {
-      return await readFile(path);
+      return await this.io.readFile(path);
     } catch (e) {
       throw translate(e, key, true);
     }
@@ -160,9 +279,9 @@ class FilesystemDriver implements StorageDriver {
       } finally {
         await handle.close();
       }
-      await rename(temp, path);
+      await this.io.rename(temp, path);
     } catch (e) {
-      await unlink(temp).catch((ue: unknown) => {
+      await this.io.unlink(temp).catch((ue: unknown) => {
         if (errCode(ue) !== 'ENOENT') throw ue;
       });
       throw translate(e, key, false);
@@ -190,7 +309,7 @@ class FilesystemDriver implements StorageDriver {
         await handle.close();
       }
       try {
-        await link(temp, path);
+        await this.io.link(temp, path);
         created = true;
       } catch (e) {
         if (errCode(e) !== 'EEXIST') throw e;
@@ -198,7 +317,7 @@ class FilesystemDriver implements StorageDriver {
     } catch (e) {
       throw translate(e, key, false);
     } finally {
-      await unlink(temp).catch(() => undefined);
+      await this.io.unlink(temp).catch(() => undefined);
     }
     if (created && durable) await syncDir(dir);
     return created;
@@ -252,14 +371,14 @@ class FilesystemDriver implements StorageDriver {
       await handle.close();
       throw e;
     }
-    return new FileWriter(key, path, handle, start, this.base, this.forget);
+    return new FileWriter(key, path, handle, start, this.base, this.forget, this.io);
   }
 
   async stat(key: string): Promise<FileInfo> {
     const path = await this.pathOf(key);
     let info;
     try {
-      info = await stat(path);
+      info = await this.io.stat(path);
     } catch (e) {
       throw translate(e, key, true);
     }
@@ -274,7 +393,7 @@ class FilesystemDriver implements StorageDriver {
     const path = await this.pathOf(prefix, true);
     let names: string[];
     try {
-      names = await readdir(path);
+      names = await this.io.readdir(path);
     } catch (e) {
       const code = errCode(e);
       if (prefix === '' && code === 'ENOENT') return [];
@@ -295,13 +414,13 @@ class FilesystemDriver implements StorageDriver {
     const dstDir = dirname(dstPath);
     for (let attempt = 1; ; attempt++) {
       try {
-        await lstat(srcPath);
+        await this.io.lstat(srcPath);
       } catch (e) {
         throw translate(e, src, true);
       }
       await this.ensureDir(dstDir, dst);
       try {
-        await rename(srcPath, dstPath);
+        await this.io.rename(srcPath, dstPath);
         break;
       } catch (e) {
         // ENOENT: src vanished (checked again above) or dst's directory was pruned meanwhile.
@@ -310,7 +429,7 @@ class FilesystemDriver implements StorageDriver {
       }
     }
     if (options.durable !== false) await syncDir(dstDir);
-    await pruneEmptyDirs(this.base, dirname(srcPath), this.forget);
+    await pruneEmptyDirs(this.io, this.base, dirname(srcPath), this.forget);
   }
 
   /**
@@ -323,7 +442,7 @@ class FilesystemDriver implements StorageDriver {
     const dstPath = await this.pathOf(dst);
     const dir = dirname(srcPath);
     try {
-      await rename(srcPath, dstPath);
+      await this.io.rename(srcPath, dstPath);
     } catch (e) {
       throw translate(e, src, true);
     }
@@ -337,15 +456,15 @@ class FilesystemDriver implements StorageDriver {
   async delete(key: string): Promise<void> {
     const path = await this.pathOf(key);
     try {
-      await lstat(path);
+      await this.io.lstat(path);
       // rm does not follow symlinks: a link is removed, never its target. A writer creating a file
       // below the prefix meanwhile (another request, another node) makes a directory non-empty
       // again (ENOTEMPTY): rm retries, and removes what was added too.
-      await rm(path, { recursive: true, maxRetries: 8, retryDelay: 5 });
+      await this.io.rm(path, { recursive: true, maxRetries: 8, retryDelay: 5 });
     } catch (e) {
       throw translate(e, key, true);
     }
-    await pruneEmptyDirs(this.base, dirname(path), this.forget);
+    await pruneEmptyDirs(this.io, this.base, dirname(path), this.forget);
   }
 
   /**
@@ -380,7 +499,7 @@ class FilesystemDriver implements StorageDriver {
 
   private rootReal(): Promise<string> {
     if (this.realRoot === undefined) {
-      const pending = mkdir(this.base, { recursive: true }).then(() => realpath(this.base));
+      const pending = this.io.mkdir(this.base, { recursive: true }).then(() => this.io.realpath(this.base));
       pending.catch(() => {
         // Let the next operation try again; the callers awaiting this one see the error.
         if (this.realRoot === pending) this.realRoot = undefined;
@@ -421,7 +540,7 @@ class FilesystemDriver implements StorageDriver {
     if ((await this.dirState(dirname(path), key)) === 'missing') return;
     let leaf;
     try {
-      leaf = await lstat(path);
+      leaf = await this.io.lstat(path);
     } catch (e) {
       const code = errCode(e);
       if (code === 'ENOENT' || code === 'ENOTDIR') return;
@@ -441,7 +560,7 @@ class FilesystemDriver implements StorageDriver {
     if ((await this.dirState(dirname(dir), key)) === 'missing') return 'missing';
     let info;
     try {
-      info = await lstat(dir);
+      info = await this.io.lstat(dir);
     } catch (e) {
       const code = errCode(e);
       if (code === 'ENOENT' || code === 'ENOTDIR') return 'missing';
@@ -462,7 +581,7 @@ class FilesystemDriver implements StorageDriver {
     const realRoot = await this.rootReal();
     let real: string;
     try {
-      real = await realpath(dir);
+      real = await this.io.realpath(dir);
     } catch (e) {
       const code = errCode(e);
       if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP') return false;
@@ -478,13 +597,13 @@ class FilesystemDriver implements StorageDriver {
     for (let p = path; p !== this.base; p = dirname(p)) {
       let real: string;
       try {
-        real = await realpath(p);
+        real = await this.io.realpath(p);
       } catch (e) {
         const code = errCode(e);
         if (code === 'ELOOP') throw new InvalidPathError(key);
         if (code !== 'ENOENT' && code !== 'ENOTDIR') throw e;
         // Missing: look one level up, unless p is a dangling symlink (its target is unknown).
-        if (await isSymlink(p)) throw new InvalidPathError(key);
+        if (await isSymlink(this.io, p)) throw new InvalidPathError(key);
         continue;
       }
       if (real !== realRoot && !real.startsWith(realRoot + sep)) throw new InvalidPathError(key);
@@ -495,7 +614,7 @@ class FilesystemDriver implements StorageDriver {
   private async ensureDir(dir: string, key: string): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
-        await mkdir(dir, { recursive: true });
+        await this.io.mkdir(dir, { recursive: true });
         // what existed of it was checked by confine (pathOf comes first), the rest mkdir just made
         this.remember(dir);
         return;
@@ -513,14 +632,14 @@ class FilesystemDriver implements StorageDriver {
   }
 
   /** Opens (creating) a file, creating its directory; retries if a prune removes it meanwhile. */
-  private async createFile(path: string, flags: number, key: string): Promise<FileHandle> {
+  private async createFile(path: string, flags: number, key: string): Promise<Handle> {
     const dir = dirname(path);
     for (let attempt = 1; ; attempt++) {
       // a directory this driver made or checked is used as it is; if a prune removed it meanwhile,
       // open fails with ENOENT and the next attempt makes it again
       if (attempt > 1 || !this.safeDirs.has(dir)) await this.ensureDir(dir, key);
       try {
-        return await open(path, flags, 0o644);
+        return await this.io.open(path, flags, 0o644);
       } catch (e) {
         if (errCode(e) === 'ENOENT' && attempt < CREATE_ATTEMPTS) {
           this.forget(dir);
@@ -547,7 +666,7 @@ class FileSink extends Writable {
   private flushError: Error | undefined;
 
   constructor(
-    private readonly handle: FileHandle,
+    private readonly handle: Handle,
     public position: number,
   ) {
     super({ highWaterMark: IO_CHUNK });
@@ -615,10 +734,11 @@ class FileWriter implements Writer {
   constructor(
     private readonly key: string,
     private readonly path: string,
-    private readonly handle: FileHandle,
+    private readonly handle: Handle,
     start: number,
     private readonly base: string,
     private readonly forget: (dir: string) => void,
+    private readonly io: FsCalls,
   ) {
     // the sink's write callback runs once writev returned: the chunk is no longer referenced
     this.sink = releasesChunks(new FileSink(handle, start));
@@ -667,11 +787,11 @@ class FileWriter implements Writer {
     if (!this.sink.destroyed) this.sink.destroy();
     await this.closeHandle();
     try {
-      await unlink(this.path);
+      await this.io.unlink(this.path);
     } catch (e) {
       if (errCode(e) !== 'ENOENT') throw e;
     }
-    await pruneEmptyDirs(this.base, dirname(this.path), this.forget);
+    await pruneEmptyDirs(this.io, this.base, dirname(this.path), this.forget);
   }
 
   private closeHandle(): Promise<void> {
@@ -715,9 +835,9 @@ async function hasVisibleEntry(dir: string): Promise<boolean> {
   return false;
 }
 
-async function isSymlink(path: string): Promise<boolean> {
+async function isSymlink(io: FsCalls, path: string): Promise<boolean> {
   try {
-    return (await lstat(path)).isSymbolicLink();
+    return (await io.lstat(path)).isSymbolicLink();
   } catch (e) {
     const code = errCode(e);
     if (code === 'ENOENT' || code === 'ENOTDIR') return false;
@@ -786,10 +906,10 @@ async function syncDir(dir: string): Promise<void> {
 }
 
 /** Removes dir and its parents while they are empty, stopping below base. */
-async function pruneEmptyDirs(base: string, dir: string, removed?: (dir: string) => void): Promise<void> {
+async function pruneEmptyDirs(io: FsCalls, base: string, dir: string, removed?: (dir: string) => void): Promise<void> {
   for (let d = dir; d.startsWith(base + sep); d = dirname(d)) {
     try {
-      await rmdir(d);
+      await io.rmdir(d);
       removed?.(d);
     } catch (e) {
       // Not empty, already gone or in use: the prefix is still needed (or someone else pruned it).

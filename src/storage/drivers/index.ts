@@ -124,14 +124,14 @@ async function checked<D extends StorageDriver & { check(): Promise<void> }>(dri
   return driver;
 }
 
-export async function createDriver(config: DriverConfig): Promise<StorageDriver> {
+export async function createDriver(config: DriverConfig, options: { readonly blocking?: boolean } = {}): Promise<StorageDriver> {
   const storage: unknown = config.storage; // the config may come from anywhere at runtime
   switch (config.storage) {
     case 'file':
     case 'local': {
       const root = resolve(config.storage_path);
       await mkdir(root, { recursive: true });
-      const driver = createFilesystemDriver({ root });
+      const driver = createFilesystemDriver({ root, ...(options.blocking === true ? { blocking: true } : {}) });
       await driver.list(''); // fails early when the root cannot be used
       await cleanStaleTempFiles(root, STALE_TEMP_AGE_MS);
       return driver;
