@@ -16,7 +16,7 @@ export interface ImportOptions {
   readonly ownerId: number | null;
   /** Only repositories whose full name passes. */
   readonly filter?: (name: string) => boolean;
-  /** Repositories imported at once (default 4): fsync latency and hashing overlap. */
+  /** Repositories imported at once (default 2: with the blocking small calls of the import command, 4 measured no faster and up to 30 MiB heavier). */
   readonly concurrency?: number;
 }
 
@@ -265,7 +265,7 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
     return undefined;
   };
 
-  const repositories = pool(repoDirs, Math.max(1, opts.concurrency ?? 4), async ({ dir, name: repo, shown }) => {
+  const repositories = pool(repoDirs, Math.max(1, opts.concurrency ?? 2), async ({ dir, name: repo, shown }) => {
     report.tick();
     if (!repo) {
       report.skip(shown, 'not a valid repository name here (namespace: a-z 0-9 _ -, name: a-z 0-9 _ . -, up to 64)');
