@@ -3,7 +3,6 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import { constants, type Stats } from 'node:fs';
 import * as fsp from 'node:fs/promises';
-import { lstat, open, opendir, readdir, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { withFileRange } from '../file-range.js';
@@ -93,9 +92,6 @@ function settled<T>(fn: () => T): Promise<T> {
   return new Promise((ok, fail) => setImmediate(() => ('ok' in result ? ok(result.ok) : fail(result.error))));
 }
 
-const fsyncOnPool = (fd: number): Promise<void> => new Promise((ok, fail) => fs.fsync(fd, (e) => (e ? fail(e) : ok())));
-const fdatasyncOnPool = (fd: number): Promise<void> => new Promise((ok, fail) => fs.fdatasync(fd, (e) => (e ? fail(e) : ok())));
-
 /** A file opened with a blocking call: small calls block, writes and syncs go to the pool. */
 class BlockingHandle implements Handle {
   private closed = false;
@@ -109,10 +105,10 @@ class BlockingHandle implements Handle {
     return new Promise((ok, fail) => fs.writev(this.fd, buffers, position, (e, bytesWritten) => (e ? fail(e) : ok({ bytesWritten }))));
   }
   sync(): Promise<void> {
-    return fsyncOnPool(this.fd);
+    return new Promise((ok, fail) => fs.fsync(this.fd, (e) => (e ? fail(e) : ok())));
   }
   datasync(): Promise<void> {
-    return fdatasyncOnPool(this.fd);
+    return new Promise((ok, fail) => fs.fdatasync(this.fd, (e) => (e ? fail(e) : ok())));
   }
   stat(): Promise<Stats> {
     return settled(() => fs.fstatSync(this.fd));
@@ -204,7 +200,7 @@ export async function cleanStaleTempFiles(root: string, olderThanMs: number, now
   const walk = async (dir: string): Promise<void> => {
     let entries;
     try {
-      entries = await readdir(dir, { withFileTypes: true });
+      entries = await fsp.readdir(dir, { withFileTypes: true });
     } catch (e) {
       if (errCode(e) === 'ENOENT' || errCode(e) === 'ENOTDIR') return; // removed concurrently
       throw e;
@@ -215,9 +211,9 @@ export async function cleanStaleTempFiles(root: string, olderThanMs: number, now
         if (isValidSegment(entry.name)) await walk(path);
       } else if (entry.isFile() && isTempFileName(entry.name)) {
         try {
-          const info = await lstat(path);
+          const info = await fsp.lstat(path);
           if (now - info.mtimeMs < olderThanMs) continue;
-          await unlink(path);
+          await fsp.unlink(path);
           removed++;
         } catch (e) {
           if (errCode(e) === 'ENOENT') continue; // its putContent finished or another node removed it
@@ -328,9 +324,9 @@ class FilesystemDriver implements StorageDriver {
     if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidOffsetError(key, offset);
     if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) throw new InvalidOffsetError(key, offset);
     const path = await this.pathOf(key);
-    let handle: FileHandle;
+    let handle: fsp.FileHandle;
     try {
-      handle = await open(path, constants.O_RDONLY);
+      handle = await fsp.open(path, constants.O_RDONLY);
     } catch (e) {
       throw translate(e, key, true);
     }
@@ -829,7 +825,7 @@ function dropFront(buffers: Buffer[], bytes: number): Buffer[] {
 
 async function hasVisibleEntry(dir: string): Promise<boolean> {
   // The async iterator closes the directory when the loop ends early.
-  for await (const entry of await opendir(dir)) {
+  for await (const entry of await fsp.opendir(dir)) {
     if (isValidSegment(entry.name)) return true;
   }
   return false;
@@ -867,9 +863,9 @@ function syncFilesystem(path: string): Promise<boolean> {
 
 /** fsync a file or directory by path; gone meanwhile is fine (it was deleted, nothing to keep). */
 async function syncFile(path: string): Promise<void> {
-  let handle: FileHandle;
+  let handle: fsp.FileHandle;
   try {
-    handle = await open(path, constants.O_RDONLY);
+    handle = await fsp.open(path, constants.O_RDONLY);
   } catch (e) {
     if (errCode(e) === 'ENOENT' || errCode(e) === 'ENOTDIR') return;
     throw e;
@@ -894,7 +890,7 @@ async function inParallel<T>(items: readonly T[], limit: number, fn: (item: T) =
 
 /** fsync a directory so a rename or create in it survives a crash. */
 async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, constants.O_RDONLY | O_DIRECTORY);
+  const handle = await fsp.open(dir, constants.O_RDONLY | O_DIRECTORY);
   try {
     await handle.sync();
   } catch (e) {

@@ -131,7 +131,7 @@ export async function createDriver(config: DriverConfig, options: { readonly blo
     case 'local': {
       const root = resolve(config.storage_path);
       await mkdir(root, { recursive: true });
-      const driver = createFilesystemDriver({ root, ...(options.blocking === true ? { blocking: true } : {}) });
+      const driver = createFilesystemDriver({ root, blocking: options.blocking === true });
       await driver.list(''); // fails early when the root cannot be used
       await cleanStaleTempFiles(root, STALE_TEMP_AGE_MS);
       return driver;
