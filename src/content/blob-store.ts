@@ -233,7 +233,8 @@ export class BlobStore {
   async publishStaged(b: StagedBlob): Promise<string> {
     const key = keys.blob(hexOf(b.digest));
     try {
-      await this.driver.move(b.uploadKey, key, { durable: false });
+      // the upload directory holds the data alone: it may become the blob's directory as a whole
+      await this.driver.move(b.uploadKey, key, { durable: false, ownDirectory: true });
     } finally {
       await this.discardStaged(b);
     }

@@ -83,6 +83,13 @@ export interface ResumableWriter extends Writer {
 export interface PutOptions {
   /** Default true: fsync before resolving. */
   readonly durable?: boolean;
+  /**
+   * move() only: src's directory holds src alone, and nothing else will be written there (the
+   * importer's staged blob in its own upload directory). A driver with directories may then move
+   * the directory itself when dst's does not exist yet, instead of making dst's and removing src's.
+   * src and dst must have the same last component.
+   */
+  readonly ownDirectory?: boolean;
 }
 
 export interface WriterOptions {

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, open, readFile, readdir, rm, symlink, utimes, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, readdir, rm, stat, symlink, utimes, writeFile, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
 import { Readable } from 'node:stream';
@@ -45,6 +45,41 @@ for (const blocking of [false, true])
         await d.putContent('v1/images/abc/json', Buffer.from('{}'));
         assert.equal(await readFile(join(root, 'v1', 'images', 'abc', 'json'), 'utf8'), '{}');
         assert.deepEqual(await readdir(join(root, 'v1', 'images', 'abc')), ['json']);
+      }));
+
+    it('moves a directory the caller owns as a whole (ownDirectory), and only the file when the destination holds one', () =>
+      withRoots(async (d, root, outside) => {
+        const put = async (key: string, bytes: string): Promise<void> => {
+          const w = await d.writer(key);
+          await pipeline(Readable.from([Buffer.from(bytes)]), w.stream);
+          await w.commit({ durable: false });
+        };
+        const ino = async (p: string): Promise<number> => (await stat(join(root, p))).ino;
+        // the destination's directory and its parent are missing: the upload directory becomes it
+        await put('uploads/a/data', 'one');
+        const uploadDir = await ino('uploads/a');
+        await d.move('uploads/a/data', 'blobs/sha256/ab/abc/data', { durable: false, ownDirectory: true });
+        assert.equal((await d.getContent('blobs/sha256/ab/abc/data')).toString(), 'one');
+        assert.equal(await ino('blobs/sha256/ab/abc'), uploadDir, 'the directory itself was moved');
+        assert.deepEqual(await readdir(join(root, 'uploads')), []);
+        // the destination holds the object already: the file replaces it, the source directory goes
+        await put('uploads/b/data', 'one');
+        await d.move('uploads/b/data', 'blobs/sha256/ab/abc/data', { ownDirectory: true });
+        assert.equal(await ino('blobs/sha256/ab/abc'), uploadDir);
+        assert.equal((await d.getContent('blobs/sha256/ab/abc/data')).toString(), 'one');
+        assert.equal(existsSync(join(root, 'uploads', 'b')), false);
+        // durable, into an existing parent
+        await put('uploads/c/data', 'two');
+        await d.move('uploads/c/data', 'blobs/sha256/ab/abd/data', { ownDirectory: true });
+        assert.equal((await d.getContent('blobs/sha256/ab/abd/data')).toString(), 'two');
+        // never out of root through a link on the way
+        await symlink(outside, join(root, 'link'));
+        await put('uploads/e/data', 'three');
+        await expectRejects(() => d.move('uploads/e/data', 'link/x/data', { ownDirectory: true }), InvalidPathError, 'move to link/x/data');
+        assert.deepEqual(await readdir(outside), []);
+        assert.equal((await d.getContent('uploads/e/data')).toString(), 'three');
+        // a missing source is a missing source
+        await expectRejects(() => d.move('uploads/none/data', 'blobs/sha256/ab/abe/data', { ownDirectory: true }), PathNotFoundError, 'move of a missing key');
       }));
 
     it('does not follow a symlink out of root, whatever the method', () =>

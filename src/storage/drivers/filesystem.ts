@@ -408,6 +408,7 @@ class FilesystemDriver implements StorageDriver {
     const srcPath = await this.pathOf(src);
     const dstPath = await this.pathOf(dst);
     const dstDir = dirname(dstPath);
+    if (options.ownDirectory === true && basename(srcPath) === basename(dstPath) && (await this.moveDirectory(dirname(srcPath), dstDir, dst, options))) return;
     for (let attempt = 1; ; attempt++) {
       try {
         await this.io.lstat(srcPath);
@@ -426,6 +427,41 @@ class FilesystemDriver implements StorageDriver {
     }
     if (options.durable !== false) await syncDir(dstDir);
     await pruneEmptyDirs(this.io, this.base, dirname(srcPath), this.forget);
+  }
+
+  /**
+   * move() with ownDirectory: src's directory renamed to dst's, when dst's does not exist (or is
+   * empty): one rename instead of a mkdir, a rename and an rmdir, and no inode freed (on ext4
+   * without a journal every freed inode is skipped by each new file's allocation for a minute).
+   * False when dst's directory holds something (the caller moves the file instead).
+   */
+  private async moveDirectory(srcDir: string, dstDir: string, dst: string, options: PutOptions): Promise<boolean> {
+    if (srcDir === this.base || dstDir === this.base) return false;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.io.rename(srcDir, dstDir);
+        break;
+      } catch (e) {
+        const code = errCode(e);
+        // dst's parent is missing: make it (checked by pathOf as far as it existed) and again; src
+        // gone, or dst's parent pruned each time: the file move says which
+        if (code === 'ENOENT') {
+          if (attempt >= CREATE_ATTEMPTS) return false;
+          await this.ensureDir(dirname(dstDir), dst);
+          continue;
+        }
+        // dst's directory holds something (the blob is there already), or no directory rename here
+        if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR' || code === 'EISDIR' || code === 'EXDEV' || code === 'EINVAL' || code === 'EPERM' || code === 'EACCES') return false;
+        throw e;
+      }
+    }
+    this.forget(srcDir);
+    this.remember(dstDir);
+    if (options.durable !== false) {
+      await syncDir(dirname(dstDir));
+      await syncDir(dirname(srcDir));
+    }
+    return true;
   }
 
   /**
