@@ -451,7 +451,17 @@ class FilesystemDriver implements StorageDriver {
           continue;
         }
         // dst's directory holds something (the blob is there already), or no directory rename here
-        if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR' || code === 'EISDIR' || code === 'EXDEV' || code === 'EINVAL' || code === 'EPERM' || code === 'EACCES') return false;
+        if (
+          code === 'ENOTEMPTY' ||
+          code === 'EEXIST' ||
+          code === 'ENOTDIR' ||
+          code === 'EISDIR' ||
+          code === 'EXDEV' ||
+          code === 'EINVAL' ||
+          code === 'EPERM' ||
+          code === 'EACCES'
+        )
+          return false;
         throw e;
       }
     }
