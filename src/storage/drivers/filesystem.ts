@@ -172,11 +172,16 @@ const O_DIRECTORY = constants.O_DIRECTORY ?? 0;
  * The absolute path of a key under root. Throws InvalidPathError for an invalid key; the result
  * is always root itself (only for '' with allowRoot) or a path strictly below root.
  */
+/** The last root resolved by keyToPath (a driver passes its own every time). */
+let lastRoot: { readonly root: string; readonly base: string } | undefined;
+
 export function keyToPath(root: string, key: string, allowRoot = false): string {
   validateKey(key, allowRoot);
-  const base = resolve(root);
+  if (lastRoot?.root !== root) lastRoot = { root, base: resolve(root) };
+  const base = lastRoot.base;
   if (key === '') return base;
-  const path = join(base, ...key.split('/'));
+  // every segment is a plain name (validateKey): nothing for join to normalize where '/' is sep
+  const path = sep === '/' ? `${base === '/' ? '' : base}/${key}` : join(base, ...key.split('/'));
   // validateKey already excludes every segment that could climb; this is the second lock.
   if (!path.startsWith(base + sep) || path.length === base.length + 1) throw new InvalidPathError(key);
   return path;
@@ -845,8 +850,17 @@ class FileWriter implements Writer {
 /** The stream keeps its error in `errored`; commit() rethrows it. */
 function noteStreamError(): void {}
 
+/**
+ * The random part of this process's temporary names (64 bits), then a counter: unique among the
+ * processes sharing the directory as random names were, without reading random bytes for every
+ * small write (the importer makes ~5 per image). O_EXCL refuses a name taken all the same.
+ */
+const TEMP_PREFIX = randomBytes(8).toString('hex');
+let tempCounter = 0;
+
 function tempName(name: string): string {
-  return `${name.slice(0, TEMP_BASE_MAX)}${TEMP_MARK}${randomBytes(8).toString('hex')}`;
+  tempCounter = (tempCounter + 1) % 0x1_0000_0000;
+  return `${name.slice(0, TEMP_BASE_MAX)}${TEMP_MARK}${TEMP_PREFIX}${tempCounter.toString(16).padStart(8, '0')}`;
 }
 
 function emptyStream(): Readable {
