@@ -259,7 +259,8 @@ class FilesystemDriver implements StorageDriver {
   ) {}
 
   async getContent(key: string): Promise<Buffer> {
-    const path = await this.pathOf(key);
+    const { path, leaf } = await this.pathAndLeaf(key);
+    if (leaf === 'missing') throw new PathNotFoundError(key);
     try {
       return await this.io.readFile(path);
     } catch (e) {
@@ -376,12 +377,16 @@ class FilesystemDriver implements StorageDriver {
   }
 
   async stat(key: string): Promise<FileInfo> {
-    const path = await this.pathOf(key);
+    const { path, leaf } = await this.pathAndLeaf(key);
+    if (leaf === 'missing') throw new PathNotFoundError(key);
     let info;
-    try {
-      info = await this.io.stat(path);
-    } catch (e) {
-      throw translate(e, key, true);
+    if (leaf !== 'link') info = leaf;
+    else {
+      try {
+        info = await this.io.stat(path);
+      } catch (e) {
+        throw translate(e, key, true);
+      }
     }
     if (info.isDirectory()) {
       if (!(await hasVisibleEntry(path))) throw new PathNotFoundError(key);
@@ -501,7 +506,18 @@ class FilesystemDriver implements StorageDriver {
   }
 
   async delete(key: string): Promise<void> {
-    const path = await this.pathOf(key);
+    const { path, leaf } = await this.pathAndLeaf(key);
+    if (leaf === 'missing') throw new PathNotFoundError(key);
+    if (leaf !== 'link' && !leaf.isDirectory()) {
+      // a file: one unlink (rm would lstat it again first)
+      try {
+        await this.io.unlink(path);
+      } catch (e) {
+        throw translate(e, key, true);
+      }
+      await pruneEmptyDirs(this.io, this.base, dirname(path), this.forget);
+      return;
+    }
     try {
       await this.io.lstat(path);
       // rm does not follow symlinks: a link is removed, never its target. A writer creating a file
@@ -544,6 +560,17 @@ class FilesystemDriver implements StorageDriver {
     return path;
   }
 
+  /**
+   * pathOf, and what confine found at the key: its lstat when it is no symlink, 'link' when it is
+   * one (resolved inside root: the caller follows it), 'missing' when nothing is there. Saves the
+   * caller a second look at the key (stat, delete and getContent of absent keys are most of the
+   * importer's calls).
+   */
+  private async pathAndLeaf(key: string): Promise<{ path: string; leaf: Stats | 'link' | 'missing' }> {
+    const path = keyToPath(this.base, key);
+    return { path, leaf: await this.confine(path, key) };
+  }
+
   private rootReal(): Promise<string> {
     if (this.realRoot === undefined) {
       const pending = this.io.mkdir(this.base, { recursive: true }).then(() => this.io.realpath(this.base));
@@ -580,21 +607,22 @@ class FilesystemDriver implements StorageDriver {
    * needs nothing more, a symlink is resolved (realpath) and must stay inside root, and below a
    * missing directory nothing can exist, so the key's own name needs no check either (the write
    * that follows creates real directories, ensureDir). Only a key whose last component exists is
-   * lstat-ed, and resolved when it is a symlink.
+   * lstat-ed, and resolved when it is a symlink. Returns what it found there (see pathAndLeaf).
    */
-  private async confine(path: string, key: string): Promise<void> {
-    if (path === this.base) return;
-    if ((await this.dirState(dirname(path), key)) === 'missing') return;
+  private async confine(path: string, key: string): Promise<Stats | 'link' | 'missing'> {
+    if (path === this.base) return 'link'; // root: nothing known here, the caller looks itself
+    if ((await this.dirState(dirname(path), key)) === 'missing') return 'missing';
     let leaf;
     try {
       leaf = await this.io.lstat(path);
     } catch (e) {
       const code = errCode(e);
-      if (code === 'ENOENT' || code === 'ENOTDIR') return;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return 'missing';
       throw e;
     }
-    if (!leaf.isSymbolicLink()) return;
+    if (!leaf.isSymbolicLink()) return leaf;
     await this.confineSlow(path, key);
+    return 'link';
   }
 
   /**
