@@ -168,13 +168,13 @@ const CREATE_ATTEMPTS = 5;
 const O_NOFOLLOW = constants.O_NOFOLLOW ?? 0;
 const O_DIRECTORY = constants.O_DIRECTORY ?? 0;
 
+/** The last root resolved by keyToPath (a driver passes its own every time). */
+let lastRoot: { readonly root: string; readonly base: string } | undefined;
+
 /**
  * The absolute path of a key under root. Throws InvalidPathError for an invalid key; the result
  * is always root itself (only for '' with allowRoot) or a path strictly below root.
  */
-/** The last root resolved by keyToPath (a driver passes its own every time). */
-let lastRoot: { readonly root: string; readonly base: string } | undefined;
-
 export function keyToPath(root: string, key: string, allowRoot = false): string {
   validateKey(key, allowRoot);
   if (lastRoot?.root !== root) lastRoot = { root, base: resolve(root) };
@@ -519,7 +519,7 @@ class FilesystemDriver implements StorageDriver {
       return;
     }
     try {
-      await this.io.lstat(path);
+      // confine has looked at the key already (gone meanwhile: rm fails with ENOENT, not found).
       // rm does not follow symlinks: a link is removed, never its target. A writer creating a file
       // below the prefix meanwhile (another request, another node) makes a directory non-empty
       // again (ENOTEMPTY): rm retries, and removes what was added too.
