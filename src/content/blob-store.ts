@@ -229,6 +229,25 @@ export class BlobStore {
     }
   }
 
+  /**
+   * ingestStaged for bytes another thread writes straight into the upload key's local file
+   * (`write(path)` creates it, and says what it wrote: digest and size, hashed from those very
+   * bytes). Undefined when the driver has no local files (then the caller streams: ingestStaged).
+   */
+  async ingestStagedLocal(write: (path: string) => Promise<{ readonly digest: string; readonly size: number }>): Promise<StagedBlob | undefined> {
+    if (!this.driver.localUploadFile) return undefined;
+    const uuid = randomUUID();
+    this.active.add(uuid);
+    const uploadKey = keys.upload(uuid);
+    try {
+      const { digest, size } = await write(await this.driver.localUploadFile(uploadKey));
+      return { digest, size, uuid, uploadKey };
+    } catch (e) {
+      await this.discardStaged({ uuid });
+      throw e;
+    }
+  }
+
   /** Step 2 of ingestStaged: publish at the digest (not flushed: the caller syncs the key returned). */
   async publishStaged(b: StagedBlob): Promise<string> {
     const key = keys.blob(hexOf(b.digest));

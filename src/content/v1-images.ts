@@ -3,7 +3,8 @@ import { pipeline } from 'node:stream/promises';
 import { isNotFound, type StorageDriver } from '../storage/driver.js';
 import { keyExists, readOptional, removeIfPresent } from './small-objects.js';
 import { RegistryError } from '../errors/index.js';
-import { LayerHasher, type InnerFactory } from '../digest/layer-hasher.js';
+import { LayerHasher, type InnerFactory, type LayerDigests } from '../digest/layer-hasher.js';
+import { LayerFileError, type LayerFiles } from '../digest/layer-files.js';
 import type { TarSumSet } from '../digest/tarsum.js';
 import { BlobStore, ShortBodyError, SizeLimitError, type BlobInfo, type StagedBlob } from './blob-store.js';
 import { keys, type ImageScope } from './keys.js';
@@ -368,9 +369,19 @@ export class V1Images {
     id: string,
     json: Buffer,
     ancestry: readonly string[],
-    body: Readable,
+    body: Readable | (() => Readable),
     size: number,
-    opts: { readonly tarsums: boolean; readonly tarsumV1: boolean; readonly verify: (link: LayerLink) => { bad?: string; tarsum?: string } },
+    opts: {
+      readonly tarsums: boolean;
+      readonly tarsumV1: boolean;
+      readonly verify: (link: LayerLink) => { bad?: string; tarsum?: string };
+      /**
+       * The layer as a file on the local disk, and the worker that copies and hashes such files:
+       * used instead of `body` (which is then never read) when the storage has local files and
+       * the layer's records are made durable later (syncKeys).
+       */
+      readonly file?: { readonly path: string; readonly workers: LayerFiles };
+    },
   ): Promise<{ staged: StagedImage } | { bad: string }> {
     const obj = imageObject(json);
     if (obj.id !== id) throw new RegistryError(!('id' in obj) ? 'MISSING_ID' : 'ID_MISMATCH');
@@ -386,22 +397,37 @@ export class V1Images {
       await this.remove(keys.files(scope, id));
       await this.driver.putContent(keys.ancestry(scope, id), Buffer.from(JSON.stringify(ancestry)), lazy);
     });
-    const hasher = new LayerHasher(json, this.opts.innerDigests, { tarsums: opts.tarsums, tarsumV1: opts.tarsumV1 });
+    const innerOpts = { tarsums: opts.tarsums, tarsumV1: opts.tarsumV1 };
+    const hasher = new LayerHasher(json, this.opts.innerDigests, innerOpts);
     let link: LayerLink;
     let staging: StagedBlob | undefined;
     try {
       let blob: BlobInfo;
+      let d: LayerDigests | undefined;
       try {
         // with syncKeys the layer's bytes are flushed with the batch, and published after that
         const ingest = { maxSize: this.opts.maxLayerSize, expectedSize: size };
-        if (lazy.durable) blob = await this.blobs.ingest(body, hasher, ingest);
-        else blob = staging = await this.blobs.ingestStaged(body, hasher, ingest);
+        const file = opts.file;
+        if (lazy.durable) blob = await this.blobs.ingest(streamOf(body), hasher, ingest);
+        else {
+          // copied and hashed by the worker, from the bytes it writes (when the storage has local files)
+          const local = file
+            ? await this.blobs.ingestStagedLocal(async (dst) => {
+                const got = await file.workers.copy({ src: file.path, dst, extra: json, innerOpts, maxSize: this.opts.maxLayerSize, expectedSize: size });
+                d = got;
+                return got;
+              })
+            : undefined;
+          blob = staging = local ?? (await this.blobs.ingestStaged(streamOf(body), hasher, ingest));
+        }
       } catch (e) {
         if (e instanceof SizeLimitError) throw new RegistryError('LAYER_TOO_LARGE');
         if (e instanceof ShortBodyError) throw new RegistryError('UPLOAD_INCOMPLETE');
+        if (e instanceof LayerFileError && e.failure.kind === 'too-large') throw new RegistryError('LAYER_TOO_LARGE');
+        if (e instanceof LayerFileError && e.failure.kind === 'short') throw new RegistryError('UPLOAD_INCOMPLETE');
         throw e;
       }
-      const d = hasher.result();
+      d ??= hasher.result();
       link = {
         digest: blob.digest,
         size: blob.size,
@@ -669,3 +695,6 @@ function imageObject(body: Buffer): Record<string, unknown> {
   if (data === null || typeof data !== 'object' || Array.isArray(data)) throw new RegistryError('INVALID_JSON');
   return data as Record<string, unknown>;
 }
+
+/** A body given as a stream, or as the function that opens it (not called when it is not read). */
+const streamOf = (body: Readable | (() => Readable)): Readable => (typeof body === 'function' ? body() : body);

@@ -140,25 +140,32 @@ export class LayerHasher extends Transform {
   }
 
   private digestsFrom(r: InnerResult): LayerDigests {
-    const rawHex = this.raw.digest('hex');
-    const digest = `sha256:${rawHex}`;
-    // a readable tar: the diff_id (and the tarsums, when computed); an inner that predates the
-    // `tar` flag says so through its tarsums
-    const tar = r.tar === true || r.tarsum !== undefined;
-    const diffId = tar ? (this.compression === 'none' ? digest : r.diffId) : undefined;
-    return {
-      digest,
-      size: this.size,
-      payload: `sha256:${this.payloadHash.digest('hex')}`,
-      compression: this.compression,
-      ...(diffId ? { diffId } : {}),
-      ...(diffId && r.tarsum ? { tarsum: r.tarsum } : {}),
-      ...(r.tarError ? { tarError: r.tarError } : {}),
-    };
+    return layerDigests(this.raw.digest('hex'), this.payloadHash.digest('hex'), this.size, this.compression, r);
   }
 
   override _destroy(err: Error | null, cb: (error?: Error | null) => void): void {
     this.inner?.destroy();
     cb(err);
   }
+}
+
+/**
+ * The digests of a layer from its parts: the raw and payload sha256 (hex), its size and compression,
+ * and what the uncompressed side found (LayerHasher here, a layer-file worker for the importer).
+ */
+export function layerDigests(rawHex: string, payloadHex: string, size: number, compression: Compression, r: InnerResult): LayerDigests {
+  const digest = `sha256:${rawHex}`;
+  // a readable tar: the diff_id (and the tarsums, when computed); an inner that predates the
+  // `tar` flag says so through its tarsums
+  const tar = r.tar === true || r.tarsum !== undefined;
+  const diffId = tar ? (compression === 'none' ? digest : r.diffId) : undefined;
+  return {
+    digest,
+    size,
+    payload: `sha256:${payloadHex}`,
+    compression,
+    ...(diffId ? { diffId } : {}),
+    ...(diffId && r.tarsum ? { tarsum: r.tarsum } : {}),
+    ...(r.tarError ? { tarError: r.tarError } : {}),
+  };
 }

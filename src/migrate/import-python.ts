@@ -9,6 +9,7 @@ import type { Content } from './services.js';
 import type { ImportReport } from './report.js';
 import { TooLargeError, type SourceTree } from './source.js';
 import { ImportBatches } from './import-batches.js';
+import type { LayerFiles } from '../digest/layer-files.js';
 
 export interface ImportOptions {
   readonly dryRun: boolean;
@@ -18,6 +19,11 @@ export interface ImportOptions {
   readonly filter?: (name: string) => boolean;
   /** Repositories imported at once (default 2: with the blocking small calls of the import command, 4 measured no faster and up to 30 MiB heavier). */
   readonly concurrency?: number;
+  /**
+   * Copies and hashes the layers of a tree on the local disk in a worker thread (LayerFiles), when
+   * the storage has local files too; without it (or for other trees) they stream through this thread.
+   */
+  readonly layerFiles?: LayerFiles;
 }
 
 /** Run fn over items, at most `limit` at once. */
@@ -201,10 +207,13 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
       // one pass over the layer: sha256 (its address), the payload checksum, and for gzip/tar the
       // diff_id (the bridge's) and the tar check; the tarsums only when they are what the tree
       // recorded. The records are made durable and the image visible by the batch (import-batches.ts).
-      staged = await c.images.stageImport(scope, id, json, ancestry, tree.open(`images/${id}/layer`), layerSize, {
+      const layer = `images/${id}/layer`;
+      const file = opts.layerFiles && tree.localPath ? { path: tree.localPath(layer), workers: opts.layerFiles } : undefined;
+      staged = await c.images.stageImport(scope, id, json, ancestry, () => tree.open(layer), layerSize, {
         tarsums: needsTarsums(recorded),
         tarsumV1: true,
         verify: (link) => verifyRecorded(recorded, link),
+        ...(file ? { file } : {}),
       });
     } catch (e) {
       if (isRegistryError(e)) return fail(`refused: ${e.message}`);

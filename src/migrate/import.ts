@@ -2,6 +2,7 @@ import { findUserByName } from '../db/users.js';
 import { importDistribution, distributionRoot } from './import-distribution.js';
 import { importPython } from './import-python.js';
 import { ImportReport } from './report.js';
+import { LayerFiles } from '../digest/layer-files.js';
 import type { Content } from './services.js';
 import type { SourceTree } from './source.js';
 
@@ -26,6 +27,8 @@ export interface RunImportOptions {
   readonly filter?: (name: string) => boolean;
   readonly progress?: boolean;
   readonly concurrency?: number;
+  /** Copy and hash a local tree's layers in a worker thread (default true; LayerFiles). */
+  readonly layerWorker?: boolean;
 }
 
 export class ImportError extends Error {}
@@ -44,14 +47,20 @@ export async function runImport(tree: SourceTree, c: Content, opts: RunImportOpt
   }
   const report = new ImportReport(tree.describe, layout, opts.dryRun, opts.progress ?? true);
   try {
-    if (layout === 'python')
-      await importPython(tree, c, report, {
-        dryRun: opts.dryRun,
-        ownerId,
-        ...(opts.filter ? { filter: opts.filter } : {}),
-        ...(opts.concurrency ? { concurrency: opts.concurrency } : {}),
-      });
-    else await importDistribution(tree, c, report, { dryRun: opts.dryRun, owner: opts.owner ?? null, ...(opts.filter ? { filter: opts.filter } : {}) });
+    if (layout === 'python') {
+      const layerFiles = opts.layerWorker !== false && !opts.dryRun && tree.localPath ? new LayerFiles() : undefined;
+      try {
+        await importPython(tree, c, report, {
+          dryRun: opts.dryRun,
+          ownerId,
+          ...(opts.filter ? { filter: opts.filter } : {}),
+          ...(opts.concurrency ? { concurrency: opts.concurrency } : {}),
+          ...(layerFiles ? { layerFiles } : {}),
+        });
+      } finally {
+        await layerFiles?.close();
+      }
+    } else await importDistribution(tree, c, report, { dryRun: opts.dryRun, owner: opts.owner ?? null, ...(opts.filter ? { filter: opts.filter } : {}) });
   } finally {
     report.progress.done();
   }

@@ -17,6 +17,11 @@ export interface SourceTree {
   /** Size in bytes, or undefined when absent (or a directory). */
   size(path: string): Promise<number | undefined>;
   open(path: string): Readable;
+  /**
+   * The object's file on the local disk, for a reader in another thread (a directory tree); absent
+   * for a tree that is not on the local disk.
+   */
+  localPath?(path: string): string;
 }
 
 /** A read past this is not a small object (a tag link, a json, an ancestry): refused. */
@@ -101,6 +106,10 @@ export class DirectoryTree implements SourceTree {
 
   open(p: string): Readable {
     return createReadStream(this.path(p), { highWaterMark: 1 << 20 });
+  }
+
+  localPath(p: string): string {
+    return this.path(p);
   }
 }
 

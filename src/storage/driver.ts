@@ -191,6 +191,13 @@ export interface StorageDriver {
    * Optional: without it, a caller that needs durability writes durably.
    */
   syncKeys?(keys: readonly string[]): Promise<void>;
+  /**
+   * Drivers over a local directory: the file of a private upload key that does not exist yet, its
+   * directories made, for a writer that is not this driver (the importer's layer-file worker,
+   * which creates it with O_EXCL). Once written, the key is what a writer's commit with
+   * `durable: false` leaves: syncKeys makes it durable, move publishes it, delete removes it.
+   */
+  localUploadFile?(key: string): Promise<string>;
   /** Release resources (timers, sockets). */
   close?(): Promise<void>;
   /**

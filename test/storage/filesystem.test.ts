@@ -82,6 +82,49 @@ for (const blocking of [false, true])
         await expectRejects(() => d.move('uploads/none/data', 'blobs/sha256/ab/abe/data', { ownDirectory: true }), PathNotFoundError, 'move of a missing key');
       }));
 
+    it('gives a new upload key as a local file (localUploadFile): directories made, inside root only, then an object like any other', () =>
+      withRoots(async (d, root, outside) => {
+        const path = await d.localUploadFile!('uploads/u1/data');
+        assert.equal(path, join(root, 'uploads', 'u1', 'data'));
+        assert.equal(existsSync(path), false, 'the caller creates the file');
+        await writeFile(path, 'written elsewhere');
+        await d.syncKeys!(['uploads/u1/data']);
+        assert.equal((await d.getContent('uploads/u1/data')).toString(), 'written elsewhere');
+        await d.move('uploads/u1/data', 'blobs/x/data', { durable: false, ownDirectory: true });
+        assert.equal((await d.getContent('blobs/x/data')).toString(), 'written elsewhere');
+        await symlink(outside, join(root, 'out'));
+        await expectRejects(() => d.localUploadFile!('out/u2/data'), InvalidPathError, 'through a link out of root');
+        assert.deepEqual(await readdir(outside), []);
+        await expectRejects(() => d.localUploadFile!('uploads/../x'), InvalidPathError, 'an invalid key');
+      }));
+
+    it('syncKeys of many keys: one syncfs each call, run by a single shell kept for the driver, gone with close()', () =>
+      withRoots(async (d) => {
+        const keys = Array.from({ length: 20 }, (_, i) => `k/${i}`);
+        for (const k of keys) await d.putContent(k, Buffer.from(k), { durable: false });
+        /** This process's children running `comm`. */
+        const children = async (comm: string): Promise<number[]> => {
+          const out: number[] = [];
+          for (const p of await readdir('/proc')) {
+            if (!/^\d+$/.test(p)) continue;
+            const stat = await readFile(`/proc/${p}/stat`, 'utf8').catch(() => '');
+            const m = /^\d+ \((.*)\) \S+ (\d+)/.exec(stat);
+            if (m && m[1] === comm && Number(m[2]) === process.pid) out.push(Number(p));
+          }
+          return out;
+        };
+        const before = await children('sh');
+        await Promise.all([d.syncKeys!(keys), d.syncKeys!(keys.slice(0, 17))]);
+        await d.syncKeys!(keys);
+        const shells = (await children('sh')).filter((p) => !before.includes(p));
+        assert.equal(shells.length, 1, 'one shell for every syncfs of this driver');
+        for (const k of keys) assert.equal((await d.getContent(k)).toString(), k);
+        await d.close!();
+        for (let i = 0; i < 100 && existsSync(`/proc/${shells[0]}`) && (await children('sh')).includes(shells[0]!); i++)
+          await new Promise((r) => setTimeout(r, 20));
+        assert.equal((await children('sh')).includes(shells[0]!), false, 'the shell exits with close()');
+      }));
+
     it('does not follow a symlink out of root, whatever the method', () =>
       withRoots(async (d, root, outside) => {
         await writeFile(join(outside, 'secret'), 'outside bytes');

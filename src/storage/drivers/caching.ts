@@ -117,6 +117,14 @@ export class CachingDriver implements StorageDriver {
     }
     // durability only: what is cached is what was written either way
     if (inner.syncKeys) this.syncKeys = inner.syncKeys.bind(inner);
+    const localUploadFile = inner.localUploadFile?.bind(inner);
+    if (localUploadFile) {
+      // a new private upload key, written by another thread: nothing cached may stand for it
+      this.localUploadFile = async (key) => {
+        this.invalidate(key);
+        return localUploadFile(key);
+      };
+    }
     const exclusive = inner.putContentIfAbsent?.bind(inner);
     if (exclusive) {
       this.putContentIfAbsent = async (key, data, options) => {
@@ -277,6 +285,7 @@ export class CachingDriver implements StorageDriver {
   readonly resumableWriter?: (key: string, state: ResumableState | undefined) => Promise<ResumableWriter>;
   readonly discardResumable?: (key: string, state: ResumableState) => Promise<void>;
   readonly syncKeys?: StorageDriver['syncKeys'];
+  readonly localUploadFile?: StorageDriver['localUploadFile'];
 
   /** Present when the inner driver has them; a commit invalidates as writer()'s does. */
   readonly atomicWriter?: (key: string) => Promise<Writer>;

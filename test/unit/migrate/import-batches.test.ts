@@ -1,11 +1,17 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { Readable } from 'node:stream';
 import { createMemoryDriver } from '../../../src/storage/drivers/memory.js';
+import { createFilesystemDriver } from '../../../src/storage/drivers/filesystem.js';
+import { LayerFiles } from '../../../src/digest/layer-files.js';
 import { isNotFound, type PutOptions, type StorageDriver, type Writer, type WriterOptions } from '../../../src/storage/driver.js';
 import { BlobStore } from '../../../src/content/blob-store.js';
-import { V1Images } from '../../../src/content/v1-images.js';
+import { V1Images, type StagedImage } from '../../../src/content/v1-images.js';
 import { keys } from '../../../src/content/keys.js';
 import { parseRepoName } from '../../../src/content/names.js';
 import { ImportBatches } from '../../../src/migrate/import-batches.js';
@@ -263,5 +269,63 @@ describe('import batches (issue 16: durable in batches, never visible half writt
       /parent/,
     );
     assert.equal(await images.hasJson(repo, a!.id), false);
+  });
+});
+
+describe('import: a local layer file copied and hashed by the worker (LayerFiles) instead of streamed', () => {
+  it('stages the same image as the stream does, never opens the stream, and leaves nothing of a refused layer', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'import-local-'));
+    const files = new LayerFiles();
+    try {
+      const img = chain(1)[0]!;
+      const layer = gzipSync(Buffer.concat([Buffer.alloc(512, 0), Buffer.alloc(512, 0)])); // an empty tar, gzipped
+      const src = join(dir, 'layer');
+      await writeFile(src, layer);
+      const stage = async (root: string, file: boolean, over: { size?: number; maxLayerSize?: number; bad?: string } = {}) => {
+        const driver = createFilesystemDriver({ root: join(dir, root), blocking: true });
+        const images = new V1Images(driver, new BlobStore(driver), { scoped: true, maxLayerSize: over.maxLayerSize ?? 0, verifyTarsum: false });
+        let opened = 0;
+        const r = await images
+          .stageImport(
+            repo,
+            img.id,
+            img.json,
+            img.ancestry,
+            () => {
+              opened++;
+              return Readable.from([layer]);
+            },
+            over.size ?? layer.length,
+            { tarsums: false, tarsumV1: false, verify: () => (over.bad ? { bad: over.bad } : {}), ...(file ? { file: { path: src, workers: files } } : {}) },
+          )
+          .catch((e: unknown) => e);
+        return { r, opened, driver };
+      };
+      const streamed = await stage('a', false);
+      const copied = await stage('b', true);
+      assert.equal(streamed.opened, 1);
+      assert.equal(copied.opened, 0, 'the worker read the file; the stream was never opened');
+      const a = (streamed.r as { staged: StagedImage }).staged;
+      const b = (copied.r as { staged: StagedImage }).staged;
+      assert.ok(a && b, 'both staged');
+      assert.deepEqual(b.link, a.link);
+      assert.equal(b.link.diffId !== undefined && b.link.compression === 'gzip', true);
+      assert.ok((await copied.driver.getContent(b.blob!.uploadKey)).equals(layer), 'the staged bytes are the layer');
+      // refused layers: nothing left in the uploads
+      for (const [root, over, want] of [
+        ['c', { size: layer.length + 1 }, 'UPLOAD_INCOMPLETE'],
+        ['d', { maxLayerSize: 10 }, 'LAYER_TOO_LARGE'],
+        ['e', { bad: 'payload checksum mismatch' }, undefined],
+      ] as const) {
+        const { r, driver } = await stage(root, true, over);
+        if (want) assert.equal((r as { code?: string }).code, want, root);
+        else assert.deepEqual(r, { bad: 'payload checksum mismatch' });
+        assert.deepEqual(await driver.list('uploads').catch(() => []), [], `${root}: no upload left`);
+        assert.equal(await driver.list(keys.imageJson(repo, img.id)).catch(() => 'none'), 'none');
+      }
+    } finally {
+      await files.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

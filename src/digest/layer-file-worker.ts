@@ -1,0 +1,160 @@
+/**
+ * Worker thread body of LayerFiles (layer-files.ts): copies a layer file to a new file while
+ * computing every digest of it (LayerHasher's, in this thread), for the importer. Messages:
+ *   in:  {id, job: LayerFileJob}
+ *   out: {id, ok: true, digests} · {id, ok: false, error: {kind, message, code?}}
+ * Several jobs run at once. Each moves through a few buffers of its own, reused: a buffer is read
+ * into (thread pool), hashed here, then written (thread pool) and inflated (zlib, thread pool) at
+ * the same time, and taken again once both are done with it. Nothing is allocated per chunk, and
+ * the bytes hashed are the bytes written.
+ */
+import { createHash } from 'node:crypto';
+import { close, constants, open, read, write } from 'node:fs';
+import { parentPort } from 'node:worker_threads';
+import { createInlineInner, GUNZIP_IN, type Inner, type InnerResult } from './inner.js';
+import { layerDigests, sniffCompression } from './layer-hasher.js';
+import type { LayerFileFailure, LayerFileJob } from './layer-files.js';
+
+/** Bytes per read and write; a full buffer goes to zlib as it is (GUNZIP_IN). */
+const CHUNK = GUNZIP_IN;
+/** Buffers per job: one being read, others being written and inflated. */
+const BUFFERS = 4;
+const O_NOFOLLOW = constants.O_NOFOLLOW ?? 0;
+
+class Failure extends Error {
+  constructor(
+    readonly kind: LayerFileFailure['kind'],
+    message: string,
+    readonly code?: string,
+  ) {
+    super(message);
+  }
+}
+
+const openFd = (path: string, flags: number, mode?: number): Promise<number> =>
+  new Promise((res, rej) => open(path, flags, mode, (e, fd) => (e ? rej(e) : res(fd))));
+const readAt = (fd: number, buf: Buffer, position: number): Promise<number> =>
+  new Promise((res, rej) => read(fd, buf, 0, buf.length, position, (e, n) => (e ? rej(e) : res(n))));
+const closeFd = (fd: number): Promise<void> => new Promise((res, rej) => close(fd, (e) => (e ? rej(e) : res())));
+
+/** Write all of `chunk` at `position` (a write may take less than asked). */
+function writeAll(fd: number, chunk: Buffer, position: number): Promise<void> {
+  return new Promise((res, rej) => {
+    const step = (off: number): void => {
+      write(fd, chunk, off, chunk.length - off, position + off, (e, n) => {
+        if (e) return rej(e);
+        if (n <= 0) return rej(new Error('write made no progress'));
+        if (off + n < chunk.length) step(off + n);
+        else res();
+      });
+    };
+    step(0);
+  });
+}
+
+/**
+ * Buffers of finished jobs, for the next ones: a buffer new to the process costs a page fault per
+ * page when first filled (measured: ~3 % of an import's CPU in the reads alone).
+ */
+const spare: Buffer[] = [];
+/** Spare buffers kept (as many as jobs at once use, for a few jobs at once). */
+const SPARE_MAX = 4 * BUFFERS;
+
+async function run(job: LayerFileJob): Promise<ReturnType<typeof layerDigests>> {
+  const extra = Buffer.from(job.extra);
+  const raw = createHash('sha256');
+  const payload = createHash('sha256').update(extra).update('\n');
+  const free: Buffer[] = Array.from({ length: BUFFERS }, () => spare.pop() ?? Buffer.allocUnsafeSlow(CHUNK));
+  let waiter: (() => void) | undefined;
+  const giveBack = (b: Buffer): void => {
+    free.push(b);
+    const w = waiter;
+    waiter = undefined;
+    w?.();
+  };
+  const take = async (): Promise<Buffer> => {
+    while (free.length === 0) await new Promise<void>((r) => (waiter = r));
+    return free.pop()!;
+  };
+  let inner: Inner | undefined;
+  let compression: ReturnType<typeof sniffCompression> = 'none';
+  let writeError: unknown;
+  const writes = new Set<Promise<void>>();
+  const src = await openFd(job.src, constants.O_RDONLY);
+  let dst: number | undefined;
+  try {
+    dst = await openFd(job.dst, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, 0o644);
+    let size = 0;
+    for (;;) {
+      if (writeError) throw writeError;
+      const buf = await take();
+      // read to the end of the buffer or of the file: only the last chunk is short
+      let n = 0;
+      for (;;) {
+        const got = await readAt(src, n === 0 ? buf : buf.subarray(n), size + n);
+        if (got === 0) break;
+        n += got;
+        if (n === buf.length) break;
+      }
+      if (n === 0) {
+        giveBack(buf);
+        break;
+      }
+      if (job.maxSize > 0 && size + n > job.maxSize) throw new Failure('too-large', `the layer exceeds ${job.maxSize} bytes`);
+      const chunk = buf.subarray(0, n);
+      raw.update(chunk);
+      payload.update(chunk);
+      inner ??= createInlineInner((compression = sniffCompression(chunk)), extra, job.innerOpts);
+      let users = 2;
+      const done = (): void => {
+        if (--users === 0) giveBack(buf);
+      };
+      const w = writeAll(dst, chunk, size).then(done, (e: unknown) => {
+        writeError ??= e;
+        done();
+      });
+      writes.add(w);
+      void w.then(() => writes.delete(w));
+      // a short chunk may be kept past `done` (gathered for zlib): it gets a copy of its own
+      inner.write(n === CHUNK ? chunk : Buffer.from(chunk), done);
+      size += n;
+      if (n < CHUNK) break;
+    }
+    await Promise.all(writes);
+    if (writeError) throw writeError;
+    if (size !== job.expectedSize) throw new Failure('short', `the layer has ${size} bytes, ${job.expectedSize} expected`);
+    inner ??= createInlineInner((compression = sniffCompression(Buffer.alloc(0))), extra, job.innerOpts);
+    let r: InnerResult;
+    try {
+      r = await inner.end();
+    } catch (e) {
+      r = { tarError: e instanceof Error ? e.message : String(e) };
+    }
+    inner = undefined;
+    return layerDigests(raw.digest('hex'), payload.digest('hex'), size, compression, r);
+  } finally {
+    inner?.destroy();
+    await Promise.allSettled(writes);
+    // a buffer still inside zlib after a failure is not taken back (it is garbage once zlib is done)
+    for (const b of free) if (spare.length < SPARE_MAX) spare.push(b);
+    await closeFd(src).catch(() => undefined);
+    if (dst !== undefined) await closeFd(dst);
+  }
+}
+
+parentPort!.on('message', (m: { id: number; job: LayerFileJob }) => {
+  run(m.job).then(
+    (digests) => parentPort!.postMessage({ id: m.id, ok: true, digests }),
+    (e: unknown) => {
+      const error: LayerFileFailure =
+        e instanceof Failure
+          ? { kind: e.kind, message: e.message }
+          : {
+              kind: 'io',
+              message: e instanceof Error ? e.message : String(e),
+              ...(typeof (e as NodeJS.ErrnoException)?.code === 'string' ? { code: (e as NodeJS.ErrnoException).code! } : {}),
+            };
+      parentPort!.postMessage({ id: m.id, ok: false, error });
+    },
+  );
+});

@@ -1,0 +1,111 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { LayerFileError, LayerFiles, type LayerFileJob } from '../../../src/digest/layer-files.js';
+import { buildTar } from '../../helpers/tar-build.js';
+import { hashLayer, json, prandBytes, sha256, textBytes, vectorFile } from './support.js';
+
+const MiB = 1024 * 1024;
+
+describe('LayerFiles: a layer file copied and hashed in a worker thread (the importer)', () => {
+  let dir = '';
+  const files = new LayerFiles();
+  let n = 0;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'layer-files-'));
+  });
+  after(async () => {
+    await files.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** Write body as a source file; copy it through the worker; the job's result and the copy's bytes. */
+  const copy = async (body: Buffer, opts: Partial<LayerFileJob> = {}): Promise<{ d: Awaited<ReturnType<LayerFiles['copy']>>; out: Buffer }> => {
+    const src = join(dir, `src-${++n}`);
+    const dst = join(dir, `dst-${n}`);
+    await writeFile(src, body);
+    const d = await files.copy({ src, dst, extra: json, innerOpts: { tarsums: false }, maxSize: 0, expectedSize: body.length, ...opts });
+    return { d, out: await readFile(dst) };
+  };
+
+  // a tar bigger than one worker buffer (1 MiB), with a file spanning the buffer boundary
+  const bigTar = buildTar([
+    { name: 'a.txt', data: textBytes(700_000, 3) },
+    { name: 'b.bin', data: prandBytes(2 * MiB + 12_345, 5) },
+    { name: 'c.txt', data: 'end\n' },
+  ]);
+  const cases: [string, Buffer][] = [
+    ['the vector layer (gzip)', vectorFile('layer.tar.gz')],
+    ['the vector layer (plain tar)', vectorFile('layer.tar')],
+    ['a 2.7 MiB plain tar (several buffers)', bigTar],
+    ['the same tar gzipped', gzipSync(bigTar)],
+    ['a tar of exactly one buffer (1 MiB)', Buffer.concat([buildTar([{ name: 'x', data: prandBytes(MiB - 2048, 9) }])]).subarray(0, MiB)],
+    ['random bytes (not a tar)', prandBytes(3 * MiB + 17, 11)],
+    ['gzip of something that is not a tar', gzipSync(textBytes(200_000, 2))],
+    ['a broken gzip stream', Buffer.concat([gzipSync(bigTar).subarray(0, 50_000), Buffer.alloc(10_000, 7)])],
+    ['five bytes', Buffer.from('hello')],
+    ['an empty file', Buffer.alloc(0)],
+    ['bzip2 magic', Buffer.concat([Buffer.from('425a6839', 'hex'), prandBytes(5000, 4)])],
+  ];
+  for (const [name, body] of cases) {
+    it(`${name}: the digests LayerHasher gives, and the copy holds the same bytes`, async () => {
+      const { d, out } = await copy(body);
+      const want = (await hashLayer([body], json, undefined, { tarsums: false })).d;
+      assert.deepEqual(d, want);
+      assert.equal(d.digest, `sha256:${sha256(body)}`);
+      assert.ok(out.equals(body));
+    });
+  }
+
+  it('computes the tarsums when asked (the vector layer, gzip and plain)', async () => {
+    for (const f of ['layer.tar.gz', 'layer.tar']) {
+      const body = vectorFile(f);
+      const { d } = await copy(body, { innerOpts: { tarsums: true, tarsumV1: true } });
+      const want = (await hashLayer([body], json, undefined, { tarsums: true })).d;
+      assert.ok(d.tarsum, f);
+      assert.deepEqual(d, want, f);
+    }
+  });
+
+  it('runs many jobs at once, each with its own result', async () => {
+    const bodies = Array.from({ length: 12 }, (_, i) =>
+      i % 2 ? gzipSync(buildTar([{ name: `f${i}`, data: prandBytes(300_000 + i * 99_999, i) }])) : prandBytes(MiB + i * 1000, 50 + i),
+    );
+    const results = await Promise.all(bodies.map((b) => copy(b)));
+    for (const [i, r] of results.entries()) {
+      assert.equal(r.d.digest, `sha256:${sha256(bodies[i]!)}`, `job ${i}`);
+      assert.ok(r.out.equals(bodies[i]!), `job ${i}`);
+    }
+  });
+
+  it('fails a layer of another size than listed (short), and one past maxSize (too-large)', async () => {
+    const body = prandBytes(3 * MiB, 21);
+    await assert.rejects(copy(body, { expectedSize: body.length + 1 }), (e: unknown) => e instanceof LayerFileError && e.failure.kind === 'short');
+    await assert.rejects(copy(body, { expectedSize: body.length - 1 }), (e: unknown) => e instanceof LayerFileError && e.failure.kind === 'short');
+    await assert.rejects(copy(body, { maxSize: 2 * MiB }), (e: unknown) => e instanceof LayerFileError && e.failure.kind === 'too-large');
+    // exactly at the limit is fine
+    assert.equal((await copy(body, { maxSize: body.length })).d.size, body.length);
+  });
+
+  it('never writes through an existing file or symlink at the destination, and reports a missing source', async () => {
+    const src = join(dir, 'exists-src');
+    await writeFile(src, 'data');
+    const victim = join(dir, 'victim');
+    await writeFile(victim, 'keep');
+    const link = join(dir, 'link-dst');
+    await symlink(victim, link);
+    const job = { extra: json, innerOpts: {}, maxSize: 0, expectedSize: 4 };
+    await assert.rejects(files.copy({ ...job, src, dst: victim }), (e: unknown) => e instanceof LayerFileError && e.code === 'EEXIST');
+    await assert.rejects(files.copy({ ...job, src, dst: link }), (e: unknown) => e instanceof LayerFileError && e.code === 'EEXIST');
+    assert.equal(await readFile(victim, 'utf8'), 'keep');
+    await assert.rejects(
+      files.copy({ ...job, src: join(dir, 'nope'), dst: join(dir, 'nope-dst') }),
+      (e: unknown) => e instanceof LayerFileError && e.code === 'ENOENT',
+    );
+    // the worker is still there for the next job
+    assert.equal((await copy(Buffer.from('after'))).d.size, 5);
+  });
+});
