@@ -1,7 +1,7 @@
 /**
  * Import and migrate throughput on a generated Python docker-registry tree (issue 16 "Measured"):
  *
- *   node dist/bench/migrate.js [--images 1000] [--mib 2048] [--chain 10] [--concurrency 2] [--migrate-concurrency 4] [--reps 3]
+ *   node dist/bench/migrate.js [--images 1000] [--mib 2048] [--chain 10] [--concurrency 4] [--migrate-concurrency 4] [--reps 3]
  *                              [--tree DIR] [--no-migrate] [--cpu-prof DIR] [--out bench/results] [--no-fill-page-cache]
  *
  * 1. writes a Python storage tree: `images` images in chains of `chain` (one repository and tag per
@@ -35,14 +35,14 @@ const opt = (n: string, d: number): number => {
 };
 if (argv.includes('--help')) {
   console.log(
-    'usage: node dist/bench/migrate.js [--images 1000] [--mib 2048] [--chain 10] [--concurrency 2] [--migrate-concurrency 4] [--reps 3] [--tree DIR] [--no-migrate] [--cpu-prof DIR] [--out bench/results] [--no-fill-page-cache]',
+    'usage: node dist/bench/migrate.js [--images 1000] [--mib 2048] [--chain 10] [--concurrency 4] [--migrate-concurrency 4] [--reps 3] [--tree DIR] [--no-migrate] [--cpu-prof DIR] [--out bench/results] [--no-fill-page-cache]',
   );
   process.exit(0);
 }
 const IMAGES = opt('images', 1000);
 const TOTAL = opt('mib', 2048) * MiB;
 const CHAIN = opt('chain', 10);
-const CONCURRENCY = opt('concurrency', 2);
+const CONCURRENCY = opt('concurrency', 4);
 /** migrate's own default (tags at once). */
 const MIGRATE_CONCURRENCY = opt('migrate-concurrency', 4);
 const REPS = Math.max(1, opt('reps', 3));

@@ -42,7 +42,7 @@ export function importCommand(): Command {
       collect,
       [],
     )
-    .option('--concurrency <n>', 'repositories imported at once (Python trees)', (v) => Number(v), 2)
+    .option('--concurrency <n>', 'repositories imported at once (Python trees)', (v) => Number(v), 4)
     .option('--dry-run', 'list what would be imported, write nothing')
     .option('--report <file>', 'also write the final report as JSON to this file')
     .option('--no-progress', 'no progress bar (it is shown only on a terminal anyway)')

@@ -17,7 +17,10 @@ export interface ImportOptions {
   readonly ownerId: number | null;
   /** Only repositories whose full name passes. */
   readonly filter?: (name: string) => boolean;
-  /** Repositories imported at once (default 2: with the blocking small calls of the import command, 4 measured no faster and up to 30 MiB heavier). */
+  /**
+   * Repositories imported at once (default 4: with the layers copied and hashed in the worker, 4 lanes
+   * keep it busier than 2, 8.5 / 8.6 s against 9.7 / 9.0 s for 2 GiB, +7 MiB peak RSS).
+   */
   readonly concurrency?: number;
   /**
    * Copies and hashes the layers of a tree on the local disk in a worker thread (LayerFiles), when
@@ -274,7 +277,7 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
     return undefined;
   };
 
-  const repositories = pool(repoDirs, Math.max(1, opts.concurrency ?? 2), async ({ dir, name: repo, shown }) => {
+  const repositories = pool(repoDirs, Math.max(1, opts.concurrency ?? 4), async ({ dir, name: repo, shown }) => {
     report.tick();
     if (!repo) {
       report.skip(shown, 'not a valid repository name here (namespace: a-z 0-9 _ -, name: a-z 0-9 _ . -, up to 64)');
