@@ -49,6 +49,8 @@ interface Handle {
 /** The file-system calls of the driver's key operations (see FilesystemDriverOptions.blocking). */
 interface FsCalls {
   lstat(path: string): Promise<Stats>;
+  /** lstat, undefined when nothing is there (ENOENT, ENOTDIR): no error object made for the common case. */
+  lstatIfAny(path: string): Promise<Stats | undefined>;
   stat(path: string): Promise<Stats>;
   mkdir(path: string, options: { recursive: true }): Promise<unknown>;
   rename(from: string, to: string): Promise<void>;
@@ -64,6 +66,7 @@ interface FsCalls {
 
 const promiseCalls: FsCalls = {
   lstat: (p) => fsp.lstat(p),
+  lstatIfAny: (p) => fsp.lstat(p).catch((e: unknown) => (isAbsent(e) ? undefined : Promise.reject(e))),
   stat: (p) => fsp.stat(p),
   mkdir: (p, o) => fsp.mkdir(p, o),
   rename: (a, b) => fsp.rename(a, b),
@@ -125,6 +128,15 @@ class BlockingHandle implements Handle {
 
 const blockingCalls: FsCalls = {
   lstat: (p) => settled(() => fs.lstatSync(p)),
+  lstatIfAny: (p) =>
+    settled(() => {
+      try {
+        return fs.lstatSync(p, { throwIfNoEntry: false });
+      } catch (e) {
+        if (isAbsent(e)) return undefined;
+        throw e;
+      }
+    }),
   stat: (p) => settled(() => fs.statSync(p)),
   mkdir: (p, o) => settled(() => fs.mkdirSync(p, o)),
   rename: (a, b) => settled(() => fs.renameSync(a, b)),
@@ -622,14 +634,8 @@ class FilesystemDriver implements StorageDriver {
   private async confine(path: string, key: string): Promise<Stats | 'link' | 'missing'> {
     if (path === this.base) return 'link'; // root: nothing known here, the caller looks itself
     if ((await this.dirState(dirname(path), key)) === 'missing') return 'missing';
-    let leaf;
-    try {
-      leaf = await this.io.lstat(path);
-    } catch (e) {
-      const code = errCode(e);
-      if (code === 'ENOENT' || code === 'ENOTDIR') return 'missing';
-      throw e;
-    }
+    const leaf = await this.io.lstatIfAny(path);
+    if (!leaf) return 'missing';
     if (!leaf.isSymbolicLink()) return leaf;
     await this.confineSlow(path, key);
     return 'link';
@@ -643,14 +649,8 @@ class FilesystemDriver implements StorageDriver {
   private async dirState(dir: string, key: string): Promise<'safe' | 'missing'> {
     if (dir === this.base || this.safeDirs.has(dir)) return 'safe';
     if ((await this.dirState(dirname(dir), key)) === 'missing') return 'missing';
-    let info;
-    try {
-      info = await this.io.lstat(dir);
-    } catch (e) {
-      const code = errCode(e);
-      if (code === 'ENOENT' || code === 'ENOTDIR') return 'missing';
-      throw e;
-    }
+    const info = await this.io.lstatIfAny(dir);
+    if (!info) return 'missing';
     if (info.isDirectory()) {
       this.remember(dir);
       return 'safe';
@@ -937,6 +937,12 @@ async function isSymlink(io: FsCalls, path: string): Promise<boolean> {
     if (code === 'ENOENT' || code === 'ENOTDIR') return false;
     throw e;
   }
+}
+
+/** An error saying nothing is at the path (or a file stands where a directory would be). */
+function isAbsent(e: unknown): boolean {
+  const code = errCode(e);
+  return code === 'ENOENT' || code === 'ENOTDIR';
 }
 
 /** syncKeys: from this many distinct keys on, one syncfs instead of an fsync each. */
