@@ -88,19 +88,23 @@ async function run(job: LayerFileJob): Promise<ReturnType<typeof layerDigests>> 
     for (;;) {
       if (writeError) throw writeError;
       const buf = await take();
-      // read to the end of the buffer or of the file: only the last chunk is short
+      // read to the end of the buffer or of the file (only the last chunk is short), and never more
+      // than one byte past the size listed: a file that keeps growing is not read on
+      const want = Math.min(buf.length, job.expectedSize + 1 - size);
       let n = 0;
       for (;;) {
-        const got = await readAt(src, n === 0 ? buf : buf.subarray(n), size + n);
+        const got = await readAt(src, buf.subarray(n, want), size + n);
         if (got === 0) break;
         n += got;
-        if (n === buf.length) break;
+        if (n === want) break;
       }
       if (n === 0) {
         giveBack(buf);
         break;
       }
       if (job.maxSize > 0 && size + n > job.maxSize) throw new Failure('too-large', `the layer exceeds ${job.maxSize} bytes`);
+      if (size + n > job.expectedSize) throw new Failure('short', `the layer has grown past the ${job.expectedSize} bytes listed`);
+      const end = n < want; // a short read: the end of the file
       const chunk = buf.subarray(0, n);
       raw.update(chunk);
       payload.update(chunk);
@@ -118,7 +122,7 @@ async function run(job: LayerFileJob): Promise<ReturnType<typeof layerDigests>> 
       // a short chunk may be kept past `done` (gathered for zlib): it gets a copy of its own
       inner.write(n === CHUNK ? chunk : Buffer.from(chunk), done);
       size += n;
-      if (n < CHUNK) break;
+      if (end) break;
     }
     await Promise.all(writes);
     if (writeError) throw writeError;

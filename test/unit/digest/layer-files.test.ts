@@ -90,6 +90,15 @@ describe('LayerFiles: a layer file copied and hashed in a worker thread (the imp
     assert.equal((await copy(body, { maxSize: body.length })).d.size, body.length);
   });
 
+  it('reads no further than one byte past the size listed: an endless source fails at once', async () => {
+    const job = { extra: json, innerOpts: {}, maxSize: 0, expectedSize: 3 * MiB };
+    await assert.rejects(
+      files.copy({ ...job, src: '/dev/zero', dst: join(dir, 'endless') }),
+      (e: unknown) => e instanceof LayerFileError && e.failure.kind === 'short' && /grown past/.test(e.message),
+    );
+    assert.equal((await readFile(join(dir, 'endless'))).length, 3 * MiB, 'what was written stops at the size listed');
+  });
+
   it('never writes through an existing file or symlink at the destination, and reports a missing source', async () => {
     const src = join(dir, 'exists-src');
     await writeFile(src, 'data');
