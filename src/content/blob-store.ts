@@ -232,16 +232,19 @@ export class BlobStore {
   /**
    * ingestStaged for bytes another thread writes straight into the upload key's local file
    * (`write(path)` creates it, and says what it wrote: digest and size, hashed from those very
-   * bytes). Undefined when the driver has no local files (then the caller streams: ingestStaged).
+   * bytes, with whatever else it computed). Undefined when the driver has no local files (then the
+   * caller streams: ingestStaged).
    */
-  async ingestStagedLocal(write: (path: string) => Promise<{ readonly digest: string; readonly size: number }>): Promise<StagedBlob | undefined> {
+  async ingestStagedLocal<T extends { readonly digest: string; readonly size: number }>(
+    write: (path: string) => Promise<T>,
+  ): Promise<{ readonly staged: StagedBlob; readonly written: T } | undefined> {
     if (!this.driver.localUploadFile) return undefined;
     const uuid = randomUUID();
     this.active.add(uuid);
     const uploadKey = keys.upload(uuid);
     try {
-      const { digest, size } = await write(await this.driver.localUploadFile(uploadKey));
-      return { digest, size, uuid, uploadKey };
+      const written = await write(await this.driver.localUploadFile(uploadKey));
+      return { staged: { digest: written.digest, size: written.size, uuid, uploadKey }, written };
     } catch (e) {
       await this.discardStaged({ uuid });
       throw e;

@@ -412,13 +412,12 @@ export class V1Images {
         else {
           // copied and hashed by the worker, from the bytes it writes (when the storage has local files)
           const local = file
-            ? await this.blobs.ingestStagedLocal(async (dst) => {
-                const got = await file.workers.copy({ src: file.path, dst, extra: json, innerOpts, maxSize: this.opts.maxLayerSize, expectedSize: size });
-                d = got;
-                return got;
-              })
+            ? await this.blobs.ingestStagedLocal((dst) =>
+                file.workers.copy({ src: file.path, dst, extra: json, innerOpts, maxSize: this.opts.maxLayerSize, expectedSize: size }),
+              )
             : undefined;
-          blob = staging = local ?? (await this.blobs.ingestStaged(streamOf(body), hasher, ingest));
+          d = local?.written;
+          blob = staging = local?.staged ?? (await this.blobs.ingestStaged(streamOf(body), hasher, ingest));
         }
       } catch (e) {
         if (e instanceof SizeLimitError) throw new RegistryError('LAYER_TOO_LARGE');

@@ -25,7 +25,6 @@ class Failure extends Error {
   constructor(
     readonly kind: LayerFileFailure['kind'],
     message: string,
-    readonly code?: string,
   ) {
     super(message);
   }

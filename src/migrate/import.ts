@@ -27,8 +27,6 @@ export interface RunImportOptions {
   readonly filter?: (name: string) => boolean;
   readonly progress?: boolean;
   readonly concurrency?: number;
-  /** Copy and hash a local tree's layers in a worker thread (default true; LayerFiles). */
-  readonly layerWorker?: boolean;
 }
 
 export class ImportError extends Error {}
@@ -48,7 +46,7 @@ export async function runImport(tree: SourceTree, c: Content, opts: RunImportOpt
   const report = new ImportReport(tree.describe, layout, opts.dryRun, opts.progress ?? true);
   try {
     if (layout === 'python') {
-      const layerFiles = opts.layerWorker !== false && !opts.dryRun && tree.localPath ? new LayerFiles() : undefined;
+      const layerFiles = !opts.dryRun && tree.localPath ? new LayerFiles() : undefined;
       try {
         await importPython(tree, c, report, {
           dryRun: opts.dryRun,

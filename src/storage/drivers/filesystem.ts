@@ -219,7 +219,7 @@ export async function cleanStaleTempFiles(root: string, olderThanMs: number, now
     try {
       entries = await fsp.readdir(dir, { withFileTypes: true });
     } catch (e) {
-      if (errCode(e) === 'ENOENT' || errCode(e) === 'ENOTDIR') return; // removed concurrently
+      if (isAbsent(e)) return; // removed concurrently
       throw e;
     }
     for (const entry of entries) {
@@ -930,13 +930,7 @@ async function hasVisibleEntry(dir: string): Promise<boolean> {
 }
 
 async function isSymlink(io: FsCalls, path: string): Promise<boolean> {
-  try {
-    return (await io.lstat(path)).isSymbolicLink();
-  } catch (e) {
-    const code = errCode(e);
-    if (code === 'ENOENT' || code === 'ENOTDIR') return false;
-    throw e;
-  }
+  return (await io.lstatIfAny(path))?.isSymbolicLink() ?? false;
 }
 
 /** An error saying nothing is at the path (or a file stands where a directory would be). */
@@ -1021,7 +1015,7 @@ class SyncfsRunner {
         resolvePromise(ok);
       });
       child.stdin.write(`${path}\n`);
-    }).then(async (ok) => (ok ? true : syncFilesystemOnce(path)));
+    }).then((ok) => (ok ? true : syncFilesystemOnce(path)));
   }
 
   close(): void {
@@ -1051,7 +1045,7 @@ async function syncFile(path: string): Promise<void> {
   try {
     handle = await fsp.open(path, constants.O_RDONLY);
   } catch (e) {
-    if (errCode(e) === 'ENOENT' || errCode(e) === 'ENOTDIR') return;
+    if (isAbsent(e)) return;
     throw e;
   }
   try {
