@@ -9,7 +9,7 @@
  * the bytes hashed are the bytes written.
  */
 import { createHash } from 'node:crypto';
-import { close, constants, open, read, write } from 'node:fs';
+import { close, constants, fstat, open, read, type Stats, write } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { createInlineInner, GUNZIP_IN, type Inner, type InnerResult } from './inner.js';
 import { layerDigests, sniffCompression } from './layer-hasher.js';
@@ -34,6 +34,7 @@ const openFd = (path: string, flags: number, mode?: number): Promise<number> =>
   new Promise((res, rej) => open(path, flags, mode, (e, fd) => (e ? rej(e) : res(fd))));
 const readAt = (fd: number, buf: Buffer, position: number): Promise<number> =>
   new Promise((res, rej) => read(fd, buf, 0, buf.length, position, (e, n) => (e ? rej(e) : res(n))));
+const fstatOf = (fd: number): Promise<Stats> => new Promise((res, rej) => fstat(fd, (e, st) => (e ? rej(e) : res(st))));
 const closeFd = (fd: number): Promise<void> => new Promise((res, rej) => close(fd, (e) => (e ? rej(e) : res())));
 
 /** Write all of `chunk` at `position` (a write may take less than asked). */
@@ -79,9 +80,14 @@ async function run(job: LayerFileJob): Promise<ReturnType<typeof layerDigests>> 
   let compression: ReturnType<typeof sniffCompression> = 'none';
   let writeError: unknown;
   const writes = new Set<Promise<void>>();
-  const src = await openFd(job.src, constants.O_RDONLY);
+  // the importer resolved the path inside its tree: a link in its place now is not followed, and a
+  // FIFO (or a device) is neither waited for nor read
+  const src = await openFd(job.src, constants.O_RDONLY | O_NOFOLLOW | (constants.O_NONBLOCK ?? 0)).catch((e: unknown) =>
+    Promise.reject((e as NodeJS.ErrnoException).code === 'ELOOP' ? new Failure('refused', `${job.src} is a symbolic link`) : e),
+  );
   let dst: number | undefined;
   try {
+    if (!(await fstatOf(src)).isFile()) throw new Failure('refused', `${job.src} is not a regular file`);
     dst = await openFd(job.dst, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, 0o644);
     let size = 0;
     for (;;) {

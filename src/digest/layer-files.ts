@@ -6,7 +6,10 @@ const WORKER_URL = new URL('./layer-file-worker.js', import.meta.url);
 
 /** A layer file to copy and hash (paths on the local disk). */
 export interface LayerFileJob {
-  /** The layer, read from its start to its end. */
+  /**
+   * The layer, read from its start to its end: a regular file at a path with its links resolved
+   * (a link, a FIFO or a device there is refused, never followed or read).
+   */
   readonly src: string;
   /** The copy, created here (it must not exist). */
   readonly dst: string;
@@ -20,7 +23,8 @@ export interface LayerFileJob {
 }
 
 export interface LayerFileFailure {
-  readonly kind: 'too-large' | 'short' | 'io';
+  /** refused: the source is not a regular file, or is a symbolic link (its path was resolved before). */
+  readonly kind: 'too-large' | 'short' | 'refused' | 'io';
   readonly message: string;
   readonly code?: string;
 }

@@ -8,7 +8,7 @@ import { MT } from '../content/v2-manifests.js';
 import { parseV2Name, type V2Name } from '../content/v2-names.js';
 import type { Content } from './services.js';
 import type { ImportReport } from './report.js';
-import type { SourceTree } from './source.js';
+import { SourceRefusedError, TooLargeError, type SourceTree } from './source.js';
 
 const SHA256 = /^sha256:[a-f0-9]{64}$/;
 const HEX = /^[a-f0-9]{64}$/;
@@ -49,6 +49,11 @@ interface Revision {
   readonly bytes: Buffer;
   readonly mediaType: string;
   readonly doc: Record<string, unknown>;
+}
+
+/** Why an object of the tree is skipped (a link leading outside it, past its size cap), else undefined. */
+function refusal(e: unknown): string | undefined {
+  return e instanceof SourceRefusedError || e instanceof TooLargeError ? e.message : undefined;
 }
 
 /** distribution's data root: the tree itself or its docker/registry/v2 below. */
@@ -101,7 +106,15 @@ export async function importDistribution(tree: SourceTree, c: Content, report: I
   const root = (await distributionRoot(tree)) ?? '';
   const repos: string[] = [];
   const walk = async (dir: string, name: string): Promise<void> => {
-    const names = await tree.list(under(root, dir));
+    let names: string[];
+    try {
+      names = await tree.list(under(root, dir));
+    } catch (e) {
+      const why = refusal(e);
+      if (why === undefined) throw e;
+      report.skip(name || dir, why);
+      return;
+    }
     if (names.includes('_manifests')) repos.push(name);
     for (const n of names) if (!n.startsWith('_')) await walk(`${dir}/${n}`, name ? `${name}/${n}` : n);
   };
@@ -118,7 +131,15 @@ export async function importDistribution(tree: SourceTree, c: Content, report: I
       report.blobsPresent++;
       return undefined;
     }
-    const size = await tree.size(blobPath(root, digest));
+    let size: number | undefined;
+    try {
+      size = await tree.size(blobPath(root, digest));
+    } catch (e) {
+      const why = refusal(e);
+      if (why === undefined) throw e;
+      badBlob.set(digest, `blob ${digest}: ${why}`);
+      return `blob ${digest}: ${why}`;
+    }
     if (size === undefined) {
       const why = `blob ${digest}: missing from the source tree`;
       badBlob.set(digest, why);
@@ -164,10 +185,24 @@ export async function importDistribution(tree: SourceTree, c: Content, report: I
     }
     const base = `repositories/${repoName}/_manifests`;
     const revisions: Revision[] = [];
-    for (const hex of await tree.list(under(root, `${base}/revisions/sha256`))) {
+    const hexes = await tree.list(under(root, `${base}/revisions/sha256`)).catch((e: unknown) => {
+      const why = refusal(e);
+      if (why === undefined) throw e;
+      report.skip(repoName, why);
+      return [];
+    });
+    for (const hex of hexes) {
       const digest = `sha256:${hex}`;
       const what = `${repoName}@${digest}`;
-      const link = (await tree.read(under(root, `${base}/revisions/sha256/${hex}/link`), 1024))?.toString('utf8').trim();
+      let link: string | undefined;
+      try {
+        link = (await tree.read(under(root, `${base}/revisions/sha256/${hex}/link`), 1024))?.toString('utf8').trim();
+      } catch (e) {
+        const why = refusal(e);
+        if (why === undefined) throw e;
+        report.skip(what, why);
+        continue;
+      }
       if (!HEX.test(hex) || link !== digest) {
         report.skip(what, `revision link ${JSON.stringify(link ?? null)} does not name ${digest}`);
         continue;
@@ -250,9 +285,23 @@ export async function importDistribution(tree: SourceTree, c: Content, report: I
       good.set(r.digest, r);
     }
     let tagsHere = 0;
-    for (const tag of await tree.list(under(root, `${base}/tags`))) {
+    const tags = await tree.list(under(root, `${base}/tags`)).catch((e: unknown) => {
+      const why = refusal(e);
+      if (why === undefined) throw e;
+      report.skip(repoName, why);
+      return [];
+    });
+    for (const tag of tags) {
       const what = `${repoName}:${tag}`;
-      const digest = (await tree.read(under(root, `${base}/tags/${tag}/current/link`), 1024))?.toString('utf8').trim();
+      let digest: string | undefined;
+      try {
+        digest = (await tree.read(under(root, `${base}/tags/${tag}/current/link`), 1024))?.toString('utf8').trim();
+      } catch (e) {
+        const why = refusal(e);
+        if (why === undefined) throw e;
+        report.skip(what, why);
+        continue;
+      }
       if (!digest) {
         report.skip(what, 'no current link (the tag was deleted)');
         continue;

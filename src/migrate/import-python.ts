@@ -7,9 +7,9 @@ import { sanitizeTagMetadata } from '../content/v1-repositories.js';
 import { findRepository, mergeImages, saveRepository, setPushComplete } from '../db/repositories.js';
 import type { Content } from './services.js';
 import type { ImportReport } from './report.js';
-import { TooLargeError, type SourceTree } from './source.js';
+import { SourceRefusedError, TooLargeError, type SourceTree } from './source.js';
 import { ImportBatches } from './import-batches.js';
-import type { LayerFiles } from '../digest/layer-files.js';
+import { LayerFileError, type LayerFiles } from '../digest/layer-files.js';
 
 export interface ImportOptions {
   readonly dryRun: boolean;
@@ -104,7 +104,7 @@ export async function readMetadata(tree: SourceTree, path: string): Promise<Reco
   try {
     raw = await tree.read(path, METADATA_MAX);
   } catch (e) {
-    if (e instanceof TooLargeError) return undefined;
+    if (e instanceof TooLargeError || e instanceof SourceRefusedError) return undefined;
     throw e;
   }
   return raw ? sanitizeTagMetadata(raw) : undefined;
@@ -119,7 +119,7 @@ export async function readIndexImages(tree: SourceTree, path: string): Promise<s
   try {
     raw = await tree.read(path);
   } catch (e) {
-    if (e instanceof TooLargeError) return e.message;
+    if (e instanceof TooLargeError || e instanceof SourceRefusedError) return e.message;
     throw e;
   }
   let v: unknown;
@@ -150,14 +150,24 @@ type ImageOutcome = { ok: true; imported: boolean } | { ok: false; reason: strin
 export async function importPython(tree: SourceTree, c: Content, report: ImportReport, opts: ImportOptions): Promise<void> {
   // repositories/<ns>/<repo>
   const repoDirs: { dir: string; name: RepoName | undefined; shown: string }[] = [];
+  const refusedNamespaces: { shown: string; reason: string }[] = [];
   for (const ns of await tree.list('repositories')) {
-    for (const r of await tree.list(`repositories/${ns}`)) {
+    let names: string[];
+    try {
+      names = await tree.list(`repositories/${ns}`);
+    } catch (e) {
+      if (!(e instanceof SourceRefusedError)) throw e;
+      refusedNamespaces.push({ shown: unquotePlus(ns), reason: e.message });
+      continue;
+    }
+    for (const r of names) {
       const shown = `${unquotePlus(ns)}/${unquotePlus(r)}`;
       if (opts.filter && !opts.filter(shown)) continue;
       repoDirs.push({ dir: `repositories/${ns}/${r}`, name: parseRepoName(shown), shown });
     }
   }
   report.repositories = repoDirs.length;
+  for (const n of refusedNamespaces) report.skip(n.shown, n.reason);
   /** image id → the scope it was imported into in this run (to link it into the next repository) */
   const importedIn = new Map<string, ImageScope>();
   const failed = new Map<string, string>();
@@ -220,6 +230,7 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
       });
     } catch (e) {
       if (isRegistryError(e)) return fail(`refused: ${e.message}`);
+      if (e instanceof LayerFileError && e.failure.kind === 'refused') return fail(e.message);
       throw e;
     }
     if ('bad' in staged) return fail(staged.bad);
@@ -240,7 +251,13 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
     const key = `${c.images.scopeOf(repo)?.full ?? ''}\n${id}`;
     let p = running.get(key);
     if (!p) {
-      p = importImageOnce(repo, id, ancestry);
+      // an object of the image that leads outside the tree, or a json past the cap: the image is
+      // skipped, with why
+      p = importImageOnce(repo, id, ancestry).catch((e: unknown) => {
+        if (!(e instanceof SourceRefusedError || e instanceof TooLargeError)) throw e;
+        failed.set(id, e.message);
+        return { ok: false as const, reason: e.message };
+      });
       running.set(key, p);
       // a success is remembered for the run (the image is not visible before its batch is flushed);
       // a failure is remembered in `failed`
@@ -284,7 +301,15 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
       report.repositoriesDone++;
       return;
     }
-    const entries = await tree.list(dir);
+    let entries: string[];
+    try {
+      entries = await tree.list(dir);
+    } catch (e) {
+      if (!(e instanceof SourceRefusedError)) throw e;
+      report.skip(shown, e.message);
+      report.repositoriesDone++;
+      return;
+    }
     const isPrivate = entries.includes('_private');
     const tagged: { tag: Tag; id: string; chain: string[]; meta?: Record<string, unknown> }[] = [];
     for (const e of entries) {
@@ -296,7 +321,14 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
         report.skip(what, 'not a valid tag name');
         continue;
       }
-      const id = (await tree.read(`${dir}/${e}`, 4096))?.toString('utf8').trim().replace(/^"|"$/g, '') ?? '';
+      let id: string;
+      try {
+        id = (await tree.read(`${dir}/${e}`, 4096))?.toString('utf8').trim().replace(/^"|"$/g, '') ?? '';
+      } catch (err) {
+        if (!(err instanceof SourceRefusedError || err instanceof TooLargeError)) throw err;
+        report.skip(what, err.message);
+        continue;
+      }
       if (!isImageId(id)) {
         report.skip(what, `the tag names ${JSON.stringify(id.slice(0, 80))}, not an image id`);
         continue;

@@ -1,4 +1,4 @@
-import { closeSync, createReadStream, fstatSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
+import { closeSync, constants, createReadStream, fstatSync, openSync, readdirSync, readSync, realpathSync, statSync } from 'node:fs';
 import { join, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 
@@ -29,21 +29,62 @@ export const SMALL_OBJECT_MAX = 8 * 1024 * 1024;
 
 export class TooLargeError extends Error {}
 
+/**
+ * An object of the tree that is not imported for what it is: a symbolic link (or a link on its way)
+ * that leads outside the tree. The import reports the object's image, blob or repository as
+ * skipped with this message; it never reads what the link points to.
+ */
+export class SourceRefusedError extends Error {}
+
+/**
+ * Opened for reading (after `path` resolved every link): a FIFO does not block the open, and a link
+ * put in the last component's place since fails (ELOOP) instead of being followed.
+ */
+const READ_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0) | (constants.O_NOFOLLOW ?? 0);
+const absent = (e: unknown): boolean => {
+  const code = (e as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+};
+
 export class DirectoryTree implements SourceTree {
   readonly root: string;
+  /** The root with its own links resolved: what every object's real path must be under. */
+  private readonly realRoot: string;
   constructor(root: string) {
     this.root = resolve(root);
+    try {
+      this.realRoot = realpathSync.native(this.root);
+    } catch {
+      this.realRoot = this.root;
+    }
   }
 
   get describe(): string {
     return this.root;
   }
 
+  /**
+   * The real path of `p` (every link resolved), which must lie inside the tree: names come from
+   * listings of the tree itself, but neither '..' nor a symbolic link may lead outside it (a tree
+   * from elsewhere with `layer -> /etc/shadow` would otherwise import a host file as a layer). An
+   * absent path is returned as it is, for the caller's own call to find absent. Each operation then
+   * works on the resolved path, so a link swapped in afterwards is not followed either (the layer
+   * worker opens it with O_NOFOLLOW).
+   */
   private path(p: string): string {
     const full = resolve(this.root, ...p.split('/').filter((s) => s !== ''));
-    // names come from listings of the tree itself, but a symlink or '..' must not lead outside it
-    if (full !== this.root && !full.startsWith(this.root + sep)) throw new Error(`path outside the tree: ${p}`);
-    return full;
+    if (full !== this.root && !full.startsWith(this.root + sep)) throw new SourceRefusedError(`${p}: a path outside the tree`);
+    let real: string;
+    try {
+      real = realpathSync.native(full);
+    } catch (e) {
+      if (absent(e)) return full;
+      throw e;
+    }
+    if (real !== this.realRoot && !real.startsWith(this.realRoot + sep)) {
+      throw new SourceRefusedError(`${p}: a symbolic link to ${real}, outside the tree`);
+    }
+    return real;
   }
 
   // The small objects and listings are read with synchronous calls: the tree is read by the import
@@ -55,7 +96,7 @@ export class DirectoryTree implements SourceTree {
     try {
       return readdirSync(this.path(dir)).sort();
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return [];
+      if (absent(e)) return [];
       throw e;
     }
   }
@@ -63,9 +104,10 @@ export class DirectoryTree implements SourceTree {
   async read(p: string, maxBytes = SMALL_OBJECT_MAX): Promise<Buffer | undefined> {
     let fd: number;
     try {
-      fd = openSync(this.path(p), 'r');
+      fd = openSync(this.path(p), READ_FLAGS);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+      // ELOOP: a dangling link (nothing to read), or one put in place since `path` looked: never followed
+      if (absent(e) || (e as NodeJS.ErrnoException).code === 'ELOOP') return undefined;
       throw e;
     }
     try {
@@ -99,13 +141,14 @@ export class DirectoryTree implements SourceTree {
       const s = statSync(this.path(p));
       return s.isFile() ? s.size : undefined;
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+      if (absent(e)) return undefined;
       throw e;
     }
   }
 
   open(p: string): Readable {
-    return createReadStream(this.path(p), { highWaterMark: 1 << 20 });
+    // fs.open takes numeric flags as they are (the typings say string only)
+    return createReadStream(this.path(p), { highWaterMark: 1 << 20, flags: READ_FLAGS as unknown as string });
   }
 
   localPath(p: string): string {

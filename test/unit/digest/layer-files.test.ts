@@ -1,4 +1,5 @@
 import { after, before, describe, it } from 'node:test';
+import { execFileSync } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -10,7 +11,7 @@ import { hashLayer, json, prandBytes, sha256, textBytes, vectorFile } from './su
 
 const MiB = 1024 * 1024;
 
-describe('LayerFiles: a layer file copied and hashed in a worker thread (the importer)', () => {
+describe('LayerFiles: a layer file copied and hashed in a worker thread (the importer)', { timeout: 120_000 }, () => {
   let dir = '';
   const files = new LayerFiles();
   let n = 0;
@@ -90,13 +91,38 @@ describe('LayerFiles: a layer file copied and hashed in a worker thread (the imp
     assert.equal((await copy(body, { maxSize: body.length })).d.size, body.length);
   });
 
-  it('reads no further than one byte past the size listed: an endless source fails at once', async () => {
+  it('reads no further than one byte past the size listed: a layer that grew fails at once', async () => {
+    const src = join(dir, 'grown');
+    await writeFile(src, prandBytes(5 * MiB, 9));
     const job = { extra: json, innerOpts: {}, maxSize: 0, expectedSize: 3 * MiB };
     await assert.rejects(
-      files.copy({ ...job, src: '/dev/zero', dst: join(dir, 'endless') }),
+      files.copy({ ...job, src, dst: join(dir, 'grown-dst') }),
       (e: unknown) => e instanceof LayerFileError && e.failure.kind === 'short' && /grown past/.test(e.message),
     );
-    assert.equal((await readFile(join(dir, 'endless'))).length, 3 * MiB, 'what was written stops at the size listed');
+    assert.equal((await readFile(join(dir, 'grown-dst'))).length, 3 * MiB, 'what was written stops at the size listed');
+  });
+
+  it('refuses a source that is a symbolic link, a FIFO or a device: never followed, waited for or read', async () => {
+    const job = { extra: json, innerOpts: {}, maxSize: 0, expectedSize: 4 };
+    const target = join(dir, 'link-target');
+    await writeFile(target, 'data');
+    await symlink(target, join(dir, 'link-src'));
+    const fifo = join(dir, 'fifo-src');
+    execFileSync('mkfifo', [fifo]);
+    for (const [src, why] of [
+      [join(dir, 'link-src'), /symbolic link/],
+      [fifo, /not a regular file/],
+      ['/dev/zero', /not a regular file/],
+    ] as const) {
+      const dst = join(dir, `refused-${n++}`);
+      // a FIFO without a writer would block an open without O_NONBLOCK for good: the test's timeout catches that
+      await assert.rejects(
+        files.copy({ ...job, src, dst }),
+        (e: unknown) => e instanceof LayerFileError && e.failure.kind === 'refused' && why.test(e.message),
+        src,
+      );
+      await assert.rejects(readFile(dst), { code: 'ENOENT' }, 'nothing is created for a refused source');
+    }
   });
 
   it('never writes through an existing file or symlink at the destination, and reports a missing source', async () => {

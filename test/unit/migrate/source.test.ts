@@ -1,9 +1,11 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { appendFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import type { Readable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DirectoryTree, TooLargeError } from '../../../src/migrate/source.js';
+import { DirectoryTree, SourceRefusedError, TooLargeError } from '../../../src/migrate/source.js';
 
 describe('DirectoryTree (the import source on a disk): small objects read with their cap', () => {
   let root = '';
@@ -50,5 +52,57 @@ describe('DirectoryTree (the import source on a disk): small objects read with t
     assert.equal(await tree.size('images/abc'), undefined);
     assert.equal(await tree.size('images/none'), undefined);
     await assert.rejects(tree.read('../etc/passwd'), /outside the tree/);
+  });
+
+  it('never reaches outside the tree through a symbolic link, whatever the operation; links inside it work', async () => {
+    const outside = mkdtempSync(join(tmpdir(), 'lr-outside-'));
+    try {
+      writeFileSync(join(outside, 'secret'), 'host file');
+      mkdirSync(join(outside, 'dir'));
+      writeFileSync(join(outside, 'dir', 'tag_latest'), 'x');
+      mkdirSync(join(root, 'links'));
+      symlinkSync(join(outside, 'secret'), join(root, 'links', 'out-file'));
+      symlinkSync(`../../${outside.split('/').pop()!}/secret`, join(root, 'links', 'out-relative'));
+      symlinkSync('../nowhere', join(root, 'links', 'dangling'));
+      symlinkSync(join(outside, 'dir'), join(root, 'links', 'out-dir'));
+      symlinkSync('../images/abc/json', join(root, 'links', 'in-file'));
+      symlinkSync('../images/abc', join(root, 'links', 'in-dir'));
+      const refused = (p: string) => (e: unknown) => e instanceof SourceRefusedError && e.message.includes(p) && /outside the tree/.test(e.message);
+      for (const p of ['links/out-file', 'links/out-relative', 'links/out-dir/tag_latest']) {
+        await assert.rejects(tree.read(p), refused(p));
+        await assert.rejects(tree.size(p), refused(p));
+        assert.throws(() => tree.localPath(p), refused(p));
+        assert.throws(() => tree.open(p), refused(p));
+      }
+      await assert.rejects(tree.list('links/out-dir'), refused('links/out-dir'));
+      assert.equal(await tree.read('links/dangling'), undefined);
+      assert.equal(await tree.size('links/dangling'), undefined);
+      // inside the tree: followed, and the real path is what the layer worker gets
+      assert.equal((await tree.read('links/in-file'))?.toString(), '{"id":"abc"}');
+      assert.equal(await tree.size('links/in-file'), 12);
+      assert.equal(tree.localPath('links/in-file'), join(root, 'images', 'abc', 'json'));
+      assert.ok((await tree.list('links/in-dir')).includes('json'));
+      const chunks: Buffer[] = [];
+      for await (const c of tree.open('links/in-file') as Readable) chunks.push(c as Buffer);
+      assert.equal(Buffer.concat(chunks).toString(), '{"id":"abc"}');
+      // a tree reached through a link of its own is read as usual
+      const viaLink = join(outside, 'tree-link');
+      symlinkSync(root, viaLink);
+      assert.equal((await new DirectoryTree(viaLink).read('images/abc/json'))?.toString(), '{"id":"abc"}');
+      await assert.rejects(new DirectoryTree(viaLink).read('links/out-file'), SourceRefusedError);
+    } finally {
+      rmSync(outside, { recursive: true, force: true });
+      rmSync(join(root, 'links'), { recursive: true, force: true });
+    }
+  });
+
+  it('a FIFO is not an object: read and size answer at once (no writer is waited for)', { timeout: 10_000 }, async () => {
+    execFileSync('mkfifo', [join(root, 'images', 'abc', 'fifo')]);
+    try {
+      assert.equal(await tree.read('images/abc/fifo'), undefined);
+      assert.equal(await tree.size('images/abc/fifo'), undefined);
+    } finally {
+      rmSync(join(root, 'images', 'abc', 'fifo'));
+    }
   });
 });
