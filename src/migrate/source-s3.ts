@@ -1,6 +1,6 @@
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { PassThrough, Readable } from 'node:stream';
-import { SMALL_OBJECT_MAX, TooLargeError, type SourceTree } from './source.js';
+import { SMALL_OBJECT_MAX, SourceRefusedError, TooLargeError, type SourceTree } from './source.js';
 
 export interface S3TreeOptions {
   readonly bucket: string;
@@ -42,10 +42,11 @@ export class S3Tree implements SourceTree {
   }
 
   private key(p: string): string {
-    const rel = p
-      .split('/')
-      .filter((s) => s !== '')
-      .join('/');
+    const parts = p.split('/').filter((s) => s !== '');
+    // a listing may hold such names, and a server may resolve them in the request's path: the key
+    // would then be one outside the tree's prefix
+    if (parts.some((s) => s === '.' || s === '..')) throw new SourceRefusedError(`${p}: a path outside the tree`);
+    const rel = parts.join('/');
     return this.o.prefix ? (rel ? `${this.o.prefix}/${rel}` : this.o.prefix) : rel;
   }
 
@@ -79,9 +80,13 @@ export class S3Tree implements SourceTree {
     const size = await this.size(p);
     if (size === undefined) return undefined;
     if (size > maxBytes) throw new TooLargeError(`${p}: ${size} bytes, more than the ${maxBytes} a metadata object may have`);
+    if (size === 0) return Buffer.alloc(0);
     try {
-      const r = await this.client.send(new GetObjectCommand({ Bucket: this.o.bucket, Key: this.key(p) }));
-      return Buffer.from(await r.Body!.transformToByteArray());
+      // the object may have been replaced by a bigger one since the HEAD: never read past the cap
+      const r = await this.client.send(new GetObjectCommand({ Bucket: this.o.bucket, Key: this.key(p), Range: `bytes=0-${maxBytes}` }));
+      const body = Buffer.from(await r.Body!.transformToByteArray());
+      if (body.length > maxBytes) throw new TooLargeError(`${p}: more than the ${maxBytes} bytes a metadata object may have`);
+      return body;
     } catch (e) {
       if (status(e) === 404) return undefined;
       throw e;

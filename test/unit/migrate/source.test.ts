@@ -1,11 +1,14 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { appendFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DirectoryTree, SourceRefusedError, TooLargeError } from '../../../src/migrate/source.js';
+import { S3Tree } from '../../../src/migrate/source-s3.js';
 
 describe('DirectoryTree (the import source on a disk): small objects read with their cap', () => {
   let root = '';
@@ -103,6 +106,49 @@ describe('DirectoryTree (the import source on a disk): small objects read with t
       assert.equal(await tree.size('images/abc/fifo'), undefined);
     } finally {
       rmSync(join(root, 'images', 'abc', 'fifo'));
+    }
+  });
+});
+
+describe('S3Tree (the import source in a bucket): no path leaves the prefix', () => {
+  it("refuses '.' and '..' segments before asking the server", async () => {
+    // nothing listens on port 1: a request that went out would fail with a connection error instead
+    const tree = new S3Tree({ bucket: 'b', prefix: 'registry', endpoint: 'http://127.0.0.1:1', accessKeyId: 'k', secretAccessKey: 's' });
+    try {
+      for (const p of ['repositories/../secret', '../x', 'images/./abc/json', '..']) {
+        await assert.rejects(tree.read(p), SourceRefusedError, p);
+        await assert.rejects(tree.size(p), SourceRefusedError, p);
+        await assert.rejects(tree.list(p), SourceRefusedError, p);
+        assert.throws(() => tree.open(p), SourceRefusedError, p);
+      }
+      // an ordinary path goes to the server (and fails to connect here)
+      await assert.rejects(tree.size('images/abc/json'), (e: unknown) => !(e instanceof SourceRefusedError));
+    } finally {
+      tree.close();
+    }
+  });
+
+  it('reads a small object with a Range of its cap: an object grown since the HEAD is refused, not read whole', async () => {
+    const ranges: (string | undefined)[] = [];
+    const server = createServer((req, res) => {
+      if (req.method === 'HEAD') {
+        res.writeHead(200, { 'Content-Length': '10', 'Content-Type': 'application/octet-stream' }).end();
+        return;
+      }
+      ranges.push(req.headers.range);
+      // the object is now 1 MiB: a server that honours the Range sends 101 bytes of it
+      const body = Buffer.alloc(101, 1);
+      res.writeHead(206, { 'Content-Length': String(body.length), 'Content-Range': `bytes 0-100/${1 << 20}` }).end(body);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as AddressInfo;
+    const tree = new S3Tree({ bucket: 'b', prefix: 'registry', endpoint: `http://127.0.0.1:${port}`, accessKeyId: 'k', secretAccessKey: 's' });
+    try {
+      await assert.rejects(tree.read('images/abc/json', 100), TooLargeError);
+      assert.deepEqual(ranges, ['bytes=0-100']);
+    } finally {
+      tree.close();
+      server.close();
     }
   });
 });
