@@ -8,7 +8,7 @@ import { MT } from '../content/v2-manifests.js';
 import { parseV2Name, type V2Name } from '../content/v2-names.js';
 import type { Content } from './services.js';
 import type { ImportReport } from './report.js';
-import { SourceRefusedError, TooLargeError, type SourceTree } from './source.js';
+import { skipReason, type SourceTree } from './source.js';
 
 const SHA256 = /^sha256:[a-f0-9]{64}$/;
 const HEX = /^[a-f0-9]{64}$/;
@@ -49,11 +49,6 @@ interface Revision {
   readonly bytes: Buffer;
   readonly mediaType: string;
   readonly doc: Record<string, unknown>;
-}
-
-/** Why an object of the tree is skipped (a link leading outside it, past its size cap), else undefined. */
-function refusal(e: unknown): string | undefined {
-  return e instanceof SourceRefusedError || e instanceof TooLargeError ? e.message : undefined;
 }
 
 /** distribution's data root: the tree itself or its docker/registry/v2 below. */
@@ -110,7 +105,7 @@ export async function importDistribution(tree: SourceTree, c: Content, report: I
     try {
       names = await tree.list(under(root, dir));
     } catch (e) {
-      const why = refusal(e);
+      const why = skipReason(e);
       if (why === undefined) throw e;
       report.skip(name || dir, why);
       return;
@@ -135,7 +130,7 @@ export async function importDistribution(tree: SourceTree, c: Content, report: I
     try {
       size = await tree.size(blobPath(root, digest));
     } catch (e) {
-      const why = refusal(e);
+      const why = skipReason(e);
       if (why === undefined) throw e;
       badBlob.set(digest, `blob ${digest}: ${why}`);
       return `blob ${digest}: ${why}`;
@@ -186,7 +181,7 @@ export async function importDistribution(tree: SourceTree, c: Content, report: I
     const base = `repositories/${repoName}/_manifests`;
     const revisions: Revision[] = [];
     const hexes = await tree.list(under(root, `${base}/revisions/sha256`)).catch((e: unknown) => {
-      const why = refusal(e);
+      const why = skipReason(e);
       if (why === undefined) throw e;
       report.skip(repoName, why);
       return [];
@@ -198,7 +193,7 @@ export async function importDistribution(tree: SourceTree, c: Content, report: I
       try {
         link = (await tree.read(under(root, `${base}/revisions/sha256/${hex}/link`), 1024))?.toString('utf8').trim();
       } catch (e) {
-        const why = refusal(e);
+        const why = skipReason(e);
         if (why === undefined) throw e;
         report.skip(what, why);
         continue;
@@ -286,7 +281,7 @@ export async function importDistribution(tree: SourceTree, c: Content, report: I
     }
     let tagsHere = 0;
     const tags = await tree.list(under(root, `${base}/tags`)).catch((e: unknown) => {
-      const why = refusal(e);
+      const why = skipReason(e);
       if (why === undefined) throw e;
       report.skip(repoName, why);
       return [];
@@ -297,7 +292,7 @@ export async function importDistribution(tree: SourceTree, c: Content, report: I
       try {
         digest = (await tree.read(under(root, `${base}/tags/${tag}/current/link`), 1024))?.toString('utf8').trim();
       } catch (e) {
-        const why = refusal(e);
+        const why = skipReason(e);
         if (why === undefined) throw e;
         report.skip(what, why);
         continue;

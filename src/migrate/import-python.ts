@@ -7,7 +7,7 @@ import { sanitizeTagMetadata } from '../content/v1-repositories.js';
 import { findRepository, mergeImages, saveRepository, setPushComplete } from '../db/repositories.js';
 import type { Content } from './services.js';
 import type { ImportReport } from './report.js';
-import { SourceRefusedError, TooLargeError, type SourceTree } from './source.js';
+import { skipReason, type SourceTree } from './source.js';
 import { ImportBatches } from './import-batches.js';
 import { LayerFileError, type LayerFiles } from '../digest/layer-files.js';
 
@@ -104,7 +104,7 @@ export async function readMetadata(tree: SourceTree, path: string): Promise<Reco
   try {
     raw = await tree.read(path, METADATA_MAX);
   } catch (e) {
-    if (e instanceof TooLargeError || e instanceof SourceRefusedError) return undefined;
+    if (skipReason(e) !== undefined) return undefined;
     throw e;
   }
   return raw ? sanitizeTagMetadata(raw) : undefined;
@@ -119,7 +119,8 @@ export async function readIndexImages(tree: SourceTree, path: string): Promise<s
   try {
     raw = await tree.read(path);
   } catch (e) {
-    if (e instanceof TooLargeError || e instanceof SourceRefusedError) return e.message;
+    const why = skipReason(e);
+    if (why !== undefined) return why;
     throw e;
   }
   let v: unknown;
@@ -150,14 +151,14 @@ type ImageOutcome = { ok: true; imported: boolean } | { ok: false; reason: strin
 export async function importPython(tree: SourceTree, c: Content, report: ImportReport, opts: ImportOptions): Promise<void> {
   // repositories/<ns>/<repo>
   const repoDirs: { dir: string; name: RepoName | undefined; shown: string }[] = [];
-  const refusedNamespaces: { shown: string; reason: string }[] = [];
   for (const ns of await tree.list('repositories')) {
     let names: string[];
     try {
       names = await tree.list(`repositories/${ns}`);
     } catch (e) {
-      if (!(e instanceof SourceRefusedError)) throw e;
-      refusedNamespaces.push({ shown: unquotePlus(ns), reason: e.message });
+      const why = skipReason(e);
+      if (why === undefined) throw e;
+      report.skip(unquotePlus(ns), why);
       continue;
     }
     for (const r of names) {
@@ -167,7 +168,6 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
     }
   }
   report.repositories = repoDirs.length;
-  for (const n of refusedNamespaces) report.skip(n.shown, n.reason);
   /** image id → the scope it was imported into in this run (to link it into the next repository) */
   const importedIn = new Map<string, ImageScope>();
   const failed = new Map<string, string>();
@@ -254,9 +254,10 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
       // an object of the image that leads outside the tree, or a json past the cap: the image is
       // skipped, with why
       p = importImageOnce(repo, id, ancestry).catch((e: unknown) => {
-        if (!(e instanceof SourceRefusedError || e instanceof TooLargeError)) throw e;
-        failed.set(id, e.message);
-        return { ok: false as const, reason: e.message };
+        const why = skipReason(e);
+        if (why === undefined) throw e;
+        failed.set(id, why);
+        return { ok: false as const, reason: why };
       });
       running.set(key, p);
       // a success is remembered for the run (the image is not visible before its batch is flushed);
@@ -305,8 +306,9 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
     try {
       entries = await tree.list(dir);
     } catch (e) {
-      if (!(e instanceof SourceRefusedError)) throw e;
-      report.skip(shown, e.message);
+      const why = skipReason(e);
+      if (why === undefined) throw e;
+      report.skip(shown, why);
       report.repositoriesDone++;
       return;
     }
@@ -325,8 +327,9 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
       try {
         id = (await tree.read(`${dir}/${e}`, 4096))?.toString('utf8').trim().replace(/^"|"$/g, '') ?? '';
       } catch (err) {
-        if (!(err instanceof SourceRefusedError || err instanceof TooLargeError)) throw err;
-        report.skip(what, err.message);
+        const why = skipReason(err);
+        if (why === undefined) throw err;
+        report.skip(what, why);
         continue;
       }
       if (!isImageId(id)) {

@@ -1,6 +1,7 @@
 import { closeSync, constants, createReadStream, fstatSync, openSync, readdirSync, readSync, realpathSync, statSync } from 'node:fs';
 import { join, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
+import { isAbsent } from '../util/fs-errors.js';
 
 /**
  * A storage tree being imported, read-only: a directory on disk (an S3 bucket/prefix plugs in
@@ -37,14 +38,18 @@ export class TooLargeError extends Error {}
 export class SourceRefusedError extends Error {}
 
 /**
+ * Why an object of the tree is skipped rather than imported (a link leading out of the tree, an
+ * object past its size cap), or undefined for any other error (which stops the import).
+ */
+export function skipReason(e: unknown): string | undefined {
+  return e instanceof SourceRefusedError || e instanceof TooLargeError ? e.message : undefined;
+}
+
+/**
  * Opened for reading (after `path` resolved every link): a FIFO does not block the open, and a link
  * put in the last component's place since fails (ELOOP) instead of being followed.
  */
 const READ_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0) | (constants.O_NOFOLLOW ?? 0);
-const absent = (e: unknown): boolean => {
-  const code = (e as NodeJS.ErrnoException).code;
-  return code === 'ENOENT' || code === 'ENOTDIR';
-};
 
 export class DirectoryTree implements SourceTree {
   readonly root: string;
@@ -78,7 +83,7 @@ export class DirectoryTree implements SourceTree {
     try {
       real = realpathSync.native(full);
     } catch (e) {
-      if (absent(e)) return full;
+      if (isAbsent(e)) return full;
       throw e;
     }
     if (real !== this.realRoot && !real.startsWith(this.realRoot + sep)) {
@@ -96,7 +101,7 @@ export class DirectoryTree implements SourceTree {
     try {
       return readdirSync(this.path(dir)).sort();
     } catch (e) {
-      if (absent(e)) return [];
+      if (isAbsent(e)) return [];
       throw e;
     }
   }
@@ -107,7 +112,7 @@ export class DirectoryTree implements SourceTree {
       fd = openSync(this.path(p), READ_FLAGS);
     } catch (e) {
       // ELOOP: a dangling link (nothing to read), or one put in place since `path` looked: never followed
-      if (absent(e) || (e as NodeJS.ErrnoException).code === 'ELOOP') return undefined;
+      if (isAbsent(e) || (e as NodeJS.ErrnoException).code === 'ELOOP') return undefined;
       throw e;
     }
     try {
@@ -141,7 +146,7 @@ export class DirectoryTree implements SourceTree {
       const s = statSync(this.path(p));
       return s.isFile() ? s.size : undefined;
     } catch (e) {
-      if (absent(e)) return undefined;
+      if (isAbsent(e)) return undefined;
       throw e;
     }
   }

@@ -7,6 +7,7 @@ import { basename, dirname, join, resolve, sep } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { withFileRange } from '../file-range.js';
 import { releasesChunks } from '../recycle.js';
+import { isAbsent } from '../../util/fs-errors.js';
 import {
   type PutOptions,
   endWriterStream,
@@ -422,7 +423,7 @@ class FilesystemDriver implements StorageDriver {
     } catch (e) {
       const code = errCode(e);
       if (prefix === '' && code === 'ENOENT') return [];
-      if (code === 'ENOENT' || code === 'ENOTDIR') throw new PathNotFoundError(prefix);
+      if (isAbsent(e)) throw new PathNotFoundError(prefix);
       throw e;
     }
     const keys = names.filter(isValidSegment).map((n) => (prefix === '' ? n : `${prefix}/${n}`));
@@ -931,12 +932,6 @@ async function hasVisibleEntry(dir: string): Promise<boolean> {
 
 async function isSymlink(io: FsCalls, path: string): Promise<boolean> {
   return (await io.lstatIfAny(path))?.isSymbolicLink() ?? false;
-}
-
-/** An error saying nothing is at the path (or a file stands where a directory would be). */
-function isAbsent(e: unknown): boolean {
-  const code = errCode(e);
-  return code === 'ENOENT' || code === 'ENOTDIR';
 }
 
 /** syncKeys: from this many distinct keys on, one syncfs instead of an fsync each. */
