@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { ConfigError, loadConfig } from '../config/load.js';
-import { parseGoDuration } from '../config/distribution.js';
+import { parseGoDuration } from '../config/go-duration.js';
 import { GarbageCollector, GcBusyError, type GcProgress, type GcResult } from '../content/gc.js';
 import { createDriver } from '../storage/drivers/index.js';
 

@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { ConfigError, loadConfig } from '../config/load.js';
+import { ConfigError, loadConfigApart } from '../config/load.js';
 import { startServer, type Role } from '../main.js';
 import { loggerFor } from '../log/logger.js';
 
@@ -33,7 +33,7 @@ SIGTERM or SIGINT stops accepting connections and lets in-flight requests finish
       const configFile = opts.config ?? file;
       let config;
       try {
-        config = loadConfig({
+        config = loadConfigApart({
           ...(configFile ? { file: configFile } : {}),
           ...(opts.flavor ? { flavor: opts.flavor } : {}),
           overrides: {

@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { parseByteSize } from './byte-size.js';
 
 /** An IP address or a CIDR range of one (trusted_proxies). */
 export function isProxySpec(v: string): boolean {
@@ -491,11 +492,4 @@ export type Config = Readonly<
   readonly warnings: readonly string[];
 };
 
-const UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
-
-export function parseByteSize(v: number | string): number {
-  if (typeof v === 'number') return v;
-  const m = /^(\d+)\s*([kKmMgGtT]?)/.exec(v);
-  if (!m) throw new Error(`bad size ${v}`);
-  return Number(m[1]) * (UNITS[(m[2] ?? '').toLowerCase()] ?? 1);
-}
+export { parseByteSize };
