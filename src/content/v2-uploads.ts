@@ -261,9 +261,10 @@ export class V2Uploads {
     try {
       const state: UploadState = { name, offset: 0, started: Date.now() };
       // an empty data file to claim (unless requests claim with an object of their own); neither it
-      // nor the state need survive a crash (the client starts the blob again): no fsync
-      if (!this.locking) await this.driver.putContent(keys.upload(uuid), Buffer.alloc(0), { durable: false });
-      await this.driver.putContent(stateKey(uuid), Buffer.from(JSON.stringify(state)), { durable: false });
+      // nor the state need survive a crash (the client starts the blob again): no fsync. Nobody
+      // knows the session's id yet: both are written in place (fresh)
+      if (!this.locking) await this.driver.putContent(keys.upload(uuid), Buffer.alloc(0), { durable: false, fresh: true });
+      await this.driver.putContent(stateKey(uuid), Buffer.from(JSON.stringify(state)), { durable: false, fresh: true });
     } catch (e) {
       await this.drop(uuid).catch(() => undefined);
       throw e;
@@ -360,13 +361,14 @@ export class V2Uploads {
       } else {
         ({ hash } = await this.hashAt(uuid, claim, st));
         // the PATCHes before were not fsynced: make the whole file durable before it is published
+        // (its name need not be: publishing moves it, durably)
         const w = await this.driver.writer(claim, { append: true });
         if (w.size !== offset) {
           await w.cancel().catch(() => undefined);
           await this.drop(uuid);
           throw new V2Error('BLOB_UPLOAD_INVALID', undefined, 'upload data does not match its state: start again');
         }
-        await w.commit();
+        await w.commit({ durable: 'bytes' });
       }
       this.hashes.delete(uuid);
       const actual = `sha256:${hash.copy().digest('hex')}`;
@@ -381,7 +383,7 @@ export class V2Uploads {
         await this.blobs.publish(source, digest);
         await this.link(name, digest);
       } finally {
-        await this.drop(uuid, null);
+        await this.dropAfterPublish(uuid);
       }
       return offset;
     });
@@ -551,8 +553,9 @@ export class V2Uploads {
       if (resumable && !opts.last) {
         parted = await resumable.suspend();
       } else {
-        // the last chunk is made durable with everything before it; earlier ones need not be
-        await writer.commit({ durable: opts.last });
+        // the last chunk is made durable with everything before it; earlier ones need not be. Its
+        // name need not be: finish() publishes the file next with a durable move.
+        await writer.commit({ durable: opts.last ? 'bytes' : false });
         if (resumable) parted = null;
       }
     } catch (e) {
@@ -645,6 +648,18 @@ export class V2Uploads {
       if (bare) return this.removeObject(lockKey(uuid));
     }
     await this.blobs.removeUpload(uuid);
+  }
+
+  /**
+   * drop() once the claimed file has been published (moved to its digest's key): on the file
+   * system the session's folder then holds its state alone, so removing the state removes the
+   * folder (the driver prunes the empty directory) in 3-4 calls instead of a recursive removal's
+   * ~15 (measured with strace on a 1 MiB POST + PUT). Other drivers: drop().
+   */
+  private async dropAfterPublish(uuid: string): Promise<void> {
+    if (this.locking || this.resumable) return this.drop(uuid, null);
+    this.forget(uuid);
+    await this.removeObject(stateKey(uuid));
   }
 
   /** One object, no error when it is missing. */

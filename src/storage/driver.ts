@@ -41,6 +41,10 @@ export interface FileInfo {
   readonly modTime: Date;
 }
 
+export interface CommitOptions {
+  readonly durable?: boolean | 'bytes';
+}
+
 export interface Writer {
   /** Bytes written so far (including bytes present before, when appending). */
   readonly size: number;
@@ -54,8 +58,11 @@ export interface Writer {
    * data is safe. Rejects if the stream failed or the writer was cancelled or already committed.
    * With `durable: false` the bytes are in place but a crash may lose them (a later durable commit
    * of the same key, or of an append to it, makes everything written before durable too).
+   * `durable: 'bytes'`: the bytes are made durable but not the key's name, for a file the caller
+   * moves next with a durable move (which makes the name at its destination durable); a driver
+   * without that distinction treats it as `true`.
    */
-  commit(options?: { readonly durable?: boolean }): Promise<void>;
+  commit(options?: CommitOptions): Promise<void>;
   /**
    * Discard everything written to the key by this writer and remove the key (with append, the
    * bytes that were there before too). Safe to call after a failed stream; calling it twice is
@@ -90,6 +97,13 @@ export interface PutOptions {
    * src and dst must have the same last component.
    */
   readonly ownDirectory?: boolean;
+  /**
+   * putContent only: the key is new, and nothing reads it before this call has returned (the
+   * objects of an upload session before its id is known to anyone). A driver may then write it in
+   * place instead of writing a temporary object and renaming it: a failure part-way may leave a
+   * partial object, which is removed when it can be. A key that exists is replaced as usual.
+   */
+  readonly fresh?: boolean;
 }
 
 export interface WriterOptions {

@@ -1,5 +1,5 @@
 import { Writable } from 'node:stream';
-import { endWriterStream, StorageError, type Writer } from './driver.js';
+import { endWriterStream, StorageError, type CommitOptions, type Writer } from './driver.js';
 
 /**
  * What the object store writers (S3 multipart parts, Swift SLO segments) share: the bytes written
@@ -131,7 +131,7 @@ export abstract class PartBufferWriter implements Writer {
     if (this.failure) throw this.failure;
   }
 
-  async commit(_options?: { readonly durable?: boolean }): Promise<void> {
+  async commit(_options?: CommitOptions): Promise<void> {
     if (this.state !== 'open') throw new StorageError(`writer is ${this.state}: ${this.key}`, this.key);
     this.state = 'committing';
     try {

@@ -75,6 +75,22 @@ export function runDriverConformance(name: string, makeDriver: () => Promise<Dri
           assert.equal((await d.stat('ow/key')).size, 3);
         }));
 
+      it('writes a fresh key (the fresh option) as putContent does, and replaces a key that exists all the same', () =>
+        withDriver(async (d) => {
+          const state = Buffer.from('{"name":"a/b","offset":0}');
+          await d.putContent('fr/u1/data', Buffer.alloc(0), { durable: false, fresh: true });
+          await d.putContent('fr/u1/state', state, { durable: false, fresh: true });
+          await d.putContent('fr/u2/durable', state, { fresh: true });
+          assert.equal((await d.getContent('fr/u1/data')).length, 0);
+          assert.ok((await d.getContent('fr/u1/state')).equals(state));
+          assert.ok((await d.getContent('fr/u2/durable')).equals(state));
+          assert.deepEqual(await d.list('fr/u1'), ['fr/u1/data', 'fr/u1/state']);
+          // not fresh after all: replaced whole, as without the option
+          await d.putContent('fr/u1/state', Buffer.from('x'), { durable: false, fresh: true });
+          assert.equal((await d.getContent('fr/u1/state')).toString(), 'x');
+          assert.deepEqual(await d.list('fr/u1'), ['fr/u1/data', 'fr/u1/state']);
+        }));
+
       it('keeps its own copy of the bytes put', () =>
         withDriver(async (d) => {
           const data = Buffer.from('original');
@@ -182,6 +198,18 @@ export function runDriverConformance(name: string, makeDriver: () => Promise<Dri
           await w2.commit();
           assert.ok((await d.getContent('nd/data')).equals(Buffer.concat([a, b])));
           await assert.rejects(w1.commit(), 'a committed writer cannot commit again');
+        }));
+
+      it("commits the bytes alone (durable: 'bytes') for a move that follows: same bytes at the key, then at dst", () =>
+        withDriver(async (d) => {
+          const a = randomBytes(2 * MiB + 3);
+          const w = await d.writer('db/u/claim');
+          await pipeline(Readable.from(oddChunks(a)), w.stream);
+          await w.commit({ durable: 'bytes' });
+          assert.ok((await d.getContent('db/u/claim')).equals(a));
+          await d.move('db/u/claim', 'db/blob/data');
+          assert.ok((await d.getContent('db/blob/data')).equals(a));
+          assert.deepEqual(await d.list('db'), ['db/blob']);
         }));
 
       it('starts empty when appending to a missing key', () =>

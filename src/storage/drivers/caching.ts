@@ -1,4 +1,4 @@
-import type { FileInfo, PutOptions, ResumableState, ResumableWriter, StorageDriver, Writer, WriterOptions } from '../driver.js';
+import type { CommitOptions, FileInfo, PutOptions, ResumableState, ResumableWriter, StorageDriver, Writer, WriterOptions } from '../driver.js';
 import type { Readable } from 'node:stream';
 import { BoundedCache } from '../../util/bounded-cache.js';
 import { storageCacheRequests } from '../../metrics/registry.js';
@@ -253,7 +253,7 @@ export class CachingDriver implements StorageDriver {
   private invalidating(key: string, w: Writer): Writer {
     const commit = w.commit.bind(w);
     const cancel = w.cancel.bind(w);
-    w.commit = async (options?: { readonly durable?: boolean }): Promise<void> => {
+    w.commit = async (options?: CommitOptions): Promise<void> => {
       try {
         await commit(options);
       } finally {

@@ -9,6 +9,7 @@ import { withFileRange } from '../file-range.js';
 import { releasesChunks } from '../recycle.js';
 import { isAbsent } from '../../util/fs-errors.js';
 import {
+  type CommitOptions,
   type PutOptions,
   endWriterStream,
   InvalidOffsetError,
@@ -285,6 +286,7 @@ class FilesystemDriver implements StorageDriver {
     const durable = options.durable !== false;
     const path = await this.pathOf(key);
     const dir = dirname(path);
+    if (options.fresh === true && (await this.putFresh(key, path, data, durable))) return;
     const temp = join(dir, tempName(basename(path)));
     const handle = await this.createFile(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, key);
     try {
@@ -302,6 +304,33 @@ class FilesystemDriver implements StorageDriver {
       throw translate(e, key, false);
     }
     if (durable) await syncDir(dir);
+  }
+
+  /**
+   * putContent with `fresh`: the file created in place (O_EXCL), no temporary file and no rename.
+   * False when something is at the key already: putContent then replaces it as usual.
+   */
+  private async putFresh(key: string, path: string, data: Buffer, durable: boolean): Promise<boolean> {
+    let handle: Handle;
+    try {
+      handle = await this.createFile(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, key, 'EEXIST');
+    } catch (e) {
+      if (errCode(e) === 'EEXIST') return false;
+      throw e;
+    }
+    try {
+      try {
+        if (data.length > 0) await handle.writeFile(data);
+        if (durable) await handle.sync();
+      } finally {
+        await handle.close();
+      }
+    } catch (e) {
+      await this.io.unlink(path).catch(() => undefined);
+      throw translate(e, key, false);
+    }
+    if (durable) await syncDir(dirname(path));
+    return true;
   }
 
   /**
@@ -440,19 +469,22 @@ class FilesystemDriver implements StorageDriver {
     const dstDir = dirname(dstPath);
     if (options.ownDirectory === true && basename(srcPath) === basename(dstPath) && (await this.moveDirectory(dirname(srcPath), dstDir, dst, options))) return;
     for (let attempt = 1; ; attempt++) {
-      try {
-        await this.io.lstat(srcPath);
-      } catch (e) {
-        throw translate(e, src, true);
-      }
-      await this.ensureDir(dstDir, dst);
+      // a directory this driver made or checked is used as it is (see createFile)
+      if (attempt > 1 || !this.safeDirs.has(dstDir)) await this.ensureDir(dstDir, dst);
       try {
         await this.io.rename(srcPath, dstPath);
         break;
       } catch (e) {
-        // ENOENT: src vanished (checked again above) or dst's directory was pruned meanwhile.
-        if (errCode(e) === 'ENOENT' && attempt < CREATE_ATTEMPTS) continue;
-        throw translate(e, src, true);
+        // ENOENT: src is missing (not found), or dst's directory was pruned meanwhile (again)
+        if (errCode(e) !== 'ENOENT') throw translate(e, src, true);
+        try {
+          await this.io.lstat(srcPath);
+        } catch (le) {
+          // nothing to move: the prefixes made for dst go again
+          await pruneEmptyDirs(this.io, this.base, dstDir, this.forget);
+          throw translate(le, src, true);
+        }
+        if (attempt >= CREATE_ATTEMPTS) throw translate(e, src, true);
       }
     }
     if (options.durable !== false) await syncDir(dstDir);
@@ -718,7 +750,7 @@ class FilesystemDriver implements StorageDriver {
   }
 
   /** Opens (creating) a file, creating its directory; retries if a prune removes it meanwhile. */
-  private async createFile(path: string, flags: number, key: string): Promise<Handle> {
+  private async createFile(path: string, flags: number, key: string, rawCode?: string): Promise<Handle> {
     const dir = dirname(path);
     for (let attempt = 1; ; attempt++) {
       // a directory this driver made or checked is used as it is; if a prune removed it meanwhile,
@@ -731,6 +763,8 @@ class FilesystemDriver implements StorageDriver {
           this.forget(dir);
           continue;
         }
+        // the caller's own case, as the system reported it (putFresh: EEXIST)
+        if (rawCode !== undefined && errCode(e) === rawCode) throw e;
         throw translate(e, key, false);
       }
     }
@@ -846,7 +880,7 @@ class FileWriter implements Writer {
     return this.sink;
   }
 
-  async commit(options: { readonly durable?: boolean } = {}): Promise<void> {
+  async commit(options: CommitOptions = {}): Promise<void> {
     if (this.state !== 'open') throw new StorageError(`writer is ${this.state}: ${this.key}`, this.key);
     this.state = 'committing';
     const durable = options.durable !== false;
@@ -857,7 +891,8 @@ class FileWriter implements Writer {
       // fsync flushes every dirty page of the file, also those of earlier non-durable commits
       if (durable) await this.handle.sync();
       await this.closeHandle();
-      if (durable) await syncDir(dirname(this.path));
+      // 'bytes': the caller moves the file next, and that move makes its new name durable
+      if (durable && options.durable !== 'bytes') await syncDir(dirname(this.path));
     } catch (e) {
       this.state = 'open'; // the caller is expected to cancel()
       await this.closeHandle().catch(() => undefined); // the first error is the one to report

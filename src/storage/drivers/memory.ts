@@ -6,6 +6,7 @@ import {
   PathNotFoundError,
   StorageError,
   validateKey,
+  type CommitOptions,
   type FileInfo,
   type StorageDriver,
   type Writer,
@@ -173,7 +174,7 @@ class MemoryWriter implements Writer {
     return this.bytes;
   }
 
-  async commit(_options?: { readonly durable?: boolean }): Promise<void> {
+  async commit(_options?: CommitOptions): Promise<void> {
     if (this.state !== 'open') throw new StorageError(`writer is ${this.state}: ${this.key}`, this.key);
     this.state = 'committing';
     try {
