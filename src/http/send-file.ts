@@ -9,7 +9,10 @@ import type { Readable } from 'node:stream';
  * 1.6 s of GC per 2 GiB served). Here a few buffers are read into, written to the socket, and
  * reused once the socket has taken their bytes (the write callback), so a download allocates
  * nothing per chunk. Memory stays bounded: at most IN_FLIGHT buffers per response, at most POOL_MAX
- * kept between responses.
+ * kept between responses. The next chunk is read while the socket still sends the ones before: the
+ * write callbacks (the kernel has taken a chunk) are the back-pressure, not `writableNeedDrain`,
+ * which is true after every 1 MiB write and made each read wait for an idle socket (one stream,
+ * 512 MiB, 8 alternating runs: median 2,325 against 2,218 MiB/s; distribution 2,300).
  */
 
 export { FILE_RANGE, fileRangeOf, withFileRange, type FileRange } from '../storage/file-range.js';
@@ -59,7 +62,7 @@ export async function sendFileRange(ctx: Context, range: FileRange, owner: Reada
     let pos = range.start;
     const end = range.start + range.length;
     while (pos < end) {
-      while (!closed && (inflight >= IN_FLIGHT || res.writableNeedDrain)) await new Promise<void>((r) => (wake = r));
+      while (!closed && inflight >= IN_FLIGHT) await new Promise<void>((r) => (wake = r));
       if (closed) return;
       const b = take();
       const { bytesRead } = await range.handle.read(b, 0, Math.min(CHUNK, end - pos), pos);

@@ -68,6 +68,37 @@ describe('downloads of multi-chunk blobs and layers', () => {
     assert.ok(part.body.equals(img.layer.subarray(1048570, 1048601)));
   });
 
+  it('holds a few chunks per response for a client that stops reading, whatever the blob size', async () => {
+    // src/http/send-file.ts reads ahead while the socket sends, at most IN_FLIGHT (3) chunks of 1 MiB
+    const big = randomBytes(48 * 1024 * 1024);
+    const d = sha(big);
+    assert.equal((await request(s.url, `/v2/big/stall/blobs/uploads/?digest=${d}`, { method: 'POST', body: big })).status, 201);
+    const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 300));
+    await settle();
+    const base = process.memoryUsage().arrayBuffers;
+    let got = 0;
+    const u = new URL(s.url);
+    const req = httpRequest({ host: u.hostname, port: u.port, path: `/v2/big/stall/blobs/${d}`, agent: false });
+    const res = await new Promise<import('node:http').IncomingMessage>((resolve, reject) => {
+      req.on('response', resolve);
+      req.on('error', reject);
+      req.end();
+    });
+    res.on('data', (c: Buffer) => {
+      got += c.length;
+      // the first chunk, then nothing more: the socket's buffers fill and the server must wait
+      if (got >= 1024 * 1024) res.pause();
+    });
+    res.on('error', () => undefined);
+    await settle();
+    await settle();
+    const held = (process.memoryUsage().arrayBuffers - base) / (1024 * 1024);
+    req.destroy();
+    assert.ok(got < 16 * 1024 * 1024, `the client read ${got} bytes`);
+    // this process is client and server: the server's chunks plus what the client's stream buffered
+    assert.ok(held < 12, `${held.toFixed(1)} MiB of buffers held for a stalled 48 MiB download`);
+  });
+
   it('closes the file when the client goes away mid-body, and keeps serving', async () => {
     // settle: earlier responses' files are closed
     await new Promise((r) => setTimeout(r, 100));
