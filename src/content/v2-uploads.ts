@@ -624,9 +624,22 @@ export class V2Uploads {
     if (this.hashes.size > this.hashEntries) this.hashes.delete(this.hashes.keys().next().value!);
   }
 
+  /**
+   * The session's state; undefined when there is none, or none that can be used: a process killed
+   * between creating a session's state and writing it leaves it empty (its first objects are written
+   * in place, see start()), and such a session is over (404), not a server error.
+   */
   private async readState(uuid: string): Promise<UploadState | undefined> {
     const raw = await readOptional(this.driver, stateKey(uuid));
-    return raw ? (JSON.parse(raw.toString('utf8')) as UploadState) : undefined;
+    if (!raw || raw.length === 0) return undefined;
+    let st: unknown;
+    try {
+      st = JSON.parse(raw.toString('utf8'));
+    } catch {
+      return undefined;
+    }
+    const { name, offset } = (st ?? {}) as Partial<UploadState>;
+    return typeof name === 'string' && Number.isSafeInteger(offset) && offset! >= 0 ? (st as UploadState) : undefined;
   }
 
   /**

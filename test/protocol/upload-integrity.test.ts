@@ -246,6 +246,26 @@ describe('upload sessions serve one request at a time (standalone)', () => {
     assert.equal((await request(s.url, `/v2/ns/delete-during/blobs/${sha(a)}`, { method: 'HEAD' })).status, 404);
   });
 
+  it('a session whose state a killed process left empty or torn is over: 404 BLOB_UPLOAD_UNKNOWN, never a 500', async () => {
+    for (const [i, broken] of ['', '{"name":"ns/torn","off', '[]', '{"name":"ns/torn","offset":-1}'].entries()) {
+      const loc = String((await post(s.url, 'ns/torn')).headers.location);
+      const uuid = loc.split('/').pop()!;
+      // the session's first objects are written in place: a kill right after the state's open leaves it empty
+      await writeFile(join(s.dataDir, 'uploads', uuid, 'state'), broken);
+      const a = randomBytes(100 + i);
+      for (const r of [
+        await request(s.url, loc),
+        await request(s.url, loc, { method: 'PATCH', body: a }),
+        await request(s.url, `${loc}?digest=${sha(a)}`, { method: 'PUT', body: a }),
+        await request(s.url, loc, { method: 'DELETE' }),
+      ]) {
+        assert.equal(r.status, 404, `${JSON.stringify(broken)}: ${r.status} ${r.text}`);
+        assert.equal(code(r), 'BLOB_UPLOAD_UNKNOWN');
+      }
+      assert.equal((await request(s.url, `/v2/ns/torn/blobs/${sha(a)}`, { method: 'HEAD' })).status, 404);
+    }
+  });
+
   it('a finished session cannot come back: PATCH and PUT after the PUT answer 404 BLOB_UPLOAD_UNKNOWN and leave nothing', async () => {
     const a = randomBytes(8000);
     const loc = String((await post(s.url, 'ns/after-put')).headers.location);
