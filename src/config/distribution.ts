@@ -191,9 +191,6 @@ function resolvePath(shape: Shape, tree: Tree, parts: string[]): { node: Tree; k
   return undefined;
 }
 
-// Go durations: ./go-duration.ts (the gc command reads one without loading this module)
-export { parseGoDuration } from './go-duration.js';
-
 // ---------------------------------------------------------------- mapping onto our keys
 
 const DRIVERS_KNOWN = new Set(['s3', 's3-aws', 'azure', 'gcs', 'swift', 'oss', 'ossaws', 'cos', 'cloudfront']);

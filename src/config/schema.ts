@@ -491,5 +491,3 @@ export type Config = Readonly<
   /** What the file holds that has no effect here (distribution keys we accept and ignore). */
   readonly warnings: readonly string[];
 };
-
-export { parseByteSize };

@@ -8,7 +8,7 @@ import { MT } from '../content/v2-manifests.js';
 import { parseV2Name, type V2Name } from '../content/v2-names.js';
 import type { Content } from './services.js';
 import type { ImportReport } from './report.js';
-import { skipReason, type SourceTree } from './source.js';
+import { orSkip, SKIPPED, type SourceTree } from './source.js';
 
 const SHA256 = /^sha256:[a-f0-9]{64}$/;
 const HEX = /^[a-f0-9]{64}$/;
@@ -101,15 +101,8 @@ export async function importDistribution(tree: SourceTree, c: Content, report: I
   const root = (await distributionRoot(tree)) ?? '';
   const repos: string[] = [];
   const walk = async (dir: string, name: string): Promise<void> => {
-    let names: string[];
-    try {
-      names = await tree.list(under(root, dir));
-    } catch (e) {
-      const why = skipReason(e);
-      if (why === undefined) throw e;
-      report.skip(name || dir, why);
-      return;
-    }
+    const names = await orSkip(tree.list(under(root, dir)), (why) => report.skip(name || dir, why));
+    if (names === SKIPPED) return;
     if (names.includes('_manifests')) repos.push(name);
     for (const n of names) if (!n.startsWith('_')) await walk(`${dir}/${n}`, name ? `${name}/${n}` : n);
   };
@@ -126,15 +119,8 @@ export async function importDistribution(tree: SourceTree, c: Content, report: I
       report.blobsPresent++;
       return undefined;
     }
-    let size: number | undefined;
-    try {
-      size = await tree.size(blobPath(root, digest));
-    } catch (e) {
-      const why = skipReason(e);
-      if (why === undefined) throw e;
-      badBlob.set(digest, `blob ${digest}: ${why}`);
-      return `blob ${digest}: ${why}`;
-    }
+    const size = await orSkip(tree.size(blobPath(root, digest)), (why) => badBlob.set(digest, `blob ${digest}: ${why}`));
+    if (size === SKIPPED) return badBlob.get(digest);
     if (size === undefined) {
       const why = `blob ${digest}: missing from the source tree`;
       badBlob.set(digest, why);
@@ -180,24 +166,13 @@ export async function importDistribution(tree: SourceTree, c: Content, report: I
     }
     const base = `repositories/${repoName}/_manifests`;
     const revisions: Revision[] = [];
-    const hexes = await tree.list(under(root, `${base}/revisions/sha256`)).catch((e: unknown) => {
-      const why = skipReason(e);
-      if (why === undefined) throw e;
-      report.skip(repoName, why);
-      return [];
-    });
-    for (const hex of hexes) {
+    const hexes = await orSkip(tree.list(under(root, `${base}/revisions/sha256`)), (why) => report.skip(repoName, why));
+    for (const hex of hexes === SKIPPED ? [] : hexes) {
       const digest = `sha256:${hex}`;
       const what = `${repoName}@${digest}`;
-      let link: string | undefined;
-      try {
-        link = (await tree.read(under(root, `${base}/revisions/sha256/${hex}/link`), 1024))?.toString('utf8').trim();
-      } catch (e) {
-        const why = skipReason(e);
-        if (why === undefined) throw e;
-        report.skip(what, why);
-        continue;
-      }
+      const raw = await orSkip(tree.read(under(root, `${base}/revisions/sha256/${hex}/link`), 1024), (why) => report.skip(what, why));
+      if (raw === SKIPPED) continue;
+      const link = raw?.toString('utf8').trim();
       if (!HEX.test(hex) || link !== digest) {
         report.skip(what, `revision link ${JSON.stringify(link ?? null)} does not name ${digest}`);
         continue;
@@ -280,23 +255,12 @@ export async function importDistribution(tree: SourceTree, c: Content, report: I
       good.set(r.digest, r);
     }
     let tagsHere = 0;
-    const tags = await tree.list(under(root, `${base}/tags`)).catch((e: unknown) => {
-      const why = skipReason(e);
-      if (why === undefined) throw e;
-      report.skip(repoName, why);
-      return [];
-    });
-    for (const tag of tags) {
+    const tags = await orSkip(tree.list(under(root, `${base}/tags`)), (why) => report.skip(repoName, why));
+    for (const tag of tags === SKIPPED ? [] : tags) {
       const what = `${repoName}:${tag}`;
-      let digest: string | undefined;
-      try {
-        digest = (await tree.read(under(root, `${base}/tags/${tag}/current/link`), 1024))?.toString('utf8').trim();
-      } catch (e) {
-        const why = skipReason(e);
-        if (why === undefined) throw e;
-        report.skip(what, why);
-        continue;
-      }
+      const raw = await orSkip(tree.read(under(root, `${base}/tags/${tag}/current/link`), 1024), (why) => report.skip(what, why));
+      if (raw === SKIPPED) continue;
+      const digest = raw?.toString('utf8').trim();
       if (!digest) {
         report.skip(what, 'no current link (the tag was deleted)');
         continue;

@@ -7,7 +7,7 @@ import { sanitizeTagMetadata } from '../content/v1-repositories.js';
 import { findRepository, mergeImages, saveRepository, setPushComplete } from '../db/repositories.js';
 import type { Content } from './services.js';
 import type { ImportReport } from './report.js';
-import { skipReason, type SourceTree } from './source.js';
+import { orSkip, skipReason, SKIPPED, type SourceTree } from './source.js';
 import { ImportBatches } from './import-batches.js';
 import { LayerFileError, type LayerFiles } from '../digest/layer-files.js';
 
@@ -152,15 +152,8 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
   // repositories/<ns>/<repo>
   const repoDirs: { dir: string; name: RepoName | undefined; shown: string }[] = [];
   for (const ns of await tree.list('repositories')) {
-    let names: string[];
-    try {
-      names = await tree.list(`repositories/${ns}`);
-    } catch (e) {
-      const why = skipReason(e);
-      if (why === undefined) throw e;
-      report.skip(unquotePlus(ns), why);
-      continue;
-    }
+    const names = await orSkip(tree.list(`repositories/${ns}`), (why) => report.skip(unquotePlus(ns), why));
+    if (names === SKIPPED) continue;
     for (const r of names) {
       const shown = `${unquotePlus(ns)}/${unquotePlus(r)}`;
       if (opts.filter && !opts.filter(shown)) continue;
@@ -302,13 +295,8 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
       report.repositoriesDone++;
       return;
     }
-    let entries: string[];
-    try {
-      entries = await tree.list(dir);
-    } catch (e) {
-      const why = skipReason(e);
-      if (why === undefined) throw e;
-      report.skip(shown, why);
+    const entries = await orSkip(tree.list(dir), (why) => report.skip(shown, why));
+    if (entries === SKIPPED) {
       report.repositoriesDone++;
       return;
     }
@@ -323,15 +311,9 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
         report.skip(what, 'not a valid tag name');
         continue;
       }
-      let id: string;
-      try {
-        id = (await tree.read(`${dir}/${e}`, 4096))?.toString('utf8').trim().replace(/^"|"$/g, '') ?? '';
-      } catch (err) {
-        const why = skipReason(err);
-        if (why === undefined) throw err;
-        report.skip(what, why);
-        continue;
-      }
+      const raw = await orSkip(tree.read(`${dir}/${e}`, 4096), (why) => report.skip(what, why));
+      if (raw === SKIPPED) continue;
+      const id = raw?.toString('utf8').trim().replace(/^"|"$/g, '') ?? '';
       if (!isImageId(id)) {
         report.skip(what, `the tag names ${JSON.stringify(id.slice(0, 80))}, not an image id`);
         continue;

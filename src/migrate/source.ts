@@ -45,6 +45,23 @@ export function skipReason(e: unknown): string | undefined {
   return e instanceof SourceRefusedError || e instanceof TooLargeError ? e.message : undefined;
 }
 
+export const SKIPPED: unique symbol = Symbol('skipped');
+
+/**
+ * What `work` gives, or SKIPPED once `skip` has been told why when the tree refused the object (see
+ * skipReason); any other error is thrown.
+ */
+export async function orSkip<T>(work: Promise<T>, skip: (why: string) => void): Promise<T | typeof SKIPPED> {
+  try {
+    return await work;
+  } catch (e) {
+    const why = skipReason(e);
+    if (why === undefined) throw e;
+    skip(why);
+    return SKIPPED;
+  }
+}
+
 /**
  * Opened for reading (after `path` resolved every link): a FIFO does not block the open, and a link
  * put in the last component's place since fails (ELOOP) instead of being followed.

@@ -290,12 +290,7 @@ class FilesystemDriver implements StorageDriver {
     const temp = join(dir, tempName(basename(path)));
     const handle = await this.createFile(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, key);
     try {
-      try {
-        await handle.writeFile(data);
-        if (durable) await handle.sync();
-      } finally {
-        await handle.close();
-      }
+      await writeAndClose(handle, data, durable);
       await this.io.rename(temp, path);
     } catch (e) {
       await this.io.unlink(temp).catch((ue: unknown) => {
@@ -319,12 +314,7 @@ class FilesystemDriver implements StorageDriver {
       throw e;
     }
     try {
-      try {
-        if (data.length > 0) await handle.writeFile(data);
-        if (durable) await handle.sync();
-      } finally {
-        await handle.close();
-      }
+      await writeAndClose(handle, data, durable);
     } catch (e) {
       await this.io.unlink(path).catch(() => undefined);
       throw translate(e, key, false);
@@ -346,12 +336,7 @@ class FilesystemDriver implements StorageDriver {
     const handle = await this.createFile(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, key);
     let created = false;
     try {
-      try {
-        await handle.writeFile(data);
-        if (durable) await handle.sync();
-      } finally {
-        await handle.close();
-      }
+      await writeAndClose(handle, data, durable);
       try {
         await this.io.link(temp, path);
         created = true;
@@ -963,6 +948,16 @@ async function hasVisibleEntry(dir: string): Promise<boolean> {
     if (isValidSegment(entry.name)) return true;
   }
   return false;
+}
+
+/** The whole of `data` into a file just created, fsynced when durable; the handle is closed whatever happens. */
+async function writeAndClose(handle: Handle, data: Buffer, durable: boolean): Promise<void> {
+  try {
+    if (data.length > 0) await handle.writeFile(data);
+    if (durable) await handle.sync();
+  } finally {
+    await handle.close();
+  }
 }
 
 async function isSymlink(io: FsCalls, path: string): Promise<boolean> {

@@ -4,7 +4,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, loadConfig } from '../../../src/config/load.js';
-import { applyRegistryEnv, parseGoDuration } from '../../../src/config/distribution.js';
+import { applyRegistryEnv } from '../../../src/config/distribution.js';
+import { parseGoDuration } from '../../../src/config/go-duration.js';
 import { FIXTURES } from '../../helpers/paths.js';
 
 const fixture = (name: string): string => join(FIXTURES, 'config', name);
