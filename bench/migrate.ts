@@ -8,7 +8,10 @@
  *    chain), `mib` MiB of layers in all, every other layer gzip (level 1) and the rest plain tar,
  *    random (incompressible) content, `_checksum` recorded as the Python registry did;
  * 2. one untimed `cp -r`, then `reps` alternating repetitions on the same tree: `cp -r` + `sync`
- *    (the baseline), then `legacy-registry import` + `sync` into an empty storage with an index
+ *    (the baseline), the verifying copy + `sync` (bench/import-floor.mjs: the layers' hashes and
+ *    writes alone, in their simplest form, one thread per core: a practical lower bound for an
+ *    importer that verifies every byte and keeps records besides), then
+ *    `legacy-registry import` + `sync` into an empty storage with an index
  *    (SQLite), each timed and each into a new directory (nothing removed before the end); peak RSS
  *    from the command's own report; medians and the median of the per-pair ratios; `--tree DIR`
  *    keeps the generated tree there (or reuses it when it already holds one);
@@ -228,16 +231,17 @@ try {
   // Kept only where the disk has room for all of them (and the migration's copy), with 2 GiB to
   // spare; else each step's directory goes before the next step, as before, and the JSON says so.
   const disk = statfsSync(work);
-  const keepAll = disk.bavail * disk.bsize > bytes * (2 * REPS + 2) + 2 * 1024 * MiB;
+  const keepAll = disk.bavail * disk.bsize > bytes * (3 * REPS + 2) + 2 * 1024 * MiB;
   if (!keepAll)
     console.log('not enough disk to keep every repetition: each is removed before the next (ext4 without a journal then slows the file creations that follow)');
   spawnSync('cp', ['-r', tree, join(work, 'copy-warmup')]);
   spawnSync('sync');
   let storage = '';
-  const runs: { cp: number; import: number; peakRssMiB: number; load: string }[] = [];
+  const runs: { cp: number; floorCopy: number; import: number; peakRssMiB: number; load: string }[] = [];
   for (let rep = 0; rep < REPS; rep++) {
     if (!keepAll) {
       await rm(join(work, rep === 0 ? 'copy-warmup' : `copy-${rep - 1}`), { recursive: true, force: true });
+      if (rep > 0) await rm(join(work, `floor-${rep - 1}`), { recursive: true, force: true });
       if (storage) await rm(storage, { recursive: true, force: true });
       spawnSync('sync');
     }
@@ -245,6 +249,12 @@ try {
     spawnSync('cp', ['-r', tree, join(work, `copy-${rep}`)]);
     spawnSync('sync');
     const cpSeconds = Number(process.hrtime.bigint() - t) / 1e9;
+    // the least a verifying importer can do (bench/import-floor.mjs), in its own process as cp is
+    t = process.hrtime.bigint();
+    const fc = spawnSync(process.execPath, [join(ROOT, 'bench', 'import-floor.mjs'), tree, join(work, `floor-${rep}`)], { encoding: 'utf8' });
+    spawnSync('sync');
+    const floorCopySeconds = Number(process.hrtime.bigint() - t) / 1e9;
+    if (fc.status !== 0) throw new Error(`import-floor failed:\n${fc.stdout}${fc.stderr}`);
     storage = join(work, `storage-${rep}`);
     cli(storage, ['user', 'add', 'bench', 'bench@example.com', '--password', 'benchpw1']);
     spawnSync('sync');
@@ -257,16 +267,22 @@ try {
     if (imp.status !== 0) throw new Error(`import failed:\n${imp.out}`);
     const ir = JSON.parse(readFileSync(importReport, 'utf8')) as { peakRssMiB: number; images: { imported: number } };
     if (ir.images.imported !== IMAGES && !TREE) throw new Error(`import: ${ir.images.imported} images imported, ${IMAGES} expected`);
-    runs.push({ cp: cpSeconds, import: importSeconds, peakRssMiB: ir.peakRssMiB, load: load() });
+    runs.push({ cp: cpSeconds, floorCopy: floorCopySeconds, import: importSeconds, peakRssMiB: ir.peakRssMiB, load: load() });
     console.log(
-      `rep ${rep + 1}: cp -r + sync ${cpSeconds.toFixed(1)} s (${(mib / cpSeconds).toFixed(0)} MiB/s); import + sync ${importSeconds.toFixed(1)} s (${(mib / importSeconds).toFixed(0)} MiB/s, ${(ir.images.imported / importSeconds).toFixed(1)} images/s), ${(importSeconds / cpSeconds).toFixed(2)}× cp, peak RSS ${ir.peakRssMiB} MiB; load ${load()}`,
+      `rep ${rep + 1}: cp -r + sync ${cpSeconds.toFixed(1)} s (${(mib / cpSeconds).toFixed(0)} MiB/s); ` +
+        `verifying copy + sync ${floorCopySeconds.toFixed(1)} s, ${(floorCopySeconds / cpSeconds).toFixed(2)}× cp; import + sync ${importSeconds.toFixed(1)} s (${(mib / importSeconds).toFixed(0)} MiB/s, ${(ir.images.imported / importSeconds).toFixed(1)} images/s), ${(importSeconds / cpSeconds).toFixed(2)}× cp, peak RSS ${ir.peakRssMiB} MiB; load ${load()}`,
     );
   }
   const cpMedian = median(runs.map((r) => r.cp));
   const importMedian = median(runs.map((r) => r.import));
   const ratioMedian = median(runs.map((r) => r.import / r.cp));
+  const floorCopyMedian = median(runs.map((r) => r.floorCopy));
+  const floorCopyRatio = median(runs.map((r) => r.floorCopy / r.cp));
   console.log(
     `medians over ${REPS}: cp ${cpMedian.toFixed(1)} s, import ${importMedian.toFixed(1)} s, ratio ${ratioMedian.toFixed(2)}×, peak RSS max ${Math.max(...runs.map((r) => r.peakRssMiB))} MiB`,
+  );
+  console.log(
+    `verifying copy (bench/import-floor.mjs: the hashes and writes of the layers and jsons on every core, no other record): ${floorCopyMedian.toFixed(1)} s, ${floorCopyRatio.toFixed(2)}× cp`,
   );
 
   const floor = verificationFloor(tree, cpMedian);
@@ -337,6 +353,7 @@ try {
       concurrency: CONCURRENCY,
     },
     verificationFloor: floor,
+    verifyingCopy: { seconds: floorCopyMedian, ratioToCp: floorCopyRatio, threads: cpus().length },
     reimport: { seconds: again.seconds },
     ...(migrate ? { migrate } : {}),
   };
