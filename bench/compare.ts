@@ -901,7 +901,14 @@ async function main(): Promise<void> {
       }
       rows.push([`${f.label} (${f.unit})`, fmt(o), fmt(t), Number.isFinite(ratio) ? `${ratio.toFixed(2)}×` : '—', f.target?.text ?? '', met]);
       for (const [k, e] of Object.entries(f.extra))
-        rows.push([`  ${e.unit}`, fmt(median(e.ours)), e.theirs.length > 0 ? fmt(median(e.theirs)) : '—', '', k === 'p99' && f.target ? `≤ ${SMALL_P99_MS}` : '', '']);
+        rows.push([
+          `  ${e.unit}`,
+          fmt(median(e.ours)),
+          e.theirs.length > 0 ? fmt(median(e.theirs)) : '—',
+          '',
+          k === 'p99' && f.target ? `≤ ${SMALL_P99_MS}` : '',
+          '',
+        ]);
       summary.push({ key: f.key, label: f.label, unit: f.unit, ours: f.ours, distribution: f.theirs, ratio, target: f.target, met, extra: f.extra });
     }
     const v1_512 = ours.v1_512 as

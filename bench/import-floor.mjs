@@ -68,7 +68,7 @@ if (isMainThread) {
       address.update(chunk);
       payload.update(chunk);
       if (gzip) gz.push(Buffer.from(chunk));
-      for (let at = 0; at < n; ) at += writeSync(dst, chunk, at, n - at);
+      for (let at = 0; at < n;) at += writeSync(dst, chunk, at, n - at);
       size += n;
       if (gzip && size > GZIP_MAX) throw new Error(`${id}: a gzip layer over ${GZIP_MAX} bytes`);
     }
