@@ -45,7 +45,8 @@ if (flag('help')) {
   --s3           then run bench/s3.ts: ours vs distribution on one Ceph RGW (root, ceph; also BENCH_S3=1)
   --only LIST    run only these phases (comma-separated): mono, small, chunked, download1,
                  download8, manifest, manifest-digest, tags, head-blob, v1-tags, v1-json, v1,
-                 search, growth, web, mirror (default: all)
+                 search, growth, web, mirror (default: all); manifest also runs the framework's
+                 floor (bench/koa-floor.mjs: bare koa answering the same manifest, same wrk load)
 Starts legacy-registry and, if /usr/bin/docker-registry exists (installed with apt when missing and
 running as root), distribution 2.8 with an equivalent filesystem config; both on 127.0.0.1.`);
   process.exit(0);
