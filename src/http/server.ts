@@ -21,6 +21,9 @@ type Handler = (req: IncomingMessage, res: ServerResponse) => void;
  * - garbage on the socket, such as a TLS ClientHello from a client probing https first, gets a 400
  *   and a closed connection, and nothing else happens.
  */
+/** 'close' (or 'finish') listeners a response may have before node warns of a leak (see onRequest). */
+export const RESPONSE_MAX_LISTENERS = 20;
+
 export function createHttpServer(handler: Handler, log: Logger, opts: ServerOptions): Server {
   const headersTimeout = (opts.headersTimeoutSec ?? 60) * 1000;
   // Node checks the headers deadline on this interval: a quarter of it, so a trickling client is cut
@@ -38,6 +41,12 @@ export function createHttpServer(handler: Handler, log: Logger, opts: ServerOpti
    */
   const current = new WeakMap<Socket, { readonly req: IncomingMessage; readonly res: ServerResponse }>();
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    // A response whose body is a stream (GET /v1/images/<id>/files) has 11 'close' listeners: ours
+    // (this one, the in-flight count, the metrics, the access log), node's own, and the six that
+    // koa's stream.pipeline puts on its destination. Past 10, node prints "Possible EventEmitter
+    // memory leak detected" for every such response: a warning per request in the operator's log
+    // for a count that is fixed. The limit is raised to what a response can have, not removed.
+    res.setMaxListeners(RESPONSE_MAX_LISTENERS);
     const socket = req.socket;
     const entry = { req, res };
     current.set(socket, entry);
