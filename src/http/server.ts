@@ -13,6 +13,9 @@ export interface ServerOptions {
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
+/** 'close' (or 'finish') listeners a response may have before node warns of a leak (see onRequest). */
+const RESPONSE_MAX_LISTENERS = 20;
+
 /**
  * The HTTP server around a request handler:
  * - an absolute-form request target (`PUT http://host:port/v1/… HTTP/1.1`, sent by Node clients that
@@ -21,9 +24,6 @@ type Handler = (req: IncomingMessage, res: ServerResponse) => void;
  * - garbage on the socket, such as a TLS ClientHello from a client probing https first, gets a 400
  *   and a closed connection, and nothing else happens.
  */
-/** 'close' (or 'finish') listeners a response may have before node warns of a leak (see onRequest). */
-export const RESPONSE_MAX_LISTENERS = 20;
-
 export function createHttpServer(handler: Handler, log: Logger, opts: ServerOptions): Server {
   const headersTimeout = (opts.headersTimeoutSec ?? 60) * 1000;
   // Node checks the headers deadline on this interval: a quarter of it, so a trickling client is cut
