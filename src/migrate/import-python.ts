@@ -100,14 +100,8 @@ const DEFAULT_IMPORTED_METADATA: Record<string, unknown> = { last_update: null }
 
 /** A metadata file of the tree (`tag<name>_json`, `json`), sanitized; undefined when unusable. */
 export async function readMetadata(tree: SourceTree, path: string): Promise<Record<string, unknown> | undefined> {
-  let raw: Buffer | undefined;
-  try {
-    raw = await tree.read(path, METADATA_MAX);
-  } catch (e) {
-    if (skipReason(e) !== undefined) return undefined;
-    throw e;
-  }
-  return raw ? sanitizeTagMetadata(raw) : undefined;
+  const raw = await orSkip(tree.read(path, METADATA_MAX), () => undefined);
+  return raw !== SKIPPED && raw ? sanitizeTagMetadata(raw) : undefined;
 }
 
 /**
@@ -115,14 +109,9 @@ export async function readMetadata(tree: SourceTree, path: string): Promise<Reco
  * §3.12), in order, once each; a string saying why when the file is not such a list.
  */
 export async function readIndexImages(tree: SourceTree, path: string): Promise<string[] | string> {
-  let raw: Buffer | undefined;
-  try {
-    raw = await tree.read(path);
-  } catch (e) {
-    const why = skipReason(e);
-    if (why !== undefined) return why;
-    throw e;
-  }
+  let refused = '';
+  const raw = await orSkip(tree.read(path), (why) => (refused = why));
+  if (raw === SKIPPED) return refused;
   let v: unknown;
   try {
     v = JSON.parse(raw?.toString('utf8') ?? 'null');

@@ -109,6 +109,32 @@ describe('import: a hostile source tree reaches nothing outside it and stops not
     assert.ok(!existsSync(blobFile(storage, sha256(secret))));
   });
 
+  it("Python tree: a repository's _index_images and json that are links out of the tree are refused, its tag imported", async () => {
+    const tree = join(work, 'python-meta');
+    const img = pyImage({ gzip: true, label: 'meta' });
+    const other = pyImage({ gzip: false, label: 'outside-listed' });
+    await writePythonTree(tree, [img, other], [{ name: 'alice/meta', tags: { latest: img.id } }]);
+    const repoDir = join(tree, 'repositories', 'alice', 'meta');
+    // outside: a list naming an image of the tree, and a repository json that would set metadata
+    await writeFile(join(outside, 'index-images'), JSON.stringify([{ id: img.id }, { id: other.id }]));
+    await writeFile(join(outside, 'repo-json'), JSON.stringify({ description: 'from outside the tree' }));
+    await rm(join(repoDir, '_index_images'), { force: true });
+    await symlink(join(outside, 'index-images'), join(repoDir, '_index_images'));
+    await rm(join(repoDir, 'json'), { force: true });
+    await symlink(join(outside, 'repo-json'), join(repoDir, 'json'));
+
+    const storage = join(work, 'storage-python-meta');
+    const { code, report, out } = await importTree(tree, storage);
+    assert.equal(code, 3, out);
+    assert.match(reasonOf(report, 'alice/meta _index_images') ?? '', /_index_images: a symbolic link to .*outside\/index-images, outside the tree/);
+    assert.match(reasonOf(report, 'alice/meta json') ?? '', /not a JSON object/);
+    assert.equal(report.skipped.length, 2, JSON.stringify(report.skipped));
+    assert.equal(report.tags, 1);
+    assert.ok(existsSync(join(storage, 'v1', 'repositories', 'alice', 'meta', '_tags', 'latest')));
+    // the image only the outside list named was not brought in
+    assert.ok(!existsSync(blobFile(storage, sha256(other.layer))));
+  });
+
   it('distribution tree: a blob, a repository and a tag link out of the tree; the rest is imported', async () => {
     const tree = join(work, 'distribution');
     const v2 = join(tree, 'docker', 'registry', 'v2');
