@@ -46,7 +46,11 @@ if (flag('help')) {
   --only LIST    run only these phases (comma-separated): mono, small, chunked, download1,
                  download8, manifest, manifest-digest, tags, head-blob, v1-tags, v1-json, v1,
                  search, growth, web, mirror (default: all); manifest also runs the framework's
-                 floor (bench/koa-floor.mjs: bare koa answering the same manifest, same wrk load)
+                 floor (bench/koa-floor.mjs: bare koa answering the same manifest, same wrk load),
+                 and download1/download8 the kernel path's (nginx sending the same file with sendfile)
+  --no-nginx     skip that nginx ceiling (it runs when Debian's nginx is installed)
+  --no-floor     skip the plain upload server (bench/upload-floor.mjs: node's http server taking the
+                 same blobs with the same fsyncs), run after mono, small and chunked by default
 Starts legacy-registry and, if /usr/bin/docker-registry exists (installed with apt when missing and
 running as root), distribution 2.8 with an equivalent filesystem config; both on 127.0.0.1.`);
   process.exit(0);
@@ -233,28 +237,20 @@ function curl(args: string[]): { code: number; out: string } {
   return { code: 0, out: r.stdout };
 }
 
-function curlAsync(args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const p = spawn('curl', ['-sS', '--noproxy', '*', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    p.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`curl: ${err}`))));
-  });
-}
-
 // ---------------------------------------------------------------- measurement frame
 
 interface Phase {
   seconds: number;
   cpuSeconds: number;
   peakRssMiB: number;
+  /** The whole host's busy cores over the phase (every process: server, client, kernel). */
+  hostCores: number;
 }
 
 async function measure(s: Server, fn: () => Promise<void>): Promise<Phase> {
   const rss = sampleRss(s.pid);
   const cpu0 = cpuSeconds(s.pid);
+  const h0 = hostJiffies();
   const t0 = process.hrtime.bigint();
   try {
     await fn();
@@ -262,8 +258,18 @@ async function measure(s: Server, fn: () => Promise<void>): Promise<Phase> {
     throw new Error(`${s.name}: ${(e as Error).message}`, { cause: e });
   }
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  return { seconds, cpuSeconds: cpuSeconds(s.pid) - cpu0, peakRssMiB: rss() };
+  const h1 = hostJiffies();
+  const hostCores = (1 - (h1.idle - h0.idle) / Math.max(1, h1.total - h0.total)) * cpus().length;
+  return { seconds, cpuSeconds: cpuSeconds(s.pid) - cpu0, peakRssMiB: rss(), hostCores };
 }
+
+/** Jiffies of the whole host since boot: all of them, and those idle or waiting for the disk. */
+function hostJiffies(): { total: number; idle: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  return { total: f.reduce((a, b) => a + b, 0), idle: (f[3] ?? 0) + (f[4] ?? 0) };
+}
+
+const hostLabel = (): string => `cores busy on the host (of ${cpus().length})`;
 
 interface Figure {
   key: string;
@@ -328,8 +334,8 @@ async function makeBlobFile(path: string, size: number): Promise<Blob> {
 let repoSeq = 0;
 const repo = (kind: string): string => `bench/${kind}${++repoSeq}`;
 
-async function monolithic(s: Server, blob: Blob): Promise<void> {
-  const f = figure('mono', 'v2 monolithic upload, 1 × 512 MiB', 'MiB/s', { ratio: 1.2, higherIsBetter: true, text: '≥ 1.2×' });
+async function monolithic(s: Server, blob: Blob, into?: Figure): Promise<void> {
+  const f = into ?? figure('mono', 'v2 monolithic upload, 1 × 512 MiB', 'MiB/s', { ratio: 1.2, higherIsBetter: true, text: '≥ 1.2×' });
   const r = repo('mono');
   const p = await measure(s, async () => {
     const loc = await startUpload(s, r);
@@ -347,11 +353,15 @@ async function monolithic(s: Server, blob: Blob): Promise<void> {
     if (code !== '201') throw new Error(`${s.name}: monolithic PUT ${code}`);
   });
   const mib = blob.size / MiB;
-  record(f, s.name, mib / p.seconds, { cpu: [p.cpuSeconds / (blob.size / 1024 ** 3), 's CPU/GiB'], rss: [p.peakRssMiB, 'MiB peak RSS'] });
+  record(f, s.name, mib / p.seconds, {
+    cpu: [p.cpuSeconds / (blob.size / 1024 ** 3), 's CPU/GiB'],
+    rss: [p.peakRssMiB, 'MiB peak RSS'],
+    host: [p.hostCores, hostLabel()],
+  });
 }
 
-async function manySmall(s: Server, blobs: { data: Buffer; digest: string }[]): Promise<void> {
-  const f = figure('small-blobs', 'v2 upload, 64 × 1 MiB, 8 parallel', 'MiB/s', { ratio: 1.2, higherIsBetter: true, text: '≥ 1.2×' });
+async function manySmall(s: Server, blobs: { data: Buffer; digest: string }[], into?: Figure): Promise<void> {
+  const f = into ?? figure('small-blobs', 'v2 upload, 64 × 1 MiB, 8 parallel', 'MiB/s', { ratio: 1.2, higherIsBetter: true, text: '≥ 1.2×' });
   const r = repo('many');
   let next = 0;
   const p = await measure(s, async () => {
@@ -366,11 +376,15 @@ async function manySmall(s: Server, blobs: { data: Buffer; digest: string }[]): 
     );
   });
   const total = blobs.reduce((a, b) => a + b.data.length, 0);
-  record(f, s.name, total / MiB / p.seconds, { cpu: [p.cpuSeconds / (total / 1024 ** 3), 's CPU/GiB'], rss: [p.peakRssMiB, 'MiB peak RSS'] });
+  record(f, s.name, total / MiB / p.seconds, {
+    cpu: [p.cpuSeconds / (total / 1024 ** 3), 's CPU/GiB'],
+    rss: [p.peakRssMiB, 'MiB peak RSS'],
+    host: [p.hostCores, hostLabel()],
+  });
 }
 
-async function chunked(s: Server, chunks: Buffer[], digest: string): Promise<void> {
-  const f = figure('chunked', 'v2 chunked upload, 256 MiB in 16 MiB PATCHes', 'MiB/s', { ratio: 1.2, higherIsBetter: true, text: '≥ 1.2×' });
+async function chunked(s: Server, chunks: Buffer[], digest: string, into?: Figure): Promise<void> {
+  const f = into ?? figure('chunked', 'v2 chunked upload, 256 MiB in 16 MiB PATCHes', 'MiB/s', { ratio: 1.2, higherIsBetter: true, text: '≥ 1.2×' });
   const r = repo('chunked');
   const p = await measure(s, async () => {
     let loc = await startUpload(s, r);
@@ -392,7 +406,54 @@ async function chunked(s: Server, chunks: Buffer[], digest: string): Promise<voi
     if (done.status !== 201) throw new Error(`${s.name}: chunked PUT ${done.status} ${done.body.toString().slice(0, 200)}`);
   });
   const total = chunks.reduce((a, b) => a + b.length, 0);
-  record(f, s.name, total / MiB / p.seconds, { cpu: [p.cpuSeconds / (total / 1024 ** 3), 's CPU/GiB'], rss: [p.peakRssMiB, 'MiB peak RSS'] });
+  record(f, s.name, total / MiB / p.seconds, {
+    cpu: [p.cpuSeconds / (total / 1024 ** 3), 's CPU/GiB'],
+    rss: [p.peakRssMiB, 'MiB peak RSS'],
+    host: [p.hostCores, hostLabel()],
+  });
+}
+
+/**
+ * `streams` curls fetching `url` at once, each checked for a 200 and `size` bytes; with the CPU the
+ * clients used (bash's `times` of its curl) and the whole host's busy cores over the same seconds,
+ * so a figure shows whether the client or the machine was the limit rather than the server.
+ */
+async function curlDownloads(url: string, streams: number, size: number, what: string): Promise<{ clientCores: number; hostCores: number }> {
+  const h0 = hostJiffies();
+  const t0 = process.hrtime.bigint();
+  const outs = await Promise.all(
+    Array.from(
+      { length: streams },
+      () =>
+        new Promise<{ out: string; cpu: number }>((resolve, reject) => {
+          const p = spawn(
+            'bash',
+            ['-c', 'curl -sS --noproxy "*" -o /dev/null -w "%{http_code} %{size_download}" "$1"; s=$?; times >&2; exit $s', 'bash', url],
+            {
+              stdio: ['ignore', 'pipe', 'pipe'],
+            },
+          );
+          let out = '';
+          let err = '';
+          p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+          p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+          p.on('exit', (code) => {
+            // `times`: the shell's own user and system time, then its children's (curl)
+            const m = /\n(\d+)m([\d.]+)s (\d+)m([\d.]+)s\s*$/.exec(err);
+            if (code !== 0 || !m) return reject(new Error(`curl: ${err}`));
+            resolve({ out, cpu: Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) * 60 + Number(m[4]) });
+          });
+        }),
+    ),
+  );
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const h1 = hostJiffies();
+  for (const { out } of outs) {
+    const [code, got] = out.split(' ');
+    if (code !== '200' || Number(got) !== size) throw new Error(`${what}: download ${out}`);
+  }
+  const busy = 1 - (h1.idle - h0.idle) / Math.max(1, h1.total - h0.total);
+  return { clientCores: outs.reduce((a, o) => a + o.cpu, 0) / seconds, hostCores: busy * cpus().length };
 }
 
 async function download(s: Server, repoName: string, blob: Blob, streams: number): Promise<void> {
@@ -402,15 +463,91 @@ async function download(s: Server, repoName: string, blob: Blob, streams: number
     text: '≥ 1.0×',
   });
   const url = `http://127.0.0.1:${s.port}/v2/${repoName}/blobs/${blob.digest}`;
+  let load = { clientCores: NaN, hostCores: NaN };
   const p = await measure(s, async () => {
-    const sizes = await Promise.all(Array.from({ length: streams }, () => curlAsync(['-o', '/dev/null', '-w', '%{http_code} %{size_download}', url])));
-    for (const out of sizes) {
-      const [code, size] = out.split(' ');
-      if (code !== '200' || Number(size) !== blob.size) throw new Error(`${s.name}: download ${out}`);
-    }
+    load = await curlDownloads(url, streams, blob.size, s.name);
   });
   const total = blob.size * streams;
-  record(f, s.name, total / MiB / p.seconds, { cpu: [p.cpuSeconds / (total / 1024 ** 3), 's CPU/GiB'], rss: [p.peakRssMiB, 'MiB peak RSS'] });
+  record(f, s.name, total / MiB / p.seconds, {
+    cpu: [p.cpuSeconds / (total / 1024 ** 3), 's CPU/GiB'],
+    rss: [p.peakRssMiB, 'MiB peak RSS'],
+    client: [load.clientCores, 'cores busy in curl (the client)'],
+    host: [load.hostCores, hostLabel()],
+  });
+}
+
+/**
+ * A plain upload server for comparison (bench/upload-floor.mjs): node's own http server taking the
+ * same blobs with the same durability (hashed while written, fsync, rename, fsync of the directory)
+ * and nothing else, run right after distribution's upload of this repetition and recorded against
+ * it. It shows what the uploads cost on node here without a framework, storage layer or index:
+ * where ours is far behind it, the cost is ours, not the machine's.
+ */
+async function startUploadFloor(work: string): Promise<Server> {
+  const port = await freePort();
+  const proc = spawn(process.execPath, [join(ROOT, 'bench', 'upload-floor.mjs'), String(port), join(work, 'upload-floor')], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+    cwd: ROOT,
+  });
+  await waitUp(port, proc, 'upload floor');
+  return { name: 'ours', port, pid: proc.pid!, proc, agent: new Agent({ keepAlive: true, maxSockets: 64 }) };
+}
+
+async function uploadFloor(floor: Server, key: string, upload: (into: Figure) => Promise<void>): Promise<void> {
+  const theirs = figures.find((f) => f.key === key);
+  const distributionMiBps = theirs?.theirs.at(-1);
+  if (!theirs || distributionMiBps === undefined) return;
+  // no target: a plain server, not a bound (ours overlaps hashing and writing, this one does not)
+  const f = figure(`${key}-floor`, "  node's http server alone, the same uploads and fsyncs (bench/upload-floor.mjs)", 'MiB/s');
+  await upload(f);
+  record(f, 'distribution', distributionMiBps);
+}
+
+/**
+ * The kernel path's ceiling for downloads (bench/nginx-floor.conf): Debian's nginx serving the same
+ * file with sendfile, no server of ours or distribution's in the way, fetched by the same curls right
+ * after distribution's download of this repetition and recorded against it. No server on this
+ * machine sends those bytes to those clients faster in this run; when this is at or under 1.0×
+ * distribution, the download is bound by the client and the machine, not by either server.
+ */
+async function nginxFloor(work: string, blob: Blob, streams: number, distributionMiBps: number): Promise<void> {
+  const nginx = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => existsSync(p));
+  if (!nginx) return;
+  const dir = join(work, `nginx-floor-${streams}`);
+  mkdirSync(join(dir, 'logs'), { recursive: true });
+  const port = await freePort();
+  const conf = readFileSync(join(ROOT, 'bench', 'nginx-floor.conf'), 'utf8')
+    .replaceAll('@DIR@', dir)
+    .replaceAll('@PORT@', String(port))
+    .replaceAll('@FILE@', blob.path);
+  writeFileSync(join(dir, 'nginx.conf'), conf);
+  const proc = spawn(nginx, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'logs', 'error.log')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  try {
+    const until = Date.now() + 10_000;
+    for (;;) {
+      if (proc.exitCode !== null) throw new Error(`nginx exited (${proc.exitCode}): ${readFileSync(join(dir, 'logs', 'error.log'), 'utf8').slice(-500)}`);
+      const up = await http(undefined, port, 'HEAD', '/blob').catch(() => undefined);
+      if (up?.status === 200) break;
+      if (Date.now() > until) throw new Error('nginx did not answer within 10 s');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const f = figure(`dl${streams}-nginx`, `  nginx alone, sendfile of the same file (the kernel path), ${streams} stream${streams > 1 ? 's' : ''}`, 'MiB/s', {
+      ratio: 1.0,
+      higherIsBetter: true,
+      text: 'ceiling of ≥ 1.0×',
+    });
+    const t0 = process.hrtime.bigint();
+    const load = await curlDownloads(`http://127.0.0.1:${port}/blob`, streams, blob.size, 'nginx');
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    record(f, 'ours', (blob.size * streams) / MiB / seconds, {
+      client: [load.clientCores, 'cores busy in curl (the client)'],
+      host: [load.hostCores, hostLabel()],
+    });
+    record(f, 'distribution', distributionMiBps);
+  } finally {
+    proc.kill('SIGTERM');
+    await new Promise((r) => (proc.exitCode !== null ? r(undefined) : proc.once('exit', r)));
+  }
 }
 
 async function pushImage(s: Server, repoName: string, tag: string): Promise<void> {
@@ -738,9 +875,15 @@ async function main(): Promise<void> {
         if (s.name === 'ours') v1Id = await pushV1Image(s, 'bench/v1small', 'latest');
       }
 
+      // the uploads' floor, in the same repetitions (--no-floor: not run)
+      const floor = bin && !flag('no-floor') && ['mono', 'small', 'chunked'].some(run) ? await startUploadFloor(work) : undefined;
+      if (floor) started.push(floor);
       for (let rep = 0; rep < REPS; rep++) {
         log(`round ${rep + 1}/${REPS}`);
-        if (run('mono')) for (const s of servers) await monolithic(s, big);
+        if (run('mono')) {
+          for (const s of servers) await monolithic(s, big);
+          if (floor) await uploadFloor(floor, 'mono', (into) => monolithic(floor, big, into));
+        }
         // the v1 push right after distribution's monolithic upload, in every repetition (same conditions)
         if (run('v1')) {
           v1Layer ??= await (async () => {
@@ -751,10 +894,21 @@ async function main(): Promise<void> {
           })();
           v1Runs.push(await benchV1Layer(512, log, undefined, v1Layer));
         }
-        if (run('small')) for (const s of servers) await manySmall(s, small);
-        if (run('chunked')) for (const s of servers) await chunked(s, chunkBufs, chunkDigest);
-        if (run('download1')) for (const s of servers) await download(s, 'bench/download', big, 1);
-        if (run('download8')) for (const s of servers) await download(s, 'bench/download', big, 8);
+        if (run('small')) {
+          for (const s of servers) await manySmall(s, small);
+          if (floor) await uploadFloor(floor, 'small-blobs', (into) => manySmall(floor, small, into));
+        }
+        if (run('chunked')) {
+          for (const s of servers) await chunked(s, chunkBufs, chunkDigest);
+          if (floor) await uploadFloor(floor, 'chunked', (into) => chunked(floor, chunkBufs, chunkDigest, into));
+        }
+        for (const streams of [1, 8]) {
+          if (!run(`download${streams}`)) continue;
+          for (const s of servers) await download(s, 'bench/download', big, streams);
+          // the kernel path's ceiling in the same conditions, set against distribution's figure just taken
+          const theirs = figures.find((f) => f.key === `dl${streams}`)?.theirs.at(-1);
+          if (theirs !== undefined && !flag('no-nginx')) await nginxFloor(work, big, streams, theirs);
+        }
         if (haveWrk) {
           const accept = 'Accept: application/vnd.docker.distribution.manifest.v2+json';
           if (run('manifest')) {
