@@ -437,10 +437,11 @@ async function curlDownloads(url: string, streams: number, size: number, what: s
           let err = '';
           p.stdout.on('data', (d: Buffer) => (out += d.toString()));
           p.stderr.on('data', (d: Buffer) => (err += d.toString()));
-          p.on('exit', (code) => {
+          // 'close': both pipes read to their end ('exit' can come before the last of stderr)
+          p.on('close', (code) => {
             // `times`: the shell's own user and system time, then its children's (curl)
             const m = /\n(\d+)m([\d.]+)s (\d+)m([\d.]+)s\s*$/.exec(err);
-            if (code !== 0 || !m) return reject(new Error(`curl: ${err}`));
+            if (code !== 0 || !m) return reject(new Error(`curl exited ${code}: ${err}`));
             resolve({ out, cpu: Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) * 60 + Number(m[4]) });
           });
         }),
