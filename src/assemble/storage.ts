@@ -1,6 +1,6 @@
 import type { Locks } from '../content/mutex.js';
 import { StorageLock } from '../content/storage-lock.js';
-import { canRedirect, createDriver } from '../storage/drivers/index.js';
+import { canRedirect, createDriver, type TempFileSweep } from '../storage/drivers/index.js';
 import { CachingDriver } from '../storage/drivers/caching.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { BlobStore } from '../content/blob-store.js';
@@ -24,7 +24,7 @@ export interface StorageServices {
   /** One lock per repository for what publishes into it and its deletion (registry routes and the index). */
   readonly repoLock: Locks;
   readonly digestWorkers: DigestWorkers;
-  /** Stop the purge and gc timers. */
+  /** Stop the purge and gc timers and the startup sweep of stale temporary files. */
   stopTimers(): void;
 }
 
@@ -35,7 +35,20 @@ export interface StorageServices {
 export async function assembleStorage(site: Site, given: StorageDriver | undefined): Promise<StorageServices> {
   const { config, role, standalone, log } = site;
   // every storage call timed per driver and action (registry_storage_action_seconds), beneath the cache
-  const storage = new MetricsDriver(given ?? (await createDriver(config)));
+  // A filesystem driver's sweep of stale temporary files walks the whole tree: it runs while the
+  // server serves (their names are never served, and young ones, in flight, stay), not before.
+  let sweep: TempFileSweep | undefined;
+  const storage = new MetricsDriver(given ?? (await createDriver(config, { deferSweep: (s) => (sweep = s) })));
+  const sweeping = new AbortController();
+  if (sweep) {
+    const started = Date.now();
+    sweep(sweeping.signal).then(
+      (count) => {
+        if (count > 0) log.info('removed stale temporary files', { count, ms: Date.now() - started });
+      },
+      (e: unknown) => log.warn('sweeping stale temporary files failed', { err: String(e) }),
+    );
+  }
   // Small metadata reads (tags, manifests, listings) served from memory for metadata_cache_ttl
   // seconds; positive answers only, own writes visible at once (src/storage/drivers/caching.ts).
   const driver = config.metadata_cache_ttl > 0 ? new CachingDriver(storage, { ttlMs: config.metadata_cache_ttl * 1000 }) : storage;
@@ -130,6 +143,7 @@ export async function assembleStorage(site: Site, given: StorageDriver | undefin
     repoLock,
     digestWorkers,
     stopTimers: () => {
+      sweeping.abort();
       clearInterval(purgeTimer);
       clearInterval(gcTimer);
     },

@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createDriver, type DriverConfig } from '../../src/storage/drivers/index.js';
+import { createDriver, type DriverConfig, type TempFileSweep } from '../../src/storage/drivers/index.js';
 
 async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'storage-factory-'));
@@ -38,6 +38,28 @@ describe('createDriver', () => {
       const young = join(dir, 'young~tmp-0123456789abcdef');
       await writeFile(young, 'in flight elsewhere');
       await createDriver({ storage: 'file', storage_path: dir });
+      assert.equal(existsSync(stale), false);
+      assert.equal(existsSync(young), true);
+    }));
+
+  it('hands the sweep to deferSweep: nothing removed before it runs, an aborted sweep stops, a run removes the stale file only', () =>
+    withDir(async (dir) => {
+      await mkdir(join(dir, 'k'));
+      const stale = join(dir, 'k', 'json~tmp-0123456789abcdef');
+      await writeFile(stale, 'partial');
+      const old = new Date(Date.now() - 24 * 60 * 60 * 1000);
+      await utimes(stale, old, old);
+      const young = join(dir, 'young~tmp-0123456789abcdef');
+      await writeFile(young, 'in flight elsewhere');
+      let sweep: TempFileSweep | undefined;
+      await createDriver({ storage: 'file', storage_path: dir }, { deferSweep: (s) => (sweep = s) });
+      assert.ok(sweep, 'the sweep was handed over');
+      assert.equal(existsSync(stale), true, 'nothing swept before the caller runs it');
+      const stopped = new AbortController();
+      stopped.abort();
+      assert.equal(await sweep(stopped.signal), 0);
+      assert.equal(existsSync(stale), true, 'an aborted sweep walks nothing');
+      assert.equal(await sweep(new AbortController().signal), 1);
       assert.equal(existsSync(stale), false);
       assert.equal(existsSync(young), true);
     }));

@@ -212,11 +212,14 @@ export function isTempFileName(name: string): boolean {
  * emptied. Run it at startup (createDriver does): temporary files of putContent calls in flight
  * on other nodes sharing the directory are young and stay. Returns how many files it removed.
  * Only directories whose names are valid key segments are entered; symlinks are not followed.
+ * `signal` stops the walk between two directories.
  */
-export async function cleanStaleTempFiles(root: string, olderThanMs: number, now = Date.now()): Promise<number> {
+export async function cleanStaleTempFiles(root: string, olderThanMs: number, now = Date.now(), signal?: AbortSignal): Promise<number> {
   const base = resolve(root);
   let removed = 0;
   const walk = async (dir: string): Promise<void> => {
+    // stopped (a server shutting down): what is left waits for the next start
+    if (signal?.aborted) return;
     let entries;
     try {
       entries = await fsp.readdir(dir, { withFileTypes: true });
