@@ -120,6 +120,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     config: config.file ?? 'built-in defaults',
   });
   log.debug('configuration', redact(config));
+  store.startBackground();
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {

@@ -24,6 +24,8 @@ export interface StorageServices {
   /** One lock per repository for what publishes into it and its deletion (registry routes and the index). */
   readonly repoLock: Locks;
   readonly digestWorkers: DigestWorkers;
+  /** Start what runs once the server listens: the sweep of a filesystem storage's stale temporary files. */
+  startBackground(): void;
   /** Stop the purge and gc timers and the startup sweep of stale temporary files. */
   stopTimers(): void;
 }
@@ -35,20 +37,24 @@ export interface StorageServices {
 export async function assembleStorage(site: Site, given: StorageDriver | undefined): Promise<StorageServices> {
   const { config, role, standalone, log } = site;
   // every storage call timed per driver and action (registry_storage_action_seconds), beneath the cache
-  // A filesystem driver's sweep of stale temporary files walks the whole tree: it runs while the
-  // server serves (their names are never served, and young ones, in flight, stay), not before.
+  // A filesystem driver's sweep of stale temporary files walks the whole tree: it runs once the
+  // server listens (startBackground), while it serves (their names are never served, and young
+  // ones, in flight, stay), not before.
   let sweep: TempFileSweep | undefined;
   const storage = new MetricsDriver(given ?? (await createDriver(config, { deferSweep: (s) => (sweep = s) })));
   const sweeping = new AbortController();
-  if (sweep) {
+  const startBackground = (): void => {
+    const run = sweep;
+    sweep = undefined;
+    if (!run || sweeping.signal.aborted) return;
     const started = Date.now();
-    sweep(sweeping.signal).then(
+    run(sweeping.signal).then(
       (count) => {
         if (count > 0) log.info('removed stale temporary files', { count, ms: Date.now() - started });
       },
       (e: unknown) => log.warn('sweeping stale temporary files failed', { err: String(e) }),
     );
-  }
+  };
   // Small metadata reads (tags, manifests, listings) served from memory for metadata_cache_ttl
   // seconds; positive answers only, own writes visible at once (src/storage/drivers/caching.ts).
   const driver = config.metadata_cache_ttl > 0 ? new CachingDriver(storage, { ttlMs: config.metadata_cache_ttl * 1000 }) : storage;
@@ -142,6 +148,7 @@ export async function assembleStorage(site: Site, given: StorageDriver | undefin
     repos,
     repoLock,
     digestWorkers,
+    startBackground,
     stopTimers: () => {
       sweeping.abort();
       clearInterval(purgeTimer);
