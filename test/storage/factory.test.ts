@@ -15,6 +15,18 @@ async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
   }
 }
 
+/** A temporary file a killed process left a day ago, and a young one (a write in flight elsewhere). */
+async function tempFiles(dir: string): Promise<{ stale: string; young: string }> {
+  await mkdir(join(dir, 'k'));
+  const stale = join(dir, 'k', 'json~tmp-0123456789abcdef');
+  await writeFile(stale, 'partial');
+  const old = new Date(Date.now() - 24 * 60 * 60 * 1000);
+  await utimes(stale, old, old);
+  const young = join(dir, 'young~tmp-0123456789abcdef');
+  await writeFile(young, 'in flight elsewhere');
+  return { stale, young };
+}
+
 describe('createDriver', () => {
   for (const storage of ['file', 'local'] as const) {
     it(`builds the filesystem driver for storage: ${storage}, rooted at storage_path`, () =>
@@ -30,13 +42,7 @@ describe('createDriver', () => {
 
   it('removes stale temporary files at startup', () =>
     withDir(async (dir) => {
-      await mkdir(join(dir, 'k'));
-      const stale = join(dir, 'k', 'json~tmp-0123456789abcdef');
-      await writeFile(stale, 'partial');
-      const old = new Date(Date.now() - 24 * 60 * 60 * 1000);
-      await utimes(stale, old, old);
-      const young = join(dir, 'young~tmp-0123456789abcdef');
-      await writeFile(young, 'in flight elsewhere');
+      const { stale, young } = await tempFiles(dir);
       await createDriver({ storage: 'file', storage_path: dir });
       assert.equal(existsSync(stale), false);
       assert.equal(existsSync(young), true);
@@ -44,13 +50,7 @@ describe('createDriver', () => {
 
   it('hands the sweep to deferSweep: nothing removed before it runs, an aborted sweep stops, a run removes the stale file only', () =>
     withDir(async (dir) => {
-      await mkdir(join(dir, 'k'));
-      const stale = join(dir, 'k', 'json~tmp-0123456789abcdef');
-      await writeFile(stale, 'partial');
-      const old = new Date(Date.now() - 24 * 60 * 60 * 1000);
-      await utimes(stale, old, old);
-      const young = join(dir, 'young~tmp-0123456789abcdef');
-      await writeFile(young, 'in flight elsewhere');
+      const { stale, young } = await tempFiles(dir);
       let sweep: TempFileSweep | undefined;
       await createDriver({ storage: 'file', storage_path: dir }, { deferSweep: (s) => (sweep = s) });
       assert.ok(sweep, 'the sweep was handed over');
