@@ -10,6 +10,10 @@
  * control requests, chunked PATCHes and the 64 × 1 MiB blobs. Server CPU comes from /proc/<pid>/stat
  * (utime + stime, all threads); peak RSS per phase from sampling /proc/<pid>/status VmRSS every 20 ms.
  * Both servers run without auth and without access logs; each committed blob is fsynced by both.
+ * Beside them, in each repetition, what the machine and the framework allow: koa alone answering the
+ * manifest (bench/koa-floor.mjs), nginx sending the download's file with sendfile
+ * (bench/nginx-floor.conf) and node's http server taking the same uploads with the same fsyncs
+ * (bench/upload-floor.mjs); the downloads and uploads also record the host's busy cores.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
