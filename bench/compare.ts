@@ -114,19 +114,20 @@ function freePort(): Promise<number> {
   });
 }
 
-async function waitUp(port: number, proc: ChildProcess, what: string): Promise<void> {
+/** Until `proc` answers 200 to `method path` (GET /v2/ by default), for at most 30 s. */
+async function waitUp(port: number, proc: ChildProcess, what: string, method = 'GET', path = '/v2/'): Promise<void> {
   const until = Date.now() + 30_000;
   while (Date.now() < until) {
     if (proc.exitCode !== null) throw new Error(`${what} exited (${proc.exitCode})`);
     try {
-      const r = await http(undefined, port, 'GET', '/v2/');
+      const r = await http(undefined, port, method, path);
       if (r.status === 200) return;
     } catch {
       /* not yet */
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`${what} did not answer /v2/ within 30 s`);
+  throw new Error(`${what} did not answer ${path} within 30 s`);
 }
 
 async function startOurs(dir: string): Promise<Server> {
@@ -262,15 +263,19 @@ async function measure(s: Server, fn: () => Promise<void>): Promise<Phase> {
     throw new Error(`${s.name}: ${(e as Error).message}`, { cause: e });
   }
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  const h1 = hostJiffies();
-  const hostCores = (1 - (h1.idle - h0.idle) / Math.max(1, h1.total - h0.total)) * cpus().length;
-  return { seconds, cpuSeconds: cpuSeconds(s.pid) - cpu0, peakRssMiB: rss(), hostCores };
+  return { seconds, cpuSeconds: cpuSeconds(s.pid) - cpu0, peakRssMiB: rss(), hostCores: busyCoresSince(h0) };
 }
 
 /** Jiffies of the whole host since boot: all of them, and those idle or waiting for the disk. */
 function hostJiffies(): { total: number; idle: number } {
   const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
   return { total: f.reduce((a, b) => a + b, 0), idle: (f[3] ?? 0) + (f[4] ?? 0) };
+}
+
+/** The host's busy cores (of all of them) between `h0` and now. */
+function busyCoresSince(h0: { total: number; idle: number }): number {
+  const h1 = hostJiffies();
+  return (1 - (h1.idle - h0.idle) / Math.max(1, h1.total - h0.total)) * cpus().length;
 }
 
 const hostLabel = (): string => `cores busy on the host (of ${cpus().length})`;
@@ -452,13 +457,12 @@ async function curlDownloads(url: string, streams: number, size: number, what: s
     ),
   );
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  const h1 = hostJiffies();
+  const hostCores = busyCoresSince(h0);
   for (const { out } of outs) {
     const [code, got] = out.split(' ');
     if (code !== '200' || Number(got) !== size) throw new Error(`${what}: download ${out}`);
   }
-  const busy = 1 - (h1.idle - h0.idle) / Math.max(1, h1.total - h0.total);
-  return { clientCores: outs.reduce((a, o) => a + o.cpu, 0) / seconds, hostCores: busy * cpus().length };
+  return { clientCores: outs.reduce((a, o) => a + o.cpu, 0) / seconds, hostCores };
 }
 
 async function download(s: Server, repoName: string, blob: Blob, streams: number): Promise<void> {
@@ -528,14 +532,10 @@ async function nginxFloor(work: string, blob: Blob, streams: number, distributio
   writeFileSync(join(dir, 'nginx.conf'), conf);
   const proc = spawn(nginx, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'logs', 'error.log')], { stdio: ['ignore', 'ignore', 'inherit'] });
   try {
-    const until = Date.now() + 10_000;
-    for (;;) {
-      if (proc.exitCode !== null) throw new Error(`nginx exited (${proc.exitCode}): ${readFileSync(join(dir, 'logs', 'error.log'), 'utf8').slice(-500)}`);
-      const up = await http(undefined, port, 'HEAD', '/blob').catch(() => undefined);
-      if (up?.status === 200) break;
-      if (Date.now() > until) throw new Error('nginx did not answer within 10 s');
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await waitUp(port, proc, 'nginx', 'HEAD', '/blob').catch((e: unknown) => {
+      const log = existsSync(join(dir, 'logs', 'error.log')) ? readFileSync(join(dir, 'logs', 'error.log'), 'utf8').slice(-500) : '';
+      throw new Error(`${(e as Error).message}: ${log}`, { cause: e });
+    });
     const f = figure(`dl${streams}-nginx`, `  nginx alone, sendfile of the same file (the kernel path), ${streams} stream${streams > 1 ? 's' : ''}`, 'MiB/s', {
       ratio: 1.0,
       higherIsBetter: true,
