@@ -279,8 +279,8 @@ export class BlobStore {
    * bytes that did not hash to their digest had been kept, and served to every repository).
    * Pushing the same content again is therefore still a success, it just costs a rename.
    */
-  async publish(uploadKey: string, digest: string): Promise<void> {
-    await this.driver.move(uploadKey, keys.blob(hexOf(digest)));
+  async publish(uploadKey: string, digest: string, options: { readonly sourceDirInUse?: boolean } = {}): Promise<void> {
+    await this.driver.move(uploadKey, keys.blob(hexOf(digest)), options.sourceDirInUse === true ? { sourceDirInUse: true } : {});
   }
 
   /**

@@ -208,7 +208,8 @@ class SessionSlots {
  * prefix once.
  */
 export class V2Uploads {
-  private readonly hashes = new Map<string, { hash: Hash; offset: number; at: number }>();
+  /** Per session this node wrote last: the sha256 state after its bytes, and the state it stored. */
+  private readonly hashes = new Map<string, { hash: Hash; st: UploadState; at: number }>();
   private readonly busy = new Set<string>();
   private readonly slots: SessionSlots;
   private readonly hashEntries: number;
@@ -258,8 +259,8 @@ export class V2Uploads {
   async start(name: V2Name, owner: string): Promise<string> {
     const uuid = randomUUID();
     await this.slots.reserve(uuid, `repository:${name}`, owner);
+    const state: UploadState = { name, offset: 0, started: Date.now() };
     try {
-      const state: UploadState = { name, offset: 0, started: Date.now() };
       // an empty data file to claim (unless requests claim with an object of their own); neither it
       // nor the state need survive a crash (the client starts the blob again): no fsync. Nobody
       // knows the session's id yet: both are written in place (fresh)
@@ -270,7 +271,7 @@ export class V2Uploads {
       throw e;
     }
     this.slots.started(uuid);
-    this.keepHash(uuid, createHash('sha256'), 0);
+    this.keepHash(uuid, createHash('sha256'), state);
     return uuid;
   }
 
@@ -312,7 +313,7 @@ export class V2Uploads {
         await this.driver.putContent(stateKey(uuid), Buffer.from(JSON.stringify(next)), { durable: false });
       }
       await this.release(uuid, claim);
-      this.keepHash(uuid, hash, offset);
+      this.keepHash(uuid, hash, next);
       return offset;
     });
   }
@@ -380,7 +381,8 @@ export class V2Uploads {
         // the claimed file is complete and no one else can write to it: exactly the bytes hashed.
         // Until the session's folder is gone a request on another node finds nothing to claim
         // (400, busy); after it, 404. Either way it changes nothing.
-        await this.blobs.publish(source, digest);
+        // (on the file system the session's folder keeps its state until dropAfterPublish)
+        await this.blobs.publish(source, digest, { sourceDirInUse: !this.resumable });
         await this.link(name, digest);
       } finally {
         await this.dropAfterPublish(uuid);
@@ -480,7 +482,7 @@ export class V2Uploads {
       }
       let st: UploadState | undefined;
       try {
-        st = await this.readState(uuid);
+        st = (await this.knownState(uuid, name, claim)) ?? (await this.readState(uuid));
       } catch (e) {
         await this.release(uuid, claim).catch(() => undefined);
         throw e;
@@ -578,7 +580,7 @@ export class V2Uploads {
   private async hashAt(uuid: string, claim: string, st: UploadState): Promise<{ hash: Hash; st: UploadState }> {
     const offset = st.offset;
     const mine = this.hashes.get(uuid);
-    if (mine && mine.offset === offset) return { hash: mine.hash, st };
+    if (mine && mine.st.offset === offset) return { hash: mine.hash, st };
     // Another node wrote the bytes so far (or we restarted, or the entry was dropped): hash the
     // stored prefix once.
     const hash = createHash('sha256');
@@ -618,9 +620,26 @@ export class V2Uploads {
     return token !== undefined && found !== undefined && found.equals(token);
   }
 
-  private keepHash(uuid: string, hash: Hash, offset: number): void {
+  /**
+   * On the file system: the state this node stored last for a session it has just claimed, when the
+   * claimed data still has the size that state gives (one lstat instead of reading the state: open,
+   * fstat, read, close). The data only grows, and only under a claim: a request on another node that
+   * wrote to the session since changed its size, and then the stored state is read. Undefined: read it.
+   */
+  private async knownState(uuid: string, name: V2Name, claim: string): Promise<UploadState | undefined> {
+    if (this.resumable) return undefined;
+    const mine = this.hashes.get(uuid)?.st;
+    if (mine?.name !== name) return undefined;
+    const size = await this.driver.stat(claim).then(
+      (i) => i.size,
+      () => -1,
+    );
+    return size === mine.offset ? mine : undefined;
+  }
+
+  private keepHash(uuid: string, hash: Hash, st: UploadState): void {
     this.hashes.delete(uuid);
-    this.hashes.set(uuid, { hash, offset, at: Date.now() });
+    this.hashes.set(uuid, { hash, st, at: Date.now() });
     if (this.hashes.size > this.hashEntries) this.hashes.delete(this.hashes.keys().next().value!);
   }
 

@@ -98,6 +98,11 @@ export interface PutOptions {
    */
   readonly ownDirectory?: boolean;
   /**
+   * move() only: src's directory still holds other objects the caller removes next (a v2 upload
+   * session's state): a driver with directories need not try to remove src's directory.
+   */
+  readonly sourceDirInUse?: boolean;
+  /**
    * putContent only: the key is new, and nothing reads it before this call has returned (the
    * objects of an upload session before its id is known to anyone). A driver may then write it in
    * place instead of writing a temporary object and renaming it: a failure part-way may leave a

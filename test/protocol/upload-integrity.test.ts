@@ -1,8 +1,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rename, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { decodeJwt } from 'jose';
@@ -248,9 +248,14 @@ describe('upload sessions serve one request at a time (standalone)', () => {
 
   it('a session whose state a killed process left empty or torn is over: 404 BLOB_UPLOAD_UNKNOWN, never a 500', async () => {
     for (const [i, broken] of ['', '{"name":"ns/torn","off', '[]', '{"name":"ns/torn","offset":-1}'].entries()) {
-      const loc = String((await post(s.url, 'ns/torn')).headers.location);
-      const uuid = loc.split('/').pop()!;
-      // the session's first objects are written in place: a kill right after the state's open leaves it empty
+      const started = String((await post(s.url, 'ns/torn')).headers.location);
+      const known = started.split('/').pop()!;
+      // the session's first objects are written in place: a kill right after the state's open leaves
+      // it empty. Such a session is one this process never knew (it was started by the killed one):
+      // the folder moves to a new id, its state broken
+      const uuid = randomUUID();
+      const loc = started.replace(known, uuid);
+      await rename(join(s.dataDir, 'uploads', known), join(s.dataDir, 'uploads', uuid));
       await writeFile(join(s.dataDir, 'uploads', uuid, 'state'), broken);
       const a = randomBytes(100 + i);
       for (const r of [

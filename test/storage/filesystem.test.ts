@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, open, readFile, readdir, rm, stat, symlink, utimes, writeFile, type FileHandle } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, open, readFile, readdir, rm, stat, symlink, utimes, writeFile, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
 import { Readable } from 'node:stream';
@@ -132,25 +132,43 @@ for (const blocking of [false, true])
         await symlink(join(outside, 'secret'), join(root, 'filelink'));
         await symlink(join(outside, 'nothing-yet'), join(root, 'dangling'));
         await d.putContent('here', Buffer.from('inside'));
+        await d.putContent('there', Buffer.from('inside too'));
         for (const key of ['link/secret', 'filelink']) {
           await expectRejects(() => d.getContent(key), InvalidPathError, `getContent ${key}`);
           await expectRejects(() => d.reader(key), InvalidPathError, `reader ${key}`);
           await expectRejects(() => d.stat(key), InvalidPathError, `stat ${key}`);
-          await expectRejects(() => d.putContent(key, Buffer.from('pwned')), InvalidPathError, `putContent ${key}`);
           await expectRejects(() => d.writer(key), InvalidPathError, `writer ${key}`);
           await expectRejects(() => d.writer(key, { append: true }), InvalidPathError, `writer append ${key}`);
-          await expectRejects(() => d.delete(key), InvalidPathError, `delete ${key}`);
-          await expectRejects(() => d.move(key, 'stolen'), InvalidPathError, `move from ${key}`);
         }
-        for (const key of ['link/new', 'link/deep/new', 'dangling', 'dangling/x']) {
+        // through a directory link out of root: refused whatever the operation
+        await expectRejects(() => d.putContent('link/secret', Buffer.from('pwned')), InvalidPathError, 'putContent link/secret');
+        await expectRejects(() => d.delete('link/secret'), InvalidPathError, 'delete link/secret');
+        await expectRejects(() => d.move('link/secret', 'stolen'), InvalidPathError, 'move from link/secret');
+        for (const key of ['link/new', 'link/deep/new', 'dangling/x']) {
           await expectRejects(() => d.putContent(key, Buffer.from('pwned')), InvalidPathError, `putContent ${key}`);
           await expectRejects(() => d.writer(key), InvalidPathError, `writer ${key}`);
           await expectRejects(() => d.move('here', key), InvalidPathError, `move to ${key}`);
         }
+        await expectRejects(() => d.writer('dangling'), InvalidPathError, 'writer dangling');
         await expectRejects(() => d.list('link'), InvalidPathError, 'list link');
+        // A link at the key itself is what an operation on the name meets, never followed: a move
+        // moves the link (still refused to readers where it lands), a delete removes it, a write
+        // replaces it with a file of root.
+        await d.move('filelink', 'moved');
+        await expectRejects(() => d.getContent('moved'), InvalidPathError, 'getContent of the moved link');
+        await d.delete('moved');
+        assert.equal(existsSync(join(root, 'moved')), false);
+        await d.putContent('dangling', Buffer.from('a file now'));
+        assert.equal((await lstat(join(root, 'dangling'))).isFile(), true);
+        await d.move('there', 'dangling2');
+        await symlink(join(outside, 'secret'), join(root, 'filelink2'));
+        await d.move('dangling2', 'filelink2');
+        assert.equal((await lstat(join(root, 'filelink2'))).isFile(), true);
+        assert.equal((await d.getContent('filelink2')).toString(), 'inside too');
         assert.equal(await readFile(join(outside, 'secret'), 'utf8'), 'outside bytes');
         assert.deepEqual(await readdir(outside), ['secret']);
         assert.equal((await d.getContent('here')).toString(), 'inside');
+        assert.equal((await d.getContent('dangling')).toString(), 'a file now');
       }));
 
     it('follows a symlink that stays inside root', () =>
@@ -159,6 +177,13 @@ for (const blocking of [false, true])
         await symlink(join(root, 'real'), join(root, 'alias'));
         assert.equal((await d.getContent('alias/data')).toString(), 'same');
         assert.deepEqual(await d.list('alias'), ['alias/data']);
+        // a link at the key itself, to a file of root: read through it
+        await symlink(join(root, 'real', 'data'), join(root, 'flink'));
+        assert.equal((await d.getContent('flink')).toString(), 'same');
+        const chunks: Buffer[] = [];
+        for await (const c of await d.reader('flink', 1)) chunks.push(c as Buffer);
+        assert.equal(Buffer.concat(chunks).toString(), 'ame');
+        assert.equal((await d.stat('flink')).size, 4);
       }));
 
     it('hides leftover temporary files from list and makes them unaddressable', () =>

@@ -55,12 +55,16 @@ interface FsCalls {
   lstatIfAny(path: string): Promise<Stats | undefined>;
   stat(path: string): Promise<Stats>;
   mkdir(path: string, options: { recursive: true }): Promise<unknown>;
+  /** One directory, its parent existing (EEXIST, ENOENT otherwise). */
+  mkdirOne(path: string): Promise<void>;
   rename(from: string, to: string): Promise<void>;
   link(existing: string, path: string): Promise<void>;
   unlink(path: string): Promise<void>;
   rmdir(path: string): Promise<void>;
   rm(path: string, options: fs.RmOptions): Promise<void>;
   readFile(path: string): Promise<Buffer>;
+  /** readFile of the file itself: a symlink at path fails with ELOOP (open with O_NOFOLLOW). */
+  readFileNoFollow(path: string): Promise<Buffer>;
   readdir(path: string): Promise<string[]>;
   realpath(path: string): Promise<string>;
   open(path: string, flags: number, mode: number): Promise<Handle>;
@@ -71,12 +75,21 @@ const promiseCalls: FsCalls = {
   lstatIfAny: (p) => fsp.lstat(p).catch((e: unknown) => (isAbsent(e) ? undefined : Promise.reject(e))),
   stat: (p) => fsp.stat(p),
   mkdir: (p, o) => fsp.mkdir(p, o),
+  mkdirOne: (p) => fsp.mkdir(p),
   rename: (a, b) => fsp.rename(a, b),
   link: (a, b) => fsp.link(a, b),
   unlink: (p) => fsp.unlink(p),
   rmdir: (p) => fsp.rmdir(p),
   rm: (p, o) => fsp.rm(p, o),
   readFile: (p) => fsp.readFile(p),
+  readFileNoFollow: async (p) => {
+    const handle = await fsp.open(p, constants.O_RDONLY | O_NOFOLLOW);
+    try {
+      return await handle.readFile();
+    } finally {
+      await handle.close();
+    }
+  },
   readdir: (p) => fsp.readdir(p),
   realpath: (p) => fsp.realpath(p),
   open: (p, f, m) => fsp.open(p, f, m),
@@ -141,12 +154,22 @@ const blockingCalls: FsCalls = {
     }),
   stat: (p) => settled(() => fs.statSync(p)),
   mkdir: (p, o) => settled(() => fs.mkdirSync(p, o)),
+  mkdirOne: (p) => settled(() => fs.mkdirSync(p)),
   rename: (a, b) => settled(() => fs.renameSync(a, b)),
   link: (a, b) => settled(() => fs.linkSync(a, b)),
   unlink: (p) => settled(() => fs.unlinkSync(p)),
   rmdir: (p) => settled(() => fs.rmdirSync(p)),
   rm: (p, o) => settled(() => fs.rmSync(p, o)),
   readFile: (p) => settled(() => fs.readFileSync(p)),
+  readFileNoFollow: (p) =>
+    settled(() => {
+      const fd = fs.openSync(p, constants.O_RDONLY | O_NOFOLLOW);
+      try {
+        return fs.readFileSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+    }),
   readdir: (p) => settled(() => fs.readdirSync(p)),
   realpath: (p) => settled(() => fs.realpathSync(p)),
   open: (p, f, m) => settled(() => new BlockingHandle(fs.openSync(p, f, m))),
@@ -276,8 +299,15 @@ class FilesystemDriver implements StorageDriver {
   ) {}
 
   async getContent(key: string): Promise<Buffer> {
-    const { path, leaf } = await this.pathAndLeaf(key);
-    if (leaf === 'missing') throw new PathNotFoundError(key);
+    const path = keyToPath(this.base, key);
+    if ((await this.dirState(dirname(path), key)) === 'missing') throw new PathNotFoundError(key);
+    try {
+      // the file itself; a symlink at the key (ELOOP) is followed below, inside root only
+      return await this.io.readFileNoFollow(path);
+    } catch (e) {
+      if (errCode(e) !== 'ELOOP') throw translate(e, key, true);
+    }
+    await this.confineSlow(path, key);
     try {
       return await this.io.readFile(path);
     } catch (e) {
@@ -287,7 +317,7 @@ class FilesystemDriver implements StorageDriver {
 
   async putContent(key: string, data: Buffer, options: PutOptions = {}): Promise<void> {
     const durable = options.durable !== false;
-    const path = await this.pathOf(key);
+    const path = await this.namePath(key, true);
     const dir = dirname(path);
     if (options.fresh === true && (await this.putFresh(key, path, data, durable))) return;
     const temp = join(dir, tempName(basename(path)));
@@ -333,7 +363,8 @@ class FilesystemDriver implements StorageDriver {
    */
   async putContentIfAbsent(key: string, data: Buffer, options: PutOptions = {}): Promise<boolean> {
     const durable = options.durable !== false;
-    const path = await this.pathOf(key);
+    // link(2) does not follow a symlink at path either: EEXIST
+    const path = await this.namePath(key, true);
     const dir = dirname(path);
     const temp = join(dir, tempName(basename(path)));
     const handle = await this.createFile(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, key);
@@ -359,12 +390,20 @@ class FilesystemDriver implements StorageDriver {
     validateKey(key);
     if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidOffsetError(key, offset);
     if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) throw new InvalidOffsetError(key, offset);
-    const path = await this.pathOf(key);
+    const path = keyToPath(this.base, key);
+    if ((await this.dirState(dirname(path), key)) === 'missing') throw new PathNotFoundError(key);
     let handle: fsp.FileHandle;
     try {
-      handle = await fsp.open(path, constants.O_RDONLY);
+      handle = await fsp.open(path, constants.O_RDONLY | O_NOFOLLOW);
     } catch (e) {
-      throw translate(e, key, true);
+      if (errCode(e) !== 'ELOOP') throw translate(e, key, true);
+      // a symlink at the key: followed inside root only (as getContent)
+      await this.confineSlow(path, key);
+      try {
+        handle = await fsp.open(path, constants.O_RDONLY);
+      } catch (e2) {
+        throw translate(e2, key, true);
+      }
     }
     let size: number;
     try {
@@ -398,7 +437,7 @@ class FilesystemDriver implements StorageDriver {
   }
 
   async writer(key: string, options: WriterOptions = {}): Promise<Writer> {
-    const path = await this.pathOf(key);
+    const path = await this.namePath(key, true);
     const flags = constants.O_WRONLY | constants.O_CREAT | O_NOFOLLOW | (options.append === true ? 0 : constants.O_TRUNC);
     const handle = await this.createFile(path, flags, key);
     let start: number;
@@ -452,8 +491,8 @@ class FilesystemDriver implements StorageDriver {
     validateKey(src);
     validateKey(dst);
     if (dirname(keyToPath(this.base, src)) === dirname(keyToPath(this.base, dst))) return this.renameInDir(src, dst, options);
-    const srcPath = await this.pathOf(src);
-    const dstPath = await this.pathOf(dst);
+    const srcPath = await this.namePath(src);
+    const dstPath = await this.namePath(dst, true);
     const dstDir = dirname(dstPath);
     if (options.ownDirectory === true && basename(srcPath) === basename(dstPath) && (await this.moveDirectory(dirname(srcPath), dstDir, dst, options))) return;
     for (let attempt = 1; ; attempt++) {
@@ -476,7 +515,7 @@ class FilesystemDriver implements StorageDriver {
       }
     }
     if (options.durable !== false) await syncDir(dstDir);
-    await pruneEmptyDirs(this.io, this.base, dirname(srcPath), this.forget);
+    if (options.sourceDirInUse !== true) await pruneEmptyDirs(this.io, this.base, dirname(srcPath), this.forget);
   }
 
   /**
@@ -530,8 +569,8 @@ class FilesystemDriver implements StorageDriver {
    * rename does it (no lstat of src, no mkdir of the directory first).
    */
   private async renameInDir(src: string, dst: string, options: PutOptions): Promise<void> {
-    const srcPath = await this.pathOf(src);
-    const dstPath = await this.pathOf(dst);
+    const srcPath = await this.namePath(src);
+    const dstPath = await this.namePath(dst);
     const dir = dirname(srcPath);
     try {
       await this.io.rename(srcPath, dstPath);
@@ -546,21 +585,20 @@ class FilesystemDriver implements StorageDriver {
   }
 
   async delete(key: string): Promise<void> {
-    const { path, leaf } = await this.pathAndLeaf(key);
-    if (leaf === 'missing') throw new PathNotFoundError(key);
-    if (leaf !== 'link' && !leaf.isDirectory()) {
-      // a file: one unlink (rm would lstat it again first)
-      try {
-        await this.io.unlink(path);
-      } catch (e) {
-        throw translate(e, key, true);
-      }
+    const path = await this.namePath(key);
+    // a file (or a symlink: unlink removes the link itself, never its target): one unlink, without
+    // looking first; a directory refuses it (EISDIR, EPERM on some systems) and goes below
+    try {
+      await this.io.unlink(path);
       await pruneEmptyDirs(this.io, this.base, dirname(path), this.forget);
       return;
+    } catch (e) {
+      const code = errCode(e);
+      if (code !== 'EISDIR' && code !== 'EPERM') throw translate(e, key, true);
     }
     try {
-      // confine has looked at the key already (gone meanwhile: rm fails with ENOENT, not found).
-      // rm does not follow symlinks: a link is removed, never its target. A writer creating a file
+      // a directory (gone meanwhile: rm fails with ENOENT, not found). rm does not follow
+      // symlinks: a link below it is removed, never its target. A writer creating a file
       // below the prefix meanwhile (another request, another node) makes a directory non-empty
       // again (ENOTEMPTY): rm retries, and removes what was added too.
       await this.io.rm(path, { recursive: true, maxRetries: 8, retryDelay: 5 });
@@ -612,6 +650,35 @@ class FilesystemDriver implements StorageDriver {
   private async pathAndLeaf(key: string): Promise<{ path: string; leaf: Stats | 'link' | 'missing' }> {
     const path = keyToPath(this.base, key);
     return { path, leaf: await this.confine(path, key) };
+  }
+
+  /**
+   * The path of a key for an operation on the name itself, which follows no symlink found there: a
+   * create or an open with O_NOFOLLOW (a link at the key fails with ELOOP), a rename (moves or
+   * replaces the link itself), an unlink (removes the link itself). Only the directories on the way
+   * are checked (dirState, as confine): nothing at the key can lead such an operation out of root,
+   * so the key's own lstat is not made (a call through the thread pool each, issue 18).
+   */
+  private async namePath(key: string, create = false): Promise<string> {
+    const path = keyToPath(this.base, key);
+    const dir = dirname(path);
+    // About to create something there: a directory one level below a known one is made at once
+    // rather than looked for first (an upload's folder, a new blob's). Whatever was there already
+    // (EEXIST: maybe a symlink) is looked at as usual.
+    if (create && !this.safeDirs.has(dir) && (dirname(dir) === this.base || this.safeDirs.has(dirname(dir))) && (await this.makeDir(dir))) return path;
+    await this.dirState(dir, key);
+    return path;
+  }
+
+  /** mkdir of dir alone: true when made here (now known), false when it failed for any reason. */
+  private async makeDir(dir: string): Promise<boolean> {
+    try {
+      await this.io.mkdirOne(dir);
+    } catch {
+      return false; // there already, parent gone, or a real failure: the caller's usual path says which
+    }
+    this.remember(dir);
+    return true;
   }
 
   private rootReal(): Promise<string> {
