@@ -431,9 +431,12 @@ export class V2Uploads {
     await this.exclusive(name, uuid, () => this.drop(uuid));
   }
 
-  /** A blob is visible in a repository only once pushed or mounted there (spec §1.4). */
+  /**
+   * A blob is visible in a repository only once pushed or mounted there (spec §1.4). The link is a
+   * marker: its name and time count (GC's grace period), its bytes are never read.
+   */
   async link(name: V2Name, digest: string): Promise<void> {
-    await this.driver.putContent(linkKey(name, digest), Buffer.from(digest));
+    await this.driver.putContent(linkKey(name, digest), Buffer.from(digest), { marker: true });
   }
 
   async linked(name: V2Name, digest: string): Promise<boolean> {

@@ -109,6 +109,13 @@ export interface PutOptions {
    * partial object, which is removed when it can be. A key that exists is replaced as usual.
    */
   readonly fresh?: boolean;
+  /**
+   * putContent only: the object stands for a fact by its name and time (a repository's layer link),
+   * and its bytes are never read. A driver may then write it in place instead of through a
+   * temporary object: a crash may leave it partly written, and `durable` covers its name and time,
+   * not its bytes.
+   */
+  readonly marker?: boolean;
 }
 
 export interface WriterOptions {

@@ -47,6 +47,25 @@ for (const blocking of [false, true])
         assert.deepEqual(await readdir(join(root, 'v1', 'images', 'abc')), ['json']);
       }));
 
+    it('writes a marker in place, renewing its time, and never through a link at its name', () =>
+      withRoots(async (d, root, outside) => {
+        await d.putContent('v2/repositories/a/_layers/ab', Buffer.from('sha256:ab'), { marker: true });
+        const path = join(root, 'v2', 'repositories', 'a', '_layers', 'ab');
+        const first = await stat(path);
+        assert.equal(await readFile(path, 'utf8'), 'sha256:ab');
+        const old = new Date(Date.now() - 60_000);
+        await utimes(path, old, old);
+        await d.putContent('v2/repositories/a/_layers/ab', Buffer.from('sha256:ab'), { marker: true });
+        const again = await stat(path);
+        assert.equal(again.ino, first.ino, 'written in place, no temporary file');
+        assert.ok(again.mtimeMs > old.getTime() + 30_000, 'its time renewed');
+        assert.deepEqual(await readdir(join(root, 'v2', 'repositories', 'a', '_layers')), ['ab']);
+        await writeFile(join(outside, 'secret'), 'outside bytes');
+        await symlink(join(outside, 'secret'), join(root, 'v2', 'repositories', 'a', '_layers', 'cd'));
+        await expectRejects(() => d.putContent('v2/repositories/a/_layers/cd', Buffer.from('x'), { marker: true }), InvalidPathError, 'marker over a link');
+        assert.equal(await readFile(join(outside, 'secret'), 'utf8'), 'outside bytes');
+      }));
+
     it('moves a directory the caller owns as a whole (ownDirectory), and only the file when the destination holds one', () =>
       withRoots(async (d, root, outside) => {
         const put = async (key: string, bytes: string): Promise<void> => {

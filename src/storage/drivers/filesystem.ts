@@ -320,6 +320,7 @@ class FilesystemDriver implements StorageDriver {
     const path = await this.namePath(key, true);
     const dir = dirname(path);
     if (options.fresh === true && (await this.putFresh(key, path, data, durable))) return;
+    if (options.marker === true) return this.putMarker(key, path, data, durable);
     const temp = join(dir, tempName(basename(path)));
     const handle = await this.createFile(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, key);
     try {
@@ -354,6 +355,21 @@ class FilesystemDriver implements StorageDriver {
     }
     if (durable) await syncDir(dirname(path));
     return true;
+  }
+
+  /**
+   * putContent with `marker`: the file written in place (truncated if it exists, which renews its
+   * time), its directory fsynced when durable: 6 calls instead of 8 (no temporary file, no rename,
+   * no fsync of bytes nobody reads).
+   */
+  private async putMarker(key: string, path: string, data: Buffer, durable: boolean): Promise<void> {
+    const handle = await this.createFile(path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | O_NOFOLLOW, key);
+    try {
+      await writeAndClose(handle, data, false);
+    } catch (e) {
+      throw translate(e, key, false);
+    }
+    if (durable) await syncDir(dirname(path));
   }
 
   /**
