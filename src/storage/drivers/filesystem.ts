@@ -281,7 +281,10 @@ export async function cleanStaleTempFiles(root: string, olderThanMs: number, now
  * - an open reader holds its file descriptor, so a rename over the key does not disturb it.
  * - a symlink below root is followed only while it resolves inside root; any key whose path
  *   would leave root through one is rejected with InvalidPathError. (This guards against links
- *   found in the tree, not against a concurrent attacker with write access to root.)
+ *   found in the tree, not against a concurrent attacker with write access to root.) A link at
+ *   the key itself is never followed by a write to that name: putContent and move replace or move
+ *   the link, delete removes it, writer() refuses it (O_NOFOLLOW).
+ * - putContent with `marker` writes the file in place (see PutOptions.marker).
  * - directories emptied by delete, move or cancel are removed, so a prefix exists exactly
  *   while some key lies below it, as in an object store.
  */
