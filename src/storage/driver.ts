@@ -112,8 +112,7 @@ export interface PutOptions {
   /**
    * putContent only: the object stands for a fact by its name and time (a repository's layer link),
    * and its bytes are never read. A driver may then write it in place instead of through a
-   * temporary object: a crash may leave it partly written, and `durable` covers its name and time,
-   * not its bytes.
+   * temporary object: a crash during the call may leave it partly written (it still exists).
    */
   readonly marker?: boolean;
 }
