@@ -280,7 +280,7 @@ export class BlobStore {
    * Pushing the same content again is therefore still a success, it just costs a rename.
    */
   async publish(uploadKey: string, digest: string, options: { readonly sourceDirInUse?: boolean } = {}): Promise<void> {
-    await this.driver.move(uploadKey, keys.blob(hexOf(digest)), options.sourceDirInUse === true ? { sourceDirInUse: true } : {});
+    await this.driver.move(uploadKey, keys.blob(hexOf(digest)), options);
   }
 
   /**

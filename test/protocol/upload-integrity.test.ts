@@ -339,6 +339,25 @@ describe('two registry nodes on one storage directory: the session exclusion hol
     assert.equal(code(late), 'BLOB_UPLOAD_UNKNOWN');
     assert.deepEqual(await filesUnder(join(a.dataDir, 'uploads', loc.split('/').pop()!)), []);
   });
+
+  it('a node continuing a session another node wrote to since takes the stored state, not what it remembers', async () => {
+    const one = randomBytes(5000);
+    const two = randomBytes(7000);
+    const whole = Buffer.concat([one, two]);
+    const loc = String((await post(a.url, 'ns/nodes-back')).headers.location);
+    // A started the session (offset 0 in its memory); B writes the first chunk
+    const first = await request(b.url, loc, { method: 'PATCH', body: one, headers: { 'Content-Range': `0-${one.length - 1}` } });
+    assert.equal(first.status, 202);
+    const second = await request(a.url, loc, {
+      method: 'PATCH',
+      body: two,
+      headers: { 'Content-Range': `${one.length}-${whole.length - 1}` },
+    });
+    assert.equal(second.status, 202, `${second.status} ${second.text}`);
+    assert.equal(second.headers.range, `0-${whole.length - 1}`);
+    assert.equal((await request(a.url, `${loc}?digest=${sha(whole)}`, { method: 'PUT' })).status, 201);
+    assert.deepEqual((await request(b.url, `/v2/ns/nodes-back/blobs/${sha(whole)}`)).body, whole);
+  });
 });
 
 describe('bytes are published under a digest only after they were hashed: existing objects are not trusted', () => {

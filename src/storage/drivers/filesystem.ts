@@ -302,17 +302,25 @@ class FilesystemDriver implements StorageDriver {
   ) {}
 
   async getContent(key: string): Promise<Buffer> {
+    return this.readKey(key, (path, follow) => (follow ? this.io.readFile(path) : this.io.readFileNoFollow(path)));
+  }
+
+  /**
+   * A read of the file at key by `read`: first of the file itself (follow false: O_NOFOLLOW), and
+   * only when a symlink is there (ELOOP) through it (follow true), once it is known to resolve
+   * inside root. The directories on the way are checked first; errors come as the driver's.
+   */
+  private async readKey<T>(key: string, read: (path: string, follow: boolean) => Promise<T>): Promise<T> {
     const path = keyToPath(this.base, key);
     if ((await this.dirState(dirname(path), key)) === 'missing') throw new PathNotFoundError(key);
     try {
-      // the file itself; a symlink at the key (ELOOP) is followed below, inside root only
-      return await this.io.readFileNoFollow(path);
+      return await read(path, false);
     } catch (e) {
       if (errCode(e) !== 'ELOOP') throw translate(e, key, true);
     }
     await this.confineSlow(path, key);
     try {
-      return await this.io.readFile(path);
+      return await read(path, true);
     } catch (e) {
       throw translate(e, key, true);
     }
@@ -409,21 +417,7 @@ class FilesystemDriver implements StorageDriver {
     validateKey(key);
     if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidOffsetError(key, offset);
     if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) throw new InvalidOffsetError(key, offset);
-    const path = keyToPath(this.base, key);
-    if ((await this.dirState(dirname(path), key)) === 'missing') throw new PathNotFoundError(key);
-    let handle: fsp.FileHandle;
-    try {
-      handle = await fsp.open(path, constants.O_RDONLY | O_NOFOLLOW);
-    } catch (e) {
-      if (errCode(e) !== 'ELOOP') throw translate(e, key, true);
-      // a symlink at the key: followed inside root only (as getContent)
-      await this.confineSlow(path, key);
-      try {
-        handle = await fsp.open(path, constants.O_RDONLY);
-      } catch (e2) {
-        throw translate(e2, key, true);
-      }
-    }
+    const handle = await this.readKey(key, (path, follow) => fsp.open(path, constants.O_RDONLY | (follow ? 0 : O_NOFOLLOW)));
     let size: number;
     try {
       const info = await handle.stat();
@@ -607,14 +601,15 @@ class FilesystemDriver implements StorageDriver {
     const path = await this.namePath(key);
     // a file (or a symlink: unlink removes the link itself, never its target): one unlink, without
     // looking first; a directory refuses it (EISDIR, EPERM on some systems) and goes below
+    let isFile = true;
     try {
       await this.io.unlink(path);
-      await pruneEmptyDirs(this.io, this.base, dirname(path), this.forget);
-      return;
     } catch (e) {
       const code = errCode(e);
       if (code !== 'EISDIR' && code !== 'EPERM') throw translate(e, key, true);
+      isFile = false;
     }
+    if (isFile) return pruneEmptyDirs(this.io, this.base, dirname(path), this.forget);
     try {
       // a directory (gone meanwhile: rm fails with ENOENT, not found). rm does not follow
       // symlinks: a link below it is removed, never its target. A writer creating a file
