@@ -15,8 +15,14 @@ async function freshRoot(): Promise<string> {
   return mkdtemp(join(tmpdir(), 'storage-fs-'));
 }
 
-for (const blocking of [false, true]) {
-  runDriverConformance(blocking ? 'filesystem (blocking calls)' : 'filesystem', async () => {
+/** The driver's call modes: the pool (a server on a network file system), all blocking (import), on one name (a server on a local disk). */
+const MODES = [false, true, 'metadata'] as const;
+type Mode = (typeof MODES)[number];
+const modeName = (m: Mode): string =>
+  m === true ? 'blocking calls, the import command' : m === 'metadata' ? 'blocking calls on one name, a server on a local disk' : 'thread pool';
+
+for (const blocking of MODES) {
+  runDriverConformance(blocking ? `filesystem (${modeName(blocking)})` : 'filesystem', async () => {
     const root = await freshRoot();
     return {
       driver: createFilesystemDriver({ root, blocking }),
@@ -26,7 +32,7 @@ for (const blocking of [false, true]) {
 }
 
 /** Runs fn with a driver over a fresh root and a separate "outside" directory, both removed after. */
-async function withRootsIn(blocking: boolean, fn: (d: StorageDriver, root: string, outside: string) => Promise<void>): Promise<void> {
+async function withRootsIn(blocking: Mode, fn: (d: StorageDriver, root: string, outside: string) => Promise<void>): Promise<void> {
   const root = await freshRoot();
   const outside = await mkdtemp(join(tmpdir(), 'storage-outside-'));
   try {
@@ -37,8 +43,8 @@ async function withRootsIn(blocking: boolean, fn: (d: StorageDriver, root: strin
   }
 }
 
-for (const blocking of [false, true])
-  describe(blocking ? 'filesystem driver (blocking calls, the import command)' : 'filesystem driver', () => {
+for (const blocking of MODES)
+  describe(blocking ? `filesystem driver (${modeName(blocking)})` : 'filesystem driver', () => {
     const withRoots = (fn: (d: StorageDriver, root: string, outside: string) => Promise<void>): Promise<void> => withRootsIn(blocking, fn);
     it('stores a key as the file at the same relative path under root', () =>
       withRoots(async (d, root) => {

@@ -34,8 +34,15 @@ export interface FilesystemDriverOptions {
    * loop (`import`): a metadata call takes microseconds in the page cache, while handing it to the
    * pool wakes a thread on another core and back (see docs/migrating.md "Measured"). A server keeps
    * the default (false): a blocking call there would stall every other request.
+   *
+   * 'metadata' (a server on a local file system, storage_blocking_calls): only the calls on one name
+   * block — lstat, stat, mkdir (one key's directories), open, rename, link, unlink, rmdir, a file's close
+   * and fstat, and putContent's bytes up to BLOCKING_WRITE_MAX — each one system call on a local
+   * disk; reads, listings, recursive removals, real paths and every byte of a writer or a reader stay
+   * on the pool. Measured on a 1 MiB v2 upload (POST + PUT, 8 at a time, docs/benchmarks.md): 14 %
+   * less CPU per upload and 7 % more uploads per second.
    */
-  readonly blocking?: boolean;
+  readonly blocking?: boolean | 'metadata';
 }
 
 /** An open file as the driver's write paths use it: fs/promises' FileHandle has these. */
@@ -110,14 +117,26 @@ function settled<T>(fn: () => T): Promise<T> {
   return new Promise((ok, fail) => setImmediate(() => ('ok' in result ? ok(result.ok) : fail(result.error))));
 }
 
-/** A file opened with a blocking call: small calls block, writes and syncs go to the pool. */
+/**
+ * A file opened with a blocking call: small calls block, writes and syncs go to the pool (with
+ * syncWriteMax, so do writeFile's bytes past that size).
+ */
 class BlockingHandle implements Handle {
   private closed = false;
-  constructor(private readonly fd: number) {}
+  constructor(
+    private readonly fd: number,
+    private readonly syncWriteMax = Infinity,
+  ) {}
   writeFile(data: Buffer): Promise<void> {
+    if (data.length > this.syncWriteMax) return this.writeAll(data);
     return settled(() => {
       for (let at = 0; at < data.length;) at += fs.writeSync(this.fd, data, at, data.length - at);
     });
+  }
+  private async writeAll(data: Buffer): Promise<void> {
+    for (let at = 0; at < data.length;) {
+      at += await new Promise<number>((ok, fail) => fs.write(this.fd, data, at, data.length - at, null, (e, n) => (e ? fail(e) : ok(n))));
+    }
   }
   writev(buffers: Buffer[], position: number): Promise<{ bytesWritten: number }> {
     return new Promise((ok, fail) => fs.writev(this.fd, buffers, position, (e, bytesWritten) => (e ? fail(e) : ok({ bytesWritten }))));
@@ -174,6 +193,47 @@ const blockingCalls: FsCalls = {
   realpath: (p) => settled(() => fs.realpathSync(p)),
   open: (p, f, m) => settled(() => new BlockingHandle(fs.openSync(p, f, m))),
 };
+
+/** putContent's bytes written with a blocking call in the 'metadata' mode (larger ones: the pool). */
+const BLOCKING_WRITE_MAX = 64 * 1024;
+
+/**
+ * The 'metadata' mode (FilesystemDriverOptions.blocking): blocking calls on one name, the pool for
+ * everything that reads or walks an unknown amount (see there).
+ */
+const metadataCalls: FsCalls = {
+  ...blockingCalls,
+  rm: promiseCalls.rm,
+  readFile: promiseCalls.readFile,
+  readFileNoFollow: promiseCalls.readFileNoFollow,
+  readdir: promiseCalls.readdir,
+  realpath: promiseCalls.realpath,
+  open: (p, f, m) => settled(() => new BlockingHandle(fs.openSync(p, f, m), BLOCKING_WRITE_MAX)),
+};
+
+/**
+ * Linux file systems on a local disk or in memory (statfs f_type), where a call on one name is a
+ * matter of microseconds once its directory is cached: ext2/3/4, XFS, Btrfs, tmpfs, ramfs, F2FS,
+ * ZFS, overlayfs, JFS, ReiserFS, bcachefs. Anything else (NFS, SMB/CIFS, FUSE, CephFS, GFS2, OCFS2,
+ * Lustre…) may wait on a network, and a blocking call there would stall every request.
+ */
+const LOCAL_FS_TYPES = new Set([
+  0xef53, 0x58465342, 0x9123683e, 0x01021994, 0x858458f6, 0xf2f52010, 0x2fc12fc1, 0x794c7630, 0x3153464a, 0x52654973, 0xca451a4e,
+]);
+
+/** Whether statfs type `type` (on this platform) is a local file system (LOCAL_FS_TYPES). */
+export function isLocalFsType(type: number, platform: string = process.platform): boolean {
+  return platform === 'linux' && LOCAL_FS_TYPES.has(type >>> 0);
+}
+
+/** Whether root lies on a local file system (isLocalFsType); false when that cannot be told. */
+export async function onLocalFs(root: string): Promise<boolean> {
+  try {
+    return isLocalFsType((await fsp.statfs(root)).type);
+  } catch {
+    return false;
+  }
+}
 
 /** Reads and writes move at most this many bytes per system call (and per stream chunk). */
 const IO_CHUNK = 1 << 20;
@@ -289,7 +349,8 @@ export async function cleanStaleTempFiles(root: string, olderThanMs: number, now
  *   while some key lies below it, as in an object store.
  */
 export function createFilesystemDriver(options: FilesystemDriverOptions): StorageDriver {
-  return new FilesystemDriver(resolve(options.root), options.blocking === true ? blockingCalls : promiseCalls);
+  const calls = options.blocking === true ? blockingCalls : options.blocking === 'metadata' ? metadataCalls : promiseCalls;
+  return new FilesystemDriver(resolve(options.root), calls);
 }
 
 class FilesystemDriver implements StorageDriver {

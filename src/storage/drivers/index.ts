@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { StorageDriver } from '../driver.js';
-import { STALE_TEMP_AGE_MS, cleanStaleTempFiles, createFilesystemDriver } from './filesystem.js';
+import { STALE_TEMP_AGE_MS, cleanStaleTempFiles, createFilesystemDriver, onLocalFs } from './filesystem.js';
 import { createMemoryDriver } from './memory.js';
 import type { RedirectingDriver, S3DriverOptions } from './s3.js';
 import { createSwiftDriver, swiftOptions } from './swift.js';
@@ -24,6 +24,8 @@ export interface DriverConfig {
   readonly storage: 'file' | 'local' | 'memory' | 's3' | 'swift';
   /** Root directory of the filesystem driver (relative to the working directory if not absolute); key prefix of s3 and swift. */
   readonly storage_path: string;
+  /** file: blocking calls on one name (FilesystemDriverOptions 'metadata'); null/absent: on a local file system. */
+  readonly storage_blocking_calls?: boolean | null;
   readonly s3_bucket?: string | null;
   readonly boto_bucket?: string | null;
   readonly s3_region?: string | null;
@@ -134,6 +136,21 @@ export interface CreateDriverOptions {
 }
 
 /**
+ * Which calls of the filesystem driver block (FilesystemDriverOptions.blocking): all the small ones
+ * for the import (it alone uses its event loop); for a server, those on one name when
+ * storage_blocking_calls says so or, unset, when root lies on a local file system (onLocalFs), and
+ * none on a network one.
+ */
+export async function filesystemCalls(
+  config: Pick<DriverConfig, 'storage_blocking_calls'>,
+  root: string,
+  options: CreateDriverOptions = {},
+): Promise<boolean | 'metadata'> {
+  if (options.blocking === true) return true;
+  return (config.storage_blocking_calls ?? (await onLocalFs(root))) ? 'metadata' : false;
+}
+
+/**
  * Builds the configured driver. For the filesystem driver it also creates the root directory and
  * removes temporary files a killed process left there (older than STALE_TEMP_AGE_MS, so files of
  * other nodes sharing the directory, or of this process's own writes, are safe): a walk of the
@@ -148,7 +165,7 @@ export async function createDriver(config: DriverConfig, options: CreateDriverOp
     case 'local': {
       const root = resolve(config.storage_path);
       await mkdir(root, { recursive: true });
-      const driver = createFilesystemDriver({ root, blocking: options.blocking === true });
+      const driver = createFilesystemDriver({ root, blocking: await filesystemCalls(config, root, options) });
       await driver.list(''); // fails early when the root cannot be used
       const sweep: TempFileSweep = (signal) => cleanStaleTempFiles(root, STALE_TEMP_AGE_MS, Date.now(), signal);
       if (options.deferSweep) options.deferSweep(sweep);
