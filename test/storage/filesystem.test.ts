@@ -1,5 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { lstat, mkdir, mkdtemp, open, readFile, readdir, rm, stat, symlink, utimes, writeFile, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -71,6 +72,33 @@ for (const blocking of MODES)
         await expectRejects(() => d.putContent('v2/repositories/a/_layers/cd', Buffer.from('x'), { marker: true }), InvalidPathError, 'marker over a link');
         assert.equal(await readFile(join(outside, 'secret'), 'utf8'), 'outside bytes');
       }));
+
+    it(
+      'a FIFO at a key is refused by a blocking open at once, not waited on with the event loop',
+      { skip: !blocking && 'a pool thread would wait for a reader (the blocking modes open with O_NONBLOCK)' },
+      () =>
+        withRoots(async (d, root) => {
+          await d.putContent('v2/repositories/a/_layers/ab', Buffer.from('sha256:ab'), { marker: true });
+          const path = join(root, 'v2', 'repositories', 'a', '_layers', 'ef');
+          const made = spawnSync('mkfifo', [path]);
+          assert.equal(made.status, 0, `mkfifo: ${made.stderr?.toString()}`);
+          // readers come after 2 s: an open that waited for one would return then
+          const reader = spawn('sh', ['-c', 'sleep 2; while :; do cat "$0" > /dev/null; done', path], { stdio: 'ignore' });
+          try {
+            for (const call of [
+              () => d.putContent('v2/repositories/a/_layers/ef', Buffer.from('x'), { marker: true }),
+              () => d.writer('v2/repositories/a/_layers/ef', { append: true }),
+            ]) {
+              const started = Date.now();
+              await assert.rejects(call);
+              assert.ok(Date.now() - started < 1000, `refused after ${Date.now() - started} ms`);
+            }
+          } finally {
+            reader.kill('SIGKILL');
+          }
+          assert.ok((await lstat(path)).isFIFO(), 'the FIFO is left as it was');
+        }),
+    );
 
     it('moves a directory the caller owns as a whole (ownDirectory), and only the file when the destination holds one', () =>
       withRoots(async (d, root, outside) => {

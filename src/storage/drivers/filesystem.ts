@@ -191,7 +191,9 @@ const blockingCalls: FsCalls = {
     }),
   readdir: (p) => settled(() => fs.readdirSync(p)),
   realpath: (p) => settled(() => fs.realpathSync(p)),
-  open: (p, f, m) => settled(() => new BlockingHandle(fs.openSync(p, f, m))),
+  // O_NONBLOCK: a FIFO put at a key fails (ENXIO) instead of holding the event loop until a reader
+  // comes; on a regular file it changes nothing
+  open: (p, f, m) => settled(() => new BlockingHandle(fs.openSync(p, f | O_NONBLOCK, m))),
 };
 
 /** putContent's bytes written with a blocking call in the 'metadata' mode (larger ones: the pool). */
@@ -208,7 +210,7 @@ const metadataCalls: FsCalls = {
   readFileNoFollow: promiseCalls.readFileNoFollow,
   readdir: promiseCalls.readdir,
   realpath: promiseCalls.realpath,
-  open: (p, f, m) => settled(() => new BlockingHandle(fs.openSync(p, f, m), BLOCKING_WRITE_MAX)),
+  open: (p, f, m) => settled(() => new BlockingHandle(fs.openSync(p, f | O_NONBLOCK, m), BLOCKING_WRITE_MAX)),
 };
 
 /**
@@ -263,6 +265,7 @@ export const STALE_TEMP_AGE_MS = 60 * 60 * 1000;
 const CREATE_ATTEMPTS = 5;
 
 const O_NOFOLLOW = constants.O_NOFOLLOW ?? 0;
+const O_NONBLOCK = constants.O_NONBLOCK ?? 0;
 const O_DIRECTORY = constants.O_DIRECTORY ?? 0;
 
 /** The last root resolved by keyToPath (a driver passes its own every time). */
