@@ -228,7 +228,7 @@ export const configSchema = z
     storage_redirect: z.boolean().nullable().default(null),
     /**
      * file: make the small calls on one name (lstat, open, rename, mkdir, unlink…) as blocking calls
-     * instead of handing each to libuv's thread pool (14 % less CPU per v2 upload, docs/storage.md).
+     * instead of handing each to libuv's thread pool (19 % less CPU per 1 MiB v2 upload; docs/storage-layout.md).
      * null: on when storage_path lies on a local Linux file system (ext4, XFS, Btrfs, tmpfs, ZFS…),
      * off on a network one (NFS, SMB, FUSE, CephFS…), where one slow call would stall every request.
      */

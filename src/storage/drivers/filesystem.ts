@@ -39,8 +39,8 @@ export interface FilesystemDriverOptions {
    * block — lstat, stat, mkdir (one key's directories), open, rename, link, unlink, rmdir, a file's close
    * and fstat, and putContent's bytes up to BLOCKING_WRITE_MAX — each one system call on a local
    * disk; reads, listings, recursive removals, real paths and every byte of a writer or a reader stay
-   * on the pool. Measured on a 1 MiB v2 upload (POST + PUT, 8 at a time, docs/benchmarks.md): 14 %
-   * less CPU per upload and 7 % more uploads per second.
+   * on the pool. Measured on 1 MiB v2 uploads (POST + PUT, 8 at a time; docs/benchmarks.md,
+   * "Thirteenth look"): 19 % less CPU per upload and 10 % more uploads per second.
    */
   readonly blocking?: boolean | 'metadata';
 }
