@@ -252,7 +252,17 @@ interface Phase {
   hostCores: number;
 }
 
+/**
+ * Write out what earlier phases left dirty in the page cache before a timed phase starts:
+ * distribution does not fsync, so its 512 MiB would otherwise be written back by the kernel during
+ * whichever phase comes next (ours, the floor's, the v1 push). Ours fsyncs inside its own timing.
+ */
+function flushDirty(): void {
+  spawnSync('sync', { stdio: 'ignore' });
+}
+
 async function measure(s: Server, fn: () => Promise<void>): Promise<Phase> {
+  flushDirty();
   const rss = sampleRss(s.pid);
   const cpu0 = cpuSeconds(s.pid);
   const h0 = hostJiffies();

@@ -8,7 +8,7 @@
  * --owner writes that uname/gname into the tar header (as GNU tar and most tools do; Docker 1.x's
  * own export leaves them empty): the case where the two tarsum forms of spec §6.2 differ.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync, readFileSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
@@ -249,6 +249,8 @@ export async function benchV1Layer(sizeMiB: number, log: (s: string) => void = c
     try {
       let r = await send(port, 'PUT', `/v1/images/${id}/json`, { 'Content-Type': 'application/json', 'Content-Length': String(json.length) }, json);
       if (r.status !== 200) throw new Error(`PUT json ${r.status} ${r.body}`);
+      // what earlier phases left dirty is written out first (see compare.ts flushDirty)
+      spawnSync('sync', { stdio: 'ignore' });
       const cpu0 = cpuSeconds(pid);
       const threads0 = threadCpu(pid);
       let s = sampleRss(pid);
