@@ -75,6 +75,8 @@ interface FsCalls {
   readdir(path: string): Promise<string[]>;
   realpath(path: string): Promise<string>;
   open(path: string, flags: number, mode: number): Promise<Handle>;
+  /** fsync a directory so a rename or create in it survives a crash (see syncDir). */
+  syncDir(path: string): Promise<void>;
 }
 
 const promiseCalls: FsCalls = {
@@ -100,6 +102,7 @@ const promiseCalls: FsCalls = {
   readdir: (p) => fsp.readdir(p),
   realpath: (p) => fsp.realpath(p),
   open: (p, f, m) => fsp.open(p, f, m),
+  syncDir: (p) => syncDir(p),
 };
 
 /**
@@ -194,6 +197,7 @@ const blockingCalls: FsCalls = {
   // O_NONBLOCK: a FIFO put at a key fails (ENXIO) instead of holding the event loop until a reader
   // comes; on a regular file it changes nothing
   open: (p, f, m) => settled(() => new BlockingHandle(fs.openSync(p, f | O_NONBLOCK, m))),
+  syncDir: (p) => syncDirBlockingOpen(p),
 };
 
 /** putContent's bytes written with a blocking call in the 'metadata' mode (larger ones: the pool). */
@@ -407,7 +411,7 @@ class FilesystemDriver implements StorageDriver {
       });
       throw translate(e, key, false);
     }
-    if (durable) await syncDir(dir);
+    if (durable) await this.io.syncDir(dir);
   }
 
   /**
@@ -428,7 +432,7 @@ class FilesystemDriver implements StorageDriver {
       await this.io.unlink(path).catch(() => undefined);
       throw translate(e, key, false);
     }
-    if (durable) await syncDir(dirname(path));
+    if (durable) await this.io.syncDir(dirname(path));
     return true;
   }
 
@@ -444,7 +448,7 @@ class FilesystemDriver implements StorageDriver {
     } catch (e) {
       throw translate(e, key, false);
     }
-    if (durable) await syncDir(dirname(path));
+    if (durable) await this.io.syncDir(dirname(path));
   }
 
   /**
@@ -473,7 +477,7 @@ class FilesystemDriver implements StorageDriver {
     } finally {
       await this.io.unlink(temp).catch(() => undefined);
     }
-    if (created && durable) await syncDir(dir);
+    if (created && durable) await this.io.syncDir(dir);
     return created;
   }
 
@@ -591,7 +595,7 @@ class FilesystemDriver implements StorageDriver {
         if (attempt >= CREATE_ATTEMPTS) throw translate(e, src, true);
       }
     }
-    if (options.durable !== false) await syncDir(dstDir);
+    if (options.durable !== false) await this.io.syncDir(dstDir);
     if (options.sourceDirInUse !== true) await pruneEmptyDirs(this.io, this.base, dirname(srcPath), this.forget);
   }
 
@@ -634,8 +638,8 @@ class FilesystemDriver implements StorageDriver {
     this.forget(srcDir);
     this.remember(dstDir);
     if (options.durable !== false) {
-      await syncDir(dirname(dstDir));
-      await syncDir(dirname(srcDir));
+      await this.io.syncDir(dirname(dstDir));
+      await this.io.syncDir(dirname(srcDir));
     }
     return true;
   }
@@ -654,7 +658,7 @@ class FilesystemDriver implements StorageDriver {
     } catch (e) {
       throw translate(e, src, true);
     }
-    if (options.durable !== false) await syncDir(dir);
+    if (options.durable !== false) await this.io.syncDir(dir);
   }
 
   async purgeLeftovers(prefix: string, maxAgeMs: number, now = Date.now()): Promise<number> {
@@ -1025,7 +1029,7 @@ class FileWriter implements Writer {
       if (durable) await this.handle.sync();
       await this.closeHandle();
       // 'bytes': the caller moves the file next, and that move makes its new name durable
-      if (durable && options.durable !== 'bytes') await syncDir(dirname(this.path));
+      if (durable && options.durable !== 'bytes') await this.io.syncDir(dirname(this.path));
     } catch (e) {
       this.state = 'open'; // the caller is expected to cancel()
       await this.closeHandle().catch(() => undefined); // the first error is the one to report
@@ -1239,14 +1243,31 @@ async function inParallel<T>(items: readonly T[], limit: number, fn: (item: T) =
   );
 }
 
+/**
+ * syncDir with the directory opened and closed by blocking calls (the blocking modes): only the
+ * fsync goes to the pool.
+ */
+async function syncDirBlockingOpen(dir: string): Promise<void> {
+  const fd = fs.openSync(dir, constants.O_RDONLY | O_DIRECTORY);
+  try {
+    await new Promise<void>((ok, fail) => fs.fsync(fd, (e) => (e ? fail(e) : ok())));
+  } catch (e) {
+    if (!DIR_SYNC_UNSUPPORTED.includes(errCode(e) ?? '')) throw e;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Some platforms and filesystems cannot fsync a directory; the rename is then as durable as it gets. */
+const DIR_SYNC_UNSUPPORTED = ['EINVAL', 'ENOTSUP', 'EISDIR', 'EPERM', 'EBADF'];
+
 /** fsync a directory so a rename or create in it survives a crash. */
 async function syncDir(dir: string): Promise<void> {
   const handle = await fsp.open(dir, constants.O_RDONLY | O_DIRECTORY);
   try {
     await handle.sync();
   } catch (e) {
-    // Some platforms and filesystems cannot fsync a directory; the rename is then as durable as it gets.
-    if (!['EINVAL', 'ENOTSUP', 'EISDIR', 'EPERM', 'EBADF'].includes(errCode(e) ?? '')) throw e;
+    if (!DIR_SYNC_UNSUPPORTED.includes(errCode(e) ?? '')) throw e;
   } finally {
     await handle.close();
   }
