@@ -24,7 +24,7 @@ import { createServer, connect, type AddressInfo } from 'node:net';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync, gunzipSync } from 'node:zlib';
-import { benchV1Layer, makeLayer } from './v1-layer.js';
+import { benchV1Layer, flushDirty, makeLayer } from './v1-layer.js';
 import { ensurePageCacheFull } from './page-cache.js';
 
 const ROOT = join(new URL('.', import.meta.url).pathname, '..', '..');
@@ -250,15 +250,6 @@ interface Phase {
   peakRssMiB: number;
   /** The whole host's busy cores over the phase (every process: server, client, kernel). */
   hostCores: number;
-}
-
-/**
- * Write out what earlier phases left dirty in the page cache before a timed phase starts:
- * distribution does not fsync, so its 512 MiB would otherwise be written back by the kernel during
- * whichever phase comes next (ours, the floor's, the v1 push). Ours fsyncs inside its own timing.
- */
-function flushDirty(): void {
-  spawnSync('sync', { stdio: 'ignore' });
 }
 
 async function measure(s: Server, fn: () => Promise<void>): Promise<Phase> {

@@ -26,6 +26,15 @@ function arg(name: string, dflt: string): string {
   return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : dflt;
 }
 
+/**
+ * Write out what earlier phases left dirty in the page cache before a timed phase starts:
+ * distribution does not fsync, so its 512 MiB would otherwise be written back by the kernel during
+ * whichever phase comes next (ours, the floor's, the v1 push). Ours fsyncs inside its own timing.
+ */
+export function flushDirty(): void {
+  spawnSync('sync', { stdio: 'ignore' });
+}
+
 /** A tar with one file of `size` semi-random bytes (compresses ~2:1, like real binaries), gzipped. */
 export async function makeLayer(path: string, size: number, owner?: string): Promise<void> {
   const header = Buffer.alloc(512);
@@ -249,8 +258,7 @@ export async function benchV1Layer(sizeMiB: number, log: (s: string) => void = c
     try {
       let r = await send(port, 'PUT', `/v1/images/${id}/json`, { 'Content-Type': 'application/json', 'Content-Length': String(json.length) }, json);
       if (r.status !== 200) throw new Error(`PUT json ${r.status} ${r.body}`);
-      // what earlier phases left dirty is written out first (see compare.ts flushDirty)
-      spawnSync('sync', { stdio: 'ignore' });
+      flushDirty();
       const cpu0 = cpuSeconds(pid);
       const threads0 = threadCpu(pid);
       let s = sampleRss(pid);

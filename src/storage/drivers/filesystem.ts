@@ -39,9 +39,10 @@ export interface FilesystemDriverOptions {
    * block — lstat, stat, mkdir (one key's directories), open, rename, link, unlink, rmdir, a file's close
    * and fstat, and putContent's bytes up to BLOCKING_WRITE_MAX — each one system call on a local
    * disk; reads, listings, recursive removals, real paths, every byte of a writer or a reader, and an
-   * unlink, rename or truncating open that would free a file over BIG_FILE (dropping its cached pages
-   * takes ~0.5 s for 2 GiB here) stay on the pool. Measured on 1 MiB v2 uploads (POST + PUT, 8 at a time; docs/benchmarks.md,
-   * "Thirteenth look"): 19 % less CPU per upload and 10 % more uploads per second.
+   * unlink, rename or truncating open that would free a file over BIG_FILE (freeing a written-out
+   * file takes ~0.5 s for 2 GiB here) stay on the pool. Measured on 1 MiB v2 uploads (POST + PUT, 8
+   * at a time; docs/benchmarks.md, "Thirteenth look"): 19 % less CPU per upload and 10 % more
+   * uploads per second.
    */
   readonly blocking?: boolean | 'metadata';
 }
@@ -195,11 +196,17 @@ const blockingCalls: FsCalls = {
     }),
   readdir: (p) => settled(() => fs.readdirSync(p)),
   realpath: (p) => settled(() => fs.realpathSync(p)),
-  // O_NONBLOCK: a FIFO put at a key fails (ENXIO) instead of holding the event loop until a reader
-  // comes; on a regular file it changes nothing
-  open: (p, f, m) => settled(() => new BlockingHandle(fs.openSync(p, f | O_NONBLOCK, m))),
+  open: (p, f, m) => openBlocking(p, f, m),
   syncDir: (p) => syncDirBlockingOpen(p),
 };
+
+/**
+ * open() as a blocking call. O_NONBLOCK: a FIFO put at a key fails (ENXIO) instead of holding the
+ * event loop until a reader comes; on a regular file it changes nothing.
+ */
+function openBlocking(path: string, flags: number, mode: number, syncWriteMax?: number): Promise<Handle> {
+  return settled(() => new BlockingHandle(fs.openSync(path, flags | O_NONBLOCK, mode), syncWriteMax));
+}
 
 /** putContent's bytes written with a blocking call in the 'metadata' mode (larger ones: the pool). */
 const BLOCKING_WRITE_MAX = 64 * 1024;
@@ -210,9 +217,9 @@ const BLOCKING_WRITE_MAX = 64 * 1024;
  */
 const metadataCalls: FsCalls = {
   ...blockingCalls,
-  // freeing a big file's pages and blocks takes long (here ~0.23 ms per MiB cached: 470 ms for 2
-  // GiB), and an unlink, a rename over a file or an open with O_TRUNC may do it: those go to the
-  // pool when the file at the name is big (one lstat to tell, ~3 µs)
+  // freeing a written-out file takes long (its blocks and cached pages: ~0.24 ms per MiB here, 470
+  // ms for 2 GiB), and an unlink, a rename over a file or an open with O_TRUNC may do it: those go
+  // to the pool when the file at the name is big (one lstat to tell, ~3 µs)
   unlink: (p) => (freesBigFile(p) ? promiseCalls.unlink(p) : blockingCalls.unlink(p)),
   rename: (a, b) => (freesBigFile(b) ? promiseCalls.rename(a, b) : blockingCalls.rename(a, b)),
   rm: promiseCalls.rm,
@@ -220,10 +227,7 @@ const metadataCalls: FsCalls = {
   readFileNoFollow: promiseCalls.readFileNoFollow,
   readdir: promiseCalls.readdir,
   realpath: promiseCalls.realpath,
-  open: (p, f, m) =>
-    (f & constants.O_TRUNC) !== 0 && freesBigFile(p)
-      ? promiseCalls.open(p, f, m)
-      : settled(() => new BlockingHandle(fs.openSync(p, f | O_NONBLOCK, m), BLOCKING_WRITE_MAX)),
+  open: (p, f, m) => ((f & constants.O_TRUNC) !== 0 && freesBigFile(p) ? promiseCalls.open(p, f, m) : openBlocking(p, f, m, BLOCKING_WRITE_MAX)),
 };
 
 /** A regular file of more than this many bytes is unlinked, replaced or truncated on the pool. */
