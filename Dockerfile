@@ -26,13 +26,16 @@ COPY tsconfig.json config_sample.yml ./
 COPY bin ./bin
 COPY src ./src
 COPY migrations ./migrations
+COPY native ./native
+COPY scripts/build-native.mjs ./scripts/
 # tsc compiles what tsconfig includes; the image keeps the server (dist/src, dist/migrations)
 RUN mkdir -p test bench campaigns \
  && npx tsc -p tsconfig.json \
+ && node scripts/build-native.mjs \
  && npm prune --omit=dev --no-audit --no-fund \
  && mkdir -p /app/dist \
  && cp -r package.json config_sample.yml bin node_modules /app/ \
- && cp -r dist/src dist/migrations /app/dist/
+ && cp -r dist/src dist/migrations dist/native /app/dist/
 
 # --- a build made outside, copied as is
 FROM ${NODE_IMAGE} AS prebuilt
@@ -40,6 +43,7 @@ COPY package.json config_sample.yml /app/
 COPY bin /app/bin
 COPY dist/src /app/dist/src
 COPY dist/migrations /app/dist/migrations
+COPY dist/native /app/dist/native
 COPY node_modules /app/node_modules
 
 FROM ${APP_SOURCE} AS app

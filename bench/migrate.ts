@@ -136,6 +136,7 @@ function cli(storage: string, args: string[], nodeArgs: string[] = []): { second
       DOCKER_REGISTRY_CONFIG: join(ROOT, 'config_sample.yml'),
       STORAGE_PATH: storage,
       LOGLEVEL: 'warn',
+      ...(process.env.LR_SHA256X2 ? { LR_SHA256X2: process.env.LR_SHA256X2 } : {}),
     },
     encoding: 'utf8',
     maxBuffer: 64 * MiB,

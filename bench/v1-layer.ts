@@ -3,7 +3,7 @@
  * (PUT json, PUT layer chunked, PUT checksum with tarsum + payload; GET layer), against the real
  * server in its own process, with the server's peak RSS read from /proc.
  *
- *   node dist/bench/v1-layer.js [--size-mib 512] [--owner root] [--keep]
+ *   node dist/bench/v1-layer.js [--size-mib 512] [--owner root] [--keep] [--layer PATH]
  *
  * --owner writes that uname/gname into the tar header (as GNU tar and most tools do; Docker 1.x's
  * own export leaves them empty): the case where the two tarsum forms of spec §6.2 differ.
@@ -237,6 +237,8 @@ export async function benchV1Layer(sizeMiB: number, log: (s: string) => void = c
         STORAGE_PATH: join(work, 'data'),
         LOGLEVEL: 'info',
         STANDALONE: 'true',
+        // LR_SHA256X2=0: the server hashes with node:crypto alone (an A/B of paired hashing)
+        ...(process.env.LR_SHA256X2 ? { LR_SHA256X2: process.env.LR_SHA256X2 } : {}),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -305,6 +307,8 @@ export async function benchV1Layer(sizeMiB: number, log: (s: string) => void = c
 if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop()!)) {
   const sizeMiB = Number(arg('size-mib', '512'));
   const owner = process.argv.includes('--owner') ? arg('owner', 'root') : undefined;
-  const res = await benchV1Layer(sizeMiB, console.log, owner);
+  // --layer PATH: push that gzipped tar (kept) instead of generating one
+  const given = process.argv.includes('--layer') ? arg('layer', '') : undefined;
+  const res = await benchV1Layer(sizeMiB, console.log, owner, given);
   console.log(JSON.stringify(res, null, 2));
 }

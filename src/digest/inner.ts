@@ -1,6 +1,6 @@
-import { createHash } from 'node:crypto';
 import { createGunzip } from 'node:zlib';
 import { TarParser } from './tar-parser.js';
+import { createSha256, type Sha256 } from './sha256.js';
 import { TarSum, type TarSums } from './tarsum.js';
 
 export type Compression = 'gzip' | 'none' | 'bzip2' | 'xz' | 'zstd';
@@ -22,7 +22,8 @@ export interface InnerResult {
  * only serve a check against a client's or a tree's recorded tarsum.
  */
 interface TarCheck {
-  write(chunk: Buffer): void;
+  /** `whole`: a hash that takes every byte of the chunk too, in order (the tarsum pairs it with its content hashing). */
+  write(chunk: Buffer, whole?: Sha256): void;
   end(): void;
   readonly error: string | undefined;
   result(): TarSums | undefined | true;
@@ -32,7 +33,10 @@ function tarCheck(extra: Buffer, tarsums: boolean, v1: boolean): TarCheck {
   if (tarsums) return new TarSum(extra, { v1 });
   const parser = new TarParser({ entry: () => undefined, data: () => undefined, entryEnd: () => undefined });
   return {
-    write: (c) => parser.write(c),
+    write: (c, whole) => {
+      whole?.update(c);
+      parser.write(c);
+    },
     end: () => parser.end(),
     get error() {
       return parser.error;
@@ -114,7 +118,7 @@ export function createInlineInner(kind: Compression, extra: Buffer, opts: InnerO
  */
 class InlineGunzip implements Inner {
   private readonly gz = createGunzip({ chunkSize: GUNZIP_OUT });
-  private readonly uncompressed = createHash('sha256');
+  private readonly uncompressed = createSha256();
   private batch: Buffer[] = [];
   private batchLen = 0;
   /** Input bytes written to zlib and not consumed yet. */
@@ -166,8 +170,7 @@ class InlineGunzip implements Inner {
     this.queue = [];
     this.queued = 0;
     for (const c of q) {
-      this.uncompressed.update(c);
-      this.tarsum.write(c);
+      this.tarsum.write(c, this.uncompressed);
     }
   };
 

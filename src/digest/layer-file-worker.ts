@@ -8,11 +8,11 @@
  * the same time, and taken again once both are done with it. Nothing is allocated per chunk, and
  * the bytes hashed are the bytes written.
  */
-import { createHash } from 'node:crypto';
 import { close, constants, fstat, open, read, type Stats, write } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { createInlineInner, GUNZIP_IN, type Inner, type InnerResult } from './inner.js';
 import { layerDigests, sniffCompression } from './layer-hasher.js';
+import { createSha256, updateBoth } from './sha256.js';
 import type { LayerFileFailure, LayerFileJob } from './layer-files.js';
 
 /** Bytes per read and write; a full buffer goes to zlib as it is (GUNZIP_IN). */
@@ -62,8 +62,8 @@ const SPARE_MAX = 4 * BUFFERS;
 
 async function run(job: LayerFileJob): Promise<ReturnType<typeof layerDigests>> {
   const extra = Buffer.from(job.extra);
-  const raw = createHash('sha256');
-  const payload = createHash('sha256').update(extra).update('\n');
+  const raw = createSha256();
+  const payload = createSha256().update(extra).update('\n', 'latin1');
   const free: Buffer[] = Array.from({ length: BUFFERS }, () => spare.pop() ?? Buffer.allocUnsafeSlow(CHUNK));
   let waiter: (() => void) | undefined;
   const giveBack = (b: Buffer): void => {
@@ -111,8 +111,7 @@ async function run(job: LayerFileJob): Promise<ReturnType<typeof layerDigests>> 
       if (size + n > job.expectedSize) throw new Failure('short', `the layer has grown past the ${job.expectedSize} bytes listed`);
       const end = n < want; // a short read: the end of the file
       const chunk = buf.subarray(0, n);
-      raw.update(chunk);
-      payload.update(chunk);
+      updateBoth(raw, payload, chunk);
       inner ??= createInlineInner((compression = sniffCompression(chunk)), extra, job.innerOpts);
       let users = 2;
       const done = (): void => {

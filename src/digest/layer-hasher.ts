@@ -1,6 +1,6 @@
-import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { createInlineInner, type Compression, type Inner, type InnerOptions, type InnerResult } from './inner.js';
+import { createSha256, updateBoth, type Sha256 } from './sha256.js';
 import type { TarSums } from './tarsum.js';
 
 export type { Compression };
@@ -55,8 +55,8 @@ export function sniffCompression(head: Buffer): Compression {
  * memory stays bounded whatever the layer size. Read result() after the stream has finished.
  */
 export class LayerHasher extends Transform {
-  private readonly raw: Hash = createHash('sha256');
-  private readonly payloadHash: Hash;
+  private readonly raw: Sha256 = createSha256();
+  private readonly payloadHash: Sha256;
   private size = 0;
   private compression: Compression = 'none';
   private head: Buffer[] = [];
@@ -75,7 +75,7 @@ export class LayerHasher extends Transform {
     private readonly innerOpts: InnerOptions = {},
   ) {
     super({ highWaterMark: 1 << 20 });
-    this.payloadHash = createHash('sha256').update(extra).update('\n');
+    this.payloadHash = createSha256().update(extra).update('\n', 'latin1');
   }
 
   /** The content address (`sha256:<hex>`); throws until the stream has finished. */
@@ -97,8 +97,7 @@ export class LayerHasher extends Transform {
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     // Hash before handing the chunk on: cb may run synchronously and take the next chunk at once.
-    this.raw.update(chunk);
-    this.payloadHash.update(chunk);
+    updateBoth(this.raw, this.payloadHash, chunk);
     this.size += chunk.length;
     if (this.inner) {
       this.inner.write(chunk, () => cb(null, chunk));

@@ -1,4 +1,5 @@
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { createSha256, updateBoth, type Sha256 } from './sha256.js';
 import { TarParser, type TarHeader } from './tar-parser.js';
 
 /** The tarsums of one layer under one header rule (spec §6.2), each labelled. */
@@ -274,11 +275,11 @@ export class TarSum {
   private readonly parser: TarParser;
   private readonly sums: Sum[] = [];
   private readonly names: string[] = [];
-  private h0: Hash | undefined;
-  private h1: Hash | undefined;
+  private h0: Sha256 | undefined;
+  private h1: Sha256 | undefined;
   /** The Go ≥ 1.10 hashes of the current entry, when its owner names are not empty. */
-  private g0: Hash | undefined;
-  private g1: Hash | undefined;
+  private g0: Sha256 | undefined;
+  private g1: Sha256 | undefined;
   private key = '';
 
   private readonly withV1: boolean;
@@ -291,17 +292,17 @@ export class TarSum {
     this.withV1 = opts.v1 ?? true;
     this.parser = new TarParser({
       entry: (h) => {
-        this.h0 = createHash('sha256').update(headerBytes(h, 'v0'));
-        if (this.withV1) this.h1 = createHash('sha256').update(headerBytes(h, 'v1'));
+        this.h0 = createSha256().update(headerBytes(h, 'v0'));
+        if (this.withV1) this.h1 = createSha256().update(headerBytes(h, 'v1'));
         if (h.raw.uname.length > 0 || h.raw.gname.length > 0) {
-          this.g0 = createHash('sha256').update(headerBytes(h, 'v0', 'go110'));
-          if (this.withV1) this.g1 = createHash('sha256').update(headerBytes(h, 'v1', 'go110'));
+          this.g0 = createSha256().update(headerBytes(h, 'v0', 'go110'));
+          if (this.withV1) this.g1 = createSha256().update(headerBytes(h, 'v1', 'go110'));
         }
         this.key = dupKey(h.raw.name);
         this.names.push(h.name);
       },
       data: (c) => {
-        this.h0!.update(c);
+        this.content(c);
         this.h1?.update(c);
         if (this.g0) {
           this.g0.update(c);
@@ -322,8 +323,45 @@ export class TarSum {
     });
   }
 
-  write(chunk: Buffer): void {
-    this.parser.write(chunk);
+  /**
+   * Feed the next bytes of the tar. `whole`: a hash of every byte of the archive (the diff_id),
+   * given this chunk too, in order: an entry's content it shares with the entry's v0 hash is
+   * hashed into both in one pass (updateBoth), the rest of the chunk into `whole` alone.
+   */
+  write(chunk: Buffer, whole?: Sha256): void {
+    if (!whole) {
+      this.parser.write(chunk);
+      return;
+    }
+    this.cur = chunk;
+    this.curFed = 0;
+    this.whole = whole;
+    try {
+      this.parser.write(chunk);
+    } finally {
+      this.cur = undefined;
+      this.whole = undefined;
+      if (this.curFed < chunk.length) whole.update(chunk.subarray(this.curFed));
+    }
+  }
+
+  /** The chunk being written with a `whole` hash, and how much of it that hash has taken. */
+  private cur: Buffer | undefined;
+  private curFed = 0;
+  private whole: Sha256 | undefined;
+
+  /** Content of the current entry, `c` as the parser gives it (a part of the chunk being written, or a copy). */
+  private content(c: Buffer): void {
+    const cur = this.cur;
+    const whole = this.whole;
+    // paired only when c lies in the chunk at or past what `whole` has taken (then it is those
+    // very bytes): `whole` first takes the chunk's bytes before it, so it sees every byte in order
+    if (cur && whole && c.buffer === cur.buffer && c.byteOffset >= cur.byteOffset + this.curFed && c.byteOffset + c.length <= cur.byteOffset + cur.length) {
+      const off = c.byteOffset - cur.byteOffset;
+      if (off > this.curFed) whole.update(cur.subarray(this.curFed, off));
+      updateBoth(this.h0!, whole, c);
+      this.curFed = off + c.length;
+    } else this.h0!.update(c);
   }
 
   end(): void {

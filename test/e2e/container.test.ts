@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
+import { sha256x2 } from '../../src/digest/sha256.js';
 import { request } from '../helpers/http.js';
 import { ROOT } from '../helpers/paths.js';
 import { freePort } from '../helpers/ports.js';
@@ -37,13 +38,13 @@ function missing(): string | undefined {
   return why;
 }
 
-/** What the image is made of: the Dockerfile, the lock file, the compiled server and migrations. */
+/** What the image is made of: the Dockerfile, the lock file, the compiled server, migrations and native module. */
 async function fingerprint(): Promise<string> {
   const h = createHash('sha256');
   for (const f of ['Dockerfile', 'package.json', 'package-lock.json', 'config_sample.yml', 'bin/legacy-registry.cjs'])
     h.update(f).update(readFileSync(join(ROOT, f)));
-  for (const d of ['src', 'migrations']) {
-    const files = (await readdir(join(ROOT, 'dist', d), { recursive: true })).filter((f) => f.endsWith('.js')).sort();
+  for (const d of ['src', 'migrations', 'native']) {
+    const files = (await readdir(join(ROOT, 'dist', d), { recursive: true })).filter((f) => f.endsWith('.js') || f.endsWith('.node')).sort();
     for (const f of files) h.update(f).update(readFileSync(join(ROOT, 'dist', d, f)));
   }
   return h.digest('hex').slice(0, 32);
@@ -129,7 +130,9 @@ describe('Dockerfile: built with podman on a debootstrap base, run, restarted', 
       // the prebuilt context: what the image runs, production dependencies only
       ctx = await mkdtemp(join(tmpdir(), 'lr-container-ctx-'));
       for (const f of ['package.json', 'config_sample.yml', 'bin']) await cp(join(ROOT, f), join(ctx, f), { recursive: true });
-      for (const d of ['src', 'migrations']) await cp(join(ROOT, 'dist', d), join(ctx, 'dist', d), { recursive: true, filter: (p) => !p.endsWith('.map') });
+      // dist/native: the paired-hash module (empty where it could not be built; the server then uses node:crypto)
+      for (const d of ['src', 'migrations', 'native'])
+        await cp(join(ROOT, 'dist', d), join(ctx, 'dist', d), { recursive: true, filter: (p) => !p.endsWith('.map') });
       const top = productionPackages();
       assert.ok(top.has('koa') && top.has('sqlite3') && !top.has('typescript'), 'production dependencies only');
       await mkdir(join(ctx, 'node_modules', '@aws-sdk'), { recursive: true });
@@ -199,6 +202,10 @@ describe('Dockerfile: built with podman on a debootstrap base, run, restarted', 
     assert.equal(ping.status, 200);
     assert.equal((await podman(['exec', name, 'id', '-u'])).stdout.trim(), '1000');
     await podman(['healthcheck', 'run', name]); // exit 0: healthy
+    // the image's node loads the paired-hash module built beside the server, where this CPU can run it
+    const probe = "import('/app/dist/src/digest/sha256.js').then((m) => console.log(JSON.stringify(m.sha256x2)))";
+    const x2 = JSON.parse((await podman(['exec', name, 'node', '--input-type=module', '-e', probe])).stdout) as { native: boolean; reason: string };
+    assert.equal(x2.native, sha256x2.native, x2.reason);
 
     // an account (SQLite index in the volume) and a 1.x push (filesystem storage in the volume)
     const signup = await request(url(), '/v1/users/', {
