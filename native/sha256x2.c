@@ -144,12 +144,14 @@ static void rest(ctx_t *c, const uint8_t *p, size_t n) {
 }
 
 static void update1(ctx_t *c, const uint8_t *p, size_t n) {
+  if (n == 0) return; /* p may be NULL then (a detached or empty buffer) */
   size_t off = fill(c, p, n);
   if (off < n) rest(c, p + off, n - off);
   c->total += n;
 }
 
 static void update2(ctx_t *a, ctx_t *b, const uint8_t *p, size_t n) {
+  if (n == 0) return;
   size_t oa = fill(a, p, n), ob = fill(b, p, n);
   size_t na = oa < n ? (n - oa) / 64 : 0, nb = ob < n ? (n - ob) / 64 : 0;
   size_t both = na < nb ? na : nb;

@@ -24,6 +24,7 @@ import { mountWebUi } from './assemble/web.js';
 import { mountRegistry } from './assemble/registry.js';
 import { assembleApp, listen, listenDebug } from './assemble/http.js';
 import { trimWhenIdle } from './http/idle-memory.js';
+import { sha256x2 } from './digest/sha256.js';
 
 export type { Role } from './assemble/site.js';
 
@@ -118,6 +119,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     index: site.runIndex ? (config.sqlalchemy_index_database ?? 'sqlite (storage_path/index.db)').replace(/\/\/[^@/]*@/, '//***@') : undefined,
     flavor: config.flavor,
     config: config.file ?? 'built-in defaults',
+    // a layer's pairs of sha256 in one pass (native/sha256x2.c), or node:crypto and why
+    sha256: sha256x2.native ? 'paired (SHA extensions)' : `node:crypto (paired module ${sha256x2.reason})`,
   });
   log.debug('configuration', redact(config));
   store.startBackground();

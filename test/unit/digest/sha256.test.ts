@@ -114,6 +114,15 @@ describe('paired SHA-256 (src/digest/sha256.ts, native/sha256x2.c)', () => {
     m.init(bad);
     bad[40] = 64; // the partial block's length
     assert.throws(() => m.update(bad, data), TypeError);
+    // an empty view, and a view whose buffer was transferred away (no bytes, no pointer): nothing hashed
+    m.update(ctx, new Uint8Array(0));
+    const gone = new ArrayBuffer(16);
+    const view = new Uint8Array(gone);
+    structuredClone(gone, { transfer: [gone] });
+    m.update(ctx, view);
+    const other = new Uint8Array(m.contextSize);
+    m.init(other);
+    m.update2(ctx, other, view);
     m.update(ctx, data);
     const out = new Uint8Array(32);
     m.final(ctx, out);
