@@ -203,7 +203,8 @@ static int bytes_of(napi_env env, napi_value v, uint8_t **data, size_t *len) {
   return 1;
 }
 
-static ctx_t *ctx_of(napi_env env, napi_value v) {
+/* A context argument; `fresh`: about to be initialised (its contents are not looked at). */
+static ctx_t *ctx_of(napi_env env, napi_value v, int fresh) {
   uint8_t *d;
   size_t len;
   if (!bytes_of(env, v, &d, &len)) return NULL;
@@ -212,51 +213,51 @@ static ctx_t *ctx_of(napi_env env, napi_value v) {
     return NULL;
   }
   ctx_t *c = (ctx_t *)d;
-  if (c->plen >= 64) {
+  if (!fresh && c->plen >= 64) {
     throw_type(env, "a corrupt sha256x2 context");
     return NULL;
   }
   return c;
 }
 
+/* The call's first n arguments (a TypeError when fewer were given). */
+static int args_of(napi_env env, napi_callback_info info, size_t n, napi_value *argv) {
+  size_t argc = n;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < n) return throw_type(env, "missing arguments");
+  return 1;
+}
+
+/* update(ctx, bytes) and final(ctx, out): a context, then a byte array. */
+static ctx_t *ctx_and_bytes(napi_env env, napi_callback_info info, uint8_t **p, size_t *n) {
+  napi_value argv[2];
+  if (!args_of(env, info, 2, argv)) return NULL;
+  ctx_t *c = ctx_of(env, argv[0], 0);
+  return c && bytes_of(env, argv[1], p, n) ? c : NULL;
+}
+
 static napi_value js_init(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  uint8_t *d;
-  size_t len;
-  if (argc < 1 || !bytes_of(env, argv[0], &d, &len)) return NULL;
-  if (len != CTX_SIZE || ((uintptr_t)d & 7) != 0) {
-    throw_type(env, "not a sha256x2 context");
-    return NULL;
-  }
-  ctx_t *c = (ctx_t *)d;
+  if (!args_of(env, info, 1, argv)) return NULL;
+  ctx_t *c = ctx_of(env, argv[0], 1);
+  if (!c) return NULL;
   memset(c, 0, sizeof *c);
   memcpy(c->h, H0, sizeof H0);
   return NULL;
 }
 
 static napi_value js_update(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 2) return NULL;
-  ctx_t *c = ctx_of(env, argv[0]);
   uint8_t *p;
   size_t n;
-  if (!c || !bytes_of(env, argv[1], &p, &n)) return NULL;
-  update1(c, p, n);
+  ctx_t *c = ctx_and_bytes(env, info, &p, &n);
+  if (c) update1(c, p, n);
   return NULL;
 }
 
 static napi_value js_update2(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 3) return NULL;
-  ctx_t *a = ctx_of(env, argv[0]);
-  if (!a) return NULL;
-  ctx_t *b = ctx_of(env, argv[1]);
+  if (!args_of(env, info, 3, argv)) return NULL;
+  ctx_t *a = ctx_of(env, argv[0], 0);
+  ctx_t *b = a ? ctx_of(env, argv[1], 0) : NULL;
   uint8_t *p;
   size_t n;
   if (!b || !bytes_of(env, argv[2], &p, &n)) return NULL;
@@ -269,14 +270,10 @@ static napi_value js_update2(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_final(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 2) return NULL;
-  ctx_t *c = ctx_of(env, argv[0]);
   uint8_t *out;
   size_t n;
-  if (!c || !bytes_of(env, argv[1], &out, &n)) return NULL;
+  ctx_t *c = ctx_and_bytes(env, info, &out, &n);
+  if (!c) return NULL;
   if (n < 32) {
     throw_type(env, "a 32-byte output was expected");
     return NULL;

@@ -109,6 +109,8 @@ describe('paired SHA-256 (src/digest/sha256.ts, native/sha256x2.c)', () => {
     assert.throws(() => m.update(ctx, 'abc' as unknown as Uint8Array), TypeError);
     assert.throws(() => m.update(new Uint32Array(28) as unknown as Uint8Array, data), TypeError);
     assert.throws(() => m.update2(ctx, ctx, data), TypeError);
+    assert.throws(() => (m.update as (c: Uint8Array) => void)(ctx), TypeError);
+    assert.throws(() => (m.init as () => void)(), TypeError);
     assert.throws(() => m.final(ctx, new Uint8Array(31)), TypeError);
     const bad = new Uint8Array(m.contextSize);
     m.init(bad);
