@@ -1,12 +1,12 @@
 // Builds native/sha256x2.c (paired SHA-256 with the x86 SHA extensions, see src/digest/sha256.ts)
-// into dist/native/sha256x2.node, as part of `npm run build`. It needs a C compiler (cc, or $CC)
-// and Node's headers (node_api.h), which sqlite3's build needs as well. The module is optional:
+// into dist/native/sha256x2.node, as part of `npm run build`. It needs a C compiler ($CC, or cc,
+// gcc or clang) and Node's headers (node_api.h), which sqlite3's build needs as well. The module is optional:
 // where it cannot be built (another architecture, no compiler, no headers) the server hashes with
 // node:crypto, and this script says why and exits 0 — unless LR_NATIVE=required, when it fails.
 //
 //   node scripts/build-native.mjs [--help]
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -21,6 +21,8 @@ const out = join(root, 'dist', 'native', 'sha256x2.node');
 const required = process.env.LR_NATIVE === 'required';
 
 function skip(why) {
+  // no module from an earlier build is left to be loaded in its place
+  rmSync(out, { force: true });
   const msg = `sha256x2: not built (${why}); layers are hashed with node:crypto`;
   if (required) {
     console.error(`${msg} — LR_NATIVE=required`);
@@ -43,7 +45,8 @@ const include = includes.find((d) => existsSync(join(d, 'node_api.h')));
 if (!include) skip(`no node_api.h in ${includes.join(', ')}`);
 
 const tmp = `${out}.${process.pid}.tmp`;
-const cc = process.env.CC || 'cc';
+// $CC, else the first C compiler found
+const cc = process.env.CC || ['cc', 'gcc', 'clang'].find((c) => spawnSync(c, ['--version'], { stdio: 'ignore' }).status === 0) || 'cc';
 const r = spawnSync(cc, ['-O3', '-Wall', '-Wextra', '-Werror', '-shared', '-fPIC', '-fvisibility=hidden', `-I${include}`, '-o', tmp, source], {
   encoding: 'utf8',
 });
