@@ -197,7 +197,7 @@ const blockingCalls: FsCalls = {
   readdir: (p) => settled(() => fs.readdirSync(p)),
   realpath: (p) => settled(() => fs.realpathSync(p)),
   open: (p, f, m) => openBlocking(p, f, m),
-  syncDir: (p) => syncDirBlockingOpen(p),
+  syncDir: (p) => syncDir(p, true),
 };
 
 /**
@@ -1269,33 +1269,23 @@ async function inParallel<T>(items: readonly T[], limit: number, fn: (item: T) =
   );
 }
 
+/** Some platforms and filesystems cannot fsync a directory; the rename is then as durable as it gets. */
+const DIR_SYNC_UNSUPPORTED = ['EINVAL', 'ENOTSUP', 'EISDIR', 'EPERM', 'EBADF'];
+
 /**
- * syncDir with the directory opened and closed by blocking calls (the blocking modes): only the
- * fsync goes to the pool.
+ * fsync a directory so a rename or create in it survives a crash. `blockingOpen` (the blocking
+ * modes): the directory is opened and closed by blocking calls, and only the fsync goes to the pool.
  */
-async function syncDirBlockingOpen(dir: string): Promise<void> {
-  const fd = fs.openSync(dir, constants.O_RDONLY | O_DIRECTORY);
+async function syncDir(dir: string, blockingOpen = false): Promise<void> {
+  const flags = constants.O_RDONLY | O_DIRECTORY;
+  const fd = blockingOpen ? fs.openSync(dir, flags) : await new Promise<number>((ok, fail) => fs.open(dir, flags, (e, n) => (e ? fail(e) : ok(n))));
   try {
     await new Promise<void>((ok, fail) => fs.fsync(fd, (e) => (e ? fail(e) : ok())));
   } catch (e) {
     if (!DIR_SYNC_UNSUPPORTED.includes(errCode(e) ?? '')) throw e;
   } finally {
-    fs.closeSync(fd);
-  }
-}
-
-/** Some platforms and filesystems cannot fsync a directory; the rename is then as durable as it gets. */
-const DIR_SYNC_UNSUPPORTED = ['EINVAL', 'ENOTSUP', 'EISDIR', 'EPERM', 'EBADF'];
-
-/** fsync a directory so a rename or create in it survives a crash. */
-async function syncDir(dir: string): Promise<void> {
-  const handle = await fsp.open(dir, constants.O_RDONLY | O_DIRECTORY);
-  try {
-    await handle.sync();
-  } catch (e) {
-    if (!DIR_SYNC_UNSUPPORTED.includes(errCode(e) ?? '')) throw e;
-  } finally {
-    await handle.close();
+    if (blockingOpen) fs.closeSync(fd);
+    else await new Promise<void>((ok, fail) => fs.close(fd, (e) => (e ? fail(e) : ok())));
   }
 }
 
