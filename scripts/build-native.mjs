@@ -1,8 +1,10 @@
-// Builds native/sha256x2.c (paired SHA-256 with the x86 SHA extensions, see src/digest/sha256.ts)
-// into dist/native/sha256x2.node, as part of `npm run build`. It needs a C compiler ($CC, or cc,
-// gcc or clang) and Node's headers (node_api.h), which sqlite3's build needs as well. The module is optional:
-// where it cannot be built (another architecture, no compiler, no headers) the server hashes with
-// node:crypto, and this script says why and exits 0 — unless LR_NATIVE=required, when it fails.
+// Builds the optional native modules into dist/native, as part of `npm run build`:
+//   native/sha256x2.c -> dist/native/sha256x2.node   paired SHA-256 with the x86 SHA extensions (src/digest/sha256.ts)
+//   native/memory.c   -> dist/native/memory.node     malloc_trim once the server is idle (src/util/malloc-trim.ts)
+// They need a C compiler ($CC, or cc, gcc or clang) and Node's headers (node_api.h), which sqlite3's
+// build needs as well. Each module is optional: where one cannot be built (another architecture or
+// system, no compiler, no headers) the server does without it (node:crypto; no trim), and this
+// script says why and exits 0 — unless LR_NATIVE=required, when it fails.
 //
 //   node scripts/build-native.mjs [--help]
 import { spawnSync } from 'node:child_process';
@@ -11,30 +13,19 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 if (process.argv.includes('--help')) {
-  console.log('usage: node scripts/build-native.mjs   (CC: the compiler; LR_NATIVE=required: fail when it cannot be built)');
+  console.log('usage: node scripts/build-native.mjs   (CC: the compiler; LR_NATIVE=required: fail when a module cannot be built)');
   process.exit(0);
 }
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const source = join(root, 'native', 'sha256x2.c');
-const out = join(root, 'dist', 'native', 'sha256x2.node');
 const required = process.env.LR_NATIVE === 'required';
-
-function skip(why) {
-  // no module from an earlier build is left to be loaded in its place
-  rmSync(out, { force: true });
-  const msg = `sha256x2: not built (${why}); layers are hashed with node:crypto`;
-  if (required) {
-    console.error(`${msg} — LR_NATIVE=required`);
-    process.exit(1);
-  }
-  console.log(msg);
-  process.exit(0);
-}
+const modules = [
+  { name: 'sha256x2', without: 'layers are hashed with node:crypto', arch: ['x64'] },
+  { name: 'memory', without: 'an idle server does not trim the C heap', arch: ['x64', 'arm64'] },
+];
 
 // dist/native exists either way (the container build copies it)
-mkdirSync(dirname(out), { recursive: true });
-if (process.arch !== 'x64' || process.platform !== 'linux') skip(`${process.platform}/${process.arch}: the module is for x86-64 Linux`);
+mkdirSync(join(root, 'dist', 'native'), { recursive: true });
 // Node's headers: beside the node binary (official builds, Debian's /usr), or npm's nodedir
 const includes = [
   join(dirname(process.execPath), '..', 'include', 'node'),
@@ -42,15 +33,45 @@ const includes = [
   '/usr/include/node',
 ].filter(Boolean);
 const include = includes.find((d) => existsSync(join(d, 'node_api.h')));
-if (!include) skip(`no node_api.h in ${includes.join(', ')}`);
-
-const tmp = `${out}.${process.pid}.tmp`;
 // $CC, else the first C compiler found
 const cc = process.env.CC || ['cc', 'gcc', 'clang'].find((c) => spawnSync(c, ['--version'], { stdio: 'ignore' }).status === 0) || 'cc';
-const r = spawnSync(cc, ['-O3', '-Wall', '-Wextra', '-Werror', '-shared', '-fPIC', '-fvisibility=hidden', `-I${include}`, '-o', tmp, source], {
-  encoding: 'utf8',
-});
-if (r.error) skip(`${cc}: ${r.error.message}`);
-if (r.status !== 0) skip(`${cc} failed:\n${r.stderr}`);
-renameSync(tmp, out);
-console.log(`sha256x2: built ${out}`);
+
+let failed = false;
+for (const m of modules) {
+  const out = join(root, 'dist', 'native', `${m.name}.node`);
+  const why = build(m, out);
+  if (why === undefined) {
+    console.log(`${m.name}: built ${out}`);
+    continue;
+  }
+  // no module from an earlier build is left to be loaded in its place
+  rmSync(out, { force: true });
+  console.log(`${m.name}: not built (${why}); ${m.without}`);
+  failed = true;
+}
+if (failed && required) {
+  console.error('LR_NATIVE=required: a native module was not built');
+  process.exit(1);
+}
+
+/** Compiles one module into `out`; returns why not, or undefined when built. */
+function build(m, out) {
+  if (process.platform !== 'linux' || !m.arch.includes(process.arch))
+    return `${process.platform}/${process.arch}: the module is for Linux on ${m.arch.join(', ')}`;
+  if (!include) return `no node_api.h in ${includes.join(', ')}`;
+  const tmp = `${out}.${process.pid}.tmp`;
+  const r = spawnSync(
+    cc,
+    ['-O3', '-Wall', '-Wextra', '-Werror', '-shared', '-fPIC', '-fvisibility=hidden', `-I${include}`, '-o', tmp, join(root, 'native', `${m.name}.c`)],
+    {
+      encoding: 'utf8',
+    },
+  );
+  if (r.error) return `${cc}: ${r.error.message}`;
+  if (r.status !== 0) {
+    rmSync(tmp, { force: true });
+    return `${cc} failed:\n${r.stderr}`;
+  }
+  renameSync(tmp, out);
+  return undefined;
+}

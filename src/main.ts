@@ -25,6 +25,7 @@ import { mountRegistry } from './assemble/registry.js';
 import { assembleApp, listen, listenDebug } from './assemble/http.js';
 import { trimWhenIdle } from './http/idle-memory.js';
 import { sha256x2 } from './digest/sha256.js';
+import { mallocTrimStatus } from './util/malloc-trim.js';
 
 export type { Role } from './assemble/site.js';
 
@@ -121,6 +122,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     config: config.file ?? 'built-in defaults',
     // a layer's pairs of sha256 in one pass (native/sha256x2.c), or node:crypto and why
     sha256: sha256x2.native ? 'paired (SHA extensions)' : `node:crypto (paired module ${sha256x2.reason})`,
+    // the C heap given back once idle (native/memory.c), or why not
+    idle_trim: mallocTrimStatus().available ? 'malloc_trim' : `off (${mallocTrimStatus().reason})`,
   });
   log.debug('configuration', redact(config));
   store.startBackground();

@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { noteMemoryReleased } from '../util/malloc-trim.js';
 import { GUNZIP_IN, createInlineInner, type Compression, type Inner, type InnerOptions, type InnerResult } from './inner.js';
 
 const WORKER_URL = new URL('./inner-worker.js', import.meta.url);
@@ -48,7 +49,8 @@ export class DigestWorkers {
     w.idleTimer = setTimeout(() => {
       const i = this.idle.indexOf(w);
       if (i >= 0) this.idle.splice(i, 1);
-      void w.worker.terminate();
+      // its thread's malloc arena stays behind, free: an idle server trims it (src/http/idle-memory.ts)
+      void w.worker.terminate().then(noteMemoryReleased);
     }, IDLE_MS);
     w.idleTimer.unref();
     this.idle.push(w);

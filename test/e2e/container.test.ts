@@ -9,6 +9,7 @@ import { join, relative, sep } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { sha256x2 } from '../../src/digest/sha256.js';
+import { mallocTrimStatus } from '../../src/util/malloc-trim.js';
 import { request } from '../helpers/http.js';
 import { ROOT } from '../helpers/paths.js';
 import { freePort } from '../helpers/ports.js';
@@ -130,7 +131,7 @@ describe('Dockerfile: built with podman on a debootstrap base, run, restarted', 
       // the prebuilt context: what the image runs, production dependencies only
       ctx = await mkdtemp(join(tmpdir(), 'lr-container-ctx-'));
       for (const f of ['package.json', 'config_sample.yml', 'bin']) await cp(join(ROOT, f), join(ctx, f), { recursive: true });
-      // dist/native: the paired-hash module (empty where it could not be built; the server then uses node:crypto)
+      // dist/native: the paired-hash and idle-trim modules (absent where they could not be built; the server then goes without)
       for (const d of ['src', 'migrations', 'native'])
         await cp(join(ROOT, 'dist', d), join(ctx, 'dist', d), { recursive: true, filter: (p) => !p.endsWith('.map') });
       const top = productionPackages();
@@ -206,6 +207,10 @@ describe('Dockerfile: built with podman on a debootstrap base, run, restarted', 
     const probe = "import('/app/dist/src/digest/sha256.js').then((m) => console.log(JSON.stringify(m.sha256x2)))";
     const x2 = JSON.parse((await podman(['exec', name, 'node', '--input-type=module', '-e', probe])).stdout) as { native: boolean; reason: string };
     assert.equal(x2.native, sha256x2.native, x2.reason);
+    // and the idle-trim module (the image's C library is glibc, as here)
+    const trimProbe = "import('/app/dist/src/util/malloc-trim.js').then((m) => console.log(JSON.stringify(m.mallocTrimStatus())))";
+    const trim = JSON.parse((await podman(['exec', name, 'node', '--input-type=module', '-e', trimProbe])).stdout) as { available: boolean; reason: string };
+    assert.equal(trim.available, mallocTrimStatus().available, trim.reason);
 
     // an account (SQLite index in the volume) and a 1.x push (filesystem storage in the volume)
     const signup = await request(url(), '/v1/users/', {
