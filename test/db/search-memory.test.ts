@@ -10,6 +10,7 @@ import { addCollaborator, markDeleted, saveRepository } from '../../src/db/repos
 import { addMember, saveOrganization } from '../../src/db/organizations.js';
 import { saveUser, type User } from '../../src/db/users.js';
 import { searchRepositories, searchWithSql, type SearchOptions } from '../../src/db/search.js';
+import { memoryIndex } from '../../src/db/search-memory.js';
 import { ENGINES, PG_URL, type EngineName } from './engines.js';
 
 /**
@@ -209,6 +210,49 @@ for (const {
         }
       }
       assert.equal(compared, queries.length * callers.length * 5);
+    });
+
+    it('walks the packed word lists and the per-token lists alike, and repacks once changes pause', async () => {
+      const callers: SearchOptions['visibleTo'][] = [{}, { userId: users[2]!.id }, { userId: users[0]!.id, admin: true }];
+      const queries = ['re', 'red', 'redis', 'r', 'base', 'web api', 'node server', 'tools/', 'the small', 'fast re', 'edis2', 'zz'];
+      const same = async (when: string): Promise<void> => {
+        for (const query of queries)
+          for (const visibleTo of callers)
+            for (const [page, pageSize] of [
+              [1, 25],
+              [2, 7],
+            ] as const) {
+              const opts = { query, visibleTo, page, pageSize };
+              assert.deepEqual(await searchRepositories(db, opts), await searchWithSql(db, opts), `${when}: ${JSON.stringify(opts)}`);
+            }
+      };
+      await searchRepositories(db, { query: 'warm' });
+      const mi = memoryIndex(db);
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(mi.packed, true, 'packed once loaded and quiet');
+      await same('packed');
+      // new words: the packed copy is dropped at once, searches walk the lists meanwhile
+      const { repository } = await saveRepository(db, { namespace: 'redis9', name: 'redis-fresh', description: 'web api node server' });
+      await saveRepository(db, { namespace: 'base', name: 'fast-red', description: 'The small' });
+      await searchRepositories(db, { query: 'warm' });
+      assert.equal(mi.packed, false, 'a change drops it');
+      await same('unpacked');
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(mi.packed, true, 'rebuilt once changes paused');
+      await same('repacked');
+      // the same text with other stars or flags keeps it
+      await db('repositories').where({ id: repository.id }).update({ star_count: 77 });
+      assert.equal((await searchRepositories(db, { query: 'redis-fresh' })).results[0]?.star_count, 77);
+      assert.equal(mi.packed, true, 'a star changes no word');
+      await db('repositories').where({ id: repository.id }).update({ description: 'about wombats' });
+      assert.deepEqual(
+        (await searchRepositories(db, { query: 'wombats' })).results.map((r) => r.name),
+        ['redis-fresh'],
+      );
+      assert.equal(mi.packed, false, 'a description does');
+      await same('unpacked again');
+      // (the tests after this one do not see these two)
+      await db('repositories').whereIn('name', ['redis-fresh', 'fast-red']).delete();
     });
 
     it('sees its own writes at the next search, and those of another connection within 250 ms', async () => {
