@@ -142,6 +142,9 @@ async function startOurs(dir: string): Promise<Server> {
       STORAGE_DELETE: 'true',
       LOGLEVEL: 'error',
       ...(process.env.BENCH_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS } : {}),
+      // the native modules' switches, for comparisons (docs/configuration.md)
+      ...(process.env.LR_SHA256X2 ? { LR_SHA256X2: process.env.LR_SHA256X2 } : {}),
+      ...(process.env.LR_MALLOC_TRIM ? { LR_MALLOC_TRIM: process.env.LR_MALLOC_TRIM } : {}),
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   });

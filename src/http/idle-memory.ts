@@ -19,7 +19,7 @@ import { mallocTrim, memoryReleasedCount } from '../util/malloc-trim.js';
  * window and keep the size; a few attempts per idle period are allowed, then it waits for the
  * next request. Under load it never runs, and the new space grows again as V8 decides.
  *
- * Then, once the scavenges of an idle period are done, the C heap is trimmed (glibc's malloc_trim,
+ * Then, once the scavenges of an idle period are done and it has lasted 10 s, the C heap is trimmed (glibc's malloc_trim,
  * src/util/malloc-trim.ts): the buffers freed after the busy spell sit in malloc's arenas, one per
  * thread that allocated, and only the top of the main arena ever goes back by itself (measured:
  * 4–5 MiB of an idle server's 75–82 MiB RSS given back, in well under a millisecond). A worker thread
@@ -40,6 +40,12 @@ export interface IdleMemoryOptions {
   readonly minBytes?: number;
   /** Scavenges per idle period at most. */
   readonly attempts?: number;
+  /**
+   * How long the server must have been idle before the C heap is trimmed (default 10 s): pages
+   * given back are faulted in again by the next busy spell (~2.7 ms per MiB on this project's VMs),
+   * so a pause between bursts of requests does not trim.
+   */
+  readonly trimAfterMs?: number;
   /** Gives the C heap's free pages back; returns whether any were (default: malloc_trim). */
   readonly trim?: () => boolean;
   /** A counter that grows when memory was freed outside requests (default: noteMemoryReleased's). */
@@ -73,17 +79,21 @@ export function trimWhenIdle(opts: IdleMemoryOptions): () => void {
   const attempts = opts.attempts ?? 4;
   const trim = opts.trim ?? mallocTrim;
   const released = opts.released ?? memoryReleasedCount;
+  const trimAfterMs = opts.trimAfterMs ?? 10_000;
   let seen = opts.started();
   let left = attempts;
-  // the C heap is trimmed once per idle period, and again after memory was noted released
+  // the C heap is trimmed once per idle period (once it has lasted trimAfterMs), and again after
+  // memory was noted released
   let trimmed = false;
   let releasedSeen = released();
+  let idleSince = Date.now();
   const timer = setInterval(() => {
     const now = opts.started();
     if (now !== seen || opts.inFlight() > 0) {
       seen = now;
       left = attempts;
       trimmed = false;
+      idleSince = Date.now();
       return;
     }
     if (gc && left > 0 && newSpaceBytes() > minBytes) {
@@ -92,7 +102,7 @@ export function trimWhenIdle(opts: IdleMemoryOptions): () => void {
       return;
     }
     const r = released();
-    if (trimmed && r === releasedSeen) return;
+    if ((trimmed && r === releasedSeen) || Date.now() - idleSince < trimAfterMs) return;
     trimmed = true;
     releasedSeen = r;
     trim();

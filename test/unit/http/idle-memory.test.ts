@@ -48,6 +48,7 @@ describe('idle trimming of the C heap (src/http/idle-memory.ts, native/memory.c)
         return true;
       },
       intervalMs: 10,
+      trimAfterMs: 0,
       // no scavenge stands in the way: the new space is always under this
       minBytes: Number.MAX_SAFE_INTEGER,
     });
@@ -76,6 +77,32 @@ describe('idle trimming of the C heap (src/http/idle-memory.ts, native/memory.c)
     }
   });
 
+  it('trims only once the server has been idle for trimAfterMs', async () => {
+    let started = 0;
+    let trims = 0;
+    const stop = trimWhenIdle({
+      started: () => started,
+      inFlight: () => 0,
+      released: () => 0,
+      trim: () => (trims++, true),
+      intervalMs: 10,
+      trimAfterMs: 150,
+      minBytes: Number.MAX_SAFE_INTEGER,
+    });
+    try {
+      // requests keep coming every 40 ms for 300 ms: never idle that long
+      for (let i = 0; i < 8; i++) {
+        started++;
+        await sleep(40);
+      }
+      assert.equal(trims, 0, 'short pauses between requests do not trim');
+      await sleep(250);
+      assert.equal(trims, 1, 'a pause past trimAfterMs does');
+    } finally {
+      stop();
+    }
+  });
+
   it('scavenges first (up to `attempts` times), then trims', async () => {
     // minor GCs seen by V8's own performance entries, with their start times
     const minors: number[] = [];
@@ -96,6 +123,7 @@ describe('idle trimming of the C heap (src/http/idle-memory.ts, native/memory.c)
         return true;
       },
       intervalMs: 20,
+      trimAfterMs: 0,
       attempts: 2,
       // always above: both scavenge attempts are used before the trim
       minBytes: -1,
