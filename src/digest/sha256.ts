@@ -1,7 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
+import { loadNative } from '../util/native.js';
 
 /**
  * SHA-256 for the hashes a layer takes in pairs over the same bytes: its address and its payload
@@ -29,22 +27,7 @@ interface Native {
   final(ctx: Uint8Array, out: Uint8Array): void;
 }
 
-/** Where the build puts the module: dist/native, two levels above dist/src/digest. */
-const MODULE_PATH = fileURLToPath(new URL('../../native/sha256x2.node', import.meta.url));
-
-function loadNative(): { native?: Native; reason: string } {
-  if (process.env.LR_SHA256X2 === '0') return { reason: 'turned off (LR_SHA256X2=0)' };
-  if (!existsSync(MODULE_PATH)) return { reason: `not built (${MODULE_PATH})` };
-  try {
-    const m = createRequire(import.meta.url)(MODULE_PATH) as Native;
-    if (!m.available) return { reason: 'this CPU has no SHA extensions' };
-    return { native: m, reason: 'loaded' };
-  } catch (e) {
-    return { reason: `failed to load: ${e instanceof Error ? e.message : String(e)}` };
-  }
-}
-
-const loaded = loadNative();
+const loaded = loadNative<Native>('sha256x2', 'LR_SHA256X2', 'this CPU has no SHA extensions');
 const native = loaded.native;
 
 /** Whether paired hashing is native here, and why not when it is not (for logs and tests). */

@@ -1,6 +1,4 @@
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
+import { loadNative } from './native.js';
 
 /**
  * glibc's malloc_trim(0), through native/memory.c (built by scripts/build-native.mjs into
@@ -14,33 +12,19 @@ interface Native {
   trim(): boolean;
 }
 
-/** dist/native, two levels above dist/src/util. */
-const MODULE_PATH = fileURLToPath(new URL('../../native/memory.node', import.meta.url));
-
-function load(): { native?: Native; reason: string } {
-  if (process.env.LR_MALLOC_TRIM === '0') return { reason: 'turned off (LR_MALLOC_TRIM=0)' };
-  if (!existsSync(MODULE_PATH)) return { reason: `not built (${MODULE_PATH})` };
-  try {
-    const m = createRequire(import.meta.url)(MODULE_PATH) as Native;
-    if (!m.available) return { reason: 'this C library has no malloc_trim' };
-    return { native: m, reason: 'loaded' };
-  } catch (e) {
-    return { reason: `failed to load: ${e instanceof Error ? e.message : String(e)}` };
-  }
-}
-
-let loaded: { native?: Native; reason: string } | undefined;
+let loaded: { readonly native?: Native; readonly reason: string } | undefined;
+const load = (): { readonly native?: Native; readonly reason: string } =>
+  (loaded ??= loadNative<Native>('memory', 'LR_MALLOC_TRIM', 'this C library has no malloc_trim'));
 
 /** Whether trimming works here, and why not (for the start line and tests). Loads the module on first use. */
 export function mallocTrimStatus(): { readonly available: boolean; readonly reason: string } {
-  loaded ??= load();
-  return { available: loaded.native !== undefined, reason: loaded.reason };
+  const { native, reason } = load();
+  return { available: native !== undefined, reason };
 }
 
 /** Trims the C heap; returns whether memory was released (false when trimming is unavailable). */
 export function mallocTrim(): boolean {
-  loaded ??= load();
-  return loaded.native?.trim() ?? false;
+  return load().native?.trim() ?? false;
 }
 
 let released = 0;
