@@ -19,12 +19,12 @@ import { mallocTrim, memoryReleasedCount } from '../util/malloc-trim.js';
  * window and keep the size; a few attempts per idle period are allowed, then it waits for the
  * next request. Under load it never runs, and the new space grows again as V8 decides.
  *
- * Then, once the scavenges of an idle period are done and it has lasted 10 s, the C heap is trimmed (glibc's malloc_trim,
- * src/util/malloc-trim.ts): the buffers freed after the busy spell sit in malloc's arenas, one per
- * thread that allocated, and only the top of the main arena ever goes back by itself (measured:
- * 4–5 MiB of an idle server's 75–82 MiB RSS given back, in well under a millisecond). A worker thread
- * that ends leaves its arena behind, so code that ends one notes it (noteMemoryReleased) and the
- * next idle look trims again.
+ * Then, once the scavenges of an idle period are done and it has lasted 10 s, the C heap is
+ * trimmed (glibc's malloc_trim, src/util/malloc-trim.ts): the buffers freed after the busy spell
+ * sit in malloc's arenas, one per thread that allocated, and only the top of the main arena ever
+ * goes back by itself (measured: 4–5 MiB of an idle server's 75–82 MiB RSS given back, in well
+ * under a millisecond). A worker thread that ends leaves its arena behind, so code that ends one
+ * notes it (noteMemoryReleased) and the next idle look trims again.
  *
  * The scavenge is V8's `gc({ type: 'minor' })`, reached the way Jest's leak detection and this
  * project's memory tests reach it: `--expose-gc` set at run time, `gc` taken from a new context
