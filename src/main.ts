@@ -107,6 +107,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const url = `${config.tls_certificate ? 'https' : 'http'}://${shownHost === '0.0.0.0' || shownHost === '[::]' ? '127.0.0.1' : shownHost}:${addr.port}`;
   selfUrl = url;
   const debug = await listenDebug(site, health);
+  const trimStatus = mallocTrimStatus();
   log.info('legacy-registry listening', {
     role: site.role,
     address: `${shownHost}:${addr.port}`,
@@ -123,7 +124,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     // a layer's pairs of sha256 in one pass (native/sha256x2.c), or node:crypto and why
     sha256: sha256x2.native ? 'paired (SHA extensions)' : `node:crypto (paired module ${sha256x2.reason})`,
     // the C heap given back once idle (native/memory.c), or why not
-    idle_trim: mallocTrimStatus().available ? 'malloc_trim' : `off (${mallocTrimStatus().reason})`,
+    idle_trim: trimStatus.available ? 'malloc_trim' : `off (${trimStatus.reason})`,
   });
   log.debug('configuration', redact(config));
   store.startBackground();
