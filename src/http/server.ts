@@ -53,8 +53,8 @@ export function createHttpServer(handler: Handler, log: Logger, opts: ServerOpti
     const stop = (): void => {
       if (current.get(socket) === entry) current.delete(socket);
     };
-    res.once('finish', stop);
-    res.once('close', stop);
+    // a response always ends with 'close' (after 'finish' when it was sent whole), and only once
+    res.on('close', stop);
     const url = req.url ?? '/';
     if (!url.startsWith('/')) {
       try {
@@ -115,7 +115,7 @@ export class InFlight {
       this.count--;
       if (this.count === 0) for (const w of this.waiters.splice(0)) w();
     };
-    res.once('close', end);
+    res.on('close', end);
     req.once('error', end);
   }
 

@@ -8,6 +8,8 @@ export interface Logger {
   warn(msg: string, fields?: Record<string, unknown>): void;
   error(msg: string, fields?: Record<string, unknown>): void;
   child(fields: Record<string, unknown>): Logger;
+  /** Whether lines of this level are written (absent: assume they are). */
+  enabled?(level: Exclude<Level, 'silent'>): boolean;
 }
 
 /** Map the PY loglevel names (warning, critical) onto ours. */
@@ -57,6 +59,7 @@ export function createLogger(
     warn: (m, f) => emit('warn', m, f),
     error: (m, f) => emit('error', m, f),
     child: (fields) => createLogger(level, { ...base, ...fields }, write, format),
+    enabled: (lvl) => ORDER[lvl] >= min,
   };
 }
 

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { httpDuration, httpInFlight, httpRequests, httpRequestSize, httpResponseSize, v1Pulls, v1Pushes } from './registry.js';
+import type { HistogramCell, ValueCell } from './cells.js';
 
 /**
  * The route family of a request path, as a label: a fixed set of names (distribution's handler
@@ -69,43 +70,92 @@ function result(code: number): string {
   return code < 400 ? 'success' : code < 500 ? 'refused' : 'failed';
 }
 
+/** The cells of one (handler, method): resolved on the first request of that kind. */
+interface RouteCells {
+  readonly handler: string;
+  readonly method: string;
+  readonly inFlight: ValueCell;
+  readonly duration: HistogramCell;
+  readonly requestSize: HistogramCell;
+  readonly responseSize: HistogramCell;
+  readonly v1: { kind: 'push' | 'pull'; step: string } | undefined;
+  /** registry_http_requests_total by status code */
+  readonly codes: Map<number, ValueCell>;
+}
+
+const routeCells = new Map<string, RouteCells>();
+
+function cellsOf(handler: string, method: string): RouteCells {
+  const key = `${handler} ${method}`;
+  let r = routeCells.get(key);
+  if (!r) {
+    r = {
+      handler,
+      method,
+      inFlight: httpInFlight.cell(handler),
+      duration: httpDuration.cell(handler, method),
+      requestSize: httpRequestSize.cell(handler),
+      responseSize: httpResponseSize.cell(handler),
+      v1: v1Step(handler, method),
+      codes: new Map(),
+    };
+    routeCells.set(key, r);
+  }
+  return r;
+}
+
+/** One response's count of body bytes, and the write/end it had before they were counted. */
+interface Counted {
+  sent: number;
+  readonly write: (...a: unknown[]) => boolean;
+  readonly end: (...a: unknown[]) => ServerResponse;
+}
+const COUNTED = Symbol('responseBytes');
+type CountedResponse = ServerResponse & { [COUNTED]: Counted };
+
+function bytesOf(chunk: unknown): number {
+  return typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk instanceof Uint8Array ? chunk.length : 0;
+}
+// shared by every response (no closures made per request): the counts live on the response
+function countedWrite(this: CountedResponse, ...a: unknown[]): boolean {
+  const c = this[COUNTED];
+  c.sent += bytesOf(a[0]);
+  return c.write.apply(this, a);
+}
+function countedEnd(this: CountedResponse, ...a: unknown[]): ServerResponse {
+  const c = this[COUNTED];
+  if (typeof a[0] !== 'function') c.sent += bytesOf(a[0]);
+  return c.end.apply(this, a);
+}
+
 /**
  * Count one request in the HTTP metrics once its response is over (finished or cut): status,
  * latency, sizes, in-flight per handler, and the v1 push/pull step it was.
  */
 export function instrumentRequest(req: IncomingMessage, res: ServerResponse): void {
   const started = process.hrtime.bigint();
-  const path = (req.url ?? '/').split('?')[0]!;
-  const handler = handlerOf(path);
-  const method = METHODS.has(req.method ?? '') ? req.method! : 'OTHER';
-  httpInFlight.inc({ handler });
-  let sent = 0;
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  const cells = cellsOf(handlerOf(q < 0 ? url : url.slice(0, q)), METHODS.has(req.method ?? '') ? req.method! : 'OTHER');
+  cells.inFlight.value++;
   // response bytes as written (streamed blobs have no Content-Length we could read afterwards)
-  const write = res.write.bind(res) as (...a: unknown[]) => boolean;
-  const end = res.end.bind(res) as (...a: unknown[]) => ServerResponse;
-  const count = (chunk: unknown): void => {
-    if (typeof chunk === 'string') sent += Buffer.byteLength(chunk);
-    else if (chunk instanceof Uint8Array) sent += chunk.length;
-  };
-  res.write = ((...a: unknown[]) => {
-    count(a[0]);
-    return write(...a);
-  }) as typeof res.write;
-  res.end = ((...a: unknown[]) => {
-    if (typeof a[0] !== 'function') count(a[0]);
-    return end(...a);
-  }) as typeof res.end;
-  res.once('close', () => {
-    httpInFlight.dec({ handler });
+  const counted = res as CountedResponse;
+  counted[COUNTED] = { sent: 0, write: res.write as Counted['write'], end: res.end as Counted['end'] };
+  res.write = countedWrite as typeof res.write;
+  res.end = countedEnd as typeof res.end;
+  // a response's 'close' comes once, whether it finished or was cut
+  res.on('close', () => {
+    cells.inFlight.value--;
     // a response cut before its head was sent counts as the client going away (499, as nginx)
     const code = res.headersSent ? res.statusCode : 499;
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    httpRequests.inc({ code: String(code), handler, method });
-    httpDuration.observe({ handler, method }, seconds);
+    let codeCell = cells.codes.get(code);
+    if (!codeCell) cells.codes.set(code, (codeCell = httpRequests.cell(String(code), cells.handler, cells.method)));
+    codeCell.value++;
+    httpDuration.observe(cells.duration, Number(process.hrtime.bigint() - started) / 1e9);
     const len = Number(req.headers['content-length']);
-    httpRequestSize.observe({ handler }, Number.isSafeInteger(len) && len >= 0 ? len : 0);
-    httpResponseSize.observe({ handler }, sent);
-    const v1 = v1Step(handler, method);
-    if (v1) (v1.kind === 'push' ? v1Pushes : v1Pulls).inc({ step: v1.step, result: result(code) });
+    httpRequestSize.observe(cells.requestSize, Number.isSafeInteger(len) && len >= 0 ? len : 0);
+    httpResponseSize.observe(cells.responseSize, counted[COUNTED].sent);
+    const v1 = cells.v1;
+    if (v1) (v1.kind === 'push' ? v1Pushes : v1Pulls).cell(v1.step, result(code)).value++;
   });
 }

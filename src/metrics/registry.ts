@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { CellCounter, CellGauge, CellHistogram } from './cells.js';
 
 /**
  * Every metric of the process, in one prom-client registry served at /metrics on the debug
@@ -25,39 +26,40 @@ export function startDefaultMetrics(): void {
 const LATENCY = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 const SIZES = [0, 512, 4096, 65536, 1 << 20, 16 << 20, 128 << 20, 1 << 30];
 
-// ---- distribution's HTTP metrics (registry_http_*), labels as distribution has them
-export const httpRequests = new Counter({
+// ---- distribution's HTTP metrics (registry_http_*), labels as distribution has them; updated on
+// every request, so they are cells (cells.ts): resolved once per label set, then plain arithmetic
+export const httpRequests = new CellCounter({
   name: 'registry_http_requests_total',
   help: 'Total number of HTTP requests made.',
-  labelNames: ['code', 'handler', 'method'] as const,
-  registers: [registry],
+  labelNames: ['code', 'handler', 'method'],
+  registry,
 });
-export const httpDuration = new Histogram({
+export const httpDuration = new CellHistogram({
   name: 'registry_http_request_duration_seconds',
   help: 'The HTTP request latencies in seconds.',
-  labelNames: ['handler', 'method'] as const,
+  labelNames: ['handler', 'method'],
   buckets: LATENCY,
-  registers: [registry],
+  registry,
 });
-export const httpRequestSize = new Histogram({
+export const httpRequestSize = new CellHistogram({
   name: 'registry_http_request_size_bytes',
   help: 'The HTTP request sizes in bytes (Content-Length; 0 when the client sent none).',
-  labelNames: ['handler'] as const,
+  labelNames: ['handler'],
   buckets: SIZES,
-  registers: [registry],
+  registry,
 });
-export const httpResponseSize = new Histogram({
+export const httpResponseSize = new CellHistogram({
   name: 'registry_http_response_size_bytes',
   help: 'The HTTP response sizes in bytes.',
-  labelNames: ['handler'] as const,
+  labelNames: ['handler'],
   buckets: SIZES,
-  registers: [registry],
+  registry,
 });
-export const httpInFlight = new Gauge({
+export const httpInFlight = new CellGauge({
   name: 'registry_http_in_flight_requests',
   help: 'The in-flight HTTP requests.',
-  labelNames: ['handler'] as const,
-  registers: [registry],
+  labelNames: ['handler'],
+  registry,
 });
 
 // ---- storage (distribution's registry_storage_*)
@@ -76,17 +78,17 @@ export const storageCacheRequests = new Counter({
 });
 
 // ---- v1 protocol
-export const v1Pushes = new Counter({
+export const v1Pushes = new CellCounter({
   name: 'legacy_registry_v1_pushes_total',
   help: 'v1 push requests by step (json, layer, checksum, tag) and result (success, refused: 4xx, failed: 5xx).',
-  labelNames: ['step', 'result'] as const,
-  registers: [registry],
+  labelNames: ['step', 'result'],
+  registry,
 });
-export const v1Pulls = new Counter({
+export const v1Pulls = new CellCounter({
   name: 'legacy_registry_v1_pulls_total',
   help: 'v1 pull requests by step (json, layer, ancestry, tags, images) and result (success, refused, failed).',
-  labelNames: ['step', 'result'] as const,
-  registers: [registry],
+  labelNames: ['step', 'result'],
+  registry,
 });
 
 // ---- tokens
