@@ -125,14 +125,14 @@ export class TokenAuth implements RegistryAuth {
   private async validate(header: string, repository: string, fresh = false): Promise<ReadonlySet<string>> {
     const key = `${repository}\n${header}`;
     const hit = fresh ? undefined : this.cache.get(key);
-    if (!fresh) tokenCacheRequests.inc({ type: hit ? 'hit' : 'miss' });
+    if (!fresh) tokenCacheRequests.cell(hit ? 'hit' : 'miss').value++;
     if (hit) return hit.ids;
     try {
       const ids = await this.ask(header, repository, key);
-      tokenValidations.inc({ kind: 'v1', result: 'valid' });
+      tokenValidations.cell('v1', 'valid').value++;
       return ids;
     } catch (e) {
-      tokenValidations.inc({ kind: 'v1', result: isRegistryError(e) && e.code === 'UNAVAILABLE' ? 'unavailable' : 'invalid' });
+      tokenValidations.cell('v1', isRegistryError(e) && e.code === 'UNAVAILABLE' ? 'unavailable' : 'invalid').value++;
       throw e;
     }
   }

@@ -256,7 +256,7 @@ export class V2TokenVerifier {
 
   async verify(token: string, service: string | undefined): Promise<VerifyResult> {
     const r = await this.check(token, service);
-    tokenValidations.inc({ kind: 'v2', result: r.ok ? 'valid' : 'invalid' });
+    tokenValidations.cell('v2', r.ok ? 'valid' : 'invalid').value++;
     return r;
   }
 

@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { FileInfo, PutOptions, ResumableState, ResumableWriter, StorageDriver, Writer, WriterOptions } from '../storage/driver.js';
 import { storageAction } from './registry.js';
+import type { HistogramCell } from './cells.js';
 
 /**
  * A driver that times every call of the one it wraps (registry_storage_action_seconds
@@ -50,12 +51,17 @@ export class MetricsDriver implements StorageDriver {
     if (optional.redirectURL) this.redirectURL = (key) => this.timed('URLFor', () => optional.redirectURL!(key));
   }
 
+  /** This driver's latency cell per action (resolved once). */
+  private readonly cells = new Map<string, HistogramCell>();
+
   private async timed<T>(action: string, fn: () => Promise<T>): Promise<T> {
-    const end = storageAction.startTimer({ driver: this.name, action });
+    let cell = this.cells.get(action);
+    if (!cell) this.cells.set(action, (cell = storageAction.cell(this.name, action)));
+    const started = process.hrtime.bigint();
     try {
       return await fn();
     } finally {
-      end();
+      storageAction.observe(cell, Number(process.hrtime.bigint() - started) / 1e9);
     }
   }
 

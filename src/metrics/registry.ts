@@ -62,19 +62,19 @@ export const httpInFlight = new CellGauge({
   registry,
 });
 
-// ---- storage (distribution's registry_storage_*)
-export const storageAction = new Histogram({
+// ---- storage (distribution's registry_storage_*): several per request, so cells too
+export const storageAction = new CellHistogram({
   name: 'registry_storage_action_seconds',
   help: 'The number of seconds that the storage action takes.',
-  labelNames: ['driver', 'action'] as const,
+  labelNames: ['driver', 'action'],
   buckets: LATENCY,
-  registers: [registry],
+  registry,
 });
-export const storageCacheRequests = new Counter({
+export const storageCacheRequests = new CellCounter({
   name: 'registry_storage_cache_requests_total',
   help: 'The number of metadata cache requests received (type: Request, Hit, Miss).',
-  labelNames: ['type'] as const,
-  registers: [registry],
+  labelNames: ['type'],
+  registry,
 });
 
 // ---- v1 protocol
@@ -92,17 +92,17 @@ export const v1Pulls = new CellCounter({
 });
 
 // ---- tokens
-export const tokenValidations = new Counter({
+export const tokenValidations = new CellCounter({
   name: 'legacy_registry_token_validations_total',
   help: 'Token validations by kind (v1: X-Docker-Token asked of the index; v2: Bearer JWT) and result (valid, invalid, unavailable).',
-  labelNames: ['kind', 'result'] as const,
-  registers: [registry],
+  labelNames: ['kind', 'result'],
+  registry,
 });
-export const tokenCacheRequests = new Counter({
+export const tokenCacheRequests = new CellCounter({
   name: 'legacy_registry_token_cache_requests_total',
   help: 'Lookups of the v1 token validation cache (type: hit, miss).',
-  labelNames: ['type'] as const,
-  registers: [registry],
+  labelNames: ['type'],
+  registry,
 });
 
 // ---- index

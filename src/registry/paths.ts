@@ -47,6 +47,8 @@ export function matchRepoRoute(rest: string): RepoRoute | undefined {
 }
 
 export function decodePath(raw: string): string {
+  // nothing to decode without a '%' (decodeURIComponent would return it as it is, at a cost)
+  if (!raw.includes('%')) return raw;
   try {
     return decodeURIComponent(raw);
   } catch {

@@ -74,7 +74,7 @@ export const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 export function reference(raw: string, lookup = false): { tag?: string; digest?: string } {
   let r: string;
   try {
-    r = decodeURIComponent(raw);
+    r = raw.includes('%') ? decodeURIComponent(raw) : raw;
   } catch {
     if (lookup) throw new V2Error('MANIFEST_UNKNOWN', { tag: raw });
     throw new V2Error('TAG_INVALID', { tag: raw }, 'invalid tag');
@@ -118,7 +118,7 @@ export function renderV2Error(ctx: Context, e: V2Error): void {
 export function v2Name(raw: string): V2Name {
   let decoded: string;
   try {
-    decoded = decodeURIComponent(raw);
+    decoded = raw.includes('%') ? decodeURIComponent(raw) : raw;
   } catch {
     throw new V2Error('NAME_INVALID');
   }

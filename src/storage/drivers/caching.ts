@@ -52,8 +52,8 @@ export const CACHING_DEFAULTS = Object.freeze({ maxObject: 256 * 1024, maxBytes:
 
 /** distribution's registry_storage_cache_requests_total: every cacheable lookup, and whether it hit. */
 function counted(hit: boolean): void {
-  storageCacheRequests.inc({ type: 'Request' });
-  storageCacheRequests.inc({ type: hit ? 'Hit' : 'Miss' });
+  storageCacheRequests.cell('Request').value++;
+  storageCacheRequests.cell(hit ? 'Hit' : 'Miss').value++;
 }
 
 export class CachingDriver implements StorageDriver {
