@@ -140,7 +140,7 @@ export function mountRegistry(
       repoLock,
       ...(index ? { index } : {}),
       ...(v1events ? { events: v1events } : {}),
-    }).routes(),
+    }),
   );
   if (standalone) app.use(standaloneIndexRouter(effective, repos, auth.gate).routes());
   return { stopTimers };

@@ -1,5 +1,5 @@
 import { KeyedMutex } from '../content/mutex.js';
-import type { Context, Next } from 'koa';
+import type { Context, Middleware, Next } from 'koa';
 import Router from '@koa/router';
 import type { RegistryDeps } from './deps.js';
 import { v1Access } from './access.js';
@@ -28,7 +28,7 @@ const NAME_BEFORE_METHOD: ReadonlySet<RepoRoute['kind']> = new Set(['tags', 'tag
  * (R11–R16), repositories.ts (R17, json, properties); the tables below name each handler.
  * The index's routes on /v1/repositories/ (images, auth, layer access) are src/index/routes.ts.
  */
-export function registryRouter(deps: RegistryDeps): Router {
+export function registryRouter(deps: RegistryDeps): Middleware {
   const repoLock = deps.repoLock ?? new KeyedMutex();
   const v1 = v1Access(deps);
   const ping = pingHandlers(deps);
@@ -43,14 +43,15 @@ export function registryRouter(deps: RegistryDeps): Router {
   router.get('/_status', ping.status);
   router.get('/v1/_status', ping.status);
 
-  router.get('/v1/images/:id/json', images.getJson); // R3
-  router.put('/v1/images/:id/json', images.putJson); // R4
-  router.get('/v1/images/:id/layer', images.getLayer); // R5
-  router.put('/v1/images/:id/layer', images.putLayer); // R6
-  router.put('/v1/images/:id/checksum', images.putChecksum); // R7
-  router.get('/v1/images/:id/ancestry', images.getAncestry); // R8
-  router.get('/v1/images/:id/files', images.getFiles); // R9
-  router.get('/v1/images/:id/diff', images.getDiff); // R10
+  // /v1/images/<id>/<resource>, per method (HEAD served as GET)
+  const IMAGE_ROUTES: Record<string, Partial<Record<'GET' | 'PUT', (ctx: Context) => Promise<void>>>> = {
+    json: { GET: images.getJson, PUT: images.putJson }, // R3, R4
+    layer: { GET: images.getLayer, PUT: images.putLayer }, // R5, R6
+    checksum: { PUT: images.putChecksum }, // R7
+    ancestry: { GET: images.getAncestry }, // R8
+    files: { GET: images.getFiles }, // R9
+    diff: { GET: images.getDiff }, // R10
+  };
 
   // R11–R19 on /v1/repositories/<repo>/…, split greedily (names contain '/': paths.ts)
   const REPOSITORY_ROUTES: RepoTable = {
@@ -79,7 +80,44 @@ export function registryRouter(deps: RegistryDeps): Router {
     if (!handler) return next();
     await handler(ctx, route);
   };
-  router.all('/v1/repositories/*rest', repositoryRoutes);
 
-  return router;
+  /**
+   * The image and repository routes, dispatched here rather than through @koa/router: it builds
+   * and composes a middleware chain for every request it matches (~3 µs of a ~38 µs v1 tags GET,
+   * bench 2026-12-05). Matching as @koa/router's did for `/v1/images/:id/json` and
+   * `/v1/repositories/*rest`: case-insensitive, one optional trailing slash, the id percent-decoded
+   * (left as it is when that fails), HEAD served by the GET handler; anything else goes on.
+   */
+  const routes = router.routes() as unknown as Middleware;
+  return async (ctx: Context, next: Next): Promise<void> => {
+    const path = ctx.path;
+    if (path.length > REPOSITORIES.length && path.slice(0, REPOSITORIES.length).toLowerCase() === REPOSITORIES) {
+      await repositoryRoutes(ctx, next);
+      return;
+    }
+    const m = IMAGE_PATH.exec(path);
+    if (m) {
+      const methods = IMAGE_ROUTES[m[2]!.toLowerCase()]!;
+      const method = ctx.method === 'HEAD' ? 'GET' : ctx.method;
+      const handler = method === 'GET' || method === 'PUT' ? methods[method] : undefined;
+      if (handler) {
+        ctx.params = { id: safeDecode(m[1]!) };
+        await handler(ctx);
+        return;
+      }
+    }
+    await routes(ctx, next);
+  };
+}
+
+const REPOSITORIES = '/v1/repositories/';
+const IMAGE_PATH = /^\/v1\/images\/([^/]+)\/(json|layer|checksum|ancestry|files|diff)\/?$/i;
+
+function safeDecode(s: string): string {
+  if (!s.includes('%')) return s;
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
 }
