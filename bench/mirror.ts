@@ -139,7 +139,8 @@ async function startOurs(dir: string, upstream: string): Promise<Proc> {
   // bin/legacy-registry.cjs, as users start it (it sizes libuv's thread pool before the modules load)
   const proc = spawn(process.execPath, [...prof, join(ROOT, 'bin', 'legacy-registry.cjs'), 'serve', '--config', cfg], {
     stdio: ['ignore', 'ignore', 'pipe'],
-    env: { PATH: process.env.PATH ?? '' },
+    // the native modules' switches pass through, for comparisons (docs/configuration.md)
+    env: { PATH: process.env.PATH ?? '', ...(process.env.LR_SHA256X2 ? { LR_SHA256X2: process.env.LR_SHA256X2 } : {}) },
   });
   let out = '';
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
