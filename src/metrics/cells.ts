@@ -71,10 +71,8 @@ export interface ValueCell {
   value: number;
 }
 
-export class CellCounter extends CellMetric<ValueCell> {
-  constructor(o: { name: string; help: string; labelNames: readonly string[]; registry: Registry }) {
-    super(o.name, o.help, 'counter', o.labelNames, o.registry);
-  }
+/** A counter's or a gauge's series: one value each. */
+class ValueMetric extends CellMetric<ValueCell> {
   protected newCell(): ValueCell {
     return { value: 0 };
   }
@@ -89,21 +87,15 @@ export class CellCounter extends CellMetric<ValueCell> {
   }
 }
 
-export class CellGauge extends CellMetric<ValueCell> {
+export class CellCounter extends ValueMetric {
+  constructor(o: { name: string; help: string; labelNames: readonly string[]; registry: Registry }) {
+    super(o.name, o.help, 'counter', o.labelNames, o.registry);
+  }
+}
+
+export class CellGauge extends ValueMetric {
   constructor(o: { name: string; help: string; labelNames: readonly string[]; registry: Registry }) {
     super(o.name, o.help, 'gauge', o.labelNames, o.registry);
-  }
-  protected newCell(): ValueCell {
-    return { value: 0 };
-  }
-  get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: MetricValue[] }> {
-    return Promise.resolve({
-      name: this.name,
-      help: this.help,
-      type: this.type,
-      aggregator: this.aggregator,
-      values: this.all().map((s) => ({ value: s.cell.value, labels: { ...s.labels } })),
-    });
   }
 }
 
