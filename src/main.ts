@@ -1,6 +1,4 @@
-import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
-import { fileURLToPath } from 'node:url';
 import type { Knex } from 'knex';
 import type { Config } from './config/schema.js';
 import { redact } from './config/load.js';
@@ -26,19 +24,11 @@ import { assembleApp, listen, listenDebug } from './assemble/http.js';
 import { trimWhenIdle } from './http/idle-memory.js';
 import { sha256x2 } from './digest/sha256.js';
 import { mallocTrimStatus } from './util/malloc-trim.js';
+import { packageVersion } from './version.js';
 
 export type { Role } from './assemble/site.js';
 
-export function packageVersion(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../../package.json', import.meta.url)), 'utf8')) as {
-      version?: string;
-    };
-    return pkg.version ?? '0.0.0';
-  } catch {
-    return '0.0.0';
-  }
-}
+export { packageVersion };
 
 export interface RunningServer {
   readonly server: Server;

@@ -2,7 +2,6 @@ import type { Command } from 'commander';
 import type { Knex } from 'knex';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
-import { closeDb, createDb, migrateLatest } from '../db/knex.js';
 
 /** The options every command that reads the configuration takes. */
 export interface ConfigOptions {
@@ -23,6 +22,7 @@ export function loadFrom(opts: ConfigOptions): Config {
 /** Open the index database of the configuration, migrated, for the length of fn. */
 export async function withDb<T>(opts: ConfigOptions, fn: (db: Knex, config: Config) => Promise<T>): Promise<T> {
   const config = loadFrom(opts);
+  const { closeDb, createDb, migrateLatest } = await import('../db/knex.js');
   const db = createDb(config.sqlalchemy_index_database, config.storage_path);
   try {
     await migrateLatest(db);

@@ -1,5 +1,4 @@
 import { Command } from 'commander';
-import { closeDb, createDb, migrateLatest } from '../db/knex.js';
 import { loadFrom, withConfigOptions, type ConfigOptions } from './common.js';
 
 export function dbCommand(): Command {
@@ -8,6 +7,7 @@ export function dbCommand(): Command {
     .description('apply pending migrations to the index database (serve does this at start too)')
     .action(async (opts: ConfigOptions) => {
       const config = loadFrom(opts);
+      const { closeDb, createDb, migrateLatest } = await import('../db/knex.js');
       const knex = createDb(config.sqlalchemy_index_database, config.storage_path);
       try {
         const applied = await migrateLatest(knex);

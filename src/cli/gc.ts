@@ -1,8 +1,7 @@
 import { Command } from 'commander';
 import { ConfigError, loadConfig } from '../config/load.js';
 import { parseGoDuration } from '../config/go-duration.js';
-import { GarbageCollector, GcBusyError, type GcProgress, type GcResult } from '../content/gc.js';
-import { createDriver } from '../storage/drivers/index.js';
+import type { GarbageCollector, GcProgress, GcResult } from '../content/gc.js';
 
 /** A Go duration (1h30m, 10s, 0) or a plain number of seconds, in ms. */
 export function durationMs(v: string): number {
@@ -67,6 +66,7 @@ export const GC_BUSY_EXIT = 75;
 
 /** Run once; with `wait`, while another run holds the lock, try again every few seconds. */
 async function runWaiting(gc: GarbageCollector, wait: boolean, opts: Parameters<GarbageCollector['run']>[0]): Promise<GcResult> {
+  const { GcBusyError } = await import('../content/gc.js');
   let told = false;
   for (;;) {
     try {
@@ -135,6 +135,8 @@ stderr when it is a terminal.`,
           process.stderr.write('legacy-registry gc: storage: memory lives inside a server process; nothing to collect here\n');
           process.exit(2);
         }
+        // the collector's modules only now (lazy: every other command, and --help, starts without them)
+        const [{ GarbageCollector, GcBusyError }, { createDriver }] = await Promise.all([import('../content/gc.js'), import('../storage/drivers/index.js')]);
         const driver = await createDriver(config);
         const bar = process.stderr.isTTY ? progressBar(process.stderr) : undefined;
         const out = (line: string): void => {

@@ -1,7 +1,6 @@
 import { Command } from 'commander';
 import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
-import { writeHtpasswdEntry } from '../auth/htpasswd.js';
 import { fail, loadFrom, withConfigOptions, type ConfigOptions } from './common.js';
 
 /** First line of stdin (a pipe). */
@@ -38,6 +37,7 @@ export function htpasswdCommand(): Command {
     .addHelpText('after', '\nWithout --password-stdin the password is asked twice on the terminal.')
     .action(async (file: string, user: string, opts: ConfigOptions & { passwordStdin?: boolean; delete?: boolean; cost?: number }) => {
       if (user === '' || /[:\s]/.test(user)) fail('user: must not be empty or contain ":" or spaces');
+      const { writeHtpasswdEntry } = await import('../auth/htpasswd.js');
       if (opts.delete) {
         const existed = await writeHtpasswdEntry(file, user, undefined, 4);
         if (!existed) fail(`no such user in ${file}: ${user}`);

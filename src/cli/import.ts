@@ -2,9 +2,8 @@ import { Command, Option } from 'commander';
 import { writeFile } from 'node:fs/promises';
 import { ConfigError } from '../config/load.js';
 import { fail, loadFrom, withConfigOptions, type ConfigOptions } from './common.js';
-import { openContent } from '../migrate/services.js';
-import { DirectoryTree, type SourceTree } from '../migrate/source.js';
-import { ImportError, nameFilter, runImport, type Layout } from '../migrate/import.js';
+import type { SourceTree } from '../migrate/source.js';
+import type { Layout } from '../migrate/import.js';
 
 interface ImportCliOptions extends ConfigOptions {
   layout?: Layout;
@@ -69,6 +68,12 @@ Examples:
       }
       if (config.read_only) fail('the configuration is read_only: nothing can be imported');
       if (!Number.isInteger(opts.concurrency) || opts.concurrency < 1 || opts.concurrency > 64) fail('--concurrency: 1 to 64');
+      // the import's modules only now (lazy: every other command, and --help, starts without them)
+      const [{ openContent }, { DirectoryTree }, { ImportError, nameFilter, runImport }] = await Promise.all([
+        import('../migrate/services.js'),
+        import('../migrate/source.js'),
+        import('../migrate/import.js'),
+      ]);
       const filter = nameFilter(opts.namespace, opts.repo);
       let tree: SourceTree;
       if (source.startsWith('s3://')) {

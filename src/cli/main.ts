@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
-import { packageVersion } from '../main.js';
+import { packageVersion } from '../version.js';
 import { serveCommand } from './serve.js';
 import { configCheckCommand } from './config-check.js';
 import { dbCommand } from './db.js';

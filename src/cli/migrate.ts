@@ -3,10 +3,6 @@ import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { ConfigError } from '../config/load.js';
 import { fail, loadFrom, withConfigOptions, type ConfigOptions } from './common.js';
-import { openContent } from '../migrate/services.js';
-import { nameFilter } from '../migrate/import.js';
-import { runMigrate } from '../migrate/migrate.js';
-import { TargetError, TargetRegistry } from '../migrate/registry-client.js';
 
 interface MigrateCliOptions extends ConfigOptions {
   to?: string;
@@ -85,6 +81,13 @@ Examples:
       }
       let password = process.env.MIGRATE_PASSWORD;
       if (opts.passwordStdin) password = readFileSync(0, 'utf8').replace(/\r?\n$/, '');
+      // the migration's modules only now (lazy: every other command, and --help, starts without them)
+      const [{ openContent }, { nameFilter }, { runMigrate }, { TargetError, TargetRegistry }] = await Promise.all([
+        import('../migrate/services.js'),
+        import('../migrate/import.js'),
+        import('../migrate/migrate.js'),
+        import('../migrate/registry-client.js'),
+      ]);
       const filter = nameFilter(opts.namespace, opts.repo);
       const target = opts.dryRun
         ? undefined

@@ -1,13 +1,21 @@
 import { Command, Option } from 'commander';
 import type { Knex } from 'knex';
 import { fail, withConfigOptions, withDb, type ConfigOptions as Common } from './common.js';
-import { findUserByName } from '../db/users.js';
-import { addMember, findOrganizationByName, removeMember, saveOrganization } from '../db/organizations.js';
-import { addCollaborator, findRepository, removeCollaborator, saveRepository } from '../db/repositories.js';
-import { DbConflictError } from '../db/errors.js';
+
+/** The index queries, loaded when a command runs (not for --help or another command). */
+async function queries() {
+  const [users, organizations, repositories, errors] = await Promise.all([
+    import('../db/users.js'),
+    import('../db/organizations.js'),
+    import('../db/repositories.js'),
+    import('../db/errors.js'),
+  ]);
+  return { ...users, ...organizations, ...repositories, ...errors };
+}
 import { parseRepoName } from '../content/names.js';
 
 async function user(db: Knex, name: string) {
+  const { findUserByName } = await queries();
   return (await findUserByName(db, name)) ?? fail(`no such user: ${name}`);
 }
 
@@ -21,6 +29,7 @@ export function orgCommand(): Command {
     .action(async (name: string, owner: string, opts: Common) => {
       if (!/^[a-z0-9_]{2,30}$/.test(name)) fail('organization name: 2 to 30 characters of a-z, 0-9 and _');
       await withDb(opts, async (db) => {
+        const { addMember, saveOrganization, DbConflictError } = await queries();
         const u = await user(db, owner);
         let o;
         try {
@@ -40,6 +49,7 @@ export function orgCommand(): Command {
     .option('--remove', 'remove the member')
     .action(async (name: string, username: string, opts: Common & { owner?: boolean; remove?: boolean }) => {
       await withDb(opts, async (db) => {
+        const { addMember, findOrganizationByName, removeMember } = await queries();
         const o = (await findOrganizationByName(db, name)) ?? fail(`no such organization: ${name}`);
         const u = await user(db, username);
         if (opts.remove) await removeMember(db, o.id, u.id);
@@ -60,6 +70,7 @@ export function repoCommand(): Command {
     .action(async (repository: string, username: string, opts: Common & { access: 'read' | 'write'; remove?: boolean }) => {
       const name = parseRepoName(repository) ?? fail(`invalid repository name: ${repository}`);
       await withDb(opts, async (db) => {
+        const { addCollaborator, findRepository, removeCollaborator } = await queries();
         const r = (await findRepository(db, name.namespace, name.repository)) ?? fail(`no such repository: ${name.full}`);
         const u = await user(db, username);
         if (opts.remove) await removeCollaborator(db, r.id, u.id);
@@ -73,6 +84,7 @@ export function repoCommand(): Command {
     .action(async (repository: string, opts: Common & { off?: boolean }) => {
       const name = parseRepoName(repository) ?? fail(`invalid repository name: ${repository}`);
       await withDb(opts, async (db) => {
+        const { saveRepository } = await queries();
         await saveRepository(db, { namespace: name.namespace, name: name.repository, private: !opts.off });
       });
       process.stdout.write(`${name.full} is ${opts.off ? 'public' : 'private'}\n`);

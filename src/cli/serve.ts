@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { ConfigError, loadConfigApart } from '../config/load.js';
-import { startServer, type Role } from '../main.js';
+import type { Role } from '../main.js';
 import { loggerFor } from '../log/logger.js';
 
 export function serveCommand(): Command {
@@ -55,6 +55,7 @@ SIGTERM or SIGINT stops accepting connections and lets in-flight requests finish
       const log = loggerFor(config);
       let running;
       try {
+        const { startServer } = await import('../main.js');
         running = await startServer(config, { role: opts.only ?? 'all', logger: log });
       } catch (e) {
         if (e instanceof ConfigError) {

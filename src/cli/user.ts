@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { fail, withConfigOptions, withDb, type ConfigOptions as Common } from './common.js';
-import { findUserByName, listUsers, removeUser, saveUser, setActive, setPassword } from '../db/users.js';
-import { DbConflictError } from '../db/errors.js';
+
+/** The account queries, loaded when a command runs (not for --help or another command). */
+const usersDb = () => import('../db/users.js');
 
 /** Read a password from the option, or from the first line of stdin (so it stays out of `ps`). */
 async function password(given: string | undefined): Promise<string> {
@@ -55,6 +56,7 @@ export function userCommand(): Command {
       const pw = await password(opts.password);
       if (pw.length < 5) fail('password: at least 5 characters');
       await withDb(opts, async (db, { bcrypt_cost: cost }) => {
+        const [{ saveUser }, { DbConflictError }] = await Promise.all([usersDb(), import('../db/errors.js')]);
         try {
           await saveUser(db, { username, email, password: pw, active: !opts.inactive, admin: !!opts.admin }, { cost });
         } catch (e) {
@@ -72,6 +74,7 @@ export function userCommand(): Command {
       const pw = await password(opts.password);
       if (pw.length < 5) fail('password: at least 5 characters');
       await withDb(opts, async (db, { bcrypt_cost: cost }) => {
+        const { findUserByName, setPassword } = await usersDb();
         const u = await findUserByName(db, username);
         if (!u) fail(`no such user: ${username}`);
         await setPassword(db, u.id, pw, { cost });
@@ -84,6 +87,7 @@ export function userCommand(): Command {
     .option('--off', 'deactivate')
     .action(async (username: string, opts: Common & { off?: boolean }) => {
       await withDb(opts, async (db) => {
+        const { findUserByName, setActive } = await usersDb();
         const u = await findUserByName(db, username);
         if (!u) fail(`no such user: ${username}`);
         await setActive(db, u.id, !opts.off);
@@ -95,6 +99,7 @@ export function userCommand(): Command {
     .description('delete an account')
     .action(async (username: string, opts: Common) => {
       await withDb(opts, async (db) => {
+        const { findUserByName, removeUser } = await usersDb();
         const u = await findUserByName(db, username);
         if (!u) fail(`no such user: ${username}`);
         await removeUser(db, u.id);
@@ -106,6 +111,7 @@ export function userCommand(): Command {
     .description('list accounts')
     .action(async (opts: Common) => {
       await withDb(opts, async (db) => {
+        const { listUsers } = await usersDb();
         for (let page = 1; ; page++) {
           const res = await listUsers(db, { page, pageSize: 100 });
           for (const u of res.items) {
@@ -125,6 +131,7 @@ export function userCommand(): Command {
       let created = 0;
       let updated = 0;
       await withDb(opts, async (db) => {
+        const { findUserByName, saveUser } = await usersDb();
         for (const u of users) {
           const existing = await findUserByName(db, u.username);
           if (existing) {

@@ -1,22 +1,32 @@
 import { Command } from 'commander';
 import type { Knex } from 'knex';
 import { fail, withConfigOptions, withDb, type ConfigOptions as Common } from './common.js';
-import { findRepository, type Repository } from '../db/repositories.js';
-import { isUniqueViolation } from '../db/rows.js';
+import type { Repository } from '../db/repositories.js';
 import { parseRepoName } from '../content/names.js';
 import { RegistryError } from '../errors/index.js';
 import { createLogger } from '../log/logger.js';
 import { defaultAuthority } from '../config/advertise.js';
-import { countHooks, createHook, deleteHook, deliveryCounts, listDeliveries, listHooks } from '../webhooks/store.js';
-import { MAX_HOOKS_PER_REPOSITORY, validHook } from '../webhooks/routes.js';
-import { Webhooks, webhookOptions } from '../webhooks/service.js';
+
+/** The index queries and the webhook service, loaded when a command runs (not for --help or another command). */
+async function queries() {
+  const [repositories, rows, store, routes, service] = await Promise.all([
+    import('../db/repositories.js'),
+    import('../db/rows.js'),
+    import('../webhooks/store.js'),
+    import('../webhooks/routes.js'),
+    import('../webhooks/service.js'),
+  ]);
+  return { ...repositories, ...rows, ...store, ...routes, ...service };
+}
 
 async function findRepo(db: Knex, name: string): Promise<Repository> {
   const n = parseRepoName(name) ?? fail(`invalid repository name: ${name}`);
+  const { findRepository } = await queries();
   return (await findRepository(db, n.namespace, n.repository)) ?? fail(`no such repository: ${n.full}`);
 }
 
 async function hookNamed(db: Knex, repo: Repository, name: string) {
+  const { listHooks } = await queries();
   return (await listHooks(db, repo.id)).find((h) => h.name === name) ?? fail(`no webhook named ${name} on ${repo.fullName}`);
 }
 
@@ -29,6 +39,7 @@ export function webhookCommand(): Command {
     .description('list the webhooks of a repository (name, URL, signed, chained)')
     .action(async (repository: string, opts: Common) => {
       await withDb(opts, async (db) => {
+        const { listHooks } = await queries();
         const r = await findRepo(db, repository);
         for (const h of await listHooks(db, r.id)) process.stdout.write(`${h.name}\t${h.url}${h.hasSecret ? '\tsigned' : ''}${h.chained ? '\tchained' : ''}\n`);
       });
@@ -39,6 +50,7 @@ export function webhookCommand(): Command {
     .option('--chained', "fire only after the previous hook's success callback (Hub's chains)")
     .action(async (repository: string, name: string, url: string, opts: Common & { secret?: string; chained?: boolean }) => {
       await withDb(opts, async (db) => {
+        const { countHooks, createHook, MAX_HOOKS_PER_REPOSITORY, validHook, isUniqueViolation } = await queries();
         const r = await findRepo(db, repository);
         let h;
         try {
@@ -60,6 +72,7 @@ export function webhookCommand(): Command {
     .description('remove a webhook (and its delivery history)')
     .action(async (repository: string, name: string, opts: Common) => {
       await withDb(opts, async (db) => {
+        const { deleteHook } = await queries();
         const r = await findRepo(db, repository);
         await deleteHook(db, r.id, (await hookNamed(db, r, name)).id);
         process.stdout.write(`removed webhook ${name} from ${r.fullName}\n`);
@@ -70,6 +83,7 @@ export function webhookCommand(): Command {
     .option('-n <count>', 'how many (at most 200)', '20')
     .action(async (repository: string, name: string, opts: Common & { n: string }) => {
       await withDb(opts, async (db) => {
+        const { listDeliveries } = await queries();
         const r = await findRepo(db, repository);
         const h = await hookNamed(db, r, name);
         for (const d of await listDeliveries(db, h.id, Math.min(200, Math.max(1, Number(opts.n) || 20)))) {
@@ -84,6 +98,7 @@ export function webhookCommand(): Command {
     .description('queue a "test" delivery (a running index node sends it)')
     .action(async (repository: string, name: string, opts: Common) => {
       await withDb(opts, async (db, config) => {
+        const { Webhooks, webhookOptions } = await queries();
         const r = await findRepo(db, repository);
         const h = await hookNamed(db, r, name);
         const hooks = new Webhooks(
@@ -99,6 +114,7 @@ export function webhookCommand(): Command {
     .description('deliveries in the outbox by state (waiting, pending, sending, delivered, failed, skipped)')
     .action(async (opts: Common) => {
       await withDb(opts, async (db) => {
+        const { deliveryCounts } = await queries();
         const counts = await deliveryCounts(db);
         for (const s of ['waiting', 'pending', 'sending', 'delivered', 'failed', 'skipped']) process.stdout.write(`${s}\t${counts[s] ?? 0}\n`);
       });

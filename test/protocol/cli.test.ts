@@ -1,9 +1,10 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { request } from '../helpers/http.js';
 import { spawnServer, type ChildServer } from '../helpers/child.js';
@@ -42,6 +43,43 @@ describe('legacy-registry CLI: --help, db migrate, user management, htpasswd imp
     ];
     const outputs = await Promise.all(commands.map(async (args) => ({ args, out: (await cli(...args, '--help')).stdout })));
     for (const { args, out } of outputs) assert.match(out, /Usage: legacy-registry/, args.join(' '));
+  });
+
+  it('loads only what the command runs: --help and the light commands start without the server, the database or the importer', async () => {
+    // the node_modules packages each command loaded (test/fixtures/cli/loaded-packages.mjs)
+    const loaded = async (...args: string[]): Promise<string[]> => {
+      const out = join(dir, `loaded-${args.join('-').replace(/[^a-z-]/g, '')}.txt`);
+      await run(process.execPath, ['--import', pathToFileURL(join(ROOT, 'test', 'fixtures', 'cli', 'loaded-packages.mjs')).href, CLI, ...args], {
+        // a storage of its own: `user list` creates and migrates its database, which the next test expects new
+        env: { ...env, STORAGE_PATH: join(dir, 'lazy'), LR_TEST_LOADED_OUT: out },
+      }).catch(() => undefined); // the exit status does not matter here, the list does
+      const names = new Set<string>();
+      for (const line of (await readFile(out, 'utf8')).split('\n')) {
+        const m = /[\\/]node_modules[\\/]((?:@[^\\/]+[\\/])?[^\\/]+)[\\/]/.exec(line);
+        if (m) names.add(m[1]!.replace(/\\/g, '/'));
+      }
+      return [...names];
+    };
+    const [help, importHelp, gcHelp, htpasswd, userList] = await Promise.all([
+      loaded('--help'),
+      loaded('import', '--help'),
+      loaded('gc', '--help'),
+      loaded('htpasswd', join(dir, 'lazy.htpasswd'), 'alice', '--delete'),
+      loaded('user', 'list'),
+    ]);
+    // the hook sees what a command needs: listing accounts opens the database (knex)
+    assert.ok(userList.includes('knex'), `user list loaded ${userList.join(', ')}`);
+    assert.ok(htpasswd.includes('bcryptjs'), `htpasswd loaded ${htpasswd.join(', ')}`);
+    for (const [what, pkgs] of [
+      ['--help', help],
+      ['import --help', importHelp],
+      ['gc --help', gcHelp],
+      ['htpasswd', htpasswd],
+      ['user list', userList],
+    ] as const) {
+      for (const heavy of ['koa', '@koa/router', 'koa-body', 'prom-client']) assert.ok(!pkgs.includes(heavy), `${what} loaded ${heavy} (the server's modules)`);
+      if (what !== 'user list') assert.ok(!pkgs.includes('knex'), `${what} loaded knex (the database)`);
+    }
   });
 
   it('migrates the database, then says it is up to date', async () => {
