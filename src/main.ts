@@ -28,8 +28,6 @@ import { packageVersion } from './version.js';
 
 export type { Role } from './assemble/site.js';
 
-export { packageVersion };
-
 export interface RunningServer {
   readonly server: Server;
   readonly url: string;
