@@ -144,6 +144,7 @@ async function startOurs(dir: string): Promise<Server> {
       ...(process.env.BENCH_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS } : {}),
       // the native modules' switches, for comparisons (docs/configuration.md)
       ...(process.env.LR_SHA256X2 ? { LR_SHA256X2: process.env.LR_SHA256X2 } : {}),
+      ...(process.env.LR_NATIVE_GUNZIP ? { LR_NATIVE_GUNZIP: process.env.LR_NATIVE_GUNZIP } : {}),
       ...(process.env.LR_MALLOC_TRIM ? { LR_MALLOC_TRIM: process.env.LR_MALLOC_TRIM } : {}),
     },
     stdio: ['ignore', 'ignore', 'inherit'],

@@ -138,6 +138,7 @@ function cli(storage: string, args: string[], nodeArgs: string[] = []): { second
       STORAGE_PATH: storage,
       LOGLEVEL: 'warn',
       ...(process.env.LR_SHA256X2 ? { LR_SHA256X2: process.env.LR_SHA256X2 } : {}),
+      ...(process.env.LR_NATIVE_GUNZIP ? { LR_NATIVE_GUNZIP: process.env.LR_NATIVE_GUNZIP } : {}),
     },
     encoding: 'utf8',
     maxBuffer: 64 * MiB,

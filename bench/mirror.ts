@@ -140,7 +140,11 @@ async function startOurs(dir: string, upstream: string): Promise<Proc> {
   const proc = spawn(process.execPath, [...prof, join(ROOT, 'bin', 'legacy-registry.cjs'), 'serve', '--config', cfg], {
     stdio: ['ignore', 'ignore', 'pipe'],
     // the native modules' switches pass through, for comparisons (docs/configuration.md)
-    env: { PATH: process.env.PATH ?? '', ...(process.env.LR_SHA256X2 ? { LR_SHA256X2: process.env.LR_SHA256X2 } : {}) },
+    env: {
+      PATH: process.env.PATH ?? '',
+      ...(process.env.LR_SHA256X2 ? { LR_SHA256X2: process.env.LR_SHA256X2 } : {}),
+      ...(process.env.LR_NATIVE_GUNZIP ? { LR_NATIVE_GUNZIP: process.env.LR_NATIVE_GUNZIP } : {}),
+    },
   });
   let out = '';
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));

@@ -23,6 +23,7 @@ import { mountRegistry } from './assemble/registry.js';
 import { assembleApp, listen, listenDebug } from './assemble/http.js';
 import { trimWhenIdle } from './http/idle-memory.js';
 import { sha256x2 } from './digest/sha256.js';
+import { nativeGunzip, nativeGunzipReason } from './digest/gunzip-native.js';
 import { mallocTrimStatus } from './util/malloc-trim.js';
 import { packageVersion } from './version.js';
 
@@ -111,6 +112,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     config: config.file ?? 'built-in defaults',
     // a layer's pairs of sha256 in one pass (native/sha256x2.c), or node:crypto and why
     sha256: sha256x2.native ? 'paired (SHA extensions)' : `node:crypto (paired module ${sha256x2.reason})`,
+    // a layer's gzip inflated with a PCLMULQDQ CRC-32 (native/gunzip.c), or node:zlib and why
+    gunzip: nativeGunzip ? 'native (PCLMULQDQ CRC-32)' : `node:zlib (native module ${nativeGunzipReason})`,
     // the C heap given back once idle (native/memory.c), or why not
     idle_trim: trimStatus.available ? 'malloc_trim' : `off (${trimStatus.reason})`,
   });

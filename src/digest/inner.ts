@@ -1,4 +1,5 @@
 import { createGunzip } from 'node:zlib';
+import { nativeGunzip, type NativeGunzipModule } from './gunzip-native.js';
 import { TarParser } from './tar-parser.js';
 import { createSha256, type Sha256 } from './sha256.js';
 import { TarSum, type TarSums } from './tarsum.js';
@@ -84,25 +85,40 @@ export function createInlineInner(kind: Compression, extra: Buffer, opts: InnerO
     const tarError = `${kind} layers are stored as they are; tarsum and diff_id need gzip or a plain tar`;
     return { write: (_c, done) => done(), end: () => Promise.resolve({ tarError }), destroy: () => undefined };
   }
+  if (kind === 'gzip') return createGunzipInner(nativeGunzip ? 'native' : 'zlib', extra, opts);
   const tarsum = tarCheck(extra, opts.tarsums ?? true, opts.tarsumV1 ?? true);
-  const finish = (tarError: string | undefined, diffId?: string): InnerResult => {
+  const finish = finisher(tarsum);
+  return {
+    write: (c, done) => {
+      tarsum.write(c);
+      done();
+    },
+    end: () => Promise.resolve(finish(undefined)),
+    destroy: () => undefined,
+  };
+}
+
+/** The result from what the gunzip found and the tar check. */
+function finisher(tarsum: TarCheck): (tarError: string | undefined, diffId?: string) => InnerResult {
+  return (tarError, diffId) => {
     if (tarError) return { tarError };
     tarsum.end();
     const t = tarsum.result();
     if (!t) return { tarError: `not a tar archive: ${tarsum.error ?? 'incomplete'}` };
     return { ...(diffId ? { diffId } : {}), tar: true, ...(t === true ? {} : { tarsum: t }) };
   };
-  if (kind === 'none') {
-    return {
-      write: (c, done) => {
-        tarsum.write(c);
-        done();
-      },
-      end: () => Promise.resolve(finish(undefined)),
-      destroy: () => undefined,
-    };
-  }
-  return new InlineGunzip(tarsum, finish);
+}
+
+/**
+ * The gzip Inner with a given engine: native/gunzip.c (what createInlineInner uses when it is
+ * built) or node:zlib's Gunzip. For the tests that hold the two to the same results.
+ */
+export function createGunzipInner(engine: 'native' | 'zlib', extra: Buffer, opts: InnerOptions = {}): Inner {
+  const tarsum = tarCheck(extra, opts.tarsums ?? true, opts.tarsumV1 ?? true);
+  const finish = finisher(tarsum);
+  if (engine === 'zlib') return new InlineGunzip(tarsum, finish);
+  if (!nativeGunzip) throw new Error('native gunzip is not loaded');
+  return new PoolGunzip(nativeGunzip, tarsum, finish);
 }
 
 /**
@@ -236,5 +252,155 @@ class InlineGunzip implements Inner {
     this.waiting = [];
     this.unconsumed.clear();
     this.gz.destroy();
+  }
+}
+
+const NO_INPUT = new Uint8Array(0);
+
+/**
+ * gunzip → sha256 (diff_id) + tarsum with native/gunzip.c (src/digest/gunzip-native.ts): the same
+ * contract as InlineGunzip. Runs go to the thread pool one at a time, each inflating what it was
+ * given into one of two output buffers; when one returns, the next starts at once (into the other
+ * buffer) and the returned piece is hashed while it runs, so the inflating and the hashing overlap
+ * and nothing is allocated per piece. Small input chunks are gathered into ~1 MiB; up to
+ * MAX_IN_ZLIB input bytes wait for the pool before write() holds `done` back.
+ */
+class PoolGunzip implements Inner {
+  private readonly handle: object;
+  private readonly outs = [Buffer.allocUnsafe(GUNZIP_OUT), Buffer.allocUnsafe(GUNZIP_OUT)];
+  private outIdx = 0;
+  private readonly uncompressed = createSha256();
+  private batch: Buffer[] = [];
+  private batchLen = 0;
+  /** Input not yet consumed, in order: the first one is being inflated. */
+  private input: { buf: Buffer; off: number; consumed?: () => void }[] = [];
+  private inQueue = 0;
+  private waiting: (() => void)[] = [];
+  private running = false;
+  /** The last run filled its output: zlib may hold more for the next one. */
+  private full = false;
+  private atEnd = false;
+  private ending = false;
+  private tarError: string | undefined;
+  private closed = false;
+  private endedResolve!: () => void;
+  private readonly ended = new Promise<void>((resolve) => (this.endedResolve = resolve));
+
+  constructor(
+    private readonly native: NativeGunzipModule,
+    private readonly tarsum: TarCheck,
+    private readonly finish: (tarError: string | undefined, diffId?: string) => InnerResult,
+  ) {
+    this.handle = native.create();
+  }
+
+  private fail(message: string): void {
+    this.tarError ??= `gunzip: ${message}`;
+    const input = this.input;
+    this.input = [];
+    this.inQueue = 0;
+    for (const i of input) i.consumed?.();
+    this.release();
+    this.close();
+  }
+
+  private close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.endedResolve();
+    if (!this.running) this.native.close(this.handle);
+  }
+
+  private release(): void {
+    while (this.waiting.length > 0 && (this.inQueue <= MAX_IN_ZLIB || this.tarError)) this.waiting.shift()!();
+  }
+
+  /** Start the next run when none is running and there is input, or output zlib still holds. */
+  private kick(): void {
+    if (this.running || this.closed) return;
+    const head = this.input[0];
+    if (!head && !this.full) {
+      if (this.ending) {
+        if (this.atEnd) this.close();
+        else this.fail('unexpected end of file');
+      }
+      return;
+    }
+    const out = this.outs[this.outIdx]!;
+    this.outIdx ^= 1;
+    this.running = true;
+    this.native.run(this.handle, head ? head.buf.subarray(head.off) : NO_INPUT, out, (err, consumed, produced, atEnd) => {
+      this.running = false;
+      if (this.closed) {
+        this.native.close(this.handle);
+        return;
+      }
+      if (err !== null) {
+        this.fail(err);
+        return;
+      }
+      this.atEnd = atEnd;
+      this.full = produced === out.length;
+      if (head) {
+        head.off += consumed;
+        this.inQueue -= consumed;
+        if (head.off >= head.buf.length) {
+          this.input.shift();
+          head.consumed?.();
+        }
+        this.release();
+      }
+      this.kick();
+      // hashed while the next run inflates into the other buffer
+      if (produced > 0 && !this.tarError) this.tarsum.write(out.subarray(0, produced), this.uncompressed);
+    });
+  }
+
+  private feed(buf: Buffer, consumed?: () => void): void {
+    this.input.push(consumed ? { buf, off: 0, consumed } : { buf, off: 0 });
+    this.inQueue += buf.length;
+    this.kick();
+  }
+
+  write(chunk: Buffer, done: () => void): void {
+    if (this.tarError || this.closed) {
+      done();
+      return;
+    }
+    if (this.batchLen === 0 && chunk.length >= GUNZIP_IN) {
+      // a worker's slab: no copy; the caller gets it back once consumed
+      this.feed(chunk, done);
+      return;
+    }
+    this.batch.push(chunk);
+    this.batchLen += chunk.length;
+    if (this.batchLen >= GUNZIP_IN) this.flush();
+    if (this.inQueue <= MAX_IN_ZLIB) done();
+    else this.waiting.push(done);
+  }
+
+  private flush(): void {
+    if (this.batchLen === 0) return;
+    const buf = this.batch.length === 1 ? this.batch[0]! : Buffer.concat(this.batch, this.batchLen);
+    this.batch = [];
+    this.batchLen = 0;
+    this.feed(buf);
+  }
+
+  async end(): Promise<InnerResult> {
+    if (!this.tarError && !this.closed) {
+      this.flush();
+      this.ending = true;
+      this.kick();
+    }
+    await this.ended;
+    return this.finish(this.tarError, this.tarError ? undefined : `sha256:${this.uncompressed.digest('hex')}`);
+  }
+
+  destroy(): void {
+    this.batch = [];
+    this.input = [];
+    this.waiting = [];
+    this.close();
   }
 }
