@@ -122,6 +122,59 @@ export function createGunzipInner(engine: 'native' | 'zlib', extra: Buffer, opts
 }
 
 /**
+ * The input side both gunzip engines share: small chunks are gathered into ~1 MiB writes (each
+ * write is a thread-pool round trip), a chunk of GUNZIP_IN or more goes to the engine as it is (a
+ * worker's slab: no copy; the caller gets it back once consumed), and `done` is held back while more
+ * than MAX_IN_ZLIB input bytes wait inside the engine.
+ */
+abstract class GatheringGunzip {
+  private batch: Buffer[] = [];
+  private batchLen = 0;
+  /** Callers waiting for the engine to hold less than MAX_IN_ZLIB, in order. */
+  protected waiting: (() => void)[] = [];
+  /** Input bytes handed to the engine and not consumed yet. */
+  protected abstract held(): number;
+  /** The stream failed or was closed: writes are taken and dropped. */
+  protected abstract stopped(): boolean;
+  /** Hand `buf` to the engine; `consumed` runs once it no longer reads it (or never will). */
+  protected abstract feed(buf: Buffer, consumed?: () => void): void;
+
+  write(chunk: Buffer, done: () => void): void {
+    if (this.stopped()) {
+      done();
+      return;
+    }
+    if (this.batchLen === 0 && chunk.length >= GUNZIP_IN) {
+      this.feed(chunk, done);
+      return;
+    }
+    this.batch.push(chunk);
+    this.batchLen += chunk.length;
+    if (this.batchLen >= GUNZIP_IN) this.flush();
+    if (this.held() <= MAX_IN_ZLIB) done();
+    else this.waiting.push(done);
+  }
+
+  protected flush(): void {
+    if (this.batchLen === 0) return;
+    const buf = this.batch.length === 1 ? this.batch[0]! : Buffer.concat(this.batch, this.batchLen);
+    this.batch = [];
+    this.batchLen = 0;
+    this.feed(buf);
+  }
+
+  protected release(): void {
+    while (this.waiting.length > 0 && (this.held() <= MAX_IN_ZLIB || this.stopped())) this.waiting.shift()!();
+  }
+
+  protected drop(): void {
+    this.batch = [];
+    this.batchLen = 0;
+    this.waiting = [];
+  }
+}
+
+/**
  * gunzip → sha256 (diff_id) + tarsum, in one pass over each inflated piece (both hashes read it
  * while it is in cache). Small input chunks are gathered into ~1 MiB writes; large ones go to zlib
  * as they are. zlib's output is hashed from a setImmediate queue, so the next piece is already
@@ -132,15 +185,11 @@ export function createGunzipInner(engine: 'native' | 'zlib', extra: Buffer, opts
  * Multi-member gzip is read through (zlib's default); a gzip error leaves tarError set and
  * swallows the rest of the input (every pending `done` is still called).
  */
-class InlineGunzip implements Inner {
+class InlineGunzip extends GatheringGunzip implements Inner {
   private readonly gz = createGunzip({ chunkSize: GUNZIP_OUT });
   private readonly uncompressed = createSha256();
-  private batch: Buffer[] = [];
-  private batchLen = 0;
   /** Input bytes written to zlib and not consumed yet. */
   private inZlib = 0;
-  /** Callers waiting for zlib to take less than MAX_IN_ZLIB, in order. */
-  private waiting: (() => void)[] = [];
   /** Settle functions of the writes zlib has not consumed yet. */
   private readonly unconsumed = new Set<() => void>();
   private queue: Buffer[] = [];
@@ -153,6 +202,7 @@ class InlineGunzip implements Inner {
     private readonly tarsum: TarCheck,
     private readonly finish: (tarError: string | undefined, diffId?: string) => InnerResult,
   ) {
+    super();
     this.gz.on('data', (c: Buffer) => {
       this.queue.push(c);
       this.queued += c.length;
@@ -190,12 +240,15 @@ class InlineGunzip implements Inner {
     }
   };
 
-  private release(): void {
-    while (this.waiting.length > 0 && (this.inZlib <= MAX_IN_ZLIB || this.tarError)) this.waiting.shift()!();
+  protected held(): number {
+    return this.inZlib;
   }
 
-  /** Hand `buf` to zlib; `consumed` runs once zlib no longer reads it (or it never will). */
-  private feed(buf: Buffer, consumed?: () => void): void {
+  protected stopped(): boolean {
+    return this.tarError !== undefined;
+  }
+
+  protected feed(buf: Buffer, consumed?: () => void): void {
     this.inZlib += buf.length;
     const settle = (): void => {
       if (!this.unconsumed.delete(settle)) return; // already settled (stream error)
@@ -212,31 +265,6 @@ class InlineGunzip implements Inner {
     for (const settle of [...this.unconsumed]) settle();
   }
 
-  write(chunk: Buffer, done: () => void): void {
-    if (this.tarError) {
-      done();
-      return;
-    }
-    if (this.batchLen === 0 && chunk.length >= GUNZIP_IN) {
-      // Big enough on its own (a worker's slab): no copy; the caller gets it back once consumed.
-      this.feed(chunk, done);
-      return;
-    }
-    this.batch.push(chunk);
-    this.batchLen += chunk.length;
-    if (this.batchLen >= GUNZIP_IN) this.flush();
-    if (this.inZlib <= MAX_IN_ZLIB) done();
-    else this.waiting.push(done);
-  }
-
-  private flush(): void {
-    if (this.batchLen === 0) return;
-    const buf = this.batch.length === 1 ? this.batch[0]! : Buffer.concat(this.batch, this.batchLen);
-    this.batch = [];
-    this.batchLen = 0;
-    this.feed(buf);
-  }
-
   async end(): Promise<InnerResult> {
     if (!this.tarError) {
       this.flush();
@@ -247,9 +275,8 @@ class InlineGunzip implements Inner {
   }
 
   destroy(): void {
-    this.batch = [];
+    this.drop();
     this.queue = [];
-    this.waiting = [];
     this.unconsumed.clear();
     this.gz.destroy();
   }
@@ -262,20 +289,16 @@ const NO_INPUT = new Uint8Array(0);
  * contract as InlineGunzip. Runs go to the thread pool one at a time, each inflating what it was
  * given into one of two output buffers; when one returns, the next starts at once (into the other
  * buffer) and the returned piece is hashed while it runs, so the inflating and the hashing overlap
- * and nothing is allocated per piece. Small input chunks are gathered into ~1 MiB; up to
- * MAX_IN_ZLIB input bytes wait for the pool before write() holds `done` back.
+ * and nothing is allocated per piece. Input is gathered as for InlineGunzip (GatheringGunzip).
  */
-class PoolGunzip implements Inner {
+class PoolGunzip extends GatheringGunzip implements Inner {
   private readonly handle: object;
   private readonly outs = [Buffer.allocUnsafe(GUNZIP_OUT), Buffer.allocUnsafe(GUNZIP_OUT)];
   private outIdx = 0;
   private readonly uncompressed = createSha256();
-  private batch: Buffer[] = [];
-  private batchLen = 0;
   /** Input not yet consumed, in order: the first one is being inflated. */
   private input: { buf: Buffer; off: number; consumed?: () => void }[] = [];
   private inQueue = 0;
-  private waiting: (() => void)[] = [];
   private running = false;
   /** The last run filled its output: zlib may hold more for the next one. */
   private full = false;
@@ -291,6 +314,7 @@ class PoolGunzip implements Inner {
     private readonly tarsum: TarCheck,
     private readonly finish: (tarError: string | undefined, diffId?: string) => InnerResult,
   ) {
+    super();
     this.handle = native.create();
   }
 
@@ -311,8 +335,12 @@ class PoolGunzip implements Inner {
     if (!this.running) this.native.close(this.handle);
   }
 
-  private release(): void {
-    while (this.waiting.length > 0 && (this.inQueue <= MAX_IN_ZLIB || this.tarError)) this.waiting.shift()!();
+  protected held(): number {
+    return this.inQueue;
+  }
+
+  protected stopped(): boolean {
+    return this.tarError !== undefined || this.closed;
   }
 
   /** Start the next run when none is running and there is input, or output zlib still holds. */
@@ -356,35 +384,10 @@ class PoolGunzip implements Inner {
     });
   }
 
-  private feed(buf: Buffer, consumed?: () => void): void {
+  protected feed(buf: Buffer, consumed?: () => void): void {
     this.input.push(consumed ? { buf, off: 0, consumed } : { buf, off: 0 });
     this.inQueue += buf.length;
     this.kick();
-  }
-
-  write(chunk: Buffer, done: () => void): void {
-    if (this.tarError || this.closed) {
-      done();
-      return;
-    }
-    if (this.batchLen === 0 && chunk.length >= GUNZIP_IN) {
-      // a worker's slab: no copy; the caller gets it back once consumed
-      this.feed(chunk, done);
-      return;
-    }
-    this.batch.push(chunk);
-    this.batchLen += chunk.length;
-    if (this.batchLen >= GUNZIP_IN) this.flush();
-    if (this.inQueue <= MAX_IN_ZLIB) done();
-    else this.waiting.push(done);
-  }
-
-  private flush(): void {
-    if (this.batchLen === 0) return;
-    const buf = this.batch.length === 1 ? this.batch[0]! : Buffer.concat(this.batch, this.batchLen);
-    this.batch = [];
-    this.batchLen = 0;
-    this.feed(buf);
   }
 
   async end(): Promise<InnerResult> {
@@ -398,9 +401,8 @@ class PoolGunzip implements Inner {
   }
 
   destroy(): void {
-    this.batch = [];
+    this.drop();
     this.input = [];
-    this.waiting = [];
     this.close();
   }
 }
