@@ -27,6 +27,7 @@
  *   crc32(crc, bytes) -> crc    the CRC-32 as zlib's crc32(), for tests
  */
 #include <node_api.h>
+#include "napi-util.h"
 #include <immintrin.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -277,22 +278,6 @@ static void finalize(napi_env env, void *data, void *hint) {
   free(g);
 }
 
-static int throw_type(napi_env env, const char *msg) {
-  napi_throw_type_error(env, NULL, msg);
-  return 0;
-}
-
-static int bytes_of(napi_env env, napi_value v, uint8_t **data, size_t *len) {
-  napi_typedarray_type type;
-  napi_value ab;
-  size_t off;
-  void *d;
-  if (napi_get_typedarray_info(env, v, &type, len, &d, &ab, &off) != napi_ok || type != napi_uint8_array)
-    return throw_type(env, "a Uint8Array was expected");
-  *data = d;
-  return 1;
-}
-
 static gz_t *handle_of(napi_env env, napi_value v) {
   void *p = NULL;
   napi_valuetype t;
@@ -333,12 +318,8 @@ static napi_value js_create(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_run(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
   napi_value argv[4];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4) {
-    throw_type(env, "missing arguments");
-    return NULL;
-  }
+  if (!args_of(env, info, 4, argv)) return NULL;
   gz_t *g = handle_of(env, argv[0]);
   if (!g) return NULL;
   if (g->busy || !g->inited) {
@@ -374,12 +355,8 @@ static napi_value js_run(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_close(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1) {
-    throw_type(env, "missing arguments");
-    return NULL;
-  }
+  if (!args_of(env, info, 1, argv)) return NULL;
   gz_t *g = handle_of(env, argv[0]);
   if (!g || g->busy) return NULL; /* a pending run keeps it; the finalizer frees it */
   if (g->inited) inflateEnd(&g->s);
@@ -388,15 +365,11 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_crc32(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2];
   uint32_t crc;
   uint8_t *p;
   size_t n;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2) {
-    throw_type(env, "missing arguments");
-    return NULL;
-  }
+  if (!args_of(env, info, 2, argv)) return NULL;
   if (napi_get_value_uint32(env, argv[0], &crc) != napi_ok) {
     throw_type(env, "a CRC was expected");
     return NULL;
@@ -411,16 +384,6 @@ NAPI_MODULE_INIT() {
   __builtin_cpu_init();
   int ok = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
   pthread_once(&table_once, table_init);
-  napi_value v;
-  napi_get_boolean(env, ok, &v);
-  napi_set_named_property(env, exports, "available", v);
-  const struct {
-    const char *name;
-    napi_callback fn;
-  } fns[] = {{"create", js_create}, {"run", js_run}, {"close", js_close}, {"crc32", js_crc32}};
-  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
-    napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &v);
-    napi_set_named_property(env, exports, fns[i].name, v);
-  }
-  return exports;
+  static const lr_export_t fns[] = {{"create", js_create}, {"run", js_run}, {"close", js_close}, {"crc32", js_crc32}};
+  return export_all(env, exports, ok, fns, sizeof fns / sizeof fns[0]);
 }

@@ -15,6 +15,7 @@
  *   48..111 the partial block
  */
 #include <node_api.h>
+#include "napi-util.h"
 #include <immintrin.h>
 #include <stdint.h>
 #include <string.h>
@@ -184,25 +185,6 @@ static void final1(ctx_t *c, uint8_t out[32]) {
 
 /* ---- N-API ---- */
 
-static int throw_type(napi_env env, const char *msg) {
-  napi_throw_type_error(env, NULL, msg);
-  return 0;
-}
-
-/* A Uint8Array argument's bytes; ctx: exactly CTX_SIZE bytes, 8-aligned, with a valid partial length. */
-static int bytes_of(napi_env env, napi_value v, uint8_t **data, size_t *len) {
-  napi_typedarray_type type;
-  napi_value ab;
-  size_t off;
-  void *d;
-  bool is = false;
-  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return throw_type(env, "a Uint8Array was expected");
-  if (napi_get_typedarray_info(env, v, &type, len, &d, &ab, &off) != napi_ok || type != napi_uint8_array)
-    return throw_type(env, "a Uint8Array was expected");
-  *data = d;
-  return 1;
-}
-
 /* A context argument; `fresh`: about to be initialised (its contents are not looked at). */
 static ctx_t *ctx_of(napi_env env, napi_value v, int fresh) {
   uint8_t *d;
@@ -218,13 +200,6 @@ static ctx_t *ctx_of(napi_env env, napi_value v, int fresh) {
     return NULL;
   }
   return c;
-}
-
-/* The call's first n arguments (a TypeError when fewer were given). */
-static int args_of(napi_env env, napi_callback_info info, size_t n, napi_value *argv) {
-  size_t argc = n;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < n) return throw_type(env, "missing arguments");
-  return 1;
 }
 
 /* update(ctx, bytes) and final(ctx, out): a context, then a byte array. */
@@ -286,17 +261,8 @@ NAPI_MODULE_INIT() {
   __builtin_cpu_init();
   int ok = __builtin_cpu_supports("sha") && __builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("ssse3");
   napi_value v;
-  napi_get_boolean(env, ok, &v);
-  napi_set_named_property(env, exports, "available", v);
   napi_create_uint32(env, CTX_SIZE, &v);
   napi_set_named_property(env, exports, "contextSize", v);
-  const struct {
-    const char *name;
-    napi_callback fn;
-  } fns[] = {{"init", js_init}, {"update", js_update}, {"update2", js_update2}, {"final", js_final}};
-  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
-    napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &v);
-    napi_set_named_property(env, exports, fns[i].name, v);
-  }
-  return exports;
+  static const lr_export_t fns[] = {{"init", js_init}, {"update", js_update}, {"update2", js_update2}, {"final", js_final}};
+  return export_all(env, exports, ok, fns, sizeof fns / sizeof fns[0]);
 }

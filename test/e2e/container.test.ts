@@ -9,6 +9,7 @@ import { join, relative, sep } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { sha256x2 } from '../../src/digest/sha256.js';
+import { nativeGunzip } from '../../src/digest/gunzip-native.js';
 import { mallocTrimStatus } from '../../src/util/malloc-trim.js';
 import { request } from '../helpers/http.js';
 import { ROOT } from '../helpers/paths.js';
@@ -207,6 +208,11 @@ describe('Dockerfile: built with podman on a debootstrap base, run, restarted', 
     const probe = "import('/app/dist/src/digest/sha256.js').then((m) => console.log(JSON.stringify(m.sha256x2)))";
     const x2 = JSON.parse((await podman(['exec', name, 'node', '--input-type=module', '-e', probe])).stdout) as { native: boolean; reason: string };
     assert.equal(x2.native, sha256x2.native, x2.reason);
+    // and the gunzip module (native/gunzip.c), likewise
+    const gzProbe =
+      "import('/app/dist/src/digest/gunzip-native.js').then((m) => console.log(JSON.stringify({ native: m.nativeGunzip !== undefined, reason: m.nativeGunzipReason })))";
+    const gz = JSON.parse((await podman(['exec', name, 'node', '--input-type=module', '-e', gzProbe])).stdout) as { native: boolean; reason: string };
+    assert.equal(gz.native, nativeGunzip !== undefined, gz.reason);
     // and the idle-trim module (the image's C library is glibc, as here)
     const trimProbe = "import('/app/dist/src/util/malloc-trim.js').then((m) => console.log(JSON.stringify(m.mallocTrimStatus())))";
     const trim = JSON.parse((await podman(['exec', name, 'node', '--input-type=module', '-e', trimProbe])).stdout) as { available: boolean; reason: string };
