@@ -115,29 +115,51 @@ function finisher(tarsum: TarCheck): (tarError: string | undefined, diffId?: str
  */
 export function createGunzipInner(engine: 'native' | 'zlib', extra: Buffer, opts: InnerOptions = {}): Inner {
   const tarsum = tarCheck(extra, opts.tarsums ?? true, opts.tarsumV1 ?? true);
-  const finish = finisher(tarsum);
-  if (engine === 'zlib') return new InlineGunzip(tarsum, finish);
+  if (engine === 'zlib') return new InlineGunzip(tarsum);
   if (!nativeGunzip) throw new Error('native gunzip is not loaded');
-  return new PoolGunzip(nativeGunzip, tarsum, finish);
+  return new PoolGunzip(nativeGunzip, tarsum);
 }
 
 /**
- * The input side both gunzip engines share: small chunks are gathered into ~1 MiB writes (each
- * write is a thread-pool round trip), a chunk of GUNZIP_IN or more goes to the engine as it is (a
- * worker's slab: no copy; the caller gets it back once consumed), and `done` is held back while more
- * than MAX_IN_ZLIB input bytes wait inside the engine.
+ * What both gunzip engines share. The input side: small chunks are gathered into ~1 MiB writes
+ * (each write is a thread-pool round trip), a chunk of GUNZIP_IN or more goes to the engine as it is
+ * (a worker's slab: no copy; the caller gets it back once consumed), and `done` is held back while
+ * more than MAX_IN_ZLIB input bytes wait inside the engine. The output side: every inflated piece
+ * goes to the tar check with the diff_id's hash, and the result is made from both.
  */
 abstract class GatheringGunzip {
   private batch: Buffer[] = [];
   private batchLen = 0;
   /** Callers waiting for the engine to hold less than MAX_IN_ZLIB, in order. */
   protected waiting: (() => void)[] = [];
+  private readonly uncompressed = createSha256();
+  /** Why the gzip stream failed, once it has. */
+  protected tarError: string | undefined;
+  private readonly finish: (tarError: string | undefined, diffId?: string) => InnerResult;
+
+  constructor(private readonly tarsum: TarCheck) {
+    this.finish = finisher(tarsum);
+  }
+
   /** Input bytes handed to the engine and not consumed yet. */
   protected abstract held(): number;
-  /** The stream failed or was closed: writes are taken and dropped. */
-  protected abstract stopped(): boolean;
   /** Hand `buf` to the engine; `consumed` runs once it no longer reads it (or never will). */
   protected abstract feed(buf: Buffer, consumed?: () => void): void;
+
+  /** The stream failed (or, for an engine that says so, was closed): writes are taken and dropped. */
+  protected stopped(): boolean {
+    return this.tarError !== undefined;
+  }
+
+  /** An inflated piece, in order. */
+  protected inflated(piece: Buffer): void {
+    this.tarsum.write(piece, this.uncompressed);
+  }
+
+  /** The result, once the engine has ended or failed. */
+  protected result(): InnerResult {
+    return this.finish(this.tarError, this.tarError ? undefined : `sha256:${this.uncompressed.digest('hex')}`);
+  }
 
   write(chunk: Buffer, done: () => void): void {
     if (this.stopped()) {
@@ -187,7 +209,6 @@ abstract class GatheringGunzip {
  */
 class InlineGunzip extends GatheringGunzip implements Inner {
   private readonly gz = createGunzip({ chunkSize: GUNZIP_OUT });
-  private readonly uncompressed = createSha256();
   /** Input bytes written to zlib and not consumed yet. */
   private inZlib = 0;
   /** Settle functions of the writes zlib has not consumed yet. */
@@ -195,14 +216,10 @@ class InlineGunzip extends GatheringGunzip implements Inner {
   private queue: Buffer[] = [];
   private queued = 0;
   private scheduled = false;
-  private tarError: string | undefined;
   private readonly ended: Promise<void>;
 
-  constructor(
-    private readonly tarsum: TarCheck,
-    private readonly finish: (tarError: string | undefined, diffId?: string) => InnerResult,
-  ) {
-    super();
+  constructor(tarsum: TarCheck) {
+    super(tarsum);
     this.gz.on('data', (c: Buffer) => {
       this.queue.push(c);
       this.queued += c.length;
@@ -235,17 +252,11 @@ class InlineGunzip extends GatheringGunzip implements Inner {
     const q = this.queue;
     this.queue = [];
     this.queued = 0;
-    for (const c of q) {
-      this.tarsum.write(c, this.uncompressed);
-    }
+    for (const c of q) this.inflated(c);
   };
 
   protected held(): number {
     return this.inZlib;
-  }
-
-  protected stopped(): boolean {
-    return this.tarError !== undefined;
   }
 
   protected feed(buf: Buffer, consumed?: () => void): void {
@@ -271,7 +282,7 @@ class InlineGunzip extends GatheringGunzip implements Inner {
       this.gz.end();
     }
     await this.ended;
-    return this.finish(this.tarError, this.tarError ? undefined : `sha256:${this.uncompressed.digest('hex')}`);
+    return this.result();
   }
 
   destroy(): void {
@@ -295,7 +306,6 @@ class PoolGunzip extends GatheringGunzip implements Inner {
   private readonly handle: object;
   private readonly outs = [Buffer.allocUnsafe(GUNZIP_OUT), Buffer.allocUnsafe(GUNZIP_OUT)];
   private outIdx = 0;
-  private readonly uncompressed = createSha256();
   /** Input not yet consumed, in order: the first one is being inflated. */
   private input: { buf: Buffer; off: number; consumed?: () => void }[] = [];
   private inQueue = 0;
@@ -304,17 +314,15 @@ class PoolGunzip extends GatheringGunzip implements Inner {
   private full = false;
   private atEnd = false;
   private ending = false;
-  private tarError: string | undefined;
   private closed = false;
   private endedResolve!: () => void;
   private readonly ended = new Promise<void>((resolve) => (this.endedResolve = resolve));
 
   constructor(
     private readonly native: NativeGunzipModule,
-    private readonly tarsum: TarCheck,
-    private readonly finish: (tarError: string | undefined, diffId?: string) => InnerResult,
+    tarsum: TarCheck,
   ) {
-    super();
+    super(tarsum);
     this.handle = native.create();
   }
 
@@ -339,8 +347,8 @@ class PoolGunzip extends GatheringGunzip implements Inner {
     return this.inQueue;
   }
 
-  protected stopped(): boolean {
-    return this.tarError !== undefined || this.closed;
+  protected override stopped(): boolean {
+    return super.stopped() || this.closed;
   }
 
   /** Start the next run when none is running and there is input, or output zlib still holds. */
@@ -380,7 +388,7 @@ class PoolGunzip extends GatheringGunzip implements Inner {
       }
       this.kick();
       // hashed while the next run inflates into the other buffer
-      if (produced > 0 && !this.tarError) this.tarsum.write(out.subarray(0, produced), this.uncompressed);
+      if (produced > 0 && !this.tarError) this.inflated(out.subarray(0, produced));
     });
   }
 
@@ -397,7 +405,7 @@ class PoolGunzip extends GatheringGunzip implements Inner {
       this.kick();
     }
     await this.ended;
-    return this.finish(this.tarError, this.tarError ? undefined : `sha256:${this.uncompressed.digest('hex')}`);
+    return this.result();
   }
 
   destroy(): void {
