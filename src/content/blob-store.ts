@@ -131,6 +131,21 @@ export class BlobStore {
     }
   }
 
+  /**
+   * Whether the blob at digest holds exactly these bytes, read and compared (for small objects the
+   * caller derived itself: an object of another size is not read).
+   */
+  async holds(digest: string, bytes: Buffer): Promise<boolean> {
+    const info = await this.stat(digest);
+    if (info?.size !== bytes.length) return false;
+    try {
+      return (await this.driver.getContent(keys.blob(hexOf(digest)))).equals(bytes);
+    } catch (e) {
+      if (isNotFound(e)) return false;
+      throw e;
+    }
+  }
+
   open(digest: string, offset = 0, length?: number): Promise<Readable> {
     return this.driver.reader(keys.blob(hexOf(digest)), offset, length);
   }

@@ -144,11 +144,30 @@ export class V1ToV2 {
       if (!json || !link || (await this.images.inProgress(scope, imageId))) return undefined;
       records.push({ id: imageId, json, link });
     }
-    const { config, configDigest, manifest, layers } = derivedV2Image(records);
+    const derived = derivedV2Image(records);
+    const { config, configDigest, manifest, layers } = derived;
+    const stored = await this.storedAlready(name, derived);
+    if (stored) return stored;
     // always the bytes just hashed: an object already at the digest is not trusted (security issue 10)
     await this.blobs.putSmall(configDigest, config);
     for (const d of [configDigest, ...layers]) await this.uploads.link(name, d);
     const rev = await this.manifests.put(name, {}, manifest, MT.schema2);
     return { ...rev, bytes: manifest };
+  }
+
+  /**
+   * The derived manifest as the repository already holds it, when it holds all of it: the manifest
+   * and the config byte for byte (read and compared with the bytes just derived, never trusted by
+   * digest or size) and the links of the config and every layer. A pull then writes nothing: no
+   * fsync per GET, and the node's metadata cache and answer cache (which every write of the node
+   * renews) keep serving the tag from memory. Anything missing or different: undefined, and the
+   * caller writes all of it again.
+   */
+  private async storedAlready(name: V2Name, d: ReturnType<typeof derivedV2Image>): Promise<StoredManifest | undefined> {
+    const found = await this.manifests.get(name, { digest: d.manifestDigest });
+    if (!found || found.mediaType !== MT.schema2 || !found.bytes.equals(d.manifest)) return undefined;
+    if (!(await this.blobs.holds(d.configDigest, d.config))) return undefined;
+    for (const digest of [d.configDigest, ...d.layers]) if (!(await this.uploads.linked(name, digest))) return undefined;
+    return found;
   }
 }

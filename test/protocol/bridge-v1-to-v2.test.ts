@@ -2,11 +2,12 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { VECTORS } from '../helpers/paths.js';
-import { payloadChecksum, pushImage, putTag, type TestImage } from '../helpers/v1-client.js';
+import { makeImage, payloadChecksum, pushImage, putTag, type TestImage } from '../helpers/v1-client.js';
 import { configFromV1Chain } from '../../src/content/bridge.js';
 
 interface BridgeVector {
@@ -76,5 +77,79 @@ describe('bridge: a v1-pushed tag pulled through /v2/ as schema2', () => {
     const byDigest = await request(s.url, `/v2/legacy/chain/manifests/${sha(r.body)}`, { headers: { Accept: S2 } });
     assert.deepEqual(byDigest.body, r.body);
     assert.deepEqual((await request(s.url, '/v2/legacy/chain/tags/list')).json(), { name: 'legacy/chain', tags: ['latest'] });
+  });
+});
+
+describe('bridge: pulling a v1 tag through /v2/ writes nothing once its v2 form is stored', () => {
+  let s: TestServer;
+  let chain: TestImage[];
+  before(async () => {
+    // no metadata cache: every GET derives the manifest again from the stored records
+    s = await startTestServer({ standalone: true, v2: true, metadata_cache_ttl: 0 });
+    chain = [];
+    for (let i = 0; i < 3; i++) {
+      const img = makeImage(chain.at(-1)?.id);
+      for (const r of (await pushImage(s.url, img)).slice(1)) assert.equal(r.status, 200, r.text);
+      chain.push(img);
+    }
+    assert.equal((await putTag(s.url, 'legacy/quiet', 'latest', chain[2]!.id)).status, 200);
+  });
+  after(() => s?.stop());
+
+  /** Every file under the storage's v2 records and blobs, with what a rewrite changes (inode, time). */
+  async function snapshot(): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    for (const top of ['v2', 'blobs']) {
+      for (const rel of await readdir(join(s.dataDir, top), { recursive: true })) {
+        const st = await stat(join(s.dataDir, top, rel));
+        if (st.isFile()) out.set(`${top}/${rel}`, `${st.ino} ${st.mtimeMs} ${st.size}`);
+      }
+    }
+    return out;
+  }
+
+  const get = (ref = 'latest') => request(s.url, `/v2/legacy/quiet/manifests/${ref}`, { headers: { Accept: S2 } });
+
+  it('the first GET stores the manifest, its config and links; later GETs and HEADs leave every file as it was', async () => {
+    const first = await get();
+    assert.equal(first.status, 200, first.text);
+    const before = await snapshot();
+    const m = first.json<{ config: { digest: string } }>();
+    assert.ok(
+      [...before.keys()].some((k) => k.includes(m.config.digest.slice(7))),
+      'the config blob is stored',
+    );
+    for (let i = 0; i < 3; i++) {
+      const again = await get();
+      assert.equal(again.status, 200);
+      assert.deepEqual(again.body, first.body);
+      assert.equal((await request(s.url, '/v2/legacy/quiet/manifests/latest', { method: 'HEAD', headers: { Accept: S2 } })).status, 200);
+    }
+    assert.deepEqual(await snapshot(), before, 'a pull rewrote stored files');
+    assert.deepEqual((await get(sha(first.body))).body, first.body);
+  });
+
+  it('what is missing or different is written again: a poisoned manifest blob, a poisoned config, a removed layer link', async () => {
+    const first = await get();
+    const blobFile = (digest: string): string => join(s.dataDir, 'blobs', 'sha256', digest.slice(7, 9), digest.slice(7), 'data');
+    const digest = sha(first.body);
+    // wrong bytes of the right size where the manifest's bytes are
+    await writeFile(blobFile(digest), Buffer.alloc(first.body.length, 0x21));
+    assert.deepEqual((await get()).body, first.body);
+    assert.deepEqual((await get(digest)).body, first.body, 'the manifest blob holds the derived bytes again');
+    // the same with the config
+    const config = first.json<{ config: { digest: string; size: number } }>().config;
+    await writeFile(blobFile(config.digest), Buffer.alloc(config.size, 0x21));
+    assert.deepEqual((await get()).body, first.body);
+    assert.equal(sha((await request(s.url, `/v2/legacy/quiet/blobs/${config.digest}`)).body), config.digest, 'the config blob holds the derived bytes again');
+    // a layer's link in the repository
+    const layer = sha(chain[1]!.layer);
+    const linkDir = join(s.dataDir, 'v2', 'repositories', 'legacy', 'quiet', '_layers');
+    const linkFile = (await readdir(linkDir, { recursive: true })).find((f) => f.includes(layer.slice(7)));
+    assert.ok(linkFile, 'the layer link is stored');
+    await rm(join(linkDir, linkFile), { recursive: true });
+    assert.equal((await request(s.url, `/v2/legacy/quiet/blobs/${layer}`, { method: 'HEAD' })).status, 404);
+    assert.deepEqual((await get()).body, first.body);
+    assert.equal((await request(s.url, `/v2/legacy/quiet/blobs/${layer}`, { method: 'HEAD' })).status, 200, 'the layer is linked again');
   });
 });
