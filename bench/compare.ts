@@ -48,7 +48,7 @@ if (flag('help')) {
                  free, as a long-running host has it; see bench/page-cache.ts)
   --s3           then run bench/s3.ts: ours vs distribution on one Ceph RGW (root, ceph; also BENCH_S3=1)
   --only LIST    run only these phases (comma-separated): mono, small, chunked, download1,
-                 download8, manifest, manifest-digest, tags, head-blob, v1-tags, v1-json, v1,
+                 download8, manifest, manifest-digest, tags, head-blob, v1-tags, v1-json, v1-bridge, v1,
                  search, growth, web, mirror (default: all); manifest also runs the framework's
                  floor (bench/koa-floor.mjs: bare koa answering the same manifest, same wrk load),
                  and download1/download8 the kernel path's (nginx sending the same file with sendfile)
@@ -835,7 +835,7 @@ async function main(): Promise<void> {
   if (!existsSync(join(ROOT, 'dist', 'src', 'cli', 'main.js'))) throw new Error('build first: npm run build');
   const skipped: string[] = [];
   // the phases that need the two servers and the prepared data (the others start their own, ours only)
-  const SERVER_PHASES = ['mono', 'v1', 'small', 'chunked', 'download1', 'download8', 'manifest', 'manifest-digest', 'tags', 'head-blob', 'v1-tags', 'v1-json'];
+  const SERVER_PHASES = ['mono', 'v1', 'small', 'chunked', 'download1', 'download8', 'manifest', 'manifest-digest', 'tags', 'head-blob', 'v1-tags', 'v1-json', 'v1-bridge'];
   const serverPhases = SERVER_PHASES.some(run);
   const bin = serverPhases ? distributionBinary() : undefined;
   if (serverPhases && !bin) skipped.push('distribution (docker-registry) is not installed and could not be installed: ours only');
@@ -959,6 +959,17 @@ async function main(): Promise<void> {
                 'v1 image json (distribution: manifest by digest), 64 conns',
                 s.name === 'ours' ? `/v1/images/${v1Id}/json` : `/v2/bench/small/manifests/${smallManifest.get(s.name)!}`,
                 s.name === 'ours' ? [] : [accept],
+                10,
+              );
+          // a v2 client pulling a v1-pushed image: the bridge's schema2 manifest, derived from the v1 records
+          if (run('v1-bridge'))
+            for (const s of servers)
+              await smallRequests(
+                s,
+                'v1-bridge',
+                'manifest GET of a v1 tag through /v2/ (distribution: by tag), 64 conns',
+                s.name === 'ours' ? '/v2/bench/v1small/manifests/latest' : '/v2/bench/small/manifests/latest',
+                [accept],
                 10,
               );
         }
