@@ -159,9 +159,9 @@ export class V1ToV2 {
    * The derived manifest as the repository already holds it, when it holds all of it: the manifest
    * and the config byte for byte (read and compared with the bytes just derived, never trusted by
    * digest or size) and the links of the config and every layer. A pull then writes nothing: no
-   * fsync per GET, and the node's metadata cache and answer cache (which every write of the node
-   * renews) keep serving the tag from memory. Anything missing or different: undefined, and the
-   * caller writes all of it again.
+   * fsync per GET, and the node's metadata cache and answer cache (which any write of the node
+   * makes stale) keep serving the tag from memory. Anything missing or different: undefined, and
+   * the caller writes all of it again.
    */
   private async storedAlready(name: V2Name, d: ReturnType<typeof derivedV2Image>): Promise<StoredManifest | undefined> {
     const found = await this.manifests.get(name, { digest: d.manifestDigest });
