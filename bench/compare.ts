@@ -835,7 +835,21 @@ async function main(): Promise<void> {
   if (!existsSync(join(ROOT, 'dist', 'src', 'cli', 'main.js'))) throw new Error('build first: npm run build');
   const skipped: string[] = [];
   // the phases that need the two servers and the prepared data (the others start their own, ours only)
-  const SERVER_PHASES = ['mono', 'v1', 'small', 'chunked', 'download1', 'download8', 'manifest', 'manifest-digest', 'tags', 'head-blob', 'v1-tags', 'v1-json', 'v1-bridge'];
+  const SERVER_PHASES = [
+    'mono',
+    'v1',
+    'small',
+    'chunked',
+    'download1',
+    'download8',
+    'manifest',
+    'manifest-digest',
+    'tags',
+    'head-blob',
+    'v1-tags',
+    'v1-json',
+    'v1-bridge',
+  ];
   const serverPhases = SERVER_PHASES.some(run);
   const bin = serverPhases ? distributionBinary() : undefined;
   if (serverPhases && !bin) skipped.push('distribution (docker-registry) is not installed and could not be installed: ours only');
