@@ -138,10 +138,15 @@ export class BlobStore {
   async holds(digest: string, bytes: Buffer): Promise<boolean> {
     const info = await this.stat(digest);
     if (info?.size !== bytes.length) return false;
+    return (await this.readSmall(digest))?.equals(bytes) ?? false;
+  }
+
+  /** The bytes of a blob the caller knows to be small (stat first), or undefined when it is gone. */
+  async readSmall(digest: string): Promise<Buffer | undefined> {
     try {
-      return (await this.driver.getContent(keys.blob(hexOf(digest)))).equals(bytes);
+      return await this.driver.getContent(keys.blob(hexOf(digest)));
     } catch (e) {
-      if (isNotFound(e)) return false;
+      if (isNotFound(e)) return undefined;
       throw e;
     }
   }

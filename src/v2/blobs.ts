@@ -4,12 +4,18 @@ import { accelUri, bodiless, sendBytes, sendStream } from '../http/respond.js';
 import { blobTarget } from '../notifications/events.js';
 import type { V2Deps } from './deps.js';
 import { digestParam, type RepoRequest, type V2RouteOf } from './request.js';
+import { AnswerCache, answerCacheOn, SMALL_BLOB_ANSWERS, SMALL_BLOB_MAX } from './answer-cache.js';
 
 type BlobRequest = RepoRequest<V2RouteOf<'blob'>>;
 
 /** /v2/<name>/blobs/<digest> (spec v2-bridge §1): GET and HEAD serve a blob, DELETE unlinks it. */
 export function blobHandlers(deps: V2Deps) {
   const { blobs, uploads } = deps;
+  const cacheOn = answerCacheOn(deps.answerCache);
+  /** Small blobs' bytes by digest (the repository's link is checked on every request, before). */
+  const smallBlobs = cacheOn
+    ? new AnswerCache<Buffer | undefined>(cacheOn, { ...SMALL_BLOB_ANSWERS, weigh: (b) => 64 + (b?.length ?? 0) }, (b) => b !== undefined)
+    : undefined;
 
   /** GET/HEAD: a blob linked into the repository; a mirrored one from the upstream when not cached. */
   async function get(ctx: Context, { route, name, mt, notify }: BlobRequest): Promise<void> {
@@ -53,7 +59,21 @@ export function blobHandlers(deps: V2Deps) {
       ctx.body = '';
       return;
     }
-    await sendBytes(ctx, info.size, (start, length) => blobs.open(digest, start, length), { accel: accelUri(deps.config, digest, ctx) });
+    const accel = accelUri(deps.config, digest, ctx);
+    if (smallBlobs && method === 'GET' && info.size > 0 && info.size <= SMALL_BLOB_MAX && accel === undefined && !ctx.get('Range')) {
+      // a small blob whole (an image's config): from memory, no open/fstat/read/close per request
+      const size = info.size;
+      const bytes = await smallBlobs.get(digest, () => blobs.readSmall(digest));
+      if (bytes?.length === size) {
+        ctx.set('Accept-Ranges', 'bytes');
+        ctx.status = 200;
+        ctx.type = 'application/octet-stream';
+        ctx.body = bytes;
+        notify('pull', (o) => blobTarget(o, name, digest, size));
+        return;
+      }
+    }
+    await sendBytes(ctx, info.size, (start, length) => blobs.open(digest, start, length), { accel });
     // distribution: GET and HEAD of a blob both serve it through the listener (a pull)
     notify('pull', (o) => blobTarget(o, name, digest, info.size));
   }
