@@ -48,7 +48,7 @@ if (flag('help')) {
                  free, as a long-running host has it; see bench/page-cache.ts)
   --s3           then run bench/s3.ts: ours vs distribution on one Ceph RGW (root, ceph; also BENCH_S3=1)
   --only LIST    run only these phases (comma-separated): mono, small, chunked, download1,
-                 download8, manifest, manifest-digest, tags, head-blob, v1-tags, v1-json, v1-bridge, v1,
+                 download8, manifest, manifest-digest, tags, head-blob, v1-tags, v1-json, v1-bridge, config-blob, v1,
                  search, growth, web, mirror (default: all); manifest also runs the framework's
                  floor (bench/koa-floor.mjs: bare koa answering the same manifest, same wrk load),
                  and download1/download8 the kernel path's (nginx sending the same file with sendfile)
@@ -849,6 +849,7 @@ async function main(): Promise<void> {
     'v1-tags',
     'v1-json',
     'v1-bridge',
+    'config-blob',
   ];
   const serverPhases = SERVER_PHASES.some(run);
   const bin = serverPhases ? distributionBinary() : undefined;
@@ -881,6 +882,7 @@ async function main(): Promise<void> {
       })();
 
       const smallManifest = new Map<Server['name'], string>();
+      const smallConfig = new Map<Server['name'], string>();
       let v1Id = '';
       const servers: Server[] = [await startOurs(join(work, 'ours'))];
       started.push(servers[0]!);
@@ -894,8 +896,9 @@ async function main(): Promise<void> {
         curl(['-o', '/dev/null', '-T', big.path, `http://127.0.0.1:${s.port}${withQuery(loc, `digest=${big.digest}`)}`]);
         await pushImage(s, 'bench/small', 'latest');
         for (let i = 0; i < 20; i++) await pushImage(s, 'bench/small', `t${i}`);
-        const m = await http(s.agent, s.port, 'HEAD', '/v2/bench/small/manifests/latest', { Accept: 'application/vnd.docker.distribution.manifest.v2+json' });
+        const m = await http(s.agent, s.port, 'GET', '/v2/bench/small/manifests/latest', { Accept: 'application/vnd.docker.distribution.manifest.v2+json' });
         smallManifest.set(s.name, String(m.headers['docker-content-digest']));
+        smallConfig.set(s.name, (JSON.parse(m.body.toString('utf8')) as { config: { digest: string } }).config.digest);
         if (s.name === 'ours') v1Id = await pushV1Image(s, 'bench/v1small', 'latest');
       }
 
@@ -986,6 +989,10 @@ async function main(): Promise<void> {
                 [accept],
                 10,
               );
+          // the other small GET of every pull: the image's config blob
+          if (run('config-blob'))
+            for (const s of servers)
+              await smallRequests(s, 'config-blob', 'GET of an image config blob, 64 conns', `/v2/bench/small/blobs/${smallConfig.get(s.name)!}`, [], 10);
         }
       }
     }
