@@ -60,20 +60,17 @@ export function blobHandlers(deps: V2Deps) {
       return;
     }
     const accel = accelUri(deps.config, digest, ctx);
-    if (smallBlobs && method === 'GET' && info.size > 0 && info.size <= SMALL_BLOB_MAX && accel === undefined && !ctx.get('Range')) {
-      // a small blob whole (an image's config): from memory, no open/fstat/read/close per request
-      const size = info.size;
-      const bytes = await smallBlobs.get(digest, () => blobs.readSmall(digest));
-      if (bytes?.length === size) {
-        ctx.set('Accept-Ranges', 'bytes');
-        ctx.status = 200;
-        ctx.type = 'application/octet-stream';
-        ctx.body = bytes;
-        notify('pull', (o) => blobTarget(o, name, digest, size));
-        return;
-      }
-    }
-    await sendBytes(ctx, info.size, (start, length) => blobs.open(digest, start, length), { accel });
+    // a small blob whole (an image's config): from memory, no open/fstat/read/close per request
+    const small =
+      smallBlobs && method === 'GET' && info.size > 0 && info.size <= SMALL_BLOB_MAX && accel === undefined && !ctx.get('Range')
+        ? await smallBlobs.get(digest, () => blobs.readSmall(digest))
+        : undefined;
+    if (small?.length === info.size) {
+      ctx.set('Accept-Ranges', 'bytes');
+      ctx.status = 200;
+      ctx.type = 'application/octet-stream';
+      ctx.body = small;
+    } else await sendBytes(ctx, info.size, (start, length) => blobs.open(digest, start, length), { accel });
     // distribution: GET and HEAD of a blob both serve it through the listener (a pull)
     notify('pull', (o) => blobTarget(o, name, digest, info.size));
   }

@@ -1,4 +1,4 @@
-import { readdir } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /** Paths of the regular files below dir (none when it does not exist). */
@@ -9,4 +9,17 @@ export async function filesUnder(dir: string): Promise<string[]> {
   } catch {
     return [];
   }
+}
+
+/**
+ * Every regular file below dir (paths relative to it) with what a write changes: its inode (a
+ * replacing rename), modification time and size. Two snapshots that differ name what was written.
+ */
+export async function fileStates(dir: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const rel of await readdir(dir, { recursive: true })) {
+    const st = await stat(join(dir, rel)).catch(() => undefined);
+    if (st?.isFile()) out.set(rel, `${st.ino} ${st.mtimeMs} ${st.size}`);
+  }
+  return out;
 }

@@ -75,6 +75,13 @@ export function makeImage(parent?: string, files?: Record<string, string>): Test
   return { id, ...(parent ? { parent } : {}), json, layer, payload: payloadChecksum(json, layer) };
 }
 
+/** A chain of n images, root first, each the parent of the next. */
+export function makeChain(n: number): TestImage[] {
+  const chain: TestImage[] = [];
+  for (let i = 0; i < n; i++) chain.push(makeImage(chain.at(-1)?.id));
+  return chain;
+}
+
 /** Split a buffer into a chunked stream (Transfer-Encoding: chunked, no Content-Length). */
 export function chunkedStream(buf: Buffer, chunk = 4096): Readable {
   let off = 0;

@@ -2,12 +2,14 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { VECTORS } from '../helpers/paths.js';
-import { makeImage, payloadChecksum, pushImage, putTag, type TestImage } from '../helpers/v1-client.js';
+import { fileStates } from '../helpers/files.js';
+import { pushV1 } from '../helpers/gc-push.js';
+import { makeChain, payloadChecksum, pushImage, putTag, type TestImage } from '../helpers/v1-client.js';
 import { configFromV1Chain } from '../../src/content/bridge.js';
 
 interface BridgeVector {
@@ -86,34 +88,17 @@ describe('bridge: pulling a v1 tag through /v2/ writes nothing once its v2 form 
   before(async () => {
     // no metadata cache: every GET derives the manifest again from the stored records
     s = await startTestServer({ standalone: true, v2: true, metadata_cache_ttl: 0 });
-    chain = [];
-    for (let i = 0; i < 3; i++) {
-      const img = makeImage(chain.at(-1)?.id);
-      for (const r of (await pushImage(s.url, img)).slice(1)) assert.equal(r.status, 200, r.text);
-      chain.push(img);
-    }
-    assert.equal((await putTag(s.url, 'legacy/quiet', 'latest', chain[2]!.id)).status, 200);
+    chain = makeChain(3);
+    await pushV1(s.url, 'legacy/quiet', 'latest', chain);
   });
   after(() => s?.stop());
-
-  /** Every file under the storage's v2 records and blobs, with what a rewrite changes (inode, time). */
-  async function snapshot(): Promise<Map<string, string>> {
-    const out = new Map<string, string>();
-    for (const top of ['v2', 'blobs']) {
-      for (const rel of await readdir(join(s.dataDir, top), { recursive: true })) {
-        const st = await stat(join(s.dataDir, top, rel));
-        if (st.isFile()) out.set(`${top}/${rel}`, `${st.ino} ${st.mtimeMs} ${st.size}`);
-      }
-    }
-    return out;
-  }
 
   const get = (ref = 'latest') => request(s.url, `/v2/legacy/quiet/manifests/${ref}`, { headers: { Accept: S2 } });
 
   it('the first GET stores the manifest, its config and links; later GETs and HEADs leave every file as it was', async () => {
     const first = await get();
     assert.equal(first.status, 200, first.text);
-    const before = await snapshot();
+    const before = await fileStates(s.dataDir);
     const m = first.json<{ config: { digest: string } }>();
     assert.ok(
       [...before.keys()].some((k) => k.includes(m.config.digest.slice(7))),
@@ -125,7 +110,7 @@ describe('bridge: pulling a v1 tag through /v2/ writes nothing once its v2 form 
       assert.deepEqual(again.body, first.body);
       assert.equal((await request(s.url, '/v2/legacy/quiet/manifests/latest', { method: 'HEAD', headers: { Accept: S2 } })).status, 200);
     }
-    assert.deepEqual(await snapshot(), before, 'a pull rewrote stored files');
+    assert.deepEqual(await fileStates(s.dataDir), before, 'a pull rewrote stored files');
     assert.deepEqual((await get(sha(first.body))).body, first.body);
   });
 

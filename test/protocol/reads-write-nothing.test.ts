@@ -1,11 +1,11 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { makeImage, pushImage, putTag, type TestImage } from '../helpers/v1-client.js';
+import { fileStates } from '../helpers/files.js';
+import { pushV1 } from '../helpers/gc-push.js';
+import { makeChain, type TestImage } from '../helpers/v1-client.js';
 import { pushV2 } from '../helpers/v2-client.js';
 
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -32,13 +32,8 @@ describe('reads write nothing: every GET and HEAD route leaves the storage as it
   before(async () => {
     // no metadata cache: every read reaches the storage
     s = await startTestServer({ standalone: true, v2: true, metadata_cache_ttl: 0 });
-    chain = [];
-    for (let i = 0; i < 3; i++) {
-      const img = makeImage(chain.at(-1)?.id);
-      for (const r of (await pushImage(s.url, img)).slice(1)) assert.equal(r.status, 200, r.text);
-      chain.push(img);
-    }
-    assert.equal((await putTag(s.url, 'legacy/reads', 'latest', chain[2]!.id)).status, 200);
+    chain = makeChain(3);
+    await pushV1(s.url, 'legacy/reads', 'latest', chain);
     v2 = await pushV2(s.url, 'modern/reads', 'latest');
     const top = chain[2]!.id;
     const bridged = await request(s.url, '/v2/legacy/reads/manifests/latest', { headers: { Accept: ACCEPTS[0]! } });
@@ -91,23 +86,13 @@ describe('reads write nothing: every GET and HEAD route leaves the storage as it
     return statuses;
   }
 
-  /** Every file of the storage with what a write changes: inode (a rename), time and size. */
-  async function snapshot(): Promise<Map<string, string>> {
-    const out = new Map<string, string>();
-    for (const rel of await readdir(s.dataDir, { recursive: true })) {
-      const st = await stat(join(s.dataDir, rel)).catch(() => undefined);
-      if (st?.isFile()) out.set(rel, `${st.ino} ${st.mtimeMs} ${st.size}`);
-    }
-    return out;
-  }
-
   it('after a first round (which may store what it derives once: the bridge\u2019s v2 form, a layer\u2019s file list), two more rounds change no file', async () => {
     const first = await readAll();
     assert.ok(first.filter((x) => x === 200).length > paths.length, 'most reads answer 200');
-    const before = await snapshot();
+    const before = await fileStates(s.dataDir);
     assert.deepEqual(await readAll(), first, 'the same answers');
     assert.deepEqual(await readAll(), first);
-    const after = await snapshot();
+    const after = await fileStates(s.dataDir);
     const changed = [...new Set([...before.keys(), ...after.keys()])].filter((k) => before.get(k) !== after.get(k));
     assert.deepEqual(changed, [], 'files written, removed or replaced by reads');
   });
