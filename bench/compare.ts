@@ -146,6 +146,7 @@ async function startOurs(dir: string): Promise<Server> {
       ...(process.env.LR_SHA256X2 ? { LR_SHA256X2: process.env.LR_SHA256X2 } : {}),
       ...(process.env.LR_NATIVE_GUNZIP ? { LR_NATIVE_GUNZIP: process.env.LR_NATIVE_GUNZIP } : {}),
       ...(process.env.LR_MALLOC_TRIM ? { LR_MALLOC_TRIM: process.env.LR_MALLOC_TRIM } : {}),
+      ...(process.env.LR_MALLOC_RETAIN ? { LR_MALLOC_RETAIN: process.env.LR_MALLOC_RETAIN } : {}),
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   });

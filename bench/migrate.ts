@@ -139,6 +139,7 @@ function cli(storage: string, args: string[], nodeArgs: string[] = []): { second
       LOGLEVEL: 'warn',
       ...(process.env.LR_SHA256X2 ? { LR_SHA256X2: process.env.LR_SHA256X2 } : {}),
       ...(process.env.LR_NATIVE_GUNZIP ? { LR_NATIVE_GUNZIP: process.env.LR_NATIVE_GUNZIP } : {}),
+      ...(process.env.LR_MALLOC_RETAIN ? { LR_MALLOC_RETAIN: process.env.LR_MALLOC_RETAIN } : {}),
     },
     encoding: 'utf8',
     maxBuffer: 64 * MiB,

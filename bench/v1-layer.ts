@@ -240,6 +240,7 @@ export async function benchV1Layer(sizeMiB: number, log: (s: string) => void = c
         // LR_SHA256X2=0: the server hashes with node:crypto alone (an A/B of paired hashing)
         ...(process.env.LR_SHA256X2 ? { LR_SHA256X2: process.env.LR_SHA256X2 } : {}),
         ...(process.env.LR_NATIVE_GUNZIP ? { LR_NATIVE_GUNZIP: process.env.LR_NATIVE_GUNZIP } : {}),
+        ...(process.env.LR_MALLOC_RETAIN ? { LR_MALLOC_RETAIN: process.env.LR_MALLOC_RETAIN } : {}),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -24,7 +24,7 @@ import { assembleApp, listen, listenDebug } from './assemble/http.js';
 import { trimWhenIdle } from './http/idle-memory.js';
 import { sha256x2 } from './digest/sha256.js';
 import { nativeGunzip, nativeGunzipReason } from './digest/gunzip-native.js';
-import { mallocTrimStatus } from './util/malloc-trim.js';
+import { mallocRetain, mallocTrimStatus } from './util/malloc-trim.js';
 import { packageVersion } from './version.js';
 
 export type { Role } from './assemble/site.js';
@@ -88,6 +88,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   app.use(notFound);
 
   const { server, inflight, addr } = await listen(site, app);
+  // freed C heap kept for the next request bodies while busy, all of it given back once idle (issue 18)
+  const retained = mallocRetain();
   // the young generation grown during start-up (or a busy spell) given back once idle (issue 18)
   const stopTrim = trimWhenIdle({ started: () => inflight.total, inFlight: () => inflight.size });
   boundPort = addr.port;
@@ -115,7 +117,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     // a layer's gzip inflated with a PCLMULQDQ CRC-32 (native/gunzip.c), or node:zlib and why
     gunzip: nativeGunzip ? 'native (PCLMULQDQ CRC-32)' : `node:zlib (native module ${nativeGunzipReason})`,
     // the C heap given back once idle (native/memory.c), or why not
-    idle_trim: trimStatus.available ? 'malloc_trim' : `off (${trimStatus.reason})`,
+    idle_trim: trimStatus.available ? `malloc_trim${retained ? ', freed heap kept while busy' : ''}` : `off (${trimStatus.reason})`,
   });
   log.debug('configuration', redact(config));
   store.startBackground();

@@ -2,6 +2,7 @@ import { findUserByName } from '../db/users.js';
 import { importDistribution, distributionRoot } from './import-distribution.js';
 import { importPython } from './import-python.js';
 import { ImportReport } from './report.js';
+import { mallocRetain } from '../util/malloc-trim.js';
 import { LayerFiles } from '../digest/layer-files.js';
 import type { Content } from './services.js';
 import type { SourceTree } from './source.js';
@@ -44,6 +45,8 @@ export async function runImport(tree: SourceTree, c: Content, opts: RunImportOpt
     ownerId = u.id;
   }
   const report = new ImportReport(tree.describe, layout, opts.dryRun, opts.progress ?? true);
+  // the layers' buffers freed and taken again all through the run: kept, not faulted in anew
+  if (!opts.dryRun) mallocRetain();
   try {
     if (layout === 'python') {
       const layerFiles = !opts.dryRun && tree.localPath ? new LayerFiles() : undefined;

@@ -10,7 +10,17 @@ import { loadNative } from './native.js';
 interface Native {
   readonly available: boolean;
   trim(): boolean;
+  retain(trimThreshold: number, mmapThreshold: number): boolean;
 }
+
+/**
+ * What a busy process keeps of the C heap it freed (see {@link mallocRetain}): up to 64 MiB at the
+ * top of the heap, and allocations under 32 MiB (the most glibc's own dynamic threshold reaches) taken
+ * from the heap rather than mapped and unmapped
+ * each time.
+ */
+export const RETAIN_TRIM_THRESHOLD = 64 * 1024 * 1024;
+export const RETAIN_MMAP_THRESHOLD = 32 * 1024 * 1024;
 
 let loaded: { readonly native?: Native; readonly reason: string } | undefined;
 const load = (): { readonly native?: Native; readonly reason: string } =>
@@ -25,6 +35,21 @@ export function mallocTrimStatus(): { readonly available: boolean; readonly reas
 /** Trims the C heap; returns whether memory was released (false when trimming is unavailable). */
 export function mallocTrim(): boolean {
   return load().native?.trim() ?? false;
+}
+
+/**
+ * Keeps freed C heap for reuse while the process is busy (glibc's M_TRIM_THRESHOLD and
+ * M_MMAP_THRESHOLD through native/memory.c). With glibc's defaults the main arena gives back its
+ * top past 128 KiB after a burst of frees, so every request body's 64 KiB buffers came from pages
+ * mapped anew: 2,400–12,000 page faults per 256 MiB upload in a server, each a fault and a zeroed
+ * page from the host on these VMs; with this, 12–165 after the first upload, and 15–20 % less of
+ * the server's CPU per upload (2026-12-06, docs/benchmarks.md "Twentieth look"). What is kept goes
+ * back when the server is idle (mallocTrim). LR_MALLOC_RETAIN=0 leaves glibc's defaults (for
+ * comparisons). Returns whether the thresholds were set.
+ */
+export function mallocRetain(trimThreshold = RETAIN_TRIM_THRESHOLD, mmapThreshold = RETAIN_MMAP_THRESHOLD): boolean {
+  if (process.env.LR_MALLOC_RETAIN === '0') return false;
+  return load().native?.retain(trimThreshold, mmapThreshold) ?? false;
 }
 
 let released = 0;

@@ -1,0 +1,125 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { request } from '../helpers/http.js';
+import { spawnServer, type ChildServer } from '../helpers/child.js';
+
+const MiB = 1024 * 1024;
+/** Each upload: the same random MiB this many times (a new repository each time, one blob). */
+const UPLOAD_MIB = 128;
+/**
+ * Page faults of the server over one 128 MiB upload sent in 64 KiB writes (as curl sends), once it
+ * has taken a few. Measured 2026-12-06 (docs/benchmarks.md, "Twentieth look"): with the freed C heap
+ * kept (native/memory.c retain), 6–318 per upload after the first (the least of the last two: 6–8);
+ * with glibc's defaults (LR_MALLOC_RETAIN=0), 144–6,074 (the most of the last four: 1,847–3,831).
+ * The first upload of a server faults ~8,500 either way: the heap grows to what uploads need.
+ */
+const FAULTS_BOUND = 600;
+const IDLE_BOUND_MIB = 80;
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Minor page faults of a process so far (/proc/<pid>/stat, field 10). */
+function minorFaults(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]);
+}
+
+function rssMiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+const pattern = randomBytes(MiB);
+const digest = (() => {
+  const h = createHash('sha256');
+  for (let i = 0; i < UPLOAD_MIB; i++) h.update(pattern);
+  return `sha256:${h.digest('hex')}`;
+})();
+
+/** A monolithic v2 upload of the 128 MiB blob into `repo`, streamed; the server's page faults over it. */
+async function upload(s: ChildServer, repo: string): Promise<number> {
+  const start = await request(s.url, `/v2/${repo}/blobs/uploads/`, { method: 'POST' });
+  assert.equal(start.status, 202, start.text);
+  const loc = String(start.headers.location);
+  const path = `${loc.startsWith('http') ? new URL(loc).pathname + new URL(loc).search : loc}${loc.includes('?') ? '&' : '?'}digest=${digest}`;
+  const before = minorFaults(s.proc.pid!);
+  const body = Readable.from(
+    (function* () {
+      // in 64 KiB writes, as curl sends an upload
+      for (let i = 0; i < UPLOAD_MIB; i++) for (let o = 0; o < MiB; o += 64 * 1024) yield pattern.subarray(o, o + 64 * 1024);
+    })(),
+  );
+  const put = await request(s.url, path, {
+    method: 'PUT',
+    headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(UPLOAD_MIB * MiB) },
+    body,
+  });
+  assert.equal(put.status, 201, put.text);
+  return minorFaults(s.proc.pid!) - before;
+}
+
+/**
+ * Issue 18: a busy server keeps the C heap it frees for the next request bodies instead of giving
+ * it back and faulting it in again for each one (every such page is a fault and a page zeroed by the
+ * host here), and still gives it all back once idle (the idle RSS bound of idle-memory.test.ts).
+ */
+describe('the C heap kept while uploads go on, given back when idle', { timeout: 240_000 }, () => {
+  const servers: ChildServer[] = [];
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'lr-upload-mem-'));
+  });
+  after(async () => {
+    for (const s of servers) {
+      if (s.proc.exitCode === null) {
+        s.proc.kill('SIGTERM');
+        await s.exited;
+      }
+    }
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const start = async (name: string, env: Record<string, string> = {}): Promise<ChildServer> => {
+    const s = await spawnServer({ STORAGE_PATH: join(dir, name), V2: 'true', STORAGE_DELETE: 'true', ...env }, [], { startTimeoutMs: 60_000 });
+    servers.push(s);
+    return s;
+  };
+
+  it(`faults at most ${FAULTS_BOUND} pages over a ${UPLOAD_MIB} MiB upload after the first few, then settles under ${IDLE_BOUND_MIB} MiB VmRSS`, async (t) => {
+    const s = await start('kept');
+    assert.match(s.output(), /freed heap kept while busy/, 'the start line says the freed heap is kept');
+    const faults: number[] = [];
+    for (let i = 0; i < 5; i++) faults.push(await upload(s, `mem/kept${i}`));
+    const busy = rssMiB(s.proc.pid!);
+    // the first uploads grow the heap; the last two reuse it
+    const steady = Math.min(...faults.slice(3));
+    t.diagnostic(`page faults per ${UPLOAD_MIB} MiB upload: ${faults.join(', ')}; VmRSS after them ${busy.toFixed(1)} MiB`);
+    assert.ok(steady <= FAULTS_BOUND, `page faults per upload ${faults.join(', ')}: the last two over ${FAULTS_BOUND}`);
+
+    const seen: number[] = [];
+    const end = Date.now() + 60_000;
+    while (Date.now() < end) {
+      await sleep(1000);
+      seen.push(Math.round(rssMiB(s.proc.pid!) * 10) / 10);
+      if (seen.at(-1)! <= IDLE_BOUND_MIB) break;
+    }
+    t.diagnostic(`idle VmRSS each second: ${seen.join(', ')}`);
+    assert.ok(seen.at(-1)! <= IDLE_BOUND_MIB, `VmRSS after the uploads ${busy.toFixed(1)} MiB, then each second of idleness: ${seen.join(', ')}`);
+  });
+
+  it('the same uploads with glibc defaults (LR_MALLOC_RETAIN=0) fault more than that bound (what the bound tells apart)', async (t) => {
+    const s = await start('defaults', { LR_MALLOC_RETAIN: '0' });
+    assert.doesNotMatch(s.output(), /freed heap kept while busy/);
+    const faults: number[] = [];
+    for (let i = 0; i < 5; i++) faults.push(await upload(s, `mem/defaults${i}`));
+    t.diagnostic(`page faults per ${UPLOAD_MIB} MiB upload with glibc's defaults: ${faults.join(', ')}`);
+    // glibc's own threshold moves with what was freed, so not every upload faults: one at least does
+    assert.ok(Math.max(...faults.slice(1)) > FAULTS_BOUND, `page faults per upload ${faults.join(', ')}: none after the first over ${FAULTS_BOUND}`);
+  });
+});
