@@ -16,7 +16,7 @@ const UPLOAD_MIB = 128;
  * Page faults of the server over one 128 MiB upload sent in 64 KiB writes (as curl sends), once it
  * has taken a few. Measured 2026-12-06 (docs/benchmarks.md, "Twentieth look"): with the freed C heap
  * kept (native/memory.c retain), 6–318 per upload after the first (the least of the last two: 6–8);
- * with glibc's defaults (LR_MALLOC_RETAIN=0), 144–6,074 (the most of the last four: 1,847–3,831).
+ * with glibc's defaults (LR_MALLOC_RETAIN=0), 144–6,074 (the most of uploads 2–5: 1,515–6,074).
  * The first upload of a server faults ~8,500 either way: the heap grows to what uploads need.
  */
 const FAULTS_BOUND = 600;
