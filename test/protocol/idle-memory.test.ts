@@ -1,21 +1,13 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from '../helpers/http.js';
 import { spawnServer, type ChildServer } from '../helpers/child.js';
+import { rssMiB, rssWhileIdle } from '../helpers/process-memory.js';
 import { makeImage, pushImage, putTag } from '../helpers/v1-client.js';
 import { pushV2 } from '../helpers/v2-client.js';
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** VmRSS of a process, MiB. */
-function rssMiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
 
 /**
  * Issue 18: an idle server stays at or under 80 MiB resident. `legacy-registry serve` (the CLI, its
@@ -62,13 +54,7 @@ describe('idle memory of the server process', { timeout: 180_000 }, () => {
       assert.equal((await request(s.url, p)).status, 200, p);
     }
     const busy = rssMiB(s.proc.pid!);
-    const seen: number[] = [];
-    const end = Date.now() + 50_000;
-    while (Date.now() < end) {
-      await sleep(1000);
-      seen.push(Math.round(rssMiB(s.proc.pid!) * 10) / 10);
-      if (seen.at(-1)! <= BOUND_MIB) break;
-    }
+    const seen = await rssWhileIdle(s.proc.pid!, BOUND_MIB, 50_000);
     t.diagnostic(`VmRSS after the requests ${busy.toFixed(1)} MiB, idle: ${seen.join(', ')}`);
     assert.ok(
       seen.at(-1)! <= BOUND_MIB,

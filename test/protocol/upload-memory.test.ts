@@ -1,13 +1,13 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { request } from '../helpers/http.js';
 import { spawnServer, type ChildServer } from '../helpers/child.js';
+import { minorFaults, rssMiB, rssWhileIdle } from '../helpers/process-memory.js';
 
 const MiB = 1024 * 1024;
 /** Each upload: the same random MiB this many times (a new repository each time, one blob). */
@@ -21,19 +21,6 @@ const UPLOAD_MIB = 128;
  */
 const FAULTS_BOUND = 600;
 const IDLE_BOUND_MIB = 80;
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** Minor page faults of a process so far (/proc/<pid>/stat, field 10). */
-function minorFaults(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]);
-}
-
-function rssMiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
 
 const pattern = randomBytes(MiB);
 const digest = (() => {
@@ -102,13 +89,7 @@ describe('the C heap kept while uploads go on, given back when idle', { timeout:
     t.diagnostic(`page faults per ${UPLOAD_MIB} MiB upload: ${faults.join(', ')}; VmRSS after them ${busy.toFixed(1)} MiB`);
     assert.ok(steady <= FAULTS_BOUND, `page faults per upload ${faults.join(', ')}: the last two over ${FAULTS_BOUND}`);
 
-    const seen: number[] = [];
-    const end = Date.now() + 60_000;
-    while (Date.now() < end) {
-      await sleep(1000);
-      seen.push(Math.round(rssMiB(s.proc.pid!) * 10) / 10);
-      if (seen.at(-1)! <= IDLE_BOUND_MIB) break;
-    }
+    const seen = await rssWhileIdle(s.proc.pid!, IDLE_BOUND_MIB, 60_000);
     t.diagnostic(`idle VmRSS each second: ${seen.join(', ')}`);
     assert.ok(seen.at(-1)! <= IDLE_BOUND_MIB, `VmRSS after the uploads ${busy.toFixed(1)} MiB, then each second of idleness: ${seen.join(', ')}`);
   });
