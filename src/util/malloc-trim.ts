@@ -10,7 +10,7 @@ import { loadNative } from './native.js';
 interface Native {
   readonly available: boolean;
   trim(): boolean;
-  retain(trimThreshold: number, mmapThreshold: number): boolean;
+  retain?(trimThreshold: number, mmapThreshold: number): boolean;
 }
 
 /**
@@ -42,14 +42,16 @@ export function mallocTrim(): boolean {
  * M_MMAP_THRESHOLD through native/memory.c). With glibc's defaults the main arena gives back its
  * top past 128 KiB after a burst of frees, so every request body's 64 KiB buffers came from pages
  * mapped anew: 2,400–12,000 page faults per 256 MiB upload in a server, each a fault and a zeroed
- * page from the host on these VMs; with this, 12–165 after the first upload, and 15–20 % less of
+ * page from the host on these VMs; with this, 12–240 after the first upload, and 15–20 % less of
  * the server's CPU per upload (2026-12-06, docs/benchmarks.md "Twentieth look"). What is kept goes
  * back when the server is idle (mallocTrim). LR_MALLOC_RETAIN=0 leaves glibc's defaults (for
  * comparisons). Returns whether the thresholds were set.
  */
 export function mallocRetain(trimThreshold = RETAIN_TRIM_THRESHOLD, mmapThreshold = RETAIN_MMAP_THRESHOLD): boolean {
   if (process.env.LR_MALLOC_RETAIN === '0') return false;
-  return load().native?.retain(trimThreshold, mmapThreshold) ?? false;
+  const native = load().native;
+  // a module built before retain() existed has trim() alone
+  return typeof native?.retain === 'function' ? native.retain(trimThreshold, mmapThreshold) : false;
 }
 
 let released = 0;
