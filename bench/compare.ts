@@ -84,6 +84,11 @@ function cpuSeconds(pid: number): number {
   return (Number(f[11]) + Number(f[12])) / 100;
 }
 
+/** Minor page faults of a process so far: each a page mapped anew (and, on VMs that give freed memory back to the host, zeroed by it). */
+function minorFaults(pid: number): number {
+  return Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[7]);
+}
+
 function sampleRss(pid: number): () => number {
   let peak = 0;
   const read = (): void => {
@@ -255,12 +260,15 @@ interface Phase {
   peakRssMiB: number;
   /** The whole host's busy cores over the phase (every process: server, client, kernel). */
   hostCores: number;
+  /** The server's minor page faults over the phase. */
+  faults: number;
 }
 
 async function measure(s: Server, fn: () => Promise<void>): Promise<Phase> {
   flushDirty();
   const rss = sampleRss(s.pid);
   const cpu0 = cpuSeconds(s.pid);
+  const faults0 = minorFaults(s.pid);
   const h0 = hostJiffies();
   const t0 = process.hrtime.bigint();
   try {
@@ -269,7 +277,7 @@ async function measure(s: Server, fn: () => Promise<void>): Promise<Phase> {
     throw new Error(`${s.name}: ${(e as Error).message}`, { cause: e });
   }
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  return { seconds, cpuSeconds: cpuSeconds(s.pid) - cpu0, peakRssMiB: rss(), hostCores: busyCoresSince(h0) };
+  return { seconds, cpuSeconds: cpuSeconds(s.pid) - cpu0, peakRssMiB: rss(), hostCores: busyCoresSince(h0), faults: minorFaults(s.pid) - faults0 };
 }
 
 /** Jiffies of the whole host since boot: all of them, and those idle or waiting for the disk. */
@@ -283,6 +291,9 @@ function busyCoresSince(h0: { total: number; idle: number }): number {
   const h1 = hostJiffies();
   return (1 - (h1.idle - h0.idle) / Math.max(1, h1.total - h0.total)) * cpus().length;
 }
+
+/** The upload phases' page faults in the server (issue 18: memory given back and faulted in again costs the most on VMs). */
+const FAULTS_LABEL = 'page faults per GiB (the server)';
 
 const hostLabel = (): string => `cores busy on the host (of ${cpus().length})`;
 
@@ -371,6 +382,7 @@ async function monolithic(s: Server, blob: Blob, into?: Figure): Promise<void> {
   record(f, s.name, mib / p.seconds, {
     cpu: [p.cpuSeconds / (blob.size / 1024 ** 3), 's CPU/GiB'],
     rss: [p.peakRssMiB, 'MiB peak RSS'],
+    faults: [p.faults / (blob.size / 1024 ** 3), FAULTS_LABEL],
     host: [p.hostCores, hostLabel()],
   });
 }
@@ -394,6 +406,7 @@ async function manySmall(s: Server, blobs: { data: Buffer; digest: string }[], i
   record(f, s.name, total / MiB / p.seconds, {
     cpu: [p.cpuSeconds / (total / 1024 ** 3), 's CPU/GiB'],
     rss: [p.peakRssMiB, 'MiB peak RSS'],
+    faults: [p.faults / (total / 1024 ** 3), FAULTS_LABEL],
     host: [p.hostCores, hostLabel()],
   });
 }
@@ -424,6 +437,7 @@ async function chunked(s: Server, chunks: Buffer[], digest: string, into?: Figur
   record(f, s.name, total / MiB / p.seconds, {
     cpu: [p.cpuSeconds / (total / 1024 ** 3), 's CPU/GiB'],
     rss: [p.peakRssMiB, 'MiB peak RSS'],
+    faults: [p.faults / (total / 1024 ** 3), FAULTS_LABEL],
     host: [p.hostCores, hostLabel()],
   });
 }
