@@ -16,7 +16,10 @@ const UPLOAD_MIB = 128;
  * Page faults of the server over one 128 MiB upload sent in 64 KiB writes (as curl sends), once it
  * has taken a few. Measured 2026-12-06 (docs/benchmarks.md, "Twentieth look"): with the freed C heap
  * kept (native/memory.c retain), 6–318 per upload after the first (the least of the last two: 6–8);
- * with glibc's defaults (LR_MALLOC_RETAIN=0), 144–6,074 (the most of uploads 2–5: 1,515–6,074).
+ * with glibc's defaults (LR_MALLOC_RETAIN=0), 144–6,074 (the most of uploads 2–5: 1,515–6,074), but
+ * not in every run: glibc's own threshold sometimes moves up after a large free (a CI run of
+ * 143cefe saw 267, 83, 19, 21), so that case is not asserted here; the start line's mention and
+ * test/unit/util/malloc-trim.test.ts tell whether the thresholds are set.
  * The first upload of a server faults ~8,500 either way: the heap grows to what uploads need.
  */
 const FAULTS_BOUND = 600;
@@ -92,15 +95,5 @@ describe('the C heap kept while uploads go on, given back when idle', { timeout:
     const seen = await rssWhileIdle(s.proc.pid!, IDLE_BOUND_MIB, 60_000);
     t.diagnostic(`idle VmRSS each second: ${seen.join(', ')}`);
     assert.ok(seen.at(-1)! <= IDLE_BOUND_MIB, `VmRSS after the uploads ${busy.toFixed(1)} MiB, then each second of idleness: ${seen.join(', ')}`);
-  });
-
-  it('the same uploads with glibc defaults (LR_MALLOC_RETAIN=0) fault more than that bound (what the bound tells apart)', async (t) => {
-    const s = await start('defaults', { LR_MALLOC_RETAIN: '0' });
-    assert.doesNotMatch(s.output(), /freed heap kept while busy/);
-    const faults: number[] = [];
-    for (let i = 0; i < 5; i++) faults.push(await upload(s, `mem/defaults${i}`));
-    t.diagnostic(`page faults per ${UPLOAD_MIB} MiB upload with glibc's defaults: ${faults.join(', ')}`);
-    // glibc's own threshold moves with what was freed, so not every upload faults: one at least does
-    assert.ok(Math.max(...faults.slice(1)) > FAULTS_BOUND, `page faults per upload ${faults.join(', ')}: none after the first over ${FAULTS_BOUND}`);
   });
 });
