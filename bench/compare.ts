@@ -152,6 +152,7 @@ async function startOurs(dir: string): Promise<Server> {
       ...(process.env.LR_NATIVE_GUNZIP ? { LR_NATIVE_GUNZIP: process.env.LR_NATIVE_GUNZIP } : {}),
       ...(process.env.LR_MALLOC_TRIM ? { LR_MALLOC_TRIM: process.env.LR_MALLOC_TRIM } : {}),
       ...(process.env.LR_MALLOC_RETAIN ? { LR_MALLOC_RETAIN: process.env.LR_MALLOC_RETAIN } : {}),
+      ...(process.env.LR_DIRECT_IO ? { LR_DIRECT_IO: process.env.LR_DIRECT_IO } : {}),
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   });

@@ -24,7 +24,8 @@ import { assembleApp, listen, listenDebug } from './assemble/http.js';
 import { trimWhenIdle } from './http/idle-memory.js';
 import { sha256x2 } from './digest/sha256.js';
 import { nativeGunzip, nativeGunzipReason } from './digest/gunzip-native.js';
-import { mallocRetain, mallocTrimStatus } from './util/malloc-trim.js';
+import { mallocRetain, mallocTrim, mallocTrimStatus } from './util/malloc-trim.js';
+import { directIoStatus, discardKeptBuffers } from './storage/direct-io.js';
 import { packageVersion } from './version.js';
 
 export type { Role } from './assemble/site.js';
@@ -91,7 +92,12 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   // freed C heap kept for the next request bodies while busy, all of it given back once idle (issue 18)
   const retained = mallocRetain();
   // the young generation grown during start-up (or a busy spell) given back once idle (issue 18)
-  const stopTrim = trimWhenIdle({ started: () => inflight.total, inFlight: () => inflight.size });
+  // and so are the pages of the buffers kept for direct writes of big blobs (src/storage/direct-io.ts)
+  const stopTrim = trimWhenIdle({
+    started: () => inflight.total,
+    inFlight: () => inflight.size,
+    trim: () => [discardKeptBuffers(), mallocTrim()].includes(true),
+  });
   boundPort = addr.port;
   await events.start(addr.port);
   const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
@@ -99,6 +105,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   selfUrl = url;
   const debug = await listenDebug(site, health);
   const trimStatus = mallocTrimStatus();
+  const directIo = directIoStatus();
   log.info('legacy-registry listening', {
     role: site.role,
     address: `${shownHost}:${addr.port}`,
@@ -118,6 +125,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     gunzip: nativeGunzip ? 'native (PCLMULQDQ CRC-32)' : `node:zlib (native module ${nativeGunzipReason})`,
     // the C heap given back once idle (native/memory.c), or why not
     idle_trim: trimStatus.available ? `malloc_trim${retained ? ', freed heap kept while busy' : ''}` : `off (${trimStatus.reason})`,
+    // big blobs written past the page cache (native/directio.c), or why not
+    direct_io: config.storage === 'file' || config.storage === 'local' ? (directIo.available ? 'O_DIRECT past 8 MiB' : `off (${directIo.reason})`) : undefined,
   });
   log.debug('configuration', redact(config));
   store.startBackground();

@@ -7,6 +7,7 @@ import { basename, dirname, join, resolve, sep } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { withFileRange } from '../file-range.js';
 import { releasesChunks } from '../recycle.js';
+import { closeDirect, DIRECT_AFTER, DIRECT_ALIGN, openDirect, refuseDirect, writeDirect, type DirectFile } from '../direct-io.js';
 import { isAbsent } from '../../util/fs-errors.js';
 import {
   type CommitOptions,
@@ -548,15 +549,16 @@ class FilesystemDriver implements StorageDriver {
     const flags = constants.O_WRONLY | constants.O_CREAT | O_NOFOLLOW | (options.append === true ? 0 : constants.O_TRUNC);
     const handle = await this.createFile(path, flags, key);
     let start: number;
+    let info: Stats;
     try {
-      const info = await handle.stat();
+      info = await handle.stat();
       if (!info.isFile()) throw new StorageError(`not a regular file: ${key}`, key);
       start = info.size;
     } catch (e) {
       await handle.close();
       throw e;
     }
-    return new FileWriter(key, path, handle, start, this.base, this.forget, this.io);
+    return new FileWriter(key, path, handle, start, this.base, this.forget, this.io, { path, dev: info.dev, ino: info.ino });
   }
 
   async stat(key: string): Promise<FileInfo> {
@@ -948,12 +950,24 @@ class FileSink extends Writable {
    */
   private flushError: Error | undefined;
 
+  /**
+   * Direct writes (src/storage/direct-io.ts): the file's second descriptor and its two buffers, the
+   * one being filled and how much it holds, the file offset the direct writes have reached, and the
+   * write in flight from the other buffer. `paged`: the file system refused a direct write, so the
+   * buffers' bytes go through the page cache instead.
+   */
+  private direct: { file: DirectFile; cur: 0 | 1; filled: number; written: number; inflight: Promise<void>; paged: boolean; dev: number } | undefined;
+  /** Where direct writes would begin (a 4 KiB boundary past DIRECT_AFTER), Infinity once not possible. */
+  private directAt: number;
+
   constructor(
     private readonly handle: Handle,
     public position: number,
+    private readonly target?: { readonly path: string; readonly dev: number; readonly ino: number },
   ) {
     super({ highWaterMark: IO_CHUNK });
     this.started = this.flushedTo = position;
+    this.directAt = target ? Math.ceil(Math.max(position, DIRECT_AFTER) / DIRECT_ALIGN) * DIRECT_ALIGN : Infinity;
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
@@ -964,10 +978,25 @@ class FileSink extends Writable {
     this.track(this.writeAll(chunks.map((c) => c.chunk)), callback);
   }
 
+  override _final(callback: (error?: Error | null) => void): void {
+    this.track(this.finishDirect(), callback);
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    // the buffers go back to the pool only once no write uses them
+    const d = this.direct;
+    if (!d) return callback(error);
+    void d.inflight
+      .catch(() => undefined)
+      .then(() => this.releaseDirect())
+      .then(() => callback(error));
+  }
+
   /** Resolves once no write or background flush is using the handle (so it may be closed). */
   async settled(): Promise<void> {
     await this.inflight;
     await this.flushing;
+    if (this.direct) await this.direct.inflight.catch(() => undefined);
   }
 
   /** Throws the error of a background flush, if one failed (the bytes may not be on the disk). */
@@ -977,7 +1006,7 @@ class FileSink extends Writable {
 
   /** Starts a background fdatasync once WRITEBACK_EVERY bytes were written since the last one. */
   private maybeFlush(): void {
-    if (this.position - this.started < WRITEBACK_AFTER || this.position - this.flushedTo < WRITEBACK_EVERY || this.flushing) return;
+    if (this.position - this.started < WRITEBACK_AFTER || this.position - this.flushedTo < WRITEBACK_EVERY || this.flushing || this.direct) return;
     this.flushedTo = this.position;
     this.flushing = this.handle.datasync().then(
       () => {
@@ -1000,12 +1029,107 @@ class FileSink extends Writable {
   private async writeAll(buffers: Buffer[]): Promise<void> {
     let rest = buffers.filter((b) => b.length > 0);
     while (rest.length > 0) {
-      const { bytesWritten } = await this.handle.writev(rest, this.position);
+      if (this.direct) return this.stage(rest);
+      if (this.position >= this.directAt) {
+        this.startDirect();
+        continue;
+      }
+      // through the page cache, up to where direct writes begin
+      const room = this.directAt - this.position;
+      const batch = room === Infinity ? rest : takeFront(rest, room);
+      const { bytesWritten } = await this.handle.writev(batch, this.position);
       if (bytesWritten <= 0) throw new Error('write made no progress');
       this.position += bytesWritten;
       rest = dropFront(rest, bytesWritten);
       this.maybeFlush();
     }
+  }
+
+  /** Opens the file for direct writes at this.position (a 4 KiB boundary), or gives up on them for this writer. */
+  private startDirect(): void {
+    this.directAt = Infinity;
+    const file = this.target ? openDirect(this.target.path, this.target) : undefined;
+    if (file) this.direct = { file, cur: 0, filled: 0, written: this.position, inflight: Promise.resolve(), paged: false, dev: this.target!.dev };
+  }
+
+  /** Copies the bytes into the buffer being filled; each full buffer is written while the other fills. */
+  private async stage(buffers: Buffer[]): Promise<void> {
+    const d = this.direct!;
+    for (const b of buffers) {
+      for (let off = 0; off < b.length;) {
+        const into = d.file.buffers[d.cur];
+        const n = b.copy(into, d.filled, off);
+        d.filled += n;
+        off += n;
+        this.position += n;
+        if (d.filled === into.length) {
+          // the other buffer's write must be done before it is filled again
+          await d.inflight;
+          d.inflight = this.writeOut(into, into.length, d.written);
+          d.inflight.catch(() => undefined); // awaited by the next stage, finishDirect or settled
+          d.written += into.length;
+          d.cur = d.cur === 0 ? 1 : 0;
+          d.filled = 0;
+        }
+      }
+    }
+  }
+
+  /**
+   * Writes `length` bytes of a buffer at `position`: directly while the file system takes them, the
+   * rest (a short write's remainder, or everything once it refused O_DIRECT) through the page cache.
+   */
+  private async writeOut(buffer: Buffer, length: number, position: number): Promise<void> {
+    const d = this.direct!;
+    let off = 0;
+    while (!d.paged && off < length && (length - off) % DIRECT_ALIGN === 0) {
+      let n: number;
+      try {
+        n = await writeDirect(d.file.fd, off === 0 ? buffer : buffer.subarray(off), length - off, position + off);
+      } catch (e) {
+        if (errCode(e) !== 'EINVAL') throw e;
+        d.paged = true;
+        refuseDirect(d.dev);
+        break;
+      }
+      if (n <= 0) throw new Error('write made no progress');
+      off += n;
+      if (n % DIRECT_ALIGN !== 0) break;
+    }
+    let rest = [buffer.subarray(off, length)];
+    for (let at = position + off; rest[0]!.length > 0;) {
+      const { bytesWritten } = await this.handle.writev(rest, at);
+      if (bytesWritten <= 0) throw new Error('write made no progress');
+      at += bytesWritten;
+      rest = [rest[0]!.subarray(bytesWritten)];
+    }
+  }
+
+  /** At the end of the stream: the last buffer's whole blocks directly, its last partial block through the page cache. */
+  private async finishDirect(): Promise<void> {
+    const d = this.direct;
+    if (!d) return;
+    try {
+      await d.inflight;
+      const buffer = d.file.buffers[d.cur];
+      const whole = d.filled - (d.filled % DIRECT_ALIGN);
+      if (whole > 0) await this.writeOut(buffer, whole, d.written);
+      if (d.filled > whole) {
+        d.paged = true;
+        await this.writeOut(buffer.subarray(whole), d.filled - whole, d.written + whole);
+      }
+      d.written += d.filled;
+      d.filled = 0;
+    } finally {
+      this.releaseDirect();
+    }
+  }
+
+  private releaseDirect(): void {
+    const d = this.direct;
+    if (!d) return;
+    this.direct = undefined;
+    closeDirect(d.file);
   }
 }
 
@@ -1022,9 +1146,10 @@ class FileWriter implements Writer {
     private readonly base: string,
     private readonly forget: (dir: string) => void,
     private readonly io: FsCalls,
+    target?: { readonly path: string; readonly dev: number; readonly ino: number },
   ) {
     // the sink's write callback runs once writev returned: the chunk is no longer referenced
-    this.sink = releasesChunks(new FileSink(handle, start));
+    this.sink = releasesChunks(new FileSink(handle, start, target));
     // A failed stream must not crash the process when the caller writes without pipeline():
     // commit() reports the error (stream.errored), and cancel() cleans up.
     this.sink.on('error', noteStreamError);
@@ -1106,6 +1231,18 @@ function emptyStream(): Readable {
       this.push(null);
     },
   });
+}
+
+/** The first `bytes` bytes of a list of buffers (views, no copy). */
+function takeFront(buffers: Buffer[], bytes: number): Buffer[] {
+  const out: Buffer[] = [];
+  let left = bytes;
+  for (const b of buffers) {
+    if (left <= 0) break;
+    out.push(b.length <= left ? b : b.subarray(0, left));
+    left -= b.length;
+  }
+  return out;
 }
 
 function dropFront(buffers: Buffer[], bytes: number): Buffer[] {
