@@ -126,7 +126,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     // the C heap given back once idle (native/memory.c), or why not
     idle_trim: trimStatus.available ? `malloc_trim${retained ? ', freed heap kept while busy' : ''}` : `off (${trimStatus.reason})`,
     // big blobs written past the page cache (native/directio.c), or why not
-    direct_io: config.storage === 'file' || config.storage === 'local' ? (directIo.available ? 'O_DIRECT past 8 MiB' : `off (${directIo.reason})`) : undefined,
+    direct_io: config.storage === 'file' || config.storage === 'local' ? (directIo.on ? 'O_DIRECT past 8 MiB' : `off (${directIo.reason})`) : undefined,
   });
   log.debug('configuration', redact(config));
   store.startBackground();

@@ -48,17 +48,22 @@ const refused = new Set<number>();
 const kept: Buffer[] = [];
 let lent = 0;
 let written = 0;
-let off = false;
+/** Off unless LR_DIRECT_IO=1 (see above: the first pull of a big blob just pushed reads it from the disk). */
+let off = process.env.LR_DIRECT_IO !== '1';
 
-/** Turns direct writes off (or on again) in this process: tests of the page-cache path. */
+/** Turns direct writes on or off in this process (tests of either path). */
 export function setDirectIo(on: boolean): void {
   off = !on;
 }
 
-/** Whether direct writes are used, and why not (for the start line and tests). */
-export function directIoStatus(): { readonly available: boolean; readonly reason: string } {
+/** Whether direct writes can be used here, whether they are on, and why not (for the start line and tests). */
+export function directIoStatus(): { readonly available: boolean; readonly on: boolean; readonly reason: string } {
   const { native, reason } = load();
-  return { available: native !== undefined, reason };
+  return {
+    available: native !== undefined,
+    on: native !== undefined && !off,
+    reason: native === undefined ? reason : off ? 'LR_DIRECT_IO=1 turns it on' : 'on',
+  };
 }
 
 /** A file opened a second time for direct writes, with the two buffers it writes from. */

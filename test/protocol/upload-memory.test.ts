@@ -96,4 +96,51 @@ describe('the C heap kept while uploads go on, given back when idle', { timeout:
     t.diagnostic(`idle VmRSS each second: ${seen.join(', ')}`);
     assert.ok(seen.at(-1)! <= IDLE_BOUND_MIB, `VmRSS after the uploads ${busy.toFixed(1)} MiB, then each second of idleness: ${seen.join(', ')}`);
   });
+
+  /*
+   * LR_DIRECT_IO=1 (src/storage/direct-io.ts): a big blob's bytes past 8 MiB go to the disk with
+   * O_DIRECT from two aligned buffers per upload. Every byte must come back, from a monolithic
+   * upload and from PATCHes of sizes that leave each next one starting off a 4 KiB boundary; the
+   * buffers kept for the next uploads are given back once idle like the C heap.
+   */
+  it('with LR_DIRECT_IO=1, big uploads come back byte for byte and the idle server still settles', async (t) => {
+    const s = await start('direct', { LR_DIRECT_IO: '1' });
+    assert.match(s.output(), /direct_io="?O_DIRECT past 8 MiB/, 'the start line says big blobs are written with O_DIRECT');
+    const faults: number[] = [];
+    for (let i = 0; i < 3; i++) faults.push(await upload(s, `mem/direct${i}`));
+    t.diagnostic(`page faults per ${UPLOAD_MIB} MiB upload: ${faults.join(', ')}`);
+    const back = await request(s.url, `/v2/mem/direct2/blobs/${digest}`);
+    assert.equal(back.status, 200);
+    assert.equal(`sha256:${createHash('sha256').update(back.body).digest('hex')}`, digest, 'the monolithic upload reads back whole');
+
+    // chunked: PATCHes of 9 MiB + 1, 13 MiB + 4097, 3 bytes and 20 MiB, then the PUT
+    const chunks = [9 * MiB + 1, 13 * MiB + 4097, 3, 20 * MiB].map((n) => randomBytes(n));
+    const whole = Buffer.concat(chunks);
+    const wholeDigest = `sha256:${createHash('sha256').update(whole).digest('hex')}`;
+    const started = await request(s.url, '/v2/mem/chunked/blobs/uploads/', { method: 'POST' });
+    assert.equal(started.status, 202);
+    let loc = String(started.headers.location);
+    let offset = 0;
+    for (const c of chunks) {
+      const r = await request(s.url, loc.startsWith('http') ? new URL(loc).pathname + new URL(loc).search : loc, {
+        method: 'PATCH',
+        headers: { 'Content-Type': 'application/octet-stream', 'Content-Range': `${offset}-${offset + c.length - 1}`, 'Content-Length': String(c.length) },
+        body: c,
+      });
+      assert.equal(r.status, 202, r.text);
+      loc = String(r.headers.location);
+      offset += c.length;
+    }
+    const path = loc.startsWith('http') ? new URL(loc).pathname + new URL(loc).search : loc;
+    const done = await request(s.url, `${path}${path.includes('?') ? '&' : '?'}digest=${wholeDigest}`, { method: 'PUT' });
+    assert.equal(done.status, 201, done.text);
+    const got = await request(s.url, `/v2/mem/chunked/blobs/${wholeDigest}`);
+    assert.equal(got.status, 200);
+    assert.equal(got.body.length, whole.length);
+    assert.ok(got.body.equals(whole), 'the chunked upload reads back whole');
+
+    const seen = await rssWhileIdle(s.proc.pid!, IDLE_BOUND_MIB, 60_000);
+    t.diagnostic(`idle VmRSS each second: ${seen.join(', ')}`);
+    assert.ok(seen.at(-1)! <= IDLE_BOUND_MIB, `VmRSS each second of idleness: ${seen.join(', ')}`);
+  });
 });

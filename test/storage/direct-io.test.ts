@@ -1,4 +1,4 @@
-import { describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { StorageDriver } from '../../src/storage/driver.js';
 import { createFilesystemDriver } from '../../src/storage/drivers/filesystem.js';
-import { DIRECT_AFTER, directIoCounters, directIoStatus, discardKeptBuffers } from '../../src/storage/direct-io.js';
+import { DIRECT_AFTER, directIoCounters, directIoStatus, discardKeptBuffers, setDirectIo } from '../../src/storage/direct-io.js';
 
 /*
  * Big files written by the filesystem driver's writers go past the page cache from DIRECT_AFTER on
@@ -45,9 +45,17 @@ function cachedBytes(path: string): number | undefined {
   return r.status === 0 ? Number(r.stdout.trim()) : undefined;
 }
 
-describe('filesystem driver: big files written with O_DIRECT', async () => {
+describe('filesystem driver: big files written with O_DIRECT (LR_DIRECT_IO=1)', async () => {
   const onTmpfs = (await statfs(tmpdir())).type === TMPFS;
   const direct = directIoStatus().available && !onTmpfs;
+  // off unless LR_DIRECT_IO=1: on for these tests, as it was after them
+  const wasOn = directIoStatus().on;
+  before(() => setDirectIo(true));
+  after(() => setDirectIo(wasOn));
+
+  it('is off by default', { skip: process.env.LR_DIRECT_IO !== undefined && 'LR_DIRECT_IO is set' }, () => {
+    assert.equal(wasOn, false);
+  });
 
   it('is available on this machine (Linux, native/directio.c built), as the start line says', { skip: onTmpfs && 'the test directory is on tmpfs' }, () => {
     assert.equal(directIoStatus().available, true, directIoStatus().reason);

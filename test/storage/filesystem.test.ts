@@ -10,7 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { InvalidPathError, PathNotFoundError, type StorageDriver } from '../../src/storage/driver.js';
 import { cleanStaleTempFiles, createFilesystemDriver, isTempFileName, keyToPath } from '../../src/storage/drivers/filesystem.js';
 import { BlobStore } from '../../src/content/blob-store.js';
-import { setDirectIo } from '../../src/storage/direct-io.js';
+import { directIoStatus, setDirectIo } from '../../src/storage/direct-io.js';
 import { expectRejects, readAll, runDriverConformance } from './conformance.js';
 
 async function freshRoot(): Promise<string> {
@@ -446,7 +446,8 @@ for (const blocking of MODES)
           );
         let calls = 0;
         let fail = false;
-        // the page cache's path: with direct writes (src/storage/direct-io.ts) a big file has nothing to flush
+        // the page cache's path: with direct writes (LR_DIRECT_IO=1, src/storage/direct-io.ts) a big file has nothing to flush
+        const directWasOn = directIoStatus().on;
         setDirectIo(false);
         proto.datasync = function (this: FileHandle) {
           calls++;
@@ -479,7 +480,7 @@ for (const blocking of MODES)
           });
         } finally {
           proto.datasync = original;
-          setDirectIo(true);
+          setDirectIo(directWasOn);
         }
       },
     );
