@@ -118,6 +118,45 @@ describe('filesystem driver: big files written with O_DIRECT (LR_DIRECT_IO=1)', 
     });
   });
 
+  it('writers destroyed at any moment never touch the buffers or files of the others', async () => {
+    await withDriver(async (d) => {
+      const kept = Array.from({ length: 4 }, () => randomBytes(DIRECT_AFTER + 7 * MiB + 3));
+      const piece = randomBytes(256 * 1024);
+      const destroyed = Array.from({ length: 8 }, async (_, i) => {
+        const w = await d.writer(`gone/${i}`);
+        // each stops at another point: before, at and past DIRECT_AFTER, while its chunks are still
+        // being copied into its buffers and a write of one of them is in flight
+        const pieces = 28 + i * 5;
+        for (let n = 0; n < pieces; n++) w.stream.write(piece);
+        await new Promise((r) => setTimeout(r, i * 3));
+        w.stream.destroy(new Error('client went away'));
+        await new Promise((r) => w.stream.once('close', r));
+        await w.cancel();
+      });
+      await Promise.all([...kept.map((f, i) => writeIn(d, `kept/${i}`, f, 64 * 1024 + i)), ...destroyed]);
+      for (const [i, f] of kept.entries()) assert.equal(sha(await d.getContent(`kept/${i}`)), sha(f), `file ${i}`);
+      assert.equal(directIoCounters().lent, 0);
+
+      // the next writer takes the buffers a destroyed one gave back (the pool is last in, first out):
+      // one appending past DIRECT_AFTER takes them with its first bytes, while the destroyed writer's
+      // last chunks may still be on their way
+      for (let i = 0; i < 16; i++) {
+        const head = randomBytes(DIRECT_AFTER);
+        await d.putContent(`next/${i}`, head);
+        const w = await d.writer(`gone-again/${i}`);
+        const big = randomBytes(4 * MiB);
+        for (let n = 0; n < 6; n++) w.stream.write(big);
+        await new Promise((r) => setTimeout(r, i % 4));
+        w.stream.destroy(new Error('client went away'));
+        const tail = randomBytes(5 * MiB + 11);
+        await writeIn(d, `next/${i}`, tail, 64 * 1024, true);
+        await w.cancel();
+        assert.equal(sha(await d.getContent(`next/${i}`)), sha(Buffer.concat([head, tail])), `next ${i}`);
+      }
+      assert.equal(directIoCounters().lent, 0);
+    });
+  });
+
   it('writes many big files at once correctly when the pool runs out (the others use the page cache)', async () => {
     await withDriver(async (d) => {
       const files = Array.from({ length: 12 }, () => randomBytes(DIRECT_AFTER + 5 * MiB + 17));

@@ -983,12 +983,17 @@ class FileSink extends Writable {
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    // the buffers go back to the pool only once no write uses them
-    const d = this.direct;
-    if (!d) return callback(error);
-    void d.inflight
-      .catch(() => undefined)
-      .then(() => this.releaseDirect())
+    // The buffers go back to the pool, and the direct descriptor is closed, only once no write uses
+    // them: first the chunk being staged (it may start one more write), then the write in flight.
+    if (!this.direct) return callback(error);
+    void this.inflight
+      .then(async () => {
+        while (this.direct) {
+          const last = this.direct.inflight;
+          await last.catch(() => undefined);
+          if (this.direct?.inflight === last) this.releaseDirect();
+        }
+      })
       .then(() => callback(error));
   }
 
@@ -1048,6 +1053,8 @@ class FileSink extends Writable {
   /** Opens the file for direct writes at this.position (a 4 KiB boundary), or gives up on them for this writer. */
   private startDirect(): void {
     this.directAt = Infinity;
+    // a stream destroyed meanwhile has run _destroy already: nothing would give the buffers back
+    if (this.destroyed) return;
     const file = this.target ? openDirect(this.target.path, this.target) : undefined;
     if (file) this.direct = { file, cur: 0, filled: 0, written: this.position, inflight: Promise.resolve(), paged: false, dev: this.target!.dev };
   }
