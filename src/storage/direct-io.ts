@@ -18,8 +18,15 @@ import { loadNative } from '../util/native.js';
  * the bytes are copied into one of two page-aligned buffers (native/directio.c) and written from
  * there with O_DIRECT on a second descriptor of the same file, one write in flight while the other
  * buffer fills. The last partial block goes through the page cache again; the commit's fsync makes
- * all of it durable as before. Where the module is missing, LR_DIRECT_IO=0, the file system refuses
- * O_DIRECT (tmpfs: EINVAL) or POOL_MAX buffers are lent already, writers stay on the page cache.
+ * all of it durable as before. Where the module is missing, the file system refuses O_DIRECT
+ * (tmpfs on older kernels: EINVAL) or POOL_MAX buffers are lent already, writers stay on the page
+ * cache.
+ *
+ * It is off unless LR_DIRECT_IO=1: a blob written this way is not in the page cache, so the first
+ * pull after its push reads it from the disk (1.3–1.4 GB/s here against 2.3–3.3 GB/s from memory),
+ * and in the bench, which pushes the downloaded blob again every round, the one-stream download fell
+ * to 0.40–0.45× distribution while the uploads rose to 2.16–2.43× (docs/benchmarks.md, "Twenty-first
+ * look"). A site whose pushes far outnumber quick pulls of the same layers may turn it on.
  */
 interface Native {
   readonly available: boolean;
