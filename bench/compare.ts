@@ -79,14 +79,14 @@ interface Server {
   readonly agent: Agent;
 }
 
-function cpuSeconds(pid: number): number {
+/**
+ * A process's CPU seconds (user and system) and minor page faults so far, from one read of
+ * /proc/<pid>/stat. A minor fault is a page mapped anew (and, on VMs that give freed memory back to
+ * the host, zeroed by it).
+ */
+function procCounters(pid: number): { cpuSeconds: number; minorFaults: number } {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
-}
-
-/** Minor page faults of a process so far: each a page mapped anew (and, on VMs that give freed memory back to the host, zeroed by it). */
-function minorFaults(pid: number): number {
-  return Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[7]);
+  return { cpuSeconds: (Number(f[11]) + Number(f[12])) / 100, minorFaults: Number(f[7]) };
 }
 
 function sampleRss(pid: number): () => number {
@@ -268,8 +268,7 @@ interface Phase {
 async function measure(s: Server, fn: () => Promise<void>): Promise<Phase> {
   flushDirty();
   const rss = sampleRss(s.pid);
-  const cpu0 = cpuSeconds(s.pid);
-  const faults0 = minorFaults(s.pid);
+  const at0 = procCounters(s.pid);
   const h0 = hostJiffies();
   const t0 = process.hrtime.bigint();
   try {
@@ -278,7 +277,14 @@ async function measure(s: Server, fn: () => Promise<void>): Promise<Phase> {
     throw new Error(`${s.name}: ${(e as Error).message}`, { cause: e });
   }
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  return { seconds, cpuSeconds: cpuSeconds(s.pid) - cpu0, peakRssMiB: rss(), hostCores: busyCoresSince(h0), faults: minorFaults(s.pid) - faults0 };
+  const at1 = procCounters(s.pid);
+  return {
+    seconds,
+    cpuSeconds: at1.cpuSeconds - at0.cpuSeconds,
+    peakRssMiB: rss(),
+    hostCores: busyCoresSince(h0),
+    faults: at1.minorFaults - at0.minorFaults,
+  };
 }
 
 /** Jiffies of the whole host since boot: all of them, and those idle or waiting for the disk. */

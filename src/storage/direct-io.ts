@@ -58,6 +58,11 @@ let written = 0;
 /** Off unless LR_DIRECT_IO=1 (see above: the first pull of a big blob just pushed reads it from the disk). */
 let off = process.env.LR_DIRECT_IO !== '1';
 
+/** Whether a writer should try direct writes at all (on, and the module loaded): checked once per writer. */
+export function directIoOn(): boolean {
+  return !off && load().native !== undefined;
+}
+
 /** Turns direct writes on or off in this process (tests of either path). */
 export function setDirectIo(on: boolean): void {
   off = !on;

@@ -7,7 +7,7 @@ import { basename, dirname, join, resolve, sep } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { withFileRange } from '../file-range.js';
 import { releasesChunks } from '../recycle.js';
-import { closeDirect, DIRECT_AFTER, DIRECT_ALIGN, openDirect, refuseDirect, writeDirect, type DirectFile } from '../direct-io.js';
+import { closeDirect, DIRECT_AFTER, DIRECT_ALIGN, directIoOn, openDirect, refuseDirect, writeDirect, type DirectFile } from '../direct-io.js';
 import { isAbsent } from '../../util/fs-errors.js';
 import {
   type CommitOptions,
@@ -956,8 +956,8 @@ class FileSink extends Writable {
    * write in flight from the other buffer. `paged`: the file system refused a direct write, so the
    * buffers' bytes go through the page cache instead.
    */
-  private direct: { file: DirectFile; cur: 0 | 1; filled: number; written: number; inflight: Promise<void>; paged: boolean; dev: number } | undefined;
-  /** Where direct writes would begin (a 4 KiB boundary past DIRECT_AFTER), Infinity once not possible. */
+  private direct: { file: DirectFile; cur: 0 | 1; filled: number; written: number; inflight: Promise<void>; paged: boolean } | undefined;
+  /** Where direct writes would begin (a 4 KiB boundary past DIRECT_AFTER), Infinity when off or once not possible. */
   private directAt: number;
 
   constructor(
@@ -967,7 +967,7 @@ class FileSink extends Writable {
   ) {
     super({ highWaterMark: IO_CHUNK });
     this.started = this.flushedTo = position;
-    this.directAt = target ? Math.ceil(Math.max(position, DIRECT_AFTER) / DIRECT_ALIGN) * DIRECT_ALIGN : Infinity;
+    this.directAt = target && directIoOn() ? Math.ceil(Math.max(position, DIRECT_AFTER) / DIRECT_ALIGN) * DIRECT_ALIGN : Infinity;
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
@@ -1042,8 +1042,7 @@ class FileSink extends Writable {
       // through the page cache, up to where direct writes begin
       const room = this.directAt - this.position;
       const batch = room === Infinity ? rest : takeFront(rest, room);
-      const { bytesWritten } = await this.handle.writev(batch, this.position);
-      if (bytesWritten <= 0) throw new Error('write made no progress');
+      const bytesWritten = await writevSome(this.handle, batch, this.position);
       this.position += bytesWritten;
       rest = dropFront(rest, bytesWritten);
       this.maybeFlush();
@@ -1056,7 +1055,7 @@ class FileSink extends Writable {
     // a stream destroyed meanwhile has run _destroy already: nothing would give the buffers back
     if (this.destroyed) return;
     const file = this.target ? openDirect(this.target.path, this.target) : undefined;
-    if (file) this.direct = { file, cur: 0, filled: 0, written: this.position, inflight: Promise.resolve(), paged: false, dev: this.target!.dev };
+    if (file) this.direct = { file, cur: 0, filled: 0, written: this.position, inflight: Promise.resolve(), paged: false };
   }
 
   /** Copies the bytes into the buffer being filled; each full buffer is written while the other fills. */
@@ -1096,23 +1095,24 @@ class FileSink extends Writable {
       } catch (e) {
         if (errCode(e) !== 'EINVAL') throw e;
         d.paged = true;
-        refuseDirect(d.dev);
+        refuseDirect(this.target!.dev);
         break;
       }
       if (n <= 0) throw new Error('write made no progress');
       off += n;
       if (n % DIRECT_ALIGN !== 0) break;
     }
-    let rest = [buffer.subarray(off, length)];
-    for (let at = position + off; rest[0]!.length > 0;) {
-      const { bytesWritten } = await this.handle.writev(rest, at);
-      if (bytesWritten <= 0) throw new Error('write made no progress');
-      at += bytesWritten;
-      rest = [rest[0]!.subarray(bytesWritten)];
+    for (let at = position + off; off < length;) {
+      const n = await writevSome(this.handle, [buffer.subarray(off, length)], at);
+      off += n;
+      at += n;
     }
   }
 
-  /** At the end of the stream: the last buffer's whole blocks directly, its last partial block through the page cache. */
+  /**
+   * At the end of the stream: the last buffer's whole blocks directly, its last partial block (never
+   * a multiple of DIRECT_ALIGN, so writeOut sends it through the page cache) after them.
+   */
   private async finishDirect(): Promise<void> {
     const d = this.direct;
     if (!d) return;
@@ -1121,10 +1121,7 @@ class FileSink extends Writable {
       const buffer = d.file.buffers[d.cur];
       const whole = d.filled - (d.filled % DIRECT_ALIGN);
       if (whole > 0) await this.writeOut(buffer, whole, d.written);
-      if (d.filled > whole) {
-        d.paged = true;
-        await this.writeOut(buffer.subarray(whole), d.filled - whole, d.written + whole);
-      }
+      if (d.filled > whole) await this.writeOut(buffer.subarray(whole), d.filled - whole, d.written + whole);
       d.written += d.filled;
       d.filled = 0;
     } finally {
@@ -1238,6 +1235,13 @@ function emptyStream(): Readable {
       this.push(null);
     },
   });
+}
+
+/** One writev at `position`; the bytes it took (at least one: no progress is an error). */
+async function writevSome(handle: Handle, buffers: Buffer[], position: number): Promise<number> {
+  const { bytesWritten } = await handle.writev(buffers, position);
+  if (bytesWritten <= 0) throw new Error('write made no progress');
+  return bytesWritten;
 }
 
 /** The first `bytes` bytes of a list of buffers (views, no copy). */
