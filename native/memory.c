@@ -14,10 +14,28 @@
  * page given back and taken again costs a fault and the host's zeroing (~2.7 ms per MiB), and with
  * glibc's defaults (128 KiB) a 256 MiB upload faulted 2,400–12,000 pages in the server. The idle
  * trim above gives it all back once the server rests.
+ *
+ * `mapTextInPages()` makes the executable's own mappings count only the pages the process uses.
+ * Kernels that keep files in large folios (6.x with ext4, read_ahead_kb 8192 here) map a read of
+ * node's 94 MiB binary 2 MiB at a time: an idle server's resident file pages were 60 MiB, 52 of
+ * them /usr/bin/node, against an anonymous footprint of 28 MiB (2026-12-06). For each mapping of the
+ * executable that is not writable and holds no copied-on-write page (smaps' Anonymous: 0 kB: the
+ * text and read-only data, never the relocated RELRO pages), it asks for small pages
+ * (MADV_NOHUGEPAGE) and drops the mapping's pages (MADV_DONTNEED): they are the file's bytes
+ * unchanged, still in the page cache, and each is mapped again, alone, when next used. Measured by
+ * hand on an idle server: 106 MiB VmRSS before, 51 MiB after, 74.6 MiB after 1,500 requests and
+ * the idle trim (file pages 40 MiB). Returns the bytes of the mappings so advised (0 off Linux).
  */
 #include <node_api.h>
 #if defined(__GLIBC__)
 #include <malloc.h>
+#endif
+#if defined(__linux__)
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #endif
 
 static napi_value js_trim(napi_env env, napi_callback_info info) {
@@ -48,6 +66,56 @@ static napi_value js_retain(napi_env env, napi_callback_info info) {
   return v;
 }
 
+static napi_value js_map_text(napi_env env, napi_callback_info info) {
+  (void)info;
+  double advised = 0;
+#if defined(__linux__) && defined(MADV_NOHUGEPAGE)
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  FILE *f = n > 0 ? fopen("/proc/self/smaps", "r") : NULL;
+  if (f) {
+    exe[n] = 0;
+    enum { MAX_RANGES = 64 };
+    unsigned long ranges[MAX_RANGES][2];
+    int count = 0, candidate = 0;
+    unsigned long start = 0, end = 0;
+    char line[PATH_MAX + 256];
+    while (fgets(line, sizeof line, f)) {
+      char c = line[0];
+      if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')) {
+        /* a mapping: "start-end perms offset dev inode   path" */
+        char perms[8] = {0};
+        int at = 0;
+        candidate = 0;
+        if (sscanf(line, "%lx-%lx %7s %*s %*s %*s %n", &start, &end, perms, &at) >= 3 && at > 0) {
+          char *path = line + at;
+          path[strcspn(path, "\n")] = 0;
+          candidate = strcmp(path, exe) == 0 && perms[1] != 'w' && perms[3] == 'p';
+        }
+      } else if (candidate && strncmp(line, "Anonymous:", 10) == 0) {
+        unsigned long kb = 1;
+        if (sscanf(line + 10, "%lu", &kb) == 1 && kb == 0 && count < MAX_RANGES) {
+          ranges[count][0] = start;
+          ranges[count][1] = end;
+          count++;
+        }
+        candidate = 0;
+      }
+    }
+    fclose(f);
+    /* after reading: the advice splits mappings, which must not happen under the reading */
+    for (int i = 0; i < count; i++) {
+      void *p = (void *)ranges[i][0];
+      size_t len = ranges[i][1] - ranges[i][0];
+      if (madvise(p, len, MADV_NOHUGEPAGE) == 0 && madvise(p, len, MADV_DONTNEED) == 0) advised += (double)len;
+    }
+  }
+#endif
+  napi_value v;
+  napi_create_double(env, advised, &v);
+  return v;
+}
+
 NAPI_MODULE_INIT() {
   napi_value v;
 #if defined(__GLIBC__)
@@ -60,5 +128,7 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "trim", v);
   napi_create_function(env, "retain", NAPI_AUTO_LENGTH, js_retain, NULL, &v);
   napi_set_named_property(env, exports, "retain", v);
+  napi_create_function(env, "mapTextInPages", NAPI_AUTO_LENGTH, js_map_text, NULL, &v);
+  napi_set_named_property(env, exports, "mapTextInPages", v);
   return exports;
 }

@@ -24,7 +24,7 @@ import { assembleApp, listen, listenDebug } from './assemble/http.js';
 import { trimWhenIdle } from './http/idle-memory.js';
 import { sha256x2 } from './digest/sha256.js';
 import { nativeGunzip, nativeGunzipReason } from './digest/gunzip-native.js';
-import { mallocRetain, mallocTrim, mallocTrimStatus } from './util/malloc-trim.js';
+import { mallocRetain, mallocTrim, mallocTrimStatus, mapTextInPages } from './util/malloc-trim.js';
 import { directIoStatus, discardKeptBuffers } from './storage/direct-io.js';
 import { packageVersion } from './version.js';
 
@@ -92,11 +92,13 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   // freed C heap kept for the next request bodies while busy, all of it given back once idle (issue 18)
   const retained = mallocRetain();
   // the young generation grown during start-up (or a busy spell) given back once idle (issue 18)
-  // and so are the pages of the buffers kept for direct writes of big blobs (src/storage/direct-io.ts)
+  // and so are the pages of the buffers kept for direct writes of big blobs (src/storage/direct-io.ts),
+  // and the executable's pages this kernel mapped 2 MiB at a time (native/memory.c: still in the
+  // page cache, mapped again as they are used)
   const stopTrim = trimWhenIdle({
     started: () => inflight.total,
     inFlight: () => inflight.size,
-    trim: () => [discardKeptBuffers(), mallocTrim()].includes(true),
+    trim: () => [discardKeptBuffers(), mallocTrim(), mapTextInPages() > 0].includes(true),
   });
   boundPort = addr.port;
   await events.start(addr.port);
