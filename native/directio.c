@@ -13,11 +13,16 @@
  * Exports `available` (false off Linux), `alignedBuffer(size)`: an ArrayBuffer of `size` bytes (a
  * multiple of 4096, at most 64 MiB) mapped on its own, page aligned, unmapped when collected; and
  * `discard(arrayBuffer)`: gives its pages back (madvise MADV_DONTNEED; the bytes read as zero
- * afterwards), for an idle server's buffers that are kept for the next upload.
+ * afterwards), for an idle server's buffers that are kept for the next upload; and `cached(fd,
+ * position)`: whether the page of the file at `position` is in the page cache (mincore of a one-page
+ * read-only mapping: no read, no readahead), so a download reads a big blob that is not there with
+ * O_DIRECT into those buffers instead of faulting in a fresh page cache for it; true when it cannot
+ * tell (the caller then reads through the page cache as before).
  */
 #include "napi-util.h"
 #if defined(__linux__)
 #include <sys/mman.h>
+#include <unistd.h>
 #endif
 
 #define ALIGN 4096
@@ -77,8 +82,35 @@ static napi_value js_discard(napi_env env, napi_callback_info info) {
   return v;
 }
 
+static napi_value js_cached(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!args_of(env, info, 2, argv)) return NULL;
+  int32_t fd = -1;
+  int64_t position = -1;
+  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0 || napi_get_value_int64(env, argv[1], &position) != napi_ok || position < 0) {
+    throw_type(env, "a file descriptor and a position were expected");
+    return NULL;
+  }
+  int cached = 1;
+#if defined(__linux__)
+  long page = sysconf(_SC_PAGESIZE);
+  if (page > 0) {
+    off_t at = (off_t)(position - position % page);
+    void *p = mmap(NULL, (size_t)page, PROT_READ, MAP_SHARED, fd, at);
+    if (p != MAP_FAILED) {
+      unsigned char vec = 1;
+      if (mincore(p, (size_t)page, &vec) == 0) cached = vec & 1;
+      munmap(p, (size_t)page);
+    }
+  }
+#endif
+  napi_value v;
+  napi_get_boolean(env, cached, &v);
+  return v;
+}
+
 NAPI_MODULE_INIT() {
-  static const lr_export_t fns[] = {{"alignedBuffer", js_aligned}, {"discard", js_discard}};
+  static const lr_export_t fns[] = {{"alignedBuffer", js_aligned}, {"discard", js_discard}, {"cached", js_cached}};
 #if defined(__linux__)
   int available = 1;
 #else

@@ -18,6 +18,17 @@ import type { Readable } from 'node:stream';
 export { FILE_RANGE, fileRangeOf, withFileRange, type FileRange } from '../storage/file-range.js';
 import type { FileRange } from '../storage/file-range.js';
 import type { PieceRecycler } from '../storage/recycle.js';
+import {
+  closeDirectRead,
+  DIRECT_AFTER,
+  DIRECT_ALIGN,
+  directIoOn,
+  giveReadBuffer,
+  openDirectRead,
+  readDirect,
+  refuseDirectRead,
+  takeReadBuffer,
+} from '../storage/direct-io.js';
 
 const CHUNK = 1 << 20;
 const IN_FLIGHT = 3;
@@ -28,7 +39,7 @@ function take(): Buffer {
   return pool.pop() ?? Buffer.allocUnsafeSlow(CHUNK);
 }
 
-function give(b: Buffer): void {
+function giveBack(b: Buffer): void {
   if (pool.length < POOL_MAX) pool.push(b);
 }
 
@@ -58,19 +69,50 @@ export async function sendFileRange(ctx: Context, range: FileRange, owner: Reada
   };
   res.on('close', onClose);
   res.on('drain', poke);
+  // With direct I/O on (src/storage/direct-io.ts), a big file's bytes from the first 4 KiB boundary
+  // past DIRECT_AFTER are read with O_DIRECT into aligned buffers when the page cache does not hold
+  // them (a blob written with O_DIRECT): no fresh page cache to fault in for one pass over them.
+  let directAt =
+    directIoOn() && range.start + range.length > DIRECT_AFTER ? Math.ceil(Math.max(range.start, DIRECT_AFTER) / DIRECT_ALIGN) * DIRECT_ALIGN : Infinity;
+  let direct: DirectReads | undefined;
   try {
     let pos = range.start;
     const end = range.start + range.length;
     while (pos < end) {
       while (!closed && inflight >= IN_FLIGHT) await new Promise<void>((r) => (wake = r));
       if (closed) return;
-      const b = take();
-      const { bytesRead } = await range.handle.read(b, 0, Math.min(CHUNK, end - pos), pos);
+      if (pos === directAt) {
+        const fd = openDirectRead(range.handle.fd, pos, end);
+        if (fd !== undefined) direct = new DirectReads(fd, pos, end);
+        directAt = Infinity;
+      }
+      let b: Buffer;
+      let bytesRead: number;
+      let give: (b: Buffer) => void = giveBack;
+      if (direct) {
+        const got = await direct.next();
+        if (!got) {
+          // the file system took O_DIRECT at open and refuses the reads: the page cache from here on
+          await direct.close();
+          direct = undefined;
+          continue;
+        }
+        ({ buffer: b, bytes: bytesRead } = got);
+        give = giveReadBuffer;
+      } else {
+        b = take();
+        ({ bytesRead } = await range.handle.read(b, 0, Math.min(CHUNK, end - pos, directAt - pos), pos));
+      }
       if (bytesRead === 0) throw new Error(`file ended at ${pos}, ${end - pos} bytes short`);
       if (closed) return;
       pos += bytesRead;
+      if (direct && bytesRead < b.length && pos < end) {
+        // a short read before the end: the rest through the page cache, from where it stopped
+        await direct.close();
+        direct = undefined;
+      }
       inflight++;
-      res.write(bytesRead === CHUNK ? b : b.subarray(0, bytesRead), (err) => {
+      res.write(bytesRead === b.length ? b : b.subarray(0, bytesRead), (err) => {
         inflight--;
         if (!err) give(b);
         poke();
@@ -81,9 +123,67 @@ export async function sendFileRange(ctx: Context, range: FileRange, owner: Reada
     res.destroy(e as Error);
     throw e;
   } finally {
+    await direct?.close();
     res.off('drain', poke);
     res.off('close', onClose);
     owner.destroy();
+  }
+}
+
+/** Direct reads ahead of a download while the socket sends. */
+const DIRECT_AHEAD = 2;
+
+/**
+ * A download's direct reads (CHUNK bytes at aligned positions from `from` to `end`), DIRECT_AHEAD
+ * in flight: a read from the device takes as long as sending its chunk, so one at a time left the
+ * socket waiting. Each buffer is the caller's once next() returned it.
+ */
+class DirectReads {
+  private readonly ahead: { readonly buffer: Buffer; readonly at: number; readonly read: Promise<number | undefined> }[] = [];
+  private at: number;
+
+  constructor(
+    private readonly fd: number,
+    from: number,
+    private readonly end: number,
+  ) {
+    this.at = from;
+  }
+
+  /** The next chunk and its bytes (fewer at the end of the range), undefined when the file system refused a read. */
+  async next(): Promise<{ buffer: Buffer; bytes: number } | undefined> {
+    while (this.ahead.length < DIRECT_AHEAD && this.at < this.end) {
+      const buffer = takeReadBuffer();
+      const length = Math.min(CHUNK, Math.ceil((this.end - this.at) / DIRECT_ALIGN) * DIRECT_ALIGN);
+      const read = readDirect(this.fd, buffer, length, this.at).catch((e: unknown) => {
+        if ((e as NodeJS.ErrnoException).code === 'EINVAL') return undefined;
+        throw e;
+      });
+      // a rejection is the caller's when it reaches this read; a later one is not unhandled meanwhile
+      read.catch(() => undefined);
+      this.ahead.push({ buffer, at: this.at, read });
+      this.at += length;
+    }
+    const head = this.ahead.shift();
+    if (!head) return { buffer: Buffer.alloc(0), bytes: 0 };
+    const n = await head.read;
+    if (n === undefined) {
+      refuseDirectRead(this.fd);
+      giveReadBuffer(head.buffer);
+      return undefined;
+    }
+    // a read rounded up to the alignment may pass the end of a range
+    return { buffer: head.buffer, bytes: Math.min(n, this.end - head.at) };
+  }
+
+  /** Waits for the reads still in flight, keeps their buffers, closes the descriptor. */
+  async close(): Promise<void> {
+    const left = this.ahead.splice(0);
+    for (const { buffer, read } of left) {
+      await read.catch(() => undefined);
+      giveReadBuffer(buffer);
+    }
+    closeDirectRead(this.fd);
   }
 }
 

@@ -1,7 +1,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, rm, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -23,6 +24,13 @@ const UPLOAD_MIB = 128;
  * The first upload of a server faults ~8,500 either way: the heap grows to what uploads need.
  */
 const FAULTS_BOUND = 600;
+const TMPFS = 0x01021994;
+
+/** Bytes of the file in the page cache (util-linux fincore), or undefined without it. */
+function cachedBytes(path: string): number | undefined {
+  const r = spawnSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', path], { encoding: 'utf8' });
+  return r.status === 0 ? Number(r.stdout.trim()) : undefined;
+}
 const IDLE_BOUND_MIB = 80;
 
 const pattern = randomBytes(MiB);
@@ -138,6 +146,31 @@ describe('the C heap kept while uploads go on, given back when idle', { timeout:
     assert.equal(got.status, 200);
     assert.equal(got.body.length, whole.length);
     assert.ok(got.body.equals(whole), 'the chunked upload reads back whole');
+
+    // Downloads read a big blob's bytes past 8 MiB with O_DIRECT when the page cache does not hold
+    // them (src/http/send-file.ts): ranges that start and end anywhere come back exact, and the
+    // blob's file stays out of the page cache (read through it, all 42 MiB would be there).
+    const size = whole.length;
+    const ranges: [number, number][] = [
+      [0, size - 1],
+      [8 * MiB, 8 * MiB + 4095],
+      [8 * MiB + 1, 9 * MiB + 1],
+      [9 * MiB + 4095, size - 4097],
+      [10 * MiB + 17, 10 * MiB + 17],
+      [size - 4097, size - 1],
+      [size - 1, size - 1],
+      [1234, 30 * MiB + 5],
+    ];
+    for (const [from, to] of ranges) {
+      const r = await request(s.url, `/v2/mem/chunked/blobs/${wholeDigest}`, { headers: { Range: `bytes=${from}-${to}` } });
+      assert.ok(r.status === 206 || (r.status === 200 && from === 0 && to === size - 1), `bytes=${from}-${to}: ${r.status}`);
+      assert.equal(r.body.length, to - from + 1, `bytes=${from}-${to}`);
+      assert.ok(r.body.equals(whole.subarray(from, to + 1)), `bytes=${from}-${to} come back exact`);
+    }
+    const file = join(dir, 'direct', 'blobs', 'sha256', wholeDigest.slice(7, 9), wholeDigest.slice(7), 'data');
+    const cached = cachedBytes(file);
+    t.diagnostic(`the chunked blob's bytes in the page cache after ${ranges.length + 1} downloads: ${cached ?? 'fincore missing'}`);
+    if (cached !== undefined && (await statfs(file)).type !== TMPFS) assert.ok(cached <= 20 * MiB, `${cached} bytes of the ${size} in the page cache`);
 
     const seen = await rssWhileIdle(s.proc.pid!, IDLE_BOUND_MIB, 60_000);
     t.diagnostic(`idle VmRSS each second: ${seen.join(', ')}`);

@@ -2,14 +2,26 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, statfs } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { StorageDriver } from '../../src/storage/driver.js';
 import { createFilesystemDriver } from '../../src/storage/drivers/filesystem.js';
-import { DIRECT_AFTER, directIoCounters, directIoStatus, discardKeptBuffers, setDirectIo } from '../../src/storage/direct-io.js';
+import {
+  closeDirectRead,
+  DIRECT_AFTER,
+  DIRECT_BUFFER,
+  directIoCounters,
+  directIoStatus,
+  discardKeptBuffers,
+  giveReadBuffer,
+  openDirectRead,
+  readDirect,
+  setDirectIo,
+  takeReadBuffer,
+} from '../../src/storage/direct-io.js';
 
 /*
  * Big files written by the filesystem driver's writers go past the page cache from DIRECT_AFTER on
@@ -192,4 +204,59 @@ describe('filesystem driver: big files written with O_DIRECT (LR_DIRECT_IO=1)', 
       assert.equal(sha(await d.getContent('shm')), sha(data));
     }, '/dev/shm');
   });
+
+  /*
+   * Downloads read what the page cache does not hold with O_DIRECT (src/http/send-file.ts): a big
+   * blob written directly gets a direct descriptor and its bytes come back exact from aligned reads;
+   * one the page cache holds whole is read through it as before.
+   */
+  it(
+    'a download reads a blob written directly with O_DIRECT, and a cached one through the page cache',
+    { skip: !direct && 'no direct writes here' },
+    async () => {
+      await withDriver(async (d, root) => {
+        const data = randomBytes(DIRECT_AFTER + 5 * MiB + 777);
+        await writeIn(d, 'big', data, 64 * 1024);
+        const path = join(root, 'big');
+        const handle = await open(path, 'r');
+        try {
+          const from = DIRECT_AFTER + 4096;
+          const fd = openDirectRead(handle.fd, from, data.length);
+          assert.ok(fd !== undefined, 'a direct descriptor for the part written directly');
+          try {
+            const before = directIoCounters().read;
+            const chunks: Buffer[] = [];
+            for (let at = from; at < data.length; at += DIRECT_BUFFER) {
+              const b = takeReadBuffer();
+              const n = await readDirect(fd, b, Math.min(DIRECT_BUFFER, Math.ceil((data.length - at) / 4096) * 4096), at);
+              chunks.push(Buffer.from(b.subarray(0, n)));
+              giveReadBuffer(b);
+            }
+            assert.ok(Buffer.concat(chunks).equals(data.subarray(from)), 'the direct reads give the bytes written');
+            assert.equal(directIoCounters().read - before, data.length - from);
+          } finally {
+            closeDirectRead(fd);
+          }
+        } finally {
+          await handle.close();
+        }
+        // the same bytes read through the page cache once: the whole file is cached, no direct read
+        assert.ok((await readFile(path)).equals(data));
+        const again = await open(path, 'r');
+        try {
+          assert.equal(openDirectRead(again.fd, DIRECT_AFTER + 4096, data.length), undefined, 'a file in the page cache is read through it');
+        } finally {
+          await again.close();
+        }
+        setDirectIo(false);
+        try {
+          const off = await open(path, 'r');
+          assert.equal(openDirectRead(off.fd, 0, data.length), undefined, 'nothing direct with direct I/O off');
+          await off.close();
+        } finally {
+          setDirectIo(true);
+        }
+      });
+    },
+  );
 });
