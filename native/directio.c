@@ -1,5 +1,5 @@
 /*
- * directio.node: page-aligned buffers for writes with O_DIRECT (src/storage/direct-io.ts).
+ * directio.node: page-aligned buffers for writes and reads with O_DIRECT (src/storage/direct-io.ts).
  *
  * A big blob written through the page cache is copied into pages the kernel allocates for it. On
  * this project's VMs free memory is handed back to the host (free page reporting), so each such

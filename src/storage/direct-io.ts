@@ -26,7 +26,10 @@ import { loadNative } from '../util/native.js';
  * pull after its push reads it from the disk (1.3–1.4 GB/s here against 2.3–3.3 GB/s from memory),
  * and in the bench, which pushes the downloaded blob again every round, the one-stream download fell
  * to 0.40–0.45× distribution while the uploads rose to 2.16–2.43× (docs/benchmarks.md, "Twenty-first
- * look"). A site whose pushes far outnumber quick pulls of the same layers may turn it on.
+ * look"). Downloads now read such a blob with O_DIRECT too (openDirectRead, src/http/send-file.ts),
+ * 0.79–0.91× distribution in the same phase: this machine's disk reads 2.1–2.3 GB/s, what loopback
+ * carries, where distribution reads memory ("Twenty-second look"). A site whose pushes far outnumber
+ * quick pulls of the same layers may turn it on.
  */
 interface Native {
   readonly available: boolean;
