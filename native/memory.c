@@ -19,8 +19,8 @@
  * Kernels that keep files in large folios (6.x with ext4, read_ahead_kb 8192 here) map a read of
  * node's 94 MiB binary 2 MiB at a time: an idle server's resident file pages were 60 MiB, 52 of
  * them /usr/bin/node, against an anonymous footprint of 28 MiB (2026-12-06). For each mapping of the
- * executable that is not writable and holds no copied-on-write page (smaps' Anonymous: 0 kB: the
- * text and read-only data, never the relocated RELRO pages), it asks for small pages
+ * executable that is not writable and holds no copied-on-write page (smaps' Anonymous and Swap
+ * both 0 kB: the text and read-only data, never the relocated RELRO pages), it asks for small pages
  * (MADV_NOHUGEPAGE) and drops the mapping's pages (MADV_DONTNEED): they are the file's bytes
  * unchanged, still in the page cache, and each is mapped again, alone, when next used. Measured by
  * hand on an idle server: 106 MiB VmRSS before, 51 MiB after, 74.6 MiB after 1,500 requests and
@@ -78,6 +78,7 @@ static napi_value js_map_text(napi_env env, napi_callback_info info) {
     enum { MAX_RANGES = 64 };
     unsigned long ranges[MAX_RANGES][2];
     int count = 0, candidate = 0;
+    long anon = -1, swap = -1;
     unsigned long start = 0, end = 0;
     char line[PATH_MAX + 256];
     while (fgets(line, sizeof line, f)) {
@@ -87,14 +88,18 @@ static napi_value js_map_text(napi_env env, napi_callback_info info) {
         char perms[8] = {0};
         int at = 0;
         candidate = 0;
+        anon = swap = -1;
         if (sscanf(line, "%lx-%lx %7s %*s %*s %*s %n", &start, &end, perms, &at) >= 3 && at > 0) {
           char *path = line + at;
           path[strcspn(path, "\n")] = 0;
           candidate = strcmp(path, exe) == 0 && perms[1] != 'w' && perms[3] == 'p';
         }
       } else if (candidate && strncmp(line, "Anonymous:", 10) == 0) {
-        unsigned long kb = 1;
-        if (sscanf(line + 10, "%lu", &kb) == 1 && kb == 0 && count < MAX_RANGES) {
+        if (sscanf(line + 10, "%ld", &anon) != 1) candidate = 0;
+      } else if (candidate && strncmp(line, "Swap:", 5) == 0) {
+        /* a copied-on-write page swapped out is no longer counted in Anonymous: it must be 0 too */
+        if (sscanf(line + 5, "%ld", &swap) != 1) candidate = 0;
+        else if (anon == 0 && swap == 0 && count < MAX_RANGES) {
           ranges[count][0] = start;
           ranges[count][1] = end;
           count++;
