@@ -19,7 +19,7 @@ export { FILE_RANGE, fileRangeOf, withFileRange, type FileRange } from '../stora
 import type { FileRange } from '../storage/file-range.js';
 import type { PieceRecycler } from '../storage/recycle.js';
 import {
-  closeDirectRead,
+  closeDirectFd,
   DIRECT_AFTER,
   DIRECT_ALIGN,
   directIoOn,
@@ -183,7 +183,7 @@ class DirectReads {
       await read.catch(() => undefined);
       giveReadBuffer(buffer);
     }
-    closeDirectRead(this.fd);
+    closeDirectFd(this.fd);
   }
 }
 

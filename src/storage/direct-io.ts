@@ -100,37 +100,45 @@ export interface DirectFile {
 export function openDirect(path: string, of: { readonly dev: number; readonly ino: number }): DirectFile | undefined {
   const native = load().native;
   if (!native || off || O_DIRECT === undefined || refused.has(of.dev) || lent + 2 > POOL_MAX) return undefined;
+  const fd = reopenDirect(path, constants.O_WRONLY | (constants.O_NOFOLLOW ?? 0), of);
+  if (fd === undefined) return undefined;
+  lent += 2;
+  const take = (): Buffer => kept.pop() ?? alignedBuffer(native);
+  return { fd, buffers: [take(), take()] };
+}
+
+/**
+ * `path` opened again with O_DIRECT and `flags` if it is still the file `of` (same device and
+ * inode); undefined when not, or when the file system refuses O_DIRECT (EINVAL: not tried on that
+ * device again).
+ */
+function reopenDirect(path: string, flags: number, of: { readonly dev: number; readonly ino: number }): number | undefined {
   let fd: number;
   try {
-    fd = openSync(path, constants.O_WRONLY | O_DIRECT | (constants.O_NOFOLLOW ?? 0));
+    fd = openSync(path, flags | O_DIRECT!);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'EINVAL') refused.add(of.dev);
     return undefined;
   }
   try {
     const st = fstatSync(fd);
-    if (st.dev !== of.dev || st.ino !== of.ino) {
-      closeSync(fd);
-      return undefined;
-    }
+    if (st.dev === of.dev && st.ino === of.ino) return fd;
   } catch {
-    closeSync(fd);
-    return undefined;
+    // a descriptor that cannot be checked is not used
   }
-  lent += 2;
-  const take = (): Buffer => kept.pop() ?? Buffer.from(native.alignedBuffer(DIRECT_BUFFER));
-  return { fd, buffers: [take(), take()] };
+  closeSync(fd);
+  return undefined;
+}
+
+function alignedBuffer(native: Native): Buffer {
+  return Buffer.from(native.alignedBuffer(DIRECT_BUFFER));
 }
 
 /** Closes the direct descriptor and returns its buffers to the pool (no write may be in flight on them). */
 export function closeDirect(f: DirectFile): void {
   lent -= 2;
   kept.push(...f.buffers);
-  try {
-    closeSync(f.fd);
-  } catch {
-    // nothing was written through a descriptor whose close fails: the writes already returned
-  }
+  closeDirectFd(f.fd);
 }
 
 /** The file system at `dev` refused a direct write (EINVAL): its writers use the page cache from now on. */
@@ -163,31 +171,21 @@ const CACHE_SAMPLES = 8;
  * before (undefined): one page is not enough, the kernel's readahead of an earlier read (8 MiB here)
  * caches the first pages of the next range. The descriptor is opened through /proc/self/fd, so it is
  * the same file whatever became of its name, and checked to be (same device and inode). Close it
- * with closeDirectRead.
+ * with closeDirectFd.
  */
 export function openDirectRead(fd: number, from: number, to: number): number | undefined {
   const native = load().native;
   if (!native || off || O_DIRECT === undefined) return undefined;
-  let dfd: number;
   try {
     const st = fstatSync(fd);
     if (refused.has(st.dev) || !st.isFile() || to <= from) return undefined;
     let cached = true;
     for (let i = 0; i < CACHE_SAMPLES && cached; i++) cached = native.cached(fd, from + Math.floor(((to - from - 1) * i) / (CACHE_SAMPLES - 1)));
-    if (cached) return undefined;
-    try {
-      dfd = openSync(`/proc/self/fd/${fd}`, constants.O_RDONLY | O_DIRECT);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'EINVAL') refused.add(st.dev);
-      return undefined;
-    }
-    const d = fstatSync(dfd);
-    if (d.dev === st.dev && d.ino === st.ino) return dfd;
-    closeSync(dfd);
+    return cached ? undefined : reopenDirect(`/proc/self/fd/${fd}`, constants.O_RDONLY, st);
   } catch {
-    // no /proc, or a descriptor gone: the download reads through the page cache
+    // a descriptor gone: the download reads through the page cache
+    return undefined;
   }
-  return undefined;
 }
 
 /** The file system of a direct descriptor refused a read (EINVAL): direct I/O is not tried on it again. */
@@ -199,11 +197,12 @@ export function refuseDirectRead(fd: number): void {
   }
 }
 
-export function closeDirectRead(fd: number): void {
+/** Closes a direct descriptor (its reads or writes all returned: a failing close loses nothing). */
+export function closeDirectFd(fd: number): void {
   try {
     closeSync(fd);
   } catch {
-    // a descriptor only read from
+    // nothing is pending on it
   }
 }
 
@@ -211,7 +210,7 @@ export function closeDirectRead(fd: number): void {
 export function takeReadBuffer(): Buffer {
   const native = load().native;
   if (!native) throw new Error('direct reads need native/directio.c');
-  return readKept.pop() ?? Buffer.from(native.alignedBuffer(DIRECT_BUFFER));
+  return readKept.pop() ?? alignedBuffer(native);
 }
 
 /** A read buffer the socket has taken the bytes of (no read or write may still use it). */

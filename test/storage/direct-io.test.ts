@@ -10,7 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import type { StorageDriver } from '../../src/storage/driver.js';
 import { createFilesystemDriver } from '../../src/storage/drivers/filesystem.js';
 import {
-  closeDirectRead,
+  closeDirectFd,
   DIRECT_AFTER,
   DIRECT_BUFFER,
   directIoCounters,
@@ -235,7 +235,7 @@ describe('filesystem driver: big files written with O_DIRECT (LR_DIRECT_IO=1)', 
             assert.ok(Buffer.concat(chunks).equals(data.subarray(from)), 'the direct reads give the bytes written');
             assert.equal(directIoCounters().read - before, data.length - from);
           } finally {
-            closeDirectRead(fd);
+            closeDirectFd(fd);
           }
         } finally {
           await handle.close();
