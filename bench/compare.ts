@@ -153,6 +153,7 @@ async function startOurs(dir: string): Promise<Server> {
       ...(process.env.LR_MALLOC_TRIM ? { LR_MALLOC_TRIM: process.env.LR_MALLOC_TRIM } : {}),
       ...(process.env.LR_MALLOC_RETAIN ? { LR_MALLOC_RETAIN: process.env.LR_MALLOC_RETAIN } : {}),
       ...(process.env.LR_DIRECT_IO ? { LR_DIRECT_IO: process.env.LR_DIRECT_IO } : {}),
+      ...(process.env.LR_SENDFILE ? { LR_SENDFILE: process.env.LR_SENDFILE } : {}),
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   });

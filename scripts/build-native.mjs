@@ -3,6 +3,7 @@
 //   native/gunzip.c   -> dist/native/gunzip.node     gunzip with a PCLMULQDQ CRC-32 (src/digest/gunzip-native.ts)
 //   native/memory.c   -> dist/native/memory.node     malloc_trim once the server is idle (src/util/malloc-trim.ts)
 //   native/directio.c -> dist/native/directio.node   aligned buffers for O_DIRECT blob writes (src/storage/direct-io.ts)
+//   native/sendfile.c -> dist/native/sendfile.node   sendfile(2) for downloads over plain HTTP (src/http/sendfile.ts)
 // They need a C compiler ($CC, or cc, gcc or clang) and Node's headers (node_api.h), which sqlite3's
 // build needs as well. Each module is optional: where one cannot be built (another architecture or
 // system, no compiler, no headers) the server does without it (node:crypto; no trim), and this
@@ -26,6 +27,7 @@ const modules = [
   { name: 'gunzip', without: "layers are inflated with node:zlib (zlib's table CRC)", arch: ['x64'] },
   { name: 'memory', without: 'an idle server does not trim the C heap', arch: ['x64', 'arm64'] },
   { name: 'directio', without: 'big blobs are written through the page cache', arch: ['x64', 'arm64'] },
+  { name: 'sendfile', without: 'downloads are read into buffers and written to the socket', arch: ['x64', 'arm64'] },
 ];
 
 // dist/native exists either way (the container build copies it)

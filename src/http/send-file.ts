@@ -18,6 +18,7 @@ import type { Readable } from 'node:stream';
 export { FILE_RANGE, fileRangeOf, withFileRange, type FileRange } from '../storage/file-range.js';
 import type { FileRange } from '../storage/file-range.js';
 import type { PieceRecycler } from '../storage/recycle.js';
+import { sendWithSendfile } from './sendfile.js';
 import {
   closeDirectFd,
   DIRECT_AFTER,
@@ -55,6 +56,17 @@ export async function sendFileRange(ctx: Context, range: FileRange, owner: Reada
   res.statusCode = ctx.status;
   for (const [k, v] of Object.entries(ctx.response.headers)) if (v !== undefined) res.setHeader(k, v as string | string[]);
   res.setHeader('Content-Length', range.length);
+  // the kernel's path (sendfile, plain HTTP) unless direct reads are on: those keep a blob that
+  // the page cache does not hold out of it
+  if (!directIoOn()) {
+    let sent = false;
+    try {
+      sent = await sendWithSendfile(res, range.handle.fd, range.start, range.length);
+    } finally {
+      if (sent || res.destroyed) owner.destroy();
+    }
+    if (sent || res.destroyed) return;
+  }
   let closed = false;
   let inflight = 0;
   let wake: (() => void) | undefined;

@@ -1,0 +1,224 @@
+/*
+ * sendfile(2) for blob downloads over plain HTTP (src/http/send-file.ts; issue 18).
+ *
+ * Node has no sendfile: a download reads every chunk of the file into a buffer, then the socket
+ * copies it again. Here the kernel moves the page-cache pages to the socket itself, on the event
+ * loop's own thread, without blocking it:
+ * - the socket's descriptor is duplicated, and the duplicate is watched for writability with a
+ *   libuv poll handle on the loop that runs JavaScript (epoll keeps one registration per
+ *   descriptor, so node's own watch on the original, for reading, is untouched);
+ * - each time the socket can take bytes, sendfile sends from the file at most STEP bytes (a fast
+ *   reader never holds the loop for long), and stops at EAGAIN until the next wake-up;
+ * - at the end, an error or a cancel, the poll handle is closed, then the duplicate, and only then
+ *   is the JavaScript callback called: (errno or 0, bytes sent), with -1 when the file ended before
+ *   the promised length. The caller keeps the file open until then.
+ *
+ *   start(socketFd, fileFd, offset, length, callback) -> job
+ *   sent(job) -> bytes sent so far          cancel(job) -> stops at the next step, callback ECANCELED
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/sendfile.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "napi-util.h"
+
+#define STEP (2 << 20)
+#define SHORT_FILE (-1)
+
+typedef struct {
+  uv_poll_t poll; /* first: the handle's address is the job's */
+  napi_env env;
+  napi_ref callback;
+  napi_async_context async;
+  int sock; /* the duplicate, ours to close */
+  int file; /* the caller's */
+  off_t off;
+  off_t end;
+  double sent;
+  int err;
+  bool finishing; /* the poll handle is closing */
+  bool loop_done; /* closed, callback called */
+  bool js_done;   /* the JavaScript handle was collected */
+} job_t;
+
+static void release(job_t *job) {
+  if (job->loop_done && job->js_done) free(job);
+}
+
+static void on_closed(uv_handle_t *h) {
+  job_t *job = (job_t *)h;
+  napi_env env = job->env;
+  close(job->sock);
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) == napi_ok) {
+    napi_value cb, recv, argv[2];
+    if (napi_get_reference_value(env, job->callback, &cb) == napi_ok && cb != NULL) {
+      napi_get_global(env, &recv);
+      napi_create_int32(env, job->err, &argv[0]);
+      napi_create_double(env, job->sent, &argv[1]);
+      if (napi_make_callback(env, job->async, recv, cb, 2, argv, NULL) == napi_pending_exception) {
+        napi_value e;
+        napi_get_and_clear_last_exception(env, &e);
+        napi_fatal_exception(env, e);
+      }
+    }
+    napi_close_handle_scope(env, scope);
+  }
+  napi_async_destroy(env, job->async);
+  napi_delete_reference(env, job->callback);
+  job->loop_done = true;
+  release(job);
+}
+
+static void finish(job_t *job, int err) {
+  if (job->finishing) return;
+  job->finishing = true;
+  job->err = err;
+  uv_poll_stop(&job->poll);
+  uv_close((uv_handle_t *)&job->poll, on_closed);
+}
+
+static void on_writable(uv_poll_t *h, int status, int events) {
+  (void)events;
+  job_t *job = (job_t *)h;
+  if (job->finishing) return;
+  if (status < 0) {
+    finish(job, -status);
+    return;
+  }
+  size_t budget = STEP;
+  while (budget > 0 && job->off < job->end) {
+    size_t want = (size_t)(job->end - job->off);
+    if (want > budget) want = budget;
+    ssize_t n = sendfile(job->sock, job->file, &job->off, want);
+    if (n > 0) {
+      job->sent += (double)n;
+      budget -= (size_t)n;
+    } else if (n == 0) {
+      finish(job, SHORT_FILE);
+      return;
+    } else if (errno == EINTR) {
+      continue;
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      return;
+    } else {
+      finish(job, errno);
+      return;
+    }
+  }
+  if (job->off >= job->end) finish(job, 0);
+}
+
+static void on_refused(uv_handle_t *h) {
+  job_t *job = (job_t *)h;
+  close(job->sock);
+  free(job);
+}
+
+static void on_collected(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  job_t *job = data;
+  job->js_done = true;
+  release(job);
+}
+
+static int int_of(napi_env env, napi_value v, int64_t *out) {
+  if (napi_get_value_int64(env, v, out) != napi_ok) return throw_type(env, "a number was expected");
+  return 1;
+}
+
+static job_t *job_of(napi_env env, napi_value v) {
+  void *data = NULL;
+  if (napi_get_value_external(env, v, &data) != napi_ok || data == NULL) {
+    throw_type(env, "a sendfile job was expected");
+    return NULL;
+  }
+  return data;
+}
+
+static napi_value start(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  if (!args_of(env, info, 5, argv)) return NULL;
+  int64_t sock, file, off, len;
+  if (!int_of(env, argv[0], &sock) || !int_of(env, argv[1], &file) || !int_of(env, argv[2], &off) || !int_of(env, argv[3], &len)) return NULL;
+  napi_valuetype t;
+  napi_typeof(env, argv[4], &t);
+  if (t != napi_function) {
+    throw_type(env, "a callback was expected");
+    return NULL;
+  }
+  if (sock < 0 || file < 0 || off < 0 || len < 0 || sock > 0x7fffffff || file > 0x7fffffff) {
+    throw_type(env, "descriptors, offset and length must not be negative");
+    return NULL;
+  }
+  uv_loop_t *loop;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok) {
+    napi_throw_error(env, NULL, "no event loop");
+    return NULL;
+  }
+  job_t *job = calloc(1, sizeof *job);
+  if (job == NULL) {
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  job->env = env;
+  job->file = (int)file;
+  job->off = (off_t)off;
+  job->end = (off_t)(off + len);
+  job->sock = fcntl((int)sock, F_DUPFD_CLOEXEC, 0);
+  if (job->sock < 0) {
+    int e = errno;
+    free(job);
+    napi_throw_error(env, "EBADF", e == EBADF ? "bad socket descriptor" : "the socket could not be duplicated");
+    return NULL;
+  }
+  int r = uv_poll_init(loop, &job->poll, job->sock);
+  if (r != 0) {
+    close(job->sock);
+    free(job);
+    napi_throw_error(env, NULL, uv_strerror(r));
+    return NULL;
+  }
+  r = uv_poll_start(&job->poll, UV_WRITABLE, on_writable);
+  if (r != 0) {
+    /* an initialised handle leaves the loop only through uv_close */
+    uv_close((uv_handle_t *)&job->poll, on_refused);
+    napi_throw_error(env, NULL, uv_strerror(r));
+    return NULL;
+  }
+  napi_value resource, name, ext;
+  napi_create_object(env, &resource);
+  napi_create_string_utf8(env, "lr.sendfile", NAPI_AUTO_LENGTH, &name);
+  napi_async_init(env, resource, name, &job->async);
+  napi_create_reference(env, argv[4], 1, &job->callback);
+  napi_create_external(env, job, on_collected, NULL, &ext);
+  return ext;
+}
+
+static napi_value sent(napi_env env, napi_callback_info info) {
+  napi_value argv[1], v;
+  if (!args_of(env, info, 1, argv)) return NULL;
+  job_t *job = job_of(env, argv[0]);
+  if (job == NULL) return NULL;
+  napi_create_double(env, job->sent, &v);
+  return v;
+}
+
+static napi_value cancel(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!args_of(env, info, 1, argv)) return NULL;
+  job_t *job = job_of(env, argv[0]);
+  if (job == NULL) return NULL;
+  if (!job->loop_done) finish(job, ECANCELED);
+  return NULL;
+}
+
+NAPI_MODULE_INIT() {
+  static const lr_export_t fns[] = {{"start", start}, {"sent", sent}, {"cancel", cancel}};
+  return export_all(env, exports, 1, fns, sizeof fns / sizeof fns[0]);
+}

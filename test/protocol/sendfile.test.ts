@@ -1,0 +1,217 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { readdirSync, writeFileSync } from 'node:fs';
+import { mkdtemp, open, rm } from 'node:fs/promises';
+import { createServer, request as httpRequest, type Server } from 'node:http';
+import { connect, type AddressInfo, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request } from '../helpers/http.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+import { sendfileJobs, sendfileStatus, sendWithSendfile } from '../../src/http/sendfile.js';
+
+const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+const openFds = (): number => readdirSync('/proc/self/fd').length;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const IDLE_S = 2;
+
+/** Responses read off a raw socket, in order: status, headers, body (by Content-Length; none for a HEAD). */
+function readResponses(sock: Socket, methods: readonly string[]): Promise<{ status: number; headers: Record<string, string>; body: Buffer }[]> {
+  return new Promise((resolve, reject) => {
+    let buf = Buffer.alloc(0);
+    const out: { status: number; headers: Record<string, string>; body: Buffer }[] = [];
+    const parse = (): void => {
+      for (;;) {
+        const end = buf.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const lines = buf.subarray(0, end).toString('latin1').split('\r\n');
+        const headers: Record<string, string> = {};
+        for (const l of lines.slice(1)) headers[l.slice(0, l.indexOf(':')).toLowerCase()] = l.slice(l.indexOf(':') + 1).trim();
+        const len = methods[out.length] === 'HEAD' ? 0 : Number(headers['content-length'] ?? 0);
+        if (buf.length < end + 4 + len) return;
+        out.push({ status: Number(lines[0]!.split(' ')[1]), headers, body: Buffer.from(buf.subarray(end + 4, end + 4 + len)) });
+        buf = buf.subarray(end + 4 + len);
+        if (out.length === methods.length) {
+          sock.off('data', onData);
+          resolve(out);
+          return;
+        }
+      }
+    };
+    const onData = (c: Buffer): void => {
+      buf = Buffer.concat([buf, c]);
+      parse();
+    };
+    sock.on('data', onData);
+    sock.on('error', reject);
+    sock.on('close', () => reject(new Error(`closed after ${out.length} of ${methods.length} responses (${buf.length} bytes left)`)));
+  });
+}
+
+/**
+ * Blob downloads with sendfile (src/http/sendfile.ts, native/sendfile.c): the kernel writes the
+ * body on a duplicate of the socket's descriptor while node's HTTP server still owns the socket.
+ * The framing must stay exact (keep-alive, pipelined requests), a client that stalls is cut after
+ * the idle timeout, and one that goes away leaves no descriptor behind.
+ */
+describe('downloads with sendfile', { skip: sendfileStatus().on ? false : `sendfile is off here: ${sendfileStatus().reason}` }, () => {
+  let s: TestServer;
+  const blob = randomBytes(5 * 1024 * 1024 + 777);
+  const digest = sha(blob);
+  const path = `/v2/sf/blob/blobs/${digest}`;
+  before(async () => {
+    s = await startTestServer({ standalone: true, v2: true, idle_timeout: IDLE_S });
+    const r = await request(s.url, `/v2/sf/blob/blobs/uploads/?digest=${digest}`, { method: 'POST', body: blob });
+    assert.equal(r.status, 201);
+  });
+  after(() => s.stop());
+
+  it('keeps the framing on one connection: pipelined GETs, a range and a small request, in order', async () => {
+    const u = new URL(s.url);
+    const sock = connect(Number(u.port), u.hostname);
+    await new Promise((r) => sock.once('connect', r));
+    const before = sendfileJobs();
+    const got = readResponses(sock, ['GET', 'GET', 'GET', 'HEAD', 'GET']);
+    // all five in one write: the server answers them in order on the same socket
+    sock.write(
+      `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n` +
+        `GET ${path} HTTP/1.1\r\nHost: x\r\nRange: bytes=1000-3000000\r\n\r\n` +
+        `GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n` +
+        `HEAD ${path} HTTP/1.1\r\nHost: x\r\n\r\n` +
+        `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`,
+    );
+    const [full, part, ping, head, again] = await got;
+    sock.destroy();
+    assert.equal(full!.status, 200);
+    assert.ok(full!.body.equals(blob), 'first whole body');
+    assert.equal(part!.status, 206);
+    assert.equal(part!.headers['content-range'], `bytes 1000-3000000/${blob.length}`);
+    assert.ok(part!.body.equals(blob.subarray(1000, 3000001)), 'range body');
+    assert.equal(ping!.status, 200);
+    assert.equal(head!.status, 200);
+    assert.equal(head!.headers['content-length'], String(blob.length));
+    assert.ok(again!.body.equals(blob), 'last whole body');
+    assert.ok(sendfileJobs() - before >= 1, 'at least the first download went through sendfile');
+  });
+
+  it('cuts a client that stops reading after the idle timeout, and closes everything', async () => {
+    const u = new URL(s.url);
+    const big = randomBytes(64 * 1024 * 1024);
+    const d = sha(big);
+    assert.equal((await request(s.url, `/v2/sf/stall/blobs/uploads/?digest=${d}`, { method: 'POST', body: big })).status, 201);
+    await sleep(100);
+    const fds = openFds();
+    const sock = connect(Number(u.port), u.hostname);
+    await new Promise((r) => sock.once('connect', r));
+    // the client reads nothing: the socket buffers fill and the server's sends stop at EAGAIN. A
+    // paused socket does not see the server's close either: the server side is watched, by this
+    // process's descriptors (the client's socket, the server's, the blob's file and sendfile's
+    // duplicate of the server's socket)
+    sock.pause();
+    const t0 = Date.now();
+    sock.write(`GET /v2/sf/stall/blobs/${d} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    await sleep(500);
+    assert.ok(openFds() >= fds + 3, `descriptors while stalled: ${fds} → ${openFds()}`);
+    while (openFds() > fds + 1 && Date.now() - t0 < (IDLE_S * 3 + 2) * 1000) await sleep(50);
+    const waited = (Date.now() - t0) / 1000;
+    assert.ok(openFds() <= fds + 1, `descriptors ${fds} → ${openFds()} after ${waited.toFixed(1)} s`);
+    assert.ok(waited >= IDLE_S * 0.9, `cut after ${waited.toFixed(1)} s (idle timeout ${IDLE_S} s)`);
+    // what the kernel held is delivered, then the end: never the whole blob
+    let got = 0;
+    const ended = new Promise<void>((r) => sock.once('close', () => r()));
+    sock.on('data', (c: Buffer) => (got += c.length));
+    sock.on('error', () => undefined);
+    sock.resume();
+    await ended;
+    assert.ok(got > 0 && got < big.length, `the stalled client got ${got} bytes`);
+    // the server goes on
+    const r = await request(s.url, path);
+    assert.ok(r.body.equals(blob));
+  });
+
+  it('leaves no descriptor behind for clients that go away mid-body, and keeps serving', async () => {
+    await sleep(100);
+    const before = openFds();
+    const u = new URL(s.url);
+    for (let i = 0; i < 8; i++) {
+      await new Promise<void>((resolve) => {
+        const req = httpRequest({ host: u.hostname, port: u.port, path, agent: false }, (res) => {
+          let got = 0;
+          res.on('data', (c: Buffer) => {
+            got += c.length;
+            if (got > (i + 1) * 300_000) req.destroy();
+          });
+          res.on('error', () => undefined);
+          res.on('close', () => resolve());
+        });
+        req.on('error', () => resolve());
+        req.end();
+      });
+    }
+    let now = openFds();
+    for (let i = 0; i < 100 && now > before; i++) {
+      await sleep(20);
+      now = openFds();
+    }
+    assert.ok(now <= before, `open descriptors ${before} → ${now}`);
+    const all = await Promise.all(Array.from({ length: 6 }, () => request(s.url, path)));
+    for (const r of all) assert.ok(r.body.equals(blob));
+  });
+});
+
+describe('sendWithSendfile on its own', { skip: sendfileStatus().on ? false : `sendfile is off here: ${sendfileStatus().reason}` }, () => {
+  let dir: string;
+  let server: Server;
+  let port = 0;
+  let outcome: Promise<unknown> = Promise.resolve();
+  const data = randomBytes(1024 * 1024);
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'lr-sendfile-'));
+    writeFileSync(join(dir, 'f'), data);
+    server = createServer((req, res) => {
+      const promised = Number(new URL(req.url!, 'http://x').searchParams.get('length'));
+      outcome = (async () => {
+        const fh = await open(join(dir, 'f'), 'r');
+        try {
+          res.statusCode = 200;
+          res.setHeader('Content-Length', promised);
+          return await sendWithSendfile(res, fh.fd, 0, promised);
+        } finally {
+          await fh.close();
+        }
+      })();
+      outcome.catch(() => undefined);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    port = (server.address() as AddressInfo).port;
+  });
+  after(async () => {
+    await new Promise((r) => server.close(r));
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('sends the file exactly', async () => {
+    const r = await request(`http://127.0.0.1:${port}`, `/?length=${data.length}`);
+    assert.equal(r.status, 200);
+    assert.ok(r.body.equals(data));
+    assert.equal(await outcome, true);
+  });
+
+  it('cuts the connection when the file ends before the promised length, and says why', async () => {
+    const got = await new Promise<{ bytes: number; aborted: boolean }>((resolve) => {
+      const req = httpRequest({ host: '127.0.0.1', port, path: `/?length=${2 * data.length}`, agent: false }, (res) => {
+        let bytes = 0;
+        res.on('data', (c: Buffer) => (bytes += c.length));
+        res.on('aborted', () => resolve({ bytes, aborted: true }));
+        res.on('error', () => resolve({ bytes, aborted: true }));
+        res.on('end', () => resolve({ bytes, aborted: false }));
+      });
+      req.on('error', () => resolve({ bytes: -1, aborted: true }));
+      req.end();
+    });
+    assert.equal(got.aborted, true);
+    assert.equal(got.bytes, data.length);
+    await assert.rejects(outcome, /file ended before its length/);
+  });
+});
