@@ -26,6 +26,7 @@ import { sha256x2 } from './digest/sha256.js';
 import { nativeGunzip, nativeGunzipReason } from './digest/gunzip-native.js';
 import { mallocRetain, mallocTrim, mallocTrimStatus, mapTextInPages } from './util/malloc-trim.js';
 import { directIoStatus, discardKeptBuffers } from './storage/direct-io.js';
+import { sendfileStatus } from './http/sendfile.js';
 import { packageVersion } from './version.js';
 
 export type { Role } from './assemble/site.js';
@@ -108,6 +109,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const debug = await listenDebug(site, health);
   const trimStatus = mallocTrimStatus();
   const directIo = directIoStatus();
+  const sendfile = sendfileStatus();
   log.info('legacy-registry listening', {
     role: site.role,
     address: `${shownHost}:${addr.port}`,
@@ -129,6 +131,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     idle_trim: trimStatus.available ? `malloc_trim${retained ? ', freed heap kept while busy' : ''}` : `off (${trimStatus.reason})`,
     // big blobs written past the page cache (native/directio.c), or why not
     direct_io: config.storage === 'file' || config.storage === 'local' ? (directIo.on ? 'O_DIRECT past 8 MiB' : `off (${directIo.reason})`) : undefined,
+    // downloads of files sent by the kernel (native/sendfile.c; plain HTTP), or why not
+    sendfile: config.tls_certificate ? 'off (TLS)' : sendfile.on ? (directIo.on ? 'off (LR_DIRECT_IO=1 reads instead)' : 'on') : `off (${sendfile.reason})`,
   });
   log.debug('configuration', redact(config));
   store.startBackground();
