@@ -11,7 +11,8 @@
  *   reader never holds the loop for long), and stops at EAGAIN until the next wake-up;
  * - at the end, an error or a cancel, the poll handle is closed, then the duplicate, and only then
  *   is the JavaScript callback called: (errno or 0, bytes sent), with -1 when the file ended before
- *   the promised length. The caller keeps the file open until then.
+ *   the promised length, and -2 when the next bytes to send are not all in the page cache (see
+ *   resident below: the caller sends the rest itself). The caller keeps the file open until then.
  *
  *   start(socketFd, fileFd, offset, length, callback) -> job
  *   sent(job) -> bytes sent so far          cancel(job) -> stops at the next step, callback ECANCELED
@@ -20,7 +21,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/sendfile.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -28,6 +31,58 @@
 
 #define STEP (2 << 20)
 #define SHORT_FILE (-1)
+#define NOT_CACHED (-2)
+
+#ifndef __NR_cachestat
+#define __NR_cachestat 451 /* the same number on x86-64 and arm64 (Linux 6.5) */
+#endif
+
+struct lr_cachestat_range {
+  uint64_t off;
+  uint64_t len;
+};
+struct lr_cachestat {
+  uint64_t nr_cache;
+  uint64_t nr_dirty;
+  uint64_t nr_writeback;
+  uint64_t nr_evicted;
+  uint64_t nr_recently_evicted;
+};
+
+/* cachestat(2): 1 works, 0 not on this kernel (mincore then), -1 not tried yet */
+static int cachestat_works = -1;
+
+/*
+ * Whether every page of [off, off + len) is in the page cache. sendfile reads a page that is not
+ * from the disk, and it would do so on the event loop's thread: such a part of the file is left to
+ * the caller's reads instead, which run in libuv's thread pool. cachestat(2) counts the cached pages
+ * of a range without touching them; before Linux 6.5, mincore(2) of a mapping of the range.
+ */
+static bool resident(int fd, off_t off, size_t len) {
+  static long page = 0;
+  if (page == 0) page = sysconf(_SC_PAGESIZE);
+  off_t first = off - off % page;
+  size_t span = (size_t)(off - first) + len;
+  size_t pages = (span + (size_t)page - 1) / (size_t)page;
+  if (cachestat_works != 0) {
+    struct lr_cachestat_range r = {(uint64_t)first, (uint64_t)span};
+    struct lr_cachestat cs;
+    if (syscall(__NR_cachestat, fd, &r, &cs, 0) == 0) {
+      cachestat_works = 1;
+      return cs.nr_cache >= pages;
+    }
+    if (errno != ENOSYS && errno != EPERM) return false;
+    cachestat_works = 0;
+  }
+  unsigned char vec[(STEP / 4096) + 2];
+  if (pages > sizeof vec) return false;
+  void *m = mmap(NULL, span, PROT_READ, MAP_SHARED, fd, first);
+  if (m == MAP_FAILED) return false;
+  bool all = mincore(m, span, vec) == 0;
+  for (size_t i = 0; all && i < pages; i++) all = (vec[i] & 1) != 0;
+  munmap(m, span);
+  return all;
+}
 
 typedef struct {
   uv_poll_t poll; /* first: the handle's address is the job's */
@@ -94,6 +149,10 @@ static void on_writable(uv_poll_t *h, int status, int events) {
   while (budget > 0 && job->off < job->end) {
     size_t want = (size_t)(job->end - job->off);
     if (want > budget) want = budget;
+    if (!resident(job->file, job->off, want)) {
+      finish(job, NOT_CACHED);
+      return;
+    }
     ssize_t n = sendfile(job->sock, job->file, &job->off, want);
     if (n > 0) {
       job->sent += (double)n;

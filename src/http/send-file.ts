@@ -56,16 +56,18 @@ export async function sendFileRange(ctx: Context, range: FileRange, owner: Reada
   res.statusCode = ctx.status;
   for (const [k, v] of Object.entries(ctx.response.headers)) if (v !== undefined) res.setHeader(k, v as string | string[]);
   res.setHeader('Content-Length', range.length);
-  // the kernel's path (sendfile, plain HTTP) unless direct reads are on: those keep a blob that
-  // the page cache does not hold out of it
+  // the kernel's path (sendfile, plain HTTP) for what the page cache holds, unless direct reads are
+  // on (those keep a blob that the page cache does not hold out of it); from the first bytes it
+  // does not hold (`already` sent), the reads below in the thread pool
+  let already = 0;
   if (!directIoOn()) {
-    let sent = false;
+    let over = false;
     try {
-      sent = await sendWithSendfile(res, range.handle.fd, range.start, range.length);
+      ({ over, sent: already } = await sendWithSendfile(res, range.handle.fd, range.start, range.length));
     } finally {
-      if (sent || res.destroyed) owner.destroy();
+      if (over || res.destroyed) owner.destroy();
     }
-    if (sent || res.destroyed) return;
+    if (over || res.destroyed) return;
   }
   let closed = false;
   let inflight = 0;
@@ -88,7 +90,7 @@ export async function sendFileRange(ctx: Context, range: FileRange, owner: Reada
     directIoOn() && range.start + range.length > DIRECT_AFTER ? Math.ceil(Math.max(range.start, DIRECT_AFTER) / DIRECT_ALIGN) * DIRECT_ALIGN : Infinity;
   let direct: DirectReads | undefined;
   try {
-    let pos = range.start;
+    let pos = range.start + already;
     const end = range.start + range.length;
     while (pos < end) {
       while (!closed && inflight >= IN_FLIGHT) await new Promise<void>((r) => (wake = r));

@@ -22,6 +22,8 @@ interface Native {
 export const SENDFILE_MIN = 256 << 10;
 /** What the native callback reports when the file ended before the promised length. */
 const SHORT_FILE = -1;
+/** … and when the next bytes are not all in the page cache: sendfile would read the disk on the loop's thread. */
+const NOT_CACHED = -2;
 const ECANCELED = 125;
 /** errno values of a peer that is gone: EPIPE, ECONNRESET, ETIMEDOUT, ENOTCONN. */
 const GONE = new Set([32, 104, 110, 107]);
@@ -43,10 +45,22 @@ export function sendfileStatus(): { readonly on: boolean; readonly reason: strin
 }
 
 let jobs = 0;
+let uncached = 0;
 /** Downloads that went through sendfile since the start (tests). */
 export function sendfileJobs(): number {
   return jobs;
 }
+/** Of those, the ones that met bytes out of the page cache and left the rest to the reads (tests). */
+export function sendfileUncached(): number {
+  return uncached;
+}
+
+/** Where a download stands after sendWithSendfile: over (nothing more to send), or `sent` bytes of the body sent. */
+export interface SendfileResult {
+  readonly over: boolean;
+  readonly sent: number;
+}
+const NOT_USED: SendfileResult = { over: false, sent: 0 };
 
 /** The socket's descriptor when the response can be sent with sendfile from here, else undefined. */
 function socketFd(res: ServerResponse): number | undefined {
@@ -58,26 +72,28 @@ function socketFd(res: ServerResponse): number | undefined {
 
 /**
  * Sends `length` bytes of the open file `fileFd` from `start` as the body of `res`, whose status
- * and headers (with Content-Length) are set and not yet sent. Returns false, having sent nothing
- * of the body, when sendfile cannot be used for this response (the headers may have been sent:
- * the caller writes the body itself); true once the body was sent whole and the response ended.
- * A client that stalls for the socket's idle timeout, goes away, or a file that ends short ends
- * the response with the connection cut (the length was promised), and the promise rejects.
- * The caller keeps the file open until the promise settles.
+ * and headers (with Content-Length) are set and not yet sent. The result says what is left:
+ * - `over`: the body was sent whole and the response ended, or the connection was cut for a client
+ *   that went away or took nothing for the socket's idle timeout (as the buffered path cuts it);
+ * - else `sent` bytes of the body went out (0 when sendfile cannot be used for this response, the
+ *   headers possibly sent already), and the caller writes the rest through the response: the rest
+ *   is not all in the page cache, and sendfile would read it from the disk on the loop's thread.
+ * A file that ends short, or a failing sendfile, cuts the connection too (the length was
+ * promised), and the promise rejects. The caller keeps the file open until the promise settles.
  */
-export async function sendWithSendfile(res: ServerResponse, fileFd: number, start: number, length: number): Promise<boolean> {
+export async function sendWithSendfile(res: ServerResponse, fileFd: number, start: number, length: number): Promise<SendfileResult> {
   const native = off ? undefined : load().native;
-  if (!native || length < SENDFILE_MIN) return false;
+  if (!native || length < SENDFILE_MIN) return NOT_USED;
   const sockFd = socketFd(res);
-  if (sockFd === undefined) return false;
+  if (sockFd === undefined) return NOT_USED;
   res.flushHeaders();
   // the headers must be in the kernel, ahead of the body; behind a pipelined response, or with the
   // socket still busy, they are not: the caller writes the body through the stream instead
-  if (res.writableLength !== 0 || res.socket?.writableLength !== 0 || socketFd(res) !== sockFd) return false;
+  if (res.writableLength !== 0 || res.socket?.writableLength !== 0 || socketFd(res) !== sockFd) return NOT_USED;
   const socket = res.socket as Socket;
-  jobs++;
   let job: object | undefined;
   let clientGone = false;
+  let sent = 0;
   const result = await new Promise<number>((resolve) => {
     let settled = false;
     const finish = (err: number): void => {
@@ -109,7 +125,11 @@ export async function sendWithSendfile(res: ServerResponse, fileFd: number, star
       native.cancel(job!);
     };
     try {
-      job = native.start(sockFd, fileFd, start, length, (err) => finish(err));
+      job = native.start(sockFd, fileFd, start, length, (err, n) => {
+        sent = n;
+        finish(err);
+      });
+      jobs++;
     } catch {
       // the socket could not be watched: nothing of the body was sent
       clearInterval(watch);
@@ -119,15 +139,19 @@ export async function sendWithSendfile(res: ServerResponse, fileFd: number, star
     }
     res.on('close', onClose);
   });
-  if (Number.isNaN(result)) return false;
+  if (Number.isNaN(result)) return NOT_USED;
   if (result === 0) {
     res.end();
-    return true;
+    return { over: true, sent };
+  }
+  if (result === NOT_CACHED && !clientGone) {
+    uncached++;
+    return { over: false, sent };
   }
   if (result !== SHORT_FILE && (clientGone || GONE.has(result) || result === ECANCELED)) {
     // the client went away or stalled: the connection is cut, as the buffered path does
     res.destroy();
-    return true;
+    return { over: true, sent };
   }
   const err = new Error(result === SHORT_FILE ? 'file ended before its length' : `sendfile failed (errno ${result})`);
   res.destroy(err);
