@@ -32,6 +32,10 @@
 #define STEP (2 << 20)
 #define SHORT_FILE (-1)
 #define NOT_CACHED (-2)
+#define AHEAD (8 << 20)
+
+/* read-aheads started since the module was loaded (tests) */
+static double reads_ahead = 0;
 
 #ifndef __NR_cachestat
 #define __NR_cachestat 451 /* the same number on x86-64 and arm64 (Linux 6.5) */
@@ -95,8 +99,14 @@ typedef struct {
   off_t end;
   double sent;
   int err;
-  bool finishing; /* the poll handle is closing */
+  bool finishing; /* the poll handle is closing, or will once the read-ahead is back */
   bool loop_done; /* closed, callback called */
+  uv_loop_t *loop;
+  uv_work_t work;    /* the read-ahead in the thread pool */
+  bool reading;      /* … is in flight */
+  bool waiting;      /* the poll is stopped until it is back */
+  off_t ahead_from;  /* the window it reads (or read last) */
+  off_t ahead_until;
   bool js_done;   /* the JavaScript handle was collected */
 } job_t;
 
@@ -134,7 +144,71 @@ static void finish(job_t *job, int err) {
   job->finishing = true;
   job->err = err;
   uv_poll_stop(&job->poll);
-  uv_close((uv_handle_t *)&job->poll, on_closed);
+  /* a read-ahead in flight still uses the job: the handle is closed when it is back */
+  if (!job->reading) uv_close((uv_handle_t *)&job->poll, on_closed);
+}
+
+static void on_writable(uv_poll_t *h, int status, int events);
+
+/*
+ * Read-ahead of a window the page cache does not hold, in libuv's thread pool, where the server's
+ * file reads run: readahead(2) submits its reads, then its pages are mapped with MAP_POPULATE, which
+ * waits for them (nothing is copied), and unmapped. Never touched, so a window past the end of a file that shrank is harmless.
+ */
+static void read_ahead(uv_work_t *w) {
+  job_t *job = w->data;
+  size_t len = (size_t)(job->ahead_until - job->ahead_from);
+  /* the reads submitted at once, in large requests (a fault's own read-ahead is 128 KiB at a time
+     on many systems), then waited for: the population finds the pages locked until they are read */
+  readahead(job->file, job->ahead_from, len);
+  void *m = mmap(NULL, len, PROT_READ, MAP_SHARED | MAP_POPULATE, job->file, job->ahead_from);
+  if (m != MAP_FAILED) munmap(m, len);
+}
+
+static void read_ahead_back(uv_work_t *w, int status);
+
+static void start_read_ahead(job_t *job, off_t from) {
+  static long page = 0;
+  if (page == 0) page = sysconf(_SC_PAGESIZE);
+  from -= from % page;
+  off_t until = from + AHEAD;
+  if (until > job->end) until = job->end;
+  if (until <= from) return;
+  job->ahead_from = from;
+  job->ahead_until = until;
+  job->work.data = job;
+  if (uv_queue_work(job->loop, &job->work, read_ahead, read_ahead_back) == 0) {
+    job->reading = true;
+    reads_ahead++;
+  }
+}
+
+static size_t step_at(const job_t *job) {
+  size_t want = (size_t)(job->end - job->off);
+  return want > STEP ? STEP : want;
+}
+
+static void read_ahead_back(uv_work_t *w, int status) {
+  (void)status;
+  job_t *job = w->data;
+  job->reading = false;
+  if (job->finishing) {
+    uv_close((uv_handle_t *)&job->poll, on_closed);
+    return;
+  }
+  if (!job->waiting) return;
+  if (resident(job->file, job->off, step_at(job))) {
+    job->waiting = false;
+    int r = uv_poll_start(&job->poll, UV_WRITABLE, on_writable);
+    if (r != 0) finish(job, -r);
+  } else if (job->off < job->ahead_from || job->off >= job->ahead_until) {
+    /* the window read was not the one the sends stopped at */
+    start_read_ahead(job, job->off);
+    if (!job->reading) finish(job, NOT_CACHED);
+  } else {
+    /* read and gone again (the page cache under pressure): the caller reads the rest */
+    finish(job, NOT_CACHED);
+  }
 }
 
 static void on_writable(uv_poll_t *h, int status, int events) {
@@ -150,7 +224,11 @@ static void on_writable(uv_poll_t *h, int status, int events) {
     size_t want = (size_t)(job->end - job->off);
     if (want > budget) want = budget;
     if (!resident(job->file, job->off, want)) {
-      finish(job, NOT_CACHED);
+      /* sendfile would read the disk on this thread: the thread pool reads it first */
+      uv_poll_stop(&job->poll);
+      job->waiting = true;
+      if (!job->reading) start_read_ahead(job, job->off);
+      if (!job->reading) finish(job, NOT_CACHED);
       return;
     }
     ssize_t n = sendfile(job->sock, job->file, &job->off, want);
@@ -169,7 +247,13 @@ static void on_writable(uv_poll_t *h, int status, int events) {
       return;
     }
   }
-  if (job->off >= job->end) finish(job, 0);
+  if (job->off >= job->end) {
+    finish(job, 0);
+    return;
+  }
+  /* a blob being read in from the disk: the next window is read while this one is sent */
+  if (job->ahead_until > 0 && !job->reading && job->ahead_until < job->end && job->off + AHEAD / 2 >= job->ahead_until)
+    start_read_ahead(job, job->ahead_until);
 }
 
 static void on_refused(uv_handle_t *h) {
@@ -226,6 +310,7 @@ static napi_value start(napi_env env, napi_callback_info info) {
     return NULL;
   }
   job->env = env;
+  job->loop = loop;
   job->file = (int)file;
   job->off = (off_t)off;
   job->end = (off_t)(off + len);
@@ -268,6 +353,13 @@ static napi_value sent(napi_env env, napi_callback_info info) {
   return v;
 }
 
+static napi_value readsAhead(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value v;
+  napi_create_double(env, reads_ahead, &v);
+  return v;
+}
+
 static napi_value cancel(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (!args_of(env, info, 1, argv)) return NULL;
@@ -278,6 +370,6 @@ static napi_value cancel(napi_env env, napi_callback_info info) {
 }
 
 NAPI_MODULE_INIT() {
-  static const lr_export_t fns[] = {{"start", start}, {"sent", sent}, {"cancel", cancel}};
+  static const lr_export_t fns[] = {{"start", start}, {"sent", sent}, {"cancel", cancel}, {"readsAhead", readsAhead}};
   return export_all(env, exports, 1, fns, sizeof fns / sizeof fns[0]);
 }

@@ -16,13 +16,17 @@ interface Native {
   start(socketFd: number, fileFd: number, offset: number, length: number, done: (err: number, sent: number) => void): object;
   sent(job: object): number;
   cancel(job: object): void;
+  readsAhead(): number;
 }
 
 /** Bodies shorter than this go through the buffers: one read and one write, no poll handle. */
 export const SENDFILE_MIN = 256 << 10;
 /** What the native callback reports when the file ended before the promised length. */
 const SHORT_FILE = -1;
-/** … and when the next bytes are not all in the page cache: sendfile would read the disk on the loop's thread. */
+/**
+ * … and when the next bytes are not all in the page cache even after reading them ahead in the
+ * thread pool (a page cache under pressure): sendfile would read the disk on the loop's thread.
+ */
 const NOT_CACHED = -2;
 const ECANCELED = 125;
 /** errno values of a peer that is gone: EPIPE, ECONNRESET, ETIMEDOUT, ENOTCONN. */
@@ -50,7 +54,11 @@ let uncached = 0;
 export function sendfileJobs(): number {
   return jobs;
 }
-/** Of those, the ones that met bytes out of the page cache and left the rest to the reads (tests). */
+/** Windows of files read into the page cache ahead of sendfile, in the thread pool, since the start (tests). */
+export function sendfileReadsAhead(): number {
+  return load().native?.readsAhead() ?? 0;
+}
+/** Downloads that met bytes out of the page cache that its read-ahead could not keep there, and left the rest to the reads (tests). */
 export function sendfileUncached(): number {
   return uncached;
 }

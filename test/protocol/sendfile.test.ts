@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { sendfileJobs, sendfileStatus, sendfileUncached, sendWithSendfile } from '../../src/http/sendfile.js';
+import { sendfileJobs, sendfileReadsAhead, sendfileStatus, sendfileUncached, sendWithSendfile } from '../../src/http/sendfile.js';
 
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const openFds = (): number => readdirSync('/proc/self/fd').length;
@@ -144,27 +144,49 @@ describe('downloads with sendfile', { skip: sendfileStatus().on ? false : `sendf
     assert.ok(r.body.equals(blob));
   });
 
-  it('leaves bytes the page cache does not hold to the thread-pool reads, and the body stays exact', async () => {
+  it('reads bytes the page cache does not hold in the thread pool before sending them, and the body stays exact', async () => {
     // sendfile would read them from the disk on the event loop's thread
     const file = join(s.dataDir, 'blobs', 'sha256', digest.slice(7, 9), digest.slice(7), 'data');
     spawnSync('sync');
     evict(file);
     assert.ok(cachedBytes(file) < blob.length / 2, `${cachedBytes(file)} bytes still cached`);
-    const before = sendfileUncached();
+    const ahead = sendfileReadsAhead();
+    const fallbacks = sendfileUncached();
     const cold = await request(s.url, path);
     assert.ok(cold.body.equals(blob), 'body read from the disk');
-    assert.equal(sendfileUncached() - before, 1, 'the download left its uncached bytes to the reads');
+    // 5 MiB in windows of 8 MiB: one read-ahead, and nothing left to the buffered reads
+    assert.ok(sendfileReadsAhead() - ahead >= 1, `${sendfileReadsAhead() - ahead} windows read ahead`);
+    assert.equal(sendfileUncached(), fallbacks);
     // the same with a part cached: the first MiB read, the rest evicted
     evict(file);
     const head = await request(s.url, path, { headers: { Range: 'bytes=0-1048575' } });
     assert.ok(head.body.equals(blob.subarray(0, 1048576)));
     const mixed = await request(s.url, path);
     assert.ok(mixed.body.equals(blob), 'body partly from the page cache, partly from the disk');
-    // read once, the whole file is cached: sendfile sends it all
-    const again = sendfileUncached();
+    // and ranges of a cold file that start and end off page boundaries
+    evict(file);
+    const part = await request(s.url, path, { headers: { Range: 'bytes=4097-5000000' } });
+    assert.ok(part.body.equals(blob.subarray(4097, 5000001)), 'range of a cold file');
+    // read whole once more, it is all cached: sendfile sends it with no read-ahead
+    assert.ok((await request(s.url, path)).body.equals(blob));
+    const again = sendfileReadsAhead();
     const warm = await request(s.url, path);
     assert.ok(warm.body.equals(blob));
-    assert.equal(sendfileUncached(), again, 'a cached blob is sent by sendfile alone');
+    assert.equal(sendfileReadsAhead(), again, 'a cached blob is sent with no read-ahead');
+  });
+
+  it('reads a large cold blob ahead window by window while it sends', async () => {
+    const big = randomBytes(40 * 1024 * 1024 + 4321);
+    const d = sha(big);
+    assert.equal((await request(s.url, `/v2/sf/cold/blobs/uploads/?digest=${d}`, { method: 'POST', body: big })).status, 201);
+    const file = join(s.dataDir, 'blobs', 'sha256', d.slice(7, 9), d.slice(7), 'data');
+    spawnSync('sync');
+    evict(file);
+    const ahead = sendfileReadsAhead();
+    const r = await request(s.url, `/v2/sf/cold/blobs/${d}`);
+    assert.ok(r.body.equals(big));
+    // 40 MiB in 8 MiB windows
+    assert.ok(sendfileReadsAhead() - ahead >= 5, `${sendfileReadsAhead() - ahead} windows read ahead`);
   });
 
   it('leaves no descriptor behind for clients that go away mid-body, and keeps serving', async () => {
