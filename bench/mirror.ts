@@ -145,6 +145,7 @@ async function startOurs(dir: string, upstream: string): Promise<Proc> {
       ...(process.env.LR_SHA256X2 ? { LR_SHA256X2: process.env.LR_SHA256X2 } : {}),
       ...(process.env.LR_NATIVE_GUNZIP ? { LR_NATIVE_GUNZIP: process.env.LR_NATIVE_GUNZIP } : {}),
       ...(process.env.LR_DIRECT_IO ? { LR_DIRECT_IO: process.env.LR_DIRECT_IO } : {}),
+      ...(process.env.LR_SENDFILE ? { LR_SENDFILE: process.env.LR_SENDFILE } : {}),
     },
   });
   let out = '';

@@ -153,7 +153,8 @@ static void on_writable(uv_poll_t *h, int status, int events);
 /*
  * Read-ahead of a window the page cache does not hold, in libuv's thread pool, where the server's
  * file reads run: readahead(2) submits its reads, then its pages are mapped with MAP_POPULATE, which
- * waits for them (nothing is copied), and unmapped. Never touched, so a window past the end of a file that shrank is harmless.
+ * waits for them (nothing is copied), and unmapped. The mapping is never touched, so a window past
+ * the end of a file that shrank is harmless.
  */
 static void read_ahead(uv_work_t *w) {
   job_t *job = w->data;
@@ -219,6 +220,9 @@ static void on_writable(uv_poll_t *h, int status, int events) {
     finish(job, -status);
     return;
   }
+  /* a blob being read in from the disk: the next window is read while this one is sent */
+  if (job->ahead_until > 0 && !job->reading && job->ahead_until < job->end && job->off + AHEAD / 2 >= job->ahead_until)
+    start_read_ahead(job, job->ahead_until);
   size_t budget = STEP;
   while (budget > 0 && job->off < job->end) {
     size_t want = (size_t)(job->end - job->off);
@@ -247,13 +251,7 @@ static void on_writable(uv_poll_t *h, int status, int events) {
       return;
     }
   }
-  if (job->off >= job->end) {
-    finish(job, 0);
-    return;
-  }
-  /* a blob being read in from the disk: the next window is read while this one is sent */
-  if (job->ahead_until > 0 && !job->reading && job->ahead_until < job->end && job->off + AHEAD / 2 >= job->ahead_until)
-    start_read_ahead(job, job->ahead_until);
+  if (job->off >= job->end) finish(job, 0);
 }
 
 static void on_refused(uv_handle_t *h) {
