@@ -1,15 +1,14 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { readdirSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request } from '../helpers/http.js';
+import { getAndGoAway, openFds, settledFds } from '../helpers/going-away.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { makeImage, pushImage } from '../helpers/v1-client.js';
 import { sendfileJobs, sendfileStatus, setSendfile } from '../../src/http/sendfile.js';
 
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-const openFds = (): number => readdirSync('/proc/self/fd').length;
 
 /**
  * Large bodies go out with sendfile (src/http/sendfile.ts) or through pooled buffers
@@ -120,27 +119,8 @@ for (const mode of ['sendfile', 'buffers'] as const)
       // settle: earlier responses' files are closed
       await new Promise((r) => setTimeout(r, 100));
       const before = openFds();
-      for (let i = 0; i < 5; i++) {
-        await new Promise<void>((resolve) => {
-          const u = new URL(s.url);
-          const req = httpRequest({ host: u.hostname, port: u.port, path: `/v2/big/blob/blobs/${digest}`, agent: false }, (res) => {
-            let got = 0;
-            res.on('data', (c: Buffer) => {
-              got += c.length;
-              if (got > 1024 * 1024) req.destroy();
-            });
-            res.on('error', () => undefined);
-            res.on('close', () => resolve());
-          });
-          req.on('error', () => resolve());
-          req.end();
-        });
-      }
-      let now = openFds();
-      for (let i = 0; i < 50 && now > before; i++) {
-        await new Promise((r) => setTimeout(r, 20));
-        now = openFds();
-      }
+      for (let i = 0; i < 5; i++) await getAndGoAway(s.url, `/v2/big/blob/blobs/${digest}`, 1024 * 1024);
+      const now = await settledFds(before, 1000);
       assert.ok(now <= before, `open descriptors ${before} → ${now}`);
       const again = await request(s.url, `/v2/big/blob/blobs/${digest}`);
       assert.ok(again.body.equals(blob));

@@ -1,7 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, open, rm } from 'node:fs/promises';
 import { createServer, request as httpRequest, type Server } from 'node:http';
@@ -9,11 +9,11 @@ import { connect, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from '../helpers/http.js';
+import { getAndGoAway, openFds, settledFds } from '../helpers/going-away.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { sendfileJobs, sendfileReadsAhead, sendfileStatus, sendfileUncached, sendWithSendfile } from '../../src/http/sendfile.js';
 
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-const openFds = (): number => readdirSync('/proc/self/fd').length;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const IDLE_S = 2;
 
@@ -192,27 +192,9 @@ describe('downloads with sendfile', { skip: sendfileStatus().on ? false : `sendf
   it('leaves no descriptor behind for clients that go away mid-body, and keeps serving', async () => {
     await sleep(100);
     const before = openFds();
-    const u = new URL(s.url);
-    for (let i = 0; i < 8; i++) {
-      await new Promise<void>((resolve) => {
-        const req = httpRequest({ host: u.hostname, port: u.port, path, agent: false }, (res) => {
-          let got = 0;
-          res.on('data', (c: Buffer) => {
-            got += c.length;
-            if (got > (i + 1) * 300_000) req.destroy();
-          });
-          res.on('error', () => undefined);
-          res.on('close', () => resolve());
-        });
-        req.on('error', () => resolve());
-        req.end();
-      });
-    }
-    let now = openFds();
-    for (let i = 0; i < 100 && now > before; i++) {
-      await sleep(20);
-      now = openFds();
-    }
+    // each at another point of the body
+    for (let i = 0; i < 8; i++) await getAndGoAway(s.url, path, (i + 1) * 300_000);
+    const now = await settledFds(before, 2000);
     assert.ok(now <= before, `open descriptors ${before} → ${now}`);
     const all = await Promise.all(Array.from({ length: 6 }, () => request(s.url, path)));
     for (const r of all) assert.ok(r.body.equals(blob));
