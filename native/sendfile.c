@@ -53,6 +53,12 @@ struct lr_cachestat {
   uint64_t nr_recently_evicted;
 };
 
+static long page_size(void) {
+  static long page = 0;
+  if (page == 0) page = sysconf(_SC_PAGESIZE);
+  return page;
+}
+
 /* cachestat(2): 1 works, 0 not on this kernel (mincore then), -1 not tried yet */
 static int cachestat_works = -1;
 
@@ -63,8 +69,7 @@ static int cachestat_works = -1;
  * of a range without touching them; before Linux 6.5, mincore(2) of a mapping of the range.
  */
 static bool resident(int fd, off_t off, size_t len) {
-  static long page = 0;
-  if (page == 0) page = sysconf(_SC_PAGESIZE);
+  long page = page_size();
   off_t first = off - off % page;
   size_t span = (size_t)(off - first) + len;
   size_t pages = (span + (size_t)page - 1) / (size_t)page;
@@ -169,9 +174,7 @@ static void read_ahead(uv_work_t *w) {
 static void read_ahead_back(uv_work_t *w, int status);
 
 static void start_read_ahead(job_t *job, off_t from) {
-  static long page = 0;
-  if (page == 0) page = sysconf(_SC_PAGESIZE);
-  from -= from % page;
+  from -= from % page_size();
   off_t until = from + AHEAD;
   if (until > job->end) until = job->end;
   if (until <= from) return;

@@ -99,53 +99,51 @@ export async function sendWithSendfile(res: ServerResponse, fileFd: number, star
   // socket still busy, they are not: the caller writes the body through the stream instead
   if (res.writableLength !== 0 || res.socket?.writableLength !== 0 || socketFd(res) !== sockFd) return NOT_USED;
   const socket = res.socket as Socket;
-  let job: object | undefined;
   let clientGone = false;
   let sent = 0;
   const result = await new Promise<number>((resolve) => {
-    let settled = false;
+    let watch: NodeJS.Timeout | undefined;
     const finish = (err: number): void => {
-      if (settled) return;
-      settled = true;
       clearInterval(watch);
       res.off('close', onClose);
       resolve(err);
     };
-    // node sees no writes while the kernel sends: the socket's idle timeout is watched here, on
-    // the bytes the job has sent
-    const idle = socket.timeout ?? 0;
-    let last = 0;
-    let lastAt = Date.now();
-    const watch = setInterval(
-      () => {
-        const now = native.sent(job!);
-        if (now !== last) {
-          last = now;
-          lastAt = Date.now();
-        } else if (idle > 0 && Date.now() - lastAt >= idle) {
-          native.cancel(job!);
-        }
-      },
-      Math.max(250, Math.min(idle > 0 ? idle / 4 : 5_000, 5_000)),
-    );
-    const onClose = (): void => {
-      clientGone = true;
-      native.cancel(job!);
-    };
+    let job: object;
     try {
       job = native.start(sockFd, fileFd, start, length, (err, n) => {
         sent = n;
         finish(err);
       });
-      jobs++;
     } catch {
       // the socket could not be watched: nothing of the body was sent
-      clearInterval(watch);
-      settled = true;
       resolve(Number.NaN);
       return;
     }
+    jobs++;
+    const onClose = (): void => {
+      clientGone = true;
+      native.cancel(job);
+    };
     res.on('close', onClose);
+    // node sees no writes while the kernel sends: the socket's idle timeout is watched here, on
+    // the bytes the job has sent
+    const idle = socket.timeout ?? 0;
+    if (idle > 0) {
+      let last = 0;
+      let lastAt = Date.now();
+      watch = setInterval(
+        () => {
+          const now = native.sent(job);
+          if (now !== last) {
+            last = now;
+            lastAt = Date.now();
+          } else if (Date.now() - lastAt >= idle) {
+            native.cancel(job);
+          }
+        },
+        Math.max(250, Math.min(idle / 4, 5_000)),
+      );
+    }
   });
   if (Number.isNaN(result)) return NOT_USED;
   if (result === 0) {
