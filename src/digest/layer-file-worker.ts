@@ -14,6 +14,7 @@ import { createInlineInner, GUNZIP_IN, type Inner, type InnerResult } from './in
 import { layerDigests, sniffCompression } from './layer-hasher.js';
 import { createSha256, updateBoth } from './sha256.js';
 import type { LayerFileFailure, LayerFileJob } from './layer-files.js';
+import { alignedBufferOf, closeDirectFd, directTwin, refuseDirect } from '../storage/direct-io.js';
 
 /** Bytes per read and write; a full buffer goes to zlib as it is (GUNZIP_IN). */
 const CHUNK = GUNZIP_IN;
@@ -57,14 +58,25 @@ function writeAll(fd: number, chunk: Buffer, position: number): Promise<void> {
  * page when first filled (measured: ~3 % of an import's CPU in the reads alone).
  */
 const spare: Buffer[] = [];
-/** Spare buffers kept (as many as jobs at once use, for a few jobs at once). */
-const SPARE_MAX = 4 * BUFFERS;
+/** Buffers that are page aligned (native/directio.c), which a direct write may be made from. */
+const aligned = new WeakSet<Buffer>();
+/** A buffer for a job: a kept one, else a page-aligned one when the module is there. */
+function newBuffer(): Buffer {
+  const b = alignedBufferOf(CHUNK);
+  if (!b) return Buffer.allocUnsafeSlow(CHUNK);
+  aligned.add(b);
+  return b;
+}
+/** Spare buffers kept (as many as jobs at once use, for the importer's lanes at once). */
+const SPARE_MAX = 8 * BUFFERS;
 
 async function run(job: LayerFileJob): Promise<ReturnType<typeof layerDigests>> {
   const extra = Buffer.from(job.extra);
   const raw = createSha256();
   const payload = createSha256().update(extra).update('\n', 'latin1');
-  const free: Buffer[] = Array.from({ length: BUFFERS }, () => spare.pop() ?? Buffer.allocUnsafeSlow(CHUNK));
+  // taken as the job needs them (a 2 MiB layer uses three), up to BUFFERS
+  const free: Buffer[] = [];
+  let owned = 0;
   let waiter: (() => void) | undefined;
   const giveBack = (b: Buffer): void => {
     free.push(b);
@@ -73,6 +85,10 @@ async function run(job: LayerFileJob): Promise<ReturnType<typeof layerDigests>> 
     w?.();
   };
   const take = async (): Promise<Buffer> => {
+    if (free.length === 0 && owned < BUFFERS) {
+      owned++;
+      return spare.pop() ?? newBuffer();
+    }
     while (free.length === 0) await new Promise<void>((r) => (waiter = r));
     return free.pop()!;
   };
@@ -86,9 +102,29 @@ async function run(job: LayerFileJob): Promise<ReturnType<typeof layerDigests>> 
     Promise.reject((e as NodeJS.ErrnoException).code === 'ELOOP' ? new Failure('refused', `${job.src} is a symbolic link`) : e),
   );
   let dst: number | undefined;
+  /** The copy opened again with O_DIRECT (job.direct), for its whole chunks; undefined once refused. */
+  let direct: number | undefined;
+  let directFd: number | undefined;
   try {
     if (!(await fstatOf(src)).isFile()) throw new Failure('refused', `${job.src} is not a regular file`);
     dst = await openFd(job.dst, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, 0o644);
+    if (job.direct) direct = directFd = directTwin(dst);
+    const out = dst;
+    /**
+     * A whole chunk from an aligned buffer goes through the direct descriptor (its offset is a
+     * multiple of CHUNK); the last, short one and any after a refusal through the page cache. A
+     * file system that refuses a direct write (EINVAL) gets the chunk again through the page cache.
+     */
+    const writeChunk = (chunk: Buffer, position: number, buf: Buffer): Promise<void> => {
+      const fd = direct;
+      if (fd === undefined || chunk.length !== CHUNK || !aligned.has(buf)) return writeAll(out, chunk, position);
+      return writeAll(fd, chunk, position).catch((e: unknown) => {
+        if ((e as NodeJS.ErrnoException).code !== 'EINVAL') throw e;
+        direct = undefined;
+        fstat(out, (err, st) => (err ? undefined : refuseDirect(st.dev)));
+        return writeAll(out, chunk, position);
+      });
+    };
     let size = 0;
     for (;;) {
       if (writeError) throw writeError;
@@ -117,7 +153,7 @@ async function run(job: LayerFileJob): Promise<ReturnType<typeof layerDigests>> 
       const done = (): void => {
         if (--users === 0) giveBack(buf);
       };
-      const w = writeAll(dst, chunk, size).then(done, (e: unknown) => {
+      const w = writeChunk(chunk, size, buf).then(done, (e: unknown) => {
         writeError ??= e;
         done();
       });
@@ -146,6 +182,7 @@ async function run(job: LayerFileJob): Promise<ReturnType<typeof layerDigests>> 
     // a buffer still inside zlib after a failure is not taken back (it is garbage once zlib is done)
     for (const b of free) if (spare.length < SPARE_MAX) spare.push(b);
     await closeFd(src).catch(() => undefined);
+    if (directFd !== undefined) closeDirectFd(directFd);
     if (dst !== undefined) await closeFd(dst);
   }
 }

@@ -4,6 +4,7 @@ import { importPython } from './import-python.js';
 import { ImportReport } from './report.js';
 import { mallocRetain, mapTextInPages } from '../util/malloc-trim.js';
 import { LayerFiles } from '../digest/layer-files.js';
+import { importDirectIo } from '../storage/direct-io.js';
 import type { Content } from './services.js';
 import type { SourceTree } from './source.js';
 
@@ -60,7 +61,7 @@ export async function runImport(tree: SourceTree, c: Content, opts: RunImportOpt
   textTimer?.unref();
   try {
     if (layout === 'python') {
-      const layerFiles = !opts.dryRun && tree.localPath ? new LayerFiles() : undefined;
+      const layerFiles = !opts.dryRun && tree.localPath ? new LayerFiles({ direct: importDirectIo().on }) : undefined;
       try {
         await importPython(tree, c, report, {
           dryRun: opts.dryRun,

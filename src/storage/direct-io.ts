@@ -248,3 +248,37 @@ export function discardKeptBuffers(): boolean {
 export function directIoCounters(): { readonly lent: number; readonly kept: number; readonly written: number; readonly read: number } {
   return { lent, kept: kept.length, written, read: readDirectly };
 }
+
+/**
+ * Whether the importer's layer copies (src/digest/layer-file-worker.ts) write with O_DIRECT: on
+ * where the module is built and O_DIRECT exists, unless LR_DIRECT_IO=0. Unlike a server's uploads
+ * (off unless LR_DIRECT_IO=1), an import is a bulk copy that nobody pulls from while it runs: its
+ * layers need not stay in the page cache, and a pull of one later is read ahead (src/http/sendfile.ts).
+ */
+export function importDirectIo(): { readonly on: boolean; readonly reason: string } {
+  const { native, reason } = load();
+  if (!native) return { on: false, reason };
+  return { on: true, reason: 'on (LR_DIRECT_IO=0 turns it off)' };
+}
+
+/** A page-aligned buffer of `size` bytes (a multiple of DIRECT_ALIGN) for direct I/O; undefined without the module. */
+export function alignedBufferOf(size: number): Buffer | undefined {
+  const native = load().native;
+  return native ? Buffer.from(native.alignedBuffer(size)) : undefined;
+}
+
+/**
+ * A second descriptor of the file open as `fd` for direct writes (through /proc/self/fd, checked to
+ * be the same file); undefined when the module is missing or the file system refuses O_DIRECT (its
+ * device is then not tried again). Close it with closeDirectFd.
+ */
+export function directTwin(fd: number): number | undefined {
+  if (!load().native || O_DIRECT === undefined) return undefined;
+  try {
+    const st = fstatSync(fd);
+    if (refused.has(st.dev) || !st.isFile()) return undefined;
+    return reopenDirect(`/proc/self/fd/${fd}`, constants.O_WRONLY, st);
+  } catch {
+    return undefined;
+  }
+}
