@@ -104,11 +104,11 @@ async function run(job: LayerFileJob): Promise<ReturnType<typeof layerDigests>> 
   let dst: number | undefined;
   /** The copy opened again with O_DIRECT (job.direct), for its whole chunks; undefined once refused. */
   let direct: number | undefined;
-  let directFd: number | undefined;
+  let twin: { readonly fd: number; readonly dev: number } | undefined;
   try {
     if (!(await fstatOf(src)).isFile()) throw new Failure('refused', `${job.src} is not a regular file`);
     dst = await openFd(job.dst, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, 0o644);
-    if (job.direct) direct = directFd = directTwin(dst);
+    if (job.direct) direct = (twin = directTwin(dst))?.fd;
     const out = dst;
     /**
      * A whole chunk from an aligned buffer goes through the direct descriptor (its offset is a
@@ -121,7 +121,7 @@ async function run(job: LayerFileJob): Promise<ReturnType<typeof layerDigests>> 
       return writeAll(fd, chunk, position).catch((e: unknown) => {
         if ((e as NodeJS.ErrnoException).code !== 'EINVAL') throw e;
         direct = undefined;
-        fstat(out, (err, st) => (err ? undefined : refuseDirect(st.dev)));
+        if (twin) refuseDirect(twin.dev);
         return writeAll(out, chunk, position);
       });
     };
@@ -182,7 +182,7 @@ async function run(job: LayerFileJob): Promise<ReturnType<typeof layerDigests>> 
     // a buffer still inside zlib after a failure is not taken back (it is garbage once zlib is done)
     for (const b of free) if (spare.length < SPARE_MAX) spare.push(b);
     await closeFd(src).catch(() => undefined);
-    if (directFd !== undefined) closeDirectFd(directFd);
+    if (twin) closeDirectFd(twin.fd);
     if (dst !== undefined) await closeFd(dst);
   }
 }

@@ -269,15 +269,16 @@ export function alignedBufferOf(size: number): Buffer | undefined {
 
 /**
  * A second descriptor of the file open as `fd` for direct writes (through /proc/self/fd, checked to
- * be the same file); undefined when the module is missing or the file system refuses O_DIRECT (its
- * device is then not tried again). Close it with closeDirectFd.
+ * be the same file), with the file's device (for refuseDirect); undefined when the module is missing
+ * or the file system refuses O_DIRECT (its device is then not tried again). Close it with closeDirectFd.
  */
-export function directTwin(fd: number): number | undefined {
+export function directTwin(fd: number): { readonly fd: number; readonly dev: number } | undefined {
   if (!load().native || O_DIRECT === undefined) return undefined;
   try {
     const st = fstatSync(fd);
     if (refused.has(st.dev) || !st.isFile()) return undefined;
-    return reopenDirect(`/proc/self/fd/${fd}`, constants.O_WRONLY, st);
+    const twin = reopenDirect(`/proc/self/fd/${fd}`, constants.O_WRONLY, st);
+    return twin === undefined ? undefined : { fd: twin, dev: st.dev };
   } catch {
     return undefined;
   }
