@@ -53,6 +53,8 @@ beside a live server on the same storage and index database. Every v1 layer is h
 against the checksums the Python registry recorded (_checksum), every v2 blob and manifest against
 its digest; a bad object is reported and skipped with whatever depends on it, never half-imported.
 Running it again imports nothing new (an interrupted run is resumed by running it again).
+Layers copied from a tree on the local disk into filesystem storage are written with O_DIRECT
+where the file system takes it (they do not fill the page cache); LR_DIRECT_IO=0 turns that off.
 
 Examples:
   legacy-registry import -c config.yml --owner alice /var/lib/docker-registry
