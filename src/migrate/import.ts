@@ -61,7 +61,7 @@ export async function runImport(tree: SourceTree, c: Content, opts: RunImportOpt
   textTimer?.unref();
   try {
     if (layout === 'python') {
-      const layerFiles = !opts.dryRun && tree.localPath ? new LayerFiles({ direct: importDirectIo().on }) : undefined;
+      const layerFiles = !opts.dryRun && tree.localPath ? new LayerFiles({ direct: importDirectIo() }) : undefined;
       try {
         await importPython(tree, c, report, {
           dryRun: opts.dryRun,

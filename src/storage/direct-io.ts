@@ -255,10 +255,8 @@ export function directIoCounters(): { readonly lent: number; readonly kept: numb
  * (off unless LR_DIRECT_IO=1), an import is a bulk copy that nobody pulls from while it runs: its
  * layers need not stay in the page cache, and a pull of one later is read ahead (src/http/sendfile.ts).
  */
-export function importDirectIo(): { readonly on: boolean; readonly reason: string } {
-  const { native, reason } = load();
-  if (!native) return { on: false, reason };
-  return { on: true, reason: 'on (LR_DIRECT_IO=0 turns it off)' };
+export function importDirectIo(): boolean {
+  return load().native !== undefined;
 }
 
 /** A page-aligned buffer of `size` bytes (a multiple of DIRECT_ALIGN) for direct I/O; undefined without the module. */
