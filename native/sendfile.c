@@ -187,6 +187,12 @@ static void start_read_ahead(job_t *job, off_t from) {
   }
 }
 
+/* the window at the job's offset read ahead, or, when that cannot be queued, the rest left to the caller */
+static void read_ahead_or_leave(job_t *job) {
+  start_read_ahead(job, job->off);
+  if (!job->reading) finish(job, NOT_CACHED);
+}
+
 static size_t step_at(const job_t *job) {
   size_t want = (size_t)(job->end - job->off);
   return want > STEP ? STEP : want;
@@ -207,8 +213,7 @@ static void read_ahead_back(uv_work_t *w, int status) {
     if (r != 0) finish(job, -r);
   } else if (job->off < job->ahead_from || job->off >= job->ahead_until) {
     /* the window read was not the one the sends stopped at */
-    start_read_ahead(job, job->off);
-    if (!job->reading) finish(job, NOT_CACHED);
+    read_ahead_or_leave(job);
   } else {
     /* read and gone again (the page cache under pressure): the caller reads the rest */
     finish(job, NOT_CACHED);
@@ -234,8 +239,7 @@ static void on_writable(uv_poll_t *h, int status, int events) {
       /* sendfile would read the disk on this thread: the thread pool reads it first */
       uv_poll_stop(&job->poll);
       job->waiting = true;
-      if (!job->reading) start_read_ahead(job, job->off);
-      if (!job->reading) finish(job, NOT_CACHED);
+      if (!job->reading) read_ahead_or_leave(job);
       return;
     }
     ssize_t n = sendfile(job->sock, job->file, &job->off, want);
