@@ -58,15 +58,11 @@ function writeAll(fd: number, chunk: Buffer, position: number): Promise<void> {
  * page when first filled (measured: ~3 % of an import's CPU in the reads alone).
  */
 const spare: Buffer[] = [];
-/** Buffers that are page aligned (native/directio.c), which a direct write may be made from. */
-const aligned = new WeakSet<Buffer>();
-/** A buffer for a job: a kept one, else a page-aligned one when the module is there. */
-function newBuffer(): Buffer {
-  const b = alignedBufferOf(CHUNK);
-  if (!b) return Buffer.allocUnsafeSlow(CHUNK);
-  aligned.add(b);
-  return b;
-}
+/**
+ * A new buffer for a job: page aligned (native/directio.c) when the module is there, which it is
+ * whenever a direct descriptor is (directTwin), so a direct write always has one.
+ */
+const newBuffer = (): Buffer => alignedBufferOf(CHUNK) ?? Buffer.allocUnsafeSlow(CHUNK);
 /** Spare buffers kept (as many as jobs at once use, for the importer's lanes at once). */
 const SPARE_MAX = 8 * BUFFERS;
 
@@ -115,9 +111,9 @@ async function run(job: LayerFileJob): Promise<ReturnType<typeof layerDigests>> 
      * multiple of CHUNK); the last, short one and any after a refusal through the page cache. A
      * file system that refuses a direct write (EINVAL) gets the chunk again through the page cache.
      */
-    const writeChunk = (chunk: Buffer, position: number, buf: Buffer): Promise<void> => {
+    const writeChunk = (chunk: Buffer, position: number): Promise<void> => {
       const fd = direct;
-      if (fd === undefined || chunk.length !== CHUNK || !aligned.has(buf)) return writeAll(out, chunk, position);
+      if (fd === undefined || chunk.length !== CHUNK) return writeAll(out, chunk, position);
       return writeAll(fd, chunk, position).catch((e: unknown) => {
         if ((e as NodeJS.ErrnoException).code !== 'EINVAL') throw e;
         direct = undefined;
@@ -153,7 +149,7 @@ async function run(job: LayerFileJob): Promise<ReturnType<typeof layerDigests>> 
       const done = (): void => {
         if (--users === 0) giveBack(buf);
       };
-      const w = writeChunk(chunk, size, buf).then(done, (e: unknown) => {
+      const w = writeChunk(chunk, size).then(done, (e: unknown) => {
         writeError ??= e;
         done();
       });

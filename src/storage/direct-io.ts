@@ -130,8 +130,8 @@ function reopenDirect(path: string, flags: number, of: { readonly dev: number; r
   return undefined;
 }
 
-function alignedBuffer(native: Native): Buffer {
-  return Buffer.from(native.alignedBuffer(DIRECT_BUFFER));
+function alignedBuffer(native: Native, size = DIRECT_BUFFER): Buffer {
+  return Buffer.from(native.alignedBuffer(size));
 }
 
 /** Closes the direct descriptor and returns its buffers to the pool (no write may be in flight on them). */
@@ -262,7 +262,7 @@ export function importDirectIo(): boolean {
 /** A page-aligned buffer of `size` bytes (a multiple of DIRECT_ALIGN) for direct I/O; undefined without the module. */
 export function alignedBufferOf(size: number): Buffer | undefined {
   const native = load().native;
-  return native ? Buffer.from(native.alignedBuffer(size)) : undefined;
+  return native ? alignedBuffer(native, size) : undefined;
 }
 
 /**
