@@ -287,11 +287,15 @@ export function v1Mirror(deps: V1MirrorDeps) {
       // with per-repository scopes the answers are passed through, not stored
       const scope = images.scoped ? undefined : null;
       if (what !== 'layer') {
+        // Kept in memory only in the registry-wide scope, where every caller may read every image
+        // anyway. Behind an index the upstream answered with this caller's Authorization, and the
+        // local check let in any valid token (an image route names no repository): keyed by id, the
+        // answer would go to callers the upstream refuses (a private image's json to anonymous).
         const key = `${what}\n${id}`;
-        let c = small.get(key);
+        let c = scope === null ? small.get(key) : undefined;
         if (!c) {
           c = await upstreamSmall(ctx, source!);
-          if (c) small.set(key, c, 10 * 60_000);
+          if (c && scope === null) small.set(key, c, 10 * 60_000);
         }
         if (!c) return false;
         answer(ctx, c);
