@@ -119,23 +119,34 @@ function cmdOf(json: { container_config?: { Cmd?: unknown } | null; Cmd?: unknow
   return typeof cmd === 'string' ? cmd : '';
 }
 
-/** Derived digests are the same until the v1 tag moves: kept a minute, keyed by the image id. */
+/**
+ * Derived digests are the same until the v1 tag moves: kept a minute, keyed by the image id, and
+ * only while this node has written nothing since (the metadata cache's change stamp): an id is a
+ * name a client chooses, so a repository deleted and pushed again (or an untagged image collected
+ * and pushed again) can hold other bytes under the same tag and id.
+ */
 const DERIVED_TTL_MS = 60_000;
 
 export class RepoContent {
-  private readonly derived = new BoundedCache<StoredManifest | null>({
+  private readonly derived = new BoundedCache<{ readonly m: StoredManifest | null; readonly stamp: number | undefined }>({
     maxEntries: 10_000,
     maxBytes: 16 * 1024 * 1024,
-    weight: (m, k) => 128 + k.length + (m ? m.bytes.length : 0),
+    weight: (e, k) => 128 + k.length + (e.m ? e.m.bytes.length : 0),
   });
 
   constructor(private readonly deps: ContentDeps) {}
 
+  /** The change stamp of a caching driver (moved by every write of this node), else undefined. */
+  private stamp(): number | undefined {
+    return (this.deps.driver as { readonly changeStamp?: number }).changeStamp;
+  }
+
   /** The schema2 manifest v2 clients get for a v1-pushed tag (the bridge's, cached briefly). */
   private async derivedManifest(name: RepoName, tag: string, id: string): Promise<StoredManifest | undefined> {
     const key = `${name.full}\0${tag}\0${id}`;
+    const stamp = this.stamp();
     const hit = this.derived.get(key);
-    if (hit !== undefined) return hit ?? undefined;
+    if (hit !== undefined && hit.stamp === stamp) return hit.m ?? undefined;
     let m: StoredManifest | undefined;
     try {
       m = await this.deps.fromV1.manifestForTag(name.full as V2Name, tag);
@@ -144,7 +155,7 @@ export class RepoContent {
       if (!isRegistryError(e) && !(e instanceof V2Error)) throw e;
       m = undefined;
     }
-    this.derived.set(key, m ?? null, DERIVED_TTL_MS);
+    this.derived.set(key, { m: m ?? null, stamp }, DERIVED_TTL_MS);
     return m;
   }
 
