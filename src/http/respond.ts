@@ -15,9 +15,15 @@ export function sendJson(ctx: Context, status: number, value: unknown): void {
   ctx.body = pyJson(value);
 }
 
-/** Spec §1.3: "cacheable" GETs (image json, layer, ancestry, files): a year, epoch Last-Modified. */
+/**
+ * Spec §1.3: "cacheable" GETs (image json, layer, ancestry, files): a year, epoch Last-Modified.
+ * `public` as the Python registry sends it only for a request without credentials (an open
+ * registry, or anonymous access): `public` lets a shared cache (a proxy, a CDN in front) keep an
+ * answer to a request with Authorization, and a v1 image URL names no repository, so a private
+ * image kept that way would go to whoever asks for the same URL. With credentials: `private`.
+ */
 export function setCacheHeaders(ctx: Context): void {
-  ctx.set('Cache-Control', 'public, max-age=31536000');
+  ctx.set('Cache-Control', ctx.get('Authorization') ? 'private, max-age=31536000' : 'public, max-age=31536000');
   ctx.set('Expires', new Date(Date.now() + 365 * 24 * 3600 * 1000).toUTCString());
   ctx.set('Last-Modified', 'Thu, 01 Jan 1970 00:00:00 GMT');
   ctx.remove('Pragma');

@@ -144,8 +144,9 @@ export class RepoContent {
   /** The schema2 manifest v2 clients get for a v1-pushed tag (the bridge's, cached briefly). */
   private async derivedManifest(name: RepoName, tag: string, id: string): Promise<StoredManifest | undefined> {
     const key = `${name.full}\0${tag}\0${id}`;
+    // no caching driver (metadata_cache_ttl: 0): nothing kept, as for the other metadata
     const stamp = this.stamp();
-    const hit = this.derived.get(key);
+    const hit = stamp === undefined ? undefined : this.derived.get(key);
     if (hit !== undefined && hit.stamp === stamp) return hit.m ?? undefined;
     let m: StoredManifest | undefined;
     try {
@@ -155,7 +156,7 @@ export class RepoContent {
       if (!isRegistryError(e) && !(e instanceof V2Error)) throw e;
       m = undefined;
     }
-    this.derived.set(key, { m: m ?? null, stamp }, DERIVED_TTL_MS);
+    if (stamp !== undefined) this.derived.set(key, { m: m ?? null, stamp }, DERIVED_TTL_MS);
     return m;
   }
 

@@ -106,6 +106,9 @@ describe('caches on read paths: accounts × repository states × routes, warm fi
     ] as const) {
       const r = await site.regGet(path, token);
       row[k] = status(r);
+      // a v1 image URL names no repository: an answer to a request with credentials must not be
+      // kept by a shared cache in front (a proxy, a CDN) for whoever asks for the same URL
+      if (r.status === 200) assert.equal(r.headers['cache-control'], 'private, max-age=31536000', `${actor} ${name}: ${k} Cache-Control`);
       if (r.status === 200) {
         if (k === 'ancestry') assert.deepEqual(r.json(), JSON.parse(want.toString('utf8')), `${actor} ${name}: ${k}`);
         else assert.deepEqual(r.body, want, `${actor} ${name}: ${k} bytes`);
