@@ -30,8 +30,19 @@ interface TarCheck {
   result(): TarSums | undefined | true;
 }
 
-function tarCheck(extra: Buffer, tarsums: boolean, v1: boolean): TarCheck {
-  if (tarsums) return new TarSum(extra, { v1 });
+function tarCheck(extra: Buffer, tarsums: boolean, v1: boolean, maxEntries?: number): TarCheck {
+  if (tarsums) {
+    const t = new TarSum(extra, { v1, ...(maxEntries !== undefined ? { maxEntries } : {}) });
+    return {
+      write: (c, whole) => t.write(c, whole),
+      end: () => t.end(),
+      get error() {
+        return t.error;
+      },
+      // past TarSum's entry cap the tar is still checked (the diff_id stands), it only has no tarsum
+      result: () => t.result() ?? (t.tooManyEntries && t.complete ? true : undefined),
+    };
+  }
   const parser = new TarParser({ entry: () => undefined, data: () => undefined, entryEnd: () => undefined });
   return {
     write: (c, whole) => {
@@ -77,6 +88,8 @@ export interface InnerOptions {
   readonly tarsums?: boolean;
   /** With tarsums: also the v1/dev ones (default true); see TarSumOptions. */
   readonly tarsumV1?: boolean;
+  /** With tarsums: the entries a tarsum is computed for (default MAX_TARSUM_ENTRIES); past them, a diff_id and no tarsum. */
+  readonly tarsumMaxEntries?: number;
 }
 
 /** Gunzip (for gzip) and tarsum in this thread; zlib itself runs on the libuv thread pool. */
@@ -86,7 +99,7 @@ export function createInlineInner(kind: Compression, extra: Buffer, opts: InnerO
     return { write: (_c, done) => done(), end: () => Promise.resolve({ tarError }), destroy: () => undefined };
   }
   if (kind === 'gzip') return createGunzipInner(nativeGunzip ? 'native' : 'zlib', extra, opts);
-  const tarsum = tarCheck(extra, opts.tarsums ?? true, opts.tarsumV1 ?? true);
+  const tarsum = tarCheck(extra, opts.tarsums ?? true, opts.tarsumV1 ?? true, opts.tarsumMaxEntries);
   const finish = finisher(tarsum);
   return {
     write: (c, done) => {
@@ -114,7 +127,7 @@ function finisher(tarsum: TarCheck): (tarError: string | undefined, diffId?: str
  * built) or node:zlib's Gunzip. For the tests that hold the two to the same results.
  */
 export function createGunzipInner(engine: 'native' | 'zlib', extra: Buffer, opts: InnerOptions = {}): Inner {
-  const tarsum = tarCheck(extra, opts.tarsums ?? true, opts.tarsumV1 ?? true);
+  const tarsum = tarCheck(extra, opts.tarsums ?? true, opts.tarsumV1 ?? true, opts.tarsumMaxEntries);
   if (engine === 'zlib') return new InlineGunzip(tarsum);
   if (!nativeGunzip) throw new Error('native gunzip is not loaded');
   return new PoolGunzip(nativeGunzip, tarsum);

@@ -24,7 +24,17 @@ export interface TarSumOptions {
    * the tarsum (twice for entries with owner names, spec §6.2 Go ≥ 1.10 rule) instead of twice.
    */
   readonly v1?: boolean;
+  /**
+   * Most entries whose sums are kept (default {@link MAX_TARSUM_ENTRIES}). Each costs ~170 bytes of
+   * heap until result() sorts them, and a gzip of identical empty headers packs ~450 000 entries
+   * into a MiB: past the cap the sums are dropped and the archive has no tarsum
+   * (`tooManyEntries`), though it is still read through and checked.
+   */
+  readonly maxEntries?: number;
 }
+
+/** Entries a tarsum is computed for (far more than any real layer has); see TarSumOptions.maxEntries. */
+export const MAX_TARSUM_ENTRIES = 1 << 20;
 
 /**
  * The tarsums of one layer (spec §6.2): the original header rule (Docker 1.x clients) in the
@@ -283,6 +293,8 @@ export class TarSum {
   private key = '';
 
   private readonly withV1: boolean;
+  private readonly maxEntries: number;
+  private overflow = false;
 
   /** extra: bytes hashed before the sorted sums (the image json, spec §6.2 step 3); may be empty. */
   constructor(
@@ -290,8 +302,16 @@ export class TarSum {
     opts: TarSumOptions = {},
   ) {
     this.withV1 = opts.v1 ?? true;
+    this.maxEntries = opts.maxEntries ?? MAX_TARSUM_ENTRIES;
     this.parser = new TarParser({
       entry: (h) => {
+        if (this.overflow || this.sums.length >= this.maxEntries) {
+          // no tarsum past the cap: the sums kept so far are freed, no entry is hashed any more
+          this.overflow = true;
+          this.sums.length = 0;
+          this.names.length = 0;
+          return;
+        }
         this.h0 = createSha256().update(headerBytes(h, 'v0'));
         if (this.withV1) this.h1 = createSha256().update(headerBytes(h, 'v1'));
         if (h.raw.uname.length > 0 || h.raw.gname.length > 0) {
@@ -302,6 +322,7 @@ export class TarSum {
         this.names.push(h.name);
       },
       data: (c) => {
+        if (!this.h0) return; // past the cap
         this.content(c);
         this.h1?.update(c);
         if (this.g0) {
@@ -310,6 +331,7 @@ export class TarSum {
         }
       },
       entryEnd: () => {
+        if (!this.h0) return; // past the cap
         const v0 = this.h0!.digest('hex');
         const v1 = this.h1 ? this.h1.digest('hex') : '';
         const g0 = this.g0 ? this.g0.digest('hex') : v0;
@@ -373,14 +395,24 @@ export class TarSum {
     return this.parser.error;
   }
 
+  /** The archive had more entries than maxEntries: result() gives no tarsum for it. */
+  get tooManyEntries(): boolean {
+    return this.overflow;
+  }
+
+  /** The input was a complete tar archive (call end() first), whether or not it has a tarsum. */
+  get complete(): boolean {
+    return this.parser.error === undefined && this.parser.ended;
+  }
+
   /** Per-entry sums of the entries completed so far, in archive order. */
   entrySums(): EntrySum[] {
     return this.sums.map((s, i) => ({ name: this.names[i]!, v0: s.v0, v1: s.v1, v0Go110: s.g0, v1Go110: s.g1 }));
   }
 
-  /** The labelled tarsums, or undefined unless the input was a complete tar (call end() first). */
+  /** The labelled tarsums, or undefined unless the input was a complete tar (call end() first) within maxEntries. */
   result(): TarSums | undefined {
-    if (this.parser.error !== undefined || !this.parser.ended) return undefined;
+    if (!this.complete || this.overflow) return undefined;
     const seen = new Set<string>();
     let dups = false;
     for (const s of this.sums) {
