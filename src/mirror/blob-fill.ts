@@ -16,6 +16,15 @@ import { doesReleaseChunks, recyclerOf, withRecycler, type PieceRecycler } from 
  */
 const RETAIN = 32 * 1024 * 1024;
 /**
+ * Bytes retained by all fills together: without it, a client asking many distinct blobs at once
+ * (each fill is one upstream download) holds 32 MiB per blob in memory. Past it, a new fill retains
+ * nothing (a client joining late waits for `done` and reads the cache, as past RETAIN).
+ */
+const RETAIN_TOTAL = 256 * 1024 * 1024;
+const retainBudget = { limit: RETAIN_TOTAL, used: 0 };
+/** The shared retain budget (tests shrink it and read its use). */
+export const blobFillRetain: { limit: number; readonly used: number } = retainBudget;
+/**
  * Bytes the cache file and each client may have queued before the download waits for them: the
  * upstream, the disk and the clients' sockets work at once instead of one after the other (a
  * write waited for chunk by chunk stalls the other two), and memory per fill stays bounded.
@@ -105,15 +114,18 @@ export class BlobFill {
   private dropRetained(): void {
     for (const c of this.retained) this.release(c);
     this.retained.length = 0;
+    retainBudget.used -= this.retainedBytes;
+    this.retainedBytes = 0;
   }
 
   /** Hand a chunk to every client; a promise when one of them has too much queued (wait for it). */
   private broadcast(chunk: Buffer): Promise<unknown> | undefined {
     if (!this.overflow) {
-      if (this.retainedBytes + chunk.length <= RETAIN) {
+      if (this.retainedBytes + chunk.length <= RETAIN && retainBudget.used + chunk.length <= retainBudget.limit) {
         this.hold(chunk);
         this.retained.push(chunk);
         this.retainedBytes += chunk.length;
+        retainBudget.used += chunk.length;
       } else {
         this.overflow = true;
         this.dropRetained();
@@ -230,6 +242,7 @@ export class BlobFill {
     } catch (e) {
       this.finished = true;
       this.pool = undefined;
+      this.dropRetained();
       clearInterval(stall);
       res.destroy();
       await writer?.cancel().catch(() => undefined);

@@ -4,7 +4,7 @@ import type { BlobStore } from '../content/blob-store.js';
 import { keys } from '../content/keys.js';
 import { keyExists, readOptional } from '../content/small-objects.js';
 import { MT, type V2Manifests } from '../content/v2-manifests.js';
-import { parseV2Name, type V2Name } from '../content/v2-names.js';
+import { checkDigest, parseV2Name, type V2Name } from '../content/v2-names.js';
 import { linkKey, type V2Uploads } from '../content/v2-uploads.js';
 import { V2Error } from '../errors/v2.js';
 import type { Logger } from '../log/logger.js';
@@ -48,6 +48,8 @@ const ACCEPT = [MT.ociIndex, MT.list, MT.ociManifest, MT.schema2, MT.schema1Sign
 const MAX_MANIFEST = 4 * 1024 * 1024;
 const MAX_TAGS_BODY = 4 * 1024 * 1024;
 const NEGATIVE_ENTRIES = 10000;
+/** A tag (distribution's grammar; v2/request.ts TAG). */
+const TAG_SYNTAX = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 
 export interface PullThroughDeps {
   readonly driver: StorageDriver;
@@ -151,6 +153,11 @@ export class PullThrough {
    */
   async manifest(t: MirrorTarget, ref: { tag?: string; digest?: string }): Promise<ManifestFreshness> {
     const { manifests } = this.deps;
+    // references also come from upstream answers (a list's children, a tags list, the bridge): only
+    // well-formed ones go into an upstream URL or a storage key
+    if (ref.digest !== undefined ? checkDigest(ref.digest) !== 'ok' : !TAG_SYNTAX.test(ref.tag ?? '')) {
+      throw new V2Error('MANIFEST_UNKNOWN', ref, 'not a valid tag or sha256 digest');
+    }
     if (ref.digest && (await manifests.get(t.local, { digest: ref.digest }))) return {};
     const key = `m\n${t.local}\n${ref.tag ?? ref.digest}`;
     if (this.negativeHit(key)) throw new V2Error('MANIFEST_UNKNOWN', ref, 'manifest unknown to the upstream');
@@ -181,7 +188,7 @@ export class PullThrough {
         res.resume();
         throw new UpstreamUnavailable(`upstream answered ${status}`);
       }
-      const bytes = await Upstream.readCapped(res, MAX_MANIFEST);
+      const bytes = await t.upstream.readBody(res, MAX_MANIFEST);
       const ctype = String(res.headers['content-type'] ?? '');
       if (ref.tag) {
         // unchanged upstream: nothing to write
@@ -189,7 +196,15 @@ export class PullThrough {
         const same = current && (await manifests.get(t.local, { digest: current }));
         if (same && same.bytes.equals(bytes)) return {};
       }
-      const rev = await manifests.putCached(t.local, ref, bytes, ctype);
+      let rev;
+      try {
+        rev = await manifests.putCached(t.local, ref, bytes, ctype);
+      } catch (e) {
+        // bytes that do not hash to the digest asked for, or no manifest we cache: the upstream's
+        // fault (a bad gateway), not the client's (a 400 to a GET), and a cached tag still serves
+        if (e instanceof V2Error) throw new UpstreamUnavailable(`upstream sent an unusable manifest for ${reference}: ${e.message}`);
+        throw e;
+      }
       const exp = this.expires();
       if (exp !== undefined) await this.schedule.schedule('manifest', t.local, rev.digest, exp);
       return {};
@@ -214,6 +229,7 @@ export class PullThrough {
    * from storage). Throws BLOB_UNKNOWN for an upstream 404, UNAVAILABLE when it cannot be fetched.
    */
   async blob(t: MirrorTarget, digest: string): Promise<BlobStream | undefined> {
+    if (checkDigest(digest) !== 'ok') throw new V2Error('BLOB_UNKNOWN', { digest }, 'not a sha256 digest');
     const key = `b\n${t.local}\n${digest}`;
     if (this.negativeHit(key)) throw new V2Error('BLOB_UNKNOWN', { digest }, 'blob unknown to the upstream');
     let flight = this.fills.get(key);
@@ -266,6 +282,7 @@ export class PullThrough {
 
   /** Size of a blob upstream (HEAD of a blob not cached: nothing is fetched). */
   async blobSize(t: MirrorTarget, digest: string): Promise<number> {
+    if (checkDigest(digest) !== 'ok') throw new V2Error('BLOB_UNKNOWN', { digest }, 'not a sha256 digest');
     let res;
     try {
       res = await t.upstream.request('HEAD', `/v2/${t.remote}/blobs/${digest}`, t.remote);
@@ -298,8 +315,9 @@ export class PullThrough {
         res.resume();
         return undefined;
       }
-      const doc = JSON.parse((await Upstream.readCapped(res, MAX_TAGS_BODY)).toString('utf8')) as { tags?: unknown };
-      return Array.isArray(doc.tags) ? doc.tags.filter((x): x is string => typeof x === 'string').sort() : [];
+      const doc = JSON.parse((await t.upstream.readBody(res, MAX_TAGS_BODY)).toString('utf8')) as { tags?: unknown };
+      // only well-formed tags: the bridge asks upstream for each, and clients get them as names
+      return Array.isArray(doc.tags) ? doc.tags.filter((x): x is string => typeof x === 'string' && TAG_SYNTAX.test(x)).sort() : [];
     } catch (e) {
       if (e instanceof V2Error) throw e;
       return undefined;

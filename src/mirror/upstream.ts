@@ -133,19 +133,41 @@ export class Upstream {
     });
   }
 
-  /** Read a small body (token answers, error bodies, manifests), capped. */
-  static async readCapped(res: IncomingMessage, cap: number): Promise<Buffer> {
+  /**
+   * Read a small body (token answers, error bodies, manifests), capped in size and in time: the
+   * whole body within `timeoutMs` of its headers (the request's timer covers only the headers; an
+   * upstream that stalls or trickles a body would otherwise hold the request, and every client
+   * sharing it, forever).
+   */
+  static async readCapped(res: IncomingMessage, cap: number, timeoutMs: number): Promise<Buffer> {
     const chunks: Buffer[] = [];
     let n = 0;
-    for await (const c of res as AsyncIterable<Buffer>) {
-      n += c.length;
-      if (n > cap) {
-        res.destroy();
-        throw new Error(`upstream answer larger than ${cap} bytes`);
+    let late = false;
+    const timer = setTimeout(() => {
+      late = true;
+      res.destroy(new Error(`upstream answer body not read within ${timeoutMs} ms`));
+    }, timeoutMs);
+    try {
+      for await (const c of res as AsyncIterable<Buffer>) {
+        n += c.length;
+        if (n > cap) {
+          res.destroy();
+          throw new Error(`upstream answer larger than ${cap} bytes`);
+        }
+        chunks.push(c);
       }
-      chunks.push(c);
+    } catch (e) {
+      if (late) throw new Error(`upstream answer body not read within ${timeoutMs} ms`, { cause: e });
+      throw e;
+    } finally {
+      clearTimeout(timer);
     }
     return Buffer.concat(chunks);
+  }
+
+  /** readCapped within this upstream's timeout. */
+  readBody(res: IncomingMessage, cap: number): Promise<Buffer> {
+    return Upstream.readCapped(res, cap, this.opts.timeoutMs);
   }
 
   private basic(): string | undefined {
@@ -163,7 +185,7 @@ export class Upstream {
     u.searchParams.set('scope', scope);
     const basic = this.basic();
     const res = await this.send('GET', u, basic ? { Authorization: basic } : {});
-    const body = await Upstream.readCapped(res, MAX_TOKEN_BODY);
+    const body = await this.readBody(res, MAX_TOKEN_BODY);
     if (res.statusCode !== 200) throw new UpstreamRefused(res.statusCode ?? 0, `the upstream's token service answered ${res.statusCode}`);
     const doc = JSON.parse(body.toString('utf8')) as { token?: string; access_token?: string; expires_in?: number };
     const token = doc.token ?? doc.access_token;

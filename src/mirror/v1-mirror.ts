@@ -127,7 +127,7 @@ export function v1Mirror(deps: V1MirrorDeps) {
       res.resume();
       return undefined;
     }
-    const body = await Upstream.readCapped(res, MAX_JSON);
+    const body = await Upstream.readCapped(res, MAX_JSON, timeoutMs);
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(res.headers)) if (PASS.has(k) && typeof v === 'string') headers[k] = v;
     headers['content-type'] ??= 'application/json';
@@ -310,11 +310,17 @@ export function v1Mirror(deps: V1MirrorDeps) {
         jr.resume();
         return false;
       }
-      const json = await Upstream.readCapped(jr, MAX_JSON);
+      const json = await Upstream.readCapped(jr, MAX_JSON, timeoutMs);
       const payload = typeof jr.headers['x-docker-checksum-payload'] === 'string' ? jr.headers['x-docker-checksum-payload'] : undefined;
       const ar = await send(ancUrl, headers, timeoutMs);
-      const ancestry = ar.statusCode === 200 ? (JSON.parse((await Upstream.readCapped(ar, MAX_JSON)).toString('utf8')) as string[]) : [id];
+      const ancestry: unknown = ar.statusCode === 200 ? JSON.parse((await Upstream.readCapped(ar, MAX_JSON, timeoutMs)).toString('utf8')) : [id];
       if (ar.statusCode !== 200) ar.resume();
+      // the records become local images other clients pull: only a consistent image is taken
+      const inconsistent = whyInconsistent(id, json, ancestry);
+      if (inconsistent !== undefined) {
+        log?.warn('mirror: v1 image from upstream refused', { id, reason: inconsistent });
+        return false;
+      }
       const lr = await send(new URL(`/v1/images/${id}/layer`, source), headers, timeoutMs);
       if (lr.statusCode !== 200) {
         lr.resume();
@@ -323,8 +329,13 @@ export function v1Mirror(deps: V1MirrorDeps) {
       const len = Number(lr.headers['content-length']);
       const toClient = new PassThrough({ highWaterMark: 1024 * 1024 });
       const toStore = new PassThrough({ highWaterMark: 1024 * 1024 });
-      const stored = scope === null ? images.putMirrored(null, id, json, ancestry, toStore, payload) : undefined;
-      stored?.catch(() => undefined);
+      const stored = scope === null ? images.putMirrored(null, id, json, ancestry as string[], toStore, payload) : undefined;
+      let storeFailed = false;
+      stored?.catch(() => {
+        // (the store stopped reading: the download must not wait for it)
+        storeFailed = true;
+        toStore.destroy();
+      });
       ctx.status = 200;
       ctx.type = 'application/octet-stream';
       if (Number.isSafeInteger(len) && len >= 0) ctx.length = len;
@@ -332,18 +343,35 @@ export function v1Mirror(deps: V1MirrorDeps) {
       ctx.body = toClient;
       void (async () => {
         let held: Buffer | undefined;
+        // an upstream body that stalls is cut (time spent waiting for the client or the store does not count)
+        let last = Date.now();
+        let waiting = false;
+        const stall = setInterval(
+          () => {
+            if (!waiting && Date.now() - last > timeoutMs) lr.destroy(new Error(`upstream layer stalled for ${timeoutMs} ms`));
+          },
+          Math.max(50, timeoutMs / 4),
+        );
         try {
           for await (const c of lr as AsyncIterable<Buffer>) {
-            if (stored && !toStore.write(c)) await new Promise((r) => toStore.once('drain', r));
-            if (held && !toClient.destroyed && !toClient.write(held)) await new Promise((r) => toClient.once('drain', r));
+            waiting = true;
+            if (stored && !storeFailed && !toStore.write(c)) await drainedOrGone(toStore);
+            if (held && !toClient.destroyed && !toClient.write(held)) await drainedOrGone(toClient);
+            waiting = false;
+            last = Date.now();
+            // nobody left to give the bytes to: stop downloading
+            if ((!stored || storeFailed) && toClient.destroyed) throw new Error('the client went away');
             held = c;
           }
+          clearInterval(stall);
           toStore.end();
           // the record is complete and verified before the client gets its last bytes
           if (stored) await stored;
           if (held) toClient.write(held);
           toClient.end();
         } catch (e) {
+          clearInterval(stall);
+          lr.destroy();
           toStore.destroy(e as Error);
           toClient.destroy(e as Error);
           log?.warn('mirror: v1 layer from upstream not cached', { id, err: String(e) });
@@ -356,4 +384,48 @@ export function v1Mirror(deps: V1MirrorDeps) {
       return false;
     }
   }
+}
+
+/** Resolves when the stream can take more, or will never again (closed, failed). */
+function drainedOrGone(w: PassThrough): Promise<void> {
+  if (w.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const go = (): void => {
+      w.off('drain', go);
+      w.off('close', go);
+      w.off('error', go);
+      resolve();
+    };
+    w.on('drain', go);
+    w.on('close', go);
+    w.on('error', go);
+  });
+}
+
+/** Most images an ancestry may list (Docker's limit on layers is 127; v1 chains ran deeper). */
+const MAX_ANCESTRY = 1000;
+
+/**
+ * Why an upstream's image is not one consistent v1 image, or undefined when it is: json an object
+ * whose id is `id` (and parent, if any, an image id), ancestry a list of image ids starting with
+ * `id`, then its parent (spec v1-protocol §2.5: what a push is held to).
+ */
+export function whyInconsistent(id: string, json: Buffer, ancestry: unknown): string | undefined {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(json.toString('utf8'));
+  } catch {
+    return 'image json is not JSON';
+  }
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) return 'image json is not an object';
+  const { id: jid, parent } = doc as { id?: unknown; parent?: unknown };
+  if (jid !== id) return 'image json of another id';
+  if (parent !== undefined && parent !== null && parent !== '' && (typeof parent !== 'string' || !isImageId(parent))) return 'invalid parent id';
+  if (!Array.isArray(ancestry) || ancestry.length === 0 || ancestry.length > MAX_ANCESTRY) return 'ancestry is not a list of ids';
+  if (!ancestry.every((a) => typeof a === 'string' && isImageId(a))) return 'ancestry holds an invalid id';
+  if (ancestry[0] !== id) return 'ancestry does not start with the image';
+  if (new Set(ancestry).size !== ancestry.length) return 'ancestry repeats an id';
+  const hasParent = typeof parent === 'string' && parent !== '';
+  if (hasParent ? ancestry[1] !== parent : ancestry.length !== 1) return 'ancestry does not follow the parent';
+  return undefined;
 }

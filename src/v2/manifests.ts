@@ -1,6 +1,6 @@
 import type { Context } from 'koa';
 import { V2Error } from '../errors/v2.js';
-import type { V2Name } from '../content/v2-names.js';
+import { checkDigest, type V2Name } from '../content/v2-names.js';
 import { MT, type StoredManifest, type V2Manifests } from '../content/v2-manifests.js';
 import type { V2ToV1 } from '../content/v2-to-v1.js';
 import { readRawBody } from '../http/body.js';
@@ -47,12 +47,14 @@ export function manifestHandlers(deps: V2Deps) {
         (JSON.parse(found.bytes.toString('utf8')) as { manifests?: { digest?: unknown; platform?: { os?: unknown; architecture?: unknown } }[] }).manifests ??
         [];
       const pick = entries.find((e) => e.platform?.os === 'linux' && e.platform.architecture === 'amd64');
-      let child = typeof pick?.digest === 'string' ? await manifests.get(name, { digest: pick.digest }) : undefined;
+      // a mirrored list is only as well-formed as its upstream made it: a child digest is checked before use
+      const childDigest = typeof pick?.digest === 'string' && checkDigest(pick.digest) === 'ok' ? pick.digest : undefined;
+      let child = childDigest ? await manifests.get(name, { digest: childDigest }) : undefined;
       const mt = deps.mirror?.target(name);
-      if (!child && mt && typeof pick?.digest === 'string') {
+      if (!child && mt && childDigest) {
         // a mirrored list: its child is fetched like any manifest by digest
-        await deps.mirror!.manifest(mt, { digest: pick.digest });
-        child = await manifests.get(name, { digest: pick.digest });
+        await deps.mirror!.manifest(mt, { digest: childDigest });
+        child = await manifests.get(name, { digest: childDigest });
       }
       if (!child) throw new V2Error('MANIFEST_UNKNOWN', ref, 'the manifest list has no linux/amd64 image');
       found = child;

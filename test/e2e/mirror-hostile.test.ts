@@ -1,0 +1,570 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { request, type Response } from '../helpers/http.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+import { cleanup } from '../helpers/counting-proxy.js';
+
+/**
+ * The pull-through mirror (v2 and v1) against a hostile or broken upstream written here (node:http
+ * on 127.0.0.1): huge, endless, nested, lying, hanging and redirecting answers, and what a client
+ * can make the mirror ask upstream. Invariants: no crash, no 500, nothing unverified cached or
+ * served complete, credentials only to the upstream, every wait bounded.
+ */
+
+const sha = (b: Buffer | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+const S2 = 'application/vnd.docker.distribution.manifest.v2+json';
+const LIST = 'application/vnd.docker.distribution.manifest.list.v2+json';
+const ACCEPT = { Accept: `${S2}, ${LIST}, application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json` };
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
+interface Hostile {
+  readonly url: string;
+  /** Every request line and its Authorization header, in order. */
+  readonly seen: { line: string; auth: string | undefined }[];
+  handler: Handler;
+  /** Sockets currently open to the hostile server. */
+  open(): number;
+  close(): Promise<void>;
+}
+
+async function hostile(): Promise<Hostile> {
+  const sockets = new Set<Socket>();
+  const h: Hostile = {
+    url: '',
+    seen: [],
+    handler: (_req, res) => {
+      res.statusCode = 404;
+      res.end();
+    },
+    open: () => sockets.size,
+    close: () =>
+      new Promise((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
+  const server: Server = createServer({ maxHeaderSize: 64 * 1024 }, (req, res) => {
+    h.seen.push({ line: `${req.method} ${req.url}`, auth: req.headers.authorization });
+    h.handler(req, res);
+  });
+  server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+  });
+  server.on('clientError', (_e, s: Socket) => s.destroy());
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  (h as { url: string }).url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return h;
+}
+
+/** A request with a deadline: the answer, or 'timeout'. */
+async function within(ms: number, p: Promise<Response>): Promise<Response | 'timeout' | Error> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p.catch((e: unknown) => e as Error),
+      new Promise<'timeout'>((r) => {
+        timer = setTimeout(() => r('timeout'), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Writes `total` bytes of `fill` in 1 MiB pieces, respecting backpressure, until the peer goes. */
+function pour(res: ServerResponse, total: number, fill = 0x20): void {
+  const piece = Buffer.alloc(1024 * 1024, fill);
+  let sent = 0;
+  const go = (): void => {
+    while (sent < total && !res.destroyed) {
+      const n = Math.min(piece.length, total - sent);
+      sent += n;
+      if (!res.write(n === piece.length ? piece : piece.subarray(0, n))) {
+        res.once('drain', go);
+        return;
+      }
+    }
+    if (sent >= total) res.end();
+  };
+  go();
+}
+
+function image(layer: Buffer): { config: Buffer; manifest: Buffer } {
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha(layer)] } }));
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: S2,
+      config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: sha(config) },
+      layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: layer.length, digest: sha(layer) }],
+    }),
+  );
+  return { config, manifest };
+}
+
+const isServerError = (r: Response | 'timeout' | Error): boolean => typeof r === 'object' && !(r instanceof Error) && r.status === 500;
+
+describe('mirror against a hostile upstream (v2)', { timeout: 60_000 }, () => {
+  let up: Hostile;
+  let other: Hostile;
+  let mirror: TestServer;
+
+  before(async () => {
+    up = await hostile();
+    other = await hostile();
+    mirror = await startTestServer({
+      standalone: true,
+      v2: true,
+      mirror: {
+        upstreams: [{ url: up.url, username: 'mirror', password: 'secret' }],
+        ttl: 0,
+        negative_ttl: 0,
+        timeout: 1,
+        breaker_failures: 0,
+      },
+    });
+  });
+  after(() =>
+    cleanup(
+      () => mirror?.stop(),
+      () => up?.close(),
+      () => other?.close(),
+    ),
+  );
+
+  it('a manifest by digest whose bytes hash to another digest: a 5xx-style error (not 200, 400 or 500), nothing cached', async () => {
+    const good = image(randomBytes(100)).manifest;
+    const wanted = sha(Buffer.concat([good, Buffer.from(' ')]));
+    up.handler = (_req, res) => {
+      res.writeHead(200, { 'Content-Type': S2, 'Docker-Content-Digest': wanted });
+      res.end(good);
+    };
+    for (let i = 0; i < 2; i++) {
+      const r = await request(mirror.url, `/v2/evil/img/manifests/${wanted}`, { headers: ACCEPT });
+      assert.ok(r.status === 502 || r.status === 503, `${r.status} ${r.text}`);
+    }
+    // the bytes were not published under their own digest either through this name
+    const own = await request(mirror.url, `/v2/evil/img/manifests/${sha(good)}`, { headers: ACCEPT });
+    assert.notEqual(own.status, 500);
+  });
+
+  it('a manifest by tag with a lying Docker-Content-Digest: served under the digest its bytes hash to', async () => {
+    const m = image(randomBytes(100)).manifest;
+    up.handler = (_req, res) => {
+      res.writeHead(200, { 'Content-Type': S2, 'Docker-Content-Digest': sha('something else') });
+      res.end(m);
+    };
+    const r = await request(mirror.url, '/v2/evil/liar/manifests/v1', { headers: ACCEPT });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.headers['docker-content-digest'], sha(m));
+    assert.ok(r.body.equals(m));
+  });
+
+  it('a 1 GB manifest (and a 1 GB tags list) is cut at the cap: an error, the upstream connection dropped', async () => {
+    let served = 0;
+    up.handler = (req, res) => {
+      res.writeHead(200, { 'Content-Type': req.url!.includes('/tags/') ? 'application/json' : S2, 'Content-Length': String(1024 ** 3) });
+      res.on('close', () => (served += 1));
+      pour(res, 1024 ** 3);
+    };
+    const r = await within(10_000, request(mirror.url, '/v2/evil/huge/manifests/v1', { headers: ACCEPT }));
+    assert.ok(typeof r === 'object' && !(r instanceof Error) && r.status === 503, String(r instanceof Error ? r : typeof r === 'object' ? r.status : r));
+    const t = await within(10_000, request(mirror.url, '/v2/evil/huge/tags/list'));
+    assert.ok(typeof t === 'object' && !(t instanceof Error) && t.status !== 500 && t.status !== 200, String(typeof t === 'object' ? t : t));
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(served, 2, 'both upstream answers were abandoned');
+  });
+
+  it('JSON nested 100,000 deep (manifest, tags list, token): 4xx/5xx errors, never 500 nor a crash', async () => {
+    const deep = Buffer.from(`{"schemaVersion":2,"x":${'['.repeat(100_000)}${']'.repeat(100_000)}}`);
+    const deepTags = Buffer.from(`{"name":"evil/deep","tags":${'['.repeat(100_000)}${']'.repeat(100_000)}}`);
+    up.handler = (req, res) => {
+      res.writeHead(200, { 'Content-Type': req.url!.includes('/tags/') ? 'application/json' : S2 });
+      res.end(req.url!.includes('/tags/') ? deepTags : deep);
+    };
+    const m = await request(mirror.url, '/v2/evil/deep/manifests/v1', { headers: ACCEPT });
+    assert.ok(m.status >= 400 && m.status !== 500, `${m.status} ${m.text.slice(0, 200)}`);
+    const t = await request(mirror.url, '/v2/evil/deep/tags/list');
+    assert.notEqual(t.status, 500);
+    assert.equal((await request(mirror.url, '/v2/')).status, 200, 'still serving');
+  });
+
+  it('huge upstream headers: an error, not a crash', async () => {
+    up.handler = (_req, res) => {
+      // raw: 1 MiB of headers (node:http would refuse to write them)
+      res.socket!.end(`HTTP/1.1 200 OK\r\nX-Pad: ${'a'.repeat(1024 * 1024)}\r\nContent-Length: 2\r\n\r\n{}`);
+    };
+    const r = await within(10_000, request(mirror.url, '/v2/evil/headers/manifests/v1', { headers: ACCEPT }));
+    assert.ok(typeof r === 'object' && !(r instanceof Error) && r.status === 503, String(typeof r === 'object' ? r : r));
+    const b = await within(10_000, request(mirror.url, `/v2/evil/headers/blobs/${sha('x')}`));
+    assert.ok(typeof b === 'object' && !(b instanceof Error) && b.status === 503, String(typeof b === 'object' ? b : b));
+  });
+
+  it('an upstream that sends the headers, then never the body (manifest, tags): answered within a few timeouts', async () => {
+    up.handler = (req, res) => {
+      res.writeHead(200, { 'Content-Type': req.url!.includes('/tags/') ? 'application/json' : S2, 'Content-Length': '1000' });
+      res.write('{"schemaVersion":');
+      // and nothing more
+    };
+    const r = await within(8_000, request(mirror.url, '/v2/evil/hang/manifests/v1', { headers: ACCEPT }));
+    assert.notEqual(r, 'timeout', 'the manifest request hangs on a stalled upstream body');
+    assert.ok(typeof r === 'object' && !(r instanceof Error) && r.status === 503, String(typeof r === 'object' ? r : r));
+    const t = await within(8_000, request(mirror.url, '/v2/evil/hang/tags/list'));
+    assert.notEqual(t, 'timeout', 'the tags request hangs on a stalled upstream body');
+  });
+
+  it('an upstream that trickles a manifest a byte at a time: cut after the timeout, not held forever', async () => {
+    up.handler = (_req, res) => {
+      res.writeHead(200, { 'Content-Type': S2, 'Content-Length': String(4 * 1024 * 1024) });
+      const t = setInterval(() => (res.destroyed ? clearInterval(t) : res.write(' ')), 200);
+    };
+    const r = await within(8_000, request(mirror.url, '/v2/evil/trickle/manifests/v1', { headers: ACCEPT }));
+    assert.notEqual(r, 'timeout', 'a trickling upstream holds the request');
+  });
+
+  it('a blob whose body runs past its Content-Length: only the announced bytes are read (and verified)', async () => {
+    const layer = randomBytes(300_000);
+    up.handler = (_req, res) => {
+      // raw: the blob, then garbage past the Content-Length on the same connection
+      res.socket!.end(
+        Buffer.concat([
+          Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${layer.length}\r\nContent-Type: application/octet-stream\r\n\r\n`),
+          layer,
+          randomBytes(100_000),
+        ]),
+      );
+    };
+    const r = await request(mirror.url, `/v2/evil/long/blobs/${sha(layer)}`);
+    assert.equal(r.status, 200);
+    assert.ok(r.body.equals(layer));
+  });
+
+  it('a blob without Content-Length whose bytes do not match: never complete to the client, nothing cached', async () => {
+    const layer = randomBytes(200_000);
+    const digest = sha(layer);
+    up.handler = (_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream' }); // chunked
+      const bad = Buffer.from(layer);
+      bad[bad.length - 1] ^= 1;
+      res.end(bad);
+    };
+    const r = await request(mirror.url, `/v2/evil/nolen/blobs/${digest}`).catch((e: unknown) => e as Error);
+    if (!(r instanceof Error)) assert.ok(r.status !== 200 || r.body.length < layer.length, 'a complete wrong body was served');
+    await new Promise((res) => setTimeout(res, 200));
+    const hex = digest.slice(7);
+    assert.equal(existsSync(join(mirror.dataDir, 'blobs', 'sha256', hex.slice(0, 2), hex)), false, 'nothing published');
+  });
+
+  it('a blob redirected to another host: followed without our credentials; redirect loops are bounded', async () => {
+    const layer = randomBytes(50_000);
+    // the upstream asks for Basic credentials first
+    up.handler = (req, res) => {
+      if (!req.headers.authorization) {
+        res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="up"' });
+        res.end();
+        return;
+      }
+      res.writeHead(307, { Location: `${other.url}/storage/${sha(layer).slice(7)}?sig=1` });
+      res.end();
+    };
+    other.handler = (_req, res) => {
+      res.writeHead(200, { 'Content-Length': String(layer.length) });
+      res.end(layer);
+    };
+    const r = await request(mirror.url, `/v2/evil/redir/blobs/${sha(layer)}`);
+    assert.equal(r.status, 200, r.text);
+    assert.ok(r.body.equals(layer));
+    assert.ok(
+      up.seen.some((s) => s.auth?.startsWith('Basic ')),
+      'the upstream got the credentials',
+    );
+    const storage = other.seen.filter((s) => s.line.startsWith('GET /storage/'));
+    assert.ok(storage.length > 0);
+    assert.ok(
+      storage.every((s) => s.auth === undefined),
+      'credentials went to the redirect target',
+    );
+    // a loop between the two hosts
+    other.handler = (req, res) => {
+      res.writeHead(302, { Location: `${up.url}${req.url}` });
+      res.end();
+    };
+    up.handler = (req, res) => {
+      res.writeHead(302, { Location: `${other.url}${req.url}` });
+      res.end();
+    };
+    const before = up.seen.length + other.seen.length;
+    const loop = await within(10_000, request(mirror.url, `/v2/evil/loop/blobs/${sha('loop')}`));
+    assert.ok(typeof loop === 'object' && !(loop instanceof Error) && loop.status === 503, String(typeof loop === 'object' ? loop : loop));
+    assert.ok(up.seen.length + other.seen.length - before <= 8, 'redirects are bounded');
+  });
+
+  it('a manifest list whose linux/amd64 child has an odd digest: no 500, nothing odd asked upstream', async () => {
+    const bad = ['sha256:../../../../etc/passwd', 'sha256:abc?x=1#frag', `sha256:${'a'.repeat(64)}/../../x`];
+    for (const [i, d] of bad.entries()) {
+      const list = Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: LIST,
+          manifests: [{ mediaType: S2, size: 10, digest: d, platform: { os: 'linux', architecture: 'amd64' } }],
+        }),
+      );
+      up.handler = (req, res) => {
+        if (req.url!.endsWith('/manifests/v1')) {
+          res.writeHead(200, { 'Content-Type': LIST });
+          res.end(list);
+        } else {
+          res.writeHead(404);
+          res.end();
+        }
+      };
+      const from = up.seen.length;
+      // a client that accepts no lists gets the list's linux/amd64 child
+      const r = await request(mirror.url, `/v2/evil/list${i}/manifests/v1`, { headers: { Accept: S2 } });
+      assert.ok(r.status >= 400 && r.status !== 500, `${d}: ${r.status} ${r.text}`);
+      const asked = up.seen.slice(from).map((s) => s.line);
+      assert.ok(
+        asked.every((l) => /^GET \/v2\/evil\/list\d\/manifests\/(v1|sha256:[a-f0-9]{64})$/.test(l)),
+        `${d}: asked upstream ${JSON.stringify(asked)}`,
+      );
+    }
+  });
+
+  it('odd names, tags and digests from clients never reach the upstream request path', async () => {
+    up.handler = (_req, res) => {
+      res.writeHead(404);
+      res.end();
+    };
+    const from = up.seen.length;
+    const paths = [
+      '/v2/evil/a/manifests/..%2F..%2Fx',
+      '/v2/evil/a/manifests/x%3Fy',
+      '/v2/evil/a/manifests/x%23y',
+      '/v2/evil/..%2Fx/manifests/v1',
+      '/v2/evil/%2E%2E/manifests/v1',
+      '/v2/evil/a/blobs/sha256:..%2F..',
+      '/v2/evil/a/blobs/sha256:abc%3F',
+      '/v2/evil/a%3Fb/tags/list',
+    ];
+    for (const p of paths) {
+      const r = await request(mirror.url, p, { headers: ACCEPT });
+      assert.ok(r.status >= 400 && r.status < 500, `${p}: ${r.status}`);
+    }
+    const asked = up.seen.slice(from).map((s) => s.line);
+    assert.ok(
+      asked.every((l) => !/\.\.|%2F|\?|#/i.test(l)),
+      JSON.stringify(asked),
+    );
+  });
+
+  it('an endless token answer (capped) and a token realm on another host (followed, with the Basic credentials as docker does)', async () => {
+    let tokenCalls = 0;
+    const layer = image(randomBytes(10)).manifest;
+    other.handler = (req, res) => {
+      tokenCalls++;
+      // the token for evil/tok is endless; the one for evil/tok2 is a token
+      if (req.url!.includes(encodeURIComponent('evil/tok:'))) {
+        res.writeHead(200, { 'Content-Type': 'application/json' });
+        pour(res, 1024 ** 3);
+        return;
+      }
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify({ token: 'tok-for-mirror', expires_in: 300 }));
+    };
+    const realm = `${other.url}/token`;
+    up.handler = (req, res) => {
+      if (req.headers.authorization !== 'Bearer tok-for-mirror') {
+        res.writeHead(401, { 'WWW-Authenticate': `Bearer realm="${realm}",service="up"` });
+        res.end();
+        return;
+      }
+      res.writeHead(200, { 'Content-Type': S2 });
+      res.end(layer);
+    };
+    const e = await within(10_000, request(mirror.url, '/v2/evil/tok/manifests/v1', { headers: ACCEPT }));
+    assert.ok(typeof e === 'object' && !(e instanceof Error) && e.status >= 400 && e.status !== 500, String(typeof e === 'object' ? e : e));
+    const ok = await request(mirror.url, '/v2/evil/tok2/manifests/v1', { headers: ACCEPT });
+    assert.equal(ok.status, 200, ok.text);
+    assert.ok(tokenCalls >= 2);
+  });
+});
+
+/** A v1 upstream (Python's mirroring.source) that answers as told. */
+describe('mirror against a hostile upstream (v1 mirroring.source)', { timeout: 60_000 }, () => {
+  let up: Hostile;
+  let mirror: TestServer;
+  const id = (c: string): string => c.repeat(64);
+
+  before(async () => {
+    up = await hostile();
+    mirror = await startTestServer({
+      standalone: true,
+      v2: false,
+      mirroring: { source: up.url, source_index: up.url, tags_cache_ttl: 60 },
+      mirror: { upstreams: [{ url: up.url, prefix: 'nothing/' }], timeout: 1 },
+    });
+  });
+  after(() =>
+    cleanup(
+      () => mirror?.stop(),
+      () => up?.close(),
+    ),
+  );
+
+  const v1Upstream =
+    (img: string, json: unknown, ancestry: unknown, layer: Buffer): Handler =>
+    (req, res) => {
+      if (req.url === `/v1/images/${img}/json`) {
+        res.writeHead(200, { 'Content-Type': 'application/json' });
+        res.end(typeof json === 'string' ? json : JSON.stringify(json));
+      } else if (req.url === `/v1/images/${img}/ancestry`) {
+        res.writeHead(200, { 'Content-Type': 'application/json' });
+        res.end(typeof ancestry === 'string' ? ancestry : JSON.stringify(ancestry));
+      } else if (req.url === `/v1/images/${img}/layer`) {
+        res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': String(layer.length) });
+        res.end(layer);
+      } else {
+        res.writeHead(404);
+        res.end();
+      }
+    };
+
+  it('an image whose json/ancestry are inconsistent or malformed is not stored as a local record', async () => {
+    const layer = randomBytes(1000);
+    const cases: [string, unknown, unknown][] = [
+      [id('1'), { id: id('2') }, [id('1')]], // json of another image
+      [id('3'), { id: id('3') }, [id('4'), id('3')]], // ancestry not starting with the id
+      [id('5'), { id: id('5'), parent: id('6') }, [id('5'), '../../../../x']], // an invalid id
+      [id('7'), { id: id('7') }, { not: 'a list' }],
+      [id('8'), { id: id('8') }, `${'['.repeat(100_000)}${']'.repeat(100_000)}`],
+      [id('9'), 'not json', [id('9')]],
+    ];
+    for (const [img, json, anc] of cases) {
+      up.handler = v1Upstream(img, json, anc, layer);
+      const r = await request(mirror.url, `/v1/images/${img}/layer`);
+      assert.notEqual(r.status, 500, `${img}: ${r.text}`);
+      await new Promise((res) => setTimeout(res, 100));
+      // the upstream gone, the image must not be there locally
+      up.handler = (_req, res) => {
+        res.writeHead(404);
+        res.end();
+      };
+      const local = await request(mirror.url, `/v1/images/${img}/json`);
+      assert.equal(local.status, 404, `${img}: stored from an inconsistent upstream answer: ${local.text.slice(0, 200)}`);
+      const anc2 = await request(mirror.url, `/v1/images/${img}/ancestry`);
+      assert.notEqual(anc2.status, 500);
+    }
+  });
+
+  it('a consistent image is stored (the baseline of the test above)', async () => {
+    const layer = randomBytes(1000);
+    const img = id('b');
+    up.handler = v1Upstream(img, { id: img }, [img], layer);
+    const r = await request(mirror.url, `/v1/images/${img}/layer`);
+    assert.equal(r.status, 200);
+    assert.ok(r.body.equals(layer));
+    await new Promise((res) => setTimeout(res, 100));
+    up.handler = (_req, res) => {
+      res.writeHead(404);
+      res.end();
+    };
+    assert.equal((await request(mirror.url, `/v1/images/${img}/json`)).status, 200);
+  });
+
+  it('a client that goes away during a layer: the upstream connection is released', async () => {
+    const img = id('c');
+    up.handler = (req, res) => {
+      if (req.url === `/v1/images/${img}/json`) {
+        res.writeHead(200, { 'Content-Type': 'application/json' });
+        res.end(JSON.stringify({ id: img }));
+      } else if (req.url === `/v1/images/${img}/ancestry`) {
+        res.writeHead(200, { 'Content-Type': 'application/json' });
+        res.end(JSON.stringify([img]));
+      } else if (req.url === `/v1/images/${img}/layer`) {
+        res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': String(64 * 1024 * 1024) });
+        pour(res, 64 * 1024 * 1024);
+      } else {
+        res.writeHead(404);
+        res.end();
+      }
+    };
+    await new Promise<void>((resolve, reject) => {
+      const u = new URL(mirror.url);
+      const req = httpRequest({ host: u.hostname, port: u.port, path: `/v1/images/${img}/layer`, agent: false }, (res) => {
+        let got = 0;
+        res.on('data', (c: Buffer) => {
+          got += c.length;
+          if (got > 2 * 1024 * 1024) {
+            res.pause();
+            // reads a little, stops reading, then goes
+            setTimeout(() => {
+              req.destroy();
+              resolve();
+            }, 300);
+          }
+        });
+        res.on('error', () => undefined);
+      });
+      req.on('error', (e) => (e.message.includes('socket hang up') || e.message.includes('aborted') ? resolve() : reject(e)));
+      req.end();
+    });
+    let open = up.open();
+    for (let i = 0; i < 80 && open > 0; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      open = up.open();
+    }
+    assert.equal(open, 0, 'the upstream layer download goes on (or hangs) after the client left');
+  });
+
+  it('an upstream that sends the json headers, then nothing: answered within a few timeouts', async () => {
+    const img = id('d');
+    up.handler = (_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': '100' });
+      res.write('{');
+    };
+    const r = await within(8_000, request(mirror.url, `/v1/images/${img}/json`));
+    assert.notEqual(r, 'timeout', 'the v1 json request hangs on a stalled upstream body');
+    assert.ok(!isServerError(r));
+  });
+});
+
+describe('mirror: many distinct blobs at once (client-driven memory)', { timeout: 60_000 }, () => {
+  it('the bytes fills retain for late joiners are bounded across all fills, and given back', async () => {
+    const { blobFillRetain } = await import('../../src/mirror/blob-fill.js');
+    const up = await hostile();
+    const mirror = await startTestServer({ standalone: true, v2: true, mirror: { upstreams: [{ url: up.url }], ttl: 0, timeout: 2, breaker_failures: 0 } });
+    const saved = blobFillRetain.limit;
+    blobFillRetain.limit = 4 * 1024 * 1024;
+    try {
+      // each blob: 3 MiB, then the upstream stalls (the fill holds what it retained meanwhile)
+      up.handler = (_req, res) => {
+        res.writeHead(200, { 'Content-Length': String(8 * 1024 * 1024) });
+        res.write(Buffer.alloc(3 * 1024 * 1024, 1));
+      };
+      const pulls = [1, 2, 3, 4].map((i) => request(mirror.url, `/v2/many/img/blobs/${sha(`blob ${i}`)}`).catch((e: unknown) => e as Error));
+      let peak = 0;
+      for (let i = 0; i < 15; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        peak = Math.max(peak, blobFillRetain.used);
+      }
+      assert.ok(peak > 0, 'the fills retained something');
+      assert.ok(peak <= 4 * 1024 * 1024, `retained ${peak} bytes across fills`);
+      await Promise.all(pulls);
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(blobFillRetain.used, 0, 'failed fills gave their retained bytes back');
+    } finally {
+      blobFillRetain.limit = saved;
+      await cleanup(
+        () => mirror.stop(),
+        () => up.close(),
+      );
+    }
+  });
+});
