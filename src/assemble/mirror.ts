@@ -20,7 +20,7 @@ export function assembleMirror(
 ): MirrorServices | undefined {
   const { config, log } = site;
   if (!config.mirror) return undefined;
-  const mirror = new PullThrough(config.mirror, { ...content, log });
+  const mirror = new PullThrough(config.mirror, { ...content, log, maxBlobSize: config.max_layer_size });
   if (!config.read_only) mirror.start();
   log.info('mirror', {
     upstreams: config.mirror.upstreams.map((u) => `${u.prefix || '*'} -> ${u.url}${u.username ? ' (credentials)' : ''}`),

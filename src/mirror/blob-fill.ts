@@ -68,6 +68,8 @@ export class BlobFill {
     private readonly stallMs: number,
     /** Publishes the verified, committed bytes at their digest (links and schedules them). */
     private readonly publish: (r: FillResult) => Promise<void>,
+    /** Most bytes the blob may have (max_layer_size; 0 or absent: none): an endless body is cut there. */
+    private readonly maxBytes = 0,
   ) {
     this.done = new Promise((resolve, reject) => (this.settle = { resolve, reject }));
     // every caller awaits `done` or a subscriber stream; an unobserved rejection is not a crash
@@ -192,6 +194,7 @@ export class BlobFill {
             last = Date.now();
             this.received += chunk.length;
             if (this.size !== undefined && this.received > this.size) throw new Error(`upstream sent more than the announced ${this.size} bytes`);
+            if (this.maxBytes > 0 && this.received > this.maxBytes) throw new Error(`upstream blob larger than max_layer_size (${this.maxBytes} bytes)`);
             hash.update(chunk);
             // holders: the file's write, and the hold-back until the next piece (or verification)
             this.hold(chunk, 2);

@@ -59,6 +59,11 @@ export interface PullThroughDeps {
   /** The bridge: tags of expired manifests leave the v1 view too. */
   readonly toV1?: { unpublish(name: V2Name, tags: readonly string[]): Promise<void> };
   readonly log?: Logger;
+  /**
+   * Most bytes a blob fetched from upstream may have (`max_layer_size`; 0 or absent: no cap). An
+   * upstream that sends no Content-Length, or a larger one, is cut there and nothing is cached.
+   */
+  readonly maxBlobSize?: number;
 }
 
 export class PullThrough {
@@ -264,17 +269,28 @@ export class PullThrough {
     if (status === 401 || status === 403) throw this.refused(t, status);
     if (status !== 200) throw this.unavailable(t, digest, new Error(`upstream answered ${status}`));
     const size = res.length;
-    const { blobs, uploads, driver } = this.deps;
-    const fill = new BlobFill(driver, digest, size, this.cfg.timeout * 1000, async (r) => {
-      try {
-        await blobs.publish(r.uploadKey, digest);
-      } finally {
-        await driver.delete(keys.uploadDir(r.uuid)).catch(() => undefined);
-      }
-      await uploads.link(t.local, digest);
-      const exp = this.expires();
-      if (exp !== undefined) await this.schedule.schedule('blob', t.local, digest, exp);
-    });
+    const { blobs, uploads, driver, maxBlobSize } = this.deps;
+    if (maxBlobSize && size !== undefined && size > maxBlobSize) {
+      res.body.destroy();
+      throw this.unavailable(t, digest, new Error(`upstream blob of ${size} bytes, more than max_layer_size (${maxBlobSize})`));
+    }
+    const fill = new BlobFill(
+      driver,
+      digest,
+      size,
+      this.cfg.timeout * 1000,
+      async (r) => {
+        try {
+          await blobs.publish(r.uploadKey, digest);
+        } finally {
+          await driver.delete(keys.uploadDir(r.uuid)).catch(() => undefined);
+        }
+        await uploads.link(t.local, digest);
+        const exp = this.expires();
+        if (exp !== undefined) await this.schedule.schedule('blob', t.local, digest, exp);
+      },
+      maxBlobSize,
+    );
     fill.done.catch((e: unknown) => this.deps.log?.warn('mirror: blob from upstream not cached', { name: t.local, digest, err: String(e) }));
     void fill.run(res.body);
     return fill;

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { request, type Response } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
@@ -566,5 +566,72 @@ describe('mirror: many distinct blobs at once (client-driven memory)', { timeout
         () => up.close(),
       );
     }
+  });
+});
+
+describe('mirror against a hostile upstream: blobs past max_layer_size', { timeout: 60_000 }, () => {
+  let up: Hostile;
+  let mirror: TestServer;
+  const MAX = 1024 * 1024;
+
+  before(async () => {
+    up = await hostile();
+    mirror = await startTestServer({
+      standalone: true,
+      v2: true,
+      max_layer_size: MAX,
+      mirror: { upstreams: [{ url: up.url }], ttl: 0, negative_ttl: 0, timeout: 2, breaker_failures: 0 },
+    });
+  });
+  after(() =>
+    cleanup(
+      () => mirror?.stop(),
+      () => up?.close(),
+    ),
+  );
+
+  const uploadsLeft = (): number => {
+    const dir = join(mirror.dataDir, 'uploads');
+    return existsSync(dir) ? readdirSync(dir).length : 0;
+  };
+
+  it('an endless body without Content-Length is cut at max_layer_size: not complete to the client, nothing cached or left behind', async () => {
+    const digest = sha(randomBytes(32));
+    let poured = 0;
+    up.handler = (_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream' }); // chunked, no length
+      pour(res, Number.POSITIVE_INFINITY);
+      res.on('close', () => (poured = 1));
+    };
+    const r = await within(20_000, request(mirror.url, `/v2/evil/endless/blobs/${digest}`));
+    assert.notEqual(r, 'timeout', 'the mirror kept reading an endless body');
+    if (typeof r === 'object' && !(r instanceof Error)) assert.ok(r.status !== 200 || r.body.length <= MAX, `${r.status}: ${r.body.length} bytes`);
+    for (let i = 0; i < 50 && (poured === 0 || uploadsLeft() > 0); i++) await new Promise((res) => setTimeout(res, 100));
+    assert.equal(poured, 1, 'the upstream connection was not dropped');
+    assert.equal(uploadsLeft(), 0, 'the partial copy was left in uploads/');
+    const hex = digest.slice(7);
+    assert.equal(existsSync(join(mirror.dataDir, 'blobs', 'sha256', hex.slice(0, 2), hex)), false, 'nothing published');
+  });
+
+  it('an announced Content-Length past max_layer_size: refused before the body is read', async () => {
+    const digest = sha(randomBytes(32));
+    up.handler = (req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': String(64 * MAX) });
+      if (req.method === 'GET') pour(res, 64 * MAX);
+      else res.end();
+    };
+    const r = await within(10_000, request(mirror.url, `/v2/evil/big/blobs/${digest}`));
+    assert.ok(typeof r === 'object' && !(r instanceof Error), String(r));
+    assert.ok(r.status >= 500 && r.status !== 500, `status ${r.status}`);
+    assert.equal(uploadsLeft(), 0);
+    // a blob within the cap is still fetched, verified and cached
+    const small = randomBytes(100_000);
+    up.handler = (_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': String(small.length) });
+      res.end(small);
+    };
+    const ok = await request(mirror.url, `/v2/evil/small/blobs/${sha(small)}`);
+    assert.equal(ok.status, 200);
+    assert.deepEqual(ok.body, small);
   });
 });
