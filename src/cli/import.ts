@@ -81,13 +81,16 @@ Examples:
       ]);
       const filter = nameFilter(opts.namespace, opts.repo);
       let tree: SourceTree;
+      /** An S3 store's failure as one line for the operator (undefined: not the store's doing). */
+      let storeFailure: ((e: unknown) => string | undefined) | undefined;
       if (source.startsWith('s3://')) {
         // the AWS SDK is loaded only for an S3 source (it weighs ~20 MiB of memory)
-        const { parseS3Url, S3Tree } = await import('../migrate/source-s3.js');
+        const { parseS3Url, S3Tree, storeFailure: s3Failure } = await import('../migrate/source-s3.js');
         const s3 = parseS3Url(source) ?? fail(`not an s3://bucket/prefix URL: ${source}`);
         const endpoint = opts.s3Endpoint ?? process.env.AWS_ENDPOINT_URL;
         const region = opts.s3Region ?? process.env.AWS_REGION;
         tree = new S3Tree({ ...s3, ...(endpoint ? { endpoint } : {}), ...(region ? { region } : {}), timeoutMs: opts.timeout * 1000 });
+        storeFailure = (e) => s3Failure(e, opts.timeout * 1000);
       } else tree = new DirectoryTree(source);
       const content = await openContent(config, undefined, { digestWorkers: 0, blockingFs: true });
       let report;
@@ -102,6 +105,8 @@ Examples:
         });
       } catch (e) {
         if (e instanceof ImportError) fail(e.message);
+        const why = storeFailure?.(e);
+        if (why !== undefined) fail(`${source}: ${why}`);
         throw e;
       } finally {
         (tree as { close?: () => void }).close?.();

@@ -39,6 +39,19 @@ export function parseS3Url(u: string): { bucket: string; prefix: string } | unde
   return { bucket: m[1]!, prefix: m[2]!.replace(/^\/+|\/+$/g, '') };
 }
 
+/**
+ * What the operator is told when the store failed the import (refused, too large, no answer in
+ * time, an S3 error answer), or undefined for anything else (a bug: let it show its stack).
+ */
+export function storeFailure(e: unknown, timeoutMs: number): string | undefined {
+  if (e instanceof SourceRefusedError || e instanceof TooLargeError) return e.message;
+  if (!(e instanceof Error)) return undefined;
+  if (e.name === 'AbortError' || e.name === 'TimeoutError') return `no complete answer from the store within ${timeoutMs / 1000} s (${e.message})`;
+  if ((e as { $metadata?: unknown }).$metadata !== undefined || /^(ECONN|ENOTFOUND|EAI_|ETIMEDOUT|EPIPE)/.test((e as NodeJS.ErrnoException).code ?? ''))
+    return `the store: ${e.name !== 'Error' ? `${e.name}: ` : ''}${e.message}`;
+  return undefined;
+}
+
 const status = (e: unknown): number | undefined => (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
 
 /**
