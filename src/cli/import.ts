@@ -16,6 +16,7 @@ interface ImportCliOptions extends ConfigOptions {
   concurrency: number;
   s3Endpoint?: string;
   s3Region?: string;
+  timeout: number;
 }
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
@@ -32,6 +33,7 @@ export function importCommand(): Command {
       'S3 endpoint for an s3:// source (Ceph RGW, MinIO; default AWS; also $AWS_ENDPOINT_URL); credentials from $AWS_ACCESS_KEY_ID / $AWS_SECRET_ACCESS_KEY',
     )
     .option('--s3-region <region>', 'S3 region (default $AWS_REGION, else us-east-1)')
+    .option('--timeout <seconds>', 'an s3:// source: the most the store may stay silent, or take for a listing page or metadata object', (v) => Number(v), 120)
     .addOption(new Option('--layout <layout>', "the tree's layout (default: detected)").choices(['python', 'distribution']))
     .option('--owner <account>', 'index account that owns the repositories the import creates')
     .option('--namespace <ns>', 'only repositories in this namespace (repeatable)', collect, [])
@@ -70,6 +72,7 @@ Examples:
       }
       if (config.read_only) fail('the configuration is read_only: nothing can be imported');
       if (!Number.isInteger(opts.concurrency) || opts.concurrency < 1 || opts.concurrency > 64) fail('--concurrency: 1 to 64');
+      if (!Number.isFinite(opts.timeout) || opts.timeout <= 0 || opts.timeout > 86_400) fail('--timeout: seconds, more than 0 and at most 86400');
       // the import's modules only now (lazy: every other command, and --help, starts without them)
       const [{ openContent }, { DirectoryTree }, { ImportError, nameFilter, runImport }] = await Promise.all([
         import('../migrate/services.js'),
@@ -78,13 +81,16 @@ Examples:
       ]);
       const filter = nameFilter(opts.namespace, opts.repo);
       let tree: SourceTree;
+      /** An S3 store's failure as one line for the operator (undefined: not the store's doing). */
+      let storeFailure: ((e: unknown) => string | undefined) | undefined;
       if (source.startsWith('s3://')) {
         // the AWS SDK is loaded only for an S3 source (it weighs ~20 MiB of memory)
-        const { parseS3Url, S3Tree } = await import('../migrate/source-s3.js');
+        const { parseS3Url, S3Tree, storeFailure: s3Failure } = await import('../migrate/source-s3.js');
         const s3 = parseS3Url(source) ?? fail(`not an s3://bucket/prefix URL: ${source}`);
         const endpoint = opts.s3Endpoint ?? process.env.AWS_ENDPOINT_URL;
         const region = opts.s3Region ?? process.env.AWS_REGION;
-        tree = new S3Tree({ ...s3, ...(endpoint ? { endpoint } : {}), ...(region ? { region } : {}) });
+        tree = new S3Tree({ ...s3, ...(endpoint ? { endpoint } : {}), ...(region ? { region } : {}), timeoutMs: opts.timeout * 1000 });
+        storeFailure = (e) => s3Failure(e, opts.timeout * 1000);
       } else tree = new DirectoryTree(source);
       const content = await openContent(config, undefined, { digestWorkers: 0, blockingFs: true });
       let report;
@@ -99,6 +105,8 @@ Examples:
         });
       } catch (e) {
         if (e instanceof ImportError) fail(e.message);
+        const why = storeFailure?.(e);
+        if (why !== undefined) fail(`${source}: ${why}`);
         throw e;
       } finally {
         (tree as { close?: () => void }).close?.();

@@ -14,6 +14,7 @@ interface MigrateCliOptions extends ConfigOptions {
   caCert?: string;
   insecure?: boolean;
   concurrency: number;
+  timeout: number;
   state?: string;
   dryRun?: boolean;
   report?: string;
@@ -39,6 +40,12 @@ export function migrateCommand(): Command {
     .option('--ca-cert <file>', "PEM CA certificate(s) the target's TLS certificate is signed by (besides the system ones)")
     .option('--insecure', "do not verify the target's TLS certificate")
     .option('--concurrency <n>', 'tags pushed at once', (v) => Number(v), 4)
+    .option(
+      '--timeout <seconds>',
+      'per request to the target: the most it may stay silent, and to answer in full (uploads: plus 100 s per MiB)',
+      (v) => Number(v),
+      300,
+    )
     .option('--state <file>', 'resume file: what reached the target is appended here, and skipped by the next run (default: none)')
     .option('--dry-run', 'list what would move, contact nothing')
     .option('--report <file>', 'also write the final report as JSON to this file')
@@ -72,6 +79,7 @@ Examples:
         fail(`--to: not an http(s) URL: ${opts.to}`);
       }
       if (!Number.isInteger(opts.concurrency) || opts.concurrency < 1 || opts.concurrency > 64) fail('--concurrency: 1 to 64');
+      if (!Number.isFinite(opts.timeout) || opts.timeout <= 0 || opts.timeout > 86_400) fail('--timeout: seconds, more than 0 and at most 86400');
       const tagMap = new Map<string, string>();
       for (const m of opts.tagMap) {
         const [from, to, ...rest] = m.split('=');
@@ -82,7 +90,7 @@ Examples:
       let password = process.env.MIGRATE_PASSWORD;
       if (opts.passwordStdin) password = readFileSync(0, 'utf8').replace(/\r?\n$/, '');
       // the migration's modules only now (lazy: every other command, and --help, starts without them)
-      const [{ openContent }, { nameFilter }, { runMigrate }, { TargetError, TargetRegistry }] = await Promise.all([
+      const [{ openContent }, { nameFilter }, { runMigrate, StateFileError }, { TargetError, TargetRegistry }] = await Promise.all([
         import('../migrate/services.js'),
         import('../migrate/import.js'),
         import('../migrate/migrate.js'),
@@ -97,6 +105,7 @@ Examples:
             ...(opts.caCert ? { caFile: opts.caCert } : {}),
             ...(opts.insecure ? { insecure: true } : {}),
             maxSockets: opts.concurrency,
+            timeoutMs: opts.timeout * 1000,
           });
       const content = await openContent(config);
       let report;
@@ -110,7 +119,9 @@ Examples:
           ...(opts.state ? { stateFile: opts.state } : {}),
         });
       } catch (e) {
-        if (e instanceof TargetError) fail(e.message);
+        if (e instanceof TargetError && /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|certificate|EPROTO|self.signed/i.test(`${e.code ?? ''} ${e.message}`))
+          fail(`cannot reach ${url.href}: ${e.message}`);
+        if (e instanceof TargetError || e instanceof StateFileError) fail(e.message);
         if (e instanceof Error && /ECONNREFUSED|ENOTFOUND|certificate|EPROTO|self.signed/i.test(`${(e as NodeJS.ErrnoException).code ?? ''} ${e.message}`))
           fail(`cannot reach ${url.href}: ${e.message}`);
         throw e;

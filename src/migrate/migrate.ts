@@ -6,7 +6,7 @@ import { StorageCatalog } from '../content/v2-catalog.js';
 import { MT, type StoredManifest } from '../content/v2-manifests.js';
 import { parseV2Name, type V2Name } from '../content/v2-names.js';
 import type { Content } from './services.js';
-import { describeError, TargetError, type TargetRegistry } from './registry-client.js';
+import { describeError, printable, TargetError, type TargetRegistry } from './registry-client.js';
 import { formatBytes, Progress } from './progress.js';
 import { peakRssMiB, type Skipped } from './report.js';
 
@@ -81,25 +81,47 @@ export class MigrateReport {
   }
 }
 
+/** A state file that is not about this migration's target (its records would skip work not done there). */
+export class StateFileError extends Error {}
+
+const DIGEST = /^sha256:[a-f0-9]{64}$|^sha512:[a-f0-9]{128}$/;
+
 /** What earlier runs got onto the target (the state file), appended to as this run goes. */
 class State {
   /** target repository → blobs known there */
   readonly blobs = new Map<string, Set<string>>();
   /** `repo:tag` → manifest digest pushed and verified */
   readonly tags = new Map<string, string>();
-  constructor(private readonly file: string | undefined) {
-    if (!file || !existsSync(file)) return;
-    for (const line of readFileSync(file, 'utf8').split('\n')) {
-      if (!line.trim()) continue;
-      let e: { blob?: unknown; repo?: unknown; tag?: unknown; digest?: unknown };
-      try {
-        e = JSON.parse(line) as typeof e;
-      } catch {
-        continue; // a line cut by a kill
+  constructor(
+    private readonly file: string | undefined,
+    target: string,
+  ) {
+    if (!file) return;
+    let named = false;
+    if (existsSync(file)) {
+      for (const line of readFileSync(file, 'utf8').split('\n')) {
+        if (!line.trim()) continue;
+        let e: { blob?: unknown; repo?: unknown; tag?: unknown; digest?: unknown; target?: unknown } | null;
+        try {
+          e = JSON.parse(line) as typeof e;
+        } catch {
+          continue; // a line cut by a kill
+        }
+        if (!e || typeof e !== 'object') continue;
+        if (typeof e.target === 'string') {
+          // its records say what reached that target, not this one
+          if (e.target !== target)
+            throw new StateFileError(`the state file ${file} records a migration to ${e.target}, not to ${target}: give another --state file`);
+          named = true;
+        } else if (typeof e.blob === 'string' && typeof e.repo === 'string') {
+          if (DIGEST.test(e.blob) && parseV2Name(e.repo)) this.noteBlob(e.repo, e.blob);
+        } else if (typeof e.tag === 'string' && typeof e.digest === 'string') {
+          if (DIGEST.test(e.digest)) this.tags.set(e.tag, e.digest);
+        }
       }
-      if (typeof e.blob === 'string' && typeof e.repo === 'string') this.noteBlob(e.repo, e.blob);
-      else if (typeof e.tag === 'string' && typeof e.digest === 'string') this.tags.set(e.tag, e.digest);
     }
+    // a file from before the target was recorded is taken as it is; from now on it names the target
+    if (!named) appendFileSync(file, `\n${JSON.stringify({ target })}\n`);
   }
   private noteBlob(repo: string, digest: string): void {
     let s = this.blobs.get(repo);
@@ -142,7 +164,7 @@ class MoveError extends Error {}
  */
 export async function runMigrate(c: Content, target: TargetRegistry | undefined, opts: MigrateOptions): Promise<MigrateReport> {
   const report = new MigrateReport(target?.base.href ?? '(dry run)', opts.dryRun);
-  const state = new State(opts.dryRun ? undefined : opts.stateFile);
+  const state = new State(opts.dryRun ? undefined : opts.stateFile, target?.base.href ?? '');
   const progress = new Progress(opts.dryRun ? 'migrate (dry run)' : 'migrate', opts.progress ?? true);
   const tick = (force = false): void =>
     progress.update(
@@ -177,8 +199,21 @@ export async function runMigrate(c: Content, target: TargetRegistry | undefined,
     const p = (async () => {
       const t = target!;
       const push = `repository:${repo}:pull,push`;
-      const head = await t.request('HEAD', `v2/${repo}/blobs/${digest}`, { scopes: [push] });
+      const blobUrl = new URL(`v2/${repo}/blobs/${digest}`, t.base).href;
+      let head = await t.request('HEAD', blobUrl, { scopes: [push] });
+      // distribution on object storage redirects a HEAD of a blob it holds to the store: one hop,
+      // followed without credentials unless it stays on the target (request() sees to that)
+      if ([301, 302, 303, 307, 308].includes(head.status) && typeof head.headers.location === 'string')
+        head = await t.request('HEAD', new URL(head.headers.location, blobUrl).href, { scopes: [push] });
       if (head.status === 200) {
+        // a target claiming the blob must at least describe it as ours (the manifest PUT then has
+        // the target check that every blob is there, and the read-back checks the manifest)
+        const len = head.headers['content-length'];
+        const got = head.headers['docker-content-digest'];
+        if ((len !== undefined && Number(len) !== size) || (got !== undefined && got !== digest))
+          throw new MoveError(
+            `the target says it holds blob ${digest} but describes it as ${got !== undefined ? printable(String(got), 80) : digest}, ${len ?? '?'} bytes (not ${size})`,
+          );
         report.blobsPresent++;
         state.blob(repo, digest);
         return;
@@ -202,7 +237,8 @@ export async function runMigrate(c: Content, target: TargetRegistry | undefined,
       }
       if (!location) {
         const s = await t.request('POST', `v2/${repo}/blobs/uploads/`, { scopes: [push] });
-        if (s.status !== 202 || !s.headers.location) throw new MoveError(`starting an upload: ${describeError(s).text}`);
+        if (s.status !== 202) throw new MoveError(`starting an upload: ${describeError(s).text}`);
+        if (!s.headers.location) throw new MoveError(`starting an upload: the target answered 202 without a Location to upload to`);
         location = s.headers.location;
       }
       const url = new URL(location, t.base);
@@ -218,7 +254,7 @@ export async function runMigrate(c: Content, target: TargetRegistry | undefined,
       });
       if (put.status !== 201) throw new MoveError(`uploading blob ${digest}: ${describeError(put).text}`);
       const got = put.headers['docker-content-digest'];
-      if (got !== undefined && got !== digest) throw new MoveError(`the target stored blob ${digest} as ${String(got)}`);
+      if (got !== undefined && got !== digest) throw new MoveError(`the target stored blob ${digest} as ${printable(String(got), 80)}`);
       report.blobsUploaded++;
       report.bytesUploaded += size;
       state.blob(repo, digest);
@@ -245,12 +281,12 @@ export async function runMigrate(c: Content, target: TargetRegistry | undefined,
     });
     if (put.status !== 201) throw new MoveError(`manifest ${ref}: ${describeError(put).text}`);
     const got = put.headers['docker-content-digest'];
-    if (got !== undefined && got !== m.digest) throw new MoveError(`the target answered digest ${String(got)} for manifest ${m.digest}`);
+    if (got !== undefined && got !== m.digest) throw new MoveError(`the target answered digest ${printable(String(got), 80)} for manifest ${m.digest}`);
     // read back: the reference must now name exactly this manifest
     const head = await t.request('HEAD', `v2/${repo}/manifests/${ref}`, { scopes: [`repository:${repo}:pull`], headers: { Accept: m.mediaType } });
     if (head.status !== 200 || head.headers['docker-content-digest'] !== m.digest) {
       throw new MoveError(
-        `after the push, ${repo}:${ref} reads back as ${head.status === 200 ? String(head.headers['docker-content-digest']) : describeError(head).text}, not ${m.digest}`,
+        `after the push, ${repo}:${ref} reads back as ${head.status === 200 ? printable(String(head.headers['docker-content-digest']), 80) : describeError(head).text}, not ${m.digest}`,
       );
     }
   };
@@ -377,6 +413,9 @@ function streamLater(open: () => Promise<Readable>): Readable {
   const out = new PassThrough({ highWaterMark: 1 << 20 });
   open().then(
     (src) => {
+      // the request gave up on this body (an error, a timeout, a challenge answered before it was read)
+      if (out.destroyed) return void src.destroy();
+      out.once('close', () => src.destroy());
       src.on('error', (e) => out.destroy(e));
       src.pipe(out);
     },
