@@ -217,7 +217,17 @@ export class Upstream {
     if (this.open) throw new UpstreamUnavailable(`upstream ${this.base.origin}: circuit open after ${this.failures} failures`);
     try {
       let url = new URL(path, this.base);
-      let res = await this.send(method, url, { ...headers, ...(await this.authHeader(repo)) });
+      let auth: Record<string, string>;
+      try {
+        auth = await this.authHeader(repo);
+      } catch (e) {
+        if (this.challenge?.scheme !== 'bearer') throw e;
+        // the token service remembered from an earlier challenge fails (moved, or refusing): ask
+        // the upstream again, whose 401 names the one to use now (a failing one is not kept forever)
+        this.challenge = undefined;
+        auth = {};
+      }
+      let res = await this.send(method, url, { ...headers, ...auth });
       if (res.statusCode === 401) {
         const c = parseChallenge(res.headers['www-authenticate']);
         res.resume();

@@ -394,6 +394,42 @@ describe('mirror against a hostile upstream (v2)', { timeout: 60_000 }, () => {
     assert.equal(ok.status, 200, ok.text);
     assert.ok(tokenCalls >= 2);
   });
+
+  it('a token service that moved: the new challenge of the upstream is learnt, not the failing realm kept forever', async () => {
+    const m = image(randomBytes(10)).manifest;
+    let realm = `${other.url}/token`;
+    other.handler = (_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify({ token: 'tok-old', expires_in: 300 }));
+    };
+    up.handler = (req, res) => {
+      if (req.url!.startsWith('/newtoken')) {
+        res.writeHead(200, { 'Content-Type': 'application/json' });
+        res.end(JSON.stringify({ token: 'tok-new', expires_in: 300 }));
+        return;
+      }
+      const want = realm.startsWith(other.url) ? 'Bearer tok-old' : 'Bearer tok-new';
+      if (req.headers.authorization !== want) {
+        res.writeHead(401, { 'WWW-Authenticate': `Bearer realm="${realm}",service="up"` });
+        res.end();
+        return;
+      }
+      res.writeHead(200, { 'Content-Type': S2 });
+      res.end(m);
+    };
+    // the mirror learns the first token service
+    const first = await request(mirror.url, '/v2/evil/before-move/manifests/v1', { headers: ACCEPT });
+    assert.equal(first.status, 200, first.text);
+    // it moves: the old one fails, the upstream names the new one
+    other.handler = (_req, res) => {
+      res.writeHead(404);
+      res.end();
+    };
+    realm = `${up.url}/newtoken`;
+    const r = await request(mirror.url, '/v2/evil/after-move/manifests/v1', { headers: ACCEPT });
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(r.body, m);
+  });
 });
 
 /** A v1 upstream (Python's mirroring.source) that answers as told. */
