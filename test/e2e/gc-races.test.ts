@@ -161,3 +161,44 @@ describe('gc racing pushes at exact points of a run', () => {
     assert.ok(!(await exists(join(s.dataDir, '_gc', 'trash', `${hex}`))));
   });
 });
+
+describe('mirror expiry racing a local push of the same bytes', { timeout: 60_000 }, () => {
+  it('a v1 image pushed with the layer of an expiring cached blob during the sweep keeps its layer', async () => {
+    const upstream = await startTestServer({ standalone: true, v2: true });
+    const mirror = await startTestServer({
+      standalone: true,
+      v2: true,
+      metadata_cache_ttl: 0,
+      mirror: { upstreams: [{ prefix: 'hub/', url: upstream.url }], ttl: 3600 },
+    });
+    try {
+      // two cached blobs expire in one sweep; the second one's bytes are pushed over v1 while the sweep runs
+      const img = makeImage();
+      // entries are swept in digest order: the first must come before the image's layer
+      let first = Buffer.from(`first ${Math.random()}`);
+      while (sha(first) > sha(img.layer)) first = Buffer.from(`first ${Math.random()}`);
+      for (const b of [first, img.layer]) {
+        assert.equal((await request(upstream.url, `/v2/lib/shared/blobs/uploads/?digest=${sha(b)}`, { method: 'POST', body: b })).status, 201);
+        assert.equal((await request(mirror.url, `/v2/hub/lib/shared/blobs/${sha(b)}`)).status, 200);
+      }
+      const m = mirror.mirror!;
+      const cached = async (): Promise<number> => (await m.schedule.entries('blob')).length;
+      for (let i = 0; i < 100 && (await cached()) < 2; i++) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(await cached(), 2);
+      const elsewhere = m.schedule.blobElsewhere.bind(m.schedule);
+      let seen = 0;
+      m.schedule.blobElsewhere = async (digest, name) => {
+        // the second entry: the v1 layers the sweep reads once were read for the first
+        if (++seen === 2 && digest === sha(img.layer)) await pushV1(mirror.url, 'mine/v1app', 'latest', [img]);
+        return elsewhere(digest, name);
+      };
+      const removed = await m.sweep(Date.now() + 3601_000);
+      assert.equal(removed.blobs, 2);
+      assert.equal(seen, 2);
+      await assertV1Pulls(mirror.url, { repo: 'mine/v1app', tag: 'latest', chain: [img] });
+    } finally {
+      await mirror.stop();
+      await upstream.stop();
+    }
+  });
+});
