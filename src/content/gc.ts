@@ -93,6 +93,26 @@ interface Mark {
   readonly perRepo: Map<string, Set<string>>;
 }
 
+/** A v1 image's records GC deleted, kept until the settle is over (see restoreRecords). */
+interface RemovedImage {
+  readonly root: string;
+  readonly repo: string | null;
+  readonly id: string;
+  readonly files: ReadonlyMap<string, Buffer>;
+}
+
+/** A v2 revision GC deleted, kept until the settle is over (see restoreRecords). */
+interface RemovedRevision {
+  readonly repo: string;
+  readonly hex: string;
+  readonly rev: Buffer;
+  readonly schema1?: Buffer;
+  readonly subject?: string;
+}
+
+/** Where a blob is moved before its delete (deleteBlob); what a stopped run left there goes back. */
+const TRASH = '_gc/trash';
+
 const HEX = /^[a-f0-9]{64}$/;
 const SHA = /^sha256:[a-f0-9]{64}$/;
 const leaf = (key: string): string => key.slice(key.lastIndexOf('/') + 1);
@@ -221,6 +241,9 @@ export class GarbageCollector {
     const cutoff = Math.min(t0 - opts.graceMs, oldestUpload) - 1000;
     const young = (t: number | undefined): boolean => t === undefined || t >= cutoff;
 
+    // what a run stopped part-way left moved aside goes back first (a blob pushed again may be among it)
+    if (!opts.dryRun) await this.recoverTrash();
+
     const first = await this.mark({ deleteUntagged, young, phase: 'mark', progress });
 
     // the candidates: blobs neither marked nor written since the cutoff
@@ -278,6 +301,8 @@ export class GarbageCollector {
     // records that keep blobs alive go first, each checked again just before (a tag may have come)
     const records = first.v1Untagged.length + first.v2Untagged.length + first.staleLinks.length;
     let done = 0;
+    const removedImages: RemovedImage[] = [];
+    const removedRevisions: RemovedRevision[] = [];
     const byScope = new Map<string, typeof first.v1Untagged>();
     for (const u of first.v1Untagged) byScope.set(u.root, [...(byScope.get(u.root) ?? []), u]);
     for (const [root, list] of byScope) {
@@ -286,7 +311,10 @@ export class GarbageCollector {
       for (const u of list) {
         progress({ phase: 'records', done: done++, total: records });
         if (reached.has(u.id) || (await newestBelow(this.driver, `${root}/${u.id}`)) >= cutoff) continue;
+        // kept in memory until the settle is over: a tag put on the image meanwhile brings it back
+        const saved = await this.savedRecords(`${root}/${u.id}`);
         if (await removeIfPresent(this.driver, `${root}/${u.id}`)) {
+          removedImages.push({ root, repo: u.repo, id: u.id, files: saved });
           result.v1Images.deleted++;
           item('v1_image', `${u.repo ?? '(registry-wide)'} ${u.id}`);
         }
@@ -302,9 +330,16 @@ export class GarbageCollector {
       for (const u of list) {
         progress({ phase: 'records', done: done++, total: records });
         if (!still.has(u.hex)) continue;
-        if (await removeIfPresent(this.driver, `${base}/revisions/${u.hex}`)) {
+        const revKey = `${base}/revisions/${u.hex}`;
+        // written again since the re-check (a push of the same manifest): kept
+        if (young(await mtime(this.driver, revKey))) continue;
+        // kept in memory until the settle is over: a tag or an index naming it meanwhile brings it back
+        const rev = await readOptional(this.driver, revKey);
+        const schema1 = await readOptional(this.driver, `${base}/schema1/${u.hex}`);
+        if (await removeIfPresent(this.driver, revKey)) {
           result.v2Manifests.deleted++;
           item('v2_manifest', `${repo}@sha256:${u.hex}`);
+          if (rev) removedRevisions.push({ repo, hex: u.hex, rev, ...(schema1 ? { schema1 } : {}), ...(u.subject ? { subject: u.subject } : {}) });
         }
         if (u.subject && SHA.test(u.subject)) await removeIfPresent(this.driver, `${base}/referrers/${u.subject.slice(7)}/${u.hex}`);
         await removeIfPresent(this.driver, `${base}/schema1/${u.hex}`);
@@ -327,13 +362,21 @@ export class GarbageCollector {
       }
     }
 
-    if (candidates.length > 0) {
+    const removedRecords = removedImages.length + removedRevisions.length;
+    if (candidates.length > 0 || removedRecords > 0) {
       // requests that read a record before it went finish their writes; caches of other nodes expire
       if (records > 0 || opts.settleMs > 0) {
         progress({ phase: 'settle', done: 0, total: 1 });
         await new Promise((r) => setTimeout(r, opts.settleMs));
         progress({ phase: 'settle', done: 1, total: 1 });
       }
+      // a tag (v1, v2) or an index put between a record's re-check and its delete names it now: it
+      // comes back (the request that wrote the reference was acknowledged), before the second mark
+      const restored = await this.restoreRecords(removedImages, removedRevisions, t0);
+      result.v1Images.deleted -= restored.images;
+      result.v2Manifests.deleted -= restored.revisions;
+    }
+    if (candidates.length > 0) {
       // the second mark keeps everything that exists now: all records, all links
       const second = await this.mark({ deleteUntagged: false, young: () => true, phase: 'remark', progress });
       // a manifest that named a link in the moment between its re-check and its delete: the link comes back
@@ -380,7 +423,7 @@ export class GarbageCollector {
       const size = (await this.driver.stat(key).catch(() => undefined))?.size ?? c.size;
       return (await removeIfPresent(this.driver, key)) ? size : undefined;
     }
-    const aside = `_gc/trash/${c.hex}-${randomBytes(6).toString('hex')}`;
+    const aside = `${TRASH}/${c.hex}-${randomBytes(6).toString('hex')}`;
     try {
       await this.driver.move(key, aside);
     } catch (e) {
@@ -394,6 +437,103 @@ export class GarbageCollector {
     }
     await removeIfPresent(this.driver, aside);
     return info.size;
+  }
+
+  /**
+   * Blobs a run moved aside (deleteBlob) and did not finish with: it was stopped between the move
+   * and the delete, or between the move and the move back of a blob pushed again meanwhile. Each
+   * goes back to its key when nothing is there (the bytes were published at that digest, so
+   * putting them back is always right; garbage is collected again), else it is removed.
+   */
+  private async recoverTrash(): Promise<void> {
+    for (const k of await listOr(this.driver, TRASH)) {
+      const hex = leaf(k).split('-')[0]!;
+      if (HEX.test(hex) && (await mtime(this.driver, keys.blob(hex))) === undefined) {
+        try {
+          await this.driver.move(k, keys.blob(hex));
+          continue;
+        } catch (e) {
+          if (!isNotFound(e)) throw e;
+        }
+      }
+      await removeIfPresent(this.driver, k);
+    }
+  }
+
+  /** The small records of a v1 image below prefix (not the `_files` listing: a cache). */
+  private async savedRecords(prefix: string): Promise<Map<string, Buffer>> {
+    const out = new Map<string, Buffer>();
+    for (const k of await listOr(this.driver, prefix)) {
+      if (leaf(k) === '_files') continue;
+      const b = await readOptional(this.driver, k);
+      if (b) out.set(leaf(k), b);
+    }
+    return out;
+  }
+
+  /**
+   * After the settle: bring back the v1 images a tag's ancestry reaches now and the v2 revisions a
+   * tag or a present index names now, or whose manifest bytes were written since the run started
+   * (pushed again by digest), among those this run deleted. Something written there since (a new
+   * push) is left as it is.
+   */
+  private async restoreRecords(
+    images: readonly RemovedImage[],
+    revisions: readonly RemovedRevision[],
+    t0: number,
+  ): Promise<{ images: number; revisions: number }> {
+    let restoredImages = 0;
+    const byRoot = new Map<string, RemovedImage[]>();
+    for (const u of images) byRoot.set(u.root, [...(byRoot.get(u.root) ?? []), u]);
+    for (const [root, list] of byRoot) {
+      const gone = new Map(list.map((u) => [u.id, u]));
+      const reached = new Set<string>();
+      for (const r of list[0]!.repo !== null ? [list[0]!.repo] : await this.v1RepoNames()) {
+        for (const tagKey of await listOr(this.driver, `v1/repositories/${r}/_tags`)) {
+          const id = (await readOptional(this.driver, tagKey))?.toString('utf8');
+          if (!id || !HEX.test(id)) continue;
+          reached.add(id);
+          const raw = (await readOptional(this.driver, `${root}/${id}/ancestry`)) ?? gone.get(id)?.files.get('ancestry');
+          const ancestry = parseJson<unknown>(raw);
+          if (Array.isArray(ancestry)) for (const a of ancestry) if (typeof a === 'string') reached.add(a);
+        }
+      }
+      for (const u of list) {
+        if (!reached.has(u.id)) continue;
+        const prefix = `${root}/${u.id}`;
+        if ((await listOr(this.driver, prefix)).length > 0) continue; // written anew meanwhile
+        // the json last: until it is there the image is not seen
+        for (const [name, bytes] of [...u.files].sort(([a], [b]) => (a === 'json' ? 1 : b === 'json' ? -1 : 0))) {
+          await this.driver.putContent(`${prefix}/${name}`, bytes);
+        }
+        restoredImages++;
+      }
+    }
+    let restoredRevisions = 0;
+    const byRepo = new Map<string, RemovedRevision[]>();
+    for (const r of revisions) byRepo.set(r.repo, [...(byRepo.get(r.repo) ?? []), r]);
+    for (const [repo, list] of byRepo) {
+      const base = `v2/repositories/${repo}/_manifests`;
+      const named = await this.v2Tags(repo);
+      for (const k of await listOr(this.driver, `${base}/revisions`)) {
+        const rev = parseJson<Revision>(await readOptional(this.driver, k));
+        if (!rev || rev.mediaType === MT.schema1 || rev.mediaType === MT.schema1Signed) continue;
+        const d = parseJson<{ manifests?: unknown }>(await readOptional(this.driver, keys.blob(leaf(k))));
+        if (Array.isArray(d?.manifests))
+          for (const c of d.manifests as { digest?: unknown }[]) if (typeof c?.digest === 'string' && SHA.test(c.digest)) named.add(c.digest.slice(7));
+      }
+      for (const r of list) {
+        const pushedAgain = ((await mtime(this.driver, keys.blob(r.hex))) ?? 0) >= t0;
+        if (!named.has(r.hex) && !pushedAgain) continue;
+        const revKey = `${base}/revisions/${r.hex}`;
+        if ((await mtime(this.driver, revKey)) !== undefined) continue; // pushed again after the delete
+        if (r.schema1) await this.driver.putContent(`${base}/schema1/${r.hex}`, r.schema1);
+        if (r.subject && SHA.test(r.subject)) await this.driver.putContent(`${base}/referrers/${r.subject.slice(7)}/${r.hex}`, Buffer.from(`sha256:${r.hex}`));
+        await this.driver.putContent(revKey, r.rev);
+        restoredRevisions++;
+      }
+    }
+    return { images: restoredImages, revisions: restoredRevisions };
   }
 
   /** Image ids the v1 tags reach in a scope: its repository's tags, or every repository's for v1/images. */

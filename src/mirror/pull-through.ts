@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { MirrorConfig } from '../config/schema.js';
 import type { BlobStore } from '../content/blob-store.js';
@@ -345,7 +346,9 @@ export class PullThrough {
    * the bytes too when no other cached repository holds them and no local repository links them).
    */
   async sweep(now = Date.now()): Promise<{ manifests: number; blobs: number }> {
-    const { manifests, uploads, driver } = this.deps;
+    const { manifests, uploads } = this.deps;
+    // wall clock (now may be set ahead): bytes written since are a push of the same content
+    const startedAt = Date.now();
     let m = 0;
     let b = 0;
     for (const e of await this.schedule.entries('manifest')) {
@@ -369,13 +372,51 @@ export class PullThrough {
         // (the records of an expired mirrored image go with garbage collection, then its bytes)
         v1Layers ??= await this.v1LayerDigests();
         if (v1Layers.has(e.digest)) continue;
-        await driver.delete(keys.blob(e.digest.slice('sha256:'.length))).catch((err: unknown) => {
-          if (!isNotFound(err)) throw err;
-        });
+        await this.removeBytes(e.digest.slice('sha256:'.length), startedAt);
       }
     }
     if (m + b > 0) this.deps.log?.info('mirror: expired content removed', { manifests: m, blobs: b });
     return { manifests: m, blobs: b };
+  }
+
+  /**
+   * Remove an expired blob's bytes unless they were written again since the sweep started (a local
+   * push of the same content, v1 or v2, after the checks above read what names them): as garbage
+   * collection does (gc.ts deleteBlob), the bytes are moved aside first (one mover wins) and, where
+   * a move keeps the time, put back when newer; elsewhere the time is checked just before the delete.
+   * What a stopped sweep leaves aside, the next gc run puts back.
+   */
+  private async removeBytes(hex: string, startedAt: number): Promise<void> {
+    const { driver } = this.deps;
+    const key = keys.blob(hex);
+    const fresh = (t: Date): boolean => t.getTime() >= startedAt - 1000;
+    if (driver.name !== 'filesystem' && driver.name !== 'memory') {
+      const info = await driver.stat(key).catch((err: unknown) => {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      });
+      if (!info || fresh(info.modTime)) return;
+      await driver.delete(key).catch((err: unknown) => {
+        if (!isNotFound(err)) throw err;
+      });
+      return;
+    }
+    const aside = `_gc/trash/${hex}-${randomBytes(6).toString('hex')}`;
+    try {
+      await driver.move(key, aside);
+    } catch (err) {
+      if (isNotFound(err)) return;
+      throw err;
+    }
+    if (fresh((await driver.stat(aside)).modTime)) {
+      await driver.move(aside, key).catch((err: unknown) => {
+        if (!isNotFound(err)) throw err; // a gc run put it back already
+      });
+      return;
+    }
+    await driver.delete(aside).catch((err: unknown) => {
+      if (!isNotFound(err)) throw err;
+    });
   }
 
   /** Every blob digest a v1 image record's layer link names (registry-wide and per repository). */
