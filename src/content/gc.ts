@@ -53,6 +53,8 @@ export interface GcOptions {
   readonly progress?: (p: GcProgress) => void;
   /** Be told of each deletion (dry run: of each planned one). */
   readonly onItem?: (kind: GcItemKind, name: string, bytes?: number) => void;
+  /** Most bytes of deleted records kept until the settle (default SAVED_RECORDS_MAX; tests). */
+  readonly savedRecordsMax?: number;
 }
 
 export type GcItemKind = 'blob' | 'v1_image' | 'v2_manifest' | 'link';
@@ -109,6 +111,13 @@ interface RemovedRevision {
   readonly schema1?: Buffer;
   readonly subject?: string;
 }
+
+/**
+ * Most bytes of deleted records (v1 image records, v2 revisions) a run keeps in memory until its
+ * settle is over (see restoreRecords). Records past it are left for a later run: memory stays
+ * bounded however many untagged images a store holds.
+ */
+export const SAVED_RECORDS_MAX = 64 * 1024 * 1024;
 
 /** Where a blob is moved before its delete (deleteBlob); what a stopped run left there goes back. */
 const TRASH = '_gc/trash';
@@ -303,6 +312,8 @@ export class GarbageCollector {
     let done = 0;
     const removedImages: RemovedImage[] = [];
     const removedRevisions: RemovedRevision[] = [];
+    let savedBytes = 0;
+    const budget = opts.savedRecordsMax ?? SAVED_RECORDS_MAX;
     const byScope = new Map<string, typeof first.v1Untagged>();
     for (const u of first.v1Untagged) byScope.set(u.root, [...(byScope.get(u.root) ?? []), u]);
     for (const [root, list] of byScope) {
@@ -313,6 +324,9 @@ export class GarbageCollector {
         if (reached.has(u.id) || (await newestBelow(this.driver, `${root}/${u.id}`)) >= cutoff) continue;
         // kept in memory until the settle is over: a tag put on the image meanwhile brings it back
         const saved = await this.savedRecords(`${root}/${u.id}`);
+        const size = [...saved.values()].reduce((a, b) => a + b.length, 0);
+        if (savedBytes + size > budget) continue; // left for a later run
+        savedBytes += size;
         if (await removeIfPresent(this.driver, `${root}/${u.id}`)) {
           removedImages.push({ root, repo: u.repo, id: u.id, files: saved });
           result.v1Images.deleted++;
@@ -336,6 +350,9 @@ export class GarbageCollector {
         // kept in memory until the settle is over: a tag or an index naming it meanwhile brings it back
         const rev = await readOptional(this.driver, revKey);
         const schema1 = await readOptional(this.driver, `${base}/schema1/${u.hex}`);
+        const size = (rev?.length ?? 0) + (schema1?.length ?? 0);
+        if (savedBytes + size > budget) continue; // left for a later run
+        savedBytes += size;
         if (await removeIfPresent(this.driver, revKey)) {
           result.v2Manifests.deleted++;
           item('v2_manifest', `${repo}@sha256:${u.hex}`);

@@ -128,6 +128,27 @@ describe('gc racing pushes at exact points of a run', () => {
     await assertV2Pulls(s.url, { ...pushed, tag: 'new' });
   });
 
+  it('-m: the deleted records kept until the settle are bounded in bytes; past the bound they wait for a later run', async () => {
+    const base = makeImage();
+    const chain = [base, makeImage(base.id)];
+    await pushV1(s.url, 'racebudget/v1', 'old', chain);
+    assert.equal((await request(s.url, '/v1/repositories/racebudget/v1/tags/old', { method: 'DELETE' })).status, 200);
+    const v2 = await pushV2Chunked(s.url, 'racebudget/v2', 'old', 'racebudget-v2');
+    assert.equal((await request(s.url, '/v2/racebudget/v2/manifests/old', { method: 'DELETE' })).status, 202);
+    for (const img of chain) await age(join(s.dataDir, 'v1', 'images', img.id), HOUR);
+    await age(join(s.dataDir, 'v2', 'repositories', 'racebudget', 'v2'), HOUR);
+    const driver = createFilesystemDriver({ root: s.dataDir });
+    // a bound smaller than any record: nothing of them is deleted (nor kept in memory)
+    const tight = await new GarbageCollector(driver).run({ deleteUntagged: true, graceMs: 60_000, settleMs: 0, savedRecordsMax: 1 });
+    assert.equal(tight.v1Images.deleted + tight.v2Manifests.deleted, 0, JSON.stringify(tight));
+    for (const img of chain) assert.ok(await exists(join(s.dataDir, 'v1', 'images', img.id, 'json')), 'left for a later run');
+    assert.ok(await exists(join(s.dataDir, 'v2', 'repositories', 'racebudget', 'v2', '_manifests', 'revisions', v2.digest.slice(7))));
+    // the default bound: deleted
+    const next = await new GarbageCollector(driver).run({ deleteUntagged: true, graceMs: 60_000, settleMs: 0 });
+    assert.ok(next.v1Images.deleted >= 2 && next.v2Manifests.deleted >= 1, JSON.stringify(next));
+    assert.ok(!(await exists(join(s.dataDir, 'v1', 'images', base.id, 'json'))));
+  });
+
   it('a run stopped while a blob pushed again is moved aside leaves it to the next run, which puts it back', async () => {
     const blob = Buffer.from(`stopped ${Math.random()}`);
     assert.equal((await request(s.url, `/v2/racekill/first/blobs/uploads/?digest=${sha(blob)}`, { method: 'POST', body: blob })).status, 201);
