@@ -66,6 +66,7 @@ async function run(delayMs: number, TAGS: number): Promise<void> {
       loglevel: 'silent',
       bcrypt_cost: 4,
       webhook_timeout: 30,
+      webhook_allowed_networks: ['127.0.0.1'],
       notifications: { endpoints: [{ name: 'bench', url: `${events.url}/events`, timeout: 30 }] },
     },
   });

@@ -9,14 +9,15 @@ import { defaultAuthority } from '../config/advertise.js';
 
 /** The index queries and the webhook service, loaded when a command runs (not for --help or another command). */
 async function queries() {
-  const [repositories, rows, store, routes, service] = await Promise.all([
+  const [repositories, rows, store, routes, service, outgoing] = await Promise.all([
     import('../db/repositories.js'),
     import('../db/rows.js'),
     import('../webhooks/store.js'),
     import('../webhooks/routes.js'),
     import('../webhooks/service.js'),
+    import('../webhooks/outgoing.js'),
   ]);
-  return { ...repositories, ...rows, ...store, ...routes, ...service };
+  return { ...repositories, ...rows, ...store, ...routes, ...service, ...outgoing };
 }
 
 async function findRepo(db: Knex, name: string): Promise<Repository> {
@@ -49,12 +50,12 @@ export function webhookCommand(): Command {
     .option('--secret <secret>', 'sign each delivery: X-Registry-Signature-256: sha256=<HMAC-SHA256 of the body>')
     .option('--chained', "fire only after the previous hook's success callback (Hub's chains)")
     .action(async (repository: string, name: string, url: string, opts: Common & { secret?: string; chained?: boolean }) => {
-      await withDb(opts, async (db) => {
-        const { countHooks, createHook, MAX_HOOKS_PER_REPOSITORY, validHook, isUniqueViolation } = await queries();
+      await withDb(opts, async (db, config) => {
+        const { countHooks, createHook, MAX_HOOKS_PER_REPOSITORY, validHook, isUniqueViolation, DestinationPolicy } = await queries();
         const r = await findRepo(db, repository);
         let h;
         try {
-          h = validHook({ name, url, secret: opts.secret, chained: opts.chained === true });
+          h = validHook({ name, url, secret: opts.secret, chained: opts.chained === true }, new DestinationPolicy(config.webhook_allowed_networks));
         } catch (e) {
           fail(e instanceof RegistryError ? e.message : String(e));
         }
@@ -107,7 +108,9 @@ export function webhookCommand(): Command {
           () => `${config.tls_certificate ? 'https' : 'http'}://${defaultAuthority(config, config.port)}`,
           createLogger('silent'),
         );
-        process.stdout.write(`queued test delivery ${await hooks.test(h, r, 'cli')}\n`);
+        const id = await hooks.test(h, r, 'cli');
+        if (id === undefined) fail('too many deliveries of this webhook are still unfinished (tests or pushes): retry later');
+        process.stdout.write(`queued test delivery ${id}\n`);
       });
     });
   withConfigOptions(cmd.command('status'))

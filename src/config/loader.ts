@@ -259,6 +259,9 @@ function finish(values: Record<string, unknown>, f: FinishContext): Config {
     token_audiences: (typeof c.token_audiences === 'string' ? c.token_audiences.split(',') : c.token_audiences)
       .map((s) => s.trim())
       .filter((s) => s.length > 0),
+    webhook_allowed_networks: (typeof c.webhook_allowed_networks === 'string' ? c.webhook_allowed_networks.split(',') : c.webhook_allowed_networks)
+      .map((s) => s.trim())
+      .filter((s) => s.length > 0),
     flavor: f.flavor,
     file: f.file,
     warnings: Object.freeze([...f.warnings]),

@@ -2,6 +2,13 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { parseByteSize } from './byte-size.js';
 
+/** An address or CIDR network (webhook_allowed_networks; parsed again by src/webhooks/outgoing.ts). */
+function networkOk(n: string): boolean {
+  const m = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(n.trim());
+  const v = m ? isIP(m[1]!) : 0;
+  return v !== 0 && (m![2] === undefined || Number(m![2]) <= (v === 4 ? 32 : 128));
+}
+
 /** An IP address or a CIDR range of one (trusted_proxies). */
 export function isProxySpec(v: string): boolean {
   const m = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(v.trim());
@@ -475,6 +482,15 @@ export const configSchema = z
     webhook_concurrency: z.number().int().min(1).max(64).default(4),
     /** Index: absolute URL receivers reach the index at (callback_url, repo_url); unset: the pushing request's origin. */
     webhook_base_url: z.url().nullable().default(null),
+    /**
+     * Index: networks webhooks may reach although not public (loopback, private, link-local, …), as
+     * addresses or CIDRs. Hook URLs are the repository owners' choice: by default no delivery goes
+     * to this machine or its network (src/webhooks/outgoing.ts).
+     */
+    webhook_allowed_networks: z
+      .union([z.string(), z.array(z.string().refine((n) => networkOk(n), 'an IP address or CIDR network (10.0.0.0/8, ::1/128)')).max(100)])
+      .refine((v) => typeof v !== 'string' || v.split(',').every((n) => n.trim() === '' || networkOk(n)), 'IP addresses or CIDR networks, comma separated')
+      .default([]),
     /** Registry: distribution's notifications (endpoints, events.includereferences). */
     notifications: notificationsSchema.nullable().default(null),
   })
@@ -483,8 +499,9 @@ export const configSchema = z
 export type ConfigInput = z.input<typeof configSchema>;
 type Parsed = z.output<typeof configSchema>;
 export type Config = Readonly<
-  Omit<Parsed, 'max_layer_size' | 'max_json_size' | 'registry_endpoints' | 'token_audiences' | 's3_part_size' | 'swift_segment_size'>
+  Omit<Parsed, 'max_layer_size' | 'max_json_size' | 'registry_endpoints' | 'token_audiences' | 's3_part_size' | 'swift_segment_size' | 'webhook_allowed_networks'>
 > & {
+  readonly webhook_allowed_networks: readonly string[];
   readonly s3_part_size: number;
   readonly swift_segment_size: number;
   readonly token_audiences: readonly string[];

@@ -1123,17 +1123,16 @@ class MemoryIndex {
       return { canSee: (id) => has(bits, id), bits };
     }
     const flags = this.flags;
-    const u = v.userId;
-    const owner = this.owner;
     const recs = this.recs;
     return {
       canSee: (id) => {
         const f = flags[id]!;
         if (f === PRESENT) return true;
         if (f !== (PRESENT | PRIVATE)) return false;
-        if (owner[id] === u || g.shared.has(id)) return true;
+        // as rightsOn (src/index/access.ts): not the creator (owner_id), nothing private of library
         const ns = recs[id]!.namespace;
-        return ns === g.username || g.orgNames.has(ns);
+        if (ns === g.username) return true;
+        return ns !== 'library' && (g.shared.has(id) || g.orgNames.has(ns));
       },
     };
   }

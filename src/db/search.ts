@@ -146,17 +146,20 @@ export function visibility(v: SearchVisibility | undefined): { sql: string; bind
   if (v?.admin) return { sql: 'r.deleted_at is null', bindings: [] };
   if (v?.userId === undefined) return { sql: 'r.deleted_at is null and r.private = ?', bindings: [false] };
   const u = v.userId;
+  // exactly who may read (src/index/access.ts rightsOn): the namespace's user, members of its
+  // organization, collaborators; not whoever created the repository (owner_id: a member who left the
+  // organization), and private `library` repositories are the admins' alone.
   // Uncorrelated IN-subqueries: each is computed once (a hashed set), where correlated EXISTS ran per row
   // and, on PostgreSQL, inflated the cost estimate past the JIT threshold (measured 441 ms vs 47 ms).
   return {
     sql: `r.deleted_at is null and (
       r.private = ?
-      or r.owner_id = ?
       or r.namespace in (select u.username from users u where u.id = ?)
-      or r.id in (select c.repo_id from collaborators c where c.user_id = ?)
-      or r.namespace in (select o.name from organizations o join organization_members m on m.org_id = o.id
-                          where m.user_id = ?))`,
-    bindings: [false, u, u, u, u],
+      or (r.namespace <> 'library' and (
+        r.id in (select c.repo_id from collaborators c where c.user_id = ?)
+        or r.namespace in (select o.name from organizations o join organization_members m on m.org_id = o.id
+                            where m.user_id = ?))))`,
+    bindings: [false, u, u, u],
   };
 }
 

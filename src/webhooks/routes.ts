@@ -11,13 +11,18 @@ import { isUniqueViolation } from '../db/rows.js';
 import type { User } from '../db/users.js';
 import { countHooks, createHook, deleteHook, findHook, listDeliveries, listHooks, recordCallback, type CallbackBody, type NewHook } from './store.js';
 import type { Webhooks } from './service.js';
+import { DestinationPolicy } from './outgoing.js';
 
 /** Hooks per repository (each push queues one delivery per hook). */
 export const MAX_HOOKS_PER_REPOSITORY = 20;
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
-/** A hook's fields from a JSON body or a form; throws INVALID_DATA with the reason. */
-export function validHook(body: { name?: unknown; url?: unknown; secret?: unknown; chained?: unknown }): NewHook {
+/**
+ * A hook's fields from a JSON body or a form; throws INVALID_DATA with the reason. A URL naming an
+ * address the policy refuses (loopback, private, link-local, … unless allowed) is refused here;
+ * names are judged at each delivery, on the addresses they resolve to.
+ */
+export function validHook(body: { name?: unknown; url?: unknown; secret?: unknown; chained?: unknown }, destinations: DestinationPolicy): NewHook {
   const bad = (why: string): never => {
     throw new RegistryError('INVALID_DATA', `Invalid data: ${why}`);
   };
@@ -33,6 +38,9 @@ export function validHook(body: { name?: unknown; url?: unknown; secret?: unknow
   if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || raw.length > 2048 || CONTROL.test(raw))
     bad('url: an absolute http(s) URL of at most 2048 characters');
   if (url!.username || url!.password) bad('url: no credentials in the URL (set a secret instead)');
+  const literal = DestinationPolicy.literal(url!);
+  if (literal !== undefined && !destinations.permits(literal))
+    bad(`url: ${url!.hostname} is not a public address (an operator may allow networks with webhook_allowed_networks)`);
   let secret: string | null = null;
   if (body.secret !== undefined && body.secret !== null && body.secret !== '') {
     if (typeof body.secret !== 'string' || body.secret.length > 200 || CONTROL.test(body.secret)) bad('secret: at most 200 printable characters');
@@ -89,7 +97,7 @@ export function webhookRouter(index: IndexService, hooks: Webhooks): Router {
     const { repo } = await owned(ctx);
     const body = (await readJsonBody(ctx, SMALL_JSON_LIMIT, 'INVALID_DATA')) as Record<string, unknown> | undefined;
     if (!body || typeof body !== 'object' || Array.isArray(body)) throw new RegistryError('INVALID_DATA');
-    const h = validHook(body);
+    const h = validHook(body, hooks.destinations);
     if ((await countHooks(index.db, repo.id)) >= MAX_HOOKS_PER_REPOSITORY)
       throw new RegistryError('INVALID_DATA', `At most ${MAX_HOOKS_PER_REPOSITORY} webhooks per repository`);
     try {
@@ -108,7 +116,10 @@ export function webhookRouter(index: IndexService, hooks: Webhooks): Router {
   router.post('/v1/webhooks/:ns/:repo/:id/test', async (ctx) => {
     const { user, repo } = await owned(ctx);
     const h = await hookOf(ctx, repo);
-    sendJson(ctx, 202, { delivery: await hooks.test(h, repo, user.username) });
+    const delivery = await hooks.test(h, repo, user.username);
+    if (delivery === undefined)
+      throw new RegistryError('TOO_MANY_DELIVERIES', 'Too many deliveries of this webhook are still unfinished (tests or pushes): retry later');
+    sendJson(ctx, 202, { delivery });
   });
   router.get('/v1/webhooks/:ns/:repo/:id/deliveries', async (ctx) => {
     const { repo } = await owned(ctx);

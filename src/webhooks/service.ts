@@ -7,6 +7,7 @@ import { findFullDescription } from '../db/web.js';
 import { toNum } from '../db/rows.js';
 import type { Logger } from '../log/logger.js';
 import type { Config } from '../config/schema.js';
+import { DestinationPolicy, postWebhook } from './outgoing.js';
 import { claimDue, enqueuePush, enqueueTest, finishAttempt, pruneDeliveries, type Claimed, type Webhook } from './store.js';
 
 /** Headers of every delivery (besides Content-Type and User-Agent). */
@@ -30,11 +31,16 @@ export interface WebhookOptions {
   /** Absolute URL of the index as receivers reach it (callback_url, repo_url); null: the pushing request's origin. */
   readonly baseUrl: string | null;
   readonly userAgent: string;
+  /** Where deliveries may connect: public addresses, and the operator's `webhook_allowed_networks`. */
+  readonly destinations: DestinationPolicy;
 }
 
 /** The webhook_* keys of a configuration as options; concurrency and userAgent are the caller's. */
 export function webhookOptions(
-  config: Pick<Config, 'webhook_timeout' | 'webhook_max_attempts' | 'webhook_retry_base' | 'webhook_retry_max' | 'webhook_poll_interval' | 'webhook_base_url'>,
+  config: Pick<
+    Config,
+    'webhook_timeout' | 'webhook_max_attempts' | 'webhook_retry_base' | 'webhook_retry_max' | 'webhook_poll_interval' | 'webhook_base_url' | 'webhook_allowed_networks'
+  >,
   own: Pick<WebhookOptions, 'concurrency' | 'userAgent'>,
 ): WebhookOptions {
   return {
@@ -44,6 +50,7 @@ export function webhookOptions(
     retryMax: config.webhook_retry_max,
     pollInterval: config.webhook_poll_interval,
     baseUrl: config.webhook_base_url,
+    destinations: new DestinationPolicy(config.webhook_allowed_networks),
     ...own,
   };
 }
@@ -94,25 +101,6 @@ const HISTORY_PER_HOOK = 200;
 /** Bytes of a receiver's answer kept in the history. */
 const EXCERPT_BYTES = 512;
 
-/** Read at most `max` bytes of a response body, then let the rest go (never buffer a big answer). */
-async function excerpt(res: Response, max = EXCERPT_BYTES): Promise<string> {
-  if (!res.body) return '';
-  const reader = res.body.getReader();
-  const parts: Uint8Array[] = [];
-  let n = 0;
-  try {
-    while (n < max) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      parts.push(value);
-      n += value.length;
-    }
-  } finally {
-    await reader.cancel().catch(() => undefined);
-  }
-  return Buffer.concat(parts).subarray(0, max).toString('utf8');
-}
-
 /**
  * The webhooks of an index node: queues deliveries in the outbox when a tag is pushed (one insert;
  * the push never waits for a receiver), and sends due deliveries from the outbox shared by every
@@ -125,6 +113,7 @@ export class Webhooks {
   private again = false;
   private stopped = true;
   private inflight = new Set<Promise<void>>();
+  private passing: Promise<void> | undefined;
   /** Called after each attempt (tests and metrics): delivery id, status, ms from queueing. */
   onAttempt?: (e: { id: string; status: number | null; delivered: boolean; sinceQueuedMs: number }) => void;
 
@@ -152,17 +141,22 @@ export class Webhooks {
     return ids.length;
   }
 
+  /** Where deliveries may go (hooks to a refused address literal are refused when added). */
+  get destinations(): DestinationPolicy {
+    return this.opts.destinations;
+  }
+
   private base(): string {
     return (this.opts.baseUrl ?? this.origin()).replace(/\/+$/, '');
   }
 
   /** A "test" delivery to one hook: the payload of a push of `latest` with no images. */
-  async test(hook: Webhook, repo: Repository, pusher: string): Promise<string> {
+  async test(hook: Webhook, repo: Repository, pusher: string): Promise<string | undefined> {
     const base = this.base();
     const mark = randomBytes(16).toString('hex');
     const template = await hubPayload(this.db, repo, { tag: 'latest', images: [], pusher, pushedAt: Date.now() }, base, mark);
     const id = await enqueueTest(this.db, hook, (token) => template.replace(mark, token));
-    this.kick();
+    if (id !== undefined) this.kick();
     return id;
   }
 
@@ -188,6 +182,9 @@ export class Webhooks {
     this.stopped = true;
     clearTimeout(this.timer);
     clearInterval(this.pruneTimer);
+    // a look at the outbox under way finishes first (its claims become sends waited for below):
+    // the database may be closed right after stop()
+    await this.passing;
     await Promise.allSettled([...this.inflight]);
   }
 
@@ -200,7 +197,9 @@ export class Webhooks {
 
   private schedule(ms: number): void {
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.pass(), ms);
+    this.timer = setTimeout(() => {
+      this.passing = this.pass();
+    }, ms);
     this.timer.unref();
   }
 
@@ -236,23 +235,23 @@ export class Webhooks {
     let error: string | null = null;
     let body: string | null = null;
     try {
-      const res = await fetch(c.url, {
-        method: 'POST',
-        redirect: 'manual',
-        headers: {
+      // redirects are not followed; only permitted addresses are connected to (outgoing.ts)
+      const res = await postWebhook(
+        c.url,
+        {
           'Content-Type': 'application/json',
           'User-Agent': this.opts.userAgent,
           [DELIVERY_HEADER]: c.id,
           [EVENT_HEADER]: c.event,
           ...(c.secret ? { [SIGNATURE_HEADER]: signBody(c.secret, c.payload) } : {}),
         },
-        body: c.payload,
-        signal: AbortSignal.timeout(this.opts.timeout * 1000),
-      });
+        c.payload,
+        { timeoutMs: this.opts.timeout * 1000, policy: this.opts.destinations, maxBytes: EXCERPT_BYTES },
+      );
       status = res.status;
-      body = await excerpt(res);
+      body = res.excerpt;
     } catch (e) {
-      error = (e as Error).name === 'TimeoutError' ? `no answer within ${this.opts.timeout} s` : String((e as Error).cause ?? (e as Error).message);
+      error = (e as Error).name === 'TimeoutError' ? `no answer within ${this.opts.timeout} s` : String((e as Error).message);
     }
     const durationMs = performance.now() - started;
     const delivered = status !== null && status >= 200 && status < 300;

@@ -119,6 +119,27 @@ export async function deleteHook(db: Knex, repoId: number, id: number): Promise<
   return (await db('webhooks').where({ repo_id: repoId, id }).delete()) > 0;
 }
 
+/**
+ * Deliveries of one hook that may be queued and not finished (waiting, pending, sending). Hook URLs
+ * are their owners' choice: a receiver that never answers must not grow the outbox shared by every
+ * repository without end. A push past the cap records the delivery as `skipped` with the reason
+ * (and a chained hook after it is skipped too); a test delivery past it, or past
+ * MAX_OPEN_TESTS_PER_HOOK unfinished tests, is refused.
+ */
+export const MAX_OPEN_PER_HOOK = 100;
+/** Unfinished test deliveries of one hook: more are refused (a "Send test" button held down). */
+export const MAX_OPEN_TESTS_PER_HOOK = 5;
+const OPEN_STATES = ['waiting', 'pending', 'sending'];
+
+async function openCounts(db: Knex, hookIds: readonly number[]): Promise<Map<number, number>> {
+  if (hookIds.length === 0) return new Map();
+  const rows = (await db('webhook_deliveries').whereIn('webhook_id', hookIds).whereIn('state', OPEN_STATES).select('webhook_id').count({ n: '*' }).groupBy('webhook_id')) as {
+    webhook_id: unknown;
+    n: unknown;
+  }[];
+  return new Map(rows.map((r) => [toNum(r.webhook_id), toNum(r.n)]));
+}
+
 /** A fresh callback token: 32 random bytes, hex (the path of callback_url). */
 export const callbackToken = (): string => randomBytes(32).toString('hex');
 
@@ -148,34 +169,59 @@ export async function enqueuePush(
       await trx('v1_push_notices').insert({ id: key, created_at: now });
     }
     const hooks = ((await trx('webhooks').where({ repo_id: repoId }).orderBy('id')) as HookRow[]).map(toHook);
+    const open = await openCounts(
+      trx,
+      hooks.map((h) => h.id),
+    );
     const ids: string[] = [];
     let previous: string | undefined;
+    let previousSkipped = false;
     for (const h of hooks) {
       const id = randomUUID();
       const token = callbackToken();
       const waits = h.chained && previous !== undefined;
+      // past the cap (or chained after a skipped one): recorded, never sent
+      const full = (open.get(h.id) ?? 0) >= MAX_OPEN_PER_HOOK;
+      const skipped: boolean = full || (waits && previousSkipped);
       await trx('webhook_deliveries').insert({
         id,
         webhook_id: h.id,
         event: 'push',
         tag,
         payload: payload(token),
-        state: waits ? 'waiting' : 'pending',
-        after_id: waits ? previous : null,
+        state: skipped ? 'skipped' : waits ? 'waiting' : 'pending',
+        after_id: waits && !skipped ? previous : null,
         attempts: 0,
         next_at: now,
         callback_token: token,
         created_at: now,
+        ...(skipped
+          ? {
+              finished_at: now,
+              last_error: full ? `not sent: ${MAX_OPEN_PER_HOOK} deliveries of this hook were still unfinished` : 'not sent: the previous hook of the chain was skipped',
+            }
+          : {}),
       });
       ids.push(id);
       previous = id;
+      previousSkipped = skipped;
     }
     return ids;
   });
 }
 
-/** A "test" delivery to one hook (never part of a chain). */
-export async function enqueueTest(db: Knex, hook: Webhook, payload: (callbackToken: string) => string, now = Date.now()): Promise<string> {
+/**
+ * A "test" delivery to one hook (never part of a chain). Returns undefined, queueing nothing, while
+ * the hook has MAX_OPEN_TESTS_PER_HOOK unfinished tests or MAX_OPEN_PER_HOOK unfinished deliveries.
+ */
+export async function enqueueTest(db: Knex, hook: Webhook, payload: (callbackToken: string) => string, now = Date.now()): Promise<string | undefined> {
+  const busy = (await db('webhook_deliveries')
+    .where({ webhook_id: hook.id })
+    .whereIn('state', OPEN_STATES)
+    .select(db.raw("sum(case when event = 'test' then 1 else 0 end) as tests"))
+    .count({ n: '*' })
+    .first()) as { tests: unknown; n: unknown } | undefined;
+  if (toNum(busy?.tests) >= MAX_OPEN_TESTS_PER_HOOK || toNum(busy?.n) >= MAX_OPEN_PER_HOOK) return undefined;
   const id = randomUUID();
   const token = callbackToken();
   await db('webhook_deliveries').insert({

@@ -137,12 +137,15 @@ export function webhooksTab(index: IndexService, hooks: Webhooks): SettingsTab {
     async post({ repo, user, form }) {
       const op = form.get('op');
       if (op === 'add') {
-        const h = validHook({
-          name: form.get('name') ?? undefined,
+        const h = validHook(
+          {
+            name: form.get('name') ?? undefined,
           url: form.get('url') ?? undefined,
           secret: form.get('secret') ?? undefined,
-          chained: form.get('chained') ?? undefined,
-        });
+            chained: form.get('chained') ?? undefined,
+          },
+          hooks.destinations,
+        );
         if ((await countHooks(index.db, repo.id)) >= MAX_HOOKS_PER_REPOSITORY)
           throw new RegistryError('INVALID_DATA', `At most ${MAX_HOOKS_PER_REPOSITORY} webhooks per repository`);
         try {
@@ -157,7 +160,10 @@ export function webhooksTab(index: IndexService, hooks: Webhooks): SettingsTab {
       const hook = Number.isSafeInteger(id) && id > 0 ? await findHook(index.db, repo.id, id) : undefined;
       if (!hook) throw new RegistryError('NOT_FOUND', 'Webhook not found');
       if (op === 'remove') await deleteHook(index.db, repo.id, hook.id);
-      else if (op === 'test') await hooks.test(hook, repo, user.username);
+      else if (op === 'test') {
+        if ((await hooks.test(hook, repo, user.username)) === undefined)
+          throw new RegistryError('TOO_MANY_DELIVERIES', 'Too many deliveries of this webhook are still unfinished (tests or pushes): retry later.');
+      }
       else throw new RegistryError('INVALID_DATA');
     },
   };

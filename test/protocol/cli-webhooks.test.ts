@@ -21,7 +21,7 @@ describe('legacy-registry webhook CLI', () => {
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'lr-cli-hooks-'));
-    env = { PATH: process.env.PATH ?? '', STORAGE_PATH: dir, BCRYPT_COST: '4' };
+    env = { PATH: process.env.PATH ?? '', STORAGE_PATH: dir, BCRYPT_COST: '4', WEBHOOK_ALLOWED_NETWORKS: '127.0.0.1' };
   });
   after(() => rm(dir, { recursive: true, force: true }));
 
@@ -43,7 +43,7 @@ describe('legacy-registry webhook CLI', () => {
     const rx = await new Receiver().up();
     await cli('db', 'migrate');
     // a repository in the same index database the CLI uses (storage_path/index.db)
-    const s = await startTestServer({ webhook_poll_interval: 0.2 }, { dataDir: dir });
+    const s = await startTestServer({ webhook_poll_interval: 0.2, webhook_allowed_networks: ['127.0.0.1'] }, { dataDir: dir });
     try {
       await saveRepository(s.db!, { namespace: 'team', name: 'app' });
       await assert.rejects(cli('webhook', 'add', 'team/nope', 'ci', rx.url), /no such repository: team\/nope/);

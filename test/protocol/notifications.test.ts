@@ -30,6 +30,7 @@ describe('notifications and webhooks of v1 operations, across restarts', () => {
   const overrides = () => ({
     bcrypt_cost: 4,
     storage_delete: true,
+    webhook_allowed_networks: ['127.0.0.1'],
     webhook_retry_base: 0.2,
     webhook_retry_max: 0.5,
     webhook_poll_interval: 0.2,

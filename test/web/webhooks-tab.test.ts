@@ -13,7 +13,7 @@ describe('web UI: the Webhooks settings tab', () => {
 
   before(async () => {
     await rx.up();
-    s = await startTestServer({ webhook_poll_interval: 0.2 });
+    s = await startTestServer({ webhook_poll_interval: 0.2, webhook_allowed_networks: ['127.0.0.1'] });
     const alice = await saveUser(s.db!, { username: 'alice', email: 'a@example.com', password: 'alicepw1', active: true }, { cost: 4 });
     await saveUser(s.db!, { username: 'bobby', email: 'b@example.com', password: 'bobbypw1', active: true }, { cost: 4 });
     await saveRepository(s.db!, { namespace: 'alice', name: 'app', ownerId: alice!.id });

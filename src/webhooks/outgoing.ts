@@ -1,0 +1,169 @@
+import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { BlockList, isIP } from 'node:net';
+
+/**
+ * Where webhooks may go. Hook URLs are chosen by repository owners, not by the operator: without a
+ * check, a hook to http://127.0.0.1:<port>/, http://169.254.169.254/, a private address, or a name
+ * resolving to one makes the index POST into its own network and show the first bytes of the answer
+ * in the delivery history (SSRF). Only public unicast addresses are reached, unless the operator
+ * lists networks in `webhook_allowed_networks` (an internal CI, or loopback in tests).
+ */
+const NON_PUBLIC_V4 = [
+  ['0.0.0.0', 8], // "this network"; 0.0.0.0 reaches the local host
+  ['10.0.0.0', 8],
+  ['100.64.0.0', 10], // carrier-grade NAT
+  ['127.0.0.0', 8],
+  ['169.254.0.0', 16], // link-local, cloud metadata services
+  ['172.16.0.0', 12],
+  ['192.0.0.0', 24],
+  ['192.0.2.0', 24],
+  ['192.168.0.0', 16],
+  ['198.18.0.0', 15],
+  ['198.51.100.0', 24],
+  ['203.0.113.0', 24],
+  ['224.0.0.0', 4], // multicast
+  ['240.0.0.0', 4], // reserved, broadcast
+] as const;
+const NON_PUBLIC_V6 = [
+  ['::', 96], // unspecified, loopback, IPv4-compatible
+  ['64:ff9b::', 96], // NAT64: an IPv4 address behind it
+  ['64:ff9b:1::', 48],
+  ['100::', 64], // discard
+  ['2001:db8::', 32], // documentation
+  ['2002::', 16], // 6to4: an IPv4 address inside
+  ['fc00::', 7], // unique local
+  ['fe80::', 10], // link-local
+  ['fec0::', 10], // site-local (deprecated)
+  ['ff00::', 8], // multicast
+] as const;
+
+export class DestinationPolicy {
+  private readonly blocked = new BlockList();
+  private readonly allowed = new BlockList();
+
+  /** `allowedNetworks`: addresses or CIDRs (`10.1.0.0/16`, `::1/128`) reachable although not public. */
+  constructor(readonly allowedNetworks: readonly string[] = []) {
+    for (const [a, p] of NON_PUBLIC_V4) this.blocked.addSubnet(a, p, 'ipv4');
+    for (const [a, p] of NON_PUBLIC_V6) this.blocked.addSubnet(a, p, 'ipv6');
+    for (const n of allowedNetworks) {
+      const { address, prefix, family } = parseNetwork(n);
+      this.allowed.addSubnet(address, prefix, family);
+    }
+  }
+
+  /** May a delivery connect to this address? (IPv4-mapped IPv6 addresses are judged as IPv4.) */
+  permits(address: string): boolean {
+    const v = isIP(address);
+    if (v === 0) return false;
+    const family = v === 4 ? 'ipv4' : 'ipv6';
+    if (this.allowed.check(address, family)) return true;
+    return !this.blocked.check(address, family);
+  }
+
+  /** The URL's host when it is an address literal, else undefined (a name, judged when resolved). */
+  static literal(url: URL): string | undefined {
+    const h = url.hostname.replace(/^\[(.*)\]$/, '$1');
+    return isIP(h) ? h : undefined;
+  }
+}
+
+/** `a.b.c.d`, `a.b.c.d/n`, `x::y`, `x::y/n` → a subnet; throws on anything else. */
+export function parseNetwork(n: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } {
+  const m = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(n.trim());
+  const v = m ? isIP(m[1]!) : 0;
+  if (!m || v === 0) throw new Error(`not an address or CIDR network: ${n}`);
+  const max = v === 4 ? 32 : 128;
+  const prefix = m[2] === undefined ? max : Number(m[2]);
+  if (prefix > max) throw new Error(`prefix longer than ${max} bits: ${n}`);
+  return { address: m[1]!, prefix, family: v === 4 ? 'ipv4' : 'ipv6' };
+}
+
+export class RefusedDestination extends Error {
+  override readonly name = 'RefusedDestination';
+}
+
+const refusal = (host: string): RefusedDestination =>
+  new RefusedDestination(`refused: ${host} is not a public address (an operator may allow networks with webhook_allowed_networks)`);
+
+type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
+
+/**
+ * A `lookup` for net.connect that resolves the name and refuses it when any of its addresses is not
+ * permitted: the address checked is the one connected to (no second resolution to rebind).
+ */
+function guardedLookup(policy: DestinationPolicy) {
+  return (hostname: string, options: { all?: boolean; family?: number | string }, callback: LookupCallback): void => {
+    dnsLookup(hostname, { all: true }, (err, addresses) => {
+      if (err) return callback(err, '');
+      const list = addresses;
+      if (list.length === 0 || list.some((a) => !policy.permits(a.address))) return callback(refusal(hostname), '');
+      if (options.all) return callback(null, list);
+      callback(null, list[0]!.address, list[0]!.family);
+    });
+  };
+}
+
+export interface PostResult {
+  readonly status: number;
+  /** The first `maxBytes` of the answer (the rest is never read). */
+  readonly excerpt: string;
+}
+
+/**
+ * POST `body` to `url` within `timeoutMs` (connect, answer and the excerpt of its body together),
+ * to a permitted address only; redirects are not followed. Rejects with a RefusedDestination for an
+ * address the policy refuses, a TimeoutError past the time, or the connection's error.
+ */
+export function postWebhook(
+  url: string,
+  headers: Record<string, string>,
+  body: string,
+  opts: { timeoutMs: number; policy: DestinationPolicy; maxBytes: number },
+): Promise<PostResult> {
+  return new Promise<PostResult>((resolve, reject) => {
+    let u: URL;
+    try {
+      u = new URL(url);
+    } catch {
+      return reject(new Error('invalid URL'));
+    }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') return reject(new Error('not an http(s) URL'));
+    const literal = DestinationPolicy.literal(u);
+    if (literal !== undefined && !opts.policy.permits(literal)) return reject(refusal(u.hostname));
+    const payload = Buffer.from(body, 'utf8');
+    const signal = AbortSignal.timeout(opts.timeoutMs);
+    const send = u.protocol === 'https:' ? httpsRequest : httpRequest;
+    const req = send(u, {
+      method: 'POST',
+      headers: { ...headers, 'Content-Length': String(payload.length), Connection: 'close' },
+      lookup: guardedLookup(opts.policy) as never,
+      agent: false,
+      signal,
+    });
+    const timedOut = (): Error => Object.assign(new Error('timeout'), { name: 'TimeoutError' });
+    req.on('error', (e) => reject(signal.aborted ? timedOut() : e));
+    req.on('response', (res: IncomingMessage) => {
+      const parts: Buffer[] = [];
+      let n = 0;
+      let finished = false;
+      const done = (): void => {
+        if (finished) return;
+        finished = true;
+        res.destroy();
+        resolve({ status: res.statusCode ?? 0, excerpt: Buffer.concat(parts).subarray(0, opts.maxBytes).toString('utf8') });
+      };
+      res.on('data', (c: Buffer) => {
+        parts.push(c);
+        n += c.length;
+        if (n >= opts.maxBytes) done();
+      });
+      res.on('end', done);
+      // cut short (the time ran out while the answer came): what came is kept
+      res.on('error', done);
+      res.on('close', done);
+    });
+    req.end(payload);
+  });
+}
