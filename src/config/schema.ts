@@ -499,7 +499,10 @@ export const configSchema = z
 export type ConfigInput = z.input<typeof configSchema>;
 type Parsed = z.output<typeof configSchema>;
 export type Config = Readonly<
-  Omit<Parsed, 'max_layer_size' | 'max_json_size' | 'registry_endpoints' | 'token_audiences' | 's3_part_size' | 'swift_segment_size' | 'webhook_allowed_networks'>
+  Omit<
+    Parsed,
+    'max_layer_size' | 'max_json_size' | 'registry_endpoints' | 'token_audiences' | 's3_part_size' | 'swift_segment_size' | 'webhook_allowed_networks'
+  >
 > & {
   readonly webhook_allowed_networks: readonly string[];
   readonly s3_part_size: number;

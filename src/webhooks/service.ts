@@ -39,7 +39,13 @@ export interface WebhookOptions {
 export function webhookOptions(
   config: Pick<
     Config,
-    'webhook_timeout' | 'webhook_max_attempts' | 'webhook_retry_base' | 'webhook_retry_max' | 'webhook_poll_interval' | 'webhook_base_url' | 'webhook_allowed_networks'
+    | 'webhook_timeout'
+    | 'webhook_max_attempts'
+    | 'webhook_retry_base'
+    | 'webhook_retry_max'
+    | 'webhook_poll_interval'
+    | 'webhook_base_url'
+    | 'webhook_allowed_networks'
   >,
   own: Pick<WebhookOptions, 'concurrency' | 'userAgent'>,
 ): WebhookOptions {

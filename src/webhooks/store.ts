@@ -133,7 +133,12 @@ const OPEN_STATES = ['waiting', 'pending', 'sending'];
 
 async function openCounts(db: Knex, hookIds: readonly number[]): Promise<Map<number, number>> {
   if (hookIds.length === 0) return new Map();
-  const rows = (await db('webhook_deliveries').whereIn('webhook_id', hookIds).whereIn('state', OPEN_STATES).select('webhook_id').count({ n: '*' }).groupBy('webhook_id')) as {
+  const rows = (await db('webhook_deliveries')
+    .whereIn('webhook_id', hookIds)
+    .whereIn('state', OPEN_STATES)
+    .select('webhook_id')
+    .count({ n: '*' })
+    .groupBy('webhook_id')) as {
     webhook_id: unknown;
     n: unknown;
   }[];
@@ -198,7 +203,9 @@ export async function enqueuePush(
         ...(skipped
           ? {
               finished_at: now,
-              last_error: full ? `not sent: ${MAX_OPEN_PER_HOOK} deliveries of this hook were still unfinished` : 'not sent: the previous hook of the chain was skipped',
+              last_error: full
+                ? `not sent: ${MAX_OPEN_PER_HOOK} deliveries of this hook were still unfinished`
+                : 'not sent: the previous hook of the chain was skipped',
             }
           : {}),
       });

@@ -140,8 +140,8 @@ export function webhooksTab(index: IndexService, hooks: Webhooks): SettingsTab {
         const h = validHook(
           {
             name: form.get('name') ?? undefined,
-          url: form.get('url') ?? undefined,
-          secret: form.get('secret') ?? undefined,
+            url: form.get('url') ?? undefined,
+            secret: form.get('secret') ?? undefined,
             chained: form.get('chained') ?? undefined,
           },
           hooks.destinations,
@@ -163,8 +163,7 @@ export function webhooksTab(index: IndexService, hooks: Webhooks): SettingsTab {
       else if (op === 'test') {
         if ((await hooks.test(hook, repo, user.username)) === undefined)
           throw new RegistryError('TOO_MANY_DELIVERIES', 'Too many deliveries of this webhook are still unfinished (tests or pushes): retry later.');
-      }
-      else throw new RegistryError('INVALID_DATA');
+      } else throw new RegistryError('INVALID_DATA');
     },
   };
 }

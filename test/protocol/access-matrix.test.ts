@@ -126,7 +126,14 @@ describe('access matrix: accounts × repository states × every route (issue 10)
   before(async () => {
     await rx.up();
     debugPort = await freePort();
-    s = await startTestServer({ v2: true, storage_delete: true, bcrypt_cost: 4, token_cache_ttl: 0, webhook_allowed_networks: ['127.0.0.1'], debug_addr: `127.0.0.1:${debugPort}` });
+    s = await startTestServer({
+      v2: true,
+      storage_delete: true,
+      bcrypt_cost: 4,
+      token_cache_ttl: 0,
+      webhook_allowed_networks: ['127.0.0.1'],
+      debug_addr: `127.0.0.1:${debugPort}`,
+    });
     site = new Site(s.url, s.url);
     const db = s.db!;
     for (const [actor, c] of Object.entries(CREDS)) {

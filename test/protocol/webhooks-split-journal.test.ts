@@ -87,7 +87,14 @@ describe('v1 push notices of a split registry are journalled and replayed once',
     await hooks.up();
     dir = await mkdtemp(join(tmpdir(), 'lr-split-journal-'));
     idx = await startTestServer(
-      { bcrypt_cost: 4, token_service: 'split-journal', webhook_allowed_networks: ['127.0.0.1'], webhook_poll_interval: 0.2, webhook_retry_base: 0.2, webhook_retry_max: 1 },
+      {
+        bcrypt_cost: 4,
+        token_service: 'split-journal',
+        webhook_allowed_networks: ['127.0.0.1'],
+        webhook_poll_interval: 0.2,
+        webhook_retry_base: 0.2,
+        webhook_retry_max: 1,
+      },
       { role: 'index', dataDir: join(dir, 'index') },
     );
     await saveUser(idx.db!, { username: ALICE[0], email: 'alice@example.com', password: ALICE[1], active: true }, { cost: 4 });

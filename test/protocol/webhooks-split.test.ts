@@ -44,7 +44,14 @@ describe('webhooks and notifications of v1 pushes through a registry split from 
     await notes.up();
     dir = await mkdtemp(join(tmpdir(), 'lr-split-hooks-'));
     idx = await startTestServer(
-      { bcrypt_cost: 4, token_service: 'split-hooks', webhook_allowed_networks: ['127.0.0.1'], webhook_poll_interval: 0.2, webhook_retry_base: 0.2, webhook_retry_max: 1 },
+      {
+        bcrypt_cost: 4,
+        token_service: 'split-hooks',
+        webhook_allowed_networks: ['127.0.0.1'],
+        webhook_poll_interval: 0.2,
+        webhook_retry_base: 0.2,
+        webhook_retry_max: 1,
+      },
       { role: 'index', dataDir: join(dir, 'index') },
     );
     for (const [u, p] of [ALICE!, BOB!]) await saveUser(idx.db!, { username: u, email: `${u}@example.com`, password: p, active: true }, { cost: 4 });

@@ -57,7 +57,14 @@ describe('webhooks', () => {
   before(async () => {
     await rx.up();
     await rx2.up();
-    s = await startTestServer({ bcrypt_cost: 4, webhook_allowed_networks: ['127.0.0.1'], webhook_retry_base: 0.2, webhook_retry_max: 1, webhook_poll_interval: 0.2, webhook_max_attempts: 4 });
+    s = await startTestServer({
+      bcrypt_cost: 4,
+      webhook_allowed_networks: ['127.0.0.1'],
+      webhook_retry_base: 0.2,
+      webhook_retry_max: 1,
+      webhook_poll_interval: 0.2,
+      webhook_max_attempts: 4,
+    });
     site = new Site(s.url, s.url);
     for (const [u, p] of [ALICE!, BOB!]) await saveUser(s.db!, { username: u, email: `${u}@example.com`, password: p, active: true }, { cost: 4 });
   });
