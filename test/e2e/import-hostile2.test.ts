@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { gzipSync } from 'node:zlib';
-import { pyImage, sha256, writePythonTree } from '../helpers/python-tree.js';
+import { pyImage, sha256, writePythonTree, type PyImage } from '../helpers/python-tree.js';
 import { cli, type CliResult } from '../helpers/migrate.js';
 import { tarOf } from '../helpers/v1-client.js';
 
@@ -191,6 +191,100 @@ describe('import: damaged and hostile trees (2)', { timeout: 120_000 }, () => {
     assert.match(reasonOf(report, /^team\/shrink@/) ?? '', /the bytes hash to/, JSON.stringify(report?.skipped));
     assert.equal(report?.tags, 1);
     assert.ok(!existsSync(layerLink(storage, 'team/shrink', shrink.layerDigest)));
+  });
+
+  /** Every visible image (json, no mark) of the repositories is whole; how many there are. */
+  const wholeImages = async (storage: string, images: readonly PyImage[], repos: readonly { name: string }[]): Promise<number> => {
+    const byId = new Map(images.map((i) => [i.id, i]));
+    let visible = 0;
+    for (const { name } of repos) {
+      const dir = join(storage, 'v1', 'repositories', name, '_images');
+      for (const id of existsSync(dir) ? readdirSync(dir) : []) {
+        const f = (x: string): string => v1Image(storage, name, id, x);
+        if (!existsSync(f('json')) || existsSync(f('_inprogress'))) continue;
+        visible++;
+        assert.ok(existsSync(f('layer')), `${name} ${id}: visible without its layer link`);
+        assert.ok(existsSync(f('ancestry')), `${name} ${id}: visible without its ancestry`);
+        const link = JSON.parse(await readFile(f('layer'), 'utf8')) as { digest: string };
+        assert.equal(link.digest, sha256(byId.get(id)!.layer));
+        const blob = join(storage, 'blobs', 'sha256', link.digest.slice(7, 9), link.digest.slice(7), 'data');
+        assert.deepEqual(await readFile(blob), byId.get(id)!.layer, `${id}: its blob`);
+      }
+    }
+    return visible;
+  };
+
+  /** Python repositories of `n` chains of `depth` images each, layers of `size` bytes. */
+  const chains = (prefix: string, n: number, depth: number, size: number): { images: PyImage[]; repos: { name: string; tags: Record<string, string> }[] } => {
+    const images: PyImage[] = [];
+    const repos = [];
+    for (let r = 0; r < n; r++) {
+      let parent: string | undefined;
+      const tags: Record<string, string> = {};
+      for (let i = 0; i < depth; i++) {
+        const img = pyImage({ gzip: true, size, ...(parent ? { parent } : {}) });
+        images.push(img);
+        parent = img.id;
+        tags[`t${i}`] = img.id;
+      }
+      repos.push({ name: `alice/${prefix}${r}`, tags });
+    }
+    return { images, repos };
+  };
+
+  it('Python tree: an import SIGKILLed half way shows nothing half, the next run completes it, a third imports nothing', async () => {
+    const tree = join(work, 'py-killed');
+    const { images, repos } = chains('killed', 4, 12, 150_000);
+    await writePythonTree(tree, images, repos);
+    const storage = join(work, 'storage-py-killed');
+    let pid = 0;
+    const killer = (async () => {
+      // killed once some images are visible (a flush of 64 at most: some, not all, are)
+      for (let i = 0; i < 4000; i++) {
+        await sleep(5);
+        if (!pid) continue;
+        const blobs = join(storage, 'blobs', 'sha256');
+        if (existsSync(blobs) && readdirSync(blobs).length >= 3) {
+          process.kill(pid, 'SIGKILL');
+          return true;
+        }
+      }
+      return false;
+    })();
+    const first = await runImport(tree, storage, { onPid: (p) => (pid = p) });
+    assert.ok(await killer, first.out);
+    assert.equal(first.r.code, 128, first.out);
+    await wholeImages(storage, images, repos);
+    // the lock of the killed run is broken at once (its process is gone), the run completes it all
+    const second = await runImport(tree, storage);
+    assert.equal(second.r.code, 0, second.out);
+    assert.equal(second.report?.tags, 48);
+    assert.equal(await wholeImages(storage, images, repos), 48);
+    const third = await runImport(tree, storage);
+    assert.equal(third.r.code, 0, third.out);
+    assert.deepEqual((third.report as unknown as { images: { imported: number } }).images.imported, 0);
+  });
+
+  it('Python tree: two imports of it at once leave every image whole (json, ancestry, layer link, bytes)', async () => {
+    const tree = join(work, 'py-twice');
+    const { images, repos } = chains('twice', 4, 8, 20_000);
+    await writePythonTree(tree, images, repos);
+    const storage = join(work, 'storage-py-twice');
+    assert.equal((await cli(storage, ['user', 'add', 'alice', 'alice@example.com', '--password', 'alicepw1'])).code, 0);
+    users.add(storage);
+    const [one, two] = await Promise.all([runImport(tree, storage), runImport(tree, storage)]);
+    // whatever each run reported, every image that is visible (json, no mark) is whole
+    const visible = await wholeImages(storage, images, repos);
+    // one run imports; the other one either ran after it or was refused at once (the storage's
+    // import lock), changing nothing: neither stopped half way on the other's images
+    const done = [one, two].filter((run) => run.r.code === 0);
+    assert.ok(done.length >= 1, one.out + two.out);
+    for (const run of [one, two]) if (run.r.code !== 0) assert.match(run.r.stderr, /another import is running on this storage \(host .*pid \d+/, run.out);
+    // and a third run completes what the two left
+    const third = await runImport(tree, storage);
+    assert.equal(third.r.code, 0, third.out);
+    assert.equal(third.report?.tags, 32);
+    assert.ok(visible > 0);
   });
 
   it('distribution tree: repositories/ directories that link back to themselves end neither in a crash nor a hang', async () => {
