@@ -32,7 +32,7 @@ export class ShortBodyError extends Error {
 }
 
 /** Counts bytes and fails the pipeline past a limit (0 = none), without copying the chunks. */
-class Meter extends Transform {
+export class Meter extends Transform {
   bytes = 0;
   constructor(private readonly limit: number) {
     super({ highWaterMark: 1 << 20 });

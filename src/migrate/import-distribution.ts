@@ -1,8 +1,9 @@
 import { createHash, type Hash } from 'node:crypto';
-import { Transform, type TransformCallback } from 'node:stream';
+import { Transform, Writable, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { V2Error } from '../errors/v2.js';
 import { isRegistryError } from '../errors/index.js';
-import type { HashingStage } from '../content/blob-store.js';
+import { Meter, ShortBodyError, SizeLimitError, type HashingStage } from '../content/blob-store.js';
 import { indexRepoName } from '../content/names.js';
 import { MT } from '../content/v2-manifests.js';
 import { parseV2Name, type V2Name } from '../content/v2-names.js';
@@ -49,6 +50,16 @@ interface Revision {
   readonly bytes: Buffer;
   readonly mediaType: string;
   readonly doc: Record<string, unknown>;
+}
+
+/**
+ * Why a blob of the tree is skipped, for an error of reading it in (undefined: any other error, which
+ * stops the import): bytes that do not hash to their digest, past max_layer_size, or another size
+ * than listed (a file that changed while it was read).
+ */
+function blobRefused(digest: string, e: unknown): string | undefined {
+  if (e instanceof DigestMismatchError || e instanceof SizeLimitError || e instanceof ShortBodyError) return `blob ${digest}: ${e.message}`;
+  return undefined;
 }
 
 /** distribution's data root: the tree itself or its docker/registry/v2 below. */
@@ -100,9 +111,23 @@ function blobsOf(r: Revision): string[] {
 export async function importDistribution(tree: SourceTree, c: Content, report: ImportReport, opts: DistributionImportOptions): Promise<void> {
   const root = (await distributionRoot(tree)) ?? '';
   const repos: string[] = [];
+  /** Directories walked (real path → name): a link inside the tree back to a directory is walked once */
+  const walked = new Map<string, string>();
   const walk = async (dir: string, name: string): Promise<void> => {
     const names = await orSkip(tree.list(under(root, dir)), (why) => report.skip(name || dir, why));
     if (names === SKIPPED) return;
+    // a tree on the local disk may link a directory to itself or an ancestor (repositories/a/self ->
+    // .): walked as written, the names would grow until realpath fails (ELOOP) or, with two such
+    // links, double at every level
+    const real = tree.localPath?.(under(root, dir));
+    if (real !== undefined) {
+      const seen = walked.get(real);
+      if (seen !== undefined) {
+        report.skip(name || dir, `the same directory as ${seen || 'repositories'} (a symbolic link): not walked again`);
+        return;
+      }
+      walked.set(real, name);
+    }
     if (names.includes('_manifests')) repos.push(name);
     for (const n of names) if (!n.startsWith('_')) await walk(`${dir}/${n}`, name ? `${name}/${n}` : n);
   };
@@ -110,6 +135,8 @@ export async function importDistribution(tree: SourceTree, c: Content, report: I
   const chosen = repos.filter((n) => !opts.filter || opts.filter(n));
   report.repositories = chosen.length;
   const badBlob = new Map<string, string>();
+  /** Blobs whose bytes in the tree hashed to their digest in this run (read in, or checked) */
+  const treeVerified = new Set<string>();
 
   const importBlob = async (name: V2Name, digest: string): Promise<string | undefined> => {
     if (!SHA256.test(digest)) return `blob ${digest}: not a sha256 digest`;
@@ -126,9 +153,30 @@ export async function importDistribution(tree: SourceTree, c: Content, report: I
       badBlob.set(digest, why);
       return why;
     }
+    const maxSize = c.config.max_layer_size;
+    if (maxSize > 0 && size > maxSize) {
+      const why = `blob ${digest}: ${size} bytes, more than max_layer_size (${maxSize})`;
+      badBlob.set(digest, why);
+      return why;
+    }
     const mine = await c.blobs.stat(digest);
     if (mine && mine.size === size) {
-      // stored here already (pushed or imported into another repository, verified then)
+      // stored here already (pushed or imported into another repository, verified then): linked into
+      // this repository only once the tree's own bytes hash to the digest (once a run). A file of the
+      // right size is no proof that the tree holds the blob: a tree that knows only a digest and a
+      // size (from a manifest) would otherwise get another repository's bytes readable in its own.
+      if (!opts.dryRun && !treeVerified.has(digest)) {
+        try {
+          const sink = new Writable({ write: (_c, _e, cb) => cb() });
+          await pipeline(tree.open(blobPath(root, digest)), new Meter(Math.max(1, size)), new ExpectSha256(digest), sink);
+        } catch (e) {
+          const why = blobRefused(digest, e);
+          if (why === undefined) throw e;
+          badBlob.set(digest, why);
+          return why;
+        }
+        treeVerified.add(digest);
+      }
       if (!opts.dryRun) await c.uploads.link(name, digest);
       report.blobsPresent++;
       return undefined;
@@ -140,15 +188,14 @@ export async function importDistribution(tree: SourceTree, c: Content, report: I
       return undefined;
     }
     try {
-      await c.blobs.ingest(tree.open(blobPath(root, digest)), new ExpectSha256(digest), { maxSize: c.config.max_layer_size, expectedSize: size });
+      await c.blobs.ingest(tree.open(blobPath(root, digest)), new ExpectSha256(digest), { maxSize: Math.max(1, size), expectedSize: size });
     } catch (e) {
-      if (e instanceof DigestMismatchError) {
-        const why = `blob ${digest}: ${e.message}`;
-        badBlob.set(digest, why);
-        return why;
-      }
-      throw e;
+      const why = blobRefused(digest, e);
+      if (why === undefined) throw e;
+      badBlob.set(digest, why);
+      return why;
     }
+    treeVerified.add(digest);
     await c.uploads.link(name, digest);
     report.blobsImported++;
     report.bytes += size;

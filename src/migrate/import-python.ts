@@ -266,8 +266,38 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
     return chain as string[];
   };
 
+  /**
+   * The parent each image's json names (null: none), undefined when there is no json object to read
+   * (importImage then says why). Each image is stored with the ancestry of the chain that brought it
+   * in, so a chain must agree with every json of it: an ancestry file naming another parent would
+   * be served as the image's layers (R8) although its ancestors were imported with their own.
+   */
+  const parents = new Map<string, string | null | undefined>();
+  const parentOf = async (id: string): Promise<string | null | undefined> => {
+    if (parents.has(id)) return parents.get(id);
+    let parent: string | null | undefined;
+    try {
+      const raw = await orSkip(tree.read(`images/${id}/json`), () => undefined);
+      const obj: unknown = raw === SKIPPED || !raw ? undefined : JSON.parse(raw.toString('utf8'));
+      if (obj !== null && typeof obj === 'object' && !Array.isArray(obj)) {
+        const p = (obj as { parent?: unknown }).parent;
+        parent = p === undefined || p === null || p === '' ? null : typeof p === 'string' ? p : undefined;
+      }
+    } catch {
+      parent = undefined;
+    }
+    parents.set(id, parent);
+    return parent;
+  };
+
   /** Import a chain root first; the reason of the first image that failed, if one did. */
   const importChain = async (repo: RepoName, top: string, chain: readonly string[]): Promise<string | undefined> => {
+    for (let i = 0; i < chain.length; i++) {
+      const parent = await parentOf(chain[i]!);
+      const expected = chain[i + 1] ?? null;
+      if (parent !== undefined && parent !== expected)
+        return `image ${chain[i]}: its json names parent ${String(parent)}, the ancestry of ${top} says ${String(expected)}`;
+    }
     for (let i = chain.length - 1; i >= 0; i--) {
       const id = chain[i]!;
       const r = await importImage(repo, id, chain.slice(i));

@@ -5,6 +5,7 @@ import { ImportReport } from './report.js';
 import { mallocRetain, mapTextInPages } from '../util/malloc-trim.js';
 import { LayerFiles } from '../digest/layer-files.js';
 import { importDirectIo } from '../storage/direct-io.js';
+import { StorageLock, type LockHolder } from '../content/storage-lock.js';
 import type { Content } from './services.js';
 import type { SourceTree } from './source.js';
 
@@ -53,6 +54,29 @@ export async function runImport(tree: SourceTree, c: Content, opts: RunImportOpt
     if (!u) throw new ImportError(`no such account: ${opts.owner} (create it first: legacy-registry user add)`);
     ownerId = u.id;
   }
+  if (!opts.dryRun) {
+    // one import at a time per storage, across processes and nodes: two at once each take the
+    // other's in-progress images for a killed run's and rewrite them (measured: an image left visible
+    // without its layer link, for good, and the other run stopped by "the image changed"). A killed
+    // run's lock is broken by the next run (at once on the same machine, else after the lease).
+    const r = await new StorageLock(c.driver, { leaseMs: 60_000 }).tryRun(IMPORT_LOCK, () => importLocked(tree, c, layout, ownerId, opts));
+    if (!r.ran) throw new ImportError(`another import is running on this storage (${holderText(r.holder)}): run this one again once it is done`);
+    return r.value;
+  }
+  return importLocked(tree, c, layout, ownerId, opts);
+}
+
+/** The storage lock a (non dry) import holds for its whole run. */
+export const IMPORT_LOCK = 'import';
+
+function holderText(h: LockHolder): string {
+  if (h.here) return 'in this process';
+  const parts = [h.host !== undefined ? `host ${h.host}` : undefined, h.pid !== undefined ? `pid ${h.pid}` : undefined];
+  if (h.since !== undefined) parts.push(`since ${new Date(h.since).toISOString()}`);
+  return parts.filter((p) => p !== undefined).join(', ') || 'holder unknown';
+}
+
+async function importLocked(tree: SourceTree, c: Content, layout: Layout, ownerId: number | null, opts: RunImportOptions): Promise<ImportReport> {
   const report = new ImportReport(tree.describe, layout, opts.dryRun, opts.progress ?? true);
   // the layers' buffers freed and taken again all through the run: kept, not faulted in anew
   if (!opts.dryRun) mallocRetain();

@@ -1,0 +1,305 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readlinkSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { gzipSync } from 'node:zlib';
+import { pyImage, sha256, writePythonTree, type PyImage } from '../helpers/python-tree.js';
+import { cli, type CliResult } from '../helpers/migrate.js';
+import { tarOf } from '../helpers/v1-client.js';
+
+/**
+ * `legacy-registry import` of damaged or hostile trees, beyond import-hostile.test.ts: an ancestry
+ * file that disagrees with the images' json, a distribution blob that names bytes this registry
+ * already holds (in another repository) without having them, a blob past max_layer_size or one that
+ * shrinks while it is copied, and a repositories/ directory that links back to itself.
+ */
+interface Report {
+  readonly skipped: { what: string; reason: string }[];
+  readonly tags: number;
+}
+
+const v1Image = (storage: string, repo: string, id: string, f: string): string => join(storage, 'v1', 'repositories', repo, '_images', id, f);
+const layerLink = (storage: string, name: string, digest: string): string => join(storage, 'v2', 'repositories', name, '_layers', digest.slice(7));
+
+describe('import: damaged and hostile trees (2)', { timeout: 120_000 }, () => {
+  let work = '';
+  before(async () => {
+    work = await mkdtemp(join(tmpdir(), 'lr-import-hostile2-'));
+  });
+  after(async () => {
+    await rm(work, { recursive: true, force: true });
+  });
+
+  const users = new Set<string>();
+  /** One import run; the CLI is killed after `killMs` (a hang fails the test instead of the suite). */
+  const runImport = async (
+    tree: string,
+    storage: string,
+    opts: { env?: Record<string, string>; killMs?: number; onPid?: (pid: number) => void } = {},
+  ): Promise<{ r: CliResult; report: Report | undefined; out: string }> => {
+    if (!users.has(storage)) {
+      assert.equal((await cli(storage, ['user', 'add', 'alice', 'alice@example.com', '--password', 'alicepw1'])).code, 0);
+      users.add(storage);
+    }
+    const reportFile = join(work, `report-${Date.now()}-${Math.random()}.json`);
+    let timer: NodeJS.Timeout | undefined;
+    const r = await cli(storage, ['import', '--owner', 'alice', '--no-progress', '--report', reportFile, tree], opts.env ?? {}, (p) => {
+      timer = setTimeout(() => p.kill('SIGKILL'), opts.killMs ?? 40_000);
+      if (p.pid) opts.onPid?.(p.pid);
+    });
+    clearTimeout(timer);
+    const report = existsSync(reportFile) ? (JSON.parse(await readFile(reportFile, 'utf8')) as Report) : undefined;
+    return { r, report, out: r.stdout + r.stderr };
+  };
+  const reasonOf = (report: Report | undefined, what: string | RegExp): string | undefined =>
+    report?.skipped.find((s) => (typeof what === 'string' ? s.what === what : what.test(s.what)))?.reason;
+
+  // --- a distribution tree written by hand ---
+  const dist = (tree: string) => {
+    const v2 = join(tree, 'docker', 'registry', 'v2');
+    const blobData = (digest: string): string => join(v2, 'blobs', 'sha256', digest.slice(7, 9), digest.slice(7), 'data');
+    const putBlob = async (bytes: Buffer): Promise<string> => {
+      const digest = sha256(bytes);
+      await mkdir(join(blobData(digest), '..'), { recursive: true });
+      await writeFile(blobData(digest), bytes);
+      return digest;
+    };
+    const image = async (label: string, layerBytes?: Buffer): Promise<{ manifest: string; layer: Buffer; layerDigest: string }> => {
+      const tar = tarOf({ [`${label}.txt`]: `${label}\n` });
+      const layer = layerBytes ?? gzipSync(tar);
+      const layerDigest = await putBlob(layer);
+      const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [sha256(tar)] } }));
+      const configDigest = await putBlob(config);
+      const manifest = Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: 'application/vnd.docker.distribution.manifest.v2+json',
+          config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: configDigest },
+          layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: layer.length, digest: layerDigest }],
+        }),
+      );
+      return { manifest: await putBlob(manifest), layer, layerDigest };
+    };
+    const repo = async (name: string, manifest: string, tags: string[]): Promise<void> => {
+      const m = join(v2, 'repositories', ...name.split('/'), '_manifests');
+      await mkdir(join(m, 'revisions', 'sha256', manifest.slice(7)), { recursive: true });
+      await writeFile(join(m, 'revisions', 'sha256', manifest.slice(7), 'link'), manifest);
+      for (const t of tags) {
+        await mkdir(join(m, 'tags', t, 'current'), { recursive: true });
+        await writeFile(join(m, 'tags', t, 'current', 'link'), manifest);
+      }
+    };
+    return { v2, blobData, image, repo };
+  };
+
+  it('Python tree: an ancestry file naming another parent than the json is refused, never stored as the chain', async () => {
+    const tree = join(work, 'py-ancestry');
+    const x = pyImage({ gzip: true, label: 'x' });
+    const y = pyImage({ gzip: true, label: 'y' });
+    const b = pyImage({ gzip: true, parent: x.id, label: 'b' });
+    const a = pyImage({ gzip: true, parent: b.id, label: 'a' });
+    await writePythonTree(tree, [x, y, b, a], [{ name: 'alice/anc', tags: { t1: b.id, t2: a.id } }]);
+    // a's ancestry says b's parent is y; b's json (and b's own ancestry) say x
+    await writeFile(join(tree, 'images', a.id, 'ancestry'), JSON.stringify([a.id, b.id, y.id]));
+    const storage = join(work, 'storage-py-ancestry');
+    const { r, report, out } = await runImport(tree, storage);
+    assert.equal(r.code, 3, out);
+    assert.match(reasonOf(report, 'alice/anc:t2') ?? '', new RegExp(`${b.id}.*parent`), JSON.stringify(report?.skipped));
+    assert.equal(report?.tags, 1);
+    // whatever happened to a, no stored ancestry of it leaves x out (the layers a client would fetch)
+    const stored = v1Image(storage, 'alice/anc', a.id, 'ancestry');
+    if (existsSync(stored)) assert.deepEqual(JSON.parse(await readFile(stored, 'utf8')), [a.id, b.id, x.id]);
+    assert.ok(!existsSync(join(storage, 'v1', 'repositories', 'alice', 'anc', '_tags', 't2')));
+  });
+
+  it('distribution tree: a blob stored here for another repository is not linked on the strength of a file of the right size', async () => {
+    const storage = join(work, 'storage-dist-known');
+    // first, a repository holding the layer (imported: verified then)
+    const tree1 = join(work, 'dist-known-1');
+    const d1 = dist(tree1);
+    const secretLayer = gzipSync(tarOf({ 'secret.txt': randomBytes(2000) }));
+    const secret = await d1.image('secret', secretLayer);
+    await d1.repo('private/secret', secret.manifest, ['latest']);
+    const first = await runImport(tree1, storage);
+    assert.equal(first.r.code, 0, first.out);
+    assert.ok(existsSync(layerLink(storage, 'private/secret', secret.layerDigest)));
+    // then a tree that knows only the layer's digest and size: its "data" is zeros
+    const tree2 = join(work, 'dist-known-2');
+    const d2 = dist(tree2);
+    const thief = await d2.image('thief', secretLayer);
+    await writeFile(d2.blobData(thief.layerDigest), Buffer.alloc(secretLayer.length));
+    await d2.repo('team/thief', thief.manifest, ['latest']);
+    const second = await runImport(tree2, storage);
+    assert.equal(second.r.code, 3, second.out);
+    assert.match(reasonOf(second.report, /^team\/thief@/) ?? '', new RegExp(`blob ${thief.layerDigest}: the bytes hash to`));
+    assert.ok(!existsSync(layerLink(storage, 'team/thief', thief.layerDigest)), 'the layer was linked into team/thief');
+    assert.ok(!existsSync(join(storage, 'v2', 'repositories', 'team', 'thief', '_manifests', 'tags', 'latest')));
+  });
+
+  it('distribution tree: a blob past max_layer_size is skipped, not the end of the import', async () => {
+    const tree = join(work, 'dist-big');
+    const d = dist(tree);
+    const big = await d.image('big', gzipSync(randomBytes(6000), { level: 0 }));
+    const small = await d.image('small');
+    await d.repo('team/big', big.manifest, ['latest']);
+    await d.repo('team/small', small.manifest, ['latest']);
+    const storage = join(work, 'storage-dist-big');
+    const { r, report, out } = await runImport(tree, storage, { env: { MAX_LAYER_SIZE: '4000' } });
+    assert.equal(r.code, 3, out);
+    assert.match(reasonOf(report, /^team\/big@/) ?? '', new RegExp(`blob ${big.layerDigest}: .*4000`), JSON.stringify(report?.skipped));
+    assert.equal(report?.tags, 1);
+  });
+
+  it('distribution tree: a blob that shrinks while it is copied is skipped, the rest imported', async () => {
+    const tree = join(work, 'dist-shrink');
+    const d = dist(tree);
+    const shrink = await d.image('shrink', Buffer.from('placeholder'));
+    const small = await d.image('small2');
+    await d.repo('team/shrink', shrink.manifest, ['latest']);
+    await d.repo('team/small', small.manifest, ['latest']);
+    // 1 GiB, sparse: the copy takes a while, and the file is cut to 1 byte as soon as it is open
+    const data = d.blobData(shrink.layerDigest);
+    await truncate(data, 1 << 30);
+    let pid = 0;
+    let cut = false;
+    const watcher = (async () => {
+      for (let i = 0; i < 2000 && !cut; i++) {
+        await sleep(5);
+        if (!pid) continue;
+        try {
+          for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+            if (readlinkSync(`/proc/${pid}/fd/${fd}`) === data) {
+              await truncate(data, 1);
+              cut = true;
+              break;
+            }
+          }
+        } catch {
+          // the process has not started, or has ended
+        }
+      }
+    })();
+    const storage = join(work, 'storage-dist-shrink');
+    const { r, report, out } = await runImport(tree, storage, { onPid: (p) => (pid = p) });
+    await watcher;
+    assert.equal(r.code, 3, out);
+    assert.ok(cut, 'the blob was not cut while it was read');
+    assert.match(reasonOf(report, /^team\/shrink@/) ?? '', /the bytes hash to/, JSON.stringify(report?.skipped));
+    assert.equal(report?.tags, 1);
+    assert.ok(!existsSync(layerLink(storage, 'team/shrink', shrink.layerDigest)));
+  });
+
+  /** Every visible image (json, no mark) of the repositories is whole; how many there are. */
+  const wholeImages = async (storage: string, images: readonly PyImage[], repos: readonly { name: string }[]): Promise<number> => {
+    const byId = new Map(images.map((i) => [i.id, i]));
+    let visible = 0;
+    for (const { name } of repos) {
+      const dir = join(storage, 'v1', 'repositories', name, '_images');
+      for (const id of existsSync(dir) ? readdirSync(dir) : []) {
+        const f = (x: string): string => v1Image(storage, name, id, x);
+        if (!existsSync(f('json')) || existsSync(f('_inprogress'))) continue;
+        visible++;
+        assert.ok(existsSync(f('layer')), `${name} ${id}: visible without its layer link`);
+        assert.ok(existsSync(f('ancestry')), `${name} ${id}: visible without its ancestry`);
+        const link = JSON.parse(await readFile(f('layer'), 'utf8')) as { digest: string };
+        assert.equal(link.digest, sha256(byId.get(id)!.layer));
+        const blob = join(storage, 'blobs', 'sha256', link.digest.slice(7, 9), link.digest.slice(7), 'data');
+        assert.deepEqual(await readFile(blob), byId.get(id)!.layer, `${id}: its blob`);
+      }
+    }
+    return visible;
+  };
+
+  /** Python repositories of `n` chains of `depth` images each, layers of `size` bytes. */
+  const chains = (prefix: string, n: number, depth: number, size: number): { images: PyImage[]; repos: { name: string; tags: Record<string, string> }[] } => {
+    const images: PyImage[] = [];
+    const repos = [];
+    for (let r = 0; r < n; r++) {
+      let parent: string | undefined;
+      const tags: Record<string, string> = {};
+      for (let i = 0; i < depth; i++) {
+        const img = pyImage({ gzip: true, size, ...(parent ? { parent } : {}) });
+        images.push(img);
+        parent = img.id;
+        tags[`t${i}`] = img.id;
+      }
+      repos.push({ name: `alice/${prefix}${r}`, tags });
+    }
+    return { images, repos };
+  };
+
+  it('Python tree: an import SIGKILLed half way shows nothing half, the next run completes it, a third imports nothing', async () => {
+    const tree = join(work, 'py-killed');
+    const { images, repos } = chains('killed', 4, 12, 150_000);
+    await writePythonTree(tree, images, repos);
+    const storage = join(work, 'storage-py-killed');
+    let pid = 0;
+    const killer = (async () => {
+      // killed once some images are visible (a flush of 64 at most: some, not all, are)
+      for (let i = 0; i < 4000; i++) {
+        await sleep(5);
+        if (!pid) continue;
+        const blobs = join(storage, 'blobs', 'sha256');
+        if (existsSync(blobs) && readdirSync(blobs).length >= 3) {
+          process.kill(pid, 'SIGKILL');
+          return true;
+        }
+      }
+      return false;
+    })();
+    const first = await runImport(tree, storage, { onPid: (p) => (pid = p) });
+    assert.ok(await killer, first.out);
+    assert.equal(first.r.code, 128, first.out);
+    await wholeImages(storage, images, repos);
+    // the lock of the killed run is broken at once (its process is gone), the run completes it all
+    const second = await runImport(tree, storage);
+    assert.equal(second.r.code, 0, second.out);
+    assert.equal(second.report?.tags, 48);
+    assert.equal(await wholeImages(storage, images, repos), 48);
+    const third = await runImport(tree, storage);
+    assert.equal(third.r.code, 0, third.out);
+    assert.deepEqual((third.report as unknown as { images: { imported: number } }).images.imported, 0);
+  });
+
+  it('Python tree: two imports of it at once leave every image whole (json, ancestry, layer link, bytes)', async () => {
+    const tree = join(work, 'py-twice');
+    const { images, repos } = chains('twice', 4, 8, 20_000);
+    await writePythonTree(tree, images, repos);
+    const storage = join(work, 'storage-py-twice');
+    assert.equal((await cli(storage, ['user', 'add', 'alice', 'alice@example.com', '--password', 'alicepw1'])).code, 0);
+    users.add(storage);
+    const [one, two] = await Promise.all([runImport(tree, storage), runImport(tree, storage)]);
+    // whatever each run reported, every image that is visible (json, no mark) is whole
+    const visible = await wholeImages(storage, images, repos);
+    // one run imports; the other one either ran after it or was refused at once (the storage's
+    // import lock), changing nothing: neither stopped half way on the other's images
+    const done = [one, two].filter((run) => run.r.code === 0);
+    assert.ok(done.length >= 1, one.out + two.out);
+    for (const run of [one, two]) if (run.r.code !== 0) assert.match(run.r.stderr, /another import is running on this storage \(host .*pid \d+/, run.out);
+    // and a third run completes what the two left
+    const third = await runImport(tree, storage);
+    assert.equal(third.r.code, 0, third.out);
+    assert.equal(third.report?.tags, 32);
+    assert.ok(visible > 0);
+  });
+
+  it('distribution tree: repositories/ directories that link back to themselves end neither in a crash nor a hang', async () => {
+    const tree = join(work, 'dist-loop');
+    const d = dist(tree);
+    const good = await d.image('loopgood');
+    await d.repo('team/good', good.manifest, ['latest']);
+    // team/self is team, team/up is repositories: every level holds both again
+    await symlink('.', join(d.v2, 'repositories', 'team', 'self'));
+    await symlink('..', join(d.v2, 'repositories', 'team', 'up'));
+    const storage = join(work, 'storage-dist-loop');
+    const { r, report, out } = await runImport(tree, storage, { killMs: 30_000 });
+    assert.equal(r.code, 3, out);
+    assert.equal(report?.tags, 1, JSON.stringify(report?.skipped));
+    assert.match(reasonOf(report, /team\/self|team\/up/) ?? '', /the same directory as/);
+    assert.ok(existsSync(join(storage, 'v2', 'repositories', 'team', 'good', '_manifests', 'tags', 'latest')));
+  });
+});
