@@ -403,6 +403,16 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
     const scopeName = c.images.scopeOf(repo)?.full;
     const needs = [...good, ...listed].flatMap((t) => t.chain.map((id) => ({ scope: scopeName, id })));
     await batches.afterVisible(needs, async () => {
+      // the private flag before any tag: a server running beside the import never shows the new tags
+      // of a private repository as public in between; and an import never makes a repository that
+      // is private here public (the source's flag is reported as not applied)
+      const known = c.db ? await findRepository(c.db, repo.namespace, repo.repository) : undefined;
+      const privateInStorage = await c.repos.isPrivate(repo);
+      const privateHere = privateInStorage || known?.private === true;
+      const makePrivate = isPrivate || privateHere;
+      if (privateHere && !isPrivate) report.skip(`${repo.full} (public in the source)`, 'private here: an import does not make a repository public');
+      if (makePrivate && !privateInStorage) await c.repos.setPrivate(repo, true);
+      if (c.db && known && makePrivate && !known.private) await saveRepository(c.db, { namespace: repo.namespace, name: repo.repository, private: true });
       const scope = c.images.scopeOf(repo);
       const entriesForIndex: { id: string; checksum?: string; Tag?: string }[] = [];
       const indexEntries = async (chain: readonly string[]): Promise<void> => {
@@ -424,7 +434,6 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
         const stored = await c.repos.readRepoJson(repo);
         if (!stored || !stored.equals(Buffer.from(JSON.stringify(repoMeta)))) await c.repos.putRepoJson(repo, repoMeta);
       }
-      if (isPrivate !== (await c.repos.isPrivate(repo))) await c.repos.setPrivate(repo, isPrivate);
       if (c.db) {
         // the index: the repository (owner when new, private flag as the source had it), its image
         // list with the verified payload checksums and the tags, push complete; search finds it
@@ -432,7 +441,7 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
         const { repository } = await saveRepository(c.db, {
           namespace: repo.namespace,
           name: repo.repository,
-          private: isPrivate,
+          private: makePrivate,
           ...(existing ? {} : { ownerId: opts.ownerId }),
         });
         await mergeImages(c.db, repository.id, entriesForIndex);

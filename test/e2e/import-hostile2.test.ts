@@ -10,6 +10,7 @@ import { gzipSync } from 'node:zlib';
 import { pyImage, sha256, writePythonTree, type PyImage } from '../helpers/python-tree.js';
 import { cli, type CliResult } from '../helpers/migrate.js';
 import { tarOf } from '../helpers/v1-client.js';
+import { createDb } from '../../src/db/knex.js';
 
 /**
  * `legacy-registry import` of damaged or hostile trees, beyond import-hostile.test.ts: an ancestry
@@ -114,6 +115,33 @@ describe('import: damaged and hostile trees (2)', { timeout: 120_000 }, () => {
     const stored = v1Image(storage, 'alice/anc', a.id, 'ancestry');
     if (existsSync(stored)) assert.deepEqual(JSON.parse(await readFile(stored, 'utf8')), [a.id, b.id, x.id]);
     assert.ok(!existsSync(join(storage, 'v1', 'repositories', 'alice', 'anc', '_tags', 't2')));
+  });
+
+  it('Python tree: a repository private here stays private when a tree names it public (storage and index)', async () => {
+    const storage = join(work, 'storage-py-private');
+    const first = join(work, 'py-private-1');
+    const one = pyImage({ gzip: true, label: 'one' });
+    await writePythonTree(first, [one], [{ name: 'alice/sec', tags: { v1: one.id }, private: true }]);
+    const r1 = await runImport(first, storage);
+    assert.equal(r1.r.code, 0, r1.out);
+    const marker = join(storage, 'v1', 'repositories', 'alice', 'sec', '_private');
+    assert.ok(existsSync(marker));
+    // another tree (an older copy of the registry, say) has the repository public, with another tag
+    const second = join(work, 'py-private-2');
+    const two = pyImage({ gzip: true, label: 'two' });
+    await writePythonTree(second, [two], [{ name: 'alice/sec', tags: { v2: two.id } }]);
+    const r2 = await runImport(second, storage);
+    assert.equal(r2.r.code, 3, r2.out);
+    assert.match(reasonOf(r2.report, 'alice/sec (public in the source)') ?? '', /private here/, JSON.stringify(r2.report?.skipped));
+    assert.equal(r2.report?.tags, 1, 'the tag itself is imported');
+    assert.ok(existsSync(marker), 'the storage marker stays');
+    const db = createDb(null, storage);
+    try {
+      const row = (await db('repositories').where({ namespace: 'alice', name: 'sec' }).first()) as { private: number | boolean } | undefined;
+      assert.ok(row && Boolean(row.private), `the index record stays private: ${JSON.stringify(row)}`);
+    } finally {
+      await db.destroy();
+    }
   });
 
   it('distribution tree: a blob stored here for another repository is not linked on the strength of a file of the right size', async () => {
