@@ -1,5 +1,5 @@
 import type { Context } from 'koa';
-import type { Readable } from 'node:stream';
+import { pipeline, Transform, type Readable } from 'node:stream';
 import { pyJson } from './py-json.js';
 import { fileRangeOf, sendFileRange, sendRecycled } from './send-file.js';
 import { recyclerOf } from '../storage/recycle.js';
@@ -115,7 +115,13 @@ export async function sendBytes(
   const body = await open(start, length);
   ctx.type = type;
   const file = fileRangeOf(body);
-  if (file && file.length === length) {
+  if (file && file.length !== length) {
+    // the stored file is shorter than the size recorded for it (a v1 layer's link, a blob cut on the
+    // disk since its stat): nothing is sent yet, so the request fails instead of a short body
+    body.destroy();
+    throw new Error(`stored file holds ${file.length} of the ${length} bytes promised from ${start}`);
+  }
+  if (file) {
     await sendFileRange(ctx, file, body);
     return;
   }
@@ -125,7 +131,9 @@ export async function sendBytes(
 /**
  * A body of known length: through the socket piece by piece, giving each piece back to its
  * reader's pool once the socket took it, when the reader offers that (storage/recycle.ts);
- * else as Koa sends any stream.
+ * else as Koa sends any stream, through a check of its length: a stream that ends short or runs
+ * long fails, and Koa's pipeline then cuts the connection (a short body ended normally left the
+ * connection open, and the next response's bytes were read as the rest of this one).
  */
 export async function sendStream(ctx: Context, body: Readable, length: number): Promise<void> {
   const pieces = recyclerOf(body);
@@ -133,7 +141,17 @@ export async function sendStream(ctx: Context, body: Readable, length: number): 
     await sendRecycled(ctx, body, length, pieces);
     return;
   }
-  ctx.body = body;
+  let seen = 0;
+  const exact = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      seen += chunk.length;
+      cb(seen > length ? new Error(`stored body longer than ${length} bytes`) : null, chunk);
+    },
+    flush(cb) {
+      cb(seen === length ? null : new Error(`stored body ended after ${seen} of ${length} bytes`));
+    },
+  });
+  ctx.body = pipeline(body, exact, () => undefined);
   ctx.length = length;
 }
 

@@ -69,7 +69,8 @@ export async function sendFileRange(ctx: Context, range: FileRange, owner: Reada
     }
     if (over || res.destroyed) return;
   }
-  let closed = false;
+  // a client gone before the body started (its 'close' already emitted): nothing is read for it
+  let closed = res.destroyed;
   let inflight = 0;
   let wake: (() => void) | undefined;
   const poke = (): void => {

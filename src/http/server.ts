@@ -69,6 +69,16 @@ export function createHttpServer(handler: Handler, log: Logger, opts: ServerOpti
     handler(req, res);
   };
   const server: Server = opts.tls ? createHttpsServer({ ...httpOptions, ...opts.tls }, onRequest) : createServer(httpOptions, onRequest);
+  // Expect: 100-continue. Node writes the 100 as the request is parsed; for a request pipelined
+  // behind another, that response is not on the socket yet, the 100 waits in its buffer, and a body
+  // written as a Buffer puts the headers ahead of it: the client read `HTTP/1.1 100 Continue` as the
+  // body's first bytes. The 100 goes out when the response is on the socket, and only while nothing
+  // of the final response was written (it is optional then, RFC 9110 §10.1.1).
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    if (res.socket) res.writeContinue();
+    else res.once('socket', () => void (res.headersSent || res.writeContinue()));
+    server.emit('request', req, res);
+  });
   server.setTimeout(opts.idleTimeoutSec * 1000);
   server.on('timeout', (socket: Socket) => {
     const w = current.get(socket);
@@ -81,6 +91,14 @@ export function createHttpServer(handler: Handler, log: Logger, opts: ServerOpti
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     log.debug('client error', { code: err.code, remote: socket.remoteAddress });
+    // A response in flight on this connection (a bad request pipelined behind a good one): an answer
+    // written now would land in that response's body (or stand in for its status), so none is.
+    // Bytes after a `Connection: close` request are ignored: the responses owed go out whole, then
+    // the connection closes (RFC 9112 §9.6); any other error cuts it.
+    if ((socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage) {
+      if (err.code !== 'HPE_CLOSED_CONNECTION') socket.destroy();
+      return;
+    }
     if (socket.writable && err.code !== 'ECONNRESET') {
       // Node's own answers for these two: headers too slow (headers_timeout), headers too large
       const status =
