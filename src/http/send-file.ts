@@ -215,6 +215,11 @@ export async function sendRecycled(ctx: Context, body: Readable, length: number,
   res.statusCode = ctx.status;
   for (const [k, v] of Object.entries(ctx.response.headers)) if (v !== undefined) res.setHeader(k, v as string | string[]);
   res.setHeader('Content-Length', length);
+  // a client gone before the body started (its 'close' already emitted): nothing is fetched for it
+  if (res.destroyed) {
+    body.destroy();
+    return;
+  }
   pieces.enable();
   await new Promise<void>((resolve) => {
     let sent = 0;
