@@ -146,6 +146,13 @@ export async function importDistribution(tree: SourceTree, c: Content, report: I
       report.blobsPresent++;
       return undefined;
     }
+    /** A refusal of the tree's bytes (the digest, the size, the limit): reported once for the digest; anything else is thrown. */
+    const refused = (e: unknown): string => {
+      const why = blobRefused(digest, e);
+      if (why === undefined) throw e;
+      badBlob.set(digest, why);
+      return why;
+    };
     const size = await orSkip(tree.size(blobPath(root, digest)), (why) => badBlob.set(digest, `blob ${digest}: ${why}`));
     if (size === SKIPPED) return badBlob.get(digest);
     if (size === undefined) {
@@ -170,10 +177,7 @@ export async function importDistribution(tree: SourceTree, c: Content, report: I
           const sink = new Writable({ write: (_c, _e, cb) => cb() });
           await pipeline(tree.open(blobPath(root, digest)), new Meter(Math.max(1, size)), new ExpectSha256(digest), sink);
         } catch (e) {
-          const why = blobRefused(digest, e);
-          if (why === undefined) throw e;
-          badBlob.set(digest, why);
-          return why;
+          return refused(e);
         }
         treeVerified.add(digest);
       }
@@ -190,10 +194,7 @@ export async function importDistribution(tree: SourceTree, c: Content, report: I
     try {
       await c.blobs.ingest(tree.open(blobPath(root, digest)), new ExpectSha256(digest), { maxSize: Math.max(1, size), expectedSize: size });
     } catch (e) {
-      const why = blobRefused(digest, e);
-      if (why === undefined) throw e;
-      badBlob.set(digest, why);
-      return why;
+      return refused(e);
     }
     treeVerified.add(digest);
     await c.uploads.link(name, digest);

@@ -1,15 +1,12 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readdir, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { request } from '../helpers/http.js';
-import { ROOT } from '../helpers/paths.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { makeImage, putTag } from '../helpers/v1-client.js';
-import { assertV1Pulls, assertV2Pulls, pushV1, pushV2Chunked } from '../helpers/gc-push.js';
+import { assertV1Pulls, assertV2Pulls, gcCli, pushV1, pushV2Chunked } from '../helpers/gc-push.js';
 import { GarbageCollector } from '../../src/content/gc.js';
 import { createFilesystemDriver } from '../../src/storage/drivers/index.js';
 import type { StorageDriver } from '../../src/storage/driver.js';
@@ -20,7 +17,6 @@ import type { StorageDriver } from '../../src/storage/driver.js';
  * Filesystem storage, a server in this process, `legacy-registry gc` as a child process.
  */
 
-const run = promisify(execFile);
 const sha = (b: Buffer | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const S2 = 'application/vnd.docker.distribution.manifest.v2+json';
 
@@ -67,12 +63,7 @@ async function exists(p: string): Promise<boolean> {
   );
 }
 
-function cli(dataDir: string, ...args: string[]): Promise<{ stdout: string; stderr: string }> {
-  return run(process.execPath, [join(ROOT, 'bin', 'legacy-registry.cjs'), 'gc', '--flavor', 'test', '--storage-path', dataDir, '--settle', '0.2s', ...args], {
-    env: { PATH: process.env.PATH ?? '' },
-    timeout: 60_000,
-  });
-}
+const cli = (dataDir: string, ...args: string[]): Promise<{ stdout: string; stderr: string }> => gcCli(dataDir, args, 60_000);
 
 const HOUR = 3_600_000;
 

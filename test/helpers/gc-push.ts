@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
+import { ROOT } from './paths.js';
 import { request } from './http.js';
 import { DOCKER_UA, pushImage, putTag, tarOf, type TestImage } from './v1-client.js';
 
@@ -108,4 +112,13 @@ export async function assertV1Pulls(url: string, p: V1Pushed): Promise<void> {
     assert.equal(l.status, 200, `${p.repo} ${img.id} layer: ${l.status} ${l.text}`);
     assert.ok(l.body.equals(img.layer), `${img.id} layer bytes`);
   }
+}
+
+/** `legacy-registry gc` on a filesystem store, with a short settle (tests). */
+export function gcCli(dataDir: string, args: readonly string[], timeoutMs = 120_000): Promise<{ stdout: string; stderr: string }> {
+  return promisify(execFile)(
+    process.execPath,
+    [join(ROOT, 'bin', 'legacy-registry.cjs'), 'gc', '--flavor', 'test', '--storage-path', dataDir, '--settle', '0.2s', ...args],
+    { env: { PATH: process.env.PATH ?? '' }, timeout: timeoutMs },
+  );
 }

@@ -1,16 +1,13 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readdir, stat, utimes } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { request } from '../helpers/http.js';
-import { ROOT } from '../helpers/paths.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { makeImage, tarOf } from '../helpers/v1-client.js';
-import { assertV1Pulls, assertV2Pulls, pushV1, pushV2Chunked, type V1Pushed, type V2Pushed } from '../helpers/gc-push.js';
+import { assertV1Pulls, assertV2Pulls, gcCli, pushV1, pushV2Chunked, type V1Pushed, type V2Pushed } from '../helpers/gc-push.js';
 import { GarbageCollector, type GcResult } from '../../src/content/gc.js';
 import { createFilesystemDriver } from '../../src/storage/drivers/index.js';
 import type { StorageDriver } from '../../src/storage/driver.js';
@@ -45,7 +42,6 @@ async function age(dir: string, ageMs: number): Promise<void> {
   }
 }
 
-const run = promisify(execFile);
 const sha = (b: Buffer | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const S2 = 'application/vnd.docker.distribution.manifest.v2+json';
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
@@ -76,12 +72,7 @@ async function blobExists(dataDir: string, digest: string): Promise<boolean> {
   );
 }
 
-function cli(dataDir: string, ...args: string[]): Promise<{ stdout: string; stderr: string }> {
-  return run(process.execPath, [join(ROOT, 'bin', 'legacy-registry.cjs'), 'gc', '--flavor', 'test', '--storage-path', dataDir, '--settle', '0.2s', ...args], {
-    env: { PATH: process.env.PATH ?? '' },
-    timeout: 120_000,
-  });
-}
+const cli = (dataDir: string, ...args: string[]): Promise<{ stdout: string; stderr: string }> => gcCli(dataDir, args, 120_000);
 
 describe('legacy-registry gc', () => {
   let s: TestServer;
