@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 import type { MirrorConfig } from '../config/schema.js';
 import type { BlobStore } from '../content/blob-store.js';
 import { keys } from '../content/keys.js';
+import { parseTag } from '../content/names.js';
 import { keyExists, readOptional } from '../content/small-objects.js';
 import { MT, type V2Manifests } from '../content/v2-manifests.js';
 import { checkDigest, parseV2Name, type V2Name } from '../content/v2-names.js';
@@ -49,8 +50,6 @@ const ACCEPT = [MT.ociIndex, MT.list, MT.ociManifest, MT.schema2, MT.schema1Sign
 const MAX_MANIFEST = 4 * 1024 * 1024;
 const MAX_TAGS_BODY = 4 * 1024 * 1024;
 const NEGATIVE_ENTRIES = 10000;
-/** A tag (distribution's grammar; v2/request.ts TAG). */
-const TAG_SYNTAX = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 
 export interface PullThroughDeps {
   readonly driver: StorageDriver;
@@ -161,7 +160,7 @@ export class PullThrough {
     const { manifests } = this.deps;
     // references also come from upstream answers (a list's children, a tags list, the bridge): only
     // well-formed ones go into an upstream URL or a storage key
-    if (ref.digest !== undefined ? checkDigest(ref.digest) !== 'ok' : !TAG_SYNTAX.test(ref.tag ?? '')) {
+    if (ref.digest !== undefined ? checkDigest(ref.digest) !== 'ok' : parseTag(ref.tag ?? '') === undefined) {
       throw new V2Error('MANIFEST_UNKNOWN', ref, 'not a valid tag or sha256 digest');
     }
     if (ref.digest && (await manifests.get(t.local, { digest: ref.digest }))) return {};
@@ -334,7 +333,7 @@ export class PullThrough {
       }
       const doc = JSON.parse((await t.upstream.readBody(res, MAX_TAGS_BODY)).toString('utf8')) as { tags?: unknown };
       // only well-formed tags: the bridge asks upstream for each, and clients get them as names
-      return Array.isArray(doc.tags) ? doc.tags.filter((x): x is string => typeof x === 'string' && TAG_SYNTAX.test(x)).sort() : [];
+      return Array.isArray(doc.tags) ? doc.tags.filter((x): x is string => typeof x === 'string' && parseTag(x) !== undefined).sort() : [];
     } catch (e) {
       if (e instanceof V2Error) throw e;
       return undefined;
