@@ -119,7 +119,7 @@ interface RemovedRevision {
  */
 export const SAVED_RECORDS_MAX = 64 * 1024 * 1024;
 
-/** Where a blob is moved before its delete (deleteBlob); what a stopped run left there goes back. */
+/** Where a blob is moved before its delete (deleteBlobUnlessWritten); what a stopped run left there goes back. */
 const TRASH = '_gc/trash';
 
 const HEX = /^[a-f0-9]{64}$/;
@@ -175,6 +175,46 @@ function parseJson<T>(b: Buffer | undefined): T | undefined {
 
 /** The storage lock every run holds: one garbage collection at a time per storage, across nodes. */
 export const GC_LOCK = 'garbage-collection';
+
+/**
+ * Delete the blob `hex` unless it was written again since it was found (a push of the same
+ * content): its time must be before `cutoff` and, when `found` is given, the one found then. Moving
+ * it aside claims it; where a move keeps the object's time (filesystem, memory), the moved object is
+ * compared, and put back when it is newer (content-addressed: putting back the same bytes is always
+ * right). Elsewhere (object stores copy on move) the time is checked just before the delete.
+ * Returns the bytes freed, or undefined when kept or gone. Used by GC's sweep and the mirror's expiry.
+ */
+export async function deleteBlobUnlessWritten(
+  driver: StorageDriver,
+  hex: string,
+  cutoff: number,
+  found?: { readonly size: number; readonly time: number },
+): Promise<number | undefined> {
+  const key = keys.blob(hex);
+  if (driver.name !== 'filesystem' && driver.name !== 'memory') {
+    const t = await mtime(driver, key);
+    if (t === undefined || t >= cutoff) return undefined;
+    const size = (await driver.stat(key).catch(() => undefined))?.size ?? found?.size ?? 0;
+    return (await removeIfPresent(driver, key)) ? size : undefined;
+  }
+  const aside = `${TRASH}/${hex}-${randomBytes(6).toString('hex')}`;
+  try {
+    await driver.move(key, aside);
+  } catch (e) {
+    if (isNotFound(e)) return undefined; // gone already
+    throw e;
+  }
+  const info = await driver.stat(aside);
+  const t = info.modTime.getTime();
+  if ((found !== undefined && t !== found.time) || t >= cutoff) {
+    await driver.move(aside, key).catch((e: unknown) => {
+      if (!isNotFound(e)) throw e; // a gc run put it back already
+    });
+    return undefined;
+  }
+  await removeIfPresent(driver, aside);
+  return info.size;
+}
 
 /** Another run (this process, another process or another node) holds the storage's GC lock. */
 export class GcBusyError extends Error {
@@ -403,14 +443,13 @@ export class GarbageCollector {
           result.links.deleted--;
         }
       }
-      const moveKeepsTime = this.driver.name === 'filesystem' || this.driver.name === 'memory';
       for (const [i, c] of candidates.entries()) {
         progress({ phase: 'sweep', done: i, total: candidates.length });
         if (second.live.has(c.hex)) {
           result.blobs.keptByRecheck++;
           continue;
         }
-        const freed = await this.deleteBlob(c, cutoff, moveKeepsTime);
+        const freed = await deleteBlobUnlessWritten(this.driver, c.hex, cutoff, c);
         if (freed === undefined) {
           result.blobs.keptByRecheck++;
           continue;
@@ -426,38 +465,7 @@ export class GarbageCollector {
   }
 
   /**
-   * Delete one candidate blob, unless it was written again since it was found (a push of the same
-   * content). Moving it aside claims it; where a move keeps the object's time, the moved object is
-   * compared with what was found, and put back when it is newer (content-addressed: putting back
-   * the same bytes is always right). Elsewhere (object stores copy on move) the time is checked
-   * just before the delete. Returns the bytes freed, or undefined when kept.
-   */
-  private async deleteBlob(c: { hex: string; size: number; time: number }, cutoff: number, moveKeepsTime: boolean): Promise<number | undefined> {
-    const key = keys.blob(c.hex);
-    if (!moveKeepsTime) {
-      const t = await mtime(this.driver, key);
-      if (t === undefined || t >= cutoff) return undefined;
-      const size = (await this.driver.stat(key).catch(() => undefined))?.size ?? c.size;
-      return (await removeIfPresent(this.driver, key)) ? size : undefined;
-    }
-    const aside = `${TRASH}/${c.hex}-${randomBytes(6).toString('hex')}`;
-    try {
-      await this.driver.move(key, aside);
-    } catch (e) {
-      if (isNotFound(e)) return undefined; // gone already
-      throw e;
-    }
-    const info = await this.driver.stat(aside);
-    if (info.modTime.getTime() !== c.time || info.modTime.getTime() >= cutoff) {
-      await this.driver.move(aside, key);
-      return undefined;
-    }
-    await removeIfPresent(this.driver, aside);
-    return info.size;
-  }
-
-  /**
-   * Blobs a run moved aside (deleteBlob) and did not finish with: it was stopped between the move
+   * Blobs a run moved aside (deleteBlobUnlessWritten) and did not finish with: it was stopped between the move
    * and the delete, or between the move and the move back of a blob pushed again meanwhile. Each
    * goes back to its key when nothing is there (the bytes were published at that digest, so
    * putting them back is always right; garbage is collected again), else it is removed.

@@ -1,7 +1,7 @@
-import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { MirrorConfig } from '../config/schema.js';
 import type { BlobStore } from '../content/blob-store.js';
+import { deleteBlobUnlessWritten } from '../content/gc.js';
 import { keys } from '../content/keys.js';
 import { parseTag } from '../content/names.js';
 import { keyExists, readOptional } from '../content/small-objects.js';
@@ -371,51 +371,12 @@ export class PullThrough {
         // (the records of an expired mirrored image go with garbage collection, then its bytes)
         v1Layers ??= await this.v1LayerDigests();
         if (v1Layers.has(e.digest)) continue;
-        await this.removeBytes(e.digest.slice('sha256:'.length), startedAt);
+        // unless written again since the sweep started (a local push of the same content, v1 or v2)
+        await deleteBlobUnlessWritten(this.deps.driver, e.digest.slice('sha256:'.length), startedAt - 1000);
       }
     }
     if (m + b > 0) this.deps.log?.info('mirror: expired content removed', { manifests: m, blobs: b });
     return { manifests: m, blobs: b };
-  }
-
-  /**
-   * Remove an expired blob's bytes unless they were written again since the sweep started (a local
-   * push of the same content, v1 or v2, after the checks above read what names them): as garbage
-   * collection does (gc.ts deleteBlob), the bytes are moved aside first (one mover wins) and, where
-   * a move keeps the time, put back when newer; elsewhere the time is checked just before the delete.
-   * What a stopped sweep leaves aside, the next gc run puts back.
-   */
-  private async removeBytes(hex: string, startedAt: number): Promise<void> {
-    const { driver } = this.deps;
-    const key = keys.blob(hex);
-    const fresh = (t: Date): boolean => t.getTime() >= startedAt - 1000;
-    if (driver.name !== 'filesystem' && driver.name !== 'memory') {
-      const info = await driver.stat(key).catch((err: unknown) => {
-        if (isNotFound(err)) return undefined;
-        throw err;
-      });
-      if (!info || fresh(info.modTime)) return;
-      await driver.delete(key).catch((err: unknown) => {
-        if (!isNotFound(err)) throw err;
-      });
-      return;
-    }
-    const aside = `_gc/trash/${hex}-${randomBytes(6).toString('hex')}`;
-    try {
-      await driver.move(key, aside);
-    } catch (err) {
-      if (isNotFound(err)) return;
-      throw err;
-    }
-    if (fresh((await driver.stat(aside)).modTime)) {
-      await driver.move(aside, key).catch((err: unknown) => {
-        if (!isNotFound(err)) throw err; // a gc run put it back already
-      });
-      return;
-    }
-    await driver.delete(aside).catch((err: unknown) => {
-      if (!isNotFound(err)) throw err;
-    });
   }
 
   /** Every blob digest a v1 image record's layer link names (registry-wide and per repository). */
