@@ -6,10 +6,9 @@ import { join } from 'node:path';
 import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { makeImage, putTag } from '../helpers/v1-client.js';
-import { assertV1Pulls, assertV2Pulls, gcCli, pushV1, pushV2Chunked } from '../helpers/gc-push.js';
+import { assertV1Pulls, assertV2Pulls, gcCli, hooked, pushV1, pushV2Chunked } from '../helpers/gc-push.js';
 import { GarbageCollector } from '../../src/content/gc.js';
 import { createFilesystemDriver } from '../../src/storage/drivers/index.js';
-import type { StorageDriver } from '../../src/storage/driver.js';
 
 /**
  * Garbage collection racing requests at exact points of a run (a driver hook runs a request over
@@ -19,29 +18,6 @@ import type { StorageDriver } from '../../src/storage/driver.js';
 
 const sha = (b: Buffer | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const S2 = 'application/vnd.docker.distribution.manifest.v2+json';
-
-type Method = 'delete' | 'move';
-
-/** A driver that runs `hook` once, before the first call of `method` whose first key matches (throwing `fail` instead of the call, when given). */
-function hooked(inner: StorageDriver, method: Method, match: (key: string, to?: string) => boolean, hook: () => Promise<void>, fail?: Error): StorageDriver {
-  let fired = false;
-  return new Proxy(inner, {
-    get(target, prop, receiver) {
-      const v = Reflect.get(target, prop, receiver) as unknown;
-      if (typeof v !== 'function') return v;
-      const f = (v as (...a: unknown[]) => Promise<unknown>).bind(target);
-      if (prop !== method) return f;
-      return async (...a: unknown[]) => {
-        if (!fired && match(String(a[0]), a[1] === undefined ? undefined : String(a[1]))) {
-          fired = true;
-          await hook();
-          if (fail) throw fail;
-        }
-        return f(...a);
-      };
-    },
-  });
-}
 
 /** Make every file and directory below dir (and dir) look written `ageMs` ago. */
 async function age(dir: string, ageMs: number): Promise<void> {

@@ -5,10 +5,9 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { gzipSync } from 'node:zlib';
 import { pyImage, sha256, writePythonTree } from '../helpers/python-tree.js';
 import { cli } from '../helpers/migrate.js';
-import { tarOf } from '../helpers/v1-client.js';
+import { distributionTree, writeRepoLinks } from '../helpers/distribution-tree.js';
 
 /**
  * `legacy-registry import` of trees that someone else wrote (issue 16, security issue's invariants):
@@ -137,43 +136,12 @@ describe('import: a hostile source tree reaches nothing outside it and stops not
 
   it('distribution tree: a blob, a repository and a tag link out of the tree; the rest is imported', async () => {
     const tree = join(work, 'distribution');
-    const v2 = join(tree, 'docker', 'registry', 'v2');
-    const putBlob = async (bytes: Buffer): Promise<string> => {
-      const digest = sha256(bytes);
-      const dir = join(v2, 'blobs', 'sha256', digest.slice(7, 9), digest.slice(7));
-      await mkdir(dir, { recursive: true });
-      await writeFile(join(dir, 'data'), bytes);
-      return digest;
-    };
-    const image = async (label: string): Promise<{ manifest: string; layer: Buffer; layerDigest: string }> => {
-      const layer = gzipSync(tarOf({ [`${label}.txt`]: `${label}\n` }));
-      const layerDigest = await putBlob(layer);
-      const diffId = sha256(tarOf({ [`${label}.txt`]: `${label}\n` }));
-      const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [diffId] } }));
-      const configDigest = await putBlob(config);
-      const manifest = Buffer.from(
-        JSON.stringify({
-          schemaVersion: 2,
-          mediaType: 'application/vnd.docker.distribution.manifest.v2+json',
-          config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: configDigest },
-          layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: layer.length, digest: layerDigest }],
-        }),
-      );
-      return { manifest: await putBlob(manifest), layer, layerDigest };
-    };
-    const repo = async (dir: string, manifest: string, tags: string[]): Promise<void> => {
-      const m = join(dir, '_manifests');
-      await mkdir(join(m, 'revisions', 'sha256', manifest.slice(7)), { recursive: true });
-      await writeFile(join(m, 'revisions', 'sha256', manifest.slice(7), 'link'), manifest);
-      for (const t of tags) {
-        await mkdir(join(m, 'tags', t, 'current'), { recursive: true });
-        await writeFile(join(m, 'tags', t, 'current', 'link'), manifest);
-      }
-    };
-    const good = await image('good');
-    const bad = await image('bad');
-    await repo(join(v2, 'repositories', 'team', 'good'), good.manifest, ['latest']);
-    await repo(join(v2, 'repositories', 'team', 'bad'), bad.manifest, ['latest']);
+    const d = distributionTree(tree);
+    const v2 = d.v2;
+    const good = await d.image('good');
+    const bad = await d.image('bad');
+    await d.repo('team/good', good.manifest, ['latest']);
+    await d.repo('team/bad', bad.manifest, ['latest']);
     // the bad image's layer blob: a link to a copy outside (the same bytes: only the link is wrong)
     const badData = blobFile(v2, bad.layerDigest);
     await writeFile(join(outside, 'blob-copy'), bad.layer);
@@ -185,7 +153,7 @@ describe('import: a hostile source tree reaches nothing outside it and stops not
     await mkdir(join(v2, 'repositories', 'team', 'good', '_manifests', 'tags', 'out'));
     await symlink(join(outside, 'tag'), join(v2, 'repositories', 'team', 'good', '_manifests', 'tags', 'out', 'current'));
     await mkdir(join(outside, 'v2repo'));
-    await repo(join(outside, 'v2repo'), good.manifest, ['latest']);
+    await writeRepoLinks(join(outside, 'v2repo'), good.manifest, ['latest']);
     await symlink(join(outside, 'v2repo'), join(v2, 'repositories', 'team', 'evil'));
 
     const storage = join(work, 'storage-distribution');

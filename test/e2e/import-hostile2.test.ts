@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readlinkSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -10,6 +10,7 @@ import { gzipSync } from 'node:zlib';
 import { pyImage, sha256, writePythonTree, type PyImage } from '../helpers/python-tree.js';
 import { cli, type CliResult } from '../helpers/migrate.js';
 import { tarOf } from '../helpers/v1-client.js';
+import { distributionTree } from '../helpers/distribution-tree.js';
 import { createDb } from '../../src/db/knex.js';
 
 /**
@@ -58,44 +59,6 @@ describe('import: damaged and hostile trees (2)', { timeout: 120_000 }, () => {
   };
   const reasonOf = (report: Report | undefined, what: string | RegExp): string | undefined =>
     report?.skipped.find((s) => (typeof what === 'string' ? s.what === what : what.test(s.what)))?.reason;
-
-  // --- a distribution tree written by hand ---
-  const dist = (tree: string) => {
-    const v2 = join(tree, 'docker', 'registry', 'v2');
-    const blobData = (digest: string): string => join(v2, 'blobs', 'sha256', digest.slice(7, 9), digest.slice(7), 'data');
-    const putBlob = async (bytes: Buffer): Promise<string> => {
-      const digest = sha256(bytes);
-      await mkdir(join(blobData(digest), '..'), { recursive: true });
-      await writeFile(blobData(digest), bytes);
-      return digest;
-    };
-    const image = async (label: string, layerBytes?: Buffer): Promise<{ manifest: string; layer: Buffer; layerDigest: string }> => {
-      const tar = tarOf({ [`${label}.txt`]: `${label}\n` });
-      const layer = layerBytes ?? gzipSync(tar);
-      const layerDigest = await putBlob(layer);
-      const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [sha256(tar)] } }));
-      const configDigest = await putBlob(config);
-      const manifest = Buffer.from(
-        JSON.stringify({
-          schemaVersion: 2,
-          mediaType: 'application/vnd.docker.distribution.manifest.v2+json',
-          config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: configDigest },
-          layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: layer.length, digest: layerDigest }],
-        }),
-      );
-      return { manifest: await putBlob(manifest), layer, layerDigest };
-    };
-    const repo = async (name: string, manifest: string, tags: string[]): Promise<void> => {
-      const m = join(v2, 'repositories', ...name.split('/'), '_manifests');
-      await mkdir(join(m, 'revisions', 'sha256', manifest.slice(7)), { recursive: true });
-      await writeFile(join(m, 'revisions', 'sha256', manifest.slice(7), 'link'), manifest);
-      for (const t of tags) {
-        await mkdir(join(m, 'tags', t, 'current'), { recursive: true });
-        await writeFile(join(m, 'tags', t, 'current', 'link'), manifest);
-      }
-    };
-    return { v2, blobData, image, repo };
-  };
 
   it('Python tree: an ancestry file naming another parent than the json is refused, never stored as the chain', async () => {
     const tree = join(work, 'py-ancestry');
@@ -148,7 +111,7 @@ describe('import: damaged and hostile trees (2)', { timeout: 120_000 }, () => {
     const storage = join(work, 'storage-dist-known');
     // first, a repository holding the layer (imported: verified then)
     const tree1 = join(work, 'dist-known-1');
-    const d1 = dist(tree1);
+    const d1 = distributionTree(tree1);
     const secretLayer = gzipSync(tarOf({ 'secret.txt': randomBytes(2000) }));
     const secret = await d1.image('secret', secretLayer);
     await d1.repo('private/secret', secret.manifest, ['latest']);
@@ -157,7 +120,7 @@ describe('import: damaged and hostile trees (2)', { timeout: 120_000 }, () => {
     assert.ok(existsSync(layerLink(storage, 'private/secret', secret.layerDigest)));
     // then a tree that knows only the layer's digest and size: its "data" is zeros
     const tree2 = join(work, 'dist-known-2');
-    const d2 = dist(tree2);
+    const d2 = distributionTree(tree2);
     const thief = await d2.image('thief', secretLayer);
     await writeFile(d2.blobData(thief.layerDigest), Buffer.alloc(secretLayer.length));
     await d2.repo('team/thief', thief.manifest, ['latest']);
@@ -170,7 +133,7 @@ describe('import: damaged and hostile trees (2)', { timeout: 120_000 }, () => {
 
   it('distribution tree: a blob past max_layer_size is skipped, not the end of the import', async () => {
     const tree = join(work, 'dist-big');
-    const d = dist(tree);
+    const d = distributionTree(tree);
     const big = await d.image('big', gzipSync(randomBytes(6000), { level: 0 }));
     const small = await d.image('small');
     await d.repo('team/big', big.manifest, ['latest']);
@@ -184,7 +147,7 @@ describe('import: damaged and hostile trees (2)', { timeout: 120_000 }, () => {
 
   it('distribution tree: a blob that shrinks while it is copied is skipped, the rest imported', async () => {
     const tree = join(work, 'dist-shrink');
-    const d = dist(tree);
+    const d = distributionTree(tree);
     const shrink = await d.image('shrink', Buffer.from('placeholder'));
     const small = await d.image('small2');
     await d.repo('team/shrink', shrink.manifest, ['latest']);
@@ -317,7 +280,7 @@ describe('import: damaged and hostile trees (2)', { timeout: 120_000 }, () => {
 
   it('distribution tree: repositories/ directories that link back to themselves end neither in a crash nor a hang', async () => {
     const tree = join(work, 'dist-loop');
-    const d = dist(tree);
+    const d = distributionTree(tree);
     const good = await d.image('loopgood');
     await d.repo('team/good', good.manifest, ['latest']);
     // team/self is team, team/up is repositories: every level holds both again

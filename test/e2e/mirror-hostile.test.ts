@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { request, type Response } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { cleanup } from '../helpers/counting-proxy.js';
+import { layerImage } from '../helpers/v2-client.js';
 
 /**
  * The pull-through mirror (v2 and v1) against a hostile or broken upstream written here (node:http
@@ -96,19 +97,6 @@ function pour(res: ServerResponse, total: number, fill = 0x20): void {
   go();
 }
 
-function image(layer: Buffer): { config: Buffer; manifest: Buffer } {
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha(layer)] } }));
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: S2,
-      config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: sha(config) },
-      layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: layer.length, digest: sha(layer) }],
-    }),
-  );
-  return { config, manifest };
-}
-
 const isServerError = (r: Response | 'timeout' | Error): boolean => typeof r === 'object' && !(r instanceof Error) && r.status === 500;
 
 describe('mirror against a hostile upstream (v2)', { timeout: 60_000 }, () => {
@@ -140,7 +128,7 @@ describe('mirror against a hostile upstream (v2)', { timeout: 60_000 }, () => {
   );
 
   it('a manifest by digest whose bytes hash to another digest: a 5xx-style error (not 200, 400 or 500), nothing cached', async () => {
-    const good = image(randomBytes(100)).manifest;
+    const good = layerImage(randomBytes(100)).manifest;
     const wanted = sha(Buffer.concat([good, Buffer.from(' ')]));
     up.handler = (_req, res) => {
       res.writeHead(200, { 'Content-Type': S2, 'Docker-Content-Digest': wanted });
@@ -156,7 +144,7 @@ describe('mirror against a hostile upstream (v2)', { timeout: 60_000 }, () => {
   });
 
   it('a manifest by tag with a lying Docker-Content-Digest: served under the digest its bytes hash to', async () => {
-    const m = image(randomBytes(100)).manifest;
+    const m = layerImage(randomBytes(100)).manifest;
     up.handler = (_req, res) => {
       res.writeHead(200, { 'Content-Type': S2, 'Docker-Content-Digest': sha('something else') });
       res.end(m);
@@ -366,7 +354,7 @@ describe('mirror against a hostile upstream (v2)', { timeout: 60_000 }, () => {
 
   it('an endless token answer (capped) and a token realm on another host (followed, with the Basic credentials as docker does)', async () => {
     let tokenCalls = 0;
-    const layer = image(randomBytes(10)).manifest;
+    const layer = layerImage(randomBytes(10)).manifest;
     other.handler = (req, res) => {
       tokenCalls++;
       // the token for evil/tok is endless; the one for evil/tok2 is a token
@@ -396,7 +384,7 @@ describe('mirror against a hostile upstream (v2)', { timeout: 60_000 }, () => {
   });
 
   it('a token service that moved: the new challenge of the upstream is learnt, not the failing realm kept forever', async () => {
-    const m = image(randomBytes(10)).manifest;
+    const m = layerImage(randomBytes(10)).manifest;
     let realm = `${other.url}/token`;
     other.handler = (_req, res) => {
       res.writeHead(200, { 'Content-Type': 'application/json' });

@@ -88,6 +88,9 @@ describe('mirror e2e: distribution 2.8.2 upstream (htpasswd), skopeo, podman, do
   let img: LayoutImage;
   const creds = 'puller:pullerpw';
   const skopeo = (...args: string[]) => run('skopeo', ['--insecure-policy', ...args], { timeout: 180_000, env: { PATH: process.env.PATH ?? '', HOME: work } });
+  /** Copies the layout's v1 image to the upstream only (as schema2), at `ref`. */
+  const pushUpstream = (layout: string, ref: string) =>
+    skopeo('copy', '--dest-tls-verify=false', '--dest-creds', creds, '--format', 'v2s2', `oci:${layout}:v1`, `docker://${dist.host}/${ref}`);
 
   before(async () => {
     work = await mkdtemp(join(tmpdir(), 'lr-mirror-e2e-'));
@@ -96,16 +99,7 @@ describe('mirror e2e: distribution 2.8.2 upstream (htpasswd), skopeo, podman, do
     proxy = await startCountingProxy(dist.url);
     img = await writeOciLayout(join(work, 'img'), 'v1');
     // only the upstream has library/hello (what a docker daemon asks its mirror for)
-    await skopeo(
-      'copy',
-      '--dest-tls-verify=false',
-      '--dest-creds',
-      creds,
-      '--format',
-      'v2s2',
-      `oci:${img.dir}:v1`,
-      `docker://${dist.host}/library/hello:latest`,
-    );
+    await pushUpstream(img.dir, 'library/hello:latest');
     mirror = await startTestServer({
       standalone: true,
       v2: true,
@@ -187,16 +181,7 @@ describe('mirror e2e: distribution 2.8.2 upstream (htpasswd), skopeo, podman, do
 
   it('upstream back: a tag changed upstream is what the next pull gets', async () => {
     const img2 = await writeOciLayout(join(work, 'img2'), 'v1');
-    await skopeo(
-      'copy',
-      '--dest-tls-verify=false',
-      '--dest-creds',
-      creds,
-      '--format',
-      'v2s2',
-      `oci:${img2.dir}:v1`,
-      `docker://${dist.host}/library/hello:latest`,
-    );
+    await pushUpstream(img2.dir, 'library/hello:latest');
     await new Promise((r) => setTimeout(r, 1200)); // the breaker opened by the outage lets a trial through
     const info = JSON.parse((await skopeo('inspect', '--tls-verify=false', `docker://${mhost}/library/hello:latest`)).stdout) as { Layers: string[] };
     assert.deepEqual(info.Layers, [sha256(img2.layer)]);
@@ -204,7 +189,7 @@ describe('mirror e2e: distribution 2.8.2 upstream (htpasswd), skopeo, podman, do
 
   it('eight concurrent cold pulls (skopeo) fetch each blob from upstream once', async () => {
     const img3 = await writeOciLayout(join(work, 'img3'), 'v1');
-    await skopeo('copy', '--dest-tls-verify=false', '--dest-creds', creds, '--format', 'v2s2', `oci:${img3.dir}:v1`, `docker://${dist.host}/team/eight:v1`);
+    await pushUpstream(img3.dir, 'team/eight:v1');
     await Promise.all(
       Array.from({ length: 8 }, (_, i) => skopeo('copy', '--src-tls-verify=false', `docker://${mhost}/team/eight:v1`, `oci:${join(work, `eight${i}`)}:x`)),
     );

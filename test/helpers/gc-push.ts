@@ -7,6 +7,8 @@ import { gzipSync } from 'node:zlib';
 import { ROOT } from './paths.js';
 import { request } from './http.js';
 import { DOCKER_UA, pushImage, putTag, tarOf, type TestImage } from './v1-client.js';
+import { schema2Manifest } from './v2-client.js';
+import type { StorageDriver } from '../../src/storage/driver.js';
 
 /** Pushes and byte-for-byte pull checks shared by the garbage collection tests (filesystem and S3). */
 const sha = (b: Buffer | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -51,14 +53,7 @@ export async function pushV2Chunked(url: string, name: string, tag: string, labe
     const done = await request(url, `${loc}${loc.includes('?') ? '&' : '?'}digest=${sha(l)}`, { method: 'PUT' });
     assert.equal(done.status, 201, done.text);
   }
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: S2,
-      config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: sha(config) },
-      layers: layers.map((l) => ({ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: l.length, digest: sha(l) })),
-    }),
-  );
+  const manifest = schema2Manifest(config, layers);
   const put = await request(url, `/v2/${name}/manifests/${tag}`, { method: 'PUT', body: manifest, headers: { 'Content-Type': S2 } });
   assert.equal(put.status, 201, put.text);
   return { name, tag, manifest, digest: sha(manifest), blobs: [config, ...layers] };
@@ -121,4 +116,35 @@ export function gcCli(dataDir: string, args: readonly string[], timeoutMs = 120_
     [join(ROOT, 'bin', 'legacy-registry.cjs'), 'gc', '--flavor', 'test', '--storage-path', dataDir, '--settle', '0.2s', ...args],
     { env: { PATH: process.env.PATH ?? '' }, timeout: timeoutMs },
   );
+}
+
+/**
+ * A driver that runs `hook` once, before the first call of `method` whose first key (and, for
+ * move, destination) matches: a request at an exact point of a GC run. With `fail`, that call
+ * throws `fail` instead of running (a run stopped there).
+ */
+export function hooked(
+  inner: StorageDriver,
+  method: 'delete' | 'list' | 'move',
+  match: (key: string, to?: string) => boolean,
+  hook: () => Promise<void>,
+  fail?: Error,
+): StorageDriver {
+  let fired = false;
+  return new Proxy(inner, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof v !== 'function') return v;
+      const f = (v as (...a: unknown[]) => Promise<unknown>).bind(target);
+      if (prop !== method) return f;
+      return async (...a: unknown[]) => {
+        if (!fired && match(String(a[0]), a[1] === undefined ? undefined : String(a[1]))) {
+          fired = true;
+          await hook();
+          if (fail) throw fail;
+        }
+        return f(...a);
+      };
+    },
+  });
 }

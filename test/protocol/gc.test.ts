@@ -7,32 +7,12 @@ import { gzipSync } from 'node:zlib';
 import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { makeImage, tarOf } from '../helpers/v1-client.js';
-import { assertV1Pulls, assertV2Pulls, gcCli, pushV1, pushV2Chunked, type V1Pushed, type V2Pushed } from '../helpers/gc-push.js';
+import { assertV1Pulls, assertV2Pulls, gcCli, hooked, pushV1, pushV2Chunked, type V1Pushed, type V2Pushed } from '../helpers/gc-push.js';
 import { GarbageCollector, type GcResult } from '../../src/content/gc.js';
 import { createFilesystemDriver } from '../../src/storage/drivers/index.js';
-import type { StorageDriver } from '../../src/storage/driver.js';
 import { saveUser } from '../../src/db/users.js';
 import { Site, basic } from '../helpers/accounts.js';
-
-/** A driver that runs `hook` (once) before the first call of `method` whose first key matches: a push at an exact point of a run. */
-function hooked(inner: StorageDriver, method: 'list' | 'move', match: (key: string) => boolean, hook: () => Promise<void>): StorageDriver {
-  let fired = false;
-  return new Proxy(inner, {
-    get(target, prop, receiver) {
-      const v = Reflect.get(target, prop, receiver) as unknown;
-      if (typeof v !== 'function') return v;
-      const f = (v as (...a: unknown[]) => Promise<unknown>).bind(target);
-      if (prop !== method) return f;
-      return async (...a: unknown[]) => {
-        if (!fired && match(String(a[0]))) {
-          fired = true;
-          await hook();
-        }
-        return f(...a);
-      };
-    },
-  });
-}
+import { schema2Manifest } from '../helpers/v2-client.js';
 
 /** Make every file below dir look written `ageMs` ago. */
 async function age(dir: string, ageMs: number): Promise<void> {
@@ -222,14 +202,7 @@ describe('legacy-registry gc', () => {
     // the blobs and their links are an hour old: garbage for a 1-minute grace, until the manifest comes
     await age(join(s.dataDir, 'v2', 'repositories', 'race', 'late', '_layers'), 3_600_000);
     for (const b of [config, layer]) await age(join(s.dataDir, 'blobs', 'sha256', sha(b).slice(7, 9), sha(b).slice(7)), 3_600_000);
-    const manifest = Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: S2,
-        config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: sha(config) },
-        layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: layer.length, digest: sha(layer) }],
-      }),
-    );
+    const manifest = schema2Manifest(config, [layer]);
     // the push lands after the first mark (when GC starts scanning blobs)
     const driver = hooked(
       createFilesystemDriver({ root: s.dataDir }),

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { cleanup, startCountingProxy, type CountingProxy } from '../helpers/counting-proxy.js';
-import { pushV2 } from '../helpers/v2-client.js';
+import { pushLayerImage, pushV2, schema2Manifest } from '../helpers/v2-client.js';
 import { makeImage, pushImage, putTag } from '../helpers/v1-client.js';
 import { Site } from '../helpers/accounts.js';
 import { saveUser } from '../../src/db/users.js';
@@ -18,26 +18,6 @@ import { schema1Payload, signSchema1 } from '../../src/content/schema1.js';
 const sha = (b: Buffer | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const S2 = 'application/vnd.docker.distribution.manifest.v2+json';
 const ACCEPT = { Accept: `${S2}, application/vnd.oci.image.manifest.v1+json` };
-
-/** An image whose layer is `layer` (random bytes are fine: the registry does not read layers). */
-async function pushBlobImage(url: string, name: string, tag: string, layer: Buffer): Promise<{ digest: string; manifest: Buffer }> {
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha(layer)] } }));
-  for (const b of [config, layer]) {
-    const r = await request(url, `/v2/${name}/blobs/uploads/?digest=${sha(b)}`, { method: 'POST', body: b });
-    assert.equal(r.status, 201, r.text);
-  }
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: S2,
-      config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: sha(config) },
-      layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: layer.length, digest: sha(layer) }],
-    }),
-  );
-  const put = await request(url, `/v2/${name}/manifests/${tag}`, { method: 'PUT', body: manifest, headers: { 'Content-Type': S2 } });
-  assert.equal(put.status, 201, put.text);
-  return { digest: String(put.headers['docker-content-digest']), manifest };
-}
 
 /**
  * The v2 pull-through mirror over HTTP (issue 13): upstream = a second legacy-registry behind a
@@ -108,7 +88,7 @@ describe('mirror: v2 pull-through', { timeout: 240_000 }, () => {
 
   it('eight concurrent cold pulls of one blob fetch it from upstream once, every client gets every byte', async () => {
     const layer = randomBytes(24 * 1024 * 1024);
-    await pushBlobImage(upstream.url, 'lib/big', 'v1', layer);
+    await pushLayerImage(upstream.url, 'lib/big', 'v1', layer);
     const d = sha(layer);
     const answers = await Promise.all(Array.from({ length: 8 }, () => request(mirror.url, `/v2/hub/lib/big/blobs/${d}`)));
     for (const a of answers) {
@@ -246,7 +226,7 @@ describe('mirror: expiry and local v1 records', { timeout: 120_000 }, () => {
       const img = makeImage();
       for (const r of (await pushImage(mirror.url, img)).slice(1)) assert.ok(r.status < 300, `${r.status} ${r.text}`);
       assert.equal((await putTag(mirror.url, 'mine/v1app', 'latest', img.id)).status, 200);
-      await pushBlobImage(upstream.url, 'lib/shared', 'v1', img.layer);
+      await pushLayerImage(upstream.url, 'lib/shared', 'v1', img.layer);
       const d = sha(img.layer);
       const b = await request(mirror.url, `/v2/hub/lib/shared/blobs/${d}`);
       assert.equal(b.status, 200);
@@ -319,14 +299,7 @@ async function corruptUpstream(): Promise<{ url: string; layerDigest: string; cl
   const bad = Buffer.from(layer);
   bad[bad.length - 10] ^= 0xff;
   const config = Buffer.from('{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}');
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: S2,
-      config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: sha(config) },
-      layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: layer.length, digest: layerDigest }],
-    }),
-  );
+  const manifest = schema2Manifest(config, [layer]);
   const server: Server = createServer((req, res) => {
     if (req.url === '/v2/bad/img/manifests/v1') {
       res.writeHead(200, { 'Content-Type': S2, 'Content-Length': manifest.length, 'Docker-Content-Digest': sha(manifest) });
