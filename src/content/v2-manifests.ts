@@ -1,7 +1,6 @@
 import { createHash, createPublicKey, verify, type JsonWebKey } from 'node:crypto';
 import { EnvelopeError, signedPayloadOf } from './schema1.js';
 import { MANIFEST_FIELDS, parseStrict, readStrict, StrictJsonError, type TopMember } from './strict-json.js';
-import { parseV2Name } from './v2-names.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { isNotFound } from '../storage/driver.js';
 import { V2Error } from '../errors/v2.js';
@@ -91,6 +90,29 @@ function verifySignature(sig: { header?: { jwk?: JsonWebKey; alg?: string }; sig
 
 function invalid(why: string): V2Error {
   return new V2Error('MANIFEST_INVALID', { reason: why }, `manifest invalid: ${why}`);
+}
+
+/** reference.NameTotalLengthMax: Go's len, so bytes of UTF-8. */
+const SCHEMA1_NAME_MAX_BYTES = 255;
+
+/**
+ * The `name` and `tag` of a schema1 document, checked as distribution 2.8.2 checks them and no more
+ * (signedmanifesthandler.go verifyManifest; handlers/manifests.go PutManifest). Neither is compared
+ * with the URL: distribution dropped the name check in 2.2.1 and the tag check in 2.3.0, and 2.8.2
+ * answers 201 to a signed schema1 whose name or tag is not the URL's, storing it under the URL's
+ * repository and tag (measured against Debian's docker-registry 2.8.2). The name is matched against
+ * reference.NameRegexp unanchored, so any name holding a lowercase letter or a digit passes
+ * ("Foo", "localhost:5000/foo"), and must be at most 255 bytes; else 400 NAME_INVALID. A missing or
+ * null name reads as "" (NAME_INVALID); a name or tag of another JSON type fails Go's unmarshalling
+ * (400 MANIFEST_INVALID). Nothing here reads either field afterwards: the document is served as sent.
+ */
+function checkSchema1NameAndTag(m: Record<string, unknown>): void {
+  for (const field of ['name', 'tag'] as const) {
+    const v = m[field];
+    if (v !== undefined && v !== null && typeof v !== 'string') throw invalid(`${field} must be a string`);
+  }
+  const name = typeof m.name === 'string' ? m.name : '';
+  if (Buffer.byteLength(name, 'utf8') > SCHEMA1_NAME_MAX_BYTES || !/[a-z0-9]/.test(name)) throw new V2Error('NAME_INVALID', { name });
 }
 
 type Role = 'config' | 'layer' | 'child' | 'subject';
@@ -314,7 +336,8 @@ export class V2Manifests {
   }
 
   /**
-   * Schema1 push (spec §1.4, distribution's signed manifest handler): name well-formed, fsLayers and
+   * Schema1 push (spec §1.4, distribution's signed manifest handler): name and tag as distribution
+   * checks them (checkSchema1NameAndTag: not compared with the URL's), fsLayers and
    * history of equal length with v1 ids, every signature verifies, every blobSum in the repository.
    * A signed document is read once (issue 10): every field comes from the signed payload, parsed
    * strictly, and the payload must be exactly the document without its signatures (spec §2.1). The
@@ -345,7 +368,7 @@ export class V2Manifests {
       m = readManifest(canonical).doc;
     }
     if (m.schemaVersion !== 1) throw invalid('schemaVersion must be 1');
-    if (typeof m.name !== 'string' || !parseV2Name(m.name)) throw new V2Error('NAME_INVALID', { name: m.name });
+    checkSchema1NameAndTag(m);
     const fsLayers = m.fsLayers;
     const history = m.history;
     if (!Array.isArray(fsLayers) || !Array.isArray(history) || fsLayers.length === 0 || fsLayers.length !== history.length) {

@@ -12,6 +12,7 @@ import { cli, type CliResult } from '../helpers/migrate.js';
 import { tarOf } from '../helpers/v1-client.js';
 import { distributionTree } from '../helpers/distribution-tree.js';
 import { createDb } from '../../src/db/knex.js';
+import { schema1Payload } from '../../src/content/schema1.js';
 
 /**
  * `legacy-registry import` of damaged or hostile trees, beyond import-hostile.test.ts: an ancestry
@@ -292,5 +293,28 @@ describe('import: damaged and hostile trees (2)', { timeout: 120_000 }, () => {
     assert.equal(report?.tags, 1, JSON.stringify(report?.skipped));
     assert.match(reasonOf(report, /team\/self|team\/up/) ?? '', /the same directory as/);
     assert.ok(existsSync(join(storage, 'v2', 'repositories', 'team', 'good', '_manifests', 'tags', 'latest')));
+  });
+
+  it('distribution tree: schema1 revisions named otherwise than their repository are imported, as 2.8.2 stored them; a name it refuses is reported', async () => {
+    // distribution 2.8.2 keeps a schema1 push as its payload (no signatures) under the payload's
+    // digest, whatever the document's name and tag: it compares neither with the URL
+    const tree = join(work, 'dist-s1-names');
+    const d = distributionTree(tree);
+    const layer = gzipSync(tarOf({ 's1.txt': 's1\n' }));
+    const layerDigest = await d.putBlob(layer);
+    const v1 = JSON.stringify({ id: '8'.repeat(64), created: '2024-01-01T00:00:00Z' });
+    const s1 = async (name: string, tag: string): Promise<string> =>
+      d.putBlob(Buffer.from(schema1Payload(name, tag, 'amd64', [{ blobSum: layerDigest, v1Compatibility: v1 }])));
+    await d.repo('team/old', await s1('other/app', 'other'), ['other']);
+    await d.repo('team/old', await s1('localhost:5000/team/old', 'elsewhere'), ['host']);
+    const bad = await s1('!!!', 'bad');
+    await d.repo('team/old', bad, ['bad']);
+    const storage = join(work, 'storage-dist-s1-names');
+    const { r, report, out } = await runImport(tree, storage);
+    assert.equal(r.code, 3, out);
+    assert.equal(report?.tags, 2, JSON.stringify(report?.skipped));
+    assert.match(reasonOf(report, `team/old@${bad}`) ?? '', /refused as a push would be: invalid repository name/, JSON.stringify(report?.skipped));
+    assert.match(reasonOf(report, 'team/old:bad') ?? '', /was not imported/);
+    for (const t of ['other', 'host']) assert.ok(existsSync(join(storage, 'v2', 'repositories', 'team', 'old', '_manifests', 'tags', t)), t);
   });
 });

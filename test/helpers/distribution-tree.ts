@@ -27,6 +27,7 @@ export async function writeRepoLinks(dir: string, manifest: string, tags: readon
 export function distributionTree(tree: string): {
   readonly v2: string;
   blobData(digest: string): string;
+  putBlob(bytes: Buffer): Promise<string>;
   image(label: string, layerBytes?: Buffer): Promise<DistImage>;
   repo(name: string, manifest: string, tags: readonly string[]): Promise<void>;
 } {
@@ -49,5 +50,5 @@ export function distributionTree(tree: string): {
   };
   const repo = (name: string, manifest: string, tags: readonly string[]): Promise<void> =>
     writeRepoLinks(join(v2, 'repositories', ...name.split('/')), manifest, tags);
-  return { v2, blobData, image, repo };
+  return { v2, blobData, putBlob, image, repo };
 }

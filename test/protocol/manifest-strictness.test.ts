@@ -8,6 +8,7 @@ import { tarOf } from '../helpers/v1-client.js';
 import { saveUser } from '../../src/db/users.js';
 import { findUserByName } from '../../src/db/users.js';
 import { saveRepository } from '../../src/db/repositories.js';
+import { schema1Payload, signSchema1 } from '../../src/content/schema1.js';
 
 /*
  * Security issue 10 (content confusion in the v2 manifest handling): every finding reproduced over
@@ -459,5 +460,117 @@ describe('signed schema1 is read once: every field from the signed payload (issu
     assertError(await putManifest(s.url, name, 'two', two, S1_SIGNED), 400, 'MANIFEST_INVALID', /signed payload/);
     const first = `{"signatures":${JSON.stringify([signatureOver(key, payload, fl, '}')])},${payload.slice(1)}`;
     assertError(await putManifest(s.url, name, 'first', first, S1_SIGNED), 400, 'MANIFEST_INVALID', /signed payload/);
+  });
+});
+
+/*
+ * The `name` and `tag` inside a schema1 document, against Debian's docker-registry 2.8.2
+ * (compatibility.schema1.enabled: true) with the same signed documents: a name or tag other than the
+ * URL's is 201 and stored under the URL's repository and tag; the name is only matched against the
+ * unanchored reference.NameRegexp (any lowercase letter or digit) and 255 bytes, else 400
+ * NAME_INVALID; a name or tag of another JSON type is 400 MANIFEST_INVALID (Go's unmarshalling).
+ * Unsigned documents follow the same rule here; 2.8.2 refuses every unsigned schema1 (400
+ * MANIFEST_INVALID, "missing signature key") whatever its name, and this registry accepts them.
+ */
+describe("schema1 name and tag: checked as distribution 2.8.2 checks them, never against the URL's", () => {
+  let s: TestServer;
+  const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+  const repo = 's1names/app';
+  const layer = gzipSync(tarOf({ 'names.txt': 'names\n' }));
+  const v1 = JSON.stringify({ id: '7'.repeat(64), created: '2024-01-01T00:00:00Z', container_config: { Cmd: null } });
+  const doc = (name: string, tag: string): string => schema1Payload(name, tag, 'amd64', [{ blobSum: sha(layer), v1Compatibility: v1 }]);
+  /** The document with `name` and `tag` written as the given JSON (or left out when undefined). */
+  const rawDoc = (nameJson: string | undefined, tagJson: string | undefined): string =>
+    `{\n${[
+      '   "schemaVersion": 1',
+      ...(nameJson === undefined ? [] : [`   "name": ${nameJson}`]),
+      ...(tagJson === undefined ? [] : [`   "tag": ${tagJson}`]),
+      '   "architecture": "amd64"',
+      `   "fsLayers": [\n      {\n         "blobSum": "${sha(layer)}"\n      }\n   ]`,
+      `   "history": [\n      {\n         "v1Compatibility": ${JSON.stringify(v1)}\n      }\n   ]`,
+    ].join(',\n')}\n}`;
+  before(async () => {
+    s = await startTestServer({ standalone: true, v2: true });
+    for (const r of [repo, 'foo', 'library/bar']) await pushBlob(s.url, r, layer);
+  });
+  after(() => s.stop());
+
+  it("a name other than the repository's is stored under the URL's repository, signed and unsigned (2.8.2: 201)", async () => {
+    for (const [where, name, ref, signed] of [
+      [repo, 'other/app', 'signed-other', true],
+      [repo, 'other/app', 'plain-other', false],
+      ['foo', 'library/foo', 'lib', true],
+      ['library/bar', 'bar', 'short', true],
+    ] as const) {
+      const payload = doc(name, ref);
+      const body = signed ? signSchema1(payload, key) : Buffer.from(payload);
+      const r = await putManifest(s.url, where, ref, body, signed ? S1_SIGNED : S1);
+      assert.equal(r.status, 201, `${where}:${ref} named ${name}: ${r.text}`);
+      assert.equal(r.headers['docker-content-digest'], sha(payload));
+      const get = await request(s.url, `/v2/${where}/manifests/${ref}`, { headers: { Accept: signed ? S1_SIGNED : S1 } });
+      assert.equal(get.status, 200);
+      assert.ok(get.body.equals(body), 'served as sent');
+    }
+    // by digest too, and nothing appears under the name the document gives
+    const payload = doc('other/app', 'whatever');
+    const r = await putManifest(s.url, repo, sha(payload), signSchema1(payload, key), S1_SIGNED);
+    assert.equal(r.status, 201, r.text);
+    assertError(await request(s.url, '/v2/other/app/tags/list'), 404, 'NAME_UNKNOWN');
+  });
+
+  it('a name equal to the repository is accepted, signed and unsigned', async () => {
+    const payload = doc(repo, 'same');
+    assert.equal((await putManifest(s.url, repo, 'same', signSchema1(payload, key), S1_SIGNED)).status, 201);
+    const plain = doc(repo, 'same-plain');
+    assert.equal((await putManifest(s.url, repo, 'same-plain', plain, S1)).status, 201);
+    assert.equal((await request(s.url, `/v2/${repo}/manifests/same-plain`, { headers: { Accept: S1 } })).text, plain);
+  });
+
+  it("a tag other than the URL's: 201, the URL's tag is set (v2 and the v1 view), the document's is not created", async () => {
+    const payload = doc(repo, 'in-the-body');
+    const r = await putManifest(s.url, repo, 'in-the-url', signSchema1(payload, key), S1_SIGNED);
+    assert.equal(r.status, 201, r.text);
+    const tags = (await request(s.url, `/v2/${repo}/tags/list`)).json<{ tags: string[] }>().tags;
+    assert.ok(tags.includes('in-the-url'));
+    assert.ok(!tags.includes('in-the-body'), JSON.stringify(tags));
+    assert.equal((await request(s.url, `/v2/${repo}/manifests/in-the-url`, { headers: { Accept: S1_SIGNED } })).status, 200);
+    const v1Tags = (await request(s.url, `/v1/repositories/${repo}/tags`)).json<Record<string, string>>();
+    assert.equal(v1Tags['in-the-url'], '7'.repeat(64));
+    assert.equal(v1Tags['in-the-body'], undefined);
+    // a tag no URL could carry, or none at all, is not looked at either
+    for (const [ref, tagJson] of [
+      ['odd-tag', '"not a tag!"'],
+      ['null-tag', 'null'],
+      ['no-tag', undefined],
+    ] as const) {
+      const r2 = await putManifest(s.url, repo, ref, signSchema1(rawDoc(JSON.stringify(repo), tagJson), key), S1_SIGNED);
+      assert.equal(r2.status, 201, `${ref}: ${r2.text}`);
+    }
+  });
+
+  it('names 2.8.2 lets through are accepted: any lowercase letter or digit, at most 255 bytes ("localhost:5000/…", "Foo", "FOO1")', async () => {
+    for (const [i, name] of ['localhost:5000/s1names/app', 'docker.io/s1names/app', 'Foo', 'FOO1', 'foo bar', 'a\u0000', 'a'.repeat(255)].entries()) {
+      const r = await putManifest(s.url, repo, `lax-${i}`, signSchema1(doc(name, `lax-${i}`), key), S1_SIGNED);
+      assert.equal(r.status, 201, `${JSON.stringify(name)}: ${r.text}`);
+    }
+  });
+
+  it('names 2.8.2 refuses are 400 NAME_INVALID; a name or tag that is not a string is 400 MANIFEST_INVALID; nothing stored', async () => {
+    for (const [i, nameJson] of ['""', '"!!!"', '"/"', '"-"', '"FOO"', JSON.stringify('a'.repeat(256)), 'null', undefined].entries()) {
+      const r = await putManifest(s.url, repo, `bad-${i}`, signSchema1(rawDoc(nameJson, `"bad-${i}"`), key), S1_SIGNED);
+      assertError(r, 400, 'NAME_INVALID');
+      assertError(await request(s.url, `/v2/${repo}/manifests/bad-${i}`), 404, 'MANIFEST_UNKNOWN');
+    }
+    for (const [i, [nameJson, tagJson]] of [
+      ['5', '"t"'],
+      ['true', '"t"'],
+      ['{}', '"t"'],
+      [JSON.stringify(repo), '5'],
+      [JSON.stringify(repo), '["t"]'],
+    ].entries()) {
+      const r = await putManifest(s.url, repo, `type-${i}`, signSchema1(rawDoc(nameJson, tagJson), key), S1_SIGNED);
+      assertError(r, 400, 'MANIFEST_INVALID', /must be a string/);
+      assertError(await request(s.url, `/v2/${repo}/manifests/type-${i}`), 404, 'MANIFEST_UNKNOWN');
+    }
   });
 });
