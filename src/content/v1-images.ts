@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { isNotFound, type StorageDriver } from '../storage/driver.js';
@@ -33,6 +34,12 @@ export interface StagedImage {
   readonly link: LayerLink;
   /** The records written without a flush: to make durable before publishImported. */
   readonly keys: readonly string[];
+  /**
+   * This import's in-progress mark (`import <random>`): a client's push of the same id into the same
+   * repository replaces it with its own (PUT json), and every later step of the import checks it is
+   * still this one, so neither overwrites nor completes the other's image.
+   */
+  readonly mark: Buffer;
   /** The layer's bytes, when they wait in an upload key to be published with the json. */
   readonly blob?: StagedBlob;
 }
@@ -49,6 +56,9 @@ export interface CompleteImage {
   /** The verified payload checksum, when the client sent one with PUT checksum. */
   readonly payload: string | undefined;
 }
+
+/** Why an import step gave up an image: a client's push of the same id replaced what it staged. */
+export const IMPORT_OVERTAKEN = 'a client pushed this image into the repository while it was imported: left to that push';
 
 /** Bounds of the complete-image cache: image json is ~1–4 KiB (max_json_size at most). */
 const RECORD_ANSWERS = { maxEntries: 20_000, maxBytes: 16 * 1024 * 1024 } as const;
@@ -389,9 +399,10 @@ export class V1Images {
     if (ancestry[0] !== id || parent !== ancestry[1]) throw new RegistryError('PARENT_MISSING', 'the json names another parent than the ancestry');
     const lazy = { durable: !this.driver.syncKeys };
     const staged = [keys.inProgress(scope, id), keys.ancestry(scope, id), keys.layerLink(scope, id), keys.clientChecksum(scope, id)];
+    const mark = Buffer.from(`import ${randomBytes(12).toString('hex')}`);
     await this.locks.run(this.lockKey(scope, id), async () => {
       if (await this.isComplete(scope, id)) throw new RegistryError('IMAGE_EXISTS');
-      await this.driver.putContent(keys.inProgress(scope, id), Buffer.from('true'), lazy);
+      await this.driver.putContent(keys.inProgress(scope, id), mark, lazy);
       await this.remove(keys.layerLink(scope, id));
       await this.remove(keys.clientChecksum(scope, id));
       await this.remove(keys.files(scope, id));
@@ -436,18 +447,18 @@ export class V1Images {
         ...(d.tarsum ? { tarsum: d.tarsum } : {}),
       };
     } catch (e) {
-      await this.discardIncomplete(scope, id);
+      await this.discardIncomplete(scope, id, mark);
       throw e;
     }
     const verdict = opts.verify(link);
     try {
       if (verdict.bad) {
-        await this.discardIncomplete(scope, id);
+        await this.discardIncomplete(scope, id, mark);
         if (staging) await this.blobs.discardStaged(staging);
         return { bad: verdict.bad };
       }
       await this.locks.run(this.lockKey(scope, id), async () => {
-        if (!(await this.inProgress(scope, id))) throw new RegistryError('IMAGE_UPLOADING', 'the image changed while it was imported');
+        if (!(await this.marked(scope, id, mark))) throw new RegistryError('IMAGE_UPLOADING', IMPORT_OVERTAKEN);
         await this.driver.putContent(keys.layerLink(scope, id), Buffer.from(JSON.stringify(link)), lazy);
         const record = { payload: link.payload, ...(verdict.tarsum ? { tarsum: verdict.tarsum } : {}) };
         await this.driver.putContent(keys.clientChecksum(scope, id), Buffer.from(JSON.stringify(record)), lazy);
@@ -456,26 +467,54 @@ export class V1Images {
       if (staging) await this.blobs.discardStaged(staging);
       throw e;
     }
-    return { staged: { scope, id, json, link, keys: staging ? [...staged, staging.uploadKey] : staged, ...(staging ? { blob: staging } : {}) } };
+    return { staged: { scope, id, json, link, mark, keys: staging ? [...staged, staging.uploadKey] : staged, ...(staging ? { blob: staging } : {}) } };
+  }
+
+  /** Whether the image's in-progress mark is `mark` (an import's own: stageImport). */
+  private async marked(scope: ImageScope, id: string, mark: Buffer): Promise<boolean> {
+    const now = await this.read(keys.inProgress(scope, id));
+    return now !== undefined && now.equals(mark);
+  }
+
+  /**
+   * Whether the records of a staged image are still the import's: its mark, its layer link and (once
+   * published) its json. A client pushing the same id into the same repository meanwhile (a live
+   * server on the same storage) replaced one of them. Called under the image's lock.
+   */
+  private async stillStaged(s: StagedImage, published: boolean): Promise<boolean> {
+    if (!(await this.marked(s.scope, s.id, s.mark))) return false;
+    const link = await this.read(keys.layerLink(s.scope, s.id));
+    if (!link || !link.equals(Buffer.from(JSON.stringify(s.link)))) return false;
+    if (!published) return true;
+    const json = await this.read(keys.imageJson(s.scope, s.id));
+    return json !== undefined && json.equals(s.json);
   }
 
   /**
    * Step 2 of an import (stageImport), once the staged keys are durable: the layer's bytes at their
    * digest (when staged) and the json. Returns the keys to flush before completeImported.
    */
-  async publishImported(s: StagedImage): Promise<string[]> {
+  async publishImported(s: StagedImage): Promise<string[] | undefined> {
+    // the bytes at their digest whatever follows: content-addressed, and durable before the move
     const published = s.blob ? [await this.blobs.publishStaged(s.blob)] : [];
     return this.locks.run(this.lockKey(s.scope, s.id), async () => {
-      if (!(await this.inProgress(s.scope, s.id))) throw new RegistryError('IMAGE_UPLOADING', 'the image changed while it was imported');
+      // a client's push of this id took the image over (its json, its layer): left to that push
+      if (!(await this.stillStaged(s, false))) return undefined;
       await this.driver.putContent(keys.imageJson(s.scope, s.id), s.json, { durable: !this.driver.syncKeys });
       return [...published, keys.imageJson(s.scope, s.id)];
     });
   }
 
-  /** Step 3 of an import (stageImport): the mark goes, once the json is durable; the image is served from now on. */
-  async completeImported(s: StagedImage): Promise<void> {
-    await this.locks.run(this.lockKey(s.scope, s.id), async () => {
+  /**
+   * Step 3 of an import (stageImport): the mark goes, once the json is durable; the image is served
+   * from now on. False, with nothing changed, when a client's push of the same id took the image over
+   * meanwhile (its mark, json or layer): removing that push's mark would serve half of it.
+   */
+  async completeImported(s: StagedImage): Promise<boolean> {
+    return this.locks.run(this.lockKey(s.scope, s.id), async () => {
+      if (!(await this.stillStaged(s, true))) return false;
       await this.remove(keys.inProgress(s.scope, s.id));
+      return true;
     });
   }
 
@@ -484,9 +523,11 @@ export class V1Images {
    * image whose recorded checksums did not match (issue 16: never imported half). A complete image
    * is left alone (false). The json goes first, so the id resolves to nothing from the first step.
    */
-  async discardIncomplete(scope: ImageScope, id: string): Promise<boolean> {
+  async discardIncomplete(scope: ImageScope, id: string, mark?: Buffer): Promise<boolean> {
     return this.locks.run(this.lockKey(scope, id), async () => {
       if (!(await this.inProgress(scope, id))) return false;
+      // an import removes only what it staged itself, never a client's push in progress
+      if (mark && !(await this.marked(scope, id, mark))) return false;
       await this.remove(keys.imageJson(scope, id));
       await this.remove(keys.layerLink(scope, id));
       await this.remove(keys.clientChecksum(scope, id));

@@ -24,6 +24,17 @@ export class ImportBatches {
   private chain: Promise<void> = Promise.resolve();
   /** Flushes done, and syncKeys calls made (for the report and the tests). */
   flushes = 0;
+  /**
+   * Images a client's push of the same id into the same repository took over while they were
+   * staged (a live server on the same storage): neither published nor completed, left to that push.
+   * Scope name and id → the image; the caller reports them and what needs them.
+   */
+  readonly overtaken = new Set<string>();
+
+  /** Whether an image was taken over by a client's push before its batch made it visible. */
+  isOvertaken(scope: string | undefined, id: string): boolean {
+    return this.overtaken.has(imageKey(scope, id));
+  }
 
   constructor(
     private readonly driver: StorageDriver,
@@ -64,12 +75,17 @@ export class ImportBatches {
     if (batch.length > 0) {
       await this.sync(batch.flatMap((s) => s.keys));
       const jsons: string[] = [];
+      const published = new Set<StagedImage>();
       await each(batch, async (s) => {
-        jsons.push(...(await this.images.publishImported(s)));
+        const keys = await this.images.publishImported(s);
+        if (keys) {
+          jsons.push(...keys);
+          published.add(s);
+        } else this.overtaken.add(imageKey(s.scope?.full, s.id));
       });
       await this.sync(jsons);
       await each(batch, async (s) => {
-        await this.images.completeImported(s);
+        if (!published.has(s) || !(await this.images.completeImported(s))) this.overtaken.add(imageKey(s.scope?.full, s.id));
         this.unflushed.delete(imageKey(s.scope?.full, s.id));
       });
       this.flushes++;

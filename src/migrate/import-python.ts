@@ -1,6 +1,6 @@
 import { isRegistryError } from '../errors/index.js';
 import { isImageId } from '../digest/digest.js';
-import { tarsumMatches, type LayerLink } from '../content/v1-images.js';
+import { IMPORT_OVERTAKEN, tarsumMatches, type LayerLink } from '../content/v1-images.js';
 import type { ImageScope } from '../content/keys.js';
 import { parseRepoName, parseTag, type RepoName, type Tag } from '../content/names.js';
 import { sanitizeTagMetadata } from '../content/v1-repositories.js';
@@ -402,60 +402,82 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
     // tags and the index only once every image they name is durable and visible (import-batches.ts)
     const scopeName = c.images.scopeOf(repo)?.full;
     const needs = [...good, ...listed].flatMap((t) => t.chain.map((id) => ({ scope: scopeName, id })));
-    await batches.afterVisible(needs, async () => {
-      // the private flag before any tag: a server running beside the import never shows the new tags
-      // of a private repository as public in between; and an import never makes a repository that
-      // is private here public (the source's flag is reported as not applied)
-      const known = c.db ? await findRepository(c.db, repo.namespace, repo.repository) : undefined;
-      const privateInStorage = await c.repos.isPrivate(repo);
-      const privateHere = privateInStorage || known?.private === true;
-      const makePrivate = isPrivate || privateHere;
-      if (privateHere && !isPrivate) report.skip(`${repo.full} (public in the source)`, 'private here: an import does not make a repository public');
-      if (makePrivate && !privateInStorage) await c.repos.setPrivate(repo, true);
-      if (c.db && known && makePrivate && !known.private) await saveRepository(c.db, { namespace: repo.namespace, name: repo.repository, private: true });
-      const scope = c.images.scopeOf(repo);
-      const entriesForIndex: { id: string; checksum?: string; Tag?: string }[] = [];
-      const indexEntries = async (chain: readonly string[]): Promise<void> => {
-        for (const id of [...chain].reverse()) {
-          const link = await c.images.layerLink(scope, id);
-          entriesForIndex.push({ id, ...(link ? { checksum: link.payload } : {}) });
+    await batches.afterVisible(needs, () =>
+      c.repoLock.run(repo.full, async () => {
+        // an image a client's push of the same id took over while it was staged (a live server on the
+        // same storage) is that push's: tags and index entries that need it wait for a next run
+        const lost = (chain: readonly string[]): string | undefined => chain.find((id) => batches.isOvertaken(scopeName, id));
+        for (const t of [...good]) {
+          const id = lost(t.chain);
+          if (id === undefined) continue;
+          report.skip(`${repo.full}:${t.tag}`, `image ${id}: ${IMPORT_OVERTAKEN}; run the import again`);
+          good.splice(good.indexOf(t), 1);
+          report.tags--;
         }
-      };
-      for (const t of good) {
-        const current = await c.repos.getTag(repo, t.tag).catch((e: unknown) => (isRegistryError(e) ? undefined : Promise.reject(e)));
-        const meta = t.meta ?? DEFAULT_IMPORTED_METADATA;
-        const stored = await c.repos.readTagJson(repo, t.tag);
-        if (current !== t.id || !stored || !stored.equals(Buffer.from(JSON.stringify(meta)))) await c.repos.putTagWithMetadata(repo, t.tag, t.id, meta);
-        await indexEntries(t.chain);
-        entriesForIndex.push({ id: t.id, Tag: t.tag });
-      }
-      for (const l of listed) await indexEntries(l.chain);
-      if (repoMeta) {
-        const stored = await c.repos.readRepoJson(repo);
-        if (!stored || !stored.equals(Buffer.from(JSON.stringify(repoMeta)))) await c.repos.putRepoJson(repo, repoMeta);
-      }
-      if (c.db) {
-        // the index: the repository (owner when new, private flag as the source had it), its image
-        // list with the verified payload checksums and the tags, push complete; search finds it
-        const existing = await findRepository(c.db, repo.namespace, repo.repository);
-        const { repository } = await saveRepository(c.db, {
-          namespace: repo.namespace,
-          name: repo.repository,
-          private: makePrivate,
-          ...(existing ? {} : { ownerId: opts.ownerId }),
-        });
-        await mergeImages(c.db, repository.id, entriesForIndex);
-        if (!repository.pushComplete) await setPushComplete(c.db, repository.id, true);
-      } else {
-        // standalone: the stand-in index's image list (its search reads storage)
-        await c.repos.mergeIndexImages(
-          repo,
-          entriesForIndex.filter((e) => e.checksum).map((e) => ({ id: e.id, checksum: e.checksum! })),
-        );
-      }
-      report.repositoriesDone++;
-      report.tick();
-    });
+        for (const l of [...listed]) {
+          const id = lost(l.chain);
+          if (id === undefined) continue;
+          report.skip(`${repo.full} image ${l.id} (in _index_images)`, `image ${id}: ${IMPORT_OVERTAKEN}; run the import again`);
+          listed.splice(listed.indexOf(l), 1);
+        }
+        if (good.length === 0 && listed.length === 0) {
+          report.repositoriesDone++;
+          return;
+        }
+        // the private flag before any tag: a server running beside the import never shows the new tags
+        // of a private repository as public in between; and an import never makes a repository that
+        // is private here public (the source's flag is reported as not applied)
+        const known = c.db ? await findRepository(c.db, repo.namespace, repo.repository) : undefined;
+        const privateInStorage = await c.repos.isPrivate(repo);
+        const privateHere = privateInStorage || known?.private === true;
+        const makePrivate = isPrivate || privateHere;
+        if (privateHere && !isPrivate) report.skip(`${repo.full} (public in the source)`, 'private here: an import does not make a repository public');
+        if (makePrivate && !privateInStorage) await c.repos.setPrivate(repo, true);
+        if (c.db && known && makePrivate && !known.private) await saveRepository(c.db, { namespace: repo.namespace, name: repo.repository, private: true });
+        const scope = c.images.scopeOf(repo);
+        const entriesForIndex: { id: string; checksum?: string; Tag?: string }[] = [];
+        const indexEntries = async (chain: readonly string[]): Promise<void> => {
+          for (const id of [...chain].reverse()) {
+            const link = await c.images.layerLink(scope, id);
+            entriesForIndex.push({ id, ...(link ? { checksum: link.payload } : {}) });
+          }
+        };
+        for (const t of good) {
+          const current = await c.repos.getTag(repo, t.tag).catch((e: unknown) => (isRegistryError(e) ? undefined : Promise.reject(e)));
+          const meta = t.meta ?? DEFAULT_IMPORTED_METADATA;
+          const stored = await c.repos.readTagJson(repo, t.tag);
+          if (current !== t.id || !stored || !stored.equals(Buffer.from(JSON.stringify(meta)))) await c.repos.putTagWithMetadata(repo, t.tag, t.id, meta);
+          await indexEntries(t.chain);
+          entriesForIndex.push({ id: t.id, Tag: t.tag });
+        }
+        for (const l of listed) await indexEntries(l.chain);
+        if (repoMeta) {
+          const stored = await c.repos.readRepoJson(repo);
+          if (!stored || !stored.equals(Buffer.from(JSON.stringify(repoMeta)))) await c.repos.putRepoJson(repo, repoMeta);
+        }
+        if (c.db) {
+          // the index: the repository (owner when new, private flag as the source had it), its image
+          // list with the verified payload checksums and the tags, push complete; search finds it
+          const existing = await findRepository(c.db, repo.namespace, repo.repository);
+          const { repository } = await saveRepository(c.db, {
+            namespace: repo.namespace,
+            name: repo.repository,
+            private: makePrivate,
+            ...(existing ? {} : { ownerId: opts.ownerId }),
+          });
+          await mergeImages(c.db, repository.id, entriesForIndex);
+          if (!repository.pushComplete) await setPushComplete(c.db, repository.id, true);
+        } else {
+          // standalone: the stand-in index's image list (its search reads storage)
+          await c.repos.mergeIndexImages(
+            repo,
+            entriesForIndex.filter((e) => e.checksum).map((e) => ({ id: e.id, checksum: e.checksum! })),
+          );
+        }
+        report.repositoriesDone++;
+        report.tick();
+      }),
+    );
   });
   try {
     await repositories;

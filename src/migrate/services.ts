@@ -7,6 +7,8 @@ import type { StorageDriver } from '../storage/driver.js';
 import { BlobStore } from '../content/blob-store.js';
 import { DigestWorkers } from '../digest/worker-inner.js';
 import { V1Images } from '../content/v1-images.js';
+import { StorageLock } from '../content/storage-lock.js';
+import type { Locks } from '../content/mutex.js';
 import { V1Repositories } from '../content/v1-repositories.js';
 import { V2Uploads } from '../content/v2-uploads.js';
 import { V2Manifests } from '../content/v2-manifests.js';
@@ -33,6 +35,12 @@ export interface Content {
   readonly manifests: V2Manifests;
   readonly fromV1: V1ToV2;
   readonly toV1: V2ToV1;
+  /**
+   * A repository's lock, the one a server on the same storage takes for a tag write or a repository
+   * delete (src/assemble/storage.ts): a StorageLock, held across processes where the driver can
+   * create exclusively.
+   */
+  readonly repoLock: Locks;
   /** The index database, when the configuration runs an index (not standalone). */
   readonly db: Knex | undefined;
   readonly index: IndexService | undefined;
@@ -60,7 +68,11 @@ export async function openContent(config: Config, log: Logger = createLogger('si
   const digestWorkers = new DigestWorkers(opts.digestWorkers);
   // the same decision as main.ts for `serve` (role all): an index unless standalone
   const standalone = config.standalone ?? false;
+  // the locks a server sharing the storage takes (a v1 image's writes, a repository's tags): an
+  // import beside a live server goes through them as a push does
+  const locks = new StorageLock(driver);
   const images = new V1Images(driver, blobs, {
+    locks,
     scoped: !standalone && !config.disable_token_auth,
     maxLayerSize: config.max_layer_size,
     verifyTarsum: config.verify_tarsum,
@@ -95,6 +107,7 @@ export async function openContent(config: Config, log: Logger = createLogger('si
     manifests,
     fromV1,
     toV1,
+    repoLock: { run: (name, fn) => locks.run(`repository\n${name}`, fn) },
     db,
     index,
     async close() {

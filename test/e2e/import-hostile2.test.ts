@@ -12,6 +12,8 @@ import { cli, type CliResult } from '../helpers/migrate.js';
 import { tarOf } from '../helpers/v1-client.js';
 import { distributionTree } from '../helpers/distribution-tree.js';
 import { createDb } from '../../src/db/knex.js';
+import { createFilesystemDriver } from '../../src/storage/drivers/filesystem.js';
+import { StorageLock } from '../../src/content/storage-lock.js';
 import { schema1Payload } from '../../src/content/schema1.js';
 
 /**
@@ -317,4 +319,36 @@ describe('import: damaged and hostile trees (2)', { timeout: 120_000 }, () => {
     assert.match(reasonOf(report, 'team/old:bad') ?? '', /was not imported/);
     for (const t of ['other', 'host']) assert.ok(existsSync(join(storage, 'v2', 'repositories', 'team', 'old', '_manifests', 'tags', t)), t);
   });
+  // a server on the same storage holds its locks (src/content/storage-lock.ts) while it writes a v1
+  // image or a repository's tags: the import waits for them as a second node would
+  for (const [what, lockName] of [
+    ['an image', (id: string) => `image\nalice/held\n${id}`],
+    ['the repository', () => 'repository\nalice/held'],
+  ] as const) {
+    it(`Python tree: the import waits for the lock a live server holds on ${what}`, async () => {
+      const tree = join(work, `py-held-${what.replace(/ /g, '-')}`);
+      const img = pyImage({ gzip: true, label: 'held' });
+      await writePythonTree(tree, [img], [{ name: 'alice/held', tags: { v1: img.id } }]);
+      const storage = join(work, `storage-held-${what.replace(/ /g, '-')}`);
+      // the user first (runImport adds it once per storage), so that the lock is held during the import itself
+      await runImport(join(work, 'no-such-tree'), storage).catch(() => undefined);
+      const driver = createFilesystemDriver({ root: storage });
+      let released = 0;
+      let started!: () => void;
+      const taken = new Promise<void>((resolve) => (started = resolve));
+      const held = new StorageLock(driver).run(lockName(img.id), async () => {
+        started();
+        await sleep(4000);
+        released = Date.now();
+      });
+      await taken;
+      const { r, report, out } = await runImport(tree, storage);
+      const ended = Date.now();
+      await held;
+      assert.equal(r.code, 0, out);
+      assert.equal(report?.tags, 1);
+      assert.ok(released > 0 && ended >= released, `the import ended ${released - ended} ms before the lock was released`);
+      assert.ok(existsSync(join(storage, 'v1', 'repositories', 'alice', 'held', '_tags', 'v1')));
+    });
+  }
 });

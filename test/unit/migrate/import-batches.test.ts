@@ -15,6 +15,7 @@ import { V1Images, type StagedImage } from '../../../src/content/v1-images.js';
 import { keys } from '../../../src/content/keys.js';
 import { parseRepoName } from '../../../src/content/names.js';
 import { ImportBatches } from '../../../src/migrate/import-batches.js';
+import { StorageLock } from '../../../src/content/storage-lock.js';
 
 /**
  * A storage that remembers what a crash could leave behind: for every key, the value it had when
@@ -326,6 +327,138 @@ describe('import: a local layer file copied and hashed by the worker (LayerFiles
     } finally {
       await files.close();
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/**
+ * An import beside a live server (issue 16): the importer and a server's v1 push of the same id into
+ * the same repository, two processes on one storage directory, each with its own V1Images and its
+ * own StorageLock (the lock objects in the storage are what they share).
+ */
+describe('import beside a live server: a client pushing the same image id into the same repository', () => {
+  const setup = async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'import-live-'));
+    const open = (): V1Images => {
+      const driver = createFilesystemDriver({ root: dir, blocking: true });
+      return new V1Images(driver, new BlobStore(driver), { scoped: true, maxLayerSize: 0, verifyTarsum: false, locks: new StorageLock(driver) });
+    };
+    const importer = open();
+    const server = open();
+    const driver = createFilesystemDriver({ root: dir, blocking: true });
+    const batches = new ImportBatches(driver, importer, 64);
+    const img = chain(1)[0]!;
+    // the client's image: the same id, other json and other layer bytes
+    const theirs = { json: Buffer.from(JSON.stringify({ id: img.id, comment: 'pushed by a client' })), layer: Buffer.from('the client layer'.repeat(40)) };
+    const payloadOf = (json: Buffer, layer: Buffer): string => `sha256:${createHash('sha256').update(json).update('\n').update(layer).digest('hex')}`;
+    const stage = async (): Promise<StagedImage> => {
+      const r = await importer.stageImport(repo, img.id, img.json, img.ancestry, Readable.from([img.layer]), img.layer.length, {
+        tarsums: false,
+        tarsumV1: false,
+        verify: () => ({}),
+      });
+      assert.ok('staged' in r);
+      return r.staged;
+    };
+    /** What a reader is served for the id: nothing, or one image whose json, link and bytes agree. */
+    const served = async (): Promise<'none' | 'ours' | 'theirs'> => {
+      const c = await server.complete(repo, img.id);
+      if (!c) return 'none';
+      assert.ok(c.link, 'a served image has its layer');
+      const bytes = await driver.getContent(keys.blob(c.link.digest.slice(7)));
+      assert.equal(c.link.payload, payloadOf(c.json, bytes), 'the served json and layer are one image');
+      return c.json.equals(img.json) ? 'ours' : 'theirs';
+    };
+    const pushTheirs = async (step: 'json' | 'layer' | 'all'): Promise<void> => {
+      if (step === 'json' || step === 'all') await server.putJson(repo, img.id, theirs.json);
+      if (step === 'layer' || step === 'all') await server.putLayer(repo, img.id, Readable.from([theirs.layer]), theirs.layer.length);
+      if (step === 'all') await server.putChecksum(repo, img.id, payloadOf(theirs.json, theirs.layer), undefined);
+    };
+    return { dir, importer, server, batches, img, theirs, stage, served, pushTheirs, payloadOf };
+  };
+
+  it('a push that starts after the image was staged takes it over: the import neither publishes nor completes it', async () => {
+    const t = await setup();
+    try {
+      t.batches.add(await t.stage());
+      await t.pushTheirs('json'); // the client's PUT json, before the import's flush
+      await t.batches.flush();
+      assert.equal(t.batches.isOvertaken(repo.full, t.img.id), true, 'reported as taken over');
+      assert.equal(await t.served(), 'none', 'nothing served half');
+      await t.pushTheirs('layer');
+      await t.server.putChecksum(repo, t.img.id, t.payloadOf(t.theirs.json, t.theirs.layer), undefined);
+      assert.equal(await t.served(), 'theirs', "the client's push completes as its own");
+    } finally {
+      await rm(t.dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a push that starts between the json and the mark removal is not completed by the import', async () => {
+    const t = await setup();
+    try {
+      const s = await t.stage();
+      assert.ok(await t.importer.publishImported(s));
+      await t.pushTheirs('json');
+      assert.equal(await t.importer.completeImported(s), false);
+      assert.equal(await t.served(), 'none', "the client's half push is not served");
+      await t.pushTheirs('layer');
+      await t.server.putChecksum(repo, t.img.id, t.payloadOf(t.theirs.json, t.theirs.layer), undefined);
+      assert.equal(await t.served(), 'theirs');
+    } finally {
+      await rm(t.dir, { recursive: true, force: true });
+    }
+  });
+
+  it("a push's layer landing after the import's own is not published with the import's json", async () => {
+    const t = await setup();
+    try {
+      // the client pushed the json the tree has, then its own layer bytes, while the image was staged
+      const s = await t.stage();
+      await t.server.putJson(repo, t.img.id, t.img.json).catch(() => undefined);
+      await t.server.putLayer(repo, t.img.id, Readable.from([t.theirs.layer]), t.theirs.layer.length);
+      const keys = await t.importer.publishImported(s);
+      if (keys) assert.equal(await t.importer.completeImported(s), false);
+      assert.equal(await t.served(), 'none');
+    } finally {
+      await rm(t.dir, { recursive: true, force: true });
+    }
+  });
+
+  it("an import of an image whose push is in progress (or was abandoned) makes it the tree's, whole", async () => {
+    const t = await setup();
+    try {
+      await t.pushTheirs('json');
+      await t.pushTheirs('layer'); // PUT checksum never came
+      t.batches.add(await t.stage());
+      await t.batches.flush();
+      assert.equal(t.batches.isOvertaken(repo.full, t.img.id), false);
+      assert.equal(await t.served(), 'ours');
+      // the client's late PUT checksum does not change what is served
+      await t.server.putChecksum(repo, t.img.id, t.payloadOf(t.theirs.json, t.theirs.layer), undefined).catch(() => undefined);
+      assert.equal(await t.served(), 'ours');
+    } finally {
+      await rm(t.dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a failed verification removes only what the import staged, never a push in progress', async () => {
+    const t = await setup();
+    try {
+      const r = await t.importer.stageImport(repo, t.img.id, t.img.json, t.img.ancestry, Readable.from([t.img.layer]), t.img.layer.length, {
+        tarsums: false,
+        tarsumV1: false,
+        verify: () => {
+          return { bad: 'payload checksum mismatch' };
+        },
+      });
+      assert.deepEqual(r, { bad: 'payload checksum mismatch' });
+      // a push started meanwhile keeps its records: discarding with the import's mark leaves them
+      await t.pushTheirs('json');
+      assert.equal(await t.importer.discardIncomplete(repo, t.img.id, Buffer.from('import 000')), false);
+      assert.ok(await t.server.inProgress(repo, t.img.id));
+      assert.ok(await t.server.hasJson(repo, t.img.id));
+    } finally {
+      await rm(t.dir, { recursive: true, force: true });
     }
   });
 });
