@@ -62,16 +62,23 @@ export function recordedChecksums(raw: Buffer | undefined): string[] {
   return [text];
 }
 
+/** The tarsum forms this registry computes (spec §6): the only ones a recorded tarsum can be checked against. */
+const TARSUM_FORM = /^tarsum(\.v1|\.dev)?\+sha256:/;
+const PAYLOAD_FORM = /^sha256:/;
+
 /**
  * Whether the layer as stored matches what the Python registry recorded for it: every recorded
  * payload checksum (`sha256:…` of json + "\n" + layer) must equal ours; a tarsum is checked when no
  * payload checksum was recorded (Python's tarsum differs from Go's on some archives, spec §6.2;
- * the payload covers the exact bytes). Returns the reason when it does not match, and the tarsum
- * to keep beside the image when one matched.
+ * the payload covers the exact bytes). A checksum in any other form (the Python registry records
+ * only the forms it computed and verified: these two) cannot vouch for the bytes: when nothing else
+ * does, the image is refused rather than imported unchecked. Returns the reason when it does not
+ * match, and the tarsum to keep beside the image when one matched.
  */
 export function verifyRecorded(recorded: readonly string[], link: LayerLink): { bad?: string; tarsum?: string } {
-  const payloads = recorded.filter((c) => c.startsWith('sha256:'));
-  const tarsums = recorded.filter((c) => c.startsWith('tarsum'));
+  const payloads = recorded.filter((c) => PAYLOAD_FORM.test(c));
+  const tarsums = recorded.filter((c) => TARSUM_FORM.test(c));
+  const unknown = recorded.filter((c) => !PAYLOAD_FORM.test(c) && !TARSUM_FORM.test(c));
   for (const p of payloads) if (p !== link.payload) return { bad: `payload checksum ${p} recorded, the bytes give ${link.payload}` };
   const matching = link.tarsum ? tarsums.find((t) => tarsumMatches(t, link.tarsum!) === true) : undefined;
   if (payloads.length === 0 && tarsums.length > 0 && !matching) {
@@ -79,6 +86,8 @@ export function verifyRecorded(recorded: readonly string[], link: LayerLink): { 
     if (!link.tarsum) return { bad: `tarsum ${tarsums[0]} recorded, and the layer (${link.compression}) is not a tar archive this registry can read` };
     return { bad: `tarsum ${tarsums[0]} recorded, the layer gives ${link.tarsum.v0}` };
   }
+  if (payloads.length === 0 && !matching && unknown.length > 0)
+    return { bad: `checksum ${JSON.stringify(unknown[0]!.slice(0, 100))} recorded, in a form the Python registry never wrote: the layer cannot be verified` };
   return matching ? { tarsum: matching } : {};
 }
 
@@ -87,7 +96,7 @@ export function verifyRecorded(recorded: readonly string[], link: LayerLink): { 
  * and no payload checksum (the payload covers the exact bytes; a tarsum is then not compared).
  */
 export function needsTarsums(recorded: readonly string[]): boolean {
-  return !recorded.some((c) => c.startsWith('sha256:')) && recorded.some((c) => c.startsWith('tarsum'));
+  return !recorded.some((c) => PAYLOAD_FORM.test(c)) && recorded.some((c) => TARSUM_FORM.test(c));
 }
 
 /** Tag and repository metadata objects are small: past this a tree's file is not one. */

@@ -319,6 +319,23 @@ describe('import: damaged and hostile trees (2)', { timeout: 120_000 }, () => {
     assert.match(reasonOf(report, 'team/old:bad') ?? '', /was not imported/);
     for (const t of ['other', 'host']) assert.ok(existsSync(join(storage, 'v2', 'repositories', 'team', 'old', '_manifests', 'tags', t)), t);
   });
+  it('Python tree: a _checksum in a form the Python registry never wrote is no verification: the image is refused', async () => {
+    const tree = join(work, 'py-odd-checksum');
+    const ok = pyImage({ gzip: true, label: 'ok' });
+    const odd = pyImage({ gzip: true, parent: ok.id, label: 'odd' });
+    await writePythonTree(tree, [ok, odd], [{ name: 'alice/odd', tags: { good: ok.id, bad: odd.id } }]);
+    // odd's layer bytes replaced, and its checksum record in a form nothing computes
+    await writeFile(join(tree, 'images', odd.id, 'layer'), gzipSync(tarOf({ 'other.txt': 'not what was pushed\n' })));
+    await writeFile(join(tree, 'images', odd.id, '_checksum'), JSON.stringify([`md5:${'0'.repeat(32)}`]));
+    const storage = join(work, 'storage-py-odd-checksum');
+    const { r, report, out } = await runImport(tree, storage);
+    assert.equal(r.code, 3, out);
+    assert.match(reasonOf(report, 'alice/odd:bad') ?? '', /form the Python registry never wrote/, JSON.stringify(report?.skipped));
+    assert.equal(report?.tags, 1);
+    assert.ok(!existsSync(v1Image(storage, 'alice/odd', odd.id, 'json')), 'the unverified image is not stored');
+    assert.ok(existsSync(v1Image(storage, 'alice/odd', ok.id, 'json')));
+  });
+
   // a server on the same storage holds its locks (src/content/storage-lock.ts) while it writes a v1
   // image or a repository's tags: the import waits for them as a second node would
   for (const [what, lockName] of [

@@ -45,6 +45,17 @@ describe('migrate helpers', () => {
     assert.deepEqual(verifyRecorded([], l), {});
   });
 
+  it('a checksum in a form the Python registry never wrote vouches for nothing: refused unless a payload or tarsum verified', () => {
+    const l = link();
+    for (const odd of ['md5:' + 'a'.repeat(32), 'sha512:' + 'b'.repeat(128), 'tarsum.v9+sha256:' + 'c'.repeat(64), 'tarsumsha256:x', 'garbage']) {
+      assert.match(verifyRecorded([odd], l).bad ?? '', /form the Python registry never wrote/, odd);
+      assert.equal(needsTarsums([odd]), false, odd);
+      // beside a payload or tarsum that verified, it changes nothing
+      assert.deepEqual(verifyRecorded([l.payload, odd], l), {}, odd);
+      assert.deepEqual(verifyRecorded([l.tarsum!.v0, odd], l), { tarsum: l.tarsum!.v0 }, odd);
+    }
+  });
+
   it('computes tarsums only when a recorded tarsum is all there is to check; one that cannot be computed is no match', () => {
     assert.equal(needsTarsums(['sha256:x']), false);
     assert.equal(needsTarsums(['sha256:x', 'tarsum+sha256:y']), false);
