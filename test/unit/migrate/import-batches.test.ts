@@ -376,10 +376,19 @@ describe('import beside a live server: a client pushing the same image id into t
     };
     return { dir, importer, server, batches, img, theirs, stage, served, pushTheirs, payloadOf };
   };
-
-  it('a push that starts after the image was staged takes it over: the import neither publishes nor completes it', async () => {
+  /** A test on its own storage directory, removed afterwards. */
+  const live = (fn: (t: Awaited<ReturnType<typeof setup>>) => Promise<void>) => async (): Promise<void> => {
     const t = await setup();
     try {
+      await fn(t);
+    } finally {
+      await rm(t.dir, { recursive: true, force: true });
+    }
+  };
+
+  it(
+    'a push that starts after the image was staged takes it over: the import neither publishes nor completes it',
+    live(async (t) => {
       t.batches.add(await t.stage());
       await t.pushTheirs('json'); // the client's PUT json, before the import's flush
       await t.batches.flush();
@@ -388,14 +397,12 @@ describe('import beside a live server: a client pushing the same image id into t
       await t.pushTheirs('layer');
       await t.server.putChecksum(repo, t.img.id, t.payloadOf(t.theirs.json, t.theirs.layer), undefined);
       assert.equal(await t.served(), 'theirs', "the client's push completes as its own");
-    } finally {
-      await rm(t.dir, { recursive: true, force: true });
-    }
-  });
+    }),
+  );
 
-  it('a push that starts between the json and the mark removal is not completed by the import', async () => {
-    const t = await setup();
-    try {
+  it(
+    'a push that starts between the json and the mark removal is not completed by the import',
+    live(async (t) => {
       const s = await t.stage();
       assert.ok(await t.importer.publishImported(s));
       await t.pushTheirs('json');
@@ -404,14 +411,12 @@ describe('import beside a live server: a client pushing the same image id into t
       await t.pushTheirs('layer');
       await t.server.putChecksum(repo, t.img.id, t.payloadOf(t.theirs.json, t.theirs.layer), undefined);
       assert.equal(await t.served(), 'theirs');
-    } finally {
-      await rm(t.dir, { recursive: true, force: true });
-    }
-  });
+    }),
+  );
 
-  it("a push's layer landing after the import's own is not published with the import's json", async () => {
-    const t = await setup();
-    try {
+  it(
+    "a push's layer landing after the import's own is not published with the import's json",
+    live(async (t) => {
       // the client pushed the json the tree has, then its own layer bytes, while the image was staged
       const s = await t.stage();
       await t.server.putJson(repo, t.img.id, t.img.json).catch(() => undefined);
@@ -419,14 +424,12 @@ describe('import beside a live server: a client pushing the same image id into t
       const keys = await t.importer.publishImported(s);
       if (keys) assert.equal(await t.importer.completeImported(s), false);
       assert.equal(await t.served(), 'none');
-    } finally {
-      await rm(t.dir, { recursive: true, force: true });
-    }
-  });
+    }),
+  );
 
-  it("an import of an image whose push is in progress (or was abandoned) makes it the tree's, whole", async () => {
-    const t = await setup();
-    try {
+  it(
+    "an import of an image whose push is in progress (or was abandoned) makes it the tree's, whole",
+    live(async (t) => {
       await t.pushTheirs('json');
       await t.pushTheirs('layer'); // PUT checksum never came
       t.batches.add(await t.stage());
@@ -436,14 +439,12 @@ describe('import beside a live server: a client pushing the same image id into t
       // the client's late PUT checksum does not change what is served
       await t.server.putChecksum(repo, t.img.id, t.payloadOf(t.theirs.json, t.theirs.layer), undefined).catch(() => undefined);
       assert.equal(await t.served(), 'ours');
-    } finally {
-      await rm(t.dir, { recursive: true, force: true });
-    }
-  });
+    }),
+  );
 
-  it('a failed verification removes only what the import staged, never a push in progress', async () => {
-    const t = await setup();
-    try {
+  it(
+    'a failed verification removes only what the import staged, never a push in progress',
+    live(async (t) => {
       const r = await t.importer.stageImport(repo, t.img.id, t.img.json, t.img.ancestry, Readable.from([t.img.layer]), t.img.layer.length, {
         tarsums: false,
         tarsumV1: false,
@@ -457,8 +458,6 @@ describe('import beside a live server: a client pushing the same image id into t
       assert.equal(await t.importer.discardIncomplete(repo, t.img.id, Buffer.from('import 000')), false);
       assert.ok(await t.server.inProgress(repo, t.img.id));
       assert.ok(await t.server.hasJson(repo, t.img.id));
-    } finally {
-      await rm(t.dir, { recursive: true, force: true });
-    }
-  });
+    }),
+  );
 });
