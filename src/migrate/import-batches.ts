@@ -29,7 +29,7 @@ export class ImportBatches {
    * staged (a live server on the same storage): neither published nor completed, left to that push.
    * Scope name and id → the image; the caller reports them and what needs them.
    */
-  readonly overtaken = new Set<string>();
+  readonly overtaken = new Map<string, StagedImage>();
 
   /** Whether an image was taken over by a client's push before its batch made it visible. */
   isOvertaken(scope: string | undefined, id: string): boolean {
@@ -81,11 +81,11 @@ export class ImportBatches {
         if (keys) {
           jsons.push(...keys);
           published.add(s);
-        } else this.overtaken.add(imageKey(s.scope?.full, s.id));
+        } else this.overtaken.set(imageKey(s.scope?.full, s.id), s);
       });
       await this.sync(jsons);
       await each(batch, async (s) => {
-        if (!published.has(s) || !(await this.images.completeImported(s))) this.overtaken.add(imageKey(s.scope?.full, s.id));
+        if (!published.has(s) || !(await this.images.completeImported(s))) this.overtaken.set(imageKey(s.scope?.full, s.id), s);
         this.unflushed.delete(imageKey(s.scope?.full, s.id));
       });
       this.flushes++;

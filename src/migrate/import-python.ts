@@ -496,5 +496,11 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
     throw e;
   }
   await batches.flush();
+  // images a client's push took over before their batch made them visible were counted as imported
+  for (const s of batches.overtaken.values()) {
+    report.imagesImported--;
+    report.bytes -= s.link.size;
+    report.skip(`image ${s.id}${s.scope ? ` in ${s.scope.full}` : ''}`, `${IMPORT_OVERTAKEN}; run the import again`);
+  }
   report.tick(true);
 }
