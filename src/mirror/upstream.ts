@@ -1,6 +1,6 @@
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
-import type { Readable } from 'node:stream';
+import { finished, type Readable } from 'node:stream';
 import type { Logger } from '../log/logger.js';
 import { ChunkedAnswerError, plainGet } from '../storage/drivers/s3-get.js';
 
@@ -74,8 +74,19 @@ export function parseChallenge(h: string | undefined): Challenge | undefined {
   return { scheme, ...(params.realm ? { realm: params.realm } : {}), ...(params.service ? { service: params.service } : {}) };
 }
 
+/**
+ * Blob bodies read at once over plainGet, which opens sockets of its own outside the agents' pools:
+ * as many as an agent allows (maxSockets). Past that, a download waits for one to end, at most the
+ * upstream timeout, then fails as an unavailable upstream (503); without the bound, clients asking
+ * for many uncached blobs at once opened as many upstream connections as they liked.
+ */
+export const BLOB_SOCKETS = 32;
+
 export class Upstream {
   readonly base: URL;
+  /** plainGet downloads in flight, and the callers waiting for one of them to end. */
+  private blobSockets = 0;
+  private readonly blobQueue: (() => void)[] = [];
   private readonly agentHttp = new http.Agent({ keepAlive: true, maxSockets: 32 });
   private readonly agentHttps = new https.Agent({ keepAlive: true, maxSockets: 32 });
   /** How the upstream asked us to authenticate, learnt from its first 401 (saves a round trip after). */
@@ -102,6 +113,43 @@ export class Upstream {
   close(): void {
     this.agentHttp.destroy();
     this.agentHttps.destroy();
+  }
+
+  /** plainGet downloads in flight now (tests). */
+  get blobDownloads(): number {
+    return this.blobSockets;
+  }
+
+  /**
+   * One of the BLOB_SOCKETS slots for a plainGet download; the function gives it back (once), to
+   * the next waiter if there is one. A caller that waits longer than the upstream timeout gets
+   * UpstreamUnavailable (not counted against the upstream: the wait is ours).
+   */
+  private blobSocket(): Promise<() => void> {
+    let given = false;
+    const release = (): void => {
+      if (given) return;
+      given = true;
+      const next = this.blobQueue.shift();
+      if (next) next();
+      else this.blobSockets--;
+    };
+    if (this.blobSockets < BLOB_SOCKETS) {
+      this.blobSockets++;
+      return Promise.resolve(release);
+    }
+    return new Promise((resolve, reject) => {
+      const go = (): void => {
+        clearTimeout(timer);
+        resolve(release);
+      };
+      const timer = setTimeout(() => {
+        const i = this.blobQueue.indexOf(go);
+        if (i >= 0) this.blobQueue.splice(i, 1);
+        reject(new UpstreamUnavailable(`upstream ${this.base.origin}: ${BLOB_SOCKETS} blob downloads in flight, none ended within ${this.opts.timeoutMs} ms`));
+      }, this.opts.timeoutMs);
+      this.blobQueue.push(go);
+    });
   }
 
   private failed(why: string): UpstreamUnavailable {
@@ -301,13 +349,17 @@ export class Upstream {
     for (let hop = 0; ; hop++) {
       if (url.protocol !== 'http:') return viaSend(url, auth);
       let a;
+      const release = await this.blobSocket();
       try {
         this.requests++;
         a = await plainGet(url, { 'User-Agent': 'legacy-registry-mirror', ...auth }, { piece: BLOB_PIECE, timeoutMs: this.opts.timeoutMs });
       } catch (e) {
+        release();
         if (e instanceof ChunkedAnswerError) return hop === 0 ? viaRequest() : viaSend(url, auth);
         throw this.failed((e as Error).message);
       }
+      // the slot is the socket's: given back when the body ends, fails or is destroyed
+      finished(a.body, () => release());
       const location = a.headers.get('location');
       if (a.status === 401 && hop === 0) {
         // the challenge (first contact, or a token refused): request() does the dance

@@ -593,6 +593,54 @@ describe('mirror: many distinct blobs at once (client-driven memory)', { timeout
   });
 });
 
+describe('mirror: many distinct uncached blobs at once (upstream connections)', { timeout: 60_000 }, () => {
+  it('the connections opened upstream for blob bodies are bounded; the rest wait, then fail as unavailable, and the server goes on', async () => {
+    const { BLOB_SOCKETS } = await import('../../src/mirror/upstream.js');
+    const up = await hostile();
+    const mirror = await startTestServer({ standalone: true, v2: true, mirror: { upstreams: [{ url: up.url }], ttl: 0, timeout: 2, breaker_failures: 0 } });
+    try {
+      // every blob: headers and a first piece, then the upstream stalls (each holds its connection)
+      up.handler = (req, res) => {
+        if (req.method !== 'GET' || !req.url?.includes('/blobs/')) {
+          res.statusCode = 404;
+          res.end();
+          return;
+        }
+        res.writeHead(200, { 'Content-Length': String(4 * 1024 * 1024) });
+        res.write(Buffer.alloc(64 * 1024, 1));
+      };
+      const n = BLOB_SOCKETS + 24;
+      const pulls = Array.from({ length: n }, (_, i) => within(15_000, request(mirror.url, `/v2/many/conns/blobs/${sha(`conn blob ${i}`)}`)));
+      let peak = 0;
+      for (let i = 0; i < 20; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        peak = Math.max(peak, up.open());
+      }
+      assert.ok(peak >= BLOB_SOCKETS / 2, `${peak} upstream connections at the peak`);
+      assert.ok(peak <= BLOB_SOCKETS + 2, `${peak} upstream connections at once, the bound is ${BLOB_SOCKETS}`);
+      const answers = await Promise.all(pulls);
+      for (const a of answers) {
+        assert.notEqual(a, 'timeout', 'every client got an answer or a cut connection');
+        if (typeof a === 'object' && !(a instanceof Error)) assert.notEqual(a.status, 500);
+      }
+      // the slots came back: a blob the upstream serves whole now goes through
+      const good = Buffer.alloc(70_000, 7);
+      up.handler = (_req, res) => {
+        res.writeHead(200, { 'Content-Length': String(good.length) });
+        res.end(good);
+      };
+      const r = await request(mirror.url, `/v2/many/conns/blobs/${sha(good)}`);
+      assert.equal(r.status, 200);
+      assert.ok(r.body.equals(good));
+    } finally {
+      await cleanup(
+        () => mirror.stop(),
+        () => up.close(),
+      );
+    }
+  });
+});
+
 describe('mirror against a hostile upstream: blobs past max_layer_size', { timeout: 60_000 }, () => {
   let up: Hostile;
   let mirror: TestServer;
