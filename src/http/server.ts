@@ -69,6 +69,13 @@ export function createHttpServer(handler: Handler, log: Logger, opts: ServerOpti
     handler(req, res);
   };
   const server: Server = opts.tls ? createHttpsServer({ ...httpOptions, ...opts.tls }, onRequest) : createServer(httpOptions, onRequest);
+  // A client that half-closes after its request (shutdown of its write side: `nc -N`, some proxies
+  // and scripts) still wants the answer, and distribution 2.8.2 (Go) gives it (checked by hand).
+  // Node's default drops every request in flight at the client's FIN: an answer that needed storage
+  // or index I/O never came. With this (node's own switch, http.Server#httpAllowHalfOpen) the answers
+  // owed go out, in order, and then the connection ends; a body cut by the FIN is still a parse error
+  // that aborts its request.
+  (server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
   // Expect: 100-continue. Node writes the 100 as the request is parsed; for a request pipelined
   // behind another, that response is not on the socket yet, the 100 waits in its buffer, and a body
   // written as a Buffer puts the headers ahead of it: the client read `HTTP/1.1 100 Continue` as the

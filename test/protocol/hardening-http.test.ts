@@ -70,6 +70,44 @@ describe('hardening: headers, suffix ranges, aborted uploads (standalone registr
     }
   });
 
+  it('a client that half-closes after its request (shutdown of its write side) is answered, as distribution 2.8.2 answers it', async () => {
+    const { connect } = await import('node:net');
+    const u = new URL(s.url);
+    const ask = (raw: string): Promise<string> =>
+      new Promise<string>((resolve, reject) => {
+        const sock = connect(Number(u.port), u.hostname, () => {
+          sock.write(raw);
+          sock.end(); // FIN: nothing more from the client, the answer still wanted
+        });
+        let out = '';
+        const timer = setTimeout(() => {
+          sock.destroy();
+          resolve(out);
+        }, 5000);
+        sock.on('data', (d: Buffer) => (out += d.toString('latin1')));
+        sock.on('close', () => {
+          clearTimeout(timer);
+          resolve(out);
+        });
+        sock.on('error', reject);
+      });
+    // routes that answer after storage or index I/O (node's default dropped the request at the FIN)
+    for (const path of ['/v2/_catalog', `/v1/images/${img.id}/json`, `/v2/ranges/blob/blobs/${sha(blob)}`, '/v1/search?q=a']) {
+      const text = await ask(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
+      assert.match(text, /^HTTP\/1\.1 200 /, `${path}: ${JSON.stringify(text.slice(0, 60))}`);
+    }
+    // two pipelined requests, then the FIN: both answered, in order, then the connection ends
+    const two = await ask(`GET /v1/_ping HTTP/1.1\r\nHost: x\r\n\r\nGET /v2/ranges/blob/blobs/${sha(blob)} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    assert.equal(two.match(/HTTP\/1\.1 200 /g)?.length, 2, JSON.stringify(two.slice(0, 200)));
+    assert.ok(two.endsWith(blob.toString('latin1')), 'the second answer whole, last');
+    // a body cut by the FIN is no request: nothing stored
+    const cut = await ask(
+      `POST /v2/ranges/cut/blobs/uploads/?digest=${sha(blob)} HTTP/1.1\r\nHost: x\r\nContent-Length: ${blob.length}\r\n\r\n${blob.subarray(0, 100).toString('latin1')}`,
+    );
+    assert.doesNotMatch(cut, /^HTTP\/1\.1 201 /);
+    assert.equal((await request(s.url, `/v2/ranges/cut/blobs/${sha(blob)}`, { method: 'HEAD' })).status, 404);
+  });
+
   it('Range: bytes=-N on a v2 blob: 206 with the last N bytes (RFC 7233 suffix range)', async () => {
     const path = `/v2/ranges/blob/blobs/${sha(blob)}`;
     const r = await request(s.url, path, { headers: { Range: 'bytes=-5' } });
