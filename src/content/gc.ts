@@ -126,6 +126,18 @@ const HEX = /^[a-f0-9]{64}$/;
 const SHA = /^sha256:[a-f0-9]{64}$/;
 const leaf = (key: string): string => key.slice(key.lastIndexOf('/') + 1);
 
+/** Items by a key of theirs, in their order. */
+function groupBy<T>(items: readonly T[], key: (item: T) => string): Map<string, T[]> {
+  const out = new Map<string, T[]>();
+  for (const item of items) {
+    const k = key(item);
+    const list = out.get(k);
+    if (list) list.push(item);
+    else out.set(k, [item]);
+  }
+  return out;
+}
+
 async function mtime(driver: StorageDriver, key: string): Promise<number | undefined> {
   try {
     return (await driver.stat(key)).modTime.getTime();
@@ -354,9 +366,7 @@ export class GarbageCollector {
     const removedRevisions: RemovedRevision[] = [];
     let savedBytes = 0;
     const budget = opts.savedRecordsMax ?? SAVED_RECORDS_MAX;
-    const byScope = new Map<string, typeof first.v1Untagged>();
-    for (const u of first.v1Untagged) byScope.set(u.root, [...(byScope.get(u.root) ?? []), u]);
-    for (const [root, list] of byScope) {
+    for (const [root, list] of groupBy(first.v1Untagged, (u) => u.root)) {
       // what the tags reach now (a tag may have come since the mark), read once per scope just before
       const reached = await this.v1Reached(root, list[0]!.repo);
       for (const u of list) {
@@ -374,9 +384,7 @@ export class GarbageCollector {
         }
       }
     }
-    const byRepo = new Map<string, typeof first.v2Untagged>();
-    for (const u of first.v2Untagged) byRepo.set(u.repo, [...(byRepo.get(u.repo) ?? []), u]);
-    for (const [repo, list] of byRepo) {
+    for (const [repo, list] of groupBy(first.v2Untagged, (u) => u.repo)) {
       // the repository's kept set again, just before (a tag, an index or a referrer may have come)
       const now2 = await this.v2Repo(repo, { deleteUntagged: true, young, derived: first.derived });
       const still = new Set(now2.untagged.map((u) => u.hex));
@@ -508,21 +516,10 @@ export class GarbageCollector {
     t0: number,
   ): Promise<{ images: number; revisions: number }> {
     let restoredImages = 0;
-    const byRoot = new Map<string, RemovedImage[]>();
-    for (const u of images) byRoot.set(u.root, [...(byRoot.get(u.root) ?? []), u]);
-    for (const [root, list] of byRoot) {
+    for (const [root, list] of groupBy(images, (u) => u.root)) {
+      // a deleted image's ancestry from what was kept of it (a tag put on it meanwhile reaches its parents too)
       const gone = new Map(list.map((u) => [u.id, u]));
-      const reached = new Set<string>();
-      for (const r of list[0]!.repo !== null ? [list[0]!.repo] : await this.v1RepoNames()) {
-        for (const tagKey of await listOr(this.driver, `v1/repositories/${r}/_tags`)) {
-          const id = (await readOptional(this.driver, tagKey))?.toString('utf8');
-          if (!id || !HEX.test(id)) continue;
-          reached.add(id);
-          const raw = (await readOptional(this.driver, `${root}/${id}/ancestry`)) ?? gone.get(id)?.files.get('ancestry');
-          const ancestry = parseJson<unknown>(raw);
-          if (Array.isArray(ancestry)) for (const a of ancestry) if (typeof a === 'string') reached.add(a);
-        }
-      }
+      const reached = await this.v1Reached(root, list[0]!.repo, (id) => gone.get(id)?.files.get('ancestry'));
       for (const u of list) {
         if (!reached.has(u.id)) continue;
         const prefix = `${root}/${u.id}`;
@@ -535,9 +532,7 @@ export class GarbageCollector {
       }
     }
     let restoredRevisions = 0;
-    const byRepo = new Map<string, RemovedRevision[]>();
-    for (const r of revisions) byRepo.set(r.repo, [...(byRepo.get(r.repo) ?? []), r]);
-    for (const [repo, list] of byRepo) {
+    for (const [repo, list] of groupBy(revisions, (r) => r.repo)) {
       const base = `v2/repositories/${repo}/_manifests`;
       const named = await this.v2Tags(repo);
       for (const k of await listOr(this.driver, `${base}/revisions`)) {
@@ -561,15 +556,18 @@ export class GarbageCollector {
     return { images: restoredImages, revisions: restoredRevisions };
   }
 
-  /** Image ids the v1 tags reach in a scope: its repository's tags, or every repository's for v1/images. */
-  private async v1Reached(root: string, repo: string | null): Promise<Set<string>> {
+  /**
+   * Image ids the v1 tags reach in a scope: its repository's tags, or every repository's for
+   * v1/images. `ancestryOf` answers for an image whose ancestry record is not stored (any more).
+   */
+  private async v1Reached(root: string, repo: string | null, ancestryOf?: (id: string) => Buffer | undefined): Promise<Set<string>> {
     const reached = new Set<string>();
     for (const r of repo !== null ? [repo] : await this.v1RepoNames()) {
       for (const tagKey of await listOr(this.driver, `v1/repositories/${r}/_tags`)) {
         const id = (await readOptional(this.driver, tagKey))?.toString('utf8');
         if (!id) continue;
         reached.add(id);
-        const ancestry = parseJson<unknown>(await readOptional(this.driver, `${root}/${id}/ancestry`));
+        const ancestry = parseJson<unknown>((await readOptional(this.driver, `${root}/${id}/ancestry`)) ?? ancestryOf?.(id));
         if (Array.isArray(ancestry)) for (const a of ancestry) if (typeof a === 'string') reached.add(a);
       }
     }

@@ -146,26 +146,22 @@ export async function importDistribution(tree: SourceTree, c: Content, report: I
       report.blobsPresent++;
       return undefined;
     }
-    /** A refusal of the tree's bytes (the digest, the size, the limit): reported once for the digest; anything else is thrown. */
-    const refused = (e: unknown): string => {
-      const why = blobRefused(digest, e);
-      if (why === undefined) throw e;
+    /** The blob refused for why: reported once for the digest, and for every manifest needing it. */
+    const bad = (why: string): string => {
       badBlob.set(digest, why);
       return why;
     };
-    const size = await orSkip(tree.size(blobPath(root, digest)), (why) => badBlob.set(digest, `blob ${digest}: ${why}`));
+    /** A refusal of the tree's bytes (the digest, the size, the limit); anything else is thrown. */
+    const refused = (e: unknown): string => {
+      const why = blobRefused(digest, e);
+      if (why === undefined) throw e;
+      return bad(why);
+    };
+    const size = await orSkip(tree.size(blobPath(root, digest)), (why) => bad(`blob ${digest}: ${why}`));
     if (size === SKIPPED) return badBlob.get(digest);
-    if (size === undefined) {
-      const why = `blob ${digest}: missing from the source tree`;
-      badBlob.set(digest, why);
-      return why;
-    }
+    if (size === undefined) return bad(`blob ${digest}: missing from the source tree`);
     const maxSize = c.config.max_layer_size;
-    if (maxSize > 0 && size > maxSize) {
-      const why = `blob ${digest}: ${size} bytes, more than max_layer_size (${maxSize})`;
-      badBlob.set(digest, why);
-      return why;
-    }
+    if (maxSize > 0 && size > maxSize) return bad(`blob ${digest}: ${size} bytes, more than max_layer_size (${maxSize})`);
     const mine = await c.blobs.stat(digest);
     if (mine && mine.size === size) {
       // stored here already (pushed or imported into another repository, verified then): linked into

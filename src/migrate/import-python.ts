@@ -415,21 +415,16 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
       c.repoLock.run(repo.full, async () => {
         // an image a client's push of the same id took over while it was staged (a live server on the
         // same storage) is that push's: tags and index entries that need it wait for a next run
-        const lost = (chain: readonly string[]): string | undefined => chain.find((id) => batches.isOvertaken(scopeName, id));
-        for (const t of [...good]) {
-          const id = lost(t.chain);
-          if (id === undefined) continue;
-          report.skip(`${repo.full}:${t.tag}`, `image ${id}: ${IMPORT_OVERTAKEN}; run the import again`);
-          good.splice(good.indexOf(t), 1);
-          report.tags--;
-        }
-        for (const l of [...listed]) {
-          const id = lost(l.chain);
-          if (id === undefined) continue;
-          report.skip(`${repo.full} image ${l.id} (in _index_images)`, `image ${id}: ${IMPORT_OVERTAKEN}; run the import again`);
-          listed.splice(listed.indexOf(l), 1);
-        }
-        if (good.length === 0 && listed.length === 0) {
+        const visible = <T extends { readonly chain: readonly string[] }>(items: readonly T[], what: (t: T) => string): T[] =>
+          items.filter((t) => {
+            const id = t.chain.find((x) => batches.isOvertaken(scopeName, x));
+            if (id !== undefined) report.skip(what(t), `image ${id}: ${IMPORT_OVERTAKEN}; run the import again`);
+            return id === undefined;
+          });
+        const tags = visible(good, (t) => `${repo.full}:${t.tag}`);
+        const untagged = visible(listed, (l) => `${repo.full} image ${l.id} (in _index_images)`);
+        report.tags -= good.length - tags.length;
+        if (tags.length === 0 && untagged.length === 0) {
           report.repositoriesDone++;
           return;
         }
@@ -451,7 +446,7 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
             entriesForIndex.push({ id, ...(link ? { checksum: link.payload } : {}) });
           }
         };
-        for (const t of good) {
+        for (const t of tags) {
           const current = await c.repos.getTag(repo, t.tag).catch((e: unknown) => (isRegistryError(e) ? undefined : Promise.reject(e)));
           const meta = t.meta ?? DEFAULT_IMPORTED_METADATA;
           const stored = await c.repos.readTagJson(repo, t.tag);
@@ -459,7 +454,7 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
           await indexEntries(t.chain);
           entriesForIndex.push({ id: t.id, Tag: t.tag });
         }
-        for (const l of listed) await indexEntries(l.chain);
+        for (const l of untagged) await indexEntries(l.chain);
         if (repoMeta) {
           const stored = await c.repos.readRepoJson(repo);
           if (!stored || !stored.equals(Buffer.from(JSON.stringify(repoMeta)))) await c.repos.putRepoJson(repo, repoMeta);

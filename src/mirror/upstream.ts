@@ -115,11 +115,6 @@ export class Upstream {
     this.agentHttps.destroy();
   }
 
-  /** plainGet downloads in flight now (tests). */
-  get blobDownloads(): number {
-    return this.blobSockets;
-  }
-
   /**
    * One of the BLOB_SOCKETS slots for a plainGet download; the function gives it back (once), to
    * the next waiter if there is one. A caller that waits longer than the upstream timeout gets
