@@ -1,21 +1,10 @@
-import { isIP } from 'node:net';
 import { z } from 'zod';
 import { parseByteSize } from './byte-size.js';
+import { parseNetwork } from '../util/network.js';
 
-/** An address or CIDR network (webhook_allowed_networks; parsed again by src/webhooks/outgoing.ts). */
-function networkOk(n: string): boolean {
-  const m = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(n.trim());
-  const v = m ? isIP(m[1]!) : 0;
-  return v !== 0 && (m![2] === undefined || Number(m![2]) <= (v === 4 ? 32 : 128));
-}
-
-/** An IP address or a CIDR range of one (trusted_proxies). */
+/** An IP address or a CIDR range of one (trusted_proxies, webhook_allowed_networks). */
 export function isProxySpec(v: string): boolean {
-  const m = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(v.trim());
-  if (!m) return false;
-  const kind = isIP(m[1]!);
-  if (kind === 0) return false;
-  return m[2] === undefined || Number(m[2]) <= (kind === 4 ? 32 : 128);
+  return parseNetwork(v) !== undefined;
 }
 
 /**
@@ -488,8 +477,8 @@ export const configSchema = z
      * to this machine or its network (src/webhooks/outgoing.ts).
      */
     webhook_allowed_networks: z
-      .union([z.string(), z.array(z.string().refine((n) => networkOk(n), 'an IP address or CIDR network (10.0.0.0/8, ::1/128)')).max(100)])
-      .refine((v) => typeof v !== 'string' || v.split(',').every((n) => n.trim() === '' || networkOk(n)), 'IP addresses or CIDR networks, comma separated')
+      .union([z.string(), z.array(z.string().refine(isProxySpec, 'an IP address or CIDR network (10.0.0.0/8, ::1/128)')).max(100)])
+      .refine((v) => typeof v !== 'string' || v.split(',').every((n) => n.trim() === '' || isProxySpec(n)), 'IP addresses or CIDR networks, comma separated')
       .default([]),
     /** Registry: distribution's notifications (endpoints, events.includereferences). */
     notifications: notificationsSchema.nullable().default(null),

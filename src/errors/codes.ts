@@ -43,7 +43,7 @@ export const V1_CODES = {
   ACCOUNT_INACTIVE: [403, 'Account is not Active'],
   ACCESS_DENIED: [403, 'Access denied'],
   TOO_MANY_LOGINS: [429, 'Too many failed logins: retry later'],
-  TOO_MANY_DELIVERIES: [429, 'Too many webhook deliveries of this hook are still waiting: retry later'],
+  TOO_MANY_DELIVERIES: [429, 'Too many deliveries of this webhook are still unfinished (tests or pushes): retry later'],
   USER_NOT_FOUND: [404, 'User not found'],
   BAD_REQUEST: [400, 'Bad request'],
   UNAVAILABLE: [503, 'Service unavailable'],

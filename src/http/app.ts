@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { BlockList, isIP } from 'node:net';
+import { parseNetwork } from '../util/network.js';
 import Koa, { type Context, type Next } from 'koa';
 import { isRegistryError, isStorageFull, isStorageUnavailable, STRING_BODY_CODES, V1_CODES } from '../errors/index.js';
 import { V2_CODES } from '../errors/v2.js';
@@ -170,10 +171,9 @@ export function accessLog(log: Logger, enabled = true) {
 export function proxyList(specs: readonly string[]): BlockList {
   const list = new BlockList();
   for (const spec of specs) {
-    const [addr, bits] = spec.trim().split('/') as [string, string | undefined];
-    const type = isIP(addr) === 6 ? 'ipv6' : 'ipv4';
-    if (bits === undefined) list.addAddress(addr, type);
-    else list.addSubnet(addr, Number(bits), type);
+    // checked when the configuration was read (isProxySpec)
+    const net = parseNetwork(spec);
+    if (net) list.addSubnet(net.address, net.prefix, net.family);
   }
   return list;
 }

@@ -2,6 +2,7 @@ import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { BlockList, isIP } from 'node:net';
+import { parseNetwork } from '../util/network.js';
 
 /**
  * Where webhooks may go. Hook URLs are chosen by repository owners, not by the operator: without a
@@ -48,8 +49,9 @@ export class DestinationPolicy {
     for (const [a, p] of NON_PUBLIC_V4) this.blocked.addSubnet(a, p, 'ipv4');
     for (const [a, p] of NON_PUBLIC_V6) this.blocked.addSubnet(a, p, 'ipv6');
     for (const n of allowedNetworks) {
-      const { address, prefix, family } = parseNetwork(n);
-      this.allowed.addSubnet(address, prefix, family);
+      const net = parseNetwork(n);
+      if (!net) throw new Error(`not an address or CIDR network: ${n}`);
+      this.allowed.addSubnet(net.address, net.prefix, net.family);
     }
   }
 
@@ -67,17 +69,6 @@ export class DestinationPolicy {
     const h = url.hostname.replace(/^\[(.*)\]$/, '$1');
     return isIP(h) ? h : undefined;
   }
-}
-
-/** `a.b.c.d`, `a.b.c.d/n`, `x::y`, `x::y/n` → a subnet; throws on anything else. */
-export function parseNetwork(n: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } {
-  const m = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(n.trim());
-  const v = m ? isIP(m[1]!) : 0;
-  if (!m || v === 0) throw new Error(`not an address or CIDR network: ${n}`);
-  const max = v === 4 ? 32 : 128;
-  const prefix = m[2] === undefined ? max : Number(m[2]);
-  if (prefix > max) throw new Error(`prefix longer than ${max} bits: ${n}`);
-  return { address: m[1]!, prefix, family: v === 4 ? 'ipv4' : 'ipv6' };
 }
 
 export class RefusedDestination extends Error {

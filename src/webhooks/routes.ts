@@ -117,8 +117,7 @@ export function webhookRouter(index: IndexService, hooks: Webhooks): Router {
     const { user, repo } = await owned(ctx);
     const h = await hookOf(ctx, repo);
     const delivery = await hooks.test(h, repo, user.username);
-    if (delivery === undefined)
-      throw new RegistryError('TOO_MANY_DELIVERIES', 'Too many deliveries of this webhook are still unfinished (tests or pushes): retry later');
+    if (delivery === undefined) throw new RegistryError('TOO_MANY_DELIVERIES');
     sendJson(ctx, 202, { delivery });
   });
   router.get('/v1/webhooks/:ns/:repo/:id/deliveries', async (ctx) => {

@@ -161,8 +161,7 @@ export function webhooksTab(index: IndexService, hooks: Webhooks): SettingsTab {
       if (!hook) throw new RegistryError('NOT_FOUND', 'Webhook not found');
       if (op === 'remove') await deleteHook(index.db, repo.id, hook.id);
       else if (op === 'test') {
-        if ((await hooks.test(hook, repo, user.username)) === undefined)
-          throw new RegistryError('TOO_MANY_DELIVERIES', 'Too many deliveries of this webhook are still unfinished (tests or pushes): retry later.');
+        if ((await hooks.test(hook, repo, user.username)) === undefined) throw new RegistryError('TOO_MANY_DELIVERIES');
       } else throw new RegistryError('INVALID_DATA');
     },
   };
