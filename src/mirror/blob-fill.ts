@@ -13,6 +13,15 @@ import { doesReleaseChunks, recyclerOf, withRecycler, type PieceRecycler } from 
  *
  * A client arriving after the first RETAIN bytes went by cannot be replayed from memory: it waits
  * for the fill to finish and reads the cached blob (memory per fill stays bounded).
+ *
+ * The download goes at the pace of the fastest client, never the slowest: a client with more than
+ * CLIENT_AHEAD queued while another keeps up is let go of the live stream, and gets the rest of its
+ * bytes from the cached blob once the fill is verified and published (catch-up). While every client
+ * is behind, the download waits for the first to read on (one client alone paces its download, as
+ * it would without a mirror), but not longer than the stall time: then all of them catch up later,
+ * and the fill goes on at the upstream's pace. So a client that stops reading neither slows the
+ * others nor holds the upstream connection, and time spent waiting for clients or for the disk is not
+ * counted as the upstream stalling.
  */
 const RETAIN = 32 * 1024 * 1024;
 /**
@@ -40,7 +49,13 @@ export interface FillResult {
 }
 
 export class BlobFill {
-  private readonly subscribers = new Set<PassThrough>();
+  /**
+   * Clients on the live stream: the bytes written to each so far, and how many it may have queued
+   * before it counts as behind (CLIENT_AHEAD, plus the start replayed to a client that came late).
+   */
+  private readonly subscribers = new Map<PassThrough, { sent: number; allowance: number }>();
+  /** Clients let go of the live stream, with the offset they continue from (catch-up). */
+  private readonly detached = new Map<PassThrough, number>();
   private readonly retained: Buffer[] = [];
   private retainedBytes = 0;
   private overflow = false;
@@ -68,6 +83,8 @@ export class BlobFill {
     private readonly stallMs: number,
     /** Publishes the verified, committed bytes at their digest (links and schedules them). */
     private readonly publish: (r: FillResult) => Promise<void>,
+    /** The published blob from `offset` on: the rest of a detached client's bytes. */
+    private readonly openCached: (offset: number) => Promise<Readable>,
     /** Most bytes the blob may have (max_layer_size; 0 or absent: none): an endless body is cut there. */
     private readonly maxBytes = 0,
   ) {
@@ -87,10 +104,43 @@ export class BlobFill {
       enable: () => undefined,
       give: (piece) => this.release(piece),
     });
+    this.subscribers.set(pt, { sent: 0, allowance: CLIENT_AHEAD + this.retainedBytes });
     for (const c of this.retained) this.send(pt, c);
-    this.subscribers.add(pt);
-    pt.once('close', () => this.subscribers.delete(pt));
+    pt.once('close', () => {
+      this.subscribers.delete(pt);
+      this.detached.delete(pt);
+    });
     return pt;
+  }
+
+  /** Clients on the live stream and let go of it (tests). */
+  get clients(): { readonly live: number; readonly detached: number } {
+    return { live: this.subscribers.size, detached: this.detached.size };
+  }
+
+  /** Let a client go of the live stream: it continues from the cached blob once the fill is done. */
+  private detach(pt: PassThrough): void {
+    const live = this.subscribers.get(pt);
+    if (live === undefined) return;
+    this.subscribers.delete(pt);
+    this.detached.set(pt, live.sent);
+  }
+
+  /** The rest of each detached client's bytes, from the published blob. */
+  private catchUp(): void {
+    for (const [pt, offset] of this.detached) {
+      if (pt.destroyed) continue;
+      void this.openCached(offset).then(
+        (r) => {
+          if (pt.destroyed) return void r.destroy();
+          r.once('error', (e) => pt.destroy(e));
+          pt.once('close', () => r.destroy());
+          r.pipe(pt);
+        },
+        (e: unknown) => pt.destroy(e instanceof Error ? e : new Error(String(e))),
+      );
+    }
+    this.detached.clear();
   }
 
   private hold(piece: Buffer, n = 1): void {
@@ -111,6 +161,8 @@ export class BlobFill {
   private send(pt: PassThrough, piece: Buffer): void {
     this.hold(piece);
     pt.write(piece);
+    const live = this.subscribers.get(pt);
+    if (live) live.sent += piece.length;
   }
 
   private dropRetained(): void {
@@ -120,7 +172,11 @@ export class BlobFill {
     this.retainedBytes = 0;
   }
 
-  /** Hand a chunk to every client; a promise when one of them has too much queued (wait for it). */
+  /**
+   * Hand a chunk to every client on the live stream. Clients with more than CLIENT_AHEAD queued are
+   * let go of it while another keeps up; when all of them are behind, a promise that resolves once
+   * one reads on, or after the stall time (every client is then let go of it).
+   */
   private broadcast(chunk: Buffer): Promise<unknown> | undefined {
     if (!this.overflow) {
       if (this.retainedBytes + chunk.length <= RETAIN && retainBudget.used + chunk.length <= retainBudget.limit) {
@@ -133,25 +189,41 @@ export class BlobFill {
         this.dropRetained();
       }
     }
-    const waits: Promise<void>[] = [];
-    for (const pt of this.subscribers) {
-      if (pt.destroyed) continue;
-      // the slowest client paces the download (as a single client would): memory stays bounded
+    const behind: PassThrough[] = [];
+    let keepingUp = 0;
+    for (const [pt, live] of [...this.subscribers]) {
+      if (pt.destroyed) {
+        this.subscribers.delete(pt);
+        continue;
+      }
       this.send(pt, chunk);
-      if (pt.writableLength > CLIENT_AHEAD)
-        waits.push(
-          new Promise((r) => {
-            const go = (): void => {
-              pt.off('drain', go);
-              pt.off('close', go);
-              r();
-            };
-            pt.on('drain', go);
-            pt.on('close', go);
-          }),
-        );
+      if (pt.writableLength > live.allowance) behind.push(pt);
+      else keepingUp++;
     }
-    return waits.length > 0 ? Promise.all(waits) : undefined;
+    if (behind.length === 0) return undefined;
+    if (keepingUp > 0) {
+      for (const pt of behind) this.detach(pt);
+      return undefined;
+    }
+    // every client is behind: the first one to read on sets the pace, for the stall time at most
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        for (const pt of behind) {
+          pt.off('drain', done);
+          pt.off('close', done);
+        }
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        for (const pt of behind) this.detach(pt);
+        done();
+      }, this.stallMs);
+      for (const pt of behind) {
+        pt.on('drain', done);
+        pt.on('close', done);
+      }
+    });
   }
 
   /** Pump the upstream answer's body. Resolves/rejects `done`; never throws itself. */
@@ -179,9 +251,11 @@ export class BlobFill {
       let held: Buffer | undefined;
       // one timer per fill, not one per chunk: it checks when the last bytes came
       let last = Date.now();
+      // paused for the clients or the disk: not the upstream's stall
+      let waiting = false;
       stall = setInterval(
         () => {
-          if (Date.now() - last > this.stallMs) res.destroy(new Error(`upstream body stalled for ${this.stallMs} ms`));
+          if (!waiting && Date.now() - last > this.stallMs) res.destroy(new Error(`upstream body stalled for ${this.stallMs} ms`));
         },
         Math.max(50, this.stallMs / 4),
       );
@@ -205,8 +279,13 @@ export class BlobFill {
             held = chunk;
             if (waitFile || waitClients) {
               res.pause();
+              waiting = true;
               Promise.all([waitFile, waitClients]).then(
-                () => res.resume(),
+                () => {
+                  waiting = false;
+                  last = Date.now();
+                  res.resume();
+                },
                 (e: unknown) => res.destroy(e as Error),
               );
             }
@@ -237,11 +316,12 @@ export class BlobFill {
         this.release(last);
       }
       this.dropRetained();
-      for (const pt of this.subscribers) pt.end();
+      for (const pt of this.subscribers.keys()) pt.end();
       await writer.commit();
       const result = { size: this.received, uploadKey, uuid };
       await this.publish(result);
       this.settle.resolve(result);
+      this.catchUp();
     } catch (e) {
       this.finished = true;
       this.pool = undefined;
@@ -252,7 +332,8 @@ export class BlobFill {
       await this.driver.delete(keys.uploadDir(uuid)).catch(() => undefined);
       const err = e instanceof Error ? e : new Error(String(e));
       // (after a verified blob, a failed commit leaves the clients' complete streams alone)
-      for (const pt of this.subscribers) if (!pt.writableEnded) pt.destroy(err);
+      for (const pt of [...this.subscribers.keys(), ...this.detached.keys()]) if (!pt.writableEnded) pt.destroy(err);
+      this.detached.clear();
       this.settle.reject(err);
     }
   }

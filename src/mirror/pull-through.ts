@@ -289,6 +289,7 @@ export class PullThrough {
         const exp = this.expires();
         if (exp !== undefined) await this.schedule.schedule('blob', t.local, digest, exp);
       },
+      (offset) => blobs.open(digest, offset),
       maxBlobSize,
     );
     fill.done.catch((e: unknown) => this.deps.log?.warn('mirror: blob from upstream not cached', { name: t.local, digest, err: String(e) }));

@@ -641,6 +641,134 @@ describe('mirror: many distinct uncached blobs at once (upstream connections)', 
   });
 });
 
+/** A GET whose answer is not read until `resume` is called: the response and a promise of its whole body. */
+function pausedGet(base: string, path: string): Promise<{ res: IncomingMessage; body: () => Promise<Buffer> }> {
+  const u = new URL(base);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: u.hostname, port: u.port, path, agent: false }, (res) => {
+      res.pause();
+      resolve({
+        res,
+        body: () =>
+          new Promise<Buffer>((ok, fail) => {
+            const parts: Buffer[] = [];
+            res.on('data', (c: Buffer) => parts.push(c));
+            res.once('end', () => ok(Buffer.concat(parts)));
+            res.once('error', fail);
+            res.once('aborted', () => fail(new Error('aborted')));
+            res.resume();
+          }),
+      });
+    });
+    req.once('error', reject);
+    req.end();
+  });
+}
+
+describe('mirror: a client that stops reading a shared blob download', { timeout: 90_000 }, () => {
+  let up: Hostile;
+  let mirror: TestServer;
+  // far more than a client's queue, the sockets' buffers and the start kept for late clients together
+  const blob = randomBytes(96 * 1024 * 1024);
+  const digest = sha(blob);
+  let upstreamDone: Promise<void>;
+
+  before(async () => {
+    up = await hostile();
+    mirror = await startTestServer({
+      standalone: true,
+      v2: true,
+      mirror: { upstreams: [{ url: up.url }], ttl: 0, negative_ttl: 0, timeout: 1, breaker_failures: 0 },
+    });
+  });
+  after(() =>
+    cleanup(
+      () => mirror?.stop(),
+      () => up?.close(),
+    ),
+  );
+
+  /** The upstream serves the blob at full speed; `upstreamDone` resolves when all of it was taken. */
+  const serve = (): void => {
+    let finished!: () => void;
+    upstreamDone = new Promise((r) => (finished = r));
+    up.handler = (req, res) => {
+      if (req.method !== 'GET' || req.url !== `/v2/slow/client/blobs/${digest}`) {
+        res.statusCode = 404;
+        res.end();
+        return;
+      }
+      res.writeHead(200, { 'Content-Length': String(blob.length) });
+      res.once('finish', finished);
+      let off = 0;
+      const go = (): void => {
+        while (off < blob.length) {
+          const piece = blob.subarray(off, off + 1024 * 1024);
+          off += piece.length;
+          if (!res.write(piece)) return void res.once('drain', go);
+        }
+        res.end();
+      };
+      go();
+    };
+  };
+
+  it('does not pace or stall the download for a client that reads; it gets its bytes later, whole', async () => {
+    serve();
+    const path = `/v2/slow/client/blobs/${digest}`;
+    const stuck = await pausedGet(mirror.url, path);
+    assert.equal(stuck.res.statusCode, 200);
+    // a second client of the same fill, reading at once: neither paced by the stuck one nor cut when
+    // the download waits past the mirror's 1 s stall time
+    const started = Date.now();
+    const reader = await within(20_000, request(mirror.url, path));
+    assert.ok(typeof reader === 'object' && !(reader instanceof Error), `the reading client got ${String(reader)}`);
+    assert.equal(reader.status, 200);
+    assert.equal(reader.body.length, blob.length, 'the reading client got the whole blob');
+    assert.equal(sha(reader.body), digest);
+    const took = Date.now() - started;
+    await within(
+      5_000,
+      upstreamDone.then(() => ({ status: 0 }) as unknown as Response),
+    );
+    assert.equal(up.seen.filter((s) => s.line === `GET ${path}`).length, 1, 'one upstream download for both clients');
+    // the stuck client, after all that time: the rest of its bytes come from the cached blob
+    await new Promise((r) => setTimeout(r, 1_500));
+    const rest = await stuck.body();
+    assert.equal(rest.length, blob.length, `the slow client got ${rest.length} of ${blob.length} bytes (the reader took ${took} ms)`);
+    assert.equal(sha(rest), digest);
+  });
+
+  it('a client alone that stops reading for longer than the stall time: the download goes on, the client gets every byte', async () => {
+    // a new name: not the blob the first case cached
+    const path = `/v2/slow/alone/blobs/${digest}`;
+    let finished!: () => void;
+    const done = new Promise<void>((r) => (finished = r));
+    const inner = up.handler;
+    up.handler = (req, res) => {
+      if (req.url === path) {
+        res.writeHead(200, { 'Content-Length': String(blob.length) });
+        res.once('finish', finished);
+        res.end(blob);
+        return;
+      }
+      inner(req, res);
+    };
+    const stuck = await pausedGet(mirror.url, path);
+    assert.equal(stuck.res.statusCode, 200);
+    let timer: NodeJS.Timeout | undefined;
+    const taken = await Promise.race([done.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 8_000)))]);
+    clearTimeout(timer);
+    assert.ok(taken, 'the upstream download finished while the client was not reading');
+    const rest = await stuck.body();
+    assert.equal(rest.length, blob.length);
+    assert.equal(sha(rest), digest);
+    const again = await request(mirror.url, path);
+    assert.equal(again.status, 200);
+    assert.equal(sha(again.body), digest, 'cached');
+  });
+});
+
 describe('mirror against a hostile upstream: blobs past max_layer_size', { timeout: 60_000 }, () => {
   let up: Hostile;
   let mirror: TestServer;

@@ -66,10 +66,15 @@ export function plainGet(url: URL, headers: Record<string, string>, opts: { piec
       } else if (answer && !answer.body.destroyed) answer.body.destroy(e);
       socket.destroy();
     };
+    /** When the socket last went on reading after a pause: the idle time counts from there. */
+    let resumedAt = 0;
     const body = new Readable({
       highWaterMark: 2 * opts.piece,
       read: () => {
-        if (socket.isPaused()) socket.resume();
+        if (socket.isPaused()) {
+          resumedAt = Date.now();
+          socket.resume();
+        }
       },
       destroy: (err, cb) => {
         socket.destroy();
@@ -179,10 +184,14 @@ export function plainGet(url: URL, headers: Record<string, string>, opts: { piec
         },
       },
     });
-    // idle while the consumer holds us paused is not the store's fault
-    socket.setTimeout(opts.timeoutMs, () => {
-      if (!socket.isPaused()) fail(new Error(`s3: no data for ${opts.timeoutMs / 1000} s on GET`));
-    });
+    // idle while the consumer holds us paused is not the store's fault, nor is the time since it let
+    // us go on; then the timer is armed again (a socket's timeout fires once per idle stretch, so a
+    // store that stalls after a pause would otherwise never be caught)
+    const idle = (): void => {
+      if (socket.isPaused() || Date.now() - resumedAt < opts.timeoutMs) socket.setTimeout(opts.timeoutMs, idle);
+      else fail(new Error(`s3: no data for ${opts.timeoutMs / 1000} s on GET`));
+    };
+    socket.setTimeout(opts.timeoutMs, idle);
     socket.once('error', (e) => fail(e));
     socket.once('close', () => {
       if (!settled) fail(new Error('s3: connection closed before the answer'));

@@ -149,4 +149,53 @@ describe('plainGet: the body read straight into pieces', () => {
       server.close();
     }
   });
+  it('a consumer that pauses longer than the timeout: no error when it reads on, and a stall after the pause is still caught', async () => {
+    const piece = 65_536;
+    const first = randomBytes(8 * piece);
+    const rest = randomBytes(3 * piece);
+    let readOn!: () => void;
+    const resumed = new Promise<void>((r) => (readOn = r));
+    let stall = false;
+    const { url, server } = await serve(async (sock) => {
+      sock.write(`HTTP/1.1 200 OK\r\nContent-Length: ${first.length + rest.length + (stall ? 1 : 0)}\r\n\r\n`);
+      sock.write(first);
+      // the rest a moment after the consumer reads on: less than the timeout after it, more after the
+      // last bytes before the pause
+      await resumed;
+      await new Promise((r) => setTimeout(r, 150));
+      sock.write(rest);
+      // (stall: one byte never comes)
+    });
+    try {
+      for (const stalls of [false, true]) {
+        stall = stalls;
+        const a = await plainGet(url, {}, { piece, timeoutMs: 300 });
+        a.body.pause();
+        // more than the timeout without reading: the socket is paused meanwhile
+        await new Promise((r) => setTimeout(r, 600));
+        readOn();
+        a.body.resume();
+        const t = Date.now();
+        if (!stalls) {
+          const { data } = await readAll(a.body);
+          assert.equal(sha(data), sha(Buffer.concat([first, rest])));
+        } else {
+          let timer: NodeJS.Timeout | undefined;
+          const outcome = await Promise.race([
+            readAll(a.body).then(
+              () => 'ended',
+              (e: Error) => e.message,
+            ),
+            new Promise<string>((r) => (timer = setTimeout(() => r('still waiting after 3 s'), 3_000))),
+          ]);
+          clearTimeout(timer);
+          a.body.destroy();
+          assert.match(outcome, /no data for 0.3 s/, 'a stall after the pause is an error within a few timeouts');
+          assert.ok(Date.now() - t < 3_000);
+        }
+      }
+    } finally {
+      server.close();
+    }
+  });
 });
