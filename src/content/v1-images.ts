@@ -32,6 +32,8 @@ export interface StagedImage {
   readonly id: string;
   readonly json: Buffer;
   readonly link: LayerLink;
+  /** The checksum record (payload, and the tarsum that verified): written with the link at publishImported. */
+  readonly checksum: Buffer;
   /** The records written without a flush: to make durable before publishImported. */
   readonly keys: readonly string[];
   /**
@@ -363,11 +365,15 @@ export class V1Images {
    * The importer's write of a whole image, made durable in batches with other images (issue 16:
    * a flush per record cost ~10 fsyncs per image). Three steps, the caller flushing between them
    * (StorageDriver.syncKeys, once for many images):
-   * 1. stageImport: the in-progress mark, the ancestry, the layer (into the blob store, durable as
-   *    on every push), its link and the checksum record, none of them flushed. No json yet: the id
+   * 1. stageImport: the in-progress mark, the ancestry and the layer's bytes (staged, or into the
+   *    blob store), none of them flushed; the layer is hashed and verified. No json yet: the id
    *    resolves to nothing, and the mark says "not done" to whoever finds the records.
-   * 2. once those keys are durable, publishImported writes the json (not flushed either);
-   * 3. once the json is durable, completeImported removes the mark: only then is the image served.
+   * 2. once the mark is durable, publishImported moves staged bytes to their digest and, under the
+   *    image's lock, writes the layer's link, the checksum record and the json (not flushed either);
+   * 3. still under that lock, once those are durable, it removes the mark: only then is the image
+   *    served.
+   * The image's lock (a StorageLock: a live server on the same storage takes the same) is taken
+   * twice per image, and publishImported checks that the mark is still this import's.
    * A crash anywhere leaves either no json, or the json with the mark durably before it, so the
    * image is never served half written; the next import finds it incomplete and writes it again.
    * `ancestry` is the chain [id, parent, …] the tree recorded; the json's parent must be its second
@@ -398,7 +404,7 @@ export class V1Images {
     const parent = obj.parent === null || obj.parent === '' ? undefined : obj.parent;
     if (ancestry[0] !== id || parent !== ancestry[1]) throw new RegistryError('PARENT_MISSING', 'the json names another parent than the ancestry');
     const lazy = { durable: !this.driver.syncKeys };
-    const staged = [keys.inProgress(scope, id), keys.ancestry(scope, id), keys.layerLink(scope, id), keys.clientChecksum(scope, id)];
+    const staged = [keys.inProgress(scope, id), keys.ancestry(scope, id)];
     const mark = Buffer.from(`import ${randomBytes(12).toString('hex')}`);
     await this.locks.run(this.lockKey(scope, id), async () => {
       if (await this.isComplete(scope, id)) throw new RegistryError('IMAGE_EXISTS');
@@ -451,23 +457,19 @@ export class V1Images {
       throw e;
     }
     const verdict = opts.verify(link);
-    try {
-      if (verdict.bad) {
+    if (verdict.bad) {
+      try {
         await this.discardIncomplete(scope, id, mark);
+      } finally {
         if (staging) await this.blobs.discardStaged(staging);
-        return { bad: verdict.bad };
       }
-      await this.locks.run(this.lockKey(scope, id), async () => {
-        if (!(await this.marked(scope, id, mark))) throw new RegistryError('IMAGE_UPLOADING', IMPORT_OVERTAKEN);
-        await this.driver.putContent(keys.layerLink(scope, id), Buffer.from(JSON.stringify(link)), lazy);
-        const record = { payload: link.payload, ...(verdict.tarsum ? { tarsum: verdict.tarsum } : {}) };
-        await this.driver.putContent(keys.clientChecksum(scope, id), Buffer.from(JSON.stringify(record)), lazy);
-      });
-    } catch (e) {
-      if (staging) await this.blobs.discardStaged(staging);
-      throw e;
+      return { bad: verdict.bad };
     }
-    return { staged: { scope, id, json, link, mark, keys: staging ? [...staged, staging.uploadKey] : staged, ...(staging ? { blob: staging } : {}) } };
+    // the link and the checksum record are written with the json (publishImported), under one lock
+    const checksum = Buffer.from(JSON.stringify({ payload: link.payload, ...(verdict.tarsum ? { tarsum: verdict.tarsum } : {}) }));
+    return {
+      staged: { scope, id, json, link, checksum, mark, keys: staging ? [...staged, staging.uploadKey] : staged, ...(staging ? { blob: staging } : {}) },
+    };
   }
 
   /** Whether the image's in-progress mark is `mark` (an import's own: stageImport). */
@@ -477,42 +479,35 @@ export class V1Images {
   }
 
   /**
-   * Whether the records of a staged image are still the import's: its mark, its layer link and (once
-   * published) its json. A client pushing the same id into the same repository meanwhile (a live
-   * server on the same storage) replaced one of them. Called under the image's lock.
+   * Steps 2 and 3 of an import (stageImport), once the staged keys (the mark first) are durable,
+   * under one hold of the image's lock: the layer's link, the checksum record and the json are
+   * written (not flushed), `flush` makes them durable (the caller's batch: one flush for many
+   * images, so the lock is held until it is done), and the mark goes: from then on the image is
+   * served. The layer's staged bytes are moved to their digest first, whatever follows (content
+   * addressed, durable before the move). False, with no record written, when a client's push of the
+   * same id took the image over since it was staged (its mark, or its layer); `flush` is then not
+   * called, nor when this throws before it.
    */
-  private async stillStaged(s: StagedImage, published: boolean): Promise<boolean> {
-    if (!(await this.marked(s.scope, s.id, s.mark))) return false;
-    const link = await this.read(keys.layerLink(s.scope, s.id));
-    if (!link || !link.equals(Buffer.from(JSON.stringify(s.link)))) return false;
-    if (!published) return true;
-    const json = await this.read(keys.imageJson(s.scope, s.id));
-    return json !== undefined && json.equals(s.json);
-  }
-
-  /**
-   * Step 2 of an import (stageImport), once the staged keys are durable: the layer's bytes at their
-   * digest (when staged) and the json. Returns the keys to flush before completeImported.
-   */
-  async publishImported(s: StagedImage): Promise<string[] | undefined> {
-    // the bytes at their digest whatever follows: content-addressed, and durable before the move
+  async publishImported(s: StagedImage, flush: (keys: readonly string[]) => Promise<void>): Promise<boolean> {
+    const lazy = { durable: !this.driver.syncKeys };
     const published = s.blob ? [await this.blobs.publishStaged(s.blob)] : [];
     return this.locks.run(this.lockKey(s.scope, s.id), async () => {
-      // a client's push of this id took the image over (its json, its layer): left to that push
-      if (!(await this.stillStaged(s, false))) return undefined;
-      await this.driver.putContent(keys.imageJson(s.scope, s.id), s.json, { durable: !this.driver.syncKeys });
-      return [...published, keys.imageJson(s.scope, s.id)];
-    });
-  }
-
-  /**
-   * Step 3 of an import (stageImport): the mark goes, once the json is durable; the image is served
-   * from now on. False, with nothing changed, when a client's push of the same id took the image over
-   * meanwhile (its mark, json or layer): removing that push's mark would serve half of it.
-   */
-  async completeImported(s: StagedImage): Promise<boolean> {
-    return this.locks.run(this.lockKey(s.scope, s.id), async () => {
-      if (!(await this.stillStaged(s, true))) return false;
+      // stageImport removed the link under this mark: a link now is a push's PUT layer
+      if (!(await this.marked(s.scope, s.id, s.mark))) return false;
+      if ((await this.read(keys.layerLink(s.scope, s.id))) !== undefined) return false;
+      const link = Buffer.from(JSON.stringify(s.link));
+      await this.driver.putContent(keys.layerLink(s.scope, s.id), link, lazy);
+      await this.driver.putContent(keys.clientChecksum(s.scope, s.id), s.checksum, lazy);
+      await this.driver.putContent(keys.imageJson(s.scope, s.id), s.json, lazy);
+      await flush([...published, keys.layerLink(s.scope, s.id), keys.clientChecksum(s.scope, s.id), keys.imageJson(s.scope, s.id)]);
+      // a push waits for this lock; the records can only have changed if it was broken meanwhile
+      // (a pause past the lease): then the mark stays, and the image is left to the push
+      const [mark, nowLink, json] = await Promise.all([
+        this.read(keys.inProgress(s.scope, s.id)),
+        this.read(keys.layerLink(s.scope, s.id)),
+        this.read(keys.imageJson(s.scope, s.id)),
+      ]);
+      if (!mark?.equals(s.mark) || !nowLink?.equals(link) || !json?.equals(s.json)) return false;
       await this.remove(keys.inProgress(s.scope, s.id));
       return true;
     });

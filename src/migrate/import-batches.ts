@@ -3,8 +3,6 @@ import type { StagedImage, V1Images } from '../content/v1-images.js';
 
 /** Images made durable together (each flush costs two syncs, whatever the number of images in it). */
 export const BATCH_IMAGES = 64;
-/** publishImported / completeImported calls in flight at once. */
-const PARALLEL = 8;
 /** Work queued with afterVisible run at once after a flush. */
 const AFTER_PARALLEL = 4;
 
@@ -74,20 +72,22 @@ export class ImportBatches {
   private async commit(batch: readonly StagedImage[], after: readonly (() => Promise<void>)[]): Promise<void> {
     if (batch.length > 0) {
       await this.sync(batch.flatMap((s) => s.keys));
-      const jsons: string[] = [];
-      const published = new Set<StagedImage>();
-      await each(batch, async (s) => {
-        const keys = await this.images.publishImported(s);
-        if (keys) {
-          jsons.push(...keys);
-          published.add(s);
-        } else this.overtaken.set(imageKey(s.scope?.full, s.id), s);
-      });
-      await this.sync(jsons);
-      await each(batch, async (s) => {
-        if (!published.has(s) || !(await this.images.completeImported(s))) this.overtaken.set(imageKey(s.scope?.full, s.id), s);
-        this.unflushed.delete(imageKey(s.scope?.full, s.id));
-      });
+      // every image of the batch at once, each holding its lock until the one flush of all their
+      // records (publishImported): all of them must reach the flush, or give up, for it to run
+      const flush = new FlushBarrier(batch.length, (keys) => this.sync(keys));
+      await Promise.all(
+        batch.map(async (s) => {
+          const part = flush.member();
+          let visible: boolean;
+          try {
+            visible = await this.images.publishImported(s, part.arrive);
+          } finally {
+            part.leave();
+          }
+          if (!visible) this.overtaken.set(imageKey(s.scope?.full, s.id), s);
+          this.unflushed.delete(imageKey(s.scope?.full, s.id));
+        }),
+      );
       this.flushes++;
     }
     // a repository's tags and index entries each (several at once, as the repositories were)
@@ -102,7 +102,46 @@ export class ImportBatches {
 
 const imageKey = (scope: string | undefined, id: string): string => `${scope ?? ''}\n${id}`;
 
-async function each<T>(items: readonly T[], fn: (item: T) => Promise<void>, limit = PARALLEL): Promise<void> {
+/**
+ * One flush for the records of many images, each written under its own lock: every image either
+ * arrives with its keys (and waits for the flush) or is done without them; once all of them are
+ * one or the other, the keys are flushed and every arrival goes on (or fails with the flush).
+ */
+class FlushBarrier {
+  private readonly keys: string[] = [];
+  private pending: number;
+  private open!: () => void;
+  private readonly flushed: Promise<void>;
+
+  constructor(count: number, flush: (keys: readonly string[]) => Promise<void>) {
+    this.pending = count;
+    const all = new Promise<void>((r) => (this.open = r));
+    this.flushed = all.then(() => flush(this.keys));
+    // the arrivals get the error (the batch's commit rejects with it)
+    this.flushed.catch(() => undefined);
+    if (count === 0) this.open();
+  }
+
+  /** One image's part: arrive with its keys (resolves once they are durable), and leave when done. */
+  member(): { arrive: (keys: readonly string[]) => Promise<void>; leave: () => void } {
+    let counted = false;
+    const count = (): void => {
+      if (counted) return;
+      counted = true;
+      if (--this.pending === 0) this.open();
+    };
+    return {
+      arrive: (keys) => {
+        this.keys.push(...keys);
+        count();
+        return this.flushed;
+      },
+      leave: count,
+    };
+  }
+}
+
+async function each<T>(items: readonly T[], fn: (item: T) => Promise<void>, limit: number): Promise<void> {
   let next = 0;
   await Promise.all(
     Array.from({ length: Math.min(limit, items.length) }, async () => {

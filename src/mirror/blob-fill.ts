@@ -113,11 +113,6 @@ export class BlobFill {
     return pt;
   }
 
-  /** Clients on the live stream and let go of it (tests). */
-  get clients(): { readonly live: number; readonly detached: number } {
-    return { live: this.subscribers.size, detached: this.detached.size };
-  }
-
   /** Let a client go of the live stream: it continues from the cached blob once the fill is done. */
   private detach(pt: PassThrough): void {
     const live = this.subscribers.get(pt);

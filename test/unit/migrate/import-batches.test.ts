@@ -16,6 +16,7 @@ import { keys } from '../../../src/content/keys.js';
 import { parseRepoName } from '../../../src/content/names.js';
 import { ImportBatches } from '../../../src/migrate/import-batches.js';
 import { StorageLock } from '../../../src/content/storage-lock.js';
+import { RegistryError } from '../../../src/errors/index.js';
 
 /**
  * A storage that remembers what a crash could leave behind: for every key, the value it had when
@@ -401,29 +402,47 @@ describe('import beside a live server: a client pushing the same image id into t
   );
 
   it(
-    'a push that starts between the json and the mark removal is not completed by the import',
+    'a push that starts while the import makes the image visible waits for it, then finds the image there',
     live(async (t) => {
       const s = await t.stage();
-      assert.ok(await t.importer.publishImported(s));
-      await t.pushTheirs('json');
-      assert.equal(await t.importer.completeImported(s), false);
-      assert.equal(await t.served(), 'none', "the client's half push is not served");
-      await t.pushTheirs('layer');
-      await t.server.putChecksum(repo, t.img.id, t.payloadOf(t.theirs.json, t.theirs.layer), undefined);
-      assert.equal(await t.served(), 'theirs');
+      let push: Promise<unknown> | undefined;
+      let flushed = false;
+      const visible = await t.importer.publishImported(s, async () => {
+        // the json is written, the mark still there: the client's PUT json now waits for the lock
+        push = t.server.putJson(repo, t.img.id, t.theirs.json).then(
+          () => 'stored',
+          (e: unknown) => e,
+        );
+        await new Promise((r) => setTimeout(r, 200));
+        flushed = true;
+      });
+      assert.equal(visible, true);
+      const outcome = await push;
+      assert.ok(flushed);
+      assert.ok(outcome instanceof RegistryError && outcome.code === 'IMAGE_EXISTS', `the push got ${String(outcome)}`);
+      assert.equal(await t.served(), 'ours', "the import's image, whole");
     }),
   );
 
   it(
-    "a push's layer landing after the import's own is not published with the import's json",
+    "a push's layer landing after the import staged the image: the import writes nothing",
     live(async (t) => {
       // the client pushed the json the tree has, then its own layer bytes, while the image was staged
       const s = await t.stage();
       await t.server.putJson(repo, t.img.id, t.img.json).catch(() => undefined);
       await t.server.putLayer(repo, t.img.id, Readable.from([t.theirs.layer]), t.theirs.layer.length);
-      const keys = await t.importer.publishImported(s);
-      if (keys) assert.equal(await t.importer.completeImported(s), false);
+      let flushed = false;
+      assert.equal(
+        await t.importer.publishImported(s, async () => {
+          flushed = true;
+        }),
+        false,
+      );
+      assert.equal(flushed, false, 'nothing of the import to flush');
       assert.equal(await t.served(), 'none');
+      // the client's push completes as its own
+      await t.server.putChecksum(repo, t.img.id, t.payloadOf(t.img.json, t.theirs.layer), undefined);
+      assert.equal(await t.served(), 'ours', "the tree's json (the client pushed the same) with the client's layer");
     }),
   );
 
