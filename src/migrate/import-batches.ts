@@ -44,8 +44,11 @@ export class ImportBatches {
   private readonly unflushed = new Set<string>();
 
   add(s: StagedImage): void {
+    const key = imageKey(s.scope?.full, s.id);
+    // twice in one flush, its two publishImported would wait for each other's lock at the barrier
+    if (this.unflushed.has(key)) throw new Error(`image ${s.id} staged twice before it was visible`);
     this.pending.push(s);
-    this.unflushed.add(imageKey(s.scope?.full, s.id));
+    this.unflushed.add(key);
     if (this.pending.length >= this.max) void this.flush().catch(() => undefined); // the error is the final flush's
   }
 
