@@ -491,23 +491,22 @@ export class V1Images {
   async publishImported(s: StagedImage, flush: (keys: readonly string[]) => Promise<void>): Promise<boolean> {
     const lazy = { durable: !this.driver.syncKeys };
     const published = s.blob ? [await this.blobs.publishStaged(s.blob)] : [];
+    const linkKey = keys.layerLink(s.scope, s.id);
+    const checksumKey = keys.clientChecksum(s.scope, s.id);
+    const jsonKey = keys.imageJson(s.scope, s.id);
     return this.locks.run(this.lockKey(s.scope, s.id), async () => {
       // stageImport removed the link under this mark: a link now is a push's PUT layer
       if (!(await this.marked(s.scope, s.id, s.mark))) return false;
-      if ((await this.read(keys.layerLink(s.scope, s.id))) !== undefined) return false;
+      if ((await this.read(linkKey)) !== undefined) return false;
       const link = Buffer.from(JSON.stringify(s.link));
-      await this.driver.putContent(keys.layerLink(s.scope, s.id), link, lazy);
-      await this.driver.putContent(keys.clientChecksum(s.scope, s.id), s.checksum, lazy);
-      await this.driver.putContent(keys.imageJson(s.scope, s.id), s.json, lazy);
-      await flush([...published, keys.layerLink(s.scope, s.id), keys.clientChecksum(s.scope, s.id), keys.imageJson(s.scope, s.id)]);
+      await this.driver.putContent(linkKey, link, lazy);
+      await this.driver.putContent(checksumKey, s.checksum, lazy);
+      await this.driver.putContent(jsonKey, s.json, lazy);
+      await flush([...published, linkKey, checksumKey, jsonKey]);
       // a push waits for this lock; the records can only have changed if it was broken meanwhile
       // (a pause past the lease): then the mark stays, and the image is left to the push
-      const [mark, nowLink, json] = await Promise.all([
-        this.read(keys.inProgress(s.scope, s.id)),
-        this.read(keys.layerLink(s.scope, s.id)),
-        this.read(keys.imageJson(s.scope, s.id)),
-      ]);
-      if (!mark?.equals(s.mark) || !nowLink?.equals(link) || !json?.equals(s.json)) return false;
+      const [ours, nowLink, json] = await Promise.all([this.marked(s.scope, s.id, s.mark), this.read(linkKey), this.read(jsonKey)]);
+      if (!ours || !nowLink?.equals(link) || !json?.equals(s.json)) return false;
       await this.remove(keys.inProgress(s.scope, s.id));
       return true;
     });
