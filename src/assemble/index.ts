@@ -45,6 +45,7 @@ export async function assembleIndex(site: Site): Promise<IndexServices | undefin
     signupActive: config.signup_active,
     bcryptCost: config.bcrypt_cost,
     log,
+    mirroredNamespaces: new Set((config.mirror?.upstreams ?? []).map((u) => u.prefix.split('/')[0]!).filter((ns) => ns !== '')),
   });
   const key = await loadSigningKey(db, config.token_signing_key);
   const issuer = new V2TokenIssuer(key, { issuer: config.token_issuer, ttl: config.v2_token_ttl });

@@ -25,6 +25,12 @@ export interface IndexOptions {
   readonly bcryptCost: number;
   /** Where login lockouts are reported. */
   readonly log?: Logger;
+  /**
+   * The namespaces of the pull-through mirror's prefixes (`hub/` → `hub`): their names have no
+   * record here, so the index's rule gives them to whoever owns the namespace. They belong to the
+   * operator: nobody makes them theirs by signing up or creating an organization.
+   */
+  readonly mirroredNamespaces?: ReadonlySet<string>;
 }
 
 const USERNAME = /^[a-z0-9_]{4,30}$/;
@@ -52,9 +58,7 @@ export class IndexService {
     }
     // An existing account is the normal login path of 1.x clients: answer that first.
     if (await findUserByName(this.db, username)) throw new RegistryError('USER_EXISTS');
-    // A namespace that already holds repositories (an admin's push, a deleted account's or
-    // organization's leftovers) belongs to someone: nobody inherits it by signing up after the fact.
-    if (await this.db('repositories').where({ namespace: username }).first('id')) throw new RegistryError('USER_EXISTS');
+    if (await this.namespaceHeld(username)) throw new RegistryError('USER_EXISTS');
     if (!this.opts.signup) throw new RegistryError('SIGNUP_DISABLED');
     if (!USERNAME.test(username)) throw new RegistryError('USER_INVALID', 'Invalid username: 4 to 30 characters of a-z, 0-9 and _');
     if (RESERVED.has(username)) throw new RegistryError('USER_INVALID', 'This username is reserved');
@@ -103,6 +107,17 @@ export class IndexService {
     await clearLoginFailures(this.db, creds.username, { address });
     if (!user.active && !opts.allowInactive) throw new RegistryError('ACCOUNT_INACTIVE');
     return user;
+  }
+
+  /**
+   * Whether a namespace belongs to someone though no account or organization has its name: it
+   * holds repositories (an admin's push, a deleted account's or organization's leftovers) or it is
+   * a mirror prefix's (cached upstream images, and what the mirror's credentials fetch). Nobody
+   * inherits it by signing up or creating an organization after the fact.
+   */
+  async namespaceHeld(namespace: string): Promise<boolean> {
+    if (this.opts.mirroredNamespaces?.has(namespace)) return true;
+    return (await this.db('repositories').where({ namespace }).first('id')) !== undefined;
   }
 
   async findUser(id: number): Promise<User | undefined> {

@@ -777,8 +777,8 @@ export function webRouter(deps: WebDeps): Router {
       const name = (form(ctx).get('name') ?? '').trim();
       if (!/^[a-z0-9_]{2,30}$/.test(name))
         return accountPage(ctx, id, 400, { kind: 'error', text: 'An organization name is 2 to 30 characters of a-z, 0-9 and _.' });
-      // a namespace that already holds repositories belongs to someone (as for signup)
-      if (name === 'library' || (await db('repositories').where({ namespace: name }).first('id'))) {
+      // a namespace that holds repositories, or a mirror prefix's, belongs to someone (as for signup)
+      if (name === 'library' || (await index.namespaceHeld(name))) {
         return accountPage(ctx, id, 409, { kind: 'error', text: 'That name is taken.' });
       }
       try {
