@@ -1,4 +1,5 @@
 import type Koa from 'koa';
+import type { Context } from 'koa';
 import type { RegistryAuth } from '../auth/registry-auth.js';
 import type { HtpasswdGate } from '../auth/htpasswd.js';
 import { parseRepoName, type RepoName } from '../content/names.js';
@@ -100,7 +101,18 @@ export function mountRegistry(
   const index = checksumHook(site, store, services);
   // v1 mirroring (issue 13): Python's mirroring.source, and v1 reads of v2-mirrored repositories
   const mirrorV2 = v2.mirror?.v1;
-  if (config.mirroring?.source || mirrorV2) app.use(v1Mirror({ config: effective, images, repos, log, ...(mirrorV2 ? { v2: mirrorV2 } : {}) }));
+  if (config.mirroring?.source || mirrorV2) {
+    // the bridge's upstream fetches only for a caller the registry routes let read the repository
+    const mayRead = (ctx: Context, repo: RepoName): Promise<boolean> =>
+      auth.registry
+        .authorize({ method: ctx.method, authorization: ctx.get('Authorization') || undefined, repo, headers: ctx.headers, path: ctx.path })
+        // refused, or the index unreachable: no bridging; the route answers with its own check
+        .then(
+          () => true,
+          () => false,
+        );
+    app.use(v1Mirror({ config: effective, images, repos, log, mayRead, ...(mirrorV2 ? { v2: mirrorV2 } : {}) }));
+  }
   const inProcessIndex = services?.index;
   const { notifier, webhooks: hooks } = events;
   const fromV1 = v2.fromV1;

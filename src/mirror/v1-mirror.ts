@@ -46,6 +46,12 @@ export interface V1MirrorDeps {
   readonly log?: Logger;
   /** The v2 pull-through and the bridge, for v1 reads of v2-mirrored repositories. */
   readonly v2?: { readonly mirror: PullThrough; readonly manifests: V2Manifests; readonly toV1: V2ToV1 };
+  /**
+   * Whether the request may read the repository on the registry routes (its token, htpasswd
+   * credentials, or open access): the bridge fetches from the upstream and writes only for such a
+   * request. Without it, every request may.
+   */
+  readonly mayRead?: (ctx: Context, repo: RepoName) => Promise<boolean>;
 }
 
 interface Cached {
@@ -213,7 +219,11 @@ export function v1Mirror(deps: V1MirrorDeps) {
       } catch {
         repo = undefined;
       }
-      if (repo && deps.v2.mirror.target(repo.full)) {
+      // Only for a caller the registry lets read the repository: the route's own check comes after
+      // this, and an anonymous request would otherwise make the mirror download up to
+      // MAX_BRIDGED_TAGS images from the upstream and write their records (its answer still 401).
+      // A caller it refuses gets that refusal from the route, as without a mirror.
+      if (repo && deps.v2.mirror.target(repo.full) && (!deps.mayRead || (await deps.mayRead(ctx, repo)))) {
         try {
           await bridgeTags(repo, repoRoute[3] !== undefined ? decodeURIComponent(repoRoute[3]) : undefined);
         } catch (e) {
