@@ -17,13 +17,20 @@ import { endpointsHeader } from '../registry/standalone-index.js';
 import type { IndexService } from './service.js';
 import { isImageId } from '../digest/digest.js';
 
-/** Body of I5/I7: a JSON array of {id, checksum?, Tag?} (spec §3.6, §7.4). */
+/**
+ * Body of I5/I7: a JSON array of {id, checksum?, Tag?} (spec §3.6, §7.4). A checksum or tag the
+ * image list cannot hold (its columns: 255 and 128 characters; no control character, PostgreSQL
+ * refuses NUL) is refused here, before the repository is created: it was a 500 on PostgreSQL after
+ * the repository had been written.
+ */
 function imageEntries(body: unknown): ImageEntry[] {
   if (!Array.isArray(body)) throw new RegistryError('INVALID_DATA');
+  const storable = (v: unknown, max: number): boolean => typeof v !== 'string' || (v.length <= max && !CONTROL_CHARS.test(v));
   return body.map((e: unknown) => {
     if (e === null || typeof e !== 'object') throw new RegistryError('INVALID_DATA');
     const { id, checksum, Tag } = e as Record<string, unknown>;
     if (typeof id !== 'string' || !isImageId(id)) throw new RegistryError('INVALID_DATA');
+    if (!storable(checksum, 255) || !storable(Tag, 128)) throw new RegistryError('INVALID_DATA');
     return {
       id,
       ...(typeof checksum === 'string' && checksum !== '' ? { checksum } : {}),
@@ -125,7 +132,9 @@ export function indexRouter(config: Config, index: IndexService, opts: IndexRout
       await setPassword(index.db, targetUser.id, password);
     }
     if (email !== undefined) {
-      if (typeof email !== 'string' || !/^[^\s@]+@[^\s@]+$/.test(email)) throw new RegistryError('USER_INVALID', 'Invalid email address');
+      // as at signup: no control character (PostgreSQL refuses NUL; it answered as a taken address)
+      if (typeof email !== 'string' || !/^[^\s@]+@[^\s@]+$/.test(email) || CONTROL_CHARS.test(email) || email.length > 254)
+        throw new RegistryError('USER_INVALID', 'Invalid email address');
       try {
         await saveUser(index.db, { id: targetUser.id, email });
       } catch {
@@ -402,7 +411,9 @@ export function indexRouter(config: Config, index: IndexService, opts: IndexRout
     if (!user) throw new RegistryError('LOGIN_REQUIRED', undefined, BASIC_CHALLENGE);
     // the body is read only for a signed-in reader of the repository (security issue 10, finding 9)
     const body = (await readJsonBody(ctx, SMALL_JSON_LIMIT, 'INVALID_DATA')) as { body?: unknown } | undefined;
-    if (!body || typeof body.body !== 'string' || body.body.trim() === '' || body.body.length > 10000) throw new RegistryError('INVALID_DATA');
+    // no NUL, as in the web UI's form (PostgreSQL refuses it: it was a 500 there)
+    if (!body || typeof body.body !== 'string' || body.body.trim() === '' || body.body.length > 10000 || body.body.includes('\0'))
+      throw new RegistryError('INVALID_DATA');
     const c = await addComment(index.db, repo.id, user.id, body.body);
     sendJson(ctx, 201, c);
   });

@@ -63,7 +63,9 @@ export class IndexService {
     if (!USERNAME.test(username)) throw new RegistryError('USER_INVALID', 'Invalid username: 4 to 30 characters of a-z, 0-9 and _');
     if (RESERVED.has(username)) throw new RegistryError('USER_INVALID', 'This username is reserved');
     if (password.length < 5) throw new RegistryError('USER_INVALID', 'Invalid password: at least 5 characters');
-    if (!EMAIL.test(email) || email.length > 254) throw new RegistryError('USER_INVALID', 'Invalid email address');
+    // no control character: PostgreSQL refuses NUL (a 500 there)
+    if (!EMAIL.test(email) || email.length > 254 || /[\u0000-\u001f\u007f-\u009f]/.test(email))
+      throw new RegistryError('USER_INVALID', 'Invalid email address');
     try {
       const user = await saveUser(this.db, { username, email, password, active: this.opts.signupActive }, { cost: this.opts.bcryptCost });
       if (!user) throw new RegistryError('USER_EXISTS');

@@ -16,6 +16,8 @@ import { DestinationPolicy } from './outgoing.js';
 /** Hooks per repository (each push queues one delivery per hook). */
 export const MAX_HOOKS_PER_REPOSITORY = 20;
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+/** Hook ids are a 32-bit serial column: a larger number names no hook (PostgreSQL refused the query: a 500). */
+export const MAX_HOOK_ID = 2 ** 31 - 1;
 
 /**
  * A hook's fields from a JSON body or a form; throws INVALID_DATA with the reason. A URL naming an
@@ -84,7 +86,7 @@ export function webhookRouter(index: IndexService, hooks: Webhooks): Router {
   };
   const hookOf = async (ctx: Context, repo: Repository) => {
     const id = Number(ctx.params.id);
-    const h = Number.isSafeInteger(id) && id > 0 ? await findHook(index.db, repo.id, id) : undefined;
+    const h = Number.isSafeInteger(id) && id > 0 && id <= MAX_HOOK_ID ? await findHook(index.db, repo.id, id) : undefined;
     if (!h) throw new RegistryError('NOT_FOUND', 'Webhook not found');
     return h;
   };
@@ -169,7 +171,9 @@ export function webhookRouter(index: IndexService, hooks: Webhooks): Router {
     const text = (k: string, max: number): string | undefined => {
       const v = body?.[k];
       if (v === undefined || v === null) return undefined;
-      if (typeof v !== 'string' || v.length > max) throw new RegistryError('INVALID_DATA', `Invalid data: ${k} is text of at most ${max} characters`);
+      // no NUL: PostgreSQL refuses it (the callback was a 500 there)
+      if (typeof v !== 'string' || v.length > max || v.includes('\0'))
+        throw new RegistryError('INVALID_DATA', `Invalid data: ${k} is text of at most ${max} characters`);
       return v;
     };
     const cb: CallbackBody = {
