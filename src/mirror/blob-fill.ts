@@ -19,7 +19,8 @@ import { doesReleaseChunks, recyclerOf, withRecycler, type PieceRecycler } from 
  * bytes from the cached blob once the fill is verified and published (catch-up). While every client
  * is behind, the download waits for the first to read on (one client alone paces its download, as
  * it would without a mirror), but not longer than the stall time: then all of them catch up later,
- * and the fill goes on at the upstream's pace. So a client that stops reading neither slows the
+ * and the fill goes on at the upstream's pace. A client that comes meanwhile ends that wait, and one
+ * waiting for the cached blob means nobody is waited for any more. So a client that stops reading neither slows the
  * others nor holds the upstream connection, and time spent waiting for clients or for the disk is not
  * counted as the upstream stalling.
  */
@@ -56,6 +57,13 @@ export class BlobFill {
   private readonly subscribers = new Map<PassThrough, { sent: number; allowance: number }>();
   /** Clients let go of the live stream, with the offset they continue from (catch-up). */
   private readonly detached = new Map<PassThrough, number>();
+  /**
+   * Ends the download's wait while every client is behind (see broadcast), when one is pending: a
+   * client that came meanwhile may keep up, and must not wait out the stall time for the stuck ones.
+   */
+  private wake: (() => void) | undefined;
+  /** A client waits for the cached blob (cached()): it keeps up with any pace, so nobody is waited for. */
+  private cacheWanted = false;
   private readonly retained: Buffer[] = [];
   private retainedBytes = 0;
   private overflow = false;
@@ -110,7 +118,21 @@ export class BlobFill {
       this.subscribers.delete(pt);
       this.detached.delete(pt);
     });
+    // the next chunk tells who is behind: the newcomer keeps up, the stuck ones are let go of it
+    this.wake?.();
     return pt;
+  }
+
+  /**
+   * The verified and published blob, for a client that could not join the live stream (it came past
+   * the start kept in memory, or at the end). It counts as a client keeping up: from now on one that
+   * is behind is let go of the live stream instead of being waited for, so the client waiting here
+   * gets the blob at the upstream's pace, not at that of a client that stopped or reads slowly.
+   */
+  cached(): Promise<FillResult> {
+    this.cacheWanted = true;
+    this.wake?.();
+    return this.done;
   }
 
   /** Let a client go of the live stream: it continues from the cached blob once the fill is done. */
@@ -196,7 +218,7 @@ export class BlobFill {
       else keepingUp++;
     }
     if (behind.length === 0) return undefined;
-    if (keepingUp > 0) {
+    if (keepingUp > 0 || this.cacheWanted) {
       for (const pt of behind) this.detach(pt);
       return undefined;
     }
@@ -204,6 +226,7 @@ export class BlobFill {
     return new Promise<void>((resolve) => {
       const done = (): void => {
         clearTimeout(timer);
+        this.wake = undefined;
         for (const pt of behind) {
           pt.off('drain', done);
           pt.off('close', done);
@@ -218,6 +241,7 @@ export class BlobFill {
         pt.on('drain', done);
         pt.on('close', done);
       }
+      this.wake = done;
     });
   }
 

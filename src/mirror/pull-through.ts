@@ -247,7 +247,7 @@ export class PullThrough {
     const fill = await flight;
     const stream = fill.subscribe();
     if (stream) return { size: fill.size, stream, cached: fill.done };
-    await fill.done.catch((e: unknown) => {
+    await fill.cached().catch((e: unknown) => {
       throw this.unavailable(t, digest, e as Error);
     });
     return undefined;

@@ -769,6 +769,79 @@ describe('mirror: a client that stops reading a shared blob download', { timeout
   });
 });
 
+describe('mirror: a client that stops reading does not hold up clients that come later', { timeout: 90_000 }, () => {
+  let up: Hostile;
+  let mirror: TestServer;
+  const blob = randomBytes(24 * 1024 * 1024);
+  const digest = sha(blob);
+
+  before(async () => {
+    up = await hostile();
+    // a stall time far longer than the deadlines below: a wait for the stuck client shows as a timeout
+    mirror = await startTestServer({
+      standalone: true,
+      v2: true,
+      mirror: { upstreams: [{ url: up.url }], ttl: 0, negative_ttl: 0, timeout: 30, breaker_failures: 0 },
+    });
+    up.handler = (_req, res) => {
+      res.writeHead(200, { 'Content-Length': String(blob.length) });
+      res.end(blob);
+    };
+  });
+  after(() =>
+    cleanup(
+      () => mirror?.stop(),
+      () => up?.close(),
+    ),
+  );
+
+  /** A first client that stops reading, alone on the download long enough to be past its 4 MiB. */
+  const stuckAlone = async (path: string): Promise<Awaited<ReturnType<typeof pausedGet>>> => {
+    const stuck = await pausedGet(mirror.url, path);
+    assert.equal(stuck.res.statusCode, 200);
+    await new Promise((r) => setTimeout(r, 500));
+    return stuck;
+  };
+
+  it('one that joins the live download gets the blob without waiting out the stall time', async () => {
+    const path = `/v2/later/live/blobs/${digest}`;
+    const stuck = await stuckAlone(path);
+    try {
+      const reader = await within(10_000, request(mirror.url, path));
+      assert.ok(typeof reader === 'object' && !(reader instanceof Error), `the joining client got ${String(reader)}`);
+      assert.equal(reader.status, 200);
+      assert.equal(sha(reader.body), digest);
+      const rest = await stuck.body();
+      assert.equal(rest.length, blob.length);
+      assert.equal(sha(rest), digest, 'the stuck client got every byte, from the cache');
+    } finally {
+      stuck.res.destroy();
+    }
+  });
+
+  it('one that waits for the cached blob (no start kept to replay) is not held up either', async () => {
+    const { blobFillRetain } = await import('../../src/mirror/blob-fill.js');
+    const saved = blobFillRetain.limit;
+    // nothing retained: a client that comes after the first waits for the cached blob
+    blobFillRetain.limit = 0;
+    const path = `/v2/later/cached/blobs/${digest}`;
+    let stuck: Awaited<ReturnType<typeof pausedGet>> | undefined;
+    try {
+      stuck = await stuckAlone(path);
+      const reader = await within(10_000, request(mirror.url, path));
+      assert.ok(typeof reader === 'object' && !(reader instanceof Error), `the waiting client got ${String(reader)}`);
+      assert.equal(reader.status, 200);
+      assert.equal(sha(reader.body), digest);
+      const rest = await stuck.body();
+      assert.equal(rest.length, blob.length);
+      assert.equal(sha(rest), digest, 'the stuck client got every byte, from the cache');
+    } finally {
+      blobFillRetain.limit = saved;
+      stuck?.res.destroy();
+    }
+  });
+});
+
 describe('mirror against a hostile upstream: blobs past max_layer_size', { timeout: 60_000 }, () => {
   let up: Hostile;
   let mirror: TestServer;
