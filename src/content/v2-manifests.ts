@@ -297,10 +297,10 @@ export class V2Manifests {
   }
 
   /**
-   * The manifests of this repository whose `subject` is `subject` (spec §1.4 end-12), in digest
-   * order; `artifactType` is the manifest's own, else its config's media type (images only).
+   * The digests of the manifests of this repository whose `subject` is `subject` (spec §1.4
+   * end-12), in digest order, those after `after` only: names from the marker list, nothing read.
    */
-  async referrers(name: V2Name, subject: string, artifactType?: string): Promise<ReferrerDescriptor[]> {
+  async referrerDigests(name: V2Name, subject: string, after?: string): Promise<string[]> {
     let markers: string[];
     try {
       markers = await this.driver.list(`${repoKey(name)}/referrers/${subject.slice(7)}`);
@@ -308,31 +308,47 @@ export class V2Manifests {
       if (isNotFound(e)) return [];
       throw e;
     }
-    const out: ReferrerDescriptor[] = [];
-    for (const key of markers.sort()) {
-      const found = await this.get(name, { digest: `sha256:${key.slice(key.lastIndexOf('/') + 1)}` });
-      if (!found) continue; // deleted: the marker went with it, or is about to
-      const doc = JSON.parse(found.bytes.toString('utf8')) as { artifactType?: unknown; config?: { mediaType?: unknown }; annotations?: unknown };
-      const type =
-        typeof doc.artifactType === 'string'
-          ? doc.artifactType
-          : IMAGE_TYPES.has(found.mediaType) && typeof doc.config?.mediaType === 'string'
-            ? doc.config.mediaType
-            : undefined;
-      if (artifactType !== undefined && type !== artifactType) continue;
-      const annotations =
-        doc.annotations !== null && typeof doc.annotations === 'object' && !Array.isArray(doc.annotations)
-          ? (doc.annotations as Record<string, string>)
+    const out: string[] = [];
+    for (const key of markers) {
+      const hex = key.slice(key.lastIndexOf('/') + 1);
+      if (!/^[0-9a-f]{64}$/.test(hex)) continue;
+      const digest = `sha256:${hex}`;
+      if (after === undefined || digest > after) out.push(digest);
+    }
+    return out.sort();
+  }
+
+  /**
+   * One referrer read (the referrers API reads them one at a time): its descriptor, undefined when
+   * it is gone or does not pass the filter; `artifactType` is the manifest's own, else its config's
+   * media type (images only). `read` is the bytes read for it.
+   */
+  async referrer(name: V2Name, digest: string, artifactType?: string): Promise<{ readonly descriptor?: ReferrerDescriptor; readonly read: number }> {
+    const found = await this.get(name, { digest });
+    if (!found) return { read: 0 }; // deleted: the marker went with it, or is about to
+    const read = found.bytes.length;
+    const doc = JSON.parse(found.bytes.toString('utf8')) as { artifactType?: unknown; config?: { mediaType?: unknown }; annotations?: unknown };
+    const type =
+      typeof doc.artifactType === 'string'
+        ? doc.artifactType
+        : IMAGE_TYPES.has(found.mediaType) && typeof doc.config?.mediaType === 'string'
+          ? doc.config.mediaType
           : undefined;
-      out.push({
+    if (artifactType !== undefined && type !== artifactType) return { read };
+    const annotations =
+      doc.annotations !== null && typeof doc.annotations === 'object' && !Array.isArray(doc.annotations)
+        ? (doc.annotations as Record<string, string>)
+        : undefined;
+    return {
+      read,
+      descriptor: {
         mediaType: found.mediaType,
         digest: found.digest,
         size: found.size,
         ...(type ? { artifactType: type } : {}),
         ...(annotations ? { annotations } : {}),
-      });
-    }
-    return out;
+      },
+    };
   }
 
   /**
