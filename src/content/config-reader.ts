@@ -1,8 +1,9 @@
+import { jsonDepthExceeds, MAX_JSON_DEPTH } from '../http/body.js';
 import type { BlobStore } from './blob-store.js';
 import type { V2Name } from './v2-names.js';
 
 /** Why an image config cannot be read for a bridge view. */
-export type ConfigUnavailableReason = 'not-linked' | 'missing' | 'too-large' | 'unreadable';
+export type ConfigUnavailableReason = 'not-linked' | 'missing' | 'too-large' | 'unreadable' | 'too-deep';
 
 export class ConfigUnavailableError extends Error {
   constructor(
@@ -19,7 +20,9 @@ export class ConfigUnavailableError extends Error {
           ? `the image config ${digest} is not in this repository`
           : reason === 'missing'
             ? `the image config ${digest} is not in storage`
-            : `the image config ${digest} did not read back at the size it has in storage`,
+            : reason === 'too-deep'
+              ? `the image config ${digest} is JSON nested deeper than ${limit} levels`
+              : `the image config ${digest} did not read back at the size it has in storage`,
     );
     this.name = 'ConfigUnavailableError';
   }
@@ -34,7 +37,12 @@ export interface BlobLinks {
  * The one way the bridge (the v1 view, the schema1 view) reads an image config by digest (issue 10):
  * only a blob the repository links (spec §1.4: a blob of repository A is unknown in B), only up to
  * max_config_size (a config is parsed and re-encoded whole, so its size is memory and CPU), and
- * never more bytes than the stat said, whatever the driver delivers.
+ * never more bytes than the stat said, whatever the driver delivers; and never JSON nested deeper
+ * than MAX_JSON_DEPTH, checked here once for every reader (each of them parses the bytes whole):
+ * 4 MiB of nested arrays cost JSON.parse ~2 s of the event loop, and a config pushed once to a
+ * public repository would cost that on every anonymous schema1 GET and web tag page view. Real
+ * configs nest four or five levels. The blob itself stays a v2 blob like any other (distribution
+ * takes any config): only the bridge's views of it are refused.
  */
 export class ConfigReader {
   constructor(
@@ -63,6 +71,8 @@ export class ConfigReader {
       stream.destroy();
     }
     if (filled !== info.size) throw new ConfigUnavailableError('unreadable', digest, info.size);
+    // one linear pass, before any caller parses it
+    if (jsonDepthExceeds(out, MAX_JSON_DEPTH)) throw new ConfigUnavailableError('too-deep', digest, info.size, MAX_JSON_DEPTH);
     return out;
   }
 }
