@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { goCompact, goString, goTime, topLevelMembers } from './go-json.js';
+import { MAX_ANCESTRY } from './v1-images.js';
 
 /** One v1 image of a chain, as the bridge needs it. */
 export interface V1ChainImage {
@@ -80,6 +81,10 @@ export function v1ViewFromConfig(config: Buffer, layerDigests: readonly string[]
   const cfg = JSON.parse(config.toString('utf8')) as { history?: HistoryEntry[]; rootfs?: { diff_ids?: unknown[] } };
   const history = cfg.history;
   if (!Array.isArray(history) || history.length === 0) throw new Error('the image config has no history');
+  // one v1 image per entry, each with the ancestry of all before it (O(n²) bytes): no view of more
+  // than a v1 chain may hold (an 8 MiB config has room for ~400,000 empty_layer entries)
+  if (history.length > MAX_ANCESTRY)
+    throw new Error(`the image config has ${history.length} history entries, more than the ${MAX_ANCESTRY} images a v1 chain may hold`);
   const nonEmpty = history.filter((h) => h.empty_layer !== true).length;
   const diffIds = Array.isArray(cfg.rootfs?.diff_ids) ? cfg.rootfs!.diff_ids!.length : -1;
   if (nonEmpty !== layerDigests.length || diffIds !== layerDigests.length) throw new Error('history, rootfs and layers disagree');

@@ -27,6 +27,19 @@ export interface ImageJson {
   readonly payload?: string;
 }
 
+/**
+ * Most images an ancestry may list: the image and its parents. Every image's ancestry record is its
+ * parent's plus its id, so a chain of N images stores O(N²) bytes (10,000 images: ~6.5 GB) and a pull
+ * of its top asks for N layers: the chain stops here (400 at PUT json, skipped by the importer, no v1
+ * view of a longer v2 history, refused from a mirror's upstream). Docker's limit on layers is 127; v1
+ * chains of a few hundred existed.
+ */
+export const MAX_ANCESTRY = 1000;
+
+/** The refusal of an image whose ancestry would list more than MAX_ANCESTRY images. */
+export const ancestryTooLong = (length: number): RegistryError =>
+  new RegistryError('ANCESTRY_TOO_LONG', `Image ancestry too long: ${length} images, a chain may hold at most ${MAX_ANCESTRY}`);
+
 /** An image the importer wrote but has not made visible yet (V1Images.stageImport). */
 export interface StagedImage {
   readonly scope: ImageScope;
@@ -253,6 +266,8 @@ export class V1Images {
         const parentAncestry = raw ? (JSON.parse(raw.toString('utf8')) as string[]) : [parent];
         ancestry = [id, ...parentAncestry];
       }
+      // before anything is written: the parent's chain is complete at most (its own PUT was held to it)
+      if (ancestry.length > MAX_ANCESTRY) throw ancestryTooLong(ancestry.length);
       // The mark goes first: whatever happens after it, the image is not served until PUT checksum.
       await this.driver.putContent(keys.inProgress(scope, id), Buffer.from('true'));
       await this.remove(keys.layerLink(scope, id));
@@ -404,6 +419,7 @@ export class V1Images {
     if (obj.id !== id) throw new RegistryError(!('id' in obj) ? 'MISSING_ID' : 'ID_MISMATCH');
     const parent = obj.parent === null || obj.parent === '' ? undefined : obj.parent;
     if (ancestry[0] !== id || parent !== ancestry[1]) throw new RegistryError('PARENT_MISSING', 'the json names another parent than the ancestry');
+    if (ancestry.length > MAX_ANCESTRY) throw ancestryTooLong(ancestry.length);
     const lazy = { durable: !this.driver.syncKeys };
     const staged = [keys.inProgress(scope, id), keys.ancestry(scope, id)];
     const mark = Buffer.from(`import ${randomBytes(12).toString('hex')}`);
@@ -675,6 +691,8 @@ export class V1Images {
   }
 
   async putDerived(scope: ImageScope, id: string, json: Buffer, ancestry: readonly string[], link: LayerLink): Promise<'kept' | 'written'> {
+    // the bridges and the mirror stop longer chains before they get here (v1ViewFromConfig, deriveSchema1, whyInconsistent)
+    if (ancestry.length > MAX_ANCESTRY) throw ancestryTooLong(ancestry.length);
     return this.locks.run(this.lockKey(scope, id), async () => {
       const [mine, mineLayer, marked] = await Promise.all([this.read(keys.imageJson(scope, id)), this.layerLink(scope, id), this.inProgress(scope, id)]);
       if (mine && mine.equals(json) && mineLayer && mineLayer.digest === link.digest && mineLayer.payload === link.payload && !marked) return 'kept';

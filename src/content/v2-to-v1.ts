@@ -10,7 +10,7 @@ import { parseRepoName, parseTag, type RepoName, type Tag } from './names.js';
 import { canonicalOf } from './schema1.js';
 import { isImageId } from '../digest/digest.js';
 import { readOptional } from './small-objects.js';
-import type { LayerLink, V1Images } from './v1-images.js';
+import { MAX_ANCESTRY, type LayerLink, type V1Images } from './v1-images.js';
 import type { V1Repositories } from './v1-repositories.js';
 import { MT } from './v2-manifests.js';
 import type { V2Name } from './v2-names.js';
@@ -180,6 +180,8 @@ export class V2ToV1 {
     const layers = doc.fsLayers ?? [];
     const history = doc.history ?? [];
     if (!Array.isArray(layers) || !Array.isArray(history) || layers.length === 0 || layers.length !== history.length) return undefined;
+    // each image's ancestry lists all below it (O(n²) bytes): no view of a chain longer than v1 allows
+    if (history.length > MAX_ANCESTRY) return undefined;
     // top first in the manifest; every image's parent is the next one's id, the last has none
     const chain: { id: string; json: Buffer; digest: string }[] = [];
     const seen = new Set<string>();

@@ -14,6 +14,7 @@ export const V1_CODES = {
   NOT_IN_REPOSITORY: [400, 'This image does not belong to the repository'],
   PARENT_MISSING: [400, 'Image depends on a non existing parent'],
   PARENT_UNAUTHORIZED: [400, 'Image depends on an unauthorized parent'],
+  ANCESTRY_TOO_LONG: [400, 'Image ancestry too long'],
   IMAGE_EXISTS: [409, 'Image already exists'],
   OLD_CLIENT: [412, 'This endpoint does not support Docker daemons older than 0.10'],
   PAYLOAD_NOT_SET: [412, 'X-Docker-Checksum-Payload not set.  If you are using the Docker daemon, you should upgrade to version 0.10 or later'],

@@ -1,6 +1,7 @@
 import { isRegistryError } from '../errors/index.js';
 import { isImageId } from '../digest/digest.js';
-import { IMPORT_OVERTAKEN, tarsumMatches, type LayerLink } from '../content/v1-images.js';
+import { IMPORT_OVERTAKEN, MAX_ANCESTRY, tarsumMatches, type LayerLink } from '../content/v1-images.js';
+import { jsonDepthExceeds } from '../http/body.js';
 import type { ImageScope } from '../content/keys.js';
 import { parseRepoName, parseTag, type RepoName, type Tag } from '../content/names.js';
 import { sanitizeTagMetadata } from '../content/v1-repositories.js';
@@ -265,13 +266,17 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
   const chainOf = async (id: string): Promise<string[] | string> => {
     let chain: unknown;
     try {
-      chain = JSON.parse((await tree.read(`images/${id}/ancestry`))?.toString('utf8') ?? 'null');
+      const raw = await tree.read(`images/${id}/ancestry`);
+      // a list of ids is flat: anything nested is not one, and is not parsed
+      chain = raw && !jsonDepthExceeds(raw, 1) ? JSON.parse(raw.toString('utf8')) : null;
     } catch {
       chain = null;
     }
     if (!Array.isArray(chain) || chain[0] !== id || !chain.every((x) => typeof x === 'string' && isImageId(x))) {
       return `image ${id}: no readable ancestry in the source tree`;
     }
+    // as a push is held to (PUT json): each image's ancestry lists all below it, O(n²) bytes in all
+    if (chain.length > MAX_ANCESTRY) return `image ${id}: an ancestry of ${chain.length} images, more than the ${MAX_ANCESTRY} a chain may hold`;
     return chain as string[];
   };
 

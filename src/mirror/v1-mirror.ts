@@ -5,7 +5,7 @@ import type { Context, Next } from 'koa';
 import type { Config } from '../config/schema.js';
 import { BoundedCache } from '../util/bounded-cache.js';
 import { parseRepoName, type RepoName } from '../content/names.js';
-import type { V1Images } from '../content/v1-images.js';
+import { MAX_ANCESTRY, type V1Images } from '../content/v1-images.js';
 import type { V1Repositories } from '../content/v1-repositories.js';
 import { MT, type V2Manifests } from '../content/v2-manifests.js';
 import type { V2ToV1 } from '../content/v2-to-v1.js';
@@ -412,9 +412,6 @@ function drainedOrGone(w: PassThrough): Promise<void> {
   });
 }
 
-/** Most images an ancestry may list (Docker's limit on layers is 127; v1 chains ran deeper). */
-const MAX_ANCESTRY = 1000;
-
 /**
  * Why an upstream's image is not one consistent v1 image, or undefined when it is: json an object
  * whose id is `id` (and parent, if any, an image id), ancestry a list of image ids starting with
@@ -431,7 +428,8 @@ export function whyInconsistent(id: string, json: Buffer, ancestry: unknown): st
   const { id: jid, parent } = doc as { id?: unknown; parent?: unknown };
   if (jid !== id) return 'image json of another id';
   if (parent !== undefined && parent !== null && parent !== '' && (typeof parent !== 'string' || !isImageId(parent))) return 'invalid parent id';
-  if (!Array.isArray(ancestry) || ancestry.length === 0 || ancestry.length > MAX_ANCESTRY) return 'ancestry is not a list of ids';
+  if (!Array.isArray(ancestry) || ancestry.length === 0) return 'ancestry is not a list of ids';
+  if (ancestry.length > MAX_ANCESTRY) return `ancestry of ${ancestry.length} images, more than the ${MAX_ANCESTRY} a chain may hold`;
   if (!ancestry.every((a) => typeof a === 'string' && isImageId(a))) return 'ancestry holds an invalid id';
   if (ancestry[0] !== id) return 'ancestry does not start with the image';
   if (new Set(ancestry).size !== ancestry.length) return 'ancestry repeats an id';

@@ -15,6 +15,7 @@ import { createDb } from '../../src/db/knex.js';
 import { createFilesystemDriver } from '../../src/storage/drivers/filesystem.js';
 import { StorageLock } from '../../src/content/storage-lock.js';
 import { schema1Payload } from '../../src/content/schema1.js';
+import { MAX_ANCESTRY } from '../../src/content/v1-images.js';
 
 /**
  * `legacy-registry import` of damaged or hostile trees, beyond import-hostile.test.ts: an ancestry
@@ -81,6 +82,26 @@ describe('import: damaged and hostile trees (2)', { timeout: 120_000 }, () => {
     const stored = v1Image(storage, 'alice/anc', a.id, 'ancestry');
     if (existsSync(stored)) assert.deepEqual(JSON.parse(await readFile(stored, 'utf8')), [a.id, b.id, x.id]);
     assert.ok(!existsSync(join(storage, 'v1', 'repositories', 'alice', 'anc', '_tags', 't2')));
+  });
+
+  it(`Python tree: an image whose ancestry lists more than MAX_ANCESTRY (${MAX_ANCESTRY}) images is skipped with why, as a push is refused`, async () => {
+    const tree = join(work, 'py-long-chain');
+    const ok = pyImage({ gzip: true, label: 'ok' });
+    const long = pyImage({ gzip: true, label: 'long' });
+    await writePythonTree(tree, [ok, long], [{ name: 'alice/long', tags: { ok: ok.id, long: long.id } }]);
+    // each image's ancestry record repeats all below it (O(n²) bytes): the chain is not imported
+    const below = Array.from({ length: MAX_ANCESTRY }, () => pyImage({ gzip: true }).id);
+    await writeFile(join(tree, 'images', long.id, 'ancestry'), JSON.stringify([long.id, ...below]));
+    const storage = join(work, 'storage-py-long-chain');
+    const { r, report, out } = await runImport(tree, storage);
+    assert.equal(r.code, 3, out);
+    assert.match(
+      reasonOf(report, 'alice/long:long') ?? '',
+      new RegExp(`${long.id}: an ancestry of ${MAX_ANCESTRY + 1} images, more than the ${MAX_ANCESTRY}`),
+      JSON.stringify(report?.skipped),
+    );
+    assert.equal(report?.tags, 1);
+    assert.ok(!existsSync(v1Image(storage, 'alice/long', long.id, 'ancestry')));
   });
 
   it('Python tree: a repository private here stays private when a tree names it public (storage and index)', async () => {
