@@ -94,7 +94,10 @@ export async function sendFileRange(ctx: Context, range: FileRange, owner: Reada
     let pos = range.start + already;
     const end = range.start + range.length;
     while (pos < end) {
-      while (!closed && inflight >= IN_FLIGHT) await new Promise<void>((r) => (wake = r));
+      // up to IN_FLIGHT chunks queued while the client takes them; none more while the socket is
+      // backed up, so a client that stops reading holds one chunk (a thousand such clients held
+      // ~1.5 GiB with three each)
+      while (!closed && (inflight >= IN_FLIGHT || (inflight > 0 && res.writableNeedDrain))) await new Promise<void>((r) => (wake = r));
       if (closed) return;
       if (pos === directAt) {
         const fd = openDirectRead(range.handle.fd, pos, end);

@@ -8,6 +8,8 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { makeImage, pushImage } from '../helpers/v1-client.js';
@@ -376,6 +378,37 @@ describe('downloads against hostile clients', { timeout: 90_000 }, () => {
       assert.ok(!responses[0]!.whole && body.length > 0, `${mode}: ${body.length} bytes`);
       assert.ok(body.equals(huge.subarray(0, body.length)), mode);
       assert.ok(waited >= 5_900, `${mode}: ${waited} ms`);
+    }
+  });
+
+  it('clients that stop reading hold at most a chunk each in the buffered path (reads wait while the socket is backed up)', async () => {
+    const huge = randomBytes(48 * 1024 * 1024);
+    assert.equal((await request(s.url, `/v2/dl/hostile/blobs/uploads/?digest=${sha(huge)}`, { method: 'POST', body: huge })).status, 201);
+    modeOn('buffers');
+    // the chunks are external memory: what 40 stuck downloads keep, after a full collection
+    v8.setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const held = (): number => {
+      gc();
+      gc();
+      return process.memoryUsage().arrayBuffers / (1024 * 1024);
+    };
+    const before = held();
+    const socks: Socket[] = [];
+    try {
+      for (let i = 0; i < 40; i++) {
+        const c = connect(Number(new URL(s.url).port), '127.0.0.1');
+        c.pause();
+        c.write(GET(at(huge)));
+        socks.push(c);
+      }
+      await new Promise((r) => setTimeout(r, 1500));
+      // up to three 1 MiB chunks in flight each before (72 MiB for 40 here), one now (40 MiB)
+      const grew = held() - before;
+      assert.ok(grew < 52, `${grew.toFixed(1)} MiB held for 40 clients that stopped reading`);
+    } finally {
+      for (const c of socks) c.destroy();
+      setSendfile(true);
     }
   });
 
