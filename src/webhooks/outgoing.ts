@@ -64,6 +64,16 @@ export class DestinationPolicy {
     return !this.blocked.check(address, family);
   }
 
+  /**
+   * Is this a public address (not one the policy would refuse without webhook_allowed_networks)?
+   * A receiver's answer is kept in the history only from one: the operator's allowance lets
+   * deliveries into a network, not every account read what the services there answer.
+   */
+  isPublic(address: string): boolean {
+    const v = isIP(address);
+    return v !== 0 && !this.blocked.check(address, v === 4 ? 'ipv4' : 'ipv6');
+  }
+
   /** The URL's host when it is an address literal, else undefined (a name, judged when resolved). */
   static literal(url: URL): string | undefined {
     const h = url.hostname.replace(/^\[(.*)\]$/, '$1');
@@ -98,13 +108,19 @@ function guardedLookup(policy: DestinationPolicy) {
 
 export interface PostResult {
   readonly status: number;
-  /** The first `maxBytes` of the answer (the rest is never read). */
-  readonly excerpt: string;
+  /**
+   * The first `maxBytes` of the answer (the rest is never read); null when the answer came from a
+   * non-public address that webhook_allowed_networks permits: nothing of it is read or kept, since
+   * any repository owner chooses the URL and reads the history (a hook to an internal service in
+   * the allowed network, "Send test", and its answer was on the page: SSRF with read-back).
+   */
+  readonly excerpt: string | null;
 }
 
 /**
  * POST `body` to `url` within `timeoutMs` (connect, answer and the excerpt of its body together),
- * to a permitted address only; redirects are not followed. Rejects with a RefusedDestination for an
+ * to a permitted address only; redirects are not followed; the body of an answer from a non-public
+ * (operator-allowed) address is not read. Rejects with a RefusedDestination for an
  * address the policy refuses, a TimeoutError past the time, or the connection's error.
  */
 export function postWebhook(
@@ -136,6 +152,11 @@ export function postWebhook(
     const timedOut = (): Error => Object.assign(new Error('timeout'), { name: 'TimeoutError' });
     req.on('error', (e) => reject(signal.aborted ? timedOut() : e));
     req.on('response', (res: IncomingMessage) => {
+      // the address the answer came from (the one the lookup checked, or the literal)
+      if (!opts.policy.isPublic(req.socket?.remoteAddress ?? '')) {
+        res.destroy();
+        return resolve({ status: res.statusCode ?? 0, excerpt: null });
+      }
       const parts: Buffer[] = [];
       let n = 0;
       let finished = false;

@@ -10,7 +10,7 @@ import { Receiver } from '../helpers/receiver.js';
 import { saveUser } from '../../src/db/users.js';
 import { findRepository, saveRepository } from '../../src/db/repositories.js';
 import { enqueuePush, MAX_OPEN_PER_HOOK } from '../../src/webhooks/store.js';
-import { DestinationPolicy } from '../../src/webhooks/outgoing.js';
+import { DestinationPolicy, postWebhook } from '../../src/webhooks/outgoing.js';
 
 const ALICE: Creds = ['alice', 'alicepw1'];
 
@@ -134,6 +134,40 @@ describe('webhooks: hostile hook URLs and receivers', () => {
     await api(loose, `/v1/webhooks/alice/app/${hook}`, 'DELETE');
   });
 
+  it("an allowed non-public address's answer is neither read nor kept: owners cannot read internal services through the history", async () => {
+    // webhook_allowed_networks lets deliveries into a network (an internal CI); any account owning a
+    // repository could otherwise aim a hook at any service of that network, "Send test", and read
+    // the first 512 bytes of its answer in the delivery history (JSON API and settings tab)
+    const internal: Server = createServer((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end('{"internal":"db password s3cr3t"}');
+    });
+    await new Promise<void>((res) => internal.listen(0, '127.0.0.1', res));
+    try {
+      const hook = await addHook(loose, 'internal', `http://127.0.0.1:${(internal.address() as AddressInfo).port}/_search`);
+      const d = await testDelivery(loose, hook);
+      assert.equal(d.state, 'delivered');
+      assert.equal(d.history[0]!.status, 200);
+      assert.equal(d.history[0]!.response, null, 'the answer of an internal service shows in the history');
+      assert.doesNotMatch(JSON.stringify(await loose.db!('webhook_attempts').select('response_excerpt')), /s3cr3t/);
+      await api(loose, `/v1/webhooks/alice/app/${hook}`, 'DELETE');
+      // a public address's answer is kept (first 512 bytes): judged by the address the answer came from
+      const policy = new DestinationPolicy(['127.0.0.1/32']);
+      assert.deepEqual(
+        ['127.0.0.1', '::ffff:127.0.0.1', '10.1.2.3', '8.8.8.8', '2a00:1450::1', 'x'].map((a) => policy.isPublic(a)),
+        [false, false, false, true, true, false],
+      );
+      const publicHere = Object.assign(new DestinationPolicy(['127.0.0.1/32']), { isPublic: () => true });
+      const url = `http://127.0.0.1:${(internal.address() as AddressInfo).port}/`;
+      const kept = await postWebhook(url, {}, '{}', { timeoutMs: 2000, policy: publicHere, maxBytes: 512 });
+      assert.deepEqual(kept, { status: 200, excerpt: '{"internal":"db password s3cr3t"}' });
+      assert.deepEqual(await postWebhook(url, {}, '{}', { timeoutMs: 2000, policy, maxBytes: 512 }), { status: 200, excerpt: null });
+    } finally {
+      internal.closeAllConnections();
+      await new Promise((res) => internal.close(res));
+    }
+  });
+
   it('a redirect is not followed: a 3xx to a refused address is a failed attempt, nothing is sent there', async () => {
     let hits = 0;
     const redirector: Server = createServer((req, res) => {
@@ -186,7 +220,14 @@ describe('webhooks: hostile hook URLs and receivers', () => {
     try {
       const endless = await testDelivery(loose, await addHook(loose, 'endless', `${base}/endless`));
       assert.equal(endless.state, 'delivered');
-      assert.equal(endless.history[0]!.response!.length, 512);
+      // 127.0.0.1 is only allowed, not public: nothing of the answer is read (test above)
+      assert.equal(endless.history[0]!.response, null);
+      assert.ok(endlessWritten < 64 * 1024 * 1024, `the sender stopped reading (${endlessWritten} bytes written)`);
+      // from a public address the answer is read to 512 bytes (the receiver taken for one here)
+      endlessWritten = 0;
+      const publicHere = Object.assign(new DestinationPolicy(['127.0.0.1/32']), { isPublic: () => true });
+      const read = await postWebhook(`${base}/endless`, {}, '{}', { timeoutMs: 1000, policy: publicHere, maxBytes: 512 });
+      assert.equal(read.excerpt!.length, 512);
       assert.ok(endlessWritten < 64 * 1024 * 1024, `the sender stopped reading (${endlessWritten} bytes written)`);
 
       const silent = await testDelivery(loose, await addHook(loose, 'silent', `${base}/silent`));
