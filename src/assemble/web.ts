@@ -28,19 +28,24 @@ export function mountWebUi(
   const { config, effective, role, log } = site;
   if (!services || !config.web_ui) return;
   const { index } = services;
-  const { driver, blobs, images, repos } = store;
+  const { driver, blobs, images, repos, repoLock } = store;
   let content: RepoContent | undefined;
   if (role === 'all') {
     const uploads = v2Uploads ?? new V2Uploads(driver, blobs, config.max_layer_size);
     const { manifests, fromV1, configs, toV1, schema1 } = bridgeContent(site, store, uploads);
     content = new RepoContent({ driver, repos, images, manifests, fromV1, configs, toV1, schema1 });
   }
+  // under the repository's lock, as DELETE /v1/repositories removes it (src/assemble/index.ts): a
+  // v1 tag PUT checks its token and writes its tag under that lock, so a push racing this delete
+  // lands before the removal or is refused; without it the tag written after the removal stayed
   const removeContent =
     role === 'all'
       ? async (name: RepoName): Promise<void> => {
-          await repos.deleteRepository(name).catch((e: unknown) => {
-            if (!(isRegistryError(e) && e.code === 'REPOSITORY_NOT_FOUND')) throw e;
-          });
+          await repoLock
+            .run(name.full, () => repos.deleteRepository(name))
+            .catch((e: unknown) => {
+              if (!(isRegistryError(e) && e.code === 'REPOSITORY_NOT_FOUND')) throw e;
+            });
         }
       : undefined;
   const hooks = events.webhooks;

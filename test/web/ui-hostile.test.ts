@@ -4,7 +4,10 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { basic } from '../helpers/accounts.js';
+import { basic, Site } from '../helpers/accounts.js';
+import { makeImage } from '../helpers/v1-client.js';
+import { StorageLock } from '../../src/content/storage-lock.js';
+import { createFilesystemDriver } from '../../src/storage/drivers/filesystem.js';
 import { saveUser, type User } from '../../src/db/users.js';
 import { addCollaborator, saveRepository } from '../../src/db/repositories.js';
 import { addMember, removeMember, saveOrganization } from '../../src/db/organizations.js';
@@ -100,6 +103,36 @@ describe('web UI: private repositories and hostile text', () => {
     assert.equal((await request(s.url, '/_/zebralib/', { headers: { ...HTML, Cookie: carl.cookie } })).status, 404);
     assert.deepEqual(await listings('carl'), none);
     assert.equal((await listings('admin')).library, true);
+  });
+
+  it('deleting a repository on its settings page waits for a tag write in flight (the lock DELETE /v1/repositories takes)', async () => {
+    // A v1 tag PUT takes the repository's lock, asks the index whether its token still holds, then
+    // writes the tag; DELETE /v1/repositories removes the content under the same lock, so a push
+    // racing a delete lands before the removal or is refused (docs/security.md). Here the test holds
+    // that lock as another node's tag PUT would between its check and its write.
+    const site = new Site(s.url, s.url);
+    await site.pushV1('alice/racy', ['alice', 'alicepw1'], [makeImage()], 'latest');
+    const storage = createFilesystemDriver({ root: s.dataDir });
+    const tagKey = 'v1/repositories/alice/racy/_tags/late';
+    assert.ok((await storage.list('v1/repositories/alice/racy')).length > 0, 'pushed content where the test looks');
+    const alice = await session('alice');
+    let deleted = false;
+    let deleting!: Promise<Awaited<ReturnType<typeof request>>>;
+    await new StorageLock(storage).run('repository\nalice/racy', async () => {
+      deleting = request(s.url, '/u/alice/racy/settings/delete', {
+        method: 'POST',
+        headers: { Cookie: alice.cookie, 'Content-Type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ _csrf: alice.csrf, confirm: 'alice/racy' }).toString(),
+      }).finally(() => (deleted = true));
+      await new Promise((res) => setTimeout(res, 500));
+      // the tag PUT's write, checked before the delete marked the repository
+      await storage.putContent(tagKey, Buffer.from('"x"'));
+    });
+    const r = await deleting;
+    assert.equal(r.status, 303, r.text);
+    assert.ok(deleted);
+    const left = await storage.list('v1/repositories/alice/racy').catch(() => []);
+    assert.deepEqual(left, [], 'content of the deleted repository written during its delete stays in storage');
   });
 
   it("a webhook's name, a receiver's answer and a callback's description are shown as text", async () => {
