@@ -37,6 +37,11 @@ const USERNAME = /^[a-z0-9_]{4,30}$/;
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$|^[^\s@]+@[^\s@]+$/;
 const RESERVED = new Set(['library', 'root', 'admin', 'v1', 'v2', 'users', 'search', 'repositories', 'images']);
 
+/** Names nobody signs up as or names an organization (the official namespace, route words, admin). */
+export function isReservedNamespace(name: string): boolean {
+  return RESERVED.has(name);
+}
+
 /**
  * The index (spec §3): accounts, repositories and their image lists, tokens. Plain values in and
  * out; routes translate HTTP.

@@ -4,7 +4,7 @@ import type { ComponentChildren, VNode } from 'preact';
 import type { Config } from '../config/schema.js';
 import { isRegistryError, RegistryError } from '../errors/index.js';
 import type { Logger } from '../log/logger.js';
-import type { IndexService } from '../index/service.js';
+import { isReservedNamespace, type IndexService } from '../index/service.js';
 import { clientAddress } from '../http/app.js';
 import { readRawBody } from '../http/body.js';
 import { endpointsHeader } from '../registry/standalone-index.js';
@@ -778,7 +778,8 @@ export function webRouter(deps: WebDeps): Router {
       if (!/^[a-z0-9_]{2,30}$/.test(name))
         return accountPage(ctx, id, 400, { kind: 'error', text: 'An organization name is 2 to 30 characters of a-z, 0-9 and _.' });
       // a namespace that holds repositories, or a mirror prefix's, belongs to someone (as for signup)
-      if (name === 'library' || (await index.namespaceHeld(name))) {
+      // the names signup refuses (route words, admin, the official namespace) for organizations too
+      if (isReservedNamespace(name) || (await index.namespaceHeld(name))) {
         return accountPage(ctx, id, 409, { kind: 'error', text: 'That name is taken.' });
       }
       try {

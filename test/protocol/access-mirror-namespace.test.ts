@@ -87,6 +87,15 @@ describe('mirrored namespaces cannot be taken by signup or a new organization', 
     assert.equal(await pull(MALLORY, 'ghcr/team/corp/secret'), 401);
   });
 
+  it('an organization is refused the names signup refuses (admin, root, v1, v2, users, …)', async () => {
+    for (const name of ['admin', 'root', 'v2', 'users', 'library']) {
+      const r = await asMallory('/account/organizations', { name });
+      assert.equal(r.status, 409, `org "${name}": ${r.status}`);
+    }
+    // an ordinary name still works
+    assert.equal((await asMallory('/account/organizations', { name: 'mallorys_team' })).status < 400, true);
+  });
+
   it('signing up as a mirror prefix is refused (v1 /v1/users/ and the web form)', async () => {
     const v1 = await request(mirror.url, '/v1/users/', {
       method: 'POST',
