@@ -44,9 +44,17 @@ export class IndexCatalog implements CatalogSource {
   constructor(private readonly db: Knex) {}
 
   async names(principal: V2Principal, last: string | undefined, limit: number): Promise<string[]> {
+    // Who the token names and whether it says admin are the token's word (its issuer decides, an
+    // external token service too); but an account deactivated since the token was issued (v2 tokens
+    // live v2_token_ttl) lists only what anonymous callers see, as its logins and sessions end.
     let userId: number | undefined;
-    if (principal.account !== null && !principal.admin) userId = (await findUserByName(this.db, principal.account))?.id;
-    const v = visibility(principal.admin ? { admin: true } : userId !== undefined ? { userId } : {});
+    let admin = principal.admin;
+    if (principal.account !== null) {
+      const u = await findUserByName(this.db, principal.account);
+      if (u && !u.active) admin = false;
+      else userId = u?.id;
+    }
+    const v = visibility(admin ? { admin: true } : userId !== undefined ? { userId } : {});
     // names are compared as namespace/name; the pair's order equals the string's because both parts
     // are [a-z0-9._-] and '/' sorts below every one of them. Byte order on PostgreSQL too (collate "C").
     const c = /^(pg|postgres)/.test(String((this.db.client as { config?: { client?: unknown } }).config?.client)) ? ' collate "C"' : '';

@@ -218,6 +218,18 @@ describe('the index learns of v2 pushes; the catalog filters by account (one pro
     assert.equal(anon.status, 401);
   });
 
+  it('a catalog token of an account deactivated since lists only what anonymous callers may read', async () => {
+    const t = await token('alice', 'alicepw', 'registry:catalog:*');
+    await s.db!('users').where({ username: 'alice' }).update({ active: false });
+    try {
+      const r = await request(s.url, '/v2/_catalog', { headers: { Authorization: `Bearer ${t}` } });
+      assert.equal(r.status, 200, r.text);
+      assert.deepEqual(r.json(), { repositories: ['alice/web'] });
+    } finally {
+      await s.db!('users').where({ username: 'alice' }).update({ active: true });
+    }
+  });
+
   it('v2 names the v1 grammar cannot hold (three components, dots in the namespace) reach the catalog and search too', async () => {
     const t = await token('alice', 'alicepw', 'repository:alice/tools/builder:pull,push');
     await pushV2(s.url, 'alice/tools/builder', 'v1', { Authorization: `Bearer ${t}` });
