@@ -58,6 +58,8 @@ interface Descriptor {
 const repoKey = (name: string): string => `v2/repositories/${name}/_manifests`;
 const revisionKey = (name: string, digest: string): string => `${repoKey(name)}/revisions/${digest.slice(7)}`;
 const tagKey = (name: string, tag: string): string => `${repoKey(name)}/tags/${tag}`;
+/** Where a v2 tag names its manifest's digest (read by the bridge: V2ToV1.publish). */
+export const v2TagKey = tagKey;
 const createdKey = (name: string): string => `v2/repositories/${name}/_created`;
 /** A marker per manifest that names `subject` (the referrers API, spec §1.4 end-12). */
 const referrerKey = (name: string, subject: string, digest: string): string => `${repoKey(name)}/referrers/${subject.slice(7)}/${digest.slice(7)}`;

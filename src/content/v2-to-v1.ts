@@ -6,13 +6,14 @@ import type { BlobStore } from './blob-store.js';
 import { GZIPPED_EMPTY_TAR, GZIPPED_EMPTY_TAR_DIGEST, v1ViewFromConfig } from './bridge.js';
 import { ConfigUnavailableError, type ConfigReader } from './config-reader.js';
 import { keys } from './keys.js';
-import { parseRepoName, parseTag, type RepoName, type Tag } from './names.js';
+import { parseRepoName, parseTag, type RepoName } from './names.js';
 import { canonicalOf } from './schema1.js';
 import { isImageId } from '../digest/digest.js';
 import { readOptional } from './small-objects.js';
 import { MAX_ANCESTRY, type LayerLink, type V1Images } from './v1-images.js';
 import type { V1Repositories } from './v1-repositories.js';
-import { MT } from './v2-manifests.js';
+import { KeyedMutex, type Locks } from './mutex.js';
+import { MT, v2TagKey } from './v2-manifests.js';
 import type { V2Name } from './v2-names.js';
 
 /** The v1 id the bridge derived for a v2-pushed tag ('' when the image has no v1 view). */
@@ -47,6 +48,11 @@ export class V2ToV1 {
     private readonly images: V1Images,
     private readonly log: Logger,
     private readonly configs: ConfigReader,
+    /**
+     * The repository locks v1 tag writes take (StorageLock in a server: across nodes), keyed by
+     * the repository's full name: the bridge moves a v1 tag under the same lock.
+     */
+    private readonly repoLock: Locks = new KeyedMutex(),
   ) {}
 
   /** A tag deleted through v2 goes in v1 too (spec §3.7). */
@@ -140,16 +146,43 @@ export class V2ToV1 {
    * The v1 view of a tag pushed through v2 (spec §3.6, §3.7): derived and tagged in v1, or, for an
    * image without a v1 view, the v1 tag removed (the v2 push replaces it). The derived id is
    * recorded so a later v1 push of the tag can be told apart ({@link current}).
+   *
+   * `digest` is the manifest the caller's push put on the v2 tag. The v1 tag is moved only while
+   * the v2 tag still names it, under the repository's lock: deriving takes a pass over every layer
+   * (payload checksums), and a second push of the tag that finished meanwhile had set the v1 tag to
+   * its own view, which a late first push overwrote — v2 clients then pulled one push and v1
+   * clients the other, for good. Whichever push writes the v2 tag last now also sets the v1 tag
+   * last. Without `digest` (a mirror's view of a list's child) the tag is moved unconditionally.
    */
-  async publish(name: V2Name, tag: string, mediaType: string, manifest: Buffer): Promise<V1Chain | undefined> {
+  async publish(name: V2Name, tag: string, mediaType: string, manifest: Buffer, digest?: string): Promise<V1Chain | undefined> {
     const chain = await this.derive(name, tag, mediaType, manifest);
     const top = chain?.images[chain.images.length - 1]?.id;
     const repo = parseRepoName(name);
     const t = parseTag(tag);
     if (!repo || !t) return chain;
-    if (top === undefined) await this.unpublish(name, [tag]);
-    await this.driver.putContent(derivedKey(name, tag), Buffer.from(top ?? ''));
+    await this.repoLock.run(repo.full, async () => {
+      // a later push holds the v2 tag: its own publish sets the v1 tag (the image records written
+      // above are content-derived ids, harmless to keep)
+      if (digest !== undefined && (await readOptional(this.driver, v2TagKey(name, tag)))?.toString('utf8') !== digest) return;
+      if (top === undefined) await this.unpublish(name, [tag]);
+      else {
+        await this.recordDerived(name, tag, top);
+        await this.repos.putTag(repo, t, top, 'legacy-registry/v2-bridge');
+        await this.repos.mergeIndexImages(repo, chain!.images);
+      }
+      await this.driver.putContent(derivedKey(name, tag), Buffer.from(top ?? ''));
+    });
     return chain;
+  }
+
+  /**
+   * Run fn under the lock publish() moves the repository's v1 tags under: a v2 delete's two steps
+   * (the v1 view, then the v2 tag), which a publish must not fall between (it would set the v1 tag
+   * of a v2 tag about to go).
+   */
+  exclusive<T>(name: V2Name, fn: () => Promise<T>): Promise<T> {
+    const repo = parseRepoName(name);
+    return repo ? this.repoLock.run(repo.full, fn) : fn();
   }
 
   /** sha256(json + "\n" + layer bytes as stored): the v1 payload checksum (spec v1 §6.1). */
@@ -169,7 +202,7 @@ export class V2ToV1 {
    * from the parents, the layer linked to the stored blob, the payload checksum of both. Read from
    * the signed payload (what the signature covers). No view when the chain is not well formed.
    */
-  private async deriveSchema1(name: V2Name, repo: RepoName, tag: Tag, mediaType: string, manifest: Buffer): Promise<V1Chain | undefined> {
+  private async deriveSchema1(repo: RepoName, mediaType: string, manifest: Buffer): Promise<V1Chain | undefined> {
     let doc: { fsLayers?: { blobSum?: unknown }[]; history?: { v1Compatibility?: unknown }[] };
     try {
       const payload = mediaType === MT.schema1Signed || /"signatures"\s*:/.test(manifest.toString('utf8')) ? canonicalOf(manifest) : manifest.toString('utf8');
@@ -218,17 +251,14 @@ export class V2ToV1 {
       await this.images.putDerived(scope, c.id, c.json, ids.slice(i), { digest: c.digest, size: info.size, payload, compression: gzip ? 'gzip' : 'none' });
       images.push({ id: c.id, checksum: payload });
     }
-    await this.recordDerived(name, tag, chain[0]!.id);
-    await this.repos.putTag(repo, tag, chain[0]!.id, 'legacy-registry/v2-bridge');
-    await this.repos.mergeIndexImages(repo, images);
+    // (root first: the last is chain[0], the tagged image; publish() moves the tag)
     return { images };
   }
 
   private async derive(name: V2Name, tag: string, mediaType: string, manifest: Buffer): Promise<V1Chain | undefined> {
     const repo = parseRepoName(name);
-    const t = parseTag(tag);
-    if (!repo || !t) return undefined;
-    if (mediaType === MT.schema1 || mediaType === MT.schema1Signed) return this.deriveSchema1(name, repo, t, mediaType, manifest);
+    if (!repo || !parseTag(tag)) return undefined;
+    if (mediaType === MT.schema1 || mediaType === MT.schema1Signed) return this.deriveSchema1(repo, mediaType, manifest);
     if (mediaType !== MT.schema2 && mediaType !== MT.ociManifest) return undefined;
     const m = JSON.parse(manifest.toString('utf8')) as { config: Descriptor; layers: Descriptor[] };
     if (m.layers.some((l) => !/(tar|tar\.gzip|tar\+gzip)$/.test(l.mediaType) || l.urls !== undefined)) return undefined;
@@ -285,10 +315,7 @@ export class V2ToV1 {
       await this.images.putDerived(scope, img.id, img.json, [...ancestry], link);
       images.push({ id: img.id, checksum: payload });
     }
-    const top = view[view.length - 1]!.id;
-    await this.recordDerived(name, tag, top);
-    await this.repos.putTag(repo, t, top, 'legacy-registry/v2-bridge');
-    await this.repos.mergeIndexImages(repo, images);
+    // publish() moves the tag to the last image
     return { images };
   }
 }

@@ -324,8 +324,9 @@ export async function importDistribution(tree: SourceTree, c: Content, report: I
         continue;
       }
       if ((await c.manifests.resolve(name, { tag })) === digest && (await c.toV1.current(name, tag)) === 'v2') continue;
+      let put: string;
       try {
-        await c.manifests.put(name, { tag }, r.bytes, r.mediaType);
+        put = (await c.manifests.put(name, { tag }, r.bytes, r.mediaType)).digest;
       } catch (e) {
         if (e instanceof V2Error) {
           report.skip(what, `refused as a push would be: ${e.message}`);
@@ -335,7 +336,7 @@ export async function importDistribution(tree: SourceTree, c: Content, report: I
         throw e;
       }
       // the v1 view (the bridge's ids) and the index, as after a v2 push of the tag
-      const chain = await c.toV1.publish(name, tag, r.mediaType, r.bytes).catch((e: unknown) => {
+      const chain = await c.toV1.publish(name, tag, r.mediaType, r.bytes, put).catch((e: unknown) => {
         if (isRegistryError(e) || e instanceof V2Error) return undefined;
         throw e;
       });

@@ -83,7 +83,8 @@ export async function openContent(config: Config, log: Logger = createLogger('si
   const manifests = new V2Manifests(driver, blobs, uploads);
   const fromV1 = new V1ToV2(driver, blobs, images, repos, manifests, uploads);
   const configs = new ConfigReader(blobs, uploads, config.max_config_size);
-  const toV1 = new V2ToV1(driver, blobs, repos, images, log, configs);
+  // a v1 tag is moved under its repository's lock, the one a live server's tag writes take
+  const toV1 = new V2ToV1(driver, blobs, repos, images, log, configs, { run: (name, fn) => locks.run(`repository\n${name}`, fn) });
   let db: Knex | undefined;
   let index: IndexService | undefined;
   if (!standalone) {

@@ -19,7 +19,7 @@ export async function replayIndexNotices(deps: V2Deps): Promise<{ sent: number; 
         if (!found) return; // never landed, or deleted since: nothing to announce
         // a v1 push of the tag since then won: the index learnt that one from the v1 push
         if (toV1 && (await toV1.current(name, n.tag)) !== 'v2') return;
-        const chain = toV1 ? await toV1.publish(name, n.tag, found.mediaType, found.bytes) : undefined;
+        const chain = toV1 ? await toV1.publish(name, n.tag, found.mediaType, found.bytes, found.digest) : undefined;
         await index.pushed(principal, name, n.tag, chain?.images ?? [], n.authorization);
       } else if (n.op === 'deleted' && n.tags) {
         const gone: string[] = [];

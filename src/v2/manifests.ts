@@ -133,7 +133,7 @@ export function manifestHandlers(deps: V2Deps) {
     let chain: Awaited<ReturnType<V2ToV1['publish']>>;
     try {
       rev = await manifests.put(name, ref, bytes, ctx.get('Content-Type'));
-      chain = ref.tag && deps.toV1 ? await deps.toV1.publish(name, ref.tag, rev.mediaType, bytes) : undefined;
+      chain = ref.tag && deps.toV1 ? await deps.toV1.publish(name, ref.tag, rev.mediaType, bytes, rev.digest) : undefined;
     } catch (e) {
       if (intent) await deps.journal!.end(intent);
       throw e;
@@ -175,21 +175,27 @@ export function manifestHandlers(deps: V2Deps) {
             ...(authorization ? { authorization } : {}),
           })
         : undefined;
-    // spec §3.7: a v1-pushed tag is deleted through v2 too, by tag or by its derived digest
-    const v1Tags =
-      deps.fromV1 && deps.toV1
-        ? ref.tag
-          ? (await deps.fromV1.tags(name)).filter((t) => t === ref.tag)
-          : await deps.fromV1.tagsWithDigest(name, ref.digest!)
-        : [];
-    // The v1 side goes first (issue 17 crash campaign): a kill between the two steps then leaves the
-    // v2 tag stored but its v1 view gone, which both APIs read as deleted (V2ToV1.current: 'gone');
-    // the other order left the v1 view, bridged back over v2 as a manifest nobody pushed.
-    if (deps.toV1) {
-      const v2Tags = ref.tag ? [ref.tag] : await manifests.tagsPointingTo(name, ref.digest!);
-      await deps.toV1.unpublish(name, [...new Set([...v2Tags, ...v1Tags])]);
-    }
-    let removed = await manifests.delete(name, ref);
+    // both steps under the lock the bridge moves v1 tags under (V2ToV1.publish): a push's v1 view
+    // written between them would stay, for a v2 tag this delete removes
+    const steps = async (): Promise<{ v1Tags: string[]; deleted: string[] | undefined }> => {
+      // spec §3.7: a v1-pushed tag is deleted through v2 too, by tag or by its derived digest
+      const v1Tags =
+        deps.fromV1 && deps.toV1
+          ? ref.tag
+            ? (await deps.fromV1.tags(name)).filter((t) => t === ref.tag)
+            : await deps.fromV1.tagsWithDigest(name, ref.digest!)
+          : [];
+      // The v1 side goes first (issue 17 crash campaign): a kill between the two steps then leaves the
+      // v2 tag stored but its v1 view gone, which both APIs read as deleted (V2ToV1.current: 'gone');
+      // the other order left the v1 view, bridged back over v2 as a manifest nobody pushed.
+      if (deps.toV1) {
+        const v2Tags = ref.tag ? [ref.tag] : await manifests.tagsPointingTo(name, ref.digest!);
+        await deps.toV1.unpublish(name, [...new Set([...v2Tags, ...v1Tags])]);
+      }
+      return { v1Tags, deleted: await manifests.delete(name, ref) };
+    };
+    const { v1Tags, deleted } = deps.toV1 ? await deps.toV1.exclusive(name, steps) : await steps();
+    let removed = deleted;
     if (v1Tags.length > 0 && (ref.digest || !removed)) removed = [...new Set([...(removed ?? []), ...v1Tags])];
     if (!removed) {
       if (intent) await deps.journal!.end(intent);
