@@ -690,12 +690,26 @@ export class V1Images {
     return link;
   }
 
-  async putDerived(scope: ImageScope, id: string, json: Buffer, ancestry: readonly string[], link: LayerLink): Promise<'kept' | 'written'> {
+  /**
+   * `keepOthers`: for ids the pusher chose (a schema1 push's v1Compatibility), a complete image of
+   * another json or layer under the id is left as it is ('taken', nothing written): a v1 push of a
+   * complete id is refused (IMAGE_EXISTS), and a schema1 push through v2 must not do what it may
+   * not, rewriting what every tag naming the id serves (registry-wide without accounts).
+   */
+  async putDerived(
+    scope: ImageScope,
+    id: string,
+    json: Buffer,
+    ancestry: readonly string[],
+    link: LayerLink,
+    opts: { readonly keepOthers?: boolean } = {},
+  ): Promise<'kept' | 'written' | 'taken'> {
     // the bridges and the mirror stop longer chains before they get here (v1ViewFromConfig, deriveSchema1, whyInconsistent)
     if (ancestry.length > MAX_ANCESTRY) throw ancestryTooLong(ancestry.length);
     return this.locks.run(this.lockKey(scope, id), async () => {
       const [mine, mineLayer, marked] = await Promise.all([this.read(keys.imageJson(scope, id)), this.layerLink(scope, id), this.inProgress(scope, id)]);
       if (mine && mine.equals(json) && mineLayer && mineLayer.digest === link.digest && mineLayer.payload === link.payload && !marked) return 'kept';
+      if (opts.keepOthers && mine && !marked) return 'taken';
       // the json goes last: until then the id resolves to nothing half-written
       await this.remove(keys.imageJson(scope, id));
       await this.remove(keys.files(scope, id));

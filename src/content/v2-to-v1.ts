@@ -248,7 +248,13 @@ export class V2ToV1 {
       for await (const b of head) magic.push(b as Buffer);
       const gzip = Buffer.concat(magic).equals(Buffer.from([0x1f, 0x8b]));
       const payload = await this.payloadOf(c.json, c.digest);
-      await this.images.putDerived(scope, c.id, c.json, ids.slice(i), { digest: c.digest, size: info.size, payload, compression: gzip ? 'gzip' : 'none' });
+      const link: LayerLink = { digest: c.digest, size: info.size, payload, compression: gzip ? 'gzip' : 'none' };
+      // the ids are the pusher's: one already complete here with other content stays, and this
+      // image gets no v1 view (the v2 push stands)
+      if ((await this.images.putDerived(scope, c.id, c.json, ids.slice(i), link, { keepOthers: true })) === 'taken') {
+        this.log.warn('no v1 view for a schema1 image: a v1 image of other content has its id', { repository: repo.full, id: c.id });
+        return undefined;
+      }
       images.push({ id: c.id, checksum: payload });
     }
     // (root first: the last is chain[0], the tagged image; publish() moves the tag)

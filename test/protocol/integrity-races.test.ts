@@ -2,7 +2,10 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { request } from '../helpers/http.js';
+import { gzipSync } from 'node:zlib';
 import { S2, sha, v2Image, type V2Image } from '../helpers/accounts.js';
+import { makeImage, pushImage, putTag, tarOf } from '../helpers/v1-client.js';
+import { schema1Payload } from '../../src/content/schema1.js';
 
 /**
  * Hold the first call of the server's driver method whose key matches until `release` is called;
@@ -95,5 +98,44 @@ describe('integrity races (standalone, filesystem)', () => {
       const layer = await request(s.url, `/v1/images/${v1.json<string>()}/layer`);
       assert.deepEqual(layer.body, b.layers[0], 'v1 serves B');
     }
+  });
+});
+
+describe('v1 image ids pushed through schema1 (standalone: one registry-wide set of images)', () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startTestServer({ standalone: true, v2: true, metadata_cache_ttl: 0 });
+  });
+  after(() => s?.stop());
+
+  it("a schema1 push naming another repository's complete v1 image id with other content does not rewrite that image", async () => {
+    const img = makeImage();
+    const rs = await pushImage(s.url, img);
+    assert.deepEqual(
+      rs.slice(1).map((r) => r.status),
+      [200, 200, 200],
+    );
+    assert.equal((await putTag(s.url, 'victim/app', 'latest', img.id)).status, 200);
+    // another pusher's schema1 image claims the same v1 id for other json and another layer
+    const layer = gzipSync(tarOf({ 'evil.txt': 'not the victim\n' }));
+    const r = await request(s.url, `/v2/other/app/blobs/uploads/?digest=${sha(layer)}`, { method: 'POST', body: layer });
+    assert.equal(r.status, 201, r.text);
+    const json = JSON.stringify({ id: img.id, created: '2015-06-01T00:00:00Z', architecture: 'amd64', os: 'linux', comment: 'other' });
+    const payload = schema1Payload('other/app', 'latest', 'amd64', [{ blobSum: sha(layer), v1Compatibility: json }]);
+    const put = await request(s.url, '/v2/other/app/manifests/latest', {
+      method: 'PUT',
+      body: payload,
+      headers: { 'Content-Type': 'application/vnd.docker.distribution.manifest.v1+json' },
+    });
+    assert.equal(put.status, 201, put.text);
+    // the victim's image is what its pusher pushed
+    assert.deepEqual((await request(s.url, `/v1/images/${img.id}/json`)).body, img.json);
+    assert.deepEqual((await request(s.url, `/v1/images/${img.id}/layer`)).body, img.layer);
+    // the schema1 push stands for v2 clients; v1 clients get no view of it
+    assert.equal(
+      (await request(s.url, '/v2/other/app/manifests/latest', { headers: { Accept: 'application/vnd.docker.distribution.manifest.v1+json' } })).status,
+      200,
+    );
+    assert.equal((await request(s.url, '/v1/repositories/other/app/tags/latest')).status, 404);
   });
 });
