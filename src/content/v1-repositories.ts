@@ -164,16 +164,19 @@ export class V1Repositories {
     if (tag === 'latest') await this.remove(keys.repoJson(repo));
   }
 
-  /** R15: stored metadata or the default object. */
+  /**
+   * R15: the stored metadata as it was written (only the keys the pusher's User-Agent gave, spec
+   * §2.16), or the default object when none is stored.
+   */
   async tagJson(repo: RepoName, tag: Tag): Promise<Record<string, unknown>> {
     const raw = await this.read(keys.tagJson(repo, tag));
-    return raw ? { ...DEFAULT_TAG_JSON, ...(JSON.parse(raw.toString('utf8')) as object) } : { ...DEFAULT_TAG_JSON };
+    return raw ? (JSON.parse(raw.toString('utf8')) as Record<string, unknown>) : { ...DEFAULT_TAG_JSON };
   }
 
-  /** R16. */
+  /** R16: as R15, for the repository (the metadata of its `latest`). */
   async repoJson(repo: RepoName): Promise<Record<string, unknown>> {
     const raw = await this.read(keys.repoJson(repo));
-    return raw ? { ...DEFAULT_TAG_JSON, ...(JSON.parse(raw.toString('utf8')) as object) } : { ...DEFAULT_TAG_JSON };
+    return raw ? (JSON.parse(raw.toString('utf8')) as Record<string, unknown>) : { ...DEFAULT_TAG_JSON };
   }
 
   /**

@@ -204,6 +204,31 @@ describe('Docker 1.x push and pull against a standalone registry', () => {
     assert.equal(none.text, '{"arch": "amd64", "docker_go_version": null, "docker_version": null, "kernel": null, "last_update": null, "os": "linux"}');
   });
 
+  it('serves tag metadata as stored: only the keys the User-Agent gave (spec §2.16)', async () => {
+    const img = makeImage();
+    await pushImage(reg, img);
+    const tag = (ua: string | undefined): Promise<unknown> =>
+      request(reg, '/v1/repositories/alice/uameta/tags/latest', {
+        method: 'PUT',
+        headers: { 'Content-Type': 'application/json', ...(ua === undefined ? {} : { 'User-Agent': ua }) },
+        body: JSON.stringify(img.id),
+      });
+    await tag('docker/1.5.0');
+    const tj = await request(reg, '/v1/repositories/alice/uameta/tags/latest/json');
+    assert.equal(tj.status, 200);
+    const meta = tj.json<Record<string, unknown>>();
+    assert.deepEqual(Object.keys(meta), ['docker_version', 'last_update']);
+    assert.equal(meta.docker_version, '1.5.0');
+    assert.equal(tj.text, `{"docker_version": "1.5.0", "last_update": ${String(meta.last_update)}}`);
+    assert.equal((await request(reg, '/v1/repositories/alice/uameta/json')).text, tj.text);
+    await tag(undefined);
+    const bare = await request(reg, '/v1/repositories/alice/uameta/tags/latest/json');
+    assert.deepEqual(Object.keys(bare.json<object>()), ['last_update']);
+    // nothing stored: the default object
+    const none = await request(reg, '/v1/repositories/alice/uameta/tags/nothing/json');
+    assert.equal(none.text, '{"arch": "amd64", "docker_go_version": null, "docker_version": null, "kernel": null, "last_update": null, "os": "linux"}');
+  });
+
   it('treats a single-segment name as library/<name>', async () => {
     const img = makeImage();
     await pushImage(reg, img);
