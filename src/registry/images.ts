@@ -21,12 +21,12 @@ export function imageHandlers(deps: RegistryDeps, v1: V1Access, repoLock: Locks)
     const id = imageId(ctx);
     const img = await readable(access, id);
     if (notModified(ctx)) return;
+    // Content-Type as sendJson sets it (spec §1.3: no charset); the body keeps it
     sendJson(ctx, 200, null);
     setCacheHeaders(ctx);
     if (img.link) ctx.set('X-Docker-Size', String(img.link.size));
     if (img.payload) ctx.set('X-Docker-Checksum-Payload', img.payload);
     ctx.body = img.json;
-    ctx.type = 'application/json';
   }
 
   /** R4 PUT …/json: the first step of an image push. */

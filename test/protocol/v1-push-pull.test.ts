@@ -111,6 +111,8 @@ describe('Docker 1.x push and pull against a standalone registry', () => {
     assert.equal(json.headers['x-docker-checksum-payload'], vectorImage.payload);
     assert.equal(json.headers['last-modified'], 'Thu, 01 Jan 1970 00:00:00 GMT');
     assert.equal(json.headers.pragma, undefined);
+    // spec §1.3: toolkit.response's Content-Type, as every other JSON answer (no charset)
+    assert.equal(json.headers['content-type'], 'application/json');
 
     const layer = await request(reg, `/v1/images/${vectorImage.id}/layer`);
     assert.equal(layer.status, 200);
