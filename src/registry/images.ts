@@ -5,6 +5,7 @@ import { readRawBody } from '../http/body.js';
 import { accelUri, notModified, sendBytes, sendJson, setCacheHeaders } from '../http/respond.js';
 import type { RegistryDeps } from './deps.js';
 import type { V1Access } from './access.js';
+import type { RegistryAccess } from '../auth/registry-auth.js';
 import { imageId } from './paths.js';
 
 /**
@@ -15,12 +16,23 @@ export function imageHandlers(deps: RegistryDeps, v1: V1Access, repoLock: Locks)
   const { config, images } = deps;
   const { authorize, linkInto, readable } = v1;
 
+  /**
+   * Spec §1.3 / Q3: If-Modified-Since (any value) on a cacheable GET is 304 after the upload check and
+   * before the image is looked up, as the Python registry's set_cache_headers answered it (an id the
+   * registry does not hold included).
+   */
+  async function notModifiedImage(ctx: Context, access: RegistryAccess, id: string): Promise<boolean> {
+    if (!ctx.get('If-Modified-Since')) return false;
+    await images.assertComplete(access.scope, id);
+    return notModified(ctx);
+  }
+
   /** R3 GET …/json: the image's JSON with its size and payload checksum headers. */
   async function getJson(ctx: Context): Promise<void> {
     const access = await authorize(ctx);
     const id = imageId(ctx);
+    if (await notModifiedImage(ctx, access, id)) return;
     const img = await readable(access, id);
-    if (notModified(ctx)) return;
     // Content-Type as sendJson sets it (spec §1.3: no charset); the body keeps it
     sendJson(ctx, 200, null);
     setCacheHeaders(ctx);
@@ -47,8 +59,8 @@ export function imageHandlers(deps: RegistryDeps, v1: V1Access, repoLock: Locks)
   async function getLayer(ctx: Context): Promise<void> {
     const access = await authorize(ctx);
     const id = imageId(ctx);
+    if (await notModifiedImage(ctx, access, id)) return;
     const { link } = await readable(access, id);
-    if (notModified(ctx)) return;
     if (!link) throw new RegistryError('IMAGE_NOT_FOUND');
     setCacheHeaders(ctx);
     // storage_redirect (spec §R5): the Python registry answered 302 to a signed storage URL
@@ -101,8 +113,8 @@ export function imageHandlers(deps: RegistryDeps, v1: V1Access, repoLock: Locks)
   async function getAncestry(ctx: Context): Promise<void> {
     const access = await authorize(ctx);
     const id = imageId(ctx);
+    if (await notModifiedImage(ctx, access, id)) return;
     const img = await readable(access, id);
-    if (notModified(ctx)) return;
     if (!img.ancestry) throw new RegistryError('IMAGE_NOT_FOUND');
     sendJson(ctx, 200, JSON.parse(img.ancestry.toString('utf8')) as string[]);
     setCacheHeaders(ctx);
@@ -112,8 +124,8 @@ export function imageHandlers(deps: RegistryDeps, v1: V1Access, repoLock: Locks)
   async function getFiles(ctx: Context): Promise<void> {
     const access = await authorize(ctx);
     const id = imageId(ctx);
+    if (await notModifiedImage(ctx, access, id)) return;
     await readable(access, id);
-    if (notModified(ctx)) return;
     // streamed while the layer is read (security issue 10, finding 9): a listing found damaged after
     // the answer has started can only be cut off
     const listing = await images.files(access.scope, id);

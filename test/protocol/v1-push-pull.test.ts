@@ -163,6 +163,26 @@ describe('Docker 1.x push and pull against a standalone registry', () => {
     assert.equal(r.body.length, 0);
   });
 
+  it('answers If-Modified-Since with 304 before the image is looked up, but after the upload check (spec §1.3, Q3)', async () => {
+    const ims = { 'If-Modified-Since': 'Thu, 01 Jan 1970 00:00:00 GMT' };
+    const unknown = makeImage();
+    for (const what of ['json', 'layer', 'ancestry', 'files']) {
+      const r = await request(reg, `/v1/images/${unknown.id}/${what}`, { headers: ims });
+      assert.equal(r.status, 304, `${what} of an unknown image`);
+      assert.equal(r.headers['last-modified'], 'Thu, 01 Jan 1970 00:00:00 GMT');
+      assert.equal(r.body.length, 0);
+      assert.equal((await request(reg, `/v1/images/${unknown.id}/${what}`)).status, 404, `${what} without If-Modified-Since`);
+    }
+    const bad = await request(reg, '/v1/images/NOTANID/json', { headers: ims });
+    assert.equal(bad.status, 404);
+    assert.equal(bad.text, '{"error": "Invalid image ID"}');
+    const uploading = makeImage();
+    assert.equal((await request(reg, `/v1/images/${uploading.id}/json`, { method: 'PUT', body: uploading.json })).status, 200);
+    const r = await request(reg, `/v1/images/${uploading.id}/json`, { headers: ims });
+    assert.equal(r.status, 400);
+    assert.equal(r.text, '{"error": "Image is being uploaded, retry later"}');
+  });
+
   it('lets a second push skip what exists: probe 200, PUT json 409 "Image already exists"', async () => {
     const [probe, json] = await pushImage(reg, vectorImage);
     assert.equal(probe!.status, 200);
