@@ -169,14 +169,12 @@ export class V1Repositories {
    * §2.16), or the default object when none is stored.
    */
   async tagJson(repo: RepoName, tag: Tag): Promise<Record<string, unknown>> {
-    const raw = await this.read(keys.tagJson(repo, tag));
-    return raw ? (JSON.parse(raw.toString('utf8')) as Record<string, unknown>) : { ...DEFAULT_TAG_JSON };
+    return storedOrDefault(await this.read(keys.tagJson(repo, tag)));
   }
 
   /** R16: as R15, for the repository (the metadata of its `latest`). */
   async repoJson(repo: RepoName): Promise<Record<string, unknown>> {
-    const raw = await this.read(keys.repoJson(repo));
-    return raw ? (JSON.parse(raw.toString('utf8')) as Record<string, unknown>) : { ...DEFAULT_TAG_JSON };
+    return storedOrDefault(await this.read(keys.repoJson(repo)));
   }
 
   /**
@@ -254,4 +252,19 @@ export class V1Repositories {
       }
     }
   }
+}
+
+/**
+ * Tag metadata as stored (R15/R16), or the default object when none is stored or what is stored is
+ * not a JSON object (an imported tree's file: callers read its keys).
+ */
+function storedOrDefault(raw: Buffer | undefined): Record<string, unknown> {
+  if (!raw) return { ...DEFAULT_TAG_JSON };
+  try {
+    const v: unknown = JSON.parse(raw.toString('utf8'));
+    if (v !== null && typeof v === 'object' && !Array.isArray(v)) return v as Record<string, unknown>;
+  } catch {
+    // not JSON: as if none were stored
+  }
+  return { ...DEFAULT_TAG_JSON };
 }

@@ -1,7 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { VECTORS } from '../helpers/paths.js';
@@ -224,6 +224,19 @@ describe('Docker 1.x push and pull against a standalone registry', () => {
     assert.deepEqual(rj.json(), meta);
     const none = await request(reg, '/v1/repositories/alice/nothing/json');
     assert.equal(none.text, '{"arch": "amd64", "docker_go_version": null, "docker_version": null, "kernel": null, "last_update": null, "os": "linux"}');
+    // a stored file that is not a JSON object (an imported tree's): the default object, not a 500
+    for (const [tagName, stored] of [
+      ['nulled', 'null'],
+      ['listed', '[1]'],
+      ['broken', '{"arch'],
+    ] as const) {
+      const file = join(s.dataDir, 'v1', 'repositories', 'alice', 'uameta', '_tagjson', tagName);
+      mkdirSync(dirname(file), { recursive: true });
+      writeFileSync(file, stored);
+      const r = await request(reg, `/v1/repositories/alice/uameta/tags/${tagName}/json`);
+      assert.equal(r.status, 200, `${stored}: ${r.status}`);
+      assert.equal(r.text, none.text, stored);
+    }
   });
 
   it('serves tag metadata as stored: only the keys the User-Agent gave (spec §2.16)', async () => {
@@ -249,6 +262,19 @@ describe('Docker 1.x push and pull against a standalone registry', () => {
     // nothing stored: the default object
     const none = await request(reg, '/v1/repositories/alice/uameta/tags/nothing/json');
     assert.equal(none.text, '{"arch": "amd64", "docker_go_version": null, "docker_version": null, "kernel": null, "last_update": null, "os": "linux"}');
+    // a stored file that is not a JSON object (an imported tree's): the default object, not a 500
+    for (const [tagName, stored] of [
+      ['nulled', 'null'],
+      ['listed', '[1]'],
+      ['broken', '{"arch'],
+    ] as const) {
+      const file = join(s.dataDir, 'v1', 'repositories', 'alice', 'uameta', '_tagjson', tagName);
+      mkdirSync(dirname(file), { recursive: true });
+      writeFileSync(file, stored);
+      const r = await request(reg, `/v1/repositories/alice/uameta/tags/${tagName}/json`);
+      assert.equal(r.status, 200, `${stored}: ${r.status}`);
+      assert.equal(r.text, none.text, stored);
+    }
   });
 
   it('treats a single-segment name as library/<name>', async () => {
