@@ -14,7 +14,8 @@ import { clientAddress } from '../http/app.js';
 import { decodePath, matchRepoRoute, repoName } from '../registry/routes.js';
 import { indexRepoName, parseRepoName, parseTag } from '../content/names.js';
 import { endpointsHeader } from '../registry/standalone-index.js';
-import type { IndexService } from './service.js';
+import { isValidEmail, type IndexService } from './service.js';
+import { CONTROL_CHARS } from '../util/text.js';
 import { isImageId } from '../digest/digest.js';
 
 /**
@@ -48,8 +49,6 @@ export const MAX_NOTICE_CHAIN = 1000;
 
 /** The id of a journalled notice (a uuid; the registry's journal key). */
 const NOTICE_ID = /^[0-9a-f][0-9a-f-]{7,63}$/;
-
-const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/;
 
 const BASIC_CHALLENGE = { 'WWW-Authenticate': 'Basic realm="auth required",Token' };
 
@@ -132,9 +131,8 @@ export function indexRouter(config: Config, index: IndexService, opts: IndexRout
       await setPassword(index.db, targetUser.id, password);
     }
     if (email !== undefined) {
-      // as at signup: no control character (PostgreSQL refuses NUL; it answered as a taken address)
-      if (typeof email !== 'string' || !/^[^\s@]+@[^\s@]+$/.test(email) || CONTROL_CHARS.test(email) || email.length > 254)
-        throw new RegistryError('USER_INVALID', 'Invalid email address');
+      // as at signup (a NUL had answered as a taken address)
+      if (typeof email !== 'string' || !isValidEmail(email)) throw new RegistryError('USER_INVALID', 'Invalid email address');
       try {
         await saveUser(index.db, { id: targetUser.id, email });
       } catch {

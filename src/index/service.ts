@@ -18,6 +18,7 @@ import {
 import { DbConflictError } from '../db/errors.js';
 import { rightsOn, type Rights } from './access.js';
 import type { Logger } from '../log/logger.js';
+import { CONTROL_CHARS } from '../util/text.js';
 
 export interface IndexOptions {
   readonly signup: boolean;
@@ -36,6 +37,11 @@ export interface IndexOptions {
 const USERNAME = /^[a-z0-9_]{4,30}$/;
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$|^[^\s@]+@[^\s@]+$/;
 const RESERVED = new Set(['library', 'root', 'admin', 'v1', 'v2', 'users', 'search', 'repositories', 'images']);
+
+/** An account's email address, at signup and on update: no control character (PostgreSQL refuses NUL: a 500 there). */
+export function isValidEmail(email: string): boolean {
+  return EMAIL.test(email) && email.length <= 254 && !CONTROL_CHARS.test(email);
+}
 
 /** Names nobody signs up as or names an organization (the official namespace, route words, admin). */
 export function isReservedNamespace(name: string): boolean {
@@ -68,9 +74,7 @@ export class IndexService {
     if (!USERNAME.test(username)) throw new RegistryError('USER_INVALID', 'Invalid username: 4 to 30 characters of a-z, 0-9 and _');
     if (RESERVED.has(username)) throw new RegistryError('USER_INVALID', 'This username is reserved');
     if (password.length < 5) throw new RegistryError('USER_INVALID', 'Invalid password: at least 5 characters');
-    // no control character: PostgreSQL refuses NUL (a 500 there)
-    if (!EMAIL.test(email) || email.length > 254 || /[\u0000-\u001f\u007f-\u009f]/.test(email))
-      throw new RegistryError('USER_INVALID', 'Invalid email address');
+    if (!isValidEmail(email)) throw new RegistryError('USER_INVALID', 'Invalid email address');
     try {
       const user = await saveUser(this.db, { username, email, password, active: this.opts.signupActive }, { cost: this.opts.bcryptCost });
       if (!user) throw new RegistryError('USER_EXISTS');

@@ -55,6 +55,7 @@ import {
   type RepoView,
 } from './pages.js';
 import { Sessions, type WebIdentity } from './session.js';
+import { CONTROL_CHARS } from '../util/text.js';
 
 /**
  * A tab of a repository's settings page contributed by another module (the webhooks issue plugs
@@ -119,7 +120,6 @@ const CSP = [
   "frame-ancestors 'none'",
 ].join('; ');
 
-const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/;
 /** Form bodies (percent-encoded UTF-8: up to 12 bytes a character): small, except the descriptions form. */
 const FORM_LIMIT = 128 * 1024;
 const SETTINGS_FORM_LIMIT = 12 * MAX_MARKDOWN + 16 * 1024;

@@ -12,12 +12,10 @@ import type { User } from '../db/users.js';
 import { countHooks, createHook, deleteHook, findHook, listDeliveries, listHooks, recordCallback, type CallbackBody, type NewHook } from './store.js';
 import type { Webhooks } from './service.js';
 import { DestinationPolicy } from './outgoing.js';
+import { CONTROL_CHARS } from '../util/text.js';
 
 /** Hooks per repository (each push queues one delivery per hook). */
 export const MAX_HOOKS_PER_REPOSITORY = 20;
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
-/** Hook ids are a 32-bit serial column: a larger number names no hook (PostgreSQL refused the query: a 500). */
-export const MAX_HOOK_ID = 2 ** 31 - 1;
 
 /**
  * A hook's fields from a JSON body or a form; throws INVALID_DATA with the reason. A URL naming an
@@ -29,7 +27,7 @@ export function validHook(body: { name?: unknown; url?: unknown; secret?: unknow
     throw new RegistryError('INVALID_DATA', `Invalid data: ${why}`);
   };
   const name = typeof body.name === 'string' ? body.name.trim() : bad('name is required');
-  if (name === '' || name.length > 100 || CONTROL.test(name)) bad('name: 1 to 100 printable characters');
+  if (name === '' || name.length > 100 || CONTROL_CHARS.test(name)) bad('name: 1 to 100 printable characters');
   const raw = typeof body.url === 'string' ? body.url.trim() : bad('url is required');
   let url: URL | undefined;
   try {
@@ -37,7 +35,7 @@ export function validHook(body: { name?: unknown; url?: unknown; secret?: unknow
   } catch {
     bad('url: an absolute http(s) URL');
   }
-  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || raw.length > 2048 || CONTROL.test(raw))
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || raw.length > 2048 || CONTROL_CHARS.test(raw))
     bad('url: an absolute http(s) URL of at most 2048 characters');
   if (url!.username || url!.password) bad('url: no credentials in the URL (set a secret instead)');
   const literal = DestinationPolicy.literal(url!);
@@ -45,7 +43,7 @@ export function validHook(body: { name?: unknown; url?: unknown; secret?: unknow
     bad(`url: ${url!.hostname} is not a public address (an operator may allow networks with webhook_allowed_networks)`);
   let secret: string | null = null;
   if (body.secret !== undefined && body.secret !== null && body.secret !== '') {
-    if (typeof body.secret !== 'string' || body.secret.length > 200 || CONTROL.test(body.secret)) bad('secret: at most 200 printable characters');
+    if (typeof body.secret !== 'string' || body.secret.length > 200 || CONTROL_CHARS.test(body.secret)) bad('secret: at most 200 printable characters');
     secret = body.secret as string;
   }
   const chained = body.chained === true || body.chained === 'on' || body.chained === 'true';
@@ -85,8 +83,7 @@ export function webhookRouter(index: IndexService, hooks: Webhooks): Router {
     return { user, repo };
   };
   const hookOf = async (ctx: Context, repo: Repository) => {
-    const id = Number(ctx.params.id);
-    const h = Number.isSafeInteger(id) && id > 0 && id <= MAX_HOOK_ID ? await findHook(index.db, repo.id, id) : undefined;
+    const h = await findHook(index.db, repo.id, Number(ctx.params.id));
     if (!h) throw new RegistryError('NOT_FOUND', 'Webhook not found');
     return h;
   };

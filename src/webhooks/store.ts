@@ -90,7 +90,12 @@ export async function listHooks(db: Knex, repoId: number): Promise<Webhook[]> {
   return ((await db('webhooks').where({ repo_id: repoId }).orderBy('id')) as HookRow[]).map(toHook);
 }
 
+/** Hook ids are a 32-bit serial column: a larger number names no hook (PostgreSQL refused the query: a 500). */
+const MAX_HOOK_ID = 2 ** 31 - 1;
+
+/** The repository's hook with this id; undefined for one it does not have, or an id no hook can have. */
 export async function findHook(db: Knex, repoId: number, id: number): Promise<Webhook | undefined> {
+  if (!Number.isSafeInteger(id) || id < 1 || id > MAX_HOOK_ID) return undefined;
   const r = (await db('webhooks').where({ repo_id: repoId, id }).first()) as HookRow | undefined;
   return r ? toHook(r) : undefined;
 }

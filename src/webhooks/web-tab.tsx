@@ -4,7 +4,7 @@ import { RegistryError } from '../errors/index.js';
 import { isUniqueViolation } from '../db/rows.js';
 import { countHooks, createHook, deleteHook, findHook, listDeliveries, listHooks } from './store.js';
 import type { Webhooks } from './service.js';
-import { MAX_HOOK_ID, MAX_HOOKS_PER_REPOSITORY, validHook } from './routes.js';
+import { MAX_HOOKS_PER_REPOSITORY, validHook } from './routes.js';
 
 const when = (ms: number): string =>
   new Date(ms)
@@ -156,8 +156,7 @@ export function webhooksTab(index: IndexService, hooks: Webhooks): SettingsTab {
         }
         return;
       }
-      const id = Number(form.get('id'));
-      const hook = Number.isSafeInteger(id) && id > 0 && id <= MAX_HOOK_ID ? await findHook(index.db, repo.id, id) : undefined;
+      const hook = await findHook(index.db, repo.id, Number(form.get('id')));
       if (!hook) throw new RegistryError('NOT_FOUND', 'Webhook not found');
       if (op === 'remove') await deleteHook(index.db, repo.id, hook.id);
       else if (op === 'test') {
