@@ -5,6 +5,7 @@ import { keys } from './keys.js';
 import { parseRepoName, type RepoName, type Tag } from './names.js';
 import type { V1Images } from './v1-images.js';
 import { isImageId } from '../digest/digest.js';
+import { removeRepositorySessions } from './v2-uploads.js';
 
 /** Default tag / repository metadata (spec §2.16), key order as PY serialises it (sorted). */
 export const DEFAULT_TAG_JSON = {
@@ -180,8 +181,9 @@ export class V1Repositories {
   /**
    * R17: the repository goes at once with everything that made it visible: its tags, its image
    * records (with accounts they are the repository's own; the layer bytes stay, shared by digest,
-   * until a garbage collection) and its v2 view (manifests, tags, blob links), so nothing of it can
-   * be read through either API afterwards. Registry-wide images (standalone) stay.
+   * until a garbage collection), its v2 view (manifests, tags, blob links) and its v2 upload
+   * sessions, so nothing of it can be read through either API afterwards, nor linked there later.
+   * Registry-wide images (standalone) stay.
    */
   async deleteRepository(repo: RepoName): Promise<void> {
     // a v2 repository's own records are the `_`-prefixed entries below its name (longer names such
@@ -194,7 +196,11 @@ export class V1Repositories {
         if (!isNotFound(e)) throw e;
       }
     }
-    if (!(await this.exists(repo)) && v2Own.length === 0) throw new RegistryError('REPOSITORY_NOT_FOUND');
+    // its v2 upload sessions go too (also those of a name with nothing else stored yet): bytes sent
+    // to the repository before the delete must not be linked into the name after it
+    const v2Names = [repo.full, ...(repo.namespace === 'library' ? [repo.repository] : [])];
+    const sessions = await removeRepositorySessions(this.driver, v2Names);
+    if (!(await this.exists(repo)) && v2Own.length === 0 && sessions === 0) throw new RegistryError('REPOSITORY_NOT_FOUND');
     // v2 first: a concurrent v2 reader must not find a manifest whose v1 records are gone
     for (const k of v2Own) await this.remove(k);
     await this.remove(keys.repo(repo));

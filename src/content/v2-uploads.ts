@@ -8,6 +8,8 @@ import { keys } from './keys.js';
 import { uploadSessions } from '../metrics/registry.js';
 import { keyExists, readOptional, removeIfPresent } from './small-objects.js';
 import type { V2Name } from './v2-names.js';
+import { KeyedMutex, type Locks } from './mutex.js';
+import { parseRepoName } from './names.js';
 
 interface UploadState {
   readonly name: string;
@@ -231,6 +233,8 @@ export class V2Uploads {
     private readonly blobs: BlobStore,
     private readonly maxSize: number,
     limits: UploadLimits = NO_LIMITS,
+    /** The lock a repository is deleted under (see linkSession). */
+    private readonly repoLock: Locks = new KeyedMutex(),
   ) {
     this.hashEntries = limits.hashEntries ?? DEFAULT_HASH_ENTRIES;
     this.purgeAgeMs = limits.purgeAgeMs;
@@ -336,7 +340,7 @@ export class V2Uploads {
           throw e;
         }
         try {
-          await this.link(name, digest);
+          await this.linkSession(name, uuid, digest);
         } finally {
           await this.drop(uuid, null, true);
         }
@@ -383,7 +387,7 @@ export class V2Uploads {
         // (400, busy); after it, 404. Either way it changes nothing.
         // (on the file system the session's folder keeps its state until dropAfterPublish)
         await this.blobs.publish(source, digest, { sourceDirInUse: !this.resumable });
-        await this.link(name, digest);
+        await this.linkSession(name, uuid, digest);
       } finally {
         await this.dropAfterPublish(uuid);
       }
@@ -437,6 +441,22 @@ export class V2Uploads {
    */
   async link(name: V2Name, digest: string): Promise<void> {
     await this.driver.putContent(linkKey(name, digest), Buffer.from(digest), { marker: true });
+  }
+
+  /**
+   * The link that completes a session, under the lock its repository is deleted under, and only
+   * while the session still exists: a delete removes the repository's sessions
+   * ({@link removeRepositorySessions}), so a session begun before it is either linked before the
+   * delete removes its links, or refused (404) — never linked into the deleted name, or into a
+   * repository created under it later. The published blob itself stays (unlinked) for the GC.
+   */
+  private async linkSession(name: V2Name, uuid: string, digest: string): Promise<void> {
+    const repo = parseRepoName(name);
+    const run = async (): Promise<void> => {
+      if (!(await keyExists(this.driver, stateKey(uuid)))) throw unknown();
+      await this.link(name, digest);
+    };
+    await (repo ? this.repoLock.run(repo.full, run) : run());
   }
 
   async linked(name: V2Name, digest: string): Promise<boolean> {
@@ -711,4 +731,45 @@ export class V2Uploads {
 
 export function linkKey(name: string, digest: string): string {
   return `v2/repositories/${name}/_layers/${digest.slice('sha256:'.length)}`;
+}
+
+/**
+ * Remove every upload session of the repository named `names` (its v2 spellings): its deletion,
+ * under the repository's lock. A session begun before the delete is gone with the repository's
+ * other content: its next request is 404 BLOB_UPLOAD_UNKNOWN, and one in progress publishes
+ * nothing into the name (V2Uploads.linkSession). Sessions are found by reading each session's
+ * state (one read per open session of the storage; deletes are rare); a node's counts of open
+ * sessions drop them when their set is next full or at the next purge pass, as for sessions that
+ * ended on another node.
+ */
+export async function removeRepositorySessions(driver: StorageDriver, names: readonly string[]): Promise<number> {
+  let dirs: string[];
+  try {
+    dirs = await driver.list(keys.uploadsRoot);
+  } catch (e) {
+    if (isNotFound(e)) return 0;
+    throw e;
+  }
+  let removed = 0;
+  for (const dir of dirs) {
+    const uuid = dir.slice(dir.lastIndexOf('/') + 1);
+    // blobs being ingested (no state) and sessions of other repositories stay
+    const raw = await readOptional(driver, stateKey(uuid)).catch(() => undefined);
+    let st: Partial<UploadState> | undefined;
+    try {
+      st = raw && raw.length > 0 ? (JSON.parse(raw.toString('utf8')) as Partial<UploadState>) : undefined;
+    } catch {
+      st = undefined;
+    }
+    if (typeof st?.name !== 'string' || !names.includes(st.name)) continue;
+    // with resumable writers the bytes so far are an upload the driver keeps open: discarded too
+    if (st.parted) await driver.discardResumable?.(blobKey(uuid), st.parted).catch(() => undefined);
+    try {
+      await driver.delete(keys.uploadDir(uuid));
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+    }
+    removed++;
+  }
+  return removed;
 }

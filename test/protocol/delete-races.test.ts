@@ -1,0 +1,106 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { PassThrough } from 'node:stream';
+import { request } from '../helpers/http.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+import { basic, pushV2Image, sha, Site, v2Image, type Creds } from '../helpers/accounts.js';
+import { saveUser } from '../../src/db/users.js';
+
+const ALICE: Creds = ['alice', 'alicepw'];
+const ROOT: Creds = ['root', 'rootpw'];
+
+const code = (r: { json<T>(): T }): string | undefined => r.json<{ errors?: { code: string }[] }>().errors?.[0]?.code;
+
+/**
+ * docs/security.md: "A deleted repository is gone for everyone at once … its stored content is
+ * removed". Work begun on a repository before it was deleted must not finish after the delete and
+ * leave content under its name (for whoever gets the name next).
+ */
+describe('repository deletion against work in flight', () => {
+  let s: TestServer;
+  let site: Site;
+
+  before(async () => {
+    s = await startTestServer({ v2: true, storage_delete: true, bcrypt_cost: 4, token_cache_ttl: 0 });
+    site = new Site(s.url, s.url);
+    for (const [u, p, admin] of [
+      [...ALICE!, false],
+      [...ROOT!, true],
+    ] as const) {
+      await saveUser(s.db!, { username: u, email: `${u}@example.com`, password: p, active: true, admin }, { cost: 4 });
+    }
+  });
+  after(async () => {
+    await s?.stop();
+  });
+
+  /** I6 with Basic credentials: the index marks the repository deleted and its content goes. */
+  const deleteRepo = async (repo: string, c: Creds): Promise<void> => {
+    const r = await request(s.url, `/v1/repositories/${repo}/`, { method: 'DELETE', headers: { Authorization: basic(c![0], c![1]) } });
+    assert.ok(r.status === 202 || r.status === 200, `delete ${repo}: ${r.status} ${r.text}`);
+  };
+
+  /** POST a session and PATCH `bytes` into it; its Location. */
+  const openSession = async (name: string, token: string, bytes: Buffer): Promise<string> => {
+    const post = await site.v2(`/v2/${name}/blobs/uploads/`, token, { method: 'POST' });
+    assert.equal(post.status, 202, post.text);
+    const location = String(post.headers.location);
+    const patch = await site.v2(location, token, { method: 'PATCH', body: bytes, headers: { 'Content-Type': 'application/octet-stream' } });
+    assert.equal(patch.status, 202, patch.text);
+    return location;
+  };
+
+  it('an upload session begun before the delete cannot be completed after it (with the old token or a new one)', async () => {
+    const name = 'alice/sess';
+    const push = await site.bearer(ALICE, `repository:${name}:pull,push`);
+    await pushV2Image(site, name, 'latest', push, v2Image('alice-sess'));
+    const old = randomBytes(4096);
+    const oldDigest = sha(old);
+    const loc1 = await openSession(name, push, old);
+    const loc2 = await openSession(name, push, old);
+    await deleteRepo(name, ALICE);
+
+    // the old token (valid for v2_token_ttl by design) finishes nothing of the deleted repository
+    const put = await site.v2(`${loc1}?digest=${oldDigest}`, push, { method: 'PUT' });
+    assert.equal(put.status, 404, `PUT of a session of the deleted repository: ${put.status} ${put.text}`);
+    assert.equal(code(put), 'BLOB_UPLOAD_UNKNOWN');
+    const patch = await site.v2(loc2, push, { method: 'PATCH', body: Buffer.from('more'), headers: { 'Content-Type': 'application/octet-stream' } });
+    assert.equal(patch.status, 404, `PATCH of a session of the deleted repository: ${patch.status} ${patch.text}`);
+    const status = await site.v2(loc2, push);
+    assert.equal(status.status, 404, `GET of a session of the deleted repository: ${status.status}`);
+
+    // the name is pushed again (re-created): the old session stays gone, its bytes never linked there
+    const fresh = await site.bearer(ALICE, `repository:${name}:pull,push`);
+    await pushV2Image(site, name, 'latest', fresh, v2Image('alice-sess-2'));
+    const put2 = await site.v2(`${loc2}?digest=${oldDigest}`, fresh, { method: 'PUT' });
+    assert.equal(put2.status, 404, `PUT of an old session in the re-created repository: ${put2.status} ${put2.text}`);
+    const head = await site.v2(`/v2/${name}/blobs/${oldDigest}`, fresh, { method: 'HEAD' });
+    assert.equal(head.status, 404, "the old session's blob is not in the re-created repository");
+  });
+
+  it('a session PUT whose body is still arriving when the repository is deleted links nothing', async () => {
+    const name = 'alice/inflight';
+    const push = await site.bearer(ALICE, `repository:${name}:pull,push`);
+    await pushV2Image(site, name, 'latest', push, v2Image('alice-inflight'));
+    const head = randomBytes(1024);
+    const tail = randomBytes(1 << 20);
+    const digest = sha(Buffer.concat([head, tail]));
+    const loc = await openSession(name, push, head);
+    const body = new PassThrough();
+    const put = request(s.url, `${loc}?digest=${digest}`, {
+      method: 'PUT',
+      headers: { Authorization: `Bearer ${push}`, 'Content-Type': 'application/octet-stream' },
+      body,
+    });
+    body.write(tail.subarray(0, 4096));
+    await new Promise((r) => setTimeout(r, 200));
+    await deleteRepo(name, ALICE);
+    body.end(tail.subarray(4096));
+    const r = await put;
+    assert.equal(r.status, 404, `PUT finished after the delete: ${r.status} ${r.text}`);
+    const fresh = await site.bearer(ALICE, `repository:${name}:pull,push`);
+    const blob = await site.v2(`/v2/${name}/blobs/${digest}`, fresh, { method: 'HEAD' });
+    assert.equal(blob.status, 404, 'nothing linked into the deleted name');
+  });
+});
