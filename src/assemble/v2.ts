@@ -55,7 +55,7 @@ function indexHookFor(site: Site, index: IndexServices | undefined, events: Even
       pushed: async (p, name, tag, images) => {
         const repo = indexRepoName(name);
         if (!repo) return;
-        await learn.learnV2Push(p.account, repo, tag, images);
+        await learn.learnV2Push(p.account, repo, tag, images, { admin: p.admin });
         // Hub webhooks of the tag: queued (never sent inline); a failure here is logged, the push stands
         await events.webhooks
           ?.pushed(

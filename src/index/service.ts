@@ -172,13 +172,28 @@ export class IndexService {
    * list holds the derived v1 chain, root first, with payload checksums and the tag on the top, as
    * a v1 push's I7 would have left it; then v1 clients pull it through the token flow.
    */
-  async learnV2Push(account: string | null, name: RepoName, tag: string, images: readonly { id: string; checksum?: string }[]): Promise<void> {
+  async learnV2Push(
+    account: string | null,
+    name: RepoName,
+    tag: string,
+    images: readonly { id: string; checksum?: string }[],
+    opts: { readonly admin?: boolean } = {},
+  ): Promise<void> {
     const existing = await this.repository(name);
     const owner = account !== null ? await findUserByName(this.db, account) : undefined;
+    // A push with a v2 token (opts.admin given: the token's admin claim) that creates the record,
+    // by an account that may not create this repository now, used a token that outlived its rights
+    // (tokens are good for v2_token_ttl): typically a write collaborator's token for a private
+    // repository deleted since. The push lands, as the token allows, but the repository it
+    // creates is private: before 2026-12-07 it was public, so the delete of a private repository
+    // let a collaborator publish under the owner's name whatever the token could push (its
+    // content included). test/protocol/delete-races.test.ts
+    const outlived = !existing && opts.admin === false && !(await this.rights(owner?.active ? owner : undefined, name, undefined)).write;
     const { repository } = await saveRepository(this.db, {
       namespace: name.namespace,
       name: name.repository,
       ...(existing ? {} : { ownerId: owner?.id ?? null }),
+      ...(outlived ? { private: true } : {}),
     });
     if (images.length > 0) {
       const last = images.length - 1;

@@ -110,7 +110,7 @@ export function v2BridgeRouter(
     }
     const p = await principal(ctx, [{ type: 'repository', name, actions: ['push'] }], false, token);
     if (!p) return;
-    await index.learnV2Push(p.account, repo, tag, images);
+    await index.learnV2Push(p.account, repo, tag, images, { admin: p.admin });
     await onPushed?.(
       repo,
       tag,

@@ -2,12 +2,15 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { PassThrough } from 'node:stream';
+import { decodeJwt } from 'jose';
 import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { basic, pushV2Image, sha, Site, v2Image, type Creds } from '../helpers/accounts.js';
-import { saveUser } from '../../src/db/users.js';
+import { findUserByName, saveUser } from '../../src/db/users.js';
+import { addCollaborator, findRepository } from '../../src/db/repositories.js';
 
 const ALICE: Creds = ['alice', 'alicepw'];
+const BOB: Creds = ['bob', 'bobpw'];
 const ROOT: Creds = ['root', 'rootpw'];
 
 const code = (r: { json<T>(): T }): string | undefined => r.json<{ errors?: { code: string }[] }>().errors?.[0]?.code;
@@ -26,6 +29,7 @@ describe('repository deletion against work in flight', () => {
     site = new Site(s.url, s.url);
     for (const [u, p, admin] of [
       [...ALICE!, false],
+      [...BOB!, false],
       [...ROOT!, true],
     ] as const) {
       await saveUser(s.db!, { username: u, email: `${u}@example.com`, password: p, active: true, admin }, { cost: 4 });
@@ -102,5 +106,32 @@ describe('repository deletion against work in flight', () => {
     const fresh = await site.bearer(ALICE, `repository:${name}:pull,push`);
     const blob = await site.v2(`/v2/${name}/blobs/${digest}`, fresh, { method: 'HEAD' });
     assert.equal(blob.status, 404, 'nothing linked into the deleted name');
+  });
+
+  it("a collaborator's push token outliving the delete of a private repository re-creates it private, not public", async () => {
+    const name = 'alice/priv';
+    await pushV2Image(site, name, 'latest', await site.bearer(ALICE, `repository:${name}:pull,push`), v2Image('alice-priv'));
+    await site.setAccess(name, ALICE, 'private');
+    const repo = await findRepository(s.db!, 'alice', 'priv');
+    await addCollaborator(s.db!, repo!.id, (await findUserByName(s.db!, 'bob'))!.id, 'write');
+    const stale = await site.bearer(BOB, `repository:${name}:pull,push`);
+    await deleteRepo(name, ALICE);
+    // bob's rights went with the repository: a new token grants nothing
+    const fresh = await site.bearer(BOB, `repository:${name}:pull,push`);
+    assert.deepEqual((decodeJwt(fresh) as { access: unknown[] }).access, []);
+    // the old one is good for v2_token_ttl (docs/security.md "Tokens"): the push lands …
+    await pushV2Image(site, name, 'latest', stale, v2Image('bob-into-deleted'));
+    // … into a repository the index records as private, in alice's namespace, not for everyone
+    const again = await findRepository(s.db!, 'alice', 'priv');
+    assert.equal(again?.private, true, 'the re-created repository is private');
+    const anon = await site.v2(`/v2/${name}/manifests/latest`, await site.bearer(undefined, `repository:${name}:pull`), {
+      headers: { Accept: 'application/vnd.docker.distribution.manifest.v2+json' },
+    });
+    assert.equal(anon.status, 401, `anonymous pull of the re-created repository: ${anon.status}`);
+    const search = await request(s.url, '/v1/search?q=priv');
+    assert.ok(!search.text.includes('alice/priv'), search.text);
+    // the namespace's owner pushing a new repository of her own still makes it public, as before
+    await pushV2Image(site, 'alice/open', 'latest', await site.bearer(ALICE, 'repository:alice/open:pull,push'), v2Image('alice-open'));
+    assert.equal((await findRepository(s.db!, 'alice', 'open'))?.private, false);
   });
 });
