@@ -200,7 +200,15 @@ export class V1Repositories {
     // to the repository before the delete must not be linked into the name after it
     const v2Names = [repo.full, ...(repo.namespace === 'library' ? [repo.repository] : [])];
     const sessions = await removeRepositorySessions(this.driver, v2Names);
-    if (!(await this.exists(repo)) && v2Own.length === 0 && sessions === 0) throw new RegistryError('REPOSITORY_NOT_FOUND');
+    // its v1 records count whether or not a tag marked it created: a push stopped before its tag
+    // leaves complete images, readable with a token for the name, which the delete must not keep
+    let v1Own: string[] = [];
+    try {
+      v1Own = await this.driver.list(keys.repo(repo));
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+    }
+    if (!(await this.exists(repo)) && v1Own.length === 0 && v2Own.length === 0 && sessions === 0) throw new RegistryError('REPOSITORY_NOT_FOUND');
     // v2 first: a concurrent v2 reader must not find a manifest whose v1 records are gone
     for (const k of v2Own) await this.remove(k);
     await this.remove(keys.repo(repo));

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { PassThrough } from 'node:stream';
 import { decodeJwt } from 'jose';
+import { DOCKER_UA, makeImage, pushImage } from '../helpers/v1-client.js';
 import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { basic, pushV2Image, sha, Site, v2Image, type Creds } from '../helpers/accounts.js';
@@ -133,5 +134,22 @@ describe('repository deletion against work in flight', () => {
     // the namespace's owner pushing a new repository of her own still makes it public, as before
     await pushV2Image(site, 'alice/open', 'latest', await site.bearer(ALICE, 'repository:alice/open:pull,push'), v2Image('alice-open'));
     assert.equal((await findRepository(s.db!, 'alice', 'open'))?.private, false);
+  });
+
+  it('the images of a v1 push stopped before its tag go with the repository, and stay gone when it is pushed again', async () => {
+    const name = 'alice/v1untagged';
+    const a = makeImage();
+    const token = await site.claim(name, ALICE, [a.id]);
+    assert.deepEqual(
+      (await pushImage(s.url, a, token)).slice(1).map((r) => r.status),
+      [200, 200, 200],
+    );
+    // no tag PUT: the client stopped (or was stopped) before it
+    await deleteRepo(name, ALICE);
+    const again = await site.claim(name, ALICE, [makeImage().id]);
+    for (const part of ['json', 'layer', 'ancestry']) {
+      const r = await request(s.url, `/v1/images/${a.id}/${part}`, { headers: { Authorization: `Token ${again}`, 'User-Agent': DOCKER_UA } });
+      assert.equal(r.status, 404, `${part} of an image of the deleted repository: ${r.status} ${r.text.slice(0, 60)}`);
+    }
   });
 });
