@@ -74,6 +74,12 @@ describe('repository deletion against work in flight', () => {
     assert.equal(patch.status, 404, `PATCH of a session of the deleted repository: ${patch.status} ${patch.text}`);
     const status = await site.v2(loc2, push);
     assert.equal(status.status, 404, `GET of a session of the deleted repository: ${status.status}`);
+    // right after the delete: not in search, the catalog or the web UI
+    const search = await request(s.url, '/v1/search?q=sess', { headers: { Authorization: basic(ALICE![0], ALICE![1]) } });
+    assert.ok(!search.text.includes(name), search.text);
+    const catalog = await site.v2('/v2/_catalog?n=1000', await site.bearer(ROOT, 'registry:catalog:*'));
+    assert.ok(!catalog.json<{ repositories: string[] }>().repositories.includes(name), catalog.text);
+    assert.equal((await request(s.url, `/u/${name}/`)).status, 404);
 
     // the name is pushed again (re-created): the old session stays gone, its bytes never linked there
     const fresh = await site.bearer(ALICE, `repository:${name}:pull,push`);
