@@ -6,7 +6,8 @@ import type { Config } from '../config/schema.js';
 import { ConfigError, listenAddress } from '../config/load.js';
 import { configuredHealthChecks, debugServer, healthGate, readOnlyGate } from '../http/health.js';
 import { accessLog, createKoa, v1ErrorRenderer } from '../http/app.js';
-import { cors } from '../http/cors.js';
+import { cors, listedOrigin } from '../http/cors.js';
+import { crossSiteGuard } from '../http/cross-site.js';
 import { createHttpServer, InFlight } from '../http/server.js';
 import { instrumentRequest } from '../metrics/http.js';
 import { exposition, startDefaultMetrics } from '../metrics/registry.js';
@@ -33,7 +34,7 @@ export function tlsOptions(c: Config): import('node:https').ServerOptions {
 
 /**
  * The Koa application with what every route shares, in order: access log, configured headers,
- * CORS, the v1 error renderer, the health gate, the read-only gate. Services mount after.
+ * CORS, the v1 error renderer, the cross-site guard, the health gate, the read-only gate. Services mount after.
  */
 export function assembleApp(site: Site): { readonly app: Koa; readonly health: HealthChecks } {
   const { config, log } = site;
@@ -50,6 +51,8 @@ export function assembleApp(site: Site): { readonly app: Koa; readonly health: H
   }
   if (config.cors) app.use(cors(config.cors));
   app.use(v1ErrorRenderer(log));
+  // before any route reads a body or a credential: a page of another site gets nothing done
+  app.use(crossSiteGuard({ publicUrls: [config.webhook_base_url], ...(config.cors ? { listed: listedOrigin(config.cors) } : {}), log }));
   if (health.size > 0) app.use(healthGate(health));
   if (config.read_only) app.use(readOnlyGate());
   return { app, health };

@@ -140,6 +140,16 @@ function corsHeaders(rule: Rule, ctx: Context): [string, string][] | undefined {
 }
 
 /**
+ * The origins the section names for a path, exact or as an expression; `*` names none. The
+ * cross-site guard (src/http/cross-site.ts) lets a browser page of such an origin write: an
+ * operator who lists an origin means that page to use the API (a registry UI on another host).
+ */
+export function listedOrigin(config: CorsConfig): (path: string, origin: string) => boolean {
+  const resources = resourcesOf(config);
+  return (path, origin) => resources.find((r) => r.matches(path))?.rule.originMatchers.some((m) => m(origin)) === true;
+}
+
+/**
  * The middleware; main.ts installs it only when cors has origins (the loader sets cors to null
  * otherwise). It runs before the error renderer, so error answers carry the headers too.
  */
