@@ -25,6 +25,7 @@ export const V1_CODES = {
   LAYER_TOO_LARGE: [413, 'Layer too large'],
   LAYER_FORMAT: [400, 'Layer format not supported'],
   BODY_TOO_LARGE: [413, 'Request body too large'],
+  UNSUPPORTED_MEDIA_TYPE: [415, 'Unsupported Content-Type'],
   UPLOAD_INCOMPLETE: [400, 'Upload incomplete: the body ended before Content-Length bytes'],
   REPOSITORY_NOT_FOUND: [404, 'Repository not found'],
   TAG_NOT_FOUND: [404, 'Tag not found'],

@@ -62,7 +62,8 @@ const shown = (h: Awaited<ReturnType<typeof listHooks>>[number]) => ({
 
 /**
  * The webhook API of the index (JSON, Basic auth as the rest of /v1/):
- * - `GET|POST /v1/webhooks/<ns>/<repo>`: the hooks, a new hook `{name, url, secret?, chained?}`;
+ * - `GET|POST /v1/webhooks/<ns>/<repo>`: the hooks, a new hook `{name, url, secret?, chained?}`
+ *   (`Content-Type: application/json`, else 415);
  * - `DELETE /v1/webhooks/<ns>/<repo>/<id>`, `POST …/<id>/test`, `GET …/<id>/deliveries`;
  * - `POST /u/<ns>/<repo>/hook/<token>/`: a receiver's callback `{state, description?, context?, target_url?}`.
  * Hooks are the owner's (whoever may delete the repository: its user, organization owners,
@@ -94,6 +95,11 @@ export function webhookRouter(index: IndexService, hooks: Webhooks): Router {
   });
   router.post('/v1/webhooks/:ns/:repo', async (ctx) => {
     const { repo } = await owned(ctx);
+    // JSON only, and said so: an HTML form of another site can post text/plain that reads as JSON
+    // (enctype=text/plain, no CORS preflight) with the browser's cached Basic credentials, never
+    // application/json (src/http/cross-site.ts refuses such requests first, from their headers)
+    if (ctx.get('Content-Type').split(';')[0]!.trim().toLowerCase() !== 'application/json')
+      throw new RegistryError('UNSUPPORTED_MEDIA_TYPE', 'Content-Type must be application/json');
     const body = (await readJsonBody(ctx, SMALL_JSON_LIMIT, 'INVALID_DATA')) as Record<string, unknown> | undefined;
     if (!body || typeof body !== 'object' || Array.isArray(body)) throw new RegistryError('INVALID_DATA');
     const h = validHook(body, hooks.destinations);

@@ -102,6 +102,27 @@ describe('cross-site requests: refused on every state-changing route, API client
     assert.deepEqual(await hooks(), []);
   });
 
+  it('the webhook API takes application/json only: a form body from a browser that sends no Origin adds nothing', async () => {
+    for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', undefined]) {
+      const r = await request(s.url, '/v1/webhooks/alice/app', {
+        method: 'POST',
+        headers: { Authorization: ALICE, ...(type ? { 'Content-Type': type } : {}) },
+        body: formJson({ name: 'old-browser', url: 'https://evil.example/steal' }),
+      });
+      assert.equal(r.status, 415, `${type}: ${r.text}`);
+      assert.deepEqual(r.json(), { error: 'Content-Type must be application/json' });
+    }
+    // signing in still comes first (the access matrix's order): anonymous is 401 whatever the type
+    assert.equal((await request(s.url, '/v1/webhooks/alice/app', { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: '{}' })).status, 401);
+    assert.deepEqual(await hooks(), []);
+    const ok = await request(s.url, '/v1/webhooks/alice/app', {
+      method: 'POST',
+      headers: { Authorization: ALICE, 'Content-Type': 'application/json; charset=utf-8' },
+      body: JSON.stringify({ name: 'charset', url: 'https://ci.example.com/hook' }),
+    });
+    assert.equal(ok.status, 201, ok.text);
+  });
+
   it('v1 index routes (account, repositories, stars, comments, signup): refused from a browser, as before for docker 1.x and curl', async () => {
     const cases: { what: string; method: string; path: string; headers: Record<string, string>; body?: string; ok: number }[] = [
       // docker 1.x: JSON bodies said to be JSON
