@@ -73,6 +73,7 @@ export async function listen(site: Site, app: Koa): Promise<{ readonly server: S
     {
       idleTimeoutSec: config.idle_timeout,
       headersTimeoutSec: config.headers_timeout,
+      maxConnections: config.max_connections,
       ...(config.tls_certificate && config.tls_key ? { tls: tlsOptions(config) } : {}),
     },
   );

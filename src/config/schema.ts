@@ -365,6 +365,8 @@ export const configSchema = z
     idle_timeout: z.number().int().positive().default(120),
     /** Seconds a client has to send a request's headers (a client trickling them byte by byte is cut off). */
     headers_timeout: z.number().int().positive().default(60),
+    /** Open connections at most; one past it is closed at once, unanswered (a WARN a minute says how many). 0 = no cap. */
+    max_connections: z.number().int().nonnegative().default(2048),
     /** Seconds in-flight requests get to finish on SIGTERM/SIGINT before the process exits. */
     shutdown_timeout: z.number().int().nonnegative().default(30),
     /** Seconds after which an abandoned upload (no write for that long) is purged. */

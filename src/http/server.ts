@@ -9,7 +9,12 @@ export interface ServerOptions {
   readonly headersTimeoutSec?: number;
   /** Serve HTTPS with these (cert, key, ca, requestCert, minVersion…); unset: plain HTTP. */
   readonly tls?: TlsServerOptions;
+  /** Open connections at most (max_connections); past it a new one is closed at once. 0 or unset: no cap. */
+  readonly maxConnections?: number;
 }
+
+/** Refused connections are logged at most this often (a flood of them is one line a minute). */
+const DROP_LOG_EVERY_MS = 60_000;
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -86,6 +91,23 @@ export function createHttpServer(handler: Handler, log: Logger, opts: ServerOpti
     else res.once('socket', () => void (res.headersSent || res.writeContinue()));
     server.emit('request', req, res);
   });
+  if (opts.maxConnections) {
+    // Each connection costs memory (its socket, parser and buffers) whether it sends anything or
+    // not: without a cap, anonymous clients opening thousands of idle connections grow the process
+    // without bound. Node closes a connection past the cap as it is accepted (no answer: there is
+    // nothing it could be sent as yet) and emits 'drop'; the operator learns of it once a minute.
+    server.maxConnections = opts.maxConnections;
+    let dropped = 0;
+    let lastLog = -Infinity;
+    server.on('drop', (data?: { remoteAddress?: string }) => {
+      dropped++;
+      const now = Date.now();
+      if (now - lastLog < DROP_LOG_EVERY_MS) return;
+      lastLog = now;
+      log.warn('connections refused: max_connections reached', { max_connections: opts.maxConnections, refused: dropped, last_remote: data?.remoteAddress });
+      dropped = 0;
+    });
+  }
   server.setTimeout(opts.idleTimeoutSec * 1000);
   server.on('timeout', (socket: Socket) => {
     const w = current.get(socket);
