@@ -6,8 +6,11 @@ const DIGEST_SHAPE = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
 
 export type V2Name = string & { readonly __brand: 'V2Name' };
 
+/** distribution's bound on a repository name's length. */
+export const MAX_V2_NAME = 255;
+
 export function parseV2Name(s: string): V2Name | undefined {
-  return s.length <= 255 && NAME.test(s) ? (s as V2Name) : undefined;
+  return s.length <= MAX_V2_NAME && NAME.test(s) ? (s as V2Name) : undefined;
 }
 
 /**

@@ -6,7 +6,7 @@ import { isRegistryError } from '../errors/index.js';
 import { Meter, ShortBodyError, SizeLimitError, type HashingStage } from '../content/blob-store.js';
 import { indexRepoName } from '../content/names.js';
 import { MT } from '../content/v2-manifests.js';
-import { parseV2Name, type V2Name } from '../content/v2-names.js';
+import { MAX_V2_NAME, parseV2Name, type V2Name } from '../content/v2-names.js';
 import type { Content } from './services.js';
 import type { ImportReport } from './report.js';
 import { orSkip, SKIPPED, type SourceTree } from './source.js';
@@ -114,6 +114,12 @@ export async function importDistribution(tree: SourceTree, c: Content, report: I
   /** Directories walked (real path → name): a link inside the tree back to a directory is walked once */
   const walked = new Map<string, string>();
   const walk = async (dir: string, name: string): Promise<void> => {
+    // nothing below can be a repository (a v2 name has at most 255 characters): a tree of directories
+    // nested thousands deep is not walked down to where its paths pass what the system opens
+    if (name.length > MAX_V2_NAME) {
+      report.skip(`${name.slice(0, 100)}…`, `directories nested deeper than a repository name can be (${MAX_V2_NAME} characters): not walked`);
+      return;
+    }
     const names = await orSkip(tree.list(under(root, dir)), (why) => report.skip(name || dir, why));
     if (names === SKIPPED) return;
     // a tree on the local disk may link a directory to itself or an ancestor (repositories/a/self ->

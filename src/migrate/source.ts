@@ -101,6 +101,11 @@ export class DirectoryTree implements SourceTree {
       real = realpathSync.native(full);
     } catch (e) {
       if (isAbsent(e)) return full;
+      // links that lead to each other (`layer -> layer`), or directories nested past PATH_MAX (a
+      // tarball can hold either): the object is skipped with why, not the end of the import
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ELOOP') throw new SourceRefusedError(`${p}: symbolic links that lead to each other, never to an object`);
+      if (code === 'ENAMETOOLONG') throw new SourceRefusedError(`${p}: a path longer than this system can open`);
       throw e;
     }
     if (real !== this.realRoot && !real.startsWith(this.realRoot + sep)) {
