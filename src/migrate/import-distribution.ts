@@ -6,6 +6,7 @@ import { isRegistryError } from '../errors/index.js';
 import { Meter, ShortBodyError, SizeLimitError, type HashingStage } from '../content/blob-store.js';
 import { indexRepoName } from '../content/names.js';
 import { MT } from '../content/v2-manifests.js';
+import { jsonDepthExceeds, MAX_JSON_DEPTH } from '../http/body.js';
 import { MAX_V2_NAME, parseV2Name, type V2Name } from '../content/v2-names.js';
 import type { Content } from './services.js';
 import type { ImportReport } from './report.js';
@@ -239,6 +240,11 @@ export async function importDistribution(tree: SourceTree, c: Content, report: I
         continue;
       }
       const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+      // depth before parsing, as for a push: 4 MiB of brackets cost JSON.parse ~0.5 s and ~150 MiB
+      if (jsonDepthExceeds(bytes, MAX_JSON_DEPTH)) {
+        report.skip(what, `the manifest is JSON nested deeper than ${MAX_JSON_DEPTH} levels`);
+        continue;
+      }
       let doc: unknown;
       try {
         doc = JSON.parse(bytes.toString('utf8'));

@@ -1,7 +1,7 @@
 import { isRegistryError } from '../errors/index.js';
 import { isImageId } from '../digest/digest.js';
 import { IMPORT_OVERTAKEN, MAX_ANCESTRY, tarsumMatches, type LayerLink } from '../content/v1-images.js';
-import { jsonDepthExceeds } from '../http/body.js';
+import { jsonDepthExceeds, MAX_JSON_DEPTH } from '../http/body.js';
 import type { ImageScope } from '../content/keys.js';
 import { parseRepoName, parseTag, type RepoName, type Tag } from '../content/names.js';
 import { sanitizeTagMetadata } from '../content/v1-repositories.js';
@@ -53,6 +53,9 @@ export function recordedChecksums(raw: Buffer | undefined): string[] {
   if (!raw) return [];
   const text = raw.toString('utf8').trim();
   if (text === '') return [];
+  // a list of strings is flat: anything nested is no list of checksums (and is not parsed: 8 MiB
+  // of brackets cost JSON.parse ~1 s and ~300 MiB), so it is kept as one text, a form never written
+  if (jsonDepthExceeds(raw, 1)) return [text];
   try {
     const v: unknown = JSON.parse(text);
     if (Array.isArray(v)) return v.filter((c): c is string => typeof c === 'string' && c !== '');
@@ -124,7 +127,8 @@ export async function readIndexImages(tree: SourceTree, path: string): Promise<s
   if (raw === SKIPPED) return refused;
   let v: unknown;
   try {
-    v = JSON.parse(raw?.toString('utf8') ?? 'null');
+    // a list of objects: anything nested deeper is not one, and is not parsed
+    v = raw && !jsonDepthExceeds(raw, 2) ? JSON.parse(raw.toString('utf8')) : null;
   } catch {
     v = null;
   }
@@ -175,7 +179,8 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
       failed.set(id, reason);
       return { ok: false, reason };
     };
-    const json = await tree.read(`images/${id}/json`);
+    // capped as a push's PUT json is (413 past max_json_size)
+    const json = await tree.read(`images/${id}/json`, c.config.max_json_size);
     if (!json) return fail('no json in the source tree');
     if (await tree.size(`images/${id}/_inprogress`).then((s) => s !== undefined)) {
       const mark = (await tree.read(`images/${id}/_inprogress`))?.toString('utf8').trim();
@@ -291,8 +296,10 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
     if (parents.has(id)) return parents.get(id);
     let parent: string | null | undefined;
     try {
-      const raw = await orSkip(tree.read(`images/${id}/json`), () => undefined);
-      const obj: unknown = raw === SKIPPED || !raw ? undefined : JSON.parse(raw.toString('utf8'));
+      // as importImage reads it (capped), and its depth checked before parsing as for a push: a json
+      // that is neither is refused there, with why
+      const raw = await orSkip(tree.read(`images/${id}/json`, c.config.max_json_size), () => undefined);
+      const obj: unknown = raw === SKIPPED || !raw || jsonDepthExceeds(raw, MAX_JSON_DEPTH) ? undefined : JSON.parse(raw.toString('utf8'));
       if (obj !== null && typeof obj === 'object' && !Array.isArray(obj)) {
         const p = (obj as { parent?: unknown }).parent;
         parent = p === undefined || p === null || p === '' ? null : typeof p === 'string' ? p : undefined;
