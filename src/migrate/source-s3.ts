@@ -19,6 +19,13 @@ export interface S3TreeOptions {
 const MAX_ANSWER = 16 * 1024 * 1024;
 /** Most names one directory listing may return (a store paging forever is not a tree). */
 const MAX_LISTED = 10_000_000;
+/**
+ * Most characters those names may hold in all: a store may page on with fresh tokens, and at S3's
+ * 1,024 bytes a key, 10,000,000 names are 10 GB of strings, past the heap (the import dies out of
+ * memory). 64 MiB is ~1,000,000 digests in one directory, far beyond a registry's largest (the
+ * revisions of one repository).
+ */
+export const MAX_LISTED_CHARS = 64 * 1024 * 1024;
 
 /** Reads a body, refusing it past max bytes (without holding more than that). */
 async function readCapped(body: AsyncIterable<Uint8Array>, max: number, what: string): Promise<Buffer> {
@@ -124,6 +131,12 @@ export class S3Tree implements SourceTree {
     const prefix = base ? `${base}/` : '';
     const out = new Set<string>();
     const seen = new Set<string>();
+    let chars = 0;
+    const add = (name: string): void => {
+      if (out.has(name)) return;
+      out.add(name);
+      chars += name.length;
+    };
     let token: string | undefined;
     do {
       const r = await this.client.send(
@@ -131,9 +144,11 @@ export class S3Tree implements SourceTree {
         this.deadline(),
       );
       // names outside the prefix asked for are not in this directory
-      for (const cp of r.CommonPrefixes ?? []) if (cp.Prefix?.startsWith(prefix)) out.add(cp.Prefix.slice(prefix.length).replace(/\/$/, ''));
-      for (const o of r.Contents ?? []) if (o.Key?.startsWith(prefix) && o.Key !== prefix) out.add(o.Key.slice(prefix.length));
+      for (const cp of r.CommonPrefixes ?? []) if (cp.Prefix?.startsWith(prefix)) add(cp.Prefix.slice(prefix.length).replace(/\/$/, ''));
+      for (const o of r.Contents ?? []) if (o.Key?.startsWith(prefix) && o.Key !== prefix) add(o.Key.slice(prefix.length));
       if (out.size > MAX_LISTED) throw new SourceRefusedError(`${dir || '/'}: the store lists more than ${MAX_LISTED} names in it`);
+      if (chars > MAX_LISTED_CHARS)
+        throw new SourceRefusedError(`${dir || '/'}: the store lists names of more than ${MAX_LISTED_CHARS} characters in all in it`);
       token = r.IsTruncated ? r.NextContinuationToken : undefined;
       if (r.IsTruncated && !token) throw new SourceRefusedError(`${dir || '/'}: the store cut its listing short without a continuation token`);
       if (token !== undefined) {

@@ -8,7 +8,7 @@ import type { Readable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DirectoryTree, SourceRefusedError, TooLargeError } from '../../../src/migrate/source.js';
-import { S3Tree } from '../../../src/migrate/source-s3.js';
+import { MAX_LISTED_CHARS, S3Tree } from '../../../src/migrate/source-s3.js';
 
 describe('DirectoryTree (the import source on a disk): small objects read with their cap', () => {
   let root = '';
@@ -151,4 +151,36 @@ describe('S3Tree (the import source in a bucket): no path leaves the prefix', ()
       server.close();
     }
   });
+
+  it(
+    'a listing that pages on with fresh tokens is refused once its names pass MAX_LISTED_CHARS, not held until memory runs out',
+    { timeout: 60_000 },
+    async () => {
+      // each page: 4,000 names of 1,000 characters (~4 MB of XML, under the 16 MiB an answer may have)
+      const name = (page: number, i: number): string => `${String(page).padStart(6, '0')}-${String(i).padStart(6, '0')}-${'n'.repeat(986)}`;
+      let pages = 0;
+      const server = createServer((req, res) => {
+        const page = pages++;
+        const prefixes = Array.from({ length: 4000 }, (_, i) => `<CommonPrefixes><Prefix>registry/repositories/${name(page, i)}/</Prefix></CommonPrefixes>`);
+        // a store that never ends its listing (page 100 would be 400 MB of names); each token new
+        res
+          .writeHead(200, { 'Content-Type': 'application/xml' })
+          .end(
+            `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>b</Name><IsTruncated>${page < 100 ? 'true' : 'false'}</IsTruncated>` +
+              `<NextContinuationToken>t${page}</NextContinuationToken>${prefixes.join('')}</ListBucketResult>`,
+          );
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const { port } = server.address() as AddressInfo;
+      const tree = new S3Tree({ bucket: 'b', prefix: 'registry', endpoint: `http://127.0.0.1:${port}`, accessKeyId: 'k', secretAccessKey: 's' });
+      try {
+        await assert.rejects(tree.list('repositories'), (e: unknown) => e instanceof SourceRefusedError && /more than \d+ characters in all/.test(e.message));
+        // refused at the first page past the cap
+        assert.equal(pages, Math.ceil(MAX_LISTED_CHARS / (4000 * 1000)));
+      } finally {
+        tree.close();
+        server.close();
+      }
+    },
+  );
 });
