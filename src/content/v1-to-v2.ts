@@ -81,6 +81,30 @@ export class V1ToV2 {
     return Object.keys(await this.repos.listTags(repo));
   }
 
+  /**
+   * Names that may be tags of the v1 repository with the same name (tags() without reading each):
+   * a lister keeps those hasTag confirms.
+   */
+  async tagNames(name: V2Name): Promise<string[]> {
+    const repo = parseRepoName(name);
+    if (!repo || !(await this.repos.exists(repo))) return [];
+    return this.repos.tagNames(repo);
+  }
+
+  /** Whether the v1 repository with the same name has this tag (what tags() lists). */
+  async hasTag(name: V2Name, tag: string): Promise<boolean> {
+    const repo = parseRepoName(name);
+    const t = parseTag(tag);
+    if (!repo || !t) return false;
+    try {
+      await this.repos.getTag(repo, t);
+      return true;
+    } catch (e) {
+      if (!isRegistryError(e)) throw e;
+      return false;
+    }
+  }
+
   /** Spec §3.4: the schema1 layers of a v1-pushed tag, top first, v1 JSON verbatim; undefined when none. */
   async schema1Layers(name: V2Name, tag: string): Promise<{ layers: Schema1Layer[]; architecture: string } | undefined> {
     const repo = parseRepoName(name);
