@@ -59,6 +59,10 @@ export class IndexCatalog implements CatalogSource {
     // are [a-z0-9._-] and '/' sorts below every one of them. Byte order on PostgreSQL too (collate "C").
     const c = /^(pg|postgres)/.test(String((this.db.client as { config?: { client?: unknown } }).config?.client)) ? ' collate "C"' : '';
     let q = this.db('repositories as r').select('r.namespace', 'r.name').whereRaw(v.sql, v.bindings);
+    // No name holds a NUL, so every name sorts after `last` exactly when it sorts after the text
+    // before its first NUL; PostgreSQL refuses NUL in text (it was a 503 UNAVAILABLE, review of
+    // 2026-12-07), so that text is what is compared.
+    if (last?.includes('\0')) last = last.slice(0, last.indexOf('\0'));
     if (last !== undefined) {
       const i = last.indexOf('/');
       const ns = i < 0 ? last : last.slice(0, i);
