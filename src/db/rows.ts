@@ -19,8 +19,15 @@ export interface PageRequest {
   readonly pageSize?: number;
 }
 
+/**
+ * The last page number a list reads: (page − 1) × size stays a safe integer and a bigint OFFSET.
+ * Past it PostgreSQL answered "out of range" (a 500 for /v1/search?page=4e17 on the SQL search),
+ * and knex's offset() read 5e+301 as 5 (a wrong page of comments). Any page past the rows is empty.
+ */
+export const MAX_PAGE = 1_000_000_000;
+
 export function clampPage(req: PageRequest, defaultSize = 25, maxSize = 100): { page: number; pageSize: number } {
-  const page = Number.isFinite(req.page) ? Math.max(1, Math.floor(req.page as number)) : 1;
+  const page = Number.isFinite(req.page) ? Math.min(MAX_PAGE, Math.max(1, Math.floor(req.page as number))) : 1;
   const size = Number.isFinite(req.pageSize) ? Math.floor(req.pageSize as number) : defaultSize;
   return { page, pageSize: Math.min(maxSize, Math.max(1, size)) };
 }
