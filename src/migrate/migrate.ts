@@ -343,7 +343,17 @@ export async function runMigrate(c: Content, target: TargetRegistry | undefined,
       if (!n) continue;
       const v1Tags = await c.fromV1.tags(n);
       let v2Tags = await c.manifests.tags(n);
-      const sides = await Promise.all(v2Tags.map((t) => c.toV1.current(n, t)));
+      // 16 checks at a time: a repository of 100,000 v2 tags started them all at once (EMFILE)
+      const sides = new Array<string>(v2Tags.length);
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: Math.min(16, v2Tags.length) }, async () => {
+          while (next < v2Tags.length) {
+            const j = next++;
+            sides[j] = await c.toV1.current(n, v2Tags[j]!);
+          }
+        }),
+      );
       v2Tags = v2Tags.filter((_, i) => sides[i] !== 'gone');
       const all = [...new Set([...v2Tags, ...v1Tags])].sort();
       if (all.length > 0 || (await c.manifests.exists(n))) {

@@ -182,7 +182,9 @@ export function manifestHandlers(deps: V2Deps) {
       const v1Tags =
         deps.fromV1 && deps.toV1
           ? ref.tag
-            ? (await deps.fromV1.tags(name)).filter((t) => t === ref.tag)
+            ? (await deps.fromV1.hasTag(name, ref.tag)) // one tag read, not every v1 tag's
+              ? [ref.tag]
+              : []
             : await deps.fromV1.tagsWithDigest(name, ref.digest!)
           : [];
       // The v1 side goes first (issue 17 crash campaign): a kill between the two steps then leaves the

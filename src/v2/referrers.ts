@@ -34,7 +34,9 @@ export function referrerHandlers(deps: V2Deps) {
     }
     const n = nRaw === undefined ? REFERRERS_PAGE_ENTRIES : Number(nRaw);
     // a repository that does not exist (never pushed, or deleted) is NAME_UNKNOWN, as tags/list
-    if (!(await manifests.exists(name)) && (deps.fromV1 ? await deps.fromV1.tags(name) : []).length === 0) throw new V2Error('NAME_UNKNOWN', { name });
+    // (the v1 tags' names only, as tags/list: reading what each names cost one read per v1 tag of the
+    // repository on every anonymous request)
+    if (!(await manifests.exists(name)) && (deps.fromV1 ? await deps.fromV1.tagNames(name) : []).length === 0) throw new V2Error('NAME_UNKNOWN', { name });
 
     const head = `{"schemaVersion":2,"mediaType":${JSON.stringify(MT.ociIndex)},"manifests":[`;
     const tail = ']}';

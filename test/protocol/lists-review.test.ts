@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { pushV2 } from '../helpers/v2-client.js';
+import { makeImage, pushImage, putTag } from '../helpers/v1-client.js';
 import { createDb } from '../../src/db/knex.js';
 import { saveUser } from '../../src/db/users.js';
 import { saveRepository } from '../../src/db/repositories.js';
@@ -175,5 +176,52 @@ describe('lists review: tags/list of a repository of 25,000 tags', () => {
     const r = await request(s.url, '/v2/big/app/tags/list');
     assert.equal(r.status, 200, r.text.slice(0, 300));
     assert.equal(r.json<{ tags: string[] }>().tags.length, N + 1);
+  });
+});
+
+describe('lists review: a v1 repository of 25,000 tags through the v2 routes', () => {
+  const N = 25_000;
+  let s: TestServer;
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'lr-lists-v1-'));
+    s = await startTestServer({ standalone: true, v2: true, storage_delete: true }, { dataDir: dir });
+    const img = makeImage();
+    for (const r of (await pushImage(s.url, img)).slice(1)) assert.ok(r.status < 300, `push: ${r.status}`);
+    assert.equal((await putTag(s.url, 'big/old', 'latest', img.id)).status, 200);
+    await s.close();
+    const v1 = join(dir, 'v1/repositories/big/old/_tags');
+    const id = await readFile(join(v1, 'latest'));
+    for (let i = 0; i < N; i += 500) {
+      const batch: Promise<void>[] = [];
+      for (let j = i; j < Math.min(N, i + 500); j++) batch.push(writeFile(join(v1, `t${String(j).padStart(6, '0')}`), id));
+      await Promise.all(batch);
+    }
+    s = await startTestServer({ standalone: true, v2: true, storage_delete: true }, { dataDir: dir });
+  });
+  after(async () => {
+    await s?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('referrers of a repository that has only v1 tags reads none of them', async () => {
+    const started = Date.now();
+    const r = await request(s.url, `/v2/big/old/referrers/sha256:${'0'.repeat(64)}`);
+    const ms = Date.now() - started;
+    assert.equal(r.status, 200, r.text.slice(0, 300));
+    assert.deepEqual(r.json<{ manifests: unknown[] }>().manifests, []);
+    // before 2026-12-07 the existence check read every v1 tag's id, one after the other: 4.6 s here
+    assert.ok(ms < 1500, `${ms} ms`);
+  });
+
+  it('a v2 DELETE of one v1 tag reads that tag, not all of them', async () => {
+    const started = Date.now();
+    const r = await request(s.url, '/v2/big/old/manifests/t012345', { method: 'DELETE' });
+    const ms = Date.now() - started;
+    assert.equal(r.status, 202, r.text.slice(0, 300));
+    // before 2026-12-07 it read every v1 tag's id to find this one: 2.5 s here
+    assert.ok(ms < 1000, `${ms} ms`);
+    assert.equal((await request(s.url, '/v1/repositories/big/old/tags/t012345')).status, 404);
+    assert.equal((await request(s.url, '/v1/repositories/big/old/tags/t012346')).status, 200);
   });
 });
