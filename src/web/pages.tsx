@@ -222,8 +222,16 @@ export interface RepoView {
   readonly canStar: boolean;
   readonly canAdmin: boolean;
   readonly fullDescriptionHtml: string;
-  /** undefined: no registry in this process (the index's image lists are shown). */
+  /**
+   * One page of the tags (src/web/content.ts tagPage); undefined: no registry in this process (the
+   * index's image lists are shown).
+   */
   readonly tags: readonly TagInfo[] | undefined;
+  /** The page of tags shown and how many there are. */
+  readonly tagPage: number;
+  readonly tagPages: number;
+  /** The tag the pull box names: `latest`, else the first tag. */
+  readonly pullTag: TagInfo | undefined;
   readonly indexTags: readonly { tag: string; id: string }[];
   readonly comments: readonly Comment[];
   readonly commentTotal: number;
@@ -320,7 +328,7 @@ export function TagsTable(props: { v: RepoView }): VNode {
       </>
     );
   }
-  if (v.tags.length === 0) return <p class="empty">No tags yet. Push one with docker, podman or skopeo.</p>;
+  if (v.tags.length === 0 && v.tagPages <= 1) return <p class="empty">No tags yet. Push one with docker, podman or skopeo.</p>;
   return (
     <div class="table-wrap">
       <table id="tags">
@@ -365,6 +373,7 @@ export function TagsTable(props: { v: RepoView }): VNode {
           ))}
         </tbody>
       </table>
+      <Pager page={v.tagPage} pages={v.tagPages} href={(p) => `${v.href}?page=${p}`} />
     </div>
   );
 }
@@ -407,7 +416,7 @@ function Comments(props: { v: RepoView }): VNode {
 
 export function RepoPage(props: { v: RepoView }): VNode {
   const { v } = props;
-  const latest = v.tags?.find((t) => t.tag === 'latest') ?? v.tags?.[0];
+  const latest = v.pullTag;
   return (
     <>
       <div class="repo-head">
@@ -682,36 +691,39 @@ export function SettingsPage(props: { v: RepoView; fullDescription: string; coll
         <h2 id="s-tags">Tags</h2>
         {!v.tags ? (
           <p class="hint">Tags are deleted on the registry: this index runs without one in its process.</p>
-        ) : v.tags.length === 0 ? (
+        ) : v.tags.length === 0 && v.tagPages <= 1 ? (
           <p class="empty">No tags.</p>
         ) : (
-          <table id="settings-tags">
-            <caption class="sr-only">Tags to delete</caption>
-            <thead>
-              <tr>
-                <th scope="col">Tag</th>
-                <th scope="col">
-                  <span class="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {v.tags.map((t) => (
-                <tr data-tag={t.tag}>
-                  <td>{t.tag}</td>
-                  <td class="num">
-                    <form method="post" action={`${base}/tags/delete`} data-confirm={`Delete the tag ${t.tag}? v1 and v2 clients will no longer find it.`}>
-                      <Csrf token={v.csrf} />
-                      <input type="hidden" name="tag" value={t.tag} />
-                      <button type="submit" class="secondary" aria-label={`Delete tag ${t.tag}`}>
-                        Delete
-                      </button>
-                    </form>
-                  </td>
+          <>
+            <table id="settings-tags">
+              <caption class="sr-only">Tags to delete</caption>
+              <thead>
+                <tr>
+                  <th scope="col">Tag</th>
+                  <th scope="col">
+                    <span class="sr-only">Actions</span>
+                  </th>
                 </tr>
-              ))}
-            </tbody>
-          </table>
+              </thead>
+              <tbody>
+                {v.tags.map((t) => (
+                  <tr data-tag={t.tag}>
+                    <td>{t.tag}</td>
+                    <td class="num">
+                      <form method="post" action={`${base}/tags/delete`} data-confirm={`Delete the tag ${t.tag}? v1 and v2 clients will no longer find it.`}>
+                        <Csrf token={v.csrf} />
+                        <input type="hidden" name="tag" value={t.tag} />
+                        <button type="submit" class="secondary" aria-label={`Delete tag ${t.tag}`}>
+                          Delete
+                        </button>
+                      </form>
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+            <Pager page={v.tagPage} pages={v.tagPages} href={(p) => `${base}?page=${p}`} />
+          </>
         )}
       </section>
       <section class="card danger-zone" aria-labelledby="s-delete">

@@ -124,6 +124,8 @@ const CSP = [
 const FORM_LIMIT = 128 * 1024;
 const SETTINGS_FORM_LIMIT = 12 * MAX_MARKDOWN + 16 * 1024;
 const MAX_PAGE = 10_000;
+/** Tags on a page of the repository and settings pages (each read from storage: see RepoContent.tagPage). */
+const TAG_PAGE_SIZE = 100;
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 const EMAIL = /^[^\s@]+@[^\s@]+$/;
 
@@ -397,10 +399,14 @@ export function webRouter(deps: WebDeps): Router {
     repo: Repository,
     rights: { delete: boolean },
     withComments: boolean,
+    /** The page of tags to show; undefined: the page shows none (a tag page, a settings tab). */
+    tagPage: number | undefined,
   ): Promise<RepoView> {
     const [tags, indexTags, starred, fullDescription] = await Promise.all([
-      deps.content ? deps.content.tags(t.name) : Promise.resolve(undefined),
-      deps.content ? Promise.resolve([]) : index.images(repo).then((imgs) => imgs.filter((i) => i.tag !== null).map((i) => ({ tag: i.tag!, id: i.id }))),
+      deps.content && tagPage !== undefined ? deps.content.tagPage(t.name, tagPage, TAG_PAGE_SIZE) : Promise.resolve(undefined),
+      deps.content || tagPage === undefined
+        ? Promise.resolve([])
+        : index.images(repo).then((imgs) => imgs.filter((i) => i.tag !== null).map((i) => ({ tag: i.tag!, id: i.id }))),
       id.user ? isStarred(db, repo.id, id.user.id) : Promise.resolve(false),
       findFullDescription(db, repo.id),
     ]);
@@ -426,7 +432,10 @@ export function webRouter(deps: WebDeps): Router {
       canStar: id.user !== undefined,
       canAdmin: rights.delete,
       fullDescriptionHtml: fullDescription ? renderMarkdown!(fullDescription) : '',
-      tags,
+      tags: deps.content ? (tags?.tags ?? []) : undefined,
+      tagPage: tags?.page ?? 1,
+      tagPages: tags?.pages ?? 1,
+      pullTag: tags?.pull,
       indexTags: indexTags.sort((a, b) => (a.tag < b.tag ? -1 : a.tag > b.tag ? 1 : 0)),
       comments,
       commentTotal,
@@ -448,14 +457,14 @@ export function webRouter(deps: WebDeps): Router {
     if (ctx.path.startsWith('/u/library/')) return redirect(ctx, `/_/${t.name.repository}/${t.rest}`);
     const { repo, rights } = await readable(t.name, id.user);
     if (t.rest === '') {
-      const v = await repoView(ctx, id, t, repo, rights, true);
+      const v = await repoView(ctx, id, t, repo, rights, true, pageNumber(ctx.query.page));
       send(ctx, 200, v.display, <RepoPage v={v} />);
       return;
     }
     if (t.rest.startsWith('tags/')) {
       const tag = t.rest.slice(5).replace(/\/$/, '');
       if (!TAG.test(tag) || !deps.content) throw notFoundError();
-      const [v, image] = await Promise.all([repoView(ctx, id, t, repo, rights, false), deps.content.image(t.name, tag)]);
+      const [v, image] = await Promise.all([repoView(ctx, id, t, repo, rights, false, undefined), deps.content.image(t.name, tag)]);
       if (!image) throw notFoundError();
       send(ctx, 200, `${v.display}:${tag}`, <TagPage v={v} image={image} />);
       return;
@@ -464,8 +473,9 @@ export function webRouter(deps: WebDeps): Router {
       if (!id.user) return redirect(ctx, `/login?next=${encodeURIComponent(ctx.path)}`);
       const user = requireUser(ctx, id);
       if (!rights.delete) throw new WebError(403, 'Not allowed', 'Only the owner of this repository and administrators change its settings.');
-      const v = await repoView(ctx, id, t, repo, rights, false);
       const tabId = t.rest.replace(/^settings\/?/, '').replace(/\/$/, '');
+      // a settings tab shows no tags
+      const v = await repoView(ctx, id, t, repo, rights, false, tabId === '' ? pageNumber(ctx.query.page) : undefined);
       if (tabId !== '') {
         const tab = tabs.find((x) => x.id === tabId);
         if (!tab) throw notFoundError();
