@@ -91,7 +91,7 @@ export class V1Repositories {
   /**
    * The names of the tags, without reading what each names (listTags reads every one: a v2 tag
    * list of 100,000 v1 tags paid 100,000 reads for a page of 10). A name whose tag file is empty
-   * is among them; getTag says TAG_NOT_FOUND for it, and listTags leaves it out.
+   * is among them, as in listTags and getTag (both answer '' for it: an empty Buffer is still a value).
    */
   async tagNames(repo: RepoName): Promise<string[]> {
     if (!(await this.exists(repo))) throw new RegistryError('REPOSITORY_NOT_FOUND');
