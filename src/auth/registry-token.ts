@@ -29,6 +29,16 @@ export function parseTokenHeader(value: string | undefined): ParsedToken | undef
   return { repository, access, signature: pairs.get('signature') };
 }
 
+/**
+ * When a token the index vouched for expires, epoch ms: this index's signatures start with their
+ * expiry (`<expires>.<account>.<nonce>.<mac>`, auth/v1-token.ts), which the MAC the index checked
+ * covers. Another index's opaque signature says nothing: Infinity (token_cache_ttl alone bounds it).
+ */
+function expiresAt(header: string): number {
+  const m = /^(\d{1,15})\.\d+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.exec(parseTokenHeader(header)?.signature ?? '');
+  return m ? Number(m[1]) * 1000 : Infinity;
+}
+
 const METHOD_ACCESS: Record<string, string> = { GET: 'read', PUT: 'write', POST: 'write', DELETE: 'delete' };
 
 interface CacheEntry {
@@ -166,9 +176,12 @@ export class TokenAuth implements RegistryAuth {
       if (e && typeof e === 'object' && typeof (e as { id?: unknown }).id === 'string') ids.add((e as { id: string }).id);
       else throw this.unauthorized();
     }
-    if (this.opts.cacheTtl <= 0) return ids;
+    // Kept for token_cache_ttl, but never past the token's own expiry: a token validated seconds
+    // before it expired was served from the cache for up to token_cache_ttl after (tokens-review).
+    const ttlMs = Math.min(this.opts.cacheTtl * 1000, expiresAt(header) - Date.now());
+    if (ttlMs <= 0) return ids;
     const kept = this.intern(repository, ids);
-    this.cache.set(key, { ids: kept }, this.opts.cacheTtl * 1000);
+    this.cache.set(key, { ids: kept }, ttlMs);
     return kept;
   }
 

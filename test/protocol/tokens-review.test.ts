@@ -1,0 +1,296 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { generateKeyPairSync, sign, X509Certificate, type KeyObject } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { SignJWT, decodeJwt } from 'jose';
+import { request } from '../helpers/http.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+import { makeImage, putTag, type TestImage } from '../helpers/v1-client.js';
+import { basic, Site, type Creds } from '../helpers/accounts.js';
+import { findUserByName, saveUser } from '../../src/db/users.js';
+import { addCollaborator, findRepository } from '../../src/db/repositories.js';
+import { V1TokenSigner } from '../../src/auth/v1-token.js';
+import { libtrustKid } from '../../src/content/schema1.js';
+import { selfSignedCertificate } from '../../src/auth/x509.js';
+
+const SECRET = 'tokens-review-secret-0123456789';
+const ALICE: Creds = ['alice', 'alicepw1'];
+const BOB: Creds = ['bobby', 'bobbypw1'];
+const CAROL: Creds = ['carol', 'carolpw1'];
+const EVE: Creds = ['eve', 'evepw123'];
+
+const token = (t: string | undefined): Record<string, string> => (t ? { Authorization: `Token ${t}` } : {});
+
+/**
+ * Adversarial review of tokens and of the registry ⇄ index trust (docs/security.md "Tokens"):
+ * v1 X-Docker-Token values moved between repositories, accesses and methods, replayed past their
+ * expiry through the registry's validation cache; v2 scope requests bent every way; JWT header
+ * tricks; and the internal /_index/ routes a split registry calls, called by anyone else.
+ */
+describe('tokens review: v1 tokens through the registry (one process, token_cache_ttl 30)', () => {
+  let s: TestServer;
+  let site: Site;
+  let signer: V1TokenSigner;
+  let priv: TestImage;
+  let pub: TestImage;
+  const ids: Record<string, number> = {};
+
+  before(async () => {
+    s = await startTestServer({ v2: true, bcrypt_cost: 4, token_cache_ttl: 30, token_secret: SECRET });
+    site = new Site(s.url, s.url);
+    signer = new V1TokenSigner(Buffer.from(SECRET, 'utf8'), 3600);
+    for (const [u, p] of [ALICE!, BOB!, CAROL!, EVE!]) {
+      await saveUser(s.db!, { username: u, email: `${u}@example.com`, password: p, active: true }, { cost: 4 });
+      ids[u] = (await findUserByName(s.db!, u))!.id;
+    }
+    priv = makeImage();
+    pub = makeImage();
+    await site.pushV1('alice/priv', ALICE, [priv]);
+    await site.setAccess('alice/priv', ALICE, 'private');
+    await site.pushV1('alice/pub', ALICE, [pub]);
+    const repo = (await findRepository(s.db!, 'alice', 'priv'))!;
+    await addCollaborator(s.db!, repo.id, ids.bobby!, 'read');
+    await addCollaborator(s.db!, repo.id, ids.carol!, 'write');
+  });
+  after(async () => {
+    await s?.stop();
+  });
+
+  it('a token for one repository opens no other, however the URL spells the other', async () => {
+    const anon = (await site.readToken('alice/pub', undefined))!;
+    assert.match(anon, /repository="alice\/pub"/);
+    // the token works where it belongs (and is now in the registry's validation cache)
+    assert.equal((await site.regGet('/v1/repositories/alice/pub/tags', anon)).status, 200);
+    for (const path of [
+      '/v1/repositories/alice/priv/tags',
+      '/v1/repositories/alice/priv/tags/',
+      '/v1/repositories/alice%2Fpriv/tags',
+      '/v1/repositories/alice%2fpriv/tags',
+      '/v1/repositories/ALICE/priv/tags',
+      '/v1/repositories/alice/PRIV/tags',
+      '/v1/repositories/alice//priv/tags',
+      '/v1/repositories/alice/priv%2F/tags',
+      '/v1/repositories/alice/pub/../priv/tags',
+      '/v1/repositories/alice/pub%2F..%2Fpriv/tags',
+      '/v1/repositories/alice/priv/tags/latest',
+      '/v1/repositories/alice/priv/json',
+      `/v1/images/${priv.id}/json`,
+      `/v1/images/${priv.id}/layer`,
+      `/v1/images/${priv.id}/ancestry`,
+    ]) {
+      const r = await site.regGet(path, anon);
+      assert.ok(r.status === 401 || r.status === 404 || r.status === 400, `${path}: ${r.status} ${r.text}`);
+    }
+  });
+
+  it('a read token neither writes nor deletes; a write token does not delete; a delete token does not read or write', async () => {
+    const read = (await site.readToken('alice/priv', BOB))!;
+    const write = await site.claim('alice/priv', CAROL, [priv.id]);
+    const del = (await site.deleteToken('alice/priv', ALICE))!;
+    for (const [label, t] of [
+      ['read', read],
+      ['write', write],
+      ['delete', del],
+    ] as const) {
+      // each is valid for something (and cached by the registry after its first use)
+      await site.regGet('/v1/repositories/alice/priv/tags', t);
+      const put = await putTag(s.url, 'alice/priv', 'evil', priv.id, t);
+      if (label !== 'write') assert.equal(put.status, 401, `${label} token, PUT tag: ${put.status} ${put.text}`);
+      const delTag = await request(s.url, '/v1/repositories/alice/priv/tags/nope', { method: 'DELETE', headers: token(t) });
+      if (label !== 'delete') assert.equal(delTag.status, 401, `${label} token, DELETE tag: ${delTag.text}`);
+      else assert.equal(delTag.status, 404, `delete token, DELETE of a missing tag: ${delTag.text}`);
+      const head = await request(s.url, '/v1/repositories/alice/priv/tags', { method: 'HEAD', headers: token(t) });
+      assert.equal(head.status, 401, `${label} token, HEAD`);
+      const putJson = await request(s.url, `/v1/images/${'ab'.repeat(32)}/json`, { method: 'PUT', headers: token(t), body: '{}' });
+      if (label !== 'write') assert.equal(putJson.status, 401, `${label} token, PUT json`);
+      const getTags = await site.regGet('/v1/repositories/alice/priv/tags', t);
+      assert.equal(getTags.status, label === 'delete' ? 401 : 200, `${label} token, GET tags`);
+    }
+    // the tag the write token did put, and nothing else happened
+    assert.equal((await site.regGet('/v1/repositories/alice/priv/tags/latest', read)).status, 200);
+  });
+
+  it('the registry does not serve a token past its expiry from its validation cache', async () => {
+    // a token with 3 s left, validated (and cached for token_cache_ttl: 30 s) at once
+    const t = signer.issue('alice/priv', 'read', ids.bobby!, Date.now() - 3600_000 + 3000);
+    assert.equal((await site.regGet(`/v1/images/${priv.id}/json`, t)).status, 200);
+    assert.equal((await site.regGet('/v1/repositories/alice/priv/tags', t)).status, 200);
+    await sleep(4000);
+    for (const path of [`/v1/images/${priv.id}/json`, `/v1/images/${priv.id}/layer`, '/v1/repositories/alice/priv/tags']) {
+      const r = await site.regGet(path, t);
+      assert.equal(r.status, 401, `${path} after the token expired: ${r.status} ${r.text}`);
+    }
+    // the index refuses it too
+    assert.equal((await request(s.url, '/v1/repositories/alice/priv/images', { headers: token(t) })).status, 401);
+  });
+
+  it('X-Docker-Token: true decides whether a read token is handed out; none for what the caller may not read', async () => {
+    const no = await request(s.url, '/v1/repositories/alice/pub/images');
+    assert.equal(no.status, 200);
+    assert.equal(no.headers['x-docker-token'], undefined);
+    const anonPriv = await request(s.url, '/v1/repositories/alice/priv/images', { headers: { 'X-Docker-Token': 'true' } });
+    assert.equal(anonPriv.status, 401);
+    assert.equal(anonPriv.headers['x-docker-token'], undefined);
+    const evePriv = await site.images('alice/priv', EVE);
+    assert.equal(evePriv.status, 404);
+    assert.equal(evePriv.headers['x-docker-token'], undefined);
+    // an anonymous token signed for the private repository (as if handed out while it was public) is refused
+    assert.equal((await site.regGet(`/v1/images/${priv.id}/json`, signer.issue('alice/priv', 'read', 0))).status, 401);
+  });
+
+  it('a collaborator’s token does not survive the repository being deleted and created again', async () => {
+    const img = makeImage();
+    await site.pushV1('alice/again', ALICE, [img]);
+    const repo = (await findRepository(s.db!, 'alice', 'again'))!;
+    await addCollaborator(s.db!, repo.id, ids.carol!, 'write');
+    const write = await site.claim('alice/again', CAROL, [img.id]);
+    // deleted (I6 marks, a second I6 purges) and pushed again by its owner
+    assert.equal((await request(s.url, '/v1/repositories/alice/again/', { method: 'DELETE', headers: { Authorization: basic(...ALICE!) } })).status, 202);
+    await site.pushV1('alice/again', ALICE, [makeImage()]);
+    const r = await putTag(s.url, 'alice/again', 'carol', img.id, write);
+    assert.equal(r.status, 401, r.text);
+  });
+});
+
+describe('tokens review: v2 scopes, accounts and JWT headers', () => {
+  let s: TestServer;
+  let site: Site;
+  let service: string;
+
+  before(async () => {
+    s = await startTestServer({ v2: true, bcrypt_cost: 4, token_cache_ttl: 0 });
+    site = new Site(s.url, s.url);
+    for (const [u, p] of [ALICE!, BOB!, CAROL!, EVE!])
+      await saveUser(s.db!, { username: u, email: `${u}@example.com`, password: p, active: true }, { cost: 4 });
+    await site.pushV1('alice/priv', ALICE, [makeImage()]);
+    await site.setAccess('alice/priv', ALICE, 'private');
+    const repo = (await findRepository(s.db!, 'alice', 'priv'))!;
+    await addCollaborator(s.db!, repo.id, (await findUserByName(s.db!, 'bobby'))!.id, 'read');
+    service = await site.v2Service();
+  });
+  after(async () => {
+    await s?.stop();
+  });
+
+  const grant = async (c: Creds, query: string): Promise<{ type: string; name: string; actions: string[] }[]> => {
+    const r = await request(s.url, `/v2/token?service=${encodeURIComponent(service)}&${query}`, { headers: c ? { Authorization: basic(c[0], c[1]) } : {} });
+    assert.equal(r.status, 200, `${query}: ${r.text}`);
+    return (decodeJwt(r.json<{ token: string }>().token).access as { type: string; name: string; actions: string[] }[]) ?? [];
+  };
+
+  it('scope requests bent every way grant a stranger nothing on a private repository, and anonymous no catalog', async () => {
+    for (const c of [EVE, undefined]) {
+      for (const q of [
+        'scope=repository:alice/priv:pull,push,delete',
+        'scope=repository:alice/priv:*',
+        'scope=repository:alice/priv:pull&scope=repository:alice/priv:push',
+        'scope=repository:alice/priv:pull%20repository:alice/priv:push',
+        'scope=repository(plugin):alice/priv:pull',
+        'scope=repository:alice/priv:pull,,push',
+        'scope=repository:alice/priv::pull',
+        'scope=repository:alice/priv:pull:push',
+        'scope=repository:alice/priv/:pull',
+        'scope=repository:ALICE/priv:pull',
+        'scope=repository:alice/../alice/priv:pull',
+        'scope=repository:alice%2Fpriv:pull',
+        'scope=repository:localhost:5000/alice/priv:pull',
+      ]) {
+        const got = (await grant(c, q)).filter((a) => a.type !== 'registry');
+        assert.deepEqual(got, [], `${c?.[0] ?? 'anonymous'} ${q}`);
+      }
+    }
+    assert.deepEqual(await grant(undefined, 'scope=registry:catalog:*'), []);
+    assert.deepEqual(await grant(EVE, 'scope=registry:catalog:*'), [{ type: 'registry', name: 'catalog', actions: ['*'] }]);
+  });
+
+  it('a read collaborator gets pull and only pull, whatever it asks', async () => {
+    for (const q of [
+      'scope=repository:alice/priv:pull,push,delete',
+      'scope=repository:alice/priv:*',
+      'scope=repository:alice/priv:push&scope=repository:alice/priv:pull&scope=repository:alice/priv:delete',
+    ]) {
+      assert.deepEqual(await grant(BOB, q), [{ type: 'repository', name: 'alice/priv', actions: ['pull'] }], q);
+    }
+  });
+
+  it('Basic credentials of one account with account= another: refused, nothing issued', async () => {
+    const r = await request(s.url, `/v2/token?service=${encodeURIComponent(service)}&account=alice&scope=repository:alice/priv:*`, {
+      headers: { Authorization: basic(...BOB!) },
+    });
+    assert.equal(r.status, 401);
+    assert.ok(!r.text.includes('token'), r.text);
+    // anonymous naming an account is anonymous
+    const anon = await grant(undefined, 'account=alice&scope=repository:alice/priv:*');
+    assert.deepEqual(anon, []);
+  });
+
+  it('a refresh token is no access token, an access token no refresh token; no refresh token for anonymous', async () => {
+    const r = await request(s.url, `/v2/token?service=${encodeURIComponent(service)}&offline_token=true&scope=repository:alice/priv:pull`, {
+      headers: { Authorization: basic(...ALICE!) },
+    });
+    const body = r.json<{ token: string; refresh_token?: string }>();
+    assert.ok(body.refresh_token);
+    const tags = await request(s.url, '/v2/alice/priv/tags/list', { headers: { Authorization: `Bearer ${body.refresh_token!}` } });
+    assert.equal(tags.status, 401);
+    const asRefresh = await request(s.url, '/v2/token', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        grant_type: 'refresh_token',
+        refresh_token: body.token,
+        client_id: 'x',
+        service,
+        scope: 'repository:alice/priv:pull',
+      }).toString(),
+    });
+    assert.equal(asRefresh.status, 401, asRefresh.text);
+    const anon = await request(s.url, `/v2/token?service=${encodeURIComponent(service)}&offline_token=true`);
+    assert.equal(anon.json<{ refresh_token?: string }>().refresh_token, undefined);
+  });
+
+  it('JWT header tricks: jku, x5c, kid paths, crit, alg none: all refused', async () => {
+    const real = decodeJwt((await request(s.url, `/v2/token?service=${encodeURIComponent(service)}`)).json<{ token: string }>().token);
+    const jwks = (await request(s.url, '/.well-known/jwks.json')).json<{ keys: { kid: string }[] }>();
+    const kid = jwks.keys[0]!.kid;
+    const evil = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const evilCert = new X509Certificate(selfSignedCertificate(evil.privateKey, evil.publicKey, 'evil'));
+    const now = Math.floor(Date.now() / 1000);
+    const claims = { access: [{ type: 'repository', name: 'alice/priv', actions: ['*'] }] };
+    const forge = (header: Record<string, unknown>, key = evil.privateKey) =>
+      new SignJWT(claims)
+        .setProtectedHeader({ alg: 'ES256', typ: 'JWT', ...header })
+        .setIssuer(String(real.iss))
+        .setAudience(service)
+        .setSubject('alice')
+        .setIssuedAt(now)
+        .setExpirationTime(now + 300)
+        .sign(key);
+    const cases: [string, string][] = [
+      ['our kid, their key', await forge({ kid })],
+      ['their kid', await forge({ kid: libtrustKid(evil.publicKey) })],
+      ['jku to their keys', await forge({ kid: libtrustKid(evil.publicKey), jku: 'http://127.0.0.1:9/jwks.json' })],
+      ['x5c of their certificate, our kid', await forge({ kid, x5c: [evilCert.raw.toString('base64')] })],
+      ['x5c of their certificate, no kid', await forge({ x5c: [evilCert.raw.toString('base64')] })],
+      ['jwk embedded', await forge({ jwk: evil.publicKey.export({ format: 'jwk' }) })],
+      ['kid path', await forge({ kid: `../../${kid}` })],
+      ['kid __proto__', await forge({ kid: '__proto__' })],
+    ];
+    // jose refuses to sign with an unknown critical header: signed by hand
+    const handSigned = (header: Record<string, unknown>, key: KeyObject) => {
+      const input = `${Buffer.from(JSON.stringify(header)).toString('base64url')}.${Buffer.from(
+        JSON.stringify({ ...claims, iss: real.iss, aud: service, sub: 'alice', iat: now, exp: now + 300 }),
+      ).toString('base64url')}`;
+      return `${input}.${sign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`;
+    };
+    cases.push(['crit unknown', handSigned({ alg: 'ES256', typ: 'JWT', kid, crit: ['x-evil'], 'x-evil': 1 }, evil.privateKey)]);
+    const none = `${Buffer.from(JSON.stringify({ alg: 'none', typ: 'JWT', kid })).toString('base64url')}.${Buffer.from(
+      JSON.stringify({ ...claims, iss: real.iss, aud: service, sub: 'alice', exp: now + 300 }),
+    ).toString('base64url')}.`;
+    cases.push(['alg none', none]);
+    for (const [label, t] of cases) {
+      const r = await request(s.url, '/v2/alice/priv/tags/list', { headers: { Authorization: `Bearer ${t}` } });
+      assert.equal(r.status, 401, `${label}: ${r.status} ${r.text}`);
+      assert.match(String(r.headers['www-authenticate']), /error="invalid_token"/, label);
+    }
+  });
+});
