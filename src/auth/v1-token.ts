@@ -9,7 +9,18 @@ export interface V1TokenClaims {
   readonly userId: number;
   /** Expiry, epoch seconds. */
   readonly expires: number;
+  /**
+   * The fingerprint of the account's password the token was issued under (see `issue`), which the
+   * index compares with the current one; undefined for a token issued without (anonymous, or before
+   * 2026-12-07).
+   */
+  readonly credential?: string;
 }
+
+/** Length of the random part of a token's nonce (9 bytes, base64url); a credential fingerprint follows. */
+const NONCE_RANDOM = 12;
+/** Length of a credential fingerprint (66 bits of an HMAC). */
+const CREDENTIAL_LENGTH = 11;
 
 /**
  * X-Docker-Token values (spec §1.4): `signature=<sig>,repository="ns/repo",access=<a>`, where the
@@ -28,9 +39,21 @@ export class V1TokenSigner {
     return createHmac('sha256', this.secret).update(`${body}|${repository}|${access}`).digest('base64url');
   }
 
-  issue(repository: string, access: V1Access, userId: number, now = Date.now()): string {
+  /**
+   * The fingerprint of an account's credential (its password hash) that `issue` puts in a token:
+   * keyed with the secret, so it tells nothing of the hash.
+   */
+  credential(material: string): string {
+    return createHmac('sha256', this.secret).update(`v1-token-credential|${material}`).digest('base64url').slice(0, CREDENTIAL_LENGTH);
+  }
+
+  /**
+   * `credential` (from `credential()`): appended to the nonce, so it is covered by the MAC and the
+   * index can refuse the token once the account's password changes (tokens-review).
+   */
+  issue(repository: string, access: V1Access, userId: number, now = Date.now(), credential?: string): string {
     const expires = Math.floor(now / 1000) + this.ttlSeconds;
-    const body = `${expires}.${userId}.${randomBytes(9).toString('base64url')}`;
+    const body = `${expires}.${userId}.${randomBytes(9).toString('base64url')}${credential ?? ''}`;
     return `signature=${body}.${this.mac(body, repository, access)},repository="${repository}",access=${access}`;
   }
 
@@ -52,7 +75,14 @@ export class V1TokenSigner {
     if (want.length !== got.length || !timingSafeEqual(want, got)) return undefined;
     const expires = Number(m[1]);
     if (expires * 1000 <= now) return undefined;
-    return { repository, access, userId: Number(m[2]), expires };
+    const nonce = m[3]!;
+    return {
+      repository,
+      access,
+      userId: Number(m[2]),
+      expires,
+      ...(nonce.length === NONCE_RANDOM + CREDENTIAL_LENGTH ? { credential: nonce.slice(NONCE_RANDOM) } : {}),
+    };
   }
 }
 

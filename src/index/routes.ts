@@ -86,10 +86,10 @@ export function indexRouter(config: Config, index: IndexService, opts: IndexRout
     router.get('/v1/_ping', ping);
   }
 
-  const giveToken = (ctx: Context, name: RepoName, access: V1Access, userId: Parameters<IndexService['token']>[2]): void => {
+  const giveToken = async (ctx: Context, name: RepoName, access: V1Access, userId: Parameters<IndexService['token']>[2]): Promise<void> => {
     ctx.set('X-Docker-Endpoints', endpointsHeader(ctx, config));
     if (ctx.get('X-Docker-Token').toLowerCase() === 'true' || access !== 'read') {
-      const token = index.token(name, access, userId);
+      const token = await index.token(name, access, userId);
       ctx.set('X-Docker-Token', token);
       ctx.set('WWW-Authenticate', `Token ${token}`);
     }
@@ -191,7 +191,7 @@ export function indexRouter(config: Config, index: IndexService, opts: IndexRout
           const user = await requireUser(ctx);
           await jsonBody(limit, 'INVALID_DATA')(ctx, async () => undefined);
           await index.claim(user, name, imageEntries(parsedBody(ctx)));
-          giveToken(ctx, name, 'write', user);
+          await giveToken(ctx, name, 'write', user);
           sendJson(ctx, 200, '');
           return;
         }
@@ -201,7 +201,7 @@ export function indexRouter(config: Config, index: IndexService, opts: IndexRout
           const user = await requireUser(ctx);
           const what = await index.deleteRepository(user, name);
           if (opts.removeContent) await opts.removeContent(name);
-          giveToken(ctx, name, 'delete', user);
+          await giveToken(ctx, name, 'delete', user);
           sendJson(ctx, what === 'marked' ? 202 : 200, '');
           return;
         }
@@ -239,7 +239,7 @@ export function indexRouter(config: Config, index: IndexService, opts: IndexRout
             if (!user) throw new RegistryError('LOGIN_REQUIRED', undefined, BASIC_CHALLENGE);
             throw new RegistryError('REPOSITORY_NOT_FOUND');
           }
-          giveToken(ctx, name, 'read', user);
+          await giveToken(ctx, name, 'read', user);
           sendJson(
             ctx,
             200,
@@ -255,7 +255,7 @@ export function indexRouter(config: Config, index: IndexService, opts: IndexRout
           // a repository the caller may not read is "not found", as one that does not exist
           if (!repo || !rights.read) throw new RegistryError('REPOSITORY_NOT_FOUND');
           if (!rights.delete) throw new RegistryError('ACCESS_DENIED');
-          giveToken(ctx, name, 'delete', user);
+          await giveToken(ctx, name, 'delete', user);
           ctx.status = 204;
           ctx.body = null;
           return;

@@ -143,8 +143,16 @@ export class IndexService {
     return rightsOn(this.db, user, name.namespace, repo);
   }
 
-  token(name: RepoName, access: V1Access, user: User | undefined): string {
-    return this.signer.issue(name.full, access, user?.id ?? 0);
+  /** A v1 token; an account's carries the fingerprint of its password, so a password change ends it. */
+  async token(name: RepoName, access: V1Access, user: User | undefined): Promise<string> {
+    if (!user) return this.signer.issue(name.full, access, 0);
+    return this.signer.issue(name.full, access, user.id, Date.now(), await this.credential(user.id));
+  }
+
+  /** The fingerprint of an account's password hash (never the hash itself) its v1 tokens carry. */
+  private async credential(uid: number): Promise<string> {
+    const row = (await this.db('users').where({ id: uid }).first('password_hash')) as { password_hash?: string } | undefined;
+    return this.signer.credential(row?.password_hash ?? '');
   }
 
   /** I5: create or claim the repository, merge the declared ids. */
@@ -253,6 +261,8 @@ export class IndexService {
     if (claims.userId > 0) {
       const user = await this.findUser(claims.userId);
       if (!user || !user.active) return undefined;
+      // issued under a password changed since (tokens issued before 2026-12-07 carry none)
+      if (claims.credential !== undefined && claims.credential !== (await this.credential(user.id))) return undefined;
       const rights = await this.rights(user, name, repo);
       if (!rights[claims.access]) return undefined;
     } else if (claims.access !== 'read' || repo.private) {

@@ -294,3 +294,148 @@ describe('tokens review: v2 scopes, accounts and JWT headers', () => {
     }
   });
 });
+
+describe('tokens review: the internal /_index/ routes of a split deployment, called by anyone', () => {
+  let idx: TestServer;
+  let reg: TestServer;
+  let site: Site;
+  let service: string;
+  let img: TestImage;
+
+  before(async () => {
+    idx = await startTestServer({ bcrypt_cost: 4, token_service: 'review-split', token_cache_ttl: 0 }, { role: 'index' });
+    reg = await startTestServer(
+      { v2: true, standalone: false, index_endpoint: idx.url, token_service: 'review-split', token_cache_ttl: 0 },
+      { role: 'registry' },
+    );
+    site = new Site(idx.url, reg.url);
+    for (const [u, p] of [ALICE!, BOB!, EVE!]) await saveUser(idx.db!, { username: u, email: `${u}@example.com`, password: p, active: true }, { cost: 4 });
+    img = makeImage();
+    await site.pushV1('alice/priv', ALICE, [img]);
+    await site.setAccess('alice/priv', ALICE, 'private');
+    await site.pushV1('alice/pub', ALICE, [makeImage()]);
+    const repo = (await findRepository(idx.db!, 'alice', 'priv'))!;
+    await addCollaborator(idx.db!, repo.id, (await findUserByName(idx.db!, 'bobby'))!.id, 'read');
+    service = await site.v2Service();
+  });
+  after(async () => {
+    await reg?.stop();
+    await idx?.stop();
+  });
+
+  const bearer = async (c: Creds, ...scopes: string[]): Promise<string> => {
+    const q = new URLSearchParams({ service });
+    for (const sc of scopes) q.append('scope', sc);
+    const r = await request(idx.url, `/v2/token?${q}`, { headers: c ? { Authorization: basic(c[0], c[1]) } : {} });
+    assert.equal(r.status, 200, r.text);
+    return r.json<{ token: string }>().token;
+  };
+  const post = (path: string, authorization: string | undefined, body: unknown) =>
+    request(idx.url, path, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', ...(authorization ? { Authorization: authorization } : {}) },
+      body: JSON.stringify(body),
+    });
+
+  it('v1 notices (checksums, pushed) need a write token for that very repository', async () => {
+    const checksum = { name: 'alice/priv', id: img.id, checksum: `sha256:${'0'.repeat(64)}` };
+    const pushed = { name: 'alice/priv', tag: 'evil', images: [img.id] };
+    const eveWrite = await site.claim('eve/own', EVE, []);
+    const bobRead = (await site.readToken('alice/priv', BOB))!;
+    const anonRead = (await site.readToken('alice/pub', undefined))!;
+    for (const [label, auth] of [
+      ['no credentials', undefined],
+      ['Basic of the owner', basic(...ALICE!)],
+      ['a Bearer token', `Bearer ${await bearer(ALICE, 'repository:alice/priv:*')}`],
+      ['a read token of the repository', `Token ${bobRead}`],
+      ['an anonymous read token of another', `Token ${anonRead}`],
+      ["a write token of the caller's own repository", `Token ${eveWrite}`],
+      ['a forged token', `Token signature=1.1.x.y,repository="alice/priv",access=write`],
+    ] as const) {
+      for (const [path, body] of [
+        ['/_index/v1/checksums', checksum],
+        ['/_index/v1/pushed', pushed],
+      ] as const) {
+        const r = await post(path, auth, body);
+        assert.ok(r.status === 401 || r.status === 403, `${label}, ${path}: ${r.status} ${r.text}`);
+      }
+    }
+    const images = await request(idx.url, '/v1/repositories/alice/priv/images', { headers: { Authorization: basic(...ALICE!) } });
+    assert.ok(!images.text.includes('0'.repeat(64)), images.text);
+  });
+
+  it('v2 notices (pushed, deleted) need a Bearer token of this index with push (delete) on the name', async () => {
+    const pushed = { name: 'alice/priv', tag: 'evil', images: [{ id: 'ab'.repeat(32) }] };
+    const deleted = { name: 'alice/priv', tags: ['latest'] };
+    const refresh = (await request(idx.url, `/v2/token?service=${service}&offline_token=true`, { headers: { Authorization: basic(...ALICE!) } })).json<{
+      refresh_token: string;
+    }>().refresh_token;
+    for (const [label, auth] of [
+      ['no credentials', undefined],
+      ['Basic of the owner', basic(...ALICE!)],
+      ['a v1 write token', `Token ${await site.claim('alice/priv', ALICE, [])}`],
+      ['the refresh token of the owner', `Bearer ${refresh}`],
+      ['a pull token of a read collaborator', `Bearer ${await bearer(BOB, 'repository:alice/priv:*')}`],
+      ['an anonymous token', `Bearer ${await bearer(undefined, 'repository:alice/priv:*', 'repository:alice/pub:*')}`],
+      ["a push token of the caller's own repository", `Bearer ${await bearer(EVE, 'repository:eve/own:*', 'repository:alice/priv:*')}`],
+    ] as const) {
+      for (const [path, body] of [
+        ['/_index/v2/pushed', pushed],
+        ['/_index/v2/deleted', deleted],
+      ] as const) {
+        const r = await post(path, auth, body);
+        assert.ok(r.status === 401 || r.status === 403, `${label}, ${path}: ${r.status} ${r.text}`);
+      }
+    }
+    const images = await request(idx.url, '/v1/repositories/alice/priv/images', { headers: { Authorization: basic(...ALICE!) } });
+    assert.ok(!images.text.includes('ab'.repeat(32)), images.text);
+    const tags = await site.regGet('/v1/repositories/alice/priv/tags', (await site.readToken('alice/priv', ALICE))!);
+    assert.deepEqual(Object.keys(tags.json<Record<string, string>>()), ['latest']);
+  });
+
+  it('the catalog: Basic credentials or a v1 token are anonymous there; private names only with a Bearer token that may see them', async () => {
+    for (const auth of [undefined, basic(...ALICE!), `Token ${(await site.readToken('alice/priv', ALICE))!}`]) {
+      const r = await request(idx.url, '/_index/v2/catalog?limit=100', { headers: auth ? { Authorization: auth } : {} });
+      assert.equal(r.status, 200, r.text);
+      assert.ok(!r.json<{ repositories: string[] }>().repositories.includes('alice/priv'), `${auth ?? 'none'}: ${r.text}`);
+    }
+    const eve = await request(idx.url, '/_index/v2/catalog?limit=100', { headers: { Authorization: `Bearer ${await bearer(EVE, 'registry:catalog:*')}` } });
+    assert.ok(!eve.json<{ repositories: string[] }>().repositories.includes('alice/priv'), eve.text);
+    const alice = await request(idx.url, '/_index/v2/catalog?limit=100', { headers: { Authorization: `Bearer ${await bearer(ALICE, 'registry:catalog:*')}` } });
+    assert.ok(alice.json<{ repositories: string[] }>().repositories.includes('alice/priv'), alice.text);
+  });
+
+  it('a password change ends the v1 tokens issued before it, as it ends refresh tokens and web sessions', async () => {
+    const DAVE: Creds = ['dave', 'davepw12'];
+    await saveUser(idx.db!, { username: 'dave', email: 'dave@example.com', password: DAVE[1], active: true }, { cost: 4 });
+    const d = makeImage();
+    await site.pushV1('dave/app', DAVE, [d]);
+    await site.setAccess('dave/app', DAVE, 'private');
+    const read = (await site.readToken('dave/app', DAVE))!;
+    const write = await site.claim('dave/app', DAVE, [d.id]);
+    assert.equal((await site.regGet(`/v1/images/${d.id}/json`, read)).status, 200);
+    assert.equal((await putTag(reg.url, 'dave/app', 'before', d.id, write)).status, 200);
+    // the owner changes the password (say, after it leaked)
+    const change = await request(idx.url, '/v1/users/dave/', {
+      method: 'PUT',
+      headers: { Authorization: basic(...DAVE), 'Content-Type': 'application/json' },
+      body: JSON.stringify({ password: 'newdavepw' }),
+    });
+    assert.equal(change.status, 204, change.text);
+    assert.equal((await site.regGet(`/v1/images/${d.id}/json`, read)).status, 401, 'read token issued before the change');
+    assert.equal((await putTag(reg.url, 'dave/app', 'after', d.id, write)).status, 401, 'write token issued before the change');
+    assert.equal((await request(idx.url, '/v1/repositories/dave/app/images', { headers: { Authorization: `Token ${read}` } })).status, 401);
+    // tokens issued under the new password work
+    const fresh = (await site.readToken('dave/app', ['dave', 'newdavepw']))!;
+    assert.equal((await site.regGet(`/v1/images/${d.id}/json`, fresh)).status, 200);
+  });
+
+  it('the registry node takes a v1 token only as the index vouches for it, for its own repository', async () => {
+    const read = (await site.readToken('alice/priv', BOB))!;
+    assert.equal((await site.regGet(`/v1/images/${img.id}/json`, read)).status, 200);
+    assert.equal((await putTag(reg.url, 'alice/priv', 'x', img.id, read)).status, 401);
+    const anon = (await site.readToken('alice/pub', undefined))!;
+    assert.equal((await site.regGet(`/v1/images/${img.id}/json`, anon)).status, 404);
+    assert.equal((await site.regGet('/v1/repositories/alice/priv/tags', anon)).status, 401);
+  });
+});
