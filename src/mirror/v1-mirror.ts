@@ -112,7 +112,11 @@ export function v1Mirror(deps: V1MirrorDeps) {
         k === 'content-length' ||
         k === 'if-none-match' ||
         k === 'if-modified-since' ||
-        k === 'range'
+        k === 'range' ||
+        // credentials of this site, not of the source: the web UI's session cookies (a browser
+        // sends them with a GET of /v1/…) and a proxy's own Proxy-Authorization (tokens-review)
+        k === 'cookie' ||
+        k === 'proxy-authorization'
       )
         continue;
       h[k] = Array.isArray(v) ? v.join(', ') : v;

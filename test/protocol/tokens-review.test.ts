@@ -1,4 +1,6 @@
 import { after, before, describe, it } from 'node:test';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, sign, X509Certificate, type KeyObject } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -437,5 +439,43 @@ describe('tokens review: the internal /_index/ routes of a split deployment, cal
     const anon = (await site.readToken('alice/pub', undefined))!;
     assert.equal((await site.regGet(`/v1/images/${img.id}/json`, anon)).status, 404);
     assert.equal((await site.regGet('/v1/repositories/alice/priv/tags', anon)).status, 401);
+  });
+});
+
+describe('tokens review: what a v1 mirror passes on to its source', () => {
+  let upstream: Server;
+  let mirror: TestServer;
+  const seen: IncomingHttpHeaders[] = [];
+
+  before(async () => {
+    upstream = createServer((req, res) => {
+      seen.push(req.headers);
+      res.writeHead(404, { 'Content-Type': 'application/json' }).end('{"error": "Image not found"}');
+    });
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    const source = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
+    mirror = await startTestServer({ standalone: true, mirroring: { source } });
+  });
+  after(async () => {
+    await mirror?.stop();
+    await new Promise<void>((r) => upstream.close(() => r()));
+  });
+
+  it('the web UI session cookie (any cookie) and Proxy-Authorization stay here; the v1 credentials go on, as the Python mirror sent them', async () => {
+    const id = 'cd'.repeat(32);
+    const r = await request(mirror.url, `/v1/images/${id}/json`, {
+      headers: {
+        Cookie: 'lr_session=secret-session; lr_csrf=secret-csrf',
+        'Proxy-Authorization': 'Basic cHJveHk6c2VjcmV0',
+        Authorization: 'Token signature=x,repository="a/b",access=read',
+      },
+    });
+    assert.equal(r.status, 404, r.text);
+    assert.ok(seen.length > 0, 'the mirror asked its source');
+    for (const h of seen) {
+      assert.equal(h.cookie, undefined, JSON.stringify(h));
+      assert.equal(h['proxy-authorization'], undefined, JSON.stringify(h));
+      assert.equal(h.authorization, 'Token signature=x,repository="a/b",access=read');
+    }
   });
 });
