@@ -125,6 +125,15 @@ export function clientAddress(ctx: Context): string {
   return /^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(a) ? a.slice(7) : a;
 }
 
+/**
+ * The request target as the access log writes it: a webhook callback's path names its credential
+ * (Hub's callback_url, `/u/<ns>/<repo>/hook/<64 hex>/`: whoever has it may post the delivery's state,
+ * which releases or stops a chain), so that part is left out (tokens-review).
+ */
+export function loggedTarget(url: string): string {
+  return url.replace(/(\/hook\/)[0-9a-fA-F]{64}(?=\/|\?|$)/g, '$1<redacted>');
+}
+
 /** Request ids: this process's random prefix and a counter (unique, and cheap to make). */
 const ID_PREFIX = randomBytes(4).toString('hex');
 let idCounter = 0;
@@ -152,7 +161,7 @@ export function accessLog(log: Logger, enabled = true) {
       const fields = {
         id,
         method: ctx.method,
-        path: ctx.originalUrl,
+        path: loggedTarget(ctx.originalUrl),
         status: aborted ? 'aborted' : ctx.status,
         ms: Math.round(ms * 10) / 10,
         ua: ctx.get('User-Agent') || undefined,

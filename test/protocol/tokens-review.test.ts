@@ -4,9 +4,15 @@ import type { AddressInfo } from 'node:net';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, sign, X509Certificate, type KeyObject } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { SignJWT, decodeJwt } from 'jose';
 import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { loadConfig } from '../../src/config/load.js';
+import { createLogger } from '../../src/log/logger.js';
+import { startServer } from '../../src/main.js';
 import { makeImage, putTag, type TestImage } from '../helpers/v1-client.js';
 import { basic, Site, type Creds } from '../helpers/accounts.js';
 import { findUserByName, saveUser } from '../../src/db/users.js';
@@ -476,6 +482,31 @@ describe('tokens review: what a v1 mirror passes on to its source', () => {
       assert.equal(h.cookie, undefined, JSON.stringify(h));
       assert.equal(h['proxy-authorization'], undefined, JSON.stringify(h));
       assert.equal(h.authorization, 'Token signature=x,repository="a/b",access=read');
+    }
+  });
+});
+
+describe('tokens review: credentials in the access log', () => {
+  it('a webhook callback path is logged without its token', async () => {
+    const lines: string[] = [];
+    const dir = await mkdtemp(join(tmpdir(), 'lr-review-log-'));
+    const config = loadConfig({ env: {}, flavor: 'test', overrides: { host: '127.0.0.1', port: 0, storage_path: dir, loglevel: 'info' } });
+    const running = await startServer(config, { role: 'all', logger: createLogger('info', {}, (l) => lines.push(l)) });
+    try {
+      const secret = 'e7'.repeat(32);
+      for (const path of [`/u/alice/app/hook/${secret}/`, `/u/alice/app/hook/${secret}`, `/u/alice/app/hook/${secret}?x=1`]) {
+        await request(running.url, path, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"state":"success"}' });
+      }
+      await sleep(200);
+      const requests = lines.filter((l) => l.includes('/hook/'));
+      assert.equal(requests.length, 3, lines.join(''));
+      for (const l of requests) {
+        assert.ok(!l.includes(secret), l);
+        assert.match(l, /\/u\/alice\/app\/hook\/<redacted>/);
+      }
+    } finally {
+      await running.close();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });
