@@ -76,8 +76,12 @@ Examples:
         url = new URL(opts.to!);
         if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('not http(s)');
       } catch {
-        fail(`--to: not an http(s) URL: ${opts.to}`);
+        fail(`--to: not an http(s) URL: ${opts.to!.replace(/\/\/[^/@]*@/, '//…@')}`);
       }
+      // an account in the URL would be printed in the report, the state file and errors (and sent,
+      // by Node, to every URL resolved against it): it has its own options
+      if (url.username || url.password)
+        fail('--to: the URL holds an account: give it with --username (password in $MIGRATE_PASSWORD or --password-stdin) instead');
       if (!Number.isInteger(opts.concurrency) || opts.concurrency < 1 || opts.concurrency > 64) fail('--concurrency: 1 to 64');
       if (!Number.isFinite(opts.timeout) || opts.timeout <= 0 || opts.timeout > 86_400) fail('--timeout: seconds, more than 0 and at most 86400');
       const tagMap = new Map<string, string>();
