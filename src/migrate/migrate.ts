@@ -369,7 +369,22 @@ export async function runMigrate(c: Content, target: TargetRegistry | undefined,
       });
       continue;
     }
-    for (const tag of tags) jobs.push({ source, shown, tag });
+    // two tags pushed as one (--tag-map onto a tag the repository has, or two maps onto one name):
+    // the target would keep whichever came last while the report said both moved
+    const as = new Map<string, string[]>();
+    for (const tag of tags) {
+      const to = opts.tagMap?.get(tag) ?? tag;
+      as.set(to, [...(as.get(to) ?? []), tag]);
+    }
+    for (const [to, from] of as) {
+      if (from.length === 1) jobs.push({ source, shown, tag: from[0]! });
+      else
+        for (const tag of from)
+          report.failed.push({
+            what: `${shown}:${tag}`,
+            reason: `${from.map((f) => `${shown}:${f}`).join(' and ')} would both be pushed as ${source}:${to} (--tag-map): none of them is, choose one`,
+          });
+    }
   }
   const perRepo = new Map<string, number>();
   for (const j of jobs) perRepo.set(j.shown, (perRepo.get(j.shown) ?? 0) + 1);

@@ -171,4 +171,19 @@ describe('migrate: more hostile targets on 127.0.0.1', { timeout: 120_000 }, () 
     assert.match(r.stderr, /--to: .*--username/);
     assert.deepEqual(t.seen, [], 'nothing was sent to the target');
   });
+
+  it('--tag-map onto a tag the repository also has: neither is reported as moved there', async () => {
+    const t = await serve(target(() => false));
+    const r = await migrate(t.url, ['--tag-map', 'stable=latest']);
+    assert.equal(r.code, 3, r.stdout + r.stderr);
+    assert.deepEqual(r.report!.moved, [], 'alice/web:latest on the target can hold only one of the two');
+    assert.deepEqual(r.report!.failed.map((f) => f.what).sort(), ['alice/web:latest', 'alice/web:stable']);
+    for (const f of r.report!.failed) assert.match(f.reason, /alice\/web:latest and alice\/web:stable would both be pushed as alice\/web:latest/);
+    assert.ok(!t.seen.some((s) => s.method === 'PUT' && s.url.includes('/manifests/')), 'no manifest pushed');
+    // the same with two maps onto one new tag, and in a dry run
+    const d = await migrate(t.url, ['--tag-map', 'stable=prod', '--tag-map', 'latest=prod', '--dry-run']);
+    assert.equal(d.code, 3, d.stdout + d.stderr);
+    assert.deepEqual(d.report!.moved, []);
+    assert.equal(d.report!.failed.length, 2);
+  });
 });
