@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { PassThrough, type Readable } from 'node:stream';
 import { V2Error } from '../errors/v2.js';
@@ -289,6 +290,12 @@ export async function runMigrate(c: Content, target: TargetRegistry | undefined,
         `after the push, ${repo}:${ref} reads back as ${head.status === 200 ? printable(String(head.headers['docker-content-digest']), 80) : describeError(head).text}, not ${m.digest}`,
       );
     }
+    // a header is only what the target says: the bytes it serves under the reference must hash to
+    // the digest (a rewriting proxy, or a target answering the tag from somewhere else)
+    const get = await t.request('GET', `v2/${repo}/manifests/${ref}`, { scopes: [`repository:${repo}:pull`], headers: { Accept: m.mediaType } });
+    const algorithm = m.digest.slice(0, m.digest.indexOf(':'));
+    const served = get.status === 200 ? `${algorithm}:${createHash(algorithm).update(get.body).digest('hex')}` : undefined;
+    if (served !== m.digest) throw new MoveError(`after the push, ${repo}:${ref} reads back as ${served ?? describeError(get).text}, not ${m.digest}`);
   };
 
   /** Blobs (config first, then layers) of an image manifest, with their sizes. */

@@ -186,4 +186,26 @@ describe('migrate: more hostile targets on 127.0.0.1', { timeout: 120_000 }, () 
     assert.deepEqual(d.report!.moved, []);
     assert.equal(d.report!.failed.length, 2);
   });
+
+  it('a manifest read back with the right digest header but other bytes is not reported as moved', async () => {
+    let pushed = '';
+    const t = await serve(
+      target((req, res, body) => {
+        if (req.method === 'PUT' && /\/manifests\/latest$/.test(req.url!)) pushed = sha(body);
+        if (req.method !== 'GET' || !/\/manifests\/latest$/.test(req.url!)) return false;
+        // the digest header we expect (as the HEAD says too), and somebody else's manifest as the bytes
+        const other = Buffer.from('{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","layers":[]}');
+        res.writeHead(200, { 'Docker-Content-Digest': pushed, 'Content-Type': 'application/vnd.docker.distribution.manifest.v2+json' }).end(other);
+        return true;
+      }),
+    );
+    const r = await migrate(t.url);
+    assert.equal(r.code, 3, r.stdout + r.stderr);
+    assert.deepEqual(
+      r.report!.moved.map((m) => m.target),
+      ['alice/web:stable'],
+    );
+    assert.equal(r.report!.failed[0]!.what, 'alice/web:latest');
+    assert.match(r.report!.failed[0]!.reason, /after the push, alice\/web:latest reads back as sha256:[a-f0-9]{64}, not sha256:[a-f0-9]{64}/);
+  });
 });
