@@ -191,6 +191,14 @@ export class TargetRegistry {
               if (settled) return;
               settled = true;
               clearTimeout(deadline);
+              // answered before the body was all sent (an error, a 401, a target that stops
+              // reading): the rest is not sent on, its source (a blob file) is closed, and the
+              // connection, mid-body, is dropped (Node's agent would keep it, with no timeout once
+              // answered, until the target closes it; the next request waits for it meanwhile)
+              if (body !== undefined && !Buffer.isBuffer(body) && !req.writableFinished) {
+                body.destroy();
+                req.destroy();
+              }
               resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) });
             });
             res.on('error', failed);

@@ -3,11 +3,13 @@ import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
 import { readFile, mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { pyImage, writePythonTree } from '../helpers/python-tree.js';
 import { cli, type CliResult } from '../helpers/migrate.js';
+import { TargetRegistry } from '../../src/migrate/registry-client.js';
 
 /**
  * `legacy-registry migrate --to <url>` against more targets on 127.0.0.1 that lie or trap (the
@@ -207,5 +209,111 @@ describe('migrate: more hostile targets on 127.0.0.1', { timeout: 120_000 }, () 
     );
     assert.equal(r.report!.failed[0]!.what, 'alice/web:latest');
     assert.match(r.report!.failed[0]!.reason, /after the push, alice\/web:latest reads back as sha256:[a-f0-9]{64}, not sha256:[a-f0-9]{64}/);
+  });
+});
+
+describe('migrate target client: an upload the target answers before reading it', { timeout: 60_000 }, () => {
+  it('the body is not sent on (its blob file closed) and the connection is not held', async () => {
+    // raw HTTP: answers a PUT as soon as its head is in and then reads no more of the connection,
+    // anything else with a keep-alive 200 (Node's own server would drain the rest of the body)
+    const sockets = new Set<net.Socket>();
+    const server = net.createServer((s) => {
+      sockets.add(s);
+      let head = '';
+      s.on('data', (d: Buffer) => {
+        head += d.toString('latin1');
+        for (let end = head.indexOf('\r\n\r\n'); end >= 0; end = head.indexOf('\r\n\r\n')) {
+          const request = head.slice(0, end);
+          head = head.slice(end + 4);
+          if (request.startsWith('PUT ')) {
+            s.write('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n');
+            s.pause();
+            return;
+          }
+          s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}');
+        }
+      });
+      s.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const t = new TargetRegistry({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, maxSockets: 1, timeoutMs: 20_000 });
+    try {
+      let body: Readable | undefined;
+      const size = 256 << 20;
+      const r = await t.request('PUT', 'v2/alice/web/blobs/uploads/x', {
+        length: size,
+        body: () =>
+          (body = Readable.from(
+            (function* () {
+              for (let i = 0; i < size >> 16; i++) yield Buffer.alloc(1 << 16);
+            })(),
+          )),
+      });
+      assert.equal(r.status, 400);
+      assert.equal(body!.destroyed, true, 'the body (a blob file in a migration) is closed once the target has answered');
+      // one connection (--concurrency 1): the next request must not wait for the stalled upload's
+      const started = Date.now();
+      assert.equal((await t.request('GET', 'v2/')).status, 200);
+      assert.ok(Date.now() - started < 5_000, `the next request waited ${Date.now() - started} ms`);
+    } finally {
+      t.close();
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    }
+  });
+});
+
+describe('migrate: a target that answers an upload early and stops reading', { timeout: 120_000 }, () => {
+  let work = '';
+  let storage = '';
+  let stop = (): void => undefined;
+  before(async () => {
+    work = await mkdtemp(join(tmpdir(), 'lr-migrate-hostile2-big-'));
+    storage = join(work, 'storage');
+    // a layer larger than what the loopback's socket buffers take without the target reading
+    const big = pyImage({ gzip: false, size: 24 << 20 });
+    await writePythonTree(join(work, 'py'), [big], [{ name: 'alice/big', tags: { a: big.id, b: big.id } }]);
+    assert.equal((await cli(storage, ['user', 'add', 'alice', 'alice@example.com', '--password', 'alicepw1'])).code, 0);
+    const r = await cli(storage, ['import', '--owner', 'alice', '--no-progress', join(work, 'py')]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+  });
+  after(async () => {
+    stop();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  it('the run goes on (each tag fails with the answer) instead of waiting for the stalled connection', async () => {
+    // answers the layer's upload PUT from the raw socket as soon as its head is in, and reads nothing
+    // more of that connection (Node's own answer would drain the body); the rest (the config too) is honest
+    const registry = honest();
+    const raw = http.createServer((req, res) => {
+      if (req.method === 'PUT' && req.url!.includes('/blobs/uploads/') && Number(req.headers['content-length']) > 1 << 20) {
+        req.socket.pause();
+        req.socket.write('HTTP/1.1 507 Insufficient Storage\r\nContent-Length: 0\r\n\r\n');
+        return;
+      }
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        if (registry(req, res, Buffer.concat(chunks)) !== true) res.writeHead(404).end();
+      });
+    });
+    await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
+    stop = () => {
+      raw.closeAllConnections();
+      raw.close();
+    };
+    const url = `http://127.0.0.1:${(raw.address() as AddressInfo).port}`;
+    const reportFile = join(work, 'report.json');
+    const started = Date.now();
+    const r = await cli(storage, ['migrate', '--to', url, '--no-progress', '--concurrency', '1', '--timeout', '20', '--report', reportFile]);
+    assert.ok(Date.now() - started < 15_000, `the migration ended in ${Date.now() - started} ms`);
+    assert.equal(r.code, 3, r.stdout + r.stderr);
+    const report = JSON.parse(await readFile(reportFile, 'utf8')) as Report;
+    assert.deepEqual(
+      report.failed.map((f) => f.what),
+      ['alice/big:a', 'alice/big:b'],
+    );
+    for (const f of report.failed) assert.match(f.reason, /uploading blob sha256:[a-f0-9]{64}: 507/);
   });
 });
