@@ -105,19 +105,12 @@ export function assembleV2(
     app.use(v2Off);
     return { uploads: undefined, fromV1: undefined, mirror: undefined, stopTimers: () => undefined };
   }
-  const { driver, blobs, repoLock } = store;
-  // sessions are completed under the lock their repository is deleted under (V2Uploads.linkSession)
-  const uploads = new V2Uploads(
-    driver,
-    blobs,
-    config.max_layer_size,
-    {
-      perRepository: config.max_uploads_per_repository,
-      perOwner: config.max_uploads_per_account,
-      purgeAgeMs: config.upload_purge_age * 1000,
-    },
-    repoLock,
-  );
+  const { driver, blobs } = store;
+  const uploads = new V2Uploads(driver, blobs, config.max_layer_size, {
+    perRepository: config.max_uploads_per_repository,
+    perOwner: config.max_uploads_per_account,
+    purgeAgeMs: config.upload_purge_age * 1000,
+  });
   const { manifests, fromV1, toV1, schema1 } = bridgeContent(site, store, uploads);
   // the catalog: the index database when this process runs the index; on a standalone registry,
   // storage; a registry split from its index (Bearer tokens) asks the index over HTTP

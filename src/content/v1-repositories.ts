@@ -201,6 +201,13 @@ export class V1Repositories {
    * Registry-wide images (standalone) stay.
    */
   async deleteRepository(repo: RepoName): Promise<void> {
+    // its v2 upload sessions go first (also those of a name with nothing else stored yet): bytes sent
+    // to the repository before the delete must not be linked into the name after it. First, because
+    // a session completes without a lock: it writes its link, then checks that its session is
+    // still there (V2Uploads.linkSession); a link written before the sessions went is in the
+    // listing below, and one written after is taken back by its writer
+    const v2Names = [repo.full, ...(repo.namespace === 'library' ? [repo.repository] : [])];
+    const sessions = await removeRepositorySessions(this.driver, v2Names);
     // a v2 repository's own records are the `_`-prefixed entries below its name (longer names such
     // as ns/repo/sub live below it too and are other repositories)
     const v2Own: string[] = [];
@@ -211,10 +218,6 @@ export class V1Repositories {
         if (!isNotFound(e)) throw e;
       }
     }
-    // its v2 upload sessions go too (also those of a name with nothing else stored yet): bytes sent
-    // to the repository before the delete must not be linked into the name after it
-    const v2Names = [repo.full, ...(repo.namespace === 'library' ? [repo.repository] : [])];
-    const sessions = await removeRepositorySessions(this.driver, v2Names);
     // its v1 records count whether or not a tag marked it created: a push stopped before its tag
     // leaves complete images, readable with a token for the name, which the delete must not keep
     let v1Own: string[] = [];

@@ -4,7 +4,10 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { PassThrough, Readable } from 'node:stream';
 import { BlobStore } from '../../../src/content/blob-store.js';
-import { SESSION_BUSY, V2Uploads, type UploadLimits } from '../../../src/content/v2-uploads.js';
+import { linkKey, SESSION_BUSY, V2Uploads, type UploadLimits } from '../../../src/content/v2-uploads.js';
+import { V1Images } from '../../../src/content/v1-images.js';
+import { V1Repositories } from '../../../src/content/v1-repositories.js';
+import { parseRepoName } from '../../../src/content/names.js';
 import type { V2Name } from '../../../src/content/v2-names.js';
 import { V2Error } from '../../../src/errors/v2.js';
 import { createMemoryDriver } from '../../../src/storage/drivers/memory.js';
@@ -101,4 +104,54 @@ describe('V2Uploads (security issue 10)', () => {
     await rejectsWith(held, 'BLOB_UPLOAD_UNKNOWN');
     await assert.rejects(driver.list('uploads'), PathNotFoundError);
   });
+});
+
+describe('V2Uploads against a repository delete (2026-12-07)', () => {
+  /**
+   * A session completes without a lock: it checks its session, writes its link, checks again. A
+   * delete removes the repository's sessions first, then lists and removes its records. These run
+   * the whole delete at each point of the completion, through a driver that pauses there.
+   */
+  for (const at of ['link write', 'second check'] as const) {
+    it(`a delete run just before the completion's ${at} leaves no link, and the client gets 404`, async () => {
+      const base = createMemoryDriver();
+      const blobs = new BlobStore(base);
+      const repos = new V1Repositories(base, new V1Images(base, blobs, { scoped: true, maxLayerSize: 0, verifyTarsum: false }));
+      const data = randomBytes(3000);
+      const digest = sha(data);
+      const link = linkKey(NAME, digest);
+      let armed = false;
+      let ran = false;
+      const deleteNow = async (): Promise<void> => {
+        armed = false;
+        ran = true;
+        await repos.deleteRepository(parseRepoName(NAME)!);
+      };
+      // a driver that runs the delete once, at the chosen point of the completion
+      const driver: StorageDriver = new Proxy(base, {
+        get(target, prop, receiver) {
+          const v = Reflect.get(target, prop, receiver) as unknown;
+          if (typeof v !== 'function') return v;
+          return async (...args: unknown[]) => {
+            if (armed && at === 'link write' && prop === 'putContent' && args[0] === link) await deleteNow();
+            const out = await (v as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+            if (armed && at === 'second check' && prop === 'putContent' && args[0] === link) await deleteNow();
+            return out;
+          };
+        },
+      });
+      const uploads = new V2Uploads(driver, new BlobStore(driver), 0, { perRepository: 0, perOwner: 0 });
+      // the repository holds something already, so the delete finds it
+      const other = randomBytes(100);
+      const first = await uploads.start(NAME, 'address:unit');
+      await uploads.finish(NAME, first, sha(other), Readable.from([other]));
+      const uuid = await uploads.start(NAME, 'address:unit');
+      await uploads.append(NAME, uuid, Readable.from([data]));
+      armed = true;
+      await rejectsWith(uploads.finish(NAME, uuid, digest, undefined), 'BLOB_UPLOAD_UNKNOWN');
+      assert.ok(ran, 'the delete ran');
+      assert.equal(await uploads.linked(NAME, digest), false, 'linked into the deleted name');
+      assert.equal(await uploads.linked(NAME, sha(other)), false);
+    });
+  }
 });
