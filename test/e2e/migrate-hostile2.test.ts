@@ -1,6 +1,5 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomUUID } from 'node:crypto';
 import { readFile, mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
@@ -9,6 +8,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pyImage, writePythonTree } from '../helpers/python-tree.js';
 import { cli, type CliResult } from '../helpers/migrate.js';
+import { honest, sha, target, type Hostile } from '../helpers/fake-v2-target.js';
 import { TargetRegistry } from '../../src/migrate/registry-client.js';
 
 /**
@@ -21,92 +21,6 @@ interface Report {
   moved: { source: string; target: string; digest: string; resumed?: boolean }[];
   failed: { what: string; reason: string }[];
 }
-
-type Handler = (req: http.IncomingMessage, res: http.ServerResponse, body: Buffer) => boolean | void;
-
-interface Hostile {
-  readonly url: string;
-  readonly port: number;
-  readonly seen: { method: string; url: string; authorization?: string }[];
-  close(): Promise<void>;
-}
-
-async function listen(server: http.Server, handler: Handler, fallback?: Handler): Promise<Hostile> {
-  const seen: Hostile['seen'] = [];
-  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
-    seen.push({ method: req.method!, url: req.url!, ...(req.headers.authorization ? { authorization: req.headers.authorization } : {}) });
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const body = Buffer.concat(chunks);
-      if (handler(req, res, body) === true) return;
-      if (!fallback || fallback(req, res, body) !== true) {
-        res.statusCode = 404;
-        res.end();
-      }
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as AddressInfo).port;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    port,
-    seen,
-    close: () =>
-      new Promise((r) => {
-        server.closeAllConnections();
-        server.close(() => r());
-      }),
-  };
-}
-
-const answered = (_: unknown): true => true;
-
-const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-
-/** A small honest v2 registry in memory: what it was given, it holds (GET of a manifest included). */
-function honest(): Handler {
-  const blobs = new Map<string, Buffer>();
-  const manifests = new Map<string, { type: string; bytes: Buffer }>();
-  return (req, res, body) => {
-    const u = new URL(req.url!, 'http://x');
-    let m: RegExpExecArray | null;
-    if (u.pathname === '/v2/') return answered(res.end('{}'));
-    if ((m = /^\/v2\/(.+)\/blobs\/(sha256:[a-f0-9]{64})$/.exec(u.pathname)) && req.method === 'HEAD') {
-      const b = blobs.get(m[2]!);
-      res.writeHead(b ? 200 : 404, b ? { 'Content-Length': b.length, 'Docker-Content-Digest': m[2]! } : {}).end();
-      return true;
-    }
-    if ((m = /^\/v2\/(.+)\/blobs\/uploads\/$/.exec(u.pathname)) && req.method === 'POST') {
-      res.writeHead(202, { Location: `/v2/${m[1]}/blobs/uploads/${randomUUID()}` }).end();
-      return true;
-    }
-    if (/^\/v2\/(.+)\/blobs\/uploads\/[^/]+$/.exec(u.pathname) && req.method === 'PUT') {
-      const d = sha(body);
-      if (d !== u.searchParams.get('digest')) return answered(res.writeHead(400).end('{"errors":[{"code":"DIGEST_INVALID"}]}'));
-      blobs.set(d, body);
-      res.writeHead(201, { 'Docker-Content-Digest': d }).end();
-      return true;
-    }
-    if ((m = /^\/v2\/(.+)\/manifests\/([^/]+)$/.exec(u.pathname))) {
-      if (req.method === 'PUT') {
-        const entry = { type: String(req.headers['content-type']), bytes: body };
-        manifests.set(`${m[1]}:${m[2]}`, entry);
-        manifests.set(`${m[1]}:${sha(body)}`, entry);
-        res.writeHead(201, { 'Docker-Content-Digest': sha(body) }).end();
-        return true;
-      }
-      const e = manifests.get(`${m[1]}:${m[2]}`);
-      res.writeHead(e ? 200 : 404, e ? { 'Docker-Content-Digest': sha(e.bytes), 'Content-Type': e.type, 'Content-Length': e.bytes.length } : {});
-      res.end(e && req.method === 'GET' ? e.bytes : undefined);
-      return true;
-    }
-    return false;
-  };
-}
-
-/** A target: `handler` first, the honest registry for whatever it leaves. */
-const target = (handler: Handler): Promise<Hostile> => listen(http.createServer(), handler, honest());
 
 describe('migrate: more hostile targets on 127.0.0.1', { timeout: 120_000 }, () => {
   let work = '';

@@ -18,6 +18,7 @@ import { createDb } from '../../src/db/knex.js';
 import { cephMissing, startRgw, type Rgw } from '../helpers/ceph.js';
 import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { podmanArgs } from '../helpers/podman.js';
+import { PG_URL, pgMissing } from '../helpers/pg.js';
 
 /*
  * The scale-out site of docs/scale-out.md on one machine: PostgreSQL, one index node
@@ -27,20 +28,7 @@ import { podmanArgs } from '../helpers/podman.js';
  * at the end: a registry node keeps nothing but what it writes to the shared storage.
  */
 const run = promisify(execFile);
-const PG_URL = process.env.TEST_PG_URL || 'postgresql://postgres@127.0.0.1:5432/test';
 
-async function pgMissing(): Promise<string | undefined> {
-  const db = createDb(PG_URL, tmpdir(), { poolMax: 1 });
-  try {
-    await Promise.race([db.raw('select 1'), sleep(3000).then(() => Promise.reject(new Error('no answer in 3 s')))]);
-    return undefined;
-  } catch (e) {
-    if (process.env.TEST_PG_REQUIRED || process.env.E2E_REQUIRED) throw new Error(`PostgreSQL required but unreachable: ${(e as Error).message}`, { cause: e });
-    return `PostgreSQL unreachable (${(e as Error).message})`;
-  } finally {
-    await db.destroy();
-  }
-}
 function toolsMissing(): string | undefined {
   const missing = ['/usr/bin/skopeo', '/usr/bin/podman'].filter((p) => !existsSync(p));
   if (missing.length === 0 && process.getuid?.() === 0) return nginxMissing();
@@ -48,7 +36,7 @@ function toolsMissing(): string | undefined {
   if (process.env.E2E_REQUIRED) throw new Error(`E2E_REQUIRED: ${why}`);
   return why;
 }
-const skip = toolsMissing() ?? (await pgMissing());
+const skip = toolsMissing() ?? (await pgMissing('E2E_REQUIRED'));
 
 interface Node {
   readonly name: string;

@@ -1,28 +1,13 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { tmpdir } from 'node:os';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { createDb } from '../../src/db/knex.js';
 import { saveUser } from '../../src/db/users.js';
 import { findRepository, saveRepository } from '../../src/db/repositories.js';
 import { createHook, enqueueTest } from '../../src/webhooks/store.js';
-
-const PG_URL = process.env.TEST_PG_URL || 'postgresql://postgres@127.0.0.1:5432/test';
-
-async function pgMissing(): Promise<string | undefined> {
-  const db = createDb(PG_URL, tmpdir(), { poolMax: 1 });
-  try {
-    await Promise.race([db.raw('select 1'), sleep(3000).then(() => Promise.reject(new Error('no answer in 3 s')))]);
-    return undefined;
-  } catch (e) {
-    if (process.env.TEST_PG_REQUIRED) throw new Error(`PostgreSQL required but unreachable: ${(e as Error).message}`, { cause: e });
-    return `PostgreSQL unreachable (${(e as Error).message})`;
-  } finally {
-    await db.destroy();
-  }
-}
+import { PG_URL, pgMissing } from '../helpers/pg.js';
 
 const pgSkip = await pgMissing();
 const basic = (u: string, p: string): string => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`;

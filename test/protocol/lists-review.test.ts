@@ -3,7 +3,6 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { pushV2 } from '../helpers/v2-client.js';
@@ -11,27 +10,13 @@ import { makeImage, pushImage, putTag } from '../helpers/v1-client.js';
 import { createDb } from '../../src/db/knex.js';
 import { saveUser } from '../../src/db/users.js';
 import { saveRepository } from '../../src/db/repositories.js';
+import { PG_URL, pgMissing } from '../helpers/pg.js';
 
 /**
  * Review of the listing routes (search, catalog, tags/list) of 2026-12-07: what a client puts in
  * `q`, `n`, `page` and `last` is a 4xx or an empty page, never a 5xx, and a page costs what the
  * page holds.
  */
-
-const PG_URL = process.env.TEST_PG_URL || 'postgresql://postgres@127.0.0.1:5432/test';
-
-async function pgMissing(): Promise<string | undefined> {
-  const db = createDb(PG_URL, tmpdir(), { poolMax: 1 });
-  try {
-    await Promise.race([db.raw('select 1'), sleep(3000).then(() => Promise.reject(new Error('no answer in 3 s')))]);
-    return undefined;
-  } catch (e) {
-    if (process.env.TEST_PG_REQUIRED) throw new Error(`PostgreSQL required but unreachable: ${(e as Error).message}`, { cause: e });
-    return `PostgreSQL unreachable (${(e as Error).message})`;
-  } finally {
-    await db.destroy();
-  }
-}
 
 const pgSkip = await pgMissing();
 const basic = (u: string, p: string): string => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`;
