@@ -36,6 +36,8 @@ const MAX_TOKENS = 1000;
 /** Largest token answer read (security issue 10: every client-controlled read is capped; an upstream is no safer). */
 const MAX_TOKEN_BODY = 64 * 1024;
 const MAX_REDIRECTS = 5;
+/** A Bearer token as it may go into a header: visible ASCII, no spaces (RFC 6750's b64token, leniently). */
+const TOKEN = /^[\x21-\x7e]{1,8192}$/;
 /**
  * Pieces a blob body is delivered in by the bare GET (getBlob): few large chunks for the hash, the
  * cache's file writes and the clients' sockets.
@@ -230,9 +232,11 @@ export class Upstream {
     const res = await this.send('GET', u, basic ? { Authorization: basic } : {});
     const body = await this.readBody(res, MAX_TOKEN_BODY);
     if (res.statusCode !== 200) throw new UpstreamRefused(res.statusCode ?? 0, `the upstream's token service answered ${res.statusCode}`);
-    const doc = JSON.parse(body.toString('utf8')) as { token?: string; access_token?: string; expires_in?: number };
-    const token = doc.token ?? doc.access_token;
-    if (!token) throw new UpstreamUnavailable(`upstream ${this.base.origin}: token answer without a token`);
+    const doc = JSON.parse(body.toString('utf8')) as { token?: unknown; access_token?: unknown; expires_in?: unknown };
+    const token = doc.token || doc.access_token;
+    // only a token that can go into a header as it is: one with control characters (or an object)
+    // made every request of the scope fail until it expired, which its answer says is never
+    if (typeof token !== 'string' || !TOKEN.test(token)) throw new UpstreamUnavailable(`upstream ${this.base.origin}: token answer without a usable token`);
     // spec v2-bridge §4.2: expires_in defaults to 60; renew 10 s early
     const ttl = Math.max(1, (typeof doc.expires_in === 'number' ? doc.expires_in : 60) - 10) * 1000;
     if (this.tokens.size >= MAX_TOKENS) this.tokens.delete(this.tokens.keys().next().value!);

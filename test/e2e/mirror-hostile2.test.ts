@@ -1,0 +1,135 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
+import type { AddressInfo, Server, Socket } from 'node:net';
+import { request, type Response } from '../helpers/http.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+import { cleanup } from '../helpers/counting-proxy.js';
+import { layerImage } from '../helpers/v2-client.js';
+
+/**
+ * The pull-through mirror against a hostile or broken upstream, second round (the first is
+ * mirror-hostile.test.ts): what the token dance does with odd token answers and realms, and what
+ * other upstream answers make the mirror keep or send. Fake upstreams are node servers on 127.0.0.1.
+ */
+
+const S2 = 'application/vnd.docker.distribution.manifest.v2+json';
+const ACCEPT = { Accept: `${S2}, application/vnd.oci.image.manifest.v1+json` };
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
+interface Hostile {
+  readonly url: string;
+  /** Every request line and its Authorization header, in order. */
+  readonly seen: { line: string; auth: string | undefined }[];
+  handler: Handler;
+  close(): Promise<void>;
+}
+
+/** A fake upstream on 127.0.0.1 (https with `tls`: a self-signed certificate). */
+async function hostile(tls?: { key: Buffer; cert: Buffer }): Promise<Hostile> {
+  const sockets = new Set<Socket>();
+  const h: Hostile = {
+    url: '',
+    seen: [],
+    handler: (_req, res) => {
+      res.statusCode = 404;
+      res.end();
+    },
+    close: () =>
+      new Promise((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
+  const listener = (req: IncomingMessage, res: ServerResponse): void => {
+    h.seen.push({ line: `${req.method} ${req.url}`, auth: req.headers.authorization });
+    h.handler(req, res);
+  };
+  const server: Server = tls ? createTlsServer(tls, listener) : createServer(listener);
+  server.on(tls ? 'secureConnection' : 'connection', (s: Socket) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  (h as { url: string }).url = `${tls ? 'https' : 'http'}://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return h;
+}
+
+/** A request with a deadline: the answer, or 'timeout'. */
+async function within(ms: number, p: Promise<Response>): Promise<Response | 'timeout' | Error> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p.catch((e: unknown) => e as Error),
+      new Promise<'timeout'>((r) => {
+        timer = setTimeout(() => r('timeout'), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const MIRROR = { ttl: 0, negative_ttl: 0, timeout: 1, breaker_failures: 0 };
+
+describe('mirror token dance against a hostile token service', { timeout: 60_000 }, () => {
+  let up: Hostile;
+  let tok: Hostile;
+  let mirror: TestServer;
+
+  before(async () => {
+    up = await hostile();
+    tok = await hostile();
+    mirror = await startTestServer({
+      standalone: true,
+      v2: true,
+      mirror: { upstreams: [{ url: up.url, username: 'mirror', password: 'secret' }], ...MIRROR },
+    });
+  });
+  after(() =>
+    cleanup(
+      () => mirror?.stop(),
+      () => up?.close(),
+      () => tok?.close(),
+    ),
+  );
+
+  it('a token that cannot go into a header (control characters, not a string), kept "forever": refused, not kept; the next good token is used', async () => {
+    const m = layerImage(randomBytes(10)).manifest;
+    const bad: unknown[] = ['tok\r\nX-Injected: 1', 'tok\u0000nul', { nested: 'object' }, 12345, ''];
+    let answer: unknown = bad[0];
+    tok.handler = (_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      // an absurd lifetime: a token kept for it would be the only one ever used
+      res.end(JSON.stringify({ token: answer, expires_in: 1e300 }));
+    };
+    up.handler = (req, res) => {
+      if (req.headers.authorization !== 'Bearer good-token') {
+        res.writeHead(401, { 'WWW-Authenticate': `Bearer realm="${tok.url}/token",service="up"` });
+        res.end();
+        return;
+      }
+      res.writeHead(200, { 'Content-Type': S2 });
+      res.end(m);
+    };
+    for (const [i, b] of bad.entries()) {
+      answer = b;
+      const name = `evil/badtok${i}`;
+      const r = await within(10_000, request(mirror.url, `/v2/${name}/manifests/v1`, { headers: ACCEPT }));
+      assert.ok(typeof r === 'object' && !(r instanceof Error) && r.status >= 400 && r.status !== 500, `${JSON.stringify(b)}: ${String(r)}`);
+      assert.ok(
+        up.seen.every((s) => s.auth === undefined || /^Bearer [\x21-\x7e]+$/.test(s.auth)),
+        `${JSON.stringify(b)}: no odd Authorization reached the upstream`,
+      );
+      // the token service now answers a good token: the same repository is served
+      answer = 'good-token';
+      const ok = await within(10_000, request(mirror.url, `/v2/${name}/manifests/v1`, { headers: ACCEPT }));
+      assert.ok(typeof ok === 'object' && !(ok instanceof Error), String(ok));
+      assert.equal(ok.status, 200, `${JSON.stringify(b)} was kept: ${ok.text}`);
+      assert.ok(ok.body.equals(m));
+    }
+  });
+});
