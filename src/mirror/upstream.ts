@@ -228,7 +228,9 @@ export class Upstream {
     const u = new URL(c.realm);
     if (c.service) u.searchParams.set('service', c.service);
     u.searchParams.set('scope', scope);
-    const basic = this.basic();
+    // the password goes to the realm as docker sends it, but never in clear text when the upstream
+    // itself is https: the token is asked for anonymously then (a public image needs no password)
+    const basic = u.protocol === 'http:' && this.base.protocol === 'https:' ? undefined : this.basic();
     const res = await this.send('GET', u, basic ? { Authorization: basic } : {});
     const body = await this.readBody(res, MAX_TOKEN_BODY);
     if (res.statusCode !== 200) throw new UpstreamRefused(res.statusCode ?? 0, `the upstream's token service answered ${res.statusCode}`);

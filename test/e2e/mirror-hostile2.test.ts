@@ -1,9 +1,13 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo, Server, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { request, type Response } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { cleanup } from '../helpers/counting-proxy.js';
@@ -131,5 +135,87 @@ describe('mirror token dance against a hostile token service', { timeout: 60_000
       assert.equal(ok.status, 200, `${JSON.stringify(b)} was kept: ${ok.text}`);
       assert.ok(ok.body.equals(m));
     }
+  });
+});
+
+describe('mirror: an https upstream whose token realm is plain http', { timeout: 60_000 }, () => {
+  let dir: string;
+  let up: Hostile;
+  let tok: Hostile;
+  let mirror: TestServer;
+  let tlsCheck: string | undefined;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'lr-mirror-tls-'));
+    const r = spawnSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-keyout',
+        join(dir, 'key.pem'),
+        '-out',
+        join(dir, 'cert.pem'),
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+      ],
+      { encoding: 'utf8' },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    // the mirror's client is to trust the self-signed upstream (this test process only)
+    tlsCheck = process.env.NODE_TLS_REJECT_UNAUTHORIZED;
+    process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
+    up = await hostile({ key: await readFile(join(dir, 'key.pem')), cert: await readFile(join(dir, 'cert.pem')) });
+    tok = await hostile();
+    mirror = await startTestServer({
+      standalone: true,
+      v2: true,
+      mirror: { upstreams: [{ url: up.url, username: 'mirror', password: 'secret' }], ...MIRROR },
+    });
+  });
+  after(async () => {
+    await cleanup(
+      () => mirror?.stop(),
+      () => up?.close(),
+      () => tok?.close(),
+    );
+    if (tlsCheck === undefined) delete process.env.NODE_TLS_REJECT_UNAUTHORIZED;
+    else process.env.NODE_TLS_REJECT_UNAUTHORIZED = tlsCheck;
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('the mirror’s password never goes over plain http (a downgrade the upstream’s https was to prevent)', async () => {
+    const m = layerImage(randomBytes(10)).manifest;
+    tok.handler = (_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify({ token: 'anon-token', expires_in: 300 }));
+    };
+    up.handler = (req, res) => {
+      if (req.headers.authorization !== 'Bearer anon-token') {
+        res.writeHead(401, { 'WWW-Authenticate': `Bearer realm="${tok.url}/token",service="up"` });
+        res.end();
+        return;
+      }
+      res.writeHead(200, { 'Content-Type': S2 });
+      res.end(m);
+    };
+    const r = await within(10_000, request(mirror.url, '/v2/evil/downgrade/manifests/v1', { headers: ACCEPT }));
+    assert.ok(typeof r === 'object' && !(r instanceof Error), String(r));
+    assert.ok(tok.seen.length > 0, 'the realm was asked');
+    assert.deepEqual(
+      tok.seen.map((s) => s.auth),
+      tok.seen.map(() => undefined),
+      'the Basic credentials went to the http realm',
+    );
+    // an anonymous token is still asked for (a public image needs no password)
+    assert.equal(r.status, 200, r.text);
+    assert.ok(r.body.equals(m));
   });
 });
