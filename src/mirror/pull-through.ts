@@ -181,16 +181,16 @@ export class PullThrough {
       const res = await t.upstream.request('GET', `/v2/${t.remote}/manifests/${reference}`, t.remote, { Accept: ACCEPT });
       const status = res.statusCode ?? 0;
       if (status === 404) {
-        res.resume();
+        t.upstream.discard(res);
         this.remember404(key);
         throw new V2Error('MANIFEST_UNKNOWN', ref, 'manifest unknown to the upstream');
       }
       if (status === 401 || status === 403) {
-        res.resume();
+        t.upstream.discard(res);
         throw this.refused(t, status);
       }
       if (status !== 200) {
-        res.resume();
+        t.upstream.discard(res);
         throw new UpstreamUnavailable(`upstream answered ${status}`);
       }
       const bytes = await t.upstream.readBody(res, MAX_MANIFEST);
@@ -261,7 +261,7 @@ export class PullThrough {
       throw this.unavailable(t, digest, e as Error);
     }
     const status = res.status;
-    if (status !== 200) res.body.resume();
+    if (status !== 200) t.upstream.discard(res.body);
     if (status === 404) {
       this.remember404(key);
       throw new V2Error('BLOB_UNKNOWN', { digest }, 'blob unknown to the upstream');
@@ -306,7 +306,7 @@ export class PullThrough {
     } catch (e) {
       throw this.unavailable(t, digest, e as Error);
     }
-    res.resume();
+    t.upstream.discard(res);
     const status = res.statusCode ?? 0;
     if (status === 404) throw new V2Error('BLOB_UNKNOWN', { digest });
     if (status === 401 || status === 403) throw this.refused(t, status);
@@ -321,15 +321,15 @@ export class PullThrough {
       const res = await t.upstream.request('GET', `/v2/${t.remote}/tags/list`, t.remote, { Accept: 'application/json' });
       const status = res.statusCode ?? 0;
       if (status === 404) {
-        res.resume();
+        t.upstream.discard(res);
         throw new V2Error('NAME_UNKNOWN', { name: t.local });
       }
       if (status === 401 || status === 403) {
-        res.resume();
+        t.upstream.discard(res);
         throw this.refused(t, status);
       }
       if (status !== 200) {
-        res.resume();
+        t.upstream.discard(res);
         return undefined;
       }
       const doc = JSON.parse((await t.upstream.readBody(res, MAX_TAGS_BODY)).toString('utf8')) as { tags?: unknown };

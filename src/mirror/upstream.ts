@@ -52,6 +52,29 @@ export interface BlobAnswer {
   readonly body: Readable;
 }
 
+/** Bytes of an answer's unused body read so that its connection can be reused; past them it is dropped. */
+const DISCARD_CAP = 64 * 1024;
+
+/**
+ * Throw away the body of an answer not used (an error, a redirect, a refusal): read to its end so
+ * the keep-alive connection is reused, but at most DISCARD_CAP bytes and for `timeoutMs`, then the
+ * connection is dropped. resume() alone read an endless (or trickled) body for as long as the
+ * upstream sent it, holding one of the pool's sockets and the bandwidth with nobody waiting for it.
+ */
+export function discard(body: Readable, timeoutMs: number): void {
+  let n = 0;
+  const timer = setTimeout(() => body.destroy(), timeoutMs);
+  const done = (): void => clearTimeout(timer);
+  body.once('end', done);
+  body.once('close', done);
+  body.on('error', () => undefined);
+  body.on('data', (c: Buffer) => {
+    n += c.length;
+    if (n > DISCARD_CAP) body.destroy();
+  });
+  body.resume();
+}
+
 function lengthOf(v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
@@ -210,6 +233,11 @@ export class Upstream {
     return Buffer.concat(chunks);
   }
 
+  /** discard() within this upstream's timeout. */
+  discard(body: Readable): void {
+    discard(body, this.opts.timeoutMs);
+  }
+
   /** readCapped within this upstream's timeout. */
   readBody(res: IncomingMessage, cap: number): Promise<Buffer> {
     return Upstream.readCapped(res, cap, this.opts.timeoutMs);
@@ -279,7 +307,7 @@ export class Upstream {
       let res = await this.send(method, url, { ...headers, ...auth });
       if (res.statusCode === 401) {
         const c = parseChallenge(res.headers['www-authenticate']);
-        res.resume();
+        this.discard(res);
         // a new challenge (first request, or a token refused): learn it and retry once
         if (c && (c.scheme === 'bearer' || this.basic())) {
           this.challenge = c;
@@ -289,7 +317,7 @@ export class Upstream {
       }
       for (let i = 0; i < MAX_REDIRECTS && res.statusCode !== undefined && [301, 302, 303, 307, 308].includes(res.statusCode) && res.headers.location; i++) {
         const next = new URL(res.headers.location, url);
-        res.resume();
+        this.discard(res);
         // credentials go only to the upstream itself, never to the storage it redirects to
         const same = next.origin === this.base.origin;
         url = next;
@@ -297,7 +325,7 @@ export class Upstream {
       }
       const status = res.statusCode ?? 0;
       if (status >= 500 || status === 429) {
-        res.resume();
+        this.discard(res);
         throw this.failed(`answered ${status}`);
       }
       this.failures = 0;
@@ -341,7 +369,7 @@ export class Upstream {
       }
       const status = res.statusCode ?? 0;
       if (status >= 500 || status === 429) {
-        res.resume();
+        this.discard(res);
         throw this.failed(`answered ${status}`);
       }
       this.failures = 0;

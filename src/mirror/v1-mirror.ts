@@ -13,7 +13,7 @@ import { isImageId } from '../digest/digest.js';
 import { isRegistryError } from '../errors/index.js';
 import type { Logger } from '../log/logger.js';
 import type { PullThrough } from './pull-through.js';
-import { Upstream } from './upstream.js';
+import { discard, Upstream } from './upstream.js';
 
 /**
  * v1 mirroring (issue 13; spec v1-protocol §9), in front of the v1 registry and stand-in index
@@ -134,7 +134,7 @@ export function v1Mirror(deps: V1MirrorDeps) {
     const url = new URL(ctx.url, base);
     const res = await send(url, forwardHeaders(ctx), timeoutMs);
     if (res.statusCode !== 200) {
-      res.resume();
+      discard(res, timeoutMs);
       return undefined;
     }
     const body = await Upstream.readCapped(res, MAX_JSON, timeoutMs);
@@ -321,14 +321,14 @@ export function v1Mirror(deps: V1MirrorDeps) {
       const headers = forwardHeaders(ctx);
       const jr = await send(jsonUrl, headers, timeoutMs);
       if (jr.statusCode !== 200) {
-        jr.resume();
+        discard(jr, timeoutMs);
         return false;
       }
       const json = await Upstream.readCapped(jr, MAX_JSON, timeoutMs);
       const payload = typeof jr.headers['x-docker-checksum-payload'] === 'string' ? jr.headers['x-docker-checksum-payload'] : undefined;
       const ar = await send(ancUrl, headers, timeoutMs);
       const ancestry: unknown = ar.statusCode === 200 ? JSON.parse((await Upstream.readCapped(ar, MAX_JSON, timeoutMs)).toString('utf8')) : [id];
-      if (ar.statusCode !== 200) ar.resume();
+      if (ar.statusCode !== 200) discard(ar, timeoutMs);
       // the records become local images other clients pull: only a consistent image is taken
       const inconsistent = whyInconsistent(id, json, ancestry);
       if (inconsistent !== undefined) {
@@ -337,7 +337,7 @@ export function v1Mirror(deps: V1MirrorDeps) {
       }
       const lr = await send(new URL(`/v1/images/${id}/layer`, source), headers, timeoutMs);
       if (lr.statusCode !== 200) {
-        lr.resume();
+        discard(lr, timeoutMs);
         return false;
       }
       const len = Number(lr.headers['content-length']);

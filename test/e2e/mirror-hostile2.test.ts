@@ -219,3 +219,96 @@ describe('mirror: an https upstream whose token realm is plain http', { timeout:
     assert.ok(r.body.equals(m));
   });
 });
+
+/** Writes 1 MiB pieces until the peer goes; resolves with whether it went within `ms`. */
+function endless(res: ServerResponse, ms: number): Promise<boolean> {
+  const piece = Buffer.alloc(1024 * 1024, 0x20);
+  const go = (): void => {
+    while (!res.destroyed && res.write(piece));
+    if (!res.destroyed) res.once('drain', go);
+  };
+  go();
+  return new Promise((r) => {
+    const timer = setTimeout(() => r(false), ms);
+    res.once('close', () => {
+      clearTimeout(timer);
+      r(true);
+    });
+  });
+}
+
+describe('mirror: upstream answers it does not use, with endless bodies', { timeout: 90_000 }, () => {
+  let up: Hostile;
+  let mirror: TestServer;
+
+  before(async () => {
+    up = await hostile();
+    mirror = await startTestServer({ standalone: true, v2: true, mirror: { upstreams: [{ url: up.url }], ...MIRROR } });
+  });
+  after(() =>
+    cleanup(
+      () => mirror?.stop(),
+      () => up?.close(),
+    ),
+  );
+
+  for (const [what, path, status] of [
+    ['a manifest 404', '/v2/evil/endless404/manifests/v1', 404],
+    ['a manifest 403', '/v2/evil/endless403/manifests/v1', 403],
+    ['a tags list 404', '/v2/evil/endless404/tags/list', 404],
+    ['a blob 404', `/v2/evil/endless404/blobs/sha256:${'b'.repeat(64)}`, 404],
+    ['a blob 401 after credentials (none configured)', `/v2/evil/endless401/blobs/sha256:${'c'.repeat(64)}`, 401],
+    ['a blob 302 past the redirect limit', `/v2/evil/endless302/blobs/sha256:${'d'.repeat(64)}`, 302],
+  ] as const) {
+    it(`${what} whose body never ends: the mirror answers and drops the upstream connection, it does not read on forever`, async () => {
+      let closed: Promise<boolean> | undefined;
+      up.handler = (req, res) => {
+        const headers: Record<string, string> = { 'Content-Type': 'application/json' };
+        if (status === 302) headers.Location = req.url!;
+        if (status === 401) headers['WWW-Authenticate'] = 'Basic realm="up"';
+        res.writeHead(status, headers);
+        // (each request of the chain gets the endless body; the last one is the one watched)
+        closed = endless(res, 8_000);
+      };
+      const r = await within(15_000, request(mirror.url, path, { headers: ACCEPT }));
+      assert.ok(typeof r === 'object' && !(r instanceof Error) && r.status >= 400 && r.status !== 500, String(r));
+      assert.ok(closed, 'the upstream was asked');
+      assert.equal(await closed, true, 'the upstream connection was still read 8 s after the answer');
+    });
+  }
+});
+
+describe('v1 mirroring.source: answers it does not use, with endless bodies', { timeout: 60_000 }, () => {
+  let up: Hostile;
+  let mirror: TestServer;
+
+  before(async () => {
+    up = await hostile();
+    mirror = await startTestServer({
+      standalone: true,
+      v2: false,
+      mirroring: { source: up.url, source_index: up.url, tags_cache_ttl: 60 },
+      mirror: { upstreams: [{ url: up.url, prefix: 'nothing/' }], timeout: 1 },
+    });
+  });
+  after(() =>
+    cleanup(
+      () => mirror?.stop(),
+      () => up?.close(),
+    ),
+  );
+
+  for (const what of ['json', 'layer'] as const) {
+    it(`an image ${what} whose source answers json 404 with a body that never ends: the connection is dropped`, async () => {
+      let closed: Promise<boolean> | undefined;
+      up.handler = (_req, res) => {
+        res.writeHead(404, { 'Content-Type': 'application/json' });
+        closed = endless(res, 8_000);
+      };
+      const r = await within(15_000, request(mirror.url, `/v1/images/${what === 'json' ? 'e' : 'f'}${'0'.repeat(63)}/${what}`));
+      assert.ok(typeof r === 'object' && !(r instanceof Error) && r.status === 404, String(r));
+      assert.ok(closed, 'the source was asked');
+      assert.equal(await closed, true, 'the source connection was still read 8 s after the answer');
+    });
+  }
+});
