@@ -1,5 +1,7 @@
+import { lookup } from 'node:dns/promises';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
+import { BlockList, isIP } from 'node:net';
 import { finished, type Readable } from 'node:stream';
 import type { Logger } from '../log/logger.js';
 import { ChunkedAnswerError, plainGet } from '../storage/drivers/s3-get.js';
@@ -50,6 +52,67 @@ export interface BlobAnswer {
   readonly status: number;
   readonly length: number | undefined;
   readonly body: Readable;
+}
+
+/** Address classes that are not the public internet, by how far inside they reach. */
+const CLASSES: readonly (readonly [string, BlockList])[] = (
+  [
+    [
+      'loopback',
+      [
+        ['127.0.0.0', 8, 'ipv4'],
+        ['0.0.0.0', 8, 'ipv4'],
+        ['::1', 128, 'ipv6'],
+        ['::', 128, 'ipv6'],
+      ],
+    ],
+    [
+      'link-local',
+      [
+        ['169.254.0.0', 16, 'ipv4'],
+        ['fe80::', 10, 'ipv6'],
+      ],
+    ],
+    [
+      'private',
+      [
+        ['10.0.0.0', 8, 'ipv4'],
+        ['100.64.0.0', 10, 'ipv4'],
+        ['172.16.0.0', 12, 'ipv4'],
+        ['192.168.0.0', 16, 'ipv4'],
+        ['192.0.0.0', 24, 'ipv4'],
+        ['192.0.2.0', 24, 'ipv4'],
+        ['198.18.0.0', 15, 'ipv4'],
+        ['198.51.100.0', 24, 'ipv4'],
+        ['203.0.113.0', 24, 'ipv4'],
+        ['224.0.0.0', 3, 'ipv4'],
+        ['fc00::', 7, 'ipv6'],
+        ['fec0::', 10, 'ipv6'],
+        ['64:ff9b::', 96, 'ipv6'],
+        ['64:ff9b:1::', 48, 'ipv6'],
+        ['2002::', 16, 'ipv6'],
+        ['ff00::', 8, 'ipv6'],
+      ],
+    ],
+  ] as const
+).map(([name, nets]) => {
+  const b = new BlockList();
+  for (const [a, p, f] of nets) b.addSubnet(a, p, f);
+  return [name, b] as const;
+});
+
+/** The class of an address: 'public', or the first of CLASSES it falls in (IPv4-mapped IPv6 as IPv4). */
+function classOf(address: string): string {
+  const a = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1] ?? address;
+  const family = isIP(a) === 4 ? 'ipv4' : 'ipv6';
+  return CLASSES.find(([, b]) => b.check(a, family))?.[0] ?? 'public';
+}
+
+/** The classes of the addresses a URL's host resolves to (an address literal is its own). */
+async function classesOf(url: URL): Promise<Set<string>> {
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  const addresses = isIP(host) ? [host] : (await lookup(host, { all: true })).map((a) => a.address);
+  return new Set(addresses.map(classOf));
 }
 
 /** Bytes of an answer's unused body read so that its connection can be reused; past them it is dropped. */
@@ -170,6 +233,26 @@ export class Upstream {
       }, this.opts.timeoutMs);
       this.blobQueue.push(go);
     });
+  }
+
+  /**
+   * Throws unless a redirect to `next` may be followed. Another host is reached only over http(s)
+   * and only at public addresses, or at addresses of a class the upstream itself is in (an upstream
+   * on a private network may keep its blobs on that network; loopback only for an upstream on
+   * loopback): the answers are not trusted, and without this an upstream on the internet sent the
+   * mirror to this machine's own ports, its network or the cloud's metadata service (169.254.169.254),
+   * and the bytes read there went to the client (all but the last piece, before the digest check).
+   * A name is judged by what it resolves to now (the connection resolves it again: a name that
+   * changes in between is not caught).
+   */
+  private async mayFollow(next: URL): Promise<void> {
+    if (next.protocol !== 'http:' && next.protocol !== 'https:') throw new Error(`redirect to a ${next.protocol} URL refused`);
+    if (next.origin === this.base.origin) return;
+    const target = await classesOf(next);
+    if ([...target].every((c) => c === 'public')) return;
+    const own = await classesOf(this.base);
+    const refused = [...target].find((c) => c !== 'public' && !own.has(c));
+    if (refused !== undefined) throw new Error(`redirect to ${next.host} refused: a ${refused} address, and the upstream is not on one`);
   }
 
   private failed(why: string): UpstreamUnavailable {
@@ -318,6 +401,7 @@ export class Upstream {
       for (let i = 0; i < MAX_REDIRECTS && res.statusCode !== undefined && [301, 302, 303, 307, 308].includes(res.statusCode) && res.headers.location; i++) {
         const next = new URL(res.headers.location, url);
         this.discard(res);
+        await this.mayFollow(next);
         // credentials go only to the upstream itself, never to the storage it redirects to
         const same = next.origin === this.base.origin;
         url = next;
@@ -397,7 +481,13 @@ export class Upstream {
       }
       if (REDIRECT.includes(a.status) && location && hop < MAX_REDIRECTS) {
         a.body.destroy();
-        const next = new URL(location, url);
+        let next;
+        try {
+          next = new URL(location, url);
+          await this.mayFollow(next);
+        } catch (e) {
+          throw this.failed((e as Error).message);
+        }
         // credentials go only to the upstream itself, never to the storage it redirects to
         auth = next.origin === this.base.origin ? await this.authHeader(repo) : {};
         url = next;

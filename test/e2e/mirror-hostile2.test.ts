@@ -1,12 +1,12 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo, Server, Socket } from 'node:net';
-import { tmpdir } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request, type Response } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
@@ -19,6 +19,7 @@ import { layerImage } from '../helpers/v2-client.js';
  * other upstream answers make the mirror keep or send. Fake upstreams are node servers on 127.0.0.1.
  */
 
+const sha = (b: Buffer | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const S2 = 'application/vnd.docker.distribution.manifest.v2+json';
 const ACCEPT = { Accept: `${S2}, application/vnd.oci.image.manifest.v1+json` };
 
@@ -32,8 +33,8 @@ interface Hostile {
   close(): Promise<void>;
 }
 
-/** A fake upstream on 127.0.0.1 (https with `tls`: a self-signed certificate). */
-async function hostile(tls?: { key: Buffer; cert: Buffer }): Promise<Hostile> {
+/** A fake upstream on 127.0.0.1 or `host` (https with `tls`: a self-signed certificate). */
+async function hostile(tls?: { key: Buffer; cert: Buffer }, host = '127.0.0.1'): Promise<Hostile> {
   const sockets = new Set<Socket>();
   const h: Hostile = {
     url: '',
@@ -57,8 +58,8 @@ async function hostile(tls?: { key: Buffer; cert: Buffer }): Promise<Hostile> {
     sockets.add(s);
     s.once('close', () => sockets.delete(s));
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  (h as { url: string }).url = `${tls ? 'https' : 'http'}://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  await new Promise<void>((r) => server.listen(0, host, () => r()));
+  (h as { url: string }).url = `${tls ? 'https' : 'http'}://${host}:${(server.address() as AddressInfo).port}`;
   return h;
 }
 
@@ -312,3 +313,79 @@ describe('v1 mirroring.source: answers it does not use, with endless bodies', { 
     });
   }
 });
+
+/** An IPv4 address of this machine other than loopback: an upstream "on the network" without leaving the host. */
+const ownAddress = Object.values(networkInterfaces())
+  .flat()
+  .find((a) => a?.family === 'IPv4' && !a.internal)?.address;
+
+describe(
+  'mirror: where an upstream may redirect the mirror',
+  { timeout: 60_000, skip: ownAddress ? undefined : 'no IPv4 address on this machine but loopback' },
+  () => {
+    let up: Hostile;
+    let sameNet: Hostile;
+    let local: Hostile;
+    let mirror: TestServer;
+    const layer = randomBytes(3 * 1024 * 1024 + 7);
+
+    before(async () => {
+      // the upstream is on the network (this machine's address there, not loopback); the operator chose it
+      up = await hostile(undefined, ownAddress);
+      sameNet = await hostile(undefined, ownAddress);
+      // a service on the mirror's own loopback (an admin port, a metadata proxy, a database)
+      local = await hostile();
+      local.handler = (_req, res) => {
+        res.writeHead(200, { 'Content-Length': String(layer.length) });
+        res.end(layer);
+      };
+      sameNet.handler = local.handler;
+      mirror = await startTestServer({ standalone: true, v2: true, mirror: { upstreams: [{ url: up.url }], ...MIRROR } });
+    });
+    after(() =>
+      cleanup(
+        () => mirror?.stop(),
+        () => up?.close(),
+        () => sameNet?.close(),
+        () => local?.close(),
+      ),
+    );
+
+    it('a blob redirected to storage on the upstream’s own network is followed (the baseline)', async () => {
+      up.handler = (_req, res) => {
+        res.writeHead(307, { Location: `${sameNet.url}/storage/x` });
+        res.end();
+      };
+      const r = await request(mirror.url, `/v2/evil/samenet/blobs/${sha(layer)}`);
+      assert.equal(r.status, 200, r.text);
+      assert.ok(r.body.equals(layer));
+    });
+
+    for (const [what, to] of [
+      ['the mirror’s loopback', () => `${local.url}/secret`],
+      ['a name resolving to loopback', () => `${local.url.replace('127.0.0.1', 'localhost')}/secret`],
+      ['the mirror’s loopback as an IPv4-mapped IPv6 address', () => `${local.url.replace('127.0.0.1', '[::ffff:127.0.0.1]')}/secret`],
+      ['a file: URL', () => 'file:///etc/passwd'],
+    ] as const) {
+      it(`a blob redirected to ${what}: not followed, 503, nothing read there`, async () => {
+        const before = local.seen.length;
+        up.handler = (_req, res) => {
+          res.writeHead(307, { Location: to() });
+          res.end();
+        };
+        const digest = sha(randomBytes(8));
+        const r = await within(10_000, request(mirror.url, `/v2/evil/ssrf/blobs/${digest}`));
+        assert.equal(local.seen.length, before, `${what}: the mirror asked ${local.seen.at(-1)?.line}`);
+        assert.ok(typeof r === 'object' && !(r instanceof Error) && r.status === 503, String(r instanceof Error ? r : typeof r === 'object' ? r.status : r));
+        // a manifest redirected there (request()): the same
+        up.handler = (_req, res) => {
+          res.writeHead(302, { Location: to() });
+          res.end();
+        };
+        const m = await within(10_000, request(mirror.url, '/v2/evil/ssrf/manifests/v1', { headers: ACCEPT }));
+        assert.equal(local.seen.length, before, `${what}: the mirror asked ${local.seen.at(-1)?.line}`);
+        assert.ok(typeof m === 'object' && !(m instanceof Error) && m.status >= 400 && m.status !== 500, String(m));
+      });
+    }
+  },
+);
