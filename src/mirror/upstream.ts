@@ -236,23 +236,24 @@ export class Upstream {
   }
 
   /**
-   * Throws unless a redirect to `next` may be followed. Another host is reached only over http(s)
-   * and only at public addresses, or at addresses of a class the upstream itself is in (an upstream
-   * on a private network may keep its blobs on that network; loopback only for an upstream on
-   * loopback): the answers are not trusted, and without this an upstream on the internet sent the
-   * mirror to this machine's own ports, its network or the cloud's metadata service (169.254.169.254),
-   * and the bytes read there went to the client (all but the last piece, before the digest check).
-   * A name is judged by what it resolves to now (the connection resolves it again: a name that
-   * changes in between is not caught).
+   * Throws unless a URL the upstream named (a redirect's target, a token realm) may be asked.
+   * Another host is reached only over http(s) and only at public addresses, or at addresses of a
+   * class the upstream itself is in (an upstream on a private network may keep its blobs or its
+   * token service on that network; loopback only for an upstream on loopback): the answers are not
+   * trusted, and without this an upstream on the internet sent the mirror to this machine's own
+   * ports, its network or the cloud's metadata service (169.254.169.254), and the bytes read there
+   * went to the client (all but the last piece, before the digest check). A name is judged by what
+   * it resolves to now (the connection resolves it again: a name that changes in between is not
+   * caught).
    */
-  private async mayFollow(next: URL): Promise<void> {
-    if (next.protocol !== 'http:' && next.protocol !== 'https:') throw new Error(`redirect to a ${next.protocol} URL refused`);
+  private async mayReach(next: URL, what: 'redirect' | 'token realm'): Promise<void> {
+    if (next.protocol !== 'http:' && next.protocol !== 'https:') throw new Error(`${what} to a ${next.protocol} URL refused`);
     if (next.origin === this.base.origin) return;
     const target = await classesOf(next);
     if ([...target].every((c) => c === 'public')) return;
     const own = await classesOf(this.base);
     const refused = [...target].find((c) => c !== 'public' && !own.has(c));
-    if (refused !== undefined) throw new Error(`redirect to ${next.host} refused: a ${refused} address, and the upstream is not on one`);
+    if (refused !== undefined) throw new Error(`${what} at ${next.host} refused: a ${refused} address, and the upstream is not on one`);
   }
 
   private failed(why: string): UpstreamUnavailable {
@@ -337,6 +338,7 @@ export class Upstream {
     if (kept && kept.expires > now) return kept.token;
     if (!c.realm) throw new UpstreamUnavailable(`upstream ${this.base.origin}: Bearer challenge without a realm`);
     const u = new URL(c.realm);
+    await this.mayReach(u, 'token realm');
     if (c.service) u.searchParams.set('service', c.service);
     u.searchParams.set('scope', scope);
     // the password goes to the realm as docker sends it, but never in clear text when the upstream
@@ -401,7 +403,7 @@ export class Upstream {
       for (let i = 0; i < MAX_REDIRECTS && res.statusCode !== undefined && [301, 302, 303, 307, 308].includes(res.statusCode) && res.headers.location; i++) {
         const next = new URL(res.headers.location, url);
         this.discard(res);
-        await this.mayFollow(next);
+        await this.mayReach(next, 'redirect');
         // credentials go only to the upstream itself, never to the storage it redirects to
         const same = next.origin === this.base.origin;
         url = next;
@@ -484,7 +486,7 @@ export class Upstream {
         let next;
         try {
           next = new URL(location, url);
-          await this.mayFollow(next);
+          await this.mayReach(next, 'redirect');
         } catch (e) {
           throw this.failed((e as Error).message);
         }

@@ -361,6 +361,24 @@ describe(
       assert.ok(r.body.equals(layer));
     });
 
+    it('a Bearer realm on the mirror’s loopback: not asked (neither with the credentials nor without), and nothing of it shown', async () => {
+      const before = local.seen.length;
+      local.handler = (_req, res) => {
+        res.writeHead(200, { 'Content-Type': 'application/json' });
+        res.end('internal-secret-of-the-loopback-service');
+      };
+      up.handler = (_req, res) => {
+        res.writeHead(401, { 'WWW-Authenticate': `Bearer realm="${local.url}/token",service="up"` });
+        res.end();
+      };
+      const r = await within(10_000, request(mirror.url, '/v2/evil/realm/manifests/v1', { headers: ACCEPT }));
+      assert.ok(typeof r === 'object' && !(r instanceof Error) && r.status >= 400 && r.status !== 500, String(r));
+      assert.doesNotMatch(r.text, /internal-secret/);
+      assert.equal(local.seen.length, before, `the mirror asked ${local.seen.at(-1)?.line} (${local.seen.at(-1)?.auth})`);
+      // (back to serving the layer for the tests below)
+      local.handler = sameNet.handler;
+    });
+
     for (const [what, to] of [
       ['the mirror’s loopback', () => `${local.url}/secret`],
       ['a name resolving to loopback', () => `${local.url.replace('127.0.0.1', 'localhost')}/secret`],
