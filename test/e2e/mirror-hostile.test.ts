@@ -1,14 +1,14 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { request, type Response } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { cleanup } from '../helpers/counting-proxy.js';
 import { layerImage } from '../helpers/v2-client.js';
+import { hostile, within, type Handler, type Hostile } from '../helpers/fake-upstream.js';
 
 /**
  * The pull-through mirror (v2 and v1) against a hostile or broken upstream written here (node:http
@@ -21,63 +21,6 @@ const sha = (b: Buffer | string): string => `sha256:${createHash('sha256').updat
 const S2 = 'application/vnd.docker.distribution.manifest.v2+json';
 const LIST = 'application/vnd.docker.distribution.manifest.list.v2+json';
 const ACCEPT = { Accept: `${S2}, ${LIST}, application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json` };
-
-type Handler = (req: IncomingMessage, res: ServerResponse) => void;
-
-interface Hostile {
-  readonly url: string;
-  /** Every request line and its Authorization header, in order. */
-  readonly seen: { line: string; auth: string | undefined }[];
-  handler: Handler;
-  /** Sockets currently open to the hostile server. */
-  open(): number;
-  close(): Promise<void>;
-}
-
-async function hostile(): Promise<Hostile> {
-  const sockets = new Set<Socket>();
-  const h: Hostile = {
-    url: '',
-    seen: [],
-    handler: (_req, res) => {
-      res.statusCode = 404;
-      res.end();
-    },
-    open: () => sockets.size,
-    close: () =>
-      new Promise((r) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => r());
-      }),
-  };
-  const server: Server = createServer({ maxHeaderSize: 64 * 1024 }, (req, res) => {
-    h.seen.push({ line: `${req.method} ${req.url}`, auth: req.headers.authorization });
-    h.handler(req, res);
-  });
-  server.on('connection', (s: Socket) => {
-    sockets.add(s);
-    s.once('close', () => sockets.delete(s));
-  });
-  server.on('clientError', (_e, s: Socket) => s.destroy());
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  (h as { url: string }).url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return h;
-}
-
-/** A request with a deadline: the answer, or 'timeout'. */
-async function within(ms: number, p: Promise<Response>): Promise<Response | 'timeout' | Error> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      p.catch((e: unknown) => e as Error),
-      new Promise<'timeout'>((r) => {
-        timer = setTimeout(() => r('timeout'), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** Writes `total` bytes of `fill` in 1 MiB pieces, respecting backpressure, until the peer goes. */
 function pour(res: ServerResponse, total: number, fill = 0x20): void {

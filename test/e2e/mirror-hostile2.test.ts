@@ -3,15 +3,14 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { createServer as createTlsServer } from 'node:https';
-import type { AddressInfo, Server, Socket } from 'node:net';
+import type { ServerResponse } from 'node:http';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { request, type Response } from '../helpers/http.js';
+import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { cleanup } from '../helpers/counting-proxy.js';
 import { layerImage } from '../helpers/v2-client.js';
+import { hostile, within, type Hostile } from '../helpers/fake-upstream.js';
 
 /**
  * The pull-through mirror against a hostile or broken upstream, second round (the first is
@@ -22,61 +21,6 @@ import { layerImage } from '../helpers/v2-client.js';
 const sha = (b: Buffer | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const S2 = 'application/vnd.docker.distribution.manifest.v2+json';
 const ACCEPT = { Accept: `${S2}, application/vnd.oci.image.manifest.v1+json` };
-
-type Handler = (req: IncomingMessage, res: ServerResponse) => void;
-
-interface Hostile {
-  readonly url: string;
-  /** Every request line and its Authorization header, in order. */
-  readonly seen: { line: string; auth: string | undefined }[];
-  handler: Handler;
-  close(): Promise<void>;
-}
-
-/** A fake upstream on 127.0.0.1 or `host` (https with `tls`: a self-signed certificate). */
-async function hostile(tls?: { key: Buffer; cert: Buffer }, host = '127.0.0.1'): Promise<Hostile> {
-  const sockets = new Set<Socket>();
-  const h: Hostile = {
-    url: '',
-    seen: [],
-    handler: (_req, res) => {
-      res.statusCode = 404;
-      res.end();
-    },
-    close: () =>
-      new Promise((r) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => r());
-      }),
-  };
-  const listener = (req: IncomingMessage, res: ServerResponse): void => {
-    h.seen.push({ line: `${req.method} ${req.url}`, auth: req.headers.authorization });
-    h.handler(req, res);
-  };
-  const server: Server = tls ? createTlsServer(tls, listener) : createServer(listener);
-  server.on(tls ? 'secureConnection' : 'connection', (s: Socket) => {
-    sockets.add(s);
-    s.once('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((r) => server.listen(0, host, () => r()));
-  (h as { url: string }).url = `${tls ? 'https' : 'http'}://${host}:${(server.address() as AddressInfo).port}`;
-  return h;
-}
-
-/** A request with a deadline: the answer, or 'timeout'. */
-async function within(ms: number, p: Promise<Response>): Promise<Response | 'timeout' | Error> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      p.catch((e: unknown) => e as Error),
-      new Promise<'timeout'>((r) => {
-        timer = setTimeout(() => r('timeout'), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 const MIRROR = { ttl: 0, negative_ttl: 0, timeout: 1, breaker_failures: 0 };
 
@@ -173,7 +117,7 @@ describe('mirror: an https upstream whose token realm is plain http', { timeout:
     // the mirror's client is to trust the self-signed upstream (this test process only)
     tlsCheck = process.env.NODE_TLS_REJECT_UNAUTHORIZED;
     process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
-    up = await hostile({ key: await readFile(join(dir, 'key.pem')), cert: await readFile(join(dir, 'cert.pem')) });
+    up = await hostile({ tls: { key: await readFile(join(dir, 'key.pem')), cert: await readFile(join(dir, 'cert.pem')) } });
     tok = await hostile();
     mirror = await startTestServer({
       standalone: true,
@@ -331,8 +275,8 @@ describe(
 
     before(async () => {
       // the upstream is on the network (this machine's address there, not loopback); the operator chose it
-      up = await hostile(undefined, ownAddress);
-      sameNet = await hostile(undefined, ownAddress);
+      up = await hostile({ host: ownAddress });
+      sameNet = await hostile({ host: ownAddress });
       // a service on the mirror's own loopback (an admin port, a metadata proxy, a database)
       local = await hostile();
       local.handler = (_req, res) => {

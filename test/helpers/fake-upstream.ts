@@ -1,0 +1,68 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
+import type { AddressInfo, Server, Socket } from 'node:net';
+import type { Response } from './http.js';
+
+/**
+ * A fake upstream registry for the mirror's hostile-upstream tests: a node server whose answers a
+ * test sets by replacing `handler`, recording every request.
+ */
+export type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
+export interface Hostile {
+  readonly url: string;
+  /** Every request line and its Authorization header, in order. */
+  readonly seen: { line: string; auth: string | undefined }[];
+  handler: Handler;
+  /** Sockets currently open to the server. */
+  open(): number;
+  close(): Promise<void>;
+}
+
+/** A fake upstream on 127.0.0.1 or `host` (https with `tls`: a certificate and its key), answering 404 until told otherwise. */
+export async function hostile(opts: { readonly tls?: { key: Buffer; cert: Buffer }; readonly host?: string } = {}): Promise<Hostile> {
+  const { tls, host = '127.0.0.1' } = opts;
+  const sockets = new Set<Socket>();
+  const h: Hostile = {
+    url: '',
+    seen: [],
+    handler: (_req, res) => {
+      res.statusCode = 404;
+      res.end();
+    },
+    open: () => sockets.size,
+    close: () =>
+      new Promise((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
+  const listener = (req: IncomingMessage, res: ServerResponse): void => {
+    h.seen.push({ line: `${req.method} ${req.url}`, auth: req.headers.authorization });
+    h.handler(req, res);
+  };
+  const server: Server = tls ? createTlsServer({ ...tls, maxHeaderSize: 64 * 1024 }, listener) : createServer({ maxHeaderSize: 64 * 1024 }, listener);
+  server.on(tls ? 'secureConnection' : 'connection', (s: Socket) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+  });
+  server.on('clientError', (_e, s: Socket) => s.destroy());
+  await new Promise<void>((r) => server.listen(0, host, () => r()));
+  (h as { url: string }).url = `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${(server.address() as AddressInfo).port}`;
+  return h;
+}
+
+/** A request with a deadline: the answer, or 'timeout'. */
+export async function within(ms: number, p: Promise<Response>): Promise<Response | 'timeout' | Error> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p.catch((e: unknown) => e as Error),
+      new Promise<'timeout'>((r) => {
+        timer = setTimeout(() => r('timeout'), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
