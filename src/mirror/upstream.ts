@@ -1,10 +1,11 @@
 import { lookup } from 'node:dns/promises';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
-import { BlockList, isIP } from 'node:net';
+import { isIP } from 'node:net';
 import { finished, type Readable } from 'node:stream';
 import type { Logger } from '../log/logger.js';
 import { ChunkedAnswerError, plainGet } from '../storage/drivers/s3-get.js';
+import { addressClass } from '../util/network.js';
 
 /**
  * The client of one upstream registry (issue 13): GET/HEAD on its /v2/ API with the configured
@@ -54,65 +55,11 @@ export interface BlobAnswer {
   readonly body: Readable;
 }
 
-/** Address classes that are not the public internet, by how far inside they reach. */
-const CLASSES: readonly (readonly [string, BlockList])[] = (
-  [
-    [
-      'loopback',
-      [
-        ['127.0.0.0', 8, 'ipv4'],
-        ['0.0.0.0', 8, 'ipv4'],
-        ['::1', 128, 'ipv6'],
-        ['::', 128, 'ipv6'],
-      ],
-    ],
-    [
-      'link-local',
-      [
-        ['169.254.0.0', 16, 'ipv4'],
-        ['fe80::', 10, 'ipv6'],
-      ],
-    ],
-    [
-      'private',
-      [
-        ['10.0.0.0', 8, 'ipv4'],
-        ['100.64.0.0', 10, 'ipv4'],
-        ['172.16.0.0', 12, 'ipv4'],
-        ['192.168.0.0', 16, 'ipv4'],
-        ['192.0.0.0', 24, 'ipv4'],
-        ['192.0.2.0', 24, 'ipv4'],
-        ['198.18.0.0', 15, 'ipv4'],
-        ['198.51.100.0', 24, 'ipv4'],
-        ['203.0.113.0', 24, 'ipv4'],
-        ['224.0.0.0', 3, 'ipv4'],
-        ['fc00::', 7, 'ipv6'],
-        ['fec0::', 10, 'ipv6'],
-        ['64:ff9b::', 96, 'ipv6'],
-        ['64:ff9b:1::', 48, 'ipv6'],
-        ['2002::', 16, 'ipv6'],
-        ['ff00::', 8, 'ipv6'],
-      ],
-    ],
-  ] as const
-).map(([name, nets]) => {
-  const b = new BlockList();
-  for (const [a, p, f] of nets) b.addSubnet(a, p, f);
-  return [name, b] as const;
-});
-
-/** The class of an address: 'public', or the first of CLASSES it falls in (IPv4-mapped IPv6 as IPv4). */
-function classOf(address: string): string {
-  const a = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1] ?? address;
-  const family = isIP(a) === 4 ? 'ipv4' : 'ipv6';
-  return CLASSES.find(([, b]) => b.check(a, family))?.[0] ?? 'public';
-}
-
 /** The classes of the addresses a URL's host resolves to (an address literal is its own). */
 async function classesOf(url: URL): Promise<Set<string>> {
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
   const addresses = isIP(host) ? [host] : (await lookup(host, { all: true })).map((a) => a.address);
-  return new Set(addresses.map(classOf));
+  return new Set(addresses.map((a) => addressClass(a) ?? 'public'));
 }
 
 /** Bytes of an answer's unused body read so that its connection can be reused; past them it is dropped. */

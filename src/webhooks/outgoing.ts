@@ -2,7 +2,7 @@ import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { BlockList, isIP } from 'node:net';
-import { parseNetwork } from '../util/network.js';
+import { addressClass, parseNetwork } from '../util/network.js';
 
 /**
  * Where webhooks may go. Hook URLs are chosen by repository owners, not by the operator: without a
@@ -11,43 +11,11 @@ import { parseNetwork } from '../util/network.js';
  * in the delivery history (SSRF). Only public unicast addresses are reached, unless the operator
  * lists networks in `webhook_allowed_networks` (an internal CI, or loopback in tests).
  */
-const NON_PUBLIC_V4 = [
-  ['0.0.0.0', 8], // "this network"; 0.0.0.0 reaches the local host
-  ['10.0.0.0', 8],
-  ['100.64.0.0', 10], // carrier-grade NAT
-  ['127.0.0.0', 8],
-  ['169.254.0.0', 16], // link-local, cloud metadata services
-  ['172.16.0.0', 12],
-  ['192.0.0.0', 24],
-  ['192.0.2.0', 24],
-  ['192.168.0.0', 16],
-  ['198.18.0.0', 15],
-  ['198.51.100.0', 24],
-  ['203.0.113.0', 24],
-  ['224.0.0.0', 4], // multicast
-  ['240.0.0.0', 4], // reserved, broadcast
-] as const;
-const NON_PUBLIC_V6 = [
-  ['::', 96], // unspecified, loopback, IPv4-compatible
-  ['64:ff9b::', 96], // NAT64: an IPv4 address behind it
-  ['64:ff9b:1::', 48],
-  ['100::', 64], // discard
-  ['2001:db8::', 32], // documentation
-  ['2002::', 16], // 6to4: an IPv4 address inside
-  ['fc00::', 7], // unique local
-  ['fe80::', 10], // link-local
-  ['fec0::', 10], // site-local (deprecated)
-  ['ff00::', 8], // multicast
-] as const;
-
 export class DestinationPolicy {
-  private readonly blocked = new BlockList();
   private readonly allowed = new BlockList();
 
   /** `allowedNetworks`: addresses or CIDRs (`10.1.0.0/16`, `::1/128`) reachable although not public. */
   constructor(readonly allowedNetworks: readonly string[] = []) {
-    for (const [a, p] of NON_PUBLIC_V4) this.blocked.addSubnet(a, p, 'ipv4');
-    for (const [a, p] of NON_PUBLIC_V6) this.blocked.addSubnet(a, p, 'ipv6');
     for (const n of allowedNetworks) {
       const net = parseNetwork(n);
       if (!net) throw new Error(`not an address or CIDR network: ${n}`);
@@ -61,7 +29,7 @@ export class DestinationPolicy {
     if (v === 0) return false;
     const family = v === 4 ? 'ipv4' : 'ipv6';
     if (this.allowed.check(address, family)) return true;
-    return !this.blocked.check(address, family);
+    return addressClass(address) === 'public';
   }
 
   /**
@@ -70,8 +38,7 @@ export class DestinationPolicy {
    * deliveries into a network, not every account read what the services there answer.
    */
   isPublic(address: string): boolean {
-    const v = isIP(address);
-    return v !== 0 && !this.blocked.check(address, v === 4 ? 'ipv4' : 'ipv6');
+    return addressClass(address) === 'public';
   }
 
   /** The URL's host when it is an address literal, else undefined (a name, judged when resolved). */
