@@ -7,6 +7,7 @@ import type { LayerLink } from './v1-images.js';
 import { MT } from './v2-manifests.js';
 import { gcDuration, gcFreed, gcObjects, gcRuns } from '../metrics/registry.js';
 import { StorageLock, type LockHolder } from './storage-lock.js';
+import { pool } from '../util/pool.js';
 
 /**
  * Online garbage collection (docs/operations.md "Garbage collection"): runs while the registry
@@ -162,19 +163,6 @@ async function newestBelow(driver: StorageDriver, prefix: string): Promise<numbe
 
 /** Storage calls GC keeps in flight at once (filesystem: libuv's pool; object stores: round trips). */
 const PARALLEL = 8;
-
-/** Run fn over items, at most n at a time. */
-async function pool<T>(items: readonly T[], n: number, fn: (item: T, i: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(n, items.length) }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        await fn(items[i]!, i);
-      }
-    }),
-  );
-}
 
 function parseJson<T>(b: Buffer | undefined): T | undefined {
   if (!b) return undefined;

@@ -11,6 +11,7 @@ import type { ImportReport } from './report.js';
 import { orSkip, skipReason, SKIPPED, type SourceTree } from './source.js';
 import { ImportBatches } from './import-batches.js';
 import { LayerFileError, type LayerFiles } from '../digest/layer-files.js';
+import { pool } from '../util/pool.js';
 
 export interface ImportOptions {
   readonly dryRun: boolean;
@@ -28,15 +29,6 @@ export interface ImportOptions {
    * the storage has local files too; without it (or for other trees) they stream through this thread.
    */
   readonly layerFiles?: LayerFiles;
-}
-
-/** Run fn over items, at most `limit` at once. */
-export async function pool<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const workers = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {
-    while (next < items.length) await fn(items[next++]!);
-  });
-  await Promise.all(workers);
 }
 
 /** Python's quote_plus undone: '+' is a space, %XX a byte (spec v1-protocol §10). */

@@ -10,6 +10,7 @@ import type { Content } from './services.js';
 import { describeError, printable, TargetError, type TargetRegistry } from './registry-client.js';
 import { formatBytes, Progress } from './progress.js';
 import { peakRssMiB, type Skipped } from './report.js';
+import { mapPool, pool } from '../util/pool.js';
 
 export interface MigrateOptions {
   readonly filter?: (name: string) => boolean;
@@ -143,15 +144,6 @@ class State {
     for (const [repo, s] of this.blobs) if (repo !== not && s.has(digest)) return repo;
     return undefined;
   }
-}
-
-/** Run fn over items, at most `limit` at once. */
-async function pool<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const workers = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {
-    while (next < items.length) await fn(items[next++]!);
-  });
-  await Promise.all(workers);
 }
 
 class MoveError extends Error {}
@@ -351,16 +343,7 @@ export async function runMigrate(c: Content, target: TargetRegistry | undefined,
       const v1Tags = await c.fromV1.tags(n);
       let v2Tags = await c.manifests.tags(n);
       // 16 checks at a time: a repository of 100,000 v2 tags started them all at once (EMFILE)
-      const sides = new Array<string>(v2Tags.length);
-      let next = 0;
-      await Promise.all(
-        Array.from({ length: Math.min(16, v2Tags.length) }, async () => {
-          while (next < v2Tags.length) {
-            const j = next++;
-            sides[j] = await c.toV1.current(n, v2Tags[j]!);
-          }
-        }),
-      );
+      const sides = await mapPool(v2Tags, 16, (t) => c.toV1.current(n, t));
       v2Tags = v2Tags.filter((_, i) => sides[i] !== 'gone');
       const all = [...new Set([...v2Tags, ...v1Tags])].sort();
       if (all.length > 0 || (await c.manifests.exists(n))) {

@@ -4,6 +4,7 @@ import type { V2Name } from '../content/v2-names.js';
 import type { V2Deps } from './deps.js';
 import { AnswerCache, answerCacheOn, TAG_ANSWERS } from './answer-cache.js';
 import type { RepoRequest, V2RouteOf } from './request.js';
+import { mapPool } from '../util/pool.js';
 
 /**
  * Tags checked against the bridge at once. Each check reads a file or two; a listing of a
@@ -41,16 +42,7 @@ export function tagHandlers(deps: V2Deps) {
     while (next < names.length && out.length < limit) {
       const batch = names.slice(next, next + Math.min(Math.max(TAG_CHECKS, limit - out.length), 1024));
       next += batch.length;
-      const kept = new Array<boolean>(batch.length);
-      let i = 0;
-      await Promise.all(
-        Array.from({ length: Math.min(TAG_CHECKS, batch.length) }, async () => {
-          while (i < batch.length) {
-            const j = i++;
-            kept[j] = await keep(batch[j]!);
-          }
-        }),
-      );
+      const kept = await mapPool(batch, TAG_CHECKS, keep);
       for (let j = 0; j < batch.length && out.length < limit; j++) if (kept[j]) out.push(batch[j]!);
     }
     return out;

@@ -11,6 +11,7 @@ import type { V1ToV2 } from '../content/v1-to-v2.js';
 import type { V2ToV1 } from '../content/v2-to-v1.js';
 import { MT, type StoredManifest, type V2Manifests } from '../content/v2-manifests.js';
 import type { V2Name } from '../content/v2-names.js';
+import { mapPool } from '../util/pool.js';
 
 /**
  * What the repository and tag pages show of stored content, read through the registry's own
@@ -297,16 +298,7 @@ export class RepoContent {
     const p = Math.min(Math.max(1, Math.trunc(page) || 1), pages);
     const slice = names.slice((p - 1) * pageSize, p * pageSize);
     const v1Exists = await this.v1Exists(name);
-    const found = new Array<TagInfo | undefined>(slice.length);
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: Math.min(TAG_READS, slice.length) }, async () => {
-        while (next < slice.length) {
-          const i = next++;
-          found[i] = await this.tagInfoOf(name, slice[i]!, v1Exists);
-        }
-      }),
-    );
+    const found = await mapPool(slice, TAG_READS, (t) => this.tagInfoOf(name, t, v1Exists));
     const tags = found.filter((t): t is TagInfo => t !== undefined);
     let pull = tags.find((t) => t.tag === 'latest');
     if (!pull && names.includes('latest')) pull = await this.tagInfoOf(name, 'latest', v1Exists);

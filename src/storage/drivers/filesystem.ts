@@ -24,6 +24,7 @@ import {
   type Writer,
   type WriterOptions,
 } from '../driver.js';
+import { pool } from '../../util/pool.js';
 
 export interface FilesystemDriverOptions {
   /** Directory holding every key. Created on first use if missing. */
@@ -730,8 +731,8 @@ class FilesystemDriver implements StorageDriver {
       this.syncfs = await (this.syncer ??= new SyncfsRunner()).run(this.base);
       if (this.syncfs) return;
     }
-    await inParallel(paths, SYNC_PARALLEL, (p) => syncFile(p));
-    await inParallel([...new Set(paths.map((p) => dirname(p)))], SYNC_PARALLEL, (d) => syncFile(d));
+    await pool(paths, SYNC_PARALLEL, (p) => syncFile(p));
+    await pool([...new Set(paths.map((p) => dirname(p)))], SYNC_PARALLEL, (d) => syncFile(d));
   }
 
   /** Whether `sync -f` works here (undefined: not tried yet). */
@@ -1406,15 +1407,6 @@ async function syncFile(path: string): Promise<void> {
   } finally {
     await handle.close();
   }
-}
-
-async function inParallel<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(limit, items.length) }, async () => {
-      while (next < items.length) await fn(items[next++]!);
-    }),
-  );
 }
 
 /** Some platforms and filesystems cannot fsync a directory; the rename is then as durable as it gets. */
