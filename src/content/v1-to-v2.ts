@@ -87,8 +87,13 @@ export class V1ToV2 {
    */
   async tagNames(name: V2Name): Promise<string[]> {
     const repo = parseRepoName(name);
-    if (!repo || !(await this.repos.exists(repo))) return [];
-    return this.repos.tagNames(repo);
+    if (!repo) return [];
+    try {
+      return await this.repos.tagNames(repo); // it checks that the repository exists
+    } catch (e) {
+      if (!isRegistryError(e)) throw e;
+      return [];
+    }
   }
 
   /** Whether the v1 repository with the same name has this tag (what tags() lists). */

@@ -244,12 +244,11 @@ export class RepoContent {
   async tagNames(name: RepoName): Promise<string[]> {
     const names = new Set<string>();
     for (const v2Name of v2NamesOf(name)) for (const tag of await this.deps.manifests.tags(v2Name)) names.add(tag);
-    if (await this.v1Exists(name)) {
-      try {
-        for (const tag of await this.deps.repos.tagNames(name)) names.add(tag);
-      } catch (e) {
-        if (!isRegistryError(e)) throw e;
-      }
+    try {
+      // (it checks that the v1 repository exists: REPOSITORY_NOT_FOUND when not)
+      for (const tag of await this.deps.repos.tagNames(name)) names.add(tag);
+    } catch (e) {
+      if (!isRegistryError(e)) throw e;
     }
     return [...names].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   }
