@@ -264,6 +264,24 @@ export async function listImages(db: Knex, repoId: number): Promise<RepositoryIm
   return rows.map((r) => ({ id: r.image_id, checksum: r.checksum, tag: r.tag }));
 }
 
+/**
+ * One page of the tagged entries of the image list, by tag name, and how many there are: what the
+ * web UI of an index without a registry in its process shows (listImages reads every entry).
+ */
+export async function listTaggedImages(
+  db: Knex,
+  repoId: number,
+  page: { offset: number; limit: number },
+): Promise<{ items: { tag: string; id: string }[]; total: number }> {
+  const tagged = () => db('repository_images').where({ repo_id: repoId }).whereNotNull('tag');
+  const [count] = (await tagged().count({ n: '*' })) as { n: unknown }[];
+  const rows = (await tagged().orderBy('tag').orderBy('image_id').offset(page.offset).limit(page.limit).select('image_id', 'tag')) as {
+    image_id: string;
+    tag: string;
+  }[];
+  return { items: rows.map((r) => ({ tag: r.tag, id: r.image_id })), total: Number(count?.n ?? 0) };
+}
+
 /** One image of the list, if the repository lists it (I11 layer access). */
 export async function findRepositoryImage(db: Knex, repoId: number, imageId: string): Promise<RepositoryImage | undefined> {
   const r = (await db('repository_images').where({ repo_id: repoId, image_id: imageId }).first('image_id', 'checksum', 'tag')) as

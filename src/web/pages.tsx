@@ -325,6 +325,7 @@ export function TagsTable(props: { v: RepoView }): VNode {
             </tbody>
           </table>
         )}
+        <Pager page={v.tagPage} pages={v.tagPages} href={(p) => `${v.href}?page=${p}`} />
       </>
     );
   }

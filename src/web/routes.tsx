@@ -15,6 +15,7 @@ import {
   isStarred,
   listCollaborators,
   listComments,
+  listTaggedImages,
   removeCollaborator,
   saveRepository,
   starRepository,
@@ -392,6 +393,20 @@ export function webRouter(deps: WebDeps): Router {
     return { repo, rights };
   }
 
+  /**
+   * A page of the tags an index without a registry in its process knows (its image list), by name;
+   * a page past the last is the last (as RepoContent.tagPage). Before 2026-12-07 the page read and
+   * rendered every entry of the list, tagged or not.
+   */
+  async function indexTagPage(repoId: number, page: number): Promise<{ tags: { tag: string; id: string }[]; page: number; pages: number }> {
+    const want = Math.max(1, Math.trunc(page) || 1);
+    let r = await listTaggedImages(db, repoId, { offset: (want - 1) * TAG_PAGE_SIZE, limit: TAG_PAGE_SIZE });
+    const pages = Math.max(1, Math.ceil(r.total / TAG_PAGE_SIZE));
+    const p = Math.min(want, pages);
+    if (p !== want) r = await listTaggedImages(db, repoId, { offset: (p - 1) * TAG_PAGE_SIZE, limit: TAG_PAGE_SIZE });
+    return { tags: r.items, page: p, pages };
+  }
+
   async function repoView(
     ctx: Context,
     id: WebIdentity,
@@ -404,9 +419,7 @@ export function webRouter(deps: WebDeps): Router {
   ): Promise<RepoView> {
     const [tags, indexTags, starred, fullDescription] = await Promise.all([
       deps.content && tagPage !== undefined ? deps.content.tagPage(t.name, tagPage, TAG_PAGE_SIZE) : Promise.resolve(undefined),
-      deps.content || tagPage === undefined
-        ? Promise.resolve([])
-        : index.images(repo).then((imgs) => imgs.filter((i) => i.tag !== null).map((i) => ({ tag: i.tag!, id: i.id }))),
+      deps.content || tagPage === undefined ? Promise.resolve(undefined) : indexTagPage(repo.id, tagPage),
       id.user ? isStarred(db, repo.id, id.user.id) : Promise.resolve(false),
       findFullDescription(db, repo.id),
     ]);
@@ -433,10 +446,10 @@ export function webRouter(deps: WebDeps): Router {
       canAdmin: rights.delete,
       fullDescriptionHtml: fullDescription ? renderMarkdown!(fullDescription) : '',
       tags: deps.content ? (tags?.tags ?? []) : undefined,
-      tagPage: tags?.page ?? 1,
-      tagPages: tags?.pages ?? 1,
+      tagPage: tags?.page ?? indexTags?.page ?? 1,
+      tagPages: tags?.pages ?? indexTags?.pages ?? 1,
       pullTag: tags?.pull,
-      indexTags: indexTags.sort((a, b) => (a.tag < b.tag ? -1 : a.tag > b.tag ? 1 : 0)),
+      indexTags: indexTags?.tags ?? [],
       comments,
       commentTotal,
       commentsHtml,

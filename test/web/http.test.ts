@@ -1,6 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { saveUser } from '../../src/db/users.js';
+import { findUserByName, saveUser } from '../../src/db/users.js';
+import { mergeImages, saveRepository } from '../../src/db/repositories.js';
 import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { makeImage } from '../helpers/v1-client.js';
@@ -59,6 +60,36 @@ describe('web UI of an index without a registry in its process', () => {
     });
     assert.equal(del.status, 409);
     assert.equal((await request(index.url, '/u/alice/app/', { headers: HTML })).text.includes('data-tag="v3"'), true);
+  });
+
+  it('pages the tags of a long image list, 100 by name per page, and reads only that page', async () => {
+    const { repository } = await saveRepository(index.db!, { namespace: 'alice', name: 'big', ownerId: (await findUserByName(index.db!, 'alice'))!.id });
+    // 250 tagged entries among 20,000 untagged ones (a repository pushed to for years)
+    const hex = (n: number): string => n.toString(16).padStart(64, '0');
+    const entries: { id: string; Tag?: string }[] = [];
+    for (let i = 0; i < 20_000; i++) entries.push({ id: hex(i + 1) });
+    for (let i = 0; i < 250; i++) entries.push({ id: hex(100_000 + i), Tag: `t${String(i).padStart(3, '0')}` });
+    await mergeImages(index.db!, repository.id, entries);
+    const rows = (text: string): string[] => [...text.matchAll(/<tr data-tag="([^"]+)">/g)].map((m) => m[1]!);
+    const first = await request(index.url, '/u/alice/big/', { headers: HTML });
+    assert.equal(first.status, 200);
+    assert.deepEqual(
+      rows(first.text),
+      Array.from({ length: 100 }, (_, i) => `t${String(i).padStart(3, '0')}`),
+    );
+    assert.match(first.text, /Page 1 of 3/);
+    assert.match(first.text, /<a href="\/u\/alice\/big\/\?page=2" rel="next">/);
+    const last = await request(index.url, '/u/alice/big/?page=3', { headers: HTML });
+    assert.deepEqual(
+      rows(last.text),
+      Array.from({ length: 50 }, (_, i) => `t${200 + i}`),
+    );
+    assert.match(last.text, new RegExp(`data-v1-id="${hex(100_249)}"`));
+    // past the last page: the last page
+    const past = await request(index.url, '/u/alice/big/?page=99', { headers: HTML });
+    assert.equal(past.status, 200);
+    assert.deepEqual(rows(past.text), rows(last.text));
+    assert.match(past.text, /Page 3 of 3/);
   });
 
   it('every page carries the strict policy, no caching and a form token; static files are immutable', async () => {
