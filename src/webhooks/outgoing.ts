@@ -1,7 +1,7 @@
-import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { BlockList, isIP } from 'node:net';
+import { guardedLookup } from '../util/guarded-lookup.js';
 import { addressClass, parseNetwork } from '../util/network.js';
 
 /**
@@ -55,24 +55,6 @@ export class RefusedDestination extends Error {
 const refusal = (host: string): RefusedDestination =>
   new RefusedDestination(`refused: ${host} is not a public address (an operator may allow networks with webhook_allowed_networks)`);
 
-type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
-
-/**
- * A `lookup` for net.connect that resolves the name and refuses it when any of its addresses is not
- * permitted: the address checked is the one connected to (no second resolution to rebind).
- */
-function guardedLookup(policy: DestinationPolicy) {
-  return (hostname: string, options: { all?: boolean; family?: number | string }, callback: LookupCallback): void => {
-    dnsLookup(hostname, { all: true }, (err, addresses) => {
-      if (err) return callback(err, '');
-      const list = addresses;
-      if (list.length === 0 || list.some((a) => !policy.permits(a.address))) return callback(refusal(hostname), '');
-      if (options.all) return callback(null, list);
-      callback(null, list[0]!.address, list[0]!.family);
-    });
-  };
-}
-
 export interface PostResult {
   readonly status: number;
   /**
@@ -112,7 +94,8 @@ export function postWebhook(
     const req = send(u, {
       method: 'POST',
       headers: { ...headers, 'Content-Length': String(payload.length), Connection: 'close' },
-      lookup: guardedLookup(opts.policy) as never,
+      // the address checked is the one connected to (no second resolution to rebind)
+      lookup: guardedLookup((a) => opts.policy.permits(a), refusal),
       agent: false,
       signal,
     });
