@@ -1,10 +1,11 @@
 import { lookup } from 'node:dns/promises';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
-import { isIP } from 'node:net';
+import { isIP, type LookupFunction } from 'node:net';
 import { finished, type Readable } from 'node:stream';
 import type { Logger } from '../log/logger.js';
 import { ChunkedAnswerError, plainGet } from '../storage/drivers/s3-get.js';
+import { guardedLookup } from '../util/guarded-lookup.js';
 import { addressClass } from '../util/network.js';
 
 /**
@@ -60,6 +61,18 @@ async function classesOf(url: URL): Promise<Set<string>> {
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
   const addresses = isIP(host) ? [host] : (await lookup(host, { all: true })).map((a) => a.address);
   return new Set(addresses.map((a) => addressClass(a) ?? 'public'));
+}
+
+/**
+ * Where a URL the upstream handed out (a redirect's target, a token realm) may take the mirror:
+ * the addresses it may connect to, and the error for one it may not (the host, and the address
+ * refused when there is one). Every connection for such a URL is made with `lookup` (the guarded
+ * lookup: the address checked is the address connected to).
+ */
+interface Reach {
+  readonly permits: (address: string) => boolean;
+  readonly refusal: (host: string, address?: string) => Error;
+  readonly lookup: LookupFunction;
 }
 
 /** Bytes of an answer's unused body read so that its connection can be reused; past them it is dropped. */
@@ -124,6 +137,14 @@ export class Upstream {
   private readonly blobQueue: (() => void)[] = [];
   private readonly agentHttp = new http.Agent({ keepAlive: true, maxSockets: 32 });
   private readonly agentHttps = new https.Agent({ keepAlive: true, maxSockets: 32 });
+  /**
+   * The pools of connections to URLs the upstream handed out (its blob storage, its token service),
+   * apart from the upstream's own: every socket in them was opened through the guarded lookup (or
+   * to an address literal checked before), and none made to the upstream without the guard is ever
+   * handed to such a request (an agent's pool is keyed by host and port, not by the lookup used).
+   */
+  private readonly handedHttp = new http.Agent({ keepAlive: true, maxSockets: 32 });
+  private readonly handedHttps = new https.Agent({ keepAlive: true, maxSockets: 32 });
   /** How the upstream asked us to authenticate, learnt from its first 401 (saves a round trip after). */
   private challenge: Challenge | undefined;
   private readonly tokens = new Map<string, { token: string; expires: number }>();
@@ -148,6 +169,8 @@ export class Upstream {
   close(): void {
     this.agentHttp.destroy();
     this.agentHttps.destroy();
+    this.handedHttp.destroy();
+    this.handedHttps.destroy();
   }
 
   /**
@@ -189,18 +212,30 @@ export class Upstream {
    * token service on that network; loopback only for an upstream on loopback): the answers are not
    * trusted, and without this an upstream on the internet sent the mirror to this machine's own
    * ports, its network or the cloud's metadata service (169.254.169.254), and the bytes read there
-   * went to the client (all but the last piece, before the digest check). A name is judged by what
-   * it resolves to now (the connection resolves it again: a name that changes in between is not
-   * caught).
+   * went to the client (all but the last piece, before the digest check).
+   *
+   * A name is judged here by what it resolves to now, and again when connecting: the connection
+   * resolves it through the guarded lookup of the Reach returned, which refuses any address the
+   * rule refuses, so the address checked is the one connected to. Checked here only, the connection
+   * resolved the name a second time, and a name answering a public address first and 127.0.0.1 (or
+   * 10.x, 169.254.169.254) next got the mirror there (DNS rebinding). undefined: the upstream itself.
    */
-  private async mayReach(next: URL, what: 'redirect' | 'token realm'): Promise<void> {
+  private async mayReach(next: URL, what: 'redirect' | 'token realm'): Promise<Reach | undefined> {
     if (next.protocol !== 'http:' && next.protocol !== 'https:') throw new Error(`${what} to a ${next.protocol} URL refused`);
-    if (next.origin === this.base.origin) return;
-    const target = await classesOf(next);
-    if ([...target].every((c) => c === 'public')) return;
-    const own = await classesOf(this.base);
+    if (next.origin === this.base.origin) return undefined;
+    // (an upstream whose own name does not resolve now is on no network of its own for this check)
+    const [target, own] = await Promise.all([classesOf(next), classesOf(this.base).catch(() => new Set<string>())]);
     const refused = [...target].find((c) => c !== 'public' && !own.has(c));
     if (refused !== undefined) throw new Error(`${what} at ${next.host} refused: a ${refused} address, and the upstream is not on one`);
+    const permits = (address: string): boolean => {
+      const c = addressClass(address);
+      return c === 'public' || (c !== undefined && own.has(c));
+    };
+    const refusal = (host: string, address?: string): Error =>
+      new Error(
+        `${what} at ${host} refused: ${address === undefined ? 'an address' : `${address}, a ${addressClass(address) ?? 'non-IP'} address`} the upstream is not on`,
+      );
+    return { permits, refusal, lookup: guardedLookup(permits, (host, address) => refusal(host, address)) };
   }
 
   private failed(why: string): UpstreamUnavailable {
@@ -213,16 +248,32 @@ export class Upstream {
     return new UpstreamUnavailable(`upstream ${this.base.origin}: ${why}`);
   }
 
-  private send(method: string, url: URL, headers: Record<string, string>): Promise<IncomingMessage> {
-    const mod = url.protocol === 'https:' ? https : http;
-    const agent = url.protocol === 'https:' ? this.agentHttps : this.agentHttp;
+  /**
+   * method on `url`: the upstream itself over its agents; any other URL (one the upstream handed
+   * out) only with the Reach mayReach gave for it, over the other agents and through its guarded
+   * lookup. A pooled socket is reused only when the address it is connected to is permitted now.
+   */
+  private send(method: string, url: URL, headers: Record<string, string>, reach?: Reach): Promise<IncomingMessage> {
+    const tls = url.protocol === 'https:';
+    const mod = tls ? https : http;
+    const upstream = url.origin === this.base.origin;
+    if (!upstream && !reach) return Promise.reject(new Error(`${url.origin} is not the upstream, and was not checked`));
+    const agent = upstream ? (tls ? this.agentHttps : this.agentHttp) : tls ? this.handedHttps : this.handedHttp;
     this.requests++;
     return new Promise((resolve, reject) => {
-      const req = mod.request(url, { method, headers: { 'User-Agent': 'legacy-registry-mirror', ...headers }, agent }, (res) => {
+      const options = { method, headers: { 'User-Agent': 'legacy-registry-mirror', ...headers }, agent, ...(upstream ? {} : { lookup: reach!.lookup }) };
+      const req = mod.request(url, options, (res) => {
         clearTimeout(timer);
         // a body that stalls is caught by its reader (the blob fill's stall timer)
         resolve(res);
       });
+      if (!upstream)
+        req.once('socket', (s) => {
+          // a socket from the pool is connected already (no lookup): its address is checked here,
+          // before the request is written to it; a new one has no address yet (its lookup checks)
+          const a = s.remoteAddress;
+          if (a !== undefined && !reach!.permits(a)) req.destroy(reach!.refusal(url.host, a));
+        });
       const timer = setTimeout(() => req.destroy(new Error(`no answer within ${this.opts.timeoutMs} ms`)), this.opts.timeoutMs);
       req.once('error', (e) => {
         clearTimeout(timer);
@@ -285,13 +336,13 @@ export class Upstream {
     if (kept && kept.expires > now) return kept.token;
     if (!c.realm) throw new UpstreamUnavailable(`upstream ${this.base.origin}: Bearer challenge without a realm`);
     const u = new URL(c.realm);
-    await this.mayReach(u, 'token realm');
+    const reach = await this.mayReach(u, 'token realm');
     if (c.service) u.searchParams.set('service', c.service);
     u.searchParams.set('scope', scope);
     // the password goes to the realm as docker sends it, but never in clear text when the upstream
     // itself is https: the token is asked for anonymously then (a public image needs no password)
     const basic = u.protocol === 'http:' && this.base.protocol === 'https:' ? undefined : this.basic();
-    const res = await this.send('GET', u, basic ? { Authorization: basic } : {});
+    const res = await this.send('GET', u, basic ? { Authorization: basic } : {}, reach);
     const body = await this.readBody(res, MAX_TOKEN_BODY);
     if (res.statusCode !== 200) throw new UpstreamRefused(res.statusCode ?? 0, `the upstream's token service answered ${res.statusCode}`);
     const doc = JSON.parse(body.toString('utf8')) as { token?: unknown; access_token?: unknown; expires_in?: unknown };
@@ -350,11 +401,11 @@ export class Upstream {
       for (let i = 0; i < MAX_REDIRECTS && res.statusCode !== undefined && [301, 302, 303, 307, 308].includes(res.statusCode) && res.headers.location; i++) {
         const next = new URL(res.headers.location, url);
         this.discard(res);
-        await this.mayReach(next, 'redirect');
+        const reach = await this.mayReach(next, 'redirect');
         // credentials go only to the upstream itself, never to the storage it redirects to
         const same = next.origin === this.base.origin;
         url = next;
-        res = await this.send(method, url, same ? { ...headers, ...(await this.authHeader(repo)) } : headers);
+        res = await this.send(method, url, same ? { ...headers, ...(await this.authHeader(repo)) } : headers, reach);
       }
       const status = res.statusCode ?? 0;
       if (status >= 500 || status === 429) {
@@ -385,6 +436,8 @@ export class Upstream {
     if (this.base.protocol !== 'http:') return viaRequest();
     if (this.open) throw new UpstreamUnavailable(`upstream ${this.base.origin}: circuit open after ${this.failures} failures`);
     let url = new URL(path, this.base);
+    /** How `url` may be reached when it is not the upstream's (a redirect's target). */
+    let reach: Reach | undefined;
     let auth: Record<string, string>;
     try {
       auth = await this.authHeader(repo);
@@ -396,7 +449,7 @@ export class Upstream {
     const viaSend = async (target: URL, headers: Record<string, string>): Promise<BlobAnswer> => {
       let res;
       try {
-        res = await this.send('GET', target, headers);
+        res = await this.send('GET', target, headers, reach);
       } catch (e) {
         throw this.failed((e as Error).message);
       }
@@ -414,7 +467,12 @@ export class Upstream {
       const release = await this.blobSocket();
       try {
         this.requests++;
-        a = await plainGet(url, { 'User-Agent': 'legacy-registry-mirror', ...auth }, { piece: BLOB_PIECE, timeoutMs: this.opts.timeoutMs });
+        // (a URL the upstream handed out: resolved through the guarded lookup)
+        a = await plainGet(
+          url,
+          { 'User-Agent': 'legacy-registry-mirror', ...auth },
+          { piece: BLOB_PIECE, timeoutMs: this.opts.timeoutMs, ...(reach ? { lookup: reach.lookup } : {}) },
+        );
       } catch (e) {
         release();
         if (e instanceof ChunkedAnswerError) return hop === 0 ? viaRequest() : viaSend(url, auth);
@@ -433,7 +491,7 @@ export class Upstream {
         let next;
         try {
           next = new URL(location, url);
-          await this.mayReach(next, 'redirect');
+          reach = await this.mayReach(next, 'redirect');
         } catch (e) {
           throw this.failed((e as Error).message);
         }

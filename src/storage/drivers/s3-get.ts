@@ -1,4 +1,4 @@
-import { connect, type Socket } from 'node:net';
+import { connect, type LookupFunction, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { withRecycler } from '../recycle.js';
 
@@ -15,7 +15,8 @@ import { withRecycler } from '../recycle.js';
  * Scope, kept small on purpose: one request per connection (`Connection: close`), answers with a
  * Content-Length (S3 GETs always have one; a chunked answer is refused with an error so the caller
  * can use node:http instead), no redirects, no 100-continue. Backpressure: the socket is paused
- * while the consumer does not read.
+ * while the consumer does not read. `lookup`: how the host name is resolved (net.connect's option;
+ * the mirror's guarded lookup for a URL an upstream handed out).
  */
 export interface PlainAnswer {
   readonly status: number;
@@ -47,7 +48,7 @@ function toPool(size: number, piece: Buffer): void {
   if (pool.length < POOL_MAX) pool.push(Buffer.from(piece.buffer, 0, size));
 }
 
-export function plainGet(url: URL, headers: Record<string, string>, opts: { piece: number; timeoutMs: number }): Promise<PlainAnswer> {
+export function plainGet(url: URL, headers: Record<string, string>, opts: { piece: number; timeoutMs: number; lookup?: LookupFunction }): Promise<PlainAnswer> {
   return new Promise<PlainAnswer>((resolve, reject) => {
     let head: Buffer | undefined = Buffer.alloc(0);
     let answer: PlainAnswer | undefined;
@@ -164,6 +165,7 @@ export function plainGet(url: URL, headers: Record<string, string>, opts: { piec
     const socket: Socket = connect({
       host: url.hostname.replace(/^\[|\]$/g, ''),
       port: Number(url.port || 80),
+      ...(opts.lookup ? { lookup: opts.lookup } : {}),
       noDelay: true,
       onread: {
         // asked before every read: the headers go to headBuffer, the body straight into the free
