@@ -133,6 +133,46 @@ export async function readIndexImages(tree: SourceTree, path: string): Promise<s
   return [...ids];
 }
 
+/** The parent an image json names (null: none); undefined when it is no JSON object or names no id. */
+function parentIn(raw: Buffer): string | null | undefined {
+  if (jsonDepthExceeds(raw, MAX_JSON_DEPTH)) return undefined;
+  let obj: unknown;
+  try {
+    obj = JSON.parse(raw.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) return undefined;
+  const p = (obj as { parent?: unknown }).parent;
+  return p === undefined || p === null || p === '' ? null : typeof p === 'string' ? p : undefined;
+}
+
+/**
+ * Image jsons read once for the chain checks and kept for their import, up to this many bytes in all
+ * (past it a json is read again): each was read twice before 2026-12-07, and an image whose json
+ * changed in between was refused although the json checked was good.
+ */
+const JSONS_KEPT_BYTES = 16 * 1024 * 1024;
+
+class KeptBytes {
+  private readonly kept = new Map<string, Buffer>();
+  private bytes = 0;
+  constructor(private readonly max: number) {}
+  put(key: string, b: Buffer): void {
+    if (this.kept.has(key) || this.bytes + b.length > this.max) return;
+    this.kept.set(key, b);
+    this.bytes += b.length;
+  }
+  take(key: string): Buffer | undefined {
+    const b = this.kept.get(key);
+    if (b) {
+      this.kept.delete(key);
+      this.bytes -= b.length;
+    }
+    return b;
+  }
+}
+
 type ImageOutcome = { ok: true; imported: boolean } | { ok: false; reason: string };
 
 /**
@@ -162,6 +202,8 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
   /** --dry-run: images already counted (nothing is written, so the store cannot tell) */
   const planned = new Set<string>();
   const batches = new ImportBatches(c.driver, c.images);
+  /** The image jsons the chain checks read (parentOf), kept for the import of each (bounded). */
+  const jsonsRead = new KeptBytes(JSONS_KEPT_BYTES);
 
   const importImageOnce = async (repo: RepoName, id: string, ancestry: readonly string[]): Promise<ImageOutcome> => {
     const scope = c.images.scopeOf(repo);
@@ -171,8 +213,11 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
       failed.set(id, reason);
       return { ok: false, reason };
     };
+    // the bytes whose parent the chain was checked against (one reading of each json), read again
+    // only when they were not kept (stageImport refuses a json naming another parent than the
+    // ancestry, as a push's PUT json is refused)
     // capped as a push's PUT json is (413 past max_json_size)
-    const json = await tree.read(`images/${id}/json`, c.config.max_json_size);
+    const json = jsonsRead.take(id) ?? (await tree.read(`images/${id}/json`, c.config.max_json_size));
     if (!json) return fail('no json in the source tree');
     if (await tree.size(`images/${id}/_inprogress`).then((s) => s !== undefined)) {
       const mark = (await tree.read(`images/${id}/_inprogress`))?.toString('utf8').trim();
@@ -291,11 +336,8 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
       // as importImage reads it (capped), and its depth checked before parsing as for a push: a json
       // that is neither is refused there, with why
       const raw = await orSkip(tree.read(`images/${id}/json`, c.config.max_json_size), () => undefined);
-      const obj: unknown = raw === SKIPPED || !raw || jsonDepthExceeds(raw, MAX_JSON_DEPTH) ? undefined : JSON.parse(raw.toString('utf8'));
-      if (obj !== null && typeof obj === 'object' && !Array.isArray(obj)) {
-        const p = (obj as { parent?: unknown }).parent;
-        parent = p === undefined || p === null || p === '' ? null : typeof p === 'string' ? p : undefined;
-      }
+      parent = raw === SKIPPED || !raw ? undefined : parentIn(raw);
+      if (raw !== SKIPPED && raw && parent !== undefined) jsonsRead.put(id, raw);
     } catch {
       parent = undefined;
     }
@@ -311,13 +353,18 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
       if (parent !== undefined && parent !== expected)
         return `image ${chain[i]}: its json names parent ${String(parent)}, the ancestry of ${top} says ${String(expected)}`;
     }
-    for (let i = chain.length - 1; i >= 0; i--) {
-      const id = chain[i]!;
-      const r = await importImage(repo, id, chain.slice(i));
-      report.tick();
-      if (!r.ok) return id === top ? `image ${id}: ${r.reason}` : `image ${id} (an ancestor of ${top}): ${r.reason}`;
+    try {
+      for (let i = chain.length - 1; i >= 0; i--) {
+        const id = chain[i]!;
+        const r = await importImage(repo, id, chain.slice(i));
+        report.tick();
+        if (!r.ok) return id === top ? `image ${id}: ${r.reason}` : `image ${id} (an ancestor of ${top}): ${r.reason}`;
+      }
+      return undefined;
+    } finally {
+      // what the chain did not use (an image present already, one that failed) is not kept
+      for (const id of chain) jsonsRead.take(id);
     }
-    return undefined;
   };
 
   const repositories = pool(repoDirs, Math.max(1, opts.concurrency ?? 4), async ({ dir, name: repo, shown }) => {
