@@ -89,9 +89,15 @@ export class StateFileError extends Error {}
 const DIGEST = /^sha256:[a-f0-9]{64}$|^sha512:[a-f0-9]{128}$/;
 
 /** What earlier runs got onto the target (the state file), appended to as this run goes. */
-class State {
+export class State {
   /** target repository → blobs known there */
   readonly blobs = new Map<string, Set<string>>();
+  /**
+   * blob → the first two target repositories known to hold it (a mount source other than any one
+   * repository is among them). holder() scanned every repository's set for each blob: a run over
+   * 20,000 repositories spent seconds per blob.
+   */
+  private readonly holders = new Map<string, string[]>();
   /** `repo:tag` → manifest digest pushed and verified */
   readonly tags = new Map<string, string>();
   constructor(
@@ -128,7 +134,11 @@ class State {
   private noteBlob(repo: string, digest: string): void {
     let s = this.blobs.get(repo);
     if (!s) this.blobs.set(repo, (s = new Set()));
+    if (s.has(digest)) return;
     s.add(digest);
+    const h = this.holders.get(digest);
+    if (!h) this.holders.set(digest, [repo]);
+    else if (h.length < 2) h.push(repo);
   }
   blob(repo: string, digest: string): void {
     if (this.blobs.get(repo)?.has(digest)) return;
@@ -141,8 +151,7 @@ class State {
   }
   /** Another target repository known to hold the blob (a mount source). */
   holder(digest: string, not: string): string | undefined {
-    for (const [repo, s] of this.blobs) if (repo !== not && s.has(digest)) return repo;
-    return undefined;
+    return this.holders.get(digest)?.find((repo) => repo !== not);
   }
 }
 
