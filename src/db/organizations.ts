@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { DbConflictError, DbNotFoundError } from './errors.js';
 import { isUniqueViolation, lockName, toDate, toNum, tsValue } from './rows.js';
+import { retireNamespace } from './users.js';
 
 /** An organization: a namespace shared by its members (names share one space with usernames). */
 export interface Organization {
@@ -70,9 +71,20 @@ export async function saveOrganization(db: Knex, input: { readonly id?: number; 
   }
 }
 
-/** Delete an organization and its memberships (its repositories stay, under the same namespace). */
+/**
+ * Delete an organization and its memberships (its repositories stay, under the same namespace). Its
+ * name is retired, as a deleted account's (db/users.ts removeUser): nobody takes the namespace, and
+ * what is stored under it, by signing up or creating an organization with the name.
+ */
 export async function removeOrganization(db: Knex, orgId: number): Promise<boolean> {
-  return (await db('organizations').where({ id: orgId }).delete()) > 0;
+  return db.transaction(async (trx) => {
+    const row = (await trx('organizations').where({ id: orgId }).first('name')) as { name: string } | undefined;
+    if (!row) return false;
+    await lockName(trx, row.name);
+    const n = await trx('organizations').where({ id: orgId }).delete();
+    await retireNamespace(trx, row.name);
+    return n > 0;
+  });
 }
 
 /** Add a member, or change the role of an existing one. */

@@ -190,10 +190,38 @@ export async function setActive(db: Knex, userId: number, active: boolean): Prom
 
 /**
  * Delete an account. Memberships, collaborations, stars and comments go with it; repositories it owned
- * keep existing with no owner (their namespace still says whose they were).
+ * keep existing with no owner (their namespace still says whose they were). Its name is retired in
+ * the same transaction: content stored under the namespace that the index has no record of (a
+ * manifest pushed by digest only, blobs never tagged) would otherwise go to whoever signs up with
+ * the name next (see `retireNamespace`).
  */
 export async function removeUser(db: Knex, userId: number): Promise<boolean> {
-  return (await db('users').where({ id: userId }).delete()) > 0;
+  return db.transaction(async (trx) => {
+    const row = (await trx('users').where({ id: userId }).first('username')) as { username: string } | undefined;
+    if (!row) return false;
+    await lockName(trx, row.username);
+    const n = await trx('users').where({ id: userId }).delete();
+    await retireNamespace(trx, row.username);
+    return n > 0;
+  });
+}
+
+/**
+ * Record that a namespace's account or organization was deleted: signup and organization creation
+ * then treat the name as taken (`IndexService.namespaceHeld`). An operator may still give the name
+ * out again on purpose with the CLI.
+ */
+export async function retireNamespace(db: Knex, name: string): Promise<void> {
+  await db('retired_namespaces')
+    .insert({ name, retired_at: tsValue(db, new Date()) })
+    .onConflict('name')
+    .ignore();
+}
+
+/** Whether a deleted account or organization had this name. */
+export async function isRetiredNamespace(db: Knex, name: string): Promise<boolean> {
+  if (HAS_NUL.test(name)) return false;
+  return (await db('retired_namespaces').where({ name }).first('name')) !== undefined;
 }
 
 /** Users by name, one page. */

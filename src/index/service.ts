@@ -2,7 +2,17 @@ import type { Knex } from 'knex';
 import { RegistryError } from '../errors/index.js';
 import type { RepoName } from '../content/names.js';
 import { V1TokenSigner, parseBasic, type V1Access, type V1TokenClaims } from '../auth/v1-token.js';
-import { clearLoginFailures, findUserById, findUserByName, loginAllowed, recordLoginFailure, saveUser, verifyPassword, type User } from '../db/users.js';
+import {
+  clearLoginFailures,
+  findUserById,
+  findUserByName,
+  isRetiredNamespace,
+  loginAllowed,
+  recordLoginFailure,
+  saveUser,
+  verifyPassword,
+  type User,
+} from '../db/users.js';
 import {
   findRepository,
   listImages,
@@ -122,13 +132,18 @@ export class IndexService {
 
   /**
    * Whether a namespace belongs to someone though no account or organization has its name: it
-   * holds repositories (an admin's push, a deleted account's or organization's leftovers) or it is
-   * a mirror prefix's (cached upstream images, and what the mirror's credentials fetch). Nobody
-   * inherits it by signing up or creating an organization after the fact.
+   * holds repositories (an admin's push, a deleted account's or organization's leftovers), it was a
+   * deleted account's or organization's name (db/users.ts retireNamespace: what it stored without a
+   * record of the index stays under it), or it is a mirror prefix's (cached upstream images, and
+   * what the mirror's credentials fetch). Nobody inherits it by signing up or creating an
+   * organization after the fact.
    */
   async namespaceHeld(namespace: string): Promise<boolean> {
     if (this.opts.mirroredNamespaces?.has(namespace)) return true;
-    return (await this.db('repositories').where({ namespace }).first('id')) !== undefined;
+    if ((await this.db('repositories').where({ namespace }).first('id')) !== undefined) return true;
+    // a deleted account's or organization's name: its namespace may hold content the index has no
+    // record of (a manifest pushed by digest, blobs never tagged), which goes to the namespace's owner
+    return isRetiredNamespace(this.db, namespace);
   }
 
   async findUser(id: number): Promise<User | undefined> {

@@ -1,0 +1,140 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { request } from '../helpers/http.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+import { S2, sha, Site, v2Image, type Creds, type V2Image } from '../helpers/accounts.js';
+import { findUserByName, removeUser, saveUser } from '../../src/db/users.js';
+import { addMember, findOrganizationByName, removeOrganization, saveOrganization } from '../../src/db/organizations.js';
+
+const HTML = { Accept: 'text/html' };
+
+/**
+ * Accounts and organizations over their lifetime (review of account and organization lifecycle):
+ * what a name leaves behind when its account or organization is deleted, and who may take it.
+ */
+describe('account and organization lifecycle', () => {
+  let s: TestServer;
+  let site: Site;
+
+  async function session(user: string, pw: string): Promise<{ cookie: string; csrf: string }> {
+    const form = await request(s.url, '/login', { headers: HTML });
+    const pre = String(form.headers['set-cookie']).split(';')[0]!;
+    const r = await request(s.url, '/login', {
+      method: 'POST',
+      headers: { Cookie: pre, 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: `_csrf=${pre.slice('lr_csrf='.length)}&username=${user}&password=${pw}`,
+    });
+    assert.equal(r.status, 303, r.text);
+    const cookie = String(r.headers['set-cookie']).split(';')[0]!;
+    const page = await request(s.url, '/account', { headers: { Cookie: cookie } });
+    const csrf = /<meta name="csrf-token" content="([^"]+)"/.exec(page.text)?.[1];
+    assert.ok(csrf);
+    return { cookie, csrf };
+  }
+
+  const signup = (username: string, password: string) =>
+    request(s.url, '/v1/users/', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ username, password, email: `${username}-${password}@example.net` }),
+    });
+
+  /** Blobs and a manifest pushed by digest only: storage holds them, the index has no record. */
+  async function pushByDigest(name: string, c: Creds, img: V2Image): Promise<void> {
+    const tok = await site.bearer(c, `repository:${name}:pull,push`);
+    for (const b of [img.config, ...img.layers]) {
+      const r = await site.v2(`/v2/${name}/blobs/uploads/?digest=${sha(b)}`, tok, {
+        method: 'POST',
+        body: b,
+        headers: { 'Content-Type': 'application/octet-stream' },
+      });
+      assert.equal(r.status, 201, r.text);
+    }
+    const put = await site.v2(`/v2/${name}/manifests/${img.digest}`, tok, { method: 'PUT', body: img.manifest, headers: { 'Content-Type': S2 } });
+    assert.equal(put.status, 201, put.text);
+    assert.equal((await s.db!('repositories').where({ namespace: name.split('/')[0] })).length, 0, 'the index keeps no record of it');
+  }
+
+  /** What `c` reads of the image in `name` over v2: manifest and config statuses. */
+  async function reads(name: string, c: Creds, img: V2Image): Promise<[number, number]> {
+    const t = await site.bearer(c, `repository:${name}:pull`);
+    const m = await site.v2(`/v2/${name}/manifests/${img.digest}`, t, { headers: { Accept: S2 } });
+    const b = await site.v2(`/v2/${name}/blobs/${sha(img.config)}`, t);
+    return [m.status, b.status];
+  }
+
+  before(async () => {
+    s = await startTestServer({ v2: true, storage_delete: true, bcrypt_cost: 4, token_cache_ttl: 0, signup: true, signup_active: true });
+    site = new Site(s.url, s.url);
+    for (const u of ['alice', 'olga', 'mallory']) {
+      await saveUser(s.db!, { username: u, email: `${u}@example.com`, password: `${u}pw1`, active: true }, { cost: 4 });
+    }
+  });
+  after(async () => {
+    await s?.stop();
+  });
+
+  it("a deleted account's name is not given to the next signup: its untagged content stays out of reach", async () => {
+    const ALICE: Creds = ['alice', 'alicepw1'];
+    const img = v2Image('alice-vault');
+    await pushByDigest('alice/vault', ALICE, img);
+    assert.deepEqual(await reads('alice/vault', ALICE, img), [200, 200], 'alice reads her own');
+    assert.deepEqual(await reads('alice/vault', ['mallory', 'mallorypw1'], img), [401, 401], 'nobody else does');
+    // the operator deletes the account (`legacy-registry user rm alice`)
+    assert.ok(await removeUser(s.db!, (await findUserByName(s.db!, 'alice'))!.id));
+    // before: 201, and the new "alice" read the old one's manifest and blobs (200, 200)
+    const r = await signup('alice', 'mallorypw2');
+    assert.equal(r.status, 400, r.text);
+    assert.equal(r.text, '"Username or email already exists"');
+    assert.equal(await findUserByName(s.db!, 'alice'), undefined);
+    // and the web UI's signup form says the same
+    const form = await request(s.url, '/signup', { headers: HTML });
+    const pre = String(form.headers['set-cookie']).split(';')[0]!;
+    const w = await request(s.url, '/signup', {
+      method: 'POST',
+      headers: { Cookie: pre, 'Content-Type': 'application/x-www-form-urlencoded', ...HTML },
+      body: new URLSearchParams({ _csrf: pre.slice('lr_csrf='.length), username: 'alice', email: 'x@example.net', password: 'mallorypw2' }).toString(),
+    });
+    assert.equal(w.status, 400, w.text.slice(0, 200));
+    assert.equal(await findUserByName(s.db!, 'alice'), undefined);
+  });
+
+  it("nor does an organization created with a deleted account's name inherit it", async () => {
+    const OLGA: Creds = ['olga', 'olgapw1'];
+    const img = v2Image('olga-vault');
+    await pushByDigest('olga/vault', OLGA, img);
+    assert.ok(await removeUser(s.db!, (await findUserByName(s.db!, 'olga'))!.id));
+    const mallory = await session('mallory', 'mallorypw1');
+    const r = await request(s.url, '/account/organizations', {
+      method: 'POST',
+      headers: { Cookie: mallory.cookie, 'Content-Type': 'application/x-www-form-urlencoded', ...HTML },
+      body: new URLSearchParams({ _csrf: mallory.csrf, name: 'olga' }).toString(),
+    });
+    // before: 303 to /u/olga/, mallory its owner, reading olga/vault
+    assert.equal(r.status, 409, r.text.slice(0, 200));
+    assert.equal(await findOrganizationByName(s.db!, 'olga'), undefined);
+    assert.deepEqual(await reads('olga/vault', ['mallory', 'mallorypw1'], img), [401, 401]);
+  });
+
+  it("a deleted organization's name is retired too", async () => {
+    const team = (await saveOrganization(s.db!, { name: 'oldteam' }))!;
+    const keeper = (await saveUser(s.db!, { username: 'keeper', email: 'keeper@example.com', password: 'keeperpw1', active: true }, { cost: 4 }))!;
+    await addMember(s.db!, team.id, keeper.id, 'owner');
+    const img = v2Image('oldteam-vault');
+    await pushByDigest('oldteam/vault', ['keeper', 'keeperpw1'], img);
+    assert.ok(await removeOrganization(s.db!, team.id));
+    assert.equal((await signup('oldteam', 'mallorypw2')).status, 400);
+    const sess = await session('mallory', 'mallorypw1');
+    const r = await request(s.url, '/account/organizations', {
+      method: 'POST',
+      headers: { Cookie: sess.cookie, 'Content-Type': 'application/x-www-form-urlencoded', ...HTML },
+      body: new URLSearchParams({ _csrf: sess.csrf, name: 'oldteam' }).toString(),
+    });
+    assert.equal(r.status, 409);
+    assert.deepEqual(await reads('oldteam/vault', ['mallory', 'mallorypw1'], img), [401, 401]);
+  });
+
+  it('names never used stay free', async () => {
+    assert.equal((await signup('newcomer', 'newcomerpw')).status, 201);
+  });
+});
