@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { S2, sha, Site, v2Image, type Creds, type V2Image } from '../helpers/accounts.js';
+import { pushV2Image, S2, sha, Site, v2Image, type Creds, type V2Image } from '../helpers/accounts.js';
 import { findUserByName, removeUser, saveUser } from '../../src/db/users.js';
 import { addMember, findOrganizationByName, removeOrganization, saveOrganization } from '../../src/db/organizations.js';
 
@@ -132,6 +132,41 @@ describe('account and organization lifecycle', () => {
     });
     assert.equal(r.status, 409);
     assert.deepEqual(await reads('oldteam/vault', ['mallory', 'mallorypw1'], img), [401, 401]);
+  });
+
+  it("a deleted account's v1 token and web session, and a removed member's, stop at once", async () => {
+    const dora = (await saveUser(s.db!, { username: 'dora', email: 'dora@example.com', password: 'dorapw1', active: true }, { cost: 4 }))!;
+    const eve = (await saveUser(s.db!, { username: 'evem', email: 'evem@example.com', password: 'evempw1', active: true }, { cost: 4 }))!;
+    const org = (await saveOrganization(s.db!, { name: 'crew' }))!;
+    await addMember(s.db!, org.id, dora.id, 'owner');
+    await addMember(s.db!, org.id, eve.id, 'member');
+    const DORA: Creds = ['dora', 'dorapw1'];
+    const EVE: Creds = ['evem', 'evempw1'];
+    await pushV2Image(site, 'crew/priv', 'latest', await site.bearer(DORA, 'repository:crew/priv:pull,push'), v2Image('crew'));
+    await site.setAccess('crew/priv', DORA, 'private');
+    const eveToken = await site.readToken('crew/priv', EVE);
+    const doraToken = await site.readToken('crew/priv', DORA);
+    assert.ok(eveToken && doraToken);
+    const eveWeb = await session('evem', 'evempw1');
+    const doraWeb = await session('dora', 'dorapw1');
+    const page = async (cookie: string) => (await request(s.url, '/u/crew/priv/', { headers: { ...HTML, Cookie: cookie } })).status;
+    assert.equal(await page(eveWeb.cookie), 200);
+    assert.equal((await site.regGet('/v1/repositories/crew/priv/tags', eveToken)).status, 200);
+    // eve leaves the organization (an owner's form), dora's account is deleted
+    const removed = await request(s.url, '/orgs/crew/members/remove', {
+      method: 'POST',
+      headers: { Cookie: doraWeb.cookie, 'Content-Type': 'application/x-www-form-urlencoded', ...HTML },
+      body: new URLSearchParams({ _csrf: doraWeb.csrf, username: 'evem' }).toString(),
+    });
+    assert.equal(removed.status, 303);
+    assert.equal(await page(eveWeb.cookie), 404);
+    assert.equal((await site.regGet('/v1/repositories/crew/priv/tags', eveToken)).status, 401);
+    assert.equal(await site.bearer(EVE, 'repository:crew/priv:pull').then((t) => site.v2('/v2/crew/priv/tags/list', t).then((r) => r.status)), 401);
+    assert.ok(await removeUser(s.db!, dora.id));
+    assert.equal((await site.regGet('/v1/repositories/crew/priv/tags', doraToken)).status, 401);
+    const gone = await request(s.url, '/account', { headers: { ...HTML, Cookie: doraWeb.cookie } });
+    assert.equal(gone.status, 303, 'signed out: the session went with the account');
+    assert.match(String(gone.headers.location), /^\/login/);
   });
 
   it('names never used stay free', async () => {
