@@ -33,6 +33,9 @@ function toOrganization(r: OrgRow): Organization {
 }
 
 export async function findOrganizationByName(db: Knex, name: string): Promise<Organization | undefined> {
+  // PostgreSQL refuses a NUL in text (an error, a 500 on the web UI's /orgs/<name>/… routes): no
+  // organization has one
+  if (name.includes('\0')) return undefined;
   const row = (await db('organizations').select('id', 'name', 'created_at').where({ name }).first()) as OrgRow | undefined;
   return row && toOrganization(row);
 }

@@ -113,6 +113,27 @@ for (const engine of ['sqlite', 'pg'] as const) {
       }
     });
 
+    it('an organization name holding NUL on the web UI: 404, as any unknown organization', async () => {
+      const page = await request(s.url, '/login', { headers: { Accept: 'text/html' } });
+      const pre = String(page.headers['set-cookie']).split(';')[0]!;
+      const login = await request(s.url, '/login', {
+        method: 'POST',
+        headers: { Cookie: pre, 'Content-Type': 'application/x-www-form-urlencoded' },
+        body: `_csrf=${pre.slice(8)}&username=alice&password=alicepw`,
+      });
+      const cookie = String(login.headers['set-cookie']).split(';')[0]!;
+      const account = await request(s.url, '/account', { headers: { Cookie: cookie, Accept: 'text/html' } });
+      const csrf = /<meta name="csrf-token" content="([^"]+)"/.exec(account.text)![1]!;
+      for (const path of ['/orgs/x%00y/members', '/orgs/%00/members/remove']) {
+        const r = await request(s.url, path, {
+          method: 'POST',
+          headers: { Cookie: cookie, 'Content-Type': 'application/x-www-form-urlencoded' },
+          body: `_csrf=${csrf}&username=alice&role=member`,
+        });
+        assert.equal(r.status, 404, `${path}: ${r.text.slice(0, 300)}`);
+      }
+    });
+
     it("a receiver's callback holding NUL: 400 Invalid data, the delivery's callback unchanged", async () => {
       for (const field of ['description', 'context', 'target_url']) {
         const r = await request(s.url, `/u/alice/app/hook/${token}/`, {
