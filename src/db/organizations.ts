@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { DbConflictError, DbNotFoundError } from './errors.js';
-import { isUniqueViolation, lockName, toDate, toNum, tsValue } from './rows.js';
+import { forUpdate, isUniqueViolation, lockName, toDate, toNum, tsValue } from './rows.js';
 import { retireNamespace } from './users.js';
 
 /** An organization: a namespace shared by its members (names share one space with usernames). */
@@ -103,6 +103,26 @@ export async function addMember(db: Knex, orgId: number, userId: number, role: M
     }
     throw e;
   }
+}
+
+/**
+ * Give a member another role, or remove them ('remove'), unless that leaves the organization
+ * without an owner: 'last-owner' then, and nothing changes. The owners are read and the change made
+ * in one transaction, the organization's row locked (PostgreSQL; SQLite runs one writer at a time):
+ * two owners removing each other at once left the organization with none, each request having seen
+ * the other still there.
+ */
+export async function changeMemberKeepingOwner(db: Knex, orgId: number, userId: number, change: MemberRole | 'remove'): Promise<'ok' | 'last-owner'> {
+  return db.transaction(async (trx) => {
+    await forUpdate(trx, trx('organizations').where({ id: orgId }).first('id'));
+    if (change !== 'owner') {
+      const owners = (await trx('organization_members').where({ org_id: orgId, role: 'owner' }).select('user_id')) as { user_id: unknown }[];
+      if (owners.every((o) => toNum(o.user_id) === userId)) return 'last-owner';
+    }
+    if (change === 'remove') await removeMember(trx, orgId, userId);
+    else await addMember(trx, orgId, userId, change);
+    return 'ok';
+  });
 }
 
 export async function removeMember(db: Knex, orgId: number, userId: number): Promise<boolean> {

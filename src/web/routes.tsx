@@ -25,11 +25,11 @@ import {
 import { findUserByName, listUsers, saveUser, setActive, setPassword, type User } from '../db/users.js';
 import {
   addMember,
+  changeMemberKeepingOwner,
   findMemberRole,
   findOrganizationByName,
   listMembers,
   listOrganizationsForUser,
-  removeMember,
   saveOrganization,
 } from '../db/organizations.js';
 import { DbConflictError } from '../db/errors.js';
@@ -836,11 +836,8 @@ export function webRouter(deps: WebDeps): Router {
       const other = await findUserByName(db, (f.get('username') ?? '').trim().slice(0, 255));
       if (!other) throw new WebError(400, 'No such account', 'There is no account by that name.');
       const role = f.get('role') === 'owner' ? 'owner' : 'member';
-      const members = await listMembers(db, org.id);
-      if (role === 'member' && members.filter((m) => m.role === 'owner').every((m) => m.userId === other.id)) {
+      if ((await changeMemberKeepingOwner(db, org.id, other.id, role)) === 'last-owner')
         throw new WebError(400, 'Not saved', 'An organization keeps at least one owner.');
-      }
-      await addMember(db, org.id, other.id, role);
       redirect(ctx, `/u/${org.name}/`, 'member-saved');
     }),
   );
@@ -850,12 +847,8 @@ export function webRouter(deps: WebDeps): Router {
     handle(async (ctx, id) => {
       const org = await orgOwner(ctx, id);
       const other = await findUserByName(db, (form(ctx).get('username') ?? '').slice(0, 255));
-      if (other) {
-        const members = await listMembers(db, org.id);
-        if (members.filter((m) => m.role === 'owner').every((m) => m.userId === other.id))
-          throw new WebError(400, 'Not removed', 'An organization keeps at least one owner.');
-        await removeMember(db, org.id, other.id);
-      }
+      if (other && (await changeMemberKeepingOwner(db, org.id, other.id, 'remove')) === 'last-owner')
+        throw new WebError(400, 'Not removed', 'An organization keeps at least one owner.');
       redirect(ctx, `/u/${org.name}/`, 'member-removed');
     }),
   );
