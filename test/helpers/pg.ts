@@ -24,3 +24,21 @@ export async function pgMissing(alsoRequiredBy?: string): Promise<string | undef
     await db.destroy();
   }
 }
+
+/**
+ * A database of its own on the suites' PostgreSQL (named `lr_<prefix>_<pid>_<time>`): its URL for
+ * `sqlalchemy_index_database`, and `drop()` to remove it after the suite.
+ */
+export async function pgDatabase(prefix: string): Promise<{ readonly url: string; drop(): Promise<void> }> {
+  const name = `lr_${prefix}_${process.pid}_${Date.now().toString(36)}`;
+  const admin = async (sql: string): Promise<void> => {
+    const db = createDb(PG_URL, tmpdir(), { poolMax: 1 });
+    try {
+      await db.raw(sql);
+    } finally {
+      await db.destroy();
+    }
+  };
+  await admin(`create database ${name}`);
+  return { url: PG_URL.replace(/\/[^/?]*(\?.*)?$/, `/${name}`), drop: () => admin(`drop database if exists ${name}`) };
+}

@@ -1,6 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from '../helpers/http.js';
+import { webSession } from '../helpers/web-session.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { pushV2Image, S2, sha, Site, v2Image, type Creds, type V2Image } from '../helpers/accounts.js';
 import { findUserByName, removeUser, saveUser } from '../../src/db/users.js';
@@ -16,21 +17,7 @@ describe('account and organization lifecycle', () => {
   let s: TestServer;
   let site: Site;
 
-  async function session(user: string, pw: string): Promise<{ cookie: string; csrf: string }> {
-    const form = await request(s.url, '/login', { headers: HTML });
-    const pre = String(form.headers['set-cookie']).split(';')[0]!;
-    const r = await request(s.url, '/login', {
-      method: 'POST',
-      headers: { Cookie: pre, 'Content-Type': 'application/x-www-form-urlencoded' },
-      body: `_csrf=${pre.slice('lr_csrf='.length)}&username=${user}&password=${pw}`,
-    });
-    assert.equal(r.status, 303, r.text);
-    const cookie = String(r.headers['set-cookie']).split(';')[0]!;
-    const page = await request(s.url, '/account', { headers: { Cookie: cookie } });
-    const csrf = /<meta name="csrf-token" content="([^"]+)"/.exec(page.text)?.[1];
-    assert.ok(csrf);
-    return { cookie, csrf };
-  }
+  const session = (user: string, pw: string) => webSession(s.url, user, pw);
 
   const signup = (username: string, password: string) =>
     request(s.url, '/v1/users/', {

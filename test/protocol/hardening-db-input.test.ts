@@ -1,13 +1,12 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { tmpdir } from 'node:os';
 import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { createDb } from '../../src/db/knex.js';
 import { saveUser } from '../../src/db/users.js';
 import { findRepository, saveRepository } from '../../src/db/repositories.js';
 import { createHook, enqueueTest } from '../../src/webhooks/store.js';
-import { PG_URL, pgMissing } from '../helpers/pg.js';
+import { pgDatabase, pgMissing } from '../helpers/pg.js';
+import { webSession } from '../helpers/web-session.js';
 
 const pgSkip = await pgMissing();
 const basic = (u: string, p: string): string => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`;
@@ -23,20 +22,11 @@ const ID = 'b'.repeat(64);
 for (const engine of ['sqlite', 'pg'] as const) {
   describe(`hardening: input the index database cannot store [${engine}]`, engine === 'pg' && pgSkip ? { skip: pgSkip } : {}, () => {
     let s: TestServer;
-    let database: string | undefined;
+    let pg: Awaited<ReturnType<typeof pgDatabase>> | undefined;
     let token = '';
     before(async () => {
-      let overrides: Record<string, unknown> = {};
-      if (engine === 'pg') {
-        database = `lr_dbinput_${process.pid}_${Date.now().toString(36)}`;
-        const admin = createDb(PG_URL, tmpdir(), { poolMax: 1 });
-        try {
-          await admin.raw(`create database ${database}`);
-        } finally {
-          await admin.destroy();
-        }
-        overrides = { sqlalchemy_index_database: PG_URL.replace(/\/[^/?]*(\?.*)?$/, `/${database}`) };
-      }
+      if (engine === 'pg') pg = await pgDatabase('dbinput');
+      const overrides = pg ? { sqlalchemy_index_database: pg.url } : {};
       s = await startTestServer({ bcrypt_cost: 4, ...overrides });
       await saveUser(s.db!, { username: 'alice', email: 'alice@example.com', password: 'alicepw', active: true }, { cost: 4 });
       const { repository } = await saveRepository(s.db!, { namespace: 'alice', name: 'app', ownerId: (await s.db!('users').first('id')).id as number });
@@ -48,14 +38,7 @@ for (const engine of ['sqlite', 'pg'] as const) {
     });
     after(async () => {
       await s?.stop();
-      if (database) {
-        const admin = createDb(PG_URL, tmpdir(), { poolMax: 1 });
-        try {
-          await admin.raw(`drop database if exists ${database}`);
-        } finally {
-          await admin.destroy();
-        }
-      }
+      await pg?.drop();
     });
 
     it('a comment holding NUL: 400 Invalid data, nothing stored', async () => {
@@ -114,16 +97,7 @@ for (const engine of ['sqlite', 'pg'] as const) {
     });
 
     it('an organization name holding NUL on the web UI: 404, as any unknown organization', async () => {
-      const page = await request(s.url, '/login', { headers: { Accept: 'text/html' } });
-      const pre = String(page.headers['set-cookie']).split(';')[0]!;
-      const login = await request(s.url, '/login', {
-        method: 'POST',
-        headers: { Cookie: pre, 'Content-Type': 'application/x-www-form-urlencoded' },
-        body: `_csrf=${pre.slice(8)}&username=alice&password=alicepw`,
-      });
-      const cookie = String(login.headers['set-cookie']).split(';')[0]!;
-      const account = await request(s.url, '/account', { headers: { Cookie: cookie, Accept: 'text/html' } });
-      const csrf = /<meta name="csrf-token" content="([^"]+)"/.exec(account.text)![1]!;
+      const { cookie, csrf } = await webSession(s.url, 'alice', 'alicepw');
       for (const path of ['/orgs/x%00y/members', '/orgs/%00/members/remove']) {
         const r = await request(s.url, path, {
           method: 'POST',

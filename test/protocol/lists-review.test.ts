@@ -7,10 +7,9 @@ import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { pushV2 } from '../helpers/v2-client.js';
 import { makeImage, pushImage, putTag } from '../helpers/v1-client.js';
-import { createDb } from '../../src/db/knex.js';
 import { saveUser } from '../../src/db/users.js';
 import { saveRepository } from '../../src/db/repositories.js';
-import { PG_URL, pgMissing } from '../helpers/pg.js';
+import { pgDatabase, pgMissing } from '../helpers/pg.js';
 
 /**
  * Review of the listing routes (search, catalog, tags/list) of 2026-12-07: what a client puts in
@@ -24,20 +23,11 @@ const basic = (u: string, p: string): string => `Basic ${Buffer.from(`${u}:${p}`
 for (const engine of ['sqlite', 'pg'] as const) {
   describe(`lists review: search and catalog input [${engine}]`, engine === 'pg' && pgSkip ? { skip: pgSkip } : {}, () => {
     let s: TestServer;
-    let database: string | undefined;
+    let pg: Awaited<ReturnType<typeof pgDatabase>> | undefined;
     let catalogToken = '';
     before(async () => {
-      let overrides: Record<string, unknown> = {};
-      if (engine === 'pg') {
-        database = `lr_lists_${process.pid}_${Date.now().toString(36)}`;
-        const admin = createDb(PG_URL, tmpdir(), { poolMax: 1 });
-        try {
-          await admin.raw(`create database ${database}`);
-        } finally {
-          await admin.destroy();
-        }
-        overrides = { sqlalchemy_index_database: PG_URL.replace(/\/[^/?]*(\?.*)?$/, `/${database}`) };
-      }
+      if (engine === 'pg') pg = await pgDatabase('lists');
+      const overrides = pg ? { sqlalchemy_index_database: pg.url } : {};
       s = await startTestServer({ bcrypt_cost: 4, v2: true, ...overrides });
       await saveUser(s.db!, { username: 'alice', email: 'alice@example.com', password: 'alicepw', active: true }, { cost: 4 });
       const ownerId = (await s.db!('users').first('id')).id as number;
@@ -50,14 +40,7 @@ for (const engine of ['sqlite', 'pg'] as const) {
     });
     after(async () => {
       await s?.stop();
-      if (database) {
-        const admin = createDb(PG_URL, tmpdir(), { poolMax: 1 });
-        try {
-          await admin.raw(`drop database if exists ${database}`);
-        } finally {
-          await admin.destroy();
-        }
-      }
+      await pg?.drop();
     });
 
     // Non-ASCII words are searched in SQL on PostgreSQL: OFFSET (page - 1) × n past a bigint was a

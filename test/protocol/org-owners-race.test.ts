@@ -1,16 +1,13 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { tmpdir } from 'node:os';
 import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { createDb } from '../../src/db/knex.js';
 import { saveUser, type User } from '../../src/db/users.js';
 import { addMember, listMembers, saveOrganization } from '../../src/db/organizations.js';
-import { PG_URL, pgMissing } from '../helpers/pg.js';
+import { pgDatabase, pgMissing } from '../helpers/pg.js';
+import { webSession } from '../helpers/web-session.js';
 
 const pgSkip = await pgMissing();
-const HTML = { Accept: 'text/html' };
-
 /**
  * Two owners of an organization removing each other (or demoting each other) at the same moment:
  * one of them stays owner. Each request read the owners, saw the other one, and removed: the
@@ -19,46 +16,16 @@ const HTML = { Accept: 'text/html' };
 for (const engine of ['sqlite', 'pg'] as const) {
   describe(`organization owners removing each other at once [${engine}]`, engine === 'pg' && pgSkip ? { skip: pgSkip } : {}, () => {
     let s: TestServer;
-    let database: string | undefined;
+    let pg: Awaited<ReturnType<typeof pgDatabase>> | undefined;
     before(async () => {
-      let overrides: Record<string, unknown> = {};
-      if (engine === 'pg') {
-        database = `lr_orgrace_${process.pid}_${Date.now().toString(36)}`;
-        const admin = createDb(PG_URL, tmpdir(), { poolMax: 1 });
-        try {
-          await admin.raw(`create database ${database}`);
-        } finally {
-          await admin.destroy();
-        }
-        overrides = { sqlalchemy_index_database: PG_URL.replace(/\/[^/?]*(\?.*)?$/, `/${database}`) };
-      }
-      s = await startTestServer({ bcrypt_cost: 4, ...overrides });
+      if (engine === 'pg') pg = await pgDatabase('orgrace');
+      s = await startTestServer({ bcrypt_cost: 4, ...(pg ? { sqlalchemy_index_database: pg.url } : {}) });
     });
     after(async () => {
       await s?.stop();
-      if (database) {
-        const admin = createDb(PG_URL, tmpdir(), { poolMax: 1 });
-        try {
-          await admin.raw(`drop database if exists ${database}`);
-        } finally {
-          await admin.destroy();
-        }
-      }
+      await pg?.drop();
     });
-
-    async function session(user: string): Promise<{ cookie: string; csrf: string }> {
-      const form = await request(s.url, '/login', { headers: HTML });
-      const pre = String(form.headers['set-cookie']).split(';')[0]!;
-      const r = await request(s.url, '/login', {
-        method: 'POST',
-        headers: { Cookie: pre, 'Content-Type': 'application/x-www-form-urlencoded' },
-        body: `_csrf=${pre.slice('lr_csrf='.length)}&username=${user}&password=${user}pw1`,
-      });
-      assert.equal(r.status, 303, r.text);
-      const cookie = String(r.headers['set-cookie']).split(';')[0]!;
-      const page = await request(s.url, '/account', { headers: { Cookie: cookie } });
-      return { cookie, csrf: /<meta name="csrf-token" content="([^"]+)"/.exec(page.text)![1]! };
-    }
+    const session = (user: string) => webSession(s.url, user, `${user}pw1`);
 
     it('one owner always stays, whichever request wins', async () => {
       const users: User[] = [];
