@@ -20,7 +20,10 @@ interface UploadState {
   readonly parted?: ResumableState | null;
 }
 
-/** Hashes and counts bytes on their way to storage, without copying them. */
+/**
+ * Hashes and counts bytes on their way to storage, without copying them. `limit`: the bytes this
+ * body may still bring (Infinity: no cap; 0: none, e.g. a session already holding max_layer_size).
+ */
 class HashTap extends Transform implements HashingStage {
   bytes = 0;
   constructor(
@@ -31,7 +34,7 @@ class HashTap extends Transform implements HashingStage {
   }
   override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
     this.bytes += chunk.length;
-    if (this.limit > 0 && this.bytes > this.limit) {
+    if (this.bytes > this.limit) {
       cb(new V2Error('SIZE_INVALID', undefined, 'blob exceeds the configured maximum size'));
       return;
     }
@@ -413,7 +416,7 @@ export class V2Uploads {
   /** A whole blob through BlobStore.ingest, verified against digest; the errors as the v2 API's. */
   private async ingestWhole(digest: string, body: Readable, contentLength: number | undefined, beforePublish?: () => Promise<void>): Promise<number> {
     try {
-      const { size } = await this.blobs.ingest(body, new HashTap(createHash('sha256'), this.maxSize), {
+      const { size } = await this.blobs.ingest(body, new HashTap(createHash('sha256'), this.maxSize > 0 ? this.maxSize : Infinity), {
         maxSize: 0,
         digest,
         ...(contentLength !== undefined ? { expectedSize: contentLength } : {}),
@@ -563,7 +566,9 @@ export class V2Uploads {
   ): Promise<{ hash: Hash; offset: number; parted?: ResumableState | null }> {
     const { hash, st: at } = await this.hashAt(uuid, claim, st);
     this.hashes.delete(uuid); // until this write is complete, nobody may continue from it
-    const tap = new HashTap(hash, this.maxSize > 0 ? this.maxSize - st.offset : 0);
+    // what the session may still take: none once it holds max_layer_size (before 2026-12-07 a
+    // session filled to exactly the cap had no cap left at all: 0 read as "unlimited")
+    const tap = new HashTap(hash, this.maxSize > 0 ? this.maxSize - st.offset : Infinity);
     // with resumable writers (object stores) a PATCH adds parts to an upload kept open, and the
     // last request completes it; else the claimed file is appended to
     const resumable = this.resumable ? await this.driver.resumableWriter!(blobKey(uuid), at.parted ?? undefined) : undefined;
