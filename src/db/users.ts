@@ -183,9 +183,16 @@ export async function setPassword(db: Knex, userId: number, password: string, op
   return (await db('users').where({ id: userId }).update({ password_hash: passwordHash })) > 0;
 }
 
-/** Activate or deactivate an account. Returns false for an unknown user. */
+/**
+ * Activate or deactivate an account. Returns false for an unknown user. Deactivating ends the
+ * account's web UI sessions (their rows go): a later activation does not bring them back.
+ */
 export async function setActive(db: Knex, userId: number, active: boolean): Promise<boolean> {
-  return (await db('users').where({ id: userId }).update({ active })) > 0;
+  return db.transaction(async (trx) => {
+    const found = (await trx('users').where({ id: userId }).update({ active })) > 0;
+    if (found && !active) await trx('web_sessions').where({ user_id: userId }).delete();
+    return found;
+  });
 }
 
 /**

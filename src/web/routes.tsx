@@ -886,7 +886,7 @@ export function webRouter(deps: WebDeps): Router {
       const other = await findUserByName(db, (f.get('username') ?? '').slice(0, 255));
       if (!other) throw new WebError(400, 'No such account', 'There is no account by that name.');
       if (other.id === me.id) throw new WebError(400, 'Not saved', 'You cannot deactivate yourself.');
-      // a deactivated account's sessions end at their next request (Sessions.identify checks)
+      // deactivating ends the account's sessions (setActive removes them; Sessions.identify checks too)
       await setActive(db, other.id, f.get('active') === '1');
       redirect(ctx, '/admin/users', 'user-saved');
     }),

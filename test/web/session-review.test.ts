@@ -1,0 +1,59 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { saveUser } from '../../src/db/users.js';
+import { request } from '../helpers/http.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+
+/**
+ * Adversarial review of the web UI's sessions (2026-12-07), over HTTP: what a session is after
+ * the events that end it. Each case failed before its fix.
+ */
+const HTML = { Accept: 'text/html' };
+const FORM = 'application/x-www-form-urlencoded';
+
+describe('web UI sessions end for good', () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startTestServer({ bcrypt_cost: 4 }, { role: 'index' });
+    await saveUser(s.db!, { username: 'alice', email: 'alice@example.com', password: 'alicepw1', active: true }, { cost: 4 });
+    await saveUser(s.db!, { username: 'root', email: 'root@example.com', password: 'rootpw1', active: true, admin: true }, { cost: 4 });
+  });
+  after(() => s?.stop());
+
+  /** Sign in through the form: the session cookie (name=value). */
+  async function login(username: string, password: string): Promise<string> {
+    const page = await request(s.url, '/login', { headers: HTML });
+    const pre = String(page.headers['set-cookie']).split(';')[0]!;
+    const r = await request(s.url, '/login', {
+      method: 'POST',
+      headers: { Cookie: pre, 'Content-Type': FORM },
+      body: new URLSearchParams({ _csrf: pre.slice('lr_csrf='.length), username, password }).toString(),
+    });
+    assert.equal(r.status, 303, r.text);
+    return String(r.headers['set-cookie']).split(';')[0]!;
+  }
+  const csrfOf = (html: string): string => /<meta name="csrf-token" content="([^"]+)"/.exec(html)![1]!;
+  /** Whether the cookie is a live session: /account answers its page, else the login form's redirect. */
+  const signedIn = async (cookie: string): Promise<boolean> => (await request(s.url, '/account', { headers: { ...HTML, Cookie: cookie } })).status === 200;
+
+  it('deactivating an account ends its sessions: activating it again later does not bring them back', async () => {
+    const alice = await login('alice', 'alicepw1');
+    assert.equal(await signedIn(alice), true);
+    const root = await login('root', 'rootpw1');
+    const admin = await request(s.url, '/admin/users', { headers: { ...HTML, Cookie: root } });
+    assert.equal(admin.status, 200);
+    const active = (on: boolean) =>
+      request(s.url, '/admin/users/active', {
+        method: 'POST',
+        headers: { Cookie: root, 'Content-Type': FORM },
+        body: new URLSearchParams({ _csrf: csrfOf(admin.text), username: 'alice', active: on ? '1' : '0' }).toString(),
+      });
+    // the stolen cookie is not used while the account is off (nothing visits to remove it)
+    assert.equal((await active(false)).status, 303);
+    assert.equal((await active(true)).status, 303);
+    // before: the session was only refused while the account was inactive, and came back with it
+    assert.equal(await signedIn(alice), false, 'a session of the deactivated account is over');
+    // the account itself works again: a new sign-in is a new session
+    assert.equal(await signedIn(await login('alice', 'alicepw1')), true);
+  });
+});
