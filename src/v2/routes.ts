@@ -104,7 +104,8 @@ export function v2Routes(deps: V2Deps) {
     catalog: { GET: catalog.list, HEAD: catalog.list },
     blob: { GET: blobs.get, HEAD: blobs.get, DELETE: blobs.delete },
     uploads: { POST: uploads.start },
-    upload: { GET: uploads.status, PATCH: uploads.append, PUT: uploads.finish, DELETE: uploads.cancel },
+    // HEAD answers the status as GET does (distribution's blobUploadDispatcher)
+    upload: { GET: uploads.status, HEAD: uploads.status, PATCH: uploads.append, PUT: uploads.finish, DELETE: uploads.cancel },
     manifest: { GET: manifests.get, HEAD: manifests.get, PUT: manifests.put, DELETE: manifests.delete },
     tags: { GET: tags.list, HEAD: tags.list },
     referrers: { GET: referrers.list, HEAD: referrers.list },

@@ -7,7 +7,7 @@ import { blobCreated, declaredLength, digestParam, principalOf, type RepoRequest
 
 /**
  * /v2/<name>/blobs/uploads/ (POST: start, mount, or a whole blob in one request) and
- * /v2/<name>/blobs/uploads/<uuid> (GET status, PATCH a chunk, PUT finish, DELETE cancel).
+ * /v2/<name>/blobs/uploads/<uuid> (GET or HEAD status, PATCH a chunk, PUT finish, DELETE cancel).
  */
 export function uploadHandlers(deps: V2Deps) {
   const { blobs, uploads } = deps;
@@ -66,7 +66,7 @@ export function uploadHandlers(deps: V2Deps) {
 
   type SessionRequest = RepoRequest<V2RouteOf<'upload'>>;
 
-  /** GET …/uploads/<uuid>: how much of the session has arrived. */
+  /** GET (or HEAD) …/uploads/<uuid>: how much of the session has arrived. */
   async function status(ctx: Context, { route, name, base }: SessionRequest): Promise<void> {
     const st = await uploads.state(name, route.uuid);
     ctx.status = 204;

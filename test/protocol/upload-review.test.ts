@@ -56,3 +56,32 @@ describe('v2 upload sessions hold max_layer_size whatever the chunks', () => {
     assert.equal((await v2('GET', `/v2/cap/app/blobs/${sha(all)}`)).status, 404);
   });
 });
+
+describe('v2 upload session status answers HEAD as GET, as distribution does', () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startTestServer({ standalone: true, v2: true });
+  });
+  after(() => s?.stop());
+
+  it('HEAD on a live session: 204 with Location, Range and Docker-Upload-UUID; on an unknown one 404', async () => {
+    const start = await request(s.url, '/v2/status/app/blobs/uploads/', { method: 'POST' });
+    assert.equal(start.status, 202, start.text);
+    const loc = String(start.headers.location);
+    const uuid = String(start.headers['docker-upload-uuid']);
+    const chunk = randomBytes(1000);
+    const patched = await request(s.url, loc, { method: 'PATCH', headers: { 'Content-Type': 'application/octet-stream' }, body: chunk });
+    assert.equal(patched.status, 202, patched.text);
+    // distribution's blobUploadDispatcher maps GET and HEAD to GetUploadStatus; before, HEAD was 405
+    const get = await request(s.url, loc);
+    const head = await request(s.url, loc, { method: 'HEAD' });
+    assert.equal(head.status, 204, `HEAD: ${head.status}`);
+    for (const h of ['location', 'range', 'docker-upload-uuid']) assert.equal(head.headers[h], get.headers[h], h);
+    assert.equal(head.headers.range, '0-999');
+    assert.equal(head.headers['docker-upload-uuid'], uuid);
+    // another repository's URL, or a session that is over: 404, as for GET
+    assert.equal((await request(s.url, `/v2/status/other/blobs/uploads/${uuid}`, { method: 'HEAD' })).status, 404);
+    assert.equal((await request(s.url, `${loc}?digest=${sha(chunk)}`, { method: 'PUT' })).status, 201);
+    assert.equal((await request(s.url, loc, { method: 'HEAD' })).status, 404);
+  });
+});
