@@ -118,6 +118,29 @@ export async function removeUserSessions(db: Knex, userId: number, keep?: string
   return q.delete();
 }
 
+/**
+ * Keep an account's `keep` most recently used sessions, end the others (a sign-in beyond the cap
+ * ends the account's least recently used session). Returns how many ended.
+ */
+export async function trimUserSessions(db: Knex, userId: number, keep: number): Promise<number> {
+  const extra = (await db('web_sessions')
+    .where({ user_id: userId })
+    .orderBy([
+      { column: 'last_seen_at', order: 'desc' },
+      { column: 'created_at', order: 'desc' },
+    ])
+    .offset(keep)
+    .limit(1000)
+    .select('id')) as { id: string }[];
+  if (extra.length === 0) return 0;
+  return db('web_sessions')
+    .whereIn(
+      'id',
+      extra.map((r) => r.id),
+    )
+    .delete();
+}
+
 export async function countUserSessions(db: Knex, userId: number): Promise<number> {
   const [row] = (await db('web_sessions').where({ user_id: userId }).count({ n: '*' })) as { n: unknown }[];
   return toNum(row?.n);

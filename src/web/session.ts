@@ -9,6 +9,7 @@ import {
   removeUserSessions,
   saveSession,
   touchSession,
+  trimUserSessions,
   type WebSession,
 } from '../db/web.js';
 import type { User } from '../db/users.js';
@@ -44,6 +45,13 @@ export interface WebIdentity {
   /** The token forms of this page carry. */
   readonly csrf: string;
 }
+
+/**
+ * Sessions one account keeps: a sign-in past it ends the account's least recently used one. Each
+ * sign-in adds a row that lives web_session_ttl (14 days) unused; before 2026-12-07 nothing bounded
+ * their number, and one account signing in in a loop grew the database without end.
+ */
+export const MAX_SESSIONS_PER_ACCOUNT = 64;
 
 /** Slide the expiry at most this often (each page view need not write). */
 const TOUCH_EVERY_MS = 5 * 60_000;
@@ -121,6 +129,7 @@ export class Sessions {
       expiresAt: new Date(now.getTime() + this.opts.ttl * 1000),
     };
     await saveSession(this.db, s);
+    await trimUserSessions(this.db, user.id, MAX_SESSIONS_PER_ACCOUNT);
     this.cookie(ctx, SESSION_COOKIE, token, this.opts.ttl);
     return s;
   }

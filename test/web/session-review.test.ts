@@ -1,6 +1,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { saveUser } from '../../src/db/users.js';
+import { findUserByName, saveUser } from '../../src/db/users.js';
+import { countUserSessions } from '../../src/db/web.js';
+import { MAX_SESSIONS_PER_ACCOUNT } from '../../src/web/session.js';
 import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
@@ -17,6 +19,7 @@ describe('web UI sessions end for good', () => {
     s = await startTestServer({ bcrypt_cost: 4 }, { role: 'index' });
     await saveUser(s.db!, { username: 'alice', email: 'alice@example.com', password: 'alicepw1', active: true }, { cost: 4 });
     await saveUser(s.db!, { username: 'root', email: 'root@example.com', password: 'rootpw1', active: true, admin: true }, { cost: 4 });
+    await saveUser(s.db!, { username: 'loop', email: 'loop@example.com', password: 'looppw1', active: true }, { cost: 4 });
   });
   after(() => s?.stop());
 
@@ -54,6 +57,20 @@ describe('web UI sessions end for good', () => {
     // before: the session was only refused while the account was inactive, and came back with it
     assert.equal(await signedIn(alice), false, 'a session of the deactivated account is over');
     // the account itself works again: a new sign-in is a new session
+    assert.equal(await signedIn(await login('alice', 'alicepw1')), true);
+  });
+
+  it('an account keeps a bounded number of sessions: signing in past it ends the least recently used one', async () => {
+    const loop = (await findUserByName(s.db!, 'loop'))!;
+    const first = await login('loop', 'looppw1');
+    const cookies = [first];
+    // before: every sign-in added a row for 14 days, without bound (one account in a loop grew the database)
+    for (let i = 1; i <= MAX_SESSIONS_PER_ACCOUNT; i++) cookies.push(await login('loop', 'looppw1'));
+    assert.equal(await countUserSessions(s.db!, loop.id), MAX_SESSIONS_PER_ACCOUNT);
+    assert.equal(await signedIn(first), false, 'the oldest session ended');
+    assert.equal(await signedIn(cookies[1]!), true, 'the others stay');
+    assert.equal(await signedIn(cookies.at(-1)!), true, 'the newest is signed in');
+    // other accounts are not touched
     assert.equal(await signedIn(await login('alice', 'alicepw1')), true);
   });
 });
