@@ -189,10 +189,30 @@ export async function setPassword(db: Knex, userId: number, password: string, op
  */
 export async function setActive(db: Knex, userId: number, active: boolean): Promise<boolean> {
   return db.transaction(async (trx) => {
-    const found = (await trx('users').where({ id: userId }).update({ active })) > 0;
+    // deactivating also moves the credential epoch on: the account's v1 tokens and refresh tokens
+    // (credentialOf) end for good, as its sessions do
+    const found =
+      (await trx('users')
+        .where({ id: userId })
+        .update(active ? { active } : { active, credential_epoch: trx.raw('credential_epoch + 1') })) > 0;
     if (found && !active) await trx('web_sessions').where({ user_id: userId }).delete();
     return found;
   });
+}
+
+/**
+ * What an account's token fingerprints are made from (v1 tokens, v2 refresh tokens; never shown):
+ * its password hash, and its credential epoch once it was ever deactivated. A password change or a
+ * deactivation changes it, and with it every fingerprint: tokens issued before no longer match.
+ * Before 2026-12-07 only the password hash went in, and an account deactivated and activated again
+ * got its old tokens back. '' for an unknown account.
+ */
+export async function credentialOf(db: Knex, userId: number): Promise<string> {
+  const row = (await db('users').where({ id: userId }).first('password_hash', 'credential_epoch')) as
+    { password_hash?: string; credential_epoch?: unknown } | undefined;
+  if (!row) return '';
+  const epoch = toNum(row.credential_epoch ?? 0);
+  return epoch === 0 ? (row.password_hash ?? '') : `${row.password_hash ?? ''}\n${epoch}`;
 }
 
 /**

@@ -4,6 +4,7 @@ import type { RepoName } from '../content/names.js';
 import { V1TokenSigner, parseBasic, type V1Access, type V1TokenClaims } from '../auth/v1-token.js';
 import {
   clearLoginFailures,
+  credentialOf,
   findUserById,
   findUserByName,
   isRetiredNamespace,
@@ -164,10 +165,9 @@ export class IndexService {
     return this.signer.issue(name.full, access, user.id, Date.now(), await this.credential(user.id));
   }
 
-  /** The fingerprint of an account's password hash (never the hash itself) its v1 tokens carry. */
+  /** The fingerprint of an account's credential (password hash and epoch, never shown) its v1 tokens carry. */
   private async credential(uid: number): Promise<string> {
-    const row = (await this.db('users').where({ id: uid }).first('password_hash')) as { password_hash?: string } | undefined;
-    return this.signer.credential(row?.password_hash ?? '');
+    return this.signer.credential(await credentialOf(this.db, uid));
   }
 
   /** I5: create or claim the repository, merge the declared ids. */

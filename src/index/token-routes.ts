@@ -9,7 +9,7 @@ import { serviceFor, TOKEN_PATH } from '../auth/v2-registry-auth.js';
 import { mergeAccess, parseScopes, type ResourceAccess } from '../auth/v2-scope.js';
 import { parseV2Name } from '../content/v2-names.js';
 import { findRepository } from '../db/repositories.js';
-import type { User } from '../db/users.js';
+import { credentialOf, type User } from '../db/users.js';
 import { readRawBody } from '../http/body.js';
 import { clientAddress } from '../http/app.js';
 import { rightsOn } from './access.js';
@@ -17,11 +17,10 @@ import type { IndexService } from './service.js';
 
 /** Where the index publishes its token verification key (for `serve --only registry`). */
 export const JWKS_PATH = '/.well-known/jwks.json';
-/** A fingerprint of an account's password hash (never the hash itself) for its refresh tokens. */
+/** A fingerprint of an account's credential (its password hash and epoch, never shown) for its refresh tokens. */
 async function credentialStamp(index: IndexService, uid: number): Promise<string> {
-  const row = (await index.db('users').where({ id: uid }).first('password_hash')) as { password_hash?: string } | undefined;
   return createHash('sha256')
-    .update(`refresh:${row?.password_hash ?? ''}`)
+    .update(`refresh:${await credentialOf(index.db, uid)}`)
     .digest('base64url')
     .slice(0, 22);
 }

@@ -15,7 +15,7 @@ import { createLogger } from '../../src/log/logger.js';
 import { startServer } from '../../src/main.js';
 import { makeImage, putTag, type TestImage } from '../helpers/v1-client.js';
 import { basic, Site, type Creds } from '../helpers/accounts.js';
-import { findUserByName, saveUser } from '../../src/db/users.js';
+import { findUserByName, saveUser, setActive } from '../../src/db/users.js';
 import { addCollaborator, findRepository } from '../../src/db/repositories.js';
 import { V1TokenSigner } from '../../src/auth/v1-token.js';
 import { libtrustKid } from '../../src/content/schema1.js';
@@ -436,6 +436,24 @@ describe('tokens review: the internal /_index/ routes of a split deployment, cal
     // tokens issued under the new password work
     const fresh = (await site.readToken('dave/app', ['dave', 'newdavepw']))!;
     assert.equal((await site.regGet(`/v1/images/${d.id}/json`, fresh)).status, 200);
+  });
+
+  it('deactivating an account ends its v1 tokens: activated again, it does not get them back', async () => {
+    const ERIN: Creds = ['erin', 'erinpw12'];
+    const erin = await saveUser(idx.db!, { username: 'erin', email: 'erin@example.com', password: ERIN[1], active: true }, { cost: 4 });
+    const e = makeImage();
+    await site.pushV1('erin/app', ERIN, [e]);
+    await site.setAccess('erin/app', ERIN, 'private');
+    const read = (await site.readToken('erin/app', ERIN))!;
+    const write = await site.claim('erin/app', ERIN, [e.id]);
+    assert.equal((await site.regGet(`/v1/images/${e.id}/json`, read)).status, 200);
+    // an admin deactivates the account (say, its token leaked), then activates it again
+    await setActive(idx.db!, erin!.id, false);
+    await setActive(idx.db!, erin!.id, true);
+    assert.equal((await site.regGet(`/v1/images/${e.id}/json`, read)).status, 401, 'read token issued before the deactivation');
+    assert.equal((await putTag(reg.url, 'erin/app', 'after', e.id, write)).status, 401, 'write token issued before the deactivation');
+    const fresh = (await site.readToken('erin/app', ERIN))!;
+    assert.equal((await site.regGet(`/v1/images/${e.id}/json`, fresh)).status, 200);
   });
 
   it('the registry node takes a v1 token only as the index vouches for it, for its own repository', async () => {
