@@ -218,7 +218,10 @@ describe('v2 token auth: the index token service and the registry check (spec §
     await setActive(s.db!, user!.id, false);
     // the deactivation ended the refresh token (401; a password grant of the deactivated account is 403)
     assert.equal((await post({ grant_type: 'refresh_token', refresh_token: b2.refresh_token!, client_id: 'test', service })).status, 401);
-    assert.equal((await post({ grant_type: 'password', username: 'frank', password: 'frankpw2', access_type: 'offline', client_id: 'test', service })).status, 403);
+    assert.equal(
+      (await post({ grant_type: 'password', username: 'frank', password: 'frankpw2', access_type: 'offline', client_id: 'test', service })).status,
+      403,
+    );
     // activated again, the account does not get its refresh tokens back (the deactivation ended them)
     await setActive(s.db!, user!.id, true);
     assert.equal((await post({ grant_type: 'refresh_token', refresh_token: b2.refresh_token!, client_id: 'test', service })).status, 401);
