@@ -102,10 +102,17 @@ const READ_BATCH = 1024 * 1024;
 class Batcher extends Transform {
   private parts: Buffer[] = [];
   private bytes = 0;
-  constructor(private readonly size: number) {
+  private total = 0;
+  /** `expect`: the bytes the source must deliver, no more, no fewer (else the stream fails). */
+  constructor(
+    private readonly size: number,
+    private readonly expect?: number,
+  ) {
     super({ highWaterMark: 2 * size });
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.total += chunk.length;
+    if (this.expect !== undefined && this.total > this.expect) return cb(new Error(`s3: GET answer longer than the ${this.expect} bytes asked`));
     this.parts.push(chunk);
     this.bytes += chunk.length;
     if (this.bytes >= this.size) {
@@ -116,6 +123,8 @@ class Batcher extends Transform {
     cb();
   }
   override _flush(cb: TransformCallback): void {
+    if (this.expect !== undefined && this.total !== this.expect)
+      return cb(new Error(`s3: GET answer ended after ${this.total} of the ${this.expect} bytes asked`));
     if (this.bytes > 0) this.push(this.parts.length === 1 ? this.parts[0] : Buffer.concat(this.parts, this.bytes));
     this.parts = [];
     cb();
@@ -443,13 +452,38 @@ class S3Driver implements StorageDriver {
       if (offset === size) return Readable.from([]);
       throw new InvalidOffsetError(key, offset);
     }
+    // the bytes the answer holds: those asked, or the store's answer is not used (a store, or a
+    // proxy or cache in front of it, that ignores the Range and answers 200 with the whole object,
+    // or 206 for other bytes, would otherwise have them served as the range asked)
+    let expect: number | undefined;
+    if (range === undefined) {
+      if (r.status !== 200) return this.wrongAnswer(key, range, r);
+    } else {
+      const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(r.contentRange?.trim() ?? '');
+      const [start, end, total] = m ? [Number(m[1]), Number(m[2]), Number(m[3])] : [NaN, NaN, NaN];
+      const askedEnd = length === undefined ? Infinity : offset + length - 1;
+      // the end may stop short of the one asked only at the end of the object
+      const ok = r.status === 206 && start === offset && end >= start && end <= askedEnd && (end === askedEnd || end === total - 1);
+      if (!ok) return this.wrongAnswer(key, range, r);
+      expect = end - start + 1;
+    }
+    if (r.contentLength !== undefined && expect !== undefined && r.contentLength !== expect) return this.wrongAnswer(key, range, r);
     if (r.batched) return r.body;
     // the HTTP client delivers 64 KiB pieces; handing them on in 1 MiB batches costs one copy but
     // saves most of the per-write cost of the client's socket (measured: bench/s3.ts downloads)
-    const batched = new Batcher(READ_BATCH);
+    const batched = new Batcher(READ_BATCH, expect);
     // pipeline: a failed S3 body fails the batched stream, and a reader that stops destroys the body
     pipeline(r.body, batched, () => undefined);
     return batched;
+  }
+
+  /** A GET answer for other bytes than those asked: not read, an error. */
+  private wrongAnswer(key: string, range: string | undefined, r: { status: number; body: Readable; contentRange: string | undefined }): never {
+    r.body.destroy();
+    throw new StorageError(
+      `s3: GET ${key}${range ? ` (Range ${range})` : ''} answered ${r.status}${r.contentRange ? ` Content-Range ${JSON.stringify(r.contentRange.slice(0, 80))}` : ''}: not the bytes asked`,
+      key,
+    );
   }
 
   /**
@@ -460,7 +494,10 @@ class S3Driver implements StorageDriver {
    * READ_BATCH pieces); other answers become the driver's errors. Connection failures before the
    * answer, and 500/502/503/504, are retried twice, as the SDK does.
    */
-  private async rawGet(key: string, range: string | undefined): Promise<{ status: number; body: Readable; batched: boolean }> {
+  private async rawGet(
+    key: string,
+    range: string | undefined,
+  ): Promise<{ status: number; body: Readable; batched: boolean; contentRange: string | undefined; contentLength: number | undefined }> {
     let last: unknown;
     for (let attempt = 0; attempt < 3; attempt++) {
       if (attempt > 0) await new Promise((r) => setTimeout(r, 50 * attempt));
@@ -477,25 +514,43 @@ class S3Driver implements StorageDriver {
       let status: number;
       let body: Readable;
       let batched = false;
+      let answered: (name: string) => string | undefined;
       try {
         if (url.protocol === 'http:' && !this.plainGetBroken) {
           try {
-            ({ status, body } = await plainGet(url, headers, { piece: READ_BATCH, timeoutMs: 60_000 }));
+            let hs: Map<string, string>;
+            ({ status, body, headers: hs } = await plainGet(url, headers, { piece: READ_BATCH, timeoutMs: 60_000 }));
+            answered = (name) => hs.get(name);
             batched = true;
           } catch (e) {
             if (!(e instanceof ChunkedAnswerError)) throw e;
             // a store that answers GETs without Content-Length: node:http from now on
             this.plainGetBroken = true;
-            ({ status, body } = await this.nodeGet(url, headers));
+            let res: IncomingMessage;
+            ({ status, body: res } = await this.nodeGet(url, headers));
+            body = res;
+            answered = (name) => [res.headers[name]].flat()[0];
           }
         } else {
-          ({ status, body } = await this.nodeGet(url, headers));
+          let res: IncomingMessage;
+          ({ status, body: res } = await this.nodeGet(url, headers));
+          body = res;
+          answered = (name) => [res.headers[name]].flat()[0];
         }
       } catch (e) {
         last = e;
         continue;
       }
-      if (status === 200 || status === 206 || status === 416) return { status, body, batched };
+      if (status === 200 || status === 206 || status === 416) {
+        const cl = answered('content-length');
+        return {
+          status,
+          body,
+          batched,
+          contentRange: answered('content-range'),
+          contentLength: cl !== undefined && /^\s*\d+\s*$/.test(cl) ? Number(cl) : undefined,
+        };
+      }
       const text = await readCapped(body, 64 * 1024).catch(() => '');
       const code = /<Code>([^<]*)<\/Code>/.exec(text)?.[1] ?? '';
       const err = Object.assign(new Error(`s3: GET answered ${status} ${code}`), { name: code || String(status), $metadata: { httpStatusCode: status } });
