@@ -29,6 +29,32 @@ function fetchOutcome(base: string, path: string, headers: Record<string, string
   });
 }
 
+/** Writes an answer of `total` announced bytes, in 1 MiB pieces as fast as the reader takes them; the bytes the reader accepted before it went away. */
+async function endless(x: S3Exchange, status: number, total: number, piece: Buffer): Promise<number> {
+  const s = x.socket;
+  s.write(head(status, { 'Content-Type': 'application/xml', 'Content-Length': total }));
+  let sent = 0;
+  while (sent < total && !s.destroyed) {
+    const n = Math.min(piece.length, total - sent);
+    const more = s.write(n === piece.length ? piece : piece.subarray(0, n));
+    sent += n;
+    if (!more) {
+      await new Promise<void>((r) => {
+        const done = (): void => {
+          s.off('drain', done);
+          s.off('close', done);
+          r();
+        };
+        s.once('drain', done);
+        s.once('close', done);
+      });
+    }
+  }
+  const accepted = s.destroyed ? sent - s.writableLength : sent;
+  s.destroy();
+  return accepted;
+}
+
 /**
  * The registry on S3 behind a store that misbehaves (a fault-injecting proxy in front of Ceph RGW):
  * never wrong bytes served as a complete answer, nothing unbounded read from the store.
@@ -153,6 +179,79 @@ describe('registry on S3 behind a faulty store', { skip, timeout: 600_000 }, () 
       } finally {
         proxy.fault = undefined;
       }
+    }
+  });
+
+  const pushManifest = async (repo: string, tag: string): Promise<Buffer> => {
+    const config = Buffer.from(
+      JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, n: randomBytes(8).toString('hex') }),
+    );
+    assert.equal(await pushBlob(repo, config), 201);
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: config.length },
+        layers: [],
+      }),
+    );
+    const r = await request(s.url, `/v2/${repo}/manifests/${tag}`, {
+      method: 'PUT',
+      body: manifest,
+      headers: { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' },
+    });
+    assert.equal(r.status, 201, r.text);
+    return manifest;
+  };
+
+  it('an endless error document on a small request (signed GET) is not read whole', async () => {
+    await pushManifest('ns/errdoc', 'v1');
+    const accepted: number[] = [];
+    const junk = Buffer.alloc(MiB, 'x');
+    proxy.fault = (x) =>
+      x.method === 'GET' && x.url.pathname.includes('/_manifests/tags/')
+        ? async (x) => {
+            accepted.push(await endless(x, 500, 64 * MiB, junk));
+          }
+        : undefined;
+    try {
+      const got = await fetchOutcome(s.url, `/v2/ns/errdoc/manifests/v1`, { Accept: 'application/vnd.oci.image.manifest.v1+json' });
+      assert.ok('error' in got || got.status >= 500, `an error: ${JSON.stringify('status' in got ? got.status : got)}`);
+    } finally {
+      proxy.fault = undefined;
+    }
+    assert.ok(accepted.length > 0, 'the GET was made');
+    for (const n of accepted) assert.ok(n < 16 * MiB, `the registry read ${n} bytes of an error document`);
+  });
+  it('an endless error document on a blob GET, or on a listing through the SDK, is not read whole', async () => {
+    const blob = randomBytes(2000);
+    assert.equal(await pushBlob('ns/errdoc2', blob), 201);
+    await pushManifest('ns/errdoc2', 'v1');
+    const junk = Buffer.alloc(MiB, 'x');
+    const cases: Array<[string, (x: S3Exchange) => boolean, string]> = [
+      ['blob GET', isBlobGet, `/v2/ns/errdoc2/blobs/${sha(blob)}`],
+      [
+        'ListObjectsV2',
+        (x) => x.method === 'GET' && x.url.searchParams.get('list-type') === '2' && x.url.searchParams.get('delimiter') === '/',
+        '/v2/ns/errdoc2/tags/list',
+      ],
+    ];
+    for (const [what, match, path] of cases) {
+      const accepted: number[] = [];
+      proxy.fault = (x) =>
+        match(x)
+          ? async (x) => {
+              accepted.push(await endless(x, 500, 64 * MiB, junk));
+            }
+          : undefined;
+      try {
+        const got = await fetchOutcome(s.url, path);
+        assert.ok('error' in got || got.status >= 500, `${what}: an error: ${JSON.stringify('status' in got ? got.status : got)}`);
+      } finally {
+        proxy.fault = undefined;
+      }
+      assert.ok(accepted.length > 0, `${what}: the request was made`);
+      for (const n of accepted) assert.ok(n < 16 * MiB, `${what}: the registry read ${n} bytes of an error document`);
     }
   });
 });

@@ -87,8 +87,9 @@ export class S3Signer {
 
   /**
    * One request to path (already encoded, from encodeKeyPath). Resolves with any HTTP answer and
-   * its whole body (callers ask only for small objects and error documents); rejects on
-   * connection failures.
+   * its body (callers ask only for small objects); rejects on connection failures. Bodies the store
+   * sizes are capped: an error document is cut after its first ERROR_BODY_CAP bytes (the connection
+   * is dropped rather than drained), and a successful answer longer than `limit` fails.
    */
   async send(
     method: string,
@@ -96,6 +97,7 @@ export class S3Signer {
     headers: Record<string, string>,
     body?: Buffer | Buffer[],
     query: Record<string, string> = {},
+    limit = Infinity,
   ): Promise<SignedAnswer> {
     const creds = await this.credentials();
     const now = new Date()
@@ -135,9 +137,29 @@ export class S3Signer {
           agent: tls ? this.agents.https : this.agents.http,
         },
         (res) => {
+          const status = res.statusCode ?? 0;
           const parts: Buffer[] = [];
-          res.on('data', (c: Buffer) => parts.push(c));
-          res.once('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: parts.length === 1 ? parts[0]! : Buffer.concat(parts) }));
+          let n = 0;
+          const done = (): void => resolve({ status, headers: res.headers, body: parts.length === 1 ? parts[0]! : Buffer.concat(parts) });
+          res.on('data', (c: Buffer) => {
+            if (status >= 300 && n + c.length >= ERROR_BODY_CAP) {
+              // enough of an error document: the rest is not read (it may never end)
+              parts.push(c.subarray(0, ERROR_BODY_CAP - n));
+              n = ERROR_BODY_CAP;
+              res.removeAllListeners('data');
+              res.destroy();
+              done();
+              return;
+            }
+            n += c.length;
+            if (n > limit) {
+              res.destroy();
+              reject(new Error(`s3: ${method} answer larger than ${limit} bytes`));
+              return;
+            }
+            parts.push(c);
+          });
+          res.once('end', done);
           res.once('error', reject);
         },
       );
@@ -155,9 +177,12 @@ export class S3Signer {
   }
 }
 
+/** The bytes of an error document read (answerError looks at no more). */
+export const ERROR_BODY_CAP = 64 * 1024;
+
 /** An Error shaped like the SDK's service errors (name = S3 code, $metadata.httpStatusCode), for the driver's mapping. */
 export function answerError(method: string, a: SignedAnswer): Error {
-  const text = a.body.subarray(0, 64 * 1024).toString('utf8');
+  const text = a.body.subarray(0, ERROR_BODY_CAP).toString('utf8');
   const code = /<Code>([^<]*)<\/Code>/.exec(text)?.[1] ?? (a.status === 404 ? 'NotFound' : '');
   const msg = /<Message>([^<]*)<\/Message>/.exec(text)?.[1] ?? '';
   return Object.assign(new Error(`s3: ${method} answered ${a.status} ${code}${msg ? `: ${msg}` : ''}`), {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { pipeline, Readable, Transform, type TransformCallback } from 'node:stream';
+import { PassThrough, pipeline, Readable, Transform, type TransformCallback } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -25,7 +25,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { ChunkedAnswerError, plainGet } from './s3-get.js';
-import { answerError, encodeKeyPath, S3Signer, type SignedAnswer } from './s3-sign.js';
+import { answerError, encodeKeyPath, ERROR_BODY_CAP, S3Signer, type SignedAnswer } from './s3-sign.js';
 import {
   endWriterStream,
   InvalidOffsetError,
@@ -52,6 +52,8 @@ const MAX_PART_SIZE = 5 * 1024 * MiB;
 const MAX_PARTS = 10_000;
 /** distribution's default chunksize. */
 export const DEFAULT_PART_SIZE = 10 * MiB;
+/** Largest page of a listing read (a page holds at most 1,000 keys of at most 1 KiB each). */
+const LIST_PAGE_CAP = 16 * MiB;
 /** Objects deleted per DeleteObjects call (the S3 limit). */
 const DELETE_BATCH = 1000;
 /**
@@ -151,18 +153,51 @@ function xmlEscape(s: string): string {
   return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[c]!);
 }
 
-/** The body of an error answer, at most cap bytes of it (the rest is drained). */
+/** The body of an error answer, at most cap bytes of it (then the answer is dropped: its rest may never end). */
 function readCapped(res: Readable, cap: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const parts: Buffer[] = [];
     let n = 0;
+    const done = (): void => resolve(Buffer.concat(parts).toString('utf8'));
     res.on('data', (c: Buffer) => {
-      if (n < cap) parts.push(c.subarray(0, cap - n));
+      parts.push(c.subarray(0, cap - n));
       n += c.length;
+      if (n >= cap) {
+        res.removeAllListeners('data');
+        res.destroy();
+        done();
+      }
     });
-    res.once('end', () => resolve(Buffer.concat(parts).toString('utf8')));
+    res.once('end', done);
     res.once('error', reject);
   });
+}
+
+/**
+ * At most cap bytes of body: past them, the answer is dropped, and the stream ends there (truncate:
+ * enough of an error document) or fails.
+ */
+function capBody(body: Readable, cap: number, truncate: boolean): Readable {
+  let n = 0;
+  const out = new PassThrough();
+  const onData = (c: Buffer): void => {
+    const room = cap - n;
+    n += c.length;
+    if (n <= cap) {
+      if (!out.write(c)) body.pause();
+      return;
+    }
+    body.off('data', onData);
+    body.destroy();
+    if (truncate) out.end(c.subarray(0, room));
+    else out.destroy(new Error(`s3: answer larger than ${cap} bytes`));
+  };
+  body.on('data', onData);
+  out.on('drain', () => body.resume());
+  body.once('end', () => out.end());
+  body.once('error', (e) => out.destroy(e));
+  out.once('close', () => body.destroy());
+  return out;
 }
 
 /** An object store driver that can send clients to the bytes directly. */
@@ -264,6 +299,24 @@ class S3Driver implements StorageDriver {
         : {}),
     };
     this.client = new S3Client(config);
+    // the SDK reads whole answers (error documents, listings, results) into memory: a store's
+    // answer of any size, or one that never ends, must not be (object bodies stream, uncapped)
+    const capBodies =
+      (next: (args: unknown) => Promise<{ response: unknown }>, context: { commandName?: string }) =>
+      async (args: unknown): Promise<{ response: unknown }> => {
+        const out = await next(args);
+        const res = out.response as { statusCode?: number; body?: unknown };
+        if (res.body instanceof Readable) {
+          if ((res.statusCode ?? 0) >= 300) res.body = capBody(res.body, ERROR_BODY_CAP, true);
+          else if (context.commandName !== 'GetObjectCommand') res.body = capBody(res.body, LIST_PAGE_CAP, false);
+        }
+        return out;
+      };
+    this.client.middlewareStack.addRelativeTo(capBodies as unknown as Parameters<S3Client['middlewareStack']['addRelativeTo']>[0], {
+      relation: 'after',
+      toMiddleware: 'deserializerMiddleware',
+      name: 'legacyRegistryCapBodies',
+    });
     this.plainGetBroken = o.sdkOnly === true;
     const pathOnly = !o.sdkOnly && o.endpoint !== undefined && (config.forcePathStyle ?? false) && ['', '/'].includes(new URL(o.endpoint).pathname);
     this.signer = pathOnly
@@ -282,13 +335,14 @@ class S3Driver implements StorageDriver {
     headers: Record<string, string> = {},
     body?: Buffer | Buffer[],
     query?: Record<string, string>,
+    limit?: number,
   ): Promise<SignedAnswer> {
     let last: unknown;
     for (let attempt = 0; attempt < 3; attempt++) {
       if (attempt > 0) await new Promise((r) => setTimeout(r, 50 * attempt));
       try {
         const path = fullKey === null ? `/${encodeURIComponent(this.bucket)}` : encodeKeyPath(this.bucket, fullKey);
-        const a = await this.signer!.send(method, path, headers, body, query);
+        const a = await this.signer!.send(method, path, headers, body, query, limit);
         if (a.status < 500 || a.status === 501 || a.status > 504) return a;
         last = answerError(method, a);
       } catch (e) {
@@ -551,7 +605,7 @@ class S3Driver implements StorageDriver {
           contentLength: cl !== undefined && /^\s*\d+\s*$/.test(cl) ? Number(cl) : undefined,
         };
       }
-      const text = await readCapped(body, 64 * 1024).catch(() => '');
+      const text = await readCapped(body, ERROR_BODY_CAP).catch(() => '');
       const code = /<Code>([^<]*)<\/Code>/.exec(text)?.[1] ?? '';
       const err = Object.assign(new Error(`s3: GET answered ${status} ${code}`), { name: code || String(status), $metadata: { httpStatusCode: status } });
       if (status === 500 || status === 502 || status === 503 || status === 504) {
@@ -854,11 +908,19 @@ class S3Driver implements StorageDriver {
     if (this.signer) {
       // ListObjectsV2 through the signer (an upload folder is removed after every push)
       do {
-        const a = await this.raw(key, 'GET', null, {}, undefined, {
-          'list-type': '2',
-          prefix: `${this.k(key)}/`,
-          ...(token ? { 'continuation-token': token } : {}),
-        });
+        const a = await this.raw(
+          key,
+          'GET',
+          null,
+          {},
+          undefined,
+          {
+            'list-type': '2',
+            prefix: `${this.k(key)}/`,
+            ...(token ? { 'continuation-token': token } : {}),
+          },
+          LIST_PAGE_CAP,
+        );
         if (a.status !== 200) this.fail(answerError('LIST', a), key);
         const text = a.body.toString('utf8');
         for (const m of text.matchAll(/<Contents>([\s\S]*?)<\/Contents>/g)) {
