@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
 import { cephMissing, startRgw, type Rgw } from '../helpers/ceph.js';
 import { request } from '../helpers/http.js';
 import { head, startFaultProxy, type FaultProxy, type S3Exchange } from '../helpers/s3-fault-proxy.js';
@@ -252,6 +252,69 @@ describe('registry on S3 behind a faulty store', { skip, timeout: 600_000 }, () 
       }
       assert.ok(accepted.length > 0, `${what}: the request was made`);
       for (const n of accepted) assert.ok(n < 16 * MiB, `${what}: the registry read ${n} bytes of an error document`);
+    }
+  });
+  /** After a push answered `status`: the blob is served whole, or (a failed push) not at all; no multipart upload is left open. */
+  const assertPushHonest = async (repo: string, blob: Buffer, status: number, what: string): Promise<void> => {
+    const got = await request(s.url, `/v2/${repo}/blobs/${sha(blob)}`);
+    if (status === 201) {
+      assert.equal(got.status, 200, `${what}: the push was acknowledged but the blob is not there`);
+      assert.equal(sha(got.body), sha(blob), `${what}: other bytes`);
+    } else {
+      assert.ok(status >= 500, `${what}: push answered ${status}`);
+      assert.ok(got.status === 404 || (got.status === 200 && got.body.equals(blob)), `${what}: after a failed push the blob answers ${got.status}`);
+    }
+    const open = ((await admin.send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads ?? []).filter((u) => u.Key?.includes(sha(blob).slice(7)));
+    assert.deepEqual(
+      open.map((u) => u.Key),
+      [],
+      `${what}: multipart uploads left open`,
+    );
+  };
+
+  it('a CompleteMultipartUpload answered 200 with an <Error> document is no acknowledged push', async () => {
+    for (const tail of ['', '\n', '\n\n  ']) {
+      const blob = randomBytes(11 * MiB);
+      proxy.fault = (x) =>
+        x.method === 'POST' && x.url.searchParams.has('uploadId')
+          ? (x) => {
+              const doc = Buffer.from(
+                `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>${tail}`,
+              );
+              x.socket.end(Buffer.concat([Buffer.from(head(200, { 'Content-Type': 'application/xml', 'Content-Length': doc.length })), doc]));
+            }
+          : undefined;
+      let status: number;
+      try {
+        status = await pushBlob('ns/complete', blob);
+      } finally {
+        proxy.fault = undefined;
+      }
+      await assertPushHonest('ns/complete', blob, status, `tail ${JSON.stringify(tail)}`);
+    }
+  });
+
+  it('503 SlowDown storms during a multipart upload: the push succeeds whole or fails leaving nothing', async () => {
+    const slowDown = (x: S3Exchange): void => {
+      const doc = Buffer.from('<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>');
+      x.socket.end(Buffer.concat([Buffer.from(head(503, { 'Content-Type': 'application/xml', 'Content-Length': doc.length })), doc]));
+    };
+    for (const every of [2, 1]) {
+      const blob = randomBytes(16 * MiB + 5);
+      let n = 0;
+      proxy.fault = (x) =>
+        (x.method === 'PUT' && x.url.searchParams.has('partNumber')) || (x.method === 'POST' && x.url.search.includes('uploadId'))
+          ? ++n % every === 0
+            ? slowDown
+            : undefined
+          : undefined;
+      let status: number;
+      try {
+        status = await pushBlob('ns/slowdown', blob);
+      } finally {
+        proxy.fault = undefined;
+      }
+      await assertPushHonest('ns/slowdown', blob, status, `SlowDown on every ${every}`);
     }
   });
 });

@@ -856,10 +856,26 @@ class S3Driver implements StorageDriver {
     const { UploadId } = await this.send(dst, () => this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: this.k(dst), ...extra })));
     try {
       const parts = await this.copyParts(src, UploadId!, this.k(dst), size, 1, etag);
-      await this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: this.k(dst), UploadId, MultipartUpload: { Parts: parts } }));
+      await this.completeMultipart(this.k(dst), UploadId!, parts, dst);
     } catch (e) {
       await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: this.k(dst), UploadId })).catch(() => undefined);
       this.fail(e, src);
+    }
+  }
+
+  /**
+   * CompleteMultipartUpload. S3 may answer it 200 and report a failure in the body (an <Error>
+   * document, sent while the parts are being assembled): the SDK turns that into an error only when
+   * the body ends with `</Error>`, so one followed by a newline passed as a success and a push was
+   * acknowledged whose object was never created. A completed upload's answer names the object.
+   */
+  async completeMultipart(full: string, uploadId: string, parts: CompletedPart[], label: string): Promise<void> {
+    const r = await this.client.send(
+      new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: full, UploadId: uploadId, MultipartUpload: { Parts: parts } }),
+    );
+    // (RGW answers an empty ETag at times: any field of the result will do)
+    if ([r.Location, r.Bucket, r.Key, r.ETag].every((v) => v === undefined)) {
+      throw new StorageError(`s3: CompleteMultipartUpload answered without a result (an error document?): ${label}`, label);
     }
   }
 
@@ -1206,9 +1222,7 @@ class S3Writer extends PartBufferWriter implements ResumableWriter {
     } else {
       if (this.buffered > 0 || this.parts.length === 0) await this.flushPart(true);
       else await this.begin();
-      await this.d.client.send(
-        new CompleteMultipartUploadCommand({ Bucket: this.d.bucket, Key: this.full, UploadId: this.uploadId, MultipartUpload: { Parts: this.parts } }),
-      );
+      await this.d.completeMultipart(this.full, this.uploadId!, this.parts, this.key);
     }
   }
 
