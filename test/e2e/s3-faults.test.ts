@@ -317,4 +317,36 @@ describe('registry on S3 behind a faulty store', { skip, timeout: 600_000 }, () 
       await assertPushHonest('ns/slowdown', blob, status, `SlowDown on every ${every}`);
     }
   });
+
+  it('a listing that pages forever over the same keys ends in an error, not a request that never ends', async () => {
+    await pushManifest('ns/loop', 'a');
+    await pushManifest('ns/loop', 'b');
+    for (const [what, token] of [
+      ['the same token', () => 'again'],
+      ['a fresh token each page', () => `t${randomBytes(6).toString('hex')}`],
+    ] as const) {
+      let pages = 0;
+      let first: { status: number; body: Buffer } | undefined;
+      proxy.fault = (x) =>
+        x.method === 'GET' && x.url.searchParams.get('list-type') === '2' && (x.url.searchParams.get('prefix') ?? '').includes('/ns/loop/')
+          ? async (x) => {
+              pages++;
+              // the first page again, each time, said to be truncated
+              const a = x.url.searchParams.has('continuation-token') && first ? first : (first = await x.forward());
+              const xml = a.body
+                .toString('utf8')
+                .replace(/<IsTruncated>false<\/IsTruncated>/, `<IsTruncated>true</IsTruncated><NextContinuationToken>${token()}</NextContinuationToken>`);
+              const b = Buffer.from(xml);
+              x.socket.end(Buffer.concat([Buffer.from(head(a.status, { 'Content-Type': 'application/xml', 'Content-Length': b.length })), b]));
+            }
+          : undefined;
+      try {
+        const got = await fetchOutcome(s.url, '/v2/ns/loop/tags/list', {}, 20_000);
+        assert.ok('status' in got, `${what}: ${'error' in got ? got.error : ''} after ${pages} pages`);
+        assert.ok(got.status >= 500, `${what}: ${got.status}`);
+      } finally {
+        proxy.fault = undefined;
+      }
+    }
+  });
 });

@@ -54,6 +54,8 @@ const MAX_PARTS = 10_000;
 export const DEFAULT_PART_SIZE = 10 * MiB;
 /** Largest page of a listing read (a page holds at most 1,000 keys of at most 1 KiB each). */
 const LIST_PAGE_CAP = 16 * MiB;
+/** Empty pages in a row a listing may have before it is taken for one that never ends. */
+const MAX_EMPTY_PAGES = 100;
 /** Objects deleted per DeleteObjects call (the S3 limit). */
 const DELETE_BATCH = 1000;
 /**
@@ -198,6 +200,40 @@ function capBody(body: Readable, cap: number, truncate: boolean): Readable {
   body.once('error', (e) => out.destroy(e));
   out.once('close', () => body.destroy());
   return out;
+}
+
+/** UTF-8 binary order, S3's order of keys. */
+function keyAfter(a: string, b: string): boolean {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b)) > 0;
+}
+
+/**
+ * The pages of one listing (ListObjectsV2): S3 hands out keys in ascending order, each page past
+ * the one before, so a page that brings no key past those already seen means the store (or a
+ * proxy in front) serves pages over again; left alone, the listing would never end, asking the
+ * store as fast as it answers. Empty pages are allowed, a bounded number of them in a row.
+ */
+class ListingProgress {
+  private max: string | undefined;
+  private empty = 0;
+  constructor(private readonly label: string) {}
+
+  /** After a page: its keys and common prefixes (in any order). */
+  page(keys: Iterable<string>): void {
+    let any = false;
+    let advanced = false;
+    for (const k of keys) {
+      any = true;
+      if (this.max === undefined || keyAfter(k, this.max)) {
+        this.max = k;
+        advanced = true;
+      }
+    }
+    if (any && !advanced) throw new StorageError(`s3: the store's listing repeats itself (a page of keys already listed): ${this.label}`, this.label);
+    this.empty = any ? 0 : this.empty + 1;
+    if (this.empty > MAX_EMPTY_PAGES)
+      throw new StorageError(`s3: the store's listing goes on with ${MAX_EMPTY_PAGES} empty pages in a row: ${this.label}`, this.label);
+  }
 }
 
 /** An object store driver that can send clients to the bytes directly. */
@@ -724,11 +760,13 @@ class S3Driver implements StorageDriver {
     validateKey(prefix, true);
     const head = prefix === '' ? this.root : `${this.k(prefix)}/`;
     const out = new Set<string>();
+    const progress = new ListingProgress(prefix);
     let token: string | undefined;
     do {
       const r = await this.send(prefix, () =>
         this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: head, Delimiter: '/', ...(token ? { ContinuationToken: token } : {}) })),
       );
+      progress.page([...(r.Contents ?? []).map((c) => c.Key ?? ''), ...(r.CommonPrefixes ?? []).map((p) => p.Prefix ?? '')]);
       for (const c of r.Contents ?? []) {
         const name = c.Key!.slice(head.length);
         if (isValidSegment(name)) out.add(c.Key!.slice(this.root.length));
@@ -920,6 +958,7 @@ class S3Driver implements StorageDriver {
   /** Every object strictly below key/ (full S3 keys and sizes). */
   private async keysBelow(key: string): Promise<Array<{ key: string; size: number }>> {
     const out: Array<{ key: string; size: number }> = [];
+    const progress = new ListingProgress(key);
     let token: string | undefined;
     if (this.signer) {
       // ListObjectsV2 through the signer (an upload folder is removed after every push)
@@ -939,11 +978,13 @@ class S3Driver implements StorageDriver {
         );
         if (a.status !== 200) this.fail(answerError('LIST', a), key);
         const text = a.body.toString('utf8');
+        const before = out.length;
         for (const m of text.matchAll(/<Contents>([\s\S]*?)<\/Contents>/g)) {
           const k = /<Key>([^<]*)<\/Key>/.exec(m[1]!)?.[1];
           const size = /<Size>(\d+)<\/Size>/.exec(m[1]!)?.[1];
           if (k !== undefined) out.push({ key: xmlText(k), size: Number(size ?? 0) });
         }
+        progress.page(out.slice(before).map((o) => o.key));
         token = /<IsTruncated>true<\/IsTruncated>/.test(text)
           ? xmlText(/<NextContinuationToken>([^<]*)<\/NextContinuationToken>/.exec(text)?.[1] ?? '')
           : undefined;
@@ -955,6 +996,7 @@ class S3Driver implements StorageDriver {
       const r = await this.send(key, () =>
         this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: `${this.k(key)}/`, ...(token ? { ContinuationToken: token } : {}) })),
       );
+      progress.page((r.Contents ?? []).map((c) => c.Key ?? ''));
       for (const c of r.Contents ?? []) out.push({ key: c.Key!, size: c.Size ?? 0 });
       token = r.IsTruncated ? r.NextContinuationToken : undefined;
     } while (token);
@@ -1015,6 +1057,8 @@ class S3Driver implements StorageDriver {
     let aborted = 0;
     let keyMarker: string | undefined;
     let idMarker: string | undefined;
+    /** The upload id markers handed out so far with keyMarker. */
+    const idsOfKey = new Set<string>();
     for (;;) {
       const r = await this.send('', () =>
         this.client.send(
@@ -1035,7 +1079,15 @@ class S3Driver implements StorageDriver {
         );
       }
       if (!r.IsTruncated) break;
-      keyMarker = r.NextKeyMarker;
+      // the markers move on (past the key, or to another upload of the key): else the same page
+      // would come again and again
+      const next = r.NextKeyMarker ?? '';
+      if (next === '' || (keyMarker !== undefined && !keyAfter(next, keyMarker) && (next !== keyMarker || idsOfKey.has(r.NextUploadIdMarker ?? '')))) {
+        throw new StorageError(`s3: the store's listing of multipart uploads does not move on (marker ${JSON.stringify(next.slice(0, 200))})`, '');
+      }
+      if (next !== keyMarker) idsOfKey.clear();
+      idsOfKey.add(r.NextUploadIdMarker ?? '');
+      keyMarker = next;
       idMarker = r.NextUploadIdMarker;
     }
     return aborted;
@@ -1045,11 +1097,13 @@ class S3Driver implements StorageDriver {
   private async usedSince(full: string, time: number): Promise<boolean> {
     const slash = full.lastIndexOf('/');
     if (slash <= 0) return false;
+    const progress = new ListingProgress(full);
     let token: string | undefined;
     do {
       const r = await this.send(full, () =>
         this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: full.slice(0, slash + 1), ...(token ? { ContinuationToken: token } : {}) })),
       );
+      progress.page((r.Contents ?? []).map((c) => c.Key ?? ''));
       if ((r.Contents ?? []).some((c) => (c.LastModified?.getTime() ?? 0) > time)) return true;
       token = r.IsTruncated ? r.NextContinuationToken : undefined;
     } while (token);
