@@ -349,4 +349,30 @@ describe('registry on S3 behind a faulty store', { skip, timeout: 600_000 }, () 
       }
     }
   });
+
+  it('a listing said to be truncated but without a continuation token is no complete listing', async () => {
+    await pushManifest('ns/cut-list', 'a');
+    await pushManifest('ns/cut-list', 'b');
+    proxy.fault = (x) =>
+      x.method === 'GET' && x.url.searchParams.get('list-type') === '2' && (x.url.searchParams.get('prefix') ?? '').includes('/ns/cut-list/')
+        ? async (x) => {
+            // the first entry only, truncated, and no token to go on with
+            const a = await x.forward();
+            const xml = a.body
+              .toString('utf8')
+              .replace(/(<(Contents|CommonPrefixes)>[\s\S]*?<\/\2>)[\s\S]*(<\/ListBucketResult>)/, '$1$3')
+              .replace(/<IsTruncated>false<\/IsTruncated>/, '<IsTruncated>true</IsTruncated>');
+            const b = Buffer.from(xml);
+            x.socket.end(Buffer.concat([Buffer.from(head(a.status, { 'Content-Type': 'application/xml', 'Content-Length': b.length })), b]));
+          }
+        : undefined;
+    try {
+      const got = await fetchOutcome(s.url, '/v2/ns/cut-list/tags/list', {}, 20_000);
+      assert.ok('status' in got, 'an answer');
+      if (got.status === 200) assert.deepEqual(JSON.parse(got.body.toString('utf8')).tags, ['a', 'b'], 'a part of the tags, as if it were all');
+      else assert.ok(got.status >= 500, String(got.status));
+    } finally {
+      proxy.fault = undefined;
+    }
+  });
 });

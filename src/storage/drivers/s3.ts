@@ -202,6 +202,17 @@ function capBody(body: Readable, cap: number, truncate: boolean): Readable {
   return out;
 }
 
+/**
+ * The continuation token of a ListObjectsV2 page, undefined after the last page. A page said to be
+ * truncated without a token to go on with is an error: ending the listing there would hand a part
+ * of it on as the whole (a tag list, the catalog, or the garbage collector's walk, short of keys).
+ */
+function nextToken(r: { IsTruncated?: boolean; NextContinuationToken?: string }, label: string): string | undefined {
+  if (!r.IsTruncated) return undefined;
+  if (!r.NextContinuationToken) throw new StorageError(`s3: a truncated listing without a continuation token: ${label}`, label);
+  return r.NextContinuationToken;
+}
+
 /** UTF-8 binary order, S3's order of keys. */
 function keyAfter(a: string, b: string): boolean {
   return Buffer.compare(Buffer.from(a), Buffer.from(b)) > 0;
@@ -775,7 +786,7 @@ class S3Driver implements StorageDriver {
         const name = p.Prefix!.slice(head.length, -1);
         if (isValidSegment(name)) out.add(p.Prefix!.slice(this.root.length, -1));
       }
-      token = r.IsTruncated ? r.NextContinuationToken : undefined;
+      token = nextToken(r, prefix);
     } while (token);
     if (out.size === 0 && prefix !== '') throw new PathNotFoundError(prefix);
     return [...out].sort();
@@ -998,7 +1009,7 @@ class S3Driver implements StorageDriver {
       );
       progress.page((r.Contents ?? []).map((c) => c.Key ?? ''));
       for (const c of r.Contents ?? []) out.push({ key: c.Key!, size: c.Size ?? 0 });
-      token = r.IsTruncated ? r.NextContinuationToken : undefined;
+      token = nextToken(r, key);
     } while (token);
     return out;
   }
@@ -1105,7 +1116,7 @@ class S3Driver implements StorageDriver {
       );
       progress.page((r.Contents ?? []).map((c) => c.Key ?? ''));
       if ((r.Contents ?? []).some((c) => (c.LastModified?.getTime() ?? 0) > time)) return true;
-      token = r.IsTruncated ? r.NextContinuationToken : undefined;
+      token = nextToken(r, full);
     } while (token);
     return false;
   }
