@@ -36,7 +36,7 @@ export function bridgeContent(site: Site, store: StorageServices, uploads: V2Upl
   const { config, log } = site;
   const { driver, blobs, images, repos, repoLock } = store;
   const manifests = new V2Manifests(driver, blobs, uploads);
-  const fromV1 = new V1ToV2(driver, blobs, images, repos, manifests, uploads);
+  const fromV1 = new V1ToV2(driver, blobs, images, repos, manifests, uploads, config.max_config_size);
   const configs = new ConfigReader(blobs, uploads, config.max_config_size);
   const toV1 = new V2ToV1(driver, blobs, repos, images, log, configs, repoLock);
   const schema1 = new Schema1Bridge(driver, configs, fromV1);

@@ -122,6 +122,8 @@ export const SAVED_RECORDS_MAX = 64 * 1024 * 1024;
 
 /** Where a blob is moved before its delete (deleteBlobUnlessWritten); what a stopped run left there goes back. */
 const TRASH = '_gc/trash';
+/** max_config_size's default (src/config/schema.ts), for a collector made without configuration. */
+const DEFAULT_MAX_CONFIG_SIZE = 8 * 1024 * 1024;
 
 const HEX = /^[a-f0-9]{64}$/;
 const SHA = /^sha256:[a-f0-9]{64}$/;
@@ -236,7 +238,14 @@ export class GcBusyError extends Error {
 export class GarbageCollector {
   private readonly lock: StorageLock;
 
-  constructor(private readonly driver: StorageDriver) {
+  constructor(
+    private readonly driver: StorageDriver,
+    /**
+     * max_config_size: the bridge derives no v2 form of a v1 chain holding more JSON (V1ToV2), so
+     * there is nothing of it to keep, and building its config would cost what a GET was spared.
+     */
+    private readonly maxConfigSize: number = DEFAULT_MAX_CONFIG_SIZE,
+  ) {
     // renewed every third of the lease while the run goes on; a killed run's lock is broken after it
     // (at once by the next run on the same machine)
     this.lock = new StorageLock(driver, { leaseMs: 60_000 });
@@ -769,7 +778,7 @@ export class GarbageCollector {
       records.push({ id, json, link });
     }
     try {
-      const d = derivedV2Image(records);
+      const d = derivedV2Image(records, this.maxConfigSize);
       markDigest(d.configDigest);
       markDigest(d.manifestDigest);
       derived.add(d.manifestDigest.slice(7));

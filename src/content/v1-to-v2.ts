@@ -18,12 +18,30 @@ const LAYER_TYPE: Record<string, string> = {
 };
 
 /**
+ * The refusal of a v1 chain whose images hold more JSON than a config may have: its config (which
+ * takes a history entry from every image's JSON, Go-escaped, and the top image's JSON whole) would
+ * be larger still. Without it, 25 images of 4 MiB JSON (max_json_size) made a GET of the tag build
+ * a 600 MB config: seconds of the event loop, GBs of memory, then 500 (V8's string limit).
+ */
+function chainTooLarge(bytes: number, limit: number): V2Error {
+  return new V2Error(
+    'MANIFEST_UNKNOWN',
+    { bytes, limit },
+    `the v1 images of this tag hold more than max_config_size (${limit} bytes) of JSON: their image config would be larger, no v2 form`,
+  );
+}
+
+/**
  * The v2 image the bridge derives from a complete v1 chain (root first): its config, built from the
  * v1 JSON (spec §3.2), and its schema2 manifest over the stored layers. Deterministic, so one chain
  * always has one manifest digest; garbage collection (gc.ts) computes it too, to keep what a v2 pull
- * of a v1 tag reads.
+ * of a v1 tag reads. A chain whose JSON (in all) or config is larger than `maxConfigSize` has none
+ * (MANIFEST_UNKNOWN): the config it builds is one the registry would not read from a v2 push.
  */
-export function derivedV2Image(chainRootFirst: readonly { readonly id: string; readonly json: Buffer; readonly link: LayerLink }[]): {
+export function derivedV2Image(
+  chainRootFirst: readonly { readonly id: string; readonly json: Buffer; readonly link: LayerLink }[],
+  maxConfigSize: number,
+): {
   config: Buffer;
   configDigest: string;
   manifest: Buffer;
@@ -32,6 +50,9 @@ export function derivedV2Image(chainRootFirst: readonly { readonly id: string; r
 } {
   const chain: V1ChainImage[] = [];
   const layers: { mediaType: string; size: number; digest: string }[] = [];
+  let jsonBytes = 0;
+  for (const { json } of chainRootFirst) jsonBytes += json.length;
+  if (jsonBytes > maxConfigSize) throw chainTooLarge(jsonBytes, maxConfigSize);
   for (const { id, json, link } of chainRootFirst) {
     const mediaType = LAYER_TYPE[link.compression];
     if (!link.diffId || !mediaType) {
@@ -41,6 +62,7 @@ export function derivedV2Image(chainRootFirst: readonly { readonly id: string; r
     layers.push({ mediaType, size: link.size, digest: link.digest });
   }
   const config = configFromV1Chain(chain);
+  if (config.length > maxConfigSize) throw chainTooLarge(config.length, maxConfigSize);
   const configDigest = `sha256:${createHash('sha256').update(config).digest('hex')}`;
   const manifest = Buffer.from(
     JSON.stringify({
@@ -72,6 +94,8 @@ export class V1ToV2 {
     private readonly repos: V1Repositories,
     private readonly manifests: V2Manifests,
     private readonly uploads: V2Uploads,
+    /** max_config_size: the most JSON a chain's images may hold for a v2 (and schema1) form. */
+    private readonly maxConfigSize: number,
   ) {}
 
   /** Tags of the v1 repository with the same name, or [] (a v2 name with more than two parts has none). */
@@ -125,11 +149,15 @@ export class V1ToV2 {
     }
     const layers: Schema1Layer[] = [];
     let architecture = 'amd64';
+    let jsonBytes = 0;
     for (const [i, imageId] of ancestry.entries()) {
       const json = await this.images.readJson(scope, imageId);
       const link = await this.images.layerLink(scope, imageId);
       // every image of the chain complete, as a v1 pull needs it
       if (!json || !link || (await this.images.inProgress(scope, imageId))) return undefined;
+      // the document holds every image's JSON (escaped again): bounded as the v2 form is
+      jsonBytes += json.length;
+      if (jsonBytes > this.maxConfigSize) return undefined;
       if (i === 0) {
         const a = (JSON.parse(json.toString('utf8')) as { architecture?: unknown }).architecture;
         if (typeof a === 'string' && a !== '') architecture = a;
@@ -166,14 +194,18 @@ export class V1ToV2 {
       throw e;
     }
     const records: { id: string; json: Buffer; link: LayerLink }[] = [];
+    let jsonBytes = 0;
     for (const imageId of [...ancestry].reverse()) {
       const json = await this.images.readJson(scope, imageId);
       const link = await this.images.layerLink(scope, imageId);
       // every image of the chain complete, as a v1 pull needs it
       if (!json || !link || (await this.images.inProgress(scope, imageId))) return undefined;
+      // no more read than derivedV2Image takes
+      jsonBytes += json.length;
+      if (jsonBytes > this.maxConfigSize) throw chainTooLarge(jsonBytes, this.maxConfigSize);
       records.push({ id: imageId, json, link });
     }
-    const derived = derivedV2Image(records);
+    const derived = derivedV2Image(records, this.maxConfigSize);
     const { config, configDigest, manifest, layers } = derived;
     const stored = await this.storedAlready(name, derived);
     if (stored) return stored;

@@ -81,7 +81,7 @@ export async function openContent(config: Config, log: Logger = createLogger('si
   const repos = new V1Repositories(driver, images);
   const uploads = new V2Uploads(driver, blobs, config.max_layer_size);
   const manifests = new V2Manifests(driver, blobs, uploads);
-  const fromV1 = new V1ToV2(driver, blobs, images, repos, manifests, uploads);
+  const fromV1 = new V1ToV2(driver, blobs, images, repos, manifests, uploads, config.max_config_size);
   const configs = new ConfigReader(blobs, uploads, config.max_config_size);
   // a v1 tag is moved under its repository's lock, the one a live server's tag writes take
   const toV1 = new V2ToV1(driver, blobs, repos, images, log, configs, { run: (name, fn) => locks.run(`repository\n${name}`, fn) });

@@ -1,0 +1,82 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { gzipSync } from 'node:zlib';
+import { request } from '../helpers/http.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+import { payloadChecksum, pushImage, putTag, sha256hex, tarOf, type TestImage } from '../helpers/v1-client.js';
+
+const S2 = 'application/vnd.docker.distribution.manifest.v2+json';
+const S1 = 'application/vnd.docker.distribution.manifest.v1+prettyjws';
+const code = (r: { json<T>(): T }): string | undefined => r.json<{ errors?: { code: string }[] }>().errors?.[0]?.code;
+
+/** A v1 image whose container_config.Cmd is `cmd` (what the derived config's history copies, Go-escaped). */
+function imageWithCmd(cmd: string, parent?: string): TestImage {
+  const id = sha256hex(Buffer.from(`hostile-${Math.random()}-${Date.now()}`));
+  const json = Buffer.from(JSON.stringify({ id, ...(parent ? { parent } : {}), created: '2015-01-01T00:00:00Z', container_config: { Cmd: [cmd] } }));
+  const layer = gzipSync(tarOf({ [`${id.slice(0, 8)}.txt`]: id }));
+  return { id, ...(parent ? { parent } : {}), json, layer, payload: payloadChecksum(json, layer) };
+}
+
+/**
+ * The bridge's forms of a v1 chain are built from every image's JSON: the config takes a history entry
+ * of each (Cmd, comment, author, Go-escaped: `<` is six bytes) and the top image's JSON whole. Nothing
+ * bounded them: 25 images of 4 MiB JSON (each under max_json_size) made one GET of the tag build a
+ * 600 MB config (9 s of the event loop, RSS over 1 GB, then 500 at V8's string limit); the schema1
+ * form likewise (2 GB RSS). Both are now bounded by max_config_size, as a v2-pushed config is.
+ */
+describe('hostile v1 JSON seen through /v2/: the derived config and schema1 are bounded by max_config_size', () => {
+  const LIMIT = 64 * 1024;
+  let s: TestServer;
+  const pushChain = async (repo: string, chain: TestImage[]): Promise<void> => {
+    for (const img of chain) {
+      const rs = await pushImage(s.url, img);
+      assert.deepEqual(
+        rs.slice(1).map((r) => r.status),
+        [200, 200, 200],
+        rs.map((r) => r.text).join(' | '),
+      );
+    }
+    assert.equal((await putTag(s.url, repo, 'latest', chain[chain.length - 1]!.id)).status, 200);
+  };
+  before(async () => {
+    s = await startTestServer({ standalone: true, v2: true, max_config_size: LIMIT });
+  });
+  after(() => s.stop());
+
+  it('a chain holding more JSON than max_config_size: 404 MANIFEST_UNKNOWN for schema2 and schema1; v1 pulls it as pushed', async () => {
+    const chain: TestImage[] = [];
+    for (let i = 0; i < 3; i++) chain.push(imageWithCmd('x'.repeat(30 * 1024), chain.at(-1)?.id));
+    await pushChain('hostile/many', chain);
+    const v2 = await request(s.url, '/v2/hostile/many/manifests/latest', { headers: { Accept: S2 } });
+    assert.equal(v2.status, 404, `${v2.status} ${v2.text.slice(0, 300)}`);
+    assert.equal(code(v2), 'MANIFEST_UNKNOWN');
+    const s1 = await request(s.url, '/v2/hostile/many/manifests/latest', { headers: { Accept: S1 } });
+    assert.equal(s1.status, 404, `${s1.status} ${s1.text.slice(0, 300)}`);
+    assert.equal(code(s1), 'MANIFEST_UNKNOWN');
+    // the v1 view is untouched
+    assert.deepEqual((await request(s.url, `/v1/images/${chain[2]!.id}/json`)).body, chain[2]!.json);
+  });
+
+  it('one image whose JSON is under the limit but whose config is over it (six bytes per `<`): 404', async () => {
+    const img = imageWithCmd('<'.repeat(20 * 1024));
+    await pushChain('hostile/escaped', [img]);
+    const v2 = await request(s.url, '/v2/hostile/escaped/manifests/latest', { headers: { Accept: S2 } });
+    assert.equal(v2.status, 404, `${v2.status} ${v2.text.slice(0, 300)}`);
+    assert.equal(code(v2), 'MANIFEST_UNKNOWN');
+  });
+
+  it('a chain within the limit still has its v2 form, its config within the limit', async () => {
+    const chain: TestImage[] = [];
+    for (let i = 0; i < 3; i++) chain.push(imageWithCmd(`step ${i} <ok>`, chain.at(-1)?.id));
+    await pushChain('hostile/fine', chain);
+    const v2 = await request(s.url, '/v2/hostile/fine/manifests/latest', { headers: { Accept: S2 } });
+    assert.equal(v2.status, 200, v2.text);
+    const m = v2.json<{ config: { size: number; digest: string }; layers: unknown[] }>();
+    assert.equal(m.layers.length, 3);
+    assert.ok(m.config.size <= LIMIT);
+    const cfg = await request(s.url, `/v2/hostile/fine/blobs/${m.config.digest}`);
+    assert.equal(cfg.status, 200);
+    assert.equal(cfg.body.length, m.config.size);
+    assert.equal((await request(s.url, '/v2/hostile/fine/manifests/latest', { headers: { Accept: S1 } })).status, 200);
+  });
+});
