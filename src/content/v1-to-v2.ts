@@ -167,10 +167,23 @@ export class V1ToV2 {
     return { layers, architecture };
   }
 
-  /** The v1 tags whose derived manifest has this digest (a delete by digest through v2, spec §3.7). */
+  /**
+   * The v1 tags whose derived manifest has this digest (a delete by digest through v2, spec §3.7). A
+   * tag without a v2 form (a bzip2/xz layer, too much JSON: MANIFEST_UNKNOWN) has no digest to match:
+   * it is passed over, not the answer to every delete by digest in the repository.
+   */
   async tagsWithDigest(name: V2Name, digest: string): Promise<string[]> {
     const out: string[] = [];
-    for (const tag of await this.tags(name)) if ((await this.manifestForTag(name, tag))?.digest === digest) out.push(tag);
+    for (const tag of await this.tags(name)) {
+      let m: StoredManifest | undefined;
+      try {
+        m = await this.manifestForTag(name, tag);
+      } catch (e) {
+        if (!(e instanceof V2Error)) throw e;
+        continue;
+      }
+      if (m?.digest === digest) out.push(tag);
+    }
     return out;
   }
 

@@ -4,6 +4,7 @@ import { gzipSync } from 'node:zlib';
 import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { payloadChecksum, pushImage, putTag, sha256hex, tarOf, type TestImage } from '../helpers/v1-client.js';
+import { pushV2 } from '../helpers/v2-client.js';
 
 const S2 = 'application/vnd.docker.distribution.manifest.v2+json';
 const S1 = 'application/vnd.docker.distribution.manifest.v1+prettyjws';
@@ -78,5 +79,39 @@ describe('hostile v1 JSON seen through /v2/: the derived config and schema1 are 
     assert.equal(cfg.status, 200);
     assert.equal(cfg.body.length, m.config.size);
     assert.equal((await request(s.url, '/v2/hostile/fine/manifests/latest', { headers: { Accept: S1 } })).status, 200);
+  });
+});
+
+/**
+ * A delete by digest through v2 looks for the v1 tags whose derived manifest has the digest
+ * (V1ToV2.tagsWithDigest). A v1 tag with no v2 form threw out of that search, so one bzip2 layer
+ * pushed by Docker 1.x made every delete by digest in its repository, of v2 pushes too, 404
+ * MANIFEST_UNKNOWN ("this v1 layer has no v2 media type").
+ */
+describe('a v1 tag without a v2 form does not stop deletes by digest in its repository', () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startTestServer({ standalone: true, v2: true, storage_delete: true });
+  });
+  after(() => s.stop());
+
+  it('a bzip2 v1 tag beside a v2 push: the v2 manifest is deleted by digest (202) in v2 and v1; the v1 tag stays', async () => {
+    const id = sha256hex(Buffer.from(`bzip2-${Math.random()}`));
+    const json = Buffer.from(JSON.stringify({ id, created: '2015-01-01T00:00:00Z' }));
+    const layer = Buffer.concat([Buffer.from('BZh91AY&SY'), Buffer.alloc(64, 1)]);
+    const rs = await pushImage(s.url, { id, json, layer, payload: payloadChecksum(json, layer) });
+    assert.deepEqual(
+      rs.slice(1).map((r) => r.status),
+      [200, 200, 200],
+    );
+    assert.equal((await putTag(s.url, 'mixed/repo', 'old', id)).status, 200);
+    assert.equal((await request(s.url, '/v2/mixed/repo/manifests/old', { headers: { Accept: S2 } })).status, 404, 'no v2 form');
+    const { digest } = await pushV2(s.url, 'mixed/repo', 'new');
+    assert.ok('new' in (await request(s.url, '/v1/repositories/mixed/repo/tags')).json<Record<string, string>>());
+
+    const del = await request(s.url, `/v2/mixed/repo/manifests/${digest}`, { method: 'DELETE' });
+    assert.equal(del.status, 202, del.text);
+    assert.equal((await request(s.url, '/v2/mixed/repo/manifests/new', { headers: { Accept: S2 } })).status, 404);
+    assert.deepEqual((await request(s.url, '/v1/repositories/mixed/repo/tags')).json(), { old: id });
   });
 });
