@@ -190,11 +190,18 @@ export function manifestHandlers(deps: V2Deps) {
       // The v1 side goes first (issue 17 crash campaign): a kill between the two steps then leaves the
       // v2 tag stored but its v1 view gone, which both APIs read as deleted (V2ToV1.current: 'gone');
       // the other order left the v1 view, bridged back over v2 as a manifest nobody pushed.
+      const unpublished = new Set<string>(v1Tags);
       if (deps.toV1) {
-        const v2Tags = ref.tag ? [ref.tag] : await manifests.tagsPointingTo(name, ref.digest!);
-        await deps.toV1.unpublish(name, [...new Set([...v2Tags, ...v1Tags])]);
+        for (const t of ref.tag ? [ref.tag] : await manifests.tagsPointingTo(name, ref.digest!)) unpublished.add(t);
+        await deps.toV1.unpublish(name, [...unpublished]);
       }
-      return { v1Tags, deleted: await manifests.delete(name, ref) };
+      const deleted = await manifests.delete(name, ref);
+      // A PUT of a tag to this digest writes the v2 tag without the lock: one written after the tags
+      // were read above is untagged by the delete all the same, and its v1 view (still the tag's
+      // previous image: the PUT's publish waits for the lock, then finds the v2 tag gone) goes too.
+      const late = (deleted ?? []).filter((t) => !unpublished.has(t));
+      if (deps.toV1 && late.length > 0) await deps.toV1.unpublish(name, late);
+      return { v1Tags, deleted };
     };
     const { v1Tags, deleted } = deps.toV1 ? await deps.toV1.exclusive(name, steps) : await steps();
     let removed = deleted;

@@ -1,6 +1,14 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
+import { loadConfig } from '../../src/config/load.js';
+import { createLogger } from '../../src/log/logger.js';
+import { startServer, type RunningServer } from '../../src/main.js';
+import type { StorageDriver } from '../../src/storage/driver.js';
+import { createDriver } from '../../src/storage/drivers/index.js';
 import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { payloadChecksum, pushImage, putTag, sha256hex, tarOf, type TestImage } from '../helpers/v1-client.js';
@@ -113,5 +121,81 @@ describe('a v1 tag without a v2 form does not stop deletes by digest in its repo
     assert.equal(del.status, 202, del.text);
     assert.equal((await request(s.url, '/v2/mixed/repo/manifests/new', { headers: { Accept: S2 } })).status, 404);
     assert.deepEqual((await request(s.url, '/v1/repositories/mixed/repo/tags')).json(), { old: id });
+  });
+});
+
+/**
+ * A delete by digest through v2 reads the tags on the digest, removes their v1 views, then deletes the
+ * manifest and every tag on it, under the lock the bridge moves v1 tags under. A PUT of a tag to the
+ * same digest writes its v2 tag without that lock: landing between the two, its tag was untagged in
+ * v2 but its v1 tag, still the tag's previous image, stayed. v1 clients pulled the old image under a
+ * tag v2 said did not exist, for good.
+ */
+describe('a tag put on a digest while that digest is deleted through v2 goes in v1 too', () => {
+  let s: RunningServer;
+  let dataDir: string;
+  /** Run once before the next delete of a key reaches the storage. */
+  let beforeDelete: ((key: string) => Promise<void>) | undefined;
+  /** Told of every putContent once it is done. */
+  let afterPut: ((key: string) => void) | undefined;
+  before(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'lr-test-'));
+    const config = loadConfig({
+      env: {},
+      flavor: 'test',
+      overrides: { host: '127.0.0.1', port: 0, storage_path: dataDir, loglevel: 'silent', standalone: true, v2: true, storage_delete: true },
+    });
+    const base = await createDriver(config);
+    const driver = new Proxy(base, {
+      get(target, prop) {
+        const v = Reflect.get(target, prop, target) as unknown;
+        if (prop === 'delete')
+          return async (key: string) => {
+            const hook = beforeDelete;
+            beforeDelete = undefined;
+            if (hook) await hook(key);
+            return base.delete(key);
+          };
+        if (prop === 'putContent')
+          return async (...args: Parameters<StorageDriver['putContent']>) => {
+            await base.putContent(...args);
+            afterPut?.(args[0]);
+          };
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    s = await startServer(config, { role: 'all', logger: createLogger('silent'), driver });
+  });
+  after(async () => {
+    await s.close();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('PUT t (on image E) → D lands inside DELETE D: both answer, and t is gone in v2 and in v1', async () => {
+    await pushV2(s.url, 'race/app', 't', {}, 'image E');
+    const d = await pushV2(s.url, 'race/app', 'd', {}, 'image D');
+    const before = (await request(s.url, '/v1/repositories/race/app/tags')).json<Record<string, string>>();
+    assert.deepEqual(Object.keys(before).sort(), ['d', 't']);
+
+    let put: Promise<Awaited<ReturnType<typeof request>>> | undefined;
+    // the delete's first storage delete (the v1 view of `d`) comes after it read the tags on D
+    beforeDelete = async () => {
+      const written = new Promise<void>((resolve) => {
+        afterPut = (key) => {
+          if (key.endsWith('/_manifests/tags/t')) resolve();
+        };
+      });
+      put = request(s.url, '/v2/race/app/manifests/t', { method: 'PUT', body: d.manifest, headers: { 'Content-Type': S2 } });
+      await written;
+    };
+    const del = await request(s.url, `/v2/race/app/manifests/${d.digest}`, { method: 'DELETE' });
+    afterPut = undefined;
+    assert.equal(del.status, 202, del.text);
+    assert.ok(put, 'the PUT ran inside the delete');
+    assert.equal((await put).status, 201);
+
+    assert.equal((await request(s.url, '/v2/race/app/manifests/t', { headers: { Accept: S2 } })).status, 404);
+    assert.deepEqual((await request(s.url, '/v2/race/app/tags/list')).json<{ tags: string[] }>().tags, []);
+    assert.deepEqual((await request(s.url, '/v1/repositories/race/app/tags')).json(), {}, 'no v1 tag v2 does not have');
   });
 });
