@@ -130,7 +130,9 @@ export async function trimUserSessions(db: Knex, userId: number, keep: number): 
       { column: 'created_at', order: 'desc' },
     ])
     .offset(keep)
-    .limit(1000)
+    // (a sign-in ends one; more only where sessions piled up before the cap: the rest at the next
+    // sign-ins, in batches under SQLite's bound-parameter limit, 999 on old builds)
+    .limit(500)
     .select('id')) as { id: string }[];
   if (extra.length === 0) return 0;
   return db('web_sessions')
