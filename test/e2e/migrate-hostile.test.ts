@@ -1,13 +1,12 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { readFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pyImage, writePythonTree } from '../helpers/python-tree.js';
+import { selfSignedCert } from '../helpers/tls.js';
 import { cli, type CliResult } from '../helpers/migrate.js';
 import { answered, honest, listen, target, type Handler, type Hostile } from '../helpers/fake-v2-target.js';
 
@@ -408,33 +407,6 @@ describe('migrate / import s3: hostile servers on 127.0.0.1', { timeout: 120_000
 let cert: { key: Buffer; cert: Buffer } | undefined;
 /** A self-signed certificate for 127.0.0.1 (openssl), made once. */
 function tlsCert(work: string): { key: Buffer; cert: Buffer } {
-  if (!cert) {
-    const key = join(work, 'tls.key');
-    const crt = join(work, 'tls.crt');
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-keyout',
-        key,
-        '-out',
-        crt,
-        '-days',
-        '1',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-      ],
-      {
-        stdio: 'ignore',
-      },
-    );
-    cert = { key: readFileSync(key), cert: readFileSync(crt) };
-  }
+  cert ??= selfSignedCert(work);
   return cert;
 }

@@ -1,12 +1,12 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from '../helpers/http.js';
+import { selfSignedCert } from '../helpers/tls.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { cleanup } from '../helpers/counting-proxy.js';
 import { layerImage } from '../helpers/v2-client.js';
@@ -92,32 +92,11 @@ describe('mirror: an https upstream whose token realm is plain http', { timeout:
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'lr-mirror-tls-'));
-    const r = spawnSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-keyout',
-        join(dir, 'key.pem'),
-        '-out',
-        join(dir, 'cert.pem'),
-        '-days',
-        '1',
-        '-subj',
-        '/CN=127.0.0.1',
-      ],
-      { encoding: 'utf8' },
-    );
-    assert.equal(r.status, 0, r.stderr);
+    const tls = selfSignedCert(dir);
     // the mirror's client is to trust the self-signed upstream (this test process only)
     tlsCheck = process.env.NODE_TLS_REJECT_UNAUTHORIZED;
     process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
-    up = await hostile({ tls: { key: await readFile(join(dir, 'key.pem')), cert: await readFile(join(dir, 'cert.pem')) } });
+    up = await hostile({ tls: { key: tls.key, cert: tls.cert } });
     tok = await hostile();
     mirror = await startTestServer({
       standalone: true,

@@ -1,14 +1,14 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import dns, { type LookupAddress } from 'node:dns';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { syncBuiltinESMExports } from 'node:module';
 import { isIP } from 'node:net';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from '../helpers/http.js';
+import { selfSignedCert } from '../helpers/tls.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { cleanup } from '../helpers/counting-proxy.js';
 import { hostile, within, type Hostile } from '../helpers/fake-upstream.js';
@@ -107,28 +107,7 @@ describe(
     before(async () => {
       installResolver();
       dir = await mkdtemp(join(tmpdir(), 'lr-rebind-'));
-      const r = spawnSync(
-        'openssl',
-        [
-          'req',
-          '-x509',
-          '-newkey',
-          'ec',
-          '-pkeyopt',
-          'ec_paramgen_curve:prime256v1',
-          '-nodes',
-          '-keyout',
-          join(dir, 'key.pem'),
-          '-out',
-          join(dir, 'cert.pem'),
-          '-days',
-          '1',
-          '-subj',
-          '/CN=127.0.0.1',
-        ],
-        { encoding: 'utf8' },
-      );
-      assert.equal(r.status, 0, r.stderr);
+      const tls = selfSignedCert(dir);
       // the mirror's client trusts the self-signed storage on loopback (this test process only): what
       // keeps it from there is the address check, not the certificate
       tlsCheck = process.env.NODE_TLS_REJECT_UNAUTHORIZED;
@@ -138,7 +117,7 @@ describe(
       sameNet = await hostile({ host: ownAddress });
       // services on the mirror's own loopback (an admin port, a metadata proxy, a database)
       local = await hostile();
-      localTls = await hostile({ tls: { key: await readFile(join(dir, 'key.pem')), cert: await readFile(join(dir, 'cert.pem')) } });
+      localTls = await hostile({ tls: { key: tls.key, cert: tls.cert } });
       local.handler = (_req, res) => {
         res.writeHead(200, { 'Content-Length': String(layer.length), 'Content-Type': 'application/json' });
         res.end(layer);

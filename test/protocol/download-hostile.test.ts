@@ -1,6 +1,5 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, truncateSync, unlinkSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -11,6 +10,7 @@ import { connect as tlsConnect } from 'node:tls';
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { request } from '../helpers/http.js';
+import { selfSignedCert } from '../helpers/tls.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { makeImage, pushImage } from '../helpers/v1-client.js';
 import { sendfileJobs, sendfileStatus, setSendfile } from '../../src/http/sendfile.js';
@@ -512,32 +512,7 @@ describe('downloads over TLS', () => {
   const blob = randomBytes(3 * 1024 * 1024 + 5);
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'lr-dl-tls-'));
-    const key = join(dir, 'key.pem');
-    const cert = join(dir, 'cert.pem');
-    const r = spawnSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-keyout',
-        key,
-        '-out',
-        cert,
-        '-days',
-        '1',
-        '-subj',
-        '/CN=127.0.0.1',
-      ],
-      {
-        encoding: 'utf8',
-      },
-    );
-    assert.equal(r.status, 0, r.stderr);
+    const { keyPath: key, certPath: cert } = selfSignedCert(dir);
     s = await startTestServer({ standalone: true, v2: true, tls_certificate: cert, tls_key: key });
     assert.ok(s.url.startsWith('https:'));
     const up = await exchange(
