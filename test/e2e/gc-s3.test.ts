@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { CreateBucketCommand, DeleteBucketCommand, DeleteObjectsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { cephMissing, startRgw, type Rgw } from '../helpers/ceph.js';
+import { cephMissing, rgwClient, startRgw, type Rgw } from '../helpers/ceph.js';
 import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { makeImage, tarOf } from '../helpers/v1-client.js';
@@ -35,12 +35,7 @@ describe('legacy-registry gc on S3 (Ceph RGW)', { skip, timeout: 900_000 }, () =
   let driver: StorageDriver;
   before(async () => {
     rgw = await startRgw();
-    admin = new S3Client({
-      endpoint: rgw.endpoint,
-      region: rgw.region,
-      forcePathStyle: true,
-      credentials: { accessKeyId: rgw.accessKey, secretAccessKey: rgw.secretKey },
-    });
+    admin = rgwClient(rgw);
     bucket = rgw.uniqueBucket('gc');
     await admin.send(new CreateBucketCommand({ Bucket: bucket }));
     s = await startTestServer({

@@ -3,11 +3,11 @@ import assert from 'node:assert/strict';
 import { readdir, readFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { CreateBucketCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { pyImage, sha256, writePythonTree } from '../helpers/python-tree.js';
-import { cephMissing, startRgw, type Rgw } from '../helpers/ceph.js';
+import { cephMissing, rgwClient, startRgw, type Rgw } from '../helpers/ceph.js';
 import { cli, skopeo, startDistribution, toolsMissing } from '../helpers/migrate.js';
 import { writeOciLayout } from '../helpers/oci-layout.js';
 
@@ -56,12 +56,7 @@ describe(
       const tree = join(work, 'tree');
       await writePythonTree(tree, [base, top, bad], [{ name: 'alice/web', tags: { latest: top.id, broken: bad.id } }], { corrupt: new Set([bad.id]) });
       const bucket = rgw.uniqueBucket('pyreg');
-      const client = new S3Client({
-        endpoint: rgw.endpoint,
-        region: rgw.region,
-        forcePathStyle: true,
-        credentials: { accessKeyId: rgw.accessKey, secretAccessKey: rgw.secretKey },
-      });
+      const client = rgwClient(rgw);
       try {
         await client.send(new CreateBucketCommand({ Bucket: bucket }));
         for (const f of await filesUnder(tree)) {
@@ -95,12 +90,7 @@ describe(
 
     it('imports a tree distribution 2.8.2 wrote to the bucket (s3 driver, pushed with skopeo): digests kept, a damaged blob skipped', async () => {
       const bucket = rgw.uniqueBucket('distreg');
-      const client = new S3Client({
-        endpoint: rgw.endpoint,
-        region: rgw.region,
-        forcePathStyle: true,
-        credentials: { accessKeyId: rgw.accessKey, secretAccessKey: rgw.secretKey },
-      });
+      const client = rgwClient(rgw);
       const a = await writeOciLayout(join(work, 'oci-a'), 'v1');
       const b = await writeOciLayout(join(work, 'oci-b'), 'v1');
       try {

@@ -15,7 +15,7 @@ import { chunkedStream, DOCKER_UA, makeImage, type TestImage } from '../helpers/
 import { sha256, writeOciLayout } from '../helpers/oci-layout.js';
 import { nginxMissing, startNginx, type NginxSite } from '../helpers/nginx.js';
 import { createDb } from '../../src/db/knex.js';
-import { cephMissing, startRgw, type Rgw } from '../helpers/ceph.js';
+import { cephMissing, rgwClient, startRgw, type Rgw } from '../helpers/ceph.js';
 import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { podmanArgs } from '../helpers/podman.js';
 import { PG_URL, pgMissing } from '../helpers/pg.js';
@@ -134,12 +134,7 @@ function scenario(store: Store, skipReason: string | undefined): void {
         if (store === 's3') {
           rgw = await startRgw();
           bucket = rgw.uniqueBucket('multinode');
-          const admin = new S3Client({
-            endpoint: rgw.endpoint,
-            region: rgw.region,
-            forcePathStyle: true,
-            credentials: { accessKeyId: rgw.accessKey, secretAccessKey: rgw.secretKey },
-          });
+          const admin = rgwClient(rgw);
           await admin.send(new CreateBucketCommand({ Bucket: bucket }));
           admin.destroy();
           storeKeys = {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { CreateBucketCommand, ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
-import { cephMissing, startRgw, type Rgw } from '../helpers/ceph.js';
+import { cephMissing, rgwClient, startRgw, type Rgw } from '../helpers/ceph.js';
 import { request } from '../helpers/http.js';
 import { head, startFaultProxy, type FaultProxy, type S3Exchange } from '../helpers/s3-fault-proxy.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
@@ -68,12 +68,7 @@ describe('registry on S3 behind a faulty store', { skip, timeout: 600_000 }, () 
 
   before(async () => {
     rgw = await startRgw();
-    admin = new S3Client({
-      endpoint: rgw.endpoint,
-      region: rgw.region,
-      forcePathStyle: true,
-      credentials: { accessKeyId: rgw.accessKey, secretAccessKey: rgw.secretKey },
-    });
+    admin = rgwClient(rgw);
     bucket = rgw.uniqueBucket('flt');
     await admin.send(new CreateBucketCommand({ Bucket: bucket }));
     proxy = await startFaultProxy(rgw.endpoint);

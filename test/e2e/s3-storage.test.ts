@@ -21,7 +21,7 @@ import {
   ListPartsCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
-import { cephMissing, startRgw, type Rgw } from '../helpers/ceph.js';
+import { cephMissing, rgwClient, startRgw, type Rgw } from '../helpers/ceph.js';
 import { spawnServer } from '../helpers/child.js';
 import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
@@ -82,12 +82,7 @@ describe('registry on S3 (Ceph RGW)', { skip, timeout: 900_000 }, () => {
 
   before(async () => {
     rgw = await startRgw();
-    admin = new S3Client({
-      endpoint: rgw.endpoint,
-      region: rgw.region,
-      forcePathStyle: true,
-      credentials: { accessKeyId: rgw.accessKey, secretAccessKey: rgw.secretKey },
-    });
+    admin = rgwClient(rgw);
     bucket = await newBucket();
     work = await mkdtemp(join(tmpdir(), 'lr-s3e2e-'));
   });

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
+import { S3Client } from '@aws-sdk/client-s3';
 import { ROOT } from './paths.js';
 
 const run = promisify(execFile);
@@ -104,4 +105,14 @@ export async function startRgw(): Promise<Rgw> {
       await rm(join(dir, '..'), { recursive: true, force: true });
     },
   };
+}
+
+/** An S3 client of the cluster's user (path-style), for a test's own setup and checks. */
+export function rgwClient(rgw: Rgw): S3Client {
+  return new S3Client({
+    endpoint: rgw.endpoint,
+    region: rgw.region,
+    forcePathStyle: true,
+    credentials: { accessKeyId: rgw.accessKey, secretAccessKey: rgw.secretKey },
+  });
 }

@@ -13,7 +13,7 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import { createS3Driver } from '../../src/storage/drivers/s3.js';
-import { cephMissing, startRgw, type Rgw } from '../helpers/ceph.js';
+import { cephMissing, rgwClient, startRgw, type Rgw } from '../helpers/ceph.js';
 import { runDriverConformance } from './conformance.js';
 
 const skip = cephMissing();
@@ -40,12 +40,7 @@ async function dropBucket(bucket: string): Promise<void> {
 describe('s3 driver on Ceph RGW', { skip, timeout: 600_000 }, () => {
   before(async () => {
     rgw = await startRgw();
-    admin = new S3Client({
-      endpoint: rgw.endpoint,
-      region: rgw.region,
-      forcePathStyle: true,
-      credentials: { accessKeyId: rgw.accessKey, secretAccessKey: rgw.secretKey },
-    });
+    admin = rgwClient(rgw);
   });
   after(async () => {
     admin?.destroy();
