@@ -7,74 +7,29 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pyImage, writePythonTree } from '../helpers/python-tree.js';
-import { cli, type CliResult } from '../helpers/migrate.js';
-import { honest, sha, target, type Hostile } from '../helpers/fake-v2-target.js';
+import { cli, hostileMigrateSuite, type MigrateReport } from '../helpers/migrate.js';
+import { honest, sha, target } from '../helpers/fake-v2-target.js';
 import { TargetRegistry } from '../../src/migrate/registry-client.js';
 
 /**
  * `legacy-registry migrate --to <url>` against more targets on 127.0.0.1 that lie or trap (the
- * harness is migrate-hostile.test.ts's): credentials never reach the report, the state file or the
+ * harness is hostileMigrateSuite, test/helpers/migrate.ts): credentials never reach the report, the state file or the
  * terminal; nothing is reported as moved that the target does not hold as ours.
  */
-interface Report {
-  target: string;
-  moved: { source: string; target: string; digest: string; resumed?: boolean }[];
-  failed: { what: string; reason: string }[];
-}
-
 describe('migrate: more hostile targets on 127.0.0.1', { timeout: 120_000 }, () => {
-  let work = '';
-  let storage = '';
-  const open: Hostile[] = [];
-  const serve = async (h: Promise<Hostile>): Promise<Hostile> => {
-    const s = await h;
-    open.push(s);
-    return s;
-  };
-
-  before(async () => {
-    work = await mkdtemp(join(tmpdir(), 'lr-migrate-hostile2-'));
-    storage = join(work, 'storage');
-    const base = pyImage({ gzip: false, label: 'base' });
-    const top = pyImage({ gzip: true, parent: base.id, size: 2000 });
-    await writePythonTree(join(work, 'py'), [base, top], [{ name: 'alice/web', tags: { latest: top.id, stable: base.id } }]);
-    assert.equal((await cli(storage, ['user', 'add', 'alice', 'alice@example.com', '--password', 'alicepw1'])).code, 0);
-    const r = await cli(storage, ['import', '--owner', 'alice', '--no-progress', join(work, 'py')]);
-    assert.equal(r.code, 0, r.stdout + r.stderr);
-  });
-  after(async () => {
-    for (const s of open) await s.close();
-    await rm(work, { recursive: true, force: true });
-  });
-
-  let n = 0;
-  const migrate = async (to: string, extra: string[] = [], env: Record<string, string> = {}): Promise<CliResult & { report?: Report; reportText: string }> => {
-    const reportFile = join(work, `report-${++n}.json`);
-    const started = Date.now();
-    const r = await cli(storage, ['migrate', '--to', to, '--no-progress', '--timeout', '2', '--report', reportFile, ...extra], env);
-    assert.ok(Date.now() - started < 30_000, 'the migration ended in time');
-    let reportText = '';
-    let report: Report | undefined;
-    try {
-      reportText = await readFile(reportFile, 'utf8');
-      report = JSON.parse(reportText) as Report;
-    } catch {
-      // no report: the run stopped before migrating
-    }
-    return { ...r, reportText, ...(report ? { report } : {}) };
-  };
+  const h = hostileMigrateSuite('lr-migrate-hostile2-', ({ base, top }) => ({ latest: top, stable: base }));
 
   it('an honest target gets both tags (the harness itself works)', async () => {
-    const t = await serve(target(() => false));
-    const r = await migrate(t.url);
+    const t = await h.serve(target(() => false));
+    const r = await h.migrate(t.url);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.deepEqual(r.report!.moved.map((m) => m.target).sort(), ['alice/web:latest', 'alice/web:stable']);
   });
 
   it('a password in the --to URL is refused, and never shown, stored or reported', async () => {
-    const t = await serve(target(() => false));
-    const state = join(work, 'userinfo.state');
-    const r = await migrate(`http://bob:s3cr3t-pw@127.0.0.1:${t.port}`, ['--state', state]);
+    const t = await h.serve(target(() => false));
+    const state = join(h.work, 'userinfo.state');
+    const r = await h.migrate(`http://bob:s3cr3t-pw@127.0.0.1:${t.port}`, ['--state', state]);
     const state_ = await readFile(state, 'utf8').catch(() => '');
     for (const [where, text] of [
       ['stdout', r.stdout],
@@ -89,15 +44,15 @@ describe('migrate: more hostile targets on 127.0.0.1', { timeout: 120_000 }, () 
   });
 
   it('--tag-map onto a tag the repository also has: neither is reported as moved there', async () => {
-    const t = await serve(target(() => false));
-    const r = await migrate(t.url, ['--tag-map', 'stable=latest']);
+    const t = await h.serve(target(() => false));
+    const r = await h.migrate(t.url, ['--tag-map', 'stable=latest']);
     assert.equal(r.code, 3, r.stdout + r.stderr);
     assert.deepEqual(r.report!.moved, [], 'alice/web:latest on the target can hold only one of the two');
     assert.deepEqual(r.report!.failed.map((f) => f.what).sort(), ['alice/web:latest', 'alice/web:stable']);
     for (const f of r.report!.failed) assert.match(f.reason, /alice\/web:latest and alice\/web:stable would both be pushed as alice\/web:latest/);
     assert.ok(!t.seen.some((s) => s.method === 'PUT' && s.url.includes('/manifests/')), 'no manifest pushed');
     // the same with two maps onto one new tag, and in a dry run
-    const d = await migrate(t.url, ['--tag-map', 'stable=prod', '--tag-map', 'latest=prod', '--dry-run']);
+    const d = await h.migrate(t.url, ['--tag-map', 'stable=prod', '--tag-map', 'latest=prod', '--dry-run']);
     assert.equal(d.code, 3, d.stdout + d.stderr);
     assert.deepEqual(d.report!.moved, []);
     assert.equal(d.report!.failed.length, 2);
@@ -105,7 +60,7 @@ describe('migrate: more hostile targets on 127.0.0.1', { timeout: 120_000 }, () 
 
   it('a manifest read back with the right digest header but other bytes is not reported as moved', async () => {
     let pushed = '';
-    const t = await serve(
+    const t = await h.serve(
       target((req, res, body) => {
         if (req.method === 'PUT' && /\/manifests\/latest$/.test(req.url!)) pushed = sha(body);
         if (req.method !== 'GET' || !/\/manifests\/latest$/.test(req.url!)) return false;
@@ -115,7 +70,7 @@ describe('migrate: more hostile targets on 127.0.0.1', { timeout: 120_000 }, () 
         return true;
       }),
     );
-    const r = await migrate(t.url);
+    const r = await h.migrate(t.url);
     assert.equal(r.code, 3, r.stdout + r.stderr);
     assert.deepEqual(
       r.report!.moved.map((m) => m.target),
@@ -223,7 +178,7 @@ describe('migrate: a target that answers an upload early and stops reading', { t
     const r = await cli(storage, ['migrate', '--to', url, '--no-progress', '--concurrency', '1', '--timeout', '20', '--report', reportFile]);
     assert.ok(Date.now() - started < 15_000, `the migration ended in ${Date.now() - started} ms`);
     assert.equal(r.code, 3, r.stdout + r.stderr);
-    const report = JSON.parse(await readFile(reportFile, 'utf8')) as Report;
+    const report = JSON.parse(await readFile(reportFile, 'utf8')) as MigrateReport;
     assert.deepEqual(
       report.failed.map((f) => f.what),
       ['alice/big:a', 'alice/big:b'],

@@ -1,11 +1,15 @@
+import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import { promisify } from 'node:util';
 import { request } from './http.js';
 import { freePort } from './ports.js';
 import { ROOT } from './paths.js';
+import { pyImage, writePythonTree } from './python-tree.js';
 
 const run = promisify(execFile);
 
@@ -130,4 +134,73 @@ export async function startDistribution(work: string, name: string, root: string
 /** skopeo with its own HOME (no auth file of the machine) and a generous timeout. */
 export function skopeo(home: string, ...args: string[]): Promise<{ stdout: string; stderr: string }> {
   return run('skopeo', ['--insecure-policy', ...args], { timeout: 180_000, maxBuffer: 16 << 20, env: { PATH: process.env.PATH ?? '', HOME: home } });
+}
+
+/** The report `migrate --report` writes, as the migrate-hostile suites read it. */
+export interface MigrateReport {
+  target: string;
+  moved: { source: string; target: string; digest: string; resumed?: boolean }[];
+  failed: { what: string; reason: string }[];
+}
+
+/**
+ * The harness of the migrate-hostile suites, for the describe it is called in: a storage in a new
+ * directory (`work`) holding a Python tree imported as alice/web (a plain base image and a gzip top
+ * on it; `tags` names its tags), the targets `serve` was given (closed after the suite), and
+ * `migrate`: one run to a target (2 s per request) that must end within 30 s, with its report.
+ */
+export function hostileMigrateSuite(
+  prefix: string,
+  tags: (ids: { base: string; top: string }) => Record<string, string>,
+): {
+  readonly work: string;
+  readonly storage: string;
+  serve<T extends { close(): Promise<unknown> }>(h: Promise<T>): Promise<T>;
+  migrate(to: string, extra?: string[], env?: Record<string, string>): Promise<CliResult & { report?: MigrateReport; reportText: string }>;
+} {
+  let work = '';
+  const open: { close(): Promise<unknown> }[] = [];
+  let n = 0;
+  before(async () => {
+    work = await mkdtemp(join(tmpdir(), prefix));
+    const base = pyImage({ gzip: false, label: 'base' });
+    const top = pyImage({ gzip: true, parent: base.id, size: 2000 });
+    await writePythonTree(join(work, 'py'), [base, top], [{ name: 'alice/web', tags: tags({ base: base.id, top: top.id }) }]);
+    const storage = join(work, 'storage');
+    assert.equal((await cli(storage, ['user', 'add', 'alice', 'alice@example.com', '--password', 'alicepw1'])).code, 0);
+    const r = await cli(storage, ['import', '--owner', 'alice', '--no-progress', join(work, 'py')]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+  });
+  after(async () => {
+    for (const s of open) await s.close();
+    await rm(work, { recursive: true, force: true });
+  });
+  return {
+    get work() {
+      return work;
+    },
+    get storage() {
+      return join(work, 'storage');
+    },
+    async serve(h) {
+      const s = await h;
+      open.push(s);
+      return s;
+    },
+    async migrate(to, extra = [], env = {}) {
+      const reportFile = join(work, `report-${++n}.json`);
+      const started = Date.now();
+      const r = await cli(join(work, 'storage'), ['migrate', '--to', to, '--no-progress', '--timeout', '2', '--report', reportFile, ...extra], env);
+      assert.ok(Date.now() - started < 30_000, 'the migration ended in time');
+      let reportText = '';
+      let report: MigrateReport | undefined;
+      try {
+        reportText = await readFile(reportFile, 'utf8');
+        report = JSON.parse(reportText) as MigrateReport;
+      } catch {
+        // no report: the run stopped before migrating
+      }
+      return { ...r, reportText, ...(report ? { report } : {}) };
+    },
+  };
 }
