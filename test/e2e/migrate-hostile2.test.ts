@@ -13,8 +13,8 @@ import { TargetRegistry } from '../../src/migrate/registry-client.js';
 
 /**
  * `legacy-registry migrate --to <url>` against more targets on 127.0.0.1 that lie or trap (the
- * harness is hostileMigrateSuite, test/helpers/migrate.ts): credentials never reach the report, the state file or the
- * terminal; nothing is reported as moved that the target does not hold as ours.
+ * harness is hostileMigrateSuite, test/helpers/migrate.ts): credentials never reach the report, the
+ * state file or the terminal; nothing is reported as moved that the target does not hold as ours.
  */
 describe('migrate: more hostile targets on 127.0.0.1', { timeout: 120_000 }, () => {
   const h = hostileMigrateSuite('lr-migrate-hostile2-', ({ base, top }) => ({ latest: top, stable: base }));
