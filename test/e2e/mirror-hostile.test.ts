@@ -8,7 +8,7 @@ import { request, type Response } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { cleanup } from '../helpers/counting-proxy.js';
 import { layerImage } from '../helpers/v2-client.js';
-import { hostile, within, type Handler, type Hostile } from '../helpers/fake-upstream.js';
+import { hostile, v1MirrorOfHostile, within, type Handler, type Hostile } from '../helpers/fake-upstream.js';
 
 /**
  * The pull-through mirror (v2 and v1) against a hostile or broken upstream written here (node:http
@@ -365,25 +365,8 @@ describe('mirror against a hostile upstream (v2)', { timeout: 60_000 }, () => {
 
 /** A v1 upstream (Python's mirroring.source) that answers as told. */
 describe('mirror against a hostile upstream (v1 mirroring.source)', { timeout: 60_000 }, () => {
-  let up: Hostile;
-  let mirror: TestServer;
+  const m = v1MirrorOfHostile();
   const id = (c: string): string => c.repeat(64);
-
-  before(async () => {
-    up = await hostile();
-    mirror = await startTestServer({
-      standalone: true,
-      v2: false,
-      mirroring: { source: up.url, source_index: up.url, tags_cache_ttl: 60 },
-      mirror: { upstreams: [{ url: up.url, prefix: 'nothing/' }], timeout: 1 },
-    });
-  });
-  after(() =>
-    cleanup(
-      () => mirror?.stop(),
-      () => up?.close(),
-    ),
-  );
 
   const v1Upstream =
     (img: string, json: unknown, ancestry: unknown, layer: Buffer): Handler =>
@@ -414,18 +397,18 @@ describe('mirror against a hostile upstream (v1 mirroring.source)', { timeout: 6
       [id('9'), 'not json', [id('9')]],
     ];
     for (const [img, json, anc] of cases) {
-      up.handler = v1Upstream(img, json, anc, layer);
-      const r = await request(mirror.url, `/v1/images/${img}/layer`);
+      m.up.handler = v1Upstream(img, json, anc, layer);
+      const r = await request(m.mirror.url, `/v1/images/${img}/layer`);
       assert.notEqual(r.status, 500, `${img}: ${r.text}`);
       await new Promise((res) => setTimeout(res, 100));
       // the upstream gone, the image must not be there locally
-      up.handler = (_req, res) => {
+      m.up.handler = (_req, res) => {
         res.writeHead(404);
         res.end();
       };
-      const local = await request(mirror.url, `/v1/images/${img}/json`);
+      const local = await request(m.mirror.url, `/v1/images/${img}/json`);
       assert.equal(local.status, 404, `${img}: stored from an inconsistent upstream answer: ${local.text.slice(0, 200)}`);
-      const anc2 = await request(mirror.url, `/v1/images/${img}/ancestry`);
+      const anc2 = await request(m.mirror.url, `/v1/images/${img}/ancestry`);
       assert.notEqual(anc2.status, 500);
     }
   });
@@ -433,21 +416,21 @@ describe('mirror against a hostile upstream (v1 mirroring.source)', { timeout: 6
   it('a consistent image is stored (the baseline of the test above)', async () => {
     const layer = randomBytes(1000);
     const img = id('b');
-    up.handler = v1Upstream(img, { id: img }, [img], layer);
-    const r = await request(mirror.url, `/v1/images/${img}/layer`);
+    m.up.handler = v1Upstream(img, { id: img }, [img], layer);
+    const r = await request(m.mirror.url, `/v1/images/${img}/layer`);
     assert.equal(r.status, 200);
     assert.ok(r.body.equals(layer));
     await new Promise((res) => setTimeout(res, 100));
-    up.handler = (_req, res) => {
+    m.up.handler = (_req, res) => {
       res.writeHead(404);
       res.end();
     };
-    assert.equal((await request(mirror.url, `/v1/images/${img}/json`)).status, 200);
+    assert.equal((await request(m.mirror.url, `/v1/images/${img}/json`)).status, 200);
   });
 
   it('a client that goes away during a layer: the upstream connection is released', async () => {
     const img = id('c');
-    up.handler = (req, res) => {
+    m.up.handler = (req, res) => {
       if (req.url === `/v1/images/${img}/json`) {
         res.writeHead(200, { 'Content-Type': 'application/json' });
         res.end(JSON.stringify({ id: img }));
@@ -463,7 +446,7 @@ describe('mirror against a hostile upstream (v1 mirroring.source)', { timeout: 6
       }
     };
     await new Promise<void>((resolve, reject) => {
-      const u = new URL(mirror.url);
+      const u = new URL(m.mirror.url);
       const req = httpRequest({ host: u.hostname, port: u.port, path: `/v1/images/${img}/layer`, agent: false }, (res) => {
         let got = 0;
         res.on('data', (c: Buffer) => {
@@ -482,21 +465,21 @@ describe('mirror against a hostile upstream (v1 mirroring.source)', { timeout: 6
       req.on('error', (e) => (e.message.includes('socket hang up') || e.message.includes('aborted') ? resolve() : reject(e)));
       req.end();
     });
-    let open = up.open();
+    let open = m.up.open();
     for (let i = 0; i < 80 && open > 0; i++) {
       await new Promise((r) => setTimeout(r, 100));
-      open = up.open();
+      open = m.up.open();
     }
     assert.equal(open, 0, 'the upstream layer download goes on (or hangs) after the client left');
   });
 
   it('an upstream that sends the json headers, then nothing: answered within a few timeouts', async () => {
     const img = id('d');
-    up.handler = (_req, res) => {
+    m.up.handler = (_req, res) => {
       res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': '100' });
       res.write('{');
     };
-    const r = await within(8_000, request(mirror.url, `/v1/images/${img}/json`));
+    const r = await within(8_000, request(m.mirror.url, `/v1/images/${img}/json`));
     assert.notEqual(r, 'timeout', 'the v1 json request hangs on a stalled upstream body');
     assert.ok(!isServerError(r));
   });

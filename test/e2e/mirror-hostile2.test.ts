@@ -10,7 +10,7 @@ import { selfSignedCert } from '../helpers/tls.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { cleanup } from '../helpers/counting-proxy.js';
 import { layerImage } from '../helpers/v2-client.js';
-import { hostile, within, type Hostile } from '../helpers/fake-upstream.js';
+import { hostile, v1MirrorOfHostile, within, type Hostile } from '../helpers/fake-upstream.js';
 
 /**
  * The pull-through mirror against a hostile or broken upstream, second round (the first is
@@ -203,33 +203,16 @@ describe('mirror: upstream answers it does not use, with endless bodies', { time
 });
 
 describe('v1 mirroring.source: answers it does not use, with endless bodies', { timeout: 60_000 }, () => {
-  let up: Hostile;
-  let mirror: TestServer;
-
-  before(async () => {
-    up = await hostile();
-    mirror = await startTestServer({
-      standalone: true,
-      v2: false,
-      mirroring: { source: up.url, source_index: up.url, tags_cache_ttl: 60 },
-      mirror: { upstreams: [{ url: up.url, prefix: 'nothing/' }], timeout: 1 },
-    });
-  });
-  after(() =>
-    cleanup(
-      () => mirror?.stop(),
-      () => up?.close(),
-    ),
-  );
+  const m = v1MirrorOfHostile();
 
   for (const what of ['json', 'layer'] as const) {
     it(`an image ${what} whose source answers json 404 with a body that never ends: the connection is dropped`, async () => {
       let closed: Promise<boolean> | undefined;
-      up.handler = (_req, res) => {
+      m.up.handler = (_req, res) => {
         res.writeHead(404, { 'Content-Type': 'application/json' });
         closed = endless(res, 8_000);
       };
-      const r = await within(15_000, request(mirror.url, `/v1/images/${what === 'json' ? 'e' : 'f'}${'0'.repeat(63)}/${what}`));
+      const r = await within(15_000, request(m.mirror.url, `/v1/images/${what === 'json' ? 'e' : 'f'}${'0'.repeat(63)}/${what}`));
       assert.ok(typeof r === 'object' && !(r instanceof Error) && r.status === 404, String(r));
       assert.ok(closed, 'the source was asked');
       assert.equal(await closed, true, 'the source connection was still read 8 s after the answer');

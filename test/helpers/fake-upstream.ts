@@ -1,7 +1,10 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo, Server, Socket } from 'node:net';
+import { after, before } from 'node:test';
+import { cleanup } from './counting-proxy.js';
 import type { Response } from './http.js';
+import { startTestServer, type TestServer } from './server.js';
 
 /**
  * A fake upstream registry for the mirror's hostile-upstream tests: a node server whose answers a
@@ -65,4 +68,37 @@ export async function within(ms: number, p: Promise<Response>): Promise<Response
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * For the describe it is called in: a hostile upstream and a standalone v1 mirror of it (Python's
+ * mirroring.source and source_index, tags cached 60 s; a v2 pull-through prefix nobody uses, with a
+ * 1 s timeout), both stopped after the suite.
+ */
+export function v1MirrorOfHostile(): { readonly up: Hostile; readonly mirror: TestServer } {
+  let up: Hostile | undefined;
+  let mirror: TestServer | undefined;
+  before(async () => {
+    up = await hostile();
+    mirror = await startTestServer({
+      standalone: true,
+      v2: false,
+      mirroring: { source: up.url, source_index: up.url, tags_cache_ttl: 60 },
+      mirror: { upstreams: [{ url: up.url, prefix: 'nothing/' }], timeout: 1 },
+    });
+  });
+  after(() =>
+    cleanup(
+      () => mirror?.stop(),
+      () => up?.close(),
+    ),
+  );
+  return {
+    get up() {
+      return up!;
+    },
+    get mirror() {
+      return mirror!;
+    },
+  };
 }
