@@ -33,6 +33,22 @@ function RepoItem(props: { r: RepoSummary }): VNode {
   );
 }
 
+/**
+ * A table row's action: a form posting one hidden field (and the form token) with one secondary
+ * button; `confirm` is asked first (the page's script reads data-confirm).
+ */
+function RowAction(props: { action: string; csrf: string; name: string; value: string; label: string; text: string; confirm?: string }): VNode {
+  return (
+    <form method="post" action={props.action} data-confirm={props.confirm}>
+      <Csrf token={props.csrf} />
+      <input type="hidden" name={props.name} value={props.value} />
+      <button type="submit" class="secondary" aria-label={props.label}>
+        {props.text}
+      </button>
+    </form>
+  );
+}
+
 export function RepoList(props: { items: readonly RepoSummary[]; empty: string }): VNode {
   if (props.items.length === 0) return <p class="empty">{props.empty}</p>;
   return (
@@ -174,13 +190,7 @@ function Members(props: { namespace: string; members: readonly OrganizationMembe
               <td>{m.role}</td>
               {props.owner ? (
                 <td class="num">
-                  <form method="post" action={`${base}/remove`}>
-                    <Csrf token={props.csrf} />
-                    <input type="hidden" name="username" value={m.username} />
-                    <button type="submit" class="secondary" aria-label={`Remove ${m.username}`}>
-                      Remove
-                    </button>
-                  </form>
+                  <RowAction action={`${base}/remove`} csrf={props.csrf} name="username" value={m.username} label={`Remove ${m.username}`} text="Remove" />
                 </td>
               ) : null}
             </tr>
@@ -657,13 +667,14 @@ export function SettingsPage(props: { v: RepoView; fullDescription: string; coll
                   <td>{c.username}</td>
                   <td>{c.access}</td>
                   <td class="num">
-                    <form method="post" action={`${base}/collaborators/remove`}>
-                      <Csrf token={v.csrf} />
-                      <input type="hidden" name="username" value={c.username} />
-                      <button type="submit" class="secondary" aria-label={`Remove ${c.username}`}>
-                        Remove
-                      </button>
-                    </form>
+                    <RowAction
+                      action={`${base}/collaborators/remove`}
+                      csrf={v.csrf}
+                      name="username"
+                      value={c.username}
+                      label={`Remove ${c.username}`}
+                      text="Remove"
+                    />
                   </td>
                 </tr>
               ))}
@@ -711,13 +722,15 @@ export function SettingsPage(props: { v: RepoView; fullDescription: string; coll
                   <tr data-tag={t.tag}>
                     <td>{t.tag}</td>
                     <td class="num">
-                      <form method="post" action={`${base}/tags/delete`} data-confirm={`Delete the tag ${t.tag}? v1 and v2 clients will no longer find it.`}>
-                        <Csrf token={v.csrf} />
-                        <input type="hidden" name="tag" value={t.tag} />
-                        <button type="submit" class="secondary" aria-label={`Delete tag ${t.tag}`}>
-                          Delete
-                        </button>
-                      </form>
+                      <RowAction
+                        action={`${base}/tags/delete`}
+                        confirm={`Delete the tag ${t.tag}? v1 and v2 clients will no longer find it.`}
+                        csrf={v.csrf}
+                        name="tag"
+                        value={t.tag}
+                        label={`Delete tag ${t.tag}`}
+                        text="Delete"
+                      />
                     </td>
                   </tr>
                 ))}
