@@ -276,8 +276,9 @@ export class IndexService {
     if (claims.userId > 0) {
       const user = await this.findUser(claims.userId);
       if (!user || !user.active) return undefined;
-      // issued under a password changed since (tokens issued before 2026-12-07 carry none)
-      if (claims.credential !== undefined && claims.credential !== (await this.credential(user.id))) return undefined;
+      // issued under a password changed since, or an epoch counted up by a deactivation; a token
+      // without one (issued before 2026-12-07, when only anonymous ones went without) is refused
+      if (claims.credential !== (await this.credential(user.id))) return undefined;
       const rights = await this.rights(user, name, repo);
       if (!rights[claims.access]) return undefined;
     } else if (claims.access !== 'read' || repo.private) {

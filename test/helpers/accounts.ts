@@ -3,6 +3,17 @@ import { createHash } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { request, type Response } from './http.js';
 import { DOCKER_UA, pushImage, putTag, tarOf, type TestImage } from './v1-client.js';
+import type { Knex } from 'knex';
+import type { V1Access, V1TokenSigner } from '../../src/auth/v1-token.js';
+import { credentialOf } from '../../src/db/users.js';
+
+/**
+ * A v1 token signed in the test as the index issues one to an account: with the fingerprint of the
+ * account's credential (a token without one is refused).
+ */
+export async function accountToken(db: Knex, signer: V1TokenSigner, repo: string, access: V1Access, userId: number, now = Date.now()): Promise<string> {
+  return signer.issue(repo, access, userId, now, signer.credential(await credentialOf(db, userId)));
+}
 
 /** Credentials of an account; undefined = anonymous. */
 export type Creds = readonly [string, string] | undefined;

@@ -6,7 +6,7 @@ import { decodeJwt } from 'jose';
 import { request, type Response } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { DOCKER_UA, makeImage, type TestImage } from '../helpers/v1-client.js';
-import { basic, Site, type Creds } from '../helpers/accounts.js';
+import { accountToken, basic, Site, type Creds } from '../helpers/accounts.js';
 import { findUserByName, saveUser } from '../../src/db/users.js';
 import { addCollaborator, findRepository, removeCollaborator, saveRepository } from '../../src/db/repositories.js';
 import { addMember, saveOrganization } from '../../src/db/organizations.js';
@@ -204,7 +204,7 @@ describe('mutation group access: rightsOn through the token service, TokenAuth t
     assert.equal(put.status, 200, put.text);
     assert.equal((await reg('DELETE', `${tags}/second`, write)).status, 401);
 
-    const del = `Token ${signer.issue('alice/priv', 'delete', aliceId)}`;
+    const del = `Token ${await accountToken(s.db!, signer, 'alice/priv', 'delete', aliceId)}`;
     assert.equal((await reg('GET', json, del)).status, 401);
     assert.equal((await reg('PUT', `${tags}/third`, del, JSON.stringify(img.id))).status, 401);
     const d = await reg('DELETE', `${tags}/second`, del);
@@ -213,13 +213,17 @@ describe('mutation group access: rightsOn through the token service, TokenAuth t
   });
 
   it('registry: the token names the repository; its header must be a Token one, whole, with a repository and an access', async () => {
-    const token = signer.issue('alice/priv', 'read', aliceId);
+    const token = await accountToken(s.db!, signer, 'alice/priv', 'read', aliceId);
     const tags = '/v1/repositories/alice/priv/tags';
     assert.equal((await reg('GET', tags, `Token ${token}`)).status, 200);
     assert.equal((await reg('GET', tags, `token ${token}`)).status, 200, 'the prefix is case-insensitive');
     assert.equal((await reg('GET', tags, `Token Token ${token}`)).status, 200, 'a doubled prefix is tolerated (Q9)');
     assert.equal((await reg('GET', '/v1/repositories/alice/pub/tags', `Token ${token}`)).status, 401, 'another repository');
-    assert.equal((await reg('GET', tags, `Token ${signer.issue('alice/pub', 'read', aliceId)}`)).status, 401, 'a token of another repository');
+    assert.equal(
+      (await reg('GET', tags, `Token ${await accountToken(s.db!, signer, 'alice/pub', 'read', aliceId)}`)).status,
+      401,
+      'a token of another repository',
+    );
     assert.equal((await reg('GET', tags, `Tokenized ${token}`)).status, 401, 'the value must start with the word Token');
     assert.equal((await reg('GET', tags, `Bearer ${token}`)).status, 401);
     assert.equal((await reg('GET', tags, token)).status, 401, 'no prefix');

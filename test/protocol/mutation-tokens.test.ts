@@ -8,7 +8,7 @@ import { SignJWT, type JWTPayload } from 'jose';
 import { request, type Response } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { makeImage, type TestImage } from '../helpers/v1-client.js';
-import { basic, Site } from '../helpers/accounts.js';
+import { accountToken, basic, Site } from '../helpers/accounts.js';
 import { findUserByName, saveUser } from '../../src/db/users.js';
 import { addCollaborator, findRepository } from '../../src/db/repositories.js';
 import { V1TokenSigner } from '../../src/auth/v1-token.js';
@@ -71,11 +71,11 @@ describe('mutation group tokens', () => {
     const index = (authorization: string) => request(s.url, '/v1/repositories/alice/priv/images', { headers: { Authorization: authorization } });
 
     it('a token the index signed works; its account decides (a collaborator yes, a stranger no, anonymous no)', async () => {
-      assert.equal((await reg(`Token ${signer.issue('alice/priv', 'read', ids.alice!)}`)).status, 200);
-      assert.equal((await reg(`Token ${signer.issue('alice/priv', 'read', ids.carl!)}`)).status, 200);
-      assert.equal((await reg(`Token ${signer.issue('alice/priv', 'read', ids.otto!)}`)).status, 401);
+      assert.equal((await reg(`Token ${await accountToken(s.db!, signer, 'alice/priv', 'read', ids.alice!)}`)).status, 200);
+      assert.equal((await reg(`Token ${await accountToken(s.db!, signer, 'alice/priv', 'read', ids.carl!)}`)).status, 200);
+      assert.equal((await reg(`Token ${await accountToken(s.db!, signer, 'alice/priv', 'read', ids.otto!)}`)).status, 401);
       assert.equal((await reg(`Token ${signer.issue('alice/priv', 'read', 0)}`)).status, 401);
-      const i8 = await index(`Token ${signer.issue('alice/priv', 'read', ids.carl!)}`);
+      const i8 = await index(`Token ${await accountToken(s.db!, signer, 'alice/priv', 'read', ids.carl!)}`);
       assert.equal(i8.status, 200, i8.text);
       assert.deepEqual(
         i8.json<{ id: string }[]>().map((e) => e.id),
@@ -85,14 +85,22 @@ describe('mutation group tokens', () => {
 
     it('expiry: a token whose time is up is refused; one with seconds left is taken', async () => {
       const now = Date.now();
-      assert.equal((await reg(`Token ${signer.issue('alice/priv', 'read', ids.alice!, now - 3600_000 - 5000)}`)).status, 401, 'expired 5 s ago');
-      assert.equal((await reg(`Token ${signer.issue('alice/priv', 'read', ids.alice!, now - 3600_000 + 30_000)}`)).status, 200, '30 s left');
+      assert.equal(
+        (await reg(`Token ${await accountToken(s.db!, signer, 'alice/priv', 'read', ids.alice!, now - 3600_000 - 5000)}`)).status,
+        401,
+        'expired 5 s ago',
+      );
+      assert.equal(
+        (await reg(`Token ${await accountToken(s.db!, signer, 'alice/priv', 'read', ids.alice!, now - 3600_000 + 30_000)}`)).status,
+        200,
+        '30 s left',
+      );
       const short = new V1TokenSigner(Buffer.from(SECRET, 'utf8'), 2);
-      assert.equal((await index(`Token ${short.issue('alice/priv', 'read', ids.alice!)}`)).status, 200, 'a 2 s token, used at once');
+      assert.equal((await index(`Token ${await accountToken(s.db!, short, 'alice/priv', 'read', ids.alice!)}`)).status, 200, 'a 2 s token, used at once');
     });
 
     it('every part is covered by the MAC: signature, expiry, account, repository, access', async () => {
-      const t = signer.issue('alice/priv', 'read', ids.alice!);
+      const t = await accountToken(s.db!, signer, 'alice/priv', 'read', ids.alice!);
       const m = /^signature=(\d+)\.(\d+)\.([^.]+)\.([^,]+),repository="([^"]+)",access=(\w+)$/.exec(t);
       assert.ok(m, t);
       const [, exp, uid, nonce, mac] = m;
@@ -122,7 +130,7 @@ describe('mutation group tokens', () => {
     });
 
     it('the index reads the header as the registry does: prefixes, spacing, first of a repeated key', async () => {
-      const t = signer.issue('alice/priv', 'read', ids.alice!);
+      const t = await accountToken(s.db!, signer, 'alice/priv', 'read', ids.alice!);
       for (const h of [`Token ${t}`, `token ${t}`, `Token Token ${t}`, `  Token   ${t}`, `Token ${t},repository="alice/pub"`, `Token ${t},access=write`]) {
         const r = await index(h);
         assert.equal(r.status, 200, `${h}: ${r.status} ${r.text}`);

@@ -14,7 +14,7 @@ import { loadConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/log/logger.js';
 import { startServer } from '../../src/main.js';
 import { makeImage, putTag, type TestImage } from '../helpers/v1-client.js';
-import { basic, Site, type Creds } from '../helpers/accounts.js';
+import { accountToken, basic, Site, type Creds } from '../helpers/accounts.js';
 import { findUserByName, saveUser, setActive } from '../../src/db/users.js';
 import { addCollaborator, findRepository } from '../../src/db/repositories.js';
 import { V1TokenSigner } from '../../src/auth/v1-token.js';
@@ -120,7 +120,7 @@ describe('tokens review: v1 tokens through the registry (one process, token_cach
 
   it('the registry does not serve a token past its expiry from its validation cache', async () => {
     // a token with 3 s left, validated (and cached for token_cache_ttl: 30 s) at once
-    const t = signer.issue('alice/priv', 'read', ids.bobby!, Date.now() - 3600_000 + 3000);
+    const t = await accountToken(s.db!, signer, 'alice/priv', 'read', ids.bobby!, Date.now() - 3600_000 + 3000);
     assert.equal((await site.regGet(`/v1/images/${priv.id}/json`, t)).status, 200);
     assert.equal((await site.regGet('/v1/repositories/alice/priv/tags', t)).status, 200);
     await sleep(4000);
@@ -130,6 +130,21 @@ describe('tokens review: v1 tokens through the registry (one process, token_cach
     }
     // the index refuses it too
     assert.equal((await request(s.url, '/v1/repositories/alice/priv/images', { headers: token(t) })).status, 401);
+  });
+
+  it('an account token without a credential fingerprint (as issued before 2026-12-07) is refused by the index and the registry', async () => {
+    const bare = signer.issue('alice/priv', 'read', ids.bobby!);
+    const good = await accountToken(s.db!, signer, 'alice/priv', 'read', ids.bobby!);
+    assert.equal((await site.regGet(`/v1/images/${priv.id}/json`, good)).status, 200, 'the same token with its fingerprint');
+    for (const path of [`/v1/images/${priv.id}/json`, `/v1/images/${priv.id}/layer`, '/v1/repositories/alice/priv/tags']) {
+      const r = await site.regGet(path, bare);
+      assert.equal(r.status, 401, `${path} with a token without a fingerprint: ${r.status} ${r.text}`);
+    }
+    assert.equal((await request(s.url, '/v1/repositories/alice/priv/images', { headers: token(bare) })).status, 401, 'the index refuses it');
+    // the owner's own write token without one: no push either
+    const write = signer.issue('alice/priv', 'write', ids.alice!);
+    const put = await request(s.url, '/v1/repositories/alice/priv/tags/bare', { method: 'PUT', headers: token(write), body: JSON.stringify(priv.id) });
+    assert.equal(put.status, 401, put.text);
   });
 
   it('X-Docker-Token: true decides whether a read token is handed out; none for what the caller may not read', async () => {
