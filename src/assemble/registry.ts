@@ -3,7 +3,8 @@ import type { Context } from 'koa';
 import type { RegistryAuth } from '../auth/registry-auth.js';
 import type { HtpasswdGate } from '../auth/htpasswd.js';
 import { parseRepoName, type RepoName } from '../content/names.js';
-import { IndexJournal, V1_PENDING_ROOT, type V1PushNotice } from '../content/index-journal.js';
+import { answerPrefix } from '../util/fetch-body.js';
+import { IndexJournal, NoticeRefused, refusedForGood, V1_PENDING_ROOT, type V1PushNotice } from '../content/index-journal.js';
 import { INDEX_CHECKSUM_PATH, INDEX_V1_PUSHED_PATH } from '../index/routes.js';
 import { registryRouter, type V1IndexHook } from '../registry/routes.js';
 import { standaloneIndexRouter } from '../registry/standalone-index.js';
@@ -14,9 +15,6 @@ import type { IndexServices } from './index.js';
 import type { EventServices } from './events.js';
 import type { V2Services } from './v2.js';
 import type { Site } from './site.js';
-
-/** The index refused a notice for good (4xx but 408/429): replaying it would change nothing. */
-export class NoticeRefused extends Error {}
 
 /**
  * A split registry's notice of a v1 tag push to its index (`POST /_index/v1/pushed`, with the push's
@@ -51,8 +49,8 @@ export async function tellIndexOfV1Push(
       throw e;
     }
     if (r.status !== 200) {
-      const why = `the index answered ${r.status}: ${(await r.text()).slice(0, 300)}`;
-      throw r.status >= 400 && r.status < 500 && r.status !== 408 && r.status !== 429 ? new NoticeRefused(why) : new Error(why);
+      const why = `the index answered ${r.status}: ${await answerPrefix(r)}`;
+      throw refusedForGood(r.status) ? new NoticeRefused(why) : new Error(why);
     }
     const answer = (await r.json().catch(() => ({}))) as { pusher?: unknown };
     return typeof answer.pusher === 'string' ? answer.pusher : null;
@@ -74,7 +72,8 @@ function checksumHook(site: Site, store: StorageServices, services: IndexService
         body: JSON.stringify({ name: repo.full, id, checksum }),
         signal: AbortSignal.timeout(15000),
       });
-      if (r.status !== 204) throw new Error(`the index answered ${r.status}: ${await r.text()}`);
+      if (r.status !== 204) throw new Error(`the index answered ${r.status}: ${await answerPrefix(r)}`);
+      await r.body?.cancel();
     },
   };
 }

@@ -1,7 +1,8 @@
 import type Koa from 'koa';
 import { CachingDriver } from '../storage/drivers/caching.js';
 import { replayIndexNotices, v2Routes, type V2Deps, type V2IndexHook } from '../v2/routes.js';
-import { IndexJournal } from '../content/index-journal.js';
+import { IndexJournal, NoticeRefused, refusedForGood } from '../content/index-journal.js';
+import { answerPrefix } from '../util/fetch-body.js';
 import { V2Uploads } from '../content/v2-uploads.js';
 import { V2Manifests } from '../content/v2-manifests.js';
 import { IndexCatalog, RemoteCatalog, StorageCatalog } from '../content/v2-catalog.js';
@@ -74,18 +75,31 @@ function indexHookFor(site: Site, index: IndexServices | undefined, events: Even
   }
   if (!remoteIndex) return undefined;
   const post = async (path: string, body: unknown, authorization: string | undefined): Promise<void> => {
+    // a push waits for this answer: an index that stops answering fails it after 15 s (the notice
+    // stays journalled and is replayed), as a v1 push notice does
     const r = await fetch(`${remoteIndex}${path}`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json', ...(authorization ? { Authorization: authorization } : {}) },
       body: JSON.stringify(body),
+      signal: AbortSignal.timeout(NOTICE_TIMEOUT_MS),
     });
-    if (!r.ok) throw new Error(`the index answered ${r.status}: ${await r.text()}`);
+    if (r.ok) {
+      await r.body?.cancel();
+      return;
+    }
+    const why = `the index answered ${r.status}: ${await answerPrefix(r)}`;
+    // refused for good (its credentials expired, or no longer grant the push): replaying it would
+    // change nothing, and the journal drops it (replayIndexNotices)
+    throw refusedForGood(r.status) ? new NoticeRefused(why) : new Error(why);
   };
   return {
     pushed: (_p, name, tag, images, authorization) => post(INDEX_PUSHED_PATH, { name, tag, images }, authorization),
     deleted: (_p, name, tags, authorization) => post(INDEX_DELETED_PATH, { name, tags }, authorization),
   };
 }
+
+/** How long a registry split from its index waits for the index's answer to a v2 notice. */
+const NOTICE_TIMEOUT_MS = 15_000;
 
 /**
  * The v2 / OCI service (`v2: true` on a registry node): bridge content, catalog, index hook with

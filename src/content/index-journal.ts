@@ -18,6 +18,12 @@ export interface PendingNotice {
   readonly at: number;
 }
 
+/** The index refused a notice for good (4xx but 408/429): replaying it would change nothing. */
+export class NoticeRefused extends Error {}
+
+/** Whether an index answer with this status refuses a notice for good (NoticeRefused). */
+export const refusedForGood = (status: number): boolean => status >= 400 && status < 500 && status !== 408 && status !== 429;
+
 const ROOT = 'v2/_pending';
 /** Where a registry split from its index keeps the v1 push notices the index has not answered yet. */
 export const V1_PENDING_ROOT = 'v1/_pending';

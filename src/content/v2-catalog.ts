@@ -5,6 +5,7 @@ import { findUserByName } from '../db/users.js';
 import { visibility } from '../db/search.js';
 import type { V1Repositories } from './v1-repositories.js';
 import { parseRepoName } from './names.js';
+import { bodyCapped } from '../util/fetch-body.js';
 
 /** Who lists the catalog, as the /v2/ routes' auth decided it (an auth V2Principal fits). */
 export interface V2Principal {
@@ -21,6 +22,9 @@ export interface CatalogSource {
   names(principal: V2Principal, last: string | undefined, limit: number, authorization?: string): Promise<string[]>;
 }
 
+/** How long a registry split from its index waits for a catalog page from it. */
+const REMOTE_CATALOG_TIMEOUT_MS = 15_000;
+
 /**
  * A registry split from its index: the index answers (it has the database), for the client whose
  * Authorization header is forwarded, so it filters exactly as it would in one process.
@@ -30,9 +34,19 @@ export class RemoteCatalog implements CatalogSource {
 
   async names(_principal: V2Principal, last: string | undefined, limit: number, authorization?: string): Promise<string[]> {
     const q = new URLSearchParams({ limit: String(limit), ...(last !== undefined ? { last } : {}) });
-    const r = await fetch(`${this.indexEndpoint}/_index/v2/catalog?${q}`, { headers: authorization ? { Authorization: authorization } : {} });
-    if (!r.ok) throw new Error(`the index answered ${r.status} for the catalog`);
-    return ((await r.json()) as { repositories: string[] }).repositories;
+    const r = await fetch(`${this.indexEndpoint}/_index/v2/catalog?${q}`, {
+      headers: authorization ? { Authorization: authorization } : {},
+      signal: AbortSignal.timeout(REMOTE_CATALOG_TIMEOUT_MS),
+    });
+    if (!r.ok) {
+      await r.body?.cancel();
+      throw new Error(`the index answered ${r.status} for the catalog`);
+    }
+    // a page of `limit` names of at most 256 characters each, JSON-quoted
+    const body = await bodyCapped(r, 4096 + limit * 600);
+    const names = (JSON.parse(body.toString('utf8')) as { repositories?: unknown }).repositories;
+    if (!Array.isArray(names) || !names.every((n) => typeof n === 'string')) throw new Error('the index answered no list of names for the catalog');
+    return names as string[];
   }
 }
 
