@@ -5,6 +5,11 @@ import { tokenCacheRequests, tokenValidations } from '../metrics/registry.js';
 import type { Logger } from '../log/logger.js';
 import type { AuthRequest, RegistryAccess, RegistryAuth } from './registry-auth.js';
 import type { RepoName } from '../content/names.js';
+import { AnswerTooLarge, bodyCapped } from '../util/fetch-body.js';
+import { jsonDepthExceeds } from '../http/body.js';
+
+/** The most of an image list (spec §4.2) the registry reads from its index to validate a token. */
+const INDEX_IMAGES_MAX_BYTES = 64 * 1024 * 1024;
 
 export interface ParsedToken {
   readonly repository: string;
@@ -166,8 +171,13 @@ export class TokenAuth implements RegistryAuth {
     }
     let list: unknown;
     try {
-      list = await res.json();
-    } catch {
+      // a list of flat objects (R12's 100,000 images fit in ~10 MiB): bounded, and its depth checked
+      // before parsing, whatever the index at index_endpoint answers
+      const body = await bodyCapped(res, INDEX_IMAGES_MAX_BYTES);
+      list = jsonDepthExceeds(body, 2) ? undefined : JSON.parse(body.toString('utf8'));
+    } catch (e) {
+      if (e instanceof AnswerTooLarge)
+        this.opts.log.error('the index answered a token validation with too large a list', { index: this.opts.indexEndpoint(), err: e.message });
       throw this.unauthorized();
     }
     if (!Array.isArray(list)) throw this.unauthorized();
@@ -200,7 +210,10 @@ export class TokenAuth implements RegistryAuth {
         await res.body?.cancel();
         return [];
       }
-      const body = (await res.json()) as { access?: unknown; repositories?: unknown };
+      const raw = await bodyCapped(res, 1024 * 1024);
+      if (jsonDepthExceeds(raw, 2)) return [];
+      const body = JSON.parse(raw.toString('utf8')) as { access?: unknown; repositories?: unknown };
+      if (body === null || typeof body !== 'object') return [];
       if (body.access !== true || !Array.isArray(body.repositories)) return [];
       const out: RepoName[] = [];
       for (const r of body.repositories.slice(0, 50)) {

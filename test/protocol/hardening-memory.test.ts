@@ -34,11 +34,29 @@ describe('hardening: caches are bounded by bytes, not only by entries', () => {
     let s: TestServer;
     let index: Server;
     let validations = 0;
+    let endlessSent = 0;
+    let endlessClosed = false;
     before(async () => {
       // a stand-in index vouching for every token of memtest/big, a repository with 25,000 images:
       // each validation answer is ~1.7 MB of JSON (the real index takes ~0.4 s to build it)
       const list = Buffer.from(JSON.stringify(Array.from({ length: 25_000 }, (_, i) => ({ id: hex(`image-${i}`) }))));
       index = createServer((req, res) => {
+        if (req.url === '/v1/repositories/memtest/endless/images') {
+          // an index answering a validation with a list that never ends
+          res.writeHead(200, { 'Content-Type': 'application/json' });
+          const entry = Buffer.from(`{"id":"${hex('endless')}"},`.repeat(4096));
+          res.write('[');
+          const more = (): void => {
+            while (!res.destroyed && endlessSent < 4096 * MB) {
+              endlessSent += entry.length;
+              if (!res.write(entry)) return void res.once('drain', more);
+            }
+            res.end(']');
+          };
+          res.on('close', () => (endlessClosed = true));
+          more();
+          return;
+        }
         validations++;
         const ok = req.url === '/v1/repositories/memtest/big/images' && /^Token /.test(req.headers.authorization ?? '');
         res.writeHead(ok ? 200 : 401, { 'Content-Type': 'application/json' });
@@ -75,6 +93,19 @@ describe('hardening: caches are bounded by bytes, not only by entries', () => {
       // a kept validation is still used: the last token is not validated again
       assert.equal((await request(s.url, '/v1/repositories/memtest/big/tags', { headers: { Authorization: token(99) } })).status, 404);
       assert.equal(validations, 101);
+    });
+
+    it('an index answering a validation without end is read up to 64 MiB, then the token is refused: the registry neither waits for the end nor keeps it', async () => {
+      const started = Date.now();
+      const r = await request(s.url, '/v1/repositories/memtest/endless/tags', {
+        headers: { Authorization: `Token signature=endless-${run},repository="memtest/endless",access=read` },
+      });
+      const took = Date.now() - started;
+      assert.equal(r.status, 401, r.text);
+      assert.ok(took < 10_000, `answered after ${took} ms`);
+      for (let i = 0; i < 50 && !endlessClosed; i++) await new Promise((res) => setTimeout(res, 100));
+      assert.ok(endlessClosed, `the registry closed the connection (${took} ms, ${(endlessSent / MB).toFixed(0)} MiB sent)`);
+      assert.ok(endlessSent < 200 * MB, `${(endlessSent / MB).toFixed(0)} MiB sent before the registry stopped reading`);
     });
   });
 
