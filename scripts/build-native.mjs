@@ -4,6 +4,7 @@
 //   native/memory.c   -> dist/native/memory.node     malloc_trim once the server is idle (src/util/malloc-trim.ts)
 //   native/directio.c -> dist/native/directio.node   aligned buffers for O_DIRECT blob writes (src/storage/direct-io.ts)
 //   native/sendfile.c -> dist/native/sendfile.node   sendfile(2) for downloads over plain HTTP (src/http/sendfile.ts)
+//   native/beneath.c  -> dist/native/beneath.node    opens a source tree's files without leaving it (src/util/open-beneath.ts)
 // They need a C compiler ($CC, or cc, gcc or clang) and Node's headers (node_api.h), which sqlite3's
 // build needs as well. Each module is optional: where one cannot be built (another architecture or
 // system, no compiler, no headers) the server does without it (node:crypto; no trim), and this
@@ -28,6 +29,11 @@ const modules = [
   { name: 'memory', without: 'an idle server does not trim the C heap', arch: ['x64', 'arm64'] },
   { name: 'directio', without: 'big blobs are written through the page cache', arch: ['x64', 'arm64'] },
   { name: 'sendfile', without: 'downloads are read into buffers and written to the socket', arch: ['x64', 'arm64'] },
+  {
+    name: 'beneath',
+    without: 'an import checks each file it opened of a local tree afterwards (/proc/self/fd), or only beforehand off Linux',
+    arch: ['x64', 'arm64'],
+  },
 ];
 
 // dist/native exists either way (the container build copies it)

@@ -5,7 +5,7 @@ import { isNotFound, type StorageDriver } from '../storage/driver.js';
 import { keyExists, readOptional, removeIfPresent } from './small-objects.js';
 import { RegistryError } from '../errors/index.js';
 import { LayerHasher, type InnerFactory, type LayerDigests } from '../digest/layer-hasher.js';
-import { LayerFileError, type LayerFiles } from '../digest/layer-files.js';
+import { LayerFileError, type LayerFileJob, type LayerFiles } from '../digest/layer-files.js';
 import type { TarSumSet } from '../digest/tarsum.js';
 import { BlobStore, ShortBodyError, SizeLimitError, type BlobInfo, type StagedBlob } from './blob-store.js';
 import { keys, type ImageScope } from './keys.js';
@@ -412,7 +412,7 @@ export class V1Images {
        * used instead of `body` (which is then never read) when the storage has local files and
        * the layer's records are made durable later (syncKeys).
        */
-      readonly file?: { readonly path: string; readonly workers: LayerFiles };
+      readonly file?: { readonly src: LayerFileJob['src']; readonly workers: LayerFiles };
     },
   ): Promise<{ staged: StagedImage } | { bad: string }> {
     const obj = imageObject(json);
@@ -447,7 +447,7 @@ export class V1Images {
           // copied and hashed by the worker, from the bytes it writes (when the storage has local files)
           const local = file
             ? await this.blobs.ingestStagedLocal((dst) =>
-                file.workers.copy({ src: file.path, dst, extra: json, innerOpts, maxSize: this.opts.maxLayerSize, expectedSize: size }),
+                file.workers.copy({ src: file.src, dst, extra: json, innerOpts, maxSize: this.opts.maxLayerSize, expectedSize: size }),
               )
             : undefined;
           d = local?.written;

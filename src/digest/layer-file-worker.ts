@@ -15,6 +15,7 @@ import { layerDigests, sniffCompression } from './layer-hasher.js';
 import { createSha256, updateBoth } from './sha256.js';
 import type { LayerFileFailure, LayerFileJob } from './layer-files.js';
 import { alignedBufferOf, closeDirectFd, directTwin, refuseDirect } from '../storage/direct-io.js';
+import { openBeneathSync } from '../util/open-beneath.js';
 
 /** Bytes per read and write; a full buffer goes to zlib as it is (GUNZIP_IN). */
 const CHUNK = GUNZIP_IN;
@@ -28,6 +29,19 @@ class Failure extends Error {
     message: string,
   ) {
     super(message);
+  }
+}
+
+/** The layer's descriptor (see LayerFileJob.src); a Failure('refused') for a link on its path. */
+function openSource(src: LayerFileJob['src']): number {
+  try {
+    return openBeneathSync(src.root, src.path, constants.O_RDONLY | O_NOFOLLOW | (constants.O_NONBLOCK ?? 0));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP' || code === 'EXDEV') throw new Failure('refused', `${src.path}: a symbolic link on its path since it was checked: not followed`);
+    // listed a moment ago: the tree changed under the import (the layer is skipped, not the import stopped)
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new Failure('refused', `${src.path}: gone since it was listed (the tree changed during the import)`);
+    throw e;
   }
 }
 
@@ -92,17 +106,16 @@ async function run(job: LayerFileJob): Promise<ReturnType<typeof layerDigests>> 
   let compression: ReturnType<typeof sniffCompression> = 'none';
   let writeError: unknown;
   const writes = new Set<Promise<void>>();
-  // the importer resolved the path inside its tree: a link in its place now is not followed, and a
-  // FIFO (or a device) is neither waited for nor read
-  const src = await openFd(job.src, constants.O_RDONLY | O_NOFOLLOW | (constants.O_NONBLOCK ?? 0)).catch((e: unknown) =>
-    Promise.reject((e as NodeJS.ErrnoException).code === 'ELOOP' ? new Failure('refused', `${job.src} is a symbolic link`) : e),
-  );
+  // the importer resolved the path inside its tree: opened relative to the tree's root, a link put
+  // anywhere on it since is not followed (a directory swapped for a link out of the tree), and a
+  // FIFO (or a device) is neither waited for nor read. A few syscalls, made here on the thread.
+  const src = openSource(job.src);
   let dst: number | undefined;
   /** The copy opened again with O_DIRECT (job.direct), for its whole chunks; undefined once refused. */
   let direct: number | undefined;
   let twin: { readonly fd: number; readonly dev: number } | undefined;
   try {
-    if (!(await fstatOf(src)).isFile()) throw new Failure('refused', `${job.src} is not a regular file`);
+    if (!(await fstatOf(src)).isFile()) throw new Failure('refused', `${job.src.path} is not a regular file`);
     dst = await openFd(job.dst, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, 0o644);
     if (job.direct) direct = (twin = directTwin(dst))?.fd;
     const out = dst;

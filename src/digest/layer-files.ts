@@ -1,16 +1,18 @@
 import { Worker } from 'node:worker_threads';
 import type { InnerOptions } from './inner.js';
 import type { LayerDigests } from './layer-hasher.js';
+import type { BeneathRoot } from '../util/open-beneath.js';
 
 const WORKER_URL = new URL('./layer-file-worker.js', import.meta.url);
 
 /** A layer file to copy and hash (paths on the local disk). */
 export interface LayerFileJob {
   /**
-   * The layer, read from its start to its end: a regular file at a path with its links resolved
-   * (a link, a FIFO or a device there is refused, never followed or read).
+   * The layer, read from its start to its end: a regular file at a path below a tree's root with its
+   * links resolved, opened relative to the root with no link followed (openBeneathSync: a link put
+   * anywhere on the path since, a FIFO or a device there is refused, never followed or read).
    */
-  readonly src: string;
+  readonly src: { readonly root: BeneathRoot; readonly path: string };
   /** The copy, created here (it must not exist). */
   readonly dst: string;
   /** The image json: the payload checksum's prefix and the tarsums' "extra". */
@@ -28,7 +30,7 @@ export interface LayerFileJob {
 }
 
 export interface LayerFileFailure {
-  /** refused: the source is not a regular file, or is a symbolic link (its path was resolved before). */
+  /** refused: the source is not a regular file, or a symbolic link is on its path (its path was resolved before). */
   readonly kind: 'too-large' | 'short' | 'refused' | 'io';
   readonly message: string;
   readonly code?: string;

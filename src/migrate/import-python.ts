@@ -255,7 +255,7 @@ export async function importPython(tree: SourceTree, c: Content, report: ImportR
       // diff_id (the bridge's) and the tar check; the tarsums only when they are what the tree
       // recorded. The records are made durable and the image visible by the batch (import-batches.ts).
       const layer = `images/${id}/layer`;
-      const file = opts.layerFiles && tree.localPath ? { path: tree.localPath(layer), workers: opts.layerFiles } : undefined;
+      const file = opts.layerFiles && tree.localFile ? { src: tree.localFile(layer), workers: opts.layerFiles } : undefined;
       staged = await c.images.stageImport(scope, id, json, ancestry, () => tree.open(layer), layerSize, {
         tarsums: needsTarsums(recorded),
         tarsumV1: true,

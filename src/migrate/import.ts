@@ -85,7 +85,7 @@ async function importLocked(tree: SourceTree, c: Content, layout: Layout, ownerI
   textTimer?.unref();
   try {
     if (layout === 'python') {
-      const layerFiles = !opts.dryRun && tree.localPath ? new LayerFiles({ direct: importDirectIo() }) : undefined;
+      const layerFiles = !opts.dryRun && tree.localFile ? new LayerFiles({ direct: importDirectIo() }) : undefined;
       try {
         await importPython(tree, c, report, {
           dryRun: opts.dryRun,

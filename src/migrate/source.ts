@@ -1,7 +1,8 @@
-import { closeSync, constants, createReadStream, fstatSync, openSync, readdirSync, readSync, realpathSync, statSync } from 'node:fs';
+import { closeSync, constants, createReadStream, fstatSync, readdirSync, readSync, realpathSync } from 'node:fs';
 import { join, resolve, sep } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { isAbsent } from '../util/fs-errors.js';
+import { openBeneathSync, openRoot, pathOfFd, type BeneathRoot } from '../util/open-beneath.js';
 
 /**
  * A storage tree being imported, read-only: a directory on disk (an S3 bucket/prefix plugs in
@@ -19,10 +20,15 @@ export interface SourceTree {
   size(path: string): Promise<number | undefined>;
   open(path: string): Readable;
   /**
-   * The object's file on the local disk, for a reader in another thread (a directory tree); absent
-   * for a tree that is not on the local disk.
+   * The object's real path on the local disk (a directory tree), to tell directories apart; absent
+   * for a tree that is not on the local disk. Never opened by it: see localFile.
    */
   localPath?(path: string): string;
+  /**
+   * The object as a reader in another thread opens it safely (openBeneathSync relative to the
+   * tree's root): absent for a tree that is not on the local disk.
+   */
+  localFile?(path: string): LocalFile;
 }
 
 /** A read past this is not a small object (a tag link, a json, an ancestry): refused. */
@@ -63,15 +69,32 @@ export async function orSkip<T>(work: Promise<T>, skip: (why: string) => void): 
 }
 
 /**
- * Opened for reading (after `path` resolved every link): a FIFO does not block the open, and a link
- * put in the last component's place since fails (ELOOP) instead of being followed.
+ * Opened for reading: a FIFO does not block the open. No link is followed either (openBeneathSync:
+ * the path was checked, every link resolved, before; a link on it now was put there since).
  */
 const READ_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0) | (constants.O_NOFOLLOW ?? 0);
+const DIR_FLAGS = READ_FLAGS | (constants.O_DIRECTORY ?? 0);
+
+/** An object of a tree on the local disk, for a reader in another thread: see SourceTree.localFile. */
+export interface LocalFile {
+  /** The tree's root (its real path, and a descriptor of it) */
+  readonly root: BeneathRoot;
+  /** The object's real path below the root ('/'-separated, no link on it when it was checked) */
+  readonly path: string;
+}
+
+/** A path of the tree checked: its real path below the root, and whether anything was there. */
+interface Checked {
+  readonly rel: string;
+  readonly found: boolean;
+}
 
 export class DirectoryTree implements SourceTree {
   readonly root: string;
   /** The root with its own links resolved: what every object's real path must be under. */
   private readonly realRoot: string;
+  /** The root held open (when the tree is first read) for every open below it; never closed (one tree per import). */
+  private beneath: BeneathRoot | undefined;
   constructor(root: string) {
     this.root = resolve(root);
     try {
@@ -86,21 +109,36 @@ export class DirectoryTree implements SourceTree {
   }
 
   /**
-   * The real path of `p` (every link resolved), which must lie inside the tree: names come from
-   * listings of the tree itself, but neither '..' nor a symbolic link may lead outside it (a tree
-   * from elsewhere with `layer -> /etc/shadow` would otherwise import a host file as a layer). An
-   * absent path is returned as it is, for the caller's own call to find absent. Each operation then
-   * works on the resolved path, so a link swapped in afterwards is not followed either (the layer
-   * worker opens it with O_NOFOLLOW).
+   * The real path of `p` (every link resolved) below the root, which it must lie inside: names come
+   * from listings of the tree itself, but neither '..' nor a symbolic link may lead outside it (a
+   * tree from elsewhere with `layer -> /etc/shadow` would otherwise import a host file as a layer).
+   * An absent path is returned as it is below the root (found: false), for the caller's own open to
+   * find absent.
+   *
+   * The check alone is not enough: a directory on the path swapped for a link to outside the tree
+   * after it (someone with write access to the tree, racing the import) would be followed by an open
+   * of the path. So every open is made by `openFd` relative to the root held open, with the real path
+   * and no link followed at all (src/util/open-beneath.ts): such a swap fails the open, and the
+   * object is skipped.
    */
-  private path(p: string): string {
+  private path(p: string): Checked {
     const full = resolve(this.root, ...p.split('/').filter((s) => s !== ''));
     if (full !== this.root && !full.startsWith(this.root + sep)) throw new SourceRefusedError(`${p}: a path outside the tree`);
     let real: string;
     try {
       real = realpathSync.native(full);
     } catch (e) {
-      if (isAbsent(e)) return full;
+      if (isAbsent(e))
+        return {
+          rel:
+            full === this.root
+              ? ''
+              : full
+                  .slice(this.root.length + 1)
+                  .split(sep)
+                  .join('/'),
+          found: false,
+        };
       // links that lead to each other (`layer -> layer`), or directories nested past PATH_MAX (a
       // tarball can hold either): the object is skipped with why, not the end of the import
       const code = (e as NodeJS.ErrnoException).code;
@@ -111,7 +149,41 @@ export class DirectoryTree implements SourceTree {
     if (real !== this.realRoot && !real.startsWith(this.realRoot + sep)) {
       throw new SourceRefusedError(`${p}: a symbolic link to ${real}, outside the tree`);
     }
-    return real;
+    return {
+      rel:
+        real === this.realRoot
+          ? ''
+          : real
+              .slice(this.realRoot.length + 1)
+              .split(sep)
+              .join('/'),
+      found: true,
+    };
+  }
+
+  private rootHandle(): BeneathRoot {
+    return (this.beneath ??= openRoot(this.realRoot));
+  }
+
+  /**
+   * `p` opened with `flags` below the root, no link followed; undefined when nothing is there (or a
+   * link stands where nothing was when `path` looked: a dangling one, never followed). A link put on
+   * the path of an object that was there is refused (SourceRefusedError): the tree changed under
+   * the import, and whatever the link leads to is not read.
+   */
+  private openFd(p: string, flags: number): number | undefined {
+    const c = this.path(p);
+    try {
+      return openBeneathSync(this.rootHandle(), c.rel, flags);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (isAbsent(e) || (code === 'ELOOP' && !c.found)) return undefined;
+      if (code === 'ELOOP' || code === 'EXDEV') {
+        throw new SourceRefusedError(`${p}: a symbolic link on its path since it was checked (the tree changed during the import): not followed`);
+      }
+      if (code === 'ENAMETOOLONG') throw new SourceRefusedError(`${p}: a path longer than this system can open`);
+      throw e;
+    }
   }
 
   // The small objects and listings are read with synchronous calls: the tree is read by the import
@@ -120,23 +192,22 @@ export class DirectoryTree implements SourceTree {
   // them; a CPU profile showed the main thread waiting on those hand-offs).
 
   async list(dir: string): Promise<string[]> {
+    const fd = this.openFd(dir, DIR_FLAGS);
+    if (fd === undefined) return [];
     try {
-      return readdirSync(this.path(dir)).sort();
+      // the directory opened, itself (/proc/self/fd/N); off Linux, its path as checked
+      return readdirSync(pathOfFd(fd) ?? join(this.realRoot, ...this.path(dir).rel.split('/'))).sort();
     } catch (e) {
       if (isAbsent(e)) return [];
       throw e;
+    } finally {
+      closeSync(fd);
     }
   }
 
   async read(p: string, maxBytes = SMALL_OBJECT_MAX): Promise<Buffer | undefined> {
-    let fd: number;
-    try {
-      fd = openSync(this.path(p), READ_FLAGS);
-    } catch (e) {
-      // ELOOP: a dangling link (nothing to read), or one put in place since `path` looked: never followed
-      if (isAbsent(e) || (e as NodeJS.ErrnoException).code === 'ELOOP') return undefined;
-      throw e;
-    }
+    const fd = this.openFd(p, READ_FLAGS);
+    if (fd === undefined) return undefined;
     try {
       const st = fstatSync(fd);
       if (!st.isFile()) return undefined;
@@ -164,22 +235,32 @@ export class DirectoryTree implements SourceTree {
   }
 
   async size(p: string): Promise<number | undefined> {
+    const fd = this.openFd(p, READ_FLAGS);
+    if (fd === undefined) return undefined;
     try {
-      const s = statSync(this.path(p));
+      const s = fstatSync(fd);
       return s.isFile() ? s.size : undefined;
-    } catch (e) {
-      if (isAbsent(e)) return undefined;
-      throw e;
+    } finally {
+      closeSync(fd);
     }
   }
 
   open(p: string): Readable {
-    // fs.open takes numeric flags as they are (the typings say string only)
-    return createReadStream(this.path(p), { highWaterMark: 1 << 20, flags: READ_FLAGS as unknown as string });
+    const fd = this.openFd(p, READ_FLAGS);
+    if (fd !== undefined) return createReadStream('', { fd, highWaterMark: 1 << 20 });
+    // as a read stream of a path that is not there: the error comes from the stream
+    const absent = new Readable({ read() {} });
+    absent.destroy(Object.assign(new Error(`ENOENT: ${p}: no such file in the tree`), { code: 'ENOENT' }));
+    return absent;
   }
 
   localPath(p: string): string {
-    return this.path(p);
+    const { rel } = this.path(p);
+    return rel === '' ? this.realRoot : join(this.realRoot, ...rel.split('/'));
+  }
+
+  localFile(p: string): LocalFile {
+    return { root: this.rootHandle(), path: this.path(p).rel };
   }
 }
 

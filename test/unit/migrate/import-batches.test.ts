@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
+import { openRoot } from '../../../src/util/open-beneath.js';
 import { gzipSync } from 'node:zlib';
 import { Readable } from 'node:stream';
 import { createMemoryDriver } from '../../../src/storage/drivers/memory.js';
@@ -298,7 +299,12 @@ describe('import: a local layer file copied and hashed by the worker (LayerFiles
               return Readable.from([layer]);
             },
             over.size ?? layer.length,
-            { tarsums: false, tarsumV1: false, verify: () => (over.bad ? { bad: over.bad } : {}), ...(file ? { file: { path: src, workers: files } } : {}) },
+            {
+              tarsums: false,
+              tarsumV1: false,
+              verify: () => (over.bad ? { bad: over.bad } : {}),
+              ...(file ? { file: { src: { root: openRoot(dirname(src)), path: basename(src) }, workers: files } } : {}),
+            },
           )
           .catch((e: unknown) => e);
         return { r, opened, driver };

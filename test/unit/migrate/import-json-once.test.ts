@@ -54,6 +54,7 @@ describe('import: one reading of each image json', () => {
       size: (p) => dir.size(p),
       open: (p) => dir.open(p),
       localPath: (p) => dir.localPath(p),
+      localFile: (p) => dir.localFile(p),
       read: async (p, max) => {
         const n = (reads.get(p) ?? 0) + 1;
         reads.set(p, n);
