@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { appendFileSync, closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { PassThrough, type Readable } from 'node:stream';
 import { V2Error } from '../errors/v2.js';
 import { isRegistryError } from '../errors/index.js';
@@ -11,6 +11,7 @@ import { describeError, printable, TargetError, type TargetRegistry } from './re
 import { formatBytes, Progress } from './progress.js';
 import { peakRssMiB, type Skipped } from './report.js';
 import { mapPool, pool } from '../util/pool.js';
+import { jsonDepthExceeds } from '../http/body.js';
 
 export interface MigrateOptions {
   readonly filter?: (name: string) => boolean;
@@ -86,6 +87,49 @@ export class MigrateReport {
 /** A state file that is not about this migration's target (its records would skip work not done there). */
 export class StateFileError extends Error {}
 
+/**
+ * A state file past this size is refused (StateFileError) rather than read: each record is one line
+ * of about 100-200 bytes (a blob in a target repository, a verified tag), so 256 MiB holds well over
+ * a million, more than a migration of 20,000 repositories writes; read whole, a file near V8's
+ * largest string (512 MiB) would end the run with a crash instead of an error.
+ */
+export const STATE_FILE_MAX = 256 * 1024 * 1024;
+/** How deep a state record nests (a flat object). */
+const STATE_LINE_DEPTH = 1;
+
+/** The state file's bytes (at most STATE_FILE_MAX), or undefined when there is none yet. */
+function readStateFile(file: string): Buffer | undefined {
+  let fd: number;
+  try {
+    fd = openSync(file, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new StateFileError(`the state file ${file} cannot be read: ${(e as Error).message}`);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new StateFileError(`the state file ${file} is not a regular file`);
+    const tooLarge = (): StateFileError =>
+      new StateFileError(
+        `the state file ${file} is larger than ${STATE_FILE_MAX / (1024 * 1024)} MiB, more than a migration records: give another --state file`,
+      );
+    if (st.size > STATE_FILE_MAX) throw tooLarge();
+    // read to its end, never more than one byte past the cap (a file that grows since the fstat)
+    const buf = Buffer.allocUnsafe(Math.min(st.size, STATE_FILE_MAX) + 1);
+    let n = 0;
+    for (;;) {
+      const got = readSync(fd, buf, n, buf.length - n, null);
+      if (got === 0) break;
+      n += got;
+      if (n === buf.length) break;
+    }
+    if (n > STATE_FILE_MAX) throw tooLarge();
+    return buf.subarray(0, n);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 const DIGEST = /^sha256:[a-f0-9]{64}$|^sha512:[a-f0-9]{128}$/;
 
 /** What earlier runs got onto the target (the state file), appended to as this run goes. */
@@ -106,8 +150,22 @@ export class State {
   ) {
     if (!file) return;
     let named = false;
-    if (existsSync(file)) {
-      for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const bytes = readStateFile(file);
+    if (bytes) {
+      let n = 0;
+      for (let start = 0; start < bytes.length;) {
+        const nl = bytes.indexOf(10, start);
+        const end = nl < 0 ? bytes.length : nl;
+        const raw = bytes.subarray(start, end);
+        start = end + 1;
+        n++;
+        // a record is a flat object: a line nested deeper is no line this command wrote, and is not parsed
+        if (jsonDepthExceeds(raw, STATE_LINE_DEPTH)) {
+          throw new StateFileError(
+            `the state file ${file}: line ${n} nests deeper than a state record (${STATE_LINE_DEPTH} level): not a state file of migrate`,
+          );
+        }
+        const line = raw.toString('utf8');
         if (!line.trim()) continue;
         let e: { blob?: unknown; repo?: unknown; tag?: unknown; digest?: unknown; target?: unknown } | null;
         try {
