@@ -43,6 +43,16 @@ export function orgCommand(): Command {
       });
       process.stdout.write(`created organization ${name}, owner ${owner}\n`);
     });
+  common(org.command('rm <name>'))
+    .description('delete an organization and its memberships (its repositories stay; the name is retired)')
+    .action(async (name: string, opts: Common) => {
+      await withDb(opts, async (db) => {
+        const { findOrganizationByName, removeOrganization } = await queries();
+        const o = (await findOrganizationByName(db, name)) ?? fail(`no such organization: ${name}`);
+        await removeOrganization(db, o.id);
+      });
+      process.stdout.write(`removed organization ${name}\n`);
+    });
   common(org.command('member <org> <username>'))
     .description('add (or with --remove, remove) a member')
     .option('--owner', 'as an owner (may delete repositories)')

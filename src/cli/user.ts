@@ -96,13 +96,24 @@ export function userCommand(): Command {
     });
 
   common(user.command('rm <username>'))
-    .description('delete an account')
-    .action(async (username: string, opts: Common) => {
+    .description('delete an account (refused while it is the only owner of an organization)')
+    .option('--orphan-organizations', 'delete it even when it is the only owner of organizations: they are left without an owner (admins only manage them)')
+    .action(async (username: string, opts: Common & { orphanOrganizations?: boolean }) => {
       await withDb(opts, async (db) => {
-        const { findUserByName, removeUser } = await usersDb();
+        const [{ findUserByName, removeUser }, { DbSoleOwnerError }] = await Promise.all([usersDb(), import('../db/errors.js')]);
         const u = await findUserByName(db, username);
         if (!u) fail(`no such user: ${username}`);
-        await removeUser(db, u.id);
+        try {
+          await removeUser(db, u.id, { orphanOrganizations: !!opts.orphanOrganizations });
+        } catch (e) {
+          if (!(e instanceof DbSoleOwnerError)) throw e;
+          const orgs = e.organizations.join(', ');
+          fail(
+            `${username} is the only owner of ${e.organizations.length === 1 ? 'the organization' : 'the organizations'} ${orgs}: ` +
+              'make another member an owner (legacy-registry org member <org> <username> --owner) or delete the organization ' +
+              '(legacy-registry org rm <org>) first, or give --orphan-organizations to leave it without an owner. Nothing was deleted.',
+          );
+        }
       });
       process.stdout.write(`removed ${username}\n`);
     });

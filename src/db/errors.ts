@@ -28,6 +28,20 @@ export class DbNotFoundError extends Error {
   }
 }
 
+/**
+ * Deleting the account would leave organizations without an owner (it is the only one of each):
+ * nobody but an admin could manage them any more. `organizations`: their names, sorted.
+ */
+export class DbSoleOwnerError extends Error {
+  constructor(
+    readonly username: string,
+    readonly organizations: readonly string[],
+  ) {
+    super(`${username} is the only owner of ${organizations.join(', ')}`);
+    this.name = 'DbSoleOwnerError';
+  }
+}
+
 /** The configured database URL is not one we can open. */
 export class DbUrlError extends Error {
   constructor(readonly url: string) {

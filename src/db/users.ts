@@ -1,6 +1,6 @@
 import { compare, hash } from 'bcryptjs';
 import type { Knex } from 'knex';
-import { DbConflictError } from './errors.js';
+import { DbConflictError, DbSoleOwnerError } from './errors.js';
 import { clampPage, forUpdate, isUniqueViolation, lockName, toBool, toDate, toDateOrNull, toNum, tsValue, type Page, type PageRequest } from './rows.js';
 
 /** An index account (spec v1-protocol §3.3–3.5). The password hash never leaves this module. */
@@ -215,18 +215,53 @@ export async function credentialOf(db: Knex, userId: number): Promise<string> {
   return epoch === 0 ? (row.password_hash ?? '') : `${row.password_hash ?? ''}\n${epoch}`;
 }
 
+export interface RemoveUserOptions {
+  /**
+   * Delete the account even when it is the only owner of organizations: they are left with no
+   * owner, managed by admins only (what every deletion did before 2026-12-07). Without it such a
+   * deletion throws DbSoleOwnerError and nothing changes.
+   */
+  readonly orphanOrganizations?: boolean;
+}
+
+/**
+ * The organizations (names, sorted) whose only owner is this account: deleting it would leave them
+ * with none. On PostgreSQL the rows of the organizations it owns are locked first (as
+ * `changeMemberKeepingOwner` locks the one it changes), so an owner demoted or removed at the same
+ * moment is seen.
+ */
+export async function soleOwnedOrganizations(db: Knex, userId: number): Promise<string[]> {
+  const owned = db('organization_members').where({ user_id: userId, role: 'owner' }).select('org_id');
+  await forUpdate(db, db('organizations').whereIn('id', owned).select('id'));
+  const rows = (await db('organizations as o')
+    .join('organization_members as m', 'm.org_id', 'o.id')
+    .where({ 'm.user_id': userId, 'm.role': 'owner' })
+    .whereNotExists(function () {
+      void this.select(db.raw('1')).from('organization_members as m2').whereRaw('m2.org_id = o.id').where('m2.role', 'owner').whereNot('m2.user_id', userId);
+    })
+    .orderBy('o.name')
+    .select('o.name')) as { name: string }[];
+  return rows.map((r) => r.name);
+}
+
 /**
  * Delete an account. Memberships, collaborations, stars and comments go with it; repositories it owned
  * keep existing with no owner (their namespace still says whose they were). Its name is retired in
  * the same transaction: content stored under the namespace that the index has no record of (a
  * manifest pushed by digest only, blobs never tagged) would otherwise go to whoever signs up with
- * the name next (see `retireNamespace`).
+ * the name next (see `retireNamespace`). An account that is the only owner of organizations is not
+ * deleted (DbSoleOwnerError naming them) unless `opts.orphanOrganizations`: before 2026-12-07 they
+ * were left without an owner. Transfer ownership or delete the organizations first.
  */
-export async function removeUser(db: Knex, userId: number): Promise<boolean> {
+export async function removeUser(db: Knex, userId: number, opts: RemoveUserOptions = {}): Promise<boolean> {
   return db.transaction(async (trx) => {
     const row = (await trx('users').where({ id: userId }).first('username')) as { username: string } | undefined;
     if (!row) return false;
     await lockName(trx, row.username);
+    if (!opts.orphanOrganizations) {
+      const sole = await soleOwnedOrganizations(trx, userId);
+      if (sole.length > 0) throw new DbSoleOwnerError(row.username, sole);
+    }
     const n = await trx('users').where({ id: userId }).delete();
     await retireNamespace(trx, row.username);
     return n > 0;

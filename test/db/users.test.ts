@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { DbConflictError } from '../../src/db/errors.js';
-import { saveOrganization } from '../../src/db/organizations.js';
+import { DbConflictError, DbSoleOwnerError } from '../../src/db/errors.js';
+import { addMember, listMembers, saveOrganization } from '../../src/db/organizations.js';
 import {
   clearLoginFailures,
   findUserByEmail,
@@ -107,6 +107,50 @@ describeEachEngine('users', (ctx) => {
     assert.ok(await removeUser(ctx.db, user.id));
     assert.equal(await removeUser(ctx.db, user.id), false);
     assert.equal(await findUserByName(ctx.db, username), undefined);
+  });
+
+  it("removeUser refuses the only owner of an organization unless told to leave it without one; a co-owner's removal goes through", async () => {
+    const mk = async (prefix: string) => {
+      const username = uniqueName(prefix);
+      return (await saveUser(ctx.db, { username, email: `${username}@x.org`, password: 'secret1' }, FAST)) as User;
+    };
+    const [sole, co1, co2] = [await mk('sole'), await mk('coa'), await mk('cob')];
+    const org = (await saveOrganization(ctx.db, { name: uniqueName('solo') }))!;
+    const shared = (await saveOrganization(ctx.db, { name: uniqueName('shrd') }))!;
+    await addMember(ctx.db, org.id, sole.id, 'owner');
+    await addMember(ctx.db, org.id, co1.id, 'member');
+    await addMember(ctx.db, shared.id, co1.id, 'owner');
+    await addMember(ctx.db, shared.id, co2.id, 'owner');
+    await assert.rejects(removeUser(ctx.db, sole.id), (e: unknown) => {
+      assert.ok(e instanceof DbSoleOwnerError, String(e));
+      assert.equal(e.username, sole.username);
+      assert.deepEqual(e.organizations, [org.name]);
+      return true;
+    });
+    // nothing changed: the account, its membership, the name not retired
+    assert.equal((await findUserByName(ctx.db, sole.username))?.id, sole.id);
+    assert.deepEqual(
+      (await listMembers(ctx.db, org.id)).map((m) => [m.username, m.role]),
+      [
+        [co1.username, 'member'],
+        [sole.username, 'owner'],
+      ].sort(),
+    );
+    assert.equal(await ctx.db('retired_namespaces').where({ name: sole.username }).first(), undefined);
+    // a member (not an owner) of org, an owner of shared among two: removed
+    assert.ok(await removeUser(ctx.db, co2.id));
+    assert.deepEqual(
+      (await listMembers(ctx.db, shared.id)).map((m) => m.username),
+      [co1.username],
+    );
+    // now co1 is shared's only owner too
+    await assert.rejects(removeUser(ctx.db, co1.id), DbSoleOwnerError);
+    // the explicit option: as before 2026-12-07, org is left without an owner
+    assert.ok(await removeUser(ctx.db, sole.id, { orphanOrganizations: true }));
+    assert.deepEqual(
+      (await listMembers(ctx.db, org.id)).map((m) => [m.username, m.role]),
+      [[co1.username, 'member']],
+    );
   });
 
   it('refuses a username that an organization already has', async () => {

@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import { request } from '../helpers/http.js';
 import { spawnServer, type ChildServer } from '../helpers/child.js';
 import { ROOT } from '../helpers/paths.js';
+import { closeDb, createDb } from '../../src/db/knex.js';
 
 const run = promisify(execFile);
 const CLI = join(ROOT, 'bin', 'legacy-registry.cjs');
@@ -38,6 +39,8 @@ describe('legacy-registry CLI: --help, db migrate, user management, htpasswd imp
       ['user', 'import-htpasswd'],
       ['org'],
       ['org', 'add'],
+      ['org', 'rm'],
+      ['user', 'rm'],
       ['repo', 'collaborator'],
       ['htpasswd'],
     ];
@@ -151,6 +154,54 @@ describe('legacy-registry CLI: --help, db migrate, user management, htpasswd imp
       srv.proc.kill('SIGTERM');
       await srv.exited;
     }
+  });
+
+  it('user rm refuses the only owner of an organization (nothing deleted); a co-owner goes; --orphan-organizations deletes as before', async () => {
+    for (const u of ['solo', 'coone', 'cotwo', 'orphaner']) await cli('user', 'add', u, `${u}@example.com`, '--password', `${u}pw`);
+    await cli('org', 'add', 'soloteam', 'solo');
+    await cli('org', 'add', 'solotwo', 'solo');
+    await cli('org', 'add', 'shared', 'coone');
+    await cli('org', 'member', 'shared', 'cotwo', '--owner');
+    await cli('org', 'add', 'leftover', 'orphaner');
+    const owners = async (org: string): Promise<string[]> => {
+      const db = createDb(null, dir);
+      try {
+        const rows = (await db('organization_members as m')
+          .join('organizations as o', 'o.id', 'm.org_id')
+          .join('users as u', 'u.id', 'm.user_id')
+          .where({ 'o.name': org, 'm.role': 'owner' })
+          .orderBy('u.username')
+          .select('u.username')) as { username: string }[];
+        return rows.map((r) => r.username);
+      } finally {
+        await closeDb(db);
+      }
+    };
+    // before: removed, and soloteam and solotwo had no owner left
+    const refused = await cli('user', 'rm', 'solo').then(
+      () => assert.fail('user rm of the only owner of organizations succeeded'),
+      (e: { code?: number; stdout: string; stderr: string }) => e,
+    );
+    assert.equal(refused.code, 1);
+    assert.equal(refused.stdout, '');
+    assert.match(refused.stderr, /solo is the only owner of the organizations soloteam, solotwo: /);
+    assert.match(refused.stderr, /org member <org> <username> --owner/);
+    assert.match(refused.stderr, /--orphan-organizations/);
+    assert.match((await cli('user', 'list')).stdout, /^solo\t/m);
+    assert.deepEqual(await owners('soloteam'), ['solo']);
+    assert.deepEqual(await owners('solotwo'), ['solo']);
+    // once the organizations are handed over or deleted, the account goes
+    await cli('org', 'member', 'soloteam', 'coone', '--owner');
+    await cli('org', 'rm', 'solotwo');
+    assert.match((await cli('user', 'rm', 'solo')).stdout, /removed solo/);
+    assert.deepEqual(await owners('soloteam'), ['coone']);
+    // an organization with another owner does not hold the deletion up
+    assert.match((await cli('user', 'rm', 'cotwo')).stdout, /removed cotwo/);
+    assert.deepEqual(await owners('shared'), ['coone']);
+    // the explicit option: as before, the organization is left without an owner
+    assert.match((await cli('user', 'rm', 'orphaner', '--orphan-organizations')).stdout, /removed orphaner/);
+    assert.deepEqual(await owners('leftover'), []);
+    assert.doesNotMatch((await cli('user', 'list')).stdout, /^(solo|cotwo|orphaner)\t/m);
   });
 
   it('imports bcrypt entries of an htpasswd file and skips the others', async () => {
