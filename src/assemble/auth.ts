@@ -57,7 +57,8 @@ export async function assembleAuth(site: Site, driver: StorageDriver, issuer: V2
       else if (config.index_endpoint) keys = remoteJwksKeys(`${config.index_endpoint}${JWKS_PATH}`, log);
       else throw new ConfigError('invalid configuration:\n  v2_auth: token needs an index (index_endpoint) or token_rootcertbundle');
       v2 = new TokenV2Authorizer({
-        verifier: new V2TokenVerifier(keys, config.token_issuer),
+        // the bundle's signers are an external token service (its admin claim is its word); else the keys are our index's
+        verifier: new V2TokenVerifier(keys, config.token_issuer, !config.token_rootcertbundle),
         config,
         indexBase: role === 'registry' ? config.index_endpoint : null,
       });

@@ -49,7 +49,7 @@ export async function assembleIndex(site: Site): Promise<IndexServices | undefin
   });
   const key = await loadSigningKey(db, config.token_signing_key);
   const issuer = new V2TokenIssuer(key, { issuer: config.token_issuer, ttl: config.v2_token_ttl });
-  return { db, index, issuer, v2Tokens: new V2TokenVerifier(localKeys(key), config.token_issuer) };
+  return { db, index, issuer, v2Tokens: new V2TokenVerifier(localKeys(key), config.token_issuer, true) };
 }
 
 /** The token service answers before /v2/ (its realm path is under /v2/ and needs no token). */

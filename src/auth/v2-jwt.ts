@@ -225,6 +225,12 @@ export interface VerifiedToken {
   readonly account: string | null;
   readonly admin: boolean;
   readonly access: ResourceAccess[];
+  /**
+   * Signed with this server's own index key (the verifier's keys are the index's, not a
+   * token_rootcertbundle's): the index database, not the token, has the last word on whether its
+   * account still exists, is active and is an admin.
+   */
+  readonly indexIssued: boolean;
 }
 
 export type VerifyResult = { readonly ok: true; readonly token: VerifiedToken } | { readonly ok: false; readonly reason: string };
@@ -252,6 +258,8 @@ export class V2TokenVerifier {
   constructor(
     private readonly keys: KeyResolver,
     private readonly issuer: string,
+    /** The keys are this server's own index's (its key, or its JWKS): its tokens say `indexIssued`. */
+    private readonly indexKeys = false,
   ) {}
 
   async verify(token: string, service: string | undefined): Promise<VerifyResult> {
@@ -280,7 +288,7 @@ export class V2TokenVerifier {
       });
       if (payload.use === REFRESH_USE) return { ok: false, reason: 'a refresh token is not an access token' };
       const sub = typeof payload.sub === 'string' && payload.sub !== '' ? payload.sub : null;
-      return { ok: true, token: { account: sub, admin: payload.admin === true, access: accessOf(payload) } };
+      return { ok: true, token: { account: sub, admin: payload.admin === true, access: accessOf(payload), indexIssued: this.indexKeys } };
     } catch (e) {
       if (e instanceof joseErrors.JWTExpired) return { ok: false, reason: 'token expired' };
       if (e instanceof joseErrors.JWTClaimValidationFailed) return { ok: false, reason: `token ${e.claim} invalid` };

@@ -15,6 +15,12 @@ import { formatScope, missingAccess, type ResourceAccess } from './v2-scope.js';
 export interface V2Principal {
   readonly account: string | null;
   readonly admin: boolean;
+  /**
+   * The token was issued by this server's own index: `admin` is what the account was when it was
+   * issued (up to v2_token_ttl ago), and the index checks it again where it lists everything (the
+   * catalog). Absent: an external token service's word (token_rootcertbundle), htpasswd, no auth.
+   */
+  readonly indexIssued?: boolean;
 }
 
 /** Decides whether a /v2/ request with these needs may go on; throws V2Error 401 with a challenge if not. */
@@ -91,7 +97,7 @@ export class TokenV2Authorizer implements V2Authorizer {
     if (!r.ok) throw this.challenge(ctx, needs, 'invalid_token', `authentication required: ${r.reason}`);
     const missing = missingAccess(r.token.access, needs);
     if (missing.length > 0) throw this.challenge(ctx, needs, 'insufficient_scope', 'authentication required: insufficient scope');
-    return { account: r.token.account, admin: r.token.admin };
+    return { account: r.token.account, admin: r.token.admin, ...(r.token.indexIssued ? { indexIssued: true } : {}) };
   }
 }
 

@@ -11,6 +11,8 @@ import { bodyCapped } from '../util/fetch-body.js';
 export interface V2Principal {
   readonly account: string | null;
   readonly admin: boolean;
+  /** A token of this server's own index: its admin claim is checked against the database. */
+  readonly indexIssued?: boolean;
 }
 
 /**
@@ -51,6 +53,24 @@ export class RemoteCatalog implements CatalogSource {
 }
 
 /**
+ * Whom the catalog lists for: all of it (`admin`), an account's (`userId`), or what anonymous
+ * callers see. Who the token names is the token's word; an account deactivated since the token was
+ * issued (v2 tokens live v2_token_ttl) gets what anonymous callers see, as its logins and sessions
+ * end. Whether it is an admin is the issuer's word for an external token service (token_rootcertbundle:
+ * its accounts need not be ours); for a token of this server's own index (`indexIssued`) the
+ * account must still exist, be active and be an admin now: before 2026-12-07 an admin deleted or
+ * demoted since still listed every private repository until the token expired. One indexed lookup
+ * by name (the one the account's view needs anyway).
+ */
+async function catalogViewer(db: Knex, principal: V2Principal): Promise<{ admin: boolean; userId?: number }> {
+  if (principal.account === null) return { admin: principal.admin && !principal.indexIssued };
+  const u = await findUserByName(db, principal.account);
+  if (u && !u.active) return { admin: false };
+  const admin = principal.admin && (!principal.indexIssued || u?.admin === true);
+  return u ? { admin, userId: u.id } : { admin };
+}
+
+/**
  * With an index: its database (STYLE: the index owns the repository list), which learns of v1 and
  * v2 pushes alike; the visibility filter of /v1/search applied in the query.
  */
@@ -58,16 +78,7 @@ export class IndexCatalog implements CatalogSource {
   constructor(private readonly db: Knex) {}
 
   async names(principal: V2Principal, last: string | undefined, limit: number): Promise<string[]> {
-    // Who the token names and whether it says admin are the token's word (its issuer decides, an
-    // external token service too); but an account deactivated since the token was issued (v2 tokens
-    // live v2_token_ttl) lists only what anonymous callers see, as its logins and sessions end.
-    let userId: number | undefined;
-    let admin = principal.admin;
-    if (principal.account !== null) {
-      const u = await findUserByName(this.db, principal.account);
-      if (u && !u.active) admin = false;
-      else userId = u?.id;
-    }
+    const { admin, userId } = await catalogViewer(this.db, principal);
     const v = visibility(admin ? { admin: true } : userId !== undefined ? { userId } : {});
     // names are compared as namespace/name; the pair's order equals the string's because both parts
     // are [a-z0-9._-] and '/' sorts below every one of them. Byte order on PostgreSQL too (collate "C").

@@ -60,7 +60,7 @@ export function v2BridgeRouter(
       deny(ctx, 403, 'the token does not grant this');
       return undefined;
     }
-    return { account: r.token.account || null, admin: r.token.admin };
+    return { account: r.token.account || null, admin: r.token.admin, ...(r.token.indexIssued ? { indexIssued: true } : {}) };
   }
 
   router.get(INDEX_CATALOG_PATH, async (ctx) => {

@@ -46,7 +46,8 @@ export class MirrorCatalog implements CatalogSource {
   async names(principal: V2Principal, last: string | undefined, limit: number, authorization?: string): Promise<string[]> {
     const listed = await this.inner.names(principal, last, limit, authorization);
     const readable: string[] = [];
-    for (const n of await this.cached(last, limit)) if (principal.admin || (await this.mayRead(principal, n))) readable.push(n);
+    // an admin claim of our own index's token is checked by mayRead (the account as the database has it now)
+    for (const n of await this.cached(last, limit)) if ((principal.admin && !principal.indexIssued) || (await this.mayRead(principal, n))) readable.push(n);
     return [...new Set([...listed, ...readable])].sort().slice(0, limit);
   }
 }
@@ -62,6 +63,8 @@ export function indexReadRule(db: Knex): (principal: V2Principal, name: string) 
     if (!n) return false;
     const user = principal.account !== null ? await findUserByName(db, principal.account) : undefined;
     const repo = await findRepository(db, n.namespace, n.repository);
-    return (await rightsOn(db, user, n.namespace, repo)).read;
+    // an account deactivated since its token was issued reads as anonymous callers do (rightsOn
+    // would let an inactive admin read everything)
+    return (await rightsOn(db, user?.active ? user : undefined, n.namespace, repo)).read;
   };
 }

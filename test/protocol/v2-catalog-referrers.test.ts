@@ -5,7 +5,8 @@ import { request, type Response } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { makeImage, pushImage, putTag } from '../helpers/v1-client.js';
 import { pushV2 } from '../helpers/v2-client.js';
-import { saveUser } from '../../src/db/users.js';
+import { findUserByName, removeUser, saveUser, setActive } from '../../src/db/users.js';
+import { IndexCatalog } from '../../src/content/v2-catalog.js';
 import { saveRepository } from '../../src/db/repositories.js';
 
 const sha = (b: Buffer | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -230,6 +231,41 @@ describe('the index learns of v2 pushes; the catalog filters by account (one pro
     }
   });
 
+  it("an admin's catalog token lists everything only while the account is still an active admin (deleted, demoted, deactivated since: its own view)", async () => {
+    const all = { repositories: ['alice/secret', 'alice/web'] };
+    const publicOnly = { repositories: ['alice/web'] };
+    const list = async (t: string) => {
+      const r = await request(s.url, '/v2/_catalog', { headers: { Authorization: `Bearer ${t}` } });
+      assert.equal(r.status, 200, r.text);
+      return r.json();
+    };
+    const admin = async (username: string) => {
+      await saveUser(s.db!, { username, email: `${username}@example.com`, password: `${username}pw`, active: true, admin: true }, { cost: 4 });
+      const t = await token(username, `${username}pw`, 'registry:catalog:*');
+      assert.equal(decodePayload(t).admin, true);
+      assert.deepEqual(await list(t), all, 'an admin lists the private repository of another account');
+      return { t, id: (await findUserByName(s.db!, username))!.id };
+    };
+    // before: all three listed alice/secret until the token expired (v2_token_ttl)
+    const gone = await admin('rootgone');
+    assert.ok(await removeUser(s.db!, gone.id));
+    assert.deepEqual(await list(gone.t), publicOnly, 'deleted');
+    const off = await admin('rootoff');
+    await setActive(s.db!, off.id, false);
+    assert.deepEqual(await list(off.t), publicOnly, 'deactivated');
+    const demoted = await admin('rootdemoted');
+    await saveUser(s.db!, { id: demoted.id, admin: false });
+    assert.deepEqual(await list(demoted.t), publicOnly, 'demoted');
+    // a demoted account keeps its own view: a private repository of its own is listed
+    await saveRepository(s.db!, { namespace: 'rootdemoted', name: 'own', private: true, ownerId: demoted.id });
+    assert.deepEqual(await list(demoted.t), { repositories: ['alice/web', 'rootdemoted/own'] });
+    // an external token service's admin claim (token_rootcertbundle: not indexIssued) stays its word,
+    // its account need not be one of ours
+    const catalog = new IndexCatalog(s.db!);
+    assert.deepEqual(await catalog.names({ account: 'rootgone', admin: true }, undefined, 10), ['alice/secret', 'alice/web', 'rootdemoted/own']);
+    assert.deepEqual(await catalog.names({ account: 'rootgone', admin: true, indexIssued: true }, undefined, 10), ['alice/web']);
+  });
+
   it('v2 names the v1 grammar cannot hold (three components, dots in the namespace) reach the catalog and search too', async () => {
     const t = await token('alice', 'alicepw', 'repository:alice/tools/builder:pull,push');
     await pushV2(s.url, 'alice/tools/builder', 'v1', { Authorization: `Bearer ${t}` });
@@ -248,8 +284,8 @@ describe('the index learns of v2 pushes; the catalog filters by account (one pro
   });
 });
 
-function decodePayload(jwt: string): { access: unknown[] } {
-  return JSON.parse(Buffer.from(jwt.split('.')[1]!, 'base64url').toString('utf8')) as { access: unknown[] };
+function decodePayload(jwt: string): { access: unknown[]; admin?: boolean } {
+  return JSON.parse(Buffer.from(jwt.split('.')[1]!, 'base64url').toString('utf8')) as { access: unknown[]; admin?: boolean };
 }
 
 describe('index and registry as two processes: v2 pushes notify the index, the catalog comes from it', () => {
@@ -303,6 +339,26 @@ describe('index and registry as two processes: v2 pushes notify the index, the c
     assert.equal(mine.headers.link, '</v2/_catalog?last=split2%2Fhidden&n=1>; rel="next"');
     const theirs = await request(reg.url, '/v2/_catalog', { headers: { Authorization: `Bearer ${await token('other2', 'other2pw', 'registry:catalog:*')}` } });
     assert.deepEqual(theirs.json(), { repositories: ['split2/tool'] });
+  });
+
+  it("the index checks an admin's catalog token against its database for the registry too: deleted or demoted since, its own view", async () => {
+    const list = async (t: string) => {
+      const r = await request(reg.url, '/v2/_catalog', { headers: { Authorization: `Bearer ${t}` } });
+      assert.equal(r.status, 200, r.text);
+      return r.json<{ repositories: string[] }>().repositories;
+    };
+    for (const [username, change] of [
+      ['splitgone', (id: number) => removeUser(idx.db!, id)],
+      ['splitdemoted', (id: number) => saveUser(idx.db!, { id, admin: false })],
+    ] as const) {
+      const u = (await saveUser(idx.db!, { username, email: `${username}@example.com`, password: `${username}pw`, active: true, admin: true }, { cost: 4 }))!;
+      const t = await token(username, `${username}pw`, 'registry:catalog:*');
+      assert.ok((await list(t)).includes('split2/hidden'), 'an admin lists the private repository of another account');
+      await change(u.id);
+      // before: still listed until the token expired
+      assert.ok(!(await list(t)).includes('split2/hidden'), username);
+      assert.ok((await list(t)).includes('split2/tool'), username);
+    }
   });
 
   it('a tag deleted through the registry leaves the index image list (the repository stays)', async () => {
