@@ -26,6 +26,27 @@ describe('account and organization lifecycle', () => {
       body: JSON.stringify({ username, password, email: `${username}-${password}@example.net` }),
     });
 
+  /** The web UI's signup form, as a browser posts it. */
+  async function webSignup(username: string, password: string) {
+    const form = await request(s.url, '/signup', { headers: HTML });
+    const pre = String(form.headers['set-cookie']).split(';')[0]!;
+    return request(s.url, '/signup', {
+      method: 'POST',
+      headers: { Cookie: pre, 'Content-Type': 'application/x-www-form-urlencoded', ...HTML },
+      body: new URLSearchParams({ _csrf: pre.slice('lr_csrf='.length), username, email: `${username}-web@example.net`, password }).toString(),
+    });
+  }
+
+  /** An organization created on the web UI's account page by `user`. */
+  async function webOrg([user, pw]: readonly [string, string], name: string) {
+    const sess = await session(user, pw);
+    return request(s.url, '/account/organizations', {
+      method: 'POST',
+      headers: { Cookie: sess.cookie, 'Content-Type': 'application/x-www-form-urlencoded', ...HTML },
+      body: new URLSearchParams({ _csrf: sess.csrf, name }).toString(),
+    });
+  }
+
   /** Blobs and a manifest pushed by digest only: storage holds them, the index has no record. */
   async function pushByDigest(name: string, c: Creds, img: V2Image): Promise<void> {
     const tok = await site.bearer(c, `repository:${name}:pull,push`);
@@ -75,13 +96,7 @@ describe('account and organization lifecycle', () => {
     assert.equal(r.text, '"Username or email already exists"');
     assert.equal(await findUserByName(s.db!, 'alice'), undefined);
     // and the web UI's signup form says the same
-    const form = await request(s.url, '/signup', { headers: HTML });
-    const pre = String(form.headers['set-cookie']).split(';')[0]!;
-    const w = await request(s.url, '/signup', {
-      method: 'POST',
-      headers: { Cookie: pre, 'Content-Type': 'application/x-www-form-urlencoded', ...HTML },
-      body: new URLSearchParams({ _csrf: pre.slice('lr_csrf='.length), username: 'alice', email: 'x@example.net', password: 'mallorypw2' }).toString(),
-    });
+    const w = await webSignup('alice', 'mallorypw2');
     assert.equal(w.status, 400, w.text.slice(0, 200));
     assert.equal(await findUserByName(s.db!, 'alice'), undefined);
   });
@@ -155,6 +170,31 @@ describe('account and organization lifecycle', () => {
     const gone = await request(s.url, '/account', { headers: { ...HTML, Cookie: doraWeb.cookie } });
     assert.equal(gone.status, 303, 'signed out: the session went with the account');
     assert.match(String(gone.headers.location), /^\/login/);
+  });
+
+  it('a namespace an admin pushed into through v2 (never an account) is taken: no signup or organization gets its content', async () => {
+    await saveUser(s.db!, { username: 'rooty', email: 'rooty@example.com', password: 'rootypw1', active: true, admin: true }, { cost: 4 });
+    const ROOTY: Creds = ['rooty', 'rootypw1'];
+    const MALLORY = ['mallory', 'mallorypw1'] as const;
+    const img = v2Image('ghost-app');
+    await pushV2Image(site, 'ghost/app', 'latest', await site.bearer(ROOTY, 'repository:ghost/app:pull,push'), img);
+    await site.setAccess('ghost/app', ROOTY, 'private');
+    assert.ok(await s.db!('repositories').where({ namespace: 'ghost', name: 'app' }).first('id'), 'the index learnt of the push');
+    // v1 signup answers as for an existing account (what 1.x clients take as "log in instead")
+    const existing = await signup('mallory', 'mallorypw1');
+    const r = await signup('ghost', 'mallorypw2');
+    assert.equal(r.status, existing.status, r.text);
+    assert.equal(r.text, existing.text);
+    assert.equal(r.text, '"Username or email already exists"');
+    assert.equal((await webSignup('ghost', 'mallorypw2')).status, 400);
+    assert.equal((await webOrg(MALLORY, 'ghost')).status, 409);
+    assert.equal(await findUserByName(s.db!, 'ghost'), undefined);
+    assert.equal(await findOrganizationByName(s.db!, 'ghost'), undefined);
+    // so no new account reads it; its admin does
+    assert.deepEqual(await reads('ghost/app', MALLORY, img), [401, 401]);
+    assert.equal((await signup('ghostfan', 'ghostfanpw')).status, 201);
+    assert.deepEqual(await reads('ghost/app', ['ghostfan', 'ghostfanpw'], img), [401, 401]);
+    assert.deepEqual(await reads('ghost/app', ROOTY, img), [200, 200]);
   });
 
   it('names never used stay free', async () => {
