@@ -59,11 +59,22 @@ export function orgCommand(): Command {
     .option('--remove', 'remove the member')
     .action(async (name: string, username: string, opts: Common & { owner?: boolean; remove?: boolean }) => {
       await withDb(opts, async (db) => {
-        const { addMember, findOrganizationByName, removeMember } = await queries();
+        const { addMember, changeMemberKeepingOwner, findMemberRole, findOrganizationByName, removeMember } = await queries();
         const o = (await findOrganizationByName(db, name)) ?? fail(`no such organization: ${name}`);
         const u = await user(db, username);
-        if (opts.remove) await removeMember(db, o.id, u.id);
-        else await addMember(db, o.id, u.id, opts.owner ? 'owner' : 'member');
+        const change = opts.remove ? 'remove' : opts.owner ? 'owner' : 'member';
+        // an owner removed or made a member: not the last one (as the web UI's member forms); before
+        // 2026-12-07 the CLI left the organization without an owner
+        if (change !== 'owner' && (await findMemberRole(db, o.id, u.id)) === 'owner') {
+          if ((await changeMemberKeepingOwner(db, o.id, u.id, change)) === 'last-owner')
+            fail(
+              `${username} is the only owner of ${name}: make another member an owner first (org member ${name} <username> --owner), or delete it (org rm ${name})`,
+            );
+        } else if (change === 'remove') {
+          await removeMember(db, o.id, u.id);
+        } else {
+          await addMember(db, o.id, u.id, change);
+        }
       });
       process.stdout.write(`${opts.remove ? 'removed' : 'added'} ${username} ${opts.remove ? 'from' : 'to'} ${name}\n`);
     });

@@ -19,6 +19,21 @@ describe('legacy-registry CLI: --help, db migrate, user management, htpasswd imp
   let dir: string;
   let env: NodeJS.ProcessEnv;
   const cli = (...args: string[]) => run(process.execPath, [CLI, ...args], { env });
+  /** The owners of an organization, read from the database the CLI writes. */
+  const owners = async (org: string): Promise<string[]> => {
+    const db = createDb(null, dir);
+    try {
+      const rows = (await db('organization_members as m')
+        .join('organizations as o', 'o.id', 'm.org_id')
+        .join('users as u', 'u.id', 'm.user_id')
+        .where({ 'o.name': org, 'm.role': 'owner' })
+        .orderBy('u.username')
+        .select('u.username')) as { username: string }[];
+      return rows.map((r) => r.username);
+    } finally {
+      await closeDb(db);
+    }
+  };
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'lr-cli-'));
@@ -163,20 +178,6 @@ describe('legacy-registry CLI: --help, db migrate, user management, htpasswd imp
     await cli('org', 'add', 'shared', 'coone');
     await cli('org', 'member', 'shared', 'cotwo', '--owner');
     await cli('org', 'add', 'leftover', 'orphaner');
-    const owners = async (org: string): Promise<string[]> => {
-      const db = createDb(null, dir);
-      try {
-        const rows = (await db('organization_members as m')
-          .join('organizations as o', 'o.id', 'm.org_id')
-          .join('users as u', 'u.id', 'm.user_id')
-          .where({ 'o.name': org, 'm.role': 'owner' })
-          .orderBy('u.username')
-          .select('u.username')) as { username: string }[];
-        return rows.map((r) => r.username);
-      } finally {
-        await closeDb(db);
-      }
-    };
     // before: removed, and soloteam and solotwo had no owner left
     const refused = await cli('user', 'rm', 'solo').then(
       () => assert.fail('user rm of the only owner of organizations succeeded'),
@@ -202,6 +203,22 @@ describe('legacy-registry CLI: --help, db migrate, user management, htpasswd imp
     assert.match((await cli('user', 'rm', 'orphaner', '--orphan-organizations')).stdout, /removed orphaner/);
     assert.deepEqual(await owners('leftover'), []);
     assert.doesNotMatch((await cli('user', 'list')).stdout, /^(solo|cotwo|orphaner)\t/m);
+  });
+
+  it('org member does not remove or demote the last owner; an ownerless organization gets one again', async () => {
+    // soloteam (owner coone) and leftover (no owner) of the test before; before: soloteam left with none
+    for (const args of [['--remove'], []]) {
+      await assert.rejects(cli('org', 'member', 'soloteam', 'coone', ...args), /coone is the only owner of soloteam: make another member an owner first/);
+      assert.deepEqual(await owners('soloteam'), ['coone']);
+    }
+    // an ownerless organization gets an owner again, and members come and go as before
+    await cli('org', 'member', 'leftover', 'coone', '--owner');
+    assert.deepEqual(await owners('leftover'), ['coone']);
+    await cli('user', 'add', 'cothree', 'cothree@example.com', '--password', 'cothreepw');
+    await cli('org', 'member', 'soloteam', 'cothree', '--owner');
+    await cli('org', 'member', 'soloteam', 'coone');
+    assert.deepEqual(await owners('soloteam'), ['cothree']);
+    await cli('org', 'member', 'soloteam', 'coone', '--remove');
   });
 
   it('imports bcrypt entries of an htpasswd file and skips the others', async () => {
