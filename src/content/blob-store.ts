@@ -151,8 +151,13 @@ export class BlobStore {
     }
   }
 
-  open(digest: string, offset = 0, length?: number): Promise<Readable> {
-    return this.driver.reader(keys.blob(hexOf(digest)), offset, length);
+  /**
+   * The blob's bytes from offset. `size`: the blob's size as the caller knows it (its stat, a link's
+   * record): a stored object of another size fails the open (SizeMismatchError) instead of being
+   * served cut or padded to it.
+   */
+  open(digest: string, offset = 0, length?: number, size?: number): Promise<Readable> {
+    return this.driver.reader(keys.blob(hexOf(digest)), offset, length, size === undefined ? undefined : { size });
   }
 
   /**

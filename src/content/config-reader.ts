@@ -59,7 +59,7 @@ export class ConfigReader {
     if (info.size > this.maxSize) throw new ConfigUnavailableError('too-large', digest, info.size, this.maxSize);
     const out = Buffer.allocUnsafe(info.size);
     let filled = 0;
-    const stream = await this.blobs.open(digest, 0, info.size);
+    const stream = await this.blobs.open(digest, 0, info.size, info.size);
     try {
       for await (const chunk of stream) {
         const c = chunk as Buffer;

@@ -583,8 +583,9 @@ export class V1Images {
     return this.blobs.redirectURL(link.digest);
   }
 
-  openLayer(link: LayerLink, offset: number, length?: number): Promise<Readable> {
-    return this.blobs.open(link.digest, offset, length);
+  /** `size`: the layer's size as the caller knows it (see BlobStore.open). */
+  openLayer(link: LayerLink, offset: number, length?: number, size?: number): Promise<Readable> {
+    return this.blobs.open(link.digest, offset, length, size);
   }
 
   /**

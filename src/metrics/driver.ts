@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { FileInfo, PutOptions, ResumableState, ResumableWriter, StorageDriver, Writer, WriterOptions } from '../storage/driver.js';
+import type { FileInfo, PutOptions, ReaderOptions, ResumableState, ResumableWriter, StorageDriver, Writer, WriterOptions } from '../storage/driver.js';
 import { storageAction } from './registry.js';
 import type { HistogramCell } from './cells.js';
 
@@ -71,8 +71,8 @@ export class MetricsDriver implements StorageDriver {
   putContent(key: string, data: Buffer, options?: PutOptions): Promise<void> {
     return this.timed('PutContent', () => this.inner.putContent(key, data, options));
   }
-  reader(key: string, offset?: number, length?: number): Promise<Readable> {
-    return this.timed('Reader', () => this.inner.reader(key, offset, length));
+  reader(key: string, offset?: number, length?: number, options?: ReaderOptions): Promise<Readable> {
+    return this.timed('Reader', () => this.inner.reader(key, offset, length, options));
   }
   async writer(key: string, options?: WriterOptions): Promise<Writer> {
     return this.timedWriter(await this.timed('Writer', () => this.inner.writer(key, options)));

@@ -71,7 +71,7 @@ export function imageHandlers(deps: RegistryDeps, v1: V1Access, repoLock: Locks)
       ctx.body = '';
       return;
     }
-    await sendBytes(ctx, link.size, (start, length) => images.openLayer(link, start, length), { accel: accelUri(config, link.digest, ctx) });
+    await sendBytes(ctx, link.size, (start, length) => images.openLayer(link, start, length, link.size), { accel: accelUri(config, link.digest, ctx) });
   }
 
   /** R6 PUT …/layer: the layer, streamed to storage while its digests are computed. */

@@ -117,6 +117,25 @@ export interface PutOptions {
   readonly marker?: boolean;
 }
 
+export interface ReaderOptions {
+  /**
+   * The size of the whole object as the caller knows it (from a stat, or a record of it). A read
+   * that reaches that end (no length, or offset + length >= size) rejects with SizeMismatchError
+   * before any byte when the object holds another number of bytes: its end is not where the caller
+   * believes, and what it would get (cut, or short) would pass for the whole, or for the rest, of the
+   * object (an object store whose HEAD told another size than its GET finds; a file cut since its
+   * stat). A read that stops before that end gets the object's bytes as usual. Without it, a length
+   * reaching past the end stops at the end.
+   */
+  readonly size?: number;
+}
+
+/** The size a reader must find the object to hold (ReaderOptions.size), when the read reaches the end the caller knows of. */
+export function sizeToCheck(offset: number, length: number | undefined, options: ReaderOptions | undefined): number | undefined {
+  const size = options?.size;
+  return size !== undefined && (length === undefined || offset + length >= size) ? size : undefined;
+}
+
 export interface WriterOptions {
   /**
    * Continue an existing key (v2 chunked uploads): size starts at the key's current size and
@@ -141,7 +160,7 @@ export interface StorageDriver {
    * promise, before any byte: PathNotFoundError, InvalidOffsetError (offset > size, or a negative
    * or non-integer offset or length).
    */
-  reader(key: string, offset?: number, length?: number): Promise<Readable>;
+  reader(key: string, offset?: number, length?: number, options?: ReaderOptions): Promise<Readable>;
   /** A streaming writer for a key (creating the prefixes above it). */
   writer(key: string, options?: WriterOptions): Promise<Writer>;
   /** Size and modification time. Throws PathNotFoundError for a missing key (a "directory" prefix has size 0). */
@@ -261,6 +280,16 @@ export class StorageUnavailableError extends StorageError {
   constructor(message: string, key: string, options?: { cause?: unknown }) {
     super(message, key);
     if (options?.cause !== undefined) (this as { cause?: unknown }).cause = options.cause;
+  }
+}
+/** The object holds another number of bytes than the caller was told (ReaderOptions.size). */
+export class SizeMismatchError extends StorageError {
+  constructor(
+    key: string,
+    readonly expected: number,
+    readonly found: number | string,
+  ) {
+    super(`${key} holds ${found} bytes, not the ${expected} expected`, key);
   }
 }
 export class InvalidOffsetError extends StorageError {

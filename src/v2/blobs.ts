@@ -70,7 +70,7 @@ export function blobHandlers(deps: V2Deps) {
       ctx.status = 200;
       ctx.type = 'application/octet-stream';
       ctx.body = small;
-    } else await sendBytes(ctx, info.size, (start, length) => blobs.open(digest, start, length), { accel });
+    } else await sendBytes(ctx, info.size, (start, length) => blobs.open(digest, start, length, info.size), { accel });
     // distribution: GET and HEAD of a blob both serve it through the listener (a pull)
     notify('pull', (o) => blobTarget(o, name, digest, info.size));
   }

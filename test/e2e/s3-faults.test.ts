@@ -177,6 +177,38 @@ describe('registry on S3 behind a faulty store', { skip, timeout: 600_000 }, () 
     }
   });
 
+  it('a HEAD that says fewer (or more) bytes than the object holds: no answer cut or padded to it, a 5xx before the headers', async () => {
+    const blob = randomBytes(3 * MiB + 17);
+    assert.equal(await pushBlob('ns/headsize', blob), 201);
+    const isBlobHead = (x: S3Exchange): boolean => x.method === 'HEAD' && /\/registry\/blobs\/sha256\/[0-9a-f]{2}\/[0-9a-f]{64}\/data$/.test(x.url.pathname);
+    for (const delta of [-1000, 1000]) {
+      proxy.fault = (x) =>
+        isBlobHead(x)
+          ? async (x) => {
+              const a = await x.forward();
+              const h: Record<string, string | number> = { 'Content-Length': Number(a.headers['content-length']) + delta };
+              for (const k of ['etag', 'last-modified']) if (a.headers[k]) h[k] = String(a.headers[k]);
+              x.socket.end(head(a.status, h));
+            }
+          : undefined;
+      try {
+        for (const range of [undefined, `bytes=${MiB}-${2 * MiB - 1}`, `bytes=${MiB}-`]) {
+          const got = await fetchOutcome(s.url, `/v2/ns/headsize/blobs/${sha(blob)}`, range ? { Range: range } : {});
+          const what = `HEAD ${delta > 0 ? 'larger' : 'smaller'}, ${range ?? 'whole'}`;
+          assert.ok('status' in got, `${what}: ${'error' in got ? got.error : ''}`);
+          // a range that stops short of the end: the object's own bytes may be served
+          if (got.status === 206 && range === `bytes=${MiB}-${2 * MiB - 1}`) assert.ok(got.body.equals(blob.subarray(MiB, 2 * MiB)), what);
+          else assert.ok(got.status >= 500, `${what}: a complete ${got.status} of ${got.body.length} bytes`);
+        }
+      } finally {
+        proxy.fault = undefined;
+      }
+    }
+    // the store's HEAD telling the truth again: served whole
+    const whole = await fetchOutcome(s.url, `/v2/ns/headsize/blobs/${sha(blob)}`);
+    assert.ok('status' in whole && whole.status === 200 && whole.body.equals(blob));
+  });
+
   const pushManifest = async (repo: string, tag: string): Promise<Buffer> => {
     const config = Buffer.from(
       JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, n: randomBytes(8).toString('hex') }),

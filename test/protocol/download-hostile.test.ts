@@ -498,6 +498,18 @@ describe('a layer from a store that is not a file (memory) shorter than its reco
     await s.driver.putContent(keys.blob(hex), img.layer.subarray(0, img.layer.length >> 1));
     const x = await exchange(s.url, GET(`/v1/images/${img.id}/layer`) + LAST, { ms: 5_000 });
     assert.ok(x.closed);
+    if (x.bytes.subarray(0, 12).toString('latin1') === 'HTTP/1.1 500') {
+      // the store's object is not of the size recorded: a 500 before any byte (reader's size check),
+      // the next response intact
+      const { responses, rest } = parseAll(x.bytes, ['GET', 'GET']);
+      assert.equal(rest, 0);
+      assert.deepEqual(
+        responses.map((r) => r.status),
+        [500, 200],
+      );
+      return;
+    }
+    // or else a 200 cut short, never complete
     assert.equal(x.bytes.indexOf('HTTP/1.1', 10), -1, 'a second response inside the first body');
     const { responses } = parseAll(x.bytes, ['GET']);
     assert.equal(responses[0]!.status, 200);

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { InvalidOffsetError, InvalidPathError, PathNotFoundError, type StorageDriver } from '../../src/storage/driver.js';
+import { InvalidOffsetError, InvalidPathError, PathNotFoundError, SizeMismatchError, type StorageDriver } from '../../src/storage/driver.js';
 
 /** What a driver test file hands the suite: a fresh, empty driver and how to dispose of it. */
 export interface DriverHarness {
@@ -339,6 +339,31 @@ export function runDriverConformance(name: string, makeDriver: () => Promise<Dri
             assert.ok(back.equals(data.subarray(offset, offset + expected)), `reader(${offset}, ${length}) bytes`);
           }
           await expectRejects(() => d.reader('rd/data', 0, -1), InvalidOffsetError, 'length -1');
+        }));
+
+      it('with the size the caller knows (options.size): reads reaching that end reject before any byte when the object holds another', () =>
+        withDriver(async (d) => {
+          const data = randomBytes(MiB + 3);
+          await d.putContent('rd/sized', data);
+          const n = data.length;
+          assert.ok((await readAll(await d.reader('rd/sized', 0, n, { size: n }))).equals(data));
+          assert.ok((await readAll(await d.reader('rd/sized', 0, undefined, { size: n }))).equals(data));
+          assert.ok((await readAll(await d.reader('rd/sized', n - 5, 5, { size: n }))).equals(data.subarray(n - 5)));
+          assert.equal((await readAll(await d.reader('rd/sized', n, 0, { size: n }))).length, 0);
+          for (const size of [n - 1000, n + 1000]) {
+            const cases: Array<[number, number | undefined]> = [
+              [0, undefined],
+              [0, size],
+              [100, undefined],
+              [size - 10, 10],
+              [size, 0],
+            ];
+            for (const [offset, length] of cases) {
+              await expectRejects(() => d.reader('rd/sized', offset, length, { size }), SizeMismatchError, `size ${size}, reader(${offset}, ${length})`);
+            }
+            // a read that stops short of the end the caller knows of: the object's bytes
+            assert.ok((await readAll(await d.reader('rd/sized', 100, 50, { size }))).equals(data.subarray(100, 150)), `size ${size}: a read within`);
+          }
         }));
 
       it('throws PathNotFoundError for a missing key or a prefix, whatever the offset', () =>

@@ -1,4 +1,4 @@
-import type { CommitOptions, FileInfo, PutOptions, ResumableState, ResumableWriter, StorageDriver, Writer, WriterOptions } from '../driver.js';
+import type { CommitOptions, FileInfo, PutOptions, ReaderOptions, ResumableState, ResumableWriter, StorageDriver, Writer, WriterOptions } from '../driver.js';
 import type { Readable } from 'node:stream';
 import { BoundedCache } from '../../util/bounded-cache.js';
 import { storageCacheRequests } from '../../metrics/registry.js';
@@ -240,8 +240,8 @@ export class CachingDriver implements StorageDriver {
     }
   }
 
-  reader(key: string, offset?: number, length?: number): Promise<Readable> {
-    return this.inner.reader(key, offset, length);
+  reader(key: string, offset?: number, length?: number, options?: ReaderOptions): Promise<Readable> {
+    return this.inner.reader(key, offset, length, options);
   }
 
   async writer(key: string, options?: WriterOptions): Promise<Writer> {

@@ -12,8 +12,11 @@ import { isAbsent } from '../../util/fs-errors.js';
 import {
   type CommitOptions,
   type PutOptions,
+  type ReaderOptions,
   endWriterStream,
   InvalidOffsetError,
+  SizeMismatchError,
+  sizeToCheck,
   InvalidPathError,
   PathNotFoundError,
   StorageError,
@@ -509,16 +512,18 @@ class FilesystemDriver implements StorageDriver {
     return created;
   }
 
-  async reader(key: string, offset = 0, length?: number): Promise<Readable> {
+  async reader(key: string, offset = 0, length?: number, options?: ReaderOptions): Promise<Readable> {
     validateKey(key);
     if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidOffsetError(key, offset);
     if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) throw new InvalidOffsetError(key, offset);
+    const known = sizeToCheck(offset, length, options);
     const handle = await this.readKey(key, (path, follow) => fsp.open(path, constants.O_RDONLY | (follow ? 0 : O_NOFOLLOW)));
     let size: number;
     try {
       const info = await handle.stat();
       if (info.isDirectory()) throw new PathNotFoundError(key);
       size = info.size;
+      if (known !== undefined && size !== known) throw new SizeMismatchError(key, known, size);
       if (offset > size) throw new InvalidOffsetError(key, offset);
     } catch (e) {
       await handle.close();

@@ -1,8 +1,11 @@
 import { Readable, Writable } from 'node:stream';
 import {
   type PutOptions,
+  type ReaderOptions,
   endWriterStream,
   InvalidOffsetError,
+  SizeMismatchError,
+  sizeToCheck,
   PathNotFoundError,
   StorageError,
   validateKey,
@@ -52,11 +55,13 @@ class MemoryDriver implements StorageDriver {
     return true;
   }
 
-  async reader(key: string, offset = 0, length?: number): Promise<Readable> {
+  async reader(key: string, offset = 0, length?: number, options?: ReaderOptions): Promise<Readable> {
     validateKey(key);
     if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidOffsetError(key, offset);
     if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) throw new InvalidOffsetError(key, offset);
+    const known = sizeToCheck(offset, length, options);
     const { data } = this.entry(key);
+    if (known !== undefined && data.length !== known) throw new SizeMismatchError(key, known, data.length);
     if (offset > data.length) throw new InvalidOffsetError(key, offset);
     const end = length === undefined ? data.length : Math.min(data.length, offset + length);
     return Readable.from(chunks(data.subarray(offset, end)), { objectMode: false });

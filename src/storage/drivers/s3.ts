@@ -29,6 +29,8 @@ import { answerError, encodeKeyPath, ERROR_BODY_CAP, S3Signer, type SignedAnswer
 import {
   endWriterStream,
   InvalidOffsetError,
+  SizeMismatchError,
+  sizeToCheck,
   PathNotFoundError,
   StorageError,
   StorageUnavailableError,
@@ -36,6 +38,7 @@ import {
   validateKey,
   type FileInfo,
   type PutOptions,
+  type ReaderOptions,
   type ResumableState,
   type ResumableWriter,
   type StorageDriver,
@@ -535,12 +538,14 @@ class S3Driver implements StorageDriver {
     );
   }
 
-  async reader(key: string, offset = 0, length?: number): Promise<Readable> {
+  async reader(key: string, offset = 0, length?: number, options?: ReaderOptions): Promise<Readable> {
     validateKey(key);
     if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidOffsetError(key, offset);
     if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) throw new InvalidOffsetError(key, offset);
+    const known = sizeToCheck(offset, length, options);
     if (length === 0) {
       const { size } = await this.head(key);
+      if (known !== undefined && size !== known) throw new SizeMismatchError(key, known, size);
       if (offset > size) throw new InvalidOffsetError(key, offset);
       return Readable.from([]);
     }
@@ -550,6 +555,7 @@ class S3Driver implements StorageDriver {
       r.body.resume();
       // at or past the end: an empty stream at the end, an error past it
       const { size } = await this.head(key);
+      if (known !== undefined && size !== known) throw new SizeMismatchError(key, known, size);
       if (offset === size) return Readable.from([]);
       throw new InvalidOffsetError(key, offset);
     }
@@ -557,16 +563,29 @@ class S3Driver implements StorageDriver {
     // proxy or cache in front of it, that ignores the Range and answers 200 with the whole object,
     // or 206 for other bytes, would otherwise have them served as the range asked)
     let expect: number | undefined;
+    /** The size of the whole object as this answer tells it (undefined: not told). */
+    let total: number | undefined;
     if (range === undefined) {
       if (r.status !== 200) return this.wrongAnswer(key, range, r);
+      // a whole object: as many bytes as the caller knows it to hold, when it says (else the answer's
+      // Content-Length, which the HTTP client holds the body to)
+      expect = known;
+      total = r.contentLength;
     } else {
       const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(r.contentRange?.trim() ?? '');
-      const [start, end, total] = m ? [Number(m[1]), Number(m[2]), Number(m[3])] : [NaN, NaN, NaN];
+      const [start, end, whole] = m ? [Number(m[1]), Number(m[2]), Number(m[3])] : [NaN, NaN, NaN];
       const askedEnd = length === undefined ? Infinity : offset + length - 1;
       // the end may stop short of the one asked only at the end of the object
-      const ok = r.status === 206 && start === offset && end >= start && end <= askedEnd && (end === askedEnd || end === total - 1);
+      const ok = r.status === 206 && start === offset && end >= start && end <= askedEnd && (end === askedEnd || end === whole - 1);
       if (!ok) return this.wrongAnswer(key, range, r);
       expect = end - start + 1;
+      total = whole;
+    }
+    // the object the GET found is not the one the caller was told of (a HEAD answered another size
+    // than the GET finds): its bytes, cut or padded to the size told, would pass as the object's
+    if (known !== undefined && total !== undefined && total !== known) {
+      r.body.destroy();
+      throw new SizeMismatchError(key, known, total);
     }
     if (r.contentLength !== undefined && expect !== undefined && r.contentLength !== expect) return this.wrongAnswer(key, range, r);
     if (r.batched) return r.body;

@@ -5,6 +5,8 @@ import { Readable } from 'node:stream';
 import { expiring, swiftAuthVersion, swiftEndpointType, swiftLogin, type SwiftAuthOptions, type SwiftSession } from './swift-auth.js';
 import {
   InvalidOffsetError,
+  SizeMismatchError,
+  sizeToCheck,
   PathNotFoundError,
   StorageError,
   StorageUnavailableError,
@@ -12,6 +14,7 @@ import {
   validateKey,
   type FileInfo,
   type PutOptions,
+  type ReaderOptions,
   type StorageDriver,
   type Writer,
   type WriterOptions,
@@ -315,12 +318,14 @@ class SwiftDriver implements StorageDriver {
     return typeof etag === 'string' ? etag.replace(/"/g, '') : undefined;
   }
 
-  async reader(key: string, offset = 0, length?: number): Promise<Readable> {
+  async reader(key: string, offset = 0, length?: number, options?: ReaderOptions): Promise<Readable> {
     validateKey(key);
     if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidOffsetError(key, offset);
     if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) throw new InvalidOffsetError(key, offset);
+    const known = sizeToCheck(offset, length, options);
     if (length === 0) {
       const { size } = await this.head(key);
+      if (known !== undefined && size !== known) throw new SizeMismatchError(key, known, size);
       if (offset > size) throw new InvalidOffsetError(key, offset);
       return Readable.from([]);
     }
@@ -329,10 +334,19 @@ class SwiftDriver implements StorageDriver {
     if (r.status === 416) {
       r.body.resume();
       const { size } = await this.head(key);
+      if (known !== undefined && size !== known) throw new SizeMismatchError(key, known, size);
       if (offset === size) return Readable.from([]);
       throw new InvalidOffsetError(key, offset);
     }
     await this.expect(r, [200, 206], key, 'GET');
+    if (known !== undefined) {
+      // the whole object's size as the answer tells it: a 206's Content-Range total, a 200's length
+      const told = r.status === 206 ? /\/(\d+)\s*$/.exec(String(r.headers['content-range'] ?? ''))?.[1] : r.headers['content-length'];
+      if (told !== undefined && Number(told) !== known) {
+        r.body.destroy();
+        throw new SizeMismatchError(key, known, Number(told));
+      }
+    }
     return r.body;
   }
 
