@@ -138,13 +138,16 @@ export class BlobStore {
   async holds(digest: string, bytes: Buffer): Promise<boolean> {
     const info = await this.stat(digest);
     if (info?.size !== bytes.length) return false;
-    return (await this.readSmall(digest))?.equals(bytes) ?? false;
+    return (await this.readSmall(digest, bytes.length))?.equals(bytes) ?? false;
   }
 
-  /** The bytes of a blob the caller knows to be small (stat first), or undefined when it is gone. */
-  async readSmall(digest: string): Promise<Buffer | undefined> {
+  /**
+   * The bytes of a blob the caller knows to be small (stat first), or undefined when it is gone.
+   * `maxSize`: its size as the stat told (a store that answers with more fails the read, unread).
+   */
+  async readSmall(digest: string, maxSize?: number): Promise<Buffer | undefined> {
     try {
-      return await this.driver.getContent(keys.blob(hexOf(digest)));
+      return await this.driver.getContent(keys.blob(hexOf(digest)), maxSize === undefined ? undefined : { maxSize });
     } catch (e) {
       if (isNotFound(e)) return undefined;
       throw e;

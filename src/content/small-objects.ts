@@ -1,9 +1,20 @@
 import { isNotFound, type StorageDriver } from '../storage/driver.js';
 
-/** Content of a small object, or undefined when the key does not exist. */
-export async function readOptional(driver: StorageDriver, key: string): Promise<Buffer | undefined> {
+/**
+ * Bound of a link: a digest or an image id as text (a v2 tag's link, a v1 tag). A store that answers
+ * such a read with more is not believed, and not read further (GetOptions.maxSize).
+ */
+export const LINK_MAX = 1024;
+/** Bound of a small JSON record of a few fields the registry writes itself (a v1 layer link, a layer's client checksum). */
+export const RECORD_MAX = 64 * 1024;
+
+/**
+ * Content of a small object, or undefined when the key does not exist. `maxSize`: the most bytes
+ * the record can hold (LINK_MAX, RECORD_MAX…); a larger object fails with ContentTooLargeError.
+ */
+export async function readOptional(driver: StorageDriver, key: string, maxSize?: number): Promise<Buffer | undefined> {
   try {
-    return await driver.getContent(key);
+    return await driver.getContent(key, maxSize === undefined ? undefined : { maxSize });
   } catch (e) {
     if (isNotFound(e)) return undefined;
     throw e;

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { isNotFound, type StorageDriver } from '../storage/driver.js';
-import { keyExists, readOptional, removeIfPresent } from './small-objects.js';
+import { keyExists, readOptional, RECORD_MAX, removeIfPresent } from './small-objects.js';
 import { RegistryError } from '../errors/index.js';
 import { LayerHasher, type InnerFactory, type LayerDigests } from '../digest/layer-hasher.js';
 import { LayerFileError, type LayerFileJob, type LayerFiles } from '../digest/layer-files.js';
@@ -156,8 +156,8 @@ export class V1Images {
     return this.opts.scoped;
   }
 
-  private read(key: string): Promise<Buffer | undefined> {
-    return readOptional(this.driver, key);
+  private read(key: string, maxSize?: number): Promise<Buffer | undefined> {
+    return readOptional(this.driver, key, maxSize);
   }
 
   private exists(key: string): Promise<boolean> {
@@ -177,7 +177,7 @@ export class V1Images {
   }
 
   async layerLink(scope: ImageScope, id: string): Promise<LayerLink | undefined> {
-    const raw = await this.read(keys.layerLink(scope, id));
+    const raw = await this.read(keys.layerLink(scope, id), RECORD_MAX);
     return raw ? (JSON.parse(raw.toString('utf8')) as LayerLink) : undefined;
   }
 
@@ -213,8 +213,8 @@ export class V1Images {
     const [json, ancestry, link, client] = await Promise.all([
       readOptional(driver, keys.imageJson(scope, id)),
       readOptional(driver, keys.ancestry(scope, id)),
-      readOptional(driver, keys.layerLink(scope, id)),
-      readOptional(driver, keys.clientChecksum(scope, id)),
+      readOptional(driver, keys.layerLink(scope, id), RECORD_MAX),
+      readOptional(driver, keys.clientChecksum(scope, id), RECORD_MAX),
     ]);
     if (!json) return undefined;
     // A push of this id that started while the records were read wrote its mark first: what was
@@ -231,7 +231,7 @@ export class V1Images {
     if (!json) throw new RegistryError('IMAGE_NOT_FOUND');
     const link = await this.layerLink(scope, id);
     if (!link) return { json };
-    const client = await this.read(keys.clientChecksum(scope, id));
+    const client = await this.read(keys.clientChecksum(scope, id), RECORD_MAX);
     return { json, size: link.size, ...(client ? { payload: link.payload } : {}) };
   }
 

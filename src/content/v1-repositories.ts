@@ -1,5 +1,5 @@
 import { isNotFound, type StorageDriver } from '../storage/driver.js';
-import { keyExists, readOptional, removeIfPresent } from './small-objects.js';
+import { keyExists, LINK_MAX, readOptional, removeIfPresent } from './small-objects.js';
 import { RegistryError } from '../errors/index.js';
 import { keys } from './keys.js';
 import { parseRepoName, type RepoName, type Tag } from './names.js';
@@ -70,8 +70,8 @@ export class V1Repositories {
     private readonly images: V1Images,
   ) {}
 
-  private read(key: string): Promise<Buffer | undefined> {
-    return readOptional(this.driver, key);
+  private read(key: string, maxSize?: number): Promise<Buffer | undefined> {
+    return readOptional(this.driver, key, maxSize);
   }
 
   private remove(key: string): Promise<boolean> {
@@ -115,7 +115,7 @@ export class V1Repositories {
     const out: Record<string, string> = {};
     for (const key of entries.sort()) {
       const tag = key.slice(key.lastIndexOf('/') + 1);
-      const id = await this.read(key);
+      const id = await this.read(key, LINK_MAX);
       if (id) out[tag] = id.toString('utf8');
     }
     return out;
@@ -123,7 +123,7 @@ export class V1Repositories {
 
   /** R12. */
   async getTag(repo: RepoName, tag: Tag): Promise<string> {
-    const id = await this.read(keys.tag(repo, tag));
+    const id = await this.read(keys.tag(repo, tag), LINK_MAX);
     if (!id) throw new RegistryError('TAG_NOT_FOUND');
     return id.toString('utf8');
   }

@@ -6,7 +6,7 @@ import { isNotFound } from '../storage/driver.js';
 import { V2Error } from '../errors/v2.js';
 import type { BlobStore } from './blob-store.js';
 import { keys } from './keys.js';
-import { keyExists, readOptional, removeIfPresent } from './small-objects.js';
+import { keyExists, LINK_MAX, readOptional, removeIfPresent } from './small-objects.js';
 import type { V2Name } from './v2-names.js';
 import type { V2Uploads } from './v2-uploads.js';
 
@@ -433,7 +433,7 @@ export class V2Manifests {
 
   async resolve(name: V2Name, reference: { tag?: string; digest?: string }): Promise<string | undefined> {
     if (reference.digest) return reference.digest;
-    const raw = await readOptional(this.driver, tagKey(name, reference.tag!));
+    const raw = await readOptional(this.driver, tagKey(name, reference.tag!), LINK_MAX);
     return raw?.toString('utf8');
   }
 
@@ -462,7 +462,7 @@ export class V2Manifests {
     if (subject) await removeIfPresent(this.driver, referrerKey(name, subject, digest));
     const removed: string[] = [];
     for (const tag of await this.tags(name)) {
-      const at = await readOptional(this.driver, tagKey(name, tag));
+      const at = await readOptional(this.driver, tagKey(name, tag), LINK_MAX);
       if (at?.toString('utf8') === digest) {
         await removeIfPresent(this.driver, tagKey(name, tag));
         removed.push(tag);
@@ -475,7 +475,7 @@ export class V2Manifests {
   async tagsPointingTo(name: V2Name, digest: string): Promise<string[]> {
     const out: string[] = [];
     for (const tag of await this.tags(name)) {
-      const at = await readOptional(this.driver, tagKey(name, tag));
+      const at = await readOptional(this.driver, tagKey(name, tag), LINK_MAX);
       if (at?.toString('utf8') === digest) out.push(tag);
     }
     return out;

@@ -9,7 +9,7 @@ import { keys } from './keys.js';
 import { parseRepoName, parseTag, type RepoName } from './names.js';
 import { canonicalOf } from './schema1.js';
 import { isImageId } from '../digest/digest.js';
-import { readOptional } from './small-objects.js';
+import { LINK_MAX, readOptional } from './small-objects.js';
 import { MAX_ANCESTRY, type LayerLink, type V1Images } from './v1-images.js';
 import type { V1Repositories } from './v1-repositories.js';
 import { KeyedMutex, type Locks } from './mutex.js';
@@ -163,7 +163,7 @@ export class V2ToV1 {
     await this.repoLock.run(repo.full, async () => {
       // a later push holds the v2 tag: its own publish sets the v1 tag (the image records written
       // above are content-derived ids, harmless to keep)
-      if (digest !== undefined && (await readOptional(this.driver, v2TagKey(name, tag)))?.toString('utf8') !== digest) return;
+      if (digest !== undefined && (await readOptional(this.driver, v2TagKey(name, tag), LINK_MAX))?.toString('utf8') !== digest) return;
       if (top === undefined) await this.unpublish(name, [tag]);
       else {
         await this.recordDerived(name, tag, top);

@@ -1,5 +1,15 @@
 import type { Readable } from 'node:stream';
-import type { FileInfo, PutOptions, ReaderOptions, ResumableState, ResumableWriter, StorageDriver, Writer, WriterOptions } from '../storage/driver.js';
+import type {
+  FileInfo,
+  GetOptions,
+  PutOptions,
+  ReaderOptions,
+  ResumableState,
+  ResumableWriter,
+  StorageDriver,
+  Writer,
+  WriterOptions,
+} from '../storage/driver.js';
 import { storageAction } from './registry.js';
 import type { HistogramCell } from './cells.js';
 
@@ -65,8 +75,8 @@ export class MetricsDriver implements StorageDriver {
     }
   }
 
-  getContent(key: string): Promise<Buffer> {
-    return this.timed('GetContent', () => this.inner.getContent(key));
+  getContent(key: string, options?: GetOptions): Promise<Buffer> {
+    return this.timed('GetContent', () => this.inner.getContent(key, options));
   }
   putContent(key: string, data: Buffer, options?: PutOptions): Promise<void> {
     return this.timed('PutContent', () => this.inner.putContent(key, data, options));

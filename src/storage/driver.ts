@@ -117,6 +117,16 @@ export interface PutOptions {
   readonly marker?: boolean;
 }
 
+export interface GetOptions {
+  /**
+   * The most bytes the caller expects the object to hold (a tag's link, a record of known bounds):
+   * a larger object rejects with ContentTooLargeError, and no more of it is read than about this
+   * many bytes (an object store's answer is dropped once its length says so, or once it runs past
+   * it), so that a store cannot make a small read hold megabytes. Without it, the object is read whole.
+   */
+  readonly maxSize?: number;
+}
+
 export interface ReaderOptions {
   /**
    * The size of the whole object as the caller knows it (from a stat, or a record of it). A read
@@ -146,8 +156,11 @@ export interface WriterOptions {
 
 export interface StorageDriver {
   readonly name: string;
-  /** Whole content of a small object. Throws PathNotFoundError (also for a prefix that holds no object). */
-  getContent(key: string): Promise<Buffer>;
+  /**
+   * Whole content of a small object. Throws PathNotFoundError (also for a prefix that holds no
+   * object), and ContentTooLargeError for an object larger than `options.maxSize`.
+   */
+  getContent(key: string, options?: GetOptions): Promise<Buffer>;
   /**
    * Atomically replace the content of a small object (creating the prefixes above it). Durable when
    * it resolves, unless `options.durable` is false: then atomic all the same, but a crash may lose
@@ -280,6 +293,15 @@ export class StorageUnavailableError extends StorageError {
   constructor(message: string, key: string, options?: { cause?: unknown }) {
     super(message, key);
     if (options?.cause !== undefined) (this as { cause?: unknown }).cause = options.cause;
+  }
+}
+/** The object holds more bytes than the caller allowed (GetOptions.maxSize). */
+export class ContentTooLargeError extends StorageError {
+  constructor(
+    key: string,
+    readonly maxSize: number,
+  ) {
+    super(`${key} holds more than the ${maxSize} bytes expected`, key);
   }
 }
 /** The object holds another number of bytes than the caller was told (ReaderOptions.size). */

@@ -63,7 +63,7 @@ export function blobHandlers(deps: V2Deps) {
     // a small blob whole (an image's config): from memory, no open/fstat/read/close per request
     const small =
       smallBlobs && method === 'GET' && info.size > 0 && info.size <= SMALL_BLOB_MAX && accel === undefined && !ctx.get('Range')
-        ? await smallBlobs.get(digest, () => blobs.readSmall(digest))
+        ? await smallBlobs.get(digest, () => blobs.readSmall(digest, info.size))
         : undefined;
     if (small?.length === info.size) {
       ctx.set('Accept-Ranges', 'bytes');

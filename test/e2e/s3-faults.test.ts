@@ -29,14 +29,18 @@ function fetchOutcome(base: string, path: string, headers: Record<string, string
   });
 }
 
-/** Writes an answer of `total` announced bytes, in 1 MiB pieces as fast as the reader takes them; the bytes the reader accepted before it went away. */
-async function endless(x: S3Exchange, status: number, total: number, piece: Buffer): Promise<number> {
+/**
+ * Writes an answer of `total` announced bytes (chunked: not announced), in 1 MiB pieces as fast as
+ * the reader takes them; the bytes the reader accepted before it went away.
+ */
+async function endless(x: S3Exchange, status: number, total: number, piece: Buffer, chunked = false): Promise<number> {
   const s = x.socket;
-  s.write(head(status, { 'Content-Type': 'application/xml', 'Content-Length': total }));
+  s.write(head(status, { 'Content-Type': 'application/xml', ...(chunked ? { 'Transfer-Encoding': 'chunked' } : { 'Content-Length': total }) }));
   let sent = 0;
   while (sent < total && !s.destroyed) {
     const n = Math.min(piece.length, total - sent);
-    const more = s.write(n === piece.length ? piece : piece.subarray(0, n));
+    const bytes = n === piece.length ? piece : piece.subarray(0, n);
+    const more = s.write(chunked ? Buffer.concat([Buffer.from(`${n.toString(16)}\r\n`), bytes, Buffer.from('\r\n')]) : bytes);
     sent += n;
     if (!more) {
       await new Promise<void>((r) => {
@@ -250,6 +254,42 @@ describe('registry on S3 behind a faulty store', { skip, timeout: 600_000 }, () 
     assert.ok(accepted.length > 0, 'the GET was made');
     for (const n of accepted) assert.ok(n < 16 * MiB, `the registry read ${n} bytes of an error document`);
   });
+  it('a small record (a tag link) answered 200 with an endless body is not read past its bound', async () => {
+    await pushManifest('ns/bigsmall', 'v1');
+    const junk = Buffer.alloc(MiB, 'x');
+    const cases: Array<[string, (x: S3Exchange) => boolean, string, Record<string, string>]> = [
+      [
+        'tag link',
+        (x) => x.method === 'GET' && /\/ns\/bigsmall\/_manifests\/tags\/v1$/.test(x.url.pathname),
+        '/v2/ns/bigsmall/manifests/v1',
+        { Accept: 'application/vnd.oci.image.manifest.v1+json' },
+      ],
+    ];
+    for (const [what, chunked, match, path, headers] of cases.flatMap(([w, ...rest]) =>
+      [false, true].map((c) => [`${w}${c ? ', chunked' : ''}`, c, ...rest] as const),
+    )) {
+      // the store's side of each exchange (it may end after the registry answered the client)
+      const runs: Array<Promise<number>> = [];
+      proxy.fault = (x) =>
+        match(x)
+          ? async (x) => {
+              const run = endless(x, 200, 64 * MiB, junk, chunked);
+              runs.push(run);
+              await run;
+            }
+          : undefined;
+      try {
+        const got = await fetchOutcome(s.url, path, headers);
+        assert.ok('error' in got || got.status >= 500, `${what}: an error: ${JSON.stringify('status' in got ? got.status : got)}`);
+      } finally {
+        proxy.fault = undefined;
+      }
+      assert.ok(runs.length > 0, `${what}: the GET was made`);
+      const accepted = await Promise.all(runs);
+      for (const n of accepted) assert.ok(n < 8 * MiB, `${what}: the registry read ${n} bytes of a small record`);
+    }
+  });
+
   it('an endless error document on a blob GET, or on a listing through the SDK, is not read whole', async () => {
     const blob = randomBytes(2000);
     assert.equal(await pushBlob('ns/errdoc2', blob), 201);

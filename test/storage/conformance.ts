@@ -3,7 +3,14 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { InvalidOffsetError, InvalidPathError, PathNotFoundError, SizeMismatchError, type StorageDriver } from '../../src/storage/driver.js';
+import {
+  ContentTooLargeError,
+  InvalidOffsetError,
+  InvalidPathError,
+  PathNotFoundError,
+  SizeMismatchError,
+  type StorageDriver,
+} from '../../src/storage/driver.js';
 
 /** What a driver test file hands the suite: a fresh, empty driver and how to dispose of it. */
 export interface DriverHarness {
@@ -100,6 +107,25 @@ export function runDriverConformance(name: string, makeDriver: () => Promise<Dri
           const got = await d.getContent('copy');
           got.fill('y');
           assert.equal((await d.getContent('copy')).toString(), 'original');
+        }));
+
+      it('with maxSize: the content when within it, ContentTooLargeError past it; missing keys and prefixes as without', () =>
+        withDriver(async (d) => {
+          const rec = randomBytes(1000);
+          const big = randomBytes(3 * MiB);
+          await d.putContent('mx/rec', rec);
+          await d.putContent('mx/big', big);
+          await d.putContent('mx/empty', Buffer.alloc(0));
+          await d.putContent('mx/dir/child', Buffer.from('x'));
+          assert.ok((await d.getContent('mx/rec', { maxSize: 1000 })).equals(rec));
+          assert.ok((await d.getContent('mx/rec', { maxSize: 4096 })).equals(rec));
+          assert.equal((await d.getContent('mx/empty', { maxSize: 0 })).length, 0);
+          await expectRejects(() => d.getContent('mx/rec', { maxSize: 999 }), ContentTooLargeError, 'one byte over');
+          await expectRejects(() => d.getContent('mx/big', { maxSize: 1024 }), ContentTooLargeError, '3 MiB over 1 KiB');
+          await expectRejects(() => d.getContent('mx/missing', { maxSize: 1024 }), PathNotFoundError, 'missing');
+          await expectRejects(() => d.getContent('mx/dir', { maxSize: 1024 }), PathNotFoundError, 'prefix');
+          // the object is still there, whole
+          assert.ok((await d.getContent('mx/big')).equals(big));
         }));
 
       it('throws PathNotFoundError for a missing key, a prefix and a path below an object', () =>

@@ -1,4 +1,16 @@
-import type { CommitOptions, FileInfo, PutOptions, ReaderOptions, ResumableState, ResumableWriter, StorageDriver, Writer, WriterOptions } from '../driver.js';
+import {
+  ContentTooLargeError,
+  type CommitOptions,
+  type FileInfo,
+  type GetOptions,
+  type PutOptions,
+  type ReaderOptions,
+  type ResumableState,
+  type ResumableWriter,
+  type StorageDriver,
+  type Writer,
+  type WriterOptions,
+} from '../driver.js';
 import type { Readable } from 'node:stream';
 import { BoundedCache } from '../../util/bounded-cache.js';
 import { storageCacheRequests } from '../../metrics/registry.js';
@@ -191,16 +203,17 @@ export class CachingDriver implements StorageDriver {
     this.cache.deleteWhere((k) => k.slice(k.indexOf('\0') + 1).startsWith(below));
   }
 
-  async getContent(key: string): Promise<Buffer> {
+  async getContent(key: string, options?: GetOptions): Promise<Buffer> {
     const ttl = this.ttlFor(key);
     if (ttl > 0) {
       const hit = this.fresh('content', key) as Buffer | undefined;
       counted(hit !== undefined);
+      if (hit && options?.maxSize !== undefined && hit.length > options.maxSize) throw new ContentTooLargeError(key, options.maxSize);
       // callers own the buffer they get: hand out copies, never the cached bytes
       if (hit) return Buffer.from(hit);
     }
     const gen = this.generation;
-    const value = await this.inner.getContent(key);
+    const value = await this.inner.getContent(key, options);
     if (ttl > 0 && value.length <= this.maxObject) this.keep('content', key, Buffer.from(value), value.length, ttl, gen);
     return value;
   }

@@ -14,6 +14,7 @@ import {
   type PutOptions,
   type ReaderOptions,
   endWriterStream,
+  ContentTooLargeError,
   InvalidOffsetError,
   SizeMismatchError,
   sizeToCheck,
@@ -23,6 +24,7 @@ import {
   isValidSegment,
   validateKey,
   type FileInfo,
+  type GetOptions,
   type StorageDriver,
   type Writer,
   type WriterOptions,
@@ -400,8 +402,24 @@ class FilesystemDriver implements StorageDriver {
     private readonly io: FsCalls,
   ) {}
 
-  async getContent(key: string): Promise<Buffer> {
-    return this.readKey(key, (path, follow) => (follow ? this.io.readFile(path) : this.io.readFileNoFollow(path)));
+  async getContent(key: string, options?: GetOptions): Promise<Buffer> {
+    const max = options?.maxSize;
+    if (max === undefined) return this.readKey(key, (path, follow) => (follow ? this.io.readFile(path) : this.io.readFileNoFollow(path)));
+    // with a bound: the size of the opened file first, its bytes only when within it
+    return this.readKey(key, async (path, follow) => {
+      const handle = await fsp.open(path, constants.O_RDONLY | (follow ? 0 : O_NOFOLLOW));
+      try {
+        const info = await handle.stat();
+        if (info.isDirectory()) throw new PathNotFoundError(key);
+        if (info.size > max) throw new ContentTooLargeError(key, max);
+        const data = await handle.readFile();
+        // (grown since the stat: by an append)
+        if (data.length > max) throw new ContentTooLargeError(key, max);
+        return data;
+      } finally {
+        await handle.close();
+      }
+    });
   }
 
   /**

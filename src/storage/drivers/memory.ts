@@ -3,6 +3,7 @@ import {
   type PutOptions,
   type ReaderOptions,
   endWriterStream,
+  ContentTooLargeError,
   InvalidOffsetError,
   SizeMismatchError,
   sizeToCheck,
@@ -11,6 +12,7 @@ import {
   validateKey,
   type CommitOptions,
   type FileInfo,
+  type GetOptions,
   type StorageDriver,
   type Writer,
   type WriterOptions,
@@ -38,9 +40,11 @@ class MemoryDriver implements StorageDriver {
   readonly name = 'memory';
   private readonly files = new Map<string, Entry>();
 
-  async getContent(key: string): Promise<Buffer> {
+  async getContent(key: string, options?: GetOptions): Promise<Buffer> {
     validateKey(key);
-    return Buffer.from(this.entry(key).data);
+    const { data } = this.entry(key);
+    if (options?.maxSize !== undefined && data.length > options.maxSize) throw new ContentTooLargeError(key, options.maxSize);
+    return Buffer.from(data);
   }
 
   async putContent(key: string, data: Buffer, _options?: PutOptions): Promise<void> {

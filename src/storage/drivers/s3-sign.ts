@@ -16,6 +16,16 @@ export interface Credentials {
   readonly sessionToken?: string | undefined;
 }
 
+/** A successful answer longer than the limit asked (send's `limit`): not read further, not retried. */
+export class AnswerTooLargeError extends Error {
+  constructor(
+    method: string,
+    readonly limit: number,
+  ) {
+    super(`s3: ${method} answer larger than ${limit} bytes`);
+  }
+}
+
 export interface SignedAnswer {
   readonly status: number;
   readonly headers: IncomingMessage['headers'];
@@ -138,6 +148,12 @@ export class S3Signer {
         },
         (res) => {
           const status = res.statusCode ?? 0;
+          if (status < 300 && Number(res.headers['content-length'] ?? 0) > limit) {
+            // announced too long: dropped before any of it is read
+            res.destroy();
+            reject(new AnswerTooLargeError(method, limit));
+            return;
+          }
           const parts: Buffer[] = [];
           let n = 0;
           const done = (): void => resolve({ status, headers: res.headers, body: parts.length === 1 ? parts[0]! : Buffer.concat(parts) });
@@ -152,9 +168,10 @@ export class S3Signer {
               return;
             }
             n += c.length;
-            if (n > limit) {
+            if (status < 300 && n > limit) {
+              res.removeAllListeners('data');
               res.destroy();
-              reject(new Error(`s3: ${method} answer larger than ${limit} bytes`));
+              reject(new AnswerTooLargeError(method, limit));
               return;
             }
             parts.push(c);

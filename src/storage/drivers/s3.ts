@@ -25,9 +25,10 @@ import {
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { ChunkedAnswerError, plainGet } from './s3-get.js';
-import { answerError, encodeKeyPath, ERROR_BODY_CAP, S3Signer, type SignedAnswer } from './s3-sign.js';
+import { answerError, AnswerTooLargeError, encodeKeyPath, ERROR_BODY_CAP, S3Signer, type SignedAnswer } from './s3-sign.js';
 import {
   endWriterStream,
+  ContentTooLargeError,
   InvalidOffsetError,
   SizeMismatchError,
   sizeToCheck,
@@ -37,6 +38,7 @@ import {
   isValidSegment,
   validateKey,
   type FileInfo,
+  type GetOptions,
   type PutOptions,
   type ReaderOptions,
   type ResumableState,
@@ -396,6 +398,8 @@ class S3Driver implements StorageDriver {
         if (a.status < 500 || a.status === 501 || a.status > 504) return a;
         last = answerError(method, a);
       } catch (e) {
+        // longer than the caller allows: the same again from another attempt
+        if (e instanceof AnswerTooLargeError) throw new ContentTooLargeError(label, e.limit);
         last = e;
       }
     }
@@ -470,15 +474,33 @@ class S3Driver implements StorageDriver {
 
   // ---- StorageDriver
 
-  async getContent(key: string): Promise<Buffer> {
+  async getContent(key: string, options?: GetOptions): Promise<Buffer> {
     validateKey(key);
+    const max = options?.maxSize;
     if (this.signer) {
-      const a = await this.raw(key, 'GET', this.k(key));
+      const a = await this.raw(key, 'GET', this.k(key), {}, undefined, undefined, max);
       if (a.status === 200) return a.body;
       this.fail(answerError('GET', a), key);
     }
     const r = await this.send(key, () => this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.k(key) })));
-    return Buffer.from(await r.Body!.transformToByteArray());
+    if (max === undefined) return Buffer.from(await r.Body!.transformToByteArray());
+    // bounded: an answer announced, or running, past max is dropped there
+    const body = r.Body as unknown as Readable;
+    if ((r.ContentLength ?? 0) > max) {
+      body.destroy();
+      throw new ContentTooLargeError(key, max);
+    }
+    const parts: Buffer[] = [];
+    let n = 0;
+    for await (const c of body) {
+      n += (c as Buffer).length;
+      if (n > max) {
+        body.destroy();
+        throw new ContentTooLargeError(key, max);
+      }
+      parts.push(c as Buffer);
+    }
+    return Buffer.concat(parts);
   }
 
   async putContent(key: string, data: Buffer, _options?: PutOptions): Promise<void> {

@@ -4,6 +4,7 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { Readable } from 'node:stream';
 import { expiring, swiftAuthVersion, swiftEndpointType, swiftLogin, type SwiftAuthOptions, type SwiftSession } from './swift-auth.js';
 import {
+  ContentTooLargeError,
   InvalidOffsetError,
   SizeMismatchError,
   sizeToCheck,
@@ -13,6 +14,7 @@ import {
   isValidSegment,
   validateKey,
   type FileInfo,
+  type GetOptions,
   type PutOptions,
   type ReaderOptions,
   type StorageDriver,
@@ -293,12 +295,23 @@ class SwiftDriver implements StorageDriver {
 
   // ---- StorageDriver
 
-  async getContent(key: string): Promise<Buffer> {
+  async getContent(key: string, options?: GetOptions): Promise<Buffer> {
     validateKey(key);
+    const max = options?.maxSize ?? Infinity;
     const r = await this.req('GET', this.k(key));
     await this.expect(r, [200], key, 'GET');
+    const tooLarge = (): never => {
+      r.body.destroy();
+      throw new ContentTooLargeError(key, max);
+    };
+    if (Number(r.headers['content-length'] ?? 0) > max) tooLarge();
     const parts: Buffer[] = [];
-    for await (const c of r.body) parts.push(c as Buffer);
+    let n = 0;
+    for await (const c of r.body) {
+      n += (c as Buffer).length;
+      if (n > max) tooLarge();
+      parts.push(c as Buffer);
+    }
     return Buffer.concat(parts);
   }
 
