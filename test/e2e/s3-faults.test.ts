@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { CreateBucketCommand, ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
+import { createS3Driver } from '../../src/storage/drivers/s3.js';
 import { cephMissing, rgwClient, startRgw, type Rgw } from '../helpers/ceph.js';
 import { request } from '../helpers/http.js';
 import { head, startFaultProxy, type FaultProxy, type S3Exchange } from '../helpers/s3-fault-proxy.js';
@@ -57,6 +58,24 @@ async function endless(x: S3Exchange, status: number, total: number, piece: Buff
   const accepted = s.destroyed ? sent - s.writableLength : sent;
   s.destroy();
   return accepted;
+}
+
+/** Answers with a status line, then one byte of headers every 100 ms, never ending them (each byte well within any idle timeout). */
+function trickleHeaders(x: S3Exchange): Promise<void> {
+  const s = x.socket;
+  s.write('HTTP/1.1 200 OK\r\n');
+  const line = 'X-Slow: a\r\n';
+  let i = 0;
+  return new Promise((resolve) => {
+    const t = setInterval(() => {
+      if (s.destroyed) return;
+      s.write(line[i++ % line.length]!);
+    }, 100);
+    s.once('close', () => {
+      clearInterval(t);
+      resolve();
+    });
+  });
 }
 
 /**
@@ -413,6 +432,52 @@ describe('registry on S3 behind a faulty store', { skip, timeout: 600_000 }, () 
         assert.ok(got.status >= 500, `${what}: ${got.status}`);
       } finally {
         proxy.fault = undefined;
+      }
+    }
+  });
+
+  it('a store that trickles its answer headers fails the request at the headers deadline, instead of holding it for ever', async () => {
+    // (a variable: no excess-property check, so that the test also builds against a driver without the option)
+    const base = { bucket, endpoint: proxy.url, accessKeyId: rgw.accessKey, secretAccessKey: rgw.secretKey, rootDirectory: 'deadline', headersTimeoutMs: 500 };
+    for (const sdkOnly of [false, true]) {
+      const d = createS3Driver({ ...base, sdkOnly });
+      try {
+        await d.putContent('k/obj', Buffer.from('hello'));
+        const calls: Array<[string, () => Promise<unknown>]> = [
+          ['getContent', () => d.getContent('k/obj')],
+          ['stat', () => d.stat('k/obj')],
+          [
+            'reader',
+            async () => {
+              for await (const _ of await d.reader('k/obj'));
+            },
+          ],
+          ['list', () => d.list('k')],
+        ];
+        for (const [name, call] of calls) {
+          const what = `${sdkOnly ? 'SDK only' : 'default'}: ${name}`;
+          proxy.fault = (x) =>
+            x.url.pathname.includes('/deadline/') || (x.url.searchParams.get('prefix') ?? '').startsWith('deadline/') ? trickleHeaders : undefined;
+          const started = Date.now();
+          try {
+            const outcome = await Promise.race([
+              call().then(
+                () => 'resolved',
+                (e: unknown) => e,
+              ),
+              new Promise((r) => setTimeout(() => r('still waiting after 15 s'), 15_000)),
+            ]);
+            assert.ok(outcome instanceof Error, `${what}: ${String(outcome)}`);
+            assert.match(outcome.message, /headers/, what);
+            assert.ok(Date.now() - started < 12_000, `${what}: failed after ${Date.now() - started} ms`);
+          } finally {
+            proxy.fault = undefined;
+          }
+        }
+        // the store answering again: the driver works as before
+        assert.equal((await d.getContent('k/obj')).toString(), 'hello');
+      } finally {
+        await d.close();
       }
     }
   });

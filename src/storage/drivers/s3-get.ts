@@ -16,7 +16,9 @@ import { withRecycler } from '../recycle.js';
  * Content-Length (S3 GETs always have one; a chunked answer is refused with an error so the caller
  * can use node:http instead), no redirects, no 100-continue. Backpressure: the socket is paused
  * while the consumer does not read. `lookup`: how the host name is resolved (net.connect's option;
- * the mirror's guarded lookup for a URL an upstream handed out).
+ * the mirror's guarded lookup for a URL an upstream handed out). `headersTimeoutMs`: the answer's
+ * headers must be complete this long after the call (connecting included), however steadily their
+ * bytes come; `timeoutMs` bounds each silence.
  */
 export interface PlainAnswer {
   readonly status: number;
@@ -48,7 +50,11 @@ function toPool(size: number, piece: Buffer): void {
   if (pool.length < POOL_MAX) pool.push(Buffer.from(piece.buffer, 0, size));
 }
 
-export function plainGet(url: URL, headers: Record<string, string>, opts: { piece: number; timeoutMs: number; lookup?: LookupFunction }): Promise<PlainAnswer> {
+export function plainGet(
+  url: URL,
+  headers: Record<string, string>,
+  opts: { piece: number; timeoutMs: number; headersTimeoutMs?: number; lookup?: LookupFunction },
+): Promise<PlainAnswer> {
   return new Promise<PlainAnswer>((resolve, reject) => {
     let head: Buffer | undefined = Buffer.alloc(0);
     let answer: PlainAnswer | undefined;
@@ -61,6 +67,7 @@ export function plainGet(url: URL, headers: Record<string, string>, opts: { piec
     let settled = false;
     let recycling = false;
     const fail = (e: Error): void => {
+      clearTimeout(headersDeadline);
       if (!settled) {
         settled = true;
         reject(e);
@@ -159,6 +166,7 @@ export function plainGet(url: URL, headers: Record<string, string>, opts: { piec
         }),
       };
       settled = true;
+      clearTimeout(headersDeadline);
       resolve(answer);
       take(rest, end + 4, rest.length);
     };
@@ -194,6 +202,11 @@ export function plainGet(url: URL, headers: Record<string, string>, opts: { piec
       else fail(new Error(`s3: no data for ${opts.timeoutMs / 1000} s on GET`));
     };
     socket.setTimeout(opts.timeoutMs, idle);
+    // a store that trickles its headers, each byte within the idle timeout, would hold us for ever
+    const headersDeadline =
+      opts.headersTimeoutMs === undefined
+        ? undefined
+        : setTimeout(() => fail(new Error(`s3: no complete answer headers to GET within ${opts.headersTimeoutMs! / 1000} s`)), opts.headersTimeoutMs);
     socket.once('error', (e) => fail(e));
     socket.once('close', () => {
       if (!settled) fail(new Error('s3: connection closed before the answer'));

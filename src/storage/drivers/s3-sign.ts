@@ -53,6 +53,8 @@ export class S3Signer {
     private readonly region: string,
     private readonly credentials: () => Promise<Credentials>,
     private readonly agents: { http: HttpAgent; https: HttpsAgent },
+    /** How long after the request is sent its answer's headers must be complete (see S3DriverOptions.headersTimeoutMs). */
+    private readonly headersTimeoutMs = Infinity,
   ) {
     this.url = new URL(endpoint);
   }
@@ -147,6 +149,7 @@ export class S3Signer {
           agent: tls ? this.agents.https : this.agents.http,
         },
         (res) => {
+          clearTimeout(headersDeadline);
           const status = res.statusCode ?? 0;
           if (status < 300 && Number(res.headers['content-length'] ?? 0) > limit) {
             // announced too long: dropped before any of it is read
@@ -181,6 +184,18 @@ export class S3Signer {
         },
       );
       req.setTimeout(60_000, () => req.destroy(new Error(`s3: no answer to ${method} within 60 s`)));
+      // counted from the end of the request (a part's upload takes its own time): a store that
+      // trickles its headers, each byte within the idle timeout, would hold the request for ever
+      let headersDeadline: NodeJS.Timeout | undefined;
+      if (Number.isFinite(this.headersTimeoutMs)) {
+        req.once('finish', () => {
+          headersDeadline = setTimeout(
+            () => req.destroy(new Error(`s3: no complete answer headers to ${method} within ${this.headersTimeoutMs / 1000} s`)),
+            this.headersTimeoutMs,
+          );
+        });
+        req.once('close', () => clearTimeout(headersDeadline));
+      }
       req.once('error', reject);
       if (Array.isArray(body)) {
         // pieces written as they are (one writev with the headers: the request is corked until end)

@@ -68,6 +68,17 @@ const DELETE_BATCH = 1000;
  * key segment, so nothing here can be addressed through the driver, and list() drops it.
  */
 const INTERNAL = '~lr';
+/**
+ * How long the store may take to complete an answer's headers, counted from the end of the request
+ * (a GET: from its start, connecting included): past it the request fails (and is retried as a
+ * connection failure is). The idle timeout (60 s of silence) alone let a store that trickles header
+ * bytes, each within it, hold a request for ever. Generous: a healthy store answers within
+ * milliseconds, and S3 starts the answer of a long copy or CompleteMultipartUpload at once (its
+ * progress comes in the body).
+ */
+export const DEFAULT_HEADERS_TIMEOUT_MS = 60_000;
+/** Requests through the SDK with a body larger than this get no headers deadline (the body's upload takes its own time; the idle timeout stays). */
+const SDK_DEADLINE_BODY_MAX = MiB;
 /** A move lock older than this was left by a killed process: it may be broken. */
 const STALE_LOCK_MS = 5 * 60 * 1000;
 
@@ -102,6 +113,11 @@ export interface S3DriverOptions {
    * proven on RGW). Default: the driver's own signed requests and bare GETs where the endpoint allows.
    */
   readonly sdkOnly?: boolean;
+  /**
+   * Milliseconds the store may take to complete an answer's headers (DEFAULT_HEADERS_TIMEOUT_MS, 60 s;
+   * not a configuration key: tests set it short).
+   */
+  readonly headersTimeoutMs?: number;
 }
 
 /** Reader streams hand on bytes in pieces of this size (the last one smaller). */
@@ -317,6 +333,7 @@ class S3Driver implements StorageDriver {
   private readonly httpsAgent: HttpsAgent;
   /** Our own SigV4 requests for the small calls (s3-sign.ts); only for a path-style endpoint. */
   private readonly signer: S3Signer | undefined;
+  private readonly headersTimeoutMs: number;
 
   constructor(o: S3DriverOptions) {
     this.bucket = o.bucket;
@@ -329,6 +346,10 @@ class S3Driver implements StorageDriver {
     this.sse = o.encrypt ? (o.kmsKeyId ? { ServerSideEncryption: 'aws:kms', SSEKMSKeyId: o.kmsKeyId } : { ServerSideEncryption: 'AES256' }) : {};
     this.storageClass = o.storageClass && o.storageClass.toUpperCase() !== 'NONE' ? (o.storageClass as StorageClass) : undefined;
     this.presignExpiry = o.presignExpiry ?? 20 * 60;
+    this.headersTimeoutMs = o.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
+    if (!Number.isSafeInteger(this.headersTimeoutMs) || this.headersTimeoutMs <= 0) {
+      throw new Error(`s3: the headers timeout must be a positive number of milliseconds, got ${this.headersTimeoutMs}`);
+    }
     const maxSockets = o.maxSockets ?? 64;
     this.httpAgent = new HttpAgent({ keepAlive: true, maxSockets });
     this.httpsAgent = new HttpsAgent({ keepAlive: true, maxSockets, rejectUnauthorized: !o.skipVerify });
@@ -369,11 +390,45 @@ class S3Driver implements StorageDriver {
       toMiddleware: 'deserializerMiddleware',
       name: 'legacyRegistryCapBodies',
     });
+    this.withHeadersDeadline();
     this.plainGetBroken = o.sdkOnly === true;
     const pathOnly = !o.sdkOnly && o.endpoint !== undefined && (config.forcePathStyle ?? false) && ['', '/'].includes(new URL(o.endpoint).pathname);
     this.signer = pathOnly
-      ? new S3Signer(o.endpoint!, String(config.region), async () => this.client.config.credentials(), { http: this.httpAgent, https: this.httpsAgent })
+      ? new S3Signer(
+          o.endpoint!,
+          String(config.region),
+          async () => this.client.config.credentials(),
+          { http: this.httpAgent, https: this.httpsAgent },
+          this.headersTimeoutMs,
+        )
       : undefined;
+  }
+
+  /**
+   * The SDK's requests get the headers deadline too (its handler has an idle timeout only, and none
+   * is set): its handler's answer comes when the headers are complete, so a request is given up (its
+   * abort signal) when they are not within the deadline. Counted from the start, so only for
+   * requests without a large body (a part's upload through the SDK keeps the idle timeout alone).
+   */
+  private withHeadersDeadline(): void {
+    type Handle = (request: { body?: unknown }, options?: { abortSignal?: unknown }) => Promise<unknown>;
+    const handler = this.client.config.requestHandler as unknown as { handle: Handle };
+    const inner = handler.handle.bind(handler);
+    const ms = this.headersTimeoutMs;
+    handler.handle = (request, options = {}) => {
+      const body = request.body;
+      const small = body === undefined || body === null || ((typeof body === 'string' || body instanceof Uint8Array) && body.length <= SDK_DEADLINE_BODY_MAX);
+      if (!small || options.abortSignal !== undefined) return inner(request, options);
+      const abort = new AbortController();
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          reject(new Error(`s3: no complete answer headers within ${ms / 1000} s`));
+          abort.abort();
+        }, ms);
+      });
+      return Promise.race([inner(request, { ...options, abortSignal: abort.signal }), deadline]).finally(() => clearTimeout(timer));
+    };
   }
 
   /**
@@ -661,7 +716,7 @@ class S3Driver implements StorageDriver {
         if (url.protocol === 'http:' && !this.plainGetBroken) {
           try {
             let hs: Map<string, string>;
-            ({ status, body, headers: hs } = await plainGet(url, headers, { piece: READ_BATCH, timeoutMs: 60_000 }));
+            ({ status, body, headers: hs } = await plainGet(url, headers, { piece: READ_BATCH, timeoutMs: 60_000, headersTimeoutMs: this.headersTimeoutMs }));
             answered = (name) => hs.get(name);
             batched = true;
           } catch (e) {
@@ -714,6 +769,13 @@ class S3Driver implements StorageDriver {
         resolve({ status: res.statusCode ?? 0, body: res }),
       );
       req.setTimeout(60_000, () => req.destroy(new Error('s3: no answer to GET within 60 s')));
+      // (see DEFAULT_HEADERS_TIMEOUT_MS)
+      const deadline = setTimeout(
+        () => req.destroy(new Error(`s3: no complete answer headers to GET within ${this.headersTimeoutMs / 1000} s`)),
+        this.headersTimeoutMs,
+      );
+      req.once('response', () => clearTimeout(deadline));
+      req.once('close', () => clearTimeout(deadline));
       req.once('error', reject);
       req.end();
     });
