@@ -9,7 +9,8 @@ import { serviceFor, TOKEN_PATH } from '../auth/v2-registry-auth.js';
 import { mergeAccess, parseScopes, type ResourceAccess } from '../auth/v2-scope.js';
 import { parseV2Name } from '../content/v2-names.js';
 import { findRepository } from '../db/repositories.js';
-import { credentialOf, type User } from '../db/users.js';
+import { credentialOf, findUserByName, retireNamespace, type User } from '../db/users.js';
+import { findOrganizationByName } from '../db/organizations.js';
 import { readRawBody } from '../http/body.js';
 import { clientAddress } from '../http/app.js';
 import { rightsOn } from './access.js';
@@ -41,6 +42,21 @@ export function indexNameOf(v2name: string): { namespace: string; repository: st
 const ALL_ACTIONS = ['pull', 'push', 'delete'] as const;
 
 /**
+ * A push granted into a namespace no account or organization has (an admin's, as `library/`): the
+ * name is held from then on (IndexService.namespaceHeld), as a deleted account's is. A v2 push by
+ * digest only (no tag) leaves the index no record of the repository, so a signup or a new
+ * organization with the name would otherwise own what was pushed there (before 2026-12-07 it did:
+ * test/protocol/account-lifecycle.test.ts). Only where the index has no record of the repository:
+ * one with a record holds its namespace already.
+ */
+async function holdUnownedNamespace(index: IndexService, user: User, namespace: string): Promise<void> {
+  if (namespace === user.username) return;
+  if (await findUserByName(index.db, namespace)) return;
+  if (await findOrganizationByName(index.db, namespace)) return;
+  await retireNamespace(index.db, namespace);
+}
+
+/**
  * What the caller gets of what it asked (spec §4.2): the intersection with its rights, never an
  * error for actions it may not have. Rights are the v1 rules (index/access.ts): read → pull,
  * write → push, delete → delete; `*` asked ⇒ `*` when it has all three, else what it has.
@@ -60,6 +76,7 @@ export async function grantedAccess(index: IndexService, user: User | undefined,
         // The index decides from its records: a repository it has no record of (never pushed, or
         // deleted) is readable only by whoever could create it (the namespace's owner, its
         // organization, admins), never by everyone (issue 10: a deleted private repository's leftovers).
+        if (rights.write && !repo && user) await holdUnownedNamespace(index, user, namespace);
         return { pull: rights.read, push: rights.write, delete: rights.delete };
       })();
       judged.set(key, has);

@@ -197,6 +197,27 @@ describe('account and organization lifecycle', () => {
     assert.deepEqual(await reads('ghost/app', ROOTY, img), [200, 200]);
   });
 
+  it('a namespace an admin pushed into by digest only (no tag, no record in the index) is taken too', async () => {
+    const ROOTY: Creds = ['rooty', 'rootypw1'];
+    const img = v2Image('phantom-app');
+    const token = await site.bearer(ROOTY, 'repository:phantom/app:pull,push');
+    // blobs, then the manifest by its digest: no tag, so nothing for the index to learn
+    await pushV2Image(site, 'phantom/app', img.digest, token, img);
+    assert.equal(await s.db!('repositories').where({ namespace: 'phantom' }).first('id'), undefined, 'the index has no record of it');
+    assert.deepEqual(await reads('phantom/app', ROOTY, img), [200, 200]);
+    const r = await signup('phantom', 'phantompw1');
+    assert.equal(r.status, 400, r.text);
+    assert.equal(r.text, '"Username or email already exists"');
+    assert.equal((await webSignup('phantom', 'phantompw1')).status, 400);
+    assert.equal((await webOrg(['mallory', 'mallorypw1'], 'phantom')).status, 409);
+    assert.equal(await findUserByName(s.db!, 'phantom'), undefined);
+    assert.equal(await findOrganizationByName(s.db!, 'phantom'), undefined);
+    // a push into the admin's own namespace, or an account's, holds nothing
+    await site.bearer(ROOTY, 'repository:rooty/own:pull,push');
+    await site.bearer(ROOTY, 'repository:mallory/other:pull,push');
+    assert.equal(await s.db!('retired_namespaces').whereIn('name', ['rooty', 'mallory']).first('name'), undefined);
+  });
+
   it('names never used stay free', async () => {
     assert.equal((await signup('newcomer', 'newcomerpw')).status, 201);
   });
