@@ -69,7 +69,11 @@ export class LayerFiles {
   constructor(private readonly opts: { readonly direct?: boolean } = {}) {}
 
   private start(): Worker {
-    const worker = new Worker(WORKER_URL, { resourceLimits: { maxYoungGenerationSizeMb: 8, maxOldGenerationSizeMb: 64 } });
+    // trackUnmanagedFds off: the worker opens layer files with openBeneath (native, src/util/open-beneath.ts)
+    // and closes them with fs.close, which in a worker that tracks descriptors warns once per file
+    // ("closed but not opened in unmanaged mode": 2,000 lines on stderr per 1,000 images). Every
+    // descriptor it opens is closed by the job that opened it.
+    const worker = new Worker(WORKER_URL, { trackUnmanagedFds: false, resourceLimits: { maxYoungGenerationSizeMb: 8, maxOldGenerationSizeMb: 64 } });
     worker.on('message', (m: Reply) => {
       const p = this.pending.get(m.id);
       if (!p) return;

@@ -127,6 +127,7 @@ describe('import: a tree whose directories are swapped for links out of it durin
         }
         const out = r.stdout + r.stderr;
         assert.ok(r.code === 0 || r.code === 3, `the import ends with success or skips (${r.code}): ${out}`);
+        assert.doesNotMatch(r.stderr, /Warning/, 'no warning of the process (a descriptor closed in the worker)');
         const report = JSON.parse(await readFile(reportFile, 'utf8')) as Report;
         const leak = await holds(storage, secret);
         assert.equal(leak, undefined, `run ${runs}: the other tenant's secret was imported (${leak})`);
