@@ -128,17 +128,7 @@ export class DirectoryTree implements SourceTree {
     try {
       real = realpathSync.native(full);
     } catch (e) {
-      if (isAbsent(e))
-        return {
-          rel:
-            full === this.root
-              ? ''
-              : full
-                  .slice(this.root.length + 1)
-                  .split(sep)
-                  .join('/'),
-          found: false,
-        };
+      if (isAbsent(e)) return { rel: relativeTo(this.root, full), found: false };
       // links that lead to each other (`layer -> layer`), or directories nested past PATH_MAX (a
       // tarball can hold either): the object is skipped with why, not the end of the import
       const code = (e as NodeJS.ErrnoException).code;
@@ -150,13 +140,7 @@ export class DirectoryTree implements SourceTree {
       throw new SourceRefusedError(`${p}: a symbolic link to ${real}, outside the tree`);
     }
     return {
-      rel:
-        real === this.realRoot
-          ? ''
-          : real
-              .slice(this.realRoot.length + 1)
-              .split(sep)
-              .join('/'),
+      rel: relativeTo(this.realRoot, real),
       found: true,
     };
   }
@@ -268,4 +252,14 @@ export function joinPath(...parts: string[]): string {
   return join(...parts)
     .split(sep)
     .join('/');
+}
+
+/** `path` below `root` (which it is, or is inside) as a relative key with '/' separators ('' for the root itself). */
+function relativeTo(root: string, path: string): string {
+  return path === root
+    ? ''
+    : path
+        .slice(root.length + 1)
+        .split(sep)
+        .join('/');
 }
