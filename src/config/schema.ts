@@ -456,6 +456,16 @@ export const configSchema = z
       .positive()
       .max(86400 * 366)
       .default(1209600),
+    /**
+     * Index: seconds a web UI session lives at most from its sign-in, however often it is used
+     * (default 30 days): a stolen session cookie kept alive by use ends then too.
+     */
+    web_session_max_age: z
+      .number()
+      .int()
+      .positive()
+      .max(86400 * 3660)
+      .default(2592000),
 
     // --- webhooks and notifications (issue 15, src/webhooks/, src/notifications/) ---
     /** Index: send repository webhooks (Docker Hub's push payload) after each tag push. */

@@ -166,7 +166,7 @@ interface State {
 export function webRouter(deps: WebDeps): Router {
   const { config, index, log } = deps;
   const db = index.db;
-  const sessions = new Sessions(db, { ttl: config.web_session_ttl, secure: config.tls_certificate !== null }, log);
+  const sessions = new Sessions(db, { ttl: config.web_session_ttl, maxAge: config.web_session_max_age, secure: config.tls_certificate !== null }, log);
   const router = new Router();
   const tabs = deps.settingsTabs ?? [];
 

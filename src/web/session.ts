@@ -35,6 +35,11 @@ const TOKEN = /^[A-Za-z0-9_-]{20,100}$/;
 export interface SessionOptions {
   /** Seconds a session lives without use (sliding). */
   readonly ttl: number;
+  /**
+   * Seconds a session lives at most from its sign-in, however often it is used (web_session_max_age;
+   * before 2026-12-07 a session used at least every `ttl` never ended). Absent: no such bound.
+   */
+  readonly maxAge?: number;
   /** Cookies with Secure (served over TLS). */
   readonly secure: boolean;
 }
@@ -96,11 +101,12 @@ export class Sessions {
       const found = await findSessionWithAccount(this.db, sha256hex(token));
       const s = found?.session;
       // deactivated, or the password changed since sign-in: the session is over
-      if (s && found.user.active && found.cred === s.cred && s.expiresAt > now) {
+      if (s && found.user.active && found.cred === s.cred && s.expiresAt > now && now < this.endOf(s.createdAt)) {
         if (now.getTime() - s.lastSeenAt.getTime() > TOUCH_EVERY_MS) {
-          await touchSession(this.db, s.id, now, new Date(now.getTime() + this.opts.ttl * 1000));
-          // the cookie slides with the session
-          this.cookie(ctx, SESSION_COOKIE, token, this.opts.ttl);
+          const expires = this.expiry(s.createdAt, now);
+          await touchSession(this.db, s.id, now, expires);
+          // the cookie slides with the session (never past its last moment)
+          this.cookie(ctx, SESSION_COOKIE, token, Math.max(1, Math.ceil((expires.getTime() - now.getTime()) / 1000)));
         }
         return { user: found.user, session: s, csrf: s.csrf };
       }
@@ -126,12 +132,22 @@ export class Sessions {
       cred: (await credentialFingerprint(this.db, user.id)) ?? '',
       createdAt: now,
       lastSeenAt: now,
-      expiresAt: new Date(now.getTime() + this.opts.ttl * 1000),
+      expiresAt: this.expiry(now, now),
     };
     await saveSession(this.db, s);
     await trimUserSessions(this.db, user.id, MAX_SESSIONS_PER_ACCOUNT);
-    this.cookie(ctx, SESSION_COOKIE, token, this.opts.ttl);
+    this.cookie(ctx, SESSION_COOKIE, token, Math.ceil((s.expiresAt.getTime() - now.getTime()) / 1000));
     return s;
+  }
+
+  /** The last moment of a session signed in at `created`, however it is used (maxAge). */
+  private endOf(created: Date): Date {
+    return new Date(this.opts.maxAge === undefined ? Number.MAX_SAFE_INTEGER : created.getTime() + this.opts.maxAge * 1000);
+  }
+
+  /** A session's expiry when used at `now`: `ttl` on, but never past its last moment. */
+  private expiry(created: Date, now: Date): Date {
+    return new Date(Math.min(now.getTime() + this.opts.ttl * 1000, this.endOf(created).getTime()));
   }
 
   async end(ctx: Context, session: WebSession | undefined): Promise<void> {

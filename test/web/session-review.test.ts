@@ -2,6 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { findUserByName, saveUser } from '../../src/db/users.js';
 import { countUserSessions } from '../../src/db/web.js';
+import { tsValue } from '../../src/db/rows.js';
 import { MAX_SESSIONS_PER_ACCOUNT } from '../../src/web/session.js';
 import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
@@ -57,6 +58,45 @@ describe('web UI sessions end for good', () => {
     // before: the session was only refused while the account was inactive, and came back with it
     assert.equal(await signedIn(alice), false, 'a session of the deactivated account is over');
     // the account itself works again: a new sign-in is a new session
+    assert.equal(await signedIn(await login('alice', 'alicepw1')), true);
+  });
+
+  it('a session ends 30 days after its sign-in (web_session_max_age), however often it is used', async () => {
+    const DAY = 86400_000;
+    const sessionsOf = async (username: string) => {
+      const uid = (await findUserByName(s.db!, username))!.id;
+      return s.db!('web_sessions').where({ user_id: uid });
+    };
+    /** Move alice's sessions back in time: signed in `days` ago, last seen 10 minutes ago. */
+    const age = async (days: number) => {
+      const uid = (await findUserByName(s.db!, 'alice'))!.id;
+      const now = Date.now();
+      await s.db!('web_sessions')
+        .where({ user_id: uid })
+        .update({
+          created_at: tsValue(s.db!, new Date(now - days * DAY)),
+          last_seen_at: tsValue(s.db!, new Date(now - 10 * 60_000)),
+          expires_at: tsValue(s.db!, new Date(now + 13 * DAY)),
+        });
+    };
+    await s.db!('web_sessions')
+      .where({ user_id: (await findUserByName(s.db!, 'alice'))!.id })
+      .delete();
+    const young = await login('alice', 'alicepw1');
+    // used all along, signed in 29 days ago: still on, and its expiry slides only up to day 30
+    await age(29);
+    const page = await request(s.url, '/account', { headers: { ...HTML, Cookie: young } });
+    assert.equal(page.status, 200);
+    const [row] = await sessionsOf('alice');
+    const expires = new Date(row.expires_at as string | Date).getTime();
+    const created = new Date(row.created_at as string | Date).getTime();
+    assert.ok(expires <= created + 30 * DAY + 1000, `the expiry slid to ${new Date(expires).toISOString()}, past the 30 days`);
+    const maxAge = /Max-Age=(\d+)/.exec(String(page.headers['set-cookie']))?.[1];
+    assert.ok(maxAge !== undefined && Number(maxAge) <= 86400 + 5, `the cookie slid to Max-Age=${maxAge}`);
+    // signed in 31 days ago, used 10 minutes ago: over
+    await age(31);
+    assert.equal(await signedIn(young), false, 'a session past its 30 days is over');
+    assert.equal((await sessionsOf('alice')).length, 0, 'and its row is gone');
     assert.equal(await signedIn(await login('alice', 'alicepw1')), true);
   });
 
