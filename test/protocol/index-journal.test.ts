@@ -31,18 +31,30 @@ describe('index notices are written ahead and replayed', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('a push made while the index is down reaches the index once it is back', async () => {
+  const common = { v2: true, bcrypt_cost: 4, token_service: 'journal-test' };
+
+  /**
+   * An index on a port of its own with alice, and a registry split from it that has fetched the
+   * index's key; data in index<n> and registry<n>. Both are stopped after the suite.
+   */
+  async function splitPair(n: string) {
     const port = await freePort();
-    const common = { v2: true, bcrypt_cost: 4, token_service: 'journal-test' };
-    let idx = await startTestServer({ ...common, port }, { role: 'index', dataDir: join(dir, 'index') });
+    const idx = await startTestServer({ ...common, port }, { role: 'index', dataDir: join(dir, `index${n}`) });
     servers.push(idx);
     await saveUser(idx.db!, { username: 'alice', email: 'a@example.com', password: 'alicepw', active: true }, { cost: 4 });
     const regConf = { ...common, standalone: false, index_endpoint: idx.url };
-    let reg = await startTestServer(regConf, { role: 'registry', dataDir: join(dir, 'registry') });
+    const reg = await startTestServer(regConf, { role: 'registry', dataDir: join(dir, `registry${n}`) });
     servers.push(reg);
     const site = new Site(idx.url, reg.url);
     const token = await site.bearer(ALICE, 'repository:alice/app:pull,push');
     assert.equal((await site.v2('/v2/', token)).status, 200, 'the registry has fetched the index key');
+    return { port, idx, reg, regConf, site, token };
+  }
+
+  it('a push made while the index is down reaches the index once it is back', async () => {
+    const pair = await splitPair('');
+    const { port, regConf, site, token } = pair;
+    let { idx, reg } = pair;
 
     await idx.stop();
     await pushV2Image(site, 'alice/app', 'v1', token, v2Image('journal'));
@@ -66,7 +78,6 @@ describe('index notices are written ahead and replayed', () => {
   });
 
   it('an index that takes the notice and never answers holds a v2 push 15 s, not for ever: the push lands, the intent stays', async () => {
-    const common = { v2: true, bcrypt_cost: 4, token_service: 'journal-test' };
     const idx = await startTestServer(common, { role: 'index', dataDir: join(dir, 'index3') });
     servers.push(idx);
     await saveUser(idx.db!, { username: 'alice', email: 'a@example.com', password: 'alicepw', active: true }, { cost: 4 });
@@ -109,17 +120,9 @@ describe('index notices are written ahead and replayed', () => {
   });
 
   it('a pending notice whose credentials the index refuses (the token expired meanwhile) is dropped at the replay, not kept for a day', async () => {
-    const port = await freePort();
-    const common = { v2: true, bcrypt_cost: 4, token_service: 'journal-test' };
-    let idx = await startTestServer({ ...common, port }, { role: 'index', dataDir: join(dir, 'index2') });
-    servers.push(idx);
-    await saveUser(idx.db!, { username: 'alice', email: 'a@example.com', password: 'alicepw', active: true }, { cost: 4 });
-    const regConf = { ...common, standalone: false, index_endpoint: idx.url };
-    let reg = await startTestServer(regConf, { role: 'registry', dataDir: join(dir, 'registry2') });
-    servers.push(reg);
-    const site = new Site(idx.url, reg.url);
-    const token = await site.bearer(ALICE, 'repository:alice/app:pull,push');
-    assert.equal((await site.v2('/v2/', token)).status, 200);
+    const pair = await splitPair('2');
+    const { port, regConf, site, token } = pair;
+    let { idx, reg } = pair;
 
     await idx.stop();
     await pushV2Image(site, 'alice/app', 'v1', token, v2Image('journal-expired'));
