@@ -4,6 +4,7 @@ import https from 'node:https';
 import type { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import { jsonDepthExceeds } from '../http/body.js';
+import { printable } from '../util/text.js';
 
 /** How to reach the target registry (legacy-registry migrate --to …). */
 export interface TargetOptions {
@@ -55,12 +56,6 @@ const MAX_RESPONSE = 8 * 1024 * 1024;
 const MAX_JSON_DEPTH = 64;
 /** Slowest request body accepted: the deadline of a request with a body grows by 100 s per MiB. */
 const MIN_BYTES_PER_SECOND = 10 * 1024;
-
-/** Text from the target for an operator's terminal and report: no control characters, bounded. */
-export function printable(s: string, max = 300): string {
-  const t = s.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]+/g, ' ').trim();
-  return t.length > max ? `${t.slice(0, max)}…` : t;
-}
 
 type Challenge = { kind: 'none' } | { kind: 'basic' } | { kind: 'bearer'; realm: string; service?: string };
 

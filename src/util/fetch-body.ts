@@ -2,6 +2,7 @@
  * The body of a fetch() answer from a peer (the index, for a registry split from it), read up to a
  * bound: a peer that answers without end, or far more than the call needs, is cut off there.
  */
+import { printable } from './text.js';
 
 /** The answer is larger than the caller reads. */
 export class AnswerTooLarge extends Error {
@@ -42,12 +43,9 @@ export async function bodyCapped(r: Response, max: number): Promise<Buffer> {
   return bytes;
 }
 
-/** The start of an error answer's text for a message: `max` characters at most, control characters as spaces. */
+/** The start of an error answer's text for a message (printable: `max` characters at most, no control characters). */
 export async function answerPrefix(r: Response, max = 300): Promise<string> {
   const { bytes, whole } = await readUpTo(r, max * 4).catch(() => ({ bytes: Buffer.alloc(0), whole: true }));
-  const text = bytes
-    .toString('utf8')
-    .replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ')
-    .slice(0, max);
-  return whole && text.length < max ? text : `${text}…`;
+  const text = printable(bytes.toString('utf8'), max);
+  return whole || text.endsWith('…') ? text : `${text}…`;
 }

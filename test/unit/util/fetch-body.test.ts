@@ -35,7 +35,8 @@ describe('bodies of a peer’s answers, read up to a bound (src/util/fetch-body.
     assert.ok(b.pulled() <= 3);
   });
 
-  it('an error text is shown without control characters', async () => {
-    assert.equal(await answerPrefix(answer([Buffer.from('denied\r\n\u001b[31mred\u0000')]).res), 'denied   [31mred ');
+  it('an error text is shown without control characters (a run of them as one space, trimmed)', async () => {
+    assert.equal(await answerPrefix(answer([Buffer.from('denied\r\n\u001b[31mred\u0000')]).res), 'denied [31mred');
+    assert.equal(await answerPrefix(answer([Buffer.from('a\u202eb\u2028c')]).res), 'a b c');
   });
 });
