@@ -7,6 +7,8 @@ import type { Logger } from '../log/logger.js';
 import { missingAccess, type ResourceAccess } from './v2-scope.js';
 import { selfSignedCertificate } from './x509.js';
 import { tokenValidations } from '../metrics/registry.js';
+import { bodyCapped } from '../util/fetch-body.js';
+import { jsonDepthExceeds } from '../http/body.js';
 
 /** The index's v2 token signing key (spec v2-bridge §4.3). */
 export interface SigningKey {
@@ -178,6 +180,9 @@ export function certBundleKeys(path: string): KeyResolver {
   };
 }
 
+/** The most of a JSON Web Key Set a registry reads from its index. */
+const JWKS_MAX_BYTES = 1024 * 1024;
+
 /**
  * `serve --only registry` with an index_endpoint: the index's keys from its JWKS
  * (`/.well-known/jwks.json`), cached; an unknown kid refetches (at most every 10 s), so a key
@@ -191,7 +196,12 @@ export function remoteJwksKeys(url: string, log: Logger, maxAgeMs = 300_000): Ke
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
       if (res.status !== 200) throw new Error(`status ${res.status}`);
-      const body = (await res.json()) as { keys?: unknown };
+      // a key set is a few keys: read up to JWKS_MAX_BYTES, its depth checked before parsing, whatever
+      // the index at index_endpoint answers (res.json() read an endless answer for the whole 10 s)
+      const raw = await bodyCapped(res, JWKS_MAX_BYTES);
+      if (jsonDepthExceeds(raw, 8)) throw new Error('the key set is nested too deep');
+      const body = JSON.parse(raw.toString('utf8')) as { keys?: unknown } | null;
+      if (body === null || typeof body !== 'object') throw new Error('the key set is no JSON object');
       const next = new Map<string, KeyObject>();
       for (const k of Array.isArray(body.keys) ? body.keys : []) {
         const jwk = k as { kid?: unknown };
