@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { ConfigError } from '../config/load.js';
 import type { StorageDriver } from '../storage/driver.js';
-import { readOptional } from '../content/small-objects.js';
+import { readOptional, RECORD_MAX } from '../content/small-objects.js';
 import { V1TokenSigner } from '../auth/v1-token.js';
 import { OPEN_ACCESS, type RegistryAuth } from '../auth/registry-auth.js';
 import { TokenAuth } from '../auth/registry-token.js';
@@ -38,11 +38,11 @@ export async function assembleAuth(site: Site, driver: StorageDriver, issuer: V2
       // index's tokens are signed with a secret kept in storage, shared by every node.
       const key = 'v1/_keys/standalone-token-secret';
       // two nodes starting at once: with exclusive create the first one's secret is everyone's
-      if (!(await readOptional(driver, key))) {
+      if (!(await readOptional(driver, key, RECORD_MAX))) {
         if (driver.putContentIfAbsent) await driver.putContentIfAbsent(key, randomBytes(32));
         else await driver.putContent(key, randomBytes(32));
       }
-      gate = { file: htpasswd, signer: new V1TokenSigner((await readOptional(driver, key))!, config.token_ttl), realm: config.htpasswd_realm };
+      gate = { file: htpasswd, signer: new V1TokenSigner((await readOptional(driver, key, RECORD_MAX))!, config.token_ttl), realm: config.htpasswd_realm };
     }
   }
   if (site.runV2) {

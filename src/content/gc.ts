@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { isNotFound, type StorageDriver } from '../storage/driver.js';
 import { keys } from './keys.js';
-import { listOptional as listOr, readOptional, removeIfPresent } from './small-objects.js';
+import { LINK_MAX, listOptional as listOr, readOptional, RECORD_MAX, removeIfPresent } from './small-objects.js';
 import { derivedV2Image } from './v1-to-v2.js';
-import type { LayerLink } from './v1-images.js';
-import { MT } from './v2-manifests.js';
+import { ANCESTRY_MAX, IMAGE_JSON_MAX, type LayerLink } from './v1-images.js';
+import { MAX_MANIFEST_BYTES, MT, schema1DocMax } from './v2-manifests.js';
+import { jsonDepthExceeds, MAX_JSON_DEPTH } from '../http/body.js';
 import { gcDuration, gcFreed, gcObjects, gcRuns } from '../metrics/registry.js';
 import { StorageLock, type LockHolder } from './storage-lock.js';
 import { pool } from '../util/pool.js';
@@ -167,7 +168,7 @@ async function newestBelow(driver: StorageDriver, prefix: string): Promise<numbe
 const PARALLEL = 8;
 
 function parseJson<T>(b: Buffer | undefined): T | undefined {
-  if (!b) return undefined;
+  if (!b || jsonDepthExceeds(b, MAX_JSON_DEPTH)) return undefined; // nested past any the registry writes: as unreadable
   try {
     return JSON.parse(b.toString('utf8')) as T;
   } catch {
@@ -249,6 +250,14 @@ export class GarbageCollector {
     // renewed every third of the lease while the run goes on; a killed run's lock is broken after it
     // (at once by the next run on the same machine)
     this.lock = new StorageLock(driver, { leaseMs: 60_000 });
+  }
+
+  /**
+   * Bound of a v1 image record read (its json the largest): a push's json is held to max_json_size
+   * (4 MiB by default), the v2→v1 bridge's to max_config_size.
+   */
+  private get imageRecordMax(): number {
+    return Math.max(IMAGE_JSON_MAX, this.maxConfigSize + RECORD_MAX);
   }
 
   /** False when the driver cannot create exclusively: runs then exclude each other within one process only. */
@@ -393,8 +402,8 @@ export class GarbageCollector {
         // written again since the re-check (a push of the same manifest): kept
         if (young(await mtime(this.driver, revKey))) continue;
         // kept in memory until the settle is over: a tag or an index naming it meanwhile brings it back
-        const rev = await readOptional(this.driver, revKey);
-        const schema1 = await readOptional(this.driver, `${base}/schema1/${u.hex}`);
+        const rev = await readOptional(this.driver, revKey, RECORD_MAX);
+        const schema1 = await readOptional(this.driver, `${base}/schema1/${u.hex}`, schema1DocMax(this.maxConfigSize));
         const size = (rev?.length ?? 0) + (schema1?.length ?? 0);
         if (savedBytes + size > budget) continue; // left for a later run
         savedBytes += size;
@@ -495,7 +504,7 @@ export class GarbageCollector {
     const out = new Map<string, Buffer>();
     for (const k of await listOr(this.driver, prefix)) {
       if (leaf(k) === '_files') continue;
-      const b = await readOptional(this.driver, k);
+      const b = await readOptional(this.driver, k, this.imageRecordMax);
       if (b) out.set(leaf(k), b);
     }
     return out;
@@ -533,9 +542,9 @@ export class GarbageCollector {
       const base = `v2/repositories/${repo}/_manifests`;
       const named = await this.v2Tags(repo);
       for (const k of await listOr(this.driver, `${base}/revisions`)) {
-        const rev = parseJson<Revision>(await readOptional(this.driver, k));
+        const rev = parseJson<Revision>(await readOptional(this.driver, k, RECORD_MAX));
         if (!rev || rev.mediaType === MT.schema1 || rev.mediaType === MT.schema1Signed) continue;
-        const d = parseJson<{ manifests?: unknown }>(await readOptional(this.driver, keys.blob(leaf(k))));
+        const d = parseJson<{ manifests?: unknown }>(await readOptional(this.driver, keys.blob(leaf(k)), MAX_MANIFEST_BYTES));
         if (Array.isArray(d?.manifests))
           for (const c of d.manifests as { digest?: unknown }[]) if (typeof c?.digest === 'string' && SHA.test(c.digest)) named.add(c.digest.slice(7));
       }
@@ -561,10 +570,10 @@ export class GarbageCollector {
     const reached = new Set<string>();
     for (const r of repo !== null ? [repo] : await this.v1RepoNames()) {
       for (const tagKey of await listOr(this.driver, `v1/repositories/${r}/_tags`)) {
-        const id = (await readOptional(this.driver, tagKey))?.toString('utf8');
+        const id = (await readOptional(this.driver, tagKey, LINK_MAX))?.toString('utf8');
         if (!id) continue;
         reached.add(id);
-        const ancestry = parseJson<unknown>((await readOptional(this.driver, `${root}/${id}/ancestry`)) ?? ancestryOf?.(id));
+        const ancestry = parseJson<unknown>((await readOptional(this.driver, `${root}/${id}/ancestry`, ANCESTRY_MAX)) ?? ancestryOf?.(id));
         if (Array.isArray(ancestry)) for (const a of ancestry) if (typeof a === 'string') reached.add(a);
       }
     }
@@ -584,7 +593,7 @@ export class GarbageCollector {
   private async v2Tags(repo: string): Promise<Set<string>> {
     const out = new Set<string>();
     for (const k of await listOr(this.driver, `v2/repositories/${repo}/_manifests/tags`)) {
-      const d = (await readOptional(this.driver, k))?.toString('utf8');
+      const d = (await readOptional(this.driver, k, LINK_MAX))?.toString('utf8');
       if (d && SHA.test(d)) out.add(d.slice(7));
     }
     return out;
@@ -638,7 +647,7 @@ export class GarbageCollector {
           m.v1Untagged.push({ root, repo, id });
           continue;
         }
-        markDigest(parseJson<LayerLink>(await readOptional(this.driver, `${dir}/layer`))?.digest);
+        markDigest(parseJson<LayerLink>(await readOptional(this.driver, `${dir}/layer`, RECORD_MAX))?.digest);
       }
     };
     await pool(v1Repos, PARALLEL, async (repo) => {
@@ -646,14 +655,14 @@ export class GarbageCollector {
       const scoped = `v1/repositories/${repo}/_images`;
       const reached = new Set<string>();
       for (const tagKey of await listOr(this.driver, `v1/repositories/${repo}/_tags`)) {
-        const id = (await readOptional(this.driver, tagKey))?.toString('utf8');
+        const id = (await readOptional(this.driver, tagKey, LINK_MAX))?.toString('utf8');
         if (!id || !HEX.test(id)) continue;
         // the id resolves in the repository's scope, else in the registry-wide one: keep both
         for (const [root, set] of [
           [scoped, reached],
           ['v1/images', globalReached],
         ] as const) {
-          const ancestry = parseJson<unknown>(await readOptional(this.driver, `${root}/${id}/ancestry`));
+          const ancestry = parseJson<unknown>(await readOptional(this.driver, `${root}/${id}/ancestry`, ANCESTRY_MAX));
           if (!Array.isArray(ancestry)) continue;
           for (const a of ancestry) if (typeof a === 'string') set.add(a);
           await this.markDerived(root, ancestry, derived, markDigest);
@@ -699,7 +708,7 @@ export class GarbageCollector {
     const revisions = new Map<string, Revision>();
     for (const k of await listOr(this.driver, `${base}/revisions`)) {
       const hex = leaf(k);
-      const rev = parseJson<Revision>(await readOptional(this.driver, k));
+      const rev = parseJson<Revision>(await readOptional(this.driver, k, RECORD_MAX));
       if (HEX.test(hex) && rev) revisions.set(hex, rev);
     }
     const keep = new Set<string>();
@@ -707,7 +716,9 @@ export class GarbageCollector {
     const doc = async (hex: string, rev: Revision): Promise<Record<string, unknown> | undefined> => {
       if (!docs.has(hex)) {
         const schema1 = rev.mediaType === MT.schema1 || rev.mediaType === MT.schema1Signed;
-        const raw = await readOptional(this.driver, schema1 ? `${base}/schema1/${hex}` : keys.blob(hex));
+        const raw = schema1
+          ? await readOptional(this.driver, `${base}/schema1/${hex}`, schema1DocMax(this.maxConfigSize))
+          : await readOptional(this.driver, keys.blob(hex), MAX_MANIFEST_BYTES);
         docs.set(hex, parseJson<Record<string, unknown>>(raw));
       }
       return docs.get(hex);
@@ -772,8 +783,8 @@ export class GarbageCollector {
     const records: { id: string; json: Buffer; link: LayerLink }[] = [];
     for (const id of [...ancestry].reverse()) {
       if (typeof id !== 'string' || !HEX.test(id)) return;
-      const json = await readOptional(this.driver, `${root}/${id}/json`);
-      const link = parseJson<LayerLink>(await readOptional(this.driver, `${root}/${id}/layer`));
+      const json = await readOptional(this.driver, `${root}/${id}/json`, this.imageRecordMax);
+      const link = parseJson<LayerLink>(await readOptional(this.driver, `${root}/${id}/layer`, RECORD_MAX));
       if (!json || !link) return;
       records.push({ id, json, link });
     }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { isNotFound, type StorageDriver } from '../storage/driver.js';
-import { readOptional, removeIfPresent } from './small-objects.js';
+import { readOptional, RECORD_MAX, removeIfPresent } from './small-objects.js';
 
 /** A notice the index must get for a change in storage (a v2 push or delete of tags). */
 export interface PendingNotice {
@@ -75,7 +75,7 @@ export class IndexJournal<N extends { readonly at: number } = PendingNotice> {
     }
     const out: { id: string; notice: N }[] = [];
     for (const key of keys) {
-      const raw = await readOptional(this.driver, key);
+      const raw = await readOptional(this.driver, key, RECORD_MAX);
       if (!raw) continue;
       try {
         out.push({ id: key.slice(this.root.length + 1), notice: JSON.parse(raw.toString('utf8')) as N });

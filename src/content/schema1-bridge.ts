@@ -4,9 +4,9 @@ import { V2Error } from '../errors/v2.js';
 import { v1ViewFromConfig } from './bridge.js';
 import { ConfigUnavailableError, type ConfigReader } from './config-reader.js';
 import { schema1Key, schema1Payload, signSchema1, type Schema1Layer } from './schema1.js';
-import { readOptional } from './small-objects.js';
+import { readOptional, RECORD_MAX } from './small-objects.js';
 import type { V1ToV2 } from './v1-to-v2.js';
-import { MT, schema1DocKey, type StoredManifest } from './v2-manifests.js';
+import { MT, schema1DocKey, schema1DocMax, type StoredManifest } from './v2-manifests.js';
 import type { V2Name } from './v2-names.js';
 
 /**
@@ -57,7 +57,8 @@ export class Schema1Bridge {
     if (!src) return undefined;
     const payload = schema1Payload(name, tag, src.architecture, src.layers);
     const digest = `sha256:${createHash('sha256').update(payload).digest('hex')}`;
-    let bytes = await readOptional(this.driver, schema1DocKey(name, digest));
+    // the payload signed: its bytes and a signature (a JWK and two base64url values)
+    let bytes = await readOptional(this.driver, schema1DocKey(name, digest), payload.length + RECORD_MAX);
     if (!bytes) {
       this.key ??= schema1Key(this.driver);
       bytes = signSchema1(payload, await this.key);
@@ -68,7 +69,7 @@ export class Schema1Bridge {
 
   /** A schema1 document served before, by its digest. */
   async byDigest(name: V2Name, digest: string): Promise<StoredManifest | undefined> {
-    const bytes = await readOptional(this.driver, schema1DocKey(name, digest));
+    const bytes = await readOptional(this.driver, schema1DocKey(name, digest), schema1DocMax(this.configs.maxSize));
     return bytes ? { digest, mediaType: MT.schema1Signed, size: bytes.length, bytes } : undefined;
   }
 }

@@ -1,7 +1,7 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import type { StorageDriver } from '../storage/driver.js';
 import { goString } from './go-json.js';
-import { readOptional } from './small-objects.js';
+import { readOptional, RECORD_MAX } from './small-objects.js';
 import { parseStrict, readStrict, type TopMember } from './strict-json.js';
 
 /** One schema1 layer entry, top first: its blob and its v1Compatibility JSON. */
@@ -47,11 +47,11 @@ export function libtrustKid(pub: KeyObject): string {
 /** The registry's schema1 signing key (ES256), created once and kept in storage for every node. */
 export async function schema1Key(driver: StorageDriver): Promise<KeyObject> {
   const key = 'v2/_keys/schema1-es256.pem';
-  const existing = await readOptional(driver, key);
+  const existing = await readOptional(driver, key, RECORD_MAX);
   if (existing) return createPrivateKey(existing);
   const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   await driver.putContent(key, Buffer.from(privateKey.export({ type: 'pkcs8', format: 'pem' })));
-  return createPrivateKey((await readOptional(driver, key))!);
+  return createPrivateKey((await readOptional(driver, key, RECORD_MAX))!);
 }
 
 /** Sign a canonical payload as a libtrust "pretty JWS" (spec §2.1). */

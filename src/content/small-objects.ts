@@ -1,4 +1,5 @@
 import { isNotFound, type StorageDriver } from '../storage/driver.js';
+import { jsonDepthExceeds, MAX_JSON_DEPTH } from '../http/body.js';
 
 /**
  * Bound of a link: a digest or an image id as text (a v2 tag's link, a v1 tag). A store that answers
@@ -10,15 +11,33 @@ export const RECORD_MAX = 64 * 1024;
 
 /**
  * Content of a small object, or undefined when the key does not exist. `maxSize`: the most bytes
- * the record can hold (LINK_MAX, RECORD_MAX…); a larger object fails with ContentTooLargeError.
+ * the record can hold (LINK_MAX, RECORD_MAX…); a larger object fails with ContentTooLargeError,
+ * having read no more than about that (a huge or endless object in the store is never read whole).
  */
-export async function readOptional(driver: StorageDriver, key: string, maxSize?: number): Promise<Buffer | undefined> {
+export async function readOptional(driver: StorageDriver, key: string, maxSize: number): Promise<Buffer | undefined> {
   try {
-    return await driver.getContent(key, maxSize === undefined ? undefined : { maxSize });
+    return await driver.getContent(key, { maxSize });
   } catch (e) {
     if (isNotFound(e)) return undefined;
     throw e;
   }
+}
+
+/** A stored record that nests deeper than any the registry writes (parseRecord). */
+export class RecordTooDeepError extends Error {
+  constructor(readonly key: string) {
+    super(`${key} nests deeper than ${MAX_JSON_DEPTH}: not parsed`);
+  }
+}
+
+/**
+ * A stored JSON record parsed, its depth checked first (as a request body's is: deep nesting costs
+ * JSON.parse far more than its size suggests). RecordTooDeepError past MAX_JSON_DEPTH, SyntaxError
+ * for text that is not JSON.
+ */
+export function parseRecord<T>(raw: Buffer, key: string): T {
+  if (jsonDepthExceeds(raw, MAX_JSON_DEPTH)) throw new RecordTooDeepError(key);
+  return JSON.parse(raw.toString('utf8')) as T;
 }
 
 /** The keys directly below a prefix, or none when the prefix does not exist. */

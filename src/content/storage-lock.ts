@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isNotFound, type StorageDriver } from '../storage/driver.js';
 import { KeyedMutex, type Locks } from './mutex.js';
-import { readOptional } from './small-objects.js';
+import { readOptional, RECORD_MAX } from './small-objects.js';
 
 /** Where lock objects live: outside every prefix the content layer lists or caches. */
 export const LOCKS_PREFIX = 'locks';
@@ -213,13 +213,13 @@ export class StorageLock implements Locks {
       if (isNotFound(e)) return;
       throw e;
     }
-    const moved = await readOptional(this.driver, aside);
+    const moved = await readOptional(this.driver, aside, RECORD_MAX);
     if (moved && parse(moved)?.owner !== staleOwner) await this.driver.putContentIfAbsent!(key, moved, { durable: false });
     await this.driver.delete(aside).catch(() => undefined);
   }
 
   private async read(key: string): Promise<LockRecord | undefined> {
-    const raw = await readOptional(this.driver, key);
+    const raw = await readOptional(this.driver, key, RECORD_MAX);
     return raw ? (parse(raw) ?? { owner: '', expires: 0 }) : undefined;
   }
 }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { isNotFound, type StorageDriver } from '../storage/driver.js';
-import { keyExists, readOptional, RECORD_MAX, removeIfPresent } from './small-objects.js';
+import { keyExists, parseRecord, readOptional, RECORD_MAX, removeIfPresent } from './small-objects.js';
 import { RegistryError } from '../errors/index.js';
 import { LayerHasher, type InnerFactory, type LayerDigests } from '../digest/layer-hasher.js';
 import { LayerFileError, type LayerFileJob, type LayerFiles } from '../digest/layer-files.js';
@@ -35,6 +35,16 @@ export interface ImageJson {
  * chains of a few hundred existed.
  */
 export const MAX_ANCESTRY = 1000;
+
+/** Bound of an ancestry record read back: MAX_ANCESTRY ids of 64 hex digits, quoted, comma-separated (67 bytes each). */
+export const ANCESTRY_MAX = MAX_ANCESTRY * 70;
+
+/**
+ * Bound of an image json read back when the options name none (V1ImageOptions.maxJsonSize): the
+ * default max_config_size (8 MiB; the v2→v1 bridge writes a config's json, not held to
+ * max_json_size), and some room.
+ */
+export const IMAGE_JSON_MAX = 8 * 1024 * 1024 + RECORD_MAX;
 
 /** The refusal of an image whose ancestry would list more than MAX_ANCESTRY images. */
 export const ancestryTooLong = (length: number): RegistryError =>
@@ -97,6 +107,11 @@ export interface V1ImageOptions {
    */
   readonly scoped: boolean;
   readonly maxLayerSize: number;
+  /**
+   * The most bytes an image json is read back with (a larger one is an error, not read whole): at
+   * least max_json_size (a push's) and max_config_size (the v2→v1 bridge's). Default IMAGE_JSON_MAX.
+   */
+  readonly maxJsonSize?: number;
   readonly verifyTarsum: boolean;
   /** Where gunzip and tarsum run (a worker thread, when main.ts provides one). */
   readonly innerDigests?: InnerFactory;
@@ -156,8 +171,20 @@ export class V1Images {
     return this.opts.scoped;
   }
 
-  private read(key: string, maxSize?: number): Promise<Buffer | undefined> {
+  private read(key: string, maxSize: number): Promise<Buffer | undefined> {
     return readOptional(this.driver, key, maxSize);
+  }
+
+  private get jsonMax(): number {
+    return this.opts.maxJsonSize ?? IMAGE_JSON_MAX;
+  }
+
+  private readImageJson(scope: ImageScope, id: string, driver = this.driver): Promise<Buffer | undefined> {
+    return readOptional(driver, keys.imageJson(scope, id), this.jsonMax);
+  }
+
+  private readAncestry(scope: ImageScope, id: string, driver = this.driver): Promise<Buffer | undefined> {
+    return readOptional(driver, keys.ancestry(scope, id), ANCESTRY_MAX);
   }
 
   private exists(key: string): Promise<boolean> {
@@ -177,8 +204,9 @@ export class V1Images {
   }
 
   async layerLink(scope: ImageScope, id: string): Promise<LayerLink | undefined> {
-    const raw = await this.read(keys.layerLink(scope, id), RECORD_MAX);
-    return raw ? (JSON.parse(raw.toString('utf8')) as LayerLink) : undefined;
+    const key = keys.layerLink(scope, id);
+    const raw = await this.read(key, RECORD_MAX);
+    return raw ? parseRecord<LayerLink>(raw, key) : undefined;
   }
 
   /** Throws 400 "being uploaded" for an incomplete image (spec §2.1 "done"). */
@@ -188,7 +216,7 @@ export class V1Images {
 
   /** The json bytes, or undefined (any state). */
   readJson(scope: ImageScope, id: string): Promise<Buffer | undefined> {
-    return this.read(keys.imageJson(scope, id));
+    return this.readImageJson(scope, id);
   }
 
   /** A pullable image: json stored and no upload in progress. */
@@ -211,8 +239,8 @@ export class V1Images {
     const marked = (): Promise<boolean> => keyExists(driver, keys.inProgress(scope, id));
     if (await marked()) return undefined;
     const [json, ancestry, link, client] = await Promise.all([
-      readOptional(driver, keys.imageJson(scope, id)),
-      readOptional(driver, keys.ancestry(scope, id)),
+      this.readImageJson(scope, id, driver),
+      this.readAncestry(scope, id, driver),
       readOptional(driver, keys.layerLink(scope, id), RECORD_MAX),
       readOptional(driver, keys.clientChecksum(scope, id), RECORD_MAX),
     ]);
@@ -220,14 +248,14 @@ export class V1Images {
     // A push of this id that started while the records were read wrote its mark first: what was
     // read may be half of it. No mark now, none before: the records are one complete image.
     if (await marked()) return undefined;
-    const parsed = link ? (JSON.parse(link.toString('utf8')) as LayerLink) : undefined;
+    const parsed = link ? parseRecord<LayerLink>(link, keys.layerLink(scope, id)) : undefined;
     return { json, ancestry, link: parsed, payload: parsed && client ? parsed.payload : undefined };
   }
 
   /** R3: the json bytes as uploaded, with the layer size and payload checksum when known. */
   async getJson(scope: ImageScope, id: string): Promise<ImageJson> {
     await this.assertComplete(scope, id);
-    const json = await this.read(keys.imageJson(scope, id));
+    const json = await this.readImageJson(scope, id);
     if (!json) throw new RegistryError('IMAGE_NOT_FOUND');
     const link = await this.layerLink(scope, id);
     if (!link) return { json };
@@ -254,7 +282,7 @@ export class V1Images {
       }
     }
     await this.locks.run(this.lockKey(scope, id), async () => {
-      const existing = await this.read(keys.imageJson(scope, id));
+      const existing = await this.readImageJson(scope, id);
       const marked = await this.inProgress(scope, id);
       if (existing && !marked) throw new RegistryError('IMAGE_EXISTS');
       // Same bytes again (a retry, or a second client pushing the same image at once): keep the layer
@@ -262,8 +290,8 @@ export class V1Images {
       if (existing && existing.equals(body)) return;
       let ancestry: string[] = [id];
       if (typeof parent === 'string' && parent !== '') {
-        const raw = await this.read(keys.ancestry(scope, parent));
-        const parentAncestry = raw ? (JSON.parse(raw.toString('utf8')) as string[]) : [parent];
+        const raw = await this.readAncestry(scope, parent);
+        const parentAncestry = raw ? parseRecord<string[]>(raw, keys.ancestry(scope, parent)) : [parent];
         ancestry = [id, ...parentAncestry];
       }
       // before anything is written: the parent's chain is complete at most (its own PUT was held to it)
@@ -294,7 +322,7 @@ export class V1Images {
     contentLength?: number,
     opts: { readonly tarsums?: boolean; readonly tarsumV1?: boolean } = {},
   ): Promise<LayerLink> {
-    const json = await this.read(keys.imageJson(scope, id));
+    const json = await this.readImageJson(scope, id);
     if (!json) throw new RegistryError('IMAGE_NOT_FOUND');
     if (!(await this.inProgress(scope, id)) && (await this.exists(keys.layerLink(scope, id)))) {
       throw new RegistryError('IMAGE_EXISTS');
@@ -324,7 +352,7 @@ export class V1Images {
     };
     await this.locks.run(this.lockKey(scope, id), async () => {
       // The json may have been replaced while the bytes streamed in: then this payload is stale.
-      const now = await this.read(keys.imageJson(scope, id));
+      const now = await this.readImageJson(scope, id);
       if (!now || !now.equals(json)) throw new RegistryError('IMAGE_UPLOADING', 'Image json changed during the upload, retry');
       if (!(await this.inProgress(scope, id))) throw new RegistryError('IMAGE_EXISTS');
       await this.driver.putContent(keys.layerLink(scope, id), Buffer.from(JSON.stringify(link)));
@@ -366,7 +394,7 @@ export class V1Images {
    * v1 push never does) and kept in the link. Called under the image's lock.
    */
   private async completeTarsum(scope: ImageScope, id: string, link: LayerLink): Promise<NonNullable<LayerLink['tarsum']>> {
-    const json = await this.read(keys.imageJson(scope, id));
+    const json = await this.readImageJson(scope, id);
     if (!json) throw new RegistryError('IMAGE_NOT_FOUND');
     const hasher = new LayerHasher(json, this.opts.innerDigests);
     await pipeline(await this.blobs.open(link.digest), hasher, new Writable({ write: (_c, _e, cb) => cb() }));
@@ -491,7 +519,7 @@ export class V1Images {
 
   /** Whether the image's in-progress mark is `mark` (an import's own: stageImport). */
   private async marked(scope: ImageScope, id: string, mark: Buffer): Promise<boolean> {
-    const now = await this.read(keys.inProgress(scope, id));
+    const now = await this.read(keys.inProgress(scope, id), RECORD_MAX);
     return now !== undefined && now.equals(mark);
   }
 
@@ -514,7 +542,7 @@ export class V1Images {
     return this.locks.run(this.lockKey(s.scope, s.id), async () => {
       // stageImport removed the link under this mark: a link now is a push's PUT layer
       if (!(await this.marked(s.scope, s.id, s.mark))) return false;
-      if ((await this.read(linkKey)) !== undefined) return false;
+      if ((await this.read(linkKey, RECORD_MAX)) !== undefined) return false;
       const link = Buffer.from(JSON.stringify(s.link));
       await this.driver.putContent(linkKey, link, lazy);
       await this.driver.putContent(checksumKey, s.checksum, lazy);
@@ -522,7 +550,7 @@ export class V1Images {
       await flush([...published, linkKey, checksumKey, jsonKey]);
       // a push waits for this lock; the records can only have changed if it was broken meanwhile
       // (a pause past the lease): then the mark stays, and the image is left to the push
-      const [ours, nowLink, json] = await Promise.all([this.marked(s.scope, s.id, s.mark), this.read(linkKey), this.read(jsonKey)]);
+      const [ours, nowLink, json] = await Promise.all([this.marked(s.scope, s.id, s.mark), this.read(linkKey, RECORD_MAX), this.read(jsonKey, this.jsonMax)]);
       if (!ours || !nowLink?.equals(link) || !json?.equals(s.json)) return false;
       await this.remove(keys.inProgress(s.scope, s.id));
       return true;
@@ -552,9 +580,9 @@ export class V1Images {
   /** R8. */
   async getAncestry(scope: ImageScope, id: string): Promise<string[]> {
     await this.assertComplete(scope, id);
-    const raw = await this.read(keys.ancestry(scope, id));
+    const raw = await this.readAncestry(scope, id);
     if (!raw) throw new RegistryError('IMAGE_NOT_FOUND');
-    return JSON.parse(raw.toString('utf8')) as string[];
+    return parseRecord<string[]>(raw, keys.ancestry(scope, id));
   }
 
   /** R5: the stored layer of a complete image. */
@@ -570,7 +598,7 @@ export class V1Images {
     return filesListing({
       cached: async () => {
         const info = await this.driver.stat(keys.files(scope, id)).catch((e: unknown) => (isNotFound(e) ? undefined : Promise.reject(e)));
-        return info && info.size <= FILES_CACHE_MAX ? this.read(keys.files(scope, id)) : undefined;
+        return info && info.size <= FILES_CACHE_MAX ? this.read(keys.files(scope, id), FILES_CACHE_MAX) : undefined;
       },
       layer: () => this.getLayer(scope, id),
       open: (link) => this.openLayer(link, 0),
@@ -597,11 +625,11 @@ export class V1Images {
    */
   async link(from: ImageScope, to: RepoName, id: string): Promise<boolean> {
     if (!this.opts.scoped || from?.full === to.full) return false;
-    const rawAncestry = await this.read(keys.ancestry(from, id));
+    const rawAncestry = await this.readAncestry(from, id);
     if (!rawAncestry || !(await this.isComplete(from, id))) return false;
     let chain: unknown;
     try {
-      chain = JSON.parse(rawAncestry.toString('utf8'));
+      chain = parseRecord<unknown>(rawAncestry, keys.ancestry(from, id));
     } catch {
       return false;
     }
@@ -609,16 +637,16 @@ export class V1Images {
     const copies: { id: string; json: Buffer; ancestry: Buffer; layer: Buffer; checksum: Buffer | undefined }[] = [];
     for (const cid of chain as string[]) {
       const [json, ancestry, layer, checksum, marked] = await Promise.all([
-        this.read(keys.imageJson(from, cid)),
-        this.read(keys.ancestry(from, cid)),
-        this.read(keys.layerLink(from, cid)),
-        this.read(keys.clientChecksum(from, cid)),
+        this.readImageJson(from, cid),
+        this.readAncestry(from, cid),
+        this.read(keys.layerLink(from, cid), RECORD_MAX),
+        this.read(keys.clientChecksum(from, cid), RECORD_MAX),
         this.inProgress(from, cid),
       ]);
       if (!json || !ancestry || !layer || marked) return false;
-      const mine = await this.read(keys.imageJson(to, cid));
+      const mine = await this.readImageJson(to, cid);
       if (mine) {
-        const mineLayer = await this.read(keys.layerLink(to, cid));
+        const mineLayer = await this.read(keys.layerLink(to, cid), RECORD_MAX);
         if (!mine.equals(json) || !mineLayer || !sameBlob(mineLayer, layer) || (await this.inProgress(to, cid))) return false;
         continue; // already there, same image
       }
@@ -640,10 +668,10 @@ export class V1Images {
 
   private async sameImage(a: ImageScope, b: ImageScope, id: string): Promise<boolean> {
     const [ja, jb, la, lb] = await Promise.all([
-      this.read(keys.imageJson(a, id)),
-      this.read(keys.imageJson(b, id)),
-      this.read(keys.layerLink(a, id)),
-      this.read(keys.layerLink(b, id)),
+      this.readImageJson(a, id),
+      this.readImageJson(b, id),
+      this.read(keys.layerLink(a, id), RECORD_MAX),
+      this.read(keys.layerLink(b, id), RECORD_MAX),
     ]);
     return !!ja && !!jb && ja.equals(jb) && !!la && !!lb && sameBlob(la, lb);
   }
@@ -708,7 +736,7 @@ export class V1Images {
     // the bridges and the mirror stop longer chains before they get here (v1ViewFromConfig, deriveSchema1, whyInconsistent)
     if (ancestry.length > MAX_ANCESTRY) throw ancestryTooLong(ancestry.length);
     return this.locks.run(this.lockKey(scope, id), async () => {
-      const [mine, mineLayer, marked] = await Promise.all([this.read(keys.imageJson(scope, id)), this.layerLink(scope, id), this.inProgress(scope, id)]);
+      const [mine, mineLayer, marked] = await Promise.all([this.readImageJson(scope, id), this.layerLink(scope, id), this.inProgress(scope, id)]);
       if (mine && mine.equals(json) && mineLayer && mineLayer.digest === link.digest && mineLayer.payload === link.payload && !marked) return 'kept';
       if (opts.keepOthers && mine && !marked) return 'taken';
       // the json goes last: until then the id resolves to nothing half-written
@@ -726,8 +754,8 @@ export class V1Images {
 
 function sameBlob(a: Buffer, b: Buffer): boolean {
   try {
-    const x = JSON.parse(a.toString('utf8')) as LayerLink;
-    const y = JSON.parse(b.toString('utf8')) as LayerLink;
+    const x = parseRecord<LayerLink>(a, 'a layer link');
+    const y = parseRecord<LayerLink>(b, 'a layer link');
     return x.digest === y.digest && x.size === y.size;
   } catch {
     return false;

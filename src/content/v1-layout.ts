@@ -1,6 +1,6 @@
 import type { StorageDriver } from '../storage/driver.js';
 import type { Logger } from '../log/logger.js';
-import { readOptional } from './small-objects.js';
+import { LINK_MAX, readOptional } from './small-objects.js';
 import type { V1Images } from './v1-images.js';
 import type { V1Repositories } from './v1-repositories.js';
 
@@ -16,7 +16,7 @@ const CURRENT = '2';
  */
 export async function upgradeV1Layout(driver: StorageDriver, images: V1Images, repos: V1Repositories, log: Logger): Promise<void> {
   if (!images.scoped) return;
-  const marker = await readOptional(driver, MARKER);
+  const marker = await readOptional(driver, MARKER, LINK_MAX);
   if (marker?.toString('utf8') === CURRENT) return;
   let repositories = 0;
   let tags = 0;

@@ -1,5 +1,5 @@
 import { isNotFound, type StorageDriver } from '../storage/driver.js';
-import { keyExists, LINK_MAX, readOptional, removeIfPresent } from './small-objects.js';
+import { keyExists, LINK_MAX, parseRecord, readOptional, RECORD_MAX, removeIfPresent } from './small-objects.js';
 import { RegistryError } from '../errors/index.js';
 import { keys } from './keys.js';
 import { parseRepoName, type RepoName, type Tag } from './names.js';
@@ -33,6 +33,13 @@ export function tagMetadata(userAgent: string | undefined, now = Date.now()): Re
   }
   return meta;
 }
+
+/**
+ * Bound of the stand-in index's image list read back (§3.12): each PUT images body is held to
+ * max_json_size, merged lists grow past it; as much as the registry reads of an index's list
+ * (INDEX_IMAGES_MAX_BYTES, auth/registry-token.ts).
+ */
+const INDEX_IMAGES_MAX = 64 * 1024 * 1024;
 
 const META_STRINGS = ['docker_version', 'docker_go_version', 'kernel', 'os', 'arch'] as const;
 
@@ -70,7 +77,8 @@ export class V1Repositories {
     private readonly images: V1Images,
   ) {}
 
-  private read(key: string, maxSize?: number): Promise<Buffer | undefined> {
+  /** `maxSize`: LINK_MAX for a tag, RECORD_MAX for metadata (a User-Agent's few fields). */
+  private read(key: string, maxSize: number): Promise<Buffer | undefined> {
     return readOptional(this.driver, key, maxSize);
   }
 
@@ -147,12 +155,12 @@ export class V1Repositories {
 
   /** The stored tag metadata as written (undefined when none), to tell whether it changed. */
   readTagJson(repo: RepoName, tag: Tag): Promise<Buffer | undefined> {
-    return this.read(keys.tagJson(repo, tag));
+    return this.read(keys.tagJson(repo, tag), RECORD_MAX);
   }
 
   /** The stored repository metadata as written (undefined when none). */
   readRepoJson(repo: RepoName): Promise<Buffer | undefined> {
-    return this.read(keys.repoJson(repo));
+    return this.read(keys.repoJson(repo), RECORD_MAX);
   }
 
   /** R16's record, set directly (the importer: the source's repository `json`). */
@@ -185,12 +193,12 @@ export class V1Repositories {
    * §2.16), or the default object when none is stored.
    */
   async tagJson(repo: RepoName, tag: Tag): Promise<Record<string, unknown>> {
-    return storedOrDefault(await this.read(keys.tagJson(repo, tag)));
+    return storedOrDefault(await this.read(keys.tagJson(repo, tag), RECORD_MAX));
   }
 
   /** R16: as R15, for the repository (the metadata of its `latest`). */
   async repoJson(repo: RepoName): Promise<Record<string, unknown>> {
-    return storedOrDefault(await this.read(keys.repoJson(repo)));
+    return storedOrDefault(await this.read(keys.repoJson(repo), RECORD_MAX));
   }
 
   /**
@@ -258,8 +266,9 @@ export class V1Repositories {
   }
 
   async indexImages(repo: RepoName): Promise<IndexImageEntry[] | undefined> {
-    const raw = await this.read(keys.indexImages(repo));
-    return raw ? (JSON.parse(raw.toString('utf8')) as IndexImageEntry[]) : undefined;
+    const key = keys.indexImages(repo);
+    const raw = await this.read(key, INDEX_IMAGES_MAX);
+    return raw ? parseRecord<IndexImageEntry[]>(raw, key) : undefined;
   }
 
   /** Every repository in storage (standalone search only: an index answers from its database). */
@@ -293,10 +302,10 @@ export class V1Repositories {
 function storedOrDefault(raw: Buffer | undefined): Record<string, unknown> {
   if (!raw) return { ...DEFAULT_TAG_JSON };
   try {
-    const v: unknown = JSON.parse(raw.toString('utf8'));
+    const v = parseRecord<unknown>(raw, 'tag metadata');
     if (v !== null && typeof v === 'object' && !Array.isArray(v)) return v as Record<string, unknown>;
   } catch {
-    // not JSON: as if none were stored
+    // not JSON (or nested past any the registry writes): as if none were stored
   }
   return { ...DEFAULT_TAG_JSON };
 }

@@ -6,7 +6,7 @@ import { isNotFound } from '../storage/driver.js';
 import { V2Error } from '../errors/v2.js';
 import type { BlobStore } from './blob-store.js';
 import { keys } from './keys.js';
-import { keyExists, LINK_MAX, readOptional, removeIfPresent } from './small-objects.js';
+import { keyExists, LINK_MAX, parseRecord, readOptional, RECORD_MAX, removeIfPresent } from './small-objects.js';
 import type { V2Name } from './v2-names.js';
 import type { V2Uploads } from './v2-uploads.js';
 
@@ -22,8 +22,19 @@ export const MT = {
 const IMAGE_TYPES: ReadonlySet<string> = new Set([MT.schema2, MT.ociManifest]);
 const INDEX_TYPES: ReadonlySet<string> = new Set([MT.list, MT.ociIndex]);
 const SHA256 = /^sha256:[a-f0-9]{64}$/;
-/** The route reads at most this much of a manifest PUT (spec §1.4: distribution's limit). */
-const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+/**
+ * The route reads at most this much of a manifest PUT (spec §1.4: distribution's limit); every
+ * stored manifest (pushed, mirrored, imported) went through readManifest, so none is larger, and
+ * none is read back past it.
+ */
+export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Bound of a schema1 document read back: a pushed one is held to MAX_MANIFEST_BYTES; one the
+ * schema1 bridge derived carries JSON of at most max_config_size twice over (the top image's and
+ * the history's), each escaped into a string (at most twice as long again), and its signature.
+ */
+export const schema1DocMax = (maxConfigSize: number): number => Math.max(MAX_MANIFEST_BYTES, 4 * maxConfigSize) + RECORD_MAX;
 /**
  * Layers a registry does not store: the only descriptors that may carry `urls`, and the only ones
  * that need not be in the repository when they do (spec §1.4, §2.2, §2.4).
@@ -232,10 +243,11 @@ export class V2Manifests {
       if (!Array.isArray(m.manifests)) throw invalid('manifests must be an array');
       for (const [i, c] of m.manifests.entries()) {
         const d = descriptor(c, `manifests[${i}]`, 'child');
-        const raw = await readOptional(this.driver, revisionKey(name, d.digest));
+        const key = revisionKey(name, d.digest);
+        const raw = await readOptional(this.driver, key, RECORD_MAX);
         if (!raw) missing.push(d.digest);
         else {
-          const stored = (JSON.parse(raw.toString('utf8')) as Revision).size;
+          const stored = parseRecord<Revision>(raw, key).size;
           if (stored !== d.size) wrongSize ??= sizeMismatch(d, stored);
         }
       }
@@ -440,11 +452,12 @@ export class V2Manifests {
   async get(name: V2Name, reference: { tag?: string; digest?: string }): Promise<StoredManifest | undefined> {
     const digest = await this.resolve(name, reference);
     if (!digest) return undefined;
-    const raw = await readOptional(this.driver, revisionKey(name, digest));
+    const key = revisionKey(name, digest);
+    const raw = await readOptional(this.driver, key, RECORD_MAX);
     if (!raw) return undefined;
-    const rev = JSON.parse(raw.toString('utf8')) as Revision;
+    const rev = parseRecord<Revision>(raw, key);
     const schema1 = rev.mediaType === MT.schema1 || rev.mediaType === MT.schema1Signed;
-    const bytes = await readOptional(this.driver, schema1 ? schema1DocKey(name, digest) : keys.blob(digest.slice(7)));
+    const bytes = await readOptional(this.driver, schema1 ? schema1DocKey(name, digest) : keys.blob(digest.slice(7)), MAX_MANIFEST_BYTES);
     if (!bytes) return undefined;
     return { ...rev, bytes };
   }
@@ -456,9 +469,9 @@ export class V2Manifests {
   async delete(name: V2Name, reference: { tag?: string; digest?: string }): Promise<string[] | undefined> {
     if (reference.tag) return (await removeIfPresent(this.driver, tagKey(name, reference.tag))) ? [reference.tag] : undefined;
     const digest = reference.digest!;
-    const raw = await readOptional(this.driver, revisionKey(name, digest));
+    const raw = await readOptional(this.driver, revisionKey(name, digest), RECORD_MAX);
     if (!(await removeIfPresent(this.driver, revisionKey(name, digest)))) return undefined;
-    const subject = raw ? (JSON.parse(raw.toString('utf8')) as Revision).subject : undefined;
+    const subject = raw ? parseRecord<Revision>(raw, revisionKey(name, digest)).subject : undefined;
     if (subject) await removeIfPresent(this.driver, referrerKey(name, subject, digest));
     const removed: string[] = [];
     for (const tag of await this.tags(name)) {

@@ -115,7 +115,7 @@ export class V2ToV1 {
 
   /** The derived-id record: the current id, and the previous one while a publish is in progress. */
   private async readDerived(name: string, tag: string): Promise<{ cur: string; prev: string } | undefined> {
-    const raw = await readOptional(this.driver, derivedKey(name, tag));
+    const raw = await readOptional(this.driver, derivedKey(name, tag), LINK_MAX);
     if (!raw) return undefined;
     const [cur = '', prev = ''] = raw.toString('utf8').split('\n');
     return { cur, prev };

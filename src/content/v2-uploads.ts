@@ -6,8 +6,14 @@ import { V2Error } from '../errors/v2.js';
 import { DigestMismatchError, ShortBodyError, type BlobStore, type HashingStage } from './blob-store.js';
 import { keys } from './keys.js';
 import { uploadSessions } from '../metrics/registry.js';
-import { keyExists, readOptional, removeIfPresent } from './small-objects.js';
+import { keyExists, readOptional, RECORD_MAX, removeIfPresent } from './small-objects.js';
 import type { V2Name } from './v2-names.js';
+
+/**
+ * Bound of a session's state read back: a name, two numbers and an object store's suspended upload
+ * (S3: up to 10,000 parts of ~50 bytes each, their number and ETag).
+ */
+const STATE_MAX = 1024 * 1024;
 
 interface UploadState {
   readonly name: string;
@@ -646,7 +652,7 @@ export class V2Uploads {
   /** With claim objects: this request's claim is still in place (the purge has not removed the session). */
   private async stillClaimed(uuid: string): Promise<boolean> {
     const token = this.tokens.get(uuid);
-    const found = await readOptional(this.driver, lockKey(uuid));
+    const found = await readOptional(this.driver, lockKey(uuid), RECORD_MAX);
     return token !== undefined && found !== undefined && found.equals(token);
   }
 
@@ -679,7 +685,7 @@ export class V2Uploads {
    * in place, see start()), and such a session is over (404), not a server error.
    */
   private async readState(uuid: string): Promise<UploadState | undefined> {
-    const raw = await readOptional(this.driver, stateKey(uuid));
+    const raw = await readOptional(this.driver, stateKey(uuid), STATE_MAX);
     if (!raw || raw.length === 0) return undefined;
     let st: unknown;
     try {
@@ -761,7 +767,7 @@ export async function removeRepositorySessions(driver: StorageDriver, names: rea
   for (const dir of dirs) {
     const uuid = dir.slice(dir.lastIndexOf('/') + 1);
     // blobs being ingested (no state) and sessions of other repositories stay
-    const raw = await readOptional(driver, stateKey(uuid)).catch(() => undefined);
+    const raw = await readOptional(driver, stateKey(uuid), STATE_MAX).catch(() => undefined);
     let st: Partial<UploadState> | undefined;
     try {
       st = raw && raw.length > 0 ? (JSON.parse(raw.toString('utf8')) as Partial<UploadState>) : undefined;

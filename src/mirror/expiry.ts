@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { StorageDriver } from '../storage/driver.js';
 import { isNotFound } from '../storage/driver.js';
-import { readOptional, removeIfPresent } from '../content/small-objects.js';
+import { readOptional, RECORD_MAX, removeIfPresent } from '../content/small-objects.js';
 
 /**
  * When cached content expires (issue 13; distribution keeps `scheduler-state.json`): one small
@@ -50,7 +50,7 @@ export class ExpirySchedule {
     }
     const out: ExpiryEntry[] = [];
     for (const k of keys) {
-      const raw = await readOptional(this.driver, k);
+      const raw = await readOptional(this.driver, k, RECORD_MAX);
       if (!raw) continue;
       try {
         out.push(JSON.parse(raw.toString('utf8')) as ExpiryEntry);

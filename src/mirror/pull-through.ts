@@ -4,7 +4,7 @@ import type { BlobStore } from '../content/blob-store.js';
 import { deleteBlobUnlessWritten } from '../content/gc.js';
 import { keys } from '../content/keys.js';
 import { parseTag } from '../content/names.js';
-import { keyExists, readOptional } from '../content/small-objects.js';
+import { keyExists, readOptional, RECORD_MAX } from '../content/small-objects.js';
 import { MT, type V2Manifests } from '../content/v2-manifests.js';
 import { checkDigest, parseV2Name, type V2Name } from '../content/v2-names.js';
 import { linkKey, type V2Uploads } from '../content/v2-uploads.js';
@@ -394,7 +394,7 @@ export class PullThrough {
     };
     const readLinks = async (imagesRoot: string): Promise<void> => {
       for (const image of await list(imagesRoot)) {
-        const raw = await readOptional(driver, `${image}/layer`);
+        const raw = await readOptional(driver, `${image}/layer`, RECORD_MAX);
         if (!raw) continue;
         try {
           const d = (JSON.parse(raw.toString('utf8')) as { digest?: unknown }).digest;

@@ -2,7 +2,8 @@ import { eventDeliveries } from '../metrics/registry.js';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { StorageDriver } from '../storage/driver.js';
-import { isNotFound } from '../storage/driver.js';
+import { ContentTooLargeError, isNotFound } from '../storage/driver.js';
+import { LINK_MAX, parseRecord, readOptional } from '../content/small-objects.js';
 import type { Logger } from '../log/logger.js';
 import { EVENTS_MEDIA_TYPE, rfc3339Nano, type Event, type EventInput } from './events.js';
 
@@ -37,6 +38,12 @@ const BATCH = 50;
 /** Events an endpoint may hold in memory before storage took them; past it new events are dropped (logged). */
 const MAX_PENDING = 10_000;
 const LEASE_MS = 30_000;
+/**
+ * Bound of a stored batch (the write splits a larger one): events carry a manifest's references at
+ * most (a manifest is 4 MiB at most), so one event is always within it. A larger object in the
+ * queue is not read (logged, left in place), whatever it holds.
+ */
+const BATCH_MAX = 16 * 1024 * 1024;
 
 const segment = (s: string): string =>
   s
@@ -115,11 +122,16 @@ class EndpointQueue {
     this.writing = true;
     try {
       while (this.pending.length > 0) {
-        const events = this.pending.slice(0, BATCH);
+        let events = this.pending.slice(0, BATCH);
+        let body = Buffer.from(JSON.stringify(events));
+        while (body.length > BATCH_MAX && events.length > 1) {
+          events = events.slice(0, events.length >> 1);
+          body = Buffer.from(JSON.stringify(events));
+        }
         const name = `${String(Date.now()).padStart(15, '0')}-${String(this.seq++).padStart(9, '0')}-${randomBytes(2).toString('hex')}`;
         const key = `${this.prefix}/${name}`;
         try {
-          await this.driver.putContent(key, Buffer.from(JSON.stringify(events)));
+          await this.driver.putContent(key, body);
         } catch (e) {
           // storage refused: keep them in memory and try again shortly (order is kept)
           this.log.warn('notification events not stored yet', { endpoint: this.config.name, err: String(e) });
@@ -302,12 +314,7 @@ export class Notifier {
   async start(): Promise<void> {
     if (this.queues.length === 0) return;
     // another live process with the same node name (two on one host): a name of its own
-    let held = 0;
-    try {
-      held = Number((await this.driver.getContent(`${OWNERS}/${this.owner}`)).toString('utf8')) || 0;
-    } catch (e) {
-      if (!isNotFound(e)) throw e;
-    }
+    const held = await this.leaseOf(`${OWNERS}/${this.owner}`);
     if (held > Date.now()) {
       this.owner = segment(`${this.opts.node}-${randomBytes(4).toString('hex')}`);
       for (const q of this.queues) q.prefix = `${QUEUES}/${endpointKey(q.config.name)}/${this.owner}`;
@@ -323,6 +330,23 @@ export class Notifier {
       q.resume(await this.readBatches(prefix));
     }
     await this.adoptOrphans();
+  }
+
+  /** When an owner's lease ends (epoch ms; 0 when there is none, or it is not a lease). */
+  private async leaseOf(key: string): Promise<number> {
+    try {
+      return Number((await readOptional(this.driver, key, LINK_MAX))?.toString('utf8')) || 0;
+    } catch (e) {
+      if (!(e instanceof ContentTooLargeError)) throw e;
+      this.log.warn('notification lease unreadable: as ended', { key, err: String(e) });
+      return 0;
+    }
+  }
+
+  /** A stored batch's events (undefined when it is not a list), read within BATCH_MAX. */
+  private async readBatch(key: string): Promise<Event[] | undefined> {
+    const events = parseRecord<unknown>(await this.driver.getContent(key, { maxSize: BATCH_MAX }), key);
+    return Array.isArray(events) ? (events as Event[]) : undefined;
   }
 
   private async renewLease(expires = Date.now() + LEASE_MS): Promise<void> {
@@ -342,8 +366,8 @@ export class Notifier {
     const out: Stored[] = [];
     for (const key of await this.list(prefix)) {
       try {
-        const events = JSON.parse((await this.driver.getContent(key)).toString('utf8')) as Event[];
-        if (Array.isArray(events)) out.push({ key, events });
+        const events = await this.readBatch(key);
+        if (events) out.push({ key, events });
       } catch (e) {
         if (!isNotFound(e)) this.log.warn('stored notification batch unreadable: left in place', { key, err: String(e) });
       }
@@ -357,12 +381,7 @@ export class Notifier {
     for (const leaseKey of await this.list(OWNERS)) {
       const other = leaseKey.slice(OWNERS.length + 1);
       if (other === this.owner) continue;
-      let until = 0;
-      try {
-        until = Number((await this.driver.getContent(leaseKey)).toString('utf8')) || 0;
-      } catch (e) {
-        if (!isNotFound(e)) throw e;
-      }
+      const until = await this.leaseOf(leaseKey);
       if (until > now) continue;
       let adopted = 0;
       for (const q of this.queues) {
@@ -378,8 +397,8 @@ export class Notifier {
             throw e;
           }
           try {
-            const events = JSON.parse((await this.driver.getContent(to)).toString('utf8')) as Event[];
-            if (Array.isArray(events)) moved.push({ key: to, events });
+            const events = await this.readBatch(to);
+            if (events) moved.push({ key: to, events });
           } catch (e) {
             this.log.warn('adopted notification batch unreadable: left in place', { key: to, err: String(e) });
           }

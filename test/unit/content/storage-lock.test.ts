@@ -53,7 +53,7 @@ describe('StorageLock across nodes sharing a directory', () => {
       const bump = async (n: number): Promise<void> => {
         const d = drivers[n % 2]!;
         await locks[n % 2]!.run('counter', async () => {
-          const v = Number((await readOptional(d, 'counter'))?.toString() ?? '0');
+          const v = Number((await readOptional(d, 'counter', 64))?.toString() ?? '0');
           await sleep(1); // widen the window a lost update would need
           await d.putContent('counter', Buffer.from(String(v + 1)), { durable: false });
         });
@@ -68,7 +68,7 @@ describe('StorageLock across nodes sharing a directory', () => {
     await withDir(async (dir) => {
       const d = createFilesystemDriver({ root: dir });
       const bump = async (): Promise<void> => {
-        const v = Number((await readOptional(d, 'counter'))?.toString() ?? '0');
+        const v = Number((await readOptional(d, 'counter', 64))?.toString() ?? '0');
         await sleep(1);
         await d.putContent('counter', Buffer.from(String(v + 1)), { durable: false });
       };
