@@ -5,8 +5,10 @@
 // (the diff_id the bridge serves), write the layer and the json into a new directory; one worker
 // thread per core, the images dealt out between them. No other record, no index, no tags, no
 // durability until the caller's sync. Timed by the caller beside `cp -r` of the same tree.
+// `--no-diff-id`: no inflating and no diff_id (the address and the payload checksum only: what an
+// importer that left the bridge's diff_ids for later would still have to do).
 //
-//   node bench/import-floor.mjs TREE DEST [threads]
+//   node bench/import-floor.mjs TREE DEST [threads] [--no-diff-id]
 import { createHash } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, writeFileSync, writeSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -29,9 +31,10 @@ const hashBoth = (a, b, chunk) => {
 const GZIP_MAX = 512 * 1024 * 1024;
 
 if (isMainThread) {
-  const [tree, dest, threadsArg] = process.argv.slice(2);
+  const [tree, dest, threadsArg] = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+  const diffIds = !process.argv.includes('--no-diff-id');
   if (!tree || !dest || process.argv.includes('--help')) {
-    console.log('usage: node bench/import-floor.mjs TREE DEST [threads]');
+    console.log('usage: node bench/import-floor.mjs TREE DEST [threads] [--no-diff-id]');
     process.exit(tree && dest ? 0 : 2);
   }
   const threads = Number(threadsArg ?? cpus().length);
@@ -41,16 +44,16 @@ if (isMainThread) {
       { length: threads },
       (_, k) =>
         new Promise((resolve, reject) => {
-          const w = new Worker(new URL(import.meta.url), { workerData: { tree, dest, ids: ids.filter((_, i) => i % threads === k) } });
+          const w = new Worker(new URL(import.meta.url), { workerData: { tree, dest, diffIds, ids: ids.filter((_, i) => i % threads === k) } });
           w.once('message', resolve);
           w.once('error', reject);
         }),
     ),
   );
   const sum = (k) => results.reduce((a, r) => a + r[k], 0);
-  console.log(JSON.stringify({ images: sum('images'), bytes: sum('bytes'), inflated: sum('inflated'), threads }));
+  console.log(JSON.stringify({ images: sum('images'), bytes: sum('bytes'), inflated: sum('inflated'), threads, diffIds }));
 } else {
-  const { tree, dest, ids } = workerData;
+  const { tree, dest, ids, diffIds } = workerData;
   const buf = Buffer.allocUnsafe(1 << 20);
   let images = 0;
   let bytes = 0;
@@ -76,7 +79,7 @@ if (isMainThread) {
       const n = readSync(src, buf, 0, buf.length, null);
       if (n === 0) break;
       const chunk = buf.subarray(0, n);
-      gzip ??= chunk[0] === 0x1f && chunk[1] === 0x8b;
+      gzip ??= diffIds && chunk[0] === 0x1f && chunk[1] === 0x8b;
       hashBoth(address, payload, chunk);
       if (gzip) gz.push(Buffer.from(chunk));
       for (let at = 0; at < n;) at += writeSync(dst, chunk, at, n - at);

@@ -244,17 +244,18 @@ try {
   // Kept only where the disk has room for all of them (and the migration's copy), with 2 GiB to
   // spare; else each step's directory goes before the next step, as before, and the JSON says so.
   const disk = statfsSync(work);
-  const keepAll = disk.bavail * disk.bsize > bytes * (3 * REPS + 2) + 2 * 1024 * MiB;
+  const keepAll = disk.bavail * disk.bsize > bytes * (4 * REPS + 2) + 2 * 1024 * MiB;
   if (!keepAll)
     console.log('not enough disk to keep every repetition: each is removed before the next (ext4 without a journal then slows the file creations that follow)');
   spawnSync('cp', ['-r', tree, join(work, 'copy-warmup')]);
   spawnSync('sync');
   let storage = '';
-  const runs: { cp: number; floorCopy: number; import: number; peakRssMiB: number; load: string }[] = [];
+  const runs: { cp: number; floorCopy: number; floorNoDiff: number; import: number; peakRssMiB: number; load: string }[] = [];
   for (let rep = 0; rep < REPS; rep++) {
     if (!keepAll) {
       await rm(join(work, rep === 0 ? 'copy-warmup' : `copy-${rep - 1}`), { recursive: true, force: true });
       if (rep > 0) await rm(join(work, `floor-${rep - 1}`), { recursive: true, force: true });
+      if (rep > 0) await rm(join(work, `floor-nodiff-${rep - 1}`), { recursive: true, force: true });
       if (storage) await rm(storage, { recursive: true, force: true });
       spawnSync('sync');
     }
@@ -268,6 +269,14 @@ try {
     spawnSync('sync');
     const floorCopySeconds = Number(process.hrtime.bigint() - t) / 1e9;
     if (fc.status !== 0) throw new Error(`import-floor failed:\n${fc.stdout}${fc.stderr}`);
+    // the same without the diff_ids (no inflating): the address and the payload checksum alone
+    t = process.hrtime.bigint();
+    const fn = spawnSync(process.execPath, [join(ROOT, 'bench', 'import-floor.mjs'), tree, join(work, `floor-nodiff-${rep}`), '--no-diff-id'], {
+      encoding: 'utf8',
+    });
+    spawnSync('sync');
+    const floorNoDiffSeconds = Number(process.hrtime.bigint() - t) / 1e9;
+    if (fn.status !== 0) throw new Error(`import-floor --no-diff-id failed:\n${fn.stdout}${fn.stderr}`);
     storage = join(work, `storage-${rep}`);
     cli(storage, ['user', 'add', 'bench', 'bench@example.com', '--password', 'benchpw1']);
     spawnSync('sync');
@@ -280,10 +289,10 @@ try {
     if (imp.status !== 0) throw new Error(`import failed:\n${imp.out}`);
     const ir = JSON.parse(readFileSync(importReport, 'utf8')) as { peakRssMiB: number; images: { imported: number } };
     if (ir.images.imported !== IMAGES && !TREE) throw new Error(`import: ${ir.images.imported} images imported, ${IMAGES} expected`);
-    runs.push({ cp: cpSeconds, floorCopy: floorCopySeconds, import: importSeconds, peakRssMiB: ir.peakRssMiB, load: load() });
+    runs.push({ cp: cpSeconds, floorCopy: floorCopySeconds, floorNoDiff: floorNoDiffSeconds, import: importSeconds, peakRssMiB: ir.peakRssMiB, load: load() });
     console.log(
       `rep ${rep + 1}: cp -r + sync ${cpSeconds.toFixed(1)} s (${(mib / cpSeconds).toFixed(0)} MiB/s); ` +
-        `verifying copy + sync ${floorCopySeconds.toFixed(1)} s, ${(floorCopySeconds / cpSeconds).toFixed(2)}× cp; import + sync ${importSeconds.toFixed(1)} s (${(mib / importSeconds).toFixed(0)} MiB/s, ${(ir.images.imported / importSeconds).toFixed(1)} images/s), ${(importSeconds / cpSeconds).toFixed(2)}× cp, peak RSS ${ir.peakRssMiB} MiB; load ${load()}`,
+        `verifying copy + sync ${floorCopySeconds.toFixed(1)} s, ${(floorCopySeconds / cpSeconds).toFixed(2)}× cp (without diff_ids ${floorNoDiffSeconds.toFixed(1)} s, ${(floorNoDiffSeconds / cpSeconds).toFixed(2)}×); import + sync ${importSeconds.toFixed(1)} s (${(mib / importSeconds).toFixed(0)} MiB/s, ${(ir.images.imported / importSeconds).toFixed(1)} images/s), ${(importSeconds / cpSeconds).toFixed(2)}× cp, peak RSS ${ir.peakRssMiB} MiB; load ${load()}`,
     );
   }
   const cpMedian = median(runs.map((r) => r.cp));
@@ -291,11 +300,13 @@ try {
   const ratioMedian = median(runs.map((r) => r.import / r.cp));
   const floorCopyMedian = median(runs.map((r) => r.floorCopy));
   const floorCopyRatio = median(runs.map((r) => r.floorCopy / r.cp));
+  const floorNoDiffMedian = median(runs.map((r) => r.floorNoDiff));
+  const floorNoDiffRatio = median(runs.map((r) => r.floorNoDiff / r.cp));
   console.log(
     `medians over ${REPS}: cp ${cpMedian.toFixed(1)} s, import ${importMedian.toFixed(1)} s, ratio ${ratioMedian.toFixed(2)}×, peak RSS max ${Math.max(...runs.map((r) => r.peakRssMiB))} MiB`,
   );
   console.log(
-    `verifying copy (bench/import-floor.mjs: the hashes and writes of the layers and jsons on every core, no other record): ${floorCopyMedian.toFixed(1)} s, ${floorCopyRatio.toFixed(2)}× cp`,
+    `verifying copy (bench/import-floor.mjs: the hashes and writes of the layers and jsons on every core, no other record): ${floorCopyMedian.toFixed(1)} s, ${floorCopyRatio.toFixed(2)}× cp; without the diff_ids (no inflating) ${floorNoDiffMedian.toFixed(1)} s, ${floorNoDiffRatio.toFixed(2)}× cp`,
   );
 
   const floor = verificationFloor(tree, cpMedian);
@@ -367,6 +378,7 @@ try {
     },
     verificationFloor: floor,
     verifyingCopy: { seconds: floorCopyMedian, ratioToCp: floorCopyRatio, threads: cpus().length },
+    verifyingCopyWithoutDiffIds: { seconds: floorNoDiffMedian, ratioToCp: floorNoDiffRatio, threads: cpus().length },
     reimport: { seconds: again.seconds },
     ...(migrate ? { migrate } : {}),
   };
