@@ -6,7 +6,7 @@ import { CreateBucketCommand, ListMultipartUploadsCommand, S3Client } from '@aws
 import { createS3Driver } from '../../src/storage/drivers/s3.js';
 import { cephMissing, rgwClient, startRgw, type Rgw } from '../helpers/ceph.js';
 import { request } from '../helpers/http.js';
-import { head, startFaultProxy, type FaultProxy, type S3Exchange } from '../helpers/s3-fault-proxy.js';
+import { head, startFaultProxy, type FaultHandler, type FaultProxy, type S3Exchange } from '../helpers/s3-fault-proxy.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 const MiB = 1024 * 1024;
@@ -128,75 +128,75 @@ describe('registry on S3 behind a faulty store', { skip, timeout: 600_000 }, () 
   it('a Range the store ignores (200, the whole object) is not served as the range asked', async () => {
     const blob = randomBytes(3 * MiB);
     assert.equal(await pushBlob('ns/range', blob), 201);
-    proxy.fault = (x) =>
-      isBlobGet(x) && x.headers.range
-        ? async (x) => {
-            const a = await x.forward({ headers: { range: undefined } });
-            x.socket.end(Buffer.concat([Buffer.from(head(a.status, { 'Content-Length': a.body.length })), a.body]));
-          }
-        : undefined;
-    try {
-      const got = await fetchOutcome(s.url, `/v2/ns/range/blobs/${sha(blob)}`, { Range: `bytes=${MiB}-${3 * MiB - 1}` });
-      if ('status' in got && got.status === 206) assert.ok(got.body.equals(blob.subarray(MiB)), 'a complete 206 of other bytes than those asked');
-    } finally {
-      proxy.fault = undefined;
-    }
+    await proxy.withFault(
+      (x) =>
+        isBlobGet(x) && x.headers.range
+          ? async (x) => {
+              const a = await x.forward({ headers: { range: undefined } });
+              x.socket.end(Buffer.concat([Buffer.from(head(a.status, { 'Content-Length': a.body.length })), a.body]));
+            }
+          : undefined,
+      async () => {
+        const got = await fetchOutcome(s.url, `/v2/ns/range/blobs/${sha(blob)}`, { Range: `bytes=${MiB}-${3 * MiB - 1}` });
+        if ('status' in got && got.status === 206) assert.ok(got.body.equals(blob.subarray(MiB)), 'a complete 206 of other bytes than those asked');
+      },
+    );
   });
 
   it('a 206 for other bytes than asked (a wrong Content-Range) is not served as the range asked', async () => {
     const blob = randomBytes(3 * MiB);
     assert.equal(await pushBlob('ns/crange', blob), 201);
-    proxy.fault = (x) =>
-      isBlobGet(x) && x.headers.range
-        ? async (x) => {
-            // one byte earlier than asked, as much
-            const m = /^bytes=(\d+)-(\d*)$/.exec(String(x.headers.range))!;
-            const start = Math.max(0, Number(m[1]) - 1);
-            const end = m[2] === '' ? '' : String(Number(m[2]) - 1);
-            const a = await x.forward({ headers: { range: `bytes=${start}-${end}` } });
-            const h: Record<string, string | number> = { 'Content-Length': a.body.length };
-            if (a.headers['content-range']) h['Content-Range'] = String(a.headers['content-range']);
-            x.socket.end(Buffer.concat([Buffer.from(head(a.status, h)), a.body]));
-          }
-        : undefined;
-    try {
-      for (const range of [`bytes=${MiB}-${2 * MiB - 1}`, `bytes=${MiB}-`]) {
-        const got = await fetchOutcome(s.url, `/v2/ns/crange/blobs/${sha(blob)}`, { Range: range });
-        if ('status' in got && got.status === 206)
-          assert.ok(got.body.equals(blob.subarray(MiB, MiB + got.body.length)), `${range}: a complete 206 of other bytes`);
-      }
-      // a whole-blob GET asks the store for bytes 0-(size-1) too
-      const whole = await fetchOutcome(s.url, `/v2/ns/crange/blobs/${sha(blob)}`);
-      if ('status' in whole) assert.notEqual(whole.status, 200, 'a complete 200 of a store answer for other bytes');
-    } finally {
-      proxy.fault = undefined;
-    }
+    await proxy.withFault(
+      (x) =>
+        isBlobGet(x) && x.headers.range
+          ? async (x) => {
+              // one byte earlier than asked, as much
+              const m = /^bytes=(\d+)-(\d*)$/.exec(String(x.headers.range))!;
+              const start = Math.max(0, Number(m[1]) - 1);
+              const end = m[2] === '' ? '' : String(Number(m[2]) - 1);
+              const a = await x.forward({ headers: { range: `bytes=${start}-${end}` } });
+              const h: Record<string, string | number> = { 'Content-Length': a.body.length };
+              if (a.headers['content-range']) h['Content-Range'] = String(a.headers['content-range']);
+              x.socket.end(Buffer.concat([Buffer.from(head(a.status, h)), a.body]));
+            }
+          : undefined,
+      async () => {
+        for (const range of [`bytes=${MiB}-${2 * MiB - 1}`, `bytes=${MiB}-`]) {
+          const got = await fetchOutcome(s.url, `/v2/ns/crange/blobs/${sha(blob)}`, { Range: range });
+          if ('status' in got && got.status === 206)
+            assert.ok(got.body.equals(blob.subarray(MiB, MiB + got.body.length)), `${range}: a complete 206 of other bytes`);
+        }
+        // a whole-blob GET asks the store for bytes 0-(size-1) too
+        const whole = await fetchOutcome(s.url, `/v2/ns/crange/blobs/${sha(blob)}`);
+        if ('status' in whole) assert.notEqual(whole.status, 200, 'a complete 200 of a store answer for other bytes');
+      },
+    );
   });
 
   it('a body the store cuts short, or sends chunked and cuts, never ends a client answer cleanly', async () => {
     const blob = randomBytes(3 * MiB + 17);
     assert.equal(await pushBlob('ns/cut', blob), 201);
     for (const mode of ['plain', 'chunked'] as const) {
-      proxy.fault = (x) =>
-        isBlobGet(x)
-          ? async (x) => {
-              const a = await x.forward();
-              const h: Record<string, string | number> = mode === 'plain' ? { 'Content-Length': a.body.length } : { 'Transfer-Encoding': 'chunked' };
-              if (a.headers['content-range']) h['Content-Range'] = String(a.headers['content-range']);
-              const half = a.body.subarray(0, a.body.length >> 1);
-              const body = mode === 'plain' ? half : Buffer.concat([Buffer.from(`${half.length.toString(16)}\r\n`), half, Buffer.from('\r\n')]);
-              x.socket.write(Buffer.concat([Buffer.from(head(a.status, h)), body]));
-              setTimeout(() => x.socket.destroy(), 50);
-            }
-          : undefined;
-      try {
-        for (const range of [undefined, `bytes=1000-${3 * MiB}`]) {
-          const got = await fetchOutcome(s.url, `/v2/ns/cut/blobs/${sha(blob)}`, range ? { Range: range } : {});
-          if ('status' in got) assert.ok(got.status >= 500, `${mode} ${range ?? 'whole'}: a complete ${got.status} of ${got.body.length} bytes`);
-        }
-      } finally {
-        proxy.fault = undefined;
-      }
+      await proxy.withFault(
+        (x) =>
+          isBlobGet(x)
+            ? async (x) => {
+                const a = await x.forward();
+                const h: Record<string, string | number> = mode === 'plain' ? { 'Content-Length': a.body.length } : { 'Transfer-Encoding': 'chunked' };
+                if (a.headers['content-range']) h['Content-Range'] = String(a.headers['content-range']);
+                const half = a.body.subarray(0, a.body.length >> 1);
+                const body = mode === 'plain' ? half : Buffer.concat([Buffer.from(`${half.length.toString(16)}\r\n`), half, Buffer.from('\r\n')]);
+                x.socket.write(Buffer.concat([Buffer.from(head(a.status, h)), body]));
+                setTimeout(() => x.socket.destroy(), 50);
+              }
+            : undefined,
+        async () => {
+          for (const range of [undefined, `bytes=1000-${3 * MiB}`]) {
+            const got = await fetchOutcome(s.url, `/v2/ns/cut/blobs/${sha(blob)}`, range ? { Range: range } : {});
+            if ('status' in got) assert.ok(got.status >= 500, `${mode} ${range ?? 'whole'}: a complete ${got.status} of ${got.body.length} bytes`);
+          }
+        },
+      );
     }
   });
 
@@ -205,27 +205,27 @@ describe('registry on S3 behind a faulty store', { skip, timeout: 600_000 }, () 
     assert.equal(await pushBlob('ns/headsize', blob), 201);
     const isBlobHead = (x: S3Exchange): boolean => x.method === 'HEAD' && /\/registry\/blobs\/sha256\/[0-9a-f]{2}\/[0-9a-f]{64}\/data$/.test(x.url.pathname);
     for (const delta of [-1000, 1000]) {
-      proxy.fault = (x) =>
-        isBlobHead(x)
-          ? async (x) => {
-              const a = await x.forward();
-              const h: Record<string, string | number> = { 'Content-Length': Number(a.headers['content-length']) + delta };
-              for (const k of ['etag', 'last-modified']) if (a.headers[k]) h[k] = String(a.headers[k]);
-              x.socket.end(head(a.status, h));
-            }
-          : undefined;
-      try {
-        for (const range of [undefined, `bytes=${MiB}-${2 * MiB - 1}`, `bytes=${MiB}-`]) {
-          const got = await fetchOutcome(s.url, `/v2/ns/headsize/blobs/${sha(blob)}`, range ? { Range: range } : {});
-          const what = `HEAD ${delta > 0 ? 'larger' : 'smaller'}, ${range ?? 'whole'}`;
-          assert.ok('status' in got, `${what}: ${'error' in got ? got.error : ''}`);
-          // a range that stops short of the end: the object's own bytes may be served
-          if (got.status === 206 && range === `bytes=${MiB}-${2 * MiB - 1}`) assert.ok(got.body.equals(blob.subarray(MiB, 2 * MiB)), what);
-          else assert.ok(got.status >= 500, `${what}: a complete ${got.status} of ${got.body.length} bytes`);
-        }
-      } finally {
-        proxy.fault = undefined;
-      }
+      await proxy.withFault(
+        (x) =>
+          isBlobHead(x)
+            ? async (x) => {
+                const a = await x.forward();
+                const h: Record<string, string | number> = { 'Content-Length': Number(a.headers['content-length']) + delta };
+                for (const k of ['etag', 'last-modified']) if (a.headers[k]) h[k] = String(a.headers[k]);
+                x.socket.end(head(a.status, h));
+              }
+            : undefined,
+        async () => {
+          for (const range of [undefined, `bytes=${MiB}-${2 * MiB - 1}`, `bytes=${MiB}-`]) {
+            const got = await fetchOutcome(s.url, `/v2/ns/headsize/blobs/${sha(blob)}`, range ? { Range: range } : {});
+            const what = `HEAD ${delta > 0 ? 'larger' : 'smaller'}, ${range ?? 'whole'}`;
+            assert.ok('status' in got, `${what}: ${'error' in got ? got.error : ''}`);
+            // a range that stops short of the end: the object's own bytes may be served
+            if (got.status === 206 && range === `bytes=${MiB}-${2 * MiB - 1}`) assert.ok(got.body.equals(blob.subarray(MiB, 2 * MiB)), what);
+            else assert.ok(got.status >= 500, `${what}: a complete ${got.status} of ${got.body.length} bytes`);
+          }
+        },
+      );
     }
     // the store's HEAD telling the truth again: served whole
     const whole = await fetchOutcome(s.url, `/v2/ns/headsize/blobs/${sha(blob)}`);
@@ -258,18 +258,18 @@ describe('registry on S3 behind a faulty store', { skip, timeout: 600_000 }, () 
     await pushManifest('ns/errdoc', 'v1');
     const accepted: number[] = [];
     const junk = Buffer.alloc(MiB, 'x');
-    proxy.fault = (x) =>
-      x.method === 'GET' && x.url.pathname.includes('/_manifests/tags/')
-        ? async (x) => {
-            accepted.push(await endless(x, 500, 64 * MiB, junk));
-          }
-        : undefined;
-    try {
-      const got = await fetchOutcome(s.url, `/v2/ns/errdoc/manifests/v1`, { Accept: 'application/vnd.oci.image.manifest.v1+json' });
-      assert.ok('error' in got || got.status >= 500, `an error: ${JSON.stringify('status' in got ? got.status : got)}`);
-    } finally {
-      proxy.fault = undefined;
-    }
+    await proxy.withFault(
+      (x) =>
+        x.method === 'GET' && x.url.pathname.includes('/_manifests/tags/')
+          ? async (x) => {
+              accepted.push(await endless(x, 500, 64 * MiB, junk));
+            }
+          : undefined,
+      async () => {
+        const got = await fetchOutcome(s.url, `/v2/ns/errdoc/manifests/v1`, { Accept: 'application/vnd.oci.image.manifest.v1+json' });
+        assert.ok('error' in got || got.status >= 500, `an error: ${JSON.stringify('status' in got ? got.status : got)}`);
+      },
+    );
     assert.ok(accepted.length > 0, 'the GET was made');
     for (const n of accepted) assert.ok(n < 16 * MiB, `the registry read ${n} bytes of an error document`);
   });
@@ -289,20 +289,20 @@ describe('registry on S3 behind a faulty store', { skip, timeout: 600_000 }, () 
     )) {
       // the store's side of each exchange (it may end after the registry answered the client)
       const runs: Array<Promise<number>> = [];
-      proxy.fault = (x) =>
-        match(x)
-          ? async (x) => {
-              const run = endless(x, 200, 64 * MiB, junk, chunked);
-              runs.push(run);
-              await run;
-            }
-          : undefined;
-      try {
-        const got = await fetchOutcome(s.url, path, headers);
-        assert.ok('error' in got || got.status >= 500, `${what}: an error: ${JSON.stringify('status' in got ? got.status : got)}`);
-      } finally {
-        proxy.fault = undefined;
-      }
+      await proxy.withFault(
+        (x) =>
+          match(x)
+            ? async (x) => {
+                const run = endless(x, 200, 64 * MiB, junk, chunked);
+                runs.push(run);
+                await run;
+              }
+            : undefined,
+        async () => {
+          const got = await fetchOutcome(s.url, path, headers);
+          assert.ok('error' in got || got.status >= 500, `${what}: an error: ${JSON.stringify('status' in got ? got.status : got)}`);
+        },
+      );
       assert.ok(runs.length > 0, `${what}: the GET was made`);
       const accepted = await Promise.all(runs);
       for (const n of accepted) assert.ok(n < 8 * MiB, `${what}: the registry read ${n} bytes of a small record`);
@@ -324,18 +324,18 @@ describe('registry on S3 behind a faulty store', { skip, timeout: 600_000 }, () 
     ];
     for (const [what, match, path] of cases) {
       const accepted: number[] = [];
-      proxy.fault = (x) =>
-        match(x)
-          ? async (x) => {
-              accepted.push(await endless(x, 500, 64 * MiB, junk));
-            }
-          : undefined;
-      try {
-        const got = await fetchOutcome(s.url, path);
-        assert.ok('error' in got || got.status >= 500, `${what}: an error: ${JSON.stringify('status' in got ? got.status : got)}`);
-      } finally {
-        proxy.fault = undefined;
-      }
+      await proxy.withFault(
+        (x) =>
+          match(x)
+            ? async (x) => {
+                accepted.push(await endless(x, 500, 64 * MiB, junk));
+              }
+            : undefined,
+        async () => {
+          const got = await fetchOutcome(s.url, path);
+          assert.ok('error' in got || got.status >= 500, `${what}: an error: ${JSON.stringify('status' in got ? got.status : got)}`);
+        },
+      );
       assert.ok(accepted.length > 0, `${what}: the request was made`);
       for (const n of accepted) assert.ok(n < 16 * MiB, `${what}: the registry read ${n} bytes of an error document`);
     }
@@ -361,21 +361,18 @@ describe('registry on S3 behind a faulty store', { skip, timeout: 600_000 }, () 
   it('a CompleteMultipartUpload answered 200 with an <Error> document is no acknowledged push', async () => {
     for (const tail of ['', '\n', '\n\n  ']) {
       const blob = randomBytes(11 * MiB);
-      proxy.fault = (x) =>
-        x.method === 'POST' && x.url.searchParams.has('uploadId')
-          ? (x) => {
-              const doc = Buffer.from(
-                `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>${tail}`,
-              );
-              x.socket.end(Buffer.concat([Buffer.from(head(200, { 'Content-Type': 'application/xml', 'Content-Length': doc.length })), doc]));
-            }
-          : undefined;
-      let status: number;
-      try {
-        status = await pushBlob('ns/complete', blob);
-      } finally {
-        proxy.fault = undefined;
-      }
+      const status = await proxy.withFault(
+        (x) =>
+          x.method === 'POST' && x.url.searchParams.has('uploadId')
+            ? (x) => {
+                const doc = Buffer.from(
+                  `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>${tail}`,
+                );
+                x.socket.end(Buffer.concat([Buffer.from(head(200, { 'Content-Type': 'application/xml', 'Content-Length': doc.length })), doc]));
+              }
+            : undefined,
+        () => pushBlob('ns/complete', blob),
+      );
       await assertPushHonest('ns/complete', blob, status, `tail ${JSON.stringify(tail)}`);
     }
   });
@@ -388,18 +385,15 @@ describe('registry on S3 behind a faulty store', { skip, timeout: 600_000 }, () 
     for (const every of [2, 1]) {
       const blob = randomBytes(16 * MiB + 5);
       let n = 0;
-      proxy.fault = (x) =>
-        (x.method === 'PUT' && x.url.searchParams.has('partNumber')) || (x.method === 'POST' && x.url.search.includes('uploadId'))
-          ? ++n % every === 0
-            ? slowDown
-            : undefined
-          : undefined;
-      let status: number;
-      try {
-        status = await pushBlob('ns/slowdown', blob);
-      } finally {
-        proxy.fault = undefined;
-      }
+      const status = await proxy.withFault(
+        (x) =>
+          (x.method === 'PUT' && x.url.searchParams.has('partNumber')) || (x.method === 'POST' && x.url.search.includes('uploadId'))
+            ? ++n % every === 0
+              ? slowDown
+              : undefined
+            : undefined,
+        () => pushBlob('ns/slowdown', blob),
+      );
       await assertPushHonest('ns/slowdown', blob, status, `SlowDown on every ${every}`);
     }
   });
@@ -413,26 +407,26 @@ describe('registry on S3 behind a faulty store', { skip, timeout: 600_000 }, () 
     ] as const) {
       let pages = 0;
       let first: { status: number; body: Buffer } | undefined;
-      proxy.fault = (x) =>
-        x.method === 'GET' && x.url.searchParams.get('list-type') === '2' && (x.url.searchParams.get('prefix') ?? '').includes('/ns/loop/')
-          ? async (x) => {
-              pages++;
-              // the first page again, each time, said to be truncated
-              const a = x.url.searchParams.has('continuation-token') && first ? first : (first = await x.forward());
-              const xml = a.body
-                .toString('utf8')
-                .replace(/<IsTruncated>false<\/IsTruncated>/, `<IsTruncated>true</IsTruncated><NextContinuationToken>${token()}</NextContinuationToken>`);
-              const b = Buffer.from(xml);
-              x.socket.end(Buffer.concat([Buffer.from(head(a.status, { 'Content-Type': 'application/xml', 'Content-Length': b.length })), b]));
-            }
-          : undefined;
-      try {
-        const got = await fetchOutcome(s.url, '/v2/ns/loop/tags/list', {}, 20_000);
-        assert.ok('status' in got, `${what}: ${'error' in got ? got.error : ''} after ${pages} pages`);
-        assert.ok(got.status >= 500, `${what}: ${got.status}`);
-      } finally {
-        proxy.fault = undefined;
-      }
+      await proxy.withFault(
+        (x) =>
+          x.method === 'GET' && x.url.searchParams.get('list-type') === '2' && (x.url.searchParams.get('prefix') ?? '').includes('/ns/loop/')
+            ? async (x) => {
+                pages++;
+                // the first page again, each time, said to be truncated
+                const a = x.url.searchParams.has('continuation-token') && first ? first : (first = await x.forward());
+                const xml = a.body
+                  .toString('utf8')
+                  .replace(/<IsTruncated>false<\/IsTruncated>/, `<IsTruncated>true</IsTruncated><NextContinuationToken>${token()}</NextContinuationToken>`);
+                const b = Buffer.from(xml);
+                x.socket.end(Buffer.concat([Buffer.from(head(a.status, { 'Content-Type': 'application/xml', 'Content-Length': b.length })), b]));
+              }
+            : undefined,
+        async () => {
+          const got = await fetchOutcome(s.url, '/v2/ns/loop/tags/list', {}, 20_000);
+          assert.ok('status' in got, `${what}: ${'error' in got ? got.error : ''} after ${pages} pages`);
+          assert.ok(got.status >= 500, `${what}: ${got.status}`);
+        },
+      );
     }
   });
 
@@ -456,10 +450,10 @@ describe('registry on S3 behind a faulty store', { skip, timeout: 600_000 }, () 
         ];
         for (const [name, call] of calls) {
           const what = `${sdkOnly ? 'SDK only' : 'default'}: ${name}`;
-          proxy.fault = (x) =>
+          const fault = (x: S3Exchange): FaultHandler | undefined =>
             x.url.pathname.includes('/deadline/') || (x.url.searchParams.get('prefix') ?? '').startsWith('deadline/') ? trickleHeaders : undefined;
           const started = Date.now();
-          try {
+          await proxy.withFault(fault, async () => {
             const outcome = await Promise.race([
               call().then(
                 () => 'resolved',
@@ -470,9 +464,7 @@ describe('registry on S3 behind a faulty store', { skip, timeout: 600_000 }, () 
             assert.ok(outcome instanceof Error, `${what}: ${String(outcome)}`);
             assert.match(outcome.message, /headers/, what);
             assert.ok(Date.now() - started < 12_000, `${what}: failed after ${Date.now() - started} ms`);
-          } finally {
-            proxy.fault = undefined;
-          }
+          });
         }
         // the store answering again: the driver works as before
         assert.equal((await d.getContent('k/obj')).toString(), 'hello');
@@ -485,26 +477,26 @@ describe('registry on S3 behind a faulty store', { skip, timeout: 600_000 }, () 
   it('a listing said to be truncated but without a continuation token is no complete listing', async () => {
     await pushManifest('ns/cut-list', 'a');
     await pushManifest('ns/cut-list', 'b');
-    proxy.fault = (x) =>
-      x.method === 'GET' && x.url.searchParams.get('list-type') === '2' && (x.url.searchParams.get('prefix') ?? '').includes('/ns/cut-list/')
-        ? async (x) => {
-            // the first entry only, truncated, and no token to go on with
-            const a = await x.forward();
-            const xml = a.body
-              .toString('utf8')
-              .replace(/(<(Contents|CommonPrefixes)>[\s\S]*?<\/\2>)[\s\S]*(<\/ListBucketResult>)/, '$1$3')
-              .replace(/<IsTruncated>false<\/IsTruncated>/, '<IsTruncated>true</IsTruncated>');
-            const b = Buffer.from(xml);
-            x.socket.end(Buffer.concat([Buffer.from(head(a.status, { 'Content-Type': 'application/xml', 'Content-Length': b.length })), b]));
-          }
-        : undefined;
-    try {
-      const got = await fetchOutcome(s.url, '/v2/ns/cut-list/tags/list', {}, 20_000);
-      assert.ok('status' in got, 'an answer');
-      if (got.status === 200) assert.deepEqual(JSON.parse(got.body.toString('utf8')).tags, ['a', 'b'], 'a part of the tags, as if it were all');
-      else assert.ok(got.status >= 500, String(got.status));
-    } finally {
-      proxy.fault = undefined;
-    }
+    await proxy.withFault(
+      (x) =>
+        x.method === 'GET' && x.url.searchParams.get('list-type') === '2' && (x.url.searchParams.get('prefix') ?? '').includes('/ns/cut-list/')
+          ? async (x) => {
+              // the first entry only, truncated, and no token to go on with
+              const a = await x.forward();
+              const xml = a.body
+                .toString('utf8')
+                .replace(/(<(Contents|CommonPrefixes)>[\s\S]*?<\/\2>)[\s\S]*(<\/ListBucketResult>)/, '$1$3')
+                .replace(/<IsTruncated>false<\/IsTruncated>/, '<IsTruncated>true</IsTruncated>');
+              const b = Buffer.from(xml);
+              x.socket.end(Buffer.concat([Buffer.from(head(a.status, { 'Content-Type': 'application/xml', 'Content-Length': b.length })), b]));
+            }
+          : undefined,
+      async () => {
+        const got = await fetchOutcome(s.url, '/v2/ns/cut-list/tags/list', {}, 20_000);
+        assert.ok('status' in got, 'an answer');
+        if (got.status === 200) assert.deepEqual(JSON.parse(got.body.toString('utf8')).tags, ['a', 'b'], 'a part of the tags, as if it were all');
+        else assert.ok(got.status >= 500, String(got.status));
+      },
+    );
   });
 });

@@ -29,6 +29,8 @@ export interface FaultProxy {
   fault: ((x: S3Exchange) => FaultHandler | undefined) | undefined;
   /** Every request seen, as `METHOD path?query`. */
   readonly seen: string[];
+  /** Runs fn with `fault` chosen, and passes everything through again afterwards, whatever happened. */
+  withFault<T>(fault: NonNullable<FaultProxy['fault']>, fn: () => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -45,6 +47,14 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     url: '',
     fault: undefined,
     seen: [],
+    withFault: async (fault, fn) => {
+      proxy.fault = fault;
+      try {
+        return await fn();
+      } finally {
+        proxy.fault = undefined;
+      }
+    },
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise<void>((r) => server.close(() => r()));
