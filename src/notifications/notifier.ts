@@ -91,6 +91,11 @@ class EndpointQueue {
     return this.pending.length + this.stored.reduce((a, s) => a + s.events.length, 0);
   }
 
+  /** What the queue keeps in memory (tests and diagnostics): events not stored yet, stored batches and their events. */
+  memory(): { pending: number; batches: number; events: number } {
+    return { pending: this.pending.length, batches: this.stored.length, events: this.stored.reduce((a, s) => a + s.events.length, 0) };
+  }
+
   accepts(e: Event): boolean {
     const mt = e.target.mediaType;
     if (mt && (this.config.ignoredmediatypes.includes(mt) || (this.config.ignore?.mediatypes.includes(mt) ?? false))) return false;
@@ -284,6 +289,11 @@ export class Notifier {
   /** Events waiting per endpoint (memory and storage), and dropped ones. */
   stats(): { endpoint: string; depth: number; delivered: number; dropped: number }[] {
     return this.queues.map((q) => ({ endpoint: q.config.name, depth: q.depth, delivered: q.delivered, dropped: q.dropped }));
+  }
+
+  /** What each endpoint's queue keeps in memory (tests and diagnostics). */
+  memory(): { endpoint: string; pending: number; batches: number; events: number }[] {
+    return this.queues.map((q) => ({ endpoint: q.config.name, ...q.memory() }));
   }
 
   /** Tests: observe deliveries of every endpoint. */
