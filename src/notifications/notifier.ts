@@ -56,6 +56,28 @@ export const endpointKey = (name: string): string => `${segment(name)}-${createH
 interface Stored {
   readonly key: string;
   readonly events: Event[];
+  /** Bytes of the batch as stored. */
+  readonly bytes: number;
+}
+
+/**
+ * Stored batches whose events a queue keeps in memory, at most (at least one, whatever its size):
+ * the rest wait in storage only and are read back, in order, once these are sent. Before
+ * 2026-12-08 every undelivered event stayed in memory as well as in storage, so a receiver that was
+ * down (or refused) for long enough took the process down with the pulls and pushes it missed.
+ */
+const WINDOW_BATCHES = 256;
+const WINDOW_BYTES = 16 * 1024 * 1024;
+
+/** Batches are sent in the order of their names (time, then sequence). */
+const nameOf = (key: string): string => key.slice(key.lastIndexOf('/') + 1);
+const byName = (a: string, b: string): number => (nameOf(a) < nameOf(b) ? -1 : nameOf(a) > nameOf(b) ? 1 : 0);
+
+/** A stored batch's events (undefined when it is not a list), read within BATCH_MAX. */
+async function readBatch(driver: StorageDriver, key: string): Promise<Stored | undefined> {
+  const raw = await driver.getContent(key, { maxSize: BATCH_MAX });
+  const events = parseRecord<unknown>(raw, key);
+  return Array.isArray(events) ? { key, events: events as Event[], bytes: raw.length } : undefined;
 }
 
 /**
@@ -66,7 +88,14 @@ interface Stored {
  */
 class EndpointQueue {
   private pending: Event[] = [];
+  /** The oldest stored batches, events included (within WINDOW_BATCHES and WINDOW_BYTES). */
   private readonly stored: Stored[] = [];
+  private storedBytes = 0;
+  /** Batches of this queue are in storage and not in `stored`: read back once `stored` is sent. */
+  private behind = false;
+  /** Events of those batches, as far as counted (the queue's depth). */
+  private spilled = 0;
+  private refilling = false;
   private writing = false;
   private sending = false;
   private failures = 0;
@@ -88,12 +117,28 @@ class EndpointQueue {
   ) {}
 
   get depth(): number {
-    return this.pending.length + this.stored.reduce((a, s) => a + s.events.length, 0);
+    return this.pending.length + this.stored.reduce((a, s) => a + s.events.length, 0) + this.spilled;
   }
 
   /** What the queue keeps in memory (tests and diagnostics): events not stored yet, stored batches and their events. */
   memory(): { pending: number; batches: number; events: number } {
     return { pending: this.pending.length, batches: this.stored.length, events: this.stored.reduce((a, s) => a + s.events.length, 0) };
+  }
+
+  /**
+   * A batch now in storage under this queue's prefix: kept in memory when it fits the window and
+   * nothing older waits in storage alone; else left there (counted), to be read back in order.
+   */
+  offer(b: Stored): void {
+    if (this.stored.some((s) => s.key === b.key)) return; // read back by a refill already
+    const fits = this.stored.length === 0 || (this.stored.length < WINDOW_BATCHES && this.storedBytes + b.bytes <= WINDOW_BYTES);
+    if (!this.behind && !this.refilling && fits) {
+      this.stored.push(b);
+      this.storedBytes += b.bytes;
+    } else {
+      this.behind = true;
+      this.spilled += b.events.length;
+    }
   }
 
   accepts(e: Event): boolean {
@@ -115,11 +160,64 @@ class EndpointQueue {
     void this.write();
   }
 
-  /** Entries found in storage at start (ours from before a restart, or adopted): sent first, in key order. */
+  /** Entries found in storage at start (ours from before a restart, or adopted), offered oldest first: sent first, in key order. */
   resume(entries: Stored[]): void {
-    this.stored.unshift(...entries);
-    this.stored.sort((a, b) => (a.key.split('/').pop()! < b.key.split('/').pop()! ? -1 : 1));
+    for (const e of entries) this.offer(e);
+    this.stored.sort((a, b) => byName(a.key, b.key));
     this.kick();
+  }
+
+  /**
+   * `stored` is sent and batches wait in storage alone: read the oldest of them back, up to the
+   * window. A batch stored meanwhile waits in storage too (the next refill lists it).
+   */
+  private async refill(): Promise<void> {
+    this.refilling = true;
+    this.behind = false;
+    try {
+      let keys: string[];
+      try {
+        keys = (await this.driver.list(this.prefix)).sort(byName);
+      } catch (e) {
+        if (!isNotFound(e)) throw e;
+        keys = [];
+      }
+      const known = new Set(this.stored.map((s) => s.key));
+      let counted = 0;
+      let bytes = 0;
+      const loaded: Stored[] = [];
+      for (const key of keys) {
+        if (known.has(key)) continue;
+        if (loaded.length >= WINDOW_BATCHES || (loaded.length > 0 && bytes >= WINDOW_BYTES)) {
+          this.behind = true;
+          break;
+        }
+        let b: Stored | undefined;
+        try {
+          b = await readBatch(this.driver, key);
+        } catch (e) {
+          if (!isNotFound(e)) this.log.warn('stored notification batch unreadable: left in place', { key, err: String(e) });
+        }
+        if (!b) continue;
+        loaded.push(b);
+        bytes += b.bytes;
+        counted += b.events.length;
+      }
+      // adopted meanwhile (resume) may have taken some of them in already
+      const now = new Set(this.stored.map((s) => s.key));
+      for (const b of loaded) {
+        if (now.has(b.key)) continue;
+        this.stored.push(b);
+        this.storedBytes += b.bytes;
+      }
+      this.stored.sort((a, b) => byName(a.key, b.key));
+      this.spilled = this.behind ? Math.max(0, this.spilled - counted) : 0;
+    } catch (e) {
+      this.behind = true;
+      throw e;
+    } finally {
+      this.refilling = false;
+    }
   }
 
   private async write(): Promise<void> {
@@ -145,7 +243,7 @@ class EndpointQueue {
           continue;
         }
         this.pending.splice(0, events.length);
-        this.stored.push({ key, events });
+        this.offer({ key, events, bytes: body.length });
         this.kick();
       }
     } finally {
@@ -179,7 +277,16 @@ class EndpointQueue {
   private async send(): Promise<void> {
     this.sending = true;
     try {
-      while (!this.stopped && this.stored.length > 0) {
+      while (!this.stopped && (this.stored.length > 0 || this.behind)) {
+        if (this.stored.length === 0) {
+          try {
+            await this.refill();
+          } catch (e) {
+            this.log.warn('stored notification batches not listed', { endpoint: this.config.name, err: String(e) });
+            await new Promise<void>((r) => setTimeout(r, 1000).unref?.());
+          }
+          continue;
+        }
         // the oldest stored batches, up to BATCH events, in one envelope (a slow receiver then
         // costs one round trip per envelope, not per event)
         const heads: Stored[] = [this.stored[0]!];
@@ -194,7 +301,10 @@ class EndpointQueue {
         if (ok) {
           this.failures = 0;
           // by identity: batches adopted meanwhile may have been sorted in before these
-          for (const h of heads) this.stored.splice(this.stored.indexOf(h), 1);
+          for (const h of heads) {
+            this.stored.splice(this.stored.indexOf(h), 1);
+            this.storedBytes -= h.bytes;
+          }
           this.delivered += events.length;
           eventDeliveries.inc({ queue: this.config.name, result: 'success' }, events.length);
           for (const head of heads) {
@@ -337,7 +447,7 @@ export class Notifier {
     this.leaseTimer.unref();
     for (const q of this.queues) {
       const prefix = `${QUEUES}/${endpointKey(q.config.name)}/${this.owner}`;
-      q.resume(await this.readBatches(prefix));
+      await this.readBatches(prefix, q);
     }
     await this.adoptOrphans();
   }
@@ -353,12 +463,6 @@ export class Notifier {
     }
   }
 
-  /** A stored batch's events (undefined when it is not a list), read within BATCH_MAX. */
-  private async readBatch(key: string): Promise<Event[] | undefined> {
-    const events = parseRecord<unknown>(await this.driver.getContent(key, { maxSize: BATCH_MAX }), key);
-    return Array.isArray(events) ? (events as Event[]) : undefined;
-  }
-
   private async renewLease(expires = Date.now() + LEASE_MS): Promise<void> {
     await this.driver.putContent(`${OWNERS}/${this.owner}`, Buffer.from(String(expires)), { durable: false });
   }
@@ -372,17 +476,17 @@ export class Notifier {
     }
   }
 
-  private async readBatches(prefix: string): Promise<Stored[]> {
-    const out: Stored[] = [];
-    for (const key of await this.list(prefix)) {
+  /** This node's stored batches, oldest first, offered to q one at a time (it keeps what fits its window). */
+  private async readBatches(prefix: string, q: EndpointQueue): Promise<void> {
+    for (const key of (await this.list(prefix)).sort(byName)) {
       try {
-        const events = await this.readBatch(key);
-        if (events) out.push({ key, events });
+        const b = await readBatch(this.driver, key);
+        if (b) q.offer(b);
       } catch (e) {
         if (!isNotFound(e)) this.log.warn('stored notification batch unreadable: left in place', { key, err: String(e) });
       }
     }
-    return out;
+    q.resume([]);
   }
 
   /** Queues of owners whose lease ended: each batch moved into ours (the move decides who takes it). */
@@ -397,8 +501,8 @@ export class Notifier {
       for (const q of this.queues) {
         const theirs = `${QUEUES}/${endpointKey(q.config.name)}/${other}`;
         const mine = `${QUEUES}/${endpointKey(q.config.name)}/${this.owner}`;
-        const moved: Stored[] = [];
-        for (const key of await this.list(theirs)) {
+        let moved = 0;
+        for (const key of (await this.list(theirs)).sort(byName)) {
           const to = `${mine}/${key.slice(theirs.length + 1)}`;
           try {
             await this.driver.move(key, to);
@@ -407,14 +511,17 @@ export class Notifier {
             throw e;
           }
           try {
-            const events = await this.readBatch(to);
-            if (events) moved.push({ key: to, events });
+            const b = await readBatch(this.driver, to);
+            if (b) {
+              q.offer(b);
+              moved++;
+            }
           } catch (e) {
             this.log.warn('adopted notification batch unreadable: left in place', { key: to, err: String(e) });
           }
         }
-        if (moved.length > 0) q.resume(moved);
-        adopted += moved.length;
+        if (moved > 0) q.resume([]);
+        adopted += moved;
       }
       if (adopted > 0) this.log.info('adopted the notification queue of a stopped node', { node: other, batches: adopted });
       await this.driver.delete(leaseKey).catch(() => undefined);
