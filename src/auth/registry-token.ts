@@ -84,9 +84,16 @@ export class TokenAuth implements RegistryAuth {
    * The last id list the index gave per repository: a validation that gets the same list back keeps
    * this one, so the many tokens of one repository (a client asks for a new one per pull) share one
    * Set instead of holding a copy each (a soak's cache of 1,000 tokens for repositories of 200 images
-   * held 1,000 copies). At most SHARED_MAX repositories, the oldest dropped first.
+   * held 1,000 copies). At most SHARED_MAX repositories and the cache's bytes, the least recently
+   * used dropped first: before 2026-12-08 only the count was bounded, and 1,000 repositories with
+   * large image lists (an index answers up to 64 MiB each) were kept here after the cache had let
+   * them go.
    */
-  private readonly shared = new Map<string, ReadonlySet<string>>();
+  private readonly shared = new BoundedCache<ReadonlySet<string>>({
+    maxEntries: SHARED_MAX,
+    maxBytes: TOKEN_CACHE.maxBytes,
+    weight: (ids, key) => 2 * key.length + 64 + ids.size * TOKEN_CACHE.idBytes,
+  });
   constructor(private readonly opts: TokenAuthOptions) {}
 
   private intern(repository: string, ids: Set<string>): ReadonlySet<string> {
@@ -101,9 +108,7 @@ export class TokenAuth implements RegistryAuth {
       }
       if (same) return prev;
     }
-    this.shared.delete(repository);
-    this.shared.set(repository, ids);
-    if (this.shared.size > SHARED_MAX) this.shared.delete(this.shared.keys().next().value!);
+    this.shared.set(repository, ids, Infinity);
     return ids;
   }
 

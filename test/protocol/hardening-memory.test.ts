@@ -58,7 +58,7 @@ describe('hardening: caches are bounded by bytes, not only by entries', () => {
           return;
         }
         validations++;
-        const ok = req.url === '/v1/repositories/memtest/big/images' && /^Token /.test(req.headers.authorization ?? '');
+        const ok = /^\/v1\/repositories\/memtest\/(big|many-\d+)\/images$/.test(req.url ?? '') && /^Token /.test(req.headers.authorization ?? '');
         res.writeHead(ok ? 200 : 401, { 'Content-Type': 'application/json' });
         res.end(ok ? list : '{}');
       });
@@ -93,6 +93,26 @@ describe('hardening: caches are bounded by bytes, not only by entries', () => {
       // a kept validation is still used: the last token is not validated again
       assert.equal((await request(s.url, '/v1/repositories/memtest/big/tags', { headers: { Authorization: token(99) } })).status, 404);
       assert.equal(validations, 101);
+    });
+
+    it('tokens of a hundred repositories with 25,000 images each keep at most ~32 MiB of ids (the lists shared between tokens too)', async () => {
+      const before = validations;
+      const start = await liveBytes();
+      for (let i = 0; i < 100; i++) {
+        // one token per repository: each id list is the last one of its repository, kept to be shared
+        // with the repository's next tokens (src/auth/registry-token.ts, TokenAuth.shared), which
+        // before kept 1,000 repositories' lists whatever their size
+        const r = await request(s.url, `/v1/repositories/memtest/many-${i}/tags`, {
+          headers: { Authorization: `Token signature=m${i}-${run},repository="memtest/many-${i}",access=read` },
+        });
+        assert.equal(r.status, 404, r.text);
+      }
+      assert.equal(validations - before, 100);
+      const grown = (await liveBytes()) - start;
+      if (process.env.SHOW_MEM) console.log(`memory grew by ${(grown / MB).toFixed(1)} MB`);
+      // 100 × 25,000 ids is ~250 MB of heap when all are kept; the bound is 32 MiB each for the
+      // validations and the shared lists, which are mostly the same sets (plus noise)
+      assert.ok(grown < 100 * MB, `memory grew by ${(grown / MB).toFixed(0)} MB`);
     });
 
     it('an index answering a validation without end is read up to 64 MiB, then the token is refused: the registry neither waits for the end nor keeps it', async () => {
