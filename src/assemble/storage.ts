@@ -91,7 +91,7 @@ export async function assembleStorage(site: Site, given: StorageDriver | undefin
   // same). On the storage itself, never through the metadata cache (src/content/gc.ts).
   let gcTimer: NodeJS.Timeout | undefined;
   if (config.gc_interval > 0 && !config.read_only && role !== 'index') {
-    const gc = new GarbageCollector(storage, config.max_config_size);
+    const gc = new GarbageCollector(storage, config.max_config_size, config.max_json_size);
     let running = false;
     gcTimer = setInterval(() => {
       if (running) return;

@@ -143,7 +143,7 @@ stderr when it is a terminal.`,
           bar?.done();
           process.stdout.write(`${line}\n`);
         };
-        const gc = new GarbageCollector(driver, config.max_config_size);
+        const gc = new GarbageCollector(driver, config.max_config_size, config.max_json_size);
         if (!gc.exclusiveAcrossProcesses)
           process.stderr.write(`legacy-registry gc: storage ${config.storage} cannot hold a lock across processes: make sure no other gc runs on it\n`);
         try {

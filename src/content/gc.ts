@@ -3,7 +3,7 @@ import { isNotFound, type StorageDriver } from '../storage/driver.js';
 import { keys } from './keys.js';
 import { LINK_MAX, listOptional as listOr, readOptional, RECORD_MAX, removeIfPresent } from './small-objects.js';
 import { derivedV2Image } from './v1-to-v2.js';
-import { ANCESTRY_MAX, IMAGE_JSON_MAX, type LayerLink } from './v1-images.js';
+import { ANCESTRY_MAX, type LayerLink } from './v1-images.js';
 import { MAX_MANIFEST_BYTES, MT, schema1DocMax } from './v2-manifests.js';
 import { jsonDepthExceeds, MAX_JSON_DEPTH } from '../http/body.js';
 import { gcDuration, gcFreed, gcObjects, gcRuns } from '../metrics/registry.js';
@@ -125,6 +125,8 @@ export const SAVED_RECORDS_MAX = 64 * 1024 * 1024;
 const TRASH = '_gc/trash';
 /** max_config_size's default (src/config/schema.ts), for a collector made without configuration. */
 const DEFAULT_MAX_CONFIG_SIZE = 8 * 1024 * 1024;
+/** max_json_size's default (src/config/schema.ts), likewise. */
+const DEFAULT_MAX_JSON_SIZE = 4 * 1024 * 1024;
 
 const HEX = /^[a-f0-9]{64}$/;
 const SHA = /^sha256:[a-f0-9]{64}$/;
@@ -246,6 +248,8 @@ export class GarbageCollector {
      * there is nothing of it to keep, and building its config would cost what a GET was spared.
      */
     private readonly maxConfigSize: number = DEFAULT_MAX_CONFIG_SIZE,
+    /** max_json_size: a pushed image json is held to it, so its record is read back within it. */
+    private readonly maxJsonSize: number = DEFAULT_MAX_JSON_SIZE,
   ) {
     // renewed every third of the lease while the run goes on; a killed run's lock is broken after it
     // (at once by the next run on the same machine)
@@ -254,10 +258,10 @@ export class GarbageCollector {
 
   /**
    * Bound of a v1 image record read (its json the largest): a push's json is held to max_json_size
-   * (4 MiB by default), the v2→v1 bridge's to max_config_size.
+   * (4 MiB by default), the v2→v1 bridge's to max_config_size; as V1ImageOptions.maxJsonSize.
    */
   private get imageRecordMax(): number {
-    return Math.max(IMAGE_JSON_MAX, this.maxConfigSize + RECORD_MAX);
+    return Math.max(this.maxJsonSize, this.maxConfigSize) + RECORD_MAX;
   }
 
   /** False when the driver cannot create exclusively: runs then exclude each other within one process only. */

@@ -109,12 +109,17 @@ export async function assertV1Pulls(url: string, p: V1Pushed): Promise<void> {
   }
 }
 
-/** `legacy-registry gc` on a filesystem store, with a short settle (tests). */
-export function gcCli(dataDir: string, args: readonly string[], timeoutMs = 120_000): Promise<{ stdout: string; stderr: string }> {
+/** `legacy-registry gc` on a filesystem store, with a short settle (tests); `env`: configuration (MAX_JSON_SIZE…). */
+export function gcCli(
+  dataDir: string,
+  args: readonly string[],
+  timeoutMs = 120_000,
+  env: Record<string, string> = {},
+): Promise<{ stdout: string; stderr: string }> {
   return promisify(execFile)(
     process.execPath,
     [join(ROOT, 'bin', 'legacy-registry.cjs'), 'gc', '--flavor', 'test', '--storage-path', dataDir, '--settle', '0.2s', ...args],
-    { env: { PATH: process.env.PATH ?? '' }, timeout: timeoutMs },
+    { env: { PATH: process.env.PATH ?? '', ...env }, timeout: timeoutMs },
   );
 }
 

@@ -1,12 +1,12 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readdir, stat, utimes } from 'node:fs/promises';
+import { readdir, stat, truncate, utimes } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { makeImage, tarOf } from '../helpers/v1-client.js';
+import { makeImage, payloadChecksum, tarOf, type TestImage } from '../helpers/v1-client.js';
 import { assertV1Pulls, assertV2Pulls, gcCli, hooked, pushV1, pushV2Chunked, type V1Pushed, type V2Pushed } from '../helpers/gc-push.js';
 import { GarbageCollector, type GcResult } from '../../src/content/gc.js';
 import { createFilesystemDriver } from '../../src/storage/drivers/index.js';
@@ -349,6 +349,84 @@ describe('periodic gc inside the server (gc_interval)', () => {
       while ((await anyLeft()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
       for (const b of gone.blobs) assert.ok(!(await blobExists(s.dataDir, sha(b))), `${sha(b)} freed by the server`);
       await assertV2Pulls(s.url, kept);
+    } finally {
+      await s.stop();
+    }
+  });
+});
+
+/** An image whose json is `bytes` long (a `comment` of padding), as a push under max_json_size may send. */
+function imageWithJson(bytes: number): TestImage {
+  const img = makeImage();
+  const obj = { ...(JSON.parse(img.json.toString('utf8')) as Record<string, unknown>), comment: '' };
+  const pad = bytes - Buffer.byteLength(JSON.stringify(obj));
+  const json = Buffer.from(JSON.stringify({ ...obj, comment: 'x'.repeat(pad) }));
+  return { ...img, json, payload: payloadChecksum(json, img.layer) };
+}
+
+describe('legacy-registry gc with max_json_size above the default', () => {
+  const MAX_JSON = 12 * 1024 * 1024;
+  let s: TestServer;
+  before(async () => {
+    s = await startTestServer({ standalone: true, storage_delete: true, max_json_size: MAX_JSON });
+  });
+  after(async () => {
+    await s?.stop();
+  });
+
+  it('a tagged image with a 9 MiB json pushed under max_json_size 12 MiB is read and kept; a json far past the bound still fails the run, deleting nothing', async () => {
+    const big = imageWithJson(9 * 1024 * 1024);
+    assert.ok(big.json.length > 9 * 1024 * 1024 - 1 && big.json.length < MAX_JSON);
+    const kept = await pushV1(s.url, 'gcbig/app', 'latest', [big]);
+    const untagged = await pushV1(s.url, 'gcbig/old', 'old', [makeImage()]);
+    assert.equal((await request(s.url, '/v1/repositories/gcbig/old/tags/old', { method: 'DELETE' })).status, 200);
+    await new Promise((r) => setTimeout(r, 1100)); // older than the 1 s margin a zero grace keeps
+    const env = { MAX_JSON_SIZE: String(MAX_JSON) };
+
+    // the run reads the big json (the bridge's view of the tag) within max_json_size, not the default's bound
+    const run = await gcCli(s.dataDir, ['--grace', '0', '--delete-untagged', '--quiet'], 120_000, env).catch((e: { stderr?: string }) =>
+      assert.fail(`gc failed: ${e.stderr ?? String(e)}`),
+    );
+    assert.match(run.stdout, /deleted 1 of 2 v1 image records/, run.stdout);
+    assert.ok(!(await blobExists(s.dataDir, sha(untagged.chain[0]!.layer))), 'the untagged image is collected');
+    assert.ok(await blobExists(s.dataDir, sha(big.layer)), "the big image's layer stays");
+    await assertV1Pulls(s.url, kept);
+
+    // a json record far past max(max_json_size, max_config_size): not read, the run fails before it deletes anything
+    const garbage = await pushV1(s.url, 'gcbig/old', 'old', [makeImage()]);
+    assert.equal((await request(s.url, '/v1/repositories/gcbig/old/tags/old', { method: 'DELETE' })).status, 200);
+    const jsonFile = join(s.dataDir, 'v1', 'images', big.id, 'json');
+    await truncate(jsonFile, 64 * 1024 * 1024);
+    await new Promise((r) => setTimeout(r, 1100));
+    const failed = await gcCli(s.dataDir, ['--grace', '0', '--delete-untagged', '--quiet'], 120_000, env).then(
+      (r) => assert.fail(`gc succeeded: ${r.stdout}`),
+      (e: { code?: number; stderr?: string }) => e,
+    );
+    assert.notEqual(failed.code, 0);
+    assert.match(String(failed.stderr), /holds more than the \d+ bytes expected/);
+    assert.ok(await blobExists(s.dataDir, sha(garbage.chain[0]!.layer)), 'nothing deleted by the failed run');
+  });
+});
+
+describe('periodic gc inside the server with max_json_size above the default', () => {
+  it('reads a tagged 9 MiB image json (max_json_size 12 MiB) and goes on collecting', async () => {
+    const s = await startTestServer({
+      standalone: true,
+      storage_delete: true,
+      max_json_size: 12 * 1024 * 1024,
+      gc_interval: 1,
+      gc_grace: 0,
+      metadata_cache_ttl: 0,
+    });
+    try {
+      const big = await pushV1(s.url, 'periodicbig/app', 'latest', [imageWithJson(9 * 1024 * 1024)]);
+      const gone = await pushV2Chunked(s.url, 'periodicbig/gone', 'latest', 'periodicbig-gone');
+      assert.equal((await request(s.url, `/v2/periodicbig/gone/manifests/${gone.digest}`, { method: 'DELETE' })).status, 202);
+      const deadline = Date.now() + 30_000;
+      const anyLeft = async (): Promise<boolean> => (await Promise.all(gone.blobs.map((b) => blobExists(s.dataDir, sha(b))))).some(Boolean);
+      while ((await anyLeft()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
+      for (const b of gone.blobs) assert.ok(!(await blobExists(s.dataDir, sha(b))), `${sha(b)} freed by the server`);
+      await assertV1Pulls(s.url, big);
     } finally {
       await s.stop();
     }
