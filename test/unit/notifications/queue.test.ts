@@ -1,5 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { createMemoryDriver } from '../../../src/storage/drivers/memory.js';
 import { createLogger } from '../../../src/log/logger.js';
 import { endpointKey, Notifier, type EndpointConfig } from '../../../src/notifications/notifier.js';
@@ -103,5 +104,59 @@ describe('notification queues in storage', () => {
         .sort(),
       ['from-a', 'from-b'],
     );
+  });
+
+  it('events too many bytes for one stored batch (16 MiB) are split: each stored batch within it, all delivered once, in order, after a restart', async () => {
+    rx.received.length = 0;
+    await rx.down(); // nothing delivered until the restart: every event goes through storage
+    const driver = createMemoryDriver();
+    const ep: EndpointConfig = { ...endpoint(`${rx.url}/e`), timeout: 30 };
+    // ~1 MiB of references per event (includeReferences, a manifest of many layers): 30 events, ~30 MiB
+    const references = Array.from({ length: 7000 }, (_, i) => ({
+      mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
+      digest: `sha256:${createHash('sha256').update(String(i)).digest('hex')}`,
+      size: i,
+    }));
+    const tags = Array.from({ length: 30 }, (_, i) => `t${i}`);
+    const opts = { endpoints: [ep], includeReferences: true, node: 'big', sourceAddr: 'h:1' };
+    const a = new Notifier(driver, opts, log);
+    await a.start();
+    for (const tag of tags) a.emit({ action: 'push', target: { repository: 'a/b', tag, references }, request });
+    const queue = `events/notifications/${endpointKey('rx')}/big`;
+    const stored = async (): Promise<{ key: string; size: number; tags: string[] }[]> =>
+      Promise.all(
+        (await driver.list(queue).catch(() => [] as string[])).sort().map(async (key) => {
+          const body = await driver.getContent(key);
+          return { key, size: body.length, tags: (JSON.parse(body.toString('utf8')) as Event[]).map((e) => e.target.tag!) };
+        }),
+      );
+    const deadline = Date.now() + 30_000;
+    while ((await stored()).flatMap((b) => b.tags).length < tags.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    const batches = await stored();
+    for (const b of batches) assert.ok(b.size <= 16 * 1024 * 1024, `${b.key}: ${b.size} bytes (${b.tags.length} events) stored in one batch`);
+    assert.ok(
+      batches.some((b) => b.tags.length > 1),
+      'events share a batch where they fit',
+    );
+    assert.deepEqual(
+      batches.flatMap((b) => b.tags),
+      tags,
+      'stored once each, in order',
+    );
+    await a.stop();
+
+    // a restart reads every batch back (within the bound) and sends it
+    await rx.up();
+    const b = new Notifier(driver, opts, log);
+    await b.start();
+    await rx.until((r) => got({ received: r } as Receiver).length >= tags.length, 30_000, 'every event');
+    await new Promise((r) => setTimeout(r, 300)); // a duplicate would come now
+    await b.stop();
+    assert.deepEqual(
+      got(rx).map((e) => e.target.tag),
+      tags,
+      'delivered once each, in order',
+    );
+    assert.deepEqual(await driver.list(queue).catch(() => []), [], 'every delivered batch removed');
   });
 });
