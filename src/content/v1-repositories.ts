@@ -252,9 +252,12 @@ export class V1Repositories {
     return keyExists(this.driver, keys.private(repo));
   }
 
-  /** Stand-in index (§3.12): merge new entries before stored ones, first checksum wins per id. */
+  /**
+   * Stand-in index (§3.12): merge new entries before stored ones, first checksum wins per id. A
+   * merged list past INDEX_IMAGES_MAX is refused (IMAGE_LIST_TOO_LARGE, 413), the stored one kept:
+   * written, it could never be read back (GET images, every later merge would fail).
+   */
   async mergeIndexImages(repo: RepoName, entries: readonly IndexImageEntry[]): Promise<void> {
-    await this.ensure(repo);
     const stored = await this.indexImages(repo);
     const merged = new Map<string, IndexImageEntry>();
     for (const e of [...entries, ...(stored ?? [])]) {
@@ -262,7 +265,11 @@ export class V1Repositories {
       if (!prev) merged.set(e.id, e.checksum ? { id: e.id, checksum: e.checksum } : { id: e.id });
       else if (!prev.checksum && e.checksum) merged.set(e.id, { id: e.id, checksum: e.checksum });
     }
-    await this.driver.putContent(keys.indexImages(repo), Buffer.from(JSON.stringify([...merged.values()])));
+    const list = Buffer.from(JSON.stringify([...merged.values()]));
+    if (list.length > INDEX_IMAGES_MAX)
+      throw new RegistryError('IMAGE_LIST_TOO_LARGE', `Repository image list too large: it would take ${list.length} bytes, at most ${INDEX_IMAGES_MAX}`);
+    await this.ensure(repo);
+    await this.driver.putContent(keys.indexImages(repo), list);
   }
 
   async indexImages(repo: RepoName): Promise<IndexImageEntry[] | undefined> {

@@ -34,6 +34,7 @@ export const V1_CODES = {
   DECODE_JSON: [400, 'Error Decoding JSON'],
   INVALID_REPOSITORY_NAME: [400, 'Invalid repository name'],
   IMAGES_NOT_FOUND: [404, 'images not found'],
+  IMAGE_LIST_TOO_LARGE: [413, 'Repository image list too large'],
   DIFF_DISABLED: [400, 'Diff queue is disabled'],
   REQUIRES_AUTHORIZATION: [401, 'Requires authorization'],
   METHOD_NOT_ALLOWED: [405, 'Method not allowed'],

@@ -7,6 +7,7 @@ import { request } from '../helpers/http.js';
 import { spawnServer, type ChildServer } from '../helpers/child.js';
 import { rssMiB } from '../helpers/process-memory.js';
 import { makeImage, pushImage } from '../helpers/v1-client.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
 import { pushV2 } from '../helpers/v2-client.js';
 import { endpointKey } from '../../src/notifications/notifier.js';
 
@@ -126,5 +127,59 @@ describe('stored records past their bound are not read whole', { timeout: 180_00
     assert.ok(rss < 200, `VmRSS ${rss.toFixed(1)} MiB after the start`);
     assert.ok(ms < 30_000, `started in ${ms} ms`);
     assert.equal((await request(s.url, '/v1/_ping')).status, 200);
+  });
+});
+
+/**
+ * The stand-in index's image list (standalone, `_index_images`) is read back within 64 MiB, but each
+ * PUT images merged its entries in whatever the size: a merge past 64 MiB wrote a list that GET
+ * images (and every later merge) then refused with a 500, for good. Such a merge is now refused.
+ */
+describe("the stand-in index's image list stays within the bound it is read back with", () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startTestServer({ standalone: true, metadata_cache_ttl: 0 });
+  });
+  after(() => s?.stop());
+
+  it('a PUT images that would take the list past 64 MiB: 413, the stored list unchanged; one that fits is merged', async () => {
+    const hex = (n: number): string => String(n).padStart(64, '0');
+    // ~63.5 MiB already listed: 15 entries of 4 MiB and one of 3.5 MiB (checksums of any length are kept)
+    const stored = [
+      ...Array.from({ length: 15 }, (_, i) => ({ id: hex(i), checksum: `sha256:${'a'.repeat(4 * MiB)}` })),
+      { id: hex(15), checksum: `sha256:${'b'.repeat(3.5 * MiB)}` },
+    ];
+    const dir = join(s.dataDir, 'v1', 'repositories', 'big', 'list');
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, '_index_images'), JSON.stringify(stored));
+    const path = '/v1/repositories/big/list/images';
+    const before = await request(s.url, path);
+    assert.equal(before.status, 200, before.text.slice(0, 200));
+    assert.equal(before.json<unknown[]>().length, 16);
+
+    // 1 MiB more (within max_json_size): the merged list would be past 64 MiB
+    const over = await request(s.url, path, {
+      method: 'PUT',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify([{ id: hex(16), checksum: `sha256:${'c'.repeat(MiB)}` }]),
+    });
+    assert.equal(over.status, 413, over.text.slice(0, 200));
+    assert.match(over.json<{ error: string }>().error, /^Repository image list too large/);
+    const after = await request(s.url, path);
+    assert.equal(after.status, 200, `the list is still read: ${after.text.slice(0, 200)}`);
+    assert.deepEqual(
+      after.json<{ id: string }[]>().map((e) => e.id),
+      stored.map((e) => e.id),
+    );
+
+    // an entry that fits is merged as before
+    const small = await request(s.url, path, { method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify([{ id: hex(17) }]) });
+    assert.equal(small.status, 204, small.text);
+    const last = await request(s.url, path);
+    assert.equal(last.status, 200);
+    assert.deepEqual(
+      last.json<{ id: string }[]>().map((e) => e.id),
+      [hex(17), ...stored.map((e) => e.id)],
+    );
   });
 });
