@@ -6,6 +6,7 @@ import { parseRepoName, type RepoName, type Tag } from './names.js';
 import type { V1Images } from './v1-images.js';
 import { isImageId } from '../digest/digest.js';
 import { removeRepositorySessions } from './v2-uploads.js';
+import { KeyedMutex, type Locks } from './mutex.js';
 
 /** Default tag / repository metadata (spec §2.16), key order as PY serialises it (sorted). */
 export const DEFAULT_TAG_JSON = {
@@ -72,9 +73,14 @@ export function sanitizeTagMetadata(raw: Buffer): Record<string, unknown> | unde
  * A repository exists once its marker is written (first tag, image list or properties).
  */
 export class V1Repositories {
+  /**
+   * @param locks the locks of the stand-in index's image list (every node sharing the storage
+   *   takes the same: a StorageLock in a server); in-process when not given.
+   */
   constructor(
     private readonly driver: StorageDriver,
     private readonly images: V1Images,
+    private readonly locks: Locks = new KeyedMutex(),
   ) {}
 
   /** `maxSize`: LINK_MAX for a tag, RECORD_MAX for metadata (a User-Agent's few fields). */
@@ -255,9 +261,15 @@ export class V1Repositories {
   /**
    * Stand-in index (§3.12): merge new entries before stored ones, first checksum wins per id. A
    * merged list past INDEX_IMAGES_MAX is refused (IMAGE_LIST_TOO_LARGE, 413), the stored one kept:
-   * written, it could never be read back (GET images, every later merge would fail).
+   * written, it could never be read back (GET images, every later merge would fail). Under the
+   * list's own lock (not the repository's, which the v2→v1 bridge holds when it merges): two merges
+   * at once each wrote what it had read and its entries, and the last dropped the other's.
    */
-  async mergeIndexImages(repo: RepoName, entries: readonly IndexImageEntry[]): Promise<void> {
+  mergeIndexImages(repo: RepoName, entries: readonly IndexImageEntry[]): Promise<void> {
+    return this.locks.run(`index-images\n${repo.full}`, () => this.mergeIndexImagesLocked(repo, entries));
+  }
+
+  private async mergeIndexImagesLocked(repo: RepoName, entries: readonly IndexImageEntry[]): Promise<void> {
     const stored = await this.indexImages(repo);
     const merged = new Map<string, IndexImageEntry>();
     for (const e of [...entries, ...(stored ?? [])]) {

@@ -81,7 +81,7 @@ export async function openContent(config: Config, log: Logger = createLogger('si
     verifyTarsum: config.verify_tarsum,
     innerDigests: digestWorkers.factory,
   });
-  const repos = new V1Repositories(driver, images);
+  const repos = new V1Repositories(driver, images, locks);
   const uploads = new V2Uploads(driver, blobs, config.max_layer_size);
   const manifests = new V2Manifests(driver, blobs, uploads);
   const fromV1 = new V1ToV2(driver, blobs, images, repos, manifests, uploads, config.max_config_size);
