@@ -3,7 +3,6 @@ import Router from '@koa/router';
 import type { Config } from '../config/schema.js';
 import { RegistryError } from '../errors/index.js';
 import type { RepoName } from '../content/names.js';
-import type { ImageEntry } from '../db/repositories.js';
 import { addComment, findRepository, listComments, saveRepository, starRepository, unstarRepository } from '../db/repositories.js';
 import { searchRepositories } from '../db/search.js';
 import { findUserByName, setPassword, saveUser } from '../db/users.js';
@@ -17,28 +16,7 @@ import { endpointsHeader } from '../registry/standalone-index.js';
 import { isValidEmail, type IndexService } from './service.js';
 import { CONTROL_CHARS } from '../util/text.js';
 import { isImageId } from '../digest/digest.js';
-
-/**
- * Body of I5/I7: a JSON array of {id, checksum?, Tag?} (spec §3.6, §7.4). A checksum or tag the
- * image list cannot hold (its columns: 255 and 128 characters; no control character, PostgreSQL
- * refuses NUL) is refused here, before the repository is created: it was a 500 on PostgreSQL after
- * the repository had been written.
- */
-function imageEntries(body: unknown): ImageEntry[] {
-  if (!Array.isArray(body)) throw new RegistryError('INVALID_DATA');
-  const storable = (v: unknown, max: number): boolean => typeof v !== 'string' || (v.length <= max && !CONTROL_CHARS.test(v));
-  return body.map((e: unknown) => {
-    if (e === null || typeof e !== 'object') throw new RegistryError('INVALID_DATA');
-    const { id, checksum, Tag } = e as Record<string, unknown>;
-    if (typeof id !== 'string' || !isImageId(id)) throw new RegistryError('INVALID_DATA');
-    if (!storable(checksum, 255) || !storable(Tag, 128)) throw new RegistryError('INVALID_DATA');
-    return {
-      id,
-      ...(typeof checksum === 'string' && checksum !== '' ? { checksum } : {}),
-      ...(typeof Tag === 'string' && Tag !== '' ? { Tag } : {}),
-    };
-  });
-}
+import { clientImageEntries } from '../content/image-entries.js';
 
 /** Where a registry in another process reports v1 checksums. */
 export const INDEX_CHECKSUM_PATH = '/_index/v1/checksums';
@@ -190,7 +168,7 @@ export function indexRouter(config: Config, index: IndexService, opts: IndexRout
           const name = repoName(route.repo);
           const user = await requireUser(ctx);
           await jsonBody(limit, 'INVALID_DATA')(ctx, async () => undefined);
-          await index.claim(user, name, imageEntries(parsedBody(ctx)));
+          await index.claim(user, name, clientImageEntries(parsedBody(ctx)));
           await giveToken(ctx, name, 'write', user);
           sendJson(ctx, 200, '');
           return;
@@ -213,7 +191,7 @@ export function indexRouter(config: Config, index: IndexService, opts: IndexRout
           // I7
           const user = await requireUser(ctx);
           await jsonBody(limit, 'INVALID_DATA')(ctx, async () => undefined);
-          await index.finishPush(user, name, imageEntries(parsedBody(ctx)));
+          await index.finishPush(user, name, clientImageEntries(parsedBody(ctx)));
           ctx.status = 204;
           ctx.body = null;
           return;

@@ -8,6 +8,7 @@ import { RegistryError } from '../errors/index.js';
 import type { RepoName } from '../content/names.js';
 import type { IndexImageEntry, V1Repositories } from '../content/v1-repositories.js';
 import { jsonBody, parsedBody } from '../http/body.js';
+import { clientImageEntries } from '../content/image-entries.js';
 import { sendJson } from '../http/respond.js';
 import { matchRepoRoute, repoName } from './routes.js';
 import { basicChallenge, htpasswdUser, type HtpasswdGate } from '../auth/htpasswd.js';
@@ -44,18 +45,9 @@ function setTokenHeaders(ctx: Context, config: Config, repo: RepoName, access: '
   ctx.set('X-Docker-Endpoints', endpointsHeader(ctx, config));
 }
 
-/** Entries of an image list body: objects with a string id; other keys but checksum are dropped. */
+/** The entries of a PUT images as the stand-in index keeps them (id and checksum), refused as the index refuses them. */
 function imageEntries(body: unknown): IndexImageEntry[] {
-  if (!Array.isArray(body)) throw new RegistryError('INVALID_DATA');
-  const out: IndexImageEntry[] = [];
-  for (const e of body) {
-    if (e === null || typeof e !== 'object' || typeof (e as { id?: unknown }).id !== 'string') {
-      throw new RegistryError('INVALID_DATA');
-    }
-    const { id, checksum } = e as { id: string; checksum?: unknown };
-    out.push(typeof checksum === 'string' && checksum !== '' ? { id, checksum } : { id });
-  }
-  return out;
+  return clientImageEntries(body).map(({ id, checksum }) => (checksum !== undefined ? { id, checksum } : { id }));
 }
 
 /** One search hit, in the index's form (spec §3.11); names keep their namespace (spec §2.19). */

@@ -157,11 +157,12 @@ describe("the stand-in index's image list stays within the bound it is read back
     assert.equal(before.status, 200, before.text.slice(0, 200));
     assert.equal(before.json<unknown[]>().length, 16);
 
-    // 1 MiB more (within max_json_size): the merged list would be past 64 MiB
+    // ~1.1 MiB more of entries the index takes (an image id and a sha256 checksum each, ~110 bytes;
+    // within max_json_size): the merged list would be past 64 MiB
     const over = await request(s.url, path, {
       method: 'PUT',
       headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify([{ id: hex(16), checksum: `sha256:${'c'.repeat(MiB)}` }]),
+      body: JSON.stringify(Array.from({ length: 10_500 }, (_, i) => ({ id: hex(100 + i), checksum: `sha256:${hex(i)}` }))),
     });
     assert.equal(over.status, 413, over.text.slice(0, 200));
     assert.match(over.json<{ error: string }>().error, /^Repository image list too large/);

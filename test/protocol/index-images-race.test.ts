@@ -37,4 +37,26 @@ describe('concurrent PUT images on the stand-in index', () => {
     const missing = Array.from({ length: 2 * n }, (_, i) => hex(i)).filter((id) => !ids.has(id));
     assert.deepEqual(missing.length, 0, `${missing.length} of ${2 * n} entries lost`);
   });
+
+  it('entries the index would refuse are refused here too (400, nothing merged): a non-id, a checksum past 255 characters or with a control character', async () => {
+    const path = '/v1/repositories/race/strict/images';
+    const id = 'a'.repeat(64);
+    for (const body of [
+      [{ id: 'x' }],
+      [{ id: 'A'.repeat(64) }],
+      [{ id, checksum: `sha256:${'b'.repeat(300)}` }],
+      [{ id, checksum: 'sha256:\u0000' }],
+      [{ id: 5 }],
+    ]) {
+      const r = await request(s.url, path, { method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+      assert.equal(r.status, 400, `${JSON.stringify(body).slice(0, 80)}: ${r.status} ${r.text.slice(0, 100)}`);
+    }
+    assert.equal((await request(s.url, path)).status, 404, 'nothing was merged');
+    const ok = await request(s.url, path, {
+      method: 'PUT',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify([{ id, checksum: `sha256:${'c'.repeat(64)}` }]),
+    });
+    assert.equal(ok.status, 204, ok.text);
+  });
 });
