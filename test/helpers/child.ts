@@ -41,3 +41,10 @@ export async function spawnServer(env: Record<string, string>, args: string[] = 
   });
   return { proc, url, output: () => out, exited };
 }
+
+/** Stops a server started with spawnServer (SIGTERM) and waits for it to exit; one already gone is left. */
+export async function stopChild(s: ChildServer | undefined): Promise<void> {
+  if (!s || s.proc.exitCode !== null || s.proc.signalCode !== null) return;
+  s.proc.kill('SIGTERM');
+  await s.exited;
+}

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
 import { request } from '../helpers/http.js';
-import { spawnServer, type ChildServer } from '../helpers/child.js';
+import { spawnServer, stopChild } from '../helpers/child.js';
 import { filesUnder } from '../helpers/files.js';
 import { freePort } from '../helpers/ports.js';
 import { ROOT } from '../helpers/paths.js';
@@ -23,11 +23,6 @@ async function until(what: string, fn: () => Promise<boolean>, ms = 5000): Promi
     await sleep(50);
   }
   assert.fail(`timed out waiting for ${what}`);
-}
-
-async function stopChild(s: ChildServer): Promise<void> {
-  s.proc.kill('SIGTERM');
-  await s.exited;
 }
 
 /** A monolithic v2 blob push (POST then PUT ?digest=); returns the PUT's status. */

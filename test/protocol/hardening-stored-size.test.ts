@@ -4,7 +4,7 @@ import { mkdir, mkdtemp, readdir, rm, truncate, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from '../helpers/http.js';
-import { spawnServer, type ChildServer } from '../helpers/child.js';
+import { type ChildServer, spawnServer, stopChild } from '../helpers/child.js';
 import { rssMiB } from '../helpers/process-memory.js';
 import { makeImage, pushImage } from '../helpers/v1-client.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
@@ -40,12 +40,7 @@ describe('stored records past their bound are not read whole', { timeout: 180_00
     dir = await mkdtemp(join(tmpdir(), 'lr-stored-size-'));
   });
   after(async () => {
-    for (const s of servers) {
-      if (s.proc.exitCode === null) {
-        s.proc.kill('SIGTERM');
-        await s.exited;
-      }
-    }
+    for (const s of servers) await stopChild(s);
     await rm(dir, { recursive: true, force: true });
   });
 
@@ -54,11 +49,6 @@ describe('stored records past their bound are not read whole', { timeout: 180_00
     servers.push(s);
     return s;
   };
-  const stop = async (s: ChildServer): Promise<void> => {
-    s.proc.kill('SIGTERM');
-    await s.exited;
-  };
-
   /** `path` answered an error status quickly, the server's RSS did not grow past the bound, and /_ping still answers. */
   async function refusedLightly(s: ChildServer, path: string, headers: Record<string, string> = {}): Promise<void> {
     const rss0 = rssMiB(s.proc.pid!);
@@ -82,7 +72,7 @@ describe('stored records past their bound are not read whole', { timeout: 180_00
       [404, 200, 200, 200],
     );
     const { digest } = await pushV2(a.url, 'big/manifest', 'v1');
-    await stop(a);
+    await stopChild(a);
 
     const [ancestry] = await find(data, `/${img.id}/ancestry`);
     assert.ok(ancestry, 'the ancestry record on disk');

@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from '../helpers/http.js';
-import { spawnServer, type ChildServer } from '../helpers/child.js';
+import { type ChildServer, spawnServer, stopChild } from '../helpers/child.js';
 import { rssMiB, rssWhileIdle } from '../helpers/process-memory.js';
 import { makeImage, pushImage, putTag } from '../helpers/v1-client.js';
 import { pushV2 } from '../helpers/v2-client.js';
@@ -32,10 +32,7 @@ describe('idle memory of the server process', { timeout: 180_000 }, () => {
     s = await spawnServer({ STORAGE_PATH: join(dir, 'data'), V2: 'true', STORAGE_DELETE: 'true', LOGLEVEL: 'info' }, [], { startTimeoutMs: 60_000 });
   });
   after(async () => {
-    if (s && s.proc.exitCode === null) {
-      s.proc.kill('SIGTERM');
-      await s.exited;
-    }
+    await stopChild(s);
     await rm(dir, { recursive: true, force: true });
   });
 

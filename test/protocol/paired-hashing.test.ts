@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { spawnServer, type ChildServer } from '../helpers/child.js';
+import { type ChildServer, spawnServer, stopChild } from '../helpers/child.js';
 import { request } from '../helpers/http.js';
 import { VECTORS } from '../helpers/paths.js';
 import { payloadChecksum, pushImage, putTag, tarOf, type TestImage } from '../helpers/v1-client.js';
@@ -67,10 +67,7 @@ for (const mode of ['default', 'LR_SHA256X2=0', 'LR_NATIVE_GUNZIP=0'] as const) 
       );
     });
     after(async () => {
-      if (s && s.proc.exitCode === null) {
-        s.proc.kill('SIGTERM');
-        await s.exited;
-      }
+      await stopChild(s);
       await rm(dir, { recursive: true, force: true });
     });
 

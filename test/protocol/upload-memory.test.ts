@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { request } from '../helpers/http.js';
-import { spawnServer, type ChildServer } from '../helpers/child.js';
+import { type ChildServer, spawnServer, stopChild } from '../helpers/child.js';
 import { minorFaults, rssMiB, rssWhileIdle } from '../helpers/process-memory.js';
 
 const MiB = 1024 * 1024;
@@ -74,12 +74,7 @@ describe('the C heap kept while uploads go on, given back when idle', { timeout:
     dir = await mkdtemp(join(tmpdir(), 'lr-upload-mem-'));
   });
   after(async () => {
-    for (const s of servers) {
-      if (s.proc.exitCode === null) {
-        s.proc.kill('SIGTERM');
-        await s.exited;
-      }
-    }
+    for (const s of servers) await stopChild(s);
     await rm(dir, { recursive: true, force: true });
   });
 
