@@ -474,6 +474,41 @@ describe('registry on S3 behind a faulty store', { skip, timeout: 600_000 }, () 
     }
   });
 
+  it('a key under 5 MiB appended to is read back as the size its HEAD gave, or the writer fails: never other bytes kept as its start', async () => {
+    const d = createS3Driver({ bucket, endpoint: proxy.url, accessKeyId: rgw.accessKey, secretAccessKey: rgw.secretKey, rootDirectory: 'append' });
+    try {
+      const start = randomBytes(1024);
+      await d.putContent('k/obj', start);
+      // the object changes between the writer's HEAD and its GET (another writer, or a store that
+      // answers stale metadata): the GET brings 2 KiB where the HEAD said 1 KiB
+      const more = randomBytes(1024);
+      const opened = await proxy.withFault(
+        (x) =>
+          x.method === 'GET' && x.url.pathname.endsWith('/append/k/obj')
+            ? async (x) => {
+                const a = await x.forward();
+                const body = Buffer.concat([a.body, more]);
+                x.socket.end(Buffer.concat([Buffer.from(head(200, { 'Content-Length': body.length, ETag: String(a.headers.etag ?? '"x"') })), body]));
+              }
+            : undefined,
+        () =>
+          d.writer('k/obj', { append: true }).then(
+            (w) => w,
+            (e: unknown) => e as Error,
+          ),
+      );
+      if (opened instanceof Error) return; // refused: nothing written
+      const tail = Buffer.from('appended');
+      await new Promise<void>((resolve, reject) => opened.stream.end(tail, () => resolve()).once('error', reject));
+      await opened.commit();
+      const now = await d.getContent('k/obj');
+      assert.equal(now.length, opened.size, `the writer says ${opened.size} bytes, the object holds ${now.length}`);
+      assert.ok(now.equals(Buffer.concat([start, tail])), 'the object is its bytes before and the ones appended');
+    } finally {
+      await d.close();
+    }
+  });
+
   it('a listing said to be truncated but without a continuation token is no complete listing', async () => {
     await pushManifest('ns/cut-list', 'a');
     await pushManifest('ns/cut-list', 'b');

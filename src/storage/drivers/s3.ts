@@ -807,8 +807,18 @@ class S3Driver implements StorageDriver {
     const before = options.append === true ? await this.headIfAny(key) : undefined;
     const w = new S3Writer(this, key, this.k(key), before);
     if (before && before.size > 0 && before.size < MIN_PART_SIZE) {
-      // too small to be a copied part: its bytes become the start of the first part
-      w.prime(await this.getContent(key));
+      // too small to be a copied part: its bytes become the start of the first part, as many as the
+      // HEAD said (the writer's size starts there): an object that changed in between is refused,
+      // never kept as the start of something else (before 2026-12-07 it was read whole and kept)
+      let start: Buffer;
+      try {
+        start = await this.getContent(key, { maxSize: before.size });
+      } catch (e) {
+        if (e instanceof ContentTooLargeError) throw new StorageError(`s3: ${key} grew past the ${before.size} bytes it had when opened for appending`, key);
+        throw e;
+      }
+      if (start.length !== before.size) throw new StorageError(`s3: ${key} holds ${start.length} bytes, ${before.size} when opened for appending`, key);
+      w.prime(start);
     }
     return w;
   }
