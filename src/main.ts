@@ -11,6 +11,7 @@ import type { V2Uploads } from './content/v2-uploads.js';
 import type { Webhooks } from './webhooks/service.js';
 import type { Notifier } from './notifications/notifier.js';
 import type { PullThrough } from './mirror/pull-through.js';
+import type { V1MirrorUsage } from './mirror/v1-mirror.js';
 import { notFound } from './http/fallbacks.js';
 import { resolveSite, type Role } from './assemble/site.js';
 import { assembleStorage } from './assemble/storage.js';
@@ -52,6 +53,8 @@ export interface RunningServer {
   readonly notifier: Notifier | undefined;
   /** The pull-through mirror, when configured (tests count upstream requests, run sweeps). */
   readonly mirror: PullThrough | undefined;
+  /** The v1 mirror (mirroring.source, the v1 bridge), when configured (tests read what its caches hold). */
+  readonly v1Mirror: { usage(): V1MirrorUsage } | undefined;
   /** Stop accepting, let in-flight requests finish (up to shutdown_timeout), release resources. */
   close(): Promise<void>;
 }
@@ -173,6 +176,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     webhooks: events.webhooks,
     notifier: events.notifier,
     mirror: v2.mirror?.mirror,
+    v1Mirror: registry.v1Mirror,
     close,
   };
 }

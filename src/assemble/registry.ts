@@ -9,7 +9,7 @@ import { INDEX_CHECKSUM_PATH, INDEX_V1_PUSHED_PATH } from '../index/routes.js';
 import { registryRouter, type V1IndexHook } from '../registry/routes.js';
 import { standaloneIndexRouter } from '../registry/standalone-index.js';
 import { v1Events } from '../notifications/v1-events.js';
-import { v1Mirror } from '../mirror/v1-mirror.js';
+import { v1Mirror, type V1MirrorUsage } from '../mirror/v1-mirror.js';
 import type { StorageServices } from './storage.js';
 import type { IndexServices } from './index.js';
 import type { EventServices } from './events.js';
@@ -91,15 +91,16 @@ export function mountRegistry(
   events: EventServices,
   v2: V2Services,
   auth: { readonly registry: RegistryAuth; readonly gate: HtpasswdGate | undefined },
-): { stopTimers(): void } {
+): { stopTimers(): void; readonly v1Mirror: { usage(): V1MirrorUsage } | undefined } {
   const { role, effective, standalone, version, log, config } = site;
   const timers: NodeJS.Timeout[] = [];
   const stopTimers = (): void => timers.forEach((t) => clearInterval(t));
-  if (role === 'index') return { stopTimers };
+  if (role === 'index') return { stopTimers, v1Mirror: undefined };
   const { images, repos, repoLock } = store;
   const index = checksumHook(site, store, services);
   // v1 mirroring (issue 13): Python's mirroring.source, and v1 reads of v2-mirrored repositories
   const mirrorV2 = v2.mirror?.v1;
+  let mirrorV1: ReturnType<typeof v1Mirror> | undefined;
   if (config.mirroring?.source || mirrorV2) {
     // the bridge's upstream fetches only for a caller the registry routes let read the repository
     const mayRead = (ctx: Context, repo: RepoName): Promise<boolean> =>
@@ -110,7 +111,8 @@ export function mountRegistry(
           () => true,
           () => false,
         );
-    app.use(v1Mirror({ config: effective, images, repos, log, mayRead, ...(mirrorV2 ? { v2: mirrorV2 } : {}) }));
+    mirrorV1 = v1Mirror({ config: effective, images, repos, log, mayRead, ...(mirrorV2 ? { v2: mirrorV2 } : {}) });
+    app.use(mirrorV1);
   }
   const inProcessIndex = services?.index;
   const { notifier, webhooks: hooks } = events;
@@ -154,7 +156,7 @@ export function mountRegistry(
     }),
   );
   if (standalone) app.use(standaloneIndexRouter(effective, repos, auth.gate).routes());
-  return { stopTimers };
+  return { stopTimers, v1Mirror: mirrorV1 };
 }
 
 /**

@@ -90,6 +90,27 @@ const PASS = new Set([
   'expires',
 ]);
 
+const SMALL_MAX_BYTES = 32 * 1024 * 1024;
+const TAGS_MAX_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Bytes a cached answer holds: its key, body and the upstream headers kept with it (up to the 16 KiB
+ * an answer's headers may take, as much as a small body or more), plus a fixed overhead per entry
+ * and per header. Without the headers, 5000 small answers with 16 KiB of headers each held ~78 MiB
+ * past a cache's byte bound.
+ */
+function weighCached(v: Cached, key: string): number {
+  let n = 256 + key.length + v.body.length;
+  for (const [k, h] of Object.entries(v.headers)) n += 32 + k.length + h.length;
+  return n;
+}
+
+/** What the v1 mirror's caches hold now (for tests and diagnostics). */
+export interface V1MirrorUsage {
+  readonly small: { readonly entries: number; readonly bytes: number; readonly maxBytes: number };
+  readonly tags: { readonly entries: number; readonly bytes: number; readonly maxBytes: number };
+}
+
 export function v1Mirror(deps: V1MirrorDeps) {
   const { config, images, repos, log } = deps;
   const source = config.mirroring?.source ? new URL(config.mirroring.source) : undefined;
@@ -97,8 +118,8 @@ export function v1Mirror(deps: V1MirrorDeps) {
   const tagsTtl = (config.mirroring?.tags_cache_ttl ?? 172800) * 1000;
   const timeoutMs = (config.mirror?.timeout ?? 20) * 1000;
   // json/ancestry answers of images not complete here yet, and tags (never stored: the ttl decides)
-  const small = new BoundedCache<Cached>({ maxEntries: 5000, maxBytes: 32 * 1024 * 1024, weight: (v, k) => 256 + k.length + v.body.length });
-  const tags = new BoundedCache<Cached>({ maxEntries: 5000, maxBytes: 16 * 1024 * 1024, weight: (v, k) => 256 + k.length + v.body.length });
+  const small = new BoundedCache<Cached>({ maxEntries: 5000, maxBytes: SMALL_MAX_BYTES, weight: weighCached });
+  const tags = new BoundedCache<Cached>({ maxEntries: 5000, maxBytes: TAGS_MAX_BYTES, weight: weighCached });
   const bridging = new Map<string, Promise<void>>();
 
   const forwardHeaders = (ctx: Context): Record<string, string> => {
@@ -207,7 +228,12 @@ export function v1Mirror(deps: V1MirrorDeps) {
     }
   };
 
-  return async (ctx: Context, next: Next): Promise<void> => {
+  const usage = (): V1MirrorUsage => ({
+    small: { entries: small.size, bytes: small.bytes, maxBytes: SMALL_MAX_BYTES },
+    tags: { entries: tags.size, bytes: tags.bytes, maxBytes: TAGS_MAX_BYTES },
+  });
+
+  const middleware = async (ctx: Context, next: Next): Promise<void> => {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return next();
     const path = ctx.path;
     const repoRoute = REPO_ROUTE.exec(path);
@@ -271,6 +297,7 @@ export function v1Mirror(deps: V1MirrorDeps) {
     if (!local404) return;
     if (!(await fromUpstream(ctx, repoRoute, imageRoute)) && localError) throw localError;
   };
+  return Object.assign(middleware, { usage });
 
   /** Python's proxy rule for a local 404; true when the upstream answered the request. */
   async function fromUpstream(ctx: Context, repoRoute: RegExpExecArray | null, imageRoute: RegExpExecArray | null | undefined): Promise<boolean> {
