@@ -140,7 +140,7 @@ export async function assembleStorage(site: Site, given: StorageDriver | undefin
     // tags and manifests are: immutable until a delete, which this node's writes show at once
     ...(driver instanceof CachingDriver ? { records: { ttlMs: config.metadata_cache_ttl * 1000, stamp: () => driver.changeStamp, storage } } : {}),
   });
-  const repos = new V1Repositories(driver, images, locks);
+  const repos = new V1Repositories(driver, images, locks, storage);
   const repoLock: Locks = { run: (name, fn) => locks.run(`repository\n${name}`, fn) };
   if (role !== 'index' && !config.read_only) await upgradeV1Layout(driver, images, repos, log);
   return {

@@ -76,11 +76,14 @@ export class V1Repositories {
   /**
    * @param locks the locks of the stand-in index's image list (every node sharing the storage
    *   takes the same: a StorageLock in a server); in-process when not given.
+   * @param storage the storage without this node's metadata cache (CachingDriver): what a merge
+   *   reads under that lock (a list cached here may be older than another node's merge).
    */
   constructor(
     private readonly driver: StorageDriver,
     private readonly images: V1Images,
     private readonly locks: Locks = new KeyedMutex(),
+    private readonly storage: StorageDriver = driver,
   ) {}
 
   /** `maxSize`: LINK_MAX for a tag, RECORD_MAX for metadata (a User-Agent's few fields). */
@@ -263,14 +266,16 @@ export class V1Repositories {
    * merged list past INDEX_IMAGES_MAX is refused (IMAGE_LIST_TOO_LARGE, 413), the stored one kept:
    * written, it could never be read back (GET images, every later merge would fail). Under the
    * list's own lock (not the repository's, which the v2→v1 bridge holds when it merges): two merges
-   * at once each wrote what it had read and its entries, and the last dropped the other's.
+   * at once each wrote what it had read and its entries, and the last dropped the other's. The
+   * stored list is read past the metadata cache: a node that had served GET images merged into the
+   * list it had cached, dropping what another node merged since.
    */
   mergeIndexImages(repo: RepoName, entries: readonly IndexImageEntry[]): Promise<void> {
     return this.locks.run(`index-images\n${repo.full}`, () => this.mergeIndexImagesLocked(repo, entries));
   }
 
   private async mergeIndexImagesLocked(repo: RepoName, entries: readonly IndexImageEntry[]): Promise<void> {
-    const stored = await this.indexImages(repo);
+    const stored = await this.indexImages(repo, this.storage);
     const merged = new Map<string, IndexImageEntry>();
     for (const e of [...entries, ...(stored ?? [])]) {
       const prev = merged.get(e.id);
@@ -284,9 +289,9 @@ export class V1Repositories {
     await this.driver.putContent(keys.indexImages(repo), list);
   }
 
-  async indexImages(repo: RepoName): Promise<IndexImageEntry[] | undefined> {
+  async indexImages(repo: RepoName, driver = this.driver): Promise<IndexImageEntry[] | undefined> {
     const key = keys.indexImages(repo);
-    const raw = await this.read(key, INDEX_IMAGES_MAX);
+    const raw = await readOptional(driver, key, INDEX_IMAGES_MAX);
     return raw ? parseRecord<IndexImageEntry[]>(raw, key) : undefined;
   }
 
