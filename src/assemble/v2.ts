@@ -35,11 +35,11 @@ export interface V2Services {
 /** The content services of the v1 ⇄ v2 bridge (spec v2-bridge §3), over the shared storage. */
 export function bridgeContent(site: Site, store: StorageServices, uploads: V2Uploads) {
   const { config, log } = site;
-  const { driver, blobs, images, repos, repoLock } = store;
+  const { storage, driver, blobs, images, repos, repoLock } = store;
   const manifests = new V2Manifests(driver, blobs, uploads);
   const fromV1 = new V1ToV2(driver, blobs, images, repos, manifests, uploads, config.max_config_size);
   const configs = new ConfigReader(blobs, uploads, config.max_config_size);
-  const toV1 = new V2ToV1(driver, blobs, repos, images, log, configs, repoLock);
+  const toV1 = new V2ToV1(driver, blobs, repos, images, log, configs, repoLock, storage);
   const schema1 = new Schema1Bridge(driver, configs, fromV1);
   return { manifests, fromV1, configs, toV1, schema1 };
 }

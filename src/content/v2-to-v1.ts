@@ -53,6 +53,11 @@ export class V2ToV1 {
      * the repository's full name: the bridge moves a v1 tag under the same lock.
      */
     private readonly repoLock: Locks = new KeyedMutex(),
+    /**
+     * The storage without this node's metadata cache (CachingDriver): what publish reads the v2 tag
+     * from under that lock (a tag cached here may name this node's push after another node's replaced it).
+     */
+    private readonly storage: StorageDriver = driver,
   ) {}
 
   /** A tag deleted through v2 goes in v1 too (spec §3.7). */
@@ -152,7 +157,9 @@ export class V2ToV1 {
    * (payload checksums), and a second push of the tag that finished meanwhile had set the v1 tag to
    * its own view, which a late first push overwrote — v2 clients then pulled one push and v1
    * clients the other, for good. Whichever push writes the v2 tag last now also sets the v1 tag
-   * last. Without `digest` (a mirror's view of a list's child) the tag is moved unconditionally.
+   * last. The v2 tag is read past the metadata cache: a node that had served its push's tag still
+   * saw it there after another node's push replaced it, and moved the v1 tag back over that push's
+   * view. Without `digest` (a mirror's view of a list's child) the tag is moved unconditionally.
    */
   async publish(name: V2Name, tag: string, mediaType: string, manifest: Buffer, digest?: string): Promise<V1Chain | undefined> {
     const chain = await this.derive(name, tag, mediaType, manifest);
@@ -163,7 +170,7 @@ export class V2ToV1 {
     await this.repoLock.run(repo.full, async () => {
       // a later push holds the v2 tag: its own publish sets the v1 tag (the image records written
       // above are content-derived ids, harmless to keep)
-      if (digest !== undefined && (await readOptional(this.driver, v2TagKey(name, tag), LINK_MAX))?.toString('utf8') !== digest) return;
+      if (digest !== undefined && (await readOptional(this.storage, v2TagKey(name, tag), LINK_MAX))?.toString('utf8') !== digest) return;
       if (top === undefined) await this.unpublish(name, [tag]);
       else {
         await this.recordDerived(name, tag, top);
