@@ -130,6 +130,8 @@ export async function assembleStorage(site: Site, given: StorageDriver | undefin
   if (!locks.shared) log.info('storage driver without exclusive create: locks hold within this process only (one node per storage)');
   const images = new V1Images(driver, blobs, {
     locks,
+    // what a push decides under an image's lock (shared by every node) is read past the cache
+    storage,
     scoped: !standalone && !config.disable_token_auth,
     maxLayerSize: config.max_layer_size,
     // a push's json is held to max_json_size, the v2→v1 bridge's (a config's) to max_config_size

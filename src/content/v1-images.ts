@@ -121,6 +121,14 @@ export interface V1ImageOptions {
    */
   readonly locks?: Locks;
   /**
+   * The storage beneath this node's metadata cache (CachingDriver) when the driver is that cache:
+   * what every decision taken under an image's lock reads the image's records from. The lock is
+   * shared by every node on the storage, but a record cached here (an in-progress mark, an absent
+   * json) may be older than another node's write made under it: a PUT json of an id another node
+   * completed meanwhile restarted that image instead of answering 409. Default: the driver.
+   */
+  readonly storage?: StorageDriver;
+  /**
    * Keep complete images' records in memory ({@link V1Images.complete}), as the metadata cache
    * does (metadata_cache_ttl): each for `ttlMs`, and only while `stamp` (the metadata cache's
    * change stamp, moved by every write of this node) is unchanged. Filled from `storage`, the driver
@@ -145,12 +153,25 @@ export interface V1ImageOptions {
 export class V1Images {
   private readonly locks: Locks;
   private readonly records: AnswerCache<CompleteImage | undefined> | undefined;
+  /**
+   * The image's records as read under its lock (every `locks.run` callback): past the metadata
+   * cache ({@link V1ImageOptions.storage}). Reads outside a lock (the GET routes, the checks a
+   * request makes before it takes the lock) go through the cache.
+   */
+  private readonly held: HeldReads;
   constructor(
     private readonly driver: StorageDriver,
     readonly blobs: BlobStore,
     private readonly opts: V1ImageOptions,
   ) {
     this.locks = opts.locks ?? new KeyedMutex();
+    const storage = opts.storage ?? driver;
+    this.held = {
+      read: (key, maxSize) => readOptional(storage, key, maxSize),
+      json: (scope, id) => this.readImageJson(scope, id, storage),
+      ancestry: (scope, id) => this.readAncestry(scope, id, storage),
+      exists: (key) => keyExists(storage, key),
+    };
     const r = opts.records;
     this.records =
       r && r.ttlMs > 0
@@ -206,6 +227,13 @@ export class V1Images {
   async layerLink(scope: ImageScope, id: string): Promise<LayerLink | undefined> {
     const key = keys.layerLink(scope, id);
     const raw = await this.read(key, RECORD_MAX);
+    return raw ? parseRecord<LayerLink>(raw, key) : undefined;
+  }
+
+  /** The layer link as read under the image's lock (past the metadata cache). */
+  private async heldLayerLink(scope: ImageScope, id: string): Promise<LayerLink | undefined> {
+    const key = keys.layerLink(scope, id);
+    const raw = await this.held.read(key, RECORD_MAX);
     return raw ? parseRecord<LayerLink>(raw, key) : undefined;
   }
 
@@ -282,15 +310,15 @@ export class V1Images {
       }
     }
     await this.locks.run(this.lockKey(scope, id), async () => {
-      const existing = await this.readImageJson(scope, id);
-      const marked = await this.inProgress(scope, id);
+      const existing = await this.held.json(scope, id);
+      const marked = await this.held.exists(keys.inProgress(scope, id));
       if (existing && !marked) throw new RegistryError('IMAGE_EXISTS');
       // Same bytes again (a retry, or a second client pushing the same image at once): keep the layer
       // already uploaded for them, its payload checksum is still right.
       if (existing && existing.equals(body)) return;
       let ancestry: string[] = [id];
       if (typeof parent === 'string' && parent !== '') {
-        const raw = await this.readAncestry(scope, parent);
+        const raw = await this.held.ancestry(scope, parent);
         const parentAncestry = raw ? parseRecord<string[]>(raw, keys.ancestry(scope, parent)) : [parent];
         ancestry = [id, ...parentAncestry];
       }
@@ -352,9 +380,9 @@ export class V1Images {
     };
     await this.locks.run(this.lockKey(scope, id), async () => {
       // The json may have been replaced while the bytes streamed in: then this payload is stale.
-      const now = await this.readImageJson(scope, id);
+      const now = await this.held.json(scope, id);
       if (!now || !now.equals(json)) throw new RegistryError('IMAGE_UPLOADING', 'Image json changed during the upload, retry');
-      if (!(await this.inProgress(scope, id))) throw new RegistryError('IMAGE_EXISTS');
+      if (!(await this.held.exists(keys.inProgress(scope, id)))) throw new RegistryError('IMAGE_EXISTS');
       await this.driver.putContent(keys.layerLink(scope, id), Buffer.from(JSON.stringify(link)));
     });
     return link;
@@ -366,9 +394,9 @@ export class V1Images {
     const payload = payloadHeader.trim();
     if (payload === '') throw new RegistryError('CHECKSUM_MISSING');
     return this.locks.run(this.lockKey(scope, id), async () => {
-      if (!(await this.hasJson(scope, id))) throw new RegistryError('IMAGE_NOT_FOUND');
-      const link = await this.layerLink(scope, id);
-      if (!(await this.inProgress(scope, id))) {
+      if (!(await this.held.exists(keys.imageJson(scope, id)))) throw new RegistryError('IMAGE_NOT_FOUND');
+      const link = await this.heldLayerLink(scope, id);
+      if (!(await this.held.exists(keys.inProgress(scope, id)))) {
         // A second client finishing the same image (concurrent pushes): say "already exists", which
         // the 1.x client treats as success, when its checksum is the one already verified.
         if (link && link.payload === payload) throw new RegistryError('IMAGE_EXISTS');
@@ -394,7 +422,7 @@ export class V1Images {
    * v1 push never does) and kept in the link. Called under the image's lock.
    */
   private async completeTarsum(scope: ImageScope, id: string, link: LayerLink): Promise<NonNullable<LayerLink['tarsum']>> {
-    const json = await this.readImageJson(scope, id);
+    const json = await this.held.json(scope, id);
     if (!json) throw new RegistryError('IMAGE_NOT_FOUND');
     const hasher = new LayerHasher(json, this.opts.innerDigests);
     await pipeline(await this.blobs.open(link.digest), hasher, new Writable({ write: (_c, _e, cb) => cb() }));
@@ -452,7 +480,9 @@ export class V1Images {
     const staged = [keys.inProgress(scope, id), keys.ancestry(scope, id)];
     const mark = Buffer.from(`import ${randomBytes(12).toString('hex')}`);
     await this.locks.run(this.lockKey(scope, id), async () => {
-      if (await this.isComplete(scope, id)) throw new RegistryError('IMAGE_EXISTS');
+      if ((await this.held.exists(keys.imageJson(scope, id))) && !(await this.held.exists(keys.inProgress(scope, id)))) {
+        throw new RegistryError('IMAGE_EXISTS');
+      }
       await this.driver.putContent(keys.inProgress(scope, id), mark, lazy);
       await this.remove(keys.layerLink(scope, id));
       await this.remove(keys.clientChecksum(scope, id));
@@ -517,9 +547,9 @@ export class V1Images {
     };
   }
 
-  /** Whether the image's in-progress mark is `mark` (an import's own: stageImport). */
+  /** Whether the image's in-progress mark is `mark` (an import's own: stageImport). Under the image's lock. */
   private async marked(scope: ImageScope, id: string, mark: Buffer): Promise<boolean> {
-    const now = await this.read(keys.inProgress(scope, id), RECORD_MAX);
+    const now = await this.held.read(keys.inProgress(scope, id), RECORD_MAX);
     return now !== undefined && now.equals(mark);
   }
 
@@ -542,7 +572,7 @@ export class V1Images {
     return this.locks.run(this.lockKey(s.scope, s.id), async () => {
       // stageImport removed the link under this mark: a link now is a push's PUT layer
       if (!(await this.marked(s.scope, s.id, s.mark))) return false;
-      if ((await this.read(linkKey, RECORD_MAX)) !== undefined) return false;
+      if ((await this.held.read(linkKey, RECORD_MAX)) !== undefined) return false;
       const link = Buffer.from(JSON.stringify(s.link));
       await this.driver.putContent(linkKey, link, lazy);
       await this.driver.putContent(checksumKey, s.checksum, lazy);
@@ -550,7 +580,7 @@ export class V1Images {
       await flush([...published, linkKey, checksumKey, jsonKey]);
       // a push waits for this lock; the records can only have changed if it was broken meanwhile
       // (a pause past the lease): then the mark stays, and the image is left to the push
-      const [ours, nowLink, json] = await Promise.all([this.marked(s.scope, s.id, s.mark), this.read(linkKey, RECORD_MAX), this.read(jsonKey, this.jsonMax)]);
+      const [ours, nowLink, json] = await Promise.all([this.marked(s.scope, s.id, s.mark), this.held.read(linkKey, RECORD_MAX), this.held.json(s.scope, s.id)]);
       if (!ours || !nowLink?.equals(link) || !json?.equals(s.json)) return false;
       await this.remove(keys.inProgress(s.scope, s.id));
       return true;
@@ -564,7 +594,7 @@ export class V1Images {
    */
   async discardIncomplete(scope: ImageScope, id: string, mark?: Buffer): Promise<boolean> {
     return this.locks.run(this.lockKey(scope, id), async () => {
-      if (!(await this.inProgress(scope, id))) return false;
+      if (!(await this.held.exists(keys.inProgress(scope, id)))) return false;
       // an import removes only what it staged itself, never a client's push in progress
       if (mark && !(await this.marked(scope, id, mark))) return false;
       await this.remove(keys.imageJson(scope, id));
@@ -656,7 +686,7 @@ export class V1Images {
     // and never before its parent
     for (const c of copies.reverse()) {
       await this.locks.run(this.lockKey(to, c.id), async () => {
-        if (await this.hasJson(to, c.id)) return; // a concurrent link or push got there first
+        if (await this.held.exists(keys.imageJson(to, c.id))) return; // a concurrent link or push got there first
         await this.driver.putContent(keys.ancestry(to, c.id), c.ancestry);
         await this.driver.putContent(keys.layerLink(to, c.id), c.layer);
         if (c.checksum) await this.driver.putContent(keys.clientChecksum(to, c.id), c.checksum);
@@ -736,7 +766,11 @@ export class V1Images {
     // the bridges and the mirror stop longer chains before they get here (v1ViewFromConfig, deriveSchema1, whyInconsistent)
     if (ancestry.length > MAX_ANCESTRY) throw ancestryTooLong(ancestry.length);
     return this.locks.run(this.lockKey(scope, id), async () => {
-      const [mine, mineLayer, marked] = await Promise.all([this.readImageJson(scope, id), this.layerLink(scope, id), this.inProgress(scope, id)]);
+      const [mine, mineLayer, marked] = await Promise.all([
+        this.held.json(scope, id),
+        this.heldLayerLink(scope, id),
+        this.held.exists(keys.inProgress(scope, id)),
+      ]);
       if (mine && mine.equals(json) && mineLayer && mineLayer.digest === link.digest && mineLayer.payload === link.payload && !marked) return 'kept';
       if (opts.keepOthers && mine && !marked) return 'taken';
       // the json goes last: until then the id resolves to nothing half-written
@@ -750,6 +784,14 @@ export class V1Images {
       return 'written';
     });
   }
+}
+
+/** Reads of an image's records through one driver (V1Images.held: the storage beneath the metadata cache). */
+interface HeldReads {
+  read(key: string, maxSize: number): Promise<Buffer | undefined>;
+  json(scope: ImageScope, id: string): Promise<Buffer | undefined>;
+  ancestry(scope: ImageScope, id: string): Promise<Buffer | undefined>;
+  exists(key: string): Promise<boolean>;
 }
 
 function sameBlob(a: Buffer, b: Buffer): boolean {

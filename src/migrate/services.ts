@@ -74,6 +74,8 @@ export async function openContent(config: Config, log: Logger = createLogger('si
   const locks = new StorageLock(driver);
   const images = new V1Images(driver, blobs, {
     locks,
+    // no metadata cache here: the reads under an image's lock are the storage's already
+    storage: driver,
     scoped: !standalone && !config.disable_token_auth,
     maxLayerSize: config.max_layer_size,
     // a push's json is held to max_json_size, the v2→v1 bridge's (a config's) to max_config_size
