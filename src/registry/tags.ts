@@ -52,15 +52,22 @@ export function tagHandlers(deps: RegistryDeps, v1: V1Access, repoLock: Locks) {
     sendJson(ctx, 200, true);
   }
 
-  /** DELETE …/tags/<tag>. */
+  /**
+   * DELETE …/tags/<tag>, under the repository's lock, as PUT tag and the v2→v1 bridge move tags: a
+   * PUT writes the tag's metadata, then the tag, a DELETE removes the tag, then its metadata; the
+   * two interleaved left a tag without its metadata (GET tag json answered the defaults).
+   */
   async function remove(ctx: Context, route: RepoRouteOf<'tag'>): Promise<void> {
     const repo = repoName(route.repo);
     const tagRaw = decodePath(route.tag);
     const access = await authorize(ctx, repo);
     const tag = parseTag(tagRaw);
     if (!tag) throw new RegistryError('TAG_NOT_FOUND', `Tag not found: ${tagRaw}`);
-    const before = deps.events ? await deps.events.describe(repo, tag).catch(() => undefined) : undefined;
-    await repos.deleteTag(repo, tag);
+    const before = await repoLock.run(repo.full, async () => {
+      const described = deps.events ? await deps.events.describe(repo, tag).catch(() => undefined) : undefined;
+      await repos.deleteTag(repo, tag);
+      return described;
+    });
     deps.events?.tagDeleted(ctx, repo, tag, access, before);
     sendJson(ctx, 200, true);
   }
