@@ -441,14 +441,19 @@ export class RepoContent {
   async deleteTag(name: RepoName, tag: string): Promise<boolean> {
     const t = parseTag(tag);
     if (!t) return false;
-    let removed = false;
-    for (const v2Name of v2NamesOf(name)) if (await this.deps.manifests.delete(v2Name, { tag })) removed = true;
-    try {
-      await this.deps.repos.deleteTag(name, t as Tag);
-      removed = true;
-    } catch (e) {
-      if (!isRegistryError(e)) throw e;
-    }
+    // under the repository's lock, as PUT tag, the v1 DELETE and the bridge move tags (shared by every
+    // node): a PUT tag interleaved with an unlocked delete could leave the tag without its metadata
+    const removed = await this.deps.toV1.exclusive(name.full as V2Name, async () => {
+      let removed = false;
+      for (const v2Name of v2NamesOf(name)) if (await this.deps.manifests.delete(v2Name, { tag })) removed = true;
+      try {
+        await this.deps.repos.deleteTag(name, t as Tag);
+        removed = true;
+      } catch (e) {
+        if (!isRegistryError(e)) throw e;
+      }
+      return removed;
+    });
     this.derived.deleteWhere((k) => k.startsWith(`${name.full}\0${tag}\0`));
     return removed;
   }
