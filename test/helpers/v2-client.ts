@@ -43,14 +43,8 @@ async function putImage(
   return String(put.headers['docker-content-digest']);
 }
 
-/** A one-layer image: config and layer uploaded in single POSTs, then the manifest. */
-export async function pushV2(
-  url: string,
-  name: string,
-  tag: string,
-  headers: Record<string, string> = {},
-  content = name,
-): Promise<{ digest: string; manifest: Buffer; layer: string }> {
+/** A one-layer image holding one file `f.txt` of `content` (a real gzip tar, so the bridge gives it a v1 view): its blobs (config, layer) and schema2 manifest. */
+export function fileImage(content: string): { config: Buffer; layer: Buffer; blobs: Buffer[]; manifest: Buffer } {
   const tar = tarOf({ 'f.txt': `${content}\n` });
   const layer = gzipSync(tar);
   const config = Buffer.from(
@@ -62,8 +56,19 @@ export async function pushV2(
       history: [{ created_by: 'ADD f.txt' }],
     }),
   );
-  const manifest = schema2Manifest(config, [layer]);
-  return { digest: await putImage(url, name, tag, [config, layer], manifest, headers), manifest, layer: sha(layer) };
+  return { config, layer, blobs: [config, layer], manifest: schema2Manifest(config, [layer]) };
+}
+
+/** A one-layer image (fileImage): config and layer uploaded in single POSTs, then the manifest. */
+export async function pushV2(
+  url: string,
+  name: string,
+  tag: string,
+  headers: Record<string, string> = {},
+  content = name,
+): Promise<{ digest: string; manifest: Buffer; layer: string }> {
+  const { blobs, manifest, layer } = fileImage(content);
+  return { digest: await putImage(url, name, tag, blobs, manifest, headers), manifest, layer: sha(layer) };
 }
 
 /** pushV2 of a layerImage: an image whose layer is `layer`. */

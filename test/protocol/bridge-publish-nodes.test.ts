@@ -1,35 +1,17 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { gzipSync } from 'node:zlib';
 import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { tarOf } from '../helpers/v1-client.js';
-import { schema2Manifest } from '../helpers/v2-client.js';
-import { StorageLock } from '../../src/content/storage-lock.js';
+import { fileImage } from '../helpers/v2-client.js';
+import { holdLock } from '../helpers/held-lock.js';
 
 const sha = (b: Buffer | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const S2 = 'application/vnd.docker.distribution.manifest.v2+json';
-
-/** A one-layer image with its own content: blobs and schema2 manifest. */
-function image(content: string): { blobs: Buffer[]; manifest: Buffer } {
-  const tar = tarOf({ 'f.txt': `${content}\n` });
-  const layer = gzipSync(tar);
-  const config = Buffer.from(
-    JSON.stringify({
-      architecture: 'amd64',
-      os: 'linux',
-      config: {},
-      rootfs: { type: 'layers', diff_ids: [sha(tar)] },
-      history: [{ created_by: 'ADD f.txt' }],
-    }),
-  );
-  return { blobs: [config, layer], manifest: schema2Manifest(config, [layer]) };
-}
 
 async function upload(url: string, name: string, blobs: readonly Buffer[]): Promise<void> {
   for (const b of blobs) {
@@ -78,8 +60,8 @@ describe('v2 pushes of one tag through two nodes sharing the storage', () => {
     const repos = Array.from({ length: 8 }, (_, i) => `nodes/pub${i}`);
     const results = await Promise.all(
       repos.map(async (repo) => {
-        const one = image(`${repo} one`);
-        const two = image(`${repo} two`);
+        const one = fileImage(`${repo} one`);
+        const two = fileImage(`${repo} two`);
         // the v1 ids the bridge derives for each image, from uncontested pushes to other tags
         await upload(a.url, repo, [...one.blobs, ...two.blobs]);
         assert.equal((await putManifest(a.url, repo, 'one', one.manifest)).status, 201);
@@ -87,9 +69,7 @@ describe('v2 pushes of one tag through two nodes sharing the storage', () => {
         const [id1, id2] = [await v1Tag(a.url, repo, 'one'), await v1Tag(a.url, repo, 'two')];
         assert.ok(id1 && id2 && id1 !== id2);
 
-        const lockFile = join(dir, StorageLock.keyOf(`repository\n${repo}`));
-        await mkdir(dirname(lockFile), { recursive: true });
-        await writeFile(lockFile, JSON.stringify({ owner: 'test', expires: Date.now() + 600_000, host: 'elsewhere', pid: 1, since: Date.now() }));
+        const release = await holdLock(dir, `repository\n${repo}`);
         const pushA = putManifest(a.url, repo, 't', one.manifest);
         await sleep(1500); // A wrote the v2 tag and waits for the lock
         for (let i = 0; i < 3; i++) {
@@ -98,7 +78,7 @@ describe('v2 pushes of one tag through two nodes sharing the storage', () => {
         }
         const pushB = putManifest(b.url, repo, 't', two.manifest);
         await sleep(1500); // B wrote the v2 tag and waits for the lock
-        await rm(lockFile);
+        await release();
         const [ra, rb] = await Promise.all([pushA, pushB]);
         assert.equal(ra.status, 201, ra.text);
         assert.equal(rb.status, 201, rb.text);

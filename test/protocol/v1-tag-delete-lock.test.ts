@@ -1,13 +1,13 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request, type Response } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { DOCKER_UA, makeImage, pushImage } from '../helpers/v1-client.js';
-import { StorageLock } from '../../src/content/storage-lock.js';
+import { holdLock } from '../helpers/held-lock.js';
 
 const present = (path: string): Promise<boolean> =>
   stat(path).then(
@@ -73,13 +73,11 @@ describe('v1 DELETE tag under the repository lock', () => {
   }
 
   it('a DELETE waits for the lock a PUT of the tag waits for; the tag ends whole', { timeout: 120_000 }, async () => {
-    const lockFile = join(dir, StorageLock.keyOf(`repository\n${repo}`));
     for (let i = 0; i < 4; i++) {
       const tag = `t${i}`;
       const before = await putTag(repo, tag, ids[0]!);
       assert.equal(before.status, 200, before.text);
-      await mkdir(dirname(lockFile), { recursive: true });
-      await writeFile(lockFile, JSON.stringify({ owner: 'test', expires: Date.now() + 600_000, host: 'elsewhere', pid: 1, since: Date.now() }));
+      const release = await holdLock(dir, `repository\n${repo}`);
       const answered: string[] = [];
       let put: Promise<Response>;
       let del: Promise<Response>;
@@ -92,7 +90,7 @@ describe('v1 DELETE tag under the repository lock', () => {
         assert.deepEqual(answered, [], 'answered while another node held the repository lock');
         assert.equal(await assertWhole(tag), 'tagged');
       } finally {
-        await rm(lockFile, { force: true });
+        await release();
       }
       const [p, d] = await Promise.all([put, del]);
       assert.equal(p.status, 200, p.text);

@@ -1,10 +1,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { saveUser } from '../../src/db/users.js';
-import { StorageLock } from '../../src/content/storage-lock.js';
+import { holdLock } from '../helpers/held-lock.js';
 import { Site } from '../helpers/accounts.js';
 import { request, type Response } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
@@ -35,9 +33,7 @@ describe('web UI tag delete under the repository lock', () => {
 
   it('waits while another node holds the repository lock, then deletes the tag', { timeout: 60_000 }, async () => {
     const { cookie, csrf } = await webSession(s.url, ...alice);
-    const lockFile = join(s.dataDir, StorageLock.keyOf(`repository\n${repo}`));
-    await mkdir(dirname(lockFile), { recursive: true });
-    await writeFile(lockFile, JSON.stringify({ owner: 'test', expires: Date.now() + 600_000, host: 'elsewhere', pid: 1, since: Date.now() }));
+    const release = await holdLock(s.dataDir, `repository\n${repo}`);
     let answered = false;
     let del: Promise<Response>;
     try {
@@ -49,7 +45,7 @@ describe('web UI tag delete under the repository lock', () => {
       await sleep(1500);
       assert.equal(answered, false, 'the delete answered while another node held the repository lock');
     } finally {
-      await rm(lockFile, { force: true });
+      await release();
     }
     const r = await del;
     assert.equal(r.status, 303, r.text.slice(0, 300));
