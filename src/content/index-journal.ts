@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { isNotFound, type StorageDriver } from '../storage/driver.js';
-import { readOptional, RECORD_MAX, removeIfPresent } from './small-objects.js';
+import { ContentTooLargeError, isNotFound, type StorageDriver } from '../storage/driver.js';
+import { readOptional, removeIfPresent } from './small-objects.js';
 
 /** A notice the index must get for a change in storage (a v2 push or delete of tags). */
 export interface PendingNotice {
@@ -38,6 +38,14 @@ export interface V1PushNotice {
   readonly authorization: string;
   readonly at: number;
 }
+/**
+ * Bound of a notice read back: what a request makes is far less (a v1 push notice lists its chain, at
+ * most MAX_ANCESTRY ids, ~67 KB; a v2 delete by digest every tag it untagged, 5,000 tags ~250 KB);
+ * a larger object is no notice of ours and goes as junk does. Read within RECORD_MAX (64 KiB) for a
+ * few hours on 2026-12-07: such a notice failed every replay, those after it included.
+ */
+export const NOTICE_MAX = 16 * 1024 * 1024;
+
 /** Notices older than this are dropped (logged): a split registry's forwarded token has long expired. */
 export const PENDING_MAX_AGE_MS = 24 * 3600 * 1000;
 
@@ -75,7 +83,14 @@ export class IndexJournal<N extends { readonly at: number } = PendingNotice> {
     }
     const out: { id: string; notice: N }[] = [];
     for (const key of keys) {
-      const raw = await readOptional(this.driver, key, RECORD_MAX);
+      let raw: Buffer | undefined;
+      try {
+        raw = await readOptional(this.driver, key, NOTICE_MAX);
+      } catch (e) {
+        if (!(e instanceof ContentTooLargeError)) throw e;
+        await removeIfPresent(this.driver, key); // never written by begin(): junk goes
+        continue;
+      }
       if (!raw) continue;
       try {
         out.push({ id: key.slice(this.root.length + 1), notice: JSON.parse(raw.toString('utf8')) as N });
