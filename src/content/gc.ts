@@ -4,7 +4,7 @@ import { keys } from './keys.js';
 import { LINK_MAX, listOptional as listOr, readOptional, RECORD_MAX, removeIfPresent } from './small-objects.js';
 import { derivedV2Image } from './v1-to-v2.js';
 import { ANCESTRY_MAX, type LayerLink } from './v1-images.js';
-import { MAX_MANIFEST_BYTES, MT, schema1DocMax } from './v2-manifests.js';
+import { MAX_MANIFEST_BYTES, MT, REVISION_MAX, schema1DocMax } from './v2-manifests.js';
 import { jsonDepthExceeds, MAX_JSON_DEPTH } from '../http/body.js';
 import { gcDuration, gcFreed, gcObjects, gcRuns } from '../metrics/registry.js';
 import { StorageLock, type LockHolder } from './storage-lock.js';
@@ -406,7 +406,7 @@ export class GarbageCollector {
         // written again since the re-check (a push of the same manifest): kept
         if (young(await mtime(this.driver, revKey))) continue;
         // kept in memory until the settle is over: a tag or an index naming it meanwhile brings it back
-        const rev = await readOptional(this.driver, revKey, RECORD_MAX);
+        const rev = await readOptional(this.driver, revKey, REVISION_MAX);
         const schema1 = await readOptional(this.driver, `${base}/schema1/${u.hex}`, schema1DocMax(this.maxConfigSize));
         const size = (rev?.length ?? 0) + (schema1?.length ?? 0);
         if (savedBytes + size > budget) continue; // left for a later run
@@ -546,7 +546,7 @@ export class GarbageCollector {
       const base = `v2/repositories/${repo}/_manifests`;
       const named = await this.v2Tags(repo);
       for (const k of await listOr(this.driver, `${base}/revisions`)) {
-        const rev = parseJson<Revision>(await readOptional(this.driver, k, RECORD_MAX));
+        const rev = parseJson<Revision>(await readOptional(this.driver, k, REVISION_MAX));
         if (!rev || rev.mediaType === MT.schema1 || rev.mediaType === MT.schema1Signed) continue;
         const d = parseJson<{ manifests?: unknown }>(await readOptional(this.driver, keys.blob(leaf(k)), MAX_MANIFEST_BYTES));
         if (Array.isArray(d?.manifests))
@@ -712,7 +712,7 @@ export class GarbageCollector {
     const revisions = new Map<string, Revision>();
     for (const k of await listOr(this.driver, `${base}/revisions`)) {
       const hex = leaf(k);
-      const rev = parseJson<Revision>(await readOptional(this.driver, k, RECORD_MAX));
+      const rev = parseJson<Revision>(await readOptional(this.driver, k, REVISION_MAX));
       if (HEX.test(hex) && rev) revisions.set(hex, rev);
     }
     const keep = new Set<string>();

@@ -28,6 +28,13 @@ const SHA256 = /^sha256:[a-f0-9]{64}$/;
  * none is read back past it.
  */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+/**
+ * Bound of a revision record read back: its digest, media type and size, and the subject and
+ * artifactType the manifest names, which a manifest of up to MAX_MANIFEST_BYTES may make as long as
+ * it likes. Read within RECORD_MAX for a few hours on 2026-12-07: a manifest with an artifactType
+ * past 64 KiB answered 500 for good, and every gc run failed on it.
+ */
+export const REVISION_MAX = MAX_MANIFEST_BYTES + RECORD_MAX;
 
 /**
  * Bound of a schema1 document read back: a pushed one is held to MAX_MANIFEST_BYTES; one the
@@ -244,7 +251,7 @@ export class V2Manifests {
       for (const [i, c] of m.manifests.entries()) {
         const d = descriptor(c, `manifests[${i}]`, 'child');
         const key = revisionKey(name, d.digest);
-        const raw = await readOptional(this.driver, key, RECORD_MAX);
+        const raw = await readOptional(this.driver, key, REVISION_MAX);
         if (!raw) missing.push(d.digest);
         else {
           const stored = parseRecord<Revision>(raw, key).size;
@@ -453,7 +460,7 @@ export class V2Manifests {
     const digest = await this.resolve(name, reference);
     if (!digest) return undefined;
     const key = revisionKey(name, digest);
-    const raw = await readOptional(this.driver, key, RECORD_MAX);
+    const raw = await readOptional(this.driver, key, REVISION_MAX);
     if (!raw) return undefined;
     const rev = parseRecord<Revision>(raw, key);
     const schema1 = rev.mediaType === MT.schema1 || rev.mediaType === MT.schema1Signed;
@@ -469,7 +476,7 @@ export class V2Manifests {
   async delete(name: V2Name, reference: { tag?: string; digest?: string }): Promise<string[] | undefined> {
     if (reference.tag) return (await removeIfPresent(this.driver, tagKey(name, reference.tag))) ? [reference.tag] : undefined;
     const digest = reference.digest!;
-    const raw = await readOptional(this.driver, revisionKey(name, digest), RECORD_MAX);
+    const raw = await readOptional(this.driver, revisionKey(name, digest), REVISION_MAX);
     if (!(await removeIfPresent(this.driver, revisionKey(name, digest)))) return undefined;
     const subject = raw ? parseRecord<Revision>(raw, revisionKey(name, digest)).subject : undefined;
     if (subject) await removeIfPresent(this.driver, referrerKey(name, subject, digest));
