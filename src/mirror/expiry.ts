@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { StorageDriver } from '../storage/driver.js';
-import { isNotFound } from '../storage/driver.js';
+import { ContentTooLargeError, isNotFound } from '../storage/driver.js';
 import { readOptional, RECORD_MAX, removeIfPresent } from '../content/small-objects.js';
 
 /**
@@ -50,7 +50,15 @@ export class ExpirySchedule {
     }
     const out: ExpiryEntry[] = [];
     for (const k of keys) {
-      const raw = await readOptional(this.driver, k, RECORD_MAX);
+      let raw: Buffer | undefined;
+      try {
+        raw = await readOptional(this.driver, k, RECORD_MAX);
+      } catch (e) {
+        // past any entry schedule() writes: dropped as an unreadable one is (it failed every sweep)
+        if (!(e instanceof ContentTooLargeError)) throw e;
+        await removeIfPresent(this.driver, k);
+        continue;
+      }
       if (!raw) continue;
       try {
         out.push(JSON.parse(raw.toString('utf8')) as ExpiryEntry);
