@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { ContentTooLargeError, isNotFound, type StorageDriver } from '../storage/driver.js';
-import { readOptional, removeIfPresent } from './small-objects.js';
+import { isNotFound, type StorageDriver } from '../storage/driver.js';
+import { readOrDropOversized, removeIfPresent } from './small-objects.js';
 
 /** A notice the index must get for a change in storage (a v2 push or delete of tags). */
 export interface PendingNotice {
@@ -83,14 +83,8 @@ export class IndexJournal<N extends { readonly at: number } = PendingNotice> {
     }
     const out: { id: string; notice: N }[] = [];
     for (const key of keys) {
-      let raw: Buffer | undefined;
-      try {
-        raw = await readOptional(this.driver, key, NOTICE_MAX);
-      } catch (e) {
-        if (!(e instanceof ContentTooLargeError)) throw e;
-        await removeIfPresent(this.driver, key); // never written by begin(): junk goes
-        continue;
-      }
+      // one past NOTICE_MAX was never written by begin(): junk goes
+      const raw = await readOrDropOversized(this.driver, key, NOTICE_MAX);
       if (!raw) continue;
       try {
         out.push({ id: key.slice(this.root.length + 1), notice: JSON.parse(raw.toString('utf8')) as N });

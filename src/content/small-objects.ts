@@ -1,4 +1,4 @@
-import { isNotFound, type StorageDriver } from '../storage/driver.js';
+import { ContentTooLargeError, isNotFound, type StorageDriver } from '../storage/driver.js';
 import { jsonDepthExceeds, MAX_JSON_DEPTH } from '../http/body.js';
 
 /**
@@ -20,6 +20,21 @@ export async function readOptional(driver: StorageDriver, key: string, maxSize: 
   } catch (e) {
     if (isNotFound(e)) return undefined;
     throw e;
+  }
+}
+
+/**
+ * readOptional for an entry of a listed folder of records only this registry writes (journal
+ * notices, expiry entries): one past `maxSize` is none of its own and is removed, as an unreadable
+ * one is, rather than failing every pass over the folder.
+ */
+export async function readOrDropOversized(driver: StorageDriver, key: string, maxSize: number): Promise<Buffer | undefined> {
+  try {
+    return await readOptional(driver, key, maxSize);
+  } catch (e) {
+    if (!(e instanceof ContentTooLargeError)) throw e;
+    await removeIfPresent(driver, key);
+    return undefined;
   }
 }
 

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { StorageDriver } from '../storage/driver.js';
-import { ContentTooLargeError, isNotFound } from '../storage/driver.js';
-import { readOptional, RECORD_MAX, removeIfPresent } from '../content/small-objects.js';
+import { isNotFound } from '../storage/driver.js';
+import { readOrDropOversized, RECORD_MAX, removeIfPresent } from '../content/small-objects.js';
 
 /**
  * When cached content expires (issue 13; distribution keeps `scheduler-state.json`): one small
@@ -50,15 +50,8 @@ export class ExpirySchedule {
     }
     const out: ExpiryEntry[] = [];
     for (const k of keys) {
-      let raw: Buffer | undefined;
-      try {
-        raw = await readOptional(this.driver, k, RECORD_MAX);
-      } catch (e) {
-        // past any entry schedule() writes: dropped as an unreadable one is (it failed every sweep)
-        if (!(e instanceof ContentTooLargeError)) throw e;
-        await removeIfPresent(this.driver, k);
-        continue;
-      }
+      // one past any entry schedule() writes is dropped as an unreadable one is (it failed every sweep)
+      const raw = await readOrDropOversized(this.driver, k, RECORD_MAX);
       if (!raw) continue;
       try {
         out.push(JSON.parse(raw.toString('utf8')) as ExpiryEntry);
