@@ -5,8 +5,7 @@ import { CachingDriver } from '../storage/drivers/caching.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { BlobStore } from '../content/blob-store.js';
 import { DigestWorkers } from '../digest/worker-inner.js';
-import { V1Images } from '../content/v1-images.js';
-import { RECORD_MAX } from '../content/small-objects.js';
+import { imageJsonMax, V1Images } from '../content/v1-images.js';
 import { V1Repositories } from '../content/v1-repositories.js';
 import { upgradeV1Layout } from '../content/v1-layout.js';
 import { MetricsDriver } from '../metrics/driver.js';
@@ -135,7 +134,7 @@ export async function assembleStorage(site: Site, given: StorageDriver | undefin
     scoped: !standalone && !config.disable_token_auth,
     maxLayerSize: config.max_layer_size,
     // a push's json is held to max_json_size, the v2→v1 bridge's (a config's) to max_config_size
-    maxJsonSize: Math.max(config.max_json_size, config.max_config_size) + RECORD_MAX,
+    maxJsonSize: imageJsonMax(config.max_json_size, config.max_config_size),
     verifyTarsum: config.verify_tarsum,
     innerDigests: digestWorkers.factory,
     // complete images' records (GET json, ancestry, layer) from memory for metadata_cache_ttl, as

@@ -3,7 +3,7 @@ import { isNotFound, type StorageDriver } from '../storage/driver.js';
 import { keys } from './keys.js';
 import { LINK_MAX, listOptional as listOr, readOptional, RECORD_MAX, removeIfPresent } from './small-objects.js';
 import { derivedV2Image } from './v1-to-v2.js';
-import { ANCESTRY_MAX, type LayerLink } from './v1-images.js';
+import { ANCESTRY_MAX, imageJsonMax, type LayerLink } from './v1-images.js';
 import { MAX_MANIFEST_BYTES, MT, REVISION_MAX, schema1DocMax } from './v2-manifests.js';
 import { jsonDepthExceeds, MAX_JSON_DEPTH } from '../http/body.js';
 import { gcDuration, gcFreed, gcObjects, gcRuns } from '../metrics/registry.js';
@@ -261,7 +261,7 @@ export class GarbageCollector {
    * (4 MiB by default), the v2→v1 bridge's to max_config_size; as V1ImageOptions.maxJsonSize.
    */
   private get imageRecordMax(): number {
-    return Math.max(this.maxJsonSize, this.maxConfigSize) + RECORD_MAX;
+    return imageJsonMax(this.maxJsonSize, this.maxConfigSize);
   }
 
   /** False when the driver cannot create exclusively: runs then exclude each other within one process only. */

@@ -40,11 +40,13 @@ export const MAX_ANCESTRY = 1000;
 export const ANCESTRY_MAX = MAX_ANCESTRY * 70;
 
 /**
- * Bound of an image json read back when the options name none (V1ImageOptions.maxJsonSize): the
- * default max_config_size (8 MiB; the v2→v1 bridge writes a config's json, not held to
- * max_json_size), and some room.
+ * Bound of an image json read back: a push's json is held to max_json_size, the v2→v1 bridge's (a
+ * config's) to max_config_size; the larger, and some room.
  */
-export const IMAGE_JSON_MAX = 8 * 1024 * 1024 + RECORD_MAX;
+export const imageJsonMax = (maxJsonSize: number, maxConfigSize: number): number => Math.max(maxJsonSize, maxConfigSize) + RECORD_MAX;
+
+/** imageJsonMax of the defaults (4 and 8 MiB), when the options name none (V1ImageOptions.maxJsonSize). */
+export const IMAGE_JSON_MAX = imageJsonMax(4 * 1024 * 1024, 8 * 1024 * 1024);
 
 /** The refusal of an image whose ancestry would list more than MAX_ANCESTRY images. */
 export const ancestryTooLong = (length: number): RegistryError =>
@@ -154,24 +156,18 @@ export class V1Images {
   private readonly locks: Locks;
   private readonly records: AnswerCache<CompleteImage | undefined> | undefined;
   /**
-   * The image's records as read under its lock (every `locks.run` callback): past the metadata
-   * cache ({@link V1ImageOptions.storage}). Reads outside a lock (the GET routes, the checks a
-   * request makes before it takes the lock) go through the cache.
+   * What the image's records are read from under its lock (every `locks.run` callback): the storage
+   * past the metadata cache ({@link V1ImageOptions.storage}). Reads outside a lock (the GET routes,
+   * the checks a request makes before it takes the lock) go through the cache.
    */
-  private readonly held: HeldReads;
+  private readonly held: StorageDriver;
   constructor(
     private readonly driver: StorageDriver,
     readonly blobs: BlobStore,
     private readonly opts: V1ImageOptions,
   ) {
     this.locks = opts.locks ?? new KeyedMutex();
-    const storage = opts.storage ?? driver;
-    this.held = {
-      read: (key, maxSize) => readOptional(storage, key, maxSize),
-      json: (scope, id) => this.readImageJson(scope, id, storage),
-      ancestry: (scope, id) => this.readAncestry(scope, id, storage),
-      exists: (key) => keyExists(storage, key),
-    };
+    this.held = opts.storage ?? driver;
     const r = opts.records;
     this.records =
       r && r.ttlMs > 0
@@ -224,16 +220,13 @@ export class V1Images {
     return this.exists(keys.inProgress(scope, id));
   }
 
-  async layerLink(scope: ImageScope, id: string): Promise<LayerLink | undefined> {
-    const key = keys.layerLink(scope, id);
-    const raw = await this.read(key, RECORD_MAX);
-    return raw ? parseRecord<LayerLink>(raw, key) : undefined;
+  layerLink(scope: ImageScope, id: string): Promise<LayerLink | undefined> {
+    return this.readLayerLink(scope, id);
   }
 
-  /** The layer link as read under the image's lock (past the metadata cache). */
-  private async heldLayerLink(scope: ImageScope, id: string): Promise<LayerLink | undefined> {
+  private async readLayerLink(scope: ImageScope, id: string, driver = this.driver): Promise<LayerLink | undefined> {
     const key = keys.layerLink(scope, id);
-    const raw = await this.held.read(key, RECORD_MAX);
+    const raw = await readOptional(driver, key, RECORD_MAX);
     return raw ? parseRecord<LayerLink>(raw, key) : undefined;
   }
 
@@ -310,15 +303,15 @@ export class V1Images {
       }
     }
     await this.locks.run(this.lockKey(scope, id), async () => {
-      const existing = await this.held.json(scope, id);
-      const marked = await this.held.exists(keys.inProgress(scope, id));
+      const existing = await this.readImageJson(scope, id, this.held);
+      const marked = await keyExists(this.held, keys.inProgress(scope, id));
       if (existing && !marked) throw new RegistryError('IMAGE_EXISTS');
       // Same bytes again (a retry, or a second client pushing the same image at once): keep the layer
       // already uploaded for them, its payload checksum is still right.
       if (existing && existing.equals(body)) return;
       let ancestry: string[] = [id];
       if (typeof parent === 'string' && parent !== '') {
-        const raw = await this.held.ancestry(scope, parent);
+        const raw = await this.readAncestry(scope, parent, this.held);
         const parentAncestry = raw ? parseRecord<string[]>(raw, keys.ancestry(scope, parent)) : [parent];
         ancestry = [id, ...parentAncestry];
       }
@@ -380,9 +373,9 @@ export class V1Images {
     };
     await this.locks.run(this.lockKey(scope, id), async () => {
       // The json may have been replaced while the bytes streamed in: then this payload is stale.
-      const now = await this.held.json(scope, id);
+      const now = await this.readImageJson(scope, id, this.held);
       if (!now || !now.equals(json)) throw new RegistryError('IMAGE_UPLOADING', 'Image json changed during the upload, retry');
-      if (!(await this.held.exists(keys.inProgress(scope, id)))) throw new RegistryError('IMAGE_EXISTS');
+      if (!(await keyExists(this.held, keys.inProgress(scope, id)))) throw new RegistryError('IMAGE_EXISTS');
       await this.driver.putContent(keys.layerLink(scope, id), Buffer.from(JSON.stringify(link)));
     });
     return link;
@@ -394,9 +387,9 @@ export class V1Images {
     const payload = payloadHeader.trim();
     if (payload === '') throw new RegistryError('CHECKSUM_MISSING');
     return this.locks.run(this.lockKey(scope, id), async () => {
-      if (!(await this.held.exists(keys.imageJson(scope, id)))) throw new RegistryError('IMAGE_NOT_FOUND');
-      const link = await this.heldLayerLink(scope, id);
-      if (!(await this.held.exists(keys.inProgress(scope, id)))) {
+      if (!(await keyExists(this.held, keys.imageJson(scope, id)))) throw new RegistryError('IMAGE_NOT_FOUND');
+      const link = await this.readLayerLink(scope, id, this.held);
+      if (!(await keyExists(this.held, keys.inProgress(scope, id)))) {
         // A second client finishing the same image (concurrent pushes): say "already exists", which
         // the 1.x client treats as success, when its checksum is the one already verified.
         if (link && link.payload === payload) throw new RegistryError('IMAGE_EXISTS');
@@ -422,7 +415,7 @@ export class V1Images {
    * v1 push never does) and kept in the link. Called under the image's lock.
    */
   private async completeTarsum(scope: ImageScope, id: string, link: LayerLink): Promise<NonNullable<LayerLink['tarsum']>> {
-    const json = await this.held.json(scope, id);
+    const json = await this.readImageJson(scope, id, this.held);
     if (!json) throw new RegistryError('IMAGE_NOT_FOUND');
     const hasher = new LayerHasher(json, this.opts.innerDigests);
     await pipeline(await this.blobs.open(link.digest), hasher, new Writable({ write: (_c, _e, cb) => cb() }));
@@ -480,7 +473,7 @@ export class V1Images {
     const staged = [keys.inProgress(scope, id), keys.ancestry(scope, id)];
     const mark = Buffer.from(`import ${randomBytes(12).toString('hex')}`);
     await this.locks.run(this.lockKey(scope, id), async () => {
-      if ((await this.held.exists(keys.imageJson(scope, id))) && !(await this.held.exists(keys.inProgress(scope, id)))) {
+      if ((await keyExists(this.held, keys.imageJson(scope, id))) && !(await keyExists(this.held, keys.inProgress(scope, id)))) {
         throw new RegistryError('IMAGE_EXISTS');
       }
       await this.driver.putContent(keys.inProgress(scope, id), mark, lazy);
@@ -549,7 +542,7 @@ export class V1Images {
 
   /** Whether the image's in-progress mark is `mark` (an import's own: stageImport). Under the image's lock. */
   private async marked(scope: ImageScope, id: string, mark: Buffer): Promise<boolean> {
-    const now = await this.held.read(keys.inProgress(scope, id), RECORD_MAX);
+    const now = await readOptional(this.held, keys.inProgress(scope, id), RECORD_MAX);
     return now !== undefined && now.equals(mark);
   }
 
@@ -572,7 +565,7 @@ export class V1Images {
     return this.locks.run(this.lockKey(s.scope, s.id), async () => {
       // stageImport removed the link under this mark: a link now is a push's PUT layer
       if (!(await this.marked(s.scope, s.id, s.mark))) return false;
-      if ((await this.held.read(linkKey, RECORD_MAX)) !== undefined) return false;
+      if ((await readOptional(this.held, linkKey, RECORD_MAX)) !== undefined) return false;
       const link = Buffer.from(JSON.stringify(s.link));
       await this.driver.putContent(linkKey, link, lazy);
       await this.driver.putContent(checksumKey, s.checksum, lazy);
@@ -580,7 +573,11 @@ export class V1Images {
       await flush([...published, linkKey, checksumKey, jsonKey]);
       // a push waits for this lock; the records can only have changed if it was broken meanwhile
       // (a pause past the lease): then the mark stays, and the image is left to the push
-      const [ours, nowLink, json] = await Promise.all([this.marked(s.scope, s.id, s.mark), this.held.read(linkKey, RECORD_MAX), this.held.json(s.scope, s.id)]);
+      const [ours, nowLink, json] = await Promise.all([
+        this.marked(s.scope, s.id, s.mark),
+        readOptional(this.held, linkKey, RECORD_MAX),
+        this.readImageJson(s.scope, s.id, this.held),
+      ]);
       if (!ours || !nowLink?.equals(link) || !json?.equals(s.json)) return false;
       await this.remove(keys.inProgress(s.scope, s.id));
       return true;
@@ -594,7 +591,7 @@ export class V1Images {
    */
   async discardIncomplete(scope: ImageScope, id: string, mark?: Buffer): Promise<boolean> {
     return this.locks.run(this.lockKey(scope, id), async () => {
-      if (!(await this.held.exists(keys.inProgress(scope, id)))) return false;
+      if (!(await keyExists(this.held, keys.inProgress(scope, id)))) return false;
       // an import removes only what it staged itself, never a client's push in progress
       if (mark && !(await this.marked(scope, id, mark))) return false;
       await this.remove(keys.imageJson(scope, id));
@@ -686,7 +683,7 @@ export class V1Images {
     // and never before its parent
     for (const c of copies.reverse()) {
       await this.locks.run(this.lockKey(to, c.id), async () => {
-        if (await this.held.exists(keys.imageJson(to, c.id))) return; // a concurrent link or push got there first
+        if (await keyExists(this.held, keys.imageJson(to, c.id))) return; // a concurrent link or push got there first
         await this.driver.putContent(keys.ancestry(to, c.id), c.ancestry);
         await this.driver.putContent(keys.layerLink(to, c.id), c.layer);
         if (c.checksum) await this.driver.putContent(keys.clientChecksum(to, c.id), c.checksum);
@@ -767,9 +764,9 @@ export class V1Images {
     if (ancestry.length > MAX_ANCESTRY) throw ancestryTooLong(ancestry.length);
     return this.locks.run(this.lockKey(scope, id), async () => {
       const [mine, mineLayer, marked] = await Promise.all([
-        this.held.json(scope, id),
-        this.heldLayerLink(scope, id),
-        this.held.exists(keys.inProgress(scope, id)),
+        this.readImageJson(scope, id, this.held),
+        this.readLayerLink(scope, id, this.held),
+        keyExists(this.held, keys.inProgress(scope, id)),
       ]);
       if (mine && mine.equals(json) && mineLayer && mineLayer.digest === link.digest && mineLayer.payload === link.payload && !marked) return 'kept';
       if (opts.keepOthers && mine && !marked) return 'taken';
@@ -784,14 +781,6 @@ export class V1Images {
       return 'written';
     });
   }
-}
-
-/** Reads of an image's records through one driver (V1Images.held: the storage beneath the metadata cache). */
-interface HeldReads {
-  read(key: string, maxSize: number): Promise<Buffer | undefined>;
-  json(scope: ImageScope, id: string): Promise<Buffer | undefined>;
-  ancestry(scope: ImageScope, id: string): Promise<Buffer | undefined>;
-  exists(key: string): Promise<boolean>;
 }
 
 function sameBlob(a: Buffer, b: Buffer): boolean {

@@ -6,8 +6,7 @@ import { createDriver } from '../storage/drivers/index.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { BlobStore } from '../content/blob-store.js';
 import { DigestWorkers } from '../digest/worker-inner.js';
-import { V1Images } from '../content/v1-images.js';
-import { RECORD_MAX } from '../content/small-objects.js';
+import { imageJsonMax, V1Images } from '../content/v1-images.js';
 import { StorageLock } from '../content/storage-lock.js';
 import type { Locks } from '../content/mutex.js';
 import { V1Repositories } from '../content/v1-repositories.js';
@@ -79,7 +78,7 @@ export async function openContent(config: Config, log: Logger = createLogger('si
     scoped: !standalone && !config.disable_token_auth,
     maxLayerSize: config.max_layer_size,
     // a push's json is held to max_json_size, the v2→v1 bridge's (a config's) to max_config_size
-    maxJsonSize: Math.max(config.max_json_size, config.max_config_size) + RECORD_MAX,
+    maxJsonSize: imageJsonMax(config.max_json_size, config.max_config_size),
     verifyTarsum: config.verify_tarsum,
     innerDigests: digestWorkers.factory,
   });
