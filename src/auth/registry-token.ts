@@ -85,7 +85,7 @@ export class TokenAuth implements RegistryAuth {
    * this one, so the many tokens of one repository (a client asks for a new one per pull) share one
    * Set instead of holding a copy each (a soak's cache of 1,000 tokens for repositories of 200 images
    * held 1,000 copies). At most SHARED_MAX repositories and the cache's bytes, the least recently
-   * used dropped first: before 2026-12-08 only the count was bounded, and 1,000 repositories with
+   * used dropped first: before 2026-12-07 only the count was bounded, and 1,000 repositories with
    * large image lists (an index answers up to 64 MiB each) were kept here after the cache had let
    * them go.
    */

@@ -63,7 +63,7 @@ interface Stored {
 /**
  * Stored batches whose events a queue keeps in memory, at most (at least one, whatever its size):
  * the rest wait in storage only and are read back, in order, once these are sent. Before
- * 2026-12-08 every undelivered event stayed in memory as well as in storage, so a receiver that was
+ * 2026-12-07 every undelivered event stayed in memory as well as in storage, so a receiver that was
  * down (or refused) for long enough took the process down with the pulls and pushes it missed.
  */
 const WINDOW_BATCHES = 256;
